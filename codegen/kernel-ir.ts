@@ -1,0 +1,141 @@
+/**
+ * KernelIR: what codegen hands the runtime. A kernel is WGSL plus its binding
+ * list; a launch is a kernel with a dispatch grid that may depend on the step's
+ * token count. Every kernel's binding 0 is the shared `Step` uniform, written
+ * once per step, so one recorded command buffer serves any T and position.
+ */
+
+/** Device facts that kernel generators and passes may depend on. */
+export interface DeviceCaps {
+  maxInvocationsPerWorkgroup: number;
+  maxWorkgroupSizeX: number;
+  maxWorkgroupSizeY: number;
+  maxWorkgroupStorageBytes: number;
+  maxStorageBindingBytes: number;
+  maxBufferBytes: number;
+  maxStorageBuffersPerStage: number;
+  maxWorkgroupsPerDimension: number;
+  subgroups: boolean;
+  shaderF16: boolean;
+  subgroupMatrix: boolean;
+}
+
+/** WebGPU's guaranteed minimums: what a kernel may assume with no adapter in hand. */
+export const BASELINE_CAPS: DeviceCaps = {
+  maxInvocationsPerWorkgroup: 256,
+  maxWorkgroupSizeX: 256,
+  maxWorkgroupSizeY: 256,
+  maxWorkgroupStorageBytes: 16384,
+  maxStorageBindingBytes: 128 * 1024 * 1024,
+  maxBufferBytes: 256 * 1024 * 1024,
+  maxStorageBuffersPerStage: 8,
+  maxWorkgroupsPerDimension: 65535,
+  subgroups: false,
+  shaderF16: false,
+  subgroupMatrix: false,
+};
+
+export type BindingAccess = 'read' | 'read_write' | 'uniform';
+
+export interface BindingDecl {
+  /** Name used by the emitter and tests to attach a buffer. */
+  name: string;
+  access: BindingAccess;
+}
+
+export interface Kernel {
+  /** Stable, descriptive name (e.g. `matmul_rms_glu_t64x64`); unique per distinct code. */
+  name: string;
+  /** Complete WGSL module with a single `@compute fn main`. */
+  code: string;
+  /** Bindings of @group(0) in order: binding i is bindings[i]. bindings[0] is always `step`. */
+  bindings: BindingDecl[];
+  workgroupSize: [number, number, number];
+}
+
+/** Symbols a grid may depend on, all read from the Step uniform at run time. */
+export type GridSymbol = 'T' | 'L';
+
+/** A constant, or ceil((sym * mul + add) / div). */
+export type GridDim = number | { sym: GridSymbol; mul?: number; add?: number; div?: number };
+
+export interface KernelLaunch {
+  kernel: Kernel;
+  grid: [GridDim, GridDim, GridDim];
+}
+
+/** Values of the grid symbols and of the Step uniform for one step. */
+export interface StepParams {
+  /** Tokens processed in this step. */
+  T: number;
+  /** Absolute position of the first of those tokens (tokens already in the cache). */
+  pos: number;
+  /** Rows of logits wanted, counted back from the last token (1 for generation, T for all). */
+  L: number;
+}
+
+export function resolveGridDim(d: GridDim, p: StepParams): number {
+  if (typeof d === 'number') return d;
+  const v = p[d.sym] * (d.mul ?? 1) + (d.add ?? 0);
+  return Math.ceil(v / (d.div ?? 1));
+}
+
+/**
+ * The Step uniform. Its layout is fixed (16 u32 words) so that every kernel can
+ * declare it with STEP_WGSL and the runtime writes it with writeStep().
+ */
+export const STEP_WGSL = /* wgsl */ `
+struct Step {
+  T: u32,        // tokens in this step
+  pos: u32,      // absolute position of the first token
+  L: u32,        // logit rows wanted (the last L of T)
+  seed: u32,     // sampling seed
+  draw: u32,     // sampling draw counter (advances each generated token)
+  topK: u32,     // 0 = off
+  temperature: f32, // 0 = greedy
+  topP: f32,     // 1 = off
+  _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
+  _pad4: u32, _pad5: u32, _pad6: u32, _pad7: u32,
+}
+@group(0) @binding(0) var<uniform> step: Step;
+`;
+
+export const STEP_BYTES = 64;
+
+export interface SamplingParams {
+  seed: number;
+  draw: number;
+  topK: number;
+  temperature: number;
+  topP: number;
+}
+
+export const GREEDY: SamplingParams = { seed: 0, draw: 0, topK: 0, temperature: 0, topP: 1 };
+
+export function encodeStep(p: StepParams, s: SamplingParams = GREEDY): ArrayBuffer {
+  const buf = new ArrayBuffer(STEP_BYTES);
+  const u = new Uint32Array(buf);
+  const f = new Float32Array(buf);
+  u[0] = p.T;
+  u[1] = p.pos;
+  u[2] = p.L;
+  u[3] = s.seed >>> 0;
+  u[4] = s.draw >>> 0;
+  u[5] = s.topK >>> 0;
+  f[6] = s.temperature;
+  f[7] = s.topP;
+  return buf;
+}
+
+/** The binding declaration every kernel starts with. */
+export const STEP_BINDING: BindingDecl = { name: 'step', access: 'uniform' };
+
+/** WGSL declaration for binding i of a storage buffer of f32 or u32. */
+export function storageDecl(
+  binding: number,
+  name: string,
+  access: 'read' | 'read_write',
+  elem: 'f32' | 'u32' | 'vec4<f32>' = 'f32',
+): string {
+  return `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<${elem}>;`;
+}

@@ -1,0 +1,192 @@
+/**
+ * Browser-safe WebGPU helpers shared by the runtime and the kernel tests:
+ * device capabilities, pipelines from KernelIR, buffers, one-shot launches.
+ * Nothing here imports Node modules.
+ */
+import type { DeviceCaps, Kernel, KernelLaunch, StepParams, SamplingParams } from '../codegen/kernel-ir.ts';
+import { encodeStep, resolveGridDim, STEP_BYTES } from '../codegen/kernel-ir.ts';
+
+export interface GpuContext {
+  device: GPUDevice;
+  caps: DeviceCaps;
+  adapterInfo: { vendor: string; architecture: string; device: string; description: string };
+  /** True when running on the SwiftShader CPU fallback. */
+  fallback: boolean;
+  features: string[];
+}
+
+/** Limits we ask for: everything the adapter offers that kernels or large weights can use. */
+export const REQUESTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupsPerDimension',
+] as const;
+
+const WANTED_FEATURES = [
+  'shader-f16',
+  'subgroups',
+  'timestamp-query',
+  'chromium-experimental-subgroup-matrix',
+] as const;
+
+export function capsFromLimits(limits: GPUSupportedLimits, features: ReadonlySet<string>): DeviceCaps {
+  return {
+    maxInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+    maxWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
+    maxWorkgroupSizeY: limits.maxComputeWorkgroupSizeY,
+    maxWorkgroupStorageBytes: limits.maxComputeWorkgroupStorageSize,
+    maxStorageBindingBytes: limits.maxStorageBufferBindingSize,
+    maxBufferBytes: limits.maxBufferSize,
+    maxStorageBuffersPerStage: limits.maxStorageBuffersPerShaderStage,
+    maxWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
+    subgroups: features.has('subgroups'),
+    shaderF16: features.has('shader-f16'),
+    subgroupMatrix: features.has('chromium-experimental-subgroup-matrix'),
+  };
+}
+
+/** Request a device with the adapter's full limits and the features we can use. */
+export async function openDevice(adapter: GPUAdapter, fallback: boolean): Promise<GpuContext> {
+  const requiredLimits: Record<string, number> = {};
+  for (const k of REQUESTED_LIMITS) requiredLimits[k] = adapter.limits[k];
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const info = adapter.info;
+  const features = [...device.features].map(String).sort();
+  return {
+    device,
+    caps: capsFromLimits(device.limits, new Set(features)),
+    adapterInfo: {
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+    },
+    fallback,
+    features,
+  };
+}
+
+/** Browser entry: navigator.gpu with the adapter's limits. */
+export async function openBrowserDevice(): Promise<GpuContext> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) throw new Error('WebGPU is not available in this browser (navigator.gpu is undefined)');
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new Error('navigator.gpu.requestAdapter() returned no adapter');
+  return openDevice(adapter, false);
+}
+
+const pipelineCache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+/** Compile (once per device and code) the pipeline of a kernel; WGSL errors name the kernel. */
+export function pipelineFor(device: GPUDevice, kernel: Kernel): GPUComputePipeline {
+  let cache = pipelineCache.get(device);
+  if (!cache) pipelineCache.set(device, (cache = new Map()));
+  const hit = cache.get(kernel.code);
+  if (hit) return hit;
+  const module = device.createShaderModule({ code: kernel.code, label: kernel.name });
+  const pipeline = device.createComputePipeline({
+    layout: 'auto',
+    compute: { module, entryPoint: 'main' },
+    label: kernel.name,
+  });
+  cache.set(kernel.code, pipeline);
+  return pipeline;
+}
+
+/** Surface WGSL compile errors with the kernel name and the offending line. */
+export async function checkKernel(device: GPUDevice, kernel: Kernel): Promise<void> {
+  const module = device.createShaderModule({ code: kernel.code, label: kernel.name });
+  const info = await module.getCompilationInfo();
+  const errors = info.messages.filter((m) => m.type === 'error');
+  if (errors.length) {
+    const lines = kernel.code.split('\n');
+    const msg = errors
+      .map((e) => `  ${kernel.name}:${e.lineNum}:${e.linePos}: ${e.message}\n    ${lines[e.lineNum - 1] ?? ''}`)
+      .join('\n');
+    throw new Error(`WGSL compile error in kernel ${kernel.name}:\n${msg}`);
+  }
+}
+
+/** GPUBufferUsage is a global only after the platform installs it (dawn.node's `globals`). */
+function GPUBufferUsageFlags(): typeof GPUBufferUsage {
+  return globalThis.GPUBufferUsage;
+}
+
+export function createStorage(device: GPUDevice, bytes: number, label: string): GPUBuffer {
+  // WebGPU wants sizes that are multiples of 4 and non-zero.
+  const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+  const u = GPUBufferUsageFlags();
+  return device.createBuffer({ size, usage: u.STORAGE | u.COPY_SRC | u.COPY_DST, label });
+}
+
+export function createStepBuffer(device: GPUDevice): GPUBuffer {
+  return device.createBuffer({
+    size: STEP_BYTES,
+    usage: GPUBufferUsageFlags().UNIFORM | GPUBufferUsageFlags().COPY_DST,
+    label: 'step',
+  });
+}
+
+export function writeStep(device: GPUDevice, stepBuf: GPUBuffer, p: StepParams, s?: SamplingParams): void {
+  device.queue.writeBuffer(stepBuf, 0, encodeStep(p, s));
+}
+
+export function upload(device: GPUDevice, buf: GPUBuffer, data: ArrayBufferView, offset = 0): void {
+  // writeBuffer wants a multiple of 4 bytes; typed arrays here are 4-byte elements.
+  device.queue.writeBuffer(buf, offset, data.buffer, data.byteOffset, data.byteLength);
+}
+
+export async function readBuffer(device: GPUDevice, buf: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+  const size = Math.ceil(bytes / 4) * 4;
+  const staging = device.createBuffer({
+    size,
+    usage: GPUBufferUsageFlags().MAP_READ | GPUBufferUsageFlags().COPY_DST,
+  });
+  const enc = device.createCommandEncoder();
+  enc.copyBufferToBuffer(buf, offset, staging, 0, size);
+  device.queue.submit([enc.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const out = staging.getMappedRange().slice(0, bytes);
+  staging.unmap();
+  staging.destroy();
+  return out;
+}
+
+export function bindGroupFor(
+  device: GPUDevice,
+  kernel: Kernel,
+  buffers: Record<string, GPUBuffer>,
+): GPUBindGroup {
+  const pipeline = pipelineFor(device, kernel);
+  return device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    label: kernel.name,
+    entries: kernel.bindings.map((b, i) => {
+      const buffer = buffers[b.name];
+      if (!buffer) throw new Error(`kernel ${kernel.name}: no buffer bound to '${b.name}'`);
+      return { binding: i, resource: { buffer } };
+    }),
+  });
+}
+
+/** Grid after resolving symbols; a zero-sized dimension means "skip this dispatch". */
+export function gridFor(launch: KernelLaunch, p: StepParams): [number, number, number] {
+  return launch.grid.map((d) => resolveGridDim(d, p)) as [number, number, number];
+}
+
+export function checkGrid(kernel: Kernel, grid: [number, number, number], caps: DeviceCaps): void {
+  for (const g of grid) {
+    if (g > caps.maxWorkgroupsPerDimension) {
+      throw new Error(
+        `kernel ${kernel.name}: dispatch of ${g} workgroups exceeds the device limit ` +
+          `maxComputeWorkgroupsPerDimension = ${caps.maxWorkgroupsPerDimension}`,
+      );
+    }
+  }
+}

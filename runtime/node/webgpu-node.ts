@@ -1,0 +1,82 @@
+/**
+ * Node adapter: WebGPU through Dawn (npm `webgpu`). Hardware adapter first; when
+ * none is found, the SwiftShader CPU Vulkan driver (set up once by
+ * tools/setup.sh into .cache/swiftshader) is used, and that choice is reported.
+ */
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { openDevice, type GpuContext } from '../gpu.ts';
+
+const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const SWIFTSHADER_ICD = join(projectRoot, '.cache', 'swiftshader', 'vk_swiftshader_icd.json');
+const SETUP_SCRIPT = join(projectRoot, 'tools', 'setup.sh');
+
+/** Dawn toggles that native engines use for speed; `--gpu-flags fast` selects them. */
+export const FAST_DAWN_FLAGS = [
+  'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,use_vulkan_memory_model,skip_validation,disable_robustness,disable_workgroup_init,disable_polyfills_on_integer_div_and_mod',
+];
+
+export interface NodeGpuOptions {
+  /** Strings passed to Dawn's create(); 'fast' expands to FAST_DAWN_FLAGS. */
+  flags?: string[];
+  /** Skip the hardware probe and use SwiftShader (STRATA_SWIFTSHADER=1 does the same). */
+  forceFallback?: boolean;
+  /** Log set-up steps (SwiftShader install) to stderr. */
+  log?: (msg: string) => void;
+}
+
+type DawnModule = { create(flags: string[]): GPU; globals: object };
+let dawn: DawnModule | null = null;
+
+async function loadDawn(): Promise<DawnModule> {
+  if (dawn) return dawn;
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  const mod = (await import('webgpu')) as unknown as DawnModule;
+  Object.assign(globalThis, mod.globals);
+  dawn = mod;
+  return mod;
+}
+
+export function expandFlags(flags: string[] = []): string[] {
+  return flags.flatMap((f) => (f === 'fast' ? FAST_DAWN_FLAGS : [f]));
+}
+
+function ensureSwiftShader(log: (m: string) => void): void {
+  if (existsSync(SWIFTSHADER_ICD)) return;
+  log('strata: no GPU adapter found; setting up SwiftShader (one time) ...');
+  const r = spawnSync('bash', [SETUP_SCRIPT], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0 || !existsSync(SWIFTSHADER_ICD)) {
+    throw new Error(
+      `no WebGPU adapter found and the SwiftShader fallback could not be set up (${SETUP_SCRIPT} exited ${r.status}); ` +
+        'install a Vulkan driver, or run tools/setup.sh as root',
+    );
+  }
+}
+
+let shared: Promise<GpuContext> | null = null;
+
+/** One device per process: Dawn instances are heavy and tests share them. */
+export function nodeGpu(opts: NodeGpuOptions = {}): Promise<GpuContext> {
+  if (!shared) shared = acquire(opts);
+  return shared;
+}
+
+export async function acquire(opts: NodeGpuOptions = {}): Promise<GpuContext> {
+  const log = opts.log ?? ((m: string) => process.stderr.write(m + '\n'));
+  const { create } = await loadDawn();
+  const flags = expandFlags(opts.flags);
+  const force = opts.forceFallback || process.env.STRATA_SWIFTSHADER === '1';
+  if (!force) {
+    const adapter = await create(flags).requestAdapter({ powerPreference: 'high-performance' });
+    if (adapter && !adapter.info.description.toLowerCase().includes('swiftshader')) {
+      return openDevice(adapter, false);
+    }
+  }
+  ensureSwiftShader(log);
+  process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  const adapter = await create(flags).requestAdapter();
+  if (!adapter) throw new Error(`SwiftShader did not provide a WebGPU adapter (ICD ${SWIFTSHADER_ICD})`);
+  return openDevice(adapter, true);
+}

@@ -1,0 +1,109 @@
+/**
+ * Scalar math shared by several op references (activations inside matmul
+ * epilogues, norms inside matmul prologues, RoPE inside the fused QKV kernel),
+ * so each formula exists once on the CPU side. WGSL twins: codegen/kernels/wgsl-math.ts.
+ */
+import type { Activation, NormSpec } from '../spec/model.ts';
+
+/** erf to f64 accuracy (JS has none): Taylor series near 0, continued fraction for the tail. */
+export function erf(x: number): number {
+  const ax = Math.abs(x);
+  if (ax >= 6) return Math.sign(x);
+  if (ax < 3) {
+    let term = x;
+    let sum = x;
+    const x2 = x * x;
+    for (let n = 1; n < 200; n++) {
+      term *= -x2 / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  // Continued fraction for erfc on the tail.
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
+  return Math.sign(x) * (1 - erfc);
+}
+
+export function activate(act: Activation, x: number): number {
+  switch (act) {
+    case 'silu':
+      return x / (1 + Math.exp(-x));
+    case 'gelu':
+      return 0.5 * x * (1 + erf(x / Math.SQRT2));
+    case 'gelu_tanh':
+      return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+    case 'relu':
+      return Math.max(0, x);
+    case 'relu2': {
+      const r = Math.max(0, x);
+      return r * r;
+    }
+  }
+}
+
+/**
+ * Normalise `width` elements of x starting at xOff, in groups of `group`, into out at outOff.
+ * w and b have `group` elements (b only for LayerNorm with bias). f64 accumulation.
+ */
+export function normalizeRow(
+  norm: NormSpec,
+  x: Float32Array,
+  xOff: number,
+  width: number,
+  group: number,
+  w: Float32Array,
+  b: Float32Array | undefined,
+  out: Float32Array,
+  outOff: number,
+): void {
+  for (let g0 = 0; g0 < width; g0 += group) {
+    let mean = 0;
+    if (norm.kind === 'layer') {
+      for (let i = 0; i < group; i++) mean += x[xOff + g0 + i];
+      mean /= group;
+    }
+    let ss = 0;
+    for (let i = 0; i < group; i++) {
+      const d = x[xOff + g0 + i] - mean;
+      ss += d * d;
+    }
+    const inv = 1 / Math.sqrt(ss / group + norm.eps);
+    for (let i = 0; i < group; i++) {
+      const scale = norm.unitOffset ? 1 + w[i] : w[i];
+      let y = (x[xOff + g0 + i] - mean) * inv * scale;
+      if (norm.kind === 'layer' && norm.bias && b) y += b[i];
+      out[outOff + g0 + i] = y;
+    }
+  }
+}
+
+/**
+ * Rotate the rotary part of one head in place. `pairs` picks which elements pair up:
+ * 'half' pairs (i, i + rd/2) like HF's rotate_half; 'interleaved' pairs (2i, 2i+1).
+ * cos/sin hold rd/2 values for this position starting at csOff.
+ */
+export function rotateHead(
+  v: Float32Array,
+  off: number,
+  rotaryDim: number,
+  pairs: 'half' | 'interleaved',
+  cos: Float32Array,
+  sin: Float32Array,
+  csOff: number,
+): void {
+  const half = rotaryDim / 2;
+  for (let i = 0; i < half; i++) {
+    const a = pairs === 'half' ? off + i : off + 2 * i;
+    const b = pairs === 'half' ? off + i + half : off + 2 * i + 1;
+    const c = cos[csOff + i];
+    const s = sin[csOff + i];
+    const x0 = v[a];
+    const x1 = v[b];
+    v[a] = x0 * c - x1 * s;
+    v[b] = x1 * c + x0 * s;
+  }
+}
