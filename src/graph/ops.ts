@@ -181,9 +181,23 @@ export function addCost(a: Cost, b: Cost): Cost {
   };
 }
 
+/** The Step uniform's sampling fields (same shape as codegen's SamplingParams). */
+export interface SamplingShape {
+  seed: number;
+  draw: number;
+  /** 0 = off. */
+  topK: number;
+  /** 0 = greedy. */
+  temperature: number;
+  /** 1 = off. */
+  topP: number;
+}
+
 /** Symbol values for one step, as seen by references and cost functions. */
 export interface StepShape {
   T: number;
   pos: number;
   L: number;
+  /** Read by the `sample` reference only; absent means greedy. */
+  sampling?: SamplingShape;
 }

@@ -1,0 +1,119 @@
+/**
+ * CompiledModel → bundle: manifest.json, shaders/*.wgsl, weights.safetensors.
+ * The bundle is written into a temporary sibling folder and renamed into place
+ * at the end, so a failed compile leaves nothing behind (and an existing bundle
+ * is replaced only by a complete one).
+ */
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { CompiledModel } from '../src/compile.ts';
+import { materialize, type WeightProvider } from '../src/graph/params.ts';
+import type { BundleManifest } from '../runtime/manifest.ts';
+import { BUNDLE_FORMAT, BUNDLE_VERSION } from '../runtime/manifest.ts';
+import type { BundleSource, Progress } from '../runtime/model.ts';
+
+export const WEIGHTS_FILE = 'weights.safetensors';
+
+export function toManifest(c: CompiledModel): BundleManifest {
+  const phase = (p: CompiledModel['phases']['prefill']) => ({
+    maxT: p.maxT,
+    slots: p.slots,
+    scratch: p.scratch,
+    dispatches: p.dispatches,
+    ioBytes: p.ioBytes,
+  });
+  return {
+    format: BUNDLE_FORMAT,
+    version: BUNDLE_VERSION,
+    createdBy: 'strata 0.1.0',
+    model: c.model,
+    compile: { maxT: c.maxT, capacity: c.capacity, fused: c.fused, caps: c.caps, precision: 'f32' },
+    weightsFile: WEIGHTS_FILE,
+    tensors: c.params.map((p) => ({ name: p.name, shape: p.shape })),
+    state: c.state,
+    kernels: c.kernels.map((k) => ({
+      name: k.name,
+      file: `shaders/${k.name}.wgsl`,
+      bindings: k.bindings,
+      workgroupSize: k.workgroupSize,
+    })),
+    phases: { prefill: phase(c.phases.prefill), decode: phase(c.phases.decode) },
+    tokenizer: { kind: 'bytes' },
+  };
+}
+
+function checkedTensor(c: CompiledModel, weights: WeightProvider, name: string): Float32Array {
+  const p = c.params.find((q) => q.name === name);
+  if (!p) throw new Error(`bundle has no tensor named '${name}'`);
+  const data = materialize(p.source, weights);
+  const want = p.shape.reduce((a, b) => a * b, 1);
+  if (data.length !== want) throw new Error(`tensor ${name}: ${data.length} elements, shape [${p.shape}] needs ${want}`);
+  return data;
+}
+
+/** Run a compiled model straight from memory, without writing a bundle. */
+export function memorySource(c: CompiledModel, weights: WeightProvider): BundleSource {
+  const code = new Map(c.kernels.map((k) => [`shaders/${k.name}.wgsl`, k.code]));
+  return {
+    manifest: toManifest(c),
+    shader: async (file) => {
+      const s = code.get(file);
+      if (s === undefined) throw new Error(`no shader ${file}`);
+      return s;
+    },
+    tensor: async (name) => checkedTensor(c, weights, name),
+  };
+}
+
+/** safetensors header for f32 tensors laid out back to back, padded to 8 bytes. */
+function safetensorsHeader(tensors: { name: string; shape: number[] }[]): Buffer {
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt', producer: 'strata' } };
+  let off = 0;
+  for (const t of tensors) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * 4;
+    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [off, off + bytes] };
+    off += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const buf = Buffer.alloc(8 + Buffer.byteLength(json));
+  buf.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+  buf.write(json, 8);
+  return buf;
+}
+
+export async function writeBundle(
+  c: CompiledModel,
+  weights: WeightProvider,
+  outDir: string,
+  onProgress?: Progress,
+): Promise<void> {
+  const tmp = join(dirname(outDir), `.${basename(outDir)}.tmp-${process.pid}`);
+  await rm(tmp, { recursive: true, force: true });
+  try {
+    await mkdir(join(tmp, 'shaders'), { recursive: true });
+    const manifest = toManifest(c);
+    for (const k of c.kernels) await writeFile(join(tmp, 'shaders', `${k.name}.wgsl`), k.code);
+    const fh = await open(join(tmp, WEIGHTS_FILE), 'w');
+    try {
+      await fh.write(safetensorsHeader(manifest.tensors));
+      let done = 0;
+      for (const t of manifest.tensors) {
+        const data = checkedTensor(c, weights, t.name);
+        await fh.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        onProgress?.('write weights', ++done, manifest.tensors.length);
+      }
+    } finally {
+      await fh.close();
+    }
+    await writeFile(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 1));
+    const old = `${outDir}.old-${process.pid}`;
+    if (existsSync(outDir)) await rename(outDir, old);
+    await rename(tmp, outDir);
+    await rm(old, { recursive: true, force: true });
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * Runs a compiled bundle on a WebGPU device. Browser-safe: bundle files come
+ * through a BundleSource (the Node adapter reads them from disk; a browser
+ * fetches them). Each step records all of a phase's dispatches into one
+ * command buffer; the Step uniform carries T, position and sampling settings.
+ */
+import type { Kernel, SamplingParams } from '../codegen/kernel-ir.ts';
+import { GREEDY, resolveGridDim } from '../codegen/kernel-ir.ts';
+import type { BundleManifest, ManifestPhase } from './manifest.ts';
+import {
+  checkKernel,
+  createStepBuffer,
+  createStorage,
+  pipelineFor,
+  readBuffer,
+  upload,
+  writeStep,
+  type GpuContext,
+} from './gpu.ts';
+
+export interface BundleSource {
+  manifest: BundleManifest;
+  shader(file: string): Promise<string>;
+  /** The named tensor as f32; must throw an error naming the tensor if it is missing or mis-sized. */
+  tensor(name: string, shape: number[]): Promise<Float32Array>;
+}
+
+export type Progress = (stage: string, done: number, total: number) => void;
+
+type PhaseName = 'prefill' | 'decode';
+
+interface PhaseShared {
+  spec: ManifestPhase;
+  step: GPUBuffer;
+  slots: GPUBuffer[];
+  scratch: Map<string, GPUBuffer>;
+  io: { ids: GPUBuffer; logits: GPUBuffer; token: GPUBuffer };
+}
+
+export interface GenerateOptions {
+  maxTokens: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  /** Generation stops after emitting one of these. */
+  stopTokens?: number[];
+}
+
+export class GpuModel {
+  private constructor(
+    readonly gpu: GpuContext,
+    readonly manifest: BundleManifest,
+    private readonly params: Map<string, GPUBuffer>,
+    private readonly kernels: Map<string, Kernel>,
+    private readonly phases: Record<PhaseName, PhaseShared>,
+  ) {}
+
+  get vocab(): number {
+    return this.manifest.model.vocab;
+  }
+
+  /** Dispatches recorded per decode step (one token). */
+  get dispatchesPerToken(): number {
+    return this.manifest.phases.decode.dispatches.length;
+  }
+
+  static async load(gpu: GpuContext, src: BundleSource, onProgress?: Progress): Promise<GpuModel> {
+    const m = src.manifest;
+    checkDeviceFits(gpu, m);
+    const { device } = gpu;
+    const params = new Map<string, GPUBuffer>();
+    let done = 0;
+    for (const t of m.tensors) {
+      const data = await src.tensor(t.name, t.shape);
+      const buf = createStorage(device, data.byteLength, t.name);
+      upload(device, buf, data);
+      params.set(t.name, buf);
+      onProgress?.('upload weights', ++done, m.tensors.length);
+    }
+    const kernels = new Map<string, Kernel>();
+    done = 0;
+    for (const k of m.kernels) {
+      const kernel: Kernel = { name: k.name, code: await src.shader(k.file), bindings: k.bindings, workgroupSize: k.workgroupSize };
+      await checkKernel(device, kernel);
+      pipelineFor(device, kernel);
+      kernels.set(k.name, kernel);
+      onProgress?.('create pipelines', ++done, m.kernels.length);
+    }
+    const phase = (name: PhaseName): PhaseShared => {
+      const spec = m.phases[name];
+      return {
+        spec,
+        step: createStepBuffer(device),
+        slots: spec.slots.map((b, i) => createStorage(device, b, `${name}.slot${i}`)),
+        scratch: new Map(Object.entries(spec.scratch).map(([k, b]) => [k, createStorage(device, b, `${name}.${k}`)])),
+        io: {
+          ids: createStorage(device, spec.ioBytes.ids, `${name}.ids`),
+          logits: createStorage(device, spec.ioBytes.logits, `${name}.logits`),
+          token: createStorage(device, spec.ioBytes.token, `${name}.token`),
+        },
+      };
+    };
+    return new GpuModel(gpu, m, params, kernels, { prefill: phase('prefill'), decode: phase('decode') });
+  }
+
+  newSequence(): Sequence {
+    return new Sequence(this);
+  }
+
+  /** @internal Buffers and bind groups of one phase for a sequence's state. */
+  bindPhase(name: PhaseName, state: Map<string, GPUBuffer>): BoundPhase {
+    const ph = this.phases[name];
+    const { device } = this.gpu;
+    const resolve = (ref: string): GPUBuffer => {
+      const [kind, rest] = splitRef(ref);
+      const buf =
+        kind === 'param'
+          ? this.params.get(rest)
+          : kind === 'state'
+            ? state.get(rest)
+            : kind === 'slot'
+              ? ph.slots[Number(rest)]
+              : kind === 'scratch'
+                ? ph.scratch.get(rest)
+                : ph.io[kind as keyof PhaseShared['io']];
+      if (!buf) throw new Error(`bundle ${name} phase refers to unknown buffer '${ref}'`);
+      return buf;
+    };
+    const calls = ph.spec.dispatches.map((d) => {
+      const kernel = this.kernels.get(d.kernel);
+      if (!kernel) throw new Error(`bundle ${name} phase uses unknown kernel '${d.kernel}'`);
+      const pipeline = pipelineFor(device, kernel);
+      const bindGroup = device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        label: d.label,
+        entries: kernel.bindings.map((b, i) => ({
+          binding: i,
+          resource: { buffer: b.name === 'step' ? ph.step : resolve(d.bind[b.name]) },
+        })),
+      });
+      return { pipeline, bindGroup, grid: d.grid, label: d.label };
+    });
+    return { shared: ph, calls };
+  }
+
+  destroy(): void {
+    for (const b of this.params.values()) b.destroy();
+    for (const ph of Object.values(this.phases)) {
+      for (const b of [ph.step, ...ph.slots, ...ph.scratch.values(), ...Object.values(ph.io)]) b.destroy();
+    }
+  }
+}
+
+interface BoundPhase {
+  shared: PhaseShared;
+  calls: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; grid: ManifestPhase['dispatches'][number]['grid']; label: string }[];
+}
+
+function splitRef(ref: string): [string, string] {
+  const i = ref.indexOf(':');
+  return i < 0 ? [ref, ''] : [ref.slice(0, i), ref.slice(i + 1)];
+}
+
+/** Refuse a bundle whose kernels need more than this device offers, naming the limit. */
+function checkDeviceFits(gpu: GpuContext, m: BundleManifest): void {
+  const need = m.compile.caps;
+  const have = gpu.caps;
+  const checks: [string, number, number][] = [
+    ['maxStorageBuffersPerShaderStage', need.maxStorageBuffersPerStage, have.maxStorageBuffersPerStage],
+    ['maxComputeWorkgroupStorageSize', need.maxWorkgroupStorageBytes, have.maxWorkgroupStorageBytes],
+    ['maxComputeInvocationsPerWorkgroup', need.maxInvocationsPerWorkgroup, have.maxInvocationsPerWorkgroup],
+    ['maxStorageBufferBindingSize', need.maxStorageBindingBytes, have.maxStorageBindingBytes],
+  ];
+  for (const [name, want, got] of checks) {
+    if (got < want) {
+      throw new Error(
+        `this bundle was compiled for ${name} = ${want}, but the device offers ${got}; recompile it for this device`,
+      );
+    }
+  }
+}
+
+/** One sequence: its own KV caches and position. */
+export class Sequence {
+  pos = 0;
+  private readonly state = new Map<string, GPUBuffer>();
+  private readonly bound: Record<PhaseName, BoundPhase>;
+  private draws = 0;
+
+  constructor(readonly model: GpuModel) {
+    const { device } = model.gpu;
+    for (const s of model.manifest.state) {
+      const bytes = s.shape.reduce((a, b) => a * b, 1) * 4;
+      this.state.set(s.name, createStorage(device, bytes, s.name));
+    }
+    this.bound = { prefill: model.bindPhase('prefill', this.state), decode: model.bindPhase('decode', this.state) };
+  }
+
+  get capacity(): number {
+    return this.model.manifest.compile.capacity;
+  }
+
+  /** Forget the sequence's tokens (caches are overwritten as it refills). */
+  reset(): void {
+    this.pos = 0;
+    this.draws = 0;
+  }
+
+  private run(phase: PhaseName, ids: Uint32Array, L: number, sampling: SamplingParams): BoundPhase {
+    const T = ids.length;
+    const b = this.bound[phase];
+    if (T > b.shared.spec.maxT) throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
+    if (this.pos + T > this.capacity) {
+      throw new Error(`sequence would reach ${this.pos + T} tokens, over the KV cache capacity ${this.capacity}`);
+    }
+    const { device } = this.model.gpu;
+    upload(device, b.shared.io.ids, ids);
+    const p = { T, pos: this.pos, L };
+    writeStep(device, b.shared.step, p, sampling);
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const c of b.calls) {
+      const grid = c.grid.map((d) => resolveGridDim(d, p)) as [number, number, number];
+      if (grid.some((g) => g === 0)) continue;
+      pass.setPipeline(c.pipeline);
+      pass.setBindGroup(0, c.bindGroup);
+      pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+    }
+    pass.end();
+    device.queue.submit([enc.finish()]);
+    this.pos += T;
+    return b;
+  }
+
+  private async readLogits(b: BoundPhase, L: number): Promise<Float32Array> {
+    return new Float32Array(await readBuffer(this.model.gpu.device, b.shared.io.logits, L * this.model.vocab * 4));
+  }
+
+  private async readToken(b: BoundPhase): Promise<number> {
+    return new Uint32Array(await readBuffer(this.model.gpu.device, b.shared.io.token, 4))[0];
+  }
+
+  /**
+   * Logits for every given token ([ids.length, vocab]) and the token sampled from the last row,
+   * advancing the sequence.
+   */
+  async forward(ids: ArrayLike<number>, sampling: SamplingParams = GREEDY): Promise<{ logits: Float32Array; token: number }> {
+    if (ids.length === 0) throw new Error('forward() needs at least one token');
+    const vocab = this.model.vocab;
+    const out = new Float32Array(ids.length * vocab);
+    const maxT = this.bound.prefill.shared.spec.maxT;
+    let b: BoundPhase | undefined;
+    for (let s = 0; s < ids.length; s += maxT) {
+      const chunk = Uint32Array.from(Array.prototype.slice.call(ids, s, s + maxT) as number[]);
+      const phase: PhaseName = chunk.length === 1 ? 'decode' : 'prefill';
+      b = this.run(phase, chunk, chunk.length, { ...sampling, draw: this.draws });
+      out.set(await this.readLogits(b, chunk.length), s * vocab);
+    }
+    this.draws++;
+    return { logits: out, token: await this.readToken(b!) };
+  }
+
+  /** Feed tokens and sample the next one (prompt chunks run through prefill, single tokens through decode). */
+  async next(ids: ArrayLike<number>, sampling: SamplingParams, wantLogits = false): Promise<{ token: number; logits?: Float32Array }> {
+    if (ids.length === 0) throw new Error('next() needs at least one token');
+    const maxT = this.bound.prefill.shared.spec.maxT;
+    let b: BoundPhase | undefined;
+    for (let s = 0; s < ids.length; s += maxT) {
+      const chunk = Uint32Array.from(Array.prototype.slice.call(ids, s, s + maxT) as number[]);
+      b = this.run(chunk.length === 1 ? 'decode' : 'prefill', chunk, 1, { ...sampling, draw: this.draws });
+    }
+    this.draws++;
+    const token = await this.readToken(b!);
+    return { token, logits: wantLogits ? await this.readLogits(b!, 1) : undefined };
+  }
+
+  /** Stream generated token ids. */
+  async *generate(prompt: ArrayLike<number>, opts: GenerateOptions): AsyncGenerator<number> {
+    const sampling: SamplingParams = {
+      seed: opts.seed ?? 0,
+      draw: 0,
+      temperature: opts.temperature ?? 0,
+      topK: opts.topK ?? 0,
+      topP: opts.topP ?? 1,
+    };
+    let input: ArrayLike<number> = prompt;
+    for (let i = 0; i < opts.maxTokens; i++) {
+      if (this.pos + input.length > this.capacity) return;
+      const { token } = await this.next(input, sampling);
+      yield token;
+      if (opts.stopTokens?.includes(token)) return;
+      input = [token];
+    }
+  }
+
+  destroy(): void {
+    for (const b of this.state.values()) b.destroy();
+  }
+}

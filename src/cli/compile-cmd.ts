@@ -1,0 +1,82 @@
+import { parseArgs } from 'node:util';
+import type { Command } from './command.ts';
+import { UserError } from './command.ts';
+import { compileModel } from '../compile.ts';
+import { writeBundle } from '../../codegen/bundle.ts';
+import { acquire } from '../../runtime/node/webgpu-node.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { loadModelInput } from './model-input.ts';
+import { terminalProgress } from './progress.ts';
+
+export const COMMON_COMPILE_OPTIONS = {
+  'max-t': { type: 'string' },
+  capacity: { type: 'string' },
+  'no-fuse': { type: 'boolean' },
+  seed: { type: 'string' },
+  weights: { type: 'string' },
+  hf: { type: 'boolean' },
+  'gpu-flags': { type: 'string' },
+  target: { type: 'string' },
+} as const;
+
+export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step (default 64; longer prompts run in chunks)
+  --capacity N       KV cache rows per sequence (default min(max_context, 2048))
+  --no-fuse          skip the fusion passes
+  --seed S           seed for random weights when no --weights is given (default 0)
+  --weights FILE     real weights (.safetensors with strata's canonical names)
+  --hf               treat the input as a HuggingFace folder (config.json + safetensors)
+  --target T         'device' (default: this machine's adapter limits) or 'baseline' (WebGPU minimums)
+  --gpu-flags LIST   Dawn flags for the device ('fast' = speed toggles)`;
+
+export function intOption(v: string | undefined, name: string, dflt: number | undefined): number | undefined {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UserError(`--${name} must be a positive integer, got '${v}'`);
+  return n;
+}
+
+export async function targetCaps(target: string | undefined, flags: string[]): Promise<DeviceCaps> {
+  if (target === 'baseline') return BASELINE_CAPS;
+  if (target && target !== 'device') throw new UserError(`--target must be 'device' or 'baseline', got '${target}'`);
+  return (await acquire({ flags })).caps;
+}
+
+export function gpuFlags(v: string | undefined): string[] {
+  return v ? v.split(',').filter(Boolean) : [];
+}
+
+export const compileCommand: Command = {
+  name: 'compile',
+  summary: 'Compile a spec (or a HuggingFace model) into a bundle folder',
+  usage: `usage: strata compile <spec|hf-folder> -o <bundle-dir> [options]
+
+${COMMON_COMPILE_HELP}
+  -o, --out DIR      the bundle folder to write (replaced only by a complete bundle)`,
+  async run(argv) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { ...COMMON_COMPILE_OPTIONS, out: { type: 'string', short: 'o' } },
+    });
+    if (positionals.length !== 1) throw new UserError('compile takes one spec or HuggingFace folder (see --help)');
+    if (!values.out) throw new UserError('compile needs -o <bundle-dir>');
+    const input = await loadModelInput(positionals[0], {
+      seed: intOption(values.seed, 'seed', 0) ?? 0,
+      weightsFile: values.weights,
+      hf: values.hf,
+    });
+    const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
+    const compiled = compileModel(input.model, {
+      caps,
+      maxT: intOption(values['max-t'], 'max-t', undefined),
+      capacity: intOption(values.capacity, 'capacity', undefined),
+      fuse: !values['no-fuse'],
+    });
+    await writeBundle(compiled, input.weights, values.out, terminalProgress());
+    console.log(
+      `compiled ${input.describe} → ${values.out}: ${compiled.kernels.length} kernels, ` +
+        `${compiled.phases.decode.dispatches.length} dispatches per decode token`,
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,83 @@
+/**
+ * Lowering of an attention sublayer (pre-norm, q/k/v projections, optional
+ * qk-norm, RoPE, KV-cache append, attention, output projection, residual),
+ * unfused: the passes fuse it.
+ */
+import type { GraphBuilder } from '../builder.ts';
+import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
+import { attentionNames } from '../../import/names.ts';
+import { linear, preNorm, residualAdd } from './common.ts';
+
+export function ropeTableParams(b: GraphBuilder, a: AttentionSpec): { cos: number; sin: number } | null {
+  if (!a.rope) return null;
+  const key = JSON.stringify(a.rope);
+  const shape = [b.capacity, a.rope.rotaryDim / 2];
+  const tag = `rope.${hash(key)}`;
+  return {
+    cos: b.param(`${tag}.cos`, shape, { kind: 'rope_table', rope: a.rope, which: 'cos', capacity: b.capacity }),
+    sin: b.param(`${tag}.sin`, shape, { kind: 'rope_table', rope: a.rope, which: 'sin', capacity: b.capacity }),
+  };
+}
+
+function hash(s: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return (h >>> 0).toString(16);
+}
+
+export function lowerAttention(b: GraphBuilder, model: ModelIR, x: number, i: number, a: AttentionSpec): number {
+  const n = attentionNames(i);
+  const L = `l${i}.attn`;
+  const qCols = a.heads * a.headDim;
+  const kvCols = a.kvHeads * a.headDim;
+  const h = preNorm(b, model, x, n.norm, L);
+  let q = linear(b, h, n.q, qCols, model.dim, a.qkvBias, `${L}.q`);
+  let k = linear(b, h, n.k, kvCols, model.dim, a.qkvBias, `${L}.k`);
+  const v = linear(b, h, n.v, kvCols, model.dim, a.qkvBias, `${L}.v`);
+  if (a.qkNorm) {
+    const headNorm = (t: number, width: number, prefix: string, tag: string) =>
+      b.op(
+        { op: 'norm', norm: { ...model.norm, kind: 'rms', bias: false }, width, group: a.headDim },
+        `${L} ${tag}-norm`,
+        { x: t, w: b.param(`${prefix}.weight`, [a.headDim]) },
+        { out: { name: `${L}.${tag}norm`, shape: ['T', width] } },
+      ).out;
+    q = headNorm(q, qCols, n.qNorm, 'q');
+    k = headNorm(k, kvCols, n.kNorm, 'k');
+  }
+  const tables = ropeTableParams(b, a);
+  if (a.rope && tables) {
+    const rope = (t: number, heads: number, tag: string) =>
+      b.op(
+        { op: 'rope', heads, headDim: a.headDim, rotaryDim: a.rope!.rotaryDim, pairs: 'half' },
+        `${L} rope ${tag}`,
+        { x: t, cos: tables.cos, sin: tables.sin },
+        { out: { name: `${L}.${tag}rope`, shape: ['T', heads * a.headDim] } },
+      ).out;
+    q = rope(q, a.heads, 'q');
+    k = rope(k, a.kvHeads, 'k');
+  }
+  const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
+  const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
+  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity } as const;
+  b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
+  b.op(write, `${L} v-append`, { x: v, cache: vcache }, { cache: vcache });
+  const att = b.op(
+    {
+      op: 'attention',
+      heads: a.heads,
+      kvHeads: a.kvHeads,
+      headDim: a.headDim,
+      scale: a.scale,
+      causal: a.causal,
+      window: a.window,
+      softcap: a.softcap,
+      capacity: b.capacity,
+    },
+    `${L} attention`,
+    { q, kcache, vcache },
+    { out: { name: `${L}.out`, shape: ['T', qCols] } },
+  ).out;
+  const o = linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`);
+  return residualAdd(b, x, o, model.dim, L);
+}

@@ -1,0 +1,73 @@
+/** Incremental construction of a Graph; block lowerings use it and nothing else. */
+import type { OpAttrs } from './ops.ts';
+import type { Dim, DType, Graph, GraphNode, ParamSource, Phase, Tensor } from './ir.ts';
+
+export class GraphBuilder {
+  readonly tensors: Tensor[] = [];
+  readonly nodes: GraphNode[] = [];
+  private readonly params = new Map<string, number>();
+  private readonly states = new Map<string, number>();
+  layer: number | null = null;
+
+  constructor(
+    readonly phase: Phase,
+    readonly maxT: number,
+    readonly capacity: number,
+  ) {}
+
+  tensor(name: string, shape: Dim[], kind: Tensor['kind'], dtype: DType = 'f32'): number {
+    const id = this.tensors.length;
+    this.tensors.push({ id, name, shape, dtype, kind });
+    return id;
+  }
+
+  /** A parameter; the same name always gives the same tensor. */
+  param(name: string, shape: Dim[], source: ParamSource = { kind: 'weight', name }): number {
+    const hit = this.params.get(name);
+    if (hit !== undefined) return hit;
+    const id = this.tensor(name, shape, 'param');
+    this.tensors[id].source = source;
+    this.params.set(name, id);
+    return id;
+  }
+
+  state(name: string, shape: Dim[]): number {
+    const hit = this.states.get(name);
+    if (hit !== undefined) return hit;
+    const id = this.tensor(name, shape, 'state');
+    this.states.set(name, id);
+    return id;
+  }
+
+  /**
+   * Add a node. `outputs` maps each output name to a new activation (name and shape) or to an
+   * existing tensor id (in-place state updates).
+   */
+  op(
+    attrs: OpAttrs,
+    label: string,
+    inputs: Record<string, number>,
+    outputs: Record<string, { name: string; shape: Dim[]; dtype?: DType } | number>,
+  ): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(outputs)) {
+      out[k] = typeof v === 'number' ? v : this.tensor(v.name, v.shape, 'activation', v.dtype);
+    }
+    this.nodes.push({ id: this.nodes.length, attrs, inputs, outputs: out, layer: this.layer, label });
+    return out;
+  }
+
+  finish(ids: number, logits: number, token: number): Graph {
+    for (const id of [logits, token]) this.tensors[id].kind = 'output';
+    return {
+      phase: this.phase,
+      maxT: this.maxT,
+      capacity: this.capacity,
+      tensors: this.tensors,
+      nodes: this.nodes,
+      ids,
+      logits,
+      token,
+    };
+  }
+}

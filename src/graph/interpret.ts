@@ -1,0 +1,84 @@
+/**
+ * CPU interpreter for GraphIR: runs any graph (fused or not) with the op
+ * references. The ground truth the GPU runtime is tested against.
+ */
+import type { Graph } from './ir.ts';
+import { elementCount } from './ir.ts';
+import { materialize, type WeightProvider } from './params.ts';
+import { referenceFor } from '../ops/index.ts';
+import type { Arrays, HostArray } from '../ops/types.ts';
+
+/** Persistent per-sequence state (KV caches) by state tensor name. */
+export type CpuState = Map<string, Float32Array>;
+
+export class Interpreter {
+  private readonly params = new Map<number, Float32Array>();
+
+  constructor(
+    readonly graph: Graph,
+    weights: WeightProvider,
+  ) {
+    for (const t of graph.tensors) {
+      if (t.kind !== 'param' || !t.source) continue;
+      const data = materialize(t.source, weights);
+      const want = elementCount(t.shape, graph.maxT);
+      if (data.length !== want) {
+        throw new Error(`param ${t.name}: materialised ${data.length} elements, shape [${t.shape}] needs ${want}`);
+      }
+      this.params.set(t.id, data);
+    }
+  }
+
+  newState(): CpuState {
+    const s: CpuState = new Map();
+    for (const t of this.graph.tensors) {
+      if (t.kind === 'state') s.set(t.name, new Float32Array(elementCount(t.shape, this.graph.maxT)));
+    }
+    return s;
+  }
+
+  /** One step over `ids` at absolute position `pos`; returns the last L rows of logits and the sampled token. */
+  step(
+    ids: Uint32Array,
+    pos: number,
+    L: number,
+    state: CpuState,
+  ): { logits: Float32Array; token: number } {
+    const g = this.graph;
+    const T = ids.length;
+    if (T < 1 || T > g.maxT) throw new Error(`${g.phase}: T = ${T} outside [1, ${g.maxT}]`);
+    if (L < 1 || L > T) throw new Error(`L = ${L} outside [1, T = ${T}]`);
+    const values = new Map<number, HostArray>();
+    for (const t of g.tensors) {
+      if (t.kind === 'param') values.set(t.id, this.params.get(t.id)!);
+      if (t.kind === 'state') values.set(t.id, state.get(t.name)!);
+    }
+    const idsCopy = new Uint32Array(ids);
+    values.set(g.ids, idsCopy);
+    const step = { T, pos, L };
+    for (const node of g.nodes) {
+      const inputs: Arrays = {};
+      for (const [k, id] of Object.entries(node.inputs)) {
+        const v = values.get(id);
+        if (!v) throw new Error(`node ${node.label}: input '${k}' (tensor ${g.tensors[id].name}) has no value`);
+        inputs[k] = v;
+      }
+      const out = referenceFor(node.attrs).reference(node.attrs, inputs, step);
+      for (const [k, id] of Object.entries(node.outputs)) {
+        const v = out[k];
+        if (!v) throw new Error(`node ${node.label}: reference returned no output '${k}'`);
+        const t = g.tensors[id];
+        if (t.kind === 'state') {
+          const dst = state.get(t.name)!;
+          if (v !== dst) dst.set(v as Float32Array);
+        } else {
+          values.set(id, v);
+        }
+      }
+    }
+    const logits = values.get(g.logits) as Float32Array;
+    const token = values.get(g.token) as Uint32Array;
+    const vocab = g.tensors[g.logits].shape[1] as number;
+    return { logits: logits.slice(0, L * vocab), token: token[0] };
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * GraphIR: a dataflow graph of tensor ops with static shapes (up to the step
+ * symbols T and L) for one phase. Nodes are in execution order. Activations are
+ * written once; state tensors (KV caches) are mutable and are named as both an
+ * input and an output of the ops that update them, which makes every state
+ * effect explicit for scheduling and memory planning.
+ */
+import type { OpAttrs } from './ops.ts';
+import type { RopeSpec } from '../spec/model.ts';
+
+export type Dim = number | 'T' | 'L';
+export type DType = 'f32' | 'u32';
+export type TensorKind = 'param' | 'state' | 'input' | 'activation' | 'output';
+
+/** How a parameter tensor is made from the model's canonical weights. */
+export type ParamSource =
+  | { kind: 'weight'; name: string }
+  | { kind: 'concat'; parts: ParamSource[] }
+  /** Permute rows inside each head of `headDim` rows: HF rotate_half order → interleaved pairs. */
+  | { kind: 'rope_interleave'; of: ParamSource; headDim: number; rotaryDim: number; cols: number }
+  | { kind: 'rope_table'; rope: RopeSpec; which: 'cos' | 'sin'; capacity: number }
+  /** Rows [start, start+count) of a [rows, cols] tensor (splits over the binding-size limit). */
+  | { kind: 'rows'; of: ParamSource; start: number; count: number; cols: number };
+
+export interface Tensor {
+  id: number;
+  /** Unique, readable name: weight name for params, `cache.k.3` for state, `l3.attn.q` for activations. */
+  name: string;
+  shape: Dim[];
+  dtype: DType;
+  kind: TensorKind;
+  /** Params only. */
+  source?: ParamSource;
+}
+
+export interface GraphNode {
+  id: number;
+  attrs: OpAttrs;
+  /** Op input name → tensor id. */
+  inputs: Record<string, number>;
+  /** Op output name → tensor id (a state tensor for in-place updates). */
+  outputs: Record<string, number>;
+  /** Layer index, or null for embedding/head nodes. */
+  layer: number | null;
+  /** What the node computes, for inspect output. */
+  label: string;
+}
+
+export type Phase = 'prefill' | 'decode';
+
+export interface Graph {
+  phase: Phase;
+  /** Largest T a step of this phase takes (1 for decode). */
+  maxT: number;
+  /** KV cache rows. */
+  capacity: number;
+  tensors: Tensor[];
+  nodes: GraphNode[];
+  /** Token ids [T] u32. */
+  ids: number;
+  /** Logits [L, vocab]. */
+  logits: number;
+  /** Sampled token [1] u32. */
+  token: number;
+}
+
+export function elementCount(shape: Dim[], maxT: number): number {
+  return shape.reduce<number>((n, d) => n * (typeof d === 'number' ? d : maxT), 1);
+}
+
+export function tensorBytes(t: Tensor, maxT: number): number {
+  return elementCount(t.shape, maxT) * 4;
+}
+
+/** Consumers of each tensor: node ids in order. */
+export function consumers(g: Graph): Map<number, GraphNode[]> {
+  const m = new Map<number, GraphNode[]>();
+  for (const n of g.nodes) {
+    for (const t of Object.values(n.inputs)) {
+      const list = m.get(t) ?? [];
+      list.push(n);
+      m.set(t, list);
+    }
+  }
+  return m;
+}
+
+export function producers(g: Graph): Map<number, GraphNode> {
+  const m = new Map<number, GraphNode>();
+  for (const n of g.nodes) for (const t of Object.values(n.outputs)) if (!m.has(t)) m.set(t, n);
+  return m;
+}
+
+/** Drop tensors no node or graph output refers to, keeping ids stable. */
+export function pruneTensors(g: Graph): Graph {
+  const used = new Set<number>([g.ids, g.logits, g.token]);
+  for (const n of g.nodes) {
+    for (const t of Object.values(n.inputs)) used.add(t);
+    for (const t of Object.values(n.outputs)) used.add(t);
+  }
+  return { ...g, tensors: g.tensors.filter((t) => used.has(t.id) || t.kind === 'state') };
+}
+
+export function tensorById(g: Graph): Map<number, Tensor> {
+  return new Map(g.tensors.map((t) => [t.id, t]));
+}

@@ -1,0 +1,56 @@
+/**
+ * Materialise parameter tensors from their ParamSource: the model's canonical
+ * weights plus the derivations passes introduce (concatenation for fused
+ * projections, the RoPE row interleave, RoPE tables, row splits).
+ */
+import type { ParamSource } from './ir.ts';
+import { interleavePermutation, ropeTables } from '../ops/rope.ts';
+
+/** Canonical weight by name (f32, row-major). */
+export type WeightProvider = (name: string) => Float32Array;
+
+export function materialize(src: ParamSource, weights: WeightProvider): Float32Array {
+  switch (src.kind) {
+    case 'weight':
+      return weights(src.name);
+    case 'concat': {
+      const parts = src.parts.map((p) => materialize(p, weights));
+      const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+      let off = 0;
+      for (const p of parts) {
+        out.set(p, off);
+        off += p.length;
+      }
+      return out;
+    }
+    case 'rope_interleave':
+      return interleaveRows(materialize(src.of, weights), src.headDim, src.rotaryDim, src.cols);
+    case 'rope_table':
+      return ropeTables(src.rope, src.capacity)[src.which];
+    case 'rows': {
+      const all = materialize(src.of, weights);
+      return all.slice(src.start * src.cols, (src.start + src.count) * src.cols);
+    }
+  }
+}
+
+/**
+ * Reorder rows within each head so that HF's rotate_half pairs (i, i + rd/2)
+ * become adjacent (2i, 2i+1). Works on weights [heads*headDim, cols], biases and
+ * per-head norm weights (cols = 1) alike.
+ */
+export function interleaveRows(w: Float32Array, headDim: number, rotaryDim: number, cols: number): Float32Array {
+  const rows = w.length / cols;
+  if (!Number.isInteger(rows) || rows % headDim !== 0) {
+    throw new Error(`rope interleave: ${w.length} elements are not whole heads of ${headDim} rows × ${cols}`);
+  }
+  const perm = interleavePermutation(headDim, rotaryDim);
+  const out = new Float32Array(w.length);
+  for (let h = 0; h < rows; h += headDim) {
+    for (let r = 0; r < headDim; r++) {
+      const from = (h + perm[r]) * cols;
+      out.set(w.subarray(from, from + cols), (h + r) * cols);
+    }
+  }
+  return out;
+}

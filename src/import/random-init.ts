@@ -1,0 +1,46 @@
+/**
+ * Seeded random weights for any ModelIR model: the default when a spec is
+ * compiled without real weights. Each tensor's values depend only on the seed
+ * and the tensor's name, so any subset can be produced lazily and in any order.
+ */
+import type { ModelIR } from '../spec/model.ts';
+import { expectedTensors } from './names.ts';
+import type { WeightProvider } from '../graph/params.ts';
+
+function hashName(name: string, seed: number): number {
+  let h = (2166136261 ^ seed) >>> 0;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619) >>> 0;
+  return h;
+}
+
+function uniform(n: number, seed: number, lo: number, hi: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = lo + (((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo);
+  }
+  return out;
+}
+
+/**
+ * Norm weights near 1, biases small, matrices with variance 1/fan_in (so
+ * activations keep their scale through depth), embeddings of unit scale.
+ */
+export function randomWeights(model: ModelIR, seed: number): WeightProvider {
+  const shapes = new Map(expectedTensors(model).map((t) => [t.name, t.shape]));
+  return (name: string) => {
+    const shape = shapes.get(name);
+    if (!shape) throw new Error(`random init: model has no weight named '${name}'`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const s = hashName(name, seed);
+    if (name.endsWith('.bias')) return uniform(n, s, -0.05, 0.05);
+    if (shape.length === 1) return uniform(n, s, 0.8, 1.2);
+    if (name === 'model.embed_tokens.weight') return uniform(n, s, -1, 1);
+    const r = Math.sqrt(3 / shape[1]);
+    return uniform(n, s, -r, r);
+  };
+}

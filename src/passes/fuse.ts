@@ -1,0 +1,203 @@
+/**
+ * Fusion passes, each a pure Graph → Graph rewrite. They cut dispatches per
+ * decode token (the cost that dominates small-model decode on WebGPU) by
+ * folding elementwise work into the matmul that feeds or follows it:
+ *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
+ *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
+ *   activation       act(matmul) → matmul epilogue
+ *   residual         x + matmul(...) → matmul epilogue
+ *   norm-prologue    norm → every matmul consuming it computes the norm itself
+ * A fusion that would exceed the device's storage-buffer bindings is skipped.
+ */
+import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
+import type { MatmulAttrs, RopeAttrs } from '../graph/ops.ts';
+import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { matmulStorageBindings } from '../../codegen/kernels/matmul.ts';
+import { Rewriter } from './rewrite.ts';
+
+export interface FusionOptions {
+  caps: DeviceCaps;
+}
+
+type Matmul = GraphNode & { attrs: MatmulAttrs };
+
+function isMatmul(n: GraphNode | undefined): n is Matmul {
+  return n?.attrs.op === 'matmul';
+}
+
+/** A matmul with no fused work yet. */
+function isPlain(n: GraphNode | undefined): n is Matmul {
+  return (
+    isMatmul(n) &&
+    !n.attrs.gated &&
+    !n.attrs.act &&
+    !n.attrs.residual &&
+    !n.attrs.prologue &&
+    !n.attrs.ropeKv &&
+    n.attrs.rows === 'T' &&
+    n.attrs.outOffset === 0 &&
+    n.attrs.outStride === n.attrs.N
+  );
+}
+
+function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
+  return matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage;
+}
+
+function biasSource(r: Rewriter, m: Matmul): ParamSource {
+  return r.source(m.inputs.bias);
+}
+
+export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const att of r.live().filter((n) => n.attrs.op === 'attention')) {
+    const writes = r.live().filter((n) => n.attrs.op === 'kv_write');
+    const kw = writes.find((n) => n.outputs.cache === att.inputs.kcache);
+    const vw = writes.find((n) => n.outputs.cache === att.inputs.vcache);
+    if (!kw || !vw) continue;
+    const qRope = r.producer(att.inputs.q);
+    const kRope = r.producer(kw.inputs.x);
+    if (qRope?.attrs.op !== 'rope' || kRope?.attrs.op !== 'rope') continue;
+    const q = r.producer(qRope.inputs.x);
+    const k = r.producer(kRope.inputs.x);
+    const v = r.producer(vw.inputs.x);
+    if (!isPlain(q) || !isPlain(k) || !isPlain(v)) continue;
+    if (q.inputs.x !== k.inputs.x || q.inputs.x !== v.inputs.x) continue;
+    if (![q.outputs.out, k.outputs.out, v.outputs.out, qRope.outputs.out, kRope.outputs.out].every((t) => r.soleConsumer(t))) continue;
+    const rope = qRope.attrs as RopeAttrs;
+    if (rope.pairs !== 'half') continue;
+    const qCols = q.attrs.N;
+    const kvCols = k.attrs.N;
+    const bias = q.attrs.bias;
+    const attrs: MatmulAttrs = {
+      ...q.attrs,
+      N: qCols + 2 * kvCols,
+      outStride: qCols,
+      ropeKv: { qCols, kvCols, headDim: rope.headDim, rotaryDim: rope.rotaryDim },
+    };
+    if (!fits(attrs, caps)) continue;
+    const il = (s: ParamSource, cols: number): ParamSource => ({
+      kind: 'rope_interleave',
+      of: s,
+      headDim: rope.headDim,
+      rotaryDim: rope.rotaryDim,
+      cols,
+    });
+    const K = q.attrs.K;
+    const base = g.tensors[q.inputs.w].name.replace(/q_proj\.weight$/, 'qkv_proj');
+    const inputs: Record<string, number> = {
+      x: q.inputs.x,
+      w: r.param(`${base}.weight`, [attrs.N, K], {
+        kind: 'concat',
+        parts: [il(r.source(q.inputs.w), K), il(r.source(k.inputs.w), K), r.source(v.inputs.w)],
+      }),
+      cos: qRope.inputs.cos,
+      sin: qRope.inputs.sin,
+      kcache: att.inputs.kcache,
+      vcache: att.inputs.vcache,
+    };
+    if (bias) {
+      inputs.bias = r.param(`${base}.bias`, [attrs.N], {
+        kind: 'concat',
+        parts: [il(biasSource(r, q), 1), il(biasSource(r, k), 1), biasSource(r, v)],
+      });
+    }
+    const out = qRope.outputs.out;
+    r.replace(q, attrs, inputs, { out, kcache: att.inputs.kcache, vcache: att.inputs.vcache }, `${q.label.replace(/\.q$/, '')} qkv+rope+append`);
+    for (const n of [k, v, qRope, kRope, kw, vw]) r.remove(n);
+  }
+  return r.finish();
+}
+
+export function fuseGatedMlp(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const glu of r.live().filter((n) => n.attrs.op === 'glu')) {
+    if (glu.attrs.op !== 'glu') continue;
+    const gate = r.producer(glu.inputs.gate);
+    const up = r.producer(glu.inputs.up);
+    if (!isPlain(gate) || !isPlain(up) || gate.inputs.x !== up.inputs.x) continue;
+    if (!r.soleConsumer(gate.outputs.out) || !r.soleConsumer(up.outputs.out)) continue;
+    const attrs: MatmulAttrs = { ...gate.attrs, gated: true, act: glu.attrs.act };
+    if (!fits(attrs, caps)) continue;
+    const base = g.tensors[gate.inputs.w].name.replace(/gate_proj\.weight$/, 'gate_up_proj');
+    const inputs: Record<string, number> = {
+      x: gate.inputs.x,
+      w: r.param(`${base}.weight`, [2 * attrs.N, attrs.K], {
+        kind: 'concat',
+        parts: [r.source(gate.inputs.w), r.source(up.inputs.w)],
+      }),
+    };
+    if (attrs.bias) {
+      inputs.bias = r.param(`${base}.bias`, [2 * attrs.N], { kind: 'concat', parts: [biasSource(r, gate), biasSource(r, up)] });
+    }
+    r.replace(gate, attrs, inputs, { out: glu.outputs.out }, `${glu.label} (gate+up fused)`);
+    r.remove(up);
+    r.remove(glu);
+  }
+  return r.finish();
+}
+
+export function fuseActivation(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const a of r.live().filter((n) => n.attrs.op === 'act')) {
+    if (a.attrs.op !== 'act') continue;
+    const m = r.producer(a.inputs.x);
+    if (!isPlain(m) || !r.soleConsumer(m.outputs.out)) continue;
+    const attrs: MatmulAttrs = { ...m.attrs, act: a.attrs.act };
+    if (!fits(attrs, caps)) continue;
+    r.replace(m, attrs, m.inputs, { out: a.outputs.out }, `${m.label}+${a.attrs.act}`);
+    r.remove(a);
+  }
+  return r.finish();
+}
+
+export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const add of r.live().filter((n) => n.attrs.op === 'add')) {
+    for (const [mine, other] of [
+      ['b', 'a'],
+      ['a', 'b'],
+    ] as const) {
+      const m = r.producer(add.inputs[mine]);
+      if (!isMatmul(m) || m.attrs.residual || m.attrs.ropeKv || m.attrs.rows !== 'T') continue;
+      if (m.attrs.outStride !== m.attrs.N || !r.soleConsumer(m.outputs.out)) continue;
+      const attrs: MatmulAttrs = { ...m.attrs, residual: true };
+      if (!fits(attrs, caps)) continue;
+      r.replace(m, attrs, { ...m.inputs, residual: add.inputs[other] }, { out: add.outputs.out }, `${m.label}+residual`);
+      r.remove(add);
+      break;
+    }
+  }
+  return r.finish();
+}
+
+export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const norm of r.live().filter((n) => n.attrs.op === 'norm')) {
+    if (norm.attrs.op !== 'norm' || norm.attrs.group !== norm.attrs.width) continue;
+    const users = r.consumers(norm.outputs.out);
+    if (users.length === 0 || norm.outputs.out === g.logits) continue;
+    const normAttrs = norm.attrs;
+    const ok = users.every(
+      (u) => isMatmul(u) && !u.attrs.prologue && u.inputs.x === norm.outputs.out && u.attrs.K === normAttrs.width,
+    );
+    if (!ok) continue;
+    const fused = users.map((u) => ({ u, attrs: { ...(u.attrs as MatmulAttrs), prologue: normAttrs.norm } }));
+    if (!fused.every((f) => fits(f.attrs, caps))) continue;
+    for (const { u, attrs } of fused) {
+      const inputs: Record<string, number> = { ...u.inputs, x: norm.inputs.x, normW: norm.inputs.w };
+      if (norm.inputs.b !== undefined) inputs.normB = norm.inputs.b;
+      r.replace(u, attrs, inputs, u.outputs, `${u.label} (norm fused)`);
+    }
+    r.remove(norm);
+  }
+  return r.finish();
+}
+
+export const FUSION_PASSES = [
+  { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
+  { name: 'gated-mlp', run: fuseGatedMlp },
+  { name: 'activation', run: fuseActivation },
+  { name: 'residual', run: fuseResidual },
+  { name: 'norm-prologue', run: fuseNormPrologue },
+] as const;

@@ -1,0 +1,33 @@
+/** The ordered pass list applied to every phase graph, with a log for `strata inspect --passes`. */
+import type { Graph } from '../graph/ir.ts';
+import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { FUSION_PASSES } from './fuse.ts';
+import { splitOversizeParams } from './split.ts';
+import { checkShapes } from './shapes.ts';
+
+export interface PassOptions {
+  caps: DeviceCaps;
+  /** Run the fusion passes (false gives the unfused graph, for comparison and debugging). */
+  fuse: boolean;
+}
+
+export interface PassLogEntry {
+  pass: string;
+  graph: Graph;
+}
+
+export function runPasses(g: Graph, opts: PassOptions): { graph: Graph; log: PassLogEntry[] } {
+  const log: PassLogEntry[] = [{ pass: 'lowered', graph: g }];
+  const passes: { name: string; run: (g: Graph, o: { caps: DeviceCaps }) => Graph }[] = [
+    ...(opts.fuse ? FUSION_PASSES : []),
+    { name: 'split-oversize-params', run: splitOversizeParams },
+  ];
+  let cur = g;
+  checkShapes(cur);
+  for (const p of passes) {
+    cur = p.run(cur, { caps: opts.caps });
+    checkShapes(cur);
+    log.push({ pass: p.name, graph: cur });
+  }
+  return { graph: cur, log };
+}

@@ -1,0 +1,48 @@
+/** Small ModelIR models built directly (independent of the DSL) for end-to-end tests. */
+import type { AttentionSpec, MlpSpec, ModelIR } from '../../src/spec/model.ts';
+
+export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
+  const headDim = over.headDim ?? 16;
+  return {
+    kind: 'attention',
+    heads: 4,
+    kvHeads: 2,
+    headDim,
+    rope: { theta: 10000, rotaryDim: headDim, scaling: { kind: 'none' } },
+    qkNorm: false,
+    qkvBias: false,
+    outBias: false,
+    causal: true,
+    window: null,
+    scale: 1 / Math.sqrt(headDim),
+    softcap: null,
+    ...over,
+  };
+}
+
+export function mlp(over: Partial<MlpSpec> = {}): MlpSpec {
+  return { kind: 'mlp', hidden: 72, act: 'silu', gated: true, bias: false, ...over };
+}
+
+/** A tiny GQA llama: vocab 260 (byte tokenizer + a few), dim 48, odd sizes on purpose. */
+export function tinyLlama(over: Partial<ModelIR> = {}, layers = 3): ModelIR {
+  return {
+    version: 1,
+    name: 'tiny-test',
+    vocab: 260,
+    dim: 48,
+    norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
+    tieEmbeddings: true,
+    embeddingScale: 1,
+    logitSoftcap: null,
+    maxContext: 256,
+    layers: Array.from({ length: layers }, (_, index) => ({
+      index,
+      mixerName: 'attn',
+      mixer: attention(),
+      ffnName: 'mlp',
+      ffn: mlp(),
+    })),
+    ...over,
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * Whole-model tests on WebGPU against the CPU interpreter (the same graph run
+ * with the op references). Tolerance: max relative error 1e-4 on logits (f32
+ * kernels vs f64-accumulating references over a few layers).
+ */
+import { describe, expect, it } from 'vitest';
+import { compileModel, type CompileOptions } from '../../src/compile.ts';
+import { memorySource } from '../../codegen/bundle.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
+import { testGpu } from '../helpers/gpu.ts';
+import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { attention, mlp, tinyLlama } from '../helpers/models.ts';
+
+const TOL = 1e-4;
+
+async function gpuModel(model: ModelIR, opts: Partial<CompileOptions> = {}) {
+  const gpu = await testGpu();
+  const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 96, ...opts });
+  const weights = randomWeights(model, 7);
+  const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
+  return { compiled, weights, gm };
+}
+
+function rows(a: Float32Array, vocab: number, r: number): Float32Array {
+  return a.slice(r * vocab, (r + 1) * vocab);
+}
+
+describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
+  it('prefill logits and 32 greedy decode steps match', async () => {
+    const model = tinyLlama();
+    const { compiled, weights, gm } = await gpuModel(model);
+    const prefill = new Interpreter(compiled.graphs.prefill, weights);
+    const decode = new Interpreter(compiled.graphs.decode, weights);
+    const state = prefill.newState();
+    const prompt = randInts(13, model.vocab, 3);
+
+    const cpu = prefill.step(prompt, 0, prompt.length, state);
+    const seq = gm.newSequence();
+    const gpuOut = await seq.forward(prompt);
+    expect(maxRelError(gpuOut.logits, cpu.logits)).toBeLessThan(TOL);
+    expect(gpuOut.token).toBe(cpu.token);
+
+    let cpuTok = cpu.token;
+    let gpuTok = gpuOut.token;
+    for (let i = 0; i < 32; i++) {
+      const c = decode.step(Uint32Array.of(cpuTok), prompt.length + i, 1, state);
+      const g = await seq.next([gpuTok], { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 }, true);
+      expect(maxRelError(g.logits!, c.logits)).toBeLessThan(TOL);
+      expect(g.token).toBe(c.token);
+      cpuTok = c.token;
+      gpuTok = g.token;
+    }
+  });
+
+  it('prefill(T) then decode equals prefill(T+1) at the last position', async () => {
+    const model = tinyLlama();
+    const { gm } = await gpuModel(model);
+    const ids = Array.from(randInts(12, model.vocab, 11));
+    const a = gm.newSequence();
+    await a.forward(ids.slice(0, 11));
+    const step = await a.forward(ids.slice(11));
+    const b = gm.newSequence();
+    const full = await b.forward(ids);
+    expect(maxRelError(step.logits, rows(full.logits, model.vocab, 11))).toBeLessThan(TOL);
+  });
+
+  it('chunked prefill (prompt longer than maxT) equals one chunk', async () => {
+    const model = tinyLlama();
+    const ids = Array.from(randInts(37, model.vocab, 5));
+    const small = await gpuModel(model, { maxT: 8 });
+    const big = await gpuModel(model, { maxT: 40 });
+    const a = await small.gm.newSequence().forward(ids);
+    const b = await big.gm.newSequence().forward(ids);
+    expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
+  });
+
+  it('fused and unfused compilations agree, and fusion cuts decode dispatches', async () => {
+    const model = tinyLlama();
+    const fused = await gpuModel(model, { fuse: true });
+    const plain = await gpuModel(model, { fuse: false });
+    const ids = Array.from(randInts(9, model.vocab, 9));
+    const a = await fused.gm.newSequence().forward(ids);
+    const b = await plain.gm.newSequence().forward(ids);
+    expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
+    expect(fused.gm.dispatchesPerToken).toBeLessThan(plain.gm.dispatchesPerToken);
+  });
+
+  it('weights over the storage-binding limit are split and give the same logits', async () => {
+    const model = tinyLlama({ tieEmbeddings: false }, 2);
+    const gpu = await testGpu();
+    // 260 × 48 f32 = 49,920 bytes: a 16 KiB limit splits embedding and LM head into 4 chunks each.
+    const caps = { ...gpu.caps, maxStorageBindingBytes: 16 * 1024 };
+    const split = await gpuModel(model, { caps });
+    const whole = await gpuModel(model);
+    expect(split.compiled.params.filter((p) => p.name.includes('#rows')).length).toBeGreaterThanOrEqual(8);
+    const ids = Array.from(randInts(10, model.vocab, 2));
+    const a = await split.gm.newSequence().forward(ids);
+    const b = await whole.gm.newSequence().forward(ids);
+    expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
+  });
+
+  it('covers qk-norm, biases, partial rotary, sliding window, LayerNorm, ungated GELU and softcap', async () => {
+    const hd = 20;
+    const model = tinyLlama({
+      norm: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true },
+      tieEmbeddings: false,
+      logitSoftcap: 30,
+      embeddingScale: 2,
+      layers: [
+        { index: 0, mixerName: 'a', mixer: attention({ headDim: hd, heads: 3, kvHeads: 1, qkNorm: true, rope: { theta: 500, rotaryDim: 10, scaling: { kind: 'none' } } }), ffnName: 'm', ffn: mlp({ gated: false, act: 'gelu', bias: true, hidden: 50 }) },
+        { index: 1, mixerName: 'b', mixer: attention({ headDim: hd, heads: 3, kvHeads: 3, qkvBias: true, outBias: true, window: 5, rope: { theta: 1000, rotaryDim: 12, scaling: { kind: 'linear', factor: 2 } } }), ffnName: 'n', ffn: mlp({ act: 'gelu_tanh', hidden: 40 }) },
+        { index: 2, mixerName: 'c', mixer: attention({ headDim: hd, heads: 2, kvHeads: 2, rope: null }), ffnName: 'o', ffn: mlp({ gated: false, act: 'relu2', hidden: 33 }) },
+      ],
+    });
+    const { compiled, weights, gm } = await gpuModel(model);
+    const prefill = new Interpreter(compiled.graphs.prefill, weights);
+    const state = prefill.newState();
+    const ids = randInts(14, model.vocab, 8);
+    const cpu = prefill.step(ids, 0, ids.length, state);
+    const g = await gm.newSequence().forward(ids);
+    expect(maxRelError(g.logits, cpu.logits)).toBeLessThan(TOL);
+  });
+});
