@@ -43,10 +43,10 @@ export function toManifest(c: CompiledModel): BundleManifest {
   };
 }
 
-function checkedTensor(c: CompiledModel, weights: WeightProvider, name: string): Float32Array {
+async function checkedTensor(c: CompiledModel, weights: WeightProvider, name: string): Promise<Float32Array> {
   const p = c.params.find((q) => q.name === name);
   if (!p) throw new Error(`bundle has no tensor named '${name}'`);
-  const data = materialize(p.source, weights);
+  const data = await materialize(p.source, weights);
   const want = p.shape.reduce((a, b) => a * b, 1);
   if (data.length !== want) throw new Error(`tensor ${name}: ${data.length} elements, shape [${p.shape}] needs ${want}`);
   return data;
@@ -62,7 +62,7 @@ export function memorySource(c: CompiledModel, weights: WeightProvider): BundleS
       if (s === undefined) throw new Error(`no shader ${file}`);
       return s;
     },
-    tensor: async (name) => checkedTensor(c, weights, name),
+    tensor: (name) => checkedTensor(c, weights, name),
   };
 }
 
@@ -100,7 +100,7 @@ export async function writeBundle(
       await fh.write(safetensorsHeader(manifest.tensors));
       let done = 0;
       for (const t of manifest.tensors) {
-        const data = checkedTensor(c, weights, t.name);
+        const data = await checkedTensor(c, weights, t.name);
         await fh.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
         onProgress?.('write weights', ++done, manifest.tensors.length);
       }

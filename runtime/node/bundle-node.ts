@@ -43,11 +43,11 @@ export async function openBundle(dir: string): Promise<BundleSource> {
     manifest,
     shader: (file) => readFile(join(dir, file), 'utf8'),
     async tensor(name, shape) {
-      const info = weights.tensors.get(name);
-      if (!info) throw new BundleError(`${weightsPath}: tensor '${name}' is missing`);
+      if (!weights.has(name)) throw new BundleError(`${weightsPath}: tensor '${name}' is missing`);
+      const info = weights.info(name);
       const same = info.shape.length === shape.length && info.shape.every((d, i) => d === shape[i]);
       if (!same) throw new BundleError(`${weightsPath}: tensor '${name}' has shape [${info.shape}], the manifest says [${shape}]`);
-      return weights.readF32(name);
+      return weights.readTensorF32(name);
     },
   };
 }

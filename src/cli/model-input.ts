@@ -10,6 +10,9 @@ import type { WeightProvider } from '../graph/params.ts';
 import { loadSpec } from '../spec/load.ts';
 import { randomWeights } from '../import/random-init.ts';
 import { UserError } from './command.ts';
+import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
+import { checkTensors } from '../import/check.ts';
+import { expectedTensors } from '../import/names.ts';
 
 export interface ModelInput {
   model: ModelIR;
@@ -28,13 +31,21 @@ export async function loadModelInput(path: string, opts: { seed: number; weights
     const { importHfFolder } = await import('../import/hf-folder.ts');
     const dir = isDir ? path : join(path, '..');
     const imported = await importHfFolder(dir);
-    return { model: imported.model, weights: imported.weights, describe: `HuggingFace model ${dir}` };
+    return { model: imported.model, weights: (n) => imported.readTensorF32(n), describe: `HuggingFace model ${dir}` };
   }
   if (isDir) throw new UserError(`${path} is a folder but has neither config.json (HuggingFace) nor manifest.json (bundle)`);
-  const model = await loadSpec(path);
+  const model = loadSpec(path);
   if (opts.weightsFile) {
-    const { weightsFromSafetensors } = await import('../import/weights-file.ts');
-    return { model, weights: await weightsFromSafetensors(model, opts.weightsFile), describe: `${path} with ${opts.weightsFile}` };
+    return { model, weights: await weightsFromFile(model, opts.weightsFile), describe: `${path} with ${opts.weightsFile}` };
   }
   return { model, weights: randomWeights(model, opts.seed), describe: `${path} (random weights, seed ${opts.seed})` };
+}
+
+/** Weights under strata's canonical names from one safetensors file, checked against the model. */
+async function weightsFromFile(model: ModelIR, file: string): Promise<WeightProvider> {
+  const src = await openSafetensors(file);
+  const tensors = expectedTensors(model);
+  const identity = Object.fromEntries(tensors.map((t) => [t.name, t.name]));
+  checkTensors(tensors, identity, src.listTensors(), file, () => '');
+  return (name) => src.readTensorF32(name);
 }

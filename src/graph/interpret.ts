@@ -12,21 +12,23 @@ import type { Arrays, HostArray } from '../ops/types.ts';
 export type CpuState = Map<string, Float32Array>;
 
 export class Interpreter {
-  private readonly params = new Map<number, Float32Array>();
-
-  constructor(
+  private constructor(
     readonly graph: Graph,
-    weights: WeightProvider,
-  ) {
+    private readonly params: Map<number, Float32Array>,
+  ) {}
+
+  static async create(graph: Graph, weights: WeightProvider): Promise<Interpreter> {
+    const params = new Map<number, Float32Array>();
     for (const t of graph.tensors) {
       if (t.kind !== 'param' || !t.source) continue;
-      const data = materialize(t.source, weights);
+      const data = await materialize(t.source, weights);
       const want = elementCount(t.shape, graph.maxT);
       if (data.length !== want) {
         throw new Error(`param ${t.name}: materialised ${data.length} elements, shape [${t.shape}] needs ${want}`);
       }
-      this.params.set(t.id, data);
+      params.set(t.id, data);
     }
+    return new Interpreter(graph, params);
   }
 
   newState(): CpuState {

@@ -6,15 +6,15 @@
 import type { ParamSource } from './ir.ts';
 import { interleavePermutation, ropeTables } from '../ops/rope.ts';
 
-/** Canonical weight by name (f32, row-major). */
-export type WeightProvider = (name: string) => Float32Array;
+/** Canonical weight by name (f32, row-major); file-backed providers are async. */
+export type WeightProvider = (name: string) => Float32Array | Promise<Float32Array>;
 
-export function materialize(src: ParamSource, weights: WeightProvider): Float32Array {
+export async function materialize(src: ParamSource, weights: WeightProvider): Promise<Float32Array> {
   switch (src.kind) {
     case 'weight':
       return weights(src.name);
     case 'concat': {
-      const parts = src.parts.map((p) => materialize(p, weights));
+      const parts = await Promise.all(src.parts.map((p) => materialize(p, weights)));
       const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
       let off = 0;
       for (const p of parts) {
@@ -24,11 +24,11 @@ export function materialize(src: ParamSource, weights: WeightProvider): Float32A
       return out;
     }
     case 'rope_interleave':
-      return interleaveRows(materialize(src.of, weights), src.headDim, src.rotaryDim, src.cols);
+      return interleaveRows(await materialize(src.of, weights), src.headDim, src.rotaryDim, src.cols);
     case 'rope_table':
       return ropeTables(src.rope, src.capacity)[src.which];
     case 'rows': {
-      const all = materialize(src.of, weights);
+      const all = await materialize(src.of, weights);
       return all.slice(src.start * src.cols, (src.start + src.count) * src.cols);
     }
   }

@@ -32,8 +32,8 @@ describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
   it('prefill logits and 32 greedy decode steps match', async () => {
     const model = tinyLlama();
     const { compiled, weights, gm } = await gpuModel(model);
-    const prefill = new Interpreter(compiled.graphs.prefill, weights);
-    const decode = new Interpreter(compiled.graphs.decode, weights);
+    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
+    const decode = await Interpreter.create(compiled.graphs.decode, weights);
     const state = prefill.newState();
     const prompt = randInts(13, model.vocab, 3);
 
@@ -116,7 +116,7 @@ describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
       ],
     });
     const { compiled, weights, gm } = await gpuModel(model);
-    const prefill = new Interpreter(compiled.graphs.prefill, weights);
+    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
     const state = prefill.newState();
     const ids = randInts(14, model.vocab, 8);
     const cpu = prefill.step(ids, 0, ids.length, state);

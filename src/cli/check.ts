@@ -1,0 +1,69 @@
+/** `strata check <spec>`: validate a spec and show what it resolves to. */
+import { parseArgs } from 'node:util';
+import { formatNumber } from '../spec/dsl-value.ts';
+import { loadSpec } from '../spec/load.ts';
+import type { ModelIR } from '../spec/model.ts';
+import { countParams } from '../spec/params.ts';
+import { layerTable } from '../spec/table.ts';
+import { UserError, type Command } from './command.ts';
+
+function humanCount(n: number): string {
+  const units: [number, string][] = [
+    [1e9, 'B'],
+    [1e6, 'M'],
+    [1e3, 'K'],
+  ];
+  for (const [size, unit] of units) {
+    if (n >= size) return `${(n / size).toFixed(2)}${unit}`;
+  }
+  return String(n);
+}
+
+function summary(model: ModelIR): string {
+  const norm = `${model.norm.kind}(eps ${formatNumber(model.norm.eps)})`;
+  const uses = new Map<string, number>();
+  for (const l of model.layers) uses.set(l.mixerName, (uses.get(l.mixerName) ?? 0) + 1);
+  const mix = [...uses].map(([name, n]) => `${n} ${name}`).join(', ');
+  return [
+    `${model.name}: ${model.layers.length} layers (${mix}), dim ${model.dim}, vocab ${model.vocab}`,
+    `max_context ${model.maxContext}, norm ${norm}, ${model.tieEmbeddings ? 'tied' : 'untied'} embeddings, ${humanCount(countParams(model).total)} parameters`,
+  ].join('\n');
+}
+
+function parse(argv: string[]): { spec: string; json: boolean } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { json: { type: 'boolean', default: false } },
+      allowPositionals: true,
+    });
+  } catch (e) {
+    throw new UserError(`strata check: ${(e as Error).message}\n\n${checkCommand.usage}`);
+  }
+  const [spec, ...extra] = parsed.positionals;
+  if (!spec) throw new UserError(`strata check: which spec?\n\n${checkCommand.usage}`);
+  if (extra.length) throw new UserError(`strata check: unexpected argument '${extra[0]}'`);
+  return { spec, json: parsed.values.json ?? false };
+}
+
+export const checkCommand: Command = {
+  name: 'check',
+  summary: 'validate a spec (.strata, .yaml, .json) and print its layers',
+  usage: [
+    'usage: strata check <spec> [--json]',
+    '',
+    '  <spec>   a .strata, .yaml/.yml or .json spec file',
+    '  --json   print the resolved ModelIR as JSON instead of the layer table',
+  ].join('\n'),
+  async run(argv) {
+    const opts = parse(argv);
+    const model = loadSpec(opts.spec);
+    if (opts.json) {
+      console.log(JSON.stringify(model, null, 2));
+    } else {
+      console.log(`${layerTable(model)}\n\n${summary(model)}`);
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,52 @@
+import { parseArgs } from 'node:util';
+import { existsSync, statSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Command } from './command.ts';
+import { UserError } from './command.ts';
+import { importHfConfig } from '../import/hf.ts';
+import { parsePythonJson } from '../import/json.ts';
+import { printSpec } from '../spec/print.ts';
+import { countParams } from '../spec/params.ts';
+
+export const importCommand: Command = {
+  name: 'import',
+  summary: 'Turn a HuggingFace config.json (or model folder) into a readable .strata spec',
+  usage: `usage: strata import <hf-folder|config.json> [-o spec.strata]
+
+  -o, --out FILE   write the spec there and the weight-name map to FILE.weights.json
+                   (canonical strata name → checkpoint name); without -o the spec is printed`,
+  async run(argv) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { out: { type: 'string', short: 'o' } },
+    });
+    if (positionals.length !== 1) throw new UserError('import takes one HuggingFace folder or config.json');
+    const arg = positionals[0];
+    if (!existsSync(arg)) throw new UserError(`no such file or folder: ${arg}`);
+    const configPath = statSync(arg).isDirectory() ? join(arg, 'config.json') : arg;
+    if (!existsSync(configPath)) throw new UserError(`${arg}: no config.json`);
+    const config = parsePythonJson(await readFile(configPath, 'utf8'), configPath);
+    const name = statSync(arg).isDirectory() ? basename(resolve(arg)) : basename(dirname(resolve(arg)));
+    let imported;
+    try {
+      imported = importHfConfig(config as object, name);
+    } catch (e) {
+      throw new UserError((e as Error).message);
+    }
+    const spec = printSpec(imported.model);
+    const params = countParams(imported.model).total;
+    if (!values.out) {
+      process.stdout.write(spec);
+      return 0;
+    }
+    await writeFile(values.out, spec);
+    await writeFile(`${values.out}.weights.json`, JSON.stringify(imported.weightMap, null, 1) + '\n');
+    console.log(
+      `wrote ${values.out} (${imported.model.layers.length} layers, ${params.toLocaleString('en')} parameters) ` +
+        `and ${values.out}.weights.json`,
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,33 @@
+/**
+ * The block kinds the DSL knows, by family. Adding a kind is one entry here (plus its file);
+ * reserved kinds parse everywhere a block can appear and fail with "not supported yet".
+ */
+import { futureKind, type Family } from '../kind.ts';
+import type { FfnSpec, MixerSpec } from '../model.ts';
+import { attention } from './attention.ts';
+import { geglu, mlp, swiglu } from './mlp.ts';
+
+export { NORMS } from './norm.ts';
+
+export const MIXERS: Family<MixerSpec> = {
+  noun: 'mixer',
+  example: 'a mixer kind such as attention(...)',
+  kinds: [
+    attention,
+    futureKind('mamba1', 'mixer'),
+    futureKind('mamba2', 'mixer'),
+    futureKind('shortconv', 'mixer'),
+  ],
+};
+
+/** Printing picks the first kind that can express a spec, so the specific ones come first. */
+export const FFNS: Family<FfnSpec> = {
+  noun: 'ffn',
+  example: 'an ffn kind such as swiglu(...)',
+  kinds: [swiglu, geglu, mlp, futureKind('moe', 'ffn')],
+};
+
+/** Kinds reserved for later, by family noun, for the YAML/JSON loader's messages. */
+export function futureKindNames(family: Family<unknown>): string[] {
+  return family.kinds.filter((k) => !k.supported).map((k) => k.name);
+}

@@ -1,0 +1,279 @@
+/**
+ * AST to ModelIR: settings, definitions, the layer list, then overrides. Every error is a
+ * SpecError pointing at the text responsible.
+ */
+import type {
+  Arg,
+  BlockRole,
+  CallValue,
+  DefinitionStmt,
+  FfnRef,
+  Ident,
+  ModelAst,
+  OverrideEntry,
+  OverrideStmt,
+} from '../../grammar/ast.ts';
+import { SpecError, type Span } from '../../grammar/diagnostics.ts';
+import { didYouMean } from '../../grammar/suggest.ts';
+import { expandLayers } from './expand.ts';
+import { findKind, type Env, type Family, type Kind } from './kind.ts';
+import { FFNS, MIXERS } from './kinds/index.ts';
+import {
+  MODEL_IR_VERSION,
+  type FfnSpec,
+  type LayerSpec,
+  type MixerSpec,
+  type ModelIR,
+} from './model.ts';
+import { modelSettings } from './settings.ts';
+import { describeValue } from './values.ts';
+
+interface Definition<T> {
+  name: Ident;
+  role: BlockRole;
+  kind: Kind<T>;
+  call: CallValue;
+  spec: T;
+}
+
+/** A layer's block: its definition, and the arguments it resolves with when an override changed them. */
+interface Slot<T> {
+  def: Definition<T>;
+  args: readonly Arg[] | null;
+}
+
+interface LayerState {
+  mixer: Slot<MixerSpec>;
+  ffn: Slot<FfnSpec> | null;
+}
+
+class Resolver {
+  private readonly env: Env;
+  private readonly mixers = new Map<string, Definition<MixerSpec>>();
+  private readonly ffns = new Map<string, Definition<FfnSpec>>();
+
+  constructor(text: string) {
+    const fail = (message: string, span: Span): never => {
+      throw new SpecError(message, span, text);
+    };
+    this.env = { fail, ctx: { dim: 0 } };
+  }
+
+  private fail(message: string, span: Span): never {
+    return this.env.fail(message, span);
+  }
+
+  resolve(ast: ModelAst): ModelIR {
+    if (ast.name.value.trim() === '') this.fail('the model name must not be empty', ast.name.span);
+    const settingArgs: Arg[] = [];
+    for (const s of ast.statements) {
+      if (s.type === 'setting') settingArgs.push({ name: s.key, value: s.value, span: s.span });
+    }
+    const settings = modelSettings.resolve(settingArgs, ast.name.span, this.env);
+    this.env.ctx = { dim: settings.dim };
+
+    for (const s of ast.statements) if (s.type === 'definition') this.define(s);
+
+    const layers: LayerState[] = [];
+    for (const s of ast.statements) {
+      if (s.type !== 'layers') continue;
+      const expanded = expandLayers(s, this.env.fail);
+      const ffns = expanded.ffns ?? this.defaultFfns(s.span, expanded.mixers.length);
+      expanded.mixers.forEach((ref, i) => {
+        layers.push({
+          mixer: { def: this.mixerRef(ref), args: null },
+          ffn: this.ffnSlot(ffns[i]!),
+        });
+      });
+    }
+    if (layers.length === 0) {
+      this.fail("the model has no layers: add one such as 'layers 16 x attn'", ast.name.span);
+    }
+    for (const s of ast.statements) if (s.type === 'override') this.override(s, layers);
+
+    return {
+      version: MODEL_IR_VERSION,
+      name: ast.name.value,
+      vocab: settings.vocab,
+      dim: settings.dim,
+      norm: settings.norm,
+      tieEmbeddings: settings.tieEmbeddings,
+      embeddingScale: settings.embeddingScale,
+      logitSoftcap: settings.logitSoftcap,
+      maxContext: settings.maxContext,
+      layers: layers.map((l, index): LayerSpec => ({
+        index,
+        mixerName: l.mixer.def.name.name,
+        mixer: this.build(l.mixer),
+        ffnName: l.ffn ? l.ffn.def.name.name : null,
+        ffn: l.ffn ? this.build(l.ffn) : null,
+      })),
+    };
+  }
+
+  private define(s: DefinitionStmt): void {
+    const name = s.name.name;
+    const earlier = this.mixers.get(name) ?? this.ffns.get(name);
+    if (earlier) {
+      const at = earlier.name.span;
+      this.fail(
+        `'${name}' is already defined as ${article(earlier.role)} at ${at.line}:${at.col}`,
+        s.name.span,
+      );
+    }
+    if (s.value.type !== 'call') {
+      const family = s.role === 'mixer' ? MIXERS : FFNS;
+      this.fail(
+        `${s.role} '${name}' must be ${family.example}, got ${describeValue(s.value)}`,
+        s.value.span,
+      );
+    }
+    if (s.role === 'mixer') this.mixers.set(name, this.definition(s, s.value, MIXERS, FFNS));
+    else this.ffns.set(name, this.definition(s, s.value, FFNS, MIXERS));
+  }
+
+  private definition<T>(
+    s: DefinitionStmt,
+    call: CallValue,
+    family: Family<T>,
+    other: Family<unknown>,
+  ): Definition<T> {
+    if (
+      other.kinds.some((k) => k.name === call.kind.name) &&
+      !family.kinds.some((k) => k.name === call.kind.name)
+    ) {
+      this.fail(
+        `'${call.kind.name}' is ${article(other.noun)} kind, not ${article(family.noun)} kind`,
+        call.kind.span,
+      );
+    }
+    const kind = findKind(family, call, this.env);
+    const spec = kind.resolve(call.args ?? [], call.kind.span, this.env);
+    return { name: s.name, role: s.role, kind, call, spec };
+  }
+
+  /** Without `with ffn`, a statement uses the only ffn defined, or none when there is none. */
+  private defaultFfns(span: Span, size: number): FfnRef[] {
+    const defs = [...this.ffns.values()];
+    if (defs.length > 1) {
+      const names = defs.map((d) => d.name.name).join(', ');
+      this.fail(`which ffn? ${defs.length} are defined (${names}): add 'with ffn NAME'`, span);
+    }
+    const ref: FfnRef = defs[0] ? defs[0].name : { type: 'none', span };
+    return new Array<FfnRef>(size).fill(ref);
+  }
+
+  private mixerRef(ref: Ident): Definition<MixerSpec> {
+    const def = this.mixers.get(ref.name);
+    if (def) return def;
+    if (this.ffns.has(ref.name)) this.fail(`'${ref.name}' is an ffn, not a mixer`, ref.span);
+    return this.fail(
+      `unknown mixer '${ref.name}'${didYouMean(ref.name, this.mixers.keys())}`,
+      ref.span,
+    );
+  }
+
+  private ffnSlot(ref: FfnRef): Slot<FfnSpec> | null {
+    if ('type' in ref) return null;
+    const def = this.ffns.get(ref.name);
+    if (def) return { def, args: null };
+    if (this.mixers.has(ref.name)) this.fail(`'${ref.name}' is a mixer, not an ffn`, ref.span);
+    return this.fail(
+      `unknown ffn '${ref.name}'${didYouMean(ref.name, this.ffns.keys())}`,
+      ref.span,
+    );
+  }
+
+  private build<T>(slot: Slot<T>): T {
+    if (!slot.args) return structuredClone(slot.def.spec);
+    return slot.def.kind.resolve(slot.args, slot.def.call.kind.span, this.env);
+  }
+
+  private override(s: OverrideStmt, layers: LayerState[]): void {
+    const seen = new Set<number>();
+    for (const n of s.layers) {
+      const i = n.value;
+      if (!Number.isSafeInteger(i) || i < 0) {
+        this.fail(`a layer index must be an integer of at least 0, got ${n.text}`, n.span);
+      }
+      if (i >= layers.length) {
+        this.fail(
+          `layer ${i} is out of range: the model has ${layers.length} layers (0..${layers.length - 1})`,
+          n.span,
+        );
+      }
+      if (seen.has(i)) this.fail(`layer ${i} is listed twice`, n.span);
+      seen.add(i);
+      for (const e of s.entries) this.apply(e, i, layers[i]!);
+    }
+  }
+
+  private apply(e: OverrideEntry, i: number, layer: LayerState): void {
+    const target = e.target.name;
+    if (!e.field) {
+      if (target === 'mixer') {
+        if (e.value.type === 'none') this.fail('every layer needs a mixer', e.value.span);
+        layer.mixer = { def: this.mixerRef(this.nameIn(e.value, 'mixer')), args: null };
+      } else if (target === 'ffn') {
+        layer.ffn = this.ffnSlot(e.value.type === 'none' ? e.value : this.nameIn(e.value, 'ffn'));
+      } else {
+        this.fail(
+          `'${target}: ...' sets nothing: write '${target}.FIELD: value', or 'mixer: NAME' / 'ffn: NAME' to swap a block`,
+          e.target.span,
+        );
+      }
+      return;
+    }
+    const field: Arg = { name: e.field, value: e.value, span: e.span };
+    if (target === 'mixer' || this.mixers.has(target)) {
+      if (target !== 'mixer' && layer.mixer.def.name.name !== target) {
+        this.fail(
+          `layer ${i} uses mixer '${layer.mixer.def.name.name}', not '${target}'`,
+          e.target.span,
+        );
+      }
+      layer.mixer = {
+        def: layer.mixer.def,
+        args: withArg(layer.mixer.args ?? layer.mixer.def.call.args ?? [], field),
+      };
+      return;
+    }
+    if (target === 'ffn' || this.ffns.has(target)) {
+      const ffn = layer.ffn;
+      if (!ffn) return this.fail(`layer ${i} has no ffn`, e.target.span);
+      if (target !== 'ffn' && ffn.def.name.name !== target) {
+        this.fail(`layer ${i} uses ffn '${ffn.def.name.name}', not '${target}'`, e.target.span);
+      }
+      layer.ffn = { def: ffn.def, args: withArg(ffn.args ?? ffn.def.call.args ?? [], field) };
+      return;
+    }
+    const names = [...this.mixers.keys(), ...this.ffns.keys(), 'mixer', 'ffn'];
+    this.fail(`unknown definition '${target}'${didYouMean(target, names)}`, e.target.span);
+  }
+
+  private nameIn(v: OverrideEntry['value'], role: BlockRole): Ident {
+    if (v.type === 'call' && v.args === null) return v.kind;
+    const alt = role === 'ffn' ? ' or none' : '';
+    return this.fail(
+      `${role} must name ${article(role)} definition${alt}, got ${describeValue(v)}`,
+      v.span,
+    );
+  }
+}
+
+function article(noun: string): string {
+  return /^([aeiou]|ffn)/.test(noun) ? `an ${noun}` : `a ${noun}`;
+}
+
+/** args with `field` set, replacing an earlier value of the same parameter. */
+function withArg(args: readonly Arg[], field: Arg): Arg[] {
+  const name = field.name!.name;
+  const out = args.filter((a) => a.name?.name !== name);
+  out.push(field);
+  return out;
+}
+
+/** Resolves a parsed model; text is its source, quoted in error messages. */
+export function resolveModel(ast: ModelAst, text: string): ModelIR {
+  return new Resolver(text).resolve(ast);
+}

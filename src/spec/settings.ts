@@ -1,0 +1,43 @@
+/** The model-level settings (`vocab 512`, `norm rms(eps: 1e-5)`, ...), resolved like a kind's parameters. */
+import { defineKind, opt, req, toDslCall } from './kind.ts';
+import { NORMS } from './kinds/index.ts';
+import type { ModelIR } from './model.ts';
+import { block, bool, int, orNone, positive } from './values.ts';
+
+export type ModelSettings = Pick<
+  ModelIR,
+  'vocab' | 'dim' | 'maxContext' | 'norm' | 'tieEmbeddings' | 'embeddingScale' | 'logitSoftcap'
+>;
+
+export const modelSettings = defineKind({
+  name: 'model',
+  label: 'the model',
+  paramNoun: 'setting',
+  params: {
+    vocab: req(int(1)),
+    dim: req(int(1)),
+    max_context: req(int(1)),
+    norm: req(block(NORMS)),
+    tie_embeddings: opt(bool),
+    embedding_scale: opt(positive),
+    logit_softcap: opt(orNone(positive)),
+  },
+  build: (a): ModelSettings => ({
+    vocab: a.vocab,
+    dim: a.dim,
+    maxContext: a.max_context,
+    norm: a.norm({ dim: a.dim }),
+    tieEmbeddings: a.tie_embeddings ?? false,
+    embeddingScale: a.embedding_scale ?? 1,
+    logitSoftcap: a.logit_softcap ?? null,
+  }),
+  toArgs: (s) => [
+    { name: 'vocab', value: s.vocab },
+    { name: 'dim', value: s.dim },
+    { name: 'max_context', value: s.maxContext },
+    { name: 'norm', value: toDslCall(NORMS, s.norm).value },
+    { name: 'tie_embeddings', value: s.tieEmbeddings },
+    { name: 'embedding_scale', value: s.embeddingScale },
+    { name: 'logit_softcap', value: s.logitSoftcap },
+  ],
+});

@@ -1,0 +1,45 @@
+/** A per-layer table of a model, for `strata check`. */
+import { toDslCall } from './kind.ts';
+import { FFNS } from './kinds/index.ts';
+import type { FfnSpec, MixerSpec, ModelIR } from './model.ts';
+
+function mixerDims(m: MixerSpec): string {
+  const parts = [`heads ${m.heads}`, `kv ${m.kvHeads}`, `head_dim ${m.headDim}`];
+  if (m.window !== null) parts.push(`window ${m.window}`);
+  if (m.rope === null) parts.push('no rope');
+  else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
+  if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
+  if (!m.causal) parts.push('bidirectional');
+  return parts.join(', ');
+}
+
+/** swiglu / geglu, or mlp(act) for the general form. */
+function ffnKind(f: FfnSpec): string {
+  const kind = toDslCall(FFNS, f).kind.name;
+  return kind === 'mlp' ? `mlp(${f.act}${f.gated ? ', gated' : ''})` : kind;
+}
+
+function formatTable(header: string[], rows: string[][], rightAligned: Set<number>): string {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, c) => (rightAligned.has(c) ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+/** One row per layer: index, mixer name, kind and dimensions, ffn name, kind and hidden size. */
+export function layerTable(model: ModelIR): string {
+  const header = ['layer', 'mixer', 'kind', 'dims', 'ffn', 'kind', 'hidden'];
+  const rows = model.layers.map((l) => [
+    String(l.index),
+    l.mixerName,
+    l.mixer.kind,
+    mixerDims(l.mixer),
+    l.ffnName ?? '-',
+    l.ffn ? ffnKind(l.ffn) : '-',
+    l.ffn ? String(l.ffn.hidden) : '-',
+  ]);
+  return formatTable(header, rows, new Set([0, 6]));
+}

@@ -1,0 +1,43 @@
+/**
+ * Semantic checks on a ModelIR that already satisfies the JSON Schema: the rules a schema cannot
+ * say. The DSL resolver guarantees these by construction; YAML/JSON specs need them checked.
+ */
+import { RESERVED_WORDS } from '../../grammar/lexer.ts';
+import { checkAttention, checkNorm, irNames, type Issue } from './checks.ts';
+import type { ModelIR } from './model.ts';
+
+function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] {
+  return issues.map((i) => ({ path: [...prefix, ...i.path], message: i.message }));
+}
+
+/** Every issue, with paths from the model root. */
+export function validateModel(model: ModelIR): Issue[] {
+  const issues: Issue[] = within(['norm'], checkNorm(model.norm, irNames));
+  const roleOf = new Map<string, 'mixer' | 'ffn'>();
+  const claim = (name: string, role: 'mixer' | 'ffn', path: (string | number)[]) => {
+    if (RESERVED_WORDS.has(name)) {
+      issues.push({ path, message: `'${name}' is a reserved word and cannot name a ${role}` });
+    }
+    const other = roleOf.get(name);
+    if (other && other !== role) {
+      issues.push({ path, message: `'${name}' names both a mixer and an ffn` });
+    }
+    roleOf.set(name, role);
+  };
+  model.layers.forEach((layer, i) => {
+    const at = ['layers', i];
+    if (layer.index !== i) {
+      issues.push({ path: [...at, 'index'], message: `must be ${i}: layers are listed in order` });
+    }
+    claim(layer.mixerName, 'mixer', [...at, 'mixerName']);
+    issues.push(...within([...at, 'mixer'], checkAttention(layer.mixer, irNames)));
+    if ((layer.ffnName === null) !== (layer.ffn === null)) {
+      issues.push({
+        path: [...at, 'ffnName'],
+        message: 'ffnName and ffn must both be null (no ffn) or both be set',
+      });
+    }
+    if (layer.ffnName !== null) claim(layer.ffnName, 'ffn', [...at, 'ffnName']);
+  });
+  return issues;
+}

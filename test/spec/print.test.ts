@@ -1,0 +1,166 @@
+import { describe, expect, it } from 'vitest';
+import { SpecError } from '../../src/spec/errors.ts';
+import { loadSpec, parseSpec } from '../../src/spec/load.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
+import { printSpec } from '../../src/spec/print.ts';
+import { resolve, specError } from './helpers.ts';
+
+/** Prints, checks the text resolves to the same model, and returns the text. */
+function roundTrip(model: ModelIR): string {
+  const text = printSpec(model);
+  expect(parseSpec(text, 'printed.strata')).toEqual(model);
+  return text;
+}
+
+function layersLines(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => /^ {2}(layers|override) /.test(l))
+    .map((l) => l.trim());
+}
+
+const DEFS = 'mixer a = attention(heads: 4)\nmixer b = attention(heads: 2, window: 8)';
+
+describe('printSpec', () => {
+  it('prints a readable spec with aligned definitions and only non-default parameters', () => {
+    expect(roundTrip(loadSpec('specs/tiny-hybrid.strata'))).toBe(
+      [
+        'model "tiny-hybrid" {',
+        '  vocab 256',
+        '  dim 64',
+        '  max_context 512',
+        '  norm rms(eps: 1e-6)',
+        '  tie_embeddings true',
+        '',
+        '  mixer local  = attention(heads: 4, kv_heads: 1, window: 32)',
+        '  mixer global = attention(heads: 4, kv_heads: 2, rope: rope(theta: 100000))',
+        '  ffn   mlp    = swiglu(hidden: 128)',
+        '  ffn   wide   = mlp(hidden: 256, act: relu2)',
+        '',
+        '  layers 2 x [2 local : 1 global] with ffn [mlp, wide]',
+        '  override layer 3 { local.window: 64 }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('wraps long definitions one argument per line', () => {
+    const text = roundTrip(loadSpec('specs/llama-3.2-1b.strata'));
+    expect(text).toContain(
+      [
+        '  mixer attn = attention(',
+        '    heads: 32,',
+        '    kv_heads: 8,',
+        '    rope: rope(',
+        '      theta: 500000,',
+        '      scaling: llama3(',
+        '        factor: 32,',
+      ].join('\n'),
+    );
+    expect(text.split('\n').every((l) => l.length <= 100)).toBe(true);
+  });
+
+  it('folds ratio groups, with `at` where the minority sits inside the group', () => {
+    expect(layersLines(roundTrip(resolve(`${DEFS}\nlayers 4 x [7 a : 1 b at 4]`)))).toEqual([
+      'layers 4 x [7 a : 1 b at 4]',
+    ]);
+    expect(layersLines(roundTrip(resolve(`${DEFS}\nlayers 3 x [2 a : 1 b]`)))).toEqual([
+      'layers 3 x [2 a : 1 b]',
+    ]);
+    expect(layersLines(roundTrip(resolve(`${DEFS}\nlayers 2 x [a, b]`)))).toEqual([
+      'layers 2 x [a, b]',
+    ]);
+  });
+
+  it('uses index placements when they are shorter than any group', () => {
+    expect(layersLines(roundTrip(resolve(`${DEFS}\nlayers 32 x a, b at [9, 18, 27]`)))).toEqual([
+      'layers 32 x a, b at [9, 18, 27]',
+    ]);
+  });
+
+  it('prints whole groups and the remainder as two statements', () => {
+    expect(
+      layersLines(roundTrip(resolve(`${DEFS}\nlayers 4 x [5 a : 1 b]\nlayers 2 x a`))),
+    ).toEqual(['layers 4 x [5 a : 1 b]', 'layers 2 x a']);
+  });
+
+  it('keeps the group structure of a Gemma-style 5:1 stack with a partial tail', () => {
+    const m = resolve(
+      `${DEFS}\nffn m = swiglu(hidden: 96)\nlayers 26 x a, b at [5, 11, 17, 23] with ffn m`,
+    );
+    expect(layersLines(roundTrip(m))).toEqual([
+      'layers 4 x [5 a : 1 b] with ffn m',
+      'layers 2 x a with ffn m',
+    ]);
+  });
+
+  it('prints ffn schedules in their shortest form', () => {
+    const ffns = `${DEFS}\nffn m = swiglu(hidden: 96)\nffn e = mlp(hidden: 32, act: relu)`;
+    const schedule = (s: string) => layersLines(roundTrip(resolve(`${ffns}\nlayers ${s}`)))[0];
+    expect(schedule('6 x a with ffn e, first 2 m')).toBe('layers 6 x a with ffn e, first 2 m');
+    expect(schedule('6 x a with ffn [m, e, e]')).toBe('layers 6 x a with ffn [m, e, e]');
+    expect(schedule('8 x a with ffn m, none at [1, 6]')).toBe(
+      'layers 8 x a with ffn m, none at [1, 6]',
+    );
+    // ffn definitions no layer uses are not part of the model, so nothing needs naming.
+    expect(schedule('3 x a with ffn none')).toBe('layers 3 x a');
+    expect(layersLines(roundTrip(resolve(`${DEFS}\nlayers 2 x a`)))).toEqual(['layers 2 x a']);
+  });
+
+  it('prints per-layer differences as overrides, grouping identical ones', () => {
+    const m = resolve(
+      `${DEFS}\nffn m = swiglu(hidden: 96)\nlayers 6 x a with ffn m\noverride layers [1, 4] { a.window: 128, m.hidden: 8 }\noverride layer 2 { a.rope: none }`,
+    );
+    expect(layersLines(roundTrip(m))).toEqual([
+      'layers 6 x a with ffn m',
+      'override layers [1, 4] { a.window: 128, m.hidden: 8 }',
+      'override layer 2 { a.rope: none }',
+    ]);
+  });
+
+  it('spells out every parameter when a changed one moved a default', () => {
+    const m = resolve(`${DEFS}\nlayers 3 x a\noverride layer 1 { a.heads: 8, a.head_dim: 16 }`);
+    const text = roundTrip(m);
+    expect(layersLines(text)[1]).toMatch(
+      /^override layer 1 \{ a\.heads: 8, a\.kv_heads: 8, a\.head_dim: 16, /,
+    );
+  });
+
+  it('prints non-default settings', () => {
+    const header =
+      'vocab 10\n  dim 8\n  max_context 4\n  norm layer(eps: 1e-6, bias: false)\n  embedding_scale 2.5\n  logit_softcap 30';
+    const text = roundTrip(resolve('mixer a = attention(heads: 2)\nlayers 1 x a', header));
+    expect(text).toContain(
+      '  norm layer(eps: 0.000001, bias: false)\n  embedding_scale 2.5\n  logit_softcap 30\n'.replace(
+        '0.000001',
+        '1e-6',
+      ),
+    );
+    expect(text).not.toContain('tie_embeddings');
+  });
+
+  it('chooses a kind that can express every use of a name', () => {
+    // A YAML spec may give one ffn name both a SwiGLU and a ReLU² MLP.
+    const m = resolve('mixer a = attention(heads: 4)\nffn f = swiglu(hidden: 8)\nlayers 3 x a');
+    m.layers[2]!.ffn = { kind: 'mlp', hidden: 8, act: 'relu2', gated: false, bias: false };
+    const text = roundTrip(m);
+    expect(text).toContain('ffn   f = mlp(hidden: 8, act: silu, gated: true)');
+    expect(layersLines(text)).toContain('override layer 2 { f.act: relu2, f.gated: false }');
+  });
+
+  it('refuses a model that is not valid ModelIR', () => {
+    const m = resolve('mixer a = attention(heads: 4)\nlayers 1 x a');
+    m.layers[0]!.mixer.kvHeads = 3;
+    const e = specError(() => printSpec(m));
+    expect(e).toBeInstanceOf(SpecError);
+    expect(e.message).toBe(
+      "model 'm': error: layers[0].mixer.kvHeads: heads (4) must be a multiple of kvHeads (3)",
+    );
+    m.layers[0]!.mixer.kvHeads = 4;
+    m.layers[0]!.mixerName = 'layers';
+    expect(specError(() => printSpec(m)).reason).toBe(
+      "layers[0].mixerName: 'layers' is a reserved word and cannot name a mixer",
+    );
+  });
+});
