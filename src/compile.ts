@@ -9,7 +9,7 @@ import { lower } from './graph/lower.ts';
 import { runPasses, type PassLogEntry } from './passes/pipeline.ts';
 import { emitPhase, type KernelTable, type PhaseProgram } from '../codegen/emit.ts';
 import type { DeviceCaps, Kernel } from '../codegen/kernel-ir.ts';
-import { elementCount } from './graph/ir.ts';
+import { elementCount, usedTensors } from './graph/ir.ts';
 
 export interface CompileOptions {
   caps: DeviceCaps;
@@ -61,7 +61,7 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const params = new Map<string, ParamEntry>();
   const state = new Map<string, number[]>();
   for (const g of [prefill.graph, decode.graph]) {
-    for (const t of g.tensors) {
+    for (const t of usedTensors(g)) {
       if (t.kind === 'param') params.set(t.name, { name: t.name, shape: t.shape as number[], source: t.source! });
       if (t.kind === 'state') state.set(t.name, t.shape as number[]);
     }

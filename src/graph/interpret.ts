@@ -3,7 +3,7 @@
  * references. The ground truth the GPU runtime is tested against.
  */
 import type { Graph } from './ir.ts';
-import { elementCount } from './ir.ts';
+import { elementCount, usedTensors } from './ir.ts';
 import { materialize, type WeightProvider } from './params.ts';
 import { referenceFor } from '../ops/index.ts';
 import type { Arrays, HostArray } from '../ops/types.ts';
@@ -19,7 +19,7 @@ export class Interpreter {
 
   static async create(graph: Graph, weights: WeightProvider): Promise<Interpreter> {
     const params = new Map<number, Float32Array>();
-    for (const t of graph.tensors) {
+    for (const t of usedTensors(graph)) {
       if (t.kind !== 'param' || !t.source) continue;
       const data = await materialize(t.source, weights);
       const want = elementCount(t.shape, graph.maxT);
@@ -33,7 +33,7 @@ export class Interpreter {
 
   newState(): CpuState {
     const s: CpuState = new Map();
-    for (const t of this.graph.tensors) {
+    for (const t of usedTensors(this.graph)) {
       if (t.kind === 'state') s.set(t.name, new Float32Array(elementCount(t.shape, this.graph.maxT)));
     }
     return s;
@@ -51,7 +51,7 @@ export class Interpreter {
     if (T < 1 || T > g.maxT) throw new Error(`${g.phase}: T = ${T} outside [1, ${g.maxT}]`);
     if (L < 1 || L > T) throw new Error(`L = ${L} outside [1, T = ${T}]`);
     const values = new Map<number, HostArray>();
-    for (const t of g.tensors) {
+    for (const t of usedTensors(g)) {
       if (t.kind === 'param') values.set(t.id, this.params.get(t.id)!);
       if (t.kind === 'state') values.set(t.id, state.get(t.name)!);
     }

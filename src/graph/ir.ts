@@ -91,14 +91,14 @@ export function producers(g: Graph): Map<number, GraphNode> {
   return m;
 }
 
-/** Drop tensors no node or graph output refers to, keeping ids stable. */
-export function pruneTensors(g: Graph): Graph {
+/** Tensors some node reads or writes (passes leave replaced tensors behind; ids stay array indices). */
+export function usedTensors(g: Graph): Tensor[] {
   const used = new Set<number>([g.ids, g.logits, g.token]);
   for (const n of g.nodes) {
     for (const t of Object.values(n.inputs)) used.add(t);
     for (const t of Object.values(n.outputs)) used.add(t);
   }
-  return { ...g, tensors: g.tensors.filter((t) => used.has(t.id) || t.kind === 'state') };
+  return g.tensors.filter((t) => used.has(t.id));
 }
 
 export function tensorById(g: Graph): Map<number, Tensor> {

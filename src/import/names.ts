@@ -41,7 +41,8 @@ export function mlpNames(i: number) {
 
 function normTensors(model: ModelIR, prefix: string, width: number): TensorSpec[] {
   const out = [{ name: `${prefix}.weight`, shape: [width] }];
-  if (model.norm.kind === 'layer' && model.norm.bias) out.push({ name: `${prefix}.bias`, shape: [width] });
+  if (model.norm.kind === 'layer' && model.norm.bias)
+    out.push({ name: `${prefix}.bias`, shape: [width] });
   return out;
 }
 
@@ -93,4 +94,101 @@ export function expectedTensors(model: ModelIR): TensorSpec[] {
   out.push(...normTensors(model, FINAL_NORM, model.dim));
   if (!model.tieEmbeddings) out.push({ name: LM_HEAD, shape: [model.vocab, model.dim] });
   return out;
+}
+
+/** The name of a norm's tensors: bias only for a LayerNorm with bias. */
+export interface NormWeightNames {
+  weight: string;
+  bias: string | null;
+}
+
+/** Full tensor names of one layer; null where the model has no such tensor. */
+export interface LayerWeightNames {
+  inputNorm: NormWeightNames;
+  q: string;
+  k: string;
+  v: string;
+  o: string;
+  qBias: string | null;
+  kBias: string | null;
+  vBias: string | null;
+  oBias: string | null;
+  qNorm: string | null;
+  kNorm: string | null;
+  /** Present when the layer has an FFN. */
+  ffn: {
+    norm: NormWeightNames;
+    /** null for an ungated MLP. */
+    gate: string | null;
+    up: string;
+    down: string;
+    gateBias: string | null;
+    upBias: string | null;
+    downBias: string | null;
+  } | null;
+}
+
+function normWeightNames(model: ModelIR, prefix: string): NormWeightNames {
+  return {
+    weight: `${prefix}.weight`,
+    bias: model.norm.kind === 'layer' && model.norm.bias ? `${prefix}.bias` : null,
+  };
+}
+
+/** Structured full names of layer i (derived from the same prefixes as layerTensors). */
+export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
+  const layer = model.layers[i];
+  if (!layer)
+    throw new Error(`model '${model.name}' has no layer ${i} (it has ${model.layers.length})`);
+  const a = layer.mixer;
+  const n = attentionNames(i);
+  const w = (p: string) => `${p}.weight`;
+  const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
+  let ffn: LayerWeightNames['ffn'] = null;
+  if (layer.ffn) {
+    const f = layer.ffn;
+    const m = mlpNames(i);
+    ffn = {
+      norm: normWeightNames(model, m.norm),
+      gate: f.gated ? w(m.gate) : null,
+      up: w(m.up),
+      down: w(m.down),
+      gateBias: b(m.gate, f.gated && f.bias),
+      upBias: b(m.up, f.bias),
+      downBias: b(m.down, f.bias),
+    };
+  }
+  return {
+    inputNorm: normWeightNames(model, n.norm),
+    q: w(n.q),
+    k: w(n.k),
+    v: w(n.v),
+    o: w(n.o),
+    qBias: b(n.q, a.qkvBias),
+    kBias: b(n.k, a.qkvBias),
+    vBias: b(n.v, a.qkvBias),
+    oBias: b(n.o, a.outBias),
+    qNorm: a.qkNorm ? w(n.qNorm) : null,
+    kNorm: a.qkNorm ? w(n.kNorm) : null,
+    ffn,
+  };
+}
+
+export interface GlobalWeightNames {
+  embed: string;
+  finalNorm: NormWeightNames;
+  /** null when the LM head is tied to the embedding. */
+  lmHead: string | null;
+}
+
+export function globalWeightNames(model: ModelIR): GlobalWeightNames {
+  return {
+    embed: EMBED,
+    finalNorm: normWeightNames(model, FINAL_NORM),
+    lmHead: model.tieEmbeddings ? null : LM_HEAD,
+  };
+}
+
+export function tensorElements(t: TensorSpec): number {
+  return t.shape.reduce((a, b) => a * b, 1);
 }

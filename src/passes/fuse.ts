@@ -14,6 +14,7 @@ import type { MatmulAttrs, RopeAttrs } from '../graph/ops.ts';
 import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { matmulStorageBindings } from '../../codegen/kernels/matmul.ts';
 import { Rewriter } from './rewrite.ts';
+import { bindingLimit } from './split.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
@@ -40,8 +41,13 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
   );
 }
 
+/** The fused kernel's bindings fit the device, and so does its (possibly concatenated) weight. */
 function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
-  return matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage;
+  const weightRows = attrs.gated ? 2 * attrs.N : attrs.N;
+  return (
+    matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage &&
+    weightRows * attrs.K * 4 <= bindingLimit(caps)
+  );
 }
 
 function biasSource(r: Rewriter, m: Matmul): ParamSource {

@@ -4,7 +4,6 @@
  * nodes renumbered in order. Passes stay pure: they copy the graph first.
  */
 import type { Graph, GraphNode, ParamSource, Tensor } from '../graph/ir.ts';
-import { pruneTensors } from '../graph/ir.ts';
 import type { OpAttrs } from '../graph/ops.ts';
 
 export class Rewriter {
@@ -82,6 +81,6 @@ export class Rewriter {
 
   finish(): Graph {
     const nodes = this.live().map((n, i) => ({ ...n, id: i }));
-    return pruneTensors({ ...this.graph, nodes, tensors: this.tensors });
+    return { ...this.graph, nodes, tensors: this.tensors };
   }
 }

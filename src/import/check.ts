@@ -1,0 +1,61 @@
+/**
+ * Checks a checkpoint's tensor list against what a model needs: every expected tensor
+ * present with the right shape and a float dtype, and nothing left over (a leftover
+ * tensor means the config and the weights describe different models).
+ */
+import type { TensorSpec } from './names.ts';
+
+export interface AvailableTensor {
+  name: string;
+  shape: number[];
+  dtype: string;
+}
+
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
+
+/** Buffers some old checkpoints carry that are recomputed from the config, never loaded. */
+const DERIVED_BUFFER = /\.rotary_emb\.inv_freq$/;
+
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+export function checkTensors(
+  expected: readonly TensorSpec[],
+  weightMap: Readonly<Record<string, string>>,
+  available: readonly AvailableTensor[],
+  source: string,
+  hint?: (unused: string[]) => string,
+): void {
+  const byName = new Map(available.map((t) => [t.name, t]));
+  const problems: string[] = [];
+  const used = new Set<string>();
+  for (const t of expected) {
+    const hfName = weightMap[t.name];
+    if (hfName === undefined) {
+      problems.push(`no checkpoint name is mapped for '${t.name}'`);
+      continue;
+    }
+    used.add(hfName);
+    const label = hfName === t.name ? `'${t.name}'` : `'${hfName}' (strata '${t.name}')`;
+    const got = byName.get(hfName);
+    if (!got) {
+      problems.push(`missing tensor ${label}, expected shape ${fmt(t.shape)}`);
+    } else if (fmt(got.shape) !== fmt(t.shape)) {
+      problems.push(`tensor ${label} has shape ${fmt(got.shape)}, expected ${fmt(t.shape)}`);
+    } else if (!FLOAT_DTYPES.has(got.dtype)) {
+      problems.push(`tensor ${label} has dtype ${got.dtype}, expected F32, F16 or BF16`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new Error(`${source}: checkpoint does not match the config:\n  ${problems.join('\n  ')}`);
+  }
+  const unused = available
+    .map((t) => t.name)
+    .filter((n) => !used.has(n) && !DERIVED_BUFFER.test(n))
+    .sort();
+  if (unused.length > 0) {
+    const extra = hint ? hint(unused) : '';
+    throw new Error(
+      `${source}: ${unused.length} checkpoint tensor${unused.length > 1 ? 's are' : ' is'} not used by the model${extra}: ${unused.map((n) => `'${n}'`).join(', ')}`,
+    );
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Import a HuggingFace checkpoint folder (Node): config.json plus model.safetensors or a
+ * sharded set. The tensor list is checked against the config before anything is loaded;
+ * tensors are then read one at a time, converted to f32, under strata's canonical names.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
+import type { ModelIR } from '../spec/model.ts';
+import { checkTensors } from './check.ts';
+import { importHfConfig } from './hf.ts';
+import { parsePythonJson } from './json.ts';
+import { LM_HEAD, expectedTensors, type TensorSpec } from './names.ts';
+
+export interface HfFolder {
+  model: ModelIR;
+  /** Canonical strata tensor name → checkpoint tensor name. */
+  weightMap: Record<string, string>;
+  /** The tensors the model needs, under canonical names. */
+  tensors: TensorSpec[];
+  /** Reads one tensor by its canonical name, as f32 (F16/BF16 are converted). */
+  readTensorF32(name: string): Promise<Float32Array>;
+  /** Closes the safetensors file handles. */
+  close(): Promise<void>;
+}
+
+export async function readHfConfig(dir: string): Promise<unknown> {
+  const path = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new Error(`${dir}: cannot read config.json (${(e as Error).message})`);
+  }
+  return parsePythonJson(text, path);
+}
+
+export async function importHfFolder(dir: string): Promise<HfFolder> {
+  const name = basename(resolve(dir));
+  const config = await readHfConfig(dir);
+  const { model, weightMap } = importHfConfig(config as object, name);
+  const tensors = expectedTensors(model);
+  const source = await openSafetensors(dir);
+  try {
+    checkTensors(tensors, weightMap, source.listTensors(), dir, (unused) =>
+      model.tieEmbeddings && unused.includes(LM_HEAD)
+        ? ` (config.json has tie_word_embeddings, so '${LM_HEAD}' would be ignored)`
+        : '',
+    );
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+  const known = new Set(tensors.map((t) => t.name));
+  return {
+    model,
+    weightMap,
+    tensors,
+    readTensorF32: (canonical) => {
+      if (!known.has(canonical)) {
+        return Promise.reject(new Error(`${dir}: model '${name}' has no tensor '${canonical}'`));
+      }
+      return source.readTensorF32(weightMap[canonical]);
+    },
+    close: () => source.close(),
+  };
+}

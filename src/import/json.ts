@@ -1,0 +1,55 @@
+/**
+ * JSON as Python writes it. `json.dump` emits bare `NaN`, `Infinity` and `-Infinity`
+ * (Nemotron-H's published config has `"time_step_limit": [0.0, Infinity]`), which
+ * JSON.parse rejects; this reads them as the numbers they mean.
+ */
+
+const SENTINEL = '\u0000strata-nonfinite:';
+const LITERALS: ReadonlyArray<[string, number]> = [
+  ['-Infinity', -Infinity],
+  ['Infinity', Infinity],
+  ['NaN', NaN],
+];
+
+export function parsePythonJson(text: string, source: string): unknown {
+  let out = '';
+  let inString = false;
+  let escaped = false;
+  let i = 0;
+  let last = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c === '\\') escaped = true;
+      else if (c === '"') inString = false;
+      i++;
+      continue;
+    }
+    if (c === '"') {
+      inString = true;
+      i++;
+      continue;
+    }
+    const hit = LITERALS.find(([lit]) => text.startsWith(lit, i));
+    if (hit) {
+      out += text.slice(last, i) + JSON.stringify(SENTINEL + hit[0]);
+      i += hit[0].length;
+      last = i;
+      continue;
+    }
+    i++;
+  }
+  out += text.slice(last);
+  try {
+    return JSON.parse(out, (_key, value: unknown) => {
+      if (typeof value === 'string' && value.startsWith(SENTINEL)) {
+        const lit = value.slice(SENTINEL.length);
+        return LITERALS.find(([l]) => l === lit)?.[1];
+      }
+      return value;
+    });
+  } catch (e) {
+    throw new Error(`${source}: not valid JSON (${(e as Error).message})`);
+  }
+}

@@ -1,0 +1,565 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { importHfConfig } from '../../src/import/hf.ts';
+import { parsePythonJson } from '../../src/import/json.ts';
+import { expectedTensors } from '../../src/import/names.ts';
+import { countParams } from '../../src/spec/params.ts';
+import type { AttentionSpec, ModelIR } from '../../src/spec/model.ts';
+
+const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'configs');
+const fixture = (file: string): object =>
+  parsePythonJson(readFileSync(join(FIXTURES, file), 'utf8'), file) as object;
+
+/** What a config must import to: a short, comparable summary of the ModelIR. */
+interface Layout {
+  vocab: number;
+  dim: number;
+  layers: number;
+  /** Each layer's mixerName, run-length encoded as "name*count". */
+  mixers: string[];
+  params: number;
+}
+
+function layoutOf(model: ModelIR): Layout {
+  const runs: string[] = [];
+  let prev = '';
+  let count = 0;
+  for (const l of model.layers) {
+    if (l.mixerName === prev) count++;
+    else {
+      if (count) runs.push(`${prev}*${count}`);
+      prev = l.mixerName;
+      count = 1;
+    }
+  }
+  if (count) runs.push(`${prev}*${count}`);
+  return {
+    vocab: model.vocab,
+    dim: model.dim,
+    layers: model.layers.length,
+    mixers: runs,
+    params: countParams(model).total,
+  };
+}
+
+/**
+ * One row per published config. A family that is not supported yet expects its explicit
+ * error; when it lands, its row flips to `{ layout: {...} }`.
+ */
+const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: string } }[] = [
+  {
+    file: 'llama-3.2-1b.json',
+    expect: {
+      layout: {
+        vocab: 128256,
+        dim: 2048,
+        layers: 16,
+        mixers: ['full_attention*16'],
+        params: 1_235_814_400,
+      },
+    },
+  },
+  {
+    file: 'jamba-v0.1.json',
+    expect: {
+      unsupported: "model_type 'jamba' needs mamba1 mixers and MoE FFNs, not supported yet",
+    },
+  },
+  {
+    file: 'qwen3-next-80b-a3b.json',
+    expect: { unsupported: "model_type 'qwen3_next' needs gated DeltaNet mixers" },
+  },
+  {
+    file: 'nemotron-h-8b.json',
+    expect: { unsupported: "model_type 'nemotron_h' needs mamba2 mixers" },
+  },
+  {
+    file: 'falcon-h1-7b.json',
+    expect: { unsupported: "model_type 'falcon_h1' needs parallel attention + mamba2 mixers" },
+  },
+  {
+    file: 'gemma-3-1b.json',
+    expect: { unsupported: "model_type 'gemma3_text' needs sandwich norms" },
+  },
+  { file: 'gpt-oss-20b.json', expect: { unsupported: "model_type 'gpt_oss' needs MoE FFNs" } },
+  {
+    file: 'deepseek-v3.json',
+    expect: { unsupported: "model_type 'deepseek_v3' needs multi-head latent attention (MLA)" },
+  },
+  {
+    file: 'lfm2-1.2b.json',
+    expect: { unsupported: "model_type 'lfm2' needs short gated convolution mixers" },
+  },
+  {
+    file: 'zamba2-2.7b.json',
+    expect: { unsupported: "model_type 'zamba2' needs mamba2 mixers and shared attention blocks" },
+  },
+];
+
+describe('published configs', () => {
+  for (const row of PUBLISHED) {
+    it(`${row.file}`, () => {
+      const config = fixture(row.file);
+      if ('layout' in row.expect) {
+        expect(layoutOf(importHfConfig(config, row.file).model)).toEqual(row.expect.layout);
+      } else {
+        expect(() => importHfConfig(config, row.file)).toThrow(
+          `${row.file} config: ${row.expect.unsupported}`,
+        );
+      }
+    });
+  }
+
+  it('imports Llama-3.2-1B to the known layout', () => {
+    const { model, weightMap } = importHfConfig(fixture('llama-3.2-1b.json'), 'Llama-3.2-1B');
+    expect(model.name).toBe('Llama-3.2-1B');
+    expect(model.norm).toEqual({ kind: 'rms', eps: 1e-5, unitOffset: false, bias: false });
+    expect(model.tieEmbeddings).toBe(true);
+    expect(model.maxContext).toBe(131072);
+    for (const layer of model.layers) {
+      expect(layer.mixer).toEqual({
+        kind: 'attention',
+        heads: 32,
+        kvHeads: 8,
+        headDim: 64,
+        rope: {
+          theta: 500000,
+          rotaryDim: 64,
+          scaling: {
+            kind: 'llama3',
+            factor: 32,
+            lowFreqFactor: 1,
+            highFreqFactor: 4,
+            originalMaxPositions: 8192,
+          },
+        },
+        qkNorm: false,
+        qkvBias: false,
+        outBias: false,
+        causal: true,
+        window: null,
+        scale: 0.125,
+        softcap: null,
+      });
+      expect(layer.ffn).toEqual({
+        kind: 'mlp',
+        hidden: 8192,
+        act: 'silu',
+        gated: true,
+        bias: false,
+      });
+    }
+    expect(weightMap['model.layers.15.mlp.down_proj.weight']).toBe(
+      'model.layers.15.mlp.down_proj.weight',
+    );
+    expect(weightMap['lm_head.weight']).toBeUndefined();
+    expect(Object.keys(weightMap)).toHaveLength(2 + 16 * 9);
+  });
+
+  it('counts Llama-3.2-1B parameters within 0.5% of the published 1.24B', () => {
+    const { model } = importHfConfig(fixture('llama-3.2-1b.json'), 'Llama-3.2-1B');
+    const c = countParams(model);
+    expect(Math.abs(c.total - 1_235_814_400) / 1_235_814_400).toBeLessThan(0.005);
+    expect(Math.abs(c.total - 1.24e9) / 1.24e9).toBeLessThan(0.005);
+    expect(c.embedding).toBe(128256 * 2048);
+    expect(c.lmHead).toBe(0);
+    expect(c.perLayer).toEqual(Array(16).fill(60_821_504));
+    expect(c.total).toBe(c.embedding + c.perLayer.reduce((a, b) => a + b) + 2048);
+  });
+});
+
+describe('model types strata cannot run yet', () => {
+  // The brief's list, hard-coded: removing an entry without adding an importer fails here.
+  const NEEDS: Record<string, string> = {
+    mixtral: 'MoE FFNs',
+    qwen3_moe: 'MoE FFNs',
+    gemma3_text: 'sandwich norms',
+    gpt_oss: 'MoE FFNs with clamped SwiGLU and attention sinks',
+    deepseek_v3: 'multi-head latent attention (MLA)',
+    mamba: 'mamba1 mixers',
+    mamba2: 'mamba2 mixers',
+    jamba: 'mamba1 mixers and MoE FFNs',
+    bamba: 'mamba2 mixers',
+    falcon_h1: 'parallel attention + mamba2 mixers',
+    nemotron_h: 'mamba2 mixers',
+    granitemoehybrid: 'mamba2 mixers, MoE FFNs',
+    zamba2: 'mamba2 mixers and shared attention blocks',
+    lfm2: 'short gated convolution mixers',
+    qwen3_next: 'gated DeltaNet mixers',
+  };
+  for (const [type, needs] of Object.entries(NEEDS)) {
+    it(type, () => {
+      expect(() => importHfConfig({ model_type: type, hidden_size: 64 }, 'tiny')).toThrow(
+        new RegExp(
+          `^tiny config: model_type '${type}' needs ${needs.replace(/[()+]/g, '\\$&')}.*, not supported yet$`,
+        ),
+      );
+    });
+  }
+});
+
+/** A small valid Llama config; tests override keys. */
+const LLAMA = {
+  model_type: 'llama',
+  vocab_size: 256,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-5,
+  max_position_embeddings: 4096,
+  rope_theta: 10000,
+};
+
+const attn = (config: object): AttentionSpec => importHfConfig(config, 't').model.layers[0].mixer;
+
+describe('config errors', () => {
+  it('names an unknown key', () => {
+    expect(() => importHfConfig({ ...LLAMA, use_fancy_mixer: true }, 'x')).toThrow(
+      /x config: config key 'use_fancy_mixer' is not understood by strata's llama importer/,
+    );
+  });
+
+  it('names every unknown key', () => {
+    expect(() => importHfConfig({ ...LLAMA, alpha: 1, beta: 2 }, 'x')).toThrow(
+      /config keys 'alpha', 'beta' are not understood/,
+    );
+  });
+
+  it('names a key another family has but this one lacks', () => {
+    expect(() => importHfConfig({ ...LLAMA, sliding_window: 512 }, 'x')).toThrow(
+      /config key 'sliding_window' is not understood by strata's llama importer/,
+    );
+  });
+
+  it('accepts the harmless keys', () => {
+    const cfg = {
+      ...LLAMA,
+      torch_dtype: 'bfloat16',
+      dtype: 'bfloat16',
+      architectures: ['LlamaForCausalLM'],
+      bos_token_id: 1,
+      eos_token_id: [2, 3],
+      pad_token_id: null,
+      transformers_version: '5.0.0',
+      use_cache: true,
+      initializer_range: 0.02,
+      attention_dropout: 0,
+      pretraining_tp: 1,
+    };
+    expect(importHfConfig(cfg, 'x').model.layers).toHaveLength(2);
+  });
+
+  it('names an unknown model_type and a missing one', () => {
+    expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3)",
+    );
+    expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
+    expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(
+      /model_type 'toString' is not known/,
+    );
+  });
+
+  it('refuses quantized checkpoints', () => {
+    expect(() =>
+      importHfConfig({ ...LLAMA, quantization_config: { quant_method: 'fp8' } }, 'x'),
+    ).toThrow(
+      /config key 'quantization_config' \(quant_method "fp8"\): quantized checkpoints are not supported/,
+    );
+  });
+
+  it('names missing and ill-typed keys', () => {
+    const { hidden_size: _, ...noHidden } = LLAMA;
+    expect(() => importHfConfig(noHidden, 'x')).toThrow(/config key 'hidden_size' is required/);
+    expect(() => importHfConfig({ ...LLAMA, num_hidden_layers: 'two' }, 'x')).toThrow(
+      /config key 'num_hidden_layers' must be an integer, got "two"/,
+    );
+    expect(() => importHfConfig({ ...LLAMA, num_key_value_heads: 3 }, 'x')).toThrow(
+      /config key 'num_key_value_heads' 3 does not divide num_attention_heads 4/,
+    );
+  });
+
+  it('maps hidden_act and names an unsupported one', () => {
+    expect(
+      importHfConfig({ ...LLAMA, hidden_act: 'gelu_pytorch_tanh' }, 'x').model.layers[0].ffn?.act,
+    ).toBe('gelu_tanh');
+    expect(importHfConfig({ ...LLAMA, hidden_act: 'swish' }, 'x').model.layers[0].ffn?.act).toBe(
+      'silu',
+    );
+    expect(() => importHfConfig({ ...LLAMA, hidden_act: 'quick_gelu' }, 'x')).toThrow(
+      /config key 'hidden_act' 'quick_gelu' is not supported/,
+    );
+  });
+});
+
+describe('llama options', () => {
+  it('derives head_dim and kv heads like LlamaConfig', () => {
+    const { num_key_value_heads: _, ...noKv } = LLAMA;
+    const a = attn(noKv);
+    expect([a.heads, a.kvHeads, a.headDim, a.scale]).toEqual([4, 4, 16, 0.25]);
+    expect(attn({ ...LLAMA, num_key_value_heads: null }).kvHeads).toBe(4);
+    expect(attn({ ...LLAMA, head_dim: 32 }).headDim).toBe(32);
+  });
+
+  it('reads attention_bias, mlp_bias and tie_word_embeddings', () => {
+    const { model, weightMap } = importHfConfig(
+      { ...LLAMA, attention_bias: true, mlp_bias: true, tie_word_embeddings: false },
+      'x',
+    );
+    expect(model.layers[0].mixer.qkvBias && model.layers[0].mixer.outBias).toBe(true);
+    expect(model.layers[0].ffn?.bias).toBe(true);
+    expect(weightMap['model.layers.1.self_attn.o_proj.bias']).toBe(
+      'model.layers.1.self_attn.o_proj.bias',
+    );
+    expect(weightMap['model.layers.0.mlp.gate_proj.bias']).toBe(
+      'model.layers.0.mlp.gate_proj.bias',
+    );
+    expect(weightMap['lm_head.weight']).toBe('lm_head.weight');
+  });
+});
+
+describe('RoPE spellings', () => {
+  const rope = (extra: object) => {
+    const r = attn({ ...LLAMA, ...extra }).rope;
+    if (!r) throw new Error('imported attention has no RoPE');
+    return r;
+  };
+
+  it('reads plain theta and a null rope_scaling', () => {
+    expect(rope({ rope_theta: 5e5, rope_scaling: null })).toEqual({
+      theta: 5e5,
+      rotaryDim: 16,
+      scaling: { kind: 'none' },
+    });
+  });
+
+  it('reads linear scaling spelled type or rope_type', () => {
+    expect(rope({ rope_scaling: { type: 'linear', factor: 2 } }).scaling).toEqual({
+      kind: 'linear',
+      factor: 2,
+    });
+    expect(rope({ rope_scaling: { rope_type: 'linear', factor: 4 } }).scaling).toEqual({
+      kind: 'linear',
+      factor: 4,
+    });
+  });
+
+  it("reads transformers 5's rope_parameters dict", () => {
+    const { rope_theta: _, ...noTheta } = LLAMA;
+    const r = attn({
+      ...noTheta,
+      rope_parameters: {
+        rope_type: 'llama3',
+        rope_theta: 5e5,
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8192,
+      },
+    }).rope;
+    expect(r).toEqual({
+      theta: 5e5,
+      rotaryDim: 16,
+      scaling: {
+        kind: 'llama3',
+        factor: 8,
+        lowFreqFactor: 1,
+        highFreqFactor: 4,
+        originalMaxPositions: 8192,
+      },
+    });
+    expect(attn({ ...noTheta, rope_parameters: { rope_type: 'default' } }).rope?.theta).toBe(10000);
+  });
+
+  it('reads yarn with HF defaults', () => {
+    const s = rope({
+      rope_scaling: { type: 'yarn', factor: 4, original_max_position_embeddings: 1024 },
+    }).scaling;
+    expect(s).toEqual({
+      kind: 'yarn',
+      factor: 4,
+      originalMaxPositions: 1024,
+      betaFast: 32,
+      betaSlow: 1,
+      attentionFactor: 0.1 * Math.log(4) + 1,
+    });
+  });
+
+  it('reads yarn with mscale (DeepSeek style), explicit attention_factor, and factor from context lengths', () => {
+    const ds = rope({
+      rope_scaling: {
+        type: 'yarn',
+        factor: 40,
+        mscale: 1,
+        mscale_all_dim: 0.5,
+        beta_fast: 16,
+        original_max_position_embeddings: 4096,
+      },
+    }).scaling;
+    expect(ds).toMatchObject({ betaFast: 16, betaSlow: 1 });
+    expect(ds.kind === 'yarn' && ds.attentionFactor).toBeCloseTo(
+      (0.1 * Math.log(40) + 1) / (0.05 * Math.log(40) + 1),
+      12,
+    );
+    const af = rope({
+      rope_parameters: { rope_type: 'yarn', factor: 2, attention_factor: 1.5 },
+    }).scaling;
+    expect(af).toMatchObject({ attentionFactor: 1.5, originalMaxPositions: 4096 });
+    const implied = rope({
+      rope_scaling: { rope_type: 'yarn', original_max_position_embeddings: 1024 },
+    }).scaling;
+    expect(implied).toMatchObject({ factor: 4 });
+  });
+
+  it('reads partial rotary factor from either place', () => {
+    expect(rope({ partial_rotary_factor: 0.5 }).rotaryDim).toBe(8);
+    const { rope_theta: _, ...noTheta } = LLAMA;
+    expect(
+      attn({
+        ...noTheta,
+        rope_parameters: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.25 },
+      }).rope?.rotaryDim,
+    ).toBe(4);
+    // int(16 * 0.3) = 4, as HF truncates.
+    expect(rope({ partial_rotary_factor: 0.3 }).rotaryDim).toBe(4);
+    expect(() => rope({ partial_rotary_factor: 0.1 })).toThrow(
+      /config key 'partial_rotary_factor' 0.1 gives 1 rotary dims of head_dim 16/,
+    );
+  });
+
+  it('names what it cannot honour', () => {
+    expect(() => rope({ rope_scaling: { type: 'dynamic', factor: 2 } })).toThrow(
+      /config key 'rope_scaling.rope_type' 'dynamic' is not supported/,
+    );
+    expect(() =>
+      rope({ rope_scaling: { rope_type: 'yarn', factor: 32, truncate: false } }),
+    ).toThrow(/config key 'rope_scaling.truncate' is false/);
+    expect(() =>
+      rope({ rope_parameters: { rope_type: 'default', mrope_section: [1, 2] } }),
+    ).toThrow(/config key 'rope_parameters.mrope_section' is not a RoPE setting/);
+    expect(() => rope({ rope_scaling: { rope_type: 'llama3', factor: 8 } })).toThrow(
+      /config key 'rope_scaling.low_freq_factor' is required for rope type 'llama3'/,
+    );
+    expect(() =>
+      rope({
+        rope_scaling: { type: 'linear', factor: 2 },
+        rope_parameters: { rope_type: 'linear', factor: 3 },
+      }),
+    ).toThrow(/config key 'rope_scaling' disagrees with rope_parameters/);
+    expect(() => rope({ rope_scaling: { type: 'linear', rope_type: 'yarn', factor: 2 } })).toThrow(
+      /'rope_scaling.rope_type' is 'yarn' but rope_scaling.type is 'linear'/,
+    );
+    expect(() =>
+      rope({ rope_theta: 1e4, rope_parameters: { rope_type: 'default', rope_theta: 1e6 } }),
+    ).toThrow(/config key 'rope_theta' is 10000 but rope_parameters.rope_theta is 1000000/);
+    expect(() =>
+      rope({
+        rope_parameters: {
+          full_attention: { rope_type: 'default' },
+          sliding_attention: { rope_type: 'default' },
+        },
+      }),
+    ).toThrow(/config key 'rope_parameters' holds one RoPE per layer type/);
+  });
+});
+
+describe('mistral and qwen3', () => {
+  const MISTRAL = { ...LLAMA, model_type: 'mistral' };
+  const QWEN3 = { ...LLAMA, model_type: 'qwen3', head_dim: 16, num_hidden_layers: 4 };
+  const windows = (config: object) =>
+    importHfConfig(config, 'x').model.layers.map((l) => l.mixer.window);
+
+  it('mistral: sliding_window defaults to 4096, null turns it off', () => {
+    expect(windows(MISTRAL)).toEqual([4096, 4096]);
+    expect(windows({ ...MISTRAL, sliding_window: null })).toEqual([null, null]);
+    expect(windows({ ...MISTRAL, sliding_window: 8 })).toEqual([8, 8]);
+    expect(importHfConfig({ ...MISTRAL, sliding_window: 8 }, 'x').model.layers[0].mixerName).toBe(
+      'sliding_attention',
+    );
+    const { num_key_value_heads: _, ...noKv } = MISTRAL;
+    expect(attn({ ...noKv, num_attention_heads: 16 }).kvHeads).toBe(8);
+  });
+
+  it('mistral: names attention_bias, which MistralConfig does not have', () => {
+    expect(() => importHfConfig({ ...MISTRAL, attention_bias: true }, 'x')).toThrow(
+      /config key 'attention_bias' is not understood by strata's mistral importer/,
+    );
+  });
+
+  it('qwen3: qk norm and biases in the weight map', () => {
+    const { model, weightMap } = importHfConfig({ ...QWEN3, attention_bias: true }, 'x');
+    expect(model.layers[0].mixer.qkNorm).toBe(true);
+    expect(weightMap['model.layers.3.self_attn.q_norm.weight']).toBe(
+      'model.layers.3.self_attn.q_norm.weight',
+    );
+    expect(weightMap['model.layers.3.self_attn.k_proj.bias']).toBe(
+      'model.layers.3.self_attn.k_proj.bias',
+    );
+    expect(
+      expectedTensors(model).find((t) => t.name === 'model.layers.0.self_attn.k_norm.weight')
+        ?.shape,
+    ).toEqual([16]);
+  });
+
+  it('qwen3: head_dim defaults to 128 as in Qwen3Config', () => {
+    const { head_dim: _, ...noHeadDim } = QWEN3;
+    expect(attn(noHeadDim).headDim).toBe(128);
+  });
+
+  it('qwen3: use_sliding_window, sliding_window and max_window_layers', () => {
+    expect(windows(QWEN3)).toEqual([null, null, null, null]);
+    expect(windows({ ...QWEN3, sliding_window: 64 })).toEqual([null, null, null, null]);
+    expect(
+      windows({ ...QWEN3, use_sliding_window: true, sliding_window: 64, max_window_layers: 2 }),
+    ).toEqual([null, null, 64, 64]);
+    expect(windows({ ...QWEN3, use_sliding_window: true, max_window_layers: 3 })).toEqual([
+      null,
+      null,
+      null,
+      4096,
+    ]);
+  });
+
+  it('qwen3: layer_types decides where the window applies', () => {
+    const types = ['sliding_attention', 'full_attention', 'sliding_attention', 'full_attention'];
+    expect(
+      windows({ ...QWEN3, use_sliding_window: true, sliding_window: 32, layer_types: types }),
+    ).toEqual([32, null, 32, null]);
+    expect(
+      windows({ ...QWEN3, use_sliding_window: false, sliding_window: null, layer_types: types }),
+    ).toEqual([null, null, null, null]);
+    expect(() => importHfConfig({ ...QWEN3, layer_types: ['full_attention'] }, 'x')).toThrow(
+      /config key 'layer_types' has 1 entries for 4 layers/,
+    );
+    expect(() =>
+      importHfConfig({ ...QWEN3, layer_types: Array(4).fill('linear_attention') }, 'x'),
+    ).toThrow(
+      /config key 'layer_types' entry "linear_attention" is not full_attention or sliding_attention/,
+    );
+  });
+});
+
+describe('python-style JSON', () => {
+  it('reads bare Infinity, -Infinity and NaN but leaves strings alone', () => {
+    const v = parsePythonJson(
+      '{"a": [0.0, Infinity, -Infinity, NaN], "s": "NaN \\" Infinity"}',
+      'j',
+    ) as {
+      a: number[];
+      s: string;
+    };
+    expect(v.a[0]).toBe(0);
+    expect(v.a[1]).toBe(Infinity);
+    expect(v.a[2]).toBe(-Infinity);
+    expect(Number.isNaN(v.a[3])).toBe(true);
+    expect(v.s).toBe('NaN " Infinity');
+    expect(() => parsePythonJson('{"a": 1,}', 'bad.json')).toThrow(/bad\.json: not valid JSON/);
+  });
+
+  it('reads the published Nemotron-H config, which holds a bare Infinity', () => {
+    const config = fixture('nemotron-h-8b.json') as { time_step_limit: number[] };
+    expect(config.time_step_limit).toEqual([0, Infinity]);
+  });
+});

@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""Golden fixtures for strata's HuggingFace tests (see tools/golden/README.md).
+
+For each model type: a tiny config, random weights from a fixed seed, the checkpoint as
+transformers saves it (float32 safetensors), and reference outputs computed by
+transformers itself: logits at every position of a fixed 24-token prompt, and 8 greedy
+decode steps run with the model's KV/state cache.
+
+Runs on CPU, float32, eager attention, one thread: the output depends only on the seed
+and the library versions (printed first). Usage:
+
+    python3 tools/golden/make_golden.py [--out test/fixtures/hf] [types...]
+
+A type that fails (its config or model class cannot be built, or a self-check fails)
+prints the error and the run goes on; the exit status is 1 if any type failed.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import traceback
+
+import torch
+
+SEED = 1234
+PROMPT = [17, 201, 5, 88, 143, 62, 230, 9, 117, 45, 190, 33,
+          76, 250, 128, 3, 99, 164, 21, 210, 54, 137, 71, 182]
+DECODE_STEPS = 8
+VOCAB = 256
+HIDDEN = 64
+SIZE_LIMIT = 15 * 1024 * 1024
+
+# Keys every tiny config shares. eos/bos are None so that greedy decoding can never stop
+# early; pad 0 never occurs in the prompt.
+COMMON = dict(vocab_size=VOCAB, hidden_size=HIDDEN, bos_token_id=None, eos_token_id=None,
+              pad_token_id=0)
+
+# Attention settings shared by the attention-bearing configs: 4 query heads of 16, 2 KV heads.
+ATTN = dict(num_attention_heads=4, num_key_value_heads=2)
+
+# DT_CLAMP_NOTE: transformers' NemotronH and Zamba2 mixers clamp dt at config.time_step_min
+# in cached decode (time_step_limit = (time_step_min, inf)) but not in the chunked prefill,
+# so the two paths disagree wherever dt < time_step_min: by 6.5e-3 (NemotronH) and 4.4e-3
+# (Zamba2) in the logits after 8 steps with the default 1e-3. A negligible minimum makes them
+# one model again, so the golden is unambiguous.
+
+# type -> (config kwargs, {config attribute: value it must have after construction}).
+# The checks catch a transformers version that renamed or ignored a key the layout needs
+# (at least one layer of every kind each family has).
+TINY = {
+    "llama": (
+        dict(num_hidden_layers=2, intermediate_size=128, rms_norm_eps=1e-5, rope_theta=10000.0,
+             rope_scaling=dict(rope_type="llama3", factor=4.0, low_freq_factor=1.0,
+                               high_freq_factor=4.0, original_max_position_embeddings=64),
+             max_position_embeddings=256, tie_word_embeddings=False, **ATTN),
+        dict(head_dim=16),
+    ),
+    "mistral": (
+        # head_dim 32 != hidden/heads, and a window shorter than the prompt.
+        dict(num_hidden_layers=2, intermediate_size=128, head_dim=32, sliding_window=8,
+             rope_theta=1e6, max_position_embeddings=256, tie_word_embeddings=False, **ATTN),
+        dict(head_dim=32, sliding_window=8),
+    ),
+    "qwen3": (
+        dict(num_hidden_layers=2, intermediate_size=128, head_dim=16, attention_bias=True,
+             use_sliding_window=True, sliding_window=8, max_window_layers=1,
+             rope_theta=1e6, rope_scaling=dict(rope_type="yarn", factor=4.0,
+                                               original_max_position_embeddings=64),
+             max_position_embeddings=256, tie_word_embeddings=True, **ATTN),
+        dict(layer_types=["full_attention", "sliding_attention"]),
+    ),
+    "mixtral": (
+        dict(num_hidden_layers=2, intermediate_size=32, num_local_experts=4,
+             num_experts_per_tok=2, sliding_window=None, max_position_embeddings=256,
+             tie_word_embeddings=False, **ATTN),
+        dict(num_local_experts=4),
+    ),
+    "qwen3_moe": (
+        dict(num_hidden_layers=2, intermediate_size=128, moe_intermediate_size=32,
+             num_experts=4, num_experts_per_tok=2, norm_topk_prob=True, decoder_sparse_step=1,
+             mlp_only_layers=[1], head_dim=16, max_position_embeddings=256,
+             tie_word_embeddings=False, **ATTN),
+        dict(mlp_only_layers=[1]),
+    ),
+    "gemma3_text": (
+        dict(num_hidden_layers=2, intermediate_size=128, head_dim=16, query_pre_attn_scalar=16,
+             sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+             max_position_embeddings=256, **ATTN),
+        dict(layer_types=["sliding_attention", "full_attention"], sliding_window=8),
+    ),
+    "gpt_oss": (
+        dict(num_hidden_layers=2, intermediate_size=32, head_dim=16, num_local_experts=4,
+             num_experts_per_tok=2, sliding_window=8,
+             layer_types=["sliding_attention", "full_attention"], **ATTN),
+        dict(layer_types=["sliding_attention", "full_attention"], sliding_window=8),
+    ),
+    "deepseek_v3": (
+        # Layer 0 dense, layer 1 MoE with a shared expert; MLA with a q LoRA.
+        dict(num_hidden_layers=2, intermediate_size=128, moe_intermediate_size=32,
+             n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2, n_group=2,
+             topk_group=1, first_k_dense_replace=1, q_lora_rank=32, kv_lora_rank=32,
+             qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, num_attention_heads=4,
+             num_key_value_heads=4, num_mtp_layers=0, max_position_embeddings=256,
+             tie_word_embeddings=False),
+        dict(first_k_dense_replace=1, n_routed_experts=4),
+    ),
+    "mamba": (
+        dict(num_hidden_layers=2, state_size=16, expand=2, conv_kernel=4, time_step_rank=8,
+             use_bias=False, use_conv_bias=True, tie_word_embeddings=True),
+        dict(intermediate_size=128),
+    ),
+    "mamba2": (
+        dict(num_hidden_layers=2, num_heads=8, head_dim=16, expand=2, n_groups=2, state_size=16,
+             conv_kernel=4, chunk_size=16, use_bias=False, use_conv_bias=True, rms_norm=True,
+             tie_word_embeddings=False),
+        dict(num_heads=8, head_dim=16),
+    ),
+    "jamba": (
+        # Layer 0: mamba + MoE, layer 1: attention + dense MLP.
+        dict(num_hidden_layers=2, intermediate_size=128, num_experts=4, num_experts_per_tok=2,
+             attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
+             expert_layer_offset=0, mamba_d_state=16, mamba_d_conv=4, mamba_expand=2,
+             mamba_dt_rank=8, use_mamba_kernels=False, tie_word_embeddings=False, **ATTN),
+        dict(layers_block_type=["mamba", "attention"], layers_num_experts=[4, 1]),
+    ),
+    "bamba": (
+        dict(num_hidden_layers=2, intermediate_size=128, attn_layer_indices=[1],
+             mamba_n_heads=8, mamba_d_head=16, mamba_n_groups=1, mamba_d_state=16,
+             mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=16, max_position_embeddings=256,
+             tie_word_embeddings=False, **ATTN),
+        dict(layers_block_type=["mamba", "attention"]),
+    ),
+    "falcon_h1": (
+        # Every multiplier away from 1 so that a forgotten one shows.
+        dict(num_hidden_layers=2, intermediate_size=128, head_dim=16, mamba_d_ssm=128,
+             mamba_n_heads=8, mamba_d_head=16, mamba_n_groups=1, mamba_d_state=16,
+             mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=16, mamba_rms_norm=True,
+             mamba_norm_before_gate=False, embedding_multiplier=2.0, lm_head_multiplier=0.5,
+             mlp_multipliers=[1.5, 0.5], key_multiplier=0.8, attention_in_multiplier=1.2,
+             attention_out_multiplier=0.7, ssm_multipliers=[0.9, 1.1, 0.8, 1.2, 1.3],
+             ssm_in_multiplier=1.1, ssm_out_multiplier=0.6, max_position_embeddings=256,
+             tie_word_embeddings=False, **ATTN),
+        dict(mamba_d_head=16),
+    ),
+    "nemotron_h": (
+        # M: mamba2, *: attention, -: MLP, E: MoE.
+        # time_step_min: see DT_CLAMP_NOTE.
+        dict(hybrid_override_pattern="M*-E", num_hidden_layers=4, intermediate_size=128,
+             time_step_min=1e-12,
+             head_dim=16, mamba_num_heads=8, mamba_head_dim=16, n_groups=2, ssm_state_size=16,
+             conv_kernel=4, chunk_size=16, expand=2, n_routed_experts=4, num_experts_per_tok=2,
+             moe_intermediate_size=32, moe_shared_expert_intermediate_size=32, n_group=1,
+             topk_group=1, mlp_hidden_act="relu2", use_mamba_kernels=False,
+             max_position_embeddings=256, tie_word_embeddings=False, **ATTN),
+        dict(hybrid_override_pattern="M*-E"),
+    ),
+    "granitemoehybrid": (
+        dict(num_hidden_layers=2, layer_types=["mamba", "attention"], intermediate_size=32,
+             shared_intermediate_size=64, num_local_experts=4, num_experts_per_tok=2,
+             mamba_n_heads=8, mamba_d_head=16, mamba_n_groups=1, mamba_d_state=16,
+             mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=16, embedding_multiplier=2.0,
+             logits_scaling=2.0, residual_multiplier=0.5, attention_multiplier=0.125,
+             position_embedding_type="nope", max_position_embeddings=256,
+             tie_word_embeddings=True, **ATTN),
+        dict(layer_types=["mamba", "attention"]),
+    ),
+    "zamba2": (
+        # Three hybrid layers share two attention blocks (the first one twice).
+        # time_step_min: see DT_CLAMP_NOTE.
+        dict(num_hidden_layers=6, time_step_min=1e-12,
+             layers_block_type=["mamba", "hybrid", "mamba", "hybrid", "mamba", "hybrid"],
+             intermediate_size=128, num_attention_heads=4, num_key_value_heads=4,
+             mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_ngroups=1,
+             n_mamba_heads=8, chunk_size=16, num_mem_blocks=2, use_shared_mlp_adapter=True,
+             use_shared_attention_adapter=True, adapter_rank=8, use_mem_rope=True,
+             max_position_embeddings=256),
+        dict(layers_block_type=["mamba", "hybrid", "mamba", "hybrid", "mamba", "hybrid"]),
+    ),
+    "lfm2": (
+        dict(num_hidden_layers=3, layer_types=["conv", "full_attention", "conv"],
+             intermediate_size=128, block_auto_adjust_ff_dim=False, conv_L_cache=3,
+             conv_bias=False, max_position_embeddings=256, **ATTN),
+        dict(layer_types=["conv", "full_attention", "conv"], intermediate_size=128),
+    ),
+    "qwen3_next": (
+        dict(num_hidden_layers=3,
+             layer_types=["linear_attention", "full_attention", "linear_attention"],
+             intermediate_size=128, mlp_only_layers=[2], moe_intermediate_size=32,
+             shared_expert_intermediate_size=32, num_experts=4, num_experts_per_tok=2,
+             norm_topk_prob=True, head_dim=16, linear_num_key_heads=2,
+             linear_num_value_heads=4, linear_key_head_dim=16, linear_value_head_dim=16,
+             linear_conv_kernel_dim=4, partial_rotary_factor=0.25, max_position_embeddings=256,
+             tie_word_embeddings=False, **ATTN),
+        dict(layer_types=["linear_attention", "full_attention", "linear_attention"],
+             mlp_only_layers=[2]),
+    ),
+}
+
+
+def versions():
+    import safetensors
+    import transformers
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "safetensors": safetensors.__version__,
+    }
+
+
+# transformers 5 renames these layer types on load (and saves the new names).
+LEGACY_LAYER_TYPES = {"mamba": "linear_attention", "attention": "full_attention"}
+
+
+def canonical(v):
+    if isinstance(v, tuple):
+        v = list(v)
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return [LEGACY_LAYER_TYPES.get(x, x) for x in v]
+    return v
+
+
+def build_config(model_type):
+    from transformers import AutoConfig
+    kwargs, expect = TINY[model_type]
+    config = AutoConfig.for_model(model_type, **COMMON, **kwargs)
+    for attr, want in expect.items():
+        got = getattr(config, attr, "<missing>")
+        if canonical(got) != canonical(want):
+            raise RuntimeError(f"config.{attr} is {got!r}, expected {want!r}: "
+                               "this transformers version did not take the tiny config")
+    return config
+
+
+def randomize(model):
+    """Non-trivial weights: HF initialises norms to 1 (or 0) and biases to 0, which would let
+    a missing norm or bias go unnoticed, and std 0.02 matrices, which make attention uniform."""
+    g = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if p.dim() >= 2 and not name.endswith("A_log"):
+                # Unit-variance outputs: std 1/sqrt(last dim), the fan-in of nn.Linear weights.
+                p.copy_(noise * p.shape[-1] ** -0.5)
+            else:
+                # Norm weights, biases, SSM decay/skip/step parameters: keep HF's value, perturbed.
+                p.add_(noise * 0.1)
+
+
+def greedy_decode(model, ids):
+    """DECODE_STEPS greedy steps with the model's cache, through generate() so that every
+    family uses its own cache type. Returns (tokens fed at each step, logits after each)."""
+    from transformers import GenerationConfig
+    model.generation_config = GenerationConfig(bos_token_id=None, eos_token_id=None,
+                                               pad_token_id=0, do_sample=False)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         num_beams=1, max_new_tokens=DECODE_STEPS + 1, use_cache=True,
+                         output_logits=True, return_dict_in_generate=True)
+    new = out.sequences[0, ids.shape[1]:]
+    logits = torch.stack([step[0] for step in out.logits]).float()
+    if new.shape[0] != DECODE_STEPS + 1 or logits.shape[0] != DECODE_STEPS + 1:
+        raise RuntimeError(f"generate made {new.shape[0]} tokens, expected {DECODE_STEPS + 1}")
+    # No logits processor may have changed the choice: each token is the argmax of the raw logits.
+    if not torch.equal(new, logits.argmax(dim=-1)):
+        raise RuntimeError("generate's tokens are not the argmax of its raw logits")
+    # logits[0] is the prefill's last row; logits[i+1] follows feeding token new[i].
+    return new[:DECODE_STEPS], logits[1:], logits[0]
+
+
+def make(model_type, out_root, v):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(SEED)
+    config = build_config(model_type)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    model = model.to(dtype=torch.float32).eval()
+    randomize(model)
+    for p in model.parameters():
+        p.data = p.data.contiguous()
+
+    ids = torch.tensor([PROMPT], dtype=torch.long)
+    with torch.no_grad():
+        prefill = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits[0].float()
+        if tuple(prefill.shape) != (len(PROMPT), VOCAB):
+            raise RuntimeError(f"prefill logits have shape {tuple(prefill.shape)}")
+        tokens, decode_logits, last = greedy_decode(model, ids)
+        # Cached decoding must agree with recomputing the whole sequence without a cache.
+        full_ids = torch.cat([ids, tokens.view(1, -1)], dim=1)
+        full = model(input_ids=full_ids, attention_mask=torch.ones_like(full_ids), use_cache=False).logits[0].float()
+    scale = prefill.abs().max().item()
+    diffs = {
+        "generate prefill vs forward": (last - prefill[-1]).abs().max().item(),
+        "cached decode vs full recompute": (decode_logits - full[len(PROMPT):]).abs().max().item(),
+    }
+    check(diffs, scale)
+
+    tmp = os.path.join(out_root, f".{model_type}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+    except TypeError:
+        model.save_pretrained(tmp)  # transformers versions where safetensors is the only format
+    for extra in ("generation_config.json",):
+        if os.path.exists(os.path.join(tmp, extra)):
+            os.remove(os.path.join(tmp, extra))
+    names = sorted(os.listdir(tmp))
+    if names != ["config.json", "model.safetensors"]:
+        raise RuntimeError(f"save_pretrained wrote {names}, expected config.json and model.safetensors")
+    with safe_open(os.path.join(tmp, "model.safetensors"), framework="pt") as f:
+        n_tensors = len(f.keys())
+        for k in f.keys():
+            if f.get_slice(k).get_dtype() != "F32":
+                raise RuntimeError(f"saved tensor {k} is {f.get_slice(k).get_dtype()}, not F32")
+
+    # The saved checkpoint, loaded back, must give the same logits.
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp, attn_implementation="eager").to(torch.float32).eval()
+    with torch.no_grad():
+        again = reloaded(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits[0].float()
+    diffs["reloaded checkpoint vs original"] = (again - prefill).abs().max().item()
+    check(diffs, scale)
+
+    meta = {
+        "model_type": model_type,
+        "seed": str(SEED),
+        "decode_tokens": "token fed at each decode step; decode_tokens[0] = argmax(prefill_logits[-1])",
+        "decode_logits": "logits after feeding decode_tokens[i]; decode_tokens[i+1] = argmax of row i",
+        **{k: str(x) for k, x in v.items()},
+    }
+    save_file({
+        "prompt_ids": torch.tensor(PROMPT, dtype=torch.int32),
+        "prefill_logits": prefill.contiguous(),
+        "decode_tokens": tokens.to(torch.int32).contiguous(),
+        "decode_logits": decode_logits.contiguous(),
+    # One entry: safetensors writes __metadata__ in hash order, so several keys would make
+    # reruns differ byte-wise.
+    }, os.path.join(tmp, "golden.safetensors"), metadata={"golden": json.dumps(meta, sort_keys=True)})
+
+    final = os.path.join(out_root, model_type)
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+
+    size = sum(os.path.getsize(os.path.join(final, n)) for n in os.listdir(final))
+    print(f"  {n_tensors} tensors, {size / 1024:.0f} KiB, max |logit| {scale:.3f}, "
+          f"decode tokens {tokens.tolist()}")
+    for what, d in diffs.items():
+        print(f"  max diff {what}: {d:.3e}")
+
+
+def check(diffs, scale):
+    """transformers must agree with itself: cached decode with a full recompute, generate's
+    prefill with a plain forward, the saved checkpoint with the model. Float32 rounding gives
+    about 1e-6 here; a larger gap means the two paths compute different models, and a golden
+    that matches only one of them would be ambiguous."""
+    bad = {k: d for k, d in diffs.items() if not d <= 1e-4 * max(scale, 1.0)}
+    if bad:
+        raise RuntimeError("self-check failed: " + ", ".join(f"{k} differ by {d:.3e}" for k, d in bad.items()))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="test/fixtures/hf", help="output folder (default: %(default)s)")
+    parser.add_argument("types", nargs="*", help=f"model types (default: all): {' '.join(TINY)}")
+    args = parser.parse_args()
+    unknown = [t for t in args.types if t not in TINY]
+    if unknown:
+        parser.error(f"unknown types {unknown}; known: {' '.join(TINY)}")
+    types = args.types or list(TINY)
+
+    # One CPU thread: reductions then always run in the same order.
+    torch.set_num_threads(1)
+    v = versions()
+    print("versions: " + ", ".join(f"{k} {x}" for k, x in v.items()))
+    os.makedirs(args.out, exist_ok=True)
+
+    failed = []
+    for model_type in types:
+        print(f"{model_type}:")
+        try:
+            make(model_type, args.out, v)
+        except Exception as e:  # report and go on with the next type
+            failed.append(model_type)
+            print(f"  FAILED: {type(e).__name__}: {e}")
+            traceback.print_exc(limit=-6, file=sys.stdout)
+            shutil.rmtree(os.path.join(args.out, f".{model_type}.tmp"), ignore_errors=True)
+
+    total = 0
+    for root, _, files in os.walk(args.out):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    print(f"total size of {args.out}: {total / 2**20:.2f} MiB"
+          + ("" if total < SIZE_LIMIT else f"   <-- over the {SIZE_LIMIT / 2**20:.0f} MiB budget"))
+    print(f"done: {len(types) - len(failed)} ok" + (f", failed: {' '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
