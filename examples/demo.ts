@@ -39,14 +39,12 @@ const gm = await GpuModel.load(gpu, await openBundle(outDir), terminalProgress()
 const tok = byteTokenizer(gm.vocab);
 const prompt = 'The quick brown fox';
 process.stdout.write(`prompt: ${prompt}\ngenerated: `);
-const decode = tok.decodeStream();
 const seq = gm.newSequence();
 const t0 = performance.now();
 let n = 0;
 for await (const t of seq.generate(tok.encode(prompt), { maxTokens: 48, temperature: 0.8, topK: 40, seed: 42 })) {
-  // Random weights emit arbitrary bytes: show control characters escaped so the terminal stays sane.
-  const s = decode(t);
-  process.stdout.write(s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  // Random weights emit arbitrary bytes, mostly not UTF-8: print ASCII as text, the rest as \xNN.
+  process.stdout.write(t >= 32 && t < 127 ? String.fromCharCode(t) : `\\x${t.toString(16).padStart(2, '0')}`);
   n++;
 }
 const secs = (performance.now() - t0) / 1000;

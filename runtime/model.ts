@@ -23,6 +23,8 @@ export interface BundleSource {
   shader(file: string): Promise<string>;
   /** The named tensor as f32; must throw an error naming the tensor if it is missing or mis-sized. */
   tensor(name: string, shape: number[]): Promise<Float32Array>;
+  /** Release files; GpuModel.load calls it once everything is on the GPU. */
+  close?(): Promise<void>;
 }
 
 export type Progress = (stage: string, done: number, total: number) => void;
@@ -87,6 +89,7 @@ export class GpuModel {
       kernels.set(k.name, kernel);
       onProgress?.('create pipelines', ++done, m.kernels.length);
     }
+    await src.close?.();
     const phase = (name: PhaseName): PhaseShared => {
       const spec = m.phases[name];
       return {

@@ -49,5 +49,6 @@ export async function openBundle(dir: string): Promise<BundleSource> {
       if (!same) throw new BundleError(`${weightsPath}: tensor '${name}' has shape [${info.shape}], the manifest says [${shape}]`);
       return weights.readTensorF32(name);
     },
+    close: () => weights.close(),
   };
 }

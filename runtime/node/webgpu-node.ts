@@ -57,6 +57,19 @@ function ensureSwiftShader(log: (m: string) => void): void {
 
 let shared: Promise<GpuContext> | null = null;
 
+/**
+ * Every GPU object create() returned. Dawn's async runner keeps polling the instance behind
+ * it while a device lives, but does not keep it alive: once the JS object is garbage-collected,
+ * the next mapAsync/onSubmittedWorkDone that waits on running GPU work crashes the process
+ * (SIGSEGV in CallbackTaskManager::Flush, std::system_error, glibc mutex assertions).
+ */
+const instances: GPU[] = [];
+function createInstance(create: DawnModule['create'], flags: string[]): GPU {
+  const gpu = create(flags);
+  instances.push(gpu);
+  return gpu;
+}
+
 /** One device per process: Dawn instances are heavy and tests share them. */
 export function nodeGpu(opts: NodeGpuOptions = {}): Promise<GpuContext> {
   if (!shared) shared = acquire(opts);
@@ -69,14 +82,15 @@ export async function acquire(opts: NodeGpuOptions = {}): Promise<GpuContext> {
   const flags = expandFlags(opts.flags);
   const force = opts.forceFallback || process.env.STRATA_SWIFTSHADER === '1';
   if (!force) {
-    const adapter = await create(flags).requestAdapter({ powerPreference: 'high-performance' });
+    const probe = createInstance(create, flags);
+    const adapter = await probe.requestAdapter({ powerPreference: 'high-performance' });
     if (adapter && !adapter.info.description.toLowerCase().includes('swiftshader')) {
       return openDevice(adapter, false);
     }
   }
   ensureSwiftShader(log);
   process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  const adapter = await create(flags).requestAdapter();
+  const adapter = await createInstance(create, flags).requestAdapter();
   if (!adapter) throw new Error(`SwiftShader did not provide a WebGPU adapter (ICD ${SWIFTSHADER_ICD})`);
   return openDevice(adapter, true);
 }

@@ -1,0 +1,186 @@
+/**
+ * Elementwise kernels (add, act, glu, softcap) and the flat launch shape they
+ * share with the embedding gather: one thread per element, or per vec4 when the
+ * row width allows, over rows × width elements where rows is T (or L).
+ */
+import type { ActAttrs, AddAttrs, GluAttrs, SoftcapAttrs } from '../../src/graph/ops.ts';
+import {
+  STEP_BINDING,
+  STEP_WGSL,
+  storageDecl,
+  type BindingDecl,
+  type DeviceCaps,
+  type GridDim,
+  type GridSymbol,
+  type KernelLaunch,
+} from '../kernel-ir.ts';
+import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
+import { actExpr, actPrelude, TANH_WGSL } from './wgsl-math.ts';
+
+/** An f32 WGSL literal for a finite number. */
+export function wgslF32(x: number): string {
+  if (!Number.isFinite(x)) throw new Error(`cannot write ${x} as a WGSL f32 literal`);
+  const s = String(x);
+  return /[.e]/.test(s) ? s : `${s}.0`;
+}
+
+/** A number as a fragment of a kernel name: kernels whose code differs must have different names. */
+export function nameNum(x: number): string {
+  return String(x).replace(/[^0-9a-zA-Z]/g, '_');
+}
+
+export function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Threads per workgroup for streaming kernels: 256 is the WebGPU minimum limit and enough to hide latency. */
+export function streamWorkgroup(caps: DeviceCaps): number {
+  return Math.min(256, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
+}
+
+/**
+ * Grid covering rows × perRow threads in workgroups of `wg`, rows = the symbol's
+ * value. The x dimension holds ceil(rows·perRow / (wg·y)) workgroups; y > 1 only
+ * when maxRows would overflow the per-dimension limit. The kernel's linear thread
+ * index is FLAT_INDEX_WGSL.
+ */
+export function flatGrid(
+  sym: GridSymbol,
+  perRow: number,
+  maxRows: number,
+  wg: number,
+  caps: DeviceCaps,
+): [GridDim, GridDim, GridDim] {
+  const groups = Math.ceil((maxRows * perRow) / wg);
+  const y = Math.max(1, Math.ceil(groups / caps.maxWorkgroupsPerDimension));
+  if (y > caps.maxWorkgroupsPerDimension) {
+    throw new Error(`${maxRows} x ${perRow} elements need more workgroups than the device allows`);
+  }
+  return [{ sym, mul: perRow, div: wg * y }, y, 1];
+}
+
+/** Entry point signature and linear index for flatGrid launches (needs `const WG: u32`). */
+export const FLAT_MAIN_WGSL = /* wgsl */ `@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * WG + lid;`;
+
+/**
+ * tanh accurate near 0 as well: tanh_safe's (e - 1)/(e + 1) loses relative precision for
+ * small |x| (softcap of small logits divides by a large cap), so an odd Taylor polynomial
+ * covers |x| < 0.3, where its truncation error is below 1e-7 relative.
+ */
+const TANH_ACCURATE_WGSL = /* wgsl */ `${TANH_WGSL}
+fn tanh_acc(x: f32) -> f32 {
+  if (abs(x) >= 0.3) { return tanh_safe(x); }
+  let x2 = x * x;
+  return x * (1.0 + x2 * (-0.33333333333 + x2 * (0.13333333333 + x2 * (-0.053968253968 + x2 * 0.021869488536))));
+}
+`;
+
+interface ElementwiseSpec {
+  name: string;
+  /** Input binding names, in the order of fn op's parameters. */
+  inputs: string[];
+  /** Body of `fn op(<inputs>: f32) -> f32`, a WGSL expression over the input names. */
+  expr: string;
+  prelude: string;
+  width: number;
+  rows: GridSymbol;
+}
+
+function elementwise(spec: ElementwiseSpec, ctx: KernelContext): GeneratedOp {
+  const { width, inputs } = spec;
+  if (!Number.isInteger(width) || width < 1)
+    throw new Error(`${spec.name}: width must be a positive integer`);
+  const vec = width % 4 === 0 ? 4 : 1;
+  const perRow = width / vec;
+  const elem = vec === 4 ? 'vec4<f32>' : 'f32';
+  const wg = streamWorkgroup(ctx.caps);
+  const bindings: BindingDecl[] = [
+    STEP_BINDING,
+    ...inputs.map((name) => ({ name, access: 'read' as const })),
+  ];
+  bindings.push({ name: 'out', access: 'read_write' });
+  const decls = bindings
+    .slice(1)
+    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write', elem));
+  const params = inputs.map((n) => `${n}: f32`).join(', ');
+  const loads = inputs.map((n) => `  let v_${n} = ${n}[i];`).join('\n');
+  const call = (c: string) => `op(${inputs.map((n) => `v_${n}${c}`).join(', ')})`;
+  const value =
+    vec === 4 ? `vec4<f32>(${['.x', '.y', '.z', '.w'].map(call).join(', ')})` : call('');
+  const code = `${STEP_WGSL}
+${decls.join('\n')}
+${spec.prelude}
+const WG: u32 = ${wg}u;
+const PER_ROW: u32 = ${perRow}u;
+fn op(${params}) -> f32 {
+  return ${spec.expr};
+}
+${FLAT_MAIN_WGSL}
+  if (i >= step.${spec.rows} * PER_ROW) { return; }
+${loads}
+  out[i] = ${value};
+}
+`;
+  const launch: KernelLaunch = {
+    kernel: {
+      name: `${spec.name}_w${width}${vec === 4 ? '_v4' : ''}_${spec.rows}`,
+      code,
+      bindings,
+      workgroupSize: [wg, 1, 1],
+    },
+    grid: flatGrid(spec.rows, perRow, ctx.maxT, wg, ctx.caps),
+  };
+  return { launches: [launch], scratch: {} };
+}
+
+export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) =>
+  elementwise(
+    { name: 'add', inputs: ['a', 'b'], expr: 'a + b', prelude: '', width: a.width, rows: 'T' },
+    ctx,
+  );
+
+export const actKernel: KernelGenerator<ActAttrs> = (a, ctx) =>
+  elementwise(
+    {
+      name: `act_${a.act}`,
+      inputs: ['x'],
+      expr: actExpr(a.act, 'x'),
+      prelude: actPrelude(a.act),
+      width: a.width,
+      rows: 'T',
+    },
+    ctx,
+  );
+
+export const gluKernel: KernelGenerator<GluAttrs> = (a, ctx) =>
+  elementwise(
+    {
+      name: `glu_${a.act}`,
+      inputs: ['gate', 'up'],
+      expr: `${actExpr(a.act, 'gate')} * up`,
+      prelude: actPrelude(a.act),
+      width: a.width,
+      rows: 'T',
+    },
+    ctx,
+  );
+
+export const softcapKernel: KernelGenerator<SoftcapAttrs> = (a, ctx) => {
+  if (!(a.cap > 0)) throw new Error(`softcap: cap must be positive, got ${a.cap}`);
+  return elementwise(
+    {
+      name: `softcap_${nameNum(a.cap)}`,
+      inputs: ['x'],
+      expr: `${wgslF32(a.cap)} * tanh_acc(x / ${wgslF32(a.cap)})`,
+      prelude: TANH_ACCURATE_WGSL,
+      width: a.width,
+      rows: a.rows,
+    },
+    ctx,
+  );
+};

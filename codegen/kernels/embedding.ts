@@ -1,0 +1,59 @@
+/**
+ * Embedding gather: one thread per output element (vec4 when dim allows).
+ * Threads whose token id falls outside this node's [rowStart, rowStart + rows)
+ * write nothing, which is what lets split tables share one `out`.
+ */
+import type { EmbedAttrs } from '../../src/graph/ops.ts';
+import { checkEmbedAttrs } from '../../src/ops/embedding.ts';
+import {
+  STEP_BINDING,
+  STEP_WGSL,
+  storageDecl,
+  type BindingDecl,
+  type KernelLaunch,
+} from '../kernel-ir.ts';
+import type { KernelGenerator } from './types.ts';
+import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup, wgslF32 } from './elementwise.ts';
+
+export const embedKernel: KernelGenerator<EmbedAttrs> = (a, { caps, maxT }) => {
+  checkEmbedAttrs(a);
+  const vec = a.dim % 4 === 0 ? 4 : 1;
+  const elem = vec === 4 ? 'vec4<f32>' : 'f32';
+  const perRow = a.dim / vec;
+  const wg = streamWorkgroup(caps);
+  const bindings: BindingDecl[] = [
+    STEP_BINDING,
+    { name: 'ids', access: 'read' },
+    { name: 'table', access: 'read' },
+    { name: 'out', access: 'read_write' },
+  ];
+  const scaled = a.scale === 1 ? '' : ` * ${wgslF32(a.scale)}`;
+  const code = `${STEP_WGSL}
+${storageDecl(1, 'ids', 'read', 'u32')}
+${storageDecl(2, 'table', 'read', elem)}
+${storageDecl(3, 'out', 'read_write', elem)}
+const WG: u32 = ${wg}u;
+const PER_ROW: u32 = ${perRow}u;
+const ROW_START: u32 = ${a.rowStart}u;
+const ROWS: u32 = ${a.rows}u;
+${FLAT_MAIN_WGSL}
+  if (i >= step.T * PER_ROW) { return; }
+  let t = i / PER_ROW;
+  let r = ids[t] - ROW_START;
+  // u32 wrap-around makes ids below ROW_START fail this test too.
+  if (r >= ROWS) { return; }
+  out[i] = table[r * PER_ROW + (i - t * PER_ROW)]${scaled};
+}
+`;
+  const split = a.rowStart > 0 || a.rows < a.vocab ? `_rows${a.rowStart}_${a.rows}` : '';
+  const launch: KernelLaunch = {
+    kernel: {
+      name: `embed_d${a.dim}${vec === 4 ? '_v4' : ''}${split}${a.scale === 1 ? '' : `_s${nameNum(a.scale)}`}`,
+      code,
+      bindings,
+      workgroupSize: [wg, 1, 1],
+    },
+    grid: flatGrid('T', perRow, maxT, wg, caps),
+  };
+  return { launches: [launch], scratch: {} };
+};

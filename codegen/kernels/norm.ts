@@ -1,0 +1,127 @@
+/**
+ * RMSNorm / LayerNorm: one workgroup per (row, group), grid [width/group, T].
+ * Threads stride over the group (coalesced), reduce through workgroup memory with
+ * a halving tree, and keep their elements in registers between the passes when
+ * there are few enough per thread; otherwise they re-read x (from cache).
+ */
+import type { NormAttrs } from '../../src/graph/ops.ts';
+import { checkNormAttrs, normHasBias } from '../../src/ops/norm.ts';
+import {
+  STEP_BINDING,
+  STEP_WGSL,
+  storageDecl,
+  type BindingDecl,
+  type KernelLaunch,
+} from '../kernel-ir.ts';
+import type { KernelGenerator } from './types.ts';
+import { nameNum, nextPow2, wgslF32 } from './elementwise.ts';
+
+/** Elements per thread kept in registers; more would spill, and re-reading a row from cache is cheap. */
+const MAX_CACHED = 16;
+
+export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
+  checkNormAttrs(a);
+  const groups = a.width / a.group;
+  if (groups > caps.maxWorkgroupsPerDimension || maxT > caps.maxWorkgroupsPerDimension) {
+    throw new Error(
+      `norm: grid [${groups}, ${maxT}] exceeds ${caps.maxWorkgroupsPerDimension} workgroups per dimension`,
+    );
+  }
+  // Decode has one row: spend up to the device's whole workgroup on it. Prefill has many rows: 256 keeps occupancy.
+  const cap = Math.min(
+    caps.maxInvocationsPerWorkgroup,
+    caps.maxWorkgroupSizeX,
+    maxT === 1 ? 1024 : 256,
+  );
+  const wg = Math.max(1, Math.min(prevPow2(cap), Math.max(32, nextPow2(Math.ceil(a.group / 4)))));
+  const per = Math.ceil(a.group / wg);
+  const cached = per <= MAX_CACHED;
+  const layer = a.norm.kind === 'layer';
+  const bias = normHasBias(a);
+
+  const bindings: BindingDecl[] = [
+    STEP_BINDING,
+    { name: 'x', access: 'read' },
+    { name: 'w', access: 'read' },
+  ];
+  if (bias) bindings.push({ name: 'b', access: 'read' });
+  bindings.push({ name: 'out', access: 'read_write' });
+  const decls = bindings
+    .slice(1)
+    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
+    .join('\n');
+
+  const xAt = (j: string) => (cached ? `v[${j}]` : `x[base + lid + ${j} * WG]`);
+  // Load into registers and/or sum for the mean; RMS without caching needs no first pass.
+  const firstPass = [
+    cached ? '  var v: array<f32, PER>;' : '',
+    layer ? '  var s = 0.0;' : '',
+    cached || layer ? '  for (var j = 0u; j < PER; j++) {\n    if (lid + j * WG < GROUP) {' : '',
+    cached ? '      v[j] = x[base + lid + j * WG];' : '',
+    layer ? `      s = s + ${xAt('j')};` : '',
+    cached || layer ? '    }\n  }' : '',
+  ]
+    .filter((l) => l)
+    .join('\n');
+  const scale = a.norm.unitOffset ? '(1.0 + w[i])' : 'w[i]';
+  const code = `${STEP_WGSL}
+${decls}
+const WIDTH: u32 = ${a.width}u;
+const GROUP: u32 = ${a.group}u;
+const WG: u32 = ${wg}u;
+const PER: u32 = ${per}u;
+const EPS: f32 = ${wgslF32(a.norm.eps)};
+var<workgroup> red: array<f32, WG>;
+
+// The leading barrier lets the previous call's readers of red[0] finish first.
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  workgroupBarrier();
+  red[lid] = v;
+  workgroupBarrier();
+  for (var h = WG / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) { red[lid] = red[lid] + red[lid + h]; }
+    workgroupBarrier();
+  }
+  return red[0];
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  if (wid.y >= step.T) { return; }
+  let base = wid.y * WIDTH + wid.x * GROUP;
+${firstPass}
+  let mean = ${layer ? 'wg_sum(s, lid) / f32(GROUP)' : '0.0'};
+  var ss = 0.0;
+  for (var j = 0u; j < PER; j++) {
+    if (lid + j * WG < GROUP) {
+      let d = ${xAt('j')} - mean;
+      ss = ss + d * d;
+    }
+  }
+  let inv = inverseSqrt(wg_sum(ss, lid) / f32(GROUP) + EPS);
+  for (var j = 0u; j < PER; j++) {
+    let i = lid + j * WG;
+    if (i < GROUP) {
+      out[base + i] = (${xAt('j')} - mean) * inv * ${scale}${bias ? ' + b[i]' : ''};
+    }
+  }
+}
+`;
+  const variant = `${a.norm.kind}${a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${cached ? '' : '_reread'}`;
+  const launch: KernelLaunch = {
+    kernel: {
+      name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,
+      code,
+      bindings,
+      workgroupSize: [wg, 1, 1],
+    },
+    grid: [groups, { sym: 'T' }, 1],
+  };
+  return { launches: [launch], scratch: {} };
+};
+
+function prevPow2(n: number): number {
+  let p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}

@@ -1,0 +1,216 @@
+/**
+ * GPU sampling: one workgroup of SAMPLE_THREADS threads samples the last logits
+ * row and writes the token to `token[0]` and `ids[0]`. Semantics and the exact
+ * float order are in src/ops/sampling.ts, whose CPU reference mirrors this kernel
+ * step by step (same chunks, same reduction tree, same scan, same bisection), so
+ * any change here must be made there too.
+ *
+ * Cost: a max pass, up to 32 counting passes (top-k), up to 32 mass passes
+ * (top-p) and a final pass, each over the row from cache, by one workgroup.
+ */
+import type { SampleAttrs } from '../../src/graph/ops.ts';
+import { SAMPLE_THREADS, SEARCH_STEPS } from '../../src/ops/sampling.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
+import type { KernelGenerator } from './types.ts';
+
+export const sampleKernel: KernelGenerator<SampleAttrs> = (a, { caps }) => {
+  if (!Number.isInteger(a.vocab) || a.vocab < 1)
+    throw new Error(`sample: vocab must be a positive integer`);
+  if (caps.maxInvocationsPerWorkgroup < SAMPLE_THREADS || caps.maxWorkgroupSizeX < SAMPLE_THREADS) {
+    throw new Error(`sample: needs ${SAMPLE_THREADS} invocations per workgroup`);
+  }
+  const chunk = Math.ceil(a.vocab / SAMPLE_THREADS);
+  const code = `${STEP_WGSL}
+${storageDecl(1, 'logits', 'read')}
+${storageDecl(2, 'token', 'read_write', 'u32')}
+${storageDecl(3, 'ids', 'read_write', 'u32')}
+const V: u32 = ${a.vocab}u;
+const NT: u32 = ${SAMPLE_THREADS}u;
+const CHUNK: u32 = ${chunk}u;
+const STEPS: u32 = ${SEARCH_STEPS}u;
+const NONE: u32 = 0xffffffffu;
+
+var<workgroup> red_f: array<f32, NT>;
+var<workgroup> red_u: array<u32, NT>;
+
+// Order-preserving key of an f32, with -0 mapped to +0.
+fn okey(x: f32) -> u32 {
+  var b = bitcast<u32>(x);
+  if (b == 0x80000000u) { b = 0u; }
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn pcg(v: u32) -> u32 {
+  let s = v * 747796405u + 2891336453u;
+  let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+  return (w >> 22u) ^ w;
+}
+
+// Reductions begin with a barrier so that readers of the previous result are done.
+fn sum_f(v: f32, lid: u32) -> f32 {
+  workgroupBarrier();
+  red_f[lid] = v;
+  workgroupBarrier();
+  for (var h = NT / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) { red_f[lid] = red_f[lid] + red_f[lid + h]; }
+    workgroupBarrier();
+  }
+  return workgroupUniformLoad(&red_f[0]);
+}
+
+fn sum_u(v: u32, lid: u32) -> u32 {
+  workgroupBarrier();
+  red_u[lid] = v;
+  workgroupBarrier();
+  for (var h = NT / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) { red_u[lid] = red_u[lid] + red_u[lid + h]; }
+    workgroupBarrier();
+  }
+  return workgroupUniformLoad(&red_u[0]);
+}
+
+fn min_u(v: u32, lid: u32) -> u32 {
+  workgroupBarrier();
+  red_u[lid] = v;
+  workgroupBarrier();
+  for (var h = NT / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) { red_u[lid] = min(red_u[lid], red_u[lid + h]); }
+    workgroupBarrier();
+  }
+  return workgroupUniformLoad(&red_u[0]);
+}
+
+fn prob(l: f32, m: f32, inv_t: f32) -> f32 {
+  return select(exp((l - m) * inv_t), 1.0, l == m);
+}
+
+// Sequential sum over this thread's chunk of p for tokens with key >= tau.
+fn chunk_mass(base: u32, lo: u32, hi: u32, tau: u32, m: f32, inv_t: f32) -> f32 {
+  var s = 0.0;
+  for (var i = lo; i < hi; i++) {
+    let l = logits[base + i];
+    if (okey(l) >= tau) { s = s + prob(l, m, inv_t); }
+  }
+  return s;
+}
+
+@compute @workgroup_size(NT)
+fn main(@builtin(local_invocation_index) lid: u32) {
+  let base = (max(step.L, 1u) - 1u) * V;
+  let lo = min(lid * CHUNK, V);
+  let hi = min(lo + CHUNK, V);
+
+  // Argmax, lowest index on ties; an empty chunk reports NONE.
+  var best = 0.0;
+  var besti = NONE;
+  if (lo < hi) {
+    best = logits[base + lo];
+    besti = lo;
+    for (var i = lo + 1u; i < hi; i++) {
+      let l = logits[base + i];
+      if (l > best) { best = l; besti = i; }
+    }
+  }
+  workgroupBarrier();
+  red_f[lid] = best;
+  red_u[lid] = besti;
+  workgroupBarrier();
+  for (var h = NT / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) {
+      let bv = red_f[lid + h];
+      let bi = red_u[lid + h];
+      let av = red_f[lid];
+      let ai = red_u[lid];
+      if (bi != NONE && (ai == NONE || bv > av || (bv == av && bi < ai))) {
+        red_f[lid] = bv;
+        red_u[lid] = bi;
+      }
+    }
+    workgroupBarrier();
+  }
+  let m = workgroupUniformLoad(&red_f[0]);
+  let argmax = workgroupUniformLoad(&red_u[0]);
+  var tok = argmax;
+
+  if (step.temperature > 0.0) {
+    let inv_t = 1.0 / step.temperature;
+    let max_key = okey(m);
+    var tau = 0u;
+    let k = step.topK;
+    if (k > 0u && k < V) {
+      var klo = 0u;
+      var khi = max_key;
+      for (var it = 0u; it < STEPS; it++) {
+        if (klo >= khi) { break; }
+        let d = khi - klo;
+        let mid = klo + (d >> 1u) + (d & 1u);
+        var c = 0u;
+        for (var i = lo; i < hi; i++) {
+          if (okey(logits[base + i]) >= mid) { c = c + 1u; }
+        }
+        if (sum_u(c, lid) >= k) { klo = mid; } else { khi = mid - 1u; }
+      }
+      tau = klo;
+    }
+    if (step.topP < 1.0) {
+      let mass_goal = step.topP * sum_f(chunk_mass(base, lo, hi, tau, m, inv_t), lid);
+      var plo = tau;
+      var phi = max_key;
+      for (var it = 0u; it < STEPS; it++) {
+        if (plo >= phi) { break; }
+        let d = phi - plo;
+        let mid = plo + (d >> 1u) + (d & 1u);
+        if (sum_f(chunk_mass(base, lo, hi, mid, m, inv_t), lid) >= mass_goal) { plo = mid; } else { phi = mid - 1u; }
+      }
+      tau = plo;
+    }
+
+    // Hillis-Steele inclusive scan of the chunk masses.
+    workgroupBarrier();
+    red_f[lid] = chunk_mass(base, lo, hi, tau, m, inv_t);
+    workgroupBarrier();
+    for (var off = 1u; off < NT; off <<= 1u) {
+      var prev = 0.0;
+      if (lid >= off) { prev = red_f[lid - off]; }
+      workgroupBarrier();
+      if (lid >= off) { red_f[lid] = red_f[lid] + prev; }
+      workgroupBarrier();
+    }
+    var c = 0.0;
+    if (lid > 0u) { c = red_f[lid - 1u]; }
+    let total = workgroupUniformLoad(&red_f[NT - 1u]);
+    let u = f32(pcg(step.draw ^ pcg(step.seed)) >> 8u) * (1.0 / 16777216.0);
+    let r = u * total;
+    var cand = NONE;
+    for (var i = lo; i < hi; i++) {
+      let l = logits[base + i];
+      if (okey(l) >= tau) {
+        c = c + prob(l, m, inv_t);
+        if (c > r) { cand = i; break; }
+      }
+    }
+    let pick = min_u(cand, lid);
+    if (pick != NONE) { tok = pick; }
+  }
+  if (lid == 0u) {
+    token[0] = tok;
+    ids[0] = tok;
+  }
+}
+`;
+  const launch: KernelLaunch = {
+    kernel: {
+      name: `sample_v${a.vocab}`,
+      code,
+      bindings: [
+        STEP_BINDING,
+        { name: 'logits', access: 'read' },
+        { name: 'token', access: 'read_write' },
+        { name: 'ids', access: 'read_write' },
+      ],
+      workgroupSize: [SAMPLE_THREADS, 1, 1],
+    },
+    grid: [1, 1, 1],
+  };
+  return { launches: [launch], scratch: {} };
+};

@@ -1,0 +1,160 @@
+import { describe, expect, it } from 'vitest';
+import {
+  actKernel,
+  addKernel,
+  flatGrid,
+  gluKernel,
+  softcapKernel,
+} from '../../codegen/kernels/elementwise.ts';
+import { BASELINE_CAPS, resolveGridDim, type KernelLaunch } from '../../codegen/kernel-ir.ts';
+import type { Activation } from '../../src/spec/model.ts';
+import type { StepShape } from '../../src/graph/ops.ts';
+import { act, add, glu, softcap } from '../../src/ops/elementwise.ts';
+import type { Arrays } from '../../src/ops/types.ts';
+import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { maxRelError, randn } from '../helpers/numeric.ts';
+
+/** Widths: scalar (odd, 1) and vec4 paths; T: decode, short, long. */
+const shapes: { width: number; T: number; maxT: number }[] = [
+  { width: 1, T: 1, maxT: 1 },
+  { width: 7, T: 3, maxT: 5 },
+  { width: 64, T: 40, maxT: 64 },
+  { width: 1000, T: 1, maxT: 1 },
+  { width: 4099, T: 6, maxT: 8 },
+  { width: 12, T: 300, maxT: 333 },
+];
+
+const SENTINEL = 777;
+
+/**
+ * Runs the launches with every input (sized for maxRows) and a sentinel-filled `out`,
+ * checks rows < rows against the reference and that later rows are untouched.
+ */
+async function check(
+  launches: KernelLaunch[],
+  inputs: Record<string, Float32Array>,
+  want: Float32Array,
+  total: number,
+  step: StepShape,
+): Promise<void> {
+  const out = new Float32Array(total).fill(SENTINEL);
+  const got = await runLaunches(launches, { inputs: { ...inputs, out }, step });
+  expect(maxRelError(got.out.subarray(0, want.length), want)).toBeLessThanOrEqual(1e-4);
+  expect(got.out.subarray(want.length).every((v) => v === SENTINEL)).toBe(true);
+}
+
+describe('add kernel', () => {
+  for (const [si, s] of shapes.entries()) {
+    it(`width ${s.width}, T = ${s.T}`, async () => {
+      const { caps } = await testGpu();
+      const attrs = { op: 'add' as const, width: s.width };
+      const n = s.maxT * s.width;
+      const inputs = { a: randn(n, 10 + si), b: randn(n, 20 + si, 3) };
+      const step = { T: s.T, pos: 0, L: 1 };
+      const want = add.reference(attrs, inputs as Arrays, step).out as Float32Array;
+      await check(addKernel(attrs, { caps, maxT: s.maxT }).launches, inputs, want, n, step);
+    });
+  }
+});
+
+const acts: Activation[] = ['silu', 'gelu', 'gelu_tanh', 'relu', 'relu2'];
+
+describe('act kernel', () => {
+  for (const [ai, fn] of acts.entries()) {
+    for (const [si, s] of shapes.entries()) {
+      if ((si + ai) % 2 === 1) continue; // every activation on three shapes, every shape on several activations
+      it(`${fn}, width ${s.width}, T = ${s.T}`, async () => {
+        const { caps } = await testGpu();
+        const attrs = { op: 'act' as const, act: fn, width: s.width };
+        const n = s.maxT * s.width;
+        const inputs = { x: randn(n, 30 + si + 7 * ai, 6) };
+        const step = { T: s.T, pos: 0, L: 1 };
+        const want = act.reference(attrs, inputs as Arrays, step).out as Float32Array;
+        await check(actKernel(attrs, { caps, maxT: s.maxT }).launches, inputs, want, n, step);
+      });
+    }
+  }
+});
+
+describe('glu kernel', () => {
+  for (const [ai, fn] of acts.entries()) {
+    for (const [si, s] of shapes.entries()) {
+      if ((si + ai) % 2 === 0) continue;
+      it(`${fn}, width ${s.width}, T = ${s.T}`, async () => {
+        const { caps } = await testGpu();
+        const attrs = { op: 'glu' as const, act: fn, width: s.width };
+        const n = s.maxT * s.width;
+        const inputs = { gate: randn(n, 40 + si + 7 * ai, 5), up: randn(n, 50 + si + 7 * ai, 2) };
+        const step = { T: s.T, pos: 0, L: 1 };
+        const want = glu.reference(attrs, inputs as Arrays, step).out as Float32Array;
+        await check(gluKernel(attrs, { caps, maxT: s.maxT }).launches, inputs, want, n, step);
+      });
+    }
+  }
+});
+
+describe('softcap kernel', () => {
+  const cases = [
+    { cap: 30, rows: 'T' as const, width: 1000, T: 5, L: 1, maxT: 8 },
+    { cap: 50, rows: 'T' as const, width: 33, T: 200, L: 1, maxT: 256 },
+    { cap: 30, rows: 'L' as const, width: 257, T: 9, L: 1, maxT: 16 },
+    { cap: 15.5, rows: 'L' as const, width: 1024, T: 12, L: 7, maxT: 12 },
+    { cap: 1000, rows: 'L' as const, width: 3, T: 1, L: 1, maxT: 1 },
+    { cap: 2, rows: 'T' as const, width: 8, T: 1, L: 1, maxT: 1 },
+  ];
+  for (const [ci, c] of cases.entries()) {
+    it(`cap ${c.cap}, rows ${c.rows}, width ${c.width}, T = ${c.T}, L = ${c.L}`, async () => {
+      const { caps } = await testGpu();
+      const attrs = { op: 'softcap' as const, cap: c.cap, width: c.width, rows: c.rows };
+      const n = c.maxT * c.width;
+      // Spread over the linear, bending and saturated parts of tanh.
+      const inputs = { x: randn(n, 60 + ci, c.cap * 3) };
+      const step = { T: c.T, pos: 0, L: c.L };
+      const want = softcap.reference(attrs, inputs as Arrays, step).out as Float32Array;
+      await check(softcapKernel(attrs, { caps, maxT: c.maxT }).launches, inputs, want, n, step);
+    });
+  }
+
+  it('is accurate for inputs much smaller than the cap', async () => {
+    const { caps } = await testGpu();
+    const attrs = { op: 'softcap' as const, cap: 1000, width: 256, rows: 'T' as const };
+    const inputs = { x: randn(256, 70, 1) };
+    const step = { T: 1, pos: 0, L: 1 };
+    const want = softcap.reference(attrs, inputs as Arrays, step).out as Float32Array;
+    await check(softcapKernel(attrs, { caps, maxT: 1 }).launches, inputs, want, 256, step);
+  });
+});
+
+describe('flat grid', () => {
+  it('folds into y when one dimension would exceed the workgroup limit', () => {
+    const caps = { ...BASELINE_CAPS, maxWorkgroupsPerDimension: 100 };
+    const grid = flatGrid('T', 1000, 64, 256, caps);
+    for (const T of [1, 17, 64]) {
+      const x = resolveGridDim(grid[0], { T, pos: 0, L: 1 });
+      const y = resolveGridDim(grid[1], { T, pos: 0, L: 1 });
+      expect(x).toBeLessThanOrEqual(100);
+      expect(x * y * 256).toBeGreaterThanOrEqual(T * 1000);
+    }
+  });
+
+  it('computes the right elements when folded into y (run on the device)', async () => {
+    const { caps } = await testGpu();
+    const small = { ...caps, maxWorkgroupsPerDimension: 3 };
+    const attrs = { op: 'add' as const, width: 68 };
+    const { launches } = addKernel(attrs, { caps: small, maxT: 100 });
+    expect(launches[0].grid[1]).toBeGreaterThan(1);
+    const n = 100 * 68;
+    const inputs = { a: randn(n, 80), b: randn(n, 81) };
+    const step = { T: 97, pos: 0, L: 1 };
+    const want = add.reference(attrs, inputs as Arrays, step).out as Float32Array;
+    await check(launches, inputs, want, n, step);
+  });
+
+  it('vectorises rows whose width is a multiple of 4', async () => {
+    const { caps } = await testGpu();
+    const k = addKernel({ op: 'add', width: 64 }, { caps, maxT: 4 }).launches[0].kernel;
+    expect(k.code).toContain('array<vec4<f32>>');
+    const s = addKernel({ op: 'add', width: 63 }, { caps, maxT: 4 }).launches[0].kernel;
+    expect(s.code).not.toContain('vec4');
+  });
+});

@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { normKernel } from '../../codegen/kernels/norm.ts';
+import type { NormAttrs } from '../../src/graph/ops.ts';
+import { norm } from '../../src/ops/norm.ts';
+import type { NormSpec } from '../../src/spec/model.ts';
+import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { maxRelError, randn } from '../helpers/numeric.ts';
+
+const rms: NormSpec = { kind: 'rms', eps: 1e-6, unitOffset: false, bias: false };
+const gemmaRms: NormSpec = { kind: 'rms', eps: 1e-6, unitOffset: true, bias: false };
+const layerBias: NormSpec = { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true };
+const layerNoBias: NormSpec = { kind: 'layer', eps: 1e-5, unitOffset: false, bias: false };
+
+interface Case {
+  name: string;
+  spec: NormSpec;
+  width: number;
+  group: number;
+  T: number;
+  maxT: number;
+}
+
+const cases: Case[] = [
+  { name: 'rms, T = 1 decode, width 1000', spec: rms, width: 1000, group: 1000, T: 1, maxT: 1 },
+  {
+    name: 'layer+bias, odd width 257, T = 37',
+    spec: layerBias,
+    width: 257,
+    group: 257,
+    T: 37,
+    maxT: 40,
+  },
+  {
+    name: 'gemma rms, width 8192 (re-read path), T = 3',
+    spec: gemmaRms,
+    width: 8192,
+    group: 8192,
+    T: 3,
+    maxT: 4,
+  },
+  { name: 'qk-norm: 12 heads of 64, T = 19', spec: rms, width: 768, group: 64, T: 19, maxT: 32 },
+  {
+    name: 'layer no bias, groups of 3, T = 64',
+    spec: layerNoBias,
+    width: 27,
+    group: 3,
+    T: 64,
+    maxT: 64,
+  },
+  { name: 'rms, group 1, width 7, T = 5', spec: rms, width: 7, group: 1, T: 5, maxT: 9 },
+  {
+    name: 'layer+bias qk-norm 5 x 33, long T = 300',
+    spec: layerBias,
+    width: 165,
+    group: 33,
+    T: 300,
+    maxT: 300,
+  },
+  { name: 'rms decode, width 4099', spec: gemmaRms, width: 4099, group: 4099, T: 1, maxT: 1 },
+];
+
+describe('norm kernel vs reference', () => {
+  for (const [ci, c] of cases.entries()) {
+    it(c.name, async () => {
+      const { caps } = await testGpu();
+      const a: NormAttrs = { op: 'norm', norm: c.spec, width: c.width, group: c.group };
+      const { launches } = normKernel(a, { caps, maxT: c.maxT });
+      // Offset rows so that LayerNorm's centring matters.
+      const x = randn(c.maxT * c.width, 100 + ci, 3).map((v, i) => v + ((i % 5) - 2));
+      const w = randn(c.group, 200 + ci, 1);
+      const b = randn(c.group, 300 + ci, 0.5);
+      const sentinel = 12345;
+      const out = new Float32Array(c.maxT * c.width).fill(sentinel);
+      const inputs: Record<string, Float32Array> = { x, w, out };
+      if (c.spec.kind === 'layer' && c.spec.bias) inputs.b = b;
+      const step = { T: c.T, pos: 0, L: 1 };
+      const got = await runLaunches(launches, { inputs, step });
+      const want = norm.reference(a, inputs, step).out;
+      const n = c.T * c.width;
+      expect(maxRelError(got.out.subarray(0, n), want)).toBeLessThanOrEqual(1e-4);
+      // Rows beyond T are not written.
+      expect(got.out.subarray(n).every((v) => v === sentinel)).toBe(true);
+    });
+  }
+
+  it('reference normalises each group separately', () => {
+    const a: NormAttrs = { op: 'norm', norm: rms, width: 4, group: 2 };
+    const x = Float32Array.of(3, 4, 1, 1);
+    const out = norm.reference(a, { x, w: Float32Array.of(1, 2) }, { T: 1, pos: 0, L: 1 }).out;
+    const r1 = Math.sqrt(12.5 + 1e-6);
+    const r2 = Math.sqrt(1 + 1e-6);
+    const want = [3 / r1, 8 / r1, 1 / r2, 2 / r2];
+    for (let i = 0; i < 4; i++) expect(out[i]).toBeCloseTo(want[i], 6);
+  });
+
+  it('rejects a width that is not a multiple of the group', async () => {
+    const { caps } = await testGpu();
+    const a: NormAttrs = { op: 'norm', norm: rms, width: 10, group: 4 };
+    expect(() => normKernel(a, { caps, maxT: 1 })).toThrow(/multiple/);
+  });
+});
