@@ -16,8 +16,8 @@ import { GpuModel } from '../runtime/model.ts';
 import { byteTokenizer } from '../runtime/tokenizer.ts';
 import { terminalProgress } from '../src/cli/progress.ts';
 
-const specPath = process.argv[2] ?? 'specs/tiny-hybrid.strata';
-const outDir = 'out/tiny-hybrid.bundle';
+const specPath = process.argv[2] ?? 'specs/demo-hybrid.strata';
+const outDir = 'out/demo-hybrid.bundle';
 
 const model = await loadSpec(specPath);
 console.log(`spec ${specPath}\n${layerTable(model)}\n`);
