@@ -1,0 +1,410 @@
+/**
+ * Attention kernels over the KV cache (semantics: src/ops/attention.ts).
+ *
+ * One FlashAttention-2 style body serves both phases. A workgroup owns a block
+ * of BQ query rows that share one kv head: rows are (token, head-in-group)
+ * pairs, so under GQA the heads of a group read each K/V tile once. It walks
+ * the visible keys in tiles of BK rows staged in workgroup memory, keeping a
+ * running max m, sum l and a rescaled accumulator per row, so the T×(pos+T)
+ * score matrix never exists; only tiles inside the block's visible key range
+ * are visited, which skips whatever causality or the window masks out.
+ *
+ * Prefill (maxT > 1) writes the normalised rows directly. Decode (maxT === 1)
+ * has a single token, so parallelism comes from splitting the keys
+ * (flash-decoding): a (kv heads, S) grid computes partial (m, l, acc) over S
+ * slices of 0..pos whose length is derived from step.pos at run time (the grid
+ * stays constant, so one recorded command buffer serves every position), then
+ * a combine launch merges the slices per head.
+ */
+import type { AttentionAttrs } from '../../src/graph/ops.ts';
+import {
+  STEP_BINDING,
+  STEP_WGSL,
+  storageDecl,
+  type DeviceCaps,
+  type KernelLaunch,
+} from '../kernel-ir.ts';
+import type { GeneratedOp, KernelGenerator } from './types.ts';
+import { TANH_WGSL } from './wgsl-math.ts';
+
+/** Scratch buffer names of the decode path (partial softmax state per head and split). */
+export const DECODE_SCRATCH = { ml: 'attn_part_ml', acc: 'attn_part_acc' } as const;
+
+/** Most accumulator registers one thread keeps for its share of the head dimension. */
+const MAX_DIMS_PER_THREAD = 8;
+const MAX_BQ = 16;
+const BK_CHOICES = [64, 32, 16, 8, 4, 2, 1];
+
+export interface FlashTiles {
+  /** Query rows ((token, head) pairs of one kv head) per workgroup. */
+  bq: number;
+  /** Key rows per staged tile. */
+  bk: number;
+  /** Threads per query row; each owns head dims lane, lane + tpr, ... */
+  tpr: number;
+  /** Accumulator registers per thread: ceil(headDim / tpr). */
+  dpt: number;
+}
+
+function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+function maxThreads(caps: DeviceCaps): number {
+  return Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
+}
+
+function wgslF32(x: number): string {
+  if (!Number.isFinite(x)) throw new Error(`attention: non-finite constant ${x}`);
+  const s = String(Math.fround(x));
+  return /[.eE]/.test(s) ? s : `${s}.0`;
+}
+
+/**
+ * Workgroup floats of the flash body: the Q block, one K-or-V tile whose rows are
+ * padded by one float (so threads reading different keys hit different banks),
+ * and the scores and probabilities.
+ */
+export function flashFloats(hd: number, t: Pick<FlashTiles, 'bq' | 'bk'>): number {
+  return t.bq * hd + t.bk * (hd + 1) + 2 * t.bq * t.bk;
+}
+
+function largestBk(hd: number, bq: number, floats: number, minBk: number, maxBk: number) {
+  return BK_CHOICES.find(
+    (bk) => bk >= minBk && bk <= maxBk && flashFloats(hd, { bq, bk }) <= floats,
+  );
+}
+
+function noFit(hd: number, caps: DeviceCaps): Error {
+  return new Error(
+    `attention: headDim ${hd} does not fit in ${caps.maxWorkgroupStorageBytes} bytes of workgroup memory`,
+  );
+}
+
+/**
+ * Prefill tiles within the device's workgroup memory and invocation limits. Prefers a
+ * 16-row query block with tiles of 8 to 32 keys; shrinks the query block before the key tile.
+ */
+export function prefillTiles(headDim: number, caps: DeviceCaps): FlashTiles {
+  const threads = maxThreads(caps);
+  const tpr = Math.min(nextPow2(Math.ceil(headDim / MAX_DIMS_PER_THREAD)), 32, threads);
+  const floats = Math.floor(caps.maxWorkgroupStorageBytes / 4);
+  const bqs: number[] = [];
+  for (let bq = MAX_BQ; bq >= 1; bq /= 2) if (bq * tpr <= threads) bqs.push(bq);
+  for (const minBk of [8, 1]) {
+    for (const bq of bqs) {
+      const bk = largestBk(headDim, bq, floats, minBk, 32);
+      if (bk !== undefined) return { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
+    }
+  }
+  throw noFit(headDim, caps);
+}
+
+/**
+ * Decode tiles: the block holds the `group` heads that share a kv head (one token),
+ * with enough threads per row to keep ~128 threads busy, and tiles of up to 64 keys.
+ */
+export function decodeTiles(headDim: number, group: number, caps: DeviceCaps): FlashTiles {
+  const threads = maxThreads(caps);
+  const floats = Math.floor(caps.maxWorkgroupStorageBytes / 4);
+  for (let bq = Math.min(MAX_BQ, nextPow2(group)); bq >= 1; bq /= 2) {
+    const minTpr = nextPow2(Math.ceil(headDim / MAX_DIMS_PER_THREAD));
+    const want = Math.max(minTpr, Math.floor(128 / bq));
+    const tpr = Math.min(nextPow2(headDim), want, Math.floor(threads / bq));
+    if (tpr < 1) continue;
+    const bk = largestBk(headDim, bq, floats, 1, 64);
+    if (bk !== undefined) return { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
+  }
+  throw noFit(headDim, caps);
+}
+
+/**
+ * Key splits of the decode path: one per 256 cache rows, capped so that the grid
+ * (kv heads × splits) reaches a few hundred workgroups without slicing keys too thin.
+ */
+export function decodeSplits(capacity: number, kvHeads = 8): number {
+  const cap = Math.min(128, Math.max(16, Math.ceil(512 / kvHeads)));
+  return Math.max(1, Math.min(cap, Math.ceil(capacity / 256)));
+}
+
+function checkAttrs(a: AttentionAttrs): void {
+  if (a.heads % a.kvHeads !== 0) {
+    throw new Error(
+      `attention kernel: heads (${a.heads}) must be a multiple of kvHeads (${a.kvHeads})`,
+    );
+  }
+  if (a.window !== null && a.window < 1) throw new Error('attention kernel: window must be >= 1');
+  if (a.softcap !== null && !(a.softcap > 0)) {
+    throw new Error('attention kernel: softcap must be > 0');
+  }
+}
+
+function variantName(a: AttentionAttrs): string {
+  const parts = [`h${a.heads}kv${a.kvHeads}d${a.headDim}`, a.causal ? 'causal' : 'full'];
+  if (a.window !== null) parts.push(`w${a.window}`);
+  if (a.softcap !== null) parts.push(`cap${a.softcap}`);
+  return parts.join('_');
+}
+
+/** How the flash body ends: normalised rows to `out`, or partial state per key split. */
+type FlashMode = { kind: 'final' } | { kind: 'split'; splits: number };
+
+function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelLaunch {
+  const { bq, bk, tpr, dpt } = t;
+  const hd = a.headDim;
+  const group = a.heads / a.kvHeads;
+  const wg = bq * tpr;
+  const vec = hd % 4 === 0;
+  const guardDim = hd % tpr !== 0;
+  const w = a.window;
+  // Visible key range [lo, hi) of query position p; written without u32 underflow.
+  const lo = w === null ? '0u' : `select(0u, p + 1u - ${w}u, p + 1u > ${w}u)`;
+  const hi = a.causal ? 'p + 1u' : w === null ? 'n' : `min(n, p + ${w}u)`;
+  const capped =
+    a.softcap === null ? 's' : `${wgslF32(a.softcap)} * tanh_safe(s * ${wgslF32(1 / a.softcap)})`;
+  const split = mode.kind === 'split';
+  const { ml, acc: accName } = DECODE_SCRATCH;
+  const dimLoop = (body: string): string => `for (var k = 0u; k < DPT; k++) {
+      let d = lane + k * TPR;
+      ${guardDim ? `if (d < HD) { ${body} }` : body}
+    }`;
+  // Stage rows j0.. of one kv head of `src` into kv[] (padded stride KS); rows >= nk become 0.
+  const stage = (src: string): string =>
+    vec
+      ? `for (var i = tid; i < BK * HD4; i += WG) {
+      let jr = i / HD4;
+      let c = i % HD4;
+      var v = vec4<f32>();
+      if (jr < nk) { v = ${src}[(j0 + jr) * KVW4 + kvo4 + c]; }
+      let o = jr * KS + 4u * c;
+      kv[o] = v.x; kv[o + 1u] = v.y; kv[o + 2u] = v.z; kv[o + 3u] = v.w;
+    }`
+      : `for (var i = tid; i < BK * HD; i += WG) {
+      let jr = i / HD;
+      var v = 0.0;
+      if (jr < nk) { v = ${src}[(j0 + jr) * KVW + kvo + i % HD]; }
+      kv[jr * KS + i % HD] = v;
+    }`;
+  const kvElem = vec ? 'vec4<f32>' : 'f32';
+  const outDecls = split
+    ? `${storageDecl(4, ml, 'read_write')}\n${storageDecl(5, accName, 'read_write')}`
+    : storageDecl(4, 'out', 'read_write');
+  const epilogue = split
+    ? `let part = (t * HEADS + h) * SPLITS + wid.z;
+    if (lane == 0u) {
+      ${ml}[2u * part] = m;
+      ${ml}[2u * part + 1u] = l;
+    }
+    ${dimLoop(`${accName}[part * HD + d] = acc[k];`)}`
+    : `let inv = 1.0 / l;
+    ${dimLoop('out[t * QW + h * HD + d] = acc[k] * inv;')}`;
+  // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
+  // cut at multiples of BK so that no slice wastes a partly filled tile.
+  const sliceKeys = split
+    ? `let chunk = ((hi0 - lo0 + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
+  let lo = min(lo0 + wid.z * chunk, hi0);
+  let hi = min(lo + chunk, hi0);`
+    : `let lo = lo0;
+  let hi = hi0;`;
+  const code = `${STEP_WGSL}
+${a.softcap === null ? '' : TANH_WGSL}
+${storageDecl(1, 'q', 'read')}
+${storageDecl(2, 'kcache', 'read', kvElem)}
+${storageDecl(3, 'vcache', 'read', kvElem)}
+${outDecls}
+const HEADS = ${a.heads}u;
+const HD = ${hd}u;
+const HD4 = ${Math.floor(hd / 4)}u;
+const QW = ${a.heads * hd}u;
+const KVW = ${a.kvHeads * hd}u;
+const KVW4 = ${Math.floor((a.kvHeads * hd) / 4)}u;
+const GROUP = ${group}u;
+const SCALE = ${wgslF32(a.scale)};
+const BQ = ${bq}u;
+const BK = ${bk}u;
+const KS = ${hd + 1}u;
+const TPR = ${tpr}u;
+const DPT = ${dpt}u;
+const WG = ${wg}u;
+${split ? `const SPLITS = ${mode.splits}u;` : ''}
+// Masked-score sentinel; finite so that exp(m - m_new) stays defined while a row has seen nothing.
+const NEG = -1.0e30;
+var<workgroup> qs: array<f32, ${bq * hd}>;
+// Holds the K tile while scoring, then the V tile of the same keys.
+var<workgroup> kv: array<f32, ${bk * (hd + 1)}>;
+var<workgroup> sc: array<f32, ${bq * bk}>;
+var<workgroup> pr: array<f32, ${bq * bk}>;
+
+fn key_lo(p: u32) -> u32 { return ${lo}; }
+fn key_hi(p: u32, n: u32) -> u32 { return ${hi}; }
+fn cap_score(s: f32) -> f32 { return ${capped}; }
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let T = step.T;
+  let n = step.pos + T;
+  let rows = T * GROUP;
+  if (rows == 0u) { return; }
+  let kvh = wid.y;
+  let kvo = kvh * HD;
+  let kvo4 = kvh * HD4;
+  // Block rows are (token, head-in-group) pairs, token-major.
+  let R0 = wid.x * BQ;
+  let r = tid / TPR;
+  let lane = tid % TPR;
+  let R = R0 + r;
+  let t = R / GROUP;
+  let h = kvh * GROUP + R % GROUP;
+  // Keys any row of this block can see: from the first row's lo to the last row's hi.
+  let lo0 = key_lo(step.pos + R0 / GROUP);
+  let hi0 = key_hi(step.pos + (min(R0 + BQ, rows) - 1u) / GROUP, n);
+  ${sliceKeys}
+
+  for (var i = tid; i < BQ * HD; i += WG) {
+    let RR = R0 + i / HD;
+    var v = 0.0;
+    if (RR < rows) { v = q[(RR / GROUP) * QW + (kvh * GROUP + RR % GROUP) * HD + i % HD]; }
+    qs[i] = v;
+  }
+  var m = NEG;
+  var l = 0.0;
+  var acc: array<f32, DPT>;
+  for (var j0 = lo; j0 < hi; j0 += BK) {
+    let nk = min(BK, hi - j0);
+    workgroupBarrier();
+    ${stage('kcache')}
+    workgroupBarrier();
+    for (var e = tid; e < BQ * BK; e += WG) {
+      let rr = e / BK;
+      let jj = e % BK;
+      var s = 0.0;
+      for (var d = 0u; d < HD; d++) { s += qs[rr * HD + d] * kv[jj * KS + d]; }
+      s = cap_score(s * SCALE);
+      let RR = R0 + rr;
+      let p = step.pos + RR / GROUP;
+      let j = j0 + jj;
+      let ok = jj < nk && RR < rows && j >= key_lo(p) && j < key_hi(p, n);
+      sc[e] = select(NEG, s, ok);
+    }
+    workgroupBarrier();
+    ${stage('vcache')}
+    var mt = NEG;
+    for (var jj = 0u; jj < BK; jj++) { mt = max(mt, sc[r * BK + jj]); }
+    let mn = max(m, mt);
+    let alpha = exp(m - mn);
+    for (var jj = lane; jj < BK; jj += TPR) {
+      let sv = sc[r * BK + jj];
+      pr[r * BK + jj] = select(0.0, exp(sv - mn), sv > 0.5 * NEG);
+    }
+    workgroupBarrier();
+    var ls = 0.0;
+    for (var jj = 0u; jj < BK; jj++) { ls += pr[r * BK + jj]; }
+    l = l * alpha + ls;
+    ${dimLoop(`var o = acc[k] * alpha;
+        for (var jj = 0u; jj < BK; jj++) { o += pr[r * BK + jj] * kv[jj * KS + d]; }
+        acc[k] = o;`)}
+    m = mn;
+  }
+  if (R < rows) {
+    ${epilogue}
+  }
+}
+`;
+  const name = `attention_${split ? 'split' : 'flash'}_${variantName(a)}_q${bq}k${bk}t${tpr}`;
+  return {
+    kernel: {
+      name: split ? `${name}_s${mode.splits}` : name,
+      code,
+      bindings: [
+        STEP_BINDING,
+        { name: 'q', access: 'read' },
+        { name: 'kcache', access: 'read' },
+        { name: 'vcache', access: 'read' },
+        ...(split
+          ? [
+              { name: ml, access: 'read_write' as const },
+              { name: accName, access: 'read_write' as const },
+            ]
+          : [{ name: 'out', access: 'read_write' as const }]),
+      ],
+      workgroupSize: [wg, 1, 1],
+    },
+    grid: split
+      ? [Math.ceil(group / bq), a.kvHeads, mode.splits]
+      : [{ sym: 'T', mul: group, div: bq }, a.kvHeads, 1],
+  };
+}
+
+/** Merge the per-split partial (m, l, acc) of each (token, head) into normalised rows. */
+function combineLaunch(a: AttentionAttrs, splits: number): KernelLaunch {
+  const { ml, acc } = DECODE_SCRATCH;
+  const wg = Math.min(64, nextPow2(a.headDim));
+  const code = `${STEP_WGSL}
+${storageDecl(1, ml, 'read')}
+${storageDecl(2, acc, 'read')}
+${storageDecl(3, 'out', 'read_write')}
+const HEADS = ${a.heads}u;
+const HD = ${a.headDim}u;
+const SPLITS = ${splits}u;
+const WG = ${wg}u;
+const NEG = -1.0e30;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let h = wid.x;
+  let t = wid.y;
+  if (t >= step.T) { return; }
+  let base = (t * HEADS + h) * SPLITS;
+  var mx = NEG;
+  for (var s = 0u; s < SPLITS; s++) { mx = max(mx, ${ml}[2u * (base + s)]); }
+  var total = 0.0;
+  for (var s = 0u; s < SPLITS; s++) {
+    total += exp(${ml}[2u * (base + s)] - mx) * ${ml}[2u * (base + s) + 1u];
+  }
+  let inv = 1.0 / total;
+  for (var d = tid; d < HD; d += WG) {
+    var o = 0.0;
+    for (var s = 0u; s < SPLITS; s++) {
+      o += exp(${ml}[2u * (base + s)] - mx) * ${acc}[(base + s) * HD + d];
+    }
+    out[t * HEADS * HD + h * HD + d] = o * inv;
+  }
+}
+`;
+  return {
+    kernel: {
+      name: `attention_combine_h${a.heads}d${a.headDim}_s${splits}_wg${wg}`,
+      code,
+      bindings: [
+        STEP_BINDING,
+        { name: ml, access: 'read' },
+        { name: acc, access: 'read' },
+        { name: 'out', access: 'read_write' },
+      ],
+      workgroupSize: [wg, 1, 1],
+    },
+    grid: [a.heads, { sym: 'T' }, 1],
+  };
+}
+
+function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedOp {
+  const splits = decodeSplits(a.capacity, a.kvHeads);
+  const tiles = decodeTiles(a.headDim, a.heads / a.kvHeads, caps);
+  return {
+    launches: [flashLaunch(a, tiles, { kind: 'split', splits }), combineLaunch(a, splits)],
+    scratch: {
+      [DECODE_SCRATCH.ml]: 4 * 2 * maxT * a.heads * splits,
+      [DECODE_SCRATCH.acc]: 4 * maxT * a.heads * splits * a.headDim,
+    },
+  };
+}
+
+export const attentionKernel: KernelGenerator<AttentionAttrs> = (a, { caps, maxT }) => {
+  checkAttrs(a);
+  if (maxT === 1) return decodeOp(a, caps, maxT);
+  return {
+    launches: [flashLaunch(a, prefillTiles(a.headDim, caps), { kind: 'final' })],
+    scratch: {},
+  };
+};

@@ -1,0 +1,128 @@
+/**
+ * Standalone RoPE and KV-cache append kernels. Both are elementwise over
+ * [T, width] with T read from the Step uniform; the grid is (column blocks, T)
+ * so no dimension grows past the per-dimension workgroup limit for long prompts.
+ */
+import type { KvWriteAttrs, RopeAttrs, RopeLayout } from '../../src/graph/ops.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecl, type DeviceCaps } from '../kernel-ir.ts';
+import type { KernelGenerator } from './types.ts';
+
+function elementwiseWorkgroup(caps: DeviceCaps, width: number): number {
+  const cap = Math.min(256, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
+  let wg = 32;
+  while (wg < cap && wg < width) wg *= 2;
+  return Math.min(wg, cap);
+}
+
+/**
+ * WGSL for one rotated element: `e` is the element's index within its head, `x(i)`
+ * reads element i of the same head, `c(i)`/`s(i)` read the position's table entry i.
+ * Returns the rotated value of element e (elements at e >= rotaryDim pass through).
+ * Matches rotateHead in src/ops/math.ts: (x0, x1) -> (x0 c - x1 s, x1 c + x0 s).
+ */
+export function ropeElementWgsl(
+  layout: Pick<RopeLayout, 'rotaryDim' | 'pairs'>,
+  e: string,
+  x: (i: string) => string,
+  c: (i: string) => string,
+  s: (i: string) => string,
+): string {
+  const half = layout.rotaryDim / 2;
+  if (layout.pairs === 'half') {
+    return `select(
+      select(${x(`${e} - ${half}u`)} * ${s(`${e} - ${half}u`)} + ${x(e)} * ${c(`${e} - ${half}u`)},
+             ${x(e)} * ${c(e)} - ${x(`${e} + ${half}u`)} * ${s(e)}, ${e} < ${half}u),
+      ${x(e)}, ${e} >= ${layout.rotaryDim}u)`;
+  }
+  return `select(
+      select(${x(`${e} - 1u`)} * ${s(`${e} / 2u`)} + ${x(e)} * ${c(`${e} / 2u`)},
+             ${x(e)} * ${c(`${e} / 2u`)} - ${x(`${e} + 1u`)} * ${s(`${e} / 2u`)}, (${e} & 1u) == 0u),
+      ${x(e)}, ${e} >= ${layout.rotaryDim}u)`;
+}
+
+export const ropeKernel: KernelGenerator<RopeAttrs> = (a, { caps }) => {
+  if (a.rotaryDim % 2 !== 0 || a.rotaryDim <= 0 || a.rotaryDim > a.headDim) {
+    throw new Error(`rope kernel: rotaryDim ${a.rotaryDim} must be even and in (0, ${a.headDim}]`);
+  }
+  const width = a.heads * a.headDim;
+  const half = a.rotaryDim / 2;
+  const wg = elementwiseWorkgroup(caps, width);
+  // select() evaluates both arms, so indices are clamped into the head to stay in bounds.
+  const xi = (i: string): string => `x[base + min(${i}, ${a.headDim - 1}u)]`;
+  const ci = (i: string): string => `cos[cs + min(${i}, ${half - 1}u)]`;
+  const si = (i: string): string => `sin[cs + min(${i}, ${half - 1}u)]`;
+  const code = `${STEP_WGSL}
+${storageDecl(1, 'x', 'read')}
+${storageDecl(2, 'cos', 'read')}
+${storageDecl(3, 'sin', 'read')}
+${storageDecl(4, 'out', 'read_write')}
+const WIDTH = ${width}u;
+const HD = ${a.headDim}u;
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let col = gid.x;
+  let t = gid.y;
+  if (col >= WIDTH || t >= step.T) { return; }
+  let e = col % HD;
+  let base = t * WIDTH + col - e;
+  let cs = (step.pos + t) * ${half}u;
+  out[t * WIDTH + col] = ${ropeElementWgsl(a, 'e', xi, ci, si)};
+}
+`;
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `rope_${a.pairs}_h${a.heads}_d${a.headDim}_r${a.rotaryDim}_wg${wg}`,
+          code,
+          bindings: [
+            STEP_BINDING,
+            { name: 'x', access: 'read' },
+            { name: 'cos', access: 'read' },
+            { name: 'sin', access: 'read' },
+            { name: 'out', access: 'read_write' },
+          ],
+          workgroupSize: [wg, 1, 1],
+        },
+        grid: [Math.ceil(width / wg), { sym: 'T' }, 1],
+      },
+    ],
+    scratch: {},
+  };
+};
+
+export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
+  const wg = elementwiseWorkgroup(caps, a.width);
+  const code = `${STEP_WGSL}
+${storageDecl(1, 'x', 'read')}
+${storageDecl(2, 'cache', 'read_write')}
+const WIDTH = ${a.width}u;
+const CAPACITY = ${a.capacity}u;
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let col = gid.x;
+  let t = gid.y;
+  let row = step.pos + t;
+  if (col >= WIDTH || t >= step.T || row >= CAPACITY) { return; }
+  cache[row * WIDTH + col] = x[t * WIDTH + col];
+}
+`;
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `kv_write_w${a.width}_c${a.capacity}_wg${wg}`,
+          code,
+          bindings: [
+            STEP_BINDING,
+            { name: 'x', access: 'read' },
+            { name: 'cache', access: 'read_write' },
+          ],
+          workgroupSize: [wg, 1, 1],
+        },
+        grid: [Math.ceil(a.width / wg), { sym: 'T' }, 1],
+      },
+    ],
+    scratch: {},
+  };
+};

@@ -1,0 +1,115 @@
+/**
+ * Attention over a KV cache, and the KV-cache append that feeds it.
+ *
+ * Layout: q [T, heads·hd]; kcache/vcache [capacity, kvHeads·hd] holding rows
+ * 0..pos+T-1 (the step's own keys were appended by kv_write before attention).
+ * Query t sits at absolute position p = pos + t. Head h reads kv head
+ * floor(h / (heads / kvHeads)) (GQA/MQA).
+ */
+import type { AttentionAttrs, Cost, KvWriteAttrs, StepShape } from '../graph/ops.ts';
+import { f32, type Arrays, type OpReference } from './types.ts';
+
+/**
+ * Keys [lo, hi) that query position p may see; every key inside is visible.
+ * Shared by the reference, the cost model and (in WGSL form) the kernels.
+ */
+export function visibleKeys(
+  a: Pick<AttentionAttrs, 'causal' | 'window'>,
+  p: number,
+  step: Pick<StepShape, 'T' | 'pos'>,
+): [number, number] {
+  const n = step.pos + step.T;
+  const w = a.window;
+  const lo = w === null ? 0 : Math.max(0, p - w + 1);
+  if (a.causal) return [lo, p + 1];
+  return [lo, w === null ? n : Math.min(n, p + w)];
+}
+
+function checkAttention(a: AttentionAttrs, step: StepShape): void {
+  if (a.heads % a.kvHeads !== 0) {
+    throw new Error(`attention: heads (${a.heads}) must be a multiple of kvHeads (${a.kvHeads})`);
+  }
+  if (a.window !== null && a.window < 1) throw new Error(`attention: window must be >= 1`);
+  if (step.pos + step.T > a.capacity) {
+    throw new Error(
+      `attention: pos + T = ${step.pos + step.T} exceeds cache capacity ${a.capacity}`,
+    );
+  }
+}
+
+export const attention: OpReference<AttentionAttrs> = {
+  reference(a: AttentionAttrs, inputs: Arrays, step: StepShape): Arrays {
+    checkAttention(a, step);
+    const q = f32(inputs, 'q');
+    const kc = f32(inputs, 'kcache');
+    const vc = f32(inputs, 'vcache');
+    const { heads, kvHeads, headDim: hd } = a;
+    const qw = heads * hd;
+    const kvw = kvHeads * hd;
+    const group = heads / kvHeads;
+    const out = new Float32Array(step.T * qw);
+    const scores = new Float64Array(step.pos + step.T);
+    const acc = new Float64Array(hd);
+    for (let t = 0; t < step.T; t++) {
+      const p = step.pos + t;
+      const [lo, hi] = visibleKeys(a, p, step);
+      for (let h = 0; h < heads; h++) {
+        const qo = t * qw + h * hd;
+        const ko = Math.floor(h / group) * hd;
+        let max = -Infinity;
+        for (let j = lo; j < hi; j++) {
+          let s = 0;
+          for (let d = 0; d < hd; d++) s += q[qo + d] * kc[j * kvw + ko + d];
+          s *= a.scale;
+          if (a.softcap !== null) s = a.softcap * Math.tanh(s / a.softcap);
+          scores[j] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        acc.fill(0);
+        for (let j = lo; j < hi; j++) {
+          const e = Math.exp(scores[j] - max);
+          sum += e;
+          for (let d = 0; d < hd; d++) acc[d] += e * vc[j * kvw + ko + d];
+        }
+        for (let d = 0; d < hd; d++) out[qo + d] = acc[d] / sum;
+      }
+    }
+    return { out };
+  },
+  cost(a: AttentionAttrs, step: StepShape): Cost {
+    let pairs = 0;
+    let kvLo = Infinity;
+    let kvHi = 0;
+    for (let t = 0; t < step.T; t++) {
+      const [lo, hi] = visibleKeys(a, step.pos + t, step);
+      pairs += hi - lo;
+      kvLo = Math.min(kvLo, lo);
+      kvHi = Math.max(kvHi, hi);
+    }
+    const kvRows = Math.max(0, kvHi - kvLo);
+    const qBytes = 4 * step.T * a.heads * a.headDim;
+    return {
+      // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
+      flops: pairs * a.heads * (4 * a.headDim + 5),
+      bytesRead: qBytes + 2 * 4 * kvRows * a.kvHeads * a.headDim,
+      bytesWritten: qBytes,
+    };
+  },
+};
+
+export const kvWrite: OpReference<KvWriteAttrs> = {
+  reference(a: KvWriteAttrs, inputs: Arrays, step: StepShape): Arrays {
+    const x = f32(inputs, 'x');
+    const cache = f32(inputs, 'cache');
+    if (step.pos + step.T > a.capacity) {
+      throw new Error(`kv_write: pos + T = ${step.pos + step.T} exceeds capacity ${a.capacity}`);
+    }
+    cache.set(x.subarray(0, step.T * a.width), step.pos * a.width);
+    return { cache };
+  },
+  cost(a: KvWriteAttrs, step: StepShape): Cost {
+    const bytes = 4 * step.T * a.width;
+    return { flops: 0, bytesRead: bytes, bytesWritten: bytes };
+  },
+};

@@ -1,0 +1,160 @@
+/**
+ * matmul: out = x · wᵀ (w is [out, in] like nn.Linear) with the fusions the
+ * decode path lives on: a norm prologue, bias / activation / gating / residual
+ * epilogues, strided writes into a wider output (split LM heads), and the
+ * QKV + RoPE + KV-append epilogue. This file is the ground truth for the WGSL
+ * kernels in codegen/kernels/matmul.ts and for the GraphIR interpreter.
+ */
+import type { Cost, MatmulAttrs, StepShape } from '../graph/ops.ts';
+import { activate, normalizeRow, rotateHead } from './math.ts';
+import { f32, type Arrays, type OpReference } from './types.ts';
+
+/**
+ * Reject attribute combinations that have no meaning, with a message naming the
+ * attribute, so the CPU reference and every kernel agree on what is supported.
+ */
+export function validateMatmul(a: MatmulAttrs): void {
+  const pre = `matmul N=${a.N} K=${a.K}`;
+  if (!(Number.isInteger(a.N) && a.N > 0 && Number.isInteger(a.K) && a.K > 0)) {
+    throw new Error(`${pre}: N and K must be positive integers`);
+  }
+  if (!a.ropeKv && a.outOffset + a.N > a.outStride) {
+    throw new Error(`${pre}: outOffset (${a.outOffset}) + N exceeds outStride (${a.outStride})`);
+  }
+  const r = a.ropeKv;
+  if (!r) return;
+  const { qCols, kvCols, headDim, rotaryDim } = r;
+  if (a.gated || a.act || a.residual) {
+    throw new Error(`${pre}: ropeKv cannot be combined with gated, act or residual`);
+  }
+  if (a.rows !== 'T')
+    throw new Error(`${pre}: ropeKv needs rows 'T' (every token's k/v goes to the cache)`);
+  if (qCols + 2 * kvCols !== a.N) {
+    throw new Error(`${pre}: ropeKv needs N = qCols + 2*kvCols (${qCols} + 2*${kvCols})`);
+  }
+  if (headDim <= 0 || headDim % 2 !== 0 || qCols % headDim !== 0 || kvCols % headDim !== 0) {
+    throw new Error(`${pre}: ropeKv headDim ${headDim} must be even and divide qCols and kvCols`);
+  }
+  if (rotaryDim < 0 || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
+    throw new Error(`${pre}: ropeKv rotaryDim ${rotaryDim} must be even and <= headDim`);
+  }
+  // q rows are written densely as [T, qCols] (what attention reads); a split or offset output has
+  // no meaning here, but the lowering may leave the default outStride N in place.
+  if (a.outOffset !== 0 || (a.outStride !== qCols && a.outStride !== a.N)) {
+    throw new Error(
+      `${pre}: ropeKv writes q as [T, qCols]; outStride must be qCols or N and outOffset 0 ` +
+        `(got ${a.outStride}, ${a.outOffset})`,
+    );
+  }
+}
+
+/** Output rows of one step and the first row of x they read. */
+export function matmulRows(a: MatmulAttrs, step: StepShape): { rows: number; xRow0: number } {
+  if (a.rows === 'T') return { rows: step.T, xRow0: 0 };
+  if (step.L > step.T) throw new Error(`matmul rows 'L': L (${step.L}) > T (${step.T})`);
+  return { rows: step.L, xRow0: step.T - step.L };
+}
+
+function need(inputs: Arrays, name: string, elems: number, what: string): Float32Array {
+  const v = f32(inputs, name);
+  if (v.length < elems)
+    throw new Error(`matmul input '${name}' has ${v.length} elements; ${what} needs ${elems}`);
+  return v;
+}
+
+function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
+  validateMatmul(a);
+  const { N, K } = a;
+  const { rows, xRow0 } = matmulRows(a, step);
+  const wRows = a.gated ? 2 * N : N;
+  const x = need(inputs, 'x', (xRow0 + rows) * K, 'x [T, K]');
+  const w = need(inputs, 'w', wRows * K, 'w [N or 2N, K]');
+  const bias = a.bias ? need(inputs, 'bias', wRows, 'bias') : undefined;
+  const residual = a.residual
+    ? need(inputs, 'residual', rows * N, 'residual [rows, N]')
+    : undefined;
+  const normW = a.prologue ? need(inputs, 'normW', K, 'normW [K]') : undefined;
+  const normB =
+    a.prologue?.kind === 'layer' && a.prologue.bias
+      ? need(inputs, 'normB', K, 'normB [K]')
+      : undefined;
+
+  const rope = a.ropeKv;
+  const outStride = rope ? rope.qCols : a.outStride;
+  const outOffset = rope ? 0 : a.outOffset;
+  const outMin = rows * outStride;
+  // out is read/write: columns outside [outOffset, outOffset + N) and rows past `rows` keep their values.
+  const prev = inputs.out;
+  const out = prev instanceof Float32Array ? Float32Array.from(prev) : new Float32Array(outMin);
+  if (out.length < outMin)
+    throw new Error(`matmul output 'out' has ${out.length} elements; needs ${outMin}`);
+
+  let kcache: Float32Array | undefined;
+  let vcache: Float32Array | undefined;
+  let cos: Float32Array | undefined;
+  let sin: Float32Array | undefined;
+  if (rope) {
+    const end = (step.pos + rows) * rope.kvCols;
+    kcache = need(inputs, 'kcache', end, `kcache rows up to pos+T (${step.pos + rows})`);
+    vcache = need(inputs, 'vcache', end, `vcache rows up to pos+T (${step.pos + rows})`);
+    const half = rope.rotaryDim / 2;
+    cos = need(inputs, 'cos', (step.pos + rows) * half, 'cos rows up to pos+T');
+    sin = need(inputs, 'sin', (step.pos + rows) * half, 'sin rows up to pos+T');
+  }
+
+  const xr = new Float32Array(K);
+  const y = new Float32Array(N);
+  for (let r = 0; r < rows; r++) {
+    const xOff = (xRow0 + r) * K;
+    if (a.prologue && normW) normalizeRow(a.prologue, x, xOff, K, K, normW, normB, xr, 0);
+    else xr.set(x.subarray(xOff, xOff + K));
+    for (let n = 0; n < N; n++) {
+      let acc = 0;
+      let accU = 0;
+      const g = n * K;
+      const u = (N + n) * K;
+      for (let k = 0; k < K; k++) acc += xr[k] * w[g + k];
+      if (a.gated) for (let k = 0; k < K; k++) accU += xr[k] * w[u + k];
+      if (bias) {
+        acc += bias[n];
+        if (a.gated) accU += bias[N + n];
+      }
+      let v = a.act ? activate(a.act, acc) : acc;
+      if (a.gated) v *= accU;
+      if (residual) v += residual[r * N + n];
+      y[n] = v;
+    }
+    if (rope && kcache && vcache && cos && sin) {
+      const p = step.pos + r;
+      const half = rope.rotaryDim / 2;
+      const qk = rope.qCols + rope.kvCols;
+      for (let h = 0; h < qk; h += rope.headDim) {
+        rotateHead(y, h, rope.rotaryDim, 'interleaved', cos, sin, p * half);
+      }
+      out.set(y.subarray(0, rope.qCols), r * outStride);
+      kcache.set(y.subarray(rope.qCols, qk), p * rope.kvCols);
+      vcache.set(y.subarray(qk, N), p * rope.kvCols);
+    } else {
+      out.set(y, r * outStride + outOffset);
+    }
+  }
+  if (rope && kcache && vcache) return { out, kcache, vcache };
+  return { out };
+}
+
+function cost(a: MatmulAttrs, step: StepShape): Cost {
+  const { rows } = matmulRows(a, step);
+  const wRows = a.gated ? 2 * a.N : a.N;
+  let read = wRows * a.K + rows * a.K;
+  if (a.bias) read += wRows;
+  if (a.residual) read += rows * a.N;
+  if (a.prologue) read += a.prologue.kind === 'layer' && a.prologue.bias ? 2 * a.K : a.K;
+  if (a.ropeKv) read += rows * a.ropeKv.rotaryDim; // cos + sin rows
+  return {
+    flops: 2 * rows * a.K * wRows,
+    bytesRead: 4 * read,
+    bytesWritten: 4 * rows * a.N,
+  };
+}
+
+export const matmul: OpReference<MatmulAttrs> = { reference, cost };

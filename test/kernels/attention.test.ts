@@ -1,0 +1,246 @@
+import { describe, expect, it } from 'vitest';
+import {
+  attentionKernel,
+  decodeSplits,
+  decodeTiles,
+  DECODE_SCRATCH,
+  flashFloats,
+  prefillTiles,
+} from '../../codegen/kernels/attention.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
+import type { AttentionAttrs } from '../../src/graph/ops.ts';
+import { attention, visibleKeys } from '../../src/ops/attention.ts';
+import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { maxRelError, randn } from '../helpers/numeric.ts';
+
+interface Case {
+  heads: number;
+  kvHeads: number;
+  hd: number;
+  T: number;
+  maxT: number;
+  pos: number;
+  capacity?: number;
+  causal?: boolean;
+  window?: number | null;
+  softcap?: number | null;
+  /** Spread of q: large values make the softmax peaked, which exercises the running max. */
+  qScale?: number;
+  baseline?: boolean;
+}
+
+function attrs(c: Case): AttentionAttrs {
+  return {
+    op: 'attention',
+    heads: c.heads,
+    kvHeads: c.kvHeads,
+    headDim: c.hd,
+    scale: 1 / Math.sqrt(c.hd),
+    causal: c.causal ?? true,
+    window: c.window ?? null,
+    softcap: c.softcap ?? null,
+    capacity: c.capacity ?? c.pos + c.maxT + 3,
+  };
+}
+
+function label(c: Case): string {
+  const a = attrs(c);
+  const extra = [
+    a.causal ? '' : 'non-causal',
+    a.window === null ? '' : `window=${a.window}`,
+    a.softcap === null ? '' : `softcap=${a.softcap}`,
+    c.baseline ? 'baseline caps' : '',
+  ].filter(Boolean);
+  return `H=${c.heads} KVH=${c.kvHeads} hd=${c.hd} T=${c.T} pos=${c.pos} ${extra.join(' ')}`;
+}
+
+/** Runs the generated launches against the reference; rows >= T of `out` must keep their sentinel. */
+async function check(c: Case, seed: number): Promise<void> {
+  const gpu = await testGpu();
+  const caps: DeviceCaps = c.baseline ? BASELINE_CAPS : gpu.caps;
+  const a = attrs(c);
+  const qw = c.heads * c.hd;
+  const kvw = c.kvHeads * c.hd;
+  const q = randn(c.maxT * qw, seed, c.qScale ?? 2);
+  // Rows 0..pos-1 are past keys, pos..pos+T-1 the step's own; the rest is stale data that must be ignored.
+  const kcache = randn(a.capacity * kvw, seed + 1, 2);
+  const vcache = randn(a.capacity * kvw, seed + 2);
+  const sentinel = -777.25;
+  const out = new Float32Array(c.maxT * qw).fill(sentinel);
+  const step = { T: c.T, pos: c.pos, L: 1 };
+  const gen = attentionKernel(a, { caps, maxT: c.maxT });
+  const outputs: Record<string, number> = {};
+  for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
+  const got = await runLaunches(gen.launches, {
+    inputs: { q, kcache, vcache, out },
+    outputs,
+    step,
+  });
+  const want = attention.reference(a, { q, kcache, vcache }, step).out;
+  const err = maxRelError(got.out.subarray(0, c.T * qw), want);
+  expect(err).toBeLessThanOrEqual(1e-4);
+  expect(got.out.subarray(c.T * qw).every((v) => v === sentinel)).toBe(true);
+}
+
+describe('attention reference', () => {
+  it('visible key ranges follow causality and the window', () => {
+    const step = { T: 4, pos: 10 };
+    expect(visibleKeys({ causal: true, window: null }, 12, step)).toEqual([0, 13]);
+    expect(visibleKeys({ causal: true, window: 3 }, 12, step)).toEqual([10, 13]);
+    expect(visibleKeys({ causal: false, window: null }, 11, step)).toEqual([0, 14]);
+    expect(visibleKeys({ causal: false, window: 2 }, 11, step)).toEqual([10, 13]);
+  });
+
+  it('a single visible key returns its value row; two equal scores average', () => {
+    const a: AttentionAttrs = {
+      op: 'attention',
+      heads: 2,
+      kvHeads: 1,
+      headDim: 2,
+      scale: 1,
+      causal: true,
+      window: null,
+      softcap: null,
+      capacity: 4,
+    };
+    const q = new Float32Array([1, 0, 0, 1, 0, 0, 0, 0]);
+    const kcache = new Float32Array([1, 1, 1, 1, 0, 0, 0, 0]);
+    const vcache = new Float32Array([2, 4, 6, 8, 0, 0, 0, 0]);
+    const { out } = attention.reference(a, { q, kcache, vcache }, { T: 2, pos: 0, L: 1 });
+    expect(Array.from(out)).toEqual([2, 4, 2, 4, 4, 6, 4, 6]);
+    expect(() => attention.reference(a, { q, kcache, vcache }, { T: 2, pos: 3, L: 1 })).toThrow(
+      /capacity/,
+    );
+  });
+
+  it('softcap bounds scores: a huge score cannot take all the weight', () => {
+    const a: AttentionAttrs = {
+      op: 'attention',
+      heads: 1,
+      kvHeads: 1,
+      headDim: 1,
+      scale: 1,
+      causal: true,
+      window: null,
+      softcap: 1,
+      capacity: 2,
+    };
+    const r = attention.reference(
+      a,
+      {
+        q: new Float32Array([0, 1000]),
+        kcache: new Float32Array([1, 0]),
+        vcache: new Float32Array([1, 0]),
+      },
+      { T: 2, pos: 0, L: 1 },
+    ).out;
+    // scores tanh(1000) ≈ 1 and 0: weight of key 0 is e / (e + 1).
+    expect(r[1]).toBeCloseTo(Math.E / (Math.E + 1), 6);
+  });
+
+  it('cost counts visible pairs only', () => {
+    const base = attrs({ heads: 2, kvHeads: 1, hd: 8, T: 4, maxT: 4, pos: 0 });
+    const full = attention.cost(base, { T: 4, pos: 0, L: 1 });
+    expect(full.flops).toBe(10 * 2 * (4 * 8 + 5));
+    const win = attention.cost({ ...base, window: 1 }, { T: 4, pos: 0, L: 1 });
+    expect(win.flops).toBe(4 * 2 * (4 * 8 + 5));
+  });
+});
+
+describe('attention tiles', () => {
+  it('fit the baseline and the H100 limits for every head size', () => {
+    const h100: DeviceCaps = {
+      ...BASELINE_CAPS,
+      maxInvocationsPerWorkgroup: 1024,
+      maxWorkgroupSizeX: 1024,
+      maxWorkgroupStorageBytes: 49152,
+    };
+    for (const caps of [BASELINE_CAPS, h100]) {
+      for (const hd of [24, 40, 64, 80, 96, 128, 256]) {
+        for (const t of [
+          prefillTiles(hd, caps),
+          decodeTiles(hd, 1, caps),
+          decodeTiles(hd, 6, caps),
+        ]) {
+          expect(t.bq * t.tpr).toBeLessThanOrEqual(caps.maxInvocationsPerWorkgroup);
+          expect(4 * flashFloats(hd, t)).toBeLessThanOrEqual(caps.maxWorkgroupStorageBytes);
+          expect(t.tpr * t.dpt).toBeGreaterThanOrEqual(hd);
+        }
+      }
+    }
+    expect(decodeSplits(100, 8)).toBe(1);
+    expect(decodeSplits(700, 8)).toBe(3);
+    expect(decodeSplits(1 << 20, 8)).toBe(64);
+    expect(decodeSplits(1 << 20, 1)).toBe(128);
+  });
+});
+
+describe('attention prefill kernel', () => {
+  const cases: Case[] = [
+    { heads: 3, kvHeads: 3, hd: 24, T: 7, maxT: 9, pos: 0 },
+    { heads: 8, kvHeads: 2, hd: 64, T: 33, maxT: 40, pos: 0 },
+    { heads: 4, kvHeads: 1, hd: 128, T: 70, maxT: 70, pos: 0, baseline: true },
+    { heads: 4, kvHeads: 1, hd: 64, T: 1, maxT: 16, pos: 5 },
+    { heads: 5, kvHeads: 5, hd: 40, T: 70, maxT: 80, pos: 37 },
+    { heads: 8, kvHeads: 2, hd: 64, T: 33, maxT: 33, pos: 90, qScale: 6 },
+    { heads: 4, kvHeads: 2, hd: 24, T: 70, maxT: 70, pos: 30, window: 16 },
+    { heads: 2, kvHeads: 1, hd: 64, T: 33, maxT: 33, pos: 3, window: 1 },
+    { heads: 4, kvHeads: 4, hd: 64, T: 33, maxT: 33, pos: 11, softcap: 0.5, qScale: 8 },
+    { heads: 3, kvHeads: 1, hd: 24, T: 33, maxT: 40, pos: 10, causal: false },
+    { heads: 2, kvHeads: 2, hd: 40, T: 70, maxT: 70, pos: 0, causal: false, window: 9 },
+    { heads: 2, kvHeads: 1, hd: 256, T: 17, maxT: 20, pos: 6 },
+    { heads: 2, kvHeads: 1, hd: 256, T: 17, maxT: 20, pos: 6, baseline: true },
+    { heads: 3, kvHeads: 1, hd: 96, T: 7, maxT: 8, pos: 2, softcap: 3, window: 4 },
+    { heads: 6, kvHeads: 2, hd: 80, T: 33, maxT: 40, pos: 19 },
+    { heads: 20, kvHeads: 1, hd: 24, T: 7, maxT: 7, pos: 4, window: 5 },
+  ];
+  cases.forEach((c, i) => it(label(c), () => check(c, 100 + i)));
+
+  it('launches ceil(T·group / BQ) row blocks per kv head', () => {
+    const a = attrs({ heads: 3, kvHeads: 1, hd: 64, T: 50, maxT: 50, pos: 0 });
+    const { launches, scratch } = attentionKernel(a, { caps: BASELINE_CAPS, maxT: 50 });
+    const { bq } = prefillTiles(64, BASELINE_CAPS);
+    expect(launches).toHaveLength(1);
+    expect(launches[0].grid).toEqual([{ sym: 'T', mul: 3, div: bq }, 1, 1]);
+    expect(scratch).toEqual({});
+  });
+
+  it('rejects heads that are not a multiple of kvHeads', () => {
+    const a = { ...attrs({ heads: 3, kvHeads: 2, hd: 8, T: 1, maxT: 2, pos: 0 }) };
+    expect(() => attentionKernel(a, { caps: BASELINE_CAPS, maxT: 2 })).toThrow(/multiple/);
+  });
+});
+
+describe('attention decode kernel (split-K)', () => {
+  const cases: Case[] = [
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 0, capacity: 700 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 1, capacity: 700 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 255, capacity: 700 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 600, capacity: 700, qScale: 6 },
+    { heads: 3, kvHeads: 3, hd: 24, T: 1, maxT: 1, pos: 513, capacity: 1100 },
+    { heads: 6, kvHeads: 1, hd: 128, T: 1, maxT: 1, pos: 1099, capacity: 1100 },
+    { heads: 2, kvHeads: 1, hd: 40, T: 1, maxT: 1, pos: 77, capacity: 200 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 650, capacity: 700, window: 300 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 650, capacity: 700, window: 2 },
+    { heads: 2, kvHeads: 2, hd: 80, T: 1, maxT: 1, pos: 400, capacity: 520, softcap: 1, qScale: 8 },
+    { heads: 2, kvHeads: 1, hd: 256, T: 1, maxT: 1, pos: 333, capacity: 800 },
+    { heads: 4, kvHeads: 1, hd: 64, T: 1, maxT: 1, pos: 450, capacity: 700, causal: false },
+    { heads: 6, kvHeads: 2, hd: 96, T: 1, maxT: 1, pos: 300, capacity: 1500 },
+    { heads: 24, kvHeads: 1, hd: 40, T: 1, maxT: 1, pos: 290, capacity: 600, softcap: 2 },
+    { heads: 2, kvHeads: 1, hd: 256, T: 1, maxT: 1, pos: 270, capacity: 300, baseline: true },
+  ];
+  cases.forEach((c, i) => it(label(c), () => check(c, 300 + i)));
+
+  it('splits the cache and declares its scratch', () => {
+    const a = attrs({ heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 0, capacity: 700 });
+    const { launches, scratch } = attentionKernel(a, { caps: BASELINE_CAPS, maxT: 1 });
+    expect(launches).toHaveLength(2);
+    // Blocks hold the 2 heads of a kv head: grid (row blocks, kv heads, splits).
+    expect(launches[0].grid).toEqual([1, 2, 3]);
+    expect(launches[1].grid).toEqual([4, { sym: 'T' }, 1]);
+    expect(scratch).toEqual({
+      [DECODE_SCRATCH.ml]: 4 * 2 * 4 * 3,
+      [DECODE_SCRATCH.acc]: 4 * 4 * 3 * 64,
+    });
+  });
+});

@@ -1,0 +1,219 @@
+import { describe, expect, it } from 'vitest';
+import { kvWriteKernel, ropeKernel } from '../../codegen/kernels/rope.ts';
+import type { KvWriteAttrs, RopeAttrs } from '../../src/graph/ops.ts';
+import { kvWrite } from '../../src/ops/attention.ts';
+import { interleavePermutation, rope, ropeInvFreq, ropeTables } from '../../src/ops/rope.ts';
+import type { RopeSpec } from '../../src/spec/model.ts';
+import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { maxRelError, randn } from '../helpers/numeric.ts';
+
+const fr = Math.fround;
+
+/** |a - b| within `ulps` float32 steps of b (torch's powf may differ from ours by an ulp). */
+function closeF32(a: number, b: number, ulps = 2): boolean {
+  return Math.abs(a - b) <= ulps * Math.abs(b) * 2 ** -23;
+}
+
+const llama31: RopeSpec = {
+  theta: 500000,
+  rotaryDim: 128,
+  scaling: {
+    kind: 'llama3',
+    factor: 8,
+    lowFreqFactor: 1,
+    highFreqFactor: 4,
+    originalMaxPositions: 8192,
+  },
+};
+
+const yarn4: RopeSpec = {
+  theta: 10000,
+  rotaryDim: 64,
+  scaling: {
+    kind: 'yarn',
+    factor: 4,
+    originalMaxPositions: 4096,
+    betaFast: 32,
+    betaSlow: 1,
+    attentionFactor: 0.1 * Math.log(4) + 1,
+  },
+};
+
+describe('ropeTables', () => {
+  it('default inv_freq is theta^(-2i/d) and angles are f32(inv_freq * p)', () => {
+    const spec: RopeSpec = { theta: 10000, rotaryDim: 8, scaling: { kind: 'none' } };
+    const { invFreq } = ropeInvFreq(spec);
+    expect(Array.from(invFreq)).toEqual([1, fr(0.1), fr(0.01), fr(0.001)]);
+    const { cos, sin } = ropeTables(spec, 5);
+    expect(cos[0]).toBe(1);
+    expect(sin[0]).toBe(0);
+    expect(cos[3 * 4 + 1]).toBe(fr(Math.cos(fr(fr(0.1) * 3))));
+    expect(sin[4 * 4 + 0]).toBe(fr(Math.sin(4)));
+  });
+
+  it('linear scaling divides inv_freq by the factor', () => {
+    const base = ropeInvFreq({ theta: 10000, rotaryDim: 16, scaling: { kind: 'none' } }).invFreq;
+    const lin = ropeInvFreq({
+      theta: 10000,
+      rotaryDim: 16,
+      scaling: { kind: 'linear', factor: 4 },
+    }).invFreq;
+    for (let i = 0; i < 8; i++) expect(lin[i]).toBe(fr(base[i] / 4));
+  });
+
+  it('llama3 keeps high frequencies, divides low ones, blends the band (Llama 3.1 values)', () => {
+    const { invFreq, attentionFactor } = ropeInvFreq(llama31);
+    const base = ropeInvFreq({ ...llama31, scaling: { kind: 'none' } }).invFreq;
+    expect(attentionFactor).toBe(1);
+    // wavelen < 2048: unchanged.
+    for (const i of [0, 20, 28]) expect(invFreq[i]).toBe(base[i]);
+    // wavelen > 8192: divided by 8.
+    for (const i of [35, 40, 63]) expect(invFreq[i]).toBe(fr(base[i] / 8));
+    // Values from transformers' float32 formula (numpy float32 replay of _compute_llama3_parameters).
+    const hf: Record<number, number> = {
+      29: 0.0021665706299245358,
+      30: 0.0013718936825171113,
+      32: 0.0005248460220173001,
+      34: 0.0001785077911335975,
+      45: 1.2297638932068367e-5,
+      63: 3.068925877869333e-7,
+    };
+    for (const [i, v] of Object.entries(hf)) expect(closeF32(invFreq[+i], v)).toBe(true);
+    // By hand for i = 32: wavelen 4442.88, smooth = (8192/wavelen - 1)/3 = 0.28129.
+    const inv32 = base[32];
+    const smooth = (8192 / ((2 * Math.PI) / inv32) - 1) / 3;
+    expect(invFreq[32]).toBeCloseTo(((1 - smooth) * inv32) / 8 + smooth * inv32, 9);
+    const { cos, sin } = ropeTables(llama31, 12346);
+    expect(closeF32(cos[12345 * 64 + 45], 0.988498330116272, 4)).toBe(true);
+    expect(closeF32(sin[12345 * 64 + 45], 0.15123187005519867, 4)).toBe(true);
+  });
+
+  it('yarn ramps between extrapolation and interpolation and scales cos/sin', () => {
+    const { invFreq, attentionFactor } = ropeInvFreq(yarn4);
+    const base = ropeInvFreq({ ...yarn4, scaling: { kind: 'none' } }).invFreq;
+    expect(attentionFactor).toBeCloseTo(1.1386294361, 9);
+    // Correction range for beta 32/1 at 4096 positions: dims [10, 23].
+    for (const i of [0, 5, 10]) expect(invFreq[i]).toBe(base[i]);
+    for (const i of [23, 31]) expect(closeF32(invFreq[i], base[i] / 4)).toBe(true);
+    const hf: Record<number, number> = {
+      11: 0.0397367849946022,
+      16: 0.006538461893796921,
+      22: 0.0005471628974191844,
+      31: 3.333803761051968e-5,
+    };
+    for (const [i, v] of Object.entries(hf)) expect(closeF32(invFreq[+i], v)).toBe(true);
+    // Ramp at i = 16 is 6/13: inv = base/4 * 6/13 + base * 7/13.
+    expect(closeF32(invFreq[16], ((base[16] / 4) * 6) / 13 + (base[16] * 7) / 13, 8)).toBe(true);
+    const { cos, sin } = ropeTables(yarn4, 1001);
+    expect(cos[0]).toBe(fr(attentionFactor));
+    expect(sin[0]).toBe(0);
+    expect(closeF32(cos[1000 * 32 + 3], 0.8537063002586365, 4)).toBe(true);
+    expect(closeF32(sin[1000 * 32 + 3], 0.753433883190155, 4)).toBe(true);
+    expect(closeF32(cos[1000 * 32 + 16], 1.101730465888977, 4)).toBe(true);
+    expect(closeF32(sin[1000 * 32 + 16], 0.28751856088638306, 4)).toBe(true);
+  });
+
+  it('rejects an odd rotary dimension', () => {
+    expect(() => ropeTables({ theta: 1e4, rotaryDim: 7, scaling: { kind: 'none' } }, 4)).toThrow(
+      /even/,
+    );
+  });
+});
+
+describe('rope reference', () => {
+  it("'half' and 'interleaved' agree after interleavePermutation, and q·k is unchanged", () => {
+    const heads = 3;
+    const hd = 24;
+    const rd = 16;
+    const T = 5;
+    const pos = 9;
+    const { cos, sin } = ropeTables({ theta: 10000, rotaryDim: rd, scaling: { kind: 'none' } }, 32);
+    const perm = interleavePermutation(hd, rd);
+    expect(Array.from(perm.slice(0, 6))).toEqual([0, 8, 1, 9, 2, 10]);
+    expect(Array.from(perm.slice(16))).toEqual([16, 17, 18, 19, 20, 21, 22, 23]);
+    const x = randn(T * heads * hd, 1);
+    const xp = new Float32Array(x.length);
+    for (let r = 0; r < T * heads; r++) {
+      for (let d = 0; d < hd; d++) xp[r * hd + d] = x[r * hd + perm[d]];
+    }
+    const layout = { op: 'rope' as const, heads, headDim: hd, rotaryDim: rd };
+    const step = { T, pos, L: 1 };
+    const half = rope.reference({ ...layout, pairs: 'half' }, { x, cos, sin }, step).out;
+    const inter = rope.reference(
+      { ...layout, pairs: 'interleaved' },
+      { x: xp, cos, sin },
+      step,
+    ).out;
+    for (let r = 0; r < T * heads; r++) {
+      for (let d = 0; d < hd; d++) expect(inter[r * hd + d]).toBe(half[r * hd + perm[d]]);
+    }
+    // Pass-through dims beyond rd are untouched.
+    for (let d = rd; d < hd; d++) expect(half[d]).toBe(x[d]);
+    // Rotation preserves the norm of each pair.
+    const n0 = x[0] * x[0] + x[8] * x[8];
+    const n1 = half[0] * half[0] + half[8] * half[8];
+    expect(n1).toBeCloseTo(n0, 5);
+  });
+});
+
+describe('rope kernel', () => {
+  const cases: Array<{
+    heads: number;
+    hd: number;
+    rd: number;
+    T: number;
+    maxT: number;
+    pos: number;
+  }> = [
+    { heads: 1, hd: 8, rd: 8, T: 1, maxT: 1, pos: 0 },
+    { heads: 3, hd: 24, rd: 16, T: 7, maxT: 9, pos: 5 },
+    { heads: 4, hd: 64, rd: 64, T: 70, maxT: 80, pos: 0 },
+    { heads: 5, hd: 40, rd: 10, T: 33, maxT: 33, pos: 17 },
+    { heads: 2, hd: 128, rd: 96, T: 1, maxT: 1, pos: 211 },
+    { heads: 7, hd: 80, rd: 80, T: 13, maxT: 16, pos: 3 },
+  ];
+  for (const pairs of ['half', 'interleaved'] as const) {
+    for (const c of cases) {
+      it(`${pairs} heads=${c.heads} hd=${c.hd} rd=${c.rd} T=${c.T} pos=${c.pos}`, async () => {
+        const { caps } = await testGpu();
+        const a: RopeAttrs = { op: 'rope', heads: c.heads, headDim: c.hd, rotaryDim: c.rd, pairs };
+        const spec: RopeSpec = { theta: 10000, rotaryDim: c.rd, scaling: { kind: 'none' } };
+        const { cos, sin } = ropeTables(spec, 256);
+        const width = c.heads * c.hd;
+        const x = randn(c.maxT * width, c.T * 31 + c.hd);
+        const sentinel = 1234.5;
+        const out0 = new Float32Array(c.maxT * width).fill(sentinel);
+        const step = { T: c.T, pos: c.pos, L: 1 };
+        const gen = ropeKernel(a, { caps, maxT: c.maxT });
+        const got = await runLaunches(gen.launches, { inputs: { x, cos, sin, out: out0 }, step });
+        const want = rope.reference(a, { x, cos, sin }, step).out;
+        expect(maxRelError(got.out.subarray(0, c.T * width), want)).toBeLessThanOrEqual(1e-6);
+        expect(got.out.subarray(c.T * width).every((v) => v === sentinel)).toBe(true);
+      });
+    }
+  }
+});
+
+describe('kv_write kernel', () => {
+  const cases = [
+    { width: 64, capacity: 16, T: 1, pos: 0 },
+    { width: 24, capacity: 50, T: 7, pos: 5 },
+    { width: 320, capacity: 100, T: 70, pos: 29 },
+    { width: 40, capacity: 40, T: 33, pos: 7 },
+    { width: 1000, capacity: 9, T: 1, pos: 8 },
+  ];
+  for (const c of cases) {
+    it(`width=${c.width} capacity=${c.capacity} T=${c.T} pos=${c.pos}`, async () => {
+      const { caps } = await testGpu();
+      const a: KvWriteAttrs = { op: 'kv_write', width: c.width, capacity: c.capacity };
+      const x = randn((c.T + 2) * c.width, c.width + c.T);
+      const cache = randn(c.capacity * c.width, 7 + c.pos);
+      const step = { T: c.T, pos: c.pos, L: 1 };
+      const gen = kvWriteKernel(a, { caps, maxT: c.T + 2 });
+      const got = await runLaunches(gen.launches, { inputs: { x, cache }, step });
+      const want = kvWrite.reference(a, { x, cache: cache.slice() }, step).cache;
+      expect(Array.from(got.cache)).toEqual(Array.from(want));
+      expect(kvWrite.cost(a, step).bytesWritten).toBe(4 * c.T * c.width);
+    });
+  }
+});
