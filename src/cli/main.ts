@@ -26,11 +26,13 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await cmd.run(rest);
   } catch (e) {
-    if (e instanceof UserError || (e instanceof Error && e.name === 'SpecError')) {
-      console.error(e.message);
-      return 1;
-    }
-    throw e;
+    // Bad specs, weights, bundles and options all surface as errors with a message that names
+    // the place; the stack is only for developers (STRATA_DEBUG=1).
+    if (!(e instanceof Error)) throw e;
+    if (process.env.STRATA_DEBUG === '1') console.error(e.stack);
+    else if (e instanceof UserError || e.name === 'SpecError') console.error(e.message);
+    else console.error(`strata ${name}: ${e.message}`);
+    return 1;
   }
 }
 

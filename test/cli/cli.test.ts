@@ -1,0 +1,205 @@
+/**
+ * The CLI end to end: compile a spec into a bundle, run it, dump logits, inspect,
+ * and the failure paths a user meets (damaged bundles, failed compiles).
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/main.ts';
+import { openBundle } from '../../runtime/node/bundle-node.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
+import { loadSpec } from '../../src/spec/load.ts';
+import { compileModel } from '../../src/compile.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
+import { report } from '../../src/report.ts';
+import { testGpu } from '../helpers/gpu.ts';
+import { maxRelError } from '../helpers/numeric.ts';
+
+let dir: string;
+let bundle: string;
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    out.push(String(s));
+    return true;
+  });
+  try {
+    const code = await main(args);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+    write.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'strata-cli-'));
+  bundle = join(dir, 'tiny.bundle');
+  const r = await cli('compile', 'specs/tiny-llama.strata', '-o', bundle, '--seed', '3', '--max-t', '16', '--capacity', '128');
+  expect(r.code, r.err).toBe(0);
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('strata compile', () => {
+  it('writes manifest, shaders and weights, and nothing else next to them', () => {
+    expect(readdirSync(bundle).sort()).toEqual(['manifest.json', 'shaders', 'weights.safetensors']);
+    expect(readdirSync(dir)).toEqual(['tiny.bundle']);
+  });
+
+  it('leaves nothing behind when compilation fails', async () => {
+    const bad = join(dir, 'bad.strata');
+    writeFileSync(bad, readFileSync('specs/tiny-llama.strata', 'utf8').replace('swiglu', 'swiglo'));
+    const r = await cli('compile', bad, '-o', join(dir, 'bad.bundle'));
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/bad\.strata:\d+:\d+/);
+    expect(existsSync(join(dir, 'bad.bundle'))).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.includes('tmp'))).toEqual([]);
+  });
+
+  it('names the missing weights tensor when --weights lacks one', async () => {
+    const w = join(dir, 'empty.safetensors');
+    writeFileSync(w, Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]));
+    const r = await cli('compile', 'specs/tiny-llama.strata', '-o', join(dir, 'w.bundle'), '--weights', w);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/missing tensor 'model\.embed_tokens\.weight'/);
+    expect(existsSync(join(dir, 'w.bundle'))).toBe(false);
+  });
+});
+
+describe('strata run', () => {
+  it('streams generated ids from a bundle', async () => {
+    const r = await cli('run', bundle, '--prompt-ids', '5,17,3', '--max-tokens', '6', '--ids');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out.trim().split(/\s+/).length).toBe(6);
+  });
+
+  it('dumps prefill and decode logits that match the CPU interpreter', async () => {
+    const file = join(dir, 'dump.safetensors');
+    const r = await cli('run', bundle, '--prompt-ids', '5,17,3,200,9', '--max-tokens', '4', '--dump-logits', file);
+    expect(r.code, r.err).toBe(0);
+    const dump = await openSafetensors(file);
+    const prefill = await dump.readTensorF32('prefill_logits');
+    const tokens = Array.from(await dump.readTensorI32('decode_tokens'));
+    const decodeLogits = await dump.readTensorF32('decode_logits');
+    await dump.close();
+
+    const model = loadSpec('specs/tiny-llama.strata');
+    const gpu = await testGpu();
+    const c = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 128 });
+    const weights = randomWeights(model, 3);
+    const pre = await Interpreter.create(c.graphs.prefill, weights);
+    const dec = await Interpreter.create(c.graphs.decode, weights);
+    const state = pre.newState();
+    const ref = pre.step(Uint32Array.of(5, 17, 3, 200, 9), 0, 5, state);
+    expect(maxRelError(prefill, ref.logits)).toBeLessThan(1e-4);
+    let tok = ref.token;
+    for (let i = 0; i < 4; i++) {
+      expect(tokens[i]).toBe(tok);
+      const s = dec.step(Uint32Array.of(tok), 5 + i, 1, state);
+      expect(maxRelError(decodeLogits.slice(i * model.vocab, (i + 1) * model.vocab), s.logits)).toBeLessThan(1e-4);
+      tok = s.token;
+    }
+  });
+
+  it('rejects bad options with a message', async () => {
+    expect((await cli('run', bundle, '--prompt-ids', '5,x')).err).toMatch(/--prompt-ids/);
+    expect((await cli('run', bundle, '--temperature', '-1')).err).toMatch(/--temperature/);
+    expect((await cli('run', join(dir, 'nope'))).err).toMatch(/no such file/);
+  });
+});
+
+describe('damaged bundles fail with the file or tensor named', () => {
+  function copyBundle(name: string): string {
+    const to = join(dir, name);
+    rmSync(to, { recursive: true, force: true });
+    cpSync(bundle, to, { recursive: true });
+    return to;
+  }
+
+  it('missing shader file', async () => {
+    const b = copyBundle('noshader');
+    const shader = readdirSync(join(b, 'shaders'))[0];
+    unlinkSync(join(b, 'shaders', shader));
+    await expect(openBundle(b)).rejects.toThrow(shader);
+  });
+
+  it('manifest of another version', async () => {
+    const b = copyBundle('v99');
+    const m = JSON.parse(readFileSync(join(b, 'manifest.json'), 'utf8'));
+    m.version = 99;
+    writeFileSync(join(b, 'manifest.json'), JSON.stringify(m));
+    await expect(openBundle(b)).rejects.toThrow(/version 99/);
+  });
+
+  it('tensor of the wrong shape', async () => {
+    const b = copyBundle('shape');
+    const m = JSON.parse(readFileSync(join(b, 'manifest.json'), 'utf8'));
+    const t = m.tensors[0];
+    t.shape = [t.shape[0] + 1, ...t.shape.slice(1)];
+    writeFileSync(join(b, 'manifest.json'), JSON.stringify(m));
+    const gpu = await testGpu();
+    await expect(GpuModel.load(gpu, await openBundle(b))).rejects.toThrow(t.name);
+  });
+
+  it('missing weights file', async () => {
+    const b = copyBundle('noweights');
+    unlinkSync(join(b, 'weights.safetensors'));
+    await expect(openBundle(b)).rejects.toThrow(/weights\.safetensors/);
+  });
+});
+
+describe('strata inspect', () => {
+  it('reports fewer dispatches per decode token with fusion', async () => {
+    const fused = JSON.parse((await cli('inspect', 'specs/tiny-llama.strata', '--json')).out);
+    const plain = JSON.parse((await cli('inspect', 'specs/tiny-llama.strata', '--json', '--no-fuse')).out);
+    expect(fused.dispatchesPerDecodeToken).toBeLessThan(plain.dispatchesPerDecodeToken);
+    expect(fused.parameters).toBe(plain.parameters);
+    expect(fused.kvBytesPerToken).toBe(3 * 2 * 2 * 16 * 4);
+    expect(fused.decode.flops).toBeGreaterThan(0);
+    expect(fused.peakActivationBytes).toBeLessThanOrEqual(fused.prefill.activationBytesWithoutReuse);
+  });
+
+  it('shows the graph after every pass', async () => {
+    const r = await cli('inspect', 'specs/tiny-llama.strata', '--passes');
+    for (const p of ['lowered', 'qkv-rope-append', 'gated-mlp', 'residual', 'norm-prologue']) expect(r.out).toContain(`after ${p}`);
+  });
+});
+
+describe('Llama-3.2-1B within browser binding limits', () => {
+  it('compiles for 128 MiB bindings by splitting the 1 GiB tied embedding and LM head', () => {
+    const model = loadSpec('specs/llama-3.2-1b.strata');
+    const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 64, capacity: 2048 });
+    const chunks = c.params.filter((p) => p.name.startsWith('model.embed_tokens.weight#rows'));
+    expect(chunks.length).toBe(8);
+    for (const p of c.params) expect(p.shape.reduce((a, b) => a * b, 1) * 4).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBindingBytes);
+    const r = report(c);
+    expect(Math.abs(r.parameters - 1_235_814_400)).toBeLessThan(1_235_814_400 * 0.005);
+  });
+});
+
+describe('strata doctor and check', () => {
+  it('doctor prints the adapter and limits', async () => {
+    const r = await cli('doctor', '--json');
+    const info = JSON.parse(r.out);
+    expect(info.limits.maxStorageBindingBytes).toBeGreaterThan(0);
+    expect(typeof info.shaderF16).toBe('boolean');
+  });
+
+  it('every command has --help', async () => {
+    for (const c of ['check', 'compile', 'run', 'inspect', 'import', 'doctor']) {
+      const r = await cli(c, '--help');
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/usage: strata/);
+    }
+  });
+});
