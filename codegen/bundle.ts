@@ -43,12 +43,17 @@ export function toManifest(c: CompiledModel): BundleManifest {
   };
 }
 
-async function checkedTensor(c: CompiledModel, weights: WeightProvider, name: string): Promise<Float32Array> {
+async function checkedTensor(
+  c: CompiledModel,
+  weights: WeightProvider,
+  name: string,
+): Promise<Float32Array> {
   const p = c.params.find((q) => q.name === name);
   if (!p) throw new Error(`bundle has no tensor named '${name}'`);
   const data = await materialize(p.source, weights);
   const want = p.shape.reduce((a, b) => a * b, 1);
-  if (data.length !== want) throw new Error(`tensor ${name}: ${data.length} elements, shape [${p.shape}] needs ${want}`);
+  if (data.length !== want)
+    throw new Error(`tensor ${name}: ${data.length} elements, shape [${p.shape}] needs ${want}`);
   return data;
 }
 

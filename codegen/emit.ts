@@ -73,10 +73,18 @@ export function emitPhase(g: Graph, caps: DeviceCaps, kernels: KernelTable): Pha
       for (const b of launch.kernel.bindings) {
         if (b.name === 'step') continue;
         const ref = names[b.name];
-        if (!ref) throw new Error(`kernel ${launch.kernel.name} (node '${node.label}') binds '${b.name}', which the node does not have`);
+        if (!ref)
+          throw new Error(
+            `kernel ${launch.kernel.name} (node '${node.label}') binds '${b.name}', which the node does not have`,
+          );
         bind[b.name] = ref;
       }
-      dispatches.push({ kernel: addKernel(kernels, launch.kernel), bind, grid: launch.grid, label: node.label });
+      dispatches.push({
+        kernel: addKernel(kernels, launch.kernel),
+        bind,
+        grid: launch.grid,
+        label: node.label,
+      });
     }
   }
   const vocabBytes = tensorBytes(g.tensors[g.logits], g.maxT);

@@ -24,7 +24,9 @@ console.log(`spec ${specPath}\n${layerTable(model)}\n`);
 
 const gpu = await acquire();
 const a = gpu.adapterInfo;
-console.log(`WebGPU adapter: ${a.vendor} ${a.description}${gpu.fallback ? ' (SwiftShader CPU fallback)' : ''}`);
+console.log(
+  `WebGPU adapter: ${a.vendor} ${a.description}${gpu.fallback ? ' (SwiftShader CPU fallback)' : ''}`,
+);
 
 const compiled = compileModel(model, { caps: gpu.caps, maxT: 32, capacity: 256 });
 const r = report(compiled);
@@ -42,12 +44,21 @@ process.stdout.write(`prompt: ${prompt}\ngenerated: `);
 const seq = gm.newSequence();
 const t0 = performance.now();
 let n = 0;
-for await (const t of seq.generate(tok.encode(prompt), { maxTokens: 48, temperature: 0.8, topK: 40, seed: 42 })) {
+for await (const t of seq.generate(tok.encode(prompt), {
+  maxTokens: 48,
+  temperature: 0.8,
+  topK: 40,
+  seed: 42,
+})) {
   // Random weights emit arbitrary bytes, mostly not UTF-8: print ASCII as text, the rest as \xNN.
-  process.stdout.write(t >= 32 && t < 127 ? String.fromCharCode(t) : `\\x${t.toString(16).padStart(2, '0')}`);
+  process.stdout.write(
+    t >= 32 && t < 127 ? String.fromCharCode(t) : `\\x${t.toString(16).padStart(2, '0')}`,
+  );
   n++;
 }
 const secs = (performance.now() - t0) / 1000;
-console.log(`\n\n${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(1)} tokens/s on ${gpu.fallback ? 'SwiftShader' : a.description})`);
+console.log(
+  `\n\n${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(1)} tokens/s on ${gpu.fallback ? 'SwiftShader' : a.description})`,
+);
 gm.destroy();
 process.exit(0);

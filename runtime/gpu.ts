@@ -3,7 +3,13 @@
  * device capabilities, pipelines from KernelIR, buffers, one-shot launches.
  * Nothing here imports Node modules.
  */
-import type { DeviceCaps, Kernel, KernelLaunch, StepParams, SamplingParams } from '../codegen/kernel-ir.ts';
+import type {
+  DeviceCaps,
+  Kernel,
+  KernelLaunch,
+  StepParams,
+  SamplingParams,
+} from '../codegen/kernel-ir.ts';
 import { encodeStep, resolveGridDim, STEP_BYTES } from '../codegen/kernel-ir.ts';
 
 export interface GpuContext {
@@ -34,7 +40,10 @@ const WANTED_FEATURES = [
   'chromium-experimental-subgroup-matrix',
 ] as const;
 
-export function capsFromLimits(limits: GPUSupportedLimits, features: ReadonlySet<string>): DeviceCaps {
+export function capsFromLimits(
+  limits: GPUSupportedLimits,
+  features: ReadonlySet<string>,
+): DeviceCaps {
   return {
     maxInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
     maxWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
@@ -54,7 +63,9 @@ export function capsFromLimits(limits: GPUSupportedLimits, features: ReadonlySet
 export async function openDevice(adapter: GPUAdapter, fallback: boolean): Promise<GpuContext> {
   const requiredLimits: Record<string, number> = {};
   for (const k of REQUESTED_LIMITS) requiredLimits[k] = adapter.limits[k];
-  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const requiredFeatures = WANTED_FEATURES.filter((f) =>
+    adapter.features.has(f),
+  ) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = adapter.info;
   const features = [...device.features].map(String).sort();
@@ -107,7 +118,10 @@ export async function checkKernel(device: GPUDevice, kernel: Kernel): Promise<vo
   if (errors.length) {
     const lines = kernel.code.split('\n');
     const msg = errors
-      .map((e) => `  ${kernel.name}:${e.lineNum}:${e.linePos}: ${e.message}\n    ${lines[e.lineNum - 1] ?? ''}`)
+      .map(
+        (e) =>
+          `  ${kernel.name}:${e.lineNum}:${e.linePos}: ${e.message}\n    ${lines[e.lineNum - 1] ?? ''}`,
+      )
       .join('\n');
     throw new Error(`WGSL compile error in kernel ${kernel.name}:\n${msg}`);
   }
@@ -133,7 +147,12 @@ export function createStepBuffer(device: GPUDevice): GPUBuffer {
   });
 }
 
-export function writeStep(device: GPUDevice, stepBuf: GPUBuffer, p: StepParams, s?: SamplingParams): void {
+export function writeStep(
+  device: GPUDevice,
+  stepBuf: GPUBuffer,
+  p: StepParams,
+  s?: SamplingParams,
+): void {
   device.queue.writeBuffer(stepBuf, 0, encodeStep(p, s));
 }
 
@@ -142,7 +161,12 @@ export function upload(device: GPUDevice, buf: GPUBuffer, data: ArrayBufferView,
   device.queue.writeBuffer(buf, offset, data.buffer, data.byteOffset, data.byteLength);
 }
 
-export async function readBuffer(device: GPUDevice, buf: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+export async function readBuffer(
+  device: GPUDevice,
+  buf: GPUBuffer,
+  bytes: number,
+  offset = 0,
+): Promise<ArrayBuffer> {
   const size = Math.ceil(bytes / 4) * 4;
   const staging = device.createBuffer({
     size,

@@ -91,7 +91,18 @@ export const MANIFEST_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   title: 'strata bundle manifest',
   type: 'object',
-  required: ['format', 'version', 'model', 'compile', 'weightsFile', 'tensors', 'state', 'kernels', 'phases', 'tokenizer'],
+  required: [
+    'format',
+    'version',
+    'model',
+    'compile',
+    'weightsFile',
+    'tensors',
+    'state',
+    'kernels',
+    'phases',
+    'tokenizer',
+  ],
   properties: {
     format: { const: BUNDLE_FORMAT },
     version: { type: 'integer' },
@@ -104,7 +115,10 @@ export const MANIFEST_SCHEMA = {
       items: {
         type: 'object',
         required: ['name', 'shape'],
-        properties: { name: { type: 'string' }, shape: { type: 'array', items: { type: 'integer', minimum: 0 } } },
+        properties: {
+          name: { type: 'string' },
+          shape: { type: 'array', items: { type: 'integer', minimum: 0 } },
+        },
       },
     },
     state: { type: 'array' },
@@ -116,7 +130,11 @@ export const MANIFEST_SCHEMA = {
         properties: { name: { type: 'string' }, file: { type: 'string' } },
       },
     },
-    phases: { type: 'object', required: ['prefill', 'decode'], properties: { prefill: phase, decode: phase } },
+    phases: {
+      type: 'object',
+      required: ['prefill', 'decode'],
+      properties: { prefill: phase, decode: phase },
+    },
     tokenizer: { type: 'object', required: ['kind'] },
   },
 } as const;

@@ -83,7 +83,12 @@ export class GpuModel {
     const kernels = new Map<string, Kernel>();
     done = 0;
     for (const k of m.kernels) {
-      const kernel: Kernel = { name: k.name, code: await src.shader(k.file), bindings: k.bindings, workgroupSize: k.workgroupSize };
+      const kernel: Kernel = {
+        name: k.name,
+        code: await src.shader(k.file),
+        bindings: k.bindings,
+        workgroupSize: k.workgroupSize,
+      };
       await checkKernel(device, kernel);
       pipelineFor(device, kernel);
       kernels.set(k.name, kernel);
@@ -96,7 +101,12 @@ export class GpuModel {
         spec,
         step: createStepBuffer(device),
         slots: spec.slots.map((b, i) => createStorage(device, b, `${name}.slot${i}`)),
-        scratch: new Map(Object.entries(spec.scratch).map(([k, b]) => [k, createStorage(device, b, `${name}.${k}`)])),
+        scratch: new Map(
+          Object.entries(spec.scratch).map(([k, b]) => [
+            k,
+            createStorage(device, b, `${name}.${k}`),
+          ]),
+        ),
         io: {
           ids: createStorage(device, spec.ioBytes.ids, `${name}.ids`),
           logits: createStorage(device, spec.ioBytes.logits, `${name}.logits`),
@@ -104,7 +114,10 @@ export class GpuModel {
         },
       };
     };
-    return new GpuModel(gpu, m, params, kernels, { prefill: phase('prefill'), decode: phase('decode') });
+    return new GpuModel(gpu, m, params, kernels, {
+      prefill: phase('prefill'),
+      decode: phase('decode'),
+    });
   }
 
   newSequence(): Sequence {
@@ -150,14 +163,20 @@ export class GpuModel {
   destroy(): void {
     for (const b of this.params.values()) b.destroy();
     for (const ph of Object.values(this.phases)) {
-      for (const b of [ph.step, ...ph.slots, ...ph.scratch.values(), ...Object.values(ph.io)]) b.destroy();
+      for (const b of [ph.step, ...ph.slots, ...ph.scratch.values(), ...Object.values(ph.io)])
+        b.destroy();
     }
   }
 }
 
 interface BoundPhase {
   shared: PhaseShared;
-  calls: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; grid: ManifestPhase['dispatches'][number]['grid']; label: string }[];
+  calls: {
+    pipeline: GPUComputePipeline;
+    bindGroup: GPUBindGroup;
+    grid: ManifestPhase['dispatches'][number]['grid'];
+    label: string;
+  }[];
 }
 
 function splitRef(ref: string): [string, string] {
@@ -170,9 +189,21 @@ function checkDeviceFits(gpu: GpuContext, m: BundleManifest): void {
   const need = m.compile.caps;
   const have = gpu.caps;
   const checks: [string, number, number][] = [
-    ['maxStorageBuffersPerShaderStage', need.maxStorageBuffersPerStage, have.maxStorageBuffersPerStage],
-    ['maxComputeWorkgroupStorageSize', need.maxWorkgroupStorageBytes, have.maxWorkgroupStorageBytes],
-    ['maxComputeInvocationsPerWorkgroup', need.maxInvocationsPerWorkgroup, have.maxInvocationsPerWorkgroup],
+    [
+      'maxStorageBuffersPerShaderStage',
+      need.maxStorageBuffersPerStage,
+      have.maxStorageBuffersPerStage,
+    ],
+    [
+      'maxComputeWorkgroupStorageSize',
+      need.maxWorkgroupStorageBytes,
+      have.maxWorkgroupStorageBytes,
+    ],
+    [
+      'maxComputeInvocationsPerWorkgroup',
+      need.maxInvocationsPerWorkgroup,
+      have.maxInvocationsPerWorkgroup,
+    ],
     ['maxStorageBufferBindingSize', need.maxStorageBindingBytes, have.maxStorageBindingBytes],
   ];
   for (const [name, want, got] of checks) {
@@ -197,7 +228,10 @@ export class Sequence {
       const bytes = s.shape.reduce((a, b) => a * b, 1) * 4;
       this.state.set(s.name, createStorage(device, bytes, s.name));
     }
-    this.bound = { prefill: model.bindPhase('prefill', this.state), decode: model.bindPhase('decode', this.state) };
+    this.bound = {
+      prefill: model.bindPhase('prefill', this.state),
+      decode: model.bindPhase('decode', this.state),
+    };
   }
 
   get capacity(): number {
@@ -213,9 +247,12 @@ export class Sequence {
   private run(phase: PhaseName, ids: Uint32Array, L: number, sampling: SamplingParams): BoundPhase {
     const T = ids.length;
     const b = this.bound[phase];
-    if (T > b.shared.spec.maxT) throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
+    if (T > b.shared.spec.maxT)
+      throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
     if (this.pos + T > this.capacity) {
-      throw new Error(`sequence would reach ${this.pos + T} tokens, over the KV cache capacity ${this.capacity}`);
+      throw new Error(
+        `sequence would reach ${this.pos + T} tokens, over the KV cache capacity ${this.capacity}`,
+      );
     }
     const { device } = this.model.gpu;
     upload(device, b.shared.io.ids, ids);
@@ -237,7 +274,9 @@ export class Sequence {
   }
 
   private async readLogits(b: BoundPhase, L: number): Promise<Float32Array> {
-    return new Float32Array(await readBuffer(this.model.gpu.device, b.shared.io.logits, L * this.model.vocab * 4));
+    return new Float32Array(
+      await readBuffer(this.model.gpu.device, b.shared.io.logits, L * this.model.vocab * 4),
+    );
   }
 
   private async readToken(b: BoundPhase): Promise<number> {
@@ -248,7 +287,10 @@ export class Sequence {
    * Logits for every given token ([ids.length, vocab]) and the token sampled from the last row,
    * advancing the sequence.
    */
-  async forward(ids: ArrayLike<number>, sampling: SamplingParams = GREEDY): Promise<{ logits: Float32Array; token: number }> {
+  async forward(
+    ids: ArrayLike<number>,
+    sampling: SamplingParams = GREEDY,
+  ): Promise<{ logits: Float32Array; token: number }> {
     if (ids.length === 0) throw new Error('forward() needs at least one token');
     const vocab = this.model.vocab;
     const out = new Float32Array(ids.length * vocab);
@@ -265,13 +307,20 @@ export class Sequence {
   }
 
   /** Feed tokens and sample the next one (prompt chunks run through prefill, single tokens through decode). */
-  async next(ids: ArrayLike<number>, sampling: SamplingParams, wantLogits = false): Promise<{ token: number; logits?: Float32Array }> {
+  async next(
+    ids: ArrayLike<number>,
+    sampling: SamplingParams,
+    wantLogits = false,
+  ): Promise<{ token: number; logits?: Float32Array }> {
     if (ids.length === 0) throw new Error('next() needs at least one token');
     const maxT = this.bound.prefill.shared.spec.maxT;
     let b: BoundPhase | undefined;
     for (let s = 0; s < ids.length; s += maxT) {
       const chunk = Uint32Array.from(Array.prototype.slice.call(ids, s, s + maxT) as number[]);
-      b = this.run(chunk.length === 1 ? 'decode' : 'prefill', chunk, 1, { ...sampling, draw: this.draws });
+      b = this.run(chunk.length === 1 ? 'decode' : 'prefill', chunk, 1, {
+        ...sampling,
+        draw: this.draws,
+      });
     }
     this.draws++;
     const token = await this.readToken(b!);

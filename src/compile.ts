@@ -62,7 +62,8 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const state = new Map<string, number[]>();
   for (const g of [prefill.graph, decode.graph]) {
     for (const t of usedTensors(g)) {
-      if (t.kind === 'param') params.set(t.name, { name: t.name, shape: t.shape as number[], source: t.source! });
+      if (t.kind === 'param')
+        params.set(t.name, { name: t.name, shape: t.shape as number[], source: t.source! });
       if (t.kind === 'state') state.set(t.name, t.shape as number[]);
     }
   }

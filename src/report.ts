@@ -59,7 +59,10 @@ export function report(c: CompiledModel): ModelReport {
       activationBytesWithoutReuse: p.unplannedBytes,
     };
   };
-  const parameters = expectedTensors(c.model).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+  const parameters = expectedTensors(c.model).reduce(
+    (n, t) => n + t.shape.reduce((a, b) => a * b, 1),
+    0,
+  );
   const kvBytesPerToken = c.state
     .filter((s) => s.name.startsWith('cache.'))
     .reduce((n, s) => n + s.shape[1] * 4, 0);

@@ -10,7 +10,12 @@ import { dirname, join } from 'node:path';
 import { openDevice, type GpuContext } from '../gpu.ts';
 
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const SWIFTSHADER_ICD = join(projectRoot, '.cache', 'swiftshader', 'vk_swiftshader_icd.json');
+export const SWIFTSHADER_ICD = join(
+  projectRoot,
+  '.cache',
+  'swiftshader',
+  'vk_swiftshader_icd.json',
+);
 const SETUP_SCRIPT = join(projectRoot, 'tools', 'setup.sh');
 
 /** Dawn toggles that native engines use for speed; `--gpu-flags fast` selects them. */
@@ -91,6 +96,7 @@ export async function acquire(opts: NodeGpuOptions = {}): Promise<GpuContext> {
   ensureSwiftShader(log);
   process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   const adapter = await createInstance(create, flags).requestAdapter();
-  if (!adapter) throw new Error(`SwiftShader did not provide a WebGPU adapter (ICD ${SWIFTSHADER_ICD})`);
+  if (!adapter)
+    throw new Error(`SwiftShader did not provide a WebGPU adapter (ICD ${SWIFTSHADER_ICD})`);
   return openDevice(adapter, true);
 }

@@ -6,4 +6,11 @@ import { inspectCommand } from './inspect-cmd.ts';
 import { doctorCommand } from './doctor.ts';
 import { importCommand } from './import-cmd.ts';
 
-export const commands: Command[] = [checkCommand, compileCommand, runCommand, inspectCommand, importCommand, doctorCommand];
+export const commands: Command[] = [
+  checkCommand,
+  compileCommand,
+  runCommand,
+  inspectCommand,
+  importCommand,
+  doctorCommand,
+];

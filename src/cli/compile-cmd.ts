@@ -28,16 +28,22 @@ export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step
   --target T         'device' (default: this machine's adapter limits) or 'baseline' (WebGPU minimums)
   --gpu-flags LIST   Dawn flags for the device ('fast' = speed toggles)`;
 
-export function intOption(v: string | undefined, name: string, dflt: number | undefined): number | undefined {
+export function intOption(
+  v: string | undefined,
+  name: string,
+  dflt: number | undefined,
+): number | undefined {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UserError(`--${name} must be a positive integer, got '${v}'`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UserError(`--${name} must be a positive integer, got '${v}'`);
   return n;
 }
 
 export async function targetCaps(target: string | undefined, flags: string[]): Promise<DeviceCaps> {
   if (target === 'baseline') return BASELINE_CAPS;
-  if (target && target !== 'device') throw new UserError(`--target must be 'device' or 'baseline', got '${target}'`);
+  if (target && target !== 'device')
+    throw new UserError(`--target must be 'device' or 'baseline', got '${target}'`);
   return (await acquire({ flags })).caps;
 }
 
@@ -58,7 +64,8 @@ ${COMMON_COMPILE_HELP}
       allowPositionals: true,
       options: { ...COMMON_COMPILE_OPTIONS, out: { type: 'string', short: 'o' } },
     });
-    if (positionals.length !== 1) throw new UserError('compile takes one spec or HuggingFace folder (see --help)');
+    if (positionals.length !== 1)
+      throw new UserError('compile takes one spec or HuggingFace folder (see --help)');
     if (!values.out) throw new UserError('compile needs -o <bundle-dir>');
     const input = await loadModelInput(positionals[0], {
       seed: intOption(values.seed, 'seed', 0) ?? 0,

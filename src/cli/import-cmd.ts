@@ -22,13 +22,16 @@ export const importCommand: Command = {
       allowPositionals: true,
       options: { out: { type: 'string', short: 'o' } },
     });
-    if (positionals.length !== 1) throw new UserError('import takes one HuggingFace folder or config.json');
+    if (positionals.length !== 1)
+      throw new UserError('import takes one HuggingFace folder or config.json');
     const arg = positionals[0];
     if (!existsSync(arg)) throw new UserError(`no such file or folder: ${arg}`);
     const configPath = statSync(arg).isDirectory() ? join(arg, 'config.json') : arg;
     if (!existsSync(configPath)) throw new UserError(`${arg}: no config.json`);
     const config = parsePythonJson(await readFile(configPath, 'utf8'), configPath);
-    const name = statSync(arg).isDirectory() ? basename(resolve(arg)) : basename(dirname(resolve(arg)));
+    const name = statSync(arg).isDirectory()
+      ? basename(resolve(arg))
+      : basename(dirname(resolve(arg)));
     let imported;
     try {
       imported = importHfConfig(config as object, name);
@@ -42,7 +45,10 @@ export const importCommand: Command = {
       return 0;
     }
     await writeFile(values.out, spec);
-    await writeFile(`${values.out}.weights.json`, JSON.stringify(imported.weightMap, null, 1) + '\n');
+    await writeFile(
+      `${values.out}.weights.json`,
+      JSON.stringify(imported.weightMap, null, 1) + '\n',
+    );
     console.log(
       `wrote ${values.out} (${imported.model.layers.length} layers, ${params.toLocaleString('en')} parameters) ` +
         `and ${values.out}.weights.json`,

@@ -4,7 +4,13 @@ import { UserError } from './command.ts';
 import { compileModel } from '../compile.ts';
 import { report } from '../report.ts';
 import type { Graph } from '../graph/ir.ts';
-import { COMMON_COMPILE_HELP, COMMON_COMPILE_OPTIONS, gpuFlags, intOption, targetCaps } from './compile-cmd.ts';
+import {
+  COMMON_COMPILE_HELP,
+  COMMON_COMPILE_OPTIONS,
+  gpuFlags,
+  intOption,
+  targetCaps,
+} from './compile-cmd.ts';
 import { loadModelInput } from './model-input.ts';
 
 function mib(b: number): string {
@@ -15,8 +21,12 @@ export function formatGraph(g: Graph): string {
   const name = (id: number) => g.tensors[id].name;
   return g.nodes
     .map((n) => {
-      const ins = Object.entries(n.inputs).map(([k, v]) => `${k}=${name(v)}`).join(' ');
-      const outs = Object.entries(n.outputs).map(([k, v]) => `${k}=${name(v)}`).join(' ');
+      const ins = Object.entries(n.inputs)
+        .map(([k, v]) => `${k}=${name(v)}`)
+        .join(' ');
+      const outs = Object.entries(n.outputs)
+        .map(([k, v]) => `${k}=${name(v)}`)
+        .join(' ');
       return `  ${String(n.id).padStart(3)} ${n.attrs.op.padEnd(9)} ${n.label}\n        ${ins} -> ${outs}`;
     })
     .join('\n');
@@ -24,7 +34,8 @@ export function formatGraph(g: Graph): string {
 
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'Report dispatches, FLOPs, bytes, parameters and memory of a compiled spec; show the passes',
+  summary:
+    'Report dispatches, FLOPs, bytes, parameters and memory of a compiled spec; show the passes',
   usage: `usage: strata inspect <spec|hf-folder> [--json] [--passes] [--phase prefill|decode] [options]
 
   --json             machine-readable report
@@ -35,7 +46,12 @@ ${COMMON_COMPILE_HELP}`,
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { ...COMMON_COMPILE_OPTIONS, json: { type: 'boolean' }, passes: { type: 'boolean' }, phase: { type: 'string' } },
+      options: {
+        ...COMMON_COMPILE_OPTIONS,
+        json: { type: 'boolean' },
+        passes: { type: 'boolean' },
+        phase: { type: 'string' },
+      },
     });
     if (positionals.length !== 1) throw new UserError('inspect takes one spec (see --help)');
     const input = await loadModelInput(positionals[0], { seed: 0, hf: values.hf });
@@ -49,7 +65,8 @@ ${COMMON_COMPILE_HELP}`,
     const r = report(compiled);
     if (values.passes) {
       const phase = values.phase ?? 'decode';
-      if (phase !== 'prefill' && phase !== 'decode') throw new UserError(`--phase must be prefill or decode, got '${phase}'`);
+      if (phase !== 'prefill' && phase !== 'decode')
+        throw new UserError(`--phase must be prefill or decode, got '${phase}'`);
       for (const entry of compiled.passLog[phase]) {
         console.log(`== after ${entry.pass}: ${entry.graph.nodes.length} nodes ==`);
         console.log(formatGraph(entry.graph));
@@ -59,7 +76,9 @@ ${COMMON_COMPILE_HELP}`,
       console.log(JSON.stringify(r, null, 2));
       return 0;
     }
-    console.log(`model ${r.name}: ${r.parameters.toLocaleString('en')} parameters (${mib(r.parameterBytes)} f32)`);
+    console.log(
+      `model ${r.name}: ${r.parameters.toLocaleString('en')} parameters (${mib(r.parameterBytes)} f32)`,
+    );
     console.log(`fusion ${r.fused ? 'on' : 'off'}; ${r.kernels} distinct kernels`);
     console.log(`dispatches per decode token: ${r.dispatchesPerDecodeToken}`);
     for (const p of [r.prefill, r.decode]) {
@@ -70,7 +89,9 @@ ${COMMON_COMPILE_HELP}`,
           `(${mib(p.activationBytesWithoutReuse)} without reuse)`,
       );
     }
-    console.log(`KV cache: ${r.kvBytesPerToken} bytes per token; ${mib(r.stateBytesPerSequence)} per sequence at capacity ${r.capacity}`);
+    console.log(
+      `KV cache: ${r.kvBytesPerToken} bytes per token; ${mib(r.stateBytesPerSequence)} per sequence at capacity ${r.capacity}`,
+    );
     return 0;
   },
 };

@@ -24,21 +24,39 @@ export function isBundleDir(path: string): boolean {
   return existsSync(join(path, 'manifest.json'));
 }
 
-export async function loadModelInput(path: string, opts: { seed: number; weightsFile?: string; hf?: boolean }): Promise<ModelInput> {
+export async function loadModelInput(
+  path: string,
+  opts: { seed: number; weightsFile?: string; hf?: boolean },
+): Promise<ModelInput> {
   if (!existsSync(path)) throw new UserError(`no such file or folder: ${path}`);
   const isDir = statSync(path).isDirectory();
   if (opts.hf || (isDir && existsSync(join(path, 'config.json'))) || path.endsWith('config.json')) {
     const { importHfFolder } = await import('../import/hf-folder.ts');
     const dir = isDir ? path : join(path, '..');
     const imported = await importHfFolder(dir);
-    return { model: imported.model, weights: (n) => imported.readTensorF32(n), describe: `HuggingFace model ${dir}` };
+    return {
+      model: imported.model,
+      weights: (n) => imported.readTensorF32(n),
+      describe: `HuggingFace model ${dir}`,
+    };
   }
-  if (isDir) throw new UserError(`${path} is a folder but has neither config.json (HuggingFace) nor manifest.json (bundle)`);
+  if (isDir)
+    throw new UserError(
+      `${path} is a folder but has neither config.json (HuggingFace) nor manifest.json (bundle)`,
+    );
   const model = loadSpec(path);
   if (opts.weightsFile) {
-    return { model, weights: await weightsFromFile(model, opts.weightsFile), describe: `${path} with ${opts.weightsFile}` };
+    return {
+      model,
+      weights: await weightsFromFile(model, opts.weightsFile),
+      describe: `${path} with ${opts.weightsFile}`,
+    };
   }
-  return { model, weights: randomWeights(model, opts.seed), describe: `${path} (random weights, seed ${opts.seed})` };
+  return {
+    model,
+    weights: randomWeights(model, opts.seed),
+    describe: `${path} (random weights, seed ${opts.seed})`,
+  };
 }
 
 /** Weights under strata's canonical names from one safetensors file, checked against the model. */

@@ -12,7 +12,9 @@ export function terminalProgress(enabled = process.stderr.isTTY === true): Progr
     lastDraw = now;
     const width = 30;
     const filled = Math.round((done / Math.max(1, total)) * width);
-    process.stderr.write(`\r${stage.padEnd(18)} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total}`);
+    process.stderr.write(
+      `\r${stage.padEnd(18)} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total}`,
+    );
     if (done >= total) process.stderr.write('\n');
   };
 }

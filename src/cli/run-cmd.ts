@@ -14,18 +14,31 @@ import { COMMON_COMPILE_HELP, COMMON_COMPILE_OPTIONS, gpuFlags, intOption } from
 import { isBundleDir, loadModelInput } from './model-input.ts';
 import { terminalProgress } from './progress.ts';
 
-function numberOption(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
+function numberOption(
+  v: string | undefined,
+  name: string,
+  dflt: number,
+  min: number,
+  max: number,
+): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) throw new UserError(`--${name} must be a number in [${min}, ${max}], got '${v}'`);
+  if (!Number.isFinite(n) || n < min || n > max)
+    throw new UserError(`--${name} must be a number in [${min}, ${max}], got '${v}'`);
   return n;
 }
 
 function parseIds(s: string, vocab: number): number[] {
-  const ids = s.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
+  const ids = s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map(Number);
   const bad = ids.find((x) => !Number.isInteger(x) || x < 0 || x >= vocab);
   if (bad !== undefined || ids.length === 0) {
-    throw new UserError(`--prompt-ids must be comma-separated integers in [0, ${vocab}), got '${s}'`);
+    throw new UserError(
+      `--prompt-ids must be comma-separated integers in [0, ${vocab}), got '${s}'`,
+    );
   }
   return ids;
 }
@@ -63,7 +76,8 @@ ${COMMON_COMPILE_HELP}`,
         ids: { type: 'boolean' },
       },
     });
-    if (positionals.length !== 1) throw new UserError('run takes one bundle folder, spec or HuggingFace folder (see --help)');
+    if (positionals.length !== 1)
+      throw new UserError('run takes one bundle folder, spec or HuggingFace folder (see --help)');
     if (values.prompt !== undefined && values['prompt-ids'] !== undefined) {
       throw new UserError('give either --prompt or --prompt-ids, not both');
     }
@@ -74,7 +88,11 @@ ${COMMON_COMPILE_HELP}`,
     if (isBundleDir(positionals[0])) {
       source = await openBundle(positionals[0]);
     } else {
-      const input = await loadModelInput(positionals[0], { seed, weightsFile: values.weights, hf: values.hf });
+      const input = await loadModelInput(positionals[0], {
+        seed,
+        weightsFile: values.weights,
+        hf: values.hf,
+      });
       const compiled = compileModel(input.model, {
         caps: gpu.caps,
         maxT: intOption(values['max-t'], 'max-t', undefined),
@@ -85,7 +103,8 @@ ${COMMON_COMPILE_HELP}`,
     }
     const model = await GpuModel.load(gpu, source, progress);
     const vocab = model.vocab;
-    const tok = source.manifest.tokenizer.kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
+    const tok =
+      source.manifest.tokenizer.kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
     let prompt: number[];
     if (values['prompt-ids'] !== undefined) prompt = parseIds(values['prompt-ids'], vocab);
     else if (tok) prompt = tok.encode(values.prompt ?? 'Hello');
@@ -118,7 +137,9 @@ ${COMMON_COMPILE_HELP}`,
         decode_logits: { dtype: 'F32', shape: [tokens.length, vocab], data: decodeLogits },
       });
       await writeFile(values['dump-logits'], new Uint8Array(file));
-      console.log(`wrote ${values['dump-logits']}: prefill_logits [${prompt.length}, ${vocab}], ${tokens.length} decode steps`);
+      console.log(
+        `wrote ${values['dump-logits']}: prefill_logits [${prompt.length}, ${vocab}], ${tokens.length} decode steps`,
+      );
       console.log(`decode tokens: ${tokens.join(',')}`);
       return 0;
     }

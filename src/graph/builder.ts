@@ -53,7 +53,14 @@ export class GraphBuilder {
     for (const [k, v] of Object.entries(outputs)) {
       out[k] = typeof v === 'number' ? v : this.tensor(v.name, v.shape, 'activation', v.dtype);
     }
-    this.nodes.push({ id: this.nodes.length, attrs, inputs, outputs: out, layer: this.layer, label });
+    this.nodes.push({
+      id: this.nodes.length,
+      attrs,
+      inputs,
+      outputs: out,
+      layer: this.layer,
+      label,
+    });
     return out;
   }
 

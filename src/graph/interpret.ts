@@ -24,7 +24,9 @@ export class Interpreter {
       const data = await materialize(t.source, weights);
       const want = elementCount(t.shape, graph.maxT);
       if (data.length !== want) {
-        throw new Error(`param ${t.name}: materialised ${data.length} elements, shape [${t.shape}] needs ${want}`);
+        throw new Error(
+          `param ${t.name}: materialised ${data.length} elements, shape [${t.shape}] needs ${want}`,
+        );
       }
       params.set(t.id, data);
     }
@@ -34,7 +36,8 @@ export class Interpreter {
   newState(): CpuState {
     const s: CpuState = new Map();
     for (const t of usedTensors(this.graph)) {
-      if (t.kind === 'state') s.set(t.name, new Float32Array(elementCount(t.shape, this.graph.maxT)));
+      if (t.kind === 'state')
+        s.set(t.name, new Float32Array(elementCount(t.shape, this.graph.maxT)));
     }
     return s;
   }
@@ -62,7 +65,10 @@ export class Interpreter {
       const inputs: Arrays = {};
       for (const [k, id] of Object.entries(node.inputs)) {
         const v = values.get(id);
-        if (!v) throw new Error(`node ${node.label}: input '${k}' (tensor ${g.tensors[id].name}) has no value`);
+        if (!v)
+          throw new Error(
+            `node ${node.label}: input '${k}' (tensor ${g.tensors[id].name}) has no value`,
+          );
         inputs[k] = v;
       }
       const out = referenceFor(node.attrs).reference(node.attrs, inputs, step);

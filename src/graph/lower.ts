@@ -25,7 +25,14 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
   const ids = b.tensor('ids', ['T'], 'input', 'u32');
   const table = b.param(EMBED, [model.vocab, model.dim]);
   let x = b.op(
-    { op: 'embed', vocab: model.vocab, dim: model.dim, scale: model.embeddingScale, rowStart: 0, rows: model.vocab },
+    {
+      op: 'embed',
+      vocab: model.vocab,
+      dim: model.dim,
+      scale: model.embeddingScale,
+      rowStart: 0,
+      rows: model.vocab,
+    },
     'embed',
     { ids, table },
     { out: { name: 'embed', shape: ['T', model.dim] } },
@@ -38,15 +45,34 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
   b.layer = null;
   const h = preNorm(b, model, x, FINAL_NORM, 'final');
   const head = model.tieEmbeddings ? EMBED : LM_HEAD;
-  let logits = linear(b, h, head.replace(/\.weight$/, ''), model.vocab, model.dim, false, 'lm_head', 'L');
+  let logits = linear(
+    b,
+    h,
+    head.replace(/\.weight$/, ''),
+    model.vocab,
+    model.dim,
+    false,
+    'lm_head',
+    'L',
+  );
   if (model.logitSoftcap !== null) {
-    logits = b.op({ op: 'softcap', cap: model.logitSoftcap, width: model.vocab, rows: 'L' }, 'logit softcap', { x: logits }, {
-      out: { name: 'logits.capped', shape: ['L', model.vocab] },
-    }).out;
+    logits = b.op(
+      { op: 'softcap', cap: model.logitSoftcap, width: model.vocab, rows: 'L' },
+      'logit softcap',
+      { x: logits },
+      {
+        out: { name: 'logits.capped', shape: ['L', model.vocab] },
+      },
+    ).out;
   }
-  const token = b.op({ op: 'sample', vocab: model.vocab }, 'sample', { logits, ids }, {
-    token: { name: 'token', shape: [1], dtype: 'u32' },
-    ids,
-  }).token;
+  const token = b.op(
+    { op: 'sample', vocab: model.vocab },
+    'sample',
+    { logits, ids },
+    {
+      token: { name: 'token', shape: [1], dtype: 'u32' },
+      ids,
+    },
+  ).token;
   return b.finish(ids, logits, token);
 }

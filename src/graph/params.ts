@@ -9,7 +9,10 @@ import { interleavePermutation, ropeTables } from '../ops/rope.ts';
 /** Canonical weight by name (f32, row-major); file-backed providers are async. */
 export type WeightProvider = (name: string) => Float32Array | Promise<Float32Array>;
 
-export async function materialize(src: ParamSource, weights: WeightProvider): Promise<Float32Array> {
+export async function materialize(
+  src: ParamSource,
+  weights: WeightProvider,
+): Promise<Float32Array> {
   switch (src.kind) {
     case 'weight':
       return weights(src.name);
@@ -24,7 +27,12 @@ export async function materialize(src: ParamSource, weights: WeightProvider): Pr
       return out;
     }
     case 'rope_interleave':
-      return interleaveRows(await materialize(src.of, weights), src.headDim, src.rotaryDim, src.cols);
+      return interleaveRows(
+        await materialize(src.of, weights),
+        src.headDim,
+        src.rotaryDim,
+        src.cols,
+      );
     case 'rope_table':
       return ropeTables(src.rope, src.capacity)[src.which];
     case 'rows': {
@@ -39,10 +47,17 @@ export async function materialize(src: ParamSource, weights: WeightProvider): Pr
  * become adjacent (2i, 2i+1). Works on weights [heads*headDim, cols], biases and
  * per-head norm weights (cols = 1) alike.
  */
-export function interleaveRows(w: Float32Array, headDim: number, rotaryDim: number, cols: number): Float32Array {
+export function interleaveRows(
+  w: Float32Array,
+  headDim: number,
+  rotaryDim: number,
+  cols: number,
+): Float32Array {
   const rows = w.length / cols;
   if (!Number.isInteger(rows) || rows % headDim !== 0) {
-    throw new Error(`rope interleave: ${w.length} elements are not whole heads of ${headDim} rows × ${cols}`);
+    throw new Error(
+      `rope interleave: ${w.length} elements are not whole heads of ${headDim} rows × ${cols}`,
+    );
   }
   const perm = interleavePermutation(headDim, rotaryDim);
   const out = new Float32Array(w.length);

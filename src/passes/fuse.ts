@@ -69,7 +69,12 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
     const v = r.producer(vw.inputs.x);
     if (!isPlain(q) || !isPlain(k) || !isPlain(v)) continue;
     if (q.inputs.x !== k.inputs.x || q.inputs.x !== v.inputs.x) continue;
-    if (![q.outputs.out, k.outputs.out, v.outputs.out, qRope.outputs.out, kRope.outputs.out].every((t) => r.soleConsumer(t))) continue;
+    if (
+      ![q.outputs.out, k.outputs.out, v.outputs.out, qRope.outputs.out, kRope.outputs.out].every(
+        (t) => r.soleConsumer(t),
+      )
+    )
+      continue;
     const rope = qRope.attrs as RopeAttrs;
     if (rope.pairs !== 'half') continue;
     const qCols = q.attrs.N;
@@ -109,7 +114,13 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
       });
     }
     const out = qRope.outputs.out;
-    r.replace(q, attrs, inputs, { out, kcache: att.inputs.kcache, vcache: att.inputs.vcache }, `${q.label.replace(/\.q$/, '')} qkv+rope+append`);
+    r.replace(
+      q,
+      attrs,
+      inputs,
+      { out, kcache: att.inputs.kcache, vcache: att.inputs.vcache },
+      `${q.label.replace(/\.q$/, '')} qkv+rope+append`,
+    );
     for (const n of [k, v, qRope, kRope, kw, vw]) r.remove(n);
   }
   return r.finish();
@@ -134,7 +145,10 @@ export function fuseGatedMlp(g: Graph, { caps }: FusionOptions): Graph {
       }),
     };
     if (attrs.bias) {
-      inputs.bias = r.param(`${base}.bias`, [2 * attrs.N], { kind: 'concat', parts: [biasSource(r, gate), biasSource(r, up)] });
+      inputs.bias = r.param(`${base}.bias`, [2 * attrs.N], {
+        kind: 'concat',
+        parts: [biasSource(r, gate), biasSource(r, up)],
+      });
     }
     r.replace(gate, attrs, inputs, { out: glu.outputs.out }, `${glu.label} (gate+up fused)`);
     r.remove(up);
@@ -169,7 +183,13 @@ export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
       if (m.attrs.outStride !== m.attrs.N || !r.soleConsumer(m.outputs.out)) continue;
       const attrs: MatmulAttrs = { ...m.attrs, residual: true };
       if (!fits(attrs, caps)) continue;
-      r.replace(m, attrs, { ...m.inputs, residual: add.inputs[other] }, { out: add.outputs.out }, `${m.label}+residual`);
+      r.replace(
+        m,
+        attrs,
+        { ...m.inputs, residual: add.inputs[other] },
+        { out: add.outputs.out },
+        `${m.label}+residual`,
+      );
       r.remove(add);
       break;
     }
@@ -185,13 +205,24 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
     if (users.length === 0 || norm.outputs.out === g.logits) continue;
     const normAttrs = norm.attrs;
     const ok = users.every(
-      (u) => isMatmul(u) && !u.attrs.prologue && u.inputs.x === norm.outputs.out && u.attrs.K === normAttrs.width,
+      (u) =>
+        isMatmul(u) &&
+        !u.attrs.prologue &&
+        u.inputs.x === norm.outputs.out &&
+        u.attrs.K === normAttrs.width,
     );
     if (!ok) continue;
-    const fused = users.map((u) => ({ u, attrs: { ...(u.attrs as MatmulAttrs), prologue: normAttrs.norm } }));
+    const fused = users.map((u) => ({
+      u,
+      attrs: { ...(u.attrs as MatmulAttrs), prologue: normAttrs.norm },
+    }));
     if (!fused.every((f) => fits(f.attrs, caps))) continue;
     for (const { u, attrs } of fused) {
-      const inputs: Record<string, number> = { ...u.inputs, x: norm.inputs.x, normW: norm.inputs.w };
+      const inputs: Record<string, number> = {
+        ...u.inputs,
+        x: norm.inputs.x,
+        normW: norm.inputs.w,
+      };
       if (norm.inputs.b !== undefined) inputs.normB = norm.inputs.b;
       r.replace(u, attrs, inputs, u.outputs, `${u.label} (norm fused)`);
     }

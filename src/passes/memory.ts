@@ -49,5 +49,10 @@ export function planMemory(g: Graph): MemoryPlan {
     slotBytes[slot] = Math.max(slotBytes[slot], bytes);
     slotOf.set(t, slot);
   }
-  return { slotOf, slotBytes, activationBytes: slotBytes.reduce((a, b) => a + b, 0), unplannedBytes };
+  return {
+    slotOf,
+    slotBytes,
+    activationBytes: slotBytes.reduce((a, b) => a + b, 0),
+    unplannedBytes,
+  };
 }

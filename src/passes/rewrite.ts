@@ -11,7 +11,11 @@ export class Rewriter {
   tensors: Tensor[];
 
   constructor(readonly graph: Graph) {
-    this.nodes = graph.nodes.map((n) => ({ ...n, inputs: { ...n.inputs }, outputs: { ...n.outputs } }));
+    this.nodes = graph.nodes.map((n) => ({
+      ...n,
+      inputs: { ...n.inputs },
+      outputs: { ...n.outputs },
+    }));
     this.tensors = graph.tensors.map((t) => ({ ...t }));
   }
 
@@ -39,7 +43,13 @@ export class Rewriter {
   }
 
   /** Replace node `old` in place (same position in execution order). */
-  replace(old: GraphNode, attrs: OpAttrs, inputs: Record<string, number>, outputs: Record<string, number>, label: string): GraphNode {
+  replace(
+    old: GraphNode,
+    attrs: OpAttrs,
+    inputs: Record<string, number>,
+    outputs: Record<string, number>,
+    label: string,
+  ): GraphNode {
     const n: GraphNode = { id: old.id, attrs, inputs, outputs, layer: old.layer, label };
     this.nodes[this.nodes.indexOf(old)] = n;
     return n;

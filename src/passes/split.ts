@@ -16,9 +16,11 @@ export function bindingLimit(caps: DeviceCaps): number {
 
 function chunks(rows: number, cols: number, limit: number): { start: number; count: number }[] {
   const perChunk = Math.floor(limit / (cols * 4));
-  if (perChunk < 1) throw new Error(`a single row of ${cols} f32 exceeds the binding limit of ${limit} bytes`);
+  if (perChunk < 1)
+    throw new Error(`a single row of ${cols} f32 exceeds the binding limit of ${limit} bytes`);
   const out = [];
-  for (let s = 0; s < rows; s += perChunk) out.push({ start: s, count: Math.min(perChunk, rows - s) });
+  for (let s = 0; s < rows; s += perChunk)
+    out.push({ start: s, count: Math.min(perChunk, rows - s) });
   return out;
 }
 
@@ -30,32 +32,69 @@ export function splitOversizeParams(g: Graph, { caps }: { caps: DeviceCaps }): G
   for (const t of big) {
     const [rows, cols] = t.shape as number[];
     const parts = chunks(rows, cols, limit);
-    const chunkParam = (c: { start: number; count: number }, of: ParamSource, w: number, name: string) =>
-      r.param(`${name}#rows${c.start}`, w === 1 ? [c.count] : [c.count, w], { kind: 'rows', of, start: c.start, count: c.count, cols: w });
+    const chunkParam = (
+      c: { start: number; count: number },
+      of: ParamSource,
+      w: number,
+      name: string,
+    ) =>
+      r.param(`${name}#rows${c.start}`, w === 1 ? [c.count] : [c.count, w], {
+        kind: 'rows',
+        of,
+        start: c.start,
+        count: c.count,
+        cols: w,
+      });
     for (const user of r.consumers(t.id)) {
       const a = user.attrs;
       if (a.op === 'matmul' && !a.gated && !a.ropeKv && user.inputs.w === t.id) {
         let prev: GraphNode = user;
         parts.forEach((c, i) => {
-          const inputs: Record<string, number> = { ...user.inputs, w: chunkParam(c, t.source!, cols, t.name) };
+          const inputs: Record<string, number> = {
+            ...user.inputs,
+            w: chunkParam(c, t.source!, cols, t.name),
+          };
           if (a.bias) {
             const b = g.tensors[user.inputs.bias];
             inputs.bias = chunkParam(c, b.source!, 1, b.name);
           }
           if (a.residual) inputs.residual = user.inputs.residual;
-          const attrs = { ...a, N: c.count, outStride: a.outStride, outOffset: a.outOffset + c.start };
+          const attrs = {
+            ...a,
+            N: c.count,
+            outStride: a.outStride,
+            outOffset: a.outOffset + c.start,
+          };
           const label = `${user.label} [rows ${c.start}..${c.start + c.count})`;
           if (i === 0) prev = r.replace(user, attrs, inputs, user.outputs, label);
-          else prev = r.insertAfter(prev, { attrs, inputs: { ...inputs, out: user.outputs.out }, outputs: user.outputs, layer: user.layer, label });
+          else
+            prev = r.insertAfter(prev, {
+              attrs,
+              inputs: { ...inputs, out: user.outputs.out },
+              outputs: user.outputs,
+              layer: user.layer,
+              label,
+            });
         });
       } else if (a.op === 'embed' && user.inputs.table === t.id) {
         let prev: GraphNode = user;
         parts.forEach((c, i) => {
           const attrs = { ...a, rowStart: c.start, rows: c.count };
-          const inputs = { ...user.inputs, table: chunkParam(c, t.source!, cols, t.name), out: user.outputs.out };
+          const inputs = {
+            ...user.inputs,
+            table: chunkParam(c, t.source!, cols, t.name),
+            out: user.outputs.out,
+          };
           const label = `embed [rows ${c.start}..${c.start + c.count})`;
           if (i === 0) prev = r.replace(user, attrs, inputs, user.outputs, label);
-          else prev = r.insertAfter(prev, { attrs, inputs, outputs: user.outputs, layer: null, label });
+          else
+            prev = r.insertAfter(prev, {
+              attrs,
+              inputs,
+              outputs: user.outputs,
+              layer: null,
+              label,
+            });
         });
       } else {
         throw new Error(

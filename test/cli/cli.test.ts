@@ -3,7 +3,16 @@
  * and the failure paths a user meets (damaged bundles, failed compiles).
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.ts';
@@ -25,8 +34,12 @@ let bundle: string;
 async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+  const log = vi
+    .spyOn(console, 'log')
+    .mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+  const error = vi
+    .spyOn(console, 'error')
+    .mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
   const write = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
     out.push(String(s));
     return true;
@@ -44,7 +57,18 @@ async function cli(...args: string[]): Promise<{ code: number; out: string; err:
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'strata-cli-'));
   bundle = join(dir, 'tiny.bundle');
-  const r = await cli('compile', 'specs/tiny-llama.strata', '-o', bundle, '--seed', '3', '--max-t', '16', '--capacity', '128');
+  const r = await cli(
+    'compile',
+    'specs/tiny-llama.strata',
+    '-o',
+    bundle,
+    '--seed',
+    '3',
+    '--max-t',
+    '16',
+    '--capacity',
+    '128',
+  );
   expect(r.code, r.err).toBe(0);
 });
 
@@ -69,7 +93,14 @@ describe('strata compile', () => {
   it('names the missing weights tensor when --weights lacks one', async () => {
     const w = join(dir, 'empty.safetensors');
     writeFileSync(w, Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]));
-    const r = await cli('compile', 'specs/tiny-llama.strata', '-o', join(dir, 'w.bundle'), '--weights', w);
+    const r = await cli(
+      'compile',
+      'specs/tiny-llama.strata',
+      '-o',
+      join(dir, 'w.bundle'),
+      '--weights',
+      w,
+    );
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/missing tensor 'model\.embed_tokens\.weight'/);
     expect(existsSync(join(dir, 'w.bundle'))).toBe(false);
@@ -85,7 +116,16 @@ describe('strata run', () => {
 
   it('dumps prefill and decode logits that match the CPU interpreter', async () => {
     const file = join(dir, 'dump.safetensors');
-    const r = await cli('run', bundle, '--prompt-ids', '5,17,3,200,9', '--max-tokens', '4', '--dump-logits', file);
+    const r = await cli(
+      'run',
+      bundle,
+      '--prompt-ids',
+      '5,17,3,200,9',
+      '--max-tokens',
+      '4',
+      '--dump-logits',
+      file,
+    );
     expect(r.code, r.err).toBe(0);
     const dump = await openSafetensors(file);
     const prefill = await dump.readTensorF32('prefill_logits');
@@ -106,7 +146,9 @@ describe('strata run', () => {
     for (let i = 0; i < 4; i++) {
       expect(tokens[i]).toBe(tok);
       const s = dec.step(Uint32Array.of(tok), 5 + i, 1, state);
-      expect(maxRelError(decodeLogits.slice(i * model.vocab, (i + 1) * model.vocab), s.logits)).toBeLessThan(1e-4);
+      expect(
+        maxRelError(decodeLogits.slice(i * model.vocab, (i + 1) * model.vocab), s.logits),
+      ).toBeLessThan(1e-4);
       tok = s.token;
     }
   });
@@ -161,17 +203,22 @@ describe('damaged bundles fail with the file or tensor named', () => {
 describe('strata inspect', () => {
   it('reports fewer dispatches per decode token with fusion', async () => {
     const fused = JSON.parse((await cli('inspect', 'specs/tiny-llama.strata', '--json')).out);
-    const plain = JSON.parse((await cli('inspect', 'specs/tiny-llama.strata', '--json', '--no-fuse')).out);
+    const plain = JSON.parse(
+      (await cli('inspect', 'specs/tiny-llama.strata', '--json', '--no-fuse')).out,
+    );
     expect(fused.dispatchesPerDecodeToken).toBeLessThan(plain.dispatchesPerDecodeToken);
     expect(fused.parameters).toBe(plain.parameters);
     expect(fused.kvBytesPerToken).toBe(3 * 2 * 2 * 16 * 4);
     expect(fused.decode.flops).toBeGreaterThan(0);
-    expect(fused.peakActivationBytes).toBeLessThanOrEqual(fused.prefill.activationBytesWithoutReuse);
+    expect(fused.peakActivationBytes).toBeLessThanOrEqual(
+      fused.prefill.activationBytesWithoutReuse,
+    );
   });
 
   it('shows the graph after every pass', async () => {
     const r = await cli('inspect', 'specs/tiny-llama.strata', '--passes');
-    for (const p of ['lowered', 'qkv-rope-append', 'gated-mlp', 'residual', 'norm-prologue']) expect(r.out).toContain(`after ${p}`);
+    for (const p of ['lowered', 'qkv-rope-append', 'gated-mlp', 'residual', 'norm-prologue'])
+      expect(r.out).toContain(`after ${p}`);
   });
 });
 
@@ -181,7 +228,10 @@ describe('Llama-3.2-1B within browser binding limits', () => {
     const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 64, capacity: 2048 });
     const chunks = c.params.filter((p) => p.name.startsWith('model.embed_tokens.weight#rows'));
     expect(chunks.length).toBe(8);
-    for (const p of c.params) expect(p.shape.reduce((a, b) => a * b, 1) * 4).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBindingBytes);
+    for (const p of c.params)
+      expect(p.shape.reduce((a, b) => a * b, 1) * 4).toBeLessThanOrEqual(
+        BASELINE_CAPS.maxStorageBindingBytes,
+      );
     const r = report(c);
     expect(Math.abs(r.parameters - 1_235_814_400)).toBeLessThan(1_235_814_400 * 0.005);
   });

@@ -24,7 +24,11 @@ const MUST_PASS = ['llama', 'mistral', 'qwen3'];
 const types = readdirSync(ROOT).sort();
 const summary: { type: string; status: string; detail: string }[] = [];
 
-function rowErrors(got: Float32Array, want: Float32Array, vocab: number): { abs: number; rel: number } {
+function rowErrors(
+  got: Float32Array,
+  want: Float32Array,
+  vocab: number,
+): { abs: number; rel: number } {
   let abs = 0;
   let rel = 0;
   for (let r = 0; r < want.length / vocab; r++) {
@@ -66,7 +70,10 @@ describe('HuggingFace golden outputs', () => {
 
       const gpu = await testGpu();
       const compiled = compileModel(hf.model, { caps: gpu.caps, maxT: 32, capacity: 64 });
-      const gm = await GpuModel.load(gpu, memorySource(compiled, (n) => hf.readTensorF32(n)));
+      const gm = await GpuModel.load(
+        gpu,
+        memorySource(compiled, (n) => hf.readTensorF32(n)),
+      );
       await hf.close();
       const vocab = hf.model.vocab;
       const seq = gm.newSequence();
@@ -101,6 +108,8 @@ describe('HuggingFace golden outputs', () => {
     const lines = summary
       .sort((a, b) => a.type.localeCompare(b.type))
       .map((s) => `  ${s.type.padEnd(17)} ${s.status.padEnd(12)} ${s.detail}`);
-    console.log(`HF golden summary: ${checked} of ${types.length} types compared with transformers\n${lines.join('\n')}`);
+    console.log(
+      `HF golden summary: ${checked} of ${types.length} types compared with transformers\n${lines.join('\n')}`,
+    );
   });
 });

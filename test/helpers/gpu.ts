@@ -37,7 +37,10 @@ export interface LaunchIO {
  * and returns every buffer's final contents as Float32Array (reinterpret with
  * `new Uint32Array(x.buffer)` for u32 data).
  */
-export async function runLaunches(launches: KernelLaunch[], io: LaunchIO): Promise<Record<string, Float32Array>> {
+export async function runLaunches(
+  launches: KernelLaunch[],
+  io: LaunchIO,
+): Promise<Record<string, Float32Array>> {
   const { device, caps } = await testGpu();
   const buffers: Record<string, GPUBuffer> = {};
   const sizes: Record<string, number> = {};
@@ -79,6 +82,9 @@ export async function runLaunches(launches: KernelLaunch[], io: LaunchIO): Promi
   return out;
 }
 
-export function runLaunch(launch: KernelLaunch, io: LaunchIO): Promise<Record<string, Float32Array>> {
+export function runLaunch(
+  launch: KernelLaunch,
+  io: LaunchIO,
+): Promise<Record<string, Float32Array>> {
   return runLaunches([launch], io);
 }

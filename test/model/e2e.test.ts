@@ -47,7 +47,11 @@ describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
     let gpuTok = gpuOut.token;
     for (let i = 0; i < 32; i++) {
       const c = decode.step(Uint32Array.of(cpuTok), prompt.length + i, 1, state);
-      const g = await seq.next([gpuTok], { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 }, true);
+      const g = await seq.next(
+        [gpuTok],
+        { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 },
+        true,
+      );
       expect(maxRelError(g.logits!, c.logits)).toBeLessThan(TOL);
       expect(g.token).toBe(c.token);
       cpuTok = c.token;
@@ -95,7 +99,9 @@ describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
     const caps = { ...gpu.caps, maxStorageBindingBytes: 16 * 1024 };
     const split = await gpuModel(model, { caps });
     const whole = await gpuModel(model);
-    expect(split.compiled.params.filter((p) => p.name.includes('#rows')).length).toBeGreaterThanOrEqual(8);
+    expect(
+      split.compiled.params.filter((p) => p.name.includes('#rows')).length,
+    ).toBeGreaterThanOrEqual(8);
     const ids = Array.from(randInts(10, model.vocab, 2));
     const a = await split.gm.newSequence().forward(ids);
     const b = await whole.gm.newSequence().forward(ids);
@@ -110,9 +116,41 @@ describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
       logitSoftcap: 30,
       embeddingScale: 2,
       layers: [
-        { index: 0, mixerName: 'a', mixer: attention({ headDim: hd, heads: 3, kvHeads: 1, qkNorm: true, rope: { theta: 500, rotaryDim: 10, scaling: { kind: 'none' } } }), ffnName: 'm', ffn: mlp({ gated: false, act: 'gelu', bias: true, hidden: 50 }) },
-        { index: 1, mixerName: 'b', mixer: attention({ headDim: hd, heads: 3, kvHeads: 3, qkvBias: true, outBias: true, window: 5, rope: { theta: 1000, rotaryDim: 12, scaling: { kind: 'linear', factor: 2 } } }), ffnName: 'n', ffn: mlp({ act: 'gelu_tanh', hidden: 40 }) },
-        { index: 2, mixerName: 'c', mixer: attention({ headDim: hd, heads: 2, kvHeads: 2, rope: null }), ffnName: 'o', ffn: mlp({ gated: false, act: 'relu2', hidden: 33 }) },
+        {
+          index: 0,
+          mixerName: 'a',
+          mixer: attention({
+            headDim: hd,
+            heads: 3,
+            kvHeads: 1,
+            qkNorm: true,
+            rope: { theta: 500, rotaryDim: 10, scaling: { kind: 'none' } },
+          }),
+          ffnName: 'm',
+          ffn: mlp({ gated: false, act: 'gelu', bias: true, hidden: 50 }),
+        },
+        {
+          index: 1,
+          mixerName: 'b',
+          mixer: attention({
+            headDim: hd,
+            heads: 3,
+            kvHeads: 3,
+            qkvBias: true,
+            outBias: true,
+            window: 5,
+            rope: { theta: 1000, rotaryDim: 12, scaling: { kind: 'linear', factor: 2 } },
+          }),
+          ffnName: 'n',
+          ffn: mlp({ act: 'gelu_tanh', hidden: 40 }),
+        },
+        {
+          index: 2,
+          mixerName: 'c',
+          mixer: attention({ headDim: hd, heads: 2, kvHeads: 2, rope: null }),
+          ffnName: 'o',
+          ffn: mlp({ gated: false, act: 'relu2', hidden: 33 }),
+        },
       ],
     });
     const { compiled, weights, gm } = await gpuModel(model);

@@ -8,14 +8,27 @@ import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
 import { attentionNames } from '../../import/names.ts';
 import { linear, preNorm, residualAdd } from './common.ts';
 
-export function ropeTableParams(b: GraphBuilder, a: AttentionSpec): { cos: number; sin: number } | null {
+export function ropeTableParams(
+  b: GraphBuilder,
+  a: AttentionSpec,
+): { cos: number; sin: number } | null {
   if (!a.rope) return null;
   const key = JSON.stringify(a.rope);
   const shape = [b.capacity, a.rope.rotaryDim / 2];
   const tag = `rope.${hash(key)}`;
   return {
-    cos: b.param(`${tag}.cos`, shape, { kind: 'rope_table', rope: a.rope, which: 'cos', capacity: b.capacity }),
-    sin: b.param(`${tag}.sin`, shape, { kind: 'rope_table', rope: a.rope, which: 'sin', capacity: b.capacity }),
+    cos: b.param(`${tag}.cos`, shape, {
+      kind: 'rope_table',
+      rope: a.rope,
+      which: 'cos',
+      capacity: b.capacity,
+    }),
+    sin: b.param(`${tag}.sin`, shape, {
+      kind: 'rope_table',
+      rope: a.rope,
+      which: 'sin',
+      capacity: b.capacity,
+    }),
   };
 }
 
@@ -25,7 +38,13 @@ function hash(s: string): string {
   return (h >>> 0).toString(16);
 }
 
-export function lowerAttention(b: GraphBuilder, model: ModelIR, x: number, i: number, a: AttentionSpec): number {
+export function lowerAttention(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  i: number,
+  a: AttentionSpec,
+): number {
   const n = attentionNames(i);
   const L = `l${i}.attn`;
   const qCols = a.heads * a.headDim;

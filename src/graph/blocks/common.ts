@@ -4,9 +4,16 @@ import type { Dim } from '../ir.ts';
 import type { ModelIR } from '../../spec/model.ts';
 
 /** Pre-norm of the residual stream; `prefix` is the canonical norm name (without `.weight`). */
-export function preNorm(b: GraphBuilder, model: ModelIR, x: number, prefix: string, label: string): number {
+export function preNorm(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  prefix: string,
+  label: string,
+): number {
   const inputs: Record<string, number> = { x, w: b.param(`${prefix}.weight`, [model.dim]) };
-  if (model.norm.kind === 'layer' && model.norm.bias) inputs.b = b.param(`${prefix}.bias`, [model.dim]);
+  if (model.norm.kind === 'layer' && model.norm.bias)
+    inputs.b = b.param(`${prefix}.bias`, [model.dim]);
   return b.op(
     { op: 'norm', norm: model.norm, width: model.dim, group: model.dim },
     `${label} norm`,
@@ -50,8 +57,19 @@ export function linear(
   ).out;
 }
 
-export function residualAdd(b: GraphBuilder, x: number, y: number, width: number, label: string): number {
-  return b.op({ op: 'add', width }, `${label} residual`, { a: x, b: y }, {
-    out: { name: `${label}.res`, shape: ['T', width] },
-  }).out;
+export function residualAdd(
+  b: GraphBuilder,
+  x: number,
+  y: number,
+  width: number,
+  label: string,
+): number {
+  return b.op(
+    { op: 'add', width },
+    `${label} residual`,
+    { a: x, b: y },
+    {
+      out: { name: `${label}.res`, shape: ['T', width] },
+    },
+  ).out;
 }
