@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
-import { compileModel } from '../compile.ts';
+import { compileModel, type CompiledModel } from '../compile.ts';
+import type { ModelIR } from '../spec/model.ts';
 import { writeBundle } from '../../codegen/bundle.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
@@ -51,6 +52,20 @@ export function gpuFlags(v: string | undefined): string[] {
   return v ? v.split(',').filter(Boolean) : [];
 }
 
+/** Compile with the shared --max-t / --capacity / --no-fuse options. */
+export function compileWithOptions(
+  model: ModelIR,
+  caps: DeviceCaps,
+  values: { 'max-t'?: string; capacity?: string; 'no-fuse'?: boolean },
+): CompiledModel {
+  return compileModel(model, {
+    caps,
+    maxT: intOption(values['max-t'], 'max-t', undefined),
+    capacity: intOption(values.capacity, 'capacity', undefined),
+    fuse: !values['no-fuse'],
+  });
+}
+
 export const compileCommand: Command = {
   name: 'compile',
   summary: 'Compile a spec (or a HuggingFace model) into a bundle folder',
@@ -73,12 +88,7 @@ ${COMMON_COMPILE_HELP}
       hf: values.hf,
     });
     const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
-    const compiled = compileModel(input.model, {
-      caps,
-      maxT: intOption(values['max-t'], 'max-t', undefined),
-      capacity: intOption(values.capacity, 'capacity', undefined),
-      fuse: !values['no-fuse'],
-    });
+    const compiled = compileWithOptions(input.model, caps, values);
     await writeBundle(compiled, input.weights, values.out, terminalProgress());
     console.log(
       `compiled ${input.describe} → ${values.out}: ${compiled.kernels.length} kernels, ` +

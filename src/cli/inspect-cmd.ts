@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
-import { compileModel } from '../compile.ts';
 import { report } from '../report.ts';
 import type { Graph } from '../graph/ir.ts';
 import {
   COMMON_COMPILE_HELP,
   COMMON_COMPILE_OPTIONS,
+  compileWithOptions,
   gpuFlags,
   intOption,
   targetCaps,
@@ -56,12 +56,7 @@ ${COMMON_COMPILE_HELP}`,
     if (positionals.length !== 1) throw new UserError('inspect takes one spec (see --help)');
     const input = await loadModelInput(positionals[0], { seed: 0, hf: values.hf });
     const caps = await targetCaps(values.target ?? 'baseline', gpuFlags(values['gpu-flags']));
-    const compiled = compileModel(input.model, {
-      caps,
-      maxT: intOption(values['max-t'], 'max-t', undefined),
-      capacity: intOption(values.capacity, 'capacity', undefined),
-      fuse: !values['no-fuse'],
-    });
+    const compiled = compileWithOptions(input.model, caps, values);
     const r = report(compiled);
     if (values.passes) {
       const phase = values.phase ?? 'decode';

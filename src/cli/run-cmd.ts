@@ -2,7 +2,6 @@ import { parseArgs } from 'node:util';
 import { writeFile } from 'node:fs/promises';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
-import { compileModel } from '../compile.ts';
 import { memorySource } from '../../codegen/bundle.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
@@ -10,7 +9,13 @@ import { GpuModel, type BundleSource } from '../../runtime/model.ts';
 import { byteTokenizer } from '../../runtime/tokenizer.ts';
 import { serializeSafetensors } from '../../runtime/safetensors.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
-import { COMMON_COMPILE_HELP, COMMON_COMPILE_OPTIONS, gpuFlags, intOption } from './compile-cmd.ts';
+import {
+  COMMON_COMPILE_HELP,
+  COMMON_COMPILE_OPTIONS,
+  compileWithOptions,
+  gpuFlags,
+  intOption,
+} from './compile-cmd.ts';
 import { isBundleDir, loadModelInput } from './model-input.ts';
 import { terminalProgress } from './progress.ts';
 
@@ -93,12 +98,7 @@ ${COMMON_COMPILE_HELP}`,
         weightsFile: values.weights,
         hf: values.hf,
       });
-      const compiled = compileModel(input.model, {
-        caps: gpu.caps,
-        maxT: intOption(values['max-t'], 'max-t', undefined),
-        capacity: intOption(values.capacity, 'capacity', undefined),
-        fuse: !values['no-fuse'],
-      });
+      const compiled = compileWithOptions(input.model, gpu.caps, values);
       source = memorySource(compiled, input.weights);
     }
     const model = await GpuModel.load(gpu, source, progress);
