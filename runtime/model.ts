@@ -49,6 +49,13 @@ export interface GenerateOptions {
   stopTokens?: number[];
 }
 
+/** Timestamp queries around a step's compute pass (bench/gpu-timer.ts implements it). */
+export interface PassProfiler {
+  passDescriptor(): GPUComputePassDescriptor;
+  resolve(enc: GPUCommandEncoder): void;
+  read(): Promise<number | null>;
+}
+
 export class GpuModel {
   private constructor(
     readonly gpu: GpuContext,
@@ -244,7 +251,13 @@ export class Sequence {
     this.draws = 0;
   }
 
-  private run(phase: PhaseName, ids: Uint32Array, L: number, sampling: SamplingParams): BoundPhase {
+  private run(
+    phase: PhaseName,
+    ids: Uint32Array,
+    L: number,
+    sampling: SamplingParams,
+    timer?: PassProfiler,
+  ): BoundPhase {
     const T = ids.length;
     const b = this.bound[phase];
     if (T > b.shared.spec.maxT)
@@ -259,7 +272,7 @@ export class Sequence {
     const p = { T, pos: this.pos, L };
     writeStep(device, b.shared.step, p, sampling);
     const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const pass = enc.beginComputePass(timer?.passDescriptor());
     for (const c of b.calls) {
       const grid = c.grid.map((d) => resolveGridDim(d, p)) as [number, number, number];
       if (grid.some((g) => g === 0)) continue;
@@ -268,6 +281,7 @@ export class Sequence {
       pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
     }
     pass.end();
+    timer?.resolve(enc);
     device.queue.submit([enc.finish()]);
     this.pos += T;
     return b;
@@ -325,6 +339,19 @@ export class Sequence {
     this.draws++;
     const token = await this.readToken(b!);
     return { token, logits: wantLogits ? await this.readLogits(b!, 1) : undefined };
+  }
+
+  /** Median GPU milliseconds of one decode step over `steps` greedy steps (timestamp queries). */
+  async profileDecode(token: number, steps: number, timer: PassProfiler): Promise<number | null> {
+    const times: number[] = [];
+    for (let i = 0; i < steps && this.pos < this.capacity; i++) {
+      const b = this.run('decode', Uint32Array.of(token), 1, GREEDY, timer);
+      token = await this.readToken(b);
+      const ms = await timer.read();
+      if (ms !== null) times.push(ms);
+    }
+    times.sort((a, b) => a - b);
+    return times.length ? times[Math.floor(times.length / 2)] : null;
   }
 
   /** Stream generated token ids. */

@@ -1,0 +1,122 @@
+/**
+ * Timing for benchmarks: wall time from submit to queue completion, and GPU
+ * time from timestamp queries written at the start and end of one compute pass.
+ * Only for bench/: tests never assert on time.
+ */
+import type { KernelLaunch, StepParams } from '../codegen/kernel-ir.ts';
+import {
+  bindGroupFor,
+  createStepBuffer,
+  createStorage,
+  gridFor,
+  pipelineFor,
+  writeStep,
+  type GpuContext,
+} from '../runtime/gpu.ts';
+
+export interface Timing {
+  /** Median wall milliseconds per iteration (submit → onSubmittedWorkDone). */
+  wallMs: number;
+  /** Median GPU milliseconds per iteration from timestamp queries (null if unsupported). */
+  gpuMs: number | null;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Resolve timestamps of pass start/end into milliseconds. */
+export class PassTimer {
+  private readonly query: GPUQuerySet | null;
+  private readonly resolveBuf: GPUBuffer | null;
+  private readonly readBuf: GPUBuffer | null;
+
+  constructor(private readonly gpu: GpuContext) {
+    const ok = gpu.features.includes('timestamp-query');
+    const d = gpu.device;
+    this.query = ok ? d.createQuerySet({ type: 'timestamp', count: 2 }) : null;
+    this.resolveBuf = ok
+      ? d.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC })
+      : null;
+    this.readBuf = ok
+      ? d.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+      : null;
+  }
+
+  passDescriptor(): GPUComputePassDescriptor {
+    return this.query
+      ? {
+          timestampWrites: {
+            querySet: this.query,
+            beginningOfPassWriteIndex: 0,
+            endOfPassWriteIndex: 1,
+          },
+        }
+      : {};
+  }
+
+  resolve(enc: GPUCommandEncoder): void {
+    if (!this.query || !this.resolveBuf || !this.readBuf) return;
+    enc.resolveQuerySet(this.query, 0, 2, this.resolveBuf, 0);
+    enc.copyBufferToBuffer(this.resolveBuf, 0, this.readBuf, 0, 16);
+  }
+
+  async read(): Promise<number | null> {
+    if (!this.readBuf) return null;
+    await this.readBuf.mapAsync(GPUMapMode.READ);
+    const t = new BigInt64Array(this.readBuf.getMappedRange().slice(0));
+    this.readBuf.unmap();
+    return Number(t[1] - t[0]) / 1e6;
+  }
+}
+
+/**
+ * Time `launches` on fresh random-free buffers (contents do not matter for speed): `reps`
+ * back-to-back repetitions inside one pass per sample, `samples` samples after one warm-up.
+ */
+export async function timeLaunches(
+  gpu: GpuContext,
+  launches: KernelLaunch[],
+  bufferBytes: Record<string, number>,
+  step: StepParams,
+  opts: { reps: number; samples: number },
+): Promise<Timing> {
+  const { device } = gpu;
+  const buffers: Record<string, GPUBuffer> = {};
+  for (const [name, bytes] of Object.entries(bufferBytes))
+    buffers[name] = createStorage(device, bytes, name);
+  buffers.step = createStepBuffer(device);
+  writeStep(device, buffers.step, step);
+  const calls = launches.map((l) => ({
+    pipeline: pipelineFor(device, l.kernel),
+    bind: bindGroupFor(device, l.kernel, buffers),
+    grid: gridFor(l, step),
+  }));
+  const timer = new PassTimer(gpu);
+  const walls: number[] = [];
+  const gpus: number[] = [];
+  for (let s = 0; s <= opts.samples; s++) {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass(timer.passDescriptor());
+    for (let r = 0; r < opts.reps; r++) {
+      for (const c of calls) {
+        pass.setPipeline(c.pipeline);
+        pass.setBindGroup(0, c.bind);
+        pass.dispatchWorkgroups(...c.grid);
+      }
+    }
+    pass.end();
+    timer.resolve(enc);
+    const t0 = performance.now();
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    const wall = (performance.now() - t0) / opts.reps;
+    const g = await timer.read();
+    if (s === 0) continue; // warm-up
+    walls.push(wall);
+    if (g !== null) gpus.push(g / opts.reps);
+  }
+  for (const b of Object.values(buffers)) b.destroy();
+  return { wallMs: median(walls), gpuMs: gpus.length ? median(gpus) : null };
+}

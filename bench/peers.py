@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The peers of bench/run.ts, run in the same device call: PyTorch cuBLAS fp32 (TF32 off)
+matmul, torch scaled_dot_product_attention (fp32, GQA), and HuggingFace transformers eager
+Llama with Llama-3.2-1B dimensions (fp32, random init). Prints one JSON object."""
+import json
+import sys
+import time
+
+import torch
+import transformers
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+dev = torch.device("cuda")
+suites = set((sys.argv[1] if len(sys.argv) > 1 else "matmul,attention,e2e").split(","))
+
+
+def cuda_ms(fn, reps, samples=5):
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(samples):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(reps):
+            fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b) / reps)
+    return sorted(times)[len(times) // 2]
+
+
+out = {"torch": torch.__version__, "transformers": transformers.__version__,
+       "device": torch.cuda.get_device_name(0)}
+
+if "matmul" in suites:
+    rows = []
+    for M, N, K in [(1024,) * 3, (2048,) * 3, (4096,) * 3, (1, 4096, 4096), (1, 14336, 4096)]:
+        x = torch.randn(M, K, device=dev)
+        w = torch.randn(N, K, device=dev)
+        reps = 200 if M == 1 else max(3, round(2e11 / (2 * M * N * K)))
+        ms = cuda_ms(lambda: x @ w.T, reps)
+        rows.append({"shape": f"{M}x{N}x{K}", "ms": ms, "tflops": 2 * M * N * K / (ms * 1e-3) / 1e12})
+    out["matmul"] = rows
+
+if "attention" in suites:
+    F = torch.nn.functional
+    H, KVH, hd = 32, 8, 128
+    rows = []
+    for name, T, keys in [("prefill 1k", 1024, 1024), ("prefill 4k", 4096, 4096),
+                          ("prefill 16k", 16384, 16384), ("decode 4k", 1, 4096), ("decode 32k", 1, 32768)]:
+        q = torch.randn(1, H, T, hd, device=dev)
+        k = torch.randn(1, KVH, keys, hd, device=dev)
+        v = torch.randn(1, KVH, keys, hd, device=dev)
+        causal = T > 1
+        flops = 4 * H * hd * (keys if T == 1 else T * (T + 1) / 2)
+        reps = 100 if T == 1 else max(2, round(5e11 / flops))
+        try:
+            ms = cuda_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True), reps)
+            rows.append({"case": name, "ms": ms, "tflops": flops / (ms * 1e-3) / 1e12})
+        except torch.OutOfMemoryError as e:
+            rows.append({"case": name, "error": f"out of memory: {e}"[:200]})
+        del q, k, v
+        torch.cuda.empty_cache()
+    out["attention"] = rows
+
+if "e2e" in suites:
+    cfg = transformers.LlamaConfig(
+        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5,
+        max_position_embeddings=131072, tie_word_embeddings=True, attn_implementation="eager",
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = transformers.LlamaForCausalLM(cfg).float().eval()
+    prefill = []
+    with torch.no_grad():
+        for T in [512, 4096, 16384]:
+            ids = (torch.arange(T, device=dev) * 7919 % 128256).unsqueeze(0)
+            try:
+                model(ids[:, :512])
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                model(ids, logits_to_keep=1)
+                torch.cuda.synchronize()
+                s = time.perf_counter() - t0
+                prefill.append({"tokens": T, "seconds": s, "tokensPerSecond": T / s})
+            except torch.OutOfMemoryError as e:
+                prefill.append({"tokens": T, "error": f"out of memory: {e}"[:200]})
+            torch.cuda.empty_cache()
+        ids = torch.arange(1, 9, device=dev).unsqueeze(0)
+        gen = dict(max_new_tokens=64, min_new_tokens=64, do_sample=False)
+        model.generate(ids, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model.generate(ids, **gen)
+        torch.cuda.synchronize()
+        s = time.perf_counter() - t0
+    out["e2e"] = {"model": "HF transformers LlamaForCausalLM eager fp32, Llama-3.2-1B dims",
+                  "prefill": prefill, "decode": {"tokensPerSecond": 64 / s, "msPerToken": s * 1000 / 64}}
+
+print(json.dumps(out, indent=1))
