@@ -11,7 +11,6 @@ import { matmulKernel } from '../codegen/kernels/matmul.ts';
 import { attentionKernel } from '../codegen/kernels/attention.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import type { GpuContext } from '../runtime/gpu.ts';
-import { createStorage } from '../runtime/gpu.ts';
 import { GpuModel } from '../runtime/model.ts';
 import { memorySource } from '../codegen/bundle.ts';
 import { compileModel } from '../src/compile.ts';
@@ -19,6 +18,7 @@ import { loadSpec, parseSpec } from '../src/spec/load.ts';
 import { randomWeights } from '../src/import/random-init.ts';
 import { report } from '../src/report.ts';
 import { median, PassTimer, timeLaunches } from './gpu-timer.ts';
+import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 
 const { values } = parseArgs({
   options: {
@@ -139,25 +139,6 @@ async function benchAttention(gpu: GpuContext) {
   return rows;
 }
 
-/** Device copy bandwidth (read + write bytes per second) for the decode bandwidth bound. */
-async function copyBandwidth(gpu: GpuContext): Promise<number> {
-  const bytes = 1 << 30;
-  const a = createStorage(gpu.device, bytes, 'a');
-  const b = createStorage(gpu.device, bytes, 'b');
-  const times = [];
-  for (let i = 0; i < 6; i++) {
-    const enc = gpu.device.createCommandEncoder();
-    enc.copyBufferToBuffer(a, 0, b, 0, bytes);
-    const t0 = performance.now();
-    gpu.device.queue.submit([enc.finish()]);
-    await gpu.device.queue.onSubmittedWorkDone();
-    if (i > 0) times.push(performance.now() - t0);
-  }
-  a.destroy();
-  b.destroy();
-  return (2 * bytes) / (median(times) * 1e-3);
-}
-
 async function benchE2e(gpu: GpuContext) {
   const model = loadSpec('specs/llama-3.2-1b.strata');
   const c = compileModel(model, { caps: gpu.caps, maxT: 512, capacity: 16384 + 128 });
@@ -182,16 +163,27 @@ async function benchE2e(gpu: GpuContext) {
   const steps = 64;
   let tok = (await seq.next([1, 2, 3, 4, 5, 6, 7, 8], greedy)).token;
   for (let i = 0; i < 8; i++) tok = (await seq.next([tok], greedy)).token; // warm-up
-  const t0 = performance.now();
+  let t0 = performance.now();
   for (let i = 0; i < steps; i++) tok = (await seq.next([tok], greedy)).token;
-  const decodeSeconds = (performance.now() - t0) / 1000;
+  const unpipelinedSeconds = (performance.now() - t0) / 1000;
   const gpuMs = await seq.profileDecode(tok, 20, new PassTimer(gpu));
+  seq.reset();
+  t0 = performance.now();
+  let n = 0;
+  for await (const _ of seq.generate([1, 2, 3, 4, 5, 6, 7, 8], { maxTokens: steps + 1 })) {
+    if (n++ === 0) t0 = performance.now(); // time decode only, not the prompt
+  }
+  const decodeSeconds = (performance.now() - t0) / 1000;
   const bw = await copyBandwidth(gpu);
+  const readBw = await readBandwidth(gpu);
   const weightBytes = r.parameterBytes;
   gm.destroy();
   const decode = {
     tokensPerSecond: steps / decodeSeconds,
     msPerToken: (decodeSeconds * 1000) / steps,
+    unpipelinedTokensPerSecond: steps / unpipelinedSeconds,
+    readBandwidthGBs: readBw / 1e9,
+    readBoundTokensPerSecond: readBw / weightBytes,
     gpuMsPerToken: gpuMs,
     dispatchesPerToken: r.dispatchesPerDecodeToken,
     weightBytesPerToken: weightBytes,

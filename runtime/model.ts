@@ -251,14 +251,20 @@ export class Sequence {
     this.draws = 0;
   }
 
+  /**
+   * Record and submit one step. `ids` null means the one input token is already in the
+   * phase's ids buffer (written there by the previous decode step's sampler). `after` adds
+   * commands (copies of the sampled token) to the same submission.
+   */
   private run(
     phase: PhaseName,
-    ids: Uint32Array,
+    ids: Uint32Array | null,
     L: number,
     sampling: SamplingParams,
     timer?: PassProfiler,
+    after?: (enc: GPUCommandEncoder) => void,
   ): BoundPhase {
-    const T = ids.length;
+    const T = ids ? ids.length : 1;
     const b = this.bound[phase];
     if (T > b.shared.spec.maxT)
       throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
@@ -268,7 +274,7 @@ export class Sequence {
       );
     }
     const { device } = this.model.gpu;
-    upload(device, b.shared.io.ids, ids);
+    if (ids) upload(device, b.shared.io.ids, ids);
     const p = { T, pos: this.pos, L };
     writeStep(device, b.shared.step, p, sampling);
     const enc = device.createCommandEncoder();
@@ -282,6 +288,7 @@ export class Sequence {
     }
     pass.end();
     timer?.resolve(enc);
+    after?.(enc);
     device.queue.submit([enc.finish()]);
     this.pos += T;
     return b;
@@ -354,8 +361,15 @@ export class Sequence {
     return times.length ? times[Math.floor(times.length / 2)] : null;
   }
 
-  /** Stream generated token ids. */
+  /**
+   * Stream generated token ids. Decode runs one step ahead of the host: the sampler writes
+   * each token into the decode ids buffer on the GPU, so step k+1 is submitted before token k
+   * is read back and the GPU never waits for the host. Consequence, by design: when the
+   * generator finishes, every yielded token has been consumed by the sequence (the step after
+   * the last one ran and its sample is discarded), so a follow-up call continues after it.
+   */
   async *generate(prompt: ArrayLike<number>, opts: GenerateOptions): AsyncGenerator<number> {
+    if (prompt.length === 0) throw new Error('generate() needs a non-empty prompt');
     const sampling: SamplingParams = {
       seed: opts.seed ?? 0,
       draw: 0,
@@ -363,13 +377,56 @@ export class Sequence {
       topK: opts.topK ?? 0,
       topP: opts.topP ?? 1,
     };
-    let input: ArrayLike<number> = prompt;
-    for (let i = 0; i < opts.maxTokens; i++) {
-      if (this.pos + input.length > this.capacity) return;
-      const { token } = await this.next(input, sampling);
-      yield token;
-      if (opts.stopTokens?.includes(token)) return;
-      input = [token];
+    if (opts.maxTokens < 1 || this.pos + prompt.length > this.capacity) return;
+    const { device } = this.model.gpu;
+    const decodeIds = this.bound.decode.shared.io.ids;
+    const staging = [0, 1].map(() =>
+      device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+    );
+    // Hand the sampled token to the next decode step and to a staging buffer for the host.
+    const handOff = (from: BoundPhase, slot: number) => (enc: GPUCommandEncoder) => {
+      enc.copyBufferToBuffer(from.shared.io.token, 0, decodeIds, 0, 4);
+      enc.copyBufferToBuffer(from.shared.io.token, 0, staging[slot], 0, 4);
+    };
+    try {
+      const maxT = this.bound.prefill.shared.spec.maxT;
+      for (let s = 0; s < prompt.length; s += maxT) {
+        const chunk = Uint32Array.from(Array.prototype.slice.call(prompt, s, s + maxT) as number[]);
+        const phase: PhaseName = chunk.length === 1 ? 'decode' : 'prefill';
+        const last = s + maxT >= prompt.length;
+        this.run(
+          phase,
+          chunk,
+          1,
+          { ...sampling, draw: this.draws },
+          undefined,
+          last ? handOff(this.bound[phase], 0) : undefined,
+        );
+      }
+      this.draws++;
+      for (let i = 0; i < opts.maxTokens; i++) {
+        const slot = i % 2;
+        // Feed token i (already in the decode ids buffer) while the host reads it back.
+        if (this.pos < this.capacity) {
+          this.run(
+            'decode',
+            null,
+            1,
+            { ...sampling, draw: this.draws },
+            undefined,
+            handOff(this.bound.decode, 1 - slot),
+          );
+          this.draws++;
+        }
+        await staging[slot].mapAsync(GPUMapMode.READ);
+        const token = new Uint32Array(staging[slot].getMappedRange().slice(0))[0];
+        staging[slot].unmap();
+        yield token;
+        if (opts.stopTokens?.includes(token) || this.pos >= this.capacity) return;
+      }
+    } finally {
+      await device.queue.onSubmittedWorkDone();
+      for (const b of staging) b.destroy();
     }
   }
 

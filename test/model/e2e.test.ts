@@ -59,6 +59,31 @@ describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
     }
   });
 
+  it('pipelined generate() yields the same tokens as step-by-step next(), greedy and sampled', async () => {
+    const model = tinyLlama();
+    const { gm } = await gpuModel(model, { maxT: 8 });
+    const prompt = Array.from(randInts(11, model.vocab, 21));
+    for (const sampling of [
+      { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 },
+      { seed: 9, draw: 0, temperature: 0.9, topK: 20, topP: 0.95 },
+    ]) {
+      const a = gm.newSequence();
+      const streamed: number[] = [];
+      for await (const t of a.generate(prompt, { maxTokens: 12, ...sampling })) streamed.push(t);
+      // Every yielded token has been consumed: the sequence continues after the last one.
+      expect(a.pos).toBe(prompt.length + 12);
+      const b = gm.newSequence();
+      const stepped: number[] = [];
+      let input: number[] = prompt;
+      for (let i = 0; i < 12; i++) {
+        const r = await b.next(input, sampling);
+        stepped.push(r.token);
+        input = [r.token];
+      }
+      expect(streamed).toEqual(stepped);
+    }
+  });
+
   it('prefill(T) then decode equals prefill(T+1) at the last position', async () => {
     const model = tinyLlama();
     const { gm } = await gpuModel(model);
