@@ -430,6 +430,19 @@ export class Sequence {
     }
   }
 
+  /**
+   * The bytes of one of the sequence's state buffers (KV caches, recurrent state, or the MoE
+   * expert-load counters `moe.load.<layer>`: u32 tokens routed to each expert since the sequence
+   * was created; reset() does not clear them).
+   */
+  async readState(name: string): Promise<ArrayBuffer> {
+    const buf = this.state.get(name);
+    const spec = this.model.manifest.state.find((s) => s.name === name);
+    if (!buf || !spec) throw new Error(`the sequence has no state buffer '${name}'`);
+    const bytes = spec.shape.reduce((a, b) => a * b, 1) * 4;
+    return readBuffer(this.model.gpu.device, buf, bytes);
+  }
+
   destroy(): void {
     for (const b of this.state.values()) b.destroy();
   }

@@ -6,9 +6,11 @@
 import type { CompiledModel } from './compile.ts';
 import { stateBytes } from './compile.ts';
 import type { Graph } from './graph/ir.ts';
+import { elementCount } from './graph/ir.ts';
 import { addCost, ZERO_COST, type Cost } from './graph/ops.ts';
 import { referenceFor } from './ops/index.ts';
 import { expectedTensors } from './import/names.ts';
+import { countParams } from './spec/params.ts';
 
 export interface PhaseReport {
   dispatches: number;
@@ -22,13 +24,45 @@ export interface PhaseReport {
   activationBytesWithoutReuse: number;
 }
 
+/** What one layer keeps per sequence. */
+export interface LayerStateReport {
+  layer: number;
+  mixer: string;
+  /** KV-cache bytes each token adds (attention layers; 0 for fixed-size state). */
+  kvBytesPerToken: number;
+  /** Fixed-size recurrent state (conv and SSM states), independent of the context length. */
+  stateBytes: number;
+}
+
+/** One layer's FFN cost per decoded token, read off the decode graph. */
+export interface FfnReport {
+  layer: number;
+  kind: 'mlp' | 'moe';
+  /** Routed experts and how many each token uses (null for a dense MLP). */
+  experts: number | null;
+  topK: number | null;
+  /** FLOPs of the FFN for one token: for MoE the router, the topK selected experts only, the
+   * shared experts and the combine. */
+  flopsPerToken: number;
+}
+
 export interface ModelReport {
   name: string;
   fused: boolean;
   parameters: number;
+  /** Parameters one token uses (MoE layers count topK of their routed experts). */
+  activeParameters: number;
   parameterBytes: number;
+  /** FLOPs of one decode step (one token at position decode.pos), active experts only. */
+  flopsPerToken: number;
+  ffn: FfnReport[];
+  /** KV-cache bytes per token, summed over the attention layers only. */
   kvBytesPerToken: number;
+  /** Fixed-size recurrent state per sequence (conv + SSM states of all layers). */
+  recurrentStateBytes: number;
+  /** Everything a sequence holds: KV caches at capacity plus recurrent state. */
   stateBytesPerSequence: number;
+  layers: LayerStateReport[];
   capacity: number;
   kernels: number;
   dispatchesPerDecodeToken: number;
@@ -41,6 +75,63 @@ function graphCost(g: Graph, T: number, pos: number): Cost {
   let c = ZERO_COST;
   for (const n of g.nodes) c = addCost(c, referenceFor(n.attrs).cost(n.attrs, { T, pos, L: 1 }));
   return c;
+}
+
+/** Op inputs that are KV caches: they hold one row per position, the rest is fixed-size state. */
+const KV_INPUTS = new Set(['cache', 'kcache', 'vcache']);
+/** State inputs that are statistics (MoE expert-load counters), not model state. */
+const STAT_INPUTS = new Set(['load']);
+
+/** Per-layer KV and recurrent state, read off the decode graph (every state tensor appears there). */
+export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerStateReport[] {
+  const g = c.graphs.decode;
+  const seen = new Set<number>();
+  const out: LayerStateReport[] = c.model.layers.map((l) => ({
+    layer: l.index,
+    mixer: l.mixer ? l.mixer.kind : 'none',
+    kvBytesPerToken: 0,
+    stateBytes: 0,
+  }));
+  for (const n of g.nodes) {
+    if (n.layer === null) continue;
+    for (const [name, id] of Object.entries(n.inputs)) {
+      const t = g.tensors[id];
+      if (t.kind !== 'state' || seen.has(id) || STAT_INPUTS.has(name)) continue;
+      seen.add(id);
+      const row = out[n.layer];
+      if (KV_INPUTS.has(name)) row.kvBytesPerToken += (t.shape[1] as number) * 4;
+      else row.stateBytes += elementCount(t.shape, 1) * 4;
+    }
+  }
+  return out;
+}
+
+/**
+ * Each FFN's FLOPs for one decoded token: the decode graph's nodes of that layer that the FFN
+ * lowerings label `l<i>.mlp` / `l<i>.moe` (fusion keeps the prefix).
+ */
+export function ffnReports(c: Pick<CompiledModel, 'model' | 'graphs' | 'capacity'>): FfnReport[] {
+  const g = c.graphs.decode;
+  const step = { T: 1, pos: Math.floor(c.capacity / 2), L: 1 };
+  const out: FfnReport[] = [];
+  for (const l of c.model.layers) {
+    const f = l.ffn;
+    if (!f) continue;
+    const prefix = new RegExp(`^l${l.index}\\.(mlp|moe)\\b`);
+    let flops = 0;
+    for (const n of g.nodes) {
+      if (n.layer === l.index && prefix.test(n.label))
+        flops += referenceFor(n.attrs).cost(n.attrs, step).flops;
+    }
+    out.push({
+      layer: l.index,
+      kind: f.kind,
+      experts: f.kind === 'moe' ? f.experts : null,
+      topK: f.kind === 'moe' ? f.topK : null,
+      flopsPerToken: flops,
+    });
+  }
+  return out;
 }
 
 export function report(c: CompiledModel): ModelReport {
@@ -63,18 +154,22 @@ export function report(c: CompiledModel): ModelReport {
     (n, t) => n + t.shape.reduce((a, b) => a * b, 1),
     0,
   );
-  const kvBytesPerToken = c.state
-    .filter((s) => s.name.startsWith('cache.'))
-    .reduce((n, s) => n + s.shape[1] * 4, 0);
+  const layers = layerStates(c);
+  const kvBytesPerToken = layers.reduce((n, l) => n + l.kvBytesPerToken, 0);
   const prefill = phase('prefill');
   const decode = phase('decode');
   return {
     name: c.model.name,
     fused: c.fused,
     parameters,
+    activeParameters: countParams(c.model).active,
     parameterBytes: parameters * 4,
+    flopsPerToken: decode.flops,
+    ffn: ffnReports(c),
     kvBytesPerToken,
+    recurrentStateBytes: layers.reduce((n, l) => n + l.stateBytes, 0),
     stateBytesPerSequence: stateBytes(c),
+    layers,
     capacity: c.capacity,
     kernels: c.kernels.length,
     dispatchesPerDecodeToken: decode.dispatches,

@@ -1,9 +1,9 @@
 /**
- * Elementwise kernels (add, act, glu, softcap) and the flat launch shape they
+ * Elementwise kernels (add, mul, act, glu, softcap) and the flat launch shape they
  * share with the embedding gather: one thread per element, or per vec4 when the
  * row width allows, over rows × width elements where rows is T (or L).
  */
-import type { ActAttrs, AddAttrs, GluAttrs, SoftcapAttrs } from '../../src/graph/ops.ts';
+import type { ActAttrs, AddAttrs, GluAttrs, MulAttrs, SoftcapAttrs } from '../../src/graph/ops.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
@@ -141,6 +141,12 @@ ${loads}
 export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) =>
   elementwise(
     { name: 'add', inputs: ['a', 'b'], expr: 'a + b', prelude: '', width: a.width, rows: 'T' },
+    ctx,
+  );
+
+export const mulKernel: KernelGenerator<MulAttrs> = (a, ctx) =>
+  elementwise(
+    { name: 'mul', inputs: ['a', 'b'], expr: 'a * b', prelude: '', width: a.width, rows: 'T' },
     ctx,
   );
 

@@ -4,10 +4,13 @@ import type { KernelGenerator } from './types.ts';
 import { matmulKernel } from './matmul.ts';
 import { attentionKernel } from './attention.ts';
 import { kvWriteKernel, ropeKernel } from './rope.ts';
-import { normKernel } from './norm.ts';
+import { gatedNormKernel, normKernel } from './norm.ts';
 import { embedKernel } from './embedding.ts';
-import { actKernel, addKernel, gluKernel, softcapKernel } from './elementwise.ts';
+import { actKernel, addKernel, gluKernel, mulKernel, softcapKernel } from './elementwise.ts';
+import { conv1dKernel } from './conv1d.ts';
+import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { sampleKernel } from './sampling.ts';
+import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
 
 type Registry = { [K in OpName]: KernelGenerator<Extract<OpAttrs, { op: K }>> };
 
@@ -23,6 +26,15 @@ export const generators: Registry = {
   glu: gluKernel,
   softcap: softcapKernel,
   sample: sampleKernel,
+  mul: mulKernel,
+  conv1d: conv1dKernel,
+  selective_scan: selectiveScanKernel,
+  ssd: ssdKernel,
+  gated_norm: gatedNormKernel,
+  moe_route: moeRouteKernel,
+  moe_group: moeGroupKernel,
+  moe_matmul: moeMatmulKernel,
+  moe_combine: moeCombineKernel,
 };
 
 export function generatorFor<A extends OpAttrs>(a: A): KernelGenerator<A> {

@@ -1,16 +1,17 @@
 /**
- * RMSNorm / LayerNorm: one workgroup per (row, group), grid [width/group, T].
+ * RMSNorm / LayerNorm, and Mamba-2's gated RMSNorm: one workgroup per (row, group), grid [width/group, T].
  * Threads stride over the group (coalesced), reduce through workgroup memory with
  * a halving tree, and keep their elements in registers between the passes when
  * there are few enough per thread; otherwise they re-read x (from cache).
  */
-import type { NormAttrs } from '../../src/graph/ops.ts';
-import { checkNormAttrs, normHasBias } from '../../src/ops/norm.ts';
+import type { GatedNormAttrs, NormAttrs } from '../../src/graph/ops.ts';
+import { checkGatedNormAttrs, checkNormAttrs, normHasBias } from '../../src/ops/norm.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
   storageDecl,
   type BindingDecl,
+  type DeviceCaps,
   type KernelLaunch,
 } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
@@ -19,21 +20,46 @@ import { nameNum, nextPow2, wgslF32 } from './elementwise.ts';
 /** Elements per thread kept in registers; more would spill, and re-reading a row from cache is cheap. */
 const MAX_CACHED = 16;
 
-export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
-  checkNormAttrs(a);
-  const groups = a.width / a.group;
+/** Workgroup-wide sum through a halving tree (WG a power of two); needs `const WG: u32`. */
+const WG_SUM_WGSL = /* wgsl */ `var<workgroup> red: array<f32, WG>;
+
+// The leading barrier lets the previous call's readers of red[0] finish first.
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  workgroupBarrier();
+  red[lid] = v;
+  workgroupBarrier();
+  for (var h = WG / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) { red[lid] = red[lid] + red[lid + h]; }
+    workgroupBarrier();
+  }
+  return red[0];
+}
+`;
+
+function checkGrid(op: string, groups: number, maxT: number, caps: DeviceCaps): void {
   if (groups > caps.maxWorkgroupsPerDimension || maxT > caps.maxWorkgroupsPerDimension) {
     throw new Error(
-      `norm: grid [${groups}, ${maxT}] exceeds ${caps.maxWorkgroupsPerDimension} workgroups per dimension`,
+      `${op}: grid [${groups}, ${maxT}] exceeds ${caps.maxWorkgroupsPerDimension} workgroups per dimension`,
     );
   }
+}
+
+/** Threads for one (row, group) workgroup: a power of two with about 4 elements each. */
+function groupWorkgroup(group: number, caps: DeviceCaps, maxT: number): number {
   // Decode has one row: spend up to the device's whole workgroup on it. Prefill has many rows: 256 keeps occupancy.
   const cap = Math.min(
     caps.maxInvocationsPerWorkgroup,
     caps.maxWorkgroupSizeX,
     maxT === 1 ? 1024 : 256,
   );
-  const wg = Math.max(1, Math.min(prevPow2(cap), Math.max(32, nextPow2(Math.ceil(a.group / 4)))));
+  return Math.max(1, Math.min(prevPow2(cap), Math.max(32, nextPow2(Math.ceil(group / 4)))));
+}
+
+export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
+  checkNormAttrs(a);
+  const groups = a.width / a.group;
+  checkGrid('norm', groups, maxT, caps);
+  const wg = groupWorkgroup(a.group, caps, maxT);
   const per = Math.ceil(a.group / wg);
   const cached = per <= MAX_CACHED;
   const layer = a.norm.kind === 'layer';
@@ -71,20 +97,7 @@ const GROUP: u32 = ${a.group}u;
 const WG: u32 = ${wg}u;
 const PER: u32 = ${per}u;
 const EPS: f32 = ${wgslF32(a.norm.eps)};
-var<workgroup> red: array<f32, WG>;
-
-// The leading barrier lets the previous call's readers of red[0] finish first.
-fn wg_sum(v: f32, lid: u32) -> f32 {
-  workgroupBarrier();
-  red[lid] = v;
-  workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h >>= 1u) {
-    if (lid < h) { red[lid] = red[lid] + red[lid + h]; }
-    workgroupBarrier();
-  }
-  return red[0];
-}
-
+${WG_SUM_WGSL}
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   if (wid.y >= step.T) { return; }
@@ -111,6 +124,75 @@ ${firstPass}
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,
+      code,
+      bindings,
+      workgroupSize: [wg, 1, 1],
+    },
+    grid: [groups, { sym: 'T' }, 1],
+  };
+  return { launches: [launch], scratch: {} };
+};
+
+/**
+ * Gated RMSNorm (HF MambaRMSNormGated, norm_before_gate=False): v = x · silu(z), each group
+ * scaled by 1/sqrt(mean(v²) + eps), times w[column]. Same layout as the norm kernel.
+ */
+export const gatedNormKernel: KernelGenerator<GatedNormAttrs> = (a, { caps, maxT }) => {
+  checkGatedNormAttrs(a);
+  const groups = a.width / a.group;
+  checkGrid('gated_norm', groups, maxT, caps);
+  const wg = groupWorkgroup(a.group, caps, maxT);
+  const per = Math.ceil(a.group / wg);
+  const cached = per <= MAX_CACHED;
+  const bindings: BindingDecl[] = [
+    STEP_BINDING,
+    { name: 'x', access: 'read' },
+    { name: 'z', access: 'read' },
+    { name: 'w', access: 'read' },
+    { name: 'out', access: 'read_write' },
+  ];
+  const decls = bindings
+    .slice(1)
+    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
+    .join('\n');
+  const vAt = (j: string) => (cached ? `v[${j}]` : `gated(base + lid + ${j} * WG)`);
+  const code = `${STEP_WGSL}
+${decls}
+const WIDTH: u32 = ${a.width}u;
+const GROUP: u32 = ${a.group}u;
+const WG: u32 = ${wg}u;
+const PER: u32 = ${per}u;
+const EPS: f32 = ${wgslF32(a.eps)};
+${WG_SUM_WGSL}
+fn gated(i: u32) -> f32 {
+  let g = z[i];
+  return x[i] * (g / (1.0 + exp(-g)));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  if (wid.y >= step.T) { return; }
+  let col = wid.x * GROUP;
+  let base = wid.y * WIDTH + col;
+${cached ? '  var v: array<f32, PER>;\n' : ''}  var ss = 0.0;
+  for (var j = 0u; j < PER; j++) {
+    if (lid + j * WG < GROUP) {
+${cached ? '      v[j] = gated(base + lid + j * WG);\n' : ''}      let e = ${vAt('j')};
+      ss = ss + e * e;
+    }
+  }
+  let inv = inverseSqrt(wg_sum(ss, lid) / f32(GROUP) + EPS);
+  for (var j = 0u; j < PER; j++) {
+    let i = lid + j * WG;
+    if (i < GROUP) {
+      out[base + i] = ${vAt('j')} * inv * w[col + i];
+    }
+  }
+}
+`;
+  const launch: KernelLaunch = {
+    kernel: {
+      name: `gated_norm_w${a.width}_g${a.group}_wg${wg}${cached ? '' : '_reread'}_eps${nameNum(a.eps)}`,
       code,
       bindings,
       workgroupSize: [wg, 1, 1],

@@ -24,9 +24,11 @@ function summary(model: ModelIR): string {
   const uses = new Map<string, number>();
   for (const l of model.layers) uses.set(l.mixerName, (uses.get(l.mixerName) ?? 0) + 1);
   const mix = [...uses].map(([name, n]) => `${n} ${name}`).join(', ');
+  const params = countParams(model);
   return [
     `${model.name}: ${model.layers.length} layers (${mix}), dim ${model.dim}, vocab ${model.vocab}`,
-    `max_context ${model.maxContext}, norm ${norm}, ${model.tieEmbeddings ? 'tied' : 'untied'} embeddings, ${humanCount(countParams(model).total)} parameters`,
+    `max_context ${model.maxContext}, norm ${norm}, ${model.tieEmbeddings ? 'tied' : 'untied'} embeddings, ${humanCount(params.total)} parameters` +
+      (params.active < params.total ? ` (${humanCount(params.active)} active per token)` : ''),
   ].join('\n');
 }
 

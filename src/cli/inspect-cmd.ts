@@ -74,6 +74,21 @@ ${COMMON_COMPILE_HELP}`,
     console.log(
       `model ${r.name}: ${r.parameters.toLocaleString('en')} parameters (${mib(r.parameterBytes)} f32)`,
     );
+    if (r.activeParameters !== r.parameters) {
+      console.log(
+        `active parameters per token: ${r.activeParameters.toLocaleString('en')} ` +
+          `(${((100 * r.activeParameters) / r.parameters).toFixed(1)}% of all; MoE layers count their top-k experts)`,
+      );
+    }
+    console.log(
+      `FLOPs per decoded token: ${(r.flopsPerToken / 1e6).toFixed(3)} MFLOP (active experts only)`,
+    );
+    for (const f of r.ffn.filter((x) => x.kind === 'moe')) {
+      console.log(
+        `  layer ${String(f.layer).padStart(3)} moe: ${f.experts} experts, top ${f.topK}: ` +
+          `${(f.flopsPerToken / 1e6).toFixed(3)} MFLOP per token`,
+      );
+    }
     console.log(`fusion ${r.fused ? 'on' : 'off'}; ${r.kernels} distinct kernels`);
     console.log(`dispatches per decode token: ${r.dispatchesPerDecodeToken}`);
     for (const p of [r.prefill, r.decode]) {
@@ -87,6 +102,27 @@ ${COMMON_COMPILE_HELP}`,
     console.log(
       `KV cache: ${r.kvBytesPerToken} bytes per token; ${mib(r.stateBytesPerSequence)} per sequence at capacity ${r.capacity}`,
     );
+    if (r.recurrentStateBytes > 0) {
+      console.log(
+        `recurrent state: ${mib(r.recurrentStateBytes)} per sequence, at any context length`,
+      );
+      // Per mixer kind; --json lists every layer.
+      const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+      for (const kind of [...new Set(r.layers.map((l) => l.mixer))]) {
+        const ls = r.layers.filter((l) => l.mixer === kind);
+        const range = (f: (l: (typeof ls)[number]) => number, fmt: (n: number) => string) => {
+          const lo = Math.min(...ls.map(f));
+          const hi = Math.max(...ls.map(f));
+          return lo === hi ? fmt(lo) : `${fmt(lo)} to ${fmt(hi)}`;
+        };
+        const held = ls.some((l) => l.kvBytesPerToken > 0)
+          ? `KV ${range((l) => l.kvBytesPerToken, String)} bytes per token each`
+          : ls.some((l) => l.stateBytes > 0)
+            ? `state ${range((l) => l.stateBytes, kib)} each`
+            : 'no state';
+        console.log(`  ${kind.padEnd(9)} ${String(ls.length).padStart(3)} layers: ${held}`);
+      }
+    }
     return 0;
   },
 };

@@ -5,7 +5,8 @@ import { UserError } from './command.ts';
 import { memorySource } from '../../codegen/bundle.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
-import { GpuModel, type BundleSource } from '../../runtime/model.ts';
+import { GpuModel, type BundleSource, type Sequence } from '../../runtime/model.ts';
+import { expertLoad, type ExpertLoad } from '../ops/moe.ts';
 import { byteTokenizer } from '../../runtime/tokenizer.ts';
 import { serializeSafetensors } from '../../runtime/safetensors.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
@@ -48,6 +49,33 @@ function parseIds(s: string, vocab: number): number[] {
   return ids;
 }
 
+/** Each MoE layer's routed-token counts, read back from the sequence's load counters. */
+export async function expertLoads(seq: Sequence): Promise<{ layer: number; load: ExpertLoad }[]> {
+  const out: { layer: number; load: ExpertLoad }[] = [];
+  for (const s of seq.model.manifest.state) {
+    const m = /^moe\.load\.(\d+)$/.exec(s.name);
+    if (!m) continue;
+    const counts = new Uint32Array(await seq.readState(s.name));
+    out.push({ layer: Number(m[1]), load: expertLoad(counts) });
+  }
+  return out.sort((a, b) => a.layer - b.layer);
+}
+
+async function printExpertLoad(seq: Sequence): Promise<void> {
+  const loads = await expertLoads(seq);
+  if (loads.length === 0) {
+    console.log('stats: the model has no MoE layers');
+    return;
+  }
+  console.log('expert load (tokens routed to each expert over the run):');
+  for (const { layer, load } of loads) {
+    console.log(
+      `  layer ${String(layer).padStart(3)}: ${load.counts.length} experts, ${load.total} routed, ` +
+        `max/mean ${load.maxOverMean.toFixed(2)}: [${load.counts.join(' ')}]`,
+    );
+  }
+}
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run a bundle or a spec on WebGPU and stream generated text',
@@ -63,6 +91,8 @@ export const runCommand: Command = {
   --dump-logits FILE   write prefill_logits [T, vocab], decode_tokens [S], decode_logits [S, vocab]
                        (safetensors) for comparison with any outside reference
   --ids                print generated token ids instead of text
+  --stats              after the run, print each MoE layer's expert load (tokens routed to each
+                       expert, and the busiest expert's load over the mean)
 (spec inputs are compiled in memory first:)
 ${COMMON_COMPILE_HELP}`,
   async run(argv) {
@@ -79,6 +109,7 @@ ${COMMON_COMPILE_HELP}`,
         'top-p': { type: 'string' },
         'dump-logits': { type: 'string' },
         ids: { type: 'boolean' },
+        stats: { type: 'boolean' },
       },
     });
     if (positionals.length !== 1)
@@ -141,6 +172,7 @@ ${COMMON_COMPILE_HELP}`,
         `wrote ${values['dump-logits']}: prefill_logits [${prompt.length}, ${vocab}], ${tokens.length} decode steps`,
       );
       console.log(`decode tokens: ${tokens.join(',')}`);
+      if (values.stats) await printExpertLoad(seq);
       return 0;
     }
     const decode = tok?.decodeStream();
@@ -151,6 +183,7 @@ ${COMMON_COMPILE_HELP}`,
       else process.stdout.write(decode(t));
     }
     process.stdout.write('\n');
+    if (values.stats) await printExpertLoad(seq);
     return 0;
   },
 };

@@ -5,10 +5,14 @@
  */
 import { GraphBuilder } from './builder.ts';
 import type { Graph, Phase } from './ir.ts';
-import type { ModelIR } from '../spec/model.ts';
+import type { MixerKind, MixerSpec, ModelIR } from '../spec/model.ts';
 import { EMBED, FINAL_NORM, LM_HEAD } from '../import/names.ts';
 import { lowerAttention } from './blocks/attention.ts';
 import { lowerMlp } from './blocks/mlp.ts';
+import { lowerMoe } from './blocks/moe.ts';
+import { lowerMamba1 } from './blocks/mamba1.ts';
+import { lowerMamba2 } from './blocks/mamba2.ts';
+import { lowerShortConv } from './blocks/shortconv.ts';
 import { linear, preNorm } from './blocks/common.ts';
 
 export interface LowerOptions {
@@ -17,6 +21,26 @@ export interface LowerOptions {
   maxT: number;
   /** KV cache rows. */
   capacity: number;
+}
+
+/** Each mixer kind's block lowering: x → x + mixer(norm(x)). */
+type MixerLowering<S extends MixerSpec> = (
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  layer: number,
+  spec: S,
+) => number;
+
+const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>> } = {
+  attention: lowerAttention,
+  mamba1: lowerMamba1,
+  mamba2: lowerMamba2,
+  shortconv: lowerShortConv,
+};
+
+function lowerMixer(b: GraphBuilder, model: ModelIR, x: number, i: number, m: MixerSpec): number {
+  return (MIXERS[m.kind] as MixerLowering<MixerSpec>)(b, model, x, i, m);
 }
 
 export function lower(model: ModelIR, opts: LowerOptions): Graph {
@@ -39,8 +63,9 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
   ).out;
   for (const layer of model.layers) {
     b.layer = layer.index;
-    x = lowerAttention(b, model, x, layer.index, layer.mixer);
-    if (layer.ffn) x = lowerMlp(b, model, x, layer.index, layer.ffn);
+    if (layer.mixer) x = lowerMixer(b, model, x, layer.index, layer.mixer);
+    if (layer.ffn?.kind === 'moe') x = lowerMoe(b, model, x, layer.index, layer.ffn);
+    else if (layer.ffn) x = lowerMlp(b, model, x, layer.index, layer.ffn);
   }
   b.layer = null;
   const h = preNorm(b, model, x, FINAL_NORM, 'final');

@@ -141,6 +141,179 @@ export interface SampleAttrs {
 // inputs: logits [L, vocab] (the last row is sampled); outputs: token [1] u32, also written to ids[0]
 // Reads temperature, topK, topP, seed and draw from the Step uniform.
 
+export interface MulAttrs {
+  op: 'mul';
+  width: number;
+}
+// inputs: a [T, width], b [T, width]; outputs: out = a * b
+
+/*
+ * Recurrent state (conv1d, selective_scan, ssd): state reset rule. When step.pos === 0 the
+ * incoming state is treated as all zeros (a new sequence), in the references and the kernels
+ * alike, so the runtime never has to clear state buffers; the state written at the end of
+ * the step is always valid.
+ */
+
+/**
+ * Causal depthwise conv1d over time with carried state (Mamba's and LFM2's short conv).
+ * With u = [state rows (kernel−1, oldest first); x rows]:
+ *   out[t, c] = act(bias[c] + Σ_j w[c, j] · u[t + j, c])
+ * and afterwards state = the last kernel−1 rows of u (for T < kernel−1 that keeps some old
+ * state rows). HF's conv weight [channels, 1, kernel] is stored as [channels, kernel].
+ */
+export interface Conv1dAttrs {
+  op: 'conv1d';
+  channels: number;
+  kernel: number;
+  bias: boolean;
+  /** Apply SiLU after the bias (Mamba); false for LFM2's short conv. */
+  silu: boolean;
+}
+// inputs: x [T, channels], w [channels, kernel], bias? [channels], state [kernel-1, channels]
+// outputs: out [T, channels], state (the last kernel-1 inputs, updated in place)
+
+/**
+ * Mamba-1 selective scan, per channel d and state n:
+ *   δ = softplus(dt[t,d]) (identity above 20, like the references), A = −exp(A_log[d,n])
+ *   h[d,n] ← exp(δ·A) · h[d,n] + δ · B[t,n] · x[t,d];  y[t,d] = Σ_n h[d,n] · C[t,n]
+ *   out[t,d] = (y + D[d] · x[t,d]) · silu(z[t,d])
+ * dt already includes dt_proj's bias.
+ */
+export interface SelectiveScanAttrs {
+  op: 'selective_scan';
+  dInner: number;
+  dState: number;
+}
+// inputs: x [T, dInner], dt [T, dInner], aLog [dInner, dState], b [T, dState], c [T, dState],
+//         d [dInner], z [T, dInner], state [dInner, dState]
+// outputs: out [T, dInner], state (h after the last token, in place)
+
+/**
+ * Mamba-2 SSD (state-space duality), per head h (head dim p, state n, group g = h / (heads/groups)):
+ *   δ = clamp(softplus(dt[t,h] + dtBias[h]), dtMin, dtMax), a = −exp(aLog[h])
+ *   S[h,p,n] ← exp(δ·a) · S[h,p,n] + δ · x[t,h,p] · B[t,g,n];  y[t,h,p] = Σ_n S[h,p,n] · C[t,g,n]
+ *   out[t,h,p] = y + D[h] · x[t,h,p]       (the gated norm is a separate op)
+ * Kernels use the chunked SSD algorithm with `chunk` tokens per chunk.
+ */
+export interface SsdAttrs {
+  op: 'ssd';
+  heads: number;
+  headDim: number;
+  dState: number;
+  groups: number;
+  chunk: number;
+  dtMin: number;
+  dtMax: number;
+}
+// inputs: x [T, heads*headDim], dt [T, heads], dtBias [heads], aLog [heads], b [T, groups*dState],
+//         c [T, groups*dState], d [heads], state [heads, headDim, dState]
+// outputs: out [T, heads*headDim], state (in place)
+
+/** Mamba-2's gated RMSNorm: out = rmsnorm_per_group(x · silu(z)) · w, groups of `group` elements. */
+export interface GatedNormAttrs {
+  op: 'gated_norm';
+  width: number;
+  group: number;
+  eps: number;
+}
+// inputs: x [T, width], z [T, width], w [width]; outputs: out [T, width]
+
+/**
+ * Mixture-of-experts router: the top-k experts of each token and their weights, from router
+ * logits [T, experts] (the router matmul's output, GPT-OSS's router bias included).
+ * - scoring 'softmax': p = softmax(logits) over all experts; the k largest are selected (ranked by
+ *   logit, which orders them like p); weight p (normalize false: Jamba, Qwen3-MoE without
+ *   norm_topk_prob) or p / Σ_selected p (normalize: Mixtral, Qwen3-MoE with norm_topk_prob, and
+ *   GPT-OSS, whose softmax over the k selected logits is the same number).
+ * - scoring 'sigmoid' (DeepSeek-V3): s = sigmoid(logits); selection ranks s + bias (the correction
+ *   bias, used for selection only). Group-limited when groups > 1: experts form `groups` equal
+ *   groups, each scored by the sum of its two best ranked values; only the `topkGroups` best groups
+ *   compete and every other expert ranks with value 0 (HF DeepseekV3TopkRouter's masked_fill).
+ *   Weight s (normalize: s / (Σ_selected s + 1e-20)).
+ * Weights are then multiplied by `scale` (routed_scaling_factor). Ties rank the lower expert index
+ * first: torch.topk's CPU rule with torch.use_deterministic_algorithms(True), whose comparator
+ * breaks ties by index (aten TopKImpl.h); in PyTorch's default mode the order of exact ties comes
+ * from std::nth_element / std::sort and is unspecified, though small rows come out lowest index
+ * first in practice. ids of a token are in rank order, best first.
+ * `load` counts routed tokens per expert over the sequence's life (for `strata run --stats`).
+ */
+export interface MoeRouteAttrs {
+  op: 'moe_route';
+  experts: number;
+  topK: number;
+  scoring: 'softmax' | 'sigmoid';
+  normalize: boolean;
+  scale: number;
+  /** Input `bias` [experts] is added to the selection ranking only (sigmoid scoring). */
+  correctionBias: boolean;
+  /** Group-limited selection (sigmoid scoring); 1 and 1 for none. */
+  groups: number;
+  topkGroups: number;
+}
+// inputs: logits [T, experts], bias? [experts], load [experts] u32 (state)
+// outputs: ids [T, topK] u32, weights [T, topK], load (in place: += tokens routed to each expert)
+
+/**
+ * Groups the step's (token, k) pairs by expert, the schedule the grouped expert matmul runs:
+ * pair p = t*topK + j goes to expert ids[p]. order lists the pairs expert by expert (ascending p
+ * within an expert), offsets[e] is where expert e's run starts (offsets[experts] = T*topK), and
+ * counts[e] its length (0 for an expert no token chose).
+ */
+export interface MoeGroupAttrs {
+  op: 'moe_group';
+  experts: number;
+  topK: number;
+}
+// inputs: ids [T, topK] u32; outputs: counts [experts] u32, offsets [experts + 1] u32, order [T, topK] u32
+
+/**
+ * The routed experts' projections for the selected (token, expert) pairs only:
+ * out[p] = f(x[row(p)] · W[ids[p]]ᵀ + b[ids[p]]) for p = t*topK + j, where row(p) is t
+ * (input 'token': x is [T, K]) or p (input 'pair': x is [T*topK, K], the previous projection's
+ * out). w is [expertCount, N (or 2N gated: each expert's gate rows then up rows), K], bias likewise
+ * [expertCount, N or 2N]. f: gated: act(g) * u, or with `clamp` GPT-OSS's clamped SwiGLU
+ * g' = min(g, limit), u' = clamp(u, −limit, limit), y = g'·σ(alpha·g')·(u' + 1); ungated: act(y).
+ * The node holds experts [expertStart, expertStart + expertCount) (weights split over bindings);
+ * rows of other experts' pairs are left as they are. `grouped` nodes also take the moe_group
+ * schedule (order, offsets), which changes nothing in the result: it lets prefill kernels share
+ * each expert's weight tiles between its tokens. Decode reads only its k experts' weights.
+ */
+export interface MoeMatmulAttrs {
+  op: 'moe_matmul';
+  /** All experts of the layer (ids range). */
+  experts: number;
+  topK: number;
+  N: number;
+  K: number;
+  input: 'token' | 'pair';
+  gated: boolean;
+  act: Activation | null;
+  clamp: { limit: number; alpha: number } | null;
+  bias: boolean;
+  grouped: boolean;
+  expertStart: number;
+  expertCount: number;
+}
+// inputs: x [T or T*topK, K], w [expertCount, N or 2N, K], bias? [expertCount, N or 2N],
+//         ids [T, topK] u32, offsets? [experts + 1] u32, order? [T, topK] u32 (grouped)
+// outputs: out [T*topK, N] (read/write when the node holds only some experts)
+
+/**
+ * Weighted sum of each token's expert outputs back in token order, plus shared experts and the
+ * residual: out[t] = residual[t] + Σ_j weights[t, j]·y[t*topK + j] + g[t]·shared[t], where g is
+ * sigmoid(sharedGate[t]) (Qwen3-Next's shared_expert_gate) or 1.
+ */
+export interface MoeCombineAttrs {
+  op: 'moe_combine';
+  topK: number;
+  width: number;
+  residual: boolean;
+  shared: boolean;
+  sharedGate: boolean;
+}
+// inputs: y [T*topK, width], weights [T, topK], residual? [T, width], shared? [T, width],
+//         sharedGate? [T, 1]; outputs: out [T, width]
+
 export type OpAttrs =
   | EmbedAttrs
   | NormAttrs
@@ -152,14 +325,25 @@ export type OpAttrs =
   | ActAttrs
   | GluAttrs
   | SoftcapAttrs
-  | SampleAttrs;
+  | SampleAttrs
+  | MulAttrs
+  | Conv1dAttrs
+  | SelectiveScanAttrs
+  | SsdAttrs
+  | GatedNormAttrs
+  | MoeRouteAttrs
+  | MoeGroupAttrs
+  | MoeMatmulAttrs
+  | MoeCombineAttrs;
 
 export type OpName = OpAttrs['op'];
 
 /** Which outputs of an op update one of its inputs in place (state such as KV caches). */
 export function inPlaceOutputs(a: OpAttrs): Record<string, string> {
   if (a.op === 'kv_write') return { cache: 'cache' };
+  if (a.op === 'conv1d' || a.op === 'selective_scan' || a.op === 'ssd') return { state: 'state' };
   if (a.op === 'matmul' && a.ropeKv) return { kcache: 'kcache', vcache: 'vcache' };
+  if (a.op === 'moe_route') return { load: 'load' };
   if (a.op === 'embed' && (a.rowStart > 0 || a.rows < a.vocab)) return {};
   return {};
 }

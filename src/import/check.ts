@@ -24,6 +24,8 @@ export function checkTensors(
   available: readonly AvailableTensor[],
   source: string,
   hint?: (unused: string[]) => string,
+  /** Canonical name → the checkpoint's shape where it stores the same elements differently. */
+  storedShapes: Readonly<Record<string, readonly number[]>> = {},
 ): void {
   const byName = new Map(available.map((t) => [t.name, t]));
   const problems: string[] = [];
@@ -39,8 +41,9 @@ export function checkTensors(
     const got = byName.get(hfName);
     if (!got) {
       problems.push(`missing tensor ${label}, expected shape ${fmt(t.shape)}`);
-    } else if (fmt(got.shape) !== fmt(t.shape)) {
-      problems.push(`tensor ${label} has shape ${fmt(got.shape)}, expected ${fmt(t.shape)}`);
+    } else if (fmt(got.shape) !== fmt(storedShapes[t.name] ?? t.shape)) {
+      const want = fmt(storedShapes[t.name] ?? t.shape);
+      problems.push(`tensor ${label} has shape ${fmt(got.shape)}, expected ${want}`);
     } else if (!FLOAT_DTYPES.has(got.dtype)) {
       problems.push(`tensor ${label} has dtype ${got.dtype}, expected F32, F16 or BF16`);
     }

@@ -3,21 +3,14 @@
  * family lands, its entry moves from here to an importer in hf.ts.
  */
 export const UNSUPPORTED_MODEL_TYPES: Readonly<Record<string, string>> = {
-  mixtral: 'MoE FFNs (top-k routed experts)',
-  qwen3_moe: 'MoE FFNs (top-k routed experts)',
   gemma3_text: 'sandwich norms (post-attention and post-FFN RMSNorm) and per-layer-type RoPE bases',
-  gpt_oss: 'MoE FFNs with clamped SwiGLU and attention sinks',
-  deepseek_v3: 'multi-head latent attention (MLA) and MoE FFNs with shared experts',
-  mamba: 'mamba1 mixers',
-  mamba2: 'mamba2 mixers',
-  jamba: 'mamba1 mixers and MoE FFNs',
-  bamba: 'mamba2 mixers',
-  falcon_h1: 'parallel attention + mamba2 mixers and muP multipliers',
-  nemotron_h: 'mamba2 mixers, MLP-only layers and MoE FFNs',
-  granitemoehybrid: 'mamba2 mixers, MoE FFNs with a shared expert and Granite multipliers',
-  zamba2: 'mamba2 mixers and shared attention blocks with LoRA adapters',
-  lfm2: 'short gated convolution mixers',
-  qwen3_next: 'gated DeltaNet mixers, gated attention and MoE FFNs with a shared expert',
+  gpt_oss: 'attention sinks and an importer for its fused, interleaved expert tensors',
+  deepseek_v3: 'multi-head latent attention (MLA)',
+  jamba: 'an importer joining its mamba1 mixers and MoE FFNs (both supported)',
+  falcon_h1: 'parallel attention + mamba2 branches in one layer and muP multipliers',
+  granitemoehybrid: 'Granite multipliers and an importer for its fused expert tensors',
+  zamba2: 'shared attention blocks with LoRA adapters',
+  qwen3_next: 'gated DeltaNet mixers and gated attention',
 };
 
 export function unsupportedMessage(modelType: string): string | null {

@@ -8,10 +8,12 @@ import {
   type Activation,
   type AttentionSpec,
   type LayerSpec,
+  type MlpSpec,
   type ModelIR,
 } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { readRope } from './hf-rope.ts';
+import { mixtralFfns, mixtralWeightName, qwen3MoeFfns, type LayerFfn } from './hf-moe.ts';
 
 /** transformers ACT2FN names → strata activations (only exact equivalents). */
 const ACTIVATIONS: Readonly<Record<string, Activation>> = {
@@ -34,7 +36,7 @@ export function readActivation(cfg: ConfigReader, key: string, fallback: string)
 }
 
 interface DecoderFamily {
-  family: 'llama' | 'mistral' | 'qwen3';
+  family: 'llama' | 'mistral' | 'qwen3' | 'mixtral' | 'qwen3_moe';
   /** num_key_value_heads when the key is absent (null: num_attention_heads). */
   kvHeadsWhenAbsent: number | null;
   /** head_dim when absent (null: hidden_size / num_attention_heads). */
@@ -48,6 +50,10 @@ interface DecoderFamily {
   qkNorm: boolean;
   /** Sliding window of each layer (null: full attention). */
   windows: (cfg: ConfigReader, layers: number) => (number | null)[];
+  /** Each layer's FFN when not every layer has the dense MLP `dense` (MoE families). */
+  ffns?: (cfg: ConfigReader, layers: number, dense: MlpSpec) => LayerFfn[];
+  /** The checkpoint's name for a canonical tensor name, where the family renames it. */
+  weightName?: (canonical: string) => string;
 }
 
 function readKvHeads(cfg: ConfigReader, heads: number, whenAbsent: number | null): number {
@@ -99,6 +105,10 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
     family: f.family,
   });
   const windows = f.windows(cfg, nLayers);
+  const dense: MlpSpec = { kind: 'mlp', hidden, act, gated: true, bias: mlpBias };
+  const ffns: LayerFfn[] = f.ffns
+    ? f.ffns(cfg, nLayers, dense)
+    : windows.map(() => ({ name: 'mlp', spec: { ...dense } }));
 
   const layers: LayerSpec[] = windows.map((window, index) => {
     const mixer: AttentionSpec = {
@@ -119,8 +129,8 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
       index,
       mixerName: window === null ? 'full_attention' : 'sliding_attention',
       mixer,
-      ffnName: 'mlp',
-      ffn: { kind: 'mlp', hidden, act, gated: true, bias: mlpBias },
+      ffnName: ffns[index].name,
+      ffn: ffns[index].spec,
     };
   });
   return {
@@ -205,7 +215,46 @@ export const DECODER_FAMILIES: Readonly<Record<string, DecoderFamily>> = {
     qkNorm: true,
     windows: qwen3Windows,
   },
+  mixtral: {
+    family: 'mixtral',
+    kvHeadsWhenAbsent: 8,
+    headDimWhenAbsent: null,
+    maxPositions: 4096 * 32,
+    rmsEps: 1e-5,
+    theta: 1e6,
+    attentionBiasKey: false,
+    mlpBiasKey: false,
+    qkNorm: false,
+    // MixtralConfig, unlike MistralConfig, has no window when the key is absent.
+    windows: (cfg, layers) => Array(layers).fill(positiveWindow(cfg, 'sliding_window', null)),
+    ffns: mixtralFfns,
+    weightName: mixtralWeightName,
+  },
+  qwen3_moe: {
+    family: 'qwen3_moe',
+    kvHeadsWhenAbsent: 4,
+    headDimWhenAbsent: null,
+    maxPositions: 32768,
+    rmsEps: 1e-6,
+    theta: 10000,
+    attentionBiasKey: true,
+    mlpBiasKey: false,
+    qkNorm: true,
+    // Qwen3MoeConfig applies sliding_window to every layer when use_sliding_window is set; it
+    // has no max_window_layers (older configs still carry one, which nothing reads).
+    windows: (cfg, layers) => {
+      cfg.ignore('max_window_layers');
+      const size = positiveWindow(cfg, 'sliding_window', 4096);
+      return Array(layers).fill(cfg.bool('use_sliding_window', false) ? size : null);
+    },
+    ffns: qwen3MoeFfns,
+  },
 };
+
+/** Canonical tensor name → the family's checkpoint name (most families keep the canonical one). */
+export function decoderWeightName(modelType: string, canonical: string): string {
+  return DECODER_FAMILIES[modelType]?.weightName?.(canonical) ?? canonical;
+}
 
 export function importDecoder(cfg: ConfigReader, modelType: string, name: string): ModelIR {
   const f = DECODER_FAMILIES[modelType];

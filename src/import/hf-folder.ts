@@ -38,14 +38,20 @@ export async function readHfConfig(dir: string): Promise<unknown> {
 export async function importHfFolder(dir: string): Promise<HfFolder> {
   const name = basename(resolve(dir));
   const config = await readHfConfig(dir);
-  const { model, weightMap } = importHfConfig(config as object, name);
+  const { model, weightMap, storedShapes } = importHfConfig(config as object, name);
   const tensors = expectedTensors(model);
   const source = await openSafetensors(dir);
   try {
-    checkTensors(tensors, weightMap, source.listTensors(), dir, (unused) =>
-      model.tieEmbeddings && unused.includes(LM_HEAD)
-        ? ` (config.json has tie_word_embeddings, so '${LM_HEAD}' would be ignored)`
-        : '',
+    checkTensors(
+      tensors,
+      weightMap,
+      source.listTensors(),
+      dir,
+      (unused) =>
+        model.tieEmbeddings && unused.includes(LM_HEAD)
+          ? ` (config.json has tie_word_embeddings, so '${LM_HEAD}' would be ignored)`
+          : '',
+      storedShapes,
     );
   } catch (e) {
     await source.close();

@@ -5,17 +5,26 @@
 import type { ModelIR } from '../spec/model.ts';
 import { ConfigReader, isConfigObject, show } from './config-reader.ts';
 import { unsupportedMessage } from './families.ts';
-import { DECODER_FAMILIES, importDecoder } from './hf-decoder.ts';
+import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
+import { SSM_FAMILIES } from './hf-ssm.ts';
 import { expectedTensors } from './names.ts';
 
 export interface HfImport {
   model: ModelIR;
   /** Canonical strata tensor name → tensor name in the HF checkpoint. */
   weightMap: Record<string, string>;
+  /**
+   * Canonical name → the checkpoint's shape where it stores the same elements in another
+   * shape (HF conv weights [C, 1, K] for strata's [C, K]); absent names match exactly.
+   */
+  storedShapes: Record<string, number[]>;
 }
 
-export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.keys(DECODER_FAMILIES);
+export const SUPPORTED_MODEL_TYPES: readonly string[] = [
+  ...Object.keys(DECODER_FAMILIES),
+  ...Object.keys(SSM_FAMILIES),
+];
 
 /** `source` names the checkpoint in messages and becomes the model's name. */
 export function importHfConfig(config: object, source: string): HfImport {
@@ -27,7 +36,7 @@ export function importHfConfig(config: object, source: string): HfImport {
   }
   const unsupported = unsupportedMessage(modelType);
   if (unsupported) throw new Error(`${where}: ${unsupported}`);
-  if (!Object.hasOwn(DECODER_FAMILIES, modelType)) {
+  if (!SUPPORTED_MODEL_TYPES.includes(modelType)) {
     throw new Error(
       `${where}: model_type '${modelType}' is not known to strata (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`,
     );
@@ -42,9 +51,16 @@ export function importHfConfig(config: object, source: string): HfImport {
 
   const cfg = new ConfigReader(config, where);
   cfg.ignore('model_type');
+  if (Object.hasOwn(SSM_FAMILIES, modelType)) {
+    const imported = SSM_FAMILIES[modelType](cfg, source);
+    cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
+    return imported;
+  }
   const model = importDecoder(cfg, modelType, source);
   cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
-  // These families store every tensor under strata's canonical (HF Llama) name.
-  const weightMap = Object.fromEntries(expectedTensors(model).map((t) => [t.name, t.name]));
-  return { model, weightMap };
+  // These families store every tensor under strata's canonical (HF Llama) name, or rename a few.
+  const weightMap = Object.fromEntries(
+    expectedTensors(model).map((t) => [t.name, decoderWeightName(modelType, t.name)]),
+  );
+  return { model, weightMap, storedShapes: {} };
 }

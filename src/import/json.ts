@@ -47,6 +47,13 @@ export function parsePythonJson(text: string, source: string): unknown {
         const lit = value.slice(SENTINEL.length);
         return LITERALS.find(([l]) => l === lit)?.[1];
       }
+      // transformers 5 writes non-finite floats as {"__float__": "Infinity"}.
+      if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+        const keys = Object.keys(value);
+        const lit = (value as Record<string, unknown>).__float__;
+        const hit = LITERALS.find(([l]) => l === lit);
+        if (keys.length === 1 && keys[0] === '__float__' && hit) return hit[1];
+      }
       return value;
     });
   } catch (e) {

@@ -3,7 +3,18 @@
  * naming. The single source of truth for the lowering, the random initialiser,
  * the importers' name maps and the bundle's tensor list.
  */
-import type { AttentionSpec, LayerSpec, MlpSpec, ModelIR } from '../spec/model.ts';
+import type {
+  AttentionSpec,
+  LayerSpec,
+  Mamba1Spec,
+  Mamba2Spec,
+  MixerKind,
+  MixerSpec,
+  MlpSpec,
+  ModelIR,
+  MoeSpec,
+  ShortConvSpec,
+} from '../spec/model.ts';
 
 export interface TensorSpec {
   name: string;
@@ -29,6 +40,52 @@ export function attentionNames(i: number) {
   };
 }
 
+/** Mamba-1 mixer tensors (HF MambaMixer's names under `mixer`); the conv weight is [channels, kernel]. */
+export function mamba1Names(i: number) {
+  const p = `${layerPrefix(i)}.mixer`;
+  return {
+    norm: `${layerPrefix(i)}.input_layernorm`,
+    inProj: `${p}.in_proj`,
+    conv: `${p}.conv1d`,
+    xProj: `${p}.x_proj`,
+    dtProj: `${p}.dt_proj`,
+    outProj: `${p}.out_proj`,
+    aLog: `${p}.A_log`,
+    d: `${p}.D`,
+    /** Jamba's inner RMSNorms. */
+    dtNorm: `${p}.dt_layernorm`,
+    bNorm: `${p}.b_layernorm`,
+    cNorm: `${p}.c_layernorm`,
+  };
+}
+
+/** Mamba-2 mixer tensors (HF Mamba2Mixer's names under `mixer`). */
+export function mamba2Names(i: number) {
+  const p = `${layerPrefix(i)}.mixer`;
+  return {
+    norm: `${layerPrefix(i)}.input_layernorm`,
+    inProj: `${p}.in_proj`,
+    conv: `${p}.conv1d`,
+    outProj: `${p}.out_proj`,
+    aLog: `${p}.A_log`,
+    d: `${p}.D`,
+    dtBias: `${p}.dt_bias`,
+    /** The gated RMSNorm's weight. */
+    gateNorm: `${p}.norm`,
+  };
+}
+
+/** LFM2 short-conv mixer tensors under `mixer`. */
+export function shortConvNames(i: number) {
+  const p = `${layerPrefix(i)}.mixer`;
+  return {
+    norm: `${layerPrefix(i)}.input_layernorm`,
+    inProj: `${p}.in_proj`,
+    conv: `${p}.conv1d`,
+    outProj: `${p}.out_proj`,
+  };
+}
+
 export function mlpNames(i: number) {
   const p = `${layerPrefix(i)}.mlp`;
   return {
@@ -36,6 +93,32 @@ export function mlpNames(i: number) {
     gate: `${p}.gate_proj`,
     up: `${p}.up_proj`,
     down: `${p}.down_proj`,
+  };
+}
+
+/**
+ * MoE FFN tensors under `mlp` (HF Qwen2/3-MoE naming, which transformers 5 also uses for Mixtral):
+ * the router is `gate`, routed expert e is `experts.{e}.{gate,up,down}_proj`, the shared experts
+ * are one MLP `shared_expert` with its sigmoid gate `shared_expert_gate` [1, dim].
+ */
+export function moeNames(i: number) {
+  const p = `${layerPrefix(i)}.mlp`;
+  return {
+    norm: `${layerPrefix(i)}.post_attention_layernorm`,
+    router: `${p}.gate`,
+    /** DeepSeek-V3's selection-only bias (a buffer of its router). */
+    correctionBias: `${p}.gate.e_score_correction_bias`,
+    expert: (e: number) => ({
+      gate: `${p}.experts.${e}.gate_proj`,
+      up: `${p}.experts.${e}.up_proj`,
+      down: `${p}.experts.${e}.down_proj`,
+    }),
+    shared: {
+      gate: `${p}.shared_expert.gate_proj`,
+      up: `${p}.shared_expert.up_proj`,
+      down: `${p}.shared_expert.down_proj`,
+    },
+    sharedGate: `${p}.shared_expert_gate`,
   };
 }
 
@@ -71,6 +154,76 @@ function attentionTensors(model: ModelIR, i: number, a: AttentionSpec): TensorSp
   ];
 }
 
+function mamba1Tensors(model: ModelIR, i: number, m: Mamba1Spec): TensorSpec[] {
+  const n = mamba1Names(i);
+  const xCols = m.dtRank + 2 * m.dState;
+  return [
+    ...normTensors(model, n.norm, model.dim),
+    ...linear(n.inProj, 2 * m.dInner, model.dim, m.projBias),
+    ...linear(n.conv, m.dInner, m.dConv, m.convBias),
+    ...linear(n.xProj, xCols, m.dInner, false),
+    ...(m.innerNorms
+      ? [
+          { name: `${n.dtNorm}.weight`, shape: [m.dtRank] },
+          { name: `${n.bNorm}.weight`, shape: [m.dState] },
+          { name: `${n.cNorm}.weight`, shape: [m.dState] },
+        ]
+      : []),
+    // HF's dt_proj always has a bias (it carries the dt initialisation).
+    ...linear(n.dtProj, m.dInner, m.dtRank, true),
+    { name: n.aLog, shape: [m.dInner, m.dState] },
+    { name: n.d, shape: [m.dInner] },
+    ...linear(n.outProj, model.dim, m.dInner, m.projBias),
+  ];
+}
+
+/** Mamba-2 widths: the inner width, the conv channels (x, B, C) and in_proj's rows (z, xBC, dt). */
+export function mamba2Widths(m: Mamba2Spec): { inner: number; conv: number; inProj: number } {
+  const inner = m.heads * m.headDim;
+  const conv = inner + 2 * m.groups * m.dState;
+  return { inner, conv, inProj: inner + conv + m.heads };
+}
+
+function mamba2Tensors(model: ModelIR, i: number, m: Mamba2Spec): TensorSpec[] {
+  const n = mamba2Names(i);
+  const w = mamba2Widths(m);
+  return [
+    ...normTensors(model, n.norm, model.dim),
+    ...linear(n.inProj, w.inProj, model.dim, m.projBias),
+    ...linear(n.conv, w.conv, m.dConv, m.convBias),
+    { name: n.dtBias, shape: [m.heads] },
+    { name: n.aLog, shape: [m.heads] },
+    { name: n.d, shape: [m.heads] },
+    { name: `${n.gateNorm}.weight`, shape: [w.inner] },
+    ...linear(n.outProj, model.dim, w.inner, m.projBias),
+  ];
+}
+
+function shortConvTensors(model: ModelIR, i: number, m: ShortConvSpec): TensorSpec[] {
+  const n = shortConvNames(i);
+  return [
+    ...normTensors(model, n.norm, model.dim),
+    ...linear(n.inProj, 3 * model.dim, model.dim, m.bias),
+    ...linear(n.conv, model.dim, m.lCache, m.bias),
+    ...linear(n.outProj, model.dim, model.dim, m.bias),
+  ];
+}
+
+type ByMixerKind<R> = {
+  [K in MixerKind]: (model: ModelIR, i: number, m: Extract<MixerSpec, { kind: K }>) => R;
+};
+
+function byMixerKind<R>(table: ByMixerKind<R>, model: ModelIR, i: number, m: MixerSpec): R {
+  return (table[m.kind] as (model: ModelIR, i: number, m: MixerSpec) => R)(model, i, m);
+}
+
+const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
+  attention: attentionTensors,
+  mamba1: mamba1Tensors,
+  mamba2: mamba2Tensors,
+  shortconv: shortConvTensors,
+};
+
 function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
   const n = mlpNames(i);
   return [
@@ -81,9 +234,37 @@ function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
   ];
 }
 
+/** The gate (when gated), up and down projections of one MLP under `names`' prefixes. */
+function mlpProjections(
+  model: ModelIR,
+  n: { gate: string; up: string; down: string },
+  f: MlpSpec,
+): TensorSpec[] {
+  return [
+    ...(f.gated ? linear(n.gate, f.hidden, model.dim, f.bias) : []),
+    ...linear(n.up, f.hidden, model.dim, f.bias),
+    ...linear(n.down, model.dim, f.hidden, f.bias),
+  ];
+}
+
+function moeTensors(model: ModelIR, i: number, f: MoeSpec): TensorSpec[] {
+  const n = moeNames(i);
+  const out = [
+    ...normTensors(model, n.norm, model.dim),
+    ...linear(n.router, f.experts, model.dim, f.router.bias),
+  ];
+  if (f.router.correctionBias) out.push({ name: n.correctionBias, shape: [f.experts] });
+  for (let e = 0; e < f.experts; e++) out.push(...mlpProjections(model, n.expert(e), f.expert));
+  if (f.shared) out.push(...mlpProjections(model, n.shared, f.shared));
+  if (f.sharedGate) out.push({ name: `${n.sharedGate}.weight`, shape: [1, model.dim] });
+  return out;
+}
+
 export function layerTensors(model: ModelIR, layer: LayerSpec): TensorSpec[] {
-  const out = attentionTensors(model, layer.index, layer.mixer);
-  if (layer.ffn) out.push(...mlpTensors(model, layer.index, layer.ffn));
+  // A layer without a mixer (Nemotron-H's MLP layers) has neither its tensors nor its pre-norm.
+  const out = layer.mixer ? byMixerKind(MIXER_TENSORS, model, layer.index, layer.mixer) : [];
+  if (layer.ffn?.kind === 'moe') out.push(...moeTensors(model, layer.index, layer.ffn));
+  else if (layer.ffn) out.push(...mlpTensors(model, layer.index, layer.ffn));
   return out;
 }
 
@@ -102,9 +283,8 @@ export interface NormWeightNames {
   bias: string | null;
 }
 
-/** Full tensor names of one layer; null where the model has no such tensor. */
-export interface LayerWeightNames {
-  inputNorm: NormWeightNames;
+/** Full tensor names of an attention mixer; null where the model has no such tensor. */
+export interface AttentionWeightNames {
   q: string;
   k: string;
   v: string;
@@ -115,6 +295,55 @@ export interface LayerWeightNames {
   oBias: string | null;
   qNorm: string | null;
   kNorm: string | null;
+}
+
+export interface Mamba1WeightNames {
+  inProj: string;
+  inProjBias: string | null;
+  conv: string;
+  convBias: string | null;
+  xProj: string;
+  dtProj: string;
+  dtProjBias: string;
+  aLog: string;
+  d: string;
+  outProj: string;
+  outProjBias: string | null;
+  /** Jamba's inner norms on dt, B and C. */
+  innerNorms: { dt: string; b: string; c: string } | null;
+}
+
+export interface Mamba2WeightNames {
+  inProj: string;
+  inProjBias: string | null;
+  conv: string;
+  convBias: string | null;
+  dtBias: string;
+  aLog: string;
+  d: string;
+  gateNorm: string;
+  outProj: string;
+  outProjBias: string | null;
+}
+
+export interface ShortConvWeightNames {
+  inProj: string;
+  inProjBias: string | null;
+  conv: string;
+  convBias: string | null;
+  outProj: string;
+  outProjBias: string | null;
+}
+
+/** The mixer's names; which interface it is follows the layer's mixer kind. */
+export type MixerWeightNames =
+  AttentionWeightNames | Mamba1WeightNames | Mamba2WeightNames | ShortConvWeightNames;
+
+/** Full tensor names of one layer; null where the model has no such tensor. */
+export interface LayerWeightNames {
+  /** The mixer's pre-norm and tensors; null for a layer without a mixer. */
+  inputNorm: NormWeightNames | null;
+  mixer: MixerWeightNames | null;
   /** Present when the layer has an FFN. */
   ffn: {
     norm: NormWeightNames;
@@ -126,6 +355,29 @@ export interface LayerWeightNames {
     upBias: string | null;
     downBias: string | null;
   } | null;
+  /** Present when the layer's FFN is a mixture of experts (ffn is then null). */
+  moe: MoeWeightNames | null;
+}
+
+export interface MlpWeightNames {
+  /** null for an ungated MLP. */
+  gate: string | null;
+  up: string;
+  down: string;
+  gateBias: string | null;
+  upBias: string | null;
+  downBias: string | null;
+}
+
+export interface MoeWeightNames {
+  norm: NormWeightNames;
+  router: string;
+  routerBias: string | null;
+  correctionBias: string | null;
+  /** One entry per routed expert. */
+  experts: MlpWeightNames[];
+  shared: MlpWeightNames | null;
+  sharedGate: string | null;
 }
 
 function normWeightNames(model: ModelIR, prefix: string): NormWeightNames {
@@ -135,17 +387,98 @@ function normWeightNames(model: ModelIR, prefix: string): NormWeightNames {
   };
 }
 
+const w = (p: string) => `${p}.weight`;
+const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
+
+const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
+  attention: (_model, i, a: AttentionSpec) => {
+    const n = attentionNames(i);
+    return {
+      q: w(n.q),
+      k: w(n.k),
+      v: w(n.v),
+      o: w(n.o),
+      qBias: b(n.q, a.qkvBias),
+      kBias: b(n.k, a.qkvBias),
+      vBias: b(n.v, a.qkvBias),
+      oBias: b(n.o, a.outBias),
+      qNorm: a.qkNorm ? w(n.qNorm) : null,
+      kNorm: a.qkNorm ? w(n.kNorm) : null,
+    };
+  },
+  mamba1: (_model, i, m: Mamba1Spec) => {
+    const n = mamba1Names(i);
+    return {
+      inProj: w(n.inProj),
+      inProjBias: b(n.inProj, m.projBias),
+      conv: w(n.conv),
+      convBias: b(n.conv, m.convBias),
+      xProj: w(n.xProj),
+      dtProj: w(n.dtProj),
+      dtProjBias: `${n.dtProj}.bias`,
+      aLog: n.aLog,
+      d: n.d,
+      outProj: w(n.outProj),
+      outProjBias: b(n.outProj, m.projBias),
+      innerNorms: m.innerNorms ? { dt: w(n.dtNorm), b: w(n.bNorm), c: w(n.cNorm) } : null,
+    };
+  },
+  mamba2: (_model, i, m: Mamba2Spec) => {
+    const n = mamba2Names(i);
+    return {
+      inProj: w(n.inProj),
+      inProjBias: b(n.inProj, m.projBias),
+      conv: w(n.conv),
+      convBias: b(n.conv, m.convBias),
+      dtBias: n.dtBias,
+      aLog: n.aLog,
+      d: n.d,
+      gateNorm: w(n.gateNorm),
+      outProj: w(n.outProj),
+      outProjBias: b(n.outProj, m.projBias),
+    };
+  },
+  shortconv: (_model, i, m: ShortConvSpec) => {
+    const n = shortConvNames(i);
+    return {
+      inProj: w(n.inProj),
+      inProjBias: b(n.inProj, m.bias),
+      conv: w(n.conv),
+      convBias: b(n.conv, m.bias),
+      outProj: w(n.outProj),
+      outProjBias: b(n.outProj, m.bias),
+    };
+  },
+};
+
 /** Structured full names of layer i (derived from the same prefixes as layerTensors). */
 export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
   const layer = model.layers[i];
   if (!layer)
     throw new Error(`model '${model.name}' has no layer ${i} (it has ${model.layers.length})`);
-  const a = layer.mixer;
-  const n = attentionNames(i);
-  const w = (p: string) => `${p}.weight`;
-  const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
   let ffn: LayerWeightNames['ffn'] = null;
-  if (layer.ffn) {
+  let moe: MoeWeightNames | null = null;
+  if (layer.ffn?.kind === 'moe') {
+    const f = layer.ffn;
+    const m = moeNames(i);
+    const mlp = (n: { gate: string; up: string; down: string }, s: MlpSpec): MlpWeightNames => ({
+      gate: s.gated ? w(n.gate) : null,
+      up: w(n.up),
+      down: w(n.down),
+      gateBias: b(n.gate, s.gated && s.bias),
+      upBias: b(n.up, s.bias),
+      downBias: b(n.down, s.bias),
+    });
+    moe = {
+      norm: normWeightNames(model, m.norm),
+      router: w(m.router),
+      routerBias: b(m.router, f.router.bias),
+      correctionBias: f.router.correctionBias ? m.correctionBias : null,
+      experts: Array.from({ length: f.experts }, (_, e) => mlp(m.expert(e), f.expert)),
+      shared: f.shared ? mlp(m.shared, f.shared) : null,
+      sharedGate: f.sharedGate ? w(m.sharedGate) : null,
+    };
+  } else if (layer.ffn) {
     const f = layer.ffn;
     const m = mlpNames(i);
     ffn = {
@@ -159,18 +492,11 @@ export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
     };
   }
   return {
-    inputNorm: normWeightNames(model, n.norm),
-    q: w(n.q),
-    k: w(n.k),
-    v: w(n.v),
-    o: w(n.o),
-    qBias: b(n.q, a.qkvBias),
-    kBias: b(n.k, a.qkvBias),
-    vBias: b(n.v, a.qkvBias),
-    oBias: b(n.o, a.outBias),
-    qNorm: a.qkNorm ? w(n.qNorm) : null,
-    kNorm: a.qkNorm ? w(n.kNorm) : null,
+    // Every mixer kind's pre-norm is input_layernorm.
+    inputNorm: layer.mixer ? normWeightNames(model, attentionNames(i).norm) : null,
+    mixer: layer.mixer ? byMixerKind(MIXER_NAMES, model, i, layer.mixer) : null,
     ffn,
+    moe,
   };
 }
 

@@ -1,9 +1,17 @@
 /**
- * Elementwise ops: residual add, activation, gated linear unit and softcap.
+ * Elementwise ops: residual add, product, activation, gated linear unit and softcap.
  * Each works on `rows × width` contiguous f32 values, rows being T (or L for
  * softcap on logits), so the references only need the element count.
  */
-import type { ActAttrs, AddAttrs, Cost, GluAttrs, SoftcapAttrs, StepShape } from '../graph/ops.ts';
+import type {
+  ActAttrs,
+  AddAttrs,
+  Cost,
+  GluAttrs,
+  MulAttrs,
+  SoftcapAttrs,
+  StepShape,
+} from '../graph/ops.ts';
 import { activate } from './math.ts';
 import { f32, type Arrays, type OpReference } from './types.ts';
 
@@ -29,6 +37,18 @@ export const add: OpReference<AddAttrs> = {
     const y = rowsOf(inputs, 'b', n);
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = x[i] + y[i];
+    return { out };
+  },
+  cost: (a, step) => streamCost(step.T * a.width, 1, 2),
+};
+
+export const mul: OpReference<MulAttrs> = {
+  reference(a, inputs, step) {
+    const n = step.T * a.width;
+    const x = rowsOf(inputs, 'a', n);
+    const y = rowsOf(inputs, 'b', n);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = x[i] * y[i];
     return { out };
   },
   cost: (a, step) => streamCost(step.T * a.width, 1, 2),

@@ -4,10 +4,13 @@ import type { OpReference } from './types.ts';
 import { matmul } from './matmul.ts';
 import { attention, kvWrite } from './attention.ts';
 import { rope } from './rope.ts';
-import { norm } from './norm.ts';
+import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
-import { act, add, glu, softcap } from './elementwise.ts';
+import { act, add, glu, mul, softcap } from './elementwise.ts';
+import { conv1d } from './conv1d.ts';
+import { selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
+import { moeCombine, moeGroup, moeMatmul, moeRoute } from './moe.ts';
 
 type Registry = { [K in OpName]: OpReference<Extract<OpAttrs, { op: K }>> };
 
@@ -23,6 +26,15 @@ export const references: Registry = {
   glu,
   softcap,
   sample,
+  mul,
+  conv1d,
+  selective_scan: selectiveScan,
+  ssd,
+  gated_norm: gatedNorm,
+  moe_route: moeRoute,
+  moe_group: moeGroup,
+  moe_matmul: moeMatmul,
+  moe_combine: moeCombine,
 };
 
 export function referenceFor<A extends OpAttrs>(a: A): OpReference<A> {

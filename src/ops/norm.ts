@@ -2,9 +2,10 @@
  * RMSNorm and LayerNorm over rows of width `width`, in groups of `group`
  * elements: a plain norm has group = width; qk-norm normalises each head
  * separately (group = headDim) with one [headDim] weight shared by all heads.
+ * Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the whole row.
  */
-import type { Cost, NormAttrs, StepShape } from '../graph/ops.ts';
-import { normalizeRow } from './math.ts';
+import type { Cost, GatedNormAttrs, NormAttrs, StepShape } from '../graph/ops.ts';
+import { activate, normalizeRow } from './math.ts';
 import { f32, type OpReference } from './types.ts';
 
 /** Throws unless width is a whole number of groups. */
@@ -42,5 +43,48 @@ export const norm: OpReference<NormAttrs> = {
     const perElem = a.norm.kind === 'layer' ? (a.norm.bias ? 7 : 6) : 4;
     const params = a.group * 4 * (normHasBias(a) ? 2 : 1);
     return { flops: n * perElem, bytesRead: n * 4 + params, bytesWritten: n * 4 };
+  },
+};
+
+export function checkGatedNormAttrs(a: GatedNormAttrs): void {
+  if (!Number.isInteger(a.group) || a.group < 1)
+    throw new Error(`gated_norm: group must be a positive integer, got ${a.group}`);
+  if (!Number.isInteger(a.width) || a.width % a.group !== 0)
+    throw new Error(`gated_norm: width ${a.width} is not a multiple of group ${a.group}`);
+}
+
+/**
+ * HF MambaRMSNormGated with group_size (norm_before_gate=False): v = x · silu(z), each group
+ * of `group` elements scaled by 1/sqrt(mean(v²) + eps), times w (one weight per element of
+ * the row, not per group element). f64 accumulation.
+ */
+export const gatedNorm: OpReference<GatedNormAttrs> = {
+  reference(a, inputs, step) {
+    checkGatedNormAttrs(a);
+    const n = step.T * a.width;
+    const x = f32(inputs, 'x');
+    const z = f32(inputs, 'z');
+    const w = f32(inputs, 'w');
+    if (x.length < n || z.length < n)
+      throw new Error(`gated_norm: x and z need ${n} elements, have ${x.length} and ${z.length}`);
+    if (w.length < a.width) throw new Error(`gated_norm: w needs ${a.width} elements`);
+    const out = new Float32Array(n);
+    const v = new Float64Array(a.group);
+    for (let g0 = 0; g0 < n; g0 += a.group) {
+      let ss = 0;
+      for (let i = 0; i < a.group; i++) {
+        v[i] = x[g0 + i] * activate('silu', z[g0 + i]);
+        ss += v[i] * v[i];
+      }
+      const inv = 1 / Math.sqrt(ss / a.group + a.eps);
+      const col = g0 % a.width;
+      for (let i = 0; i < a.group; i++) out[g0 + i] = v[i] * inv * w[col + i];
+    }
+    return { out };
+  },
+  cost(a: GatedNormAttrs, step: StepShape): Cost {
+    const n = step.T * a.width;
+    // silu (~4) and the gate product, square-accumulate, two scale products.
+    return { flops: n * 9, bytesRead: 8 * n + 4 * a.width, bytesWritten: 4 * n };
   },
 };

@@ -4,6 +4,7 @@
  * folding elementwise work into the matmul that feeds or follows it:
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
  *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
+ *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
  *   activation       act(matmul) → matmul epilogue
  *   residual         x + matmul(...) → matmul epilogue
  *   norm-prologue    norm → every matmul consuming it computes the norm itself
@@ -157,6 +158,42 @@ export function fuseGatedMlp(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+/**
+ * mul(x Wa, x Wb) → one gated matmul without activation over the concatenated weight. LFM2's
+ * short conv multiplies two row ranges of its in_proj (B and x) this way.
+ */
+export function fuseGatedMul(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const mul of r.live().filter((n) => n.attrs.op === 'mul')) {
+    const a = r.producer(mul.inputs.a);
+    const b = r.producer(mul.inputs.b);
+    if (!isPlain(a) || !isPlain(b) || a === b || a.inputs.x !== b.inputs.x) continue;
+    if (a.attrs.N !== b.attrs.N || a.attrs.K !== b.attrs.K || a.attrs.bias !== b.attrs.bias)
+      continue;
+    if (!r.soleConsumer(a.outputs.out) || !r.soleConsumer(b.outputs.out)) continue;
+    const attrs: MatmulAttrs = { ...a.attrs, gated: true, act: null };
+    if (!fits(attrs, caps)) continue;
+    const name = (m: Matmul, k: 'w' | 'bias') => g.tensors[m.inputs[k]].name;
+    const inputs: Record<string, number> = {
+      x: a.inputs.x,
+      w: r.param(`${name(a, 'w')}*${name(b, 'w')}`, [2 * attrs.N, attrs.K], {
+        kind: 'concat',
+        parts: [r.source(a.inputs.w), r.source(b.inputs.w)],
+      }),
+    };
+    if (attrs.bias) {
+      inputs.bias = r.param(`${name(a, 'bias')}*${name(b, 'bias')}`, [2 * attrs.N], {
+        kind: 'concat',
+        parts: [biasSource(r, a), biasSource(r, b)],
+      });
+    }
+    r.replace(a, attrs, inputs, { out: mul.outputs.out }, `${mul.label} (projections fused)`);
+    r.remove(b);
+    r.remove(mul);
+  }
+  return r.finish();
+}
+
 export function fuseActivation(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const a of r.live().filter((n) => n.attrs.op === 'act')) {
@@ -234,6 +271,7 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
 export const FUSION_PASSES = [
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
+  { name: 'gated-mul', run: fuseGatedMul },
   { name: 'activation', run: fuseActivation },
   { name: 'residual', run: fuseResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },

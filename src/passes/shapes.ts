@@ -64,6 +64,62 @@ export function checkShapes(g: Graph): void {
       case 'sample':
         expect(g, n, 'logits', ['L', a.vocab]);
         break;
+      case 'mul':
+        expect(g, n, 'a', ['T', a.width]);
+        expect(g, n, 'b', ['T', a.width]);
+        break;
+      case 'conv1d':
+        expect(g, n, 'x', ['T', a.channels]);
+        expect(g, n, 'w', [a.channels, a.kernel]);
+        if (a.bias) expect(g, n, 'bias', [a.channels]);
+        expect(g, n, 'state', [a.kernel - 1, a.channels]);
+        break;
+      case 'selective_scan':
+        for (const k of ['x', 'dt', 'z']) expect(g, n, k, ['T', a.dInner]);
+        for (const k of ['b', 'c']) expect(g, n, k, ['T', a.dState]);
+        expect(g, n, 'aLog', [a.dInner, a.dState]);
+        expect(g, n, 'd', [a.dInner]);
+        expect(g, n, 'state', [a.dInner, a.dState]);
+        break;
+      case 'ssd':
+        expect(g, n, 'x', ['T', a.heads * a.headDim]);
+        expect(g, n, 'dt', ['T', a.heads]);
+        for (const k of ['dtBias', 'aLog', 'd']) expect(g, n, k, [a.heads]);
+        for (const k of ['b', 'c']) expect(g, n, k, ['T', a.groups * a.dState]);
+        expect(g, n, 'state', [a.heads, a.headDim, a.dState]);
+        break;
+      case 'gated_norm':
+        expect(g, n, 'x', ['T', a.width]);
+        expect(g, n, 'z', ['T', a.width]);
+        expect(g, n, 'w', [a.width]);
+        break;
+      case 'moe_route':
+        expect(g, n, 'logits', ['T', a.experts]);
+        expect(g, n, 'load', [a.experts]);
+        if (a.correctionBias) expect(g, n, 'bias', [a.experts]);
+        break;
+      case 'moe_group':
+        expect(g, n, 'ids', ['T', a.topK]);
+        break;
+      case 'moe_matmul': {
+        const rows = a.gated ? 2 * a.N : a.N;
+        expect(g, n, 'x', a.input === 'token' ? ['T', a.K] : ['T', a.topK, a.K]);
+        expect(g, n, 'w', [a.expertCount, rows, a.K]);
+        if (a.bias) expect(g, n, 'bias', [a.expertCount, rows]);
+        expect(g, n, 'ids', ['T', a.topK]);
+        if (a.grouped) {
+          expect(g, n, 'offsets', [a.experts + 1]);
+          expect(g, n, 'order', ['T', a.topK]);
+        }
+        break;
+      }
+      case 'moe_combine':
+        expect(g, n, 'y', ['T', a.topK, a.width]);
+        expect(g, n, 'weights', ['T', a.topK]);
+        if (a.residual) expect(g, n, 'residual', ['T', a.width]);
+        if (a.shared) expect(g, n, 'shared', ['T', a.width]);
+        if (a.sharedGate) expect(g, n, 'sharedGate', ['T', 1]);
+        break;
     }
   }
 }

@@ -9,6 +9,7 @@ import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import { tensorBytes } from '../graph/ir.ts';
 import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { Rewriter } from './rewrite.ts';
+import type { MoeMatmulAttrs } from '../graph/ops.ts';
 
 export function bindingLimit(caps: DeviceCaps): number {
   return Math.min(caps.maxStorageBindingBytes, caps.maxBufferBytes);
@@ -47,6 +48,10 @@ export function splitOversizeParams(g: Graph, { caps }: { caps: DeviceCaps }): G
       });
     for (const user of r.consumers(t.id)) {
       const a = user.attrs;
+      if (a.op === 'moe_matmul' && user.inputs.w === t.id) {
+        splitExperts(r, g, user, a, limit);
+        continue;
+      }
       if (a.op === 'matmul' && !a.gated && !a.ropeKv && user.inputs.w === t.id) {
         let prev: GraphNode = user;
         parts.forEach((c, i) => {
@@ -105,4 +110,61 @@ export function splitOversizeParams(g: Graph, { caps }: { caps: DeviceCaps }): G
     }
   }
   return r.finish();
+}
+
+/**
+ * Expert weights [experts, rows, cols] over the limit: one moe_matmul per range of whole experts,
+ * each computing only its experts' pairs and filling their rows of the shared output.
+ */
+function splitExperts(
+  r: Rewriter,
+  g: Graph,
+  user: GraphNode,
+  a: MoeMatmulAttrs,
+  limit: number,
+): void {
+  const w = g.tensors[user.inputs.w];
+  const [E, R, K] = w.shape as number[];
+  const per = Math.floor(limit / (R * K * 4));
+  if (per < 1) {
+    throw new Error(
+      `expert weights ${w.name}: one expert's ${R} x ${K} f32 exceed the binding limit of ${limit} bytes`,
+    );
+  }
+  const bias = a.bias ? g.tensors[user.inputs.bias] : null;
+  let prev = user;
+  for (let e0 = 0; e0 < E; e0 += per) {
+    const n = Math.min(per, E - e0);
+    const inputs: Record<string, number> = {
+      ...user.inputs,
+      w: r.param(`${w.name}#experts${e0}`, [n, R, K], {
+        kind: 'rows',
+        of: w.source!,
+        start: e0 * R,
+        count: n * R,
+        cols: K,
+      }),
+    };
+    if (bias) {
+      inputs.bias = r.param(`${bias.name}#experts${e0}`, [n, R], {
+        kind: 'rows',
+        of: bias.source!,
+        start: e0,
+        count: n,
+        cols: R,
+      });
+    }
+    const attrs: MoeMatmulAttrs = { ...a, expertStart: a.expertStart + e0, expertCount: n };
+    const label = `${user.label} [experts ${attrs.expertStart}..${attrs.expertStart + n})`;
+    if (e0 === 0) prev = r.replace(user, attrs, inputs, user.outputs, label);
+    else {
+      prev = r.insertAfter(prev, {
+        attrs,
+        inputs: { ...inputs, out: user.outputs.out },
+        outputs: user.outputs,
+        layer: user.layer,
+        label,
+      });
+    }
+  }
 }

@@ -10,7 +10,8 @@ import type { Env, Family, Kind, KindContext } from './kind.ts';
 import { FFNS, MIXERS } from './kinds/index.ts';
 import { assertModel } from './load-data.ts';
 import { parseSpec } from './load.ts';
-import type { LayerSpec, ModelIR } from './model.ts';
+import type { LayerSpec, MixerSpec, ModelIR } from './model.ts';
+import { NO_MIXER } from './resolve.ts';
 import { modelSettings, type ModelSettings } from './settings.ts';
 
 const WIDTH = 100;
@@ -285,13 +286,25 @@ function printUnchecked(model: ModelIR): string {
     out.push(head + render(a.value, '  ', head.length));
   }
 
-  const mixers = plans(
+  const mixers: Map<string, BlockPlan<MixerSpec | null>> = plans(
     model.layers,
-    (l) => ({ name: l.mixerName, spec: l.mixer }),
+    (l) => (l.mixer ? { name: l.mixerName, spec: l.mixer } : null),
     'mixer',
     MIXERS,
     ctx,
   );
+  // Layers without a mixer use a `mixer NAME = none` definition (printed as the bare kind none).
+  for (const l of model.layers) {
+    if (l.mixer === null && !mixers.has(l.mixerName)) {
+      mixers.set(l.mixerName, {
+        name: l.mixerName,
+        role: 'mixer',
+        kind: NO_MIXER,
+        spec: null,
+        args: [],
+      });
+    }
+  }
   const ffns = plans(
     model.layers,
     (l) => (l.ffnName !== null && l.ffn ? { name: l.ffnName, spec: l.ffn } : null),

@@ -28,6 +28,22 @@ import {
 import { modelSettings } from './settings.ts';
 import { describeValue } from './values.ts';
 
+/**
+ * `mixer NAME = none`: layers that use it have no mixer sublayer, only their ffn (Nemotron-H's
+ * MLP layers). It has no parameters, so a field override on it is an error.
+ */
+export const NO_MIXER: Kind<MixerSpec | null> = {
+  name: 'none',
+  paramNames: [],
+  supported: true,
+  resolve(args, _at, env) {
+    const arg = args[0];
+    if (arg) env.fail('a mixer defined as none has no parameters to set', arg.span);
+    return null;
+  },
+  toArgs: () => null,
+};
+
 interface Definition<T> {
   name: Ident;
   role: BlockRole;
@@ -43,13 +59,13 @@ interface Slot<T> {
 }
 
 interface LayerState {
-  mixer: Slot<MixerSpec>;
+  mixer: Slot<MixerSpec | null>;
   ffn: Slot<FfnSpec> | null;
 }
 
 class Resolver {
   private readonly env: Env;
-  private readonly mixers = new Map<string, Definition<MixerSpec>>();
+  private readonly mixers = new Map<string, Definition<MixerSpec | null>>();
   private readonly ffns = new Map<string, Definition<FfnSpec>>();
 
   constructor(text: string) {
@@ -90,6 +106,14 @@ class Resolver {
       this.fail("the model has no layers: add one such as 'layers 16 x attn'", ast.name.span);
     }
     for (const s of ast.statements) if (s.type === 'override') this.override(s, layers);
+    layers.forEach((l, i) => {
+      if (l.mixer.def.spec === null && l.ffn === null) {
+        this.fail(
+          `layer ${i} has neither a mixer ('${l.mixer.def.name.name}' is none) nor an ffn`,
+          l.mixer.def.call.span,
+        );
+      }
+    });
 
     return {
       version: MODEL_IR_VERSION,
@@ -121,6 +145,16 @@ class Resolver {
         s.name.span,
       );
     }
+    if (s.role === 'mixer' && s.value.type === 'none') {
+      const call: CallValue = {
+        type: 'call',
+        kind: { name: 'none', span: s.value.span },
+        args: null,
+        span: s.value.span,
+      };
+      this.mixers.set(name, { name: s.name, role: s.role, kind: NO_MIXER, call, spec: null });
+      return;
+    }
     if (s.value.type !== 'call') {
       const family = s.role === 'mixer' ? MIXERS : FFNS;
       this.fail(
@@ -128,8 +162,9 @@ class Resolver {
         s.value.span,
       );
     }
-    if (s.role === 'mixer') this.mixers.set(name, this.definition(s, s.value, MIXERS, FFNS));
-    else this.ffns.set(name, this.definition(s, s.value, FFNS, MIXERS));
+    if (s.role === 'mixer') {
+      this.mixers.set(name, this.definition<MixerSpec | null>(s, s.value, MIXERS, FFNS));
+    } else this.ffns.set(name, this.definition(s, s.value, FFNS, MIXERS));
   }
 
   private definition<T>(
@@ -163,7 +198,7 @@ class Resolver {
     return new Array<FfnRef>(size).fill(ref);
   }
 
-  private mixerRef(ref: Ident): Definition<MixerSpec> {
+  private mixerRef(ref: Ident): Definition<MixerSpec | null> {
     const def = this.mixers.get(ref.name);
     if (def) return def;
     if (this.ffns.has(ref.name)) this.fail(`'${ref.name}' is an ffn, not a mixer`, ref.span);
@@ -212,7 +247,12 @@ class Resolver {
     const target = e.target.name;
     if (!e.field) {
       if (target === 'mixer') {
-        if (e.value.type === 'none') this.fail('every layer needs a mixer', e.value.span);
+        if (e.value.type === 'none') {
+          this.fail(
+            "a layer without a mixer uses a definition 'mixer NAME = none': write 'mixer: NAME'",
+            e.value.span,
+          );
+        }
         layer.mixer = { def: this.mixerRef(this.nameIn(e.value, 'mixer')), args: null };
       } else if (target === 'ffn') {
         layer.ffn = this.ffnSlot(e.value.type === 'none' ? e.value : this.nameIn(e.value, 'ffn'));

@@ -4,17 +4,33 @@ import { FFNS } from './kinds/index.ts';
 import type { FfnSpec, MixerSpec, ModelIR } from './model.ts';
 
 function mixerDims(m: MixerSpec): string {
-  const parts = [`heads ${m.heads}`, `kv ${m.kvHeads}`, `head_dim ${m.headDim}`];
-  if (m.window !== null) parts.push(`window ${m.window}`);
-  if (m.rope === null) parts.push('no rope');
-  else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
-  if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
-  if (!m.causal) parts.push('bidirectional');
-  return parts.join(', ');
+  switch (m.kind) {
+    case 'attention': {
+      const parts = [`heads ${m.heads}`, `kv ${m.kvHeads}`, `head_dim ${m.headDim}`];
+      if (m.window !== null) parts.push(`window ${m.window}`);
+      if (m.rope === null) parts.push('no rope');
+      else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
+      if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
+      if (!m.causal) parts.push('bidirectional');
+      return parts.join(', ');
+    }
+    case 'mamba1':
+      return `d_inner ${m.dInner}, d_state ${m.dState}, d_conv ${m.dConv}, dt_rank ${m.dtRank}`;
+    case 'mamba2': {
+      const parts = [`heads ${m.heads}`, `head_dim ${m.headDim}`, `d_state ${m.dState}`];
+      if (m.groups !== 1) parts.push(`groups ${m.groups}`);
+      parts.push(`d_conv ${m.dConv}`);
+      return parts.join(', ');
+    }
+    case 'shortconv':
+      return `l_cache ${m.lCache}`;
+  }
 }
 
 /** swiglu / geglu, or mlp(act) for the general form. */
 function ffnKind(f: FfnSpec): string {
+  if (f.kind === 'moe')
+    return `moe(${f.experts} experts, top ${f.topK}${f.shared ? ', shared' : ''})`;
   const kind = toDslCall(FFNS, f).kind.name;
   return kind === 'mlp' ? `mlp(${f.act}${f.gated ? ', gated' : ''})` : kind;
 }
@@ -35,11 +51,11 @@ export function layerTable(model: ModelIR): string {
   const rows = model.layers.map((l) => [
     String(l.index),
     l.mixerName,
-    l.mixer.kind,
-    mixerDims(l.mixer),
+    l.mixer ? l.mixer.kind : 'none',
+    l.mixer ? mixerDims(l.mixer) : '-',
     l.ffnName ?? '-',
     l.ffn ? ffnKind(l.ffn) : '-',
-    l.ffn ? String(l.ffn.hidden) : '-',
+    l.ffn ? String(l.ffn.kind === 'moe' ? l.ffn.expert.hidden : l.ffn.hidden) : '-',
   ]);
   return formatTable(header, rows, new Set([0, 6]));
 }

@@ -3,7 +3,7 @@
  * say. The DSL resolver guarantees these by construction; YAML/JSON specs need them checked.
  */
 import { RESERVED_WORDS } from '../../grammar/lexer.ts';
-import { checkAttention, checkNorm, irNames, type Issue } from './checks.ts';
+import { checkMixer, checkMoe, checkNorm, irNames, type Issue } from './checks.ts';
 import type { ModelIR } from './model.ts';
 
 function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] {
@@ -24,13 +24,27 @@ export function validateModel(model: ModelIR): Issue[] {
     }
     roleOf.set(name, role);
   };
+  // A definition either is `none` or is a mixer kind, in every layer that uses it.
+  const noneMixer = new Map<string, boolean>();
   model.layers.forEach((layer, i) => {
     const at = ['layers', i];
+    const none = layer.mixer === null;
+    const before = noneMixer.get(layer.mixerName);
+    if (before !== undefined && before !== none) {
+      issues.push({
+        path: [...at, 'mixer'],
+        message: `mixer '${layer.mixerName}' is ${before ? 'null' : 'set'} in an earlier layer and ${none ? 'null' : 'set'} here`,
+      });
+    }
+    noneMixer.set(layer.mixerName, none);
     if (layer.index !== i) {
       issues.push({ path: [...at, 'index'], message: `must be ${i}: layers are listed in order` });
     }
     claim(layer.mixerName, 'mixer', [...at, 'mixerName']);
-    issues.push(...within([...at, 'mixer'], checkAttention(layer.mixer, irNames)));
+    if (layer.mixer) issues.push(...within([...at, 'mixer'], checkMixer(layer.mixer, irNames)));
+    else if (layer.ffn === null) {
+      issues.push({ path: [...at, 'mixer'], message: 'a layer without a mixer needs an ffn' });
+    }
     if ((layer.ffnName === null) !== (layer.ffn === null)) {
       issues.push({
         path: [...at, 'ffnName'],
@@ -38,6 +52,8 @@ export function validateModel(model: ModelIR): Issue[] {
       });
     }
     if (layer.ffnName !== null) claim(layer.ffnName, 'ffn', [...at, 'ffnName']);
+    if (layer.ffn?.kind === 'moe')
+      issues.push(...within([...at, 'ffn'], checkMoe(layer.ffn, irNames)));
   });
   return issues;
 }

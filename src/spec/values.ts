@@ -48,6 +48,15 @@ export const positive: ValueType<number> = valueType(
       : mismatch(env, name, expects, v),
 );
 
+/** A finite number of at least zero. */
+export const nonNegative: ValueType<number> = valueType(
+  'a number of at least 0',
+  (v, env, name, expects) =>
+    v.type === 'number' && Number.isFinite(v.value) && v.value >= 0
+      ? v.value
+      : mismatch(env, name, expects, v),
+);
+
 export const bool: ValueType<boolean> = valueType('true or false', (v, env, name, expects) =>
   v.type === 'bool' ? v.value : mismatch(env, name, expects, v),
 );

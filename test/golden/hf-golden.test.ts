@@ -19,7 +19,18 @@ import { testGpu } from '../helpers/gpu.ts';
 
 const ROOT = 'test/fixtures/hf';
 /** Types whose golden test must run and pass today; grows as families land. */
-const MUST_PASS = ['llama', 'mistral', 'qwen3'];
+const MUST_PASS = [
+  'llama',
+  'mistral',
+  'qwen3',
+  'mamba',
+  'mamba2',
+  'bamba',
+  'lfm2',
+  'nemotron_h',
+  'mixtral',
+  'qwen3_moe',
+];
 
 const types = readdirSync(ROOT).sort();
 const summary: { type: string; status: string; detail: string }[] = [];

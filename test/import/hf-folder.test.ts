@@ -176,7 +176,7 @@ describe('importHfFolder', () => {
     await expect(
       importHfFolder(await folder({}, { ...CONFIG, model_type: 'jamba' })),
     ).rejects.toThrow(
-      /config: model_type 'jamba' needs mamba1 mixers and MoE FFNs, not supported yet/,
+      /config: model_type 'jamba' needs an importer joining its mamba1 mixers and MoE FFNs \(both supported\), not supported yet/,
     );
     await expect(
       importHfFolder(await folder({}, CONFIG, '{"model_type": "llama", "x": Infinity')),

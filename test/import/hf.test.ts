@@ -5,7 +5,7 @@ import { importHfConfig } from '../../src/import/hf.ts';
 import { parsePythonJson } from '../../src/import/json.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { countParams } from '../../src/spec/params.ts';
-import type { AttentionSpec, ModelIR } from '../../src/spec/model.ts';
+import type { AttentionSpec, MlpSpec, ModelIR } from '../../src/spec/model.ts';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'configs');
 const fixture = (file: string): object =>
@@ -63,7 +63,8 @@ const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: str
   {
     file: 'jamba-v0.1.json',
     expect: {
-      unsupported: "model_type 'jamba' needs mamba1 mixers and MoE FFNs, not supported yet",
+      unsupported:
+        "model_type 'jamba' needs an importer joining its mamba1 mixers and MoE FFNs (both supported), not supported yet",
     },
   },
   {
@@ -72,28 +73,65 @@ const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: str
   },
   {
     file: 'nemotron-h-8b.json',
-    expect: { unsupported: "model_type 'nemotron_h' needs mamba2 mixers" },
+    // "M-M-M-M*-...": Mamba-2, attention and MLP-only (no mixer) layers; 8.10B parameters.
+    expect: {
+      layout: {
+        vocab: 131072,
+        dim: 4096,
+        layers: 52,
+        mixers: '2-2-2-2a-2-2-2-2-2a-2-2-2-2-2a-2-2-2-2-2a-2-2-2-2-2-'
+          .split('')
+          .map((c) => `${{ '2': 'mamba', a: 'attention', '-': 'no_mixer' }[c]}*1`),
+        params: 8_100_852_736,
+      },
+    },
   },
   {
     file: 'falcon-h1-7b.json',
-    expect: { unsupported: "model_type 'falcon_h1' needs parallel attention + mamba2 mixers" },
+    expect: { unsupported: "model_type 'falcon_h1' needs parallel attention + mamba2 branches" },
   },
   {
     file: 'gemma-3-1b.json',
     expect: { unsupported: "model_type 'gemma3_text' needs sandwich norms" },
   },
-  { file: 'gpt-oss-20b.json', expect: { unsupported: "model_type 'gpt_oss' needs MoE FFNs" } },
+  {
+    file: 'gpt-oss-20b.json',
+    expect: { unsupported: "model_type 'gpt_oss' needs attention sinks" },
+  },
   {
     file: 'deepseek-v3.json',
     expect: { unsupported: "model_type 'deepseek_v3' needs multi-head latent attention (MLA)" },
   },
   {
+    // LiquidAI/LFM2-1.2B as first published (block_ff_dim, full_attn_idxs): 1.17B parameters.
     file: 'lfm2-1.2b.json',
-    expect: { unsupported: "model_type 'lfm2' needs short gated convolution mixers" },
+    expect: {
+      layout: {
+        vocab: 65536,
+        dim: 2048,
+        layers: 16,
+        mixers: [
+          'conv*2',
+          'attention*1',
+          'conv*2',
+          'attention*1',
+          'conv*2',
+          'attention*1',
+          'conv*1',
+          'attention*1',
+          'conv*1',
+          'attention*1',
+          'conv*1',
+          'attention*1',
+          'conv*1',
+        ],
+        params: 1_170_340_608,
+      },
+    },
   },
   {
     file: 'zamba2-2.7b.json',
-    expect: { unsupported: "model_type 'zamba2' needs mamba2 mixers and shared attention blocks" },
+    expect: { unsupported: "model_type 'zamba2' needs shared attention blocks" },
   },
 ];
 
@@ -172,20 +210,13 @@ describe('published configs', () => {
 describe('model types strata cannot run yet', () => {
   // The brief's list, hard-coded: removing an entry without adding an importer fails here.
   const NEEDS: Record<string, string> = {
-    mixtral: 'MoE FFNs',
-    qwen3_moe: 'MoE FFNs',
     gemma3_text: 'sandwich norms',
-    gpt_oss: 'MoE FFNs with clamped SwiGLU and attention sinks',
+    gpt_oss: 'attention sinks',
     deepseek_v3: 'multi-head latent attention (MLA)',
-    mamba: 'mamba1 mixers',
-    mamba2: 'mamba2 mixers',
-    jamba: 'mamba1 mixers and MoE FFNs',
-    bamba: 'mamba2 mixers',
-    falcon_h1: 'parallel attention + mamba2 mixers',
-    nemotron_h: 'mamba2 mixers',
-    granitemoehybrid: 'mamba2 mixers, MoE FFNs',
-    zamba2: 'mamba2 mixers and shared attention blocks',
-    lfm2: 'short gated convolution mixers',
+    jamba: 'an importer joining its mamba1 mixers and MoE FFNs',
+    falcon_h1: 'parallel attention + mamba2 branches in one layer',
+    granitemoehybrid: 'Granite multipliers',
+    zamba2: 'shared attention blocks',
     qwen3_next: 'gated DeltaNet mixers',
   };
   for (const [type, needs] of Object.entries(NEEDS)) {
@@ -213,7 +244,8 @@ const LLAMA = {
   rope_theta: 10000,
 };
 
-const attn = (config: object): AttentionSpec => importHfConfig(config, 't').model.layers[0].mixer;
+const attn = (config: object): AttentionSpec =>
+  importHfConfig(config, 't').model.layers[0].mixer as AttentionSpec;
 
 describe('config errors', () => {
   it('names an unknown key', () => {
@@ -254,7 +286,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, lfm2, nemotron_h)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(
@@ -283,11 +315,14 @@ describe('config errors', () => {
 
   it('maps hidden_act and names an unsupported one', () => {
     expect(
-      importHfConfig({ ...LLAMA, hidden_act: 'gelu_pytorch_tanh' }, 'x').model.layers[0].ffn?.act,
+      (
+        importHfConfig({ ...LLAMA, hidden_act: 'gelu_pytorch_tanh' }, 'x').model.layers[0]
+          .ffn as MlpSpec
+      ).act,
     ).toBe('gelu_tanh');
-    expect(importHfConfig({ ...LLAMA, hidden_act: 'swish' }, 'x').model.layers[0].ffn?.act).toBe(
-      'silu',
-    );
+    expect(
+      (importHfConfig({ ...LLAMA, hidden_act: 'swish' }, 'x').model.layers[0].ffn as MlpSpec).act,
+    ).toBe('silu');
     expect(() => importHfConfig({ ...LLAMA, hidden_act: 'quick_gelu' }, 'x')).toThrow(
       /config key 'hidden_act' 'quick_gelu' is not supported/,
     );
@@ -308,8 +343,9 @@ describe('llama options', () => {
       { ...LLAMA, attention_bias: true, mlp_bias: true, tie_word_embeddings: false },
       'x',
     );
-    expect(model.layers[0].mixer.qkvBias && model.layers[0].mixer.outBias).toBe(true);
-    expect(model.layers[0].ffn?.bias).toBe(true);
+    const a = model.layers[0].mixer as AttentionSpec;
+    expect(a.qkvBias && a.outBias).toBe(true);
+    expect((model.layers[0].ffn as MlpSpec).bias).toBe(true);
     expect(weightMap['model.layers.1.self_attn.o_proj.bias']).toBe(
       'model.layers.1.self_attn.o_proj.bias',
     );
@@ -469,7 +505,7 @@ describe('mistral and qwen3', () => {
   const MISTRAL = { ...LLAMA, model_type: 'mistral' };
   const QWEN3 = { ...LLAMA, model_type: 'qwen3', head_dim: 16, num_hidden_layers: 4 };
   const windows = (config: object) =>
-    importHfConfig(config, 'x').model.layers.map((l) => l.mixer.window);
+    importHfConfig(config, 'x').model.layers.map((l) => (l.mixer as AttentionSpec).window);
 
   it('mistral: sliding_window defaults to 4096, null turns it off', () => {
     expect(windows(MISTRAL)).toEqual([4096, 4096]);
@@ -490,7 +526,7 @@ describe('mistral and qwen3', () => {
 
   it('qwen3: qk norm and biases in the weight map', () => {
     const { model, weightMap } = importHfConfig({ ...QWEN3, attention_bias: true }, 'x');
-    expect(model.layers[0].mixer.qkNorm).toBe(true);
+    expect((model.layers[0].mixer as AttentionSpec).qkNorm).toBe(true);
     expect(weightMap['model.layers.3.self_attn.q_norm.weight']).toBe(
       'model.layers.3.self_attn.q_norm.weight',
     );

@@ -6,9 +6,14 @@ import {
   layerWeightNames,
 } from '../../src/import/names.ts';
 import { countParams } from '../../src/spec/params.ts';
-import { MODEL_IR_VERSION, type LayerSpec, type ModelIR } from '../../src/spec/model.ts';
+import {
+  MODEL_IR_VERSION,
+  type AttentionSpec,
+  type LayerSpec,
+  type ModelIR,
+} from '../../src/spec/model.ts';
 
-function layer(index: number, over: Partial<LayerSpec['mixer']>, ffn: LayerSpec['ffn']): LayerSpec {
+function layer(index: number, over: Partial<AttentionSpec>, ffn: LayerSpec['ffn']): LayerSpec {
   return {
     index,
     mixerName: 'attn',
@@ -106,5 +111,97 @@ describe('canonical names', () => {
     const tied = countParams({ ...MODEL, tieEmbeddings: true });
     expect(tied.lmHead).toBe(0);
     expect(tied.total).toBe(c.total - 800);
+  });
+});
+
+describe('canonical names of the state-space mixers', () => {
+  const SSM: ModelIR = {
+    ...MODEL,
+    norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
+    layers: [
+      {
+        index: 0,
+        mixerName: 'm1',
+        mixer: {
+          kind: 'mamba1',
+          dInner: 32,
+          dState: 4,
+          dConv: 4,
+          dtRank: 2,
+          convBias: true,
+          projBias: true,
+          innerNorms: { eps: 1e-6 },
+        },
+        ffnName: null,
+        ffn: null,
+      },
+      {
+        index: 1,
+        mixerName: 'm2',
+        mixer: {
+          kind: 'mamba2',
+          heads: 4,
+          headDim: 8,
+          dState: 4,
+          groups: 2,
+          dConv: 4,
+          chunk: 16,
+          convBias: false,
+          projBias: false,
+          normGroup: 16,
+          normEps: 1e-5,
+          dtMin: 0,
+          dtMax: null,
+        },
+        ffnName: 'mlp',
+        ffn: { kind: 'mlp', hidden: 24, act: 'silu', gated: true, bias: false },
+      },
+      {
+        index: 2,
+        mixerName: 'c',
+        mixer: { kind: 'shortconv', lCache: 3, bias: true },
+        ffnName: null,
+        ffn: null,
+      },
+    ],
+  };
+
+  it('structured layer names are exactly the layer tensors', () => {
+    for (const l of SSM.layers) {
+      const fromNames = flatNames(layerWeightNames(SSM, l.index)).sort();
+      const fromTensors = layerTensors(SSM, l)
+        .map((t) => t.name)
+        .sort();
+      expect(fromNames).toEqual(fromTensors);
+    }
+  });
+
+  it('gives HF-Mamba names under mixer., conv weights as [channels, kernel]', () => {
+    const shapes = Object.fromEntries(expectedTensors(SSM).map((t) => [t.name, t.shape]));
+    const p = (i: number, n: string) => shapes[`model.layers.${i}.${n}`];
+    expect(p(0, 'input_layernorm.weight')).toEqual([16]);
+    expect(p(0, 'mixer.in_proj.weight')).toEqual([64, 16]);
+    expect(p(0, 'mixer.in_proj.bias')).toEqual([64]);
+    expect(p(0, 'mixer.conv1d.weight')).toEqual([32, 4]);
+    expect(p(0, 'mixer.x_proj.weight')).toEqual([2 + 2 * 4, 32]);
+    expect(p(0, 'mixer.dt_layernorm.weight')).toEqual([2]);
+    expect(p(0, 'mixer.dt_proj.weight')).toEqual([32, 2]);
+    expect(p(0, 'mixer.dt_proj.bias')).toEqual([32]);
+    expect(p(0, 'mixer.A_log')).toEqual([32, 4]);
+    expect(p(0, 'mixer.out_proj.weight')).toEqual([16, 32]);
+    // z (32) + x (32) + B and C (2 groups × 4 each) + dt (4 heads)
+    expect(p(1, 'mixer.in_proj.weight')).toEqual([32 + 32 + 16 + 4, 16]);
+    expect(p(1, 'mixer.conv1d.weight')).toEqual([48, 4]);
+    expect(p(1, 'mixer.conv1d.bias')).toBeUndefined();
+    expect(p(1, 'mixer.A_log')).toEqual([4]);
+    expect(p(1, 'mixer.dt_bias')).toEqual([4]);
+    expect(p(1, 'mixer.norm.weight')).toEqual([32]);
+    expect(p(2, 'mixer.in_proj.weight')).toEqual([48, 16]);
+    expect(p(2, 'mixer.conv1d.weight')).toEqual([16, 3]);
+    expect(p(2, 'mixer.out_proj.bias')).toEqual([16]);
+    // mamba2 layer: norm 16 + in_proj 84·16 + conv 48·4 + dt_bias, A_log, D 3·4 + norm 32 + out 16·32
+    expect(countParams(SSM).perLayer[1]).toBe(
+      16 + 84 * 16 + 48 * 4 + 12 + 32 + 16 * 32 + (16 + 3 * 24 * 16),
+    );
   });
 });

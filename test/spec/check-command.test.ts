@@ -111,15 +111,15 @@ describe('strata check', () => {
     const path = join(dir, 'bad.strata');
     writeFileSync(
       path,
-      'model "m" {\n  vocab 8\n  dim 8\n  max_context 8\n  norm rms(eps: 1e-5)\n  mixer a = mamba1(d_state: 16)\n  layers 2 x a\n}\n',
+      'model "m" {\n  vocab 8\n  dim 8\n  max_context 8\n  norm rms(eps: 1e-5)\n  mixer a = mamba1(d_stat: 16)\n  layers 2 x a\n}\n',
     );
     const e = await rejection([path]);
     expect(e).toBeInstanceOf(SpecError);
     expect(e.message).toBe(
       [
-        `${path}:6:13: error: mixer kind 'mamba1' is not supported yet`,
-        ' 6 |   mixer a = mamba1(d_state: 16)',
-        '   |             ^^^^^^',
+        `${path}:6:20: error: unknown parameter 'd_stat' for mamba1(...), did you mean 'd_state'?`,
+        ' 6 |   mixer a = mamba1(d_stat: 16)',
+        '   |                    ^^^^^^',
       ].join('\n'),
     );
   });

@@ -118,22 +118,11 @@ describe('definitions', () => {
     ]);
   });
 
-  it('parses reserved kinds but rejects them as not supported yet', () => {
+  it("checks moe's cross-field rules where the argument is written", () => {
     check([
-      'mixer m = mamba1(d_state: 16, d_conv: 4, expand: 2)',
-      "mixer kind 'mamba1' is not supported yet",
-      'mamba1',
-    ]);
-    check(['mixer m = mamba2(heads: 8)', "mixer kind 'mamba2' is not supported yet", 'mamba2']);
-    check([
-      'mixer m = shortconv(kernel: 3)',
-      "mixer kind 'shortconv' is not supported yet",
-      'shortconv',
-    ]);
-    check([
-      'ffn e = moe(experts: 16, top_k: 2, expert: swiglu(hidden: 64))',
-      "ffn kind 'moe' is not supported yet",
-      'moe',
+      'ffn e = moe(experts: 16, top_k: 17, expert: swiglu(hidden: 64))',
+      'top_k (17) must not exceed experts (16)',
+      'top_k: 17',
     ]);
   });
 
@@ -453,7 +442,11 @@ describe('overrides', () => {
   });
 
   it('rejects swaps to nothing or to the wrong role', () => {
-    check([`${B}\noverride layer 0 { mixer: none }`, 'every layer needs a mixer', 'none']);
+    check([
+      `${B}\noverride layer 0 { mixer: none }`,
+      "a layer without a mixer uses a definition 'mixer NAME = none': write 'mixer: NAME'",
+      'none',
+    ]);
     check([`${B}\noverride layer 0 { mixer: f }`, "'f' is an ffn, not a mixer", 'f']);
     check([`${B}\noverride layer 0 { ffn: a }`, "'a' is a mixer, not an ffn", 'a']);
     check([

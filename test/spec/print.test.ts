@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SpecError } from '../../src/spec/errors.ts';
 import { loadSpec, parseSpec } from '../../src/spec/load.ts';
-import type { ModelIR } from '../../src/spec/model.ts';
+import type { AttentionSpec, ModelIR } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { resolve, specError } from './helpers.ts';
 
@@ -151,13 +151,13 @@ describe('printSpec', () => {
 
   it('refuses a model that is not valid ModelIR', () => {
     const m = resolve('mixer a = attention(heads: 4)\nlayers 1 x a');
-    m.layers[0]!.mixer.kvHeads = 3;
+    (m.layers[0]!.mixer as AttentionSpec).kvHeads = 3;
     const e = specError(() => printSpec(m));
     expect(e).toBeInstanceOf(SpecError);
     expect(e.message).toBe(
       "model 'm': error: layers[0].mixer.kvHeads: heads (4) must be a multiple of kvHeads (3)",
     );
-    m.layers[0]!.mixer.kvHeads = 4;
+    (m.layers[0]!.mixer as AttentionSpec).kvHeads = 4;
     m.layers[0]!.mixerName = 'layers';
     expect(specError(() => printSpec(m)).reason).toBe(
       "layers[0].mixerName: 'layers' is a reserved word and cannot name a mixer",

@@ -1,17 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import type { AttentionSpec, MlpSpec } from '../../src/spec/model.ts';
+import type { AttentionSpec, LayerSpec, MlpSpec } from '../../src/spec/model.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { resolve } from './helpers.ts';
 
 const ATTN = 'mixer a = attention(heads: 4)\nffn f = swiglu(hidden: 96)';
 
+/** The layer's mixer, which these tests define as attention. */
+const attn = (l: LayerSpec): AttentionSpec => l.mixer as AttentionSpec;
+/** The layer's ffn, which these tests define as a dense MLP. */
+const mlpOf = (l: LayerSpec): MlpSpec => l.ffn as MlpSpec;
+
 function mixer(def: string, dim = 64): AttentionSpec {
   const header = `vocab 256\n  dim ${dim}\n  max_context 128\n  norm rms(eps: 1e-5)`;
-  return resolve(`mixer a = ${def}\nlayers 1 x a`, header).layers[0]!.mixer;
+  return resolve(`mixer a = ${def}\nlayers 1 x a`, header).layers[0]!.mixer as AttentionSpec;
 }
 
 function ffn(def: string): MlpSpec {
-  return resolve(`mixer a = attention(heads: 4)\nffn f = ${def}\nlayers 1 x a`).layers[0]!.ffn!;
+  return resolve(`mixer a = attention(heads: 4)\nffn f = ${def}\nlayers 1 x a`).layers[0]!
+    .ffn as MlpSpec;
 }
 
 const mixerNames = (src: string) =>
@@ -281,7 +287,7 @@ describe('overrides', () => {
 
   it('sets a field of the named mixer on one layer only', () => {
     const m = resolve(`${defs}\nlayers 3 x a with ffn m\noverride layer 1 { a.window: 128 }`);
-    expect(m.layers.map((l) => l.mixer.window)).toEqual([16, 128, 16]);
+    expect(m.layers.map((l) => attn(l).window)).toEqual([16, 128, 16]);
     expect(m.layers[1]!.mixerName).toBe('a');
   });
 
@@ -306,8 +312,8 @@ describe('overrides', () => {
       'a/m',
       'b/e',
     ]);
-    expect(m.layers[0]!.mixer.heads).toBe(2);
-    expect(m.layers[0]!.ffn!.act).toBe('relu');
+    expect(attn(m.layers[0]!).heads).toBe(2);
+    expect(mlpOf(m.layers[0]!).act).toBe('relu');
   });
 
   it('removes an ffn with ffn: none', () => {
@@ -319,10 +325,12 @@ describe('overrides', () => {
     const m = resolve(
       `${defs}\nlayers [a, b] with ffn [m, e]\noverride layers [0, 1] { mixer.softcap: 30, ffn.hidden: 7 }`,
     );
-    expect(m.layers.map((l) => [l.mixerName, l.mixer.softcap, l.ffnName, l.ffn!.hidden])).toEqual([
-      ['a', 30, 'm', 7],
-      ['b', 30, 'e', 7],
-    ]);
+    expect(m.layers.map((l) => [l.mixerName, attn(l).softcap, l.ffnName, mlpOf(l).hidden])).toEqual(
+      [
+        ['a', 30, 'm', 7],
+        ['b', 30, 'e', 7],
+      ],
+    );
   });
 
   it('applies overrides in order: later statements win, swaps reset fields', () => {
@@ -337,7 +345,7 @@ describe('overrides', () => {
     const m = resolve(
       `${defs}\nlayers 2 x a with ffn m\noverride layer 1 { a.rope: rope(theta: 1e6) }`,
     );
-    expect(m.layers.map((l) => l.mixer.rope!.theta)).toEqual([10000, 1e6]);
+    expect(m.layers.map((l) => attn(l).rope!.theta)).toEqual([10000, 1e6]);
   });
 
   it('gives each layer its own objects', () => {
@@ -383,8 +391,8 @@ describe('the language sketch', () => {
       'local/mlp',
       'attn/wide',
     ]);
-    expect(m.layers.map((l) => l.mixer.window)).toEqual([64, 64, 64, 128, 64, 64, 64, null]);
-    expect(m.layers[3]!.mixer.rope).toEqual({
+    expect(m.layers.map((l) => attn(l).window)).toEqual([64, 64, 64, 128, 64, 64, 64, null]);
+    expect(attn(m.layers[3]!).rope).toEqual({
       theta: 10000,
       rotaryDim: 32,
       scaling: {

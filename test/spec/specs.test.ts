@@ -6,7 +6,16 @@ import { loadSpec, parseSpec } from '../../src/spec/load.ts';
 import type { AttentionSpec, LayerSpec, MlpSpec, ModelIR } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 
-const SPECS = ['tiny-llama', 'tiny-hybrid', 'llama-3.2-1b'];
+const SPECS = [
+  'tiny-llama',
+  'tiny-hybrid',
+  'llama-3.2-1b',
+  'mamba-2.8b',
+  'mamba2-2.7b',
+  'lfm2-1.2b',
+  'bamba-9b',
+  'nemotron-h-8b',
+];
 
 const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
   kind: 'attention',

@@ -33,8 +33,61 @@ export function linear(
   label: string,
   rows: 'T' | 'L' = 'T',
 ): number {
-  const inputs: Record<string, number> = { x, w: b.param(`${prefix}.weight`, [N, K]) };
-  if (bias) inputs.bias = b.param(`${prefix}.bias`, [N]);
+  const w = b.param(`${prefix}.weight`, [N, K]);
+  const bv = bias ? b.param(`${prefix}.bias`, [N]) : null;
+  return matmul(b, x, w, bv, N, K, label, rows);
+}
+
+/** Rows [start, start + count) of a canonical [rows, cols] weight as a parameter of its own. */
+export function weightRows(
+  b: GraphBuilder,
+  name: string,
+  start: number,
+  count: number,
+  cols: number,
+): number {
+  const shape = cols === 1 ? [count] : [count, cols];
+  return b.param(`${name}#rows${start}`, shape, {
+    kind: 'rows',
+    of: { kind: 'weight', name },
+    start,
+    count,
+    cols,
+  });
+}
+
+/**
+ * One output range of a canonical linear layer `prefix`: y = x W[start:start+count]ᵀ (+ b[...]).
+ * Fused input projections (Mamba's in_proj, LFM2's BCx) lower to one of these per part, so no
+ * slice op is needed and each part lands in its own tensor.
+ */
+export function linearRows(
+  b: GraphBuilder,
+  x: number,
+  prefix: string,
+  start: number,
+  count: number,
+  K: number,
+  bias: boolean,
+  label: string,
+): number {
+  const w = weightRows(b, `${prefix}.weight`, start, count, K);
+  const bv = bias ? weightRows(b, `${prefix}.bias`, start, count, 1) : null;
+  return matmul(b, x, w, bv, count, K, label, 'T');
+}
+
+function matmul(
+  b: GraphBuilder,
+  x: number,
+  w: number,
+  bias: number | null,
+  N: number,
+  K: number,
+  label: string,
+  rows: 'T' | 'L',
+): number {
+  const inputs: Record<string, number> = { x, w };
+  if (bias !== null) inputs.bias = bias;
   const shape: Dim[] = [rows, N];
   return b.op(
     {
@@ -43,7 +96,7 @@ export function linear(
       K,
       rows,
       prologue: null,
-      bias,
+      bias: bias !== null,
       gated: false,
       act: null,
       residual: false,
@@ -71,5 +124,30 @@ export function residualAdd(
     {
       out: { name: `${label}.res`, shape: ['T', width] },
     },
+  ).out;
+}
+
+/**
+ * Causal depthwise conv over time with its state `state` ([kernel − 1, channels], updated in
+ * place). `w` is [channels, kernel]; `bias` [channels] or null.
+ */
+export function causalConv(
+  b: GraphBuilder,
+  x: number,
+  w: number,
+  bias: number | null,
+  state: number,
+  channels: number,
+  kernel: number,
+  silu: boolean,
+  label: string,
+): number {
+  const inputs: Record<string, number> = { x, w, state };
+  if (bias !== null) inputs.bias = bias;
+  return b.op(
+    { op: 'conv1d', channels, kernel, bias: bias !== null, silu },
+    `${label} conv1d`,
+    inputs,
+    { out: { name: `${label}.conv`, shape: ['T', channels] }, state },
   ).out;
 }

@@ -48,17 +48,21 @@ export const attention = defineKind({
     };
   },
   check: checkAttention,
-  toArgs: (s) => [
-    { name: 'heads', value: s.heads },
-    { name: 'kv_heads', value: s.kvHeads },
-    { name: 'head_dim', value: s.headDim },
-    { name: 'rope', value: s.rope && toDslCall(ROPES, s.rope).value },
-    { name: 'qk_norm', value: s.qkNorm },
-    { name: 'qkv_bias', value: s.qkvBias },
-    { name: 'out_bias', value: s.outBias },
-    { name: 'causal', value: s.causal },
-    { name: 'window', value: s.window },
-    { name: 'scale', value: s.scale },
-    { name: 'softcap', value: s.softcap },
-  ],
+  // Null for other mixer kinds: the printer asks every kind of the family.
+  toArgs: (s) =>
+    s.kind !== 'attention'
+      ? null
+      : [
+          { name: 'heads', value: s.heads },
+          { name: 'kv_heads', value: s.kvHeads },
+          { name: 'head_dim', value: s.headDim },
+          { name: 'rope', value: s.rope && toDslCall(ROPES, s.rope).value },
+          { name: 'qk_norm', value: s.qkNorm },
+          { name: 'qkv_bias', value: s.qkvBias },
+          { name: 'out_bias', value: s.outBias },
+          { name: 'causal', value: s.causal },
+          { name: 'window', value: s.window },
+          { name: 'scale', value: s.scale },
+          { name: 'softcap', value: s.softcap },
+        ],
 });

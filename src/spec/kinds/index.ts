@@ -6,25 +6,22 @@ import { futureKind, type Family } from '../kind.ts';
 import type { FfnSpec, MixerSpec } from '../model.ts';
 import { attention } from './attention.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
+import { moe } from './moe.ts';
+import { mamba1, mamba2, shortconv } from './mamba.ts';
 
 export { NORMS } from './norm.ts';
 
 export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
-  kinds: [
-    attention,
-    futureKind('mamba1', 'mixer'),
-    futureKind('mamba2', 'mixer'),
-    futureKind('shortconv', 'mixer'),
-  ],
+  kinds: [attention, mamba1, mamba2, shortconv],
 };
 
 /** Printing picks the first kind that can express a spec, so the specific ones come first. */
 export const FFNS: Family<FfnSpec> = {
   noun: 'ffn',
   example: 'an ffn kind such as swiglu(...)',
-  kinds: [swiglu, geglu, mlp, futureKind('moe', 'ffn')],
+  kinds: [moe, swiglu, geglu, mlp],
 };
 
 /** Kinds reserved for later, by family noun, for the YAML/JSON loader's messages. */

@@ -1,0 +1,206 @@
+/**
+ * Lowering of a mixture-of-experts FFN sublayer:
+ *   h = norm(x); logits = h·W_routerᵀ (+ b); (ids, weights) = route(logits)
+ *   prefill: (counts, offsets, order) = group(ids)       decode: one token needs no schedule
+ *   a = experts_up(h, ids) [T·k, H]; y = experts_down(a, ids) [T·k, dim]
+ *   shared experts (a dense MLP on h, optionally × sigmoid(h·w_gate)) lower to ordinary ops
+ *   out = x + Σ_j weights[t, j]·y[t·k + j] + shared
+ * Each projection's experts live in one [experts, rows, cols] parameter concatenated from the
+ * canonical per-expert weights, gate rows before up rows (the matmul family's gated layout).
+ */
+import type { GraphBuilder } from '../builder.ts';
+import type { ParamSource } from '../ir.ts';
+import type { MlpSpec, ModelIR, MoeSpec } from '../../spec/model.ts';
+import { layerPrefix, moeNames } from '../../import/names.ts';
+import { linear, preNorm } from './common.ts';
+
+/** The state tensor holding layer i's per-expert token counts (read by `strata run --stats`). */
+export const moeLoadState = (i: number): string => `moe.load.${i}`;
+
+const weight = (name: string): ParamSource => ({ kind: 'weight', name });
+
+/** A dense MLP on h without norm or residual: the shared experts. */
+function sharedMlp(
+  b: GraphBuilder,
+  h: number,
+  names: { gate: string; up: string; down: string },
+  s: MlpSpec,
+  dim: number,
+  label: string,
+): number {
+  const up = linear(b, h, names.up, s.hidden, dim, s.bias, `${label}.up`);
+  let a: number;
+  if (s.gated) {
+    const gate = linear(b, h, names.gate, s.hidden, dim, s.bias, `${label}.gate`);
+    a = b.op(
+      { op: 'glu', act: s.act, width: s.hidden },
+      `${label} ${s.act}-glu`,
+      { gate, up },
+      { out: { name: `${label}.glu`, shape: ['T', s.hidden] } },
+    ).out;
+  } else {
+    a = b.op(
+      { op: 'act', act: s.act, width: s.hidden },
+      `${label} ${s.act}`,
+      { x: up },
+      { out: { name: `${label}.act`, shape: ['T', s.hidden] } },
+    ).out;
+  }
+  return linear(b, a, names.down, dim, s.hidden, s.bias, `${label}.down`);
+}
+
+export function lowerMoe(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  i: number,
+  f: MoeSpec,
+): number {
+  const n = moeNames(i);
+  const L = `l${i}.moe`;
+  const E = f.experts;
+  const K = f.topK;
+  const D = model.dim;
+  const ex = f.expert;
+  const H = ex.hidden;
+  const h = preNorm(b, model, x, n.norm, L);
+
+  const logits = linear(b, h, n.router, E, D, f.router.bias, `${L}.router`);
+  const load = b.tensor(moeLoadState(i), [E], 'state', 'u32');
+  const routeIn: Record<string, number> = { logits, load };
+  if (f.router.correctionBias) routeIn.bias = b.param(n.correctionBias, [E]);
+  const r = f.router;
+  const routed = b.op(
+    {
+      op: 'moe_route',
+      experts: E,
+      topK: K,
+      scoring: r.scoring,
+      normalize: r.normalize,
+      scale: r.scale,
+      correctionBias: r.correctionBias,
+      groups: r.groups,
+      topkGroups: r.topkGroups,
+    },
+    `${L} route`,
+    routeIn,
+    {
+      ids: { name: `${L}.ids`, shape: ['T', K], dtype: 'u32' },
+      weights: { name: `${L}.weights`, shape: ['T', K] },
+      load,
+    },
+  );
+
+  // Prefill groups the pairs so each expert's weight tiles serve all its tokens; a decode step's
+  // k pairs are k different experts, each read once without a schedule.
+  const grouped = b.maxT > 1;
+  const schedule: Record<string, number> = {};
+  if (grouped) {
+    const g = b.op(
+      { op: 'moe_group', experts: E, topK: K },
+      `${L} group`,
+      { ids: routed.ids },
+      {
+        counts: { name: `${L}.counts`, shape: [E], dtype: 'u32' },
+        offsets: { name: `${L}.offsets`, shape: [E + 1], dtype: 'u32' },
+        order: { name: `${L}.order`, shape: ['T', K], dtype: 'u32' },
+      },
+    );
+    schedule.offsets = g.offsets;
+    schedule.order = g.order;
+  }
+
+  const experts = Array.from({ length: E }, (_, e) => n.expert(e));
+  const upRows = ex.gated ? 2 * H : H;
+  const upParts = experts.flatMap((p) => (ex.gated ? [p.gate, p.up] : [p.up]));
+  const prefix = `${layerPrefix(i)}.mlp.experts`;
+  const projection = (
+    label: string,
+    name: string,
+    parts: string[],
+    N: number,
+    rows: number,
+    cols: number,
+    x: number,
+    input: 'token' | 'pair',
+    gated: boolean,
+  ): number => {
+    const inputs: Record<string, number> = {
+      x,
+      w: b.param(`${prefix}.${name}.weight`, [E, rows, cols], {
+        kind: 'concat',
+        parts: parts.map((p) => weight(`${p}.weight`)),
+      }),
+      ids: routed.ids,
+      ...schedule,
+    };
+    if (ex.bias) {
+      inputs.bias = b.param(`${prefix}.${name}.bias`, [E, rows], {
+        kind: 'concat',
+        parts: parts.map((p) => weight(`${p}.bias`)),
+      });
+    }
+    return b.op(
+      {
+        op: 'moe_matmul',
+        experts: E,
+        topK: K,
+        N,
+        K: cols,
+        input,
+        gated,
+        act: gated && f.clamp ? null : input === 'token' ? ex.act : null,
+        clamp: gated ? f.clamp : null,
+        bias: ex.bias,
+        grouped,
+        expertStart: 0,
+        expertCount: E,
+      },
+      `${L} ${label}`,
+      inputs,
+      { out: { name: `${L}.${label}`, shape: ['T', K, N] } },
+    ).out;
+  };
+  const a = projection(
+    ex.gated ? 'experts.gate_up' : 'experts.up',
+    ex.gated ? 'gate_up_proj' : 'up_proj',
+    upParts,
+    H,
+    upRows,
+    D,
+    h,
+    'token',
+    ex.gated,
+  );
+  const y = projection(
+    'experts.down',
+    'down_proj',
+    experts.map((p) => p.down),
+    D,
+    D,
+    H,
+    a,
+    'pair',
+    false,
+  );
+
+  const combineIn: Record<string, number> = { y, weights: routed.weights, residual: x };
+  if (f.shared) {
+    combineIn.shared = sharedMlp(b, h, n.shared, f.shared, D, `${L}.shared`);
+    if (f.sharedGate)
+      combineIn.sharedGate = linear(b, h, n.sharedGate, 1, D, false, `${L}.shared_gate`);
+  }
+  return b.op(
+    {
+      op: 'moe_combine',
+      topK: K,
+      width: D,
+      residual: true,
+      shared: f.shared !== null,
+      sharedGate: f.shared !== null && f.sharedGate,
+    },
+    `${L} combine`,
+    combineIn,
+    { out: { name: `${L}.res`, shape: ['T', D] } },
+  ).out;
+}

@@ -1,0 +1,119 @@
+/**
+ * The MoE parts of HuggingFace configs and checkpoints: which layers are sparse, their experts,
+ * top-k and router, and how checkpoints name the router and experts. Used by the decoder
+ * importers (mixtral, qwen3_moe) and available to the hybrid ones (jamba, granitemoehybrid, ...).
+ * Defaults for absent keys are those of the transformers config classes.
+ */
+import type { FfnSpec, MlpSpec, MoeRouterSpec, MoeSpec } from '../spec/model.ts';
+import { show, type ConfigReader } from './config-reader.ts';
+
+/** One layer's FFN as an importer builds it: its name in tables and its spec. */
+export interface LayerFfn {
+  name: string;
+  spec: FfnSpec;
+}
+
+/** Softmax over all experts, optionally renormalised over the selected k. */
+export function softmaxRouter(normalize: boolean): MoeRouterSpec {
+  return {
+    scoring: 'softmax',
+    normalize,
+    scale: 1,
+    bias: false,
+    correctionBias: false,
+    groups: 1,
+    topkGroups: 1,
+  };
+}
+
+export function moeSpec(
+  experts: number,
+  topK: number,
+  expert: MlpSpec,
+  router: MoeRouterSpec,
+  over: Partial<MoeSpec> = {},
+): MoeSpec {
+  return {
+    kind: 'moe',
+    experts,
+    topK,
+    expert,
+    clamp: null,
+    router,
+    shared: null,
+    sharedGate: false,
+    ...over,
+  };
+}
+
+/** A list of layer indices (e.g. mlp_only_layers), [] when absent or null. */
+export function readLayerList(cfg: ConfigReader, key: string, layers: number): number[] {
+  const raw = cfg.raw(key);
+  if (raw === undefined || raw === null) return [];
+  if (
+    !Array.isArray(raw) ||
+    !raw.every((v) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < layers)
+  ) {
+    cfg.fail(key, `must be a list of layer indices in [0, ${layers}), got ${show(raw)}`);
+  }
+  return raw as number[];
+}
+
+function readTopK(cfg: ConfigReader, experts: number, fallback: number): number {
+  const k = cfg.positiveInt('num_experts_per_tok', fallback);
+  if (k > experts)
+    cfg.fail('num_experts_per_tok', `(${k}) exceeds the number of experts (${experts})`);
+  return k;
+}
+
+/**
+ * Mixtral: every layer is sparse; intermediate_size is each expert's width; the router
+ * renormalises the top-k softmax weights. router_jitter_noise only perturbs training.
+ */
+export function mixtralFfns(cfg: ConfigReader, layers: number, dense: MlpSpec): LayerFfn[] {
+  const experts = cfg.positiveInt('num_local_experts', 8);
+  const topK = readTopK(cfg, experts, 2);
+  cfg.ignore('router_jitter_noise');
+  const spec = moeSpec(experts, topK, dense, softmaxRouter(true));
+  return Array.from({ length: layers }, () => ({ name: 'moe', spec: structuredClone(spec) }));
+}
+
+/**
+ * Qwen3-MoE (and Qwen2-MoE's layer rule): layer i is sparse unless it is in mlp_only_layers or
+ * (i + 1) is not a multiple of decoder_sparse_step; sparse experts are moe_intermediate_size
+ * wide and dense layers intermediate_size. transformers 5 writes num_experts as
+ * num_local_experts.
+ */
+export function qwen3MoeFfns(cfg: ConfigReader, layers: number, dense: MlpSpec): LayerFfn[] {
+  const key = cfg.has('num_local_experts') ? 'num_local_experts' : 'num_experts';
+  cfg.ignore('num_local_experts', 'num_experts');
+  const experts = cfg.int(key, 128);
+  if (experts < 0) cfg.fail(key, `must be at least 0, got ${experts}`);
+  const step = cfg.positiveInt('decoder_sparse_step', 1);
+  const mlpOnly = new Set(readLayerList(cfg, 'mlp_only_layers', layers));
+  const hidden = cfg.positiveInt('moe_intermediate_size', 768);
+  const normalize = cfg.bool('norm_topk_prob', false);
+  const topK = experts > 0 ? readTopK(cfg, experts, 8) : 0;
+  if (experts === 0) cfg.ignore('num_experts_per_tok');
+  const sparse = moeSpec(experts, topK, { ...dense, hidden }, softmaxRouter(normalize));
+  return Array.from({ length: layers }, (_, i) =>
+    experts > 0 && !mlpOnly.has(i) && (i + 1) % step === 0
+      ? { name: 'moe', spec: structuredClone(sparse) }
+      : { name: 'mlp', spec: { ...dense } },
+  );
+}
+
+/**
+ * Checkpoint names of Mixtral's sparse blocks: `block_sparse_moe.gate` for the router and
+ * `experts.{e}.w1 / w3 / w2` for gate / up / down (the names transformers keeps on disk).
+ */
+export function mixtralWeightName(canonical: string): string {
+  const m =
+    /^(model\.layers\.\d+)\.mlp\.(gate\.weight|experts\.(\d+)\.(gate|up|down)_proj\.weight)$/.exec(
+      canonical,
+    );
+  if (!m) return canonical;
+  if (m[3] === undefined) return `${m[1]}.block_sparse_moe.gate.weight`;
+  const w = { gate: 'w1', up: 'w3', down: 'w2' }[m[4] as 'gate' | 'up' | 'down'];
+  return `${m[1]}.block_sparse_moe.experts.${m[3]}.${w}.weight`;
+}

@@ -1,0 +1,310 @@
+/**
+ * Mixture-of-experts ops (semantics in src/graph/ops.ts): the router (top-k ids and weights per
+ * token), grouping of (token, k) pairs by expert, the grouped expert projections over the selected
+ * pairs only, and the weighted combine back to token order. Ground truth for the WGSL kernels in
+ * codegen/kernels/moe.ts and for the interpreter. Costs count only the active experts.
+ */
+import type {
+  MoeCombineAttrs,
+  MoeGroupAttrs,
+  MoeMatmulAttrs,
+  MoeRouteAttrs,
+} from '../graph/ops.ts';
+import { activate } from './math.ts';
+import { f32, u32, type HostArray, type OpReference } from './types.ts';
+
+/** The DeepSeek-V3 normaliser's guard against an all-zero denominator. */
+export const SIGMOID_NORM_EPS = 1e-20;
+
+function positiveInt(v: number): boolean {
+  return Number.isInteger(v) && v > 0;
+}
+
+/** Attribute rules shared by the reference and the kernel generator. */
+export function validateRoute(a: MoeRouteAttrs): void {
+  const pre = `moe_route experts=${a.experts} top_k=${a.topK}`;
+  if (!positiveInt(a.experts) || !positiveInt(a.topK) || a.topK > a.experts) {
+    throw new Error(`${pre}: experts and top_k must be positive integers with top_k <= experts`);
+  }
+  if (!(Number.isFinite(a.scale) && a.scale > 0))
+    throw new Error(`${pre}: scale must be > 0, got ${a.scale}`);
+  if (a.scoring === 'softmax' && (a.correctionBias || a.groups !== 1 || a.topkGroups !== 1)) {
+    throw new Error(
+      `${pre}: the correction bias and group-limited selection are defined for sigmoid scoring only`,
+    );
+  }
+  if (!positiveInt(a.groups) || !positiveInt(a.topkGroups) || a.topkGroups > a.groups) {
+    throw new Error(`${pre}: groups and topk_groups must be positive with topk_groups <= groups`);
+  }
+  if (a.groups > 1) {
+    if (a.experts % a.groups !== 0)
+      throw new Error(`${pre}: groups (${a.groups}) must divide experts`);
+    // A group is scored by its two best experts, so it needs two.
+    if (a.experts / a.groups < 2)
+      throw new Error(`${pre}: each of the ${a.groups} groups needs at least 2 experts`);
+    // The kernel keeps the chosen groups in one 32-bit mask.
+    if (a.groups > 32) throw new Error(`${pre}: at most 32 expert groups are supported`);
+    if (a.topK > (a.experts / a.groups) * a.topkGroups) {
+      throw new Error(`${pre}: top_k exceeds the experts of the topk_groups eligible groups`);
+    }
+  }
+}
+
+/**
+ * Indices of the k largest values, best first; equal values rank the lower index first, as
+ * torch.topk on CPU does in deterministic mode (see MoeRouteAttrs in src/graph/ops.ts).
+ */
+export function topkIndices(values: ArrayLike<number>, k: number): number[] {
+  const idx = Array.from({ length: values.length }, (_, i) => i);
+  idx.sort((p, q) => (values[q] > values[p] ? 1 : values[q] < values[p] ? -1 : p - q));
+  return idx.slice(0, k);
+}
+
+function sigmoid(x: number): number {
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}
+
+/** One token's experts (best first) and weights from its router logits. */
+export function routeToken(
+  a: MoeRouteAttrs,
+  logits: ArrayLike<number>,
+  bias?: ArrayLike<number>,
+): { ids: number[]; weights: number[] } {
+  const E = a.experts;
+  const l = Array.from({ length: E }, (_, i) => logits[i]);
+  if (a.scoring === 'softmax') {
+    const ids = topkIndices(l, a.topK);
+    // Selection by logit: the first pick is the largest logit of all.
+    const m = l[ids[0]];
+    const num = ids.map((i) => Math.exp(l[i] - m));
+    let den = 0;
+    if (a.normalize) for (const v of num) den += v;
+    else for (const v of l) den += Math.exp(v - m);
+    return { ids, weights: num.map((v) => (v / den) * a.scale) };
+  }
+  const s = l.map(sigmoid);
+  const rank = s.map((v, i) => v + (a.correctionBias && bias ? bias[i] : 0));
+  if (a.groups > 1) {
+    const size = E / a.groups;
+    const groupScore = Array.from({ length: a.groups }, (_, g) => {
+      const [b0, b1] = topkIndices(rank.slice(g * size, (g + 1) * size), 2);
+      return rank[g * size + b0] + rank[g * size + b1];
+    });
+    const keep = new Set(topkIndices(groupScore, a.topkGroups));
+    for (let i = 0; i < E; i++) if (!keep.has(Math.floor(i / size))) rank[i] = 0;
+  }
+  const ids = topkIndices(rank, a.topK);
+  const w = ids.map((i) => s[i]);
+  let den = 1;
+  if (a.normalize) den = w.reduce((x, y) => x + y, 0) + SIGMOID_NORM_EPS;
+  return { ids, weights: w.map((v) => (v / den) * a.scale) };
+}
+
+export const moeRoute: OpReference<MoeRouteAttrs> = {
+  reference(a, inputs, step) {
+    validateRoute(a);
+    const E = a.experts;
+    const K = a.topK;
+    const logits = f32(inputs, 'logits');
+    if (logits.length < step.T * E)
+      throw new Error(`moe_route: logits has ${logits.length} elements, T x experts needs more`);
+    const bias = a.correctionBias ? f32(inputs, 'bias') : undefined;
+    // Counts accumulate in place; the interpreter's state arrays are f32, the GPU's u32.
+    const load: HostArray | undefined = inputs.load;
+    if (!load || load.length < E) throw new Error(`moe_route: input 'load' needs ${E} elements`);
+    const ids = new Uint32Array(step.T * K);
+    const weights = new Float32Array(step.T * K);
+    for (let t = 0; t < step.T; t++) {
+      const r = routeToken(a, logits.subarray(t * E, (t + 1) * E), bias);
+      for (let j = 0; j < K; j++) {
+        ids[t * K + j] = r.ids[j];
+        weights[t * K + j] = r.weights[j];
+        load[r.ids[j]] += 1;
+      }
+    }
+    return { ids, weights, load };
+  },
+  cost: (a, { T }) => ({
+    // k ranking passes over the experts plus the exponentials.
+    flops: T * a.experts * (a.topK + 4),
+    bytesRead: 4 * (T * a.experts + (a.correctionBias ? a.experts : 0)),
+    bytesWritten: 4 * (2 * T * a.topK + a.experts),
+  }),
+};
+
+/** counts, offsets and order of the pairs as moe_group defines them. */
+export function groupPairs(
+  ids: ArrayLike<number>,
+  pairs: number,
+  experts: number,
+): { counts: Uint32Array; offsets: Uint32Array; order: Uint32Array } {
+  const counts = new Uint32Array(experts);
+  for (let p = 0; p < pairs; p++) {
+    const e = ids[p];
+    if (!(e < experts)) throw new Error(`moe: pair ${p} names expert ${e} of ${experts}`);
+    counts[e]++;
+  }
+  const offsets = new Uint32Array(experts + 1);
+  for (let e = 0; e < experts; e++) offsets[e + 1] = offsets[e] + counts[e];
+  const next = offsets.slice(0, experts);
+  const order = new Uint32Array(pairs);
+  for (let p = 0; p < pairs; p++) order[next[ids[p]]++] = p;
+  return { counts, offsets, order };
+}
+
+export const moeGroup: OpReference<MoeGroupAttrs> = {
+  reference(a, inputs, step) {
+    const ids = u32(inputs, 'ids');
+    const P = step.T * a.topK;
+    if (ids.length < P) throw new Error(`moe_group: ids has ${ids.length} elements, needs ${P}`);
+    return groupPairs(ids, P, a.experts);
+  },
+  cost: (a, { T }) => ({
+    flops: 0,
+    bytesRead: 4 * T * a.topK,
+    bytesWritten: 4 * (2 * a.experts + 1 + T * a.topK),
+  }),
+};
+
+export function validateMoeMatmul(a: MoeMatmulAttrs): void {
+  const pre = `moe_matmul N=${a.N} K=${a.K}`;
+  if (![a.N, a.K, a.experts, a.topK, a.expertCount].every(positiveInt))
+    throw new Error(`${pre}: N, K, experts, top_k and expertCount must be positive integers`);
+  if (!Number.isInteger(a.expertStart) || a.expertStart < 0) {
+    throw new Error(`${pre}: expertStart must be a non-negative integer`);
+  }
+  if (a.expertStart + a.expertCount > a.experts) {
+    throw new Error(
+      `${pre}: experts [${a.expertStart}, ${a.expertStart + a.expertCount}) exceed the ${a.experts} experts`,
+    );
+  }
+  if (a.clamp) {
+    if (!a.gated || a.act !== null)
+      throw new Error(`${pre}: the clamped SwiGLU needs gated and act null`);
+    if (!(a.clamp.limit > 0 && Number.isFinite(a.clamp.alpha)))
+      throw new Error(`${pre}: clamp limit must be > 0 and alpha finite`);
+  }
+  if (a.gated && !a.act && !a.clamp) throw new Error(`${pre}: a gated projection needs act`);
+}
+
+/** The gated / activated value of one output column (shared with the kernels' epilogue). */
+export function moeEpilogue(a: MoeMatmulAttrs, g: number, u: number): number {
+  if (a.clamp) {
+    const gc = Math.min(g, a.clamp.limit);
+    const uc = Math.min(Math.max(u, -a.clamp.limit), a.clamp.limit);
+    return gc * sigmoid(a.clamp.alpha * gc) * (uc + 1);
+  }
+  const v = a.act ? activate(a.act, g) : g;
+  return a.gated ? v * u : v;
+}
+
+export const moeMatmul: OpReference<MoeMatmulAttrs> = {
+  reference(a, inputs, step) {
+    validateMoeMatmul(a);
+    const { N, K, topK } = a;
+    const P = step.T * topK;
+    const wRows = a.gated ? 2 * N : N;
+    const x = f32(inputs, 'x');
+    const w = f32(inputs, 'w');
+    const ids = u32(inputs, 'ids');
+    const xRows = a.input === 'token' ? step.T : P;
+    if (x.length < xRows * K) throw new Error(`moe_matmul: x has ${x.length} elements`);
+    if (w.length < a.expertCount * wRows * K)
+      throw new Error(`moe_matmul: w has ${w.length} elements, needs ${a.expertCount * wRows * K}`);
+    if (ids.length < P) throw new Error(`moe_matmul: ids has ${ids.length} elements`);
+    const bias = a.bias ? f32(inputs, 'bias') : undefined;
+    const prev = inputs.out;
+    const out = prev instanceof Float32Array ? Float32Array.from(prev) : new Float32Array(P * N);
+    if (out.length < P * N) throw new Error(`moe_matmul: out has ${out.length} elements`);
+    for (let p = 0; p < P; p++) {
+      const e = ids[p];
+      if (!(e < a.experts)) throw new Error(`moe_matmul: pair ${p} names expert ${e}`);
+      const local = e - a.expertStart;
+      if (local < 0 || local >= a.expertCount) continue;
+      const xOff = (a.input === 'token' ? Math.floor(p / topK) : p) * K;
+      const wOff = local * wRows * K;
+      for (let n = 0; n < N; n++) {
+        let g = 0;
+        let u = 0;
+        const gRow = wOff + n * K;
+        for (let k = 0; k < K; k++) g += x[xOff + k] * w[gRow + k];
+        if (a.gated) {
+          const uRow = wOff + (N + n) * K;
+          for (let k = 0; k < K; k++) u += x[xOff + k] * w[uRow + k];
+        }
+        if (bias) {
+          g += bias[local * wRows + n];
+          if (a.gated) u += bias[local * wRows + N + n];
+        }
+        out[p * N + n] = moeEpilogue(a, g, u);
+      }
+    }
+    return { out };
+  },
+  cost(a, { T }) {
+    const P = T * a.topK;
+    const wRows = a.gated ? 2 * a.N : a.N;
+    // Only the selected pairs are computed. A node holding some of the experts sees, on average,
+    // its share of the pairs, so the split nodes of one projection add up to the whole.
+    const share = a.expertCount / a.experts;
+    const touched = Math.min(a.expertCount, Math.ceil(P * share));
+    const xRows = a.input === 'token' ? T : P;
+    return {
+      flops: 2 * P * share * a.K * wRows,
+      bytesRead:
+        4 * (touched * wRows * (a.K + (a.bias ? 1 : 0)) + xRows * a.K * share + P) +
+        (a.grouped ? 4 * (a.experts + 1 + P) : 0),
+      bytesWritten: 4 * P * share * a.N,
+    };
+  },
+};
+
+export const moeCombine: OpReference<MoeCombineAttrs> = {
+  reference(a, inputs, step) {
+    const { topK: K, width: W } = a;
+    const n = step.T * W;
+    const y = f32(inputs, 'y');
+    const weights = f32(inputs, 'weights');
+    if (y.length < step.T * K * W) throw new Error(`moe_combine: y has ${y.length} elements`);
+    const res = a.residual ? f32(inputs, 'residual') : undefined;
+    const shared = a.shared ? f32(inputs, 'shared') : undefined;
+    const gate = a.shared && a.sharedGate ? f32(inputs, 'sharedGate') : undefined;
+    const out = new Float32Array(n);
+    for (let t = 0; t < step.T; t++) {
+      const g = gate ? sigmoid(gate[t]) : 1;
+      for (let d = 0; d < W; d++) {
+        let acc = 0;
+        for (let j = 0; j < K; j++) acc += weights[t * K + j] * y[(t * K + j) * W + d];
+        if (shared) acc += g * shared[t * W + d];
+        if (res) acc += res[t * W + d];
+        out[t * W + d] = acc;
+      }
+    }
+    return { out };
+  },
+  cost: (a, { T }) => {
+    const rows = a.topK + (a.residual ? 1 : 0) + (a.shared ? 1 : 0);
+    return {
+      flops: T * a.width * (2 * a.topK + (a.shared ? 2 : 0) + (a.residual ? 1 : 0)),
+      bytesRead: 4 * (T * a.width * rows + T * a.topK + (a.sharedGate ? T : 0)),
+      bytesWritten: 4 * T * a.width,
+    };
+  },
+};
+
+/** Per-expert token counts as `strata run --stats` shows them. */
+export interface ExpertLoad {
+  counts: number[];
+  total: number;
+  /** Largest count over the mean count (1 is perfectly balanced). */
+  maxOverMean: number;
+}
+
+export function expertLoad(counts: ArrayLike<number>): ExpertLoad {
+  const c = Array.from(counts);
+  const total = c.reduce((x, y) => x + y, 0);
+  const mean = total / Math.max(1, c.length);
+  return { counts: c, total, maxOverMean: mean > 0 ? Math.max(...c) / mean : 0 };
+}

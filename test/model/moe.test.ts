@@ -1,0 +1,173 @@
+/**
+ * A whole MoE model (specs/tiny-moe.strata: dense first layer, softmax-routed experts with a
+ * sigmoid-gated shared expert, a DeepSeek-V3-routed layer) on WebGPU against the CPU
+ * interpreter, prefill and decode; expert weights split over bindings; the expert-load
+ * counters; and the inspect report's active parameters and FLOPs.
+ */
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { compileModel, type CompileOptions } from '../../src/compile.ts';
+import { memorySource } from '../../codegen/bundle.ts';
+import { BASELINE_CAPS, GREEDY } from '../../codegen/kernel-ir.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import { parseSpec } from '../../src/spec/load.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
+import { report } from '../../src/report.ts';
+import { expertLoads } from '../../src/cli/run-cmd.ts';
+import { testGpu } from '../helpers/gpu.ts';
+import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { attention, mlp, tinyLlama } from '../helpers/models.ts';
+
+const TOL = 1e-4;
+const MODEL = parseSpec(readFileSync('specs/tiny-moe.strata', 'utf8'), 'tiny-moe.strata');
+
+async function gpuModel(model: ModelIR, opts: Partial<CompileOptions> = {}) {
+  const gpu = await testGpu();
+  const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 96, ...opts });
+  const weights = randomWeights(model, 7);
+  const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
+  return { compiled, weights, gm };
+}
+
+describe('tiny MoE model on WebGPU vs the CPU interpreter', () => {
+  it('prefill logits, 12 greedy decode steps and the expert-load counters match', async () => {
+    const { compiled, weights, gm } = await gpuModel(MODEL);
+    const decodeLabels = compiled.graphs.decode.nodes.map((n) => n.attrs.op);
+    // Decode needs no grouping: each of the k pairs reads its own expert.
+    expect(decodeLabels).not.toContain('moe_group');
+    expect(compiled.graphs.prefill.nodes.map((n) => n.attrs.op)).toContain('moe_group');
+
+    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
+    const decode = await Interpreter.create(compiled.graphs.decode, weights);
+    const state = prefill.newState();
+    const prompt = randInts(13, MODEL.vocab, 3);
+    const cpu = prefill.step(prompt, 0, prompt.length, state);
+    const seq = gm.newSequence();
+    const g = await seq.forward(prompt);
+    expect(maxRelError(g.logits, cpu.logits)).toBeLessThan(TOL);
+    expect(g.token).toBe(cpu.token);
+    let cpuTok = cpu.token;
+    let gpuTok = g.token;
+    for (let i = 0; i < 12; i++) {
+      const c = decode.step(Uint32Array.of(cpuTok), prompt.length + i, 1, state);
+      const r = await seq.next([gpuTok], GREEDY, true);
+      expect(maxRelError(r.logits!, c.logits)).toBeLessThan(TOL);
+      expect(r.token).toBe(c.token);
+      cpuTok = c.token;
+      gpuTok = r.token;
+    }
+    const loads = await expertLoads(seq);
+    expect(loads.map((l) => l.layer)).toEqual([1, 2, 3]);
+    for (const { layer, load } of loads) {
+      const f = MODEL.layers[layer]!.ffn!;
+      const k = f.kind === 'moe' ? f.topK : 0;
+      expect(load.total).toBe(25 * k);
+      expect(load.counts).toEqual(Array.from(state.get(`moe.load.${layer}`)!));
+      expect(load.maxOverMean).toBeGreaterThanOrEqual(1);
+    }
+  });
+
+  it('expert weights over the binding limit are split by experts and give the same logits', async () => {
+    const gpu = await testGpu();
+    // 64 KiB: the embedding and dense weights still fit; every expert projection splits.
+    const caps = { ...gpu.caps, maxStorageBindingBytes: 64 * 1024 };
+    const split = await gpuModel(MODEL, { caps });
+    const names = split.compiled.params.map((p) => p.name);
+    expect(names).toContain('model.layers.1.mlp.experts.gate_up_proj.weight#experts2');
+    expect(names.filter((n) => n.includes('#experts')).length).toBeGreaterThanOrEqual(8);
+    const whole = await gpuModel(MODEL);
+    const ids = Array.from(randInts(11, MODEL.vocab, 2));
+    const a = await split.gm.newSequence().forward(ids);
+    const b = await whole.gm.newSequence().forward(ids);
+    expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
+    // The split graph on the CPU: each expert range fills only its own rows.
+    const cpu = await Interpreter.create(split.compiled.graphs.prefill, split.weights);
+    const c = cpu.step(Uint32Array.from(ids), 0, ids.length, cpu.newState());
+    expect(maxRelError(a.logits, c.logits)).toBeLessThan(TOL);
+    // Decode through the split graph too.
+    const seq = split.gm.newSequence();
+    await seq.forward(ids);
+    const d = await seq.next([5], GREEDY, true);
+    const seqWhole = whole.gm.newSequence();
+    await seqWhole.forward(ids);
+    const e = await seqWhole.next([5], GREEDY, true);
+    expect(maxRelError(d.logits!, e.logits!)).toBeLessThan(TOL);
+  });
+
+  it('unfused and fused compilations agree; chunked prefill equals one chunk', async () => {
+    const ids = Array.from(randInts(21, MODEL.vocab, 9));
+    const fused = await gpuModel(MODEL, { maxT: 32 });
+    const plain = await gpuModel(MODEL, { fuse: false, maxT: 32 });
+    const chunked = await gpuModel(MODEL, { maxT: 8 });
+    const a = await fused.gm.newSequence().forward(ids);
+    const b = await plain.gm.newSequence().forward(ids);
+    const c = await chunked.gm.newSequence().forward(ids);
+    expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
+    expect(maxRelError(a.logits, c.logits)).toBeLessThan(TOL);
+  });
+});
+
+describe('inspect counts only the active experts', () => {
+  const D = 64;
+  const H = 256;
+  const oneLayer = (ffn: ModelIR['layers'][number]['ffn']): ModelIR =>
+    tinyLlama({
+      dim: D,
+      vocab: 64,
+      layers: [
+        {
+          index: 0,
+          mixerName: 'attn',
+          mixer: attention({ headDim: 16 }),
+          ffnName: 'f',
+          ffn,
+        },
+      ],
+    });
+  const expert = mlp({ hidden: H });
+  const moeModel = oneLayer({
+    kind: 'moe',
+    experts: 64,
+    topK: 2,
+    expert,
+    clamp: null,
+    router: {
+      scoring: 'softmax',
+      normalize: true,
+      scale: 1,
+      bias: false,
+      correctionBias: false,
+      groups: 1,
+      topkGroups: 1,
+    },
+    shared: null,
+    sharedGate: false,
+  });
+  // All 64 experts evaluated densely: one MLP 64 times as wide.
+  const denseModel = oneLayer(mlp({ hidden: 64 * H }));
+  const opts = { caps: BASELINE_CAPS, maxT: 16, capacity: 64 };
+
+  it('a 64-expert top-2 layer costs 2/64 of all experts (within 10%)', () => {
+    const moe = report(compileModel(moeModel, opts));
+    const dense = report(compileModel(denseModel, opts));
+    const ratio = moe.ffn[0]!.flopsPerToken / ((2 / 64) * dense.ffn[0]!.flopsPerToken);
+    expect(moe.ffn[0]).toMatchObject({ kind: 'moe', experts: 64, topK: 2 });
+    expect(ratio).toBeGreaterThan(0.9);
+    expect(ratio).toBeLessThan(1.1);
+    // The whole-model figures follow: the dense model does far more work per token.
+    expect(moe.flopsPerToken).toBeLessThan(dense.flopsPerToken / 10);
+    // Prefill's expert matmuls count the selected pairs only, like decode.
+    const ratioPrefill = moe.prefill.flops / dense.prefill.flops;
+    expect(ratioPrefill).toBeLessThan(0.1);
+  });
+
+  it('reports total and active parameters', () => {
+    const r = report(compileModel(moeModel, opts));
+    const perExpert = 3 * H * D;
+    expect(r.parameters - r.activeParameters).toBe(62 * perExpert);
+    const d = report(compileModel(denseModel, opts));
+    expect(d.activeParameters).toBe(d.parameters);
+  });
+});

@@ -1,0 +1,244 @@
+/**
+ * State-space and hybrid models: what the compiled graphs hold (state tensors, dispatches,
+ * the inspect report; no GPU needed), and a hybrid of every mixer kind on WebGPU against
+ * the CPU interpreter.
+ */
+import { describe, expect, it } from 'vitest';
+import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
+import { memorySource } from '../../codegen/bundle.ts';
+import { compileModel } from '../../src/compile.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { lower } from '../../src/graph/lower.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import { report } from '../../src/report.ts';
+import type {
+  LayerSpec,
+  Mamba1Spec,
+  Mamba2Spec,
+  MixerSpec,
+  ModelIR,
+} from '../../src/spec/model.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { testGpu } from '../helpers/gpu.ts';
+import { attention, mlp, tinyLlama } from '../helpers/models.ts';
+import { maxRelError, randInts } from '../helpers/numeric.ts';
+
+const MAMBA1: Mamba1Spec = {
+  kind: 'mamba1',
+  dInner: 128,
+  dState: 16,
+  dConv: 4,
+  dtRank: 4,
+  convBias: true,
+  projBias: false,
+  innerNorms: null,
+};
+
+function layer(index: number, mixer: MixerSpec, ffn: boolean): LayerSpec {
+  return {
+    index,
+    mixerName: mixer.kind,
+    mixer,
+    ffnName: ffn ? 'mlp' : null,
+    ffn: ffn ? mlp({ hidden: 96 }) : null,
+  };
+}
+
+/** Jamba's layout: groups of 8 layers, attention at offset 4, an MLP after every mixer. */
+function jambaLike(attentionAt: number[], groups = 1): ModelIR {
+  const n = 8 * groups;
+  return tinyLlama({
+    dim: 64,
+    layers: Array.from({ length: n }, (_, i) =>
+      layer(i, attentionAt.includes(i % 8) ? attention({ rope: null }) : MAMBA1, true),
+    ),
+  });
+}
+
+describe('hybrid graphs and the inspect report', () => {
+  it('counts KV bytes per token over the attention layers only; mamba state is fixed-size', () => {
+    const one = report(compileModel(jambaLike([4]), { caps: BASELINE_CAPS, capacity: 128 }));
+    const two = report(compileModel(jambaLike([2, 6]), { caps: BASELINE_CAPS, capacity: 128 }));
+    const kvPerAttentionLayer = 2 * 2 * 16 * 4; // k and v, 2 kv heads of 16 dims, f32
+    expect(one.kvBytesPerToken).toBe(kvPerAttentionLayer);
+    expect(two.kvBytesPerToken).toBe(2 * kvPerAttentionLayer);
+    const mambaState = (4 - 1) * 128 * 4 + 128 * 16 * 4; // conv + ssm, f32
+    expect(one.layers[0]).toEqual({
+      layer: 0,
+      mixer: 'mamba1',
+      kvBytesPerToken: 0,
+      stateBytes: mambaState,
+    });
+    expect(one.layers[4]).toEqual({
+      layer: 4,
+      mixer: 'attention',
+      kvBytesPerToken: kvPerAttentionLayer,
+      stateBytes: 0,
+    });
+    expect(one.recurrentStateBytes).toBe(7 * mambaState);
+    expect(two.recurrentStateBytes).toBe(6 * mambaState);
+    // Per sequence: KV at capacity plus the recurrent state, nothing else.
+    expect(one.stateBytesPerSequence).toBe(128 * kvPerAttentionLayer + 7 * mambaState);
+  });
+
+  it("keeps a mamba layer's prefill dispatches the same from maxT 64 to 4096", () => {
+    const model = jambaLike([4]);
+    const mambaDispatches = (maxT: number) =>
+      compileModel(model, { caps: BASELINE_CAPS, maxT, capacity: 128 })
+        .phases.prefill.dispatches.filter((d) => d.label.startsWith('l1.'))
+        .map((d) => `${d.kernel} ${d.label}`);
+    const small = mambaDispatches(64);
+    expect(small.length).toBeGreaterThan(0);
+    expect(mambaDispatches(4096)).toEqual(small);
+  });
+
+  it('gives every mixer kind its state tensors with static shapes', () => {
+    const mamba2: Mamba2Spec = {
+      kind: 'mamba2',
+      heads: 4,
+      headDim: 16,
+      dState: 8,
+      groups: 2,
+      dConv: 4,
+      chunk: 16,
+      convBias: true,
+      projBias: false,
+      normGroup: 32,
+      normEps: 1e-5,
+      dtMin: 0,
+      dtMax: null,
+    };
+    const model = tinyLlama({
+      dim: 64,
+      layers: [
+        layer(0, MAMBA1, false),
+        layer(1, mamba2, false),
+        layer(2, { kind: 'shortconv', lCache: 3, bias: false }, true),
+      ],
+    });
+    const g = lower(model, { phase: 'prefill', maxT: 32, capacity: 64 });
+    const states = Object.fromEntries(
+      g.tensors.filter((t) => t.kind === 'state').map((t) => [t.name, t.shape]),
+    );
+    expect(states).toEqual({
+      'conv.0': [3, 128],
+      'ssm.0': [128, 16],
+      'conv.1.x': [3, 64],
+      'conv.1.b': [3, 16],
+      'conv.1.c': [3, 16],
+      'ssm.1': [4, 16, 8],
+      'conv.2': [2, 64],
+    });
+    // Split projections are row ranges of the one canonical weight, never a slice op.
+    const inProj = g.tensors.filter((t) =>
+      t.name.startsWith('model.layers.1.mixer.in_proj.weight'),
+    );
+    expect(inProj.map((t) => [t.name, t.shape, t.source])).toContainEqual([
+      'model.layers.1.mixer.in_proj.weight#rows128',
+      [16, 64],
+      {
+        kind: 'rows',
+        of: { kind: 'weight', name: 'model.layers.1.mixer.in_proj.weight' },
+        start: 128,
+        count: 16,
+        cols: 64,
+      },
+    ]);
+  });
+
+  it('fuses the pre-norm into the input projections and the residual into out_proj', () => {
+    const c = compileModel(jambaLike([4]), { caps: BASELINE_CAPS, capacity: 128 });
+    const ops = c.graphs.decode.nodes.filter((n) => n.layer === 0).map((n) => n.attrs.op);
+    expect(ops).not.toContain('norm');
+    expect(ops).not.toContain('add');
+    expect(ops.filter((o) => o === 'selective_scan')).toHaveLength(1);
+  });
+
+  it("fuses LFM2's B·x into one gated matmul over two row ranges of in_proj", () => {
+    const model = tinyLlama({
+      dim: 64,
+      layers: [layer(0, { kind: 'shortconv', lCache: 3, bias: true }, true)],
+    });
+    const nodes = compileModel(model, { caps: BASELINE_CAPS, capacity: 64 }).graphs.decode.nodes;
+    const conv = nodes.filter((n) => n.layer === 0 && n.label.startsWith('l0.conv'));
+    expect(conv.map((n) => n.attrs.op)).toEqual(['matmul', 'matmul', 'conv1d', 'mul', 'matmul']);
+    const bx = conv[0]!;
+    expect(bx.attrs).toMatchObject({ op: 'matmul', gated: true, act: null, N: 64, bias: true });
+  });
+});
+
+describe('a hybrid of every mixer kind on WebGPU vs the CPU interpreter', () => {
+  // Odd sizes on purpose: no width is a multiple of a tile.
+  const model = tinyLlama({
+    dim: 40,
+    tieEmbeddings: false,
+    layers: [
+      layer(
+        0,
+        {
+          kind: 'mamba1',
+          dInner: 72,
+          dState: 12,
+          dConv: 4,
+          dtRank: 5,
+          convBias: true,
+          projBias: true,
+          innerNorms: { eps: 1e-6 },
+        },
+        false,
+      ),
+      layer(
+        1,
+        {
+          kind: 'mamba2',
+          heads: 6,
+          headDim: 12,
+          dState: 10,
+          groups: 3,
+          dConv: 3,
+          chunk: 8,
+          convBias: false,
+          projBias: true,
+          normGroup: 24,
+          normEps: 1e-5,
+          dtMin: 0.001,
+          dtMax: 0.5,
+        },
+        true,
+      ),
+      layer(2, { kind: 'shortconv', lCache: 4, bias: true }, true),
+      layer(3, attention({ headDim: 10, heads: 4, kvHeads: 2 }), true),
+    ],
+  });
+
+  it('prefill in chunks, then decode, match the interpreter', async () => {
+    const gpu = await testGpu();
+    const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 64 });
+    const weights = randomWeights(model, 3);
+    const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
+    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
+    const decode = await Interpreter.create(compiled.graphs.decode, weights);
+    const state = prefill.newState();
+    const prompt = randInts(21, model.vocab, 4);
+    prefill.step(prompt.slice(0, 16), 0, 16, state);
+    const cpu = prefill.step(prompt.slice(16), 16, 5, state);
+    const seq = gm.newSequence();
+    const g = await seq.forward(Array.from(prompt));
+    expect(maxRelError(g.logits.slice(-5 * model.vocab), cpu.logits)).toBeLessThan(1e-4);
+    expect(g.token).toBe(cpu.token);
+    let tok = cpu.token;
+    for (let i = 0; i < 5; i++) {
+      const c = decode.step(Uint32Array.of(tok), 21 + i, 1, state);
+      const r = await seq.next([tok], { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 }, true);
+      expect(maxRelError(r.logits!, c.logits)).toBeLessThan(1e-4);
+      expect(r.token).toBe(c.token);
+      tok = c.token;
+    }
+    // reset() only rewinds the position: the scans must read the old state as zeros at pos 0.
+    seq.reset();
+    const again = await seq.forward(Array.from(prompt.slice(0, 7)));
+    const fresh = prefill.step(prompt.slice(0, 7), 0, 7, prefill.newState());
+    expect(maxRelError(again.logits, fresh.logits)).toBeLessThan(1e-4);
+    gm.destroy();
+  });
+});
