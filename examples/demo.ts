@@ -1,6 +1,6 @@
 /**
- * The main demo: compile a hybrid spec (sliding-window + global attention with
- * alternating FFNs) into a bundle, load it on WebGPU and stream generated text.
+ * The main demo: compile a Jamba-style hybrid spec (7 Mamba-1 : 1 attention, dense
+ * and MoE FFNs alternating) into a bundle, load it on WebGPU and stream generated text.
  * Weights are seeded random, so the text is noise: the demo shows the pipeline
  * (parse → IR → fused WGSL → bundle → GPU generation), not a trained model.
  */
@@ -45,7 +45,7 @@ const seq = gm.newSequence();
 const t0 = performance.now();
 let n = 0;
 for await (const t of seq.generate(tok.encode(prompt), {
-  maxTokens: 48,
+  maxTokens: 32,
   temperature: 0.8,
   topK: 40,
   seed: 42,
