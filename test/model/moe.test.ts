@@ -1,8 +1,9 @@
 /**
  * A whole MoE model (specs/tiny-moe.strata: dense first layer, softmax-routed experts with a
- * sigmoid-gated shared expert, a DeepSeek-V3-routed layer) on WebGPU against the CPU
- * interpreter, prefill and decode; expert weights split over bindings; the expert-load
- * counters; and the inspect report's active parameters and FLOPs.
+ * sigmoid-gated shared expert, a DeepSeek-V3-routed layer) and a Jamba-shaped Mamba-1 + MoE
+ * model (specs/jamba-tiny-moe.strata) on WebGPU against the CPU interpreter, prefill and decode;
+ * expert weights split over bindings; the expert-load counters; and the inspect report's active
+ * parameters and FLOPs.
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -106,6 +107,33 @@ describe('tiny MoE model on WebGPU vs the CPU interpreter', () => {
     const c = await chunked.gm.newSequence().forward(ids);
     expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
     expect(maxRelError(a.logits, c.logits)).toBeLessThan(TOL);
+  });
+});
+
+describe('a Jamba-shaped model: Mamba-1 mixers with MoE FFNs', () => {
+  it('prefill and decode match the interpreter, tokens identical', async () => {
+    const model = parseSpec(
+      readFileSync('specs/jamba-tiny-moe.strata', 'utf8'),
+      'jamba-tiny-moe.strata',
+    );
+    const { compiled, weights, gm } = await gpuModel(model);
+    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
+    const decode = await Interpreter.create(compiled.graphs.decode, weights);
+    const state = prefill.newState();
+    const prompt = randInts(11, model.vocab, 4);
+    const cpu = prefill.step(prompt, 0, prompt.length, state);
+    const seq = gm.newSequence();
+    const g = await seq.forward(prompt);
+    expect(maxRelError(g.logits, cpu.logits)).toBeLessThan(TOL);
+    expect(g.token).toBe(cpu.token);
+    let tok = cpu.token;
+    for (let i = 0; i < 6; i++) {
+      const c = decode.step(Uint32Array.of(tok), prompt.length + i, 1, state);
+      const r = await seq.next([tok], GREEDY, true);
+      expect(maxRelError(r.logits!, c.logits)).toBeLessThan(TOL);
+      expect(r.token).toBe(c.token);
+      tok = c.token;
+    }
   });
 });
 
