@@ -60,7 +60,8 @@ export const selectiveScan: OpReference<SelectiveScanAttrs> = {
     const dSkip = need(op, inputs, 'd', D);
     const z = need(op, inputs, 'z', T * D);
     const state = need(op, inputs, 'state', D * N);
-    const h = step.pos === 0 ? new Float64Array(D * N) : Float64Array.from(state.subarray(0, D * N));
+    const h =
+      step.pos === 0 ? new Float64Array(D * N) : Float64Array.from(state.subarray(0, D * N));
     const A = Float64Array.from(aLog.subarray(0, D * N), (v) => -Math.exp(v));
     const out = new Float32Array(T * D);
     for (let t = 0; t < T; t++) {
@@ -109,7 +110,9 @@ export const ssd: OpReference<SsdAttrs> = {
     const dSkip = need(op, inputs, 'd', H);
     const state = need(op, inputs, 'state', H * P * N);
     const S =
-      step.pos === 0 ? new Float64Array(H * P * N) : Float64Array.from(state.subarray(0, H * P * N));
+      step.pos === 0
+        ? new Float64Array(H * P * N)
+        : Float64Array.from(state.subarray(0, H * P * N));
     const out = new Float32Array(T * W);
     for (let t = 0; t < T; t++) {
       for (let h = 0; h < H; h++) {
@@ -145,7 +148,10 @@ export const ssd: OpReference<SsdAttrs> = {
       // X over the causal half of its chunk (~Q/2 keys), plus the chunk state and the
       // incoming-state output (2·P·N each); the state passing is 2·P·N per chunk and head.
       const Q = Math.min(a.chunk, T);
-      flops = T * H * (Q / 2) * 2 * (N + P) + 4 * T * stateElems + 2 * Math.ceil(T / a.chunk) * stateElems;
+      flops =
+        T * H * (Q / 2) * 2 * (N + P) +
+        4 * T * stateElems +
+        2 * Math.ceil(T / a.chunk) * stateElems;
     }
     return {
       flops: flops + T * H * 8,

@@ -47,7 +47,13 @@ function sequential(a: Conv1dAttrs, inp: Inputs, T: number, pos: number) {
   return { out, state: Float32Array.from(reg) };
 }
 
-async function runGpu(a: Conv1dAttrs, inp: Inputs, maxT: number, step: StepShape, caps = BASELINE_CAPS) {
+async function runGpu(
+  a: Conv1dAttrs,
+  inp: Inputs,
+  maxT: number,
+  step: StepShape,
+  caps = BASELINE_CAPS,
+) {
   const { launches } = conv1dKernel(a, { caps, maxT });
   expect(launches).toHaveLength(1);
   const out = new Float32Array(maxT * a.channels).fill(SENTINEL);

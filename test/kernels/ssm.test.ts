@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  SCAN_CHUNK,
+  scanChunk,
   selectiveScanChunked,
   selectiveScanKernel,
   ssdChunked,
@@ -139,7 +139,8 @@ describe('selective_scan reference', () => {
   });
 });
 
-const Q = SCAN_CHUNK;
+/** The chunk the kernel picks for dInner 37 at these lengths. */
+const Q = scanChunk(37, 128);
 const scanTs = [...new Set([1, 7, Q - 1, Q, Q + 1, 3 * Q + 5])];
 
 describe('selective_scan chunked prefill kernel', () => {
@@ -158,6 +159,7 @@ describe('selective_scan chunked prefill kernel', () => {
           const step = { T, pos, L: 1 };
           const gen = selectiveScanKernel(a, { caps, maxT });
           expect(gen.launches).toHaveLength(3);
+          expect(scanChunk(D, maxT)).toBe(Q);
           const got = await runOp(gen, inputs, maxT, D, step);
           const want = scanReference(a, inputs, step);
           const seq = sequentialScan(a, inputs, T, pos);
@@ -179,6 +181,15 @@ describe('selective_scan chunked prefill kernel', () => {
     const want = scanReference(a, inputs, step);
     expect(maxRelError(got.out, want.out)).toBeLessThanOrEqual(TOL);
     expect(maxRelError(got.state, want.state)).toBeLessThanOrEqual(TOL);
+  });
+});
+
+describe('selective_scan chunk choice', () => {
+  it('takes longer chunks when the layer is wide enough to stay parallel', () => {
+    expect(scanChunk(5120, 2048)).toBe(64);
+    expect(scanChunk(1536, 2048)).toBe(16);
+    expect(scanChunk(1536, 8192)).toBe(64);
+    expect(scanChunk(37, 1)).toBe(16);
   });
 });
 
