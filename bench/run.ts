@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
-import type { AttentionAttrs, MatmulAttrs } from '../src/graph/ops.ts';
+import { plainMatmul, type AttentionAttrs } from '../src/graph/ops.ts';
 import { matmulKernel } from '../codegen/kernels/matmul.ts';
 import { attentionKernel } from '../codegen/kernels/attention.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
@@ -31,23 +31,6 @@ const flags = values['gpu-flags'] ? values['gpu-flags'].split(',') : [];
 const suites = new Set(values.suites!.split(','));
 const log = (m: string) => process.stderr.write(m + '\n');
 
-function matmulAttrs(N: number, K: number): MatmulAttrs {
-  return {
-    op: 'matmul',
-    N,
-    K,
-    rows: 'T',
-    prologue: null,
-    bias: false,
-    gated: false,
-    act: null,
-    residual: false,
-    outStride: N,
-    outOffset: 0,
-    ropeKv: null,
-  };
-}
-
 async function benchMatmul(gpu: GpuContext) {
   const shapes: [number, number, number][] = [
     [1024, 1024, 1024],
@@ -58,7 +41,7 @@ async function benchMatmul(gpu: GpuContext) {
   ];
   const rows = [];
   for (const [M, N, K] of shapes) {
-    const a = matmulAttrs(N, K);
+    const a = plainMatmul(N, K);
     const gen = matmulKernel(a, { caps: gpu.caps, maxT: M });
     const bytes = { x: M * K * 4, w: N * K * 4, out: M * N * 4, ...gen.scratch };
     const reps = M === 1 ? 200 : Math.max(3, Math.round(2e11 / (2 * M * N * K)));

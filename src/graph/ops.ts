@@ -77,6 +77,29 @@ export interface MatmulAttrs {
 // inputs: x [T, K], w [N or 2N, K], bias?, residual?, normW?, normB?, cos?, sin?, kcache?, vcache?
 // outputs: out [rows, outStride], and kcache/vcache when ropeKv
 
+/** A matmul with nothing fused: what lowering emits and passes then enrich. */
+export function plainMatmul(
+  N: number,
+  K: number,
+  rows: 'T' | 'L' = 'T',
+  bias = false,
+): MatmulAttrs {
+  return {
+    op: 'matmul',
+    N,
+    K,
+    rows,
+    prologue: null,
+    bias,
+    gated: false,
+    act: null,
+    residual: false,
+    outStride: N,
+    outOffset: 0,
+    ropeKv: null,
+  };
+}
+
 export interface RopeAttrs extends RopeLayout {
   op: 'rope';
 }

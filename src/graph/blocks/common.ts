@@ -1,5 +1,6 @@
 /** Helpers shared by block lowerings: the pre-sublayer norm and plain linear layers. */
 import type { GraphBuilder } from '../builder.ts';
+import { plainMatmul } from '../ops.ts';
 import type { Dim } from '../ir.ts';
 import type { ModelIR } from '../../spec/model.ts';
 
@@ -89,25 +90,9 @@ function matmul(
   const inputs: Record<string, number> = { x, w };
   if (bias !== null) inputs.bias = bias;
   const shape: Dim[] = [rows, N];
-  return b.op(
-    {
-      op: 'matmul',
-      N,
-      K,
-      rows,
-      prologue: null,
-      bias: bias !== null,
-      gated: false,
-      act: null,
-      residual: false,
-      outStride: N,
-      outOffset: 0,
-      ropeKv: null,
-    },
-    label,
-    inputs,
-    { out: { name: label, shape } },
-  ).out;
+  return b.op(plainMatmul(N, K, rows, bias !== null), label, inputs, {
+    out: { name: label, shape },
+  }).out;
 }
 
 export function residualAdd(
