@@ -1,7 +1,8 @@
 /**
  * The MoE parts of HuggingFace configs and checkpoints: which layers are sparse, their experts,
  * top-k and router, and how checkpoints name the router and experts. Used by the decoder
- * importers (mixtral, qwen3_moe) and available to the hybrid ones (jamba, granitemoehybrid, ...).
+ * importers (mixtral, qwen3_moe) and by jamba (hf-ssm.ts); available to the other hybrids
+ * (granitemoehybrid, ...).
  * Defaults for absent keys are those of the transformers config classes.
  */
 import type { FfnSpec, MlpSpec, MoeRouterSpec, MoeSpec } from '../spec/model.ts';

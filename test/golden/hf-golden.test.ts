@@ -30,6 +30,7 @@ const MUST_PASS = [
   'nemotron_h',
   'mixtral',
   'qwen3_moe',
+  'jamba',
 ];
 
 const types = readdirSync(ROOT).sort();

@@ -174,9 +174,9 @@ describe('importHfFolder', () => {
 
   it('reports config errors before touching the weights', async () => {
     await expect(
-      importHfFolder(await folder({}, { ...CONFIG, model_type: 'jamba' })),
+      importHfFolder(await folder({}, { ...CONFIG, model_type: 'zamba2' })),
     ).rejects.toThrow(
-      /config: model_type 'jamba' needs an importer joining its mamba1 mixers and MoE FFNs \(both supported\), not supported yet/,
+      /config: model_type 'zamba2' needs shared attention blocks with LoRA adapters, not supported yet/,
     );
     await expect(
       importHfFolder(await folder({}, CONFIG, '{"model_type": "llama", "x": Infinity')),

@@ -1,4 +1,4 @@
-/** HF import of the state-space and hybrid families: mamba, mamba2, bamba, lfm2. */
+/** HF import of the state-space and hybrid families: mamba, mamba2, bamba, jamba, lfm2, nemotron_h. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import type {
   ShortConvSpec,
 } from '../../src/spec/model.ts';
 import { validateModel } from '../../src/spec/validate.ts';
+import { countParams } from '../../src/spec/params.ts';
 
 const HF = join(import.meta.dirname, '..', 'fixtures', 'hf');
 const config = (type: string): Record<string, unknown> =>
@@ -85,6 +86,37 @@ describe('the golden fixtures import to the models transformers built', () => {
     });
   });
 
+  it('jamba: Mamba-1 with inner norms and attention; MoE (no renormalisation) on expert layers', () => {
+    const { model } = importHfConfig(config('jamba'), 'jamba');
+    // attn_layer_period 2 / offset 1, expert_layer_period 2 / offset 0.
+    expect(kinds(model)).toEqual(['mamba1/moe', 'attention/mlp']);
+    const mixer: Mamba1Spec = {
+      kind: 'mamba1',
+      dInner: 128,
+      dState: 16,
+      dConv: 4,
+      dtRank: 8,
+      convBias: true,
+      projBias: false,
+      innerNorms: { eps: 1e-6 },
+    };
+    expect(model.layers[0].mixer).toEqual(mixer);
+    expect(model.layers[1].mixer).toMatchObject({ rope: null, heads: 4, kvHeads: 2, headDim: 16 });
+    const expert = { kind: 'mlp', hidden: 128, act: 'silu', gated: true, bias: false };
+    expect(model.layers[0].ffn).toMatchObject({
+      kind: 'moe',
+      experts: 4,
+      topK: 2,
+      expert,
+      router: { scoring: 'softmax', normalize: false, bias: false, correctionBias: false },
+      shared: null,
+    });
+    expect(model.layers[1].ffn).toEqual(expert);
+    expect(model).toMatchObject({ vocab: 256, dim: 64, tieEmbeddings: false, maxContext: 262144 });
+    expect(model.norm).toEqual({ kind: 'rms', eps: 1e-6, unitOffset: false, bias: false });
+    expect(validateModel(model)).toEqual([]);
+  });
+
   it('lfm2: short conv and qk-norm attention layers from layer_types', () => {
     const { model } = importHfConfig(config('lfm2'), 'lfm2');
     expect(kinds(model)).toEqual(['shortconv/mlp', 'attention/mlp', 'shortconv/mlp']);
@@ -129,7 +161,7 @@ describe('the golden fixtures import to the models transformers built', () => {
     expect(validateModel(model)).toEqual([]);
   });
 
-  it.each(['mamba', 'mamba2', 'bamba', 'lfm2', 'nemotron_h'])(
+  it.each(['mamba', 'mamba2', 'bamba', 'jamba', 'lfm2', 'nemotron_h'])(
     '%s: every checkpoint tensor is mapped, conv weights [C, 1, K] read as [C, K]',
     async (type) => {
       const hf = await importHfFolder(join(HF, type));
@@ -227,6 +259,104 @@ describe('nemotron_h', () => {
       [{ ...NEMO, num_nextn_predict_layers: 1 }, /multi-token prediction/],
     ];
     for (const [cfg, error] of cases) expect(() => importHfConfig(cfg, 'x')).toThrow(error);
+  });
+});
+
+describe('jamba', () => {
+  const JAMBA = config('jamba');
+  const published = (): Record<string, unknown> =>
+    parsePythonJson(
+      readFileSync(join(HF, '..', 'configs', 'jamba-v0.1.json'), 'utf8'),
+      'jamba-v0.1',
+    ) as Record<string, unknown>;
+
+  it('imports Jamba-v0.1 to the released layout: attention at 4, 12, 20, 28, MoE on odd layers', () => {
+    const { model } = importHfConfig(published(), 'Jamba-v0.1');
+    expect(
+      model.layers.map((l, i) => (l.mixer?.kind === 'attention' ? i : -1)).filter((i) => i >= 0),
+    ).toEqual([4, 12, 20, 28]);
+    expect(model.layers.map((l) => l.ffnName)).toEqual(
+      Array.from({ length: 32 }, (_, i) => (i % 2 === 1 ? 'moe' : 'mlp')),
+    );
+    expect(model.layers[1].ffn).toMatchObject({ experts: 16, topK: 2, expert: { hidden: 14336 } });
+    // mamba_dt_rank 256 = ceil(4096 / 16); inner norms use rms_norm_eps.
+    expect(model.layers[0].mixer).toMatchObject({
+      dInner: 8192,
+      dtRank: 256,
+      innerNorms: { eps: 1e-6 },
+    });
+    // Published: 52B parameters (51.6B on the Hub), 12B active.
+    const c = countParams(model);
+    expect(Math.abs(c.total - 51.6e9) / 51.6e9).toBeLessThan(0.005);
+    expect(Math.abs(c.active - 12e9) / 12e9).toBeLessThan(0.01);
+  });
+
+  it('derives the JambaConfig defaults and dt_rank "auto"', () => {
+    const { model } = importHfConfig(
+      {
+        model_type: 'jamba',
+        hidden_size: 40,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        num_hidden_layers: 8,
+        vocab_size: 10,
+        mamba_dt_rank: 'auto',
+      },
+      'j',
+    );
+    expect(model.layers[0].mixer).toMatchObject({ dInner: 80, dtRank: 3, dState: 16, dConv: 4 });
+    expect(kinds(model)).toEqual(
+      Array.from(
+        { length: 8 },
+        (_, i) => `${i === 4 ? 'attention' : 'mamba1'}/${i % 2 ? 'moe' : 'mlp'}`,
+      ),
+    );
+    // num_experts 1 makes every layer dense (JambaMLP), as in transformers.
+    const dense = importHfConfig({ ...JAMBA, num_experts: 1 }, 'j').model;
+    expect(kinds(dense)).toEqual(['mamba1/mlp', 'attention/mlp']);
+  });
+
+  it('maps the checkpoint names: mamba, feed_forward.router, pre_ff_layernorm, final_layernorm', () => {
+    const { weightMap, storedShapes } = importHfConfig(JAMBA, 'j');
+    expect(weightMap).toMatchObject({
+      'model.norm.weight': 'model.final_layernorm.weight',
+      'model.layers.0.mixer.dt_layernorm.weight': 'model.layers.0.mamba.dt_layernorm.weight',
+      'model.layers.0.mixer.b_layernorm.weight': 'model.layers.0.mamba.b_layernorm.weight',
+      'model.layers.0.mixer.x_proj.weight': 'model.layers.0.mamba.x_proj.weight',
+      'model.layers.0.post_attention_layernorm.weight': 'model.layers.0.pre_ff_layernorm.weight',
+      'model.layers.0.mlp.gate.weight': 'model.layers.0.feed_forward.router.weight',
+      'model.layers.0.mlp.experts.3.gate_proj.weight':
+        'model.layers.0.feed_forward.experts.3.gate_proj.weight',
+      'model.layers.1.mlp.gate_proj.weight': 'model.layers.1.feed_forward.gate_proj.weight',
+      'model.layers.1.self_attn.q_proj.weight': 'model.layers.1.self_attn.q_proj.weight',
+    });
+    expect(storedShapes['model.layers.0.mixer.conv1d.weight']).toEqual([128, 1, 4]);
+  });
+
+  it('names what it cannot honour', () => {
+    const cases: [object, RegExp][] = [
+      [
+        { ...JAMBA, attn_layer_offset: 2 },
+        /'attn_layer_offset' 2 must be in \[0, attn_layer_period 2\)/,
+      ],
+      [{ ...JAMBA, expert_layer_offset: 3 }, /'expert_layer_offset' 3 must be in/],
+      [{ ...JAMBA, num_experts_per_tok: 5 }, /'num_experts_per_tok' 5 exceeds num_experts 4/],
+      [{ ...JAMBA, sliding_window: 64 }, /'sliding_window' is set/],
+      [{ ...JAMBA, hidden_act: 'gelu' }, /'hidden_act' must be silu/],
+      [
+        { ...JAMBA, layers_block_type: ['attention', 'mamba'] },
+        /'layers_block_type' disagrees with attn_layer_period/,
+      ],
+      [
+        { ...JAMBA, mamba_d_model: 64 },
+        /'mamba_d_model' is not understood by strata's jamba importer/,
+      ],
+    ];
+    for (const [cfg, error] of cases) expect(() => importHfConfig(cfg, 'x')).toThrow(error);
+    // A written-out layers_block_type that agrees is accepted.
+    expect(() =>
+      importHfConfig({ ...JAMBA, layers_block_type: ['mamba', 'attention'] }, 'x'),
+    ).not.toThrow();
   });
 });
 

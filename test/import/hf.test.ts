@@ -61,10 +61,21 @@ const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: str
     },
   },
   {
+    // ai21labs/Jamba-v0.1: attention at 4, 12, 20, 28; 51.57B parameters (published: 52B).
     file: 'jamba-v0.1.json',
     expect: {
-      unsupported:
-        "model_type 'jamba' needs an importer joining its mamba1 mixers and MoE FFNs (both supported), not supported yet",
+      layout: {
+        vocab: 65536,
+        dim: 4096,
+        layers: 32,
+        mixers: [
+          'mamba*4',
+          ...Array.from({ length: 3 }, () => ['attention*1', 'mamba*7']).flat(),
+          'attention*1',
+          'mamba*3',
+        ],
+        params: 51_570_323_328,
+      },
     },
   },
   {
@@ -213,7 +224,6 @@ describe('model types strata cannot run yet', () => {
     gemma3_text: 'sandwich norms',
     gpt_oss: 'attention sinks',
     deepseek_v3: 'multi-head latent attention (MLA)',
-    jamba: 'an importer joining its mamba1 mixers and MoE FFNs',
     falcon_h1: 'parallel attention + mamba2 branches in one layer',
     granitemoehybrid: 'Granite multipliers',
     zamba2: 'shared attention blocks',
@@ -286,7 +296,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, lfm2, nemotron_h)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(

@@ -130,3 +130,24 @@ describe('specs/nemotron-h-8b.strata', () => {
     expect(countParams(m).total).toBe(8_100_852_736);
   });
 });
+
+describe('specs/jamba-v0.1.strata', () => {
+  it('has attention at 4, 12, 20, 28 and MoE on odd layers, 51.6B parameters, as imported', () => {
+    const m = loadSpec('specs/jamba-v0.1.strata');
+    const want = Array.from({ length: 32 }, (_, i) => (i % 8 === 4 ? 'a+' : 'm+')).join(' ');
+    expect(layout(m)).toBe(want);
+    expect(m.layers.map((l) => l.ffnName)).toEqual(
+      Array.from({ length: 32 }, (_, i) => (i % 2 === 1 ? 'moe' : 'mlp')),
+    );
+    const file = 'test/fixtures/configs/jamba-v0.1.json';
+    const hf = importHfConfig(
+      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
+      'jamba-v0.1',
+    );
+    // The whole ModelIR, not only the blocks: the spec is the import's printSpec output.
+    expect(m).toEqual(hf.model);
+    const c = countParams(m);
+    expect(c.total).toBe(51_570_323_328);
+    expect(c.active).toBe(12_110_311_296);
+  });
+});
