@@ -122,8 +122,19 @@ export type LayerPattern =
     }
   /** `32 as [7 mamba : 1 attn]`: 32 layers in total, in groups shaped like the ratio. */
   | { type: 'total'; count: NumberLit; group: LayerGroup; placements: Placement[]; span: Span }
-  /** A Megatron-style pattern string such as "M-M-M*-". */
-  | { type: 'pattern'; pattern: StringLit; span: Span };
+  /**
+   * A Megatron-style pattern string such as "M-M-M*-", one layer per character, with its
+   * symbol mapping (`with { M: mamba, "*": attn }`); symbols null when there is no `with {...}`.
+   */
+  | { type: 'pattern'; pattern: StringLit; symbols: PatternSymbol[] | null; span: Span };
+
+/** `M: mamba` or `"*": attn` in a pattern's mapping: the symbol stands for that definition. */
+export interface PatternSymbol {
+  /** The symbol as written: a name (`M`) or a string literal (`"*"`). */
+  symbol: Ident | StringLit;
+  name: Ident;
+  span: Span;
+}
 
 /** An ffn reference in a schedule: a definition name or `none` (no ffn sublayer). */
 export type FfnRef = Ident | NoneLit;

@@ -17,6 +17,7 @@ import type {
   LayerPattern,
   LayersStmt,
   LayerUnit,
+  PatternSymbol,
   ListValue,
   ModelAst,
   NoneLit,
@@ -165,7 +166,18 @@ export class StrataParser extends EmbeddedActionsParser {
       {
         ALT: () => {
           const pattern = this.SUBRULE(this.stringLit);
-          return this.ACTION(() => ({ type: 'pattern' as const, pattern, span: pattern.span }));
+          // The layers rule may follow with `with ffn`, which this rule's own lookahead cannot
+          // see, so the second token decides.
+          const symbols = this.OPTION({
+            GATE: () => this.LA(2).tokenType === LCurly,
+            DEF: () => this.SUBRULE(this.patternSymbols),
+          });
+          return this.ACTION(() => ({
+            type: 'pattern' as const,
+            pattern,
+            symbols: symbols ?? null,
+            span: this.spanFrom(pattern.span),
+          }));
         },
       },
       {
@@ -218,6 +230,45 @@ export class StrataParser extends EmbeddedActionsParser {
       },
     ]),
   );
+
+  /** `with { M: mamba, "*": attn, }`; `with ffn ...` (two tokens in) is the ffn schedule instead. */
+  private patternSymbols = this.RULE('patternSymbols', (): PatternSymbol[] => {
+    this.CONSUME(With);
+    this.CONSUME(LCurly);
+    const out: PatternSymbol[] = [];
+    this.OPTION(() => {
+      const first = this.SUBRULE(this.patternSymbol);
+      this.ACTION(() => out.push(first));
+      this.MANY(() => {
+        this.CONSUME(Comma);
+        const next = this.SUBRULE2(this.patternSymbol);
+        this.ACTION(() => out.push(next));
+      });
+      this.OPTION2(() => this.CONSUME2(Comma));
+    });
+    this.CONSUME(RCurly);
+    return out;
+  });
+
+  private patternSymbol = this.RULE('patternSymbol', (): PatternSymbol => {
+    // Any name works as a symbol, keywords included (`x`); other characters need quotes.
+    const symbol = this.OR([
+      {
+        ALT: () => {
+          const t = this.CONSUME(Name);
+          return this.ACTION(() => this.ident(t));
+        },
+      },
+      { ALT: () => this.SUBRULE(this.stringLit) },
+    ]);
+    this.CONSUME(Colon);
+    const name = this.CONSUME(Identifier);
+    return this.ACTION(() => ({
+      symbol,
+      name: this.ident(name),
+      span: this.spanFrom(symbol.span),
+    }));
+  });
 
   private layerUnit = this.RULE('layerUnit', (): LayerUnit =>
     this.OR([

@@ -106,7 +106,8 @@ function expandMixers(stmt: LayersStmt, fail: Fail): Ident[] {
   const p = stmt.pattern;
   switch (p.type) {
     case 'pattern':
-      return fail('Megatron-style pattern strings are not supported yet', p.span);
+      // The resolver expands pattern strings itself (pattern.ts): their symbols need definitions.
+      throw new Error('expandLayers cannot expand a pattern string');
     case 'repeat': {
       const times = p.count ? integer(p.count, 'a repeat count', 1, fail) : 1;
       const unit = p.unit.type === 'name' ? [p.unit.name] : expandGroup(p.unit, fail);

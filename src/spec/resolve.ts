@@ -9,6 +9,7 @@ import type {
   DefinitionStmt,
   FfnRef,
   Ident,
+  LayersStmt,
   ModelAst,
   OverrideEntry,
   OverrideStmt,
@@ -16,6 +17,7 @@ import type {
 import { SpecError, type Span } from '../../grammar/diagnostics.ts';
 import { didYouMean } from '../../grammar/suggest.ts';
 import { expandLayers } from './expand.ts';
+import { expandPattern } from './pattern.ts';
 import { findKind, type Env, type Family, type Kind } from './kind.ts';
 import { FFNS, MIXERS } from './kinds/index.ts';
 import {
@@ -43,6 +45,9 @@ export const NO_MIXER: Kind<MixerSpec | null> = {
   },
   toArgs: () => null,
 };
+
+/** The mixer name of a pattern's ffn-only layers when the spec defines no `mixer NAME = none`. */
+export const IMPLICIT_NO_MIXER = 'no_mixer';
 
 interface Definition<T> {
   name: Ident;
@@ -93,6 +98,10 @@ class Resolver {
     const layers: LayerState[] = [];
     for (const s of ast.statements) {
       if (s.type !== 'layers') continue;
+      if (s.pattern.type === 'pattern') {
+        layers.push(...this.patternLayers(s));
+        continue;
+      }
       const expanded = expandLayers(s, this.env.fail);
       const ffns = expanded.ffns ?? this.defaultFfns(s.span, expanded.mixers.length);
       expanded.mixers.forEach((ref, i) => {
@@ -196,6 +205,64 @@ class Resolver {
     }
     const ref: FfnRef = defs[0] ? defs[0].name : { type: 'none', span };
     return new Array<FfnRef>(size).fill(ref);
+  }
+
+  /** A pattern string's layers: a mixer symbol gives no ffn, an ffn symbol no mixer. */
+  private patternLayers(s: LayersStmt): LayerState[] {
+    const defs = [...this.mixers.values(), ...this.ffns.values()].map((d) => ({
+      name: d.name,
+      kind: d.kind.name,
+    }));
+    return expandPattern(s, defs, this.env.fail).map(({ name, at }) => {
+      const mixer = this.mixers.get(name.name);
+      if (mixer) return { mixer: { def: mixer, args: null }, ffn: null };
+      const ffn = this.ffns.get(name.name);
+      if (ffn)
+        return { mixer: { def: this.noMixer(at), args: null }, ffn: { def: ffn, args: null } };
+      const names = [...this.mixers.keys(), ...this.ffns.keys()];
+      return this.fail(
+        `unknown definition '${name.name}'${didYouMean(name.name, names)}`,
+        name.span,
+      );
+    });
+  }
+
+  /**
+   * The mixer of a pattern's ffn-only layers: the one `mixer NAME = none` defined, else an
+   * implicit one named no_mixer (ModelIR names every layer's mixer; printSpec writes it out).
+   */
+  private noMixer(at: Span): Definition<MixerSpec | null> {
+    const nones = [...this.mixers.values()].filter((d) => d.kind === NO_MIXER);
+    if (nones.length === 1) return nones[0]!;
+    if (nones.length > 1) {
+      const names = nones.map((d) => d.name.name).join(', ');
+      this.fail(
+        `which mixer-less definition for this ffn-only layer? ${nones.length} are defined (${names}): keep one`,
+        at,
+      );
+    }
+    const name = IMPLICIT_NO_MIXER;
+    if (this.mixers.has(name) || this.ffns.has(name)) {
+      this.fail(
+        `'${name}' is taken, so this ffn-only layer has no mixer to name: define 'mixer NAME = none'`,
+        at,
+      );
+    }
+    const call: CallValue = {
+      type: 'call',
+      kind: { name: 'none', span: at },
+      args: null,
+      span: at,
+    };
+    const def: Definition<MixerSpec | null> = {
+      name: { name, span: at },
+      role: 'mixer',
+      kind: NO_MIXER,
+      call,
+      spec: null,
+    };
+    this.mixers.set(name, def);
+    return def;
   }
 
   private mixerRef(ref: Ident): Definition<MixerSpec | null> {

@@ -217,7 +217,40 @@ describe('parser: layer patterns', () => {
       count: { value: 24 },
       group: { type: 'ratio' },
     });
-    expect(pattern('"M-M*-"')).toMatchObject({ type: 'pattern', pattern: { value: 'M-M*-' } });
+    expect(pattern('"M-M*-"')).toEqual({
+      type: 'pattern',
+      pattern: { type: 'string', value: 'M-M*-' },
+      symbols: null,
+    });
+  });
+
+  it('reads a pattern string with its symbol mapping, names and quoted symbols alike', () => {
+    expect(pattern('"M-M*-" with { M: mamba, "*": attn, "-": mlp, x: other, }')).toEqual({
+      type: 'pattern',
+      pattern: { type: 'string', value: 'M-M*-' },
+      symbols: [
+        { symbol: { name: 'M' }, name: { name: 'mamba' } },
+        { symbol: { type: 'string', value: '*' }, name: { name: 'attn' } },
+        { symbol: { type: 'string', value: '-' }, name: { name: 'mlp' } },
+        { symbol: { name: 'x' }, name: { name: 'other' } },
+      ],
+    });
+    expect(pattern('"M" with {}')).toMatchObject({ symbols: [] });
+  });
+
+  it('tells a symbol mapping from an ffn schedule after a pattern string', () => {
+    const stmt = only<LayersStmt>(body('layers "M-" with ffn mlp'), 'layers');
+    expect(strip(stmt.pattern)).toMatchObject({ type: 'pattern', symbols: null });
+    expect(strip(stmt.ffn)).toMatchObject({ base: { ref: { name: 'mlp' } } });
+    const both = only<LayersStmt>(body('layers "M-" with { M: a } with ffn mlp'), 'layers');
+    expect(strip(both.pattern)).toMatchObject({ symbols: [{ symbol: { name: 'M' } }] });
+    expect(both.ffn).not.toBeNull();
+  });
+
+  it('spans a pattern statement up to the closing brace of its mapping', () => {
+    const text = 'layers "M-" with { M: a }';
+    const p = only<LayersStmt>(body(text), 'layers').pattern;
+    expect(p.span.length).toBe(text.length - 'layers '.length);
   });
 
   it('keeps several layers statements in order', () => {
@@ -384,6 +417,14 @@ describe('parser errors', () => {
     expect(failure('model "m" { layers 4 x a with mlp }').reason).toBe(
       "expected 'ffn' but found 'mlp'",
     );
+    expect(failure('model "m" { layers "M-" with { M mamba } }').reason).toBe(
+      "expected ':' but found 'mamba'",
+    );
+    expect(failure('model "m" { layers "M-" with { M: "mamba" } }').reason).toMatch(
+      /^expected a name but found '"mamba"'$/,
+    );
+    expect(failure('model "m" { layers "M-" with { M: a }').reason).toMatch(/found end of file$/);
+    expect(failure('model "m" { layers "M-" with { 1: a } }').reason).toMatch(/but found '1'$/);
   });
 
   it('is a SpecError with no stack trace in its message', () => {

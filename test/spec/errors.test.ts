@@ -345,11 +345,86 @@ describe('layers', () => {
     ]);
   });
 
-  it('rejects pattern strings as not supported yet', () => {
+  it('rejects unknown, unmapped and ambiguous pattern symbols at the character', () => {
     check([
-      `${B}\nlayers "M-M*-"`,
-      'Megatron-style pattern strings are not supported yet',
-      '"M-M*-"',
+      `${B}\nlayers "*-*X*" with { "*": a }`,
+      "unknown pattern symbol 'X': map it: with { X: NAME }",
+      'X',
+    ]);
+    check([
+      `${B}\nlayers "*-*?" with { "*": a }`,
+      'unknown pattern symbol \'?\': map it: with { "?": NAME }',
+      '?',
+    ]);
+    const e = bodyError(`${B}\nlayers "a*"`);
+    expect(e.message).toMatch(/^m\.strata:\d+:11: error: unknown pattern symbol 'a'/);
+    expect(e.message.split('\n')[2]).toBe('   |           ^');
+    check([
+      `${B}\nlayers "-M"`,
+      "which definition is 'M'? no Mamba mixer is defined: map it: with { M: NAME }",
+      'M',
+    ]);
+    check([
+      `${B}\nlayers "-*" with { "-": f }`,
+      'which definition is \'*\'? 2 attention mixers are defined (a, b): map it: with { "*": NAME }',
+      '*',
+    ]);
+    check([
+      `${A}\nlayers "*-"`,
+      'which definition is \'-\'? no dense ffn is defined: map it: with { "-": NAME }',
+      '-',
+    ]);
+  });
+
+  it('rejects bad pattern mappings', () => {
+    check([`${B}\nlayers "ab" with { a: a, b: c }`, "unknown definition 'c'", 'c']);
+    check([
+      `${B}\nlayers "ab" with { a: a, b: ff }`,
+      "unknown definition 'ff', did you mean 'f'?",
+      'ff',
+    ]);
+    check([`${B}\nlayers "a" with { ab: a }`, "a pattern symbol is one character, got 'ab'", 'ab']);
+    check([
+      `${B}\nlayers "a" with { a: a, "a": b }`,
+      /^symbol 'a' is already mapped at \d+:\d+$/,
+      '"a"',
+    ]);
+    check([
+      `${B}\nlayers "a" with { a: a, q: b }`,
+      'symbol \'q\' does not occur in the pattern "a"',
+      'q',
+    ]);
+  });
+
+  it('rejects empty, escaped and ffn-scheduled pattern strings', () => {
+    check([`${B}\nlayers ""`, 'a pattern string needs at least one symbol', '""']);
+    check([
+      `${B}\nlayers "a\\-" with { a: a }`,
+      'a pattern string cannot contain escapes',
+      '"a\\-"',
+    ]);
+    check([
+      `${B}\nlayers "a" with { a: a } with ffn f`,
+      "a pattern string gives each layer its ffn (or none): drop 'with ffn ...' and map symbols in 'with { ... }'",
+      'with ffn f',
+    ]);
+    check([
+      `${B}\nlayers "${'a'.repeat(10_001)}" with { a: a }`,
+      'this gives 10001 layers; at most 10000 are supported',
+      `"${'a'.repeat(10_001)}"`,
+    ]);
+  });
+
+  it('needs one mixer-less definition for the ffn-only layers of a pattern', () => {
+    check([
+      `${B}\nmixer n1 = none\nmixer n2 = none\nlayers "a-" with { a: a, "-": f }`,
+      'which mixer-less definition for this ffn-only layer? 2 are defined (n1, n2): keep one',
+      '-',
+    ]);
+    check([
+      `${A}\nffn no_mixer = swiglu(hidden: 8)\nlayers "*-"`,
+      "'no_mixer' is taken, so this ffn-only layer has no mixer to name: define 'mixer NAME = none'",
+      '-',
     ]);
   });
 

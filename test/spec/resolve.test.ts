@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AttentionSpec, LayerSpec, MlpSpec } from '../../src/spec/model.ts';
 import { parseSpec } from '../../src/spec/load.ts';
+import { printSpec } from '../../src/spec/print.ts';
 import { resolve } from './helpers.ts';
 
 const ATTN = 'mixer a = attention(heads: 4)\nffn f = swiglu(hidden: 96)';
@@ -404,5 +405,56 @@ describe('the language sketch', () => {
       },
     });
     expect(m.layers[0]!.mixer).toMatchObject({ heads: 4, kvHeads: 1, headDim: 32 });
+  });
+});
+
+describe('pattern strings', () => {
+  const defs = [
+    'mixer mamba = mamba2(heads: 8, head_dim: 16, d_state: 16)',
+    'mixer attn = attention(heads: 4, kv_heads: 2)',
+    'ffn mlp = mlp(hidden: 128, act: relu2)',
+    'ffn moe = moe(experts: 4, top_k: 2, expert: mlp(hidden: 32, act: relu2))',
+  ].join('\n');
+  const blocks = (src: string) =>
+    resolve(src)
+      .layers.map((l) => `${l.mixer ? l.mixerName : '.'}/${l.ffnName ?? '.'}`)
+      .join(' ');
+
+  it('gives one layer per symbol: mixers without ffn, ffns without mixer', () => {
+    const m = resolve(`${defs}\nlayers "M-M*-E" with { M: mamba, "*": attn, "-": mlp, E: moe }`);
+    expect(m.layers.map((l) => [l.mixerName, l.mixer?.kind ?? null, l.ffnName])).toEqual([
+      ['mamba', 'mamba2', null],
+      ['no_mixer', null, 'mlp'],
+      ['mamba', 'mamba2', null],
+      ['attn', 'attention', null],
+      ['no_mixer', null, 'mlp'],
+      ['no_mixer', null, 'moe'],
+    ]);
+  });
+
+  it('maps Megatron symbols by default when one definition fits, and any symbol by name', () => {
+    expect(blocks(`${defs}\nlayers "M-M*-E"`)).toBe('mamba/. ./mlp mamba/. attn/. ./mlp ./moe');
+    expect(
+      blocks(
+        `${defs}\nmixer a2 = attention(heads: 2)\nlayers "*Ax-" with { "*": attn, A: a2, x: moe }`,
+      ),
+    ).toBe('attn/. a2/. ./moe ./mlp');
+  });
+
+  it('uses the one mixer-less definition for ffn-only layers', () => {
+    const m = resolve(`${defs}\nmixer mlp_only = none\nlayers "M-"`);
+    expect(m.layers.map((l) => l.mixerName)).toEqual(['mamba', 'mlp_only']);
+  });
+
+  it('concatenates with other layers statements, overrides counting across them', () => {
+    const src = `${defs}\nlayers 2 x attn with ffn mlp\nlayers "M-"\nlayers "*"\noverride layer 3 { ffn: moe }`;
+    expect(blocks(src)).toBe('attn/mlp attn/mlp mamba/. ./moe attn/.');
+  });
+
+  it('round-trips through printSpec as an explicit layer list', () => {
+    const m = resolve(`${defs}\nlayers "M-M*-E"`);
+    const text = printSpec(m);
+    expect(text).toMatch(/mixer no_mixer = none/);
+    expect(parseSpec(text, 'printed.strata')).toEqual(m);
   });
 });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { parsePythonJson } from '../../src/import/json.ts';
-import { loadSpec } from '../../src/spec/load.ts';
+import { loadSpec, parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { countParams } from '../../src/spec/params.ts';
 
@@ -128,6 +128,18 @@ describe('specs/nemotron-h-8b.strata', () => {
     const hf = importHfConfig(parsePythonJson(readFileSync(file, 'utf8'), file) as object, 'x');
     expect(blocks(m)).toEqual(blocks(hf.model));
     expect(countParams(m).total).toBe(8_100_852_736);
+  });
+  it('resolves its pattern string to the same ModelIR as the explicit layer list', () => {
+    const path = 'specs/nemotron-h-8b.strata';
+    const text = readFileSync(path, 'utf8');
+    const mlp =
+      '[1, 3, 5, 8, 10, 12, 14, 16, 19, 21, 23, 25, 27, 30, 32, 34, 36, 38, 41, 43, 45, 47, 49, 51]';
+    const explicit = text.replace(
+      /^ {2}layers "[^"]*" with \{[^}]*\}$/m,
+      `  layers 52 x mamba, mlp_only at ${mlp}, attn at [7, 18, 29, 40]\n    with ffn none, mlp at ${mlp}`,
+    );
+    expect(explicit).not.toBe(text);
+    expect(parseSpec(text, path)).toEqual(parseSpec(explicit, path));
   });
 });
 
