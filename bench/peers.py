@@ -12,7 +12,7 @@ import transformers
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 dev = torch.device("cuda")
-suites = set((sys.argv[1] if len(sys.argv) > 1 else "matmul,attention,e2e").split(","))
+suites = set((sys.argv[1] if len(sys.argv) > 1 else "matmul,attention,e2e,scan").split(","))
 
 
 def cuda_ms(fn, reps, samples=5):
@@ -99,5 +99,43 @@ if "e2e" in suites:
         s = time.perf_counter() - t0
     out["e2e"] = {"model": "HF transformers LlamaForCausalLM eager fp32, Llama-3.2-1B dims",
                   "prefill": prefill, "decode": {"tokensPerSecond": 64 / s, "msPerToken": s * 1000 / 64}}
+
+if "scan" in suites:
+    # Two-layer models at Mamba-2.8B / Mamba2-2.7B widths. The checkpoints are saved so that
+    # bench/run.ts's scan suite runs strata on the very same weights, after this script.
+    from safetensors.torch import save_file
+    rows = []
+    for kind, make in [
+        ("mamba", lambda: transformers.MambaForCausalLM(transformers.MambaConfig(
+            vocab_size=50280, hidden_size=2560, state_size=16, num_hidden_layers=2, expand=2,
+            conv_kernel=4))),
+        ("mamba2", lambda: transformers.Mamba2ForCausalLM(transformers.Mamba2Config(
+            vocab_size=50280, hidden_size=2560, state_size=128, num_heads=80, head_dim=64, n_groups=1,
+            num_hidden_layers=2, expand=2, conv_kernel=4, chunk_size=256))),
+    ]:
+        torch.manual_seed(0)
+        with torch.device("cuda"):
+            model = make().float().eval()
+        path = f"/tmp/strata-bench/{kind}"
+        model.save_pretrained(path, safe_serialization=True)
+        with torch.no_grad():
+            model(torch.arange(512, device=dev).unsqueeze(0), logits_to_keep=1)  # warm-up
+            for T in [4096, 65536]:
+                ids = (torch.arange(T, device=dev) * 7919 % 50280).unsqueeze(0)
+                try:
+                    torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    logits = model(ids, logits_to_keep=1).logits
+                    torch.cuda.synchronize()
+                    s = time.perf_counter() - t0
+                    rows.append({"model": kind, "tokens": T, "seconds": s, "tokensPerSecond": T / s})
+                    if T == 4096:
+                        save_file({"last_logits": logits[0, -1].float().contiguous().cpu()}, f"{path}/last_logits.safetensors")
+                except torch.OutOfMemoryError as e:
+                    rows.append({"model": kind, "tokens": T, "error": f"out of memory: {e}"[:200]})
+                torch.cuda.empty_cache()
+        del model
+        torch.cuda.empty_cache()
+    out["scan"] = rows
 
 print(json.dumps(out, indent=1))

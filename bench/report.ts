@@ -96,6 +96,27 @@ if (strata.e2e) {
     '',
   );
 }
+if (strata.scan) {
+  lines.push(
+    '## scan: 2-layer Mamba-1 (Mamba-2.8B widths) and Mamba-2 (Mamba2-2.7B widths) prefill, same weights (peer: HF transformers PyTorch path)',
+    '',
+    '| model | tokens | strata tokens/s | HF tokens/s | strata ÷ HF | last-row logits rel. error vs HF |',
+    '| --- | --- | --- | --- | --- | --- |',
+  );
+  for (const r of (strata.scan as Row[]).filter((x) => x.tokens)) {
+    const q =
+      ((peers.scan ?? []) as Row[]).find((x) => x.model === r.model && x.tokens === r.tokens) ?? {};
+    lines.push(
+      `| ${r.model} | ${r.tokens} | ${f(r.tokensPerSecond, 0)} | ${q.error ? 'OOM' : f(q.tokensPerSecond, 0)} | ${ratio(r.tokensPerSecond, q.tokensPerSecond)} | ${r.lastLogitsRelErrVsHf === null ? '—' : Number(r.lastLogitsRelErrVsHf).toExponential(1)} |`,
+    );
+  }
+  const d = (strata.scan as Row[]).filter((x) => x.prefillDispatchesPerChunk);
+  lines.push(
+    '',
+    `Prefill dispatches per chunk of up to 4096 tokens: ${d.map((x) => `${x.model} ${x.prefillDispatchesPerChunk}`).join(', ')}.`,
+    '',
+  );
+}
 if (strata.compile) {
   lines.push(
     '## compile (CPU side, no weights; target < 300 ms)',

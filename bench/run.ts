@@ -5,7 +5,9 @@
  * Writes one JSON object: device, toggles, date, and each suite's figures.
  */
 import { parseArgs } from 'node:util';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { importHfFolder } from '../src/import/hf-folder.ts';
+import { openSafetensors } from '../runtime/node/safetensors-file.ts';
 import { plainMatmul, type AttentionAttrs } from '../src/graph/ops.ts';
 import { matmulKernel } from '../codegen/kernels/matmul.ts';
 import { attentionKernel } from '../codegen/kernels/attention.ts';
@@ -22,7 +24,7 @@ import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 
 const { values } = parseArgs({
   options: {
-    suites: { type: 'string', default: 'matmul,attention,e2e,compile' },
+    suites: { type: 'string', default: 'matmul,attention,e2e,compile,scan' },
     'gpu-flags': { type: 'string', default: '' },
     out: { type: 'string' },
   },
@@ -184,6 +186,61 @@ async function benchE2e(gpu: GpuContext) {
   };
 }
 
+/** Mamba-1 / Mamba-2 prefill on the checkpoints bench/peers.py saved (it runs first). */
+async function benchScan(gpu: GpuContext) {
+  const rows = [];
+  for (const kind of ['mamba', 'mamba2']) {
+    const dir = `/tmp/strata-bench/${kind}`;
+    if (!existsSync(dir))
+      throw new Error(`${dir} is missing: run bench/peers.py with the scan suite first`);
+    const hf = await importHfFolder(dir);
+    // Capacity bounds positions only: these models have no KV cache, so it costs no memory.
+    const c = compileModel(hf.model, { caps: gpu.caps, maxT: 4096, capacity: 65536 + 64 });
+    const gm = await GpuModel.load(
+      gpu,
+      memorySource(c, (n) => hf.readTensorF32(n)),
+    );
+    const refFile = await openSafetensors(`${dir}/last_logits.safetensors`);
+    const ref = await refFile.readTensorF32('last_logits');
+    await refFile.close();
+    const greedy = { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 };
+    for (const T of [4096, 65536]) {
+      const ids = Array.from({ length: T }, (_, i) => (i * 7919) % hf.model.vocab);
+      const seq = gm.newSequence();
+      await seq.next(ids.slice(0, 4096), greedy); // warm-up
+      seq.reset();
+      const t0 = performance.now();
+      const r = await seq.next(ids, greedy, T === 4096);
+      const s = (performance.now() - t0) / 1000;
+      let relErr: number | null = null;
+      if (r.logits) {
+        let d = 0;
+        let m = 0;
+        for (let i = 0; i < ref.length; i++) {
+          d = Math.max(d, Math.abs(r.logits[i] - ref[i]));
+          m = Math.max(m, Math.abs(ref[i]));
+        }
+        relErr = d / m;
+      }
+      rows.push({
+        model: kind,
+        tokens: T,
+        seconds: s,
+        tokensPerSecond: T / s,
+        lastLogitsRelErrVsHf: relErr,
+      });
+      log(
+        `scan ${kind} ${T}: ${(T / s).toFixed(0)} tok/s${relErr === null ? '' : `, rel err vs HF ${relErr.toExponential(1)}`}`,
+      );
+      seq.destroy();
+    }
+    rows.push({ model: kind, prefillDispatchesPerChunk: c.phases.prefill.dispatches.length });
+    gm.destroy();
+    await hf.close();
+  }
+  return rows;
+}
+
 function benchCompile(gpu: GpuContext) {
   const hybrid64 = `model "hybrid-64" {
   vocab 32000
@@ -224,6 +281,7 @@ if (suites.has('matmul')) out.matmul = await benchMatmul(gpu);
 if (suites.has('attention')) out.attention = await benchAttention(gpu);
 if (suites.has('compile')) out.compile = benchCompile(gpu);
 if (suites.has('e2e')) out.e2e = await benchE2e(gpu);
+if (suites.has('scan')) out.scan = await benchScan(gpu);
 const json = JSON.stringify(out, null, 1);
 if (values.out) writeFileSync(values.out, json);
 else console.log(json);
