@@ -9,6 +9,9 @@ import type { OpAttrs } from '../graph/ops.ts';
 export class Rewriter {
   nodes: (GraphNode | null)[];
   tensors: Tensor[];
+  /** Producer and consumer lists by tensor, rebuilt lazily after any mutation. */
+  private index: { producer: Map<number, GraphNode>; consumers: Map<number, GraphNode[]> } | null =
+    null;
 
   constructor(readonly graph: Graph) {
     this.nodes = graph.nodes.map((n) => ({
@@ -23,12 +26,59 @@ export class Rewriter {
     return this.nodes.filter((n): n is GraphNode => n !== null);
   }
 
+  // Passes ask these for every candidate node; a linear scan each time made compiling
+  // a 64-layer model quadratic.
+  private lookup() {
+    if (this.index) return this.index;
+    const producer = new Map<number, GraphNode>();
+    const consumers = new Map<number, GraphNode[]>();
+    for (const n of this.live()) {
+      for (const t of Object.values(n.outputs)) if (!producer.has(t)) producer.set(t, n);
+      for (const t of new Set(Object.values(n.inputs))) {
+        const list = consumers.get(t);
+        if (list) list.push(n);
+        else consumers.set(t, [n]);
+      }
+    }
+    return (this.index = { producer, consumers });
+  }
+
+  /** Keep the index current across a mutation instead of rebuilding it (fusions mutate often). */
+  private unindex(n: GraphNode): void {
+    if (!this.index) return;
+    for (const t of Object.values(n.outputs)) {
+      if (this.index.producer.get(t) === n) this.index.producer.delete(t);
+    }
+    for (const t of new Set(Object.values(n.inputs))) {
+      const list = this.index.consumers.get(t);
+      if (list) list.splice(list.indexOf(n), 1);
+    }
+  }
+
+  private reindex(n: GraphNode): void {
+    if (!this.index) return;
+    // Producer order matters for in-place updates (the first writer produces the tensor);
+    // rebuild rather than guess when a second writer of the same tensor appears.
+    for (const t of Object.values(n.outputs)) {
+      if (this.index.producer.has(t)) {
+        this.index = null;
+        return;
+      }
+      this.index.producer.set(t, n);
+    }
+    for (const t of new Set(Object.values(n.inputs))) {
+      const list = this.index.consumers.get(t);
+      if (list) list.push(n);
+      else this.index.consumers.set(t, [n]);
+    }
+  }
+
   producer(t: number): GraphNode | undefined {
-    return this.live().find((n) => Object.values(n.outputs).includes(t));
+    return this.lookup().producer.get(t);
   }
 
   consumers(t: number): GraphNode[] {
-    return this.live().filter((n) => Object.values(n.inputs).includes(t));
+    return [...(this.lookup().consumers.get(t) ?? [])];
   }
 
   /** The single consumer of t, or undefined when t has zero or several (or is a graph output). */
@@ -39,6 +89,7 @@ export class Rewriter {
   }
 
   remove(n: GraphNode): void {
+    this.unindex(n);
     this.nodes[this.nodes.indexOf(n)] = null;
   }
 
@@ -51,7 +102,9 @@ export class Rewriter {
     label: string,
   ): GraphNode {
     const n: GraphNode = { id: old.id, attrs, inputs, outputs, layer: old.layer, label };
+    this.unindex(old);
     this.nodes[this.nodes.indexOf(old)] = n;
+    this.reindex(n);
     return n;
   }
 
@@ -59,11 +112,13 @@ export class Rewriter {
   insertAfter(at: GraphNode, n: Omit<GraphNode, 'id'>): GraphNode {
     const node: GraphNode = { ...n, id: -1 };
     this.nodes.splice(this.nodes.indexOf(at) + 1, 0, node);
+    this.reindex(node);
     return node;
   }
 
   /** Redirect every use of tensor `from` to `to`. */
   replaceUses(from: number, to: number): void {
+    this.index = null;
     for (const n of this.live()) {
       for (const k of Object.keys(n.inputs)) if (n.inputs[k] === from) n.inputs[k] = to;
     }
