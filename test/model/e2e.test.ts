@@ -4,25 +4,13 @@
  * kernels vs f64-accumulating references over a few layers).
  */
 import { describe, expect, it } from 'vitest';
-import { compileModel, type CompileOptions } from '../../src/compile.ts';
-import { memorySource } from '../../codegen/bundle.ts';
-import { GpuModel } from '../../runtime/model.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
-import { randomWeights } from '../../src/import/random-init.ts';
-import type { ModelIR } from '../../src/spec/model.ts';
 import { testGpu } from '../helpers/gpu.ts';
+import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 import { attention, mlp, tinyLlama } from '../helpers/models.ts';
 
 const TOL = 1e-4;
-
-async function gpuModel(model: ModelIR, opts: Partial<CompileOptions> = {}) {
-  const gpu = await testGpu();
-  const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 96, ...opts });
-  const weights = randomWeights(model, 7);
-  const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
-  return { compiled, weights, gm };
-}
 
 function rows(a: Float32Array, vocab: number, r: number): Float32Array {
   return a.slice(r * vocab, (r + 1) * vocab);
@@ -31,32 +19,7 @@ function rows(a: Float32Array, vocab: number, r: number): Float32Array {
 describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
   it('prefill logits and 32 greedy decode steps match', async () => {
     const model = tinyLlama();
-    const { compiled, weights, gm } = await gpuModel(model);
-    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
-    const decode = await Interpreter.create(compiled.graphs.decode, weights);
-    const state = prefill.newState();
-    const prompt = randInts(13, model.vocab, 3);
-
-    const cpu = prefill.step(prompt, 0, prompt.length, state);
-    const seq = gm.newSequence();
-    const gpuOut = await seq.forward(prompt);
-    expect(maxRelError(gpuOut.logits, cpu.logits)).toBeLessThan(TOL);
-    expect(gpuOut.token).toBe(cpu.token);
-
-    let cpuTok = cpu.token;
-    let gpuTok = gpuOut.token;
-    for (let i = 0; i < 32; i++) {
-      const c = decode.step(Uint32Array.of(cpuTok), prompt.length + i, 1, state);
-      const g = await seq.next(
-        [gpuTok],
-        { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 },
-        true,
-      );
-      expect(maxRelError(g.logits!, c.logits)).toBeLessThan(TOL);
-      expect(g.token).toBe(c.token);
-      cpuTok = c.token;
-      gpuTok = g.token;
-    }
+    await expectMatchesInterpreter(await gpuModel(model), randInts(13, model.vocab, 3), 32, TOL);
   });
 
   it('pipelined generate() yields the same tokens as step-by-step next(), greedy and sampled', async () => {

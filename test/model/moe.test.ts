@@ -7,30 +7,20 @@
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { compileModel, type CompileOptions } from '../../src/compile.ts';
-import { memorySource } from '../../codegen/bundle.ts';
+import { compileModel } from '../../src/compile.ts';
 import { BASELINE_CAPS, GREEDY } from '../../codegen/kernel-ir.ts';
-import { GpuModel } from '../../runtime/model.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
-import { randomWeights } from '../../src/import/random-init.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { report } from '../../src/report.ts';
 import { expertLoads } from '../../src/cli/run-cmd.ts';
 import { testGpu } from '../helpers/gpu.ts';
+import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 import { attention, mlp, tinyLlama } from '../helpers/models.ts';
 
 const TOL = 1e-4;
 const MODEL = parseSpec(readFileSync('specs/tiny-moe.strata', 'utf8'), 'tiny-moe.strata');
-
-async function gpuModel(model: ModelIR, opts: Partial<CompileOptions> = {}) {
-  const gpu = await testGpu();
-  const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 96, ...opts });
-  const weights = randomWeights(model, 7);
-  const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
-  return { compiled, weights, gm };
-}
 
 describe('tiny MoE model on WebGPU vs the CPU interpreter', () => {
   it('prefill logits, 12 greedy decode steps and the expert-load counters match', async () => {
@@ -40,25 +30,12 @@ describe('tiny MoE model on WebGPU vs the CPU interpreter', () => {
     expect(decodeLabels).not.toContain('moe_group');
     expect(compiled.graphs.prefill.nodes.map((n) => n.attrs.op)).toContain('moe_group');
 
-    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
-    const decode = await Interpreter.create(compiled.graphs.decode, weights);
-    const state = prefill.newState();
-    const prompt = randInts(13, MODEL.vocab, 3);
-    const cpu = prefill.step(prompt, 0, prompt.length, state);
-    const seq = gm.newSequence();
-    const g = await seq.forward(prompt);
-    expect(maxRelError(g.logits, cpu.logits)).toBeLessThan(TOL);
-    expect(g.token).toBe(cpu.token);
-    let cpuTok = cpu.token;
-    let gpuTok = g.token;
-    for (let i = 0; i < 12; i++) {
-      const c = decode.step(Uint32Array.of(cpuTok), prompt.length + i, 1, state);
-      const r = await seq.next([gpuTok], GREEDY, true);
-      expect(maxRelError(r.logits!, c.logits)).toBeLessThan(TOL);
-      expect(r.token).toBe(c.token);
-      cpuTok = c.token;
-      gpuTok = r.token;
-    }
+    const { seq, state } = await expectMatchesInterpreter(
+      { compiled, weights, gm },
+      randInts(13, MODEL.vocab, 3),
+      12,
+      TOL,
+    );
     const loads = await expertLoads(seq);
     expect(loads.map((l) => l.layer)).toEqual([1, 2, 3]);
     for (const { layer, load } of loads) {

@@ -1,0 +1,61 @@
+/**
+ * Whole-model harness: compile a model with seeded random weights for the test
+ * device, and run prefill + greedy decode on WebGPU beside the CPU interpreter,
+ * asserting logits (max relative error) and tokens step by step.
+ */
+import { expect } from 'vitest';
+import { compileModel, type CompileOptions, type CompiledModel } from '../../src/compile.ts';
+import { memorySource } from '../../codegen/bundle.ts';
+import { GpuModel, type Sequence } from '../../runtime/model.ts';
+import { Interpreter, type CpuState } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import type { WeightProvider } from '../../src/graph/params.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
+import { GREEDY } from '../../codegen/kernel-ir.ts';
+import { testGpu } from './gpu.ts';
+import { maxRelError } from './numeric.ts';
+
+export interface LoadedModel {
+  compiled: CompiledModel;
+  weights: WeightProvider;
+  gm: GpuModel;
+}
+
+export async function gpuModel(
+  model: ModelIR,
+  opts: Partial<CompileOptions> = {},
+): Promise<LoadedModel> {
+  const gpu = await testGpu();
+  const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 96, ...opts });
+  const weights = randomWeights(model, 7);
+  const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
+  return { compiled, weights, gm };
+}
+
+/** Prefill `prompt` then `steps` greedy decode steps on both; returns both sides' state. */
+export async function expectMatchesInterpreter(
+  m: LoadedModel,
+  prompt: Uint32Array,
+  steps: number,
+  tol: number,
+): Promise<{ seq: Sequence; state: CpuState }> {
+  const prefill = await Interpreter.create(m.compiled.graphs.prefill, m.weights);
+  const decode = await Interpreter.create(m.compiled.graphs.decode, m.weights);
+  const state = prefill.newState();
+  const cpu = prefill.step(prompt, 0, prompt.length, state);
+  const seq = m.gm.newSequence();
+  const gpu = await seq.forward(prompt);
+  expect(maxRelError(gpu.logits, cpu.logits)).toBeLessThan(tol);
+  expect(gpu.token).toBe(cpu.token);
+  let cpuTok = cpu.token;
+  let gpuTok = gpu.token;
+  for (let i = 0; i < steps; i++) {
+    const c = decode.step(Uint32Array.of(cpuTok), prompt.length + i, 1, state);
+    const g = await seq.next([gpuTok], GREEDY, true);
+    expect(maxRelError(g.logits!, c.logits)).toBeLessThan(tol);
+    expect(g.token).toBe(c.token);
+    cpuTok = c.token;
+    gpuTok = g.token;
+  }
+  return { seq, state };
+}
