@@ -55,7 +55,7 @@ ${COMMON_COMPILE_HELP}`,
     });
     if (positionals.length !== 1) throw new UserError('inspect takes one spec (see --help)');
     const input = await loadModelInput(positionals[0], { seed: 0, hf: values.hf });
-    const caps = await targetCaps(values.target ?? 'baseline', gpuFlags(values['gpu-flags']));
+    const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
     const compiled = compileWithOptions(input.model, caps, values);
     const r = report(compiled);
     if (values.passes) {

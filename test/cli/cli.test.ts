@@ -215,6 +215,25 @@ describe('strata inspect', () => {
     );
   });
 
+  it('shows Jamba-v0.1 per-layer state, with KV only in its 4 attention layers', async () => {
+    // Jamba's experts (28672 x 4096 f32 each) exceed the 128 MiB baseline binding, so this also
+    // checks that inspect targets this machine's adapter by default, like compile.
+    const r = JSON.parse((await cli('inspect', 'specs/jamba-v0.1.strata', '--json')).out);
+    const layers: { layer: number; mixer: string; kvBytesPerToken: number; stateBytes: number }[] =
+      r.layers;
+    expect(layers).toHaveLength(32);
+    const kvLayers = layers.filter((l) => l.kvBytesPerToken > 0).map((l) => l.layer);
+    expect(kvLayers).toEqual([4, 12, 20, 28]);
+    const perLayerKv = 2 * 8 * 128 * 4; // k and v, 8 kv heads of 128 dims, f32
+    expect(r.kvBytesPerToken).toBe(4 * perLayerKv);
+    // Mamba-1: conv state (d_conv - 1) x d_inner + scan state d_inner x d_state, f32.
+    const mambaState = (3 * 8192 + 8192 * 16) * 4;
+    for (const l of layers) {
+      if (l.mixer === 'mamba1') expect(l.stateBytes).toBe(mambaState);
+      else expect(l.kvBytesPerToken).toBe(perLayerKv);
+    }
+  });
+
   it('shows the graph after every pass', async () => {
     const r = await cli('inspect', 'specs/tiny-llama.strata', '--passes');
     for (const p of ['lowered', 'qkv-rope-append', 'gated-mlp', 'residual', 'norm-prologue'])
