@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The peers of bench/run.ts, run in the same device call: PyTorch cuBLAS fp32 (TF32 off)
-matmul, torch scaled_dot_product_attention (fp32, GQA), and HuggingFace transformers eager
-Llama with Llama-3.2-1B dimensions (fp32, random init). Prints one JSON object."""
+matmul, torch scaled_dot_product_attention (fp32, GQA), HuggingFace transformers eager Llama with
+Llama-3.2-1B dimensions and a ~1B Jamba-style hybrid (fp32, random init), HF Mamba/Mamba-2.
+Usage: python3 bench/peers.py [suites] [out.json]; writes one JSON object (to stdout without a file)."""
 import json
 import sys
 import time
@@ -12,7 +13,7 @@ import transformers
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 dev = torch.device("cuda")
-suites = set((sys.argv[1] if len(sys.argv) > 1 else "matmul,attention,e2e,scan").split(","))
+suites = set((sys.argv[1] if len(sys.argv) > 1 else "matmul,attention,e2e,hybrid,scan").split(","))
 
 
 def cuda_ms(fn, reps, samples=5):
@@ -32,6 +33,14 @@ def cuda_ms(fn, reps, samples=5):
 
 out = {"torch": torch.__version__, "transformers": transformers.__version__,
        "device": torch.cuda.get_device_name(0)}
+out_path = sys.argv[2] if len(sys.argv) > 2 else None
+
+
+def flush():
+    """Write what is measured so far, so a run cut short still leaves its figures."""
+    if out_path:
+        with open(out_path, "w") as f:
+            json.dump(out, f, indent=1)
 
 if "matmul" in suites:
     rows = []
@@ -42,6 +51,7 @@ if "matmul" in suites:
         ms = cuda_ms(lambda: x @ w.T, reps)
         rows.append({"shape": f"{M}x{N}x{K}", "ms": ms, "tflops": 2 * M * N * K / (ms * 1e-3) / 1e12})
     out["matmul"] = rows
+    flush()
 
 if "attention" in suites:
     F = torch.nn.functional
@@ -63,29 +73,27 @@ if "attention" in suites:
         del q, k, v
         torch.cuda.empty_cache()
     out["attention"] = rows
+    flush()
 
-if "e2e" in suites:
-    cfg = transformers.LlamaConfig(
-        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-        num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5,
-        max_position_embeddings=131072, tie_word_embeddings=True, attn_implementation="eager",
-        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
-                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = transformers.LlamaForCausalLM(cfg).float().eval()
+def time_hf_e2e(model, vocab, label, save_dir=None):
+    """Prefill tokens/s at 512, 4k, 16k and batch-1 greedy decode of 64 tokens, as bench/run.ts
+    measures strata. With save_dir, saves the last row's logits after the 512-token prefill."""
+    from safetensors.torch import save_file
     prefill = []
     with torch.no_grad():
         for T in [512, 4096, 16384]:
-            ids = (torch.arange(T, device=dev) * 7919 % 128256).unsqueeze(0)
+            ids = (torch.arange(T, device=dev) * 7919 % vocab).unsqueeze(0)
             try:
                 model(ids[:, :512])
                 torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                model(ids, logits_to_keep=1)
+                logits = model(ids, logits_to_keep=1).logits
                 torch.cuda.synchronize()
                 s = time.perf_counter() - t0
                 prefill.append({"tokens": T, "seconds": s, "tokensPerSecond": T / s})
+                if save_dir and T == 512:
+                    save_file({"last_logits": logits[0, -1].float().contiguous().cpu()},
+                              f"{save_dir}/last_logits.safetensors")
             except torch.OutOfMemoryError as e:
                 prefill.append({"tokens": T, "error": f"out of memory: {e}"[:200]})
             torch.cuda.empty_cache()
@@ -97,8 +105,43 @@ if "e2e" in suites:
         model.generate(ids, **gen)
         torch.cuda.synchronize()
         s = time.perf_counter() - t0
-    out["e2e"] = {"model": "HF transformers LlamaForCausalLM eager fp32, Llama-3.2-1B dims",
-                  "prefill": prefill, "decode": {"tokensPerSecond": 64 / s, "msPerToken": s * 1000 / 64}}
+    return {"model": label, "prefill": prefill,
+            "decode": {"tokensPerSecond": 64 / s, "msPerToken": s * 1000 / 64}}
+
+
+if "e2e" in suites:
+    cfg = transformers.LlamaConfig(
+        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5,
+        max_position_embeddings=131072, tie_word_embeddings=True, attn_implementation="eager",
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = transformers.LlamaForCausalLM(cfg).float().eval()
+    out["e2e"] = time_hf_e2e(model, 128256, "HF transformers LlamaForCausalLM eager fp32, Llama-3.2-1B dims")
+    del model
+    torch.cuda.empty_cache()
+    flush()
+
+if "hybrid" in suites:
+    # A ~1.1B Jamba-style hybrid: 16 layers, attention at 4 and 12 (7 mamba : 1 attention), MoE of
+    # 16 experts top-2 on odd layers. Saved so that bench/run.ts runs strata on the same weights.
+    cfg = transformers.JambaConfig(
+        vocab_size=65536, hidden_size=1024, intermediate_size=2048, num_hidden_layers=16,
+        num_attention_heads=16, num_key_value_heads=4, num_experts=16, num_experts_per_tok=2,
+        attn_layer_period=8, attn_layer_offset=4, expert_layer_period=2, expert_layer_offset=1,
+        mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, use_mamba_kernels=False,
+        max_position_embeddings=32768, tie_word_embeddings=False, attn_implementation="eager")
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = transformers.JambaForCausalLM(cfg).float().eval()
+    path = "/tmp/strata-bench/jamba"
+    model.save_pretrained(path, safe_serialization=True)
+    out["hybrid"] = time_hf_e2e(model, 65536, "HF transformers JambaForCausalLM eager fp32 (PyTorch mamba path)", path)
+    del model
+    torch.cuda.empty_cache()
+    flush()
 
 if "scan" in suites:
     # Two-layer models at Mamba-2.8B / Mamba2-2.7B widths. The checkpoints are saved so that
@@ -137,5 +180,7 @@ if "scan" in suites:
         del model
         torch.cuda.empty_cache()
     out["scan"] = rows
+    flush()
 
-print(json.dumps(out, indent=1))
+if not out_path:
+    print(json.dumps(out, indent=1))

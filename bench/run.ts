@@ -1,7 +1,7 @@
 /**
  * strata's side of the benchmark suites (the peers run in bench/peers.py in the
  * same device call). Usage:
- *   tsx bench/run.ts [--suites matmul,attention,e2e,compile] [--gpu-flags fast] [--out FILE]
+ *   tsx bench/run.ts [--suites matmul,attention,compile,e2e,hybrid,scan] [--gpu-flags fast] [--out FILE]
  * Writes one JSON object: device, toggles, date, and each suite's figures.
  */
 import { parseArgs } from 'node:util';
@@ -18,13 +18,15 @@ import { memorySource } from '../codegen/bundle.ts';
 import { compileModel } from '../src/compile.ts';
 import { loadSpec, parseSpec } from '../src/spec/load.ts';
 import { randomWeights } from '../src/import/random-init.ts';
+import type { ModelIR } from '../src/spec/model.ts';
+import type { WeightProvider } from '../src/graph/params.ts';
 import { report } from '../src/report.ts';
 import { median, PassTimer, timeLaunches } from './gpu-timer.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 
 const { values } = parseArgs({
   options: {
-    suites: { type: 'string', default: 'matmul,attention,e2e,compile,scan' },
+    suites: { type: 'string', default: 'matmul,attention,compile,e2e,hybrid,scan' },
     'gpu-flags': { type: 'string', default: '' },
     out: { type: 'string' },
   },
@@ -124,32 +126,46 @@ async function benchAttention(gpu: GpuContext) {
   return rows;
 }
 
-async function benchE2e(gpu: GpuContext) {
-  const model = loadSpec('specs/llama-3.2-1b.strata');
+const GREEDY_STEP = { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 };
+const PREFILL_TOKENS = [512, 4096, 16384];
+
+/** What one end-to-end row measures: a model, its weights, and HF's logits to check against. */
+interface E2eSubject {
+  label: string;
+  model: ModelIR;
+  weights: WeightProvider;
+  /** HF's logits of the last row after prefilling the 512-token prompt, when the peer saved them. */
+  reference: Float32Array | null;
+}
+
+/** Prefill tokens/s at each length, then batch-1 decode: wall, GPU time, and the bandwidth bound. */
+async function benchE2e(gpu: GpuContext, s: E2eSubject) {
+  const { model } = s;
   const c = compileModel(model, { caps: gpu.caps, maxT: 512, capacity: 16384 + 128 });
   const r = report(c);
-  log(`e2e: loading ${r.parameters} random parameters`);
-  const gm = await GpuModel.load(gpu, memorySource(c, randomWeights(model, 0)));
-  const greedy = { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 };
+  log(`e2e ${s.label}: loading ${r.parameters} parameters`);
+  const gm = await GpuModel.load(gpu, memorySource(c, s.weights));
   const prefill = [];
-  for (const T of [512, 4096, 16384]) {
-    const ids = Array.from({ length: T }, (_, i) => (i * 7919) % model.vocab);
+  let lastLogitsRelErrVsHf: number | null = null;
+  for (const T of PREFILL_TOKENS) {
+    const ids = benchIds(T, model.vocab);
     const seq = gm.newSequence();
-    await seq.next(ids.slice(0, 512), greedy); // warm-up
+    await seq.next(ids.slice(0, 512), GREEDY_STEP); // warm-up
     seq.reset();
     const t0 = performance.now();
-    await seq.next(ids, greedy);
-    const s = (performance.now() - t0) / 1000;
-    prefill.push({ tokens: T, seconds: s, tokensPerSecond: T / s });
+    const out = await seq.next(ids, GREEDY_STEP, T === 512 && s.reference !== null);
+    const secs = (performance.now() - t0) / 1000;
+    if (out.logits && s.reference) lastLogitsRelErrVsHf = relErr(out.logits, s.reference);
+    prefill.push({ tokens: T, seconds: secs, tokensPerSecond: T / secs });
     seq.destroy();
-    log(`e2e prefill ${T}: ${(T / s).toFixed(0)} tok/s`);
+    log(`e2e ${s.label} prefill ${T}: ${(T / secs).toFixed(0)} tok/s`);
   }
   const seq = gm.newSequence();
   const steps = 64;
-  let tok = (await seq.next([1, 2, 3, 4, 5, 6, 7, 8], greedy)).token;
-  for (let i = 0; i < 8; i++) tok = (await seq.next([tok], greedy)).token; // warm-up
+  let tok = (await seq.next([1, 2, 3, 4, 5, 6, 7, 8], GREEDY_STEP)).token;
+  for (let i = 0; i < 8; i++) tok = (await seq.next([tok], GREEDY_STEP)).token; // warm-up
   let t0 = performance.now();
-  for (let i = 0; i < steps; i++) tok = (await seq.next([tok], greedy)).token;
+  for (let i = 0; i < steps; i++) tok = (await seq.next([tok], GREEDY_STEP)).token;
   const unpipelinedSeconds = (performance.now() - t0) / 1000;
   const gpuMs = await seq.profileDecode(tok, 20, new PassTimer(gpu));
   seq.reset();
@@ -161,7 +177,8 @@ async function benchE2e(gpu: GpuContext) {
   const decodeSeconds = (performance.now() - t0) / 1000;
   const bw = await copyBandwidth(gpu);
   const readBw = await readBandwidth(gpu);
-  const weightBytes = r.parameterBytes;
+  // Bytes a decode step must read: every weight a token uses (MoE: only its top-k experts).
+  const weightBytes = r.activeParameters * 4;
   gm.destroy();
   const decode = {
     tokensPerSecond: steps / decodeSeconds,
@@ -176,61 +193,99 @@ async function benchE2e(gpu: GpuContext) {
     boundTokensPerSecond: bw / weightBytes,
   };
   log(
-    `e2e decode: ${decode.tokensPerSecond.toFixed(1)} tok/s (bound ${decode.boundTokensPerSecond.toFixed(1)})`,
+    `e2e ${s.label} decode: ${decode.tokensPerSecond.toFixed(1)} tok/s (bound ${decode.boundTokensPerSecond.toFixed(1)})`,
   );
   return {
-    model: 'llama-3.2-1b dims, f32, random weights',
+    model: s.label,
     parameters: r.parameters,
+    activeParameters: r.activeParameters,
+    lastLogitsRelErrVsHf,
     prefill,
     decode,
   };
+}
+
+/** The same token ids bench/peers.py feeds HF. */
+function benchIds(T: number, vocab: number): number[] {
+  return Array.from({ length: T }, (_, i) => (i * 7919) % vocab);
+}
+
+/** max |a − b| / max |b|. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / m;
+}
+
+/** A checkpoint bench/peers.py saved under /tmp/strata-bench (it runs first, in the same call). */
+async function peerCheckpoint(kind: string) {
+  const dir = `/tmp/strata-bench/${kind}`;
+  if (!existsSync(dir))
+    throw new Error(`${dir} is missing: run bench/peers.py with the ${kind} suite first`);
+  const hf = await importHfFolder(dir);
+  const refFile = await openSafetensors(`${dir}/last_logits.safetensors`);
+  const reference = await refFile.readTensorF32('last_logits');
+  await refFile.close();
+  return { hf, reference };
+}
+
+async function benchLlama(gpu: GpuContext) {
+  const model = loadSpec('specs/llama-3.2-1b.strata');
+  return benchE2e(gpu, {
+    label: 'llama-3.2-1b dims, f32, random weights',
+    model,
+    weights: randomWeights(model, 0),
+    reference: null,
+  });
+}
+
+/** The ~1B Jamba-style hybrid bench/peers.py builds (7 mamba : 1 attention, MoE every other layer). */
+async function benchHybrid(gpu: GpuContext) {
+  const { hf, reference } = await peerCheckpoint('jamba');
+  const row = await benchE2e(gpu, {
+    label:
+      'Jamba-style hybrid (16 layers: 7 mamba : 1 attention, MoE 16x top-2 every other layer), f32, same weights as HF',
+    model: hf.model,
+    weights: (n) => hf.readTensorF32(n),
+    reference,
+  });
+  await hf.close();
+  return row;
 }
 
 /** Mamba-1 / Mamba-2 prefill on the checkpoints bench/peers.py saved (it runs first). */
 async function benchScan(gpu: GpuContext) {
   const rows = [];
   for (const kind of ['mamba', 'mamba2']) {
-    const dir = `/tmp/strata-bench/${kind}`;
-    if (!existsSync(dir))
-      throw new Error(`${dir} is missing: run bench/peers.py with the scan suite first`);
-    const hf = await importHfFolder(dir);
+    const { hf, reference } = await peerCheckpoint(kind);
     // Capacity bounds positions only: these models have no KV cache, so it costs no memory.
     const c = compileModel(hf.model, { caps: gpu.caps, maxT: 4096, capacity: 65536 + 64 });
     const gm = await GpuModel.load(
       gpu,
       memorySource(c, (n) => hf.readTensorF32(n)),
     );
-    const refFile = await openSafetensors(`${dir}/last_logits.safetensors`);
-    const ref = await refFile.readTensorF32('last_logits');
-    await refFile.close();
-    const greedy = { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 };
     for (const T of [4096, 65536]) {
-      const ids = Array.from({ length: T }, (_, i) => (i * 7919) % hf.model.vocab);
+      const ids = benchIds(T, hf.model.vocab);
       const seq = gm.newSequence();
-      await seq.next(ids.slice(0, 4096), greedy); // warm-up
+      await seq.next(ids.slice(0, 4096), GREEDY_STEP); // warm-up
       seq.reset();
       const t0 = performance.now();
-      const r = await seq.next(ids, greedy, T === 4096);
+      const r = await seq.next(ids, GREEDY_STEP, T === 4096);
       const s = (performance.now() - t0) / 1000;
-      let relErr: number | null = null;
-      if (r.logits) {
-        let d = 0;
-        let m = 0;
-        for (let i = 0; i < ref.length; i++) {
-          d = Math.max(d, Math.abs(r.logits[i] - ref[i]));
-          m = Math.max(m, Math.abs(ref[i]));
-        }
-        relErr = d / m;
-      }
+      const err = r.logits ? relErr(r.logits, reference) : null;
       rows.push({
         model: kind,
         tokens: T,
         seconds: s,
         tokensPerSecond: T / s,
-        lastLogitsRelErrVsHf: relErr,
+        lastLogitsRelErrVsHf: err,
       });
       log(
-        `scan ${kind} ${T}: ${(T / s).toFixed(0)} tok/s${relErr === null ? '' : `, rel err vs HF ${relErr.toExponential(1)}`}`,
+        `scan ${kind} ${T}: ${(T / s).toFixed(0)} tok/s${err === null ? '' : `, rel err vs HF ${err.toExponential(1)}`}`,
       );
       seq.destroy();
     }
@@ -254,6 +309,7 @@ function benchCompile(gpu: GpuContext) {
 }`;
   const cases = [
     { name: 'specs/llama-3.2-1b.strata', load: () => loadSpec('specs/llama-3.2-1b.strata') },
+    { name: 'specs/jamba-v0.1.strata', load: () => loadSpec('specs/jamba-v0.1.strata') },
     { name: '64-layer local/global hybrid', load: () => parseSpec(hybrid64, 'hybrid-64.strata') },
   ];
   return cases.map(({ name, load }) => {
@@ -277,12 +333,20 @@ const out: Record<string, unknown> = {
   dawnFlags: flags,
   features: gpu.features,
 };
-if (suites.has('matmul')) out.matmul = await benchMatmul(gpu);
-if (suites.has('attention')) out.attention = await benchAttention(gpu);
-if (suites.has('compile')) out.compile = benchCompile(gpu);
-if (suites.has('e2e')) out.e2e = await benchE2e(gpu);
-if (suites.has('scan')) out.scan = await benchScan(gpu);
-const json = JSON.stringify(out, null, 1);
-if (values.out) writeFileSync(values.out, json);
-else console.log(json);
+const runners: Record<string, () => Promise<unknown>> = {
+  matmul: () => benchMatmul(gpu),
+  attention: () => benchAttention(gpu),
+  compile: async () => benchCompile(gpu),
+  e2e: () => benchLlama(gpu),
+  hybrid: () => benchHybrid(gpu),
+  scan: () => benchScan(gpu),
+};
+for (const name of suites) {
+  if (!runners[name])
+    throw new Error(`unknown suite '${name}' (known: ${Object.keys(runners).join(', ')})`);
+  out[name] = await runners[name]();
+  // Written after every suite, so a run cut short still leaves what it measured.
+  if (values.out) writeFileSync(values.out, JSON.stringify(out, null, 1));
+}
+if (!values.out) console.log(JSON.stringify(out, null, 1));
 process.exit(0);

@@ -3,7 +3,7 @@
  * none is found, the SwiftShader CPU Vulkan driver (set up once by
  * tools/setup.sh into .cache/swiftshader) is used, and that choice is reported.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -60,6 +60,25 @@ function ensureSwiftShader(log: (m: string) => void): void {
   }
 }
 
+/** Where the Vulkan loader looks for driver manifests on Linux (XDG and system folders). */
+const ICD_DIRS = [
+  '/etc/vulkan/icd.d',
+  '/usr/local/etc/vulkan/icd.d',
+  '/usr/share/vulkan/icd.d',
+  '/usr/local/share/vulkan/icd.d',
+];
+
+/**
+ * Whether a hardware probe can find anything. On Linux without a Vulkan driver manifest, Dawn's
+ * probe only prints "Found no drivers" warnings, so it is skipped; other platforms use their own
+ * backends (Metal, D3D12) and always probe.
+ */
+function mayHaveHardwareDriver(): boolean {
+  if (process.platform !== 'linux') return true;
+  if (process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES) return true;
+  return ICD_DIRS.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json')));
+}
+
 let shared: Promise<GpuContext> | null = null;
 
 /**
@@ -86,7 +105,7 @@ export async function acquire(opts: NodeGpuOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
   const flags = expandFlags(opts.flags);
   const force = opts.forceFallback || process.env.STRATA_SWIFTSHADER === '1';
-  if (!force) {
+  if (!force && mayHaveHardwareDriver()) {
     const probe = createInstance(create, flags);
     const adapter = await probe.requestAdapter({ powerPreference: 'high-performance' });
     if (adapter && !adapter.info.description.toLowerCase().includes('swiftshader')) {
