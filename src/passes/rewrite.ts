@@ -57,14 +57,12 @@ export class Rewriter {
 
   private reindex(n: GraphNode): void {
     if (!this.index) return;
-    // Producer order matters for in-place updates (the first writer produces the tensor);
-    // rebuild rather than guess when a second writer of the same tensor appears.
+    // Producer order matters for in-place updates: the first writer in execution order produces
+    // the tensor, so a later-placed second writer (a split chunk, a state update) does not take it.
     for (const t of Object.values(n.outputs)) {
-      if (this.index.producer.has(t)) {
-        this.index = null;
-        return;
-      }
-      this.index.producer.set(t, n);
+      const first = this.index.producer.get(t);
+      if (!first || this.nodes.indexOf(n) < this.nodes.indexOf(first))
+        this.index.producer.set(t, n);
     }
     for (const t of new Set(Object.values(n.inputs))) {
       const list = this.index.consumers.get(t);
@@ -118,9 +116,13 @@ export class Rewriter {
 
   /** Redirect every use of tensor `from` to `to`. */
   replaceUses(from: number, to: number): void {
-    this.index = null;
-    for (const n of this.live()) {
+    const users = this.index
+      ? (this.index.consumers.get(from) ?? [])
+      : this.live().filter((n) => Object.values(n.inputs).includes(from));
+    for (const n of [...users]) {
+      this.unindex(n);
       for (const k of Object.keys(n.inputs)) if (n.inputs[k] === from) n.inputs[k] = to;
+      this.reindex(n);
     }
   }
 
