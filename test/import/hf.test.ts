@@ -430,7 +430,12 @@ describe('RoPE spellings', () => {
       betaFast: 32,
       betaSlow: 1,
       attentionFactor: 0.1 * Math.log(4) + 1,
+      truncate: true,
     });
+    // gpt-oss: rope_parameters.truncate false keeps the fractional correction range.
+    expect(
+      rope({ rope_scaling: { rope_type: 'yarn', factor: 32, truncate: false } }).scaling,
+    ).toMatchObject({ kind: 'yarn', factor: 32, truncate: false });
   });
 
   it('reads yarn with mscale (DeepSeek style), explicit attention_factor, and factor from context lengths', () => {
@@ -479,9 +484,9 @@ describe('RoPE spellings', () => {
     expect(() => rope({ rope_scaling: { type: 'dynamic', factor: 2 } })).toThrow(
       /config key 'rope_scaling.rope_type' 'dynamic' is not supported/,
     );
-    expect(() =>
-      rope({ rope_scaling: { rope_type: 'yarn', factor: 32, truncate: false } }),
-    ).toThrow(/config key 'rope_scaling.truncate' is false/);
+    expect(() => rope({ rope_scaling: { rope_type: 'yarn', factor: 32, truncate: 'no' } })).toThrow(
+      /config key 'rope_scaling.truncate' must be true or false/,
+    );
     expect(() =>
       rope({ rope_parameters: { rope_type: 'default', mrope_section: [1, 2] } }),
     ).toThrow(/config key 'rope_parameters.mrope_section' is not a RoPE setting/);

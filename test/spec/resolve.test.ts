@@ -150,7 +150,11 @@ describe('attention', () => {
       betaFast: 32,
       betaSlow: 1,
       attentionFactor: 0.1 * Math.log(4) + 1,
+      truncate: true,
     });
+    expect(
+      scaling('yarn(factor: 32, original_max_positions: 4096, truncate: false)'),
+    ).toMatchObject({ truncate: false });
     expect(
       scaling('yarn(factor: 1, original_max_positions: 4, beta_fast: 8, beta_slow: 2)'),
     ).toMatchObject({ betaFast: 8, betaSlow: 2, attentionFactor: 1 });

@@ -30,6 +30,7 @@ const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
   window: null,
   scale: 0.25,
   softcap: null,
+  sinks: false,
   ...o,
 });
 
