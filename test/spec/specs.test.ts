@@ -15,6 +15,7 @@ const SPECS = [
   'lfm2-1.2b',
   'bamba-9b',
   'nemotron-h-8b',
+  'gpt-oss-20b',
 ];
 
 const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
