@@ -54,15 +54,16 @@ function readLayerTypes(cfg: ConfigReader, layers: number): string[] {
   return types;
 }
 
-/** num_local_experts (also spelled num_experts, GptOssConfig's attribute_map). */
+/** num_local_experts, which GptOssConfig's attribute_map also lets configs spell num_experts. */
 function readExperts(cfg: ConfigReader): number {
-  const both = cfg.has('num_local_experts') && cfg.has('num_experts');
-  const key =
-    cfg.has('num_experts') && !cfg.has('num_local_experts') ? 'num_experts' : 'num_local_experts';
-  cfg.ignore('num_local_experts', 'num_experts');
-  const experts = cfg.positiveInt(key);
-  if (both && cfg.int('num_experts') !== experts)
-    cfg.fail('num_experts', `disagrees with num_local_experts (${experts})`);
+  if (!cfg.has('num_experts')) {
+    cfg.ignore('num_experts');
+    return cfg.positiveInt('num_local_experts');
+  }
+  const experts = cfg.positiveInt('num_experts');
+  if (cfg.has('num_local_experts') && cfg.int('num_local_experts') !== experts)
+    cfg.fail('num_local_experts', `disagrees with num_experts (${experts})`);
+  cfg.ignore('num_local_experts');
   return experts;
 }
 

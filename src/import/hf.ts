@@ -17,8 +17,9 @@ export interface HfImport {
   /** Canonical strata tensor name → tensor name in the HF checkpoint. */
   weightMap: Record<string, string>;
   /**
-   * Canonical name → the checkpoint's shape where it stores the same elements in another
-   * shape (HF conv weights [C, 1, K] for strata's [C, K]); absent names match exactly.
+   * Canonical name → the checkpoint tensor's shape where it differs: the same elements in
+   * another shape (HF conv weights [C, 1, K] for strata's [C, K]), or the whole fused tensor
+   * a conversion reads from; absent names match exactly.
    */
   storedShapes: Record<string, number[]>;
   /**
