@@ -93,6 +93,7 @@ async function benchAttention(gpu: GpuContext) {
       causal: true,
       window: null,
       softcap: null,
+      sinks: false,
       capacity: c.capacity,
     };
     const gen = attentionKernel(a, { caps: gpu.caps, maxT: c.T });

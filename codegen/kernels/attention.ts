@@ -16,6 +16,10 @@
  * stays constant, so one recorded command buffer serves every position), then
  * a combine launch merges the slices per head.
  *
+ * Attention sinks (GPT-OSS) are one more logit per head with no value row: the prefill
+ * epilogue folds exp(sink) into the row's sum after the key loop, and in decode the combine
+ * launch folds it into the merged sum, so the split slices stay plain partial softmaxes.
+ *
  * Measured on an H100 through Dawn/Vulkan (f32): prefill with hd 128, T 2048
  * at ~7.5 TFLOP/s; decode with 8 kv heads of 128 at 16k context reads the
  * cache at ~1.2 TB/s. K/V tile rows are padded by one float in workgroup
@@ -152,6 +156,7 @@ function variantName(a: AttentionAttrs): string {
   const parts = [`h${a.heads}kv${a.kvHeads}d${a.headDim}`, a.causal ? 'causal' : 'full'];
   if (a.window !== null) parts.push(`w${a.window}`);
   if (a.softcap !== null) parts.push(`cap${a.softcap}`);
+  if (a.sinks) parts.push('sinks');
   return parts.join('_');
 }
 
@@ -195,9 +200,11 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
       kv[jr * KS + i % HD] = v;
     }`;
   const kvElem = vec ? 'vec4<f32>' : 'f32';
+  // Sinks enter where rows are normalised: here in prefill, in the combine launch in decode.
+  const sinks = a.sinks && !split;
   const outDecls = split
     ? `${storageDecl(4, ml, 'read_write')}\n${storageDecl(5, accName, 'read_write')}`
-    : storageDecl(4, 'out', 'read_write');
+    : `${storageDecl(4, 'out', 'read_write')}${sinks ? `\n${storageDecl(5, 'sinks', 'read')}` : ''}`;
   const epilogue = split
     ? `let part = (t * HEADS + h) * SPLITS + wid.z;
     if (lane == 0u) {
@@ -205,7 +212,14 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
       ${ml}[2u * part + 1u] = l;
     }
     ${dimLoop(`${accName}[part * HD + d] = acc[k];`)}`
-    : `let inv = 1.0 / l;
+    : sinks
+      ? `// The sink joins the max and the sum: out = acc·e^(m−mx) / (l·e^(m−mx) + e^(sink−mx)).
+    let sink = sinks[h];
+    let mx = max(m, sink);
+    let keep = exp(m - mx);
+    let inv = keep / (l * keep + exp(sink - mx));
+    ${dimLoop('out[t * QW + h * HD + d] = acc[k] * inv;')}`
+      : `let inv = 1.0 / l;
     ${dimLoop('out[t * QW + h * HD + d] = acc[k] * inv;')}`;
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
@@ -335,6 +349,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
               { name: accName, access: 'read_write' as const },
             ]
           : [{ name: 'out', access: 'read_write' as const }]),
+        ...(sinks ? [{ name: 'sinks', access: 'read' as const }] : []),
       ],
       workgroupSize: [wg, 1, 1],
     },
@@ -344,7 +359,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   };
 }
 
-/** Merge the per-split partial (m, l, acc) of each (token, head) into normalised rows. */
+/**
+ * Merge the per-split partial (m, l, acc) of each (token, head) into normalised rows; a head's
+ * sink logit, when the op has sinks, is one more term of the merged max and sum.
+ */
 function combineLaunch(a: AttentionAttrs, splits: number): KernelLaunch {
   const { ml, acc } = DECODE_SCRATCH;
   const wg = Math.min(64, nextPow2(a.headDim));
@@ -352,6 +370,7 @@ function combineLaunch(a: AttentionAttrs, splits: number): KernelLaunch {
 ${storageDecl(1, ml, 'read')}
 ${storageDecl(2, acc, 'read')}
 ${storageDecl(3, 'out', 'read_write')}
+${a.sinks ? storageDecl(4, 'sinks', 'read') : ''}
 const HEADS = ${a.heads}u;
 const HD = ${a.headDim}u;
 const SPLITS = ${splits}u;
@@ -363,9 +382,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let t = wid.y;
   if (t >= step.T) { return; }
   let base = (t * HEADS + h) * SPLITS;
-  var mx = NEG;
+  var mx = ${a.sinks ? 'sinks[h]' : 'NEG'};
   for (var s = 0u; s < SPLITS; s++) { mx = max(mx, ${ml}[2u * (base + s)]); }
-  var total = 0.0;
+  var total = ${a.sinks ? 'exp(sinks[h] - mx)' : '0.0'};
   for (var s = 0u; s < SPLITS; s++) {
     total += exp(${ml}[2u * (base + s)] - mx) * ${ml}[2u * (base + s) + 1u];
   }
@@ -381,13 +400,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
 `;
   return {
     kernel: {
-      name: `attention_combine_h${a.heads}d${a.headDim}_s${splits}_wg${wg}`,
+      name: `attention_combine_h${a.heads}d${a.headDim}_s${splits}_wg${wg}${a.sinks ? '_sinks' : ''}`,
       code,
       bindings: [
         STEP_BINDING,
         { name: ml, access: 'read' },
         { name: acc, access: 'read' },
         { name: 'out', access: 'read_write' },
+        ...(a.sinks ? [{ name: 'sinks', access: 'read' as const }] : []),
       ],
       workgroupSize: [wg, 1, 1],
     },

@@ -7,6 +7,7 @@
 import { open, readFile, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 import {
+  DTYPE_BYTES,
   decodeF32,
   decodeI32,
   parseHeaderJson,
@@ -35,6 +36,11 @@ export interface SafetensorsSource {
   readonly metadata: Record<string, unknown>;
   readTensorBytes(name: string): Promise<Uint8Array>;
   readTensorF32(name: string): Promise<Float32Array>;
+  /**
+   * Entry `index` along the tensor's first axis (one expert of a fused [experts, ...] tensor) as
+   * f32, reading only its bytes.
+   */
+  readTensorSliceF32(name: string, index: number): Promise<Float32Array>;
   readTensorI32(name: string): Promise<Int32Array>;
   close(): Promise<void>;
 }
@@ -191,6 +197,26 @@ function makeSource(
       shard.file,
     );
   };
+  const readSlice = async (name: string, index: number): Promise<Float32Array> => {
+    const { shard, info } = lookup(name);
+    const [count, ...rest] = info.shape;
+    if (count === undefined || !Number.isInteger(index) || index < 0 || index >= count) {
+      throw new Error(
+        `${path}: tensor '${name}' ${JSON.stringify(info.shape)} has no entry ${index} on its first axis`,
+      );
+    }
+    const bytes = rest.reduce((a, b) => a * b, 1) * DTYPE_BYTES[info.dtype];
+    const data = await readExactly(
+      shard.handle,
+      shard.header.dataStart + info.begin + index * bytes,
+      bytes,
+      shard.file,
+    );
+    return decodeF32(
+      { name: `${name}[${index}]`, dtype: info.dtype, shape: rest, begin: 0, end: bytes },
+      data,
+    );
+  };
   const sorted = [...where.keys()].sort();
   return {
     path,
@@ -201,6 +227,7 @@ function makeSource(
     readTensorBytes: readBytes,
     // The bytes are a fresh buffer, so the decoders' zero-copy views alias nothing shared.
     readTensorF32: async (name) => decodeF32(lookup(name).info, await readBytes(name)),
+    readTensorSliceF32: readSlice,
     readTensorI32: async (name) => decodeI32(lookup(name).info, await readBytes(name)),
     close: async () => {
       await Promise.all(shards.map((s) => s.handle.close()));

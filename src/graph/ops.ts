@@ -125,9 +125,12 @@ export interface AttentionAttrs {
   /** Sliding window: keys in (p - window, p]; null for none. */
   window: number | null;
   softcap: number | null;
+  /** A learned logit per head joins each softmax denominator (GPT-OSS attention sinks). */
+  sinks: boolean;
   capacity: number;
 }
-// inputs: q [T, heads*headDim], kcache [capacity, kvHeads*headDim], vcache (same); outputs: out [T, heads*headDim]
+// inputs: q [T, heads*headDim], kcache [capacity, kvHeads*headDim], vcache (same),
+//   sinks [heads] when attrs.sinks; outputs: out [T, heads*headDim]
 
 export interface AddAttrs {
   op: 'add';

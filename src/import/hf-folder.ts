@@ -8,6 +8,7 @@ import { basename, join, resolve } from 'node:path';
 import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { checkTensors } from './check.ts';
+import { convertSlab } from './convert.ts';
 import { importHfConfig } from './hf.ts';
 import { parsePythonJson } from './json.ts';
 import { LM_HEAD, expectedTensors, type TensorSpec } from './names.ts';
@@ -38,7 +39,7 @@ export async function readHfConfig(dir: string): Promise<unknown> {
 export async function importHfFolder(dir: string): Promise<HfFolder> {
   const name = basename(resolve(dir));
   const config = await readHfConfig(dir);
-  const { model, weightMap, storedShapes } = importHfConfig(config as object, name);
+  const { model, weightMap, storedShapes, conversions } = importHfConfig(config as object, name);
   const tensors = expectedTensors(model);
   const source = await openSafetensors(dir);
   try {
@@ -66,7 +67,12 @@ export async function importHfFolder(dir: string): Promise<HfFolder> {
       if (!known.has(canonical)) {
         return Promise.reject(new Error(`${dir}: model '${name}' has no tensor '${canonical}'`));
       }
-      return source.readTensorF32(weightMap[canonical]);
+      const conversion = conversions[canonical];
+      if (!conversion) return source.readTensorF32(weightMap[canonical]);
+      const stored = storedShapes[canonical];
+      return source
+        .readTensorSliceF32(weightMap[canonical], conversion.index)
+        .then((slab) => convertSlab(slab, stored, conversion));
     },
     close: () => source.close(),
   };

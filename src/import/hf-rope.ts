@@ -137,15 +137,11 @@ function readYarn(
   originalMaxPositions: number,
   maxPositions: number,
 ): RopeScaling {
-  if (dict.truncate === false) {
-    cfg.fail(
-      at('truncate'),
-      "is false (gpt-oss style YaRN); strata's yarn always truncates the correction range",
-    );
-  }
-  if (dict.truncate !== undefined && dict.truncate !== null && dict.truncate !== true) {
+  // HF: rope_parameters.get("truncate", True); gpt-oss writes false.
+  if (dict.truncate !== undefined && typeof dict.truncate !== 'boolean') {
     cfg.fail(at('truncate'), `must be true or false, got ${show(dict.truncate)}`);
   }
+  const truncate = dict.truncate ?? true;
   // DeepSeek-style configs omit factor and give it as the ratio of the two context lengths.
   const factor = num('factor') ?? maxPositions / originalMaxPositions;
   const mscale = num('mscale');
@@ -166,5 +162,6 @@ function readYarn(
     betaFast: num('beta_fast') || 32,
     betaSlow: num('beta_slow') || 1,
     attentionFactor,
+    truncate,
   };
 }

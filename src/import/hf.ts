@@ -4,9 +4,11 @@
  */
 import type { ModelIR } from '../spec/model.ts';
 import { ConfigReader, isConfigObject, show } from './config-reader.ts';
+import type { TensorConversion } from './convert.ts';
 import { unsupportedMessage } from './families.ts';
 import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
+import { importGptOss } from './hf-gpt-oss.ts';
 import { SSM_FAMILIES } from './hf-ssm.ts';
 import { expectedTensors } from './names.ts';
 
@@ -15,15 +17,23 @@ export interface HfImport {
   /** Canonical strata tensor name → tensor name in the HF checkpoint. */
   weightMap: Record<string, string>;
   /**
-   * Canonical name → the checkpoint's shape where it stores the same elements in another
-   * shape (HF conv weights [C, 1, K] for strata's [C, K]); absent names match exactly.
+   * Canonical name → the checkpoint tensor's shape where it differs: the same elements in
+   * another shape (HF conv weights [C, 1, K] for strata's [C, K]), or the whole fused tensor
+   * a conversion reads from; absent names match exactly.
    */
   storedShapes: Record<string, number[]>;
+  /**
+   * Canonical name → how to read it out of its checkpoint tensor where that holds it in another
+   * layout (gpt_oss's fused, interleaved, transposed experts); its storedShapes entry is the
+   * checkpoint tensor's whole shape.
+   */
+  conversions: Record<string, TensorConversion>;
 }
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [
   ...Object.keys(DECODER_FAMILIES),
   ...Object.keys(SSM_FAMILIES),
+  'gpt_oss',
 ];
 
 /** `source` names the checkpoint in messages and becomes the model's name. */
@@ -54,6 +64,11 @@ export function importHfConfig(config: object, source: string): HfImport {
   if (Object.hasOwn(SSM_FAMILIES, modelType)) {
     const imported = SSM_FAMILIES[modelType](cfg, source);
     cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
+    return { ...imported, conversions: {} };
+  }
+  if (modelType === 'gpt_oss') {
+    const imported = importGptOss(cfg, source);
+    cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
     return imported;
   }
   const model = importDecoder(cfg, modelType, source);
@@ -62,5 +77,5 @@ export function importHfConfig(config: object, source: string): HfImport {
   const weightMap = Object.fromEntries(
     expectedTensors(model).map((t) => [t.name, decoderWeightName(modelType, t.name)]),
   );
-  return { model, weightMap, storedShapes: {} };
+  return { model, weightMap, storedShapes: {}, conversions: {} };
 }

@@ -37,6 +37,8 @@ export function attentionNames(i: number) {
     o: `${p}.o_proj`,
     qNorm: `${p}.q_norm`,
     kNorm: `${p}.k_norm`,
+    /** GPT-OSS's per-head sink logits [heads] (a bare parameter, no `.weight`). */
+    sinks: `${p}.sinks`,
   };
 }
 
@@ -151,6 +153,7 @@ function attentionTensors(model: ModelIR, i: number, a: AttentionSpec): TensorSp
         ]
       : []),
     ...linear(n.o, model.dim, qCols, a.outBias),
+    ...(a.sinks ? [{ name: n.sinks, shape: [a.heads] }] : []),
   ];
 }
 
@@ -295,6 +298,7 @@ export interface AttentionWeightNames {
   oBias: string | null;
   qNorm: string | null;
   kNorm: string | null;
+  sinks: string | null;
 }
 
 export interface Mamba1WeightNames {
@@ -404,6 +408,7 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       oBias: b(n.o, a.outBias),
       qNorm: a.qkNorm ? w(n.qNorm) : null,
       kNorm: a.qkNorm ? w(n.kNorm) : null,
+      sinks: a.sinks ? n.sinks : null,
     };
   },
   mamba1: (_model, i, m: Mamba1Spec) => {

@@ -5,6 +5,10 @@
  * 0..pos+T-1 (the step's own keys were appended by kv_write before attention).
  * Query t sits at absolute position p = pos + t. Head h reads kv head
  * floor(h / (heads / kvHeads)) (GQA/MQA).
+ *
+ * With sinks (GPT-OSS), head h's learned logit sinks[h] joins the softmax as one more score
+ * that has no value row: out = Σ_j exp(s_j) v_j / (Σ_j exp(s_j) + exp(sinks[h])), max-shifted
+ * over the scores and the sink together (as HF's eager attention does).
  */
 import type { AttentionAttrs, Cost, KvWriteAttrs, StepShape } from '../graph/ops.ts';
 import { f32, type Arrays, type OpReference } from './types.ts';
@@ -43,6 +47,7 @@ export const attention: OpReference<AttentionAttrs> = {
     const q = f32(inputs, 'q');
     const kc = f32(inputs, 'kcache');
     const vc = f32(inputs, 'vcache');
+    const sinks = a.sinks ? f32(inputs, 'sinks') : null;
     const { heads, kvHeads, headDim: hd } = a;
     const qw = heads * hd;
     const kvw = kvHeads * hd;
@@ -56,7 +61,8 @@ export const attention: OpReference<AttentionAttrs> = {
       for (let h = 0; h < heads; h++) {
         const qo = t * qw + h * hd;
         const ko = Math.floor(h / group) * hd;
-        let max = -Infinity;
+        const sink = sinks ? sinks[h] : -Infinity;
+        let max = sink;
         for (let j = lo; j < hi; j++) {
           let s = 0;
           for (let d = 0; d < hd; d++) s += q[qo + d] * kc[j * kvw + ko + d];
@@ -65,7 +71,7 @@ export const attention: OpReference<AttentionAttrs> = {
           scores[j] = s;
           if (s > max) max = s;
         }
-        let sum = 0;
+        let sum = sinks ? Math.exp(sink - max) : 0;
         acc.fill(0);
         for (let j = lo; j < hi; j++) {
           const e = Math.exp(scores[j] - max);

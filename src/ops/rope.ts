@@ -60,23 +60,35 @@ function llama3InvFreq(
   });
 }
 
-/** HF `_compute_yarn_parameters` (truncate = true): blend interpolated and extrapolated frequencies. */
+/**
+ * HF `_compute_yarn_parameters`: blend interpolated and extrapolated frequencies over a ramp
+ * between two correction dims, rounded out to whole dims unless `truncate` is false (GPT-OSS).
+ */
 function yarnInvFreq(
   theta: number,
   rotaryDim: number,
-  s: { factor: number; originalMaxPositions: number; betaFast: number; betaSlow: number },
+  s: {
+    factor: number;
+    originalMaxPositions: number;
+    betaFast: number;
+    betaSlow: number;
+    truncate: boolean;
+  },
 ): number[] {
   const factor = fr(s.factor);
   const posFreqs = pairExponents(rotaryDim).map((e) => powF32(theta, e));
   // Python floats (f64) from here to the integer bounds.
   const correctionDim = (rot: number): number =>
     (rotaryDim * Math.log(s.originalMaxPositions / (rot * 2 * Math.PI))) / (2 * Math.log(theta));
-  const low = Math.max(Math.floor(correctionDim(s.betaFast)), 0);
-  let high = Math.min(Math.ceil(correctionDim(s.betaSlow)), rotaryDim - 1);
+  const round = (x: number, to: (v: number) => number): number => (s.truncate ? to(x) : x);
+  const low = Math.max(round(correctionDim(s.betaFast), Math.floor), 0);
+  let high = Math.min(round(correctionDim(s.betaSlow), Math.ceil), rotaryDim - 1);
   if (low === high) high += 0.001;
   const span = fr(high - low);
+  // torch: (arange(f32) - low) / (high - low), each Python-float operand rounded to f32.
+  const lowF = fr(low);
   return posFreqs.map((pf, i) => {
-    const ramp = Math.min(1, Math.max(0, fr(fr(i - low) / span)));
+    const ramp = Math.min(1, Math.max(0, fr(fr(i - lowF) / span)));
     const extrapolation = fr(1 - ramp);
     const invExtra = fr(1 / pf);
     const invInter = fr(1 / fr(factor * pf));

@@ -15,7 +15,14 @@ import { validateModel } from './validate.ts';
 
 // allErrors so that an unknown (misspelt) property can be reported in preference to the
 // required one it was meant to be.
-const ajv = new Ajv({ discriminator: true, allowUnionTypes: true, verbose: true, allErrors: true });
+// useDefaults fills optional fields that ModelIR gained later (see schema.ts's `object`).
+const ajv = new Ajv({
+  discriminator: true,
+  allowUnionTypes: true,
+  verbose: true,
+  allErrors: true,
+  useDefaults: true,
+});
 const validateSchema = ajv.compile<ModelIR>(modelIrSchema);
 
 type Path = (string | number)[];

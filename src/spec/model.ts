@@ -35,6 +35,11 @@ export type RopeScaling =
       betaSlow: number;
       /** Multiplier on cos/sin; HF default 0.1*ln(factor)+1. */
       attentionFactor: number;
+      /**
+       * Round the correction range out to whole dims (HF default); GPT-OSS sets truncate false
+       * and ramps between the fractional bounds.
+       */
+      truncate: boolean;
     };
 
 export interface RopeSpec {
@@ -64,6 +69,11 @@ export interface AttentionSpec {
   scale: number;
   /** Attention-logit softcap (Gemma2); null is none. */
   softcap: number | null;
+  /**
+   * A learned logit per head that joins each query's softmax denominator without a value
+   * (GPT-OSS's attention sinks): weights = exp(s_j) / (Σ exp(s_j) + exp(sink_h)).
+   */
+  sinks: boolean;
 }
 
 export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'relu' | 'relu2';

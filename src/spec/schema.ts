@@ -11,12 +11,20 @@ const posInt = { type: 'integer', minimum: 1 } as const;
 const posNumber = { type: 'number', exclusiveMinimum: 0 } as const;
 const bool = { type: 'boolean' } as const;
 
-function object(properties: Record<string, JsonSchema>): JsonSchema {
+/**
+ * An object whose `properties` are all required, plus `optional` ones that carry a `default`:
+ * fields added to ModelIR after specs were written, filled in by the loader (ajv useDefaults)
+ * so that older YAML/JSON specs keep loading.
+ */
+function object(
+  properties: Record<string, JsonSchema>,
+  optional: Record<string, JsonSchema> = {},
+): JsonSchema {
   return {
     type: 'object',
     additionalProperties: false,
     required: Object.keys(properties),
-    properties,
+    properties: { ...properties, ...optional },
   };
 }
 
@@ -70,20 +78,23 @@ export const modelIrSchema: JsonSchema = {
         { $ref: '#/definitions/shortconv' },
       ],
     },
-    attention: object({
-      kind: kind('attention'),
-      heads: posInt,
-      kvHeads: posInt,
-      headDim: posInt,
-      rope: nullable('#/definitions/rope'),
-      qkNorm: bool,
-      qkvBias: bool,
-      outBias: bool,
-      causal: bool,
-      window: { type: ['integer', 'null'], minimum: 1 },
-      scale: posNumber,
-      softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
-    }),
+    attention: object(
+      {
+        kind: kind('attention'),
+        heads: posInt,
+        kvHeads: posInt,
+        headDim: posInt,
+        rope: nullable('#/definitions/rope'),
+        qkNorm: bool,
+        qkvBias: bool,
+        outBias: bool,
+        causal: bool,
+        window: { type: ['integer', 'null'], minimum: 1 },
+        scale: posNumber,
+        softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+      },
+      { sinks: { ...bool, default: false } },
+    ),
     mamba1: object({
       kind: kind('mamba1'),
       dInner: posInt,
@@ -134,14 +145,17 @@ export const modelIrSchema: JsonSchema = {
           highFreqFactor: posNumber,
           originalMaxPositions: posInt,
         }),
-        object({
-          kind: kind('yarn'),
-          factor: posNumber,
-          originalMaxPositions: posInt,
-          betaFast: posNumber,
-          betaSlow: posNumber,
-          attentionFactor: posNumber,
-        }),
+        object(
+          {
+            kind: kind('yarn'),
+            factor: posNumber,
+            originalMaxPositions: posInt,
+            betaFast: posNumber,
+            betaSlow: posNumber,
+            attentionFactor: posNumber,
+          },
+          { truncate: { ...bool, default: true } },
+        ),
       ],
     },
     ffn: {

@@ -11,6 +11,7 @@ function mixerDims(m: MixerSpec): string {
       if (m.rope === null) parts.push('no rope');
       else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
       if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
+      if (m.sinks) parts.push('sinks');
       if (!m.causal) parts.push('bidirectional');
       return parts.join(', ');
     }

@@ -31,6 +31,7 @@ const MUST_PASS = [
   'mixtral',
   'qwen3_moe',
   'jamba',
+  'gpt_oss',
 ];
 
 const types = readdirSync(ROOT).sort();

@@ -45,9 +45,16 @@ function layoutOf(model: ModelIR): Layout {
 
 /**
  * One row per published config. A family that is not supported yet expects its explicit
- * error; when it lands, its row flips to `{ layout: {...} }`.
+ * error; when it lands, its row flips to `{ layout: {...} }`. A row marked `dequantized`
+ * describes a release whose weights are quantized (strata refuses its config as published,
+ * which the row also checks): its layout is that of the same config without
+ * quantization_config, i.e. of the checkpoint dequantized to f32/f16/bf16.
  */
-const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: string } }[] = [
+const PUBLISHED: {
+  file: string;
+  dequantized?: true;
+  expect: { layout: Layout } | { unsupported: string };
+}[] = [
   {
     file: 'llama-3.2-1b.json',
     expect: {
@@ -106,8 +113,22 @@ const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: str
     expect: { unsupported: "model_type 'gemma3_text' needs sandwich norms" },
   },
   {
+    // openai/gpt-oss-20b (MXFP4 experts): 20.91B parameters, 3.61B active without the
+    // embedding table (OpenAI's gpt-oss model card: 20.91B total, 3.61B active; "21B / 3.6B").
     file: 'gpt-oss-20b.json',
-    expect: { unsupported: "model_type 'gpt_oss' needs attention sinks" },
+    dequantized: true,
+    expect: {
+      layout: {
+        vocab: 201088,
+        dim: 2880,
+        layers: 24,
+        mixers: Array.from({ length: 12 }, () => [
+          'sliding_attention*1',
+          'full_attention*1',
+        ]).flat(),
+        params: 20_914_757_184,
+      },
+    },
   },
   {
     file: 'deepseek-v3.json',
@@ -149,7 +170,12 @@ const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: str
 describe('published configs', () => {
   for (const row of PUBLISHED) {
     it(`${row.file}`, () => {
-      const config = fixture(row.file);
+      let config = fixture(row.file);
+      if (row.dequantized) {
+        expect(() => importHfConfig(config, row.file)).toThrow(/quantized checkpoints/);
+        const { quantization_config: _, ...rest } = config as Record<string, unknown>;
+        config = rest;
+      }
       if ('layout' in row.expect) {
         expect(layoutOf(importHfConfig(config, row.file).model)).toEqual(row.expect.layout);
       } else {
@@ -190,6 +216,7 @@ describe('published configs', () => {
         window: null,
         scale: 0.125,
         softcap: null,
+        sinks: false,
       });
       expect(layer.ffn).toEqual({
         kind: 'mlp',
@@ -222,7 +249,6 @@ describe('model types strata cannot run yet', () => {
   // The brief's list, hard-coded: removing an entry without adding an importer fails here.
   const NEEDS: Record<string, string> = {
     gemma3_text: 'sandwich norms',
-    gpt_oss: 'attention sinks',
     deepseek_v3: 'multi-head latent attention (MLA)',
     falcon_h1: 'parallel attention + mamba2 branches in one layer',
     granitemoehybrid: 'Granite multipliers',
@@ -296,7 +322,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, gpt_oss)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(
@@ -430,7 +456,12 @@ describe('RoPE spellings', () => {
       betaFast: 32,
       betaSlow: 1,
       attentionFactor: 0.1 * Math.log(4) + 1,
+      truncate: true,
     });
+    // gpt-oss: rope_parameters.truncate false keeps the fractional correction range.
+    expect(
+      rope({ rope_scaling: { rope_type: 'yarn', factor: 32, truncate: false } }).scaling,
+    ).toMatchObject({ kind: 'yarn', factor: 32, truncate: false });
   });
 
   it('reads yarn with mscale (DeepSeek style), explicit attention_factor, and factor from context lengths', () => {
@@ -479,9 +510,9 @@ describe('RoPE spellings', () => {
     expect(() => rope({ rope_scaling: { type: 'dynamic', factor: 2 } })).toThrow(
       /config key 'rope_scaling.rope_type' 'dynamic' is not supported/,
     );
-    expect(() =>
-      rope({ rope_scaling: { rope_type: 'yarn', factor: 32, truncate: false } }),
-    ).toThrow(/config key 'rope_scaling.truncate' is false/);
+    expect(() => rope({ rope_scaling: { rope_type: 'yarn', factor: 32, truncate: 'no' } })).toThrow(
+      /config key 'rope_scaling.truncate' must be true or false/,
+    );
     expect(() =>
       rope({ rope_parameters: { rope_type: 'default', mrope_section: [1, 2] } }),
     ).toThrow(/config key 'rope_parameters.mrope_section' is not a RoPE setting/);

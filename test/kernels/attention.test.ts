@@ -24,6 +24,8 @@ interface Case {
   causal?: boolean;
   window?: number | null;
   softcap?: number | null;
+  /** Per-head sink logits (GPT-OSS). */
+  sinks?: boolean;
   /** Spread of q: large values make the softmax peaked, which exercises the running max. */
   qScale?: number;
   baseline?: boolean;
@@ -39,6 +41,7 @@ function attrs(c: Case): AttentionAttrs {
     causal: c.causal ?? true,
     window: c.window ?? null,
     softcap: c.softcap ?? null,
+    sinks: c.sinks ?? false,
     capacity: c.capacity ?? c.pos + c.maxT + 3,
   };
 }
@@ -49,6 +52,7 @@ function label(c: Case): string {
     a.causal ? '' : 'non-causal',
     a.window === null ? '' : `window=${a.window}`,
     a.softcap === null ? '' : `softcap=${a.softcap}`,
+    a.sinks ? 'sinks' : '',
     c.baseline ? 'baseline caps' : '',
   ].filter(Boolean);
   return `H=${c.heads} KVH=${c.kvHeads} hd=${c.hd} T=${c.T} pos=${c.pos} ${extra.join(' ')}`;
@@ -65,6 +69,10 @@ async function check(c: Case, seed: number): Promise<void> {
   // Rows 0..pos-1 are past keys, pos..pos+T-1 the step's own; the rest is stale data that must be ignored.
   const kcache = randn(a.capacity * kvw, seed + 1, 2);
   const vcache = randn(a.capacity * kvw, seed + 2);
+  // Sinks around the scores' own scale, so they take a real but not dominant share.
+  const sinkInput: Record<string, Float32Array> = a.sinks
+    ? { sinks: randn(c.heads, seed + 3, 3) }
+    : {};
   const sentinel = -777.25;
   const out = new Float32Array(c.maxT * qw).fill(sentinel);
   const step = { T: c.T, pos: c.pos, L: 1 };
@@ -72,11 +80,11 @@ async function check(c: Case, seed: number): Promise<void> {
   const outputs: Record<string, number> = {};
   for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
   const got = await runLaunches(gen.launches, {
-    inputs: { q, kcache, vcache, out },
+    inputs: { q, kcache, vcache, out, ...sinkInput },
     outputs,
     step,
   });
-  const want = attention.reference(a, { q, kcache, vcache }, step).out;
+  const want = attention.reference(a, { q, kcache, vcache, ...sinkInput }, step).out;
   const err = maxRelError(got.out.subarray(0, c.T * qw), want);
   expect(err).toBeLessThanOrEqual(1e-4);
   expect(got.out.subarray(c.T * qw).every((v) => v === sentinel)).toBe(true);
@@ -101,6 +109,7 @@ describe('attention reference', () => {
       causal: true,
       window: null,
       softcap: null,
+      sinks: false,
       capacity: 4,
     };
     const q = new Float32Array([1, 0, 0, 1, 0, 0, 0, 0]);
@@ -123,6 +132,7 @@ describe('attention reference', () => {
       causal: true,
       window: null,
       softcap: 1,
+      sinks: false,
       capacity: 2,
     };
     const r = attention.reference(
@@ -136,6 +146,27 @@ describe('attention reference', () => {
     ).out;
     // scores tanh(1000) ≈ 1 and 0: weight of key 0 is e / (e + 1).
     expect(r[1]).toBeCloseTo(Math.E / (Math.E + 1), 6);
+  });
+
+  it('a sink takes its share of the denominator and returns no value', () => {
+    const a: AttentionAttrs = {
+      ...attrs({ heads: 2, kvHeads: 1, hd: 1, T: 1, maxT: 1, pos: 1, capacity: 2 }),
+      scale: 1,
+      sinks: true,
+    };
+    // Two keys with scores 0 and ln 2 (values 1 and 4); head 0's sink ln 3, head 1's sink -1000.
+    const r = attention.reference(
+      a,
+      {
+        q: new Float32Array([1, 1]),
+        kcache: new Float32Array([0, Math.log(2)]),
+        vcache: new Float32Array([1, 4]),
+        sinks: new Float32Array([Math.log(3), -1000]),
+      },
+      { T: 1, pos: 1, L: 1 },
+    ).out;
+    expect(r[0]).toBeCloseTo((1 * 1 + 2 * 4) / (1 + 2 + 3), 6);
+    expect(r[1]).toBeCloseTo((1 * 1 + 2 * 4) / (1 + 2), 6);
   });
 
   it('cost counts visible pairs only', () => {
@@ -193,6 +224,12 @@ describe('attention prefill kernel', () => {
     { heads: 3, kvHeads: 1, hd: 96, T: 7, maxT: 8, pos: 2, softcap: 3, window: 4 },
     { heads: 6, kvHeads: 2, hd: 80, T: 33, maxT: 40, pos: 19 },
     { heads: 20, kvHeads: 1, hd: 24, T: 7, maxT: 7, pos: 4, window: 5 },
+    // Sinks: awkward head sizes, T = 1, GQA, sliding window, a peaked softmax.
+    { heads: 4, kvHeads: 2, hd: 24, T: 7, maxT: 9, pos: 0, sinks: true },
+    { heads: 4, kvHeads: 1, hd: 64, T: 1, maxT: 16, pos: 5, sinks: true },
+    { heads: 6, kvHeads: 2, hd: 40, T: 70, maxT: 80, pos: 37, sinks: true, window: 8 },
+    { heads: 8, kvHeads: 2, hd: 64, T: 33, maxT: 33, pos: 90, qScale: 6, sinks: true },
+    { heads: 3, kvHeads: 3, hd: 16, T: 1, maxT: 1, pos: 0, sinks: true },
   ];
   cases.forEach((c, i) => it(label(c), () => check(c, 100 + i)));
 
@@ -228,8 +265,41 @@ describe('attention decode kernel (split-K)', () => {
     { heads: 6, kvHeads: 2, hd: 96, T: 1, maxT: 1, pos: 300, capacity: 1500 },
     { heads: 24, kvHeads: 1, hd: 40, T: 1, maxT: 1, pos: 290, capacity: 600, softcap: 2 },
     { heads: 2, kvHeads: 1, hd: 256, T: 1, maxT: 1, pos: 270, capacity: 300, baseline: true },
+    // Sinks: folded in by the combine launch (one split and several, GQA, sliding window).
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 0, capacity: 700, sinks: true },
+    { heads: 6, kvHeads: 2, hd: 24, T: 1, maxT: 1, pos: 9, capacity: 20, sinks: true },
+    {
+      heads: 4,
+      kvHeads: 2,
+      hd: 64,
+      T: 1,
+      maxT: 1,
+      pos: 650,
+      capacity: 700,
+      sinks: true,
+      window: 8,
+    },
+    {
+      heads: 8,
+      kvHeads: 1,
+      hd: 40,
+      T: 1,
+      maxT: 1,
+      pos: 513,
+      capacity: 1100,
+      sinks: true,
+      qScale: 6,
+    },
   ];
   cases.forEach((c, i) => it(label(c), () => check(c, 300 + i)));
+
+  it('binds sinks to the combine launch only', () => {
+    const a = attrs({ heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 0, sinks: true });
+    const { launches } = attentionKernel(a, { caps: BASELINE_CAPS, maxT: 1 });
+    const names = launches.map((l) => l.kernel.bindings.map((b) => b.name));
+    expect(names[0]).not.toContain('sinks');
+    expect(names[1]).toContain('sinks');
+  });
 
   it('splits the cache and declares its scratch', () => {
     const a = attrs({ heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 0, capacity: 700 });

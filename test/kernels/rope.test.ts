@@ -36,6 +36,7 @@ const yarn4: RopeSpec = {
     betaFast: 32,
     betaSlow: 1,
     attentionFactor: 0.1 * Math.log(4) + 1,
+    truncate: true,
   },
 };
 
@@ -111,6 +112,25 @@ describe('ropeTables', () => {
     expect(closeF32(sin[1000 * 32 + 3], 0.753433883190155, 4)).toBe(true);
     expect(closeF32(cos[1000 * 32 + 16], 1.101730465888977, 4)).toBe(true);
     expect(closeF32(sin[1000 * 32 + 16], 0.28751856088638306, 4)).toBe(true);
+  });
+
+  it('yarn without truncation (GPT-OSS) ramps between the fractional correction dims', () => {
+    const scaling = { ...yarn4.scaling, truncate: false } as RopeSpec['scaling'];
+    const { invFreq } = ropeInvFreq({ ...yarn4, scaling });
+    const base = ropeInvFreq({ ...yarn4, scaling: { kind: 'none' } }).invFreq;
+    // Correction dims d(r) = 64 ln(4096 / (2π r)) / (2 ln 10000): about 10.47 (r 32) and 22.51 (r 1).
+    const dim = (r: number) => (64 * Math.log(4096 / (r * 2 * Math.PI))) / (2 * Math.log(10000));
+    const [low, high] = [dim(32), dim(1)];
+    expect(low).toBeCloseTo(10.47, 2);
+    for (const i of [0, 10]) expect(invFreq[i]).toBe(base[i]);
+    for (const i of [23, 31]) expect(closeF32(invFreq[i], base[i] / 4)).toBe(true);
+    for (const i of [11, 16, 22]) {
+      const ramp = (i - low) / (high - low);
+      const want = (base[i] / 4) * ramp + base[i] * (1 - ramp);
+      expect(closeF32(invFreq[i], want, 8)).toBe(true);
+    }
+    // Truncated, dim 10 is still at the start of the ramp; untruncated, dim 11 is past it.
+    expect(invFreq[11]).not.toBe(ropeInvFreq(yarn4).invFreq[11]);
   });
 
   it('rejects an odd rotary dimension', () => {

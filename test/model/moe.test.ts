@@ -114,6 +114,34 @@ describe('a Jamba-shaped model: Mamba-1 mixers with MoE FFNs', () => {
   });
 });
 
+describe('a GPT-OSS-shaped model: sinks, sliding/full, untruncated YaRN, clamped biased experts', () => {
+  it('prefill past the window and decode match the interpreter, tokens identical', async () => {
+    const model = parseSpec(
+      `model "tiny-gpt-oss" {
+        vocab 256
+        dim 48
+        max_context 256
+        norm rms(eps: 1e-5)
+        mixer sliding = attention(heads: 6, kv_heads: 2, head_dim: 8, qkv_bias: true,
+          out_bias: true, window: 7, sinks: true,
+          rope: rope(theta: 150000, scaling: yarn(factor: 32, original_max_positions: 64,
+                                                  truncate: false)))
+        mixer full = attention(heads: 6, kv_heads: 2, head_dim: 8, qkv_bias: true,
+          out_bias: true, sinks: true,
+          rope: rope(theta: 150000, scaling: yarn(factor: 32, original_max_positions: 64,
+                                                  truncate: false)))
+        ffn moe = moe(experts: 5, top_k: 2, expert: swiglu(hidden: 24, bias: true),
+          router: softmax(bias: true), clamp: clamp(limit: 7))
+        layers 2 x [sliding, full] with ffn moe
+      }`,
+      'tiny-gpt-oss.strata',
+    );
+    const loaded = await gpuModel(model, { maxT: 32 });
+    await expectMatchesInterpreter(loaded, randInts(19, model.vocab, 11), 10, TOL);
+    loaded.gm.destroy();
+  });
+});
+
 describe('inspect counts only the active experts', () => {
   const D = 64;
   const H = 256;

@@ -45,6 +45,17 @@ describe('printSpec', () => {
     );
   });
 
+  it('prints attention sinks and untruncated yarn only when set', () => {
+    const text = roundTrip(
+      resolve(
+        'mixer a = attention(heads: 4, window: 8, sinks: true, rope: rope(scaling: yarn(factor: 32, original_max_positions: 64, truncate: false)))\nmixer b = attention(heads: 4)\nlayers [a, b]',
+      ),
+    );
+    expect(text).toContain('sinks: true');
+    expect(text).toContain('truncate: false');
+    expect(text.match(/sinks/g)).toHaveLength(1);
+  });
+
   it('wraps long definitions one argument per line', () => {
     const text = roundTrip(loadSpec('specs/llama-3.2-1b.strata'));
     expect(text).toContain(

@@ -85,13 +85,14 @@ describe('attention', () => {
       window: null,
       scale: 0.25,
       softcap: null,
+      sinks: false,
     });
   });
 
   it('takes every parameter', () => {
     expect(
       mixer(
-        'attention(heads: 8, kv_heads: 2, head_dim: 32, rope: none, qk_norm: true, qkv_bias: true, out_bias: true, causal: false, window: 64, scale: 0.1, softcap: 50)',
+        'attention(heads: 8, kv_heads: 2, head_dim: 32, rope: none, qk_norm: true, qkv_bias: true, out_bias: true, causal: false, window: 64, scale: 0.1, softcap: 50, sinks: true)',
       ),
     ).toEqual({
       kind: 'attention',
@@ -106,6 +107,7 @@ describe('attention', () => {
       window: 64,
       scale: 0.1,
       softcap: 50,
+      sinks: true,
     });
   });
 
@@ -150,7 +152,11 @@ describe('attention', () => {
       betaFast: 32,
       betaSlow: 1,
       attentionFactor: 0.1 * Math.log(4) + 1,
+      truncate: true,
     });
+    expect(
+      scaling('yarn(factor: 32, original_max_positions: 4096, truncate: false)'),
+    ).toMatchObject({ truncate: false });
     expect(
       scaling('yarn(factor: 1, original_max_positions: 4, beta_fast: 8, beta_slow: 2)'),
     ).toMatchObject({ betaFast: 8, betaSlow: 2, attentionFactor: 1 });

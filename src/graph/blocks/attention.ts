@@ -91,10 +91,11 @@ export function lowerAttention(
       causal: a.causal,
       window: a.window,
       softcap: a.softcap,
+      sinks: a.sinks,
       capacity: b.capacity,
     },
     `${L} attention`,
-    { q, kcache, vcache },
+    a.sinks ? { q, kcache, vcache, sinks: b.param(n.sinks, [a.heads]) } : { q, kcache, vcache },
     { out: { name: `${L}.out`, shape: ['T', qCols] } },
   ).out;
   const o = linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`);

@@ -1,4 +1,4 @@
-/** `attention(...)`: multi-head / grouped-query attention with optional rope, window and softcap. */
+/** `attention(...)`: multi-head / grouped-query attention with optional rope, window, softcap and sinks. */
 import { checkAttention } from '../checks.ts';
 import { defineKind, opt, req, toDslCall } from '../kind.ts';
 import type { AttentionSpec } from '../model.ts';
@@ -19,6 +19,7 @@ export const attention = defineKind({
     window: opt(orNone(int(1))),
     scale: opt(positive),
     softcap: opt(orNone(positive)),
+    sinks: opt(bool),
   },
   build: (a, ctx, fail): AttentionSpec => {
     let headDim = a.head_dim;
@@ -45,6 +46,7 @@ export const attention = defineKind({
       // ** rather than 1/Math.sqrt: the same rounding as PyTorch's head_dim ** -0.5.
       scale: a.scale ?? headDim ** -0.5,
       softcap: a.softcap ?? null,
+      sinks: a.sinks ?? false,
     };
   },
   check: checkAttention,
@@ -64,5 +66,6 @@ export const attention = defineKind({
           { name: 'window', value: s.window },
           { name: 'scale', value: s.scale },
           { name: 'softcap', value: s.softcap },
+          { name: 'sinks', value: s.sinks },
         ],
 });

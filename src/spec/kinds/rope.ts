@@ -1,7 +1,7 @@
 /** Rotary position embedding: `rope(theta:, rotary_dim:, scaling:)` and its scaling kinds. */
 import { defineKind, opt, req, toDslCall, type Family } from '../kind.ts';
 import type { RopeScaling, RopeSpec } from '../model.ts';
-import { block, int, orNone, positive } from '../values.ts';
+import { block, bool, int, orNone, positive } from '../values.ts';
 
 const linear = defineKind({
   name: 'linear',
@@ -44,6 +44,7 @@ const yarn = defineKind({
     beta_fast: opt(positive),
     beta_slow: opt(positive),
     attention_factor: opt(positive),
+    truncate: opt(bool),
   },
   // Defaults follow HuggingFace's _compute_yarn_parameters.
   build: (a): RopeScaling => ({
@@ -53,6 +54,7 @@ const yarn = defineKind({
     betaFast: a.beta_fast ?? 32,
     betaSlow: a.beta_slow ?? 1,
     attentionFactor: a.attention_factor ?? (a.factor > 1 ? 0.1 * Math.log(a.factor) + 1 : 1),
+    truncate: a.truncate ?? true,
   }),
   toArgs: (s) =>
     s.kind === 'yarn'
@@ -62,6 +64,7 @@ const yarn = defineKind({
           { name: 'beta_fast', value: s.betaFast },
           { name: 'beta_slow', value: s.betaSlow },
           { name: 'attention_factor', value: s.attentionFactor },
+          { name: 'truncate', value: s.truncate },
         ]
       : null,
 });
