@@ -99,6 +99,7 @@ function base(
     vocab: o.vocab,
     dim: o.dim,
     norm,
+    postNorms: false,
     tieEmbeddings: o.tie,
     embeddingScale: 1,
     logitSoftcap: null,

@@ -14,8 +14,14 @@ import { modelIrSchema } from './schema.ts';
 import { validateModel } from './validate.ts';
 
 // allErrors so that an unknown (misspelt) property can be reported in preference to the
-// required one it was meant to be.
-const ajv = new Ajv({ discriminator: true, allowUnionTypes: true, verbose: true, allErrors: true });
+// required one it was meant to be; useDefaults fills optional fields newer than a spec.
+const ajv = new Ajv({
+  discriminator: true,
+  allowUnionTypes: true,
+  verbose: true,
+  allErrors: true,
+  useDefaults: true,
+});
 const validateSchema = ajv.compile<ModelIR>(modelIrSchema);
 
 type Path = (string | number)[];

@@ -44,6 +44,7 @@ const MODEL: ModelIR = {
   vocab: 50,
   dim: 16,
   norm: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true },
+  postNorms: false,
   tieEmbeddings: false,
   embeddingScale: 1,
   logitSoftcap: null,
@@ -118,6 +119,7 @@ describe('canonical names of the state-space mixers', () => {
   const SSM: ModelIR = {
     ...MODEL,
     norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
+    postNorms: false,
     layers: [
       {
         index: 0,

@@ -7,8 +7,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { Mamba1Spec, ModelIR } from '../../spec/model.ts';
-import { mamba1Names } from '../../import/names.ts';
-import { causalConv, linear, linearRows, preNorm, residualAdd } from './common.ts';
+import { mamba1Names, postNormNames } from '../../import/names.ts';
+import { causalConv, linear, linearRows, preNorm, sublayerResidual } from './common.ts';
 
 export function lowerMamba1(
   b: GraphBuilder,
@@ -70,5 +70,5 @@ export function lowerMamba1(
     { out: { name: `${L}.scan`, shape: ['T', D] }, state: ssm },
   ).out;
   const o = linear(b, y, n.outProj, model.dim, D, m.projBias, `${L}.out`);
-  return residualAdd(b, x, o, model.dim, L);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
 }
