@@ -148,7 +148,11 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
   };
 }
 
-export function positiveWindow(cfg: ConfigReader, key: string, whenAbsent: number | null): number | null {
+export function positiveWindow(
+  cfg: ConfigReader,
+  key: string,
+  whenAbsent: number | null,
+): number | null {
   const raw = cfg.raw(key);
   if (raw === undefined) return whenAbsent;
   if (raw === null) return null;

@@ -77,6 +77,25 @@ describe('canonical names', () => {
     }
   });
 
+  it('names sandwich norms only for the sublayers a layer has', () => {
+    const sandwich: ModelIR = { ...MODEL, postNorms: true };
+    for (const l of sandwich.layers) {
+      const fromNames = flatNames(layerWeightNames(sandwich, l.index)).sort();
+      const fromTensors = layerTensors(sandwich, l)
+        .map((t) => t.name)
+        .sort();
+      expect(fromNames).toEqual(fromTensors);
+    }
+    const names = layerWeightNames(sandwich, 1);
+    // LayerNorm with bias: the post-norms have one too.
+    expect(names.postMixerNorm).toEqual({
+      weight: 'model.layers.1.post_mixer_layernorm.weight',
+      bias: 'model.layers.1.post_mixer_layernorm.bias',
+    });
+    expect(names.postFfnNorm).toBeNull();
+    expect(layerWeightNames(MODEL, 0).postMixerNorm).toBeNull();
+  });
+
   it('gives the HF Llama names and [out, in] shapes', () => {
     const shapes = Object.fromEntries(expectedTensors(MODEL).map((t) => [t.name, t.shape]));
     expect(shapes['model.embed_tokens.weight']).toEqual([50, 16]);

@@ -15,6 +15,7 @@ const SPECS = [
   'lfm2-1.2b',
   'bamba-9b',
   'nemotron-h-8b',
+  'gemma-3-1b',
 ];
 
 const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
