@@ -64,6 +64,11 @@ describe('sandwich norms', () => {
     const b = await plain.gm.newSequence().forward(ids);
     expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
     expect(fused.gm.dispatchesPerToken).toBeLessThan(plain.gm.dispatchesPerToken);
+    // Each post-norm took its residual add; the pre-norms went into the matmuls they feed.
+    const ops = fused.compiled.graphs.decode.nodes.map((n) => n.attrs);
+    expect(ops.filter((o) => o.op === 'add')).toEqual([]);
+    expect(ops.filter((o) => o.op === 'norm' && o.residual)).toHaveLength(2 * 3);
+    expect(ops.filter((o) => o.op === 'norm' && !o.residual && o.width === model.dim)).toEqual([]);
   });
 
   it('apply to MoE and Mamba-2 sublayers too', async () => {

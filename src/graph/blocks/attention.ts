@@ -56,7 +56,13 @@ export function lowerAttention(
   if (a.qkNorm) {
     const headNorm = (t: number, width: number, prefix: string, tag: string) =>
       b.op(
-        { op: 'norm', norm: { ...model.norm, kind: 'rms', bias: false }, width, group: a.headDim },
+        {
+          op: 'norm',
+          norm: { ...model.norm, kind: 'rms', bias: false },
+          width,
+          group: a.headDim,
+          residual: false,
+        },
         `${L} ${tag}-norm`,
         { x: t, w: b.param(`${prefix}.weight`, [a.headDim]) },
         { out: { name: `${L}.${tag}norm`, shape: ['T', width] } },

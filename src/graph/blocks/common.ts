@@ -22,7 +22,7 @@ export function preNorm(
   if (model.norm.kind === 'layer' && model.norm.bias)
     inputs.b = b.param(`${prefix}.bias`, [model.dim]);
   return b.op(
-    { op: 'norm', norm: model.norm, width: model.dim, group: model.dim },
+    { op: 'norm', norm: model.norm, width: model.dim, group: model.dim, residual: false },
     `${label} norm`,
     inputs,
     { out: { name: `${label}.norm`, shape: ['T', model.dim] } },
@@ -103,9 +103,8 @@ function matmul(
 
 /**
  * A sublayer's output y joins the residual stream x: x + y, or x + norm(y) with the model's
- * sandwich norms (Gemma 2/3), `postNorm` naming that norm's weights. The post-norm's consumer is
- * the add, so no fusion pass takes it; the add stays unfused as well (its operands are not
- * matmul outputs), costing two dispatches per sublayer.
+ * sandwich norms (Gemma 2/3), `postNorm` naming that norm's weights. The norm-residual pass
+ * then folds the add into the post-norm.
  */
 export function sublayerResidual(
   b: GraphBuilder,

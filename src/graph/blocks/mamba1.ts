@@ -43,6 +43,7 @@ export function lowerMamba1(
         norm: { kind: 'rms', eps: m.innerNorms.eps, unitOffset: false, bias: false },
         width: count,
         group: count,
+        residual: false,
       },
       `${L} ${tag}-norm`,
       { x: y, w: b.param(`${norm}.weight`, [count]) },
