@@ -1,5 +1,5 @@
 /**
- * RMSNorm / LayerNorm, and Mamba-2's gated RMSNorm: one workgroup per (row, group), grid [width/group, T].
+ * RMSNorm / LayerNorm (optionally added to a residual row), and Mamba-2's gated RMSNorm: one workgroup per (row, group), grid [width/group, T].
  * Threads stride over the group (coalesced), reduce through workgroup memory with
  * a halving tree, and keep their elements in registers between the passes when
  * there are few enough per thread; otherwise they re-read x (from cache).
@@ -71,6 +71,7 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
     { name: 'w', access: 'read' },
   ];
   if (bias) bindings.push({ name: 'b', access: 'read' });
+  if (a.residual) bindings.push({ name: 'residual', access: 'read' });
   bindings.push({ name: 'out', access: 'read_write' });
   const decls = bindings
     .slice(1)
@@ -115,12 +116,12 @@ ${firstPass}
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
-      out[base + i] = (${xAt('j')} - mean) * inv * ${scale}${bias ? ' + b[i]' : ''};
+      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv * ${scale}${bias ? ' + b[i]' : ''});
     }
   }
 }
 `;
-  const variant = `${a.norm.kind}${a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${cached ? '' : '_reread'}`;
+  const variant = `${a.norm.kind}${a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,

@@ -30,8 +30,11 @@ export interface NormAttrs {
   width: number;
   /** Normalise each contiguous group of this many elements (width for a plain norm, headDim for qk-norm). */
   group: number;
+  /** out = residual + norm(x): a sandwich post-norm with its residual add fused in. */
+  residual: boolean;
 }
-// inputs: x [T, width], w [group], b [group] (layer norm with bias); outputs: out [T, width]
+// inputs: x [T, width], w [group], b [group] (layer norm with bias), residual? [T, width];
+//         outputs: out [T, width]
 
 /** RoPE tables: cos/sin [maxContext, rotaryDim/2], row p for absolute position p. */
 export interface RopeLayout {

@@ -56,7 +56,7 @@ interface DecoderFamily {
   weightName?: (canonical: string) => string;
 }
 
-function readKvHeads(cfg: ConfigReader, heads: number, whenAbsent: number | null): number {
+export function readKvHeads(cfg: ConfigReader, heads: number, whenAbsent: number | null): number {
   // HF: an explicit null always means "same as num_attention_heads".
   const raw = cfg.raw('num_key_value_heads');
   const kv = raw === null ? heads : cfg.positiveInt('num_key_value_heads', whenAbsent ?? heads);
@@ -65,7 +65,7 @@ function readKvHeads(cfg: ConfigReader, heads: number, whenAbsent: number | null
   return kv;
 }
 
-function readHeadDim(
+export function readHeadDim(
   cfg: ConfigReader,
   dim: number,
   heads: number,
@@ -140,6 +140,7 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
     vocab,
     dim,
     norm: { kind: 'rms', eps, unitOffset: false, bias: false },
+    postNorms: false,
     tieEmbeddings,
     embeddingScale: 1,
     logitSoftcap: null,
@@ -148,7 +149,11 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
   };
 }
 
-function positiveWindow(cfg: ConfigReader, key: string, whenAbsent: number | null): number | null {
+export function positiveWindow(
+  cfg: ConfigReader,
+  key: string,
+  whenAbsent: number | null,
+): number | null {
   const raw = cfg.raw(key);
   if (raw === undefined) return whenAbsent;
   if (raw === null) return null;

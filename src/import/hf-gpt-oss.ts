@@ -173,6 +173,7 @@ function readModel(cfg: ConfigReader, name: string): ModelIR {
     tieEmbeddings: cfg.bool('tie_word_embeddings', false),
     embeddingScale: 1,
     logitSoftcap: null,
+    postNorms: false,
     maxContext,
     layers,
   };

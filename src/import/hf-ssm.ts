@@ -19,6 +19,7 @@ import {
   type NormSpec,
   type RopeSpec,
 } from '../spec/model.ts';
+import type { TensorConversion } from './convert.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
@@ -31,6 +32,8 @@ export interface FamilyImport {
   weightMap: Record<string, string>;
   /** Canonical name → the checkpoint's shape where it differs (conv weights [C, 1, K]). */
   storedShapes: Record<string, number[]>;
+  /** How to read tensors the checkpoint stores in another layout (see HfImport.conversions). */
+  conversions?: Record<string, TensorConversion>;
 }
 
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;
@@ -99,6 +102,7 @@ function base(
     vocab: o.vocab,
     dim: o.dim,
     norm,
+    postNorms: false,
     tieEmbeddings: o.tie,
     embeddingScale: 1,
     logitSoftcap: null,

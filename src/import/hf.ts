@@ -9,7 +9,8 @@ import { unsupportedMessage } from './families.ts';
 import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { importGptOss } from './hf-gpt-oss.ts';
-import { SSM_FAMILIES } from './hf-ssm.ts';
+import { importGemma3Text } from './hf-gemma3.ts';
+import { SSM_FAMILIES, type FamilyImporter } from './hf-ssm.ts';
 import { expectedTensors } from './names.ts';
 
 export interface HfImport {
@@ -30,10 +31,16 @@ export interface HfImport {
   conversions: Record<string, TensorConversion>;
 }
 
+/** Families whose importer returns the whole import, checkpoint names included. */
+const FAMILY_IMPORTERS: Readonly<Record<string, FamilyImporter>> = {
+  ...SSM_FAMILIES,
+  gemma3_text: importGemma3Text,
+  gpt_oss: importGptOss,
+};
+
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [
   ...Object.keys(DECODER_FAMILIES),
-  ...Object.keys(SSM_FAMILIES),
-  'gpt_oss',
+  ...Object.keys(FAMILY_IMPORTERS),
 ];
 
 /** `source` names the checkpoint in messages and becomes the model's name. */
@@ -61,15 +68,10 @@ export function importHfConfig(config: object, source: string): HfImport {
 
   const cfg = new ConfigReader(config, where);
   cfg.ignore('model_type');
-  if (Object.hasOwn(SSM_FAMILIES, modelType)) {
-    const imported = SSM_FAMILIES[modelType](cfg, source);
+  if (Object.hasOwn(FAMILY_IMPORTERS, modelType)) {
+    const imported = FAMILY_IMPORTERS[modelType](cfg, source);
     cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
-    return { ...imported, conversions: {} };
-  }
-  if (modelType === 'gpt_oss') {
-    const imported = importGptOss(cfg, source);
-    cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
-    return imported;
+    return { conversions: {}, ...imported };
   }
   const model = importDecoder(cfg, modelType, source);
   cfg.finish(HARMLESS_CONFIG_KEYS, modelType);

@@ -124,6 +124,18 @@ export function moeNames(i: number) {
   };
 }
 
+/**
+ * Sandwich-norm weights (model.postNorms) on each sublayer's output before its residual add. HF
+ * Gemma calls the mixer's `post_attention_layernorm`, which in the canonical (Llama) naming is
+ * the FFN's pre-norm, hence a name of its own here.
+ */
+export function postNormNames(i: number) {
+  return {
+    mixer: `${layerPrefix(i)}.post_mixer_layernorm`,
+    ffn: `${layerPrefix(i)}.post_feedforward_layernorm`,
+  };
+}
+
 function normTensors(model: ModelIR, prefix: string, width: number): TensorSpec[] {
   const out = [{ name: `${prefix}.weight`, shape: [width] }];
   if (model.norm.kind === 'layer' && model.norm.bias)
@@ -266,8 +278,11 @@ function moeTensors(model: ModelIR, i: number, f: MoeSpec): TensorSpec[] {
 export function layerTensors(model: ModelIR, layer: LayerSpec): TensorSpec[] {
   // A layer without a mixer (Nemotron-H's MLP layers) has neither its tensors nor its pre-norm.
   const out = layer.mixer ? byMixerKind(MIXER_TENSORS, model, layer.index, layer.mixer) : [];
+  const post = postNormNames(layer.index);
+  if (layer.mixer && model.postNorms) out.push(...normTensors(model, post.mixer, model.dim));
   if (layer.ffn?.kind === 'moe') out.push(...moeTensors(model, layer.index, layer.ffn));
   else if (layer.ffn) out.push(...mlpTensors(model, layer.index, layer.ffn));
+  if (layer.ffn && model.postNorms) out.push(...normTensors(model, post.ffn, model.dim));
   return out;
 }
 
@@ -361,6 +376,9 @@ export interface LayerWeightNames {
   } | null;
   /** Present when the layer's FFN is a mixture of experts (ffn is then null). */
   moe: MoeWeightNames | null;
+  /** Sandwich norms on the mixer's / FFN's output (model.postNorms and the sublayer exists). */
+  postMixerNorm: NormWeightNames | null;
+  postFfnNorm: NormWeightNames | null;
 }
 
 export interface MlpWeightNames {
@@ -502,6 +520,9 @@ export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
     mixer: layer.mixer ? byMixerKind(MIXER_NAMES, model, i, layer.mixer) : null,
     ffn,
     moe,
+    postMixerNorm:
+      layer.mixer && model.postNorms ? normWeightNames(model, postNormNames(i).mixer) : null,
+    postFfnNorm: layer.ffn && model.postNorms ? normWeightNames(model, postNormNames(i).ffn) : null,
   };
 }
 

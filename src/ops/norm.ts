@@ -2,7 +2,9 @@
  * RMSNorm and LayerNorm over rows of width `width`, in groups of `group`
  * elements: a plain norm has group = width; qk-norm normalises each head
  * separately (group = headDim) with one [headDim] weight shared by all heads.
- * Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the whole row.
+ * With `residual`, the normed row is added to a residual row (a sandwich post-norm and its
+ * residual add in one pass). Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the
+ * whole row.
  */
 import type { Cost, GatedNormAttrs, NormAttrs, StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow } from './math.ts';
@@ -35,14 +37,20 @@ export const norm: OpReference<NormAttrs> = {
     const out = new Float32Array(n);
     for (let t = 0; t < step.T; t++)
       normalizeRow(a.norm, x, t * a.width, a.width, a.group, w, b, out, t * a.width);
+    if (a.residual) {
+      const r = f32(inputs, 'residual');
+      if (r.length < n) throw new Error(`norm: residual has ${r.length} elements, needs ${n}`);
+      for (let i = 0; i < n; i++) out[i] = r[i] + out[i];
+    }
     return { out };
   },
   cost(a: NormAttrs, step: StepShape): Cost {
     const n = step.T * a.width;
     // rms: square-accumulate + scale-multiply per element; layer adds the mean and the centring.
-    const perElem = a.norm.kind === 'layer' ? (a.norm.bias ? 7 : 6) : 4;
+    const perElem = (a.norm.kind === 'layer' ? (a.norm.bias ? 7 : 6) : 4) + (a.residual ? 1 : 0);
     const params = a.group * 4 * (normHasBias(a) ? 2 : 1);
-    return { flops: n * perElem, bytesRead: n * 4 + params, bytesWritten: n * 4 };
+    const read = n * 4 * (a.residual ? 2 : 1);
+    return { flops: n * perElem, bytesRead: read + params, bytesWritten: n * 4 };
   },
 };
 

@@ -7,6 +7,7 @@
  *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
  *   activation       act(matmul) → matmul epilogue
  *   residual         x + matmul(...) → matmul epilogue
+ *   norm-residual    x + norm(y) → the norm adds x as it writes (sandwich post-norms)
  *   norm-prologue    norm → every matmul consuming it computes the norm itself
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
@@ -234,10 +235,41 @@ export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+/**
+ * x + norm(y) → one norm that adds x to each row it writes. Gemma's sandwich post-norm sits
+ * between the projection and the residual add, and needs whole rows, so the residual cannot go
+ * into the matmul's epilogue; this saves the add's dispatch instead.
+ */
+export function fuseNormResidual(g: Graph): Graph {
+  const r = new Rewriter(g);
+  for (const add of r.live().filter((n) => n.attrs.op === 'add')) {
+    for (const [mine, other] of [
+      ['b', 'a'],
+      ['a', 'b'],
+    ] as const) {
+      const n = r.producer(add.inputs[mine]);
+      if (n?.attrs.op !== 'norm' || n.attrs.residual || n.attrs.group !== n.attrs.width) continue;
+      if (!r.soleConsumer(n.outputs.out)) continue;
+      r.replace(
+        n,
+        { ...n.attrs, residual: true },
+        { ...n.inputs, residual: add.inputs[other] },
+        { out: add.outputs.out },
+        `${n.label}+residual`,
+      );
+      r.remove(add);
+      break;
+    }
+  }
+  return r.finish();
+}
+
 export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const norm of r.live().filter((n) => n.attrs.op === 'norm')) {
     if (norm.attrs.op !== 'norm' || norm.attrs.group !== norm.attrs.width) continue;
+    // A norm that adds a residual is not the plain norm a matmul prologue computes.
+    if (norm.attrs.residual) continue;
     const users = r.consumers(norm.outputs.out);
     if (users.length === 0 || norm.outputs.out === g.logits) continue;
     const normAttrs = norm.attrs;
@@ -274,5 +306,6 @@ export const FUSION_PASSES = [
   { name: 'gated-mul', run: fuseGatedMul },
   { name: 'activation', run: fuseActivation },
   { name: 'residual', run: fuseResidual },
+  { name: 'norm-residual', run: fuseNormResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },
 ] as const;

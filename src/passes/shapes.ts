@@ -31,6 +31,7 @@ export function checkShapes(g: Graph): void {
       case 'norm':
         expect(g, n, 'x', ['T', a.width]);
         expect(g, n, 'w', [a.group]);
+        if (a.residual) expect(g, n, 'residual', ['T', a.width]);
         break;
       case 'attention':
         expect(g, n, 'q', ['T', a.heads * a.headDim]);

@@ -14,8 +14,7 @@ import { modelIrSchema } from './schema.ts';
 import { validateModel } from './validate.ts';
 
 // allErrors so that an unknown (misspelt) property can be reported in preference to the
-// required one it was meant to be.
-// useDefaults fills optional fields that ModelIR gained later (see schema.ts's `object`).
+// required one it was meant to be; useDefaults fills optional fields newer than a spec.
 const ajv = new Ajv({
   discriminator: true,
   allowUnionTypes: true,

@@ -216,6 +216,11 @@ export interface ModelIR {
   dim: number;
   /** Norm used before each sublayer and at the end. */
   norm: NormSpec;
+  /**
+   * Sandwich norms (Gemma 2/3): each sublayer's output is normed again before the residual add,
+   * x + norm_post(f(norm_pre(x))), with its own weights (post_mixer_norm, post_ffn_norm).
+   */
+  postNorms: boolean;
   tieEmbeddings: boolean;
   /** Multiplier applied to token embeddings (Gemma: sqrt(dim)); 1 for most models. */
   embeddingScale: number;

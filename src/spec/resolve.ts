@@ -130,6 +130,7 @@ class Resolver {
       vocab: settings.vocab,
       dim: settings.dim,
       norm: settings.norm,
+      postNorms: settings.postNorms,
       tieEmbeddings: settings.tieEmbeddings,
       embeddingScale: settings.embeddingScale,
       logitSoftcap: settings.logitSoftcap,

@@ -28,6 +28,15 @@ function object(
   };
 }
 
+/**
+ * The object schema plus optional properties that the loader fills with their `default` (ajv's
+ * useDefaults), so YAML/JSON specs written before a field existed keep loading.
+ */
+function withDefaults(schema: JsonSchema, optional: Record<string, JsonSchema>): JsonSchema {
+  const properties = { ...(schema.properties as Record<string, JsonSchema>), ...optional };
+  return { ...schema, properties };
+}
+
 /** `null` or the schema: if/else keeps errors about the object instead of "must be null". */
 function nullable(ref: string): JsonSchema {
   return { if: { type: 'null' }, else: { $ref: ref } };
@@ -39,18 +48,22 @@ export const modelIrSchema: JsonSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://strata.dev/schema/model-ir-1.json',
   title: 'strata ModelIR',
-  ...object({
-    version: { const: 1 },
-    name: { type: 'string', minLength: 1 },
-    vocab: posInt,
-    dim: posInt,
-    norm: { $ref: '#/definitions/norm' },
-    tieEmbeddings: bool,
-    embeddingScale: posNumber,
-    logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
-    maxContext: posInt,
-    layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
-  }),
+  ...withDefaults(
+    object({
+      version: { const: 1 },
+      name: { type: 'string', minLength: 1 },
+      vocab: posInt,
+      dim: posInt,
+      norm: { $ref: '#/definitions/norm' },
+      tieEmbeddings: bool,
+      embeddingScale: posNumber,
+      logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+      maxContext: posInt,
+      layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
+    }),
+    // Added after the first specs were written: a spec without it keeps its meaning.
+    { postNorms: { ...bool, default: false } },
+  ),
   definitions: {
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
     norm: object({

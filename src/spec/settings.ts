@@ -6,7 +6,14 @@ import { block, bool, int, orNone, positive } from './values.ts';
 
 export type ModelSettings = Pick<
   ModelIR,
-  'vocab' | 'dim' | 'maxContext' | 'norm' | 'tieEmbeddings' | 'embeddingScale' | 'logitSoftcap'
+  | 'vocab'
+  | 'dim'
+  | 'maxContext'
+  | 'norm'
+  | 'postNorms'
+  | 'tieEmbeddings'
+  | 'embeddingScale'
+  | 'logitSoftcap'
 >;
 
 export const modelSettings = defineKind({
@@ -18,6 +25,7 @@ export const modelSettings = defineKind({
     dim: req(int(1)),
     max_context: req(int(1)),
     norm: req(block(NORMS)),
+    post_norms: opt(bool),
     tie_embeddings: opt(bool),
     embedding_scale: opt(positive),
     logit_softcap: opt(orNone(positive)),
@@ -27,6 +35,7 @@ export const modelSettings = defineKind({
     dim: a.dim,
     maxContext: a.max_context,
     norm: a.norm({ dim: a.dim }),
+    postNorms: a.post_norms ?? false,
     tieEmbeddings: a.tie_embeddings ?? false,
     embeddingScale: a.embedding_scale ?? 1,
     logitSoftcap: a.logit_softcap ?? null,
@@ -36,6 +45,7 @@ export const modelSettings = defineKind({
     { name: 'dim', value: s.dim },
     { name: 'max_context', value: s.maxContext },
     { name: 'norm', value: toDslCall(NORMS, s.norm).value },
+    { name: 'post_norms', value: s.postNorms },
     { name: 'tie_embeddings', value: s.tieEmbeddings },
     { name: 'embedding_scale', value: s.embeddingScale },
     { name: 'logit_softcap', value: s.logitSoftcap },

@@ -32,6 +32,7 @@ const MUST_PASS = [
   'qwen3_moe',
   'jamba',
   'gpt_oss',
+  'gemma3_text',
 ];
 
 const types = readdirSync(ROOT).sort();

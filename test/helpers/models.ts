@@ -33,6 +33,7 @@ export function tinyLlama(over: Partial<ModelIR> = {}, layers = 3): ModelIR {
     vocab: 260,
     dim: 48,
     norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
+    postNorms: false,
     tieEmbeddings: true,
     embeddingScale: 1,
     logitSoftcap: null,

@@ -109,8 +109,22 @@ const PUBLISHED: {
     expect: { unsupported: "model_type 'falcon_h1' needs parallel attention + mamba2 branches" },
   },
   {
+    // google/gemma-3-1b-pt: five sliding-window (512) layers per global one, 26 layers; 999.9M
+    // parameters. Published: 302M embedding + 698M non-embedding = 1.0B (Gemma 3 Technical
+    // Report, arXiv:2503.19786, Table 1); here 301,989,888 + 697,896,064.
     file: 'gemma-3-1b.json',
-    expect: { unsupported: "model_type 'gemma3_text' needs sandwich norms" },
+    expect: {
+      layout: {
+        vocab: 262144,
+        dim: 1152,
+        layers: 26,
+        mixers: [
+          ...Array.from({ length: 4 }, () => ['sliding_attention*5', 'full_attention*1']).flat(),
+          'sliding_attention*2',
+        ],
+        params: 999_885_952,
+      },
+    },
   },
   {
     // openai/gpt-oss-20b (MXFP4 experts): 20.91B parameters, 3.61B active without the
@@ -248,7 +262,6 @@ describe('published configs', () => {
 describe('model types strata cannot run yet', () => {
   // The brief's list, hard-coded: removing an entry without adding an importer fails here.
   const NEEDS: Record<string, string> = {
-    gemma3_text: 'sandwich norms',
     deepseek_v3: 'multi-head latent attention (MLA)',
     falcon_h1: 'parallel attention + mamba2 branches in one layer',
     granitemoehybrid: 'Granite multipliers',
@@ -322,7 +335,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, gpt_oss)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, gemma3_text, gpt_oss)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(

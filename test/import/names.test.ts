@@ -45,6 +45,7 @@ const MODEL: ModelIR = {
   vocab: 50,
   dim: 16,
   norm: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true },
+  postNorms: false,
   tieEmbeddings: false,
   embeddingScale: 1,
   logitSoftcap: null,
@@ -75,6 +76,25 @@ describe('canonical names', () => {
         .sort();
       expect(fromNames).toEqual(fromTensors);
     }
+  });
+
+  it('names sandwich norms only for the sublayers a layer has', () => {
+    const sandwich: ModelIR = { ...MODEL, postNorms: true };
+    for (const l of sandwich.layers) {
+      const fromNames = flatNames(layerWeightNames(sandwich, l.index)).sort();
+      const fromTensors = layerTensors(sandwich, l)
+        .map((t) => t.name)
+        .sort();
+      expect(fromNames).toEqual(fromTensors);
+    }
+    const names = layerWeightNames(sandwich, 1);
+    // LayerNorm with bias: the post-norms have one too.
+    expect(names.postMixerNorm).toEqual({
+      weight: 'model.layers.1.post_mixer_layernorm.weight',
+      bias: 'model.layers.1.post_mixer_layernorm.bias',
+    });
+    expect(names.postFfnNorm).toBeNull();
+    expect(layerWeightNames(MODEL, 0).postMixerNorm).toBeNull();
   });
 
   it('gives the HF Llama names and [out, in] shapes', () => {
@@ -119,6 +139,7 @@ describe('canonical names of the state-space mixers', () => {
   const SSM: ModelIR = {
     ...MODEL,
     norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
+    postNorms: false,
     layers: [
       {
         index: 0,

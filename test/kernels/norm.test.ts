@@ -18,6 +18,8 @@ interface Case {
   group: number;
   T: number;
   maxT: number;
+  /** Add a residual row to the normed one (fused sandwich post-norm). */
+  residual?: boolean;
 }
 
 const cases: Case[] = [
@@ -57,13 +59,55 @@ const cases: Case[] = [
     maxT: 300,
   },
   { name: 'rms decode, width 4099', spec: gemmaRms, width: 4099, group: 4099, T: 1, maxT: 1 },
+  {
+    name: 'gemma rms + residual, decode, odd width 1153',
+    spec: gemmaRms,
+    width: 1153,
+    group: 1153,
+    T: 1,
+    maxT: 1,
+    residual: true,
+  },
+  {
+    name: 'layer+bias + residual, width 257, T = 37',
+    spec: layerBias,
+    width: 257,
+    group: 257,
+    T: 37,
+    maxT: 40,
+    residual: true,
+  },
+  {
+    name: 'gemma rms + residual, width 8192 (re-read path), T = 5',
+    spec: gemmaRms,
+    width: 8192,
+    group: 8192,
+    T: 5,
+    maxT: 8,
+    residual: true,
+  },
+  {
+    name: 'rms + residual, groups of 33, long T = 300',
+    spec: rms,
+    width: 165,
+    group: 33,
+    T: 300,
+    maxT: 300,
+    residual: true,
+  },
 ];
 
 describe('norm kernel vs reference', () => {
   for (const [ci, c] of cases.entries()) {
     it(c.name, async () => {
       const { caps } = await testGpu();
-      const a: NormAttrs = { op: 'norm', norm: c.spec, width: c.width, group: c.group };
+      const a: NormAttrs = {
+        op: 'norm',
+        norm: c.spec,
+        width: c.width,
+        group: c.group,
+        residual: c.residual ?? false,
+      };
       const { launches } = normKernel(a, { caps, maxT: c.maxT });
       // Offset rows so that LayerNorm's centring matters.
       const x = randn(c.maxT * c.width, 100 + ci, 3).map((v, i) => v + ((i % 5) - 2));
@@ -73,6 +117,8 @@ describe('norm kernel vs reference', () => {
       const out = new Float32Array(c.maxT * c.width).fill(sentinel);
       const inputs: Record<string, Float32Array> = { x, w, out };
       if (c.spec.kind === 'layer' && c.spec.bias) inputs.b = b;
+      // Residual rows larger than the normed ones, so a missing add shows.
+      if (c.residual) inputs.residual = randn(c.maxT * c.width, 400 + ci, 20);
       const step = { T: c.T, pos: 0, L: 1 };
       const got = await runLaunches(launches, { inputs, step });
       const want = norm.reference(a, inputs, step).out;
@@ -84,7 +130,7 @@ describe('norm kernel vs reference', () => {
   }
 
   it('reference normalises each group separately', () => {
-    const a: NormAttrs = { op: 'norm', norm: rms, width: 4, group: 2 };
+    const a: NormAttrs = { op: 'norm', norm: rms, width: 4, group: 2, residual: false };
     const x = Float32Array.of(3, 4, 1, 1);
     const out = norm.reference(a, { x, w: Float32Array.of(1, 2) }, { T: 1, pos: 0, L: 1 }).out;
     const r1 = Math.sqrt(12.5 + 1e-6);
@@ -93,9 +139,20 @@ describe('norm kernel vs reference', () => {
     for (let i = 0; i < 4; i++) expect(out[i]).toBeCloseTo(want[i], 6);
   });
 
+  it('reference with residual is the residual plus the plain norm', () => {
+    const step = { T: 2, pos: 0, L: 1 };
+    const plain: NormAttrs = { op: 'norm', norm: rms, width: 3, group: 3, residual: false };
+    const x = Float32Array.of(1, -2, 3, 0.5, 0.25, -4);
+    const w = Float32Array.of(0.5, 1, 2);
+    const residual = Float32Array.of(10, 20, 30, -1, -2, -3);
+    const normed = norm.reference(plain, { x, w }, step).out;
+    const fused = norm.reference({ ...plain, residual: true }, { x, w, residual }, step).out;
+    for (let i = 0; i < 6; i++) expect(fused[i]).toBe(Math.fround(residual[i] + normed[i]));
+  });
+
   it('rejects a width that is not a multiple of the group', async () => {
     const { caps } = await testGpu();
-    const a: NormAttrs = { op: 'norm', norm: rms, width: 10, group: 4 };
+    const a: NormAttrs = { op: 'norm', norm: rms, width: 10, group: 4, residual: false };
     expect(() => normKernel(a, { caps, maxT: 1 })).toThrow(/multiple/);
   });
 });

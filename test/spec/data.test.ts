@@ -51,7 +51,9 @@ describe('the JSON Schema', () => {
 
   it('requires every ModelIR field but the later additions with defaults, and allows no others', () => {
     const m = loadSpec('specs/tiny-llama.strata');
-    for (const key of Object.keys(m)) {
+    // Fields added later have a default, so specs written before them keep loading.
+    const defaulted = ['postNorms'];
+    for (const key of Object.keys(m).filter((k) => !defaulted.includes(k))) {
       const partial: Record<string, unknown> = { ...m };
       delete partial[key];
       expect(validate(partial), key).toBe(false);
@@ -63,6 +65,21 @@ describe('the JSON Schema', () => {
       expect(validate(JSON.parse(JSON.stringify({ ...m, layers: [layer] }))), key).toBe(false);
     }
     expect(validate({ ...m, extra: 1 })).toBe(false);
+    for (const key of defaulted) {
+      const partial: Record<string, unknown> = { ...m };
+      delete partial[key];
+      expect(validate(partial), key).toBe(true);
+    }
+  });
+
+  it('fills a defaulted field that a YAML spec leaves out', () => {
+    const m = loadSpec('specs/tiny-llama.strata');
+    const { postNorms, ...older } = m;
+    expect(postNorms).toBe(false);
+    expect(parseSpec(YAML.stringify(older), 'older.yaml')).toEqual(m);
+    expect(parseSpec(YAML.stringify({ ...older, postNorms: true }), 'new.yaml').postNorms).toBe(
+      true,
+    );
   });
 
   it('fills the defaults of optional fields when loading: sinks false, yarn truncate true', () => {

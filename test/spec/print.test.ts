@@ -149,6 +149,18 @@ describe('printSpec', () => {
       ),
     );
     expect(text).not.toContain('tie_embeddings');
+    expect(text).not.toContain('post_norms');
+  });
+
+  it('prints sandwich norms and the unit-offset RMSNorm', () => {
+    const header = 'vocab 10\n  dim 8\n  max_context 4\n  norm rms(eps: 1e-6, unit_offset: true)';
+    const m = resolve(
+      'mixer a = attention(heads: 2)\nlayers 1 x a',
+      `${header}\n  post_norms true`,
+    );
+    expect(m.postNorms).toBe(true);
+    expect(roundTrip(m)).toContain(`${header}\n  post_norms true\n`);
+    expect(resolve('mixer a = attention(heads: 2)\nlayers 1 x a', header).postNorms).toBe(false);
   });
 
   it('chooses a kind that can express every use of a name', () => {

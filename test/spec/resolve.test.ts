@@ -40,6 +40,7 @@ describe('model settings', () => {
       dim: 64,
       maxContext: 128,
       norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
+      postNorms: false,
       tieEmbeddings: false,
       embeddingScale: 1,
       logitSoftcap: null,
@@ -51,6 +52,7 @@ describe('model settings', () => {
       'vocab 10\n  dim 8\n  max_context 4\n  norm layer(eps: 1e-6, bias: false)\n  tie_embeddings true\n  embedding_scale 2.5\n  logit_softcap 30.0';
     expect(resolve('mixer a = attention(heads: 2)\nlayers 1 x a', header)).toMatchObject({
       norm: { kind: 'layer', eps: 1e-6, unitOffset: false, bias: false },
+      postNorms: false,
       tieEmbeddings: true,
       embeddingScale: 2.5,
       logitSoftcap: 30,

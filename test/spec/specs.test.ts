@@ -16,6 +16,7 @@ const SPECS = [
   'bamba-9b',
   'nemotron-h-8b',
   'gpt-oss-20b',
+  'gemma-3-1b',
 ];
 
 const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
@@ -58,6 +59,7 @@ describe('specs/tiny-llama.strata', () => {
       vocab: 256,
       dim: 64,
       norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
+      postNorms: false,
       tieEmbeddings: true,
       embeddingScale: 1,
       logitSoftcap: null,
@@ -114,6 +116,7 @@ describe('specs/llama-3.2-1b.strata', () => {
       vocab: 128256,
       dim: 2048,
       norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
+      postNorms: false,
       tieEmbeddings: true,
       embeddingScale: 1,
       logitSoftcap: null,

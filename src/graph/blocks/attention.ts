@@ -5,8 +5,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
-import { attentionNames } from '../../import/names.ts';
-import { linear, preNorm, residualAdd } from './common.ts';
+import { attentionNames, postNormNames } from '../../import/names.ts';
+import { linear, preNorm, sublayerResidual } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
@@ -56,7 +56,13 @@ export function lowerAttention(
   if (a.qkNorm) {
     const headNorm = (t: number, width: number, prefix: string, tag: string) =>
       b.op(
-        { op: 'norm', norm: { ...model.norm, kind: 'rms', bias: false }, width, group: a.headDim },
+        {
+          op: 'norm',
+          norm: { ...model.norm, kind: 'rms', bias: false },
+          width,
+          group: a.headDim,
+          residual: false,
+        },
         `${L} ${tag}-norm`,
         { x: t, w: b.param(`${prefix}.weight`, [a.headDim]) },
         { out: { name: `${L}.${tag}norm`, shape: ['T', width] } },
@@ -99,5 +105,5 @@ export function lowerAttention(
     { out: { name: `${L}.out`, shape: ['T', qCols] } },
   ).out;
   const o = linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`);
-  return residualAdd(b, x, o, model.dim, L);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
 }

@@ -1,10 +1,16 @@
-/** Helpers shared by block lowerings: the pre-sublayer norm and plain linear layers. */
+/**
+ * Helpers shared by block lowerings: the pre-sublayer norm, the sublayer's residual add (with
+ * its sandwich post-norm when the model has them) and plain linear layers.
+ */
 import type { GraphBuilder } from '../builder.ts';
 import { plainMatmul } from '../ops.ts';
 import type { Dim } from '../ir.ts';
 import type { ModelIR } from '../../spec/model.ts';
 
-/** Pre-norm of the residual stream; `prefix` is the canonical norm name (without `.weight`). */
+/**
+ * The model's norm over `dim`-wide rows: the pre-norm of the residual stream, the final norm,
+ * and sandwich post-norms; `prefix` is the canonical norm name (without `.weight`).
+ */
 export function preNorm(
   b: GraphBuilder,
   model: ModelIR,
@@ -16,7 +22,7 @@ export function preNorm(
   if (model.norm.kind === 'layer' && model.norm.bias)
     inputs.b = b.param(`${prefix}.bias`, [model.dim]);
   return b.op(
-    { op: 'norm', norm: model.norm, width: model.dim, group: model.dim },
+    { op: 'norm', norm: model.norm, width: model.dim, group: model.dim, residual: false },
     `${label} norm`,
     inputs,
     { out: { name: `${label}.norm`, shape: ['T', model.dim] } },
@@ -93,6 +99,23 @@ function matmul(
   return b.op(plainMatmul(N, K, rows, bias !== null), label, inputs, {
     out: { name: label, shape },
   }).out;
+}
+
+/**
+ * A sublayer's output y joins the residual stream x: x + y, or x + norm(y) with the model's
+ * sandwich norms (Gemma 2/3), `postNorm` naming that norm's weights. The norm-residual pass
+ * then folds the add into the post-norm.
+ */
+export function sublayerResidual(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  y: number,
+  postNorm: string,
+  label: string,
+): number {
+  const out = model.postNorms ? preNorm(b, model, y, postNorm, `${label}.post`) : y;
+  return residualAdd(b, x, out, model.dim, label);
 }
 
 export function residualAdd(

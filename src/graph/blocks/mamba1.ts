@@ -7,8 +7,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { Mamba1Spec, ModelIR } from '../../spec/model.ts';
-import { mamba1Names } from '../../import/names.ts';
-import { causalConv, linear, linearRows, preNorm, residualAdd } from './common.ts';
+import { mamba1Names, postNormNames } from '../../import/names.ts';
+import { causalConv, linear, linearRows, preNorm, sublayerResidual } from './common.ts';
 
 export function lowerMamba1(
   b: GraphBuilder,
@@ -43,6 +43,7 @@ export function lowerMamba1(
         norm: { kind: 'rms', eps: m.innerNorms.eps, unitOffset: false, bias: false },
         width: count,
         group: count,
+        residual: false,
       },
       `${L} ${tag}-norm`,
       { x: y, w: b.param(`${norm}.weight`, [count]) },
@@ -70,5 +71,5 @@ export function lowerMamba1(
     { out: { name: `${L}.scan`, shape: ['T', D] }, state: ssm },
   ).out;
   const o = linear(b, y, n.outProj, model.dim, D, m.projBias, `${L}.out`);
-  return residualAdd(b, x, o, model.dim, L);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
 }

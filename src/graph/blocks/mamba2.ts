@@ -7,8 +7,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { Mamba2Spec, ModelIR } from '../../spec/model.ts';
-import { mamba2Names, mamba2Widths } from '../../import/names.ts';
-import { causalConv, linear, linearRows, preNorm, residualAdd, weightRows } from './common.ts';
+import { mamba2Names, mamba2Widths, postNormNames } from '../../import/names.ts';
+import { causalConv, linear, linearRows, preNorm, sublayerResidual, weightRows } from './common.ts';
 
 /** The largest finite f32: "no upper clamp" for dt, as a number every kernel can write. */
 export const F32_MAX = 3.4028234663852886e38;
@@ -80,5 +80,5 @@ export function lowerMamba2(
     { out: { name: `${L}.gnorm`, shape: ['T', w.inner] } },
   ).out;
   const o = linear(b, g, n.outProj, model.dim, w.inner, m.projBias, `${L}.out`);
-  return residualAdd(b, x, o, model.dim, L);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
 }

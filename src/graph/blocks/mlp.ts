@@ -1,8 +1,8 @@
 /** Lowering of a dense MLP sublayer (pre-norm, gated or plain, down projection, residual), unfused. */
 import type { GraphBuilder } from '../builder.ts';
 import type { MlpSpec, ModelIR } from '../../spec/model.ts';
-import { mlpNames } from '../../import/names.ts';
-import { linear, preNorm, residualAdd } from './common.ts';
+import { mlpNames, postNormNames } from '../../import/names.ts';
+import { linear, preNorm, sublayerResidual } from './common.ts';
 
 export function lowerMlp(
   b: GraphBuilder,
@@ -37,5 +37,5 @@ export function lowerMlp(
     ).out;
   }
   const down = linear(b, a, n.down, model.dim, f.hidden, f.bias, `${L}.down`);
-  return residualAdd(b, x, down, model.dim, L);
+  return sublayerResidual(b, model, x, down, postNormNames(i).ffn, L);
 }

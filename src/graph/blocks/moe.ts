@@ -11,8 +11,8 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { ParamSource } from '../ir.ts';
 import type { MlpSpec, ModelIR, MoeSpec } from '../../spec/model.ts';
-import { layerPrefix, moeNames } from '../../import/names.ts';
-import { linear, preNorm } from './common.ts';
+import { layerPrefix, moeNames, postNormNames } from '../../import/names.ts';
+import { linear, preNorm, sublayerResidual } from './common.ts';
 
 /** The state tensor holding layer i's per-expert token counts (read by `strata run --stats`). */
 export const moeLoadState = (i: number): string => `moe.load.${i}`;
@@ -184,23 +184,27 @@ export function lowerMoe(
     false,
   );
 
-  const combineIn: Record<string, number> = { y, weights: routed.weights, residual: x };
+  // With sandwich norms the post-norm comes between the expert sum and the residual add.
+  const fuseResidual = !model.postNorms;
+  const combineIn: Record<string, number> = { y, weights: routed.weights };
+  if (fuseResidual) combineIn.residual = x;
   if (f.shared) {
     combineIn.shared = sharedMlp(b, h, n.shared, f.shared, D, `${L}.shared`);
     if (f.sharedGate)
       combineIn.sharedGate = linear(b, h, n.sharedGate, 1, D, false, `${L}.shared_gate`);
   }
-  return b.op(
+  const out = b.op(
     {
       op: 'moe_combine',
       topK: K,
       width: D,
-      residual: true,
+      residual: fuseResidual,
       shared: f.shared !== null,
       sharedGate: f.shared !== null && f.sharedGate,
     },
     `${L} combine`,
     combineIn,
-    { out: { name: `${L}.res`, shape: ['T', D] } },
+    { out: { name: fuseResidual ? `${L}.res` : `${L}.out`, shape: ['T', D] } },
   ).out;
+  return fuseResidual ? out : sublayerResidual(b, model, x, out, postNormNames(i).ffn, L);
 }

@@ -5,8 +5,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, ShortConvSpec } from '../../spec/model.ts';
-import { shortConvNames } from '../../import/names.ts';
-import { causalConv, linear, linearRows, preNorm, residualAdd } from './common.ts';
+import { shortConvNames, postNormNames } from '../../import/names.ts';
+import { causalConv, linear, linearRows, preNorm, sublayerResidual } from './common.ts';
 
 export function lowerShortConv(
   b: GraphBuilder,
@@ -45,5 +45,5 @@ export function lowerShortConv(
     L,
   );
   const o = linear(b, mul(gC, conv, 'cy'), n.outProj, d, d, m.bias, `${L}.out`);
-  return residualAdd(b, x, o, d, L);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
 }
