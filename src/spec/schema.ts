@@ -11,11 +11,12 @@ const posInt = { type: 'integer', minimum: 1 } as const;
 const posNumber = { type: 'number', exclusiveMinimum: 0 } as const;
 const bool = { type: 'boolean' } as const;
 
-function object(properties: Record<string, JsonSchema>): JsonSchema {
+/** An object with exactly these properties, all required except those named in `optional`. */
+function object(properties: Record<string, JsonSchema>, optional: string[] = []): JsonSchema {
   return {
     type: 'object',
     additionalProperties: false,
-    required: Object.keys(properties),
+    required: Object.keys(properties).filter((k) => !optional.includes(k)),
     properties,
   };
 }
@@ -31,18 +32,23 @@ export const modelIrSchema: JsonSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://strata.dev/schema/model-ir-1.json',
   title: 'strata ModelIR',
-  ...object({
-    version: { const: 1 },
-    name: { type: 'string', minLength: 1 },
-    vocab: posInt,
-    dim: posInt,
-    norm: { $ref: '#/definitions/norm' },
-    tieEmbeddings: bool,
-    embeddingScale: posNumber,
-    logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
-    maxContext: posInt,
-    layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
-  }),
+  ...object(
+    {
+      version: { const: 1 },
+      name: { type: 'string', minLength: 1 },
+      vocab: posInt,
+      dim: posInt,
+      norm: { $ref: '#/definitions/norm' },
+      tieEmbeddings: bool,
+      embeddingScale: posNumber,
+      logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+      maxContext: posInt,
+      // Absent in models without shared blocks.
+      sharedBlocks: { type: 'array', items: { $ref: '#/definitions/sharedBlock' } },
+      layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
+    },
+    ['sharedBlocks'],
+  ),
   definitions: {
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
     norm: object({
@@ -51,13 +57,27 @@ export const modelIrSchema: JsonSchema = {
       unitOffset: bool,
       bias: bool,
     }),
-    layer: object({
-      index: { type: 'integer', minimum: 0 },
-      mixerName: { $ref: '#/definitions/name' },
-      // null: a layer with only its ffn (Nemotron-H's MLP layers).
-      mixer: nullable('#/definitions/mixer'),
-      ffnName: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-      ffn: nullable('#/definitions/ffn'),
+    layer: object(
+      {
+        index: { type: 'integer', minimum: 0 },
+        mixerName: { $ref: '#/definitions/name' },
+        // null: a layer with only its ffn (Nemotron-H's MLP layers).
+        mixer: nullable('#/definitions/mixer'),
+        ffnName: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+        ffn: nullable('#/definitions/ffn'),
+        // Absent or null: the layer uses no shared block.
+        shared: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+      },
+      ['shared'],
+    ),
+    sharedBlock: object({
+      kind: kind('shared'),
+      name: { $ref: '#/definitions/name' },
+      attention: { $ref: '#/definitions/attention' },
+      ffn: { $ref: '#/definitions/mlp' },
+      adapterRank: posInt,
+      attentionAdapters: bool,
+      ffnAdapters: bool,
     }),
     mixer: {
       type: 'object',
