@@ -11,15 +11,33 @@ const posInt = { type: 'integer', minimum: 1 } as const;
 const posNumber = { type: 'number', exclusiveMinimum: 0 } as const;
 const bool = { type: 'boolean' } as const;
 
-/** An object with exactly these properties, all required except those named in `optional`. */
-function object(properties: Record<string, JsonSchema>, optional: string[] = []): JsonSchema {
+function object(properties: Record<string, JsonSchema>): JsonSchema {
   return {
     type: 'object',
     additionalProperties: false,
-    required: Object.keys(properties).filter((k) => !optional.includes(k)),
+    required: Object.keys(properties),
     properties,
   };
 }
+
+/** Like object(), with `optional` properties that may be left out (fields added since v1). */
+function objectWith(
+  optional: Record<string, JsonSchema>,
+  properties: Record<string, JsonSchema>,
+): JsonSchema {
+  const o = object(properties);
+  return { ...o, properties: { ...properties, ...optional } };
+}
+
+/** Absent in models without shared blocks (Zamba2). */
+const SHARED_BLOCKS = {
+  sharedBlocks: { type: 'array', items: { $ref: '#/definitions/sharedBlock' } },
+} as const;
+
+/** Absent or null: the layer runs no shared block. */
+const LAYER_SHARED = {
+  shared: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+} as const;
 
 /** `null` or the schema: if/else keeps errors about the object instead of "must be null". */
 function nullable(ref: string): JsonSchema {
@@ -32,23 +50,18 @@ export const modelIrSchema: JsonSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://strata.dev/schema/model-ir-1.json',
   title: 'strata ModelIR',
-  ...object(
-    {
-      version: { const: 1 },
-      name: { type: 'string', minLength: 1 },
-      vocab: posInt,
-      dim: posInt,
-      norm: { $ref: '#/definitions/norm' },
-      tieEmbeddings: bool,
-      embeddingScale: posNumber,
-      logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
-      maxContext: posInt,
-      // Absent in models without shared blocks.
-      sharedBlocks: { type: 'array', items: { $ref: '#/definitions/sharedBlock' } },
-      layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
-    },
-    ['sharedBlocks'],
-  ),
+  ...objectWith(SHARED_BLOCKS, {
+    version: { const: 1 },
+    name: { type: 'string', minLength: 1 },
+    vocab: posInt,
+    dim: posInt,
+    norm: { $ref: '#/definitions/norm' },
+    tieEmbeddings: bool,
+    embeddingScale: posNumber,
+    logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+    maxContext: posInt,
+    layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
+  }),
   definitions: {
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
     norm: object({
@@ -57,19 +70,14 @@ export const modelIrSchema: JsonSchema = {
       unitOffset: bool,
       bias: bool,
     }),
-    layer: object(
-      {
-        index: { type: 'integer', minimum: 0 },
-        mixerName: { $ref: '#/definitions/name' },
-        // null: a layer with only its ffn (Nemotron-H's MLP layers).
-        mixer: nullable('#/definitions/mixer'),
-        ffnName: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-        ffn: nullable('#/definitions/ffn'),
-        // Absent or null: the layer uses no shared block.
-        shared: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-      },
-      ['shared'],
-    ),
+    layer: objectWith(LAYER_SHARED, {
+      index: { type: 'integer', minimum: 0 },
+      mixerName: { $ref: '#/definitions/name' },
+      // null: a layer with only its ffn (Nemotron-H's MLP layers).
+      mixer: nullable('#/definitions/mixer'),
+      ffnName: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+      ffn: nullable('#/definitions/ffn'),
+    }),
     sharedBlock: object({
       kind: kind('shared'),
       name: { $ref: '#/definitions/name' },

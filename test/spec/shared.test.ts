@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { printSpec } from '../../src/spec/print.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { expectedTensors } from '../../src/import/names.ts';
+import { parseDataSpec } from '../../src/spec/load-data.ts';
 import { blamed, bodyError, resolve } from './helpers.ts';
 
 const BODY = `
@@ -124,5 +125,18 @@ describe('shared blocks', () => {
   it('takes none to remove a layer shared block', () => {
     const m = resolve(`${BODY}\noverride layer 1 { shared: none }`);
     expect(m.layers[1].shared).toBeUndefined();
+  });
+
+  it('is part of the JSON form, checked by the schema and the semantic checks', () => {
+    const m = resolve(BODY);
+    expect(parseDataSpec(JSON.stringify(m), 'm.json', 'json')).toEqual(m);
+    const broken = structuredClone(m);
+    delete (broken.sharedBlocks![0] as { adapterRank?: number }).adapterRank;
+    expect(() => parseDataSpec(JSON.stringify(broken), 'm.json', 'json')).toThrow(/adapterRank/);
+    const unknown = structuredClone(m);
+    unknown.layers[2].shared = 'nope';
+    expect(() => parseDataSpec(JSON.stringify(unknown), 'm.json', 'json')).toThrow(
+      /layers\[2\]\.shared: no shared block is named 'nope'/,
+    );
   });
 });
