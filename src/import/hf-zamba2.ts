@@ -202,7 +202,9 @@ function importZamba2(cfg: ConfigReader, name: string): FamilyImport {
       tie: cfg.bool('tie_word_embeddings', true),
       maxContext,
     }),
-    sharedBlocks,
+    // A block no hybrid layer reaches (num_mem_blocks above the hybrid count) has no tensors
+    // in the checkpoint and computes nothing: leave it out.
+    sharedBlocks: sharedBlocks.slice(0, Math.min(blockCount, uses)),
   };
   return { model, ...zamba2Weights(model, useOf), storedShapes: conv3d(model) };
 }

@@ -78,6 +78,19 @@ describe('zamba2 import', () => {
     expect(model.sharedBlocks![0].attention.rope).toBeNull();
   });
 
+  it('leaves out shared blocks no hybrid layer uses', () => {
+    const { model } = importHfConfig({ ...tiny(), num_mem_blocks: 5 }, 'zamba2');
+    expect(model.sharedBlocks!.map((b) => b.name)).toEqual(['shared0', 'shared1', 'shared2']);
+    expect(model.layers.map((l) => l.shared ?? '-')).toEqual([
+      '-',
+      'shared0',
+      '-',
+      'shared1',
+      '-',
+      'shared2',
+    ]);
+  });
+
   it('names what it cannot import', () => {
     const fails = (patch: Record<string, unknown>) => () =>
       importHfConfig({ ...tiny(), ...patch }, 'z');
