@@ -66,9 +66,12 @@ export interface SettingStmt {
   span: Span;
 }
 
-export type BlockRole = 'mixer' | 'ffn';
+export type BlockRole = 'mixer' | 'ffn' | 'shared';
 
-/** `mixer attn = attention(...)` / `ffn mlp = swiglu(...)`. */
+/**
+ * `mixer attn = attention(...)` / `ffn mlp = swiglu(...)` / `shared blk = transformer(...)` (a
+ * block whose weights the layers that name it in an override share).
+ */
 export interface DefinitionStmt {
   type: 'definition';
   role: BlockRole;
@@ -169,7 +172,7 @@ export interface LayersStmt {
 /**
  * One assignment in an override body. target is a definition name (`attn.window`), or the
  * keywords 'mixer'/'ffn' meaning whatever the layer has; field null swaps the whole block
- * (`mixer: local`, `ffn: none`).
+ * (`mixer: local`, `ffn: none`), or with 'shared' picks the layer's shared block (`shared: blk`).
  */
 export interface OverrideEntry {
   target: Ident;

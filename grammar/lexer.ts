@@ -25,6 +25,7 @@ function keyword(word: string): TokenType {
 export const Model = keyword('model');
 export const Mixer = keyword('mixer');
 export const Ffn = keyword('ffn');
+export const Shared = keyword('shared');
 export const Layers = keyword('layers');
 export const Layer = keyword('layer');
 export const Override = keyword('override');
@@ -43,6 +44,7 @@ export const KEYWORDS: readonly TokenType[] = [
   Model,
   Mixer,
   Ffn,
+  Shared,
   Layers,
   Layer,
   Override,

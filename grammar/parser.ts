@@ -6,6 +6,7 @@
 import { EmbeddedActionsParser, type IToken, type TokenType } from 'chevrotain';
 import type {
   Arg,
+  BlockRole,
   CallValue,
   DefinitionStmt,
   FfnBase,
@@ -52,6 +53,7 @@ import {
   LCurly,
   LParen,
   Mixer,
+  Shared,
   Model,
   Name,
   None,
@@ -136,13 +138,17 @@ export class StrataParser extends EmbeddedActionsParser {
   });
 
   private definition = this.RULE('definition', (): DefinitionStmt => {
-    const role = this.OR([{ ALT: () => this.CONSUME(Mixer) }, { ALT: () => this.CONSUME(Ffn) }]);
+    const role = this.OR([
+      { ALT: () => this.CONSUME(Mixer) },
+      { ALT: () => this.CONSUME(Ffn) },
+      { ALT: () => this.CONSUME(Shared) },
+    ]);
     const name = this.CONSUME(Identifier);
     this.CONSUME(Equals);
     const value = this.SUBRULE(this.value);
     return this.ACTION(() => ({
       type: 'definition' as const,
-      role: role.image === 'mixer' ? ('mixer' as const) : ('ffn' as const),
+      role: role.image as BlockRole,
       name: this.ident(name),
       value,
       span: this.spanFrom(role),
@@ -516,6 +522,7 @@ export class StrataParser extends EmbeddedActionsParser {
       { ALT: () => this.CONSUME(Identifier) },
       { ALT: () => this.CONSUME(Mixer) },
       { ALT: () => this.CONSUME(Ffn) },
+      { ALT: () => this.CONSUME(Shared) },
     ]);
     const field = this.OPTION(() => {
       this.CONSUME(Dot);
@@ -638,4 +645,11 @@ export class StrataParser extends EmbeddedActionsParser {
 }
 
 /** Token types that can start a statement, for "did you mean" on a misspelt statement keyword. */
-export const STATEMENT_KEYWORDS: readonly TokenType[] = [Model, Mixer, Ffn, Layers, Override];
+export const STATEMENT_KEYWORDS: readonly TokenType[] = [
+  Model,
+  Mixer,
+  Ffn,
+  Shared,
+  Layers,
+  Override,
+];

@@ -1,9 +1,16 @@
 /**
- * Elementwise kernels (add, mul, act, glu, softcap) and the flat launch shape they
+ * Elementwise kernels (add, mul, concat, act, glu, softcap) and the flat launch shape they
  * share with the embedding gather: one thread per element, or per vec4 when the
  * row width allows, over rows × width elements where rows is T (or L).
  */
-import type { ActAttrs, AddAttrs, GluAttrs, MulAttrs, SoftcapAttrs } from '../../src/graph/ops.ts';
+import type {
+  ActAttrs,
+  AddAttrs,
+  ConcatAttrs,
+  GluAttrs,
+  MulAttrs,
+  SoftcapAttrs,
+} from '../../src/graph/ops.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
@@ -143,6 +150,45 @@ export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) =>
     { name: 'add', inputs: ['a', 'b'], expr: 'a + b', prelude: '', width: a.width, rows: 'T' },
     ctx,
   );
+
+/** One thread per output element: the column picks which input row it copies from. */
+export const concatKernel: KernelGenerator<ConcatAttrs> = (a, ctx) => {
+  const { widthA, widthB } = a;
+  for (const [k, v] of Object.entries({ widthA, widthB })) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`concat: ${k} must be a positive integer`);
+  }
+  const W = widthA + widthB;
+  const wg = streamWorkgroup(ctx.caps);
+  const bindings: BindingDecl[] = [
+    STEP_BINDING,
+    { name: 'a', access: 'read' },
+    { name: 'b', access: 'read' },
+    { name: 'out', access: 'read_write' },
+  ];
+  const code = `${STEP_WGSL}
+${storageDecl(1, 'a', 'read')}
+${storageDecl(2, 'b', 'read')}
+${storageDecl(3, 'out', 'read_write')}
+const WG: u32 = ${wg}u;
+const WA: u32 = ${widthA}u;
+const WB: u32 = ${widthB}u;
+${FLAT_MAIN_WGSL}
+  if (i >= step.T * (WA + WB)) { return; }
+  let row = i / (WA + WB);
+  let col = i % (WA + WB);
+  if (col < WA) {
+    out[i] = a[row * WA + col];
+  } else {
+    out[i] = b[row * WB + col - WA];
+  }
+}
+`;
+  const launch: KernelLaunch = {
+    kernel: { name: `concat_${widthA}_${widthB}`, code, bindings, workgroupSize: [wg, 1, 1] },
+    grid: flatGrid('T', W, ctx.maxT, wg, ctx.caps),
+  };
+  return { launches: [launch], scratch: {} };
+};
 
 export const mulKernel: KernelGenerator<MulAttrs> = (a, ctx) =>
   elementwise(

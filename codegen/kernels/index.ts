@@ -6,7 +6,14 @@ import { attentionKernel } from './attention.ts';
 import { kvWriteKernel, ropeKernel } from './rope.ts';
 import { gatedNormKernel, normKernel } from './norm.ts';
 import { embedKernel } from './embedding.ts';
-import { actKernel, addKernel, gluKernel, mulKernel, softcapKernel } from './elementwise.ts';
+import {
+  actKernel,
+  addKernel,
+  concatKernel,
+  gluKernel,
+  mulKernel,
+  softcapKernel,
+} from './elementwise.ts';
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { sampleKernel } from './sampling.ts';
@@ -22,6 +29,7 @@ export const generators: Registry = {
   norm: normKernel,
   embed: embedKernel,
   add: addKernel,
+  concat: concatKernel,
   act: actKernel,
   glu: gluKernel,
   softcap: softcapKernel,

@@ -25,8 +25,14 @@ function summary(model: ModelIR): string {
   for (const l of model.layers) uses.set(l.mixerName, (uses.get(l.mixerName) ?? 0) + 1);
   const mix = [...uses].map(([name, n]) => `${n} ${name}`).join(', ');
   const params = countParams(model);
+  // Each shared block with the layers that run it (its weights are counted once).
+  const shared = (model.sharedBlocks ?? []).map((b) => {
+    const at = model.layers.filter((l) => l.shared === b.name).map((l) => l.index);
+    return `${b.name} at [${at.join(', ')}]`;
+  });
   return [
     `${model.name}: ${model.layers.length} layers (${mix}), dim ${model.dim}, vocab ${model.vocab}`,
+    ...(shared.length ? [`shared blocks: ${shared.join('; ')}`] : []),
     `max_context ${model.maxContext}, norm ${norm}, ${model.tieEmbeddings ? 'tied' : 'untied'} embeddings, ${humanCount(params.total)} parameters` +
       (params.active < params.total ? ` (${humanCount(params.active)} active per token)` : ''),
   ].join('\n');

@@ -6,14 +6,15 @@
 import { GraphBuilder } from './builder.ts';
 import type { Graph, Phase } from './ir.ts';
 import type { MixerKind, MixerSpec, ModelIR } from '../spec/model.ts';
-import { EMBED, FINAL_NORM, LM_HEAD } from '../import/names.ts';
+import { EMBED, FINAL_NORM, LM_HEAD, sharedBlockOf } from '../import/names.ts';
 import { lowerAttention } from './blocks/attention.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerMamba1 } from './blocks/mamba1.ts';
 import { lowerMamba2 } from './blocks/mamba2.ts';
 import { lowerShortConv } from './blocks/shortconv.ts';
-import { linear, preNorm } from './blocks/common.ts';
+import { lowerSharedUse } from './blocks/shared.ts';
+import { linear, preNorm, residualAdd } from './blocks/common.ts';
 
 export interface LowerOptions {
   phase: Phase;
@@ -23,13 +24,14 @@ export interface LowerOptions {
   capacity: number;
 }
 
-/** Each mixer kind's block lowering: x → x + mixer(norm(x)). */
+/** Each mixer kind's block lowering: x → x + mixer(norm(input)), input being x by default. */
 type MixerLowering<S extends MixerSpec> = (
   b: GraphBuilder,
   model: ModelIR,
   x: number,
   layer: number,
   spec: S,
+  input?: number,
 ) => number;
 
 const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>> } = {
@@ -39,8 +41,15 @@ const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>>
   shortconv: lowerShortConv,
 };
 
-function lowerMixer(b: GraphBuilder, model: ModelIR, x: number, i: number, m: MixerSpec): number {
-  return (MIXERS[m.kind] as MixerLowering<MixerSpec>)(b, model, x, i, m);
+function lowerMixer(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  i: number,
+  m: MixerSpec,
+  input: number,
+): number {
+  return (MIXERS[m.kind] as MixerLowering<MixerSpec>)(b, model, x, i, m, input);
 }
 
 export function lower(model: ModelIR, opts: LowerOptions): Graph {
@@ -48,7 +57,7 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
   const b = new GraphBuilder(opts.phase, maxT, opts.capacity);
   const ids = b.tensor('ids', ['T'], 'input', 'u32');
   const table = b.param(EMBED, [model.vocab, model.dim]);
-  let x = b.op(
+  const embeddings = b.op(
     {
       op: 'embed',
       vocab: model.vocab,
@@ -61,9 +70,26 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
     { ids, table },
     { out: { name: 'embed', shape: ['T', model.dim] } },
   ).out;
+  let x = embeddings;
   for (const layer of model.layers) {
     b.layer = layer.index;
-    if (layer.mixer) x = lowerMixer(b, model, x, layer.index, layer.mixer);
+    const shared = sharedBlockOf(model, layer);
+    if (shared && !layer.mixer) {
+      throw new Error(
+        `layer ${layer.index}: a shared block feeds the layer's mixer, and it has none`,
+      );
+    }
+    // A shared block's output joins the mixer's input only; the residual stays x (Zamba2).
+    const input = shared
+      ? residualAdd(
+          b,
+          x,
+          lowerSharedUse(b, model, x, embeddings, layer.index, shared),
+          model.dim,
+          `l${layer.index}.shared`,
+        )
+      : x;
+    if (layer.mixer) x = lowerMixer(b, model, x, layer.index, layer.mixer, input);
     if (layer.ffn?.kind === 'moe') x = lowerMoe(b, model, x, layer.index, layer.ffn);
     else if (layer.ffn) x = lowerMlp(b, model, x, layer.index, layer.ffn);
   }

@@ -141,6 +141,17 @@ export interface AddAttrs {
 }
 // inputs: a [T, width], b [T, width]; outputs: out
 
+/**
+ * Row-wise concatenation: out[t] = [a[t], b[t]] (Zamba2's shared block reads the residual stream
+ * and the original embeddings side by side, normalised together).
+ */
+export interface ConcatAttrs {
+  op: 'concat';
+  widthA: number;
+  widthB: number;
+}
+// inputs: a [T, widthA], b [T, widthB]; outputs: out [T, widthA + widthB]
+
 export interface ActAttrs {
   op: 'act';
   act: Activation;
@@ -351,6 +362,7 @@ export type OpAttrs =
   | KvWriteAttrs
   | AttentionAttrs
   | AddAttrs
+  | ConcatAttrs
   | ActAttrs
   | GluAttrs
   | SoftcapAttrs

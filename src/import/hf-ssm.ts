@@ -53,7 +53,7 @@ function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 
   return { weightMap, storedShapes };
 }
 
-function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec {
+export function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec {
   const eps = cfg.num(key, fallback);
   if (!(eps > 0)) cfg.fail(key, `must be positive, got ${eps}`);
   return { kind: 'rms', eps, unitOffset: false, bias: false };
@@ -67,7 +67,7 @@ function requireSilu(cfg: ConfigReader, key: string): void {
 }
 
 /** time_step_limit [min, max] → dtMin / dtMax (null for +inf); HF default (0, inf). */
-function readDtLimit(
+export function readDtLimit(
   cfg: ConfigReader,
   key = 'time_step_limit',
 ): { dtMin: number; dtMax: number | null } {
@@ -85,7 +85,7 @@ function readDtLimit(
   return { dtMin: lo, dtMax: Number.isFinite(hi) ? hi : null };
 }
 
-function base(
+export function base(
   name: string,
   layers: LayerSpec[],
   norm: NormSpec,
@@ -195,7 +195,7 @@ interface Mamba2Keys {
  * A Mamba-2 mixer from a config's keys (names differ per family). heads × headDim must be
  * the inner width expand × dim, as every HF Mamba-2 class assumes when it reshapes.
  */
-function readMamba2(
+export function readMamba2(
   cfg: ConfigReader,
   dim: number,
   k: Mamba2Keys,
@@ -295,7 +295,7 @@ function importMamba2(cfg: ConfigReader, name: string): FamilyImport {
   return { model, ...mapWeights(model, BACKBONE_RULES) };
 }
 
-function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number {
+export function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number {
   const raw = cfg.raw('num_key_value_heads');
   const kv = raw === null ? heads : cfg.positiveInt('num_key_value_heads', fallback);
   if (heads % kv !== 0) {

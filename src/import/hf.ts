@@ -11,6 +11,7 @@ import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { importGptOss } from './hf-gpt-oss.ts';
 import { importGemma3Text } from './hf-gemma3.ts';
 import { SSM_FAMILIES, type FamilyImporter } from './hf-ssm.ts';
+import { ZAMBA2_FAMILIES } from './hf-zamba2.ts';
 import { expectedTensors } from './names.ts';
 
 export interface HfImport {
@@ -34,6 +35,7 @@ export interface HfImport {
 /** Families whose importer returns the whole import, checkpoint names included. */
 const FAMILY_IMPORTERS: Readonly<Record<string, FamilyImporter>> = {
   ...SSM_FAMILIES,
+  ...ZAMBA2_FAMILIES,
   gemma3_text: importGemma3Text,
   gpt_oss: importGptOss,
 };

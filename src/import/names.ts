@@ -13,6 +13,7 @@ import type {
   MlpSpec,
   ModelIR,
   MoeSpec,
+  SharedBlockSpec,
   ShortConvSpec,
 } from '../spec/model.ts';
 
@@ -134,6 +135,93 @@ export function postNormNames(i: number) {
     mixer: `${layerPrefix(i)}.post_mixer_layernorm`,
     ffn: `${layerPrefix(i)}.post_feedforward_layernorm`,
   };
+}
+
+/**
+ * A shared block's tensors, stored once under model.shared.{name}: its two norms (the first over
+ * the 2·dim input), attention projections (q/k/v read 2·dim) and the ffn with gate and up fused
+ * in one [2·hidden, dim] tensor, gate rows first (HF Zamba2's gate_up_proj).
+ */
+export function sharedBlockNames(name: string) {
+  const p = `model.shared.${name}`;
+  return {
+    inputNorm: `${p}.input_layernorm`,
+    q: `${p}.self_attn.q_proj`,
+    k: `${p}.self_attn.k_proj`,
+    v: `${p}.self_attn.v_proj`,
+    o: `${p}.self_attn.o_proj`,
+    ffnNorm: `${p}.pre_ff_layernorm`,
+    gateUp: `${p}.feed_forward.gate_up_proj`,
+    down: `${p}.feed_forward.down_proj`,
+  };
+}
+
+/**
+ * Tensors of layer i's use of a shared block: the linear from the block's output to the mixer's
+ * input, and the LoRA adapters (`down` [rank, in], `up` [out, rank]) of this use.
+ */
+export function sharedUseNames(i: number) {
+  const p = `${layerPrefix(i)}.shared`;
+  const adapter = (tag: string) => ({
+    down: `${p}.${tag}_adapter.down`,
+    up: `${p}.${tag}_adapter.up`,
+  });
+  return {
+    linear: `${p}.linear`,
+    q: adapter('q'),
+    k: adapter('k'),
+    v: adapter('v'),
+    gateUp: adapter('gate_up'),
+  };
+}
+
+function sharedBlockTensors(model: ModelIR, s: SharedBlockSpec): TensorSpec[] {
+  const n = sharedBlockNames(s.name);
+  const a = s.attention;
+  const inp = 2 * model.dim;
+  return [
+    ...normTensors(model, n.inputNorm, inp),
+    ...linear(n.q, a.heads * a.headDim, inp, a.qkvBias),
+    ...linear(n.k, a.kvHeads * a.headDim, inp, a.qkvBias),
+    ...linear(n.v, a.kvHeads * a.headDim, inp, a.qkvBias),
+    ...linear(n.o, model.dim, a.heads * a.headDim, a.outBias),
+    ...normTensors(model, n.ffnNorm, model.dim),
+    ...linear(n.gateUp, 2 * s.ffn.hidden, model.dim, s.ffn.bias),
+    ...linear(n.down, model.dim, s.ffn.hidden, s.ffn.bias),
+  ];
+}
+
+/** The shared block a layer uses, or null; throws when the name is not defined. */
+export function sharedBlockOf(model: ModelIR, layer: LayerSpec): SharedBlockSpec | null {
+  if (!layer.shared) return null;
+  const s = (model.sharedBlocks ?? []).find((b) => b.name === layer.shared);
+  if (!s)
+    throw new Error(
+      `layer ${layer.index} uses shared block '${layer.shared}', which is not defined`,
+    );
+  return s;
+}
+
+function sharedUseTensors(model: ModelIR, i: number, s: SharedBlockSpec): TensorSpec[] {
+  const n = sharedUseNames(i);
+  const a = s.attention;
+  const r = s.adapterRank;
+  const inp = 2 * model.dim;
+  const adapter = (m: { down: string; up: string }, inWidth: number, out: number) => [
+    ...linear(m.down, r, inWidth, false),
+    ...linear(m.up, out, r, false),
+  ];
+  return [
+    ...(s.attentionAdapters
+      ? [
+          ...adapter(n.q, inp, a.heads * a.headDim),
+          ...adapter(n.k, inp, a.kvHeads * a.headDim),
+          ...adapter(n.v, inp, a.kvHeads * a.headDim),
+        ]
+      : []),
+    ...(s.ffnAdapters ? adapter(n.gateUp, model.dim, 2 * s.ffn.hidden) : []),
+    ...linear(n.linear, model.dim, model.dim, false),
+  ];
 }
 
 function normTensors(model: ModelIR, prefix: string, width: number): TensorSpec[] {
@@ -277,7 +365,9 @@ function moeTensors(model: ModelIR, i: number, f: MoeSpec): TensorSpec[] {
 
 export function layerTensors(model: ModelIR, layer: LayerSpec): TensorSpec[] {
   // A layer without a mixer (Nemotron-H's MLP layers) has neither its tensors nor its pre-norm.
-  const out = layer.mixer ? byMixerKind(MIXER_TENSORS, model, layer.index, layer.mixer) : [];
+  const shared = sharedBlockOf(model, layer);
+  const out = shared ? sharedUseTensors(model, layer.index, shared) : [];
+  if (layer.mixer) out.push(...byMixerKind(MIXER_TENSORS, model, layer.index, layer.mixer));
   const post = postNormNames(layer.index);
   if (layer.mixer && model.postNorms) out.push(...normTensors(model, post.mixer, model.dim));
   if (layer.ffn?.kind === 'moe') out.push(...moeTensors(model, layer.index, layer.ffn));
@@ -289,6 +379,8 @@ export function layerTensors(model: ModelIR, layer: LayerSpec): TensorSpec[] {
 /** Every weight tensor the model needs, in a stable order. */
 export function expectedTensors(model: ModelIR): TensorSpec[] {
   const out: TensorSpec[] = [{ name: EMBED, shape: [model.vocab, model.dim] }];
+  // Shared blocks are stored (and counted) once, however many layers use them.
+  for (const s of model.sharedBlocks ?? []) out.push(...sharedBlockTensors(model, s));
   for (const layer of model.layers) out.push(...layerTensors(model, layer));
   out.push(...normTensors(model, FINAL_NORM, model.dim));
   if (!model.tieEmbeddings) out.push({ name: LM_HEAD, shape: [model.vocab, model.dim] });

@@ -1,11 +1,13 @@
 /**
- * Elementwise ops: residual add, product, activation, gated linear unit and softcap.
+ * Elementwise ops: residual add, product, row concatenation, activation, gated linear unit and
+ * softcap.
  * Each works on `rows × width` contiguous f32 values, rows being T (or L for
  * softcap on logits), so the references only need the element count.
  */
 import type {
   ActAttrs,
   AddAttrs,
+  ConcatAttrs,
   Cost,
   GluAttrs,
   MulAttrs,
@@ -52,6 +54,24 @@ export const mul: OpReference<MulAttrs> = {
     return { out };
   },
   cost: (a, step) => streamCost(step.T * a.width, 1, 2),
+};
+
+export const concat: OpReference<ConcatAttrs> = {
+  reference(a, inputs, step) {
+    const W = a.widthA + a.widthB;
+    const x = rowsOf(inputs, 'a', step.T * a.widthA);
+    const y = rowsOf(inputs, 'b', step.T * a.widthB);
+    const out = new Float32Array(step.T * W);
+    for (let t = 0; t < step.T; t++) {
+      out.set(x.subarray(t * a.widthA, (t + 1) * a.widthA), t * W);
+      out.set(y.subarray(t * a.widthB, (t + 1) * a.widthB), t * W + a.widthA);
+    }
+    return { out };
+  },
+  cost: (a, step) => {
+    const n = step.T * (a.widthA + a.widthB);
+    return { flops: 0, bytesRead: n * 4, bytesWritten: n * 4 };
+  },
 };
 
 export const act: OpReference<ActAttrs> = {

@@ -6,7 +6,7 @@ import { attention, kvWrite } from './attention.ts';
 import { rope } from './rope.ts';
 import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
-import { act, add, glu, mul, softcap } from './elementwise.ts';
+import { act, add, concat, glu, mul, softcap } from './elementwise.ts';
 import { conv1d } from './conv1d.ts';
 import { selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
@@ -22,6 +22,7 @@ export const references: Registry = {
   norm,
   embed,
   add,
+  concat,
   act,
   glu,
   softcap,

@@ -52,6 +52,10 @@ export function checkShapes(g: Graph): void {
         expect(g, n, 'a', ['T', a.width]);
         expect(g, n, 'b', ['T', a.width]);
         break;
+      case 'concat':
+        expect(g, n, 'a', ['T', a.widthA]);
+        expect(g, n, 'b', ['T', a.widthB]);
+        break;
       case 'glu':
         expect(g, n, 'gate', ['T', a.width]);
         expect(g, n, 'up', ['T', a.width]);

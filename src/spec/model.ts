@@ -195,6 +195,30 @@ export interface MoeSpec {
 
 export type FfnSpec = MlpSpec | MoeSpec;
 
+/**
+ * A transformer block whose weights are stored once and run at several depths (Zamba2's shared
+ * blocks). At a layer that uses it, the block reads [x, e] (the residual stream beside the
+ * token embeddings, width 2·dim): h = norm(concat(x, e)); a = attention(h) projected back to dim;
+ * y = ffn(norm(a)) (neither sublayer has a residual); the layer's own linear maps y to s, and the
+ * layer's mixer reads x + s while its residual stays x: x + mixer(norm(x + s)). Each use has its
+ * own KV cache, linear and (optional) rank-`adapterRank` LoRA adapters y += (h A)B on q, k, v and
+ * on the ffn's gate and up projections.
+ */
+export interface SharedBlockSpec {
+  kind: 'shared';
+  /** The name layers refer to it by; its weights live under model.shared.{name}. */
+  name: string;
+  /** Reads 2·dim columns; heads × headDim is its width before the output projection to dim. */
+  attention: AttentionSpec;
+  /** A gated MLP on dim (its gate and up projections are one fused tensor, gate rows first). */
+  ffn: MlpSpec;
+  adapterRank: number;
+  /** Per-use adapters on q, k and v (HF use_shared_attention_adapter). */
+  attentionAdapters: boolean;
+  /** Per-use adapters on the ffn's gate and up projections (HF use_shared_mlp_adapter). */
+  ffnAdapters: boolean;
+}
+
 export interface LayerSpec {
   index: number;
   /** Name of the mixer definition in the source spec (for tables and overrides). */
@@ -207,6 +231,8 @@ export interface LayerSpec {
   /** null: the layer has no FFN sublayer. */
   ffnName: string | null;
   ffn: FfnSpec | null;
+  /** The shared block this layer runs before its mixer (see SharedBlockSpec); absent: none. */
+  shared?: string | null;
 }
 
 export interface ModelIR {
@@ -228,5 +254,7 @@ export interface ModelIR {
   logitSoftcap: number | null;
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
+  /** Blocks whose weights several layers share (Zamba2); absent: none. */
+  sharedBlocks?: SharedBlockSpec[];
   layers: LayerSpec[];
 }

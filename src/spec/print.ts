@@ -8,6 +8,7 @@ import { formatValue, toAstArgs, type DslArg, type DslCall, type DslValue } from
 import { deepEqual } from './equal.ts';
 import type { Env, Family, Kind, KindContext } from './kind.ts';
 import { FFNS, MIXERS } from './kinds/index.ts';
+import { SHARED_BLOCKS } from './kinds/shared.ts';
 import { assertModel } from './load-data.ts';
 import { parseSpec } from './load.ts';
 import type { LayerSpec, MixerSpec, ModelIR } from './model.ts';
@@ -194,7 +195,7 @@ function layersText(layers: readonly LayerSpec[], anyFfnDefined: boolean): strin
 
 interface BlockPlan<T> {
   name: string;
-  role: 'mixer' | 'ffn';
+  role: 'mixer' | 'ffn' | 'shared';
   kind: Kind<T>;
   spec: T;
   args: DslArg[];
@@ -265,8 +266,9 @@ function plans<T>(
 
 function definitionLines(all: BlockPlan<unknown>[]): string[] {
   const width = Math.max(...all.map((p) => p.name.length));
+  const roleWidth = Math.max(5, ...all.map((p) => p.role.length));
   return all.map((p) => {
-    const head = `  ${p.role.padEnd(5)} ${p.name.padEnd(width)} = `;
+    const head = `  ${p.role.padEnd(roleWidth)} ${p.name.padEnd(width)} = `;
     return head + render({ kind: p.kind.name, args: p.args }, '  ', head.length);
   });
 }
@@ -313,12 +315,27 @@ function printUnchecked(model: ModelIR): string {
     FFNS,
     ctx,
   );
-  out.push('', ...definitionLines([...mixers.values(), ...ffns.values()] as BlockPlan<unknown>[]));
+  const shared: BlockPlan<unknown>[] = (model.sharedBlocks ?? []).map((b) => {
+    const { name, ...spec } = b;
+    const kind = SHARED_BLOCKS.kinds[0]!;
+    return {
+      name,
+      role: 'shared',
+      kind,
+      spec,
+      args: minimize(kind, kind.toArgs(spec)!, spec, ctx),
+    };
+  });
+  out.push(
+    '',
+    ...definitionLines([...mixers.values(), ...ffns.values(), ...shared] as BlockPlan<unknown>[]),
+  );
   out.push('', ...layersText(model.layers, ffns.size > 0));
 
   const bodies = new Map<string, number[]>();
   for (const l of model.layers) {
-    const entries = overrideEntries(mixers.get(l.mixerName)!, l.mixer, ctx);
+    const entries = l.shared ? [`shared: ${l.shared}`] : [];
+    entries.push(...overrideEntries(mixers.get(l.mixerName)!, l.mixer, ctx));
     if (l.ffnName !== null && l.ffn)
       entries.push(...overrideEntries(ffns.get(l.ffnName)!, l.ffn, ctx));
     if (entries.length) {

@@ -20,6 +20,7 @@ import { expandLayers } from './expand.ts';
 import { expandPattern } from './pattern.ts';
 import { findKind, type Env, type Family, type Kind } from './kind.ts';
 import { FFNS, MIXERS } from './kinds/index.ts';
+import { SHARED_BLOCKS, type SharedBlockBody } from './kinds/shared.ts';
 import {
   MODEL_IR_VERSION,
   type FfnSpec,
@@ -66,12 +67,15 @@ interface Slot<T> {
 interface LayerState {
   mixer: Slot<MixerSpec | null>;
   ffn: Slot<FfnSpec> | null;
+  /** The shared block the layer runs before its mixer (set by `override ... { shared: NAME }`). */
+  shared: Definition<SharedBlockBody> | null;
 }
 
 class Resolver {
   private readonly env: Env;
   private readonly mixers = new Map<string, Definition<MixerSpec | null>>();
   private readonly ffns = new Map<string, Definition<FfnSpec>>();
+  private readonly shared = new Map<string, Definition<SharedBlockBody>>();
 
   constructor(text: string) {
     const fail = (message: string, span: Span): never => {
@@ -108,6 +112,7 @@ class Resolver {
         layers.push({
           mixer: { def: this.mixerRef(ref), args: null },
           ffn: this.ffnSlot(ffns[i]!),
+          shared: null,
         });
       });
     }
@@ -122,7 +127,14 @@ class Resolver {
           l.mixer.def.call.span,
         );
       }
+      if (l.shared && l.mixer.def.spec === null) {
+        this.fail(
+          `layer ${i} uses shared block '${l.shared.name.name}' but has no mixer for it to feed`,
+          l.shared.name.span,
+        );
+      }
     });
+    const shared = [...this.shared.values()];
 
     return {
       version: MODEL_IR_VERSION,
@@ -135,19 +147,24 @@ class Resolver {
       embeddingScale: settings.embeddingScale,
       logitSoftcap: settings.logitSoftcap,
       maxContext: settings.maxContext,
+      // Both fields are left out of models that define no shared block, as before they existed.
+      ...(shared.length
+        ? { sharedBlocks: shared.map((d) => ({ ...structuredClone(d.spec), name: d.name.name })) }
+        : {}),
       layers: layers.map((l, index): LayerSpec => ({
         index,
         mixerName: l.mixer.def.name.name,
         mixer: this.build(l.mixer),
         ffnName: l.ffn ? l.ffn.def.name.name : null,
         ffn: l.ffn ? this.build(l.ffn) : null,
+        ...(l.shared ? { shared: l.shared.name.name } : {}),
       })),
     };
   }
 
   private define(s: DefinitionStmt): void {
     const name = s.name.name;
-    const earlier = this.mixers.get(name) ?? this.ffns.get(name);
+    const earlier = this.mixers.get(name) ?? this.ffns.get(name) ?? this.shared.get(name);
     if (earlier) {
       const at = earlier.name.span;
       this.fail(
@@ -163,6 +180,18 @@ class Resolver {
         span: s.value.span,
       };
       this.mixers.set(name, { name: s.name, role: s.role, kind: NO_MIXER, call, spec: null });
+      return;
+    }
+    if (s.role === 'shared') {
+      if (s.value.type !== 'call') {
+        this.fail(
+          `shared block '${name}' must be ${SHARED_BLOCKS.example}, got ${describeValue(s.value)}`,
+          s.value.span,
+        );
+      }
+      const kind = findKind(SHARED_BLOCKS, s.value, this.env);
+      const spec = kind.resolve(s.value.args ?? [], s.value.kind.span, this.env);
+      this.shared.set(name, { name: s.name, role: s.role, kind, call: s.value, spec });
       return;
     }
     if (s.value.type !== 'call') {
@@ -216,10 +245,14 @@ class Resolver {
     }));
     return expandPattern(s, defs, this.env.fail).map(({ name, at }) => {
       const mixer = this.mixers.get(name.name);
-      if (mixer) return { mixer: { def: mixer, args: null }, ffn: null };
+      if (mixer) return { mixer: { def: mixer, args: null }, ffn: null, shared: null };
       const ffn = this.ffns.get(name.name);
       if (ffn)
-        return { mixer: { def: this.noMixer(at), args: null }, ffn: { def: ffn, args: null } };
+        return {
+          mixer: { def: this.noMixer(at), args: null },
+          ffn: { def: ffn, args: null },
+          shared: null,
+        };
       const names = [...this.mixers.keys(), ...this.ffns.keys()];
       return this.fail(
         `unknown definition '${name.name}'${didYouMean(name.name, names)}`,
@@ -276,6 +309,15 @@ class Resolver {
     );
   }
 
+  private sharedRef(ref: Ident): Definition<SharedBlockBody> {
+    const def = this.shared.get(ref.name);
+    if (def) return def;
+    return this.fail(
+      `unknown shared block '${ref.name}'${didYouMean(ref.name, this.shared.keys())}`,
+      ref.span,
+    );
+  }
+
   private ffnSlot(ref: FfnRef): Slot<FfnSpec> | null {
     if ('type' in ref) return null;
     const def = this.ffns.get(ref.name);
@@ -324,6 +366,9 @@ class Resolver {
         layer.mixer = { def: this.mixerRef(this.nameIn(e.value, 'mixer')), args: null };
       } else if (target === 'ffn') {
         layer.ffn = this.ffnSlot(e.value.type === 'none' ? e.value : this.nameIn(e.value, 'ffn'));
+      } else if (target === 'shared') {
+        layer.shared =
+          e.value.type === 'none' ? null : this.sharedRef(this.nameIn(e.value, 'shared'));
       } else {
         this.fail(
           `'${target}: ...' sets nothing: write '${target}.FIELD: value', or 'mixer: NAME' / 'ffn: NAME' to swap a block`,
@@ -331,6 +376,12 @@ class Resolver {
         );
       }
       return;
+    }
+    if (target === 'shared' || this.shared.has(target)) {
+      this.fail(
+        "a shared block is the same at every layer that uses it: define another 'shared NAME = ...' to change it",
+        e.span,
+      );
     }
     const field: Arg = { name: e.field, value: e.value, span: e.span };
     if (target === 'mixer' || this.mixers.has(target)) {
@@ -361,7 +412,7 @@ class Resolver {
 
   private nameIn(v: OverrideEntry['value'], role: BlockRole): Ident {
     if (v.type === 'call' && v.args === null) return v.kind;
-    const alt = role === 'ffn' ? ' or none' : '';
+    const alt = role === 'mixer' ? '' : ' or none';
     return this.fail(
       `${role} must name ${article(role)} definition${alt}, got ${describeValue(v)}`,
       v.span,

@@ -28,14 +28,15 @@ function object(
   };
 }
 
-/**
- * The object schema plus optional properties that the loader fills with their `default` (ajv's
- * useDefaults), so YAML/JSON specs written before a field existed keep loading.
- */
-function withDefaults(schema: JsonSchema, optional: Record<string, JsonSchema>): JsonSchema {
-  const properties = { ...(schema.properties as Record<string, JsonSchema>), ...optional };
-  return { ...schema, properties };
-}
+/** Absent in models without shared blocks (Zamba2). */
+const SHARED_BLOCKS = {
+  sharedBlocks: { type: 'array', items: { $ref: '#/definitions/sharedBlock' } },
+} as const;
+
+/** Absent or null: the layer runs no shared block. */
+const LAYER_SHARED = {
+  shared: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+} as const;
 
 /** `null` or the schema: if/else keeps errors about the object instead of "must be null". */
 function nullable(ref: string): JsonSchema {
@@ -48,8 +49,8 @@ export const modelIrSchema: JsonSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://strata.dev/schema/model-ir-1.json',
   title: 'strata ModelIR',
-  ...withDefaults(
-    object({
+  ...object(
+    {
       version: { const: 1 },
       name: { type: 'string', minLength: 1 },
       vocab: posInt,
@@ -60,9 +61,9 @@ export const modelIrSchema: JsonSchema = {
       logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
       maxContext: posInt,
       layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
-    }),
-    // Added after the first specs were written: a spec without it keeps its meaning.
-    { postNorms: { ...bool, default: false } },
+    },
+    // Added after the first specs were written: a spec without them keeps its meaning.
+    { postNorms: { ...bool, default: false }, ...SHARED_BLOCKS },
   ),
   definitions: {
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
@@ -72,13 +73,25 @@ export const modelIrSchema: JsonSchema = {
       unitOffset: bool,
       bias: bool,
     }),
-    layer: object({
-      index: { type: 'integer', minimum: 0 },
-      mixerName: { $ref: '#/definitions/name' },
-      // null: a layer with only its ffn (Nemotron-H's MLP layers).
-      mixer: nullable('#/definitions/mixer'),
-      ffnName: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-      ffn: nullable('#/definitions/ffn'),
+    layer: object(
+      {
+        index: { type: 'integer', minimum: 0 },
+        mixerName: { $ref: '#/definitions/name' },
+        // null: a layer with only its ffn (Nemotron-H's MLP layers).
+        mixer: nullable('#/definitions/mixer'),
+        ffnName: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+        ffn: nullable('#/definitions/ffn'),
+      },
+      LAYER_SHARED,
+    ),
+    sharedBlock: object({
+      kind: kind('shared'),
+      name: { $ref: '#/definitions/name' },
+      attention: { $ref: '#/definitions/attention' },
+      ffn: { $ref: '#/definitions/mlp' },
+      adapterRank: posInt,
+      attentionAdapters: bool,
+      ffnAdapters: bool,
     }),
     mixer: {
       type: 'object',

@@ -46,11 +46,25 @@ function formatTable(header: string[], rows: string[][], rightAligned: Set<numbe
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-/** One row per layer: index, mixer name, kind and dimensions, ffn name, kind and hidden size. */
+/**
+ * One row per layer: index, mixer name, kind and dimensions, ffn name, kind and hidden size, and
+ * (only in models that have shared blocks) the shared block each layer runs.
+ */
 export function layerTable(model: ModelIR): string {
-  const header = ['layer', 'mixer', 'kind', 'dims', 'ffn', 'kind', 'hidden'];
+  const withShared = (model.sharedBlocks ?? []).length > 0;
+  const header = [
+    'layer',
+    ...(withShared ? ['shared'] : []),
+    'mixer',
+    'kind',
+    'dims',
+    'ffn',
+    'kind',
+    'hidden',
+  ];
   const rows = model.layers.map((l) => [
     String(l.index),
+    ...(withShared ? [l.shared ?? '-'] : []),
     l.mixerName,
     l.mixer ? l.mixer.kind : 'none',
     l.mixer ? mixerDims(l.mixer) : '-',
@@ -58,5 +72,5 @@ export function layerTable(model: ModelIR): string {
     l.ffn ? ffnKind(l.ffn) : '-',
     l.ffn ? String(l.ffn.kind === 'moe' ? l.ffn.expert.hidden : l.ffn.hidden) : '-',
   ]);
-  return formatTable(header, rows, new Set([0, 6]));
+  return formatTable(header, rows, new Set([0, header.length - 1]));
 }

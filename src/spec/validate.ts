@@ -3,7 +3,7 @@
  * say. The DSL resolver guarantees these by construction; YAML/JSON specs need them checked.
  */
 import { RESERVED_WORDS } from '../../grammar/lexer.ts';
-import { checkMixer, checkMoe, checkNorm, irNames, type Issue } from './checks.ts';
+import { checkAttention, checkMixer, checkMoe, checkNorm, irNames, type Issue } from './checks.ts';
 import type { ModelIR } from './model.ts';
 
 function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] {
@@ -13,17 +13,41 @@ function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] 
 /** Every issue, with paths from the model root. */
 export function validateModel(model: ModelIR): Issue[] {
   const issues: Issue[] = within(['norm'], checkNorm(model.norm, irNames));
-  const roleOf = new Map<string, 'mixer' | 'ffn'>();
-  const claim = (name: string, role: 'mixer' | 'ffn', path: (string | number)[]) => {
+  const roleOf = new Map<string, 'mixer' | 'ffn' | 'shared block'>();
+  const claim = (
+    name: string,
+    role: 'mixer' | 'ffn' | 'shared block',
+    path: (string | number)[],
+  ) => {
     if (RESERVED_WORDS.has(name)) {
       issues.push({ path, message: `'${name}' is a reserved word and cannot name a ${role}` });
     }
     const other = roleOf.get(name);
     if (other && other !== role) {
-      issues.push({ path, message: `'${name}' names both a mixer and an ffn` });
+      const [a, b] = ROLES.filter((r) => r === other || r === role);
+      issues.push({ path, message: `'${name}' names both ${article(a!)} and ${article(b!)}` });
     }
     roleOf.set(name, role);
   };
+  const sharedNames = new Set<string>();
+  (model.sharedBlocks ?? []).forEach((b, k) => {
+    const at = ['sharedBlocks', k];
+    if (sharedNames.has(b.name)) {
+      issues.push({ path: [...at, 'name'], message: `shared block '${b.name}' is defined twice` });
+    }
+    sharedNames.add(b.name);
+    claim(b.name, 'shared block', [...at, 'name']);
+    issues.push(...within([...at, 'attention'], checkAttention(b.attention, irNames)));
+    if (!b.ffn.gated) {
+      issues.push({ path: [...at, 'ffn', 'gated'], message: 'a shared block ffn must be gated' });
+    }
+    if (b.attention.sinks) {
+      issues.push({
+        path: [...at, 'attention', 'sinks'],
+        message: 'attention sinks are not supported in shared blocks yet',
+      });
+    }
+  });
   // A definition either is `none` or is a mixer kind, in every layer that uses it.
   const noneMixer = new Map<string, boolean>();
   model.layers.forEach((layer, i) => {
@@ -54,6 +78,24 @@ export function validateModel(model: ModelIR): Issue[] {
     if (layer.ffnName !== null) claim(layer.ffnName, 'ffn', [...at, 'ffnName']);
     if (layer.ffn?.kind === 'moe')
       issues.push(...within([...at, 'ffn'], checkMoe(layer.ffn, irNames)));
+    if (layer.shared && !sharedNames.has(layer.shared)) {
+      issues.push({
+        path: [...at, 'shared'],
+        message: `no shared block is named '${layer.shared}'`,
+      });
+    }
+    if (layer.shared && !layer.mixer) {
+      issues.push({
+        path: [...at, 'shared'],
+        message: 'a shared block feeds the layer mixer, and this layer has none',
+      });
+    }
   });
   return issues;
+}
+
+const ROLES = ['mixer', 'ffn', 'shared block'] as const;
+
+function article(noun: string): string {
+  return /^([aeiou]|ffn)/.test(noun) ? `an ${noun}` : `a ${noun}`;
 }

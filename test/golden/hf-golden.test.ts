@@ -33,6 +33,7 @@ const MUST_PASS = [
   'jamba',
   'gpt_oss',
   'gemma3_text',
+  'zamba2',
 ];
 
 const types = readdirSync(ROOT).sort();

@@ -16,7 +16,7 @@ interface Layout {
   vocab: number;
   dim: number;
   layers: number;
-  /** Each layer's mixerName, run-length encoded as "name*count". */
+  /** Each layer's mixerName (+ its shared block, if any), run-length encoded as "name*count". */
   mixers: string[];
   params: number;
 }
@@ -26,10 +26,11 @@ function layoutOf(model: ModelIR): Layout {
   let prev = '';
   let count = 0;
   for (const l of model.layers) {
-    if (l.mixerName === prev) count++;
+    const name = l.shared ? `${l.mixerName}+${l.shared}` : l.mixerName;
+    if (name === prev) count++;
     else {
       if (count) runs.push(`${prev}*${count}`);
-      prev = l.mixerName;
+      prev = name;
       count = 1;
     }
   }
@@ -176,8 +177,31 @@ const PUBLISHED: {
     },
   },
   {
+    // Zyphra/Zamba2-2.7B: 54 Mamba-2 layers, the two shared blocks alternating at the 9 hybrid
+    // layers; 2,662,214,560 parameters with each shared block counted once (published: 2.66B
+    // params, the Hugging Face model page's safetensors count; the name rounds to 2.7B).
     file: 'zamba2-2.7b.json',
-    expect: { unsupported: "model_type 'zamba2' needs shared attention blocks" },
+    expect: {
+      layout: {
+        vocab: 32000,
+        dim: 2560,
+        layers: 54,
+        mixers: [
+          'mamba*6',
+          'mamba+shared0*1',
+          ...Array.from({ length: 6 }, (_, j) => [
+            'mamba*5',
+            `mamba+shared${(j + 1) % 2}*1`,
+          ]).flat(),
+          'mamba*4',
+          'mamba+shared1*1',
+          'mamba*3',
+          'mamba+shared0*1',
+          'mamba*2',
+        ],
+        params: 2_662_214_560,
+      },
+    },
   },
 ];
 
@@ -265,7 +289,6 @@ describe('model types strata cannot run yet', () => {
     deepseek_v3: 'multi-head latent attention (MLA)',
     falcon_h1: 'parallel attention + mamba2 branches in one layer',
     granitemoehybrid: 'Granite multipliers',
-    zamba2: 'shared attention blocks',
     qwen3_next: 'gated DeltaNet mixers',
   };
   for (const [type, needs] of Object.entries(NEEDS)) {
@@ -335,7 +358,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, gemma3_text, gpt_oss)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, gemma3_text, gpt_oss, zamba2)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(

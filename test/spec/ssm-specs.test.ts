@@ -163,3 +163,41 @@ describe('specs/jamba-v0.1.strata', () => {
     expect(c.active).toBe(12_110_311_296);
   });
 });
+
+describe('specs/zamba2-2.7b.strata', () => {
+  it('runs two alternating shared blocks at the 9 hybrid layers, 2.66B parameters, as imported', () => {
+    const m = loadSpec('specs/zamba2-2.7b.strata');
+    expect(layout(m)).toBe(Array(54).fill('2').join(' '));
+    const hybrid = [6, 12, 18, 24, 30, 36, 42, 47, 51];
+    expect(m.layers.flatMap((l) => (l.shared ? [l.index] : []))).toEqual(hybrid);
+    expect(hybrid.map((i) => m.layers[i].shared)).toEqual(hybrid.map((_, j) => `shared${j % 2}`));
+    const block = m.sharedBlocks![0];
+    expect(block.attention).toMatchObject({ heads: 32, kvHeads: 32, headDim: 160, rope: null });
+    expect(block.attention.scale).toBe(80 ** -0.5);
+    expect(block.ffn).toEqual({
+      kind: 'mlp',
+      hidden: 10240,
+      act: 'gelu',
+      gated: true,
+      bias: false,
+    });
+    expect(block).toMatchObject({ adapterRank: 128, attentionAdapters: false, ffnAdapters: true });
+    const file = 'test/fixtures/configs/zamba2-2.7b.json';
+    const hf = importHfConfig(
+      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
+      'zamba2-2.7b',
+    );
+    // The whole ModelIR: the spec is the import's printSpec output.
+    expect(m).toEqual(hf.model);
+    expect(countParams(m).total).toBe(2_662_214_560);
+  });
+
+  it('counts each shared block once however many layers use it', () => {
+    const c = countParams(loadSpec('specs/zamba2-2.7b.strata'));
+    const D = 2560;
+    // Input norm over 2D, q/k/v from 2D to 2D, o to D, ffn norm, gate_up [2 × 10240, D], down.
+    const block = 2 * D + 3 * (2 * D) ** 2 + D * 2 * D + D + 2 * 10240 * D + D * 10240;
+    const layers = c.perLayer.reduce((a, b) => a + b, 0);
+    expect(c.total - c.embedding - layers - D).toBe(2 * block);
+  });
+});

@@ -44,12 +44,14 @@ export function lowerAttention(
   x: number,
   i: number,
   a: AttentionSpec,
+  /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
+  input: number = x,
 ): number {
   const n = attentionNames(i);
   const L = `l${i}.attn`;
   const qCols = a.heads * a.headDim;
   const kvCols = a.kvHeads * a.headDim;
-  const h = preNorm(b, model, x, n.norm, L);
+  const h = preNorm(b, model, input, n.norm, L);
   let q = linear(b, h, n.q, qCols, model.dim, a.qkvBias, `${L}.q`);
   let k = linear(b, h, n.k, kvCols, model.dim, a.qkvBias, `${L}.k`);
   const v = linear(b, h, n.v, kvCols, model.dim, a.qkvBias, `${L}.v`);

@@ -16,11 +16,13 @@ export function lowerMamba1(
   x: number,
   i: number,
   m: Mamba1Spec,
+  /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
+  input: number = x,
 ): number {
   const n = mamba1Names(i);
   const L = `l${i}.mamba`;
   const D = m.dInner;
-  const h = preNorm(b, model, x, n.norm, L);
+  const h = preNorm(b, model, input, n.norm, L);
   const xs = linearRows(b, h, n.inProj, 0, D, model.dim, m.projBias, `${L}.in_x`);
   const z = linearRows(b, h, n.inProj, D, D, model.dim, m.projBias, `${L}.in_z`);
   const conv = causalConv(

@@ -19,12 +19,14 @@ export function lowerMamba2(
   x: number,
   i: number,
   m: Mamba2Spec,
+  /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
+  input: number = x,
 ): number {
   const n = mamba2Names(i);
   const L = `l${i}.mamba2`;
   const w = mamba2Widths(m);
   const gn = m.groups * m.dState;
-  const h = preNorm(b, model, x, n.norm, L);
+  const h = preNorm(b, model, input, n.norm, L);
   const proj = (start: number, count: number, tag: string) =>
     linearRows(b, h, n.inProj, start, count, model.dim, m.projBias, `${L}.in_${tag}`);
   const z = proj(0, w.inner, 'z');

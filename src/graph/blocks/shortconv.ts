@@ -14,11 +14,13 @@ export function lowerShortConv(
   x: number,
   i: number,
   m: ShortConvSpec,
+  /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
+  input: number = x,
 ): number {
   const n = shortConvNames(i);
   const L = `l${i}.conv`;
   const d = model.dim;
-  const h = preNorm(b, model, x, n.norm, L);
+  const h = preNorm(b, model, input, n.norm, L);
   const proj = (k: number, tag: string) =>
     linearRows(b, h, n.inProj, k * d, d, d, m.bias, `${L}.in_${tag}`);
   const mul = (a: number, c: number, tag: string) =>
