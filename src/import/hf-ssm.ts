@@ -35,10 +35,10 @@ export interface FamilyImport {
 
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;
 
-type Rule = [RegExp, string];
+export type Rule = [RegExp, string];
 
 /** The weight map and stored shapes of a model whose checkpoint renames by `rules` (first match). */
-function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 'model'> {
+export function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 'model'> {
   const weightMap: Record<string, string> = {};
   const storedShapes: Record<string, number[]> = {};
   for (const t of expectedTensors(model)) {
@@ -50,21 +50,21 @@ function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 
   return { weightMap, storedShapes };
 }
 
-function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec {
+export function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec {
   const eps = cfg.num(key, fallback);
   if (!(eps > 0)) cfg.fail(key, `must be positive, got ${eps}`);
   return { kind: 'rms', eps, unitOffset: false, bias: false };
 }
 
 /** Mamba's conv and gate activation: the kernels implement SiLU only. */
-function requireSilu(cfg: ConfigReader, key: string): void {
+export function requireSilu(cfg: ConfigReader, key: string): void {
   if (readActivation(cfg, key, 'silu') !== 'silu') {
     cfg.fail(key, 'must be silu for the mamba mixers (the conv and gate activation)');
   }
 }
 
 /** time_step_limit [min, max] → dtMin / dtMax (null for +inf); HF default (0, inf). */
-function readDtLimit(
+export function readDtLimit(
   cfg: ConfigReader,
   key = 'time_step_limit',
 ): { dtMin: number; dtMax: number | null } {
@@ -102,6 +102,7 @@ function base(
     tieEmbeddings: o.tie,
     embeddingScale: 1,
     logitSoftcap: null,
+    logitScale: 1,
     maxContext: o.maxContext,
     layers,
   };
@@ -291,7 +292,7 @@ function importMamba2(cfg: ConfigReader, name: string): FamilyImport {
   return { model, ...mapWeights(model, BACKBONE_RULES) };
 }
 
-function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number {
+export function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number {
   const raw = cfg.raw('num_key_value_heads');
   const kv = raw === null ? heads : cfg.positiveInt('num_key_value_heads', fallback);
   if (heads % kv !== 0) {

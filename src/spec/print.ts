@@ -272,8 +272,9 @@ function definitionLines(all: BlockPlan<unknown>[]): string[] {
 }
 
 function settingsOf(m: ModelIR): ModelSettings {
-  const { vocab, dim, maxContext, norm, tieEmbeddings, embeddingScale, logitSoftcap } = m;
-  return { vocab, dim, maxContext, norm, tieEmbeddings, embeddingScale, logitSoftcap };
+  const { vocab, dim, maxContext, norm, tieEmbeddings, embeddingScale, logitSoftcap, logitScale } =
+    m;
+  return { vocab, dim, maxContext, norm, tieEmbeddings, embeddingScale, logitSoftcap, logitScale };
 }
 
 function printUnchecked(model: ModelIR): string {

@@ -133,6 +133,7 @@ class Resolver {
       tieEmbeddings: settings.tieEmbeddings,
       embeddingScale: settings.embeddingScale,
       logitSoftcap: settings.logitSoftcap,
+      logitScale: settings.logitScale,
       maxContext: settings.maxContext,
       layers: layers.map((l, index): LayerSpec => ({
         index,

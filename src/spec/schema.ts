@@ -20,6 +20,12 @@ function object(properties: Record<string, JsonSchema>): JsonSchema {
   };
 }
 
+/** object() plus properties that may be left out (fields absent when at their default). */
+function withOptional(base: JsonSchema, optional: Record<string, JsonSchema>): JsonSchema {
+  const properties = base.properties as Record<string, JsonSchema>;
+  return { ...base, properties: { ...properties, ...optional } };
+}
+
 /** `null` or the schema: if/else keeps errors about the object instead of "must be null". */
 function nullable(ref: string): JsonSchema {
   return { if: { type: 'null' }, else: { $ref: ref } };
@@ -40,6 +46,7 @@ export const modelIrSchema: JsonSchema = {
     tieEmbeddings: bool,
     embeddingScale: posNumber,
     logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+    logitScale: posNumber,
     maxContext: posInt,
     layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
   }),
@@ -68,8 +75,18 @@ export const modelIrSchema: JsonSchema = {
         { $ref: '#/definitions/mamba1' },
         { $ref: '#/definitions/mamba2' },
         { $ref: '#/definitions/shortconv' },
+        { $ref: '#/definitions/parallel' },
       ],
     },
+    parallel: object({
+      kind: kind('parallel'),
+      attn: { $ref: '#/definitions/attention' },
+      ssm: { $ref: '#/definitions/mamba2' },
+      attnInScale: posNumber,
+      attnOutScale: posNumber,
+      ssmInScale: posNumber,
+      ssmOutScale: posNumber,
+    }),
     attention: object({
       kind: kind('attention'),
       heads: posInt,
@@ -94,22 +111,28 @@ export const modelIrSchema: JsonSchema = {
       projBias: bool,
       innerNorms: { if: { type: 'null' }, else: object({ eps: posNumber }) },
     }),
-    mamba2: object({
-      kind: kind('mamba2'),
-      heads: posInt,
-      headDim: posInt,
-      dState: posInt,
-      groups: posInt,
-      dConv: posInt,
-      chunk: posInt,
-      convBias: bool,
-      projBias: bool,
-      normGroup: posInt,
-      normEps: posNumber,
-      dtMin: { type: 'number', minimum: 0 },
-      // null: no upper clamp (HF's time_step_limit of inf, which JSON cannot write).
-      dtMax: { type: ['number', 'null'], minimum: 0 },
-    }),
+    mamba2: withOptional(
+      object({
+        kind: kind('mamba2'),
+        heads: posInt,
+        headDim: posInt,
+        dState: posInt,
+        groups: posInt,
+        dConv: posInt,
+        chunk: posInt,
+        convBias: bool,
+        projBias: bool,
+        normGroup: posInt,
+        normEps: posNumber,
+        dtMin: { type: 'number', minimum: 0 },
+        // null: no upper clamp (HF's time_step_limit of inf, which JSON cannot write).
+        dtMax: { type: ['number', 'null'], minimum: 0 },
+      }),
+      {
+        projScales: { type: 'array', minItems: 5, maxItems: 5, items: posNumber },
+        gateNorm: { const: false },
+      },
+    ),
     shortconv: object({
       kind: kind('shortconv'),
       lCache: posInt,
@@ -171,12 +194,15 @@ export const modelIrSchema: JsonSchema = {
       shared: nullable('#/definitions/mlp'),
       sharedGate: bool,
     }),
-    mlp: object({
-      kind: kind('mlp'),
-      hidden: posInt,
-      act: { enum: ['silu', 'gelu', 'gelu_tanh', 'relu', 'relu2'] },
-      gated: bool,
-      bias: bool,
-    }),
+    mlp: withOptional(
+      object({
+        kind: kind('mlp'),
+        hidden: posInt,
+        act: { enum: ['silu', 'gelu', 'gelu_tanh', 'relu', 'relu2'] },
+        gated: bool,
+        bias: bool,
+      }),
+      { gateScale: posNumber, downScale: posNumber },
+    ),
   },
 };

@@ -43,6 +43,7 @@ describe('model settings', () => {
       tieEmbeddings: false,
       embeddingScale: 1,
       logitSoftcap: null,
+      logitScale: 1,
     });
   });
 
@@ -54,6 +55,7 @@ describe('model settings', () => {
       tieEmbeddings: true,
       embeddingScale: 2.5,
       logitSoftcap: 30,
+      logitScale: 1,
     });
   });
 

@@ -59,6 +59,7 @@ describe('specs/tiny-llama.strata', () => {
       tieEmbeddings: true,
       embeddingScale: 1,
       logitSoftcap: null,
+      logitScale: 1,
       maxContext: 512,
       layers: [layer(0), layer(1), layer(2)],
     };
@@ -115,6 +116,7 @@ describe('specs/llama-3.2-1b.strata', () => {
       tieEmbeddings: true,
       embeddingScale: 1,
       logitSoftcap: null,
+      logitScale: 1,
       maxContext: 131072,
     });
     expect(m.layers).toHaveLength(16);

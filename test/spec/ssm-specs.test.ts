@@ -8,11 +8,11 @@ import type { ModelIR } from '../../src/spec/model.ts';
 import { countParams } from '../../src/spec/params.ts';
 
 /**
- * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, - no mixer; + where there
+ * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, p parallel, - no mixer; + where there
  * is an FFN.
  */
 function layout(m: ModelIR): string {
-  const letter = { mamba1: 'm', mamba2: '2', shortconv: 'c', attention: 'a' } as const;
+  const letter = { mamba1: 'm', mamba2: '2', shortconv: 'c', attention: 'a', parallel: 'p' } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }
 

@@ -6,7 +6,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
 import { attentionNames } from '../../import/names.ts';
-import { linear, preNorm, residualAdd } from './common.ts';
+import { linear, linearScale, preNorm, residualAdd } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
@@ -45,14 +45,33 @@ export function lowerAttention(
   i: number,
   a: AttentionSpec,
 ): number {
+  const L = `l${i}.attn`;
+  const h = preNorm(b, model, x, attentionNames(i).norm, L);
+  return residualAdd(b, x, attentionBranch(b, model, h, i, a, 1, 1), model.dim, L);
+}
+
+/**
+ * outScale · attention(inScale · h) for the normed input h, without the residual: the multipliers
+ * fold into the q/k/v weights and the output projection.
+ */
+export function attentionBranch(
+  b: GraphBuilder,
+  model: ModelIR,
+  h: number,
+  i: number,
+  a: AttentionSpec,
+  inScale: number,
+  outScale: number,
+): number {
   const n = attentionNames(i);
   const L = `l${i}.attn`;
   const qCols = a.heads * a.headDim;
   const kvCols = a.kvHeads * a.headDim;
-  const h = preNorm(b, model, x, n.norm, L);
-  let q = linear(b, h, n.q, qCols, model.dim, a.qkvBias, `${L}.q`);
-  let k = linear(b, h, n.k, kvCols, model.dim, a.qkvBias, `${L}.k`);
-  const v = linear(b, h, n.v, kvCols, model.dim, a.qkvBias, `${L}.v`);
+  const proj = (prefix: string, cols: number, tag: string) =>
+    linear(b, h, prefix, cols, model.dim, a.qkvBias, `${L}.${tag}`, 'T', linearScale(inScale, 1));
+  let q = proj(n.q, qCols, 'q');
+  let k = proj(n.k, kvCols, 'k');
+  const v = proj(n.v, kvCols, 'v');
   if (a.qkNorm) {
     const headNorm = (t: number, width: number, prefix: string, tag: string) =>
       b.op(
@@ -97,6 +116,6 @@ export function lowerAttention(
     { q, kcache, vcache },
     { out: { name: `${L}.out`, shape: ['T', qCols] } },
   ).out;
-  const o = linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`);
-  return residualAdd(b, x, o, model.dim, L);
+  const out = linearScale(1, outScale);
+  return linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
 }

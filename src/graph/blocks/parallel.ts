@@ -1,0 +1,32 @@
+/**
+ * Lowering of a parallel sublayer (Falcon-H1's hybrid layer): one pre-norm, then attention and
+ * Mamba-2 on the same normed input, each with its multipliers folded into its projections, both
+ * added to the residual stream.
+ */
+import type { GraphBuilder } from '../builder.ts';
+import type { ModelIR, ParallelSpec } from '../../spec/model.ts';
+import { attentionNames } from '../../import/names.ts';
+import { attentionBranch } from './attention.ts';
+import { preNorm, residualAdd } from './common.ts';
+import { mamba2Branch } from './mamba2.ts';
+
+export function lowerParallel(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  i: number,
+  m: ParallelSpec,
+): number {
+  const L = `l${i}.parallel`;
+  const h = preNorm(b, model, x, attentionNames(i).norm, L);
+  const ssm = mamba2Branch(b, model, h, i, m.ssm, m.ssmInScale, m.ssmOutScale);
+  const attn = attentionBranch(b, model, h, i, m.attn, m.attnInScale, m.attnOutScale);
+  // Two residual adds rather than one sum: the fusion pass folds each into its projection.
+  return residualAdd(
+    b,
+    residualAdd(b, x, ssm, model.dim, `${L}.ssm`),
+    attn,
+    model.dim,
+    `${L}.attn`,
+  );
+}
