@@ -98,8 +98,18 @@ const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: str
     },
   },
   {
+    // tiiuae/Falcon-H1-7B: attention and Mamba-2 in parallel in all 44 layers; 7.586B
+    // parameters (published: 7.59B, the Hugging Face Hub's safetensors count).
     file: 'falcon-h1-7b.json',
-    expect: { unsupported: "model_type 'falcon_h1' needs parallel attention + mamba2 branches" },
+    expect: {
+      layout: {
+        vocab: 130048,
+        dim: 3072,
+        layers: 44,
+        mixers: ['hybrid*44'],
+        params: 7_585_513_568,
+      },
+    },
   },
   {
     file: 'gemma-3-1b.json',
@@ -224,7 +234,6 @@ describe('model types strata cannot run yet', () => {
     gemma3_text: 'sandwich norms',
     gpt_oss: 'attention sinks',
     deepseek_v3: 'multi-head latent attention (MLA)',
-    falcon_h1: 'parallel attention + mamba2 branches in one layer',
     granitemoehybrid: 'Granite multipliers',
     zamba2: 'shared attention blocks',
     qwen3_next: 'gated DeltaNet mixers',
@@ -296,7 +305,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, falcon_h1)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(

@@ -12,7 +12,13 @@ import { countParams } from '../../src/spec/params.ts';
  * is an FFN.
  */
 function layout(m: ModelIR): string {
-  const letter = { mamba1: 'm', mamba2: '2', shortconv: 'c', attention: 'a', parallel: 'p' } as const;
+  const letter = {
+    mamba1: 'm',
+    mamba2: '2',
+    shortconv: 'c',
+    attention: 'a',
+    parallel: 'p',
+  } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }
 
@@ -161,5 +167,52 @@ describe('specs/jamba-v0.1.strata', () => {
     const c = countParams(m);
     expect(c.total).toBe(51_570_323_328);
     expect(c.active).toBe(12_110_311_296);
+  });
+});
+
+describe('specs/falcon-h1-7b.strata', () => {
+  it('is 44 parallel attention + Mamba-2 layers, 7.59B parameters, as the release imports', () => {
+    const m = loadSpec('specs/falcon-h1-7b.strata');
+    expect(layout(m)).toBe(Array(44).fill('p+').join(' '));
+    expect(m.layers[43].mixer).toMatchObject({
+      kind: 'parallel',
+      attn: { heads: 12, kvHeads: 2, headDim: 128 },
+      ssm: { heads: 24, headDim: 128, dState: 256, groups: 1, gateNorm: false },
+      attnInScale: 1,
+      ssmOutScale: 1,
+    });
+    const file = 'test/fixtures/configs/falcon-h1-7b.json';
+    const hf = importHfConfig(
+      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
+      'falcon-h1-7b',
+    );
+    expect(m).toEqual(hf.model);
+    expect(countParams(m).total).toBe(7_585_513_568);
+  });
+
+  it('reads every muP multiplier of the tiny fixture into the kind it scales', () => {
+    const file = 'test/fixtures/hf/falcon_h1/config.json';
+    const hf = importHfConfig(parsePythonJson(readFileSync(file, 'utf8'), file) as object, 'x');
+    const { model } = hf;
+    expect(model.embeddingScale).toBe(2);
+    expect(model.logitScale).toBe(0.5);
+    expect(model.layers[0].mixer).toMatchObject({
+      kind: 'parallel',
+      // key_multiplier 0.8 folds into the softmax scale: q·(0.8 k) = 0.8 (q·k).
+      attn: { headDim: 16, scale: 16 ** -0.5 * 0.8 },
+      ssm: { projScales: [0.9, 1.1, 0.8, 1.2, 1.3], normGroup: 128 },
+      attnInScale: 1.2,
+      attnOutScale: 0.7,
+      ssmInScale: 1.1,
+      ssmOutScale: 0.6,
+    });
+    expect(model.layers[0].ffn).toMatchObject({ gateScale: 1.5, downScale: 0.5 });
+    expect(hf.weightMap['model.layers.1.mixer.in_proj.weight']).toBe(
+      'model.layers.1.mamba.in_proj.weight',
+    );
+    expect(hf.weightMap['model.layers.1.mixer.norm.weight']).toBe(
+      'model.layers.1.mamba.norm.weight',
+    );
+    expect(hf.weightMap['model.norm.weight']).toBe('model.final_layernorm.weight');
   });
 });
