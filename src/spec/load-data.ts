@@ -208,7 +208,12 @@ function checked(value: unknown, source: DataSource): ModelIR {
   }
   const issue: Issue | undefined = validateModel(value)[0];
   if (issue) throw source.error([...issue.path], issue.message);
-  return value;
+  return withDefaults(value);
+}
+
+/** The fields a spec may leave out (see the schema), at their defaults. */
+function withDefaults(value: Omit<ModelIR, 'logitScale'> & { logitScale?: number }): ModelIR {
+  return { ...value, logitScale: value.logitScale ?? 1 };
 }
 
 /**

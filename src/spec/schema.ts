@@ -37,19 +37,22 @@ export const modelIrSchema: JsonSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://strata.dev/schema/model-ir-1.json',
   title: 'strata ModelIR',
-  ...object({
-    version: { const: 1 },
-    name: { type: 'string', minLength: 1 },
-    vocab: posInt,
-    dim: posInt,
-    norm: { $ref: '#/definitions/norm' },
-    tieEmbeddings: bool,
-    embeddingScale: posNumber,
-    logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
-    logitScale: posNumber,
-    maxContext: posInt,
-    layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
-  }),
+  // logitScale may be left out (it is 1 then): specs written before it existed stay valid.
+  ...withOptional(
+    object({
+      version: { const: 1 },
+      name: { type: 'string', minLength: 1 },
+      vocab: posInt,
+      dim: posInt,
+      norm: { $ref: '#/definitions/norm' },
+      tieEmbeddings: bool,
+      embeddingScale: posNumber,
+      logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+      maxContext: posInt,
+      layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
+    }),
+    { logitScale: posNumber },
+  ),
   definitions: {
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
     norm: object({
