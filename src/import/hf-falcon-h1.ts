@@ -82,12 +82,6 @@ function readMixer(cfg: ConfigReader, dim: number, eps: number): Mamba2Spec {
   }
   const rmsNorm = cfg.bool('mamba_rms_norm', false);
   const normBeforeGate = cfg.bool('mamba_norm_before_gate', true);
-  if (rmsNorm && normBeforeGate) {
-    cfg.fail(
-      'mamba_norm_before_gate',
-      'is true with mamba_rms_norm; RMSNorm before the gate is not supported',
-    );
-  }
   const scales = multipliers(cfg, 'ssm_multipliers', 5) as Mamba2ProjScales;
   return {
     kind: 'mamba2',
@@ -104,7 +98,9 @@ function readMixer(cfg: ConfigReader, dim: number, eps: number): Mamba2Spec {
     normEps: eps,
     ...readDtLimit(cfg),
     ...(scales.some((s) => s !== 1) ? { projScales: scales } : {}),
+    // Without the norm, mamba_norm_before_gate has nothing to order: y · silu(z).
     ...(rmsNorm ? {} : { gateNorm: false as const }),
+    ...(rmsNorm && normBeforeGate ? { normBeforeGate: true as const } : {}),
   };
 }
 

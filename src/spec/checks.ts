@@ -114,6 +114,12 @@ export function checkMamba2(m: Mamba2Spec, n: Namer): Issue[] {
       message: `${n('normGroup')} (${m.normGroup}) must divide ${n('heads')} × ${n('headDim')} (${inner})`,
     });
   }
+  if (m.normBeforeGate && m.gateNorm === false) {
+    issues.push({
+      path: ['normBeforeGate'],
+      message: `${n('normBeforeGate')} needs the gated norm (${n('gateNorm')} is false)`,
+    });
+  }
   if (m.dtMax !== null && m.dtMax < m.dtMin) {
     issues.push({
       path: ['dtMax'],

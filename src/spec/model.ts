@@ -136,6 +136,11 @@ export interface Mamba2Spec {
    * true, the gated RMSNorm; present only when false.
    */
   gateNorm?: false;
+  /**
+   * true: out = RMSNorm(y) · w · silu(z), the norm before the gate (Falcon-H1's
+   * mamba_norm_before_gate with mamba_rms_norm). Absent means the gate first; present only when true.
+   */
+  normBeforeGate?: true;
 }
 
 export type Mamba2ProjScales = [z: number, x: number, b: number, c: number, dt: number];

@@ -134,6 +134,7 @@ export const modelIrSchema: JsonSchema = {
       {
         projScales: { type: 'array', minItems: 5, maxItems: 5, items: posNumber },
         gateNorm: { const: false },
+        normBeforeGate: { const: true },
       },
     ),
     shortconv: object({

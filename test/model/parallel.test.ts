@@ -56,8 +56,12 @@ function falconLike(mixers: ParallelSpec[], over: Partial<ModelIR> = {}): ModelI
 }
 
 describe('a Falcon-H1-style model on WebGPU vs the CPU interpreter', () => {
-  it('matches with the gated norm, without it, and with a tied, scaled LM head', async () => {
-    const model = falconLike([hybrid(), hybrid({ ssm: { ...SSM, gateNorm: false } })]);
+  it('matches with the gated norm either side of the gate, without it, and a tied, scaled head', async () => {
+    const model = falconLike([
+      hybrid(),
+      hybrid({ ssm: { ...SSM, gateNorm: false } }),
+      hybrid({ ssm: { ...SSM, normBeforeGate: true } }),
+    ]);
     const m = await gpuModel(model);
     await expectMatchesInterpreter(m, randInts(13, model.vocab, 5), 4, 1e-4);
     m.gm.destroy();

@@ -61,6 +61,9 @@ describe('parallel(attn: ..., ssm: ...)', () => {
     expect(m.layers[0].mixer).not.toHaveProperty('gateNorm');
     expect(m.layers[0].ffn).not.toHaveProperty('gateScale');
     expect(m.logitScale).toBe(1);
+    const before = resolve('mixer s = mamba2(heads: 4, norm_before_gate: true)\nlayers 1 x s');
+    expect(before.layers[0].mixer).toMatchObject({ normBeforeGate: true });
+    expect(printSpec(before)).toContain('norm_before_gate: true');
   });
 
   it('prints back to text that resolves to the same model, and round-trips through YAML', () => {
@@ -89,6 +92,11 @@ describe('parallel(attn: ..., ssm: ...)', () => {
         'mixer p = parallel(attn: attention(heads: 4), ssm: mamba2(heads: 4), ssm_in_scale: 0)\nlayers 1 x p',
         'ssm_in_scale must be a number greater than 0, got 0',
         '0',
+      ],
+      [
+        'mixer s = mamba2(heads: 4, gate_norm: false, norm_before_gate: true)\nlayers 1 x s',
+        'norm_before_gate needs the gated norm (gate_norm is false)',
+        'norm_before_gate: true',
       ],
       [
         'mixer a = attention(heads: 4)\nffn f = mlp(hidden: 8, act: relu, gate_scale: 2)\nlayers 1 x a',

@@ -215,4 +215,21 @@ describe('specs/falcon-h1-7b.strata', () => {
     );
     expect(hf.weightMap['model.norm.weight']).toBe('model.final_layernorm.weight');
   });
+
+  it('orders the norm by mamba_norm_before_gate only when mamba_rms_norm is on', () => {
+    const file = 'test/fixtures/hf/falcon_h1/config.json';
+    const config = parsePythonJson(readFileSync(file, 'utf8'), file) as Record<string, unknown>;
+    const ssm = (over: Record<string, unknown>) => {
+      const mixer = importHfConfig({ ...config, ...over }, 'x').model.layers[0].mixer;
+      return mixer?.kind === 'parallel' ? mixer.ssm : null;
+    };
+    expect(ssm({ mamba_norm_before_gate: true })).toMatchObject({ normBeforeGate: true });
+    expect(ssm({ mamba_norm_before_gate: false })).not.toHaveProperty('normBeforeGate');
+    const plain = ssm({ mamba_rms_norm: false, mamba_norm_before_gate: true });
+    expect(plain).toMatchObject({ gateNorm: false });
+    expect(plain).not.toHaveProperty('normBeforeGate');
+    expect(() => importHfConfig({ ...config, projectors_bias: true }, 'x')).toThrow(
+      /projectors_bias' must equal mamba_proj_bias/,
+    );
+  });
 });

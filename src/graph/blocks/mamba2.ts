@@ -119,7 +119,13 @@ export function mamba2Branch(
           { out: { name: `${L}.gated`, shape: ['T', w.inner] } },
         ).out
       : b.op(
-          { op: 'gated_norm', width: w.inner, group: m.normGroup, eps: m.normEps },
+          {
+            op: 'gated_norm',
+            width: w.inner,
+            group: m.normGroup,
+            eps: m.normEps,
+            normBeforeGate: m.normBeforeGate === true,
+          },
           `${L} gated norm`,
           { x: y, z, w: b.param(`${n.gateNorm}.weight`, [w.inner]) },
           { out: { name: `${L}.gnorm`, shape: ['T', w.inner] } },

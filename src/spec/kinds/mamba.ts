@@ -80,6 +80,7 @@ export const mamba2 = defineKind({
     dt_min: opt(nonNegative),
     dt_max: opt(orNone(positive)),
     gate_norm: opt(bool),
+    norm_before_gate: opt(bool),
     z_scale: opt(positive),
     x_scale: opt(positive),
     b_scale: opt(positive),
@@ -121,6 +122,7 @@ export const mamba2 = defineKind({
       // Defaults are left out of the spec (see Mamba2Spec), so plain Mamba-2 specs stay as they were.
       ...(scales.some((v) => v !== 1) ? { projScales: scales } : {}),
       ...(a.gate_norm === false ? { gateNorm: false as const } : {}),
+      ...(a.norm_before_gate === true ? { normBeforeGate: true as const } : {}),
     };
   },
   check: checkMamba2,
@@ -141,6 +143,7 @@ export const mamba2 = defineKind({
           { name: 'dt_min', value: s.dtMin },
           { name: 'dt_max', value: s.dtMax },
           { name: 'gate_norm', value: s.gateNorm ?? true },
+          { name: 'norm_before_gate', value: s.normBeforeGate ?? false },
           ...PROJ_SCALE_NAMES.map((name, i) => ({ name, value: s.projScales?.[i] ?? 1 })),
         ],
 });
