@@ -136,7 +136,8 @@ ${firstPass}
 
 /**
  * Gated RMSNorm (HF MambaRMSNormGated, norm_before_gate=False): v = x · silu(z), each group
- * scaled by 1/sqrt(mean(v²) + eps), times w[column]. Same layout as the norm kernel.
+ * scaled by 1/sqrt(mean(v²) + eps), times w[column]. With normBeforeGate v = x and the result
+ * is multiplied by silu(z) instead. Same layout as the norm kernel.
  */
 export const gatedNormKernel: KernelGenerator<GatedNormAttrs> = (a, { caps, maxT }) => {
   checkGatedNormAttrs(a);
@@ -165,9 +166,12 @@ const WG: u32 = ${wg}u;
 const PER: u32 = ${per}u;
 const EPS: f32 = ${wgslF32(a.eps)};
 ${WG_SUM_WGSL}
-fn gated(i: u32) -> f32 {
+fn silu_z(i: u32) -> f32 {
   let g = z[i];
-  return x[i] * (g / (1.0 + exp(-g)));
+  return g / (1.0 + exp(-g));
+}
+fn gated(i: u32) -> f32 {
+  return ${a.normBeforeGate ? 'x[i]' : 'x[i] * silu_z(i)'};
 }
 
 @compute @workgroup_size(WG)
@@ -186,14 +190,14 @@ ${cached ? '      v[j] = gated(base + lid + j * WG);\n' : ''}      let e = ${vAt
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
-      out[base + i] = ${vAt('j')} * inv * w[col + i];
+      out[base + i] = ${vAt('j')} * inv * w[col + i]${a.normBeforeGate ? ' * silu_z(base + i)' : ''};
     }
   }
 }
 `;
   const launch: KernelLaunch = {
     kernel: {
-      name: `gated_norm_w${a.width}_g${a.group}_wg${wg}${cached ? '' : '_reread'}_eps${nameNum(a.eps)}`,
+      name: `gated_norm${a.normBeforeGate ? '_prenorm' : ''}_w${a.width}_g${a.group}_wg${wg}${cached ? '' : '_reread'}_eps${nameNum(a.eps)}`,
       code,
       bindings,
       workgroupSize: [wg, 1, 1],

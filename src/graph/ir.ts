@@ -20,7 +20,12 @@ export type ParamSource =
   | { kind: 'rope_interleave'; of: ParamSource; headDim: number; rotaryDim: number; cols: number }
   | { kind: 'rope_table'; rope: RopeSpec; which: 'cos' | 'sin'; capacity: number }
   /** Rows [start, start+count) of a [rows, cols] tensor (splits over the binding-size limit). */
-  | { kind: 'rows'; of: ParamSource; start: number; count: number; cols: number };
+  | { kind: 'rows'; of: ParamSource; start: number; count: number; cols: number }
+  /**
+   * Every element times a constant: muP multipliers folded into the weights they follow or
+   * precede (y = s · (x W + b) is x (sW) + sb), so they cost no op at run time.
+   */
+  | { kind: 'scaled'; of: ParamSource; factor: number };
 
 export interface Tensor {
   id: number;

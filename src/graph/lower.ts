@@ -1,7 +1,7 @@
 /**
  * ModelIR → GraphIR for one phase: embedding, each layer's mixer and FFN via
- * its block lowering, final norm, LM head over the last L rows, optional logit
- * softcap, GPU sampling.
+ * its block lowering, final norm, LM head over the last L rows (times logit_scale), optional
+ * logit softcap, GPU sampling.
  */
 import { GraphBuilder } from './builder.ts';
 import type { Graph, Phase } from './ir.ts';
@@ -14,7 +14,8 @@ import { lowerMamba1 } from './blocks/mamba1.ts';
 import { lowerMamba2 } from './blocks/mamba2.ts';
 import { lowerShortConv } from './blocks/shortconv.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
-import { linear, preNorm, residualAdd } from './blocks/common.ts';
+import { lowerParallel } from './blocks/parallel.ts';
+import { linear, linearScale, preNorm, residualAdd } from './blocks/common.ts';
 
 export interface LowerOptions {
   phase: Phase;
@@ -39,6 +40,7 @@ const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>>
   mamba1: lowerMamba1,
   mamba2: lowerMamba2,
   shortconv: lowerShortConv,
+  parallel: lowerParallel,
 };
 
 function lowerMixer(
@@ -105,6 +107,8 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
     false,
     'lm_head',
     'L',
+    // logit_scale folds into the head's weights (a scaled copy when they are the embedding's).
+    linearScale(1, model.logitScale),
   );
   if (model.logitSoftcap !== null) {
     logits = b.op(

@@ -249,12 +249,16 @@ export interface SsdAttrs {
 //         c [T, groups*dState], d [heads], state [heads, headDim, dState]
 // outputs: out [T, heads*headDim], state (in place)
 
-/** Mamba-2's gated RMSNorm: out = rmsnorm_per_group(x · silu(z)) · w, groups of `group` elements. */
+/**
+ * Mamba-2's gated RMSNorm: out = rmsnorm_per_group(x · silu(z)) · w, groups of `group` elements;
+ * normBeforeGate: out = rmsnorm_per_group(x) · w · silu(z) (HF's norm_before_gate=True).
+ */
 export interface GatedNormAttrs {
   op: 'gated_norm';
   width: number;
   group: number;
   eps: number;
+  normBeforeGate: boolean;
 }
 // inputs: x [T, width], z [T, width], w [width]; outputs: out [T, width]
 

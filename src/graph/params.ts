@@ -1,7 +1,7 @@
 /**
  * Materialise parameter tensors from their ParamSource: the model's canonical
  * weights plus the derivations passes introduce (concatenation for fused
- * projections, the RoPE row interleave, RoPE tables, row splits).
+ * projections, the RoPE row interleave, RoPE tables, row splits, constant multipliers).
  */
 import type { ParamSource } from './ir.ts';
 import { interleavePermutation, ropeTables } from '../ops/rope.ts';
@@ -35,6 +35,11 @@ export async function materialize(
       );
     case 'rope_table':
       return ropeTables(src.rope, src.capacity)[src.which];
+    case 'scaled': {
+      const out = Float32Array.from(await materialize(src.of, weights));
+      for (let i = 0; i < out.length; i++) out[i] *= src.factor;
+      return out;
+    }
     case 'rows': {
       const all = await materialize(src.of, weights);
       return all.slice(src.start * src.cols, (src.start + src.count) * src.cols);

@@ -144,6 +144,7 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
     tieEmbeddings,
     embeddingScale: 1,
     logitSoftcap: null,
+    logitScale: 1,
     maxContext,
     layers,
   };

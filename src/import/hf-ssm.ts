@@ -38,10 +38,10 @@ export interface FamilyImport {
 
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;
 
-type Rule = [RegExp, string];
+export type Rule = [RegExp, string];
 
 /** The weight map and stored shapes of a model whose checkpoint renames by `rules` (first match). */
-function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 'model'> {
+export function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 'model'> {
   const weightMap: Record<string, string> = {};
   const storedShapes: Record<string, number[]> = {};
   for (const t of expectedTensors(model)) {
@@ -60,7 +60,7 @@ export function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec 
 }
 
 /** Mamba's conv and gate activation: the kernels implement SiLU only. */
-function requireSilu(cfg: ConfigReader, key: string): void {
+export function requireSilu(cfg: ConfigReader, key: string): void {
   if (readActivation(cfg, key, 'silu') !== 'silu') {
     cfg.fail(key, 'must be silu for the mamba mixers (the conv and gate activation)');
   }
@@ -106,6 +106,7 @@ export function base(
     tieEmbeddings: o.tie,
     embeddingScale: 1,
     logitSoftcap: null,
+    logitScale: 1,
     maxContext: o.maxContext,
     layers,
   };

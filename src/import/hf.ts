@@ -8,6 +8,7 @@ import type { TensorConversion } from './convert.ts';
 import { unsupportedMessage } from './families.ts';
 import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
+import { importFalconH1 } from './hf-falcon-h1.ts';
 import { importGptOss } from './hf-gpt-oss.ts';
 import { importGemma3Text } from './hf-gemma3.ts';
 import { SSM_FAMILIES, type FamilyImporter } from './hf-ssm.ts';
@@ -38,6 +39,7 @@ const FAMILY_IMPORTERS: Readonly<Record<string, FamilyImporter>> = {
   ...ZAMBA2_FAMILIES,
   gemma3_text: importGemma3Text,
   gpt_oss: importGptOss,
+  falcon_h1: importFalconH1,
 };
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [

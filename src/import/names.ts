@@ -14,6 +14,7 @@ import type {
   ModelIR,
   MoeSpec,
   SharedBlockSpec,
+  ParallelSpec,
   ShortConvSpec,
 } from '../spec/model.ts';
 
@@ -297,9 +298,16 @@ function mamba2Tensors(model: ModelIR, i: number, m: Mamba2Spec): TensorSpec[] {
     { name: n.dtBias, shape: [m.heads] },
     { name: n.aLog, shape: [m.heads] },
     { name: n.d, shape: [m.heads] },
-    { name: `${n.gateNorm}.weight`, shape: [w.inner] },
+    ...(m.gateNorm === false ? [] : [{ name: `${n.gateNorm}.weight`, shape: [w.inner] }]),
     ...linear(n.outProj, model.dim, w.inner, m.projBias),
   ];
+}
+
+/** Both branches' tensors; they share the layer's one input norm (input_layernorm). */
+function parallelTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec[] {
+  const norm = mamba2Names(i).norm;
+  const ssm = mamba2Tensors(model, i, m.ssm).filter((t) => !t.name.startsWith(`${norm}.`));
+  return [...attentionTensors(model, i, m.attn), ...ssm];
 }
 
 function shortConvTensors(model: ModelIR, i: number, m: ShortConvSpec): TensorSpec[] {
@@ -325,6 +333,7 @@ const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   mamba1: mamba1Tensors,
   mamba2: mamba2Tensors,
   shortconv: shortConvTensors,
+  parallel: parallelTensors,
 };
 
 function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
@@ -432,7 +441,8 @@ export interface Mamba2WeightNames {
   dtBias: string;
   aLog: string;
   d: string;
-  gateNorm: string;
+  /** null without the gated RMSNorm (gateNorm: false). */
+  gateNorm: string | null;
   outProj: string;
   outProjBias: string | null;
 }
@@ -446,9 +456,19 @@ export interface ShortConvWeightNames {
   outProjBias: string | null;
 }
 
+/** A parallel mixer's branches (Falcon-H1). */
+export interface ParallelWeightNames {
+  attn: AttentionWeightNames;
+  ssm: Mamba2WeightNames;
+}
+
 /** The mixer's names; which interface it is follows the layer's mixer kind. */
 export type MixerWeightNames =
-  AttentionWeightNames | Mamba1WeightNames | Mamba2WeightNames | ShortConvWeightNames;
+  | AttentionWeightNames
+  | Mamba1WeightNames
+  | Mamba2WeightNames
+  | ShortConvWeightNames
+  | ParallelWeightNames;
 
 /** Full tensor names of one layer; null where the model has no such tensor. */
 export interface LayerWeightNames {
@@ -505,6 +525,10 @@ const w = (p: string) => `${p}.weight`;
 const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
 
 const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
+  parallel: (model, i, m: ParallelSpec) => ({
+    attn: MIXER_NAMES.attention(model, i, m.attn) as AttentionWeightNames,
+    ssm: MIXER_NAMES.mamba2(model, i, m.ssm) as Mamba2WeightNames,
+  }),
   attention: (_model, i, a: AttentionSpec) => {
     const n = attentionNames(i);
     return {
@@ -548,7 +572,7 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       dtBias: n.dtBias,
       aLog: n.aLog,
       d: n.d,
-      gateNorm: w(n.gateNorm),
+      gateNorm: m.gateNorm === false ? null : w(n.gateNorm),
       outProj: w(n.outProj),
       outProjBias: b(n.outProj, m.projBias),
     };

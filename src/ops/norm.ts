@@ -64,7 +64,8 @@ export function checkGatedNormAttrs(a: GatedNormAttrs): void {
 /**
  * HF MambaRMSNormGated with group_size (norm_before_gate=False): v = x · silu(z), each group
  * of `group` elements scaled by 1/sqrt(mean(v²) + eps), times w (one weight per element of
- * the row, not per group element). f64 accumulation.
+ * the row, not per group element). normBeforeGate: v = x, and the result times silu(z)
+ * (FalconH1RMSNormGated's norm_before_gate=True). f64 accumulation.
  */
 export const gatedNorm: OpReference<GatedNormAttrs> = {
   reference(a, inputs, step) {
@@ -81,12 +82,15 @@ export const gatedNorm: OpReference<GatedNormAttrs> = {
     for (let g0 = 0; g0 < n; g0 += a.group) {
       let ss = 0;
       for (let i = 0; i < a.group; i++) {
-        v[i] = x[g0 + i] * activate('silu', z[g0 + i]);
+        v[i] = a.normBeforeGate ? x[g0 + i] : x[g0 + i] * activate('silu', z[g0 + i]);
         ss += v[i] * v[i];
       }
       const inv = 1 / Math.sqrt(ss / a.group + a.eps);
       const col = g0 % a.width;
-      for (let i = 0; i < a.group; i++) out[g0 + i] = v[i] * inv * w[col + i];
+      for (let i = 0; i < a.group; i++) {
+        const gate = a.normBeforeGate ? activate('silu', z[g0 + i]) : 1;
+        out[g0 + i] = v[i] * inv * w[col + i] * gate;
+      }
     }
     return { out };
   },

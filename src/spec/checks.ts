@@ -8,7 +8,9 @@ import type {
   Mamba1Spec,
   Mamba2Spec,
   MixerSpec,
+  MlpSpec,
   MoeSpec,
+  ParallelSpec,
   NormSpec,
   RopeSpec,
   ShortConvSpec,
@@ -112,6 +114,12 @@ export function checkMamba2(m: Mamba2Spec, n: Namer): Issue[] {
       message: `${n('normGroup')} (${m.normGroup}) must divide ${n('heads')} × ${n('headDim')} (${inner})`,
     });
   }
+  if (m.normBeforeGate && m.gateNorm === false) {
+    issues.push({
+      path: ['normBeforeGate'],
+      message: `${n('normBeforeGate')} needs the gated norm (${n('gateNorm')} is false)`,
+    });
+  }
   if (m.dtMax !== null && m.dtMax < m.dtMin) {
     issues.push({
       path: ['dtMax'],
@@ -136,7 +144,22 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
       return checkMamba2(m, n);
     case 'shortconv':
       return checkShortConv(m, n);
+    case 'parallel':
+      return checkParallel(m, n);
   }
+}
+
+export function checkMlp(f: MlpSpec, n: Namer): Issue[] {
+  return f.gateScale !== undefined && !f.gated
+    ? [{ path: ['gateScale'], message: `${n('gateScale')} needs a gated mlp` }]
+    : [];
+}
+
+/** Each branch's own checks, blamed on the branch. */
+export function checkParallel(m: ParallelSpec, n: Namer): Issue[] {
+  const within = (field: 'attn' | 'ssm', issues: Issue[]) =>
+    issues.map((i) => ({ path: [field, ...i.path], message: i.message }));
+  return [...within('attn', checkAttention(m.attn, n)), ...within('ssm', checkMamba2(m.ssm, n))];
 }
 
 export function checkMoe(f: MoeSpec, n: Namer): Issue[] {
@@ -170,5 +193,15 @@ export function checkMoe(f: MoeSpec, n: Namer): Issue[] {
     at(['clamp'], 'the clamped SwiGLU needs gated silu experts (swiglu)');
   }
   if (f.sharedGate && !f.shared) at(['sharedGate'], `${n('sharedGate')} needs shared experts`);
+  // The expert kernels have no place for muP multipliers; refuse rather than ignore them.
+  for (const [field, mlp] of [
+    ['expert', f.expert],
+    ['shared', f.shared],
+  ] as const) {
+    if (mlp && (mlp.gateScale !== undefined || mlp.downScale !== undefined)) {
+      const which = mlp.gateScale !== undefined ? 'gateScale' : 'downScale';
+      at([field, which], `${n(which)} is not supported in moe experts`);
+    }
+  }
   return issues;
 }

@@ -85,6 +85,12 @@ export interface MlpSpec {
   /** Gated (SwiGLU/GeGLU): act(x Wg) * (x Wu). Ungated: act(x Wu). */
   gated: boolean;
   bias: boolean;
+  /**
+   * muP multipliers (Falcon-H1's mlp_multipliers): act(gateScale · (x Wg + bg)) and
+   * downScale · (h Wd + bd). Absent means 1; present only when not 1.
+   */
+  gateScale?: number;
+  downScale?: number;
 }
 
 /**
@@ -130,7 +136,24 @@ export interface Mamba2Spec {
   /** softplus(dt + dt_bias) is clamped to [dtMin, dtMax]; dtMax null is no upper limit. */
   dtMin: number;
   dtMax: number | null;
+  /**
+   * Multipliers on in_proj's five output parts [z, x, B, C, dt] (Falcon-H1's ssm_multipliers,
+   * HF's mup_vector), applied after its bias. Absent means all 1; present only when one is not.
+   */
+  projScales?: Mamba2ProjScales;
+  /**
+   * false: out = y · silu(z) with no RMSNorm (Falcon-H1's mamba_rms_norm: false). Absent means
+   * true, the gated RMSNorm; present only when false.
+   */
+  gateNorm?: false;
+  /**
+   * true: out = RMSNorm(y) · w · silu(z), the norm before the gate (Falcon-H1's
+   * mamba_norm_before_gate with mamba_rms_norm). Absent means the gate first; present only when true.
+   */
+  normBeforeGate?: true;
 }
+
+export type Mamba2ProjScales = [z: number, x: number, b: number, c: number, dt: number];
 
 /**
  * LFM2's gated short convolution: in_proj to (B, C, x), B·x through a causal depthwise conv
@@ -144,7 +167,23 @@ export interface ShortConvSpec {
   bias: boolean;
 }
 
-export type MixerSpec = AttentionSpec | Mamba1Spec | Mamba2Spec | ShortConvSpec;
+/**
+ * Attention and a Mamba-2 mixer side by side on the same normed input, summed (Falcon-H1's
+ * hybrid layer): x + attnOutScale · attn(attnInScale · h) + ssmOutScale · ssm(ssmInScale · h)
+ * with h = norm(x). Each branch keeps its own kind's tensors (self_attn, mixer); the layer has
+ * one input norm.
+ */
+export interface ParallelSpec {
+  kind: 'parallel';
+  attn: AttentionSpec;
+  ssm: Mamba2Spec;
+  attnInScale: number;
+  attnOutScale: number;
+  ssmInScale: number;
+  ssmOutScale: number;
+}
+
+export type MixerSpec = AttentionSpec | Mamba1Spec | Mamba2Spec | ShortConvSpec | ParallelSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the
@@ -252,6 +291,8 @@ export interface ModelIR {
   embeddingScale: number;
   /** Final logit softcap c: logits = c * tanh(logits / c); null is none. */
   logitSoftcap: number | null;
+  /** Multiplier on the final logits (before any softcap): Falcon-H1's lm_head_multiplier; 1 for most. */
+  logitScale: number;
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
   /** Blocks whose weights several layers share (Zamba2); absent: none. */

@@ -274,9 +274,28 @@ function definitionLines(all: BlockPlan<unknown>[]): string[] {
 }
 
 function settingsOf(m: ModelIR): ModelSettings {
-  const { vocab, dim, maxContext, norm, postNorms, tieEmbeddings, embeddingScale, logitSoftcap } =
-    m;
-  return { vocab, dim, maxContext, norm, postNorms, tieEmbeddings, embeddingScale, logitSoftcap };
+  const {
+    vocab,
+    dim,
+    maxContext,
+    norm,
+    postNorms,
+    tieEmbeddings,
+    embeddingScale,
+    logitSoftcap,
+    logitScale,
+  } = m;
+  return {
+    vocab,
+    dim,
+    maxContext,
+    norm,
+    postNorms,
+    tieEmbeddings,
+    embeddingScale,
+    logitSoftcap,
+    logitScale,
+  };
 }
 
 function printUnchecked(model: ModelIR): string {

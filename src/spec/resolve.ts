@@ -146,6 +146,7 @@ class Resolver {
       tieEmbeddings: settings.tieEmbeddings,
       embeddingScale: settings.embeddingScale,
       logitSoftcap: settings.logitSoftcap,
+      logitScale: settings.logitScale,
       maxContext: settings.maxContext,
       // Both fields are left out of models that define no shared block, as before they existed.
       ...(shared.length

@@ -63,7 +63,11 @@ export const modelIrSchema: JsonSchema = {
       layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
     },
     // Added after the first specs were written: a spec without them keeps its meaning.
-    { postNorms: { ...bool, default: false }, ...SHARED_BLOCKS },
+    {
+      postNorms: { ...bool, default: false },
+      logitScale: { ...posNumber, default: 1 },
+      ...SHARED_BLOCKS,
+    },
   ),
   definitions: {
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
@@ -102,8 +106,18 @@ export const modelIrSchema: JsonSchema = {
         { $ref: '#/definitions/mamba1' },
         { $ref: '#/definitions/mamba2' },
         { $ref: '#/definitions/shortconv' },
+        { $ref: '#/definitions/parallel' },
       ],
     },
+    parallel: object({
+      kind: kind('parallel'),
+      attn: { $ref: '#/definitions/attention' },
+      ssm: { $ref: '#/definitions/mamba2' },
+      attnInScale: posNumber,
+      attnOutScale: posNumber,
+      ssmInScale: posNumber,
+      ssmOutScale: posNumber,
+    }),
     attention: object(
       {
         kind: kind('attention'),
@@ -131,22 +145,29 @@ export const modelIrSchema: JsonSchema = {
       projBias: bool,
       innerNorms: { if: { type: 'null' }, else: object({ eps: posNumber }) },
     }),
-    mamba2: object({
-      kind: kind('mamba2'),
-      heads: posInt,
-      headDim: posInt,
-      dState: posInt,
-      groups: posInt,
-      dConv: posInt,
-      chunk: posInt,
-      convBias: bool,
-      projBias: bool,
-      normGroup: posInt,
-      normEps: posNumber,
-      dtMin: { type: 'number', minimum: 0 },
-      // null: no upper clamp (HF's time_step_limit of inf, which JSON cannot write).
-      dtMax: { type: ['number', 'null'], minimum: 0 },
-    }),
+    mamba2: object(
+      {
+        kind: kind('mamba2'),
+        heads: posInt,
+        headDim: posInt,
+        dState: posInt,
+        groups: posInt,
+        dConv: posInt,
+        chunk: posInt,
+        convBias: bool,
+        projBias: bool,
+        normGroup: posInt,
+        normEps: posNumber,
+        dtMin: { type: 'number', minimum: 0 },
+        // null: no upper clamp (HF's time_step_limit of inf, which JSON cannot write).
+        dtMax: { type: ['number', 'null'], minimum: 0 },
+      },
+      {
+        projScales: { type: 'array', minItems: 5, maxItems: 5, items: posNumber },
+        gateNorm: { const: false },
+        normBeforeGate: { const: true },
+      },
+    ),
     shortconv: object({
       kind: kind('shortconv'),
       lCache: posInt,
@@ -211,12 +232,15 @@ export const modelIrSchema: JsonSchema = {
       shared: nullable('#/definitions/mlp'),
       sharedGate: bool,
     }),
-    mlp: object({
-      kind: kind('mlp'),
-      hidden: posInt,
-      act: { enum: ['silu', 'gelu', 'gelu_tanh', 'relu', 'relu2'] },
-      gated: bool,
-      bias: bool,
-    }),
+    mlp: object(
+      {
+        kind: kind('mlp'),
+        hidden: posInt,
+        act: { enum: ['silu', 'gelu', 'gelu_tanh', 'relu', 'relu2'] },
+        gated: bool,
+        bias: bool,
+      },
+      { gateScale: posNumber, downScale: posNumber },
+    ),
   },
 };

@@ -14,6 +14,7 @@ export type ModelSettings = Pick<
   | 'tieEmbeddings'
   | 'embeddingScale'
   | 'logitSoftcap'
+  | 'logitScale'
 >;
 
 export const modelSettings = defineKind({
@@ -29,6 +30,7 @@ export const modelSettings = defineKind({
     tie_embeddings: opt(bool),
     embedding_scale: opt(positive),
     logit_softcap: opt(orNone(positive)),
+    logit_scale: opt(positive),
   },
   build: (a): ModelSettings => ({
     vocab: a.vocab,
@@ -39,6 +41,7 @@ export const modelSettings = defineKind({
     tieEmbeddings: a.tie_embeddings ?? false,
     embeddingScale: a.embedding_scale ?? 1,
     logitSoftcap: a.logit_softcap ?? null,
+    logitScale: a.logit_scale ?? 1,
   }),
   toArgs: (s) => [
     { name: 'vocab', value: s.vocab },
@@ -49,5 +52,6 @@ export const modelSettings = defineKind({
     { name: 'tie_embeddings', value: s.tieEmbeddings },
     { name: 'embedding_scale', value: s.embeddingScale },
     { name: 'logit_softcap', value: s.logitSoftcap },
+    { name: 'logit_scale', value: s.logitScale },
   ],
 });

@@ -25,6 +25,8 @@ function mixerDims(m: MixerSpec): string {
     }
     case 'shortconv':
       return `l_cache ${m.lCache}`;
+    case 'parallel':
+      return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
   }
 }
 

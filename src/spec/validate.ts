@@ -3,7 +3,15 @@
  * say. The DSL resolver guarantees these by construction; YAML/JSON specs need them checked.
  */
 import { RESERVED_WORDS } from '../../grammar/lexer.ts';
-import { checkAttention, checkMixer, checkMoe, checkNorm, irNames, type Issue } from './checks.ts';
+import {
+  checkAttention,
+  checkMixer,
+  checkMlp,
+  checkMoe,
+  checkNorm,
+  irNames,
+  type Issue,
+} from './checks.ts';
 import type { ModelIR } from './model.ts';
 
 function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] {
@@ -78,6 +86,7 @@ export function validateModel(model: ModelIR): Issue[] {
     if (layer.ffnName !== null) claim(layer.ffnName, 'ffn', [...at, 'ffnName']);
     if (layer.ffn?.kind === 'moe')
       issues.push(...within([...at, 'ffn'], checkMoe(layer.ffn, irNames)));
+    else if (layer.ffn) issues.push(...within([...at, 'ffn'], checkMlp(layer.ffn, irNames)));
     if (layer.shared && !sharedNames.has(layer.shared)) {
       issues.push({
         path: [...at, 'shared'],

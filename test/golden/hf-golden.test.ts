@@ -34,6 +34,7 @@ const MUST_PASS = [
   'gpt_oss',
   'gemma3_text',
   'zamba2',
+  'falcon_h1',
 ];
 
 const types = readdirSync(ROOT).sort();

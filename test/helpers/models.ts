@@ -37,6 +37,7 @@ export function tinyLlama(over: Partial<ModelIR> = {}, layers = 3): ModelIR {
     tieEmbeddings: true,
     embeddingScale: 1,
     logitSoftcap: null,
+    logitScale: 1,
     maxContext: 256,
     layers: Array.from({ length: layers }, (_, index) => ({
       index,

@@ -106,8 +106,18 @@ const PUBLISHED: {
     },
   },
   {
+    // tiiuae/Falcon-H1-7B: attention and Mamba-2 in parallel in all 44 layers; 7.586B
+    // parameters (published: 7.59B, the Hugging Face Hub's safetensors count).
     file: 'falcon-h1-7b.json',
-    expect: { unsupported: "model_type 'falcon_h1' needs parallel attention + mamba2 branches" },
+    expect: {
+      layout: {
+        vocab: 130048,
+        dim: 3072,
+        layers: 44,
+        mixers: ['hybrid*44'],
+        params: 7_585_513_568,
+      },
+    },
   },
   {
     // google/gemma-3-1b-pt: five sliding-window (512) layers per global one, 26 layers; 999.9M
@@ -287,7 +297,6 @@ describe('model types strata cannot run yet', () => {
   // The brief's list, hard-coded: removing an entry without adding an importer fails here.
   const NEEDS: Record<string, string> = {
     deepseek_v3: 'multi-head latent attention (MLA)',
-    falcon_h1: 'parallel attention + mamba2 branches in one layer',
     granitemoehybrid: 'Granite multipliers',
     qwen3_next: 'gated DeltaNet mixers',
   };
@@ -358,7 +367,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, gemma3_text, gpt_oss, zamba2)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, gemma3_text, gpt_oss, zamba2, falcon_h1)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(

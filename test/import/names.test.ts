@@ -49,6 +49,7 @@ const MODEL: ModelIR = {
   tieEmbeddings: false,
   embeddingScale: 1,
   logitSoftcap: null,
+  logitScale: 1,
   maxContext: 64,
   layers: [
     layer(

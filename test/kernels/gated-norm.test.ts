@@ -11,6 +11,8 @@ interface Case {
   T: number;
   maxT: number;
   eps: number;
+  /** FalconH1RMSNormGated's norm_before_gate=True: rmsnorm(x) · w · silu(z). */
+  normBeforeGate?: boolean;
 }
 
 const cases: Case[] = [
@@ -20,6 +22,9 @@ const cases: Case[] = [
   { width: 1536, group: 1536, T: 1, maxT: 1, eps: 1e-5 },
   { width: 8192, group: 8192, T: 2, maxT: 3, eps: 1e-5 }, // re-read path (> 16 per thread)
   { width: 300, group: 3, T: 33, maxT: 40, eps: 1e-5 },
+  { width: 96, group: 32, T: 5, maxT: 8, eps: 1e-6, normBeforeGate: true },
+  { width: 15, group: 15, T: 1, maxT: 1, eps: 1e-5, normBeforeGate: true },
+  { width: 8192, group: 4096, T: 3, maxT: 3, eps: 1e-5, normBeforeGate: true }, // re-read path
 ];
 
 /** HF MambaRMSNormGated with group_size, written out here. */
@@ -28,13 +33,16 @@ function plain(c: Case, x: Float32Array, z: Float32Array, w: Float32Array): Floa
   for (let t = 0; t < c.T; t++) {
     for (let g0 = 0; g0 < c.width; g0 += c.group) {
       const v: number[] = [];
+      const silu = (j: number) => z[j] / (1 + Math.exp(-z[j]));
       for (let i = 0; i < c.group; i++) {
         const j = t * c.width + g0 + i;
-        v.push(x[j] * (z[j] / (1 + Math.exp(-z[j]))));
+        v.push(c.normBeforeGate ? x[j] : x[j] * silu(j));
       }
       const ms = v.reduce((s, e) => s + e * e, 0) / c.group;
       for (let i = 0; i < c.group; i++) {
-        out[t * c.width + g0 + i] = w[g0 + i] * (v[i] / Math.sqrt(ms + c.eps));
+        const j = t * c.width + g0 + i;
+        const gate = c.normBeforeGate ? silu(j) : 1;
+        out[j] = w[g0 + i] * (v[i] / Math.sqrt(ms + c.eps)) * gate;
       }
     }
   }
@@ -43,9 +51,15 @@ function plain(c: Case, x: Float32Array, z: Float32Array, w: Float32Array): Floa
 
 describe('gated_norm kernel', () => {
   for (const [ci, c] of cases.entries()) {
-    it(`width ${c.width}, group ${c.group}, T = ${c.T}`, async () => {
+    it(`width ${c.width}, group ${c.group}, T = ${c.T}${c.normBeforeGate ? ', norm before gate' : ''}`, async () => {
       const { caps } = await testGpu();
-      const a: GatedNormAttrs = { op: 'gated_norm', width: c.width, group: c.group, eps: c.eps };
+      const a: GatedNormAttrs = {
+        op: 'gated_norm',
+        width: c.width,
+        group: c.group,
+        eps: c.eps,
+        normBeforeGate: c.normBeforeGate ?? false,
+      };
       const n = c.maxT * c.width;
       const x = randn(n, 10 + ci, 3);
       const z = randn(n, 20 + ci, 4);
@@ -63,7 +77,13 @@ describe('gated_norm kernel', () => {
 
   it('rejects a width that is not a multiple of the group', async () => {
     const { caps } = await testGpu();
-    const a: GatedNormAttrs = { op: 'gated_norm', width: 10, group: 4, eps: 1e-5 };
+    const a: GatedNormAttrs = {
+      op: 'gated_norm',
+      width: 10,
+      group: 4,
+      eps: 1e-5,
+      normBeforeGate: false,
+    };
     expect(() => gatedNormKernel(a, { caps, maxT: 1 })).toThrow(/multiple/);
   });
 });

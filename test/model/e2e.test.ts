@@ -102,6 +102,7 @@ describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
       norm: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true },
       tieEmbeddings: false,
       logitSoftcap: 30,
+      logitScale: 1,
       embeddingScale: 2,
       layers: [
         {

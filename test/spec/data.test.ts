@@ -52,7 +52,7 @@ describe('the JSON Schema', () => {
   it('requires every ModelIR field but the later additions with defaults, and allows no others', () => {
     const m = loadSpec('specs/tiny-llama.strata');
     // Fields added later have a default, so specs written before them keep loading.
-    const defaulted = ['postNorms'];
+    const defaulted = ['postNorms', 'logitScale'];
     for (const key of Object.keys(m).filter((k) => !defaulted.includes(k))) {
       const partial: Record<string, unknown> = { ...m };
       delete partial[key];
@@ -144,7 +144,7 @@ describe('YAML errors', () => {
 
   it('reports unknown and not-yet-supported kinds', () => {
     expect(failure(yamlWith('kind: attention', 'kind: atention'), 'h.yaml').reason).toBe(
-      "layers[0].mixer: unknown kind 'atention', did you mean 'attention'? (expected attention, mamba1, mamba2, shortconv)",
+      "layers[0].mixer: unknown kind 'atention', did you mean 'attention'? (expected attention, mamba1, mamba2, shortconv, parallel)",
     );
     // A supported kind whose fields are another kind's: the schema names what it lacks.
     expect(failure(yamlWith('kind: attention', 'kind: mamba1'), 'h.yaml').reason).toMatch(

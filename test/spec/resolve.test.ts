@@ -44,6 +44,7 @@ describe('model settings', () => {
       tieEmbeddings: false,
       embeddingScale: 1,
       logitSoftcap: null,
+      logitScale: 1,
     });
   });
 
@@ -56,6 +57,7 @@ describe('model settings', () => {
       tieEmbeddings: true,
       embeddingScale: 2.5,
       logitSoftcap: 30,
+      logitScale: 1,
     });
   });
 

@@ -63,6 +63,7 @@ describe('specs/tiny-llama.strata', () => {
       tieEmbeddings: true,
       embeddingScale: 1,
       logitSoftcap: null,
+      logitScale: 1,
       maxContext: 512,
       layers: [layer(0), layer(1), layer(2)],
     };
@@ -120,6 +121,7 @@ describe('specs/llama-3.2-1b.strata', () => {
       tieEmbeddings: true,
       embeddingScale: 1,
       logitSoftcap: null,
+      logitScale: 1,
       maxContext: 131072,
     });
     expect(m.layers).toHaveLength(16);

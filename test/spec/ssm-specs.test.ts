@@ -8,11 +8,17 @@ import type { ModelIR } from '../../src/spec/model.ts';
 import { countParams } from '../../src/spec/params.ts';
 
 /**
- * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, - no mixer; + where there
+ * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, p parallel, - no mixer; + where there
  * is an FFN.
  */
 function layout(m: ModelIR): string {
-  const letter = { mamba1: 'm', mamba2: '2', shortconv: 'c', attention: 'a' } as const;
+  const letter = {
+    mamba1: 'm',
+    mamba2: '2',
+    shortconv: 'c',
+    attention: 'a',
+    parallel: 'p',
+  } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }
 
@@ -199,5 +205,69 @@ describe('specs/zamba2-2.7b.strata', () => {
     const block = 2 * D + 3 * (2 * D) ** 2 + D * 2 * D + D + 2 * 10240 * D + D * 10240;
     const layers = c.perLayer.reduce((a, b) => a + b, 0);
     expect(c.total - c.embedding - layers - D).toBe(2 * block);
+  });
+});
+
+describe('specs/falcon-h1-7b.strata', () => {
+  it('is 44 parallel attention + Mamba-2 layers, 7.59B parameters, as the release imports', () => {
+    const m = loadSpec('specs/falcon-h1-7b.strata');
+    expect(layout(m)).toBe(Array(44).fill('p+').join(' '));
+    expect(m.layers[43].mixer).toMatchObject({
+      kind: 'parallel',
+      attn: { heads: 12, kvHeads: 2, headDim: 128 },
+      ssm: { heads: 24, headDim: 128, dState: 256, groups: 1, gateNorm: false },
+      attnInScale: 1,
+      ssmOutScale: 1,
+    });
+    const file = 'test/fixtures/configs/falcon-h1-7b.json';
+    const hf = importHfConfig(
+      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
+      'falcon-h1-7b',
+    );
+    expect(m).toEqual(hf.model);
+    expect(countParams(m).total).toBe(7_585_513_568);
+  });
+
+  it('reads every muP multiplier of the tiny fixture into the kind it scales', () => {
+    const file = 'test/fixtures/hf/falcon_h1/config.json';
+    const hf = importHfConfig(parsePythonJson(readFileSync(file, 'utf8'), file) as object, 'x');
+    const { model } = hf;
+    expect(model.embeddingScale).toBe(2);
+    expect(model.logitScale).toBe(0.5);
+    expect(model.layers[0].mixer).toMatchObject({
+      kind: 'parallel',
+      // key_multiplier 0.8 folds into the softmax scale: q·(0.8 k) = 0.8 (q·k).
+      attn: { headDim: 16, scale: 16 ** -0.5 * 0.8 },
+      ssm: { projScales: [0.9, 1.1, 0.8, 1.2, 1.3], normGroup: 128 },
+      attnInScale: 1.2,
+      attnOutScale: 0.7,
+      ssmInScale: 1.1,
+      ssmOutScale: 0.6,
+    });
+    expect(model.layers[0].ffn).toMatchObject({ gateScale: 1.5, downScale: 0.5 });
+    expect(hf.weightMap['model.layers.1.mixer.in_proj.weight']).toBe(
+      'model.layers.1.mamba.in_proj.weight',
+    );
+    expect(hf.weightMap['model.layers.1.mixer.norm.weight']).toBe(
+      'model.layers.1.mamba.norm.weight',
+    );
+    expect(hf.weightMap['model.norm.weight']).toBe('model.final_layernorm.weight');
+  });
+
+  it('orders the norm by mamba_norm_before_gate only when mamba_rms_norm is on', () => {
+    const file = 'test/fixtures/hf/falcon_h1/config.json';
+    const config = parsePythonJson(readFileSync(file, 'utf8'), file) as Record<string, unknown>;
+    const ssm = (over: Record<string, unknown>) => {
+      const mixer = importHfConfig({ ...config, ...over }, 'x').model.layers[0].mixer;
+      return mixer?.kind === 'parallel' ? mixer.ssm : null;
+    };
+    expect(ssm({ mamba_norm_before_gate: true })).toMatchObject({ normBeforeGate: true });
+    expect(ssm({ mamba_norm_before_gate: false })).not.toHaveProperty('normBeforeGate');
+    const plain = ssm({ mamba_rms_norm: false, mamba_norm_before_gate: true });
+    expect(plain).toMatchObject({ gateNorm: false });
+    expect(plain).not.toHaveProperty('normBeforeGate');
+    expect(() => importHfConfig({ ...config, projectors_bias: true }, 'x')).toThrow(
+      /projectors_bias' must equal mamba_proj_bias/,
+    );
   });
 });

@@ -6,7 +6,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
 import { attentionNames, postNormNames } from '../../import/names.ts';
-import { linear, preNorm, sublayerResidual } from './common.ts';
+import { linear, linearScale, preNorm, sublayerResidual } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
@@ -47,14 +47,34 @@ export function lowerAttention(
   /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
   input: number = x,
 ): number {
+  const L = `l${i}.attn`;
+  const h = preNorm(b, model, input, attentionNames(i).norm, L);
+  const o = attentionBranch(b, model, h, i, a, 1, 1);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+}
+
+/**
+ * outScale · attention(inScale · h) for the normed input h, without the residual: the multipliers
+ * fold into the q/k/v weights and the output projection.
+ */
+export function attentionBranch(
+  b: GraphBuilder,
+  model: ModelIR,
+  h: number,
+  i: number,
+  a: AttentionSpec,
+  inScale: number,
+  outScale: number,
+): number {
   const n = attentionNames(i);
   const L = `l${i}.attn`;
   const qCols = a.heads * a.headDim;
   const kvCols = a.kvHeads * a.headDim;
-  const h = preNorm(b, model, input, n.norm, L);
-  let q = linear(b, h, n.q, qCols, model.dim, a.qkvBias, `${L}.q`);
-  let k = linear(b, h, n.k, kvCols, model.dim, a.qkvBias, `${L}.k`);
-  const v = linear(b, h, n.v, kvCols, model.dim, a.qkvBias, `${L}.v`);
+  const proj = (prefix: string, cols: number, tag: string) =>
+    linear(b, h, prefix, cols, model.dim, a.qkvBias, `${L}.${tag}`, 'T', linearScale(inScale, 1));
+  let q = proj(n.q, qCols, 'q');
+  let k = proj(n.k, kvCols, 'k');
+  const v = proj(n.v, kvCols, 'v');
   if (a.qkNorm) {
     const headNorm = (t: number, width: number, prefix: string, tag: string) =>
       b.op(
@@ -106,6 +126,6 @@ export function lowerAttention(
     a.sinks ? { q, kcache, vcache, sinks: b.param(n.sinks, [a.heads]) } : { q, kcache, vcache },
     { out: { name: `${L}.out`, shape: ['T', qCols] } },
   ).out;
-  const o = linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`);
-  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+  const out = linearScale(1, outScale);
+  return linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
 }

@@ -4,7 +4,7 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import { plainMatmul } from '../ops.ts';
-import type { Dim } from '../ir.ts';
+import type { Dim, ParamSource } from '../ir.ts';
 import type { ModelIR } from '../../spec/model.ts';
 
 /**
@@ -29,6 +29,34 @@ export function preNorm(
   ).out;
 }
 
+/**
+ * Constant multipliers folded into a linear layer's parameters, y = x (w·W)ᵀ + b·bias: an input
+ * multiplier scales the weight only ((s·x) Wᵀ + b), an output one both (s·(x Wᵀ + b)).
+ */
+export interface LinearScale {
+  weight: number;
+  bias: number;
+}
+
+export const UNSCALED: LinearScale = { weight: 1, bias: 1 };
+
+/** Multiply the layer's input by `inScale` and its output by `outScale`. */
+export function linearScale(inScale: number, outScale: number): LinearScale {
+  return { weight: inScale * outScale, bias: outScale };
+}
+
+/** A parameter times `factor` (the parameter itself when the factor is 1). */
+export function scaledParam(
+  b: GraphBuilder,
+  name: string,
+  shape: Dim[],
+  source: ParamSource,
+  factor: number,
+): number {
+  if (factor === 1) return b.param(name, shape, source);
+  return b.param(`${name}#x${factor}`, shape, { kind: 'scaled', of: source, factor });
+}
+
 /** y = x Wᵀ (+ b) for a canonical linear layer `prefix` of shape [N, K]. */
 export function linear(
   b: GraphBuilder,
@@ -39,9 +67,12 @@ export function linear(
   bias: boolean,
   label: string,
   rows: 'T' | 'L' = 'T',
+  scale: LinearScale = UNSCALED,
 ): number {
-  const w = b.param(`${prefix}.weight`, [N, K]);
-  const bv = bias ? b.param(`${prefix}.bias`, [N]) : null;
+  const param = (name: string, shape: Dim[], factor: number) =>
+    scaledParam(b, name, shape, { kind: 'weight', name }, factor);
+  const w = param(`${prefix}.weight`, [N, K], scale.weight);
+  const bv = bias ? param(`${prefix}.bias`, [N], scale.bias) : null;
   return matmul(b, x, w, bv, N, K, label, rows);
 }
 
@@ -52,15 +83,11 @@ export function weightRows(
   start: number,
   count: number,
   cols: number,
+  factor = 1,
 ): number {
   const shape = cols === 1 ? [count] : [count, cols];
-  return b.param(`${name}#rows${start}`, shape, {
-    kind: 'rows',
-    of: { kind: 'weight', name },
-    start,
-    count,
-    cols,
-  });
+  const rows: ParamSource = { kind: 'rows', of: { kind: 'weight', name }, start, count, cols };
+  return scaledParam(b, `${name}#rows${start}`, shape, rows, factor);
 }
 
 /**
@@ -77,9 +104,10 @@ export function linearRows(
   K: number,
   bias: boolean,
   label: string,
+  scale: LinearScale = UNSCALED,
 ): number {
-  const w = weightRows(b, `${prefix}.weight`, start, count, K);
-  const bv = bias ? weightRows(b, `${prefix}.bias`, start, count, 1) : null;
+  const w = weightRows(b, `${prefix}.weight`, start, count, K, scale.weight);
+  const bv = bias ? weightRows(b, `${prefix}.bias`, start, count, 1, scale.bias) : null;
   return matmul(b, x, w, bv, count, K, label, 'T');
 }
 

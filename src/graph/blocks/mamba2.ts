@@ -8,7 +8,15 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { Mamba2Spec, ModelIR } from '../../spec/model.ts';
 import { mamba2Names, mamba2Widths, postNormNames } from '../../import/names.ts';
-import { causalConv, linear, linearRows, preNorm, sublayerResidual, weightRows } from './common.ts';
+import {
+  causalConv,
+  linear,
+  linearRows,
+  linearScale,
+  preNorm,
+  sublayerResidual,
+  weightRows,
+} from './common.ts';
 
 /** The largest finite f32: "no upper clamp" for dt, as a number every kernel can write. */
 export const F32_MAX = 3.4028234663852886e38;
@@ -22,24 +30,53 @@ export function lowerMamba2(
   /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
   input: number = x,
 ): number {
+  const L = `l${i}.mamba2`;
+  const h = preNorm(b, model, input, mamba2Names(i).norm, L);
+  const o = mamba2Branch(b, model, h, i, m, 1, 1);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+}
+
+/**
+ * outScale · mamba2(inScale · h) for the normed input h, without the residual. The multipliers
+ * and in_proj's part scales fold into in_proj's rows and out_proj.
+ */
+export function mamba2Branch(
+  b: GraphBuilder,
+  model: ModelIR,
+  h: number,
+  i: number,
+  m: Mamba2Spec,
+  inScale: number,
+  outScale: number,
+): number {
   const n = mamba2Names(i);
   const L = `l${i}.mamba2`;
   const w = mamba2Widths(m);
   const gn = m.groups * m.dState;
-  const h = preNorm(b, model, input, n.norm, L);
-  const proj = (start: number, count: number, tag: string) =>
-    linearRows(b, h, n.inProj, start, count, model.dim, m.projBias, `${L}.in_${tag}`);
-  const z = proj(0, w.inner, 'z');
+  const [zS, xS, bS, cS, dtS] = m.projScales ?? [1, 1, 1, 1, 1];
+  const proj = (start: number, count: number, tag: string, part: number) =>
+    linearRows(
+      b,
+      h,
+      n.inProj,
+      start,
+      count,
+      model.dim,
+      m.projBias,
+      `${L}.in_${tag}`,
+      linearScale(inScale, part),
+    );
+  const z = proj(0, w.inner, 'z', zS);
   // Channel ranges of the conv (x, B, C), which follow z in in_proj.
   const parts = [
-    { tag: 'x', start: 0, count: w.inner },
-    { tag: 'b', start: w.inner, count: gn },
-    { tag: 'c', start: w.inner + gn, count: gn },
+    { tag: 'x', start: 0, count: w.inner, part: xS },
+    { tag: 'b', start: w.inner, count: gn, part: bS },
+    { tag: 'c', start: w.inner + gn, count: gn, part: cS },
   ];
-  const [xs, B, C] = parts.map(({ tag, start, count }) =>
+  const [xs, B, C] = parts.map(({ tag, start, count, part }) =>
     causalConv(
       b,
-      proj(w.inner + start, count, tag),
+      proj(w.inner + start, count, tag, part),
       weightRows(b, `${n.conv}.weight`, start, count, m.dConv),
       m.convBias ? weightRows(b, `${n.conv}.bias`, start, count, 1) : null,
       b.state(`conv.${i}.${tag}`, [m.dConv - 1, count]),
@@ -49,7 +86,7 @@ export function lowerMamba2(
       `${L}.${tag}`,
     ),
   );
-  const dt = proj(w.inner + w.conv, m.heads, 'dt');
+  const dt = proj(w.inner + w.conv, m.heads, 'dt', dtS);
   const ssm = b.state(`ssm.${i}`, [m.heads, m.headDim, m.dState]);
   const y = b.op(
     {
@@ -75,12 +112,27 @@ export function lowerMamba2(
     },
     { out: { name: `${L}.ssd`, shape: ['T', w.inner] }, state: ssm },
   ).out;
-  const g = b.op(
-    { op: 'gated_norm', width: w.inner, group: m.normGroup, eps: m.normEps },
-    `${L} gated norm`,
-    { x: y, z, w: b.param(`${n.gateNorm}.weight`, [w.inner]) },
-    { out: { name: `${L}.gnorm`, shape: ['T', w.inner] } },
-  ).out;
-  const o = linear(b, g, n.outProj, model.dim, w.inner, m.projBias, `${L}.out`);
-  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+  const g =
+    m.gateNorm === false
+      ? // y · silu(z) without the norm (Falcon-H1's mamba_rms_norm: false).
+        b.op(
+          { op: 'glu', act: 'silu', width: w.inner },
+          `${L} gate`,
+          { gate: z, up: y },
+          { out: { name: `${L}.gated`, shape: ['T', w.inner] } },
+        ).out
+      : b.op(
+          {
+            op: 'gated_norm',
+            width: w.inner,
+            group: m.normGroup,
+            eps: m.normEps,
+            normBeforeGate: m.normBeforeGate === true,
+          },
+          `${L} gated norm`,
+          { x: y, z, w: b.param(`${n.gateNorm}.weight`, [w.inner]) },
+          { out: { name: `${L}.gnorm`, shape: ['T', w.inner] } },
+        ).out;
+  const out = linearScale(1, outScale);
+  return linear(b, g, n.outProj, model.dim, w.inner, m.projBias, `${L}.out`, 'T', out);
 }

@@ -2,7 +2,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { MlpSpec, ModelIR } from '../../spec/model.ts';
 import { mlpNames, postNormNames } from '../../import/names.ts';
-import { linear, preNorm, sublayerResidual } from './common.ts';
+import { linear, linearScale, preNorm, sublayerResidual } from './common.ts';
 
 export function lowerMlp(
   b: GraphBuilder,
@@ -17,7 +17,9 @@ export function lowerMlp(
   const up = linear(b, h, n.up, f.hidden, model.dim, f.bias, `${L}.up`);
   let a: number;
   if (f.gated) {
-    const gate = linear(b, h, n.gate, f.hidden, model.dim, f.bias, `${L}.gate`);
+    // muP multipliers fold into the gate and down projections (act(s·(x Wg + bg))).
+    const gs = linearScale(1, f.gateScale ?? 1);
+    const gate = linear(b, h, n.gate, f.hidden, model.dim, f.bias, `${L}.gate`, 'T', gs);
     a = b.op(
       { op: 'glu', act: f.act, width: f.hidden },
       `${L} ${f.act}-glu`,
@@ -36,6 +38,7 @@ export function lowerMlp(
       },
     ).out;
   }
-  const down = linear(b, a, n.down, model.dim, f.hidden, f.bias, `${L}.down`);
+  const ds = linearScale(1, f.downScale ?? 1);
+  const down = linear(b, a, n.down, model.dim, f.hidden, f.bias, `${L}.down`, 'T', ds);
   return sublayerResidual(b, model, x, down, postNormNames(i).ffn, L);
 }

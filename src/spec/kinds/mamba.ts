@@ -5,7 +5,7 @@
  */
 import { checkMamba1, checkMamba2, checkShortConv } from '../checks.ts';
 import { defineKind, opt } from '../kind.ts';
-import type { Mamba1Spec, Mamba2Spec, ShortConvSpec } from '../model.ts';
+import type { Mamba1Spec, Mamba2ProjScales, Mamba2Spec, ShortConvSpec } from '../model.ts';
 import { bool, int, nonNegative, orNone, positive } from '../values.ts';
 
 type Fail = (message: string, param?: 'expand') => never;
@@ -79,6 +79,13 @@ export const mamba2 = defineKind({
     norm_eps: opt(positive),
     dt_min: opt(nonNegative),
     dt_max: opt(orNone(positive)),
+    gate_norm: opt(bool),
+    norm_before_gate: opt(bool),
+    z_scale: opt(positive),
+    x_scale: opt(positive),
+    b_scale: opt(positive),
+    c_scale: opt(positive),
+    dt_scale: opt(positive),
   },
   build: (a, ctx, fail): Mamba2Spec => {
     const headDim = a.head_dim ?? 64;
@@ -93,6 +100,9 @@ export const mamba2 = defineKind({
       fail('give heads or expand, not both', 'expand');
     }
     const groups = a.groups ?? 1;
+    const scales: Mamba2ProjScales = [a.z_scale, a.x_scale, a.b_scale, a.c_scale, a.dt_scale].map(
+      (v) => v ?? 1,
+    ) as Mamba2ProjScales;
     return {
       kind: 'mamba2',
       heads,
@@ -109,6 +119,10 @@ export const mamba2 = defineKind({
       normEps: a.norm_eps ?? 1e-5,
       dtMin: a.dt_min ?? 0,
       dtMax: a.dt_max ?? null,
+      // Defaults are left out of the spec (see Mamba2Spec), so plain Mamba-2 specs stay as they were.
+      ...(scales.some((v) => v !== 1) ? { projScales: scales } : {}),
+      ...(a.gate_norm === false ? { gateNorm: false as const } : {}),
+      ...(a.norm_before_gate === true ? { normBeforeGate: true as const } : {}),
     };
   },
   check: checkMamba2,
@@ -128,8 +142,14 @@ export const mamba2 = defineKind({
           { name: 'norm_eps', value: s.normEps },
           { name: 'dt_min', value: s.dtMin },
           { name: 'dt_max', value: s.dtMax },
+          { name: 'gate_norm', value: s.gateNorm ?? true },
+          { name: 'norm_before_gate', value: s.normBeforeGate ?? false },
+          ...PROJ_SCALE_NAMES.map((name, i) => ({ name, value: s.projScales?.[i] ?? 1 })),
         ],
 });
+
+/** The DSL names of Mamba2Spec.projScales, in in_proj's order. */
+const PROJ_SCALE_NAMES = ['z_scale', 'x_scale', 'b_scale', 'c_scale', 'dt_scale'] as const;
 
 export const shortconv = defineKind({
   name: 'shortconv',
