@@ -34,6 +34,7 @@ describe('gemma3_text import', () => {
       window: 8,
       scale: 0.25,
       softcap: null,
+      sinks: false,
     });
     expect(attn(model, 1)).toMatchObject({ window: null, rope: { theta: 1e6 } });
     expect(model.layers[0]!.ffn).toEqual({

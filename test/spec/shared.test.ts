@@ -44,6 +44,7 @@ describe('shared blocks', () => {
         window: null,
         scale: 32 ** -0.5,
         softcap: null,
+        sinks: false,
       },
       ffn: { kind: 'mlp', hidden: 96, act: 'gelu', gated: true, bias: false },
       adapterRank: 4,
