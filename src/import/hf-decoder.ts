@@ -141,6 +141,8 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
     norm: { kind: 'rms', eps, unitOffset: false, bias: false },
     tieEmbeddings,
     embeddingScale: 1,
+    residualScale: 1,
+    logitScale: 1,
     logitSoftcap: null,
     maxContext,
     layers,

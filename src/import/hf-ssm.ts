@@ -101,6 +101,8 @@ function base(
     norm,
     tieEmbeddings: o.tie,
     embeddingScale: 1,
+    residualScale: 1,
+    logitScale: 1,
     logitSoftcap: null,
     maxContext: o.maxContext,
     layers,

@@ -15,7 +15,14 @@ import { validateModel } from './validate.ts';
 
 // allErrors so that an unknown (misspelt) property can be reported in preference to the
 // required one it was meant to be.
-const ajv = new Ajv({ discriminator: true, allowUnionTypes: true, verbose: true, allErrors: true });
+// useDefaults fills the ModelIR fields that have defaults (MODEL_FIELD_DEFAULTS) when absent.
+const ajv = new Ajv({
+  discriminator: true,
+  allowUnionTypes: true,
+  verbose: true,
+  allErrors: true,
+  useDefaults: true,
+});
 const validateSchema = ajv.compile<ModelIR>(modelIrSchema);
 
 type Path = (string | number)[];

@@ -273,7 +273,18 @@ function definitionLines(all: BlockPlan<unknown>[]): string[] {
 
 function settingsOf(m: ModelIR): ModelSettings {
   const { vocab, dim, maxContext, norm, tieEmbeddings, embeddingScale, logitSoftcap } = m;
-  return { vocab, dim, maxContext, norm, tieEmbeddings, embeddingScale, logitSoftcap };
+  const { residualScale, logitScale } = m;
+  return {
+    vocab,
+    dim,
+    maxContext,
+    norm,
+    tieEmbeddings,
+    embeddingScale,
+    residualScale,
+    logitScale,
+    logitSoftcap,
+  };
 }
 
 function printUnchecked(model: ModelIR): string {

@@ -132,6 +132,8 @@ class Resolver {
       norm: settings.norm,
       tieEmbeddings: settings.tieEmbeddings,
       embeddingScale: settings.embeddingScale,
+      residualScale: settings.residualScale,
+      logitScale: settings.logitScale,
       logitSoftcap: settings.logitSoftcap,
       maxContext: settings.maxContext,
       layers: layers.map((l, index): LayerSpec => ({

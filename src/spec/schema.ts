@@ -27,22 +27,47 @@ function nullable(ref: string): JsonSchema {
 
 const kind = (name: string) => ({ const: name });
 
+/**
+ * Fields added to ModelIR after specs were first written out: optional in the data form, and
+ * filled with their default by the loader (ajv useDefaults), so older YAML/JSON specs still load.
+ */
+export const MODEL_FIELD_DEFAULTS = { residualScale: 1, logitScale: 1 } as const;
+
+function withDefaults(schema: JsonSchema, defaults: Record<string, unknown>): JsonSchema {
+  const properties = schema.properties as Record<string, JsonSchema>;
+  return {
+    ...schema,
+    required: (schema.required as string[]).filter((k) => !Object.hasOwn(defaults, k)),
+    properties: Object.fromEntries(
+      Object.entries(properties).map(([k, s]) => [
+        k,
+        Object.hasOwn(defaults, k) ? { ...s, default: defaults[k] } : s,
+      ]),
+    ),
+  };
+}
+
 export const modelIrSchema: JsonSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://strata.dev/schema/model-ir-1.json',
   title: 'strata ModelIR',
-  ...object({
-    version: { const: 1 },
-    name: { type: 'string', minLength: 1 },
-    vocab: posInt,
-    dim: posInt,
-    norm: { $ref: '#/definitions/norm' },
-    tieEmbeddings: bool,
-    embeddingScale: posNumber,
-    logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
-    maxContext: posInt,
-    layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
-  }),
+  ...withDefaults(
+    object({
+      version: { const: 1 },
+      name: { type: 'string', minLength: 1 },
+      vocab: posInt,
+      dim: posInt,
+      norm: { $ref: '#/definitions/norm' },
+      tieEmbeddings: bool,
+      embeddingScale: posNumber,
+      residualScale: posNumber,
+      logitScale: posNumber,
+      logitSoftcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+      maxContext: posInt,
+      layers: { type: 'array', minItems: 1, items: { $ref: '#/definitions/layer' } },
+    }),
+    MODEL_FIELD_DEFAULTS,
+  ),
   definitions: {
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
     norm: object({

@@ -6,7 +6,15 @@ import { block, bool, int, orNone, positive } from './values.ts';
 
 export type ModelSettings = Pick<
   ModelIR,
-  'vocab' | 'dim' | 'maxContext' | 'norm' | 'tieEmbeddings' | 'embeddingScale' | 'logitSoftcap'
+  | 'vocab'
+  | 'dim'
+  | 'maxContext'
+  | 'norm'
+  | 'tieEmbeddings'
+  | 'embeddingScale'
+  | 'residualScale'
+  | 'logitScale'
+  | 'logitSoftcap'
 >;
 
 export const modelSettings = defineKind({
@@ -20,6 +28,8 @@ export const modelSettings = defineKind({
     norm: req(block(NORMS)),
     tie_embeddings: opt(bool),
     embedding_scale: opt(positive),
+    residual_scale: opt(positive),
+    logit_scale: opt(positive),
     logit_softcap: opt(orNone(positive)),
   },
   build: (a): ModelSettings => ({
@@ -29,6 +39,8 @@ export const modelSettings = defineKind({
     norm: a.norm({ dim: a.dim }),
     tieEmbeddings: a.tie_embeddings ?? false,
     embeddingScale: a.embedding_scale ?? 1,
+    residualScale: a.residual_scale ?? 1,
+    logitScale: a.logit_scale ?? 1,
     logitSoftcap: a.logit_softcap ?? null,
   }),
   toArgs: (s) => [
@@ -38,6 +50,8 @@ export const modelSettings = defineKind({
     { name: 'norm', value: toDslCall(NORMS, s.norm).value },
     { name: 'tie_embeddings', value: s.tieEmbeddings },
     { name: 'embedding_scale', value: s.embeddingScale },
+    { name: 'residual_scale', value: s.residualScale },
+    { name: 'logit_scale', value: s.logitScale },
     { name: 'logit_softcap', value: s.logitSoftcap },
   ],
 });

@@ -34,6 +34,8 @@ export function tinyLlama(over: Partial<ModelIR> = {}, layers = 3): ModelIR {
     norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
     tieEmbeddings: true,
     embeddingScale: 1,
+    residualScale: 1,
+    logitScale: 1,
     logitSoftcap: null,
     maxContext: 256,
     layers: Array.from({ length: layers }, (_, index) => ({

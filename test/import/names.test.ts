@@ -46,6 +46,8 @@ const MODEL: ModelIR = {
   norm: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true },
   tieEmbeddings: false,
   embeddingScale: 1,
+  residualScale: 1,
+  logitScale: 1,
   logitSoftcap: null,
   maxContext: 64,
   layers: [

@@ -42,6 +42,8 @@ describe('model settings', () => {
       norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
       tieEmbeddings: false,
       embeddingScale: 1,
+      residualScale: 1,
+      logitScale: 1,
       logitSoftcap: null,
     });
   });
@@ -53,6 +55,8 @@ describe('model settings', () => {
       norm: { kind: 'layer', eps: 1e-6, unitOffset: false, bias: false },
       tieEmbeddings: true,
       embeddingScale: 2.5,
+      residualScale: 1,
+      logitScale: 1,
       logitSoftcap: 30,
     });
   });

@@ -58,6 +58,8 @@ describe('specs/tiny-llama.strata', () => {
       norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
       tieEmbeddings: true,
       embeddingScale: 1,
+      residualScale: 1,
+      logitScale: 1,
       logitSoftcap: null,
       maxContext: 512,
       layers: [layer(0), layer(1), layer(2)],
@@ -114,6 +116,8 @@ describe('specs/llama-3.2-1b.strata', () => {
       norm: { kind: 'rms', eps: 1e-5, unitOffset: false, bias: false },
       tieEmbeddings: true,
       embeddingScale: 1,
+      residualScale: 1,
+      logitScale: 1,
       logitSoftcap: null,
       maxContext: 131072,
     });

@@ -98,5 +98,5 @@ export function lowerAttention(
     { out: { name: `${L}.out`, shape: ['T', qCols] } },
   ).out;
   const o = linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`);
-  return residualAdd(b, x, o, model.dim, L);
+  return residualAdd(b, model, x, o, L);
 }

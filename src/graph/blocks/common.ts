@@ -95,15 +95,17 @@ function matmul(
   }).out;
 }
 
+/** The residual stream after a sublayer: x + residualScale · y (every mixer and FFN sublayer). */
 export function residualAdd(
   b: GraphBuilder,
+  model: ModelIR,
   x: number,
   y: number,
-  width: number,
   label: string,
 ): number {
+  const width = model.dim;
   return b.op(
-    { op: 'add', width },
+    { op: 'add', width, scale: model.residualScale },
     `${label} residual`,
     { a: x, b: y },
     {

@@ -70,5 +70,5 @@ export function lowerMamba1(
     { out: { name: `${L}.scan`, shape: ['T', D] }, state: ssm },
   ).out;
   const o = linear(b, y, n.outProj, model.dim, D, m.projBias, `${L}.out`);
-  return residualAdd(b, x, o, model.dim, L);
+  return residualAdd(b, model, x, o, L);
 }

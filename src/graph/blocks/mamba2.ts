@@ -80,5 +80,5 @@ export function lowerMamba2(
     { out: { name: `${L}.gnorm`, shape: ['T', w.inner] } },
   ).out;
   const o = linear(b, g, n.outProj, model.dim, w.inner, m.projBias, `${L}.out`);
-  return residualAdd(b, x, o, model.dim, L);
+  return residualAdd(b, model, x, o, L);
 }

@@ -37,5 +37,5 @@ export function lowerMlp(
     ).out;
   }
   const down = linear(b, a, n.down, model.dim, f.hidden, f.bias, `${L}.down`);
-  return residualAdd(b, x, down, model.dim, L);
+  return residualAdd(b, model, x, down, L);
 }

@@ -45,5 +45,5 @@ export function lowerShortConv(
     L,
   );
   const o = linear(b, mul(gC, conv, 'cy'), n.outProj, d, d, m.bias, `${L}.out`);
-  return residualAdd(b, x, o, d, L);
+  return residualAdd(b, model, x, o, L);
 }
