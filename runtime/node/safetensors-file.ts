@@ -7,6 +7,7 @@
 import { open, readFile, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 import {
+  DTYPE_BYTES,
   decodeF32,
   decodeI32,
   parseHeaderJson,
@@ -15,6 +16,7 @@ import {
   type SafetensorsHeader,
   type TensorInfo,
 } from '../safetensors.ts';
+import { gatherSlice, sliceSpan, type TensorSlice } from '../tensor-slice.ts';
 
 export interface TensorEntry {
   name: string;
@@ -35,6 +37,11 @@ export interface SafetensorsSource {
   readonly metadata: Record<string, unknown>;
   readTensorBytes(name: string): Promise<Uint8Array>;
   readTensorF32(name: string): Promise<Float32Array>;
+  /**
+   * A box of tensor `name` as f32 (see runtime/tensor-slice.ts), reading only the bytes from its
+   * first to its last element; errors name the tensor when the box does not fit its shape.
+   */
+  readTensorSliceF32(name: string, slice: TensorSlice): Promise<Float32Array>;
   readTensorI32(name: string): Promise<Int32Array>;
   close(): Promise<void>;
 }
@@ -201,6 +208,21 @@ function makeSource(
     readTensorBytes: readBytes,
     // The bytes are a fresh buffer, so the decoders' zero-copy views alias nothing shared.
     readTensorF32: async (name) => decodeF32(lookup(name).info, await readBytes(name)),
+    readTensorSliceF32: async (name, slice) => {
+      const { shard, info } = lookup(name);
+      const span = sliceSpan(name, info.shape, slice);
+      const bytes = DTYPE_BYTES[info.dtype];
+      const begin = info.begin + span.first * bytes;
+      const end = info.begin + span.end * bytes;
+      const raw = await readExactly(
+        shard.handle,
+        shard.header.dataStart + begin,
+        end - begin,
+        shard.file,
+      );
+      const values = decodeF32({ ...info, shape: [span.end - span.first], begin, end }, raw);
+      return gatherSlice(values, span.first, info.shape, slice);
+    },
     readTensorI32: async (name) => decodeI32(lookup(name).info, await readBytes(name)),
     close: async () => {
       await Promise.all(shards.map((s) => s.handle.close()));

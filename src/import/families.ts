@@ -7,7 +7,6 @@ export const UNSUPPORTED_MODEL_TYPES: Readonly<Record<string, string>> = {
   gpt_oss: 'attention sinks and an importer for its fused, interleaved expert tensors',
   deepseek_v3: 'multi-head latent attention (MLA)',
   falcon_h1: 'parallel attention + mamba2 branches in one layer and muP multipliers',
-  granitemoehybrid: 'Granite multipliers and an importer for its fused expert tensors',
   zamba2: 'shared attention blocks with LoRA adapters',
   qwen3_next: 'gated DeltaNet mixers and gated attention',
 };

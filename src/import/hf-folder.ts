@@ -38,7 +38,7 @@ export async function readHfConfig(dir: string): Promise<unknown> {
 export async function importHfFolder(dir: string): Promise<HfFolder> {
   const name = basename(resolve(dir));
   const config = await readHfConfig(dir);
-  const { model, weightMap, storedShapes } = importHfConfig(config as object, name);
+  const { model, weightMap, storedShapes, storedSlices } = importHfConfig(config as object, name);
   const tensors = expectedTensors(model);
   const source = await openSafetensors(dir);
   try {
@@ -52,6 +52,7 @@ export async function importHfFolder(dir: string): Promise<HfFolder> {
           ? ` (config.json has tie_word_embeddings, so '${LM_HEAD}' would be ignored)`
           : '',
       storedShapes,
+      storedSlices,
     );
   } catch (e) {
     await source.close();
@@ -66,7 +67,11 @@ export async function importHfFolder(dir: string): Promise<HfFolder> {
       if (!known.has(canonical)) {
         return Promise.reject(new Error(`${dir}: model '${name}' has no tensor '${canonical}'`));
       }
-      return source.readTensorF32(weightMap[canonical]);
+      // A canonical tensor that the checkpoint fuses with others is a slice of the stored one.
+      const slice = Object.hasOwn(storedSlices, canonical) ? storedSlices[canonical] : null;
+      return slice
+        ? source.readTensorSliceF32(weightMap[canonical], slice)
+        : source.readTensorF32(weightMap[canonical]);
     },
     close: () => source.close(),
   };

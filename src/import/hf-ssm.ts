@@ -35,10 +35,10 @@ export interface FamilyImport {
 
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;
 
-type Rule = [RegExp, string];
+export type Rule = [RegExp, string];
 
 /** The weight map and stored shapes of a model whose checkpoint renames by `rules` (first match). */
-function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 'model'> {
+export function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 'model'> {
   const weightMap: Record<string, string> = {};
   const storedShapes: Record<string, number[]> = {};
   for (const t of expectedTensors(model)) {
@@ -50,14 +50,14 @@ function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyImport, 
   return { weightMap, storedShapes };
 }
 
-function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec {
+export function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec {
   const eps = cfg.num(key, fallback);
   if (!(eps > 0)) cfg.fail(key, `must be positive, got ${eps}`);
   return { kind: 'rms', eps, unitOffset: false, bias: false };
 }
 
 /** Mamba's conv and gate activation: the kernels implement SiLU only. */
-function requireSilu(cfg: ConfigReader, key: string): void {
+export function requireSilu(cfg: ConfigReader, key: string): void {
   if (readActivation(cfg, key, 'silu') !== 'silu') {
     cfg.fail(key, 'must be silu for the mamba mixers (the conv and gate activation)');
   }
@@ -110,7 +110,7 @@ function base(
 }
 
 /** Keys that only seed the training-time initialisation of the SSM parameters. */
-const SSM_INIT_KEYS = [
+export const SSM_INIT_KEYS = [
   'time_step_min',
   'time_step_max',
   'time_step_floor',
@@ -193,7 +193,7 @@ interface Mamba2Keys {
  * A Mamba-2 mixer from a config's keys (names differ per family). heads × headDim must be
  * the inner width expand × dim, as every HF Mamba-2 class assumes when it reshapes.
  */
-function readMamba2(
+export function readMamba2(
   cfg: ConfigReader,
   dim: number,
   k: Mamba2Keys,
@@ -293,7 +293,7 @@ function importMamba2(cfg: ConfigReader, name: string): FamilyImport {
   return { model, ...mapWeights(model, BACKBONE_RULES) };
 }
 
-function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number {
+export function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number {
   const raw = cfg.raw('num_key_value_heads');
   const kv = raw === null ? heads : cfg.positiveInt('num_key_value_heads', fallback);
   if (heads % kv !== 0) {
@@ -302,7 +302,7 @@ function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number
   return kv;
 }
 
-function attentionSpec(
+export function attentionSpec(
   heads: number,
   kvHeads: number,
   headDim: number,
@@ -325,7 +325,7 @@ function attentionSpec(
   };
 }
 
-function headDimOf(cfg: ConfigReader, dim: number, heads: number): number {
+export function headDimOf(cfg: ConfigReader, dim: number, heads: number): number {
   if (cfg.has('head_dim')) return cfg.positiveInt('head_dim');
   cfg.ignore('head_dim');
   if (dim % heads !== 0) {

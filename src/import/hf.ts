@@ -3,10 +3,12 @@
  * the checkpoint's. Browser-safe: reading the folder is hf-folder.ts's job.
  */
 import type { ModelIR } from '../spec/model.ts';
+import type { TensorSlice } from '../../runtime/tensor-slice.ts';
 import { ConfigReader, isConfigObject, show } from './config-reader.ts';
 import { unsupportedMessage } from './families.ts';
 import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
+import { GRANITE_FAMILIES } from './hf-granite.ts';
 import { SSM_FAMILIES } from './hf-ssm.ts';
 import { expectedTensors } from './names.ts';
 
@@ -19,11 +21,18 @@ export interface HfImport {
    * shape (HF conv weights [C, 1, K] for strata's [C, K]); absent names match exactly.
    */
   storedShapes: Record<string, number[]>;
+  /**
+   * Canonical name → the box of its stored tensor (weightMap's name) that holds it, where the
+   * checkpoint fuses several canonical tensors into one (Granite's expert tensors); its
+   * storedShapes entry is then the whole stored tensor's shape.
+   */
+  storedSlices: Record<string, TensorSlice>;
 }
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [
   ...Object.keys(DECODER_FAMILIES),
   ...Object.keys(SSM_FAMILIES),
+  ...Object.keys(GRANITE_FAMILIES),
 ];
 
 /** `source` names the checkpoint in messages and becomes the model's name. */
@@ -54,6 +63,11 @@ export function importHfConfig(config: object, source: string): HfImport {
   if (Object.hasOwn(SSM_FAMILIES, modelType)) {
     const imported = SSM_FAMILIES[modelType](cfg, source);
     cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
+    return { ...imported, storedSlices: {} };
+  }
+  if (Object.hasOwn(GRANITE_FAMILIES, modelType)) {
+    const imported = GRANITE_FAMILIES[modelType](cfg, source);
+    cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
     return imported;
   }
   const model = importDecoder(cfg, modelType, source);
@@ -62,5 +76,5 @@ export function importHfConfig(config: object, source: string): HfImport {
   const weightMap = Object.fromEntries(
     expectedTensors(model).map((t) => [t.name, decoderWeightName(modelType, t.name)]),
   );
-  return { model, weightMap, storedShapes: {} };
+  return { model, weightMap, storedShapes: {}, storedSlices: {} };
 }
