@@ -225,7 +225,6 @@ describe('model types strata cannot run yet', () => {
     gpt_oss: 'attention sinks',
     deepseek_v3: 'multi-head latent attention (MLA)',
     falcon_h1: 'parallel attention + mamba2 branches in one layer',
-    granitemoehybrid: 'Granite multipliers',
     zamba2: 'shared attention blocks',
     qwen3_next: 'gated DeltaNet mixers',
   };
@@ -296,7 +295,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, granitemoehybrid)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(
