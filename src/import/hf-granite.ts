@@ -15,7 +15,6 @@
 import {
   MODEL_IR_VERSION,
   type LayerSpec,
-  type MixerSpec,
   type MlpSpec,
   type ModelIR,
   type FfnSpec,
@@ -157,7 +156,7 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): HfImport {
   const layers = types.map((t, index): LayerSpec => ({
     index,
     mixerName: t,
-    mixer: (t === 'attention' ? attn : mamba) as MixerSpec,
+    mixer: t === 'attention' ? attn : mamba,
     ffnName: ffn.kind === 'moe' ? 'moe' : 'mlp',
     ffn: structuredClone(ffn),
   }));
