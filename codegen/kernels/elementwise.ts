@@ -145,11 +145,21 @@ ${loads}
   return { launches: [launch], scratch: {} };
 }
 
-export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) =>
-  elementwise(
-    { name: 'add', inputs: ['a', 'b'], expr: 'a + b', prelude: '', width: a.width, rows: 'T' },
+export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) => {
+  if (!Number.isFinite(a.scale)) throw new Error(`add: scale must be finite, got ${a.scale}`);
+  const scaled = a.scale !== 1;
+  return elementwise(
+    {
+      name: scaled ? `add_s${nameNum(a.scale)}` : 'add',
+      inputs: ['a', 'b'],
+      expr: scaled ? `a + ${wgslF32(a.scale)} * b` : 'a + b',
+      prelude: '',
+      width: a.width,
+      rows: 'T',
+    },
     ctx,
   );
+};
 
 /** One thread per output element: the column picks which input row it copies from. */
 export const concatKernel: KernelGenerator<ConcatAttrs> = (a, ctx) => {

@@ -158,6 +158,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.bias) f.push('bias');
   if (a.gated) f.push('glu');
   if (a.act) f.push(a.act);
+  if (a.scale !== 1) f.push('scaled');
   if (a.residual) f.push('res');
   if (a.rows === 'L') f.push('lastL');
   if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
@@ -223,6 +224,7 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   const lines = [`var y = g${a.bias ? ' + b_bias[c]' : ''};`];
   if (a.act) lines.push(`y = ${actExpr(a.act, 'y')};`);
   if (a.gated) lines.push(`y = y * (u${a.bias ? ' + b_bias[N + c]' : ''});`);
+  if (a.scale !== 1) lines.push(`y = y * ${lit(a.scale)};`);
   if (a.residual) lines.push('y = y + b_residual[r * N + c];');
   lines.push(`b_out[r * ${a.outStride}u + ${a.outOffset}u + c] = y;`);
   return `

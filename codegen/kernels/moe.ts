@@ -20,7 +20,7 @@ import type {
 import { SIGMOID_NORM_EPS, validateMoeMatmul, validateRoute } from '../../src/ops/moe.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
-import { FLAT_MAIN_WGSL, flatGrid, streamWorkgroup, wgslF32 } from './elementwise.ts';
+import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup, wgslF32 } from './elementwise.ts';
 import { actExpr, actPrelude } from './wgsl-math.ts';
 
 type Elem = 'f32' | 'u32' | 'vec4<f32>' | 'atomic<u32>';
@@ -507,6 +507,10 @@ export const moeCombineKernel: KernelGenerator<MoeCombineAttrs> = (a, { caps, ma
   const shared = a.shared
     ? `\n  acc += ${a.sharedGate ? 'sigm(b_sharedGate[t]) * ' : ''}b_shared[i];`
     : '';
+  if (!Number.isFinite(a.scale))
+    throw new Error(`moe_combine: scale must be finite, got ${a.scale}`);
+  // The residual multiplier scales the experts' sum (shared included), not the residual.
+  const scaled = a.scale !== 1 ? `\n  acc *= ${wgslF32(a.scale)};` : '';
   const code = `${STEP_WGSL}
 ${decls}
 ${SIGMOID_WGSL}
@@ -518,11 +522,15 @@ ${FLAT_MAIN_WGSL}
   let t = i / W;
   let d = i % W;
   var acc = 0.0;
-  for (var j = 0u; j < KS; j++) { acc += b_weights[t * KS + j] * b_y[(t * KS + j) * W + d]; }${shared}${a.residual ? '\n  acc += b_residual[i];' : ''}
+  for (var j = 0u; j < KS; j++) { acc += b_weights[t * KS + j] * b_y[(t * KS + j) * W + d]; }${shared}${scaled}${a.residual ? '\n  acc += b_residual[i];' : ''}
   b_out[i] = acc;
 }
 `;
-  const f = [a.residual ? 'res' : '', a.shared ? (a.sharedGate ? 'gshared' : 'shared') : '']
+  const f = [
+    a.residual ? 'res' : '',
+    a.shared ? (a.sharedGate ? 'gshared' : 'shared') : '',
+    a.scale !== 1 ? `s${nameNum(a.scale)}` : '',
+  ]
     .filter(Boolean)
     .join('_');
   return {

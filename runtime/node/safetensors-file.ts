@@ -16,6 +16,7 @@ import {
   type SafetensorsHeader,
   type TensorInfo,
 } from '../safetensors.ts';
+import { gatherSlice, sliceSpan, type TensorSlice } from '../tensor-slice.ts';
 
 export interface TensorEntry {
   name: string;
@@ -37,10 +38,10 @@ export interface SafetensorsSource {
   readTensorBytes(name: string): Promise<Uint8Array>;
   readTensorF32(name: string): Promise<Float32Array>;
   /**
-   * Entry `index` along the tensor's first axis (one expert of a fused [experts, ...] tensor) as
-   * f32, reading only its bytes.
+   * A box of tensor `name` as f32 (see runtime/tensor-slice.ts), reading only the bytes from its
+   * first to its last element; errors name the tensor when the box does not fit its shape.
    */
-  readTensorSliceF32(name: string, index: number): Promise<Float32Array>;
+  readTensorSliceF32(name: string, slice: TensorSlice): Promise<Float32Array>;
   readTensorI32(name: string): Promise<Int32Array>;
   close(): Promise<void>;
 }
@@ -197,26 +198,6 @@ function makeSource(
       shard.file,
     );
   };
-  const readSlice = async (name: string, index: number): Promise<Float32Array> => {
-    const { shard, info } = lookup(name);
-    const [count, ...rest] = info.shape;
-    if (count === undefined || !Number.isInteger(index) || index < 0 || index >= count) {
-      throw new Error(
-        `${path}: tensor '${name}' ${JSON.stringify(info.shape)} has no entry ${index} on its first axis`,
-      );
-    }
-    const bytes = rest.reduce((a, b) => a * b, 1) * DTYPE_BYTES[info.dtype];
-    const data = await readExactly(
-      shard.handle,
-      shard.header.dataStart + info.begin + index * bytes,
-      bytes,
-      shard.file,
-    );
-    return decodeF32(
-      { name: `${name}[${index}]`, dtype: info.dtype, shape: rest, begin: 0, end: bytes },
-      data,
-    );
-  };
   const sorted = [...where.keys()].sort();
   return {
     path,
@@ -227,7 +208,21 @@ function makeSource(
     readTensorBytes: readBytes,
     // The bytes are a fresh buffer, so the decoders' zero-copy views alias nothing shared.
     readTensorF32: async (name) => decodeF32(lookup(name).info, await readBytes(name)),
-    readTensorSliceF32: readSlice,
+    readTensorSliceF32: async (name, slice) => {
+      const { shard, info } = lookup(name);
+      const span = sliceSpan(name, info.shape, slice);
+      const bytes = DTYPE_BYTES[info.dtype];
+      const begin = info.begin + span.first * bytes;
+      const end = info.begin + span.end * bytes;
+      const raw = await readExactly(
+        shard.handle,
+        shard.header.dataStart + begin,
+        end - begin,
+        shard.file,
+      );
+      const values = decodeF32({ ...info, shape: [span.end - span.first], begin, end }, raw);
+      return gatherSlice(values, span.first, info.shape, slice);
+    },
     readTensorI32: async (name) => decodeI32(lookup(name).info, await readBytes(name)),
     close: async () => {
       await Promise.all(shards.map((s) => s.handle.close()));

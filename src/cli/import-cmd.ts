@@ -4,10 +4,20 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
-import { importHfConfig } from '../import/hf.ts';
+import { importHfConfig, type HfImport } from '../import/hf.ts';
 import { parsePythonJson } from '../import/json.ts';
 import { printSpec } from '../spec/print.ts';
 import { countParams } from '../spec/params.ts';
+
+/** The weight map as written beside the spec: slices of fused tensors spelled out. */
+function weightFile(imported: HfImport): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(imported.weightMap).map(([canonical, stored]) => {
+      const slice = imported.storedSlices[canonical];
+      return [canonical, slice ? { tensor: stored, ...slice } : stored];
+    }),
+  );
+}
 
 export const importCommand: Command = {
   name: 'import',
@@ -15,7 +25,8 @@ export const importCommand: Command = {
   usage: `usage: strata import <hf-folder|config.json> [-o spec.strata]
 
   -o, --out FILE   write the spec there and the weight-name map to FILE.weights.json
-                   (canonical strata name → checkpoint name); without -o the spec is printed`,
+                   (canonical strata name → checkpoint name, or { tensor, start, size } for a
+                   slice of a fused checkpoint tensor); without -o the spec is printed`,
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -47,7 +58,7 @@ export const importCommand: Command = {
     await writeFile(values.out, spec);
     await writeFile(
       `${values.out}.weights.json`,
-      JSON.stringify(imported.weightMap, null, 1) + '\n',
+      JSON.stringify(weightFile(imported), null, 1) + '\n',
     );
     console.log(
       `wrote ${values.out} (${imported.model.layers.length} layers, ${params.toLocaleString('en')} parameters) ` +

@@ -1,7 +1,7 @@
 /**
  * ModelIR → GraphIR for one phase: embedding, each layer's mixer and FFN via
- * its block lowering, final norm, LM head over the last L rows (times logit_scale), optional
- * logit softcap, GPU sampling.
+ * its block lowering, final norm, LM head over the last L rows (its epilogue applies the
+ * model's logit scale), optional logit softcap, GPU sampling.
  */
 import { GraphBuilder } from './builder.ts';
 import type { Graph, Phase } from './ir.ts';
@@ -15,7 +15,8 @@ import { lowerMamba2 } from './blocks/mamba2.ts';
 import { lowerShortConv } from './blocks/shortconv.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
 import { lowerParallel } from './blocks/parallel.ts';
-import { linear, linearScale, preNorm, residualAdd } from './blocks/common.ts';
+import { preNorm, residualAdd } from './blocks/common.ts';
+import { plainMatmul } from './ops.ts';
 
 export interface LowerOptions {
   phase: Phase;
@@ -98,18 +99,12 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
   b.layer = null;
   const h = preNorm(b, model, x, FINAL_NORM, 'final');
   const head = model.tieEmbeddings ? EMBED : LM_HEAD;
-  let logits = linear(
-    b,
-    h,
-    head.replace(/\.weight$/, ''),
-    model.vocab,
-    model.dim,
-    false,
+  let logits = b.op(
+    { ...plainMatmul(model.vocab, model.dim, 'L'), scale: model.logitScale },
     'lm_head',
-    'L',
-    // logit_scale folds into the head's weights (a scaled copy when they are the embedding's).
-    linearScale(1, model.logitScale),
-  );
+    { x: h, w: b.param(head, [model.vocab, model.dim]) },
+    { out: { name: 'lm_head', shape: ['L', model.vocab] } },
+  ).out;
   if (model.logitSoftcap !== null) {
     logits = b.op(
       { op: 'softcap', cap: model.logitSoftcap, width: model.vocab, rows: 'L' },

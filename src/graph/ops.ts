@@ -65,6 +65,12 @@ export interface MatmulAttrs {
   gated: boolean;
   /** Activation (gated: applied to the gate half; ungated: to the result). */
   act: Activation | null;
+  /**
+   * Multiply the result (after bias, activation and gating) by this before the residual add:
+   * Granite's residual_multiplier folded in by the residual fusion, and the model's logit scale
+   * on the LM head. 1 for none.
+   */
+  scale: number;
   /** Add residual [rows, N] after everything else. */
   residual: boolean;
   /** Write row r, column n to out[r * outStride + outOffset + n] (split LM heads); default N, 0. */
@@ -96,6 +102,7 @@ export function plainMatmul(
     bias,
     gated: false,
     act: null,
+    scale: 1,
     residual: false,
     outStride: N,
     outOffset: 0,
@@ -135,11 +142,13 @@ export interface AttentionAttrs {
 // inputs: q [T, heads*headDim], kcache [capacity, kvHeads*headDim], vcache (same),
 //   sinks [heads] when attrs.sinks; outputs: out [T, heads*headDim]
 
+/** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */
 export interface AddAttrs {
   op: 'add';
   width: number;
+  scale: number;
 }
-// inputs: a [T, width], b [T, width]; outputs: out
+// inputs: a [T, width], b [T, width]; outputs: out = a + scale * b
 
 /**
  * Row-wise concatenation: out[t] = [a[t], b[t]] (Zamba2's shared block reads the residual stream
@@ -344,13 +353,15 @@ export interface MoeMatmulAttrs {
 
 /**
  * Weighted sum of each token's expert outputs back in token order, plus shared experts and the
- * residual: out[t] = residual[t] + Σ_j weights[t, j]·y[t*topK + j] + g[t]·shared[t], where g is
- * sigmoid(sharedGate[t]) (Qwen3-Next's shared_expert_gate) or 1.
+ * residual: out[t] = residual[t] + scale·(Σ_j weights[t, j]·y[t*topK + j] + g[t]·shared[t]), where
+ * g is sigmoid(sharedGate[t]) (Qwen3-Next's shared_expert_gate) or 1, and scale the model's
+ * residual multiplier (Granite; 1 for most).
  */
 export interface MoeCombineAttrs {
   op: 'moe_combine';
   topK: number;
   width: number;
+  scale: number;
   residual: boolean;
   shared: boolean;
   sharedGate: boolean;

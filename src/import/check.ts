@@ -3,6 +3,7 @@
  * present with the right shape and a float dtype, and nothing left over (a leftover
  * tensor means the config and the weights describe different models).
  */
+import { sliceHolds, sliceSpan, type TensorSlice } from '../../runtime/tensor-slice.ts';
 import type { TensorSpec } from './names.ts';
 
 export interface AvailableTensor {
@@ -26,6 +27,8 @@ export function checkTensors(
   hint?: (unused: string[]) => string,
   /** Canonical name → the checkpoint's shape where it stores the same elements differently. */
   storedShapes: Readonly<Record<string, readonly number[]>> = {},
+  /** Canonical name → the box of its stored tensor that holds it (fused checkpoint tensors). */
+  storedSlices: Readonly<Record<string, TensorSlice>> = {},
 ): void {
   const byName = new Map(available.map((t) => [t.name, t]));
   const problems: string[] = [];
@@ -46,6 +49,18 @@ export function checkTensors(
       problems.push(`tensor ${label} has shape ${fmt(got.shape)}, expected ${want}`);
     } else if (!FLOAT_DTYPES.has(got.dtype)) {
       problems.push(`tensor ${label} has dtype ${got.dtype}, expected F32, F16 or BF16`);
+    } else if (Object.hasOwn(storedSlices, t.name)) {
+      const s = storedSlices[t.name];
+      try {
+        sliceSpan(hfName, got.shape, s);
+        if (!sliceHolds(s, t.shape)) {
+          problems.push(
+            `slice size ${fmt(s.size)} of tensor '${hfName}' does not hold strata '${t.name}' ${fmt(t.shape)}`,
+          );
+        }
+      } catch (e) {
+        problems.push(`${(e as Error).message} (strata '${t.name}')`);
+      }
     }
   }
   if (problems.length > 0) {

@@ -4,7 +4,6 @@
  */
 export const UNSUPPORTED_MODEL_TYPES: Readonly<Record<string, string>> = {
   deepseek_v3: 'multi-head latent attention (MLA)',
-  granitemoehybrid: 'Granite multipliers and an importer for its fused expert tensors',
   qwen3_next: 'gated DeltaNet mixers and gated attention',
 };
 

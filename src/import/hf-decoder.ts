@@ -143,8 +143,9 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
     postNorms: false,
     tieEmbeddings,
     embeddingScale: 1,
-    logitSoftcap: null,
+    residualScale: 1,
     logitScale: 1,
+    logitSoftcap: null,
     maxContext,
     layers,
   };

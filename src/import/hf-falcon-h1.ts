@@ -177,6 +177,7 @@ export function importFalconH1(cfg: ConfigReader, name: string): FamilyImport {
     embeddingScale: multiplier(cfg, 'embedding_multiplier'),
     logitSoftcap: null,
     postNorms: false,
+    residualScale: 1,
     logitScale: multiplier(cfg, 'lm_head_multiplier'),
     maxContext,
     layers,

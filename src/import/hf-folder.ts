@@ -39,7 +39,10 @@ export async function readHfConfig(dir: string): Promise<unknown> {
 export async function importHfFolder(dir: string): Promise<HfFolder> {
   const name = basename(resolve(dir));
   const config = await readHfConfig(dir);
-  const { model, weightMap, storedShapes, conversions } = importHfConfig(config as object, name);
+  const { model, weightMap, storedShapes, storedSlices, conversions } = importHfConfig(
+    config as object,
+    name,
+  );
   const tensors = expectedTensors(model);
   const source = await openSafetensors(dir);
   try {
@@ -53,6 +56,7 @@ export async function importHfFolder(dir: string): Promise<HfFolder> {
           ? ` (config.json has tie_word_embeddings, so '${LM_HEAD}' would be ignored)`
           : '',
       storedShapes,
+      storedSlices,
     );
   } catch (e) {
     await source.close();
@@ -67,12 +71,20 @@ export async function importHfFolder(dir: string): Promise<HfFolder> {
       if (!known.has(canonical)) {
         return Promise.reject(new Error(`${dir}: model '${name}' has no tensor '${canonical}'`));
       }
+      const stored = weightMap[canonical];
+      // A canonical tensor that the checkpoint fuses with others is a slice of the stored one.
+      if (Object.hasOwn(storedSlices, canonical))
+        return source.readTensorSliceF32(stored, storedSlices[canonical]);
       const conversion = conversions[canonical];
-      if (!conversion) return source.readTensorF32(weightMap[canonical]);
-      const stored = storedShapes[canonical];
+      if (!conversion) return source.readTensorF32(stored);
+      const shape = storedShapes[canonical];
+      const slab = {
+        start: shape.map((_, d) => (d === 0 ? conversion.index : 0)),
+        size: [1, ...shape.slice(1)],
+      };
       return source
-        .readTensorSliceF32(weightMap[canonical], conversion.index)
-        .then((slab) => convertSlab(slab, stored, conversion));
+        .readTensorSliceF32(stored, slab)
+        .then((values) => convertSlab(values, shape, conversion));
     },
     close: () => source.close(),
   };

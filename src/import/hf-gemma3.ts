@@ -171,6 +171,7 @@ export function importGemma3Text(cfg: ConfigReader, name: string): FamilyImport 
     dim,
     norm: { kind: 'rms', eps, unitOffset: true, bias: false },
     postNorms: true,
+    residualScale: 1,
     logitScale: 1,
     tieEmbeddings: cfg.bool('tie_word_embeddings', true),
     // HF keeps sqrt(hidden_size) as a float32 tensor cast to the weights' dtype; strata runs in

@@ -174,6 +174,7 @@ function readModel(cfg: ConfigReader, name: string): ModelIR {
     embeddingScale: 1,
     logitSoftcap: null,
     postNorms: false,
+    residualScale: 1,
     logitScale: 1,
     maxContext,
     layers,

@@ -20,6 +20,7 @@ import {
   type RopeSpec,
 } from '../spec/model.ts';
 import type { TensorConversion } from './convert.ts';
+import type { TensorSlice } from '../../runtime/tensor-slice.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
@@ -34,6 +35,8 @@ export interface FamilyImport {
   storedShapes: Record<string, number[]>;
   /** How to read tensors the checkpoint stores in another layout (see HfImport.conversions). */
   conversions?: Record<string, TensorConversion>;
+  /** Canonical tensors that are boxes of a fused stored tensor (see HfImport.storedSlices). */
+  storedSlices?: Record<string, TensorSlice>;
 }
 
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;
@@ -105,15 +108,16 @@ export function base(
     postNorms: false,
     tieEmbeddings: o.tie,
     embeddingScale: 1,
-    logitSoftcap: null,
+    residualScale: 1,
     logitScale: 1,
+    logitSoftcap: null,
     maxContext: o.maxContext,
     layers,
   };
 }
 
 /** Keys that only seed the training-time initialisation of the SSM parameters. */
-const SSM_INIT_KEYS = [
+export const SSM_INIT_KEYS = [
   'time_step_min',
   'time_step_max',
   'time_step_floor',
@@ -305,7 +309,7 @@ export function readKvHeads(cfg: ConfigReader, heads: number, fallback: number):
   return kv;
 }
 
-function attentionSpec(
+export function attentionSpec(
   heads: number,
   kvHeads: number,
   headDim: number,
@@ -329,7 +333,7 @@ function attentionSpec(
   };
 }
 
-function headDimOf(cfg: ConfigReader, dim: number, heads: number): number {
+export function headDimOf(cfg: ConfigReader, dim: number, heads: number): number {
   if (cfg.has('head_dim')) return cfg.positiveInt('head_dim');
   cfg.ignore('head_dim');
   if (dim % heads !== 0) {

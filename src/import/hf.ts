@@ -3,6 +3,7 @@
  * the checkpoint's. Browser-safe: reading the folder is hf-folder.ts's job.
  */
 import type { ModelIR } from '../spec/model.ts';
+import type { TensorSlice } from '../../runtime/tensor-slice.ts';
 import { ConfigReader, isConfigObject, show } from './config-reader.ts';
 import type { TensorConversion } from './convert.ts';
 import { unsupportedMessage } from './families.ts';
@@ -13,6 +14,7 @@ import { importGptOss } from './hf-gpt-oss.ts';
 import { importGemma3Text } from './hf-gemma3.ts';
 import { SSM_FAMILIES, type FamilyImporter } from './hf-ssm.ts';
 import { ZAMBA2_FAMILIES } from './hf-zamba2.ts';
+import { GRANITE_FAMILIES } from './hf-granite.ts';
 import { expectedTensors } from './names.ts';
 
 export interface HfImport {
@@ -31,12 +33,19 @@ export interface HfImport {
    * checkpoint tensor's whole shape.
    */
   conversions: Record<string, TensorConversion>;
+  /**
+   * Canonical name → the box of its stored tensor (weightMap's name) that holds it, where the
+   * checkpoint fuses several canonical tensors into one (Granite's expert tensors); its
+   * storedShapes entry is then the whole stored tensor's shape.
+   */
+  storedSlices: Record<string, TensorSlice>;
 }
 
 /** Families whose importer returns the whole import, checkpoint names included. */
 const FAMILY_IMPORTERS: Readonly<Record<string, FamilyImporter>> = {
   ...SSM_FAMILIES,
   ...ZAMBA2_FAMILIES,
+  ...GRANITE_FAMILIES,
   gemma3_text: importGemma3Text,
   gpt_oss: importGptOss,
   falcon_h1: importFalconH1,
@@ -75,7 +84,7 @@ export function importHfConfig(config: object, source: string): HfImport {
   if (Object.hasOwn(FAMILY_IMPORTERS, modelType)) {
     const imported = FAMILY_IMPORTERS[modelType](cfg, source);
     cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
-    return { conversions: {}, ...imported };
+    return { conversions: {}, storedSlices: {}, ...imported };
   }
   const model = importDecoder(cfg, modelType, source);
   cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
@@ -83,5 +92,5 @@ export function importHfConfig(config: object, source: string): HfImport {
   const weightMap = Object.fromEntries(
     expectedTensors(model).map((t) => [t.name, decoderWeightName(modelType, t.name)]),
   );
-  return { model, weightMap, storedShapes: {}, conversions: {} };
+  return { model, weightMap, storedShapes: {}, conversions: {}, storedSlices: {} };
 }

@@ -38,10 +38,10 @@ export const add: OpReference<AddAttrs> = {
     const x = rowsOf(inputs, 'a', n);
     const y = rowsOf(inputs, 'b', n);
     const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = x[i] + y[i];
+    for (let i = 0; i < n; i++) out[i] = x[i] + a.scale * y[i];
     return { out };
   },
-  cost: (a, step) => streamCost(step.T * a.width, 1, 2),
+  cost: (a, step) => streamCost(step.T * a.width, a.scale !== 1 ? 2 : 1, 2),
 };
 
 export const mul: OpReference<MulAttrs> = {

@@ -1,6 +1,6 @@
 /**
  * matmul: out = x · wᵀ (w is [out, in] like nn.Linear) with the fusions the
- * decode path lives on: a norm prologue, bias / activation / gating / residual
+ * decode path lives on: a norm prologue, bias / activation / gating / scale / residual
  * epilogues, strided writes into a wider output (split LM heads), and the
  * QKV + RoPE + KV-append epilogue. This file is the ground truth for the WGSL
  * kernels in codegen/kernels/matmul.ts and for the GraphIR interpreter.
@@ -18,14 +18,15 @@ export function validateMatmul(a: MatmulAttrs): void {
   if (!(Number.isInteger(a.N) && a.N > 0 && Number.isInteger(a.K) && a.K > 0)) {
     throw new Error(`${pre}: N and K must be positive integers`);
   }
+  if (!Number.isFinite(a.scale)) throw new Error(`${pre}: scale must be finite, got ${a.scale}`);
   if (!a.ropeKv && a.outOffset + a.N > a.outStride) {
     throw new Error(`${pre}: outOffset (${a.outOffset}) + N exceeds outStride (${a.outStride})`);
   }
   const r = a.ropeKv;
   if (!r) return;
   const { qCols, kvCols, headDim, rotaryDim } = r;
-  if (a.gated || a.act || a.residual) {
-    throw new Error(`${pre}: ropeKv cannot be combined with gated, act or residual`);
+  if (a.gated || a.act || a.residual || a.scale !== 1) {
+    throw new Error(`${pre}: ropeKv cannot be combined with gated, act, scale or residual`);
   }
   if (a.rows !== 'T')
     throw new Error(`${pre}: ropeKv needs rows 'T' (every token's k/v goes to the cache)`);
@@ -121,6 +122,7 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       }
       let v = a.act ? activate(a.act, acc) : acc;
       if (a.gated) v *= accU;
+      v *= a.scale;
       if (residual) v += residual[r * N + n];
       y[n] = v;
     }

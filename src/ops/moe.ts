@@ -278,6 +278,7 @@ export const moeCombine: OpReference<MoeCombineAttrs> = {
         let acc = 0;
         for (let j = 0; j < K; j++) acc += weights[t * K + j] * y[(t * K + j) * W + d];
         if (shared) acc += g * shared[t * W + d];
+        acc *= a.scale;
         if (res) acc += res[t * W + d];
         out[t * W + d] = acc;
       }
@@ -287,7 +288,10 @@ export const moeCombine: OpReference<MoeCombineAttrs> = {
   cost: (a, { T }) => {
     const rows = a.topK + (a.residual ? 1 : 0) + (a.shared ? 1 : 0);
     return {
-      flops: T * a.width * (2 * a.topK + (a.shared ? 2 : 0) + (a.residual ? 1 : 0)),
+      flops:
+        T *
+        a.width *
+        (2 * a.topK + (a.shared ? 2 : 0) + (a.residual ? 1 : 0) + (a.scale !== 1 ? 1 : 0)),
       bytesRead: 4 * (T * a.width * rows + T * a.topK + (a.sharedGate ? T : 0)),
       bytesWritten: 4 * T * a.width,
     };

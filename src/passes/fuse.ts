@@ -6,7 +6,7 @@
  *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
  *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
  *   activation       act(matmul) → matmul epilogue
- *   residual         x + matmul(...) → matmul epilogue
+ *   residual         x + s · matmul(...) → matmul epilogue (s: the residual multiplier)
  *   norm-residual    x + norm(y) → the norm adds x as it writes (sandwich post-norms)
  *   norm-prologue    norm → every matmul consuming it computes the norm itself
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
@@ -35,6 +35,7 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
     !n.attrs.gated &&
     !n.attrs.act &&
     !n.attrs.residual &&
+    n.attrs.scale === 1 &&
     !n.attrs.prologue &&
     !n.attrs.ropeKv &&
     n.attrs.rows === 'T' &&
@@ -212,14 +213,16 @@ export function fuseActivation(g: Graph, { caps }: FusionOptions): Graph {
 export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const add of r.live().filter((n) => n.attrs.op === 'add')) {
-    for (const [mine, other] of [
-      ['b', 'a'],
-      ['a', 'b'],
-    ] as const) {
+    if (add.attrs.op !== 'add') continue;
+    const scale = add.attrs.scale;
+    // a + s·b: with s ≠ 1 only b can be the matmul (its epilogue scales, then adds a).
+    const sides = scale === 1 ? (['b', 'a'] as const) : (['b'] as const);
+    for (const mine of sides) {
+      const other = mine === 'b' ? 'a' : 'b';
       const m = r.producer(add.inputs[mine]);
       if (!isMatmul(m) || m.attrs.residual || m.attrs.ropeKv || m.attrs.rows !== 'T') continue;
       if (m.attrs.outStride !== m.attrs.N || !r.soleConsumer(m.outputs.out)) continue;
-      const attrs: MatmulAttrs = { ...m.attrs, residual: true };
+      const attrs: MatmulAttrs = { ...m.attrs, scale: m.attrs.scale * scale, residual: true };
       if (!fits(attrs, caps)) continue;
       r.replace(
         m,
@@ -243,6 +246,8 @@ export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
 export function fuseNormResidual(g: Graph): Graph {
   const r = new Rewriter(g);
   for (const add of r.live().filter((n) => n.attrs.op === 'add')) {
+    // The norm adds its residual unscaled: a + s·norm(y) with s ≠ 1 stays as it is.
+    if (add.attrs.op !== 'add' || add.attrs.scale !== 1) continue;
     for (const [mine, other] of [
       ['b', 'a'],
       ['a', 'b'],

@@ -289,10 +289,18 @@ export interface ModelIR {
   tieEmbeddings: boolean;
   /** Multiplier applied to token embeddings (Gemma: sqrt(dim)); 1 for most models. */
   embeddingScale: number;
+  /**
+   * Multiplier on every sublayer's output before its residual add, x + residualScale ·
+   * sublayer(norm(x)), for mixers and FFNs alike (Granite's residual_multiplier); 1 for most.
+   */
+  residualScale: number;
+  /**
+   * Multiplier on the final logits, before any softcap (Granite: 1 / logits_scaling, Falcon-H1:
+   * lm_head_multiplier); 1 for most.
+   */
+  logitScale: number;
   /** Final logit softcap c: logits = c * tanh(logits / c); null is none. */
   logitSoftcap: number | null;
-  /** Multiplier on the final logits (before any softcap): Falcon-H1's lm_head_multiplier; 1 for most. */
-  logitScale: number;
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
   /** Blocks whose weights several layers share (Zamba2); absent: none. */

@@ -283,6 +283,7 @@ function settingsOf(m: ModelIR): ModelSettings {
     tieEmbeddings,
     embeddingScale,
     logitSoftcap,
+    residualScale,
     logitScale,
   } = m;
   return {
@@ -294,6 +295,7 @@ function settingsOf(m: ModelIR): ModelSettings {
     tieEmbeddings,
     embeddingScale,
     logitSoftcap,
+    residualScale,
     logitScale,
   };
 }

@@ -145,8 +145,9 @@ class Resolver {
       postNorms: settings.postNorms,
       tieEmbeddings: settings.tieEmbeddings,
       embeddingScale: settings.embeddingScale,
-      logitSoftcap: settings.logitSoftcap,
+      residualScale: settings.residualScale,
       logitScale: settings.logitScale,
+      logitSoftcap: settings.logitSoftcap,
       maxContext: settings.maxContext,
       // Both fields are left out of models that define no shared block, as before they existed.
       ...(shared.length

@@ -65,6 +65,7 @@ export const modelIrSchema: JsonSchema = {
     // Added after the first specs were written: a spec without them keeps its meaning.
     {
       postNorms: { ...bool, default: false },
+      residualScale: { ...posNumber, default: 1 },
       logitScale: { ...posNumber, default: 1 },
       ...SHARED_BLOCKS,
     },

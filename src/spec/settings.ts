@@ -13,8 +13,9 @@ export type ModelSettings = Pick<
   | 'postNorms'
   | 'tieEmbeddings'
   | 'embeddingScale'
-  | 'logitSoftcap'
+  | 'residualScale'
   | 'logitScale'
+  | 'logitSoftcap'
 >;
 
 export const modelSettings = defineKind({
@@ -29,8 +30,9 @@ export const modelSettings = defineKind({
     post_norms: opt(bool),
     tie_embeddings: opt(bool),
     embedding_scale: opt(positive),
-    logit_softcap: opt(orNone(positive)),
+    residual_scale: opt(positive),
     logit_scale: opt(positive),
+    logit_softcap: opt(orNone(positive)),
   },
   build: (a): ModelSettings => ({
     vocab: a.vocab,
@@ -40,8 +42,9 @@ export const modelSettings = defineKind({
     postNorms: a.post_norms ?? false,
     tieEmbeddings: a.tie_embeddings ?? false,
     embeddingScale: a.embedding_scale ?? 1,
-    logitSoftcap: a.logit_softcap ?? null,
+    residualScale: a.residual_scale ?? 1,
     logitScale: a.logit_scale ?? 1,
+    logitSoftcap: a.logit_softcap ?? null,
   }),
   toArgs: (s) => [
     { name: 'vocab', value: s.vocab },
@@ -51,6 +54,8 @@ export const modelSettings = defineKind({
     { name: 'post_norms', value: s.postNorms },
     { name: 'tie_embeddings', value: s.tieEmbeddings },
     { name: 'embedding_scale', value: s.embeddingScale },
+    { name: 'residual_scale', value: s.residualScale },
+    { name: 'logit_scale', value: s.logitScale },
     { name: 'logit_softcap', value: s.logitSoftcap },
     { name: 'logit_scale', value: s.logitScale },
   ],

@@ -35,6 +35,7 @@ const MUST_PASS = [
   'gemma3_text',
   'zamba2',
   'falcon_h1',
+  'granitemoehybrid',
 ];
 
 const types = readdirSync(ROOT).sort();

@@ -36,8 +36,9 @@ export function tinyLlama(over: Partial<ModelIR> = {}, layers = 3): ModelIR {
     postNorms: false,
     tieEmbeddings: true,
     embeddingScale: 1,
-    logitSoftcap: null,
+    residualScale: 1,
     logitScale: 1,
+    logitSoftcap: null,
     maxContext: 256,
     layers: Array.from({ length: layers }, (_, index) => ({
       index,

@@ -48,8 +48,9 @@ const MODEL: ModelIR = {
   postNorms: false,
   tieEmbeddings: false,
   embeddingScale: 1,
-  logitSoftcap: null,
+  residualScale: 1,
   logitScale: 1,
+  logitSoftcap: null,
   maxContext: 64,
   layers: [
     layer(

@@ -45,9 +45,11 @@ async function check(
 
 describe('add kernel', () => {
   for (const [si, s] of shapes.entries()) {
-    it(`width ${s.width}, T = ${s.T}`, async () => {
+    // Every other shape with a residual multiplier (Granite's residual_multiplier).
+    const scale = si % 2 === 1 ? 0.22 : 1;
+    it(`width ${s.width}, T = ${s.T}${scale !== 1 ? `, scale ${scale}` : ''}`, async () => {
       const { caps } = await testGpu();
-      const attrs = { op: 'add' as const, width: s.width };
+      const attrs = { op: 'add' as const, width: s.width, scale };
       const n = s.maxT * s.width;
       const inputs = { a: randn(n, 10 + si), b: randn(n, 20 + si, 3) };
       const step = { T: s.T, pos: 0, L: 1 };
@@ -140,7 +142,7 @@ describe('flat grid', () => {
   it('computes the right elements when folded into y (run on the device)', async () => {
     const { caps } = await testGpu();
     const small = { ...caps, maxWorkgroupsPerDimension: 3 };
-    const attrs = { op: 'add' as const, width: 68 };
+    const attrs = { op: 'add' as const, width: 68, scale: 1 };
     const { launches } = addKernel(attrs, { caps: small, maxT: 100 });
     expect(launches[0].grid[1]).toBeGreaterThan(1);
     const n = 100 * 68;
@@ -152,9 +154,25 @@ describe('flat grid', () => {
 
   it('vectorises rows whose width is a multiple of 4', async () => {
     const { caps } = await testGpu();
-    const k = addKernel({ op: 'add', width: 64 }, { caps, maxT: 4 }).launches[0].kernel;
+    const k = addKernel({ op: 'add', width: 64, scale: 1 }, { caps, maxT: 4 }).launches[0].kernel;
     expect(k.code).toContain('array<vec4<f32>>');
-    const s = addKernel({ op: 'add', width: 63 }, { caps, maxT: 4 }).launches[0].kernel;
+    const s = addKernel({ op: 'add', width: 63, scale: 1 }, { caps, maxT: 4 }).launches[0].kernel;
     expect(s.code).not.toContain('vec4');
+  });
+
+  it('scales b, not a, and names scaled variants apart', () => {
+    const step = { T: 1, pos: 0, L: 1 };
+    const out = add.reference(
+      { op: 'add', width: 2, scale: 0.5 },
+      { a: Float32Array.of(1, 2), b: Float32Array.of(4, 8) },
+      step,
+    ).out;
+    expect(Array.from(out as Float32Array)).toEqual([3, 6]);
+    const names = [1, 0.5, 0.25].map(
+      (scale) =>
+        addKernel({ op: 'add', width: 8, scale }, { caps: BASELINE_CAPS, maxT: 4 }).launches[0]
+          .kernel.name,
+    );
+    expect(new Set(names).size).toBe(3);
   });
 });

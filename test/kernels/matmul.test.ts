@@ -17,6 +17,7 @@ function mm(N: number, K: number, over: Partial<MatmulAttrs> = {}): MatmulAttrs 
     bias: false,
     gated: false,
     act: null,
+    scale: 1,
     residual: false,
     outStride: N,
     outOffset: 0,
@@ -169,6 +170,10 @@ const VARIANTS: Array<[string, Partial<MatmulAttrs>]> = [
   ['act relu2', { act: 'relu2' }],
   ['residual', { residual: true }],
   ['rows L', { rows: 'L', residual: true }],
+  // Granite: residual_multiplier folded into the residual epilogue, 1/logits_scaling on the head.
+  ['scale + residual', { scale: 0.22, residual: true, bias: true }],
+  ['rows L + scale', { rows: 'L', scale: 0.5 }],
+  ['gated silu + scale + residual', { gated: true, act: 'silu', scale: 1.5, residual: true }],
   [
     'rms + gated + bias + residual',
     { prologue: RMS, gated: true, act: 'silu', bias: true, residual: true },

@@ -419,19 +419,43 @@ describe('moe_combine kernel', () => {
   const cases: Array<[string, MoeCombineAttrs, number, number]> = [
     [
       'residual',
-      { op: 'moe_combine', topK: 2, width: 37, residual: true, shared: false, sharedGate: false },
+      {
+        op: 'moe_combine',
+        topK: 2,
+        width: 37,
+        scale: 1,
+        residual: true,
+        shared: false,
+        sharedGate: false,
+      },
       9,
       12,
     ],
     [
-      'residual + shared expert',
-      { op: 'moe_combine', topK: 3, width: 64, residual: true, shared: true, sharedGate: false },
+      'residual + shared expert, residual multiplier 0.5 (Granite)',
+      {
+        op: 'moe_combine',
+        topK: 3,
+        width: 64,
+        scale: 0.5,
+        residual: true,
+        shared: true,
+        sharedGate: false,
+      },
       5,
       5,
     ],
     [
-      'sigmoid-gated shared expert (Qwen3-Next), T = 1',
-      { op: 'moe_combine', topK: 1, width: 19, residual: true, shared: true, sharedGate: true },
+      'sigmoid-gated shared expert (Qwen3-Next), scale 1.7, T = 1',
+      {
+        op: 'moe_combine',
+        topK: 1,
+        width: 19,
+        scale: 1.7,
+        residual: true,
+        shared: true,
+        sharedGate: true,
+      },
       1,
       1,
     ],
@@ -451,13 +475,14 @@ describe('moe_combine kernel', () => {
       // Independent loop.
       for (let t = 0; t < T; t++) {
         for (let d = 0; d < a.width; d += 7) {
-          let v = inputs.residual[t * a.width + d];
+          let v = 0;
           for (let j = 0; j < a.topK; j++)
             v += inputs.weights[t * a.topK + j] * inputs.y[(t * a.topK + j) * a.width + d];
           if (a.shared) {
             const g = a.sharedGate ? 1 / (1 + Math.exp(-inputs.sharedGate[t])) : 1;
             v += g * inputs.shared[t * a.width + d];
           }
+          v = inputs.residual[t * a.width + d] + a.scale * v;
           expect(ref[t * a.width + d]).toBeCloseTo(v, 5);
         }
       }

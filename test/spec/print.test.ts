@@ -140,10 +140,10 @@ describe('printSpec', () => {
 
   it('prints non-default settings', () => {
     const header =
-      'vocab 10\n  dim 8\n  max_context 4\n  norm layer(eps: 1e-6, bias: false)\n  embedding_scale 2.5\n  logit_softcap 30';
+      'vocab 10\n  dim 8\n  max_context 4\n  norm layer(eps: 1e-6, bias: false)\n  embedding_scale 2.5\n  residual_scale 0.22\n  logit_scale 0.125\n  logit_softcap 30';
     const text = roundTrip(resolve('mixer a = attention(heads: 2)\nlayers 1 x a', header));
     expect(text).toContain(
-      '  norm layer(eps: 0.000001, bias: false)\n  embedding_scale 2.5\n  logit_softcap 30\n'.replace(
+      '  norm layer(eps: 0.000001, bias: false)\n  embedding_scale 2.5\n  residual_scale 0.22\n  logit_scale 0.125\n  logit_softcap 30\n'.replace(
         '0.000001',
         '1e-6',
       ),

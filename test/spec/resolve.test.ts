@@ -43,8 +43,9 @@ describe('model settings', () => {
       postNorms: false,
       tieEmbeddings: false,
       embeddingScale: 1,
-      logitSoftcap: null,
+      residualScale: 1,
       logitScale: 1,
+      logitSoftcap: null,
     });
   });
 
@@ -56,8 +57,9 @@ describe('model settings', () => {
       postNorms: false,
       tieEmbeddings: true,
       embeddingScale: 2.5,
-      logitSoftcap: 30,
+      residualScale: 1,
       logitScale: 1,
+      logitSoftcap: 30,
     });
   });
 

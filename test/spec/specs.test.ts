@@ -62,8 +62,9 @@ describe('specs/tiny-llama.strata', () => {
       postNorms: false,
       tieEmbeddings: true,
       embeddingScale: 1,
-      logitSoftcap: null,
+      residualScale: 1,
       logitScale: 1,
+      logitSoftcap: null,
       maxContext: 512,
       layers: [layer(0), layer(1), layer(2)],
     };
@@ -120,8 +121,9 @@ describe('specs/llama-3.2-1b.strata', () => {
       postNorms: false,
       tieEmbeddings: true,
       embeddingScale: 1,
-      logitSoftcap: null,
+      residualScale: 1,
       logitScale: 1,
+      logitSoftcap: null,
       maxContext: 131072,
     });
     expect(m.layers).toHaveLength(16);

@@ -130,9 +130,9 @@ function matmul(
 }
 
 /**
- * A sublayer's output y joins the residual stream x: x + y, or x + norm(y) with the model's
- * sandwich norms (Gemma 2/3), `postNorm` naming that norm's weights. The norm-residual pass
- * then folds the add into the post-norm.
+ * A sublayer's output y joins the residual stream x: x + s·y, or x + s·norm(y) with the model's
+ * sandwich norms (Gemma 2/3), `postNorm` naming that norm's weights; s is the model's residual
+ * multiplier (Granite). The fusion passes fold the add into the post-norm or the matmul.
  */
 export function sublayerResidual(
   b: GraphBuilder,
@@ -143,18 +143,20 @@ export function sublayerResidual(
   label: string,
 ): number {
   const out = model.postNorms ? preNorm(b, model, y, postNorm, `${label}.post`) : y;
-  return residualAdd(b, x, out, model.dim, label);
+  return residualAdd(b, x, out, model.dim, label, model.residualScale);
 }
 
+/** x + scale · y. */
 export function residualAdd(
   b: GraphBuilder,
   x: number,
   y: number,
   width: number,
   label: string,
+  scale = 1,
 ): number {
   return b.op(
-    { op: 'add', width },
+    { op: 'add', width, scale },
     `${label} residual`,
     { a: x, b: y },
     {

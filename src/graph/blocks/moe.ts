@@ -4,7 +4,7 @@
  *   prefill: (counts, offsets, order) = group(ids)       decode: one token needs no schedule
  *   a = experts_up(h, ids) [T·k, H]; y = experts_down(a, ids) [T·k, dim]
  *   shared experts (a dense MLP on h, optionally × sigmoid(h·w_gate)) lower to ordinary ops
- *   out = x + Σ_j weights[t, j]·y[t·k + j] + shared
+ *   out = x + residualScale·(Σ_j weights[t, j]·y[t·k + j] + shared)
  * Each projection's experts live in one [experts, rows, cols] parameter concatenated from the
  * canonical per-expert weights, gate rows before up rows (the matmul family's gated layout).
  */
@@ -199,6 +199,8 @@ export function lowerMoe(
       topK: K,
       width: D,
       residual: fuseResidual,
+      // Unfused, sublayerResidual scales the sum instead.
+      scale: fuseResidual ? model.residualScale : 1,
       shared: f.shared !== null,
       sharedGate: f.shared !== null && f.sharedGate,
     },

@@ -27,11 +27,13 @@ export function lowerParallel(
   const ssm = mamba2Branch(b, model, h, i, m.ssm, m.ssmInScale, m.ssmOutScale);
   const attn = attentionBranch(b, model, h, i, m.attn, m.attnInScale, m.attnOutScale);
   // Two residual adds rather than one sum: the fusion pass folds each into its projection.
+  const s = model.residualScale;
   return residualAdd(
     b,
-    residualAdd(b, x, ssm, model.dim, `${L}.ssm`),
+    residualAdd(b, x, ssm, model.dim, `${L}.ssm`, s),
     attn,
     model.dim,
     `${L}.attn`,
+    s,
   );
 }

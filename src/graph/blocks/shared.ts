@@ -8,7 +8,7 @@ import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, SharedBlockSpec } from '../../spec/model.ts';
 import { sharedBlockNames, sharedUseNames } from '../../import/names.ts';
 import { ropeTableParams } from './attention.ts';
-import { linear, linearRows } from './common.ts';
+import { linear, linearRows, residualAdd } from './common.ts';
 
 function norm(
   b: GraphBuilder,
@@ -26,17 +26,6 @@ function norm(
     inputs,
     {
       out: { name: `${label}.norm`, shape: ['T', width] },
-    },
-  ).out;
-}
-
-function add(b: GraphBuilder, x: number, y: number, width: number, label: string): number {
-  return b.op(
-    { op: 'add', width },
-    label,
-    { a: x, b: y },
-    {
-      out: { name: label, shape: ['T', width] },
     },
   ).out;
 }
@@ -76,7 +65,7 @@ export function lowerSharedUse(
     if (!s.attentionAdapters) return y;
     const low = linear(b, h, adapter.down, r, inp, false, `${L}.${tag}_lora_down`);
     const up = linear(b, low, adapter.up, cols, r, false, `${L}.${tag}_lora_up`);
-    return add(b, y, up, cols, `${L}.${tag}_adapted`);
+    return residualAdd(b, y, up, cols, `${L}.${tag}_adapted`);
   };
   let q = project(n.q, u.q, qCols, 'q');
   let k = project(n.k, u.k, kvCols, 'k');
@@ -127,7 +116,7 @@ export function lowerSharedUse(
     const y = linearRows(b, f, n.gateUp, start, I, D, s.ffn.bias, `${L}.${tag}`);
     if (low === null) return y;
     const extra = linearRows(b, low, u.gateUp.up, start, I, r, false, `${L}.${tag}_lora_up`);
-    return add(b, y, extra, I, `${L}.${tag}_adapted`);
+    return residualAdd(b, y, extra, I, `${L}.${tag}_adapted`);
   };
   const gate = half(0, 'gate');
   const up = half(I, 'up');
