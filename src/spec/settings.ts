@@ -57,6 +57,5 @@ export const modelSettings = defineKind({
     { name: 'residual_scale', value: s.residualScale },
     { name: 'logit_scale', value: s.logitScale },
     { name: 'logit_softcap', value: s.logitSoftcap },
-    { name: 'logit_scale', value: s.logitScale },
   ],
 });
