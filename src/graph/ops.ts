@@ -118,7 +118,10 @@ export interface AttentionAttrs {
   op: 'attention';
   heads: number;
   kvHeads: number;
+  /** Width of each q and k head. */
   headDim: number;
+  /** Width of each v head and output head; equals headDim except in MLA (DeepSeek-V3: 192 vs 128). */
+  vHeadDim: number;
   scale: number;
   /** Causal: query at position p sees keys 0..p; otherwise all keys 0..pos+T-1. */
   causal: boolean;
@@ -127,7 +130,8 @@ export interface AttentionAttrs {
   softcap: number | null;
   capacity: number;
 }
-// inputs: q [T, heads*headDim], kcache [capacity, kvHeads*headDim], vcache (same); outputs: out [T, heads*headDim]
+// inputs: q [T, heads*headDim], kcache [capacity, kvHeads*headDim], vcache [capacity, kvHeads*vHeadDim];
+// outputs: out [T, heads*vHeadDim]
 
 export interface AddAttrs {
   op: 'add';

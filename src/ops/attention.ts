@@ -1,7 +1,8 @@
 /**
  * Attention over a KV cache, and the KV-cache append that feeds it.
  *
- * Layout: q [T, heads·hd]; kcache/vcache [capacity, kvHeads·hd] holding rows
+ * Layout: q [T, heads·hd]; kcache [capacity, kvHeads·hd] and vcache [capacity, kvHeads·vd]
+ * (vd = vHeadDim, the output head width; MLA has vd ≠ hd) holding rows
  * 0..pos+T-1 (the step's own keys were appended by kv_write before attention).
  * Query t sits at absolute position p = pos + t. Head h reads kv head
  * floor(h / (heads / kvHeads)) (GQA/MQA).
@@ -43,19 +44,23 @@ export const attention: OpReference<AttentionAttrs> = {
     const q = f32(inputs, 'q');
     const kc = f32(inputs, 'kcache');
     const vc = f32(inputs, 'vcache');
-    const { heads, kvHeads, headDim: hd } = a;
+    const { heads, kvHeads, headDim: hd, vHeadDim: vd } = a;
     const qw = heads * hd;
     const kvw = kvHeads * hd;
+    const vw = kvHeads * vd;
+    const ow = heads * vd;
     const group = heads / kvHeads;
-    const out = new Float32Array(step.T * qw);
+    const out = new Float32Array(step.T * ow);
     const scores = new Float64Array(step.pos + step.T);
-    const acc = new Float64Array(hd);
+    const acc = new Float64Array(vd);
     for (let t = 0; t < step.T; t++) {
       const p = step.pos + t;
       const [lo, hi] = visibleKeys(a, p, step);
       for (let h = 0; h < heads; h++) {
         const qo = t * qw + h * hd;
-        const ko = Math.floor(h / group) * hd;
+        const kvh = Math.floor(h / group);
+        const ko = kvh * hd;
+        const vo = kvh * vd;
         let max = -Infinity;
         for (let j = lo; j < hi; j++) {
           let s = 0;
@@ -70,9 +75,9 @@ export const attention: OpReference<AttentionAttrs> = {
         for (let j = lo; j < hi; j++) {
           const e = Math.exp(scores[j] - max);
           sum += e;
-          for (let d = 0; d < hd; d++) acc[d] += e * vc[j * kvw + ko + d];
+          for (let d = 0; d < vd; d++) acc[d] += e * vc[j * vw + vo + d];
         }
-        for (let d = 0; d < hd; d++) out[qo + d] = acc[d] / sum;
+        for (let d = 0; d < vd; d++) out[t * ow + h * vd + d] = acc[d] / sum;
       }
     }
     return { out };
@@ -91,9 +96,9 @@ export const attention: OpReference<AttentionAttrs> = {
     const qBytes = 4 * step.T * a.heads * a.headDim;
     return {
       // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
-      flops: pairs * a.heads * (4 * a.headDim + 5),
-      bytesRead: qBytes + 2 * 4 * kvRows * a.kvHeads * a.headDim,
-      bytesWritten: qBytes,
+      flops: pairs * a.heads * (2 * a.headDim + 2 * a.vHeadDim + 5),
+      bytesRead: qBytes + 4 * kvRows * a.kvHeads * (a.headDim + a.vHeadDim),
+      bytesWritten: 4 * step.T * a.heads * a.vHeadDim,
     };
   },
 };

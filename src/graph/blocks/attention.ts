@@ -87,6 +87,7 @@ export function lowerAttention(
       heads: a.heads,
       kvHeads: a.kvHeads,
       headDim: a.headDim,
+      vHeadDim: a.headDim,
       scale: a.scale,
       causal: a.causal,
       window: a.window,
