@@ -7,7 +7,13 @@
  * Query t sits at absolute position p = pos + t. Head h reads kv head
  * floor(h / (heads / kvHeads)) (GQA/MQA).
  */
-import type { AttentionAttrs, Cost, KvWriteAttrs, StepShape } from '../graph/ops.ts';
+import {
+  kvWriteWidth,
+  type AttentionAttrs,
+  type Cost,
+  type KvWriteAttrs,
+  type StepShape,
+} from '../graph/ops.ts';
 import { f32, type Arrays, type OpReference } from './types.ts';
 
 /**
@@ -103,6 +109,17 @@ export const attention: OpReference<AttentionAttrs> = {
   },
 };
 
+/** The column ranges must lie inside each head's share of the row. */
+export function checkKvColumns(a: KvWriteAttrs): void {
+  const c = a.columns;
+  if (c === null) return;
+  if (a.width % c.heads !== 0 || c.offset < 0 || c.offset + c.cols > a.width / c.heads) {
+    throw new Error(
+      `kv_write: columns [${c.offset}, ${c.offset + c.cols}) do not fit heads of ${a.width / c.heads} in a row of ${a.width}`,
+    );
+  }
+}
+
 export const kvWrite: OpReference<KvWriteAttrs> = {
   reference(a: KvWriteAttrs, inputs: Arrays, step: StepShape): Arrays {
     const x = f32(inputs, 'x');
@@ -110,11 +127,26 @@ export const kvWrite: OpReference<KvWriteAttrs> = {
     if (step.pos + step.T > a.capacity) {
       throw new Error(`kv_write: pos + T = ${step.pos + step.T} exceeds capacity ${a.capacity}`);
     }
-    cache.set(x.subarray(0, step.T * a.width), step.pos * a.width);
+    const c = a.columns;
+    if (c === null) {
+      cache.set(x.subarray(0, step.T * a.width), step.pos * a.width);
+      return { cache };
+    }
+    checkKvColumns(a);
+    const xw = kvWriteWidth(a);
+    const stride = a.width / c.heads;
+    for (let t = 0; t < step.T; t++) {
+      for (let h = 0; h < c.heads; h++) {
+        const from = t * xw + (c.broadcast ? 0 : h * c.cols);
+        const to = (step.pos + t) * a.width + h * stride + c.offset;
+        cache.set(x.subarray(from, from + c.cols), to);
+      }
+    }
     return { cache };
   },
   cost(a: KvWriteAttrs, step: StepShape): Cost {
-    const bytes = 4 * step.T * a.width;
+    const cols = a.columns === null ? a.width : a.columns.heads * a.columns.cols;
+    const bytes = 4 * step.T * cols;
     return { flops: 0, bytesRead: bytes, bytesWritten: bytes };
   },
 };

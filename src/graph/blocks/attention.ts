@@ -78,7 +78,7 @@ export function lowerAttention(
   }
   const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
   const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
-  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity } as const;
+  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
   b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
   b.op(write, `${L} v-append`, { x: v, cache: vcache }, { cache: vcache });
   const att = b.op(
