@@ -20,7 +20,20 @@ export type ParamSource =
   | { kind: 'rope_interleave'; of: ParamSource; headDim: number; rotaryDim: number; cols: number }
   | { kind: 'rope_table'; rope: RopeSpec; which: 'cos' | 'sin'; capacity: number }
   /** Rows [start, start+count) of a [rows, cols] tensor (splits over the binding-size limit). */
-  | { kind: 'rows'; of: ParamSource; start: number; count: number; cols: number };
+  | { kind: 'rows'; of: ParamSource; start: number; count: number; cols: number }
+  /**
+   * Within each of `heads` consecutive blocks of `headRows` rows, the row ranges [start,
+   * start+count) in the order given: MLA takes k_nope and v apart from kv_b_proj's per-head rows
+   * and moves q's rotary part to the front of each head.
+   */
+  | {
+      kind: 'head_rows';
+      of: ParamSource;
+      heads: number;
+      headRows: number;
+      ranges: { start: number; count: number }[];
+      cols: number;
+    };
 
 export interface Tensor {
   id: number;

@@ -8,6 +8,7 @@ import { unsupportedMessage } from './families.ts';
 import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { SSM_FAMILIES } from './hf-ssm.ts';
+import { DEEPSEEK_FAMILIES } from './hf-deepseek.ts';
 import { expectedTensors } from './names.ts';
 
 export interface HfImport {
@@ -24,6 +25,7 @@ export interface HfImport {
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [
   ...Object.keys(DECODER_FAMILIES),
   ...Object.keys(SSM_FAMILIES),
+  ...Object.keys(DEEPSEEK_FAMILIES),
 ];
 
 /** `source` names the checkpoint in messages and becomes the model's name. */
@@ -51,8 +53,13 @@ export function importHfConfig(config: object, source: string): HfImport {
 
   const cfg = new ConfigReader(config, where);
   cfg.ignore('model_type');
-  if (Object.hasOwn(SSM_FAMILIES, modelType)) {
-    const imported = SSM_FAMILIES[modelType](cfg, source);
+  const family = Object.hasOwn(SSM_FAMILIES, modelType)
+    ? SSM_FAMILIES[modelType]
+    : Object.hasOwn(DEEPSEEK_FAMILIES, modelType)
+      ? DEEPSEEK_FAMILIES[modelType]
+      : null;
+  if (family) {
+    const imported = family(cfg, source);
     cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
     return imported;
   }

@@ -10,6 +10,7 @@ import type {
   Mamba2Spec,
   MixerKind,
   MixerSpec,
+  MlaSpec,
   MlpSpec,
   ModelIR,
   MoeSpec,
@@ -37,6 +38,23 @@ export function attentionNames(i: number) {
     o: `${p}.o_proj`,
     qNorm: `${p}.q_norm`,
     kNorm: `${p}.k_norm`,
+  };
+}
+
+/** MLA tensors (HF DeepseekV3Attention's names under `self_attn`). */
+export function mlaNames(i: number) {
+  const p = `${layerPrefix(i)}.self_attn`;
+  return {
+    norm: `${layerPrefix(i)}.input_layernorm`,
+    /** Used when qRank is null. */
+    q: `${p}.q_proj`,
+    qA: `${p}.q_a_proj`,
+    qANorm: `${p}.q_a_layernorm`,
+    qB: `${p}.q_b_proj`,
+    kvA: `${p}.kv_a_proj_with_mqa`,
+    kvANorm: `${p}.kv_a_layernorm`,
+    kvB: `${p}.kv_b_proj`,
+    o: `${p}.o_proj`,
   };
 }
 
@@ -154,6 +172,25 @@ function attentionTensors(model: ModelIR, i: number, a: AttentionSpec): TensorSp
   ];
 }
 
+function mlaTensors(model: ModelIR, i: number, m: MlaSpec): TensorSpec[] {
+  const n = mlaNames(i);
+  const qCols = m.heads * (m.nopeDim + m.ropeDim);
+  return [
+    ...normTensors(model, n.norm, model.dim),
+    ...(m.qRank === null
+      ? linear(n.q, qCols, model.dim, false)
+      : [
+          ...linear(n.qA, m.qRank, model.dim, m.bias),
+          { name: `${n.qANorm}.weight`, shape: [m.qRank] },
+          ...linear(n.qB, qCols, m.qRank, false),
+        ]),
+    ...linear(n.kvA, m.kvRank + m.ropeDim, model.dim, m.bias),
+    { name: `${n.kvANorm}.weight`, shape: [m.kvRank] },
+    ...linear(n.kvB, m.heads * (m.nopeDim + m.vHeadDim), m.kvRank, false),
+    ...linear(n.o, model.dim, m.heads * m.vHeadDim, m.bias),
+  ];
+}
+
 function mamba1Tensors(model: ModelIR, i: number, m: Mamba1Spec): TensorSpec[] {
   const n = mamba1Names(i);
   const xCols = m.dtRank + 2 * m.dState;
@@ -219,6 +256,7 @@ function byMixerKind<R>(table: ByMixerKind<R>, model: ModelIR, i: number, m: Mix
 
 const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   attention: attentionTensors,
+  mla: mlaTensors,
   mamba1: mamba1Tensors,
   mamba2: mamba2Tensors,
   shortconv: shortConvTensors,
@@ -297,6 +335,22 @@ export interface AttentionWeightNames {
   kNorm: string | null;
 }
 
+export interface MlaWeightNames {
+  /** q_proj when there is no q latent, else null. */
+  q: string | null;
+  /** The q latent's down projection, its bias, norm and up projection; null without one. */
+  qA: string | null;
+  qABias: string | null;
+  qANorm: string | null;
+  qB: string | null;
+  kvA: string;
+  kvABias: string | null;
+  kvANorm: string;
+  kvB: string;
+  o: string;
+  oBias: string | null;
+}
+
 export interface Mamba1WeightNames {
   inProj: string;
   inProjBias: string | null;
@@ -337,7 +391,11 @@ export interface ShortConvWeightNames {
 
 /** The mixer's names; which interface it is follows the layer's mixer kind. */
 export type MixerWeightNames =
-  AttentionWeightNames | Mamba1WeightNames | Mamba2WeightNames | ShortConvWeightNames;
+  | AttentionWeightNames
+  | MlaWeightNames
+  | Mamba1WeightNames
+  | Mamba2WeightNames
+  | ShortConvWeightNames;
 
 /** Full tensor names of one layer; null where the model has no such tensor. */
 export interface LayerWeightNames {
@@ -404,6 +462,23 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       oBias: b(n.o, a.outBias),
       qNorm: a.qkNorm ? w(n.qNorm) : null,
       kNorm: a.qkNorm ? w(n.kNorm) : null,
+    };
+  },
+  mla: (_model, i, m: MlaSpec): MlaWeightNames => {
+    const n = mlaNames(i);
+    const lowRank = m.qRank !== null;
+    return {
+      q: lowRank ? null : w(n.q),
+      qA: lowRank ? w(n.qA) : null,
+      qABias: b(n.qA, lowRank && m.bias),
+      qANorm: lowRank ? w(n.qANorm) : null,
+      qB: lowRank ? w(n.qB) : null,
+      kvA: w(n.kvA),
+      kvABias: b(n.kvA, m.bias),
+      kvANorm: w(n.kvANorm),
+      kvB: w(n.kvB),
+      o: w(n.o),
+      oBias: b(n.o, m.bias),
     };
   },
   mamba1: (_model, i, m: Mamba1Spec) => {

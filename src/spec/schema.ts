@@ -65,6 +65,7 @@ export const modelIrSchema: JsonSchema = {
       discriminator: { propertyName: 'kind' },
       oneOf: [
         { $ref: '#/definitions/attention' },
+        { $ref: '#/definitions/mla' },
         { $ref: '#/definitions/mamba1' },
         { $ref: '#/definitions/mamba2' },
         { $ref: '#/definitions/shortconv' },
@@ -83,6 +84,20 @@ export const modelIrSchema: JsonSchema = {
       window: { type: ['integer', 'null'], minimum: 1 },
       scale: posNumber,
       softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+    }),
+    mla: object({
+      kind: kind('mla'),
+      heads: posInt,
+      qRank: { type: ['integer', 'null'], minimum: 1 },
+      kvRank: posInt,
+      nopeDim: posInt,
+      ropeDim: posInt,
+      vHeadDim: posInt,
+      rope: { $ref: '#/definitions/rope' },
+      ropePairs: { enum: ['interleaved', 'half'] },
+      bias: bool,
+      latentEps: posNumber,
+      scale: posNumber,
     }),
     mamba1: object({
       kind: kind('mamba1'),

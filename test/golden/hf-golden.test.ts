@@ -31,6 +31,7 @@ const MUST_PASS = [
   'mixtral',
   'qwen3_moe',
   'jamba',
+  'deepseek_v3',
 ];
 
 const types = readdirSync(ROOT).sort();

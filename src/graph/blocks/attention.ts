@@ -10,7 +10,7 @@ import { linear, preNorm, residualAdd } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
-  a: AttentionSpec,
+  a: Pick<AttentionSpec, 'rope'>,
 ): { cos: number; sin: number } | null {
   if (!a.rope) return null;
   const key = JSON.stringify(a.rope);
