@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { parseSpec } from '../../src/spec/load.ts';
 import { report } from '../../src/report.ts';
 import { compileModel } from '../../src/compile.ts';
+import { headRows, materialize } from '../../src/graph/params.ts';
 import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { randInts } from '../helpers/numeric.ts';
@@ -35,5 +36,33 @@ describe('MLA model on WebGPU vs the CPU interpreter', () => {
     const compiled = compileModel(MODEL, { caps: BASELINE_CAPS, maxT: 8, capacity: 64 });
     const r = report(compiled);
     expect(r.kvBytesPerToken).toBe(4 * (3 * (6 + 4 + 14) + 2 * 5 * (7 + 6 + 5)));
+  });
+});
+
+describe('head_rows parameters', () => {
+  it('take and reorder row ranges inside each head', async () => {
+    // 2 heads of 3 rows × 2 columns: rows r hold [r, r + 0.5].
+    const w = Float32Array.from({ length: 12 }, (_, i) => Math.floor(i / 2) + (i % 2) / 2);
+    const ranges = [
+      { start: 2, count: 1 },
+      { start: 0, count: 2 },
+    ];
+    const got = await materialize(
+      {
+        kind: 'head_rows',
+        of: { kind: 'weight', name: 'w' },
+        heads: 2,
+        headRows: 3,
+        ranges,
+        cols: 2,
+      },
+      () => w,
+    );
+    expect(Array.from(got)).toEqual([2, 2.5, 0, 0.5, 1, 1.5, 5, 5.5, 3, 3.5, 4, 4.5]);
+    const src = { heads: 2, headRows: 3, cols: 2 };
+    expect(() => headRows(w, { ...src, ranges: [{ start: 2, count: 2 }] })).toThrow(
+      /outside 3 rows/,
+    );
+    expect(() => headRows(w.subarray(1), { ...src, ranges })).toThrow(/not 2 heads/);
   });
 });
