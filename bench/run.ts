@@ -89,6 +89,7 @@ async function benchAttention(gpu: GpuContext) {
       heads: H,
       kvHeads: KVH,
       headDim: hd,
+      vHeadDim: hd,
       scale: 1 / Math.sqrt(hd),
       causal: true,
       window: null,

@@ -153,7 +153,8 @@ function checkAttrs(a: AttentionAttrs): void {
 }
 
 function variantName(a: AttentionAttrs): string {
-  const parts = [`h${a.heads}kv${a.kvHeads}d${a.headDim}`, a.causal ? 'causal' : 'full'];
+  const dims = a.vHeadDim === a.headDim ? `d${a.headDim}` : `d${a.headDim}v${a.vHeadDim}`;
+  const parts = [`h${a.heads}kv${a.kvHeads}${dims}`, a.causal ? 'causal' : 'full'];
   if (a.window !== null) parts.push(`w${a.window}`);
   if (a.softcap !== null) parts.push(`cap${a.softcap}`);
   if (a.sinks) parts.push('sinks');
@@ -166,10 +167,13 @@ type FlashMode = { kind: 'final' } | { kind: 'split'; splits: number };
 function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelLaunch {
   const { bq, bk, tpr, dpt } = t;
   const hd = a.headDim;
+  // V rows (and the accumulator and output) are vd wide; the K/V tile is sized for the wider.
+  const vd = a.vHeadDim;
+  const ks = Math.max(hd, vd) + 1;
   const group = a.heads / a.kvHeads;
   const wg = bq * tpr;
-  const vec = hd % 4 === 0;
-  const guardDim = hd % tpr !== 0;
+  const vec = hd % 4 === 0 && vd % 4 === 0;
+  const guardDim = dpt * tpr !== vd;
   const w = a.window;
   // Visible key range [lo, hi) of query position p; written without u32 underflow.
   const lo = w === null ? '0u' : `select(0u, p + 1u - ${w}u, p + 1u > ${w}u)`;
@@ -180,25 +184,29 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const { ml, acc: accName } = DECODE_SCRATCH;
   const dimLoop = (body: string): string => `for (var k = 0u; k < DPT; k++) {
       let d = lane + k * TPR;
-      ${guardDim ? `if (d < HD) { ${body} }` : body}
+      ${guardDim ? `if (d < VD) { ${body} }` : body}
     }`;
-  // Stage rows j0.. of one kv head of `src` into kv[] (padded stride KS); rows >= nk become 0.
-  const stage = (src: string): string =>
-    vec
-      ? `for (var i = tid; i < BK * HD4; i += WG) {
-      let jr = i / HD4;
-      let c = i % HD4;
+  // Stage rows j0.. of one kv head of `src` (K: HD wide, V: VD wide) into kv[] (padded
+  // stride KS); rows >= nk become 0.
+  const stage = (src: string, w: 'HD' | 'VD'): string => {
+    const row = w === 'HD' ? 'KVW' : 'VW';
+    const off = w === 'HD' ? 'kvo' : 'vo';
+    return vec
+      ? `for (var i = tid; i < BK * ${w}4; i += WG) {
+      let jr = i / ${w}4;
+      let c = i % ${w}4;
       var v = vec4<f32>();
-      if (jr < nk) { v = ${src}[(j0 + jr) * KVW4 + kvo4 + c]; }
+      if (jr < nk) { v = ${src}[(j0 + jr) * ${row}4 + ${off}4 + c]; }
       let o = jr * KS + 4u * c;
       kv[o] = v.x; kv[o + 1u] = v.y; kv[o + 2u] = v.z; kv[o + 3u] = v.w;
     }`
-      : `for (var i = tid; i < BK * HD; i += WG) {
-      let jr = i / HD;
+      : `for (var i = tid; i < BK * ${w}; i += WG) {
+      let jr = i / ${w};
       var v = 0.0;
-      if (jr < nk) { v = ${src}[(j0 + jr) * KVW + kvo + i % HD]; }
-      kv[jr * KS + i % HD] = v;
+      if (jr < nk) { v = ${src}[(j0 + jr) * ${row} + ${off} + i % ${w}]; }
+      kv[jr * KS + i % ${w}] = v;
     }`;
+  };
   const kvElem = vec ? 'vec4<f32>' : 'f32';
   // Sinks enter where rows are normalised: here in prefill, in the combine launch in decode.
   const sinks = a.sinks && !split;
@@ -211,16 +219,16 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
       ${ml}[2u * part] = m;
       ${ml}[2u * part + 1u] = l;
     }
-    ${dimLoop(`${accName}[part * HD + d] = acc[k];`)}`
+    ${dimLoop(`${accName}[part * VD + d] = acc[k];`)}`
     : sinks
       ? `// The sink joins the max and the sum: out = acc·e^(m−mx) / (l·e^(m−mx) + e^(sink−mx)).
     let sink = sinks[h];
     let mx = max(m, sink);
     let keep = exp(m - mx);
     let inv = keep / (l * keep + exp(sink - mx));
-    ${dimLoop('out[t * QW + h * HD + d] = acc[k] * inv;')}`
+    ${dimLoop('out[t * OW + h * VD + d] = acc[k] * inv;')}`
       : `let inv = 1.0 / l;
-    ${dimLoop('out[t * QW + h * HD + d] = acc[k] * inv;')}`;
+    ${dimLoop('out[t * OW + h * VD + d] = acc[k] * inv;')}`;
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
   const sliceKeys = split
@@ -241,11 +249,16 @@ const HD4 = ${Math.floor(hd / 4)}u;
 const QW = ${a.heads * hd}u;
 const KVW = ${a.kvHeads * hd}u;
 const KVW4 = ${Math.floor((a.kvHeads * hd) / 4)}u;
+const VD = ${vd}u;
+const VD4 = ${Math.floor(vd / 4)}u;
+const VW = ${a.kvHeads * vd}u;
+const VW4 = ${Math.floor((a.kvHeads * vd) / 4)}u;
+const OW = ${a.heads * vd}u;
 const GROUP = ${group}u;
 const SCALE = ${wgslF32(a.scale)};
 const BQ = ${bq}u;
 const BK = ${bk}u;
-const KS = ${hd + 1}u;
+const KS = ${ks}u;
 const TPR = ${tpr}u;
 const DPT = ${dpt}u;
 const WG = ${wg}u;
@@ -254,7 +267,7 @@ ${split ? `const SPLITS = ${mode.splits}u;` : ''}
 const NEG = -1.0e30;
 var<workgroup> qs: array<f32, ${bq * hd}>;
 // Holds the K tile while scoring, then the V tile of the same keys.
-var<workgroup> kv: array<f32, ${bk * (hd + 1)}>;
+var<workgroup> kv: array<f32, ${bk * ks}>;
 var<workgroup> sc: array<f32, ${bq * bk}>;
 var<workgroup> pr: array<f32, ${bq * bk}>;
 
@@ -271,6 +284,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let kvh = wid.y;
   let kvo = kvh * HD;
   let kvo4 = kvh * HD4;
+  let vo = kvh * VD;
+  let vo4 = kvh * VD4;
   // Block rows are (token, head-in-group) pairs, token-major.
   let R0 = wid.x * BQ;
   let r = tid / TPR;
@@ -295,7 +310,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   for (var j0 = lo; j0 < hi; j0 += BK) {
     let nk = min(BK, hi - j0);
     workgroupBarrier();
-    ${stage('kcache')}
+    ${stage('kcache', 'HD')}
     workgroupBarrier();
     for (var e = tid; e < BQ * BK; e += WG) {
       let rr = e / BK;
@@ -310,7 +325,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       sc[e] = select(NEG, s, ok);
     }
     workgroupBarrier();
-    ${stage('vcache')}
+    ${stage('vcache', 'VD')}
     var mt = NEG;
     for (var jj = 0u; jj < BK; jj++) { mt = max(mt, sc[r * BK + jj]); }
     let mn = max(m, mt);
@@ -365,14 +380,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
  */
 function combineLaunch(a: AttentionAttrs, splits: number): KernelLaunch {
   const { ml, acc } = DECODE_SCRATCH;
-  const wg = Math.min(64, nextPow2(a.headDim));
+  const wg = Math.min(64, nextPow2(a.vHeadDim));
   const code = `${STEP_WGSL}
 ${storageDecl(1, ml, 'read')}
 ${storageDecl(2, acc, 'read')}
 ${storageDecl(3, 'out', 'read_write')}
 ${a.sinks ? storageDecl(4, 'sinks', 'read') : ''}
 const HEADS = ${a.heads}u;
-const HD = ${a.headDim}u;
+const HD = ${a.vHeadDim}u;
 const SPLITS = ${splits}u;
 const WG = ${wg}u;
 const NEG = -1.0e30;
@@ -400,7 +415,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
 `;
   return {
     kernel: {
-      name: `attention_combine_h${a.heads}d${a.headDim}_s${splits}_wg${wg}${a.sinks ? '_sinks' : ''}`,
+      name: `attention_combine_h${a.heads}d${a.vHeadDim}_s${splits}_wg${wg}${a.sinks ? '_sinks' : ''}`,
       code,
       bindings: [
         STEP_BINDING,
@@ -415,14 +430,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   };
 }
 
+/** Tiles are sized for the wider of the q/k and v heads (the K/V tile holds either). */
+function tileWidth(a: AttentionAttrs): number {
+  return Math.max(a.headDim, a.vHeadDim);
+}
+
 function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedOp {
   const splits = decodeSplits(a.capacity, a.kvHeads);
-  const tiles = decodeTiles(a.headDim, a.heads / a.kvHeads, caps);
+  const tiles = decodeTiles(tileWidth(a), a.heads / a.kvHeads, caps);
   return {
     launches: [flashLaunch(a, tiles, { kind: 'split', splits }), combineLaunch(a, splits)],
     scratch: {
       [DECODE_SCRATCH.ml]: 4 * 2 * maxT * a.heads * splits,
-      [DECODE_SCRATCH.acc]: 4 * maxT * a.heads * splits * a.headDim,
+      [DECODE_SCRATCH.acc]: 4 * maxT * a.heads * splits * a.vHeadDim,
     },
   };
 }
@@ -431,7 +451,7 @@ export const attentionKernel: KernelGenerator<AttentionAttrs> = (a, { caps, maxT
   checkAttrs(a);
   if (maxT === 1) return decodeOp(a, caps, maxT);
   return {
-    launches: [flashLaunch(a, prefillTiles(a.headDim, caps), { kind: 'final' })],
+    launches: [flashLaunch(a, prefillTiles(tileWidth(a), caps), { kind: 'final' })],
     scratch: {},
   };
 };

@@ -4,6 +4,7 @@
  * so no dimension grows past the per-dimension workgroup limit for long prompts.
  */
 import type { KvWriteAttrs, RopeAttrs, RopeLayout } from '../../src/graph/ops.ts';
+import { checkKvColumns } from '../../src/ops/attention.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type DeviceCaps } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 
@@ -91,27 +92,46 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   };
 };
 
+/** WGSL: where a written element comes from in x and goes to in the cache row, for element `col`. */
+function kvWriteIndices(a: KvWriteAttrs): { cols: number; src: string; dst: string } {
+  const c = a.columns;
+  if (c === null) return { cols: a.width, src: 't * WIDTH + col', dst: 'row * WIDTH + col' };
+  checkKvColumns(a);
+  const stride = a.width / c.heads;
+  const xw = c.broadcast ? c.cols : c.heads * c.cols;
+  const head = c.broadcast ? '0u' : `(col / ${c.cols}u) * ${c.cols}u`;
+  return {
+    cols: c.heads * c.cols,
+    src: `t * ${xw}u + ${head} + col % ${c.cols}u`,
+    dst: `row * WIDTH + (col / ${c.cols}u) * ${stride}u + ${c.offset}u + col % ${c.cols}u`,
+  };
+}
+
 export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
-  const wg = elementwiseWorkgroup(caps, a.width);
+  const ix = kvWriteIndices(a);
+  const wg = elementwiseWorkgroup(caps, ix.cols);
+  const c = a.columns;
+  const variant = c === null ? '' : `_h${c.heads}x${c.cols}at${c.offset}${c.broadcast ? 'b' : ''}`;
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'x', 'read')}
 ${storageDecl(2, 'cache', 'read_write')}
 const WIDTH = ${a.width}u;
+const COLS = ${ix.cols}u;
 const CAPACITY = ${a.capacity}u;
 @compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let col = gid.x;
   let t = gid.y;
   let row = step.pos + t;
-  if (col >= WIDTH || t >= step.T || row >= CAPACITY) { return; }
-  cache[row * WIDTH + col] = x[t * WIDTH + col];
+  if (col >= COLS || t >= step.T || row >= CAPACITY) { return; }
+  cache[${ix.dst}] = x[${ix.src}];
 }
 `;
   return {
     launches: [
       {
         kernel: {
-          name: `kv_write_w${a.width}_c${a.capacity}_wg${wg}`,
+          name: `kv_write_w${a.width}${variant}_c${a.capacity}_wg${wg}`,
           code,
           bindings: [
             STEP_BINDING,
@@ -120,7 +140,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
           ],
           workgroupSize: [wg, 1, 1],
         },
-        grid: [Math.ceil(a.width / wg), { sym: 'T' }, 1],
+        grid: [Math.ceil(ix.cols / wg), { sym: 'T' }, 1],
       },
     ],
     scratch: {},

@@ -25,7 +25,20 @@ export type ParamSource =
    * Every element times a constant: muP multipliers folded into the weights they follow or
    * precede (y = s · (x W + b) is x (sW) + sb), so they cost no op at run time.
    */
-  | { kind: 'scaled'; of: ParamSource; factor: number };
+  | { kind: 'scaled'; of: ParamSource; factor: number }
+  /**
+   * Within each of `heads` consecutive blocks of `headRows` rows, the row ranges [start,
+   * start+count) in the order given: MLA takes k_nope and v apart from kv_b_proj's per-head rows
+   * and moves q's rotary part to the front of each head.
+   */
+  | {
+      kind: 'head_rows';
+      of: ParamSource;
+      heads: number;
+      headRows: number;
+      ranges: { start: number; count: number }[];
+      cols: number;
+    };
 
 export interface Tensor {
   id: number;

@@ -8,6 +8,7 @@ import type { Graph, Phase } from './ir.ts';
 import type { MixerKind, MixerSpec, ModelIR } from '../spec/model.ts';
 import { EMBED, FINAL_NORM, LM_HEAD, sharedBlockOf } from '../import/names.ts';
 import { lowerAttention } from './blocks/attention.ts';
+import { lowerMla } from './blocks/mla.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerMamba1 } from './blocks/mamba1.ts';
@@ -38,6 +39,7 @@ type MixerLowering<S extends MixerSpec> = (
 
 const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>> } = {
   attention: lowerAttention,
+  mla: lowerMla,
   mamba1: lowerMamba1,
   mamba2: lowerMamba2,
   shortconv: lowerShortConv,

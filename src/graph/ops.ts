@@ -121,14 +121,37 @@ export interface KvWriteAttrs {
   width: number;
   /** Rows in the cache. */
   capacity: number;
+  /** null: x fills whole rows. Otherwise x fills one column range of every head (MLA's k). */
+  columns: KvColumns | null;
 }
-// inputs: x [T, width], cache [capacity, width]; outputs: cache (rows pos..pos+T-1 written in place)
+// inputs: x [T, kvWriteWidth(a)], cache [capacity, width]; outputs: cache (rows pos..pos+T-1 written in place)
+
+/**
+ * A cache row of `heads` heads, each width/heads wide: x's head h (head 0 for every h when
+ * broadcast) goes to columns [h·width/heads + offset, + cols). MLA assembles each head's key from
+ * its own k_nope and the k_pe all heads share with two such writes, so no concat op is needed.
+ */
+export interface KvColumns {
+  heads: number;
+  cols: number;
+  offset: number;
+  broadcast: boolean;
+}
+
+/** Columns of kv_write's x. */
+export function kvWriteWidth(a: KvWriteAttrs): number {
+  if (a.columns === null) return a.width;
+  return a.columns.broadcast ? a.columns.cols : a.columns.heads * a.columns.cols;
+}
 
 export interface AttentionAttrs {
   op: 'attention';
   heads: number;
   kvHeads: number;
+  /** Width of each q and k head. */
   headDim: number;
+  /** Width of each v head and output head; equals headDim except in MLA (DeepSeek-V3: 192 vs 128). */
+  vHeadDim: number;
   scale: number;
   /** Causal: query at position p sees keys 0..p; otherwise all keys 0..pos+T-1. */
   causal: boolean;
@@ -139,8 +162,8 @@ export interface AttentionAttrs {
   sinks: boolean;
   capacity: number;
 }
-// inputs: q [T, heads*headDim], kcache [capacity, kvHeads*headDim], vcache (same),
-//   sinks [heads] when attrs.sinks; outputs: out [T, heads*headDim]
+// inputs: q [T, heads*headDim], kcache [capacity, kvHeads*headDim], vcache [capacity, kvHeads*vHeadDim],
+//   sinks [heads] when attrs.sinks; outputs: out [T, heads*vHeadDim]
 
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */
 export interface AddAttrs {

@@ -40,11 +40,45 @@ export async function materialize(
       for (let i = 0; i < out.length; i++) out[i] *= src.factor;
       return out;
     }
+    case 'head_rows':
+      return headRows(await materialize(src.of, weights), src);
     case 'rows': {
       const all = await materialize(src.of, weights);
       return all.slice(src.start * src.cols, (src.start + src.count) * src.cols);
     }
   }
+}
+
+/** The rows of a 'head_rows' source, head by head. */
+export function headRows(
+  w: Float32Array,
+  src: {
+    heads: number;
+    headRows: number;
+    ranges: { start: number; count: number }[];
+    cols: number;
+  },
+): Float32Array {
+  const { heads, headRows: per, ranges, cols } = src;
+  if (w.length !== heads * per * cols) {
+    throw new Error(`head rows: ${w.length} elements are not ${heads} heads of ${per} × ${cols}`);
+  }
+  for (const r of ranges) {
+    if (r.start < 0 || r.count < 1 || r.start + r.count > per) {
+      throw new Error(`head rows: range [${r.start}, ${r.start + r.count}) is outside ${per} rows`);
+    }
+  }
+  const taken = ranges.reduce((n, r) => n + r.count, 0);
+  const out = new Float32Array(heads * taken * cols);
+  let o = 0;
+  for (let h = 0; h < heads; h++) {
+    for (const r of ranges) {
+      const from = (h * per + r.start) * cols;
+      out.set(w.subarray(from, from + r.count * cols), o);
+      o += r.count * cols;
+    }
+  }
+  return out;
 }
 
 /**

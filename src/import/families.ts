@@ -3,7 +3,6 @@
  * family lands, its entry moves from here to an importer in hf.ts.
  */
 export const UNSUPPORTED_MODEL_TYPES: Readonly<Record<string, string>> = {
-  deepseek_v3: 'multi-head latent attention (MLA)',
   qwen3_next: 'gated DeltaNet mixers and gated attention',
 };
 

@@ -15,6 +15,7 @@ import { importGemma3Text } from './hf-gemma3.ts';
 import { SSM_FAMILIES, type FamilyImporter } from './hf-ssm.ts';
 import { ZAMBA2_FAMILIES } from './hf-zamba2.ts';
 import { GRANITE_FAMILIES } from './hf-granite.ts';
+import { DEEPSEEK_FAMILIES } from './hf-deepseek.ts';
 import { expectedTensors } from './names.ts';
 
 export interface HfImport {
@@ -46,6 +47,7 @@ const FAMILY_IMPORTERS: Readonly<Record<string, FamilyImporter>> = {
   ...SSM_FAMILIES,
   ...ZAMBA2_FAMILIES,
   ...GRANITE_FAMILIES,
+  ...DEEPSEEK_FAMILIES,
   gemma3_text: importGemma3Text,
   gpt_oss: importGptOss,
   falcon_h1: importFalconH1,

@@ -10,6 +10,7 @@ import type {
   Mamba2Spec,
   MixerKind,
   MixerSpec,
+  MlaSpec,
   MlpSpec,
   ModelIR,
   MoeSpec,
@@ -41,6 +42,23 @@ export function attentionNames(i: number) {
     kNorm: `${p}.k_norm`,
     /** GPT-OSS's per-head sink logits [heads] (a bare parameter, no `.weight`). */
     sinks: `${p}.sinks`,
+  };
+}
+
+/** MLA tensors (HF DeepseekV3Attention's names under `self_attn`). */
+export function mlaNames(i: number) {
+  const p = `${layerPrefix(i)}.self_attn`;
+  return {
+    norm: `${layerPrefix(i)}.input_layernorm`,
+    /** Used when qRank is null. */
+    q: `${p}.q_proj`,
+    qA: `${p}.q_a_proj`,
+    qANorm: `${p}.q_a_layernorm`,
+    qB: `${p}.q_b_proj`,
+    kvA: `${p}.kv_a_proj_with_mqa`,
+    kvANorm: `${p}.kv_a_layernorm`,
+    kvB: `${p}.kv_b_proj`,
+    o: `${p}.o_proj`,
   };
 }
 
@@ -258,6 +276,25 @@ function attentionTensors(model: ModelIR, i: number, a: AttentionSpec): TensorSp
   ];
 }
 
+function mlaTensors(model: ModelIR, i: number, m: MlaSpec): TensorSpec[] {
+  const n = mlaNames(i);
+  const qCols = m.heads * (m.nopeDim + m.ropeDim);
+  return [
+    ...normTensors(model, n.norm, model.dim),
+    ...(m.qRank === null
+      ? linear(n.q, qCols, model.dim, false)
+      : [
+          ...linear(n.qA, m.qRank, model.dim, m.bias),
+          { name: `${n.qANorm}.weight`, shape: [m.qRank] },
+          ...linear(n.qB, qCols, m.qRank, false),
+        ]),
+    ...linear(n.kvA, m.kvRank + m.ropeDim, model.dim, m.bias),
+    { name: `${n.kvANorm}.weight`, shape: [m.kvRank] },
+    ...linear(n.kvB, m.heads * (m.nopeDim + m.vHeadDim), m.kvRank, false),
+    ...linear(n.o, model.dim, m.heads * m.vHeadDim, m.bias),
+  ];
+}
+
 function mamba1Tensors(model: ModelIR, i: number, m: Mamba1Spec): TensorSpec[] {
   const n = mamba1Names(i);
   const xCols = m.dtRank + 2 * m.dState;
@@ -330,6 +367,7 @@ function byMixerKind<R>(table: ByMixerKind<R>, model: ModelIR, i: number, m: Mix
 
 const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   attention: attentionTensors,
+  mla: mlaTensors,
   mamba1: mamba1Tensors,
   mamba2: mamba2Tensors,
   shortconv: shortConvTensors,
@@ -417,6 +455,22 @@ export interface AttentionWeightNames {
   sinks: string | null;
 }
 
+export interface MlaWeightNames {
+  /** q_proj when there is no q latent, else null. */
+  q: string | null;
+  /** The q latent's down projection, its bias, norm and up projection; null without one. */
+  qA: string | null;
+  qABias: string | null;
+  qANorm: string | null;
+  qB: string | null;
+  kvA: string;
+  kvABias: string | null;
+  kvANorm: string;
+  kvB: string;
+  o: string;
+  oBias: string | null;
+}
+
 export interface Mamba1WeightNames {
   inProj: string;
   inProjBias: string | null;
@@ -465,6 +519,7 @@ export interface ParallelWeightNames {
 /** The mixer's names; which interface it is follows the layer's mixer kind. */
 export type MixerWeightNames =
   | AttentionWeightNames
+  | MlaWeightNames
   | Mamba1WeightNames
   | Mamba2WeightNames
   | ShortConvWeightNames
@@ -543,6 +598,23 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       qNorm: a.qkNorm ? w(n.qNorm) : null,
       kNorm: a.qkNorm ? w(n.kNorm) : null,
       sinks: a.sinks ? n.sinks : null,
+    };
+  },
+  mla: (_model, i, m: MlaSpec): MlaWeightNames => {
+    const n = mlaNames(i);
+    const lowRank = m.qRank !== null;
+    return {
+      q: lowRank ? null : w(n.q),
+      qA: lowRank ? w(n.qA) : null,
+      qABias: b(n.qA, lowRank && m.bias),
+      qANorm: lowRank ? w(n.qANorm) : null,
+      qB: lowRank ? w(n.qB) : null,
+      kvA: w(n.kvA),
+      kvABias: b(n.kvA, m.bias),
+      kvANorm: w(n.kvANorm),
+      kvB: w(n.kvB),
+      o: w(n.o),
+      oBias: b(n.o, m.bias),
     };
   },
   mamba1: (_model, i, m: Mamba1Spec) => {

@@ -1,7 +1,8 @@
 /**
  * Attention over a KV cache, and the KV-cache append that feeds it.
  *
- * Layout: q [T, heads·hd]; kcache/vcache [capacity, kvHeads·hd] holding rows
+ * Layout: q [T, heads·hd]; kcache [capacity, kvHeads·hd] and vcache [capacity, kvHeads·vd]
+ * (vd = vHeadDim, the output head width; MLA has vd ≠ hd) holding rows
  * 0..pos+T-1 (the step's own keys were appended by kv_write before attention).
  * Query t sits at absolute position p = pos + t. Head h reads kv head
  * floor(h / (heads / kvHeads)) (GQA/MQA).
@@ -10,7 +11,13 @@
  * that has no value row: out = Σ_j exp(s_j) v_j / (Σ_j exp(s_j) + exp(sinks[h])), max-shifted
  * over the scores and the sink together (as HF's eager attention does).
  */
-import type { AttentionAttrs, Cost, KvWriteAttrs, StepShape } from '../graph/ops.ts';
+import {
+  kvWriteWidth,
+  type AttentionAttrs,
+  type Cost,
+  type KvWriteAttrs,
+  type StepShape,
+} from '../graph/ops.ts';
 import { f32, type Arrays, type OpReference } from './types.ts';
 
 /**
@@ -48,19 +55,23 @@ export const attention: OpReference<AttentionAttrs> = {
     const kc = f32(inputs, 'kcache');
     const vc = f32(inputs, 'vcache');
     const sinks = a.sinks ? f32(inputs, 'sinks') : null;
-    const { heads, kvHeads, headDim: hd } = a;
+    const { heads, kvHeads, headDim: hd, vHeadDim: vd } = a;
     const qw = heads * hd;
     const kvw = kvHeads * hd;
+    const vw = kvHeads * vd;
+    const ow = heads * vd;
     const group = heads / kvHeads;
-    const out = new Float32Array(step.T * qw);
+    const out = new Float32Array(step.T * ow);
     const scores = new Float64Array(step.pos + step.T);
-    const acc = new Float64Array(hd);
+    const acc = new Float64Array(vd);
     for (let t = 0; t < step.T; t++) {
       const p = step.pos + t;
       const [lo, hi] = visibleKeys(a, p, step);
       for (let h = 0; h < heads; h++) {
         const qo = t * qw + h * hd;
-        const ko = Math.floor(h / group) * hd;
+        const kvh = Math.floor(h / group);
+        const ko = kvh * hd;
+        const vo = kvh * vd;
         const sink = sinks ? sinks[h] : -Infinity;
         let max = sink;
         for (let j = lo; j < hi; j++) {
@@ -76,9 +87,9 @@ export const attention: OpReference<AttentionAttrs> = {
         for (let j = lo; j < hi; j++) {
           const e = Math.exp(scores[j] - max);
           sum += e;
-          for (let d = 0; d < hd; d++) acc[d] += e * vc[j * kvw + ko + d];
+          for (let d = 0; d < vd; d++) acc[d] += e * vc[j * vw + vo + d];
         }
-        for (let d = 0; d < hd; d++) out[qo + d] = acc[d] / sum;
+        for (let d = 0; d < vd; d++) out[t * ow + h * vd + d] = acc[d] / sum;
       }
     }
     return { out };
@@ -97,12 +108,23 @@ export const attention: OpReference<AttentionAttrs> = {
     const qBytes = 4 * step.T * a.heads * a.headDim;
     return {
       // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
-      flops: pairs * a.heads * (4 * a.headDim + 5),
-      bytesRead: qBytes + 2 * 4 * kvRows * a.kvHeads * a.headDim,
-      bytesWritten: qBytes,
+      flops: pairs * a.heads * (2 * a.headDim + 2 * a.vHeadDim + 5),
+      bytesRead: qBytes + 4 * kvRows * a.kvHeads * (a.headDim + a.vHeadDim),
+      bytesWritten: 4 * step.T * a.heads * a.vHeadDim,
     };
   },
 };
+
+/** The column ranges must lie inside each head's share of the row. */
+export function checkKvColumns(a: KvWriteAttrs): void {
+  const c = a.columns;
+  if (c === null) return;
+  if (a.width % c.heads !== 0 || c.offset < 0 || c.offset + c.cols > a.width / c.heads) {
+    throw new Error(
+      `kv_write: columns [${c.offset}, ${c.offset + c.cols}) do not fit heads of ${a.width / c.heads} in a row of ${a.width}`,
+    );
+  }
+}
 
 export const kvWrite: OpReference<KvWriteAttrs> = {
   reference(a: KvWriteAttrs, inputs: Arrays, step: StepShape): Arrays {
@@ -111,11 +133,26 @@ export const kvWrite: OpReference<KvWriteAttrs> = {
     if (step.pos + step.T > a.capacity) {
       throw new Error(`kv_write: pos + T = ${step.pos + step.T} exceeds capacity ${a.capacity}`);
     }
-    cache.set(x.subarray(0, step.T * a.width), step.pos * a.width);
+    const c = a.columns;
+    if (c === null) {
+      cache.set(x.subarray(0, step.T * a.width), step.pos * a.width);
+      return { cache };
+    }
+    checkKvColumns(a);
+    const xw = kvWriteWidth(a);
+    const stride = a.width / c.heads;
+    for (let t = 0; t < step.T; t++) {
+      for (let h = 0; h < c.heads; h++) {
+        const from = t * xw + (c.broadcast ? 0 : h * c.cols);
+        const to = (step.pos + t) * a.width + h * stride + c.offset;
+        cache.set(x.subarray(from, from + c.cols), to);
+      }
+    }
     return { cache };
   },
   cost(a: KvWriteAttrs, step: StepShape): Cost {
-    const bytes = 4 * step.T * a.width;
+    const cols = a.columns === null ? a.width : a.columns.heads * a.columns.cols;
+    const bytes = 4 * step.T * cols;
     return { flops: 0, bytesRead: bytes, bytesWritten: bytes };
   },
 };

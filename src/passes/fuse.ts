@@ -64,6 +64,10 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
     const kw = writes.find((n) => n.outputs.cache === att.inputs.kcache);
     const vw = writes.find((n) => n.outputs.cache === att.inputs.vcache);
     if (!kw || !vw) continue;
+    // MLA assembles its keys from column writes, which this fusion does not express.
+    const wholeRows = (n: typeof kw) => n.attrs.op === 'kv_write' && n.attrs.columns === null;
+    if (!wholeRows(kw) || !wholeRows(vw)) continue;
+    if (writes.filter((n) => n.outputs.cache === att.inputs.kcache).length !== 1) continue;
     const qRope = r.producer(att.inputs.q);
     const kRope = r.producer(kw.inputs.x);
     if (qRope?.attrs.op !== 'rope' || kRope?.attrs.op !== 'rope') continue;

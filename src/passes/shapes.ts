@@ -4,6 +4,7 @@
  * compile time with the node's name instead of producing wrong numbers.
  */
 import type { Dim, Graph, GraphNode } from '../graph/ir.ts';
+import { kvWriteWidth } from '../graph/ops.ts';
 
 function expect(g: Graph, n: GraphNode, input: string, shape: Dim[]): void {
   const id = n.inputs[input];
@@ -36,10 +37,10 @@ export function checkShapes(g: Graph): void {
       case 'attention':
         expect(g, n, 'q', ['T', a.heads * a.headDim]);
         expect(g, n, 'kcache', [a.capacity, a.kvHeads * a.headDim]);
-        expect(g, n, 'vcache', [a.capacity, a.kvHeads * a.headDim]);
+        expect(g, n, 'vcache', [a.capacity, a.kvHeads * a.vHeadDim]);
         break;
       case 'kv_write':
-        expect(g, n, 'x', ['T', a.width]);
+        expect(g, n, 'x', ['T', kvWriteWidth(a)]);
         expect(g, n, 'cache', [a.capacity, a.width]);
         break;
       case 'rope':

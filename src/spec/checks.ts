@@ -5,6 +5,7 @@
  */
 import type {
   AttentionSpec,
+  MlaSpec,
   Mamba1Spec,
   Mamba2Spec,
   MixerSpec,
@@ -83,6 +84,20 @@ export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
   return issues;
 }
 
+export function checkMla(m: MlaSpec, n: Namer): Issue[] {
+  const issues = checkRope(m.rope, m.ropeDim, n).map((issue) => ({
+    path: ['rope', ...issue.path],
+    message: issue.message,
+  }));
+  if (m.rope.rotaryDim !== m.ropeDim) {
+    issues.push({
+      path: ['rope', 'rotaryDim'],
+      message: `${n('rotaryDim')} (${m.rope.rotaryDim}) must equal ${n('ropeDim')} (${m.ropeDim}): MLA rotates exactly its rope dims`,
+    });
+  }
+  return issues;
+}
+
 /** A conv kernel keeps kernel − 1 past steps as state; one tap would leave nothing to carry. */
 function checkKernel(field: string, k: number, n: Namer): Issue[] {
   return k < 2
@@ -138,6 +153,8 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
   switch (m.kind) {
     case 'attention':
       return checkAttention(m, n);
+    case 'mla':
+      return checkMla(m, n);
     case 'mamba1':
       return checkMamba1(m, n);
     case 'mamba2':

@@ -104,6 +104,7 @@ export const modelIrSchema: JsonSchema = {
       discriminator: { propertyName: 'kind' },
       oneOf: [
         { $ref: '#/definitions/attention' },
+        { $ref: '#/definitions/mla' },
         { $ref: '#/definitions/mamba1' },
         { $ref: '#/definitions/mamba2' },
         { $ref: '#/definitions/shortconv' },
@@ -118,6 +119,20 @@ export const modelIrSchema: JsonSchema = {
       attnOutScale: posNumber,
       ssmInScale: posNumber,
       ssmOutScale: posNumber,
+    }),
+    mla: object({
+      kind: kind('mla'),
+      heads: posInt,
+      qRank: { type: ['integer', 'null'], minimum: 1 },
+      kvRank: posInt,
+      nopeDim: posInt,
+      ropeDim: posInt,
+      vHeadDim: posInt,
+      rope: { $ref: '#/definitions/rope' },
+      ropePairs: { enum: ['interleaved', 'half'] },
+      bias: bool,
+      latentEps: posNumber,
+      scale: posNumber,
     }),
     attention: object(
       {

@@ -15,6 +15,10 @@ function mixerDims(m: MixerSpec): string {
       if (!m.causal) parts.push('bidirectional');
       return parts.join(', ');
     }
+    case 'mla': {
+      const q = m.qRank === null ? 'q full' : `q_rank ${m.qRank}`;
+      return `heads ${m.heads}, ${q}, kv_rank ${m.kvRank}, qk ${m.nopeDim}+${m.ropeDim}, v ${m.vHeadDim}`;
+    }
     case 'mamba1':
       return `d_inner ${m.dInner}, d_state ${m.dState}, d_conv ${m.dConv}, dt_rank ${m.dtRank}`;
     case 'mamba2': {

@@ -36,6 +36,7 @@ const MUST_PASS = [
   'zamba2',
   'falcon_h1',
   'granitemoehybrid',
+  'deepseek_v3',
 ];
 
 const types = readdirSync(ROOT).sort();

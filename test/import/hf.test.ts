@@ -53,7 +53,8 @@ function layoutOf(model: ModelIR): Layout {
  */
 const PUBLISHED: {
   file: string;
-  dequantized?: true;
+  /** Config keys to drop first: a quantized release read as its unquantized upcast. */
+  without?: string[];
   expect: { layout: Layout } | { unsupported: string };
 }[] = [
   {
@@ -141,7 +142,7 @@ const PUBLISHED: {
     // openai/gpt-oss-20b (MXFP4 experts): 20.91B parameters, 3.61B active without the
     // embedding table (OpenAI's gpt-oss model card: 20.91B total, 3.61B active; "21B / 3.6B").
     file: 'gpt-oss-20b.json',
-    dequantized: true,
+    without: ['quantization_config'],
     expect: {
       layout: {
         vocab: 201088,
@@ -156,8 +157,22 @@ const PUBLISHED: {
     },
   },
   {
+    // deepseek-ai/DeepSeek-V3: 671B total, 37B activated (the model card and the technical
+    // report, arXiv 2412.19437), not counting the 14B multi-token-prediction module that the HF
+    // checkpoint also holds (685B) and transformers skips. strata: 671.03B total; 37.55B active.
+    // The release is FP8; its bf16 upcast (DeepSeek's fp8_cast_bf16.py) has this config without
+    // quantization_config.
     file: 'deepseek-v3.json',
-    expect: { unsupported: "model_type 'deepseek_v3' needs multi-head latent attention (MLA)" },
+    without: ['quantization_config'],
+    expect: {
+      layout: {
+        vocab: 129280,
+        dim: 7168,
+        layers: 61,
+        mixers: ['mla*61'],
+        params: 671_026_419_200,
+      },
+    },
   },
   {
     // LiquidAI/LFM2-1.2B as first published (block_ff_dim, full_attn_idxs): 1.17B parameters.
@@ -218,12 +233,13 @@ const PUBLISHED: {
 describe('published configs', () => {
   for (const row of PUBLISHED) {
     it(`${row.file}`, () => {
-      let config = fixture(row.file);
-      if (row.dequantized) {
-        expect(() => importHfConfig(config, row.file)).toThrow(/quantized checkpoints/);
-        const { quantization_config: _, ...rest } = config as Record<string, unknown>;
-        config = rest;
-      }
+      const published = fixture(row.file);
+      // A quantized release is refused as it is; its unquantized upcast is what imports.
+      if (row.without?.includes('quantization_config'))
+        expect(() => importHfConfig(published, row.file)).toThrow(/quantized checkpoints/);
+      const config = Object.fromEntries(
+        Object.entries(published).filter(([k]) => !row.without?.includes(k)),
+      );
       if ('layout' in row.expect) {
         expect(layoutOf(importHfConfig(config, row.file).model)).toEqual(row.expect.layout);
       } else {
@@ -296,7 +312,6 @@ describe('published configs', () => {
 describe('model types strata cannot run yet', () => {
   // The brief's list, hard-coded: removing an entry without adding an importer fails here.
   const NEEDS: Record<string, string> = {
-    deepseek_v3: 'multi-head latent attention (MLA)',
     qwen3_next: 'gated DeltaNet mixers',
   };
   for (const [type, needs] of Object.entries(NEEDS)) {
@@ -366,7 +381,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, gemma3_text, gpt_oss, falcon_h1)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, gemma3_text, gpt_oss, falcon_h1, deepseek_v3)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(

@@ -17,6 +17,8 @@ interface Case {
   heads: number;
   kvHeads: number;
   hd: number;
+  /** v head width when it differs from hd (MLA). */
+  vd?: number;
   T: number;
   maxT: number;
   pos: number;
@@ -37,6 +39,7 @@ function attrs(c: Case): AttentionAttrs {
     heads: c.heads,
     kvHeads: c.kvHeads,
     headDim: c.hd,
+    vHeadDim: c.vd ?? c.hd,
     scale: 1 / Math.sqrt(c.hd),
     causal: c.causal ?? true,
     window: c.window ?? null,
@@ -55,7 +58,8 @@ function label(c: Case): string {
     a.sinks ? 'sinks' : '',
     c.baseline ? 'baseline caps' : '',
   ].filter(Boolean);
-  return `H=${c.heads} KVH=${c.kvHeads} hd=${c.hd} T=${c.T} pos=${c.pos} ${extra.join(' ')}`;
+  const vd = c.vd === undefined ? '' : ` vd=${c.vd}`;
+  return `H=${c.heads} KVH=${c.kvHeads} hd=${c.hd}${vd} T=${c.T} pos=${c.pos} ${extra.join(' ')}`;
 }
 
 /** Runs the generated launches against the reference; rows >= T of `out` must keep their sentinel. */
@@ -65,16 +69,17 @@ async function check(c: Case, seed: number): Promise<void> {
   const a = attrs(c);
   const qw = c.heads * c.hd;
   const kvw = c.kvHeads * c.hd;
+  const ow = c.heads * a.vHeadDim;
   const q = randn(c.maxT * qw, seed, c.qScale ?? 2);
   // Rows 0..pos-1 are past keys, pos..pos+T-1 the step's own; the rest is stale data that must be ignored.
   const kcache = randn(a.capacity * kvw, seed + 1, 2);
-  const vcache = randn(a.capacity * kvw, seed + 2);
+  const vcache = randn(a.capacity * c.kvHeads * a.vHeadDim, seed + 2);
   // Sinks around the scores' own scale, so they take a real but not dominant share.
   const sinkInput: Record<string, Float32Array> = a.sinks
     ? { sinks: randn(c.heads, seed + 3, 3) }
     : {};
   const sentinel = -777.25;
-  const out = new Float32Array(c.maxT * qw).fill(sentinel);
+  const out = new Float32Array(c.maxT * ow).fill(sentinel);
   const step = { T: c.T, pos: c.pos, L: 1 };
   const gen = attentionKernel(a, { caps, maxT: c.maxT });
   const outputs: Record<string, number> = {};
@@ -85,9 +90,10 @@ async function check(c: Case, seed: number): Promise<void> {
     step,
   });
   const want = attention.reference(a, { q, kcache, vcache, ...sinkInput }, step).out;
-  const err = maxRelError(got.out.subarray(0, c.T * qw), want);
+  expect(want.length).toBe(c.T * ow);
+  const err = maxRelError(got.out.subarray(0, c.T * ow), want);
   expect(err).toBeLessThanOrEqual(1e-4);
-  expect(got.out.subarray(c.T * qw).every((v) => v === sentinel)).toBe(true);
+  expect(got.out.subarray(c.T * ow).every((v) => v === sentinel)).toBe(true);
 }
 
 describe('attention reference', () => {
@@ -105,6 +111,7 @@ describe('attention reference', () => {
       heads: 2,
       kvHeads: 1,
       headDim: 2,
+      vHeadDim: 2,
       scale: 1,
       causal: true,
       window: null,
@@ -128,6 +135,7 @@ describe('attention reference', () => {
       heads: 1,
       kvHeads: 1,
       headDim: 1,
+      vHeadDim: 1,
       scale: 1,
       causal: true,
       window: null,
@@ -175,6 +183,24 @@ describe('attention reference', () => {
     expect(full.flops).toBe(10 * 2 * (4 * 8 + 5));
     const win = attention.cost({ ...base, window: 1 }, { T: 4, pos: 0, L: 1 });
     expect(win.flops).toBe(4 * 2 * (4 * 8 + 5));
+    const mla = attention.cost({ ...base, vHeadDim: 4 }, { T: 4, pos: 0, L: 1 });
+    expect(mla.flops).toBe(10 * 2 * (2 * 8 + 2 * 4 + 5));
+    expect(mla.bytesWritten).toBe(4 * 4 * 2 * 4);
+  });
+
+  it('a v head narrower than the q/k head: scores use hd, outputs are vd wide', () => {
+    const a: AttentionAttrs = {
+      ...attrs({ heads: 1, kvHeads: 1, hd: 3, T: 1, maxT: 1, pos: 1 }),
+      vHeadDim: 1,
+      scale: 1,
+    };
+    // q·k0 = 0, q·k1 = ln 3: weights 1/4 and 3/4 of v = [4, 8].
+    const q = new Float32Array([Math.log(3), 0, 0]);
+    const kcache = new Float32Array([0, 5, 5, 1, 0, 0, 9, 9, 9]);
+    const vcache = new Float32Array([4, 8, 99]);
+    const { out } = attention.reference(a, { q, kcache, vcache }, { T: 1, pos: 1, L: 1 });
+    expect(out).toHaveLength(1);
+    expect(out[0]).toBeCloseTo(7, 5);
   });
 });
 
@@ -230,6 +256,12 @@ describe('attention prefill kernel', () => {
     { heads: 6, kvHeads: 2, hd: 40, T: 70, maxT: 80, pos: 37, sinks: true, window: 8 },
     { heads: 8, kvHeads: 2, hd: 64, T: 33, maxT: 33, pos: 90, qScale: 6, sinks: true },
     { heads: 3, kvHeads: 3, hd: 16, T: 1, maxT: 1, pos: 0, sinks: true },
+    // MLA shapes: v heads narrower (DeepSeek-V3: 192/128) or wider than q/k heads, odd widths.
+    { heads: 4, kvHeads: 4, hd: 24, vd: 16, T: 7, maxT: 9, pos: 0 },
+    { heads: 3, kvHeads: 3, hd: 192, vd: 128, T: 33, maxT: 40, pos: 5 },
+    { heads: 2, kvHeads: 1, hd: 13, vd: 7, T: 70, maxT: 70, pos: 3 },
+    { heads: 3, kvHeads: 1, hd: 20, vd: 36, T: 1, maxT: 16, pos: 9, window: 6 },
+    { heads: 2, kvHeads: 2, hd: 192, vd: 128, T: 17, maxT: 20, pos: 2, baseline: true },
   ];
   cases.forEach((c, i) => it(label(c), () => check(c, 100 + i)));
 
@@ -290,6 +322,10 @@ describe('attention decode kernel (split-K)', () => {
       sinks: true,
       qScale: 6,
     },
+    { heads: 4, kvHeads: 4, hd: 24, vd: 16, T: 1, maxT: 1, pos: 0, capacity: 64 },
+    { heads: 3, kvHeads: 3, hd: 192, vd: 128, T: 1, maxT: 1, pos: 530, capacity: 700 },
+    { heads: 2, kvHeads: 1, hd: 13, vd: 7, T: 1, maxT: 1, pos: 301, capacity: 400 },
+    { heads: 4, kvHeads: 2, hd: 12, vd: 20, T: 1, maxT: 1, pos: 77, capacity: 300 },
   ];
   cases.forEach((c, i) => it(label(c), () => check(c, 300 + i)));
 

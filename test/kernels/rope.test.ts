@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { kvWriteKernel, ropeKernel } from '../../codegen/kernels/rope.ts';
-import type { KvWriteAttrs, RopeAttrs } from '../../src/graph/ops.ts';
+import { kvWriteWidth, type KvWriteAttrs, type RopeAttrs } from '../../src/graph/ops.ts';
 import { kvWrite } from '../../src/ops/attention.ts';
 import { interleavePermutation, rope, ropeInvFreq, ropeTables } from '../../src/ops/rope.ts';
 import type { RopeSpec } from '../../src/spec/model.ts';
@@ -221,19 +221,85 @@ describe('kv_write kernel', () => {
     { width: 320, capacity: 100, T: 70, pos: 29 },
     { width: 40, capacity: 40, T: 33, pos: 7 },
     { width: 1000, capacity: 9, T: 1, pos: 8 },
+    // MLA keys: per-head k_nope at an offset, and one k_pe broadcast to every head.
+    {
+      width: 96,
+      capacity: 20,
+      T: 7,
+      pos: 3,
+      columns: { heads: 4, cols: 16, offset: 8, broadcast: false },
+    },
+    {
+      width: 96,
+      capacity: 20,
+      T: 7,
+      pos: 3,
+      columns: { heads: 4, cols: 8, offset: 0, broadcast: true },
+    },
+    {
+      width: 55,
+      capacity: 80,
+      T: 70,
+      pos: 1,
+      columns: { heads: 5, cols: 3, offset: 7, broadcast: true },
+    },
+    {
+      width: 39,
+      capacity: 9,
+      T: 1,
+      pos: 8,
+      columns: { heads: 3, cols: 13, offset: 0, broadcast: false },
+    },
   ];
   for (const c of cases) {
-    it(`width=${c.width} capacity=${c.capacity} T=${c.T} pos=${c.pos}`, async () => {
+    const cols = c.columns;
+    const where = cols
+      ? ` heads=${cols.heads} cols=${cols.cols}@${cols.offset}${cols.broadcast ? ' broadcast' : ''}`
+      : '';
+    it(`width=${c.width} capacity=${c.capacity} T=${c.T} pos=${c.pos}${where}`, async () => {
       const { caps } = await testGpu();
-      const a: KvWriteAttrs = { op: 'kv_write', width: c.width, capacity: c.capacity };
-      const x = randn((c.T + 2) * c.width, c.width + c.T);
+      const a: KvWriteAttrs = {
+        op: 'kv_write',
+        width: c.width,
+        capacity: c.capacity,
+        columns: cols ?? null,
+      };
+      const xw = kvWriteWidth(a);
+      const written = cols ? cols.heads * cols.cols : c.width;
+      const x = randn((c.T + 2) * xw, c.width + c.T);
       const cache = randn(c.capacity * c.width, 7 + c.pos);
       const step = { T: c.T, pos: c.pos, L: 1 };
       const gen = kvWriteKernel(a, { caps, maxT: c.T + 2 });
       const got = await runLaunches(gen.launches, { inputs: { x, cache }, step });
       const want = kvWrite.reference(a, { x, cache: cache.slice() }, step).cache;
       expect(Array.from(got.cache)).toEqual(Array.from(want));
-      expect(kvWrite.cost(a, step).bytesWritten).toBe(4 * c.T * c.width);
+      expect(kvWrite.cost(a, step).bytesWritten).toBe(4 * c.T * written);
+      // Columns outside the written ranges, and rows outside the step, keep their values.
+      const changed = Array.from(want).filter((v, i) => v !== cache[i]).length;
+      expect(changed).toBe(c.T * written);
     });
   }
+
+  it('places x per head and broadcasts one head to all', () => {
+    const columns = { heads: 2, cols: 1, offset: 2, broadcast: false };
+    const a: KvWriteAttrs = { op: 'kv_write', width: 6, capacity: 1, columns };
+    const step = { T: 1, pos: 0, L: 1 };
+    const got = kvWrite.reference(
+      a,
+      { x: new Float32Array([7, 8]), cache: new Float32Array(6) },
+      step,
+    );
+    expect(Array.from(got.cache)).toEqual([0, 0, 7, 0, 0, 8]);
+    const b = { ...a, columns: { ...columns, offset: 0, broadcast: true } };
+    const got2 = kvWrite.reference(
+      b,
+      { x: new Float32Array([5]), cache: new Float32Array(6) },
+      step,
+    );
+    expect(Array.from(got2.cache)).toEqual([5, 0, 0, 5, 0, 0]);
+    const bad = { ...a, columns: { ...columns, cols: 2 } };
+    expect(() =>
+      kvWrite.reference(bad, { x: new Float32Array(4), cache: new Float32Array(6) }, step),
+    ).toThrow(/do not fit/);
+  });
 });

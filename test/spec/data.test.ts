@@ -36,7 +36,7 @@ describe('the JSON Schema', () => {
   const validate = new Ajv({ discriminator: true, allowUnionTypes: true }).compile(modelIrSchema);
 
   it('accepts every resolved spec', () => {
-    for (const name of ['tiny-llama', 'tiny-hybrid', 'llama-3.2-1b']) {
+    for (const name of ['tiny-llama', 'tiny-hybrid', 'llama-3.2-1b', 'deepseek-v3']) {
       expect(validate(loadSpec(`specs/${name}.strata`)), name).toBe(true);
     }
   });
@@ -144,7 +144,7 @@ describe('YAML errors', () => {
 
   it('reports unknown and not-yet-supported kinds', () => {
     expect(failure(yamlWith('kind: attention', 'kind: atention'), 'h.yaml').reason).toBe(
-      "layers[0].mixer: unknown kind 'atention', did you mean 'attention'? (expected attention, mamba1, mamba2, shortconv, parallel)",
+      "layers[0].mixer: unknown kind 'atention', did you mean 'attention'? (expected attention, mla, mamba1, mamba2, shortconv, parallel)",
     );
     // A supported kind whose fields are another kind's: the schema names what it lacks.
     expect(failure(yamlWith('kind: attention', 'kind: mamba1'), 'h.yaml').reason).toMatch(

@@ -138,6 +138,41 @@ describe('printSpec', () => {
     );
   });
 
+  it('round-trips mla with its defaults left out and its other settings spelled out', () => {
+    const plain = roundTrip(
+      resolve(
+        'mixer m = mla(heads: 4, q_rank: 32, kv_rank: 16, nope_dim: 8, rope_dim: 4, v_dim: 6)\nlayers 1 x m',
+      ),
+    );
+    expect(plain).toContain(
+      'mixer m = mla(heads: 4, q_rank: 32, kv_rank: 16, nope_dim: 8, rope_dim: 4, v_dim: 6)',
+    );
+    const m = resolve(
+      'mixer m = mla(heads: 2, kv_rank: 8, nope_dim: 6, rope_dim: 4, v_dim: 10, rope_pairs: half, bias: true, latent_eps: 1e-5, scale: 0.5, rope: rope(theta: 500, scaling: yarn(factor: 4, original_max_positions: 16)))\nlayers 2 x m',
+    );
+    const mla = m.layers[0]!.mixer;
+    expect(mla).toMatchObject({
+      kind: 'mla',
+      qRank: null,
+      ropePairs: 'half',
+      bias: true,
+      latentEps: 1e-5,
+      scale: 0.5,
+      rope: { theta: 500, rotaryDim: 4 },
+    });
+    expect(roundTrip(m)).toContain('rope_pairs: half');
+    expect(roundTrip(loadSpec('specs/deepseek-v3.strata'))).toContain('mla(');
+  });
+
+  it('mla: rope rotates exactly the rope dims', () => {
+    const e = specError(() =>
+      resolve(
+        'mixer m = mla(heads: 2, kv_rank: 8, nope_dim: 6, rope_dim: 4, v_dim: 6, rope: rope(rotary_dim: 2))\nlayers 1 x m',
+      ),
+    );
+    expect(e.message).toMatch(/rotary_dim \(2\) must equal rope_dim \(4\)/);
+  });
+
   it('prints non-default settings', () => {
     const header =
       'vocab 10\n  dim 8\n  max_context 4\n  norm layer(eps: 1e-6, bias: false)\n  embedding_scale 2.5\n  residual_scale 0.22\n  logit_scale 0.125\n  logit_softcap 30';

@@ -18,6 +18,7 @@ function layout(m: ModelIR): string {
     shortconv: 'c',
     attention: 'a',
     parallel: 'p',
+    mla: 'l',
   } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }

@@ -10,7 +10,7 @@ import { linear, linearScale, preNorm, sublayerResidual } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
-  a: AttentionSpec,
+  a: Pick<AttentionSpec, 'rope'>,
 ): { cos: number; sin: number } | null {
   if (!a.rope) return null;
   const key = JSON.stringify(a.rope);
@@ -106,7 +106,7 @@ export function attentionBranch(
   }
   const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
   const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
-  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity } as const;
+  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
   b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
   b.op(write, `${L} v-append`, { x: v, cache: vcache }, { cache: vcache });
   const att = b.op(
@@ -115,6 +115,7 @@ export function attentionBranch(
       heads: a.heads,
       kvHeads: a.kvHeads,
       headDim: a.headDim,
+      vHeadDim: a.headDim,
       scale: a.scale,
       causal: a.causal,
       window: a.window,

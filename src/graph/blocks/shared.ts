@@ -85,7 +85,7 @@ export function lowerSharedUse(
   // Each use keeps its own cache: the block's weights are shared, its keys and values are not.
   const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
   const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
-  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity } as const;
+  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
   b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
   b.op(write, `${L} v-append`, { x: v, cache: vcache }, { cache: vcache });
   const att = b.op(
@@ -94,6 +94,7 @@ export function lowerSharedUse(
       heads: a.heads,
       kvHeads: a.kvHeads,
       headDim: a.headDim,
+      vHeadDim: a.headDim,
       scale: a.scale,
       causal: a.causal,
       window: a.window,

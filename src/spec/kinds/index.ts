@@ -5,6 +5,7 @@
 import { futureKind, type Family } from '../kind.ts';
 import type { FfnSpec, MixerSpec } from '../model.ts';
 import { attention } from './attention.ts';
+import { mla } from './mla.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
 import { mamba1, mamba2, shortconv } from './mamba.ts';
@@ -15,7 +16,7 @@ export { NORMS } from './norm.ts';
 export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
-  kinds: [attention, mamba1, mamba2, shortconv, parallel],
+  kinds: [attention, mla, mamba1, mamba2, shortconv, parallel],
 };
 
 /** Printing picks the first kind that can express a spec, so the specific ones come first. */
