@@ -37,9 +37,15 @@ const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>>
   mamba1: lowerMamba1,
   mamba2: lowerMamba2,
   shortconv: lowerShortConv,
+  gated_deltanet: () => {
+    throw new Error('gated_deltanet has no lowering or GPU kernel yet');
+  },
 };
 
 function lowerMixer(b: GraphBuilder, model: ModelIR, x: number, i: number, m: MixerSpec): number {
+  if (m.kind === 'attention' && m.outputGate) {
+    throw new Error(`layer ${i}: attention output_gate has no lowering yet`);
+  }
   return (MIXERS[m.kind] as MixerLowering<MixerSpec>)(b, model, x, i, m);
 }
 

@@ -9,7 +9,6 @@ export const UNSUPPORTED_MODEL_TYPES: Readonly<Record<string, string>> = {
   falcon_h1: 'parallel attention + mamba2 branches in one layer and muP multipliers',
   granitemoehybrid: 'Granite multipliers and an importer for its fused expert tensors',
   zamba2: 'shared attention blocks with LoRA adapters',
-  qwen3_next: 'gated DeltaNet mixers and gated attention',
 };
 
 export function unsupportedMessage(modelType: string): string | null {

@@ -124,6 +124,7 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
       window,
       scale: 1 / Math.sqrt(headDim),
       softcap: null,
+      outputGate: false,
     };
     return {
       index,

@@ -320,6 +320,7 @@ function attentionSpec(
     window: null,
     scale: headDim ** -0.5,
     softcap: null,
+    outputGate: false,
   };
 }
 

@@ -7,7 +7,8 @@ import { ConfigReader, isConfigObject, show } from './config-reader.ts';
 import { unsupportedMessage } from './families.ts';
 import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
-import { SSM_FAMILIES } from './hf-ssm.ts';
+import { SSM_FAMILIES, type FamilyImporter } from './hf-ssm.ts';
+import { importQwen3Next } from './hf-qwen3-next.ts';
 import { expectedTensors } from './names.ts';
 
 export interface HfImport {
@@ -21,9 +22,15 @@ export interface HfImport {
   storedShapes: Record<string, number[]>;
 }
 
+/** Families with their own importer module, beside the decoder table and the SSM hybrids. */
+const OWN_IMPORTERS: Readonly<Record<string, FamilyImporter>> = {
+  ...SSM_FAMILIES,
+  qwen3_next: importQwen3Next,
+};
+
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [
   ...Object.keys(DECODER_FAMILIES),
-  ...Object.keys(SSM_FAMILIES),
+  ...Object.keys(OWN_IMPORTERS),
 ];
 
 /** `source` names the checkpoint in messages and becomes the model's name. */
@@ -51,8 +58,8 @@ export function importHfConfig(config: object, source: string): HfImport {
 
   const cfg = new ConfigReader(config, where);
   cfg.ignore('model_type');
-  if (Object.hasOwn(SSM_FAMILIES, modelType)) {
-    const imported = SSM_FAMILIES[modelType](cfg, source);
+  if (Object.hasOwn(OWN_IMPORTERS, modelType)) {
+    const imported = OWN_IMPORTERS[modelType](cfg, source);
     cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
     return imported;
   }

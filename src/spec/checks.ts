@@ -5,6 +5,7 @@
  */
 import type {
   AttentionSpec,
+  GatedDeltaNetSpec,
   Mamba1Spec,
   Mamba2Spec,
   MixerSpec,
@@ -125,6 +126,17 @@ export function checkShortConv(m: ShortConvSpec, n: Namer): Issue[] {
   return checkKernel('lCache', m.lCache, n);
 }
 
+export function checkGatedDeltaNet(m: GatedDeltaNetSpec, n: Namer): Issue[] {
+  const issues = checkKernel('dConv', m.dConv, n);
+  if (m.valueHeads % m.keyHeads !== 0) {
+    issues.push({
+      path: ['valueHeads'],
+      message: `${n('valueHeads')} (${m.valueHeads}) must be a multiple of ${n('keyHeads')} (${m.keyHeads})`,
+    });
+  }
+  return issues;
+}
+
 /** The checks of whatever kind a mixer is. */
 export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
   switch (m.kind) {
@@ -136,6 +148,8 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
       return checkMamba2(m, n);
     case 'shortconv':
       return checkShortConv(m, n);
+    case 'gated_deltanet':
+      return checkGatedDeltaNet(m, n);
   }
 }
 

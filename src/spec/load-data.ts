@@ -206,9 +206,17 @@ function checked(value: unknown, source: DataSource): ModelIR {
     const { message, key } = schemaMessage(e);
     throw source.error(pointerToPath(e.instancePath), message, key);
   }
+  fillDefaults(value);
   const issue: Issue | undefined = validateModel(value)[0];
   if (issue) throw source.error([...issue.path], issue.message);
   return value;
+}
+
+/** Fields the schema leaves optional (added after specs were written) get their defaults. */
+function fillDefaults(model: ModelIR): void {
+  for (const layer of model.layers) {
+    if (layer.mixer?.kind === 'attention') layer.mixer.outputGate ??= false;
+  }
 }
 
 /**

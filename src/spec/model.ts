@@ -64,6 +64,11 @@ export interface AttentionSpec {
   scale: number;
   /** Attention-logit softcap (Gemma2); null is none. */
   softcap: number | null;
+  /**
+   * Qwen3-Next's gated attention: q_proj emits, per head, headDim query rows then headDim gate
+   * rows, and the attention output is multiplied by sigmoid(gate) before o_proj.
+   */
+  outputGate: boolean;
 }
 
 export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'relu' | 'relu2';
@@ -134,7 +139,25 @@ export interface ShortConvSpec {
   bias: boolean;
 }
 
-export type MixerSpec = AttentionSpec | Mamba1Spec | Mamba2Spec | ShortConvSpec;
+/**
+ * Qwen3-Next's gated DeltaNet (HF Qwen3NextGatedDeltaNet): in_proj_qkvz and in_proj_ba (laid out
+ * per key head: q, k, v, z then b, a for that head's valueHeads / keyHeads value heads), a causal
+ * conv + SiLU over q, k, v (no bias), l2-normalised q and k, the gated delta rule per value head
+ * (key heads repeated), a per-head RMSNorm of the output gated by silu(z), out_proj.
+ */
+export interface GatedDeltaNetSpec {
+  kind: 'gated_deltanet';
+  keyHeads: number;
+  valueHeads: number;
+  keyHeadDim: number;
+  valueHeadDim: number;
+  /** Conv kernel length (the conv state keeps dConv − 1 steps). */
+  dConv: number;
+  /** eps of the gated output RMSNorm. */
+  normEps: number;
+}
+
+export type MixerSpec = AttentionSpec | Mamba1Spec | Mamba2Spec | ShortConvSpec | GatedDeltaNetSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

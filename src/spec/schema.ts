@@ -20,6 +20,12 @@ function object(properties: Record<string, JsonSchema>): JsonSchema {
   };
 }
 
+/** object() with `optional` left out of `required`: fields added after specs were written. */
+function optionalKeys(optional: string[], properties: Record<string, JsonSchema>): JsonSchema {
+  const o = object(properties) as { required: string[] };
+  return { ...o, required: o.required.filter((k) => !optional.includes(k)) };
+}
+
 /** `null` or the schema: if/else keeps errors about the object instead of "must be null". */
 function nullable(ref: string): JsonSchema {
   return { if: { type: 'null' }, else: { $ref: ref } };
@@ -68,9 +74,10 @@ export const modelIrSchema: JsonSchema = {
         { $ref: '#/definitions/mamba1' },
         { $ref: '#/definitions/mamba2' },
         { $ref: '#/definitions/shortconv' },
+        { $ref: '#/definitions/gated_deltanet' },
       ],
     },
-    attention: object({
+    attention: optionalKeys(['outputGate'], {
       kind: kind('attention'),
       heads: posInt,
       kvHeads: posInt,
@@ -83,6 +90,8 @@ export const modelIrSchema: JsonSchema = {
       window: { type: ['integer', 'null'], minimum: 1 },
       scale: posNumber,
       softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+      // Optional so specs written before gated attention still load (the loader fills false).
+      outputGate: bool,
     }),
     mamba1: object({
       kind: kind('mamba1'),
@@ -109,6 +118,15 @@ export const modelIrSchema: JsonSchema = {
       dtMin: { type: 'number', minimum: 0 },
       // null: no upper clamp (HF's time_step_limit of inf, which JSON cannot write).
       dtMax: { type: ['number', 'null'], minimum: 0 },
+    }),
+    gated_deltanet: object({
+      kind: kind('gated_deltanet'),
+      keyHeads: posInt,
+      valueHeads: posInt,
+      keyHeadDim: posInt,
+      valueHeadDim: posInt,
+      dConv: posInt,
+      normEps: posNumber,
     }),
     shortconv: object({
       kind: kind('shortconv'),

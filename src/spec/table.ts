@@ -12,6 +12,7 @@ function mixerDims(m: MixerSpec): string {
       else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
       if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
       if (!m.causal) parts.push('bidirectional');
+      if (m.outputGate) parts.push('output gate');
       return parts.join(', ');
     }
     case 'mamba1':
@@ -24,6 +25,8 @@ function mixerDims(m: MixerSpec): string {
     }
     case 'shortconv':
       return `l_cache ${m.lCache}`;
+    case 'gated_deltanet':
+      return `key_heads ${m.keyHeads}, value_heads ${m.valueHeads}, key_head_dim ${m.keyHeadDim}, value_head_dim ${m.valueHeadDim}, d_conv ${m.dConv}`;
   }
 }
 

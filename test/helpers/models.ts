@@ -16,6 +16,7 @@ export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
     window: null,
     scale: 1 / Math.sqrt(headDim),
     softcap: null,
+    outputGate: false,
     ...over,
   };
 }

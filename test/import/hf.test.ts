@@ -79,8 +79,18 @@ const PUBLISHED: { file: string; expect: { layout: Layout } | { unsupported: str
     },
   },
   {
+    // Qwen/Qwen3-Next-80B-A3B: gated attention every 4th layer; 79.67B parameters (the model
+    // card's "80B in total and 3B activated": 0.41% below 80B).
     file: 'qwen3-next-80b-a3b.json',
-    expect: { unsupported: "model_type 'qwen3_next' needs gated DeltaNet mixers" },
+    expect: {
+      layout: {
+        vocab: 151936,
+        dim: 2048,
+        layers: 48,
+        mixers: Array.from({ length: 12 }, () => ['deltanet*3', 'attn*1']).flat(),
+        params: 79_674_391_296,
+      },
+    },
   },
   {
     file: 'nemotron-h-8b.json',
@@ -190,6 +200,7 @@ describe('published configs', () => {
         window: null,
         scale: 0.125,
         softcap: null,
+        outputGate: false,
       });
       expect(layer.ffn).toEqual({
         kind: 'mlp',
@@ -227,7 +238,6 @@ describe('model types strata cannot run yet', () => {
     falcon_h1: 'parallel attention + mamba2 branches in one layer',
     granitemoehybrid: 'Granite multipliers',
     zamba2: 'shared attention blocks',
-    qwen3_next: 'gated DeltaNet mixers',
   };
   for (const [type, needs] of Object.entries(NEEDS)) {
     it(type, () => {
@@ -296,7 +306,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, qwen3_next)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(

@@ -30,6 +30,7 @@ function layer(index: number, over: Partial<AttentionSpec>, ffn: LayerSpec['ffn'
       window: null,
       scale: 1 / Math.sqrt(8),
       softcap: null,
+      outputGate: false,
       ...over,
     },
     ffnName: ffn ? 'mlp' : null,

@@ -85,13 +85,14 @@ describe('attention', () => {
       window: null,
       scale: 0.25,
       softcap: null,
+      outputGate: false,
     });
   });
 
   it('takes every parameter', () => {
     expect(
       mixer(
-        'attention(heads: 8, kv_heads: 2, head_dim: 32, rope: none, qk_norm: true, qkv_bias: true, out_bias: true, causal: false, window: 64, scale: 0.1, softcap: 50)',
+        'attention(heads: 8, kv_heads: 2, head_dim: 32, rope: none, qk_norm: true, qkv_bias: true, out_bias: true, causal: false, window: 64, scale: 0.1, softcap: 50, output_gate: true)',
       ),
     ).toEqual({
       kind: 'attention',
@@ -106,6 +107,7 @@ describe('attention', () => {
       window: 64,
       scale: 0.1,
       softcap: 50,
+      outputGate: true,
     });
   });
 

@@ -15,6 +15,7 @@ const SPECS = [
   'lfm2-1.2b',
   'bamba-9b',
   'nemotron-h-8b',
+  'qwen3-next-80b-a3b',
 ];
 
 const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
@@ -30,6 +31,7 @@ const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
   window: null,
   scale: 0.25,
   softcap: null,
+  outputGate: false,
   ...o,
 });
 

@@ -12,7 +12,13 @@ import { countParams } from '../../src/spec/params.ts';
  * is an FFN.
  */
 function layout(m: ModelIR): string {
-  const letter = { mamba1: 'm', mamba2: '2', shortconv: 'c', attention: 'a' } as const;
+  const letter = {
+    mamba1: 'm',
+    mamba2: '2',
+    shortconv: 'c',
+    attention: 'a',
+    gated_deltanet: 'd',
+  } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }
 

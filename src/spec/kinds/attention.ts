@@ -19,6 +19,7 @@ export const attention = defineKind({
     window: opt(orNone(int(1))),
     scale: opt(positive),
     softcap: opt(orNone(positive)),
+    output_gate: opt(bool),
   },
   build: (a, ctx, fail): AttentionSpec => {
     let headDim = a.head_dim;
@@ -45,6 +46,7 @@ export const attention = defineKind({
       // ** rather than 1/Math.sqrt: the same rounding as PyTorch's head_dim ** -0.5.
       scale: a.scale ?? headDim ** -0.5,
       softcap: a.softcap ?? null,
+      outputGate: a.output_gate ?? false,
     };
   },
   check: checkAttention,
@@ -64,5 +66,6 @@ export const attention = defineKind({
           { name: 'window', value: s.window },
           { name: 'scale', value: s.scale },
           { name: 'softcap', value: s.softcap },
+          { name: 'output_gate', value: s.outputGate },
         ],
 });

@@ -8,13 +8,14 @@ import { attention } from './attention.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
 import { mamba1, mamba2, shortconv } from './mamba.ts';
+import { gatedDeltaNet } from './deltanet.ts';
 
 export { NORMS } from './norm.ts';
 
 export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
-  kinds: [attention, mamba1, mamba2, shortconv],
+  kinds: [attention, mamba1, mamba2, shortconv, gatedDeltaNet],
 };
 
 /** Printing picks the first kind that can express a spec, so the specific ones come first. */
