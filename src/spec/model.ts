@@ -71,7 +71,11 @@ export interface AttentionSpec {
   outputGate: boolean;
 }
 
-export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'relu' | 'relu2';
+/**
+ * 'sigmoid' is internal (the gated-attention output gate); the DSL's and the schema's act lists
+ * leave it out.
+ */
+export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'relu' | 'relu2' | 'sigmoid';
 
 export interface MlpSpec {
   kind: 'mlp';
