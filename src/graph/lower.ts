@@ -13,6 +13,7 @@ import { lowerMoe } from './blocks/moe.ts';
 import { lowerMamba1 } from './blocks/mamba1.ts';
 import { lowerMamba2 } from './blocks/mamba2.ts';
 import { lowerShortConv } from './blocks/shortconv.ts';
+import { lowerGatedDeltaNet } from './blocks/deltanet.ts';
 import { linear, preNorm } from './blocks/common.ts';
 
 export interface LowerOptions {
@@ -37,15 +38,10 @@ const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>>
   mamba1: lowerMamba1,
   mamba2: lowerMamba2,
   shortconv: lowerShortConv,
-  gated_deltanet: () => {
-    throw new Error('gated_deltanet has no lowering or GPU kernel yet');
-  },
+  gated_deltanet: lowerGatedDeltaNet,
 };
 
 function lowerMixer(b: GraphBuilder, model: ModelIR, x: number, i: number, m: MixerSpec): number {
-  if (m.kind === 'attention' && m.outputGate) {
-    throw new Error(`layer ${i}: attention output_gate has no lowering yet`);
-  }
   return (MIXERS[m.kind] as MixerLowering<MixerSpec>)(b, model, x, i, m);
 }
 

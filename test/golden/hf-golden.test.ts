@@ -31,6 +31,7 @@ const MUST_PASS = [
   'mixtral',
   'qwen3_moe',
   'jamba',
+  'qwen3_next',
 ];
 
 const types = readdirSync(ROOT).sort();

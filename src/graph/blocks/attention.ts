@@ -6,7 +6,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
 import { attentionNames } from '../../import/names.ts';
-import { linear, preNorm, residualAdd } from './common.ts';
+import { linear, linearRowBlocks, preNorm, residualAdd } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
@@ -50,7 +50,22 @@ export function lowerAttention(
   const qCols = a.heads * a.headDim;
   const kvCols = a.kvHeads * a.headDim;
   const h = preNorm(b, model, x, n.norm, L);
-  let q = linear(b, h, n.q, qCols, model.dim, a.qkvBias, `${L}.q`);
+  // Gated attention: q_proj holds each head's query rows then its gate rows.
+  const qPart = (offset: number, tag: string) =>
+    linearRowBlocks(
+      b,
+      h,
+      n.q,
+      a.heads,
+      2 * a.headDim,
+      offset,
+      a.headDim,
+      model.dim,
+      a.qkvBias,
+      `${L}.${tag}`,
+    );
+  let q = a.outputGate ? qPart(0, 'q') : linear(b, h, n.q, qCols, model.dim, a.qkvBias, `${L}.q`);
+  const gate = a.outputGate ? qPart(a.headDim, 'gate') : null;
   let k = linear(b, h, n.k, kvCols, model.dim, a.qkvBias, `${L}.k`);
   const v = linear(b, h, n.v, kvCols, model.dim, a.qkvBias, `${L}.v`);
   if (a.qkNorm) {
@@ -97,6 +112,15 @@ export function lowerAttention(
     { q, kcache, vcache },
     { out: { name: `${L}.out`, shape: ['T', qCols] } },
   ).out;
-  const o = linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`);
+  const gated =
+    gate === null
+      ? att
+      : b.op(
+          { op: 'glu', act: 'sigmoid', width: qCols },
+          `${L} output gate`,
+          { gate, up: att },
+          { out: { name: `${L}.gated`, shape: ['T', qCols] } },
+        ).out;
+  const o = linear(b, gated, n.o, model.dim, qCols, a.outBias, `${L}.o`);
   return residualAdd(b, x, o, model.dim, L);
 }

@@ -58,6 +58,52 @@ export function weightRows(
 }
 
 /**
+ * Rows `offset + [0, count)` of every block of `stride` rows (`blocks` of them) of a canonical
+ * [blocks·stride, cols] weight, concatenated: per-head interleaved projections (Qwen3-Next's
+ * q/gate in q_proj, q/k/v/z per key head in in_proj_qkvz) pulled apart into contiguous parts.
+ */
+export function weightRowBlocks(
+  b: GraphBuilder,
+  name: string,
+  blocks: number,
+  stride: number,
+  offset: number,
+  count: number,
+  cols: number,
+): number {
+  const shape = cols === 1 ? [blocks * count] : [blocks * count, cols];
+  const of = { kind: 'weight', name } as const;
+  return b.param(`${name}#blocks${stride}.${offset}.${count}`, shape, {
+    kind: 'concat',
+    parts: Array.from({ length: blocks }, (_, i) => ({
+      kind: 'rows' as const,
+      of,
+      start: i * stride + offset,
+      count,
+      cols,
+    })),
+  });
+}
+
+/** linearRows over weightRowBlocks: one part of a per-head interleaved projection. */
+export function linearRowBlocks(
+  b: GraphBuilder,
+  x: number,
+  prefix: string,
+  blocks: number,
+  stride: number,
+  offset: number,
+  count: number,
+  K: number,
+  bias: boolean,
+  label: string,
+): number {
+  const w = weightRowBlocks(b, `${prefix}.weight`, blocks, stride, offset, count, K);
+  const bv = bias ? weightRowBlocks(b, `${prefix}.bias`, blocks, stride, offset, count, 1) : null;
+  return matmul(b, x, w, bv, blocks * count, K, label, 'T');
+}
+
+/**
  * One output range of a canonical linear layer `prefix`: y = x W[start:start+count]ᵀ (+ b[...]).
  * Fused input projections (Mamba's in_proj, LFM2's BCx) lower to one of these per part, so no
  * slice op is needed and each part lands in its own tensor.
