@@ -62,4 +62,25 @@ describe('qwen3_next import', () => {
       "tiny config: config key 'linear_num_value_heads' 3 is not a multiple of linear_num_key_heads 2",
     );
   });
+
+  it('names what it cannot honour: another activation, an unknown layer type, a window', () => {
+    expect(() => importHfConfig({ ...tiny, hidden_act: 'gelu' }, 'tiny')).toThrow(
+      "config key 'hidden_act' must be silu (it is also the DeltaNet activation)",
+    );
+    const types = ['linear_attention', 'sliding_attention', 'linear_attention'];
+    expect(() => importHfConfig({ ...tiny, layer_types: types }, 'tiny')).toThrow(
+      'config key \'layer_types\' entry "sliding_attention" is not linear_attention or full_attention',
+    );
+    expect(() => importHfConfig({ ...tiny, use_sliding_window: true }, 'tiny')).toThrow(
+      "config key 'use_sliding_window' is set; Qwen3-Next has no sliding window",
+    );
+  });
+
+  it('makes every layer dense without experts, and drops the shared expert at width 0', () => {
+    const dense = importHfConfig({ ...tiny, num_experts: 0 }, 'tiny').model;
+    expect(dense.layers.map((l) => l.ffn?.kind)).toEqual(['mlp', 'mlp', 'mlp']);
+    const unshared = importHfConfig({ ...tiny, shared_expert_intermediate_size: 0 }, 'tiny').model;
+    expect((unshared.layers[0].ffn as MoeSpec).shared).toBeNull();
+    expect((unshared.layers[0].ffn as MoeSpec).sharedGate).toBe(false);
+  });
 });
