@@ -246,7 +246,7 @@ export interface GatedNormAttrs {
  * it is an instance of in src/ops/linear-recurrence.ts). Per value head h, with key head
  * kh = floor(h / (valueHeads / keyHeads)) (key heads repeated to value heads):
  *   q̂ = l2norm(q[t,kh]) · scale, k̂ = l2norm(k[t,kh])    (l2norm: x · rsqrt(Σx² + 1e-6))
- *   β = sigmoid(b[t,h]), g = −exp(aLog[h]) · softplus(a[t,h] + dtBias[h])
+ *   β = sigmoid(ba[t,h]), g = −exp(aLog[h]) · softplus(ba[t,valueHeads+h] + dtBias[h])
  *   S_h ← exp(g)·S_h;  S_h ← S_h + β·k̂ (v[t,h] − S_hᵀk̂)ᵀ;  out[t,h] = S_hᵀ q̂
  * S_h is [keyDim, valueDim], kept in `state` [valueHeads, keyDim, valueDim]; zero at pos 0.
  */
@@ -260,7 +260,8 @@ export interface GatedDeltaRuleAttrs {
   scale: number;
 }
 // inputs: q [T, keyHeads*keyDim], k [T, keyHeads*keyDim], v [T, valueHeads*valueDim],
-//         a [T, valueHeads], b [T, valueHeads], aLog [valueHeads], dtBias [valueHeads],
+//         ba [T, 2*valueHeads] (b: the β logits, then a: the decay input; one binding for both
+//         keeps the kernel within 8 storage buffers), aLog [valueHeads], dtBias [valueHeads],
 //         state [valueHeads, keyDim, valueDim]
 // outputs: out [T, valueHeads*valueDim], state (in place)
 

@@ -77,16 +77,9 @@ export const gatedDeltaRule: OpReference<GatedDeltaRuleAttrs> = {
   reference(a, inputs, step) {
     checkGatedDeltaRuleAttrs(a);
     const { T } = step;
-    const [q, k, v, ga, gb, aLog, dtBias, state] = [
-      'q',
-      'k',
-      'v',
-      'a',
-      'b',
-      'aLog',
-      'dtBias',
-      'state',
-    ].map((n) => f32(inputs, n));
+    const [q, k, v, ba, aLog, dtBias, state] = ['q', 'k', 'v', 'ba', 'aLog', 'dtBias', 'state'].map(
+      (n) => f32(inputs, n),
+    );
     const KH = a.keyHeads;
     const VH = a.valueHeads;
     const dk = a.keyDim;
@@ -105,8 +98,8 @@ export const gatedDeltaRule: OpReference<GatedDeltaRuleAttrs> = {
       for (let t = 0; t < T; t++) {
         const qn = l2normalize(q, (t * KH + kh) * dk, dk, a.scale);
         const kn = l2normalize(k, (t * KH + kh) * dk, dk, 1);
-        const beta = 1 / (1 + Math.exp(-gb[t * VH + h]));
-        const logDecay = -Math.exp(aLog[h]) * softplus(ga[t * VH + h] + dtBias[h]);
+        const beta = 1 / (1 + Math.exp(-ba[t * 2 * VH + h]));
+        const logDecay = -Math.exp(aLog[h]) * softplus(ba[t * 2 * VH + VH + h] + dtBias[h]);
         const vt = v.subarray((t * VH + h) * dv, (t * VH + h + 1) * dv);
         linearRecurrenceStep(S, dk, dv, qn, kn, vt, logDecay, beta, o);
         for (let j = 0; j < dv; j++) out[(t * VH + h) * dv + j] = o[j];

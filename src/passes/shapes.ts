@@ -92,7 +92,7 @@ export function checkShapes(g: Graph): void {
         const key = a.keyHeads * a.keyDim;
         for (const k of ['q', 'k']) expect(g, n, k, ['T', key]);
         expect(g, n, 'v', ['T', a.valueHeads * a.valueDim]);
-        for (const k of ['a', 'b']) expect(g, n, k, ['T', a.valueHeads]);
+        expect(g, n, 'ba', ['T', 2 * a.valueHeads]);
         for (const k of ['aLog', 'dtBias']) expect(g, n, k, [a.valueHeads]);
         expect(g, n, 'state', [a.valueHeads, a.keyDim, a.valueDim]);
         break;

@@ -1,7 +1,8 @@
 /**
  * The gated delta rule: the reference against the unified recurrence written out as matrices
  * (S ← (I − βkkᵀ)·e^g·S + βkvᵀ), and the WGSL kernel against the reference on awkward shapes
- * (T = 1, odd T, several head counts and head sizes), with the state reset at pos 0, carried
+ * (T = 1, odd T, several chunks with a partial last one, several head counts and head sizes),
+ * for the recurrent (decode) and chunked (prefill) forms, with the state reset at pos 0, carried
  * state at pos > 0, and prefill(T) then decode = prefill(T + 1).
  */
 import { describe, expect, it } from 'vitest';
@@ -37,8 +38,7 @@ function data(a: GatedDeltaRuleAttrs, rows: number, seed: number): Inputs {
     q: randn(rows * key, seed, 1),
     k: randn(rows * key, seed + 1, 1),
     v: randn(rows * a.valueHeads * a.valueDim, seed + 2, 1),
-    a: randn(rows * a.valueHeads, seed + 3, 2),
-    b: randn(rows * a.valueHeads, seed + 4, 2),
+    ba: randn(rows * 2 * a.valueHeads, seed + 3, 2),
     aLog: randn(a.valueHeads, seed + 5, 1),
     dtBias: randn(a.valueHeads, seed + 6, 1),
     state: randn(a.valueHeads * a.keyDim * a.valueDim, seed + 7, 0.5),
@@ -64,8 +64,10 @@ function matrixForm(a: GatedDeltaRuleAttrs, inp: Inputs, T: number, pos: number)
       const q = unit(inp.q, (t * KH + kh) * dk, a.scale);
       const k = unit(inp.k, (t * KH + kh) * dk, 1);
       const v = Array.from({ length: dv }, (_, j) => inp.v[(t * VH + h) * dv + j]);
-      const beta = 1 / (1 + Math.exp(-inp.b[t * VH + h]));
-      const decay = Math.exp(-Math.exp(inp.aLog[h]) * softplus(inp.a[t * VH + h] + inp.dtBias[h]));
+      const beta = 1 / (1 + Math.exp(-inp.ba[t * 2 * VH + h]));
+      const decay = Math.exp(
+        -Math.exp(inp.aLog[h]) * softplus(inp.ba[t * 2 * VH + VH + h] + inp.dtBias[h]),
+      );
       // (I − βkkᵀ)·(decay·S) + βkvᵀ
       S = S.map((_, i) =>
         Array.from({ length: dv }, (_, j) => {
@@ -115,6 +117,7 @@ const variants = [
   attrs(2, 4, 16, 16), // the golden fixture's shape
   attrs(1, 3, 7, 5), // odd sizes, three value heads per key head
   attrs(3, 3, 12, 70), // more value columns than one workgroup holds
+  attrs(1, 2, 128, 9), // Qwen3-Next's key head size: chunks of 14 tokens fit workgroup memory
 ];
 
 describe('gated_delta_rule reference', () => {
@@ -136,7 +139,9 @@ describe('gated_delta_rule reference', () => {
 
 describe('gated_delta_rule kernel', () => {
   for (const [vi, a] of variants.entries()) {
-    for (const T of [1, 2, 7, 33]) {
+    // maxT 1 (T = 1) runs the recurrent form; the rest the chunked one, over one chunk or
+    // several with a partial last one (chunks of 32 tokens, 14 at keyDim 128).
+    for (const T of [1, 2, 7, 33, 70]) {
       for (const pos of [0, 3]) {
         it(`heads ${a.keyHeads}/${a.valueHeads}, dk ${a.keyDim}, dv ${a.valueDim}, T = ${T}, pos = ${pos}`, async () => {
           const { caps } = await testGpu();
@@ -168,8 +173,7 @@ describe('gated_delta_rule kernel', () => {
           q: row(inp.q, key),
           k: row(inp.k, key),
           v: row(inp.v, width),
-          a: row(inp.a, a.valueHeads),
-          b: row(inp.b, a.valueHeads),
+          ba: row(inp.ba, 2 * a.valueHeads),
           state: pre.state,
         };
         const dec = await runGpu(a, one, 1, { T: 1, pos: T, L: 1 }, caps);
@@ -177,6 +181,24 @@ describe('gated_delta_rule kernel', () => {
         expect(maxRelError(dec.state, full.state)).toBeLessThanOrEqual(TOL);
       }
     }
+  });
+
+  it('chunks prefill within the workgroup memory and binds at most 8 storage buffers', () => {
+    for (const [dk, chunk] of [
+      [16, 32],
+      [128, 14],
+      [256, 7],
+    ]) {
+      const { launches } = gatedDeltaRuleKernel(attrs(2, 4, dk, 16), {
+        caps: BASELINE_CAPS,
+        maxT: 64,
+      });
+      expect(launches[0].kernel.name).toContain(`_chunk${chunk}_`);
+      const storage = launches[0].kernel.bindings.filter((b) => b.access !== 'uniform');
+      expect(storage.length).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBuffersPerStage);
+    }
+    const decode = gatedDeltaRuleKernel(attrs(2, 4, 16, 16), { caps: BASELINE_CAPS, maxT: 1 });
+    expect(decode.launches[0].kernel.name).toContain('_recurrent_');
   });
 
   it('rejects value heads that key heads do not divide', () => {

@@ -57,50 +57,60 @@ export function weightRows(
   });
 }
 
+/** Rows `offset + [0, count)` of each block of a per-head interleaved weight. */
+export interface RowPart {
+  offset: number;
+  count: number;
+}
+
 /**
- * Rows `offset + [0, count)` of every block of `stride` rows (`blocks` of them) of a canonical
- * [blocks·stride, cols] weight, concatenated: per-head interleaved projections (Qwen3-Next's
- * q/gate in q_proj, q/k/v/z per key head in in_proj_qkvz) pulled apart into contiguous parts.
+ * For each part in turn, its rows of every block of `stride` rows (`blocks` of them) of a
+ * canonical [blocks·stride, cols] weight, concatenated: per-head interleaved projections
+ * (Qwen3-Next's q/gate in q_proj, q/k/v/z per key head in in_proj_qkvz, b/a in in_proj_ba)
+ * pulled apart into contiguous parts.
  */
 export function weightRowBlocks(
   b: GraphBuilder,
   name: string,
   blocks: number,
   stride: number,
-  offset: number,
-  count: number,
+  parts: readonly RowPart[],
   cols: number,
 ): number {
-  const shape = cols === 1 ? [blocks * count] : [blocks * count, cols];
+  const rows = blocks * parts.reduce((n, p) => n + p.count, 0);
+  const shape = cols === 1 ? [rows] : [rows, cols];
   const of = { kind: 'weight', name } as const;
-  return b.param(`${name}#blocks${stride}.${offset}.${count}`, shape, {
+  const tag = parts.map((p) => `${p.offset}.${p.count}`).join('+');
+  return b.param(`${name}#blocks${stride}.${tag}`, shape, {
     kind: 'concat',
-    parts: Array.from({ length: blocks }, (_, i) => ({
-      kind: 'rows' as const,
-      of,
-      start: i * stride + offset,
-      count,
-      cols,
-    })),
+    parts: parts.flatMap((p) =>
+      Array.from({ length: blocks }, (_, i) => ({
+        kind: 'rows' as const,
+        of,
+        start: i * stride + p.offset,
+        count: p.count,
+        cols,
+      })),
+    ),
   });
 }
 
-/** linearRows over weightRowBlocks: one part of a per-head interleaved projection. */
+/** A linear layer over weightRowBlocks: some parts of a per-head interleaved projection. */
 export function linearRowBlocks(
   b: GraphBuilder,
   x: number,
   prefix: string,
   blocks: number,
   stride: number,
-  offset: number,
-  count: number,
+  parts: readonly RowPart[],
   K: number,
   bias: boolean,
   label: string,
 ): number {
-  const w = weightRowBlocks(b, `${prefix}.weight`, blocks, stride, offset, count, K);
-  const bv = bias ? weightRowBlocks(b, `${prefix}.bias`, blocks, stride, offset, count, 1) : null;
-  return matmul(b, x, w, bv, blocks * count, K, label, 'T');
+  const N = blocks * parts.reduce((n, p) => n + p.count, 0);
+  const w = weightRowBlocks(b, `${prefix}.weight`, blocks, stride, parts, K);
+  const bv = bias ? weightRowBlocks(b, `${prefix}.bias`, blocks, stride, parts, 1) : null;
+  return matmul(b, x, w, bv, N, K, label, 'T');
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * Lowering of a gated DeltaNet sublayer (HF Qwen3NextGatedDeltaNet): pre-norm; in_proj_qkvz and
- * in_proj_ba, whose rows are grouped per key head, as one matmul per part (q, k, v, z, b, a) over
+ * in_proj_ba, whose rows are grouped per key head, as one matmul per part (q, k, v, z, and b|a) over
  * that part's rows of every group; a causal conv + SiLU on each of q, k and v (the conv is
  * depthwise over the concatenation q|k|v, so it splits by channel ranges exactly); the gated
  * delta rule; the per-value-head RMSNorm (one [valueHeadDim] weight) times silu(z); out_proj;
@@ -31,21 +31,7 @@ export function lowerGatedDeltaNet(
       n.inProjQkvz,
       m.keyHeads,
       w.qkvzGroup,
-      offset,
-      count,
-      model.dim,
-      false,
-      `${L}.in_${tag}`,
-    );
-  const ba = (offset: number, tag: string) =>
-    linearRowBlocks(
-      b,
-      h,
-      n.inProjBa,
-      m.keyHeads,
-      w.baGroup,
-      offset,
-      w.perKey,
+      [{ offset, count }],
       model.dim,
       false,
       `${L}.in_${tag}`,
@@ -69,8 +55,21 @@ export function lowerGatedDeltaNet(
     ),
   );
   const z = qkvz(2 * m.keyHeadDim + vPerKey, vPerKey, 'z');
-  const beta = ba(0, 'b');
-  const alpha = ba(w.perKey, 'a');
+  // b (the β logits) of every value head, then a (the decay input): one matmul, one binding.
+  const ba = linearRowBlocks(
+    b,
+    h,
+    n.inProjBa,
+    m.keyHeads,
+    w.baGroup,
+    [
+      { offset: 0, count: w.perKey },
+      { offset: w.perKey, count: w.perKey },
+    ],
+    model.dim,
+    false,
+    `${L}.in_ba`,
+  );
   const state = b.state(`delta.${i}`, [m.valueHeads, m.keyHeadDim, m.valueHeadDim]);
   const y = b.op(
     {
@@ -87,8 +86,7 @@ export function lowerGatedDeltaNet(
       q: q!,
       k: k!,
       v: v!,
-      a: alpha,
-      b: beta,
+      ba,
       aLog: b.param(n.aLog, [m.valueHeads]),
       dtBias: b.param(n.dtBias, [m.valueHeads]),
       state,
