@@ -17,6 +17,7 @@ import {
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { sampleKernel } from './sampling.ts';
+import { gatedDeltaRuleKernel } from './linear-recurrence.ts';
 import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
 
 type Registry = { [K in OpName]: KernelGenerator<Extract<OpAttrs, { op: K }>> };
@@ -39,6 +40,7 @@ export const generators: Registry = {
   selective_scan: selectiveScanKernel,
   ssd: ssdKernel,
   gated_norm: gatedNormKernel,
+  gated_delta_rule: gatedDeltaRuleKernel,
   moe_route: moeRouteKernel,
   moe_group: moeGroupKernel,
   moe_matmul: moeMatmulKernel,

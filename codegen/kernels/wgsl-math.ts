@@ -46,5 +46,7 @@ export function actExpr(act: Activation, x: string): string {
       return `max(${x}, 0.0)`;
     case 'relu2':
       return `(max(${x}, 0.0) * max(${x}, 0.0))`;
+    case 'sigmoid':
+      return `(1.0 / (1.0 + exp(-${x})))`;
   }
 }

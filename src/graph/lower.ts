@@ -18,6 +18,7 @@ import { lowerSharedUse } from './blocks/shared.ts';
 import { lowerParallel } from './blocks/parallel.ts';
 import { preNorm, residualAdd } from './blocks/common.ts';
 import { plainMatmul } from './ops.ts';
+import { lowerGatedDeltaNet } from './blocks/deltanet.ts';
 
 export interface LowerOptions {
   phase: Phase;
@@ -44,6 +45,7 @@ const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>>
   mamba2: lowerMamba2,
   shortconv: lowerShortConv,
   parallel: lowerParallel,
+  gated_deltanet: lowerGatedDeltaNet,
 };
 
 function lowerMixer(

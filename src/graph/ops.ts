@@ -220,7 +220,7 @@ export interface MulAttrs {
 // inputs: a [T, width], b [T, width]; outputs: out = a * b
 
 /*
- * Recurrent state (conv1d, selective_scan, ssd): state reset rule. When step.pos === 0 the
+ * Recurrent state (conv1d, selective_scan, ssd, gated_delta_rule): state reset rule. When step.pos === 0 the
  * incoming state is treated as all zeros (a new sequence), in the references and the kernels
  * alike, so the runtime never has to clear state buffers; the state written at the end of
  * the step is always valid.
@@ -293,6 +293,30 @@ export interface GatedNormAttrs {
   normBeforeGate: boolean;
 }
 // inputs: x [T, width], z [T, width], w [width]; outputs: out [T, width]
+
+/**
+ * Gated delta rule (Qwen3-Next's gated DeltaNet core; semantics and the unified linear recurrence
+ * it is an instance of in src/ops/linear-recurrence.ts). Per value head h, with key head
+ * kh = floor(h / (valueHeads / keyHeads)) (key heads repeated to value heads):
+ *   q̂ = l2norm(q[t,kh]) · scale, k̂ = l2norm(k[t,kh])    (l2norm: x · rsqrt(Σx² + 1e-6))
+ *   β = sigmoid(ba[t,h]), g = −exp(aLog[h]) · softplus(ba[t,valueHeads+h] + dtBias[h])
+ *   S_h ← exp(g)·S_h;  S_h ← S_h + β·k̂ (v[t,h] − S_hᵀk̂)ᵀ;  out[t,h] = S_hᵀ q̂
+ * S_h is [keyDim, valueDim], kept in `state` [valueHeads, keyDim, valueDim]; zero at pos 0.
+ */
+export interface GatedDeltaRuleAttrs {
+  op: 'gated_delta_rule';
+  keyHeads: number;
+  valueHeads: number;
+  keyDim: number;
+  valueDim: number;
+  /** Multiplier on the normalised q (HF: keyDim^-0.5). */
+  scale: number;
+}
+// inputs: q [T, keyHeads*keyDim], k [T, keyHeads*keyDim], v [T, valueHeads*valueDim],
+//         ba [T, 2*valueHeads] (b: the β logits, then a: the decay input; one binding for both
+//         keeps the kernel within 8 storage buffers), aLog [valueHeads], dtBias [valueHeads],
+//         state [valueHeads, keyDim, valueDim]
+// outputs: out [T, valueHeads*valueDim], state (in place)
 
 /**
  * Mixture-of-experts router: the top-k experts of each token and their weights, from router
@@ -410,6 +434,7 @@ export type OpAttrs =
   | SelectiveScanAttrs
   | SsdAttrs
   | GatedNormAttrs
+  | GatedDeltaRuleAttrs
   | MoeRouteAttrs
   | MoeGroupAttrs
   | MoeMatmulAttrs
@@ -420,7 +445,13 @@ export type OpName = OpAttrs['op'];
 /** Which outputs of an op update one of its inputs in place (state such as KV caches). */
 export function inPlaceOutputs(a: OpAttrs): Record<string, string> {
   if (a.op === 'kv_write') return { cache: 'cache' };
-  if (a.op === 'conv1d' || a.op === 'selective_scan' || a.op === 'ssd') return { state: 'state' };
+  if (
+    a.op === 'conv1d' ||
+    a.op === 'selective_scan' ||
+    a.op === 'ssd' ||
+    a.op === 'gated_delta_rule'
+  )
+    return { state: 'state' };
   if (a.op === 'matmul' && a.ropeKv) return { kcache: 'kcache', vcache: 'vcache' };
   if (a.op === 'moe_route') return { load: 'load' };
   if (a.op === 'embed' && (a.rowStart > 0 || a.rows < a.vocab)) return {};

@@ -2,9 +2,7 @@
  * HF model types strata knows of but cannot run yet, each with what it lacks. When a
  * family lands, its entry moves from here to an importer in hf.ts.
  */
-export const UNSUPPORTED_MODEL_TYPES: Readonly<Record<string, string>> = {
-  qwen3_next: 'gated DeltaNet mixers and gated attention',
-};
+export const UNSUPPORTED_MODEL_TYPES: Readonly<Record<string, string>> = {};
 
 export function unsupportedMessage(modelType: string): string | null {
   if (!Object.hasOwn(UNSUPPORTED_MODEL_TYPES, modelType)) return null;

@@ -125,6 +125,7 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
       scale: 1 / Math.sqrt(headDim),
       softcap: null,
       sinks: false,
+      outputGate: false,
     };
     return {
       index,

@@ -135,6 +135,7 @@ export function importFalconH1(cfg: ConfigReader, name: string): FamilyImport {
     scale: headDim ** -0.5 * multiplier(cfg, 'key_multiplier'),
     softcap: null,
     sinks: false,
+    outputGate: false,
   };
   const mixer: ParallelSpec = {
     kind: 'parallel',

@@ -155,6 +155,7 @@ export function importGemma3Text(cfg: ConfigReader, name: string): FamilyImport 
       scale: scalar ** -0.5,
       softcap,
       sinks: false,
+      outputGate: false,
     };
     return {
       index,

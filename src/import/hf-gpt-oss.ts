@@ -161,6 +161,7 @@ function readModel(cfg: ConfigReader, name: string): ModelIR {
       scale: headDim ** -0.5,
       softcap: null,
       sinks: true,
+      outputGate: false,
     };
     return { index, mixerName: type, mixer, ffnName: 'moe', ffn: structuredClone(moe) };
   });

@@ -79,22 +79,42 @@ export function mixtralFfns(cfg: ConfigReader, layers: number, dense: MlpSpec): 
   return Array.from({ length: layers }, () => ({ name: 'moe', spec: structuredClone(spec) }));
 }
 
+/** The config class's defaults for the MoE keys of the Qwen MoE families. */
+export interface QwenMoeDefaults {
+  experts: number;
+  topK: number;
+  hidden: number;
+  normalize: boolean;
+}
+
+export const QWEN3_MOE_DEFAULTS: QwenMoeDefaults = {
+  experts: 128,
+  topK: 8,
+  hidden: 768,
+  normalize: false,
+};
+
 /**
  * Qwen3-MoE (and Qwen2-MoE's layer rule): layer i is sparse unless it is in mlp_only_layers or
  * (i + 1) is not a multiple of decoder_sparse_step; sparse experts are moe_intermediate_size
  * wide and dense layers intermediate_size. transformers 5 writes num_experts as
  * num_local_experts.
  */
-export function qwen3MoeFfns(cfg: ConfigReader, layers: number, dense: MlpSpec): LayerFfn[] {
+export function qwen3MoeFfns(
+  cfg: ConfigReader,
+  layers: number,
+  dense: MlpSpec,
+  defaults: QwenMoeDefaults = QWEN3_MOE_DEFAULTS,
+): LayerFfn[] {
   const key = cfg.has('num_local_experts') ? 'num_local_experts' : 'num_experts';
   cfg.ignore('num_local_experts', 'num_experts');
-  const experts = cfg.int(key, 128);
+  const experts = cfg.int(key, defaults.experts);
   if (experts < 0) cfg.fail(key, `must be at least 0, got ${experts}`);
   const step = cfg.positiveInt('decoder_sparse_step', 1);
   const mlpOnly = new Set(readLayerList(cfg, 'mlp_only_layers', layers));
-  const hidden = cfg.positiveInt('moe_intermediate_size', 768);
-  const normalize = cfg.bool('norm_topk_prob', false);
-  const topK = experts > 0 ? readTopK(cfg, experts, 8) : 0;
+  const hidden = cfg.positiveInt('moe_intermediate_size', defaults.hidden);
+  const normalize = cfg.bool('norm_topk_prob', defaults.normalize);
+  const topK = experts > 0 ? readTopK(cfg, experts, defaults.topK) : 0;
   if (experts === 0) cfg.ignore('num_experts_per_tok');
   const sparse = moeSpec(experts, topK, { ...dense, hidden }, softmaxRouter(normalize));
   return Array.from({ length: layers }, (_, i) =>

@@ -31,6 +31,8 @@ export interface RopeContext {
   /** The model class's default rope_theta. */
   defaultTheta: number;
   family: string;
+  /** partial_rotary_factor when no key gives one (Qwen3-Next's config class: 0.25); else 1. */
+  defaultPartial?: number;
 }
 
 export function readRope(cfg: ConfigReader, ctx: RopeContext): RopeSpec {
@@ -84,7 +86,10 @@ export function readRope(cfg: ConfigReader, ctx: RopeContext): RopeSpec {
 
   const theta = agree('rope_theta', num('rope_theta'), topTheta) ?? ctx.defaultTheta;
   if (!(theta > 0)) cfg.fail('rope_theta', `must be positive, got ${theta}`);
-  const partial = agree('partial_rotary_factor', num('partial_rotary_factor'), topPartial) ?? 1;
+  const partial =
+    agree('partial_rotary_factor', num('partial_rotary_factor'), topPartial) ??
+    ctx.defaultPartial ??
+    1;
   // HF: dim = int(head_dim * partial_rotary_factor).
   const rotaryDim = Math.floor(ctx.headDim * partial);
   if (rotaryDim <= 0 || rotaryDim > ctx.headDim || rotaryDim % 2 !== 0) {

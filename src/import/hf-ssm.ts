@@ -330,6 +330,7 @@ export function attentionSpec(
     scale: headDim ** -0.5,
     softcap: null,
     sinks: false,
+    outputGate: false,
   };
 }
 

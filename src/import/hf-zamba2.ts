@@ -141,6 +141,7 @@ function importZamba2(cfg: ConfigReader, name: string): FamilyImport {
       scale: (headDim / 2) ** -0.5,
       softcap: null,
       sinks: false,
+      outputGate: false,
     },
     ffn,
     adapterRank,

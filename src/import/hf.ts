@@ -16,6 +16,7 @@ import { SSM_FAMILIES, type FamilyImporter } from './hf-ssm.ts';
 import { ZAMBA2_FAMILIES } from './hf-zamba2.ts';
 import { GRANITE_FAMILIES } from './hf-granite.ts';
 import { DEEPSEEK_FAMILIES } from './hf-deepseek.ts';
+import { importQwen3Next } from './hf-qwen3-next.ts';
 import { expectedTensors } from './names.ts';
 
 export interface HfImport {
@@ -51,6 +52,7 @@ const FAMILY_IMPORTERS: Readonly<Record<string, FamilyImporter>> = {
   gemma3_text: importGemma3Text,
   gpt_oss: importGptOss,
   falcon_h1: importFalconH1,
+  qwen3_next: importQwen3Next,
 };
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [

@@ -5,6 +5,7 @@
  */
 import type {
   AttentionSpec,
+  GatedDeltaNetSpec,
   LayerSpec,
   Mamba1Spec,
   Mamba2Spec,
@@ -105,6 +106,41 @@ export function shortConvNames(i: number) {
     inProj: `${p}.in_proj`,
     conv: `${p}.conv1d`,
     outProj: `${p}.out_proj`,
+  };
+}
+
+/** Gated DeltaNet mixer tensors (HF Qwen3NextGatedDeltaNet's names under `linear_attn`). */
+export function gatedDeltaNetNames(i: number) {
+  const p = `${layerPrefix(i)}.linear_attn`;
+  return {
+    norm: `${layerPrefix(i)}.input_layernorm`,
+    inProjQkvz: `${p}.in_proj_qkvz`,
+    inProjBa: `${p}.in_proj_ba`,
+    conv: `${p}.conv1d`,
+    dtBias: `${p}.dt_bias`,
+    aLog: `${p}.A_log`,
+    /** The gated output RMSNorm's weight [valueHeadDim], shared by all value heads. */
+    gateNorm: `${p}.norm`,
+    outProj: `${p}.out_proj`,
+  };
+}
+
+/**
+ * Gated DeltaNet widths: key/value widths, conv channels (q, k, v), and the rows of one key
+ * head's group in in_proj_qkvz (q, k, then its valueHeads / keyHeads heads of v and of z) and
+ * in_proj_ba (b then a for those value heads).
+ */
+export function gatedDeltaNetWidths(m: GatedDeltaNetSpec) {
+  const key = m.keyHeads * m.keyHeadDim;
+  const value = m.valueHeads * m.valueHeadDim;
+  const perKey = m.valueHeads / m.keyHeads;
+  return {
+    key,
+    value,
+    conv: 2 * key + value,
+    perKey,
+    qkvzGroup: 2 * m.keyHeadDim + 2 * perKey * m.valueHeadDim,
+    baGroup: 2 * perKey,
   };
 }
 
@@ -260,9 +296,11 @@ function attentionTensors(model: ModelIR, i: number, a: AttentionSpec): TensorSp
   const n = attentionNames(i);
   const qCols = a.heads * a.headDim;
   const kvCols = a.kvHeads * a.headDim;
+  // With an output gate q_proj emits each head's query rows then its gate rows.
+  const qRows = a.outputGate ? 2 * qCols : qCols;
   return [
     ...normTensors(model, n.norm, model.dim),
-    ...linear(n.q, qCols, model.dim, a.qkvBias),
+    ...linear(n.q, qRows, model.dim, a.qkvBias),
     ...linear(n.k, kvCols, model.dim, a.qkvBias),
     ...linear(n.v, kvCols, model.dim, a.qkvBias),
     ...(a.qkNorm
@@ -357,6 +395,21 @@ function shortConvTensors(model: ModelIR, i: number, m: ShortConvSpec): TensorSp
   ];
 }
 
+function gatedDeltaNetTensors(model: ModelIR, i: number, m: GatedDeltaNetSpec): TensorSpec[] {
+  const n = gatedDeltaNetNames(i);
+  const w = gatedDeltaNetWidths(m);
+  return [
+    ...normTensors(model, n.norm, model.dim),
+    ...linear(n.inProjQkvz, 2 * w.key + 2 * w.value, model.dim, false),
+    ...linear(n.inProjBa, 2 * m.valueHeads, model.dim, false),
+    ...linear(n.conv, w.conv, m.dConv, false),
+    { name: n.dtBias, shape: [m.valueHeads] },
+    { name: n.aLog, shape: [m.valueHeads] },
+    { name: `${n.gateNorm}.weight`, shape: [m.valueHeadDim] },
+    ...linear(n.outProj, model.dim, w.value, false),
+  ];
+}
+
 type ByMixerKind<R> = {
   [K in MixerKind]: (model: ModelIR, i: number, m: Extract<MixerSpec, { kind: K }>) => R;
 };
@@ -372,6 +425,7 @@ const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   mamba2: mamba2Tensors,
   shortconv: shortConvTensors,
   parallel: parallelTensors,
+  gated_deltanet: gatedDeltaNetTensors,
 };
 
 function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
@@ -501,6 +555,16 @@ export interface Mamba2WeightNames {
   outProjBias: string | null;
 }
 
+export interface GatedDeltaNetWeightNames {
+  inProjQkvz: string;
+  inProjBa: string;
+  conv: string;
+  dtBias: string;
+  aLog: string;
+  gateNorm: string;
+  outProj: string;
+}
+
 export interface ShortConvWeightNames {
   inProj: string;
   inProjBias: string | null;
@@ -523,7 +587,8 @@ export type MixerWeightNames =
   | Mamba1WeightNames
   | Mamba2WeightNames
   | ShortConvWeightNames
-  | ParallelWeightNames;
+  | ParallelWeightNames
+  | GatedDeltaNetWeightNames;
 
 /** Full tensor names of one layer; null where the model has no such tensor. */
 export interface LayerWeightNames {
@@ -658,6 +723,18 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       convBias: b(n.conv, m.bias),
       outProj: w(n.outProj),
       outProjBias: b(n.outProj, m.bias),
+    };
+  },
+  gated_deltanet: (_model, i) => {
+    const n = gatedDeltaNetNames(i);
+    return {
+      inProjQkvz: w(n.inProjQkvz),
+      inProjBa: w(n.inProjBa),
+      conv: w(n.conv),
+      dtBias: n.dtBias,
+      aLog: n.aLog,
+      gateNorm: w(n.gateNorm),
+      outProj: w(n.outProj),
     };
   },
 };

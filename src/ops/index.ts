@@ -10,6 +10,7 @@ import { act, add, concat, glu, mul, softcap } from './elementwise.ts';
 import { conv1d } from './conv1d.ts';
 import { selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
+import { gatedDeltaRule } from './linear-recurrence.ts';
 import { moeCombine, moeGroup, moeMatmul, moeRoute } from './moe.ts';
 
 type Registry = { [K in OpName]: OpReference<Extract<OpAttrs, { op: K }>> };
@@ -32,6 +33,7 @@ export const references: Registry = {
   selective_scan: selectiveScan,
   ssd,
   gated_norm: gatedNorm,
+  gated_delta_rule: gatedDeltaRule,
   moe_route: moeRoute,
   moe_group: moeGroup,
   moe_matmul: moeMatmul,

@@ -42,6 +42,8 @@ export function activate(act: Activation, x: number): number {
       const r = Math.max(0, x);
       return r * r;
     }
+    case 'sigmoid':
+      return 1 / (1 + Math.exp(-x));
   }
 }
 

@@ -6,6 +6,7 @@
 import type {
   AttentionSpec,
   MlaSpec,
+  GatedDeltaNetSpec,
   Mamba1Spec,
   Mamba2Spec,
   MixerSpec,
@@ -148,6 +149,17 @@ export function checkShortConv(m: ShortConvSpec, n: Namer): Issue[] {
   return checkKernel('lCache', m.lCache, n);
 }
 
+export function checkGatedDeltaNet(m: GatedDeltaNetSpec, n: Namer): Issue[] {
+  const issues = checkKernel('dConv', m.dConv, n);
+  if (m.valueHeads % m.keyHeads !== 0) {
+    issues.push({
+      path: ['valueHeads'],
+      message: `${n('valueHeads')} (${m.valueHeads}) must be a multiple of ${n('keyHeads')} (${m.keyHeads})`,
+    });
+  }
+  return issues;
+}
+
 /** The checks of whatever kind a mixer is. */
 export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
   switch (m.kind) {
@@ -163,6 +175,8 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
       return checkShortConv(m, n);
     case 'parallel':
       return checkParallel(m, n);
+    case 'gated_deltanet':
+      return checkGatedDeltaNet(m, n);
   }
 }
 

@@ -74,9 +74,18 @@ export interface AttentionSpec {
    * (GPT-OSS's attention sinks): weights = exp(s_j) / (Σ exp(s_j) + exp(sink_h)).
    */
   sinks: boolean;
+  /**
+   * Qwen3-Next's gated attention: q_proj emits, per head, headDim query rows then headDim gate
+   * rows, and the attention output is multiplied by sigmoid(gate) before o_proj.
+   */
+  outputGate: boolean;
 }
 
-export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'relu' | 'relu2';
+/**
+ * 'sigmoid' is internal (the gated-attention output gate); the DSL's and the schema's act lists
+ * leave it out.
+ */
+export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'relu' | 'relu2' | 'sigmoid';
 
 export interface MlpSpec {
   kind: 'mlp';
@@ -217,8 +226,32 @@ export interface MlaSpec {
   scale: number;
 }
 
+/**
+ * Qwen3-Next's gated DeltaNet (HF Qwen3NextGatedDeltaNet): in_proj_qkvz and in_proj_ba (laid out
+ * per key head: q, k, v, z then b, a for that head's valueHeads / keyHeads value heads), a causal
+ * conv + SiLU over q, k, v (no bias), l2-normalised q and k, the gated delta rule per value head
+ * (key heads repeated), a per-head RMSNorm of the output gated by silu(z), out_proj.
+ */
+export interface GatedDeltaNetSpec {
+  kind: 'gated_deltanet';
+  keyHeads: number;
+  valueHeads: number;
+  keyHeadDim: number;
+  valueHeadDim: number;
+  /** Conv kernel length (the conv state keeps dConv − 1 steps). */
+  dConv: number;
+  /** eps of the gated output RMSNorm. */
+  normEps: number;
+}
+
 export type MixerSpec =
-  AttentionSpec | MlaSpec | Mamba1Spec | Mamba2Spec | ShortConvSpec | ParallelSpec;
+  | AttentionSpec
+  | MlaSpec
+  | Mamba1Spec
+  | Mamba2Spec
+  | ShortConvSpec
+  | ParallelSpec
+  | GatedDeltaNetSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

@@ -109,6 +109,7 @@ export const modelIrSchema: JsonSchema = {
         { $ref: '#/definitions/mamba2' },
         { $ref: '#/definitions/shortconv' },
         { $ref: '#/definitions/parallel' },
+        { $ref: '#/definitions/gated_deltanet' },
       ],
     },
     parallel: object({
@@ -149,7 +150,8 @@ export const modelIrSchema: JsonSchema = {
         scale: posNumber,
         softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
       },
-      { sinks: { ...bool, default: false } },
+      // Added after specs were written: left out, they are off.
+      { sinks: { ...bool, default: false }, outputGate: { ...bool, default: false } },
     ),
     mamba1: object({
       kind: kind('mamba1'),
@@ -184,6 +186,15 @@ export const modelIrSchema: JsonSchema = {
         normBeforeGate: { const: true },
       },
     ),
+    gated_deltanet: object({
+      kind: kind('gated_deltanet'),
+      keyHeads: posInt,
+      valueHeads: posInt,
+      keyHeadDim: posInt,
+      valueHeadDim: posInt,
+      dConv: posInt,
+      normEps: posNumber,
+    }),
     shortconv: object({
       kind: kind('shortconv'),
       lCache: posInt,

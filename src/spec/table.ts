@@ -13,6 +13,7 @@ function mixerDims(m: MixerSpec): string {
       if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
       if (m.sinks) parts.push('sinks');
       if (!m.causal) parts.push('bidirectional');
+      if (m.outputGate) parts.push('output gate');
       return parts.join(', ');
     }
     case 'mla': {
@@ -31,6 +32,8 @@ function mixerDims(m: MixerSpec): string {
       return `l_cache ${m.lCache}`;
     case 'parallel':
       return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
+    case 'gated_deltanet':
+      return `key_heads ${m.keyHeads}, value_heads ${m.valueHeads}, key_head_dim ${m.keyHeadDim}, value_head_dim ${m.valueHeadDim}, d_conv ${m.dConv}`;
   }
 }
 

@@ -37,6 +37,7 @@ const MUST_PASS = [
   'falcon_h1',
   'granitemoehybrid',
   'deepseek_v3',
+  'qwen3_next',
 ];
 
 const types = readdirSync(ROOT).sort();

@@ -17,6 +17,7 @@ export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
     scale: 1 / Math.sqrt(headDim),
     softcap: null,
     sinks: false,
+    outputGate: false,
     ...over,
   };
 }

@@ -88,8 +88,18 @@ const PUBLISHED: {
     },
   },
   {
+    // Qwen/Qwen3-Next-80B-A3B: gated attention every 4th layer; 79.67B parameters (the model
+    // card's "80B in total and 3B activated": 0.41% below 80B).
     file: 'qwen3-next-80b-a3b.json',
-    expect: { unsupported: "model_type 'qwen3_next' needs gated DeltaNet mixers" },
+    expect: {
+      layout: {
+        vocab: 151936,
+        dim: 2048,
+        layers: 48,
+        mixers: Array.from({ length: 12 }, () => ['deltanet*3', 'attn*1']).flat(),
+        params: 79_674_391_296,
+      },
+    },
   },
   {
     file: 'nemotron-h-8b.json',
@@ -281,6 +291,7 @@ describe('published configs', () => {
         scale: 0.125,
         softcap: null,
         sinks: false,
+        outputGate: false,
       });
       expect(layer.ffn).toEqual({
         kind: 'mlp',
@@ -311,9 +322,7 @@ describe('published configs', () => {
 
 describe('model types strata cannot run yet', () => {
   // The brief's list, hard-coded: removing an entry without adding an importer fails here.
-  const NEEDS: Record<string, string> = {
-    qwen3_next: 'gated DeltaNet mixers',
-  };
+  const NEEDS: Record<string, string> = {};
   for (const [type, needs] of Object.entries(NEEDS)) {
     it(type, () => {
       expect(() => importHfConfig({ model_type: type, hidden_size: 64 }, 'tiny')).toThrow(
@@ -381,7 +390,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1)",
+      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1, qwen3_next)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(

@@ -31,6 +31,7 @@ function layer(index: number, over: Partial<AttentionSpec>, ffn: LayerSpec['ffn'
       scale: 1 / Math.sqrt(8),
       softcap: null,
       sinks: false,
+      outputGate: false,
       ...over,
     },
     ffnName: ffn ? 'mlp' : null,

@@ -59,7 +59,7 @@ describe('add kernel', () => {
   }
 });
 
-const acts: Activation[] = ['silu', 'gelu', 'gelu_tanh', 'relu', 'relu2'];
+const acts: Activation[] = ['silu', 'gelu', 'gelu_tanh', 'relu', 'relu2', 'sigmoid'];
 
 describe('act kernel', () => {
   for (const [ai, fn] of acts.entries()) {

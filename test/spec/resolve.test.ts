@@ -92,13 +92,14 @@ describe('attention', () => {
       scale: 0.25,
       softcap: null,
       sinks: false,
+      outputGate: false,
     });
   });
 
   it('takes every parameter', () => {
     expect(
       mixer(
-        'attention(heads: 8, kv_heads: 2, head_dim: 32, rope: none, qk_norm: true, qkv_bias: true, out_bias: true, causal: false, window: 64, scale: 0.1, softcap: 50, sinks: true)',
+        'attention(heads: 8, kv_heads: 2, head_dim: 32, rope: none, qk_norm: true, qkv_bias: true, out_bias: true, causal: false, window: 64, scale: 0.1, softcap: 50, sinks: true, output_gate: true)',
       ),
     ).toEqual({
       kind: 'attention',
@@ -114,6 +115,7 @@ describe('attention', () => {
       scale: 0.1,
       softcap: 50,
       sinks: true,
+      outputGate: true,
     });
   });
 

@@ -17,6 +17,7 @@ const SPECS = [
   'nemotron-h-8b',
   'gpt-oss-20b',
   'gemma-3-1b',
+  'qwen3-next-80b-a3b',
 ];
 
 const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
@@ -33,6 +34,7 @@ const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
   scale: 0.25,
   softcap: null,
   sinks: false,
+  outputGate: false,
   ...o,
 });
 

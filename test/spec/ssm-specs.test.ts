@@ -19,6 +19,7 @@ function layout(m: ModelIR): string {
     attention: 'a',
     parallel: 'p',
     mla: 'l',
+    gated_deltanet: 'd',
   } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }

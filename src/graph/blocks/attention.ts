@@ -6,7 +6,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
 import { attentionNames, postNormNames } from '../../import/names.ts';
-import { linear, linearScale, preNorm, sublayerResidual } from './common.ts';
+import { linear, linearRowBlocks, linearScale, preNorm, sublayerResidual } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
@@ -70,9 +70,25 @@ export function attentionBranch(
   const L = `l${i}.attn`;
   const qCols = a.heads * a.headDim;
   const kvCols = a.kvHeads * a.headDim;
+  const inS = linearScale(inScale, 1);
   const proj = (prefix: string, cols: number, tag: string) =>
-    linear(b, h, prefix, cols, model.dim, a.qkvBias, `${L}.${tag}`, 'T', linearScale(inScale, 1));
-  let q = proj(n.q, qCols, 'q');
+    linear(b, h, prefix, cols, model.dim, a.qkvBias, `${L}.${tag}`, 'T', inS);
+  // Gated attention: q_proj holds each head's query rows then its gate rows.
+  const qPart = (offset: number, tag: string) =>
+    linearRowBlocks(
+      b,
+      h,
+      n.q,
+      a.heads,
+      2 * a.headDim,
+      [{ offset, count: a.headDim }],
+      model.dim,
+      a.qkvBias,
+      `${L}.${tag}`,
+      inS,
+    );
+  let q = a.outputGate ? qPart(0, 'q') : proj(n.q, qCols, 'q');
+  const gate = a.outputGate ? qPart(a.headDim, 'gate') : null;
   let k = proj(n.k, kvCols, 'k');
   const v = proj(n.v, kvCols, 'v');
   if (a.qkNorm) {
@@ -127,6 +143,15 @@ export function attentionBranch(
     a.sinks ? { q, kcache, vcache, sinks: b.param(n.sinks, [a.heads]) } : { q, kcache, vcache },
     { out: { name: `${L}.out`, shape: ['T', qCols] } },
   ).out;
+  const gated =
+    gate === null
+      ? att
+      : b.op(
+          { op: 'glu', act: 'sigmoid', width: qCols },
+          `${L} output gate`,
+          { gate, up: att },
+          { out: { name: `${L}.gated`, shape: ['T', qCols] } },
+        ).out;
   const out = linearScale(1, outScale);
-  return linear(b, att, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
+  return linear(b, gated, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
 }

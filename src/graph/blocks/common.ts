@@ -90,6 +90,72 @@ export function weightRows(
   return scaledParam(b, `${name}#rows${start}`, shape, rows, factor);
 }
 
+/** Rows `offset + [0, count)` of each block of a per-head interleaved weight. */
+export interface RowPart {
+  offset: number;
+  count: number;
+}
+
+/**
+ * For each part in turn, its rows of every block of `stride` rows (`blocks` of them) of a
+ * canonical [blocks·stride, cols] weight, concatenated: per-head interleaved projections
+ * (Qwen3-Next's q/gate in q_proj, q/k/v/z per key head in in_proj_qkvz, b/a in in_proj_ba)
+ * pulled apart into contiguous parts.
+ */
+export function weightRowBlocks(
+  b: GraphBuilder,
+  name: string,
+  blocks: number,
+  stride: number,
+  parts: readonly RowPart[],
+  cols: number,
+  factor = 1,
+): number {
+  const rows = blocks * parts.reduce((n, p) => n + p.count, 0);
+  const shape = cols === 1 ? [rows] : [rows, cols];
+  const of = { kind: 'weight', name } as const;
+  const tag = parts.map((p) => `${p.offset}.${p.count}`).join('+');
+  return scaledParam(
+    b,
+    `${name}#blocks${stride}.${tag}`,
+    shape,
+    {
+      kind: 'concat',
+      parts: parts.flatMap((p) =>
+        Array.from({ length: blocks }, (_, i) => ({
+          kind: 'rows' as const,
+          of,
+          start: i * stride + p.offset,
+          count: p.count,
+          cols,
+        })),
+      ),
+    },
+    factor,
+  );
+}
+
+/** A linear layer over weightRowBlocks: some parts of a per-head interleaved projection. */
+export function linearRowBlocks(
+  b: GraphBuilder,
+  x: number,
+  prefix: string,
+  blocks: number,
+  stride: number,
+  parts: readonly RowPart[],
+  K: number,
+  bias: boolean,
+  label: string,
+  scale: LinearScale = UNSCALED,
+): number {
+  const N = blocks * parts.reduce((n, p) => n + p.count, 0);
+  const w = weightRowBlocks(b, `${prefix}.weight`, blocks, stride, parts, K, scale.weight);
+  const bv = bias
+    ? weightRowBlocks(b, `${prefix}.bias`, blocks, stride, parts, 1, scale.bias)
+    : null;
+  return matmul(b, x, w, bv, N, K, label, 'T');
+}
+
 /**
  * One output range of a canonical linear layer `prefix`: y = x W[start:start+count]ᵀ (+ b[...]).
  * Fused input projections (Mamba's in_proj, LFM2's BCx) lower to one of these per part, so no

@@ -20,6 +20,7 @@ export const attention = defineKind({
     scale: opt(positive),
     softcap: opt(orNone(positive)),
     sinks: opt(bool),
+    output_gate: opt(bool),
   },
   build: (a, ctx, fail): AttentionSpec => {
     let headDim = a.head_dim;
@@ -47,6 +48,7 @@ export const attention = defineKind({
       scale: a.scale ?? headDim ** -0.5,
       softcap: a.softcap ?? null,
       sinks: a.sinks ?? false,
+      outputGate: a.output_gate ?? false,
     };
   },
   check: checkAttention,
@@ -67,5 +69,6 @@ export const attention = defineKind({
           { name: 'scale', value: s.scale },
           { name: 'softcap', value: s.softcap },
           { name: 'sinks', value: s.sinks },
+          { name: 'output_gate', value: s.outputGate },
         ],
 });

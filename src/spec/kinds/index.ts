@@ -10,13 +10,14 @@ import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
 import { mamba1, mamba2, shortconv } from './mamba.ts';
 import { parallel } from './parallel.ts';
+import { gatedDeltaNet } from './deltanet.ts';
 
 export { NORMS } from './norm.ts';
 
 export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
-  kinds: [attention, mla, mamba1, mamba2, shortconv, parallel],
+  kinds: [attention, mla, mamba1, mamba2, shortconv, parallel, gatedDeltaNet],
 };
 
 /** Printing picks the first kind that can express a spec, so the specific ones come first. */

@@ -1,0 +1,126 @@
+/**
+ * Lowering of a gated DeltaNet sublayer (HF Qwen3NextGatedDeltaNet): pre-norm; in_proj_qkvz and
+ * in_proj_ba, whose rows are grouped per key head, as one matmul per part (q, k, v, z, and b|a) over
+ * that part's rows of every group; a causal conv + SiLU on each of q, k and v (the conv is
+ * depthwise over the concatenation q|k|v, so it splits by channel ranges exactly); the gated
+ * delta rule; the per-value-head RMSNorm (one [valueHeadDim] weight) times silu(z); out_proj;
+ * residual. State: conv.{i}.q/.k/.v [dConv − 1, channels] and delta.{i} [valueHeads,
+ * keyHeadDim, valueHeadDim].
+ */
+import type { GraphBuilder } from '../builder.ts';
+import type { GatedDeltaNetSpec, ModelIR } from '../../spec/model.ts';
+import { gatedDeltaNetNames, gatedDeltaNetWidths, postNormNames } from '../../import/names.ts';
+import {
+  causalConv,
+  linear,
+  linearRowBlocks,
+  preNorm,
+  sublayerResidual,
+  weightRows,
+} from './common.ts';
+
+export function lowerGatedDeltaNet(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  i: number,
+  m: GatedDeltaNetSpec,
+  /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
+  input: number = x,
+): number {
+  const n = gatedDeltaNetNames(i);
+  const L = `l${i}.deltanet`;
+  const w = gatedDeltaNetWidths(m);
+  const h = preNorm(b, model, input, n.norm, L);
+  const vPerKey = w.perKey * m.valueHeadDim;
+  const qkvz = (offset: number, count: number, tag: string) =>
+    linearRowBlocks(
+      b,
+      h,
+      n.inProjQkvz,
+      m.keyHeads,
+      w.qkvzGroup,
+      [{ offset, count }],
+      model.dim,
+      false,
+      `${L}.in_${tag}`,
+    );
+  const parts = [
+    { tag: 'q', offset: 0, count: m.keyHeadDim, start: 0, width: w.key },
+    { tag: 'k', offset: m.keyHeadDim, count: m.keyHeadDim, start: w.key, width: w.key },
+    { tag: 'v', offset: 2 * m.keyHeadDim, count: vPerKey, start: 2 * w.key, width: w.value },
+  ];
+  const [q, k, v] = parts.map(({ tag, offset, count, start, width }) =>
+    causalConv(
+      b,
+      qkvz(offset, count, tag),
+      weightRows(b, `${n.conv}.weight`, start, width, m.dConv),
+      null,
+      b.state(`conv.${i}.${tag}`, [m.dConv - 1, width]),
+      width,
+      m.dConv,
+      true,
+      `${L}.${tag}`,
+    ),
+  );
+  const z = qkvz(2 * m.keyHeadDim + vPerKey, vPerKey, 'z');
+  // b (the β logits) of every value head, then a (the decay input): one matmul, one binding.
+  const ba = linearRowBlocks(
+    b,
+    h,
+    n.inProjBa,
+    m.keyHeads,
+    w.baGroup,
+    [
+      { offset: 0, count: w.perKey },
+      { offset: w.perKey, count: w.perKey },
+    ],
+    model.dim,
+    false,
+    `${L}.in_ba`,
+  );
+  const state = b.state(`delta.${i}`, [m.valueHeads, m.keyHeadDim, m.valueHeadDim]);
+  const y = b.op(
+    {
+      op: 'gated_delta_rule',
+      keyHeads: m.keyHeads,
+      valueHeads: m.valueHeads,
+      keyDim: m.keyHeadDim,
+      valueDim: m.valueHeadDim,
+      // 1 / dk ** 0.5, computed as transformers' torch_*_gated_delta_rule computes it.
+      scale: 1 / m.keyHeadDim ** 0.5,
+    },
+    `${L} gated delta rule`,
+    {
+      q: q!,
+      k: k!,
+      v: v!,
+      ba,
+      aLog: b.param(n.aLog, [m.valueHeads]),
+      dtBias: b.param(n.dtBias, [m.valueHeads]),
+      state,
+    },
+    { out: { name: `${L}.rule`, shape: ['T', w.value] }, state },
+  ).out;
+  // Qwen3NextRMSNormGated: a plain RMSNorm per value head (weight w, not 1 + w), then · silu(z).
+  const normed = b.op(
+    {
+      op: 'norm',
+      norm: { kind: 'rms', eps: m.normEps, unitOffset: false, bias: false },
+      width: w.value,
+      group: m.valueHeadDim,
+      residual: false,
+    },
+    `${L} head norm`,
+    { x: y, w: b.param(`${n.gateNorm}.weight`, [m.valueHeadDim]) },
+    { out: { name: `${L}.hnorm`, shape: ['T', w.value] } },
+  ).out;
+  const gated = b.op(
+    { op: 'glu', act: 'silu', width: w.value },
+    `${L} output gate`,
+    { gate: z, up: normed },
+    { out: { name: `${L}.gated`, shape: ['T', w.value] } },
+  ).out;
+  const o = linear(b, gated, n.outProj, model.dim, w.value, false, `${L}.out`);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+}

@@ -1,0 +1,81 @@
+/** gated_deltanet(...) and attention's output_gate in the DSL, YAML, the printer and the importer. */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { importHfConfig } from '../../src/import/hf.ts';
+import { parsePythonJson } from '../../src/import/json.ts';
+import { loadSpec, parseSpec } from '../../src/spec/load.ts';
+import type { GatedDeltaNetSpec, ModelIR } from '../../src/spec/model.ts';
+import { countParams } from '../../src/spec/params.ts';
+import { printSpec } from '../../src/spec/print.ts';
+import { bodyError, resolve } from './helpers.ts';
+
+const mixerOf = (def: string) => resolve(`mixer m = ${def}\nlayers 2 x m`).layers[0].mixer;
+
+function roundTrip(model: ModelIR): string {
+  const text = printSpec(model);
+  expect(parseSpec(text, 'printed.strata')).toEqual(model);
+  return text;
+}
+
+describe('gated_deltanet(...)', () => {
+  it("defaults like Qwen3NextConfig's linear_* keys", () => {
+    const expected: GatedDeltaNetSpec = {
+      kind: 'gated_deltanet',
+      keyHeads: 16,
+      valueHeads: 32,
+      keyHeadDim: 128,
+      valueHeadDim: 128,
+      dConv: 4,
+      normEps: 1e-6,
+    };
+    expect(mixerOf('gated_deltanet')).toEqual(expected);
+  });
+
+  it('checks that key heads divide value heads and names misspelt parameters', () => {
+    expect(
+      bodyError('mixer m = gated_deltanet(key_heads: 3, value_heads: 4)\nlayers 2 x m').message,
+    ).toContain('value_heads (4) must be a multiple of key_heads (3)');
+    expect(bodyError('mixer m = gated_deltanet(key_head: 3)\nlayers 2 x m').message).toContain(
+      "did you mean 'key_heads'?",
+    );
+  });
+
+  it('prints back to text and YAML that resolve to the same model', () => {
+    const m = resolve(
+      [
+        'mixer dn   = gated_deltanet(key_heads: 2, value_heads: 4, key_head_dim: 16, value_head_dim: 8, d_conv: 3)',
+        'mixer attn = attention(heads: 4, qk_norm: true, output_gate: true)',
+        'layers 2 x [3 dn : 1 attn]',
+      ].join('\n'),
+      'vocab 256\n  dim 64\n  max_context 128\n  norm rms(eps: 1e-6, unit_offset: true)',
+    );
+    const text = roundTrip(m);
+    expect(text).toContain('mixer dn   = gated_deltanet(\n    key_heads: 2,\n    value_heads: 4,');
+    expect(text).toContain('output_gate: true');
+    expect(parseSpec(YAML.stringify(m), 'm.yaml')).toEqual(m);
+  });
+
+  it('loads YAML written before output_gate existed (it defaults to false)', () => {
+    const m = resolve('mixer attn = attention(heads: 4)\nlayers 2 x attn');
+    const old = YAML.stringify(m).replace(/\n\s*outputGate: false/g, '');
+    expect(old).not.toContain('outputGate');
+    expect(parseSpec(old, 'old.yaml')).toEqual(m);
+  });
+});
+
+describe('specs/qwen3-next-80b-a3b.strata', () => {
+  it('is the model the importer makes of the released config', () => {
+    const file = 'test/fixtures/configs/qwen3-next-80b-a3b.json';
+    const imported = importHfConfig(
+      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
+      'x',
+    ).model;
+    const spec = loadSpec('specs/qwen3-next-80b-a3b.strata');
+    expect(countParams(spec).total).toBe(79_674_391_296);
+    expect(spec.layers.map((l) => [l.mixer, l.ffn])).toEqual(
+      imported.layers.map((l) => [l.mixer, l.ffn]),
+    );
+    expect(spec.norm).toEqual(imported.norm);
+  });
+});
