@@ -6,7 +6,6 @@ import type { ModelIR } from '../spec/model.ts';
 import type { TensorSlice } from '../../runtime/tensor-slice.ts';
 import { ConfigReader, isConfigObject, show } from './config-reader.ts';
 import type { TensorConversion } from './convert.ts';
-import { unsupportedMessage } from './families.ts';
 import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { importFalconH1 } from './hf-falcon-h1.ts';
@@ -68,8 +67,6 @@ export function importHfConfig(config: object, source: string): HfImport {
   if (typeof modelType !== 'string') {
     throw new Error(`${where}: no model_type (got ${show(modelType)})`);
   }
-  const unsupported = unsupportedMessage(modelType);
-  if (unsupported) throw new Error(`${where}: ${unsupported}`);
   if (!SUPPORTED_MODEL_TYPES.includes(modelType)) {
     throw new Error(
       `${where}: model_type '${modelType}' is not known to strata (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`,

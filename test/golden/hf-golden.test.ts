@@ -2,9 +2,8 @@
  * HuggingFace golden tests: each fixture folder (made by tools/golden/make_golden.py
  * with transformers on float32) is imported, compiled, run on WebGPU and compared:
  * max |Δlogit| ≤ 1e-3, per-row max |Δ| / max|logit| ≤ 1e-4, greedy tokens identical.
- * Types strata cannot import yet are listed with the importer's reason in a summary
- * table; the types that must pass are listed explicitly so none can slip into
- * "unsupported" unnoticed.
+ * Every fixture must pass; a summary table prints each type's errors. The types are also
+ * listed explicitly, so a fixture cannot go missing unnoticed.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
@@ -71,15 +70,7 @@ describe('HuggingFace golden outputs', () => {
   for (const type of types) {
     it(type, async () => {
       const dir = join(ROOT, type);
-      let hf;
-      try {
-        hf = await importHfFolder(dir);
-      } catch (e) {
-        const msg = (e as Error).message;
-        if (MUST_PASS.includes(type) || !/not supported yet/.test(msg)) throw e;
-        summary.push({ type, status: 'unsupported', detail: msg.replace(/^.*?: /, '') });
-        return;
-      }
+      const hf = await importHfFolder(dir);
       const golden = await openSafetensors(join(dir, 'golden.safetensors'));
       const prompt = Array.from(await golden.readTensorI32('prompt_ids'));
       const prefillRef = await golden.readTensorF32('prefill_logits');

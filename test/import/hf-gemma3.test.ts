@@ -35,6 +35,7 @@ describe('gemma3_text import', () => {
       scale: 0.25,
       softcap: null,
       sinks: false,
+      outputGate: false,
     });
     expect(attn(model, 1)).toMatchObject({ window: null, rope: { theta: 1e6 } });
     expect(model.layers[0]!.ffn).toEqual({

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { importHfConfig } from '../../src/import/hf.ts';
+import { importHfConfig, SUPPORTED_MODEL_TYPES } from '../../src/import/hf.ts';
 import { parsePythonJson } from '../../src/import/json.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { countParams } from '../../src/spec/params.ts';
@@ -320,18 +320,31 @@ describe('published configs', () => {
   });
 });
 
-describe('model types strata cannot run yet', () => {
-  // The brief's list, hard-coded: removing an entry without adding an importer fails here.
-  const NEEDS: Record<string, string> = {};
-  for (const [type, needs] of Object.entries(NEEDS)) {
-    it(type, () => {
-      expect(() => importHfConfig({ model_type: type, hidden_size: 64 }, 'tiny')).toThrow(
-        new RegExp(
-          `^tiny config: model_type '${type}' needs ${needs.replace(/[()+]/g, '\\$&')}.*, not supported yet$`,
-        ),
-      );
-    });
-  }
+describe('model types', () => {
+  it('imports every type of the HF import issue', () => {
+    // The issue's list, hard-coded: dropping an importer fails here.
+    const ISSUE_TYPES = [
+      'llama',
+      'mistral',
+      'qwen3',
+      'mixtral',
+      'qwen3_moe',
+      'gemma3_text',
+      'gpt_oss',
+      'deepseek_v3',
+      'mamba',
+      'mamba2',
+      'jamba',
+      'bamba',
+      'falcon_h1',
+      'nemotron_h',
+      'granitemoehybrid',
+      'zamba2',
+      'lfm2',
+      'qwen3_next',
+    ];
+    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual([...ISSUE_TYPES].sort());
+  });
 });
 
 /** A small valid Llama config; tests override keys. */

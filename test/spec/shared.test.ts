@@ -45,6 +45,7 @@ describe('shared blocks', () => {
         scale: 32 ** -0.5,
         softcap: null,
         sinks: false,
+        outputGate: false,
       },
       ffn: { kind: 'mlp', hidden: 96, act: 'gelu', gated: true, bias: false },
       adapterRank: 4,
