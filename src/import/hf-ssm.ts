@@ -19,8 +19,7 @@ import {
   type NormSpec,
   type RopeSpec,
 } from '../spec/model.ts';
-import type { TensorConversion } from './convert.ts';
-import type { TensorSlice } from '../../runtime/tensor-slice.ts';
+import type { StoredSlice } from './convert.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
@@ -33,10 +32,8 @@ export interface FamilyImport {
   weightMap: Record<string, string>;
   /** Canonical name → the checkpoint's shape where it differs (conv weights [C, 1, K]). */
   storedShapes: Record<string, number[]>;
-  /** How to read tensors the checkpoint stores in another layout (see HfImport.conversions). */
-  conversions?: Record<string, TensorConversion>;
-  /** Canonical tensors that are boxes of a fused stored tensor (see HfImport.storedSlices). */
-  storedSlices?: Record<string, TensorSlice>;
+  /** Canonical tensors that are parts of a fused stored tensor (see HfImport.storedSlices). */
+  storedSlices?: Record<string, StoredSlice>;
 }
 
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;
