@@ -16,17 +16,12 @@
  * Class defaults of GptOssConfig are those of the 120b model (36 layers, 128 experts), not the
  * 20b's; the keys that shape the network are therefore required, never defaulted.
  */
-import {
-  MODEL_IR_VERSION,
-  type AttentionSpec,
-  type LayerSpec,
-  type MlpSpec,
-  type ModelIR,
-  type MoeSpec,
-} from '../spec/model.ts';
+import { type LayerSpec, type MlpSpec, type ModelIR, type MoeSpec } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import type { StoredSlice } from './convert.ts';
 import type { FamilyImport } from './hf-ssm.ts';
+import { attentionSpec } from './hf-attention.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { expectedTensors } from './names.ts';
@@ -142,39 +137,19 @@ function readModel(cfg: ConfigReader, name: string): ModelIR {
   );
 
   const layers: LayerSpec[] = types.map((type, index) => {
-    const mixer: AttentionSpec = {
-      kind: 'attention',
-      heads,
-      kvHeads,
-      headDim,
-      rope,
-      qkNorm: false,
-      qkvBias: bias,
-      outBias: bias,
-      causal: true,
+    const mixer = attentionSpec(heads, kvHeads, headDim, rope, {
+      bias,
       window: type === 'sliding_attention' ? window : null,
-      scale: headDim ** -0.5,
-      softcap: null,
       sinks: true,
-      outputGate: false,
-    };
+    });
     return { index, mixerName: type, mixer, ffnName: 'moe', ffn: structuredClone(moe) };
   });
-  return {
-    version: MODEL_IR_VERSION,
-    name,
+  return modelIR(name, layers, rmsNorm(eps), {
     vocab,
     dim,
-    norm: { kind: 'rms', eps, unitOffset: false, bias: false },
-    tieEmbeddings: cfg.bool('tie_word_embeddings', false),
-    embeddingScale: 1,
-    logitSoftcap: null,
-    postNorms: false,
-    residualScale: 1,
-    logitScale: 1,
+    tie: cfg.bool('tie_word_embeddings', false),
     maxContext,
-    layers,
-  };
+  });
 }
 
 const EXPERT_TENSOR =

@@ -13,7 +13,6 @@
  * each canonical per-expert tensor to a slice of those (storedSlices).
  */
 import {
-  MODEL_IR_VERSION,
   type LayerSpec,
   type MlpSpec,
   type ModelIR,
@@ -22,10 +21,11 @@ import {
 } from '../spec/model.ts';
 import { expertRows, type TensorSlice } from '../../runtime/tensor-slice.ts';
 import { show, type ConfigReader } from './config-reader.ts';
+import { attentionSpec } from './hf-attention.ts';
+import { modelIR } from './hf-model.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
 import {
-  attentionSpec,
   headDimOf,
   mapWeights,
   readKvHeads,
@@ -105,13 +105,11 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
     cfg.ignore(...ROPE_KEYS);
   }
   const bias = cfg.bool('attention_bias', false);
-  const attn = {
-    ...attentionSpec(heads, kvHeads, headDim, rope, false),
-    qkvBias: bias,
-    outBias: bias,
+  const attn = attentionSpec(heads, kvHeads, headDim, rope, {
+    bias,
     // Granite's attention_multiplier replaces head_dim^-0.5 as the softmax scale.
     scale: multiplier(cfg, 'attention_multiplier'),
-  };
+  });
 
   const mamba = readMamba2(
     cfg,
@@ -161,21 +159,22 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
     ffnName: ffn.kind === 'moe' ? 'moe' : 'mlp',
     ffn: structuredClone(ffn),
   }));
-  const model: ModelIR = {
-    version: MODEL_IR_VERSION,
+  const model = modelIR(
     name,
-    vocab: cfg.positiveInt('vocab_size', 32000),
-    dim,
-    norm,
-    tieEmbeddings: cfg.bool('tie_word_embeddings', false),
-    embeddingScale: multiplier(cfg, 'embedding_multiplier'),
-    postNorms: false,
-    residualScale: multiplier(cfg, 'residual_multiplier'),
-    logitScale: 1 / multiplier(cfg, 'logits_scaling'),
-    logitSoftcap: null,
-    maxContext,
     layers,
-  };
+    norm,
+    {
+      vocab: cfg.positiveInt('vocab_size', 32000),
+      dim,
+      tie: cfg.bool('tie_word_embeddings', false),
+      maxContext,
+    },
+    {
+      embeddingScale: multiplier(cfg, 'embedding_multiplier'),
+      residualScale: multiplier(cfg, 'residual_multiplier'),
+      logitScale: 1 / multiplier(cfg, 'logits_scaling'),
+    },
+  );
   const mapped = mapWeights(model, [
     [/^model\.layers\.(\d+)\.mixer\./, 'model.layers.$1.mamba.'],
     [/^model\.layers\.(\d+)\.mlp\.gate\./, 'model.layers.$1.block_sparse_moe.router.layer.'],

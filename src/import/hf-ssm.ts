@@ -8,8 +8,6 @@
  * `mamba.`, LFM2 under `conv.` with its own norm names).
  */
 import {
-  MODEL_IR_VERSION,
-  type AttentionSpec,
   type LayerSpec,
   type Mamba1Spec,
   type Mamba2Spec,
@@ -17,10 +15,11 @@ import {
   type ModelIR,
   type MoeSpec,
   type NormSpec,
-  type RopeSpec,
 } from '../spec/model.ts';
 import type { StoredSlice } from './convert.ts';
 import { show, type ConfigReader } from './config-reader.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
+import { attentionSpec } from './hf-attention.ts';
 import { readActivation } from './hf-decoder.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
@@ -56,7 +55,7 @@ export function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyI
 export function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec {
   const eps = cfg.num(key, fallback);
   if (!(eps > 0)) cfg.fail(key, `must be positive, got ${eps}`);
-  return { kind: 'rms', eps, unitOffset: false, bias: false };
+  return rmsNorm(eps);
 }
 
 /** Mamba's conv and gate activation: the kernels implement SiLU only. */
@@ -83,34 +82,6 @@ export function readDtLimit(
   if (!ok) cfg.fail(key, `must be [min, max] with 0 <= min <= max, got ${show(raw)}`);
   const [lo, hi] = raw as number[];
   return { dtMin: lo, dtMax: Number.isFinite(hi) ? hi : null };
-}
-
-export function base(
-  name: string,
-  layers: LayerSpec[],
-  norm: NormSpec,
-  o: {
-    vocab: number;
-    dim: number;
-    tie: boolean;
-    maxContext: number;
-  },
-): ModelIR {
-  return {
-    version: MODEL_IR_VERSION,
-    name,
-    vocab: o.vocab,
-    dim: o.dim,
-    norm,
-    postNorms: false,
-    tieEmbeddings: o.tie,
-    embeddingScale: 1,
-    residualScale: 1,
-    logitScale: 1,
-    logitSoftcap: null,
-    maxContext: o.maxContext,
-    layers,
-  };
 }
 
 /** Keys that only seed the training-time initialisation of the SSM parameters. */
@@ -172,7 +143,7 @@ function importMamba(cfg: ConfigReader, name: string): FamilyImport {
     ffnName: null,
     ffn: null,
   }));
-  const model = base(name, layers, rms(cfg, 'layer_norm_epsilon', 1e-5), {
+  const model = modelIR(name, layers, rms(cfg, 'layer_norm_epsilon', 1e-5), {
     vocab: cfg.positiveInt('vocab_size', 50280),
     dim,
     tie: cfg.bool('tie_word_embeddings', true),
@@ -288,7 +259,7 @@ function importMamba2(cfg: ConfigReader, name: string): FamilyImport {
     ffnName: null,
     ffn: null,
   }));
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 32768),
     dim,
     tie: cfg.bool('tie_word_embeddings', false),
@@ -304,31 +275,6 @@ export function readKvHeads(cfg: ConfigReader, heads: number, fallback: number):
     cfg.fail('num_key_value_heads', `${kv} does not divide num_attention_heads ${heads}`);
   }
   return kv;
-}
-
-export function attentionSpec(
-  heads: number,
-  kvHeads: number,
-  headDim: number,
-  rope: RopeSpec | null,
-  qkNorm: boolean,
-): AttentionSpec {
-  return {
-    kind: 'attention',
-    heads,
-    kvHeads,
-    headDim,
-    rope,
-    qkNorm,
-    qkvBias: false,
-    outBias: false,
-    causal: true,
-    window: null,
-    scale: headDim ** -0.5,
-    softcap: null,
-    sinks: false,
-    outputGate: false,
-  };
 }
 
 export function headDimOf(cfg: ConfigReader, dim: number, heads: number): number {
@@ -377,7 +323,7 @@ function importBamba(cfg: ConfigReader, name: string): FamilyImport {
   if (rope.rotaryDim !== headDim && rope.rotaryDim !== half) {
     cfg.fail('partial_rotary_factor', 'must be 0.5: BambaConfig hard-codes it');
   }
-  const attn = attentionSpec(heads, kvHeads, headDim, { ...rope, rotaryDim: half }, false);
+  const attn = attentionSpec(heads, kvHeads, headDim, { ...rope, rotaryDim: half });
   // BambaConfig sets attention_bias and mlp_bias to False whatever the config says.
   cfg.ignore('attention_bias', 'mlp_bias', 'z_loss_coefficient', 'num_logits_to_keep');
   cfg.ignore('time_step_min', 'time_step_max', 'time_step_floor');
@@ -417,7 +363,7 @@ function importBamba(cfg: ConfigReader, name: string): FamilyImport {
       ffn,
     };
   });
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 128000),
     dim,
     tie: cfg.bool('tie_word_embeddings', false),
@@ -472,7 +418,7 @@ function importJamba(cfg: ConfigReader, name: string): FamilyImport {
     cfg.fail('sliding_window', 'is set; not supported');
   }
   cfg.ignore('sliding_window');
-  const attn = attentionSpec(heads, kvHeads, headDim, null, false);
+  const attn = attentionSpec(heads, kvHeads, headDim, null);
 
   const expand = cfg.positiveInt('mamba_expand', 2);
   const rankRaw = cfg.raw('mamba_dt_rank');
@@ -549,7 +495,7 @@ function importJamba(cfg: ConfigReader, name: string): FamilyImport {
       ffn: sparse ? structuredClone(moe) : { ...dense },
     };
   });
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 65536),
     dim,
     tie: cfg.bool('tie_word_embeddings', false),
@@ -654,7 +600,7 @@ function importLfm2(cfg: ConfigReader, name: string): FamilyImport {
     lCache: cfg.positiveInt('conv_L_cache', 3),
     bias: cfg.bool('conv_bias', false),
   };
-  const attn = attentionSpec(heads, kvHeads, headDim, rope, true);
+  const attn = attentionSpec(heads, kvHeads, headDim, rope, { qkNorm: true });
   const layers = types.map((t, index): LayerSpec => ({
     index,
     mixerName: t === 'conv' ? 'conv' : 'attention',
@@ -666,7 +612,7 @@ function importLfm2(cfg: ConfigReader, name: string): FamilyImport {
     ? cfg.bool('tie_embedding')
     : cfg.bool('tie_word_embeddings', true);
   if (cfg.has('tie_embedding')) cfg.ignore('tie_word_embeddings');
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 65536),
     dim,
     tie,
@@ -751,7 +697,7 @@ function importNemotronH(cfg: ConfigReader, name: string): FamilyImport {
   if (cfg.bool('attention_bias', false)) cfg.fail('attention_bias', 'is true; not supported');
   if (cfg.has('sliding_window')) cfg.fail('sliding_window', 'is set; not supported');
   cfg.ignore('sliding_window');
-  const attn = attentionSpec(heads, kvHeads, headDim, null, false);
+  const attn = attentionSpec(heads, kvHeads, headDim, null);
 
   requireSilu(cfg, 'mamba_hidden_act');
   const projBias = cfg.bool('use_bias', false);
@@ -882,7 +828,7 @@ function importNemotronH(cfg: ConfigReader, name: string): FamilyImport {
         return { index, mixerName: 'no_mixer', mixer: null, ffnName: 'moe', ffn: moe };
     }
   });
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 131072),
     dim,
     tie: cfg.bool('tie_word_embeddings', false),
