@@ -4,7 +4,6 @@
  * folder with deliberately non-square shapes, BF16 included), and the released 20b layout.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,16 +13,14 @@ import { finishSlice, slicedShape, sliceYields } from '../../src/import/convert.
 import { sliceSpan } from '../../runtime/tensor-slice.ts';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
-import { parsePythonJson } from '../../src/import/json.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { loadSpec } from '../../src/spec/load.ts';
 import { countParams } from '../../src/spec/params.ts';
 import type { MoeSpec } from '../../src/spec/model.ts';
+import { fixtureConfig, tinyConfig } from '../helpers/hf-config.ts';
 
-const read = (path: string): Record<string, unknown> =>
-  parsePythonJson(readFileSync(path, 'utf8'), path) as Record<string, unknown>;
-const TINY = read('test/fixtures/hf/gpt_oss/config.json');
-const RELEASED = read('test/fixtures/configs/gpt-oss-20b.json');
+const TINY = tinyConfig('gpt_oss');
+const RELEASED = fixtureConfig('configs/gpt-oss-20b.json');
 /** The released config without its MXFP4 quantization_config (the dequantized checkpoint). */
 const { quantization_config: _, ...DEQUANTIZED } = RELEASED;
 
