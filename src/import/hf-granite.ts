@@ -12,13 +12,7 @@
  * shared_mlp.input_linear [2·shared, dim] the shared MLP's gate then up rows. The import maps
  * each canonical per-expert tensor to a slice of those (storedSlices).
  */
-import {
-  type LayerSpec,
-  type MlpSpec,
-  type ModelIR,
-  type FfnSpec,
-  type RopeSpec,
-} from '../spec/model.ts';
+import { type LayerSpec, type MlpSpec, type FfnSpec, type RopeSpec } from '../spec/model.ts';
 import { expertRows, type TensorSlice } from '../../runtime/tensor-slice.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { attentionSpec } from './hf-attention.ts';
@@ -29,7 +23,7 @@ import {
   headDimOf,
   mapWeights,
   readKvHeads,
-  readMamba2,
+  readBambaMamba2,
   requireSilu,
   rms,
   SSM_INIT_KEYS,
@@ -111,24 +105,7 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
     scale: multiplier(cfg, 'attention_multiplier'),
   });
 
-  const mamba = readMamba2(
-    cfg,
-    dim,
-    {
-      heads: 'mamba_n_heads',
-      headDim: 'mamba_d_head',
-      dState: 'mamba_d_state',
-      groups: 'mamba_n_groups',
-      dConv: 'mamba_d_conv',
-      expand: 'mamba_expand',
-      chunk: 'mamba_chunk_size',
-      convBias: 'mamba_conv_bias',
-      projBias: 'mamba_proj_bias',
-    },
-    { heads: 128, headDim: 'auto', dState: 256, groups: 1, chunk: 256 },
-    // Bamba's gated RMSNorm (eps rms_norm_eps) normalises the whole inner width.
-    { eps: norm.eps, perGroup: false },
-  );
+  const mamba = readBambaMamba2(cfg, dim, norm.eps);
   cfg.ignore(...SSM_INIT_KEYS);
 
   const experts = cfg.int('num_local_experts', 8);

@@ -299,6 +299,31 @@ function readIndexList(cfg: ConfigReader, key: string, n: number): number[] | nu
 }
 
 /**
+ * Bamba's Mamba-2 mixer: its mamba_* keys and BambaConfig's defaults, which
+ * GraniteMoeHybridConfig shares; BambaRMSNormGated (eps rms_norm_eps) normalises the whole inner
+ * width.
+ */
+export function readBambaMamba2(cfg: ConfigReader, dim: number, eps: number): Mamba2Spec {
+  return readMamba2(
+    cfg,
+    dim,
+    {
+      heads: 'mamba_n_heads',
+      headDim: 'mamba_d_head',
+      dState: 'mamba_d_state',
+      groups: 'mamba_n_groups',
+      dConv: 'mamba_d_conv',
+      expand: 'mamba_expand',
+      chunk: 'mamba_chunk_size',
+      convBias: 'mamba_conv_bias',
+      projBias: 'mamba_proj_bias',
+    },
+    { heads: 128, headDim: 'auto', dState: 256, groups: 1, chunk: 256 },
+    { eps, perGroup: false },
+  );
+}
+
+/**
  * BambaConfig (HF `bamba`): Mamba-2 layers with attention at attn_layer_indices, a SwiGLU FFN
  * in every layer. The config class hard-codes partial_rotary_factor 0.5 and no attention/MLP
  * biases whatever the keys say.
@@ -327,24 +352,7 @@ function importBamba(cfg: ConfigReader, name: string): FamilyImport {
   // BambaConfig sets attention_bias and mlp_bias to False whatever the config says.
   cfg.ignore('attention_bias', 'mlp_bias', 'z_loss_coefficient', 'num_logits_to_keep');
   cfg.ignore('time_step_min', 'time_step_max', 'time_step_floor');
-  const mamba = readMamba2(
-    cfg,
-    dim,
-    {
-      heads: 'mamba_n_heads',
-      headDim: 'mamba_d_head',
-      dState: 'mamba_d_state',
-      groups: 'mamba_n_groups',
-      dConv: 'mamba_d_conv',
-      expand: 'mamba_expand',
-      chunk: 'mamba_chunk_size',
-      convBias: 'mamba_conv_bias',
-      projBias: 'mamba_proj_bias',
-    },
-    { heads: 128, headDim: 'auto', dState: 256, groups: 1, chunk: 256 },
-    // BambaRMSNormGated normalises the whole inner width.
-    { eps: norm.eps, perGroup: false },
-  );
+  const mamba = readBambaMamba2(cfg, dim, norm.eps);
   const ffn: MlpSpec = {
     kind: 'mlp',
     hidden: cfg.positiveInt('intermediate_size', 14336),
