@@ -5,7 +5,7 @@
  */
 import { type Activation, type LayerSpec, type MlpSpec, type ModelIR } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import { mixtralFfns, mixtralWeightName, qwen3MoeFfns, type LayerFfn } from './hf-moe.ts';
@@ -49,33 +49,6 @@ interface DecoderFamily {
   ffns?: (cfg: ConfigReader, layers: number, dense: MlpSpec) => LayerFfn[];
   /** The checkpoint's name for a canonical tensor name, where the family renames it. */
   weightName?: (canonical: string) => string;
-}
-
-export function readKvHeads(cfg: ConfigReader, heads: number, whenAbsent: number | null): number {
-  // HF: an explicit null always means "same as num_attention_heads".
-  const raw = cfg.raw('num_key_value_heads');
-  const kv = raw === null ? heads : cfg.positiveInt('num_key_value_heads', whenAbsent ?? heads);
-  if (heads % kv !== 0)
-    cfg.fail('num_key_value_heads', `${kv} does not divide num_attention_heads ${heads}`);
-  return kv;
-}
-
-export function readHeadDim(
-  cfg: ConfigReader,
-  dim: number,
-  heads: number,
-  whenAbsent: number | null,
-): number {
-  if (cfg.has('head_dim') || whenAbsent !== null)
-    return cfg.positiveInt('head_dim', whenAbsent ?? undefined);
-  cfg.ignore('head_dim');
-  if (dim % heads !== 0) {
-    cfg.fail(
-      'hidden_size',
-      `${dim} is not a multiple of num_attention_heads ${heads} and head_dim is not given`,
-    );
-  }
-  return dim / heads;
 }
 
 function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR {

@@ -21,17 +21,10 @@ import {
   type ParallelSpec,
 } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { modelIR } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import {
-  mapWeights,
-  readDtLimit,
-  readKvHeads,
-  requireSilu,
-  rms,
-  type FamilyImport,
-} from './hf-ssm.ts';
+import { mapWeights, readDtLimit, requireSilu, rms, type FamilyImport } from './hf-ssm.ts';
 
 /** A positive multiplier (HF default 1 when absent or null). */
 function multiplier(cfg: ConfigReader, key: string): number {

@@ -8,8 +8,8 @@
  */
 import type { LayerSpec, ModelIR, RopeSpec } from '../spec/model.ts';
 import { ConfigReader, isConfigObject, show } from './config-reader.ts';
-import { positiveWindow, readActivation, readHeadDim, readKvHeads } from './hf-decoder.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { positiveWindow, readActivation } from './hf-decoder.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import type { FamilyImport } from './hf-ssm.ts';

@@ -20,7 +20,7 @@ import { type LayerSpec, type MlpSpec, type ModelIR, type MoeSpec } from '../spe
 import { show, type ConfigReader } from './config-reader.ts';
 import type { StoredSlice } from './convert.ts';
 import type { FamilyImport } from './hf-ssm.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
@@ -74,19 +74,8 @@ function readModel(cfg: ConfigReader, name: string): ModelIR {
   const hidden = cfg.positiveInt('intermediate_size');
   const nLayers = cfg.positiveInt('num_hidden_layers');
   const heads = cfg.positiveInt('num_attention_heads');
-  // HF: a null num_key_value_heads means as many as the query heads.
-  const kvHeads =
-    cfg.raw('num_key_value_heads') === null ? heads : cfg.positiveInt('num_key_value_heads');
-  if (heads % kvHeads !== 0)
-    cfg.fail('num_key_value_heads', `${kvHeads} does not divide num_attention_heads ${heads}`);
-  let headDim: number;
-  if (cfg.has('head_dim')) headDim = cfg.positiveInt('head_dim');
-  else {
-    cfg.ignore('head_dim');
-    if (dim % heads !== 0)
-      cfg.fail('hidden_size', `${dim} is not a multiple of num_attention_heads ${heads}`);
-    headDim = dim / heads;
-  }
+  const kvHeads = readKvHeads(cfg, heads, 'required');
+  const headDim = readHeadDim(cfg, dim, heads, null);
   // The experts' activation is the clamped SwiGLU whatever hidden_act says; accept only silu so
   // that a config meaning something else is not silently run as gpt-oss.
   const act = cfg.str('hidden_act', 'silu');

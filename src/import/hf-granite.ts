@@ -15,14 +15,12 @@
 import { type LayerSpec, type MlpSpec, type FfnSpec, type RopeSpec } from '../spec/model.ts';
 import { expertRows, type TensorSlice } from '../../runtime/tensor-slice.ts';
 import { show, type ConfigReader } from './config-reader.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR } from './hf-model.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
 import {
-  headDimOf,
   mapWeights,
-  readKvHeads,
   readBambaMamba2,
   requireSilu,
   rms,
@@ -80,7 +78,7 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
 
   const heads = cfg.positiveInt('num_attention_heads', 32);
   const kvHeads = readKvHeads(cfg, heads, heads);
-  const headDim = headDimOf(cfg, dim, heads);
+  const headDim = readHeadDim(cfg, dim, heads, null);
   const pos = cfg.raw('position_embedding_type');
   // The model builds its rotary embedding only for "rope"; None and "nope" mean none.
   if (pos !== undefined && pos !== null && pos !== 'rope' && pos !== 'nope') {

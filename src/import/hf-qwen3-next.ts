@@ -11,7 +11,7 @@ import { type GatedDeltaNetSpec, type LayerSpec, type MlpSpec } from '../spec/mo
 import { show, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
 import { qwen3MoeFfns, type LayerFfn } from './hf-moe.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import type { FamilyImport } from './hf-ssm.ts';
@@ -41,11 +41,7 @@ export function importQwen3Next(cfg: ConfigReader, name: string): FamilyImport {
   const dim = cfg.positiveInt('hidden_size', 2048);
   const n = cfg.positiveInt('num_hidden_layers', 48);
   const heads = cfg.positiveInt('num_attention_heads', 16);
-  const kvRaw = cfg.raw('num_key_value_heads');
-  const kvHeads = kvRaw === null ? heads : cfg.positiveInt('num_key_value_heads', 2);
-  if (heads % kvHeads !== 0) {
-    cfg.fail('num_key_value_heads', `${kvHeads} does not divide num_attention_heads ${heads}`);
-  }
+  const kvHeads = readKvHeads(cfg, heads, 2);
   const headDim = cfg.positiveInt('head_dim', 256);
   const act = readActivation(cfg, 'hidden_act', 'silu');
   // The DeltaNet's conv and output gate use hidden_act too; its kernels implement SiLU.

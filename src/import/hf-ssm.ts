@@ -19,7 +19,7 @@ import {
 import type { StoredSlice } from './convert.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { readActivation } from './hf-decoder.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
@@ -268,24 +268,6 @@ function importMamba2(cfg: ConfigReader, name: string): FamilyImport {
   return { model, ...mapWeights(model, BACKBONE_RULES) };
 }
 
-export function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number {
-  const raw = cfg.raw('num_key_value_heads');
-  const kv = raw === null ? heads : cfg.positiveInt('num_key_value_heads', fallback);
-  if (heads % kv !== 0) {
-    cfg.fail('num_key_value_heads', `${kv} does not divide num_attention_heads ${heads}`);
-  }
-  return kv;
-}
-
-export function headDimOf(cfg: ConfigReader, dim: number, heads: number): number {
-  if (cfg.has('head_dim')) return cfg.positiveInt('head_dim');
-  cfg.ignore('head_dim');
-  if (dim % heads !== 0) {
-    cfg.fail('hidden_size', `${dim} is not a multiple of num_attention_heads ${heads}`);
-  }
-  return dim / heads;
-}
-
 /** Indices into `n` layers: each an integer in range, none repeated. */
 function readIndexList(cfg: ConfigReader, key: string, n: number): number[] | null {
   const raw = cfg.raw(key);
@@ -333,7 +315,7 @@ function importBamba(cfg: ConfigReader, name: string): FamilyImport {
   const n = cfg.positiveInt('num_hidden_layers', 32);
   const heads = cfg.positiveInt('num_attention_heads', 32);
   const kvHeads = readKvHeads(cfg, heads, 8);
-  const headDim = headDimOf(cfg, dim, heads);
+  const headDim = readHeadDim(cfg, dim, heads, null);
   const act = readActivation(cfg, 'hidden_act', 'silu');
   if (act !== 'silu') cfg.fail('hidden_act', 'must be silu (it is also the mamba conv activation)');
   const norm = rms(cfg, 'rms_norm_eps', 1e-5);
@@ -540,7 +522,7 @@ function importLfm2(cfg: ConfigReader, name: string): FamilyImport {
   const n = cfg.positiveInt('num_hidden_layers', 32);
   const heads = cfg.positiveInt('num_attention_heads', 32);
   const kvHeads = readKvHeads(cfg, heads, 8);
-  const headDim = headDimOf(cfg, dim, heads);
+  const headDim = readHeadDim(cfg, dim, heads, null);
   const norm = rms(cfg, 'norm_eps', 1e-5);
   const values: Record<string, number> = {
     hidden_size: dim,

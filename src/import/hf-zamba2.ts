@@ -8,10 +8,10 @@
 import type { LayerSpec, MlpSpec, ModelIR, SharedBlockSpec } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { modelIR } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import { readKvHeads, readMamba2, rms, type FamilyImport } from './hf-ssm.ts';
+import { readMamba2, rms, type FamilyImport } from './hf-ssm.ts';
 import {
   EMBED,
   FINAL_NORM,
