@@ -13,7 +13,8 @@
  * each canonical per-expert tensor to a slice of those (storedSlices).
  */
 import { type LayerSpec, type MlpSpec, type FfnSpec, type RopeSpec } from '../spec/model.ts';
-import { expertRows, type TensorSlice } from '../../runtime/tensor-slice.ts';
+import { expertRows } from '../../runtime/tensor-slice.ts';
+import type { StoredSlice } from './convert.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR } from './hf-model.ts';
@@ -154,7 +155,7 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
     [/^model\.layers\.(\d+)\.mixer\./, 'model.layers.$1.mamba.'],
     [/^model\.layers\.(\d+)\.mlp\.gate\./, 'model.layers.$1.block_sparse_moe.router.layer.'],
   ]);
-  const storedSlices: Record<string, TensorSlice> = {};
+  const storedSlices: Record<string, StoredSlice> = {};
   const fused = { ...mapped, storedSlices };
   for (const layer of layers) mapFusedFfn(fused, layer.index, dim, layer.ffn!);
   return { model, ...fused };
@@ -162,12 +163,12 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
 
 /** Points the layer's canonical expert and shared-MLP tensors at slices of the fused ones. */
 function mapFusedFfn(
-  m: Omit<FamilyImport, 'model'> & { storedSlices: Record<string, TensorSlice> },
+  m: Omit<FamilyImport, 'model'> & { storedSlices: Record<string, StoredSlice> },
   i: number,
   dim: number,
   f: FfnSpec,
 ): void {
-  const slice = (canonical: string, stored: string, shape: number[], s: TensorSlice) => {
+  const slice = (canonical: string, stored: string, shape: number[], s: StoredSlice) => {
     m.weightMap[canonical] = stored;
     m.storedShapes[canonical] = shape;
     m.storedSlices[canonical] = s;
