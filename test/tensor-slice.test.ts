@@ -138,4 +138,37 @@ describe('checkTensors with slices', () => {
       "slice size [1, 3, 7] of tensor 'fused' does not hold strata 'experts.1.gate' [2, 7]",
     );
   });
+  it('checks what a de-interleaved, transposed slice yields (gpt_oss experts)', () => {
+    // Expert 1's odd columns of a stored [3, 2, 14] ([experts, in, 2·out]) are [2, 7], → [7, 2].
+    const fused = [{ name: 'fused', shape: [3, 2, 14], dtype: 'BF16' }];
+    const slice = { start: [1, 0, 0], size: [1, 2, 14], columns: { offset: 1, stride: 2 } };
+    const check = (shape: number[], transpose: boolean) => () =>
+      checkTensors(
+        [{ name: 'experts.1.up', shape }],
+        { 'experts.1.up': 'fused' },
+        fused,
+        'ckpt',
+        undefined,
+        { 'experts.1.up': [3, 2, 14] },
+        { 'experts.1.up': { ...slice, transpose } },
+      );
+    expect(check([7, 2], true)).not.toThrow();
+    expect(check([2, 7], false)).not.toThrow();
+    expect(check([2, 7], true)).toThrow(
+      "slice size [1, 2, 14] columns 1::2 transposed of tensor 'fused' does not hold strata 'experts.1.up' [2, 7]",
+    );
+    expect(() =>
+      checkTensors(
+        [{ name: 'experts.1.up', shape: [7, 2] }],
+        { 'experts.1.up': 'fused' },
+        fused,
+        'ckpt',
+        undefined,
+        { 'experts.1.up': [3, 2, 14] },
+        { 'experts.1.up': { ...slice, columns: { offset: 0, stride: 4 }, transpose: true } },
+      ),
+    ).toThrow(
+      /tensor 'fused': slice size \[1, 2, 14\]: 14 columns do not split into stride 4 \(strata 'experts.1.up'\)/,
+    );
+  });
 });

@@ -9,7 +9,10 @@ import { parsePythonJson } from '../import/json.ts';
 import { printSpec } from '../spec/print.ts';
 import { countParams } from '../spec/params.ts';
 
-/** The weight map as written beside the spec: slices of fused tensors spelled out. */
+/**
+ * The weight map as written beside the spec: slices of fused tensors spelled out, with their
+ * column selection and transposition where they have one.
+ */
 function weightFile(imported: HfImport): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(imported.weightMap).map(([canonical, stored]) => {
@@ -26,7 +29,9 @@ export const importCommand: Command = {
 
   -o, --out FILE   write the spec there and the weight-name map to FILE.weights.json
                    (canonical strata name → checkpoint name, or { tensor, start, size } for a
-                   slice of a fused checkpoint tensor); without -o the spec is printed`,
+                   slice of a fused checkpoint tensor, plus columns { offset, stride } and
+                   transpose where the slice is de-interleaved or transposed); without -o the
+                   spec is printed`,
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv,

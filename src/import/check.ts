@@ -3,7 +3,8 @@
  * present with the right shape and a float dtype, and nothing left over (a leftover
  * tensor means the config and the weights describe different models).
  */
-import { sliceHolds, sliceSpan, type TensorSlice } from '../../runtime/tensor-slice.ts';
+import { sliceSpan } from '../../runtime/tensor-slice.ts';
+import { sliceYields, type StoredSlice } from './convert.ts';
 import type { TensorSpec } from './names.ts';
 
 export interface AvailableTensor {
@@ -19,6 +20,12 @@ const DERIVED_BUFFER = /\.rotary_emb\.inv_freq$/;
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
+/** How a slice's post-step reads in a message ('' where it has none). */
+function postStep(s: StoredSlice): string {
+  const cols = s.columns ? ` columns ${s.columns.offset}::${s.columns.stride}` : '';
+  return cols + (s.transpose ? ' transposed' : '');
+}
+
 export function checkTensors(
   expected: readonly TensorSpec[],
   weightMap: Readonly<Record<string, string>>,
@@ -27,8 +34,8 @@ export function checkTensors(
   hint?: (unused: string[]) => string,
   /** Canonical name → the checkpoint's shape where it stores the same elements differently. */
   storedShapes: Readonly<Record<string, readonly number[]>> = {},
-  /** Canonical name → the box of its stored tensor that holds it (fused checkpoint tensors). */
-  storedSlices: Readonly<Record<string, TensorSlice>> = {},
+  /** Canonical name → the part of its stored tensor that holds it (fused checkpoint tensors). */
+  storedSlices: Readonly<Record<string, StoredSlice>> = {},
 ): void {
   const byName = new Map(available.map((t) => [t.name, t]));
   const problems: string[] = [];
@@ -53,9 +60,9 @@ export function checkTensors(
       const s = storedSlices[t.name];
       try {
         sliceSpan(hfName, got.shape, s);
-        if (!sliceHolds(s, t.shape)) {
+        if (!sliceYields(hfName, s, t.shape)) {
           problems.push(
-            `slice size ${fmt(s.size)} of tensor '${hfName}' does not hold strata '${t.name}' ${fmt(t.shape)}`,
+            `slice size ${fmt(s.size)}${postStep(s)} of tensor '${hfName}' does not hold strata '${t.name}' ${fmt(t.shape)}`,
           );
         }
       } catch (e) {

@@ -1,66 +1,81 @@
 /**
- * Canonical tensors read out of a checkpoint tensor stored in another layout: one expert's slab
- * of a fused [experts, ...] tensor, some of its columns (de-interleaving gate and up), transposed
- * from the checkpoint's [in, out] to strata's [out, in]. Importers declare a conversion per
- * canonical name (HfImport.conversions); the folder reader applies it when the tensor is read,
- * before compilation, so the compiled model only ever sees canonical tensors.
+ * Canonical tensors read out of a checkpoint tensor that fuses several of them: every such
+ * tensor is a box of the stored tensor (runtime/tensor-slice.ts: Granite's gate rows of
+ * input_linear, gpt_oss's expert e of gate_up_proj), optionally followed by a post-step that
+ * keeps every stride-th column of the box's last axis (gpt_oss interleaves gate and up) and
+ * transposes the checkpoint's [in, out] to strata's [out, in]. Importers declare one per
+ * canonical name (HfImport.storedSlices); checkTensors validates them against the checkpoint and
+ * the folder reader applies them when the tensor is read, so compilation only ever sees
+ * canonical tensors.
  */
+import { sliceHolds, type TensorSlice } from '../../runtime/tensor-slice.ts';
 
-export interface TensorConversion {
-  /** Index along the stored tensor's first axis (the expert). */
-  index: number;
-  /** Keep the slab's last-axis entries offset, offset + stride, ... (stride 1 keeps all). */
-  columns: { offset: number; stride: number };
-  /** Transpose the (2-D) slab after selecting columns: stored [in, out] → canonical [out, in]. */
-  transpose: boolean;
+export interface StoredSlice extends TensorSlice {
+  /** Keep the box's last-axis entries offset, offset + stride, ... (absent: keep all). */
+  columns?: { offset: number; stride: number };
+  /** Transpose the (2-D, leading size-1 dimensions aside) box after selecting columns. */
+  transpose?: boolean;
 }
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
-/** The canonical shape a conversion gives from a stored shape; throws where it does not fit. */
-export function convertedShape(stored: readonly number[], c: TensorConversion): number[] {
-  const where = `conversion of a ${fmt(stored)} tensor`;
-  if (stored.length < 2 || stored.length > 3) {
-    throw new Error(`${where}: expected a 2-D or 3-D stored tensor`);
+/**
+ * The shape the slice yields: the box's size after the post-step (leading size-1 dimensions of a
+ * transposed box dropped). Throws, naming the stored tensor, where the post-step does not fit.
+ */
+export function slicedShape(name: string, s: StoredSlice): number[] {
+  const where = `tensor '${name}': slice size ${fmt(s.size)}`;
+  let shape = [...s.size];
+  if (s.columns) {
+    const { offset, stride } = s.columns;
+    const last = shape[shape.length - 1];
+    if (!(Number.isInteger(stride) && stride >= 1 && Number.isInteger(offset)))
+      throw new Error(`${where}: column offset ${offset} / stride ${stride} is not valid`);
+    if (offset < 0 || offset >= stride)
+      throw new Error(`${where}: column offset ${offset} / stride ${stride} is not valid`);
+    if (last % stride !== 0)
+      throw new Error(`${where}: ${last} columns do not split into stride ${stride}`);
+    shape[shape.length - 1] = last / stride;
   }
-  if (!Number.isInteger(c.index) || c.index < 0 || c.index >= stored[0]) {
-    throw new Error(`${where}: index ${c.index} is outside [0, ${stored[0]})`);
+  if (s.transpose) {
+    const lead = shape.findIndex((d) => d !== 1);
+    shape = shape.slice(lead < 0 ? shape.length - 2 : Math.min(lead, shape.length - 2));
+    if (shape.length !== 2) throw new Error(`${where}: only a 2-D box transposes`);
+    shape = [shape[1], shape[0]];
   }
-  const { offset, stride } = c.columns;
-  const last = stored[stored.length - 1];
-  if (!(Number.isInteger(stride) && stride >= 1 && offset >= 0 && offset < stride)) {
-    throw new Error(`${where}: column offset ${offset} / stride ${stride} is not valid`);
-  }
-  if (last % stride !== 0) {
-    throw new Error(`${where}: ${last} columns do not split into stride ${stride}`);
-  }
-  const slab = [...stored.slice(1, -1), last / stride];
-  if (c.transpose && slab.length !== 2) throw new Error(`${where}: only a 2-D slab transposes`);
-  return c.transpose ? [slab[1], slab[0]] : slab;
+  return shape;
 }
 
 /**
- * Applies a conversion to one slab (the stored tensor at `c.index`, shape stored[1:]), row-major
- * in and out.
+ * Whether the slice yields a tensor of `shape`: its trailing sizes are `shape` and any extra
+ * leading ones are 1 (expert e of [experts, rows, cols] is [1, rows, cols] → [rows, cols]).
  */
-export function convertSlab(
-  slab: Float32Array,
-  stored: readonly number[],
-  c: TensorConversion,
-): Float32Array {
-  const shape = convertedShape(stored, c);
-  const cols = stored[stored.length - 1];
-  const rows = slab.length / cols;
-  if (rows * cols !== slab.length || rows !== (stored.length === 3 ? stored[1] : 1)) {
-    throw new Error(`conversion: slab of ${slab.length} values is not one ${fmt(stored)} expert`);
+export function sliceYields(name: string, s: StoredSlice, shape: readonly number[]): boolean {
+  return sliceHolds({ start: s.start, size: slicedShape(name, s) }, shape);
+}
+
+/**
+ * Applies the slice's post-step to the box's values (row-major, as readTensorSliceF32 gives
+ * them); a slice without one returns them as they are.
+ */
+export function finishSlice(name: string, box: Float32Array, s: StoredSlice): Float32Array {
+  if (!s.columns && !s.transpose) return box;
+  slicedShape(name, s);
+  const count = s.size.reduce((a, b) => a * b, 1);
+  if (box.length !== count) {
+    throw new Error(
+      `tensor '${name}': ${box.length} values read for a slice of size ${fmt(s.size)}`,
+    );
   }
-  const { offset, stride } = c.columns;
+  const cols = s.size[s.size.length - 1];
+  const rows = count / cols;
+  const { offset, stride } = s.columns ?? { offset: 0, stride: 1 };
   const kept = cols / stride;
-  const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  const out = new Float32Array(rows * kept);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < kept; j++) {
-      const v = slab[r * cols + offset + j * stride];
-      if (c.transpose) out[j * rows + r] = v;
+      const v = box[r * cols + offset + j * stride];
+      if (s.transpose) out[j * rows + r] = v;
       else out[r * kept + j] = v;
     }
   }

@@ -3,15 +3,10 @@
  * mistral and qwen3. Defaults for absent keys are those of the transformers config
  * classes, which differ between families (e.g. num_key_value_heads, head_dim).
  */
-import {
-  MODEL_IR_VERSION,
-  type Activation,
-  type AttentionSpec,
-  type LayerSpec,
-  type MlpSpec,
-  type ModelIR,
-} from '../spec/model.ts';
+import { type Activation, type LayerSpec, type MlpSpec, type ModelIR } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import { mixtralFfns, mixtralWeightName, qwen3MoeFfns, type LayerFfn } from './hf-moe.ts';
 
@@ -56,33 +51,6 @@ interface DecoderFamily {
   weightName?: (canonical: string) => string;
 }
 
-export function readKvHeads(cfg: ConfigReader, heads: number, whenAbsent: number | null): number {
-  // HF: an explicit null always means "same as num_attention_heads".
-  const raw = cfg.raw('num_key_value_heads');
-  const kv = raw === null ? heads : cfg.positiveInt('num_key_value_heads', whenAbsent ?? heads);
-  if (heads % kv !== 0)
-    cfg.fail('num_key_value_heads', `${kv} does not divide num_attention_heads ${heads}`);
-  return kv;
-}
-
-export function readHeadDim(
-  cfg: ConfigReader,
-  dim: number,
-  heads: number,
-  whenAbsent: number | null,
-): number {
-  if (cfg.has('head_dim') || whenAbsent !== null)
-    return cfg.positiveInt('head_dim', whenAbsent ?? undefined);
-  cfg.ignore('head_dim');
-  if (dim % heads !== 0) {
-    cfg.fail(
-      'hidden_size',
-      `${dim} is not a multiple of num_attention_heads ${heads} and head_dim is not given`,
-    );
-  }
-  return dim / heads;
-}
-
 function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR {
   const vocab = cfg.positiveInt('vocab_size');
   const dim = cfg.positiveInt('hidden_size');
@@ -111,22 +79,13 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
     : windows.map(() => ({ name: 'mlp', spec: { ...dense } }));
 
   const layers: LayerSpec[] = windows.map((window, index) => {
-    const mixer: AttentionSpec = {
-      kind: 'attention',
-      heads,
-      kvHeads,
-      headDim,
-      rope,
+    const mixer = attentionSpec(heads, kvHeads, headDim, rope, {
       qkNorm: f.qkNorm,
-      qkvBias: attnBias,
-      outBias: attnBias,
-      causal: true,
+      bias: attnBias,
       window,
+      // Not headDim ** -0.5: the two differ in the last bit for some head sizes (96).
       scale: 1 / Math.sqrt(headDim),
-      softcap: null,
-      sinks: false,
-      outputGate: false,
-    };
+    });
     return {
       index,
       mixerName: window === null ? 'full_attention' : 'sliding_attention',
@@ -135,21 +94,7 @@ function readDecoder(cfg: ConfigReader, f: DecoderFamily, name: string): ModelIR
       ffn: ffns[index].spec,
     };
   });
-  return {
-    version: MODEL_IR_VERSION,
-    name,
-    vocab,
-    dim,
-    norm: { kind: 'rms', eps, unitOffset: false, bias: false },
-    postNorms: false,
-    tieEmbeddings,
-    embeddingScale: 1,
-    residualScale: 1,
-    logitScale: 1,
-    logitSoftcap: null,
-    maxContext,
-    layers,
-  };
+  return modelIR(name, layers, rmsNorm(eps), { vocab, dim, tie: tieEmbeddings, maxContext });
 }
 
 export function positiveWindow(

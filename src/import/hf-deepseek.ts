@@ -13,16 +13,10 @@
  * neither loads nor counts them.
  * Defaults for absent keys are DeepseekV3Config's.
  */
-import {
-  MODEL_IR_VERSION,
-  type LayerSpec,
-  type MlaSpec,
-  type MlpSpec,
-  type ModelIR,
-  type MoeSpec,
-} from '../spec/model.ts';
+import { type LayerSpec, type MlaSpec, type MlpSpec, type MoeSpec } from '../spec/model.ts';
 import { isConfigObject, show, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
 import { moeSpec } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
 import type { FamilyImport, FamilyImporter } from './hf-ssm.ts';
@@ -195,21 +189,12 @@ export const importDeepseekV3: FamilyImporter = (cfg, name): FamilyImport => {
       ffn: sparse ? structuredClone(moe) : { ...dense },
     };
   });
-  const model: ModelIR = {
-    version: MODEL_IR_VERSION,
-    name,
+  const model = modelIR(name, layers, rmsNorm(eps), {
     vocab,
     dim,
-    norm: { kind: 'rms', eps, unitOffset: false, bias: false },
-    tieEmbeddings: cfg.bool('tie_word_embeddings', false),
-    postNorms: false,
-    embeddingScale: 1,
-    residualScale: 1,
-    logitScale: 1,
-    logitSoftcap: null,
+    tie: cfg.bool('tie_word_embeddings', false),
     maxContext,
-    layers,
-  };
+  });
   const weightMap = Object.fromEntries(
     expectedTensors(model).map((t) => [t.name, deepseekWeightName(t.name)]),
   );

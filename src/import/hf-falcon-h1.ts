@@ -14,25 +14,17 @@
  *   lm_head_multiplier        logits                → logit_scale
  */
 import {
-  MODEL_IR_VERSION,
-  type AttentionSpec,
   type LayerSpec,
   type Mamba2ProjScales,
   type Mamba2Spec,
   type MlpSpec,
-  type ModelIR,
   type ParallelSpec,
 } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
+import { attentionSpec, readKvHeads } from './hf-attention.ts';
+import { modelIR } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import {
-  mapWeights,
-  readDtLimit,
-  readKvHeads,
-  requireSilu,
-  rms,
-  type FamilyImport,
-} from './hf-ssm.ts';
+import { mapWeights, readDtLimit, requireSilu, rms, type FamilyImport } from './hf-ssm.ts';
 
 /** A positive multiplier (HF default 1 when absent or null). */
 function multiplier(cfg: ConfigReader, key: string): number {
@@ -121,22 +113,10 @@ export function importFalconH1(cfg: ConfigReader, name: string): FamilyImport {
     family: 'falcon_h1',
   });
   const attnBias = cfg.bool('attention_bias', false);
-  const attn: AttentionSpec = {
-    kind: 'attention',
-    heads,
-    kvHeads,
-    headDim,
-    rope,
-    qkNorm: false,
-    qkvBias: attnBias,
-    outBias: attnBias,
-    causal: true,
-    window: null,
+  const attn = attentionSpec(heads, kvHeads, headDim, rope, {
+    bias: attnBias,
     scale: headDim ** -0.5 * multiplier(cfg, 'key_multiplier'),
-    softcap: null,
-    sinks: false,
-    outputGate: false,
-  };
+  });
   const mixer: ParallelSpec = {
     kind: 'parallel',
     attn,
@@ -168,21 +148,21 @@ export function importFalconH1(cfg: ConfigReader, name: string): FamilyImport {
     ffnName: 'mlp',
     ffn,
   }));
-  const model: ModelIR = {
-    version: MODEL_IR_VERSION,
+  const model = modelIR(
     name,
-    vocab: cfg.positiveInt('vocab_size', 128000),
-    dim,
-    norm,
-    tieEmbeddings: cfg.bool('tie_word_embeddings', false),
-    embeddingScale: multiplier(cfg, 'embedding_multiplier'),
-    logitSoftcap: null,
-    postNorms: false,
-    residualScale: 1,
-    logitScale: multiplier(cfg, 'lm_head_multiplier'),
-    maxContext,
     layers,
-  };
+    norm,
+    {
+      vocab: cfg.positiveInt('vocab_size', 128000),
+      dim,
+      tie: cfg.bool('tie_word_embeddings', false),
+      maxContext,
+    },
+    {
+      embeddingScale: multiplier(cfg, 'embedding_multiplier'),
+      logitScale: multiplier(cfg, 'lm_head_multiplier'),
+    },
+  );
   return {
     model,
     ...mapWeights(model, [

@@ -8,7 +8,7 @@ import { basename, join, resolve } from 'node:path';
 import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { checkTensors } from './check.ts';
-import { convertSlab } from './convert.ts';
+import { finishSlice } from './convert.ts';
 import { importHfConfig } from './hf.ts';
 import { parsePythonJson } from './json.ts';
 import { LM_HEAD, expectedTensors, type TensorSpec } from './names.ts';
@@ -39,10 +39,7 @@ export async function readHfConfig(dir: string): Promise<unknown> {
 export async function importHfFolder(dir: string): Promise<HfFolder> {
   const name = basename(resolve(dir));
   const config = await readHfConfig(dir);
-  const { model, weightMap, storedShapes, storedSlices, conversions } = importHfConfig(
-    config as object,
-    name,
-  );
+  const { model, weightMap, storedShapes, storedSlices } = importHfConfig(config as object, name);
   const tensors = expectedTensors(model);
   const source = await openSafetensors(dir);
   try {
@@ -73,18 +70,11 @@ export async function importHfFolder(dir: string): Promise<HfFolder> {
       }
       const stored = weightMap[canonical];
       // A canonical tensor that the checkpoint fuses with others is a slice of the stored one.
-      if (Object.hasOwn(storedSlices, canonical))
-        return source.readTensorSliceF32(stored, storedSlices[canonical]);
-      const conversion = conversions[canonical];
-      if (!conversion) return source.readTensorF32(stored);
-      const shape = storedShapes[canonical];
-      const slab = {
-        start: shape.map((_, d) => (d === 0 ? conversion.index : 0)),
-        size: [1, ...shape.slice(1)],
-      };
+      if (!Object.hasOwn(storedSlices, canonical)) return source.readTensorF32(stored);
+      const slice = storedSlices[canonical];
       return source
-        .readTensorSliceF32(stored, slab)
-        .then((values) => convertSlab(values, shape, conversion));
+        .readTensorSliceF32(stored, slice)
+        .then((box) => finishSlice(stored, box, slice));
     },
     close: () => source.close(),
   };

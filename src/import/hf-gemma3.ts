@@ -6,15 +6,11 @@
  * layers (layer_types, or every layer but each sliding_window_pattern-th) with their own RoPE
  * base; optional attention and final logit softcaps. Defaults are Gemma3TextConfig's.
  */
-import {
-  MODEL_IR_VERSION,
-  type AttentionSpec,
-  type LayerSpec,
-  type ModelIR,
-  type RopeSpec,
-} from '../spec/model.ts';
+import type { LayerSpec, ModelIR, RopeSpec } from '../spec/model.ts';
 import { ConfigReader, isConfigObject, show } from './config-reader.ts';
-import { positiveWindow, readActivation, readHeadDim, readKvHeads } from './hf-decoder.ts';
+import { positiveWindow, readActivation } from './hf-decoder.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import type { FamilyImport } from './hf-ssm.ts';
 import { expectedTensors } from './names.ts';
@@ -140,23 +136,14 @@ export function importGemma3Text(cfg: ConfigReader, name: string): FamilyImport 
   cfg.ignore('cache_implementation');
 
   const layers: LayerSpec[] = types.map((type, index) => {
-    const mixer: AttentionSpec = {
-      kind: 'attention',
-      heads,
-      kvHeads,
-      headDim,
-      rope: ropes[type],
+    const mixer = attentionSpec(heads, kvHeads, headDim, ropes[type], {
       qkNorm: true,
-      qkvBias: bias,
-      outBias: bias,
-      causal: true,
+      bias,
       window: type === 'sliding_attention' ? window : null,
       // HF: scaling = query_pre_attn_scalar ** -0.5 (not head_dim's).
       scale: scalar ** -0.5,
       softcap,
-      sinks: false,
-      outputGate: false,
-    };
+    });
     return {
       index,
       mixerName: type,
@@ -165,23 +152,20 @@ export function importGemma3Text(cfg: ConfigReader, name: string): FamilyImport 
       ffn: { kind: 'mlp', hidden, act, gated: true, bias: false },
     };
   });
-  const model: ModelIR = {
-    version: MODEL_IR_VERSION,
+  const tie = cfg.bool('tie_word_embeddings', true);
+  const model = modelIR(
     name,
-    vocab,
-    dim,
-    norm: { kind: 'rms', eps, unitOffset: true, bias: false },
-    postNorms: true,
-    residualScale: 1,
-    logitScale: 1,
-    tieEmbeddings: cfg.bool('tie_word_embeddings', true),
-    // HF keeps sqrt(hidden_size) as a float32 tensor cast to the weights' dtype; strata runs in
-    // f32, so the f32 rounding is the one that matches (a bf16 run rounds it to bf16 instead).
-    embeddingScale: Math.fround(Math.sqrt(dim)),
-    logitSoftcap,
-    maxContext,
     layers,
-  };
+    rmsNorm(eps, true),
+    { vocab, dim, tie, maxContext },
+    {
+      postNorms: true,
+      // HF keeps sqrt(hidden_size) as a float32 tensor cast to the weights' dtype; strata runs
+      // in f32, so the f32 rounding is the one that matches (a bf16 run rounds it to bf16).
+      embeddingScale: Math.fround(Math.sqrt(dim)),
+      logitSoftcap,
+    },
+  );
   return { model, weightMap: gemma3WeightMap(model), storedShapes: {} };
 }
 

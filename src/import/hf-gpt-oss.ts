@@ -9,32 +9,22 @@
  * The checkpoint fuses each layer's experts: gate_up_proj [E, dim, 2·hidden] with gate and up
  * interleaved on the last axis (gate at even columns), gate_up_proj_bias [E, 2·hidden],
  * down_proj [E, hidden, dim] and down_proj_bias [E, dim], all stored input-major. The importer
- * maps strata's canonical per-expert tensors onto those by conversions (src/import/convert.ts)
- * applied when a tensor is read, so compilation only sees canonical [out, in] tensors.
+ * maps strata's canonical per-expert tensors onto slices of those (src/import/convert.ts: one
+ * expert's box, its gate or up columns, transposed) applied when a tensor is read, so
+ * compilation only sees canonical [out, in] tensors.
  *
  * Class defaults of GptOssConfig are those of the 120b model (36 layers, 128 experts), not the
  * 20b's; the keys that shape the network are therefore required, never defaulted.
  */
-import {
-  MODEL_IR_VERSION,
-  type AttentionSpec,
-  type LayerSpec,
-  type MlpSpec,
-  type ModelIR,
-  type MoeSpec,
-} from '../spec/model.ts';
+import { type LayerSpec, type MlpSpec, type ModelIR, type MoeSpec } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
-import type { TensorConversion } from './convert.ts';
+import type { StoredSlice } from './convert.ts';
+import type { FamilyImport } from './hf-ssm.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { expectedTensors } from './names.ts';
-
-export interface GptOssImport {
-  model: ModelIR;
-  weightMap: Record<string, string>;
-  storedShapes: Record<string, number[]>;
-  conversions: Record<string, TensorConversion>;
-}
 
 const LAYER_TYPES = new Set(['sliding_attention', 'full_attention']);
 
@@ -84,19 +74,8 @@ function readModel(cfg: ConfigReader, name: string): ModelIR {
   const hidden = cfg.positiveInt('intermediate_size');
   const nLayers = cfg.positiveInt('num_hidden_layers');
   const heads = cfg.positiveInt('num_attention_heads');
-  // HF: a null num_key_value_heads means as many as the query heads.
-  const kvHeads =
-    cfg.raw('num_key_value_heads') === null ? heads : cfg.positiveInt('num_key_value_heads');
-  if (heads % kvHeads !== 0)
-    cfg.fail('num_key_value_heads', `${kvHeads} does not divide num_attention_heads ${heads}`);
-  let headDim: number;
-  if (cfg.has('head_dim')) headDim = cfg.positiveInt('head_dim');
-  else {
-    cfg.ignore('head_dim');
-    if (dim % heads !== 0)
-      cfg.fail('hidden_size', `${dim} is not a multiple of num_attention_heads ${heads}`);
-    headDim = dim / heads;
-  }
+  const kvHeads = readKvHeads(cfg, heads, 'required');
+  const headDim = readHeadDim(cfg, dim, heads, null);
   // The experts' activation is the clamped SwiGLU whatever hidden_act says; accept only silu so
   // that a config meaning something else is not silently run as gpt-oss.
   const act = cfg.str('hidden_act', 'silu');
@@ -147,39 +126,19 @@ function readModel(cfg: ConfigReader, name: string): ModelIR {
   );
 
   const layers: LayerSpec[] = types.map((type, index) => {
-    const mixer: AttentionSpec = {
-      kind: 'attention',
-      heads,
-      kvHeads,
-      headDim,
-      rope,
-      qkNorm: false,
-      qkvBias: bias,
-      outBias: bias,
-      causal: true,
+    const mixer = attentionSpec(heads, kvHeads, headDim, rope, {
+      bias,
       window: type === 'sliding_attention' ? window : null,
-      scale: headDim ** -0.5,
-      softcap: null,
       sinks: true,
-      outputGate: false,
-    };
+    });
     return { index, mixerName: type, mixer, ffnName: 'moe', ffn: structuredClone(moe) };
   });
-  return {
-    version: MODEL_IR_VERSION,
-    name,
+  return modelIR(name, layers, rmsNorm(eps), {
     vocab,
     dim,
-    norm: { kind: 'rms', eps, unitOffset: false, bias: false },
-    tieEmbeddings: cfg.bool('tie_word_embeddings', false),
-    embeddingScale: 1,
-    logitSoftcap: null,
-    postNorms: false,
-    residualScale: 1,
-    logitScale: 1,
+    tie: cfg.bool('tie_word_embeddings', false),
     maxContext,
-    layers,
-  };
+  });
 }
 
 const EXPERT_TENSOR =
@@ -194,33 +153,36 @@ function expertSource(
   proj: 'gate' | 'up' | 'down',
   kind: 'weight' | 'bias',
   f: MoeSpec,
-): { name: string; shape: number[]; conversion: TensorConversion } {
+): { name: string; shape: number[]; slice: StoredSlice } {
   const E = f.experts;
   const H = f.expert.hidden;
   const D = model.dim;
   const fused = proj === 'down' ? 'down_proj' : 'gate_up_proj';
   // Gate at even columns of the fused last axis, up at odd ones; down keeps all.
   const columns =
-    proj === 'down' ? { offset: 0, stride: 1 } : { offset: proj === 'gate' ? 0 : 1, stride: 2 };
+    proj === 'down' ? {} : { columns: { offset: proj === 'gate' ? 0 : 1, stride: 2 } };
   const cols = proj === 'down' ? D : 2 * H;
-  return kind === 'weight'
-    ? {
-        name: `${prefix}.experts.${fused}`,
-        shape: proj === 'down' ? [E, H, D] : [E, D, cols],
-        conversion: { index: e, columns, transpose: true },
-      }
-    : {
-        name: `${prefix}.experts.${fused}_bias`,
-        shape: [E, cols],
-        conversion: { index: e, columns, transpose: false },
-      };
+  if (kind === 'bias') {
+    const shape = [E, cols];
+    return {
+      name: `${prefix}.experts.${fused}_bias`,
+      shape,
+      slice: { start: [e, 0], size: [1, cols], ...columns },
+    };
+  }
+  const shape = proj === 'down' ? [E, H, D] : [E, D, cols];
+  return {
+    name: `${prefix}.experts.${fused}`,
+    shape,
+    slice: { start: [e, 0, 0], size: [1, shape[1], shape[2]], ...columns, transpose: true },
+  };
 }
 
-export function importGptOss(cfg: ConfigReader, name: string): GptOssImport {
+export function importGptOss(cfg: ConfigReader, name: string): FamilyImport {
   const model = readModel(cfg, name);
   const weightMap: Record<string, string> = {};
   const storedShapes: Record<string, number[]> = {};
-  const conversions: Record<string, TensorConversion> = {};
+  const storedSlices: Record<string, StoredSlice> = {};
   for (const t of expectedTensors(model)) {
     const ex = EXPERT_TENSOR.exec(t.name);
     const router = ROUTER_TENSOR.exec(t.name);
@@ -231,12 +193,12 @@ export function importGptOss(cfg: ConfigReader, name: string): GptOssImport {
       const src = expertSource(model, ex[1], Number(ex[2]), proj, ex[4] as 'weight' | 'bias', f);
       weightMap[t.name] = src.name;
       storedShapes[t.name] = src.shape;
-      conversions[t.name] = src.conversion;
+      storedSlices[t.name] = src.slice;
     } else if (router) {
       weightMap[t.name] = `${router[1]}.router.${router[2]}`;
     } else {
       weightMap[t.name] = t.name;
     }
   }
-  return { model, weightMap, storedShapes, conversions };
+  return { model, weightMap, storedShapes, storedSlices };
 }

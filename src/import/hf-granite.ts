@@ -12,24 +12,17 @@
  * shared_mlp.input_linear [2·shared, dim] the shared MLP's gate then up rows. The import maps
  * each canonical per-expert tensor to a slice of those (storedSlices).
  */
-import {
-  MODEL_IR_VERSION,
-  type LayerSpec,
-  type MlpSpec,
-  type ModelIR,
-  type FfnSpec,
-  type RopeSpec,
-} from '../spec/model.ts';
-import { expertRows, type TensorSlice } from '../../runtime/tensor-slice.ts';
+import { type LayerSpec, type MlpSpec, type FfnSpec, type RopeSpec } from '../spec/model.ts';
+import { expertRows } from '../../runtime/tensor-slice.ts';
+import type { StoredSlice } from './convert.ts';
 import { show, type ConfigReader } from './config-reader.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
+import { modelIR } from './hf-model.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
 import {
-  attentionSpec,
-  headDimOf,
   mapWeights,
-  readKvHeads,
-  readMamba2,
+  readBambaMamba2,
   requireSilu,
   rms,
   SSM_INIT_KEYS,
@@ -86,7 +79,7 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
 
   const heads = cfg.positiveInt('num_attention_heads', 32);
   const kvHeads = readKvHeads(cfg, heads, heads);
-  const headDim = headDimOf(cfg, dim, heads);
+  const headDim = readHeadDim(cfg, dim, heads, null);
   const pos = cfg.raw('position_embedding_type');
   // The model builds its rotary embedding only for "rope"; None and "nope" mean none.
   if (pos !== undefined && pos !== null && pos !== 'rope' && pos !== 'nope') {
@@ -105,32 +98,13 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
     cfg.ignore(...ROPE_KEYS);
   }
   const bias = cfg.bool('attention_bias', false);
-  const attn = {
-    ...attentionSpec(heads, kvHeads, headDim, rope, false),
-    qkvBias: bias,
-    outBias: bias,
+  const attn = attentionSpec(heads, kvHeads, headDim, rope, {
+    bias,
     // Granite's attention_multiplier replaces head_dim^-0.5 as the softmax scale.
     scale: multiplier(cfg, 'attention_multiplier'),
-  };
+  });
 
-  const mamba = readMamba2(
-    cfg,
-    dim,
-    {
-      heads: 'mamba_n_heads',
-      headDim: 'mamba_d_head',
-      dState: 'mamba_d_state',
-      groups: 'mamba_n_groups',
-      dConv: 'mamba_d_conv',
-      expand: 'mamba_expand',
-      chunk: 'mamba_chunk_size',
-      convBias: 'mamba_conv_bias',
-      projBias: 'mamba_proj_bias',
-    },
-    { heads: 128, headDim: 'auto', dState: 256, groups: 1, chunk: 256 },
-    // Bamba's gated RMSNorm (eps rms_norm_eps) normalises the whole inner width.
-    { eps: norm.eps, perGroup: false },
-  );
+  const mamba = readBambaMamba2(cfg, dim, norm.eps);
   cfg.ignore(...SSM_INIT_KEYS);
 
   const experts = cfg.int('num_local_experts', 8);
@@ -161,26 +135,27 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
     ffnName: ffn.kind === 'moe' ? 'moe' : 'mlp',
     ffn: structuredClone(ffn),
   }));
-  const model: ModelIR = {
-    version: MODEL_IR_VERSION,
+  const model = modelIR(
     name,
-    vocab: cfg.positiveInt('vocab_size', 32000),
-    dim,
-    norm,
-    tieEmbeddings: cfg.bool('tie_word_embeddings', false),
-    embeddingScale: multiplier(cfg, 'embedding_multiplier'),
-    postNorms: false,
-    residualScale: multiplier(cfg, 'residual_multiplier'),
-    logitScale: 1 / multiplier(cfg, 'logits_scaling'),
-    logitSoftcap: null,
-    maxContext,
     layers,
-  };
+    norm,
+    {
+      vocab: cfg.positiveInt('vocab_size', 32000),
+      dim,
+      tie: cfg.bool('tie_word_embeddings', false),
+      maxContext,
+    },
+    {
+      embeddingScale: multiplier(cfg, 'embedding_multiplier'),
+      residualScale: multiplier(cfg, 'residual_multiplier'),
+      logitScale: 1 / multiplier(cfg, 'logits_scaling'),
+    },
+  );
   const mapped = mapWeights(model, [
     [/^model\.layers\.(\d+)\.mixer\./, 'model.layers.$1.mamba.'],
     [/^model\.layers\.(\d+)\.mlp\.gate\./, 'model.layers.$1.block_sparse_moe.router.layer.'],
   ]);
-  const storedSlices: Record<string, TensorSlice> = {};
+  const storedSlices: Record<string, StoredSlice> = {};
   const fused = { ...mapped, storedSlices };
   for (const layer of layers) mapFusedFfn(fused, layer.index, dim, layer.ffn!);
   return { model, ...fused };
@@ -188,12 +163,12 @@ function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
 
 /** Points the layer's canonical expert and shared-MLP tensors at slices of the fused ones. */
 function mapFusedFfn(
-  m: Omit<FamilyImport, 'model'> & { storedSlices: Record<string, TensorSlice> },
+  m: Omit<FamilyImport, 'model'> & { storedSlices: Record<string, StoredSlice> },
   i: number,
   dim: number,
   f: FfnSpec,
 ): void {
-  const slice = (canonical: string, stored: string, shape: number[], s: TensorSlice) => {
+  const slice = (canonical: string, stored: string, shape: number[], s: StoredSlice) => {
     m.weightMap[canonical] = stored;
     m.storedShapes[canonical] = shape;
     m.storedSlices[canonical] = s;

@@ -7,17 +7,12 @@
  * qk-norm included, is zero-centred (scales by 1 + w); the DeltaNet's output norm is a plain
  * one inside the mixer. Defaults are those of the transformers config class.
  */
-import {
-  MODEL_IR_VERSION,
-  type AttentionSpec,
-  type GatedDeltaNetSpec,
-  type LayerSpec,
-  type MlpSpec,
-  type ModelIR,
-} from '../spec/model.ts';
+import { type GatedDeltaNetSpec, type LayerSpec, type MlpSpec } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
 import { qwen3MoeFfns, type LayerFfn } from './hf-moe.ts';
+import { attentionSpec, readKvHeads } from './hf-attention.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import type { FamilyImport } from './hf-ssm.ts';
 import { expectedTensors } from './names.ts';
@@ -46,11 +41,7 @@ export function importQwen3Next(cfg: ConfigReader, name: string): FamilyImport {
   const dim = cfg.positiveInt('hidden_size', 2048);
   const n = cfg.positiveInt('num_hidden_layers', 48);
   const heads = cfg.positiveInt('num_attention_heads', 16);
-  const kvRaw = cfg.raw('num_key_value_heads');
-  const kvHeads = kvRaw === null ? heads : cfg.positiveInt('num_key_value_heads', 2);
-  if (heads % kvHeads !== 0) {
-    cfg.fail('num_key_value_heads', `${kvHeads} does not divide num_attention_heads ${heads}`);
-  }
+  const kvHeads = readKvHeads(cfg, heads, 2);
   const headDim = cfg.positiveInt('head_dim', 256);
   const act = readActivation(cfg, 'hidden_act', 'silu');
   // The DeltaNet's conv and output gate use hidden_act too; its kernels implement SiLU.
@@ -71,22 +62,11 @@ export function importQwen3Next(cfg: ConfigReader, name: string): FamilyImport {
     family: 'qwen3_next',
     defaultPartial: 0.25,
   });
-  const attention: AttentionSpec = {
-    kind: 'attention',
-    heads,
-    kvHeads,
-    headDim,
-    rope,
+  const attention = attentionSpec(heads, kvHeads, headDim, rope, {
     qkNorm: true,
-    qkvBias: bias,
-    outBias: bias,
-    causal: true,
-    window: null,
-    scale: headDim ** -0.5,
-    softcap: null,
+    bias,
     outputGate: true,
-    sinks: false,
-  };
+  });
   const deltanet: GatedDeltaNetSpec = {
     kind: 'gated_deltanet',
     keyHeads: cfg.positiveInt('linear_num_key_heads', 16),
@@ -118,21 +98,12 @@ export function importQwen3Next(cfg: ConfigReader, name: string): FamilyImport {
     ffnName: ffns[index].name,
     ffn: ffns[index].spec,
   }));
-  const model: ModelIR = {
-    version: MODEL_IR_VERSION,
-    name,
+  const model = modelIR(name, layers, rmsNorm(eps, true), {
     vocab: cfg.positiveInt('vocab_size', 151936),
     dim,
-    norm: { kind: 'rms', eps, unitOffset: true, bias: false },
-    tieEmbeddings: cfg.bool('tie_word_embeddings', false),
-    embeddingScale: 1,
-    postNorms: false,
-    residualScale: 1,
-    logitScale: 1,
-    logitSoftcap: null,
+    tie: cfg.bool('tie_word_embeddings', false),
     maxContext,
-    layers,
-  };
+  });
   const weightMap: Record<string, string> = {};
   const storedShapes: Record<string, number[]> = {};
   for (const t of expectedTensors(model)) {

@@ -8,8 +8,6 @@
  * `mamba.`, LFM2 under `conv.` with its own norm names).
  */
 import {
-  MODEL_IR_VERSION,
-  type AttentionSpec,
   type LayerSpec,
   type Mamba1Spec,
   type Mamba2Spec,
@@ -17,11 +15,11 @@ import {
   type ModelIR,
   type MoeSpec,
   type NormSpec,
-  type RopeSpec,
 } from '../spec/model.ts';
-import type { TensorConversion } from './convert.ts';
-import type { TensorSlice } from '../../runtime/tensor-slice.ts';
+import type { StoredSlice } from './convert.ts';
 import { show, type ConfigReader } from './config-reader.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
+import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { readActivation } from './hf-decoder.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
@@ -33,10 +31,8 @@ export interface FamilyImport {
   weightMap: Record<string, string>;
   /** Canonical name → the checkpoint's shape where it differs (conv weights [C, 1, K]). */
   storedShapes: Record<string, number[]>;
-  /** How to read tensors the checkpoint stores in another layout (see HfImport.conversions). */
-  conversions?: Record<string, TensorConversion>;
-  /** Canonical tensors that are boxes of a fused stored tensor (see HfImport.storedSlices). */
-  storedSlices?: Record<string, TensorSlice>;
+  /** Canonical tensors that are parts of a fused stored tensor (see HfImport.storedSlices). */
+  storedSlices?: Record<string, StoredSlice>;
 }
 
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;
@@ -59,7 +55,7 @@ export function mapWeights(model: ModelIR, rules: readonly Rule[]): Omit<FamilyI
 export function rms(cfg: ConfigReader, key: string, fallback: number): NormSpec {
   const eps = cfg.num(key, fallback);
   if (!(eps > 0)) cfg.fail(key, `must be positive, got ${eps}`);
-  return { kind: 'rms', eps, unitOffset: false, bias: false };
+  return rmsNorm(eps);
 }
 
 /** Mamba's conv and gate activation: the kernels implement SiLU only. */
@@ -86,34 +82,6 @@ export function readDtLimit(
   if (!ok) cfg.fail(key, `must be [min, max] with 0 <= min <= max, got ${show(raw)}`);
   const [lo, hi] = raw as number[];
   return { dtMin: lo, dtMax: Number.isFinite(hi) ? hi : null };
-}
-
-export function base(
-  name: string,
-  layers: LayerSpec[],
-  norm: NormSpec,
-  o: {
-    vocab: number;
-    dim: number;
-    tie: boolean;
-    maxContext: number;
-  },
-): ModelIR {
-  return {
-    version: MODEL_IR_VERSION,
-    name,
-    vocab: o.vocab,
-    dim: o.dim,
-    norm,
-    postNorms: false,
-    tieEmbeddings: o.tie,
-    embeddingScale: 1,
-    residualScale: 1,
-    logitScale: 1,
-    logitSoftcap: null,
-    maxContext: o.maxContext,
-    layers,
-  };
 }
 
 /** Keys that only seed the training-time initialisation of the SSM parameters. */
@@ -175,7 +143,7 @@ function importMamba(cfg: ConfigReader, name: string): FamilyImport {
     ffnName: null,
     ffn: null,
   }));
-  const model = base(name, layers, rms(cfg, 'layer_norm_epsilon', 1e-5), {
+  const model = modelIR(name, layers, rms(cfg, 'layer_norm_epsilon', 1e-5), {
     vocab: cfg.positiveInt('vocab_size', 50280),
     dim,
     tie: cfg.bool('tie_word_embeddings', true),
@@ -291,56 +259,13 @@ function importMamba2(cfg: ConfigReader, name: string): FamilyImport {
     ffnName: null,
     ffn: null,
   }));
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 32768),
     dim,
     tie: cfg.bool('tie_word_embeddings', false),
     maxContext: SSM_MAX_CONTEXT,
   });
   return { model, ...mapWeights(model, BACKBONE_RULES) };
-}
-
-export function readKvHeads(cfg: ConfigReader, heads: number, fallback: number): number {
-  const raw = cfg.raw('num_key_value_heads');
-  const kv = raw === null ? heads : cfg.positiveInt('num_key_value_heads', fallback);
-  if (heads % kv !== 0) {
-    cfg.fail('num_key_value_heads', `${kv} does not divide num_attention_heads ${heads}`);
-  }
-  return kv;
-}
-
-export function attentionSpec(
-  heads: number,
-  kvHeads: number,
-  headDim: number,
-  rope: RopeSpec | null,
-  qkNorm: boolean,
-): AttentionSpec {
-  return {
-    kind: 'attention',
-    heads,
-    kvHeads,
-    headDim,
-    rope,
-    qkNorm,
-    qkvBias: false,
-    outBias: false,
-    causal: true,
-    window: null,
-    scale: headDim ** -0.5,
-    softcap: null,
-    sinks: false,
-    outputGate: false,
-  };
-}
-
-export function headDimOf(cfg: ConfigReader, dim: number, heads: number): number {
-  if (cfg.has('head_dim')) return cfg.positiveInt('head_dim');
-  cfg.ignore('head_dim');
-  if (dim % heads !== 0) {
-    cfg.fail('hidden_size', `${dim} is not a multiple of num_attention_heads ${heads}`);
-  }
-  return dim / heads;
 }
 
 /** Indices into `n` layers: each an integer in range, none repeated. */
@@ -356,35 +281,12 @@ function readIndexList(cfg: ConfigReader, key: string, n: number): number[] | nu
 }
 
 /**
- * BambaConfig (HF `bamba`): Mamba-2 layers with attention at attn_layer_indices, a SwiGLU FFN
- * in every layer. The config class hard-codes partial_rotary_factor 0.5 and no attention/MLP
- * biases whatever the keys say.
+ * Bamba's Mamba-2 mixer: its mamba_* keys and BambaConfig's defaults, which
+ * GraniteMoeHybridConfig shares; BambaRMSNormGated (eps rms_norm_eps) normalises the whole inner
+ * width.
  */
-function importBamba(cfg: ConfigReader, name: string): FamilyImport {
-  const dim = cfg.positiveInt('hidden_size', 4096);
-  const n = cfg.positiveInt('num_hidden_layers', 32);
-  const heads = cfg.positiveInt('num_attention_heads', 32);
-  const kvHeads = readKvHeads(cfg, heads, 8);
-  const headDim = headDimOf(cfg, dim, heads);
-  const act = readActivation(cfg, 'hidden_act', 'silu');
-  if (act !== 'silu') cfg.fail('hidden_act', 'must be silu (it is also the mamba conv activation)');
-  const norm = rms(cfg, 'rms_norm_eps', 1e-5);
-  const maxContext = cfg.positiveInt('max_position_embeddings', 262144);
-  const rope = readRope(cfg, {
-    headDim,
-    maxPositions: maxContext,
-    defaultTheta: 10000,
-    family: 'bamba',
-  });
-  const half = Math.floor(headDim * 0.5);
-  if (rope.rotaryDim !== headDim && rope.rotaryDim !== half) {
-    cfg.fail('partial_rotary_factor', 'must be 0.5: BambaConfig hard-codes it');
-  }
-  const attn = attentionSpec(heads, kvHeads, headDim, { ...rope, rotaryDim: half }, false);
-  // BambaConfig sets attention_bias and mlp_bias to False whatever the config says.
-  cfg.ignore('attention_bias', 'mlp_bias', 'z_loss_coefficient', 'num_logits_to_keep');
-  cfg.ignore('time_step_min', 'time_step_max', 'time_step_floor');
-  const mamba = readMamba2(
+export function readBambaMamba2(cfg: ConfigReader, dim: number, eps: number): Mamba2Spec {
+  return readMamba2(
     cfg,
     dim,
     {
@@ -399,9 +301,40 @@ function importBamba(cfg: ConfigReader, name: string): FamilyImport {
       projBias: 'mamba_proj_bias',
     },
     { heads: 128, headDim: 'auto', dState: 256, groups: 1, chunk: 256 },
-    // BambaRMSNormGated normalises the whole inner width.
-    { eps: norm.eps, perGroup: false },
+    { eps, perGroup: false },
   );
+}
+
+/**
+ * BambaConfig (HF `bamba`): Mamba-2 layers with attention at attn_layer_indices, a SwiGLU FFN
+ * in every layer. The config class hard-codes partial_rotary_factor 0.5 and no attention/MLP
+ * biases whatever the keys say.
+ */
+function importBamba(cfg: ConfigReader, name: string): FamilyImport {
+  const dim = cfg.positiveInt('hidden_size', 4096);
+  const n = cfg.positiveInt('num_hidden_layers', 32);
+  const heads = cfg.positiveInt('num_attention_heads', 32);
+  const kvHeads = readKvHeads(cfg, heads, 8);
+  const headDim = readHeadDim(cfg, dim, heads, null);
+  const act = readActivation(cfg, 'hidden_act', 'silu');
+  if (act !== 'silu') cfg.fail('hidden_act', 'must be silu (it is also the mamba conv activation)');
+  const norm = rms(cfg, 'rms_norm_eps', 1e-5);
+  const maxContext = cfg.positiveInt('max_position_embeddings', 262144);
+  const rope = readRope(cfg, {
+    headDim,
+    maxPositions: maxContext,
+    defaultTheta: 10000,
+    family: 'bamba',
+  });
+  const half = Math.floor(headDim * 0.5);
+  if (rope.rotaryDim !== headDim && rope.rotaryDim !== half) {
+    cfg.fail('partial_rotary_factor', 'must be 0.5: BambaConfig hard-codes it');
+  }
+  const attn = attentionSpec(heads, kvHeads, headDim, { ...rope, rotaryDim: half });
+  // BambaConfig sets attention_bias and mlp_bias to False whatever the config says.
+  cfg.ignore('attention_bias', 'mlp_bias', 'z_loss_coefficient', 'num_logits_to_keep');
+  cfg.ignore('time_step_min', 'time_step_max', 'time_step_floor');
+  const mamba = readBambaMamba2(cfg, dim, norm.eps);
   const ffn: MlpSpec = {
     kind: 'mlp',
     hidden: cfg.positiveInt('intermediate_size', 14336),
@@ -420,7 +353,7 @@ function importBamba(cfg: ConfigReader, name: string): FamilyImport {
       ffn,
     };
   });
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 128000),
     dim,
     tie: cfg.bool('tie_word_embeddings', false),
@@ -475,7 +408,7 @@ function importJamba(cfg: ConfigReader, name: string): FamilyImport {
     cfg.fail('sliding_window', 'is set; not supported');
   }
   cfg.ignore('sliding_window');
-  const attn = attentionSpec(heads, kvHeads, headDim, null, false);
+  const attn = attentionSpec(heads, kvHeads, headDim, null);
 
   const expand = cfg.positiveInt('mamba_expand', 2);
   const rankRaw = cfg.raw('mamba_dt_rank');
@@ -552,7 +485,7 @@ function importJamba(cfg: ConfigReader, name: string): FamilyImport {
       ffn: sparse ? structuredClone(moe) : { ...dense },
     };
   });
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 65536),
     dim,
     tie: cfg.bool('tie_word_embeddings', false),
@@ -589,7 +522,7 @@ function importLfm2(cfg: ConfigReader, name: string): FamilyImport {
   const n = cfg.positiveInt('num_hidden_layers', 32);
   const heads = cfg.positiveInt('num_attention_heads', 32);
   const kvHeads = readKvHeads(cfg, heads, 8);
-  const headDim = headDimOf(cfg, dim, heads);
+  const headDim = readHeadDim(cfg, dim, heads, null);
   const norm = rms(cfg, 'norm_eps', 1e-5);
   const values: Record<string, number> = {
     hidden_size: dim,
@@ -657,7 +590,7 @@ function importLfm2(cfg: ConfigReader, name: string): FamilyImport {
     lCache: cfg.positiveInt('conv_L_cache', 3),
     bias: cfg.bool('conv_bias', false),
   };
-  const attn = attentionSpec(heads, kvHeads, headDim, rope, true);
+  const attn = attentionSpec(heads, kvHeads, headDim, rope, { qkNorm: true });
   const layers = types.map((t, index): LayerSpec => ({
     index,
     mixerName: t === 'conv' ? 'conv' : 'attention',
@@ -669,7 +602,7 @@ function importLfm2(cfg: ConfigReader, name: string): FamilyImport {
     ? cfg.bool('tie_embedding')
     : cfg.bool('tie_word_embeddings', true);
   if (cfg.has('tie_embedding')) cfg.ignore('tie_word_embeddings');
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 65536),
     dim,
     tie,
@@ -754,7 +687,7 @@ function importNemotronH(cfg: ConfigReader, name: string): FamilyImport {
   if (cfg.bool('attention_bias', false)) cfg.fail('attention_bias', 'is true; not supported');
   if (cfg.has('sliding_window')) cfg.fail('sliding_window', 'is set; not supported');
   cfg.ignore('sliding_window');
-  const attn = attentionSpec(heads, kvHeads, headDim, null, false);
+  const attn = attentionSpec(heads, kvHeads, headDim, null);
 
   requireSilu(cfg, 'mamba_hidden_act');
   const projBias = cfg.bool('use_bias', false);
@@ -885,7 +818,7 @@ function importNemotronH(cfg: ConfigReader, name: string): FamilyImport {
         return { index, mixerName: 'no_mixer', mixer: null, ffnName: 'moe', ffn: moe };
     }
   });
-  const model = base(name, layers, norm, {
+  const model = modelIR(name, layers, norm, {
     vocab: cfg.positiveInt('vocab_size', 131072),
     dim,
     tie: cfg.bool('tie_word_embeddings', false),

@@ -8,8 +8,10 @@
 import type { LayerSpec, MlpSpec, ModelIR, SharedBlockSpec } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
+import { attentionSpec, readKvHeads } from './hf-attention.ts';
+import { modelIR } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import { base, readKvHeads, readMamba2, rms, type FamilyImport } from './hf-ssm.ts';
+import { readMamba2, rms, type FamilyImport } from './hf-ssm.ts';
 import {
   EMBED,
   FINAL_NORM,
@@ -126,23 +128,10 @@ function importZamba2(cfg: ConfigReader, name: string): FamilyImport {
   const sharedBlocks: SharedBlockSpec[] = Array.from({ length: blockCount }, (_, k) => ({
     kind: 'shared',
     name: `shared${k}`,
-    attention: {
-      kind: 'attention',
-      heads,
-      kvHeads,
-      headDim,
-      rope,
-      qkNorm: false,
-      qkvBias: false,
-      outBias: false,
-      causal: true,
-      window: null,
+    attention: attentionSpec(heads, kvHeads, headDim, rope, {
       // Zamba2Attention scales by (head_dim / 2)^-0.5: head_dim counts both halves of [x, e].
       scale: (headDim / 2) ** -0.5,
-      softcap: null,
-      sinks: false,
-      outputGate: false,
-    },
+    }),
     ffn,
     adapterRank,
     attentionAdapters,
@@ -198,7 +187,7 @@ function importZamba2(cfg: ConfigReader, name: string): FamilyImport {
     return layer;
   });
   const model: ModelIR = {
-    ...base(name, layers, norm, {
+    ...modelIR(name, layers, norm, {
       vocab: cfg.positiveInt('vocab_size', 32000),
       dim,
       tie: cfg.bool('tie_word_embeddings', true),

@@ -3,9 +3,8 @@
  * the checkpoint's. Browser-safe: reading the folder is hf-folder.ts's job.
  */
 import type { ModelIR } from '../spec/model.ts';
-import type { TensorSlice } from '../../runtime/tensor-slice.ts';
 import { ConfigReader, isConfigObject, show } from './config-reader.ts';
-import type { TensorConversion } from './convert.ts';
+import type { StoredSlice } from './convert.ts';
 import { DECODER_FAMILIES, decoderWeightName, importDecoder } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { importFalconH1 } from './hf-falcon-h1.ts';
@@ -25,21 +24,16 @@ export interface HfImport {
   /**
    * Canonical name → the checkpoint tensor's shape where it differs: the same elements in
    * another shape (HF conv weights [C, 1, K] for strata's [C, K]), or the whole fused tensor
-   * a conversion reads from; absent names match exactly.
+   * a slice reads from; absent names match exactly.
    */
   storedShapes: Record<string, number[]>;
   /**
-   * Canonical name → how to read it out of its checkpoint tensor where that holds it in another
-   * layout (gpt_oss's fused, interleaved, transposed experts); its storedShapes entry is the
-   * checkpoint tensor's whole shape.
-   */
-  conversions: Record<string, TensorConversion>;
-  /**
-   * Canonical name → the box of its stored tensor (weightMap's name) that holds it, where the
-   * checkpoint fuses several canonical tensors into one (Granite's expert tensors); its
+   * Canonical name → the part of its stored tensor (weightMap's name) that holds it, where the
+   * checkpoint fuses several canonical tensors into one: a box (Granite's gate and up rows of
+   * input_linear), optionally de-interleaved and transposed (gpt_oss's gate_up_proj); its
    * storedShapes entry is then the whole stored tensor's shape.
    */
-  storedSlices: Record<string, TensorSlice>;
+  storedSlices: Record<string, StoredSlice>;
 }
 
 /** Families whose importer returns the whole import, checkpoint names included. */
@@ -85,7 +79,7 @@ export function importHfConfig(config: object, source: string): HfImport {
   if (Object.hasOwn(FAMILY_IMPORTERS, modelType)) {
     const imported = FAMILY_IMPORTERS[modelType](cfg, source);
     cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
-    return { conversions: {}, storedSlices: {}, ...imported };
+    return { storedSlices: {}, ...imported };
   }
   const model = importDecoder(cfg, modelType, source);
   cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
@@ -93,5 +87,5 @@ export function importHfConfig(config: object, source: string): HfImport {
   const weightMap = Object.fromEntries(
     expectedTensors(model).map((t) => [t.name, decoderWeightName(modelType, t.name)]),
   );
-  return { model, weightMap, storedShapes: {}, conversions: {}, storedSlices: {} };
+  return { model, weightMap, storedShapes: {}, storedSlices: {} };
 }

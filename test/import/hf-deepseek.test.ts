@@ -1,18 +1,12 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { countParams } from '../../src/spec/params.ts';
 import type { MlaSpec, MoeSpec } from '../../src/spec/model.ts';
+import { fixtureConfig, tinyConfig } from '../helpers/hf-config.ts';
 
-const read = (path: string): Record<string, unknown> =>
-  JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', path), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-const TINY = read('hf/deepseek_v3/config.json');
+const TINY = tinyConfig('deepseek_v3');
 const RELEASED = (() => {
-  const c = read('configs/deepseek-v3.json');
+  const c = fixtureConfig('configs/deepseek-v3.json');
   delete c.quantization_config;
   return c;
 })();

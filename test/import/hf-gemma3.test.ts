@@ -1,14 +1,12 @@
 /** gemma3_text: both config spellings, the Gemma specifics, checkpoint names and refusals. */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
-import { parsePythonJson } from '../../src/import/json.ts';
 import type { AttentionSpec } from '../../src/spec/model.ts';
 import { countParams } from '../../src/spec/params.ts';
+import { fixtureConfig, tinyConfig } from '../helpers/hf-config.ts';
 
-const read = (file: string) => parsePythonJson(readFileSync(file, 'utf8'), file) as object;
 /** The golden fixture's config, as transformers 5.17 writes it (per-layer-type rope_parameters). */
-const TINY = read('test/fixtures/hf/gemma3_text/config.json') as Record<string, unknown>;
+const TINY = tinyConfig('gemma3_text');
 const attn = (m: ReturnType<typeof importHfConfig>['model'], i: number) =>
   m.layers[i]!.mixer as AttentionSpec;
 
@@ -117,7 +115,7 @@ describe('gemma3_text import', () => {
   });
 
   it('counts Gemma 3 1B within 0.5% of the published 1.0B (302M embedding + 698M other)', () => {
-    const { model } = importHfConfig(read('test/fixtures/configs/gemma-3-1b.json'), 'g');
+    const { model } = importHfConfig(fixtureConfig('configs/gemma-3-1b.json'), 'g');
     const c = countParams(model);
     expect(Math.abs(c.total - 1.0e9) / 1.0e9).toBeLessThan(0.005);
     expect(Math.abs(c.embedding - 302e6) / 302e6).toBeLessThan(0.005);

@@ -1,28 +1,26 @@
 /**
  * gpt_oss import: the config (required keys, layer types, YaRN without truncation, the MoE with
- * biases and clamp), the fused expert tensors' conversions (unit and through a checkpoint
+ * biases and clamp), the fused expert tensors' slices (unit and through a checkpoint
  * folder with deliberately non-square shapes, BF16 included), and the released 20b layout.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serializeSafetensors, type TensorToWrite } from '../../runtime/safetensors.ts';
 import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
-import { convertedShape, convertSlab } from '../../src/import/convert.ts';
+import { finishSlice, slicedShape, sliceYields } from '../../src/import/convert.ts';
+import { sliceSpan } from '../../runtime/tensor-slice.ts';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
-import { parsePythonJson } from '../../src/import/json.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { loadSpec } from '../../src/spec/load.ts';
 import { countParams } from '../../src/spec/params.ts';
 import type { MoeSpec } from '../../src/spec/model.ts';
+import { fixtureConfig, tinyConfig } from '../helpers/hf-config.ts';
 
-const read = (path: string): Record<string, unknown> =>
-  parsePythonJson(readFileSync(path, 'utf8'), path) as Record<string, unknown>;
-const TINY = read('test/fixtures/hf/gpt_oss/config.json');
-const RELEASED = read('test/fixtures/configs/gpt-oss-20b.json');
+const TINY = tinyConfig('gpt_oss');
+const RELEASED = fixtureConfig('configs/gpt-oss-20b.json');
 /** The released config without its MXFP4 quantization_config (the dequantized checkpoint). */
 const { quantization_config: _, ...DEQUANTIZED } = RELEASED;
 
@@ -111,23 +109,24 @@ describe('gpt_oss config', () => {
     expect(loadSpec('specs/gpt-oss-20b.strata')).toEqual(model);
   });
 
-  it('maps the router and the fused experts, with a conversion per expert tensor', () => {
-    const { weightMap, storedShapes, conversions } = importHfConfig(TINY, 'tiny');
+  it('maps the router and the fused experts, with a slice per expert tensor', () => {
+    const { weightMap, storedShapes, storedSlices } = importHfConfig(TINY, 'tiny');
     const p = 'model.layers.1.mlp';
     expect(weightMap[`${p}.gate.weight`]).toBe(`${p}.router.weight`);
     expect(weightMap[`${p}.gate.bias`]).toBe(`${p}.router.bias`);
     expect(weightMap['model.layers.1.self_attn.sinks']).toBe('model.layers.1.self_attn.sinks');
     expect(weightMap[`${p}.experts.3.up_proj.weight`]).toBe(`${p}.experts.gate_up_proj`);
     expect(storedShapes[`${p}.experts.3.up_proj.weight`]).toEqual([4, 64, 64]);
-    expect(conversions[`${p}.experts.3.up_proj.weight`]).toEqual({
-      index: 3,
+    expect(storedSlices[`${p}.experts.3.up_proj.weight`]).toEqual({
+      start: [3, 0, 0],
+      size: [1, 64, 64],
       columns: { offset: 1, stride: 2 },
       transpose: true,
     });
-    expect(conversions[`${p}.experts.2.gate_proj.bias`]).toEqual({
-      index: 2,
+    expect(storedSlices[`${p}.experts.2.gate_proj.bias`]).toEqual({
+      start: [2, 0],
+      size: [1, 64],
       columns: { offset: 0, stride: 2 },
-      transpose: false,
     });
     expect(weightMap[`${p}.experts.0.down_proj.weight`]).toBe(`${p}.experts.down_proj`);
     expect(storedShapes[`${p}.experts.0.down_proj.weight`]).toEqual([4, 32, 64]);
@@ -135,38 +134,50 @@ describe('gpt_oss config', () => {
   });
 });
 
-describe('tensor conversions', () => {
-  // A [2, 3, 4] stored tensor: value = 100·e + 10·row + col.
+describe('fused tensor slices with a post-step', () => {
+  // A [2, 3, 4] stored tensor: value = 100·e + 10·row + col; an expert's box is [1, 3, 4].
   const stored = [2, 3, 4];
   const slab = (e: number) =>
     new Float32Array(12).map((_, i) => 100 * e + 10 * Math.floor(i / 4) + (i % 4));
+  const expert = (e: number) => ({ start: [e, 0, 0], size: [1, 3, 4] });
 
   it('de-interleaves and transposes one expert', () => {
-    const gate = { index: 1, columns: { offset: 0, stride: 2 }, transpose: true };
-    expect(convertedShape(stored, gate)).toEqual([2, 3]);
+    const gate = { ...expert(1), columns: { offset: 0, stride: 2 }, transpose: true };
+    expect(slicedShape('t', gate)).toEqual([2, 3]);
     // Columns 0 and 2 of expert 1, transposed: rows are columns.
-    expect(Array.from(convertSlab(slab(1), stored, gate))).toEqual([100, 110, 120, 102, 112, 122]);
+    expect(Array.from(finishSlice('t', slab(1), gate))).toEqual([100, 110, 120, 102, 112, 122]);
     const up = { ...gate, columns: { offset: 1, stride: 2 } };
-    expect(Array.from(convertSlab(slab(1), stored, up))).toEqual([101, 111, 121, 103, 113, 123]);
-    const down = { index: 0, columns: { offset: 0, stride: 1 }, transpose: true };
-    expect(convertedShape(stored, down)).toEqual([4, 3]);
-    expect(Array.from(convertSlab(slab(0), stored, down)).slice(0, 4)).toEqual([0, 10, 20, 1]);
+    expect(Array.from(finishSlice('t', slab(1), up))).toEqual([101, 111, 121, 103, 113, 123]);
+    const down = { ...expert(0), transpose: true };
+    expect(slicedShape('t', down)).toEqual([4, 3]);
+    expect(Array.from(finishSlice('t', slab(0), down)).slice(0, 4)).toEqual([0, 10, 20, 1]);
+    expect(sliceYields('t', down, [4, 3])).toBe(true);
+    expect(sliceYields('t', down, [3, 4])).toBe(false);
   });
 
   it('selects columns of a bias row without transposing', () => {
-    const c = { index: 1, columns: { offset: 1, stride: 2 }, transpose: false };
-    expect(convertedShape([2, 6], c)).toEqual([3]);
-    expect(Array.from(convertSlab(new Float32Array([6, 7, 8, 9, 10, 11]), [2, 6], c))).toEqual([
+    const c = { start: [1, 0], size: [1, 6], columns: { offset: 1, stride: 2 } };
+    expect(slicedShape('b', c)).toEqual([1, 3]);
+    expect(sliceYields('b', c, [3])).toBe(true);
+    expect(Array.from(finishSlice('b', new Float32Array([6, 7, 8, 9, 10, 11]), c))).toEqual([
       7, 9, 11,
     ]);
   });
 
-  it('refuses conversions that do not fit the stored tensor', () => {
-    const ok = { index: 0, columns: { offset: 0, stride: 2 }, transpose: true };
-    expect(() => convertedShape(stored, { ...ok, index: 2 })).toThrow(/outside \[0, 2\)/);
-    expect(() => convertedShape([2, 3, 5], ok)).toThrow(/do not split into stride 2/);
-    expect(() => convertedShape([2, 6], ok)).toThrow(/only a 2-D slab transposes/);
-    expect(() => convertSlab(new Float32Array(8), stored, ok)).toThrow(/not one \[2, 3, 4\]/);
+  it('refuses slices that do not fit the stored tensor, naming it', () => {
+    const ok = { ...expert(0), columns: { offset: 0, stride: 2 }, transpose: true };
+    expect(() => sliceSpan('t', stored, { ...ok, start: [2, 0, 0] })).toThrow(
+      /'t'.*runs past dimension 0/,
+    );
+    expect(() => slicedShape('t', { ...ok, size: [1, 3, 5] })).toThrow(
+      /'t'.*do not split into stride 2/,
+    );
+    expect(() => slicedShape('t', { ...ok, size: [2, 3, 4] })).toThrow(
+      /'t'.*only a 2-D box transposes/,
+    );
+    expect(() => finishSlice('t', new Float32Array(8), ok)).toThrow(
+      /'t'.*8 values read for a slice of size \[1, 3, 4\]/,
+    );
   });
 });
 

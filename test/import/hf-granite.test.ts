@@ -1,20 +1,16 @@
 /** HF import of granitemoehybrid: layer types, MoE + shared MLP, multipliers, fused expert slices. */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
-import { parsePythonJson } from '../../src/import/json.ts';
 import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
 import type { AttentionSpec, Mamba2Spec, MoeSpec } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { parseSpec } from '../../src/spec/load.ts';
+import { tinyConfig } from '../helpers/hf-config.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'hf', 'granitemoehybrid');
-const GRANITE = parsePythonJson(readFileSync(join(DIR, 'config.json'), 'utf8'), 'g') as Record<
-  string,
-  unknown
->;
+const GRANITE = tinyConfig('granitemoehybrid');
 
 describe('granitemoehybrid', () => {
   it('imports the golden fixture: mamba2 then attention, each with an MoE + shared SwiGLU', () => {

@@ -1,13 +1,10 @@
 /** The qwen3_next importer: layer types, gated attention, DeltaNet widths, shared-gated MoE. */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import type { GatedDeltaNetSpec, MoeSpec } from '../../src/spec/model.ts';
+import { tinyConfig } from '../helpers/hf-config.ts';
 
-const tiny = JSON.parse(readFileSync('test/fixtures/hf/qwen3_next/config.json', 'utf8')) as Record<
-  string,
-  unknown
->;
+const tiny = tinyConfig('qwen3_next');
 
 describe('qwen3_next import', () => {
   it('reads the tiny golden config: layer types, mlp_only_layers, zero-centred norms', () => {

@@ -1,10 +1,8 @@
 /** HF import of the state-space and hybrid families: mamba, mamba2, bamba, jamba, lfm2, nemotron_h. */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
-import { parsePythonJson } from '../../src/import/json.ts';
 import type {
   AttentionSpec,
   Mamba1Spec,
@@ -14,13 +12,10 @@ import type {
 } from '../../src/spec/model.ts';
 import { validateModel } from '../../src/spec/validate.ts';
 import { countParams } from '../../src/spec/params.ts';
+import { fixtureConfig, tinyConfig } from '../helpers/hf-config.ts';
 
 const HF = join(import.meta.dirname, '..', 'fixtures', 'hf');
-const config = (type: string): Record<string, unknown> =>
-  parsePythonJson(readFileSync(join(HF, type, 'config.json'), 'utf8'), type) as Record<
-    string,
-    unknown
-  >;
+const config = tinyConfig;
 const kinds = (m: ModelIR) =>
   m.layers.map((l) => `${l.mixer?.kind ?? 'none'}/${l.ffn ? l.ffn.kind : '-'}`);
 
@@ -264,11 +259,7 @@ describe('nemotron_h', () => {
 
 describe('jamba', () => {
   const JAMBA = config('jamba');
-  const published = (): Record<string, unknown> =>
-    parsePythonJson(
-      readFileSync(join(HF, '..', 'configs', 'jamba-v0.1.json'), 'utf8'),
-      'jamba-v0.1',
-    ) as Record<string, unknown>;
+  const published = (): Record<string, unknown> => fixtureConfig('configs/jamba-v0.1.json');
 
   it('imports Jamba-v0.1 to the released layout: attention at 4, 12, 20, 28, MoE on odd layers', () => {
     const { model } = importHfConfig(published(), 'Jamba-v0.1');

@@ -1,14 +1,10 @@
 /** HF import of Zamba2: the layout, the shared blocks and where transformers saves their tensors. */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
-import { parsePythonJson } from '../../src/import/json.ts';
 import { validateModel } from '../../src/spec/validate.ts';
+import { tinyConfig } from '../helpers/hf-config.ts';
 
-const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'hf', 'zamba2', 'config.json');
-const tiny = (): Record<string, unknown> =>
-  parsePythonJson(readFileSync(FIXTURE, 'utf8'), 'zamba2') as Record<string, unknown>;
+const tiny = (): Record<string, unknown> => tinyConfig('zamba2');
 
 describe('zamba2 import', () => {
   it('reads the fixture: mamba2 layers, two shared blocks cycling over the hybrid layers', () => {

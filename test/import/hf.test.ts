@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig, SUPPORTED_MODEL_TYPES } from '../../src/import/hf.ts';
@@ -6,10 +5,9 @@ import { parsePythonJson } from '../../src/import/json.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { countParams } from '../../src/spec/params.ts';
 import type { AttentionSpec, MlpSpec, ModelIR } from '../../src/spec/model.ts';
+import { fixtureConfig } from '../helpers/hf-config.ts';
 
-const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'configs');
-const fixture = (file: string): object =>
-  parsePythonJson(readFileSync(join(FIXTURES, file), 'utf8'), file) as object;
+const fixture = (file: string): object => fixtureConfig(join('configs', file));
 
 /** What a config must import to: a short, comparable summary of the ModelIR. */
 interface Layout {
