@@ -108,6 +108,36 @@ export function attentionBranch(
     q = headNorm(q, qCols, n.qNorm, 'q');
     k = headNorm(k, kvCols, n.kNorm, 'k');
   }
+  const att = attendOverCache(b, a, i, L, { q, k, v }, a.sinks ? n.sinks : null, `${L}.out`);
+  const gated =
+    gate === null
+      ? att
+      : b.op(
+          { op: 'glu', act: 'sigmoid', width: qCols },
+          `${L} output gate`,
+          { gate, up: att },
+          { out: { name: `${L}.gated`, shape: ['T', qCols] } },
+        ).out;
+  const out = linearScale(1, outScale);
+  return linear(b, gated, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
+}
+
+/**
+ * The attention core that every lowering with a KV cache shares: RoPE on the projected q and k,
+ * k and v appended to layer i's own cache, attention over that cache. `sinks` names the per-head
+ * sink logits' param (null: none); `outName` names the result.
+ */
+export function attendOverCache(
+  b: GraphBuilder,
+  a: AttentionSpec,
+  i: number,
+  L: string,
+  qkv: { q: number; k: number; v: number },
+  sinks: string | null,
+  outName: string,
+): number {
+  const kvCols = a.kvHeads * a.headDim;
+  let { q, k } = qkv;
   const tables = ropeTableParams(b, a);
   if (a.rope && tables) {
     const rope = (t: number, heads: number, tag: string) =>
@@ -124,8 +154,8 @@ export function attentionBranch(
   const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
   const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
   b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
-  b.op(write, `${L} v-append`, { x: v, cache: vcache }, { cache: vcache });
-  const att = b.op(
+  b.op(write, `${L} v-append`, { x: qkv.v, cache: vcache }, { cache: vcache });
+  return b.op(
     {
       op: 'attention',
       heads: a.heads,
@@ -136,22 +166,13 @@ export function attentionBranch(
       causal: a.causal,
       window: a.window,
       softcap: a.softcap,
-      sinks: a.sinks,
+      sinks: sinks !== null,
       capacity: b.capacity,
     },
     `${L} attention`,
-    a.sinks ? { q, kcache, vcache, sinks: b.param(n.sinks, [a.heads]) } : { q, kcache, vcache },
-    { out: { name: `${L}.out`, shape: ['T', qCols] } },
+    sinks === null
+      ? { q, kcache, vcache }
+      : { q, kcache, vcache, sinks: b.param(sinks, [a.heads]) },
+    { out: { name: outName, shape: ['T', a.heads * a.headDim] } },
   ).out;
-  const gated =
-    gate === null
-      ? att
-      : b.op(
-          { op: 'glu', act: 'sigmoid', width: qCols },
-          `${L} output gate`,
-          { gate, up: att },
-          { out: { name: `${L}.gated`, shape: ['T', qCols] } },
-        ).out;
-  const out = linearScale(1, outScale);
-  return linear(b, gated, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
 }

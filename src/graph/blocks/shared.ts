@@ -7,7 +7,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, SharedBlockSpec } from '../../spec/model.ts';
 import { sharedBlockNames, sharedUseNames } from '../../import/names.ts';
-import { ropeTableParams } from './attention.ts';
+import { attendOverCache } from './attention.ts';
 import { linear, linearRows, residualAdd } from './common.ts';
 
 function norm(
@@ -67,45 +67,11 @@ export function lowerSharedUse(
     const up = linear(b, low, adapter.up, cols, r, false, `${L}.${tag}_lora_up`);
     return residualAdd(b, y, up, cols, `${L}.${tag}_adapted`);
   };
-  let q = project(n.q, u.q, qCols, 'q');
-  let k = project(n.k, u.k, kvCols, 'k');
+  const q = project(n.q, u.q, qCols, 'q');
+  const k = project(n.k, u.k, kvCols, 'k');
   const v = project(n.v, u.v, kvCols, 'v');
-  const tables = ropeTableParams(b, a);
-  if (a.rope && tables) {
-    const rope = (t: number, heads: number, tag: string) =>
-      b.op(
-        { op: 'rope', heads, headDim: a.headDim, rotaryDim: a.rope!.rotaryDim, pairs: 'half' },
-        `${L} rope ${tag}`,
-        { x: t, cos: tables.cos, sin: tables.sin },
-        { out: { name: `${L}.${tag}rope`, shape: ['T', heads * a.headDim] } },
-      ).out;
-    q = rope(q, a.heads, 'q');
-    k = rope(k, a.kvHeads, 'k');
-  }
   // Each use keeps its own cache: the block's weights are shared, its keys and values are not.
-  const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
-  const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
-  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
-  b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
-  b.op(write, `${L} v-append`, { x: v, cache: vcache }, { cache: vcache });
-  const att = b.op(
-    {
-      op: 'attention',
-      heads: a.heads,
-      kvHeads: a.kvHeads,
-      headDim: a.headDim,
-      vHeadDim: a.headDim,
-      scale: a.scale,
-      causal: a.causal,
-      window: a.window,
-      softcap: a.softcap,
-      sinks: false,
-      capacity: b.capacity,
-    },
-    `${L} attention`,
-    { q, kcache, vcache },
-    { out: { name: `${L}.att`, shape: ['T', qCols] } },
-  ).out;
+  const att = attendOverCache(b, a, i, L, { q, k, v }, null, `${L}.att`);
   const o = linear(b, att, n.o, D, qCols, a.outBias, `${L}.o`);
   const f = norm(b, model, o, n.ffnNorm, D, `${L}.ffn`);
   const I = s.ffn.hidden;
