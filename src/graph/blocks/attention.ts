@@ -5,8 +5,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
-import { attentionNames, postNormNames } from '../../import/names.ts';
-import { linear, linearRowBlocks, linearScale, preNorm, sublayerResidual } from './common.ts';
+import { attentionNames } from '../../import/names.ts';
+import { linear, linearRowBlocks, linearScale, mixerSublayer } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
@@ -47,10 +47,9 @@ export function lowerAttention(
   /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
   input: number = x,
 ): number {
-  const L = `l${i}.attn`;
-  const h = preNorm(b, model, input, attentionNames(i).norm, L);
-  const o = attentionBranch(b, model, h, i, a, 1, 1);
-  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+  return mixerSublayer(b, model, x, input, i, attentionNames(i).norm, `l${i}.attn`, (h) =>
+    attentionBranch(b, model, h, i, a, 1, 1),
+  );
 }
 
 /**

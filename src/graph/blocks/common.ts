@@ -6,6 +6,7 @@ import type { GraphBuilder } from '../builder.ts';
 import { plainMatmul } from '../ops.ts';
 import type { Dim, ParamSource } from '../ir.ts';
 import type { ModelIR } from '../../spec/model.ts';
+import { postNormNames } from '../../import/names.ts';
 
 /**
  * The model's norm over `dim`-wide rows: the pre-norm of the residual stream, the final norm,
@@ -200,6 +201,25 @@ function matmul(
  * sandwich norms (Gemma 2/3), `postNorm` naming that norm's weights; s is the model's residual
  * multiplier (Granite). The fusion passes fold the add into the post-norm or the matmul.
  */
+/**
+ * A mixer sublayer as the families lay it out: the pre-norm of `input` (the residual x, or x plus
+ * a shared block's output), `branch` on the normed rows, then the residual add of layer i (with
+ * its sandwich post-norm when the model has them).
+ */
+export function mixerSublayer(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  input: number,
+  i: number,
+  normPrefix: string,
+  label: string,
+  branch: (h: number) => number,
+): number {
+  const h = preNorm(b, model, input, normPrefix, label);
+  return sublayerResidual(b, model, x, branch(h), postNormNames(i).mixer, label);
+}
+
 export function sublayerResidual(
   b: GraphBuilder,
   model: ModelIR,
