@@ -17,7 +17,7 @@ import { expertLoads } from '../../src/cli/run-cmd.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
-import { attention, mlp, tinyLlama } from '../helpers/models.ts';
+import { attention, mlp, moe, tinyLlama } from '../helpers/models.ts';
 
 const TOL = 1e-4;
 const MODEL = parseSpec(readFileSync('specs/tiny-moe.strata', 'utf8'), 'tiny-moe.strata');
@@ -160,24 +160,7 @@ describe('inspect counts only the active experts', () => {
       ],
     });
   const expert = mlp({ hidden: H });
-  const moeModel = oneLayer({
-    kind: 'moe',
-    experts: 64,
-    topK: 2,
-    expert,
-    clamp: null,
-    router: {
-      scoring: 'softmax',
-      normalize: true,
-      scale: 1,
-      bias: false,
-      correctionBias: false,
-      groups: 1,
-      topkGroups: 1,
-    },
-    shared: null,
-    sharedGate: false,
-  });
+  const moeModel = oneLayer(moe({ experts: 64, topK: 2, expert }));
   // All 64 experts evaluated densely: one MLP 64 times as wide.
   const denseModel = oneLayer(mlp({ hidden: 64 * H }));
   const opts = { caps: BASELINE_CAPS, maxT: 16, capacity: 64 };

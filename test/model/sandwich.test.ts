@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
-import { attention, mlp, tinyLlama } from '../helpers/models.ts';
+import { attention, mlp, moe, tinyLlama } from '../helpers/models.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { layerTensors } from '../../src/import/names.ts';
@@ -93,24 +93,7 @@ describe('sandwich norms', () => {
             dtMax: null,
           },
           ffnName: 'moe',
-          ffn: {
-            kind: 'moe',
-            experts: 4,
-            topK: 2,
-            expert: mlp({ hidden: 24 }),
-            clamp: null,
-            router: {
-              scoring: 'softmax',
-              normalize: true,
-              scale: 1,
-              bias: false,
-              correctionBias: false,
-              groups: 1,
-              topkGroups: 1,
-            },
-            shared: null,
-            sharedGate: false,
-          },
+          ffn: moe({ experts: 4, topK: 2, expert: mlp({ hidden: 24 }) }),
         },
       ],
     });
