@@ -20,7 +20,7 @@ import { checkGatedDeltaRuleAttrs } from '../../src/ops/linear-recurrence.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
-  storageDecl,
+  storageDecls,
   type BindingDecl,
   type DeviceCaps,
 } from '../kernel-ir.ts';
@@ -240,10 +240,7 @@ export const gatedDeltaRuleKernel: KernelGenerator<GatedDeltaRuleAttrs> = (a, { 
     { name: 'state', access: 'read_write' },
     { name: 'out', access: 'read_write' },
   ];
-  const decls = bindings
-    .slice(1)
-    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
-    .join('\n');
+  const decls = storageDecls(bindings);
   const code = `${STEP_WGSL}
 ${decls}
 const KH: u32 = ${a.keyHeads}u;
