@@ -70,3 +70,21 @@ export async function expectMatchesInterpreter(
   }
   return { seq, state };
 }
+
+/**
+ * Compiles `model` fused and unfused (its other options alike), runs `ids` through both and
+ * expects the same logits within `tol`; returns both builds and the fused logits.
+ */
+export async function expectFusedMatchesUnfused(
+  model: ModelIR,
+  ids: number[],
+  tol: number,
+  opts: Partial<CompileOptions> = {},
+): Promise<{ fused: LoadedModel; plain: LoadedModel; logits: Float32Array }> {
+  const fused = await gpuModel(model, { ...opts, fuse: true });
+  const plain = await gpuModel(model, { ...opts, fuse: false });
+  const a = await fused.gm.newSequence().forward(ids);
+  const b = await plain.gm.newSequence().forward(ids);
+  expect(maxRelError(a.logits, b.logits)).toBeLessThan(tol);
+  return { fused, plain, logits: a.logits };
+}
