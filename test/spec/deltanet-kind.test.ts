@@ -5,18 +5,9 @@ import YAML from 'yaml';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { parsePythonJson } from '../../src/import/json.ts';
 import { loadSpec, parseSpec } from '../../src/spec/load.ts';
-import type { GatedDeltaNetSpec, ModelIR } from '../../src/spec/model.ts';
+import type { GatedDeltaNetSpec } from '../../src/spec/model.ts';
 import { countParams } from '../../src/spec/params.ts';
-import { printSpec } from '../../src/spec/print.ts';
-import { bodyError, resolve } from './helpers.ts';
-
-const mixerOf = (def: string) => resolve(`mixer m = ${def}\nlayers 2 x m`).layers[0].mixer;
-
-function roundTrip(model: ModelIR): string {
-  const text = printSpec(model);
-  expect(parseSpec(text, 'printed.strata')).toEqual(model);
-  return text;
-}
+import { bodyError, mixerOf, resolve, roundTrip } from './helpers.ts';
 
 describe('gated_deltanet(...)', () => {
   it("defaults like Qwen3NextConfig's linear_* keys", () => {
