@@ -9,8 +9,9 @@ import type { ModelIR } from '../../spec/model.ts';
 import { postNormNames } from '../../import/names.ts';
 
 /**
- * The model's norm over `dim`-wide rows: the pre-norm of the residual stream, the final norm,
- * and sandwich post-norms; `prefix` is the canonical norm name (without `.weight`).
+ * The model's norm over `width`-wide rows (the model's dim unless given): the pre-norm of the
+ * residual stream, the final norm, sandwich post-norms, and a shared block's norms (its input
+ * norm reads 2·dim); `prefix` is the canonical norm name (without `.weight`).
  */
 export function preNorm(
   b: GraphBuilder,
@@ -18,15 +19,15 @@ export function preNorm(
   x: number,
   prefix: string,
   label: string,
+  width: number = model.dim,
 ): number {
-  const inputs: Record<string, number> = { x, w: b.param(`${prefix}.weight`, [model.dim]) };
-  if (model.norm.kind === 'layer' && model.norm.bias)
-    inputs.b = b.param(`${prefix}.bias`, [model.dim]);
+  const inputs: Record<string, number> = { x, w: b.param(`${prefix}.weight`, [width]) };
+  if (model.norm.kind === 'layer' && model.norm.bias) inputs.b = b.param(`${prefix}.bias`, [width]);
   return b.op(
-    { op: 'norm', norm: model.norm, width: model.dim, group: model.dim, residual: false },
+    { op: 'norm', norm: model.norm, width, group: width, residual: false },
     `${label} norm`,
     inputs,
-    { out: { name: `${label}.norm`, shape: ['T', model.dim] } },
+    { out: { name: `${label}.norm`, shape: ['T', width] } },
   ).out;
 }
 

@@ -8,27 +8,7 @@ import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, SharedBlockSpec } from '../../spec/model.ts';
 import { sharedBlockNames, sharedUseNames } from '../../import/names.ts';
 import { attendOverCache } from './attention.ts';
-import { linear, linearRows, residualAdd } from './common.ts';
-
-function norm(
-  b: GraphBuilder,
-  model: ModelIR,
-  x: number,
-  prefix: string,
-  width: number,
-  label: string,
-): number {
-  const inputs: Record<string, number> = { x, w: b.param(`${prefix}.weight`, [width]) };
-  if (model.norm.kind === 'layer' && model.norm.bias) inputs.b = b.param(`${prefix}.bias`, [width]);
-  return b.op(
-    { op: 'norm', norm: model.norm, width, group: width, residual: false },
-    `${label} norm`,
-    inputs,
-    {
-      out: { name: `${label}.norm`, shape: ['T', width] },
-    },
-  ).out;
-}
+import { linear, linearRows, preNorm, residualAdd } from './common.ts';
 
 export function lowerSharedUse(
   b: GraphBuilder,
@@ -53,7 +33,7 @@ export function lowerSharedUse(
     { a: x, b: embeddings },
     { out: { name: `${L}.in`, shape: ['T', inp] } },
   ).out;
-  const h = norm(b, model, both, n.inputNorm, inp, `${L}.attn`);
+  const h = preNorm(b, model, both, n.inputNorm, `${L}.attn`, inp);
   // Base projection plus, where this use has one, its adapter (h A) B.
   const project = (
     prefix: string,
@@ -73,7 +53,7 @@ export function lowerSharedUse(
   // Each use keeps its own cache: the block's weights are shared, its keys and values are not.
   const att = attendOverCache(b, a, i, L, { q, k, v }, null, `${L}.att`);
   const o = linear(b, att, n.o, D, qCols, a.outBias, `${L}.o`);
-  const f = norm(b, model, o, n.ffnNorm, D, `${L}.ffn`);
+  const f = preNorm(b, model, o, n.ffnNorm, `${L}.ffn`, D);
   const I = s.ffn.hidden;
   const low = s.ffnAdapters
     ? linear(b, f, u.gateUp.down, r, D, false, `${L}.gate_up_lora_down`)
