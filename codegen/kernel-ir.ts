@@ -130,6 +130,17 @@ export function encodeStep(p: StepParams, s: SamplingParams = GREEDY): ArrayBuff
 /** The binding declaration every kernel starts with. */
 export const STEP_BINDING: BindingDecl = { name: 'step', access: 'uniform' };
 
+/**
+ * WGSL declarations of a kernel's f32 storage buffers: every binding after the step uniform
+ * (binding 0), numbered in order.
+ */
+export function storageDecls(bindings: readonly BindingDecl[]): string {
+  return bindings
+    .slice(1)
+    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
+    .join('\n');
+}
+
 /** WGSL declaration for binding i of a storage buffer of f32 or u32. */
 export function storageDecl(
   binding: number,

@@ -14,7 +14,7 @@ import { checkConv1dAttrs } from '../../src/ops/conv1d.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
-  storageDecl,
+  storageDecls,
   type BindingDecl,
   type KernelLaunch,
 } from '../kernel-ir.ts';
@@ -45,10 +45,7 @@ export const conv1dKernel: KernelGenerator<Conv1dAttrs> = (a, { caps, maxT }) =>
   ];
   if (a.bias) bindings.push({ name: 'bias', access: 'read' });
   bindings.push({ name: 'state', access: 'read_write' }, { name: 'out', access: 'read_write' });
-  const decls = bindings
-    .slice(1)
-    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
-    .join('\n');
+  const decls = storageDecls(bindings);
   const code = `${STEP_WGSL}
 ${decls}
 const C: u32 = ${C}u;

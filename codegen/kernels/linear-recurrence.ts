@@ -20,7 +20,7 @@ import { checkGatedDeltaRuleAttrs } from '../../src/ops/linear-recurrence.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
-  storageDecl,
+  storageDecls,
   type BindingDecl,
   type DeviceCaps,
 } from '../kernel-ir.ts';
@@ -49,13 +49,13 @@ export function chunkTokens(keyDim: number, caps: DeviceCaps): number {
   return c;
 }
 
-/** The recurrent form: one token at a time (decode). */
-function recurrentBody(DK: number): string {
-  return /* wgsl */ `
-var<workgroup> qs: array<f32, ${DK}>;
-var<workgroup> ks: array<f32, ${DK}>;
-
-@compute @workgroup_size(WG)
+/**
+ * The entry point's opening, the same in both forms: one workgroup per value head h and WG of its
+ * DV columns, each invocation holding its column j of the [DK, DV] state (zeros at position 0),
+ * and the head's decay parameters.
+ */
+function mainPrologue(DK: number): string {
+  return /* wgsl */ `@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let h = wid.x;
   let kh = h / PER_KEY;
@@ -67,7 +67,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     s[i] = select(0.0, state[(h * DK + i) * DV + min(j, DV - 1u)], live && !fresh);
   }
   let decayRate = -exp(aLog[h]);
-  let bias = dtBias[h];
+  let bias = dtBias[h];`;
+}
+
+/** The recurrent form: one token at a time (decode). */
+function recurrentBody(DK: number): string {
+  return /* wgsl */ `
+var<workgroup> qs: array<f32, ${DK}>;
+var<workgroup> ks: array<f32, ${DK}>;
+
+${mainPrologue(DK)}
   for (var t = 0u; t < step.T; t++) {
     let row = (t * KH + kh) * DK;
     for (var i = lid; i < DK; i += WG) {
@@ -124,19 +133,7 @@ var<workgroup> inv: array<f32, ${2 * C}>; // 1/|q_t| * SCALE, then 1/|k_t|
 var<workgroup> et: array<f32, ${C}>;    // e^(G_t)
 var<workgroup> tail: array<f32, ${C}>;  // e^(G_n-1 - G_t)
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let h = wid.x;
-  let kh = h / PER_KEY;
-  let j = wid.y * WG + lid;
-  let live = j < DV;
-  let fresh = step.pos == 0u;
-  var s: array<f32, ${DK}>;
-  for (var i = 0u; i < DK; i++) {
-    s[i] = select(0.0, state[(h * DK + i) * DV + min(j, DV - 1u)], live && !fresh);
-  }
-  let decayRate = -exp(aLog[h]);
-  let bias = dtBias[h];
+${mainPrologue(DK)}
   var d: array<f32, ${C}>;
   let T = step.T;
   for (var c0 = 0u; c0 < T; c0 += C) {
@@ -243,10 +240,7 @@ export const gatedDeltaRuleKernel: KernelGenerator<GatedDeltaRuleAttrs> = (a, { 
     { name: 'state', access: 'read_write' },
     { name: 'out', access: 'read_write' },
   ];
-  const decls = bindings
-    .slice(1)
-    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
-    .join('\n');
+  const decls = storageDecls(bindings);
   const code = `${STEP_WGSL}
 ${decls}
 const KH: u32 = ${a.keyHeads}u;

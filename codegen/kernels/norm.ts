@@ -9,7 +9,7 @@ import { checkGatedNormAttrs, checkNormAttrs, normHasBias } from '../../src/ops/
 import {
   STEP_BINDING,
   STEP_WGSL,
-  storageDecl,
+  storageDecls,
   type BindingDecl,
   type DeviceCaps,
   type KernelLaunch,
@@ -73,10 +73,7 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   if (bias) bindings.push({ name: 'b', access: 'read' });
   if (a.residual) bindings.push({ name: 'residual', access: 'read' });
   bindings.push({ name: 'out', access: 'read_write' });
-  const decls = bindings
-    .slice(1)
-    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
-    .join('\n');
+  const decls = storageDecls(bindings);
 
   const xAt = (j: string) => (cached ? `v[${j}]` : `x[base + lid + ${j} * WG]`);
   // Load into registers and/or sum for the mean; RMS without caching needs no first pass.
@@ -153,10 +150,7 @@ export const gatedNormKernel: KernelGenerator<GatedNormAttrs> = (a, { caps, maxT
     { name: 'w', access: 'read' },
     { name: 'out', access: 'read_write' },
   ];
-  const decls = bindings
-    .slice(1)
-    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
-    .join('\n');
+  const decls = storageDecls(bindings);
   const vAt = (j: string) => (cached ? `v[${j}]` : `gated(base + lid + ${j} * WG)`);
   const code = `${STEP_WGSL}
 ${decls}

@@ -25,7 +25,7 @@ import { checkSelectiveScanAttrs, checkSsdAttrs } from '../../src/ops/ssm.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
-  storageDecl,
+  storageDecls,
   type BindingDecl,
   type DeviceCaps,
   type GridDim,
@@ -109,13 +109,6 @@ function prevPow2(n: number): number {
   return p;
 }
 
-function decls(bindings: BindingDecl[]): string {
-  return bindings
-    .slice(1)
-    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
-    .join('\n');
-}
-
 function bind(read: string[], write: string[]): BindingDecl[] {
   return [
     STEP_BINDING,
@@ -179,7 +172,7 @@ function scanStepLaunch(a: SelectiveScanAttrs, caps: DeviceCaps): KernelLaunch {
   const wg = rpw * nl;
   const bindings = bind(['x', 'dt', 'aLog', 'b', 'c', 'd', 'z'], ['state', 'out']);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 ${SOFTPLUS_WGSL}
 const D: u32 = ${D}u;
 const N: u32 = ${N}u;
@@ -244,7 +237,7 @@ function scanChunkLaunch(a: SelectiveScanAttrs, q: number, caps: DeviceCaps): Ke
   const { h, dsum } = SCAN_SCRATCH;
   const bindings = bind(['x', 'dt', 'aLog', 'b', 'd'], ['out', h, dsum]);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 ${SOFTPLUS_WGSL}
 const D: u32 = ${D}u;
 const N: u32 = ${N}u;
@@ -296,7 +289,7 @@ function scanPassLaunch(a: SelectiveScanAttrs, q: number, caps: DeviceCaps): Ker
   const { h, dsum } = SCAN_SCRATCH;
   const bindings = bind(['aLog', dsum], [h, 'state']);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 const D: u32 = ${D}u;
 const N: u32 = ${N}u;
 const Q: u32 = ${q}u;
@@ -335,7 +328,7 @@ function scanOutLaunch(a: SelectiveScanAttrs, q: number, caps: DeviceCaps): Kern
   const { h } = SCAN_SCRATCH;
   const bindings = bind(['x', 'dt', 'aLog', 'b', 'c', 'z', h], ['out']);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 ${SOFTPLUS_WGSL}
 const D: u32 = ${D}u;
 const N: u32 = ${N}u;
@@ -469,7 +462,7 @@ function ssdStepLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const wg = rpw * nl;
   const bindings = bind(['x', 'dt', 'dtBias', 'aLog', 'b', 'c', 'd'], ['state', 'out']);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 ${SOFTPLUS_WGSL}
 ${ssdDeltaWgsl(a)}
 ${ssdConsts(s)}
@@ -533,7 +526,7 @@ function ssdDtLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const { dt: dtS, lam } = SSD_SCRATCH;
   const bindings = bind(['dt', 'dtBias', 'aLog'], [dtS, lam]);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 ${SOFTPLUS_WGSL}
 ${DOUBLE_F32_WGSL}
 ${ssdDeltaWgsl(a)}
@@ -633,7 +626,7 @@ function ssdStatesLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const { dt: dtS, lam, states } = SSD_SCRATCH;
   const bindings = bind(['x', 'b', dtS, lam], [states]);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 ${DOUBLE_F32_WGSL}
 ${ssdConsts(s)}
 const TPP: u32 = ${t.tpp}u;
@@ -721,7 +714,7 @@ function ssdPassLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const { lam, states } = SSD_SCRATCH;
   const bindings = bind([lam], [states, 'state']);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 ${ssdConsts(s)}
 const WG: u32 = ${wg}u;
 const HPN: u32 = ${s.H * s.P * s.N}u;
@@ -823,7 +816,7 @@ function ssdOutLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const { dt: dtS, lam, states } = SSD_SCRATCH;
   const bindings = bind(['x', 'b', 'c', 'd', dtS, lam, states], ['out']);
   const code = `${STEP_WGSL}
-${decls(bindings)}
+${storageDecls(bindings)}
 ${DOUBLE_F32_WGSL}
 ${ssdConsts(s)}
 const BT: u32 = ${t.bt}u;

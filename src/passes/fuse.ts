@@ -12,7 +12,7 @@
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
-import type { MatmulAttrs, RopeAttrs } from '../graph/ops.ts';
+import type { AddAttrs, MatmulAttrs, OpAttrs, RopeAttrs } from '../graph/ops.ts';
 import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { matmulStorageBindings } from '../../codegen/kernels/matmul.ts';
 import { Rewriter } from './rewrite.ts';
@@ -214,26 +214,31 @@ export function fuseActivation(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
-export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
+/**
+ * Folds each residual add into the node that produces one of its operands, the other operand
+ * becoming that node's residual input. `sides` lists the operands worth trying, in order; `fold`
+ * gives the producer's attrs with the residual taken in, or null when it cannot take it.
+ */
+function foldResidualAdds(
+  g: Graph,
+  sides: (add: AddAttrs) => readonly ('a' | 'b')[],
+  fold: (producer: GraphNode, add: AddAttrs) => OpAttrs | null,
+): Graph {
   const r = new Rewriter(g);
   for (const add of r.live().filter((n) => n.attrs.op === 'add')) {
     if (add.attrs.op !== 'add') continue;
-    const scale = add.attrs.scale;
-    // a + s·b: with s ≠ 1 only b can be the matmul (its epilogue scales, then adds a).
-    const sides = scale === 1 ? (['b', 'a'] as const) : (['b'] as const);
-    for (const mine of sides) {
+    for (const mine of sides(add.attrs)) {
+      const p = r.producer(add.inputs[mine]);
+      if (!p || !r.soleConsumer(p.outputs.out)) continue;
+      const attrs = fold(p, add.attrs);
+      if (attrs === null) continue;
       const other = mine === 'b' ? 'a' : 'b';
-      const m = r.producer(add.inputs[mine]);
-      if (!isMatmul(m) || m.attrs.residual || m.attrs.ropeKv || m.attrs.rows !== 'T') continue;
-      if (m.attrs.outStride !== m.attrs.N || !r.soleConsumer(m.outputs.out)) continue;
-      const attrs: MatmulAttrs = { ...m.attrs, scale: m.attrs.scale * scale, residual: true };
-      if (!fits(attrs, caps)) continue;
       r.replace(
-        m,
+        p,
         attrs,
-        { ...m.inputs, residual: add.inputs[other] },
+        { ...p.inputs, residual: add.inputs[other] },
         { out: add.outputs.out },
-        `${m.label}+residual`,
+        `${p.label}+residual`,
       );
       r.remove(add);
       break;
@@ -242,35 +247,35 @@ export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
+  return foldResidualAdds(
+    g,
+    // a + s·b: with s ≠ 1 only b can be the matmul (its epilogue scales, then adds a).
+    (add) => (add.scale === 1 ? ['b', 'a'] : ['b']),
+    (m, add) => {
+      if (!isMatmul(m) || m.attrs.residual || m.attrs.ropeKv || m.attrs.rows !== 'T') return null;
+      if (m.attrs.outStride !== m.attrs.N) return null;
+      const attrs: MatmulAttrs = { ...m.attrs, scale: m.attrs.scale * add.scale, residual: true };
+      return fits(attrs, caps) ? attrs : null;
+    },
+  );
+}
+
 /**
  * x + norm(y) → one norm that adds x to each row it writes. Gemma's sandwich post-norm sits
  * between the projection and the residual add, and needs whole rows, so the residual cannot go
  * into the matmul's epilogue; this saves the add's dispatch instead.
  */
 export function fuseNormResidual(g: Graph): Graph {
-  const r = new Rewriter(g);
-  for (const add of r.live().filter((n) => n.attrs.op === 'add')) {
+  return foldResidualAdds(
+    g,
     // The norm adds its residual unscaled: a + s·norm(y) with s ≠ 1 stays as it is.
-    if (add.attrs.op !== 'add' || add.attrs.scale !== 1) continue;
-    for (const [mine, other] of [
-      ['b', 'a'],
-      ['a', 'b'],
-    ] as const) {
-      const n = r.producer(add.inputs[mine]);
-      if (n?.attrs.op !== 'norm' || n.attrs.residual || n.attrs.group !== n.attrs.width) continue;
-      if (!r.soleConsumer(n.outputs.out)) continue;
-      r.replace(
-        n,
-        { ...n.attrs, residual: true },
-        { ...n.inputs, residual: add.inputs[other] },
-        { out: add.outputs.out },
-        `${n.label}+residual`,
-      );
-      r.remove(add);
-      break;
-    }
-  }
-  return r.finish();
+    (add) => (add.scale === 1 ? ['b', 'a'] : []),
+    (n) =>
+      n.attrs.op === 'norm' && !n.attrs.residual && n.attrs.group === n.attrs.width
+        ? { ...n.attrs, residual: true }
+        : null,
+  );
 }
 
 export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {

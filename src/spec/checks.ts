@@ -69,14 +69,24 @@ function checkRope(rope: RopeSpec, headDim: number, n: Namer): Issue[] {
   return issues;
 }
 
+/** The issue, blamed on `blame`, when `value` (of `field`) is not a multiple of `divisor` (of `by`). */
+function multipleOf(
+  n: Namer,
+  blame: string,
+  [field, value]: [string, number],
+  [by, divisor]: [string, number],
+): Issue[] {
+  if (value % divisor === 0) return [];
+  return [
+    {
+      path: [blame],
+      message: `${n(field)} (${value}) must be a multiple of ${n(by)} (${divisor})`,
+    },
+  ];
+}
+
 export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
-  const issues: Issue[] = [];
-  if (a.heads % a.kvHeads !== 0) {
-    issues.push({
-      path: ['kvHeads'],
-      message: `${n('heads')} (${a.heads}) must be a multiple of ${n('kvHeads')} (${a.kvHeads})`,
-    });
-  }
+  const issues = multipleOf(n, 'kvHeads', ['heads', a.heads], ['kvHeads', a.kvHeads]);
   if (a.rope) {
     for (const issue of checkRope(a.rope, a.headDim, n)) {
       issues.push({ path: ['rope', ...issue.path], message: issue.message });
@@ -116,13 +126,10 @@ export function checkMamba1(m: Mamba1Spec, n: Namer): Issue[] {
 }
 
 export function checkMamba2(m: Mamba2Spec, n: Namer): Issue[] {
-  const issues = checkKernel('dConv', m.dConv, n);
-  if (m.heads % m.groups !== 0) {
-    issues.push({
-      path: ['groups'],
-      message: `${n('heads')} (${m.heads}) must be a multiple of ${n('groups')} (${m.groups})`,
-    });
-  }
+  const issues = [
+    ...checkKernel('dConv', m.dConv, n),
+    ...multipleOf(n, 'groups', ['heads', m.heads], ['groups', m.groups]),
+  ];
   const inner = m.heads * m.headDim;
   if (inner % m.normGroup !== 0) {
     issues.push({
@@ -150,14 +157,10 @@ export function checkShortConv(m: ShortConvSpec, n: Namer): Issue[] {
 }
 
 export function checkGatedDeltaNet(m: GatedDeltaNetSpec, n: Namer): Issue[] {
-  const issues = checkKernel('dConv', m.dConv, n);
-  if (m.valueHeads % m.keyHeads !== 0) {
-    issues.push({
-      path: ['valueHeads'],
-      message: `${n('valueHeads')} (${m.valueHeads}) must be a multiple of ${n('keyHeads')} (${m.keyHeads})`,
-    });
-  }
-  return issues;
+  return [
+    ...checkKernel('dConv', m.dConv, n),
+    ...multipleOf(n, 'valueHeads', ['valueHeads', m.valueHeads], ['keyHeads', m.keyHeads]),
+  ];
 }
 
 /** The checks of whatever kind a mixer is. */

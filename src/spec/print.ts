@@ -13,7 +13,7 @@ import { assertModel } from './load-data.ts';
 import { parseSpec } from './load.ts';
 import type { LayerSpec, MixerSpec, ModelIR } from './model.ts';
 import { NO_MIXER } from './resolve.ts';
-import { modelSettings, type ModelSettings } from './settings.ts';
+import { modelSettings, settingsOf } from './settings.ts';
 
 const WIDTH = 100;
 const NOWHERE: Span = { file: '<printed>', line: 1, col: 1, offset: 0, length: 0 };
@@ -271,33 +271,6 @@ function definitionLines(all: BlockPlan<unknown>[]): string[] {
     const head = `  ${p.role.padEnd(roleWidth)} ${p.name.padEnd(width)} = `;
     return head + render({ kind: p.kind.name, args: p.args }, '  ', head.length);
   });
-}
-
-function settingsOf(m: ModelIR): ModelSettings {
-  const {
-    vocab,
-    dim,
-    maxContext,
-    norm,
-    postNorms,
-    tieEmbeddings,
-    embeddingScale,
-    logitSoftcap,
-    residualScale,
-    logitScale,
-  } = m;
-  return {
-    vocab,
-    dim,
-    maxContext,
-    norm,
-    postNorms,
-    tieEmbeddings,
-    embeddingScale,
-    logitSoftcap,
-    residualScale,
-    logitScale,
-  };
 }
 
 function printUnchecked(model: ModelIR): string {

@@ -4,19 +4,26 @@ import { NORMS } from './kinds/index.ts';
 import type { ModelIR } from './model.ts';
 import { block, bool, int, orNone, positive } from './values.ts';
 
-export type ModelSettings = Pick<
-  ModelIR,
-  | 'vocab'
-  | 'dim'
-  | 'maxContext'
-  | 'norm'
-  | 'postNorms'
-  | 'tieEmbeddings'
-  | 'embeddingScale'
-  | 'residualScale'
-  | 'logitScale'
-  | 'logitSoftcap'
->;
+/** The ModelIR fields that the model-level settings set. */
+const SETTING_KEYS = [
+  'vocab',
+  'dim',
+  'maxContext',
+  'norm',
+  'postNorms',
+  'tieEmbeddings',
+  'embeddingScale',
+  'logitSoftcap',
+  'residualScale',
+  'logitScale',
+] as const satisfies readonly (keyof ModelIR)[];
+
+export type ModelSettings = Pick<ModelIR, (typeof SETTING_KEYS)[number]>;
+
+/** A model's settings, the rest of its ModelIR left out. */
+export function settingsOf(m: ModelIR): ModelSettings {
+  return Object.fromEntries(SETTING_KEYS.map((k) => [k, m[k]])) as ModelSettings;
+}
 
 export const modelSettings = defineKind({
   name: 'model',

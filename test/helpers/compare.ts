@@ -24,28 +24,39 @@ export interface LoadedModel {
 export async function gpuModel(
   model: ModelIR,
   opts: Partial<CompileOptions> = {},
+  seed = 7,
 ): Promise<LoadedModel> {
   const gpu = await testGpu();
   const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 96, ...opts });
-  const weights = randomWeights(model, 7);
+  const weights = randomWeights(model, seed);
   const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
   return { compiled, weights, gm };
 }
 
-/** Prefill `prompt` then `steps` greedy decode steps on both; returns both sides' state. */
+/**
+ * Prefill `prompt` then `steps` greedy decode steps on both; returns both sides' state.
+ * `cpuChunk` prefills the interpreter in chunks of that many tokens (its state carried across
+ * chunks) and compares the last chunk's logits.
+ */
 export async function expectMatchesInterpreter(
   m: LoadedModel,
   prompt: Uint32Array,
   steps: number,
   tol: number,
+  cpuChunk: number = prompt.length,
 ): Promise<{ seq: Sequence; state: CpuState }> {
   const prefill = await Interpreter.create(m.compiled.graphs.prefill, m.weights);
   const decode = await Interpreter.create(m.compiled.graphs.decode, m.weights);
   const state = prefill.newState();
-  const cpu = prefill.step(prompt, 0, prompt.length, state);
+  const first = prompt.slice(0, cpuChunk);
+  let cpu = prefill.step(first, 0, first.length, state);
+  for (let at = cpuChunk; at < prompt.length; at += cpuChunk) {
+    const chunk = prompt.slice(at, at + cpuChunk);
+    cpu = prefill.step(chunk, at, chunk.length, state);
+  }
   const seq = m.gm.newSequence();
   const gpu = await seq.forward(prompt);
-  expect(maxRelError(gpu.logits, cpu.logits)).toBeLessThan(tol);
+  expect(maxRelError(gpu.logits.slice(-cpu.logits.length), cpu.logits)).toBeLessThan(tol);
   expect(gpu.token).toBe(cpu.token);
   let cpuTok = cpu.token;
   let gpuTok = gpu.token;
@@ -58,4 +69,22 @@ export async function expectMatchesInterpreter(
     gpuTok = g.token;
   }
   return { seq, state };
+}
+
+/**
+ * Compiles `model` fused and unfused (its other options alike), runs `ids` through both and
+ * expects the same logits within `tol`; returns both builds and the fused logits.
+ */
+export async function expectFusedMatchesUnfused(
+  model: ModelIR,
+  ids: number[],
+  tol: number,
+  opts: Partial<CompileOptions> = {},
+): Promise<{ fused: LoadedModel; plain: LoadedModel; logits: Float32Array }> {
+  const fused = await gpuModel(model, { ...opts, fuse: true });
+  const plain = await gpuModel(model, { ...opts, fuse: false });
+  const a = await fused.gm.newSequence().forward(ids);
+  const b = await plain.gm.newSequence().forward(ids);
+  expect(maxRelError(a.logits, b.logits)).toBeLessThan(tol);
+  return { fused, plain, logits: a.logits };
 }

@@ -1,5 +1,6 @@
 /** Small ModelIR models built directly (independent of the DSL) for end-to-end tests. */
-import type { AttentionSpec, MlpSpec, ModelIR } from '../../src/spec/model.ts';
+import { DEFAULT_ROUTER } from '../../src/spec/kinds/moe.ts';
+import type { AttentionSpec, MlpSpec, ModelIR, MoeSpec } from '../../src/spec/model.ts';
 
 export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
   const headDim = over.headDim ?? 16;
@@ -24,6 +25,18 @@ export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
 
 export function mlp(over: Partial<MlpSpec> = {}): MlpSpec {
   return { kind: 'mlp', hidden: 72, act: 'silu', gated: true, bias: false, ...over };
+}
+
+/** A Mixtral-style MoE: its default router, no clamp, no shared experts. */
+export function moe(over: Pick<MoeSpec, 'experts' | 'topK' | 'expert'>): MoeSpec {
+  return {
+    kind: 'moe',
+    clamp: null,
+    router: { ...DEFAULT_ROUTER },
+    shared: null,
+    sharedGate: false,
+    ...over,
+  };
 }
 
 /** A tiny GQA llama: vocab 260 (byte tokenizer + a few), dim 48, odd sizes on purpose. */

@@ -6,7 +6,11 @@
 import { describe, expect, it } from 'vitest';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { testGpu } from '../helpers/gpu.ts';
-import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
+import {
+  expectFusedMatchesUnfused,
+  expectMatchesInterpreter,
+  gpuModel,
+} from '../helpers/compare.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 import { attention, mlp, tinyLlama } from '../helpers/models.ts';
 
@@ -71,12 +75,8 @@ describe('tiny GQA llama on WebGPU vs the CPU interpreter', () => {
 
   it('fused and unfused compilations agree, and fusion cuts decode dispatches', async () => {
     const model = tinyLlama();
-    const fused = await gpuModel(model, { fuse: true });
-    const plain = await gpuModel(model, { fuse: false });
     const ids = Array.from(randInts(9, model.vocab, 9));
-    const a = await fused.gm.newSequence().forward(ids);
-    const b = await plain.gm.newSequence().forward(ids);
-    expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
+    const { fused, plain } = await expectFusedMatchesUnfused(model, ids, TOL);
     expect(fused.gm.dispatchesPerToken).toBeLessThan(plain.gm.dispatchesPerToken);
   });
 

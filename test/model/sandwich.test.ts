@@ -3,9 +3,13 @@
  * unfused, on a Gemma-3-shaped model and on MoE and Mamba sublayers.
  */
 import { describe, expect, it } from 'vitest';
-import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
-import { maxRelError, randInts } from '../helpers/numeric.ts';
-import { attention, mlp, tinyLlama } from '../helpers/models.ts';
+import {
+  expectFusedMatchesUnfused,
+  expectMatchesInterpreter,
+  gpuModel,
+} from '../helpers/compare.ts';
+import { randInts } from '../helpers/numeric.ts';
+import { attention, mlp, moe, tinyLlama } from '../helpers/models.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { layerTensors } from '../../src/import/names.ts';
@@ -57,12 +61,8 @@ describe('sandwich norms', () => {
 
   it('fused and unfused compilations agree', async () => {
     const model = tinyGemma({ logitSoftcap: 30 });
-    const fused = await gpuModel(model, { fuse: true });
-    const plain = await gpuModel(model, { fuse: false });
     const ids = Array.from(randInts(5, model.vocab, 12));
-    const a = await fused.gm.newSequence().forward(ids);
-    const b = await plain.gm.newSequence().forward(ids);
-    expect(maxRelError(a.logits, b.logits)).toBeLessThan(TOL);
+    const { fused, plain } = await expectFusedMatchesUnfused(model, ids, TOL);
     expect(fused.gm.dispatchesPerToken).toBeLessThan(plain.gm.dispatchesPerToken);
     // Each post-norm took its residual add; the pre-norms went into the matmuls they feed.
     const ops = fused.compiled.graphs.decode.nodes.map((n) => n.attrs);
@@ -93,24 +93,7 @@ describe('sandwich norms', () => {
             dtMax: null,
           },
           ffnName: 'moe',
-          ffn: {
-            kind: 'moe',
-            experts: 4,
-            topK: 2,
-            expert: mlp({ hidden: 24 }),
-            clamp: null,
-            router: {
-              scoring: 'softmax',
-              normalize: true,
-              scale: 1,
-              bias: false,
-              correctionBias: false,
-              groups: 1,
-              topkGroups: 1,
-            },
-            shared: null,
-            sharedGate: false,
-          },
+          ffn: moe({ experts: 4, topK: 2, expert: mlp({ hidden: 24 }) }),
         },
       ],
     });

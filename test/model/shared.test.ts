@@ -4,15 +4,10 @@
  * per use, the shared weights bound by every use.
  */
 import { describe, expect, it } from 'vitest';
-import { memorySource } from '../../codegen/bundle.ts';
-import { compileModel } from '../../src/compile.ts';
-import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
-import { randomWeights } from '../../src/import/random-init.ts';
 import { parseSpec } from '../../src/spec/load.ts';
-import { GpuModel } from '../../runtime/model.ts';
-import { testGpu } from '../helpers/gpu.ts';
-import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
+import { randInts } from '../helpers/numeric.ts';
 
 // dim 40: the shared attention reads 80 columns, 5 heads of 16; nothing is a multiple of a tile.
 const model = parseSpec(
@@ -45,27 +40,7 @@ describe('shared blocks on WebGPU vs the CPU interpreter', () => {
   });
 
   it('prefill in chunks, then decode, match the interpreter', async () => {
-    const gpu = await testGpu();
-    const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 64 });
-    const weights = randomWeights(model, 5);
-    const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
-    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
-    const decode = await Interpreter.create(compiled.graphs.decode, weights);
-    const state = prefill.newState();
-    const prompt = randInts(21, model.vocab, 8);
-    prefill.step(prompt.slice(0, 16), 0, 16, state);
-    const cpu = prefill.step(prompt.slice(16), 16, 5, state);
-    const seq = gm.newSequence();
-    const g = await seq.forward(Array.from(prompt));
-    expect(maxRelError(g.logits.slice(-5 * model.vocab), cpu.logits)).toBeLessThan(1e-4);
-    expect(g.token).toBe(cpu.token);
-    let tok = cpu.token;
-    for (let i = 0; i < 6; i++) {
-      const c = decode.step(Uint32Array.of(tok), 21 + i, 1, state);
-      const r = await seq.next([tok], { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 }, true);
-      expect(maxRelError(r.logits!, c.logits)).toBeLessThan(1e-4);
-      expect(r.token).toBe(c.token);
-      tok = c.token;
-    }
+    const m = await gpuModel(model, { maxT: 16, capacity: 64 }, 5);
+    await expectMatchesInterpreter(m, randInts(21, model.vocab, 8), 6, 1e-4, 16);
   });
 });

@@ -5,11 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
-import { memorySource } from '../../codegen/bundle.ts';
 import { compileModel } from '../../src/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
-import { randomWeights } from '../../src/import/random-init.ts';
 import { report } from '../../src/report.ts';
 import type {
   LayerSpec,
@@ -18,8 +16,7 @@ import type {
   MixerSpec,
   ModelIR,
 } from '../../src/spec/model.ts';
-import { GpuModel } from '../../runtime/model.ts';
-import { testGpu } from '../helpers/gpu.ts';
+import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { attention, mlp, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 
@@ -212,33 +209,15 @@ describe('a hybrid of every mixer kind on WebGPU vs the CPU interpreter', () => 
   });
 
   it('prefill in chunks, then decode, match the interpreter', async () => {
-    const gpu = await testGpu();
-    const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 64 });
-    const weights = randomWeights(model, 3);
-    const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
-    const prefill = await Interpreter.create(compiled.graphs.prefill, weights);
-    const decode = await Interpreter.create(compiled.graphs.decode, weights);
-    const state = prefill.newState();
+    const m = await gpuModel(model, { maxT: 16, capacity: 64 }, 3);
     const prompt = randInts(21, model.vocab, 4);
-    prefill.step(prompt.slice(0, 16), 0, 16, state);
-    const cpu = prefill.step(prompt.slice(16), 16, 5, state);
-    const seq = gm.newSequence();
-    const g = await seq.forward(Array.from(prompt));
-    expect(maxRelError(g.logits.slice(-5 * model.vocab), cpu.logits)).toBeLessThan(1e-4);
-    expect(g.token).toBe(cpu.token);
-    let tok = cpu.token;
-    for (let i = 0; i < 5; i++) {
-      const c = decode.step(Uint32Array.of(tok), 21 + i, 1, state);
-      const r = await seq.next([tok], { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 }, true);
-      expect(maxRelError(r.logits!, c.logits)).toBeLessThan(1e-4);
-      expect(r.token).toBe(c.token);
-      tok = c.token;
-    }
+    const { seq } = await expectMatchesInterpreter(m, prompt, 5, 1e-4, 16);
     // reset() only rewinds the position: the scans must read the old state as zeros at pos 0.
     seq.reset();
     const again = await seq.forward(Array.from(prompt.slice(0, 7)));
+    const prefill = await Interpreter.create(m.compiled.graphs.prefill, m.weights);
     const fresh = prefill.step(prompt.slice(0, 7), 0, 7, prefill.newState());
     expect(maxRelError(again.logits, fresh.logits)).toBeLessThan(1e-4);
-    gm.destroy();
+    m.gm.destroy();
   });
 });

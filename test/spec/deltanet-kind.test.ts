@@ -1,22 +1,11 @@
 /** gated_deltanet(...) and attention's output_gate in the DSL, YAML, the printer and the importer. */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { importHfConfig } from '../../src/import/hf.ts';
-import { parsePythonJson } from '../../src/import/json.ts';
 import { loadSpec, parseSpec } from '../../src/spec/load.ts';
-import type { GatedDeltaNetSpec, ModelIR } from '../../src/spec/model.ts';
+import type { GatedDeltaNetSpec } from '../../src/spec/model.ts';
 import { countParams } from '../../src/spec/params.ts';
-import { printSpec } from '../../src/spec/print.ts';
-import { bodyError, resolve } from './helpers.ts';
-
-const mixerOf = (def: string) => resolve(`mixer m = ${def}\nlayers 2 x m`).layers[0].mixer;
-
-function roundTrip(model: ModelIR): string {
-  const text = printSpec(model);
-  expect(parseSpec(text, 'printed.strata')).toEqual(model);
-  return text;
-}
+import { bodyError, mixerOf, resolve, roundTrip } from './helpers.ts';
+import { importConfigFile } from '../helpers/hf-config.ts';
 
 describe('gated_deltanet(...)', () => {
   it("defaults like Qwen3NextConfig's linear_* keys", () => {
@@ -67,10 +56,7 @@ describe('gated_deltanet(...)', () => {
 describe('specs/qwen3-next-80b-a3b.strata', () => {
   it('is the model the importer makes of the released config', () => {
     const file = 'test/fixtures/configs/qwen3-next-80b-a3b.json';
-    const imported = importHfConfig(
-      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
-      'x',
-    ).model;
+    const imported = importConfigFile(file, 'x').model;
     const spec = loadSpec('specs/qwen3-next-80b-a3b.strata');
     expect(countParams(spec).total).toBe(79_674_391_296);
     expect(spec.layers.map((l) => [l.mixer, l.ffn])).toEqual(

@@ -5,15 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { parseSpec } from '../../src/spec/load.ts';
-import type { ModelIR } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
-import { blamed, bodyError, HEADER, resolve } from './helpers.ts';
-
-function roundTrip(model: ModelIR): string {
-  const text = printSpec(model);
-  expect(parseSpec(text, 'printed.strata')).toEqual(model);
-  return text;
-}
+import { blamed, bodyError, HEADER, resolve, roundTrip } from './helpers.ts';
 
 const FALCON_LIKE = [
   'mixer hybrid = parallel(',

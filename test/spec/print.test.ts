@@ -1,16 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { SpecError } from '../../src/spec/errors.ts';
-import { loadSpec, parseSpec } from '../../src/spec/load.ts';
+import { loadSpec } from '../../src/spec/load.ts';
 import type { AttentionSpec, ModelIR } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
-import { resolve, specError } from './helpers.ts';
-
-/** Prints, checks the text resolves to the same model, and returns the text. */
-function roundTrip(model: ModelIR): string {
-  const text = printSpec(model);
-  expect(parseSpec(text, 'printed.strata')).toEqual(model);
-  return text;
-}
+import { resolve, roundTrip, specError } from './helpers.ts';
 
 function layersLines(text: string): string[] {
   return text

@@ -2,17 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { parseSpec } from '../../src/spec/load.ts';
-import type { Mamba1Spec, Mamba2Spec, ModelIR, ShortConvSpec } from '../../src/spec/model.ts';
-import { printSpec } from '../../src/spec/print.ts';
-import { blamed, bodyError, resolve } from './helpers.ts';
-
-const mixerOf = (def: string) => resolve(`mixer m = ${def}\nlayers 2 x m`).layers[0].mixer;
-
-function roundTrip(model: ModelIR): string {
-  const text = printSpec(model);
-  expect(parseSpec(text, 'printed.strata')).toEqual(model);
-  return text;
-}
+import type { Mamba1Spec, Mamba2Spec, ShortConvSpec } from '../../src/spec/model.ts';
+import { blamed, bodyError, mixerOf, resolve, roundTrip } from './helpers.ts';
 
 describe('mamba1(...)', () => {
   it('defaults like MambaConfig: d_inner 2 × dim, d_state 16, d_conv 4, dt_rank ceil(dim / 16)', () => {

@@ -6,6 +6,7 @@ import { parsePythonJson } from '../../src/import/json.ts';
 import { loadSpec, parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { countParams } from '../../src/spec/params.ts';
+import { importConfigFile } from '../helpers/hf-config.ts';
 
 /**
  * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, p parallel, - no mixer; + where there
@@ -89,7 +90,7 @@ describe('specs/lfm2-1.2b.strata', () => {
     const m = loadSpec('specs/lfm2-1.2b.strata');
     expect(layout(m)).toBe('c+ c+ a+ c+ c+ a+ c+ c+ a+ c+ a+ c+ a+ c+ a+ c+');
     const file = 'test/fixtures/configs/lfm2-1.2b.json';
-    const hf = importHfConfig(parsePythonJson(readFileSync(file, 'utf8'), file) as object, 'x');
+    const hf = importConfigFile(file, 'x');
     expect(blocks(m)).toEqual(blocks(hf.model));
     expect(countParams(m).total).toBe(1_170_340_608);
   });
@@ -133,7 +134,7 @@ describe('specs/nemotron-h-8b.strata', () => {
     const want = [...pattern].map((c) => ({ M: '2', '*': 'a', '-': '-+' })[c]).join(' ');
     expect(layout(m)).toBe(want);
     const file = 'test/fixtures/configs/nemotron-h-8b.json';
-    const hf = importHfConfig(parsePythonJson(readFileSync(file, 'utf8'), file) as object, 'x');
+    const hf = importConfigFile(file, 'x');
     expect(blocks(m)).toEqual(blocks(hf.model));
     expect(countParams(m).total).toBe(8_100_852_736);
   });
@@ -160,10 +161,7 @@ describe('specs/jamba-v0.1.strata', () => {
       Array.from({ length: 32 }, (_, i) => (i % 2 === 1 ? 'moe' : 'mlp')),
     );
     const file = 'test/fixtures/configs/jamba-v0.1.json';
-    const hf = importHfConfig(
-      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
-      'jamba-v0.1',
-    );
+    const hf = importConfigFile(file, 'jamba-v0.1');
     // The whole ModelIR, not only the blocks: the spec is the import's printSpec output.
     expect(m).toEqual(hf.model);
     const c = countParams(m);
@@ -191,10 +189,7 @@ describe('specs/zamba2-2.7b.strata', () => {
     });
     expect(block).toMatchObject({ adapterRank: 128, attentionAdapters: false, ffnAdapters: true });
     const file = 'test/fixtures/configs/zamba2-2.7b.json';
-    const hf = importHfConfig(
-      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
-      'zamba2-2.7b',
-    );
+    const hf = importConfigFile(file, 'zamba2-2.7b');
     // The whole ModelIR: the spec is the import's printSpec output.
     expect(m).toEqual(hf.model);
     expect(countParams(m).total).toBe(2_662_214_560);
@@ -222,17 +217,14 @@ describe('specs/falcon-h1-7b.strata', () => {
       ssmOutScale: 1,
     });
     const file = 'test/fixtures/configs/falcon-h1-7b.json';
-    const hf = importHfConfig(
-      parsePythonJson(readFileSync(file, 'utf8'), file) as object,
-      'falcon-h1-7b',
-    );
+    const hf = importConfigFile(file, 'falcon-h1-7b');
     expect(m).toEqual(hf.model);
     expect(countParams(m).total).toBe(7_585_513_568);
   });
 
   it('reads every muP multiplier of the tiny fixture into the kind it scales', () => {
     const file = 'test/fixtures/hf/falcon_h1/config.json';
-    const hf = importHfConfig(parsePythonJson(readFileSync(file, 'utf8'), file) as object, 'x');
+    const hf = importConfigFile(file, 'x');
     const { model } = hf;
     expect(model.embeddingScale).toBe(2);
     expect(model.logitScale).toBe(0.5);

@@ -5,8 +5,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
-import { attentionNames, postNormNames } from '../../import/names.ts';
-import { linear, linearRowBlocks, linearScale, preNorm, sublayerResidual } from './common.ts';
+import { attentionNames } from '../../import/names.ts';
+import { linear, linearRowBlocks, linearScale, mixerSublayer } from './common.ts';
 
 export function ropeTableParams(
   b: GraphBuilder,
@@ -47,10 +47,9 @@ export function lowerAttention(
   /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
   input: number = x,
 ): number {
-  const L = `l${i}.attn`;
-  const h = preNorm(b, model, input, attentionNames(i).norm, L);
-  const o = attentionBranch(b, model, h, i, a, 1, 1);
-  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+  return mixerSublayer(b, model, x, input, i, attentionNames(i).norm, `l${i}.attn`, (h) =>
+    attentionBranch(b, model, h, i, a, 1, 1),
+  );
 }
 
 /**
@@ -108,6 +107,36 @@ export function attentionBranch(
     q = headNorm(q, qCols, n.qNorm, 'q');
     k = headNorm(k, kvCols, n.kNorm, 'k');
   }
+  const att = attendOverCache(b, a, i, L, { q, k, v }, a.sinks ? n.sinks : null, `${L}.out`);
+  const gated =
+    gate === null
+      ? att
+      : b.op(
+          { op: 'glu', act: 'sigmoid', width: qCols },
+          `${L} output gate`,
+          { gate, up: att },
+          { out: { name: `${L}.gated`, shape: ['T', qCols] } },
+        ).out;
+  const out = linearScale(1, outScale);
+  return linear(b, gated, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
+}
+
+/**
+ * The attention core that every lowering with a KV cache shares: RoPE on the projected q and k,
+ * k and v appended to layer i's own cache, attention over that cache. `sinks` names the per-head
+ * sink logits' param (null: none); `outName` names the result.
+ */
+export function attendOverCache(
+  b: GraphBuilder,
+  a: AttentionSpec,
+  i: number,
+  L: string,
+  qkv: { q: number; k: number; v: number },
+  sinks: string | null,
+  outName: string,
+): number {
+  const kvCols = a.kvHeads * a.headDim;
+  let { q, k } = qkv;
   const tables = ropeTableParams(b, a);
   if (a.rope && tables) {
     const rope = (t: number, heads: number, tag: string) =>
@@ -124,8 +153,8 @@ export function attentionBranch(
   const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
   const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
   b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
-  b.op(write, `${L} v-append`, { x: v, cache: vcache }, { cache: vcache });
-  const att = b.op(
+  b.op(write, `${L} v-append`, { x: qkv.v, cache: vcache }, { cache: vcache });
+  return b.op(
     {
       op: 'attention',
       heads: a.heads,
@@ -136,22 +165,13 @@ export function attentionBranch(
       causal: a.causal,
       window: a.window,
       softcap: a.softcap,
-      sinks: a.sinks,
+      sinks: sinks !== null,
       capacity: b.capacity,
     },
     `${L} attention`,
-    a.sinks ? { q, kcache, vcache, sinks: b.param(n.sinks, [a.heads]) } : { q, kcache, vcache },
-    { out: { name: `${L}.out`, shape: ['T', qCols] } },
+    sinks === null
+      ? { q, kcache, vcache }
+      : { q, kcache, vcache, sinks: b.param(sinks, [a.heads]) },
+    { out: { name: outName, shape: ['T', a.heads * a.headDim] } },
   ).out;
-  const gated =
-    gate === null
-      ? att
-      : b.op(
-          { op: 'glu', act: 'sigmoid', width: qCols },
-          `${L} output gate`,
-          { gate, up: att },
-          { out: { name: `${L}.gated`, shape: ['T', qCols] } },
-        ).out;
-  const out = linearScale(1, outScale);
-  return linear(b, gated, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
 }

@@ -6,10 +6,12 @@ import type { GraphBuilder } from '../builder.ts';
 import { plainMatmul } from '../ops.ts';
 import type { Dim, ParamSource } from '../ir.ts';
 import type { ModelIR } from '../../spec/model.ts';
+import { postNormNames } from '../../import/names.ts';
 
 /**
- * The model's norm over `dim`-wide rows: the pre-norm of the residual stream, the final norm,
- * and sandwich post-norms; `prefix` is the canonical norm name (without `.weight`).
+ * The model's norm over `width`-wide rows (the model's dim unless given): the pre-norm of the
+ * residual stream, the final norm, sandwich post-norms, and a shared block's norms (its input
+ * norm reads 2·dim); `prefix` is the canonical norm name (without `.weight`).
  */
 export function preNorm(
   b: GraphBuilder,
@@ -17,15 +19,15 @@ export function preNorm(
   x: number,
   prefix: string,
   label: string,
+  width: number = model.dim,
 ): number {
-  const inputs: Record<string, number> = { x, w: b.param(`${prefix}.weight`, [model.dim]) };
-  if (model.norm.kind === 'layer' && model.norm.bias)
-    inputs.b = b.param(`${prefix}.bias`, [model.dim]);
+  const inputs: Record<string, number> = { x, w: b.param(`${prefix}.weight`, [width]) };
+  if (model.norm.kind === 'layer' && model.norm.bias) inputs.b = b.param(`${prefix}.bias`, [width]);
   return b.op(
-    { op: 'norm', norm: model.norm, width: model.dim, group: model.dim, residual: false },
+    { op: 'norm', norm: model.norm, width, group: width, residual: false },
     `${label} norm`,
     inputs,
-    { out: { name: `${label}.norm`, shape: ['T', model.dim] } },
+    { out: { name: `${label}.norm`, shape: ['T', width] } },
   ).out;
 }
 
@@ -200,6 +202,25 @@ function matmul(
  * sandwich norms (Gemma 2/3), `postNorm` naming that norm's weights; s is the model's residual
  * multiplier (Granite). The fusion passes fold the add into the post-norm or the matmul.
  */
+/**
+ * A mixer sublayer as the families lay it out: the pre-norm of `input` (the residual x, or x plus
+ * a shared block's output), `branch` on the normed rows, then the residual add of layer i (with
+ * its sandwich post-norm when the model has them).
+ */
+export function mixerSublayer(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  input: number,
+  i: number,
+  normPrefix: string,
+  label: string,
+  branch: (h: number) => number,
+): number {
+  const h = preNorm(b, model, input, normPrefix, label);
+  return sublayerResidual(b, model, x, branch(h), postNormNames(i).mixer, label);
+}
+
 export function sublayerResidual(
   b: GraphBuilder,
   model: ModelIR,

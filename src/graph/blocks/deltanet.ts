@@ -9,15 +9,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { GatedDeltaNetSpec, ModelIR } from '../../spec/model.ts';
-import { gatedDeltaNetNames, gatedDeltaNetWidths, postNormNames } from '../../import/names.ts';
-import {
-  causalConv,
-  linear,
-  linearRowBlocks,
-  preNorm,
-  sublayerResidual,
-  weightRows,
-} from './common.ts';
+import { gatedDeltaNetNames, gatedDeltaNetWidths } from '../../import/names.ts';
+import { causalConv, linear, linearRowBlocks, mixerSublayer, weightRows } from './common.ts';
 
 export function lowerGatedDeltaNet(
   b: GraphBuilder,
@@ -28,10 +21,22 @@ export function lowerGatedDeltaNet(
   /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
   input: number = x,
 ): number {
+  return mixerSublayer(b, model, x, input, i, gatedDeltaNetNames(i).norm, `l${i}.deltanet`, (h) =>
+    gatedDeltaNetBranch(b, model, h, i, m),
+  );
+}
+
+/** The gated DeltaNet on the normed input h, without the residual. */
+function gatedDeltaNetBranch(
+  b: GraphBuilder,
+  model: ModelIR,
+  h: number,
+  i: number,
+  m: GatedDeltaNetSpec,
+): number {
   const n = gatedDeltaNetNames(i);
   const L = `l${i}.deltanet`;
   const w = gatedDeltaNetWidths(m);
-  const h = preNorm(b, model, input, n.norm, L);
   const vPerKey = w.perKey * m.valueHeadDim;
   const qkvz = (offset: number, count: number, tag: string) =>
     linearRowBlocks(
@@ -121,6 +126,5 @@ export function lowerGatedDeltaNet(
     { gate: z, up: normed },
     { out: { name: `${L}.gated`, shape: ['T', w.value] } },
   ).out;
-  const o = linear(b, gated, n.outProj, model.dim, w.value, false, `${L}.out`);
-  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+  return linear(b, gated, n.outProj, model.dim, w.value, false, `${L}.out`);
 }

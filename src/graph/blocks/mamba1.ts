@@ -7,8 +7,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { Mamba1Spec, ModelIR } from '../../spec/model.ts';
-import { mamba1Names, postNormNames } from '../../import/names.ts';
-import { causalConv, linear, linearRows, preNorm, sublayerResidual } from './common.ts';
+import { mamba1Names } from '../../import/names.ts';
+import { causalConv, linear, linearRows, mixerSublayer } from './common.ts';
 
 export function lowerMamba1(
   b: GraphBuilder,
@@ -19,10 +19,22 @@ export function lowerMamba1(
   /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
   input: number = x,
 ): number {
+  return mixerSublayer(b, model, x, input, i, mamba1Names(i).norm, `l${i}.mamba`, (h) =>
+    mamba1Branch(b, model, h, i, m),
+  );
+}
+
+/** Mamba-1 on the normed input h, without the residual. */
+function mamba1Branch(
+  b: GraphBuilder,
+  model: ModelIR,
+  h: number,
+  i: number,
+  m: Mamba1Spec,
+): number {
   const n = mamba1Names(i);
   const L = `l${i}.mamba`;
   const D = m.dInner;
-  const h = preNorm(b, model, input, n.norm, L);
   const xs = linearRows(b, h, n.inProj, 0, D, model.dim, m.projBias, `${L}.in_x`);
   const z = linearRows(b, h, n.inProj, D, D, model.dim, m.projBias, `${L}.in_z`);
   const conv = causalConv(
@@ -72,6 +84,5 @@ export function lowerMamba1(
     },
     { out: { name: `${L}.scan`, shape: ['T', D] }, state: ssm },
   ).out;
-  const o = linear(b, y, n.outProj, model.dim, D, m.projBias, `${L}.out`);
-  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+  return linear(b, y, n.outProj, model.dim, D, m.projBias, `${L}.out`);
 }

@@ -7,14 +7,13 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { Mamba2Spec, ModelIR } from '../../spec/model.ts';
-import { mamba2Names, mamba2Widths, postNormNames } from '../../import/names.ts';
+import { mamba2Names, mamba2Widths } from '../../import/names.ts';
 import {
   causalConv,
   linear,
   linearRows,
   linearScale,
-  preNorm,
-  sublayerResidual,
+  mixerSublayer,
   weightRows,
 } from './common.ts';
 
@@ -30,10 +29,9 @@ export function lowerMamba2(
   /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
   input: number = x,
 ): number {
-  const L = `l${i}.mamba2`;
-  const h = preNorm(b, model, input, mamba2Names(i).norm, L);
-  const o = mamba2Branch(b, model, h, i, m, 1, 1);
-  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+  return mixerSublayer(b, model, x, input, i, mamba2Names(i).norm, `l${i}.mamba2`, (h) =>
+    mamba2Branch(b, model, h, i, m, 1, 1),
+  );
 }
 
 /**

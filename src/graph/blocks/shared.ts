@@ -7,28 +7,8 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, SharedBlockSpec } from '../../spec/model.ts';
 import { sharedBlockNames, sharedUseNames } from '../../import/names.ts';
-import { ropeTableParams } from './attention.ts';
-import { linear, linearRows, residualAdd } from './common.ts';
-
-function norm(
-  b: GraphBuilder,
-  model: ModelIR,
-  x: number,
-  prefix: string,
-  width: number,
-  label: string,
-): number {
-  const inputs: Record<string, number> = { x, w: b.param(`${prefix}.weight`, [width]) };
-  if (model.norm.kind === 'layer' && model.norm.bias) inputs.b = b.param(`${prefix}.bias`, [width]);
-  return b.op(
-    { op: 'norm', norm: model.norm, width, group: width, residual: false },
-    `${label} norm`,
-    inputs,
-    {
-      out: { name: `${label}.norm`, shape: ['T', width] },
-    },
-  ).out;
-}
+import { attendOverCache } from './attention.ts';
+import { linear, linearRows, preNorm, residualAdd } from './common.ts';
 
 export function lowerSharedUse(
   b: GraphBuilder,
@@ -53,7 +33,7 @@ export function lowerSharedUse(
     { a: x, b: embeddings },
     { out: { name: `${L}.in`, shape: ['T', inp] } },
   ).out;
-  const h = norm(b, model, both, n.inputNorm, inp, `${L}.attn`);
+  const h = preNorm(b, model, both, n.inputNorm, `${L}.attn`, inp);
   // Base projection plus, where this use has one, its adapter (h A) B.
   const project = (
     prefix: string,
@@ -67,47 +47,13 @@ export function lowerSharedUse(
     const up = linear(b, low, adapter.up, cols, r, false, `${L}.${tag}_lora_up`);
     return residualAdd(b, y, up, cols, `${L}.${tag}_adapted`);
   };
-  let q = project(n.q, u.q, qCols, 'q');
-  let k = project(n.k, u.k, kvCols, 'k');
+  const q = project(n.q, u.q, qCols, 'q');
+  const k = project(n.k, u.k, kvCols, 'k');
   const v = project(n.v, u.v, kvCols, 'v');
-  const tables = ropeTableParams(b, a);
-  if (a.rope && tables) {
-    const rope = (t: number, heads: number, tag: string) =>
-      b.op(
-        { op: 'rope', heads, headDim: a.headDim, rotaryDim: a.rope!.rotaryDim, pairs: 'half' },
-        `${L} rope ${tag}`,
-        { x: t, cos: tables.cos, sin: tables.sin },
-        { out: { name: `${L}.${tag}rope`, shape: ['T', heads * a.headDim] } },
-      ).out;
-    q = rope(q, a.heads, 'q');
-    k = rope(k, a.kvHeads, 'k');
-  }
   // Each use keeps its own cache: the block's weights are shared, its keys and values are not.
-  const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
-  const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
-  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
-  b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
-  b.op(write, `${L} v-append`, { x: v, cache: vcache }, { cache: vcache });
-  const att = b.op(
-    {
-      op: 'attention',
-      heads: a.heads,
-      kvHeads: a.kvHeads,
-      headDim: a.headDim,
-      vHeadDim: a.headDim,
-      scale: a.scale,
-      causal: a.causal,
-      window: a.window,
-      softcap: a.softcap,
-      sinks: false,
-      capacity: b.capacity,
-    },
-    `${L} attention`,
-    { q, kcache, vcache },
-    { out: { name: `${L}.att`, shape: ['T', qCols] } },
-  ).out;
+  const att = attendOverCache(b, a, i, L, { q, k, v }, null, `${L}.att`);
   const o = linear(b, att, n.o, D, qCols, a.outBias, `${L}.o`);
-  const f = norm(b, model, o, n.ffnNorm, D, `${L}.ffn`);
+  const f = preNorm(b, model, o, n.ffnNorm, `${L}.ffn`, D);
   const I = s.ffn.hidden;
   const low = s.ffnAdapters
     ? linear(b, f, u.gateUp.down, r, D, false, `${L}.gate_up_lora_down`)

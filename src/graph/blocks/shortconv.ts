@@ -5,8 +5,8 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, ShortConvSpec } from '../../spec/model.ts';
-import { shortConvNames, postNormNames } from '../../import/names.ts';
-import { causalConv, linear, linearRows, preNorm, sublayerResidual } from './common.ts';
+import { shortConvNames } from '../../import/names.ts';
+import { causalConv, linear, linearRows, mixerSublayer } from './common.ts';
 
 export function lowerShortConv(
   b: GraphBuilder,
@@ -17,10 +17,22 @@ export function lowerShortConv(
   /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
   input: number = x,
 ): number {
+  return mixerSublayer(b, model, x, input, i, shortConvNames(i).norm, `l${i}.conv`, (h) =>
+    shortConvBranch(b, model, h, i, m),
+  );
+}
+
+/** The gated short convolution on the normed input h, without the residual. */
+function shortConvBranch(
+  b: GraphBuilder,
+  model: ModelIR,
+  h: number,
+  i: number,
+  m: ShortConvSpec,
+): number {
   const n = shortConvNames(i);
   const L = `l${i}.conv`;
   const d = model.dim;
-  const h = preNorm(b, model, input, n.norm, L);
   const proj = (k: number, tag: string) =>
     linearRows(b, h, n.inProj, k * d, d, d, m.bias, `${L}.in_${tag}`);
   const mul = (a: number, c: number, tag: string) =>
@@ -46,6 +58,5 @@ export function lowerShortConv(
     false,
     L,
   );
-  const o = linear(b, mul(gC, conv, 'cy'), n.outProj, d, d, m.bias, `${L}.out`);
-  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+  return linear(b, mul(gC, conv, 'cy'), n.outProj, d, d, m.bias, `${L}.out`);
 }
