@@ -239,3 +239,17 @@ export function checkMoe(f: MoeSpec, n: Namer): Issue[] {
   }
   return issues;
 }
+
+/** Attention options a shared block's lowering does not have (Zamba2 needs none of them). */
+export function sharedAttentionIssues(
+  a: AttentionSpec,
+): { field: keyof AttentionSpec; message: string }[] {
+  const unsupported = [
+    ['sinks', 'attention sinks'],
+    ['qkNorm', 'qk-norm'],
+    ['outputGate', 'an attention output gate'],
+  ] as const;
+  return unsupported
+    .filter(([field]) => a[field])
+    .map(([field, what]) => ({ field, message: `${what} is not supported in shared blocks yet` }));
+}

@@ -9,6 +9,7 @@ import {
   checkMlp,
   checkMoe,
   checkNorm,
+  sharedAttentionIssues,
   irNames,
   type Issue,
 } from './checks.ts';
@@ -49,11 +50,8 @@ export function validateModel(model: ModelIR): Issue[] {
     if (!b.ffn.gated) {
       issues.push({ path: [...at, 'ffn', 'gated'], message: 'a shared block ffn must be gated' });
     }
-    if (b.attention.sinks) {
-      issues.push({
-        path: [...at, 'attention', 'sinks'],
-        message: 'attention sinks are not supported in shared blocks yet',
-      });
+    for (const { field, message } of sharedAttentionIssues(b.attention)) {
+      issues.push({ path: [...at, 'attention', field], message });
     }
   });
   // A definition either is `none` or is a mixer kind, in every layer that uses it.

@@ -124,6 +124,19 @@ describe('shared blocks', () => {
     expect(e.message).toContain("unknown shared block 'ssm'");
   });
 
+  it('refuses attention options its lowering does not have: sinks, qk-norm, output gate', () => {
+    for (const [option, what] of [
+      ['sinks: true', 'attention sinks'],
+      ['qk_norm: true', 'qk-norm'],
+      ['output_gate: true', 'an attention output gate'],
+    ]) {
+      const e = bodyError(
+        `mixer ssm = mamba2(head_dim: 16)\nshared s = transformer(attention: attention(heads: 2, ${option}), ffn: swiglu(hidden: 8))\nlayers 2 x ssm\noverride layer 1 { shared: s }`,
+      );
+      expect(e.message).toContain(`${what} is not supported in shared blocks yet`);
+    }
+  });
+
   it('takes none to remove a layer shared block', () => {
     const m = resolve(`${BODY}\noverride layer 1 { shared: none }`);
     expect(m.layers[1].shared).toBeUndefined();

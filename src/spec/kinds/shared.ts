@@ -8,6 +8,7 @@ import type { AttentionSpec, MlpSpec, SharedBlockSpec } from '../model.ts';
 import { block, bool, int } from '../values.ts';
 import { attention } from './attention.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
+import { sharedAttentionIssues } from '../checks.ts';
 
 /** A shared block as a definition gives it; the resolver adds its name. */
 export type SharedBlockBody = Omit<SharedBlockSpec, 'name'>;
@@ -38,9 +39,12 @@ export const transformer = defineKind({
     if (!ffn.gated) {
       fail('the ffn of a shared block must be gated (swiglu, geglu or mlp(gated: true))', 'ffn');
     }
+    const attention = a.attention({ dim: 2 * ctx.dim });
+    const unsupported = sharedAttentionIssues(attention)[0];
+    if (unsupported) fail(unsupported.message, 'attention');
     return {
       kind: 'shared',
-      attention: a.attention({ dim: 2 * ctx.dim }),
+      attention,
       ffn,
       adapterRank: a.adapter_rank ?? 128,
       attentionAdapters: a.attention_adapters ?? false,
