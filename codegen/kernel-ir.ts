@@ -5,6 +5,15 @@
  * once per step, so one recorded command buffer serves any T and position.
  */
 
+/** One matrix shape the device's subgroup-matrix (tensor core) units take: left M×K, right K×N. */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
 /** Device facts that kernel generators and passes may depend on. */
 export interface DeviceCaps {
   maxInvocationsPerWorkgroup: number;
@@ -18,6 +27,10 @@ export interface DeviceCaps {
   subgroups: boolean;
   shaderF16: boolean;
   subgroupMatrix: boolean;
+  /** Largest subgroup the adapter runs (0 when unknown); subgroup-matrix workgroups are multiples of it. */
+  subgroupMaxSize: number;
+  /** Shapes subgroupMatrixMultiplyAccumulate takes on this device (empty without subgroup-matrix). */
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
 }
 
 /** WebGPU's guaranteed minimums: what a kernel may assume with no adapter in hand. */
@@ -33,6 +46,8 @@ export const BASELINE_CAPS: DeviceCaps = {
   subgroups: false,
   shaderF16: false,
   subgroupMatrix: false,
+  subgroupMaxSize: 0,
+  subgroupMatrixConfigs: [],
 };
 
 export type BindingAccess = 'read' | 'read_write' | 'uniform';
@@ -141,12 +156,12 @@ export function storageDecls(bindings: readonly BindingDecl[]): string {
     .join('\n');
 }
 
-/** WGSL declaration for binding i of a storage buffer of f32 or u32. */
+/** WGSL declaration for binding i of a storage buffer of `elem` (f32, u32, a vector of them, f16). */
 export function storageDecl(
   binding: number,
   name: string,
   access: 'read' | 'read_write',
-  elem: 'f32' | 'u32' | 'vec4<f32>' = 'f32',
+  elem = 'f32',
 ): string {
   return `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<${elem}>;`;
 }

@@ -5,6 +5,7 @@
  */
 import type {
   DeviceCaps,
+  SubgroupMatrixConfig,
   Kernel,
   KernelLaunch,
   StepParams,
@@ -40,10 +41,18 @@ const WANTED_FEATURES = [
   'chromium-experimental-subgroup-matrix',
 ] as const;
 
+/** What an adapter's info may carry beyond the standard fields (Dawn's experimental ones). */
+interface AdapterInfoExtras {
+  subgroupMaxSize?: number;
+  subgroupMatrixConfigs?: ReadonlyArray<SubgroupMatrixConfig>;
+}
+
 export function capsFromLimits(
   limits: GPUSupportedLimits,
   features: ReadonlySet<string>,
+  info: AdapterInfoExtras = {},
 ): DeviceCaps {
+  const subgroupMatrix = features.has('chromium-experimental-subgroup-matrix');
   return {
     maxInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
     maxWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
@@ -55,7 +64,17 @@ export function capsFromLimits(
     maxWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
     subgroups: features.has('subgroups'),
     shaderF16: features.has('shader-f16'),
-    subgroupMatrix: features.has('chromium-experimental-subgroup-matrix'),
+    subgroupMatrix,
+    subgroupMaxSize: info.subgroupMaxSize ?? 0,
+    subgroupMatrixConfigs: subgroupMatrix
+      ? (info.subgroupMatrixConfigs ?? []).map((c) => ({
+          componentType: String(c.componentType),
+          resultComponentType: String(c.resultComponentType),
+          M: c.M,
+          N: c.N,
+          K: c.K,
+        }))
+      : [],
   };
 }
 
@@ -71,7 +90,7 @@ export async function openDevice(adapter: GPUAdapter, fallback: boolean): Promis
   const features = [...device.features].map(String).sort();
   return {
     device,
-    caps: capsFromLimits(device.limits, new Set(features)),
+    caps: capsFromLimits(device.limits, new Set(features), info as AdapterInfoExtras),
     adapterInfo: {
       vendor: info.vendor,
       architecture: info.architecture,

@@ -374,6 +374,17 @@ export function f32ToF16Bits(x: number): number {
   return sign | out;
 }
 
+/**
+ * f32 values as f16 (round to nearest even), packed two to a u32 word little-endian: the bytes of
+ * an f16 array, in the form kernels read as `array<u32>`. An odd count leaves the last high half 0.
+ */
+export function packF16(data: ArrayLike<number>): Uint32Array {
+  const out = new Uint32Array(Math.ceil(data.length / 2));
+  const halves = new Uint16Array(out.buffer);
+  for (let i = 0; i < data.length; i++) halves[i] = f32ToF16Bits(data[i]);
+  return out;
+}
+
 // ---------------------------------------------------------------- serialization
 
 export type TensorData =

@@ -82,6 +82,17 @@ export interface MatmulAttrs {
    * Inputs cos, sin, kcache, vcache; outputs out, kcache, vcache. Pairs are always 'interleaved'.
    */
   ropeKv: { qCols: number; kvCols: number; headDim: number; rotaryDim: number } | null;
+  /**
+   * How w is stored: 'f16' is two halves per u32 word (the bytes of an f16 array). Its values
+   * are the f16 roundings of the f32 weights.
+   */
+  wType: 'f32' | 'f16';
+  /**
+   * 'f16': each row of x, after the prologue norm, is rounded to f16 before the products (what
+   * tensor cores take); products of two f16 values are exact in f32, so only the summation
+   * order differs between kernels. Needs wType 'f16'.
+   */
+  xType: 'f32' | 'f16';
 }
 // inputs: x [T, K], w [N or 2N, K], bias?, residual?, normW?, normB?, cos?, sin?, kcache?, vcache?
 // outputs: out [rows, outStride], and kcache/vcache when ropeKv
@@ -107,6 +118,8 @@ export function plainMatmul(
     outStride: N,
     outOffset: 0,
     ropeKv: null,
+    wType: 'f32',
+    xType: 'f32',
   };
 }
 

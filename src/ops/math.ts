@@ -4,6 +4,12 @@
  * so each formula exists once on the CPU side. WGSL twins: codegen/kernels/wgsl-math.ts.
  */
 import type { Activation, NormSpec } from '../spec/model.ts';
+import { f16BitsToNumber, f32ToF16Bits } from '../../runtime/safetensors.ts';
+
+/** x rounded to the nearest f16 (ties to even), as the GPU's f32 → f16 conversion does. */
+export function roundF16(x: number): number {
+  return f16BitsToNumber(f32ToF16Bits(x));
+}
 
 /** erf to f64 accuracy (JS has none): Taylor series near 0, continued fraction for the tail. */
 export function erf(x: number): number {

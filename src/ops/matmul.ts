@@ -6,7 +6,7 @@
  * kernels in codegen/kernels/matmul.ts and for the GraphIR interpreter.
  */
 import type { Cost, MatmulAttrs, StepShape } from '../graph/ops.ts';
-import { activate, normalizeRow, rotateHead } from './math.ts';
+import { activate, normalizeRow, roundF16, rotateHead } from './math.ts';
 import { f32, type Arrays, type OpReference } from './types.ts';
 
 /**
@@ -19,6 +19,8 @@ export function validateMatmul(a: MatmulAttrs): void {
     throw new Error(`${pre}: N and K must be positive integers`);
   }
   if (!Number.isFinite(a.scale)) throw new Error(`${pre}: scale must be finite, got ${a.scale}`);
+  if (a.xType === 'f16' && a.wType !== 'f16')
+    throw new Error(`${pre}: xType 'f16' needs wType 'f16' (f16 × f16 products)`);
   if (!a.ropeKv && a.outOffset + a.N > a.outStride) {
     throw new Error(`${pre}: outOffset (${a.outOffset}) + N exceeds outStride (${a.outStride})`);
   }
@@ -69,7 +71,8 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const { rows, xRow0 } = matmulRows(a, step);
   const wRows = a.gated ? 2 * N : N;
   const x = need(inputs, 'x', (xRow0 + rows) * K, 'x [T, K]');
-  const w = need(inputs, 'w', wRows * K, 'w [N or 2N, K]');
+  const wIn = need(inputs, 'w', wRows * K, 'w [N or 2N, K]');
+  const w = a.wType === 'f16' ? wIn.map(roundF16) : wIn;
   const bias = a.bias ? need(inputs, 'bias', wRows, 'bias') : undefined;
   const residual = a.residual
     ? need(inputs, 'residual', rows * N, 'residual [rows, N]')
@@ -109,6 +112,7 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
     const xOff = (xRow0 + r) * K;
     if (a.prologue && normW) normalizeRow(a.prologue, x, xOff, K, K, normW, normB, xr, 0);
     else xr.set(x.subarray(xOff, xOff + K));
+    if (a.xType === 'f16') for (let k = 0; k < K; k++) xr[k] = roundF16(xr[k]);
     for (let n = 0; n < N; n++) {
       let acc = 0;
       let accU = 0;
@@ -147,7 +151,8 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
 function cost(a: MatmulAttrs, step: StepShape): Cost {
   const { rows } = matmulRows(a, step);
   const wRows = a.gated ? 2 * a.N : a.N;
-  let read = wRows * a.K + rows * a.K;
+  // In f32 words: an f16 weight is half of one.
+  let read = (a.wType === 'f16' ? 0.5 : 1) * wRows * a.K + rows * a.K;
   if (a.bias) read += wRows;
   if (a.residual) read += rows * a.N;
   if (a.prologue) read += a.prologue.kind === 'layer' && a.prologue.bias ? 2 * a.K : a.K;

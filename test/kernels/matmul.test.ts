@@ -1,162 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { matmulKernel, matmulStorageBindings, matmulTiling } from '../../codegen/kernels/matmul.ts';
+import { common } from '../../codegen/kernels/matmul/common.ts';
+import { TILE_SHAPES, tiledLaunch, tilingFor } from '../../codegen/kernels/matmul/tiled.ts';
 import type { MatmulAttrs, StepShape } from '../../src/graph/ops.ts';
 import { matmul } from '../../src/ops/matmul.ts';
-import type { Arrays } from '../../src/ops/types.ts';
-import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
-
-function mm(N: number, K: number, over: Partial<MatmulAttrs> = {}): MatmulAttrs {
-  return {
-    op: 'matmul',
-    N,
-    K,
-    rows: 'T',
-    prologue: null,
-    bias: false,
-    gated: false,
-    act: null,
-    scale: 1,
-    residual: false,
-    outStride: N,
-    outOffset: 0,
-    ropeKv: null,
-    ...over,
-  };
-}
-
-const RMS = { kind: 'rms', eps: 1e-6, unitOffset: false, bias: false } as const;
-const RMS_GEMMA = { kind: 'rms', eps: 1e-6, unitOffset: true, bias: false } as const;
-const LAYER = { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true } as const;
-
-/** Odd sizes that are multiples of no tile, and one with K % 4 === 0 for the vec4 path. */
-const SHAPES: ReadonlyArray<[number, number]> = [
-  [1, 3],
-  [67, 129],
-  [129, 250],
-  [250, 1],
-  [33, 260],
-];
-
-const PREFILL_MAXT = 37;
-const PREFILL_STEPS: StepShape[] = [
-  { T: 37, pos: 0, L: 3 },
-  { T: 20, pos: 4, L: 1 },
-  { T: 1, pos: 9, L: 1 },
-];
-const DECODE_STEPS: StepShape[] = [{ T: 1, pos: 6, L: 1 }];
-
-function cacheCapacity(maxT: number): number {
-  return 9 + maxT + 2;
-}
-
-/** Random inputs for one matmul, sized for maxT rows (like the runtime's buffers). */
-function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
-  const wRows = a.gated ? 2 * a.N : a.N;
-  const inputs: Arrays = {
-    x: randn(maxT * a.K, seed + 1, 2),
-    w: randn(wRows * a.K, seed + 2, 1 / Math.sqrt(a.K)),
-  };
-  if (a.bias) inputs.bias = randn(wRows, seed + 3, 0.5);
-  if (a.residual) inputs.residual = randn(maxT * a.N, seed + 4);
-  if (a.prologue) {
-    const w = randn(a.K, seed + 5, 0.3);
-    if (!a.prologue.unitOffset) for (let i = 0; i < w.length; i++) w[i] += 1;
-    inputs.normW = w;
-    if (a.prologue.kind === 'layer' && a.prologue.bias) inputs.normB = randn(a.K, seed + 6, 0.2);
-  }
-  const rope = a.ropeKv;
-  const outStride = rope ? rope.qCols : a.outStride;
-  // Existing contents: anything the kernel must not touch has to survive unchanged.
-  inputs.out = randn(maxT * outStride, seed + 7);
-  if (rope) {
-    const cap = cacheCapacity(maxT);
-    const half = rope.rotaryDim / 2;
-    const ang = randn(cap * half, seed + 8, Math.PI);
-    inputs.cos = ang.map(Math.cos);
-    inputs.sin = ang.map(Math.sin);
-    inputs.kcache = randn(cap * rope.kvCols, seed + 9);
-    inputs.vcache = randn(cap * rope.kvCols, seed + 10);
-  }
-  return inputs;
-}
-
-function copyArrays(src: Arrays, fillOutputs?: number): Arrays {
-  const out: Arrays = {};
-  for (const [k, v] of Object.entries(src)) {
-    const c = v.slice();
-    if (fillOutputs !== undefined && (k === 'out' || k === 'kcache' || k === 'vcache'))
-      c.fill(fillOutputs);
-    out[k] = c;
-  }
-  return out;
-}
-
-interface Run {
-  caps: DeviceCaps;
-  maxT: number;
-  steps: StepShape[];
-}
-
-/**
- * Caps for the variant × shape matrix: the device's, but at most 64 invocations and 4 KiB of
- * workgroup memory, so tiles are 32×32×16 (×8 when gated or normed). SwiftShader's pipeline
- * compile time grows with workgroup memory (the zero-initialisation WGSL requires costs
- * ~90 ms per KiB) and the matrix builds a hundred pipelines; the device's own tile choice and
- * the baseline limits are covered by their own tests below.
- */
-async function matrixCaps(): Promise<DeviceCaps> {
-  const dev = (await testGpu()).caps;
-  return {
-    ...dev,
-    maxInvocationsPerWorkgroup: Math.min(64, dev.maxInvocationsPerWorkgroup),
-    maxWorkgroupStorageBytes: Math.min(4096, dev.maxWorkgroupStorageBytes),
-  };
-}
-
-/**
- * Run the kernel and the reference on the same inputs and compare every output:
- * values the reference writes to within 1e-4 relative, everything else bit-exact
- * (rows past T or L, columns outside outOffset..outOffset+N, other cache rows).
- */
-async function check(a: MatmulAttrs, run: Run, seed: number): Promise<void> {
-  const { launches } = matmulKernel(a, { caps: run.caps, maxT: run.maxT });
-  for (const [si, step] of run.steps.entries()) {
-    const inputs = makeInputs(a, run.maxT, seed + 100 * si);
-    const ref = matmul.reference(a, copyArrays(inputs), step);
-    // Which elements the op writes: the reference run over NaN-filled outputs leaves the rest NaN.
-    const mask = matmul.reference(a, copyArrays(inputs, NaN), step);
-    const gpu = await runLaunches(launches, { inputs: copyArrays(inputs), step });
-    const label = `${launches[0].kernel.name} N=${a.N} K=${a.K} maxT=${run.maxT} T=${step.T} L=${step.L}`;
-    for (const name of Object.keys(ref)) {
-      const r = ref[name];
-      const g = gpu[name];
-      const init = inputs[name];
-      const m = mask[name];
-      const written: number[] = [];
-      const want: number[] = [];
-      let untouchedBad = 0;
-      for (let i = 0; i < r.length; i++) {
-        if (Number.isNaN(m[i])) {
-          if (g[i] !== init[i]) untouchedBad++;
-        } else {
-          written.push(g[i]);
-          want.push(r[i]);
-        }
-      }
-      expect(written.length, `${label}: ${name} has written elements`).toBeGreaterThan(0);
-      expect(untouchedBad, `${label}: ${name} elements that must be left alone`).toBe(0);
-      const err = maxRelError(written, want);
-      expect(err, `${label}: ${name} max rel error`).toBeLessThanOrEqual(1e-4);
-    }
-  }
-}
-
-const PATHS: Array<[string, number, StepShape[]]> = [
-  ['prefill', PREFILL_MAXT, PREFILL_STEPS],
-  ['decode', 1, DECODE_STEPS],
-];
+import {
+  check,
+  DECODE_STEPS,
+  LAYER,
+  matrixCaps,
+  mm,
+  PATHS,
+  RMS,
+  RMS_GEMMA,
+  ropeCase,
+  SHAPES,
+} from '../helpers/matmul.ts';
 
 const VARIANTS: Array<[string, Partial<MatmulAttrs>]> = [
   ['plain', {}],
@@ -179,18 +41,6 @@ const VARIANTS: Array<[string, Partial<MatmulAttrs>]> = [
     { prologue: RMS, gated: true, act: 'silu', bias: true, residual: true },
   ],
 ];
-
-function ropeCase(
-  heads: number,
-  kvHeads: number,
-  headDim: number,
-  rotaryDim: number,
-  K: number,
-  over: Partial<MatmulAttrs> = {},
-): MatmulAttrs {
-  const ropeKv = { qCols: heads * headDim, kvCols: kvHeads * headDim, headDim, rotaryDim };
-  return mm(ropeKv.qCols + 2 * ropeKv.kvCols, K, { ropeKv, outStride: ropeKv.qCols, ...over });
-}
 
 describe('matmul kernels against the reference', () => {
   for (const [path, maxT, steps] of PATHS) {
@@ -254,47 +104,55 @@ describe('matmul on the device tile choice and on the baseline limits', () => {
     });
   }
 
-  it('picks tiles from the caps and stays correct under each', async () => {
-    const a = mm(67, 129, {
-      prologue: LAYER,
-      gated: true,
-      act: 'silu',
-      bias: true,
-      residual: true,
-    });
-    const capsList: DeviceCaps[] = [
-      BASELINE_CAPS,
-      { ...BASELINE_CAPS, maxWorkgroupStorageBytes: 4096 },
+  it('is right under every tile shape that fits the device', async () => {
+    const caps = (await testGpu()).caps;
+    const cases = [
+      mm(67, 260, { bias: true, residual: true }),
+      mm(67, 129, { prologue: LAYER, gated: true, act: 'silu', bias: true, residual: true }),
+      ropeCase(3, 1, 8, 6, 67, { bias: true, prologue: RMS, wType: 'f16' }),
     ];
-    const names = new Set<string>();
-    const steps = (maxT: number): StepShape[] => [
-      { T: maxT, pos: 0, L: 1 },
-      { T: 2, pos: 0, L: 1 },
+    const steps: StepShape[] = [
+      { T: 37, pos: 0, L: 1 },
+      { T: 5, pos: 2, L: 1 },
     ];
-    for (const [i, caps] of capsList.entries()) {
-      for (const maxT of [37, 5]) {
-        names.add(matmulKernel(a, { caps, maxT }).launches[0].kernel.name.split('_')[1]);
-        await check(a, { caps, maxT, steps: steps(maxT) }, 90_000 + 10 * i + maxT);
+    let ran = 0;
+    for (const [ci, a] of cases.entries()) {
+      for (const [si, shape] of TILE_SHAPES.entries()) {
+        const t = tilingFor(a, caps, shape);
+        if (!t) continue;
+        const launch = tiledLaunch(a, common(a), caps, 37, t);
+        await check(a, { caps, maxT: 37, steps }, 90_000 + 100 * ci + si, [launch]);
+        ran++;
       }
-      await check({ ...a, K: 128 }, { caps, maxT: 1, steps: DECODE_STEPS }, 91_000 + i);
     }
-    expect(names.size).toBeGreaterThanOrEqual(3);
+    expect(ran).toBeGreaterThanOrEqual(12);
   });
 });
 
 describe('matmul tiling and device limits', () => {
-  it('uses 128x128 tiles of 1024 threads on an H100-class device', () => {
-    const h100: DeviceCaps = {
-      ...BASELINE_CAPS,
-      maxInvocationsPerWorkgroup: 1024,
-      maxWorkgroupSizeX: 1024,
-      maxWorkgroupStorageBytes: 49152,
-    };
-    const t = matmulTiling(mm(4096, 4096), h100, 512);
-    expect([t.BM, t.BN, t.threads]).toEqual([128, 128, 1024]);
-    expect(t.workgroupBytes).toBeLessThanOrEqual(49152);
-    const name = matmulKernel(mm(4096, 4096), { caps: h100, maxT: 512 }).launches[0].kernel.name;
-    expect(name).toMatch(/^matmul_t128x128x\d+_r4x4/);
+  const h100: DeviceCaps = {
+    ...BASELINE_CAPS,
+    maxInvocationsPerWorkgroup: 1024,
+    maxWorkgroupSizeX: 1024,
+    maxWorkgroupStorageBytes: 49152,
+  };
+
+  it('takes the largest tile that still fills a large GPU, and smaller ones for small problems', () => {
+    const big = matmulTiling(mm(4096, 4096), h100, 4096);
+    expect([big.BM, big.BN, big.RM, big.RN, big.threads]).toEqual([128, 128, 8, 8, 256]);
+    expect(big.workgroupBytes).toBeLessThanOrEqual(49152);
+    const name = matmulKernel(mm(4096, 4096), { caps: h100, maxT: 4096 }).launches[0].kernel.name;
+    expect(name).toMatch(/^matmul_t128x128x16_r8x8/);
+    // 1024 x 1024: 128 x 128 tiles would give 64 workgroups; a smaller tile gives at least 256.
+    const mid = matmulTiling(mm(1024, 1024), h100, 1024);
+    expect(Math.ceil(1024 / mid.BM) * Math.ceil(1024 / mid.BN)).toBeGreaterThanOrEqual(256);
+    // A 16-token prefill never takes tiles taller than 16 rows.
+    expect(matmulTiling(mm(4096, 4096), h100, 16).BM).toBe(16);
+    // Gated: two accumulator sets, so no 8 x 8 blocks.
+    const g = matmulTiling(mm(4096, 4096, { gated: true, act: 'silu' }), h100, 4096);
+    expect(g.RM * g.RN).toBeLessThanOrEqual(32);
+    // The baseline's 256 invocations and 16 KiB still give a tile.
+    expect(matmulTiling(mm(4096, 4096), BASELINE_CAPS, 4096).threads).toBeLessThanOrEqual(256);
   });
 
   it('folds large column counts into 2-D grids', async () => {

@@ -1,0 +1,309 @@
+/**
+ * What every matmul schedule shares (semantics: src/ops/matmul.ts): the binding list, the
+ * constants, the weight and norm load helpers, and the one epilogue (bias, activation / gating,
+ * scale, residual, strided writes, or RoPE + KV-append), so every fused variant exists once.
+ */
+import type { MatmulAttrs } from '../../../src/graph/ops.ts';
+import {
+  STEP_BINDING,
+  STEP_WGSL,
+  storageDecl,
+  type BindingDecl,
+  type DeviceCaps,
+} from '../../kernel-ir.ts';
+import { actExpr, actPrelude } from '../wgsl-math.ts';
+
+/** A WGSL f32 literal (eps values such as 1e-6 must stay floats). */
+export function lit(v: number): string {
+  if (!Number.isFinite(v)) throw new Error(`matmul: non-finite constant ${v}`);
+  const s = String(v);
+  return /[.eE]/.test(s) ? s : `${s}.0`;
+}
+
+export function hash(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
+
+/**
+ * How w is laid out in its buffer. f32: one f32 per element. f16: two halves per u32 word,
+ * little-endian (element e is half e & 1 of word e >> 1), the layout of an f16 array's bytes.
+ * `unit` is the number of consecutive k one load returns: 4 when K % 4 === 0, else 1; the
+ * tensor-core schedule reads 8 halves per load (`wide`).
+ */
+function weightElem(a: MatmulAttrs, vec4: boolean, wide: boolean): string {
+  if (a.wType === 'f32') return vec4 ? 'vec4<f32>' : 'f32';
+  if (wide) return 'vec4<u32>';
+  return vec4 ? 'vec2<u32>' : 'u32';
+}
+
+/** Schedules differ in what they need from the shared header. */
+export interface CommonOptions {
+  /** f16 weights read 8 halves per load as vec4<u32> (needs K % 8 === 0). */
+  wideWeights?: boolean;
+  /** WGSL `enable` lines the schedule needs, placed first. */
+  enables?: string[];
+}
+
+/** What all schedules share: bindings, constants, the load/norm helpers and the epilogue. */
+export interface Common {
+  bindings: BindingDecl[];
+  /** WGSL: enables, step uniform, storage declarations, constants, helper functions. */
+  header: string;
+  /** K % 4 === 0: x and the norm weights are read as vec4, U = K/4 units per row. */
+  vec4: boolean;
+  U: number;
+  /** Expressions on one load unit (vec4 or f32). */
+  sum: (v: string) => string;
+  dot: (p: string, q: string) => string;
+  /** WGSL for the step's output row count and the x row of output row 0. */
+  nRows: string;
+  rowBase: string;
+  features: string;
+}
+
+export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
+  const vec4 = a.K % 4 === 0;
+  const X = vec4 ? 'vec4<f32>' : 'f32';
+  const pro = a.prologue;
+  const normBias = pro?.kind === 'layer' && pro.bias;
+  // (binding name, access, element); the WGSL variable is b_<name> so `cos` never shadows a builtin
+  const list: Array<[string, 'read' | 'read_write', string]> = [
+    ['x', 'read', X],
+    ['w', 'read', weightElem(a, vec4, opts.wideWeights ?? false)],
+  ];
+  if (a.bias) list.push(['bias', 'read', 'f32']);
+  if (a.residual) list.push(['residual', 'read', 'f32']);
+  if (pro) list.push(['normW', 'read', X]);
+  if (normBias) list.push(['normB', 'read', X]);
+  if (a.ropeKv) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
+  list.push(['out', 'read_write', 'f32']);
+  if (a.ropeKv) list.push(['kcache', 'read_write', 'f32'], ['vcache', 'read_write', 'f32']);
+  const bindings: BindingDecl[] = [
+    STEP_BINDING,
+    ...list.map(([name, access]) => ({ name, access })),
+  ];
+  const decls = list
+    .map(([name, access, e], i) => storageDecl(i + 1, `b_${name}`, access, e))
+    .join('\n');
+
+  let norm = '';
+  if (pro) {
+    const scale = pro.unitOffset ? '(1.0 + b_normW[k])' : 'b_normW[k]';
+    const centred = pro.kind === 'layer' ? '(v - mean)' : 'v';
+    norm = `
+fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
+  return ${centred} * rstd * ${scale}${normBias ? ' + b_normB[k]' : ''};
+}`;
+  }
+  const header = [
+    ...(opts.enables ?? []),
+    STEP_WGSL,
+    decls,
+    `const N: u32 = ${a.N}u;\nconst K: u32 = ${a.K}u;\nconst U: u32 = ${vec4 ? a.K / 4 : a.K}u;`,
+    pro ? `const EPS: f32 = ${lit(pro.eps)};` : '',
+    actPrelude(a.act),
+    norm,
+    opts.wideWeights ? '' : weightLoad(a, vec4),
+    a.xType === 'f16' ? roundX(vec4) : '',
+    epilogue(a),
+  ].join('\n');
+
+  const f: string[] = [];
+  if (vec4) f.push('v4');
+  if (a.wType === 'f16') f.push(a.xType === 'f16' ? 'f16' : 'w16');
+  if (pro) f.push(pro.kind === 'rms' ? 'rms' : 'ln');
+  if (a.bias) f.push('bias');
+  if (a.gated) f.push('glu');
+  if (a.act) f.push(a.act);
+  if (a.scale !== 1) f.push('scaled');
+  if (a.residual) f.push('res');
+  if (a.rows === 'L') f.push('lastL');
+  if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
+  if (a.ropeKv) f.push('ropekv');
+  return {
+    bindings,
+    header,
+    vec4,
+    U: vec4 ? a.K / 4 : a.K,
+    sum: (v) => (vec4 ? `dot(${v}, vec4<f32>(1.0))` : v),
+    dot: (p, q) => (vec4 ? `dot(${p}, ${q})` : `(${p} * ${q})`),
+    nRows: a.rows === 'T' ? 'step.T' : 'step.L',
+    rowBase: a.rows === 'T' ? '0u' : '(step.T - step.L)',
+    features: f.length ? `_${f.join('_')}` : '',
+  };
+}
+
+/**
+ * `load_wu(i)`: load unit i of the weight buffer (unit = 4 k when vec4, else 1) as f32. f16 weights
+ * unpack with unpack2x16float, core WGSL, so they need no shader-f16.
+ */
+function weightLoad(a: MatmulAttrs, vec4: boolean): string {
+  const X = vec4 ? 'vec4<f32>' : 'f32';
+  let body: string;
+  if (a.wType === 'f32') body = 'return b_w[i];';
+  else if (vec4)
+    body = 'let p = b_w[i];\n  return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));';
+  else body = 'return unpack2x16float(b_w[i >> 1u])[i & 1u];';
+  return `
+fn load_wu(i: u32) -> ${X} {
+  ${body}
+}`;
+}
+
+/** `round_x(v)`: x rounded to f16 and back (xType f16), as the tensor-core schedule stages it. */
+function roundX(vec4: boolean): string {
+  const body = vec4
+    ? 'return vec4<f32>(unpack2x16float(pack2x16float(v.xy)), unpack2x16float(pack2x16float(v.zw)));'
+    : 'return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;';
+  return `
+fn round_x(v: ${vec4 ? 'vec4<f32>' : 'f32'}) -> ${vec4 ? 'vec4<f32>' : 'f32'} {
+  ${body}
+}`;
+}
+
+/**
+ * Epilogue functions. `emit(r, c, g[, u])` finishes output column c of output row r
+ * from its accumulator(s); with ropeKv, `emit_pair(r, c, a0, a1)` finishes the even
+ * column c and c+1 together because RoPE rotates (2i, 2i+1) pairs.
+ */
+function epilogue(a: MatmulAttrs): string {
+  const r = a.ropeKv;
+  if (r) {
+    const half = r.rotaryDim / 2;
+    const bias = a.bias ? '\n  y0 += b_bias[c];\n  y1 += b_bias[c + 1u];' : '';
+    return `
+const QC: u32 = ${r.qCols}u;
+const KVC: u32 = ${r.kvCols}u;
+const HD: u32 = ${r.headDim}u;
+const RD: u32 = ${r.rotaryDim}u;
+fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
+  var y0 = a0;
+  var y1 = a1;${bias}
+  let p = step.pos + r;
+  // Rows past the cache's capacity would land on other rows under robust access; drop them.
+  if (p >= arrayLength(&b_kcache) / KVC) { return; }
+  if (c < QC + KVC) {
+    let s = select(c - QC, c, c < QC);
+    let d = s % HD;
+    if (d < RD) {
+      let cs = b_cos[p * ${half}u + d / 2u];
+      let sn = b_sin[p * ${half}u + d / 2u];
+      let t0 = y0 * cs - y1 * sn;
+      y1 = y1 * cs + y0 * sn;
+      y0 = t0;
+    }
+    if (c < QC) {
+      b_out[r * QC + c] = y0;
+      b_out[r * QC + c + 1u] = y1;
+    } else {
+      b_kcache[p * KVC + s] = y0;
+      b_kcache[p * KVC + s + 1u] = y1;
+    }
+  } else {
+    let s = c - QC - KVC;
+    b_vcache[p * KVC + s] = y0;
+    b_vcache[p * KVC + s + 1u] = y1;
+  }
+}`;
+  }
+  const lines = [`var y = g${a.bias ? ' + b_bias[c]' : ''};`];
+  if (a.act) lines.push(`y = ${actExpr(a.act, 'y')};`);
+  if (a.gated) lines.push(`y = y * (u${a.bias ? ' + b_bias[N + c]' : ''});`);
+  if (a.scale !== 1) lines.push(`y = y * ${lit(a.scale)};`);
+  if (a.residual) lines.push('y = y + b_residual[r * N + c];');
+  lines.push(`b_out[r * ${a.outStride}u + ${a.outOffset}u + c] = y;`);
+  return `
+fn emit(r: u32, c: u32, g: f32${a.gated ? ', u: f32' : ''}) {
+  ${lines.join('\n  ')}
+}`;
+}
+
+/**
+ * WGSL computing the prologue norm's row statistics of the tile's BM rows into smean / srstd,
+ * with P threads per row and partial sums in `part` (NT floats). Needs `lid`, `row0`, `nRows`
+ * and `rowBase` in scope; every thread reaches its barriers.
+ */
+export function rowStats(a: MatmulAttrs, c: Common, BM: number, NT: number): string {
+  if (!a.prologue) return '';
+  const P = Math.max(1, Math.floor(NT / BM));
+  const perPass = Math.floor(NT / P);
+  const layer = a.prologue.kind === 'layer';
+  const sq = c.vec4 ? 'dot(d, d)' : 'd * d';
+  const active = P * perPass;
+  return `
+  // Row statistics for the prologue norm: ${P} thread(s) per tile row, partials combined by one.
+  for (var m0 = 0u; m0 < ${BM}u; m0 += ${perPass}u) {
+    let m = m0 + lid / ${P}u;
+    let p = lid % ${P}u;
+    let valid = lid < ${active}u && m < ${BM}u && row0 + m < nRows;
+    let base = (rowBase + row0 + m) * U;
+    var mean = 0.0;${
+      layer
+        ? `
+    var s = 0.0;
+    if (valid) { for (var k = p; k < U; k += ${P}u) { s += ${c.sum('b_x[base + k]')}; } }
+    part[lid] = s;
+    workgroupBarrier();
+    if (valid && p == 0u) {
+      var t = 0.0;
+      for (var q = 0u; q < ${P}u; q++) { t += part[lid + q]; }
+      smean[m] = t / f32(K);
+    }
+    workgroupBarrier();
+    if (valid) { mean = smean[m]; }`
+        : ''
+    }
+    var ss = 0.0;
+    if (valid) {
+      for (var k = p; k < U; k += ${P}u) { let d = b_x[base + k] - mean; ss += ${sq}; }
+    }
+    part[lid] = ss;
+    workgroupBarrier();
+    if (valid && p == 0u) {
+      var t = 0.0;
+      for (var q = 0u; q < ${P}u; q++) { t += part[lid + q]; }
+      srstd[m] = inverseSqrt(t / f32(K) + EPS);
+      smean[m] = mean;
+    }
+    workgroupBarrier();
+  }`;
+}
+
+/** Workgroup arrays rowStats needs. */
+export function rowStatsDecls(a: MatmulAttrs, BM: number, NT: number): string {
+  if (!a.prologue) return '';
+  return `var<workgroup> part: array<f32, ${NT}>;\nvar<workgroup> smean: array<f32, ${BM}>;\nvar<workgroup> srstd: array<f32, ${BM}>;`;
+}
+
+/** Bytes of workgroup memory rowStats uses. */
+export function rowStatsBytes(a: MatmulAttrs, BM: number, NT: number): number {
+  return a.prologue ? 4 * (NT + 2 * BM) : 0;
+}
+
+/** Split a 1-D count of workgroups over x and z when it exceeds the per-dimension limit. */
+export function foldGrid(
+  blocks: number,
+  caps: DeviceCaps,
+  name: string,
+): { gx: number; gz: number } {
+  const max = caps.maxWorkgroupsPerDimension;
+  if (blocks <= max) return { gx: blocks, gz: 1 };
+  const gz = Math.ceil(blocks / max);
+  if (gz > max)
+    throw new Error(
+      `${name}: ${blocks} column blocks exceed maxComputeWorkgroupsPerDimension squared`,
+    );
+  return { gx: Math.ceil(blocks / gz), gz };
+}
+
+/** Refuse a row-tile count over the per-dimension grid limit. */
+export function checkRowTiles(maxT: number, BM: number, caps: DeviceCaps): void {
+  const rowTiles = Math.ceil(maxT / BM);
+  if (rowTiles > caps.maxWorkgroupsPerDimension) {
+    throw new Error(
+      `matmul: maxT ${maxT} needs ${rowTiles} row tiles, over maxComputeWorkgroupsPerDimension`,
+    );
+  }
+}

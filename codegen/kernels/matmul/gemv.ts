@@ -1,0 +1,117 @@
+/**
+ * The decode matmul (one row of x): a GEMV where a group of TPC threads reduces C whole weight
+ * rows with coalesced (vec4 where K allows) reads and a workgroup tree reduction. Decode is
+ * bound by the bytes of w, so f16 weights (unpacked in registers) halve its time.
+ */
+import type { MatmulAttrs } from '../../../src/graph/ops.ts';
+import type { DeviceCaps, KernelLaunch } from '../../kernel-ir.ts';
+import { foldGrid, hash, type Common } from './common.ts';
+
+function pow2Floor(n: number): number {
+  return 2 ** Math.floor(Math.log2(n));
+}
+
+export function gemvLaunch(a: MatmulAttrs, c: Common, caps: DeviceCaps): KernelLaunch {
+  const WG = pow2Floor(Math.min(256, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX));
+  // Threads per weight row: enough that each does a few loads, at least a warp for coalescing.
+  const TPC = Math.min(WG, Math.max(32, pow2Floor(Math.max(1, c.U / 4))));
+  const C = a.gated ? 2 : 4; // even, so a RoPE pair never straddles two groups
+  const V = a.gated ? 2 * C : C;
+  const CPW = (WG / TPC) * C;
+  const blocks = Math.ceil(a.N / CPW);
+  const { gx, gz } = foldGrid(blocks, caps, 'matmul gemv');
+  if (4 * WG * V > caps.maxWorkgroupStorageBytes) {
+    throw new Error(`matmul gemv: ${4 * WG * V} bytes of workgroup memory exceed the device limit`);
+  }
+  const cols = Array.from({ length: C }, (_, j) => j);
+  const vals = Array.from({ length: V }, (_, v) => v);
+  const normed = a.prologue ? 'norm_x(b_x[base + k], k, mean, rstd)' : 'b_x[base + k]';
+  const xLoad = a.xType === 'f16' ? `round_x(${normed})` : normed;
+  const rows = cols.map((j) => `let w${j} = min(col0 + ${j}u, N - 1u) * U;`);
+  if (a.gated) rows.push(...cols.map((j) => `let wu${j} = w${j} + N * U;`));
+  const fma = cols.map((j) => `s${j} += ${c.dot('xv', `load_wu(w${j} + k)`)};`);
+  if (a.gated) fma.push(...cols.map((j) => `s${C + j} += ${c.dot('xv', `load_wu(wu${j} + k)`)};`));
+
+  const red = (i: string): string => `red[${i} * ${WG}u + lid]`;
+  let finish: string;
+  if (a.ropeKv) {
+    finish = `if (col0 < N) { emit_pair(r, col0, ${red('0u')}, ${red('1u')}); }
+    if (col0 + 2u < N) { emit_pair(r, col0 + 2u, ${red('2u')}, ${red('3u')}); }`;
+  } else {
+    finish = cols
+      .map(
+        (j) =>
+          `if (col0 + ${j}u < N) { emit(r, col0 + ${j}u, ${red(`${j}u`)}${a.gated ? `, ${red(`${C + j}u`)}` : ''}); }`,
+      )
+      .join('\n    ');
+  }
+
+  let stats = '';
+  if (a.prologue) {
+    // Whole-workgroup tree reduction over red[0..WG); a barrier after each read of red[0]
+    // keeps the next pass from overwriting it early.
+    const reduce = (v: string): string => `
+  red[lid] = ${v};
+  workgroupBarrier();
+  for (var h = ${WG / 2}u; h > 0u; h = h >> 1u) {
+    if (lid < h) { red[lid] += red[lid + h]; }
+    workgroupBarrier();
+  }`;
+    const sq = c.vec4 ? 'dot(d, d)' : 'd * d';
+    const layer = a.prologue.kind === 'layer';
+    stats = `
+  var mean = 0.0;${
+    layer
+      ? `
+  var s = 0.0;
+  for (var k = lid; k < U; k += ${WG}u) { s += ${c.sum('b_x[base + k]')}; }${reduce('s')}
+  mean = red[0] / f32(K);
+  workgroupBarrier();`
+      : ''
+  }
+  var ss = 0.0;
+  for (var k = lid; k < U; k += ${WG}u) { let d = b_x[base + k] - mean; ss += ${sq}; }${reduce('ss')}
+  let rstd = inverseSqrt(red[0] / f32(K) + EPS);
+  workgroupBarrier();`;
+  }
+
+  const code = `${c.header}
+const BLOCKS: u32 = ${blocks}u;
+var<workgroup> red: array<f32, ${WG * V}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let blk = wid.z * ${gx}u + wid.x;
+  if (blk >= BLOCKS) { return; }
+  let r = wid.y;
+  // Also keeps the step binding alive in the layout when nothing else reads it.
+  if (r >= ${c.nRows}) { return; }
+  let base = (${c.rowBase} + r) * U;
+  ${stats}
+  let lane = lid % ${TPC}u;
+  let col0 = blk * ${CPW}u + (lid / ${TPC}u) * ${C}u;
+  ${rows.join('\n  ')}
+  ${vals.map((v) => `var s${v} = 0.0;`).join(' ')}
+  for (var k = lane; k < U; k += ${TPC}u) {
+    let xv = ${xLoad};
+    ${fma.join('\n    ')}
+  }
+  ${vals.map((v) => `${red(`${v}u`)} = s${v};`).join('\n  ')}
+  workgroupBarrier();
+  for (var h = ${TPC / 2}u; h > 0u; h = h >> 1u) {
+    if (lane < h) {
+      ${vals.map((v) => `red[${v * WG}u + lid] += red[${v * WG}u + lid + h];`).join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u) {
+    ${finish}
+  }
+}
+`;
+  const name = `matmul_gemv${CPW}x${TPC}${c.features}_${hash(code)}`;
+  return {
+    kernel: { name, code, bindings: c.bindings, workgroupSize: [WG, 1, 1] },
+    grid: [gx, { sym: a.rows }, gz],
+  };
+}

@@ -1,0 +1,359 @@
+/**
+ * The prefill matmul on tensor cores, through WGSL subgroup matrices
+ * (chromium_experimental_subgroup_matrix; shader-f16). x is normalised in f32 and rounded to
+ * f16 as it is staged (xType 'f16'), w is read as f16; products accumulate in f32. Each of the
+ * workgroup's SGR×SGC subgroups owns FM×FN result fragments of one device matrix shape (16×16
+ * on NVIDIA); the tile is staged row-major in workgroup memory with rows padded by 8 halves,
+ * so fragment loads from consecutive rows fall in different banks. The result leaves through
+ * one fragment-sized f32 scratch per subgroup into the shared epilogue, so every fusion the
+ * other schedules have (norm prologue, bias, gating, residual, RoPE + KV-append) works here.
+ */
+import type { MatmulAttrs } from '../../../src/graph/ops.ts';
+import type { DeviceCaps, KernelLaunch, SubgroupMatrixConfig } from '../../kernel-ir.ts';
+import {
+  checkRowTiles,
+  foldGrid,
+  hash,
+  rowStats,
+  rowStatsBytes,
+  rowStatsDecls,
+  type Common,
+} from './common.ts';
+import { gridFits } from './tiled.ts';
+
+export const SUBGROUP_MATRIX_ENABLES = [
+  'enable f16;',
+  'enable subgroups;',
+  'enable chromium_experimental_subgroup_matrix;',
+  // Fragment offsets derive from subgroup_id, which is uniform per subgroup but not per
+  // workgroup; the analysis only knows workgroup uniformity.
+  'diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);',
+];
+
+export interface TensorTiling {
+  /** Subgroups per workgroup: SGR down the rows, SGC across the columns. */
+  SGR: number;
+  SGC: number;
+  /** Result fragments per subgroup. */
+  FM: number;
+  FN: number;
+  BK: number;
+  cfg: SubgroupMatrixConfig;
+  /** Invocations per subgroup (the device's subgroupMaxSize). */
+  SG: number;
+  BM: number;
+  BN: number;
+  threads: number;
+  workgroupBytes: number;
+  /**
+   * Derive the subgroup index from local_invocation_index / SG instead of the subgroup_id
+   * builtin (for benchmarks comparing the two; right only where subgroups are exactly SG wide).
+   */
+  sgFromIndex?: boolean;
+}
+
+/** (SGR, SGC, FM, FN), largest tile first. */
+export const TENSOR_SHAPES: ReadonlyArray<readonly [number, number, number, number]> = [
+  [2, 4, 4, 2],
+  [2, 2, 4, 4],
+  [2, 2, 2, 4],
+  [2, 2, 2, 2],
+  [1, 2, 2, 2],
+  [1, 1, 2, 2],
+];
+
+/** Halves of padding per staged row: 16 bytes, so each row starts 16-byte aligned. */
+const PAD = 8;
+/** Accumulator fragments per subgroup above this spill registers. */
+const MAX_FRAGMENTS = 16;
+const MIN_WORKGROUPS = 256;
+
+/** The f16 → f32 shape this device multiplies, 16×16×16 preferred; null if none. */
+export function f16Config(caps: DeviceCaps): SubgroupMatrixConfig | null {
+  const ok = caps.subgroupMatrixConfigs.filter(
+    (c) => c.componentType === 'f16' && c.resultComponentType === 'f32',
+  );
+  return (
+    ok.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ??
+    ok.sort((p, q) => q.M * q.N * q.K - p.M * p.N * p.K)[0] ??
+    null
+  );
+}
+
+/** Why this matmul cannot run on tensor cores here, or null when it can. */
+export function tensorUnsupported(a: MatmulAttrs, caps: DeviceCaps): string | null {
+  if (a.wType !== 'f16' || a.xType !== 'f16') return 'it is not an f16 × f16 matmul';
+  if (!caps.shaderF16) return 'the device has no shader-f16';
+  if (!caps.subgroupMatrix) return 'the device has no chromium-experimental-subgroup-matrix';
+  if (!f16Config(caps)) return 'the device has no f16 → f32 subgroup-matrix shape';
+  if (caps.subgroupMaxSize <= 0) return 'the subgroup size is unknown';
+  if (a.K % 8 !== 0) return `K = ${a.K} is not a multiple of 8`;
+  return null;
+}
+
+export function tensorTilingFor(
+  a: MatmulAttrs,
+  caps: DeviceCaps,
+  [SGR, SGC, FM, FN]: readonly [number, number, number, number],
+  BK = 32,
+): TensorTiling | null {
+  const cfg = f16Config(caps);
+  if (!cfg) return null;
+  const SG = caps.subgroupMaxSize;
+  const threads = SGR * SGC * SG;
+  const inv = Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
+  const wTiles = a.gated ? 2 : 1;
+  if (threads > inv || FM * FN * wTiles > MAX_FRAGMENTS || BK % cfg.K !== 0 || BK % 8 !== 0)
+    return null;
+  const BM = SGR * FM * cfg.M;
+  const BN = SGC * FN * cfg.N;
+  const bytes =
+    2 * (BK + PAD) * (BM + wTiles * BN) +
+    4 * SGR * SGC * cfg.M * cfg.N * wTiles +
+    rowStatsBytes(a, BM, threads);
+  if (bytes > caps.maxWorkgroupStorageBytes) return null;
+  return { SGR, SGC, FM, FN, BK, cfg, SG, BM, BN, threads, workgroupBytes: bytes };
+}
+
+/** The tensor-core tile for this matmul (rule as matmulTiling's), or null if none fits. */
+export function tensorTiling(a: MatmulAttrs, caps: DeviceCaps, maxT: number): TensorTiling | null {
+  if (tensorUnsupported(a, caps)) return null;
+  const rowCap = Math.max(16, 2 ** Math.ceil(Math.log2(Math.max(1, maxT))));
+  const fits = TENSOR_SHAPES.map((s) => tensorTilingFor(a, caps, s)).filter(
+    (t): t is TensorTiling => t !== null && t.BM <= rowCap && gridFits(a, caps, maxT, t.BM, t.BN),
+  );
+  if (!fits.length) return null;
+  const groups = (t: TensorTiling) => Math.ceil(maxT / t.BM) * Math.ceil(a.N / t.BN);
+  return (
+    fits.find((t) => groups(t) >= MIN_WORKGROUPS) ??
+    fits.reduce((best, t) => (groups(t) > groups(best) ? t : best))
+  );
+}
+
+export function tensorLaunch(
+  a: MatmulAttrs,
+  c: Common,
+  caps: DeviceCaps,
+  maxT: number,
+  t: TensorTiling,
+): KernelLaunch {
+  const { SGR, SGC, FM, FN, BK, BM, BN, threads: NT } = t;
+  const { M: CM, N: CN, K: CK } = t.cfg;
+  const NS = SGR * SGC;
+  const LD = BK + PAD;
+  const FRAG = CM * CN;
+  const tiles = Math.ceil(a.N / BN);
+  const { gx, gz } = foldGrid(tiles, caps, 'matmul');
+  checkRowTiles(maxT, BM, caps);
+
+  const normed = a.prologue
+    ? 'norm_x(b_x[(rowBase + r) * U + k / 4u], k / 4u, smean[m], srstd[m])'
+    : 'b_x[(rowBase + r) * U + k / 4u]';
+  // x: 4 k per load (f32), w: 8 k per load (f16 halves packed in a vec4<u32>).
+  interface Staged {
+    dst: string;
+    reg: string;
+    per: number;
+    rows: number;
+    load: (m: string) => string;
+    zero: string;
+  }
+  const staged: Staged[] = [
+    {
+      dst: 'xs',
+      reg: 'px',
+      per: 4,
+      rows: BM,
+      load: (m) => `load_x(row0 + ${m}, k, ${m})`,
+      zero: 'vec4<f32>(0.0)',
+    },
+    {
+      dst: 'ws',
+      reg: 'pw',
+      per: 8,
+      rows: BN,
+      load: (m) => `load_w8(col0 + ${m}, col0 + ${m} < N, k)`,
+      zero: 'vec4<u32>(0u)',
+    },
+  ];
+  if (a.gated)
+    staged.push({
+      dst: 'wus',
+      reg: 'pu',
+      per: 8,
+      rows: BN,
+      load: (m) => `load_w8(N + col0 + ${m}, col0 + ${m} < N, k)`,
+      zero: 'vec4<u32>(0u)',
+    });
+  const units = (s: Staged) => (s.rows * BK) / s.per;
+  const loadsPer = (s: Staged) => Math.ceil(units(s) / NT);
+  const guard = (s: Staged) => (units(s) % NT === 0 ? '' : `if (i < ${units(s)}u) `);
+  const each = (f: (s: Staged, l: number) => string) =>
+    staged.flatMap((s) => Array.from({ length: loadsPer(s) }, (_, l) => f(s, l)));
+  const regDecls = each((s, l) => `var ${s.reg}${l} = ${s.zero};`).join('\n  ');
+  const fetch = each(
+    (s, l) => `{
+      let i = lid + ${l * NT}u;
+      let m = i / ${BK / s.per}u;
+      let k = kb + (i % ${BK / s.per}u) * ${s.per}u;
+      ${guard(s)}{ ${s.reg}${l} = ${s.load('m')}; }
+    }`,
+  ).join('\n    ');
+  const store = each((s, l) => {
+    const v = `${s.reg}${l}`;
+    const writes =
+      s.per === 4
+        ? `let h = vec4<f16>(${v});
+        ${[0, 1, 2, 3].map((j) => `${s.dst}[o + ${j}u] = h[${j}];`).join(' ')}`
+        : [0, 1, 2, 3]
+            .map(
+              (q) => `let h${q} = bitcast<vec2<f16>>(${v}[${q}]);
+        ${s.dst}[o + ${2 * q}u] = h${q}.x; ${s.dst}[o + ${2 * q + 1}u] = h${q}.y;`,
+            )
+            .join('\n        ');
+    return `{
+      let i = lid + ${l * NT}u;
+      ${guard(s)}{
+        let o = (i / ${BK / s.per}u) * ${LD}u + (i % ${BK / s.per}u) * ${s.per}u;
+        ${writes}
+      }
+    }`;
+  }).join('\n    ');
+
+  const frags = Array.from({ length: FM }, (_, i) =>
+    Array.from({ length: FN }, (_, j) => [i, j] as const),
+  ).flat();
+  const left = `subgroup_matrix_left<f16, ${CK}, ${CM}>`;
+  const right = `subgroup_matrix_right<f16, ${CN}, ${CK}>`;
+  const result = `subgroup_matrix_result<f32, ${CN}, ${CM}>`;
+  const accDecl = frags
+    .map(([i, j]) => `var acc${i}_${j}: ${result};${a.gated ? ` var up${i}_${j}: ${result};` : ''}`)
+    .join('\n  ');
+  const mma = [
+    ...Array.from(
+      { length: FM },
+      (_, i) =>
+        `let l${i} = subgroupMatrixLoad<${left}>(&xs, (sr * ${FM * CM}u + ${i * CM}u) * ${LD}u + kk, false, ${LD}u);`,
+    ),
+    ...Array.from(
+      { length: FN },
+      (_, j) =>
+        `let r${j} = subgroupMatrixLoad<${right}>(&ws, (sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + kk, true, ${LD}u);`,
+    ),
+    ...(a.gated
+      ? Array.from(
+          { length: FN },
+          (_, j) =>
+            `let q${j} = subgroupMatrixLoad<${right}>(&wus, (sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + kk, true, ${LD}u);`,
+        )
+      : []),
+    ...frags.map(
+      ([i, j]) =>
+        `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});` +
+        (a.gated
+          ? ` up${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, q${j}, up${i}_${j});`
+          : ''),
+    ),
+  ];
+
+  const upAt = (e: string) => `cs[${NS * FRAG}u + sg * ${FRAG}u + ${e}]`;
+  const finish = frags
+    .map(([i, j]) => {
+      const at = (e: string) => `cs[sg * ${FRAG}u + ${e}]`;
+      const rc = (e: string) => `let r = row0 + sr * ${FM * CM}u + ${i * CM}u + ${e} / ${CN}u;
+      let c = col0 + sc * ${FN * CN}u + ${j * CN}u + ${e} % ${CN}u;`;
+      const body = a.ropeKv
+        ? `for (var e = 2u * sl; e < ${FRAG}u; e += 2u * ssz) {
+      ${rc('e')}
+      if (r < nRows && c < N) { emit_pair(r, c, ${at('e')}, ${at('e + 1u')}); }
+    }`
+        : `for (var e = sl; e < ${FRAG}u; e += ssz) {
+      ${rc('e')}
+      if (r < nRows && c < N) { emit(r, c, ${at('e')}${a.gated ? `, ${upAt('e')}` : ''}); }
+    }`;
+      return `subgroupMatrixStore(&cs, sg * ${FRAG}u, acc${i}_${j}, false, ${CN}u);${
+        a.gated
+          ? `\n  subgroupMatrixStore(&cs, ${NS * FRAG}u + sg * ${FRAG}u, up${i}_${j}, false, ${CN}u);`
+          : ''
+      }
+  workgroupBarrier();
+  {
+    ${body}
+  }
+  workgroupBarrier();`;
+    })
+    .join('\n  ');
+
+  const code = `${c.header}
+const TILES: u32 = ${tiles}u;
+var<workgroup> xs: array<f16, ${BM * LD}>;
+var<workgroup> ws: array<f16, ${BN * LD}>;
+${a.gated ? `var<workgroup> wus: array<f16, ${BN * LD}>;` : ''}
+var<workgroup> cs: array<f32, ${NS * FRAG * (a.gated ? 2 : 1)}>;
+${rowStatsDecls(a, BM, NT)}
+
+fn load_x(r: u32, k: u32, m: u32) -> vec4<f32> {
+  let rowBase = ${c.rowBase};
+  if (r >= ${c.nRows} || k >= K) { return vec4<f32>(0.0); }
+  return ${normed};
+}
+fn load_w8(row: u32, ok: bool, k: u32) -> vec4<u32> {
+  if (!ok || k >= K) { return vec4<u32>(0u); }
+  return b_w[(row * K + k) / 8u];
+}
+
+@compute @workgroup_size(${NT})
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_index) lid: u32,${
+    t.sgFromIndex
+      ? ''
+      : `
+  @builtin(subgroup_id) sg: u32,
+  @builtin(subgroup_invocation_id) sl: u32,
+  @builtin(subgroup_size) ssz: u32,`
+  }
+) {${
+    t.sgFromIndex
+      ? `
+  let sg = lid / ${t.SG}u;
+  let sl = lid % ${t.SG}u;
+  let ssz = ${t.SG}u;`
+      : ''
+  }
+  let tile = wid.z * ${gx}u + wid.x;
+  if (tile >= TILES) { return; }
+  let nRows = ${c.nRows};
+  let rowBase = ${c.rowBase};
+  let row0 = wid.y * ${BM}u;
+  let col0 = tile * ${BN}u;
+  let sr = sg / ${SGC}u;
+  let sc = sg % ${SGC}u;
+  ${rowStats(a, c, BM, NT)}
+  ${accDecl}
+  ${regDecls}
+  {
+    let kb = 0u;
+    ${fetch}
+  }
+  for (var k0 = 0u; k0 < K; k0 += ${BK}u) {
+    ${store}
+    workgroupBarrier();
+    if (k0 + ${BK}u < K) {
+      let kb = k0 + ${BK}u;
+      ${fetch}
+    }
+    for (var kk = 0u; kk < ${BK}u; kk += ${CK}u) {
+      ${mma.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${finish}
+}
+`;
+  const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${t.sgFromIndex ? 'i' : ''}${c.features}_${hash(code)}`;
+  return {
+    kernel: { name, code, bindings: c.bindings, workgroupSize: [NT, 1, 1] },
+    grid: [gx, { sym: a.rows, div: BM }, gz],
+  };
+}

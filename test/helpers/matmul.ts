@@ -1,0 +1,184 @@
+/**
+ * Shared by the matmul kernel tests: attrs, awkward shapes, random inputs, and the check that
+ * runs a kernel and the reference on the same inputs.
+ */
+import { expect } from 'vitest';
+import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { matmulKernel } from '../../codegen/kernels/matmul.ts';
+import type { MatmulAttrs, StepShape } from '../../src/graph/ops.ts';
+import { matmul } from '../../src/ops/matmul.ts';
+import type { Arrays } from '../../src/ops/types.ts';
+import { packF16 } from '../../runtime/safetensors.ts';
+import { runLaunches, testGpu, type HostArray } from './gpu.ts';
+import { maxRelError, randn } from './numeric.ts';
+
+export function mm(N: number, K: number, over: Partial<MatmulAttrs> = {}): MatmulAttrs {
+  return {
+    op: 'matmul',
+    N,
+    K,
+    rows: 'T',
+    prologue: null,
+    bias: false,
+    gated: false,
+    act: null,
+    scale: 1,
+    residual: false,
+    outStride: N,
+    outOffset: 0,
+    ropeKv: null,
+    wType: 'f32',
+    xType: 'f32',
+    ...over,
+  };
+}
+
+export const RMS = { kind: 'rms', eps: 1e-6, unitOffset: false, bias: false } as const;
+export const RMS_GEMMA = { kind: 'rms', eps: 1e-6, unitOffset: true, bias: false } as const;
+export const LAYER = { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true } as const;
+
+/** Odd sizes that are multiples of no tile, and one with K % 4 === 0 for the vec4 path. */
+export const SHAPES: ReadonlyArray<[number, number]> = [
+  [1, 3],
+  [67, 129],
+  [129, 250],
+  [250, 1],
+  [33, 260],
+];
+
+export const PREFILL_MAXT = 37;
+export const PREFILL_STEPS: StepShape[] = [
+  { T: 37, pos: 0, L: 3 },
+  { T: 20, pos: 4, L: 1 },
+  { T: 1, pos: 9, L: 1 },
+];
+export const DECODE_STEPS: StepShape[] = [{ T: 1, pos: 6, L: 1 }];
+
+function cacheCapacity(maxT: number): number {
+  return 9 + maxT + 2;
+}
+
+/** Random inputs for one matmul, sized for maxT rows (like the runtime's buffers). */
+export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
+  const wRows = a.gated ? 2 * a.N : a.N;
+  const inputs: Arrays = {
+    x: randn(maxT * a.K, seed + 1, 2),
+    w: randn(wRows * a.K, seed + 2, 1 / Math.sqrt(a.K)),
+  };
+  if (a.bias) inputs.bias = randn(wRows, seed + 3, 0.5);
+  if (a.residual) inputs.residual = randn(maxT * a.N, seed + 4);
+  if (a.prologue) {
+    const w = randn(a.K, seed + 5, 0.3);
+    if (!a.prologue.unitOffset) for (let i = 0; i < w.length; i++) w[i] += 1;
+    inputs.normW = w;
+    if (a.prologue.kind === 'layer' && a.prologue.bias) inputs.normB = randn(a.K, seed + 6, 0.2);
+  }
+  const rope = a.ropeKv;
+  const outStride = rope ? rope.qCols : a.outStride;
+  // Existing contents: anything the kernel must not touch has to survive unchanged.
+  inputs.out = randn(maxT * outStride, seed + 7);
+  if (rope) {
+    const cap = cacheCapacity(maxT);
+    const half = rope.rotaryDim / 2;
+    const ang = randn(cap * half, seed + 8, Math.PI);
+    inputs.cos = ang.map(Math.cos);
+    inputs.sin = ang.map(Math.sin);
+    inputs.kcache = randn(cap * rope.kvCols, seed + 9);
+    inputs.vcache = randn(cap * rope.kvCols, seed + 10);
+  }
+  return inputs;
+}
+
+export function copyArrays(src: Arrays, fillOutputs?: number): Arrays {
+  const out: Arrays = {};
+  for (const [k, v] of Object.entries(src)) {
+    const c = v.slice();
+    if (fillOutputs !== undefined && (k === 'out' || k === 'kcache' || k === 'vcache'))
+      c.fill(fillOutputs);
+    out[k] = c;
+  }
+  return out;
+}
+
+export interface Run {
+  caps: DeviceCaps;
+  maxT: number;
+  steps: StepShape[];
+}
+
+/**
+ * Caps for the variant × shape matrix: the device's, but at most 64 invocations and 4 KiB of
+ * workgroup memory, so tiles are 32×32×16 (×8 when gated or normed). SwiftShader's pipeline
+ * compile time grows with workgroup memory (the zero-initialisation WGSL requires costs
+ * ~90 ms per KiB) and the matrix builds a hundred pipelines; the device's own tile choice and
+ * the baseline limits are covered by their own tests below.
+ */
+export async function matrixCaps(): Promise<DeviceCaps> {
+  const dev = (await testGpu()).caps;
+  return {
+    ...dev,
+    maxInvocationsPerWorkgroup: Math.min(64, dev.maxInvocationsPerWorkgroup),
+    maxWorkgroupStorageBytes: Math.min(4096, dev.maxWorkgroupStorageBytes),
+  };
+}
+
+/**
+ * Run the kernel and the reference on the same inputs and compare every output:
+ * values the reference writes to within 1e-4 relative, everything else bit-exact
+ * (rows past T or L, columns outside outOffset..outOffset+N, other cache rows).
+ */
+export async function check(
+  a: MatmulAttrs,
+  run: Run,
+  seed: number,
+  launches = matmulKernel(a, { caps: run.caps, maxT: run.maxT }).launches,
+): Promise<void> {
+  for (const [si, step] of run.steps.entries()) {
+    const inputs = makeInputs(a, run.maxT, seed + 100 * si);
+    const ref = matmul.reference(a, copyArrays(inputs), step);
+    // Which elements the op writes: the reference run over NaN-filled outputs leaves the rest NaN.
+    const mask = matmul.reference(a, copyArrays(inputs, NaN), step);
+    const onGpu: Record<string, HostArray> = copyArrays(inputs);
+    if (a.wType === 'f16') onGpu.w = packF16(inputs.w);
+    const gpu = await runLaunches(launches, { inputs: onGpu, step });
+    const label = `${launches[0].kernel.name} N=${a.N} K=${a.K} maxT=${run.maxT} T=${step.T} L=${step.L}`;
+    for (const name of Object.keys(ref)) {
+      const r = ref[name];
+      const g = gpu[name];
+      const init = inputs[name];
+      const m = mask[name];
+      const written: number[] = [];
+      const want: number[] = [];
+      let untouchedBad = 0;
+      for (let i = 0; i < r.length; i++) {
+        if (Number.isNaN(m[i])) {
+          if (g[i] !== init[i]) untouchedBad++;
+        } else {
+          written.push(g[i]);
+          want.push(r[i]);
+        }
+      }
+      expect(written.length, `${label}: ${name} has written elements`).toBeGreaterThan(0);
+      expect(untouchedBad, `${label}: ${name} elements that must be left alone`).toBe(0);
+      const err = maxRelError(written, want);
+      expect(err, `${label}: ${name} max rel error`).toBeLessThanOrEqual(1e-4);
+    }
+  }
+}
+
+export const PATHS: Array<[string, number, StepShape[]]> = [
+  ['prefill', PREFILL_MAXT, PREFILL_STEPS],
+  ['decode', 1, DECODE_STEPS],
+];
+
+export function ropeCase(
+  heads: number,
+  kvHeads: number,
+  headDim: number,
+  rotaryDim: number,
+  K: number,
+  over: Partial<MatmulAttrs> = {},
+): MatmulAttrs {
+  const ropeKv = { qCols: heads * headDim, kvCols: kvHeads * headDim, headDim, rotaryDim };
+  return mm(ropeKv.qCols + 2 * ropeKv.kvCols, K, { ropeKv, outStride: ropeKv.qCols, ...over });
+}
