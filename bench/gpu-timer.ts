@@ -10,6 +10,8 @@ import {
   createStorage,
   gridFor,
   pipelineFor,
+  readBuffer,
+  upload,
   writeStep,
   type GpuContext,
 } from '../runtime/gpu.ts';
@@ -72,7 +74,71 @@ export class PassTimer {
 }
 
 /**
- * Time `launches` on fresh random-free buffers (contents do not matter for speed): `reps`
+ * Timestamps around every dispatch of a step, each in its own compute pass (the runtime's
+ * `perDispatch` mode): where a decode step's GPU time goes. Each read() keeps that step's
+ * per-dispatch milliseconds in `samples` and returns their sum.
+ */
+export class DispatchTimer {
+  readonly perDispatch = true;
+  readonly samples: number[][] = [];
+  private readonly query: GPUQuerySet;
+  private readonly resolveBuf: GPUBuffer;
+  private readonly readBuf: GPUBuffer;
+
+  constructor(
+    gpu: GpuContext,
+    private readonly count: number,
+  ) {
+    if (!gpu.features.includes('timestamp-query'))
+      throw new Error('DispatchTimer needs the timestamp-query feature');
+    const d = gpu.device;
+    const bytes = 16 * count;
+    this.query = d.createQuerySet({ type: 'timestamp', count: 2 * count });
+    this.resolveBuf = d.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    this.readBuf = d.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  passDescriptor(dispatch = 0): GPUComputePassDescriptor {
+    if (dispatch >= this.count)
+      throw new Error(`DispatchTimer: dispatch ${dispatch} >= ${this.count}`);
+    return {
+      timestampWrites: {
+        querySet: this.query,
+        beginningOfPassWriteIndex: 2 * dispatch,
+        endOfPassWriteIndex: 2 * dispatch + 1,
+      },
+    };
+  }
+
+  resolve(enc: GPUCommandEncoder): void {
+    enc.resolveQuerySet(this.query, 0, 2 * this.count, this.resolveBuf, 0);
+    enc.copyBufferToBuffer(this.resolveBuf, 0, this.readBuf, 0, 16 * this.count);
+  }
+
+  async read(): Promise<number> {
+    await this.readBuf.mapAsync(GPUMapMode.READ);
+    const t = new BigInt64Array(this.readBuf.getMappedRange().slice(0));
+    this.readBuf.unmap();
+    const ms = Array.from({ length: this.count }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+    this.samples.push(ms);
+    return ms.reduce((a, b) => a + b, 0);
+  }
+
+  /** Median milliseconds of each dispatch over the steps read so far. */
+  medians(): number[] {
+    return Array.from({ length: this.count }, (_, i) => median(this.samples.map((s) => s[i])));
+  }
+}
+
+/**
+ * Time `launches` on fresh buffers, filled from `init` where given (time on real-looking data:
+ * zeros can run faster than random values on tensor cores): `reps`
  * back-to-back repetitions inside one pass per sample, `samples` samples after one warm-up.
  */
 export async function timeLaunches(
@@ -80,12 +146,21 @@ export async function timeLaunches(
   launches: KernelLaunch[],
   bufferBytes: Record<string, number>,
   step: StepParams,
-  opts: { reps: number; samples: number },
-): Promise<Timing> {
+  opts: {
+    reps: number;
+    samples: number;
+    init?: Record<string, ArrayBufferView>;
+    /** Buffers to read back after timing (their contents after the last repetition). */
+    readBack?: string[];
+  },
+): Promise<Timing & { outputs: Record<string, Float32Array> }> {
   const { device } = gpu;
   const buffers: Record<string, GPUBuffer> = {};
-  for (const [name, bytes] of Object.entries(bufferBytes))
+  for (const [name, bytes] of Object.entries(bufferBytes)) {
     buffers[name] = createStorage(device, bytes, name);
+    const data = opts.init?.[name];
+    if (data) upload(device, buffers[name], data);
+  }
   buffers.step = createStepBuffer(device);
   writeStep(device, buffers.step, step);
   const calls = launches.map((l) => ({
@@ -117,6 +192,9 @@ export async function timeLaunches(
     walls.push(wall);
     if (g !== null) gpus.push(g / opts.reps);
   }
+  const outputs: Record<string, Float32Array> = {};
+  for (const name of opts.readBack ?? [])
+    outputs[name] = new Float32Array(await readBuffer(device, buffers[name], bufferBytes[name]));
   for (const b of Object.values(buffers)) b.destroy();
-  return { wallMs: median(walls), gpuMs: gpus.length ? median(gpus) : null };
+  return { wallMs: median(walls), gpuMs: gpus.length ? median(gpus) : null, outputs };
 }

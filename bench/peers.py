@@ -45,11 +45,14 @@ def flush():
 if "matmul" in suites:
     rows = []
     for M, N, K in [(1024,) * 3, (2048,) * 3, (4096,) * 3, (1, 4096, 4096), (1, 14336, 4096)]:
-        x = torch.randn(M, K, device=dev)
-        w = torch.randn(N, K, device=dev)
         reps = 200 if M == 1 else max(3, round(2e11 / (2 * M * N * K)))
-        ms = cuda_ms(lambda: x @ w.T, reps)
-        rows.append({"shape": f"{M}x{N}x{K}", "ms": ms, "tflops": 2 * M * N * K / (ms * 1e-3) / 1e12})
+        # fp32 with TF32 off, and fp16 (tensor cores, fp32 accumulation): strata's f32 and f16 rows.
+        for precision, dtype in [("f32", torch.float32), ("f16", torch.float16)]:
+            x = torch.randn(M, K, device=dev, dtype=dtype)
+            w = torch.randn(N, K, device=dev, dtype=dtype)
+            ms = cuda_ms(lambda: x @ w.T, reps)
+            rows.append({"shape": f"{M}x{N}x{K}", "precision": precision, "ms": ms,
+                         "tflops": 2 * M * N * K / (ms * 1e-3) / 1e12})
     out["matmul"] = rows
     flush()
 

@@ -8,12 +8,13 @@ import { parseArgs } from 'node:util';
 import { existsSync, writeFileSync } from 'node:fs';
 import { importHfFolder } from '../src/import/hf-folder.ts';
 import { openSafetensors } from '../runtime/node/safetensors-file.ts';
-import { plainMatmul, type AttentionAttrs } from '../src/graph/ops.ts';
-import { matmulKernel } from '../codegen/kernels/matmul.ts';
+import { plainMatmul, type AttentionAttrs, type MatmulAttrs } from '../src/graph/ops.ts';
+import { matmulKernel, matmulWeightBytes, tensorUnsupported } from '../codegen/kernels/matmul.ts';
+import { matmulData, timeMatmul } from './matmul-cases.ts';
 import { attentionKernel } from '../codegen/kernels/attention.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import type { GpuContext } from '../runtime/gpu.ts';
-import { GpuModel } from '../runtime/model.ts';
+import { GpuModel, type Sequence } from '../runtime/model.ts';
 import { memorySource } from '../codegen/bundle.ts';
 import { compileModel } from '../src/compile.ts';
 import { loadSpec, parseSpec } from '../src/spec/load.ts';
@@ -21,7 +22,7 @@ import { randomWeights } from '../src/import/random-init.ts';
 import type { ModelIR } from '../src/spec/model.ts';
 import type { WeightProvider } from '../src/graph/params.ts';
 import { report } from '../src/report.ts';
-import { median, PassTimer, timeLaunches } from './gpu-timer.ts';
+import { DispatchTimer, median, PassTimer, timeLaunches } from './gpu-timer.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 
 const { values } = parseArgs({
@@ -35,38 +36,48 @@ const flags = values['gpu-flags'] ? values['gpu-flags'].split(',') : [];
 const suites = new Set(values.suites!.split(','));
 const log = (m: string) => process.stderr.write(m + '\n');
 
+const MATMUL_SHAPES: [number, number, number][] = [
+  [1024, 1024, 1024],
+  [2048, 2048, 2048],
+  [4096, 4096, 4096],
+  [1, 4096, 4096],
+  [1, 14336, 4096],
+];
+
+/**
+ * Each shape in f32, and in f16: f16 × f16 on the tensor cores for prefill shapes where the
+ * device has subgroup matrices, f16 weights with f32 x on the GEMV for decode shapes. Random
+ * data; every row's output is checked at sampled positions.
+ */
 async function benchMatmul(gpu: GpuContext) {
-  const shapes: [number, number, number][] = [
-    [1024, 1024, 1024],
-    [2048, 2048, 2048],
-    [4096, 4096, 4096],
-    [1, 4096, 4096],
-    [1, 14336, 4096],
-  ];
   const rows = [];
-  for (const [M, N, K] of shapes) {
-    const a = plainMatmul(N, K);
-    const gen = matmulKernel(a, { caps: gpu.caps, maxT: M });
-    const bytes = { x: M * K * 4, w: N * K * 4, out: M * N * 4, ...gen.scratch };
-    const reps = M === 1 ? 200 : Math.max(3, Math.round(2e11 / (2 * M * N * K)));
-    const t = await timeLaunches(
-      gpu,
-      gen.launches,
-      bytes,
-      { T: M, pos: 0, L: M },
-      { reps, samples: 5 },
-    );
-    const ms = t.gpuMs ?? t.wallMs;
-    rows.push({
-      shape: `${M}x${N}x${K}`,
-      kernel: gen.launches[0].kernel.name,
-      ms,
-      wallMs: t.wallMs,
-      gpuMs: t.gpuMs,
-      tflops: (2 * M * N * K) / (ms * 1e-3) / 1e12,
-      gbps: ((N * K + M * K + M * N) * 4) / (ms * 1e-3) / 1e9,
-    });
-    log(`matmul ${M}x${N}x${K}: ${ms.toFixed(3)} ms`);
+  for (const [M, N, K] of MATMUL_SHAPES) {
+    const d = matmulData(M, N, K, M + N + K);
+    const f32 = plainMatmul(N, K);
+    const f16: MatmulAttrs = { ...f32, wType: 'f16', xType: M === 1 ? 'f32' : 'f16' };
+    for (const a of [f32, f16]) {
+      const precision = a.wType === 'f32' ? 'f32' : M === 1 ? 'f16 weights' : 'f16';
+      const shape = `${M}x${N}x${K}`;
+      const unsupported = M > 1 && a.xType === 'f16' ? tensorUnsupported(a, gpu.caps) : null;
+      if (unsupported) {
+        rows.push({ shape, precision, error: `no tensor-core kernel: ${unsupported}` });
+        continue;
+      }
+      const gen = matmulKernel(a, { caps: gpu.caps, maxT: M });
+      const { ms, err } = await timeMatmul(gpu, a, gen.launches, M, d);
+      rows.push({
+        shape,
+        precision,
+        kernel: gen.launches[0].kernel.name,
+        ms,
+        tflops: (2 * M * N * K) / (ms * 1e-3) / 1e12,
+        gbps: (matmulWeightBytes(a) + (M * K + M * N) * 4) / (ms * 1e-3) / 1e9,
+        sampledRelErr: err,
+      });
+      log(
+        `matmul ${precision} ${shape}: ${ms.toFixed(3)} ms, sampled rel err ${err.toExponential(1)}`,
+      );
+    }
   }
   return rows;
 }
@@ -170,6 +181,7 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject) {
   for (let i = 0; i < steps; i++) tok = (await seq.next([tok], GREEDY_STEP)).token;
   const unpipelinedSeconds = (performance.now() - t0) / 1000;
   const gpuMs = await seq.profileDecode(tok, 20, new PassTimer(gpu));
+  const profile = await decodeProfile(gpu, gm, seq, tok);
   seq.reset();
   t0 = performance.now();
   let n = 0;
@@ -193,6 +205,7 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject) {
     weightBytesPerToken: weightBytes,
     copyBandwidthGBs: bw / 1e9,
     boundTokensPerSecond: bw / weightBytes,
+    profile,
   };
   log(
     `e2e ${s.label} decode: ${decode.tokensPerSecond.toFixed(1)} tok/s (bound ${decode.boundTokensPerSecond.toFixed(1)})`,
@@ -204,6 +217,31 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject) {
     lastLogitsRelErrVsHf,
     prefill,
     decode,
+  };
+}
+
+/**
+ * Where a decode step's GPU time goes: every dispatch timed in a pass of its own (median of 10
+ * steps), summed by its role in the layer (the label without the layer index or expert range).
+ * The sum leaves out the gaps between dispatches that the one-pass GPU time includes.
+ */
+async function decodeProfile(gpu: GpuContext, gm: GpuModel, seq: Sequence, token: number) {
+  if (!gpu.features.includes('timestamp-query')) return null;
+  const dispatches = gm.manifest.phases.decode.dispatches;
+  const timer = new DispatchTimer(gpu, dispatches.length);
+  await seq.profileDecode(token, 10, timer);
+  const ms = timer.medians();
+  const roles = new Map<string, { role: string; dispatches: number; ms: number }>();
+  for (const [i, d] of dispatches.entries()) {
+    const role = d.label.replace(/^l\d+\./, '').replace(/\s*\[[^\]]*\]/g, '');
+    const r = roles.get(role) ?? { role, dispatches: 0, ms: 0 };
+    r.dispatches++;
+    r.ms += ms[i];
+    roles.set(role, r);
+  }
+  return {
+    dispatchSumMs: ms.reduce((a, b) => a + b, 0),
+    roles: [...roles.values()].sort((a, b) => b.ms - a.ms),
   };
 }
 
@@ -346,7 +384,14 @@ const runners: Record<string, () => Promise<unknown>> = {
 for (const name of suites) {
   if (!runners[name])
     throw new Error(`unknown suite '${name}' (known: ${Object.keys(runners).join(', ')})`);
-  out[name] = await runners[name]();
+  try {
+    out[name] = await runners[name]();
+  } catch (e) {
+    // One suite's failure is a result too; the others still run.
+    const message = e instanceof Error ? e.message : String(e);
+    out[name] = { error: message };
+    log(`suite ${name} failed: ${message}`);
+  }
   // Written after every suite, so a run cut short still leaves what it measured.
   if (values.out) writeFileSync(values.out, JSON.stringify(out, null, 1));
 }

@@ -49,9 +49,14 @@ export interface GenerateOptions {
   stopTokens?: number[];
 }
 
-/** Timestamp queries around a step's compute pass (bench/gpu-timer.ts implements it). */
+/**
+ * Timestamp queries around a step's compute pass (bench/gpu-timer.ts implements it). With
+ * `perDispatch`, every dispatch runs in a pass of its own and `passDescriptor(i)` times
+ * dispatch i: a profile of where the step's GPU time goes, at the cost of more passes.
+ */
 export interface PassProfiler {
-  passDescriptor(): GPUComputePassDescriptor;
+  readonly perDispatch?: boolean;
+  passDescriptor(dispatch?: number): GPUComputePassDescriptor;
   resolve(enc: GPUCommandEncoder): void;
   read(): Promise<number | null>;
 }
@@ -278,15 +283,24 @@ export class Sequence {
     const p = { T, pos: this.pos, L };
     writeStep(device, b.shared.step, p, sampling);
     const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass(timer?.passDescriptor());
-    for (const c of b.calls) {
+    const record = (pass: GPUComputePassEncoder, c: BoundPhase['calls'][number]) => {
       const grid = c.grid.map((d) => resolveGridDim(d, p)) as [number, number, number];
-      if (grid.some((g) => g === 0)) continue;
+      if (grid.some((g) => g === 0)) return;
       pass.setPipeline(c.pipeline);
       pass.setBindGroup(0, c.bindGroup);
       pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+    };
+    if (timer?.perDispatch) {
+      for (const [i, c] of b.calls.entries()) {
+        const pass = enc.beginComputePass(timer.passDescriptor(i));
+        record(pass, c);
+        pass.end();
+      }
+    } else {
+      const pass = enc.beginComputePass(timer?.passDescriptor());
+      for (const c of b.calls) record(pass, c);
+      pass.end();
     }
-    pass.end();
     timer?.resolve(enc);
     after?.(enc);
     device.queue.submit([enc.finish()]);

@@ -24,7 +24,11 @@ export const FAST_DAWN_FLAGS = [
 ];
 
 export interface NodeGpuOptions {
-  /** Strings passed to Dawn's create(); 'fast' expands to FAST_DAWN_FLAGS. */
+  /**
+   * Strings passed to Dawn's create(); 'fast' expands to FAST_DAWN_FLAGS. Default: the
+   * comma-separated STRATA_GPU_FLAGS, so the test suite can run with the tensor-core features
+   * on (STRATA_GPU_FLAGS=fast on the GPU machine).
+   */
   flags?: string[];
   /** Skip the hardware probe and use SwiftShader (STRATA_SWIFTSHADER=1 does the same). */
   forceFallback?: boolean;
@@ -103,7 +107,7 @@ export function nodeGpu(opts: NodeGpuOptions = {}): Promise<GpuContext> {
 export async function acquire(opts: NodeGpuOptions = {}): Promise<GpuContext> {
   const log = opts.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const { create } = await loadDawn();
-  const flags = expandFlags(opts.flags);
+  const flags = expandFlags(opts.flags ?? process.env.STRATA_GPU_FLAGS?.split(',').filter(Boolean));
   const force = opts.forceFallback || process.env.STRATA_SWIFTSHADER === '1';
   if (!force && mayHaveHardwareDriver()) {
     const probe = createInstance(create, flags);

@@ -13,7 +13,8 @@ function hashName(name: string, seed: number): number {
   return h;
 }
 
-function uniform(n: number, seed: number, lo: number, hi: number): Float32Array {
+/** n values uniform in [lo, hi) from a seeded Mulberry32 stream. */
+export function uniform(n: number, seed: number, lo: number, hi: number): Float32Array {
   let a = seed >>> 0;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {

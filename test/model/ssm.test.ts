@@ -83,7 +83,8 @@ describe('hybrid graphs and the inspect report', () => {
     const mambaDispatches = (maxT: number) =>
       compileModel(model, { caps: BASELINE_CAPS, maxT, capacity: 128 })
         .phases.prefill.dispatches.filter((d) => d.label.startsWith('l1.'))
-        .map((d) => `${d.kernel} ${d.label}`);
+        // Labels, not kernel names: the matmul tile (in the name) rightly grows with maxT.
+        .map((d) => d.label);
     const small = mambaDispatches(64);
     expect(small.length).toBeGreaterThan(0);
     expect(mambaDispatches(4096)).toEqual(small);

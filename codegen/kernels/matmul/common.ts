@@ -152,13 +152,28 @@ fn load_wu(i: u32) -> ${X} {
 }`;
 }
 
-/** `round_x(v)`: x rounded to f16 and back (xType f16), as the tensor-core schedule stages it. */
+/**
+ * `round_x(v)`: x rounded to the nearest f16 (ties to even) and back (xType f16), as every
+ * schedule stages it. Not pack2x16float: WGSL leaves its rounding to the implementation, and
+ * NVIDIA's truncates, which would make the kernels disagree with each other and the reference.
+ * Normal f16 range: round the f32 mantissa to 10 bits in integer arithmetic (a carry moves
+ * into the exponent as it should); below 2^-14 f16 is subnormal, multiples of 2^-24, and
+ * round() ties to even; beyond 65504 the f16 is infinite.
+ */
 function roundX(vec4: boolean): string {
+  const T = vec4 ? 'vec4<f32>' : 'f32';
   const body = vec4
-    ? 'return vec4<f32>(unpack2x16float(pack2x16float(v.xy)), unpack2x16float(pack2x16float(v.zw)));'
-    : 'return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;';
+    ? 'return vec4<f32>(f16_rne(v.x), f16_rne(v.y), f16_rne(v.z), f16_rne(v.w));'
+    : 'return f16_rne(v);';
   return `
-fn round_x(v: ${vec4 ? 'vec4<f32>' : 'f32'}) -> ${vec4 ? 'vec4<f32>' : 'f32'} {
+fn f16_rne(v: f32) -> f32 {
+  if (abs(v) < 6.103515625e-5) { return round(v * 16777216.0) / 16777216.0; }
+  let b = bitcast<u32>(v);
+  let r = bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u);
+  if (abs(r) > 65504.0) { return bitcast<f32>((b & 0x80000000u) | 0x7f800000u); }
+  return r;
+}
+fn round_x(v: ${T}) -> ${T} {
   ${body}
 }`;
 }

@@ -45,14 +45,9 @@ export interface TensorTiling {
   BN: number;
   threads: number;
   workgroupBytes: number;
-  /**
-   * Derive the subgroup index from local_invocation_index / SG instead of the subgroup_id
-   * builtin (for benchmarks comparing the two; right only where subgroups are exactly SG wide).
-   */
-  sgFromIndex?: boolean;
 }
 
-/** (SGR, SGC, FM, FN), largest tile first. */
+/** (SGR, SGC, FM, FN): every tile shape the tests and the sweep try, largest first. */
 export const TENSOR_SHAPES: ReadonlyArray<readonly [number, number, number, number]> = [
   [2, 4, 4, 2],
   [2, 2, 4, 4],
@@ -66,7 +61,26 @@ export const TENSOR_SHAPES: ReadonlyArray<readonly [number, number, number, numb
 const PAD = 8;
 /** Accumulator fragments per subgroup above this spill registers. */
 const MAX_FRAGMENTS = 16;
-const MIN_WORKGROUPS = 256;
+
+/**
+ * The tile rule's candidates in order of preference, each taken when it fits and gives at least
+ * minGroups workgroups. From the H200 sweep of 2026-12-04 (bench/matmul-sweep.ts,
+ * bench/results/2026-12-04-nvidia-h200-matmul-sweep.json): four subgroups of 4×4 fragments were
+ * fastest once there were 256+ workgroups (128 TFLOP/s at 4096³, 121 at 2048³); below that,
+ * eight subgroups of 4×2 won on every shape even at 64 workgroups, 20-30% faster with 64-deep
+ * staging where it fits in workgroup memory. Smaller tiles (short prompts) are unmeasured and
+ * keep the FMA rule: enough workgroups, else the most.
+ */
+const TENSOR_RULE: ReadonlyArray<{
+  shape: readonly [number, number, number, number];
+  BK: number;
+  minGroups: number;
+}> = [
+  { shape: [2, 2, 4, 4], BK: 32, minGroups: 256 },
+  { shape: [2, 4, 4, 2], BK: 64, minGroups: 0 },
+  { shape: [2, 4, 4, 2], BK: 32, minGroups: 0 },
+  ...TENSOR_SHAPES.slice(2).map((shape) => ({ shape, BK: 32, minGroups: 256 })),
+];
 
 /** The f16 → f32 shape this device multiplies, 16×16×16 preferred; null if none. */
 export function f16Config(caps: DeviceCaps): SubgroupMatrixConfig | null {
@@ -115,18 +129,19 @@ export function tensorTilingFor(
   return { SGR, SGC, FM, FN, BK, cfg, SG, BM, BN, threads, workgroupBytes: bytes };
 }
 
-/** The tensor-core tile for this matmul (rule as matmulTiling's), or null if none fits. */
+/** The tensor-core tile for this matmul (TENSOR_RULE), or null if none fits. */
 export function tensorTiling(a: MatmulAttrs, caps: DeviceCaps, maxT: number): TensorTiling | null {
   if (tensorUnsupported(a, caps)) return null;
   const rowCap = Math.max(16, 2 ** Math.ceil(Math.log2(Math.max(1, maxT))));
-  const fits = TENSOR_SHAPES.map((s) => tensorTilingFor(a, caps, s)).filter(
-    (t): t is TensorTiling => t !== null && t.BM <= rowCap && gridFits(a, caps, maxT, t.BM, t.BN),
-  );
-  if (!fits.length) return null;
   const groups = (t: TensorTiling) => Math.ceil(maxT / t.BM) * Math.ceil(a.N / t.BN);
+  const fits = TENSOR_RULE.flatMap(({ shape, BK, minGroups }) => {
+    const t = tensorTilingFor(a, caps, shape, BK);
+    return t && t.BM <= rowCap && gridFits(a, caps, maxT, t.BM, t.BN) ? [{ t, minGroups }] : [];
+  });
+  if (!fits.length) return null;
   return (
-    fits.find((t) => groups(t) >= MIN_WORKGROUPS) ??
-    fits.reduce((best, t) => (groups(t) > groups(best) ? t : best))
+    fits.find(({ t, minGroups }) => groups(t) >= minGroups)?.t ??
+    fits.map(({ t }) => t).reduce((best, t) => (groups(t) > groups(best) ? t : best))
   );
 }
 
@@ -203,7 +218,7 @@ export function tensorLaunch(
     const v = `${s.reg}${l}`;
     const writes =
       s.per === 4
-        ? `let h = vec4<f16>(${v});
+        ? `let h = vec4<f16>(${a.xType === 'f16' ? `round_x(${v})` : v});
         ${[0, 1, 2, 3].map((j) => `${s.dst}[o + ${j}u] = h[${j}];`).join(' ')}`
         : [0, 1, 2, 3]
             .map(
@@ -305,22 +320,11 @@ fn load_w8(row: u32, ok: bool, k: u32) -> vec4<u32> {
 @compute @workgroup_size(${NT})
 fn main(
   @builtin(workgroup_id) wid: vec3u,
-  @builtin(local_invocation_index) lid: u32,${
-    t.sgFromIndex
-      ? ''
-      : `
+  @builtin(local_invocation_index) lid: u32,
   @builtin(subgroup_id) sg: u32,
   @builtin(subgroup_invocation_id) sl: u32,
-  @builtin(subgroup_size) ssz: u32,`
-  }
-) {${
-    t.sgFromIndex
-      ? `
-  let sg = lid / ${t.SG}u;
-  let sl = lid % ${t.SG}u;
-  let ssz = ${t.SG}u;`
-      : ''
-  }
+  @builtin(subgroup_size) ssz: u32,
+) {
   let tile = wid.z * ${gx}u + wid.x;
   if (tile >= TILES) { return; }
   let nRows = ${c.nRows};
@@ -351,7 +355,7 @@ fn main(
   ${finish}
 }
 `;
-  const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${t.sgFromIndex ? 'i' : ''}${c.features}_${hash(code)}`;
+  const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${c.features}_${hash(code)}`;
   return {
     kernel: { name, code, bindings: c.bindings, workgroupSize: [NT, 1, 1] },
     grid: [gx, { sym: a.rows, div: BM }, gz],

@@ -28,13 +28,14 @@ export interface MatmulTiling {
   workgroupBytes: number;
 }
 
-/** Candidate (BM, BN, RM, RN), most arithmetic per loaded byte first. */
+/**
+ * Candidate (BM, BN, RM, RN), in order of preference. From the H200 sweep of 2026-12-04
+ * (bench/matmul-sweep.ts, bench/results/2026-12-04-nvidia-h200-matmul-sweep.json): 128×64 tiles
+ * of 8×4 per thread were fastest or within 3% on every shape (34.8 TFLOP/s at 4096³); 8×8
+ * register blocks never won and 128×128×8×8 fell to 9.7 TFLOP/s at 4096³, so they are gone.
+ */
 export const TILE_SHAPES: ReadonlyArray<readonly [number, number, number, number]> = [
-  [128, 128, 8, 8],
-  [128, 64, 8, 8],
-  [64, 128, 8, 8],
   [128, 64, 8, 4],
-  [64, 64, 8, 8],
   [64, 64, 4, 4],
   [32, 64, 4, 4],
   [32, 32, 4, 4],
@@ -45,10 +46,11 @@ export const TILE_SHAPES: ReadonlyArray<readonly [number, number, number, number
 /** Register-blocked accumulators per thread above this spill on common GPUs. */
 const MAX_ACC = 64;
 /**
- * Fewest workgroups a tile should give before a smaller tile is preferred: enough to fill a
- * large GPU (132 multiprocessors on an H100) twice over. Below it, a bigger tile idles the chip.
+ * Fewest workgroups a tile should give before a smaller tile is preferred: about 1.5 per
+ * multiprocessor of an H100/H200 (132). The sweep: at 192 workgroups (512×3072) the 128×64 tile
+ * still beat 64×64 by 18%; at 128 (512×2048×8192) it lost to 64×64 by 13%.
  */
-const MIN_WORKGROUPS = 256;
+const MIN_WORKGROUPS = 192;
 
 /** Whether the tile's grid fits the per-dimension workgroup limit (columns may fold into z). */
 export function gridFits(

@@ -1,0 +1,136 @@
+/**
+ * Every matmul tile shape on every benchmark shape, each checked (sampled f64 dot products) and
+ * timed on random data: the measurements the tile rules in codegen/kernels/matmul/ are chosen
+ * from. Usage on the GPU machine:  tsx bench/matmul-sweep.ts [--gpu-flags fast] [--out FILE]
+ */
+import { parseArgs } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { acquire } from '../runtime/node/webgpu-node.ts';
+import { plainMatmul, type MatmulAttrs } from '../src/graph/ops.ts';
+import { matmulKernel } from '../codegen/kernels/matmul.ts';
+import { common } from '../codegen/kernels/matmul/common.ts';
+import { TILE_SHAPES, tiledLaunch, tilingFor } from '../codegen/kernels/matmul/tiled.ts';
+import {
+  SUBGROUP_MATRIX_ENABLES,
+  TENSOR_SHAPES,
+  tensorLaunch,
+  tensorTilingFor,
+  tensorUnsupported,
+} from '../codegen/kernels/matmul/subgroup-matrix.ts';
+import type { KernelLaunch } from '../codegen/kernel-ir.ts';
+import { matmulData, timeMatmul } from './matmul-cases.ts';
+
+const { values } = parseArgs({
+  options: {
+    'gpu-flags': { type: 'string', default: 'fast' },
+    out: { type: 'string' },
+    /** M×N×K[g],…: other shapes (g: gated), e.g. for a smoke run on SwiftShader. */
+    shapes: { type: 'string' },
+  },
+});
+const gpu = await acquire({ flags: values['gpu-flags'] ? values['gpu-flags'].split(',') : [] });
+const log = (m: string) => process.stderr.write(m + '\n');
+log(`adapter ${JSON.stringify(gpu.adapterInfo)}; caps ${JSON.stringify(gpu.caps)}`);
+
+// The benchmark's square shapes, then Llama-3.2-1B prefill shapes at 512 tokens (q/k/v fused,
+// gate/up fused, down).
+const SHAPES: [number, number, number, boolean][] = values.shapes
+  ? values.shapes.split(',').map((s) => {
+      const [M, N, K] = s.replace('g', '').split('x').map(Number);
+      return [M, N, K, s.endsWith('g')];
+    })
+  : [
+      [1024, 1024, 1024, false],
+      [2048, 2048, 2048, false],
+      [4096, 4096, 4096, false],
+      [512, 3072, 2048, false],
+      [512, 8192, 2048, true],
+      [512, 2048, 8192, false],
+    ];
+
+interface Row {
+  shape: string;
+  kind: string;
+  kernel: string;
+  ms?: number;
+  tflops?: number;
+  err?: number;
+  error?: string;
+  chosen: boolean;
+}
+const rows: Row[] = [];
+const ok = (e: unknown) => (e instanceof Error ? e.message : String(e)).slice(0, 300);
+
+for (const [M, N, K, gated] of SHAPES) {
+  const shape = `${M}x${gated ? 2 * N : N}x${K}${gated ? ' (gated)' : ''}`;
+  const d = matmulData(M, gated ? 2 * N : N, K, M + N + K);
+  const base: MatmulAttrs = { ...plainMatmul(N, K), gated, act: gated ? 'silu' : null };
+  const variants: { kind: string; a: MatmulAttrs; launch: () => KernelLaunch }[] = [];
+  const chosenName = (a: MatmulAttrs) =>
+    matmulKernel(a, { caps: gpu.caps, maxT: M }).launches[0].kernel.name;
+  for (const s of TILE_SHAPES) {
+    const t = tilingFor(base, gpu.caps, s);
+    if (t)
+      variants.push({
+        kind: `f32 fma ${s.join('x')}`,
+        a: base,
+        launch: () => tiledLaunch(base, common(base), gpu.caps, M, t),
+      });
+  }
+  const f16: MatmulAttrs = { ...base, wType: 'f16', xType: 'f16' };
+  const why = tensorUnsupported(f16, gpu.caps);
+  if (why) log(`${shape}: no tensor-core variants (${why})`);
+  else {
+    for (const s of TENSOR_SHAPES) {
+      for (const BK of [32, 64]) {
+        const t = tensorTilingFor(f16, gpu.caps, s, BK);
+        if (!t) continue;
+        const c = common(f16, { wideWeights: true, enables: SUBGROUP_MATRIX_ENABLES });
+        variants.push({
+          kind: `f16 mma ${s.join('x')} bk${BK}`,
+          a: f16,
+          launch: () => tensorLaunch(f16, c, gpu.caps, M, t),
+        });
+      }
+    }
+  }
+  const w16: MatmulAttrs = { ...base, wType: 'f16' };
+  variants.push({
+    kind: 'f16 weights on fma (chosen tile)',
+    a: w16,
+    launch: () => matmulKernel(w16, { caps: gpu.caps, maxT: M }).launches[0],
+  });
+  const chosen = new Set([chosenName(base), why ? '' : chosenName(f16)]);
+  for (const v of variants) {
+    let kernel = '?';
+    try {
+      const launch = v.launch();
+      kernel = launch.kernel.name;
+      const { ms, err } = await timeMatmul(gpu, v.a, [launch], M, d);
+      const tflops = (2 * M * v.a.N * (gated ? 2 : 1) * K) / (ms * 1e-3) / 1e12;
+      rows.push({ shape, kind: v.kind, kernel, ms, tflops, err, chosen: chosen.has(kernel) });
+      log(
+        `${shape.padEnd(24)} ${v.kind.padEnd(36)} ${ms.toFixed(3).padStart(8)} ms ${tflops.toFixed(1).padStart(6)} TFLOP/s err ${err.toExponential(1)}${chosen.has(kernel) ? '  <- rule' : ''}`,
+      );
+    } catch (e) {
+      rows.push({ shape, kind: v.kind, kernel, error: ok(e), chosen: false });
+      log(`${shape.padEnd(24)} ${v.kind.padEnd(36)} FAILED ${ok(e)}`);
+    }
+  }
+  if (values.out)
+    writeFileSync(
+      values.out,
+      JSON.stringify(
+        {
+          command: `tsx bench/matmul-sweep.ts ${process.argv.slice(2).join(' ')}`,
+          date: new Date().toISOString(),
+          device: gpu.adapterInfo,
+          caps: gpu.caps,
+          rows,
+        },
+        null,
+        1,
+      ),
+    );
+}
+process.exit(0);
