@@ -7,7 +7,8 @@ import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { plainMatmul, type MatmulAttrs } from '../src/graph/ops.ts';
-import { matmulKernel } from '../codegen/kernels/matmul.ts';
+import { matmulKernel, matmulWeightBytes } from '../codegen/kernels/matmul.ts';
+import { gemvLaunch } from '../codegen/kernels/matmul/gemv.ts';
 import { common } from '../codegen/kernels/matmul/common.ts';
 import { TILE_SHAPES, tiledLaunch, tilingFor } from '../codegen/kernels/matmul/tiled.ts';
 import {
@@ -34,6 +35,9 @@ log(`adapter ${JSON.stringify(gpu.adapterInfo)}; caps ${JSON.stringify(gpu.caps)
 
 // The benchmark's square shapes, then Llama-3.2-1B prefill shapes at 512 tokens (q/k/v fused,
 // gate/up fused, down).
+const GEMV_TPC = [32, 64, 128, 256];
+const GEMV_C = [2, 4, 8];
+
 const SHAPES: [number, number, number, boolean][] = values.shapes
   ? values.shapes.split(',').map((s) => {
       const [M, N, K] = s.replace('g', '').split('x').map(Number);
@@ -46,6 +50,13 @@ const SHAPES: [number, number, number, boolean][] = values.shapes
       [512, 3072, 2048, false],
       [512, 8192, 2048, true],
       [512, 2048, 8192, false],
+      // Decode GEMVs: the benchmark's, Llama-3.2-1B's (qkv, gate+up, down) and a vocab head.
+      [1, 4096, 4096, false],
+      [1, 14336, 4096, false],
+      [1, 3072, 2048, false],
+      [1, 8192, 2048, true],
+      [1, 2048, 8192, false],
+      [1, 32768, 2048, false],
     ];
 
 interface Row {
@@ -54,6 +65,7 @@ interface Row {
   kernel: string;
   ms?: number;
   tflops?: number;
+  gbps?: number;
   err?: number;
   error?: string;
   chosen: boolean;
@@ -68,7 +80,21 @@ for (const [M, N, K, gated] of SHAPES) {
   const variants: { kind: string; a: MatmulAttrs; launch: () => KernelLaunch }[] = [];
   const chosenName = (a: MatmulAttrs) =>
     matmulKernel(a, { caps: gpu.caps, maxT: M }).launches[0].kernel.name;
-  for (const s of TILE_SHAPES) {
+  if (M === 1) {
+    // Decode: every GEMV shape, f32 and f16 weights.
+    for (const a of [base, { ...base, wType: 'f16' } as MatmulAttrs]) {
+      for (const TPC of GEMV_TPC) {
+        for (const C of GEMV_C) {
+          variants.push({
+            kind: `gemv ${a.wType} tpc${TPC} c${C}`,
+            a,
+            launch: () => gemvLaunch(a, common(a), gpu.caps, { TPC, C }),
+          });
+        }
+      }
+    }
+  }
+  for (const s of M === 1 ? [] : TILE_SHAPES) {
     const t = tilingFor(base, gpu.caps, s);
     if (t)
       variants.push({
@@ -78,7 +104,7 @@ for (const [M, N, K, gated] of SHAPES) {
       });
   }
   const f16: MatmulAttrs = { ...base, wType: 'f16', xType: 'f16' };
-  const why = tensorUnsupported(f16, gpu.caps);
+  const why = M === 1 ? 'decode' : tensorUnsupported(f16, gpu.caps);
   if (why) log(`${shape}: no tensor-core variants (${why})`);
   else {
     for (const s of TENSOR_SHAPES) {
@@ -95,12 +121,13 @@ for (const [M, N, K, gated] of SHAPES) {
     }
   }
   const w16: MatmulAttrs = { ...base, wType: 'f16' };
-  variants.push({
-    kind: 'f16 weights on fma (chosen tile)',
-    a: w16,
-    launch: () => matmulKernel(w16, { caps: gpu.caps, maxT: M }).launches[0],
-  });
-  const chosen = new Set([chosenName(base), why ? '' : chosenName(f16)]);
+  if (M > 1)
+    variants.push({
+      kind: 'f16 weights on fma (chosen tile)',
+      a: w16,
+      launch: () => matmulKernel(w16, { caps: gpu.caps, maxT: M }).launches[0],
+    });
+  const chosen = new Set([chosenName(base), chosenName(M === 1 ? w16 : f16)]);
   for (const v of variants) {
     let kernel = '?';
     try {
@@ -108,9 +135,10 @@ for (const [M, N, K, gated] of SHAPES) {
       kernel = launch.kernel.name;
       const { ms, err } = await timeMatmul(gpu, v.a, [launch], M, d);
       const tflops = (2 * M * v.a.N * (gated ? 2 : 1) * K) / (ms * 1e-3) / 1e12;
-      rows.push({ shape, kind: v.kind, kernel, ms, tflops, err, chosen: chosen.has(kernel) });
+      const gbps = (matmulWeightBytes(v.a) + 4 * M * (K + v.a.N)) / (ms * 1e-3) / 1e9;
+      rows.push({ shape, kind: v.kind, kernel, ms, tflops, gbps, err, chosen: chosen.has(kernel) });
       log(
-        `${shape.padEnd(24)} ${v.kind.padEnd(36)} ${ms.toFixed(3).padStart(8)} ms ${tflops.toFixed(1).padStart(6)} TFLOP/s err ${err.toExponential(1)}${chosen.has(kernel) ? '  <- rule' : ''}`,
+        `${shape.padEnd(24)} ${v.kind.padEnd(36)} ${ms.toFixed(3).padStart(8)} ms ${tflops.toFixed(1).padStart(6)} TFLOP/s ${gbps.toFixed(0).padStart(5)} GB/s err ${err.toExponential(1)}${chosen.has(kernel) ? '  <- rule' : ''}`,
       );
     } catch (e) {
       rows.push({ shape, kind: v.kind, kernel, error: ok(e), chosen: false });

@@ -18,9 +18,14 @@ export const SWIFTSHADER_ICD = join(
 );
 const SETUP_SCRIPT = join(projectRoot, 'tools', 'setup.sh');
 
-/** Dawn toggles that native engines use for speed; `--gpu-flags fast` selects them. */
+/**
+ * Dawn toggles that native engines use for speed; `--gpu-flags fast` selects them. Timestamp
+ * quantization goes too: Dawn rounds timestamps to 2^16 ns by default, which turned every
+ * per-dispatch decode time on the H200 into 0 or 65.5 µs.
+ */
 export const FAST_DAWN_FLAGS = [
   'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,use_vulkan_memory_model,skip_validation,disable_robustness,disable_workgroup_init,disable_polyfills_on_integer_div_and_mod',
+  'disable-dawn-features=timestamp_quantization',
 ];
 
 export interface NodeGpuOptions {

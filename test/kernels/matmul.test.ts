@@ -3,6 +3,7 @@ import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { matmulKernel, matmulStorageBindings, matmulTiling } from '../../codegen/kernels/matmul.ts';
 import { common } from '../../codegen/kernels/matmul/common.ts';
 import { TILE_SHAPES, tiledLaunch, tilingFor } from '../../codegen/kernels/matmul/tiled.ts';
+import { gemvLaunch } from '../../codegen/kernels/matmul/gemv.ts';
 import type { MatmulAttrs, StepShape } from '../../src/graph/ops.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import { testGpu } from '../helpers/gpu.ts';
@@ -126,6 +127,34 @@ describe('matmul on the device tile choice and on the baseline limits', () => {
       }
     }
     expect(ran).toBeGreaterThanOrEqual(12);
+  });
+});
+
+describe('the decode GEMV under every shape the sweep tries', () => {
+  it('is right for 2, 4 and 8 rows per thread group and 32 to 256 threads per row', async () => {
+    const caps = (await testGpu()).caps;
+    const cases = [
+      mm(67, 260, { bias: true, residual: true, wType: 'f16' }),
+      mm(67, 129, { prologue: LAYER, gated: true, act: 'silu', bias: true, residual: true }),
+      // RoPE pairs must not straddle two thread groups, whatever C is.
+      ropeCase(3, 1, 8, 6, 67, { bias: true, prologue: RMS }),
+    ];
+    let ran = 0;
+    for (const [ci, a] of cases.entries()) {
+      for (const TPC of [32, 64, 256]) {
+        for (const C of [2, 4, 8]) {
+          const launch = gemvLaunch(a, common(a), caps, { TPC, C });
+          await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 96_000 + 100 * ci + TPC + C, [
+            launch,
+          ]);
+          ran++;
+        }
+      }
+    }
+    expect(ran).toBe(27);
+    expect(() => gemvLaunch(mm(8, 8), common(mm(8, 8)), caps, { TPC: 32, C: 3 })).toThrow(
+      /C = 3 must be even/,
+    );
   });
 });
 

@@ -11,11 +11,39 @@ function pow2Floor(n: number): number {
   return 2 ** Math.floor(Math.log2(n));
 }
 
-export function gemvLaunch(a: MatmulAttrs, c: Common, caps: DeviceCaps): KernelLaunch {
-  const WG = pow2Floor(Math.min(256, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX));
-  // Threads per weight row: enough that each does a few loads, at least a warp for coalescing.
-  const TPC = Math.min(WG, Math.max(32, pow2Floor(Math.max(1, c.U / 4))));
-  const C = a.gated ? 2 : 4; // even, so a RoPE pair never straddles two groups
+/** A GEMV shape: TPC threads share C weight rows; WG threads per workgroup. */
+export interface GemvShape {
+  TPC: number;
+  C: number;
+}
+
+/**
+ * The rule's shape, from the H200 sweep of 2026-12-04 (bench/matmul-sweep.ts on six decode
+ * shapes, bench/results/2026-12-04-nvidia-h200-gemv-sweep.json): two rows per thread group, and
+ * about 8 load units per thread, at least a warp; f16 weights at most 64 threads per row (with
+ * 128 or 256 they lost up to 2× on four of six shapes). The old rule (4 rows, U/4 threads up to
+ * 256) ran the gated f16 gate+up at 1341 GB/s against 2786 for this one.
+ */
+export function gemvShape(a: MatmulAttrs, c: Common, caps: DeviceCaps): GemvShape {
+  const cap = Math.min(gemvWorkgroup(caps), a.wType === 'f16' ? 64 : 256);
+  return { TPC: Math.min(cap, Math.max(32, pow2Floor(Math.max(1, c.U / 8)))), C: 2 };
+}
+
+function gemvWorkgroup(caps: DeviceCaps): number {
+  return pow2Floor(Math.min(256, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX));
+}
+
+export function gemvLaunch(
+  a: MatmulAttrs,
+  c: Common,
+  caps: DeviceCaps,
+  shape: GemvShape = gemvShape(a, c, caps),
+): KernelLaunch {
+  const WG = gemvWorkgroup(caps);
+  const TPC = Math.min(WG, shape.TPC);
+  // Even, so a RoPE pair never straddles two groups.
+  if (shape.C % 2 !== 0) throw new Error(`matmul gemv: C = ${shape.C} must be even`);
+  const C = shape.C;
   const V = a.gated ? 2 * C : C;
   const CPW = (WG / TPC) * C;
   const blocks = Math.ceil(a.N / CPW);
@@ -35,8 +63,13 @@ export function gemvLaunch(a: MatmulAttrs, c: Common, caps: DeviceCaps): KernelL
   const red = (i: string): string => `red[${i} * ${WG}u + lid]`;
   let finish: string;
   if (a.ropeKv) {
-    finish = `if (col0 < N) { emit_pair(r, col0, ${red('0u')}, ${red('1u')}); }
-    if (col0 + 2u < N) { emit_pair(r, col0 + 2u, ${red('2u')}, ${red('3u')}); }`;
+    finish = cols
+      .filter((j) => j % 2 === 0)
+      .map(
+        (j) =>
+          `if (col0 + ${j}u < N) { emit_pair(r, col0 + ${j}u, ${red(`${j}u`)}, ${red(`${j + 1}u`)}); }`,
+      )
+      .join('\n    ');
   } else {
     finish = cols
       .map(
