@@ -25,6 +25,7 @@ export function matmulStorageBindings(a: MatmulAttrs): number {
   if (a.residual) n++;
   if (a.prologue) n += a.prologue.kind === 'layer' && a.prologue.bias ? 2 : 1;
   if (a.ropeKv) n += 4; // cos, sin, kcache, vcache
+  if (a.splits) n += a.splits.length - 1; // out1, out2, …
   return n;
 }
 

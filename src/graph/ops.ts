@@ -77,6 +77,12 @@ export interface MatmulAttrs {
   outStride: number;
   outOffset: number;
   /**
+   * Several matmuls of one x as one (the shared-input fusion): column counts of separate outputs
+   * `out`, `out1`, `out2`, … (see splitOutput), summing to N; each output i is [rows, splits[i]].
+   * null: the one output `out`.
+   */
+  splits: number[] | null;
+  /**
    * QKV + RoPE + KV-append: columns [0, q) are q (rope applied, written to out [T, q]);
    * [q, q+kv) are k (rope applied, written to kcache row pos+t); [q+kv, q+2kv) are v (to vcache).
    * Inputs cos, sin, kcache, vcache; outputs out, kcache, vcache. Pairs are always 'interleaved'.
@@ -95,7 +101,12 @@ export interface MatmulAttrs {
   xType: 'f32' | 'f16';
 }
 // inputs: x [T, K], w [N or 2N, K], bias?, residual?, normW?, normB?, cos?, sin?, kcache?, vcache?
-// outputs: out [rows, outStride], and kcache/vcache when ropeKv
+// outputs: out [rows, outStride], and kcache/vcache when ropeKv; out, out1, … when splits
+
+/** The name of a split matmul's output i: `out`, then `out1`, `out2`, …. */
+export function splitOutput(i: number): string {
+  return i === 0 ? 'out' : `out${i}`;
+}
 
 /** A matmul with nothing fused: what lowering emits and passes then enrich. */
 export function plainMatmul(
@@ -117,6 +128,7 @@ export function plainMatmul(
     residual: false,
     outStride: N,
     outOffset: 0,
+    splits: null,
     ropeKv: null,
     wType: 'f32',
     xType: 'f32',

@@ -5,7 +5,7 @@
  * QKV + RoPE + KV-append epilogue. This file is the ground truth for the WGSL
  * kernels in codegen/kernels/matmul.ts and for the GraphIR interpreter.
  */
-import type { Cost, MatmulAttrs, StepShape } from '../graph/ops.ts';
+import { splitOutput, type Cost, type MatmulAttrs, type StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow, roundF16, rotateHead } from './math.ts';
 import { f32, type Arrays, type OpReference } from './types.ts';
 
@@ -23,6 +23,17 @@ export function validateMatmul(a: MatmulAttrs): void {
     throw new Error(`${pre}: xType 'f16' needs wType 'f16' (f16 × f16 products)`);
   if (!a.ropeKv && a.outOffset + a.N > a.outStride) {
     throw new Error(`${pre}: outOffset (${a.outOffset}) + N exceeds outStride (${a.outStride})`);
+  }
+  const sp = a.splits;
+  if (sp) {
+    if (sp.length < 2 || sp.some((n) => !Number.isInteger(n) || n <= 0))
+      throw new Error(`${pre}: splits must be two or more positive column counts, got [${sp}]`);
+    if (sp.reduce((x, y) => x + y, 0) !== a.N)
+      throw new Error(`${pre}: splits [${sp}] must sum to N`);
+    if (a.ropeKv || a.gated || a.residual || a.outStride !== a.N || a.outOffset !== 0)
+      throw new Error(
+        `${pre}: splits cannot be combined with ropeKv, gated, residual or a strided output`,
+      );
   }
   const r = a.ropeKv;
   if (!r) return;
@@ -88,7 +99,8 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const outOffset = rope ? 0 : a.outOffset;
   const outMin = rows * outStride;
   // out is read/write: columns outside [outOffset, outOffset + N) and rows past `rows` keep their values.
-  const prev = inputs.out;
+  // A split matmul computes the whole [rows, N] here; splitColumns copies it into its outputs.
+  const prev = a.splits ? undefined : inputs.out;
   const out = prev instanceof Float32Array ? Float32Array.from(prev) : new Float32Array(outMin);
   if (out.length < outMin)
     throw new Error(`matmul output 'out' has ${out.length} elements; needs ${outMin}`);
@@ -145,7 +157,30 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
     }
   }
   if (rope && kcache && vcache) return { out, kcache, vcache };
+  if (a.splits) return splitColumns(out, rows, a.splits, inputs);
   return { out };
+}
+
+/**
+ * Outputs out, out1, … of a split matmul: the column ranges of the [rows, N] result y. Like
+ * `out`, each is read/write: rows past `rows` keep what `prev` holds.
+ */
+function splitColumns(y: Float32Array, rows: number, splits: number[], prev: Arrays): Arrays {
+  const N = splits.reduce((x, z) => x + z, 0);
+  const outs: Arrays = {};
+  let c0 = 0;
+  for (const [i, n] of splits.entries()) {
+    const p = prev[splitOutput(i)];
+    const o = p instanceof Float32Array ? Float32Array.from(p) : new Float32Array(rows * n);
+    if (o.length < rows * n)
+      throw new Error(
+        `matmul output '${splitOutput(i)}' has ${o.length} elements; needs ${rows * n}`,
+      );
+    for (let r = 0; r < rows; r++) o.set(y.subarray(r * N + c0, r * N + c0 + n), r * n);
+    outs[splitOutput(i)] = o;
+    c0 += n;
+  }
+  return outs;
 }
 
 function cost(a: MatmulAttrs, step: StepShape): Cost {

@@ -5,6 +5,9 @@
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
  *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
  *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
+ *   shared-input     the other plain matmuls of one x (Mamba's in_proj and x_proj row ranges,
+ *                    q/k/v without RoPE, router + shared-expert gate) → one matmul with an
+ *                    output per column range
  *   activation       act(matmul) → matmul epilogue
  *   residual         x + s · matmul(...) → matmul epilogue (s: the residual multiplier)
  *   norm-residual    x + norm(y) → the norm adds x as it writes (sandwich post-norms)
@@ -12,7 +15,13 @@
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
-import type { AddAttrs, MatmulAttrs, OpAttrs, RopeAttrs } from '../graph/ops.ts';
+import {
+  splitOutput,
+  type AddAttrs,
+  type MatmulAttrs,
+  type OpAttrs,
+  type RopeAttrs,
+} from '../graph/ops.ts';
 import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { matmulStorageBindings } from '../../codegen/kernels/matmul.ts';
 import { Rewriter } from './rewrite.ts';
@@ -40,7 +49,8 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
     !n.attrs.ropeKv &&
     n.attrs.rows === 'T' &&
     n.attrs.outOffset === 0 &&
-    n.attrs.outStride === n.attrs.N
+    n.attrs.outStride === n.attrs.N &&
+    n.attrs.splits === null
   );
 }
 
@@ -200,6 +210,65 @@ export function fuseGatedMul(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+/**
+ * Plain matmuls that read the same x (same K, rows, bias, weight and x types) → one matmul over
+ * the concatenated weights whose epilogue writes each member's column range to that member's
+ * output, so their consumers are untouched. Decode pays a dispatch per matmul whatever its
+ * size (about 5 µs on the H200), and Mamba-1 alone has five such matmuls per layer. Members
+ * join in graph order while the fused kernel still fits the device with a norm prologue (two
+ * more bindings) to come.
+ */
+export function fuseSharedInput(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  const groups = new Map<string, Matmul[]>();
+  for (const n of r.live()) {
+    if (!isPlain(n)) continue;
+    const a = n.attrs;
+    const key = [n.inputs.x, a.K, a.rows, a.bias, a.wType, a.xType].join('|');
+    groups.set(key, [...(groups.get(key) ?? []), n]);
+  }
+  const withPrologue = (a: MatmulAttrs): MatmulAttrs => ({
+    ...a,
+    prologue: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true },
+  });
+  const merged = (ms: Matmul[]): MatmulAttrs => {
+    const N = ms.reduce((s, m) => s + m.attrs.N, 0);
+    return { ...ms[0].attrs, N, outStride: N, splits: ms.map((m) => m.attrs.N) };
+  };
+  for (const members of groups.values()) {
+    const take: Matmul[] = [];
+    for (const m of members) {
+      if (take.length < 1 || fits(withPrologue(merged([...take, m])), caps)) take.push(m);
+    }
+    if (take.length < 2) continue;
+    const attrs = merged(take);
+    const name = (m: Matmul, k: 'w' | 'bias') => g.tensors[m.inputs[k]].name;
+    const concat = (k: 'w' | 'bias', shape: number[]) =>
+      r.param(take.map((m) => name(m, k)).join('+'), shape, {
+        kind: 'concat',
+        parts: take.map((m) => r.source(m.inputs[k])),
+      });
+    const inputs: Record<string, number> = {
+      x: take[0].inputs.x,
+      w: concat('w', [attrs.N, attrs.K]),
+    };
+    if (attrs.bias) inputs.bias = concat('bias', [attrs.N]);
+    const outputs = Object.fromEntries(take.map((m, i) => [splitOutput(i), m.outputs.out]));
+    r.replace(take[0], attrs, inputs, outputs, sharedLabel(take.map((m) => m.label)));
+    for (const m of take.slice(1)) r.remove(m);
+  }
+  return r.finish();
+}
+
+/** `l1.mamba.x_dt` + `l1.mamba.x_b` → `l1.mamba.x_dt+x_b`; unrelated labels joined by ' + '. */
+function sharedLabel(labels: string[]): string {
+  const dot = labels[0].lastIndexOf('.');
+  const prefix = labels[0].slice(0, dot + 1);
+  if (dot > 0 && labels.every((l) => l.startsWith(prefix) && !l.slice(dot + 1).includes(' ')))
+    return prefix + labels.map((l) => l.slice(dot + 1)).join('+');
+  return labels.join(' + ');
+}
+
 export function fuseActivation(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const a of r.live().filter((n) => n.attrs.op === 'act')) {
@@ -253,7 +322,8 @@ export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
     // a + s·b: with s ≠ 1 only b can be the matmul (its epilogue scales, then adds a).
     (add) => (add.scale === 1 ? ['b', 'a'] : ['b']),
     (m, add) => {
-      if (!isMatmul(m) || m.attrs.residual || m.attrs.ropeKv || m.attrs.rows !== 'T') return null;
+      if (!isMatmul(m) || m.attrs.residual || m.attrs.ropeKv || m.attrs.splits) return null;
+      if (m.attrs.rows !== 'T') return null;
       if (m.attrs.outStride !== m.attrs.N) return null;
       const attrs: MatmulAttrs = { ...m.attrs, scale: m.attrs.scale * add.scale, residual: true };
       return fits(attrs, caps) ? attrs : null;
@@ -318,6 +388,7 @@ export const FUSION_PASSES = [
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
   { name: 'gated-mul', run: fuseGatedMul },
+  { name: 'shared-input', run: fuseSharedInput },
   { name: 'activation', run: fuseActivation },
   { name: 'residual', run: fuseResidual },
   { name: 'norm-residual', run: fuseNormResidual },

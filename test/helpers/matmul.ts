@@ -5,7 +5,7 @@
 import { expect } from 'vitest';
 import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
-import type { MatmulAttrs, StepShape } from '../../src/graph/ops.ts';
+import { splitOutput, type MatmulAttrs, type StepShape } from '../../src/graph/ops.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import type { Arrays } from '../../src/ops/types.ts';
 import { packF16 } from '../../runtime/safetensors.ts';
@@ -27,6 +27,7 @@ export function mm(N: number, K: number, over: Partial<MatmulAttrs> = {}): Matmu
     outStride: N,
     outOffset: 0,
     ropeKv: null,
+    splits: null,
     wType: 'f32',
     xType: 'f32',
     ...over,
@@ -77,6 +78,9 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
   const outStride = rope ? rope.qCols : a.outStride;
   // Existing contents: anything the kernel must not touch has to survive unchanged.
   inputs.out = randn(maxT * outStride, seed + 7);
+  // A split matmul writes dense outputs of its column ranges instead.
+  for (const [i, n] of (a.splits ?? []).entries())
+    inputs[splitOutput(i)] = randn(maxT * n, seed + 11 + i);
   if (rope) {
     const cap = cacheCapacity(maxT);
     const half = rope.rotaryDim / 2;
@@ -93,7 +97,7 @@ export function copyArrays(src: Arrays, fillOutputs?: number): Arrays {
   const out: Arrays = {};
   for (const [k, v] of Object.entries(src)) {
     const c = v.slice();
-    if (fillOutputs !== undefined && (k === 'out' || k === 'kcache' || k === 'vcache'))
+    if (fillOutputs !== undefined && (/^out\d*$/.test(k) || k === 'kcache' || k === 'vcache'))
       c.fill(fillOutputs);
     out[k] = c;
   }

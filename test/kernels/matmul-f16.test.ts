@@ -227,6 +227,12 @@ describe.skipIf(unsupported !== null)(
         }
       });
     }
+    it('f16: splits with rms + bias', async () => {
+      for (const [si, [N, K]] of TSHAPES.entries()) {
+        const splits = [Math.floor(N / 2), N - Math.floor(N / 2)];
+        await check(mm(N, K, { ...F16, splits, prologue: RMS, bias: true }), run, 320_000 + si);
+      }
+    });
     it('f16: rms + bias + ropeKv', async () => {
       await check(ropeCase(4, 2, 8, 4, 72, { ...F16, bias: true, prologue: RMS }), run, 330_000);
       await check(ropeCase(8, 2, 16, 16, 256, F16), run, 331_000);

@@ -66,6 +66,16 @@ describe('matmul kernels against the reference', () => {
           await check(a, run, 50_000 + 10 * si);
         }
       });
+      it('splits: several matmuls of one x, each column range to its own output', async () => {
+        const run = { caps: await matrixCaps(), maxT, steps };
+        for (const [si, [N, K]] of SHAPES.entries()) {
+          if (N < 3) continue;
+          const third = Math.floor(N / 3);
+          const splits = si % 2 ? [third, N - third] : [third, third, N - 2 * third];
+          const over = si % 2 ? { prologue: RMS, bias: true } : { act: 'silu' as const };
+          await check(mm(N, K, { splits, ...over }), run, 60_000 + 10 * si);
+        }
+      });
       it('ropeKv: QKV + RoPE + KV-append with GQA sizes and partial rotary', async () => {
         const run = { caps: await matrixCaps(), maxT, steps };
         const cases = [
@@ -135,6 +145,7 @@ describe('the decode GEMV under every shape the sweep tries', () => {
     const caps = (await testGpu()).caps;
     const cases = [
       mm(67, 260, { bias: true, residual: true, wType: 'f16' }),
+      mm(67, 129, { splits: [1, 60, 6], prologue: RMS }),
       mm(67, 129, { prologue: LAYER, gated: true, act: 'silu', bias: true, residual: true }),
       // RoPE pairs must not straddle two thread groups, whatever C is.
       ropeCase(3, 1, 8, 6, 67, { bias: true, prologue: RMS }),
@@ -151,7 +162,7 @@ describe('the decode GEMV under every shape the sweep tries', () => {
         }
       }
     }
-    expect(ran).toBe(27);
+    expect(ran).toBe(36);
     expect(() => gemvLaunch(mm(8, 8), common(mm(8, 8)), caps, { TPC: 32, C: 3 })).toThrow(
       /C = 3 must be even/,
     );
@@ -184,6 +195,15 @@ describe('matmul tiling and device limits', () => {
     expect(matmulTiling(mm(4096, 4096), BASELINE_CAPS, 4096).threads).toBeLessThanOrEqual(256);
   });
 
+  it('refuses splits that do not add up or that meet a fusion they cannot take', () => {
+    const gen = (over: Partial<MatmulAttrs>) => () =>
+      matmulKernel(mm(12, 8, over), { caps: BASELINE_CAPS, maxT: 4 });
+    expect(gen({ splits: [4, 4] })).toThrow(/splits \[4,4\] must sum to N/);
+    expect(gen({ splits: [12] })).toThrow(/two or more positive column counts/);
+    expect(gen({ splits: [6, 6], residual: true })).toThrow(/cannot be combined/);
+    expect(matmulStorageBindings(mm(12, 8, { splits: [4, 4, 4], bias: true }))).toBe(6);
+  });
+
   it('folds large column counts into 2-D grids', async () => {
     // A vocab-sized head: 128256 columns must never put more than 65535 workgroups on one axis.
     const big = mm(128256, 256);
@@ -197,7 +217,8 @@ describe('matmul tiling and device limits', () => {
     }
     // Run a fold for real by pretending the device allows only 3 workgroups per dimension.
     const tiny: DeviceCaps = { ...(await testGpu()).caps, maxWorkgroupsPerDimension: 3 };
-    const a = mm(250, 67, { bias: true, rows: 'L' });
+    // 120 columns: 8 GEMV blocks of 16, more than 3 per axis and within 3 × 3.
+    const a = mm(120, 67, { bias: true, rows: 'L' });
     const decode = matmulKernel(a, { caps: tiny, maxT: 1 }).launches[0];
     expect(decode.grid[2]).toBeGreaterThan(1);
     await check(a, { caps: tiny, maxT: 1, steps: DECODE_STEPS }, 95_000);

@@ -8,6 +8,7 @@ import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
 import { compileModel } from '../../src/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
+import { fuseSharedInput } from '../../src/passes/fuse.ts';
 import { report } from '../../src/report.ts';
 import type {
   LayerSpec,
@@ -150,6 +151,42 @@ describe('hybrid graphs and the inspect report', () => {
     expect(ops).not.toContain('norm');
     expect(ops).not.toContain('add');
     expect(ops.filter((o) => o === 'selective_scan')).toHaveLength(1);
+  });
+
+  it("merges a Mamba layer's matmuls of one input: in_x+in_z, then x_dt+x_b+x_c", () => {
+    const model = jambaLike([4]);
+    const decode = (fuse: boolean) =>
+      compileModel(model, { caps: BASELINE_CAPS, capacity: 128, fuse }).graphs.decode;
+    const fused = decode(true);
+    const plain = decode(false);
+    const mm = fused.nodes.filter((n) => n.layer === 0 && n.attrs.op === 'matmul');
+    expect(mm.map((n) => n.label)).toEqual([
+      'l0.mamba.in_x+in_z (norm fused)',
+      'l0.mamba.x_dt+x_b+x_c',
+      'l0.mamba.dt',
+      'l0.mamba.out+residual',
+      'l0.mlp silu-glu (gate+up fused) (norm fused)',
+      'l0.mlp.down+residual',
+    ]);
+    const { dInner: D, dtRank, dState } = MAMBA1;
+    expect(mm[0].attrs).toMatchObject({ N: 2 * D, splits: [D, D] });
+    expect(mm[1].attrs).toMatchObject({ splits: [dtRank, dState, dState] });
+    // The merged matmul writes the tensors the separate ones did, so consumers are untouched.
+    const written = (g: typeof fused, id: number) => g.tensors[id].name;
+    const separate = ['l0.mamba.x_dt', 'l0.mamba.x_b', 'l0.mamba.x_c'].map((l) =>
+      written(plain, plain.nodes.find((n) => n.label === l)!.outputs.out),
+    );
+    expect(Object.values(mm[1].outputs).map((id) => written(fused, id))).toEqual(separate);
+  });
+
+  it('merges only as many matmuls as the storage-buffer limit allows, a norm prologue included', () => {
+    const caps = { ...BASELINE_CAPS, maxStorageBuffersPerStage: 6 };
+    const g = lower(jambaLike([4]), { phase: 'decode', maxT: 1, capacity: 64 });
+    const labels = fuseSharedInput(g, { caps })
+      .nodes.filter((n) => n.layer === 0 && n.attrs.op === 'matmul')
+      .map((n) => n.label);
+    // x, w, out, out1 and two prologue bindings fill 6; a third output would not fit.
+    expect(labels.slice(0, 3)).toEqual(['l0.mamba.in_x+in_z', 'l0.mamba.x_dt+x_b', 'l0.mamba.x_c']);
   });
 
   it("fuses LFM2's B·x into one gated matmul over two row ranges of in_proj", () => {

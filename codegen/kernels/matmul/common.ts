@@ -3,7 +3,7 @@
  * constants, the weight and norm load helpers, and the one epilogue (bias, activation / gating,
  * scale, residual, strided writes, or RoPE + KV-append), so every fused variant exists once.
  */
-import type { MatmulAttrs } from '../../../src/graph/ops.ts';
+import { splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
@@ -79,6 +79,8 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   if (normBias) list.push(['normB', 'read', X]);
   if (a.ropeKv) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
   list.push(['out', 'read_write', 'f32']);
+  for (let i = 1; i < (a.splits?.length ?? 0); i++)
+    list.push([splitOutput(i), 'read_write', 'f32']);
   if (a.ropeKv) list.push(['kcache', 'read_write', 'f32'], ['vcache', 'read_write', 'f32']);
   const bindings: BindingDecl[] = [
     STEP_BINDING,
@@ -122,6 +124,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.rows === 'L') f.push('lastL');
   if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
   if (a.ropeKv) f.push('ropekv');
+  if (a.splits) f.push(`split${a.splits.length}`);
   return {
     bindings,
     header,
@@ -228,11 +231,24 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   if (a.gated) lines.push(`y = y * (u${a.bias ? ' + b_bias[N + c]' : ''});`);
   if (a.scale !== 1) lines.push(`y = y * ${lit(a.scale)};`);
   if (a.residual) lines.push('y = y + b_residual[r * N + c];');
-  lines.push(`b_out[r * ${a.outStride}u + ${a.outOffset}u + c] = y;`);
+  if (a.splits) lines.push(splitStore(a.splits));
+  else lines.push(`b_out[r * ${a.outStride}u + ${a.outOffset}u + c] = y;`);
   return `
 fn emit(r: u32, c: u32, g: f32${a.gated ? ', u: f32' : ''}) {
   ${lines.join('\n  ')}
 }`;
+}
+
+/** Column c of a split matmul goes to the output whose range holds it, dense [rows, width]. */
+function splitStore(splits: number[]): string {
+  let c0 = 0;
+  const arms = splits.map((n, i) => {
+    const arm = `b_${splitOutput(i)}[r * ${n}u + c - ${c0}u] = y;`;
+    const cond = i === splits.length - 1 ? '' : `if (c < ${c0 + n}u) `;
+    c0 += n;
+    return `${cond}{ ${arm} }`;
+  });
+  return arms.join(' else ');
 }
 
 /**
