@@ -94,6 +94,13 @@ if (strata.attention) {
   lines.push('');
 }
 /** One end-to-end table: strata's prefill and decode beside HF eager and the bandwidth bound. */
+/** "5 runs of 64 tokens, 1.9–2.1" from the per-run figures, where the results have them. */
+function runsNote(runs: unknown): string {
+  if (!Array.isArray(runs) || runs.length === 0) return 'one run';
+  const ms = runs as number[];
+  return `${ms.length} runs of 64 tokens, ${f(Math.min(...ms), 3)}–${f(Math.max(...ms), 3)}`;
+}
+
 function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
   lines.push(
     `## end to end: ${s.model} (peer: ${p.model})`,
@@ -118,7 +125,7 @@ function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
       : '';
   lines.push(
     '',
-    `Decode: ${d.dispatchesPerToken} dispatches per token; wall ${f(d.msPerToken, 3)} ms/token; GPU ${f(d.gpuMsPerToken, 3)} ms/token (timestamp queries); weights ${(d.weightBytesPerToken / 2 ** 30).toFixed(2)} GiB read per token (active parameters); copy bandwidth ${f(d.copyBandwidthGBs, 0)} GB/s (read + write of copyBufferToBuffer; understates HBM), streaming-read bandwidth ${f(d.readBandwidthGBs, 0)} GB/s (a read kernel: the realistic bound for GEMV decode); without the one-step-ahead pipeline (one host round trip per token) ${f(d.unpipelinedTokensPerSecond, 1)} tokens/s.${check}`,
+    `Decode: ${d.dispatchesPerToken} dispatches per token; wall ${f(d.msPerToken, 3)} ms/token (median of ${runsNote(d.msPerTokenRuns)}); GPU ${f(d.gpuMsPerToken, 3)} ms/token (timestamp queries); weights ${(d.weightBytesPerToken / 2 ** 30).toFixed(2)} GiB read per token (active parameters); copy bandwidth ${f(d.copyBandwidthGBs, 0)} GB/s (read + write of copyBufferToBuffer; understates HBM), streaming-read bandwidth ${f(d.readBandwidthGBs, 0)} GB/s (a read kernel: the realistic bound for GEMV decode); without the one-step-ahead pipeline (one host round trip per token) ${f(d.unpipelinedTokensPerSecond, 1)} tokens/s.${check}`,
     '',
   );
   const prof = (s.decode as Row).profile as
