@@ -40,6 +40,10 @@ const lines: string[] = [
   '',
   'Ratios are strata ÷ peer: above 1× strata is faster (throughput) — for times, below 1× is faster.',
   '',
+  'One run. The same kernel has measured up to 5× apart between runs on these machines, and within',
+  "one run the matmul suite's later shapes have run slower than the same kernels in a fresh process",
+  '(bench/results/ keeps every run and the tile sweeps): compare ratios, and compare runs with care.',
+  '',
 ];
 // A suite that threw is reported as such, and its section is left out below.
 const failed = ['matmul', 'attention', 'e2e', 'hybrid', 'scan', 'compile'].filter(
