@@ -5,7 +5,7 @@
 import { expect } from 'vitest';
 import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
-import { splitOutput, type MatmulAttrs, type StepShape } from '../../src/graph/ops.ts';
+import { plainMatmul, splitOutput, type MatmulAttrs, type StepShape } from '../../src/graph/ops.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import type { Arrays } from '../../src/ops/types.ts';
 import { packF16 } from '../../runtime/safetensors.ts';
@@ -13,25 +13,7 @@ import { runLaunches, testGpu, type HostArray } from './gpu.ts';
 import { maxRelError, randn } from './numeric.ts';
 
 export function mm(N: number, K: number, over: Partial<MatmulAttrs> = {}): MatmulAttrs {
-  return {
-    op: 'matmul',
-    N,
-    K,
-    rows: 'T',
-    prologue: null,
-    bias: false,
-    gated: false,
-    act: null,
-    scale: 1,
-    residual: false,
-    outStride: N,
-    outOffset: 0,
-    ropeKv: null,
-    splits: null,
-    wType: 'f32',
-    xType: 'f32',
-    ...over,
-  };
+  return { ...plainMatmul(N, K), ...over };
 }
 
 export const RMS = { kind: 'rms', eps: 1e-6, unitOffset: false, bias: false } as const;
