@@ -28,48 +28,75 @@ export function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Resolve timestamps of pass start/end into milliseconds. */
-export class PassTimer {
-  private readonly query: GPUQuerySet | null;
-  private readonly resolveBuf: GPUBuffer | null;
-  private readonly readBuf: GPUBuffer | null;
+/**
+ * `count` begin/end timestamp pairs, one per compute pass: the query set, its resolve and
+ * readback buffers, and the milliseconds between each pair.
+ */
+class TimestampPairs {
+  private readonly query: GPUQuerySet;
+  private readonly resolveBuf: GPUBuffer;
+  private readonly readBuf: GPUBuffer;
 
-  constructor(private readonly gpu: GpuContext) {
-    const ok = gpu.features.includes('timestamp-query');
-    const d = gpu.device;
-    this.query = ok ? d.createQuerySet({ type: 'timestamp', count: 2 }) : null;
-    this.resolveBuf = ok
-      ? d.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC })
-      : null;
-    this.readBuf = ok
-      ? d.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+  constructor(
+    device: GPUDevice,
+    readonly count: number,
+  ) {
+    this.query = device.createQuerySet({ type: 'timestamp', count: 2 * count });
+    const size = 16 * count;
+    this.resolveBuf = device.createBuffer({
+      size,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    this.readBuf = device.createBuffer({
+      size,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  passDescriptor(pair: number): GPUComputePassDescriptor {
+    if (pair >= this.count) throw new Error(`timestamp pair ${pair} >= ${this.count}`);
+    return {
+      timestampWrites: {
+        querySet: this.query,
+        beginningOfPassWriteIndex: 2 * pair,
+        endOfPassWriteIndex: 2 * pair + 1,
+      },
+    };
+  }
+
+  resolve(enc: GPUCommandEncoder): void {
+    enc.resolveQuerySet(this.query, 0, 2 * this.count, this.resolveBuf, 0);
+    enc.copyBufferToBuffer(this.resolveBuf, 0, this.readBuf, 0, 16 * this.count);
+  }
+
+  async readMs(): Promise<number[]> {
+    await this.readBuf.mapAsync(GPUMapMode.READ);
+    const t = new BigInt64Array(this.readBuf.getMappedRange().slice(0));
+    this.readBuf.unmap();
+    return Array.from({ length: this.count }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+  }
+}
+
+/** Resolve timestamps of pass start/end into milliseconds (null without timestamp-query). */
+export class PassTimer {
+  private readonly pairs: TimestampPairs | null;
+
+  constructor(gpu: GpuContext) {
+    this.pairs = gpu.features.includes('timestamp-query')
+      ? new TimestampPairs(gpu.device, 1)
       : null;
   }
 
   passDescriptor(): GPUComputePassDescriptor {
-    return this.query
-      ? {
-          timestampWrites: {
-            querySet: this.query,
-            beginningOfPassWriteIndex: 0,
-            endOfPassWriteIndex: 1,
-          },
-        }
-      : {};
+    return this.pairs?.passDescriptor(0) ?? {};
   }
 
   resolve(enc: GPUCommandEncoder): void {
-    if (!this.query || !this.resolveBuf || !this.readBuf) return;
-    enc.resolveQuerySet(this.query, 0, 2, this.resolveBuf, 0);
-    enc.copyBufferToBuffer(this.resolveBuf, 0, this.readBuf, 0, 16);
+    this.pairs?.resolve(enc);
   }
 
   async read(): Promise<number | null> {
-    if (!this.readBuf) return null;
-    await this.readBuf.mapAsync(GPUMapMode.READ);
-    const t = new BigInt64Array(this.readBuf.getMappedRange().slice(0));
-    this.readBuf.unmap();
-    return Number(t[1] - t[0]) / 1e6;
+    return this.pairs ? (await this.pairs.readMs())[0] : null;
   }
 }
 
@@ -81,58 +108,33 @@ export class PassTimer {
 export class DispatchTimer {
   readonly perDispatch = true;
   readonly samples: number[][] = [];
-  private readonly query: GPUQuerySet;
-  private readonly resolveBuf: GPUBuffer;
-  private readonly readBuf: GPUBuffer;
+  private readonly pairs: TimestampPairs;
 
-  constructor(
-    gpu: GpuContext,
-    private readonly count: number,
-  ) {
+  constructor(gpu: GpuContext, count: number) {
     if (!gpu.features.includes('timestamp-query'))
       throw new Error('DispatchTimer needs the timestamp-query feature');
-    const d = gpu.device;
-    const bytes = 16 * count;
-    this.query = d.createQuerySet({ type: 'timestamp', count: 2 * count });
-    this.resolveBuf = d.createBuffer({
-      size: bytes,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    });
-    this.readBuf = d.createBuffer({
-      size: bytes,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
+    this.pairs = new TimestampPairs(gpu.device, count);
   }
 
   passDescriptor(dispatch = 0): GPUComputePassDescriptor {
-    if (dispatch >= this.count)
-      throw new Error(`DispatchTimer: dispatch ${dispatch} >= ${this.count}`);
-    return {
-      timestampWrites: {
-        querySet: this.query,
-        beginningOfPassWriteIndex: 2 * dispatch,
-        endOfPassWriteIndex: 2 * dispatch + 1,
-      },
-    };
+    return this.pairs.passDescriptor(dispatch);
   }
 
   resolve(enc: GPUCommandEncoder): void {
-    enc.resolveQuerySet(this.query, 0, 2 * this.count, this.resolveBuf, 0);
-    enc.copyBufferToBuffer(this.resolveBuf, 0, this.readBuf, 0, 16 * this.count);
+    this.pairs.resolve(enc);
   }
 
   async read(): Promise<number> {
-    await this.readBuf.mapAsync(GPUMapMode.READ);
-    const t = new BigInt64Array(this.readBuf.getMappedRange().slice(0));
-    this.readBuf.unmap();
-    const ms = Array.from({ length: this.count }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+    const ms = await this.pairs.readMs();
     this.samples.push(ms);
     return ms.reduce((a, b) => a + b, 0);
   }
 
   /** Median milliseconds of each dispatch over the steps read so far. */
   medians(): number[] {
-    return Array.from({ length: this.count }, (_, i) => median(this.samples.map((s) => s[i])));
+    return Array.from({ length: this.pairs.count }, (_, i) =>
+      median(this.samples.map((s) => s[i])),
+    );
   }
 }
 

@@ -157,7 +157,7 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
     }
   }
   if (rope && kcache && vcache) return { out, kcache, vcache };
-  if (a.splits) return splitColumns(out, rows, a.splits, inputs);
+  if (a.splits) return splitColumns(out, rows, N, a.splits, inputs);
   return { out };
 }
 
@@ -165,8 +165,13 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
  * Outputs out, out1, … of a split matmul: the column ranges of the [rows, N] result y. Like
  * `out`, each is read/write: rows past `rows` keep what `prev` holds.
  */
-function splitColumns(y: Float32Array, rows: number, splits: number[], prev: Arrays): Arrays {
-  const N = splits.reduce((x, z) => x + z, 0);
+function splitColumns(
+  y: Float32Array,
+  rows: number,
+  N: number,
+  splits: number[],
+  prev: Arrays,
+): Arrays {
   const outs: Arrays = {};
   let c0 = 0;
   for (const [i, n] of splits.entries()) {

@@ -225,7 +225,9 @@ export function fuseSharedInput(g: Graph, { caps }: FusionOptions): Graph {
     if (!isPlain(n)) continue;
     const a = n.attrs;
     const key = [n.inputs.x, a.K, a.rows, a.bias, a.wType, a.xType].join('|');
-    groups.set(key, [...(groups.get(key) ?? []), n]);
+    const group = groups.get(key);
+    if (group) group.push(n);
+    else groups.set(key, [n]);
   }
   const withPrologue = (a: MatmulAttrs): MatmulAttrs => ({
     ...a,

@@ -313,6 +313,28 @@ export function rowStatsBytes(a: MatmulAttrs, BM: number, NT: number): number {
   return a.prologue ? 4 * (NT + 2 * BM) : 0;
 }
 
+/** Rows a prefill tile may span: maxT to a power of two, at least 16 (taller tiles idle rows). */
+export function tileRowCap(maxT: number): number {
+  return Math.max(16, 2 ** Math.ceil(Math.log2(Math.max(1, maxT))));
+}
+
+/**
+ * The tile rule both prefill schedules share: the first candidate (in order of preference) whose
+ * grid over maxT rows and N columns gives at least its minGroups workgroups; else the one giving
+ * the most. `cands` must not be empty.
+ */
+export function preferTile<T extends { BM: number; BN: number }>(
+  cands: ReadonlyArray<{ t: T; minGroups: number }>,
+  maxT: number,
+  N: number,
+): T {
+  const groups = (t: T) => Math.ceil(maxT / t.BM) * Math.ceil(N / t.BN);
+  return (
+    cands.find(({ t, minGroups }) => groups(t) >= minGroups)?.t ??
+    cands.map(({ t }) => t).reduce((best, t) => (groups(t) > groups(best) ? t : best))
+  );
+}
+
 /** Split a 1-D count of workgroups over x and z when it exceeds the per-dimension limit. */
 export function foldGrid(
   blocks: number,

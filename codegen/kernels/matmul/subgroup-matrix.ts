@@ -14,9 +14,11 @@ import {
   checkRowTiles,
   foldGrid,
   hash,
+  preferTile,
   rowStats,
   rowStatsBytes,
   rowStatsDecls,
+  tileRowCap,
   type Common,
 } from './common.ts';
 import { gridFits } from './tiled.ts';
@@ -132,17 +134,12 @@ export function tensorTilingFor(
 /** The tensor-core tile for this matmul (TENSOR_RULE), or null if none fits. */
 export function tensorTiling(a: MatmulAttrs, caps: DeviceCaps, maxT: number): TensorTiling | null {
   if (tensorUnsupported(a, caps)) return null;
-  const rowCap = Math.max(16, 2 ** Math.ceil(Math.log2(Math.max(1, maxT))));
-  const groups = (t: TensorTiling) => Math.ceil(maxT / t.BM) * Math.ceil(a.N / t.BN);
+  const rowCap = tileRowCap(maxT);
   const fits = TENSOR_RULE.flatMap(({ shape, BK, minGroups }) => {
     const t = tensorTilingFor(a, caps, shape, BK);
     return t && t.BM <= rowCap && gridFits(a, caps, maxT, t.BM, t.BN) ? [{ t, minGroups }] : [];
   });
-  if (!fits.length) return null;
-  return (
-    fits.find(({ t, minGroups }) => groups(t) >= minGroups)?.t ??
-    fits.map(({ t }) => t).reduce((best, t) => (groups(t) > groups(best) ? t : best))
-  );
+  return fits.length ? preferTile(fits, maxT, a.N) : null;
 }
 
 export function tensorLaunch(
@@ -152,6 +149,8 @@ export function tensorLaunch(
   maxT: number,
   t: TensorTiling,
 ): KernelLaunch {
+  const why = tensorUnsupported(a, caps);
+  if (why) throw new Error(`matmul tensor-core schedule: ${why}`);
   const { SGR, SGC, FM, FN, BK, BM, BN, threads: NT } = t;
   const { M: CM, N: CN, K: CK } = t.cfg;
   const NS = SGR * SGC;
@@ -218,7 +217,7 @@ export function tensorLaunch(
     const v = `${s.reg}${l}`;
     const writes =
       s.per === 4
-        ? `let h = vec4<f16>(${a.xType === 'f16' ? `round_x(${v})` : v});
+        ? `let h = vec4<f16>(round_x(${v}));
         ${[0, 1, 2, 3].map((j) => `${s.dst}[o + ${j}u] = h[${j}];`).join(' ')}`
         : [0, 1, 2, 3]
             .map(

@@ -11,9 +11,11 @@ import {
   checkRowTiles,
   foldGrid,
   hash,
+  preferTile,
   rowStats,
   rowStatsBytes,
   rowStatsDecls,
+  tileRowCap,
   type Common,
 } from './common.ts';
 
@@ -88,7 +90,7 @@ function tilingOf(
  * gives the most.
  */
 export function matmulTiling(a: MatmulAttrs, caps: DeviceCaps, maxT: number): MatmulTiling {
-  const rowCap = Math.max(16, 2 ** Math.ceil(Math.log2(Math.max(1, maxT))));
+  const rowCap = tileRowCap(maxT);
   const fits = TILE_SHAPES.filter(([BM, BN]) => BM <= rowCap && gridFits(a, caps, maxT, BM, BN))
     .map((s) => tilingOf(a, caps, s))
     .filter((t): t is MatmulTiling => t !== null);
@@ -98,10 +100,10 @@ export function matmulTiling(a: MatmulAttrs, caps: DeviceCaps, maxT: number): Ma
         `maxComputeWorkgroupStorageSize = ${caps.maxWorkgroupStorageBytes}`,
     );
   }
-  const groups = (t: MatmulTiling) => Math.ceil(maxT / t.BM) * Math.ceil(a.N / t.BN);
-  return (
-    fits.find((t) => groups(t) >= MIN_WORKGROUPS) ??
-    fits.reduce((best, t) => (groups(t) > groups(best) ? t : best))
+  return preferTile(
+    fits.map((t) => ({ t, minGroups: MIN_WORKGROUPS })),
+    maxT,
+    a.N,
   );
 }
 
