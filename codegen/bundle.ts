@@ -2,16 +2,22 @@
  * CompiledModel → bundle: manifest.json, shaders/*.wgsl, weights.safetensors.
  * The bundle is written into a temporary sibling folder and renamed into place
  * at the end, so a failed compile leaves nothing behind (and an existing bundle
- * is replaced only by a complete one).
+ * is replaced only by a complete one). What may be replaced is bundle-target.ts's call.
  */
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { CompiledModel } from '../src/compile.ts';
 import { materialize, type WeightProvider } from '../src/graph/params.ts';
 import type { BundleManifest } from '../runtime/manifest.ts';
 import { BUNDLE_FORMAT, BUNDLE_VERSION } from '../runtime/manifest.ts';
 import type { BundleSource, Progress } from '../runtime/model.ts';
+import {
+  checkBundleTarget,
+  cleanStaleSiblings,
+  oldSibling,
+  tempSibling,
+  type BundleTargetOptions,
+} from './bundle-target.ts';
 
 export const WEIGHTS_FILE = 'weights.safetensors';
 
@@ -93,8 +99,11 @@ export async function writeBundle(
   weights: WeightProvider,
   outDir: string,
   onProgress?: Progress,
+  target: BundleTargetOptions = {},
 ): Promise<void> {
-  const tmp = join(dirname(outDir), `.${basename(outDir)}.tmp-${process.pid}`);
+  checkBundleTarget(outDir, target);
+  cleanStaleSiblings(outDir, target.inputs);
+  const tmp = tempSibling(outDir);
   await rm(tmp, { recursive: true, force: true });
   try {
     await mkdir(join(tmp, 'shaders'), { recursive: true });
@@ -113,8 +122,10 @@ export async function writeBundle(
       await fh.close();
     }
     await writeFile(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 1));
-    const old = `${outDir}.old-${process.pid}`;
-    if (existsSync(outDir)) await rename(outDir, old);
+    // Checked again now that the weights are written: the target may have changed meanwhile.
+    const existing = checkBundleTarget(outDir, target);
+    const old = oldSibling(outDir);
+    if (existing.kind !== 'absent') await rename(outDir, old);
     await rename(tmp, outDir);
     await rm(old, { recursive: true, force: true });
   } catch (e) {

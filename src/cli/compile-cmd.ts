@@ -7,6 +7,7 @@ import { writeBundle } from '../../codegen/bundle.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
 import { loadModelInput } from './model-input.ts';
+import { BundleTargetError, checkBundleTarget } from '../../codegen/bundle-target.ts';
 import { terminalProgress } from './progress.ts';
 
 export const COMMON_COMPILE_OPTIONS = {
@@ -29,15 +30,26 @@ export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step
   --target T         'device' (default: this machine's adapter limits) or 'baseline' (WebGPU minimums)
   --gpu-flags LIST   Dawn flags for the device ('fast' = speed toggles)`;
 
+/** Plain decimal digits only: Number() would also take '0x10', '1e3', ' 5' and ''. */
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+/**
+ * A whole-number option: decimal digits, at least `min` (1 unless said otherwise; seeds may be 0)
+ * and a safe integer. `--seed` is the one option whose 0 is meaningful.
+ */
 export function intOption(
   v: string | undefined,
   name: string,
   dflt: number | undefined,
+  min = name === 'seed' ? 0 : 1,
 ): number | undefined {
   if (v === undefined) return dflt;
+  const what = min === 0 ? 'a non-negative integer' : `an integer >= ${min}`;
+  if (!DECIMAL.test(v)) throw new UserError(`--${name} must be ${what} in decimal, got '${v}'`);
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1)
-    throw new UserError(`--${name} must be a positive integer, got '${v}'`);
+  if (!Number.isSafeInteger(n))
+    throw new UserError(`--${name} is '${v}', over the limit ${Number.MAX_SAFE_INTEGER}`);
+  if (n < min) throw new UserError(`--${name} must be ${what}, got '${v}'`);
   return n;
 }
 
@@ -72,12 +84,19 @@ export const compileCommand: Command = {
   usage: `usage: strata compile <spec|hf-folder> -o <bundle-dir> [options]
 
 ${COMMON_COMPILE_HELP}
-  -o, --out DIR      the bundle folder to write (replaced only by a complete bundle)`,
+  -o, --out DIR      the bundle folder to write: created if absent or empty; an existing
+                     bundle is replaced only by a complete one; anything else is refused
+  --force            replace what is at --out even when it is not a bundle (a folder, a
+                     file, a link); never the compile's own spec, weights or HF folder`,
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { ...COMMON_COMPILE_OPTIONS, out: { type: 'string', short: 'o' } },
+      options: {
+        ...COMMON_COMPILE_OPTIONS,
+        out: { type: 'string', short: 'o' },
+        force: { type: 'boolean' },
+      },
     });
     if (positionals.length !== 1)
       throw new UserError('compile takes one spec or HuggingFace folder (see --help)');
@@ -87,9 +106,21 @@ ${COMMON_COMPILE_HELP}
       weightsFile: values.weights,
       hf: values.hf,
     });
+    const target = { force: values.force, inputs: input.inputs };
+    const out = values.out;
+    // Refused before compiling, so a bad -o costs no compile time; writeBundle checks again.
+    const writing = async <T>(f: () => T | Promise<T>): Promise<T> => {
+      try {
+        return await f();
+      } catch (e) {
+        if (e instanceof BundleTargetError) throw new UserError(e.message);
+        throw e;
+      }
+    };
+    await writing(() => checkBundleTarget(out, target));
     const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
     const compiled = compileWithOptions(input.model, caps, values);
-    await writeBundle(compiled, input.weights, values.out, terminalProgress());
+    await writing(() => writeBundle(compiled, input.weights, out, terminalProgress(), target));
     console.log(
       `compiled ${input.describe} → ${values.out}: ${compiled.kernels.length} kernels, ` +
         `${compiled.phases.decode.dispatches.length} dispatches per decode token`,

@@ -36,13 +36,33 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Resolves once everything written to `stream` so far has been handed to the OS. A pipe's
+ * writes are asynchronous, and process.exit() drops what is still queued (output cut at 64 KiB).
+ */
+function drained(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((done) => {
+    if (stream.destroyed || !stream.writable) return done();
+    stream.write('', () => done());
+  });
+}
+
+async function exitAfterOutput(code: number): Promise<never> {
+  process.exitCode = code;
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  // Exit explicitly all the same: a GPU device may hold the event loop open.
+  process.exit(code);
+}
+
 const isEntry = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
 if (isEntry || process.env.STRATA_CLI === '1') {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: unknown) => {
-      console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
-      process.exit(70);
-    },
-  );
+  // A reader that goes away early (`| head`) is not an error of ours.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+  main(process.argv.slice(2)).then(exitAfterOutput, (e: unknown) => {
+    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    return exitAfterOutput(70);
+  });
 }

@@ -18,6 +18,8 @@ export interface ModelInput {
   model: ModelIR;
   weights: WeightProvider;
   describe: string;
+  /** The files and folders read to build it: what a compile must never overwrite. */
+  inputs: string[];
 }
 
 export function isBundleDir(path: string): boolean {
@@ -38,6 +40,7 @@ export async function loadModelInput(
       model: imported.model,
       weights: (n) => imported.readTensorF32(n),
       describe: `HuggingFace model ${dir}`,
+      inputs: [dir],
     };
   }
   if (isDir)
@@ -50,12 +53,14 @@ export async function loadModelInput(
       model,
       weights: await weightsFromFile(model, opts.weightsFile),
       describe: `${path} with ${opts.weightsFile}`,
+      inputs: [path, opts.weightsFile],
     };
   }
   return {
     model,
     weights: randomWeights(model, opts.seed),
     describe: `${path} (random weights, seed ${opts.seed})`,
+    inputs: [path],
   };
 }
 
