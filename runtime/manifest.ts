@@ -45,96 +45,135 @@ export interface BundleManifest {
   tokenizer: { kind: 'bytes' } | { kind: 'file'; file: string };
 }
 
+const posInt = { type: 'integer', minimum: 1 } as const;
+const natInt = { type: 'integer', minimum: 0 } as const;
+const name = { type: 'string', minLength: 1 } as const;
+const shape = { type: 'array', items: natInt } as const;
+/** A file of the bundle: relative, forward slashes, no `..` (bundle-node.ts checks it resolves inside). */
+const bundleFile = {
+  type: 'string',
+  minLength: 1,
+  pattern: '^(?![/\\\\])(?![A-Za-z]:)(?!.*(^|[/\\\\])\\.\\.([/\\\\]|$)).*$',
+} as const;
+
+function closed(
+  properties: Record<string, unknown>,
+  required: string[] = Object.keys(properties),
+): Record<string, unknown> {
+  return { type: 'object', additionalProperties: false, required, properties };
+}
+
 const gridDim = {
   anyOf: [
-    { type: 'integer', minimum: 0 },
-    {
-      type: 'object',
-      required: ['sym'],
-      additionalProperties: false,
-      properties: {
+    natInt,
+    closed(
+      {
         sym: { enum: ['T', 'L'] },
         mul: { type: 'number' },
         add: { type: 'number' },
-        div: { type: 'number' },
+        div: { type: 'number', exclusiveMinimum: 0 },
       },
-    },
+      ['sym'],
+    ),
   ],
 };
 
-const phase = {
-  type: 'object',
-  required: ['maxT', 'slots', 'scratch', 'dispatches', 'ioBytes'],
-  properties: {
-    maxT: { type: 'integer', minimum: 1 },
-    slots: { type: 'array', items: { type: 'integer', minimum: 0 } },
-    scratch: { type: 'object', additionalProperties: { type: 'integer', minimum: 0 } },
-    dispatches: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['kernel', 'bind', 'grid', 'label'],
-        properties: {
-          kernel: { type: 'string' },
-          bind: { type: 'object', additionalProperties: { type: 'string' } },
-          grid: { type: 'array', items: gridDim, minItems: 3, maxItems: 3 },
-          label: { type: 'string' },
-        },
-      },
-    },
-    ioBytes: { type: 'object', required: ['ids', 'logits', 'token'] },
+const phase = closed({
+  maxT: posInt,
+  slots: { type: 'array', items: natInt },
+  scratch: { type: 'object', additionalProperties: natInt },
+  dispatches: {
+    type: 'array',
+    items: closed({
+      kernel: name,
+      bind: { type: 'object', additionalProperties: { type: 'string', minLength: 1 } },
+      grid: { type: 'array', items: gridDim, minItems: 3, maxItems: 3 },
+      label: { type: 'string' },
+    }),
   },
-};
+  ioBytes: closed({ ids: natInt, logits: natInt, token: natInt }),
+});
 
-/** JSON Schema of manifest.json (the model field is checked by the ModelIR schema separately). */
+const caps = closed({
+  maxInvocationsPerWorkgroup: posInt,
+  maxWorkgroupSizeX: posInt,
+  maxWorkgroupSizeY: posInt,
+  maxWorkgroupStorageBytes: natInt,
+  maxStorageBindingBytes: posInt,
+  maxBufferBytes: posInt,
+  maxStorageBuffersPerStage: posInt,
+  maxWorkgroupsPerDimension: posInt,
+  subgroups: { type: 'boolean' },
+  shaderF16: { type: 'boolean' },
+  subgroupMatrix: { type: 'boolean' },
+  subgroupMaxSize: natInt,
+  subgroupMatrixConfigs: {
+    type: 'array',
+    items: closed({
+      componentType: { type: 'string' },
+      resultComponentType: { type: 'string' },
+      M: posInt,
+      N: posInt,
+      K: posInt,
+    }),
+  },
+});
+
+/**
+ * JSON Schema of manifest.json. The `model` field is checked here only as an object: it is a
+ * ModelIR, checked by the spec loader's own schema and rules (runtime/manifest-check.ts).
+ */
 export const MANIFEST_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   title: 'strata bundle manifest',
-  type: 'object',
-  required: [
-    'format',
-    'version',
-    'model',
-    'compile',
-    'weightsFile',
-    'tensors',
-    'state',
-    'kernels',
-    'phases',
-    'tokenizer',
-  ],
-  properties: {
-    format: { const: BUNDLE_FORMAT },
-    version: { type: 'integer' },
-    createdBy: { type: 'string' },
-    model: { type: 'object' },
-    compile: { type: 'object', required: ['maxT', 'capacity', 'fused', 'caps', 'precision'] },
-    weightsFile: { type: 'string' },
-    tensors: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['name', 'shape'],
-        properties: {
-          name: { type: 'string' },
-          shape: { type: 'array', items: { type: 'integer', minimum: 0 } },
-        },
+  ...closed(
+    {
+      format: { const: BUNDLE_FORMAT },
+      version: { type: 'integer' },
+      createdBy: { type: 'string' },
+      model: { type: 'object' },
+      compile: closed({
+        maxT: posInt,
+        capacity: posInt,
+        fused: { type: 'boolean' },
+        caps,
+        precision: { const: 'f32' },
+      }),
+      weightsFile: bundleFile,
+      tensors: { type: 'array', items: closed({ name, shape }) },
+      state: { type: 'array', items: closed({ name, shape: { type: 'array', items: posInt } }) },
+      kernels: {
+        type: 'array',
+        items: closed({
+          name,
+          file: bundleFile,
+          bindings: {
+            type: 'array',
+            minItems: 1,
+            items: closed({ name, access: { enum: ['read', 'read_write', 'uniform'] } }),
+          },
+          workgroupSize: { type: 'array', items: posInt, minItems: 3, maxItems: 3 },
+        }),
+      },
+      phases: closed({ prefill: phase, decode: phase }),
+      tokenizer: {
+        anyOf: [
+          closed({ kind: { const: 'bytes' } }),
+          closed({ kind: { const: 'file' }, file: bundleFile }),
+        ],
       },
     },
-    state: { type: 'array' },
-    kernels: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['name', 'file', 'bindings', 'workgroupSize'],
-        properties: { name: { type: 'string' }, file: { type: 'string' } },
-      },
-    },
-    phases: {
-      type: 'object',
-      required: ['prefill', 'decode'],
-      properties: { prefill: phase, decode: phase },
-    },
-    tokenizer: { type: 'object', required: ['kind'] },
-  },
+    [
+      'format',
+      'version',
+      'model',
+      'compile',
+      'weightsFile',
+      'tensors',
+      'state',
+      'kernels',
+      'phases',
+      'tokenizer',
+    ],
+  ),
 } as const;

@@ -8,6 +8,8 @@
  * message naming the tensor instead of yielding garbage weights.
  */
 
+import { jsonSyntaxError } from './json-error.ts';
+
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U32';
 
 export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = {
@@ -78,11 +80,17 @@ export function parseHeaderJson(
   dataLength: number | null,
   source: string,
 ): SafetensorsHeader {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(jsonBytes);
+  } catch {
+    throw new Error(`${source}: header is not valid UTF-8 (not a safetensors file?)`);
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(jsonBytes));
+    parsed = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${source}: header is not valid UTF-8 JSON (${(e as Error).message})`);
+    throw new Error(`${source}: header is ${jsonSyntaxError(e)} (not a safetensors file?)`);
   }
   if (!isPlainObject(parsed)) throw new Error(`${source}: header is not a JSON object`);
 

@@ -1,62 +1,95 @@
 /**
- * Open a bundle folder from disk as a BundleSource: manifest checked against
- * its schema and version, every shader and tensor checked to exist and have the
- * size the manifest says, with errors that name the file or tensor.
+ * Open a bundle folder from disk as a BundleSource: manifest checked in full
+ * (runtime/manifest-check.ts), every file it names resolved inside the folder
+ * (bundle-paths.ts), every shader and tensor checked to exist and have the
+ * shape the manifest says, with errors that name the file or tensor and never
+ * quote a file's contents.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Ajv } from 'ajv';
-import {
-  BUNDLE_FORMAT,
-  BUNDLE_VERSION,
-  MANIFEST_SCHEMA,
-  type BundleManifest,
-} from '../manifest.ts';
 import type { BundleSource } from '../model.ts';
-import { openSafetensors } from './safetensors-file.ts';
+import { BundleError, checkManifest } from '../manifest-check.ts';
+import { jsonSyntaxError } from '../json-error.ts';
+import { bundleFile } from './bundle-paths.ts';
+import { openSafetensors, type SafetensorsSource } from './safetensors-file.ts';
 
-export class BundleError extends Error {
-  override name = 'BundleError';
+export { BundleError } from '../manifest-check.ts';
+
+function readManifest(realDir: string, manifestPath: string): unknown {
+  const file = bundleFile(realDir, 'manifest.json', 'manifest.json', manifestPath);
+  if (!file.exists) throw new BundleError(`${manifestPath}: missing (not a strata bundle folder)`);
+  if (!statSync(file.path).isFile()) throw new BundleError(`${manifestPath}: not a regular file`);
+  let text: string;
+  try {
+    text = readFileSync(file.path, 'utf8');
+  } catch (e) {
+    throw new BundleError(`${manifestPath}: unreadable (${(e as NodeJS.ErrnoException).code})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new BundleError(`${manifestPath}: ${jsonSyntaxError(e)}`);
+  }
+}
+
+/** Every tensor the manifest lists is in the weights file with the shape it says. */
+function checkWeights(
+  weights: SafetensorsSource,
+  tensors: { name: string; shape: number[] }[],
+  weightsPath: string,
+): void {
+  tensors.forEach((t, i) => {
+    if (!weights.has(t.name))
+      throw new BundleError(
+        `${weightsPath}: tensor '${t.name}' (manifest tensors[${i}]) is missing`,
+      );
+    const { shape } = weights.info(t.name);
+    const same = shape.length === t.shape.length && shape.every((d, j) => d === t.shape[j]);
+    if (!same)
+      throw new BundleError(
+        `${weightsPath}: tensor '${t.name}' has shape [${shape}], the manifest's tensors[${i}].shape says [${t.shape}]`,
+      );
+  });
 }
 
 export async function openBundle(dir: string): Promise<BundleSource> {
   const manifestPath = join(dir, 'manifest.json');
-  if (!existsSync(manifestPath))
-    throw new BundleError(`${manifestPath}: missing (not a strata bundle folder)`);
-  let manifest: BundleManifest;
-  try {
-    manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as BundleManifest;
-  } catch (e) {
-    throw new BundleError(`${manifestPath}: not valid JSON (${(e as Error).message})`);
-  }
-  if (manifest.format !== BUNDLE_FORMAT)
-    throw new BundleError(
-      `${manifestPath}: format is '${manifest.format}', expected '${BUNDLE_FORMAT}'`,
-    );
-  if (manifest.version !== BUNDLE_VERSION) {
-    throw new BundleError(
-      `${manifestPath}: bundle version ${manifest.version}, this strata reads version ${BUNDLE_VERSION}; recompile the bundle`,
-    );
-  }
-  const ajv = new Ajv({ allErrors: true });
-  if (!ajv.validate(MANIFEST_SCHEMA, manifest)) {
-    const msg = (ajv.errors ?? [])
-      .slice(0, 5)
-      .map((e) => `  ${e.instancePath || '/'} ${e.message}`)
-      .join('\n');
-    throw new BundleError(`${manifestPath}: does not match the manifest schema:\n${msg}`);
-  }
-  for (const k of manifest.kernels) {
-    if (!existsSync(join(dir, k.file)))
+  if (!existsSync(dir)) throw new BundleError(`${dir}: no such bundle folder`);
+  const realDir = realpathSync(dir);
+  const manifest = checkManifest(readManifest(realDir, manifestPath), manifestPath);
+
+  const shaders = new Map<string, string>();
+  manifest.kernels.forEach((k, i) => {
+    const f = bundleFile(realDir, k.file, `kernels[${i}].file`, manifestPath);
+    if (!f.exists)
       throw new BundleError(`${join(dir, k.file)}: missing shader of kernel ${k.name}`);
+    shaders.set(k.file, f.path);
+  });
+  if (manifest.tokenizer.kind === 'file') {
+    const f = bundleFile(realDir, manifest.tokenizer.file, 'tokenizer.file', manifestPath);
+    if (!f.exists)
+      throw new BundleError(`${join(dir, manifest.tokenizer.file)}: missing tokenizer file`);
   }
+  const weightsFile = bundleFile(realDir, manifest.weightsFile, 'weightsFile', manifestPath);
   const weightsPath = join(dir, manifest.weightsFile);
-  if (!existsSync(weightsPath)) throw new BundleError(`${weightsPath}: missing weights file`);
-  const weights = await openSafetensors(weightsPath);
+  if (!weightsFile.exists) throw new BundleError(`${weightsPath}: missing weights file`);
+  const weights = await openSafetensors(weightsFile.path);
+  try {
+    checkWeights(weights, manifest.tensors, weightsPath);
+  } catch (e) {
+    await weights.close();
+    throw e;
+  }
   return {
     manifest,
-    shader: (file) => readFile(join(dir, file), 'utf8'),
+    shader: (file) => {
+      // Only the files vetted above: a caller's name never reaches the file system unchecked.
+      const path = shaders.get(file);
+      if (path === undefined)
+        return Promise.reject(new BundleError(`${manifestPath}: no kernel's file is '${file}'`));
+      return readFile(path, 'utf8');
+    },
     async tensor(name, shape) {
       if (!weights.has(name)) throw new BundleError(`${weightsPath}: tensor '${name}' is missing`);
       const info = weights.info(name);

@@ -16,6 +16,7 @@ import {
   type SafetensorsHeader,
   type TensorInfo,
 } from '../safetensors.ts';
+import { jsonSyntaxError } from '../json-error.ts';
 import { gatherSlice, sliceSpan, type TensorSlice } from '../tensor-slice.ts';
 
 export interface TensorEntry {
@@ -119,7 +120,7 @@ async function openSharded(dir: string): Promise<SafetensorsSource> {
   try {
     index = JSON.parse(await readFile(indexPath, 'utf8'));
   } catch (e) {
-    throw new Error(`${indexPath}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${indexPath}: ${jsonSyntaxError(e)}`);
   }
   const weightMap = (index as { weight_map?: unknown }).weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {

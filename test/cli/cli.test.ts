@@ -189,8 +189,8 @@ describe('damaged bundles fail with the file or tensor named', () => {
     const t = m.tensors[0];
     t.shape = [t.shape[0] + 1, ...t.shape.slice(1)];
     writeFileSync(join(b, 'manifest.json'), JSON.stringify(m));
-    const gpu = await testGpu();
-    await expect(GpuModel.load(gpu, await openBundle(b))).rejects.toThrow(t.name);
+    // Caught when the bundle is opened, before any GPU work.
+    await expect(openBundle(b)).rejects.toThrow(t.name);
   });
 
   it('missing weights file', async () => {

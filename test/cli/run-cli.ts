@@ -32,12 +32,35 @@ export async function cli(...args: string[]): Promise<CliResult> {
   }
 }
 
-/** Runs the CLI as its own process (`tsx src/cli/main.ts`), stdout through a pipe, as bytes. */
-export function spawnCli(
+/**
+ * A reader that holds off until the pipe is full (64 KiB waiting in it), then a second more, then
+ * reads everything: a writer that exits with output still queued has lost it by then. Needs python3
+ * (for FIONREAD).
+ */
+const SLOW_READER = `
+import fcntl, select, struct, sys, termios, time
+deadline = time.time() + 30
+while time.time() < deadline:
+    waiting = struct.unpack("i", fcntl.ioctl(0, termios.FIONREAD, b"0000"))[0]
+    readable = select.select([0], [], [], 0)[0]
+    if waiting >= 65536 or (readable and waiting == 0):  # full, or the writer closed it
+        break
+    time.sleep(0.05)
+time.sleep(1)
+sys.stdout.buffer.write(sys.stdin.buffer.read())
+`;
+
+/**
+ * Runs the CLI as its own process (`node --import tsx src/cli/main.ts`) with stdout into a real
+ * pipe, as `strata … | cat` would (Node's own child stdio is a socket pair, which holds more),
+ * read by SLOW_READER. The exit code is the CLI's (pipefail).
+ */
+export function spawnCliPiped(
   ...args: string[]
 ): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  const script = `set -o pipefail; "$0" --import tsx src/cli/main.ts "$@" | python3 -c '${SLOW_READER}'`;
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    const child = spawn('bash', ['-c', script, process.execPath, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
