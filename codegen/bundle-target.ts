@@ -6,7 +6,8 @@
  * set-aside siblings that a killed compile leaves next to the target.
  */
 import { lstatSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { homedir } from 'node:os';
+import { basename, dirname, join, parse, resolve, sep } from 'node:path';
 import { BUNDLE_FORMAT } from '../runtime/manifest.ts';
 
 export class BundleTargetError extends Error {
@@ -84,10 +85,24 @@ function inputAt(path: string, inputs: readonly string[]): string | undefined {
   });
 }
 
+/** Why `real` is a folder no bundle replaces, even forced: a typo away from losing everything. */
+function protectedPlace(real: string): string | undefined {
+  if (real === parse(real).root) return 'the root of the file system';
+  if (real === realPathOf(homedir())) return 'your home folder';
+  const cwd = realPathOf(process.cwd());
+  if (cwd === real || cwd.startsWith(real + sep)) return 'the current folder or one holding it';
+  return undefined;
+}
+
 /** Throws a BundleTargetError naming the path and the reason when a bundle may not go there. */
 export function checkBundleTarget(path: string, opts: BundleTargetOptions = {}): TargetKind {
   const target = classifyTarget(path);
   if (target.kind === 'absent') return target;
+  const place = target.kind === 'other' ? protectedPlace(realPathOf(path)) : undefined;
+  if (place !== undefined)
+    throw new BundleTargetError(
+      `${path}: refusing to write the bundle there: it is ${place} (not even with --force)`,
+    );
   const input = inputAt(path, opts.inputs ?? []);
   if (input !== undefined)
     throw new BundleTargetError(

@@ -87,7 +87,8 @@ ${COMMON_COMPILE_HELP}
   -o, --out DIR      the bundle folder to write: created if absent or empty; an existing
                      bundle is replaced only by a complete one; anything else is refused
   --force            replace what is at --out even when it is not a bundle (a folder, a
-                     file, a link); never the compile's own spec, weights or HF folder`,
+                     file, a link); never the compile's own spec, weights or HF folder,
+                     nor the current folder, your home folder or /`,
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -117,14 +118,18 @@ ${COMMON_COMPILE_HELP}
         throw e;
       }
     };
-    await writing(() => checkBundleTarget(out, target));
-    const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
-    const compiled = compileWithOptions(input.model, caps, values);
-    await writing(() => writeBundle(compiled, input.weights, out, terminalProgress(), target));
-    console.log(
-      `compiled ${input.describe} → ${values.out}: ${compiled.kernels.length} kernels, ` +
-        `${compiled.phases.decode.dispatches.length} dispatches per decode token`,
-    );
+    try {
+      await writing(() => checkBundleTarget(out, target));
+      const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
+      const compiled = compileWithOptions(input.model, caps, values);
+      await writing(() => writeBundle(compiled, input.weights, out, terminalProgress(), target));
+      console.log(
+        `compiled ${input.describe} → ${out}: ${compiled.kernels.length} kernels, ` +
+          `${compiled.phases.decode.dispatches.length} dispatches per decode token`,
+      );
+    } finally {
+      await input.close();
+    }
     return 0;
   },
 };

@@ -10,7 +10,7 @@ import type { WeightProvider } from '../graph/params.ts';
 import { loadSpec } from '../spec/load.ts';
 import { randomWeights } from '../import/random-init.ts';
 import { UserError } from './command.ts';
-import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
+import { openSafetensors, type SafetensorsSource } from '../../runtime/node/safetensors-file.ts';
 import { checkTensors } from '../import/check.ts';
 import { expectedTensors } from '../import/names.ts';
 
@@ -20,6 +20,8 @@ export interface ModelInput {
   describe: string;
   /** The files and folders read to build it: what a compile must never overwrite. */
   inputs: string[];
+  /** Closes the weight files it holds open. */
+  close(): Promise<void>;
 }
 
 export function isBundleDir(path: string): boolean {
@@ -41,6 +43,7 @@ export async function loadModelInput(
       weights: (n) => imported.readTensorF32(n),
       describe: `HuggingFace model ${dir}`,
       inputs: [dir],
+      close: () => imported.close(),
     };
   }
   if (isDir)
@@ -49,11 +52,19 @@ export async function loadModelInput(
     );
   const model = loadSpec(path);
   if (opts.weightsFile) {
+    const src = await openSafetensors(opts.weightsFile);
+    try {
+      checkWeightsFile(model, src, opts.weightsFile);
+    } catch (e) {
+      await src.close();
+      throw e;
+    }
     return {
       model,
-      weights: await weightsFromFile(model, opts.weightsFile),
+      weights: (name) => src.readTensorF32(name),
       describe: `${path} with ${opts.weightsFile}`,
       inputs: [path, opts.weightsFile],
+      close: () => src.close(),
     };
   }
   return {
@@ -61,14 +72,13 @@ export async function loadModelInput(
     weights: randomWeights(model, opts.seed),
     describe: `${path} (random weights, seed ${opts.seed})`,
     inputs: [path],
+    close: async () => {},
   };
 }
 
-/** Weights under strata's canonical names from one safetensors file, checked against the model. */
-async function weightsFromFile(model: ModelIR, file: string): Promise<WeightProvider> {
-  const src = await openSafetensors(file);
+/** A safetensors file of weights under strata's canonical names, checked against the model. */
+function checkWeightsFile(model: ModelIR, src: SafetensorsSource, file: string): void {
   const tensors = expectedTensors(model);
   const identity = Object.fromEntries(tensors.map((t) => [t.name, t.name]));
   checkTensors(tensors, identity, src.listTensors(), file, () => '');
-  return (name) => src.readTensorF32(name);
 }

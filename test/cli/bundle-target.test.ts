@@ -12,7 +12,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   checkBundleTarget,
@@ -85,6 +85,11 @@ describe('classifyTarget / checkBundleTarget', () => {
     expect(() => checkBundleTarget(join(dir, 'hf-link'), opts)).toThrow(/input/);
     // A new folder inside the HF folder replaces nothing.
     expect(checkBundleTarget(join(hf, 'bundle'), opts).kind).toBe('absent');
+  });
+
+  it('never replaces the current folder, one holding it, home or the root, even with --force', () => {
+    for (const p of ['.', '..', homedir(), '/'])
+      expect(() => checkBundleTarget(p, { force: true }), p).toThrow(/not even with --force/);
   });
 });
 
