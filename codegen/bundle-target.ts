@@ -7,7 +7,7 @@
  */
 import { lstatSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { basename, dirname, join, parse, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, parse, relative, resolve, sep } from 'node:path';
 import { BUNDLE_FORMAT } from '../runtime/manifest.ts';
 
 export class BundleTargetError extends Error {
@@ -71,8 +71,14 @@ export function realPathOf(p: string): string {
   }
 }
 
+/** Whether `inner` is `outer` or lies inside it (both real, absolute paths). */
+function within(inner: string, outer: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
 function overlaps(a: string, b: string): boolean {
-  return a === b || a.startsWith(b + sep) || b.startsWith(a + sep);
+  return within(a, b) || within(b, a);
 }
 
 /** The input that replacing `path` would touch (the same, inside it, or containing it). */
@@ -90,7 +96,7 @@ function protectedPlace(real: string): string | undefined {
   if (real === parse(real).root) return 'the root of the file system';
   if (real === realPathOf(homedir())) return 'your home folder';
   const cwd = realPathOf(process.cwd());
-  if (cwd === real || cwd.startsWith(real + sep)) return 'the current folder or one holding it';
+  if (within(cwd, real)) return 'the current folder or one holding it';
   return undefined;
 }
 

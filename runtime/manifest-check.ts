@@ -167,7 +167,7 @@ export function checkManifest(value: unknown, file: string): BundleManifest {
   const v = value as Record<string, unknown>;
   if (v.format !== BUNDLE_FORMAT)
     throw new BundleError(
-      `${file}: format is ${shown(v.format)}, expected '${BUNDLE_FORMAT}' (not a strata bundle)`,
+      `${file}: format is ${v.format === undefined ? 'missing' : shown(v.format)}, expected '${BUNDLE_FORMAT}' (not a strata bundle)`,
     );
   if (typeof v.version !== 'number' || !Number.isInteger(v.version))
     throw new BundleError(`${file}: version must be an integer, got ${describeType(v.version)}`);

@@ -4,7 +4,7 @@
  * path. Anything else is refused, so a bundle cannot make strata read /etc/passwd.
  */
 import { existsSync, realpathSync } from 'node:fs';
-import { isAbsolute, join, sep } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { BundleError } from '../manifest-check.ts';
 
 function shown(s: string): string {
@@ -37,7 +37,8 @@ export function bundleFile(
   const lexical = join(realDir, rel);
   if (!existsSync(lexical)) return { path: lexical, exists: false };
   const real = realpathSync(lexical);
-  if (!real.startsWith(realDir + sep))
+  const inside = relative(realDir, real);
+  if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside))
     throw refuse(`a link to ${real}, outside the bundle folder ${realDir}`);
   return { path: real, exists: true };
 }
