@@ -65,13 +65,11 @@ export function fuzzInputArb(opts: ArbitraryOptions = {}): fc.Arbitrary<FuzzInpu
       weight: 4,
     });
     gens.push({
-      arbitrary: fc
-        .tuple(dslModelArb, textEditsArb)
-        .map(([text, edits]) => ({
-          kind: 'dsl' as const,
-          text: applyEdits(text, edits),
-          origin: 'grammar+mutate',
-        })),
+      arbitrary: fc.tuple(dslModelArb, textEditsArb).map(([text, edits]) => ({
+        kind: 'dsl' as const,
+        text: applyEdits(text, edits),
+        origin: 'grammar+mutate',
+      })),
       weight: 2,
     });
   }

@@ -100,16 +100,12 @@ function definition(role: 'mixer' | 'ffn'): fc.Arbitrary<{ name: string; text: s
   return fc
     .tuple(role === 'mixer' ? blockName : ffnName, fc.constantFrom(...kinds))
     .chain(([name, kind]) =>
-      fc
-        .subarray([...kind.paramNames])
-        .chain((params) =>
-          fc
-            .tuple(...params.map((p) => paramValue(p, 0).map((v) => `${p}: ${v}`)))
-            .map((args) => ({
-              name,
-              text: `  ${role} ${name} = ${kind.name}(${args.join(', ')})`,
-            })),
-        ),
+      fc.subarray([...kind.paramNames]).chain((params) =>
+        fc.tuple(...params.map((p) => paramValue(p, 0).map((v) => `${p}: ${v}`))).map((args) => ({
+          name,
+          text: `  ${role} ${name} = ${kind.name}(${args.join(', ')})`,
+        })),
+      ),
     );
 }
 

@@ -74,12 +74,13 @@ export function messageShape(message: string): string {
     message
       .split('\n')[0]!
       // JSON.parse quotes the input around the error: only its words identify the bug.
-      .replace(/^(.*?invalid JSON: [A-Za-z ]*[A-Za-z]).*$/, '$1')
+      .replace(/^(.*?invalid JSON: [A-Za-z ]*[A-Za-z])[^]*$/, '$1')
+      .replace(/, got [^]*$/, ', got …')
       .replace(/^[A-Za-z_][\w.[\]]*: /, '<path>: ')
       .replace(/'[^']*'/g, "'…'")
       .replace(/"[^"]*"/g, '"…"')
       .replace(/-?\d+(\.\d+)?(e[-+]?\d+)?/gi, 'N')
-      .replace(/ \(.*$/, '')
+      .replace(/ \([^]*$/, '')
       .slice(0, 70)
   );
 }
