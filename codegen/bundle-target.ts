@@ -181,3 +181,25 @@ export function cleanStaleSiblings(outDir: string, inputs: readonly string[] = [
   }
   return removed;
 }
+
+/**
+ * The rule for single files a command writes (`import -o spec.strata` and its `.weights.json`):
+ * an absent path is written; an existing one only with `force`, and never when it is one of the
+ * command's inputs (a typo such as `import DIR -o DIR/config.json`), forced or not.
+ */
+export function checkFileTarget(path: string, opts: BundleTargetOptions = {}): void {
+  const target = classifyTarget(path);
+  if (target.kind === 'absent') return;
+  const input = inputAt(path, opts.inputs ?? []);
+  if (input !== undefined)
+    throw new BundleTargetError(
+      `${path}: refusing to write there: it is, holds or lies inside this command's input ${input} (not even with --force)`,
+    );
+  const isFile = target.kind === 'other' && target.what.startsWith('a regular file');
+  if (isFile && opts.force) return;
+  const what = target.kind === 'other' ? target.what : 'a folder';
+  throw new BundleTargetError(
+    `${path}: refusing to replace it: it is ${what}; choose another -o` +
+      (isFile ? ', or pass --force to replace it' : ''),
+  );
+}

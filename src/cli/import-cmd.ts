@@ -7,6 +7,7 @@ import { UserError } from './command.ts';
 import { importHfConfig, type HfImport } from '../import/hf.ts';
 import { parsePythonJson } from '../import/json.ts';
 import { printSpec } from '../spec/print.ts';
+import { BundleTargetError, checkFileTarget } from '../../codegen/bundle-target.ts';
 import { countParams } from '../spec/params.ts';
 
 /**
@@ -31,12 +32,13 @@ export const importCommand: Command = {
                    (canonical strata name → checkpoint name, or { tensor, start, size } for a
                    slice of a fused checkpoint tensor, plus columns { offset, stride } and
                    transpose where the slice is de-interleaved or transposed); without -o the
-                   spec is printed`,
+                   spec is printed
+  --force          replace existing output files (never the imported config itself)`,
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { out: { type: 'string', short: 'o' } },
+      options: { out: { type: 'string', short: 'o' }, force: { type: 'boolean' } },
     });
     if (positionals.length !== 1)
       throw new UserError('import takes one HuggingFace folder or config.json');
@@ -44,6 +46,16 @@ export const importCommand: Command = {
     if (!existsSync(arg)) throw new UserError(`no such file or folder: ${arg}`);
     const configPath = statSync(arg).isDirectory() ? join(arg, 'config.json') : arg;
     if (!existsSync(configPath)) throw new UserError(`${arg}: no config.json`);
+    // Refuse a bad -o before any work, and never write over the config being imported.
+    const weightsOut = `${values.out}.weights.json`;
+    try {
+      if (values.out)
+        for (const file of [values.out, weightsOut])
+          checkFileTarget(file, { force: values.force, inputs: [configPath] });
+    } catch (e) {
+      if (e instanceof BundleTargetError) throw new UserError(e.message);
+      throw e;
+    }
     const config = parsePythonJson(await readFile(configPath, 'utf8'), configPath);
     const name = statSync(arg).isDirectory()
       ? basename(resolve(arg))
@@ -61,10 +73,7 @@ export const importCommand: Command = {
       return 0;
     }
     await writeFile(values.out, spec);
-    await writeFile(
-      `${values.out}.weights.json`,
-      JSON.stringify(weightFile(imported), null, 1) + '\n',
-    );
+    await writeFile(weightsOut, JSON.stringify(weightFile(imported), null, 1) + '\n');
     console.log(
       `wrote ${values.out} (${imported.model.layers.length} layers, ${params.toLocaleString('en')} parameters) ` +
         `and ${values.out}.weights.json`,

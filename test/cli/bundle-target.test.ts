@@ -16,6 +16,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   checkBundleTarget,
+  checkFileTarget,
   classifyTarget,
   cleanStaleSiblings,
 } from '../../codegen/bundle-target.ts';
@@ -112,5 +113,30 @@ describe('cleanStaleSiblings', () => {
     expect(existsSync(deadTmp) || existsSync(deadOld)).toBe(false);
     for (const kept of [live, mixed, other]) expect(existsSync(kept)).toBe(true);
     expect(readdirSync(dir)).toHaveLength(4);
+  });
+});
+
+describe('checkFileTarget (import -o)', () => {
+  it('writes an absent file, replaces an existing one only when forced', () => {
+    const out = join(dir, 'x.strata');
+    expect(() => checkFileTarget(out)).not.toThrow();
+    writeFileSync(out, 'mine');
+    expect(() => checkFileTarget(out)).toThrow(
+      /refusing to replace it: it is a regular file \(4 bytes\).*--force/,
+    );
+    expect(() => checkFileTarget(out, { force: true })).not.toThrow();
+  });
+
+  it('never replaces a folder or an input, forced or not', () => {
+    mkdirSync(join(dir, 'sub'));
+    writeFileSync(join(dir, 'sub', 'keep'), '');
+    expect(() => checkFileTarget(join(dir, 'sub'), { force: true })).toThrow(
+      /a folder of 1 entries/,
+    );
+    const config = join(dir, 'config.json');
+    writeFileSync(config, '{}');
+    expect(() => checkFileTarget(config, { force: true, inputs: [config] })).toThrow(
+      /this command's input .*not even with --force/,
+    );
   });
 });
