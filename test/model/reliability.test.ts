@@ -15,7 +15,7 @@ import {
 } from '../../runtime/model.ts';
 import type { BundleSource } from '../../runtime/model.ts';
 import type { GpuContext } from '../../runtime/gpu.ts';
-import { acquire } from '../../runtime/node/webgpu-node.ts';
+import { acquire, nodeGpu } from '../../runtime/node/webgpu-node.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import type { WeightProvider } from '../../src/graph/params.ts';
 import { testGpu } from '../helpers/gpu.ts';
@@ -245,8 +245,7 @@ describe('WebGPU errors become exceptions', () => {
 });
 
 describe('device loss', () => {
-  it('generate() reports the loss with its reason; a fresh device loads and generates again', async () => {
-    const want = await cleanTokens(5);
+  it('generate() reports the loss of its device with the reason, now and on later calls', async () => {
     const gpu = await acquire();
     const gm = await GpuModel.load(gpu, source(gpu));
     gpu.device.destroy();
@@ -262,10 +261,20 @@ describe('device loss', () => {
       gm.newSequence().next(PROMPT, { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 }),
     ).rejects.toThrow(DeviceLostError);
 
-    const again = await acquire();
-    const gm2 = await GpuModel.load(again, source(again));
-    expect(await collect(gm2.newSequence().generate(PROMPT, { maxTokens: 5 }))).toEqual(want);
-    gm2.destroy();
-    again.device.destroy();
+    gm.destroy();
+  });
+
+  // Last in the file: it destroys the device the other tests share.
+  it('nodeGpu() hands out a fresh device once the shared one is lost, and the model reloads on it', async () => {
+    const want = await cleanTokens(5);
+    const lostOne = await nodeGpu();
+    lostOne.device.destroy();
+    await lostOne.device.lost;
+    const fresh = await nodeGpu();
+    expect(fresh.device).not.toBe(lostOne.device);
+    expect(await nodeGpu()).toBe(fresh);
+    const gm = await GpuModel.load(fresh, source(fresh));
+    expect(await collect(gm.newSequence().generate(PROMPT, { maxTokens: 5 }))).toEqual(want);
+    gm.destroy();
   });
 });
