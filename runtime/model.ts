@@ -688,8 +688,9 @@ export class Sequence {
    *
    * Limits: a prompt that does not fit in the KV cache throws a CapacityError before anything
    * runs. When prompt + maxTokens does not fit, generation runs until the cache is full and
-   * stops there with `lastStop = 'capacity'` (capacity − pos − prompt tokens yielded), so the
-   * caller can say why it got fewer tokens than it asked for. Non-finite logits throw a
+   * stops there with `lastStop = 'capacity'`, so the caller can say why it got fewer tokens
+   * than it asked for: capacity − pos − prompt.length + 1 tokens, the last of which is not fed
+   * (there is no room for it; the exception to the rule above). Non-finite logits throw a
    * NonFiniteError naming the step (prefill, or decode step k) and the position; WebGPU errors
    * a DeviceError, a lost device a DeviceLostError.
    */
@@ -775,7 +776,8 @@ export class Sequence {
           this.lastStop = 'max-tokens';
           return;
         }
-        if (this.pos >= this.capacity) {
+        // The cache filled up before the next token could be sampled.
+        if (!producers[i + 1]) {
           this.lastStop = 'capacity';
           return;
         }

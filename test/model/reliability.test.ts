@@ -175,8 +175,15 @@ describe('KV cache capacity', () => {
     const gm = await GpuModel.load(gpu, source(gpu));
     const seq = gm.newSequence();
     const got = await collect(seq.generate(PROMPT, { maxTokens: 1000 }));
-    expect(got.length).toBe(32 - PROMPT.length);
+    // Every position is used: the prompt, then tokens 0..26 fed, then token 27 sampled at 31.
+    expect(got.length).toBe(32 - PROMPT.length + 1);
+    expect(seq.pos).toBe(32);
     expect(seq.lastStop).toBe('capacity');
+
+    // Asking for exactly what fits is not a capacity stop.
+    const full = gm.newSequence();
+    expect(await collect(full.generate(PROMPT, { maxTokens: got.length }))).toEqual(got);
+    expect(full.lastStop).toBe('max-tokens');
 
     const b = gm.newSequence();
     const some = await collect(b.generate(PROMPT, { maxTokens: 4 }));
