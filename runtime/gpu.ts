@@ -204,8 +204,14 @@ export function pipelineFor(device: GPUDevice, kernel: Kernel): GPUComputePipeli
 
 /** Surface WGSL compile errors with the kernel name and the offending line. */
 export async function checkKernel(device: GPUDevice, kernel: Kernel): Promise<void> {
-  const module = device.createShaderModule({ code: kernel.code, label: kernel.name });
-  const info = await module.getCompilationInfo();
+  // A bad module also raises a validation error; catch it here so it is reported once, below,
+  // with the line, rather than recorded as an uncaptured error for whatever runs next.
+  let module: GPUShaderModule | undefined;
+  const scoped = withErrorScopes(device, () => {
+    module = device.createShaderModule({ code: kernel.code, label: kernel.name });
+  });
+  const info = await module!.getCompilationInfo();
+  const moduleError = await scoped;
   const errors = info.messages.filter((m) => m.type === 'error');
   if (errors.length) {
     const lines = kernel.code.split('\n');
@@ -216,6 +222,11 @@ export async function checkKernel(device: GPUDevice, kernel: Kernel): Promise<vo
       )
       .join('\n');
     throw new Error(`WGSL compile error in kernel ${kernel.name}:\n${msg}`);
+  }
+  if (moduleError) {
+    throw new Error(
+      `WebGPU ${moduleError.kind} error creating the shader module of kernel ${kernel.name}: ${moduleError.message}`,
+    );
   }
 }
 

@@ -238,6 +238,19 @@ describe('WebGPU errors become exceptions', () => {
     expect((await cleanTokens(2)).length).toBe(2);
   });
 
+  it('a broken shader fails the load naming the kernel, and leaves no error behind for the next load', async () => {
+    const gpu = await testGpu();
+    const src = source(gpu);
+    const victim = src.manifest.kernels[0];
+    const shader = src.shader;
+    src.shader = async (file) =>
+      file === victim.file ? (await shader(file)).replace('fn main', 'fn main oops') : shader(file);
+    await expect(GpuModel.load(gpu, src)).rejects.toThrow(
+      `WGSL compile error in kernel ${victim.name}`,
+    );
+    expect((await cleanTokens(2)).length).toBe(2);
+  });
+
   it('an error raised outside the runtime (uncaptured) is reported by the next step, once', async () => {
     // The shared device: the error is reported once, so later tests do not inherit it.
     const gpu = await testGpu();
