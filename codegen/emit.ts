@@ -95,6 +95,7 @@ export function emitPhase(g: Graph, caps: DeviceCaps, kernels: KernelTable): Pha
     unplannedBytes: plan.unplannedBytes,
     scratch,
     dispatches,
-    ioBytes: { ids: g.maxT * 4, logits: vocabBytes, token: 4 },
+    // token: the sampled id and the sampler's status word (src/ops/sampling.ts).
+    ioBytes: { ids: g.maxT * 4, logits: vocabBytes, token: 8 },
   };
 }

@@ -86,6 +86,7 @@ export async function openDevice(adapter: GPUAdapter, fallback: boolean): Promis
     adapter.features.has(f),
   ) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  watchDevice(device);
   const info = adapter.info;
   const features = [...device.features].map(String).sort();
   return {
@@ -100,6 +101,78 @@ export async function openDevice(adapter: GPUAdapter, fallback: boolean): Promis
     fallback,
     features,
   };
+}
+
+/**
+ * What went wrong on a device outside any error scope the runtime pushed: the first uncaptured
+ * error, and the loss, once `device.lost` has resolved.
+ */
+export interface DeviceWatch {
+  firstError: { kind: string; message: string } | null;
+  lost: { reason: string; message: string } | null;
+}
+
+const watches = new WeakMap<GPUDevice, DeviceWatch>();
+
+function errorKind(e: GPUError): string {
+  const n = e.constructor.name;
+  return n === 'GPUOutOfMemoryError'
+    ? 'out-of-memory'
+    : n === 'GPUInternalError'
+      ? 'internal'
+      : n === 'GPUValidationError'
+        ? 'validation'
+        : n;
+}
+
+/**
+ * Record a device's uncaptured errors and its loss (idempotent). The event is cancelled so the
+ * platform does not print it (dawn.node writes it to stdout, between generated tokens); the
+ * runtime checks the record after each step and throws instead.
+ */
+export function watchDevice(device: GPUDevice): DeviceWatch {
+  let w = watches.get(device);
+  if (w) return w;
+  const watch: DeviceWatch = { firstError: null, lost: null };
+  watches.set(device, watch);
+  device.addEventListener('uncapturederror', (ev) => {
+    ev.preventDefault();
+    const { error } = ev as GPUUncapturedErrorEvent;
+    watch.firstError ??= { kind: errorKind(error), message: error.message };
+  });
+  void device.lost.then((info) => {
+    watch.lost = { reason: String(info.reason), message: info.message };
+  });
+  w = watch;
+  return w;
+}
+
+/** The loss of a watched device, once known (null while it lives or if it was never watched). */
+export function deviceLoss(device: GPUDevice): DeviceWatch['lost'] {
+  return watches.get(device)?.lost ?? null;
+}
+
+/**
+ * Run `body` inside validation and out-of-memory error scopes and return (without awaiting)
+ * the first error either caught, with its kind. The promise never rejects.
+ */
+export function withErrorScopes(
+  device: GPUDevice,
+  body: () => void,
+): Promise<{ kind: string; message: string } | null> {
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let pops: Promise<GPUError | null>[];
+  try {
+    body();
+  } finally {
+    // Pop even when body throws, so the scopes stay balanced; body's exception still propagates.
+    pops = [device.popErrorScope(), device.popErrorScope()].map((p) => p.catch(() => null));
+  }
+  return Promise.all(pops).then((errs) => {
+    const e = errs.find((x) => x !== null);
+    return e ? { kind: errorKind(e), message: e.message } : null;
+  });
 }
 
 /** Browser entry: navigator.gpu with the adapter's limits. */
@@ -131,8 +204,14 @@ export function pipelineFor(device: GPUDevice, kernel: Kernel): GPUComputePipeli
 
 /** Surface WGSL compile errors with the kernel name and the offending line. */
 export async function checkKernel(device: GPUDevice, kernel: Kernel): Promise<void> {
-  const module = device.createShaderModule({ code: kernel.code, label: kernel.name });
-  const info = await module.getCompilationInfo();
+  // A bad module also raises a validation error; catch it here so it is reported once, below,
+  // with the line, rather than recorded as an uncaptured error for whatever runs next.
+  let module: GPUShaderModule | undefined;
+  const scoped = withErrorScopes(device, () => {
+    module = device.createShaderModule({ code: kernel.code, label: kernel.name });
+  });
+  const info = await module!.getCompilationInfo();
+  const moduleError = await scoped;
   const errors = info.messages.filter((m) => m.type === 'error');
   if (errors.length) {
     const lines = kernel.code.split('\n');
@@ -143,6 +222,11 @@ export async function checkKernel(device: GPUDevice, kernel: Kernel): Promise<vo
       )
       .join('\n');
     throw new Error(`WGSL compile error in kernel ${kernel.name}:\n${msg}`);
+  }
+  if (moduleError) {
+    throw new Error(
+      `WebGPU ${moduleError.kind} error creating the shader module of kernel ${kernel.name}: ${moduleError.message}`,
+    );
   }
 }
 

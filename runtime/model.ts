@@ -14,9 +14,15 @@ import {
   pipelineFor,
   readBuffer,
   upload,
+  watchDevice,
+  withErrorScopes,
   writeStep,
   type GpuContext,
 } from './gpu.ts';
+import { NONFINITE_LOGITS } from '../src/ops/sampling.ts';
+import { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
+
+export { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 
 export interface BundleSource {
   manifest: BundleManifest;
@@ -37,6 +43,58 @@ interface PhaseShared {
   slots: GPUBuffer[];
   scratch: Map<string, GPUBuffer>;
   io: { ids: GPUBuffer; logits: GPUBuffer; token: GPUBuffer };
+}
+
+/** Words the sampler writes to the token buffer: the id, then its status (src/ops/sampling.ts). */
+const TOKEN_BYTES = 8;
+
+/** Why generate() ended: it yielded maxTokens, yielded a stop token, or filled the KV cache. */
+export type StopReason = 'max-tokens' | 'stop-token' | 'capacity';
+
+/** Where findFirstNonFinite() first saw a NaN or an Inf. */
+export interface NonFiniteSite {
+  /** The step being replayed: 'prefill of positions 0..4' or 'decode at position 7'. */
+  step: string;
+  phase: PhaseName;
+  /** Index of the dispatch in its phase, and its label (the graph node it implements). */
+  dispatch: number;
+  label: string;
+  kernel: string;
+  /** The kernel's binding that holds the value, and the bundle buffer bound to it. */
+  binding: string;
+  buffer: string;
+  /** The model layer, from the dispatch label (`l<N>.…`) or its weights; null outside layers. */
+  layer: number | null;
+  /** First non-finite f32 element of the buffer, and its value. */
+  index: number;
+  value: number;
+}
+
+/** Layer of a dispatch: labels of layer nodes start with `l<N>.`; else a layer weight it binds. */
+function layerOf(d: ManifestPhase['dispatches'][number]): number | null {
+  const m = /^l(\d+)\./.exec(d.label);
+  if (m) return Number(m[1]);
+  for (const ref of Object.values(d.bind)) {
+    const w = /^param:.*\blayers\.(\d+)\./.exec(ref);
+    if (w) return Number(w[1]);
+  }
+  return null;
+}
+
+/**
+ * Element type of storage binding `index`, read from the kernel's WGSL declaration (kernels
+ * declare binding i for bindings[i], under their own variable names).
+ */
+function storageElem(code: string, index: number): string | null {
+  const m = new RegExp(
+    `@binding\\(${index}\\)\\s*var<storage,\\s*\\w+>\\s+\\w+\\s*:\\s*array<(.+?)>\\s*;`,
+  ).exec(code);
+  return m ? m[1] : null;
+}
+
+/** "a..b" or "a" for one position. */
+function span(a: number, n: number): string {
+  return n === 1 ? `position ${a}` : `positions ${a}..${a + n - 1}`;
 }
 
 export interface GenerateOptions {
@@ -79,17 +137,29 @@ export class GpuModel {
     return this.manifest.phases.decode.dispatches.length;
   }
 
+  /**
+   * Upload weights, compile pipelines and allocate the phases' buffers. Refuses, naming the
+   * buffer or dispatch and the device limit, a bundle whose buffers or grids the device cannot
+   * hold, and turns any WebGPU error raised meanwhile into a DeviceError naming what was loading.
+   */
   static async load(gpu: GpuContext, src: BundleSource, onProgress?: Progress): Promise<GpuModel> {
     const m = src.manifest;
     checkDeviceFits(gpu, m);
+    checkBundleLimits(gpu, m);
     const { device } = gpu;
+    watchDevice(device);
+    const scoped: { what: string; error: ReturnType<typeof withErrorScopes> }[] = [];
+    const guard = (what: string, body: () => void) =>
+      scoped.push({ what, error: withErrorScopes(device, body) });
     const params = new Map<string, GPUBuffer>();
     let done = 0;
     for (const t of m.tensors) {
       const data = await src.tensor(t.name, t.shape);
-      const buf = createStorage(device, data.byteLength, t.name);
-      upload(device, buf, data);
-      params.set(t.name, buf);
+      guard(`upload of weight '${t.name}'`, () => {
+        const buf = createStorage(device, data.byteLength, t.name);
+        upload(device, buf, data);
+        params.set(t.name, buf);
+      });
       onProgress?.('upload weights', ++done, m.tensors.length);
     }
     const kernels = new Map<string, Kernel>();
@@ -102,34 +172,125 @@ export class GpuModel {
         workgroupSize: k.workgroupSize,
       };
       await checkKernel(device, kernel);
-      pipelineFor(device, kernel);
+      guard(`pipeline of kernel ${k.name}`, () => pipelineFor(device, kernel));
       kernels.set(k.name, kernel);
       onProgress?.('create pipelines', ++done, m.kernels.length);
     }
     await src.close?.();
     const phase = (name: PhaseName): PhaseShared => {
       const spec = m.phases[name];
-      return {
-        spec,
-        step: createStepBuffer(device),
-        slots: spec.slots.map((b, i) => createStorage(device, b, `${name}.slot${i}`)),
-        scratch: new Map(
-          Object.entries(spec.scratch).map(([k, b]) => [
-            k,
-            createStorage(device, b, `${name}.${k}`),
-          ]),
-        ),
-        io: {
-          ids: createStorage(device, spec.ioBytes.ids, `${name}.ids`),
-          logits: createStorage(device, spec.ioBytes.logits, `${name}.logits`),
-          token: createStorage(device, spec.ioBytes.token, `${name}.token`),
-        },
-      };
+      let shared: PhaseShared | undefined;
+      guard(`allocation of the ${name} buffers`, () => {
+        shared = {
+          spec,
+          step: createStepBuffer(device),
+          slots: spec.slots.map((b, i) => createStorage(device, b, `${name}.slot${i}`)),
+          scratch: new Map(
+            Object.entries(spec.scratch).map(([k, b]) => [
+              k,
+              createStorage(device, b, `${name}.${k}`),
+            ]),
+          ),
+          io: {
+            ids: createStorage(device, spec.ioBytes.ids, `${name}.ids`),
+            logits: createStorage(device, spec.ioBytes.logits, `${name}.logits`),
+            // At least the id and the status word, whatever an older manifest says.
+            token: createStorage(
+              device,
+              Math.max(spec.ioBytes.token, TOKEN_BYTES),
+              `${name}.token`,
+            ),
+          },
+        };
+      });
+      return shared!;
     };
-    return new GpuModel(gpu, m, params, kernels, {
-      prefill: phase('prefill'),
-      decode: phase('decode'),
-    });
+    const phases = { prefill: phase('prefill'), decode: phase('decode') };
+    const model = new GpuModel(gpu, m, params, kernels, phases);
+    try {
+      for (const { what, error } of scoped) {
+        const e = await error;
+        if (e) throw new DeviceError(`loading the model (${what})`, e.kind, e.message);
+      }
+      model.checkDevice('loading the model');
+    } catch (e) {
+      model.destroy();
+      throw e;
+    }
+    return model;
+  }
+
+  /**
+   * Throw if the device was lost or raised an error outside the runtime's error scopes
+   * (recorded by watchDevice): every later result would be wrong or missing.
+   */
+  checkDevice(step: string): void {
+    const w = watchDevice(this.gpu.device);
+    if (w.lost) throw new DeviceLostError(step, w.lost.reason, w.lost.message);
+    if (w.firstError) {
+      // Reported once: the error belongs to whatever ran before, not to every later step.
+      const e = w.firstError;
+      w.firstError = null;
+      throw new DeviceError(
+        `${step} (raised before it, outside the runtime's error scopes)`,
+        e.kind,
+        e.message,
+      );
+    }
+  }
+
+  /**
+   * Await a readback, turning its failure on a lost device into a DeviceLostError: mapAsync
+   * rejects with a bare AbortError, and device.lost resolves a moment later.
+   */
+  async readback<T>(step: string, p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      const { device } = this.gpu;
+      const lost = await Promise.race([
+        device.lost.then((i) => ({ reason: String(i.reason), message: i.message })),
+        new Promise<null>((r) => setTimeout(() => r(null), 2000)),
+      ]);
+      if (lost) throw new DeviceLostError(step, lost.reason, lost.message);
+      throw e;
+    }
+  }
+
+  /**
+   * Replay `prompt` (then each of `generated` as one decode step) on a fresh sequence one
+   * dispatch at a time, reading back after each dispatch the f32 buffers it writes (activation
+   * slots, logits, state such as KV caches; not its private scratch), and return the first
+   * dispatch whose output holds a NaN or an Inf, or null when every value stays finite.
+   * Debugging aid: slow (a submission and readbacks per dispatch), and it overwrites the
+   * phases' shared buffers, so no other sequence of this model may be mid-step.
+   */
+  async findFirstNonFinite(
+    prompt: ArrayLike<number>,
+    generated: ArrayLike<number> = [],
+  ): Promise<NonFiniteSite | null> {
+    if (prompt.length === 0) throw new Error('findFirstNonFinite() needs a non-empty prompt');
+    const { device } = this.gpu;
+    // Stale values of the run being diagnosed would otherwise be blamed on the first writer.
+    const enc = device.createCommandEncoder();
+    for (const ph of Object.values(this.phases))
+      for (const b of [...ph.slots, ...ph.scratch.values(), ph.io.logits]) enc.clearBuffer(b);
+    device.queue.submit([enc.finish()]);
+    const seq = this.newSequence();
+    try {
+      const maxT = this.phases.prefill.spec.maxT;
+      const steps: Uint32Array[] = [];
+      for (let s = 0; s < prompt.length; s += maxT)
+        steps.push(Uint32Array.from(Array.prototype.slice.call(prompt, s, s + maxT) as number[]));
+      for (let i = 0; i < generated.length; i++) steps.push(Uint32Array.of(generated[i]));
+      for (const ids of steps) {
+        const site = await seq.runChecked(ids.length === 1 ? 'decode' : 'prefill', ids);
+        if (site) return site;
+      }
+      return null;
+    } finally {
+      seq.destroy();
+    }
   }
 
   newSequence(): Sequence {
@@ -167,7 +328,29 @@ export class GpuModel {
           resource: { buffer: b.name === 'step' ? ph.step : resolve(d.bind[b.name]) },
         })),
       });
-      return { pipeline, bindGroup, grid: d.grid, label: d.label };
+      // What findFirstNonFinite() reads back: the f32 buffers this dispatch writes, except
+      // scratch (kernel-private partials may legitimately hold -Inf, e.g. running maxima).
+      const writes = kernel.bindings
+        .map((b, i) => ({ binding: b.name, ref: d.bind[b.name], access: b.access, i }))
+        .filter(
+          ({ binding, ref, access, i }) =>
+            binding !== 'step' &&
+            access === 'read_write' &&
+            !ref.startsWith('scratch:') &&
+            ref !== 'token' &&
+            ref !== 'ids' &&
+            /\bf32\b/.test(storageElem(kernel.code, i) ?? ''),
+        )
+        .map(({ binding, ref }) => ({ binding, ref, buffer: resolve(ref) }));
+      return {
+        pipeline,
+        bindGroup,
+        grid: d.grid,
+        label: d.label,
+        kernel: d.kernel,
+        layer: layerOf(d),
+        writes,
+      };
     });
     return { shared: ph, calls };
   }
@@ -188,7 +371,30 @@ interface BoundPhase {
     bindGroup: GPUBindGroup;
     grid: ManifestPhase['dispatches'][number]['grid'];
     label: string;
+    kernel: string;
+    layer: number | null;
+    writes: { binding: string; ref: string; buffer: GPUBuffer }[];
   }[];
+}
+
+/** A submitted step: what it was (for errors), the position it sampled at, its error scopes. */
+interface StepRun {
+  b: BoundPhase;
+  step: string;
+  position: number;
+  errors: ReturnType<typeof withErrorScopes>;
+}
+
+function record(
+  pass: GPUComputePassEncoder,
+  c: BoundPhase['calls'][number],
+  p: { T: number; pos: number; L: number },
+): void {
+  const grid = c.grid.map((d) => resolveGridDim(d, p)) as [number, number, number];
+  if (grid.some((g) => g === 0)) return;
+  pass.setPipeline(c.pipeline);
+  pass.setBindGroup(0, c.bindGroup);
+  pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
 }
 
 function splitRef(ref: string): [string, string] {
@@ -227,9 +433,56 @@ function checkDeviceFits(gpu: GpuContext, m: BundleManifest): void {
   }
 }
 
+/**
+ * Refuse, before anything is allocated, buffers over the device's maxBufferSize and dispatch
+ * grids over maxComputeWorkgroupsPerDimension: WebGPU would only report them as errors on
+ * the side, and the step would silently not run.
+ */
+function checkBundleLimits(gpu: GpuContext, m: BundleManifest): void {
+  const maxBuf = gpu.caps.maxBufferBytes;
+  const bufs: [string, number][] = [];
+  for (const s of m.state) bufs.push([`state '${s.name}'`, s.shape.reduce((a, b) => a * b, 1) * 4]);
+  for (const t of m.tensors)
+    bufs.push([`weight '${t.name}'`, t.shape.reduce((a, b) => a * b, 1) * 4]);
+  for (const name of ['prefill', 'decode'] as const) {
+    const ph = m.phases[name];
+    ph.slots.forEach((b, i) => bufs.push([`${name} activation slot ${i}`, b]));
+    for (const [k, b] of Object.entries(ph.scratch)) bufs.push([`${name} scratch '${k}'`, b]);
+    for (const [k, b] of Object.entries(ph.ioBytes)) bufs.push([`${name} ${k} buffer`, b]);
+  }
+  for (const [what, bytes] of bufs) {
+    if (!(bytes <= maxBuf)) {
+      throw new Error(
+        `bundle ${what} needs ${bytes} bytes, over the device limit maxBufferSize = ${maxBuf}`,
+      );
+    }
+  }
+  const maxWg = gpu.caps.maxWorkgroupsPerDimension;
+  for (const name of ['prefill', 'decode'] as const) {
+    const ph = m.phases[name];
+    // Grids grow with T and L; the largest step (T = L = maxT) and the smallest bound them.
+    for (const T of new Set([1, ph.maxT])) {
+      for (const [i, d] of ph.dispatches.entries()) {
+        const grid = d.grid.map((g) => resolveGridDim(g, { T, pos: 0, L: T }));
+        if (grid.some((g) => !Number.isInteger(g) || g < 0 || g > maxWg)) {
+          throw new Error(
+            `bundle ${name} dispatch ${i} '${d.label}' (kernel ${d.kernel}) has grid [${grid.join(', ')}] ` +
+              `at T = ${T}, over the device limit maxComputeWorkgroupsPerDimension = ${maxWg}`,
+          );
+        }
+      }
+    }
+  }
+}
+
 /** One sequence: its own KV caches and position. */
 export class Sequence {
   pos = 0;
+  /**
+   * Why the last generate() that ran to its end stopped; null while one runs, or when its
+   * consumer left the loop early (break) or it threw.
+   */
+  lastStop: StopReason | null = null;
   private readonly state = new Map<string, GPUBuffer>();
   private readonly bound: Record<PhaseName, BoundPhase>;
   private draws = 0;
@@ -256,89 +509,143 @@ export class Sequence {
     this.draws = 0;
   }
 
+  /** Refuse `n` more tokens when they do not fit in the KV cache, with both numbers. */
+  private checkFits(n: number, what: string): void {
+    if (this.pos + n <= this.capacity) return;
+    const need = this.pos + n;
+    const held = this.pos > 0 ? ` after the sequence's ${this.pos} tokens` : '';
+    const maxContext = this.model.manifest.model.maxContext;
+    const fix =
+      need <= maxContext
+        ? `compile with --capacity ${need} or more`
+        : `the model's max_context ${maxContext} cannot hold ${need} tokens either`;
+    throw new CapacityError(
+      need,
+      this.capacity,
+      `${what} of ${n} tokens${held} exceeds the KV cache capacity ${this.capacity} (${fix})`,
+    );
+  }
+
   /**
    * Record and submit one step. `ids` null means the one input token is already in the
    * phase's ids buffer (written there by the previous decode step's sampler). `after` adds
-   * commands (copies of the sampled token) to the same submission.
+   * commands (copies of the sampled token) to the same submission. The step's WebGPU errors
+   * are caught in error scopes; settle() awaits them.
    */
   private run(
     phase: PhaseName,
     ids: Uint32Array | null,
     L: number,
     sampling: SamplingParams,
+    name?: string,
     timer?: PassProfiler,
     after?: (enc: GPUCommandEncoder) => void,
-  ): BoundPhase {
+  ): StepRun {
     const T = ids ? ids.length : 1;
     const b = this.bound[phase];
+    const step =
+      name ??
+      (phase === 'prefill' ? `prefill of ${span(this.pos, T)}` : `decode at position ${this.pos}`);
     if (T > b.shared.spec.maxT)
       throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
-    if (this.pos + T > this.capacity) {
-      throw new Error(
-        `sequence would reach ${this.pos + T} tokens, over the KV cache capacity ${this.capacity}`,
-      );
-    }
+    this.checkFits(T, 'a step');
+    this.model.checkDevice(step);
     const { device } = this.model.gpu;
-    if (ids) upload(device, b.shared.io.ids, ids);
     const p = { T, pos: this.pos, L };
-    writeStep(device, b.shared.step, p, sampling);
-    const enc = device.createCommandEncoder();
-    const record = (pass: GPUComputePassEncoder, c: BoundPhase['calls'][number]) => {
-      const grid = c.grid.map((d) => resolveGridDim(d, p)) as [number, number, number];
-      if (grid.some((g) => g === 0)) return;
-      pass.setPipeline(c.pipeline);
-      pass.setBindGroup(0, c.bindGroup);
-      pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
-    };
-    if (timer?.perDispatch) {
-      for (const [i, c] of b.calls.entries()) {
-        const pass = enc.beginComputePass(timer.passDescriptor(i));
-        record(pass, c);
+    const errors = withErrorScopes(device, () => {
+      if (ids) upload(device, b.shared.io.ids, ids);
+      writeStep(device, b.shared.step, p, sampling);
+      const enc = device.createCommandEncoder();
+      if (timer?.perDispatch) {
+        for (const [i, c] of b.calls.entries()) {
+          const pass = enc.beginComputePass(timer.passDescriptor(i));
+          record(pass, c, p);
+          pass.end();
+        }
+      } else {
+        const pass = enc.beginComputePass(timer?.passDescriptor());
+        for (const c of b.calls) record(pass, c, p);
         pass.end();
       }
-    } else {
-      const pass = enc.beginComputePass(timer?.passDescriptor());
-      for (const c of b.calls) record(pass, c);
-      pass.end();
-    }
-    timer?.resolve(enc);
-    after?.(enc);
-    device.queue.submit([enc.finish()]);
+      timer?.resolve(enc);
+      after?.(enc);
+      device.queue.submit([enc.finish()]);
+    });
+    const run: StepRun = { b, step, position: this.pos + T - 1, errors };
     this.pos += T;
-    return b;
+    return run;
   }
 
-  private async readLogits(b: BoundPhase, L: number): Promise<Float32Array> {
+  /** Throw the WebGPU error of a submitted step (or an uncaptured one, or the device's loss). */
+  private async settle(r: StepRun): Promise<void> {
+    const e = await r.errors;
+    if (e) throw new DeviceError(r.step, e.kind, e.message);
+    this.model.checkDevice(r.step);
+  }
+
+  private async readLogits(r: StepRun, L: number): Promise<Float32Array> {
+    const { device } = this.model.gpu;
+    const bytes = L * this.model.vocab * 4;
     return new Float32Array(
-      await readBuffer(this.model.gpu.device, b.shared.io.logits, L * this.model.vocab * 4),
+      await this.model.readback(r.step, readBuffer(device, r.b.shared.io.logits, bytes)),
     );
   }
 
-  private async readToken(b: BoundPhase): Promise<number> {
-    return new Uint32Array(await readBuffer(this.model.gpu.device, b.shared.io.token, 4))[0];
+  /** The sampled token of a settled step; a NonFiniteError when its logits were not finite. */
+  private async readToken(r: StepRun): Promise<number> {
+    const { device } = this.model.gpu;
+    const words = new Uint32Array(
+      await this.model.readback(r.step, readBuffer(device, r.b.shared.io.token, TOKEN_BYTES)),
+    );
+    await this.settle(r);
+    if (words[1] === NONFINITE_LOGITS) throw new NonFiniteError(r.step, r.position);
+    return words[0];
+  }
+
+  /** Split `ids` into prefill chunks of at most maxT (a chunk of one goes through decode). */
+  private chunks(ids: ArrayLike<number>): { phase: PhaseName; ids: Uint32Array }[] {
+    const maxT = this.bound.prefill.shared.spec.maxT;
+    const out: { phase: PhaseName; ids: Uint32Array }[] = [];
+    for (let s = 0; s < ids.length; s += maxT) {
+      const chunk = Uint32Array.from(Array.prototype.slice.call(ids, s, s + maxT) as number[]);
+      out.push({ phase: chunk.length === 1 ? 'decode' : 'prefill', ids: chunk });
+    }
+    return out;
   }
 
   /**
    * Logits for every given token ([ids.length, vocab]) and the token sampled from the last row,
-   * advancing the sequence.
+   * advancing the sequence. Every row is checked on the host: a NaN or an Inf throws a
+   * NonFiniteError naming the step and the position of the first bad row.
    */
   async forward(
     ids: ArrayLike<number>,
     sampling: SamplingParams = GREEDY,
   ): Promise<{ logits: Float32Array; token: number }> {
     if (ids.length === 0) throw new Error('forward() needs at least one token');
+    this.checkFits(ids.length, 'forward() input');
     const vocab = this.model.vocab;
     const out = new Float32Array(ids.length * vocab);
-    const maxT = this.bound.prefill.shared.spec.maxT;
-    let b: BoundPhase | undefined;
-    for (let s = 0; s < ids.length; s += maxT) {
-      const chunk = Uint32Array.from(Array.prototype.slice.call(ids, s, s + maxT) as number[]);
-      const phase: PhaseName = chunk.length === 1 ? 'decode' : 'prefill';
-      b = this.run(phase, chunk, chunk.length, { ...sampling, draw: this.draws });
-      out.set(await this.readLogits(b, chunk.length), s * vocab);
+    let r: StepRun | undefined;
+    let s = 0;
+    for (const c of this.chunks(ids)) {
+      r = this.run(c.phase, c.ids, c.ids.length, { ...sampling, draw: this.draws });
+      const logits = await this.readLogits(r, c.ids.length);
+      await this.settle(r);
+      const bad = logits.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) {
+        const row = Math.floor(bad / vocab);
+        throw new NonFiniteError(
+          r.step,
+          r.position - c.ids.length + 1 + row,
+          `logit ${bad % vocab} is ${logits[bad]}`,
+        );
+      }
+      out.set(logits, s * vocab);
+      s += c.ids.length;
     }
     this.draws++;
-    return { logits: out, token: await this.readToken(b!) };
+    return { logits: out, token: await this.readToken(r!) };
   }
 
   /** Feed tokens and sample the next one (prompt chunks run through prefill, single tokens through decode). */
@@ -348,26 +655,23 @@ export class Sequence {
     wantLogits = false,
   ): Promise<{ token: number; logits?: Float32Array }> {
     if (ids.length === 0) throw new Error('next() needs at least one token');
-    const maxT = this.bound.prefill.shared.spec.maxT;
-    let b: BoundPhase | undefined;
-    for (let s = 0; s < ids.length; s += maxT) {
-      const chunk = Uint32Array.from(Array.prototype.slice.call(ids, s, s + maxT) as number[]);
-      b = this.run(chunk.length === 1 ? 'decode' : 'prefill', chunk, 1, {
-        ...sampling,
-        draw: this.draws,
-      });
-    }
+    this.checkFits(ids.length, 'next() input');
+    const runs = this.chunks(ids).map((c) =>
+      this.run(c.phase, c.ids, 1, { ...sampling, draw: this.draws }),
+    );
     this.draws++;
-    const token = await this.readToken(b!);
-    return { token, logits: wantLogits ? await this.readLogits(b!, 1) : undefined };
+    for (const r of runs.slice(0, -1)) await this.settle(r);
+    const last = runs[runs.length - 1];
+    const token = await this.readToken(last);
+    return { token, logits: wantLogits ? await this.readLogits(last, 1) : undefined };
   }
 
   /** Median GPU milliseconds of one decode step over `steps` greedy steps (timestamp queries). */
   async profileDecode(token: number, steps: number, timer: PassProfiler): Promise<number | null> {
     const times: number[] = [];
     for (let i = 0; i < steps && this.pos < this.capacity; i++) {
-      const b = this.run('decode', Uint32Array.of(token), 1, GREEDY, timer);
-      token = await this.readToken(b);
+      const r = this.run('decode', Uint32Array.of(token), 1, GREEDY, undefined, timer);
+      token = await this.readToken(r);
       const ms = await timer.read();
       if (ms !== null) times.push(ms);
     }
@@ -381,9 +685,19 @@ export class Sequence {
    * is read back and the GPU never waits for the host. Consequence, by design: when the
    * generator finishes, every yielded token has been consumed by the sequence (the step after
    * the last one ran and its sample is discarded), so a follow-up call continues after it.
+   *
+   * Limits: a prompt that does not fit in the KV cache throws a CapacityError before anything
+   * runs. When prompt + maxTokens does not fit, generation runs until the cache is full and
+   * stops there with `lastStop = 'capacity'`, so the caller can say why it got fewer tokens
+   * than it asked for: capacity − pos − prompt.length + 1 tokens, the last of which is not fed
+   * (there is no room for it; the exception to the rule above). Non-finite logits throw a
+   * NonFiniteError naming the step (prefill, or decode step k) and the position; WebGPU errors
+   * a DeviceError, a lost device a DeviceLostError.
    */
   async *generate(prompt: ArrayLike<number>, opts: GenerateOptions): AsyncGenerator<number> {
+    this.lastStop = null;
     if (prompt.length === 0) throw new Error('generate() needs a non-empty prompt');
+    this.checkFits(prompt.length, 'prompt');
     const sampling: SamplingParams = {
       seed: opts.seed ?? 0,
       draw: 0,
@@ -391,30 +705,40 @@ export class Sequence {
       topK: opts.topK ?? 0,
       topP: opts.topP ?? 1,
     };
-    if (opts.maxTokens < 1 || this.pos + prompt.length > this.capacity) return;
+    if (opts.maxTokens < 1) {
+      this.lastStop = 'max-tokens';
+      return;
+    }
     const { device } = this.model.gpu;
     const decodeIds = this.bound.decode.shared.io.ids;
     const staging = [0, 1].map(() =>
-      device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+      device.createBuffer({
+        size: TOKEN_BYTES,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      }),
     );
-    // Hand the sampled token to the next decode step and to a staging buffer for the host.
+    // Hand the sampled token to the next decode step, and it with its status word to a staging
+    // buffer for the host.
     const handOff = (from: BoundPhase, slot: number) => (enc: GPUCommandEncoder) => {
       enc.copyBufferToBuffer(from.shared.io.token, 0, decodeIds, 0, 4);
-      enc.copyBufferToBuffer(from.shared.io.token, 0, staging[slot], 0, 4);
+      enc.copyBufferToBuffer(from.shared.io.token, 0, staging[slot], 0, TOKEN_BYTES);
     };
+    // producers[i]: the steps that sampled token i (every prefill chunk for token 0).
+    const producers: StepRun[][] = [[]];
     try {
-      const maxT = this.bound.prefill.shared.spec.maxT;
-      for (let s = 0; s < prompt.length; s += maxT) {
-        const chunk = Uint32Array.from(Array.prototype.slice.call(prompt, s, s + maxT) as number[]);
-        const phase: PhaseName = chunk.length === 1 ? 'decode' : 'prefill';
-        const last = s + maxT >= prompt.length;
-        this.run(
-          phase,
-          chunk,
-          1,
-          { ...sampling, draw: this.draws },
-          undefined,
-          last ? handOff(this.bound[phase], 0) : undefined,
+      const chunks = this.chunks(prompt);
+      for (const [j, c] of chunks.entries()) {
+        const last = j === chunks.length - 1;
+        producers[0].push(
+          this.run(
+            c.phase,
+            c.ids,
+            1,
+            { ...sampling, draw: this.draws },
+            `prefill of ${span(this.pos, c.ids.length)}`,
+            undefined,
+            last ? handOff(this.bound[c.phase], 0) : undefined,
+          ),
         );
       }
       this.draws++;
@@ -422,26 +746,99 @@ export class Sequence {
         const slot = i % 2;
         // Feed token i (already in the decode ids buffer) while the host reads it back.
         if (this.pos < this.capacity) {
-          this.run(
-            'decode',
-            null,
-            1,
-            { ...sampling, draw: this.draws },
-            undefined,
-            handOff(this.bound.decode, 1 - slot),
-          );
+          producers[i + 1] = [
+            this.run(
+              'decode',
+              null,
+              1,
+              { ...sampling, draw: this.draws },
+              `decode step ${i + 1}`,
+              undefined,
+              handOff(this.bound.decode, 1 - slot),
+            ),
+          ];
           this.draws++;
         }
-        await staging[slot].mapAsync(GPUMapMode.READ);
-        const token = new Uint32Array(staging[slot].getMappedRange().slice(0))[0];
+        const mine = producers[i];
+        const at = mine[mine.length - 1];
+        await this.model.readback(at.step, staging[slot].mapAsync(GPUMapMode.READ));
+        const words = new Uint32Array(staging[slot].getMappedRange().slice(0));
         staging[slot].unmap();
+        for (const r of mine) await this.settle(r);
+        if (words[1] === NONFINITE_LOGITS) throw new NonFiniteError(at.step, at.position);
+        const token = words[0];
         yield token;
-        if (opts.stopTokens?.includes(token) || this.pos >= this.capacity) return;
+        if (opts.stopTokens?.includes(token)) {
+          this.lastStop = 'stop-token';
+          return;
+        }
+        if (i === opts.maxTokens - 1) {
+          this.lastStop = 'max-tokens';
+          return;
+        }
+        // The cache filled up before the next token could be sampled.
+        if (!producers[i + 1]) {
+          this.lastStop = 'capacity';
+          return;
+        }
       }
     } finally {
-      await device.queue.onSubmittedWorkDone();
+      // A lost device may refuse this too; the error that ended the loop is the one to report.
+      await device.queue.onSubmittedWorkDone().catch(() => undefined);
       for (const b of staging) b.destroy();
     }
+  }
+
+  /**
+   * Run one step dispatch by dispatch, reading back after each what it wrote; the first NaN or
+   * Inf found, or null. Used by GpuModel.findFirstNonFinite().
+   * @internal
+   */
+  async runChecked(phase: PhaseName, ids: Uint32Array): Promise<NonFiniteSite | null> {
+    const T = ids.length;
+    const b = this.bound[phase];
+    const step =
+      phase === 'prefill' ? `prefill of ${span(this.pos, T)}` : `decode at position ${this.pos}`;
+    if (T > b.shared.spec.maxT)
+      throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
+    this.checkFits(T, 'a step');
+    const { device } = this.model.gpu;
+    const p = { T, pos: this.pos, L: 1 };
+    upload(device, b.shared.io.ids, ids);
+    writeStep(device, b.shared.step, p, GREEDY);
+    this.pos += T;
+    for (const [i, c] of b.calls.entries()) {
+      const errors = withErrorScopes(device, () => {
+        const enc = device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        record(pass, c, p);
+        pass.end();
+        device.queue.submit([enc.finish()]);
+      });
+      const dispatchStep = `${step}, dispatch ${i} '${c.label}'`;
+      for (const w of c.writes) {
+        const data = new Float32Array(
+          await this.model.readback(dispatchStep, readBuffer(device, w.buffer, w.buffer.size)),
+        );
+        const bad = data.findIndex((x) => !Number.isFinite(x));
+        if (bad >= 0) {
+          return {
+            step,
+            phase,
+            dispatch: i,
+            label: c.label,
+            kernel: c.kernel,
+            binding: w.binding,
+            buffer: w.ref,
+            layer: c.layer,
+            index: bad,
+            value: data[bad],
+          };
+        }
+      }
+      await this.settle({ b, step: dispatchStep, position: this.pos - 1, errors });
+    }
+    return null;
   }
 
   /**

@@ -5,6 +5,11 @@
  * step by step (same chunks, same reduction tree, same scan, same bisection), so
  * any change here must be made there too.
  *
+ * token[1] is a status word: 1 when the sampled row holds a NaN or an Inf (the model's
+ * arithmetic broke), else 0. The argmax pass already reads every logit, so the check costs one
+ * bit test per logit and no extra dispatch; the host reads it with the token and throws.
+ * token[0] stays a valid id (< vocab) either way, since it is also the next step's input.
+ *
  * Cost: a max pass, up to 32 counting passes (top-k), up to 32 mass passes
  * (top-p) and a final pass, each over the row from cache, by one workgroup.
  */
@@ -32,6 +37,12 @@ const NONE: u32 = 0xffffffffu;
 
 var<workgroup> red_f: array<f32, NT>;
 var<workgroup> red_u: array<u32, NT>;
+var<workgroup> nonfinite: atomic<u32>;
+
+// NaN or ±Inf, by the exponent bits: a float comparison could be folded away by the compiler.
+fn is_nonfinite(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
+}
 
 // Order-preserving key of an f32, with -0 mapped to +0.
 fn okey(x: f32) -> u32 {
@@ -100,18 +111,25 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   let lo = min(lid * CHUNK, V);
   let hi = min(lo + CHUNK, V);
 
+  // Workgroup memory may be left uninitialised (Dawn's disable_workgroup_init): clear the flag
+  // before the barrier that precedes every atomicOr.
+  if (lid == 0u) { atomicStore(&nonfinite, 0u); }
   // Argmax, lowest index on ties; an empty chunk reports NONE.
   var best = 0.0;
   var besti = NONE;
+  var bad = false;
   if (lo < hi) {
     best = logits[base + lo];
     besti = lo;
+    bad = is_nonfinite(best);
     for (var i = lo + 1u; i < hi; i++) {
       let l = logits[base + i];
+      bad = bad || is_nonfinite(l);
       if (l > best) { best = l; besti = i; }
     }
   }
   workgroupBarrier();
+  if (bad) { atomicOr(&nonfinite, 1u); }
   red_f[lid] = best;
   red_u[lid] = besti;
   workgroupBarrier();
@@ -192,8 +210,11 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let pick = min_u(cand, lid);
     if (pick != NONE) { tok = pick; }
   }
+  // The reductions since the atomicOr all end in barriers, so every thread's flag is in.
+  let status = atomicLoad(&nonfinite);
   if (lid == 0u) {
     token[0] = tok;
+    token[1] = status;
     ids[0] = tok;
   }
 }

@@ -7,7 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { openDevice, type GpuContext } from '../gpu.ts';
+import { deviceLoss, openDevice, type GpuContext } from '../gpu.ts';
 
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SWIFTSHADER_ICD = join(
@@ -103,9 +103,16 @@ function createInstance(create: DawnModule['create'], flags: string[]): GPU {
   return gpu;
 }
 
-/** One device per process: Dawn instances are heavy and tests share them. */
+/**
+ * One device per process: Dawn instances are heavy and tests share them. A lost device is not
+ * handed out again: the next call acquires a fresh one, so a process can reload its models
+ * after a loss.
+ */
 export function nodeGpu(opts: NodeGpuOptions = {}): Promise<GpuContext> {
-  if (!shared) shared = acquire(opts);
+  const prev = shared;
+  shared = prev
+    ? prev.then((ctx) => (deviceLoss(ctx.device) ? acquire(opts) : ctx))
+    : acquire(opts);
   return shared;
 }
 

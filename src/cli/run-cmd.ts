@@ -5,7 +5,13 @@ import { UserError } from './command.ts';
 import { memorySource } from '../../codegen/bundle.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
-import { GpuModel, type BundleSource, type Sequence } from '../../runtime/model.ts';
+import {
+  GpuModel,
+  NonFiniteError,
+  type BundleSource,
+  type NonFiniteSite,
+  type Sequence,
+} from '../../runtime/model.ts';
 import { expertLoad, type ExpertLoad } from '../ops/moe.ts';
 import { byteTokenizer } from '../../runtime/tokenizer.ts';
 import { serializeSafetensors } from '../../runtime/safetensors.ts';
@@ -17,7 +23,7 @@ import {
   gpuFlags,
   intOption,
 } from './compile-cmd.ts';
-import { isBundleDir, loadModelInput } from './model-input.ts';
+import { isBundleDir, loadModelInput, type ModelInput } from './model-input.ts';
 import { terminalProgress } from './progress.ts';
 
 function numberOption(
@@ -34,19 +40,74 @@ function numberOption(
   return n;
 }
 
-function parseIds(s: string, vocab: number): number[] {
-  const ids = s
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)
-    .map(Number);
-  const bad = ids.find((x) => !Number.isInteger(x) || x < 0 || x >= vocab);
-  if (bad !== undefined || ids.length === 0) {
-    throw new UserError(
-      `--prompt-ids must be comma-separated integers in [0, ${vocab}), got '${s}'`,
-    );
+/**
+ * `--prompt-ids`: comma-separated token ids, each strictly decimal (no hex, exponents, signs
+ * or empty items: Number() would take '0x10' as 16) and below the model's vocab. Runs before
+ * the GPU is acquired, so a typo fails at once.
+ */
+export function parsePromptIds(s: string, vocab: number): number[] {
+  const items = s.split(',').map((x) => x.trim());
+  const ids: number[] = [];
+  for (const x of items) {
+    if (!/^(0|[1-9][0-9]*)$/.test(x)) {
+      throw new UserError(
+        `--prompt-ids must be comma-separated decimal token ids in [0, ${vocab}), got '${x}' in '${s}'`,
+      );
+    }
+    const id = Number(x);
+    if (id >= vocab) {
+      throw new UserError(
+        `--prompt-ids: token id ${x} is outside the model's vocab (ids are in [0, ${vocab}))`,
+      );
+    }
+    ids.push(id);
   }
   return ids;
+}
+
+/**
+ * Refuse a run whose prompt, or prompt plus the tokens asked for, does not fit in the KV
+ * cache, before the model is loaded: `strata run` has no stop tokens, so generating past the
+ * capacity would always end short of --max-tokens.
+ */
+export function checkRunFits(
+  promptLength: number,
+  maxTokens: number,
+  capacity: number,
+  maxContext: number,
+  /** --dump-logits feeds the last token too (it records the logits after it). */
+  feedsLast = false,
+): void {
+  const fix = (need: number) =>
+    need <= maxContext
+      ? `recompile with --capacity ${need}`
+      : `the model's max_context ${maxContext} cannot hold ${need}`;
+  if (promptLength > capacity) {
+    throw new UserError(
+      `prompt of ${promptLength} tokens exceeds the KV cache capacity ${capacity} (${fix(promptLength)})`,
+    );
+  }
+  // Generation does not feed its last token back, so prompt + maxTokens - 1 positions are used.
+  const slack = feedsLast ? 0 : 1;
+  const need = promptLength + maxTokens - slack;
+  if (need > capacity) {
+    throw new UserError(
+      `prompt of ${promptLength} tokens + --max-tokens ${maxTokens} needs ${need} KV cache positions, ` +
+        `over the capacity ${capacity}: use --max-tokens ${capacity - promptLength + slack} or less, or ${fix(need)}`,
+    );
+  }
+}
+
+/** The --check-finite report: where the replay first saw a NaN or an Inf. */
+function describeSite(site: NonFiniteSite | null): string {
+  if (!site)
+    return '--check-finite: replaying dispatch by dispatch, every output stayed finite (the failure did not reproduce)';
+  const layer = site.layer === null ? 'outside the layers' : `layer ${site.layer}`;
+  return (
+    `--check-finite: the first non-finite value comes from ${layer}: ${site.step}, ` +
+    `dispatch ${site.dispatch} '${site.label}' (kernel ${site.kernel}) wrote ${site.value} ` +
+    `to its '${site.binding}' buffer (${site.buffer}) at element ${site.index}`
+  );
 }
 
 /** Each MoE layer's routed-token counts, read back from the sequence's load counters. */
@@ -82,8 +143,10 @@ export const runCommand: Command = {
   usage: `usage: strata run <bundle-dir|spec|hf-folder> [--prompt TEXT | --prompt-ids 5,17,3] [options]
 
   --prompt TEXT        prompt text (byte-level tokenizer)
-  --prompt-ids LIST    prompt as comma-separated token ids
-  --max-tokens N       tokens to generate (default 32)
+  --prompt-ids LIST    prompt as comma-separated decimal token ids, each below the vocab
+  --max-tokens N       tokens to generate (default 32). The prompt and the generated tokens
+                       must fit in the KV cache (the bundle's --capacity): a run that would not
+                       is refused before the model loads, with the largest --max-tokens that fits
   --temperature T      0 = greedy (default 0)
   --top-k K            keep the K most likely tokens (0 = off)
   --top-p P            nucleus sampling threshold (1 = off)
@@ -93,6 +156,12 @@ export const runCommand: Command = {
   --ids                print generated token ids instead of text
   --stats              after the run, print each MoE layer's expert load (tokens routed to each
                        expert, and the busiest expert's load over the mean)
+  --check-finite       when the logits turn NaN or Inf (the run stops with an error naming the
+                       step either way), replay it dispatch by dispatch and name the first
+                       dispatch, buffer and layer whose output went non-finite (slow; debugging)
+
+Errors (non-finite logits, WebGPU validation/out-of-memory errors, a lost device) go to stderr
+and the exit status is 1; stdout holds only generated tokens.
 (spec inputs are compiled in memory first:)
 ${COMMON_COMPILE_HELP}`,
   async run(argv) {
@@ -110,6 +179,7 @@ ${COMMON_COMPILE_HELP}`,
         'dump-logits': { type: 'string' },
         ids: { type: 'boolean' },
         stats: { type: 'boolean' },
+        'check-finite': { type: 'boolean' },
       },
     });
     if (positionals.length !== 1)
@@ -118,30 +188,48 @@ ${COMMON_COMPILE_HELP}`,
       throw new UserError('give either --prompt or --prompt-ids, not both');
     }
     const seed = intOption(values.seed, 'seed', 0) ?? 0;
-    const gpu = await acquire({ flags: gpuFlags(values['gpu-flags']) });
-    const progress = terminalProgress();
-    let source: BundleSource;
-    if (isBundleDir(positionals[0])) {
-      source = await openBundle(positionals[0]);
-    } else {
-      const input = await loadModelInput(positionals[0], {
+    const maxTokens = intOption(values['max-tokens'], 'max-tokens', 32) ?? 32;
+    const dump = values['dump-logits'] !== undefined;
+    // Everything the host can check runs before the GPU is acquired and the weights loaded: the
+    // model's vocab and capacity come from the manifest (or the spec), not from the device.
+    let source: BundleSource | null = null;
+    let input: ModelInput | null = null;
+    if (isBundleDir(positionals[0])) source = await openBundle(positionals[0]);
+    else
+      input = await loadModelInput(positionals[0], {
         seed,
         weightsFile: values.weights,
         hf: values.hf,
       });
-      const compiled = compileWithOptions(input.model, gpu.caps, values);
-      source = memorySource(compiled, input.weights);
-    }
-    const model = await GpuModel.load(gpu, source, progress);
-    const vocab = model.vocab;
-    const tok =
-      source.manifest.tokenizer.kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
+    const ir = source ? source.manifest.model : input!.model;
+    const vocab = ir.vocab;
+    const tokenizer = source ? source.manifest.tokenizer.kind : 'bytes';
+    const tok = tokenizer === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
     let prompt: number[];
-    if (values['prompt-ids'] !== undefined) prompt = parseIds(values['prompt-ids'], vocab);
-    else if (tok) prompt = tok.encode(values.prompt ?? 'Hello');
-    else throw new UserError(`this model (vocab ${vocab}) has no tokenizer: use --prompt-ids`);
-    if (prompt.length === 0) throw new UserError('the prompt is empty');
-    const maxTokens = intOption(values['max-tokens'], 'max-tokens', 32) ?? 32;
+    try {
+      if (values['prompt-ids'] !== undefined) prompt = parsePromptIds(values['prompt-ids'], vocab);
+      else if (tok) prompt = tok.encode(values.prompt ?? 'Hello');
+      else throw new UserError(`this model (vocab ${vocab}) has no tokenizer: use --prompt-ids`);
+      if (prompt.length === 0) throw new UserError('the prompt is empty');
+      if (source)
+        checkRunFits(
+          prompt.length,
+          maxTokens,
+          source.manifest.compile.capacity,
+          ir.maxContext,
+          dump,
+        );
+    } catch (e) {
+      await source?.close?.();
+      throw e;
+    }
+    const gpu = await acquire({ flags: gpuFlags(values['gpu-flags']) });
+    if (!source) {
+      const compiled = compileWithOptions(input!.model, gpu.caps, values);
+      checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
+      source = memorySource(compiled, input!.weights);
+    }
+    const model = await GpuModel.load(gpu, source, terminalProgress());
     const sampling: SamplingParams = {
       seed,
       draw: 0,
@@ -149,41 +237,70 @@ ${COMMON_COMPILE_HELP}`,
       topK: numberOption(values['top-k'], 'top-k', 0, 0, vocab),
       topP: numberOption(values['top-p'], 'top-p', 1, 0, 1),
     };
+    // Tokens fed after the prompt so far: what --check-finite replays to reach the failing step.
+    const fed: number[] = [];
     const seq = model.newSequence();
-    if (values['dump-logits']) {
-      const first = await seq.forward(prompt, sampling);
-      const tokens: number[] = [];
-      const decodeLogits = new Float32Array(maxTokens * vocab);
-      let token = first.token;
-      for (let i = 0; i < maxTokens; i++) {
-        tokens.push(token);
-        const r = await seq.next([token], sampling, true);
-        decodeLogits.set(r.logits!, i * vocab);
-        token = r.token;
+    try {
+      if (values['dump-logits']) {
+        const first = await seq.forward(prompt, sampling);
+        const tokens: number[] = [];
+        const decodeLogits = new Float32Array(maxTokens * vocab);
+        let token = first.token;
+        for (let i = 0; i < maxTokens; i++) {
+          tokens.push(token);
+          fed.push(token);
+          const r = await seq.next([token], sampling, true);
+          decodeLogits.set(r.logits!, i * vocab);
+          token = r.token;
+        }
+        const file = serializeSafetensors({
+          prompt_ids: { dtype: 'I32', shape: [prompt.length], data: Int32Array.from(prompt) },
+          prefill_logits: { dtype: 'F32', shape: [prompt.length, vocab], data: first.logits },
+          decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
+          decode_logits: { dtype: 'F32', shape: [tokens.length, vocab], data: decodeLogits },
+        });
+        await writeFile(values['dump-logits'], new Uint8Array(file));
+        console.log(
+          `wrote ${values['dump-logits']}: prefill_logits [${prompt.length}, ${vocab}], ${tokens.length} decode steps`,
+        );
+        console.log(`decode tokens: ${tokens.join(',')}`);
+        if (values.stats) await printExpertLoad(seq);
+        return 0;
       }
-      const file = serializeSafetensors({
-        prompt_ids: { dtype: 'I32', shape: [prompt.length], data: Int32Array.from(prompt) },
-        prefill_logits: { dtype: 'F32', shape: [prompt.length, vocab], data: first.logits },
-        decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
-        decode_logits: { dtype: 'F32', shape: [tokens.length, vocab], data: decodeLogits },
-      });
-      await writeFile(values['dump-logits'], new Uint8Array(file));
-      console.log(
-        `wrote ${values['dump-logits']}: prefill_logits [${prompt.length}, ${vocab}], ${tokens.length} decode steps`,
-      );
-      console.log(`decode tokens: ${tokens.join(',')}`);
+      const decode = tok?.decodeStream();
+      let started = false;
+      try {
+        for await (const t of seq.generate(prompt, { maxTokens, ...sampling })) {
+          // generate() feeds every token it yields (the step that fails comes after them).
+          fed.push(t);
+          started = true;
+          if (values.ids || !decode) process.stdout.write(`${t} `);
+          else process.stdout.write(decode(t));
+        }
+      } finally {
+        // End the line of tokens already printed, so an error starts on a line of its own.
+        if (started) process.stdout.write('\n');
+      }
+      if (seq.lastStop === 'capacity' && fed.length < maxTokens) {
+        // checkRunFits refuses such runs up front; should a bundle disagree with itself, say so.
+        throw new Error(
+          `stopped after ${fed.length} tokens: the KV cache capacity ${seq.capacity} is full ` +
+            `(recompile with --capacity ${prompt.length + maxTokens - 1})`,
+        );
+      }
+      if (!started) process.stdout.write('\n');
       if (values.stats) await printExpertLoad(seq);
       return 0;
+    } catch (e) {
+      if (!(e instanceof NonFiniteError)) throw e;
+      if (!values['check-finite']) {
+        throw new Error(
+          `${e.message} (rerun with --check-finite to find the first dispatch that produced it)`,
+        );
+      }
+      process.stderr.write(`strata run: ${e.message}; replaying dispatch by dispatch ...\n`);
+      const site = await model.findFirstNonFinite(prompt, fed);
+      throw new Error(`${e.message}\n${describeSite(site)}`);
     }
-    const decode = tok?.decodeStream();
-    const out: number[] = [];
-    for await (const t of seq.generate(prompt, { maxTokens, ...sampling })) {
-      out.push(t);
-      if (values.ids || !decode) process.stdout.write(`${t} `);
-      else process.stdout.write(decode(t));
-    }
-    process.stdout.write('\n');
-    if (values.stats) await printExpertLoad(seq);
-    return 0;
   },
 };

@@ -1,7 +1,8 @@
 /**
  * Token sampling from the last row of logits [L, vocab], on the GPU so that
  * decode needs no CPU round trip: the token goes to `token[0]` and to `ids[0]`
- * (the next step's input).
+ * (the next step's input), and `token[1]` is a status word, NONFINITE_LOGITS when the
+ * row holds a NaN or an Inf (else 0), which the runtime turns into an error.
  *
  * Semantics, given the Step uniform's temperature, topK, topP, seed and draw:
  *  - temperature ≤ 0 (or NaN): greedy argmax; ties → the lowest index (torch.argmax).
@@ -34,6 +35,8 @@ import { f32, type OpReference } from './types.ts';
 export const SAMPLE_THREADS = 256;
 /** Bisection passes that pin a threshold to an exact f32 key. */
 export const SEARCH_STEPS = 32;
+/** token[1] when the sampled row holds a NaN or an Inf. */
+export const NONFINITE_LOGITS = 1;
 /** "No candidate" marker in the final pick. */
 const NONE = 0xffffffff;
 
@@ -182,8 +185,10 @@ export const sample: OpReference<SampleAttrs> = {
         `sample: logits has ${logits.length} elements, L = ${step.L} rows of ${a.vocab} needed`,
       );
     }
+    const r = logits.subarray(row * a.vocab, (row + 1) * a.vocab);
     const tok = sampleRow(logits, row * a.vocab, a.vocab, step.sampling ?? GREEDY).token;
-    const out: Record<string, Uint32Array> = { token: Uint32Array.of(tok) };
+    const status = r.every(Number.isFinite) ? 0 : NONFINITE_LOGITS;
+    const out: Record<string, Uint32Array> = { token: Uint32Array.of(tok, status) };
     const ids = inputs.ids;
     if (ids instanceof Uint32Array) {
       out.ids = ids.slice();
@@ -193,6 +198,6 @@ export const sample: OpReference<SampleAttrs> = {
   },
   cost(a: SampleAttrs, _step: StepShape): Cost {
     // One logical read of the row; the threshold searches re-read it from cache.
-    return { flops: a.vocab * 6, bytesRead: a.vocab * 4, bytesWritten: 8 };
+    return { flops: a.vocab * 6, bytesRead: a.vocab * 4, bytesWritten: 12 };
   },
 };

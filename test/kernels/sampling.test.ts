@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { sampleKernel } from '../../codegen/kernels/sampling.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
 import type { SamplingShape } from '../../src/graph/ops.ts';
-import { orderedKey, sample, sampleRow, uniformDraw } from '../../src/ops/sampling.ts';
+import {
+  NONFINITE_LOGITS,
+  orderedKey,
+  sample,
+  sampleRow,
+  uniformDraw,
+} from '../../src/ops/sampling.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { randn, rng } from '../helpers/numeric.ts';
 
@@ -33,17 +39,18 @@ async function gpuSample(
   logits: Float32Array,
   L: number,
   sampling: SamplingParams,
-): Promise<{ token: number; ids: Uint32Array }> {
+): Promise<{ token: number; status: number; ids: Uint32Array }> {
   const { caps } = await testGpu();
   const { launches } = sampleKernel({ op: 'sample', vocab }, { caps, maxT: 1 });
   const ids = Uint32Array.of(0xdeadbeef, 5, 6);
+  // token[1] starts non-zero so that a kernel which never writes the status word fails.
   const got = await runLaunches(launches, {
-    inputs: { logits, ids },
-    outputs: { token: 1 },
+    inputs: { logits, ids, token: Uint32Array.of(0, 7) },
     step: { T: L, pos: 0, L },
     sampling,
   });
-  return { token: new Uint32Array(got.token.buffer)[0], ids: new Uint32Array(got.ids.buffer) };
+  const token = new Uint32Array(got.token.buffer);
+  return { token: token[0], status: token[1], ids: new Uint32Array(got.ids.buffer) };
 }
 
 function cpuSample(vocab: number, logits: Float32Array, L: number, s: SamplingShape): number {
@@ -105,6 +112,7 @@ describe('sampling: GPU kernel picks the same token as the CPU reference', () =>
               `${JSON.stringify(params)} kind ${kind}: gpu ${got.token}, cpu ${want}`,
             );
           expect(got.ids[0]).toBe(got.token);
+          expect(got.status).toBe(0);
           expect(Array.from(got.ids.subarray(1))).toEqual([5, 6]);
           if (want !== sampleRow(logits, 0, vocab, { ...params, temperature: 0 }).token) sampled++;
         }
@@ -136,6 +144,50 @@ describe('sampling: GPU kernel picks the same token as the CPU reference', () =>
     const params = { seed: 0, draw: 0, topK: 0, temperature: 0, topP: 1 };
     expect((await gpuSample(vocab, logits, 1, params)).token).toBe(300);
     expect(cpuSample(vocab, logits, 1, params)).toBe(300);
+  });
+
+  it('flags a NaN or an Inf anywhere in the sampled row, and still writes a valid token', async () => {
+    const vocab = 1000;
+    const settings: SamplingParams[] = [
+      { seed: 0, draw: 0, topK: 0, temperature: 0, topP: 1 },
+      { seed: 3, draw: 1, topK: 40, temperature: 0.8, topP: 0.9 },
+    ];
+    // Chunk starts and interiors, both ends of the row, one bad value or a whole row of them.
+    const cases: [string, (row: Float32Array) => void][] = [
+      ['NaN at 0', (r) => (r[0] = NaN)],
+      ['NaN inside a chunk', (r) => (r[517] = NaN)],
+      ['+Inf at the end', (r) => (r[vocab - 1] = Infinity)],
+      ['-Inf at a chunk start', (r) => (r[4 * 4] = -Infinity)],
+      ['all NaN', (r) => r.fill(NaN)],
+    ];
+    for (const s of settings) {
+      for (const [what, plant] of cases) {
+        const L = 2;
+        const logits = randn(L * vocab, 31, 3);
+        plant(logits.subarray(vocab));
+        const got = await gpuSample(vocab, logits, L, s);
+        expect(got.status, `${what}, ${JSON.stringify(s)}`).toBe(NONFINITE_LOGITS);
+        expect(got.token).toBeLessThan(vocab);
+        expect(got.ids[0]).toBe(got.token);
+        const cpu = sample.reference(
+          { op: 'sample', vocab },
+          { logits },
+          { T: L, pos: 0, L, sampling: s },
+        );
+        expect(cpu.token[1], what).toBe(NONFINITE_LOGITS);
+        expect(cpu.token[0]).toBeLessThan(vocab);
+      }
+      // A bad value in a row that is not sampled (row 0 of 2) is not this step's answer.
+      const logits = randn(2 * vocab, 32, 3);
+      logits[5] = NaN;
+      expect((await gpuSample(vocab, logits, 2, s)).status).toBe(0);
+      const cpu = sample.reference(
+        { op: 'sample', vocab },
+        { logits },
+        { T: 2, pos: 0, L: 2, sampling: s },
+      );
+      expect(cpu.token[1]).toBe(0);
+    }
   });
 
   it('top-k = 1 and a tiny top-p equal greedy, on the GPU and the CPU', async () => {
@@ -249,7 +301,7 @@ describe('sampling reference', () => {
       { logits: Float32Array.of(0, 5, 1), ids: Uint32Array.of(9, 9) },
       { T: 1, pos: 0, L: 1 },
     );
-    expect(Array.from(out.token)).toEqual([1]);
+    expect(Array.from(out.token)).toEqual([1, 0]);
     expect(Array.from(out.ids)).toEqual([1, 9]);
   });
 });
