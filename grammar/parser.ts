@@ -614,7 +614,8 @@ export class StrataParser extends EmbeddedActionsParser {
     const t = this.CONSUME(NumberLiteral);
     return this.ACTION(() => ({
       type: 'number' as const,
-      value: Number(t.image),
+      // + 0 turns -0 into 0: they print alike, so -0 would not read back as itself.
+      value: Number(t.image) + 0,
       text: t.image,
       span: this.tokenSpan(t),
     }));

@@ -9,6 +9,7 @@ import type { Span } from '../../grammar/diagnostics.ts';
 import { didYouMean } from '../../grammar/suggest.ts';
 import { dslNames, type Issue, type Namer } from './checks.ts';
 import type { DslArg, DslValue } from './dsl-value.ts';
+import { capIssues } from './limits.ts';
 
 /** What a kind may depend on besides its own arguments. */
 export interface KindContext {
@@ -118,14 +119,16 @@ export function defineKind<T, P extends Params>(def: KindDef<T, P>): Kind<T> {
     supported: true,
     toArgs: (spec) => def.toArgs(spec),
     resolve(args, at, env) {
-      const got: Record<string, unknown> = {};
+      const got = new Map<string, unknown>();
       for (const arg of args) {
         if (!arg.name) {
           const hint = names[0] ? ` such as '${names[0]}: ...'` : '';
           return env.fail(`${label} takes named ${noun}s${hint}`, arg.span);
         }
         const name = arg.name.name;
-        const param = def.params[name];
+        // Own properties only: 'constructor' or '__proto__' must read as unknown, not as
+        // Object.prototype's members.
+        const param = Object.hasOwn(def.params, name) ? def.params[name] : undefined;
         if (!param) {
           return env.fail(
             `unknown ${noun} '${name}' for ${label}${didYouMean(name, names)}`,
@@ -140,17 +143,18 @@ export function defineKind<T, P extends Params>(def: KindDef<T, P>): Kind<T> {
             arg.name.span,
           );
         }
-        got[name] = param.type.read(arg.value, env, name);
+        got.set(name, param.type.read(arg.value, env, name));
       }
       for (const name of names) {
-        if (def.params[name]!.required && !(name in got)) {
+        if (def.params[name]!.required && !got.has(name)) {
           return env.fail(`${label} needs '${name}'`, at);
         }
       }
       const fail = (message: string, param?: string): never =>
         env.fail(message, (param && argNamed(args, param)?.span) || at);
-      const spec = def.build(got as ArgsOf<P>, env.ctx, fail);
-      const issue = def.check?.(spec, dslNames)[0];
+      const spec = def.build(Object.fromEntries(got) as ArgsOf<P>, env.ctx, fail);
+      // Caps first: the other checks may compare values (top_k with experts) that a cap explains.
+      const issue = capIssues(spec, dslNames)[0] ?? def.check?.(spec, dslNames)[0];
       if (issue) env.fail(issue.message, spanOfPath(issue.path, args, at));
       return spec;
     },

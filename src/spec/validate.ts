@@ -13,6 +13,7 @@ import {
   irNames,
   type Issue,
 } from './checks.ts';
+import { expertsTotalCrossing, expertsTotalMessage } from './limits.ts';
 import type { ModelIR } from './model.ts';
 
 function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] {
@@ -98,6 +99,13 @@ export function validateModel(model: ModelIR): Issue[] {
       });
     }
   });
+  const over = expertsTotalCrossing(model.layers);
+  if (over) {
+    issues.push({
+      path: ['layers', over.index, 'ffn', 'experts'],
+      message: expertsTotalMessage(over.total),
+    });
+  }
   return issues;
 }
 
