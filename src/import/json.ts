@@ -4,6 +4,11 @@
  * JSON.parse rejects; this reads them as the numbers they mean.
  */
 
+import { SpecError, spanAt } from '../../grammar/diagnostics.ts';
+import { JsonSyntaxError, keyRange, scanJson, type JsonNode } from '../spec/json-scan.ts';
+import { MAX_NESTING } from '../spec/limits.ts';
+import type { ConfigOrigin } from './config-reader.ts';
+
 const SENTINEL = '\u0000strata-nonfinite:';
 const LITERALS: ReadonlyArray<[string, number]> = [
   ['-Infinity', -Infinity],
@@ -11,7 +16,34 @@ const LITERALS: ReadonlyArray<[string, number]> = [
   ['NaN', NaN],
 ];
 
+/** The key tree of a config text, or the located SpecError of its first syntax error. */
+function scanConfig(text: string, source: string): JsonNode {
+  try {
+    return scanJson(text, MAX_NESTING, true);
+  } catch (e) {
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    const span = spanAt(source, text, e.offset, e.length);
+    throw new SpecError(`not valid JSON (${e.message})`, span, text);
+  }
+}
+
+/** A config.json's value and where its keys are written, for located errors. */
+export function readConfigJson(
+  text: string,
+  file: string,
+): { config: unknown; origin: ConfigOrigin } {
+  const root = scanConfig(text, file);
+  const config = parsePythonJson(text, file);
+  const locate = (key: string) => {
+    const r = keyRange(root, key);
+    return r ? spanAt(file, text, r[0], r[1] - r[0]) : null;
+  };
+  return { config, origin: { file, text, locate } };
+}
+
 export function parsePythonJson(text: string, source: string): unknown {
+  // Syntax (and nesting depth) first, so an error is a located SpecError on any Node version.
+  scanConfig(text, source);
   let out = '';
   let inString = false;
   let escaped = false;
@@ -57,6 +89,6 @@ export function parsePythonJson(text: string, source: string): unknown {
       return value;
     });
   } catch (e) {
-    throw new Error(`${source}: not valid JSON (${(e as Error).message})`);
+    throw new SpecError(`not valid JSON (${(e as Error).message})`, source);
   }
 }

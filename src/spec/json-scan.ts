@@ -32,14 +32,21 @@ export class JsonSyntaxError extends Error {
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y;
 const LITERALS = ['true', 'false', 'null'] as const;
+/** What Python's json.dumps writes for non-finite floats (HuggingFace config.json files). */
+const PYTHON_LITERALS = ['NaN', 'Infinity', '-Infinity'] as const;
 
 class Scanner {
   private pos = 0;
 
+  private readonly literals: readonly string[];
+
   constructor(
     private readonly text: string,
     private readonly maxDepth: number,
-  ) {}
+    python: boolean,
+  ) {
+    this.literals = python ? [...PYTHON_LITERALS, ...LITERALS] : LITERALS;
+  }
 
   document(): JsonNode {
     // A byte-order mark is how some editors start a UTF-8 file; it is not part of the JSON.
@@ -91,17 +98,17 @@ class Scanner {
       this.string();
       return { kind: 'scalar', start, end: this.pos };
     }
+    for (const lit of this.literals) {
+      if (t.startsWith(lit, start)) {
+        this.pos += lit.length;
+        return { kind: 'scalar', start, end: this.pos };
+      }
+    }
     if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
       NUMBER.lastIndex = start;
       if (!NUMBER.test(t)) this.unexpected('(expected a number)');
       this.pos = NUMBER.lastIndex;
       return { kind: 'scalar', start, end: this.pos };
-    }
-    for (const lit of LITERALS) {
-      if (t.startsWith(lit, start)) {
-        this.pos += lit.length;
-        return { kind: 'scalar', start, end: this.pos };
-      }
     }
     return this.unexpected('(expected a value)');
   }
@@ -185,7 +192,24 @@ class Scanner {
   }
 }
 
-/** The value tree of a JSON text, or a JsonSyntaxError at the first problem. */
-export function scanJson(text: string, maxDepth: number): JsonNode {
-  return new Scanner(text, maxDepth).document();
+/**
+ * The value tree of a JSON text, or a JsonSyntaxError at the first problem. python: also accept
+ * NaN, Infinity and -Infinity as values.
+ */
+export function scanJson(text: string, maxDepth: number, python = false): JsonNode {
+  return new Scanner(text, maxDepth, python).document();
+}
+
+/** Where a dotted key ('rope_scaling.factor') is written: the key's [start, end), or null. */
+export function keyRange(root: JsonNode, dotted: string): [number, number] | null {
+  let node: JsonNode = root;
+  let range: [number, number] | null = null;
+  for (const part of dotted.split('.')) {
+    if (node.kind !== 'object') return range;
+    const member = node.members.get(part);
+    if (!member) return range;
+    range = [member.keyStart, member.keyEnd];
+    node = member.value;
+  }
+  return range;
 }

@@ -313,20 +313,27 @@ function listCapError(value: unknown, source: DataSource): SpecError | null {
   return null;
 }
 
+/** The first problem of a value as a ModelIR: a path from the root and a message. */
+export function firstModelIssue(
+  value: unknown,
+): { path: Path; message: string; key?: string } | null {
+  if (!validateSchema(value)) {
+    const e = firstError(validateSchema.errors!);
+    return { path: pointerToPath(e.instancePath), ...schemaMessage(e) };
+  }
+  const issue: Issue | undefined = validateModel(value)[0];
+  return issue ? { path: [...issue.path], message: issue.message } : null;
+}
+
 function checked(value: unknown, source: DataSource): ModelIR {
   const tooLong = listCapError(value, source);
   if (tooLong) throw tooLong;
-  if (!validateSchema(value)) {
-    if (value === null || value === undefined) {
-      throw new SpecError('the spec is empty: expected a ModelIR mapping', source.file);
-    }
-    const e = firstError(validateSchema.errors!);
-    const { message, key } = schemaMessage(e);
-    throw source.error(pointerToPath(e.instancePath), message, key);
+  if (value === null || value === undefined) {
+    throw new SpecError('the spec is empty: expected a ModelIR mapping', source.file);
   }
-  const issue: Issue | undefined = validateModel(value)[0];
-  if (issue) throw source.error([...issue.path], issue.message);
-  return value;
+  const issue = firstModelIssue(value);
+  if (issue) throw source.error(issue.path, issue.message, issue.key);
+  return value as ModelIR;
 }
 
 /**
