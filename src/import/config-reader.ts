@@ -12,6 +12,7 @@ import {
   MAX_LAYERS,
   overCap,
 } from '../spec/limits.ts';
+import { showValue } from '../spec/show.ts';
 
 export type ConfigObject = Record<string, unknown>;
 
@@ -191,9 +192,6 @@ export class ConfigReader {
 }
 
 export function show(v: unknown): string {
-  // NaN and ±Infinity as Python wrote them, not as JSON.stringify's null.
-  const s = JSON.stringify(v, (_k, x: unknown) =>
-    typeof x === 'number' && !Number.isFinite(x) ? `\u0000${x}\u0000` : x,
-  )?.replace(/"\\u0000(.*?)\\u0000"/g, '$1');
-  return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  const s = v === undefined ? 'undefined' : showValue(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }

@@ -11,6 +11,7 @@ import type { Issue } from './checks.ts';
 import { FFNS, futureKindNames, MIXERS } from './kinds/index.ts';
 import type { ModelIR } from './model.ts';
 import { modelIrSchema } from './schema.ts';
+import { showValue } from './show.ts';
 import { validateModel } from './validate.ts';
 import { JsonSyntaxError, scanJson, type JsonNode } from './json-scan.ts';
 import { LIST_CAPS, listOverCap, MAX_NESTING, overCap } from './limits.ts';
@@ -149,12 +150,12 @@ function schemaMessage(e: ErrorObject): { message: string; key?: string } {
     }
     case 'enum':
       return {
-        message: `must be one of ${(p.allowedValues as unknown[]).join(', ')}, got ${JSON.stringify(e.data)}`,
+        message: `must be one of ${(p.allowedValues as unknown[]).join(', ')}, got ${showValue(e.data)}`,
       };
     case 'type': {
       const types = ([] as string[]).concat(p.type as string | string[]);
       const expected = types.map((t) => TYPE_NAMES[t] ?? t).join(' or ');
-      return { message: `must be ${expected}, got ${JSON.stringify(e.data) ?? 'nothing'}` };
+      return { message: `must be ${expected}, got ${showValue(e.data)}` };
     }
     case 'maximum': {
       const field = String(pointerToPath(e.instancePath).at(-1) ?? '');
@@ -166,10 +167,10 @@ function schemaMessage(e: ErrorObject): { message: string; key?: string } {
     }
     case 'const':
       return {
-        message: `must be ${JSON.stringify(p.allowedValue)}, got ${JSON.stringify(e.data)}`,
+        message: `must be ${JSON.stringify(p.allowedValue)}, got ${showValue(e.data)}`,
       };
     default:
-      return { message: `${e.message ?? 'is invalid'}, got ${JSON.stringify(e.data)}` };
+      return { message: `${e.message ?? 'is invalid'}, got ${showValue(e.data)}` };
   }
 }
 

@@ -16,6 +16,7 @@ import type {
 } from '../../grammar/ast.ts';
 import { SpecError, type Span } from '../../grammar/diagnostics.ts';
 import { didYouMean } from '../../grammar/suggest.ts';
+import { modelNameIssue } from './checks.ts';
 import { expandLayers } from './expand.ts';
 import { expandPattern } from './pattern.ts';
 import { findKind, type Env, type Family, type Kind } from './kind.ts';
@@ -90,7 +91,8 @@ class Resolver {
   }
 
   resolve(ast: ModelAst): ModelIR {
-    if (ast.name.value.trim() === '') this.fail('the model name must not be empty', ast.name.span);
+    const nameIssue = modelNameIssue(ast.name.value);
+    if (nameIssue) this.fail(nameIssue, ast.name.span);
     const settingArgs: Arg[] = [];
     for (const s of ast.statements) {
       if (s.type === 'setting') settingArgs.push({ name: s.key, value: s.value, span: s.span });

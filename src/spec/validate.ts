@@ -9,6 +9,7 @@ import {
   checkMlp,
   checkMoe,
   checkNorm,
+  modelNameIssue,
   sharedAttentionIssues,
   irNames,
   type Issue,
@@ -23,6 +24,8 @@ function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] 
 /** Every issue, with paths from the model root. */
 export function validateModel(model: ModelIR): Issue[] {
   const issues: Issue[] = within(['norm'], checkNorm(model.norm, irNames));
+  const nameIssue = modelNameIssue(model.name);
+  if (nameIssue) issues.push({ path: ['name'], message: nameIssue });
   const roleOf = new Map<string, 'mixer' | 'ffn' | 'shared block'>();
   const claim = (
     name: string,

@@ -193,3 +193,32 @@ describe('numbers and names', () => {
     expect(e.reason).toBe(`unknown mixer '${long}y'`);
   });
 });
+
+describe('print and read back', () => {
+  it('reads JSON escapes in strings as the printer writes them', () => {
+    for (const name of ['a\u0001b', 'x\ry', 'tab\there', 'lone \ud800 half', 'q"\\']) {
+      const m = parseSpec(
+        source(`${A}\nlayers 2 x a`).replace('"m"', JSON.stringify(name)),
+        'm.strata',
+      );
+      expect(m.name).toBe(name);
+      expect(parseSpec(printSpec(m), 'p.strata')).toEqual(m);
+    }
+  });
+
+  it('refuses a blank model name in YAML as the DSL does', () => {
+    const m = parseSpec(source(`${A}\nlayers 2 x a`), 'm.strata');
+    const e = located(JSON.stringify({ ...m, name: ' ' }, null, 1), 'm.json');
+    expect(e.reason).toBe('name: the model name must not be empty');
+    expect(e.at).toBe('" "');
+  });
+
+  it('names YAML .inf and .nan in messages instead of null', () => {
+    const m = parseSpec(source(`${A}\nlayers 2 x a`), 'm.strata');
+    const nan = located(
+      `${JSON.stringify({ ...m, embeddingScale: 1 }).replace('"embeddingScale":1', '"embeddingScale": .nan')}`,
+      'm.yaml',
+    );
+    expect(nan.reason).toBe('embeddingScale: must be a number, got NaN');
+  });
+});
