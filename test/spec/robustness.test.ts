@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { SpecError } from '../../src/spec/errors.ts';
 import { parseSpec } from '../../src/spec/load.ts';
-import { expectedTensors } from '../../src/import/names.ts';
+import { expectedTensors, tensorElements } from '../../src/import/names.ts';
+import { countParams } from '../../src/spec/params.ts';
 import type { MoeSpec } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { source, specError } from './helpers.ts';
@@ -116,6 +117,21 @@ describe('size caps', () => {
     const start = performance.now();
     expect(expectedTensors(model).length).toBeGreaterThan(100_000 * 3);
     expect(performance.now() - start).toBeLessThan(2000);
+  });
+
+  it('counts the parameters of a model at the caps quickly, as the tensor list does', () => {
+    const model = parseSpec(
+      source(
+        `${A}\nffn f = moe(experts: 4096, top_k: 2, expert: swiglu(hidden: 8))\nlayers 16 x a`,
+      ),
+      'm.strata',
+    );
+    const start = performance.now();
+    const count = countParams(model);
+    expect(performance.now() - start).toBeLessThan(200);
+    const listed = expectedTensors(model).reduce((n, t) => n + tensorElements(t), 0);
+    expect(count.total).toBe(listed);
+    expect(count.perLayer).toHaveLength(16);
   });
 
   it('caps sizes in YAML and JSON through the schema', () => {
