@@ -26,8 +26,15 @@ function lexError(e: ILexingError, file: string, text: string): SpecError {
     const end = lineEnd < 0 ? text.length : e.offset + lineEnd;
     return new SpecError('unterminated string', spanAt(file, text, e.offset, end - e.offset), text);
   }
-  const shown = ch === '\t' ? '\\t' : ch;
-  return new SpecError(`unexpected character '${shown}'`, spanAt(file, text, e.offset, 1), text);
+  // Whole code points (an emoji is two UTF-16 units), control characters as escapes.
+  const cp = text.codePointAt(e.offset) ?? 0;
+  const char = String.fromCodePoint(cp);
+  const shown = cp < 32 || cp === 127 ? JSON.stringify(char).slice(1, -1) : char;
+  return new SpecError(
+    `unexpected character '${shown}'`,
+    spanAt(file, text, e.offset, char.length),
+    text,
+  );
 }
 
 function tokenSpan(t: IToken, file: string, text: string): Span {

@@ -238,3 +238,14 @@ describe('print and read back', () => {
     expect(nan.reason).toBe('embeddingScale: must be a number, got NaN');
   });
 });
+
+describe('lexing', () => {
+  it('shows a whole code point for an unexpected emoji, and a control character escaped', () => {
+    const emoji = located(source(`${A}\nlayers 2 x a 😀`));
+    expect(emoji.reason).toBe("unexpected character '😀'");
+    expect(emoji.at).toBe('😀');
+    expect(located(source(`${A}\nlayers 2 x a \u0001`)).reason).toBe(
+      "unexpected character '\\u0001'",
+    );
+  });
+});
