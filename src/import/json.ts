@@ -6,7 +6,7 @@
 
 import { SpecError, spanAt } from '../../grammar/diagnostics.ts';
 import { JsonSyntaxError, keyRange, scanJson, type JsonNode } from '../spec/json-scan.ts';
-import { MAX_NESTING } from '../spec/limits.ts';
+import { MAX_NESTING, textSizeError } from '../spec/limits.ts';
 import type { ConfigOrigin } from './config-reader.ts';
 
 const SENTINEL = '\u0000strata-nonfinite:';
@@ -18,6 +18,8 @@ const LITERALS: ReadonlyArray<[string, number]> = [
 
 /** The key tree of a config text, or the located SpecError of its first syntax error. */
 function scanConfig(text: string, source: string): JsonNode {
+  const tooLong = textSizeError(text, source, 'config');
+  if (tooLong) throw tooLong;
   try {
     return scanJson(text, MAX_NESTING, true);
   } catch (e) {

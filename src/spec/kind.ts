@@ -120,6 +120,7 @@ export function defineKind<T, P extends Params>(def: KindDef<T, P>): Kind<T> {
     toArgs: (spec) => def.toArgs(spec),
     resolve(args, at, env) {
       const got = new Map<string, unknown>();
+      const seen = new Map<string, Arg>();
       for (const arg of args) {
         if (!arg.name) {
           const hint = names[0] ? ` such as '${names[0]}: ...'` : '';
@@ -135,14 +136,16 @@ export function defineKind<T, P extends Params>(def: KindDef<T, P>): Kind<T> {
             arg.name.span,
           );
         }
-        const earlier = argNamed(args, name);
-        if (earlier && earlier !== arg) {
+        // A map of the arguments seen so far keeps a long argument list linear.
+        const earlier = seen.get(name);
+        if (earlier) {
           const first = earlier.name!.span;
           return env.fail(
             `${noun} '${name}' is given twice (first at ${first.line}:${first.col})`,
             arg.name.span,
           );
         }
+        seen.set(name, arg);
         got.set(name, param.type.read(arg.value, env, name));
       }
       for (const name of names) {

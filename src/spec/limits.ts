@@ -8,6 +8,7 @@
  * Each cap is several times the largest released model's value (noted beside it) so no real model
  * comes near one; the caps bound work, they are not a statement about what is sensible.
  */
+import { SpecError, spanAt } from '../../grammar/diagnostics.ts';
 import type { Issue, Namer } from './checks.ts';
 import type { LayerSpec } from './model.ts';
 
@@ -65,6 +66,41 @@ export const MAX_LAYERS = 4096;
  * (DeepSeek-V3 has 58 × 256 ≈ 15k, Kimi K2 61 × 384 ≈ 23k).
  */
 export const MAX_EXPERTS_TOTAL = 65536;
+
+/**
+ * The longest spec text, in UTF-16 units, by format: parse time grows with the text, and these
+ * keep the slowest parser (YAML) near a second. Hand-written specs are a few kilobytes; a
+ * written-out 4096-layer ModelIR is about 2.5 MB of indented JSON.
+ */
+export const MAX_TEXT: Readonly<Record<'strata' | 'yaml' | 'json' | 'config', number>> = {
+  strata: 1 << 20,
+  yaml: 1 << 20,
+  json: 1 << 24,
+  // A HuggingFace config.json is a few kilobytes.
+  config: 1 << 20,
+};
+
+/** The located error for a text over its format's cap; null when it is within it. */
+export function textSizeError(
+  text: string,
+  file: string,
+  format: keyof typeof MAX_TEXT,
+): SpecError | null {
+  const cap = MAX_TEXT[format];
+  if (text.length <= cap) return null;
+  // Point where the text passes the cap, so the message still has a line and column.
+  return new SpecError(
+    `the text is ${text.length} characters long, over the limit of ${cap}`,
+    spanAt(file, text, cap, 1),
+    text,
+  );
+}
+
+/**
+ * Values (numbers, strings, objects, ...) a YAML spec may expand to through its aliases: a full
+ * 4096-layer ModelIR holds about 200k.
+ */
+export const MAX_DATA_VALUES = 1 << 21;
 
 /** Brackets, and YAML/JSON collections, nested deeper than this are refused before parsing. */
 export { MAX_NESTING } from '../../grammar/diagnostics.ts';

@@ -14,7 +14,7 @@ import { modelIrSchema } from './schema.ts';
 import { showValue } from './show.ts';
 import { validateModel } from './validate.ts';
 import { JsonSyntaxError, scanJson, type JsonNode } from './json-scan.ts';
-import { LIST_CAPS, listOverCap, MAX_NESTING, overCap } from './limits.ts';
+import { LIST_CAPS, listOverCap, MAX_DATA_VALUES, MAX_NESTING, overCap } from './limits.ts';
 
 // allErrors so that an unknown (misspelt) property can be reported in preference to the
 // required one it was meant to be; useDefaults fills optional fields newer than a spec.
@@ -274,11 +274,53 @@ export function parseDataSpec(text: string, file: string, format: 'yaml' | 'json
       text,
     );
   }
-  const value: unknown = doc.toJS();
+  const value = yamlValue(doc, text, file);
   return checked(
     normaliseZeros(value),
     new DataSource(file, text, (path, key) => locateYaml(doc, path, key)),
   );
+}
+
+/**
+ * The JS value of a parsed YAML document. Aliases become shared references, so the value is small
+ * whatever it expands to; but the schema and every later pass walk it as a tree, so its expanded
+ * size is capped (a "billion laughs" of nested aliases would otherwise take forever). The yaml
+ * library's own alias limit is off: it refuses ordinary specs that alias one block per layer.
+ */
+function yamlValue(doc: Document, text: string, file: string): unknown {
+  const whole = spanAt(file, text, 0, Math.max(1, text.trimEnd().length));
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: -1 });
+  } catch (e) {
+    throw new SpecError(`invalid YAML: ${(e as Error).message}`, whole, text);
+  }
+  const size = expandedSize(value, new Map(), MAX_DATA_VALUES);
+  if (size > MAX_DATA_VALUES) {
+    throw new SpecError(
+      `the spec expands (through its aliases) to more than ${MAX_DATA_VALUES} values, the limit`,
+      whole,
+      text,
+    );
+  }
+  return value;
+}
+
+/**
+ * How many values a value holds, counting shared ones at each use; stops counting past `limit`.
+ * Memoised by identity, so it is linear in the document, not in what the aliases expand to.
+ */
+function expandedSize(v: unknown, memo: Map<object, number>, limit: number): number {
+  if (typeof v !== 'object' || v === null) return 1;
+  const known = memo.get(v);
+  if (known !== undefined) return known;
+  let n = 1;
+  for (const item of Object.values(v)) {
+    n += expandedSize(item, memo, limit);
+    if (n > limit) break;
+  }
+  memo.set(v, n);
+  return n;
 }
 
 /** plainNumbers for a YAML value, in place (depth is bounded by tooDeep). */

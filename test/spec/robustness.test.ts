@@ -3,6 +3,7 @@
  * TypeError, a stack overflow, a hang or an out-of-memory.
  */
 import { describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { SpecError } from '../../src/spec/errors.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { expectedTensors, tensorElements } from '../../src/import/names.ts';
@@ -246,6 +247,35 @@ describe('lexing', () => {
     expect(emoji.at).toBe('😀');
     expect(located(source(`${A}\nlayers 2 x a \u0001`)).reason).toBe(
       "unexpected character '\\u0001'",
+    );
+  });
+});
+
+describe('text size and YAML aliases', () => {
+  it('refuses a spec text over its format cap, pointing where it passes it', () => {
+    const text = source(`${A}\nlayers 2 x a\n${'# padding padding padding\n'.repeat(50_000)}`);
+    const e = located(text);
+    expect(e.reason).toBe(`the text is ${text.length} characters long, over the limit of 1048576`);
+    expect(e.span!.offset).toBe(1 << 20);
+  });
+
+  it('reads a YAML spec that aliases one block in every layer', () => {
+    const m = parseSpec(source(`${A}\nlayers 4096 x a`), 'm.strata');
+    const shared = m.layers[0]!.mixer;
+    const yaml = YAML.stringify({ ...m, layers: m.layers.map((l) => ({ ...l, mixer: shared })) });
+    expect(yaml).toContain('*a');
+    expect(parseSpec(yaml, 'm.yaml')).toEqual(m);
+  });
+
+  it('refuses YAML aliases that expand to billions of values', () => {
+    const levels = Array.from({ length: 12 }, (_, i) =>
+      i === 0
+        ? 'l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]'
+        : `l${i}: &l${i} [${`*l${i - 1}, `.repeat(10)}]`,
+    );
+    const e = located(`${levels.join('\n')}\n`, 'm.yaml');
+    expect(e.reason).toBe(
+      'the spec expands (through its aliases) to more than 2097152 values, the limit',
     );
   });
 });
