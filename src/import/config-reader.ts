@@ -23,8 +23,11 @@ export type ConfigObject = Record<string, unknown>;
 export interface ConfigOrigin {
   file: string;
   text: string;
-  /** The span of a (dotted) key in the file, or null. */
-  locate(key: string): Span | null;
+  /**
+   * Where a (dotted) key is written; for a key the file lacks, its nearest parent or the whole
+   * object ('' names the object).
+   */
+  locate(key: string): Span;
 }
 
 /**
@@ -60,9 +63,8 @@ export class ConfigReader {
 
   /** A SpecError about the config, at key's place in config.json when that is known. */
   error(reason: string, key?: string): SpecError {
-    const span = key !== undefined ? this.origin?.locate(key) : null;
-    if (span) return new SpecError(reason, span, this.origin!.text);
-    return new SpecError(reason, this.origin?.file ?? this.where);
+    if (!this.origin) return new SpecError(reason, this.where);
+    return new SpecError(reason, this.origin.locate(key ?? ''), this.origin.text);
   }
 
   /** True when the key is present with a non-null value (HF treats null as "use the default"). */

@@ -70,9 +70,8 @@ export const SUPPORTED_MODEL_TYPES: readonly string[] = [
 export function importHfConfig(config: object, source: string, origin?: ConfigOrigin): HfImport {
   const where = `${source} config`;
   const fail = (reason: string, key?: string): never => {
-    const span = key !== undefined ? origin?.locate(key) : null;
-    if (span) throw new SpecError(reason, span, origin!.text);
-    throw new SpecError(reason, origin?.file ?? where);
+    if (!origin) throw new SpecError(reason, where);
+    throw new SpecError(reason, origin.locate(key ?? ''), origin.text);
   };
   if (!isConfigObject(config)) return fail('config.json is not a JSON object');
   const modelType = config.model_type;

@@ -36,9 +36,11 @@ export function readConfigJson(
 ): { config: unknown; origin: ConfigOrigin } {
   const root = scanConfig(text, file);
   const config = parsePythonJson(text, file);
+  // A key that is not written (a required one, say) is blamed on its nearest written parent,
+  // else on the config object as a whole.
   const locate = (key: string) => {
-    const r = keyRange(root, key);
-    return r ? spanAt(file, text, r[0], r[1] - r[0]) : null;
+    const [start, end] = keyRange(root, key) ?? [root.start, root.start + 1];
+    return spanAt(file, text, start, end - start);
   };
   return { config, origin: { file, text, locate } };
 }

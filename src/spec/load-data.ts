@@ -372,7 +372,9 @@ function checked(value: unknown, source: DataSource): ModelIR {
   const tooLong = listCapError(value, source);
   if (tooLong) throw tooLong;
   if (value === null || value === undefined) {
-    throw new SpecError('the spec is empty: expected a ModelIR mapping', source.file);
+    // Blamed on the start of the file: an empty spec has nothing else to point at.
+    const at = source.text ? spanAt(source.file, source.text, 0, 1) : source.file;
+    throw new SpecError('the spec is empty: expected a ModelIR mapping', at, source.text);
   }
   const issue = firstModelIssue(value);
   if (issue) throw source.error(issue.path, issue.message, issue.key);

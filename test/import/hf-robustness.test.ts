@@ -110,3 +110,13 @@ describe('HF Object.prototype names', () => {
     );
   });
 });
+
+describe('HF errors without a key to point at', () => {
+  it('blame a missing key on the config object', () => {
+    const llama = tinyConfig('llama');
+    delete llama.hidden_size;
+    const e = importError(pythonJson(llama));
+    expect(e.reason).toBe("config key 'hidden_size' is required (an integer)");
+    expect(e.span).toMatchObject({ line: 1, col: 1 });
+  });
+});
