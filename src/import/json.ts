@@ -90,7 +90,8 @@ export function parsePythonJson(text: string, source: string): unknown {
         const hit = LITERALS.find(([l]) => l === lit);
         if (keys.length === 1 && keys[0] === '__float__' && hit) return hit[1];
       }
-      return value;
+      // -0 reads as 0, as in spec files: the two print alike.
+      return value === 0 ? 0 : value;
     });
   } catch (e) {
     throw new SpecError(`not valid JSON (${(e as Error).message})`, source);
