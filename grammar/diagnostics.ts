@@ -3,6 +3,13 @@
  * because the lexer and parser are the first to report; src/spec re-exports it.
  */
 
+/**
+ * How deep brackets (and YAML/JSON collections; src/spec/limits.ts re-exports it) may nest. Real
+ * specs nest about four deep: model { ... attention(rope: rope(scaling: yarn(...))) }. Parsers
+ * recurse once per level, so deeper input is refused before parsing.
+ */
+export const MAX_NESTING = 32;
+
 /** A stretch of source text. line and col are 1-based; offset and length count UTF-16 units. */
 export interface Span {
   file: string;
@@ -19,31 +26,48 @@ export function joinSpans(a: Span, b: Span): Span {
   return { ...first, length: end - first.offset };
 }
 
+/**
+ * Line breaks as chevrotain's lexer (and editors) count them: CRLF, a lone CR and LF each end a
+ * line, so a file saved with old Mac line ends reports the same lines as the lexer's tokens.
+ */
+const LINE_BREAK = /\r\n|\r|\n/;
+
 /** The span of text[offset, offset + length), with line and column computed from the text. */
 export function spanAt(file: string, text: string, offset: number, length: number): Span {
   let line = 1;
   let lineStart = 0;
   for (let i = 0; i < offset && i < text.length; i++) {
-    if (text.charCodeAt(i) === 10) {
-      line++;
-      lineStart = i + 1;
-    }
+    const c = text.charCodeAt(i);
+    // CR counts once, and the LF after it (CRLF) then starts no further line.
+    if (c === 13 || (c === 10 && text.charCodeAt(i - 1) !== 13)) line++;
+    if (c === 13 || c === 10) lineStart = i + 1;
   }
   return { file, line, col: offset - lineStart + 1, offset, length };
 }
+
+/** Source lines wider than this are shown as a window around the caret. */
+const MAX_EXCERPT = 120;
 
 /**
  * The source line of a span followed by a caret line under the offending text; the caret stops at
  * the end of the line when the span runs over several lines.
  */
 export function excerpt(span: Span, text: string): string {
-  const lines = text.split('\n');
-  const raw = lines[span.line - 1];
-  if (raw === undefined) return '';
-  const line = raw.replace(/\r$/, '');
+  const lines = text.split(LINE_BREAK);
+  const full = lines[span.line - 1];
+  if (full === undefined) return '';
   const gutter = String(span.line);
-  const start = Math.min(span.col - 1, line.length);
-  const width = Math.max(1, Math.min(span.length, line.length - start));
+  let start = Math.min(span.col - 1, full.length);
+  let width = span.length;
+  let line = full;
+  // A minified or generated file can put megabytes on one line: show the part that matters.
+  if (full.length > MAX_EXCERPT) {
+    const from = Math.max(0, Math.min(start - 20, full.length - MAX_EXCERPT));
+    const to = from + MAX_EXCERPT;
+    line = (from > 0 ? '…' : '') + full.slice(from, to) + (to < full.length ? '…' : '');
+    start += (from > 0 ? 1 : 0) - from;
+  }
+  width = Math.max(1, Math.min(width, line.length - start));
   // Tabs stay tabs so the caret lines up with the source however the terminal expands them.
   const pad = line.slice(0, start).replace(/[^\t]/g, ' ');
   return ` ${gutter} | ${line}\n` + ` ${' '.repeat(gutter.length)} | ${pad}${'^'.repeat(width)}`;

@@ -1,8 +1,17 @@
 /** Text to AST: lexing, parsing, and turning the first lexer or parser error into a SpecError. */
 import { EOF, type ILexingError, type IRecognitionException, type IToken } from 'chevrotain';
 import type { ModelAst } from './ast.ts';
-import { SpecError, spanAt, type Span } from './diagnostics.ts';
-import { Identifier, strataLexer } from './lexer.ts';
+import { MAX_NESTING, SpecError, spanAt, type Span } from './diagnostics.ts';
+import {
+  Identifier,
+  LBracket,
+  LCurly,
+  LParen,
+  RBracket,
+  RCurly,
+  RParen,
+  strataLexer,
+} from './lexer.ts';
 import { StrataParser, STATEMENT_KEYWORDS } from './parser.ts';
 import { closest } from './suggest.ts';
 
@@ -12,12 +21,20 @@ let parser: StrataParser | null = null;
 function lexError(e: ILexingError, file: string, text: string): SpecError {
   const ch = text[e.offset] ?? '';
   if (ch === '"') {
-    const lineEnd = text.indexOf('\n', e.offset);
-    const end = lineEnd < 0 ? text.length : lineEnd;
+    // The string runs to the end of its line, whichever line break ends it.
+    const lineEnd = text.slice(e.offset).search(/[\r\n]/);
+    const end = lineEnd < 0 ? text.length : e.offset + lineEnd;
     return new SpecError('unterminated string', spanAt(file, text, e.offset, end - e.offset), text);
   }
-  const shown = ch === '\t' ? '\\t' : ch;
-  return new SpecError(`unexpected character '${shown}'`, spanAt(file, text, e.offset, 1), text);
+  // Whole code points (an emoji is two UTF-16 units), control characters as escapes.
+  const cp = text.codePointAt(e.offset) ?? 0;
+  const char = String.fromCodePoint(cp);
+  const shown = cp < 32 || cp === 127 ? JSON.stringify(char).slice(1, -1) : char;
+  return new SpecError(
+    `unexpected character '${shown}'`,
+    spanAt(file, text, e.offset, char.length),
+    text,
+  );
 }
 
 function tokenSpan(t: IToken, file: string, text: string): Span {
@@ -67,11 +84,36 @@ function parseError(
   return new SpecError(e.message, tokenSpan(e.token, file, text), text);
 }
 
+/**
+ * Refuses brackets nested deeper than maxDepth before the parser sees them: the parser recurses
+ * once per level, and a thousand levels would overflow the stack instead of reporting an error.
+ * Unbalanced brackets are left for the parser to report.
+ */
+function checkNesting(tokens: IToken[], maxDepth: number, file: string, text: string): void {
+  let depth = 0;
+  for (const t of tokens) {
+    const type = t.tokenType;
+    if (type === LParen || type === LBracket || type === LCurly) {
+      depth++;
+      if (depth > maxDepth) {
+        throw new SpecError(
+          `brackets nest deeper than the limit of ${maxDepth}`,
+          tokenSpan(t, file, text),
+          text,
+        );
+      }
+    } else if (type === RParen || type === RBracket || type === RCurly) {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+}
+
 /** Parses one .strata source into its AST, or throws the first lexical or syntax error. */
 export function parseStrata(text: string, file: string): ModelAst {
   const lexed = strataLexer.tokenize(text);
   const firstLexError = lexed.errors[0];
   if (firstLexError) throw lexError(firstLexError, file, text);
+  checkNesting(lexed.tokens, MAX_NESTING, file, text);
   parser ??= new StrataParser();
   parser.file = file;
   parser.input = lexed.tokens;

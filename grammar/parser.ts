@@ -69,10 +69,26 @@ import {
   X,
 } from './lexer.ts';
 
+/** Single-character escapes beyond \" and \\, as JSON writes them. */
+const ESCAPES: ReadonlyMap<string, string> = new Map([
+  ['n', '\n'],
+  ['t', '\t'],
+  ['r', '\r'],
+  ['b', '\b'],
+  ['f', '\f'],
+]);
+
+/**
+ * The text of a string literal. JSON's escapes, \uXXXX included, read as JSON reads them: the
+ * printer writes names with JSON.stringify, and they must read back unchanged. Any other escaped
+ * character stands for itself.
+ */
 function unescape(quoted: string): string {
   return quoted
     .slice(1, -1)
-    .replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : c));
+    .replace(/\\(u[0-9a-fA-F]{4}|.)/g, (_, c: string) =>
+      c.length === 5 ? String.fromCharCode(parseInt(c.slice(1), 16)) : (ESCAPES.get(c) ?? c),
+    );
 }
 
 export class StrataParser extends EmbeddedActionsParser {
@@ -614,7 +630,8 @@ export class StrataParser extends EmbeddedActionsParser {
     const t = this.CONSUME(NumberLiteral);
     return this.ACTION(() => ({
       type: 'number' as const,
-      value: Number(t.image),
+      // + 0 turns -0 into 0: they print alike, so -0 would not read back as itself.
+      value: Number(t.image) + 0,
       text: t.image,
       span: this.tokenSpan(t),
     }));

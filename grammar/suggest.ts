@@ -20,6 +20,9 @@ export function editDistance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
+/** Longer names get no suggestion: no one mistypes a name that long by one letter. */
+const MAX_SUGGESTED_LENGTH = 64;
+
 /**
  * The candidate closest to name, if it is close enough to be a plausible typo: one edit for short
  * names, two for names of five or more characters. Case differences count as free.
@@ -28,8 +31,11 @@ export function closest(name: string, candidates: Iterable<string>): string | nu
   const limit = name.length >= 5 ? 2 : 1;
   let best: string | null = null;
   let bestDistance = Infinity;
+  // The distance costs length × length: a megabyte-long name must not take minutes to misspell.
+  if (name.length > MAX_SUGGESTED_LENGTH) return null;
   for (const c of candidates) {
-    if (c === name) continue;
+    // Names whose lengths differ by more than the limit cannot be within it.
+    if (c === name || Math.abs(c.length - name.length) > limit) continue;
     const dist = editDistance(name.toLowerCase(), c.toLowerCase());
     // Between equally close candidates, a same-length one reads as the likelier typo
     // ('relu3' -> 'relu2' rather than 'relu').

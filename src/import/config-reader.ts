@@ -4,7 +4,46 @@
  * architecture key strata does not understand fails loudly instead of being ignored.
  */
 
+import { SpecError, type Span } from '../../grammar/diagnostics.ts';
+import {
+  expertsTotalMessage,
+  FIELD_CAPS,
+  MAX_EXPERTS_TOTAL,
+  MAX_LAYERS,
+  overCap,
+} from '../spec/limits.ts';
+import { showValue } from '../spec/show.ts';
+
 export type ConfigObject = Record<string, unknown>;
+
+/**
+ * Where config.json was read from: errors then name the file and, when the key can be found,
+ * its line and column.
+ */
+export interface ConfigOrigin {
+  file: string;
+  text: string;
+  /**
+   * Where a (dotted) key is written; for a key the file lacks, its nearest parent or the whole
+   * object ('' names the object).
+   */
+  locate(key: string): Span;
+}
+
+/**
+ * Config keys whose values size arrays the importers build before the ModelIR is checked: each
+ * is capped (src/spec/limits.ts) as it is read. Every other integer is held to the largest
+ * field cap, and the model the import makes is then checked field by field like any spec.
+ */
+const KEY_CAPS: Readonly<Record<string, { what: 'layers' | 'experts'; cap: number }>> = {
+  num_hidden_layers: { what: 'layers', cap: MAX_LAYERS },
+  num_local_experts: { what: 'experts', cap: FIELD_CAPS.experts! },
+  num_experts: { what: 'experts', cap: FIELD_CAPS.experts! },
+  n_routed_experts: { what: 'experts', cap: FIELD_CAPS.experts! },
+};
+
+/** No size in a model reaches this (it is the largest cap in limits.ts). */
+const MAX_CONFIG_INT = Math.max(...Object.values(FIELD_CAPS), MAX_LAYERS);
 
 export function isConfigObject(v: unknown): v is ConfigObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -14,10 +53,19 @@ export class ConfigReader {
   private readonly used = new Set<string>();
 
   /** `where` prefixes every message (e.g. "meta-llama/Llama-3.2-1B config"). */
+  private readonly sizes: { layers?: number; experts?: number } = {};
+
   constructor(
     private readonly config: ConfigObject,
     readonly where: string,
+    readonly origin: ConfigOrigin | null = null,
   ) {}
+
+  /** A SpecError about the config, at key's place in config.json when that is known. */
+  error(reason: string, key?: string): SpecError {
+    if (!this.origin) return new SpecError(reason, this.where);
+    return new SpecError(reason, this.origin.locate(key ?? ''), this.origin.text);
+  }
 
   /** True when the key is present with a non-null value (HF treats null as "use the default"). */
   has(key: string): boolean {
@@ -36,7 +84,7 @@ export class ConfigReader {
   }
 
   fail(key: string, message: string): never {
-    throw new Error(`${this.where}: config key '${key}' ${message}`);
+    throw this.error(`config key '${key}' ${message}`, key);
   }
 
   private value(key: string, fallback: unknown, kind: string): unknown {
@@ -45,6 +93,10 @@ export class ConfigReader {
       if (fallback === undefined) this.fail(key, `is required (${kind})`);
       return fallback;
     }
+    // Python's json writes NaN and Infinity; no size or scale strata reads may be either.
+    if (typeof v === 'number' && !Number.isFinite(v)) {
+      throw this.error(`${show(v)} is not a valid value for ${key}`, key);
+    }
     return v;
   }
 
@@ -52,7 +104,25 @@ export class ConfigReader {
     const v = this.value(key, fallback, 'an integer');
     if (typeof v !== 'number' || !Number.isSafeInteger(v))
       this.fail(key, `must be an integer, got ${show(v)}`);
+    this.checkCap(key, v);
     return v;
+  }
+
+  /** Caps sizes before an importer builds an array of that length (or of their product). */
+  private checkCap(key: string, v: number): void {
+    const capped = Object.hasOwn(KEY_CAPS, key) ? KEY_CAPS[key] : undefined;
+    const cap = capped?.cap ?? MAX_CONFIG_INT;
+    if (v > cap) throw this.error(overCap(key, v, cap), key);
+    if (!capped) return;
+    this.sizes[capped.what] = v;
+    const { layers, experts } = this.sizes;
+    // Every layer may route to every expert: the tensor list grows with the product.
+    if (layers !== undefined && experts !== undefined && layers * experts > MAX_EXPERTS_TOTAL) {
+      throw this.error(
+        `${expertsTotalMessage(layers * experts)} (${layers} layers × ${experts} experts)`,
+        key,
+      );
+    }
   }
 
   positiveInt(key: string, fallback?: number): number {
@@ -77,8 +147,7 @@ export class ConfigReader {
 
   num(key: string, fallback?: number): number {
     const v = this.value(key, fallback, 'a number');
-    if (typeof v !== 'number' || Number.isNaN(v))
-      this.fail(key, `must be a number, got ${show(v)}`);
+    if (typeof v !== 'number') this.fail(key, `must be a number, got ${show(v)}`);
     return v;
   }
 
@@ -117,13 +186,14 @@ export class ConfigReader {
     const unknown = Object.keys(this.config).filter((k) => !this.used.has(k) && !harmless.has(k));
     if (unknown.length === 0) return;
     const list = unknown.map((k) => `'${k}'`).join(', ');
-    throw new Error(
-      `${this.where}: config key${unknown.length > 1 ? 's' : ''} ${list} ${unknown.length > 1 ? 'are' : 'is'} not understood by strata's ${family} importer and may change the architecture; refusing to guess (add ${unknown.length > 1 ? 'them' : 'it'} to the importer, or to the harmless-key list in src/import/hf-keys.ts if ${unknown.length > 1 ? 'they do' : 'it does'} not affect inference)`,
+    throw this.error(
+      `config key${unknown.length > 1 ? 's' : ''} ${list} ${unknown.length > 1 ? 'are' : 'is'} not understood by strata's ${family} importer and may change the architecture; refusing to guess (add ${unknown.length > 1 ? 'them' : 'it'} to the importer, or to the harmless-key list in src/import/hf-keys.ts if ${unknown.length > 1 ? 'they do' : 'it does'} not affect inference)`,
+      unknown[0],
     );
   }
 }
 
 export function show(v: unknown): string {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  const s = v === undefined ? 'undefined' : showValue(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }

@@ -10,7 +10,9 @@ import type { ModelIR } from '../spec/model.ts';
 import { checkTensors } from './check.ts';
 import { finishSlice } from './convert.ts';
 import { importHfConfig } from './hf.ts';
-import { parsePythonJson } from './json.ts';
+import { SpecError } from '../../grammar/diagnostics.ts';
+import type { ConfigOrigin } from './config-reader.ts';
+import { readConfigJson } from './json.ts';
 import { LM_HEAD, expectedTensors, type TensorSpec } from './names.ts';
 
 export interface HfFolder {
@@ -25,21 +27,28 @@ export interface HfFolder {
   close(): Promise<void>;
 }
 
-export async function readHfConfig(dir: string): Promise<unknown> {
+/** config.json's value, and where its keys are written so errors can name their line. */
+export async function readHfConfig(
+  dir: string,
+): Promise<{ config: unknown; origin: ConfigOrigin }> {
   const path = join(dir, 'config.json');
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new Error(`${dir}: cannot read config.json (${(e as Error).message})`);
+    throw new SpecError(`cannot read config.json (${(e as Error).message})`, dir);
   }
-  return parsePythonJson(text, path);
+  return readConfigJson(text, path);
 }
 
 export async function importHfFolder(dir: string): Promise<HfFolder> {
   const name = basename(resolve(dir));
-  const config = await readHfConfig(dir);
-  const { model, weightMap, storedShapes, storedSlices } = importHfConfig(config as object, name);
+  const { config, origin } = await readHfConfig(dir);
+  const { model, weightMap, storedShapes, storedSlices } = importHfConfig(
+    config as object,
+    name,
+    origin,
+  );
   const tensors = expectedTensors(model);
   const source = await openSafetensors(dir);
   try {

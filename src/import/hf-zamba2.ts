@@ -44,7 +44,7 @@ function defaultLayout(): string[] {
 function readLayout(cfg: ConfigReader): ('mamba' | 'hybrid')[] {
   const raw = cfg.optStringList('layers_block_type') ?? defaultLayout();
   const types = raw.map((t) => {
-    const kind = LAYER_TYPES[t];
+    const kind = Object.hasOwn(LAYER_TYPES, t) ? LAYER_TYPES[t] : undefined;
     if (!kind) cfg.fail('layers_block_type', `unknown layer type ${show(t)} (mamba or hybrid)`);
     return kind;
   });

@@ -29,6 +29,11 @@ export type Namer = (irField: string) => string;
 export const irNames: Namer = (field) => field;
 export const dslNames: Namer = (field) => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
+/** The model name is shown and used as a file name: blank would be neither. */
+export function modelNameIssue(name: string): string | null {
+  return name.trim() === '' ? 'the model name must not be empty' : null;
+}
+
 export function checkNorm(norm: NormSpec, n: Namer): Issue[] {
   const issues: Issue[] = [];
   // The DSL's rms() has no bias and layer() no unit offset; rejecting them here keeps every

@@ -13,9 +13,7 @@ import type {
 } from '../../grammar/ast.ts';
 import type { Span } from '../../grammar/diagnostics.ts';
 import type { Fail } from './kind.ts';
-
-/** Far beyond any released model; stops `layers 1e9 x attn` from exhausting memory. */
-export const MAX_LAYERS = 10_000;
+import { MAX_LAYERS, tooManyLayers } from './limits.ts';
 
 export interface ExpandedLayers {
   /** The mixer reference of each layer of the statement. */
@@ -44,7 +42,7 @@ function index(n: NumberLit, size: number, fail: Fail): number {
 
 function checkSize(total: number, at: NumberLit | null, span: Span, fail: Fail): void {
   if (total > MAX_LAYERS) {
-    fail(`this gives ${total} layers; at most ${MAX_LAYERS} are supported`, at?.span ?? span);
+    fail(tooManyLayers(total), at?.span ?? span);
   }
 }
 

@@ -9,6 +9,7 @@ import type { Span } from '../../grammar/diagnostics.ts';
 import { didYouMean } from '../../grammar/suggest.ts';
 import { dslNames, type Issue, type Namer } from './checks.ts';
 import type { DslArg, DslValue } from './dsl-value.ts';
+import { capIssues } from './limits.ts';
 
 /** What a kind may depend on besides its own arguments. */
 export interface KindContext {
@@ -118,39 +119,45 @@ export function defineKind<T, P extends Params>(def: KindDef<T, P>): Kind<T> {
     supported: true,
     toArgs: (spec) => def.toArgs(spec),
     resolve(args, at, env) {
-      const got: Record<string, unknown> = {};
+      const got = new Map<string, unknown>();
+      const seen = new Map<string, Arg>();
       for (const arg of args) {
         if (!arg.name) {
           const hint = names[0] ? ` such as '${names[0]}: ...'` : '';
           return env.fail(`${label} takes named ${noun}s${hint}`, arg.span);
         }
         const name = arg.name.name;
-        const param = def.params[name];
+        // Own properties only: 'constructor' or '__proto__' must read as unknown, not as
+        // Object.prototype's members.
+        const param = Object.hasOwn(def.params, name) ? def.params[name] : undefined;
         if (!param) {
           return env.fail(
             `unknown ${noun} '${name}' for ${label}${didYouMean(name, names)}`,
             arg.name.span,
           );
         }
-        const earlier = argNamed(args, name);
-        if (earlier && earlier !== arg) {
+        // A map of the arguments seen so far keeps a long argument list linear.
+        const earlier = seen.get(name);
+        if (earlier) {
           const first = earlier.name!.span;
           return env.fail(
             `${noun} '${name}' is given twice (first at ${first.line}:${first.col})`,
             arg.name.span,
           );
         }
-        got[name] = param.type.read(arg.value, env, name);
+        seen.set(name, arg);
+        got.set(name, param.type.read(arg.value, env, name));
       }
       for (const name of names) {
-        if (def.params[name]!.required && !(name in got)) {
+        if (def.params[name]!.required && !got.has(name)) {
           return env.fail(`${label} needs '${name}'`, at);
         }
       }
       const fail = (message: string, param?: string): never =>
         env.fail(message, (param && argNamed(args, param)?.span) || at);
-      const spec = def.build(got as ArgsOf<P>, env.ctx, fail);
-      const issue = def.check?.(spec, dslNames)[0];
+      const spec = def.build(Object.fromEntries(got) as ArgsOf<P>, env.ctx, fail);
+      // Caps first: the other checks may compare values (top_k with experts) that a cap explains.
+      const issue = capIssues(spec, dslNames)[0] ?? def.check?.(spec, dslNames)[0];
       if (issue) env.fail(issue.message, spanOfPath(issue.path, args, at));
       return spec;
     },

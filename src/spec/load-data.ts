@@ -11,7 +11,10 @@ import type { Issue } from './checks.ts';
 import { FFNS, futureKindNames, MIXERS } from './kinds/index.ts';
 import type { ModelIR } from './model.ts';
 import { modelIrSchema } from './schema.ts';
+import { showValue } from './show.ts';
 import { validateModel } from './validate.ts';
+import { JsonSyntaxError, scanJson, type JsonNode } from './json-scan.ts';
+import { LIST_CAPS, listOverCap, MAX_DATA_VALUES, MAX_NESTING, overCap } from './limits.ts';
 
 // allErrors so that an unknown (misspelt) property can be reported in preference to the
 // required one it was meant to be; useDefaults fills optional fields newer than a spec.
@@ -41,12 +44,16 @@ function pointerToPath(pointer: string): Path {
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
+interface Place {
+  offset: number;
+  length: number;
+}
+
+/** Where a path's value (or, with key, that key of the map there) is written; null if unknown. */
+type Locator = (path: Path, key?: string) => Place | null;
+
 /** Where a path's value (or, with key, that key of the map there) is written in the source. */
-function locate(
-  doc: Document,
-  path: Path,
-  key?: string,
-): { offset: number; length: number } | null {
+function locateYaml(doc: Document, path: Path, key?: string): Place | null {
   let node: unknown = doc.contents;
   const range = (n: unknown) => {
     const r = (n as Node | null)?.range;
@@ -71,6 +78,28 @@ function locate(
     }
   }
   return range(node);
+}
+
+/** locateYaml for a scanned JSON text. */
+function locateJson(root: JsonNode, path: Path, key?: string): Place {
+  const place = (start: number, end: number) => ({
+    offset: start,
+    length: Math.max(1, end - start),
+  });
+  let node = root;
+  const steps: (string | number)[] = key === undefined ? path : [...path, key];
+  for (let s = 0; s < steps.length; s++) {
+    const step = steps[s]!;
+    if (node.kind === 'object') {
+      const member = node.members.get(String(step));
+      if (!member) break;
+      if (s === steps.length - 1 && key !== undefined) return place(member.keyStart, member.keyEnd);
+      node = member.value;
+    } else if (node.kind === 'array' && typeof step === 'number' && step < node.items.length) {
+      node = node.items[step]!;
+    } else break;
+  }
+  return place(node.start, node.end);
 }
 
 const TYPE_NAMES: Record<string, string> = {
@@ -121,19 +150,27 @@ function schemaMessage(e: ErrorObject): { message: string; key?: string } {
     }
     case 'enum':
       return {
-        message: `must be one of ${(p.allowedValues as unknown[]).join(', ')}, got ${JSON.stringify(e.data)}`,
+        message: `must be one of ${(p.allowedValues as unknown[]).join(', ')}, got ${showValue(e.data)}`,
       };
     case 'type': {
       const types = ([] as string[]).concat(p.type as string | string[]);
       const expected = types.map((t) => TYPE_NAMES[t] ?? t).join(' or ');
-      return { message: `must be ${expected}, got ${JSON.stringify(e.data) ?? 'nothing'}` };
+      return { message: `must be ${expected}, got ${showValue(e.data)}` };
+    }
+    case 'maximum': {
+      const field = String(pointerToPath(e.instancePath).at(-1) ?? '');
+      return { message: overCap(field, e.data as number, p.limit as number) };
+    }
+    case 'maxItems': {
+      const field = String(pointerToPath(e.instancePath).at(-1) ?? '');
+      return { message: listOverCap(field, (e.data as unknown[]).length, p.limit as number) };
     }
     case 'const':
       return {
-        message: `must be ${JSON.stringify(p.allowedValue)}, got ${JSON.stringify(e.data)}`,
+        message: `must be ${JSON.stringify(p.allowedValue)}, got ${showValue(e.data)}`,
       };
     default:
-      return { message: `${e.message ?? 'is invalid'}, got ${JSON.stringify(e.data)}` };
+      return { message: `${e.message ?? 'is invalid'}, got ${showValue(e.data)}` };
   }
 }
 
@@ -146,37 +183,46 @@ function kindOfBranch(branch: unknown): string {
   return kind ?? '?';
 }
 
-/** Where a spec's values were written, for errors; doc null when positions are unknown. */
+/** Where a spec's values were written, for errors; locate null when positions are unknown. */
 class DataSource {
   constructor(
     readonly file: string,
     readonly text: string,
-    readonly doc: Document | null,
+    readonly locate: Locator | null,
   ) {}
 
   error(path: Path, message: string, key?: string): SpecError {
     const reason = `${formatPath(key === undefined ? path : [...path, key])}: ${message}`;
-    const at = this.doc ? locate(this.doc, path, key) : null;
+    const at = this.locate ? this.locate(path, key) : null;
     if (!at) return new SpecError(reason, this.file);
     return new SpecError(reason, spanAt(this.file, this.text, at.offset, at.length), this.text);
   }
 }
 
-function parseJson(text: string, file: string): unknown {
+/**
+ * JSON through JSON.parse, after a linear scan (json-scan.ts) that gives syntax errors their
+ * position on every Node version, refuses deep nesting and duplicate keys, and records where each
+ * value is written for the schema's errors. (The YAML parser would locate them too, but takes
+ * seconds on a megabyte.)
+ */
+function parseJson(text: string, file: string): { value: unknown; locate: Locator } {
+  let root: JsonNode;
   try {
-    return JSON.parse(text);
+    root = scanJson(text, MAX_NESTING);
   } catch (e) {
-    const message = (e as Error).message;
-    const pos = /at position (\d+)/.exec(message);
-    const reason = `invalid JSON: ${message.replace(/ in JSON at position \d+.*$/, '')}`;
-    const offset = pos
-      ? Number(pos[1])
-      : /end of JSON/.test(message)
-        ? text.trimEnd().length
-        : null;
-    if (offset === null) throw new SpecError(reason, file);
-    throw new SpecError(reason, spanAt(file, text, offset, 1), text);
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    throw new SpecError(`invalid JSON: ${e.message}`, spanAt(file, text, e.offset, e.length), text);
   }
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  return {
+    value: JSON.parse(body, plainNumbers),
+    locate: (path, key) => locateJson(root, path, key),
+  };
+}
+
+/** -0 reads as 0: the two print alike, so a spec holding -0 would not read back as itself. */
+function plainNumbers(_key: string, value: unknown): unknown {
+  return value === 0 ? 0 : value;
 }
 
 function yamlError(doc: Document, text: string, file: string): SpecError | null {
@@ -184,37 +230,155 @@ function yamlError(doc: Document, text: string, file: string): SpecError | null 
   if (!err) return null;
   const [start, end] = err.pos;
   const span = spanAt(file, text, start, Math.max(1, end - start));
-  return new SpecError(`invalid YAML: ${err.message}`, span, text);
+  // The parser catches its own stack overflow on deep nesting; say what the input did instead.
+  const message = /call stack/i.test(err.message)
+    ? `collections nest deeper than the limit of ${MAX_NESTING}`
+    : `invalid YAML: ${err.message}`;
+  return new SpecError(message, span, text);
+}
+
+/** The first collection nested deeper than the limit, if any (walked before toJS recurses). */
+function tooDeep(node: unknown, depth: number): Node | null {
+  if (isAlias(node) || !(isMap(node) || isSeq(node))) return null;
+  if (depth > MAX_NESTING) return node;
+  for (const item of node.items) {
+    const found = isSeq(node)
+      ? tooDeep(item, depth + 1)
+      : (tooDeep((item as { key: unknown }).key, depth + 1) ??
+        tooDeep((item as { value: unknown }).value, depth + 1));
+    if (found) return found;
+  }
+  return null;
 }
 
 /** A ModelIR from YAML or JSON text, schema- and semantics-checked. */
 export function parseDataSpec(text: string, file: string, format: 'yaml' | 'json'): ModelIR {
-  const doc = parseDocument(text, { prettyErrors: false });
-  let value: unknown;
   if (format === 'json') {
-    value = parseJson(text, file);
-  } else {
-    const err = yamlError(doc, text, file);
-    if (err) throw err;
-    value = doc.toJS();
+    const { value, locate } = parseJson(text, file);
+    return checked(value, new DataSource(file, text, locate));
   }
-  // JSON is YAML too, so the YAML parse gives source ranges for JSON files as well; in the rare
-  // case it disagrees, errors still name the path, only without a line.
-  return checked(value, new DataSource(file, text, doc.errors.length ? null : doc));
+  // The yaml library ends lines at LF and CRLF only; a lone CR (which the DSL lexer and spanAt
+  // count as a line end) becomes LF. Same length, so every offset still points into text.
+  const doc = parseDocument(text.replace(/\r(?!\n)/g, '\n'), {
+    prettyErrors: false,
+    uniqueKeys: true,
+  });
+  const err = yamlError(doc, text, file);
+  if (err) throw err;
+  const deep = tooDeep(doc.contents, 1);
+  if (deep) {
+    const [start, end] = deep.range ?? [0, 1];
+    throw new SpecError(
+      `collections nest deeper than the limit of ${MAX_NESTING}`,
+      spanAt(file, text, start, Math.max(1, end - start)),
+      text,
+    );
+  }
+  const value = yamlValue(doc, text, file);
+  return checked(
+    normaliseZeros(value),
+    new DataSource(file, text, (path, key) => locateYaml(doc, path, key)),
+  );
+}
+
+/**
+ * The JS value of a parsed YAML document. Aliases become shared references, so the value is small
+ * whatever it expands to; but the schema and every later pass walk it as a tree, so its expanded
+ * size is capped (a "billion laughs" of nested aliases would otherwise take forever). The yaml
+ * library's own alias limit is off: it refuses ordinary specs that alias one block per layer.
+ */
+function yamlValue(doc: Document, text: string, file: string): unknown {
+  const whole = spanAt(file, text, 0, Math.max(1, text.trimEnd().length));
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: -1 });
+  } catch (e) {
+    throw new SpecError(`invalid YAML: ${(e as Error).message}`, whole, text);
+  }
+  const size = expandedSize(value, new Map(), MAX_DATA_VALUES);
+  if (size > MAX_DATA_VALUES) {
+    throw new SpecError(
+      `the spec expands (through its aliases) to more than ${MAX_DATA_VALUES} values, the limit`,
+      whole,
+      text,
+    );
+  }
+  return value;
+}
+
+/**
+ * How many values a value holds, counting shared ones at each use; stops counting past `limit`.
+ * Memoised by identity, so it is linear in the document, not in what the aliases expand to.
+ */
+function expandedSize(v: unknown, memo: Map<object, number>, limit: number): number {
+  if (typeof v !== 'object' || v === null) return 1;
+  const known = memo.get(v);
+  if (known !== undefined) return known;
+  let n = 1;
+  for (const item of Object.values(v)) {
+    n += expandedSize(item, memo, limit);
+    if (n > limit) break;
+  }
+  memo.set(v, n);
+  return n;
+}
+
+/** plainNumbers for a YAML value, in place (depth is bounded by tooDeep). */
+function normaliseZeros(value: unknown): unknown {
+  if (value === 0) return 0;
+  if (typeof value === 'object' && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      normaliseZeros(v);
+      // defineProperty, not assignment: a key '__proto__' must stay a plain property.
+      if (Object.is(v, -0)) {
+        Object.defineProperty(value, k, {
+          value: 0,
+          writable: true,
+          enumerable: true,
+          configurable: true,
+        });
+      }
+    }
+  }
+  return value;
+}
+/** Lists over their cap, refused before the schema walks every item of a huge one. */
+function listCapError(value: unknown, source: DataSource): SpecError | null {
+  if (typeof value !== 'object' || value === null) return null;
+  for (const [field, cap] of Object.entries(LIST_CAPS)) {
+    const list: unknown = Object.hasOwn(value, field)
+      ? (value as Record<string, unknown>)[field]
+      : undefined;
+    if (Array.isArray(list) && list.length > cap) {
+      return source.error([field], listOverCap(field, list.length, cap));
+    }
+  }
+  return null;
+}
+
+/** The first problem of a value as a ModelIR: a path from the root and a message. */
+export function firstModelIssue(
+  value: unknown,
+): { path: Path; message: string; key?: string } | null {
+  if (!validateSchema(value)) {
+    const e = firstError(validateSchema.errors!);
+    return { path: pointerToPath(e.instancePath), ...schemaMessage(e) };
+  }
+  const issue: Issue | undefined = validateModel(value)[0];
+  return issue ? { path: [...issue.path], message: issue.message } : null;
 }
 
 function checked(value: unknown, source: DataSource): ModelIR {
-  if (!validateSchema(value)) {
-    if (value === null || value === undefined) {
-      throw new SpecError('the spec is empty: expected a ModelIR mapping', source.file);
-    }
-    const e = firstError(validateSchema.errors!);
-    const { message, key } = schemaMessage(e);
-    throw source.error(pointerToPath(e.instancePath), message, key);
+  const tooLong = listCapError(value, source);
+  if (tooLong) throw tooLong;
+  if (value === null || value === undefined) {
+    // Blamed on the start of the file: an empty spec has nothing else to point at.
+    const at = source.text ? spanAt(source.file, source.text, 0, 1) : source.file;
+    throw new SpecError('the spec is empty: expected a ModelIR mapping', at, source.text);
   }
-  const issue: Issue | undefined = validateModel(value)[0];
-  if (issue) throw source.error([...issue.path], issue.message);
-  return value;
+  const issue = firstModelIssue(value);
+  if (issue) throw source.error(issue.path, issue.message, issue.key);
+  return value as ModelIR;
 }
 
 /**

@@ -5,6 +5,7 @@ import { SpecError } from '../../grammar/diagnostics.ts';
 import { parseStrata } from '../../grammar/parse.ts';
 import { parseDataSpec } from './load-data.ts';
 import type { ModelIR } from './model.ts';
+import { textSizeError } from './limits.ts';
 import { resolveModel } from './resolve.ts';
 
 export type SpecFormat = 'strata' | 'yaml' | 'json';
@@ -27,6 +28,8 @@ export function specFormat(fileName: string): SpecFormat | null {
  */
 export function parseSpec(text: string, fileName: string): ModelIR {
   const format = specFormat(fileName) ?? 'strata';
+  const tooLong = textSizeError(text, fileName, format);
+  if (tooLong) throw tooLong;
   if (format === 'strata') return resolveModel(parseStrata(text, fileName), text);
   return parseDataSpec(text, fileName, format);
 }

@@ -2,7 +2,7 @@
  * Parameter counts of a ModelIR model, taken from the canonical tensor list so that the
  * count can never disagree with what the importer loads or the initialiser produces.
  */
-import type { ModelIR } from './model.ts';
+import type { LayerSpec, ModelIR } from './model.ts';
 import {
   EMBED,
   LM_HEAD,
@@ -28,28 +28,49 @@ export interface ParamCount {
   active: number;
 }
 
+/** A layer's parameters, and those of one of its routed experts (0 without experts). */
+interface LayerCount {
+  total: number;
+  perExpert: number;
+}
+
+function layerCount(model: ModelIR, layer: LayerSpec): LayerCount {
+  const tensors = layerTensors(model, layer);
+  const total = tensors.reduce((n, t) => n + tensorElements(t), 0);
+  if (layer.ffn?.kind !== 'moe') return { total, perExpert: 0 };
+  // Experts have equal shapes, so expert 0's tensors measure each one.
+  const one = moeNames(layer.index).expert(0);
+  const prefixes = [one.gate, one.up, one.down].map((p) => `${p}.`);
+  const perExpert = tensors
+    .filter((t) => prefixes.some((p) => t.name.startsWith(p)))
+    .reduce((n, t) => n + tensorElements(t), 0);
+  return { total, perExpert };
+}
+
 export function countParams(model: ModelIR): ParamCount {
-  const all = expectedTensors(model);
+  // Everything outside the layers (embedding, shared blocks, final norm, LM head).
+  const outside = expectedTensors({ ...model, layers: [] });
   const size = (name: string) => {
-    const t = all.find((x) => x.name === name);
+    const t = outside.find((x) => x.name === name);
     return t ? tensorElements(t) : 0;
   };
-  const perLayer = model.layers.map((layer) =>
-    layerTensors(model, layer).reduce((n, t) => n + tensorElements(t), 0),
-  );
-  const total = all.reduce((n, t) => n + tensorElements(t), 0);
+  // A layer's count depends on its blocks, not on its index: the tensor list of each distinct
+  // layer is built once, so a deep mixture of experts is counted without listing every expert.
+  const counts = new Map<string, LayerCount>();
+  const perLayerCounts = model.layers.map((layer) => {
+    const key = JSON.stringify([layer.mixer, layer.ffn, layer.shared ?? null]);
+    let c = counts.get(key);
+    if (!c) counts.set(key, (c = layerCount(model, layer)));
+    return c;
+  });
+  const perLayer = perLayerCounts.map((c) => c.total);
+  const total =
+    outside.reduce((n, t) => n + tensorElements(t), 0) + perLayer.reduce((a, b) => a + b, 0);
   let idle = 0;
-  for (const layer of model.layers) {
+  model.layers.forEach((layer, i) => {
     const f = layer.ffn;
-    if (f?.kind !== 'moe') continue;
-    // Experts have equal shapes, so expert 0's tensors measure each one.
-    const one = moeNames(layer.index).expert(0);
-    const prefixes = [one.gate, one.up, one.down].map((p) => `${p}.`);
-    const perExpert = layerTensors(model, layer)
-      .filter((t) => prefixes.some((p) => t.name.startsWith(p)))
-      .reduce((n, t) => n + tensorElements(t), 0);
-    idle += (f.experts - f.topK) * perExpert;
-  }
+    if (f?.kind === 'moe') idle += (f.experts - f.topK) * perLayerCounts[i]!.perExpert;
+  });
   return {
     total,
     active: total - idle,

@@ -8,7 +8,7 @@
 import type { Ident, LayersStmt, PatternSymbol, StringLit } from '../../grammar/ast.ts';
 import type { Span } from '../../grammar/diagnostics.ts';
 import type { Fail } from './kind.ts';
-import { MAX_LAYERS } from './expand.ts';
+import { MAX_LAYERS, tooManyLayers } from './limits.ts';
 
 /** The kinds a definition may have, for the default symbol mapping. */
 export interface PatternDefinition {
@@ -61,7 +61,7 @@ export function expandPattern(
     fail('a pattern string cannot contain escapes', lit.span);
   }
   if (text.length > MAX_LAYERS) {
-    fail(`this gives ${text.length} layers; at most ${MAX_LAYERS} are supported`, lit.span);
+    fail(tooManyLayers(text.length), lit.span);
   }
 
   const mapped = new Map<string, PatternSymbol>();

@@ -16,6 +16,7 @@ import type {
 } from '../../grammar/ast.ts';
 import { SpecError, type Span } from '../../grammar/diagnostics.ts';
 import { didYouMean } from '../../grammar/suggest.ts';
+import { modelNameIssue } from './checks.ts';
 import { expandLayers } from './expand.ts';
 import { expandPattern } from './pattern.ts';
 import { findKind, type Env, type Family, type Kind } from './kind.ts';
@@ -28,6 +29,7 @@ import {
   type MixerSpec,
   type ModelIR,
 } from './model.ts';
+import { expertsTotalCrossing, expertsTotalMessage, MAX_LAYERS, tooManyLayers } from './limits.ts';
 import { modelSettings } from './settings.ts';
 import { describeValue } from './values.ts';
 
@@ -89,7 +91,8 @@ class Resolver {
   }
 
   resolve(ast: ModelAst): ModelIR {
-    if (ast.name.value.trim() === '') this.fail('the model name must not be empty', ast.name.span);
+    const nameIssue = modelNameIssue(ast.name.value);
+    if (nameIssue) this.fail(nameIssue, ast.name.span);
     const settingArgs: Arg[] = [];
     for (const s of ast.statements) {
       if (s.type === 'setting') settingArgs.push({ name: s.key, value: s.value, span: s.span });
@@ -104,17 +107,19 @@ class Resolver {
       if (s.type !== 'layers') continue;
       if (s.pattern.type === 'pattern') {
         layers.push(...this.patternLayers(s));
-        continue;
-      }
-      const expanded = expandLayers(s, this.env.fail);
-      const ffns = expanded.ffns ?? this.defaultFfns(s.span, expanded.mixers.length);
-      expanded.mixers.forEach((ref, i) => {
-        layers.push({
-          mixer: { def: this.mixerRef(ref), args: null },
-          ffn: this.ffnSlot(ffns[i]!),
-          shared: null,
+      } else {
+        const expanded = expandLayers(s, this.env.fail);
+        const ffns = expanded.ffns ?? this.defaultFfns(s.span, expanded.mixers.length);
+        expanded.mixers.forEach((ref, i) => {
+          layers.push({
+            mixer: { def: this.mixerRef(ref), args: null },
+            ffn: this.ffnSlot(ffns[i]!),
+            shared: null,
+          });
         });
-      });
+      }
+      // Each statement is capped on its own; several together must not pass the cap either.
+      if (layers.length > MAX_LAYERS) this.fail(tooManyLayers(layers.length), s.span);
     }
     if (layers.length === 0) {
       this.fail("the model has no layers: add one such as 'layers 16 x attn'", ast.name.span);
@@ -135,6 +140,15 @@ class Resolver {
       }
     });
     const shared = [...this.shared.values()];
+    const built = layers.map((l, index): LayerSpec => ({
+      index,
+      mixerName: l.mixer.def.name.name,
+      mixer: this.build(l.mixer),
+      ffnName: l.ffn ? l.ffn.def.name.name : null,
+      ffn: l.ffn ? this.build(l.ffn) : null,
+      ...(l.shared ? { shared: l.shared.name.name } : {}),
+    }));
+    this.checkExpertsTotal(layers, built);
 
     return {
       version: MODEL_IR_VERSION,
@@ -153,15 +167,14 @@ class Resolver {
       ...(shared.length
         ? { sharedBlocks: shared.map((d) => ({ ...structuredClone(d.spec), name: d.name.name })) }
         : {}),
-      layers: layers.map((l, index): LayerSpec => ({
-        index,
-        mixerName: l.mixer.def.name.name,
-        mixer: this.build(l.mixer),
-        ffnName: l.ffn ? l.ffn.def.name.name : null,
-        ffn: l.ffn ? this.build(l.ffn) : null,
-        ...(l.shared ? { shared: l.shared.name.name } : {}),
-      })),
+      layers: built,
     };
+  }
+
+  /** Blames the moe definition of the layer where the routed experts pass their total cap. */
+  private checkExpertsTotal(layers: readonly LayerState[], built: readonly LayerSpec[]): void {
+    const over = expertsTotalCrossing(built);
+    if (over) this.fail(expertsTotalMessage(over.total), layers[over.index]!.ffn!.def.call.span);
   }
 
   private define(s: DefinitionStmt): void {

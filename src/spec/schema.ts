@@ -5,6 +5,8 @@
  * wrong rather than every branch that did not match.
  */
 
+import { fieldCap, LIST_CAPS } from './limits.ts';
+
 export type JsonSchema = { readonly [key: string]: unknown };
 
 const posInt = { type: 'integer', minimum: 1 } as const;
@@ -45,7 +47,33 @@ function nullable(ref: string): JsonSchema {
 
 const kind = (name: string) => ({ const: name });
 
-export const modelIrSchema: JsonSchema = {
+/**
+ * The schema with the caps of limits.ts as `maximum`s (integer fields, by name) and `maxItems`
+ * (the top-level lists), so the table stays the one place that states them.
+ */
+function withCaps(schema: JsonSchema): JsonSchema {
+  const walk = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(walk);
+    if (typeof v !== 'object' || v === null) return v;
+    const out: Record<string, unknown> = {};
+    for (const [k, item] of Object.entries(v)) out[k] = walk(item);
+    const props = out.properties as Record<string, Record<string, unknown>> | undefined;
+    if (props && typeof props === 'object') {
+      for (const [field, prop] of Object.entries(props)) {
+        const cap = fieldCap(field);
+        const type = ([] as unknown[]).concat(prop.type);
+        if (cap !== undefined && type.includes('integer')) props[field] = { ...prop, maximum: cap };
+        if (Object.hasOwn(LIST_CAPS, field) && prop.type === 'array') {
+          props[field] = { ...prop, maxItems: LIST_CAPS[field] };
+        }
+      }
+    }
+    return out;
+  };
+  return walk(schema) as JsonSchema;
+}
+
+export const modelIrSchema: JsonSchema = withCaps({
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://strata.dev/schema/model-ir-1.json',
   title: 'strata ModelIR',
@@ -270,4 +298,4 @@ export const modelIrSchema: JsonSchema = {
       { gateScale: posNumber, downScale: posNumber },
     ),
   },
-};
+});

@@ -9,10 +9,12 @@ import {
   checkMlp,
   checkMoe,
   checkNorm,
+  modelNameIssue,
   sharedAttentionIssues,
   irNames,
   type Issue,
 } from './checks.ts';
+import { expertsTotalCrossing, expertsTotalMessage } from './limits.ts';
 import type { ModelIR } from './model.ts';
 
 function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] {
@@ -22,6 +24,8 @@ function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] 
 /** Every issue, with paths from the model root. */
 export function validateModel(model: ModelIR): Issue[] {
   const issues: Issue[] = within(['norm'], checkNorm(model.norm, irNames));
+  const nameIssue = modelNameIssue(model.name);
+  if (nameIssue) issues.push({ path: ['name'], message: nameIssue });
   const roleOf = new Map<string, 'mixer' | 'ffn' | 'shared block'>();
   const claim = (
     name: string,
@@ -98,6 +102,13 @@ export function validateModel(model: ModelIR): Issue[] {
       });
     }
   });
+  const over = expertsTotalCrossing(model.layers);
+  if (over) {
+    issues.push({
+      path: ['layers', over.index, 'ffn', 'experts'],
+      message: expertsTotalMessage(over.total),
+    });
+  }
   return issues;
 }
 

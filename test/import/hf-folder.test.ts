@@ -175,10 +175,10 @@ describe('importHfFolder', () => {
   it('reports config errors before touching the weights', async () => {
     await expect(
       importHfFolder(await folder({}, { ...CONFIG, model_type: 'gpt2' })),
-    ).rejects.toThrow(/config: model_type 'gpt2' is not known to strata/);
+    ).rejects.toThrow(/config\.json:\d+:\d+: error: model_type 'gpt2' is not known to strata/);
     await expect(
       importHfFolder(await folder({}, CONFIG, '{"model_type": "llama", "x": Infinity')),
-    ).rejects.toThrow(/config\.json: not valid JSON/);
+    ).rejects.toThrow(/config\.json:1:\d+: error: not valid JSON/);
     await expect(importHfFolder(join(root, 'does-not-exist'))).rejects.toThrow(
       /cannot read config\.json/,
     );

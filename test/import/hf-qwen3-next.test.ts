@@ -56,7 +56,7 @@ describe('qwen3_next import', () => {
 
   it('names value heads that key heads do not divide', () => {
     expect(() => importHfConfig({ ...tiny, linear_num_value_heads: 3 }, 'tiny')).toThrow(
-      "tiny config: config key 'linear_num_value_heads' 3 is not a multiple of linear_num_key_heads 2",
+      "tiny config: error: config key 'linear_num_value_heads' 3 is not a multiple of linear_num_key_heads 2",
     );
   });
 

@@ -91,7 +91,7 @@ describe('zamba2 import', () => {
     const fails = (patch: Record<string, unknown>) => () =>
       importHfConfig({ ...tiny(), ...patch }, 'z');
     expect(fails({ num_hidden_layers: 5 })).toThrow(
-      "z config: config key 'num_hidden_layers' is 5 but layers_block_type lists 6 layers",
+      "z config: error: config key 'num_hidden_layers' is 5 but layers_block_type lists 6 layers",
     );
     expect(fails({ hybrid_layer_ids: [1, 3] })).toThrow(/hybrid_layer_ids.*disagrees/);
     expect(fails({ layers_block_type: ['mamba', 'attention'] })).toThrow(

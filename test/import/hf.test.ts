@@ -376,7 +376,7 @@ const attn = (config: object): AttentionSpec =>
 describe('config errors', () => {
   it('names an unknown key', () => {
     expect(() => importHfConfig({ ...LLAMA, use_fancy_mixer: true }, 'x')).toThrow(
-      /x config: config key 'use_fancy_mixer' is not understood by strata's llama importer/,
+      /x config: error: config key 'use_fancy_mixer' is not understood by strata's llama importer/,
     );
   });
 
@@ -412,9 +412,9 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1, qwen3_next)",
+      "x config: error: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1, qwen3_next)",
     );
-    expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: no model_type/);
+    expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: error: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(
       /model_type 'toString' is not known/,
     );
@@ -722,7 +722,9 @@ describe('python-style JSON', () => {
     expect(v.a[2]).toBe(-Infinity);
     expect(Number.isNaN(v.a[3])).toBe(true);
     expect(v.s).toBe('NaN " Infinity');
-    expect(() => parsePythonJson('{"a": 1,}', 'bad.json')).toThrow(/bad\.json: not valid JSON/);
+    expect(() => parsePythonJson('{"a": 1,}', 'bad.json')).toThrow(
+      /^bad\.json:1:9: error: not valid JSON/,
+    );
   });
 
   it('reads the published Nemotron-H config, which holds a bare Infinity', () => {

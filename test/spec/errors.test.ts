@@ -288,19 +288,11 @@ describe('layers', () => {
       'a ratio count must be an integer of at least 1, got 0',
       '0',
     ]);
-    check([
-      `${B}\nlayers 20000 x a`,
-      'this gives 20000 layers; at most 10000 are supported',
-      '20000',
-    ]);
-    check([
-      `${B}\nlayers 20000 as [a, b]`,
-      'this gives 20000 layers; at most 10000 are supported',
-      '20000',
-    ]);
+    check([`${B}\nlayers 20000 x a`, '20000 layers exceed the limit of 4096', '20000']);
+    check([`${B}\nlayers 20000 as [a, b]`, '20000 layers exceed the limit of 4096', '20000']);
     check([
       `${B}\nlayers [20000 a : 1 b]`,
-      'this gives 20001 layers; at most 10000 are supported',
+      '20001 layers exceed the limit of 4096',
       '[20000 a : 1 b]',
     ]);
   });
@@ -409,9 +401,9 @@ describe('layers', () => {
       'with ffn f',
     ]);
     check([
-      `${B}\nlayers "${'a'.repeat(10_001)}" with { a: a }`,
-      'this gives 10001 layers; at most 10000 are supported',
-      `"${'a'.repeat(10_001)}"`,
+      `${B}\nlayers "${'a'.repeat(4097)}" with { a: a }`,
+      '4097 layers exceed the limit of 4096',
+      `"${'a'.repeat(4097)}"`,
     ]);
   });
 
