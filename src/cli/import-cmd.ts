@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
 import { importHfConfig, type HfImport } from '../import/hf.ts';
-import { parsePythonJson } from '../import/json.ts';
+import { readConfigJson } from '../import/json.ts';
 import { printSpec } from '../spec/print.ts';
 import { BundleTargetError, checkFileTarget } from '../../codegen/bundle-target.ts';
 import { countParams } from '../spec/params.ts';
@@ -56,16 +56,12 @@ export const importCommand: Command = {
       if (e instanceof BundleTargetError) throw new UserError(e.message);
       throw e;
     }
-    const config = parsePythonJson(await readFile(configPath, 'utf8'), configPath);
+    const { config, origin } = readConfigJson(await readFile(configPath, 'utf8'), configPath);
     const name = statSync(arg).isDirectory()
       ? basename(resolve(arg))
       : basename(dirname(resolve(arg)));
-    let imported;
-    try {
-      imported = importHfConfig(config as object, name);
-    } catch (e) {
-      throw new UserError((e as Error).message);
-    }
+    // Import errors are located SpecErrors; anything else is a bug and is reported as one.
+    const imported = importHfConfig(config as object, name, origin);
     const spec = printSpec(imported.model);
     const params = countParams(imported.model).total;
     if (!values.out) {

@@ -14,7 +14,7 @@ import { importHfConfig } from '../../src/import/hf.ts';
 import { parsePythonJson } from '../../src/import/json.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { deepEqual } from '../../src/spec/equal.ts';
-import { MAX_LAYERS } from '../../src/spec/expand.ts';
+import { MAX_LAYERS } from '../../src/spec/limits.ts';
 import { assertModel, parseDataSpec } from '../../src/spec/load-data.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
