@@ -206,7 +206,7 @@ export const modelIrSchema: JsonSchema = withCaps({
         normEps: posNumber,
         dtMin: { type: 'number', minimum: 0 },
         // null: no upper clamp (HF's time_step_limit of inf, which JSON cannot write).
-        dtMax: { type: ['number', 'null'], minimum: 0 },
+        dtMax: { type: ['number', 'null'], exclusiveMinimum: 0 },
       },
       {
         projScales: { type: 'array', minItems: 5, maxItems: 5, items: posNumber },

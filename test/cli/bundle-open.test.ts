@@ -123,9 +123,13 @@ describe('errors never quote file contents', () => {
 
 describe('the manifest is checked in full', () => {
   it('a model vocab that disagrees with the embedding', async () => {
-    const b = damaged((m) => void (m.model.vocab = 1e9));
+    const b = damaged((m) => void (m.model.vocab = 512));
     expect(await openError(b)).toMatch(
-      /manifest\.json: inconsistent manifest:\n.*tensors\[0\]\.shape: embedding 'model\.embed_tokens\.weight' is \[256,64\], but model\.vocab × model\.dim is \[1000000000, 64\]/,
+      /manifest\.json: inconsistent manifest:\n.*tensors\[0\]\.shape: embedding 'model\.embed_tokens\.weight' is \[256,64\], but model\.vocab × model\.dim is \[512, 64\]/,
+    );
+    // The case: a vocab past any real model's is refused by the spec caps first.
+    expect(await openError(damaged((m) => void (m.model.vocab = 1e9)))).toMatch(
+      /manifest\.json: model\.vocab.*limit of 1048576/,
     );
   });
 

@@ -11,7 +11,7 @@
 import { fileURLToPath } from 'node:url';
 import { SpecError } from '../../grammar/diagnostics.ts';
 import { importHfConfig } from '../../src/import/hf.ts';
-import { parsePythonJson } from '../../src/import/json.ts';
+import { readConfigJson } from '../../src/import/json.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { deepEqual } from '../../src/spec/equal.ts';
 import { MAX_LAYERS } from '../../src/spec/limits.ts';
@@ -235,25 +235,16 @@ function findKey(v: unknown, key: string): unknown {
   return undefined;
 }
 
-/** Property 1 for HF: a plain Error naming config.json (with line:col) or the config key. */
-function checkHfError(e: unknown, stage: string, config: unknown): Failure | null {
-  if (!(e instanceof Error) || (e.constructor !== Error && !(e instanceof SpecError))) {
-    return thrown(stage, e);
-  }
-  const m = e.message;
-  if (stage === 'hf → json') {
-    if (!m.startsWith(`${FILE_NAMES.hf}`)) return thrown(stage, e);
-    if (!/config\.json:\d+:\d+|line \d+ column \d+/.test(m)) {
-      return fail(`hf → json: JSON syntax error without line:col`, m);
-    }
-    return null;
-  }
-  if (!m.startsWith(`${HF_SOURCE} config: `)) {
-    return fail(`${stage}: error does not name the config: ${messageShape(m)}`, m);
-  }
+/**
+ * Property 1 for HF: a SpecError located in config.json at the right line:col (the CLI reads
+ * configs through readConfigJson, which records where each key is written), and one that never
+ * calls a written value null.
+ */
+function checkHfError(e: unknown, stage: string, text: string, config: unknown): Failure | null {
+  const located = checkSpecError(e, stage, FILE_NAMES.hf, text);
+  if (located) return located;
+  const m = (e as SpecError).message;
   const key = /config keys? '([^']+)'/.exec(m)?.[1];
-  const wholeFile = /config\.json is not a JSON object|no model_type|model_type '/.test(m);
-  if (!key && !wholeFile) return fail(`${stage}: error names no config key: ${messageShape(m)}`, m);
   if (key && /got null/.test(m)) {
     const value = findKey(config, key);
     if (value !== null && value !== undefined) {
@@ -264,17 +255,17 @@ function checkHfError(e: unknown, stage: string, config: unknown): Failure | nul
 }
 
 function checkHf(input: FuzzInput): Failure | null | 'rejected' {
-  let config: unknown;
+  let read: ReturnType<typeof readConfigJson>;
   try {
-    config = parsePythonJson(input.text, FILE_NAMES.hf);
+    read = readConfigJson(input.text, FILE_NAMES.hf);
   } catch (e) {
-    return checkHfError(e, 'hf → json', undefined) ?? 'rejected';
+    return checkHfError(e, 'hf → json', input.text, undefined) ?? 'rejected';
   }
   let model: ModelIR;
   try {
-    model = importHfConfig(config as object, HF_SOURCE).model;
+    model = importHfConfig(read.config as object, HF_SOURCE, read.origin).model;
   } catch (e) {
-    return checkHfError(e, 'hf → import', config) ?? 'rejected';
+    return checkHfError(e, 'hf → import', input.text, read.config) ?? 'rejected';
   }
   try {
     assertModel(model, `model '${model.name}'`);
