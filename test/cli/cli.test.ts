@@ -2,7 +2,7 @@
  * The CLI end to end: compile a spec into a bundle, run it, dump logits, inspect,
  * and the failure paths a user meets (damaged bundles, failed compiles).
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cpSync,
   existsSync,
@@ -15,7 +15,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.ts';
+import { cli } from './run-cli.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
 import { GpuModel } from '../../runtime/model.ts';
 import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
@@ -30,29 +30,6 @@ import { maxRelError } from '../helpers/numeric.ts';
 
 let dir: string;
 let bundle: string;
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi
-    .spyOn(console, 'log')
-    .mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const error = vi
-    .spyOn(console, 'error')
-    .mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out.push(String(s));
-    return true;
-  });
-  try {
-    const code = await main(args);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-    write.mockRestore();
-  }
-}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'strata-cli-'));

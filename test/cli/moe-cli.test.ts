@@ -3,26 +3,8 @@
  * read back from the GPU, and `strata inspect` reports total and active parameters and the
  * per-token FLOPs of the active experts only.
  */
-import { describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.ts';
-
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  const out: string[] = [];
-  const log = vi
-    .spyOn(console, 'log')
-    .mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out.push(String(s));
-    return true;
-  });
-  try {
-    const code = await main(args);
-    return { code, out: out.join('\n') };
-  } finally {
-    log.mockRestore();
-    write.mockRestore();
-  }
-}
+import { describe, expect, it } from 'vitest';
+import { cli } from './run-cli.ts';
 
 describe('strata on an MoE spec', () => {
   it('run --stats prints the expert load of every MoE layer', async () => {

@@ -9,26 +9,32 @@ export interface CliResult {
   err: string;
 }
 
+/**
+ * stdout and stderr as the user would see them: console lines end in a newline, and raw writes
+ * (streamed tokens, errors printed mid-run) are kept byte for byte.
+ */
 export async function cli(...args: string[]): Promise<CliResult> {
   const out: string[] = [];
   const err: string[] = [];
-  const log = vi
-    .spyOn(console, 'log')
-    .mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const error = vi
-    .spyOn(console, 'error')
-    .mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out.push(String(s));
+  const line =
+    (into: string[]) =>
+    (...a: unknown[]) =>
+      void into.push(`${a.join(' ')}\n`);
+  const raw = (into: string[]) => (s: string | Uint8Array) => {
+    into.push(String(s));
     return true;
-  });
+  };
+  const spies = [
+    vi.spyOn(console, 'log').mockImplementation(line(out)),
+    vi.spyOn(console, 'error').mockImplementation(line(err)),
+    vi.spyOn(process.stdout, 'write').mockImplementation(raw(out)),
+    vi.spyOn(process.stderr, 'write').mockImplementation(raw(err)),
+  ];
   try {
     const code = await main(args);
-    return { code, out: out.join('\n'), err: err.join('\n') };
+    return { code, out: out.join(''), err: err.join('') };
   } finally {
-    log.mockRestore();
-    error.mockRestore();
-    write.mockRestore();
+    for (const s of spies) s.mockRestore();
   }
 }
 

@@ -4,12 +4,12 @@
  * run on stderr with a non-zero status, stdout holding only the tokens that were good.
  * A tiny bundle (vocab 64, dim 32, 2 layers, capacity 32) keeps SwiftShader fast.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.ts';
+import { cli } from './run-cli.ts';
 import { checkRunFits, parsePromptIds } from '../../src/cli/run-cmd.ts';
 
 const SPEC = `model "tiny-rel" {
@@ -28,34 +28,6 @@ const SPEC = `model "tiny-rel" {
 
 let dir: string;
 let bundle: string;
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi
-    .spyOn(console, 'log')
-    .mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const error = vi
-    .spyOn(console, 'error')
-    .mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out.push(String(s));
-    return true;
-  });
-  const ewrite = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
-    err.push(String(s));
-    return true;
-  });
-  try {
-    const code = await main(args);
-    return { code, out: out.join(''), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-    write.mockRestore();
-    ewrite.mockRestore();
-  }
-}
 
 /**
  * The CLI in a child process whose `import('webgpu')` fails (a module resolve hook), so any
