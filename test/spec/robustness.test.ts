@@ -70,6 +70,28 @@ describe('nesting depth', () => {
     expect(yaml.reason).toBe('collections nest deeper than the limit of 32');
     expect(yaml.span).toMatchObject({ line: 33, col: 33 });
   });
+
+  it('refuses YAML whose keys nest on one line before the parser recurses', () => {
+    // `k: k: k: ...` after a `- ` overflowed the yaml parser's stack (a RangeError, no location).
+    const inline = located(`layers:\n  - index: ${'rope(scaling: '.repeat(3000)}1\n`, 'm.yaml');
+    expect(inline.reason).toBe('collections nest deeper than the limit of 32');
+    expect(inline.span!.line).toBe(2);
+    const block = Array.from({ length: 300 }, (_, i) => `${' '.repeat(i)}- k:\n`).join('');
+    expect(located(block, 'm.yaml').reason).toBe('collections nest deeper than the limit of 32');
+  });
+
+  it('does not count quoted text, comments or block scalars as nesting', () => {
+    const deepText = 'a: b: '.repeat(100);
+    for (const name of [
+      `name: '${deepText}'`,
+      `name: "${deepText}"`,
+      `name: |\n  ${deepText}\n  ${deepText}`,
+      `name: llama # ${deepText}`,
+    ]) {
+      const e = located(`version: 1\n${name}\n`, 'm.yaml');
+      expect(e.reason).not.toMatch(/nest/);
+    }
+  });
 });
 
 describe('size caps', () => {
