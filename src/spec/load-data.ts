@@ -256,6 +256,29 @@ function tooDeep(node: unknown, depth: number): Node | null {
   return null;
 }
 
+/**
+ * The first mapping key that is a collection (or an alias of one), if any. JavaScript objects
+ * have string keys only: the yaml library would stringify such a key, with a warning printed to
+ * stderr, and the spec would then fail on a key the user never wrote. Walked after tooDeep, so
+ * the recursion is bounded; aliases are not followed (their anchors are walked where written).
+ */
+function collectionKey(node: unknown, doc: Document): Node | null {
+  if (!(isMap(node) || isSeq(node))) return null;
+  for (const item of node.items) {
+    if (isSeq(node)) {
+      const found = collectionKey(item, doc);
+      if (found) return found;
+      continue;
+    }
+    const { key, value } = item as { key: unknown; value: unknown };
+    const resolved = isAlias(key) ? key.resolve(doc) : key;
+    if (isMap(resolved) || isSeq(resolved)) return key as Node;
+    const found = collectionKey(value, doc);
+    if (found) return found;
+  }
+  return null;
+}
+
 /** A ModelIR from YAML or JSON text, schema- and semantics-checked. */
 export function parseDataSpec(text: string, file: string, format: 'yaml' | 'json'): ModelIR {
   if (format === 'json') {
@@ -292,6 +315,15 @@ export function parseDataSpec(text: string, file: string, format: 'yaml' | 'json
     const [start, end] = deep.range ?? [0, 1];
     throw new SpecError(
       `collections nest deeper than the limit of ${MAX_NESTING}`,
+      spanAt(file, text, start, Math.max(1, end - start)),
+      text,
+    );
+  }
+  const badKey = collectionKey(doc.contents, doc);
+  if (badKey) {
+    const [start, end] = badKey.range ?? [0, 1];
+    throw new SpecError(
+      'a mapping key must be a plain value, not a list or mapping',
       spanAt(file, text, start, Math.max(1, end - start)),
       text,
     );
