@@ -16,11 +16,12 @@ const PROBES = [-1, 0, 0.5, 1, 1.5, 2, 3, Infinity];
 
 type Path = (string | number)[];
 
-/** Numeric leaves of a model, visiting only the first of each distinct layer. */
+/** Numeric and null leaves of a model, visiting only the first of each distinct layer. */
 function numericPaths(model: ModelIR): Path[] {
   const paths: Path[] = [];
   const walk = (v: unknown, path: Path): void => {
-    if (typeof v === 'number') paths.push(path);
+    // null too: an optional number (window, softcap, dtMax, ...) left out by the spec.
+    if (typeof v === 'number' || v === null) paths.push(path);
     else if (Array.isArray(v)) v.forEach((item, i) => walk(item, [...path, i]));
     else if (typeof v === 'object' && v !== null) {
       for (const [k, item] of Object.entries(v)) walk(item, [...path, k]);
