@@ -55,16 +55,32 @@ export class ConfigReader {
   /** `where` prefixes every message (e.g. "meta-llama/Llama-3.2-1B config"). */
   private readonly sizes: { layers?: number; experts?: number } = {};
 
+  /**
+   * `written` maps a key of `config` to the (dotted) key config.json writes it under: the
+   * identity, except for a reader of a config assembled from parts of the file (see `derived`).
+   */
   constructor(
     private readonly config: ConfigObject,
     readonly where: string,
     readonly origin: ConfigOrigin | null = null,
+    private readonly written: (key: string) => string = (key) => key,
   ) {}
+
+  /**
+   * A reader of a config object assembled from parts of this one (Gemma 3 reads each layer
+   * type's RoPE dict as if it were a whole config's rope_parameters). `written` maps its keys to
+   * the keys of this config they came from, so that its errors name and locate them as this
+   * reader's own errors do.
+   */
+  derived(config: ConfigObject, where: string, written: (key: string) => string): ConfigReader {
+    return new ConfigReader(config, where, this.origin, (key) => this.written(written(key)));
+  }
 
   /** A SpecError about the config, at key's place in config.json when that is known. */
   error(reason: string, key?: string): SpecError {
     if (!this.origin) return new SpecError(reason, this.where);
-    return new SpecError(reason, this.origin.locate(key ?? ''), this.origin.text);
+    const at = key === undefined ? '' : this.written(key);
+    return new SpecError(reason, this.origin.locate(at), this.origin.text);
   }
 
   /** True when the key is present with a non-null value (HF treats null as "use the default"). */
@@ -84,7 +100,7 @@ export class ConfigReader {
   }
 
   fail(key: string, message: string): never {
-    throw this.error(`config key '${key}' ${message}`, key);
+    throw this.error(`config key '${this.written(key)}' ${message}`, key);
   }
 
   private value(key: string, fallback: unknown, kind: string): unknown {
@@ -95,7 +111,7 @@ export class ConfigReader {
     }
     // Python's json writes NaN and Infinity; no size or scale strata reads may be either.
     if (typeof v === 'number' && !Number.isFinite(v)) {
-      throw this.error(`${show(v)} is not a valid value for ${key}`, key);
+      throw this.error(`${show(v)} is not a valid value for ${this.written(key)}`, key);
     }
     return v;
   }
@@ -112,7 +128,7 @@ export class ConfigReader {
   private checkCap(key: string, v: number): void {
     const capped = Object.hasOwn(KEY_CAPS, key) ? KEY_CAPS[key] : undefined;
     const cap = capped?.cap ?? MAX_CONFIG_INT;
-    if (v > cap) throw this.error(overCap(key, v, cap), key);
+    if (v > cap) throw this.error(overCap(this.written(key), v, cap), key);
     if (!capped) return;
     this.sizes[capped.what] = v;
     const { layers, experts } = this.sizes;

@@ -7,7 +7,7 @@
  * base; optional attention and final logit softcaps. Defaults are Gemma3TextConfig's.
  */
 import type { LayerSpec, ModelIR, RopeSpec } from '../spec/model.ts';
-import { ConfigReader, isConfigObject, show } from './config-reader.ts';
+import { isConfigObject, show, type ConfigReader } from './config-reader.ts';
 import { positiveWindow, readActivation } from './hf-decoder.ts';
 import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
@@ -88,12 +88,21 @@ function readRopes(
     if (!isConfigObject(dict))
       cfg.fail(`rope_parameters.${type}`, `must be an object, got ${show(dict)}`);
     const theta = cfg.optNum(legacy[type]);
-    const sub = new ConfigReader(
-      {
-        rope_parameters:
-          theta !== null && dict.rope_theta === undefined ? { ...dict, rope_theta: theta } : dict,
+    const fromLegacy = theta !== null && dict.rope_theta === undefined;
+    // Errors name the keys as config.json writes them: the layer type's dict, or the legacy base.
+    const inDict = `rope_parameters.${type}`;
+    const sub = cfg.derived(
+      { rope_parameters: fromLegacy ? { ...dict, rope_theta: theta } : dict },
+      `${cfg.where} (${inDict})`,
+      (key) => {
+        if (key === 'rope_theta' || key === 'rope_parameters.rope_theta') {
+          return fromLegacy ? legacy[type] : `${inDict}.rope_theta`;
+        }
+        if (key === 'rope_parameters') return inDict;
+        if (key.startsWith('rope_parameters.'))
+          return `${inDict}${key.slice('rope_parameters'.length)}`;
+        return `${inDict}.${key}`;
       },
-      `${cfg.where} (rope_parameters.${type})`,
     );
     return readRope(sub, ctx(type));
   };

@@ -53,31 +53,36 @@ interface Place {
 type Locator = (path: Path, key?: string) => Place | null;
 
 /** Where a path's value (or, with key, that key of the map there) is written in the source. */
-function locateYaml(doc: Document, path: Path, key?: string): Place | null {
+function locateYaml(doc: Document, path: Path, key?: string): Place {
   let node: unknown = doc.contents;
   const range = (n: unknown) => {
     const r = (n as Node | null)?.range;
     return r ? { offset: r[0], length: Math.max(1, r[1] - r[0]) } : null;
   };
   const steps: (string | number)[] = key === undefined ? path : [...path, key];
+  // The nearest written place so far: a value may have no node of its own (`{kind}` and
+  // `? kind` leave it null), and is then blamed on its key.
+  let written = range(node) ?? { offset: 0, length: 1 };
   for (let s = 0; s < steps.length; s++) {
     if (isAlias(node)) node = node.resolve(doc);
+    written = range(node) ?? written;
     const step = steps[s]!;
     if (isMap(node)) {
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(step));
-      if (!pair) return range(node);
+      if (!pair) return written;
+      written = range(pair.key) ?? written;
       // The key, not the value, is what an unknown-property error is about.
-      if (s === steps.length - 1 && key !== undefined) return range(pair.key);
+      if (s === steps.length - 1 && key !== undefined) return written;
       node = pair.value;
     } else if (isSeq(node) && typeof step === 'number') {
       const item = node.items[step];
-      if (item === undefined) return range(node);
+      if (item === undefined) return written;
       node = item;
     } else {
-      return range(node);
+      return written;
     }
   }
-  return range(node);
+  return range(node) ?? written;
 }
 
 /** locateYaml for a scanned JSON text. */
@@ -251,6 +256,29 @@ function tooDeep(node: unknown, depth: number): Node | null {
   return null;
 }
 
+/**
+ * The first mapping key that is a collection (or an alias of one), if any. JavaScript objects
+ * have string keys only: the yaml library would stringify such a key, with a warning printed to
+ * stderr, and the spec would then fail on a key the user never wrote. Walked after tooDeep, so
+ * the recursion is bounded; aliases are not followed (their anchors are walked where written).
+ */
+function collectionKey(node: unknown, doc: Document): Node | null {
+  if (!(isMap(node) || isSeq(node))) return null;
+  for (const item of node.items) {
+    if (isSeq(node)) {
+      const found = collectionKey(item, doc);
+      if (found) return found;
+      continue;
+    }
+    const { key, value } = item as { key: unknown; value: unknown };
+    const resolved = isAlias(key) ? key.resolve(doc) : key;
+    if (isMap(resolved) || isSeq(resolved)) return key as Node;
+    const found = collectionKey(value, doc);
+    if (found) return found;
+  }
+  return null;
+}
+
 /** A ModelIR from YAML or JSON text, schema- and semantics-checked. */
 export function parseDataSpec(text: string, file: string, format: 'yaml' | 'json'): ModelIR {
   if (format === 'json') {
@@ -259,10 +287,27 @@ export function parseDataSpec(text: string, file: string, format: 'yaml' | 'json
   }
   // The yaml library ends lines at LF and CRLF only; a lone CR (which the DSL lexer and spanAt
   // count as a line end) becomes LF. Same length, so every offset still points into text.
-  const doc = parseDocument(text.replace(/\r(?!\n)/g, '\n'), {
-    prettyErrors: false,
-    uniqueKeys: true,
-  });
+  const lf = text.replace(/\r(?!\n)/g, '\n');
+  const deepAt = yamlNestingPlace(lf, 2 * MAX_NESTING);
+  if (deepAt !== null) {
+    throw new SpecError(
+      `collections nest deeper than the limit of ${MAX_NESTING}`,
+      spanAt(file, text, deepAt, 1),
+      text,
+    );
+  }
+  let doc: Document;
+  try {
+    doc = parseDocument(lf, { prettyErrors: false, uniqueKeys: true });
+  } catch (e) {
+    // A backstop for nesting the scan did not foresee: the parser's recursion overflowed.
+    if (!(e instanceof RangeError)) throw e;
+    throw new SpecError(
+      `collections nest deeper than the limit of ${MAX_NESTING}`,
+      spanAt(file, text, 0, Math.max(1, Math.min(text.length, 1))),
+      text,
+    );
+  }
   const err = yamlError(doc, text, file);
   if (err) throw err;
   const deep = tooDeep(doc.contents, 1);
@@ -270,6 +315,15 @@ export function parseDataSpec(text: string, file: string, format: 'yaml' | 'json
     const [start, end] = deep.range ?? [0, 1];
     throw new SpecError(
       `collections nest deeper than the limit of ${MAX_NESTING}`,
+      spanAt(file, text, start, Math.max(1, end - start)),
+      text,
+    );
+  }
+  const badKey = collectionKey(doc.contents, doc);
+  if (badKey) {
+    const [start, end] = badKey.range ?? [0, 1];
+    throw new SpecError(
+      'a mapping key must be a plain value, not a list or mapping',
       spanAt(file, text, start, Math.max(1, end - start)),
       text,
     );
@@ -387,4 +441,77 @@ function checked(value: unknown, source: DataSource): ModelIR {
  */
 export function assertModel(value: unknown, label: string): ModelIR {
   return checked(value, new DataSource(label, '', null));
+}
+
+/**
+ * The place where a YAML text's nesting passes a bound, found by a linear scan before the yaml
+ * library parses it: its parser recurses once per collection (and once per `key: ` on a line, as
+ * in `a: b: c: ...`), so a deep enough text overflows the stack. The scan counts, per line, the
+ * indentation levels open, the block indicators (`- `, `? `, `key: `) on the line and the flow
+ * brackets open, skipping quoted strings, comments and block scalars. It over-counts (a `key: `
+ * and the indentation under it are one level), so it only refuses a text whose estimate passes
+ * twice the limit; tooDeep then checks the parsed document exactly.
+ */
+function yamlNestingPlace(text: string, bound: number): number | null {
+  const indents: number[] = [];
+  let flow = 0;
+  let quote: '' | "'" | '"' = '';
+  // A block scalar's content: lines indented past blockParent (or blank) are text.
+  let blockParent: number | null = null;
+  let pos = 0;
+  while (pos <= text.length) {
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = text.length;
+    const line = text.slice(pos, end);
+    let indent = 0;
+    while (indent < line.length && line[indent] === ' ') indent++;
+    const blank = indent === line.length || line.trim() === '';
+    if (blockParent !== null && (blank || indent > blockParent)) {
+      pos = end + 1;
+      continue;
+    }
+    blockParent = null;
+    let depth = flow;
+    if (!quote && flow === 0 && !blank && line[indent] !== '#') {
+      while (indents.length > 0 && indents.at(-1)! >= indent) indents.pop();
+      indents.push(indent);
+    }
+    depth += indents.length;
+    for (let i = indent; i < line.length; i++) {
+      const c = line[i]!;
+      if (quote) {
+        if (quote === '"' && c === '\\') i++;
+        else if (c === quote) {
+          if (quote === "'" && line[i + 1] === "'") i++;
+          else quote = '';
+        }
+        continue;
+      }
+      const before = i === 0 ? ' ' : line[i - 1]!;
+      const after = line[i + 1] ?? ' ';
+      const atToken = before === ' ' || before === '\t' || i === indent;
+      const spaced = after === ' ' || after === '\t' || after === '\r';
+      if (c === '#' && (before === ' ' || before === '\t' || i === 0)) break;
+      if ((c === '"' || c === "'") && atToken) quote = c;
+      else if (c === '[' || c === '{') {
+        flow++;
+        depth++;
+      } else if ((c === ']' || c === '}') && flow > 0) {
+        flow--;
+        depth--;
+      } else if (flow === 0 && spaced && (((c === '-' || c === '?') && atToken) || c === ':')) {
+        depth++;
+      } else if (flow === 0 && (c === '|' || c === '>') && atToken) {
+        // `key: |` (with optional indentation/chomping indicators) starts a block scalar.
+        if (/^[|>][-+0-9]*\s*(#.*)?\r?$/.test(line.slice(i))) {
+          blockParent = indent;
+          break;
+        }
+      }
+      if (depth > bound) return pos + i;
+    }
+    if (depth > bound) return pos + indent;
+    pos = end + 1;
+  }
+  return null;
 }

@@ -155,7 +155,8 @@ export const modelIrSchema: JsonSchema = withCaps({
       qRank: { type: ['integer', 'null'], minimum: 1 },
       kvRank: posInt,
       nopeDim: posInt,
-      ropeDim: posInt,
+      // The DSL's rope_dim: int(2); rotary dims come in pairs.
+      ropeDim: { type: 'integer', minimum: 2 },
       vHeadDim: posInt,
       rope: { $ref: '#/definitions/rope' },
       ropePairs: { enum: ['interleaved', 'half'] },
@@ -273,7 +274,7 @@ export const modelIrSchema: JsonSchema = withCaps({
       expert: { $ref: '#/definitions/mlp' },
       clamp: {
         if: { type: 'null' },
-        else: object({ limit: posNumber, alpha: { type: 'number' } }),
+        else: object({ limit: posNumber, alpha: posNumber }),
       },
       router: object({
         scoring: { enum: ['softmax', 'sigmoid'] },

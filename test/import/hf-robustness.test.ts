@@ -120,3 +120,45 @@ describe('HF errors without a key to point at', () => {
     expect(e.span).toMatchObject({ line: 1, col: 1 });
   });
 });
+
+describe("Gemma 3's per-layer-type RoPE dicts", () => {
+  // Read by a derived reader: its errors must still name and locate the key as written.
+  const gemma = tinyConfig('gemma3_text');
+  const params = gemma.rope_parameters as Record<string, Record<string, unknown>>;
+  const withDict = (type: string, dict: Record<string, unknown>) =>
+    pythonJson({ ...gemma, rope_parameters: { ...params, [type]: { ...params[type], ...dict } } });
+
+  it('locates a bad value inside a layer type dict', () => {
+    const e = importError(withDict('full_attention', { rope_type: 0 }));
+    expect(e.reason).toBe(
+      "config key 'rope_parameters.full_attention.rope_type' must be a string, got 0",
+    );
+    expect(e.at).toBe('"rope_type"');
+  });
+
+  it('locates an unknown key and a non-positive base', () => {
+    const unknown = importError(withDict('sliding_attention', { spin: 1 }));
+    expect(unknown.reason).toBe(
+      "config key 'rope_parameters.sliding_attention.spin' is not a RoPE setting strata knows",
+    );
+    expect(unknown.at).toBe('"spin"');
+    const theta = importError(withDict('full_attention', { rope_theta: 0 }));
+    expect(theta.reason).toBe(
+      "config key 'rope_parameters.full_attention.rope_theta' must be positive, got 0",
+    );
+    expect(theta.at).toBe('"rope_theta"');
+  });
+
+  it('blames a legacy base that fills a dict on the legacy key', () => {
+    const sliding = { ...params.sliding_attention };
+    delete sliding.rope_theta;
+    const text = pythonJson({
+      ...gemma,
+      rope_local_base_freq: 0,
+      rope_parameters: { ...params, sliding_attention: sliding },
+    });
+    const e = importError(text);
+    expect(e.reason).toBe("config key 'rope_local_base_freq' must be positive, got 0");
+    expect(e.at).toBe('"rope_local_base_freq"');
+  });
+});

@@ -99,6 +99,17 @@ describe('the JSON Schema', () => {
 });
 
 describe('YAML errors', () => {
+  it('locates a value written without a node of its own at its key', () => {
+    // `{kind, ...}` gives kind the value null, with no source range of its own.
+    const spec = yaml.replace(
+      /^norm:\n(  .*\n)+/m,
+      'norm: {kind, eps: 1, unitOffset: false, bias: false}\n',
+    );
+    const e = failure(spec, 'h.yaml');
+    expect(e.reason).toBe('norm.kind: must be one of rms, layer, got null');
+    expect(e.at).toBe('kind');
+  });
+
   it('names the path, the line and the column, with a caret', () => {
     const e = failure(yamlWith('heads: 4\n', 'heads: 4.5\n'), 'h.yaml');
     expect(e.message).toMatch(

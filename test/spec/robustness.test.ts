@@ -70,6 +70,45 @@ describe('nesting depth', () => {
     expect(yaml.reason).toBe('collections nest deeper than the limit of 32');
     expect(yaml.span).toMatchObject({ line: 33, col: 33 });
   });
+
+  it('refuses YAML whose keys nest on one line before the parser recurses', () => {
+    // `k: k: k: ...` after a `- ` overflowed the yaml parser's stack (a RangeError, no location).
+    const inline = located(`layers:\n  - index: ${'rope(scaling: '.repeat(3000)}1\n`, 'm.yaml');
+    expect(inline.reason).toBe('collections nest deeper than the limit of 32');
+    expect(inline.span!.line).toBe(2);
+    const block = Array.from({ length: 300 }, (_, i) => `${' '.repeat(i)}- k:\n`).join('');
+    expect(located(block, 'm.yaml').reason).toBe('collections nest deeper than the limit of 32');
+  });
+
+  it('refuses YAML mapping keys that are collections, where they are written', () => {
+    const warn = process.emitWarning;
+    const warnings: unknown[] = [];
+    process.emitWarning = (w: string | Error) => void warnings.push(w);
+    try {
+      const flow = located('version: 1\n[a, b]: 1\n', 'm.yaml');
+      expect(flow.reason).toBe('a mapping key must be a plain value, not a list or mapping');
+      expect(flow.at).toBe('[a, b]');
+      const alias = located('version: 1\nx: &k {a: 1}\nlayers:\n  - *k : 2\n', 'm.yaml');
+      expect(alias.reason).toBe('a mapping key must be a plain value, not a list or mapping');
+      expect(alias.span).toMatchObject({ line: 4, col: 5 });
+    } finally {
+      process.emitWarning = warn;
+    }
+    expect(warnings).toEqual([]);
+  });
+
+  it('does not count quoted text, comments or block scalars as nesting', () => {
+    const deepText = 'a: b: '.repeat(100);
+    for (const name of [
+      `name: '${deepText}'`,
+      `name: "${deepText}"`,
+      `name: |\n  ${deepText}\n  ${deepText}`,
+      `name: llama # ${deepText}`,
+    ]) {
+      const e = located(`version: 1\n${name}\n`, 'm.yaml');
+      expect(e.reason).not.toMatch(/nest/);
+    }
+  });
 });
 
 describe('size caps', () => {
