@@ -15,6 +15,7 @@ import { readMamba2, rms, type FamilyImport } from './hf-ssm.ts';
 import {
   EMBED,
   FINAL_NORM,
+  LM_HEAD,
   expectedTensors,
   layerPrefix,
   sharedBlockNames,
@@ -217,6 +218,8 @@ function zamba2Weights(
   const weightMap: Record<string, string> = {
     [EMBED]: EMBED,
     [`${FINAL_NORM}.weight`]: 'model.final_layernorm.weight',
+    // An untied head is saved under the canonical name (Zamba2ForCausalLM.lm_head).
+    [LM_HEAD]: LM_HEAD,
   };
   const firstUse = new Map<number, number>();
   for (const [layer, { block }] of useOf) if (!firstUse.has(block)) firstUse.set(block, layer);

@@ -87,6 +87,15 @@ describe('zamba2 import', () => {
     ]);
   });
 
+  it('maps an untied lm_head (found by the fuzzer: it threw an internal error)', () => {
+    const { model, weightMap } = importHfConfig(
+      { ...tiny(), tie_word_embeddings: false },
+      'zamba2',
+    );
+    expect(model.tieEmbeddings).toBe(false);
+    expect(weightMap['lm_head.weight']).toBe('lm_head.weight');
+  });
+
   it('names what it cannot import', () => {
     const fails = (patch: Record<string, unknown>) => () =>
       importHfConfig({ ...tiny(), ...patch }, 'z');

@@ -145,11 +145,15 @@ function protoKeyPath(v: unknown, path: string): string | null {
   return null;
 }
 
-/** Parameter (`name:`) or setting (line-leading `name value`) uses of a prototype name. */
+/**
+ * Parameter (`name:` after `(`, `,` or `{`) or setting (line-leading `name value`) uses of a
+ * prototype name. A block the user names `constructor` is fine (the resolver keys names by Map),
+ * and so is its use in a ratio such as `[1 constructor : 1 attn]`; round-tripping checks those.
+ */
 function protoNameInDsl(text: string): string | null {
   const code = text.replace(/(#|\/\/)[^\r\n]*/g, '').replace(/"[^"\r\n]*"/g, '""');
   for (const name of PROTO_NAMES) {
-    const asParam = new RegExp(`(^|[^\\w.])${name}\\s*:`).test(code);
+    const asParam = new RegExp(`(^|[(,{])\\s*${name}\\s*:`).test(code);
     const asSetting = new RegExp(`(^|[\\r\\n{])[ \\t]*${name}[ \\t]+[^=\\s]`).test(code);
     if (asParam || asSetting) return name;
   }
