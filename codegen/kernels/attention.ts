@@ -26,13 +26,8 @@
  * memory: without it the score loop's 32-way bank conflicts cost 7x.
  */
 import type { AttentionAttrs } from '../../src/graph/ops.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecl,
-  type DeviceCaps,
-  type KernelLaunch,
-} from '../kernel-ir.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
 import { TANH_WGSL } from './wgsl-math.ts';
 

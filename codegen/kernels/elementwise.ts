@@ -16,11 +16,11 @@ import {
   STEP_WGSL,
   storageDecl,
   type BindingDecl,
-  type DeviceCaps,
   type GridDim,
   type GridSymbol,
   type KernelLaunch,
 } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
 import { actExpr, actPrelude, TANH_WGSL } from './wgsl-math.ts';
 

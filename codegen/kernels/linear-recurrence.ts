@@ -17,13 +17,8 @@
  */
 import type { GatedDeltaRuleAttrs } from '../../src/graph/ops.ts';
 import { checkGatedDeltaRuleAttrs } from '../../src/ops/linear-recurrence.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecls,
-  type BindingDecl,
-  type DeviceCaps,
-} from '../kernel-ir.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecls, type BindingDecl } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
 
 /** Columns per workgroup: whole value heads where they are small, runs of 64 otherwise. */

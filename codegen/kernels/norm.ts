@@ -11,9 +11,9 @@ import {
   STEP_WGSL,
   storageDecls,
   type BindingDecl,
-  type DeviceCaps,
   type KernelLaunch,
 } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
 import { nameNum, nextPow2, wgslF32 } from './elementwise.ts';
 

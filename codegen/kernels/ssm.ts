@@ -27,10 +27,10 @@ import {
   STEP_WGSL,
   storageDecls,
   type BindingDecl,
-  type DeviceCaps,
   type GridDim,
   type KernelLaunch,
 } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, nextPow2, wgslF32 } from './elementwise.ts';
 

@@ -4,7 +4,7 @@
  * so each formula exists once on the CPU side. WGSL twins: codegen/kernels/wgsl-math.ts.
  */
 import type { Activation, NormSpec } from '../spec/model.ts';
-import { f16BitsToNumber, f32ToF16Bits } from '../../runtime/safetensors.ts';
+import { f16BitsToNumber, f32ToF16Bits } from '../../formats/safetensors.ts';
 
 /** x rounded to the nearest f16 (ties to even), as the GPU's f32 → f16 conversion does. */
 export function roundF16(x: number): number {

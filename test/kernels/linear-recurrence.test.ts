@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { gatedDeltaRuleKernel } from '../../codegen/kernels/linear-recurrence.ts';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import type { GatedDeltaRuleAttrs, StepShape } from '../../src/graph/ops.ts';
 import { gatedDeltaRule, softplus } from '../../src/ops/linear-recurrence.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';

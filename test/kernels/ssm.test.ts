@@ -15,7 +15,7 @@ import {
   ssdOutFloats,
   ssdOutTiles,
 } from '../../codegen/kernels/ssm.ts';
-import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp } from '../../codegen/kernels/types.ts';
 import type { SelectiveScanAttrs, SsdAttrs, StepShape } from '../../src/graph/ops.ts';
 import { selectiveScan, softplus, ssd } from '../../src/ops/ssm.ts';

@@ -4,13 +4,8 @@
  * scale, residual, strided writes, or RoPE + KV-append), so every fused variant exists once.
  */
 import { splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecl,
-  type BindingDecl,
-  type DeviceCaps,
-} from '../../kernel-ir.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecl, type BindingDecl } from '../../kernel-ir.ts';
+import { type DeviceCaps } from '../../../src/target.ts';
 import { actExpr, actPrelude } from '../wgsl-math.ts';
 
 /** A WGSL f32 literal (eps values such as 1e-6 must stay floats). */

@@ -4,7 +4,8 @@
  * bound by the bytes of w, so f16 weights (unpacked in registers) halve its time.
  */
 import type { MatmulAttrs } from '../../../src/graph/ops.ts';
-import type { DeviceCaps, KernelLaunch } from '../../kernel-ir.ts';
+import type { KernelLaunch } from '../../kernel-ir.ts';
+import type { DeviceCaps } from '../../../src/target.ts';
 import { foldGrid, hash, type Common } from './common.ts';
 
 function pow2Floor(n: number): number {

@@ -9,7 +9,8 @@
  * other schedules have (norm prologue, bias, gating, residual, RoPE + KV-append) works here.
  */
 import type { MatmulAttrs } from '../../../src/graph/ops.ts';
-import type { DeviceCaps, KernelLaunch, SubgroupMatrixConfig } from '../../kernel-ir.ts';
+import type { KernelLaunch } from '../../kernel-ir.ts';
+import type { DeviceCaps, SubgroupMatrixConfig } from '../../../src/target.ts';
 import {
   checkRowTiles,
   foldGrid,

@@ -6,7 +6,8 @@
  * into registers before the current tile's arithmetic, so their latency hides behind it.
  */
 import type { MatmulAttrs } from '../../../src/graph/ops.ts';
-import type { DeviceCaps, KernelLaunch } from '../../kernel-ir.ts';
+import type { KernelLaunch } from '../../kernel-ir.ts';
+import type { DeviceCaps } from '../../../src/target.ts';
 import {
   checkRowTiles,
   foldGrid,
