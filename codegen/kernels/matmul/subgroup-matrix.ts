@@ -23,6 +23,7 @@ import {
   type Common,
 } from './common.ts';
 import { gridFits } from './tiled.ts';
+import { withHelpers } from '../wgsl-math.ts';
 
 export const SUBGROUP_MATRIX_ENABLES = [
   'enable f16;',
@@ -357,7 +358,7 @@ fn main(
 `;
   const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${c.features}_${hash(code)}`;
   return {
-    kernel: { name, code, bindings: c.bindings, workgroupSize: [NT, 1, 1] },
+    kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [NT, 1, 1] },
     grid: [gx, { sym: a.rows, div: BM }, gz],
   };
 }

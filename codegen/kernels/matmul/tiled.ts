@@ -19,6 +19,7 @@ import {
   tileRowCap,
   type Common,
 } from './common.ts';
+import { withHelpers } from '../wgsl-math.ts';
 
 /** The tiled kernel's shape: BM rows × BN columns per workgroup, BK deep, RM×RN per thread. */
 export interface MatmulTiling {
@@ -337,7 +338,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 `;
   const name = `matmul_t${BM}x${BN}x${BK}_r${RM}x${RN}${c.features}_${hash(code)}`;
   return {
-    kernel: { name, code, bindings: c.bindings, workgroupSize: [NT, 1, 1] },
+    kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [NT, 1, 1] },
     grid: [gx, { sym: a.rows, div: BM }, gz],
   };
 }
