@@ -6,7 +6,7 @@
 import type { KernelLaunch } from '../codegen/kernel-ir.ts';
 import { matmulWeightBytes } from '../codegen/kernels/matmul.ts';
 import type { GpuContext } from '../runtime/gpu.ts';
-import { packF16 } from '../runtime/safetensors.ts';
+import { packF16 } from '../formats/safetensors.ts';
 import type { MatmulAttrs } from '../src/graph/ops.ts';
 import { activate, roundF16 } from '../src/ops/math.ts';
 import { uniform } from '../src/import/random-init.ts';

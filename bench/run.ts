@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync, writeFileSync } from 'node:fs';
 import { importHfFolder } from '../src/import/hf-folder.ts';
-import { openSafetensors } from '../runtime/node/safetensors-file.ts';
+import { openSafetensors } from '../formats/node/safetensors-file.ts';
 import { plainMatmul, type AttentionAttrs, type MatmulAttrs } from '../src/graph/ops.ts';
 import { matmulKernel, matmulWeightBytes, tensorUnsupported } from '../codegen/kernels/matmul.ts';
 import { matmulData, timeMatmul } from './matmul-cases.ts';
@@ -16,12 +16,12 @@ import { acquire } from '../runtime/node/webgpu-node.ts';
 import type { GpuContext } from '../runtime/gpu.ts';
 import { GpuModel, type Sequence } from '../runtime/model.ts';
 import { memorySource } from '../codegen/bundle.ts';
-import { compileModel } from '../src/compile.ts';
+import { compileModel } from '../codegen/compile.ts';
 import { loadSpec, parseSpec } from '../src/spec/load.ts';
 import { randomWeights } from '../src/import/random-init.ts';
 import type { ModelIR } from '../src/spec/model.ts';
 import type { WeightProvider } from '../src/graph/params.ts';
-import { report } from '../src/report.ts';
+import { report } from '../src/cli/report.ts';
 import { DispatchTimer, median, PassTimer, timeLaunches } from './gpu-timer.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 

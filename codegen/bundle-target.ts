@@ -8,7 +8,7 @@
 import { lstatSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, parse, relative, resolve, sep } from 'node:path';
-import { BUNDLE_FORMAT } from '../runtime/manifest.ts';
+import { BUNDLE_FORMAT } from './manifest.ts';
 
 export class BundleTargetError extends Error {
   override name = 'BundleTargetError';

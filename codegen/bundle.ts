@@ -6,11 +6,11 @@
  */
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CompiledModel } from '../src/compile.ts';
+import type { CompiledModel } from './compile.ts';
 import { materialize, type WeightProvider } from '../src/graph/params.ts';
-import type { BundleManifest } from '../runtime/manifest.ts';
-import { BUNDLE_FORMAT, BUNDLE_VERSION } from '../runtime/manifest.ts';
-import type { BundleSource, Progress } from '../runtime/model.ts';
+import type { BundleManifest } from './manifest.ts';
+import { BUNDLE_FORMAT, BUNDLE_VERSION } from './manifest.ts';
+import type { BundleSource, Progress } from './manifest.ts';
 import {
   checkBundleTarget,
   cleanStaleSiblings,

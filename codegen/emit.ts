@@ -8,7 +8,8 @@
 import type { Graph, Tensor } from '../src/graph/ir.ts';
 import { tensorBytes } from '../src/graph/ir.ts';
 import { planMemory } from '../src/passes/memory.ts';
-import type { DeviceCaps, GridDim, Kernel } from './kernel-ir.ts';
+import type { GridDim, Kernel } from './kernel-ir.ts';
+import type { DeviceCaps } from '../src/target.ts';
 import { generatorFor } from './kernels/index.ts';
 
 export interface Dispatch {

@@ -5,51 +5,6 @@
  * once per step, so one recorded command buffer serves any T and position.
  */
 
-/** One matrix shape the device's subgroup-matrix (tensor core) units take: left M×K, right K×N. */
-export interface SubgroupMatrixConfig {
-  componentType: string;
-  resultComponentType: string;
-  M: number;
-  N: number;
-  K: number;
-}
-
-/** Device facts that kernel generators and passes may depend on. */
-export interface DeviceCaps {
-  maxInvocationsPerWorkgroup: number;
-  maxWorkgroupSizeX: number;
-  maxWorkgroupSizeY: number;
-  maxWorkgroupStorageBytes: number;
-  maxStorageBindingBytes: number;
-  maxBufferBytes: number;
-  maxStorageBuffersPerStage: number;
-  maxWorkgroupsPerDimension: number;
-  subgroups: boolean;
-  shaderF16: boolean;
-  subgroupMatrix: boolean;
-  /** Largest subgroup the adapter runs (0 when unknown); subgroup-matrix workgroups are multiples of it. */
-  subgroupMaxSize: number;
-  /** Shapes subgroupMatrixMultiplyAccumulate takes on this device (empty without subgroup-matrix). */
-  subgroupMatrixConfigs: SubgroupMatrixConfig[];
-}
-
-/** WebGPU's guaranteed minimums: what a kernel may assume with no adapter in hand. */
-export const BASELINE_CAPS: DeviceCaps = {
-  maxInvocationsPerWorkgroup: 256,
-  maxWorkgroupSizeX: 256,
-  maxWorkgroupSizeY: 256,
-  maxWorkgroupStorageBytes: 16384,
-  maxStorageBindingBytes: 128 * 1024 * 1024,
-  maxBufferBytes: 256 * 1024 * 1024,
-  maxStorageBuffersPerStage: 8,
-  maxWorkgroupsPerDimension: 65535,
-  subgroups: false,
-  shaderF16: false,
-  subgroupMatrix: false,
-  subgroupMaxSize: 0,
-  subgroupMatrixConfigs: [],
-};
-
 export type BindingAccess = 'read' | 'read_write' | 'uniform';
 
 export interface BindingDecl {

@@ -6,10 +6,10 @@
  */
 import { loadSpec } from '../src/spec/load.ts';
 import { layerTable } from '../src/spec/table.ts';
-import { compileModel } from '../src/compile.ts';
+import { compileModel } from '../codegen/compile.ts';
 import { writeBundle } from '../codegen/bundle.ts';
 import { randomWeights } from '../src/import/random-init.ts';
-import { report } from '../src/report.ts';
+import { report } from '../src/cli/report.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { openBundle } from '../runtime/node/bundle-node.ts';
 import { GpuModel } from '../runtime/model.ts';

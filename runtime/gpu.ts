@@ -3,14 +3,8 @@
  * device capabilities, pipelines from KernelIR, buffers, one-shot launches.
  * Nothing here imports Node modules.
  */
-import type {
-  DeviceCaps,
-  SubgroupMatrixConfig,
-  Kernel,
-  KernelLaunch,
-  StepParams,
-  SamplingParams,
-} from '../codegen/kernel-ir.ts';
+import type { Kernel, KernelLaunch, StepParams, SamplingParams } from '../codegen/kernel-ir.ts';
+import type { DeviceCaps, SubgroupMatrixConfig } from '../src/target.ts';
 import { encodeStep, resolveGridDim, STEP_BYTES } from '../codegen/kernel-ir.ts';
 
 export interface GpuContext {

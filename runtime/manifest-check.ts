@@ -13,7 +13,7 @@ import {
   MANIFEST_SCHEMA,
   type BundleManifest,
   type ManifestPhase,
-} from './manifest.ts';
+} from '../codegen/manifest.ts';
 
 export class BundleError extends Error {
   override name = 'BundleError';

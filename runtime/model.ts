@@ -6,7 +6,7 @@
  */
 import type { Kernel, SamplingParams } from '../codegen/kernel-ir.ts';
 import { GREEDY, resolveGridDim } from '../codegen/kernel-ir.ts';
-import type { BundleManifest, ManifestPhase } from './manifest.ts';
+import type { BundleManifest, BundleSource, ManifestPhase, Progress } from '../codegen/manifest.ts';
 import {
   checkKernel,
   createStepBuffer,
@@ -23,17 +23,6 @@ import { NONFINITE_LOGITS } from '../src/ops/sampling.ts';
 import { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 
 export { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
-
-export interface BundleSource {
-  manifest: BundleManifest;
-  shader(file: string): Promise<string>;
-  /** The named tensor as f32; must throw an error naming the tensor if it is missing or mis-sized. */
-  tensor(name: string, shape: number[]): Promise<Float32Array>;
-  /** Release files; GpuModel.load calls it once everything is on the GPU. */
-  close?(): Promise<void>;
-}
-
-export type Progress = (stage: string, done: number, total: number) => void;
 
 type PhaseName = 'prefill' | 'decode';
 

@@ -12,8 +12,8 @@ import {
   parseSafetensors,
   serializeSafetensors,
   type TensorToWrite,
-} from '../runtime/safetensors.ts';
-import { openSafetensors } from '../runtime/node/safetensors-file.ts';
+} from '../formats/safetensors.ts';
+import { openSafetensors } from '../formats/node/safetensors-file.ts';
 
 /** A file with a hand-written header, for the malformed cases the writer never produces. */
 function rawFile(header: object, dataBytes: number, headerLenOverride?: number): Uint8Array {

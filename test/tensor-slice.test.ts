@@ -1,5 +1,5 @@
 /**
- * Slices of stored tensors (runtime/tensor-slice.ts): the span arithmetic, the gather of a
+ * Slices of stored tensors (formats/tensor-slice.ts): the span arithmetic, the gather of a
  * non-contiguous box, reading only a box's bytes from a safetensors file (any float dtype), and
  * the import check that a box fits its stored tensor and holds its canonical one.
  */
@@ -7,15 +7,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { serializeSafetensors } from '../runtime/safetensors.ts';
-import { openSafetensors } from '../runtime/node/safetensors-file.ts';
+import { serializeSafetensors } from '../formats/safetensors.ts';
+import { openSafetensors } from '../formats/node/safetensors-file.ts';
 import {
   expertRows,
   gatherSlice,
   sliceHolds,
   sliceSpan,
   type TensorSlice,
-} from '../runtime/tensor-slice.ts';
+} from '../formats/tensor-slice.ts';
 import { checkTensors } from '../src/import/check.ts';
 
 /** The box's elements by the definition: every index inside it, row-major. */

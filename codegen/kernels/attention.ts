@@ -26,15 +26,10 @@
  * memory: without it the score loop's 32-way bank conflicts cost 7x.
  */
 import type { AttentionAttrs } from '../../src/graph/ops.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecl,
-  type DeviceCaps,
-  type KernelLaunch,
-} from '../kernel-ir.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
-import { TANH_WGSL } from './wgsl-math.ts';
+import { withHelpers } from './wgsl-math.ts';
 
 /** Scratch buffer names of the decode path (partial softmax state per head and split). */
 export const DECODE_SCRATCH = { ml: 'attn_part_ml', acc: 'attn_part_acc' } as const;
@@ -238,7 +233,6 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
     : `let lo = lo0;
   let hi = hi0;`;
   const code = `${STEP_WGSL}
-${a.softcap === null ? '' : TANH_WGSL}
 ${storageDecl(1, 'q', 'read')}
 ${storageDecl(2, 'kcache', 'read', kvElem)}
 ${storageDecl(3, 'vcache', 'read', kvElem)}
@@ -352,7 +346,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   return {
     kernel: {
       name: split ? `${name}_s${mode.splits}` : name,
-      code,
+      code: withHelpers(code),
       bindings: [
         STEP_BINDING,
         { name: 'q', access: 'read' },
@@ -416,7 +410,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   return {
     kernel: {
       name: `attention_combine_h${a.heads}d${a.vHeadDim}_s${splits}_wg${wg}${a.sinks ? '_sinks' : ''}`,
-      code,
+      code: withHelpers(code),
       bindings: [
         STEP_BINDING,
         { name: ml, access: 'read' },

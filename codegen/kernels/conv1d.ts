@@ -20,7 +20,7 @@ import {
 } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, streamWorkgroup } from './elementwise.ts';
-import { actExpr } from './wgsl-math.ts';
+import { actExpr, withHelpers } from './wgsl-math.ts';
 
 /** Tokens per thread in prefill: enough to amortise the window's refill, small enough for parallelism. */
 const PREFILL_RUN = 8;
@@ -99,7 +99,7 @@ ${FLAT_MAIN_WGSL}
   const launch: KernelLaunch = {
     kernel: {
       name: `conv1d_c${C}_k${K}${a.bias ? '_b' : ''}${a.silu ? '_silu' : ''}_tb${tb}_wg${wg}`,
-      code,
+      code: withHelpers(code),
       bindings,
       workgroupSize: [wg, 1, 1],
     },

@@ -16,13 +16,13 @@ import {
   STEP_WGSL,
   storageDecl,
   type BindingDecl,
-  type DeviceCaps,
   type GridDim,
   type GridSymbol,
   type KernelLaunch,
 } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
-import { actExpr, actPrelude, TANH_WGSL } from './wgsl-math.ts';
+import { actExpr, withHelpers } from './wgsl-math.ts';
 
 /** An f32 WGSL literal for a finite number. */
 export function wgslF32(x: number): string {
@@ -74,26 +74,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * nwg.x + wid.x) * WG + lid;`;
 
-/**
- * tanh accurate near 0 as well: tanh_safe's (e - 1)/(e + 1) loses relative precision for
- * small |x| (softcap of small logits divides by a large cap), so an odd Taylor polynomial
- * covers |x| < 0.3, where its truncation error is below 1e-7 relative.
- */
-const TANH_ACCURATE_WGSL = /* wgsl */ `${TANH_WGSL}
-fn tanh_acc(x: f32) -> f32 {
-  if (abs(x) >= 0.3) { return tanh_safe(x); }
-  let x2 = x * x;
-  return x * (1.0 + x2 * (-0.33333333333 + x2 * (0.13333333333 + x2 * (-0.053968253968 + x2 * 0.021869488536))));
-}
-`;
-
 interface ElementwiseSpec {
   name: string;
   /** Input binding names, in the order of fn op's parameters. */
   inputs: string[];
   /** Body of `fn op(<inputs>: f32) -> f32`, a WGSL expression over the input names. */
   expr: string;
-  prelude: string;
   width: number;
   rows: GridSymbol;
 }
@@ -121,7 +107,6 @@ function elementwise(spec: ElementwiseSpec, ctx: KernelContext): GeneratedOp {
     vec === 4 ? `vec4<f32>(${['.x', '.y', '.z', '.w'].map(call).join(', ')})` : call('');
   const code = `${STEP_WGSL}
 ${decls.join('\n')}
-${spec.prelude}
 const WG: u32 = ${wg}u;
 const PER_ROW: u32 = ${perRow}u;
 fn op(${params}) -> f32 {
@@ -136,7 +121,7 @@ ${loads}
   const launch: KernelLaunch = {
     kernel: {
       name: `${spec.name}_w${width}${vec === 4 ? '_v4' : ''}_${spec.rows}`,
-      code,
+      code: withHelpers(code),
       bindings,
       workgroupSize: [wg, 1, 1],
     },
@@ -153,7 +138,6 @@ export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) => {
       name: scaled ? `add_s${nameNum(a.scale)}` : 'add',
       inputs: ['a', 'b'],
       expr: scaled ? `a + ${wgslF32(a.scale)} * b` : 'a + b',
-      prelude: '',
       width: a.width,
       rows: 'T',
     },
@@ -201,10 +185,7 @@ ${FLAT_MAIN_WGSL}
 };
 
 export const mulKernel: KernelGenerator<MulAttrs> = (a, ctx) =>
-  elementwise(
-    { name: 'mul', inputs: ['a', 'b'], expr: 'a * b', prelude: '', width: a.width, rows: 'T' },
-    ctx,
-  );
+  elementwise({ name: 'mul', inputs: ['a', 'b'], expr: 'a * b', width: a.width, rows: 'T' }, ctx);
 
 export const actKernel: KernelGenerator<ActAttrs> = (a, ctx) =>
   elementwise(
@@ -212,7 +193,6 @@ export const actKernel: KernelGenerator<ActAttrs> = (a, ctx) =>
       name: `act_${a.act}`,
       inputs: ['x'],
       expr: actExpr(a.act, 'x'),
-      prelude: actPrelude(a.act),
       width: a.width,
       rows: 'T',
     },
@@ -225,7 +205,6 @@ export const gluKernel: KernelGenerator<GluAttrs> = (a, ctx) =>
       name: `glu_${a.act}`,
       inputs: ['gate', 'up'],
       expr: `${actExpr(a.act, 'gate')} * up`,
-      prelude: actPrelude(a.act),
       width: a.width,
       rows: 'T',
     },
@@ -239,7 +218,6 @@ export const softcapKernel: KernelGenerator<SoftcapAttrs> = (a, ctx) => {
       name: `softcap_${nameNum(a.cap)}`,
       inputs: ['x'],
       expr: `${wgslF32(a.cap)} * tanh_acc(x / ${wgslF32(a.cap)})`,
-      prelude: TANH_ACCURATE_WGSL,
       width: a.width,
       rows: a.rows,
     },

@@ -17,14 +17,10 @@
  */
 import type { GatedDeltaRuleAttrs } from '../../src/graph/ops.ts';
 import { checkGatedDeltaRuleAttrs } from '../../src/ops/linear-recurrence.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecls,
-  type BindingDecl,
-  type DeviceCaps,
-} from '../kernel-ir.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecls, type BindingDecl } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
+import { withHelpers } from './wgsl-math.ts';
 
 /** Columns per workgroup: whole value heads where they are small, runs of 64 otherwise. */
 function columnsPerGroup(valueDim: number, maxInvocations: number): number {
@@ -94,8 +90,8 @@ ${mainPrologue(DK)}
     let kScale = inverseSqrt(kk + 1e-6);
     if (live) {
       let x = ba[t * 2u * VH + VH + h] + bias;
-      let decay = exp(decayRate * select(log(1.0 + exp(x)), x, x > 20.0));
-      let beta = 1.0 / (1.0 + exp(-ba[t * 2u * VH + h]));
+      let decay = exp(decayRate * softplus(x));
+      let beta = sigmoid(ba[t * 2u * VH + h]);
       var kv = 0.0;
       for (var i = 0u; i < DK; i++) {
         s[i] *= decay;
@@ -154,9 +150,9 @@ ${mainPrologue(DK)}
       inv[t] = inverseSqrt(qq + 1e-6) * SCALE;
       inv[C + t] = inverseSqrt(kq + 1e-6);
       let base = (c0 + t) * 2u * VH;
-      bt[t] = 1.0 / (1.0 + exp(-ba[base + h]));
+      bt[t] = sigmoid(ba[base + h]);
       let x = ba[base + VH + h] + bias;
-      gc[t] = decayRate * select(log(1.0 + exp(x)), x, x > 20.0);
+      gc[t] = decayRate * softplus(x);
     }
     workgroupBarrier();
     for (var e = lid; e < n * DK; e += WG) {
@@ -257,7 +253,7 @@ ${chunk === null ? recurrentBody(DK) : chunkedBody(DK, chunk)}`;
       {
         kernel: {
           name: `gated_delta_rule_${form}_kh${a.keyHeads}_vh${a.valueHeads}_dk${DK}_dv${DV}_wg${wg}`,
-          code,
+          code: withHelpers(code),
           bindings,
           workgroupSize: [wg, 1, 1],
         },

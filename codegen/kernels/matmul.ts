@@ -8,7 +8,7 @@
  *   take f16 weights (and f16-rounded x) on devices without shader-f16.
  */
 import type { MatmulAttrs } from '../../src/graph/ops.ts';
-import { validateMatmul } from '../../src/ops/matmul.ts';
+import { matmulStorageBindings, validateMatmul } from '../../src/ops/matmul.ts';
 import type { KernelGenerator } from './types.ts';
 import { common } from './matmul/common.ts';
 import { gemvLaunch } from './matmul/gemv.ts';
@@ -17,17 +17,6 @@ import { SUBGROUP_MATRIX_ENABLES, tensorLaunch, tensorTiling } from './matmul/su
 
 export { matmulTiling, type MatmulTiling } from './matmul/tiled.ts';
 export { tensorTiling, tensorUnsupported } from './matmul/subgroup-matrix.ts';
-
-/** Storage buffers (step uniform excluded) a matmul kernel with these attrs binds. */
-export function matmulStorageBindings(a: MatmulAttrs): number {
-  let n = 3; // x, w, out
-  if (a.bias) n++;
-  if (a.residual) n++;
-  if (a.prologue) n += a.prologue.kind === 'layer' && a.prologue.bias ? 2 : 1;
-  if (a.ropeKv) n += 4; // cos, sin, kcache, vcache
-  if (a.splits) n += a.splits.length - 1; // out1, out2, …
-  return n;
-}
 
 /** Bytes one copy of the weight takes in its buffer. */
 export function matmulWeightBytes(a: MatmulAttrs): number {

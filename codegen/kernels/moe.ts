@@ -21,7 +21,7 @@ import { SIGMOID_NORM_EPS, validateMoeMatmul, validateRoute } from '../../src/op
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup, wgslF32 } from './elementwise.ts';
-import { actExpr, actPrelude } from './wgsl-math.ts';
+import { actExpr, withHelpers } from './wgsl-math.ts';
 
 type Elem = 'f32' | 'u32' | 'vec4<f32>' | 'atomic<u32>';
 type Access = 'read' | 'read_write';
@@ -47,15 +47,6 @@ function hash(s: string): string {
   return (h >>> 0).toString(16).padStart(8, '0');
 }
 
-/** A sigmoid that never exponentiates a large positive argument. */
-const SIGMOID_WGSL = /* wgsl */ `
-fn sigm(x: f32) -> f32 {
-  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
-  let e = exp(x);
-  return e / (1.0 + e);
-}
-`;
-
 function launch(
   name: string,
   code: string,
@@ -64,7 +55,12 @@ function launch(
   grid: KernelLaunch['grid'],
 ): KernelLaunch {
   return {
-    kernel: { name: `${name}_${hash(code)}`, code, bindings, workgroupSize: [wg, 1, 1] },
+    kernel: {
+      name: `${name}_${hash(code)}`,
+      code: withHelpers(code),
+      bindings,
+      workgroupSize: [wg, 1, 1],
+    },
     grid,
   };
 }
@@ -85,7 +81,7 @@ export const moeRouteKernel: KernelGenerator<MoeRouteAttrs> = (a, { caps }) => {
   const { bindings, decls } = declare(list);
   const WG = Math.min(64, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
   const rank = sigmoid
-    ? `sigm(b_logits[base + i])${a.correctionBias ? ' + b_bias[i]' : ''}`
+    ? `sigmoid(b_logits[base + i])${a.correctionBias ? ' + b_bias[i]' : ''}`
     : 'b_logits[base + i]';
   // Experts outside the chosen groups rank with 0, like HF's masked_fill(…, 0.0).
   const value = grouped
@@ -118,7 +114,7 @@ export const moeRouteKernel: KernelGenerator<MoeRouteAttrs> = (a, { caps }) => {
   var s: array<f32, KS>;
   var den = ${a.normalize ? wgslF32(SIGMOID_NORM_EPS) : '1.0'};
   for (var j = 0u; j < KS; j++) {
-    s[j] = sigm(selL[j]);${a.normalize ? '\n    den += s[j];' : ''}
+    s[j] = sigmoid(selL[j]);${a.normalize ? '\n    den += s[j];' : ''}
   }
   for (var j = 0u; j < KS; j++) { b_weights[t * KS + j] = s[j] / den * SCALE; }`
     : `
@@ -133,7 +129,6 @@ export const moeRouteKernel: KernelGenerator<MoeRouteAttrs> = (a, { caps }) => {
   for (var j = 0u; j < KS; j++) { b_weights[t * KS + j] = exp(selL[j] - m) / den * SCALE; }`;
   const code = `${STEP_WGSL}
 ${decls}
-${SIGMOID_WGSL}
 const E: u32 = ${E}u;
 const KS: u32 = ${KS}u;
 const G: u32 = ${a.groups}u;
@@ -242,7 +237,7 @@ function emitFn(a: MoeMatmulAttrs): string {
     lines.push(
       `let gc = min(g, ${wgslF32(a.clamp.limit)});`,
       `let uc = clamp(u, ${wgslF32(-a.clamp.limit)}, ${wgslF32(a.clamp.limit)});`,
-      `return gc * sigm(${wgslF32(a.clamp.alpha)} * gc) * (uc + 1.0);`,
+      `return gc * sigmoid(${wgslF32(a.clamp.alpha)} * gc) * (uc + 1.0);`,
     );
   } else {
     if (a.act) lines.push(`g = ${actExpr(a.act, 'g')};`);
@@ -257,8 +252,6 @@ fn emit(e: u32, c: u32, g0: f32, u0: f32) -> f32 {
 function moeMatmulHeader(a: MoeMatmulAttrs, decls: string): string {
   return `${STEP_WGSL}
 ${decls}
-${SIGMOID_WGSL}
-${actPrelude(a.act)}
 const N: u32 = ${a.N}u;
 const K: u32 = ${a.K}u;
 const KS: u32 = ${a.topK}u;
@@ -505,7 +498,7 @@ export const moeCombineKernel: KernelGenerator<MoeCombineAttrs> = (a, { caps, ma
   const { bindings, decls } = declare(list);
   const wg = streamWorkgroup(caps);
   const shared = a.shared
-    ? `\n  acc += ${a.sharedGate ? 'sigm(b_sharedGate[t]) * ' : ''}b_shared[i];`
+    ? `\n  acc += ${a.sharedGate ? 'sigmoid(b_sharedGate[t]) * ' : ''}b_shared[i];`
     : '';
   if (!Number.isFinite(a.scale))
     throw new Error(`moe_combine: scale must be finite, got ${a.scale}`);
@@ -513,7 +506,6 @@ export const moeCombineKernel: KernelGenerator<MoeCombineAttrs> = (a, { caps, ma
   const scaled = a.scale !== 1 ? `\n  acc *= ${wgslF32(a.scale)};` : '';
   const code = `${STEP_WGSL}
 ${decls}
-${SIGMOID_WGSL}
 const WG: u32 = ${wg}u;
 const W: u32 = ${a.width}u;
 const KS: u32 = ${a.topK}u;

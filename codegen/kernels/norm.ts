@@ -11,11 +11,12 @@ import {
   STEP_WGSL,
   storageDecls,
   type BindingDecl,
-  type DeviceCaps,
   type KernelLaunch,
 } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
 import { nameNum, nextPow2, wgslF32 } from './elementwise.ts';
+import { withHelpers } from './wgsl-math.ts';
 
 /** Elements per thread kept in registers; more would spill, and re-reading a row from cache is cheap. */
 const MAX_CACHED = 16;
@@ -122,7 +123,7 @@ ${firstPass}
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,
-      code,
+      code: withHelpers(code),
       bindings,
       workgroupSize: [wg, 1, 1],
     },
@@ -160,10 +161,7 @@ const WG: u32 = ${wg}u;
 const PER: u32 = ${per}u;
 const EPS: f32 = ${wgslF32(a.eps)};
 ${WG_SUM_WGSL}
-fn silu_z(i: u32) -> f32 {
-  let g = z[i];
-  return g / (1.0 + exp(-g));
-}
+fn silu_z(i: u32) -> f32 { return silu(z[i]); }
 fn gated(i: u32) -> f32 {
   return ${a.normBeforeGate ? 'x[i]' : 'x[i] * silu_z(i)'};
 }
@@ -192,7 +190,7 @@ ${cached ? '      v[j] = gated(base + lid + j * WG);\n' : ''}      let e = ${vAt
   const launch: KernelLaunch = {
     kernel: {
       name: `gated_norm${a.normBeforeGate ? '_prenorm' : ''}_w${a.width}_g${a.group}_wg${wg}${cached ? '' : '_reread'}_eps${nameNum(a.eps)}`,
-      code,
+      code: withHelpers(code),
       bindings,
       workgroupSize: [wg, 1, 1],
     },

@@ -5,7 +5,8 @@
  */
 import type { KvWriteAttrs, RopeAttrs, RopeLayout } from '../../src/graph/ops.ts';
 import { checkKvColumns } from '../../src/ops/attention.ts';
-import { STEP_BINDING, STEP_WGSL, storageDecl, type DeviceCaps } from '../kernel-ir.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
 
 function elementwiseWorkgroup(caps: DeviceCaps, width: number): number {

@@ -27,12 +27,13 @@ import {
   STEP_WGSL,
   storageDecls,
   type BindingDecl,
-  type DeviceCaps,
   type GridDim,
   type KernelLaunch,
 } from '../kernel-ir.ts';
+import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, nextPow2, wgslF32 } from './elementwise.ts';
+import { withHelpers } from './wgsl-math.ts';
 
 /** Scratch buffers of the chunked selective scan: per-chunk states, then incoming states; Σδ per chunk. */
 export const SCAN_SCRATCH = { h: 'sscan_h', dsum: 'sscan_dsum' } as const;
@@ -55,26 +56,6 @@ export function scanChunk(dInner: number, maxT: number): number {
 
 /** Storage buffers the fused decode kernels bind. */
 const FUSED_BINDINGS = 9;
-
-/**
- * softplus with torch's threshold (identity above 20). WGSL's log has only absolute
- * accuracy near 1, so log(1 + e) for small e (δ ≈ 1e-3 is typical) would lose relative
- * precision; log1p comes from 2·atanh(e / (2 + e)) with its odd series instead (|s| ≤ 1/3,
- * truncation below 2e-9 relative).
- */
-const SOFTPLUS_WGSL = /* wgsl */ `
-fn log1p_unit(e: f32) -> f32 {
-  let s = e / (2.0 + e);
-  let s2 = s * s;
-  return 2.0 * s * (1.0 + s2 * (0.33333333 + s2 * (0.2 + s2 * (0.14285714 + s2 * (0.11111111 +
-      s2 * (0.09090909 + s2 * (0.07692308 + s2 * 0.06666667)))))));
-}
-fn softplus(v: f32) -> f32 {
-  if (v > 20.0) { return v; }
-  return max(v, 0.0) + log1p_unit(exp(-abs(v)));
-}
-fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
-`;
 
 /**
  * Double-float helpers: a vec2f (hi, lo) holds hi + lo exactly. two_sum is Knuth's
@@ -135,7 +116,7 @@ function launch(
   caps: DeviceCaps,
 ): KernelLaunch {
   checkBindings(op, bindings, caps);
-  return { kernel: { name, code, bindings, workgroupSize: [wg, 1, 1] }, grid };
+  return { kernel: { name, code: withHelpers(code), bindings, workgroupSize: [wg, 1, 1] }, grid };
 }
 
 /** A constant grid of `total` threads in workgroups of wg, folded into y past the per-dimension limit. */
@@ -173,7 +154,6 @@ function scanStepLaunch(a: SelectiveScanAttrs, caps: DeviceCaps): KernelLaunch {
   const bindings = bind(['x', 'dt', 'aLog', 'b', 'c', 'd', 'z'], ['state', 'out']);
   const code = `${STEP_WGSL}
 ${storageDecls(bindings)}
-${SOFTPLUS_WGSL}
 const D: u32 = ${D}u;
 const N: u32 = ${N}u;
 const NL: u32 = ${nl}u;
@@ -238,7 +218,6 @@ function scanChunkLaunch(a: SelectiveScanAttrs, q: number, caps: DeviceCaps): Ke
   const bindings = bind(['x', 'dt', 'aLog', 'b', 'd'], ['out', h, dsum]);
   const code = `${STEP_WGSL}
 ${storageDecls(bindings)}
-${SOFTPLUS_WGSL}
 const D: u32 = ${D}u;
 const N: u32 = ${N}u;
 const Q: u32 = ${q}u;
@@ -329,7 +308,6 @@ function scanOutLaunch(a: SelectiveScanAttrs, q: number, caps: DeviceCaps): Kern
   const bindings = bind(['x', 'dt', 'aLog', 'b', 'c', 'z', h], ['out']);
   const code = `${STEP_WGSL}
 ${storageDecls(bindings)}
-${SOFTPLUS_WGSL}
 const D: u32 = ${D}u;
 const N: u32 = ${N}u;
 const Q: u32 = ${q}u;
@@ -463,7 +441,6 @@ function ssdStepLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const bindings = bind(['x', 'dt', 'dtBias', 'aLog', 'b', 'c', 'd'], ['state', 'out']);
   const code = `${STEP_WGSL}
 ${storageDecls(bindings)}
-${SOFTPLUS_WGSL}
 ${ssdDeltaWgsl(a)}
 ${ssdConsts(s)}
 const NL: u32 = ${nl}u;
@@ -527,7 +504,6 @@ function ssdDtLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const bindings = bind(['dt', 'dtBias', 'aLog'], [dtS, lam]);
   const code = `${STEP_WGSL}
 ${storageDecls(bindings)}
-${SOFTPLUS_WGSL}
 ${DOUBLE_F32_WGSL}
 ${ssdDeltaWgsl(a)}
 ${ssdConsts(s)}

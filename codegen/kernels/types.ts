@@ -1,4 +1,5 @@
-import type { DeviceCaps, KernelLaunch } from '../kernel-ir.ts';
+import type { KernelLaunch } from '../kernel-ir.ts';
+import type { DeviceCaps } from '../../src/target.ts';
 import type { OpAttrs } from '../../src/graph/ops.ts';
 
 /** What a kernel generator knows besides the op's attributes. */

@@ -1,43 +1,149 @@
 /**
- * WGSL twins of src/ops/math.ts: one definition of each formula for all kernels.
- * Generators paste the functions they use into their module.
+ * The one home of the WGSL scalar math helpers. Each is defined once here and mirrored by the
+ * CPU function of the same name in src/ops/math.ts (same formula, computed in f64 there), so a
+ * kernel and its reference cannot drift apart. Kernels call helpers by name; withHelpers()
+ * pastes in the definitions a module calls, and nothing else, so no kernel defines its own.
  */
 import type { Activation } from '../../src/spec/model.ts';
 
-/** erf for exact GELU. WGSL has none; this fit's 1.2e-7 relative error is far inside our 1e-4 tolerance. */
-export const ERF_WGSL = /* wgsl */ `
-fn erf_f32(x: f32) -> f32 {
-  // Numerical Recipes erfc (Chebyshev fit, |rel err| < 1.2e-7).
+export type HelperName =
+  'log1p' | 'softplus' | 'sigmoid' | 'silu' | 'erf_f32' | 'tanh_safe' | 'tanh_acc';
+
+interface Helper {
+  /** Helpers this one calls (pasted with it). */
+  uses: readonly HelperName[];
+  code: string;
+}
+
+/**
+ * Definitions in dependency order (a helper comes after those it uses), which is also the
+ * order withHelpers() pastes them in, so a kernel's code does not depend on how it asked.
+ */
+const HELPERS: Record<HelperName, Helper> = {
+  /**
+   * log(1 + x) for x > -1. WGSL's log has only absolute accuracy near 1, so log(1 + x) for small
+   * x (softplus of a typical δ, e^-|v| ≈ 1e-3) would lose relative precision. On −0.5 ≤ x ≤ 1,
+   * log1p(x) = 2·atanh(s) with s = x / (2 + x), |s| ≤ 1/3, by its odd series (truncation below
+   * 2e-9 relative); elsewhere 1 + x is far from 1 and log is accurate.
+   * CPU mirror: log1p (Math.log1p).
+   */
+  log1p: {
+    uses: [],
+    code: /* wgsl */ `fn log1p(x: f32) -> f32 {
+  if (x < -0.5 || x > 1.0) { return log(1.0 + x); }
+  let s = x / (2.0 + x);
+  let s2 = s * s;
+  return 2.0 * s * (1.0 + s2 * (0.33333333 + s2 * (0.2 + s2 * (0.14285714 + s2 * (0.11111111 +
+      s2 * (0.09090909 + s2 * (0.07692308 + s2 * 0.06666667)))))));
+}`,
+  },
+  /**
+   * torch.nn.functional.softplus (beta 1, threshold 20: the identity above 20), in the form
+   * that never exponentiates a positive argument: max(x, 0) + log1p(e^−|x|).
+   * CPU mirror: softplus.
+   */
+  softplus: {
+    uses: ['log1p'],
+    code: /* wgsl */ `fn softplus(x: f32) -> f32 {
+  if (x > 20.0) { return x; }
+  return max(x, 0.0) + log1p(exp(-abs(x)));
+}`,
+  },
+  /**
+   * Logistic sigmoid that never exponentiates a positive argument: with e = e^−|x|, 1 / (1 + e)
+   * for x ≥ 0 and e / (1 + e) below. One exp, no branch. CPU mirror: sigmoid.
+   */
+  sigmoid: {
+    uses: [],
+    code: /* wgsl */ `fn sigmoid(x: f32) -> f32 {
+  let e = exp(-abs(x));
+  return select(e, 1.0, x >= 0.0) / (1.0 + e);
+}`,
+  },
+  /** x · sigmoid(x) (SiLU, swish). CPU mirror: silu. */
+  silu: {
+    uses: ['sigmoid'],
+    code: /* wgsl */ `fn silu(x: f32) -> f32 { return x * sigmoid(x); }`,
+  },
+  /**
+   * erf for exact GELU. WGSL has none; Numerical Recipes' erfc Chebyshev fit, |rel err| < 1.2e-7,
+   * far inside our 1e-4 tolerance. CPU mirror: erf (f64-accurate series).
+   */
+  erf_f32: {
+    uses: [],
+    code: /* wgsl */ `fn erf_f32(x: f32) -> f32 {
   let z = abs(x);
   let t = 1.0 / (1.0 + 0.5 * z);
   let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
       t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
       t * (-0.82215223 + t * 0.17087277)))))))));
   return select(r - 1.0, 1.0 - r, x >= 0.0);
-}
-`;
-
-/** tanh that cannot overflow: WGSL's tanh may evaluate exp(2x) and return NaN for large |x|. */
-export const TANH_WGSL = /* wgsl */ `
-fn tanh_safe(x: f32) -> f32 {
+}`,
+  },
+  /**
+   * tanh that cannot overflow: WGSL's tanh may evaluate exp(2x) and return NaN for large |x|.
+   * Loses relative precision near 0 (use tanh_acc there). CPU mirror: Math.tanh.
+   */
+  tanh_safe: {
+    uses: [],
+    code: /* wgsl */ `fn tanh_safe(x: f32) -> f32 {
   let c = clamp(x, -15.0, 15.0);
   let e = exp(2.0 * c);
   return (e - 1.0) / (e + 1.0);
-}
-`;
+}`,
+  },
+  /**
+   * tanh accurate near 0 as well (softcap of small logits divides by a large cap): an odd
+   * Taylor polynomial on |x| < 0.3, truncation below 1e-7 relative. CPU mirror: Math.tanh.
+   */
+  tanh_acc: {
+    uses: ['tanh_safe'],
+    code: /* wgsl */ `fn tanh_acc(x: f32) -> f32 {
+  if (abs(x) >= 0.3) { return tanh_safe(x); }
+  let x2 = x * x;
+  return x * (1.0 + x2 * (-0.33333333333 + x2 * (0.13333333333 + x2 * (-0.053968253968 + x2 * 0.021869488536))));
+}`,
+  },
+};
+export const HELPER_NAMES = Object.keys(HELPERS) as HelperName[];
 
-/** WGSL helper functions an activation needs (prepend once per module). */
-export function actPrelude(act: Activation | null): string {
-  if (act === 'gelu') return ERF_WGSL;
-  if (act === 'gelu_tanh') return TANH_WGSL;
-  return '';
+/** The helpers `code` calls, directly or through other helpers, in HELPERS order. */
+export function helpersUsedBy(code: string): HelperName[] {
+  const wanted = new Set<HelperName>();
+  const visit = (name: HelperName) => {
+    if (wanted.has(name)) return;
+    wanted.add(name);
+    for (const u of HELPERS[name].uses) visit(u);
+  };
+  for (const name of HELPER_NAMES) if (new RegExp(`\\b${name}\\s*\\(`).test(code)) visit(name);
+  return HELPER_NAMES.filter((n) => wanted.has(n));
+}
+
+/** WGSL definitions of the named helpers and those they use. */
+export function wgslHelpers(names: readonly HelperName[]): string {
+  return helpersUsedBy(names.map((n) => `${n}()`).join(' '))
+    .map((n) => HELPERS[n].code)
+    .join('\n');
+}
+
+/**
+ * A kernel module with the helpers it calls pasted in before its entry point (WGSL does not
+ * care where a function is declared; before @compute keeps the helpers-then-main section
+ * order). Scanning the finished module, rather than a list per kernel, means a helper cannot
+ * be forgotten, pasted twice, or pasted unused.
+ */
+export function withHelpers(code: string): string {
+  const defs = wgslHelpers(helpersUsedBy(code));
+  if (defs === '') return code;
+  const at = code.search(/^@compute\b/m);
+  return at < 0 ? `${code}\n${defs}\n` : `${code.slice(0, at)}${defs}\n\n${code.slice(at)}`;
 }
 
 /** A WGSL expression applying `act` to the f32 expression `x` (x must be a simple name). */
 export function actExpr(act: Activation, x: string): string {
   switch (act) {
     case 'silu':
-      return `(${x} / (1.0 + exp(-${x})))`;
+      return `silu(${x})`;
     case 'gelu':
       return `(0.5 * ${x} * (1.0 + erf_f32(${x} * 0.70710678118654752)))`;
     case 'gelu_tanh':
@@ -47,6 +153,6 @@ export function actExpr(act: Activation, x: string): string {
     case 'relu2':
       return `(max(${x}, 0.0) * max(${x}, 0.0))`;
     case 'sigmoid':
-      return `(1.0 / (1.0 + exp(-${x})))`;
+      return `sigmoid(${x})`;
   }
 }

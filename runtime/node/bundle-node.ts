@@ -8,11 +8,11 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BundleSource } from '../model.ts';
+import type { BundleSource } from '../../codegen/manifest.ts';
 import { BundleError, checkManifest } from '../manifest-check.ts';
-import { jsonSyntaxError } from '../json-error.ts';
+import { jsonSyntaxError } from '../../formats/json-error.ts';
 import { bundleFile } from './bundle-paths.ts';
-import { openSafetensors, type SafetensorsSource } from './safetensors-file.ts';
+import { openSafetensors, type SafetensorsSource } from '../../formats/node/safetensors-file.ts';
 
 export { BundleError } from '../manifest-check.ts';
 

@@ -1,11 +1,11 @@
 import { parseArgs } from 'node:util';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
-import { compileModel, type CompiledModel } from '../compile.ts';
+import { compileModel, type CompiledModel } from '../../codegen/compile.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { writeBundle } from '../../codegen/bundle.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
-import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../target.ts';
 import { loadModelInput } from './model-input.ts';
 import { BundleTargetError, checkBundleTarget } from '../../codegen/bundle-target.ts';
 import { terminalProgress } from './progress.ts';

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
-import { report } from '../report.ts';
+import { report } from './report.ts';
 import type { Graph } from '../graph/ir.ts';
 import {
   COMMON_COMPILE_HELP,

@@ -10,7 +10,7 @@ import type { WeightProvider } from '../graph/params.ts';
 import { loadSpec } from '../spec/load.ts';
 import { randomWeights } from '../import/random-init.ts';
 import { UserError } from './command.ts';
-import { openSafetensors, type SafetensorsSource } from '../../runtime/node/safetensors-file.ts';
+import { openSafetensors, type SafetensorsSource } from '../../formats/node/safetensors-file.ts';
 import { checkTensors } from '../import/check.ts';
 import { expectedTensors } from '../import/names.ts';
 

@@ -1,5 +1,5 @@
 /** A one-line progress display on a terminal (stderr); silent when stderr is not a TTY. */
-import type { Progress } from '../../runtime/model.ts';
+import type { Progress } from '../../codegen/manifest.ts';
 
 export function terminalProgress(enabled = process.stderr.isTTY === true): Progress {
   let lastStage = '';

@@ -8,13 +8,13 @@ import { openBundle } from '../../runtime/node/bundle-node.ts';
 import {
   GpuModel,
   NonFiniteError,
-  type BundleSource,
   type NonFiniteSite,
   type Sequence,
 } from '../../runtime/model.ts';
+import { type BundleSource } from '../../codegen/manifest.ts';
 import { expertLoad, type ExpertLoad } from '../ops/moe.ts';
 import { byteTokenizer } from '../../runtime/tokenizer.ts';
-import { serializeSafetensors } from '../../runtime/safetensors.ts';
+import { serializeSafetensors } from '../../formats/safetensors.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
 import {
   COMMON_COMPILE_HELP,

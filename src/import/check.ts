@@ -3,7 +3,7 @@
  * present with the right shape and a float dtype, and nothing left over (a leftover
  * tensor means the config and the weights describe different models).
  */
-import { sliceSpan } from '../../runtime/tensor-slice.ts';
+import { sliceSpan } from '../../formats/tensor-slice.ts';
 import { sliceYields, type StoredSlice } from './convert.ts';
 import type { TensorSpec } from './names.ts';
 

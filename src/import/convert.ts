@@ -8,7 +8,7 @@
  * the folder reader applies them when the tensor is read, so compilation only ever sees
  * canonical tensors.
  */
-import { sliceHolds, type TensorSlice } from '../../runtime/tensor-slice.ts';
+import { sliceHolds, type TensorSlice } from '../../formats/tensor-slice.ts';
 
 export interface StoredSlice extends TensorSlice {
   /** Keep the box's last-axis entries offset, offset + stride, ... (absent: keep all). */

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
+import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { checkTensors } from './check.ts';
 import { finishSlice } from './convert.ts';

@@ -13,7 +13,7 @@
  * each canonical per-expert tensor to a slice of those (storedSlices).
  */
 import { type LayerSpec, type MlpSpec, type FfnSpec, type RopeSpec } from '../spec/model.ts';
-import { expertRows } from '../../runtime/tensor-slice.ts';
+import { expertRows } from '../../formats/tensor-slice.ts';
 import type { StoredSlice } from './convert.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';

@@ -10,6 +10,7 @@
  * `linearRecurrenceStep` with their own derivations.
  */
 import type { Cost, GatedDeltaRuleAttrs, StepShape } from '../graph/ops.ts';
+import { sigmoid, softplus } from './math.ts';
 import { f32, type OpReference } from './types.ts';
 
 /**
@@ -55,11 +56,6 @@ function l2normalize(x: Float32Array, off: number, n: number, scale: number): Fl
   return out;
 }
 
-/** torch.nn.functional.softplus (beta 1, threshold 20). */
-export function softplus(x: number): number {
-  return x > 20 ? x : Math.log1p(Math.exp(x));
-}
-
 export function checkGatedDeltaRuleAttrs(a: GatedDeltaRuleAttrs): void {
   for (const k of ['keyHeads', 'valueHeads', 'keyDim', 'valueDim'] as const) {
     if (!Number.isInteger(a[k]) || a[k] < 1) {
@@ -98,7 +94,7 @@ export const gatedDeltaRule: OpReference<GatedDeltaRuleAttrs> = {
       for (let t = 0; t < T; t++) {
         const qn = l2normalize(q, (t * KH + kh) * dk, dk, a.scale);
         const kn = l2normalize(k, (t * KH + kh) * dk, dk, 1);
-        const beta = 1 / (1 + Math.exp(-ba[t * 2 * VH + h]));
+        const beta = sigmoid(ba[t * 2 * VH + h]);
         const logDecay = -Math.exp(aLog[h]) * softplus(ba[t * 2 * VH + VH + h] + dtBias[h]);
         const vt = v.subarray((t * VH + h) * dv, (t * VH + h + 1) * dv);
         linearRecurrenceStep(S, dk, dv, qn, kn, vt, logDecay, beta, o);

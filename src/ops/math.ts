@@ -1,17 +1,43 @@
 /**
  * Scalar math shared by several op references (activations inside matmul
  * epilogues, norms inside matmul prologues, RoPE inside the fused QKV kernel),
- * so each formula exists once on the CPU side. WGSL twins: codegen/kernels/wgsl-math.ts.
+ * so each formula exists once on the CPU side. The scalar helpers (log1p, softplus, sigmoid,
+ * silu, erf) mirror the WGSL helpers of the same names in codegen/kernels/wgsl-math.ts one to
+ * one: same formula, in f64 here.
  */
 import type { Activation, NormSpec } from '../spec/model.ts';
-import { f16BitsToNumber, f32ToF16Bits } from '../../runtime/safetensors.ts';
+import { f16BitsToNumber, f32ToF16Bits } from '../../formats/safetensors.ts';
 
 /** x rounded to the nearest f16 (ties to even), as the GPU's f32 → f16 conversion does. */
 export function roundF16(x: number): number {
   return f16BitsToNumber(f32ToF16Bits(x));
 }
 
-/** erf to f64 accuracy (JS has none): Taylor series near 0, continued fraction for the tail. */
+/** log(1 + x). Mirror of WGSL log1p, which builds it from a series because WGSL has none. */
+export function log1p(x: number): number {
+  return Math.log1p(x);
+}
+
+/**
+ * torch.nn.functional.softplus (beta 1, threshold 20: the identity above 20), never
+ * exponentiating a positive argument. Mirror of WGSL softplus.
+ */
+export function softplus(x: number): number {
+  return x > 20 ? x : Math.max(x, 0) + log1p(Math.exp(-Math.abs(x)));
+}
+
+/** Logistic sigmoid, never exponentiating a positive argument. Mirror of WGSL sigmoid. */
+export function sigmoid(x: number): number {
+  const e = Math.exp(-Math.abs(x));
+  return (x >= 0 ? 1 : e) / (1 + e);
+}
+
+/** x · sigmoid(x). Mirror of WGSL silu. */
+export function silu(x: number): number {
+  return x * sigmoid(x);
+}
+
+/** erf to f64 accuracy (JS has none): Taylor series near 0, continued fraction for the tail. Mirror of WGSL erf_f32. */
 export function erf(x: number): number {
   const ax = Math.abs(x);
   if (ax >= 6) return Math.sign(x);
@@ -37,7 +63,7 @@ export function erf(x: number): number {
 export function activate(act: Activation, x: number): number {
   switch (act) {
     case 'silu':
-      return x / (1 + Math.exp(-x));
+      return silu(x);
     case 'gelu':
       return 0.5 * x * (1 + erf(x / Math.SQRT2));
     case 'gelu_tanh':
@@ -49,7 +75,7 @@ export function activate(act: Activation, x: number): number {
       return r * r;
     }
     case 'sigmoid':
-      return 1 / (1 + Math.exp(-x));
+      return sigmoid(x);
   }
 }
 

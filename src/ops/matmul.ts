@@ -205,3 +205,14 @@ function cost(a: MatmulAttrs, step: StepShape): Cost {
 }
 
 export const matmul: OpReference<MatmulAttrs> = { reference, cost };
+
+/** Storage buffers (step uniform excluded) a matmul kernel with these attrs binds. */
+export function matmulStorageBindings(a: MatmulAttrs): number {
+  let n = 3; // x, w, out
+  if (a.bias) n++;
+  if (a.residual) n++;
+  if (a.prologue) n += a.prologue.kind === 'layer' && a.prologue.bias ? 2 : 1;
+  if (a.ropeKv) n += 4; // cos, sin, kcache, vcache
+  if (a.splits) n += a.splits.length - 1; // out1, out2, …
+  return n;
+}

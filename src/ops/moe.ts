@@ -10,7 +10,7 @@ import type {
   MoeMatmulAttrs,
   MoeRouteAttrs,
 } from '../graph/ops.ts';
-import { activate } from './math.ts';
+import { activate, sigmoid } from './math.ts';
 import { f32, u32, type HostArray, type OpReference } from './types.ts';
 
 /** The DeepSeek-V3 normaliser's guard against an all-zero denominator. */
@@ -58,12 +58,6 @@ export function topkIndices(values: ArrayLike<number>, k: number): number[] {
   const idx = Array.from({ length: values.length }, (_, i) => i);
   idx.sort((p, q) => (values[q] > values[p] ? 1 : values[q] < values[p] ? -1 : p - q));
   return idx.slice(0, k);
-}
-
-function sigmoid(x: number): number {
-  if (x >= 0) return 1 / (1 + Math.exp(-x));
-  const e = Math.exp(x);
-  return e / (1 + e);
 }
 
 /** One token's experts (best first) and weights from its router logits. */

@@ -8,13 +8,8 @@
  * sequence), so the runtime never has to clear state buffers.
  */
 import type { Cost, SelectiveScanAttrs, SsdAttrs, StepShape } from '../graph/ops.ts';
-import { activate } from './math.ts';
+import { activate, softplus } from './math.ts';
 import { f32, type Arrays, type OpReference } from './types.ts';
-
-/** torch.nn.functional.softplus with its default threshold: the identity above 20. */
-export function softplus(v: number): number {
-  return v > 20 ? v : Math.log1p(Math.exp(v));
-}
 
 function need(op: string, inputs: Arrays, name: string, n: number): Float32Array {
   const v = f32(inputs, name);

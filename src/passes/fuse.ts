@@ -22,8 +22,8 @@ import {
   type OpAttrs,
   type RopeAttrs,
 } from '../graph/ops.ts';
-import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
-import { matmulStorageBindings } from '../../codegen/kernels/matmul.ts';
+import type { DeviceCaps } from '../target.ts';
+import { matmulStorageBindings } from '../ops/matmul.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
 

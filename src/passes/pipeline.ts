@@ -1,6 +1,6 @@
 /** The ordered pass list applied to every phase graph, with a log for `strata inspect --passes`. */
 import type { Graph } from '../graph/ir.ts';
-import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
+import type { DeviceCaps } from '../target.ts';
 import { FUSION_PASSES } from './fuse.ts';
 import { splitOversizeParams } from './split.ts';
 import { checkShapes } from './shapes.ts';

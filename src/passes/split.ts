@@ -7,7 +7,7 @@
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import { tensorBytes } from '../graph/ir.ts';
-import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
+import type { DeviceCaps } from '../target.ts';
 import { Rewriter } from './rewrite.ts';
 import type { MoeMatmulAttrs } from '../graph/ops.ts';
 

@@ -18,9 +18,9 @@ import { join } from 'node:path';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
 import { checkManifest } from '../../runtime/manifest-check.ts';
 import { toManifest } from '../../codegen/bundle.ts';
-import { compileModel } from '../../src/compile.ts';
+import { compileModel } from '../../codegen/compile.ts';
 import { loadSpec } from '../../src/spec/load.ts';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import { cli } from './run-cli.ts';
 
 /** Stands in for a file outside the bundle that a manifest must not get printed. */

@@ -18,13 +18,13 @@ import { join } from 'node:path';
 import { cli } from './run-cli.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
 import { GpuModel } from '../../runtime/model.ts';
-import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
+import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import { loadSpec } from '../../src/spec/load.ts';
-import { compileModel } from '../../src/compile.ts';
+import { compileModel } from '../../codegen/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
-import { report } from '../../src/report.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
+import { report } from '../../src/cli/report.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import { maxRelError } from '../helpers/numeric.ts';
 

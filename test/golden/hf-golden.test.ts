@@ -9,10 +9,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
-import { compileModel } from '../../src/compile.ts';
+import { compileModel } from '../../codegen/compile.ts';
 import { memorySource } from '../../codegen/bundle.ts';
 import { GpuModel } from '../../runtime/model.ts';
-import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
+import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { testGpu } from '../helpers/gpu.ts';
 

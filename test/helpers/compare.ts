@@ -4,7 +4,7 @@
  * asserting logits (max relative error) and tokens step by step.
  */
 import { expect } from 'vitest';
-import { compileModel, type CompileOptions, type CompiledModel } from '../../src/compile.ts';
+import { compileModel, type CompileOptions, type CompiledModel } from '../../codegen/compile.ts';
 import { memorySource } from '../../codegen/bundle.ts';
 import { GpuModel, type Sequence } from '../../runtime/model.ts';
 import { Interpreter, type CpuState } from '../../src/graph/interpret.ts';

@@ -3,12 +3,12 @@
  * runs a kernel and the reference on the same inputs.
  */
 import { expect } from 'vitest';
-import type { DeviceCaps } from '../../codegen/kernel-ir.ts';
+import type { DeviceCaps } from '../../src/target.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
 import { plainMatmul, splitOutput, type MatmulAttrs, type StepShape } from '../../src/graph/ops.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import type { Arrays } from '../../src/ops/types.ts';
-import { packF16 } from '../../runtime/safetensors.ts';
+import { packF16 } from '../../formats/safetensors.ts';
 import { runLaunches, testGpu, type HostArray } from './gpu.ts';
 import { maxRelError, randn } from './numeric.ts';
 

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serializeSafetensors, type TensorToWrite } from '../../runtime/safetensors.ts';
+import { serializeSafetensors, type TensorToWrite } from '../../formats/safetensors.ts';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
 import { expectedTensors, type TensorSpec } from '../../src/import/names.ts';

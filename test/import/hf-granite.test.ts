@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
-import { openSafetensors } from '../../runtime/node/safetensors-file.ts';
+import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import type { AttentionSpec, Mamba2Spec, MoeSpec } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { parseSpec } from '../../src/spec/load.ts';

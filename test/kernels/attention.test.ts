@@ -7,7 +7,7 @@ import {
   flashFloats,
   prefillTiles,
 } from '../../codegen/kernels/attention.ts';
-import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import type { AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention, visibleKeys } from '../../src/ops/attention.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';

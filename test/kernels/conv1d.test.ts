@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { conv1dKernel } from '../../codegen/kernels/conv1d.ts';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import type { Conv1dAttrs, StepShape } from '../../src/graph/ops.ts';
 import { conv1d } from '../../src/ops/conv1d.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';

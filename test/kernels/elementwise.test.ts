@@ -6,7 +6,8 @@ import {
   gluKernel,
   softcapKernel,
 } from '../../codegen/kernels/elementwise.ts';
-import { BASELINE_CAPS, resolveGridDim, type KernelLaunch } from '../../codegen/kernel-ir.ts';
+import { resolveGridDim, type KernelLaunch } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import type { Activation } from '../../src/spec/model.ts';
 import type { StepShape } from '../../src/graph/ops.ts';
 import { act, add, glu, softcap } from '../../src/ops/elementwise.ts';

@@ -7,9 +7,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { gatedDeltaRuleKernel } from '../../codegen/kernels/linear-recurrence.ts';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import type { GatedDeltaRuleAttrs, StepShape } from '../../src/graph/ops.ts';
-import { gatedDeltaRule, softplus } from '../../src/ops/linear-recurrence.ts';
+import { gatedDeltaRule } from '../../src/ops/linear-recurrence.ts';
+import { softplus } from '../../src/ops/math.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 

@@ -6,7 +6,7 @@
  * tensor-core schedule needs shader-f16 and subgroup-matrix (the H100/H200 with `--gpu-flags fast`).
  */
 import { describe, expect, it } from 'vitest';
-import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import { matmulKernel, tensorTiling, tensorUnsupported } from '../../codegen/kernels/matmul.ts';
 import { common } from '../../codegen/kernels/matmul/common.ts';
 import {
@@ -17,7 +17,7 @@ import {
 } from '../../codegen/kernels/matmul/subgroup-matrix.ts';
 import type { MatmulAttrs, StepShape } from '../../src/graph/ops.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
-import { packF16 } from '../../runtime/safetensors.ts';
+import { packF16 } from '../../formats/safetensors.ts';
 import { roundF16 } from '../../src/ops/math.ts';
 import { check, LAYER, matrixCaps, mm, PATHS, RMS, ropeCase, SHAPES } from '../helpers/matmul.ts';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
-import { matmulKernel, matmulStorageBindings, matmulTiling } from '../../codegen/kernels/matmul.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
+import { matmulKernel, matmulTiling } from '../../codegen/kernels/matmul.ts';
+import { matmulStorageBindings } from '../../src/ops/matmul.ts';
 import { common } from '../../codegen/kernels/matmul/common.ts';
 import { TILE_SHAPES, tiledLaunch, tilingFor } from '../../codegen/kernels/matmul/tiled.ts';
 import { gemvLaunch } from '../../codegen/kernels/matmul/gemv.ts';

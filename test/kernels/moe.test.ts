@@ -30,7 +30,7 @@ import {
 } from '../../src/ops/moe.ts';
 import { activate } from '../../src/ops/math.ts';
 import type { Activation } from '../../src/spec/model.ts';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn, rng } from '../helpers/numeric.ts';
 

@@ -15,10 +15,11 @@ import {
   ssdOutFloats,
   ssdOutTiles,
 } from '../../codegen/kernels/ssm.ts';
-import { BASELINE_CAPS, type DeviceCaps } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp } from '../../codegen/kernels/types.ts';
 import type { SelectiveScanAttrs, SsdAttrs, StepShape } from '../../src/graph/ops.ts';
-import { selectiveScan, softplus, ssd } from '../../src/ops/ssm.ts';
+import { selectiveScan, ssd } from '../../src/ops/ssm.ts';
+import { softplus } from '../../src/ops/math.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn, rng } from '../helpers/numeric.ts';
 

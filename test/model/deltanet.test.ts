@@ -4,8 +4,8 @@
  * steps that carry the recurrent and conv state).
  */
 import { describe, expect, it } from 'vitest';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
-import { compileModel } from '../../src/compile.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
+import { compileModel } from '../../codegen/compile.ts';
 import type { GatedDeltaNetSpec, LayerSpec, MixerSpec, ModelIR } from '../../src/spec/model.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { attention, mlp, tinyLlama } from '../helpers/models.ts';

@@ -5,10 +5,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseSpec } from '../../src/spec/load.ts';
-import { report } from '../../src/report.ts';
-import { compileModel } from '../../src/compile.ts';
+import { report } from '../../src/cli/report.ts';
+import { compileModel } from '../../codegen/compile.ts';
 import { headRows, materialize } from '../../src/graph/params.ts';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { randInts } from '../helpers/numeric.ts';
 

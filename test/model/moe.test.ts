@@ -7,12 +7,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { compileModel } from '../../src/compile.ts';
-import { BASELINE_CAPS, GREEDY } from '../../codegen/kernel-ir.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { GREEDY } from '../../codegen/kernel-ir.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
-import { report } from '../../src/report.ts';
+import { report } from '../../src/cli/report.ts';
 import { expertLoads } from '../../src/cli/run-cmd.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import {

@@ -4,8 +4,8 @@
  * definition on the interpreter.
  */
 import { describe, expect, it } from 'vitest';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
-import { compileModel } from '../../src/compile.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
+import { compileModel } from '../../codegen/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import type { LayerSpec, Mamba2Spec, ModelIR, ParallelSpec } from '../../src/spec/model.ts';

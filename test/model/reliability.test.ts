@@ -4,7 +4,7 @@
  * Tiny models (vocab 64, dim 48, 2 layers) keep SwiftShader fast.
  */
 import { describe, expect, it } from 'vitest';
-import { compileModel } from '../../src/compile.ts';
+import { compileModel } from '../../codegen/compile.ts';
 import { memorySource } from '../../codegen/bundle.ts';
 import {
   CapacityError,
@@ -13,7 +13,7 @@ import {
   GpuModel,
   NonFiniteError,
 } from '../../runtime/model.ts';
-import type { BundleSource } from '../../runtime/model.ts';
+import type { BundleSource } from '../../codegen/manifest.ts';
 import type { GpuContext } from '../../runtime/gpu.ts';
 import { acquire, nodeGpu } from '../../runtime/node/webgpu-node.ts';
 import { randomWeights } from '../../src/import/random-init.ts';

@@ -4,12 +4,12 @@
  * the CPU interpreter.
  */
 import { describe, expect, it } from 'vitest';
-import { BASELINE_CAPS } from '../../codegen/kernel-ir.ts';
-import { compileModel } from '../../src/compile.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
+import { compileModel } from '../../codegen/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { fuseSharedInput } from '../../src/passes/fuse.ts';
-import { report } from '../../src/report.ts';
+import { report } from '../../src/cli/report.ts';
 import type {
   LayerSpec,
   Mamba1Spec,

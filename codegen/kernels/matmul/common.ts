@@ -4,14 +4,9 @@
  * scale, residual, strided writes, or RoPE + KV-append), so every fused variant exists once.
  */
 import { splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecl,
-  type BindingDecl,
-  type DeviceCaps,
-} from '../../kernel-ir.ts';
-import { actExpr, actPrelude } from '../wgsl-math.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecl, type BindingDecl } from '../../kernel-ir.ts';
+import { type DeviceCaps } from '../../../src/target.ts';
+import { actExpr } from '../wgsl-math.ts';
 
 /** A WGSL f32 literal (eps values such as 1e-6 must stay floats). */
 export function lit(v: number): string {
@@ -105,7 +100,6 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
     decls,
     `const N: u32 = ${a.N}u;\nconst K: u32 = ${a.K}u;\nconst U: u32 = ${vec4 ? a.K / 4 : a.K}u;`,
     pro ? `const EPS: f32 = ${lit(pro.eps)};` : '',
-    actPrelude(a.act),
     norm,
     opts.wideWeights ? '' : weightLoad(a, vec4),
     a.xType === 'f16' ? roundX(vec4) : '',

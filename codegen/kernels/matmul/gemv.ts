@@ -4,8 +4,10 @@
  * bound by the bytes of w, so f16 weights (unpacked in registers) halve its time.
  */
 import type { MatmulAttrs } from '../../../src/graph/ops.ts';
-import type { DeviceCaps, KernelLaunch } from '../../kernel-ir.ts';
+import type { KernelLaunch } from '../../kernel-ir.ts';
+import type { DeviceCaps } from '../../../src/target.ts';
 import { foldGrid, hash, type Common } from './common.ts';
+import { withHelpers } from '../wgsl-math.ts';
 
 function pow2Floor(n: number): number {
   return 2 ** Math.floor(Math.log2(n));
@@ -144,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 `;
   const name = `matmul_gemv${CPW}x${TPC}${c.features}_${hash(code)}`;
   return {
-    kernel: { name, code, bindings: c.bindings, workgroupSize: [WG, 1, 1] },
+    kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [WG, 1, 1] },
     grid: [gx, { sym: a.rows }, gz],
   };
 }

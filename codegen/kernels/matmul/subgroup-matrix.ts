@@ -9,7 +9,8 @@
  * other schedules have (norm prologue, bias, gating, residual, RoPE + KV-append) works here.
  */
 import type { MatmulAttrs } from '../../../src/graph/ops.ts';
-import type { DeviceCaps, KernelLaunch, SubgroupMatrixConfig } from '../../kernel-ir.ts';
+import type { KernelLaunch } from '../../kernel-ir.ts';
+import type { DeviceCaps, SubgroupMatrixConfig } from '../../../src/target.ts';
 import {
   checkRowTiles,
   foldGrid,
@@ -22,6 +23,7 @@ import {
   type Common,
 } from './common.ts';
 import { gridFits } from './tiled.ts';
+import { withHelpers } from '../wgsl-math.ts';
 
 export const SUBGROUP_MATRIX_ENABLES = [
   'enable f16;',
@@ -356,7 +358,7 @@ fn main(
 `;
   const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${c.features}_${hash(code)}`;
   return {
-    kernel: { name, code, bindings: c.bindings, workgroupSize: [NT, 1, 1] },
+    kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [NT, 1, 1] },
     grid: [gx, { sym: a.rows, div: BM }, gz],
   };
 }

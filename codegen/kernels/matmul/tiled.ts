@@ -6,7 +6,8 @@
  * into registers before the current tile's arithmetic, so their latency hides behind it.
  */
 import type { MatmulAttrs } from '../../../src/graph/ops.ts';
-import type { DeviceCaps, KernelLaunch } from '../../kernel-ir.ts';
+import type { KernelLaunch } from '../../kernel-ir.ts';
+import type { DeviceCaps } from '../../../src/target.ts';
 import {
   checkRowTiles,
   foldGrid,
@@ -18,6 +19,7 @@ import {
   tileRowCap,
   type Common,
 } from './common.ts';
+import { withHelpers } from '../wgsl-math.ts';
 
 /** The tiled kernel's shape: BM rows × BN columns per workgroup, BK deep, RM×RN per thread. */
 export interface MatmulTiling {
@@ -336,7 +338,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 `;
   const name = `matmul_t${BM}x${BN}x${BK}_r${RM}x${RN}${c.features}_${hash(code)}`;
   return {
-    kernel: { name, code, bindings: c.bindings, workgroupSize: [NT, 1, 1] },
+    kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [NT, 1, 1] },
     grid: [gx, { sym: a.rows, div: BM }, gz],
   };
 }

@@ -4,7 +4,8 @@
  * bundle fails with a message naming the problem.
  */
 import type { ModelIR } from '../src/spec/model.ts';
-import type { DeviceCaps, GridDim, BindingDecl } from '../codegen/kernel-ir.ts';
+import type { GridDim, BindingDecl } from './kernel-ir.ts';
+import type { DeviceCaps } from '../src/target.ts';
 
 export const BUNDLE_FORMAT = 'strata-bundle';
 export const BUNDLE_VERSION = 1;
@@ -177,3 +178,14 @@ export const MANIFEST_SCHEMA = {
     ],
   ),
 } as const;
+
+export interface BundleSource {
+  manifest: BundleManifest;
+  shader(file: string): Promise<string>;
+  /** The named tensor as f32; must throw an error naming the tensor if it is missing or mis-sized. */
+  tensor(name: string, shape: number[]): Promise<Float32Array>;
+  /** Release files; GpuModel.load calls it once everything is on the GPU. */
+  close?(): Promise<void>;
+}
+
+export type Progress = (stage: string, done: number, total: number) => void;

@@ -3,14 +3,14 @@
  * step, counted from the graphs (deterministic, no timing): dispatches, FLOPs,
  * bytes, parameters, KV bytes per token, activation footprint.
  */
-import type { CompiledModel } from './compile.ts';
-import { stateBytes } from './compile.ts';
-import type { Graph } from './graph/ir.ts';
-import { elementCount } from './graph/ir.ts';
-import { addCost, ZERO_COST, type Cost } from './graph/ops.ts';
-import { referenceFor } from './ops/index.ts';
-import { expectedTensors } from './import/names.ts';
-import { countParams } from './spec/params.ts';
+import type { CompiledModel } from '../../codegen/compile.ts';
+import { stateBytes } from '../../codegen/compile.ts';
+import type { Graph } from '../graph/ir.ts';
+import { elementCount } from '../graph/ir.ts';
+import { addCost, ZERO_COST, type Cost } from '../graph/ops.ts';
+import { referenceFor } from '../ops/index.ts';
+import { expectedTensors } from '../import/names.ts';
+import { countParams } from '../spec/params.ts';
 
 export interface PhaseReport {
   dispatches: number;

@@ -3,13 +3,14 @@
  * Returns everything the bundle writer and the runtime need, plus the graphs
  * and pass logs for inspection and the CPU interpreter.
  */
-import type { ModelIR } from './spec/model.ts';
-import type { Graph, ParamSource } from './graph/ir.ts';
-import { lower } from './graph/lower.ts';
-import { runPasses, type PassLogEntry } from './passes/pipeline.ts';
-import { emitPhase, type KernelTable, type PhaseProgram } from '../codegen/emit.ts';
-import type { DeviceCaps, Kernel } from '../codegen/kernel-ir.ts';
-import { elementCount, usedTensors } from './graph/ir.ts';
+import type { ModelIR } from '../src/spec/model.ts';
+import type { Graph, ParamSource } from '../src/graph/ir.ts';
+import { lower } from '../src/graph/lower.ts';
+import { runPasses, type PassLogEntry } from '../src/passes/pipeline.ts';
+import { emitPhase, type KernelTable, type PhaseProgram } from './emit.ts';
+import type { Kernel } from './kernel-ir.ts';
+import type { DeviceCaps } from '../src/target.ts';
+import { elementCount, usedTensors } from '../src/graph/ir.ts';
 
 export interface CompileOptions {
   caps: DeviceCaps;

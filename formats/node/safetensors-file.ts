@@ -39,7 +39,7 @@ export interface SafetensorsSource {
   readTensorBytes(name: string): Promise<Uint8Array>;
   readTensorF32(name: string): Promise<Float32Array>;
   /**
-   * A box of tensor `name` as f32 (see runtime/tensor-slice.ts), reading only the bytes from its
+   * A box of tensor `name` as f32 (see formats/tensor-slice.ts), reading only the bytes from its
    * first to its last element; errors name the tensor when the box does not fit its shape.
    */
   readTensorSliceF32(name: string, slice: TensorSlice): Promise<Float32Array>;
