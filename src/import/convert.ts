@@ -1,6 +1,6 @@
 /**
  * Canonical tensors read out of a checkpoint tensor that fuses several of them: every such
- * tensor is a box of the stored tensor (runtime/tensor-slice.ts: Granite's gate rows of
+ * tensor is a box of the stored tensor (formats/tensor-slice.ts: Granite's gate rows of
  * input_linear, gpt_oss's expert e of gate_up_proj), optionally followed by a post-step that
  * keeps every stride-th column of the box's last axis (gpt_oss interleaves gate and up) and
  * transposes the checkpoint's [in, out] to strata's [out, in]. Importers declare one per
