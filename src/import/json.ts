@@ -51,8 +51,10 @@ export function parsePythonJson(text: string, source: string): unknown {
   let out = '';
   let inString = false;
   let escaped = false;
-  let i = 0;
-  let last = 0;
+  // A byte-order mark is whitespace to the scanner (and to Python's json with utf-8-sig) but a
+  // syntax error to JSON.parse: skip it.
+  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let last = i;
   while (i < text.length) {
     const c = text[i];
     if (inString) {

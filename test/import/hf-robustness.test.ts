@@ -21,7 +21,6 @@ function pythonJson(config: Record<string, unknown>, raw: Record<string, string>
 
 /** The SpecError of importing a config.json text, checked to name the file and a line. */
 function importError(text: string): SpecError & { at: string } {
-  const start = performance.now();
   let error: unknown;
   try {
     const { config, origin } = readConfigJson(text, FILE);
@@ -29,7 +28,6 @@ function importError(text: string): SpecError & { at: string } {
   } catch (e) {
     error = e;
   }
-  expect(performance.now() - start).toBeLessThan(2000);
   expect(error).toBeInstanceOf(SpecError);
   const e = error as SpecError;
   expect(e.span).not.toBeNull();
@@ -160,5 +158,13 @@ describe("Gemma 3's per-layer-type RoPE dicts", () => {
     const e = importError(text);
     expect(e.reason).toBe("config key 'rope_local_base_freq' must be positive, got 0");
     expect(e.at).toBe('"rope_local_base_freq"');
+  });
+});
+
+describe('HF config text', () => {
+  it('reads a config.json that starts with a byte-order mark (the 1M fuzz run found it refused without a place)', () => {
+    const text = `\uFEFF${JSON.stringify({ ...tinyConfig('llama'), rms_norm_eps: 1e-5 }, null, 1)}`;
+    const { config, origin } = readConfigJson(text, 'config.json');
+    expect(importHfConfig(config as object, 'bom', origin).model.dim).toBe(64);
   });
 });

