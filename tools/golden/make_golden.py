@@ -271,8 +271,6 @@ def greedy_decode(model, ids):
 
 
 def make(model_type, out_root, v):
-    from safetensors import safe_open
-    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(SEED)
@@ -300,6 +298,28 @@ def make(model_type, out_root, v):
     check(diffs, scale)
 
     tmp = os.path.join(out_root, f".{model_type}.tmp")
+    n_tensors = save_checkpoint(model, tmp)
+
+    # The saved checkpoint, loaded back, must give the same logits.
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp, attn_implementation="eager").to(torch.float32).eval()
+    with torch.no_grad():
+        again = reloaded(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits[0].float()
+    diffs["reloaded checkpoint vs original"] = (again - prefill).abs().max().item()
+    check(diffs, scale)
+
+    write_golden(tmp, golden_meta(model_type, v), prefill, tokens, decode_logits)
+    size = install(tmp, os.path.join(out_root, model_type))
+    print(f"  {n_tensors} tensors, {size / 1024:.0f} KiB, max |logit| {scale:.3f}, "
+          f"decode tokens {tokens.tolist()}")
+    for what, d in diffs.items():
+        print(f"  max diff {what}: {d:.3e}")
+
+
+def save_checkpoint(model, tmp):
+    """save_pretrained into a fresh folder tmp, which must then hold exactly config.json and
+    model.safetensors, every tensor F32. Returns the number of tensors."""
+    from safetensors import safe_open
+
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
@@ -317,21 +337,27 @@ def make(model_type, out_root, v):
         for k in f.keys():
             if f.get_slice(k).get_dtype() != "F32":
                 raise RuntimeError(f"saved tensor {k} is {f.get_slice(k).get_dtype()}, not F32")
+    return n_tensors
 
-    # The saved checkpoint, loaded back, must give the same logits.
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp, attn_implementation="eager").to(torch.float32).eval()
-    with torch.no_grad():
-        again = reloaded(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits[0].float()
-    diffs["reloaded checkpoint vs original"] = (again - prefill).abs().max().item()
-    check(diffs, scale)
 
-    meta = {
+def golden_meta(model_type, v, **extra):
+    """The golden file's metadata: the type, the seed, what the decode tensors mean, the
+    library versions v, and any extra entries (all as strings)."""
+    return {
         "model_type": model_type,
         "seed": str(SEED),
         "decode_tokens": "token fed at each decode step; decode_tokens[0] = argmax(prefill_logits[-1])",
         "decode_logits": "logits after feeding decode_tokens[i]; decode_tokens[i+1] = argmax of row i",
         **{k: str(x) for k, x in v.items()},
+        **{k: str(x) for k, x in extra.items()},
     }
+
+
+def write_golden(folder, meta, prefill, tokens, decode_logits):
+    """folder/golden.safetensors: prompt_ids, prefill_logits, decode_tokens, decode_logits,
+    and meta as one JSON metadata entry, `golden`."""
+    from safetensors.torch import save_file
+
     save_file({
         "prompt_ids": torch.tensor(PROMPT, dtype=torch.int32),
         "prefill_logits": prefill.contiguous(),
@@ -339,17 +365,14 @@ def make(model_type, out_root, v):
         "decode_logits": decode_logits.contiguous(),
     # One entry: safetensors writes __metadata__ in hash order, so several keys would make
     # reruns differ byte-wise.
-    }, os.path.join(tmp, "golden.safetensors"), metadata={"golden": json.dumps(meta, sort_keys=True)})
+    }, os.path.join(folder, "golden.safetensors"), metadata={"golden": json.dumps(meta, sort_keys=True)})
 
-    final = os.path.join(out_root, model_type)
+
+def install(tmp, final):
+    """Replace the fixture folder final with tmp; returns its size in bytes."""
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
-
-    size = sum(os.path.getsize(os.path.join(final, n)) for n in os.listdir(final))
-    print(f"  {n_tensors} tensors, {size / 1024:.0f} KiB, max |logit| {scale:.3f}, "
-          f"decode tokens {tokens.tolist()}")
-    for what, d in diffs.items():
-        print(f"  max diff {what}: {d:.3e}")
+    return sum(os.path.getsize(os.path.join(final, n)) for n in os.listdir(final))
 
 
 def check(diffs, scale):
