@@ -293,6 +293,13 @@ describe('text size and YAML aliases', () => {
     expect(e.span!.offset).toBe(1 << 20);
   });
 
+  it('caps YAML lower than the DSL: its parser is the slowest', () => {
+    const text = `# ${'padding '.repeat(70_000)}\nname: x\n`;
+    const e = specError(() => parseSpec(text, 'm.yaml'));
+    expect(e.reason).toBe(`the text is ${text.length} characters long, over the limit of 524288`);
+    expect(e.span!.offset).toBe(1 << 19);
+  });
+
   it('reads a YAML spec that aliases one block in every layer', () => {
     const m = parseSpec(source(`${A}\nlayers 4096 x a`), 'm.strata');
     const shared = m.layers[0]!.mixer;

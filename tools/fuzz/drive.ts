@@ -19,6 +19,8 @@ export interface DriveOptions {
   kinds?: InputKind[];
   /** Time allowed to shrink and minimise one new failure. */
   shrinkMs: number;
+  /** Time one input may take; the sandbox's default when absent. */
+  budgetMs?: number;
 }
 
 export interface Found {
@@ -52,7 +54,7 @@ export async function drive(
   known: Set<string>,
   onFound: (f: Found) => void = () => {},
 ): Promise<DriveStats> {
-  const sandbox = new Sandbox();
+  const sandbox = new Sandbox(opts.budgetMs);
   const arb = fuzzInputArb({ kinds: opts.kinds });
   const stats: DriveStats = {
     runs: 0,

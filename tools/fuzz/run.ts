@@ -13,6 +13,8 @@ export interface RunOptions {
   /** Signatures already known (e.g. in the corpus): counted but not shrunk again. */
   known?: string[];
   shrinkMs?: number;
+  /** Time one input may take (property 2); default INPUT_BUDGET_MS. */
+  budgetMs?: number;
   onFound?: (f: Found) => void;
 }
 
@@ -73,6 +75,7 @@ export async function runFuzz(opts: RunOptions): Promise<Summary> {
     maxRuns: Math.ceil(opts.runs / opts.workers),
     kinds: opts.kinds,
     shrinkMs: opts.shrinkMs ?? 20_000,
+    budgetMs: opts.budgetMs,
   });
   const known = new Set(opts.known ?? []);
   if (opts.workers <= 1) {
