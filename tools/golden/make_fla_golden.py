@@ -23,14 +23,13 @@ A type that fails prints the error and the run goes on; the exit status is 1 if 
 import argparse
 import os
 import sys
-import traceback
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_golden import (  # noqa: E402  (the folder above must be on the path first)
     DECODE_STEPS, HIDDEN, PROMPT, SEED, VOCAB, check, golden_meta, install, randomize,
-    save_checkpoint, versions, write_golden,
+    make_each, save_checkpoint, versions, write_golden,
 )
 
 SIZE_LIMIT_PER_TYPE = 300 * 1024
@@ -428,17 +427,7 @@ def main():
     print("versions: " + ", ".join(f"{k} {x}" for k, x in v.items()))
     os.makedirs(args.out, exist_ok=True)
 
-    failed = []
-    for name in names:
-        print(f"{name}:")
-        try:
-            make(name, args.out, v)
-        except Exception as e:  # report and go on with the next type
-            failed.append(name)
-            print(f"  FAILED: {type(e).__name__}: {e}")
-            traceback.print_exc(limit=-6, file=sys.stdout)
-            import shutil
-            shutil.rmtree(os.path.join(args.out, f".{name}.tmp"), ignore_errors=True)
+    failed = make_each(names, lambda n: make(n, args.out, v), args.out)
 
     print(f"done: {len(names) - len(failed)} ok" + (f", failed: {' '.join(failed)}" if failed else ""))
     return 1 if failed else 0

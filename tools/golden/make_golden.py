@@ -385,6 +385,22 @@ def check(diffs, scale):
         raise RuntimeError("self-check failed: " + ", ".join(f"{k} differ by {d:.3e}" for k, d in bad.items()))
 
 
+def make_each(names, make_one, out):
+    """Runs make_one for each name, reporting a failure and going on with the next; returns the
+    names that failed (their half-written .NAME.tmp folders removed)."""
+    failed = []
+    for name in names:
+        print(f"{name}:")
+        try:
+            make_one(name)
+        except Exception as e:  # report and go on with the next type
+            failed.append(name)
+            print(f"  FAILED: {type(e).__name__}: {e}")
+            traceback.print_exc(limit=-6, file=sys.stdout)
+            shutil.rmtree(os.path.join(out, f".{name}.tmp"), ignore_errors=True)
+    return failed
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="test/fixtures/hf", help="output folder (default: %(default)s)")
@@ -401,16 +417,7 @@ def main():
     print("versions: " + ", ".join(f"{k} {x}" for k, x in v.items()))
     os.makedirs(args.out, exist_ok=True)
 
-    failed = []
-    for model_type in types:
-        print(f"{model_type}:")
-        try:
-            make(model_type, args.out, v)
-        except Exception as e:  # report and go on with the next type
-            failed.append(model_type)
-            print(f"  FAILED: {type(e).__name__}: {e}")
-            traceback.print_exc(limit=-6, file=sys.stdout)
-            shutil.rmtree(os.path.join(args.out, f".{model_type}.tmp"), ignore_errors=True)
+    failed = make_each(types, lambda t: make(t, args.out, v), args.out)
 
     total = 0
     for root, _, files in os.walk(args.out):
