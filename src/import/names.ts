@@ -451,14 +451,6 @@ function mlpProjections(
   ];
 }
 
-/**
- * Appends items one by one: `out.push(...items)` passes every item as an argument, which
- * overflows the stack for the tens of thousands of tensors of a large mixture of experts.
- */
-function append<T>(out: T[], items: readonly T[]): void {
-  for (const item of items) out.push(item);
-}
-
 function moeTensors(model: ModelIR, i: number, f: MoeSpec): TensorSpec[] {
   const n = moeNames(i);
   const out = [
@@ -467,7 +459,7 @@ function moeTensors(model: ModelIR, i: number, f: MoeSpec): TensorSpec[] {
   ];
   if (f.router.correctionBias) out.push({ name: n.correctionBias, shape: [f.experts] });
   for (let e = 0; e < f.experts; e++) out.push(...mlpProjections(model, n.expert(e), f.expert));
-  if (f.shared) append(out, mlpProjections(model, n.shared, f.shared));
+  if (f.shared) out.push(...mlpProjections(model, n.shared, f.shared));
   if (f.sharedGate) out.push({ name: `${n.sharedGate}.weight`, shape: [1, model.dim] });
   return out;
 }
@@ -479,7 +471,9 @@ export function layerTensors(model: ModelIR, layer: LayerSpec): TensorSpec[] {
   if (layer.mixer) out.push(...byMixerKind(MIXER_TENSORS, model, layer.index, layer.mixer));
   const post = postNormNames(layer.index);
   if (layer.mixer && model.postNorms) out.push(...normTensors(model, post.mixer, model.dim));
-  if (layer.ffn?.kind === 'moe') append(out, moeTensors(model, layer.index, layer.ffn));
+  // Item by item, not push(...): an MoE's ~10^5 tensors as call arguments overflow the stack.
+  if (layer.ffn?.kind === 'moe')
+    for (const t of moeTensors(model, layer.index, layer.ffn)) out.push(t);
   else if (layer.ffn) out.push(...mlpTensors(model, layer.index, layer.ffn));
   if (layer.ffn && model.postNorms) out.push(...normTensors(model, post.ffn, model.dim));
   return out;
@@ -490,7 +484,7 @@ export function expectedTensors(model: ModelIR): TensorSpec[] {
   const out: TensorSpec[] = [{ name: EMBED, shape: [model.vocab, model.dim] }];
   // Shared blocks are stored (and counted) once, however many layers use them.
   for (const s of model.sharedBlocks ?? []) out.push(...sharedBlockTensors(model, s));
-  for (const layer of model.layers) append(out, layerTensors(model, layer));
+  for (const layer of model.layers) for (const t of layerTensors(model, layer)) out.push(t);
   out.push(...normTensors(model, FINAL_NORM, model.dim));
   if (!model.tieEmbeddings) out.push({ name: LM_HEAD, shape: [model.vocab, model.dim] });
   return out;
