@@ -125,8 +125,8 @@ function errorKind(e: GPUError): string {
  * runtime checks the record after each step and throws instead.
  */
 export function watchDevice(device: GPUDevice): DeviceWatch {
-  let w = watches.get(device);
-  if (w) return w;
+  const known = watches.get(device);
+  if (known) return known;
   const watch: DeviceWatch = { firstError: null, lost: null };
   watches.set(device, watch);
   device.addEventListener('uncapturederror', (ev) => {
@@ -137,8 +137,7 @@ export function watchDevice(device: GPUDevice): DeviceWatch {
   void device.lost.then((info) => {
     watch.lost = { reason: String(info.reason), message: info.message };
   });
-  w = watch;
-  return w;
+  return watch;
 }
 
 /** The loss of a watched device, once known (null while it lives or if it was never watched). */

@@ -20,6 +20,7 @@ import {
   type GpuContext,
 } from './gpu.ts';
 import { NONFINITE_LOGITS } from '../src/ops/sampling.ts';
+import { numel } from '../formats/safetensors.ts';
 import { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 
 export { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
@@ -386,6 +387,12 @@ function record(
   pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
 }
 
+/** The sampler's words (id, status) of step r: the id, or a NonFiniteError naming the step. */
+function sampledToken(words: Uint32Array, r: StepRun): number {
+  if (words[1] === NONFINITE_LOGITS) throw new NonFiniteError(r.step, r.position);
+  return words[0];
+}
+
 function splitRef(ref: string): [string, string] {
   const i = ref.indexOf(':');
   return i < 0 ? [ref, ''] : [ref.slice(0, i), ref.slice(i + 1)];
@@ -430,9 +437,8 @@ function checkDeviceFits(gpu: GpuContext, m: BundleManifest): void {
 function checkBundleLimits(gpu: GpuContext, m: BundleManifest): void {
   const maxBuf = gpu.caps.maxBufferBytes;
   const bufs: [string, number][] = [];
-  for (const s of m.state) bufs.push([`state '${s.name}'`, s.shape.reduce((a, b) => a * b, 1) * 4]);
-  for (const t of m.tensors)
-    bufs.push([`weight '${t.name}'`, t.shape.reduce((a, b) => a * b, 1) * 4]);
+  for (const s of m.state) bufs.push([`state '${s.name}'`, numel(s.shape) * 4]);
+  for (const t of m.tensors) bufs.push([`weight '${t.name}'`, numel(t.shape) * 4]);
   for (const name of ['prefill', 'decode'] as const) {
     const ph = m.phases[name];
     ph.slots.forEach((b, i) => bufs.push([`${name} activation slot ${i}`, b]));
@@ -479,7 +485,7 @@ export class Sequence {
   constructor(readonly model: GpuModel) {
     const { device } = model.gpu;
     for (const s of model.manifest.state) {
-      const bytes = s.shape.reduce((a, b) => a * b, 1) * 4;
+      const bytes = numel(s.shape) * 4;
       this.state.set(s.name, createStorage(device, bytes, s.name));
     }
     this.bound = {
@@ -515,6 +521,18 @@ export class Sequence {
     );
   }
 
+  /** A step of T tokens checked against maxT and the KV capacity, and its name for errors. */
+  private begin(phase: PhaseName, T: number, name?: string): { b: BoundPhase; step: string } {
+    const b = this.bound[phase];
+    if (T > b.shared.spec.maxT)
+      throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
+    this.checkFits(T, 'a step');
+    const step =
+      name ??
+      (phase === 'prefill' ? `prefill of ${span(this.pos, T)}` : `decode at position ${this.pos}`);
+    return { b, step };
+  }
+
   /**
    * Record and submit one step. `ids` null means the one input token is already in the
    * phase's ids buffer (written there by the previous decode step's sampler). `after` adds
@@ -531,13 +549,7 @@ export class Sequence {
     after?: (enc: GPUCommandEncoder) => void,
   ): StepRun {
     const T = ids ? ids.length : 1;
-    const b = this.bound[phase];
-    const step =
-      name ??
-      (phase === 'prefill' ? `prefill of ${span(this.pos, T)}` : `decode at position ${this.pos}`);
-    if (T > b.shared.spec.maxT)
-      throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
-    this.checkFits(T, 'a step');
+    const { b, step } = this.begin(phase, T, name);
     this.model.checkDevice(step);
     const { device } = this.model.gpu;
     const p = { T, pos: this.pos, L };
@@ -587,8 +599,7 @@ export class Sequence {
       await this.model.readback(r.step, readBuffer(device, r.b.shared.io.token, TOKEN_BYTES)),
     );
     await this.settle(r);
-    if (words[1] === NONFINITE_LOGITS) throw new NonFiniteError(r.step, r.position);
-    return words[0];
+    return sampledToken(words, r);
   }
 
   /** Split `ids` into prefill chunks of at most maxT (a chunk of one goes through decode). */
@@ -754,8 +765,7 @@ export class Sequence {
         const words = new Uint32Array(staging[slot].getMappedRange().slice(0));
         staging[slot].unmap();
         for (const r of mine) await this.settle(r);
-        if (words[1] === NONFINITE_LOGITS) throw new NonFiniteError(at.step, at.position);
-        const token = words[0];
+        const token = sampledToken(words, at);
         yield token;
         if (opts.stopTokens?.includes(token)) {
           this.lastStop = 'stop-token';
@@ -785,12 +795,7 @@ export class Sequence {
    */
   async runChecked(phase: PhaseName, ids: Uint32Array): Promise<NonFiniteSite | null> {
     const T = ids.length;
-    const b = this.bound[phase];
-    const step =
-      phase === 'prefill' ? `prefill of ${span(this.pos, T)}` : `decode at position ${this.pos}`;
-    if (T > b.shared.spec.maxT)
-      throw new Error(`${phase} step of ${T} tokens exceeds its maxT ${b.shared.spec.maxT}`);
-    this.checkFits(T, 'a step');
+    const { b, step } = this.begin(phase, T);
     const { device } = this.model.gpu;
     const p = { T, pos: this.pos, L: 1 };
     upload(device, b.shared.io.ids, ids);
@@ -839,7 +844,7 @@ export class Sequence {
     const buf = this.state.get(name);
     const spec = this.model.manifest.state.find((s) => s.name === name);
     if (!buf || !spec) throw new Error(`the sequence has no state buffer '${name}'`);
-    const bytes = spec.shape.reduce((a, b) => a * b, 1) * 4;
+    const bytes = numel(spec.shape) * 4;
     return readBuffer(this.model.gpu.device, buf, bytes);
   }
 
