@@ -33,24 +33,27 @@ function readManifest(realDir: string, manifestPath: string): unknown {
   }
 }
 
-/** Every tensor the manifest lists is in the weights file with the shape it says. */
-function checkWeights(
+/**
+ * Tensor `name` is in the weights file with `shape`; `entry` names the manifest entry that
+ * says so, when known (`tensors[3]`).
+ */
+function checkTensor(
   weights: SafetensorsSource,
-  tensors: { name: string; shape: number[] }[],
+  name: string,
+  shape: readonly number[],
   weightsPath: string,
+  entry?: string,
 ): void {
-  tensors.forEach((t, i) => {
-    if (!weights.has(t.name))
-      throw new BundleError(
-        `${weightsPath}: tensor '${t.name}' (manifest tensors[${i}]) is missing`,
-      );
-    const { shape } = weights.info(t.name);
-    const same = shape.length === t.shape.length && shape.every((d, j) => d === t.shape[j]);
-    if (!same)
-      throw new BundleError(
-        `${weightsPath}: tensor '${t.name}' has shape [${shape}], the manifest's tensors[${i}].shape says [${t.shape}]`,
-      );
-  });
+  if (!weights.has(name))
+    throw new BundleError(
+      `${weightsPath}: tensor '${name}'${entry ? ` (manifest ${entry})` : ''} is missing`,
+    );
+  const stored = weights.info(name).shape;
+  const same = stored.length === shape.length && stored.every((d, j) => d === shape[j]);
+  if (!same)
+    throw new BundleError(
+      `${weightsPath}: tensor '${name}' has shape [${stored}], the manifest${entry ? `'s ${entry}.shape` : ''} says [${shape}]`,
+    );
 }
 
 export async function openBundle(dir: string): Promise<BundleSource> {
@@ -76,7 +79,10 @@ export async function openBundle(dir: string): Promise<BundleSource> {
   if (!weightsFile.exists) throw new BundleError(`${weightsPath}: missing weights file`);
   const weights = await openSafetensors(weightsFile.path);
   try {
-    checkWeights(weights, manifest.tensors, weightsPath);
+    // Every tensor now, so a damaged bundle fails at open, not midway through the upload.
+    manifest.tensors.forEach((t, i) =>
+      checkTensor(weights, t.name, t.shape, weightsPath, `tensors[${i}]`),
+    );
   } catch (e) {
     await weights.close();
     throw e;
@@ -91,13 +97,7 @@ export async function openBundle(dir: string): Promise<BundleSource> {
       return readFile(path, 'utf8');
     },
     async tensor(name, shape) {
-      if (!weights.has(name)) throw new BundleError(`${weightsPath}: tensor '${name}' is missing`);
-      const info = weights.info(name);
-      const same = info.shape.length === shape.length && info.shape.every((d, i) => d === shape[i]);
-      if (!same)
-        throw new BundleError(
-          `${weightsPath}: tensor '${name}' has shape [${info.shape}], the manifest says [${shape}]`,
-        );
+      checkTensor(weights, name, shape, weightsPath);
       return weights.readTensorF32(name);
     },
     close: () => weights.close(),
