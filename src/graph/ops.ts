@@ -344,6 +344,96 @@ export interface GatedDeltaRuleAttrs {
 // outputs: out [T, valueHeads*valueDim], state (in place)
 
 /**
+ * The linear recurrence every linear-attention family runs (the survey's unified form; semantics,
+ * CPU reference and cost in src/ops/linear-recurrence.ts). Per state head h (of `heads`), with
+ * S_h [keyDim, valueDim] (plus a normaliser column z when `normalize`) and the head of each input
+ * chosen by headOf(h, X) = floor(h / (heads / X)) for that input's head count X:
+ *   decay:  S ← D_t S   with D_t = diag(exp(g)): g ≤ 0 a natural-log decay, one per head
+ *           ('fixed': g [gateHeads], constant over time, RetNet's log γ; 'head': g [T, gateHeads],
+ *           Mamba-2 / gated DeltaNet) or one per key dimension ('key': g [T, gateHeads·keyDim],
+ *           GLA, HGRN2, RWKV-7); 'none': D = I
+ *   update: 'add'   S ← S + k vᵀ                                  (linear attention, GLA, RetNet)
+ *           'delta' S ← S + β k (v − Sᵀk)ᵀ on the decayed S        (DeltaNet, gated DeltaNet)
+ *           'dplr'  S ← D S_{t−1} + a (bᵀ S_{t−1}) + k vᵀ          (RWKV-7: a = kk·α, b = −kk)
+ *   out_t = S_tᵀ (scale · q_t), and with `normalize` divided by (scale · q_t)·z_t + normEps, where
+ *   z_t = D_t z_{t−1} + k_t is the running key sum (fla's normalised linear attention).
+ * Feature maps, gates, l2 norms and β are computed by the ops before it (pointwise, norm), which
+ * the fusion pass may fold into it; the recurrence itself has no activation.
+ */
+export interface LinearRecurrenceAttrs {
+  op: 'linear_recurrence';
+  /** State heads; out has this many heads of valueDim. */
+  heads: number;
+  /** Heads of q, k, v and of the per-head gates (g, beta, a, b); each divides heads. */
+  qHeads: number;
+  kHeads: number;
+  vHeads: number;
+  gateHeads: number;
+  keyDim: number;
+  valueDim: number;
+  /** Multiplier on q (usually keyDim^-0.5; 1 for RWKV-7). */
+  scale: number;
+  decay: 'none' | 'fixed' | 'head' | 'key';
+  update: 'add' | 'delta' | 'dplr';
+  /** Keep a running key sum z as an extra state column and divide out by q·z + normEps. */
+  normalize: boolean;
+  normEps: number;
+}
+// inputs: q [T, qHeads*keyDim], k [T, kHeads*keyDim], v [T, vHeads*valueDim],
+//         g (decay ≠ none): [gateHeads] | [T, gateHeads] | [T, gateHeads*keyDim],
+//         beta (delta) [T, gateHeads], a, b (dplr) [T, gateHeads*keyDim],
+//         state [heads, keyDim, valueDim + (normalize ? 1 : 0)]
+// outputs: out [T, heads*valueDim], state (in place)
+
+/** An elementwise expression over named inputs (see PointwiseAttrs). */
+export type PointwiseExpr =
+  | { in: string }
+  | { const: number }
+  | { fn: PointwiseFn; x: PointwiseExpr }
+  | { bin: PointwiseBin; a: PointwiseExpr; b: PointwiseExpr };
+export type PointwiseFn =
+  | 'neg'
+  | 'exp'
+  | 'log'
+  | 'log1p'
+  | 'sqrt'
+  | 'tanh'
+  | 'sigmoid'
+  | 'logsigmoid'
+  | 'softplus'
+  | 'silu'
+  | 'relu'
+  | 'elu1';
+export type PointwiseBin = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'logaddexp';
+
+/**
+ * How output column c of a pointwise op reads an input: column floor(c / (inner·repeat))·inner +
+ * c mod inner of a [T, cols] activation (perToken) or a [cols] parameter. inner = cols, repeat = 1
+ * reads column c; inner = 1, repeat = d reads c / d (a per-head value over its d columns); inner = d,
+ * repeat = r repeats each head of d columns r times (kv heads shared by query heads).
+ */
+export interface PointwiseInput {
+  perToken: boolean;
+  cols: number;
+  inner: number;
+  repeat: number;
+}
+
+/**
+ * out[t, c] = expr evaluated at (t, c): the gates and feature maps of the linear-attention
+ * families (GLA's logsigmoid(x)/16, gated DeltaNet's −exp(A)·softplus(a + dt_bias), elu+1, β =
+ * sigmoid(b)) as one op kind, so one CPU evaluator and one WGSL emitter serve them all and the
+ * fusion pass can fold them into the op that reads them.
+ */
+export interface PointwiseAttrs {
+  op: 'pointwise';
+  width: number;
+  inputs: Record<string, PointwiseInput>;
+  expr: PointwiseExpr;
+}
+// inputs: as attrs.inputs ([T, cols] or [cols]); outputs: out [T, width]
+
+/**
  * Mixture-of-experts router: the top-k experts of each token and their weights, from router
  * logits [T, experts] (the router matmul's output, GPT-OSS's router bias included).
  * - scoring 'softmax': p = softmax(logits) over all experts; the k largest are selected (ranked by
@@ -460,6 +550,8 @@ export type OpAttrs =
   | SsdAttrs
   | GatedNormAttrs
   | GatedDeltaRuleAttrs
+  | LinearRecurrenceAttrs
+  | PointwiseAttrs
   | MoeRouteAttrs
   | MoeGroupAttrs
   | MoeMatmulAttrs
@@ -474,7 +566,8 @@ export function inPlaceOutputs(a: OpAttrs): Record<string, string> {
     a.op === 'conv1d' ||
     a.op === 'selective_scan' ||
     a.op === 'ssd' ||
-    a.op === 'gated_delta_rule'
+    a.op === 'gated_delta_rule' ||
+    a.op === 'linear_recurrence'
   )
     return { state: 'state' };
   if (a.op === 'matmul' && a.ropeKv) return { kcache: 'kcache', vcache: 'vcache' };

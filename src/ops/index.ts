@@ -1,6 +1,6 @@
 /** Op name → CPU reference: the interpreter's dispatch table. */
 import type { OpAttrs, OpName } from '../graph/ops.ts';
-import type { OpReference } from './types.ts';
+import type { OpDefinition, OpReference } from './types.ts';
 import { matmul } from './matmul.ts';
 import { attention, kvWrite } from './attention.ts';
 import { rope } from './rope.ts';
@@ -10,7 +10,8 @@ import { act, add, concat, glu, mul, softcap } from './elementwise.ts';
 import { conv1d } from './conv1d.ts';
 import { selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
-import { gatedDeltaRule } from './linear-recurrence.ts';
+import { gatedDeltaRule, linearRecurrence } from './linear-recurrence.ts';
+import { pointwise } from './pointwise.ts';
 import { moeCombine, moeGroup, moeMatmul, moeRoute } from './moe.ts';
 
 type Registry = { [K in OpName]: OpReference<Extract<OpAttrs, { op: K }>> };
@@ -34,6 +35,8 @@ export const references: Registry = {
   ssd,
   gated_norm: gatedNorm,
   gated_delta_rule: gatedDeltaRule,
+  linear_recurrence: linearRecurrence,
+  pointwise,
   moe_route: moeRoute,
   moe_group: moeGroup,
   moe_matmul: moeMatmul,
@@ -42,4 +45,14 @@ export const references: Registry = {
 
 export function referenceFor<A extends OpAttrs>(a: A): OpReference<A> {
   return references[a.op] as unknown as OpReference<A>;
+}
+
+/** Ops defined in full (inputs and outputs with shape rules, checks): shapes.ts and the emitter read these. */
+const definitions: { [K in OpName]?: OpDefinition<Extract<OpAttrs, { op: K }>> } = {
+  linear_recurrence: linearRecurrence,
+  pointwise,
+};
+
+export function definitionFor<A extends OpAttrs>(a: A): OpDefinition<A> | null {
+  return (definitions[a.op] as unknown as OpDefinition<A> | undefined) ?? null;
 }

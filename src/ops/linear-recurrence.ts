@@ -9,9 +9,10 @@
  * transformers' Qwen3NextGatedDeltaNet does and runs this recurrence; other members would reuse
  * `linearRecurrenceStep` with their own derivations.
  */
-import type { Cost, GatedDeltaRuleAttrs, StepShape } from '../graph/ops.ts';
+import type { Cost, GatedDeltaRuleAttrs, LinearRecurrenceAttrs, StepShape } from '../graph/ops.ts';
+import type { Dim } from '../graph/ir.ts';
 import { sigmoid, softplus } from './math.ts';
-import { f32, type OpReference } from './types.ts';
+import { f32, rule, type OpDefinition, type OpReference, type TensorRule } from './types.ts';
 
 /**
  * One token of the recurrence on one head: updates S (row-major [dk, dv], f64) in place and
@@ -114,6 +115,172 @@ export const gatedDeltaRule: OpReference<GatedDeltaRuleAttrs> = {
       flops: T * (7 * stateElems + 6 * key),
       bytesRead: 4 * (T * (2 * key + value + 2 * a.valueHeads) + 2 * a.valueHeads + stateElems),
       bytesWritten: 4 * (T * value + stateElems),
+    };
+  },
+};
+
+/** The head of an input with `of` heads that state head h reads (heads repeated in blocks). */
+export function headOf(h: number, heads: number, of: number): number {
+  return Math.floor(h / (heads / of));
+}
+
+/** State columns per key row: valueDim, plus the normaliser's running key sum. */
+export function stateColumns(a: LinearRecurrenceAttrs): number {
+  return a.valueDim + (a.normalize ? 1 : 0);
+}
+
+function decayShape(a: LinearRecurrenceAttrs): Dim[] {
+  if (a.decay === 'fixed') return [a.gateHeads];
+  return a.decay === 'head' ? ['T', a.gateHeads] : ['T', a.gateHeads * a.keyDim];
+}
+
+export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
+  check(a) {
+    const where = 'linear_recurrence';
+    for (const k of [
+      'heads',
+      'qHeads',
+      'kHeads',
+      'vHeads',
+      'gateHeads',
+      'keyDim',
+      'valueDim',
+    ] as const) {
+      if (!Number.isInteger(a[k]) || a[k] < 1) {
+        throw new Error(`${where}: ${k} must be a positive integer, got ${a[k]}`);
+      }
+    }
+    for (const k of ['qHeads', 'kHeads', 'vHeads', 'gateHeads'] as const) {
+      if (a.heads % a[k] !== 0) {
+        throw new Error(`${where}: heads (${a.heads}) must be a multiple of ${k} (${a[k]})`);
+      }
+    }
+    if (a.normalize && a.update !== 'add') {
+      throw new Error(`${where}: normalize needs update 'add', got '${a.update}'`);
+    }
+    if (!(Number.isFinite(a.scale) && Number.isFinite(a.normEps) && a.normEps >= 0)) {
+      throw new Error(`${where}: scale (${a.scale}) and normEps (${a.normEps}) must be finite`);
+    }
+  },
+  inputs(a) {
+    const r: Record<string, TensorRule> = {
+      q: rule(['T', a.qHeads * a.keyDim]),
+      k: rule(['T', a.kHeads * a.keyDim]),
+      v: rule(['T', a.vHeads * a.valueDim]),
+    };
+    if (a.decay !== 'none') r.g = rule(decayShape(a));
+    if (a.update === 'delta') r.beta = rule(['T', a.gateHeads]);
+    if (a.update === 'dplr') {
+      r.a = rule(['T', a.gateHeads * a.keyDim]);
+      r.b = rule(['T', a.gateHeads * a.keyDim]);
+    }
+    r.state = rule([a.heads, a.keyDim, stateColumns(a)], 'read_write');
+    return r;
+  },
+  outputs(a) {
+    return {
+      out: rule(['T', a.heads * a.valueDim]),
+      state: rule([a.heads, a.keyDim, stateColumns(a)], 'read_write'),
+    };
+  },
+  reference(a, inputs, step) {
+    linearRecurrence.check(a);
+    const { T } = step;
+    const H = a.heads;
+    const dk = a.keyDim;
+    const dv = a.valueDim;
+    const cols = stateColumns(a);
+    const [q, k, v, state] = ['q', 'k', 'v', 'state'].map((n) => f32(inputs, n));
+    const g = a.decay === 'none' ? null : f32(inputs, 'g');
+    const beta = a.update === 'delta' ? f32(inputs, 'beta') : null;
+    const av = a.update === 'dplr' ? f32(inputs, 'a') : null;
+    const bv = a.update === 'dplr' ? f32(inputs, 'b') : null;
+    if (state.length < H * dk * cols) {
+      throw new Error(
+        `linear_recurrence: state needs ${H * dk * cols} elements, has ${state.length}`,
+      );
+    }
+    const out = new Float32Array(T * H * dv);
+    const S = new Float64Array(dk * cols);
+    const kv = new Float64Array(cols);
+    const decay = new Float64Array(dk);
+    const qs = new Float64Array(dk);
+    for (let h = 0; h < H; h++) {
+      const [qh, kh, vh, gh] = [a.qHeads, a.kHeads, a.vHeads, a.gateHeads].map((n) =>
+        headOf(h, H, n),
+      );
+      // State reset rule (src/graph/ops.ts): a new sequence starts from zeros.
+      S.fill(0);
+      if (step.pos > 0) for (let e = 0; e < dk * cols; e++) S[e] = state[h * dk * cols + e];
+      for (let t = 0; t < T; t++) {
+        const qo = (t * a.qHeads + qh) * dk;
+        const ko = (t * a.kHeads + kh) * dk;
+        const vo = (t * a.vHeads + vh) * dv;
+        const go = (t * a.gateHeads + gh) * dk;
+        for (let i = 0; i < dk; i++) {
+          decay[i] =
+            g === null
+              ? 1
+              : a.decay === 'fixed'
+                ? Math.exp(g[gh])
+                : a.decay === 'head'
+                  ? Math.exp(g[t * a.gateHeads + gh])
+                  : Math.exp(g[go + i]);
+          qs[i] = a.scale * q[qo + i];
+        }
+        // DPLR reads the state before this token's decay: bᵀS_{t−1}.
+        if (av && bv) {
+          kv.fill(0);
+          for (let i = 0; i < dk; i++)
+            for (let j = 0; j < cols; j++) kv[j] += bv[go + i] * S[i * cols + j];
+        }
+        for (let i = 0; i < dk; i++) for (let j = 0; j < cols; j++) S[i * cols + j] *= decay[i];
+        if (beta) {
+          const bt = beta[t * a.gateHeads + gh];
+          for (let j = 0; j < dv; j++) {
+            let sk = 0;
+            for (let i = 0; i < dk; i++) sk += S[i * cols + j] * k[ko + i];
+            kv[j] = bt * (v[vo + j] - sk);
+          }
+        }
+        for (let i = 0; i < dk; i++) {
+          const ki = k[ko + i];
+          for (let j = 0; j < dv; j++) {
+            const upd = beta ? ki * kv[j] : ki * v[vo + j];
+            S[i * cols + j] += upd + (av ? av[go + i] * kv[j] : 0);
+          }
+          if (a.normalize) S[i * cols + dv] += ki;
+        }
+        let denom = 1;
+        if (a.normalize) {
+          denom = a.normEps;
+          for (let i = 0; i < dk; i++) denom += qs[i] * S[i * cols + dv];
+        }
+        for (let j = 0; j < dv; j++) {
+          let o = 0;
+          for (let i = 0; i < dk; i++) o += qs[i] * S[i * cols + j];
+          out[(t * H + h) * dv + j] = o / denom;
+        }
+      }
+      for (let e = 0; e < dk * cols; e++) state[h * dk * cols + e] = S[e];
+    }
+    return { out, state };
+  },
+  cost(a, step) {
+    const { T } = step;
+    const stateElems = a.heads * a.keyDim * stateColumns(a);
+    const per = a.update === 'add' ? 5 : 7;
+    const inputs = Object.entries(linearRecurrence.inputs(a)).filter(([n]) => n !== 'state');
+    const read = inputs.reduce(
+      (s, [, r]) =>
+        s + r.shape.reduce<number>((p, d) => p * (d === 'T' ? T : d === 'L' ? step.L : d), 1),
+      0,
+    );
+    return {
+      // Per token and state element: decay, update (and kᵀS for delta/dplr), and Sᵀq.
+      flops: T * per * stateElems,
+      bytesRead: 4 * (read + stateElems),
+      bytesWritten: 4 * (T * a.heads * a.valueDim + stateElems),
     };
   },
 };

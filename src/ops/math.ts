@@ -32,6 +32,23 @@ export function sigmoid(x: number): number {
   return (x >= 0 ? 1 : e) / (1 + e);
 }
 
+/** log(sigmoid(x)) = −softplus(−x), exact for large |x|. Mirror of WGSL logsigmoid. */
+export function logsigmoid(x: number): number {
+  return -softplus(-x);
+}
+
+/** log(eᵃ + eᵇ) without overflow. Mirror of WGSL logaddexp. */
+export function logaddexp(a: number, b: number): number {
+  const m = Math.max(a, b);
+  if (m === -Infinity) return -Infinity;
+  return m + log1p(Math.exp(-Math.abs(a - b)));
+}
+
+/** elu(x) + 1: the positive feature map of linear attention (Katharopoulos et al.). Mirror of WGSL elu1. */
+export function elu1(x: number): number {
+  return x > 0 ? x + 1 : Math.exp(x);
+}
+
 /** x · sigmoid(x). Mirror of WGSL silu. */
 export function silu(x: number): number {
   return x * sigmoid(x);

@@ -4,6 +4,7 @@
  * References are the ground truth for kernel tests and the GraphIR interpreter.
  */
 import type { Cost, OpAttrs, StepShape } from '../graph/ops.ts';
+import type { DType, Dim } from '../graph/ir.ts';
 
 export type HostArray = Float32Array | Uint32Array;
 export type Arrays = Record<string, HostArray>;
@@ -29,3 +30,29 @@ export function u32(inputs: Arrays, name: string): Uint32Array {
   if (!(v instanceof Uint32Array)) throw new Error(`op input '${name}' must be a Uint32Array`);
   return v;
 }
+
+/** One input or output of an op as its definition declares it. */
+export interface TensorRule {
+  shape: Dim[];
+  dtype: DType;
+  /** 'read_write' for state updated in place (the output of the same name aliases it). */
+  access: 'read' | 'read_write';
+}
+
+/**
+ * An op family's one definition: the reference and cost plus the named inputs and outputs it
+ * takes for given attributes (an optional input is simply absent from the record). Shape checks
+ * and kernel bindings read these rules instead of restating them.
+ */
+export interface OpDefinition<A extends OpAttrs> extends OpReference<A> {
+  /** Throws a message naming the attribute when attrs are inconsistent. */
+  check(a: A): void;
+  inputs(a: A): Record<string, TensorRule>;
+  outputs(a: A): Record<string, TensorRule>;
+}
+
+export const rule = (shape: Dim[], access: TensorRule['access'] = 'read'): TensorRule => ({
+  shape,
+  dtype: 'f32',
+  access,
+});

@@ -5,6 +5,7 @@
  */
 import type { Dim, Graph, GraphNode } from '../graph/ir.ts';
 import { kvWriteWidth } from '../graph/ops.ts';
+import { definitionFor } from '../ops/index.ts';
 
 function expect(g: Graph, n: GraphNode, input: string, shape: Dim[]): void {
   const id = n.inputs[input];
@@ -19,6 +20,23 @@ function expect(g: Graph, n: GraphNode, input: string, shape: Dim[]): void {
 export function checkShapes(g: Graph): void {
   for (const n of g.nodes) {
     const a = n.attrs;
+    // Ops with a full definition declare their inputs; nothing here restates them.
+    const def = definitionFor(a);
+    if (def) {
+      try {
+        def.check(a);
+      } catch (e) {
+        throw new Error(`node '${n.label}': ${(e as Error).message}`);
+      }
+      const rules = def.inputs(a);
+      for (const [name, r] of Object.entries(rules)) expect(g, n, name, r.shape);
+      for (const name of Object.keys(n.inputs)) {
+        if (!Object.hasOwn(rules, name)) {
+          throw new Error(`node '${n.label}': input '${name}' is not an input of ${a.op} here`);
+        }
+      }
+      continue;
+    }
     switch (a.op) {
       case 'matmul': {
         expect(g, n, 'x', ['T', a.K]);
