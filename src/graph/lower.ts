@@ -5,7 +5,8 @@
  */
 import { GraphBuilder } from './builder.ts';
 import type { Graph, Phase } from './ir.ts';
-import type { MixerKind, MixerSpec, ModelIR } from '../spec/model.ts';
+import type { MixerSpec, ModelIR } from '../spec/model.ts';
+import { mixerDef, type DefinedMixerSpec } from '../mixers/index.ts';
 import { EMBED, FINAL_NORM, LM_HEAD, sharedBlockOf } from '../import/names.ts';
 import { lowerAttention } from './blocks/attention.ts';
 import { lowerMla } from './blocks/mla.ts';
@@ -38,7 +39,10 @@ type MixerLowering<S extends MixerSpec> = (
   input?: number,
 ) => number;
 
-const MIXERS: { [K in MixerKind]: MixerLowering<Extract<MixerSpec, { kind: K }>> } = {
+type OlderMixerSpec = Exclude<MixerSpec, DefinedMixerSpec>;
+const MIXERS: {
+  [K in OlderMixerSpec['kind']]: MixerLowering<Extract<MixerSpec, { kind: K }>>;
+} = {
   attention: lowerAttention,
   mla: lowerMla,
   mamba1: lowerMamba1,
@@ -56,7 +60,16 @@ function lowerMixer(
   m: MixerSpec,
   input: number,
 ): number {
-  return (MIXERS[m.kind] as MixerLowering<MixerSpec>)(b, model, x, i, m, input);
+  const def = mixerDef(m.kind);
+  if (def) return def.lower(b, model, x, i, m, input);
+  return (MIXERS[m.kind as OlderMixerSpec['kind']] as MixerLowering<MixerSpec>)(
+    b,
+    model,
+    x,
+    i,
+    m,
+    input,
+  );
 }
 
 export function lower(model: ModelIR, opts: LowerOptions): Graph {

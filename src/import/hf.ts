@@ -25,6 +25,7 @@ import { GRANITE_FAMILIES } from './hf-granite.ts';
 import { DEEPSEEK_FAMILIES } from './hf-deepseek.ts';
 import { importQwen3Next } from './hf-qwen3-next.ts';
 import { expectedTensors } from './names.ts';
+import { IMPORTERS } from './registry.ts';
 
 export interface HfImport {
   model: ModelIR;
@@ -55,6 +56,7 @@ const FAMILY_IMPORTERS: Readonly<Record<string, FamilyImporter>> = {
   gpt_oss: importGptOss,
   falcon_h1: importFalconH1,
   qwen3_next: importQwen3Next,
+  ...Object.fromEntries(IMPORTERS.map((i) => [i.modelType, i.import])),
 };
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = [

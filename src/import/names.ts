@@ -20,6 +20,9 @@ import type {
   ShortConvSpec,
 } from '../spec/model.ts';
 
+import { mixerDef, type DefinedMixerSpec } from '../mixers/index.ts';
+import { layerParams } from '../mixers/define.ts';
+
 export interface TensorSpec {
   name: string;
   shape: number[];
@@ -410,12 +413,25 @@ function gatedDeltaNetTensors(model: ModelIR, i: number, m: GatedDeltaNetSpec): 
   ];
 }
 
+/** The mixers whose names are listed here; those defined in src/mixers name theirs by lowering. */
+type OlderMixerSpec = Exclude<MixerSpec, DefinedMixerSpec>;
 type ByMixerKind<R> = {
-  [K in MixerKind]: (model: ModelIR, i: number, m: Extract<MixerSpec, { kind: K }>) => R;
+  [K in OlderMixerSpec['kind']]: (
+    model: ModelIR,
+    i: number,
+    m: Extract<MixerSpec, { kind: K }>,
+  ) => R;
 };
 
 function byMixerKind<R>(table: ByMixerKind<R>, model: ModelIR, i: number, m: MixerSpec): R {
-  return (table[m.kind] as (model: ModelIR, i: number, m: MixerSpec) => R)(model, i, m);
+  const kind = m.kind as OlderMixerSpec['kind'];
+  return (table[kind] as (model: ModelIR, i: number, m: MixerSpec) => R)(model, i, m);
+}
+
+/** A mixer's tensors: what its definition's lowering declares, or the table entry. */
+function mixerTensors(model: ModelIR, i: number, m: MixerSpec): TensorSpec[] {
+  const def = mixerDef(m.kind);
+  return def ? layerParams(def, model, i, m) : byMixerKind(MIXER_TENSORS, model, i, m);
 }
 
 const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
@@ -468,7 +484,7 @@ export function layerTensors(model: ModelIR, layer: LayerSpec): TensorSpec[] {
   // A layer without a mixer (Nemotron-H's MLP layers) has neither its tensors nor its pre-norm.
   const shared = sharedBlockOf(model, layer);
   const out = shared ? sharedUseTensors(model, layer.index, shared) : [];
-  if (layer.mixer) out.push(...byMixerKind(MIXER_TENSORS, model, layer.index, layer.mixer));
+  if (layer.mixer) out.push(...mixerTensors(model, layer.index, layer.mixer));
   const post = postNormNames(layer.index);
   if (layer.mixer && model.postNorms) out.push(...normTensors(model, post.mixer, model.dim));
   // Item by item, not push(...): an MoE's ~10^5 tensors as call arguments overflow the stack.
@@ -590,7 +606,13 @@ export type MixerWeightNames =
   | Mamba2WeightNames
   | ShortConvWeightNames
   | ParallelWeightNames
-  | GatedDeltaNetWeightNames;
+  | GatedDeltaNetWeightNames
+  | DefinedMixerWeightNames;
+
+/** A mixer defined in src/mixers: its tensors in the order its lowering declares them. */
+export interface DefinedMixerWeightNames {
+  tensors: string[];
+}
 
 /** Full tensor names of one layer; null where the model has no such tensor. */
 export interface LayerWeightNames {
@@ -784,7 +806,11 @@ export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
   return {
     // Every mixer kind's pre-norm is input_layernorm.
     inputNorm: layer.mixer ? normWeightNames(model, attentionNames(i).norm) : null,
-    mixer: layer.mixer ? byMixerKind(MIXER_NAMES, model, i, layer.mixer) : null,
+    mixer: !layer.mixer
+      ? null
+      : mixerDef(layer.mixer.kind)
+        ? { tensors: mixerTensors(model, i, layer.mixer).map((t) => t.name) }
+        : byMixerKind(MIXER_NAMES, model, i, layer.mixer),
     ffn,
     moe,
     postMixerNorm:

@@ -4,7 +4,8 @@
  * and the tensor's name, so any subset can be produced lazily and in any order.
  */
 import type { ModelIR } from '../spec/model.ts';
-import { expectedTensors } from './names.ts';
+import { expectedTensors, layerPrefix } from './names.ts';
+import { mixerDef } from '../mixers/index.ts';
 import type { WeightProvider } from '../graph/params.ts';
 
 function hashName(name: string, seed: number): number {
@@ -27,6 +28,16 @@ export function uniform(n: number, seed: number, lo: number, hi: number): Float3
   return out;
 }
 
+/** A defined mixer's own range for this weight (decay parameters, say), if it gives one. */
+function initRange(model: ModelIR, name: string): [number, number] | null {
+  for (const layer of model.layers) {
+    const init = layer.mixer ? mixerDef(layer.mixer.kind)?.init : undefined;
+    if (!init || !name.startsWith(`${layerPrefix(layer.index)}.`)) continue;
+    for (const [suffix, range] of Object.entries(init)) if (name.endsWith(suffix)) return range;
+  }
+  return null;
+}
+
 /**
  * Norm weights near 1, biases small, matrices with variance 1/fan_in (so
  * activations keep their scale through depth), embeddings of unit scale.
@@ -38,6 +49,8 @@ export function randomWeights(model: ModelIR, seed: number): WeightProvider {
     if (!shape) throw new Error(`random init: model has no weight named '${name}'`);
     const n = shape.reduce((a, b) => a * b, 1);
     const s = hashName(name, seed);
+    const special = initRange(model, name);
+    if (special) return uniform(n, s, special[0], special[1]);
     if (name.endsWith('.bias')) return uniform(n, s, -0.05, 0.05);
     if (shape.length === 1) return uniform(n, s, 0.8, 1.2);
     if (name === 'model.embed_tokens.weight') return uniform(n, s, -1, 1);

@@ -18,6 +18,8 @@ import type {
   ShortConvSpec,
 } from './model.ts';
 
+import { mixerDef } from '../mixers/index.ts';
+
 export interface Issue {
   /** IR field path from the checked object, e.g. ['rope', 'rotaryDim']. */
   path: readonly (string | number)[];
@@ -185,6 +187,9 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
       return checkParallel(m, n);
     case 'gated_deltanet':
       return checkGatedDeltaNet(m, n);
+    default:
+      // Kinds defined in src/mixers carry their own checks (never here until one is added).
+      return mixerDef((m as { kind: string }).kind)?.kind.check(m, n) ?? [];
   }
 }
 

@@ -81,6 +81,8 @@ export interface Kind<T> {
   /** args as written (or merged with an override's); at is blamed for kind-level errors. */
   resolve(args: readonly Arg[], at: Span, env: Env): T;
   toArgs(spec: T): DslArg[] | null;
+  /** The kind's cross-field checks (the YAML/JSON loader runs them on a spec of this kind). */
+  check(spec: T, n: Namer): Issue[];
 }
 
 /** A set of interchangeable kinds, e.g. the mixers or the rope scalings. */
@@ -118,6 +120,7 @@ export function defineKind<T, P extends Params>(def: KindDef<T, P>): Kind<T> {
     paramNames: names,
     supported: true,
     toArgs: (spec) => def.toArgs(spec),
+    check: (spec, n) => def.check?.(spec, n) ?? [],
     resolve(args, at, env) {
       const got = new Map<string, unknown>();
       const seen = new Map<string, Arg>();
@@ -172,6 +175,7 @@ export function futureKind<T>(name: string, noun: string): Kind<T> {
     supported: false,
     resolve: (_args, at, env) => env.fail(`${noun} kind '${name}' is not supported yet`, at),
     toArgs: () => null,
+    check: () => [],
   };
 }
 

@@ -4,6 +4,8 @@
  * The YAML/JSON spec form is exactly this object (see schema.ts).
  */
 
+import type { DefinedMixerSpec } from '../mixers/index.ts';
+
 export const MODEL_IR_VERSION = 1;
 
 export type NormKind = 'rms' | 'layer';
@@ -251,7 +253,8 @@ export type MixerSpec =
   | Mamba2Spec
   | ShortConvSpec
   | ParallelSpec
-  | GatedDeltaNetSpec;
+  | GatedDeltaNetSpec
+  | DefinedMixerSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

@@ -46,6 +46,7 @@ export const NO_MIXER: Kind<MixerSpec | null> = {
     if (arg) env.fail('a mixer defined as none has no parameters to set', arg.span);
     return null;
   },
+  check: () => [],
   toArgs: () => null,
 };
 

@@ -7,28 +7,10 @@
 
 import { fieldCap, LIST_CAPS } from './limits.ts';
 
-export type JsonSchema = { readonly [key: string]: unknown };
+import { bool, kind, object, posInt, posNumber, type JsonSchema } from './schema-parts.ts';
 
-const posInt = { type: 'integer', minimum: 1 } as const;
-const posNumber = { type: 'number', exclusiveMinimum: 0 } as const;
-const bool = { type: 'boolean' } as const;
-
-/**
- * An object whose `properties` are all required, plus `optional` ones that carry a `default`:
- * fields added to ModelIR after specs were written, filled in by the loader (ajv useDefaults)
- * so that older YAML/JSON specs keep loading.
- */
-function object(
-  properties: Record<string, JsonSchema>,
-  optional: Record<string, JsonSchema> = {},
-): JsonSchema {
-  return {
-    type: 'object',
-    additionalProperties: false,
-    required: Object.keys(properties),
-    properties: { ...properties, ...optional },
-  };
-}
+export type { JsonSchema } from './schema-parts.ts';
+import { MIXER_LIST } from '../mixers/index.ts';
 
 /** Absent in models without shared blocks (Zamba2). */
 const SHARED_BLOCKS = {
@@ -44,8 +26,6 @@ const LAYER_SHARED = {
 function nullable(ref: string): JsonSchema {
   return { if: { type: 'null' }, else: { $ref: ref } };
 }
-
-const kind = (name: string) => ({ const: name });
 
 /**
  * The schema with the caps of limits.ts as `maximum`s (integer fields, by name) and `maxItems`
@@ -99,6 +79,7 @@ export const modelIrSchema: JsonSchema = withCaps({
     },
   ),
   definitions: {
+    ...Object.fromEntries(MIXER_LIST.map((d) => [d.kind.name, d.schema])),
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
     norm: object({
       kind: { enum: ['rms', 'layer'] },
@@ -138,6 +119,7 @@ export const modelIrSchema: JsonSchema = withCaps({
         { $ref: '#/definitions/shortconv' },
         { $ref: '#/definitions/parallel' },
         { $ref: '#/definitions/gated_deltanet' },
+        ...MIXER_LIST.map((d) => ({ $ref: `#/definitions/${d.kind.name}` })),
       ],
     },
     parallel: object({

@@ -2,6 +2,7 @@
 import { toDslCall } from './kind.ts';
 import { FFNS } from './kinds/index.ts';
 import type { FfnSpec, MixerSpec, ModelIR } from './model.ts';
+import { mixerDef } from '../mixers/index.ts';
 
 function mixerDims(m: MixerSpec): string {
   switch (m.kind) {
@@ -32,6 +33,12 @@ function mixerDims(m: MixerSpec): string {
       return `l_cache ${m.lCache}`;
     case 'parallel':
       return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
+    default: {
+      const kind = (m as { kind: string }).kind;
+      const def = mixerDef(kind);
+      if (!def) throw new Error(`no table line for mixer kind '${kind}'`);
+      return def.dims(m);
+    }
     case 'gated_deltanet':
       return `key_heads ${m.keyHeads}, value_heads ${m.valueHeads}, key_head_dim ${m.keyHeadDim}, value_head_dim ${m.valueHeadDim}, d_conv ${m.dConv}`;
   }

@@ -11,13 +11,24 @@ import { moe } from './moe.ts';
 import { mamba1, mamba2, shortconv } from './mamba.ts';
 import { parallel } from './parallel.ts';
 import { gatedDeltaNet } from './deltanet.ts';
+import { MIXER_LIST } from '../../mixers/index.ts';
+import type { Kind } from '../kind.ts';
 
 export { NORMS } from './norm.ts';
 
 export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
-  kinds: [attention, mla, mamba1, mamba2, shortconv, parallel, gatedDeltaNet],
+  kinds: [
+    attention,
+    mla,
+    mamba1,
+    mamba2,
+    shortconv,
+    parallel,
+    gatedDeltaNet,
+    ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>),
+  ],
 };
 
 /** Printing picks the first kind that can express a spec, so the specific ones come first. */

@@ -1,0 +1,17 @@
+/**
+ * Importers written one file per HF model type (src/import/<type>.ts), listed once here; hf.ts
+ * dispatches on model_type through this array. Each maps the config's keys to a ModelIR through
+ * ConfigReader (which reports unknown and unsupported keys by name) and the checkpoint's tensor
+ * names to strata's canonical ones, which the model's lowering declares.
+ */
+import type { FamilyImporter } from './hf-ssm.ts';
+
+export interface ModelTypeImporter {
+  /** config.json's model_type. */
+  modelType: string;
+  /** Where the type comes from, for `strata import --help` and errors: 'transformers', 'fla'. */
+  origin: string;
+  import: FamilyImporter;
+}
+
+export const IMPORTERS: readonly ModelTypeImporter[] = [];

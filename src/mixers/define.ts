@@ -1,0 +1,88 @@
+/**
+ * A mixer family in one place: its DSL kind (parameters, defaults, checks, printing), the JSON
+ * Schema of its ModelIR form, its line in `strata check`'s table and its block lowering. Weight
+ * names and state shapes are not listed anywhere: they are what the lowering declares, read back
+ * by running it (layerParams / layerStates below). Adding a family is this file plus its importer.
+ */
+import type { Kind } from '../spec/kind.ts';
+import type { JsonSchema } from '../spec/schema-parts.ts';
+import type { ModelIR } from '../spec/model.ts';
+import { GraphBuilder } from '../graph/builder.ts';
+import type { Dim } from '../graph/ir.ts';
+
+export interface MixerDef<S extends { kind: string }> {
+  /** The DSL kind: parameters with their defaults, cross-field checks and printing. */
+  kind: Kind<S>;
+  /** The JSON Schema of the ModelIR form (the YAML/JSON spec), `kind` included. */
+  schema: JsonSchema;
+  /** The dimensions column of `strata check`'s table, e.g. "heads 4, key 64, value 128". */
+  dims(spec: S): string;
+  /**
+   * x → x + mixer(norm(input)) for layer `layer`; input is x unless a shared block adds to it.
+   * Every weight is a b.param under the layer's prefix and every state a b.state.
+   */
+  lower(b: GraphBuilder, model: ModelIR, x: number, layer: number, spec: S, input: number): number;
+  /**
+   * Uniform range for a seeded random weight whose name ends with one of these suffixes, where
+   * the generic rule (norms near 1, matrices 1/fan_in) would make a poor model: decay logits, say.
+   */
+  init?: Record<string, [number, number]>;
+}
+
+export function defineMixer<S extends { kind: string }>(def: MixerDef<S>): MixerDef<S> {
+  return def;
+}
+
+export interface DeclaredTensor {
+  name: string;
+  shape: number[];
+}
+
+/** Runs a mixer's lowering on a scratch graph (one token) and returns what it declared. */
+function record<S extends { kind: string }>(
+  def: MixerDef<S>,
+  model: ModelIR,
+  layer: number,
+  spec: S,
+): GraphBuilder {
+  const b = new GraphBuilder('decode', 1, 1);
+  const x = b.tensor('x', ['T', model.dim], 'input');
+  def.lower(b, model, x, layer, spec, x);
+  return b;
+}
+
+function concrete(name: string, shape: Dim[]): number[] {
+  return shape.map((d) => {
+    if (typeof d !== 'number') throw new Error(`${name}: a weight or state shape uses '${d}'`);
+    return d;
+  });
+}
+
+/** The canonical weights of one layer's mixer (pre-norm included), as its lowering names them. */
+export function layerParams<S extends { kind: string }>(
+  def: MixerDef<S>,
+  model: ModelIR,
+  layer: number,
+  spec: S,
+): DeclaredTensor[] {
+  const out: DeclaredTensor[] = [];
+  for (const t of record(def, model, layer, spec).tensors) {
+    if (t.kind !== 'param') continue;
+    // Derived tables (RoPE cos/sin) are computed, not stored.
+    if (t.source?.kind !== 'weight') continue;
+    out.push({ name: t.name, shape: concrete(t.name, t.shape) });
+  }
+  return out;
+}
+
+/** The recurrent state tensors one sequence keeps for this layer's mixer. */
+export function layerStates<S extends { kind: string }>(
+  def: MixerDef<S>,
+  model: ModelIR,
+  layer: number,
+  spec: S,
+): DeclaredTensor[] {
+  return record(def, model, layer, spec)
+    .tensors.filter((t) => t.kind === 'state')
+    .map((t) => ({ name: t.name, shape: concrete(t.name, t.shape) }));
+}

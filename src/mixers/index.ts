@@ -1,0 +1,25 @@
+/**
+ * The mixer families defined in one file each (src/mixers/<kind>.ts). Adding one is a line here;
+ * the DSL, the schema, the checks, the table, the lowering and the weight names all read this list.
+ * (The older mixers — attention, mla, mamba1/2, shortconv, parallel, gated_deltanet — still have
+ * their parts spread over src/spec, src/graph/blocks and src/import/names.ts.)
+ */
+import type { MixerDef } from './define.ts';
+
+export const MIXER_DEFS = [] as const;
+
+type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
+
+/** The ModelIR form of every mixer defined here. */
+export type DefinedMixerSpec = SpecOf<(typeof MIXER_DEFS)[number]>;
+
+/** A definition seen through its kind name only (what the registries iterate over). */
+export type AnyMixerDef = MixerDef<{ kind: string }>;
+
+/** Every defined mixer, for the tables that list them all (kinds, schema). */
+export const MIXER_LIST: readonly AnyMixerDef[] = MIXER_DEFS as readonly unknown[] as AnyMixerDef[];
+
+/** The definition of a mixer kind, or null for the older kinds. */
+export function mixerDef(kind: string): AnyMixerDef | null {
+  return MIXER_LIST.find((d) => d.kind.name === kind) ?? null;
+}

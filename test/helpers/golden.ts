@@ -1,0 +1,139 @@
+/**
+ * Golden-fixture harness shared by the transformers (test/fixtures/hf) and fla
+ * (test/fixtures/fla) suites: each fixture folder is imported, run (on WebGPU, or on the CPU
+ * interpreter over the unfused graphs) for its prompt plus greedy decode steps, and compared with
+ * the reference's logits: max |Δlogit| ≤ 1e-3 and per-row max |Δ| / max|logit| ≤ 1e-4 (f32 on
+ * both sides; the fixtures' own kernel-vs-reference floors are ≤ 2.5e-5 abs), tokens identical.
+ */
+import { expect } from 'vitest';
+import { join } from 'node:path';
+import { importHfFolder, type HfFolder } from '../../src/import/hf-folder.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { memorySource } from '../../codegen/bundle.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { openSafetensors } from '../../formats/node/safetensors-file.ts';
+import { GREEDY } from '../../codegen/kernel-ir.ts';
+import { lower } from '../../src/graph/lower.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { testGpu } from './gpu.ts';
+
+export interface Golden {
+  prompt: number[];
+  prefill: Float32Array;
+  tokens: number[];
+  decode: Float32Array;
+}
+
+export interface GoldenRun {
+  prefill: Float32Array;
+  tokens: number[];
+  decode: Float32Array;
+}
+
+export async function readGolden(dir: string): Promise<Golden> {
+  const g = await openSafetensors(join(dir, 'golden.safetensors'));
+  const golden = {
+    prompt: Array.from(await g.readTensorI32('prompt_ids')),
+    prefill: await g.readTensorF32('prefill_logits'),
+    tokens: Array.from(await g.readTensorI32('decode_tokens')),
+    decode: await g.readTensorF32('decode_logits'),
+  };
+  await g.close();
+  return golden;
+}
+
+/** Worst absolute and row-relative (to the row's max |logit|) differences. */
+export function rowErrors(
+  got: Float32Array,
+  want: Float32Array,
+  vocab: number,
+): { abs: number; rel: number } {
+  let abs = 0;
+  let rel = 0;
+  for (let r = 0; r < want.length / vocab; r++) {
+    let maxRef = 0;
+    let maxDiff = 0;
+    for (let j = r * vocab; j < (r + 1) * vocab; j++) {
+      maxRef = Math.max(maxRef, Math.abs(want[j]));
+      maxDiff = Math.max(maxDiff, Math.abs(got[j] - want[j]));
+    }
+    abs = Math.max(abs, maxDiff);
+    rel = Math.max(rel, maxDiff / maxRef);
+  }
+  return { abs, rel };
+}
+
+/** Prompt and decode steps on WebGPU; each decode step feeds the token the model chose. */
+export async function runGoldenGpu(hf: HfFolder, golden: Golden): Promise<GoldenRun> {
+  const gpu = await testGpu();
+  const compiled = compileModel(hf.model, { caps: gpu.caps, maxT: 32, capacity: 64 });
+  const gm = await GpuModel.load(
+    gpu,
+    memorySource(compiled, (n) => hf.readTensorF32(n)),
+  );
+  try {
+    const vocab = hf.model.vocab;
+    const seq = gm.newSequence();
+    const first = await seq.forward(golden.prompt);
+    const tokens: number[] = [];
+    const decode = new Float32Array(golden.tokens.length * vocab);
+    let token = first.token;
+    for (let i = 0; i < golden.tokens.length; i++) {
+      tokens.push(token);
+      const r = await seq.next([token], GREEDY, true);
+      decode.set(r.logits!, i * vocab);
+      token = r.token;
+    }
+    return { prefill: first.logits, tokens, decode };
+  } finally {
+    gm.destroy();
+  }
+}
+
+/** The same on the CPU interpreter over the lowered (unfused) graphs: the op references. */
+export async function runGoldenCpu(hf: HfFolder, golden: Golden): Promise<GoldenRun> {
+  const weights = (n: string) => hf.readTensorF32(n);
+  const T = golden.prompt.length;
+  const prefill = await Interpreter.create(
+    lower(hf.model, { phase: 'prefill', maxT: T, capacity: 64 }),
+    weights,
+  );
+  const step = await Interpreter.create(
+    lower(hf.model, { phase: 'decode', maxT: 1, capacity: 64 }),
+    weights,
+  );
+  const state = prefill.newState();
+  const first = prefill.step(Uint32Array.from(golden.prompt), 0, T, state);
+  const vocab = hf.model.vocab;
+  const tokens: number[] = [];
+  const decode = new Float32Array(golden.tokens.length * vocab);
+  let token = first.token;
+  for (let i = 0; i < golden.tokens.length; i++) {
+    tokens.push(token);
+    const r = step.step(Uint32Array.of(token), T + i, 1, state);
+    decode.set(r.logits, i * vocab);
+    token = r.token;
+  }
+  return { prefill: first.logits, tokens, decode };
+}
+
+/** Imports `dir`, runs it, compares, and returns a summary line. */
+export async function checkGolden(dir: string, on: 'gpu' | 'cpu'): Promise<string> {
+  const hf = await importHfFolder(dir);
+  try {
+    const golden = await readGolden(dir);
+    const run = await (on === 'gpu' ? runGoldenGpu : runGoldenCpu)(hf, golden);
+    const vocab = hf.model.vocab;
+    const pre = rowErrors(run.prefill, golden.prefill, vocab);
+    const dec = rowErrors(run.decode, golden.decode, vocab);
+    expect(run.tokens).toEqual(golden.tokens);
+    expect(pre.abs).toBeLessThanOrEqual(1e-3);
+    expect(pre.rel).toBeLessThanOrEqual(1e-4);
+    expect(dec.abs).toBeLessThanOrEqual(1e-3);
+    expect(dec.rel).toBeLessThanOrEqual(1e-4);
+    const e = (x: number) => x.toExponential(1);
+    return `prefill abs ${e(pre.abs)} rel ${e(pre.rel)}; decode abs ${e(dec.abs)} rel ${e(dec.rel)}`;
+  } finally {
+    await hf.close();
+  }
+}
