@@ -5,7 +5,7 @@
  * carried). Inputs are drawn so the recurrence stays in range (l2-normalised-scale keys, decays
  * in [−0.1, 0)): the timing of exp and division paths does not depend on the values otherwise.
  */
-import type { LinearRecurrenceAttrs } from '../src/graph/ops.ts';
+import type { LinearRecurrenceAttrs, SsdAttrs } from '../src/graph/ops.ts';
 import { definitionFor } from '../src/ops/index.ts';
 import { generatorFor } from '../codegen/kernels/index.ts';
 import type { GpuContext } from '../runtime/gpu.ts';
@@ -109,6 +109,97 @@ export async function benchLinear(gpu: GpuContext, log: (m: string) => void): Pr
         tokensPerS: T / (ms * 1e-3),
       });
       log(`linear ${f.name} ${label}: ${ms.toFixed(3)} ms (${gen.launches.length} dispatch)`);
+    }
+  }
+  return rows;
+}
+
+/**
+ * Mamba-2's SSD as it runs today (the `ssd` op's chunked kernels) beside the same recurrence as a
+ * scalar-decay linear_recurrence (k = B shared by all heads of a group, q = C, v = δ·x), at
+ * Mamba2-2.7B widths: 80 heads of 64, state 128, one group. The decision whether SSD moves onto
+ * the shared op is made from these rows (the linear_recurrence row leaves out the δ·x and D·x
+ * prologue/epilogue, so it favours the shared op slightly).
+ */
+export async function benchSsdVsRecurrence(
+  gpu: GpuContext,
+  log: (m: string) => void,
+): Promise<{ kernel: string; case: string; T: number; ms: number; dispatches: number }[]> {
+  const heads = 80;
+  const headDim = 64;
+  const dState = 128;
+  const ssd: SsdAttrs = {
+    op: 'ssd',
+    heads,
+    headDim,
+    dState,
+    groups: 1,
+    chunk: 256,
+    dtMin: 0,
+    dtMax: Infinity,
+  };
+  const rec: LinearRecurrenceAttrs = {
+    op: 'linear_recurrence',
+    heads,
+    qHeads: 1,
+    kHeads: 1,
+    vHeads: heads,
+    gateHeads: heads,
+    keyDim: dState,
+    valueDim: headDim,
+    scale: 1,
+    decay: 'head',
+    update: 'add',
+    normalize: false,
+    normEps: 0,
+  };
+  const rows = [];
+  for (const T of [4096, 16384, 1]) {
+    const ssdBytes: Record<string, number> = {
+      x: 4 * T * heads * headDim,
+      dt: 4 * T * heads,
+      dtBias: 4 * heads,
+      aLog: 4 * heads,
+      b: 4 * T * dState,
+      c: 4 * T * dState,
+      d: 4 * heads,
+      state: 4 * heads * headDim * dState,
+      out: 4 * T * heads * headDim,
+    };
+    const ssdInit: Record<string, Float32Array> = {
+      x: uniform(T * heads * headDim, 1, -1, 1),
+      dt: uniform(T * heads, 2, -4, -2),
+      dtBias: uniform(heads, 3, -0.1, 0.1),
+      aLog: uniform(heads, 4, 0, 2),
+      b: uniform(T * dState, 5, -0.1, 0.1),
+      c: uniform(T * dState, 6, -0.1, 0.1),
+      d: uniform(heads, 7, 0.5, 1.5),
+    };
+    const def = definitionFor(rec)!;
+    const recBytes: Record<string, number> = {};
+    for (const [name, rule] of [
+      ...Object.entries(def.inputs(rec)),
+      ...Object.entries(def.outputs(rec)),
+    ])
+      recBytes[name] = 4 * elements(rule.shape, T);
+    const pos = T === 1 ? DECODE_POS : 0;
+    const reps = T === 1 ? 200 : 3;
+    for (const [kernel, attrs, bytes, init] of [
+      ['ssd (today)', ssd, ssdBytes, ssdInit],
+      ['linear_recurrence (head decay)', rec, recBytes, initData(rec, T)],
+    ] as const) {
+      const gen = generatorFor(attrs)(attrs as never, { caps: gpu.caps, maxT: T });
+      const t = await timeLaunches(
+        gpu,
+        gen.launches,
+        { ...gen.scratch, ...bytes },
+        { T, pos, L: 1 },
+        { reps, samples: 5, init },
+      );
+      const ms = t.gpuMs ?? t.wallMs;
+      const label = T === 1 ? `decode @${DECODE_POS}` : `prefill ${T / 1024}k`;
+      rows.push({ kernel, case: label, T, ms, dispatches: gen.launches.length });
+      log(`ssd-vs-recurrence ${kernel} ${label}: ${ms.toFixed(3)} ms`);
     }
   }
   return rows;

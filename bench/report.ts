@@ -227,13 +227,23 @@ if (strata.linear) {
     '| family | case | strata ms | strata dispatches | fla ms | strata ÷ fla throughput |',
     '| --- | --- | --- | --- | --- | --- |',
   );
-  for (const r of strata.linear as Row[]) {
+  const lin = strata.linear as { rows: Row[]; ssd: Row[] };
+  for (const r of lin.rows) {
     const q = ((fla.rows ?? []) as Row[]).find((x) => x.family === r.family && x.T === r.T) ?? {};
     lines.push(
       `| ${r.family} | ${r.case} | ${f(r.ms, 3)} | ${r.dispatches} | ${q.error ? String(q.error).slice(0, 50) : f(q.ms, 3)} | ${ratio(q.ms, r.ms)} |`,
     );
   }
   if (fla.error) lines.push('', `fla failed to load: ${fla.error}`);
+  lines.push(
+    '',
+    "Mamba-2's SSD (Mamba2-2.7B widths: 80 heads of 64, state 128, 1 group) on its own chunked kernels and as a head-decay linear_recurrence:",
+    '',
+    '| kernel | case | ms | dispatches |',
+    '| --- | --- | --- | --- |',
+  );
+  for (const r of lin.ssd)
+    lines.push(`| ${r.kernel} | ${r.case} | ${f(r.ms, 3)} | ${r.dispatches} |`);
   lines.push('');
 }
 writeFileSync('bench/RESULTS.md', lines.join('\n'));

@@ -24,7 +24,7 @@ import type { WeightProvider } from '../src/graph/params.ts';
 import { report } from '../src/cli/report.ts';
 import { DispatchTimer, median, PassTimer, timeLaunches } from './gpu-timer.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
-import { benchLinear } from './linear-cases.ts';
+import { benchLinear, benchSsdVsRecurrence } from './linear-cases.ts';
 
 const { values } = parseArgs({
   options: {
@@ -390,7 +390,10 @@ const runners: Record<string, () => Promise<unknown>> = {
   e2e: () => benchLlama(gpu),
   hybrid: () => benchHybrid(gpu),
   scan: () => benchScan(gpu),
-  linear: () => benchLinear(gpu, log),
+  linear: async () => ({
+    rows: await benchLinear(gpu, log),
+    ssd: await benchSsdVsRecurrence(gpu, log),
+  }),
 };
 for (const name of suites) {
   if (!runners[name])
