@@ -12,12 +12,24 @@ export type AnyMixerDef = MixerDef<{ kind: string }>;
 
 let registered: readonly AnyMixerDef[] | null = null;
 
+/** Kinds whose parts still live in src/spec, src/graph/blocks and src/import/names.ts. */
+export const OLDER_KINDS: ReadonlySet<string> = new Set([
+  'attention',
+  'mla',
+  'mamba1',
+  'mamba2',
+  'shortconv',
+  'parallel',
+  'gated_deltanet',
+]);
+
 export function registerMixers(defs: readonly AnyMixerDef[]): void {
   registered = defs;
 }
 
 /** The definition of a mixer kind, or null for the older kinds. */
 export function mixerDef(kind: string): AnyMixerDef | null {
+  if (OLDER_KINDS.has(kind)) return null;
   if (!registered) {
     throw new Error(
       `internal error: mixer kind '${kind}' looked up before src/mixers/index.ts registered the definitions`,
