@@ -5,8 +5,10 @@
  * their parts spread over src/spec, src/graph/blocks and src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
+import { linearAttn } from './linear-attn.ts';
+import { retnet } from './retnet.ts';
 
-export const MIXER_DEFS = [] as const;
+export const MIXER_DEFS = [retnet, linearAttn] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 
