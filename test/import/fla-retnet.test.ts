@@ -71,6 +71,17 @@ describe('retnet import', () => {
     expect(ungatedNames.some((n) => n.includes('g_proj'))).toBe(false);
   });
 
+  it('puts softmax attention where the hybrid attn key says', () => {
+    const imp = load({ attn: { layers: [1], num_heads: 4, num_kv_heads: 2, window_size: 8 } });
+    expect(imp.model.layers.map((l) => l.mixer?.kind)).toEqual(['retnet', 'attention']);
+    expect(imp.weightMap['model.layers.1.self_attn.k_proj.weight']).toBe(
+      'model.layers.1.attn.k_proj.weight',
+    );
+    expect(imp.weightMap['model.layers.0.attn.g_proj.weight']).toBe(
+      'model.layers.0.attn.g_proj.weight',
+    );
+  });
+
   it('shares key/value heads over groups of query heads (num_kv_heads)', () => {
     const imp = load({ num_heads: 4, num_kv_heads: 2 });
     expect(imp.model.layers[0].mixer).toMatchObject({ heads: 4, kvHeads: 2, keyHeadDim: 8 });
