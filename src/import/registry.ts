@@ -5,6 +5,8 @@
  * names to strata's canonical ones, which the model's lowering declares.
  */
 import type { FamilyImporter } from './hf-ssm.ts';
+import { importLinearAttn } from './fla-linear-attn.ts';
+import { importRetNet } from './fla-retnet.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -14,4 +16,7 @@ export interface ModelTypeImporter {
   import: FamilyImporter;
 }
 
-export const IMPORTERS: readonly ModelTypeImporter[] = [];
+export const IMPORTERS: readonly ModelTypeImporter[] = [
+  { modelType: 'retnet', origin: 'fla', import: importRetNet },
+  { modelType: 'linear_attn', origin: 'fla', import: importLinearAttn },
+];

@@ -6,8 +6,10 @@
  */
 import type { MixerDef } from './define.ts';
 import { mixerDef, registerMixers, type AnyMixerDef } from './lookup.ts';
+import { linearAttn } from './linear-attn.ts';
+import { retnet } from './retnet.ts';
 
-export const MIXER_DEFS = [] as const;
+export const MIXER_DEFS = [retnet, linearAttn] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 

@@ -13,7 +13,8 @@ import { importConfigFile } from '../helpers/hf-config.ts';
  * is an FFN.
  */
 function layout(m: ModelIR): string {
-  const letter = {
+  // Kinds without a letter (the linear-attention family) show as '?'.
+  const letter: Readonly<Record<string, string>> = {
     mamba1: 'm',
     mamba2: '2',
     shortconv: 'c',
@@ -21,8 +22,10 @@ function layout(m: ModelIR): string {
     parallel: 'p',
     mla: 'l',
     gated_deltanet: 'd',
-  } as const;
-  return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
+  };
+  return m.layers
+    .map((l) => (l.mixer ? (letter[l.mixer.kind] ?? '?') : '-') + (l.ffn ? '+' : ''))
+    .join(' ');
 }
 
 const blocks = (m: ModelIR) => m.layers.map((l) => ({ mixer: l.mixer, ffn: l.ffn }));
