@@ -15,7 +15,8 @@ import {
 } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
-import { nameNum, nextPow2, wgslF32 } from './elementwise.ts';
+import { nameNum, nextPow2 } from './elementwise.ts';
+import { wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 
 /** Elements per thread kept in registers; more would spill, and re-reading a row from cache is cheap. */
