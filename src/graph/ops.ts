@@ -407,16 +407,19 @@ export type PointwiseFn =
 export type PointwiseBin = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'logaddexp';
 
 /**
- * How output column c of a pointwise op reads an input: column floor(c / (inner·repeat))·inner +
+ * How output column c of a pointwise op reads an input: column offset + floor(c / (inner·repeat))·inner +
  * c mod inner of a [T, cols] activation (perToken) or a [cols] parameter. inner = cols, repeat = 1
  * reads column c; inner = 1, repeat = d reads c / d (a per-head value over its d columns); inner = d,
- * repeat = r repeats each head of d columns r times (kv heads shared by query heads).
+ * repeat = r repeats each head of d columns r times (kv heads shared by query heads). offset reads
+ * a column range of a wider tensor (gated DeltaNet's b and a, two halves of one projection).
  */
 export interface PointwiseInput {
   perToken: boolean;
   cols: number;
   inner: number;
   repeat: number;
+  /** First column read; absent means 0. */
+  offset?: number;
 }
 
 /**
