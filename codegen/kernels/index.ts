@@ -17,7 +17,8 @@ import {
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { sampleKernel } from './sampling.ts';
-import { gatedDeltaRuleKernel } from './linear-recurrence.ts';
+import { gatedDeltaRuleKernel } from './gated-delta-rule.ts';
+import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
 import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
 
@@ -42,6 +43,7 @@ export const generators: Registry = {
   ssd: ssdKernel,
   gated_norm: gatedNormKernel,
   gated_delta_rule: gatedDeltaRuleKernel,
+  linear_recurrence: linearRecurrenceKernel,
   pointwise: pointwiseKernel,
   moe_route: moeRouteKernel,
   moe_group: moeGroupKernel,
