@@ -17,7 +17,6 @@ import {
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { sampleKernel } from './sampling.ts';
-import { gatedDeltaRuleKernel } from './gated-delta-rule.ts';
 import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
 import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
@@ -42,7 +41,6 @@ export const generators: Registry = {
   selective_scan: selectiveScanKernel,
   ssd: ssdKernel,
   gated_norm: gatedNormKernel,
-  gated_delta_rule: gatedDeltaRuleKernel,
   linear_recurrence: linearRecurrenceKernel,
   pointwise: pointwiseKernel,
   moe_route: moeRouteKernel,

@@ -1,123 +1,14 @@
 /**
- * The unified linear recurrence of linear attention and its relatives (the survey's form),
- * per head with state S [dk, dv]:
- *   S_t = (I − β_t k_t k_tᵀ) · (exp(d_t) · S_{t−1}) + β_t k_t v_tᵀ,   o_t = S_tᵀ q_t
- * d_t is the log of a scalar decay (≤ 0; kept in log space so nothing large is exponentiated).
- * Without the delta term (β = null) it is S_t = exp(d_t)·S_{t−1} + k_t v_tᵀ: linear attention
- * (d = 0), RetNet (constant d), Mamba-2's scalar decay; with it, DeltaNet (d = 0) and the gated
- * delta rule (Qwen3-Next). The gated_delta_rule op derives q, k, d and β from its inputs as
- * transformers' Qwen3NextGatedDeltaNet does and runs this recurrence; other members would reuse
- * `linearRecurrenceStep` with their own derivations.
+ * The unified linear recurrence of linear attention and its relatives (the survey's form; the
+ * semantics are LinearRecurrenceAttrs' in src/graph/ops.ts): per state head, S ← D_t S plus an
+ * 'add', 'delta' or 'dplr' update, o_t = S_tᵀ (scale · q_t), optionally normalised. Linear
+ * attention, RetNet, GLA, HGRN2, Mamba-2's scalar decay, DeltaNet, the gated delta rule
+ * (Qwen3-Next, src/graph/blocks/deltanet.ts) and RWKV-7 are instances. The reference runs it token
+ * by token in f64; the kernels (codegen/kernels/linear-recurrence.ts) are tested against it.
  */
-import type { Cost, GatedDeltaRuleAttrs, LinearRecurrenceAttrs, StepShape } from '../graph/ops.ts';
+import type { LinearRecurrenceAttrs } from '../graph/ops.ts';
 import type { Dim } from '../graph/ir.ts';
-import { sigmoid, softplus } from './math.ts';
-import { f32, rule, type OpDefinition, type OpReference, type TensorRule } from './types.ts';
-
-/**
- * One token of the recurrence on one head: updates S (row-major [dk, dv], f64) in place and
- * writes o (dv). The delta form computes S ← e^d·S, then S ← S + k (β (v − Sᵀk))ᵀ, the same as
- * (I − βkkᵀ)·e^d·S + βkvᵀ, in the order transformers' torch_recurrent_gated_delta_rule uses.
- */
-export function linearRecurrenceStep(
-  S: Float64Array,
-  dk: number,
-  dv: number,
-  q: ArrayLike<number>,
-  k: ArrayLike<number>,
-  v: ArrayLike<number>,
-  logDecay: number,
-  beta: number | null,
-  o: Float64Array,
-): void {
-  const decay = Math.exp(logDecay);
-  for (let j = 0; j < dv; j++) {
-    let kv = 0;
-    for (let i = 0; i < dk; i++) {
-      S[i * dv + j] *= decay;
-      kv += S[i * dv + j] * k[i];
-    }
-    const delta = beta === null ? v[j] : beta * (v[j] - kv);
-    let out = 0;
-    for (let i = 0; i < dk; i++) {
-      S[i * dv + j] += k[i] * delta;
-      out += S[i * dv + j] * q[i];
-    }
-    o[j] = out;
-  }
-}
-
-/** x · rsqrt(Σx² + eps) over `n` elements from `off` (FLA's and transformers' l2norm, eps 1e-6). */
-function l2normalize(x: Float32Array, off: number, n: number, scale: number): Float64Array {
-  let ss = 0;
-  for (let i = 0; i < n; i++) ss += x[off + i] * x[off + i];
-  const inv = scale / Math.sqrt(ss + 1e-6);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = x[off + i] * inv;
-  return out;
-}
-
-export function checkGatedDeltaRuleAttrs(a: GatedDeltaRuleAttrs): void {
-  for (const k of ['keyHeads', 'valueHeads', 'keyDim', 'valueDim'] as const) {
-    if (!Number.isInteger(a[k]) || a[k] < 1) {
-      throw new Error(`gated_delta_rule: ${k} must be a positive integer, got ${a[k]}`);
-    }
-  }
-  if (a.valueHeads % a.keyHeads !== 0) {
-    throw new Error(
-      `gated_delta_rule: valueHeads (${a.valueHeads}) must be a multiple of keyHeads (${a.keyHeads})`,
-    );
-  }
-}
-
-export const gatedDeltaRule: OpReference<GatedDeltaRuleAttrs> = {
-  reference(a, inputs, step) {
-    checkGatedDeltaRuleAttrs(a);
-    const { T } = step;
-    const [q, k, v, ba, aLog, dtBias, state] = ['q', 'k', 'v', 'ba', 'aLog', 'dtBias', 'state'].map(
-      (n) => f32(inputs, n),
-    );
-    const KH = a.keyHeads;
-    const VH = a.valueHeads;
-    const dk = a.keyDim;
-    const dv = a.valueDim;
-    const perKey = VH / KH;
-    if (state.length < VH * dk * dv) {
-      throw new Error(`gated_delta_rule: state needs ${VH * dk * dv} elements`);
-    }
-    const out = new Float32Array(T * VH * dv);
-    const o = new Float64Array(dv);
-    for (let h = 0; h < VH; h++) {
-      const kh = Math.floor(h / perKey);
-      // State reset rule (src/graph/ops.ts): a new sequence starts from zeros.
-      const S = new Float64Array(dk * dv);
-      if (step.pos > 0) for (let e = 0; e < dk * dv; e++) S[e] = state[h * dk * dv + e];
-      for (let t = 0; t < T; t++) {
-        const qn = l2normalize(q, (t * KH + kh) * dk, dk, a.scale);
-        const kn = l2normalize(k, (t * KH + kh) * dk, dk, 1);
-        const beta = sigmoid(ba[t * 2 * VH + h]);
-        const logDecay = -Math.exp(aLog[h]) * softplus(ba[t * 2 * VH + VH + h] + dtBias[h]);
-        const vt = v.subarray((t * VH + h) * dv, (t * VH + h + 1) * dv);
-        linearRecurrenceStep(S, dk, dv, qn, kn, vt, logDecay, beta, o);
-        for (let j = 0; j < dv; j++) out[(t * VH + h) * dv + j] = o[j];
-      }
-      for (let e = 0; e < dk * dv; e++) state[h * dk * dv + e] = S[e];
-    }
-    return { out, state };
-  },
-  cost(a: GatedDeltaRuleAttrs, step: StepShape): Cost {
-    const { T } = step;
-    const stateElems = a.valueHeads * a.keyDim * a.valueDim;
-    const key = a.keyHeads * a.keyDim;
-    const value = a.valueHeads * a.valueDim;
-    return {
-      // Per token and state element: decay, kᵀS, the rank-1 update and Sᵀq (about 7 FLOPs).
-      flops: T * (7 * stateElems + 6 * key),
-      bytesRead: 4 * (T * (2 * key + value + 2 * a.valueHeads) + 2 * a.valueHeads + stateElems),
-      bytesWritten: 4 * (T * value + stateElems),
-    };
-  },
-};
+import { f32, rule, type OpDefinition, type TensorRule } from './types.ts';
 
 /** The head of an input with `of` heads that state head h reads (heads repeated in blocks). */
 export function headOf(h: number, heads: number, of: number): number {

@@ -354,22 +354,20 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const norm of r.live().filter((n) => n.attrs.op === 'norm')) {
     if (norm.attrs.op !== 'norm' || norm.attrs.group !== norm.attrs.width) continue;
-    // A norm that adds a residual is not the plain norm a matmul prologue computes.
-    if (norm.attrs.residual) continue;
+    // A norm that adds a residual is not the plain norm a matmul prologue computes; nor is l2.
+    const spec = norm.attrs.norm;
+    if (norm.attrs.residual || spec.kind === 'l2') continue;
     const users = r.consumers(norm.outputs.out);
     if (users.length === 0 || norm.outputs.out === g.logits) continue;
-    const normAttrs = norm.attrs;
+    const width = norm.attrs.width;
     const ok = users.every(
       (u) =>
-        isMatmul(u) &&
-        !u.attrs.prologue &&
-        u.inputs.x === norm.outputs.out &&
-        u.attrs.K === normAttrs.width,
+        isMatmul(u) && !u.attrs.prologue && u.inputs.x === norm.outputs.out && u.attrs.K === width,
     );
     if (!ok) continue;
     const fused = users.map((u) => ({
       u,
-      attrs: { ...(u.attrs as MatmulAttrs), prologue: normAttrs.norm },
+      attrs: { ...(u.attrs as MatmulAttrs), prologue: spec },
     }));
     if (!fused.every((f) => fits(f.attrs, caps))) continue;
     for (const { u, attrs } of fused) {
