@@ -22,12 +22,12 @@
  * q·z is an output like any other; it lives in workgroup memory and every run of a head's
  * columns needs it, so with normalize one workgroup holds all of a head's columns.
  */
-import type { LinearRecurrenceAttrs } from '../../src/graph/ops.ts';
+import type { LinearRecurrenceAttrs, PrologueInput } from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
 import type { DeviceCaps } from '../../src/target.ts';
 import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import { nextPow2 } from './elementwise.ts';
-import { POINTWISE_RESERVED } from './pointwise.ts';
+import { POINTWISE_RESERVED, pointwiseFunction } from './pointwise.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
@@ -93,22 +93,33 @@ function header(
 ): { decls: string; bindings: KernelLaunch['kernel']['bindings'] } {
   const { bindings, decls } = opBindings(a, RESERVED);
   const DK = a.keyDim;
-  const loads = [
-    `fn load_q(t: u32, c: u32) -> f32 { return q[t * ${a.qHeads * DK}u + c]; }`,
-    `fn load_k(t: u32, c: u32) -> f32 { return k[t * ${a.kHeads * DK}u + c]; }`,
-  ];
+  const loads: string[] = [];
+  // One function per input; a fused prologue's expression replaces the read (pointwise.ts
+  // renders it as that op's own kernel would).
+  const load = (name: PrologueInput | 'a' | 'b', index: string) => {
+    const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
+    loads.push(
+      e
+        ? pointwiseFunction(`load_${name}`, e.inputs, e.expr)
+        : `fn load_${name}(t: u32, c: u32) -> f32 { return ${name}[${index}]; }`,
+    );
+  };
+  const row = (width: number) => `t * ${width}u + c`;
+  load('q', row(a.qHeads * DK));
+  load('k', row(a.kHeads * DK));
   // g holds natural-log decays (≤ 0): one per gate head, fixed or per token, or one per key dim.
-  if (a.decay === 'fixed') loads.push(`fn load_g(t: u32, c: u32) -> f32 { return g[c]; }`);
-  if (a.decay === 'head')
-    loads.push(`fn load_g(t: u32, c: u32) -> f32 { return g[t * ${a.gateHeads}u + c]; }`);
-  if (a.decay === 'key')
-    loads.push(`fn load_g(t: u32, c: u32) -> f32 { return g[t * ${a.gateHeads * DK}u + c]; }`);
-  if (a.update === 'delta')
-    loads.push(`fn load_beta(t: u32, c: u32) -> f32 { return beta[t * ${a.gateHeads}u + c]; }`);
+  if (a.decay === 'fixed') load('g', 'c');
+  if (a.decay === 'head') load('g', row(a.gateHeads));
+  if (a.decay === 'key') load('g', row(a.gateHeads * DK));
+  if (a.update === 'delta') load('beta', row(a.gateHeads));
   if (a.update === 'dplr') {
-    loads.push(`fn load_a(t: u32, c: u32) -> f32 { return a[t * ${a.gateHeads * DK}u + c]; }`);
-    loads.push(`fn load_b(t: u32, c: u32) -> f32 { return b[t * ${a.gateHeads * DK}u + c]; }`);
+    load('a', row(a.gateHeads * DK));
+    load('b', row(a.gateHeads * DK));
   }
+  const l2 = a.prologue?.l2 ?? {};
+  const eps = Object.entries(l2).map(
+    ([n, e]) => `const ${n.toUpperCase()}_L2_EPS: f32 = ${wgslF32(e)};  // fused l2 norm of ${n}\n`,
+  );
   const code = `${STEP_WGSL}
 ${decls}
 const H: u32 = ${a.heads}u;    // state heads
@@ -117,8 +128,8 @@ const DV: u32 = ${a.valueDim}u;
 const SC: u32 = ${stateColumns(a)}u;    // state columns per key row (DV, and z with normalize)
 const WG: u32 = ${wg}u;
 const SCALE: f32 = ${wgslF32(a.scale)};
-${a.normalize ? `const NORM_EPS: f32 = ${wgslF32(a.normEps)};\n` : ''}
-${loads.join('\n')}
+${a.normalize ? `const NORM_EPS: f32 = ${wgslF32(a.normEps)};\n` : ''}${eps.join('')}
+${loads.join('\n\n')}
 `;
   return { decls: code, bindings };
 }
@@ -129,7 +140,7 @@ ${loads.join('\n')}
  */
 const RESERVED = [
   ...POINTWISE_RESERVED,
-  ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'main'],
+  ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'Q_L2_EPS', 'K_L2_EPS', 'main'],
   ...[
     'qs',
     'ks',
@@ -196,6 +207,34 @@ function mainClosing(a: LinearRecurrenceAttrs): string {
 `;
 }
 
+/** The fused l2 norms (prologue.l2) as WGSL pieces: which rows, and q's SCALE moved after them. */
+function l2Pieces(a: LinearRecurrenceAttrs) {
+  const l2 = a.prologue?.l2 ?? {};
+  const rows = (['q', 'k'] as const).filter((n) => l2[n] !== undefined);
+  return {
+    any: rows.length > 0,
+    /** SCALE multiplies q as it is staged, or after its norm. */
+    qScale: l2.q === undefined ? ' * SCALE' : '',
+    /** Sum the squares of row `at` of the listed arrays and scale it: x · rsqrt(Σx² + eps). */
+    normalize: (at: string, indent: string) =>
+      rows
+        .map((n) => {
+          const arr = `${n}s`;
+          const f =
+            n === 'q' ? `SCALE * inverseSqrt(${n}q + Q_L2_EPS)` : `inverseSqrt(${n}q + K_L2_EPS)`;
+          return [
+            `var ${n}q = 0.0;`,
+            `for (var i = 0u; i < DK; i++) { ${n}q += ${arr}[${at}i] * ${arr}[${at}i]; }`,
+            `let ${n}f = ${f};`,
+          ]
+            .map((l) => indent + l)
+            .join('\n');
+        })
+        .join('\n'),
+    scaleBy: (at: string) => rows.map((n) => `${n}s[${at}i] *= ${n}f;`).join(' '),
+  };
+}
+
 /** The recurrent form: one token at a time. */
 function recurrentBody(a: LinearRecurrenceAttrs): string {
   const key = a.decay === 'key';
@@ -203,6 +242,7 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
   const delta = a.update === 'delta';
   const dplr = a.update === 'dplr';
   const decayOf = key ? ' * dec[i]' : scalar ? ' * decay' : '';
+  const l2 = l2Pieces(a);
   const lines: string[] = [];
   const push = (cond: boolean, s: string) => {
     if (cond) lines.push(s);
@@ -217,12 +257,19 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
   lines.push(`  for (var t = 0u; t < step.T; t++) {
     // Stage token t's rows; then each invocation updates its column.
     for (var i = lid; i < DK; i += WG) {
-      qs[i] = load_q(t, qc + i) * SCALE;
+      qs[i] = load_q(t, qc + i)${l2.qScale};
       ks[i] = load_k(t, kc + i);`);
   push(key, `      dec[i] = exp(load_g(t, gc + i));`);
   push(dplr, `      as_[i] = load_a(t, gc + i);\n      bs[i] = load_b(t, gc + i);`);
   lines.push(`    }
     workgroupBarrier();`);
+  if (l2.any) {
+    lines.push(`    // Fused l2 norms: every invocation sums the rows, then each scales its share.
+${l2.normalize('', '    ')}
+    workgroupBarrier();
+    for (var i = lid; i < DK; i += WG) { ${l2.scaleBy('')} }
+    workgroupBarrier();`);
+  }
   push(scalar, `    let decay = exp(load_g(t, gh));`);
   push(delta, `    let beta_t = load_beta(t, gh);`);
   if (a.normalize) {
@@ -269,6 +316,7 @@ function chunkedBody(a: LinearRecurrenceAttrs, C: number): string {
   const et = scalar ? ' * et[t]' : '';
   const tail = scalar ? ' * tail[u]' : '';
   const decayEnd = key ? 'exp(gend[i])' : scalar ? 'et[n - 1u]' : '1.0';
+  const l2 = l2Pieces(a);
   const lines: string[] = [];
   const push = (cond: boolean, s: string) => {
     if (cond) lines.push(s);
@@ -308,7 +356,7 @@ var<workgroup> den: array<f32, ${C}>;   // q_t·z_t + eps`,
     for (var e = lid; e < n * DK; e += WG) {
       let t = c0 + e / DK;
       let i = e % DK;
-      qs[e] = load_q(t, qc + i) * SCALE;
+      qs[e] = load_q(t, qc + i)${l2.qScale};
       ks[e] = load_k(t, kc + i);${key ? '\n      gk[e] = load_g(t, gc + i);' : ''}
     }`);
   if (scalar || delta) {
@@ -332,7 +380,14 @@ var<workgroup> den: array<f32, ${C}>;   // q_t·z_t + eps`,
       gend[i] = gk[(n - 1u) * DK + i];
     }`,
   );
-  push(scalar || key, `    workgroupBarrier();`);
+  if (l2.any) {
+    lines.push(`    // Fused l2 norms, a token's rows per invocation.
+    for (var t = lid; t < n; t += WG) {
+${l2.normalize('t * DK + ', '      ')}
+      for (var i = 0u; i < DK; i++) { ${l2.scaleBy('t * DK + ')} }
+    }`);
+  }
+  push(scalar || key || l2.any, `    workgroupBarrier();`);
   lines.push(`    // The Gram matrices, each pair weighted by its decay e^(G_t - G_u) <= 1.
     for (var e = lid; e < n * n; e += WG) {
       let t = e / n;
@@ -445,7 +500,9 @@ export function recurrenceLaunch(
   const { decls, bindings } = header(a, wg);
   const body = form.kind === 'chunked' ? chunkedBody(a, form.C) : recurrentBody(a);
   const tag = form.kind === 'chunked' ? `chunk${form.C}` : 'recurrent';
-  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}`;
+  const p = a.prologue;
+  const fused = p ? [...Object.keys(p.l2).map((n) => `l2${n}`), ...Object.keys(p.exprs)] : [];
+  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
   const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
   return {
     kernel: {

@@ -363,6 +363,33 @@ export interface LinearRecurrenceAttrs {
   /** Keep a running key sum z as an extra state column and divide out by q·z + normEps. */
   normalize: boolean;
   normEps: number;
+  /** Work folded in from the ops that computed q, k, g and beta (the fusion pass); absent: none. */
+  prologue?: RecurrencePrologue;
+}
+
+/** Inputs of a linear recurrence that a fused prologue may compute. */
+export type PrologueInput = 'q' | 'k' | 'g' | 'beta';
+
+/** A pointwise op's expression, evaluated by the op it was folded into (PointwiseAttrs less width). */
+export interface FusedPointwise {
+  inputs: Record<string, PointwiseInput>;
+  expr: PointwiseExpr;
+}
+
+/**
+ * What the recurrence-prologue fusion folds into a linear recurrence, done as its kernel loads
+ * the inputs, so decode pays one dispatch for the recurrence and the gates, feature maps and
+ * l2 norms before it.
+ */
+export interface RecurrencePrologue {
+  /**
+   * Inputs computed instead of read: column c of q, k, g or beta at token t is the expression at
+   * (t, c) over the recurrence inputs its `inputs` name (they replace it among the recurrence's
+   * inputs; expressions may share one, as gated DeltaNet's β and g share b|a).
+   */
+  exprs: Partial<Record<PrologueInput, FusedPointwise>>;
+  /** Then each key head's row of q or k is l2-normalised with this eps (the l2 norm op's). */
+  l2: Partial<Record<'q' | 'k', number>>;
 }
 // inputs: q [T, qHeads*keyDim], k [T, kHeads*keyDim], v [T, vHeads*valueDim],
 //         g (decay ≠ none): [gateHeads] | [T, gateHeads] | [T, gateHeads*keyDim],

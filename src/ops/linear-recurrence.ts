@@ -6,9 +6,11 @@
  * (Qwen3-Next, src/graph/blocks/deltanet.ts) and RWKV-7 are instances. The reference runs it token
  * by token in f64; the kernels (codegen/kernels/linear-recurrence.ts) are tested against it.
  */
-import type { LinearRecurrenceAttrs } from '../graph/ops.ts';
+import type { LinearRecurrenceAttrs, PrologueInput } from '../graph/ops.ts';
 import type { Dim } from '../graph/ir.ts';
-import { f32, rule, type OpDefinition, type TensorRule } from './types.ts';
+import { normalizeRow } from './math.ts';
+import { exprFlops, pointwise } from './pointwise.ts';
+import { f32, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
 /** The head of an input with `of` heads that state head h reads (heads repeated in blocks). */
 export function headOf(h: number, heads: number, of: number): number {
@@ -23,6 +25,87 @@ export function stateColumns(a: LinearRecurrenceAttrs): number {
 function decayShape(a: LinearRecurrenceAttrs): Dim[] {
   if (a.decay === 'fixed') return [a.gateHeads];
   return a.decay === 'head' ? ['T', a.gateHeads] : ['T', a.gateHeads * a.keyDim];
+}
+
+/** The recurrence's own inputs (and output names): a fused prologue's inputs take other names. */
+const OWN_NAMES = ['q', 'k', 'v', 'g', 'beta', 'a', 'b', 'state', 'out'];
+
+/** The inputs the recurrence reads before any prologue, in binding order. */
+function ownInputs(a: LinearRecurrenceAttrs): Record<string, TensorRule> {
+  const r: Record<string, TensorRule> = {
+    q: rule(['T', a.qHeads * a.keyDim]),
+    k: rule(['T', a.kHeads * a.keyDim]),
+    v: rule(['T', a.vHeads * a.valueDim]),
+  };
+  if (a.decay !== 'none') r.g = rule(decayShape(a));
+  if (a.update === 'delta') r.beta = rule(['T', a.gateHeads]);
+  if (a.update === 'dplr') {
+    r.a = rule(['T', a.gateHeads * a.keyDim]);
+    r.b = rule(['T', a.gateHeads * a.keyDim]);
+  }
+  r.state = rule([a.heads, a.keyDim, stateColumns(a)], 'read_write');
+  return r;
+}
+
+/** Columns per token of an input a prologue may compute (null: it has no per-token rows). */
+function prologueWidth(a: LinearRecurrenceAttrs, name: PrologueInput): number | null {
+  const rows = ownInputs(a)[name]?.shape;
+  return rows && rows.length === 2 && rows[0] === 'T' ? (rows[1] as number) : null;
+}
+
+/** Checks a prologue against the attributes it sits in; throws naming what is wrong. */
+function checkPrologue(a: LinearRecurrenceAttrs): void {
+  const where = 'linear_recurrence prologue';
+  const p = a.prologue;
+  if (!p) return;
+  const seen = new Map<string, string>();
+  for (const [target, e] of Object.entries(p.exprs)) {
+    const width = prologueWidth(a, target as PrologueInput);
+    if (width === null) throw new Error(`${where}: '${target}' is not a per-token input here`);
+    pointwise.check({ op: 'pointwise', width, inputs: e.inputs, expr: e.expr });
+    for (const [name, i] of Object.entries(e.inputs)) {
+      if (OWN_NAMES.includes(name)) {
+        throw new Error(`${where}: input '${name}' of '${target}' takes a name of the recurrence`);
+      }
+      const shape = `${i.perToken ? 'T, ' : ''}${i.cols}`;
+      if (seen.has(name) && seen.get(name) !== shape) {
+        throw new Error(`${where}: '${name}' is read as [${seen.get(name)}] and [${shape}]`);
+      }
+      seen.set(name, shape);
+    }
+  }
+  for (const [target, eps] of Object.entries(p.l2)) {
+    if (!['q', 'k'].includes(target) || !(Number.isFinite(eps) && eps >= 0)) {
+      throw new Error(`${where}: l2 needs q or k and a finite eps >= 0, got ${target}: ${eps}`);
+    }
+  }
+}
+
+/**
+ * The recurrence's inputs as the core reads them: each prologue expression evaluated (by the
+ * pointwise op's reference) and each l2 norm applied (by the norm op's row function), so a fused
+ * node computes exactly what the unfused ops did.
+ */
+function applyPrologue(a: LinearRecurrenceAttrs, inputs: Arrays, T: number): Arrays {
+  const p = a.prologue;
+  if (!p) return inputs;
+  const eff: Arrays = { ...inputs };
+  const step = { T, pos: 0, L: 1 };
+  for (const [target, e] of Object.entries(p.exprs)) {
+    const width = prologueWidth(a, target as PrologueInput)!;
+    eff[target] = pointwise.reference({ op: 'pointwise', width, ...e }, inputs, step).out;
+  }
+  for (const [target, eps] of Object.entries(p.l2)) {
+    const x = f32(eff, target);
+    const width = prologueWidth(a, target as PrologueInput)!;
+    const out = new Float32Array(T * width);
+    const l2 = { kind: 'l2', eps } as const;
+    for (let t = 0; t < T; t++) {
+      normalizeRow(l2, x, t * width, width, a.keyDim, undefined, undefined, out, t * width);
+    }
+    eff[target] = out;
+  }
+  return eff;
 }
 
 export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
@@ -52,20 +135,20 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
     if (!(Number.isFinite(a.scale) && Number.isFinite(a.normEps) && a.normEps >= 0)) {
       throw new Error(`${where}: scale (${a.scale}) and normEps (${a.normEps}) must be finite`);
     }
+    checkPrologue(a);
   },
   inputs(a) {
-    const r: Record<string, TensorRule> = {
-      q: rule(['T', a.qHeads * a.keyDim]),
-      k: rule(['T', a.kHeads * a.keyDim]),
-      v: rule(['T', a.vHeads * a.valueDim]),
-    };
-    if (a.decay !== 'none') r.g = rule(decayShape(a));
-    if (a.update === 'delta') r.beta = rule(['T', a.gateHeads]);
-    if (a.update === 'dplr') {
-      r.a = rule(['T', a.gateHeads * a.keyDim]);
-      r.b = rule(['T', a.gateHeads * a.keyDim]);
+    // A computed input's place goes to the inputs its expression reads (each once).
+    const exprs = a.prologue?.exprs ?? {};
+    const r: Record<string, TensorRule> = {};
+    for (const [name, own] of Object.entries(ownInputs(a))) {
+      const e = exprs[name as PrologueInput];
+      if (!e) r[name] = own;
+      else
+        for (const [n, i] of Object.entries(e.inputs)) {
+          r[n] ??= rule(i.perToken ? ['T', i.cols] : [i.cols]);
+        }
     }
-    r.state = rule([a.heads, a.keyDim, stateColumns(a)], 'read_write');
     return r;
   },
   outputs(a) {
@@ -81,11 +164,12 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
     const dk = a.keyDim;
     const dv = a.valueDim;
     const cols = stateColumns(a);
-    const [q, k, v, state] = ['q', 'k', 'v', 'state'].map((n) => f32(inputs, n));
-    const g = a.decay === 'none' ? null : f32(inputs, 'g');
-    const beta = a.update === 'delta' ? f32(inputs, 'beta') : null;
-    const av = a.update === 'dplr' ? f32(inputs, 'a') : null;
-    const bv = a.update === 'dplr' ? f32(inputs, 'b') : null;
+    const eff = applyPrologue(a, inputs, T);
+    const [q, k, v, state] = ['q', 'k', 'v', 'state'].map((n) => f32(eff, n));
+    const g = a.decay === 'none' ? null : f32(eff, 'g');
+    const beta = a.update === 'delta' ? f32(eff, 'beta') : null;
+    const av = a.update === 'dplr' ? f32(eff, 'a') : null;
+    const bv = a.update === 'dplr' ? f32(eff, 'b') : null;
     if (state.length < H * dk * cols) {
       throw new Error(
         `linear_recurrence: state needs ${H * dk * cols} elements, has ${state.length}`,
@@ -167,9 +251,17 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
         s + r.shape.reduce<number>((p, d) => p * (d === 'T' ? T : d === 'L' ? step.L : d), 1),
       0,
     );
+    // A prologue's expressions per element, and an l2 norm's three per element.
+    const p = a.prologue;
+    const prologue = !p
+      ? 0
+      : Object.entries(p.exprs).reduce(
+          (f, [n, e]) => f + prologueWidth(a, n as PrologueInput)! * exprFlops(e.expr),
+          0,
+        ) + Object.keys(p.l2).reduce((f, n) => f + 3 * prologueWidth(a, n as PrologueInput)!, 0);
     return {
       // Per token and state element: decay, update (and kᵀS for delta/dplr), and Sᵀq.
-      flops: T * per * stateElems,
+      flops: T * (per * stateElems + prologue),
       bytesRead: 4 * (read + stateElems),
       bytesWritten: 4 * (T * a.heads * a.valueDim + stateElems),
     };

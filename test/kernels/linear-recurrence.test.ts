@@ -20,8 +20,15 @@ import {
   recurrenceLaunch,
   type RecurrenceForm,
 } from '../../codegen/kernels/linear-recurrence.ts';
-import type { LinearRecurrenceAttrs, StepShape } from '../../src/graph/ops.ts';
+import type {
+  LinearRecurrenceAttrs,
+  PointwiseExpr,
+  PointwiseInput,
+  StepShape,
+} from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
+import { norm } from '../../src/ops/norm.ts';
+import { pointwise } from '../../src/ops/pointwise.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, rng } from '../helpers/numeric.ts';
@@ -387,6 +394,151 @@ describe('linear_recurrence acceptance', () => {
         expect(maxRelError(later.out, zeros.out)).toBeGreaterThan(1e-3);
       }
     }
+  });
+});
+
+describe('linear_recurrence with a fused prologue', () => {
+  const same = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
+  const x = (name: string): PointwiseExpr => ({ in: name });
+
+  /** GLA-like: elu+1 feature maps on q and k, g = logsigmoid(x)/16 per key dim, normalised. */
+  const gla = attrs({
+    heads: 4,
+    qHeads: 2,
+    kHeads: 2,
+    vHeads: 4,
+    gateHeads: 4,
+    keyDim: 8,
+    valueDim: 6,
+    decay: 'key',
+    update: 'add',
+    normalize: true,
+    prologue: {
+      exprs: {
+        q: { inputs: { in_xq: same(16) }, expr: { fn: 'elu1', x: x('in_xq') } },
+        k: { inputs: { in_xk: same(16) }, expr: { fn: 'elu1', x: x('in_xk') } },
+        g: {
+          inputs: { in_xg: same(32) },
+          expr: { bin: 'div', a: { fn: 'logsigmoid', x: x('in_xg') }, b: { const: 16 } },
+        },
+      },
+      l2: {},
+    },
+  });
+  /** Gated DeltaNet: l2 norms of q and k, β and g from one b|a tensor and two parameters. */
+  const VH = 6;
+  const half = (offset: number): PointwiseInput => ({ ...same(2 * VH), inner: VH, offset });
+  const perHead: PointwiseInput = { ...same(VH), perToken: false };
+  const gdn = attrs({
+    heads: VH,
+    qHeads: 2,
+    kHeads: 2,
+    vHeads: VH,
+    gateHeads: VH,
+    keyDim: 16,
+    valueDim: 9,
+    decay: 'head',
+    update: 'delta',
+    prologue: {
+      exprs: {
+        beta: { inputs: { in_ba: half(0) }, expr: { fn: 'sigmoid', x: x('in_ba') } },
+        g: {
+          inputs: { in_ba: half(VH), in_aLog: perHead, in_dtBias: perHead },
+          expr: {
+            fn: 'neg',
+            x: {
+              bin: 'mul',
+              a: { fn: 'exp', x: x('in_aLog') },
+              b: { fn: 'softplus', x: { bin: 'add', a: x('in_ba'), b: x('in_dtBias') } },
+            },
+          },
+        },
+      },
+      l2: { q: 1e-6, k: 1e-6 },
+    },
+  });
+
+  /** Inputs for the fused node: each rule's shape filled uniformly from [−2, 2]. */
+  function fusedData(a: LinearRecurrenceAttrs, rows: number, seed: number): Inputs {
+    const r = rng(seed);
+    const inp: Inputs = {};
+    for (const [name, rule] of Object.entries(linearRecurrence.inputs(a))) {
+      const n = rule.shape.reduce<number>((p, d) => p * (typeof d === 'number' ? d : rows), 1);
+      inp[name] = uniform(n, r, name === 'state' ? -0.5 : -2, 2);
+    }
+    return inp;
+  }
+
+  /** The unfused computation: the folded ops' references, then the plain recurrence's. */
+  function unfused(a: LinearRecurrenceAttrs, inp: Inputs, step: StepShape) {
+    const p = a.prologue!;
+    const plain: LinearRecurrenceAttrs = { ...a, prologue: undefined };
+    const own = linearRecurrence.inputs(plain);
+    const eff: Inputs = { ...inp, state: inp.state.slice() };
+    for (const [target, e] of Object.entries(p.exprs)) {
+      const width = own[target].shape[1] as number;
+      eff[target] = pointwise.reference({ op: 'pointwise', width, ...e }, inp, step)
+        .out as Float32Array;
+    }
+    for (const [target, eps] of Object.entries(p.l2)) {
+      const width = own[target].shape[1] as number;
+      const n = {
+        op: 'norm',
+        norm: { kind: 'l2', eps },
+        width,
+        group: a.keyDim,
+        residual: false,
+      } as const;
+      eff[target] = norm.reference(n, { x: eff[target] }, step).out as Float32Array;
+    }
+    return linearRecurrence.reference(plain, eff, step);
+  }
+
+  for (const [name, a] of [
+    ['GLA-like feature maps and gate', gla],
+    ['gated DeltaNet norms and gates', gdn],
+  ] as const) {
+    it(`${name}: the reference equals the unfused ops, and both forms match it`, async () => {
+      const { caps } = await testGpu();
+      for (const [T, maxT] of [
+        [1, 1],
+        [45, 45],
+      ]) {
+        const inp = fusedData(a, maxT, 60 + T);
+        const step = { T, pos: 2, L: 1 };
+        const want = reference(a, inp, step);
+        const plain = unfused(a, inp, step);
+        expect(want.out).toEqual(plain.out);
+        expect(want.state).toEqual(plain.state);
+        const got = await runGpu(a, inp, maxT, step, null, caps);
+        const err = {
+          out: maxRelError(got.out, want.out),
+          state: maxRelError(got.state, want.state),
+        };
+        errors.push(
+          `fused ${name} T${T}: out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}`,
+        );
+        expect(err.out).toBeLessThanOrEqual(TOL);
+        expect(err.state).toBeLessThanOrEqual(TOL);
+      }
+    });
+  }
+
+  it('declares the prologue inputs in place of the inputs they compute', () => {
+    expect(Object.keys(linearRecurrence.inputs(gdn))).toEqual([
+      'q',
+      'k',
+      'v',
+      'in_ba',
+      'in_aLog',
+      'in_dtBias',
+      'state',
+    ]);
+    const bad = {
+      ...gla,
+      prologue: { exprs: { q: { inputs: { v: same(16) }, expr: x('v') } }, l2: {} },
+    };
+    expect(() => linearRecurrence.check(bad)).toThrow(/takes a name of the recurrence/);
   });
 });
 
