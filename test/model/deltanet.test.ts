@@ -93,6 +93,18 @@ describe('gated DeltaNet hybrids', () => {
     }
   });
 
+  it('leave a fold out where it would take more storage buffers than the device has', () => {
+    const plain = compileModel(hybrid(), { caps: BASELINE_CAPS, capacity: 64, fuse: false });
+    const caps = { ...BASELINE_CAPS, maxStorageBuffersPerStage: 7 };
+    const g = fuseRecurrencePrologue(plain.graphs.decode, { caps });
+    const labels = g.nodes
+      .filter((n) => n.layer === 0 && n.attrs.op !== 'matmul')
+      .map((n) => n.label);
+    // beta (one more binding, b|a, for the beta it drops) fits in 7; g (aLog, dtBias) does not.
+    expect(labels).toContain('l0.deltanet gated delta rule (l2 q, l2 k, beta fused)');
+    expect(labels).toContain('l0.deltanet decay');
+  });
+
   it('give the same outputs fused and unfused, in the interpreter and on WebGPU', async () => {
     const model = hybrid();
     const weights = randomWeights(model, 5);
