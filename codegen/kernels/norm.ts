@@ -15,7 +15,8 @@ import {
 } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
-import { nameNum, nextPow2, wgslF32 } from './elementwise.ts';
+import { nameNum, nextPow2 } from './elementwise.ts';
+import { wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 
 /** Elements per thread kept in registers; more would spill, and re-reading a row from cache is cheap. */
@@ -64,13 +65,11 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   const per = Math.ceil(a.group / wg);
   const cached = per <= MAX_CACHED;
   const layer = a.norm.kind === 'layer';
+  const l2 = a.norm.kind === 'l2';
   const bias = normHasBias(a);
 
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    { name: 'x', access: 'read' },
-    { name: 'w', access: 'read' },
-  ];
+  const bindings: BindingDecl[] = [STEP_BINDING, { name: 'x', access: 'read' }];
+  if (!l2) bindings.push({ name: 'w', access: 'read' });
   if (bias) bindings.push({ name: 'b', access: 'read' });
   if (a.residual) bindings.push({ name: 'residual', access: 'read' });
   bindings.push({ name: 'out', access: 'read_write' });
@@ -88,7 +87,9 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   ]
     .filter((l) => l)
     .join('\n');
-  const scale = a.norm.unitOffset ? '(1.0 + w[i])' : 'w[i]';
+  // l2: x · rsqrt(Σx² + eps), no mean over the group and no weight.
+  const scale = a.norm.kind === 'l2' ? '' : a.norm.unitOffset ? ' * (1.0 + w[i])' : ' * w[i]';
+  const meanSquare = l2 ? 'wg_sum(ss, lid)' : 'wg_sum(ss, lid) / f32(GROUP)';
   const code = `${STEP_WGSL}
 ${decls}
 const WIDTH: u32 = ${a.width}u;
@@ -110,16 +111,16 @@ ${firstPass}
       ss = ss + d * d;
     }
   }
-  let inv = inverseSqrt(wg_sum(ss, lid) / f32(GROUP) + EPS);
+  let inv = inverseSqrt(${meanSquare} + EPS);
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
-      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv * ${scale}${bias ? ' + b[i]' : ''});
+      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv${scale}${bias ? ' + b[i]' : ''});
     }
   }
 }
 `;
-  const variant = `${a.norm.kind}${a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
+  const variant = `${a.norm.kind}${a.norm.kind !== 'l2' && a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,
