@@ -11,7 +11,7 @@ import { readActivation } from './hf-decoder.ts';
 import { attentionSpec } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { EMBED, expectedTensors } from './names.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 
 /** The model shell of an fla causal LM, read from its config. */
 export interface FlaShell {

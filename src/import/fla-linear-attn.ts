@@ -12,7 +12,7 @@ import {
   readFlaHeads,
   readFlaShell,
 } from './fla-common.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 
 /** fla's names of the parameter-free feature maps (fla/layers/linear_attn.py) → strata's. */
 const FEATURE_MAPS: Readonly<Record<string, FeatureMap>> = {

@@ -12,7 +12,7 @@ import {
   readFlaHeads,
   readFlaShell,
 } from './fla-common.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 
 export function importRetNet(cfg: ConfigReader, name: string): FamilyImport {
   const shell = readFlaShell(cfg, { dim: 2048, layers: 24, hiddenRatio: 2 });

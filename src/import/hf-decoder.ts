@@ -1,14 +1,18 @@
 /**
- * Importers for the dense pre-norm decoder families that share Llama's layout: llama,
- * mistral and qwen3. Defaults for absent keys are those of the transformers config
- * classes, which differ between families (e.g. num_key_value_heads, head_dim).
+ * The reader shared by the dense pre-norm decoder types that keep Llama's layout: one file per
+ * type (hf-llama.ts, hf-mistral.ts, hf-qwen3.ts, hf-mixtral.ts, hf-qwen3-moe.ts) holds that
+ * type's DecoderFamily (its config class's defaults for absent keys, which differ between types,
+ * e.g. num_key_value_heads, head_dim; its windows, MoE layers and checkpoint renames) and
+ * registers decoderImporter(family). Also the activation and window readers other importers use.
  */
 import { type Activation, type LayerSpec, type MlpSpec, type ModelIR } from '../spec/model.ts';
-import { show, type ConfigReader } from './config-reader.ts';
+import type { ConfigReader } from './config-reader.ts';
 import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import { mixtralFfns, mixtralWeightName, qwen3MoeFfns, type LayerFfn } from './hf-moe.ts';
+import type { LayerFfn } from './hf-moe.ts';
+import { expectedTensors } from './names.ts';
+import type { FamilyImporter } from './registry.ts';
 
 /** transformers ACT2FN names → strata activations (only exact equivalents). */
 const ACTIVATIONS: Readonly<Record<string, Activation>> = {
@@ -30,8 +34,9 @@ export function readActivation(cfg: ConfigReader, key: string, fallback: string)
   return ACTIVATIONS[name];
 }
 
-interface DecoderFamily {
-  family: 'llama' | 'mistral' | 'qwen3' | 'mixtral' | 'qwen3_moe';
+export interface DecoderFamily {
+  /** The model type, as readRope names it in messages. */
+  family: string;
   /** num_key_value_heads when the key is absent (null: num_attention_heads). */
   kvHeadsWhenAbsent: number | null;
   /** head_dim when absent (null: hidden_size / num_attention_heads). */
@@ -108,109 +113,16 @@ export function positiveWindow(
   return cfg.positiveInt(key);
 }
 
-const SLIDING_LAYER_TYPES = new Set(['full_attention', 'sliding_attention']);
-
-/** Qwen3: use_sliding_window gates sliding_window; layer_types, else max_window_layers, says where. */
-function qwen3Windows(cfg: ConfigReader, layers: number): (number | null)[] {
-  const use = cfg.bool('use_sliding_window', false);
-  const size = positiveWindow(cfg, 'sliding_window', 4096);
-  const sliding = use ? size : null;
-  const maxWindowLayers = cfg.int('max_window_layers', 28);
-  const types = cfg.optStringList('layer_types');
-  if (types) {
-    if (types.length !== layers) {
-      cfg.fail('layer_types', `has ${types.length} entries for ${layers} layers`);
-    }
-    const bad = types.find((t) => !SLIDING_LAYER_TYPES.has(t));
-    if (bad !== undefined)
-      cfg.fail('layer_types', `entry ${show(bad)} is not full_attention or sliding_attention`);
-    return types.map((t) => (t === 'sliding_attention' ? sliding : null));
-  }
-  return Array.from({ length: layers }, (_, i) =>
-    sliding !== null && i >= maxWindowLayers ? sliding : null,
-  );
-}
-
-export const DECODER_FAMILIES: Readonly<Record<string, DecoderFamily>> = {
-  llama: {
-    family: 'llama',
-    kvHeadsWhenAbsent: null,
-    headDimWhenAbsent: null,
-    maxPositions: 2048,
-    rmsEps: 1e-6,
-    theta: 10000,
-    attentionBiasKey: true,
-    mlpBiasKey: true,
-    qkNorm: false,
-    windows: (_cfg, layers) => Array<null>(layers).fill(null),
-  },
-  mistral: {
-    family: 'mistral',
-    kvHeadsWhenAbsent: 8,
-    headDimWhenAbsent: null,
-    maxPositions: 4096 * 32,
-    rmsEps: 1e-6,
-    theta: 10000,
-    attentionBiasKey: false,
-    mlpBiasKey: false,
-    qkNorm: false,
-    // MistralConfig defaults sliding_window to 4096 when the key is absent.
-    windows: (cfg, layers) => Array(layers).fill(positiveWindow(cfg, 'sliding_window', 4096)),
-  },
-  qwen3: {
-    family: 'qwen3',
-    kvHeadsWhenAbsent: 32,
-    headDimWhenAbsent: 128,
-    maxPositions: 32768,
-    rmsEps: 1e-6,
-    theta: 10000,
-    attentionBiasKey: true,
-    mlpBiasKey: false,
-    qkNorm: true,
-    windows: qwen3Windows,
-  },
-  mixtral: {
-    family: 'mixtral',
-    kvHeadsWhenAbsent: 8,
-    headDimWhenAbsent: null,
-    maxPositions: 4096 * 32,
-    rmsEps: 1e-5,
-    theta: 1e6,
-    attentionBiasKey: false,
-    mlpBiasKey: false,
-    qkNorm: false,
-    // MixtralConfig, unlike MistralConfig, has no window when the key is absent.
-    windows: (cfg, layers) => Array(layers).fill(positiveWindow(cfg, 'sliding_window', null)),
-    ffns: mixtralFfns,
-    weightName: mixtralWeightName,
-  },
-  qwen3_moe: {
-    family: 'qwen3_moe',
-    kvHeadsWhenAbsent: 4,
-    headDimWhenAbsent: null,
-    maxPositions: 32768,
-    rmsEps: 1e-6,
-    theta: 10000,
-    attentionBiasKey: true,
-    mlpBiasKey: false,
-    qkNorm: true,
-    // Qwen3MoeConfig applies sliding_window to every layer when use_sliding_window is set; it
-    // has no max_window_layers (older configs still carry one, which nothing reads).
-    windows: (cfg, layers) => {
-      cfg.ignore('max_window_layers');
-      const size = positiveWindow(cfg, 'sliding_window', 4096);
-      return Array(layers).fill(cfg.bool('use_sliding_window', false) ? size : null);
-    },
-    ffns: qwen3MoeFfns,
-  },
-};
-
-/** Canonical tensor name → the family's checkpoint name (most families keep the canonical one). */
-export function decoderWeightName(modelType: string, canonical: string): string {
-  return DECODER_FAMILIES[modelType]?.weightName?.(canonical) ?? canonical;
-}
-
-export function importDecoder(cfg: ConfigReader, modelType: string, name: string): ModelIR {
-  const f = DECODER_FAMILIES[modelType];
-  return readDecoder(cfg, f, name);
+/**
+ * The importer of a decoder type: its ModelIR, and every tensor under strata's canonical (HF
+ * Llama) name or the type's rename of it.
+ */
+export function decoderImporter(f: DecoderFamily): FamilyImporter {
+  return (cfg, name) => {
+    const model = readDecoder(cfg, f, name);
+    const weightMap = Object.fromEntries(
+      expectedTensors(model).map((t) => [t.name, f.weightName?.(t.name) ?? t.name]),
+    );
+    return { model, weightMap, storedShapes: {}, storedSlices: {} };
+  };
 }

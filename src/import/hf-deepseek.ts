@@ -19,8 +19,8 @@ import { readActivation } from './hf-decoder.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { moeSpec } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
-import type { FamilyImport, FamilyImporter } from './hf-ssm.ts';
 import { expectedTensors } from './names.ts';
+import type { FamilyImport, FamilyImporter } from './registry.ts';
 import { MLA_LATENT_EPS } from '../spec/kinds/mla.ts';
 
 /** transformers' yarn_get_mscale. */
@@ -199,8 +199,4 @@ export const importDeepseekV3: FamilyImporter = (cfg, name): FamilyImport => {
     expectedTensors(model).map((t) => [t.name, deepseekWeightName(t.name)]),
   );
   return { model, weightMap, storedShapes: {} };
-};
-
-export const DEEPSEEK_FAMILIES: Readonly<Record<string, FamilyImporter>> = {
-  deepseek_v3: importDeepseekV3,
 };

@@ -24,7 +24,8 @@ import { show, type ConfigReader } from './config-reader.ts';
 import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { modelIR } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import { mapWeights, readDtLimit, requireSilu, rms, type FamilyImport } from './hf-ssm.ts';
+import { mapWeights, readDtLimit, requireSilu, rms } from './hf-ssm-shared.ts';
+import type { FamilyImport } from './registry.ts';
 
 /** A positive multiplier (HF default 1 when absent or null). */
 function multiplier(cfg: ConfigReader, key: string): number {

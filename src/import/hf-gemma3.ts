@@ -12,7 +12,7 @@ import { positiveWindow, readActivation } from './hf-decoder.ts';
 import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 import { expectedTensors } from './names.ts';
 
 const LAYER_TYPES = ['full_attention', 'sliding_attention'] as const;

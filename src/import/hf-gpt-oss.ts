@@ -19,7 +19,7 @@
 import { type LayerSpec, type MlpSpec, type ModelIR, type MoeSpec } from '../spec/model.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import type { StoredSlice } from './convert.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';

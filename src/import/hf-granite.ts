@@ -20,15 +20,8 @@ import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { modelIR } from './hf-model.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
-import {
-  mapWeights,
-  readBambaMamba2,
-  requireSilu,
-  rms,
-  SSM_INIT_KEYS,
-  type FamilyImport,
-  type FamilyImporter,
-} from './hf-ssm.ts';
+import { mapWeights, readBambaMamba2, requireSilu, rms, SSM_INIT_KEYS } from './hf-ssm-shared.ts';
+import type { FamilyImport } from './registry.ts';
 import { layerPrefix, mlpNames, moeNames } from './names.ts';
 
 /** layer_types entries: transformers 5 writes linear_attention / full_attention. */
@@ -68,7 +61,7 @@ function multiplier(cfg: ConfigReader, key: string): number {
 
 const ROPE_KEYS = ['rope_theta', 'rope_scaling', 'rope_parameters', 'partial_rotary_factor'];
 
-function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
+export function importGraniteMoeHybrid(cfg: ConfigReader, name: string): FamilyImport {
   const dim = cfg.positiveInt('hidden_size', 4096);
   const n = cfg.positiveInt('num_hidden_layers', 32);
   const types = layerTypes(cfg, n);
@@ -194,7 +187,3 @@ function mapFusedFfn(
     slice(`${n.down}.weight`, output, [E, dim, H], expertRows(e, 0, dim, H));
   }
 }
-
-export const GRANITE_FAMILIES: Readonly<Record<string, FamilyImporter>> = {
-  granitemoehybrid: importGraniteMoeHybrid,
-};

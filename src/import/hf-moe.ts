@@ -1,8 +1,7 @@
 /**
  * The MoE parts of HuggingFace configs and checkpoints: which layers are sparse, their experts,
- * top-k and router, and how checkpoints name the router and experts. Used by the decoder
- * importers (mixtral, qwen3_moe) and by jamba (hf-ssm.ts); available to the other hybrids
- * (granitemoehybrid, ...).
+ * top-k and router. Used by the decoder types (hf-mixtral.ts, hf-qwen3-moe.ts), qwen3_next,
+ * jamba, granitemoehybrid, gpt_oss and deepseek_v3.
  * Defaults for absent keys are those of the transformers config classes.
  */
 import type { FfnSpec, MlpSpec, MoeRouterSpec, MoeSpec } from '../spec/model.ts';
@@ -60,23 +59,12 @@ export function readLayerList(cfg: ConfigReader, key: string, layers: number): n
   return raw as number[];
 }
 
-function readTopK(cfg: ConfigReader, experts: number, fallback: number): number {
+/** num_experts_per_tok, at most `experts`. */
+export function readTopK(cfg: ConfigReader, experts: number, fallback: number): number {
   const k = cfg.positiveInt('num_experts_per_tok', fallback);
   if (k > experts)
     cfg.fail('num_experts_per_tok', `(${k}) exceeds the number of experts (${experts})`);
   return k;
-}
-
-/**
- * Mixtral: every layer is sparse; intermediate_size is each expert's width; the router
- * renormalises the top-k softmax weights. router_jitter_noise only perturbs training.
- */
-export function mixtralFfns(cfg: ConfigReader, layers: number, dense: MlpSpec): LayerFfn[] {
-  const experts = cfg.positiveInt('num_local_experts', 8);
-  const topK = readTopK(cfg, experts, 2);
-  cfg.ignore('router_jitter_noise');
-  const spec = moeSpec(experts, topK, dense, softmaxRouter(true));
-  return Array.from({ length: layers }, () => ({ name: 'moe', spec: structuredClone(spec) }));
 }
 
 /** The config class's defaults for the MoE keys of the Qwen MoE families. */
@@ -122,19 +110,4 @@ export function qwen3MoeFfns(
       ? { name: 'moe', spec: structuredClone(sparse) }
       : { name: 'mlp', spec: { ...dense } },
   );
-}
-
-/**
- * Checkpoint names of Mixtral's sparse blocks: `block_sparse_moe.gate` for the router and
- * `experts.{e}.w1 / w3 / w2` for gate / up / down (the names transformers keeps on disk).
- */
-export function mixtralWeightName(canonical: string): string {
-  const m =
-    /^(model\.layers\.\d+)\.mlp\.(gate\.weight|experts\.(\d+)\.(gate|up|down)_proj\.weight)$/.exec(
-      canonical,
-    );
-  if (!m) return canonical;
-  if (m[3] === undefined) return `${m[1]}.block_sparse_moe.gate.weight`;
-  const w = { gate: 'w1', up: 'w3', down: 'w2' }[m[4] as 'gate' | 'up' | 'down'];
-  return `${m[1]}.block_sparse_moe.experts.${m[3]}.${w}.weight`;
 }

@@ -14,7 +14,7 @@ import { qwen3MoeFfns, type LayerFfn } from './hf-moe.ts';
 import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 import { expectedTensors } from './names.ts';
 
 const LAYER_TYPES = new Set(['linear_attention', 'full_attention']);

@@ -11,7 +11,7 @@ import { readActivation } from './hf-decoder.ts';
 import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { modelIR } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import { readMamba2, rms, type FamilyImport } from './hf-ssm.ts';
+import { readMamba2, rms } from './hf-ssm-shared.ts';
 import {
   EMBED,
   FINAL_NORM,
@@ -21,6 +21,7 @@ import {
   sharedBlockNames,
   sharedUseNames,
 } from './names.ts';
+import type { FamilyImport } from './registry.ts';
 
 /** layers_block_type entries: transformers 5 writes the Mamba layers as "linear_attention". */
 const LAYER_TYPES: Readonly<Record<string, 'mamba' | 'hybrid'>> = {
@@ -73,7 +74,7 @@ function derived(cfg: ConfigReader, key: string, want: number): void {
   cfg.ignore(key);
 }
 
-function importZamba2(cfg: ConfigReader, name: string): FamilyImport {
+export function importZamba2(cfg: ConfigReader, name: string): FamilyImport {
   const dim = cfg.positiveInt('hidden_size', 2560);
   const types = readLayout(cfg);
   const norm = rms(cfg, 'rms_norm_eps', 1e-5);
@@ -278,5 +279,3 @@ function zamba2Weights(
   }
   return { weightMap: out };
 }
-
-export const ZAMBA2_FAMILIES = { zamba2: importZamba2 } as const;
