@@ -5,6 +5,8 @@
  * names to strata's canonical ones, which the model's lowering declares.
  */
 import type { FamilyImporter } from './hf-ssm.ts';
+import { importFlaDeltaNet } from './fla-delta-net.ts';
+import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -14,4 +16,7 @@ export interface ModelTypeImporter {
   import: FamilyImporter;
 }
 
-export const IMPORTERS: readonly ModelTypeImporter[] = [];
+export const IMPORTERS: readonly ModelTypeImporter[] = [
+  { modelType: 'delta_net', origin: 'fla', import: importFlaDeltaNet },
+  { modelType: 'gated_deltanet', origin: 'fla', import: importFlaGatedDeltaNet },
+];

@@ -5,8 +5,9 @@
  * their parts spread over src/spec, src/graph/blocks and src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
+import { deltanet } from './deltanet.ts';
 
-export const MIXER_DEFS = [] as const;
+export const MIXER_DEFS = [deltanet] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 

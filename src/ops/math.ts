@@ -99,6 +99,7 @@ export function activate(act: Activation, x: number): number {
 /**
  * Normalise `width` elements of x starting at xOff, in groups of `group`, into out at outOff.
  * w and b have `group` elements (b only for LayerNorm with bias). f64 accumulation.
+ * 'l2' divides by sqrt(Σx² + eps) (a sum, not a mean) and reads no weight.
  */
 export function normalizeRow(
   norm: NormSpec,
@@ -106,11 +107,13 @@ export function normalizeRow(
   xOff: number,
   width: number,
   group: number,
-  w: Float32Array,
+  w: Float32Array | undefined,
   b: Float32Array | undefined,
   out: Float32Array,
   outOff: number,
 ): void {
+  const l2 = norm.kind === 'l2';
+  if (!l2 && !w) throw new Error(`${norm.kind} norm needs a weight`);
   for (let g0 = 0; g0 < width; g0 += group) {
     let mean = 0;
     if (norm.kind === 'layer') {
@@ -122,9 +125,9 @@ export function normalizeRow(
       const d = x[xOff + g0 + i] - mean;
       ss += d * d;
     }
-    const inv = 1 / Math.sqrt(ss / group + norm.eps);
+    const inv = 1 / Math.sqrt((l2 ? ss : ss / group) + norm.eps);
     for (let i = 0; i < group; i++) {
-      const scale = norm.unitOffset ? 1 + w[i] : w[i];
+      const scale = !w || l2 ? 1 : norm.unitOffset ? 1 + w[i] : w[i];
       let y = (x[xOff + g0 + i] - mean) * inv * scale;
       if (norm.kind === 'layer' && norm.bias && b) y += b[i];
       out[outOff + g0 + i] = y;

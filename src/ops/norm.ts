@@ -29,10 +29,11 @@ export const norm: OpReference<NormAttrs> = {
     checkNormAttrs(a);
     const n = step.T * a.width;
     const x = f32(inputs, 'x');
-    const w = f32(inputs, 'w');
+    // l2 normalisation (q/k of the delta-rule mixers) has no weight.
+    const w = a.norm.kind === 'l2' ? undefined : f32(inputs, 'w');
     const b = normHasBias(a) ? f32(inputs, 'b') : undefined;
     if (x.length < n) throw new Error(`norm: x has ${x.length} elements, the step needs ${n}`);
-    if (w.length < a.group || (b && b.length < a.group))
+    if ((w && w.length < a.group) || (b && b.length < a.group))
       throw new Error(`norm: w/b need ${a.group} elements`);
     const out = new Float32Array(n);
     for (let t = 0; t < step.T; t++)
@@ -48,7 +49,7 @@ export const norm: OpReference<NormAttrs> = {
     const n = step.T * a.width;
     // rms: square-accumulate + scale-multiply per element; layer adds the mean and the centring.
     const perElem = (a.norm.kind === 'layer' ? (a.norm.bias ? 7 : 6) : 4) + (a.residual ? 1 : 0);
-    const params = a.group * 4 * (normHasBias(a) ? 2 : 1);
+    const params = a.norm.kind === 'l2' ? 0 : a.group * 4 * (normHasBias(a) ? 2 : 1);
     const read = n * 4 * (a.residual ? 2 : 1);
     return { flops: n * perElem, bytesRead: read + params, bytesWritten: n * 4 };
   },

@@ -49,7 +49,7 @@ export function checkShapes(g: Graph): void {
       }
       case 'norm':
         expect(g, n, 'x', ['T', a.width]);
-        expect(g, n, 'w', [a.group]);
+        if (a.norm.kind !== 'l2') expect(g, n, 'w', [a.group]);
         if (a.residual) expect(g, n, 'residual', ['T', a.width]);
         break;
       case 'attention':
