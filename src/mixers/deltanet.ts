@@ -130,7 +130,8 @@ export const deltanetKind = defineKind({
     };
   },
   check: checkDeltaNet,
-  // Every parameter is printed: the defaults depend on dim and decay.
+  // Every parameter; the printer leaves out those the defaults (which depend on dim and decay)
+  // would restore.
   toArgs: (s) =>
     s.kind !== 'deltanet'
       ? null
