@@ -7,6 +7,8 @@
 import type { FamilyImporter } from './hf-ssm.ts';
 import { importLinearAttn } from './fla-linear-attn.ts';
 import { importRetNet } from './fla-retnet.ts';
+import { importFlaDeltaNet } from './fla-delta-net.ts';
+import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -19,4 +21,6 @@ export interface ModelTypeImporter {
 export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'retnet', origin: 'fla', import: importRetNet },
   { modelType: 'linear_attn', origin: 'fla', import: importLinearAttn },
+  { modelType: 'delta_net', origin: 'fla', import: importFlaDeltaNet },
+  { modelType: 'gated_deltanet', origin: 'fla', import: importFlaGatedDeltaNet },
 ];

@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importHfConfig, SUPPORTED_MODEL_TYPES } from '../../src/import/hf.ts';
 import { parsePythonJson } from '../../src/import/json.ts';
-import { expectedTensors } from '../../src/import/names.ts';
 import { IMPORTERS } from '../../src/import/registry.ts';
+import { expectedTensors } from '../../src/import/names.ts';
 import { countParams } from '../../src/spec/params.ts';
 import type { AttentionSpec, MlpSpec, ModelIR } from '../../src/spec/model.ts';
 import { fixtureConfig } from '../helpers/hf-config.ts';
@@ -416,7 +416,10 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: error: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1, qwen3_next",
+      "x config: error: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1, qwen3_next" +
+        // Then the types of src/import/registry.ts, in its order.
+        IMPORTERS.map((i) => `, ${i.modelType}`).join('') +
+        ')',
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: error: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(
