@@ -5,8 +5,9 @@
  * their parts spread over src/spec, src/graph/blocks and src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
+import { glaMixer } from './gla.ts';
 
-export const MIXER_DEFS = [] as const;
+export const MIXER_DEFS = [glaMixer] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 

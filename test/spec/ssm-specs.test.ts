@@ -21,6 +21,7 @@ function layout(m: ModelIR): string {
     parallel: 'p',
     mla: 'l',
     gated_deltanet: 'd',
+    gla: 'g',
   } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }
