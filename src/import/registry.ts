@@ -6,6 +6,7 @@
  */
 import type { FamilyImporter } from './hf-ssm.ts';
 import { importFlaGla } from './fla-gla.ts';
+import { importFlaHgrn2 } from './fla-hgrn2.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -17,4 +18,5 @@ export interface ModelTypeImporter {
 
 export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'gla', origin: 'fla', import: importFlaGla },
+  { modelType: 'hgrn2', origin: 'fla', import: importFlaHgrn2 },
 ];

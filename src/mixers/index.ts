@@ -6,8 +6,9 @@
  */
 import type { MixerDef } from './define.ts';
 import { glaMixer } from './gla.ts';
+import { hgrn2Mixer } from './hgrn2.ts';
 
-export const MIXER_DEFS = [glaMixer] as const;
+export const MIXER_DEFS = [glaMixer, hgrn2Mixer] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 

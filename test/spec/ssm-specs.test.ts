@@ -22,6 +22,7 @@ function layout(m: ModelIR): string {
     mla: 'l',
     gated_deltanet: 'd',
     gla: 'g',
+    hgrn2: 'h',
   } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }
