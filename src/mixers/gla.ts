@@ -402,7 +402,7 @@ export const glaMixer = defineMixer<GlaSpec>({
     normEps: posNumber,
   }),
   dims: (s) =>
-    `heads ${s.heads}, kv_heads ${s.kvHeads}, key_head_dim ${s.keyHeadDim}, value_head_dim ${s.valueHeadDim}` +
+    `heads ${s.heads}, kv ${s.kvHeads}, key_head_dim ${s.keyHeadDim}, value_head_dim ${s.valueHeadDim}` +
     (s.dConv === null ? '' : `, d_conv ${s.dConv}`) +
     (s.featureMap === null ? '' : `, feature_map ${s.featureMap}`),
   lower: lowerGla,
