@@ -47,6 +47,9 @@ describe('gla(...)', () => {
     expect(bodyError('mixer m = gla(d_conv: 1)\nlayers 2 x m').message).toContain(
       'd_conv must be an integer of at least 2 or none, got 1',
     );
+    expect(bodyError('mixer m = gla(gate_rank: 100000)\nlayers 2 x m').message).toContain(
+      'gate_rank',
+    );
     expect(bodyError('mixer m = gla(heads: 3)\nlayers 2 x m').message).toContain(
       'key_head_dim (dim × 0.5 = 32) is not a multiple of heads 3; give key_head_dim',
     );
