@@ -250,14 +250,15 @@ function lowerGla(
     let q = project('q', key);
     let k = project('k', kvKey);
     const v = project('v', kvValue);
-    if (s.featureMap !== null) {
+    const featureMap = s.featureMap;
+    if (featureMap !== null) {
       const map = (t: number, width: number, tag: string) =>
         pointwiseNode(
           b,
           `${L}.${tag}_map`,
           width,
           { x: { id: t, map: columns(width) } },
-          featureMapExpr(s.featureMap!, ref('x')),
+          featureMapExpr(featureMap, ref('x')),
         );
       q = map(q, key, 'q');
       k = map(k, kvKey, 'k');
