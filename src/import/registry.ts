@@ -9,6 +9,8 @@ import { importLinearAttn } from './fla-linear-attn.ts';
 import { importRetNet } from './fla-retnet.ts';
 import { importFlaDeltaNet } from './fla-delta-net.ts';
 import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
+import { importFlaGla } from './fla-gla.ts';
+import { importFlaHgrn2 } from './fla-hgrn2.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -23,4 +25,6 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'linear_attn', origin: 'fla', import: importLinearAttn },
   { modelType: 'delta_net', origin: 'fla', import: importFlaDeltaNet },
   { modelType: 'gated_deltanet', origin: 'fla', import: importFlaGatedDeltaNet },
+  { modelType: 'gla', origin: 'fla', import: importFlaGla },
+  { modelType: 'hgrn2', origin: 'fla', import: importFlaHgrn2 },
 ];
