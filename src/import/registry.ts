@@ -30,6 +30,10 @@ import { importFalconH1 } from './hf-falcon-h1.ts';
 import { importQwen3Next } from './hf-qwen3-next.ts';
 import { importLinearAttn } from './fla-linear-attn.ts';
 import { importRetNet } from './fla-retnet.ts';
+import { importFlaDeltaNet } from './fla-delta-net.ts';
+import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
+import { importFlaGla } from './fla-gla.ts';
+import { importFlaHgrn2 } from './fla-hgrn2.ts';
 
 /** A whole import: the model and where each of its canonical tensors is in the checkpoint. */
 export interface HfImport {
@@ -86,4 +90,8 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'qwen3_next', origin: 'transformers', import: importQwen3Next },
   { modelType: 'retnet', origin: 'fla', import: importRetNet },
   { modelType: 'linear_attn', origin: 'fla', import: importLinearAttn },
+  { modelType: 'delta_net', origin: 'fla', import: importFlaDeltaNet },
+  { modelType: 'gated_deltanet', origin: 'fla', import: importFlaGatedDeltaNet },
+  { modelType: 'gla', origin: 'fla', import: importFlaGla },
+  { modelType: 'hgrn2', origin: 'fla', import: importFlaHgrn2 },
 ];

@@ -25,6 +25,8 @@ export const FIELD_CAPS: Readonly<Record<string, number>> = {
   qRank: 65536,
   kvRank: 65536,
   adapterRank: 65536,
+  // GLA's low-rank key gate (16 in fla).
+  gateRank: 65536,
   normGroup: 1 << 18,
   // 128 query heads at most in released models; Mamba-2 uses ~128 heads too.
   heads: 1024,

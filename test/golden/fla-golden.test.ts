@@ -12,7 +12,7 @@ import { checkGolden } from '../helpers/golden.ts';
 
 const ROOT = 'test/fixtures/fla';
 /** Fixtures whose golden test must run and pass; grows as families land. */
-const MUST_PASS: string[] = ['retnet'];
+const MUST_PASS: string[] = ['gla', 'gla_hybrid', 'hgrn2', 'retnet', 'delta_net', 'gated_deltanet'];
 
 const fixtures = readdirSync(ROOT).sort();
 const summary: string[] = [];
