@@ -6,7 +6,7 @@
  */
 import type { ConfigReader } from './config-reader.ts';
 import { flaModel, flaWeights, readFlaAttention, readFlaShell } from './fla-common.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 import type { DeltaNetSpec, QkActivation } from '../mixers/deltanet.ts';
 
 /** The keys DeltaNet and Gated DeltaNet share; `gate` is use_gate's default (it differs). */

@@ -7,7 +7,7 @@
 import type { ConfigReader } from './config-reader.ts';
 import { flaModel, flaWeights, readFlaAttention, readFlaShell } from './fla-common.ts';
 import { readDeltaRuleKeys } from './fla-delta-net.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 import type { DeltaNetSpec } from '../mixers/deltanet.ts';
 
 export function importFlaGatedDeltaNet(cfg: ConfigReader, name: string): FamilyImport {

@@ -9,7 +9,7 @@
 import type { GlaFeatureMap, GlaSpec } from '../mixers/gla.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { flaModel, flaWeights, readFlaAttention, readFlaShell } from './fla-common.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 
 /** fla's ACT2FN names (fla/modules/activations.py) → the feature map strata computes. */
 const FEATURE_MAPS: Readonly<Record<string, GlaFeatureMap>> = {

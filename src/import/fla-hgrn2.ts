@@ -10,7 +10,7 @@
 import { lowerBoundName, type Hgrn2Spec } from '../mixers/hgrn2.ts';
 import type { ConfigReader } from './config-reader.ts';
 import { flaModel, flaWeights, readFlaAttention, readFlaShell } from './fla-common.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 
 /** fla's model-level parameter every layer's lower bound is derived from. */
 const LOWER_BOUNDS = 'model.lower_bounds';
