@@ -35,6 +35,14 @@ import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
 import { importFlaGla } from './fla-gla.ts';
 import { importFlaHgrn2 } from './fla-hgrn2.ts';
 
+export interface ModelTypeImporter {
+  /** config.json's model_type. */
+  modelType: string;
+  /** Where the type comes from, for `strata import --help` and errors: 'transformers', 'fla'. */
+  origin: string;
+  import: FamilyImporter;
+}
+
 /** A whole import: the model and where each of its canonical tensors is in the checkpoint. */
 export interface HfImport {
   model: ModelIR;
@@ -60,14 +68,6 @@ export type FamilyImport = Omit<HfImport, 'storedSlices'> & Partial<Pick<HfImpor
 
 /** Reads the config through `cfg` (which hf.ts then finishes) for a model called `name`. */
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;
-
-export interface ModelTypeImporter {
-  /** config.json's model_type. */
-  modelType: string;
-  /** Where the type comes from, for `strata import --help` and errors: 'transformers', 'fla'. */
-  origin: string;
-  import: FamilyImporter;
-}
 
 export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'llama', origin: 'transformers', import: importLlama },
