@@ -18,6 +18,8 @@ import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { sampleKernel } from './sampling.ts';
 import { gatedDeltaRuleKernel } from './linear-recurrence.ts';
+import { tokenShiftKernel } from './token-shift.ts';
+import { groupSumKernel } from './group-sum.ts';
 import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
 
 type Registry = { [K in OpName]: KernelGenerator<Extract<OpAttrs, { op: K }>> };
@@ -41,6 +43,8 @@ export const generators: Registry = {
   ssd: ssdKernel,
   gated_norm: gatedNormKernel,
   gated_delta_rule: gatedDeltaRuleKernel,
+  token_shift: tokenShiftKernel,
+  group_sum: groupSumKernel,
   moe_route: moeRouteKernel,
   moe_group: moeGroupKernel,
   moe_matmul: moeMatmulKernel,

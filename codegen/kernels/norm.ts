@@ -63,6 +63,9 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   const wg = groupWorkgroup(a.group, caps, maxT);
   const per = Math.ceil(a.group / wg);
   const cached = per <= MAX_CACHED;
+  // The l2 kind's kernel is being written on the kernel branch; until then the CPU reference
+  // alone computes it, and compiling one for the GPU is an error rather than an RMSNorm.
+  if (a.norm.kind === 'l2') throw new Error('norm: the l2 kind has no WGSL kernel yet');
   const layer = a.norm.kind === 'layer';
   const bias = normHasBias(a);
 
@@ -88,7 +91,9 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   ]
     .filter((l) => l)
     .join('\n');
-  const scale = a.norm.unitOffset ? '(1.0 + w[i])' : 'w[i]';
+  // perChannel: w and b span the row, so group g's element i reads column g·GROUP + i.
+  const p = a.perChannel ? 'wid.x * GROUP + i' : 'i';
+  const scale = a.norm.unitOffset ? `(1.0 + w[${p}])` : `w[${p}]`;
   const code = `${STEP_WGSL}
 ${decls}
 const WIDTH: u32 = ${a.width}u;
@@ -114,12 +119,12 @@ ${firstPass}
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
-      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv * ${scale}${bias ? ' + b[i]' : ''});
+      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv * ${scale}${bias ? ` + b[${p}]` : ''});
     }
   }
 }
 `;
-  const variant = `${a.norm.kind}${a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
+  const variant = `${a.norm.kind}${a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.perChannel ? '_pc' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,

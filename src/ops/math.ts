@@ -98,7 +98,8 @@ export function activate(act: Activation, x: number): number {
 
 /**
  * Normalise `width` elements of x starting at xOff, in groups of `group`, into out at outOff.
- * w and b have `group` elements (b only for LayerNorm with bias). f64 accumulation.
+ * w and b have `group` elements, or `width` with perChannel (b only for LayerNorm with bias; no
+ * w for l2, which is x · rsqrt(Σx² + eps) per group). f64 accumulation.
  */
 export function normalizeRow(
   norm: NormSpec,
@@ -106,10 +107,11 @@ export function normalizeRow(
   xOff: number,
   width: number,
   group: number,
-  w: Float32Array,
+  w: Float32Array | undefined,
   b: Float32Array | undefined,
   out: Float32Array,
   outOff: number,
+  perChannel = false,
 ): void {
   for (let g0 = 0; g0 < width; g0 += group) {
     let mean = 0;
@@ -122,11 +124,12 @@ export function normalizeRow(
       const d = x[xOff + g0 + i] - mean;
       ss += d * d;
     }
-    const inv = 1 / Math.sqrt(ss / group + norm.eps);
+    const inv = 1 / Math.sqrt((norm.kind === 'l2' ? ss : ss / group) + norm.eps);
+    const p0 = perChannel ? g0 : 0;
     for (let i = 0; i < group; i++) {
-      const scale = norm.unitOffset ? 1 + w[i] : w[i];
+      const scale = !w ? 1 : norm.unitOffset ? 1 + w[p0 + i] : w[p0 + i];
       let y = (x[xOff + g0 + i] - mean) * inv * scale;
-      if (norm.kind === 'layer' && norm.bias && b) y += b[i];
+      if (norm.kind === 'layer' && norm.bias && b) y += b[p0 + i];
       out[outOff + g0 + i] = y;
     }
   }

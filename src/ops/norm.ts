@@ -1,7 +1,9 @@
 /**
  * RMSNorm and LayerNorm over rows of width `width`, in groups of `group`
  * elements: a plain norm has group = width; qk-norm normalises each head
- * separately (group = headDim) with one [headDim] weight shared by all heads.
+ * separately (group = headDim) with one [headDim] weight shared by all heads, and GroupNorm
+ * (perChannel) one weight per column. 'l2' scales each group to unit length, with no weight
+ * (the per-head key normalisation of the delta-rule families and RWKV-7).
  * With `residual`, the normed row is added to a residual row (a sandwich post-norm and its
  * residual add in one pass). Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the
  * whole row.
@@ -24,19 +26,32 @@ export function normHasBias(a: NormAttrs): boolean {
   return a.norm.kind === 'layer' && a.norm.bias;
 }
 
+/** Every kind but l2 (a plain unit-length normalisation) scales by a weight `w`. */
+export function normHasWeight(a: NormAttrs): boolean {
+  return a.norm.kind !== 'l2';
+}
+
+/** Elements of w and b: one group's, or the whole row's with perChannel. */
+export function normParamWidth(a: NormAttrs): number {
+  return a.perChannel ? a.width : a.group;
+}
+
 export const norm: OpReference<NormAttrs> = {
   reference(a, inputs, step) {
     checkNormAttrs(a);
     const n = step.T * a.width;
     const x = f32(inputs, 'x');
-    const w = f32(inputs, 'w');
+    const w = normHasWeight(a) ? f32(inputs, 'w') : undefined;
     const b = normHasBias(a) ? f32(inputs, 'b') : undefined;
     if (x.length < n) throw new Error(`norm: x has ${x.length} elements, the step needs ${n}`);
-    if (w.length < a.group || (b && b.length < a.group))
-      throw new Error(`norm: w/b need ${a.group} elements`);
+    const params = normParamWidth(a);
+    if ((w && w.length < params) || (b && b.length < params))
+      throw new Error(`norm: w/b need ${params} elements`);
     const out = new Float32Array(n);
-    for (let t = 0; t < step.T; t++)
-      normalizeRow(a.norm, x, t * a.width, a.width, a.group, w, b, out, t * a.width);
+    for (let t = 0; t < step.T; t++) {
+      const off = t * a.width;
+      normalizeRow(a.norm, x, off, a.width, a.group, w, b, out, off, a.perChannel ?? false);
+    }
     if (a.residual) {
       const r = f32(inputs, 'residual');
       if (r.length < n) throw new Error(`norm: residual has ${r.length} elements, needs ${n}`);
@@ -48,7 +63,7 @@ export const norm: OpReference<NormAttrs> = {
     const n = step.T * a.width;
     // rms: square-accumulate + scale-multiply per element; layer adds the mean and the centring.
     const perElem = (a.norm.kind === 'layer' ? (a.norm.bias ? 7 : 6) : 4) + (a.residual ? 1 : 0);
-    const params = a.group * 4 * (normHasBias(a) ? 2 : 1);
+    const params = normParamWidth(a) * 4 * ((normHasWeight(a) ? 1 : 0) + (normHasBias(a) ? 1 : 0));
     const read = n * 4 * (a.residual ? 2 : 1);
     return { flops: n * perElem, bytesRead: read + params, bytesWritten: n * 4 };
   },

@@ -354,6 +354,8 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const norm of r.live().filter((n) => n.attrs.op === 'norm')) {
     if (norm.attrs.op !== 'norm' || norm.attrs.group !== norm.attrs.width) continue;
+    // A matmul prologue computes rms and layer norms only.
+    if (norm.attrs.norm.kind === 'l2') continue;
     // A norm that adds a residual is not the plain norm a matmul prologue computes.
     if (norm.attrs.residual) continue;
     const users = r.consumers(norm.outputs.out);
