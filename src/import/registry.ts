@@ -5,6 +5,7 @@
  * names to strata's canonical ones, which the model's lowering declares.
  */
 import type { FamilyImporter } from './hf-ssm.ts';
+import { importFlaRwkv7 } from './fla-rwkv7.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -14,4 +15,6 @@ export interface ModelTypeImporter {
   import: FamilyImporter;
 }
 
-export const IMPORTERS: readonly ModelTypeImporter[] = [];
+export const IMPORTERS: readonly ModelTypeImporter[] = [
+  { modelType: 'rwkv7', origin: 'fla', import: importFlaRwkv7 },
+];

@@ -46,6 +46,7 @@ function record<S extends { kind: string }>(
   spec: S,
 ): GraphBuilder {
   const b = new GraphBuilder('decode', 1, 1);
+  b.scratch = true;
   const x = b.tensor('x', ['T', model.dim], 'input');
   def.lower(b, model, x, layer, spec, x);
   return b;

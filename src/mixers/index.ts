@@ -5,8 +5,9 @@
  * their parts spread over src/spec, src/graph/blocks and src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
+import { rwkv7 } from './rwkv7.ts';
 
-export const MIXER_DEFS = [] as const;
+export const MIXER_DEFS = [rwkv7] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 

@@ -25,6 +25,11 @@ export const FIELD_CAPS: Readonly<Record<string, number>> = {
   qRank: 65536,
   kvRank: 65536,
   adapterRank: 65536,
+  // RWKV-7's low-rank paths (256 in the 1.5B and 2.9B releases).
+  decayRank: 65536,
+  aRank: 65536,
+  vRank: 65536,
+  gateRank: 65536,
   normGroup: 1 << 18,
   // 128 query heads at most in released models; Mamba-2 uses ~128 heads too.
   heads: 1024,

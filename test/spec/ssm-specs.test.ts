@@ -9,7 +9,7 @@ import { countParams } from '../../src/spec/params.ts';
 import { importConfigFile } from '../helpers/hf-config.ts';
 
 /**
- * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, p parallel, - no mixer; + where there
+ * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, p parallel, r rwkv7, - no mixer; + where there
  * is an FFN.
  */
 function layout(m: ModelIR): string {
@@ -21,6 +21,7 @@ function layout(m: ModelIR): string {
     parallel: 'p',
     mla: 'l',
     gated_deltanet: 'd',
+    rwkv7: 'r',
   } as const;
   return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
 }
