@@ -341,6 +341,8 @@ export const rwkv7 = defineMixer<Rwkv7Spec>({
       (h) => timeMix(b, model, h, i, s),
     );
   },
+  // The first RWKV-7 layer makes v_first (no v_lora) and, with normFirst, has pre_norm.
+  variant: (model, i) => (i === firstRwkv7Layer(model) ? 'first' : 'later'),
   // Random weights of a trained model's sort: mixes between a row and its predecessor, kk's
   // scale near fla's 0.7, k_a near 1 and a small bonus.
   init: {

@@ -352,7 +352,9 @@ describe('model types', () => {
       'lfm2',
       'qwen3_next',
     ];
-    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual([...ISSUE_TYPES].sort());
+    // fla's model types (issue 11), as they land.
+    const FLA_TYPES = ['rwkv7'];
+    expect([...SUPPORTED_MODEL_TYPES].sort()).toEqual([...ISSUE_TYPES, ...FLA_TYPES].sort());
   });
 });
 
@@ -412,7 +414,7 @@ describe('config errors', () => {
 
   it('names an unknown model_type and a missing one', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
-      "x config: error: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1, qwen3_next)",
+      "x config: error: model_type 'gpt2' is not known to strata (supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1, qwen3_next, rwkv7)",
     );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: error: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(
