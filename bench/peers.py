@@ -186,5 +186,62 @@ if "scan" in suites:
     out["scan"] = rows
     flush()
 
+if "linear" in suites:
+    # fla's Triton kernels (chunk_* for prefill, fused_recurrent_* for one decode token) on the
+    # shapes of bench/linear-cases.ts: B 1, 16 heads, key and value head dims 128, float32
+    # inputs (fla's kernels may still use TF32 in tl.dot; recorded as fla's own choice). fla is
+    # not installed on the device machines: bench/device.sh puts a carried copy on PYTHONPATH.
+    try:
+        import fla
+        from fla.ops.retention import chunk_retention, fused_recurrent_retention
+        from fla.ops.gla import chunk_gla, fused_recurrent_gla
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
+        from fla.ops.delta_rule import chunk_delta_rule, fused_recurrent_delta_rule
+    except ImportError as e:
+        out["linear"] = {"error": f"fla not importable: {e}"}
+        flush()
+    else:
+        H, K, V = 16, 128, 128
+        F = torch.nn.functional
+        rows = []
+
+        def inputs(T):
+            q = torch.empty(1, T, H, K, device=dev).uniform_(-K ** -0.5, K ** -0.5)
+            k = F.normalize(torch.randn(1, T, H, K, device=dev), dim=-1)
+            v = torch.empty(1, T, H, V, device=dev).uniform_(-1, 1)
+            gk = torch.empty(1, T, H, K, device=dev).uniform_(-0.1, -1e-3)
+            g = torch.empty(1, T, H, device=dev).uniform_(-0.1, -1e-3)
+            beta = torch.empty(1, T, H, device=dev).uniform_(0.05, 0.95)
+            return q, k, v, gk, g, beta
+
+        s0 = torch.zeros(1, H, K, V, device=dev)
+        families = {
+            "retention (fixed decay)": (
+                lambda q, k, v, gk, g, b: chunk_retention(q, k, v),
+                lambda q, k, v, gk, g, b: fused_recurrent_retention(q, k, v, initial_state=s0, output_final_state=True)),
+            "gla (key decay)": (
+                lambda q, k, v, gk, g, b: chunk_gla(q, k, v, gk),
+                lambda q, k, v, gk, g, b: fused_recurrent_gla(q, k, v, gk=gk, initial_state=s0, output_final_state=True)),
+            "gated delta (head decay)": (
+                lambda q, k, v, gk, g, b: chunk_gated_delta_rule(q, k, v, g, b),
+                lambda q, k, v, gk, g, b: fused_recurrent_gated_delta_rule(q, k, v, g, b, initial_state=s0, output_final_state=True)),
+            "delta (no decay)": (
+                lambda q, k, v, gk, g, b: chunk_delta_rule(q, k, v, b),
+                lambda q, k, v, gk, g, b: fused_recurrent_delta_rule(q, k, v, b, initial_state=s0, output_final_state=True)),
+        }
+        for fam, (chunk, step) in families.items():
+            for T in (4096, 16384, 65536, 1):
+                try:
+                    x = inputs(T)
+                    fn = (lambda: step(*x)) if T == 1 else (lambda: chunk(*x))
+                    with torch.no_grad():
+                        ms = cuda_ms(fn, 200 if T == 1 else (2 if T >= 65536 else 5))
+                    rows.append({"family": fam, "T": T, "ms": ms, "tokensPerS": T / (ms * 1e-3)})
+                except Exception as e:  # noqa: BLE001 — a failed shape is reported, the rest go on
+                    rows.append({"family": fam, "T": T, "error": f"{type(e).__name__}: {e}"[:300]})
+                torch.cuda.empty_cache()
+        out["linear"] = {"fla": getattr(fla, "__version__", "?"), "rows": rows}
+        flush()
+
 if not out_path:
     print(json.dumps(out, indent=1))

@@ -4,7 +4,7 @@
  *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>"
  * Every figure in RESULTS.md comes from these files; nothing is typed in by hand.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 interface Row {
   [k: string]: unknown;
@@ -21,8 +21,38 @@ const device = String(peers.device ?? strata.device)
   .toLowerCase()
   .replace(/[^a-z0-9]+/g, '-')
   .replace(/^-|-$/g, '');
-const combined = { command, strata, peers };
-const resultFile = `bench/results/${date}-${device}.json`;
+const SUITES = ['matmul', 'attention', 'e2e', 'hybrid', 'scan', 'compile', 'linear'];
+/**
+ * A run of some suites only keeps the others' latest figures in RESULTS.md: each section says
+ * which results file it comes from. Result files are never overwritten: a second run on one day
+ * gets the time in its name.
+ */
+const carried: Record<string, string> = {};
+const runKey = (n: string) => `${n.slice(0, 10)}-${/^.{10}-(\d{4})-/.exec(n)?.[1] ?? '0000'}`;
+for (const file of readdirSync('bench/results')
+  .filter((n) => new RegExp(`^\\d{4}-\\d{2}-\\d{2}(-\\d{4})?-${device}\\.json$`).test(n))
+  // Newest first: by date, then by the time a same-day run carries in its name.
+  .sort((a, b) => runKey(b).localeCompare(runKey(a)))) {
+  let old: { strata?: Row; peers?: Row } = {};
+  try {
+    old = JSON.parse(readFileSync(`bench/results/${file}`, 'utf8'));
+  } catch {
+    continue;
+  }
+  for (const k of SUITES) {
+    if (k in strata || k in carried || !old.strata?.[k] || (old.strata[k] as Row).error) continue;
+    strata[k] = old.strata[k];
+    peers[k] = old.peers?.[k];
+    carried[k] = file;
+  }
+}
+const combined = { command, strata, peers, carried };
+let resultFile = `bench/results/${date}-${device}.json`;
+if (existsSync(resultFile)) {
+  const time = String(strata.date).slice(11, 16).replace(':', '');
+  resultFile = `bench/results/${date}-${time}-${device}.json`;
+  if (existsSync(resultFile)) throw new Error(`${resultFile} exists; refusing to overwrite it`);
+}
 writeFileSync(resultFile, JSON.stringify(combined, null, 1) + '\n');
 
 const f = (x: unknown, d = 2) => (typeof x === 'number' ? x.toFixed(d) : String(x ?? '—'));
@@ -46,9 +76,15 @@ const lines: string[] = [
   '',
 ];
 // A suite that threw is reported as such, and its section is left out below.
-const failed = ['matmul', 'attention', 'e2e', 'hybrid', 'scan', 'compile'].filter(
-  (k) => strata[k]?.error || peers[k]?.error,
-);
+if (Object.keys(carried).length) {
+  lines.push(
+    `Suites not run this time, with their latest figures: ${Object.entries(carried)
+      .map(([k, file]) => `${k} (bench/results/${file})`)
+      .join(', ')}.`,
+    '',
+  );
+}
+const failed = SUITES.filter((k) => strata[k]?.error || peers[k]?.error);
 for (const k of failed) {
   lines.push(
     `**suite ${k} failed**: ${strata[k]?.error ?? ''} ${peers[k]?.error ? `(peer: ${peers[k].error})` : ''}`,
@@ -181,6 +217,33 @@ if (strata.compile) {
     '| --- | --- |',
   );
   for (const r of strata.compile as Row[]) lines.push(`| ${r.spec} | ${f(r.ms, 1)} |`);
+  lines.push('');
+}
+if (strata.linear) {
+  const fla = (peers.linear ?? {}) as Row;
+  lines.push(
+    `## linear recurrence: 16 heads, key and value head dims 128, f32 (peer: fla ${fla.fla ?? '—'} Triton kernels, chunk_* for prefill, fused_recurrent_* for decode)`,
+    '',
+    '| family | case | strata ms | strata dispatches | fla ms | strata ÷ fla throughput |',
+    '| --- | --- | --- | --- | --- | --- |',
+  );
+  const lin = strata.linear as { rows: Row[]; ssd: Row[] };
+  for (const r of lin.rows) {
+    const q = ((fla.rows ?? []) as Row[]).find((x) => x.family === r.family && x.T === r.T) ?? {};
+    lines.push(
+      `| ${r.family} | ${r.case} | ${f(r.ms, 3)} | ${r.dispatches} | ${q.error ? String(q.error).slice(0, 50) : f(q.ms, 3)} | ${ratio(q.ms, r.ms)} |`,
+    );
+  }
+  if (fla.error) lines.push('', `fla failed to load: ${fla.error}`);
+  lines.push(
+    '',
+    "Mamba-2's SSD (Mamba2-2.7B widths: 80 heads of 64, state 128, 1 group) on its own chunked kernels and as a head-decay linear_recurrence:",
+    '',
+    '| kernel | case | ms | dispatches |',
+    '| --- | --- | --- | --- |',
+  );
+  for (const r of lin.ssd)
+    lines.push(`| ${r.kernel} | ${r.case} | ${f(r.ms, 3)} | ${r.dispatches} |`);
   lines.push('');
 }
 writeFileSync('bench/RESULTS.md', lines.join('\n'));

@@ -1,7 +1,7 @@
 /**
  * strata's side of the benchmark suites (the peers run in bench/peers.py in the
  * same device call). Usage:
- *   tsx bench/run.ts [--suites matmul,attention,compile,e2e,hybrid,scan] [--gpu-flags fast] [--out FILE]
+ *   tsx bench/run.ts [--suites matmul,attention,compile,e2e,hybrid,scan,linear] [--gpu-flags fast] [--out FILE]
  * Writes one JSON object: device, toggles, date, and each suite's figures.
  */
 import { parseArgs } from 'node:util';
@@ -24,6 +24,7 @@ import type { WeightProvider } from '../src/graph/params.ts';
 import { report } from '../src/cli/report.ts';
 import { DispatchTimer, median, PassTimer, timeLaunches } from './gpu-timer.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
+import { benchLinear, benchSsdVsRecurrence } from './linear-cases.ts';
 
 const { values } = parseArgs({
   options: {
@@ -389,6 +390,10 @@ const runners: Record<string, () => Promise<unknown>> = {
   e2e: () => benchLlama(gpu),
   hybrid: () => benchHybrid(gpu),
   scan: () => benchScan(gpu),
+  linear: async () => ({
+    rows: await benchLinear(gpu, log),
+    ssd: await benchSsdVsRecurrence(gpu, log),
+  }),
 };
 for (const name of suites) {
   if (!runners[name])

@@ -30,6 +30,7 @@ import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kern
 import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
 import { withHelpers } from './wgsl-math.ts';
+import { wgslF32 } from './wgsl-builder.ts';
 
 /** Scratch buffer names of the decode path (partial softmax state per head and split). */
 export const DECODE_SCRATCH = { ml: 'attn_part_ml', acc: 'attn_part_acc' } as const;
@@ -59,12 +60,6 @@ function nextPow2(n: number): number {
 
 function maxThreads(caps: DeviceCaps): number {
   return Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
-}
-
-function wgslF32(x: number): string {
-  if (!Number.isFinite(x)) throw new Error(`attention: non-finite constant ${x}`);
-  const s = String(Math.fround(x));
-  return /[.eE]/.test(s) ? s : `${s}.0`;
 }
 
 /**

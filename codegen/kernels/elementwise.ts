@@ -23,13 +23,7 @@ import {
 import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
 import { actExpr, withHelpers } from './wgsl-math.ts';
-
-/** An f32 WGSL literal for a finite number. */
-export function wgslF32(x: number): string {
-  if (!Number.isFinite(x)) throw new Error(`cannot write ${x} as a WGSL f32 literal`);
-  const s = String(x);
-  return /[.e]/.test(s) ? s : `${s}.0`;
-}
+import { wgslF32 } from './wgsl-builder.ts';
 
 /** A number as a fragment of a kernel name: kernels whose code differs must have different names. */
 export function nameNum(x: number): string {

@@ -13,7 +13,8 @@ import {
   type KernelLaunch,
 } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
-import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup, wgslF32 } from './elementwise.ts';
+import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup } from './elementwise.ts';
+import { wgslF32 } from './wgsl-builder.ts';
 
 export const embedKernel: KernelGenerator<EmbedAttrs> = (a, { caps, maxT }) => {
   checkEmbedAttrs(a);

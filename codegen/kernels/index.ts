@@ -17,7 +17,8 @@ import {
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { sampleKernel } from './sampling.ts';
-import { gatedDeltaRuleKernel } from './linear-recurrence.ts';
+import { linearRecurrenceKernel } from './linear-recurrence.ts';
+import { pointwiseKernel } from './pointwise.ts';
 import { tokenShiftKernel } from './token-shift.ts';
 import { groupSumKernel } from './group-sum.ts';
 import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
@@ -42,7 +43,8 @@ export const generators: Registry = {
   selective_scan: selectiveScanKernel,
   ssd: ssdKernel,
   gated_norm: gatedNormKernel,
-  gated_delta_rule: gatedDeltaRuleKernel,
+  linear_recurrence: linearRecurrenceKernel,
+  pointwise: pointwiseKernel,
   token_shift: tokenShiftKernel,
   group_sum: groupSumKernel,
   moe_route: moeRouteKernel,

@@ -1,265 +1,521 @@
 /**
- * The gated delta rule (semantics: src/ops/linear-recurrence.ts), one launch per step: a
- * workgroup per (value head, run of WG value columns), a thread per column j holding S[:, j]
- * (keyDim values) in registers across the step's tokens. At step.pos == 0 the old state reads
- * as zeros.
+ * The linear recurrence (semantics: LinearRecurrenceAttrs in src/graph/ops.ts, reference in
+ * src/ops/linear-recurrence.ts), one launch per step: a workgroup per (state head h, run of WG
+ * value columns), an invocation per column j holding S[:, j] (keyDim values) in registers across
+ * the step's tokens. At step.pos == 0 the old state reads as zeros.
  *
- * Decode (maxT 1) uses the recurrent form: the workgroup stages the token's q and k rows and
- * each thread applies one rank-1 update. Prefill uses the chunked form: per chunk of C tokens
- * the workgroup stages C rows of q and k, normalises them, and builds the decay-weighted Gram
- * matrices k_t·k_u e^{G_t−G_u} and q_t·k_u e^{G_t−G_u} (G the cumulative log decay in the
- * chunk) together; each thread then solves its column's δ by forward substitution
- *   δ_t = β_t (v_t − e^{G_t} k_tᵀS₀ − Σ_{u<t} k_t·k_u e^{G_t−G_u} δ_u)
- * emits o_t = e^{G_t} q_tᵀS₀ + Σ_{u≤t} q_t·k_u e^{G_t−G_u} δ_u and ends the chunk with
- * S = e^{G_C} S₀ + Σ_u e^{G_C−G_u} k_u δ_uᵀ: four barriers per chunk instead of two per token,
- * and about half the per-thread work. Every exponent is a difference G_t − G_u ≤ 0 or a
- * cumulative G ≤ 0, so nothing large is exponentiated.
+ * Recurrent form (decode, and every step of the 'dplr' update): token by token, the workgroup
+ * stages q_t, k_t (and per-key decays, a_t, b_t) and each invocation applies its column's update.
+ *
+ * Chunked form (prefill of the 'add' and 'delta' updates): per chunk of C tokens, with
+ * G_t = Σ_{s≤t} g_s the cumulative log decay inside the chunk (per key dim i for 'key' decay),
+ *   D_t S_{t−1} = e^{G_t} ⊙ S₀ + Σ_{u<t} e^{G_t−G_u} ⊙ k_u δ_uᵀ
+ * so each column solves its δ by forward substitution over the chunk's Gram matrices
+ *   δ_t = β_t (v_t − Σ_i k_t[i] e^{G_t[i]} S₀[i] − Σ_{u<t} (Σ_i k_t[i] k_u[i] e^{G_t[i]−G_u[i]}) δ_u)
+ * ('add': δ_t = v_t), emits o_t = Σ_i q_t[i] e^{G_t[i]} S₀[i] + Σ_{u≤t} (Σ_i q_t[i] k_u[i]
+ * e^{G_t[i]−G_u[i]}) δ_u and ends the chunk with S[i] = e^{G_C[i]} S₀[i] + Σ_u e^{G_C[i]−G_u[i]}
+ * k_u[i] δ_u. Every exponent is a difference G_t − G_u ≤ 0 (u ≤ t) or a cumulative G ≤ 0, so
+ * nothing large is exponentiated however strong the decay. A per-head decay factors each pair's
+ * weight out of the key sum; a per-key decay weights each term of it.
+ *
+ * The normaliser z (normalize) is a state column whose v is 1 and whose update is 'add', so its
+ * q·z is an output like any other; it lives in workgroup memory and every run of a head's
+ * columns needs it, so with normalize one workgroup holds all of a head's columns.
  */
-import type { GatedDeltaRuleAttrs } from '../../src/graph/ops.ts';
-import { checkGatedDeltaRuleAttrs } from '../../src/ops/linear-recurrence.ts';
-import { STEP_BINDING, STEP_WGSL, storageDecls, type BindingDecl } from '../kernel-ir.ts';
-import { type DeviceCaps } from '../../src/target.ts';
+import type { LinearRecurrenceAttrs, PrologueInput } from '../../src/graph/ops.ts';
+import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
+import type { DeviceCaps } from '../../src/target.ts';
+import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
+import { nextPow2 } from './elementwise.ts';
+import { POINTWISE_RESERVED, pointwiseFunction } from './pointwise.ts';
 import type { KernelGenerator } from './types.ts';
+import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 
-/** Columns per workgroup: whole value heads where they are small, runs of 64 otherwise. */
-function columnsPerGroup(valueDim: number, maxInvocations: number): number {
-  let wg = 1;
-  while (wg < valueDim && wg < 64) wg *= 2;
-  return Math.min(wg, maxInvocations);
+/** Most tokens per chunk: the Gram matrices grow as C², the per-column work per token as C. */
+export const MAX_CHUNK = 32;
+
+/** Workgroup floats of the chunked form at C tokens per chunk. */
+export function chunkFloats(a: LinearRecurrenceAttrs, C: number): number {
+  const DK = a.keyDim;
+  let f = 2 * C * DK + C * C; // q and k rows, the q·k Gram matrix
+  if (a.update === 'delta') f += C * C + C; // the k·k Gram matrix, β
+  if (a.decay === 'key')
+    f += C * DK + DK; // G per key dim, G at the chunk's end
+  else if (a.decay !== 'none') f += 3 * C; // G_t, e^{G_t}, e^{G_n − G_t}
+  if (a.normalize) f += DK + C; // z, the denominators
+  return f;
 }
 
-function wgslFloat(x: number): string {
-  const s = String(Math.fround(x));
-  return /[.e]/.test(s) ? s : `${s}.0`;
+/** Workgroup floats of the recurrent form. */
+export function recurrentFloats(a: LinearRecurrenceAttrs): number {
+  const rows =
+    2 + (a.decay === 'key' ? 1 : 0) + (a.update === 'dplr' ? 2 : 0) + (a.normalize ? 1 : 0);
+  return rows * a.keyDim;
+}
+
+/** Tokens per chunk: up to MAX_CHUNK, as many as the device's workgroup memory holds. */
+export function chunkTokens(a: LinearRecurrenceAttrs, caps: DeviceCaps): number {
+  let C = MAX_CHUNK;
+  while (C > 1 && 4 * chunkFloats(a, C) > caps.maxWorkgroupStorageBytes) C--;
+  if (4 * chunkFloats(a, C) > caps.maxWorkgroupStorageBytes) {
+    throw new Error(`linear_recurrence: keyDim ${a.keyDim} leaves no room for a chunk`);
+  }
+  return C;
 }
 
 /**
- * Tokens per chunk: up to 32, as many as fit the workgroup memory (q and k rows, two C×C Gram
- * matrices and six per-token scalars).
+ * Invocations per workgroup: one per value column, at least 32 so the cooperative loads and
+ * Gram sums have hands, at most 64 columns (more heads' runs keep more of the GPU busy). With
+ * normalize the whole head must fit one workgroup.
  */
-export function chunkTokens(keyDim: number, caps: DeviceCaps): number {
-  const floats = (c: number) => 2 * c * keyDim + 2 * c * c + 6 * c;
-  let c = 32;
-  while (c > 1 && 4 * floats(c) > caps.maxWorkgroupStorageBytes) c--;
-  return c;
+export function columnsPerGroup(a: LinearRecurrenceAttrs, caps: DeviceCaps): number {
+  const most = Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
+  const want = Math.max(32, nextPow2(a.valueDim));
+  if (a.normalize) {
+    if (a.valueDim > most) {
+      throw new Error(
+        `linear_recurrence: normalize keeps a head's ${a.valueDim} columns in one workgroup; the device allows ${most}`,
+      );
+    }
+    return Math.min(want, most);
+  }
+  return Math.min(want, 64, most);
 }
 
 /**
- * The entry point's opening, the same in both forms: one workgroup per value head h and WG of its
- * DV columns, each invocation holding its column j of the [DK, DV] state (zeros at position 0),
- * and the head's decay parameters.
+ * Module-scope declarations both forms share: the bindings, sizes, and one function per input
+ * that gives its value at (token t, column c of its row): what a fused prologue replaces.
  */
-function mainPrologue(DK: number): string {
+function header(
+  a: LinearRecurrenceAttrs,
+  wg: number,
+): { decls: string; bindings: KernelLaunch['kernel']['bindings'] } {
+  const { bindings, decls } = opBindings(a, RESERVED);
+  const DK = a.keyDim;
+  const loads: string[] = [];
+  // One function per input; a fused prologue's expression replaces the read (pointwise.ts
+  // renders it as that op's own kernel would).
+  const load = (name: PrologueInput | 'a' | 'b', index: string) => {
+    const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
+    loads.push(
+      e
+        ? pointwiseFunction(`load_${name}`, e.inputs, e.expr)
+        : `fn load_${name}(t: u32, c: u32) -> f32 { return ${name}[${index}]; }`,
+    );
+  };
+  const row = (width: number) => `t * ${width}u + c`;
+  load('q', row(a.qHeads * DK));
+  load('k', row(a.kHeads * DK));
+  // g holds natural-log decays (≤ 0): one per gate head, fixed or per token, or one per key dim.
+  if (a.decay === 'fixed') load('g', 'c');
+  if (a.decay === 'head') load('g', row(a.gateHeads));
+  if (a.decay === 'key') load('g', row(a.gateHeads * DK));
+  if (a.update === 'delta') load('beta', row(a.gateHeads));
+  if (a.update === 'dplr') {
+    load('a', row(a.gateHeads * DK));
+    load('b', row(a.gateHeads * DK));
+  }
+  const l2 = a.prologue?.l2 ?? {};
+  const eps = Object.entries(l2).map(
+    ([n, e]) => `const ${n.toUpperCase()}_L2_EPS: f32 = ${wgslF32(e)};  // fused l2 norm of ${n}\n`,
+  );
+  const code = `${STEP_WGSL}
+${decls}
+const H: u32 = ${a.heads}u;    // state heads
+const DK: u32 = ${DK}u;
+const DV: u32 = ${a.valueDim}u;
+const SC: u32 = ${stateColumns(a)}u;    // state columns per key row (DV, and z with normalize)
+const WG: u32 = ${wg}u;
+const SCALE: f32 = ${wgslF32(a.scale)};
+${a.normalize ? `const NORM_EPS: f32 = ${wgslF32(a.normEps)};\n` : ''}${eps.join('')}
+${loads.join('\n\n')}
+`;
+  return { decls: code, bindings };
+}
+
+/**
+ * Module-scope identifiers of the kernel (and the load functions' parameters), which no binding
+ * may take; the entry point's locals may shadow a binding because main reads only v, state, out.
+ */
+const RESERVED = [
+  ...POINTWISE_RESERVED,
+  ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'Q_L2_EPS', 'K_L2_EPS', 'main'],
+  ...[
+    'qs',
+    'ks',
+    'qk',
+    'kk',
+    'bt',
+    'gt',
+    'et',
+    'tail',
+    'gk',
+    'gend',
+    'zs',
+    'den',
+    'dec',
+    'as_',
+    'bs',
+  ],
+  ...['load_q', 'load_k', 'load_g', 'load_beta', 'load_a', 'load_b'],
+];
+
+/**
+ * The entry point's opening: which head and column this invocation serves, where its head's
+ * rows start in each input, and its column of the state (zeros at position 0).
+ */
+function mainOpening(a: LinearRecurrenceAttrs): string {
+  const DK = a.keyDim;
+  const H = a.heads;
+  const z = a.normalize
+    ? `
+  for (var i = lid; i < DK; i += WG) { zs[i] = select(0.0, state[(h * DK + i) * SC + DV], !fresh); }`
+    : '';
   return /* wgsl */ `@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let h = wid.x;
-  let kh = h / PER_KEY;
   let j = wid.y * WG + lid;
   let live = j < DV;
+  // Each input's head for state head h (heads repeated in blocks), as a first column of its row.
+  let qc = h / ${H / a.qHeads}u * DK;
+  let kc = h / ${H / a.kHeads}u * DK;
+  let vc = h / ${H / a.vHeads}u * DV + min(j, DV - 1u);
+  let gh = h / ${H / a.gateHeads}u;
+  let gc = gh * DK;
+  // State reset rule: a new sequence (position 0) starts from zeros, whatever the buffer holds.
   let fresh = step.pos == 0u;
   var s: array<f32, ${DK}>;
   for (var i = 0u; i < DK; i++) {
-    s[i] = select(0.0, state[(h * DK + i) * DV + min(j, DV - 1u)], live && !fresh);
-  }
-  let decayRate = -exp(aLog[h]);
-  let bias = dtBias[h];`;
+    s[i] = select(0.0, state[(h * DK + i) * SC + min(j, DV - 1u)], live && !fresh);
+  }${z}`;
 }
 
-/** The recurrent form: one token at a time (decode). */
-function recurrentBody(DK: number): string {
-  return /* wgsl */ `
-var<workgroup> qs: array<f32, ${DK}>;
-var<workgroup> ks: array<f32, ${DK}>;
-
-${mainPrologue(DK)}
-  for (var t = 0u; t < step.T; t++) {
-    let row = (t * KH + kh) * DK;
-    for (var i = lid; i < DK; i += WG) {
-      qs[i] = q[row + i];
-      ks[i] = k[row + i];
-    }
-    workgroupBarrier();
-    var qq = 0.0;
-    var kk = 0.0;
-    for (var i = 0u; i < DK; i++) {
-      qq += qs[i] * qs[i];
-      kk += ks[i] * ks[i];
-    }
-    let qScale = inverseSqrt(qq + 1e-6) * SCALE;
-    let kScale = inverseSqrt(kk + 1e-6);
-    if (live) {
-      let x = ba[t * 2u * VH + VH + h] + bias;
-      let decay = exp(decayRate * softplus(x));
-      let beta = sigmoid(ba[t * 2u * VH + h]);
-      var kv = 0.0;
-      for (var i = 0u; i < DK; i++) {
-        s[i] *= decay;
-        kv += s[i] * ks[i];
-      }
-      let delta = beta * (v[(t * VH + h) * DV + j] - kv * kScale);
-      var o = 0.0;
-      for (var i = 0u; i < DK; i++) {
-        s[i] += ks[i] * kScale * delta;
-        o += s[i] * qs[i];
-      }
-      out[(t * VH + h) * DV + j] = o * qScale;
-    }
-    workgroupBarrier();
-  }
+/** The entry point's close: the column (and, from the head's first workgroup, z) back to the state. */
+function mainClosing(a: LinearRecurrenceAttrs): string {
+  const z = a.normalize
+    ? `
+  if (wid.y == 0u) {
+    for (var i = lid; i < DK; i += WG) { state[(h * DK + i) * SC + DV] = zs[i]; }
+  }`
+    : '';
+  return `
   if (live) {
-    for (var i = 0u; i < DK; i++) { state[(h * DK + i) * DV + j] = s[i]; }
-  }
+    for (var i = 0u; i < DK; i++) { state[(h * DK + i) * SC + j] = s[i]; }
+  }${z}
 }
 `;
 }
 
-/** The chunked form: C tokens per round of the workgroup (prefill). */
-function chunkedBody(DK: number, C: number): string {
-  return /* wgsl */ `
-const C: u32 = ${C}u;
+/** The fused l2 norms (prologue.l2) as WGSL pieces: which rows, and q's SCALE moved after them. */
+function l2Pieces(a: LinearRecurrenceAttrs) {
+  const l2 = a.prologue?.l2 ?? {};
+  const rows = (['q', 'k'] as const).filter((n) => l2[n] !== undefined);
+  return {
+    any: rows.length > 0,
+    /** SCALE multiplies q as it is staged, or after its norm. */
+    qScale: l2.q === undefined ? ' * SCALE' : '',
+    /** Sum the squares of row `at` of the listed arrays and scale it: x · rsqrt(Σx² + eps). */
+    normalize: (at: string, indent: string) =>
+      rows
+        .map((n) => {
+          const arr = `${n}s`;
+          const f =
+            n === 'q' ? `SCALE * inverseSqrt(${n}q + Q_L2_EPS)` : `inverseSqrt(${n}q + K_L2_EPS)`;
+          return [
+            `var ${n}q = 0.0;`,
+            `for (var i = 0u; i < DK; i++) { ${n}q += ${arr}[${at}i] * ${arr}[${at}i]; }`,
+            `let ${n}f = ${f};`,
+          ]
+            .map((l) => indent + l)
+            .join('\n');
+        })
+        .join('\n'),
+    scaleBy: (at: string) => rows.map((n) => `${n}s[${at}i] *= ${n}f;`).join(' '),
+  };
+}
+
+/** The recurrent form: one token at a time. */
+function recurrentBody(a: LinearRecurrenceAttrs): string {
+  const key = a.decay === 'key';
+  const scalar = a.decay === 'fixed' || a.decay === 'head';
+  const delta = a.update === 'delta';
+  const dplr = a.update === 'dplr';
+  const decayOf = key ? ' * dec[i]' : scalar ? ' * decay' : '';
+  const l2 = l2Pieces(a);
+  const lines: string[] = [];
+  const push = (cond: boolean, s: string) => {
+    if (cond) lines.push(s);
+  };
+  lines.push(`var<workgroup> qs: array<f32, ${a.keyDim}>;  // q_t · SCALE`);
+  lines.push(`var<workgroup> ks: array<f32, ${a.keyDim}>;  // k_t`);
+  push(key, `var<workgroup> dec: array<f32, ${a.keyDim}>;  // e^(g_t), per key dim`);
+  push(dplr, `var<workgroup> as_: array<f32, ${a.keyDim}>; // a_t`);
+  push(dplr, `var<workgroup> bs: array<f32, ${a.keyDim}>;  // b_t`);
+  push(a.normalize, `var<workgroup> zs: array<f32, ${a.keyDim}>;  // the running key sum z`);
+  lines.push('', mainOpening(a));
+  lines.push(`  for (var t = 0u; t < step.T; t++) {
+    // Stage token t's rows; then each invocation updates its column.
+    for (var i = lid; i < DK; i += WG) {
+      qs[i] = load_q(t, qc + i)${l2.qScale};
+      ks[i] = load_k(t, kc + i);`);
+  push(key, `      dec[i] = exp(load_g(t, gc + i));`);
+  push(dplr, `      as_[i] = load_a(t, gc + i);\n      bs[i] = load_b(t, gc + i);`);
+  lines.push(`    }
+    workgroupBarrier();`);
+  if (l2.any) {
+    lines.push(`    // Fused l2 norms: every invocation sums the rows, then each scales its share.
+${l2.normalize('', '    ')}
+    workgroupBarrier();
+    for (var i = lid; i < DK; i += WG) { ${l2.scaleBy('')} }
+    workgroupBarrier();`);
+  }
+  push(scalar, `    let decay = exp(load_g(t, gh));`);
+  push(delta, `    let beta_t = load_beta(t, gh);`);
+  if (a.normalize) {
+    lines.push(`    // z_t = D_t z_(t-1) + k_t, then the denominator q_t·z_t + eps (every invocation's own copy).
+    for (var i = lid; i < DK; i += WG) { zs[i] = zs[i]${decayOf} + ks[i]; }
+    workgroupBarrier();
+    var qz = 0.0;
+    for (var i = 0u; i < DK; i++) { qz += qs[i] * zs[i]; }
+    let den = qz + NORM_EPS;`);
+  }
+  lines.push(`    if (live) {`);
+  // DPLR reads the state before this token's decay: bᵀS_(t-1).
+  push(dplr, `      var sb = 0.0;\n      for (var i = 0u; i < DK; i++) { sb += bs[i] * s[i]; }`);
+  push(delta, `      var sk = 0.0;`);
+  push(
+    delta || decayOf !== '',
+    `      for (var i = 0u; i < DK; i++) {
+        s[i] = s[i]${decayOf};${delta ? '\n        sk += s[i] * ks[i];' : ''}
+      }`,
+  );
+  const vt = `v[t * ${a.vHeads * a.valueDim}u + vc]`;
+  lines.push(`      let u = ${delta ? `beta_t * (${vt} - sk)` : vt};
+      var o = 0.0;
+      for (var i = 0u; i < DK; i++) {
+        s[i] += ks[i] * u${dplr ? ' + as_[i] * sb' : ''};
+        o += qs[i] * s[i];
+      }
+      out[(t * H + h) * DV + j] = o${a.normalize ? ' / den' : ''};
+    }
+    workgroupBarrier();
+  }`);
+  lines.push(mainClosing(a));
+  return lines.join('\n');
+}
+
+/** The chunked form: C tokens per round of the workgroup ('add' and 'delta' updates). */
+function chunkedBody(a: LinearRecurrenceAttrs, C: number): string {
+  const DK = a.keyDim;
+  const key = a.decay === 'key';
+  const scalar = a.decay === 'fixed' || a.decay === 'head';
+  const delta = a.update === 'delta';
+  if (a.update === 'dplr') throw new Error('linear_recurrence: dplr has no chunked form');
+  // Factors of the terms across chunks, for a per-head decay (per-key decays are in the rows).
+  const et = scalar ? ' * et[t]' : '';
+  const tail = scalar ? ' * tail[u]' : '';
+  const decayEnd = key ? 'exp(gend[i])' : scalar ? 'et[n - 1u]' : '1.0';
+  const l2 = l2Pieces(a);
+  const lines: string[] = [];
+  const push = (cond: boolean, s: string) => {
+    if (cond) lines.push(s);
+  };
+  lines.push(`const C: u32 = ${C}u;
+// Row t of the chunk: q_t · SCALE and k_t${key ? '; after the Gram matrices, q_t ⊙ e^(G_t) and k_t ⊙ e^(G_n - G_t)' : ''}.
 var<workgroup> qs: array<f32, ${C * DK}>;
 var<workgroup> ks: array<f32, ${C * DK}>;
-// Decay-weighted Gram matrices, row t, column u <= t: k_t·k_u e^(G_t-G_u) and q_t·k_u e^(G_t-G_u).
-var<workgroup> kk: array<f32, ${C * C}>;
-var<workgroup> qk: array<f32, ${C * C}>;
-var<workgroup> gc: array<f32, ${C}>;    // log decay, then its prefix sum G_t
-var<workgroup> bt: array<f32, ${C}>;    // beta
-var<workgroup> inv: array<f32, ${2 * C}>; // 1/|q_t| * SCALE, then 1/|k_t|
+// Decay-weighted Gram matrices, row t, column u <= t: Σ_i q_t[i] k_u[i] e^(G_t[i] - G_u[i]), and k_t·k_u alike.
+var<workgroup> qk: array<f32, ${C * C}>;`);
+  push(
+    delta,
+    `var<workgroup> kk: array<f32, ${C * C}>;\nvar<workgroup> bt: array<f32, ${C}>;  // beta_t`,
+  );
+  push(
+    scalar,
+    `var<workgroup> gt: array<f32, ${C}>;    // log decay g_t, then its prefix sum G_t
 var<workgroup> et: array<f32, ${C}>;    // e^(G_t)
-var<workgroup> tail: array<f32, ${C}>;  // e^(G_n-1 - G_t)
-
-${mainPrologue(DK)}
-  var d: array<f32, ${C}>;
-  let T = step.T;
-  for (var c0 = 0u; c0 < T; c0 += C) {
-    let n = min(C, T - c0);
+var<workgroup> tail: array<f32, ${C}>;  // e^(G_n - G_t), n the chunk's last token`,
+  );
+  push(
+    key,
+    `// Log decay per key dim, then its prefix sum G_t[i]${delta ? '; after the Gram matrices, k_t ⊙ e^(G_t)' : ''}.
+var<workgroup> gk: array<f32, ${C * DK}>;
+var<workgroup> gend: array<f32, ${DK}>;  // G_n[i]`,
+  );
+  push(
+    a.normalize,
+    `var<workgroup> zs: array<f32, ${DK}>;   // the running key sum z at the chunk's start
+var<workgroup> den: array<f32, ${C}>;   // q_t·z_t + eps`,
+  );
+  lines.push('', mainOpening(a));
+  lines.push(`  var d: array<f32, ${C}>;  // this column's delta_u for the chunk's tokens
+  for (var c0 = 0u; c0 < step.T; c0 += C) {
+    let n = min(C, step.T - c0);
+    // Stage the chunk's rows and per-token gates.
     for (var e = lid; e < n * DK; e += WG) {
-      let row = ((c0 + e / DK) * KH + kh) * DK + e % DK;
-      qs[e] = q[row];
-      ks[e] = k[row];
-    }
-    workgroupBarrier();
+      let t = c0 + e / DK;
+      let i = e % DK;
+      qs[e] = load_q(t, qc + i)${l2.qScale};
+      ks[e] = load_k(t, kc + i);${key ? '\n      gk[e] = load_g(t, gc + i);' : ''}
+    }`);
+  if (scalar || delta) {
+    lines.push(`    for (var t = lid; t < n; t += WG) {`);
+    push(scalar, `      gt[t] = load_g(c0 + t, gh);`);
+    push(delta, `      bt[t] = load_beta(c0 + t, gh);`);
+    lines.push(`    }`);
+  }
+  lines.push(`    workgroupBarrier();`);
+  push(scalar || key, `    // Prefix sums of the log decays: G_t, all <= 0.`);
+  push(
+    scalar,
+    `    if (lid == 0u) {
+      for (var t = 1u; t < n; t++) { gt[t] += gt[t - 1u]; }
+    }`,
+  );
+  push(
+    key,
+    `    for (var i = lid; i < DK; i += WG) {
+      for (var t = 1u; t < n; t++) { gk[t * DK + i] += gk[(t - 1u) * DK + i]; }
+      gend[i] = gk[(n - 1u) * DK + i];
+    }`,
+  );
+  if (l2.any) {
+    lines.push(`    // Fused l2 norms, a token's rows per invocation.
     for (var t = lid; t < n; t += WG) {
-      var qq = 0.0;
-      var kq = 0.0;
-      for (var i = 0u; i < DK; i++) {
-        qq += qs[t * DK + i] * qs[t * DK + i];
-        kq += ks[t * DK + i] * ks[t * DK + i];
-      }
-      inv[t] = inverseSqrt(qq + 1e-6) * SCALE;
-      inv[C + t] = inverseSqrt(kq + 1e-6);
-      let base = (c0 + t) * 2u * VH;
-      bt[t] = sigmoid(ba[base + h]);
-      let x = ba[base + VH + h] + bias;
-      gc[t] = decayRate * softplus(x);
-    }
-    workgroupBarrier();
-    for (var e = lid; e < n * DK; e += WG) {
-      qs[e] *= inv[e / DK];
-      ks[e] *= inv[C + e / DK];
-    }
-    if (lid == 0u) {
-      for (var t = 1u; t < n; t++) { gc[t] += gc[t - 1u]; }
-    }
-    workgroupBarrier();
+${l2.normalize('t * DK + ', '      ')}
+      for (var i = 0u; i < DK; i++) { ${l2.scaleBy('t * DK + ')} }
+    }`);
+  }
+  push(scalar || key || l2.any, `    workgroupBarrier();`);
+  lines.push(`    // The Gram matrices, each pair weighted by its decay e^(G_t - G_u) <= 1.
     for (var e = lid; e < n * n; e += WG) {
       let t = e / n;
       let u = e % n;
       if (u <= t) {
-        var a1 = 0.0;
-        var a2 = 0.0;
+        var qku = 0.0;${delta ? '\n        var kku = 0.0;' : ''}
         for (var i = 0u; i < DK; i++) {
-          a1 += ks[t * DK + i] * ks[u * DK + i];
-          a2 += qs[t * DK + i] * ks[u * DK + i];
-        }
-        let w = exp(gc[t] - gc[u]);
-        kk[t * C + u] = a1 * w;
-        qk[t * C + u] = a2 * w;
+          let ku = ks[u * DK + i]${key ? ' * exp(gk[t * DK + i] - gk[u * DK + i])' : ''};
+          qku += qs[t * DK + i] * ku;${delta ? '\n          kku += ks[t * DK + i] * ku;' : ''}
+        }${scalar ? '\n        let w = exp(gt[t] - gt[u]);' : ''}
+        qk[t * C + u] = qku${scalar ? ' * w' : ''};${delta ? `\n        kk[t * C + u] = kku${scalar ? ' * w' : ''};` : ''}
       }
+    }`);
+  push(
+    scalar,
+    `    for (var t = lid; t < n; t += WG) {
+      et[t] = exp(gt[t]);
+      tail[t] = exp(gt[n - 1u] - gt[t]);
+    }`,
+  );
+  lines.push(`    workgroupBarrier();`);
+  if (key) {
+    lines.push(`    // The rows as the terms across chunks want them (each element has one owner).
+    for (var e = lid; e < n * DK; e += WG) {
+      let lg = gk[e];
+      qs[e] *= exp(lg);${delta ? '\n      gk[e] = ks[e] * exp(lg);' : ''}
+      ks[e] *= exp(gend[e % DK] - lg);
     }
+    workgroupBarrier();`);
+  }
+  if (a.normalize) {
+    lines.push(`    // z is a column with v = 1: den_t = q_t·(D z_0) + Σ_(u<=t) qk[t, u], then z moves to the chunk's end.
     for (var t = lid; t < n; t += WG) {
-      et[t] = exp(gc[t]);
-      tail[t] = exp(gc[n - 1u] - gc[t]);
+      var qz = 0.0;
+      for (var i = 0u; i < DK; i++) { qz += qs[t * DK + i] * zs[i]; }
+      qz = qz${et};
+      for (var u = 0u; u <= t; u++) { qz += qk[t * C + u]; }
+      den[t] = qz + NORM_EPS;
     }
     workgroupBarrier();
+    for (var i = lid; i < DK; i += WG) {
+      var z = ${decayEnd} * zs[i];
+      for (var u = 0u; u < n; u++) { z += ks[u * DK + i]${tail}; }
+      zs[i] = z;
+    }`);
+  }
+  const ke = key ? 'gk' : 'ks';
+  const vt = `v[(c0 + t) * ${a.vHeads * a.valueDim}u + vc]`;
+  lines.push(`    // Per column: delta_t by forward substitution, o_t, then S at the chunk's end.
     if (live) {
       for (var t = 0u; t < n; t++) {
-        var kS = 0.0;
-        var qS = 0.0;
+        var qS = 0.0;${delta ? '\n        var kS = 0.0;' : ''}
         for (var i = 0u; i < DK; i++) {
-          kS += ks[t * DK + i] * s[i];
-          qS += qs[t * DK + i] * s[i];
+          qS += qs[t * DK + i] * s[i];${delta ? `\n          kS += ${ke}[t * DK + i] * s[i];` : ''}
         }
-        var corr = et[t] * kS;
-        var o = et[t] * qS;
+        var o = qS${et};${delta ? `\n        var corr = kS${et};` : ''}
         for (var u = 0u; u < t; u++) {
-          corr += kk[t * C + u] * d[u];
-          o += qk[t * C + u] * d[u];
+          o += qk[t * C + u] * d[u];${delta ? '\n          corr += kk[t * C + u] * d[u];' : ''}
         }
-        let dt = bt[t] * (v[((c0 + t) * VH + h) * DV + j] - corr);
+        let dt = ${delta ? `bt[t] * (${vt} - corr)` : vt};
         d[t] = dt;
-        out[((c0 + t) * VH + h) * DV + j] = o + qk[t * C + t] * dt;
+        o += qk[t * C + t] * dt;
+        out[((c0 + t) * H + h) * DV + j] = o${a.normalize ? ' / den[t]' : ''};
       }
-      let en = et[n - 1u];
       for (var i = 0u; i < DK; i++) {
-        var acc = en * s[i];
-        for (var u = 0u; u < n; u++) { acc += ks[u * DK + i] * tail[u] * d[u]; }
+        var acc = ${decayEnd} * s[i];
+        for (var u = 0u; u < n; u++) { acc += ks[u * DK + i]${tail} * d[u]; }
         s[i] = acc;
       }
     }
     workgroupBarrier();
-  }
-  if (live) {
-    for (var i = 0u; i < DK; i++) { state[(h * DK + i) * DV + j] = s[i]; }
-  }
-}
-`;
+  }`);
+  lines.push(mainClosing(a));
+  return lines.join('\n');
 }
 
-export const gatedDeltaRuleKernel: KernelGenerator<GatedDeltaRuleAttrs> = (a, { caps, maxT }) => {
-  checkGatedDeltaRuleAttrs(a);
-  const DK = a.keyDim;
-  const DV = a.valueDim;
-  const wg = columnsPerGroup(DV, Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX));
-  const runs = Math.ceil(DV / wg);
-  if (a.valueHeads > caps.maxWorkgroupsPerDimension || runs > caps.maxWorkgroupsPerDimension) {
-    throw new Error(`gated_delta_rule: ${a.valueHeads} heads × ${runs} runs exceed the grid limit`);
+/** Which form a launch takes: the recurrent one, or chunks of C tokens. */
+export type RecurrenceForm = { kind: 'recurrent' } | { kind: 'chunked'; C: number };
+
+/** The form the kernel generator picks: recurrent for decode and dplr, chunked otherwise. */
+export function recurrenceForm(
+  a: LinearRecurrenceAttrs,
+  caps: DeviceCaps,
+  maxT: number,
+): RecurrenceForm {
+  // dplr's update reads bᵀS_(t-1) before each token's decay: a rank-one correction whose chunked
+  // form (WY products of the a/b pairs) is not written; its prefill runs token by token.
+  if (maxT === 1 || a.update === 'dplr') return { kind: 'recurrent' };
+  return { kind: 'chunked', C: chunkTokens(a, caps) };
+}
+
+/** One launch of the recurrence in the given form. */
+export function recurrenceLaunch(
+  a: LinearRecurrenceAttrs,
+  caps: DeviceCaps,
+  form: RecurrenceForm,
+): KernelLaunch {
+  linearRecurrence.check(a);
+  const wg = columnsPerGroup(a, caps);
+  const runs = Math.ceil(a.valueDim / wg);
+  if (a.heads > caps.maxWorkgroupsPerDimension || runs > caps.maxWorkgroupsPerDimension) {
+    throw new Error(`linear_recurrence: ${a.heads} heads × ${runs} runs exceed the grid limit`);
   }
-  const chunk = maxT === 1 ? null : chunkTokens(DK, caps);
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    ...['q', 'k', 'v', 'ba', 'aLog', 'dtBias'].map((name): BindingDecl => ({
-      name,
-      access: 'read',
-    })),
-    { name: 'state', access: 'read_write' },
-    { name: 'out', access: 'read_write' },
-  ];
-  const decls = storageDecls(bindings);
-  const code = `${STEP_WGSL}
-${decls}
-const KH: u32 = ${a.keyHeads}u;
-const VH: u32 = ${a.valueHeads}u;
-const DK: u32 = ${DK}u;
-const DV: u32 = ${DV}u;
-const PER_KEY: u32 = ${a.valueHeads / a.keyHeads}u;
-const WG: u32 = ${wg}u;
-const SCALE: f32 = ${wgslFloat(a.scale)};
-${chunk === null ? recurrentBody(DK) : chunkedBody(DK, chunk)}`;
-  const form = chunk === null ? 'recurrent' : `chunk${chunk}`;
+  const floats = form.kind === 'chunked' ? chunkFloats(a, form.C) : recurrentFloats(a);
+  if (4 * floats > caps.maxWorkgroupStorageBytes) {
+    throw new Error(
+      `linear_recurrence: ${4 * floats} bytes of workgroup memory exceed the device's`,
+    );
+  }
+  const { decls, bindings } = header(a, wg);
+  const body = form.kind === 'chunked' ? chunkedBody(a, form.C) : recurrentBody(a);
+  const tag = form.kind === 'chunked' ? `chunk${form.C}` : 'recurrent';
+  const p = a.prologue;
+  const fused = p ? [...Object.keys(p.l2).map((n) => `l2${n}`), ...Object.keys(p.exprs)] : [];
+  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
+  const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
   return {
-    launches: [
-      {
-        kernel: {
-          name: `gated_delta_rule_${form}_kh${a.keyHeads}_vh${a.valueHeads}_dk${DK}_dv${DV}_wg${wg}`,
-          code: withHelpers(code),
-          bindings,
-          workgroupSize: [wg, 1, 1],
-        },
-        grid: [a.valueHeads, runs, 1],
-      },
-    ],
-    scratch: {},
+    kernel: {
+      name: `linear_recurrence_${tag}_${variant}_h${heads}_dk${a.keyDim}_dv${a.valueDim}_wg${wg}`,
+      code: withHelpers(`${decls}\n${body}`),
+      bindings,
+      workgroupSize: [wg, 1, 1],
+    },
+    grid: [a.heads, runs, 1],
   };
-};
+}
+
+export const linearRecurrenceKernel: KernelGenerator<LinearRecurrenceAttrs> = (
+  a,
+  { caps, maxT },
+) => ({ launches: [recurrenceLaunch(a, caps, recurrenceForm(a, caps, maxT))], scratch: {} });

@@ -20,7 +20,8 @@ import type {
 import { SIGMOID_NORM_EPS, validateMoeMatmul, validateRoute } from '../../src/ops/moe.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
-import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup, wgslF32 } from './elementwise.ts';
+import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup } from './elementwise.ts';
+import { wgslF32 } from './wgsl-builder.ts';
 import { actExpr, withHelpers } from './wgsl-math.ts';
 
 type Elem = 'f32' | 'u32' | 'vec4<f32>' | 'atomic<u32>';

@@ -15,7 +15,8 @@ import {
 } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
-import { nameNum, nextPow2, wgslF32 } from './elementwise.ts';
+import { nameNum, nextPow2 } from './elementwise.ts';
+import { wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 
 /** Elements per thread kept in registers; more would spill, and re-reading a row from cache is cheap. */
@@ -63,17 +64,12 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   const wg = groupWorkgroup(a.group, caps, maxT);
   const per = Math.ceil(a.group / wg);
   const cached = per <= MAX_CACHED;
-  // The l2 kind's kernel is being written on the kernel branch; until then the CPU reference
-  // alone computes it, and compiling one for the GPU is an error rather than an RMSNorm.
-  if (a.norm.kind === 'l2') throw new Error('norm: the l2 kind has no WGSL kernel yet');
   const layer = a.norm.kind === 'layer';
+  const l2 = a.norm.kind === 'l2';
   const bias = normHasBias(a);
 
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    { name: 'x', access: 'read' },
-    { name: 'w', access: 'read' },
-  ];
+  const bindings: BindingDecl[] = [STEP_BINDING, { name: 'x', access: 'read' }];
+  if (!l2) bindings.push({ name: 'w', access: 'read' });
   if (bias) bindings.push({ name: 'b', access: 'read' });
   if (a.residual) bindings.push({ name: 'residual', access: 'read' });
   bindings.push({ name: 'out', access: 'read_write' });
@@ -91,9 +87,11 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   ]
     .filter((l) => l)
     .join('\n');
-  // perChannel: w and b span the row, so group g's element i reads column g·GROUP + i.
+  // l2: x · rsqrt(Σx² + eps), no mean over the group and no weight. perChannel: w and b span
+  // the row, so group g's element i reads column g·GROUP + i.
   const p = a.perChannel ? 'wid.x * GROUP + i' : 'i';
-  const scale = a.norm.unitOffset ? `(1.0 + w[${p}])` : `w[${p}]`;
+  const scale = a.norm.kind === 'l2' ? '' : a.norm.unitOffset ? ` * (1.0 + w[${p}])` : ` * w[${p}]`;
+  const meanSquare = l2 ? 'wg_sum(ss, lid)' : 'wg_sum(ss, lid) / f32(GROUP)';
   const code = `${STEP_WGSL}
 ${decls}
 const WIDTH: u32 = ${a.width}u;
@@ -115,16 +113,16 @@ ${firstPass}
       ss = ss + d * d;
     }
   }
-  let inv = inverseSqrt(wg_sum(ss, lid) / f32(GROUP) + EPS);
+  let inv = inverseSqrt(${meanSquare} + EPS);
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
-      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv * ${scale}${bias ? ` + b[${p}]` : ''});
+      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv${scale}${bias ? ` + b[${p}]` : ''});
     }
   }
 }
 `;
-  const variant = `${a.norm.kind}${a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.perChannel ? '_pc' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
+  const variant = `${a.norm.kind}${a.norm.kind !== 'l2' && a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.perChannel ? '_pc' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,

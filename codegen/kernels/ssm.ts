@@ -32,7 +32,8 @@ import {
 } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
-import { FLAT_MAIN_WGSL, nextPow2, wgslF32 } from './elementwise.ts';
+import { FLAT_MAIN_WGSL, nextPow2 } from './elementwise.ts';
+import { wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 
 /** Scratch buffers of the chunked selective scan: per-chunk states, then incoming states; Σδ per chunk. */

@@ -7,7 +7,16 @@
 import type { Activation } from '../../src/spec/model.ts';
 
 export type HelperName =
-  'log1p' | 'softplus' | 'sigmoid' | 'silu' | 'erf_f32' | 'tanh_safe' | 'tanh_acc';
+  | 'log1p'
+  | 'softplus'
+  | 'logsigmoid'
+  | 'logaddexp'
+  | 'sigmoid'
+  | 'silu'
+  | 'elu1'
+  | 'erf_f32'
+  | 'tanh_safe'
+  | 'tanh_acc';
 
 interface Helper {
   /** Helpers this one calls (pasted with it). */
@@ -50,6 +59,25 @@ const HELPERS: Record<HelperName, Helper> = {
 }`,
   },
   /**
+   * log(sigmoid(x)) = −softplus(−x): exact for large |x| where log(sigmoid(x)) would round
+   * sigmoid to 0 or 1 first (GLA's gate, logsigmoid(x)/16). CPU mirror: logsigmoid.
+   */
+  logsigmoid: {
+    uses: ['softplus'],
+    code: /* wgsl */ `fn logsigmoid(x: f32) -> f32 { return -softplus(-x); }`,
+  },
+  /**
+   * log(eᵃ + eᵇ) = max(a, b) + log1p(e^−|a−b|): nothing positive is exponentiated. Both a and b
+   * −∞ (which the CPU mirror maps to −∞) is outside WGSL's finite arithmetic and not handled.
+   * CPU mirror: logaddexp.
+   */
+  logaddexp: {
+    uses: ['log1p'],
+    code: /* wgsl */ `fn logaddexp(a: f32, b: f32) -> f32 {
+  return max(a, b) + log1p(exp(-abs(a - b)));
+}`,
+  },
+  /**
    * Logistic sigmoid that never exponentiates a positive argument: with e = e^−|x|, 1 / (1 + e)
    * for x ≥ 0 and e / (1 + e) below. One exp, no branch. CPU mirror: sigmoid.
    */
@@ -64,6 +92,14 @@ const HELPERS: Record<HelperName, Helper> = {
   silu: {
     uses: ['sigmoid'],
     code: /* wgsl */ `fn silu(x: f32) -> f32 { return x * sigmoid(x); }`,
+  },
+  /**
+   * elu(x) + 1, linear attention's positive feature map: x + 1 above 0, eˣ below. The exp
+   * argument is clamped to ≤ 0 so the branch select() discards cannot overflow. CPU mirror: elu1.
+   */
+  elu1: {
+    uses: [],
+    code: /* wgsl */ `fn elu1(x: f32) -> f32 { return select(exp(min(x, 0.0)), x + 1.0, x > 0.0); }`,
   },
   /**
    * erf for exact GELU. WGSL has none; Numerical Recipes' erfc Chebyshev fit, |rel err| < 1.2e-7,

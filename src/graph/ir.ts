@@ -27,6 +27,12 @@ export type ParamSource =
    */
   | { kind: 'scaled'; of: ParamSource; factor: number }
   /**
+   * Numbers the spec determines and no checkpoint stores: RetNet's fixed per-head log decays,
+   * the block-of-ones matrix that sums each head of linear attention's q. Computed at compile
+   * time like the RoPE tables, never looked up among the weights.
+   */
+  | { kind: 'constant'; values: readonly number[] }
+  /**
    * Within each of `heads` consecutive blocks of `headRows` rows, the row ranges [start,
    * start+count) in the order given: MLA takes k_nope and v apart from kv_b_proj's per-head rows
    * and moves q's rotary part to the front of each head.

@@ -23,9 +23,18 @@ export interface EmbedAttrs {
 // inputs: ids [T] u32, table [rows, dim]; outputs: out [T, dim]
 // (when rowStart > 0 or rows < vocab: out is read_write and rows outside the range are left as they are)
 
+/**
+ * The l2 normalisation of linear-attention keys and queries: x · rsqrt(Σx² + eps) over each group,
+ * with no mean, no division by the group size and no weight (FLA's and transformers' l2norm).
+ */
+export interface L2Norm {
+  kind: 'l2';
+  eps: number;
+}
+
 export interface NormAttrs {
   op: 'norm';
-  norm: NormSpec;
+  norm: NormSpec | L2Norm;
   /** Elements per row. */
   width: number;
   /** Normalise each contiguous group of this many elements (width for a plain norm, headDim for qk-norm). */
@@ -38,7 +47,7 @@ export interface NormAttrs {
    */
   perChannel?: boolean;
 }
-// inputs: x [T, width], w [group or width] (none for l2), b [group or width] (layer norm with
+// inputs: x [T, width], w [group or width] (not for l2), b [group or width] (layer norm with
 //         bias), residual? [T, width]; outputs: out [T, width]
 
 /** RoPE tables: cos/sin [maxContext, rotaryDim/2], row p for absolute position p. */
@@ -250,7 +259,7 @@ export interface MulAttrs {
 // inputs: a [T, width], b [T, width]; outputs: out = a * b
 
 /*
- * Recurrent state (conv1d, selective_scan, ssd, gated_delta_rule): state reset rule. When step.pos === 0 the
+ * Recurrent state (conv1d, selective_scan, ssd, linear_recurrence): state reset rule. When step.pos === 0 the
  * incoming state is treated as all zeros (a new sequence), in the references and the kernels
  * alike, so the runtime never has to clear state buffers; the state written at the end of
  * the step is always valid.
@@ -325,30 +334,6 @@ export interface GatedNormAttrs {
 // inputs: x [T, width], z [T, width], w [width]; outputs: out [T, width]
 
 /**
- * Gated delta rule (Qwen3-Next's gated DeltaNet core; semantics and the unified linear recurrence
- * it is an instance of in src/ops/linear-recurrence.ts). Per value head h, with key head
- * kh = floor(h / (valueHeads / keyHeads)) (key heads repeated to value heads):
- *   q̂ = l2norm(q[t,kh]) · scale, k̂ = l2norm(k[t,kh])    (l2norm: x · rsqrt(Σx² + 1e-6))
- *   β = sigmoid(ba[t,h]), g = −exp(aLog[h]) · softplus(ba[t,valueHeads+h] + dtBias[h])
- *   S_h ← exp(g)·S_h;  S_h ← S_h + β·k̂ (v[t,h] − S_hᵀk̂)ᵀ;  out[t,h] = S_hᵀ q̂
- * S_h is [keyDim, valueDim], kept in `state` [valueHeads, keyDim, valueDim]; zero at pos 0.
- */
-export interface GatedDeltaRuleAttrs {
-  op: 'gated_delta_rule';
-  keyHeads: number;
-  valueHeads: number;
-  keyDim: number;
-  valueDim: number;
-  /** Multiplier on the normalised q (HF: keyDim^-0.5). */
-  scale: number;
-}
-// inputs: q [T, keyHeads*keyDim], k [T, keyHeads*keyDim], v [T, valueHeads*valueDim],
-//         ba [T, 2*valueHeads] (b: the β logits, then a: the decay input; one binding for both
-//         keeps the kernel within 8 storage buffers), aLog [valueHeads], dtBias [valueHeads],
-//         state [valueHeads, keyDim, valueDim]
-// outputs: out [T, valueHeads*valueDim], state (in place)
-
-/**
  * The linear recurrence every linear-attention family runs (the survey's unified form; semantics,
  * CPU reference and cost in src/ops/linear-recurrence.ts). Per state head h (of `heads`), with
  * S_h [keyDim, valueDim] (plus a normaliser column z when `normalize`) and the head of each input
@@ -383,6 +368,33 @@ export interface LinearRecurrenceAttrs {
   /** Keep a running key sum z as an extra state column and divide out by q·z + normEps. */
   normalize: boolean;
   normEps: number;
+  /** Work folded in from the ops that computed q, k, g and beta (the fusion pass); absent: none. */
+  prologue?: RecurrencePrologue;
+}
+
+/** Inputs of a linear recurrence that a fused prologue may compute. */
+export type PrologueInput = 'q' | 'k' | 'g' | 'beta';
+
+/** A pointwise op's expression, evaluated by the op it was folded into (PointwiseAttrs less width). */
+export interface FusedPointwise {
+  inputs: Record<string, PointwiseInput>;
+  expr: PointwiseExpr;
+}
+
+/**
+ * What the recurrence-prologue fusion folds into a linear recurrence, done as its kernel loads
+ * the inputs, so decode pays one dispatch for the recurrence and the gates, feature maps and
+ * l2 norms before it.
+ */
+export interface RecurrencePrologue {
+  /**
+   * Inputs computed instead of read: column c of q, k, g or beta at token t is the expression at
+   * (t, c) over the recurrence inputs its `inputs` name (they replace it among the recurrence's
+   * inputs; expressions may share one, as gated DeltaNet's β and g share b|a).
+   */
+  exprs: Partial<Record<PrologueInput, FusedPointwise>>;
+  /** Then each key head's row of q or k is l2-normalised with this eps (the l2 norm op's). */
+  l2: Partial<Record<'q' | 'k', number>>;
 }
 // inputs: q [T, qHeads*keyDim], k [T, kHeads*keyDim], v [T, vHeads*valueDim],
 //         g (decay ≠ none): [gateHeads] | [T, gateHeads] | [T, gateHeads*keyDim],
@@ -412,16 +424,19 @@ export type PointwiseFn =
 export type PointwiseBin = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'logaddexp';
 
 /**
- * How output column c of a pointwise op reads an input: column floor(c / (inner·repeat))·inner +
+ * How output column c of a pointwise op reads an input: column offset + floor(c / (inner·repeat))·inner +
  * c mod inner of a [T, cols] activation (perToken) or a [cols] parameter. inner = cols, repeat = 1
  * reads column c; inner = 1, repeat = d reads c / d (a per-head value over its d columns); inner = d,
- * repeat = r repeats each head of d columns r times (kv heads shared by query heads).
+ * repeat = r repeats each head of d columns r times (kv heads shared by query heads). offset reads
+ * a column range of a wider tensor (gated DeltaNet's b and a, two halves of one projection).
  */
 export interface PointwiseInput {
   perToken: boolean;
   cols: number;
   inner: number;
   repeat: number;
+  /** First column read; absent means 0. */
+  offset?: number;
 }
 
 /**
@@ -576,7 +591,6 @@ export type OpAttrs =
   | SelectiveScanAttrs
   | SsdAttrs
   | GatedNormAttrs
-  | GatedDeltaRuleAttrs
   | LinearRecurrenceAttrs
   | PointwiseAttrs
   | TokenShiftAttrs
@@ -595,7 +609,6 @@ export function inPlaceOutputs(a: OpAttrs): Record<string, string> {
     a.op === 'conv1d' ||
     a.op === 'selective_scan' ||
     a.op === 'ssd' ||
-    a.op === 'gated_delta_rule' ||
     a.op === 'linear_recurrence' ||
     a.op === 'token_shift'
   )

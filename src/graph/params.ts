@@ -1,7 +1,8 @@
 /**
  * Materialise parameter tensors from their ParamSource: the model's canonical
  * weights plus the derivations passes introduce (concatenation for fused
- * projections, the RoPE row interleave, RoPE tables, row splits, constant multipliers).
+ * projections, the RoPE row interleave, RoPE tables, row splits, constant multipliers) and the
+ * constants a lowering computes from the spec.
  */
 import type { ParamSource } from './ir.ts';
 import { interleavePermutation, ropeTables } from '../ops/rope.ts';
@@ -35,6 +36,8 @@ export async function materialize(
       );
     case 'rope_table':
       return ropeTables(src.rope, src.capacity)[src.which];
+    case 'constant':
+      return Float32Array.from(src.values);
     case 'scaled': {
       const out = Float32Array.from(await materialize(src.of, weights));
       for (let i = 0; i < out.length; i++) out[i] *= src.factor;

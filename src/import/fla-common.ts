@@ -56,8 +56,9 @@ const FLA_HARMLESS = [
  */
 export function readFlaShell(
   cfg: ConfigReader,
-  defaults: { dim: number; layers: number; eps?: number; vocab?: number },
-  readFfn: (cfg: ConfigReader, dim: number) => MlpSpec = readGatedMlp,
+  defaults: { dim: number; layers: number; eps?: number; vocab?: number; hiddenRatio?: number },
+  readFfn: (cfg: ConfigReader, dim: number) => MlpSpec = (c, d) =>
+    readGatedMlp(c, d, defaults.hiddenRatio ?? 4),
 ): FlaShell {
   cfg.ignore(...FLA_HARMLESS);
   // Training-time options that would change the forward pass if set.
@@ -85,10 +86,14 @@ export function readFlaShell(
   };
 }
 
-/** fla's GatedMLP: SwiGLU of hidden_ratio · dim · 2/3 rounded up to a multiple of 256 unless given. */
-function readGatedMlp(cfg: ConfigReader, dim: number): MlpSpec {
+/**
+ * fla's GatedMLP: SwiGLU of hidden_ratio · dim · 2/3 rounded up to a multiple of 256 unless
+ * given; `defaultRatio` is the config class's hidden_ratio (4, RetNet's 2).
+ */
+function readGatedMlp(cfg: ConfigReader, dim: number, defaultRatio: number): MlpSpec {
   const act = readActivation(cfg, 'hidden_act', 'swish');
-  const ratio = cfg.num('hidden_ratio', 4);
+  // Absent: the config class's default; null reaches GatedMLP, which takes 4.
+  const ratio = cfg.raw('hidden_ratio') === undefined ? defaultRatio : cfg.num('hidden_ratio', 4);
   const hidden = cfg.has('intermediate_size')
     ? cfg.positiveInt('intermediate_size')
     : 256 * Math.ceil(Math.trunc((dim * ratio * 2) / 3) / 256);
@@ -202,4 +207,40 @@ export function flaWeights(
     }
   }
   return { weightMap, storedShapes };
+}
+
+/**
+ * The head layout of fla's linear-attention layers: `num_heads` query heads, `num_kv_heads`
+ * key/value heads (null: num_heads), and total widths int(hidden · expand_k) and
+ * int(hidden · expand_v) split evenly over the query heads, as the layers assert.
+ */
+export function readFlaHeads(
+  cfg: ConfigReader,
+  shell: FlaShell,
+  defaults: { heads: number; expandK: number; expandV: number },
+): { heads: number; kvHeads: number; keyHeadDim: number; valueHeadDim: number } {
+  const heads = cfg.positiveInt('num_heads', defaults.heads);
+  const kvHeads = cfg.has('num_kv_heads') ? cfg.positiveInt('num_kv_heads') : heads;
+  cfg.ignore('num_kv_heads');
+  if (heads % kvHeads !== 0) {
+    cfg.fail('num_kv_heads', `${kvHeads} does not divide num_heads ${heads}`);
+  }
+  const width = (key: string, fallback: number) => {
+    const expand = cfg.num(key, fallback);
+    // Python's int() of hidden_size * expand: truncation toward zero.
+    const total = Math.trunc(shell.dim * expand);
+    if (!(total > 0) || total % heads !== 0) {
+      cfg.fail(
+        key,
+        `${expand} gives a width of ${total}, not a positive multiple of num_heads ${heads}`,
+      );
+    }
+    return total / heads;
+  };
+  return {
+    heads,
+    kvHeads,
+    keyHeadDim: width('expand_k', defaults.expandK),
+    valueHeadDim: width('expand_v', defaults.expandV),
+  };
 }

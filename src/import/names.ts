@@ -20,7 +20,8 @@ import type {
   ShortConvSpec,
 } from '../spec/model.ts';
 
-import { mixerDef, type DefinedMixerSpec } from '../mixers/index.ts';
+import { mixerDef } from '../mixers/lookup.ts';
+import type { DefinedMixerSpec } from '../mixers/index.ts';
 import { layerParams } from '../mixers/define.ts';
 
 export interface TensorSpec {

@@ -5,7 +5,7 @@
  */
 import type { ModelIR } from '../spec/model.ts';
 import { expectedTensors, layerPrefix } from './names.ts';
-import { mixerDef } from '../mixers/index.ts';
+import { mixerDef } from '../mixers/lookup.ts';
 import type { WeightProvider } from '../graph/params.ts';
 
 function hashName(name: string, seed: number): number {

@@ -5,6 +5,8 @@
  * names to strata's canonical ones, which the model's lowering declares.
  */
 import type { FamilyImporter } from './hf-ssm.ts';
+import { importLinearAttn } from './fla-linear-attn.ts';
+import { importRetNet } from './fla-retnet.ts';
 import { importFlaRwkv7 } from './fla-rwkv7.ts';
 
 export interface ModelTypeImporter {
@@ -16,5 +18,7 @@ export interface ModelTypeImporter {
 }
 
 export const IMPORTERS: readonly ModelTypeImporter[] = [
+  { modelType: 'retnet', origin: 'fla', import: importRetNet },
+  { modelType: 'linear_attn', origin: 'fla', import: importLinearAttn },
   { modelType: 'rwkv7', origin: 'fla', import: importFlaRwkv7 },
 ];

@@ -5,22 +5,21 @@
  * their parts spread over src/spec, src/graph/blocks and src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
+import { mixerDef, registerMixers, type AnyMixerDef } from './lookup.ts';
+import { linearAttn } from './linear-attn.ts';
+import { retnet } from './retnet.ts';
 import { rwkv7 } from './rwkv7.ts';
 
-export const MIXER_DEFS = [rwkv7] as const;
+export const MIXER_DEFS = [retnet, linearAttn, rwkv7] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 
 /** The ModelIR form of every mixer defined here. */
 export type DefinedMixerSpec = SpecOf<(typeof MIXER_DEFS)[number]>;
 
-/** A definition seen through its kind name only (what the registries iterate over). */
-export type AnyMixerDef = MixerDef<{ kind: string }>;
-
 /** Every defined mixer, for the tables that list them all (kinds, schema). */
 export const MIXER_LIST: readonly AnyMixerDef[] = MIXER_DEFS as readonly unknown[] as AnyMixerDef[];
 
-/** The definition of a mixer kind, or null for the older kinds. */
-export function mixerDef(kind: string): AnyMixerDef | null {
-  return MIXER_LIST.find((d) => d.kind.name === kind) ?? null;
-}
+registerMixers(MIXER_LIST);
+
+export { mixerDef, type AnyMixerDef };

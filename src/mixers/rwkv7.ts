@@ -172,7 +172,7 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
   const kk = b.op(
     {
       op: 'norm',
-      norm: { kind: 'l2', eps: s.kkEps, unitOffset: false, bias: false },
+      norm: { kind: 'l2', eps: s.kkEps },
       width: K,
       group: s.headDim,
       residual: false,

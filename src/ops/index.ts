@@ -10,7 +10,7 @@ import { act, add, concat, glu, mul, softcap } from './elementwise.ts';
 import { conv1d } from './conv1d.ts';
 import { selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
-import { gatedDeltaRule, linearRecurrence } from './linear-recurrence.ts';
+import { linearRecurrence } from './linear-recurrence.ts';
 import { pointwise } from './pointwise.ts';
 import { tokenShift } from './token-shift.ts';
 import { groupSum } from './group-sum.ts';
@@ -36,7 +36,6 @@ export const references: Registry = {
   selective_scan: selectiveScan,
   ssd,
   gated_norm: gatedNorm,
-  gated_delta_rule: gatedDeltaRule,
   linear_recurrence: linearRecurrence,
   pointwise,
   token_shift: tokenShift,

@@ -1,123 +1,16 @@
 /**
- * The unified linear recurrence of linear attention and its relatives (the survey's form),
- * per head with state S [dk, dv]:
- *   S_t = (I − β_t k_t k_tᵀ) · (exp(d_t) · S_{t−1}) + β_t k_t v_tᵀ,   o_t = S_tᵀ q_t
- * d_t is the log of a scalar decay (≤ 0; kept in log space so nothing large is exponentiated).
- * Without the delta term (β = null) it is S_t = exp(d_t)·S_{t−1} + k_t v_tᵀ: linear attention
- * (d = 0), RetNet (constant d), Mamba-2's scalar decay; with it, DeltaNet (d = 0) and the gated
- * delta rule (Qwen3-Next). The gated_delta_rule op derives q, k, d and β from its inputs as
- * transformers' Qwen3NextGatedDeltaNet does and runs this recurrence; other members would reuse
- * `linearRecurrenceStep` with their own derivations.
+ * The unified linear recurrence of linear attention and its relatives (the survey's form; the
+ * semantics are LinearRecurrenceAttrs' in src/graph/ops.ts): per state head, S ← D_t S plus an
+ * 'add', 'delta' or 'dplr' update, o_t = S_tᵀ (scale · q_t), optionally normalised. Linear
+ * attention, RetNet, GLA, HGRN2, Mamba-2's scalar decay, DeltaNet, the gated delta rule
+ * (Qwen3-Next, src/graph/blocks/deltanet.ts) and RWKV-7 are instances. The reference runs it token
+ * by token in f64; the kernels (codegen/kernels/linear-recurrence.ts) are tested against it.
  */
-import type { Cost, GatedDeltaRuleAttrs, LinearRecurrenceAttrs, StepShape } from '../graph/ops.ts';
+import type { LinearRecurrenceAttrs, PrologueInput } from '../graph/ops.ts';
 import type { Dim } from '../graph/ir.ts';
-import { sigmoid, softplus } from './math.ts';
-import { f32, rule, type OpDefinition, type OpReference, type TensorRule } from './types.ts';
-
-/**
- * One token of the recurrence on one head: updates S (row-major [dk, dv], f64) in place and
- * writes o (dv). The delta form computes S ← e^d·S, then S ← S + k (β (v − Sᵀk))ᵀ, the same as
- * (I − βkkᵀ)·e^d·S + βkvᵀ, in the order transformers' torch_recurrent_gated_delta_rule uses.
- */
-export function linearRecurrenceStep(
-  S: Float64Array,
-  dk: number,
-  dv: number,
-  q: ArrayLike<number>,
-  k: ArrayLike<number>,
-  v: ArrayLike<number>,
-  logDecay: number,
-  beta: number | null,
-  o: Float64Array,
-): void {
-  const decay = Math.exp(logDecay);
-  for (let j = 0; j < dv; j++) {
-    let kv = 0;
-    for (let i = 0; i < dk; i++) {
-      S[i * dv + j] *= decay;
-      kv += S[i * dv + j] * k[i];
-    }
-    const delta = beta === null ? v[j] : beta * (v[j] - kv);
-    let out = 0;
-    for (let i = 0; i < dk; i++) {
-      S[i * dv + j] += k[i] * delta;
-      out += S[i * dv + j] * q[i];
-    }
-    o[j] = out;
-  }
-}
-
-/** x · rsqrt(Σx² + eps) over `n` elements from `off` (FLA's and transformers' l2norm, eps 1e-6). */
-function l2normalize(x: Float32Array, off: number, n: number, scale: number): Float64Array {
-  let ss = 0;
-  for (let i = 0; i < n; i++) ss += x[off + i] * x[off + i];
-  const inv = scale / Math.sqrt(ss + 1e-6);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = x[off + i] * inv;
-  return out;
-}
-
-export function checkGatedDeltaRuleAttrs(a: GatedDeltaRuleAttrs): void {
-  for (const k of ['keyHeads', 'valueHeads', 'keyDim', 'valueDim'] as const) {
-    if (!Number.isInteger(a[k]) || a[k] < 1) {
-      throw new Error(`gated_delta_rule: ${k} must be a positive integer, got ${a[k]}`);
-    }
-  }
-  if (a.valueHeads % a.keyHeads !== 0) {
-    throw new Error(
-      `gated_delta_rule: valueHeads (${a.valueHeads}) must be a multiple of keyHeads (${a.keyHeads})`,
-    );
-  }
-}
-
-export const gatedDeltaRule: OpReference<GatedDeltaRuleAttrs> = {
-  reference(a, inputs, step) {
-    checkGatedDeltaRuleAttrs(a);
-    const { T } = step;
-    const [q, k, v, ba, aLog, dtBias, state] = ['q', 'k', 'v', 'ba', 'aLog', 'dtBias', 'state'].map(
-      (n) => f32(inputs, n),
-    );
-    const KH = a.keyHeads;
-    const VH = a.valueHeads;
-    const dk = a.keyDim;
-    const dv = a.valueDim;
-    const perKey = VH / KH;
-    if (state.length < VH * dk * dv) {
-      throw new Error(`gated_delta_rule: state needs ${VH * dk * dv} elements`);
-    }
-    const out = new Float32Array(T * VH * dv);
-    const o = new Float64Array(dv);
-    for (let h = 0; h < VH; h++) {
-      const kh = Math.floor(h / perKey);
-      // State reset rule (src/graph/ops.ts): a new sequence starts from zeros.
-      const S = new Float64Array(dk * dv);
-      if (step.pos > 0) for (let e = 0; e < dk * dv; e++) S[e] = state[h * dk * dv + e];
-      for (let t = 0; t < T; t++) {
-        const qn = l2normalize(q, (t * KH + kh) * dk, dk, a.scale);
-        const kn = l2normalize(k, (t * KH + kh) * dk, dk, 1);
-        const beta = sigmoid(ba[t * 2 * VH + h]);
-        const logDecay = -Math.exp(aLog[h]) * softplus(ba[t * 2 * VH + VH + h] + dtBias[h]);
-        const vt = v.subarray((t * VH + h) * dv, (t * VH + h + 1) * dv);
-        linearRecurrenceStep(S, dk, dv, qn, kn, vt, logDecay, beta, o);
-        for (let j = 0; j < dv; j++) out[(t * VH + h) * dv + j] = o[j];
-      }
-      for (let e = 0; e < dk * dv; e++) state[h * dk * dv + e] = S[e];
-    }
-    return { out, state };
-  },
-  cost(a: GatedDeltaRuleAttrs, step: StepShape): Cost {
-    const { T } = step;
-    const stateElems = a.valueHeads * a.keyDim * a.valueDim;
-    const key = a.keyHeads * a.keyDim;
-    const value = a.valueHeads * a.valueDim;
-    return {
-      // Per token and state element: decay, kᵀS, the rank-1 update and Sᵀq (about 7 FLOPs).
-      flops: T * (7 * stateElems + 6 * key),
-      bytesRead: 4 * (T * (2 * key + value + 2 * a.valueHeads) + 2 * a.valueHeads + stateElems),
-      bytesWritten: 4 * (T * value + stateElems),
-    };
-  },
-};
+import { normalizeRow } from './math.ts';
+import { exprFlops, pointwise } from './pointwise.ts';
+import { f32, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
 /** The head of an input with `of` heads that state head h reads (heads repeated in blocks). */
 export function headOf(h: number, heads: number, of: number): number {
@@ -132,6 +25,87 @@ export function stateColumns(a: LinearRecurrenceAttrs): number {
 function decayShape(a: LinearRecurrenceAttrs): Dim[] {
   if (a.decay === 'fixed') return [a.gateHeads];
   return a.decay === 'head' ? ['T', a.gateHeads] : ['T', a.gateHeads * a.keyDim];
+}
+
+/** The recurrence's own inputs (and output names): a fused prologue's inputs take other names. */
+const OWN_NAMES = ['q', 'k', 'v', 'g', 'beta', 'a', 'b', 'state', 'out'];
+
+/** The inputs the recurrence reads before any prologue, in binding order. */
+function ownInputs(a: LinearRecurrenceAttrs): Record<string, TensorRule> {
+  const r: Record<string, TensorRule> = {
+    q: rule(['T', a.qHeads * a.keyDim]),
+    k: rule(['T', a.kHeads * a.keyDim]),
+    v: rule(['T', a.vHeads * a.valueDim]),
+  };
+  if (a.decay !== 'none') r.g = rule(decayShape(a));
+  if (a.update === 'delta') r.beta = rule(['T', a.gateHeads]);
+  if (a.update === 'dplr') {
+    r.a = rule(['T', a.gateHeads * a.keyDim]);
+    r.b = rule(['T', a.gateHeads * a.keyDim]);
+  }
+  r.state = rule([a.heads, a.keyDim, stateColumns(a)], 'read_write');
+  return r;
+}
+
+/** Columns per token of an input a prologue may compute (null: it has no per-token rows). */
+function prologueWidth(a: LinearRecurrenceAttrs, name: PrologueInput): number | null {
+  const rows = ownInputs(a)[name]?.shape;
+  return rows && rows.length === 2 && rows[0] === 'T' ? (rows[1] as number) : null;
+}
+
+/** Checks a prologue against the attributes it sits in; throws naming what is wrong. */
+function checkPrologue(a: LinearRecurrenceAttrs): void {
+  const where = 'linear_recurrence prologue';
+  const p = a.prologue;
+  if (!p) return;
+  const seen = new Map<string, string>();
+  for (const [target, e] of Object.entries(p.exprs)) {
+    const width = prologueWidth(a, target as PrologueInput);
+    if (width === null) throw new Error(`${where}: '${target}' is not a per-token input here`);
+    pointwise.check({ op: 'pointwise', width, inputs: e.inputs, expr: e.expr });
+    for (const [name, i] of Object.entries(e.inputs)) {
+      if (OWN_NAMES.includes(name)) {
+        throw new Error(`${where}: input '${name}' of '${target}' takes a name of the recurrence`);
+      }
+      const shape = `${i.perToken ? 'T, ' : ''}${i.cols}`;
+      if (seen.has(name) && seen.get(name) !== shape) {
+        throw new Error(`${where}: '${name}' is read as [${seen.get(name)}] and [${shape}]`);
+      }
+      seen.set(name, shape);
+    }
+  }
+  for (const [target, eps] of Object.entries(p.l2)) {
+    if (!['q', 'k'].includes(target) || !(Number.isFinite(eps) && eps >= 0)) {
+      throw new Error(`${where}: l2 needs q or k and a finite eps >= 0, got ${target}: ${eps}`);
+    }
+  }
+}
+
+/**
+ * The recurrence's inputs as the core reads them: each prologue expression evaluated (by the
+ * pointwise op's reference) and each l2 norm applied (by the norm op's row function), so a fused
+ * node computes exactly what the unfused ops did.
+ */
+function applyPrologue(a: LinearRecurrenceAttrs, inputs: Arrays, T: number): Arrays {
+  const p = a.prologue;
+  if (!p) return inputs;
+  const eff: Arrays = { ...inputs };
+  const step = { T, pos: 0, L: 1 };
+  for (const [target, e] of Object.entries(p.exprs)) {
+    const width = prologueWidth(a, target as PrologueInput)!;
+    eff[target] = pointwise.reference({ op: 'pointwise', width, ...e }, inputs, step).out;
+  }
+  for (const [target, eps] of Object.entries(p.l2)) {
+    const x = f32(eff, target);
+    const width = prologueWidth(a, target as PrologueInput)!;
+    const out = new Float32Array(T * width);
+    const l2 = { kind: 'l2', eps } as const;
+    for (let t = 0; t < T; t++) {
+      normalizeRow(l2, x, t * width, width, a.keyDim, undefined, undefined, out, t * width);
+    }
+    eff[target] = out;
+  }
+  return eff;
 }
 
 export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
@@ -161,20 +135,20 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
     if (!(Number.isFinite(a.scale) && Number.isFinite(a.normEps) && a.normEps >= 0)) {
       throw new Error(`${where}: scale (${a.scale}) and normEps (${a.normEps}) must be finite`);
     }
+    checkPrologue(a);
   },
   inputs(a) {
-    const r: Record<string, TensorRule> = {
-      q: rule(['T', a.qHeads * a.keyDim]),
-      k: rule(['T', a.kHeads * a.keyDim]),
-      v: rule(['T', a.vHeads * a.valueDim]),
-    };
-    if (a.decay !== 'none') r.g = rule(decayShape(a));
-    if (a.update === 'delta') r.beta = rule(['T', a.gateHeads]);
-    if (a.update === 'dplr') {
-      r.a = rule(['T', a.gateHeads * a.keyDim]);
-      r.b = rule(['T', a.gateHeads * a.keyDim]);
+    // A computed input's place goes to the inputs its expression reads (each once).
+    const exprs = a.prologue?.exprs ?? {};
+    const r: Record<string, TensorRule> = {};
+    for (const [name, own] of Object.entries(ownInputs(a))) {
+      const e = exprs[name as PrologueInput];
+      if (!e) r[name] = own;
+      else
+        for (const [n, i] of Object.entries(e.inputs)) {
+          r[n] ??= rule(i.perToken ? ['T', i.cols] : [i.cols]);
+        }
     }
-    r.state = rule([a.heads, a.keyDim, stateColumns(a)], 'read_write');
     return r;
   },
   outputs(a) {
@@ -190,11 +164,12 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
     const dk = a.keyDim;
     const dv = a.valueDim;
     const cols = stateColumns(a);
-    const [q, k, v, state] = ['q', 'k', 'v', 'state'].map((n) => f32(inputs, n));
-    const g = a.decay === 'none' ? null : f32(inputs, 'g');
-    const beta = a.update === 'delta' ? f32(inputs, 'beta') : null;
-    const av = a.update === 'dplr' ? f32(inputs, 'a') : null;
-    const bv = a.update === 'dplr' ? f32(inputs, 'b') : null;
+    const eff = applyPrologue(a, inputs, T);
+    const [q, k, v, state] = ['q', 'k', 'v', 'state'].map((n) => f32(eff, n));
+    const g = a.decay === 'none' ? null : f32(eff, 'g');
+    const beta = a.update === 'delta' ? f32(eff, 'beta') : null;
+    const av = a.update === 'dplr' ? f32(eff, 'a') : null;
+    const bv = a.update === 'dplr' ? f32(eff, 'b') : null;
     if (state.length < H * dk * cols) {
       throw new Error(
         `linear_recurrence: state needs ${H * dk * cols} elements, has ${state.length}`,
@@ -276,9 +251,17 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
         s + r.shape.reduce<number>((p, d) => p * (d === 'T' ? T : d === 'L' ? step.L : d), 1),
       0,
     );
+    // A prologue's expressions per element, and an l2 norm's three per element.
+    const p = a.prologue;
+    const prologue = !p
+      ? 0
+      : Object.entries(p.exprs).reduce(
+          (f, [n, e]) => f + prologueWidth(a, n as PrologueInput)! * exprFlops(e.expr),
+          0,
+        ) + Object.keys(p.l2).reduce((f, n) => f + 3 * prologueWidth(a, n as PrologueInput)!, 0);
     return {
       // Per token and state element: decay, update (and kᵀS for delta/dplr), and Sᵀq.
-      flops: T * per * stateElems,
+      flops: T * (per * stateElems + prologue),
       bytesRead: 4 * (read + stateElems),
       bytesWritten: 4 * (T * a.heads * a.valueDim + stateElems),
     };

@@ -6,6 +6,7 @@
  * one: same formula, in f64 here.
  */
 import type { Activation, NormSpec } from '../spec/model.ts';
+import type { L2Norm } from '../graph/ops.ts';
 import { f16BitsToNumber, f32ToF16Bits } from '../../formats/safetensors.ts';
 
 /** x rounded to the nearest f16 (ties to even), as the GPU's f32 → f16 conversion does. */
@@ -98,11 +99,11 @@ export function activate(act: Activation, x: number): number {
 
 /**
  * Normalise `width` elements of x starting at xOff, in groups of `group`, into out at outOff.
- * w and b have `group` elements, or `width` with perChannel (b only for LayerNorm with bias; no
- * w for l2, which is x · rsqrt(Σx² + eps) per group). f64 accumulation.
+ * w and b have `group` elements, or `width` with perChannel (b only for LayerNorm with bias;
+ * w unused by l2). f64 accumulation.
  */
 export function normalizeRow(
-  norm: NormSpec,
+  norm: NormSpec | L2Norm,
   x: Float32Array,
   xOff: number,
   width: number,
@@ -124,10 +125,16 @@ export function normalizeRow(
       const d = x[xOff + g0 + i] - mean;
       ss += d * d;
     }
-    const inv = 1 / Math.sqrt((norm.kind === 'l2' ? ss : ss / group) + norm.eps);
+    if (norm.kind === 'l2') {
+      const inv = 1 / Math.sqrt(ss + norm.eps);
+      for (let i = 0; i < group; i++) out[outOff + g0 + i] = x[xOff + g0 + i] * inv;
+      continue;
+    }
+    if (!w) throw new Error(`${norm.kind} norm needs a weight`);
+    const inv = 1 / Math.sqrt(ss / group + norm.eps);
     const p0 = perChannel ? g0 : 0;
     for (let i = 0; i < group; i++) {
-      const scale = !w ? 1 : norm.unitOffset ? 1 + w[p0 + i] : w[p0 + i];
+      const scale = norm.unitOffset ? 1 + w[p0 + i] : w[p0 + i];
       let y = (x[xOff + g0 + i] - mean) * inv * scale;
       if (norm.kind === 'layer' && norm.bias && b) y += b[p0 + i];
       out[outOff + g0 + i] = y;

@@ -2,11 +2,10 @@
  * RMSNorm and LayerNorm over rows of width `width`, in groups of `group`
  * elements: a plain norm has group = width; qk-norm normalises each head
  * separately (group = headDim) with one [headDim] weight shared by all heads, and GroupNorm
- * (perChannel) one weight per column. 'l2' scales each group to unit length, with no weight
- * (the per-head key normalisation of the delta-rule families and RWKV-7).
- * With `residual`, the normed row is added to a residual row (a sandwich post-norm and its
- * residual add in one pass). Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the
- * whole row.
+ * (perChannel) one weight per column. The 'l2' kind (linear attention's q/k normalisation)
+ * divides by the root of the plain sum of squares and has no weight. With `residual`, the
+ * normed row is added to a residual row (a sandwich post-norm and its residual add in one pass).
+ * Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the whole row.
  */
 import type { Cost, GatedNormAttrs, NormAttrs, StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow } from './math.ts';
@@ -26,11 +25,6 @@ export function normHasBias(a: NormAttrs): boolean {
   return a.norm.kind === 'layer' && a.norm.bias;
 }
 
-/** Every kind but l2 (a plain unit-length normalisation) scales by a weight `w`. */
-export function normHasWeight(a: NormAttrs): boolean {
-  return a.norm.kind !== 'l2';
-}
-
 /** Elements of w and b: one group's, or the whole row's with perChannel. */
 export function normParamWidth(a: NormAttrs): number {
   return a.perChannel ? a.width : a.group;
@@ -41,7 +35,7 @@ export const norm: OpReference<NormAttrs> = {
     checkNormAttrs(a);
     const n = step.T * a.width;
     const x = f32(inputs, 'x');
-    const w = normHasWeight(a) ? f32(inputs, 'w') : undefined;
+    const w = a.norm.kind === 'l2' ? undefined : f32(inputs, 'w');
     const b = normHasBias(a) ? f32(inputs, 'b') : undefined;
     if (x.length < n) throw new Error(`norm: x has ${x.length} elements, the step needs ${n}`);
     const params = normParamWidth(a);
@@ -63,7 +57,7 @@ export const norm: OpReference<NormAttrs> = {
     const n = step.T * a.width;
     // rms: square-accumulate + scale-multiply per element; layer adds the mean and the centring.
     const perElem = (a.norm.kind === 'layer' ? (a.norm.bias ? 7 : 6) : 4) + (a.residual ? 1 : 0);
-    const params = normParamWidth(a) * 4 * ((normHasWeight(a) ? 1 : 0) + (normHasBias(a) ? 1 : 0));
+    const params = a.norm.kind === 'l2' ? 0 : normParamWidth(a) * 4 * (normHasBias(a) ? 2 : 1);
     const read = n * 4 * (a.residual ? 2 : 1);
     return { flops: n * perElem, bytesRead: read + params, bytesWritten: n * 4 };
   },

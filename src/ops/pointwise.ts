@@ -34,7 +34,18 @@ const BINARY: Record<string, (a: number, b: number) => number> = {
 
 /** The column of input `i` that output column c reads. */
 export function pointwiseColumn(i: PointwiseInput, c: number): number {
-  return Math.floor(c / (i.inner * i.repeat)) * i.inner + (c % i.inner);
+  return (i.offset ?? 0) + Math.floor(c / (i.inner * i.repeat)) * i.inner + (c % i.inner);
+}
+
+/**
+ * The largest column of input `i` that a width-`width` output reads: in the last block of
+ * inner·repeat output columns, whose offsets c mod inner reach inner − 1 unless the block is short.
+ */
+function lastColumn(i: PointwiseInput, width: number): number {
+  const block = i.inner * i.repeat;
+  const c = width - 1;
+  const within = c % block;
+  return pointwiseColumn(i, c - within) + Math.min(within, i.inner - 1);
 }
 
 /** Input names an expression reads, in first-use order. */
@@ -50,7 +61,7 @@ export function exprInputs(e: PointwiseExpr, out: string[] = []): string[] {
 }
 
 /** Operations per element, for the cost model (transcendentals count 4, like activations). */
-function exprFlops(e: PointwiseExpr): number {
+export function exprFlops(e: PointwiseExpr): number {
   if ('fn' in e) return (e.fn === 'neg' || e.fn === 'relu' ? 1 : 4) + exprFlops(e.x);
   if ('bin' in e) return (e.bin === 'logaddexp' ? 6 : 1) + exprFlops(e.a) + exprFlops(e.b);
   return 0;
@@ -76,10 +87,11 @@ export const pointwise: OpDefinition<PointwiseAttrs> = {
     }
     for (const [name, i] of Object.entries(a.inputs)) {
       if (!used.includes(name)) throw new Error(`pointwise: input '${name}' is never read`);
+      const offset = i.offset ?? 0;
       const ok = [i.cols, i.inner, i.repeat].every((n) => Number.isInteger(n) && n >= 1);
-      if (!ok || pointwiseColumn(i, a.width - 1) >= i.cols) {
+      if (!ok || !Number.isInteger(offset) || offset < 0 || lastColumn(i, a.width) >= i.cols) {
         throw new Error(
-          `pointwise: input '${name}' (cols ${i.cols}, inner ${i.inner}, repeat ${i.repeat}) does not cover width ${a.width}`,
+          `pointwise: input '${name}' (cols ${i.cols}, inner ${i.inner}, repeat ${i.repeat}, offset ${offset}) does not cover width ${a.width}`,
         );
       }
     }

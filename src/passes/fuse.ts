@@ -12,16 +12,24 @@
  *   residual         x + s · matmul(...) → matmul epilogue (s: the residual multiplier)
  *   norm-residual    x + norm(y) → the norm adds x as it writes (sandwich post-norms)
  *   norm-prologue    norm → every matmul consuming it computes the norm itself
+ *   recurrence-prologue  l2 norms of q/k and pointwise ops computing q, k, g or beta → the
+ *                    linear recurrence evaluates them as it loads (gated DeltaNet's decode: one
+ *                    dispatch for the recurrence, its gates and its norms instead of five)
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import {
   splitOutput,
   type AddAttrs,
+  type LinearRecurrenceAttrs,
   type MatmulAttrs,
   type OpAttrs,
+  type PointwiseExpr,
+  type PrologueInput,
+  type RecurrencePrologue,
   type RopeAttrs,
 } from '../graph/ops.ts';
+import { definitionFor } from '../ops/index.ts';
 import type { DeviceCaps } from '../target.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
 import { Rewriter } from './rewrite.ts';
@@ -354,24 +362,20 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const norm of r.live().filter((n) => n.attrs.op === 'norm')) {
     if (norm.attrs.op !== 'norm' || norm.attrs.group !== norm.attrs.width) continue;
-    // A matmul prologue computes rms and layer norms only.
-    if (norm.attrs.norm.kind === 'l2') continue;
-    // A norm that adds a residual is not the plain norm a matmul prologue computes.
-    if (norm.attrs.residual) continue;
+    // A norm that adds a residual is not the plain norm a matmul prologue computes; nor is l2.
+    const spec = norm.attrs.norm;
+    if (norm.attrs.residual || spec.kind === 'l2') continue;
     const users = r.consumers(norm.outputs.out);
     if (users.length === 0 || norm.outputs.out === g.logits) continue;
-    const normAttrs = norm.attrs;
+    const width = norm.attrs.width;
     const ok = users.every(
       (u) =>
-        isMatmul(u) &&
-        !u.attrs.prologue &&
-        u.inputs.x === norm.outputs.out &&
-        u.attrs.K === normAttrs.width,
+        isMatmul(u) && !u.attrs.prologue && u.inputs.x === norm.outputs.out && u.attrs.K === width,
     );
     if (!ok) continue;
     const fused = users.map((u) => ({
       u,
-      attrs: { ...(u.attrs as MatmulAttrs), prologue: normAttrs.norm },
+      attrs: { ...(u.attrs as MatmulAttrs), prologue: spec },
     }));
     if (!fused.every((f) => fits(f.attrs, caps))) continue;
     for (const { u, attrs } of fused) {
@@ -388,6 +392,99 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+type Recurrence = GraphNode & { attrs: LinearRecurrenceAttrs };
+
+/** Storage bindings of an op with a full definition: its inputs and the outputs not among them. */
+function definedBindings(attrs: OpAttrs): number {
+  const def = definitionFor(attrs);
+  if (!def) throw new Error(`${attrs.op} has no op definition`);
+  const inputs = Object.keys(def.inputs(attrs));
+  return inputs.length + Object.keys(def.outputs(attrs)).filter((n) => !inputs.includes(n)).length;
+}
+
+/**
+ * Folds into recurrence `rec` what computes its input `target`: first an l2 norm (q and k, over
+ * each key head's row), then a pointwise op on what that norm read (or on the input itself).
+ * Each folded node must feed only this input of this recurrence. The pointwise op's inputs join
+ * the recurrence's as `in_<name>`, one binding per tensor however many expressions read it.
+ */
+function foldPrologue(
+  r: Rewriter,
+  rec: Recurrence,
+  target: PrologueInput,
+  caps: DeviceCaps,
+): Recurrence {
+  const only = (t: number, n: GraphNode) =>
+    r.soleConsumer(t) === rec &&
+    Object.entries(rec.inputs).every(([k, id]) => k === target || id !== t) &&
+    n.outputs.out === t;
+  const prologue: RecurrencePrologue = rec.attrs.prologue ?? { exprs: {}, l2: {} };
+  const replace = (p: RecurrencePrologue, inputs: Record<string, number>, removed: GraphNode) => {
+    const attrs: LinearRecurrenceAttrs = { ...rec.attrs, prologue: p };
+    if (definedBindings(attrs) > caps.maxStorageBuffersPerStage) return null;
+    const label = `${rec.label.replace(/ \(.*\)$/, '')} (${[...Object.keys(p.l2).map((n) => `l2 ${n}`), ...Object.keys(p.exprs)].join(', ')} fused)`;
+    const n = r.replace(rec, attrs, inputs, rec.outputs, label) as Recurrence;
+    r.remove(removed);
+    return n;
+  };
+  if (target in rec.inputs && (target === 'q' || target === 'k') && !prologue.l2[target]) {
+    const norm = r.producer(rec.inputs[target]);
+    if (
+      norm?.attrs.op === 'norm' &&
+      norm.attrs.norm.kind === 'l2' &&
+      norm.attrs.group === rec.attrs.keyDim &&
+      !norm.attrs.residual &&
+      only(rec.inputs[target], norm)
+    ) {
+      const p = { ...prologue, l2: { ...prologue.l2, [target]: norm.attrs.norm.eps } };
+      const next = replace(p, { ...rec.inputs, [target]: norm.inputs.x }, norm);
+      if (next) return foldPrologue(r, next, target, caps);
+    }
+  }
+  if (!(target in rec.inputs) || prologue.exprs[target]) return rec;
+  const pw = r.producer(rec.inputs[target]);
+  if (pw?.attrs.op !== 'pointwise' || !only(rec.inputs[target], pw)) return rec;
+  // Name each tensor the expression reads: the name it already has in a fused prologue, or
+  // in_<its name in the pointwise op> (suffixed when another tensor has that).
+  const inputs: Record<string, number> = { ...rec.inputs };
+  delete inputs[target];
+  const rename: Record<string, string> = {};
+  for (const [name, id] of Object.entries(pw.inputs)) {
+    const have = Object.entries(inputs).find(([n, t]) => t === id && n.startsWith('in_'));
+    let fresh = `in_${name}`;
+    for (let i = 2; !have && fresh in inputs; i++) fresh = `in_${name}${i}`;
+    rename[name] = have ? have[0] : fresh;
+    inputs[rename[name]] = id;
+  }
+  const pa = pw.attrs;
+  const renamed = (e: PointwiseExpr): PointwiseExpr =>
+    'in' in e
+      ? { in: rename[e.in] }
+      : 'fn' in e
+        ? { ...e, x: renamed(e.x) }
+        : 'bin' in e
+          ? { ...e, a: renamed(e.a), b: renamed(e.b) }
+          : e;
+  const exprInputs = Object.fromEntries(Object.entries(pa.inputs).map(([n, i]) => [rename[n], i]));
+  const p = {
+    ...prologue,
+    exprs: { ...prologue.exprs, [target]: { inputs: exprInputs, expr: renamed(pa.expr) } },
+  };
+  return replace(p, inputs, pw) ?? rec;
+}
+
+export function fuseRecurrencePrologue(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const node of r.live()) {
+    if (node.attrs.op !== 'linear_recurrence') continue;
+    let rec = node as Recurrence;
+    // beta before g: gated DeltaNet's g then reuses the b|a binding beta brought, which keeps
+    // the fused kernel within 8 storage buffers.
+    for (const target of ['q', 'k', 'beta', 'g'] as const) rec = foldPrologue(r, rec, target, caps);
+  }
+  return r.finish();
+}
+
 export const FUSION_PASSES = [
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
@@ -397,4 +494,5 @@ export const FUSION_PASSES = [
   { name: 'residual', run: fuseResidual },
   { name: 'norm-residual', run: fuseNormResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },
+  { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
 ] as const;

@@ -115,15 +115,6 @@ export function checkShapes(g: Graph): void {
         for (const k of ['b', 'c']) expect(g, n, k, ['T', a.groups * a.dState]);
         expect(g, n, 'state', [a.heads, a.headDim, a.dState]);
         break;
-      case 'gated_delta_rule': {
-        const key = a.keyHeads * a.keyDim;
-        for (const k of ['q', 'k']) expect(g, n, k, ['T', key]);
-        expect(g, n, 'v', ['T', a.valueHeads * a.valueDim]);
-        expect(g, n, 'ba', ['T', 2 * a.valueHeads]);
-        for (const k of ['aLog', 'dtBias']) expect(g, n, k, [a.valueHeads]);
-        expect(g, n, 'state', [a.valueHeads, a.keyDim, a.valueDim]);
-        break;
-      }
       case 'gated_norm':
         expect(g, n, 'x', ['T', a.width]);
         expect(g, n, 'z', ['T', a.width]);

@@ -18,7 +18,7 @@ import type {
   ShortConvSpec,
 } from './model.ts';
 
-import { mixerDef } from '../mixers/index.ts';
+import { mixerDef } from '../mixers/lookup.ts';
 
 export interface Issue {
   /** IR field path from the checked object, e.g. ['rope', 'rotaryDim']. */

@@ -8,11 +8,7 @@ import type { DefinedMixerSpec } from '../mixers/index.ts';
 
 export const MODEL_IR_VERSION = 1;
 
-/**
- * 'l2' (x · rsqrt(Σx² + eps), no weight) is an op-level kind for per-head key normalisation
- * (RWKV-7's kk); the DSL and the schema offer only rms and layer for a model's norms.
- */
-export type NormKind = 'rms' | 'layer' | 'l2';
+export type NormKind = 'rms' | 'layer';
 
 export interface NormSpec {
   kind: NormKind;

@@ -2,7 +2,7 @@
 import { toDslCall } from './kind.ts';
 import { FFNS } from './kinds/index.ts';
 import type { FfnSpec, MixerSpec, ModelIR } from './model.ts';
-import { mixerDef } from '../mixers/index.ts';
+import { mixerDef } from '../mixers/lookup.ts';
 
 function mixerDims(m: MixerSpec): string {
   switch (m.kind) {

@@ -12,7 +12,7 @@ import { checkGolden } from '../helpers/golden.ts';
 
 const ROOT = 'test/fixtures/fla';
 /** Fixtures whose golden test must run and pass; grows as families land. */
-const MUST_PASS: string[] = ['rwkv7'];
+const MUST_PASS: string[] = ['retnet', 'rwkv7'];
 
 const fixtures = readdirSync(ROOT).sort();
 const summary: string[] = [];

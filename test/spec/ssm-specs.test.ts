@@ -9,11 +9,12 @@ import { countParams } from '../../src/spec/params.ts';
 import { importConfigFile } from '../helpers/hf-config.ts';
 
 /**
- * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, p parallel, r rwkv7, - no mixer; + where there
+ * One letter per layer: m mamba1, 2 mamba2, c shortconv, a attention, p parallel, - no mixer; + where there
  * is an FFN.
  */
 function layout(m: ModelIR): string {
-  const letter = {
+  // Kinds without a letter (the linear-attention family) show as '?'.
+  const letter: Readonly<Record<string, string>> = {
     mamba1: 'm',
     mamba2: '2',
     shortconv: 'c',
@@ -21,9 +22,10 @@ function layout(m: ModelIR): string {
     parallel: 'p',
     mla: 'l',
     gated_deltanet: 'd',
-    rwkv7: 'r',
-  } as const;
-  return m.layers.map((l) => (l.mixer ? letter[l.mixer.kind] : '-') + (l.ffn ? '+' : '')).join(' ');
+  };
+  return m.layers
+    .map((l) => (l.mixer ? (letter[l.mixer.kind] ?? '?') : '-') + (l.ffn ? '+' : ''))
+    .join(' ');
 }
 
 const blocks = (m: ModelIR) => m.layers.map((l) => ({ mixer: l.mixer, ffn: l.ffn }));

@@ -112,13 +112,24 @@ TINY = {
         {"fla.layers.rwkv7": "fused_mul_recurrent_rwkv7"},
     ),
     "linear_attn": (
-        # Hedgehog feature map (learnt, softmax over [2x, -2x]: key dim doubles), separate
-        # maps for q and k, normalised by q . cumsum(k).
+        # Parameter-free feature map elu(x) + 1 (fla's "elu"; strata's elu1) on q and k,
+        # normalised by q . cumsum(k) (the cache carries cumsum k).
         "linear_attn",
         dict(num_hidden_layers=2, num_heads=2, expand_k=0.5, expand_v=0.5,
-             feature_map="hedgehog", tie_feature_map_qk=False, norm_q=False, norm_k=False,
+             feature_map="elu", tie_feature_map_qk=False, norm_q=False, norm_k=False,
              norm_feature_map=True, hidden_act="swish", norm_eps=1e-6),
-        dict(feature_map="hedgehog", norm_feature_map=True),
+        dict(feature_map="elu", norm_feature_map=True),
+        {"fla.layers.linear_attn": "fused_recurrent_linear_attn"},
+    ),
+    "linear_attn_relu": (
+        # relu feature map, no normaliser; q and k each divided by their per-head sum + 1e-4
+        # (norm_q, norm_k); 2 query heads sharing 1 key/value head.
+        "linear_attn",
+        dict(num_hidden_layers=2, num_heads=2, num_kv_heads=1, expand_k=0.5, expand_v=0.5,
+             feature_map="relu", tie_feature_map_qk=False, norm_q=True, norm_k=True,
+             norm_feature_map=False, hidden_act="swish", norm_eps=1e-6),
+        dict(feature_map="relu", norm_feature_map=False, norm_q=True, norm_k=True,
+             num_kv_heads=1),
         {"fla.layers.linear_attn": "fused_recurrent_linear_attn"},
     ),
 }

@@ -2,13 +2,15 @@
  * Lowering of a gated DeltaNet sublayer (HF Qwen3NextGatedDeltaNet): pre-norm; in_proj_qkvz and
  * in_proj_ba, whose rows are grouped per key head, as one matmul per part (q, k, v, z, and b|a) over
  * that part's rows of every group; a causal conv + SiLU on each of q, k and v (the conv is
- * depthwise over the concatenation q|k|v, so it splits by channel ranges exactly); the gated
- * delta rule; the per-value-head RMSNorm (one [valueHeadDim] weight) times silu(z); out_proj;
- * residual. State: conv.{i}.q/.k/.v [dConv − 1, channels] and delta.{i} [valueHeads,
+ * depthwise over the concatenation q|k|v, so it splits by channel ranges exactly); l2 norms of
+ * q and k, β and the log decay as pointwise ops, and the gated delta rule as a linear_recurrence
+ * (the fusion pass folds those four into it); the per-value-head RMSNorm (one [valueHeadDim]
+ * weight) times silu(z); out_proj; residual. State: conv.{i}.q/.k/.v [dConv − 1, channels] and delta.{i} [valueHeads,
  * keyHeadDim, valueHeadDim].
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { GatedDeltaNetSpec, ModelIR } from '../../spec/model.ts';
+import type { PointwiseInput } from '../ops.ts';
 import { gatedDeltaNetNames, gatedDeltaNetWidths } from '../../import/names.ts';
 import { causalConv, linear, linearRowBlocks, mixerSublayer, weightRows } from './common.ts';
 
@@ -69,7 +71,8 @@ function gatedDeltaNetBranch(
     ),
   );
   const z = qkvz(2 * m.keyHeadDim + vPerKey, vPerKey, 'z');
-  // b (the β logits) of every value head, then a (the decay input): one matmul, one binding.
+  // b (the β logits) of every value head, then a (the decay input): one matmul, one tensor that
+  // the β and decay ops (and the recurrence they fold into) read at column offsets 0 and VH.
   const ba = linearRowBlocks(
     b,
     h,
@@ -85,26 +88,86 @@ function gatedDeltaNetBranch(
     `${L}.in_ba`,
   );
   const state = b.state(`delta.${i}`, [m.valueHeads, m.keyHeadDim, m.valueHeadDim]);
+  // q and k are l2-normalised per key head (transformers' l2norm, eps 1e-6, no weight).
+  const [qn, kn] = [
+    { x: q!, tag: 'q' },
+    { x: k!, tag: 'k' },
+  ].map(
+    ({ x, tag }) =>
+      b.op(
+        {
+          op: 'norm',
+          norm: { kind: 'l2', eps: 1e-6 },
+          width: w.key,
+          group: m.keyHeadDim,
+          residual: false,
+        },
+        `${L} ${tag} l2 norm`,
+        { x },
+        { out: { name: `${L}.${tag}_l2`, shape: ['T', w.key] } },
+      ).out,
+  );
+  // β = sigmoid(b) and the log decay g = −exp(A_log)·softplus(a + dt_bias), per value head, read
+  // from the two halves of b|a.
+  const VH = m.valueHeads;
+  const half = (offset: number): PointwiseInput => ({
+    perToken: true,
+    cols: 2 * VH,
+    inner: VH,
+    repeat: 1,
+    offset,
+  });
+  const perHead: PointwiseInput = { perToken: false, cols: VH, inner: VH, repeat: 1 };
+  const beta = b.op(
+    {
+      op: 'pointwise',
+      width: VH,
+      inputs: { ba: half(0) },
+      expr: { fn: 'sigmoid', x: { in: 'ba' } },
+    },
+    `${L} beta`,
+    { ba },
+    { out: { name: `${L}.beta`, shape: ['T', VH] } },
+  ).out;
+  const g = b.op(
+    {
+      op: 'pointwise',
+      width: VH,
+      inputs: { ba: half(VH), aLog: perHead, dtBias: perHead },
+      expr: {
+        fn: 'neg',
+        x: {
+          bin: 'mul',
+          a: { fn: 'exp', x: { in: 'aLog' } },
+          b: { fn: 'softplus', x: { bin: 'add', a: { in: 'ba' }, b: { in: 'dtBias' } } },
+        },
+      },
+    },
+    `${L} decay`,
+    { ba, aLog: b.param(n.aLog, [VH]), dtBias: b.param(n.dtBias, [VH]) },
+    { out: { name: `${L}.g`, shape: ['T', VH] } },
+  ).out;
+  // The gated delta rule: the unified recurrence with a per-head decay and the delta update, one
+  // state per value head, q and k heads repeated to value heads.
   const y = b.op(
     {
-      op: 'gated_delta_rule',
-      keyHeads: m.keyHeads,
-      valueHeads: m.valueHeads,
+      op: 'linear_recurrence',
+      heads: VH,
+      qHeads: m.keyHeads,
+      kHeads: m.keyHeads,
+      vHeads: VH,
+      gateHeads: VH,
       keyDim: m.keyHeadDim,
       valueDim: m.valueHeadDim,
       // 1 / dk ** 0.5, computed as transformers' torch_*_gated_delta_rule computes it.
       scale: 1 / m.keyHeadDim ** 0.5,
+      decay: 'head',
+      update: 'delta',
+      normalize: false,
+      normEps: 0,
     },
     `${L} gated delta rule`,
-    {
-      q: q!,
-      k: k!,
-      v: v!,
-      ba,
-      aLog: b.param(n.aLog, [m.valueHeads]),
-      dtBias: b.param(n.dtBias, [m.valueHeads]),
-      state,
-    },
+    { q: qn, k: kn, v: v!, g, beta, state },
     { out: { name: `${L}.rule`, shape: ['T', w.value] }, state },
   ).out;
   // Qwen3NextRMSNormGated: a plain RMSNorm per value head (weight w, not 1 + w), then · silu(z).
