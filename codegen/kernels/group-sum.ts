@@ -5,7 +5,8 @@
  */
 import type { GroupSumAttrs } from '../../src/graph/ops.ts';
 import { groupSum } from '../../src/ops/group-sum.ts';
-import { STEP_BINDING, STEP_WGSL, storageDecls, type BindingDecl } from '../kernel-ir.ts';
+import { STEP_WGSL } from '../kernel-ir.ts';
+import { opBindings } from './wgsl-builder.ts';
 import type { KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, flatGrid, streamWorkgroup } from './elementwise.ts';
 
@@ -13,13 +14,20 @@ export const groupSumKernel: KernelGenerator<GroupSumAttrs> = (a, { caps, maxT }
   groupSum.check(a);
   const groups = a.width / a.group;
   const wg = streamWorkgroup(caps);
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    { name: 'x', access: 'read' },
-    { name: 'out', access: 'read_write' },
-  ];
+  const { bindings, decls } = opBindings(a, [
+    'GROUPS',
+    'GROUP',
+    'WG',
+    'i',
+    'j',
+    's',
+    'wid',
+    'nwg',
+    'lid',
+    'main',
+  ]);
   const code = `${STEP_WGSL}
-${storageDecls(bindings)}
+${decls}
 const GROUPS: u32 = ${groups}u;
 const GROUP: u32 = ${a.group}u;
 const WG: u32 = ${wg}u;

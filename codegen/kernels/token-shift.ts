@@ -5,21 +5,17 @@
  */
 import type { TokenShiftAttrs } from '../../src/graph/ops.ts';
 import { tokenShift } from '../../src/ops/token-shift.ts';
-import { STEP_BINDING, STEP_WGSL, storageDecls, type BindingDecl } from '../kernel-ir.ts';
+import { STEP_WGSL } from '../kernel-ir.ts';
+import { opBindings } from './wgsl-builder.ts';
 import type { KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, flatGrid, streamWorkgroup } from './elementwise.ts';
 
 export const tokenShiftKernel: KernelGenerator<TokenShiftAttrs> = (a, { caps, maxT }) => {
   tokenShift.check(a);
   const wg = streamWorkgroup(caps);
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    { name: 'x', access: 'read' },
-    { name: 'state', access: 'read_write' },
-    { name: 'out', access: 'read_write' },
-  ];
+  const { bindings, decls } = opBindings(a, ['W', 'WG', 'i', 'wid', 'nwg', 'lid', 'main']);
   const code = `${STEP_WGSL}
-${storageDecls(bindings)}
+${decls}
 const W: u32 = ${a.width}u;
 const WG: u32 = ${wg}u;
 

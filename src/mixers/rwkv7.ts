@@ -166,8 +166,8 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
   const kScaled = pw(
     'kk_in',
     K,
-    { k: row(k, K), c: param(vec('k_k', K), K) },
-    mul(inp('k'), inp('c')),
+    { k: row(k, K), k_k: param(vec('k_k', K), K) },
+    mul(inp('k'), inp('k_k')),
   );
   const kk = b.op(
     {
@@ -185,8 +185,8 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
   const kNew = pw(
     'k_mix',
     K,
-    { k: row(k, K), a: row(a, K), c: param(vec('k_a', K), K) },
-    mul(inp('k'), add({ const: 1 }, mul(sub(inp('a'), { const: 1 }), inp('c')))),
+    { k: row(k, K), a: row(a, K), k_a: param(vec('k_a', K), K) },
+    mul(inp('k'), add({ const: 1 }, mul(sub(inp('a'), { const: 1 }), inp('k_a')))),
   );
   const dplrA = pw('dplr_a', K, { kk: row(kk, K), a: row(a, K) }, mul(inp('kk'), inp('a')));
   const dplrB = pw('dplr_b', K, { kk: row(kk, K) }, { fn: 'neg', x: inp('kk') });
@@ -229,8 +229,8 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
   const rk = pw(
     'rk',
     K,
-    { r: row(r, K), k: row(kNew, K), c: param(vec('r_k', K), K) },
-    mul(mul(inp('r'), inp('k')), inp('c')),
+    { r: row(r, K), k: row(kNew, K), r_k: param(vec('r_k', K), K) },
+    mul(mul(inp('r'), inp('k')), inp('r_k')),
   );
   const bonus = b.op(
     { op: 'group_sum', width: K, group: s.headDim },
