@@ -52,6 +52,28 @@ function readHeads(cfg: ConfigReader, dim: number): { heads: number; headDim: nu
   return { heads, headDim };
 }
 
+/** Python's round(): halves go to the even neighbour. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * A LoRA rank: RWKV7Config's default when the key is absent; when it is null, RWKV7Attention's
+ * own size, max(32, round(c·√dim·factor / 32)·32), factor = head_dim / 64 except for the gate.
+ */
+function readRank(
+  cfg: ConfigReader,
+  key: string,
+  absent: number,
+  dim: number,
+  c: number,
+  factor: number,
+): number {
+  if (cfg.raw(key) !== null) return cfg.positiveInt(key, absent);
+  return Math.max(32, roundHalfEven((c * Math.sqrt(dim) * factor) / 32) * 32);
+}
+
 /** value_dim: null (the hidden size), one width, or one per layer; v_first needs them equal. */
 function readValueDim(cfg: ConfigReader, dim: number, layers: number): number {
   const raw = cfg.raw('value_dim');
@@ -106,10 +128,10 @@ export function importFlaRwkv7(cfg: ConfigReader, name: string): FamilyImport {
     heads,
     headDim,
     valueHeadDim: valueDim / heads,
-    decayRank: cfg.positiveInt('decay_low_rank_dim', 64),
-    aRank: cfg.positiveInt('a_low_rank_dim', 64),
-    vRank: cfg.positiveInt('v_low_rank_dim', 16),
-    gateRank: cfg.positiveInt('gate_low_rank_dim', 128),
+    decayRank: readRank(cfg, 'decay_low_rank_dim', 64, shell.dim, 2.5, headDim / 64),
+    aRank: readRank(cfg, 'a_low_rank_dim', 64, shell.dim, 2.5, headDim / 64),
+    vRank: readRank(cfg, 'v_low_rank_dim', 16, shell.dim, 1.7, headDim / 64),
+    gateRank: readRank(cfg, 'gate_low_rank_dim', 128, shell.dim, 5, 1),
     normEps: shell.eps,
     // fuse_norm picks fla's l2_norm (eps 1e-6 under the root) or F.normalize (x / max(‖x‖,
     // 1e-12), which eps 1e-24 under the root matches wherever ‖x‖ ≫ 1e-12).

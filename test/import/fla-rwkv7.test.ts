@@ -103,6 +103,20 @@ describe('fla rwkv7 import', () => {
     expect(mixer(unfused).kkEps).toBe(1e-24);
   });
 
+  it('sizes a null LoRA rank as RWKV7Attention does, from the width and head_dim', () => {
+    const released = fixtureConfig('configs/rwkv7-1.5b-world.json');
+    for (const k of ['decay', 'a', 'v', 'gate']) released[`${k}_low_rank_dim`] = null;
+    const m = mixer(importHfConfig(released, 'x').model);
+    // max(32, round(c·√2048·head_dim/64 / 32)·32) with c = 2.5, 2.5, 1.7 and 5 (no head factor).
+    expect([m.decayRank, m.aRank, m.vRank, m.gateRank]).toEqual([128, 128, 64, 224]);
+    // Absent keys take RWKV7Config's defaults instead.
+    const absent = withKeys({ decay_low_rank_dim: undefined, v_low_rank_dim: undefined });
+    expect([
+      mixer(importHfConfig(absent, 't').model).decayRank,
+      mixer(importHfConfig(absent, 't').model).vRank,
+    ]).toEqual([64, 16]);
+  });
+
   it('sizes the channel mix from hidden_ratio, rounded up to 32, when intermediate_size is unset', () => {
     const m = importHfConfig(withKeys({ intermediate_size: null, hidden_ratio: 3.3 }), 't').model;
     expect((m.layers[0].ffn as MlpSpec).hidden).toBe(224);

@@ -91,7 +91,7 @@ describe('rwkv7 in a hybrid model', () => {
       const decode = await Interpreter.create(graph('decode'), weights);
       const state = prefill.newState();
       prefill.step(ids.slice(0, split), 0, split, state);
-      let last = new Float32Array();
+      let last: Float32Array = new Float32Array();
       for (let p = split; p < ids.length; p++) {
         last = decode.step(ids.slice(p, p + 1), p, 1, state).logits;
       }
