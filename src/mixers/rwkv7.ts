@@ -30,7 +30,7 @@ import { bool, int, positive } from '../spec/values.ts';
 import { bool as boolSchema, kind, object, posInt, posNumber } from '../spec/schema-parts.ts';
 import type { ModelIR } from '../spec/model.ts';
 import type { GraphBuilder } from '../graph/builder.ts';
-import type { PointwiseExpr } from '../graph/ops.ts';
+import type { PointwiseExpr, PointwiseInput } from '../graph/ops.ts';
 import { layerPrefix } from '../import/names.ts';
 import {
   columns,
@@ -75,6 +75,9 @@ function firstRwkv7Layer(model: ModelIR): number {
   return model.layers.find((l) => l.mixer?.kind === 'rwkv7')?.index ?? -1;
 }
 
+/** A pointwise op's input: a tensor and how each output column reads it. */
+type Read = [number, PointwiseInput];
+
 const inp = (name: string): PointwiseExpr => ({ in: name });
 const sigmoidOf = (e: PointwiseExpr): PointwiseExpr => ({ fn: 'sigmoid', x: e });
 const mul = (a: PointwiseExpr, b: PointwiseExpr): PointwiseExpr => ({ bin: 'mul', a, b });
@@ -89,20 +92,10 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
   const K = s.heads * s.headDim;
   const V = s.heads * s.valueHeadDim;
   const vec = (name: string, n: number) => b.param(`${P}.${name}`, [n]);
-  const pw = (
-    name: string,
-    width: number,
-    inputs: Record<string, [number, ReturnType<typeof columns>]>,
-    expr: PointwiseExpr,
-  ) => pointwiseOp(b, `${L}.${name}`, width, inputs, expr);
-  const row = (id: number, width: number): [number, ReturnType<typeof columns>] => [
-    id,
-    columns(width),
-  ];
-  const param = (id: number, width: number): [number, ReturnType<typeof columns>] => [
-    id,
-    columns(width, false),
-  ];
+  const pw = (name: string, width: number, inputs: Record<string, Read>, expr: PointwiseExpr) =>
+    pointwiseOp(b, `${L}.${name}`, width, inputs, expr);
+  const row = (id: number, width: number): Read => [id, columns(width)];
+  const param = (id: number, width: number): Read => [id, columns(width, false)];
 
   const shift = b.state(`rwkv7.shift.${i}`, [1, D]);
   const names = ['r', 'w', 'k', 'v', 'a', 'g'];
