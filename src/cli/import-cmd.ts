@@ -31,8 +31,9 @@ export const importCommand: Command = {
   -o, --out FILE   write the spec there and the weight-name map to FILE.weights.json
                    (canonical strata name → checkpoint name, or { tensor, start, size } for a
                    slice of a fused checkpoint tensor, plus columns { offset, stride } and
-                   transpose where the slice is de-interleaved or transposed); without -o the
-                   spec is printed
+                   transpose where the slice is de-interleaved or transposed, and
+                   cumulativeSoftmax { row } where it is one row of a cumulative softmax over
+                   rows: HGRN2's per-layer lower bounds); without -o the spec is printed
   --force          replace existing output files (never the imported config itself)`,
   async run(argv) {
     const { values, positionals } = parseArgs({

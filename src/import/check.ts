@@ -23,7 +23,8 @@ const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 /** How a slice's post-step reads in a message ('' where it has none). */
 function postStep(s: StoredSlice): string {
   const cols = s.columns ? ` columns ${s.columns.offset}::${s.columns.stride}` : '';
-  return cols + (s.transpose ? ' transposed' : '');
+  const softmax = s.cumulativeSoftmax ? ` cumulative softmax row ${s.cumulativeSoftmax.row}` : '';
+  return cols + (s.transpose ? ' transposed' : '') + softmax;
 }
 
 export function checkTensors(

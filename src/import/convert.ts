@@ -15,6 +15,13 @@ export interface StoredSlice extends TensorSlice {
   columns?: { offset: number; stride: number };
   /** Transpose the (2-D, leading size-1 dimensions aside) box after selecting columns. */
   transpose?: boolean;
+  /**
+   * Instead of the box, its row `row` of cumsum(softmax(box over its rows)) minus the softmax's
+   * first row: HGRN2's forget-gate lower bound of layer `row`, which fla derives at run time from
+   * the model-level lower_bounds [layers, hidden] (HGRN2Model.forward) and strata stores per
+   * layer. The box is [rows, cols] and yields [cols]; not combined with columns or transpose.
+   */
+  cumulativeSoftmax?: { row: number };
 }
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -25,6 +32,15 @@ const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
  */
 export function slicedShape(name: string, s: StoredSlice): number[] {
   const where = `tensor '${name}': slice size ${fmt(s.size)}`;
+  if (s.cumulativeSoftmax) {
+    const { row } = s.cumulativeSoftmax;
+    if (s.columns || s.transpose)
+      throw new Error(`${where}: a cumulative softmax takes no other post-step`);
+    if (s.size.length !== 2) throw new Error(`${where}: only a 2-D box has a cumulative softmax`);
+    if (!Number.isInteger(row) || row < 0 || row >= s.size[0])
+      throw new Error(`${where}: cumulative softmax row ${row} is not one of its rows`);
+    return [s.size[1]];
+  }
   let shape = [...s.size];
   if (s.columns) {
     const { offset, stride } = s.columns;
@@ -59,7 +75,7 @@ export function sliceYields(name: string, s: StoredSlice, shape: readonly number
  * them); a slice without one returns them as they are.
  */
 export function finishSlice(name: string, box: Float32Array, s: StoredSlice): Float32Array {
-  if (!s.columns && !s.transpose) return box;
+  if (!s.columns && !s.transpose && !s.cumulativeSoftmax) return box;
   slicedShape(name, s);
   const count = s.size.reduce((a, b) => a * b, 1);
   if (box.length !== count) {
@@ -67,6 +83,8 @@ export function finishSlice(name: string, box: Float32Array, s: StoredSlice): Fl
       `tensor '${name}': ${box.length} values read for a slice of size ${fmt(s.size)}`,
     );
   }
+  if (s.cumulativeSoftmax)
+    return cumulativeSoftmaxRow(box, s.size[0], s.size[1], s.cumulativeSoftmax.row);
   const cols = s.size[s.size.length - 1];
   const rows = count / cols;
   const { offset, stride } = s.columns ?? { offset: 0, stride: 1 };
@@ -78,6 +96,32 @@ export function finishSlice(name: string, box: Float32Array, s: StoredSlice): Fl
       if (s.transpose) out[j * rows + r] = v;
       else out[r * kept + j] = v;
     }
+  }
+  return out;
+}
+
+/**
+ * Row `row` of cumsum(p) − p[0] for p = softmax over the rows of x [rows, cols], per column: the
+ * softmax weights of rows 1..row summed (0 for row 0), in f64 with the column's max subtracted.
+ */
+function cumulativeSoftmaxRow(
+  x: Float32Array,
+  rows: number,
+  cols: number,
+  row: number,
+): Float32Array {
+  const out = new Float32Array(cols);
+  for (let c = 0; c < cols; c++) {
+    let max = -Infinity;
+    for (let r = 0; r < rows; r++) max = Math.max(max, x[r * cols + c]);
+    let total = 0;
+    let kept = 0;
+    for (let r = 0; r < rows; r++) {
+      const e = Math.exp(x[r * cols + c] - max);
+      total += e;
+      if (r >= 1 && r <= row) kept += e;
+    }
+    out[c] = kept / total;
   }
   return out;
 }

@@ -7,6 +7,10 @@
 import type { FamilyImporter } from './hf-ssm.ts';
 import { importLinearAttn } from './fla-linear-attn.ts';
 import { importRetNet } from './fla-retnet.ts';
+import { importFlaDeltaNet } from './fla-delta-net.ts';
+import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
+import { importFlaGla } from './fla-gla.ts';
+import { importFlaHgrn2 } from './fla-hgrn2.ts';
 import { importFlaRwkv7 } from './fla-rwkv7.ts';
 
 export interface ModelTypeImporter {
@@ -20,5 +24,9 @@ export interface ModelTypeImporter {
 export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'retnet', origin: 'fla', import: importRetNet },
   { modelType: 'linear_attn', origin: 'fla', import: importLinearAttn },
+  { modelType: 'delta_net', origin: 'fla', import: importFlaDeltaNet },
+  { modelType: 'gated_deltanet', origin: 'fla', import: importFlaGatedDeltaNet },
+  { modelType: 'gla', origin: 'fla', import: importFlaGla },
+  { modelType: 'hgrn2', origin: 'fla', import: importFlaHgrn2 },
   { modelType: 'rwkv7', origin: 'fla', import: importFlaRwkv7 },
 ];

@@ -8,7 +8,11 @@ import type { DefinedMixerSpec } from '../mixers/index.ts';
 
 export const MODEL_IR_VERSION = 1;
 
-export type NormKind = 'rms' | 'layer';
+/**
+ * 'l2' (x / sqrt(Σx² + eps) per group, no weight) is an op-level kind: the q/k normalisation of the
+ * delta-rule mixers, never a model's norm (the schema and the DSL's norm kinds list rms and layer).
+ */
+export type NormKind = 'rms' | 'layer' | 'l2';
 
 export interface NormSpec {
   kind: NormKind;
