@@ -3,7 +3,7 @@
  * count can never disagree with what the importer loads or the initialiser produces.
  */
 import type { LayerSpec, ModelIR } from './model.ts';
-import { mixerDef } from '../mixers/index.ts';
+import { mixerDef } from '../mixers/lookup.ts';
 import {
   EMBED,
   LM_HEAD,
