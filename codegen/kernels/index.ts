@@ -19,6 +19,8 @@ import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { sampleKernel } from './sampling.ts';
 import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
+import { tokenShiftKernel } from './token-shift.ts';
+import { groupSumKernel } from './group-sum.ts';
 import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
 
 type Registry = { [K in OpName]: KernelGenerator<Extract<OpAttrs, { op: K }>> };
@@ -43,6 +45,8 @@ export const generators: Registry = {
   gated_norm: gatedNormKernel,
   linear_recurrence: linearRecurrenceKernel,
   pointwise: pointwiseKernel,
+  token_shift: tokenShiftKernel,
+  group_sum: groupSumKernel,
   moe_route: moeRouteKernel,
   moe_group: moeGroupKernel,
   moe_matmul: moeMatmulKernel,

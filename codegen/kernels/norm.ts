@@ -87,8 +87,10 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   ]
     .filter((l) => l)
     .join('\n');
-  // l2: x · rsqrt(Σx² + eps), no mean over the group and no weight.
-  const scale = a.norm.kind === 'l2' ? '' : a.norm.unitOffset ? ' * (1.0 + w[i])' : ' * w[i]';
+  // l2: x · rsqrt(Σx² + eps), no mean over the group and no weight. perChannel: w and b span
+  // the row, so group g's element i reads column g·GROUP + i.
+  const p = a.perChannel ? 'wid.x * GROUP + i' : 'i';
+  const scale = a.norm.kind === 'l2' ? '' : a.norm.unitOffset ? ` * (1.0 + w[${p}])` : ` * w[${p}]`;
   const meanSquare = l2 ? 'wg_sum(ss, lid)' : 'wg_sum(ss, lid) / f32(GROUP)';
   const code = `${STEP_WGSL}
 ${decls}
@@ -115,12 +117,12 @@ ${firstPass}
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
-      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv${scale}${bias ? ' + b[i]' : ''});
+      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv${scale}${bias ? ` + b[${p}]` : ''});
     }
   }
 }
 `;
-  const variant = `${a.norm.kind}${a.norm.kind !== 'l2' && a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
+  const variant = `${a.norm.kind}${a.norm.kind !== 'l2' && a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.perChannel ? '_pc' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,

@@ -7,7 +7,13 @@ export class GraphBuilder {
   readonly nodes: GraphNode[] = [];
   private readonly params = new Map<string, number>();
   private readonly states = new Map<string, number>();
+  private readonly carriedValues = new Map<string, number>();
   layer: number | null = null;
+  /**
+   * Set when one layer is lowered alone to read back its weights and states
+   * (src/mixers/define.ts): what an earlier layer would carry is then a stand-in input.
+   */
+  scratch = false;
 
   constructor(
     readonly phase: Phase,
@@ -37,6 +43,24 @@ export class GraphBuilder {
     const id = this.tensor(name, shape, 'state');
     this.states.set(name, id);
     return id;
+  }
+
+  /**
+   * Leave an activation for later layers of the same step under `name` (RWKV-7's v_first: the
+   * first RWKV-7 layer's values, which every later one mixes into its own).
+   */
+  carry(name: string, id: number): void {
+    this.carriedValues.set(name, id);
+  }
+
+  /** What an earlier layer of this step carried under `name` (see carry). */
+  carried(name: string, shape: Dim[]): number {
+    const hit = this.carriedValues.get(name);
+    if (hit !== undefined) return hit;
+    if (!this.scratch) {
+      throw new Error(`layer ${this.layer}: no earlier layer of this step carries '${name}'`);
+    }
+    return this.tensor(name, shape, 'input');
   }
 
   /**

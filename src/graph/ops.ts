@@ -41,9 +41,14 @@ export interface NormAttrs {
   group: number;
   /** out = residual + norm(x): a sandwich post-norm with its residual add fused in. */
   residual: boolean;
+  /**
+   * w and b hold one value per column of the row ([width]) instead of one per group element
+   * ([group]): GroupNorm's per-channel affine (RWKV-7's g_norm). Absent means false.
+   */
+  perChannel?: boolean;
 }
-// inputs: x [T, width], w [group] (not for l2), b [group] (layer norm with bias), residual? [T, width];
-//         outputs: out [T, width]
+// inputs: x [T, width], w [group or width] (not for l2), b [group or width] (layer norm with
+//         bias), residual? [T, width]; outputs: out [T, width]
 
 /** RoPE tables: cos/sin [maxContext, rotaryDim/2], row p for absolute position p. */
 export interface RopeLayout {
@@ -449,6 +454,28 @@ export interface PointwiseAttrs {
 // inputs: as attrs.inputs ([T, cols] or [cols]); outputs: out [T, width]
 
 /**
+ * RWKV's token shift: each row's predecessor in its sequence. out[t] = x[t − 1] for t ≥ 1 and
+ * out[0] = state, the last row of the previous step (zeros at pos 0, by the state reset rule);
+ * afterwards state = x[T − 1]. The mixes that read it (x + (out − x)·μ) are pointwise ops.
+ */
+export interface TokenShiftAttrs {
+  op: 'token_shift';
+  width: number;
+}
+// inputs: x [T, width], state [1, width]; outputs: out [T, width], state (in place)
+
+/**
+ * The sum of each contiguous group of `group` columns: out[t, j] = Σ_i x[t, j·group + i], one
+ * column per head (RWKV-7's per-head r·k·r_k before it scales v). f64 accumulation.
+ */
+export interface GroupSumAttrs {
+  op: 'group_sum';
+  width: number;
+  group: number;
+}
+// inputs: x [T, width]; outputs: out [T, width / group]
+
+/**
  * Mixture-of-experts router: the top-k experts of each token and their weights, from router
  * logits [T, experts] (the router matmul's output, GPT-OSS's router bias included).
  * - scoring 'softmax': p = softmax(logits) over all experts; the k largest are selected (ranked by
@@ -566,6 +593,8 @@ export type OpAttrs =
   | GatedNormAttrs
   | LinearRecurrenceAttrs
   | PointwiseAttrs
+  | TokenShiftAttrs
+  | GroupSumAttrs
   | MoeRouteAttrs
   | MoeGroupAttrs
   | MoeMatmulAttrs
@@ -580,7 +609,8 @@ export function inPlaceOutputs(a: OpAttrs): Record<string, string> {
     a.op === 'conv1d' ||
     a.op === 'selective_scan' ||
     a.op === 'ssd' ||
-    a.op === 'linear_recurrence'
+    a.op === 'linear_recurrence' ||
+    a.op === 'token_shift'
   )
     return { state: 'state' };
   if (a.op === 'matmul' && a.ropeKv) return { kcache: 'kcache', vcache: 'vcache' };

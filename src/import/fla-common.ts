@@ -5,7 +5,14 @@
  * strata's canonical tensor names to fla's (`model.embeddings`, `attn_norm`, `mlp_norm`, mixers
  * under `attn`). Defaults are those of fla's config classes (fla 0.5.2).
  */
-import type { AttentionSpec, LayerSpec, MixerSpec, MlpSpec, ModelIR } from '../spec/model.ts';
+import type {
+  AttentionSpec,
+  LayerSpec,
+  MixerSpec,
+  MlpSpec,
+  ModelIR,
+  NormSpec,
+} from '../spec/model.ts';
 import { isConfigObject, show, type ConfigObject, type ConfigReader } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
 import { attentionSpec } from './hf-attention.ts';
@@ -21,14 +28,17 @@ export interface FlaShell {
   eps: number;
   tie: boolean;
   maxContext: number;
-  /** The GatedMLP every layer has (SwiGLU with fla's swish = SiLU). */
+  /** The FFN every layer has: fla's GatedMLP (SwiGLU with fla's swish = SiLU) unless a type has its own. */
   ffn: MlpSpec;
+  /** The norm of every sublayer and the final one: RMSNorm unless a type has its own. */
+  norm: NormSpec;
 }
 
 /**
  * Keys fla configs carry that change nothing strata computes: kernel and training switches
- * (the fused norms and SwiGLU compute the same function), and `attn_mode`, which picks a kernel
- * (chunk, fused_chunk, fused_recurrent) for the same recurrence.
+ * (the fused norms and SwiGLU compute the same function), `attn_mode`, which picks a kernel
+ * (chunk, fused_chunk, fused_recurrent) for the same recurrence, and `use_l2warp`, whose L2Wrap
+ * (fla/modules/l2warp.py) returns the loss unchanged and only adds to the logits' gradient.
  */
 const FLA_HARMLESS = [
   'attn_mode',
@@ -37,17 +47,21 @@ const FLA_HARMLESS = [
   'fuse_cross_entropy',
   'fuse_linear_cross_entropy',
   'elementwise_affine',
+  'use_l2warp',
 ];
 
-/** The shell's keys, with `defaults` the config class's (hidden size, layers...). */
+/**
+ * The shell's keys, with `defaults` the config class's (hidden size, layers...); `readFfn` reads
+ * the FFN's keys (fla's GatedMLP unless a type has its own).
+ */
 export function readFlaShell(
   cfg: ConfigReader,
   defaults: { dim: number; layers: number; eps?: number; vocab?: number; hiddenRatio?: number },
+  readFfn: (cfg: ConfigReader, dim: number) => MlpSpec = (c, d) =>
+    readGatedMlp(c, d, defaults.hiddenRatio ?? 4),
 ): FlaShell {
   cfg.ignore(...FLA_HARMLESS);
   // Training-time options that would change the forward pass if set.
-  if (cfg.bool('use_l2warp', false))
-    cfg.fail('use_l2warp', 'is set; strata does not implement L2Warp');
   if (cfg.raw('attnres_block_size') !== undefined && cfg.raw('attnres_block_size') !== null) {
     cfg.fail(
       'attnres_block_size',
@@ -60,17 +74,6 @@ export function readFlaShell(
   const dim = cfg.positiveInt('hidden_size', defaults.dim);
   const eps = cfg.num('norm_eps', defaults.eps ?? 1e-6);
   if (!(eps > 0)) cfg.fail('norm_eps', `must be positive, got ${eps}`);
-  const act = readActivation(cfg, 'hidden_act', 'swish');
-  // Absent: the config class's default (4, RetNet's 2); null reaches GatedMLP, which takes 4.
-  const ratio =
-    cfg.raw('hidden_ratio') === undefined
-      ? (defaults.hiddenRatio ?? 4)
-      : cfg.num('hidden_ratio', 4);
-  // fla's GatedMLP: hidden_ratio · dim · 2/3 rounded up to a multiple of 256 unless given.
-  const hidden = cfg.has('intermediate_size')
-    ? cfg.positiveInt('intermediate_size')
-    : 256 * Math.ceil(Math.trunc((dim * ratio * 2) / 3) / 256);
-  cfg.ignore('intermediate_size');
   return {
     dim,
     layers: cfg.positiveInt('num_hidden_layers', defaults.layers),
@@ -78,8 +81,24 @@ export function readFlaShell(
     eps,
     tie: cfg.bool('tie_word_embeddings', false),
     maxContext: cfg.positiveInt('max_position_embeddings', 2048),
-    ffn: { kind: 'mlp', hidden, act, gated: true, bias: false },
+    ffn: readFfn(cfg, dim),
+    norm: rmsNorm(eps),
   };
+}
+
+/**
+ * fla's GatedMLP: SwiGLU of hidden_ratio · dim · 2/3 rounded up to a multiple of 256 unless
+ * given; `defaultRatio` is the config class's hidden_ratio (4, RetNet's 2).
+ */
+function readGatedMlp(cfg: ConfigReader, dim: number, defaultRatio: number): MlpSpec {
+  const act = readActivation(cfg, 'hidden_act', 'swish');
+  // Absent: the config class's default; null reaches GatedMLP, which takes 4.
+  const ratio = cfg.raw('hidden_ratio') === undefined ? defaultRatio : cfg.num('hidden_ratio', 4);
+  const hidden = cfg.has('intermediate_size')
+    ? cfg.positiveInt('intermediate_size')
+    : 256 * Math.ceil(Math.trunc((dim * ratio * 2) / 3) / 256);
+  cfg.ignore('intermediate_size');
+  return { kind: 'mlp', hidden, act, gated: true, bias: false };
 }
 
 const ATTN_KEYS = new Set([
@@ -160,7 +179,7 @@ export function flaModel(
       ffn: { ...shell.ffn },
     };
   });
-  return modelIR(name, layers, rmsNorm(shell.eps), {
+  return modelIR(name, layers, shell.norm, {
     vocab: shell.vocab,
     dim: shell.dim,
     tie: shell.tie,

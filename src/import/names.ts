@@ -155,6 +155,8 @@ export function mlpNames(i: number) {
     gate: `${p}.gate_proj`,
     up: `${p}.up_proj`,
     down: `${p}.down_proj`,
+    /** The token-shift mix vector of RWKV's channel mix (MlpSpec.tokenShift). */
+    shift: `${p}.x_k`,
   };
 }
 
@@ -449,6 +451,7 @@ function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
   const n = mlpNames(i);
   return [
     ...normTensors(model, n.norm, model.dim),
+    ...(f.tokenShift ? [{ name: n.shift, shape: [model.dim] }] : []),
     ...(f.gated ? linear(n.gate, f.hidden, model.dim, f.bias) : []),
     ...linear(n.up, f.hidden, model.dim, f.bias),
     ...linear(n.down, model.dim, f.hidden, f.bias),

@@ -34,6 +34,7 @@ import { importFlaDeltaNet } from './fla-delta-net.ts';
 import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
 import { importFlaGla } from './fla-gla.ts';
 import { importFlaHgrn2 } from './fla-hgrn2.ts';
+import { importFlaRwkv7 } from './fla-rwkv7.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -94,4 +95,5 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'gated_deltanet', origin: 'fla', import: importFlaGatedDeltaNet },
   { modelType: 'gla', origin: 'fla', import: importFlaGla },
   { modelType: 'hgrn2', origin: 'fla', import: importFlaHgrn2 },
+  { modelType: 'rwkv7', origin: 'fla', import: importFlaRwkv7 },
 ];

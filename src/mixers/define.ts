@@ -27,6 +27,11 @@ export interface MixerDef<S extends { kind: string }> {
    * the generic rule (norms near 1, matrices 1/fan_in) would make a poor model: decay logits, say.
    */
   init?: Record<string, [number, number]>;
+  /**
+   * What a layer's weights depend on besides its spec, when that is more than nothing (RWKV-7's
+   * first layer has no v_lora): layers with equal specs and variants declare equal tensors.
+   */
+  variant?(model: ModelIR, layer: number): string;
 }
 
 export function defineMixer<S extends { kind: string }>(def: MixerDef<S>): MixerDef<S> {
@@ -46,6 +51,7 @@ function record<S extends { kind: string }>(
   spec: S,
 ): GraphBuilder {
   const b = new GraphBuilder('decode', 1, 1);
+  b.scratch = true;
   const x = b.tensor('x', ['T', model.dim], 'input');
   def.lower(b, model, x, layer, spec, x);
   return b;

@@ -11,8 +11,9 @@ import { glaMixer } from './gla.ts';
 import { hgrn2Mixer } from './hgrn2.ts';
 import { linearAttn } from './linear-attn.ts';
 import { retnet } from './retnet.ts';
+import { rwkv7 } from './rwkv7.ts';
 
-export const MIXER_DEFS = [glaMixer, hgrn2Mixer, retnet, linearAttn, deltanet] as const;
+export const MIXER_DEFS = [glaMixer, hgrn2Mixer, retnet, linearAttn, deltanet, rwkv7] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 

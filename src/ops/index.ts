@@ -12,6 +12,8 @@ import { selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
 import { linearRecurrence } from './linear-recurrence.ts';
 import { pointwise } from './pointwise.ts';
+import { tokenShift } from './token-shift.ts';
+import { groupSum } from './group-sum.ts';
 import { moeCombine, moeGroup, moeMatmul, moeRoute } from './moe.ts';
 
 type Registry = { [K in OpName]: OpReference<Extract<OpAttrs, { op: K }>> };
@@ -36,6 +38,8 @@ export const references: Registry = {
   gated_norm: gatedNorm,
   linear_recurrence: linearRecurrence,
   pointwise,
+  token_shift: tokenShift,
+  group_sum: groupSum,
   moe_route: moeRoute,
   moe_group: moeGroup,
   moe_matmul: moeMatmul,
@@ -50,6 +54,8 @@ export function referenceFor<A extends OpAttrs>(a: A): OpReference<A> {
 const definitions: { [K in OpName]?: OpDefinition<Extract<OpAttrs, { op: K }>> } = {
   linear_recurrence: linearRecurrence,
   pointwise,
+  token_shift: tokenShift,
+  group_sum: groupSum,
 };
 
 export function definitionFor<A extends OpAttrs>(a: A): OpDefinition<A> | null {

@@ -99,7 +99,8 @@ export function activate(act: Activation, x: number): number {
 
 /**
  * Normalise `width` elements of x starting at xOff, in groups of `group`, into out at outOff.
- * w and b have `group` elements (b only for LayerNorm with bias; w unused by l2). f64 accumulation.
+ * w and b have `group` elements, or `width` with perChannel (b only for LayerNorm with bias;
+ * w unused by l2). f64 accumulation.
  */
 export function normalizeRow(
   norm: NormSpec | L2Norm,
@@ -111,6 +112,7 @@ export function normalizeRow(
   b: Float32Array | undefined,
   out: Float32Array,
   outOff: number,
+  perChannel = false,
 ): void {
   for (let g0 = 0; g0 < width; g0 += group) {
     let mean = 0;
@@ -130,10 +132,11 @@ export function normalizeRow(
     }
     if (!w) throw new Error(`${norm.kind} norm needs a weight`);
     const inv = 1 / Math.sqrt(ss / group + norm.eps);
+    const p0 = perChannel ? g0 : 0;
     for (let i = 0; i < group; i++) {
-      const scale = norm.unitOffset ? 1 + w[i] : w[i];
+      const scale = norm.unitOffset ? 1 + w[p0 + i] : w[p0 + i];
       let y = (x[xOff + g0 + i] - mean) * inv * scale;
-      if (norm.kind === 'layer' && norm.bias && b) y += b[i];
+      if (norm.kind === 'layer' && norm.bias && b) y += b[p0 + i];
       out[outOff + g0 + i] = y;
     }
   }

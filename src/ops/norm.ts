@@ -1,11 +1,11 @@
 /**
  * RMSNorm and LayerNorm over rows of width `width`, in groups of `group`
  * elements: a plain norm has group = width; qk-norm normalises each head
- * separately (group = headDim) with one [headDim] weight shared by all heads.
- * The 'l2' kind (linear attention's q/k normalisation) divides by the root of the plain sum of
- * squares and has no weight. With `residual`, the normed row is added to a residual row (a sandwich post-norm and its
- * residual add in one pass). Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the
- * whole row.
+ * separately (group = headDim) with one [headDim] weight shared by all heads, and GroupNorm
+ * (perChannel) one weight per column. The 'l2' kind (linear attention's q/k normalisation)
+ * divides by the root of the plain sum of squares and has no weight. With `residual`, the
+ * normed row is added to a residual row (a sandwich post-norm and its residual add in one pass).
+ * Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the whole row.
  */
 import type { Cost, GatedNormAttrs, NormAttrs, StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow } from './math.ts';
@@ -25,6 +25,11 @@ export function normHasBias(a: NormAttrs): boolean {
   return a.norm.kind === 'layer' && a.norm.bias;
 }
 
+/** Elements of w and b: one group's, or the whole row's with perChannel. */
+export function normParamWidth(a: NormAttrs): number {
+  return a.perChannel ? a.width : a.group;
+}
+
 export const norm: OpReference<NormAttrs> = {
   reference(a, inputs, step) {
     checkNormAttrs(a);
@@ -33,11 +38,14 @@ export const norm: OpReference<NormAttrs> = {
     const w = a.norm.kind === 'l2' ? undefined : f32(inputs, 'w');
     const b = normHasBias(a) ? f32(inputs, 'b') : undefined;
     if (x.length < n) throw new Error(`norm: x has ${x.length} elements, the step needs ${n}`);
-    if ((w && w.length < a.group) || (b && b.length < a.group))
-      throw new Error(`norm: w/b need ${a.group} elements`);
+    const params = normParamWidth(a);
+    if ((w && w.length < params) || (b && b.length < params))
+      throw new Error(`norm: w/b need ${params} elements`);
     const out = new Float32Array(n);
-    for (let t = 0; t < step.T; t++)
-      normalizeRow(a.norm, x, t * a.width, a.width, a.group, w, b, out, t * a.width);
+    for (let t = 0; t < step.T; t++) {
+      const off = t * a.width;
+      normalizeRow(a.norm, x, off, a.width, a.group, w, b, out, off, a.perChannel ?? false);
+    }
     if (a.residual) {
       const r = f32(inputs, 'residual');
       if (r.length < n) throw new Error(`norm: residual has ${r.length} elements, needs ${n}`);
@@ -49,7 +57,7 @@ export const norm: OpReference<NormAttrs> = {
     const n = step.T * a.width;
     // rms: square-accumulate + scale-multiply per element; layer adds the mean and the centring.
     const perElem = (a.norm.kind === 'layer' ? (a.norm.bias ? 7 : 6) : 4) + (a.residual ? 1 : 0);
-    const params = a.norm.kind === 'l2' ? 0 : a.group * 4 * (normHasBias(a) ? 2 : 1);
+    const params = a.norm.kind === 'l2' ? 0 : normParamWidth(a) * 4 * (normHasBias(a) ? 2 : 1);
     const read = n * 4 * (a.residual ? 2 : 1);
     return { flops: n * perElem, bytesRead: read + params, bytesWritten: n * 4 };
   },

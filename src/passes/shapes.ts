@@ -47,11 +47,14 @@ export function checkShapes(g: Graph): void {
         if (a.residual) expect(g, n, 'residual', [a.rows, a.N]);
         break;
       }
-      case 'norm':
+      case 'norm': {
         expect(g, n, 'x', ['T', a.width]);
-        if (a.norm.kind !== 'l2') expect(g, n, 'w', [a.group]);
+        const params = [a.perChannel ? a.width : a.group];
+        if (a.norm.kind !== 'l2') expect(g, n, 'w', params);
+        if (a.norm.kind === 'layer' && a.norm.bias) expect(g, n, 'b', params);
         if (a.residual) expect(g, n, 'residual', ['T', a.width]);
         break;
+      }
       case 'attention':
         expect(g, n, 'q', ['T', a.heads * a.headDim]);
         expect(g, n, 'kcache', [a.capacity, a.kvHeads * a.headDim]);

@@ -194,9 +194,15 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
 }
 
 export function checkMlp(f: MlpSpec, n: Namer): Issue[] {
-  return f.gateScale !== undefined && !f.gated
-    ? [{ path: ['gateScale'], message: `${n('gateScale')} needs a gated mlp` }]
-    : [];
+  if (f.gateScale !== undefined && !f.gated)
+    return [{ path: ['gateScale'], message: `${n('gateScale')} needs a gated mlp` }];
+  // Token shift exists only as RWKV's channel mix, the one form rwkv7_cmix(...) prints.
+  const cmix = f.act === 'relu2' && !f.gated && !f.bias && f.downScale === undefined;
+  if (f.tokenShift && !cmix) {
+    const message = `${n('tokenShift')} needs RWKV's channel mix: act relu2, ungated, no bias, no down scale`;
+    return [{ path: ['tokenShift'], message }];
+  }
+  return [];
 }
 
 /** Each branch's own checks, blamed on the branch. */
@@ -210,6 +216,9 @@ export function checkMoe(f: MoeSpec, n: Namer): Issue[] {
   const issues: Issue[] = [];
   const r = f.router;
   const at = (path: string[], message: string) => issues.push({ path, message });
+  // Experts see routed rows, not a sequence: there is no predecessor to shift in.
+  if (f.expert.tokenShift) at(['expert', 'tokenShift'], `${n('tokenShift')} is not for experts`);
+  if (f.shared?.tokenShift) at(['shared', 'tokenShift'], `${n('tokenShift')} is not for experts`);
   if (f.topK > f.experts) {
     at(['topK'], `${n('topK')} (${f.topK}) must not exceed ${n('experts')} (${f.experts})`);
   }

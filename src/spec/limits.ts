@@ -25,7 +25,10 @@ export const FIELD_CAPS: Readonly<Record<string, number>> = {
   qRank: 65536,
   kvRank: 65536,
   adapterRank: 65536,
-  // GLA's low-rank key gate (16 in fla).
+  // GLA's low-rank key gate (16 in fla); RWKV-7's low-rank paths (256 in its 1.5B and 2.9B).
+  decayRank: 65536,
+  aRank: 65536,
+  vRank: 65536,
   gateRank: 65536,
   normGroup: 1 << 18,
   // 128 query heads at most in released models; Mamba-2 uses ~128 heads too.

@@ -106,6 +106,13 @@ export interface MlpSpec {
    */
   gateScale?: number;
   downScale?: number;
+  /**
+   * RWKV's channel mixing (the DSL's rwkv7_cmix): the input row is first mixed with its
+   * predecessor, x + (x′ − x)·μ, μ a learned [dim] vector (`mlp.x_k`) and x′ the previous row
+   * (token shift, per-sequence state). Only in its RWKV form (relu2, ungated, no bias); absent
+   * means false.
+   */
+  tokenShift?: boolean;
 }
 
 /**

@@ -3,6 +3,7 @@
  * count can never disagree with what the importer loads or the initialiser produces.
  */
 import type { LayerSpec, ModelIR } from './model.ts';
+import { mixerDef } from '../mixers/lookup.ts';
 import {
   EMBED,
   LM_HEAD,
@@ -54,11 +55,13 @@ export function countParams(model: ModelIR): ParamCount {
     const t = outside.find((x) => x.name === name);
     return t ? tensorElements(t) : 0;
   };
-  // A layer's count depends on its blocks, not on its index: the tensor list of each distinct
-  // layer is built once, so a deep mixture of experts is counted without listing every expert.
+  // A layer's count depends on its blocks (and a defined mixer's variant), not on its index: the
+  // tensor list of each distinct layer is built once, so a deep mixture of experts is counted
+  // without listing every expert.
   const counts = new Map<string, LayerCount>();
   const perLayerCounts = model.layers.map((layer) => {
-    const key = JSON.stringify([layer.mixer, layer.ffn, layer.shared ?? null]);
+    const variant = layer.mixer && mixerDef(layer.mixer.kind)?.variant?.(model, layer.index);
+    const key = JSON.stringify([layer.mixer, layer.ffn, layer.shared ?? null, variant ?? null]);
     let c = counts.get(key);
     if (!c) counts.set(key, (c = layerCount(model, layer)));
     return c;

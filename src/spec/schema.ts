@@ -278,7 +278,7 @@ export const modelIrSchema: JsonSchema = withCaps({
         gated: bool,
         bias: bool,
       },
-      { gateScale: posNumber, downScale: posNumber },
+      { gateScale: posNumber, downScale: posNumber, tokenShift: bool },
     ),
   },
 });

@@ -51,8 +51,9 @@ export function validateModel(model: ModelIR): Issue[] {
     sharedNames.add(b.name);
     claim(b.name, 'shared block', [...at, 'name']);
     issues.push(...within([...at, 'attention'], checkAttention(b.attention, irNames)));
-    if (!b.ffn.gated) {
-      issues.push({ path: [...at, 'ffn', 'gated'], message: 'a shared block ffn must be gated' });
+    if (!b.ffn.gated || b.ffn.tokenShift) {
+      const field = b.ffn.gated ? 'tokenShift' : 'gated';
+      issues.push({ path: [...at, 'ffn', field], message: 'a shared block ffn must be gated' });
     }
     for (const { field, message } of sharedAttentionIssues(b.attention)) {
       issues.push({ path: [...at, 'attention', field], message });

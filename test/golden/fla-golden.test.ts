@@ -12,7 +12,15 @@ import { checkGolden } from '../helpers/golden.ts';
 
 const ROOT = 'test/fixtures/fla';
 /** Fixtures whose golden test must run and pass; grows as families land. */
-const MUST_PASS: string[] = ['gla', 'gla_hybrid', 'hgrn2', 'retnet', 'delta_net', 'gated_deltanet'];
+const MUST_PASS: string[] = [
+  'gla',
+  'gla_hybrid',
+  'hgrn2',
+  'retnet',
+  'delta_net',
+  'gated_deltanet',
+  'rwkv7',
+];
 
 const fixtures = readdirSync(ROOT).sort();
 const summary: string[] = [];

@@ -109,8 +109,11 @@ describe('retnet import', () => {
     expect(() => load({ num_kv_heads: 3 })).toThrow(
       "config key 'num_kv_heads' 3 does not divide num_heads 2",
     );
-    expect(() => load({ use_l2warp: true })).toThrow("config key 'use_l2warp'");
     expect(() => load({ decay_gamma: 0.9 })).toThrow("config key 'decay_gamma'");
+  });
+
+  it('accepts use_l2warp: fla’s L2Wrap returns the loss unchanged (only the gradient differs)', () => {
+    expect(() => load({ use_l2warp: true })).not.toThrow();
   });
 
   it('ignores what fla’s RetNet never reads: short-conv keys and legacy ones', () => {

@@ -21,6 +21,8 @@ interface Case {
   maxT: number;
   /** Add a residual row to the normed one (fused sandwich post-norm). */
   residual?: boolean;
+  /** GroupNorm's weight and bias per column ([width]) instead of per group element. */
+  perChannel?: boolean;
 }
 
 const cases: Case[] = [
@@ -113,6 +115,24 @@ const cases: Case[] = [
     maxT: 300,
     residual: true,
   },
+  {
+    name: 'GroupNorm per channel (RWKV-7 g_norm), 4 heads of 16, T = 24',
+    spec: layerBias,
+    width: 64,
+    group: 16,
+    T: 24,
+    maxT: 32,
+    perChannel: true,
+  },
+  {
+    name: 'GroupNorm per channel, decode, 3 groups of 100',
+    spec: layerBias,
+    width: 300,
+    group: 100,
+    T: 1,
+    maxT: 1,
+    perChannel: true,
+  },
 ];
 
 describe('norm kernel vs reference', () => {
@@ -125,12 +145,14 @@ describe('norm kernel vs reference', () => {
         width: c.width,
         group: c.group,
         residual: c.residual ?? false,
+        ...(c.perChannel ? { perChannel: true } : {}),
       };
       const { launches } = normKernel(a, { caps, maxT: c.maxT });
       // Offset rows so that LayerNorm's centring matters.
       const x = randn(c.maxT * c.width, 100 + ci, 3).map((v, i) => v + ((i % 5) - 2));
-      const w = randn(c.group, 200 + ci, 1);
-      const b = randn(c.group, 300 + ci, 0.5);
+      const params = c.perChannel ? c.width : c.group;
+      const w = randn(params, 200 + ci, 1);
+      const b = randn(params, 300 + ci, 0.5);
       const sentinel = 12345;
       const out = new Float32Array(c.maxT * c.width).fill(sentinel);
       const inputs: Record<string, Float32Array> = { x, w, out };
@@ -176,6 +198,24 @@ describe('norm kernel vs reference', () => {
     const normed = norm.reference(plain, { x, w }, step).out;
     const fused = norm.reference({ ...plain, residual: true }, { x, w, residual }, step).out;
     for (let i = 0; i < 6; i++) expect(fused[i]).toBe(Math.fround(residual[i] + normed[i]));
+  });
+
+  it('reference GroupNorm reads the weight and bias of each column', () => {
+    const a: NormAttrs = {
+      op: 'norm',
+      norm: layerBias,
+      width: 4,
+      group: 2,
+      residual: false,
+      perChannel: true,
+    };
+    const x = Float32Array.of(1, 3, 5, 5);
+    const w = Float32Array.of(1, 2, 3, 4);
+    const b = Float32Array.of(0, 0, 10, 20);
+    const out = norm.reference(a, { x, w, b }, { T: 1, pos: 0, L: 1 }).out;
+    const inv = 1 / Math.sqrt(1 + 1e-5);
+    const want = [-inv, 2 * inv, 10, 20];
+    for (let i = 0; i < 4; i++) expect(out[i]).toBeCloseTo(want[i], 6);
   });
 
   it('rejects a width that is not a multiple of the group', async () => {

@@ -3,7 +3,7 @@
  * its sandwich post-norm when the model has them) and plain linear layers.
  */
 import type { GraphBuilder } from '../builder.ts';
-import { plainMatmul } from '../ops.ts';
+import { plainMatmul, type PointwiseExpr, type PointwiseInput } from '../ops.ts';
 import type { Dim, ParamSource } from '../ir.ts';
 import type { ModelIR } from '../../spec/model.ts';
 import { postNormNames } from '../../import/names.ts';
@@ -275,4 +275,66 @@ export function causalConv(
     inputs,
     { out: { name: `${label}.conv`, shape: ['T', channels] }, state },
   ).out;
+}
+
+/** A pointwise input read column for column: an activation [T, cols], or a parameter [cols]. */
+export const columns = (cols: number, perToken = true): PointwiseInput => ({
+  perToken,
+  cols,
+  inner: cols,
+  repeat: 1,
+});
+
+/** out[t, c] = expr over `inputs` (each a tensor and how column c reads it), [T, width]. */
+export function pointwiseOp(
+  b: GraphBuilder,
+  label: string,
+  width: number,
+  inputs: Record<string, [number, PointwiseInput]>,
+  expr: PointwiseExpr,
+): number {
+  const ids = Object.fromEntries(Object.entries(inputs).map(([n, [id]]) => [n, id]));
+  const reads = Object.fromEntries(Object.entries(inputs).map(([n, [, r]]) => [n, r]));
+  return b.op({ op: 'pointwise', width, inputs: reads, expr }, label, ids, {
+    out: { name: label, shape: ['T', width] },
+  }).out;
+}
+
+/**
+ * RWKV's token-shift mixes of x [T, width]: prev = token_shift(x) (its one-row state updated in
+ * place), then for each mix vector μ (a [width] parameter) x + (prev − x)·μ, the lerp from each
+ * row towards its predecessor that fla writes as x.addcmul(shifted − x, μ).
+ */
+export function tokenShiftMixes(
+  b: GraphBuilder,
+  x: number,
+  state: number,
+  width: number,
+  mixes: readonly { name: string; mu: number }[],
+  label: string,
+): number[] {
+  const prev = b.op(
+    { op: 'token_shift', width },
+    `${label} token shift`,
+    { x, state },
+    {
+      out: { name: `${label}.prev`, shape: ['T', width] },
+      state,
+    },
+  ).out;
+  const xIn = { in: 'x' } as const;
+  const lerp: PointwiseExpr = {
+    bin: 'add',
+    a: xIn,
+    b: { bin: 'mul', a: { bin: 'sub', a: { in: 'prev' }, b: xIn }, b: { in: 'mu' } },
+  };
+  return mixes.map(({ name, mu }) =>
+    pointwiseOp(
+      b,
+      `${label}.mix_${name}`,
+      width,
+      { x: [x, columns(width)], prev: [prev, columns(width)], mu: [mu, columns(width, false)] },
+      lerp,
+    ),
+  );
 }

@@ -1,8 +1,12 @@
-/** Lowering of a dense MLP sublayer (pre-norm, gated or plain, down projection, residual), unfused. */
+/**
+ * Lowering of a dense MLP sublayer (pre-norm, gated or plain, down projection, residual), unfused.
+ * RWKV's channel mix (tokenShift) first mixes each normed row with its predecessor, carrying the
+ * last row in the state `shift.ffn.{i}` [1, dim].
+ */
 import type { GraphBuilder } from '../builder.ts';
 import type { MlpSpec, ModelIR } from '../../spec/model.ts';
 import { mlpNames, postNormNames } from '../../import/names.ts';
-import { linear, linearScale, preNorm, sublayerResidual } from './common.ts';
+import { linear, linearScale, preNorm, sublayerResidual, tokenShiftMixes } from './common.ts';
 
 export function lowerMlp(
   b: GraphBuilder,
@@ -13,7 +17,12 @@ export function lowerMlp(
 ): number {
   const n = mlpNames(i);
   const L = `l${i}.mlp`;
-  const h = preNorm(b, model, x, n.norm, L);
+  let h = preNorm(b, model, x, n.norm, L);
+  if (f.tokenShift) {
+    const state = b.state(`shift.ffn.${i}`, [1, model.dim]);
+    const mu = b.param(n.shift, [model.dim]);
+    [h] = tokenShiftMixes(b, h, state, model.dim, [{ name: 'k', mu }], L);
+  }
   const up = linear(b, h, n.up, f.hidden, model.dim, f.bias, `${L}.up`);
   let a: number;
   if (f.gated) {

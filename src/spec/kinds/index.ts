@@ -6,7 +6,7 @@ import { futureKind, type Family } from '../kind.ts';
 import type { FfnSpec, MixerSpec } from '../model.ts';
 import { attention } from './attention.ts';
 import { mla } from './mla.ts';
-import { geglu, mlp, swiglu } from './mlp.ts';
+import { geglu, mlp, rwkv7Cmix, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
 import { mamba1, mamba2, shortconv } from './mamba.ts';
 import { parallel } from './parallel.ts';
@@ -35,7 +35,7 @@ export const MIXERS: Family<MixerSpec> = {
 export const FFNS: Family<FfnSpec> = {
   noun: 'ffn',
   example: 'an ffn kind such as swiglu(...)',
-  kinds: [moe, swiglu, geglu, mlp],
+  kinds: [moe, swiglu, geglu, rwkv7Cmix, mlp],
 };
 
 /** Kinds reserved for later, by family noun, for the YAML/JSON loader's messages. */

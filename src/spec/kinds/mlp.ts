@@ -1,4 +1,7 @@
-/** Dense feed-forward kinds: `swiglu(...)`, `geglu(...)` and the general `mlp(...)`. */
+/**
+ * Dense feed-forward kinds: `swiglu(...)`, `geglu(...)`, RWKV's `rwkv7_cmix(...)` and the general
+ * `mlp(...)`.
+ */
 import { checkMlp } from '../checks.ts';
 import { defineKind, opt, req } from '../kind.ts';
 import type { Activation, MlpSpec } from '../model.ts';
@@ -34,7 +37,7 @@ export const swiglu = defineKind({
     ...scales(a),
   }),
   toArgs: (s) =>
-    s.gated && s.act === 'silu'
+    s.gated && s.act === 'silu' && !s.tokenShift
       ? [{ name: 'hidden', value: s.hidden }, { name: 'bias', value: s.bias }, ...scaleArgs(s)]
       : null,
 });
@@ -57,7 +60,7 @@ export const geglu = defineKind({
     ...scales(a),
   }),
   toArgs: (s) =>
-    s.gated && GELUS.includes(s.act)
+    s.gated && GELUS.includes(s.act) && !s.tokenShift
       ? [
           { name: 'hidden', value: s.hidden },
           { name: 'act', value: { name: s.act } },
@@ -65,6 +68,25 @@ export const geglu = defineKind({
           ...scaleArgs(s),
         ]
       : null,
+});
+
+/**
+ * RWKV-7's channel mixing (fla's RWKV7FeedForward): the row mixed with its predecessor by a
+ * learned vector, then key, relu², value: an ungated relu2 MLP with token shift.
+ */
+export const rwkv7Cmix = defineKind({
+  name: 'rwkv7_cmix',
+  params: { hidden: req(int(1)) },
+  build: (a): MlpSpec => ({
+    kind: 'mlp',
+    hidden: a.hidden,
+    act: 'relu2',
+    gated: false,
+    bias: false,
+    tokenShift: true,
+  }),
+  check: checkMlp,
+  toArgs: (s) => (s.tokenShift ? [{ name: 'hidden', value: s.hidden }] : null),
 });
 
 export const mlp = defineKind({
@@ -85,11 +107,14 @@ export const mlp = defineKind({
     ...scales(a),
   }),
   check: checkMlp,
-  toArgs: (s) => [
-    { name: 'hidden', value: s.hidden },
-    { name: 'act', value: { name: s.act } },
-    { name: 'gated', value: s.gated },
-    { name: 'bias', value: s.bias },
-    ...scaleArgs(s),
-  ],
+  toArgs: (s) =>
+    s.tokenShift
+      ? null
+      : [
+          { name: 'hidden', value: s.hidden },
+          { name: 'act', value: { name: s.act } },
+          { name: 'gated', value: s.gated },
+          { name: 'bias', value: s.bias },
+          ...scaleArgs(s),
+        ],
 });
