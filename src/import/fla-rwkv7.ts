@@ -13,7 +13,7 @@ import type { Rwkv7Spec } from '../mixers/rwkv7.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 import { flaModel, flaWeights, readFlaShell } from './fla-common.ts';
 import { layerPrefix } from './names.ts';
-import type { FamilyImport } from './hf-ssm.ts';
+import type { FamilyImport } from './registry.ts';
 
 /** fla's RWKV7FeedForward: key, sqrelu, value; int(dim · hidden_ratio) rounded up to 32 unless given. */
 function readChannelMix(cfg: ConfigReader, dim: number): MlpSpec {
