@@ -1,7 +1,8 @@
 /**
- * The contract every op family's CPU reference follows: named arrays in, named
- * arrays out, under the same names as the op's inputs/outputs in src/graph/ops.ts.
- * References are the ground truth for kernel tests and the GraphIR interpreter.
+ * The contract every op family follows: an OpDefinition (checks, named inputs and outputs with
+ * shape rules, CPU reference, cost). A reference takes named arrays and returns named arrays under
+ * the names its definition declares. References are the ground truth for kernel tests and the
+ * GraphIR interpreter.
  */
 import type { Cost, OpAttrs, StepShape } from '../graph/ops.ts';
 import type { DType, Dim } from '../graph/ir.ts';
@@ -35,24 +36,48 @@ export function u32(inputs: Arrays, name: string): Uint32Array {
 export interface TensorRule {
   shape: Dim[];
   dtype: DType;
-  /** 'read_write' for state updated in place (the output of the same name aliases it). */
+  /**
+   * 'read_write' on an input: state updated in place, and the output of the same name (declared
+   * 'read_write' too) is that same tensor. Outputs without an input of their name are 'read'.
+   */
   access: 'read' | 'read_write';
 }
 
 /**
- * An op family's one definition: the reference and cost plus the named inputs and outputs it
- * takes for given attributes (an optional input is simply absent from the record). Shape checks
- * and kernel bindings read these rules instead of restating them.
+ * An op family's one definition: its checks, the named inputs and outputs it takes for given
+ * attributes (an optional input is simply absent from the record), the CPU reference and the
+ * cost. Shape checks, in-place outputs and kernel bindings read these rules instead of restating
+ * them.
  */
 export interface OpDefinition<A extends OpAttrs> extends OpReference<A> {
   /** Throws a message naming the attribute when attrs are inconsistent. */
   check(a: A): void;
+  /** Inputs in binding order. */
   inputs(a: A): Record<string, TensorRule>;
   outputs(a: A): Record<string, TensorRule>;
 }
 
-export const rule = (shape: Dim[], access: TensorRule['access'] = 'read'): TensorRule => ({
-  shape,
-  dtype: 'f32',
-  access,
-});
+export const rule = (
+  shape: Dim[],
+  access: TensorRule['access'] = 'read',
+  dtype: DType = 'f32',
+): TensorRule => ({ shape, dtype, access });
+
+/** Updated in place (recurrent state, caches): an input and the output of the same name. */
+export const inPlace = (shape: Dim[], dtype: DType = 'f32'): TensorRule =>
+  rule(shape, 'read_write', dtype);
+
+/** A read-only u32 tensor (token ids, expert ids, schedules). */
+export const indices = (shape: Dim[]): TensorRule => rule(shape, 'read', 'u32');
+
+/**
+ * Storage buffers a kernel of this op binds: its inputs, and the outputs that are not also inputs
+ * (state updated in place is one binding).
+ */
+export function bindingCount<A extends OpAttrs>(def: OpDefinition<A>, a: A): number {
+  const inputs = def.inputs(a);
+  return (
+    Object.keys(inputs).length +
+    Object.keys(def.outputs(a)).filter((n) => !Object.hasOwn(inputs, n)).length
+  );
+}
