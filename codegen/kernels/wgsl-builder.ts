@@ -7,12 +7,15 @@
  *
  * Kernels that declare their bindings with opBindings: add, mul, act, glu, softcap, concat,
  * embed, norm, gated_norm, conv1d, rope, kv_write, pointwise, linear_recurrence.
- * Kernels that still declare them by hand (names must match the definition; the emitter checks
- * each name against the node): matmul (codegen/kernels/matmul/common.ts, whose binding count
- * matmulStorageBindings does derive from the definition), attention (split-K scratch
- * bindings besides the op's), selective_scan and ssd (several launches with scratch), the MoE
- * kernels (moe_route, moe_group, moe_matmul, moe_combine: per-launch subsets and scratch), and
- * sample (token and ids as u32).
+ * Kernels that still declare them by hand (each name must be one of the node's tensors, which
+ * the emitter checks; the definition is what decides which tensors the node has):
+ * - matmul (codegen/kernels/matmul/common.ts): vec4 and packed-f16 element types per schedule;
+ *   its binding count, matmulStorageBindings, does come from the definition;
+ * - attention: the split-K launches bind scratch instead of out;
+ * - selective_scan and ssd: several launches over scratch, each with a subset of the op's tensors;
+ * - moe_route (load as atomic<u32>), moe_group, moe_matmul (the grouped kernel binds the schedule
+ *   and not ids) and moe_combine, through moe.ts's own `declare`;
+ * - sample: logits, token and ids, the last two u32.
  */
 import type { DType } from '../../src/graph/ir.ts';
 import type { OpAttrs } from '../../src/graph/ops.ts';

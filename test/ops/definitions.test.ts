@@ -15,6 +15,7 @@ import { definitionFor, definitions, inPlaceOutputs } from '../../src/ops/index.
 import { groupPairs } from '../../src/ops/moe.ts';
 import type { Arrays, HostArray, TensorRule } from '../../src/ops/types.ts';
 import { checkShapes } from '../../src/passes/shapes.ts';
+import { generatorFor } from '../../codegen/kernels/index.ts';
 import { runPasses } from '../../src/passes/pipeline.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { loadSpec } from '../../src/spec/load.ts';
@@ -25,6 +26,8 @@ import { attention, mlp, tinyLlama } from '../helpers/models.ts';
 import { randn, rng } from '../helpers/numeric.ts';
 
 const STEP: StepShape = { T: 3, pos: 2, L: 2 };
+/** Enough storage bindings for every fused case here. */
+const KERNEL_CAPS: DeviceCaps = { ...BASELINE_CAPS, maxStorageBuffersPerStage: 16 };
 
 /** Attrs that exercise each op's optional inputs and outputs. */
 const CASES: OpAttrs[] = [
@@ -425,6 +428,22 @@ describe('op definitions', () => {
         }
         const cost = def.cost(a, STEP);
         for (const v of Object.values(cost)) expect(Number.isFinite(v) && v >= 0).toBe(true);
+      });
+
+      it("has kernels that bind only the op's tensors (and scratch), writing only its outputs", () => {
+        const ins = def.inputs(a);
+        const outs = def.outputs(a);
+        for (const maxT of [1, 4]) {
+          const gen = generatorFor(a)(a, { caps: KERNEL_CAPS, maxT });
+          for (const { kernel } of gen.launches) {
+            for (const b of kernel.bindings) {
+              if (b.name === 'step' || b.name in gen.scratch) continue;
+              const what = `${kernel.name} binds ${b.name} (${b.access})`;
+              expect(b.name in ins || b.name in outs, what).toBe(true);
+              if (b.access === 'read_write') expect(b.name in outs, what).toBe(true);
+            }
+          }
+        }
       });
 
       it('passes the shape check as declared and fails it with a wrong shape', () => {
