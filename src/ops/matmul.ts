@@ -93,7 +93,7 @@ function need(inputs: Arrays, name: string, elems: number, what: string): Float3
  * columns of a wider output after another node wrote the ones before (outOffset > 0, a split LM
  * head's later parts) also reads `out`, so those columns survive.
  */
-function inputs(a: MatmulAttrs): Record<string, TensorRule> {
+function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   const wRows = a.gated ? 2 * a.N : a.N;
   const r: Record<string, TensorRule> = { x: rule(['T', a.K]), w: rule([wRows, a.K]) };
   if (a.bias) r.bias = rule([wRows]);
@@ -115,7 +115,7 @@ function inputs(a: MatmulAttrs): Record<string, TensorRule> {
 }
 
 /** out [rows, outStride]; with ropeKv q as [T, qCols] and both caches; with splits out, out1, …. */
-function outputs(a: MatmulAttrs): Record<string, TensorRule> {
+function outputRules(a: MatmulAttrs): Record<string, TensorRule> {
   const rope = a.ropeKv;
   if (rope) {
     return {
@@ -258,7 +258,13 @@ function cost(a: MatmulAttrs, step: StepShape): Cost {
   };
 }
 
-export const matmul: OpDefinition<MatmulAttrs> = { check, inputs, outputs, reference, cost };
+export const matmul: OpDefinition<MatmulAttrs> = {
+  check,
+  inputs: inputRules,
+  outputs: outputRules,
+  reference,
+  cost,
+};
 
 /** Storage buffers (step uniform excluded) a matmul kernel with these attrs binds. */
 export function matmulStorageBindings(a: MatmulAttrs): number {

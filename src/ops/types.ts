@@ -10,16 +10,6 @@ import type { DType, Dim } from '../graph/ir.ts';
 export type HostArray = Float32Array | Uint32Array;
 export type Arrays = Record<string, HostArray>;
 
-export interface OpReference<A extends OpAttrs> {
-  /**
-   * Compute the op for one step. Outputs that update an input in place (KV caches)
-   * may return the same (mutated) array.
-   */
-  reference(a: A, inputs: Arrays, step: StepShape): Arrays;
-  /** FLOPs and bytes for one step (weights counted once per step). */
-  cost(a: A, step: StepShape): Cost;
-}
-
 export function f32(inputs: Arrays, name: string): Float32Array {
   const v = inputs[name];
   if (!(v instanceof Float32Array)) throw new Error(`op input '${name}' must be a Float32Array`);
@@ -49,12 +39,19 @@ export interface TensorRule {
  * cost. Shape checks, in-place outputs and kernel bindings read these rules instead of restating
  * them.
  */
-export interface OpDefinition<A extends OpAttrs> extends OpReference<A> {
+export interface OpDefinition<A extends OpAttrs> {
   /** Throws a message naming the attribute when attrs are inconsistent. */
   check(a: A): void;
   /** Inputs in binding order. */
   inputs(a: A): Record<string, TensorRule>;
   outputs(a: A): Record<string, TensorRule>;
+  /**
+   * Compute the op for one step: the declared inputs in, the declared outputs out. Outputs that
+   * update an input in place (KV caches) may return the same (mutated) array.
+   */
+  reference(a: A, inputs: Arrays, step: StepShape): Arrays;
+  /** FLOPs and bytes for one step (weights counted once per step). */
+  cost(a: A, step: StepShape): Cost;
 }
 
 export const rule = (
@@ -67,7 +64,7 @@ export const rule = (
 export const inPlace = (shape: Dim[], dtype: DType = 'f32'): TensorRule =>
   rule(shape, 'read_write', dtype);
 
-/** A read-only u32 tensor (token ids, expert ids, schedules). */
+/** A u32 tensor that is not updated in place (token and expert ids, counts, schedules). */
 export const indices = (shape: Dim[]): TensorRule => rule(shape, 'read', 'u32');
 
 /**
