@@ -11,6 +11,7 @@ import { planMemory } from '../src/passes/memory.ts';
 import type { GridDim, Kernel } from './kernel-ir.ts';
 import type { DeviceCaps } from '../src/target.ts';
 import { generatorFor } from './kernels/index.ts';
+import { definitionFor } from '../src/ops/index.ts';
 
 export interface Dispatch {
   kernel: string;
@@ -61,6 +62,8 @@ export function emitPhase(g: Graph, caps: DeviceCaps, kernels: KernelTable): Pha
   const dispatches: Dispatch[] = [];
   for (const node of g.nodes) {
     const gen = generatorFor(node.attrs)(node.attrs, { caps, maxT: g.maxT });
+    // What the op writes: its outputs (in-place state among them), never an input it only reads.
+    const writes = new Set(Object.keys(definitionFor(node.attrs).outputs(node.attrs)));
     const names: Record<string, string> = {};
     for (const [k, id] of [...Object.entries(node.inputs), ...Object.entries(node.outputs)]) {
       names[k] = bufferRef(g.tensors[id], plan.slotOf, g);
@@ -78,6 +81,11 @@ export function emitPhase(g: Graph, caps: DeviceCaps, kernels: KernelTable): Pha
           throw new Error(
             `kernel ${launch.kernel.name} (node '${node.label}') binds '${b.name}', which the node does not have`,
           );
+        if (b.access === 'read_write' && !writes.has(b.name) && !(b.name in gen.scratch)) {
+          throw new Error(
+            `kernel ${launch.kernel.name} (node '${node.label}') writes '${b.name}', which ${node.attrs.op} only reads`,
+          );
+        }
         bind[b.name] = ref;
       }
       dispatches.push({

@@ -10,23 +10,18 @@
  * without a second launch or scratch. At step.pos == 0 the old state reads as zeros.
  */
 import type { Conv1dAttrs } from '../../src/graph/ops.ts';
-import { checkConv1dAttrs } from '../../src/ops/conv1d.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecls,
-  type BindingDecl,
-  type KernelLaunch,
-} from '../kernel-ir.ts';
+import { conv1d } from '../../src/ops/conv1d.ts';
+import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, streamWorkgroup } from './elementwise.ts';
 import { actExpr, withHelpers } from './wgsl-math.ts';
+import { opBindings } from './wgsl-builder.ts';
 
 /** Tokens per thread in prefill: enough to amortise the window's refill, small enough for parallelism. */
 const PREFILL_RUN = 8;
 
 export const conv1dKernel: KernelGenerator<Conv1dAttrs> = (a, { caps, maxT }) => {
-  checkConv1dAttrs(a);
+  conv1d.check(a);
   const C = a.channels;
   const K = a.kernel;
   const S = K - 1;
@@ -38,14 +33,10 @@ export const conv1dKernel: KernelGenerator<Conv1dAttrs> = (a, { caps, maxT }) =>
   if (ySplit > caps.maxWorkgroupsPerDimension)
     throw new Error(`conv1d: ${maxT} x ${C} needs more workgroups than the device allows`);
 
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    { name: 'x', access: 'read' },
-    { name: 'w', access: 'read' },
-  ];
-  if (a.bias) bindings.push({ name: 'bias', access: 'read' });
-  bindings.push({ name: 'state', access: 'read_write' }, { name: 'out', access: 'read_write' });
-  const decls = storageDecls(bindings);
+  const { bindings, decls } = opBindings(a, [
+    ...['C', 'K', 'S', 'TB', 'WG', 'main', 'wid', 'nwg', 'lid', 'i'],
+    ...['c', 't0', 'T', 'fresh', 'wk', 'win', 'old', 'j', 'r', 't1', 't', 'xv', 's', 'ur'],
+  ]);
   const code = `${STEP_WGSL}
 ${decls}
 const C: u32 = ${C}u;

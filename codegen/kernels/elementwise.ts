@@ -11,19 +11,13 @@ import type {
   MulAttrs,
   SoftcapAttrs,
 } from '../../src/graph/ops.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecl,
-  type BindingDecl,
-  type GridDim,
-  type GridSymbol,
-  type KernelLaunch,
-} from '../kernel-ir.ts';
+import { act, add, concat, glu, mul, softcap } from '../../src/ops/elementwise.ts';
+import { STEP_WGSL, type GridDim, type GridSymbol, type KernelLaunch } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
 import { actExpr, withHelpers } from './wgsl-math.ts';
-import { wgslF32 } from './wgsl-builder.ts';
+import { definitionFor } from '../../src/ops/index.ts';
+import { opBindings, wgslF32 } from './wgsl-builder.ts';
 
 /** A number as a fragment of a kernel name: kernels whose code differs must have different names. */
 export function nameNum(x: number): string {
@@ -68,39 +62,43 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * nwg.x + wid.x) * WG + lid;`;
 
+/** Identifiers of the flat kernels' module scope and entry point (FLAT_MAIN_WGSL). */
+const FLAT_RESERVED = ['WG', 'PER_ROW', 'main', 'wid', 'nwg', 'lid', 'i'];
+
 interface ElementwiseSpec {
   name: string;
-  /** Input binding names, in the order of fn op's parameters. */
-  inputs: string[];
-  /** Body of `fn op(<inputs>: f32) -> f32`, a WGSL expression over the input names. */
+  /** Body of `fn op(<inputs>: f32) -> f32`, a WGSL expression over the op's input names. */
   expr: string;
   width: number;
   rows: GridSymbol;
 }
 
-function elementwise(spec: ElementwiseSpec, ctx: KernelContext): GeneratedOp {
-  const { width, inputs } = spec;
-  if (!Number.isInteger(width) || width < 1)
-    throw new Error(`${spec.name}: width must be a positive integer`);
+/**
+ * out = op(inputs) element by element, the inputs (the parameters of `fn op`, in order) and out
+ * being the op's definition's bindings.
+ */
+function elementwise(
+  a: AddAttrs | MulAttrs | ActAttrs | GluAttrs | SoftcapAttrs,
+  spec: ElementwiseSpec,
+  ctx: KernelContext,
+): GeneratedOp {
+  const { width } = spec;
   const vec = width % 4 === 0 ? 4 : 1;
   const perRow = width / vec;
-  const elem = vec === 4 ? 'vec4<f32>' : 'f32';
   const wg = streamWorkgroup(ctx.caps);
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    ...inputs.map((name) => ({ name, access: 'read' as const })),
-  ];
-  bindings.push({ name: 'out', access: 'read_write' });
-  const decls = bindings
-    .slice(1)
-    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write', elem));
+  const inputs = Object.keys(definitionFor(a).inputs(a));
+  const { bindings, decls } = opBindings(
+    a,
+    [...FLAT_RESERVED, 'op'],
+    vec === 4 ? [...inputs, 'out'] : [],
+  );
   const params = inputs.map((n) => `${n}: f32`).join(', ');
   const loads = inputs.map((n) => `  let v_${n} = ${n}[i];`).join('\n');
   const call = (c: string) => `op(${inputs.map((n) => `v_${n}${c}`).join(', ')})`;
   const value =
     vec === 4 ? `vec4<f32>(${['.x', '.y', '.z', '.w'].map(call).join(', ')})` : call('');
   const code = `${STEP_WGSL}
-${decls.join('\n')}
+${decls}
 const WG: u32 = ${wg}u;
 const PER_ROW: u32 = ${perRow}u;
 fn op(${params}) -> f32 {
@@ -125,12 +123,12 @@ ${loads}
 }
 
 export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) => {
-  if (!Number.isFinite(a.scale)) throw new Error(`add: scale must be finite, got ${a.scale}`);
+  add.check(a);
   const scaled = a.scale !== 1;
   return elementwise(
+    a,
     {
       name: scaled ? `add_s${nameNum(a.scale)}` : 'add',
-      inputs: ['a', 'b'],
       expr: scaled ? `a + ${wgslF32(a.scale)} * b` : 'a + b',
       width: a.width,
       rows: 'T',
@@ -141,22 +139,13 @@ export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) => {
 
 /** One thread per output element: the column picks which input row it copies from. */
 export const concatKernel: KernelGenerator<ConcatAttrs> = (a, ctx) => {
+  concat.check(a);
   const { widthA, widthB } = a;
-  for (const [k, v] of Object.entries({ widthA, widthB })) {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`concat: ${k} must be a positive integer`);
-  }
   const W = widthA + widthB;
   const wg = streamWorkgroup(ctx.caps);
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    { name: 'a', access: 'read' },
-    { name: 'b', access: 'read' },
-    { name: 'out', access: 'read_write' },
-  ];
+  const { bindings, decls } = opBindings(a, [...FLAT_RESERVED, 'WA', 'WB', 'row', 'col']);
   const code = `${STEP_WGSL}
-${storageDecl(1, 'a', 'read')}
-${storageDecl(2, 'b', 'read')}
-${storageDecl(3, 'out', 'read_write')}
+${decls}
 const WG: u32 = ${wg}u;
 const WA: u32 = ${widthA}u;
 const WB: u32 = ${widthB}u;
@@ -178,39 +167,45 @@ ${FLAT_MAIN_WGSL}
   return { launches: [launch], scratch: {} };
 };
 
-export const mulKernel: KernelGenerator<MulAttrs> = (a, ctx) =>
-  elementwise({ name: 'mul', inputs: ['a', 'b'], expr: 'a * b', width: a.width, rows: 'T' }, ctx);
+export const mulKernel: KernelGenerator<MulAttrs> = (a, ctx) => {
+  mul.check(a);
+  return elementwise(a, { name: 'mul', expr: 'a * b', width: a.width, rows: 'T' }, ctx);
+};
 
-export const actKernel: KernelGenerator<ActAttrs> = (a, ctx) =>
-  elementwise(
+export const actKernel: KernelGenerator<ActAttrs> = (a, ctx) => {
+  act.check(a);
+  return elementwise(
+    a,
     {
       name: `act_${a.act}`,
-      inputs: ['x'],
       expr: actExpr(a.act, 'x'),
       width: a.width,
       rows: 'T',
     },
     ctx,
   );
+};
 
-export const gluKernel: KernelGenerator<GluAttrs> = (a, ctx) =>
-  elementwise(
+export const gluKernel: KernelGenerator<GluAttrs> = (a, ctx) => {
+  glu.check(a);
+  return elementwise(
+    a,
     {
       name: `glu_${a.act}`,
-      inputs: ['gate', 'up'],
       expr: `${actExpr(a.act, 'gate')} * up`,
       width: a.width,
       rows: 'T',
     },
     ctx,
   );
+};
 
 export const softcapKernel: KernelGenerator<SoftcapAttrs> = (a, ctx) => {
-  if (!(a.cap > 0)) throw new Error(`softcap: cap must be positive, got ${a.cap}`);
+  softcap.check(a);
   return elementwise(
+    a,
     {
       name: `softcap_${nameNum(a.cap)}`,
-      inputs: ['x'],
       expr: `${wgslF32(a.cap)} * tanh_acc(x / ${wgslF32(a.cap)})`,
       width: a.width,
       rows: a.rows,

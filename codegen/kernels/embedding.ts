@@ -4,35 +4,26 @@
  * write nothing, which is what lets split tables share one `out`.
  */
 import type { EmbedAttrs } from '../../src/graph/ops.ts';
-import { checkEmbedAttrs } from '../../src/ops/embedding.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecl,
-  type BindingDecl,
-  type KernelLaunch,
-} from '../kernel-ir.ts';
+import { embed } from '../../src/ops/embedding.ts';
+import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup } from './elementwise.ts';
-import { wgslF32 } from './wgsl-builder.ts';
+import { opBindings, wgslF32 } from './wgsl-builder.ts';
 
 export const embedKernel: KernelGenerator<EmbedAttrs> = (a, { caps, maxT }) => {
-  checkEmbedAttrs(a);
+  embed.check(a);
   const vec = a.dim % 4 === 0 ? 4 : 1;
-  const elem = vec === 4 ? 'vec4<f32>' : 'f32';
   const perRow = a.dim / vec;
   const wg = streamWorkgroup(caps);
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    { name: 'ids', access: 'read' },
-    { name: 'table', access: 'read' },
-    { name: 'out', access: 'read_write' },
-  ];
+  // A split table's node reads out as well (the rows it leaves alone): one read_write binding.
+  const { bindings, decls } = opBindings(
+    a,
+    ['WG', 'PER_ROW', 'ROW_START', 'ROWS', 'main', 'wid', 'nwg', 'lid', 'i', 't', 'r'],
+    vec === 4 ? ['table', 'out'] : [],
+  );
   const scaled = a.scale === 1 ? '' : ` * ${wgslF32(a.scale)}`;
   const code = `${STEP_WGSL}
-${storageDecl(1, 'ids', 'read', 'u32')}
-${storageDecl(2, 'table', 'read', elem)}
-${storageDecl(3, 'out', 'read_write', elem)}
+${decls}
 const WG: u32 = ${wg}u;
 const PER_ROW: u32 = ${perRow}u;
 const ROW_START: u32 = ${a.rowStart}u;

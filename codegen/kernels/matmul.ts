@@ -8,7 +8,7 @@
  *   take f16 weights (and f16-rounded x) on devices without shader-f16.
  */
 import type { MatmulAttrs } from '../../src/graph/ops.ts';
-import { matmulStorageBindings, validateMatmul } from '../../src/ops/matmul.ts';
+import { matmul, matmulStorageBindings } from '../../src/ops/matmul.ts';
 import type { KernelGenerator } from './types.ts';
 import { common } from './matmul/common.ts';
 import { gemvLaunch } from './matmul/gemv.ts';
@@ -24,7 +24,7 @@ export function matmulWeightBytes(a: MatmulAttrs): number {
 }
 
 export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) => {
-  validateMatmul(a);
+  matmul.check(a);
   const storage = matmulStorageBindings(a);
   if (storage > caps.maxStorageBuffersPerStage) {
     throw new Error(

@@ -17,7 +17,7 @@ import type {
   MoeMatmulAttrs,
   MoeRouteAttrs,
 } from '../../src/graph/ops.ts';
-import { SIGMOID_NORM_EPS, validateMoeMatmul, validateRoute } from '../../src/ops/moe.ts';
+import { SIGMOID_NORM_EPS, moeMatmul, moeRoute } from '../../src/ops/moe.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup } from './elementwise.ts';
@@ -67,7 +67,7 @@ function launch(
 }
 
 export const moeRouteKernel: KernelGenerator<MoeRouteAttrs> = (a, { caps }) => {
-  validateRoute(a);
+  moeRoute.check(a);
   const E = a.experts;
   const KS = a.topK;
   const sigmoid = a.scoring === 'sigmoid';
@@ -459,7 +459,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }
 
 export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT }) => {
-  validateMoeMatmul(a);
+  moeMatmul.check(a);
   const storage = 4 + (a.bias ? 1 : 0) + (a.grouped ? 1 : 0);
   if (storage > caps.maxStorageBuffersPerStage) {
     throw new Error(

@@ -5,19 +5,16 @@
  * there are few enough per thread; otherwise they re-read x (from cache).
  */
 import type { GatedNormAttrs, NormAttrs } from '../../src/graph/ops.ts';
-import { checkGatedNormAttrs, checkNormAttrs, normHasBias } from '../../src/ops/norm.ts';
-import {
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecls,
-  type BindingDecl,
-  type KernelLaunch,
-} from '../kernel-ir.ts';
+import { gatedNorm, norm, normHasBias } from '../../src/ops/norm.ts';
+import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
 import { nameNum, nextPow2 } from './elementwise.ts';
-import { wgslF32 } from './wgsl-builder.ts';
+import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
+
+/** Identifiers of the norm kernels' module scope and entry point. */
+const NORM_RESERVED = ['WIDTH', 'GROUP', 'WG', 'PER', 'EPS', 'red', 'wg_sum', 'main', 'wid', 'lid'];
 
 /** Elements per thread kept in registers; more would spill, and re-reading a row from cache is cheap. */
 const MAX_CACHED = 16;
@@ -58,7 +55,7 @@ function groupWorkgroup(group: number, caps: DeviceCaps, maxT: number): number {
 }
 
 export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
-  checkNormAttrs(a);
+  norm.check(a);
   const groups = a.width / a.group;
   checkGrid('norm', groups, maxT, caps);
   const wg = groupWorkgroup(a.group, caps, maxT);
@@ -68,12 +65,10 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   const l2 = a.norm.kind === 'l2';
   const bias = normHasBias(a);
 
-  const bindings: BindingDecl[] = [STEP_BINDING, { name: 'x', access: 'read' }];
-  if (!l2) bindings.push({ name: 'w', access: 'read' });
-  if (bias) bindings.push({ name: 'b', access: 'read' });
-  if (a.residual) bindings.push({ name: 'residual', access: 'read' });
-  bindings.push({ name: 'out', access: 'read_write' });
-  const decls = storageDecls(bindings);
+  const { bindings, decls } = opBindings(a, [
+    ...NORM_RESERVED,
+    ...['base', 'v', 's', 'mean', 'ss', 'j', 'd', 'inv', 'i'],
+  ]);
 
   const xAt = (j: string) => (cached ? `v[${j}]` : `x[base + lid + ${j} * WG]`);
   // Load into registers and/or sum for the mean; RMS without caching needs no first pass.
@@ -141,20 +136,16 @@ ${firstPass}
  * is multiplied by silu(z) instead. Same layout as the norm kernel.
  */
 export const gatedNormKernel: KernelGenerator<GatedNormAttrs> = (a, { caps, maxT }) => {
-  checkGatedNormAttrs(a);
+  gatedNorm.check(a);
   const groups = a.width / a.group;
   checkGrid('gated_norm', groups, maxT, caps);
   const wg = groupWorkgroup(a.group, caps, maxT);
   const per = Math.ceil(a.group / wg);
   const cached = per <= MAX_CACHED;
-  const bindings: BindingDecl[] = [
-    STEP_BINDING,
-    { name: 'x', access: 'read' },
-    { name: 'z', access: 'read' },
-    { name: 'w', access: 'read' },
-    { name: 'out', access: 'read_write' },
-  ];
-  const decls = storageDecls(bindings);
+  const { bindings, decls } = opBindings(a, [
+    ...NORM_RESERVED,
+    ...['silu_z', 'gated', 'col', 'base', 'v', 'ss', 'j', 'e', 'inv', 'i'],
+  ]);
   const vAt = (j: string) => (cached ? `v[${j}]` : `gated(base + lid + ${j} * WG)`);
   const code = `${STEP_WGSL}
 ${decls}

@@ -4,10 +4,12 @@
  * so no dimension grows past the per-dimension workgroup limit for long prompts.
  */
 import type { KvWriteAttrs, RopeAttrs, RopeLayout } from '../../src/graph/ops.ts';
-import { checkKvColumns } from '../../src/ops/attention.ts';
-import { STEP_BINDING, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import { kvWrite } from '../../src/ops/attention.ts';
+import { rope } from '../../src/ops/rope.ts';
+import { STEP_WGSL } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
+import { opBindings } from './wgsl-builder.ts';
 
 function elementwiseWorkgroup(caps: DeviceCaps, width: number): number {
   const cap = Math.min(256, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
@@ -43,9 +45,18 @@ export function ropeElementWgsl(
 }
 
 export const ropeKernel: KernelGenerator<RopeAttrs> = (a, { caps }) => {
-  if (a.rotaryDim % 2 !== 0 || a.rotaryDim <= 0 || a.rotaryDim > a.headDim) {
-    throw new Error(`rope kernel: rotaryDim ${a.rotaryDim} must be even and in (0, ${a.headDim}]`);
-  }
+  rope.check(a);
+  const { bindings, decls } = opBindings(a, [
+    'WIDTH',
+    'HD',
+    'main',
+    'gid',
+    'col',
+    't',
+    'e',
+    'base',
+    'cs',
+  ]);
   const width = a.heads * a.headDim;
   const half = a.rotaryDim / 2;
   const wg = elementwiseWorkgroup(caps, width);
@@ -54,10 +65,7 @@ export const ropeKernel: KernelGenerator<RopeAttrs> = (a, { caps }) => {
   const ci = (i: string): string => `cos[cs + min(${i}, ${half - 1}u)]`;
   const si = (i: string): string => `sin[cs + min(${i}, ${half - 1}u)]`;
   const code = `${STEP_WGSL}
-${storageDecl(1, 'x', 'read')}
-${storageDecl(2, 'cos', 'read')}
-${storageDecl(3, 'sin', 'read')}
-${storageDecl(4, 'out', 'read_write')}
+${decls}
 const WIDTH = ${width}u;
 const HD = ${a.headDim}u;
 @compute @workgroup_size(${wg})
@@ -77,13 +85,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
         kernel: {
           name: `rope_${a.pairs}_h${a.heads}_d${a.headDim}_r${a.rotaryDim}_wg${wg}`,
           code,
-          bindings: [
-            STEP_BINDING,
-            { name: 'x', access: 'read' },
-            { name: 'cos', access: 'read' },
-            { name: 'sin', access: 'read' },
-            { name: 'out', access: 'read_write' },
-          ],
+          bindings,
           workgroupSize: [wg, 1, 1],
         },
         grid: [Math.ceil(width / wg), { sym: 'T' }, 1],
@@ -97,7 +99,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 function kvWriteIndices(a: KvWriteAttrs): { cols: number; src: string; dst: string } {
   const c = a.columns;
   if (c === null) return { cols: a.width, src: 't * WIDTH + col', dst: 'row * WIDTH + col' };
-  checkKvColumns(a);
+  kvWrite.check(a);
   const stride = a.width / c.heads;
   const xw = c.broadcast ? c.cols : c.heads * c.cols;
   const head = c.broadcast ? '0u' : `(col / ${c.cols}u) * ${c.cols}u`;
@@ -110,12 +112,21 @@ function kvWriteIndices(a: KvWriteAttrs): { cols: number; src: string; dst: stri
 
 export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
   const ix = kvWriteIndices(a);
+  const { bindings, decls } = opBindings(a, [
+    'WIDTH',
+    'COLS',
+    'CAPACITY',
+    'main',
+    'gid',
+    'col',
+    't',
+    'row',
+  ]);
   const wg = elementwiseWorkgroup(caps, ix.cols);
   const c = a.columns;
   const variant = c === null ? '' : `_h${c.heads}x${c.cols}at${c.offset}${c.broadcast ? 'b' : ''}`;
   const code = `${STEP_WGSL}
-${storageDecl(1, 'x', 'read')}
-${storageDecl(2, 'cache', 'read_write')}
+${decls}
 const WIDTH = ${a.width}u;
 const COLS = ${ix.cols}u;
 const CAPACITY = ${a.capacity}u;
@@ -134,11 +145,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
         kernel: {
           name: `kv_write_w${a.width}${variant}_c${a.capacity}_wg${wg}`,
           code,
-          bindings: [
-            STEP_BINDING,
-            { name: 'x', access: 'read' },
-            { name: 'cache', access: 'read_write' },
-          ],
+          bindings,
           workgroupSize: [wg, 1, 1],
         },
         grid: [Math.ceil(ix.cols / wg), { sym: 'T' }, 1],

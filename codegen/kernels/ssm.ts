@@ -21,7 +21,7 @@
  * decode falls back to the chunked launches (each binds at most 8).
  */
 import type { SelectiveScanAttrs, SsdAttrs } from '../../src/graph/ops.ts';
-import { checkSelectiveScanAttrs, checkSsdAttrs } from '../../src/ops/ssm.ts';
+import { selectiveScan, ssd } from '../../src/ops/ssm.ts';
 import {
   STEP_BINDING,
   STEP_WGSL,
@@ -358,7 +358,7 @@ export function selectiveScanChunked(
   ctx: KernelContext,
   q = scanChunk(a.dInner, ctx.maxT),
 ): GeneratedOp {
-  checkSelectiveScanAttrs(a);
+  selectiveScan.check(a);
   const { caps, maxT } = ctx;
   if (!Number.isInteger(q) || q < 1) throw new Error(`selective_scan: bad chunk ${q}`);
   checkChunkGrid('selective_scan', maxT, q, caps);
@@ -373,7 +373,7 @@ export function selectiveScanChunked(
 }
 
 export const selectiveScanKernel: KernelGenerator<SelectiveScanAttrs> = (a, ctx) => {
-  checkSelectiveScanAttrs(a);
+  selectiveScan.check(a);
   if (ctx.maxT === 1 && ctx.caps.maxStorageBuffersPerStage >= FUSED_BINDINGS)
     return { launches: [scanStepLaunch(a, ctx.caps)], scratch: {} };
   return selectiveScanChunked(a, ctx);
@@ -968,7 +968,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 
 /** The chunked SSD (4 launches); exported for tests. */
 export function ssdChunked(a: SsdAttrs, ctx: KernelContext): GeneratedOp {
-  checkSsdAttrs(a);
+  ssd.check(a);
   const { caps, maxT } = ctx;
   checkChunkGrid('ssd', maxT, a.chunk, caps);
   const chunks = Math.ceil(maxT / a.chunk);
@@ -988,7 +988,7 @@ export function ssdChunked(a: SsdAttrs, ctx: KernelContext): GeneratedOp {
 }
 
 export const ssdKernel: KernelGenerator<SsdAttrs> = (a, ctx) => {
-  checkSsdAttrs(a);
+  ssd.check(a);
   if (ctx.maxT === 1 && ctx.caps.maxStorageBuffersPerStage >= FUSED_BINDINGS)
     return { launches: [ssdStepLaunch(a, ctx.caps)], scratch: {} };
   return ssdChunked(a, ctx);

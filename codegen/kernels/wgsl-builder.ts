@@ -4,10 +4,23 @@
  * kernel generator never spells a binding, its element type or its access by hand. Binding order
  * is the definition's: the step uniform, then inputs as declared, then outputs that are not also
  * inputs. An output named like a read_write input is that input's binding (state updated in place).
+ *
+ * Kernels that declare their bindings with opBindings: add, mul, act, glu, softcap, concat,
+ * embed, norm, gated_norm, conv1d, rope, kv_write, pointwise, linear_recurrence.
+ * Kernels that still declare them by hand (each name must be one of the node's tensors, which
+ * the emitter checks; the definition is what decides which tensors the node has):
+ * - matmul (codegen/kernels/matmul/common.ts): vec4 and packed-f16 element types per schedule;
+ *   its binding count, matmulStorageBindings, does come from the definition;
+ * - attention: the split-K launches bind scratch instead of out;
+ * - selective_scan and ssd: several launches over scratch, each with a subset of the op's tensors;
+ * - moe_route (load as atomic<u32>), moe_group, moe_matmul (the grouped kernel binds the schedule
+ *   and not ids) and moe_combine, through moe.ts's own `declare`;
+ * - sample: logits, token and ids, the last two u32.
  */
 import type { DType } from '../../src/graph/ir.ts';
 import type { OpAttrs } from '../../src/graph/ops.ts';
 import { definitionFor } from '../../src/ops/index.ts';
+import type { TensorRule } from '../../src/ops/types.ts';
 import { STEP_BINDING, type BindingDecl } from '../kernel-ir.ts';
 
 /** The one dtype → WGSL element type table. */
@@ -46,20 +59,32 @@ const IDENTIFIER = /^[A-Za-z][A-Za-z0-9_]*$/;
  * The storage bindings of op `a` from its definition's inputs and outputs. `reserved` lists
  * identifiers the kernel uses at module scope or in its entry point; a binding named like one
  * would shadow or clash with it, so that is an error here rather than a WGSL compile failure.
+ * Bindings named in `vec4` are declared as arrays of 4-vectors of their element type (kernels
+ * that move four elements per thread).
  */
-export function opBindings(a: OpAttrs, reserved: readonly string[] = []): OpBindings {
+export function opBindings(
+  a: OpAttrs,
+  reserved: readonly string[] = [],
+  vec4: readonly string[] = [],
+): OpBindings {
   const def = definitionFor(a);
-  if (!def) throw new Error(`${a.op}: no op definition to declare bindings from`);
+  const elem = (name: string, r: TensorRule) =>
+    vec4.includes(name) ? `vec4<${WGSL_TYPE[r.dtype]}>` : WGSL_TYPE[r.dtype];
   const storage: StorageBinding[] = [];
   for (const [name, r] of Object.entries(def.inputs(a))) {
-    storage.push({ name, access: r.access, elem: WGSL_TYPE[r.dtype] });
+    storage.push({ name, access: r.access, elem: elem(name, r) });
   }
   for (const [name, r] of Object.entries(def.outputs(a))) {
     const input = storage.find((b) => b.name === name);
     if (!input) {
-      storage.push({ name, access: 'read_write', elem: WGSL_TYPE[r.dtype] });
-    } else if (input.access !== 'read_write' || input.elem !== WGSL_TYPE[r.dtype]) {
+      storage.push({ name, access: 'read_write', elem: elem(name, r) });
+    } else if (input.access !== 'read_write' || input.elem !== elem(name, r)) {
       throw new Error(`${a.op}: output '${name}' aliases an input that is not read_write alike`);
+    }
+  }
+  for (const name of vec4) {
+    if (!storage.some((b) => b.name === name)) {
+      throw new Error(`${a.op}: no binding '${name}' to declare as vec4`);
     }
   }
   for (const { name } of storage) {

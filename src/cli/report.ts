@@ -8,7 +8,7 @@ import { stateBytes } from '../../codegen/compile.ts';
 import type { Graph } from '../graph/ir.ts';
 import { elementCount } from '../graph/ir.ts';
 import { addCost, ZERO_COST, type Cost } from '../graph/ops.ts';
-import { referenceFor } from '../ops/index.ts';
+import { definitionFor } from '../ops/index.ts';
 import { expectedTensors } from '../import/names.ts';
 import { countParams } from '../spec/params.ts';
 
@@ -73,7 +73,7 @@ export interface ModelReport {
 
 function graphCost(g: Graph, T: number, pos: number): Cost {
   let c = ZERO_COST;
-  for (const n of g.nodes) c = addCost(c, referenceFor(n.attrs).cost(n.attrs, { T, pos, L: 1 }));
+  for (const n of g.nodes) c = addCost(c, definitionFor(n.attrs).cost(n.attrs, { T, pos, L: 1 }));
   return c;
 }
 
@@ -121,7 +121,7 @@ export function ffnReports(c: Pick<CompiledModel, 'model' | 'graphs' | 'capacity
     let flops = 0;
     for (const n of g.nodes) {
       if (n.layer === l.index && prefix.test(n.label))
-        flops += referenceFor(n.attrs).cost(n.attrs, step).flops;
+        flops += definitionFor(n.attrs).cost(n.attrs, step).flops;
     }
     out.push({
       layer: l.index,

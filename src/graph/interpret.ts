@@ -5,7 +5,7 @@
 import type { Graph } from './ir.ts';
 import { elementCount, usedTensors } from './ir.ts';
 import { materialize, type WeightProvider } from './params.ts';
-import { referenceFor } from '../ops/index.ts';
+import { definitionFor } from '../ops/index.ts';
 import type { Arrays, HostArray } from '../ops/types.ts';
 
 /** Persistent per-sequence state (KV caches) by state tensor name. */
@@ -71,7 +71,7 @@ export class Interpreter {
           );
         inputs[k] = v;
       }
-      const out = referenceFor(node.attrs).reference(node.attrs, inputs, step);
+      const out = definitionFor(node.attrs).reference(node.attrs, inputs, step);
       for (const [k, id] of Object.entries(node.outputs)) {
         const v = out[k];
         if (!v) throw new Error(`node ${node.label}: reference returned no output '${k}'`);

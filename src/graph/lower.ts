@@ -137,7 +137,8 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
     'sample',
     { logits, ids },
     {
-      token: { name: 'token', shape: [1], dtype: 'u32' },
+      // The sampled id and the sampler's status word (src/ops/sampling.ts).
+      token: { name: 'token', shape: [2], dtype: 'u32' },
       ids,
     },
   ).token;

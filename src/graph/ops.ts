@@ -1,9 +1,9 @@
 /**
- * The GraphIR op set. Each op has named inputs and outputs; a kernel generator
- * names its bindings exactly like the op's inputs/outputs, and the reference in
- * src/ops/<family>.ts takes and returns arrays under the same names. That shared
- * naming is what lets the emitter bind buffers and the interpreter run any graph,
- * fused or not, without per-op glue.
+ * The GraphIR op set: each op's attributes and semantics. Its named inputs and outputs (shape,
+ * dtype, in-place state) are declared once, by its definition beside the CPU reference in
+ * src/ops/<family>.ts; a kernel generator names its bindings exactly like them, and the reference
+ * takes and returns arrays under the same names. That shared naming is what lets the emitter bind
+ * buffers and the interpreter run any graph, fused or not, without per-op glue.
  *
  * Shapes use two symbols resolved per step: T (tokens in the step) and L (logit
  * rows: the last L of T). Positions: row t of a step is absolute position pos + t.
@@ -11,6 +11,10 @@
  */
 import type { Activation, NormSpec } from '../spec/model.ts';
 
+/**
+ * out[t] = table[ids[t]] · scale. A node of a split table gathers only its rows and leaves the
+ * other rows of out as they are.
+ */
 export interface EmbedAttrs {
   op: 'embed';
   vocab: number;
@@ -20,8 +24,6 @@ export interface EmbedAttrs {
   rowStart: number;
   rows: number;
 }
-// inputs: ids [T] u32, table [rows, dim]; outputs: out [T, dim]
-// (when rowStart > 0 or rows < vocab: out is read_write and rows outside the range are left as they are)
 
 /**
  * The l2 normalisation of linear-attention keys and queries: x · rsqrt(Σx² + eps) over each group,
@@ -47,8 +49,6 @@ export interface NormAttrs {
    */
   perChannel?: boolean;
 }
-// inputs: x [T, width], w [group or width] (not for l2), b [group or width] (layer norm with
-//         bias), residual? [T, width]; outputs: out [T, width]
 
 /** RoPE tables: cos/sin [maxContext, rotaryDim/2], row p for absolute position p. */
 export interface RopeLayout {
@@ -99,9 +99,15 @@ export interface MatmulAttrs {
   /**
    * QKV + RoPE + KV-append: columns [0, q) are q (rope applied, written to out [T, q]);
    * [q, q+kv) are k (rope applied, written to kcache row pos+t); [q+kv, q+2kv) are v (to vcache).
-   * Inputs cos, sin, kcache, vcache; outputs out, kcache, vcache. Pairs are always 'interleaved'.
+   * The rope tables and both caches have `capacity` rows. Pairs are always 'interleaved'.
    */
-  ropeKv: { qCols: number; kvCols: number; headDim: number; rotaryDim: number } | null;
+  ropeKv: {
+    qCols: number;
+    kvCols: number;
+    headDim: number;
+    rotaryDim: number;
+    capacity: number;
+  } | null;
   /**
    * How w is stored: 'f16' is two halves per u32 word (the bytes of an f16 array). Its values
    * are the f16 roundings of the f32 weights.
@@ -114,8 +120,6 @@ export interface MatmulAttrs {
    */
   xType: 'f32' | 'f16';
 }
-// inputs: x [T, K], w [N or 2N, K], bias?, residual?, normW?, normB?, cos?, sin?, kcache?, vcache?
-// outputs: out [rows, outStride], and kcache/vcache when ropeKv; out, out1, … when splits
 
 /** The name of a split matmul's output i: `out`, then `out1`, `out2`, …. */
 export function splitOutput(i: number): string {
@@ -151,9 +155,11 @@ export function plainMatmul(
 
 export interface RopeAttrs extends RopeLayout {
   op: 'rope';
+  /** Rows (positions) of the cos/sin tables: the KV cache's capacity. */
+  capacity: number;
 }
-// inputs: x [T, heads*headDim], cos, sin; outputs: out [T, heads*headDim]
 
+/** Writes x's rows to cache rows pos .. pos+T-1, in place. */
 export interface KvWriteAttrs {
   op: 'kv_write';
   /** Elements per cache row (kvHeads * headDim). */
@@ -163,7 +169,6 @@ export interface KvWriteAttrs {
   /** null: x fills whole rows. Otherwise x fills one column range of every head (MLA's k). */
   columns: KvColumns | null;
 }
-// inputs: x [T, kvWriteWidth(a)], cache [capacity, width]; outputs: cache (rows pos..pos+T-1 written in place)
 
 /**
  * A cache row of `heads` heads, each width/heads wide: x's head h (head 0 for every h when
@@ -201,8 +206,6 @@ export interface AttentionAttrs {
   sinks: boolean;
   capacity: number;
 }
-// inputs: q [T, heads*headDim], kcache [capacity, kvHeads*headDim], vcache [capacity, kvHeads*vHeadDim],
-//   sinks [heads] when attrs.sinks; outputs: out [T, heads*vHeadDim]
 
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */
 export interface AddAttrs {
@@ -210,7 +213,6 @@ export interface AddAttrs {
   width: number;
   scale: number;
 }
-// inputs: a [T, width], b [T, width]; outputs: out = a + scale * b
 
 /**
  * Row-wise concatenation: out[t] = [a[t], b[t]] (Zamba2's shared block reads the residual stream
@@ -221,42 +223,44 @@ export interface ConcatAttrs {
   widthA: number;
   widthB: number;
 }
-// inputs: a [T, widthA], b [T, widthB]; outputs: out [T, widthA + widthB]
 
+/** out = act(x). */
 export interface ActAttrs {
   op: 'act';
   act: Activation;
   width: number;
 }
-// inputs: x; outputs: out
 
+/** The gated linear unit: out = act(gate) · up. */
 export interface GluAttrs {
   op: 'glu';
   act: Activation;
   width: number;
 }
-// inputs: gate [T, width], up [T, width]; outputs: out = act(gate) * up
 
+/** out = cap · tanh(x / cap) over rows T (or the L logit rows). */
 export interface SoftcapAttrs {
   op: 'softcap';
   cap: number;
   width: number;
   rows: 'T' | 'L';
 }
-// inputs: x; outputs: out = cap * tanh(x / cap)
 
+/**
+ * Samples a token from the last row of logits [L, vocab] (semantics in src/ops/sampling.ts) and
+ * writes it to token[0] and to ids[0], the next step's input. Reads temperature, topK, topP,
+ * seed and draw from the Step uniform.
+ */
 export interface SampleAttrs {
   op: 'sample';
   vocab: number;
 }
-// inputs: logits [L, vocab] (the last row is sampled); outputs: token [1] u32, also written to ids[0]
-// Reads temperature, topK, topP, seed and draw from the Step uniform.
 
+/** out = a · b, elementwise. */
 export interface MulAttrs {
   op: 'mul';
   width: number;
 }
-// inputs: a [T, width], b [T, width]; outputs: out = a * b
 
 /*
  * Recurrent state (conv1d, selective_scan, ssd, linear_recurrence): state reset rule. When step.pos === 0 the
@@ -280,8 +284,6 @@ export interface Conv1dAttrs {
   /** Apply SiLU after the bias (Mamba); false for LFM2's short conv. */
   silu: boolean;
 }
-// inputs: x [T, channels], w [channels, kernel], bias? [channels], state [kernel-1, channels]
-// outputs: out [T, channels], state (the last kernel-1 inputs, updated in place)
 
 /**
  * Mamba-1 selective scan, per channel d and state n:
@@ -295,9 +297,6 @@ export interface SelectiveScanAttrs {
   dInner: number;
   dState: number;
 }
-// inputs: x [T, dInner], dt [T, dInner], aLog [dInner, dState], b [T, dState], c [T, dState],
-//         d [dInner], z [T, dInner], state [dInner, dState]
-// outputs: out [T, dInner], state (h after the last token, in place)
 
 /**
  * Mamba-2 SSD (state-space duality), per head h (head dim p, state n, group g = h / (heads/groups)):
@@ -316,9 +315,6 @@ export interface SsdAttrs {
   dtMin: number;
   dtMax: number;
 }
-// inputs: x [T, heads*headDim], dt [T, heads], dtBias [heads], aLog [heads], b [T, groups*dState],
-//         c [T, groups*dState], d [heads], state [heads, headDim, dState]
-// outputs: out [T, heads*headDim], state (in place)
 
 /**
  * Mamba-2's gated RMSNorm: out = rmsnorm_per_group(x · silu(z)) · w, groups of `group` elements;
@@ -331,7 +327,6 @@ export interface GatedNormAttrs {
   eps: number;
   normBeforeGate: boolean;
 }
-// inputs: x [T, width], z [T, width], w [width]; outputs: out [T, width]
 
 /**
  * The linear recurrence every linear-attention family runs (the survey's unified form; semantics,
@@ -396,11 +391,6 @@ export interface RecurrencePrologue {
   /** Then each key head's row of q or k is l2-normalised with this eps (the l2 norm op's). */
   l2: Partial<Record<'q' | 'k', number>>;
 }
-// inputs: q [T, qHeads*keyDim], k [T, kHeads*keyDim], v [T, vHeads*valueDim],
-//         g (decay ≠ none): [gateHeads] | [T, gateHeads] | [T, gateHeads*keyDim],
-//         beta (delta) [T, gateHeads], a, b (dplr) [T, gateHeads*keyDim],
-//         state [heads, keyDim, valueDim + (normalize ? 1 : 0)]
-// outputs: out [T, heads*valueDim], state (in place)
 
 /** An elementwise expression over named inputs (see PointwiseAttrs). */
 export type PointwiseExpr =
@@ -451,7 +441,6 @@ export interface PointwiseAttrs {
   inputs: Record<string, PointwiseInput>;
   expr: PointwiseExpr;
 }
-// inputs: as attrs.inputs ([T, cols] or [cols]); outputs: out [T, width]
 
 /**
  * RWKV's token shift: each row's predecessor in its sequence. out[t] = x[t − 1] for t ≥ 1 and
@@ -507,8 +496,6 @@ export interface MoeRouteAttrs {
   groups: number;
   topkGroups: number;
 }
-// inputs: logits [T, experts], bias? [experts], load [experts] u32 (state)
-// outputs: ids [T, topK] u32, weights [T, topK], load (in place: += tokens routed to each expert)
 
 /**
  * Groups the step's (token, k) pairs by expert, the schedule the grouped expert matmul runs:
@@ -521,7 +508,6 @@ export interface MoeGroupAttrs {
   experts: number;
   topK: number;
 }
-// inputs: ids [T, topK] u32; outputs: counts [experts] u32, offsets [experts + 1] u32, order [T, topK] u32
 
 /**
  * The routed experts' projections for the selected (token, expert) pairs only:
@@ -551,9 +537,6 @@ export interface MoeMatmulAttrs {
   expertStart: number;
   expertCount: number;
 }
-// inputs: x [T or T*topK, K], w [expertCount, N or 2N, K], bias? [expertCount, N or 2N],
-//         ids [T, topK] u32, offsets? [experts + 1] u32, order? [T, topK] u32 (grouped)
-// outputs: out [T*topK, N] (read/write when the node holds only some experts)
 
 /**
  * Weighted sum of each token's expert outputs back in token order, plus shared experts and the
@@ -570,8 +553,6 @@ export interface MoeCombineAttrs {
   shared: boolean;
   sharedGate: boolean;
 }
-// inputs: y [T*topK, width], weights [T, topK], residual? [T, width], shared? [T, width],
-//         sharedGate? [T, 1]; outputs: out [T, width]
 
 export type OpAttrs =
   | EmbedAttrs
@@ -601,23 +582,6 @@ export type OpAttrs =
   | MoeCombineAttrs;
 
 export type OpName = OpAttrs['op'];
-
-/** Which outputs of an op update one of its inputs in place (state such as KV caches). */
-export function inPlaceOutputs(a: OpAttrs): Record<string, string> {
-  if (a.op === 'kv_write') return { cache: 'cache' };
-  if (
-    a.op === 'conv1d' ||
-    a.op === 'selective_scan' ||
-    a.op === 'ssd' ||
-    a.op === 'linear_recurrence' ||
-    a.op === 'token_shift'
-  )
-    return { state: 'state' };
-  if (a.op === 'matmul' && a.ropeKv) return { kcache: 'kcache', vcache: 'vcache' };
-  if (a.op === 'moe_route') return { load: 'load' };
-  if (a.op === 'embed' && (a.rowStart > 0 || a.rows < a.vocab)) return {};
-  return {};
-}
 
 /** FLOPs and bytes of one op for one step; used by inspect and the fusion reports. */
 export interface Cost {

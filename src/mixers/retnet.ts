@@ -148,7 +148,14 @@ export const retnet = defineMixer<RetNetSpec>({
       const tables = ropeTableParams(b, { rope })!;
       const rotate = (t: number, heads: number, tag: string) =>
         b.op(
-          { op: 'rope', heads, headDim: s.keyHeadDim, rotaryDim: s.keyHeadDim, pairs: 'half' },
+          {
+            op: 'rope',
+            heads,
+            headDim: s.keyHeadDim,
+            rotaryDim: s.keyHeadDim,
+            pairs: 'half',
+            capacity: b.capacity,
+          },
           `${L} rope ${tag}`,
           { x: t, cos: tables.cos, sin: tables.sin },
           { out: { name: `${L}.${tag}rope`, shape: ['T', heads * s.keyHeadDim] } },

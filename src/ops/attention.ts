@@ -18,7 +18,7 @@ import {
   type KvWriteAttrs,
   type StepShape,
 } from '../graph/ops.ts';
-import { f32, type Arrays, type OpReference } from './types.ts';
+import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
 /**
  * Keys [lo, hi) that query position p may see; every key inside is visible.
@@ -36,11 +36,7 @@ export function visibleKeys(
   return [lo, w === null ? n : Math.min(n, p + w)];
 }
 
-function checkAttention(a: AttentionAttrs, step: StepShape): void {
-  if (a.heads % a.kvHeads !== 0) {
-    throw new Error(`attention: heads (${a.heads}) must be a multiple of kvHeads (${a.kvHeads})`);
-  }
-  if (a.window !== null && a.window < 1) throw new Error(`attention: window must be >= 1`);
+function checkCapacity(a: AttentionAttrs, step: StepShape): void {
   if (step.pos + step.T > a.capacity) {
     throw new Error(
       `attention: pos + T = ${step.pos + step.T} exceeds cache capacity ${a.capacity}`,
@@ -48,9 +44,26 @@ function checkAttention(a: AttentionAttrs, step: StepShape): void {
   }
 }
 
-export const attention: OpReference<AttentionAttrs> = {
+export const attention: OpDefinition<AttentionAttrs> = {
+  check(a) {
+    if (a.heads % a.kvHeads !== 0) {
+      throw new Error(`attention: heads (${a.heads}) must be a multiple of kvHeads (${a.kvHeads})`);
+    }
+    if (a.window !== null && a.window < 1) throw new Error(`attention: window must be >= 1`);
+  },
+  inputs(a) {
+    const r: Record<string, TensorRule> = {
+      q: rule(['T', a.heads * a.headDim]),
+      kcache: rule([a.capacity, a.kvHeads * a.headDim]),
+      vcache: rule([a.capacity, a.kvHeads * a.vHeadDim]),
+    };
+    if (a.sinks) r.sinks = rule([a.heads]);
+    return r;
+  },
+  outputs: (a) => ({ out: rule(['T', a.heads * a.vHeadDim]) }),
   reference(a: AttentionAttrs, inputs: Arrays, step: StepShape): Arrays {
-    checkAttention(a, step);
+    attention.check(a);
+    checkCapacity(a, step);
     const q = f32(inputs, 'q');
     const kc = f32(inputs, 'kcache');
     const vc = f32(inputs, 'vcache');
@@ -115,18 +128,23 @@ export const attention: OpReference<AttentionAttrs> = {
   },
 };
 
-/** The column ranges must lie inside each head's share of the row. */
-export function checkKvColumns(a: KvWriteAttrs): void {
-  const c = a.columns;
-  if (c === null) return;
-  if (a.width % c.heads !== 0 || c.offset < 0 || c.offset + c.cols > a.width / c.heads) {
-    throw new Error(
-      `kv_write: columns [${c.offset}, ${c.offset + c.cols}) do not fit heads of ${a.width / c.heads} in a row of ${a.width}`,
-    );
-  }
-}
-
-export const kvWrite: OpReference<KvWriteAttrs> = {
+export const kvWrite: OpDefinition<KvWriteAttrs> = {
+  /** The column ranges must lie inside each head's share of the row. */
+  check(a) {
+    const c = a.columns;
+    if (c === null) return;
+    if (a.width % c.heads !== 0 || c.offset < 0 || c.offset + c.cols > a.width / c.heads) {
+      throw new Error(
+        `kv_write: columns [${c.offset}, ${c.offset + c.cols}) do not fit heads of ${a.width / c.heads} in a row of ${a.width}`,
+      );
+    }
+  },
+  inputs: (a) => ({
+    x: rule(['T', kvWriteWidth(a)]),
+    cache: inPlace([a.capacity, a.width]),
+  }),
+  /** Rows pos .. pos+T-1 of the cache, written in place. */
+  outputs: (a) => ({ cache: inPlace([a.capacity, a.width]) }),
   reference(a: KvWriteAttrs, inputs: Arrays, step: StepShape): Arrays {
     const x = f32(inputs, 'x');
     const cache = f32(inputs, 'cache');
@@ -138,7 +156,7 @@ export const kvWrite: OpReference<KvWriteAttrs> = {
       cache.set(x.subarray(0, step.T * a.width), step.pos * a.width);
       return { cache };
     }
-    checkKvColumns(a);
+    kvWrite.check(a);
     const xw = kvWriteWidth(a);
     const stride = a.width / c.heads;
     for (let t = 0; t < step.T; t++) {

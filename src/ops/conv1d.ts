@@ -8,23 +8,33 @@
  */
 import type { Conv1dAttrs, Cost, StepShape } from '../graph/ops.ts';
 import { activate } from './math.ts';
-import { f32, type OpReference } from './types.ts';
-
-export function checkConv1dAttrs(a: Conv1dAttrs): void {
-  if (!Number.isInteger(a.channels) || a.channels < 1)
-    throw new Error(`conv1d: channels must be a positive integer, got ${a.channels}`);
-  // A kernel of 1 has no state; every model with a short conv uses 2..4.
-  if (!Number.isInteger(a.kernel) || a.kernel < 2)
-    throw new Error(`conv1d: kernel must be an integer >= 2, got ${a.kernel}`);
-}
+import { f32, inPlace, rule, type OpDefinition, type TensorRule } from './types.ts';
 
 function need(name: string, arr: Float32Array, n: number): void {
   if (arr.length < n) throw new Error(`conv1d: ${name} has ${arr.length} elements, needs ${n}`);
 }
 
-export const conv1d: OpReference<Conv1dAttrs> = {
+export const conv1d: OpDefinition<Conv1dAttrs> = {
+  check(a) {
+    if (!Number.isInteger(a.channels) || a.channels < 1)
+      throw new Error(`conv1d: channels must be a positive integer, got ${a.channels}`);
+    // A kernel of 1 has no state; every model with a short conv uses 2..4.
+    if (!Number.isInteger(a.kernel) || a.kernel < 2)
+      throw new Error(`conv1d: kernel must be an integer >= 2, got ${a.kernel}`);
+  },
+  inputs(a) {
+    const r: Record<string, TensorRule> = {
+      x: rule(['T', a.channels]),
+      w: rule([a.channels, a.kernel]),
+    };
+    if (a.bias) r.bias = rule([a.channels]);
+    r.state = inPlace([a.kernel - 1, a.channels]);
+    return r;
+  },
+  /** state: the last kernel−1 rows of [state; x], updated in place. */
+  outputs: (a) => ({ out: rule(['T', a.channels]), state: inPlace([a.kernel - 1, a.channels]) }),
   reference(a, inputs, step) {
-    checkConv1dAttrs(a);
+    conv1d.check(a);
     const C = a.channels;
     const K = a.kernel;
     const S = K - 1;

@@ -15,7 +15,7 @@ import type {
   StepShape,
 } from '../graph/ops.ts';
 import { activate } from './math.ts';
-import { f32, type Arrays, type OpReference } from './types.ts';
+import { f32, rule, type Arrays, type OpDefinition } from './types.ts';
 
 /** FLOPs we charge per activation; exact counts depend on the hardware's exp/erf. */
 const ACT_FLOPS = 4;
@@ -28,11 +28,26 @@ function rowsOf(inputs: Arrays, name: string, n: number): Float32Array {
   return x;
 }
 
+/** Throws unless each named attribute is a positive integer (a row width). */
+function widths(op: string, a: Record<string, number>): void {
+  for (const [k, v] of Object.entries(a)) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new Error(`${op}: ${k} must be a positive integer, got ${v}`);
+    }
+  }
+}
+
 function streamCost(n: number, flopsPerElem: number, inputs: number): Cost {
   return { flops: n * flopsPerElem, bytesRead: n * 4 * inputs, bytesWritten: n * 4 };
 }
 
-export const add: OpReference<AddAttrs> = {
+export const add: OpDefinition<AddAttrs> = {
+  check(a) {
+    widths('add', { width: a.width });
+    if (!Number.isFinite(a.scale)) throw new Error(`add: scale must be finite, got ${a.scale}`);
+  },
+  inputs: (a) => ({ a: rule(['T', a.width]), b: rule(['T', a.width]) }),
+  outputs: (a) => ({ out: rule(['T', a.width]) }),
   reference(a, inputs, step) {
     const n = step.T * a.width;
     const x = rowsOf(inputs, 'a', n);
@@ -44,7 +59,10 @@ export const add: OpReference<AddAttrs> = {
   cost: (a, step) => streamCost(step.T * a.width, a.scale !== 1 ? 2 : 1, 2),
 };
 
-export const mul: OpReference<MulAttrs> = {
+export const mul: OpDefinition<MulAttrs> = {
+  check: (a) => widths('mul', { width: a.width }),
+  inputs: (a) => ({ a: rule(['T', a.width]), b: rule(['T', a.width]) }),
+  outputs: (a) => ({ out: rule(['T', a.width]) }),
   reference(a, inputs, step) {
     const n = step.T * a.width;
     const x = rowsOf(inputs, 'a', n);
@@ -56,7 +74,10 @@ export const mul: OpReference<MulAttrs> = {
   cost: (a, step) => streamCost(step.T * a.width, 1, 2),
 };
 
-export const concat: OpReference<ConcatAttrs> = {
+export const concat: OpDefinition<ConcatAttrs> = {
+  check: (a) => widths('concat', { widthA: a.widthA, widthB: a.widthB }),
+  inputs: (a) => ({ a: rule(['T', a.widthA]), b: rule(['T', a.widthB]) }),
+  outputs: (a) => ({ out: rule(['T', a.widthA + a.widthB]) }),
   reference(a, inputs, step) {
     const W = a.widthA + a.widthB;
     const x = rowsOf(inputs, 'a', step.T * a.widthA);
@@ -74,7 +95,10 @@ export const concat: OpReference<ConcatAttrs> = {
   },
 };
 
-export const act: OpReference<ActAttrs> = {
+export const act: OpDefinition<ActAttrs> = {
+  check: (a) => widths('act', { width: a.width }),
+  inputs: (a) => ({ x: rule(['T', a.width]) }),
+  outputs: (a) => ({ out: rule(['T', a.width]) }),
   reference(a, inputs, step) {
     const n = step.T * a.width;
     const x = rowsOf(inputs, 'x', n);
@@ -85,7 +109,10 @@ export const act: OpReference<ActAttrs> = {
   cost: (a, step) => streamCost(step.T * a.width, ACT_FLOPS, 1),
 };
 
-export const glu: OpReference<GluAttrs> = {
+export const glu: OpDefinition<GluAttrs> = {
+  check: (a) => widths('glu', { width: a.width }),
+  inputs: (a) => ({ gate: rule(['T', a.width]), up: rule(['T', a.width]) }),
+  outputs: (a) => ({ out: rule(['T', a.width]) }),
   reference(a, inputs, step) {
     const n = step.T * a.width;
     const gate = rowsOf(inputs, 'gate', n);
@@ -102,9 +129,15 @@ export function stepRows(rows: 'T' | 'L', step: StepShape): number {
   return rows === 'T' ? step.T : step.L;
 }
 
-export const softcap: OpReference<SoftcapAttrs> = {
-  reference(a, inputs, step) {
+export const softcap: OpDefinition<SoftcapAttrs> = {
+  check(a) {
+    widths('softcap', { width: a.width });
     if (!(a.cap > 0)) throw new Error(`softcap: cap must be positive, got ${a.cap}`);
+  },
+  inputs: (a) => ({ x: rule([a.rows, a.width]) }),
+  outputs: (a) => ({ out: rule([a.rows, a.width]) }),
+  reference(a, inputs, step) {
+    softcap.check(a);
     const n = stepRows(a.rows, step) * a.width;
     const x = rowsOf(inputs, 'x', n);
     const out = new Float32Array(n);

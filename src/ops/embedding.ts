@@ -5,23 +5,29 @@
  * other rows of `out` as they are, so `out` is also an input in that case.
  */
 import type { Cost, EmbedAttrs, StepShape } from '../graph/ops.ts';
-import { f32, u32, type OpReference } from './types.ts';
+import { f32, indices, inPlace, rule, u32, type OpDefinition, type TensorRule } from './types.ts';
 
 export function isSplitEmbed(a: EmbedAttrs): boolean {
   return a.rowStart > 0 || a.rows < a.vocab;
 }
 
-export function checkEmbedAttrs(a: EmbedAttrs): void {
-  if (a.rowStart < 0 || a.rows < 1 || a.rowStart + a.rows > a.vocab) {
-    throw new Error(
-      `embed: rows [${a.rowStart}, ${a.rowStart + a.rows}) outside the vocab of ${a.vocab}`,
-    );
-  }
-}
-
-export const embed: OpReference<EmbedAttrs> = {
+export const embed: OpDefinition<EmbedAttrs> = {
+  check(a) {
+    if (a.rowStart < 0 || a.rows < 1 || a.rowStart + a.rows > a.vocab) {
+      throw new Error(
+        `embed: rows [${a.rowStart}, ${a.rowStart + a.rows}) outside the vocab of ${a.vocab}`,
+      );
+    }
+  },
+  /** A split table's node also reads `out`: the rows of ids outside its range stay as they are. */
+  inputs(a) {
+    const r: Record<string, TensorRule> = { ids: indices(['T']), table: rule([a.rows, a.dim]) };
+    if (isSplitEmbed(a)) r.out = inPlace(['T', a.dim]);
+    return r;
+  },
+  outputs: (a) => ({ out: rule(['T', a.dim], isSplitEmbed(a) ? 'read_write' : 'read') }),
   reference(a, inputs, step) {
-    checkEmbedAttrs(a);
+    embed.check(a);
     const ids = u32(inputs, 'ids');
     const table = f32(inputs, 'table');
     const n = step.T * a.dim;

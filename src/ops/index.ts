@@ -1,6 +1,10 @@
-/** Op name → CPU reference: the interpreter's dispatch table. */
+/**
+ * Op name → its one definition (src/ops/<family>.ts): checks, inputs and outputs with shape
+ * rules, CPU reference and cost. The interpreter, shape checks, in-place outputs, cost reports and
+ * kernel bindings all dispatch through this table.
+ */
 import type { OpAttrs, OpName } from '../graph/ops.ts';
-import type { OpDefinition, OpReference } from './types.ts';
+import type { OpDefinition } from './types.ts';
 import { matmul } from './matmul.ts';
 import { attention, kvWrite } from './attention.ts';
 import { rope } from './rope.ts';
@@ -16,9 +20,9 @@ import { tokenShift } from './token-shift.ts';
 import { groupSum } from './group-sum.ts';
 import { moeCombine, moeGroup, moeMatmul, moeRoute } from './moe.ts';
 
-type Registry = { [K in OpName]: OpReference<Extract<OpAttrs, { op: K }>> };
+type Registry = { [K in OpName]: OpDefinition<Extract<OpAttrs, { op: K }>> };
 
-export const references: Registry = {
+export const definitions: Registry = {
   matmul,
   attention,
   kv_write: kvWrite,
@@ -46,18 +50,20 @@ export const references: Registry = {
   moe_combine: moeCombine,
 };
 
-export function referenceFor<A extends OpAttrs>(a: A): OpReference<A> {
-  return references[a.op] as unknown as OpReference<A>;
+export function definitionFor<A extends OpAttrs>(a: A): OpDefinition<A> {
+  return definitions[a.op] as unknown as OpDefinition<A>;
 }
 
-/** Ops defined in full (inputs and outputs with shape rules, checks): shapes.ts and the emitter read these. */
-const definitions: { [K in OpName]?: OpDefinition<Extract<OpAttrs, { op: K }>> } = {
-  linear_recurrence: linearRecurrence,
-  pointwise,
-  token_shift: tokenShift,
-  group_sum: groupSum,
-};
-
-export function definitionFor<A extends OpAttrs>(a: A): OpDefinition<A> | null {
-  return (definitions[a.op] as unknown as OpDefinition<A> | undefined) ?? null;
+/**
+ * Which outputs of an op update one of its inputs in place (state such as KV caches): output
+ * name → input name, from the inputs its definition declares read_write.
+ */
+export function inPlaceOutputs(a: OpAttrs): Record<string, string> {
+  const def = definitionFor(a);
+  const inputs = def.inputs(a);
+  const r: Record<string, string> = {};
+  for (const name of Object.keys(def.outputs(a))) {
+    if (inputs[name]?.access === 'read_write') r[name] = name;
+  }
+  return r;
 }

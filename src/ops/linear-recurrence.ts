@@ -10,7 +10,7 @@ import type { LinearRecurrenceAttrs, PrologueInput } from '../graph/ops.ts';
 import type { Dim } from '../graph/ir.ts';
 import { normalizeRow } from './math.ts';
 import { exprFlops, pointwise } from './pointwise.ts';
-import { f32, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
+import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
 /** The head of an input with `of` heads that state head h reads (heads repeated in blocks). */
 export function headOf(h: number, heads: number, of: number): number {
@@ -43,7 +43,7 @@ function ownInputs(a: LinearRecurrenceAttrs): Record<string, TensorRule> {
     r.a = rule(['T', a.gateHeads * a.keyDim]);
     r.b = rule(['T', a.gateHeads * a.keyDim]);
   }
-  r.state = rule([a.heads, a.keyDim, stateColumns(a)], 'read_write');
+  r.state = inPlace([a.heads, a.keyDim, stateColumns(a)]);
   return r;
 }
 
@@ -154,7 +154,7 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
   outputs(a) {
     return {
       out: rule(['T', a.heads * a.valueDim]),
-      state: rule([a.heads, a.keyDim, stateColumns(a)], 'read_write'),
+      state: inPlace([a.heads, a.keyDim, stateColumns(a)]),
     };
   },
   reference(a, inputs, step) {

@@ -7,13 +7,21 @@
  */
 import { splitOutput, type Cost, type MatmulAttrs, type StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow, roundF16, rotateHead } from './math.ts';
-import { f32, type Arrays, type OpReference } from './types.ts';
+import {
+  bindingCount,
+  f32,
+  rule,
+  inPlace,
+  type Arrays,
+  type OpDefinition,
+  type TensorRule,
+} from './types.ts';
 
 /**
  * Reject attribute combinations that have no meaning, with a message naming the
  * attribute, so the CPU reference and every kernel agree on what is supported.
  */
-export function validateMatmul(a: MatmulAttrs): void {
+function check(a: MatmulAttrs): void {
   const pre = `matmul N=${a.N} K=${a.K}`;
   if (!(Number.isInteger(a.N) && a.N > 0 && Number.isInteger(a.K) && a.K > 0)) {
     throw new Error(`${pre}: N and K must be positive integers`);
@@ -37,7 +45,7 @@ export function validateMatmul(a: MatmulAttrs): void {
   }
   const r = a.ropeKv;
   if (!r) return;
-  const { qCols, kvCols, headDim, rotaryDim } = r;
+  const { qCols, kvCols, headDim, rotaryDim, capacity } = r;
   if (a.gated || a.act || a.residual || a.scale !== 1) {
     throw new Error(`${pre}: ropeKv cannot be combined with gated, act, scale or residual`);
   }
@@ -51,6 +59,9 @@ export function validateMatmul(a: MatmulAttrs): void {
   }
   if (rotaryDim < 0 || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
     throw new Error(`${pre}: ropeKv rotaryDim ${rotaryDim} must be even and <= headDim`);
+  }
+  if (!Number.isInteger(capacity) || capacity < 1) {
+    throw new Error(`${pre}: ropeKv capacity must be a positive integer, got ${capacity}`);
   }
   // q rows are written densely as [T, qCols] (what attention reads); a split or offset output has
   // no meaning here, but the lowering may leave the default outStride N in place.
@@ -76,8 +87,51 @@ function need(inputs: Arrays, name: string, elems: number, what: string): Float3
   return v;
 }
 
+/**
+ * The inputs, in binding order. w is the weight as the reference reads it (f32 values; a kernel
+ * with wType 'f16' binds the same values packed two halves per u32). A node that writes some
+ * columns of a wider output after another node wrote the ones before (outOffset > 0, a split LM
+ * head's later parts) also reads `out`, so those columns survive.
+ */
+function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
+  const wRows = a.gated ? 2 * a.N : a.N;
+  const r: Record<string, TensorRule> = { x: rule(['T', a.K]), w: rule([wRows, a.K]) };
+  if (a.bias) r.bias = rule([wRows]);
+  if (a.residual) r.residual = rule([a.rows, a.N]);
+  if (a.prologue) {
+    r.normW = rule([a.K]);
+    if (a.prologue.kind === 'layer' && a.prologue.bias) r.normB = rule([a.K]);
+  }
+  const rope = a.ropeKv;
+  if (rope) {
+    r.cos = rule([rope.capacity, rope.rotaryDim / 2]);
+    r.sin = rule([rope.capacity, rope.rotaryDim / 2]);
+    r.kcache = inPlace([rope.capacity, rope.kvCols]);
+    r.vcache = inPlace([rope.capacity, rope.kvCols]);
+  } else if (a.outOffset > 0) {
+    r.out = inPlace([a.rows, a.outStride]);
+  }
+  return r;
+}
+
+/** out [rows, outStride]; with ropeKv q as [T, qCols] and both caches; with splits out, out1, …. */
+function outputRules(a: MatmulAttrs): Record<string, TensorRule> {
+  const rope = a.ropeKv;
+  if (rope) {
+    return {
+      out: rule(['T', rope.qCols]),
+      kcache: inPlace([rope.capacity, rope.kvCols]),
+      vcache: inPlace([rope.capacity, rope.kvCols]),
+    };
+  }
+  if (a.splits) {
+    return Object.fromEntries(a.splits.map((n, i) => [splitOutput(i), rule([a.rows, n])]));
+  }
+  return { out: rule([a.rows, a.outStride], a.outOffset > 0 ? 'read_write' : 'read') };
+}
+
 function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
-  validateMatmul(a);
+  check(a);
   const { N, K } = a;
   const { rows, xRow0 } = matmulRows(a, step);
   const wRows = a.gated ? 2 * N : N;
@@ -204,15 +258,15 @@ function cost(a: MatmulAttrs, step: StepShape): Cost {
   };
 }
 
-export const matmul: OpReference<MatmulAttrs> = { reference, cost };
+export const matmul: OpDefinition<MatmulAttrs> = {
+  check,
+  inputs: inputRules,
+  outputs: outputRules,
+  reference,
+  cost,
+};
 
 /** Storage buffers (step uniform excluded) a matmul kernel with these attrs binds. */
 export function matmulStorageBindings(a: MatmulAttrs): number {
-  let n = 3; // x, w, out
-  if (a.bias) n++;
-  if (a.residual) n++;
-  if (a.prologue) n += a.prologue.kind === 'layer' && a.prologue.bias ? 2 : 1;
-  if (a.ropeKv) n += 4; // cos, sin, kcache, vcache
-  if (a.splits) n += a.splits.length - 1; // out1, out2, …
-  return n;
+  return bindingCount(matmul, a);
 }

@@ -11,43 +11,22 @@ import type {
   MoeRouteAttrs,
 } from '../graph/ops.ts';
 import { activate, sigmoid } from './math.ts';
-import { f32, u32, type HostArray, type OpReference } from './types.ts';
+import {
+  f32,
+  indices,
+  inPlace,
+  rule,
+  u32,
+  type HostArray,
+  type OpDefinition,
+  type TensorRule,
+} from './types.ts';
 
 /** The DeepSeek-V3 normaliser's guard against an all-zero denominator. */
 export const SIGMOID_NORM_EPS = 1e-20;
 
 function positiveInt(v: number): boolean {
   return Number.isInteger(v) && v > 0;
-}
-
-/** Attribute rules shared by the reference and the kernel generator. */
-export function validateRoute(a: MoeRouteAttrs): void {
-  const pre = `moe_route experts=${a.experts} top_k=${a.topK}`;
-  if (!positiveInt(a.experts) || !positiveInt(a.topK) || a.topK > a.experts) {
-    throw new Error(`${pre}: experts and top_k must be positive integers with top_k <= experts`);
-  }
-  if (!(Number.isFinite(a.scale) && a.scale > 0))
-    throw new Error(`${pre}: scale must be > 0, got ${a.scale}`);
-  if (a.scoring === 'softmax' && (a.correctionBias || a.groups !== 1 || a.topkGroups !== 1)) {
-    throw new Error(
-      `${pre}: the correction bias and group-limited selection are defined for sigmoid scoring only`,
-    );
-  }
-  if (!positiveInt(a.groups) || !positiveInt(a.topkGroups) || a.topkGroups > a.groups) {
-    throw new Error(`${pre}: groups and topk_groups must be positive with topk_groups <= groups`);
-  }
-  if (a.groups > 1) {
-    if (a.experts % a.groups !== 0)
-      throw new Error(`${pre}: groups (${a.groups}) must divide experts`);
-    // A group is scored by its two best experts, so it needs two.
-    if (a.experts / a.groups < 2)
-      throw new Error(`${pre}: each of the ${a.groups} groups needs at least 2 experts`);
-    // The kernel keeps the chosen groups in one 32-bit mask.
-    if (a.groups > 32) throw new Error(`${pre}: at most 32 expert groups are supported`);
-    if (a.topK > (a.experts / a.groups) * a.topkGroups) {
-      throw new Error(`${pre}: top_k exceeds the experts of the topk_groups eligible groups`);
-    }
-  }
 }
 
 /**
@@ -96,9 +75,50 @@ export function routeToken(
   return { ids, weights: w.map((v) => (v / den) * a.scale) };
 }
 
-export const moeRoute: OpReference<MoeRouteAttrs> = {
+export const moeRoute: OpDefinition<MoeRouteAttrs> = {
+  /** Attribute rules shared by the reference and the kernel generator. */
+  check(a) {
+    const pre = `moe_route experts=${a.experts} top_k=${a.topK}`;
+    if (!positiveInt(a.experts) || !positiveInt(a.topK) || a.topK > a.experts) {
+      throw new Error(`${pre}: experts and top_k must be positive integers with top_k <= experts`);
+    }
+    if (!(Number.isFinite(a.scale) && a.scale > 0))
+      throw new Error(`${pre}: scale must be > 0, got ${a.scale}`);
+    if (a.scoring === 'softmax' && (a.correctionBias || a.groups !== 1 || a.topkGroups !== 1)) {
+      throw new Error(
+        `${pre}: the correction bias and group-limited selection are defined for sigmoid scoring only`,
+      );
+    }
+    if (!positiveInt(a.groups) || !positiveInt(a.topkGroups) || a.topkGroups > a.groups) {
+      throw new Error(`${pre}: groups and topk_groups must be positive with topk_groups <= groups`);
+    }
+    if (a.groups > 1) {
+      if (a.experts % a.groups !== 0)
+        throw new Error(`${pre}: groups (${a.groups}) must divide experts`);
+      // A group is scored by its two best experts, so it needs two.
+      if (a.experts / a.groups < 2)
+        throw new Error(`${pre}: each of the ${a.groups} groups needs at least 2 experts`);
+      // The kernel keeps the chosen groups in one 32-bit mask.
+      if (a.groups > 32) throw new Error(`${pre}: at most 32 expert groups are supported`);
+      if (a.topK > (a.experts / a.groups) * a.topkGroups) {
+        throw new Error(`${pre}: top_k exceeds the experts of the topk_groups eligible groups`);
+      }
+    }
+  },
+  /** load: routed tokens per expert over the sequence's life, counted in place. */
+  inputs(a) {
+    const r: Record<string, TensorRule> = { logits: rule(['T', a.experts]) };
+    if (a.correctionBias) r.bias = rule([a.experts]);
+    r.load = inPlace([a.experts], 'u32');
+    return r;
+  },
+  outputs: (a) => ({
+    ids: indices(['T', a.topK]),
+    weights: rule(['T', a.topK]),
+    load: inPlace([a.experts], 'u32'),
+  }),
   reference(a, inputs, step) {
-    validateRoute(a);
+    moeRoute.check(a);
     const E = a.experts;
     const K = a.topK;
     const logits = f32(inputs, 'logits');
@@ -148,7 +168,18 @@ export function groupPairs(
   return { counts, offsets, order };
 }
 
-export const moeGroup: OpReference<MoeGroupAttrs> = {
+export const moeGroup: OpDefinition<MoeGroupAttrs> = {
+  check(a) {
+    if (!positiveInt(a.experts) || !positiveInt(a.topK)) {
+      throw new Error(`moe_group: experts and top_k must be positive integers`);
+    }
+  },
+  inputs: (a) => ({ ids: indices(['T', a.topK]) }),
+  outputs: (a) => ({
+    counts: indices([a.experts]),
+    offsets: indices([a.experts + 1]),
+    order: indices(['T', a.topK]),
+  }),
   reference(a, inputs, step) {
     const ids = u32(inputs, 'ids');
     const P = step.T * a.topK;
@@ -162,27 +193,6 @@ export const moeGroup: OpReference<MoeGroupAttrs> = {
   }),
 };
 
-export function validateMoeMatmul(a: MoeMatmulAttrs): void {
-  const pre = `moe_matmul N=${a.N} K=${a.K}`;
-  if (![a.N, a.K, a.experts, a.topK, a.expertCount].every(positiveInt))
-    throw new Error(`${pre}: N, K, experts, top_k and expertCount must be positive integers`);
-  if (!Number.isInteger(a.expertStart) || a.expertStart < 0) {
-    throw new Error(`${pre}: expertStart must be a non-negative integer`);
-  }
-  if (a.expertStart + a.expertCount > a.experts) {
-    throw new Error(
-      `${pre}: experts [${a.expertStart}, ${a.expertStart + a.expertCount}) exceed the ${a.experts} experts`,
-    );
-  }
-  if (a.clamp) {
-    if (!a.gated || a.act !== null)
-      throw new Error(`${pre}: the clamped SwiGLU needs gated and act null`);
-    if (!(a.clamp.limit > 0 && Number.isFinite(a.clamp.alpha)))
-      throw new Error(`${pre}: clamp limit must be > 0 and alpha finite`);
-  }
-  if (a.gated && !a.act && !a.clamp) throw new Error(`${pre}: a gated projection needs act`);
-}
-
 /** The gated / activated value of one output column (shared with the kernels' epilogue). */
 export function moeEpilogue(a: MoeMatmulAttrs, g: number, u: number): number {
   if (a.clamp) {
@@ -194,9 +204,49 @@ export function moeEpilogue(a: MoeMatmulAttrs, g: number, u: number): number {
   return a.gated ? v * u : v;
 }
 
-export const moeMatmul: OpReference<MoeMatmulAttrs> = {
+export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
+  check(a) {
+    const pre = `moe_matmul N=${a.N} K=${a.K}`;
+    if (![a.N, a.K, a.experts, a.topK, a.expertCount].every(positiveInt))
+      throw new Error(`${pre}: N, K, experts, top_k and expertCount must be positive integers`);
+    if (!Number.isInteger(a.expertStart) || a.expertStart < 0) {
+      throw new Error(`${pre}: expertStart must be a non-negative integer`);
+    }
+    if (a.expertStart + a.expertCount > a.experts) {
+      throw new Error(
+        `${pre}: experts [${a.expertStart}, ${a.expertStart + a.expertCount}) exceed the ${a.experts} experts`,
+      );
+    }
+    if (a.clamp) {
+      if (!a.gated || a.act !== null)
+        throw new Error(`${pre}: the clamped SwiGLU needs gated and act null`);
+      if (!(a.clamp.limit > 0 && Number.isFinite(a.clamp.alpha)))
+        throw new Error(`${pre}: clamp limit must be > 0 and alpha finite`);
+    }
+    if (a.gated && !a.act && !a.clamp) throw new Error(`${pre}: a gated projection needs act`);
+  },
+  /**
+   * A node holding experts after the first (expertStart > 0: a split projection's later parts)
+   * also reads `out`, so the rows of the pairs the earlier parts computed survive.
+   */
+  inputs(a) {
+    const wRows = a.gated ? 2 * a.N : a.N;
+    const r: Record<string, TensorRule> = {
+      x: rule(a.input === 'token' ? ['T', a.K] : ['T', a.topK, a.K]),
+      w: rule([a.expertCount, wRows, a.K]),
+    };
+    if (a.bias) r.bias = rule([a.expertCount, wRows]);
+    r.ids = indices(['T', a.topK]);
+    if (a.grouped) {
+      r.offsets = indices([a.experts + 1]);
+      r.order = indices(['T', a.topK]);
+    }
+    if (a.expertStart > 0) r.out = inPlace(['T', a.topK, a.N]);
+    return r;
+  },
+  outputs: (a) => ({ out: rule(['T', a.topK, a.N], a.expertStart > 0 ? 'read_write' : 'read') }),
   reference(a, inputs, step) {
-    validateMoeMatmul(a);
+    moeMatmul.check(a);
     const { N, K, topK } = a;
     const P = step.T * topK;
     const wRows = a.gated ? 2 * N : N;
@@ -255,7 +305,24 @@ export const moeMatmul: OpReference<MoeMatmulAttrs> = {
   },
 };
 
-export const moeCombine: OpReference<MoeCombineAttrs> = {
+export const moeCombine: OpDefinition<MoeCombineAttrs> = {
+  check(a) {
+    if (!positiveInt(a.topK) || !positiveInt(a.width)) {
+      throw new Error(`moe_combine: top_k and width must be positive integers`);
+    }
+    if (a.sharedGate && !a.shared) throw new Error(`moe_combine: sharedGate needs shared`);
+  },
+  inputs(a) {
+    const r: Record<string, TensorRule> = {
+      y: rule(['T', a.topK, a.width]),
+      weights: rule(['T', a.topK]),
+    };
+    if (a.residual) r.residual = rule(['T', a.width]);
+    if (a.shared) r.shared = rule(['T', a.width]);
+    if (a.sharedGate) r.sharedGate = rule(['T', 1]);
+    return r;
+  },
+  outputs: (a) => ({ out: rule(['T', a.width]) }),
   reference(a, inputs, step) {
     const { topK: K, width: W } = a;
     const n = step.T * W;

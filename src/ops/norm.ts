@@ -9,10 +9,10 @@
  */
 import type { Cost, GatedNormAttrs, NormAttrs, StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow } from './math.ts';
-import { f32, type OpReference } from './types.ts';
+import { f32, rule, type OpDefinition, type TensorRule } from './types.ts';
 
 /** Throws unless width is a whole number of groups. */
-export function checkNormAttrs(a: NormAttrs): void {
+function checkNormAttrs(a: NormAttrs): void {
   if (!Number.isInteger(a.group) || a.group < 1)
     throw new Error(`norm: group must be a positive integer, got ${a.group}`);
   if (!Number.isInteger(a.width) || a.width % a.group !== 0) {
@@ -30,9 +30,18 @@ export function normParamWidth(a: NormAttrs): number {
   return a.perChannel ? a.width : a.group;
 }
 
-export const norm: OpReference<NormAttrs> = {
+export const norm: OpDefinition<NormAttrs> = {
+  check: checkNormAttrs,
+  inputs(a) {
+    const r: Record<string, TensorRule> = { x: rule(['T', a.width]) };
+    if (a.norm.kind !== 'l2') r.w = rule([normParamWidth(a)]);
+    if (normHasBias(a)) r.b = rule([normParamWidth(a)]);
+    if (a.residual) r.residual = rule(['T', a.width]);
+    return r;
+  },
+  outputs: (a) => ({ out: rule(['T', a.width]) }),
   reference(a, inputs, step) {
-    checkNormAttrs(a);
+    norm.check(a);
     const n = step.T * a.width;
     const x = f32(inputs, 'x');
     const w = a.norm.kind === 'l2' ? undefined : f32(inputs, 'w');
@@ -63,7 +72,7 @@ export const norm: OpReference<NormAttrs> = {
   },
 };
 
-export function checkGatedNormAttrs(a: GatedNormAttrs): void {
+function checkGatedNormAttrs(a: GatedNormAttrs): void {
   if (!Number.isInteger(a.group) || a.group < 1)
     throw new Error(`gated_norm: group must be a positive integer, got ${a.group}`);
   if (!Number.isInteger(a.width) || a.width % a.group !== 0)
@@ -76,9 +85,12 @@ export function checkGatedNormAttrs(a: GatedNormAttrs): void {
  * the row, not per group element). normBeforeGate: v = x, and the result times silu(z)
  * (FalconH1RMSNormGated's norm_before_gate=True). f64 accumulation.
  */
-export const gatedNorm: OpReference<GatedNormAttrs> = {
+export const gatedNorm: OpDefinition<GatedNormAttrs> = {
+  check: checkGatedNormAttrs,
+  inputs: (a) => ({ x: rule(['T', a.width]), z: rule(['T', a.width]), w: rule([a.width]) }),
+  outputs: (a) => ({ out: rule(['T', a.width]) }),
   reference(a, inputs, step) {
-    checkGatedNormAttrs(a);
+    gatedNorm.check(a);
     const n = step.T * a.width;
     const x = f32(inputs, 'x');
     const z = f32(inputs, 'z');

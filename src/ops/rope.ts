@@ -10,7 +10,7 @@
 import type { Cost, RopeAttrs, StepShape } from '../graph/ops.ts';
 import type { RopeSpec } from '../spec/model.ts';
 import { rotateHead } from './math.ts';
-import { f32, type Arrays, type OpReference } from './types.ts';
+import { f32, rule, type Arrays, type OpDefinition } from './types.ts';
 
 const fr = Math.fround;
 
@@ -166,15 +166,23 @@ export function interleavePermutation(headDim: number, rotaryDim: number): Uint3
   return perm;
 }
 
-function checkLayout(a: RopeAttrs): void {
-  if (a.rotaryDim % 2 !== 0 || a.rotaryDim <= 0 || a.rotaryDim > a.headDim) {
-    throw new Error(`rope: rotaryDim ${a.rotaryDim} must be even and in (0, headDim=${a.headDim}]`);
-  }
-}
-
-export const rope: OpReference<RopeAttrs> = {
+export const rope: OpDefinition<RopeAttrs> = {
+  check(a) {
+    if (a.rotaryDim % 2 !== 0 || a.rotaryDim <= 0 || a.rotaryDim > a.headDim) {
+      throw new Error(
+        `rope: rotaryDim ${a.rotaryDim} must be even and in (0, headDim=${a.headDim}]`,
+      );
+    }
+  },
+  /** The tables are cos/sin [capacity, rotaryDim/2], row p for absolute position p. */
+  inputs: (a) => ({
+    x: rule(['T', a.heads * a.headDim]),
+    cos: rule([a.capacity, a.rotaryDim / 2]),
+    sin: rule([a.capacity, a.rotaryDim / 2]),
+  }),
+  outputs: (a) => ({ out: rule(['T', a.heads * a.headDim]) }),
   reference(a: RopeAttrs, inputs: Arrays, step: StepShape): Arrays {
-    checkLayout(a);
+    rope.check(a);
     const x = f32(inputs, 'x');
     const cos = f32(inputs, 'cos');
     const sin = f32(inputs, 'sin');

@@ -29,7 +29,7 @@
  *    thread walks its own chunk from its exclusive prefix; the lowest hit wins.
  */
 import type { Cost, SampleAttrs, SamplingShape, StepShape } from '../graph/ops.ts';
-import { f32, type OpReference } from './types.ts';
+import { f32, indices, inPlace, rule, type OpDefinition } from './types.ts';
 
 /** Threads of the sampling workgroup; fixed (the WebGPU minimum) so every device picks alike. */
 export const SAMPLE_THREADS = 256;
@@ -176,7 +176,16 @@ export function sampleRow(
   return { token: token === NONE ? argmax : token, threshold: tau, argmax };
 }
 
-export const sample: OpReference<SampleAttrs> = {
+export const sample: OpDefinition<SampleAttrs> = {
+  check(a) {
+    if (!Number.isInteger(a.vocab) || a.vocab < 1) {
+      throw new Error(`sample: vocab must be a positive integer, got ${a.vocab}`);
+    }
+  },
+  /** ids: the step's token ids; the sampled token goes to ids[0], the next step's input. */
+  inputs: (a) => ({ logits: rule(['L', a.vocab]), ids: inPlace(['T'], 'u32') }),
+  /** token: [the sampled id, the status word (NONFINITE_LOGITS or 0)]. */
+  outputs: () => ({ token: indices([2]), ids: inPlace(['T'], 'u32') }),
   reference(a, inputs, step) {
     const logits = f32(inputs, 'logits');
     const row = Math.max(step.L, 1) - 1;

@@ -9,7 +9,7 @@
  */
 import type { Cost, SelectiveScanAttrs, SsdAttrs, StepShape } from '../graph/ops.ts';
 import { activate, softplus } from './math.ts';
-import { f32, type Arrays, type OpReference } from './types.ts';
+import { f32, inPlace, rule, type Arrays, type OpDefinition } from './types.ts';
 
 function need(op: string, inputs: Arrays, name: string, n: number): Float32Array {
   const v = f32(inputs, name);
@@ -22,28 +22,30 @@ function positiveInt(op: string, name: string, v: number): void {
     throw new Error(`${op}: ${name} must be a positive integer, got ${v}`);
 }
 
-export function checkSelectiveScanAttrs(a: SelectiveScanAttrs): void {
-  positiveInt('selective_scan', 'dInner', a.dInner);
-  positiveInt('selective_scan', 'dState', a.dState);
-}
-
-export function checkSsdAttrs(a: SsdAttrs): void {
-  for (const k of ['heads', 'headDim', 'dState', 'groups', 'chunk'] as const)
-    positiveInt('ssd', k, a[k]);
-  if (a.heads % a.groups !== 0)
-    throw new Error(`ssd: heads (${a.heads}) must be a multiple of groups (${a.groups})`);
-  if (!(a.dtMin >= 0) || !(a.dtMax >= a.dtMin) || Number.isNaN(a.dtMax))
-    throw new Error(`ssd: need 0 <= dtMin <= dtMax, got [${a.dtMin}, ${a.dtMax}]`);
-}
-
 /** Mamba-2's step size: softplus(dt + dtBias) clamped to [dtMin, dtMax] (HF's time_step_limit). */
 export function ssdStep(a: Pick<SsdAttrs, 'dtMin' | 'dtMax'>, dtPlusBias: number): number {
   return Math.min(Math.max(softplus(dtPlusBias), a.dtMin), a.dtMax);
 }
 
-export const selectiveScan: OpReference<SelectiveScanAttrs> = {
+export const selectiveScan: OpDefinition<SelectiveScanAttrs> = {
+  check(a) {
+    positiveInt('selective_scan', 'dInner', a.dInner);
+    positiveInt('selective_scan', 'dState', a.dState);
+  },
+  inputs: (a) => ({
+    x: rule(['T', a.dInner]),
+    dt: rule(['T', a.dInner]),
+    aLog: rule([a.dInner, a.dState]),
+    b: rule(['T', a.dState]),
+    c: rule(['T', a.dState]),
+    d: rule([a.dInner]),
+    z: rule(['T', a.dInner]),
+    state: inPlace([a.dInner, a.dState]),
+  }),
+  /** state: h after the step's last token, in place. */
+  outputs: (a) => ({ out: rule(['T', a.dInner]), state: inPlace([a.dInner, a.dState]) }),
   reference(a, inputs, step) {
-    checkSelectiveScanAttrs(a);
+    selectiveScan.check(a);
     const { dInner: D, dState: N } = a;
     const T = step.T;
     const op = 'selective_scan';
@@ -87,9 +89,31 @@ export const selectiveScan: OpReference<SelectiveScanAttrs> = {
   },
 };
 
-export const ssd: OpReference<SsdAttrs> = {
+export const ssd: OpDefinition<SsdAttrs> = {
+  check(a) {
+    for (const k of ['heads', 'headDim', 'dState', 'groups', 'chunk'] as const)
+      positiveInt('ssd', k, a[k]);
+    if (a.heads % a.groups !== 0)
+      throw new Error(`ssd: heads (${a.heads}) must be a multiple of groups (${a.groups})`);
+    if (!(a.dtMin >= 0) || !(a.dtMax >= a.dtMin) || Number.isNaN(a.dtMax))
+      throw new Error(`ssd: need 0 <= dtMin <= dtMax, got [${a.dtMin}, ${a.dtMax}]`);
+  },
+  inputs: (a) => ({
+    x: rule(['T', a.heads * a.headDim]),
+    dt: rule(['T', a.heads]),
+    dtBias: rule([a.heads]),
+    aLog: rule([a.heads]),
+    b: rule(['T', a.groups * a.dState]),
+    c: rule(['T', a.groups * a.dState]),
+    d: rule([a.heads]),
+    state: inPlace([a.heads, a.headDim, a.dState]),
+  }),
+  outputs: (a) => ({
+    out: rule(['T', a.heads * a.headDim]),
+    state: inPlace([a.heads, a.headDim, a.dState]),
+  }),
   reference(a, inputs, step) {
-    checkSsdAttrs(a);
+    ssd.check(a);
     const { heads: H, headDim: P, dState: N, groups: G } = a;
     const T = step.T;
     const W = H * P;

@@ -32,6 +32,7 @@ import {
 import { definitionFor } from '../ops/index.ts';
 import type { DeviceCaps } from '../target.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
+import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
 
@@ -109,7 +110,13 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
       ...q.attrs,
       N: qCols + 2 * kvCols,
       outStride: qCols,
-      ropeKv: { qCols, kvCols, headDim: rope.headDim, rotaryDim: rope.rotaryDim },
+      ropeKv: {
+        qCols,
+        kvCols,
+        headDim: rope.headDim,
+        rotaryDim: rope.rotaryDim,
+        capacity: rope.capacity,
+      },
     };
     if (!fits(attrs, caps)) continue;
     const il = (s: ParamSource, cols: number): ParamSource => ({
@@ -394,14 +401,6 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
 
 type Recurrence = GraphNode & { attrs: LinearRecurrenceAttrs };
 
-/** Storage bindings of an op with a full definition: its inputs and the outputs not among them. */
-function definedBindings(attrs: OpAttrs): number {
-  const def = definitionFor(attrs);
-  if (!def) throw new Error(`${attrs.op} has no op definition`);
-  const inputs = Object.keys(def.inputs(attrs));
-  return inputs.length + Object.keys(def.outputs(attrs)).filter((n) => !inputs.includes(n)).length;
-}
-
 /**
  * Folds into recurrence `rec` what computes its input `target`: first an l2 norm (q and k, over
  * each key head's row), then a pointwise op on what that norm read (or on the input itself).
@@ -421,7 +420,7 @@ function foldPrologue(
   const prologue: RecurrencePrologue = rec.attrs.prologue ?? { exprs: {}, l2: {} };
   const replace = (p: RecurrencePrologue, inputs: Record<string, number>, removed: GraphNode) => {
     const attrs: LinearRecurrenceAttrs = { ...rec.attrs, prologue: p };
-    if (definedBindings(attrs) > caps.maxStorageBuffersPerStage) return null;
+    if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) return null;
     const label = `${rec.label.replace(/ \(.*\)$/, '')} (${[...Object.keys(p.l2).map((n) => `l2 ${n}`), ...Object.keys(p.exprs)].join(', ')} fused)`;
     const n = r.replace(rec, attrs, inputs, rec.outputs, label) as Recurrence;
     r.remove(removed);

@@ -165,6 +165,12 @@ export function ropeCase(
   K: number,
   over: Partial<MatmulAttrs> = {},
 ): MatmulAttrs {
-  const ropeKv = { qCols: heads * headDim, kvCols: kvHeads * headDim, headDim, rotaryDim };
+  const ropeKv = {
+    qCols: heads * headDim,
+    kvCols: kvHeads * headDim,
+    headDim,
+    rotaryDim,
+    capacity: cacheCapacity(PREFILL_MAXT),
+  };
   return mm(ropeKv.qCols + 2 * ropeKv.kvCols, K, { ropeKv, outStride: ropeKv.qCols, ...over });
 }

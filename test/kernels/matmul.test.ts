@@ -229,7 +229,7 @@ describe('matmul tiling and device limits', () => {
   });
 
   it('counts storage bindings and refuses fusions over the device limit', () => {
-    const ropeKv = { qCols: 32, kvCols: 16, headDim: 8, rotaryDim: 8 };
+    const ropeKv = { qCols: 32, kvCols: 16, headDim: 8, rotaryDim: 8, capacity: 16 };
     const wide = mm(64, 64, { ropeKv, prologue: RMS, bias: true });
     expect(matmulStorageBindings(wide)).toBe(9);
     expect(matmulStorageBindings(mm(8, 8))).toBe(3);
@@ -245,7 +245,7 @@ describe('matmul tiling and device limits', () => {
   });
 
   it('binds exactly the buffers the attrs need, step first', () => {
-    const ropeKv = { qCols: 32, kvCols: 16, headDim: 8, rotaryDim: 8 };
+    const ropeKv = { qCols: 32, kvCols: 16, headDim: 8, rotaryDim: 8, capacity: 16 };
     const k = matmulKernel(mm(64, 64, { ropeKv, prologue: LAYER, bias: true }), {
       caps: { ...BASELINE_CAPS, maxStorageBuffersPerStage: 10 },
       maxT: 8,
@@ -275,7 +275,7 @@ describe('matmul tiling and device limits', () => {
   });
 
   it('rejects meaningless combinations with a message', () => {
-    const ropeKv = { qCols: 16, kvCols: 8, headDim: 8, rotaryDim: 8 };
+    const ropeKv = { qCols: 16, kvCols: 8, headDim: 8, rotaryDim: 8, capacity: 16 };
     expect(() =>
       matmulKernel(mm(32, 8, { ropeKv, gated: true }), { caps: BASELINE_CAPS, maxT: 1 }),
     ).toThrow(/ropeKv cannot be combined/);
@@ -330,7 +330,7 @@ describe('matmul reference', () => {
   });
 
   it('ropeKv rotates interleaved pairs and appends k/v at pos', () => {
-    const ropeKv = { qCols: 4, kvCols: 4, headDim: 4, rotaryDim: 2 };
+    const ropeKv = { qCols: 4, kvCols: 4, headDim: 4, rotaryDim: 2, capacity: 5 };
     // w = identity: the projection passes x through, so only RoPE and the scatter remain.
     const K = 12;
     const w = new Float32Array(12 * K);

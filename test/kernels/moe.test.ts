@@ -26,7 +26,6 @@ import {
   moeRoute,
   routeToken,
   topkIndices,
-  validateRoute,
 } from '../../src/ops/moe.ts';
 import { activate } from '../../src/ops/math.ts';
 import type { Activation } from '../../src/spec/model.ts';
@@ -133,11 +132,11 @@ describe('router reference: ranking and ties', () => {
   });
 
   it('rejects combinations it does not define', () => {
-    expect(() => validateRoute(route({ correctionBias: true }))).toThrow(/sigmoid scoring only/);
-    expect(() => validateRoute(route({ scoring: 'sigmoid', groups: 3, topkGroups: 1 }))).toThrow(
+    expect(() => moeRoute.check(route({ correctionBias: true }))).toThrow(/sigmoid scoring only/);
+    expect(() => moeRoute.check(route({ scoring: 'sigmoid', groups: 3, topkGroups: 1 }))).toThrow(
       /must divide/,
     );
-    expect(() => validateRoute(route({ topK: 9 }))).toThrow(/top_k <= experts/);
+    expect(() => moeRoute.check(route({ topK: 9 }))).toThrow(/top_k <= experts/);
   });
 });
 

@@ -156,7 +156,7 @@ describe('rope reference', () => {
     for (let r = 0; r < T * heads; r++) {
       for (let d = 0; d < hd; d++) xp[r * hd + d] = x[r * hd + perm[d]];
     }
-    const layout = { op: 'rope' as const, heads, headDim: hd, rotaryDim: rd };
+    const layout = { op: 'rope' as const, heads, headDim: hd, rotaryDim: rd, capacity: 32 };
     const step = { T, pos, L: 1 };
     const half = rope.reference({ ...layout, pairs: 'half' }, { x, cos, sin }, step).out;
     const inter = rope.reference(
@@ -196,7 +196,14 @@ describe('rope kernel', () => {
     for (const c of cases) {
       it(`${pairs} heads=${c.heads} hd=${c.hd} rd=${c.rd} T=${c.T} pos=${c.pos}`, async () => {
         const { caps } = await testGpu();
-        const a: RopeAttrs = { op: 'rope', heads: c.heads, headDim: c.hd, rotaryDim: c.rd, pairs };
+        const a: RopeAttrs = {
+          op: 'rope',
+          heads: c.heads,
+          headDim: c.hd,
+          rotaryDim: c.rd,
+          pairs,
+          capacity: 256,
+        };
         const spec: RopeSpec = { theta: 10000, rotaryDim: c.rd, scaling: { kind: 'none' } };
         const { cos, sin } = ropeTables(spec, 256);
         const width = c.heads * c.hd;

@@ -4,7 +4,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { opBindings, wgslF32 } from '../../codegen/kernels/wgsl-builder.ts';
-import type { LinearRecurrenceAttrs, PointwiseAttrs } from '../../src/graph/ops.ts';
+import type {
+  Conv1dAttrs,
+  EmbedAttrs,
+  LinearRecurrenceAttrs,
+  PointwiseAttrs,
+} from '../../src/graph/ops.ts';
 
 const rwkv: LinearRecurrenceAttrs = {
   op: 'linear_recurrence',
@@ -38,6 +43,34 @@ describe('opBindings', () => {
     ]);
     expect(decls).toContain('@group(0) @binding(7) var<storage, read_write> state: array<f32>;');
     expect(decls.split('\n')).toHaveLength(8);
+  });
+
+  it('declares optional inputs only when present, in-place state once, and vec4 where asked', () => {
+    const conv: Conv1dAttrs = { op: 'conv1d', channels: 8, kernel: 4, bias: true, silu: true };
+    expect(opBindings(conv).bindings.map((b) => `${b.name}:${b.access}`)).toEqual([
+      'step:uniform',
+      'x:read',
+      'w:read',
+      'bias:read',
+      'state:read_write',
+      'out:read_write',
+    ]);
+    expect(opBindings({ ...conv, bias: false }).bindings.map((b) => b.name)).toEqual([
+      'step',
+      'x',
+      'w',
+      'state',
+      'out',
+    ]);
+    // A split table's node reads and writes out: one read_write binding.
+    const split: EmbedAttrs = { op: 'embed', vocab: 10, dim: 8, scale: 1, rowStart: 4, rows: 6 };
+    const { decls } = opBindings(split, [], ['table', 'out']);
+    expect(decls.split('\n')).toEqual([
+      '@group(0) @binding(1) var<storage, read> ids: array<u32>;',
+      '@group(0) @binding(2) var<storage, read> table: array<vec4<f32>>;',
+      '@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;',
+    ]);
+    expect(() => opBindings(split, [], ['nope'])).toThrow(/no binding 'nope'/);
   });
 
   it('rejects a binding named like an identifier the kernel keeps for itself', () => {

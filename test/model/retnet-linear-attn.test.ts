@@ -11,7 +11,7 @@
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import { materialize } from '../../src/graph/params.ts';
-import { referenceFor } from '../../src/ops/index.ts';
+import { definitionFor } from '../../src/ops/index.ts';
 import type { HostArray } from '../../src/ops/types.ts';
 import type { LinearAttnSpec } from '../../src/mixers/linear-attn.ts';
 import { mixerDef } from '../../src/mixers/index.ts';
@@ -86,7 +86,7 @@ async function runLowered(spec: LinearAttnSpec, x: Float32Array, steps: number[]
       const inputs = Object.fromEntries(
         Object.entries(node.inputs).map(([k, id]) => [k, values.get(id)!]),
       );
-      const o = referenceFor(node.attrs).reference(node.attrs, inputs, { T: len, pos, L: len });
+      const o = definitionFor(node.attrs).reference(node.attrs, inputs, { T: len, pos, L: len });
       for (const [k, id] of Object.entries(node.outputs)) {
         if (state.has(id)) state.get(id)!.set(o[k] as Float32Array);
         values.set(id, o[k]);

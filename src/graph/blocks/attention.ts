@@ -141,7 +141,14 @@ export function attendOverCache(
   if (a.rope && tables) {
     const rope = (t: number, heads: number, tag: string) =>
       b.op(
-        { op: 'rope', heads, headDim: a.headDim, rotaryDim: a.rope!.rotaryDim, pairs: 'half' },
+        {
+          op: 'rope',
+          heads,
+          headDim: a.headDim,
+          rotaryDim: a.rope!.rotaryDim,
+          pairs: 'half',
+          capacity: b.capacity,
+        },
         `${L} rope ${tag}`,
         { x: t, cos: tables.cos, sin: tables.sin },
         { out: { name: `${L}.${tag}rope`, shape: ['T', heads * a.headDim] } },

@@ -68,7 +68,14 @@ export function lowerMla(
   const tables = ropeTableParams(b, m)!;
   const rope = (t: number, heads: number, headDim: number, tag: string) =>
     b.op(
-      { op: 'rope', heads, headDim, rotaryDim: m.ropeDim, pairs: m.ropePairs },
+      {
+        op: 'rope',
+        heads,
+        headDim,
+        rotaryDim: m.ropeDim,
+        pairs: m.ropePairs,
+        capacity: b.capacity,
+      },
       `${L} rope ${tag}`,
       { x: t, cos: tables.cos, sin: tables.sin },
       { out: { name: `${L}.${tag}rope`, shape: ['T', heads * headDim] } },
