@@ -451,7 +451,6 @@ export interface TokenShiftAttrs {
   op: 'token_shift';
   width: number;
 }
-// inputs: x [T, width], state [1, width]; outputs: out [T, width], state (in place)
 
 /**
  * The sum of each contiguous group of `group` columns: out[t, j] = Σ_i x[t, j·group + i], one
@@ -462,7 +461,6 @@ export interface GroupSumAttrs {
   width: number;
   group: number;
 }
-// inputs: x [T, width]; outputs: out [T, width / group]
 
 /**
  * Mixture-of-experts router: the top-k experts of each token and their weights, from router
