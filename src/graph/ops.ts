@@ -322,7 +322,8 @@ export interface SsdAttrs {
 
 /**
  * Mamba-2's gated RMSNorm: out = rmsnorm_per_group(x · silu(z)) · w, groups of `group` elements;
- * normBeforeGate: out = rmsnorm_per_group(x) · w · silu(z) (HF's norm_before_gate=True).
+ * normBeforeGate: out = rmsnorm_per_group(x) · w · silu(z) (HF's norm_before_gate=True, and
+ * fla's FusedRMSNormGated on the heads of a linear-attention output).
  */
 export interface GatedNormAttrs {
   op: 'gated_norm';
@@ -330,8 +331,13 @@ export interface GatedNormAttrs {
   group: number;
   eps: number;
   normBeforeGate: boolean;
+  /**
+   * w is one [group] weight shared by every group (fla's per-head output norm) instead of one
+   * weight per column of the row ([width], Mamba-2's). Absent means false.
+   */
+  groupWeight?: boolean;
 }
-// inputs: x [T, width], z [T, width], w [width]; outputs: out [T, width]
+// inputs: x [T, width], z [T, width], w [groupWeight ? group : width]; outputs: out [T, width]
 
 /**
  * The linear recurrence every linear-attention family runs (the survey's unified form; semantics,

@@ -358,7 +358,9 @@ export interface OutputNorm {
 }
 
 /**
- * RMSNorm over each head of o with the shared [headDim] weight, times act(z) with a gate.
+ * RMSNorm over each head of o with the shared [headDim] weight, times act(z) with a gate: with
+ * SiLU (fla's swish, every default) one gated_norm dispatch whose weight is that group weight,
+ * otherwise a norm then a glu.
  */
 export function outputNorm(b: GraphBuilder, o: number, n: OutputNorm, label: string): number {
   const { width, headDim: group, eps } = n;
@@ -366,6 +368,14 @@ export function outputNorm(b: GraphBuilder, o: number, n: OutputNorm, label: str
   const out = (name: string) => ({
     out: { name: `${label}.${name}`, shape: ['T', width] as Dim[] },
   });
+  if (n.gate?.act === 'silu') {
+    return b.op(
+      { op: 'gated_norm', width, group, eps, normBeforeGate: true, groupWeight: true },
+      `${label} gated norm`,
+      { x: o, z: n.gate.z, w },
+      out('gnorm'),
+    ).out;
+  }
   const normed = b.op(
     {
       op: 'norm',

@@ -6,6 +6,7 @@
 import type { Dim, Graph, GraphNode } from '../graph/ir.ts';
 import { kvWriteWidth } from '../graph/ops.ts';
 import { definitionFor } from '../ops/index.ts';
+import { gatedNormWeightWidth } from '../ops/norm.ts';
 
 function expect(g: Graph, n: GraphNode, input: string, shape: Dim[]): void {
   const id = n.inputs[input];
@@ -118,7 +119,7 @@ export function checkShapes(g: Graph): void {
       case 'gated_norm':
         expect(g, n, 'x', ['T', a.width]);
         expect(g, n, 'z', ['T', a.width]);
-        expect(g, n, 'w', [a.width]);
+        expect(g, n, 'w', [gatedNormWeightWidth(a)]);
         break;
       case 'moe_route':
         expect(g, n, 'logits', ['T', a.experts]);
