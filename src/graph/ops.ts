@@ -399,8 +399,21 @@ export interface RecurrencePrologue {
    * inputs; expressions may share one, as gated DeltaNet's β and g share b|a).
    */
   exprs: Partial<Record<PrologueInput, FusedPointwise>>;
+  /**
+   * Then q and/or k (those in `of`) are rotated as the rope op with pairs 'half' rotates them:
+   * the first rotaryDim columns of each key head, at positions pos + t, from the inputs rope_cos
+   * and rope_sin ([capacity, rotaryDim / 2], the rope tables). RetNet's q and k.
+   */
+  rope?: RecurrenceRope;
   /** Then each key head's row of q or k is l2-normalised with this eps (the l2 norm op's). */
   l2: Partial<Record<'q' | 'k', number>>;
+}
+
+export interface RecurrenceRope {
+  of: ('q' | 'k')[];
+  rotaryDim: number;
+  /** Rows of the tables. */
+  capacity: number;
 }
 // inputs: q [T, qHeads*keyDim], k [T, kHeads*keyDim], v [T, vHeads*valueDim],
 //         g (decay ≠ none): [gateHeads] | [T, gateHeads] | [T, gateHeads*keyDim],
