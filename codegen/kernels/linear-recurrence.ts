@@ -28,6 +28,7 @@ import type { DeviceCaps } from '../../src/target.ts';
 import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import { nextPow2 } from './elementwise.ts';
 import { POINTWISE_RESERVED, pointwiseFunction } from './pointwise.ts';
+import { ropeElementWgsl } from './rope.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
@@ -96,13 +97,29 @@ function header(
   const loads: string[] = [];
   // One function per input; a fused prologue's expression replaces the read (pointwise.ts
   // renders it as that op's own kernel would).
+  // A fused rope rotates what the expression (or the read) gives: pre_<name> feeds load_<name>.
+  const rot = a.prologue?.rope;
   const load = (name: PrologueInput | 'a' | 'b', index: string) => {
     const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
+    const rotated = rot?.of.includes(name as 'q' | 'k');
+    const fn = rotated ? `pre_${name}` : `load_${name}`;
     loads.push(
       e
-        ? pointwiseFunction(`load_${name}`, e.inputs, e.expr)
-        : `fn load_${name}(t: u32, c: u32) -> f32 { return ${name}[${index}]; }`,
+        ? pointwiseFunction(fn, e.inputs, e.expr)
+        : `fn ${fn}(t: u32, c: u32) -> f32 { return ${name}[${index}]; }`,
     );
+    if (!rot || !rotated) return;
+    // Column c is element e of its key head; select() evaluates both arms, so indices clamp.
+    const half = rot.rotaryDim / 2;
+    const xi = (i: string) => `pre_${name}(t, base + min(${i}, ${DK - 1}u))`;
+    const ci = (i: string) => `rope_cos[cs + min(${i}, ${half - 1}u)]`;
+    const si = (i: string) => `rope_sin[cs + min(${i}, ${half - 1}u)]`;
+    loads.push(`fn load_${name}(t: u32, c: u32) -> f32 {
+  let e = c % DK;
+  let base = c - e;
+  let cs = (step.pos + t) * ${half}u;
+  return ${ropeElementWgsl({ rotaryDim: rot.rotaryDim, pairs: 'half' }, 'e', xi, ci, si)};
+}`);
   };
   const row = (width: number) => `t * ${width}u + c`;
   load('q', row(a.qHeads * DK));
@@ -158,7 +175,7 @@ const RESERVED = [
     'as_',
     'bs',
   ],
-  ...['load_q', 'load_k', 'load_g', 'load_beta', 'load_a', 'load_b'],
+  ...['load_q', 'load_k', 'load_g', 'load_beta', 'load_a', 'load_b', 'pre_q', 'pre_k'],
 ];
 
 /**
@@ -501,7 +518,13 @@ export function recurrenceLaunch(
   const body = form.kind === 'chunked' ? chunkedBody(a, form.C) : recurrentBody(a);
   const tag = form.kind === 'chunked' ? `chunk${form.C}` : 'recurrent';
   const p = a.prologue;
-  const fused = p ? [...Object.keys(p.l2).map((n) => `l2${n}`), ...Object.keys(p.exprs)] : [];
+  const fused = p
+    ? [
+        ...Object.keys(p.l2).map((n) => `l2${n}`),
+        ...(p.rope?.of ?? []).map((n) => `rope${p.rope!.rotaryDim}${n}`),
+        ...Object.keys(p.exprs),
+      ]
+    : [];
   const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
   const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
   return {

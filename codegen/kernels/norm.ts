@@ -132,8 +132,9 @@ ${firstPass}
 
 /**
  * Gated RMSNorm (HF MambaRMSNormGated, norm_before_gate=False): v = x · silu(z), each group
- * scaled by 1/sqrt(mean(v²) + eps), times w[column]. With normBeforeGate v = x and the result
- * is multiplied by silu(z) instead. Same layout as the norm kernel.
+ * scaled by 1/sqrt(mean(v²) + eps), times w[column] (w[column in group] with groupWeight). With
+ * normBeforeGate v = x and the result is multiplied by silu(z) instead. Same layout as the norm
+ * kernel.
  */
 export const gatedNormKernel: KernelGenerator<GatedNormAttrs> = (a, { caps, maxT }) => {
   gatedNorm.check(a);
@@ -176,14 +177,14 @@ ${cached ? '      v[j] = gated(base + lid + j * WG);\n' : ''}      let e = ${vAt
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
-      out[base + i] = ${vAt('j')} * inv * w[col + i]${a.normBeforeGate ? ' * silu_z(base + i)' : ''};
+      out[base + i] = ${vAt('j')} * inv * w[${a.groupWeight ? 'i' : 'col + i'}]${a.normBeforeGate ? ' * silu_z(base + i)' : ''};
     }
   }
 }
 `;
   const launch: KernelLaunch = {
     kernel: {
-      name: `gated_norm${a.normBeforeGate ? '_prenorm' : ''}_w${a.width}_g${a.group}_wg${wg}${cached ? '' : '_reread'}_eps${nameNum(a.eps)}`,
+      name: `gated_norm${a.normBeforeGate ? '_prenorm' : ''}${a.groupWeight ? '_gw' : ''}_w${a.width}_g${a.group}_wg${wg}${cached ? '' : '_reread'}_eps${nameNum(a.eps)}`,
       code: withHelpers(code),
       bindings,
       workgroupSize: [wg, 1, 1],

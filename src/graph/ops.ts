@@ -318,7 +318,8 @@ export interface SsdAttrs {
 
 /**
  * Mamba-2's gated RMSNorm: out = rmsnorm_per_group(x · silu(z)) · w, groups of `group` elements;
- * normBeforeGate: out = rmsnorm_per_group(x) · w · silu(z) (HF's norm_before_gate=True).
+ * normBeforeGate: out = rmsnorm_per_group(x) · w · silu(z) (HF's norm_before_gate=True, and
+ * fla's FusedRMSNormGated on the heads of a linear-attention output).
  */
 export interface GatedNormAttrs {
   op: 'gated_norm';
@@ -326,6 +327,11 @@ export interface GatedNormAttrs {
   group: number;
   eps: number;
   normBeforeGate: boolean;
+  /**
+   * w is one [group] weight shared by every group (fla's per-head output norm) instead of one
+   * weight per column of the row ([width], Mamba-2's). Absent means false.
+   */
+  groupWeight?: boolean;
 }
 
 /**
@@ -388,8 +394,21 @@ export interface RecurrencePrologue {
    * inputs; expressions may share one, as gated DeltaNet's β and g share b|a).
    */
   exprs: Partial<Record<PrologueInput, FusedPointwise>>;
+  /**
+   * Then q and/or k (those in `of`) are rotated as the rope op with pairs 'half' rotates them:
+   * the first rotaryDim columns of each key head, at positions pos + t, from the inputs rope_cos
+   * and rope_sin ([capacity, rotaryDim / 2], the rope tables). RetNet's q and k.
+   */
+  rope?: RecurrenceRope;
   /** Then each key head's row of q or k is l2-normalised with this eps (the l2 norm op's). */
   l2: Partial<Record<'q' | 'k', number>>;
+}
+
+export interface RecurrenceRope {
+  of: ('q' | 'k')[];
+  rotaryDim: number;
+  /** Rows of the tables. */
+  capacity: number;
 }
 
 /** An elementwise expression over named inputs (see PointwiseAttrs). */

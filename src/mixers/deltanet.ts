@@ -17,15 +17,29 @@
  * `gated_deltanet` (src/spec/kinds/deltanet.ts).
  */
 import type { GraphBuilder } from '../graph/builder.ts';
-import type { PointwiseExpr, PointwiseInput } from '../graph/ops.ts';
-import { causalConv, linear, mixerSublayer } from '../graph/blocks/common.ts';
-import { layerPrefix } from '../import/names.ts';
+import { columns, linear, pointwiseOp } from '../graph/blocks/common.ts';
 import type { Issue, Namer } from '../spec/checks.ts';
 import { defineKind, opt } from '../spec/kind.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { bool as boolSchema, kind, object, posInt, posNumber } from '../spec/schema-parts.ts';
 import { bool, int, oneOf, orNone, positive } from '../spec/values.ts';
 import { defineMixer } from './define.ts';
+import {
+  add,
+  constant,
+  defaultHeadDim,
+  featureMap,
+  flaMixerSublayer,
+  fn,
+  headL2Norm,
+  headMultipleIssues,
+  mul,
+  outputNorm,
+  projection,
+  recurrence,
+  ref,
+  type MixerSite,
+} from './parts.ts';
 
 /** The feature map φ on q and k: fla's qk_activation ('elu' there is elu + 1). */
 export type QkActivation = 'silu' | 'relu' | 'elu1' | 'identity';
@@ -57,28 +71,8 @@ export interface DeltaNetSpec {
 /** fla's l2norm inside the delta-rule kernels: x / sqrt(Σx² + 1e-6) per head. */
 const L2_EPS = 1e-6;
 
-/** A per-head width of `total` split over `heads`, as fla's expand_k / expand_v of 1 give it. */
-function split(
-  total: number,
-  heads: number,
-  param: 'key_head_dim' | 'value_head_dim',
-  fail: (message: string, param?: 'heads' | 'value_heads') => never,
-): number {
-  if (total % heads === 0) return total / heads;
-  return fail(
-    `${param} has no default here: dim ${total} is not a multiple of ${heads} heads; give ${param}`,
-    param === 'key_head_dim' ? 'heads' : 'value_heads',
-  );
-}
-
 function checkDeltaNet(m: DeltaNetSpec, n: Namer): Issue[] {
-  const issues: Issue[] = [];
-  if (m.valueHeads % m.heads !== 0) {
-    issues.push({
-      path: ['valueHeads'],
-      message: `${n('valueHeads')} (${m.valueHeads}) must be a multiple of ${n('heads')} (${m.heads})`,
-    });
-  }
+  const issues = headMultipleIssues(m, n, 'valueHeads', 'heads', 'valueHeads');
   if (m.dConv !== null && m.dConv < 2) {
     issues.push({
       path: ['dConv'],
@@ -110,10 +104,13 @@ export const deltanetKind = defineKind({
     const heads = a.heads ?? (gated ? 6 : 16);
     const valueHeads = a.value_heads ?? heads;
     const keyHeadDim =
-      a.key_head_dim ?? (gated ? 256 : split(ctx.dim, heads, 'key_head_dim', fail));
+      a.key_head_dim ??
+      (gated ? 256 : defaultHeadDim(ctx.dim, 1, heads, 'key_head_dim', fail, 'heads'));
     const valueHeadDim =
       a.value_head_dim ??
-      (gated ? 2 * keyHeadDim : split(ctx.dim, valueHeads, 'value_head_dim', fail));
+      (gated
+        ? 2 * keyHeadDim
+        : defaultHeadDim(ctx.dim, 1, valueHeads, 'value_head_dim', fail, 'value_heads'));
     return {
       kind: 'deltanet',
       heads,
@@ -150,176 +147,92 @@ export const deltanetKind = defineKind({
         ],
 });
 
-/** Every column of a [T, cols] activation (or a [cols] parameter) read as it is. */
-function columns(cols: number, perToken = true): PointwiseInput {
-  return { perToken, cols, inner: cols, repeat: 1 };
-}
-
-function pointwise(
-  b: GraphBuilder,
-  inputs: Record<string, { tensor: number; map: PointwiseInput }>,
-  expr: PointwiseExpr,
-  width: number,
-  label: string,
-): number {
-  return b.op(
-    {
-      op: 'pointwise',
-      width,
-      inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.map])),
-      expr,
-    },
-    label,
-    Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.tensor])),
-    { out: { name: label, shape: ['T', width] } },
-  ).out;
-}
-
-function act(b: GraphBuilder, x: number, fn: 'silu' | 'relu', width: number, label: string) {
-  return b.op(
-    { op: 'act', act: fn, width },
-    `${label} ${fn}`,
-    { x },
-    {
-      out: { name: `${label}.${fn}`, shape: ['T', width] },
-    },
-  ).out;
-}
-
 /** The mixer on the normed input h, without the residual. */
 function deltanetBranch(
   b: GraphBuilder,
   model: ModelIR,
   h: number,
-  i: number,
+  at: MixerSite,
   m: DeltaNetSpec,
 ): number {
-  const p = `${layerPrefix(i)}.attn`;
-  const L = `l${i}.deltanet`;
+  const L = at.label;
   const key = m.heads * m.keyHeadDim;
   const value = m.valueHeads * m.valueHeadDim;
-  const proj = (name: string, width: number) =>
-    linear(b, h, `${p}.${name}`, width, model.dim, false, `${L}.${name}`);
+  const VH = m.valueHeads;
 
   // fla puts the SiLU inside the short conv (or on the projection without one); φ other than
   // silu comes after a conv without activation.
   const input = (name: 'q' | 'k' | 'v', width: number, silu: boolean): number => {
-    const y = proj(`${name}_proj`, width);
-    if (m.dConv === null) return silu ? act(b, y, 'silu', width, `${L}.${name}`) : y;
-    const w = b.param(`${p}.${name}_conv1d.weight`, [width, m.dConv]);
-    const state = b.state(`conv.${i}.${name}`, [m.dConv - 1, width]);
-    return causalConv(b, y, w, null, state, width, m.dConv, silu, `${L}.${name}`);
-  };
-  const featureMap = (x: number, name: string): number => {
-    const label = `${L}.${name}`;
-    if (m.qkActivation === 'relu') return act(b, x, 'relu', key, label);
-    if (m.qkActivation === 'elu1') {
-      return pointwise(
-        b,
-        { x: { tensor: x, map: columns(key) } },
-        { fn: 'elu1', x: { in: 'x' } },
-        key,
-        `${label}.elu1`,
-      );
+    if (m.dConv !== null) {
+      return projection(b, model, h, at, name, width, { kernel: m.dConv, silu });
     }
-    return x;
+    const y = projection(b, model, h, at, name, width);
+    return silu ? featureMap(b, y, width, 'silu', `${L}.${name}_silu`) : y;
   };
-  const l2 = (x: number, name: string): number =>
-    b.op(
-      {
-        op: 'norm',
-        norm: { kind: 'l2', eps: L2_EPS, unitOffset: false, bias: false },
-        width: key,
-        group: m.keyHeadDim,
-        residual: false,
-      },
-      `${L} ${name} l2 norm`,
-      { x },
-      { out: { name: `${L}.${name}.l2`, shape: ['T', key] } },
-    ).out;
-  const qkSilu = m.qkActivation === 'silu';
-  const q = l2(featureMap(input('q', key, qkSilu), 'q'), 'q');
-  const k = l2(featureMap(input('k', key, qkSilu), 'k'), 'k');
+  const qk = (name: 'q' | 'k'): number => {
+    const silu = m.qkActivation === 'silu';
+    const x = input(name, key, silu);
+    const phi = silu ? x : featureMap(b, x, key, m.qkActivation, `${L}.${name}_map`);
+    return headL2Norm(b, phi, key, m.keyHeadDim, L2_EPS, `${L}.${name}`);
+  };
+  const q = qk('q');
+  const k = qk('k');
   const v = input('v', value, true);
 
-  const VH = m.valueHeads;
   const betaScale = m.allowNegEigval ? 2 : 1;
   const beta = m.useBeta
-    ? pointwise(
+    ? pointwiseOp(
         b,
-        { b: { tensor: proj('b_proj', VH), map: columns(VH) } },
-        betaScale === 1
-          ? { fn: 'sigmoid', x: { in: 'b' } }
-          : { bin: 'mul', a: { const: betaScale }, b: { fn: 'sigmoid', x: { in: 'b' } } },
-        VH,
         `${L}.beta`,
+        VH,
+        { b: [projection(b, model, h, at, 'b', VH), columns(VH)] },
+        betaScale === 1
+          ? fn('sigmoid', ref('b'))
+          : mul(constant(betaScale), fn('sigmoid', ref('b'))),
       )
-    : pointwise(b, {}, { const: betaScale }, VH, `${L}.beta`);
+    : pointwiseOp(b, `${L}.beta`, VH, {}, constant(betaScale));
 
   const rule: Record<string, number> = { q, k, v, beta };
   if (m.decay === 'head') {
-    rule.g = pointwise(
+    rule.g = pointwiseOp(
       b,
-      {
-        a: { tensor: proj('a_proj', VH), map: columns(VH) },
-        A: { tensor: b.param(`${p}.A_log`, [VH]), map: columns(VH, false) },
-        dt: { tensor: b.param(`${p}.dt_bias`, [VH]), map: columns(VH, false) },
-      },
-      {
-        bin: 'mul',
-        a: { fn: 'neg', x: { fn: 'exp', x: { in: 'A' } } },
-        b: { fn: 'softplus', x: { bin: 'add', a: { in: 'a' }, b: { in: 'dt' } } },
-      },
-      VH,
       `${L}.decay`,
+      VH,
+      {
+        a: [projection(b, model, h, at, 'a', VH), columns(VH)],
+        A: [b.param(`${at.prefix}.A_log`, [VH]), columns(VH, false)],
+        dt: [b.param(`${at.prefix}.dt_bias`, [VH]), columns(VH, false)],
+      },
+      mul(fn('neg', fn('exp', ref('A'))), fn('softplus', add(ref('a'), ref('dt')))),
     );
   }
-  const state = b.state(`delta.${i}`, [VH, m.keyHeadDim, m.valueHeadDim]);
-  const o = b.op(
-    {
-      op: 'linear_recurrence',
-      heads: VH,
-      qHeads: m.heads,
-      kHeads: m.heads,
-      vHeads: VH,
-      gateHeads: VH,
-      keyDim: m.keyHeadDim,
-      valueDim: m.valueHeadDim,
-      // fla's default scale, K ** -0.5 of the key head width.
-      scale: m.keyHeadDim ** -0.5,
-      decay: m.decay,
-      update: 'delta',
-      normalize: false,
-      normEps: 0,
-    },
-    `${L} delta rule`,
-    { ...rule, state },
-    { out: { name: `${L}.rule`, shape: ['T', value] }, state },
-  ).out;
+  // Value head h reads key head h / (valueHeads / heads).
+  const spec = {
+    heads: VH,
+    qHeads: m.heads,
+    kHeads: m.heads,
+    keyDim: m.keyHeadDim,
+    valueDim: m.valueHeadDim,
+    decay: m.decay,
+    update: 'delta',
+  } as const;
+  const o = recurrence(b, spec, rule, `delta.${at.layer}`, L);
 
   // fla's o_norm: RMSNorm per value head with one [valueHeadDim] weight (FusedRMSNormGated with
   // the swish gate when use_gate).
-  const normed = b.op(
+  const out = outputNorm(
+    b,
+    o,
     {
-      op: 'norm',
-      norm: { kind: 'rms', eps: m.normEps, unitOffset: false, bias: false },
+      weight: `${at.prefix}.o_norm.weight`,
       width: value,
-      group: m.valueHeadDim,
-      residual: false,
+      headDim: m.valueHeadDim,
+      eps: m.normEps,
+      gate: m.outputGate ? { z: projection(b, model, h, at, 'g', value), act: 'silu' } : undefined,
     },
-    `${L} head norm`,
-    { x: o, w: b.param(`${p}.o_norm.weight`, [m.valueHeadDim]) },
-    { out: { name: `${L}.hnorm`, shape: ['T', value] } },
-  ).out;
-  const out = m.outputGate
-    ? b.op(
-        { op: 'glu', act: 'silu', width: value },
-        `${L} output gate`,
-        { gate: proj('g_proj', value), up: normed },
-        { out: { name: `${L}.gated`, shape: ['T', value] } },
-      ).out
-    : normed;
-  return linear(b, out, `${p}.o_proj`, model.dim, value, false, `${L}.out`);
+    L,
+  );
+  return linear(b, out, `${at.prefix}.o_proj`, model.dim, value, false, `${L}.out`);
 }
 
 /** softplus⁻¹(y) = y + log(1 − e^−y): fla draws dt_bias so that softplus(dt_bias) = dt. */
@@ -354,15 +267,8 @@ export const deltanet = defineMixer<DeltaNetSpec>({
     return parts.join(', ');
   },
   lower: (b, model, x, i, m, input) =>
-    mixerSublayer(
-      b,
-      model,
-      x,
-      input,
-      i,
-      `${layerPrefix(i)}.input_layernorm`,
-      `l${i}.deltanet`,
-      (h) => deltanetBranch(b, model, h, i, m),
+    flaMixerSublayer(b, model, x, input, i, 'deltanet', (h, at) =>
+      deltanetBranch(b, model, h, at, m),
     ),
   // fla's initialisation: A = U(0, 16), dt = exp(U(log 1e-3, log 0.1)).
   init: {

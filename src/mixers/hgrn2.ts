@@ -18,7 +18,7 @@
  * fla's sizes: heads = hidden / expand_ratio, key head = expand_ratio, value head = hidden / heads.
  */
 import type { GraphBuilder } from '../graph/builder.ts';
-import { linear, mixerSublayer } from '../graph/blocks/common.ts';
+import { columns, linear, pointwiseOp } from '../graph/blocks/common.ts';
 import { layerPrefix } from '../import/names.ts';
 import { defineKind, opt } from '../spec/kind.ts';
 import type { ModelIR } from '../spec/model.ts';
@@ -26,17 +26,18 @@ import { bool, kind, object, posInt, posNumber } from '../spec/schema-parts.ts';
 import { bool as boolValue, int, orNone, positive } from '../spec/values.ts';
 import { defineMixer } from './define.ts';
 import {
+  add,
   bin,
-  columns,
   constant,
+  featureMap,
+  flaMixerSublayer,
   fn,
-  glaRecurrence,
-  groupRmsNorm,
-  paramColumns,
-  pointwiseNode,
+  outputNorm,
+  projection,
+  recurrence,
   ref,
-  shortConv,
-} from './gla.ts';
+  sub,
+} from './parts.ts';
 
 export interface Hgrn2Spec {
   kind: 'hgrn2';
@@ -64,66 +65,51 @@ function lowerHgrn2(
   s: Hgrn2Spec,
   input: number,
 ): number {
-  const L = `l${i}.hgrn2`;
-  const P = `${layerPrefix(i)}.attn`;
-  const dim = model.dim;
   const key = s.heads * s.keyHeadDim;
   const value = s.heads * s.valueHeadDim;
-  return mixerSublayer(b, model, x, input, i, `${layerPrefix(i)}.input_layernorm`, L, (h) => {
-    const project = (name: string, width: number) => {
-      const y = linear(b, h, `${P}.${name}_proj`, width, dim, false, `${L}.${name}`);
-      if (s.dConv === null) return y;
-      const conv = `${P}.${name}_conv1d`;
-      return shortConv(b, y, conv, `conv.${i}.${name}`, width, s.dConv, false, `${L}.${name}`);
-    };
-    const qRaw = project('q', key);
-    const f = project('f', key);
-    const v = project('i', value);
-    const q = b.op(
-      { op: 'act', act: 'silu', width: key },
-      `${L} q swish`,
-      { x: qRaw },
-      {
-        out: { name: `${L}.qs`, shape: ['T', key] },
-      },
-    ).out;
+  return flaMixerSublayer(b, model, x, input, i, 'hgrn2', (h, at) => {
+    const L = at.label;
+    const conv = s.dConv === null ? null : { kernel: s.dConv, silu: false };
+    const q = featureMap(b, projection(b, model, h, at, 'q', key, conv), key, 'silu', `${L}.q_map`);
+    const f = projection(b, model, h, at, 'f', key, conv);
+    const v = projection(b, model, h, at, 'i', value, conv);
     const forget = fn('logsigmoid', ref('f'));
     // fla applies the bound from the second layer on (`layer_idx > 0`), where it is above 0.
-    const bounded = s.lowerBound && i > 0;
-    const g = pointwiseNode(
-      b,
-      `${L}.gate`,
-      key,
-      bounded
-        ? {
-            f: { id: f, map: columns(key) },
-            lb: { id: b.param(lowerBoundName(i), [key]), map: paramColumns(key) },
-          }
-        : { f: { id: f, map: columns(key) } },
-      bounded
-        ? bin(
-            'logaddexp',
-            fn('log', ref('lb')),
-            bin('add', fn('log1p', fn('neg', ref('lb'))), forget),
+    const g =
+      s.lowerBound && i > 0
+        ? pointwiseOp(
+            b,
+            `${L}.gate`,
+            key,
+            {
+              f: [f, columns(key)],
+              lb: [b.param(lowerBoundName(i), [key]), columns(key, false)],
+            },
+            bin('logaddexp', fn('log', ref('lb')), add(fn('log1p', fn('neg', ref('lb'))), forget)),
           )
-        : forget,
-    );
-    const k = pointwiseNode(
+        : pointwiseOp(b, `${L}.gate`, key, { f: [f, columns(key)] }, forget);
+    const k = pointwiseOp(
       b,
       `${L}.k`,
       key,
-      { g: { id: g, map: columns(key) } },
-      bin('sub', constant(1), fn('exp', ref('g'))),
+      { g: [g, columns(key)] },
+      sub(constant(1), fn('exp', ref('g'))),
     );
-    const dims = {
+    const spec = {
       heads: s.heads,
-      kvHeads: s.heads,
       keyDim: s.keyHeadDim,
       valueDim: s.valueHeadDim,
-    };
-    const o = glaRecurrence(b, L, `hgrn2.${i}`, dims, q, k, v, g);
-    const normed = groupRmsNorm(b, o, `${P}.g_norm`, value, value, s.normEps, L);
-    return linear(b, normed, `${P}.o_proj`, dim, value, false, `${L}.out`);
+      decay: 'key',
+      update: 'add',
+    } as const;
+    const o = recurrence(b, spec, { q, k, v, g }, `hgrn2.${i}`, L);
+    const normed = outputNorm(
+      b,
+      o,
+      { weight: `${at.prefix}.g_norm.weight`, width: value, headDim: value, eps: s.normEps },
+      L,
+    );
+    return linear(b, normed, `${at.prefix}.o_proj`, model.dim, value, false, `${L}.out`);
   });
 }
 

@@ -11,25 +11,39 @@
  */
 import { defineMixer } from './define.ts';
 import {
-  defaultHeadDim,
+  add,
+  constant,
+  buildHeadLayout,
+  HEAD_LAYOUT_PARAMS,
+  HEAD_LAYOUT_SCHEMA,
+  headLayoutArgs,
+  div,
+  featureMap,
+  flaMixerSublayer,
   headDims,
   headLayoutIssues,
-  headRmsNorm,
+  layoutRecurrence,
+  outputNorm,
+  perHead,
   projectQkv,
   recurrence,
+  ref,
+  type FeatureMap as AnyFeatureMap,
   type HeadLayout,
-} from './linear-parts.ts';
+} from './parts.ts';
 import type { GraphBuilder } from '../graph/builder.ts';
-import { linear, mixerSublayer } from '../graph/blocks/common.ts';
-import type { PointwiseExpr } from '../graph/ops.ts';
+import { columns, linear, pointwiseOp } from '../graph/blocks/common.ts';
 import { plainMatmul } from '../graph/ops.ts';
-import { layerPrefix } from '../import/names.ts';
 import { defineKind, opt, req } from '../spec/kind.ts';
-import { bool as boolSchema, kind, object, posInt, posNumber } from '../spec/schema-parts.ts';
-import { bool, int, oneOf, positive } from '../spec/values.ts';
+import { bool as boolSchema, kind, object, posNumber } from '../spec/schema-parts.ts';
+import { bool, oneOf, positive } from '../spec/values.ts';
 
 /** The feature maps strata computes: elu(x) + 1, max(x, 0), x. */
-export const FEATURE_MAPS = ['elu1', 'relu', 'identity'] as const;
+export const FEATURE_MAPS = [
+  'elu1',
+  'relu',
+  'identity',
+] as const satisfies readonly AnyFeatureMap[];
 export type FeatureMap = (typeof FEATURE_MAPS)[number];
 
 export interface LinearAttnSpec extends HeadLayout {
@@ -48,22 +62,6 @@ export interface LinearAttnSpec extends HeadLayout {
 /** fla's constants: the sum norm's and the normaliser's epsilons. */
 const SUM_EPS = 1e-4;
 const NORMALIZER_EPS = 1e-10;
-
-/** φ(t) over `width` columns; the identity map is no op at all. */
-function featureMap(b: GraphBuilder, t: number, width: number, map: FeatureMap, label: string) {
-  if (map === 'identity') return t;
-  return b.op(
-    {
-      op: 'pointwise',
-      width,
-      inputs: { x: { perToken: true, cols: width, inner: width, repeat: 1 } },
-      expr: { fn: map, x: { in: 'x' } },
-    },
-    `${label} feature map`,
-    { x: t },
-    { out: { name: `${label}.phi`, shape: ['T', width] } },
-  ).out;
-}
 
 /**
  * t / (Σ_head t + 1e-4) for `heads` heads of `d` columns: the head sums are one matmul with a
@@ -86,35 +84,20 @@ function sumNorm(b: GraphBuilder, t: number, heads: number, d: number, label: st
       out: { name: `${label}.sum`, shape: ['T', heads] },
     },
   ).out;
-  const expr: PointwiseExpr = {
-    bin: 'div',
-    a: { in: 'x' },
-    b: { bin: 'add', a: { in: 's' }, b: { const: SUM_EPS } },
-  };
-  return b.op(
-    {
-      op: 'pointwise',
-      width,
-      inputs: {
-        x: { perToken: true, cols: width, inner: width, repeat: 1 },
-        s: { perToken: true, cols: heads, inner: 1, repeat: d },
-      },
-      expr,
-    },
-    `${label} sum norm`,
-    { x: t, s: sums },
-    { out: { name: `${label}.sumnorm`, shape: ['T', width] } },
-  ).out;
+  return pointwiseOp(
+    b,
+    `${label}.sumnorm`,
+    width,
+    { x: [t, columns(width)], s: [sums, perHead(heads, d)] },
+    div(ref('x'), add(ref('s'), constant(SUM_EPS))),
+  );
 }
 
 const kindDef = defineKind({
   name: 'linear_attn',
   params: {
     feature_map: req(oneOf('feature map', FEATURE_MAPS)),
-    heads: opt(int(1)),
-    kv_heads: opt(int(1)),
-    key_head_dim: opt(int(1)),
-    value_head_dim: opt(int(1)),
+    ...HEAD_LAYOUT_PARAMS,
     norm_q: opt(bool),
     norm_k: opt(bool),
     normalize: opt(bool),
@@ -124,15 +107,9 @@ const kindDef = defineKind({
   // normaliser, norm_eps 1e-6). Its default feature map (elementwise_product) is learnt and not
   // supported, so the DSL asks for one.
   build: (a, ctx, fail): LinearAttnSpec => {
-    const heads = a.heads ?? 4;
     return {
       kind: 'linear_attn',
-      heads,
-      kvHeads: a.kv_heads ?? heads,
-      keyHeadDim:
-        a.key_head_dim ?? defaultHeadDim(ctx.dim, heads, 1, 'key_head_dim', (m) => fail(m)),
-      valueHeadDim:
-        a.value_head_dim ?? defaultHeadDim(ctx.dim, heads, 1, 'value_head_dim', (m) => fail(m)),
+      ...buildHeadLayout(a, ctx.dim, { heads: 4, expandK: 1, expandV: 1 }, fail),
       featureMap: a.feature_map,
       normQ: a.norm_q ?? false,
       normK: a.norm_k ?? false,
@@ -146,10 +123,7 @@ const kindDef = defineKind({
       ? null
       : [
           { name: 'feature_map', value: { name: s.featureMap } },
-          { name: 'heads', value: s.heads },
-          { name: 'kv_heads', value: s.kvHeads },
-          { name: 'key_head_dim', value: s.keyHeadDim },
-          { name: 'value_head_dim', value: s.valueHeadDim },
+          ...headLayoutArgs(s),
           { name: 'norm_q', value: s.normQ },
           { name: 'norm_k', value: s.normK },
           { name: 'normalize', value: s.normalize },
@@ -161,10 +135,7 @@ export const linearAttn = defineMixer<LinearAttnSpec>({
   kind: kindDef,
   schema: object({
     kind: kind('linear_attn'),
-    heads: posInt,
-    kvHeads: posInt,
-    keyHeadDim: posInt,
-    valueHeadDim: posInt,
+    ...HEAD_LAYOUT_SCHEMA,
     featureMap: { enum: [...FEATURE_MAPS] },
     normQ: boolSchema,
     normK: boolSchema,
@@ -179,28 +150,35 @@ export const linearAttn = defineMixer<LinearAttnSpec>({
       (s.normalize ? ', normalized' : '')
     );
   },
-  lower(b, model, x, i, s, input) {
-    const P = `${layerPrefix(i)}.attn`;
-    const L = `l${i}.linattn`;
-    return mixerSublayer(b, model, x, input, i, `${layerPrefix(i)}.input_layernorm`, L, (h) => {
-      const { q, k, v } = projectQkv(b, model, h, P, s, L);
-      const qw = s.heads * s.keyHeadDim;
-      const kw = s.kvHeads * s.keyHeadDim;
-      let qf = featureMap(b, q, qw, s.featureMap, `${L}.q`);
-      let kf = featureMap(b, k, kw, s.featureMap, `${L}.k`);
+  lower: (b, model, x, i, s, input) =>
+    flaMixerSublayer(b, model, x, input, i, 'linattn', (h, at) => {
+      const L = at.label;
+      const { q, k, v } = projectQkv(b, model, h, at, s);
+      let qf = featureMap(b, q, s.heads * s.keyHeadDim, s.featureMap, `${L}.q_map`);
+      let kf = featureMap(b, k, s.kvHeads * s.keyHeadDim, s.featureMap, `${L}.k_map`);
       if (s.normQ) qf = sumNorm(b, qf, s.heads, s.keyHeadDim, `${L}.q`);
       if (s.normK) kf = sumNorm(b, kf, s.kvHeads, s.keyHeadDim, `${L}.k`);
       const o = recurrence(
         b,
-        s,
+        {
+          ...layoutRecurrence(s),
+          decay: 'none',
+          update: 'add',
+          normalize: s.normalize,
+          normEps: NORMALIZER_EPS,
+        },
         { q: qf, k: kf, v },
-        { decay: 'none', normalize: s.normalize, normEps: NORMALIZER_EPS },
         `linear_attn.${i}`,
         L,
       );
       const width = s.heads * s.valueHeadDim;
-      const normed = headRmsNorm(b, o, width, s.valueHeadDim, s.normEps, `${P}.norm.weight`, L);
-      return linear(b, normed, `${P}.o_proj`, model.dim, width, false, `${L}.o`);
-    });
-  },
+      const weight = `${at.prefix}.norm.weight`;
+      const normed = outputNorm(
+        b,
+        o,
+        { weight, width, headDim: s.valueHeadDim, eps: s.normEps },
+        L,
+      );
+      return linear(b, normed, `${at.prefix}.o_proj`, model.dim, width, false, `${L}.o`);
+    }),
 });

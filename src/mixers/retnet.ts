@@ -13,21 +13,26 @@
  */
 import { defineMixer } from './define.ts';
 import {
-  defaultHeadDim,
+  buildHeadLayout,
+  HEAD_LAYOUT_PARAMS,
+  HEAD_LAYOUT_SCHEMA,
+  headLayoutArgs,
+  flaMixerSublayer,
   headDims,
   headLayoutIssues,
-  headRmsNorm,
+  layoutRecurrence,
+  outputNorm,
+  projection,
   projectQkv,
   recurrence,
   type HeadLayout,
-} from './linear-parts.ts';
-import { linear, mixerSublayer } from '../graph/blocks/common.ts';
+} from './parts.ts';
+import { linear } from '../graph/blocks/common.ts';
 import { ropeTableParams } from '../graph/blocks/attention.ts';
-import { layerPrefix } from '../import/names.ts';
 import { defineKind, opt } from '../spec/kind.ts';
 import type { Activation, RopeSpec } from '../spec/model.ts';
-import { bool as boolSchema, kind, object, posInt, posNumber } from '../spec/schema-parts.ts';
-import { bool, int, oneOf, positive } from '../spec/values.ts';
+import { bool as boolSchema, kind, object, posNumber } from '../spec/schema-parts.ts';
+import { bool, oneOf, positive } from '../spec/values.ts';
 
 export interface RetNetSpec extends HeadLayout {
   kind: 'retnet';
@@ -65,10 +70,7 @@ function normName(s: RetNetSpec): string {
 const kindDef = defineKind({
   name: 'retnet',
   params: {
-    heads: opt(int(1)),
-    kv_heads: opt(int(1)),
-    key_head_dim: opt(int(1)),
-    value_head_dim: opt(int(1)),
+    ...HEAD_LAYOUT_PARAMS,
     decay_exponent: opt(positive),
     rope_theta: opt(positive),
     output_gate: opt(bool),
@@ -77,15 +79,9 @@ const kindDef = defineKind({
   },
   // Defaults: fla's RetNetConfig (8 heads, expand_k 1, expand_v 2, swish gate, norm_eps 1e-6).
   build: (a, ctx, fail): RetNetSpec => {
-    const heads = a.heads ?? 8;
     return {
       kind: 'retnet',
-      heads,
-      kvHeads: a.kv_heads ?? heads,
-      keyHeadDim:
-        a.key_head_dim ?? defaultHeadDim(ctx.dim, heads, 1, 'key_head_dim', (m) => fail(m)),
-      valueHeadDim:
-        a.value_head_dim ?? defaultHeadDim(ctx.dim, heads, 2, 'value_head_dim', (m) => fail(m)),
+      ...buildHeadLayout(a, ctx.dim, { heads: 8, expandK: 1, expandV: 2 }, fail),
       decayExponent: a.decay_exponent ?? 5,
       ropeTheta: a.rope_theta ?? 10000,
       outputGate: a.output_gate ?? true,
@@ -107,10 +103,7 @@ const kindDef = defineKind({
     s.kind !== 'retnet'
       ? null
       : [
-          { name: 'heads', value: s.heads },
-          { name: 'kv_heads', value: s.kvHeads },
-          { name: 'key_head_dim', value: s.keyHeadDim },
-          { name: 'value_head_dim', value: s.valueHeadDim },
+          ...headLayoutArgs(s),
           { name: 'decay_exponent', value: s.decayExponent },
           { name: 'rope_theta', value: s.ropeTheta },
           { name: 'output_gate', value: s.outputGate },
@@ -123,10 +116,7 @@ export const retnet = defineMixer<RetNetSpec>({
   kind: kindDef,
   schema: object({
     kind: kind('retnet'),
-    heads: posInt,
-    kvHeads: posInt,
-    keyHeadDim: posInt,
-    valueHeadDim: posInt,
+    ...HEAD_LAYOUT_SCHEMA,
     decayExponent: posNumber,
     ropeTheta: posNumber,
     outputGate: boolSchema,
@@ -135,11 +125,10 @@ export const retnet = defineMixer<RetNetSpec>({
   }),
   dims: (s) =>
     `${headDims(s)}, decay 1 - 2^-(${s.decayExponent}+h)${s.outputGate ? `, gate ${s.gateAct}` : ''}`,
-  lower(b, model, x, i, s, input) {
-    const P = `${layerPrefix(i)}.attn`;
-    const L = `l${i}.retnet`;
-    return mixerSublayer(b, model, x, input, i, `${layerPrefix(i)}.input_layernorm`, L, (h) => {
-      const { q, k, v } = projectQkv(b, model, h, P, s, L);
+  lower: (b, model, x, i, s, input) =>
+    flaMixerSublayer(b, model, x, input, i, 'retnet', (h, at) => {
+      const L = at.label;
+      const { q, k, v } = projectQkv(b, model, h, at, s);
       const rope: RopeSpec = {
         theta: s.ropeTheta,
         rotaryDim: s.keyHeadDim,
@@ -167,33 +156,26 @@ export const retnet = defineMixer<RetNetSpec>({
       });
       const o = recurrence(
         b,
-        s,
+        { ...layoutRecurrence(s), decay: 'fixed', update: 'add' },
         { q: rotate(q, s.heads, 'q'), k: rotate(k, s.kvHeads, 'k'), v, g },
-        { decay: 'fixed', normalize: false, normEps: 0 },
         `retention.${i}`,
         L,
       );
       const width = s.heads * s.valueHeadDim;
-      const normed = headRmsNorm(
+      const y = outputNorm(
         b,
         o,
-        width,
-        s.valueHeadDim,
-        s.normEps,
-        `${P}.${normName(s)}.weight`,
+        {
+          weight: `${at.prefix}.${normName(s)}.weight`,
+          width,
+          headDim: s.valueHeadDim,
+          eps: s.normEps,
+          gate: s.outputGate
+            ? { z: projection(b, model, h, at, 'g', width), act: s.gateAct }
+            : undefined,
+        },
         L,
       );
-      let y = normed;
-      if (s.outputGate) {
-        const gate = linear(b, h, `${P}.g_proj`, width, model.dim, false, `${L}.g`);
-        y = b.op(
-          { op: 'glu', act: s.gateAct, width },
-          `${L} output gate`,
-          { gate, up: normed },
-          { out: { name: `${L}.gated`, shape: ['T', width] } },
-        ).out;
-      }
-      return linear(b, y, `${P}.o_proj`, model.dim, width, false, `${L}.o`);
-    });
-  },
+      return linear(b, y, `${at.prefix}.o_proj`, model.dim, width, false, `${L}.o`);
+    }),
 });

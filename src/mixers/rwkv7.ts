@@ -32,14 +32,20 @@ import type { ModelIR } from '../spec/model.ts';
 import type { GraphBuilder } from '../graph/builder.ts';
 import type { PointwiseExpr, PointwiseInput } from '../graph/ops.ts';
 import { layerPrefix } from '../import/names.ts';
+import { columns, linear, pointwiseOp, preNorm, tokenShiftMixes } from '../graph/blocks/common.ts';
 import {
-  columns,
-  linear,
-  mixerSublayer,
-  pointwiseOp,
-  preNorm,
-  tokenShiftMixes,
-} from '../graph/blocks/common.ts';
+  add,
+  constant,
+  flaMixerSublayer,
+  fn,
+  headL2Norm,
+  mul,
+  perHead,
+  recurrence,
+  ref,
+  sub,
+  type MixerSite,
+} from './parts.ts';
 
 export interface Rwkv7Spec {
   kind: 'rwkv7';
@@ -78,16 +84,9 @@ function firstRwkv7Layer(model: ModelIR): number {
 /** A pointwise op's input: a tensor and how each output column reads it. */
 type Read = [number, PointwiseInput];
 
-const inp = (name: string): PointwiseExpr => ({ in: name });
-const sigmoidOf = (e: PointwiseExpr): PointwiseExpr => ({ fn: 'sigmoid', x: e });
-const mul = (a: PointwiseExpr, b: PointwiseExpr): PointwiseExpr => ({ bin: 'mul', a, b });
-const add = (a: PointwiseExpr, b: PointwiseExpr): PointwiseExpr => ({ bin: 'add', a, b });
-const sub = (a: PointwiseExpr, b: PointwiseExpr): PointwiseExpr => ({ bin: 'sub', a, b });
-
 /** The time mixing on the normed rows h, without the residual. */
-function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7Spec): number {
-  const P = `${layerPrefix(i)}.attn`;
-  const L = `l${i}.rwkv7`;
+function timeMix(b: GraphBuilder, model: ModelIR, h: number, at: MixerSite, s: Rwkv7Spec): number {
+  const { layer: i, prefix: P, label: L } = at;
   const D = model.dim;
   const K = s.heads * s.headDim;
   const V = s.heads * s.valueHeadDim;
@@ -117,9 +116,7 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
     bias: boolean,
   ) => {
     const down = linear(b, x, `${P}.${name}.lora.0`, rank, D, false, `${L}.${name}.down`);
-    const mid = act
-      ? pw(`${name}.${act}`, rank, { x: row(down, rank) }, { fn: act, x: inp('x') })
-      : down;
+    const mid = act ? pw(`${name}.${act}`, rank, { x: row(down, rank) }, fn(act, ref('x'))) : down;
     return linear(b, mid, `${P}.${name}.lora.2`, out, rank, bias, `${L}.${name}.up`);
   };
 
@@ -130,7 +127,7 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
     'decay',
     K,
     { x: row(lora('w_lora', xw!, s.decayRank, K, 'tanh', true), K) },
-    mul({ const: -DECAY_SCALE }, sigmoidOf(inp('x'))),
+    mul(constant(-DECAY_SCALE), fn('sigmoid', ref('x'))),
   );
   if (i === firstRwkv7Layer(model)) {
     b.carry(V_FIRST, v);
@@ -145,14 +142,14 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
       'v_mix',
       V,
       { v: row(v, V), first: row(first, V), m: row(mix, V) },
-      add(inp('v'), mul(sub(inp('first'), inp('v')), sigmoidOf(inp('m')))),
+      add(ref('v'), mul(sub(ref('first'), ref('v')), fn('sigmoid', ref('m')))),
     );
   }
   const a = pw(
     'a',
     K,
     { x: row(lora('a_lora', xa!, s.aRank, K, null, true), K) },
-    sigmoidOf(inp('x')),
+    fn('sigmoid', ref('x')),
   );
   const g = lora('g_lora', xg!, s.gateRank, V, 'sigmoid', false);
 
@@ -160,51 +157,29 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
     'kk_in',
     K,
     { k: row(k, K), k_k: param(vec('k_k', K), K) },
-    mul(inp('k'), inp('k_k')),
+    mul(ref('k'), ref('k_k')),
   );
-  const kk = b.op(
-    {
-      op: 'norm',
-      norm: { kind: 'l2', eps: s.kkEps },
-      width: K,
-      group: s.headDim,
-      residual: false,
-    },
-    `${L} kk l2norm`,
-    { x: kScaled },
-    { out: { name: `${L}.kk`, shape: ['T', K] } },
-  ).out;
+  const kk = headL2Norm(b, kScaled, K, s.headDim, s.kkEps, `${L}.kk`);
   // k·(1 + (a − 1)·k_a): the in-context learning rate's share of the key.
   const kNew = pw(
     'k_mix',
     K,
     { k: row(k, K), a: row(a, K), k_a: param(vec('k_a', K), K) },
-    mul(inp('k'), add({ const: 1 }, mul(sub(inp('a'), { const: 1 }), inp('k_a')))),
+    mul(ref('k'), add(constant(1), mul(sub(ref('a'), constant(1)), ref('k_a')))),
   );
-  const dplrA = pw('dplr_a', K, { kk: row(kk, K), a: row(a, K) }, mul(inp('kk'), inp('a')));
-  const dplrB = pw('dplr_b', K, { kk: row(kk, K) }, { fn: 'neg', x: inp('kk') });
+  const dplrA = pw('dplr_a', K, { kk: row(kk, K), a: row(a, K) }, mul(ref('kk'), ref('a')));
+  const dplrB = pw('dplr_b', K, { kk: row(kk, K) }, fn('neg', ref('kk')));
 
-  const state = b.state(`rwkv7.${i}`, [s.heads, s.headDim, s.valueHeadDim]);
-  const o = b.op(
-    {
-      op: 'linear_recurrence',
-      heads: s.heads,
-      qHeads: s.heads,
-      kHeads: s.heads,
-      vHeads: s.heads,
-      gateHeads: s.heads,
-      keyDim: s.headDim,
-      valueDim: s.valueHeadDim,
-      scale: 1,
-      decay: 'key',
-      update: 'dplr',
-      normalize: false,
-      normEps: 0,
-    },
-    `${L} recurrence`,
-    { q: r, k: kNew, v, g: w, a: dplrA, b: dplrB, state },
-    { out: { name: `${L}.o`, shape: ['T', V] }, state },
-  ).out;
+  const spec = {
+    heads: s.heads,
+    keyDim: s.headDim,
+    valueDim: s.valueHeadDim,
+    scale: 1,
+    decay: 'key',
+    update: 'dplr',
+  } as const;
+  const inputs = { q: r, k: kNew, v, g: w, a: dplrA, b: dplrB };
+  const o = recurrence(b, spec, inputs, `rwkv7.${i}`, L);
   const normed = b.op(
     {
       op: 'norm',
@@ -223,7 +198,7 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
     'rk',
     K,
     { r: row(r, K), k: row(kNew, K), r_k: param(vec('r_k', K), K) },
-    mul(mul(inp('r'), inp('k')), inp('r_k')),
+    mul(mul(ref('r'), ref('k')), ref('r_k')),
   );
   const bonus = b.op(
     { op: 'group_sum', width: K, group: s.headDim },
@@ -236,11 +211,11 @@ function timeMix(b: GraphBuilder, model: ModelIR, h: number, i: number, s: Rwkv7
     V,
     {
       o: row(normed, V),
-      u: [bonus, { perToken: true, cols: s.heads, inner: 1, repeat: s.valueHeadDim }],
+      u: [bonus, perHead(s.heads, s.valueHeadDim)],
       v: row(v, V),
       g: row(g, V),
     },
-    mul(add(inp('o'), mul(inp('u'), inp('v'))), inp('g')),
+    mul(add(ref('o'), mul(ref('u'), ref('v'))), ref('g')),
   );
   return linear(b, y, `${P}.o_proj`, D, V, false, `${L}.o_proj`);
 }
@@ -323,15 +298,8 @@ export const rwkv7 = defineMixer<Rwkv7Spec>({
       stream = preNorm(b, model, x, `${layerPrefix(i)}.pre_norm`, `l${i}.pre`);
       normedInput = stream;
     }
-    return mixerSublayer(
-      b,
-      model,
-      stream,
-      normedInput,
-      i,
-      `${layerPrefix(i)}.input_layernorm`,
-      `l${i}.rwkv7`,
-      (h) => timeMix(b, model, h, i, s),
+    return flaMixerSublayer(b, model, stream, normedInput, i, 'rwkv7', (h, at) =>
+      timeMix(b, model, h, at, s),
     );
   },
   // The first RWKV-7 layer makes v_first (no v_lora) and, with normFirst, has pre_norm.

@@ -6,10 +6,11 @@
  * (Qwen3-Next, src/graph/blocks/deltanet.ts) and RWKV-7 are instances. The reference runs it token
  * by token in f64; the kernels (codegen/kernels/linear-recurrence.ts) are tested against it.
  */
-import type { LinearRecurrenceAttrs, PrologueInput } from '../graph/ops.ts';
+import type { LinearRecurrenceAttrs, PrologueInput, StepShape } from '../graph/ops.ts';
 import type { Dim } from '../graph/ir.ts';
 import { normalizeRow } from './math.ts';
 import { exprFlops, pointwise } from './pointwise.ts';
+import { rope } from './rope.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
 /** The head of an input with `of` heads that state head h reads (heads repeated in blocks). */
@@ -28,7 +29,7 @@ function decayShape(a: LinearRecurrenceAttrs): Dim[] {
 }
 
 /** The recurrence's own inputs (and output names): a fused prologue's inputs take other names. */
-const OWN_NAMES = ['q', 'k', 'v', 'g', 'beta', 'a', 'b', 'state', 'out'];
+const OWN_NAMES = ['q', 'k', 'v', 'g', 'beta', 'a', 'b', 'state', 'out', 'rope_cos', 'rope_sin'];
 
 /** The inputs the recurrence reads before any prologue, in binding order. */
 function ownInputs(a: LinearRecurrenceAttrs): Record<string, TensorRule> {
@@ -74,6 +75,13 @@ function checkPrologue(a: LinearRecurrenceAttrs): void {
       seen.set(name, shape);
     }
   }
+  if (p.rope) {
+    const { of, rotaryDim: rd, capacity } = p.rope;
+    if (of.length === 0 || of.some((n) => n !== 'q' && n !== 'k') || new Set(of).size < of.length)
+      throw new Error(`${where}: rope rotates q and/or k, got [${of}]`);
+    if (rd % 2 !== 0 || rd <= 0 || rd > a.keyDim || !Number.isInteger(capacity) || capacity < 1)
+      throw new Error(`${where}: rope needs an even rotaryDim in (0, keyDim], got ${rd}`);
+  }
   for (const [target, eps] of Object.entries(p.l2)) {
     if (!['q', 'k'].includes(target) || !(Number.isFinite(eps) && eps >= 0)) {
       throw new Error(`${where}: l2 needs q or k and a finite eps >= 0, got ${target}: ${eps}`);
@@ -86,14 +94,26 @@ function checkPrologue(a: LinearRecurrenceAttrs): void {
  * pointwise op's reference) and each l2 norm applied (by the norm op's row function), so a fused
  * node computes exactly what the unfused ops did.
  */
-function applyPrologue(a: LinearRecurrenceAttrs, inputs: Arrays, T: number): Arrays {
+function applyPrologue(a: LinearRecurrenceAttrs, inputs: Arrays, step: StepShape): Arrays {
   const p = a.prologue;
   if (!p) return inputs;
+  const { T } = step;
   const eff: Arrays = { ...inputs };
-  const step = { T, pos: 0, L: 1 };
   for (const [target, e] of Object.entries(p.exprs)) {
     const width = prologueWidth(a, target as PrologueInput)!;
     eff[target] = pointwise.reference({ op: 'pointwise', width, ...e }, inputs, step).out;
+  }
+  for (const target of p.rope?.of ?? []) {
+    const heads = prologueWidth(a, target)! / a.keyDim;
+    const attrs = {
+      op: 'rope',
+      heads,
+      headDim: a.keyDim,
+      rotaryDim: p.rope!.rotaryDim,
+      capacity: p.rope!.capacity,
+    } as const;
+    const tables = { x: eff[target], cos: eff.rope_cos, sin: eff.rope_sin };
+    eff[target] = rope.reference({ ...attrs, pairs: 'half' }, tables, step).out;
   }
   for (const [target, eps] of Object.entries(p.l2)) {
     const x = f32(eff, target);
@@ -149,6 +169,11 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
           r[n] ??= rule(i.perToken ? ['T', i.cols] : [i.cols]);
         }
     }
+    const rot = a.prologue?.rope;
+    if (rot) {
+      r.rope_cos = rule([rot.capacity, rot.rotaryDim / 2]);
+      r.rope_sin = rule([rot.capacity, rot.rotaryDim / 2]);
+    }
     return r;
   },
   outputs(a) {
@@ -164,7 +189,7 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
     const dk = a.keyDim;
     const dv = a.valueDim;
     const cols = stateColumns(a);
-    const eff = applyPrologue(a, inputs, T);
+    const eff = applyPrologue(a, inputs, step);
     const [q, k, v, state] = ['q', 'k', 'v', 'state'].map((n) => f32(eff, n));
     const g = a.decay === 'none' ? null : f32(eff, 'g');
     const beta = a.update === 'delta' ? f32(eff, 'beta') : null;
@@ -245,20 +270,22 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
     const { T } = step;
     const stateElems = a.heads * a.keyDim * stateColumns(a);
     const per = a.update === 'add' ? 5 : 7;
-    const inputs = Object.entries(linearRecurrence.inputs(a)).filter(([n]) => n !== 'state');
-    const read = inputs.reduce(
-      (s, [, r]) =>
-        s + r.shape.reduce<number>((p, d) => p * (d === 'T' ? T : d === 'L' ? step.L : d), 1),
-      0,
-    );
-    // A prologue's expressions per element, and an l2 norm's three per element.
     const p = a.prologue;
+    // Of the rope tables only the step's rows are read.
+    const tables = new Set(['state', 'rope_cos', 'rope_sin']);
+    const inputs = Object.entries(linearRecurrence.inputs(a)).filter(([n]) => !tables.has(n));
+    const read =
+      inputs.reduce(
+        (s, [, r]) =>
+          s + r.shape.reduce<number>((p, d) => p * (d === 'T' ? T : d === 'L' ? step.L : d), 1),
+        0,
+      ) + (p?.rope ? T * p.rope.rotaryDim : 0);
+    // A prologue's expressions per element, a rotation's three and an l2 norm's three.
+    const width = (n: string) => prologueWidth(a, n as PrologueInput)!;
     const prologue = !p
       ? 0
-      : Object.entries(p.exprs).reduce(
-          (f, [n, e]) => f + prologueWidth(a, n as PrologueInput)! * exprFlops(e.expr),
-          0,
-        ) + Object.keys(p.l2).reduce((f, n) => f + 3 * prologueWidth(a, n as PrologueInput)!, 0);
+      : Object.entries(p.exprs).reduce((f, [n, e]) => f + width(n) * exprFlops(e.expr), 0) +
+        [...(p.rope?.of ?? []), ...Object.keys(p.l2)].reduce((f, n) => f + 3 * width(n), 0);
     return {
       // Per token and state element: decay, update (and kᵀS for delta/dplr), and Sᵀq.
       flops: T * (per * stateElems + prologue),

@@ -5,7 +5,8 @@
  * (perChannel) one weight per column. The 'l2' kind (linear attention's q/k normalisation)
  * divides by the root of the plain sum of squares and has no weight. With `residual`, the
  * normed row is added to a residual row (a sandwich post-norm and its residual add in one pass).
- * Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the whole row.
+ * Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the whole row (or, with
+ * groupWeight, one group, as fla's gated per-head output norm has it).
  */
 import type { Cost, GatedNormAttrs, NormAttrs, StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow } from './math.ts';
@@ -72,6 +73,11 @@ export const norm: OpDefinition<NormAttrs> = {
   },
 };
 
+/** Elements of gated_norm's w: one group's with groupWeight, else the whole row's. */
+export function gatedNormWeightWidth(a: GatedNormAttrs): number {
+  return a.groupWeight ? a.group : a.width;
+}
+
 function checkGatedNormAttrs(a: GatedNormAttrs): void {
   if (!Number.isInteger(a.group) || a.group < 1)
     throw new Error(`gated_norm: group must be a positive integer, got ${a.group}`);
@@ -82,12 +88,16 @@ function checkGatedNormAttrs(a: GatedNormAttrs): void {
 /**
  * HF MambaRMSNormGated with group_size (norm_before_gate=False): v = x · silu(z), each group
  * of `group` elements scaled by 1/sqrt(mean(v²) + eps), times w (one weight per element of
- * the row, not per group element). normBeforeGate: v = x, and the result times silu(z)
- * (FalconH1RMSNormGated's norm_before_gate=True). f64 accumulation.
+ * the row, or per group element with groupWeight). normBeforeGate: v = x, and the result times
+ * silu(z) (FalconH1RMSNormGated's norm_before_gate=True). f64 accumulation.
  */
 export const gatedNorm: OpDefinition<GatedNormAttrs> = {
   check: checkGatedNormAttrs,
-  inputs: (a) => ({ x: rule(['T', a.width]), z: rule(['T', a.width]), w: rule([a.width]) }),
+  inputs: (a) => ({
+    x: rule(['T', a.width]),
+    z: rule(['T', a.width]),
+    w: rule([gatedNormWeightWidth(a)]),
+  }),
   outputs: (a) => ({ out: rule(['T', a.width]) }),
   reference(a, inputs, step) {
     gatedNorm.check(a);
@@ -97,7 +107,8 @@ export const gatedNorm: OpDefinition<GatedNormAttrs> = {
     const w = f32(inputs, 'w');
     if (x.length < n || z.length < n)
       throw new Error(`gated_norm: x and z need ${n} elements, have ${x.length} and ${z.length}`);
-    if (w.length < a.width) throw new Error(`gated_norm: w needs ${a.width} elements`);
+    const wn = gatedNormWeightWidth(a);
+    if (w.length < wn) throw new Error(`gated_norm: w needs ${wn} elements`);
     const out = new Float32Array(n);
     const v = new Float64Array(a.group);
     for (let g0 = 0; g0 < n; g0 += a.group) {
@@ -107,7 +118,7 @@ export const gatedNorm: OpDefinition<GatedNormAttrs> = {
         ss += v[i] * v[i];
       }
       const inv = 1 / Math.sqrt(ss / a.group + a.eps);
-      const col = g0 % a.width;
+      const col = a.groupWeight ? 0 : g0 % a.width;
       for (let i = 0; i < a.group; i++) {
         const gate = a.normBeforeGate ? activate('silu', z[g0 + i]) : 1;
         out[g0 + i] = v[i] * inv * w[col + i] * gate;
@@ -118,6 +129,6 @@ export const gatedNorm: OpDefinition<GatedNormAttrs> = {
   cost(a: GatedNormAttrs, step: StepShape): Cost {
     const n = step.T * a.width;
     // silu (~4) and the gate product, square-accumulate, two scale products.
-    return { flops: n * 9, bytesRead: 8 * n + 4 * a.width, bytesWritten: 4 * n };
+    return { flops: n * 9, bytesRead: 8 * n + 4 * gatedNormWeightWidth(a), bytesWritten: 4 * n };
   },
 };

@@ -12,9 +12,10 @@
  *   residual         x + s · matmul(...) → matmul epilogue (s: the residual multiplier)
  *   norm-residual    x + norm(y) → the norm adds x as it writes (sandwich post-norms)
  *   norm-prologue    norm → every matmul consuming it computes the norm itself
- *   recurrence-prologue  l2 norms of q/k and pointwise ops computing q, k, g or beta → the
- *                    linear recurrence evaluates them as it loads (gated DeltaNet's decode: one
- *                    dispatch for the recurrence, its gates and its norms instead of five)
+ *   recurrence-prologue  l2 norms of q/k, RoPE on q/k and pointwise ops computing q, k, g or
+ *                    beta → the linear recurrence evaluates them as it loads (gated DeltaNet's
+ *                    decode: one dispatch for the recurrence, its gates and its norms instead of
+ *                    five; RetNet's: one instead of three)
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
@@ -403,7 +404,8 @@ type Recurrence = GraphNode & { attrs: LinearRecurrenceAttrs };
 
 /**
  * Folds into recurrence `rec` what computes its input `target`: first an l2 norm (q and k, over
- * each key head's row), then a pointwise op on what that norm read (or on the input itself).
+ * each key head's row), then a 'half' RoPE of q or k (over each key head, tables shared by q and
+ * k), then a pointwise op on what those read (or on the input itself).
  * Each folded node must feed only this input of this recurrence. The pointwise op's inputs join
  * the recurrence's as `in_<name>`, one binding per tensor however many expressions read it.
  */
@@ -421,12 +423,24 @@ function foldPrologue(
   const replace = (p: RecurrencePrologue, inputs: Record<string, number>, removed: GraphNode) => {
     const attrs: LinearRecurrenceAttrs = { ...rec.attrs, prologue: p };
     if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) return null;
-    const label = `${rec.label.replace(/ \(.*\)$/, '')} (${[...Object.keys(p.l2).map((n) => `l2 ${n}`), ...Object.keys(p.exprs)].join(', ')} fused)`;
+    const parts = [
+      ...Object.keys(p.l2).map((n) => `l2 ${n}`),
+      ...(p.rope?.of ?? []).map((n) => `rope ${n}`),
+      ...Object.keys(p.exprs),
+    ];
+    const label = `${rec.label.replace(/ \(.*\)$/, '')} (${parts.join(', ')} fused)`;
     const n = r.replace(rec, attrs, inputs, rec.outputs, label) as Recurrence;
     r.remove(removed);
     return n;
   };
-  if (target in rec.inputs && (target === 'q' || target === 'k') && !prologue.l2[target]) {
+  // An l2 norm applies after a fused rotation, so none folds once the rotation has.
+  const rotated = (target === 'q' || target === 'k') && prologue.rope?.of.includes(target);
+  if (
+    target in rec.inputs &&
+    (target === 'q' || target === 'k') &&
+    !prologue.l2[target] &&
+    !rotated
+  ) {
     const norm = r.producer(rec.inputs[target]);
     if (
       norm?.attrs.op === 'norm' &&
@@ -437,6 +451,29 @@ function foldPrologue(
     ) {
       const p = { ...prologue, l2: { ...prologue.l2, [target]: norm.attrs.norm.eps } };
       const next = replace(p, { ...rec.inputs, [target]: norm.inputs.x }, norm);
+      if (next) return foldPrologue(r, next, target, caps);
+    }
+  }
+  const rot = prologue.rope;
+  if ((target === 'q' || target === 'k') && !rot?.of.includes(target) && !prologue.exprs[target]) {
+    const rope = r.producer(rec.inputs[target]);
+    const cos = rope?.inputs.cos;
+    const sin = rope?.inputs.sin;
+    if (
+      rope?.attrs.op === 'rope' &&
+      rope.attrs.pairs === 'half' &&
+      rope.attrs.headDim === rec.attrs.keyDim &&
+      only(rec.inputs[target], rope) &&
+      (!rot ||
+        (rot.rotaryDim === rope.attrs.rotaryDim &&
+          rec.inputs.rope_cos === cos &&
+          rec.inputs.rope_sin === sin))
+    ) {
+      const rotaryDim = rope.attrs.rotaryDim;
+      const capacity = r.graph.tensors[cos!].shape[0] as number;
+      const p = { ...prologue, rope: { of: [...(rot?.of ?? []), target], rotaryDim, capacity } };
+      const inputs = { ...rec.inputs, [target]: rope.inputs.x, rope_cos: cos!, rope_sin: sin! };
+      const next = replace(p, inputs, rope);
       if (next) return foldPrologue(r, next, target, caps);
     }
   }

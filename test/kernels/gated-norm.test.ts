@@ -13,6 +13,8 @@ interface Case {
   eps: number;
   /** FalconH1RMSNormGated's norm_before_gate=True: rmsnorm(x) · w · silu(z). */
   normBeforeGate?: boolean;
+  /** One [group] weight shared by every group (fla's gated per-head output norm). */
+  groupWeight?: boolean;
 }
 
 const cases: Case[] = [
@@ -25,6 +27,10 @@ const cases: Case[] = [
   { width: 96, group: 32, T: 5, maxT: 8, eps: 1e-6, normBeforeGate: true },
   { width: 15, group: 15, T: 1, maxT: 1, eps: 1e-5, normBeforeGate: true },
   { width: 8192, group: 4096, T: 3, maxT: 3, eps: 1e-5, normBeforeGate: true }, // re-read path
+  // fla: heads of 6 (RetNet, GLA), a decode row of 4 heads of 64, a re-read path.
+  { width: 24, group: 6, T: 5, maxT: 8, eps: 1e-6, normBeforeGate: true, groupWeight: true },
+  { width: 256, group: 64, T: 1, maxT: 1, eps: 1e-6, normBeforeGate: true, groupWeight: true },
+  { width: 8192, group: 4096, T: 2, maxT: 3, eps: 1e-5, normBeforeGate: true, groupWeight: true },
 ];
 
 /** HF MambaRMSNormGated with group_size, written out here. */
@@ -42,7 +48,7 @@ function plain(c: Case, x: Float32Array, z: Float32Array, w: Float32Array): Floa
       for (let i = 0; i < c.group; i++) {
         const j = t * c.width + g0 + i;
         const gate = c.normBeforeGate ? silu(j) : 1;
-        out[j] = w[g0 + i] * (v[i] / Math.sqrt(ms + c.eps)) * gate;
+        out[j] = w[(c.groupWeight ? 0 : g0) + i] * (v[i] / Math.sqrt(ms + c.eps)) * gate;
       }
     }
   }
@@ -51,7 +57,8 @@ function plain(c: Case, x: Float32Array, z: Float32Array, w: Float32Array): Floa
 
 describe('gated_norm kernel', () => {
   for (const [ci, c] of cases.entries()) {
-    it(`width ${c.width}, group ${c.group}, T = ${c.T}${c.normBeforeGate ? ', norm before gate' : ''}`, async () => {
+    const what = `${c.normBeforeGate ? ', norm before gate' : ''}${c.groupWeight ? ', group weight' : ''}`;
+    it(`width ${c.width}, group ${c.group}, T = ${c.T}${what}`, async () => {
       const { caps } = await testGpu();
       const a: GatedNormAttrs = {
         op: 'gated_norm',
@@ -59,11 +66,12 @@ describe('gated_norm kernel', () => {
         group: c.group,
         eps: c.eps,
         normBeforeGate: c.normBeforeGate ?? false,
+        groupWeight: c.groupWeight,
       };
       const n = c.maxT * c.width;
       const x = randn(n, 10 + ci, 3);
       const z = randn(n, 20 + ci, 4);
-      const w = randn(c.width, 30 + ci, 1);
+      const w = randn(c.groupWeight ? c.group : c.width, 30 + ci, 1);
       const step = { T: c.T, pos: 0, L: 1 };
       const want = gatedNorm.reference(a, { x, z, w }, step).out;
       expect(maxRelError(want, plain(c, x, z, w))).toBeLessThan(1e-6);

@@ -28,6 +28,7 @@ import type {
 } from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
 import { norm } from '../../src/ops/norm.ts';
+import { rope } from '../../src/ops/rope.ts';
 import { pointwise } from '../../src/ops/pointwise.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
@@ -458,13 +459,37 @@ describe('linear_recurrence with a fused prologue', () => {
     },
   });
 
-  /** Inputs for the fused node: each rule's shape filled uniformly from [−2, 2]. */
+  /**
+   * RetNet-like: RoPE on q and k from shared tables over 6 of each head's 8 columns, a fixed
+   * decay per head; q rotated after an elu+1 and k l2-normed after its rotation (the order the
+   * prologue applies them in).
+   */
+  const ret = attrs({
+    heads: 4,
+    qHeads: 4,
+    kHeads: 2,
+    vHeads: 2,
+    gateHeads: 4,
+    keyDim: 8,
+    valueDim: 6,
+    decay: 'fixed',
+    update: 'add',
+    prologue: {
+      exprs: { q: { inputs: { in_xq: same(32) }, expr: { fn: 'elu1', x: x('in_xq') } } },
+      rope: { of: ['q', 'k'], rotaryDim: 6, capacity: 64 },
+      l2: { k: 1e-6 },
+    },
+  });
+
+  /** Inputs for the fused node: each rule's shape filled uniformly from [−2, 2] (g from [−1, 0]). */
   function fusedData(a: LinearRecurrenceAttrs, rows: number, seed: number): Inputs {
     const r = rng(seed);
     const inp: Inputs = {};
     for (const [name, rule] of Object.entries(linearRecurrence.inputs(a))) {
       const n = rule.shape.reduce<number>((p, d) => p * (typeof d === 'number' ? d : rows), 1);
-      inp[name] = uniform(n, r, name === 'state' ? -0.5 : -2, 2);
+      // A log decay read as it is must be ≤ 0.
+      const [lo, hi] = name === 'state' ? [-0.5, 2] : name === 'g' ? [-1, 0] : [-2, 2];
+      inp[name] = uniform(n, r, lo, hi);
     }
     return inp;
   }
@@ -479,6 +504,18 @@ describe('linear_recurrence with a fused prologue', () => {
       const width = own[target].shape[1] as number;
       eff[target] = pointwise.reference({ op: 'pointwise', width, ...e }, inp, step)
         .out as Float32Array;
+    }
+    for (const target of p.rope?.of ?? []) {
+      const heads = (own[target].shape[1] as number) / a.keyDim;
+      const r = {
+        op: 'rope',
+        heads,
+        headDim: a.keyDim,
+        rotaryDim: p.rope!.rotaryDim,
+        capacity: p.rope!.capacity,
+      } as const;
+      const tables = { x: eff[target], cos: inp.rope_cos, sin: inp.rope_sin };
+      eff[target] = rope.reference({ ...r, pairs: 'half' }, tables, step).out as Float32Array;
     }
     for (const [target, eps] of Object.entries(p.l2)) {
       const width = own[target].shape[1] as number;
@@ -497,6 +534,7 @@ describe('linear_recurrence with a fused prologue', () => {
   for (const [name, a] of [
     ['GLA-like feature maps and gate', gla],
     ['gated DeltaNet norms and gates', gdn],
+    ['RetNet RoPE on q and k', ret],
   ] as const) {
     it(`${name}: the reference equals the unfused ops, and both forms match it`, async () => {
       const { caps } = await testGpu();

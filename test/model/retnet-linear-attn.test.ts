@@ -244,6 +244,24 @@ describe('retnet and linear_attn through the passes', () => {
     expect(shapes['linear_attn.1']).toEqual([4, 12, 11]);
   });
 
+  it("fold RetNet's RoPE into the recurrence and its norm × gate into one gated_norm", () => {
+    const g = runPasses(lower(model, { phase: 'decode', maxT: 1, capacity: 32 }), {
+      caps: BASELINE_CAPS,
+      fuse: true,
+    }).graph;
+    const ops = g.nodes.filter((n) => n.layer === 0).map((n) => n.attrs.op);
+    expect(ops).toEqual([
+      'matmul',
+      'linear_recurrence',
+      'gated_norm',
+      'matmul',
+      'matmul',
+      'matmul',
+    ]);
+    const rec = g.nodes.find((n) => n.layer === 0 && n.attrs.op === 'linear_recurrence')!;
+    expect(rec.label).toContain('(rope q, rope k fused)');
+  });
+
   it('compute on the interpreter after fusion what they compute lowered, prefill and decode', async () => {
     const weights = randomWeights(model, 11);
     const ids = randInts(9, 260, 5);

@@ -58,7 +58,7 @@ describe('deltanet(...)', () => {
       "unknown decay 'key'",
     );
     expect(bodyError('mixer m = deltanet(heads: 5)\nlayers 2 x m').message).toContain(
-      'key_head_dim has no default here: dim 64 is not a multiple of 5 heads; give key_head_dim',
+      'key_head_dim (dim 64) is not a multiple of heads 5; give key_head_dim',
     );
   });
 

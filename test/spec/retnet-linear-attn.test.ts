@@ -43,7 +43,7 @@ describe('retnet(...)', () => {
     expect(odd.message).toContain('key_head_dim must be even (RoPE rotates pairs of it), got 7');
     expect(blamed(odd)).toBe('key_head_dim: 7');
     expect(bodyError('mixer m = retnet(heads: 5)\nlayers 2 x m').message).toContain(
-      'dim (64) / heads (5) is not whole; give key_head_dim',
+      'key_head_dim (dim 64) is not a multiple of heads 5; give key_head_dim',
     );
     expect(bodyError('mixer m = retnet(gate_act: swish)\nlayers 2 x m').message).toContain(
       "unknown activation 'swish'",
