@@ -72,24 +72,29 @@ export function linear(
   scale: LinearScale = UNSCALED,
 ): number {
   const param = (name: string, shape: Dim[], factor: number) =>
-    scaledParam(b, name, shape, { kind: 'weight', name }, factor);
+    scaledParam(b, name, shape, b.weight(name, shape), factor);
   const w = param(`${prefix}.weight`, [N, K], scale.weight);
   const bv = bias ? param(`${prefix}.bias`, [N], scale.bias) : null;
   return matmul(b, x, w, bv, N, K, label, rows);
 }
 
-/** Rows [start, start + count) of a canonical [rows, cols] weight as a parameter of its own. */
+/**
+ * Rows [start, start + count) of a canonical [rows, cols] weight (a [rows] vector when cols is
+ * 1) as a parameter of its own.
+ */
 export function weightRows(
   b: GraphBuilder,
   name: string,
+  rows: number,
   start: number,
   count: number,
   cols: number,
   factor = 1,
 ): number {
+  const whole = b.weight(name, cols === 1 ? [rows] : [rows, cols]);
   const shape = cols === 1 ? [count] : [count, cols];
-  const rows: ParamSource = { kind: 'rows', of: { kind: 'weight', name }, start, count, cols };
-  return scaledParam(b, `${name}#rows${start}`, shape, rows, factor);
+  const source: ParamSource = { kind: 'rows', of: whole, start, count, cols };
+  return scaledParam(b, `${name}#rows${start}`, shape, source, factor);
 }
 
 /** Rows `offset + [0, count)` of each block of a per-head interleaved weight. */
@@ -115,7 +120,7 @@ export function weightRowBlocks(
 ): number {
   const rows = blocks * parts.reduce((n, p) => n + p.count, 0);
   const shape = cols === 1 ? [rows] : [rows, cols];
-  const of = { kind: 'weight', name } as const;
+  const of = b.weight(name, cols === 1 ? [blocks * stride] : [blocks * stride, cols]);
   const tag = parts.map((p) => `${p.offset}.${p.count}`).join('+');
   return scaledParam(
     b,
@@ -159,14 +164,15 @@ export function linearRowBlocks(
 }
 
 /**
- * One output range of a canonical linear layer `prefix`: y = x W[start:start+count]ᵀ (+ b[...]).
- * Fused input projections (Mamba's in_proj, LFM2's BCx) lower to one of these per part, so no
- * slice op is needed and each part lands in its own tensor.
+ * One output range of a canonical linear layer `prefix` of `rows` outputs:
+ * y = x W[start:start+count]ᵀ (+ b[...]). Fused input projections (Mamba's in_proj, LFM2's BCx)
+ * lower to one of these per part, so no slice op is needed and each part lands in its own tensor.
  */
 export function linearRows(
   b: GraphBuilder,
   x: number,
   prefix: string,
+  rows: number,
   start: number,
   count: number,
   K: number,
@@ -174,8 +180,8 @@ export function linearRows(
   label: string,
   scale: LinearScale = UNSCALED,
 ): number {
-  const w = weightRows(b, `${prefix}.weight`, start, count, K, scale.weight);
-  const bv = bias ? weightRows(b, `${prefix}.bias`, start, count, 1, scale.bias) : null;
+  const w = weightRows(b, `${prefix}.weight`, rows, start, count, K, scale.weight);
+  const bv = bias ? weightRows(b, `${prefix}.bias`, rows, start, count, 1, scale.bias) : null;
   return matmul(b, x, w, bv, count, K, label, 'T');
 }
 

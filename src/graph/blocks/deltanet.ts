@@ -61,7 +61,7 @@ function gatedDeltaNetBranch(
     causalConv(
       b,
       qkvz(offset, count, tag),
-      weightRows(b, `${n.conv}.weight`, start, width, m.dConv),
+      weightRows(b, `${n.conv}.weight`, w.conv, start, width, m.dConv),
       null,
       b.state(`conv.${i}.${tag}`, [m.dConv - 1, width]),
       width,

@@ -35,8 +35,8 @@ function mamba1Branch(
   const n = mamba1Names(i);
   const L = `l${i}.mamba`;
   const D = m.dInner;
-  const xs = linearRows(b, h, n.inProj, 0, D, model.dim, m.projBias, `${L}.in_x`);
-  const z = linearRows(b, h, n.inProj, D, D, model.dim, m.projBias, `${L}.in_z`);
+  const xs = linearRows(b, h, n.inProj, 2 * D, 0, D, model.dim, m.projBias, `${L}.in_x`);
+  const z = linearRows(b, h, n.inProj, 2 * D, D, D, model.dim, m.projBias, `${L}.in_z`);
   const conv = causalConv(
     b,
     xs,
@@ -49,7 +49,8 @@ function mamba1Branch(
     L,
   );
   const part = (start: number, count: number, tag: string, norm: string) => {
-    const y = linearRows(b, conv, n.xProj, start, count, D, false, `${L}.x_${tag}`);
+    const rows = m.dtRank + 2 * m.dState;
+    const y = linearRows(b, conv, n.xProj, rows, start, count, D, false, `${L}.x_${tag}`);
     if (!m.innerNorms) return y;
     return b.op(
       {

@@ -57,6 +57,7 @@ export function mamba2Branch(
       b,
       h,
       n.inProj,
+      w.inProj,
       start,
       count,
       model.dim,
@@ -75,8 +76,8 @@ export function mamba2Branch(
     causalConv(
       b,
       proj(w.inner + start, count, tag, part),
-      weightRows(b, `${n.conv}.weight`, start, count, m.dConv),
-      m.convBias ? weightRows(b, `${n.conv}.bias`, start, count, 1) : null,
+      weightRows(b, `${n.conv}.weight`, w.conv, start, count, m.dConv),
+      m.convBias ? weightRows(b, `${n.conv}.bias`, w.conv, start, count, 1) : null,
       b.state(`conv.${i}.${tag}`, [m.dConv - 1, count]),
       count,
       m.dConv,

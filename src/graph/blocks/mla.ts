@@ -31,7 +31,7 @@ function headRowsParam(
   const rows = heads * ranges.reduce((n, r) => n + r.count, 0);
   const source: ParamSource = {
     kind: 'head_rows',
-    of: { kind: 'weight', name },
+    of: b.weight(name, [heads * headRows, cols]),
     heads,
     headRows,
     ranges,
@@ -93,9 +93,10 @@ export function lowerMla(
   q = rope(q, H, qk, 'q');
 
   // kv_a_proj_with_mqa's rows: the latent, then the rope key part every head shares.
-  const latent = linearRows(b, h, n.kvA, 0, m.kvRank, model.dim, m.bias, `${L}.kv_a`);
+  const kvARows = m.kvRank + m.ropeDim;
+  const latent = linearRows(b, h, n.kvA, kvARows, 0, m.kvRank, model.dim, m.bias, `${L}.kv_a`);
   const kPe = rope(
-    linearRows(b, h, n.kvA, m.kvRank, m.ropeDim, model.dim, m.bias, `${L}.k_pe`),
+    linearRows(b, h, n.kvA, kvARows, m.kvRank, m.ropeDim, model.dim, m.bias, `${L}.k_pe`),
     1,
     m.ropeDim,
     'k',

@@ -34,7 +34,7 @@ function shortConvBranch(
   const L = `l${i}.conv`;
   const d = model.dim;
   const proj = (k: number, tag: string) =>
-    linearRows(b, h, n.inProj, k * d, d, d, m.bias, `${L}.in_${tag}`);
+    linearRows(b, h, n.inProj, 3 * d, k * d, d, d, m.bias, `${L}.in_${tag}`);
   const mul = (a: number, c: number, tag: string) =>
     b.op(
       { op: 'mul', width: d },
