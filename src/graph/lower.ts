@@ -14,7 +14,6 @@ import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerMamba1 } from './blocks/mamba1.ts';
 import { lowerMamba2 } from './blocks/mamba2.ts';
-import { lowerShortConv } from './blocks/shortconv.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
 import { lowerParallel } from './blocks/parallel.ts';
 import { preNorm, residualAdd } from './blocks/common.ts';
@@ -47,7 +46,6 @@ const MIXERS: {
   mla: lowerMla,
   mamba1: lowerMamba1,
   mamba2: lowerMamba2,
-  shortconv: lowerShortConv,
   parallel: lowerParallel,
   gated_deltanet: lowerGatedDeltaNet,
 };

@@ -17,7 +17,6 @@ import type {
   MoeSpec,
   SharedBlockSpec,
   ParallelSpec,
-  ShortConvSpec,
 } from '../spec/model.ts';
 
 import { mixerDef } from '../mixers/lookup.ts';
@@ -99,17 +98,6 @@ export function mamba2Names(i: number) {
     dtBias: `${p}.dt_bias`,
     /** The gated RMSNorm's weight. */
     gateNorm: `${p}.norm`,
-  };
-}
-
-/** LFM2 short-conv mixer tensors under `mixer`. */
-export function shortConvNames(i: number) {
-  const p = `${layerPrefix(i)}.mixer`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    inProj: `${p}.in_proj`,
-    conv: `${p}.conv1d`,
-    outProj: `${p}.out_proj`,
   };
 }
 
@@ -389,16 +377,6 @@ function parallelTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec
   return [...attentionTensors(model, i, m.attn), ...ssm];
 }
 
-function shortConvTensors(model: ModelIR, i: number, m: ShortConvSpec): TensorSpec[] {
-  const n = shortConvNames(i);
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.inProj, 3 * model.dim, model.dim, m.bias),
-    ...linear(n.conv, model.dim, m.lCache, m.bias),
-    ...linear(n.outProj, model.dim, model.dim, m.bias),
-  ];
-}
-
 function gatedDeltaNetTensors(model: ModelIR, i: number, m: GatedDeltaNetSpec): TensorSpec[] {
   const n = gatedDeltaNetNames(i);
   const w = gatedDeltaNetWidths(m);
@@ -440,7 +418,6 @@ const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   mla: mlaTensors,
   mamba1: mamba1Tensors,
   mamba2: mamba2Tensors,
-  shortconv: shortConvTensors,
   parallel: parallelTensors,
   gated_deltanet: gatedDeltaNetTensors,
 };
@@ -584,15 +561,6 @@ export interface GatedDeltaNetWeightNames {
   outProj: string;
 }
 
-export interface ShortConvWeightNames {
-  inProj: string;
-  inProjBias: string | null;
-  conv: string;
-  convBias: string | null;
-  outProj: string;
-  outProjBias: string | null;
-}
-
 /** A parallel mixer's branches (Falcon-H1). */
 export interface ParallelWeightNames {
   attn: AttentionWeightNames;
@@ -605,12 +573,14 @@ export type MixerWeightNames =
   | MlaWeightNames
   | Mamba1WeightNames
   | Mamba2WeightNames
-  | ShortConvWeightNames
   | ParallelWeightNames
   | GatedDeltaNetWeightNames
   | DefinedMixerWeightNames;
 
-/** A mixer defined in src/mixers: its tensors in the order its lowering declares them. */
+/**
+ * A mixer defined in src/mixers: its tensors in the order its lowering declares them, without
+ * the pre-norm (LayerWeightNames.inputNorm).
+ */
 export interface DefinedMixerWeightNames {
   tensors: string[];
 }
@@ -739,17 +709,6 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       outProjBias: b(n.outProj, m.projBias),
     };
   },
-  shortconv: (_model, i, m: ShortConvSpec) => {
-    const n = shortConvNames(i);
-    return {
-      inProj: w(n.inProj),
-      inProjBias: b(n.inProj, m.bias),
-      conv: w(n.conv),
-      convBias: b(n.conv, m.bias),
-      outProj: w(n.outProj),
-      outProjBias: b(n.outProj, m.bias),
-    };
-  },
   gated_deltanet: (_model, i) => {
     const n = gatedDeltaNetNames(i);
     return {
@@ -804,13 +763,19 @@ export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
       downBias: b(m.down, f.bias),
     };
   }
+  // Every mixer kind's pre-norm is input_layernorm.
+  const inputNorm = layer.mixer ? normWeightNames(model, attentionNames(i).norm) : null;
+  const isInputNorm = (name: string) => name === inputNorm?.weight || name === inputNorm?.bias;
   return {
-    // Every mixer kind's pre-norm is input_layernorm.
-    inputNorm: layer.mixer ? normWeightNames(model, attentionNames(i).norm) : null,
+    inputNorm,
     mixer: !layer.mixer
       ? null
       : mixerDef(layer.mixer.kind)
-        ? { tensors: mixerTensors(model, i, layer.mixer).map((t) => t.name) }
+        ? {
+            tensors: mixerTensors(model, i, layer.mixer)
+              .map((t) => t.name)
+              .filter((name) => !isInputNorm(name)),
+          }
         : byMixerKind(MIXER_NAMES, model, i, layer.mixer),
     ffn,
     moe,

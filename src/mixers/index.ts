@@ -1,8 +1,8 @@
 /**
  * The mixer families defined in one file each (src/mixers/<kind>.ts). Adding one is a line here;
  * the DSL, the schema, the checks, the table, the lowering and the weight names all read this list.
- * (The older mixers — attention, mla, mamba1/2, shortconv, parallel, gated_deltanet — still have
- * their parts spread over src/spec, src/graph/blocks and src/import/names.ts.)
+ * (The older mixers — attention, mla, mamba1/2, parallel, gated_deltanet — still have their parts
+ * spread over src/spec, src/graph/blocks and src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
 import { mixerDef, registerMixers, type AnyMixerDef } from './lookup.ts';
@@ -11,8 +11,9 @@ import { glaMixer } from './gla.ts';
 import { hgrn2Mixer } from './hgrn2.ts';
 import { linearAttn } from './linear-attn.ts';
 import { retnet } from './retnet.ts';
+import { shortconv } from './shortconv.ts';
 
-export const MIXER_DEFS = [glaMixer, hgrn2Mixer, retnet, linearAttn, deltanet] as const;
+export const MIXER_DEFS = [shortconv, glaMixer, hgrn2Mixer, retnet, linearAttn, deltanet] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;
 
@@ -23,5 +24,28 @@ export type DefinedMixerSpec = SpecOf<(typeof MIXER_DEFS)[number]>;
 export const MIXER_LIST: readonly AnyMixerDef[] = MIXER_DEFS as readonly unknown[] as AnyMixerDef[];
 
 registerMixers(MIXER_LIST);
+
+/**
+ * The order messages list the mixer kinds in ("expected attention, mla, ..."): the older kinds
+ * where they always were, those moved here included, then the rest in MIXER_DEFS order.
+ */
+const HISTORIC_ORDER = [
+  'attention',
+  'mla',
+  'mamba1',
+  'mamba2',
+  'shortconv',
+  'parallel',
+  'gated_deltanet',
+];
+
+/** Older and defined mixer kinds (or their names) merged in that order. */
+export function inKindOrder<T>(items: readonly T[], name: (item: T) => string): T[] {
+  const rank = (item: T) => {
+    const i = HISTORIC_ORDER.indexOf(name(item));
+    return i < 0 ? HISTORIC_ORDER.length : i;
+  };
+  return [...items].sort((a, b) => rank(a) - rank(b));
+}
 
 export { mixerDef, type AnyMixerDef };

@@ -18,7 +18,6 @@ export const OLDER_KINDS: ReadonlySet<string> = new Set([
   'mla',
   'mamba1',
   'mamba2',
-  'shortconv',
   'parallel',
   'gated_deltanet',
 ]);

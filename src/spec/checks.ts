@@ -15,7 +15,6 @@ import type {
   ParallelSpec,
   NormSpec,
   RopeSpec,
-  ShortConvSpec,
 } from './model.ts';
 
 import { mixerDef } from '../mixers/lookup.ts';
@@ -117,7 +116,7 @@ export function checkMla(m: MlaSpec, n: Namer): Issue[] {
 }
 
 /** A conv kernel keeps kernel − 1 past steps as state; one tap would leave nothing to carry. */
-function checkKernel(field: string, k: number, n: Namer): Issue[] {
+export function checkKernel(field: string, k: number, n: Namer): Issue[] {
   return k < 2
     ? [
         {
@@ -159,10 +158,6 @@ export function checkMamba2(m: Mamba2Spec, n: Namer): Issue[] {
   return issues;
 }
 
-export function checkShortConv(m: ShortConvSpec, n: Namer): Issue[] {
-  return checkKernel('lCache', m.lCache, n);
-}
-
 export function checkGatedDeltaNet(m: GatedDeltaNetSpec, n: Namer): Issue[] {
   return [
     ...checkKernel('dConv', m.dConv, n),
@@ -181,8 +176,6 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
       return checkMamba1(m, n);
     case 'mamba2':
       return checkMamba2(m, n);
-    case 'shortconv':
-      return checkShortConv(m, n);
     case 'parallel':
       return checkParallel(m, n);
     case 'gated_deltanet':

@@ -6,6 +6,8 @@
 
 import type { DefinedMixerSpec } from '../mixers/index.ts';
 
+export type { ShortConvSpec } from '../mixers/shortconv.ts';
+
 export const MODEL_IR_VERSION = 1;
 
 /**
@@ -171,18 +173,6 @@ export interface Mamba2Spec {
 export type Mamba2ProjScales = [z: number, x: number, b: number, c: number, dt: number];
 
 /**
- * LFM2's gated short convolution: in_proj to (B, C, x), B·x through a causal depthwise conv
- * (no activation), C·conv, out_proj.
- */
-export interface ShortConvSpec {
-  kind: 'shortconv';
-  /** Conv kernel length (HF conv_L_cache). */
-  lCache: number;
-  /** Bias on in_proj, conv and out_proj. */
-  bias: boolean;
-}
-
-/**
  * Attention and a Mamba-2 mixer side by side on the same normed input, summed (Falcon-H1's
  * hybrid layer): x + attnOutScale · attn(attnInScale · h) + ssmOutScale · ssm(ssmInScale · h)
  * with h = norm(x). Each branch keeps its own kind's tensors (self_attn, mixer); the layer has
@@ -255,7 +245,6 @@ export type MixerSpec =
   | MlaSpec
   | Mamba1Spec
   | Mamba2Spec
-  | ShortConvSpec
   | ParallelSpec
   | GatedDeltaNetSpec
   | DefinedMixerSpec;

@@ -10,7 +10,7 @@ import { fieldCap, LIST_CAPS } from './limits.ts';
 import { bool, kind, object, posInt, posNumber, type JsonSchema } from './schema-parts.ts';
 
 export type { JsonSchema } from './schema-parts.ts';
-import { MIXER_LIST } from '../mixers/index.ts';
+import { inKindOrder, MIXER_LIST } from '../mixers/index.ts';
 
 /** Absent in models without shared blocks (Zamba2). */
 const SHARED_BLOCKS = {
@@ -111,16 +111,18 @@ export const modelIrSchema: JsonSchema = withCaps({
       type: 'object',
       required: ['kind'],
       discriminator: { propertyName: 'kind' },
-      oneOf: [
-        { $ref: '#/definitions/attention' },
-        { $ref: '#/definitions/mla' },
-        { $ref: '#/definitions/mamba1' },
-        { $ref: '#/definitions/mamba2' },
-        { $ref: '#/definitions/shortconv' },
-        { $ref: '#/definitions/parallel' },
-        { $ref: '#/definitions/gated_deltanet' },
-        ...MIXER_LIST.map((d) => ({ $ref: `#/definitions/${d.kind.name}` })),
-      ],
+      oneOf: inKindOrder(
+        [
+          'attention',
+          'mla',
+          'mamba1',
+          'mamba2',
+          'parallel',
+          'gated_deltanet',
+          ...MIXER_LIST.map((d) => d.kind.name),
+        ],
+        (name) => name,
+      ).map((name) => ({ $ref: `#/definitions/${name}` })),
     },
     parallel: object({
       kind: kind('parallel'),
@@ -205,11 +207,6 @@ export const modelIrSchema: JsonSchema = withCaps({
       valueHeadDim: posInt,
       dConv: posInt,
       normEps: posNumber,
-    }),
-    shortconv: object({
-      kind: kind('shortconv'),
-      lCache: posInt,
-      bias: bool,
     }),
     rope: object({
       theta: posNumber,

@@ -29,8 +29,6 @@ function mixerDims(m: MixerSpec): string {
       parts.push(`d_conv ${m.dConv}`);
       return parts.join(', ');
     }
-    case 'shortconv':
-      return `l_cache ${m.lCache}`;
     case 'parallel':
       return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
     default: {

@@ -8,10 +8,10 @@ import { attention } from './attention.ts';
 import { mla } from './mla.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
-import { mamba1, mamba2, shortconv } from './mamba.ts';
+import { mamba1, mamba2 } from './mamba.ts';
 import { parallel } from './parallel.ts';
 import { gatedDeltaNet } from './deltanet.ts';
-import { MIXER_LIST } from '../../mixers/index.ts';
+import { inKindOrder, MIXER_LIST } from '../../mixers/index.ts';
 import type { Kind } from '../kind.ts';
 
 export { NORMS } from './norm.ts';
@@ -19,16 +19,18 @@ export { NORMS } from './norm.ts';
 export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
-  kinds: [
-    attention,
-    mla,
-    mamba1,
-    mamba2,
-    shortconv,
-    parallel,
-    gatedDeltaNet,
-    ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>),
-  ],
+  kinds: inKindOrder(
+    [
+      attention,
+      mla,
+      mamba1,
+      mamba2,
+      parallel,
+      gatedDeltaNet,
+      ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>),
+    ],
+    (k) => k.name,
+  ),
 };
 
 /** Printing picks the first kind that can express a spec, so the specific ones come first. */

@@ -1,11 +1,11 @@
 /**
- * State-space mixers: `mamba1(...)` (selective scan), `mamba2(...)` (SSD) and LFM2's
- * `shortconv(...)`. Defaults follow the HuggingFace config classes (MambaConfig, Mamba2Config,
- * Lfm2Config); widths can be given directly or through `expand` as in those configs.
+ * State-space mixers: `mamba1(...)` (selective scan) and `mamba2(...)` (SSD). Defaults follow the
+ * HuggingFace config classes (MambaConfig, Mamba2Config); widths can be given directly or through
+ * `expand` as in those configs.
  */
-import { checkMamba1, checkMamba2, checkShortConv } from '../checks.ts';
+import { checkMamba1, checkMamba2 } from '../checks.ts';
 import { defineKind, opt } from '../kind.ts';
-import type { Mamba1Spec, Mamba2ProjScales, Mamba2Spec, ShortConvSpec } from '../model.ts';
+import type { Mamba1Spec, Mamba2ProjScales, Mamba2Spec } from '../model.ts';
 import { bool, int, nonNegative, orNone, positive } from '../values.ts';
 
 type Fail = (message: string, param?: 'expand') => never;
@@ -150,21 +150,3 @@ export const mamba2 = defineKind({
 
 /** The DSL names of Mamba2Spec.projScales, in in_proj's order. */
 const PROJ_SCALE_NAMES = ['z_scale', 'x_scale', 'b_scale', 'c_scale', 'dt_scale'] as const;
-
-export const shortconv = defineKind({
-  name: 'shortconv',
-  params: { l_cache: opt(int(1)), bias: opt(bool) },
-  build: (a): ShortConvSpec => ({
-    kind: 'shortconv',
-    lCache: a.l_cache ?? 3,
-    bias: a.bias ?? false,
-  }),
-  check: checkShortConv,
-  toArgs: (s) =>
-    s.kind !== 'shortconv'
-      ? null
-      : [
-          { name: 'l_cache', value: s.lCache },
-          { name: 'bias', value: s.bias },
-        ],
-});
