@@ -12,7 +12,6 @@ import { lowerAttention } from './blocks/attention.ts';
 import { lowerMla } from './blocks/mla.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
-import { lowerMamba1 } from './blocks/mamba1.ts';
 import { lowerMamba2 } from './blocks/mamba2.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
 import { lowerParallel } from './blocks/parallel.ts';
@@ -44,7 +43,6 @@ const MIXERS: {
 } = {
   attention: lowerAttention,
   mla: lowerMla,
-  mamba1: lowerMamba1,
   mamba2: lowerMamba2,
   parallel: lowerParallel,
   gated_deltanet: lowerGatedDeltaNet,

@@ -7,7 +7,6 @@ import type {
   AttentionSpec,
   GatedDeltaNetSpec,
   LayerSpec,
-  Mamba1Spec,
   Mamba2Spec,
   MixerKind,
   MixerSpec,
@@ -63,25 +62,6 @@ export function mlaNames(i: number) {
     kvANorm: `${p}.kv_a_layernorm`,
     kvB: `${p}.kv_b_proj`,
     o: `${p}.o_proj`,
-  };
-}
-
-/** Mamba-1 mixer tensors (HF MambaMixer's names under `mixer`); the conv weight is [channels, kernel]. */
-export function mamba1Names(i: number) {
-  const p = `${layerPrefix(i)}.mixer`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    inProj: `${p}.in_proj`,
-    conv: `${p}.conv1d`,
-    xProj: `${p}.x_proj`,
-    dtProj: `${p}.dt_proj`,
-    outProj: `${p}.out_proj`,
-    aLog: `${p}.A_log`,
-    d: `${p}.D`,
-    /** Jamba's inner RMSNorms. */
-    dtNorm: `${p}.dt_layernorm`,
-    bNorm: `${p}.b_layernorm`,
-    cNorm: `${p}.c_layernorm`,
   };
 }
 
@@ -325,29 +305,6 @@ function mlaTensors(model: ModelIR, i: number, m: MlaSpec): TensorSpec[] {
   ];
 }
 
-function mamba1Tensors(model: ModelIR, i: number, m: Mamba1Spec): TensorSpec[] {
-  const n = mamba1Names(i);
-  const xCols = m.dtRank + 2 * m.dState;
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.inProj, 2 * m.dInner, model.dim, m.projBias),
-    ...linear(n.conv, m.dInner, m.dConv, m.convBias),
-    ...linear(n.xProj, xCols, m.dInner, false),
-    ...(m.innerNorms
-      ? [
-          { name: `${n.dtNorm}.weight`, shape: [m.dtRank] },
-          { name: `${n.bNorm}.weight`, shape: [m.dState] },
-          { name: `${n.cNorm}.weight`, shape: [m.dState] },
-        ]
-      : []),
-    // HF's dt_proj always has a bias (it carries the dt initialisation).
-    ...linear(n.dtProj, m.dInner, m.dtRank, true),
-    { name: n.aLog, shape: [m.dInner, m.dState] },
-    { name: n.d, shape: [m.dInner] },
-    ...linear(n.outProj, model.dim, m.dInner, m.projBias),
-  ];
-}
-
 /** Mamba-2 widths: the inner width, the conv channels (x, B, C) and in_proj's rows (z, xBC, dt). */
 export function mamba2Widths(m: Mamba2Spec): { inner: number; conv: number; inProj: number } {
   const inner = m.heads * m.headDim;
@@ -416,7 +373,6 @@ function mixerTensors(model: ModelIR, i: number, m: MixerSpec): TensorSpec[] {
 const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   attention: attentionTensors,
   mla: mlaTensors,
-  mamba1: mamba1Tensors,
   mamba2: mamba2Tensors,
   parallel: parallelTensors,
   gated_deltanet: gatedDeltaNetTensors,
@@ -521,22 +477,6 @@ export interface MlaWeightNames {
   oBias: string | null;
 }
 
-export interface Mamba1WeightNames {
-  inProj: string;
-  inProjBias: string | null;
-  conv: string;
-  convBias: string | null;
-  xProj: string;
-  dtProj: string;
-  dtProjBias: string;
-  aLog: string;
-  d: string;
-  outProj: string;
-  outProjBias: string | null;
-  /** Jamba's inner norms on dt, B and C. */
-  innerNorms: { dt: string; b: string; c: string } | null;
-}
-
 export interface Mamba2WeightNames {
   inProj: string;
   inProjBias: string | null;
@@ -571,7 +511,6 @@ export interface ParallelWeightNames {
 export type MixerWeightNames =
   | AttentionWeightNames
   | MlaWeightNames
-  | Mamba1WeightNames
   | Mamba2WeightNames
   | ParallelWeightNames
   | GatedDeltaNetWeightNames
@@ -675,23 +614,6 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       kvB: w(n.kvB),
       o: w(n.o),
       oBias: b(n.o, m.bias),
-    };
-  },
-  mamba1: (_model, i, m: Mamba1Spec) => {
-    const n = mamba1Names(i);
-    return {
-      inProj: w(n.inProj),
-      inProjBias: b(n.inProj, m.projBias),
-      conv: w(n.conv),
-      convBias: b(n.conv, m.convBias),
-      xProj: w(n.xProj),
-      dtProj: w(n.dtProj),
-      dtProjBias: `${n.dtProj}.bias`,
-      aLog: n.aLog,
-      d: n.d,
-      outProj: w(n.outProj),
-      outProjBias: b(n.outProj, m.projBias),
-      innerNorms: m.innerNorms ? { dt: w(n.dtNorm), b: w(n.bNorm), c: w(n.cNorm) } : null,
     };
   },
   mamba2: (_model, i, m: Mamba2Spec) => {

@@ -7,7 +7,6 @@ import type {
   AttentionSpec,
   MlaSpec,
   GatedDeltaNetSpec,
-  Mamba1Spec,
   Mamba2Spec,
   MixerSpec,
   MlpSpec,
@@ -127,10 +126,6 @@ export function checkKernel(field: string, k: number, n: Namer): Issue[] {
     : [];
 }
 
-export function checkMamba1(m: Mamba1Spec, n: Namer): Issue[] {
-  return checkKernel('dConv', m.dConv, n);
-}
-
 export function checkMamba2(m: Mamba2Spec, n: Namer): Issue[] {
   const issues = [
     ...checkKernel('dConv', m.dConv, n),
@@ -172,8 +167,6 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
       return checkAttention(m, n);
     case 'mla':
       return checkMla(m, n);
-    case 'mamba1':
-      return checkMamba1(m, n);
     case 'mamba2':
       return checkMamba2(m, n);
     case 'parallel':

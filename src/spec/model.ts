@@ -6,6 +6,7 @@
 
 import type { DefinedMixerSpec } from '../mixers/index.ts';
 
+export type { Mamba1Spec } from '../mixers/mamba1.ts';
 export type { ShortConvSpec } from '../mixers/shortconv.ts';
 
 export const MODEL_IR_VERSION = 1;
@@ -108,26 +109,6 @@ export interface MlpSpec {
    */
   gateScale?: number;
   downScale?: number;
-}
-
-/**
- * Mamba-1 selective SSM mixer (HF MambaMixer): in_proj to x and the gate z, causal depthwise
- * conv + SiLU on x, x_proj to (dt, B, C), dt_proj, selective scan, gate, out_proj.
- */
-export interface Mamba1Spec {
-  kind: 'mamba1';
-  /** Inner width (expand × dim). */
-  dInner: number;
-  dState: number;
-  /** Conv kernel length (the conv state keeps dConv − 1 steps). */
-  dConv: number;
-  /** Rank of the dt projection. */
-  dtRank: number;
-  convBias: boolean;
-  /** Bias on in_proj and out_proj. */
-  projBias: boolean;
-  /** Jamba's RMSNorms on dt, B and C after x_proj; null for none. */
-  innerNorms: { eps: number } | null;
 }
 
 /**
@@ -241,13 +222,7 @@ export interface GatedDeltaNetSpec {
 }
 
 export type MixerSpec =
-  | AttentionSpec
-  | MlaSpec
-  | Mamba1Spec
-  | Mamba2Spec
-  | ParallelSpec
-  | GatedDeltaNetSpec
-  | DefinedMixerSpec;
+  AttentionSpec | MlaSpec | Mamba2Spec | ParallelSpec | GatedDeltaNetSpec | DefinedMixerSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

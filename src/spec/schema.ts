@@ -115,7 +115,6 @@ export const modelIrSchema: JsonSchema = withCaps({
         [
           'attention',
           'mla',
-          'mamba1',
           'mamba2',
           'parallel',
           'gated_deltanet',
@@ -166,16 +165,6 @@ export const modelIrSchema: JsonSchema = withCaps({
       // Added after specs were written: left out, they are off.
       { sinks: { ...bool, default: false }, outputGate: { ...bool, default: false } },
     ),
-    mamba1: object({
-      kind: kind('mamba1'),
-      dInner: posInt,
-      dState: posInt,
-      dConv: posInt,
-      dtRank: posInt,
-      convBias: bool,
-      projBias: bool,
-      innerNorms: { if: { type: 'null' }, else: object({ eps: posNumber }) },
-    }),
     mamba2: object(
       {
         kind: kind('mamba2'),

@@ -8,7 +8,7 @@ import { attention } from './attention.ts';
 import { mla } from './mla.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
-import { mamba1, mamba2 } from './mamba.ts';
+import { mamba2 } from './mamba.ts';
 import { parallel } from './parallel.ts';
 import { gatedDeltaNet } from './deltanet.ts';
 import { inKindOrder, MIXER_LIST } from '../../mixers/index.ts';
@@ -23,7 +23,6 @@ export const MIXERS: Family<MixerSpec> = {
     [
       attention,
       mla,
-      mamba1,
       mamba2,
       parallel,
       gatedDeltaNet,

@@ -1,67 +1,12 @@
 /**
- * State-space mixers: `mamba1(...)` (selective scan) and `mamba2(...)` (SSD). Defaults follow the
- * HuggingFace config classes (MambaConfig, Mamba2Config); widths can be given directly or through
- * `expand` as in those configs.
+ * `mamba2(...)` (SSD). Defaults follow the HuggingFace config class (Mamba2Config); the width can
+ * be given through heads or through `expand` as in that config.
  */
-import { checkMamba1, checkMamba2 } from '../checks.ts';
+import { innerWidth } from '../../mixers/mamba1.ts';
+import { checkMamba2 } from '../checks.ts';
 import { defineKind, opt } from '../kind.ts';
-import type { Mamba1Spec, Mamba2ProjScales, Mamba2Spec } from '../model.ts';
+import type { Mamba2ProjScales, Mamba2Spec } from '../model.ts';
 import { bool, int, nonNegative, orNone, positive } from '../values.ts';
-
-type Fail = (message: string, param?: 'expand') => never;
-
-/** The inner width from an explicit width or `expand × dim` (not both: they could disagree). */
-function innerWidth(
-  explicit: number | undefined,
-  widthName: string,
-  expand: number | undefined,
-  dim: number,
-  fail: Fail,
-): number {
-  if (explicit !== undefined && expand !== undefined) {
-    fail(`give ${widthName} or expand, not both`, 'expand');
-  }
-  return explicit ?? (expand ?? 2) * dim;
-}
-
-export const mamba1 = defineKind({
-  name: 'mamba1',
-  params: {
-    d_state: opt(int(1)),
-    d_conv: opt(int(1)),
-    expand: opt(int(1)),
-    d_inner: opt(int(1)),
-    dt_rank: opt(int(1)),
-    conv_bias: opt(bool),
-    proj_bias: opt(bool),
-    inner_norm_eps: opt(orNone(positive)),
-  },
-  build: (a, ctx, fail): Mamba1Spec => ({
-    kind: 'mamba1',
-    dInner: innerWidth(a.d_inner, 'd_inner', a.expand, ctx.dim, fail),
-    dState: a.d_state ?? 16,
-    dConv: a.d_conv ?? 4,
-    // MambaConfig's time_step_rank "auto".
-    dtRank: a.dt_rank ?? Math.ceil(ctx.dim / 16),
-    convBias: a.conv_bias ?? true,
-    projBias: a.proj_bias ?? false,
-    innerNorms: a.inner_norm_eps ? { eps: a.inner_norm_eps } : null,
-  }),
-  check: checkMamba1,
-  // Null for other mixer kinds: the printer asks every kind of the family.
-  toArgs: (s) =>
-    s.kind !== 'mamba1'
-      ? null
-      : [
-          { name: 'd_inner', value: s.dInner },
-          { name: 'd_state', value: s.dState },
-          { name: 'd_conv', value: s.dConv },
-          { name: 'dt_rank', value: s.dtRank },
-          { name: 'conv_bias', value: s.convBias },
-          { name: 'proj_bias', value: s.projBias },
-          { name: 'inner_norm_eps', value: s.innerNorms && s.innerNorms.eps },
-        ],
-});
 
 export const mamba2 = defineKind({
   name: 'mamba2',
