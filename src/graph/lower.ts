@@ -12,7 +12,6 @@ import { lowerAttention } from './blocks/attention.ts';
 import { lowerMla } from './blocks/mla.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
-import { lowerMamba2 } from './blocks/mamba2.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
 import { lowerParallel } from './blocks/parallel.ts';
 import { preNorm, residualAdd } from './blocks/common.ts';
@@ -43,7 +42,6 @@ const MIXERS: {
 } = {
   attention: lowerAttention,
   mla: lowerMla,
-  mamba2: lowerMamba2,
   parallel: lowerParallel,
   gated_deltanet: lowerGatedDeltaNet,
 };

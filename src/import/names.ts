@@ -7,7 +7,6 @@ import type {
   AttentionSpec,
   GatedDeltaNetSpec,
   LayerSpec,
-  Mamba2Spec,
   MixerKind,
   MixerSpec,
   MlaSpec,
@@ -62,22 +61,6 @@ export function mlaNames(i: number) {
     kvANorm: `${p}.kv_a_layernorm`,
     kvB: `${p}.kv_b_proj`,
     o: `${p}.o_proj`,
-  };
-}
-
-/** Mamba-2 mixer tensors (HF Mamba2Mixer's names under `mixer`). */
-export function mamba2Names(i: number) {
-  const p = `${layerPrefix(i)}.mixer`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    inProj: `${p}.in_proj`,
-    conv: `${p}.conv1d`,
-    outProj: `${p}.out_proj`,
-    aLog: `${p}.A_log`,
-    d: `${p}.D`,
-    dtBias: `${p}.dt_bias`,
-    /** The gated RMSNorm's weight. */
-    gateNorm: `${p}.norm`,
   };
 }
 
@@ -305,33 +288,17 @@ function mlaTensors(model: ModelIR, i: number, m: MlaSpec): TensorSpec[] {
   ];
 }
 
-/** Mamba-2 widths: the inner width, the conv channels (x, B, C) and in_proj's rows (z, xBC, dt). */
-export function mamba2Widths(m: Mamba2Spec): { inner: number; conv: number; inProj: number } {
-  const inner = m.heads * m.headDim;
-  const conv = inner + 2 * m.groups * m.dState;
-  return { inner, conv, inProj: inner + conv + m.heads };
-}
-
-function mamba2Tensors(model: ModelIR, i: number, m: Mamba2Spec): TensorSpec[] {
-  const n = mamba2Names(i);
-  const w = mamba2Widths(m);
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.inProj, w.inProj, model.dim, m.projBias),
-    ...linear(n.conv, w.conv, m.dConv, m.convBias),
-    { name: n.dtBias, shape: [m.heads] },
-    { name: n.aLog, shape: [m.heads] },
-    { name: n.d, shape: [m.heads] },
-    ...(m.gateNorm === false ? [] : [{ name: `${n.gateNorm}.weight`, shape: [w.inner] }]),
-    ...linear(n.outProj, model.dim, w.inner, m.projBias),
-  ];
+/** A parallel mixer's mamba2 branch: the mamba2 lowering's weights less the shared input norm. */
+function parallelSsmTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec[] {
+  const norm = attentionNames(i).norm;
+  return layerParams(mixerDef('mamba2')!, model, i, m.ssm).filter(
+    (t) => !t.name.startsWith(`${norm}.`),
+  );
 }
 
 /** Both branches' tensors; they share the layer's one input norm (input_layernorm). */
 function parallelTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec[] {
-  const norm = mamba2Names(i).norm;
-  const ssm = mamba2Tensors(model, i, m.ssm).filter((t) => !t.name.startsWith(`${norm}.`));
-  return [...attentionTensors(model, i, m.attn), ...ssm];
+  return [...attentionTensors(model, i, m.attn), ...parallelSsmTensors(model, i, m)];
 }
 
 function gatedDeltaNetTensors(model: ModelIR, i: number, m: GatedDeltaNetSpec): TensorSpec[] {
@@ -373,7 +340,6 @@ function mixerTensors(model: ModelIR, i: number, m: MixerSpec): TensorSpec[] {
 const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   attention: attentionTensors,
   mla: mlaTensors,
-  mamba2: mamba2Tensors,
   parallel: parallelTensors,
   gated_deltanet: gatedDeltaNetTensors,
 };
@@ -477,20 +443,6 @@ export interface MlaWeightNames {
   oBias: string | null;
 }
 
-export interface Mamba2WeightNames {
-  inProj: string;
-  inProjBias: string | null;
-  conv: string;
-  convBias: string | null;
-  dtBias: string;
-  aLog: string;
-  d: string;
-  /** null without the gated RMSNorm (gateNorm: false). */
-  gateNorm: string | null;
-  outProj: string;
-  outProjBias: string | null;
-}
-
 export interface GatedDeltaNetWeightNames {
   inProjQkvz: string;
   inProjBa: string;
@@ -504,14 +456,13 @@ export interface GatedDeltaNetWeightNames {
 /** A parallel mixer's branches (Falcon-H1). */
 export interface ParallelWeightNames {
   attn: AttentionWeightNames;
-  ssm: Mamba2WeightNames;
+  ssm: DefinedMixerWeightNames;
 }
 
 /** The mixer's names; which interface it is follows the layer's mixer kind. */
 export type MixerWeightNames =
   | AttentionWeightNames
   | MlaWeightNames
-  | Mamba2WeightNames
   | ParallelWeightNames
   | GatedDeltaNetWeightNames
   | DefinedMixerWeightNames;
@@ -581,7 +532,7 @@ const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
 const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
   parallel: (model, i, m: ParallelSpec) => ({
     attn: MIXER_NAMES.attention(model, i, m.attn) as AttentionWeightNames,
-    ssm: MIXER_NAMES.mamba2(model, i, m.ssm) as Mamba2WeightNames,
+    ssm: { tensors: parallelSsmTensors(model, i, m).map((t) => t.name) },
   }),
   attention: (_model, i, a: AttentionSpec) => {
     const n = attentionNames(i);
@@ -614,21 +565,6 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       kvB: w(n.kvB),
       o: w(n.o),
       oBias: b(n.o, m.bias),
-    };
-  },
-  mamba2: (_model, i, m: Mamba2Spec) => {
-    const n = mamba2Names(i);
-    return {
-      inProj: w(n.inProj),
-      inProjBias: b(n.inProj, m.projBias),
-      conv: w(n.conv),
-      convBias: b(n.conv, m.convBias),
-      dtBias: n.dtBias,
-      aLog: n.aLog,
-      d: n.d,
-      gateNorm: m.gateNorm === false ? null : w(n.gateNorm),
-      outProj: w(n.outProj),
-      outProjBias: b(n.outProj, m.projBias),
     };
   },
   gated_deltanet: (_model, i) => {

@@ -16,7 +16,6 @@ let registered: readonly AnyMixerDef[] | null = null;
 export const OLDER_KINDS: ReadonlySet<string> = new Set([
   'attention',
   'mla',
-  'mamba2',
   'parallel',
   'gated_deltanet',
 ]);

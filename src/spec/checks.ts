@@ -7,7 +7,6 @@ import type {
   AttentionSpec,
   MlaSpec,
   GatedDeltaNetSpec,
-  Mamba2Spec,
   MixerSpec,
   MlpSpec,
   MoeSpec,
@@ -75,7 +74,7 @@ function checkRope(rope: RopeSpec, headDim: number, n: Namer): Issue[] {
 }
 
 /** The issue, blamed on `blame`, when `value` (of `field`) is not a multiple of `divisor` (of `by`). */
-function multipleOf(
+export function multipleOf(
   n: Namer,
   blame: string,
   [field, value]: [string, number],
@@ -126,33 +125,6 @@ export function checkKernel(field: string, k: number, n: Namer): Issue[] {
     : [];
 }
 
-export function checkMamba2(m: Mamba2Spec, n: Namer): Issue[] {
-  const issues = [
-    ...checkKernel('dConv', m.dConv, n),
-    ...multipleOf(n, 'groups', ['heads', m.heads], ['groups', m.groups]),
-  ];
-  const inner = m.heads * m.headDim;
-  if (inner % m.normGroup !== 0) {
-    issues.push({
-      path: ['normGroup'],
-      message: `${n('normGroup')} (${m.normGroup}) must divide ${n('heads')} × ${n('headDim')} (${inner})`,
-    });
-  }
-  if (m.normBeforeGate && m.gateNorm === false) {
-    issues.push({
-      path: ['normBeforeGate'],
-      message: `${n('normBeforeGate')} needs the gated norm (${n('gateNorm')} is false)`,
-    });
-  }
-  if (m.dtMax !== null && m.dtMax < m.dtMin) {
-    issues.push({
-      path: ['dtMax'],
-      message: `${n('dtMax')} (${m.dtMax}) must not be below ${n('dtMin')} (${m.dtMin})`,
-    });
-  }
-  return issues;
-}
-
 export function checkGatedDeltaNet(m: GatedDeltaNetSpec, n: Namer): Issue[] {
   return [
     ...checkKernel('dConv', m.dConv, n),
@@ -167,8 +139,6 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
       return checkAttention(m, n);
     case 'mla':
       return checkMla(m, n);
-    case 'mamba2':
-      return checkMamba2(m, n);
     case 'parallel':
       return checkParallel(m, n);
     case 'gated_deltanet':
@@ -189,7 +159,8 @@ export function checkMlp(f: MlpSpec, n: Namer): Issue[] {
 export function checkParallel(m: ParallelSpec, n: Namer): Issue[] {
   const within = (field: 'attn' | 'ssm', issues: Issue[]) =>
     issues.map((i) => ({ path: [field, ...i.path], message: i.message }));
-  return [...within('attn', checkAttention(m.attn, n)), ...within('ssm', checkMamba2(m.ssm, n))];
+  const ssm = mixerDef('mamba2')!.kind.check(m.ssm, n);
+  return [...within('attn', checkAttention(m.attn, n)), ...within('ssm', ssm)];
 }
 
 export function checkMoe(f: MoeSpec, n: Namer): Issue[] {

@@ -5,8 +5,10 @@
  */
 
 import type { DefinedMixerSpec } from '../mixers/index.ts';
+import type { Mamba2Spec } from '../mixers/mamba2.ts';
 
 export type { Mamba1Spec } from '../mixers/mamba1.ts';
+export type { Mamba2ProjScales, Mamba2Spec } from '../mixers/mamba2.ts';
 export type { ShortConvSpec } from '../mixers/shortconv.ts';
 
 export const MODEL_IR_VERSION = 1;
@@ -112,48 +114,6 @@ export interface MlpSpec {
 }
 
 /**
- * Mamba-2 SSD mixer (HF Mamba2Mixer): in_proj to (z, xBC, dt), causal depthwise conv + SiLU on
- * xBC, SSD scan with scalar decay per head, gated RMSNorm with z, out_proj.
- */
-export interface Mamba2Spec {
-  kind: 'mamba2';
-  heads: number;
-  headDim: number;
-  dState: number;
-  /** B/C groups (heads share B and C within a group). */
-  groups: number;
-  dConv: number;
-  /** Tokens per chunk of the chunked SSD algorithm (numerics only, not the model). */
-  chunk: number;
-  convBias: boolean;
-  /** Bias on in_proj and out_proj. */
-  projBias: boolean;
-  /** The gated RMSNorm normalises groups of this many channels (heads × headDim for one group). */
-  normGroup: number;
-  normEps: number;
-  /** softplus(dt + dt_bias) is clamped to [dtMin, dtMax]; dtMax null is no upper limit. */
-  dtMin: number;
-  dtMax: number | null;
-  /**
-   * Multipliers on in_proj's five output parts [z, x, B, C, dt] (Falcon-H1's ssm_multipliers,
-   * HF's mup_vector), applied after its bias. Absent means all 1; present only when one is not.
-   */
-  projScales?: Mamba2ProjScales;
-  /**
-   * false: out = y · silu(z) with no RMSNorm (Falcon-H1's mamba_rms_norm: false). Absent means
-   * true, the gated RMSNorm; present only when false.
-   */
-  gateNorm?: false;
-  /**
-   * true: out = RMSNorm(y) · w · silu(z), the norm before the gate (Falcon-H1's
-   * mamba_norm_before_gate with mamba_rms_norm). Absent means the gate first; present only when true.
-   */
-  normBeforeGate?: true;
-}
-
-export type Mamba2ProjScales = [z: number, x: number, b: number, c: number, dt: number];
-
-/**
  * Attention and a Mamba-2 mixer side by side on the same normed input, summed (Falcon-H1's
  * hybrid layer): x + attnOutScale · attn(attnInScale · h) + ssmOutScale · ssm(ssmInScale · h)
  * with h = norm(x). Each branch keeps its own kind's tensors (self_attn, mixer); the layer has
@@ -222,7 +182,7 @@ export interface GatedDeltaNetSpec {
 }
 
 export type MixerSpec =
-  AttentionSpec | MlaSpec | Mamba2Spec | ParallelSpec | GatedDeltaNetSpec | DefinedMixerSpec;
+  AttentionSpec | MlaSpec | ParallelSpec | GatedDeltaNetSpec | DefinedMixerSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

@@ -112,14 +112,7 @@ export const modelIrSchema: JsonSchema = withCaps({
       required: ['kind'],
       discriminator: { propertyName: 'kind' },
       oneOf: inKindOrder(
-        [
-          'attention',
-          'mla',
-          'mamba2',
-          'parallel',
-          'gated_deltanet',
-          ...MIXER_LIST.map((d) => d.kind.name),
-        ],
+        ['attention', 'mla', 'parallel', 'gated_deltanet', ...MIXER_LIST.map((d) => d.kind.name)],
         (name) => name,
       ).map((name) => ({ $ref: `#/definitions/${name}` })),
     },
@@ -164,29 +157,6 @@ export const modelIrSchema: JsonSchema = withCaps({
       },
       // Added after specs were written: left out, they are off.
       { sinks: { ...bool, default: false }, outputGate: { ...bool, default: false } },
-    ),
-    mamba2: object(
-      {
-        kind: kind('mamba2'),
-        heads: posInt,
-        headDim: posInt,
-        dState: posInt,
-        groups: posInt,
-        dConv: posInt,
-        chunk: posInt,
-        convBias: bool,
-        projBias: bool,
-        normGroup: posInt,
-        normEps: posNumber,
-        dtMin: { type: 'number', minimum: 0 },
-        // null: no upper clamp (HF's time_step_limit of inf, which JSON cannot write).
-        dtMax: { type: ['number', 'null'], exclusiveMinimum: 0 },
-      },
-      {
-        projScales: { type: 'array', minItems: 5, maxItems: 5, items: posNumber },
-        gateNorm: { const: false },
-        normBeforeGate: { const: true },
-      },
     ),
     gated_deltanet: object({
       kind: kind('gated_deltanet'),

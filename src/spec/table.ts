@@ -21,12 +21,6 @@ function mixerDims(m: MixerSpec): string {
       const q = m.qRank === null ? 'q full' : `q_rank ${m.qRank}`;
       return `heads ${m.heads}, ${q}, kv_rank ${m.kvRank}, qk ${m.nopeDim}+${m.ropeDim}, v ${m.vHeadDim}`;
     }
-    case 'mamba2': {
-      const parts = [`heads ${m.heads}`, `head_dim ${m.headDim}`, `d_state ${m.dState}`];
-      if (m.groups !== 1) parts.push(`groups ${m.groups}`);
-      parts.push(`d_conv ${m.dConv}`);
-      return parts.join(', ');
-    }
     case 'parallel':
       return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
     default: {

@@ -8,7 +8,7 @@ import type { ModelIR, ParallelSpec } from '../../spec/model.ts';
 import { attentionNames } from '../../import/names.ts';
 import { attentionBranch } from './attention.ts';
 import { preNorm, residualAdd } from './common.ts';
-import { mamba2Branch } from './mamba2.ts';
+import { mamba2Branch } from '../../mixers/mamba2.ts';
 
 export function lowerParallel(
   b: GraphBuilder,

@@ -8,7 +8,6 @@ import { attention } from './attention.ts';
 import { mla } from './mla.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
-import { mamba2 } from './mamba.ts';
 import { parallel } from './parallel.ts';
 import { gatedDeltaNet } from './deltanet.ts';
 import { inKindOrder, MIXER_LIST } from '../../mixers/index.ts';
@@ -20,14 +19,7 @@ export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
   kinds: inKindOrder(
-    [
-      attention,
-      mla,
-      mamba2,
-      parallel,
-      gatedDeltaNet,
-      ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>),
-    ],
+    [attention, mla, parallel, gatedDeltaNet, ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>)],
     (k) => k.name,
   ),
 };

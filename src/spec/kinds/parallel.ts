@@ -7,7 +7,7 @@ import { defineKind, opt, req, toDslCall, type Family } from '../kind.ts';
 import type { AttentionSpec, Mamba2Spec, ParallelSpec } from '../model.ts';
 import { block, positive } from '../values.ts';
 import { attention } from './attention.ts';
-import { mamba2 } from './mamba.ts';
+import { mamba2 } from '../../mixers/mamba2.ts';
 
 // One kind per branch: the lowering sums exactly these two (their tensors live under
 // self_attn and mixer, so they never collide).
@@ -16,7 +16,11 @@ const ATTN: Family<AttentionSpec> = {
   example: 'attention(...)',
   kinds: [attention],
 };
-const SSM: Family<Mamba2Spec> = { noun: 'ssm branch', example: 'mamba2(...)', kinds: [mamba2] };
+const SSM: Family<Mamba2Spec> = {
+  noun: 'ssm branch',
+  example: 'mamba2(...)',
+  kinds: [mamba2.kind],
+};
 
 export const parallel = defineKind({
   name: 'parallel',
