@@ -16,7 +16,6 @@ import { lowerSharedUse } from './blocks/shared.ts';
 import { lowerParallel } from './blocks/parallel.ts';
 import { preNorm, residualAdd } from './blocks/common.ts';
 import { plainMatmul } from './ops.ts';
-import { lowerGatedDeltaNet } from './blocks/deltanet.ts';
 
 export interface LowerOptions {
   phase: Phase;
@@ -43,7 +42,6 @@ const MIXERS: {
   attention: lowerAttention,
   mla: lowerMla,
   parallel: lowerParallel,
-  gated_deltanet: lowerGatedDeltaNet,
 };
 
 function lowerMixer(

@@ -5,7 +5,6 @@
  */
 import type {
   AttentionSpec,
-  GatedDeltaNetSpec,
   LayerSpec,
   MixerKind,
   MixerSpec,
@@ -61,41 +60,6 @@ export function mlaNames(i: number) {
     kvANorm: `${p}.kv_a_layernorm`,
     kvB: `${p}.kv_b_proj`,
     o: `${p}.o_proj`,
-  };
-}
-
-/** Gated DeltaNet mixer tensors (HF Qwen3NextGatedDeltaNet's names under `linear_attn`). */
-export function gatedDeltaNetNames(i: number) {
-  const p = `${layerPrefix(i)}.linear_attn`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    inProjQkvz: `${p}.in_proj_qkvz`,
-    inProjBa: `${p}.in_proj_ba`,
-    conv: `${p}.conv1d`,
-    dtBias: `${p}.dt_bias`,
-    aLog: `${p}.A_log`,
-    /** The gated output RMSNorm's weight [valueHeadDim], shared by all value heads. */
-    gateNorm: `${p}.norm`,
-    outProj: `${p}.out_proj`,
-  };
-}
-
-/**
- * Gated DeltaNet widths: key/value widths, conv channels (q, k, v), and the rows of one key
- * head's group in in_proj_qkvz (q, k, then its valueHeads / keyHeads heads of v and of z) and
- * in_proj_ba (b then a for those value heads).
- */
-export function gatedDeltaNetWidths(m: GatedDeltaNetSpec) {
-  const key = m.keyHeads * m.keyHeadDim;
-  const value = m.valueHeads * m.valueHeadDim;
-  const perKey = m.valueHeads / m.keyHeads;
-  return {
-    key,
-    value,
-    conv: 2 * key + value,
-    perKey,
-    qkvzGroup: 2 * m.keyHeadDim + 2 * perKey * m.valueHeadDim,
-    baGroup: 2 * perKey,
   };
 }
 
@@ -301,21 +265,6 @@ function parallelTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec
   return [...attentionTensors(model, i, m.attn), ...parallelSsmTensors(model, i, m)];
 }
 
-function gatedDeltaNetTensors(model: ModelIR, i: number, m: GatedDeltaNetSpec): TensorSpec[] {
-  const n = gatedDeltaNetNames(i);
-  const w = gatedDeltaNetWidths(m);
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.inProjQkvz, 2 * w.key + 2 * w.value, model.dim, false),
-    ...linear(n.inProjBa, 2 * m.valueHeads, model.dim, false),
-    ...linear(n.conv, w.conv, m.dConv, false),
-    { name: n.dtBias, shape: [m.valueHeads] },
-    { name: n.aLog, shape: [m.valueHeads] },
-    { name: `${n.gateNorm}.weight`, shape: [m.valueHeadDim] },
-    ...linear(n.outProj, model.dim, w.value, false),
-  ];
-}
-
 /** The mixers whose names are listed here; those defined in src/mixers name theirs by lowering. */
 type OlderMixerSpec = Exclude<MixerSpec, DefinedMixerSpec>;
 type ByMixerKind<R> = {
@@ -341,7 +290,6 @@ const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   attention: attentionTensors,
   mla: mlaTensors,
   parallel: parallelTensors,
-  gated_deltanet: gatedDeltaNetTensors,
 };
 
 function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
@@ -443,16 +391,6 @@ export interface MlaWeightNames {
   oBias: string | null;
 }
 
-export interface GatedDeltaNetWeightNames {
-  inProjQkvz: string;
-  inProjBa: string;
-  conv: string;
-  dtBias: string;
-  aLog: string;
-  gateNorm: string;
-  outProj: string;
-}
-
 /** A parallel mixer's branches (Falcon-H1). */
 export interface ParallelWeightNames {
   attn: AttentionWeightNames;
@@ -461,11 +399,7 @@ export interface ParallelWeightNames {
 
 /** The mixer's names; which interface it is follows the layer's mixer kind. */
 export type MixerWeightNames =
-  | AttentionWeightNames
-  | MlaWeightNames
-  | ParallelWeightNames
-  | GatedDeltaNetWeightNames
-  | DefinedMixerWeightNames;
+  AttentionWeightNames | MlaWeightNames | ParallelWeightNames | DefinedMixerWeightNames;
 
 /**
  * A mixer defined in src/mixers: its tensors in the order its lowering declares them, without
@@ -565,18 +499,6 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       kvB: w(n.kvB),
       o: w(n.o),
       oBias: b(n.o, m.bias),
-    };
-  },
-  gated_deltanet: (_model, i) => {
-    const n = gatedDeltaNetNames(i);
-    return {
-      inProjQkvz: w(n.inProjQkvz),
-      inProjBa: w(n.inProjBa),
-      conv: w(n.conv),
-      dtBias: n.dtBias,
-      aLog: n.aLog,
-      gateNorm: w(n.gateNorm),
-      outProj: w(n.outProj),
     };
   },
 };

@@ -1,12 +1,13 @@
 /**
  * The mixer families defined in one file each (src/mixers/<kind>.ts). Adding one is a line here;
  * the DSL, the schema, the checks, the table, the lowering and the weight names all read this list.
- * (The older mixers — attention, mla, parallel, gated_deltanet — still have their parts
- * spread over src/spec, src/graph/blocks and src/import/names.ts.)
+ * (The older mixers — attention, mla and parallel — still have their parts spread over src/spec,
+ * src/graph/blocks and src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
 import { mixerDef, registerMixers, type AnyMixerDef } from './lookup.ts';
 import { deltanet } from './deltanet.ts';
+import { gatedDeltaNet } from './gated-deltanet.ts';
 import { glaMixer } from './gla.ts';
 import { hgrn2Mixer } from './hgrn2.ts';
 import { linearAttn } from './linear-attn.ts';
@@ -19,6 +20,7 @@ export const MIXER_DEFS = [
   mamba1,
   mamba2,
   shortconv,
+  gatedDeltaNet,
   glaMixer,
   hgrn2Mixer,
   retnet,

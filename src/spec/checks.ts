@@ -6,7 +6,6 @@
 import type {
   AttentionSpec,
   MlaSpec,
-  GatedDeltaNetSpec,
   MixerSpec,
   MlpSpec,
   MoeSpec,
@@ -125,13 +124,6 @@ export function checkKernel(field: string, k: number, n: Namer): Issue[] {
     : [];
 }
 
-export function checkGatedDeltaNet(m: GatedDeltaNetSpec, n: Namer): Issue[] {
-  return [
-    ...checkKernel('dConv', m.dConv, n),
-    ...multipleOf(n, 'valueHeads', ['valueHeads', m.valueHeads], ['keyHeads', m.keyHeads]),
-  ];
-}
-
 /** The checks of whatever kind a mixer is. */
 export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
   switch (m.kind) {
@@ -141,8 +133,6 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
       return checkMla(m, n);
     case 'parallel':
       return checkParallel(m, n);
-    case 'gated_deltanet':
-      return checkGatedDeltaNet(m, n);
     default:
       // Kinds defined in src/mixers carry their own checks (never here until one is added).
       return mixerDef((m as { kind: string }).kind)?.kind.check(m, n) ?? [];

@@ -7,6 +7,7 @@
 import type { DefinedMixerSpec } from '../mixers/index.ts';
 import type { Mamba2Spec } from '../mixers/mamba2.ts';
 
+export type { GatedDeltaNetSpec } from '../mixers/gated-deltanet.ts';
 export type { Mamba1Spec } from '../mixers/mamba1.ts';
 export type { Mamba2ProjScales, Mamba2Spec } from '../mixers/mamba2.ts';
 export type { ShortConvSpec } from '../mixers/shortconv.ts';
@@ -163,26 +164,7 @@ export interface MlaSpec {
   scale: number;
 }
 
-/**
- * Qwen3-Next's gated DeltaNet (HF Qwen3NextGatedDeltaNet): in_proj_qkvz and in_proj_ba (laid out
- * per key head: q, k, v, z then b, a for that head's valueHeads / keyHeads value heads), a causal
- * conv + SiLU over q, k, v (no bias), l2-normalised q and k, the gated delta rule per value head
- * (key heads repeated), a per-head RMSNorm of the output gated by silu(z), out_proj.
- */
-export interface GatedDeltaNetSpec {
-  kind: 'gated_deltanet';
-  keyHeads: number;
-  valueHeads: number;
-  keyHeadDim: number;
-  valueHeadDim: number;
-  /** Conv kernel length (the conv state keeps dConv − 1 steps). */
-  dConv: number;
-  /** eps of the gated output RMSNorm. */
-  normEps: number;
-}
-
-export type MixerSpec =
-  AttentionSpec | MlaSpec | ParallelSpec | GatedDeltaNetSpec | DefinedMixerSpec;
+export type MixerSpec = AttentionSpec | MlaSpec | ParallelSpec | DefinedMixerSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

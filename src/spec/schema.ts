@@ -112,7 +112,7 @@ export const modelIrSchema: JsonSchema = withCaps({
       required: ['kind'],
       discriminator: { propertyName: 'kind' },
       oneOf: inKindOrder(
-        ['attention', 'mla', 'parallel', 'gated_deltanet', ...MIXER_LIST.map((d) => d.kind.name)],
+        ['attention', 'mla', 'parallel', ...MIXER_LIST.map((d) => d.kind.name)],
         (name) => name,
       ).map((name) => ({ $ref: `#/definitions/${name}` })),
     },
@@ -158,15 +158,6 @@ export const modelIrSchema: JsonSchema = withCaps({
       // Added after specs were written: left out, they are off.
       { sinks: { ...bool, default: false }, outputGate: { ...bool, default: false } },
     ),
-    gated_deltanet: object({
-      kind: kind('gated_deltanet'),
-      keyHeads: posInt,
-      valueHeads: posInt,
-      keyHeadDim: posInt,
-      valueHeadDim: posInt,
-      dConv: posInt,
-      normEps: posNumber,
-    }),
     rope: object({
       theta: posNumber,
       rotaryDim: posInt,

@@ -29,8 +29,6 @@ function mixerDims(m: MixerSpec): string {
       if (!def) throw new Error(`no table line for mixer kind '${kind}'`);
       return def.dims(m);
     }
-    case 'gated_deltanet':
-      return `key_heads ${m.keyHeads}, value_heads ${m.valueHeads}, key_head_dim ${m.keyHeadDim}, value_head_dim ${m.valueHeadDim}, d_conv ${m.dConv}`;
   }
 }
 

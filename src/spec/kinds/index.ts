@@ -9,7 +9,6 @@ import { mla } from './mla.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
 import { parallel } from './parallel.ts';
-import { gatedDeltaNet } from './deltanet.ts';
 import { inKindOrder, MIXER_LIST } from '../../mixers/index.ts';
 import type { Kind } from '../kind.ts';
 
@@ -19,7 +18,7 @@ export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
   kinds: inKindOrder(
-    [attention, mla, parallel, gatedDeltaNet, ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>)],
+    [attention, mla, parallel, ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>)],
     (k) => k.name,
   ),
 };
