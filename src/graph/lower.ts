@@ -9,7 +9,6 @@ import type { MixerSpec, ModelIR } from '../spec/model.ts';
 import { mixerDef, type DefinedMixerSpec } from '../mixers/index.ts';
 import { EMBED, FINAL_NORM, LM_HEAD, sharedBlockOf } from '../import/names.ts';
 import { lowerAttention } from './blocks/attention.ts';
-import { lowerMla } from './blocks/mla.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
@@ -40,7 +39,6 @@ const MIXERS: {
   [K in OlderMixerSpec['kind']]: MixerLowering<Extract<MixerSpec, { kind: K }>>;
 } = {
   attention: lowerAttention,
-  mla: lowerMla,
   parallel: lowerParallel,
 };
 

@@ -8,7 +8,6 @@ import type {
   LayerSpec,
   MixerKind,
   MixerSpec,
-  MlaSpec,
   MlpSpec,
   ModelIR,
   MoeSpec,
@@ -43,23 +42,6 @@ export function attentionNames(i: number) {
     kNorm: `${p}.k_norm`,
     /** GPT-OSS's per-head sink logits [heads] (a bare parameter, no `.weight`). */
     sinks: `${p}.sinks`,
-  };
-}
-
-/** MLA tensors (HF DeepseekV3Attention's names under `self_attn`). */
-export function mlaNames(i: number) {
-  const p = `${layerPrefix(i)}.self_attn`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    /** Used when qRank is null. */
-    q: `${p}.q_proj`,
-    qA: `${p}.q_a_proj`,
-    qANorm: `${p}.q_a_layernorm`,
-    qB: `${p}.q_b_proj`,
-    kvA: `${p}.kv_a_proj_with_mqa`,
-    kvANorm: `${p}.kv_a_layernorm`,
-    kvB: `${p}.kv_b_proj`,
-    o: `${p}.o_proj`,
   };
 }
 
@@ -233,25 +215,6 @@ function attentionTensors(model: ModelIR, i: number, a: AttentionSpec): TensorSp
   ];
 }
 
-function mlaTensors(model: ModelIR, i: number, m: MlaSpec): TensorSpec[] {
-  const n = mlaNames(i);
-  const qCols = m.heads * (m.nopeDim + m.ropeDim);
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...(m.qRank === null
-      ? linear(n.q, qCols, model.dim, false)
-      : [
-          ...linear(n.qA, m.qRank, model.dim, m.bias),
-          { name: `${n.qANorm}.weight`, shape: [m.qRank] },
-          ...linear(n.qB, qCols, m.qRank, false),
-        ]),
-    ...linear(n.kvA, m.kvRank + m.ropeDim, model.dim, m.bias),
-    { name: `${n.kvANorm}.weight`, shape: [m.kvRank] },
-    ...linear(n.kvB, m.heads * (m.nopeDim + m.vHeadDim), m.kvRank, false),
-    ...linear(n.o, model.dim, m.heads * m.vHeadDim, m.bias),
-  ];
-}
-
 /** A parallel mixer's mamba2 branch: the mamba2 lowering's weights less the shared input norm. */
 function parallelSsmTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec[] {
   const norm = attentionNames(i).norm;
@@ -288,7 +251,6 @@ function mixerTensors(model: ModelIR, i: number, m: MixerSpec): TensorSpec[] {
 
 const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
   attention: attentionTensors,
-  mla: mlaTensors,
   parallel: parallelTensors,
 };
 
@@ -375,22 +337,6 @@ export interface AttentionWeightNames {
   sinks: string | null;
 }
 
-export interface MlaWeightNames {
-  /** q_proj when there is no q latent, else null. */
-  q: string | null;
-  /** The q latent's down projection, its bias, norm and up projection; null without one. */
-  qA: string | null;
-  qABias: string | null;
-  qANorm: string | null;
-  qB: string | null;
-  kvA: string;
-  kvABias: string | null;
-  kvANorm: string;
-  kvB: string;
-  o: string;
-  oBias: string | null;
-}
-
 /** A parallel mixer's branches (Falcon-H1). */
 export interface ParallelWeightNames {
   attn: AttentionWeightNames;
@@ -398,8 +344,7 @@ export interface ParallelWeightNames {
 }
 
 /** The mixer's names; which interface it is follows the layer's mixer kind. */
-export type MixerWeightNames =
-  AttentionWeightNames | MlaWeightNames | ParallelWeightNames | DefinedMixerWeightNames;
+export type MixerWeightNames = AttentionWeightNames | ParallelWeightNames | DefinedMixerWeightNames;
 
 /**
  * A mixer defined in src/mixers: its tensors in the order its lowering declares them, without
@@ -482,23 +427,6 @@ const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
       qNorm: a.qkNorm ? w(n.qNorm) : null,
       kNorm: a.qkNorm ? w(n.kNorm) : null,
       sinks: a.sinks ? n.sinks : null,
-    };
-  },
-  mla: (_model, i, m: MlaSpec): MlaWeightNames => {
-    const n = mlaNames(i);
-    const lowRank = m.qRank !== null;
-    return {
-      q: lowRank ? null : w(n.q),
-      qA: lowRank ? w(n.qA) : null,
-      qABias: b(n.qA, lowRank && m.bias),
-      qANorm: lowRank ? w(n.qANorm) : null,
-      qB: lowRank ? w(n.qB) : null,
-      kvA: w(n.kvA),
-      kvABias: b(n.kvA, m.bias),
-      kvANorm: w(n.kvANorm),
-      kvB: w(n.kvB),
-      o: w(n.o),
-      oBias: b(n.o, m.bias),
     };
   },
 };

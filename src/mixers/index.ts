@@ -1,7 +1,7 @@
 /**
  * The mixer families defined in one file each (src/mixers/<kind>.ts). Adding one is a line here;
  * the DSL, the schema, the checks, the table, the lowering and the weight names all read this list.
- * (The older mixers — attention, mla and parallel — still have their parts spread over src/spec,
+ * (The older mixers — attention and parallel — still have their parts spread over src/spec,
  * src/graph/blocks and src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
@@ -13,10 +13,12 @@ import { hgrn2Mixer } from './hgrn2.ts';
 import { linearAttn } from './linear-attn.ts';
 import { mamba1 } from './mamba1.ts';
 import { mamba2 } from './mamba2.ts';
+import { mla } from './mla.ts';
 import { retnet } from './retnet.ts';
 import { shortconv } from './shortconv.ts';
 
 export const MIXER_DEFS = [
+  mla,
   mamba1,
   mamba2,
   shortconv,

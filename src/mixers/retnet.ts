@@ -21,8 +21,7 @@ import {
   recurrence,
   type HeadLayout,
 } from './linear-parts.ts';
-import { linear, mixerSublayer } from '../graph/blocks/common.ts';
-import { ropeTableParams } from '../graph/blocks/attention.ts';
+import { linear, mixerSublayer, ropeTableParams } from '../graph/blocks/common.ts';
 import { layerPrefix } from '../import/names.ts';
 import { defineKind, opt } from '../spec/kind.ts';
 import type { Activation, RopeSpec } from '../spec/model.ts';

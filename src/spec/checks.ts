@@ -5,7 +5,6 @@
  */
 import type {
   AttentionSpec,
-  MlaSpec,
   MixerSpec,
   MlpSpec,
   MoeSpec,
@@ -48,7 +47,7 @@ export function checkNorm(norm: NormSpec, n: Namer): Issue[] {
   return issues;
 }
 
-function checkRope(rope: RopeSpec, headDim: number, n: Namer): Issue[] {
+export function checkRope(rope: RopeSpec, headDim: number, n: Namer): Issue[] {
   const issues: Issue[] = [];
   if (rope.rotaryDim % 2 !== 0) {
     issues.push({
@@ -98,20 +97,6 @@ export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
   return issues;
 }
 
-export function checkMla(m: MlaSpec, n: Namer): Issue[] {
-  const issues = checkRope(m.rope, m.ropeDim, n).map((issue) => ({
-    path: ['rope', ...issue.path],
-    message: issue.message,
-  }));
-  if (m.rope.rotaryDim !== m.ropeDim) {
-    issues.push({
-      path: ['rope', 'rotaryDim'],
-      message: `${n('rotaryDim')} (${m.rope.rotaryDim}) must equal ${n('ropeDim')} (${m.ropeDim}): MLA rotates exactly its rope dims`,
-    });
-  }
-  return issues;
-}
-
 /** A conv kernel keeps kernel − 1 past steps as state; one tap would leave nothing to carry. */
 export function checkKernel(field: string, k: number, n: Namer): Issue[] {
   return k < 2
@@ -129,8 +114,6 @@ export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
   switch (m.kind) {
     case 'attention':
       return checkAttention(m, n);
-    case 'mla':
-      return checkMla(m, n);
     case 'parallel':
       return checkParallel(m, n);
     default:

@@ -10,6 +10,7 @@ import type { Mamba2Spec } from '../mixers/mamba2.ts';
 export type { GatedDeltaNetSpec } from '../mixers/gated-deltanet.ts';
 export type { Mamba1Spec } from '../mixers/mamba1.ts';
 export type { Mamba2ProjScales, Mamba2Spec } from '../mixers/mamba2.ts';
+export type { MlaSpec } from '../mixers/mla.ts';
 export type { ShortConvSpec } from '../mixers/shortconv.ts';
 
 export const MODEL_IR_VERSION = 1;
@@ -130,41 +131,7 @@ export interface ParallelSpec {
   ssmOutScale: number;
 }
 
-/**
- * DeepSeek-V2/V3 multi-head latent attention (HF DeepseekV3Attention). q = q_b(norm(q_a(x)))
- * (or q_proj(x) when qRank is null), per head [nope | rope] dims; kv_a_proj_with_mqa(x) gives a
- * latent of kvRank and one ropeDim key part all heads share; kv_b(norm(latent)) gives each
- * head's nope key part and its v. Scores use the nopeDim + ropeDim wide heads, outputs the
- * vHeadDim wide ones. The cache holds the expanded per-head keys and values.
- */
-export interface MlaSpec {
-  kind: 'mla';
-  heads: number;
-  /** q_lora_rank; null: q_proj straight from the model width. */
-  qRank: number | null;
-  /** kv_lora_rank: the latent width. */
-  kvRank: number;
-  /** qk_nope_head_dim: the per-head q/k dims without rope. */
-  nopeDim: number;
-  /** qk_rope_head_dim: the rotated q/k dims (the key's are shared by all heads). */
-  ropeDim: number;
-  vHeadDim: number;
-  /** Over the ropeDim dims (rotaryDim === ropeDim). */
-  rope: RopeSpec;
-  /**
-   * Rotated pairs: 'interleaved' (2i, 2i+1), DeepSeek-V3's rope_interleave, or 'half'
-   * (i, i + ropeDim/2) as rotate_half.
-   */
-  ropePairs: 'interleaved' | 'half';
-  /** Bias on q_a_proj (or q_proj), kv_a_proj_with_mqa and o_proj (HF attention_bias). */
-  bias: boolean;
-  /** Eps of the RMSNorms on the q and kv latents (HF keeps their 1e-6 default). */
-  latentEps: number;
-  /** Softmax scale: (nopeDim + ropeDim)^-0.5, times mscale² under YaRN with mscale_all_dim. */
-  scale: number;
-}
-
-export type MixerSpec = AttentionSpec | MlaSpec | ParallelSpec | DefinedMixerSpec;
+export type MixerSpec = AttentionSpec | ParallelSpec | DefinedMixerSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

@@ -112,7 +112,7 @@ export const modelIrSchema: JsonSchema = withCaps({
       required: ['kind'],
       discriminator: { propertyName: 'kind' },
       oneOf: inKindOrder(
-        ['attention', 'mla', 'parallel', ...MIXER_LIST.map((d) => d.kind.name)],
+        ['attention', 'parallel', ...MIXER_LIST.map((d) => d.kind.name)],
         (name) => name,
       ).map((name) => ({ $ref: `#/definitions/${name}` })),
     },
@@ -124,21 +124,6 @@ export const modelIrSchema: JsonSchema = withCaps({
       attnOutScale: posNumber,
       ssmInScale: posNumber,
       ssmOutScale: posNumber,
-    }),
-    mla: object({
-      kind: kind('mla'),
-      heads: posInt,
-      qRank: { type: ['integer', 'null'], minimum: 1 },
-      kvRank: posInt,
-      nopeDim: posInt,
-      // The DSL's rope_dim: int(2); rotary dims come in pairs.
-      ropeDim: { type: 'integer', minimum: 2 },
-      vHeadDim: posInt,
-      rope: { $ref: '#/definitions/rope' },
-      ropePairs: { enum: ['interleaved', 'half'] },
-      bias: bool,
-      latentEps: posNumber,
-      scale: posNumber,
     }),
     attention: object(
       {

@@ -17,10 +17,6 @@ function mixerDims(m: MixerSpec): string {
       if (m.outputGate) parts.push('output gate');
       return parts.join(', ');
     }
-    case 'mla': {
-      const q = m.qRank === null ? 'q full' : `q_rank ${m.qRank}`;
-      return `heads ${m.heads}, ${q}, kv_rank ${m.kvRank}, qk ${m.nopeDim}+${m.ropeDim}, v ${m.vHeadDim}`;
-    }
     case 'parallel':
       return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
     default: {

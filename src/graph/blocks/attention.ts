@@ -6,37 +6,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { AttentionSpec, ModelIR } from '../../spec/model.ts';
 import { attentionNames } from '../../import/names.ts';
-import { linear, linearRowBlocks, linearScale, mixerSublayer } from './common.ts';
-
-export function ropeTableParams(
-  b: GraphBuilder,
-  a: Pick<AttentionSpec, 'rope'>,
-): { cos: number; sin: number } | null {
-  if (!a.rope) return null;
-  const key = JSON.stringify(a.rope);
-  const shape = [b.capacity, a.rope.rotaryDim / 2];
-  const tag = `rope.${hash(key)}`;
-  return {
-    cos: b.param(`${tag}.cos`, shape, {
-      kind: 'rope_table',
-      rope: a.rope,
-      which: 'cos',
-      capacity: b.capacity,
-    }),
-    sin: b.param(`${tag}.sin`, shape, {
-      kind: 'rope_table',
-      rope: a.rope,
-      which: 'sin',
-      capacity: b.capacity,
-    }),
-  };
-}
-
-function hash(s: string): string {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return (h >>> 0).toString(16);
-}
+import { linear, linearRowBlocks, linearScale, mixerSublayer, ropeTableParams } from './common.ts';
 
 export function lowerAttention(
   b: GraphBuilder,

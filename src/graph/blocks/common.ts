@@ -5,7 +5,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import { plainMatmul } from '../ops.ts';
 import type { Dim, ParamSource } from '../ir.ts';
-import type { ModelIR } from '../../spec/model.ts';
+import type { ModelIR, RopeSpec } from '../../spec/model.ts';
 import { postNormNames } from '../../import/names.ts';
 
 /**
@@ -281,4 +281,38 @@ export function causalConv(
     inputs,
     { out: { name: `${label}.conv`, shape: ['T', channels] }, state },
   ).out;
+}
+
+/**
+ * The RoPE cos/sin tables of `a.rope` (null without RoPE) as derived parameters of the cache's
+ * capacity: one pair per distinct rope, shared by every layer that uses it.
+ */
+export function ropeTableParams(
+  b: GraphBuilder,
+  a: { rope: RopeSpec | null },
+): { cos: number; sin: number } | null {
+  if (!a.rope) return null;
+  const key = JSON.stringify(a.rope);
+  const shape = [b.capacity, a.rope.rotaryDim / 2];
+  const tag = `rope.${hash(key)}`;
+  return {
+    cos: b.param(`${tag}.cos`, shape, {
+      kind: 'rope_table',
+      rope: a.rope,
+      which: 'cos',
+      capacity: b.capacity,
+    }),
+    sin: b.param(`${tag}.sin`, shape, {
+      kind: 'rope_table',
+      rope: a.rope,
+      which: 'sin',
+      capacity: b.capacity,
+    }),
+  };
+}
+
+function hash(s: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return (h >>> 0).toString(16);
 }

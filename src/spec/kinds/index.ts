@@ -5,7 +5,6 @@
 import { futureKind, type Family } from '../kind.ts';
 import type { FfnSpec, MixerSpec } from '../model.ts';
 import { attention } from './attention.ts';
-import { mla } from './mla.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
 import { parallel } from './parallel.ts';
@@ -18,7 +17,7 @@ export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
   kinds: inKindOrder(
-    [attention, mla, parallel, ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>)],
+    [attention, parallel, ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>)],
     (k) => k.name,
   ),
 };
