@@ -8,7 +8,6 @@ import type { Graph, Phase } from './ir.ts';
 import type { MixerSpec, ModelIR } from '../spec/model.ts';
 import { mixerDef, type DefinedMixerSpec } from '../mixers/index.ts';
 import { EMBED, FINAL_NORM, LM_HEAD, sharedBlockOf } from '../import/names.ts';
-import { lowerAttention } from './blocks/attention.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
@@ -38,7 +37,6 @@ type OlderMixerSpec = Exclude<MixerSpec, DefinedMixerSpec>;
 const MIXERS: {
   [K in OlderMixerSpec['kind']]: MixerLowering<Extract<MixerSpec, { kind: K }>>;
 } = {
-  attention: lowerAttention,
   parallel: lowerParallel,
 };
 

@@ -4,7 +4,6 @@
  * the importers' name maps and the bundle's tensor list.
  */
 import type {
-  AttentionSpec,
   LayerSpec,
   MixerKind,
   MixerSpec,
@@ -30,20 +29,8 @@ export const LM_HEAD = 'lm_head.weight';
 
 export const layerPrefix = (i: number): string => `model.layers.${i}`;
 
-export function attentionNames(i: number) {
-  const p = `${layerPrefix(i)}.self_attn`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    q: `${p}.q_proj`,
-    k: `${p}.k_proj`,
-    v: `${p}.v_proj`,
-    o: `${p}.o_proj`,
-    qNorm: `${p}.q_norm`,
-    kNorm: `${p}.k_norm`,
-    /** GPT-OSS's per-head sink logits [heads] (a bare parameter, no `.weight`). */
-    sinks: `${p}.sinks`,
-  };
-}
+/** The pre-norm of layer i's mixer, whatever its kind. */
+export const inputNormName = (i: number): string => `${layerPrefix(i)}.input_layernorm`;
 
 export function mlpNames(i: number) {
   const p = `${layerPrefix(i)}.mlp`;
@@ -193,39 +180,21 @@ function linear(prefix: string, out: number, inp: number, bias: boolean): Tensor
   return t;
 }
 
-function attentionTensors(model: ModelIR, i: number, a: AttentionSpec): TensorSpec[] {
-  const n = attentionNames(i);
-  const qCols = a.heads * a.headDim;
-  const kvCols = a.kvHeads * a.headDim;
-  // With an output gate q_proj emits each head's query rows then its gate rows.
-  const qRows = a.outputGate ? 2 * qCols : qCols;
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.q, qRows, model.dim, a.qkvBias),
-    ...linear(n.k, kvCols, model.dim, a.qkvBias),
-    ...linear(n.v, kvCols, model.dim, a.qkvBias),
-    ...(a.qkNorm
-      ? [
-          { name: `${n.qNorm}.weight`, shape: [a.headDim] },
-          { name: `${n.kNorm}.weight`, shape: [a.headDim] },
-        ]
-      : []),
-    ...linear(n.o, model.dim, qCols, a.outBias),
-    ...(a.sinks ? [{ name: n.sinks, shape: [a.heads] }] : []),
-  ];
-}
-
-/** A parallel mixer's mamba2 branch: the mamba2 lowering's weights less the shared input norm. */
-function parallelSsmTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec[] {
-  const norm = attentionNames(i).norm;
-  return layerParams(mixerDef('mamba2')!, model, i, m.ssm).filter(
+/** A parallel mixer's branch: its kind's lowering's weights less the input norm they share. */
+function parallelBranchTensors(model: ModelIR, i: number, branch: MixerSpec): TensorSpec[] {
+  const norm = inputNormName(i);
+  return layerParams(mixerDef(branch.kind)!, model, i, branch).filter(
     (t) => !t.name.startsWith(`${norm}.`),
   );
 }
 
 /** Both branches' tensors; they share the layer's one input norm (input_layernorm). */
 function parallelTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec[] {
-  return [...attentionTensors(model, i, m.attn), ...parallelSsmTensors(model, i, m)];
+  return [
+    ...normTensors(model, inputNormName(i), model.dim),
+    ...parallelBranchTensors(model, i, m.attn),
+    ...parallelBranchTensors(model, i, m.ssm),
+  ];
 }
 
 /** The mixers whose names are listed here; those defined in src/mixers name theirs by lowering. */
@@ -250,7 +219,6 @@ function mixerTensors(model: ModelIR, i: number, m: MixerSpec): TensorSpec[] {
 }
 
 const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
-  attention: attentionTensors,
   parallel: parallelTensors,
 };
 
@@ -322,29 +290,14 @@ export interface NormWeightNames {
   bias: string | null;
 }
 
-/** Full tensor names of an attention mixer; null where the model has no such tensor. */
-export interface AttentionWeightNames {
-  q: string;
-  k: string;
-  v: string;
-  o: string;
-  qBias: string | null;
-  kBias: string | null;
-  vBias: string | null;
-  oBias: string | null;
-  qNorm: string | null;
-  kNorm: string | null;
-  sinks: string | null;
-}
-
 /** A parallel mixer's branches (Falcon-H1). */
 export interface ParallelWeightNames {
-  attn: AttentionWeightNames;
+  attn: DefinedMixerWeightNames;
   ssm: DefinedMixerWeightNames;
 }
 
 /** The mixer's names; which interface it is follows the layer's mixer kind. */
-export type MixerWeightNames = AttentionWeightNames | ParallelWeightNames | DefinedMixerWeightNames;
+export type MixerWeightNames = ParallelWeightNames | DefinedMixerWeightNames;
 
 /**
  * A mixer defined in src/mixers: its tensors in the order its lowering declares them, without
@@ -410,25 +363,9 @@ const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
 
 const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
   parallel: (model, i, m: ParallelSpec) => ({
-    attn: MIXER_NAMES.attention(model, i, m.attn) as AttentionWeightNames,
-    ssm: { tensors: parallelSsmTensors(model, i, m).map((t) => t.name) },
+    attn: { tensors: parallelBranchTensors(model, i, m.attn).map((t) => t.name) },
+    ssm: { tensors: parallelBranchTensors(model, i, m.ssm).map((t) => t.name) },
   }),
-  attention: (_model, i, a: AttentionSpec) => {
-    const n = attentionNames(i);
-    return {
-      q: w(n.q),
-      k: w(n.k),
-      v: w(n.v),
-      o: w(n.o),
-      qBias: b(n.q, a.qkvBias),
-      kBias: b(n.k, a.qkvBias),
-      vBias: b(n.v, a.qkvBias),
-      oBias: b(n.o, a.outBias),
-      qNorm: a.qkNorm ? w(n.qNorm) : null,
-      kNorm: a.qkNorm ? w(n.kNorm) : null,
-      sinks: a.sinks ? n.sinks : null,
-    };
-  },
 };
 
 /** Structured full names of layer i (derived from the same prefixes as layerTensors). */
@@ -472,7 +409,7 @@ export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
     };
   }
   // Every mixer kind's pre-norm is input_layernorm.
-  const inputNorm = layer.mixer ? normWeightNames(model, attentionNames(i).norm) : null;
+  const inputNorm = layer.mixer ? normWeightNames(model, inputNormName(i)) : null;
   const isInputNorm = (name: string) => name === inputNorm?.weight || name === inputNorm?.bias;
   return {
     inputNorm,

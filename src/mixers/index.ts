@@ -1,10 +1,11 @@
 /**
  * The mixer families defined in one file each (src/mixers/<kind>.ts). Adding one is a line here;
  * the DSL, the schema, the checks, the table, the lowering and the weight names all read this list.
- * (The older mixers — attention and parallel — still have their parts spread over src/spec,
- * src/graph/blocks and src/import/names.ts.)
+ * (The older parallel mixer still has its parts spread over src/spec, src/graph/blocks and
+ * src/import/names.ts.)
  */
 import type { MixerDef } from './define.ts';
+import { attention } from './attention.ts';
 import { mixerDef, registerMixers, type AnyMixerDef } from './lookup.ts';
 import { deltanet } from './deltanet.ts';
 import { gatedDeltaNet } from './gated-deltanet.ts';
@@ -18,6 +19,7 @@ import { retnet } from './retnet.ts';
 import { shortconv } from './shortconv.ts';
 
 export const MIXER_DEFS = [
+  attention,
   mla,
   mamba1,
   mamba2,

@@ -13,7 +13,7 @@ export type AnyMixerDef = MixerDef<{ kind: string }>;
 let registered: readonly AnyMixerDef[] | null = null;
 
 /** Kinds whose parts still live in src/spec, src/graph/blocks and src/import/names.ts. */
-export const OLDER_KINDS: ReadonlySet<string> = new Set(['attention', 'parallel']);
+export const OLDER_KINDS: ReadonlySet<string> = new Set(['parallel']);
 
 export function registerMixers(defs: readonly AnyMixerDef[]): void {
   registered = defs;

@@ -87,16 +87,6 @@ export function multipleOf(
   ];
 }
 
-export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
-  const issues = multipleOf(n, 'kvHeads', ['heads', a.heads], ['kvHeads', a.kvHeads]);
-  if (a.rope) {
-    for (const issue of checkRope(a.rope, a.headDim, n)) {
-      issues.push({ path: ['rope', ...issue.path], message: issue.message });
-    }
-  }
-  return issues;
-}
-
 /** A conv kernel keeps kernel − 1 past steps as state; one tap would leave nothing to carry. */
 export function checkKernel(field: string, k: number, n: Namer): Issue[] {
   return k < 2
@@ -112,8 +102,6 @@ export function checkKernel(field: string, k: number, n: Namer): Issue[] {
 /** The checks of whatever kind a mixer is. */
 export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
   switch (m.kind) {
-    case 'attention':
-      return checkAttention(m, n);
     case 'parallel':
       return checkParallel(m, n);
     default:
@@ -133,7 +121,8 @@ export function checkParallel(m: ParallelSpec, n: Namer): Issue[] {
   const within = (field: 'attn' | 'ssm', issues: Issue[]) =>
     issues.map((i) => ({ path: [field, ...i.path], message: i.message }));
   const ssm = mixerDef('mamba2')!.kind.check(m.ssm, n);
-  return [...within('attn', checkAttention(m.attn, n)), ...within('ssm', ssm)];
+  const attn = mixerDef('attention')!.kind.check(m.attn, n);
+  return [...within('attn', attn), ...within('ssm', ssm)];
 }
 
 export function checkMoe(f: MoeSpec, n: Namer): Issue[] {

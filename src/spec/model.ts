@@ -4,9 +4,11 @@
  * The YAML/JSON spec form is exactly this object (see schema.ts).
  */
 
+import type { AttentionSpec } from '../mixers/attention.ts';
 import type { DefinedMixerSpec } from '../mixers/index.ts';
 import type { Mamba2Spec } from '../mixers/mamba2.ts';
 
+export type { AttentionSpec } from '../mixers/attention.ts';
 export type { GatedDeltaNetSpec } from '../mixers/gated-deltanet.ts';
 export type { Mamba1Spec } from '../mixers/mamba1.ts';
 export type { Mamba2ProjScales, Mamba2Spec } from '../mixers/mamba2.ts';
@@ -62,38 +64,6 @@ export interface RopeSpec {
   scaling: RopeScaling;
 }
 
-export interface AttentionSpec {
-  kind: 'attention';
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  /** null: no positional encoding inside attention (e.g. Jamba). */
-  rope: RopeSpec | null;
-  /** Per-head RMSNorm on q and k before RoPE (Qwen3, Gemma3). */
-  qkNorm: boolean;
-  /** Bias on the q/k/v projections. */
-  qkvBias: boolean;
-  /** Bias on the output projection. */
-  outBias: boolean;
-  causal: boolean;
-  /** Sliding window length in tokens; null is full attention. */
-  window: number | null;
-  /** Softmax scale; usually headDim^-0.5. */
-  scale: number;
-  /** Attention-logit softcap (Gemma2); null is none. */
-  softcap: number | null;
-  /**
-   * A learned logit per head that joins each query's softmax denominator without a value
-   * (GPT-OSS's attention sinks): weights = exp(s_j) / (Σ exp(s_j) + exp(sink_h)).
-   */
-  sinks: boolean;
-  /**
-   * Qwen3-Next's gated attention: q_proj emits, per head, headDim query rows then headDim gate
-   * rows, and the attention output is multiplied by sigmoid(gate) before o_proj.
-   */
-  outputGate: boolean;
-}
-
 /**
  * 'sigmoid' is internal (the gated-attention output gate); the DSL's and the schema's act lists
  * leave it out.
@@ -131,7 +101,7 @@ export interface ParallelSpec {
   ssmOutScale: number;
 }
 
-export type MixerSpec = AttentionSpec | ParallelSpec | DefinedMixerSpec;
+export type MixerSpec = ParallelSpec | DefinedMixerSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

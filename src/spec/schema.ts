@@ -7,7 +7,15 @@
 
 import { fieldCap, LIST_CAPS } from './limits.ts';
 
-import { bool, kind, object, posInt, posNumber, type JsonSchema } from './schema-parts.ts';
+import {
+  bool,
+  kind,
+  nullable,
+  object,
+  posInt,
+  posNumber,
+  type JsonSchema,
+} from './schema-parts.ts';
 
 export type { JsonSchema } from './schema-parts.ts';
 import { inKindOrder, MIXER_LIST } from '../mixers/index.ts';
@@ -21,11 +29,6 @@ const SHARED_BLOCKS = {
 const LAYER_SHARED = {
   shared: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
 } as const;
-
-/** `null` or the schema: if/else keeps errors about the object instead of "must be null". */
-function nullable(ref: string): JsonSchema {
-  return { if: { type: 'null' }, else: { $ref: ref } };
-}
 
 /**
  * The schema with the caps of limits.ts as `maximum`s (integer fields, by name) and `maxItems`
@@ -111,10 +114,9 @@ export const modelIrSchema: JsonSchema = withCaps({
       type: 'object',
       required: ['kind'],
       discriminator: { propertyName: 'kind' },
-      oneOf: inKindOrder(
-        ['attention', 'parallel', ...MIXER_LIST.map((d) => d.kind.name)],
-        (name) => name,
-      ).map((name) => ({ $ref: `#/definitions/${name}` })),
+      oneOf: inKindOrder(['parallel', ...MIXER_LIST.map((d) => d.kind.name)], (name) => name).map(
+        (name) => ({ $ref: `#/definitions/${name}` }),
+      ),
     },
     parallel: object({
       kind: kind('parallel'),
@@ -125,24 +127,6 @@ export const modelIrSchema: JsonSchema = withCaps({
       ssmInScale: posNumber,
       ssmOutScale: posNumber,
     }),
-    attention: object(
-      {
-        kind: kind('attention'),
-        heads: posInt,
-        kvHeads: posInt,
-        headDim: posInt,
-        rope: nullable('#/definitions/rope'),
-        qkNorm: bool,
-        qkvBias: bool,
-        outBias: bool,
-        causal: bool,
-        window: { type: ['integer', 'null'], minimum: 1 },
-        scale: posNumber,
-        softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
-      },
-      // Added after specs were written: left out, they are off.
-      { sinks: { ...bool, default: false }, outputGate: { ...bool, default: false } },
-    ),
     rope: object({
       theta: posNumber,
       rotaryDim: posInt,

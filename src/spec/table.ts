@@ -6,17 +6,6 @@ import { mixerDef } from '../mixers/lookup.ts';
 
 function mixerDims(m: MixerSpec): string {
   switch (m.kind) {
-    case 'attention': {
-      const parts = [`heads ${m.heads}`, `kv ${m.kvHeads}`, `head_dim ${m.headDim}`];
-      if (m.window !== null) parts.push(`window ${m.window}`);
-      if (m.rope === null) parts.push('no rope');
-      else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
-      if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
-      if (m.sinks) parts.push('sinks');
-      if (!m.causal) parts.push('bidirectional');
-      if (m.outputGate) parts.push('output gate');
-      return parts.join(', ');
-    }
     case 'parallel':
       return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
     default: {

@@ -5,7 +5,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import { plainMatmul } from '../ops.ts';
 import type { Dim, ParamSource } from '../ir.ts';
-import type { ModelIR, RopeSpec } from '../../spec/model.ts';
+import type { AttentionSpec, ModelIR, RopeSpec } from '../../spec/model.ts';
 import { postNormNames } from '../../import/names.ts';
 
 /**
@@ -315,4 +315,59 @@ function hash(s: string): string {
   let h = 2166136261;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
   return (h >>> 0).toString(16);
+}
+
+/**
+ * The attention core that every lowering with a KV cache shares: RoPE on the projected q and k,
+ * k and v appended to layer i's own cache, attention over that cache. `sinks` names the per-head
+ * sink logits' param (null: none); `outName` names the result.
+ */
+export function attendOverCache(
+  b: GraphBuilder,
+  a: AttentionSpec,
+  i: number,
+  L: string,
+  qkv: { q: number; k: number; v: number },
+  sinks: string | null,
+  outName: string,
+): number {
+  const kvCols = a.kvHeads * a.headDim;
+  let { q, k } = qkv;
+  const tables = ropeTableParams(b, a);
+  if (a.rope && tables) {
+    const rope = (t: number, heads: number, tag: string) =>
+      b.op(
+        { op: 'rope', heads, headDim: a.headDim, rotaryDim: a.rope!.rotaryDim, pairs: 'half' },
+        `${L} rope ${tag}`,
+        { x: t, cos: tables.cos, sin: tables.sin },
+        { out: { name: `${L}.${tag}rope`, shape: ['T', heads * a.headDim] } },
+      ).out;
+    q = rope(q, a.heads, 'q');
+    k = rope(k, a.kvHeads, 'k');
+  }
+  const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
+  const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
+  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
+  b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
+  b.op(write, `${L} v-append`, { x: qkv.v, cache: vcache }, { cache: vcache });
+  return b.op(
+    {
+      op: 'attention',
+      heads: a.heads,
+      kvHeads: a.kvHeads,
+      headDim: a.headDim,
+      vHeadDim: a.headDim,
+      scale: a.scale,
+      causal: a.causal,
+      window: a.window,
+      softcap: a.softcap,
+      sinks: sinks !== null,
+      capacity: b.capacity,
+    },
+    `${L} attention`,
+    sinks === null
+      ? { q, kcache, vcache }
+      : { q, kcache, vcache, sinks: b.param(sinks, [a.heads]) },
+    { out: { name: outName, shape: ['T', a.heads * a.headDim] } },
+  ).out;
 }

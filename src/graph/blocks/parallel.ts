@@ -5,8 +5,7 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, ParallelSpec } from '../../spec/model.ts';
-import { attentionNames } from '../../import/names.ts';
-import { attentionBranch } from './attention.ts';
+import { attentionBranch, attentionNames } from '../../mixers/attention.ts';
 import { preNorm, residualAdd } from './common.ts';
 import { mamba2Branch } from '../../mixers/mamba2.ts';
 

@@ -7,8 +7,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, SharedBlockSpec } from '../../spec/model.ts';
 import { sharedBlockNames, sharedUseNames } from '../../import/names.ts';
-import { attendOverCache } from './attention.ts';
-import { linear, linearRows, preNorm, residualAdd } from './common.ts';
+import { attendOverCache, linear, linearRows, preNorm, residualAdd } from './common.ts';
 
 export function lowerSharedUse(
   b: GraphBuilder,

@@ -4,7 +4,6 @@
  */
 import { futureKind, type Family } from '../kind.ts';
 import type { FfnSpec, MixerSpec } from '../model.ts';
-import { attention } from './attention.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
 import { parallel } from './parallel.ts';
@@ -17,7 +16,7 @@ export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
   kinds: inKindOrder(
-    [attention, parallel, ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>)],
+    [parallel, ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>)],
     (k) => k.name,
   ),
 };

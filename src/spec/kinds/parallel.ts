@@ -6,7 +6,7 @@ import { checkParallel } from '../checks.ts';
 import { defineKind, opt, req, toDslCall, type Family } from '../kind.ts';
 import type { AttentionSpec, Mamba2Spec, ParallelSpec } from '../model.ts';
 import { block, positive } from '../values.ts';
-import { attention } from './attention.ts';
+import { attention } from '../../mixers/attention.ts';
 import { mamba2 } from '../../mixers/mamba2.ts';
 
 // One kind per branch: the lowering sums exactly these two (their tensors live under
@@ -14,7 +14,7 @@ import { mamba2 } from '../../mixers/mamba2.ts';
 const ATTN: Family<AttentionSpec> = {
   noun: 'attention branch',
   example: 'attention(...)',
-  kinds: [attention],
+  kinds: [attention.kind],
 };
 const SSM: Family<Mamba2Spec> = {
   noun: 'ssm branch',
