@@ -1,21 +1,19 @@
 /**
- * Canonical weight names and shapes of a ModelIR model: HuggingFace Llama's
- * naming. The single source of truth for the lowering, the random initialiser,
- * the importers' name maps and the bundle's tensor list.
+ * Canonical weight names and shapes of a ModelIR model: HuggingFace Llama's naming. A mixer's
+ * weights are what its lowering declares (src/mixers, read back by layerParams); the embedding,
+ * norms, FFNs and shared blocks are named here. The one list the random initialiser, the
+ * importers' name maps, the parameter counts and the bundle's tensor list read.
  */
 import type {
   LayerSpec,
-  MixerKind,
   MixerSpec,
   MlpSpec,
   ModelIR,
   MoeSpec,
   SharedBlockSpec,
-  ParallelSpec,
 } from '../spec/model.ts';
 
 import { mixerDef } from '../mixers/lookup.ts';
-import type { DefinedMixerSpec } from '../mixers/index.ts';
 import { layerParams } from '../mixers/define.ts';
 
 export interface TensorSpec {
@@ -180,47 +178,15 @@ function linear(prefix: string, out: number, inp: number, bias: boolean): Tensor
   return t;
 }
 
-/** A parallel mixer's branch: its kind's lowering's weights less the input norm they share. */
-function parallelBranchTensors(model: ModelIR, i: number, branch: MixerSpec): TensorSpec[] {
-  const norm = inputNormName(i);
-  return layerParams(mixerDef(branch.kind)!, model, i, branch).filter(
-    (t) => !t.name.startsWith(`${norm}.`),
-  );
-}
-
-/** Both branches' tensors; they share the layer's one input norm (input_layernorm). */
-function parallelTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec[] {
-  return [
-    ...normTensors(model, inputNormName(i), model.dim),
-    ...parallelBranchTensors(model, i, m.attn),
-    ...parallelBranchTensors(model, i, m.ssm),
-  ];
-}
-
-/** The mixers whose names are listed here; those defined in src/mixers name theirs by lowering. */
-type OlderMixerSpec = Exclude<MixerSpec, DefinedMixerSpec>;
-type ByMixerKind<R> = {
-  [K in OlderMixerSpec['kind']]: (
-    model: ModelIR,
-    i: number,
-    m: Extract<MixerSpec, { kind: K }>,
-  ) => R;
-};
-
-function byMixerKind<R>(table: ByMixerKind<R>, model: ModelIR, i: number, m: MixerSpec): R {
-  const kind = m.kind as OlderMixerSpec['kind'];
-  return (table[kind] as (model: ModelIR, i: number, m: MixerSpec) => R)(model, i, m);
-}
-
-/** A mixer's tensors: what its definition's lowering declares, or the table entry. */
+/**
+ * A mixer's tensors, pre-norm included: what its kind's lowering (src/mixers) declares. The mixer
+ * registry must be loaded (src/mixers/index.ts), as loading a spec does.
+ */
 function mixerTensors(model: ModelIR, i: number, m: MixerSpec): TensorSpec[] {
   const def = mixerDef(m.kind);
-  return def ? layerParams(def, model, i, m) : byMixerKind(MIXER_TENSORS, model, i, m);
+  if (!def) throw new Error(`layer ${i}: no weights known for mixer kind '${m.kind}'`);
+  return layerParams(def, model, i, m);
 }
-
-const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
-  parallel: parallelTensors,
-};
 
 function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
   const n = mlpNames(i);
@@ -290,20 +256,11 @@ export interface NormWeightNames {
   bias: string | null;
 }
 
-/** A parallel mixer's branches (Falcon-H1). */
-export interface ParallelWeightNames {
-  attn: DefinedMixerWeightNames;
-  ssm: DefinedMixerWeightNames;
-}
-
-/** The mixer's names; which interface it is follows the layer's mixer kind. */
-export type MixerWeightNames = ParallelWeightNames | DefinedMixerWeightNames;
-
 /**
- * A mixer defined in src/mixers: its tensors in the order its lowering declares them, without
- * the pre-norm (LayerWeightNames.inputNorm).
+ * A mixer's tensors in the order its lowering (src/mixers) first reads them, without the pre-norm
+ * (LayerWeightNames.inputNorm): the lowering names them, so no second list does.
  */
-export interface DefinedMixerWeightNames {
+export interface MixerWeightNames {
   tensors: string[];
 }
 
@@ -361,13 +318,6 @@ function normWeightNames(model: ModelIR, prefix: string): NormWeightNames {
 const w = (p: string) => `${p}.weight`;
 const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
 
-const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
-  parallel: (model, i, m: ParallelSpec) => ({
-    attn: { tensors: parallelBranchTensors(model, i, m.attn).map((t) => t.name) },
-    ssm: { tensors: parallelBranchTensors(model, i, m.ssm).map((t) => t.name) },
-  }),
-};
-
 /** Structured full names of layer i (derived from the same prefixes as layerTensors). */
 export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
   const layer = model.layers[i];
@@ -413,15 +363,13 @@ export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
   const isInputNorm = (name: string) => name === inputNorm?.weight || name === inputNorm?.bias;
   return {
     inputNorm,
-    mixer: !layer.mixer
-      ? null
-      : mixerDef(layer.mixer.kind)
-        ? {
-            tensors: mixerTensors(model, i, layer.mixer)
-              .map((t) => t.name)
-              .filter((name) => !isInputNorm(name)),
-          }
-        : byMixerKind(MIXER_NAMES, model, i, layer.mixer),
+    mixer: layer.mixer
+      ? {
+          tensors: mixerTensors(model, i, layer.mixer)
+            .map((t) => t.name)
+            .filter((name) => !isInputNorm(name)),
+        }
+      : null,
     ffn,
     moe,
     postMixerNorm:

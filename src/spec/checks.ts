@@ -3,15 +3,7 @@
  * rule is written once. Issues name IR fields; a Namer renders them in the user's vocabulary
  * (kv_heads in .strata, kvHeads in YAML).
  */
-import type {
-  AttentionSpec,
-  MixerSpec,
-  MlpSpec,
-  MoeSpec,
-  ParallelSpec,
-  NormSpec,
-  RopeSpec,
-} from './model.ts';
+import type { AttentionSpec, MixerSpec, MlpSpec, MoeSpec, NormSpec, RopeSpec } from './model.ts';
 
 import { mixerDef } from '../mixers/lookup.ts';
 
@@ -99,30 +91,15 @@ export function checkKernel(field: string, k: number, n: Namer): Issue[] {
     : [];
 }
 
-/** The checks of whatever kind a mixer is. */
+/** The checks of whatever kind a mixer is: its definition's (src/mixers). */
 export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
-  switch (m.kind) {
-    case 'parallel':
-      return checkParallel(m, n);
-    default:
-      // Kinds defined in src/mixers carry their own checks (never here until one is added).
-      return mixerDef((m as { kind: string }).kind)?.kind.check(m, n) ?? [];
-  }
+  return mixerDef(m.kind)?.kind.check(m, n) ?? [];
 }
 
 export function checkMlp(f: MlpSpec, n: Namer): Issue[] {
   return f.gateScale !== undefined && !f.gated
     ? [{ path: ['gateScale'], message: `${n('gateScale')} needs a gated mlp` }]
     : [];
-}
-
-/** Each branch's own checks, blamed on the branch. */
-export function checkParallel(m: ParallelSpec, n: Namer): Issue[] {
-  const within = (field: 'attn' | 'ssm', issues: Issue[]) =>
-    issues.map((i) => ({ path: [field, ...i.path], message: i.message }));
-  const ssm = mixerDef('mamba2')!.kind.check(m.ssm, n);
-  const attn = mixerDef('attention')!.kind.check(m.attn, n);
-  return [...within('attn', attn), ...within('ssm', ssm)];
 }
 
 export function checkMoe(f: MoeSpec, n: Namer): Issue[] {

@@ -6,13 +6,13 @@
 
 import type { AttentionSpec } from '../mixers/attention.ts';
 import type { DefinedMixerSpec } from '../mixers/index.ts';
-import type { Mamba2Spec } from '../mixers/mamba2.ts';
 
 export type { AttentionSpec } from '../mixers/attention.ts';
 export type { GatedDeltaNetSpec } from '../mixers/gated-deltanet.ts';
 export type { Mamba1Spec } from '../mixers/mamba1.ts';
 export type { Mamba2ProjScales, Mamba2Spec } from '../mixers/mamba2.ts';
 export type { MlaSpec } from '../mixers/mla.ts';
+export type { ParallelSpec } from '../mixers/parallel.ts';
 export type { ShortConvSpec } from '../mixers/shortconv.ts';
 
 export const MODEL_IR_VERSION = 1;
@@ -85,23 +85,8 @@ export interface MlpSpec {
   downScale?: number;
 }
 
-/**
- * Attention and a Mamba-2 mixer side by side on the same normed input, summed (Falcon-H1's
- * hybrid layer): x + attnOutScale · attn(attnInScale · h) + ssmOutScale · ssm(ssmInScale · h)
- * with h = norm(x). Each branch keeps its own kind's tensors (self_attn, mixer); the layer has
- * one input norm.
- */
-export interface ParallelSpec {
-  kind: 'parallel';
-  attn: AttentionSpec;
-  ssm: Mamba2Spec;
-  attnInScale: number;
-  attnOutScale: number;
-  ssmInScale: number;
-  ssmOutScale: number;
-}
-
-export type MixerSpec = ParallelSpec | DefinedMixerSpec;
+/** Every mixer kind's spec: each is defined in one file of src/mixers (src/mixers/index.ts). */
+export type MixerSpec = DefinedMixerSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

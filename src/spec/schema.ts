@@ -18,7 +18,7 @@ import {
 } from './schema-parts.ts';
 
 export type { JsonSchema } from './schema-parts.ts';
-import { inKindOrder, MIXER_LIST } from '../mixers/index.ts';
+import { MIXER_LIST } from '../mixers/index.ts';
 
 /** Absent in models without shared blocks (Zamba2). */
 const SHARED_BLOCKS = {
@@ -114,19 +114,8 @@ export const modelIrSchema: JsonSchema = withCaps({
       type: 'object',
       required: ['kind'],
       discriminator: { propertyName: 'kind' },
-      oneOf: inKindOrder(['parallel', ...MIXER_LIST.map((d) => d.kind.name)], (name) => name).map(
-        (name) => ({ $ref: `#/definitions/${name}` }),
-      ),
+      oneOf: MIXER_LIST.map((d) => ({ $ref: `#/definitions/${d.kind.name}` })),
     },
-    parallel: object({
-      kind: kind('parallel'),
-      attn: { $ref: '#/definitions/attention' },
-      ssm: { $ref: '#/definitions/mamba2' },
-      attnInScale: posNumber,
-      attnOutScale: posNumber,
-      ssmInScale: posNumber,
-      ssmOutScale: posNumber,
-    }),
     rope: object({
       theta: posNumber,
       rotaryDim: posInt,

@@ -4,17 +4,11 @@ import { FFNS } from './kinds/index.ts';
 import type { FfnSpec, MixerSpec, ModelIR } from './model.ts';
 import { mixerDef } from '../mixers/lookup.ts';
 
+/** The mixer's dimensions column, as its kind's definition (src/mixers) writes it. */
 function mixerDims(m: MixerSpec): string {
-  switch (m.kind) {
-    case 'parallel':
-      return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
-    default: {
-      const kind = (m as { kind: string }).kind;
-      const def = mixerDef(kind);
-      if (!def) throw new Error(`no table line for mixer kind '${kind}'`);
-      return def.dims(m);
-    }
-  }
+  const def = mixerDef(m.kind);
+  if (!def) throw new Error(`no table line for mixer kind '${m.kind}'`);
+  return def.dims(m);
 }
 
 /** swiglu / geglu, or mlp(act) for the general form. */

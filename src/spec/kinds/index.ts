@@ -6,8 +6,7 @@ import { futureKind, type Family } from '../kind.ts';
 import type { FfnSpec, MixerSpec } from '../model.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { moe } from './moe.ts';
-import { parallel } from './parallel.ts';
-import { inKindOrder, MIXER_LIST } from '../../mixers/index.ts';
+import { MIXER_LIST } from '../../mixers/index.ts';
 import type { Kind } from '../kind.ts';
 
 export { NORMS } from './norm.ts';
@@ -15,10 +14,8 @@ export { NORMS } from './norm.ts';
 export const MIXERS: Family<MixerSpec> = {
   noun: 'mixer',
   example: 'a mixer kind such as attention(...)',
-  kinds: inKindOrder(
-    [parallel, ...MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>)],
-    (k) => k.name,
-  ),
+  // Each defined in one file of src/mixers; messages list them in MIXER_DEFS order.
+  kinds: MIXER_LIST.map((d) => d.kind as Kind<MixerSpec>),
 };
 
 /** Printing picks the first kind that can express a spec, so the specific ones come first. */
