@@ -8,6 +8,13 @@ export class GraphBuilder {
   private readonly params = new Map<string, number>();
   private readonly states = new Map<string, number>();
   private readonly carriedValues = new Map<string, number>();
+  /**
+   * The checkpoint weights the lowering reads, each with its whole shape, in the order it first
+   * reads them: a parameter that is a weight declares it, and a lowering that reads part of one
+   * (rows of a fused projection) declares it through weight(). A mixer's canonical weight names
+   * and shapes are read back from here (src/mixers/define.ts), not listed a second time.
+   */
+  readonly weights = new Map<string, number[]>();
   layer: number | null = null;
   /**
    * Set when one layer is lowered alone to read back its weights and states
@@ -27,10 +34,30 @@ export class GraphBuilder {
     return id;
   }
 
-  /** A parameter; the same name always gives the same tensor. */
+  /**
+   * The checkpoint weight `name`, whose whole shape is `shape`, as the source of a parameter that
+   * reads part of it (or all of it, scaled). Every read of one weight must agree on its shape.
+   */
+  weight(name: string, shape: readonly Dim[]): ParamSource {
+    const whole = shape.map((d) => {
+      if (typeof d !== 'number') throw new Error(`weight '${name}': its shape uses '${d}'`);
+      return d;
+    });
+    const had = this.weights.get(name);
+    if (!had) this.weights.set(name, whole);
+    else if (had.join() !== whole.join()) {
+      throw new Error(
+        `weight '${name}' is read as [${had.join(', ')}] and as [${whole.join(', ')}]`,
+      );
+    }
+    return { kind: 'weight', name };
+  }
+
+  /** A parameter; the same name always gives the same tensor. A weight source declares it. */
   param(name: string, shape: Dim[], source: ParamSource = { kind: 'weight', name }): number {
     const hit = this.params.get(name);
     if (hit !== undefined) return hit;
+    if (source.kind === 'weight') this.weight(source.name, shape);
     const id = this.tensor(name, shape, 'param');
     this.tensors[id].source = source;
     this.params.set(name, id);

@@ -6,20 +6,13 @@
 import { GraphBuilder } from './builder.ts';
 import type { Graph, Phase } from './ir.ts';
 import type { MixerSpec, ModelIR } from '../spec/model.ts';
-import { mixerDef, type DefinedMixerSpec } from '../mixers/index.ts';
+import { mixerDef } from '../mixers/index.ts';
 import { EMBED, FINAL_NORM, LM_HEAD, sharedBlockOf } from '../import/names.ts';
-import { lowerAttention } from './blocks/attention.ts';
-import { lowerMla } from './blocks/mla.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
-import { lowerMamba1 } from './blocks/mamba1.ts';
-import { lowerMamba2 } from './blocks/mamba2.ts';
-import { lowerShortConv } from './blocks/shortconv.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
-import { lowerParallel } from './blocks/parallel.ts';
 import { preNorm, residualAdd } from './blocks/common.ts';
 import { plainMatmul } from './ops.ts';
-import { lowerGatedDeltaNet } from './blocks/deltanet.ts';
 
 export interface LowerOptions {
   phase: Phase;
@@ -29,29 +22,7 @@ export interface LowerOptions {
   capacity: number;
 }
 
-/** Each mixer kind's block lowering: x → x + mixer(norm(input)), input being x by default. */
-type MixerLowering<S extends MixerSpec> = (
-  b: GraphBuilder,
-  model: ModelIR,
-  x: number,
-  layer: number,
-  spec: S,
-  input?: number,
-) => number;
-
-type OlderMixerSpec = Exclude<MixerSpec, DefinedMixerSpec>;
-const MIXERS: {
-  [K in OlderMixerSpec['kind']]: MixerLowering<Extract<MixerSpec, { kind: K }>>;
-} = {
-  attention: lowerAttention,
-  mla: lowerMla,
-  mamba1: lowerMamba1,
-  mamba2: lowerMamba2,
-  shortconv: lowerShortConv,
-  parallel: lowerParallel,
-  gated_deltanet: lowerGatedDeltaNet,
-};
-
+/** x + mixer(norm(input)) for layer i, as its kind's definition (src/mixers) lowers it. */
 function lowerMixer(
   b: GraphBuilder,
   model: ModelIR,
@@ -61,15 +32,8 @@ function lowerMixer(
   input: number,
 ): number {
   const def = mixerDef(m.kind);
-  if (def) return def.lower(b, model, x, i, m, input);
-  return (MIXERS[m.kind as OlderMixerSpec['kind']] as MixerLowering<MixerSpec>)(
-    b,
-    model,
-    x,
-    i,
-    m,
-    input,
-  );
+  if (!def) throw new Error(`layer ${i}: no lowering for mixer kind '${m.kind}'`);
+  return def.lower(b, model, x, i, m, input);
 }
 
 export function lower(model: ModelIR, opts: LowerOptions): Graph {

@@ -21,7 +21,7 @@ import { moeSpec } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
 import { expectedTensors } from './names.ts';
 import type { FamilyImport, FamilyImporter } from './registry.ts';
-import { MLA_LATENT_EPS } from '../spec/kinds/mla.ts';
+import { MLA_LATENT_EPS } from '../mixers/mla.ts';
 
 /** transformers' yarn_get_mscale. */
 function yarnMscale(factor: number, mscale: number): number {

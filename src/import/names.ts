@@ -1,27 +1,19 @@
 /**
- * Canonical weight names and shapes of a ModelIR model: HuggingFace Llama's
- * naming. The single source of truth for the lowering, the random initialiser,
- * the importers' name maps and the bundle's tensor list.
+ * Canonical weight names and shapes of a ModelIR model: HuggingFace Llama's naming. A mixer's
+ * weights are what its lowering declares (src/mixers, read back by layerParams); the embedding,
+ * norms, FFNs and shared blocks are named here. The one list the random initialiser, the
+ * importers' name maps, the parameter counts and the bundle's tensor list read.
  */
 import type {
-  AttentionSpec,
-  GatedDeltaNetSpec,
   LayerSpec,
-  Mamba1Spec,
-  Mamba2Spec,
-  MixerKind,
   MixerSpec,
-  MlaSpec,
   MlpSpec,
   ModelIR,
   MoeSpec,
   SharedBlockSpec,
-  ParallelSpec,
-  ShortConvSpec,
 } from '../spec/model.ts';
 
 import { mixerDef } from '../mixers/lookup.ts';
-import type { DefinedMixerSpec } from '../mixers/index.ts';
 import { layerParams } from '../mixers/define.ts';
 
 export interface TensorSpec {
@@ -35,118 +27,8 @@ export const LM_HEAD = 'lm_head.weight';
 
 export const layerPrefix = (i: number): string => `model.layers.${i}`;
 
-export function attentionNames(i: number) {
-  const p = `${layerPrefix(i)}.self_attn`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    q: `${p}.q_proj`,
-    k: `${p}.k_proj`,
-    v: `${p}.v_proj`,
-    o: `${p}.o_proj`,
-    qNorm: `${p}.q_norm`,
-    kNorm: `${p}.k_norm`,
-    /** GPT-OSS's per-head sink logits [heads] (a bare parameter, no `.weight`). */
-    sinks: `${p}.sinks`,
-  };
-}
-
-/** MLA tensors (HF DeepseekV3Attention's names under `self_attn`). */
-export function mlaNames(i: number) {
-  const p = `${layerPrefix(i)}.self_attn`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    /** Used when qRank is null. */
-    q: `${p}.q_proj`,
-    qA: `${p}.q_a_proj`,
-    qANorm: `${p}.q_a_layernorm`,
-    qB: `${p}.q_b_proj`,
-    kvA: `${p}.kv_a_proj_with_mqa`,
-    kvANorm: `${p}.kv_a_layernorm`,
-    kvB: `${p}.kv_b_proj`,
-    o: `${p}.o_proj`,
-  };
-}
-
-/** Mamba-1 mixer tensors (HF MambaMixer's names under `mixer`); the conv weight is [channels, kernel]. */
-export function mamba1Names(i: number) {
-  const p = `${layerPrefix(i)}.mixer`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    inProj: `${p}.in_proj`,
-    conv: `${p}.conv1d`,
-    xProj: `${p}.x_proj`,
-    dtProj: `${p}.dt_proj`,
-    outProj: `${p}.out_proj`,
-    aLog: `${p}.A_log`,
-    d: `${p}.D`,
-    /** Jamba's inner RMSNorms. */
-    dtNorm: `${p}.dt_layernorm`,
-    bNorm: `${p}.b_layernorm`,
-    cNorm: `${p}.c_layernorm`,
-  };
-}
-
-/** Mamba-2 mixer tensors (HF Mamba2Mixer's names under `mixer`). */
-export function mamba2Names(i: number) {
-  const p = `${layerPrefix(i)}.mixer`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    inProj: `${p}.in_proj`,
-    conv: `${p}.conv1d`,
-    outProj: `${p}.out_proj`,
-    aLog: `${p}.A_log`,
-    d: `${p}.D`,
-    dtBias: `${p}.dt_bias`,
-    /** The gated RMSNorm's weight. */
-    gateNorm: `${p}.norm`,
-  };
-}
-
-/** LFM2 short-conv mixer tensors under `mixer`. */
-export function shortConvNames(i: number) {
-  const p = `${layerPrefix(i)}.mixer`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    inProj: `${p}.in_proj`,
-    conv: `${p}.conv1d`,
-    outProj: `${p}.out_proj`,
-  };
-}
-
-/** Gated DeltaNet mixer tensors (HF Qwen3NextGatedDeltaNet's names under `linear_attn`). */
-export function gatedDeltaNetNames(i: number) {
-  const p = `${layerPrefix(i)}.linear_attn`;
-  return {
-    norm: `${layerPrefix(i)}.input_layernorm`,
-    inProjQkvz: `${p}.in_proj_qkvz`,
-    inProjBa: `${p}.in_proj_ba`,
-    conv: `${p}.conv1d`,
-    dtBias: `${p}.dt_bias`,
-    aLog: `${p}.A_log`,
-    /** The gated output RMSNorm's weight [valueHeadDim], shared by all value heads. */
-    gateNorm: `${p}.norm`,
-    outProj: `${p}.out_proj`,
-  };
-}
-
-/**
- * Gated DeltaNet widths: key/value widths, conv channels (q, k, v), and the rows of one key
- * head's group in in_proj_qkvz (q, k, then its valueHeads / keyHeads heads of v and of z) and
- * in_proj_ba (b then a for those value heads).
- */
-export function gatedDeltaNetWidths(m: GatedDeltaNetSpec) {
-  const key = m.keyHeads * m.keyHeadDim;
-  const value = m.valueHeads * m.valueHeadDim;
-  const perKey = m.valueHeads / m.keyHeads;
-  return {
-    key,
-    value,
-    conv: 2 * key + value,
-    perKey,
-    qkvzGroup: 2 * m.keyHeadDim + 2 * perKey * m.valueHeadDim,
-    baGroup: 2 * perKey,
-  };
-}
+/** The pre-norm of layer i's mixer, whatever its kind. */
+export const inputNormName = (i: number): string => `${layerPrefix(i)}.input_layernorm`;
 
 export function mlpNames(i: number) {
   const p = `${layerPrefix(i)}.mlp`;
@@ -298,154 +180,15 @@ function linear(prefix: string, out: number, inp: number, bias: boolean): Tensor
   return t;
 }
 
-function attentionTensors(model: ModelIR, i: number, a: AttentionSpec): TensorSpec[] {
-  const n = attentionNames(i);
-  const qCols = a.heads * a.headDim;
-  const kvCols = a.kvHeads * a.headDim;
-  // With an output gate q_proj emits each head's query rows then its gate rows.
-  const qRows = a.outputGate ? 2 * qCols : qCols;
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.q, qRows, model.dim, a.qkvBias),
-    ...linear(n.k, kvCols, model.dim, a.qkvBias),
-    ...linear(n.v, kvCols, model.dim, a.qkvBias),
-    ...(a.qkNorm
-      ? [
-          { name: `${n.qNorm}.weight`, shape: [a.headDim] },
-          { name: `${n.kNorm}.weight`, shape: [a.headDim] },
-        ]
-      : []),
-    ...linear(n.o, model.dim, qCols, a.outBias),
-    ...(a.sinks ? [{ name: n.sinks, shape: [a.heads] }] : []),
-  ];
-}
-
-function mlaTensors(model: ModelIR, i: number, m: MlaSpec): TensorSpec[] {
-  const n = mlaNames(i);
-  const qCols = m.heads * (m.nopeDim + m.ropeDim);
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...(m.qRank === null
-      ? linear(n.q, qCols, model.dim, false)
-      : [
-          ...linear(n.qA, m.qRank, model.dim, m.bias),
-          { name: `${n.qANorm}.weight`, shape: [m.qRank] },
-          ...linear(n.qB, qCols, m.qRank, false),
-        ]),
-    ...linear(n.kvA, m.kvRank + m.ropeDim, model.dim, m.bias),
-    { name: `${n.kvANorm}.weight`, shape: [m.kvRank] },
-    ...linear(n.kvB, m.heads * (m.nopeDim + m.vHeadDim), m.kvRank, false),
-    ...linear(n.o, model.dim, m.heads * m.vHeadDim, m.bias),
-  ];
-}
-
-function mamba1Tensors(model: ModelIR, i: number, m: Mamba1Spec): TensorSpec[] {
-  const n = mamba1Names(i);
-  const xCols = m.dtRank + 2 * m.dState;
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.inProj, 2 * m.dInner, model.dim, m.projBias),
-    ...linear(n.conv, m.dInner, m.dConv, m.convBias),
-    ...linear(n.xProj, xCols, m.dInner, false),
-    ...(m.innerNorms
-      ? [
-          { name: `${n.dtNorm}.weight`, shape: [m.dtRank] },
-          { name: `${n.bNorm}.weight`, shape: [m.dState] },
-          { name: `${n.cNorm}.weight`, shape: [m.dState] },
-        ]
-      : []),
-    // HF's dt_proj always has a bias (it carries the dt initialisation).
-    ...linear(n.dtProj, m.dInner, m.dtRank, true),
-    { name: n.aLog, shape: [m.dInner, m.dState] },
-    { name: n.d, shape: [m.dInner] },
-    ...linear(n.outProj, model.dim, m.dInner, m.projBias),
-  ];
-}
-
-/** Mamba-2 widths: the inner width, the conv channels (x, B, C) and in_proj's rows (z, xBC, dt). */
-export function mamba2Widths(m: Mamba2Spec): { inner: number; conv: number; inProj: number } {
-  const inner = m.heads * m.headDim;
-  const conv = inner + 2 * m.groups * m.dState;
-  return { inner, conv, inProj: inner + conv + m.heads };
-}
-
-function mamba2Tensors(model: ModelIR, i: number, m: Mamba2Spec): TensorSpec[] {
-  const n = mamba2Names(i);
-  const w = mamba2Widths(m);
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.inProj, w.inProj, model.dim, m.projBias),
-    ...linear(n.conv, w.conv, m.dConv, m.convBias),
-    { name: n.dtBias, shape: [m.heads] },
-    { name: n.aLog, shape: [m.heads] },
-    { name: n.d, shape: [m.heads] },
-    ...(m.gateNorm === false ? [] : [{ name: `${n.gateNorm}.weight`, shape: [w.inner] }]),
-    ...linear(n.outProj, model.dim, w.inner, m.projBias),
-  ];
-}
-
-/** Both branches' tensors; they share the layer's one input norm (input_layernorm). */
-function parallelTensors(model: ModelIR, i: number, m: ParallelSpec): TensorSpec[] {
-  const norm = mamba2Names(i).norm;
-  const ssm = mamba2Tensors(model, i, m.ssm).filter((t) => !t.name.startsWith(`${norm}.`));
-  return [...attentionTensors(model, i, m.attn), ...ssm];
-}
-
-function shortConvTensors(model: ModelIR, i: number, m: ShortConvSpec): TensorSpec[] {
-  const n = shortConvNames(i);
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.inProj, 3 * model.dim, model.dim, m.bias),
-    ...linear(n.conv, model.dim, m.lCache, m.bias),
-    ...linear(n.outProj, model.dim, model.dim, m.bias),
-  ];
-}
-
-function gatedDeltaNetTensors(model: ModelIR, i: number, m: GatedDeltaNetSpec): TensorSpec[] {
-  const n = gatedDeltaNetNames(i);
-  const w = gatedDeltaNetWidths(m);
-  return [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.inProjQkvz, 2 * w.key + 2 * w.value, model.dim, false),
-    ...linear(n.inProjBa, 2 * m.valueHeads, model.dim, false),
-    ...linear(n.conv, w.conv, m.dConv, false),
-    { name: n.dtBias, shape: [m.valueHeads] },
-    { name: n.aLog, shape: [m.valueHeads] },
-    { name: `${n.gateNorm}.weight`, shape: [m.valueHeadDim] },
-    ...linear(n.outProj, model.dim, w.value, false),
-  ];
-}
-
-/** The mixers whose names are listed here; those defined in src/mixers name theirs by lowering. */
-type OlderMixerSpec = Exclude<MixerSpec, DefinedMixerSpec>;
-type ByMixerKind<R> = {
-  [K in OlderMixerSpec['kind']]: (
-    model: ModelIR,
-    i: number,
-    m: Extract<MixerSpec, { kind: K }>,
-  ) => R;
-};
-
-function byMixerKind<R>(table: ByMixerKind<R>, model: ModelIR, i: number, m: MixerSpec): R {
-  const kind = m.kind as OlderMixerSpec['kind'];
-  return (table[kind] as (model: ModelIR, i: number, m: MixerSpec) => R)(model, i, m);
-}
-
-/** A mixer's tensors: what its definition's lowering declares, or the table entry. */
+/**
+ * A mixer's tensors, pre-norm included: what its kind's lowering (src/mixers) declares. The mixer
+ * registry must be loaded (src/mixers/index.ts), as loading a spec does.
+ */
 function mixerTensors(model: ModelIR, i: number, m: MixerSpec): TensorSpec[] {
   const def = mixerDef(m.kind);
-  return def ? layerParams(def, model, i, m) : byMixerKind(MIXER_TENSORS, model, i, m);
+  if (!def) throw new Error(`layer ${i}: no weights known for mixer kind '${m.kind}'`);
+  return layerParams(def, model, i, m);
 }
-
-const MIXER_TENSORS: ByMixerKind<TensorSpec[]> = {
-  attention: attentionTensors,
-  mla: mlaTensors,
-  mamba1: mamba1Tensors,
-  mamba2: mamba2Tensors,
-  shortconv: shortConvTensors,
-  parallel: parallelTensors,
-  gated_deltanet: gatedDeltaNetTensors,
-};
 
 function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
   const n = mlpNames(i);
@@ -516,105 +259,11 @@ export interface NormWeightNames {
   bias: string | null;
 }
 
-/** Full tensor names of an attention mixer; null where the model has no such tensor. */
-export interface AttentionWeightNames {
-  q: string;
-  k: string;
-  v: string;
-  o: string;
-  qBias: string | null;
-  kBias: string | null;
-  vBias: string | null;
-  oBias: string | null;
-  qNorm: string | null;
-  kNorm: string | null;
-  sinks: string | null;
-}
-
-export interface MlaWeightNames {
-  /** q_proj when there is no q latent, else null. */
-  q: string | null;
-  /** The q latent's down projection, its bias, norm and up projection; null without one. */
-  qA: string | null;
-  qABias: string | null;
-  qANorm: string | null;
-  qB: string | null;
-  kvA: string;
-  kvABias: string | null;
-  kvANorm: string;
-  kvB: string;
-  o: string;
-  oBias: string | null;
-}
-
-export interface Mamba1WeightNames {
-  inProj: string;
-  inProjBias: string | null;
-  conv: string;
-  convBias: string | null;
-  xProj: string;
-  dtProj: string;
-  dtProjBias: string;
-  aLog: string;
-  d: string;
-  outProj: string;
-  outProjBias: string | null;
-  /** Jamba's inner norms on dt, B and C. */
-  innerNorms: { dt: string; b: string; c: string } | null;
-}
-
-export interface Mamba2WeightNames {
-  inProj: string;
-  inProjBias: string | null;
-  conv: string;
-  convBias: string | null;
-  dtBias: string;
-  aLog: string;
-  d: string;
-  /** null without the gated RMSNorm (gateNorm: false). */
-  gateNorm: string | null;
-  outProj: string;
-  outProjBias: string | null;
-}
-
-export interface GatedDeltaNetWeightNames {
-  inProjQkvz: string;
-  inProjBa: string;
-  conv: string;
-  dtBias: string;
-  aLog: string;
-  gateNorm: string;
-  outProj: string;
-}
-
-export interface ShortConvWeightNames {
-  inProj: string;
-  inProjBias: string | null;
-  conv: string;
-  convBias: string | null;
-  outProj: string;
-  outProjBias: string | null;
-}
-
-/** A parallel mixer's branches (Falcon-H1). */
-export interface ParallelWeightNames {
-  attn: AttentionWeightNames;
-  ssm: Mamba2WeightNames;
-}
-
-/** The mixer's names; which interface it is follows the layer's mixer kind. */
-export type MixerWeightNames =
-  | AttentionWeightNames
-  | MlaWeightNames
-  | Mamba1WeightNames
-  | Mamba2WeightNames
-  | ShortConvWeightNames
-  | ParallelWeightNames
-  | GatedDeltaNetWeightNames
-  | DefinedMixerWeightNames;
-
-/** A mixer defined in src/mixers: its tensors in the order its lowering declares them. */
-export interface DefinedMixerWeightNames {
+/**
+ * A mixer's tensors in the order its lowering (src/mixers) first reads them, without the pre-norm
+ * (LayerWeightNames.inputNorm): the lowering names them, so no second list does.
+ */
+export interface MixerWeightNames {
   tensors: string[];
 }
 
@@ -672,101 +321,6 @@ function normWeightNames(model: ModelIR, prefix: string): NormWeightNames {
 const w = (p: string) => `${p}.weight`;
 const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
 
-const MIXER_NAMES: ByMixerKind<MixerWeightNames> = {
-  parallel: (model, i, m: ParallelSpec) => ({
-    attn: MIXER_NAMES.attention(model, i, m.attn) as AttentionWeightNames,
-    ssm: MIXER_NAMES.mamba2(model, i, m.ssm) as Mamba2WeightNames,
-  }),
-  attention: (_model, i, a: AttentionSpec) => {
-    const n = attentionNames(i);
-    return {
-      q: w(n.q),
-      k: w(n.k),
-      v: w(n.v),
-      o: w(n.o),
-      qBias: b(n.q, a.qkvBias),
-      kBias: b(n.k, a.qkvBias),
-      vBias: b(n.v, a.qkvBias),
-      oBias: b(n.o, a.outBias),
-      qNorm: a.qkNorm ? w(n.qNorm) : null,
-      kNorm: a.qkNorm ? w(n.kNorm) : null,
-      sinks: a.sinks ? n.sinks : null,
-    };
-  },
-  mla: (_model, i, m: MlaSpec): MlaWeightNames => {
-    const n = mlaNames(i);
-    const lowRank = m.qRank !== null;
-    return {
-      q: lowRank ? null : w(n.q),
-      qA: lowRank ? w(n.qA) : null,
-      qABias: b(n.qA, lowRank && m.bias),
-      qANorm: lowRank ? w(n.qANorm) : null,
-      qB: lowRank ? w(n.qB) : null,
-      kvA: w(n.kvA),
-      kvABias: b(n.kvA, m.bias),
-      kvANorm: w(n.kvANorm),
-      kvB: w(n.kvB),
-      o: w(n.o),
-      oBias: b(n.o, m.bias),
-    };
-  },
-  mamba1: (_model, i, m: Mamba1Spec) => {
-    const n = mamba1Names(i);
-    return {
-      inProj: w(n.inProj),
-      inProjBias: b(n.inProj, m.projBias),
-      conv: w(n.conv),
-      convBias: b(n.conv, m.convBias),
-      xProj: w(n.xProj),
-      dtProj: w(n.dtProj),
-      dtProjBias: `${n.dtProj}.bias`,
-      aLog: n.aLog,
-      d: n.d,
-      outProj: w(n.outProj),
-      outProjBias: b(n.outProj, m.projBias),
-      innerNorms: m.innerNorms ? { dt: w(n.dtNorm), b: w(n.bNorm), c: w(n.cNorm) } : null,
-    };
-  },
-  mamba2: (_model, i, m: Mamba2Spec) => {
-    const n = mamba2Names(i);
-    return {
-      inProj: w(n.inProj),
-      inProjBias: b(n.inProj, m.projBias),
-      conv: w(n.conv),
-      convBias: b(n.conv, m.convBias),
-      dtBias: n.dtBias,
-      aLog: n.aLog,
-      d: n.d,
-      gateNorm: m.gateNorm === false ? null : w(n.gateNorm),
-      outProj: w(n.outProj),
-      outProjBias: b(n.outProj, m.projBias),
-    };
-  },
-  shortconv: (_model, i, m: ShortConvSpec) => {
-    const n = shortConvNames(i);
-    return {
-      inProj: w(n.inProj),
-      inProjBias: b(n.inProj, m.bias),
-      conv: w(n.conv),
-      convBias: b(n.conv, m.bias),
-      outProj: w(n.outProj),
-      outProjBias: b(n.outProj, m.bias),
-    };
-  },
-  gated_deltanet: (_model, i) => {
-    const n = gatedDeltaNetNames(i);
-    return {
-      inProjQkvz: w(n.inProjQkvz),
-      inProjBa: w(n.inProjBa),
-      conv: w(n.conv),
-      dtBias: n.dtBias,
-      aLog: n.aLog,
-      gateNorm: w(n.gateNorm),
-      outProj: w(n.outProj),
-    };
-  },
-};
-
 /** Structured full names of layer i (derived from the same prefixes as layerTensors). */
 export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
   const layer = model.layers[i];
@@ -807,14 +361,18 @@ export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
       downBias: b(m.down, f.bias),
     };
   }
+  // Every mixer kind's pre-norm is input_layernorm.
+  const inputNorm = layer.mixer ? normWeightNames(model, inputNormName(i)) : null;
+  const isInputNorm = (name: string) => name === inputNorm?.weight || name === inputNorm?.bias;
   return {
-    // Every mixer kind's pre-norm is input_layernorm.
-    inputNorm: layer.mixer ? normWeightNames(model, attentionNames(i).norm) : null,
-    mixer: !layer.mixer
-      ? null
-      : mixerDef(layer.mixer.kind)
-        ? { tensors: mixerTensors(model, i, layer.mixer).map((t) => t.name) }
-        : byMixerKind(MIXER_NAMES, model, i, layer.mixer),
+    inputNorm,
+    mixer: layer.mixer
+      ? {
+          tensors: mixerTensors(model, i, layer.mixer)
+            .map((t) => t.name)
+            .filter((name) => !isInputNorm(name)),
+        }
+      : null,
     ffn,
     moe,
     postMixerNorm:

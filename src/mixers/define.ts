@@ -8,7 +8,7 @@ import type { Kind } from '../spec/kind.ts';
 import type { JsonSchema } from '../spec/schema-parts.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { GraphBuilder } from '../graph/builder.ts';
-import type { Dim } from '../graph/ir.ts';
+import type { Dim, ParamSource } from '../graph/ir.ts';
 
 export interface MixerDef<S extends { kind: string }> {
   /** The DSL kind: parameters with their defaults, cross-field checks and printing. */
@@ -43,7 +43,11 @@ export interface DeclaredTensor {
   shape: number[];
 }
 
-/** Runs a mixer's lowering on a scratch graph (one token) and returns what it declared. */
+/**
+ * Runs a mixer's lowering on a scratch graph (one token) and returns what it declared. The model's
+ * sandwich post-norm is the layer's, not the mixer's (src/import/names.ts lists it), so the
+ * lowering runs without it.
+ */
 function record<S extends { kind: string }>(
   def: MixerDef<S>,
   model: ModelIR,
@@ -53,8 +57,26 @@ function record<S extends { kind: string }>(
   const b = new GraphBuilder('decode', 1, 1);
   b.scratch = true;
   const x = b.tensor('x', ['T', model.dim], 'input');
-  def.lower(b, model, x, layer, spec, x);
+  def.lower(b, { ...model, postNorms: false }, x, layer, spec, x);
   return b;
+}
+
+/** The checkpoint weights a parameter source reads. */
+function weightsRead(source: ParamSource): string[] {
+  switch (source.kind) {
+    case 'weight':
+      return [source.name];
+    case 'concat':
+      return source.parts.flatMap(weightsRead);
+    case 'rope_interleave':
+    case 'rows':
+    case 'scaled':
+    case 'head_rows':
+      return weightsRead(source.of);
+    case 'rope_table':
+    case 'constant':
+      return [];
+  }
 }
 
 function concrete(name: string, shape: Dim[]): number[] {
@@ -64,21 +86,28 @@ function concrete(name: string, shape: Dim[]): number[] {
   });
 }
 
-/** The canonical weights of one layer's mixer (pre-norm included), as its lowering names them. */
+/**
+ * The canonical weights of one layer's mixer (pre-norm included), as its lowering names them, with
+ * their whole shapes, in the order it first reads them. Derived tables (RoPE cos/sin) and
+ * constants are computed, not stored, so they are not among them.
+ */
 export function layerParams<S extends { kind: string }>(
   def: MixerDef<S>,
   model: ModelIR,
   layer: number,
   spec: S,
 ): DeclaredTensor[] {
-  const out: DeclaredTensor[] = [];
-  for (const t of record(def, model, layer, spec).tensors) {
-    if (t.kind !== 'param') continue;
-    // Derived tables (RoPE cos/sin) are computed, not stored.
-    if (t.source?.kind !== 'weight') continue;
-    out.push({ name: t.name, shape: concrete(t.name, t.shape) });
+  const b = record(def, model, layer, spec);
+  for (const t of b.tensors) {
+    for (const name of t.kind === 'param' && t.source ? weightsRead(t.source) : []) {
+      if (!b.weights.has(name)) {
+        throw new Error(
+          `internal error: ${def.kind.name} reads weight '${name}' without declaring its shape (GraphBuilder.weight)`,
+        );
+      }
+    }
   }
-  return out;
+  return [...b.weights].map(([name, shape]) => ({ name, shape }));
 }
 
 /** The recurrent state tensors one sequence keeps for this layer's mixer. */

@@ -13,8 +13,8 @@
  *         value head h reads key head h / (valueHeads / heads), as fla's kernels do
  *   y    = o_proj(rmsnorm_per_value_head(o) · silu(g_proj x))   (the gate only with outputGate)
  * Weights keep fla's names under model.layers.<i>.attn, so the fla importers map them as they
- * are. Qwen3-Next's gated DeltaNet, with its fused in_proj_qkvz layout, is the older kind
- * `gated_deltanet` (src/spec/kinds/deltanet.ts).
+ * are. Qwen3-Next's gated DeltaNet, with its fused in_proj_qkvz layout, is the kind
+ * `gated_deltanet` (gated-deltanet.ts).
  */
 import type { GraphBuilder } from '../graph/builder.ts';
 import { columns, linear, pointwiseOp } from '../graph/blocks/common.ts';

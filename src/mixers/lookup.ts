@@ -1,5 +1,5 @@
 /**
- * The defined mixers by kind name, for the modules that only look a kind up (names, checks,
+ * The mixer definitions by kind name, for the modules that only look a kind up (names, checks,
  * tables, random init). It imports nothing at run time, so those modules can be imported by a
  * mixer's own lowering (through src/graph/blocks/common.ts) without an import cycle; and the
  * browser runtime, which reads canonical names, does not load every mixer with it.
@@ -12,24 +12,12 @@ export type AnyMixerDef = MixerDef<{ kind: string }>;
 
 let registered: readonly AnyMixerDef[] | null = null;
 
-/** Kinds whose parts still live in src/spec, src/graph/blocks and src/import/names.ts. */
-export const OLDER_KINDS: ReadonlySet<string> = new Set([
-  'attention',
-  'mla',
-  'mamba1',
-  'mamba2',
-  'shortconv',
-  'parallel',
-  'gated_deltanet',
-]);
-
 export function registerMixers(defs: readonly AnyMixerDef[]): void {
   registered = defs;
 }
 
-/** The definition of a mixer kind, or null for the older kinds. */
+/** The definition of a mixer kind, or null for a kind there is none of. */
 export function mixerDef(kind: string): AnyMixerDef | null {
-  if (OLDER_KINDS.has(kind)) return null;
   if (!registered) {
     throw new Error(
       `internal error: mixer kind '${kind}' looked up before src/mixers/index.ts registered the definitions`,

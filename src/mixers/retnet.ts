@@ -27,8 +27,7 @@ import {
   recurrence,
   type HeadLayout,
 } from './parts.ts';
-import { linear } from '../graph/blocks/common.ts';
-import { ropeTableParams } from '../graph/blocks/attention.ts';
+import { linear, ropeTableParams } from '../graph/blocks/common.ts';
 import { defineKind, opt } from '../spec/kind.ts';
 import type { Activation, RopeSpec } from '../spec/model.ts';
 import { bool as boolSchema, kind, object, posNumber } from '../spec/schema-parts.ts';

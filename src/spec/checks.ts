@@ -3,20 +3,7 @@
  * rule is written once. Issues name IR fields; a Namer renders them in the user's vocabulary
  * (kv_heads in .strata, kvHeads in YAML).
  */
-import type {
-  AttentionSpec,
-  MlaSpec,
-  GatedDeltaNetSpec,
-  Mamba1Spec,
-  Mamba2Spec,
-  MixerSpec,
-  MlpSpec,
-  MoeSpec,
-  ParallelSpec,
-  NormSpec,
-  RopeSpec,
-  ShortConvSpec,
-} from './model.ts';
+import type { AttentionSpec, MixerSpec, MlpSpec, MoeSpec, NormSpec, RopeSpec } from './model.ts';
 
 import { mixerDef } from '../mixers/lookup.ts';
 
@@ -52,7 +39,7 @@ export function checkNorm(norm: NormSpec, n: Namer): Issue[] {
   return issues;
 }
 
-function checkRope(rope: RopeSpec, headDim: number, n: Namer): Issue[] {
+export function checkRope(rope: RopeSpec, headDim: number, n: Namer): Issue[] {
   const issues: Issue[] = [];
   if (rope.rotaryDim % 2 !== 0) {
     issues.push({
@@ -77,7 +64,7 @@ function checkRope(rope: RopeSpec, headDim: number, n: Namer): Issue[] {
 }
 
 /** The issue, blamed on `blame`, when `value` (of `field`) is not a multiple of `divisor` (of `by`). */
-function multipleOf(
+export function multipleOf(
   n: Namer,
   blame: string,
   [field, value]: [string, number],
@@ -92,32 +79,8 @@ function multipleOf(
   ];
 }
 
-export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
-  const issues = multipleOf(n, 'kvHeads', ['heads', a.heads], ['kvHeads', a.kvHeads]);
-  if (a.rope) {
-    for (const issue of checkRope(a.rope, a.headDim, n)) {
-      issues.push({ path: ['rope', ...issue.path], message: issue.message });
-    }
-  }
-  return issues;
-}
-
-export function checkMla(m: MlaSpec, n: Namer): Issue[] {
-  const issues = checkRope(m.rope, m.ropeDim, n).map((issue) => ({
-    path: ['rope', ...issue.path],
-    message: issue.message,
-  }));
-  if (m.rope.rotaryDim !== m.ropeDim) {
-    issues.push({
-      path: ['rope', 'rotaryDim'],
-      message: `${n('rotaryDim')} (${m.rope.rotaryDim}) must equal ${n('ropeDim')} (${m.ropeDim}): MLA rotates exactly its rope dims`,
-    });
-  }
-  return issues;
-}
-
 /** A conv kernel keeps kernel − 1 past steps as state; one tap would leave nothing to carry. */
-function checkKernel(field: string, k: number, n: Namer): Issue[] {
+export function checkKernel(field: string, k: number, n: Namer): Issue[] {
   return k < 2
     ? [
         {
@@ -128,69 +91,9 @@ function checkKernel(field: string, k: number, n: Namer): Issue[] {
     : [];
 }
 
-export function checkMamba1(m: Mamba1Spec, n: Namer): Issue[] {
-  return checkKernel('dConv', m.dConv, n);
-}
-
-export function checkMamba2(m: Mamba2Spec, n: Namer): Issue[] {
-  const issues = [
-    ...checkKernel('dConv', m.dConv, n),
-    ...multipleOf(n, 'groups', ['heads', m.heads], ['groups', m.groups]),
-  ];
-  const inner = m.heads * m.headDim;
-  if (inner % m.normGroup !== 0) {
-    issues.push({
-      path: ['normGroup'],
-      message: `${n('normGroup')} (${m.normGroup}) must divide ${n('heads')} × ${n('headDim')} (${inner})`,
-    });
-  }
-  if (m.normBeforeGate && m.gateNorm === false) {
-    issues.push({
-      path: ['normBeforeGate'],
-      message: `${n('normBeforeGate')} needs the gated norm (${n('gateNorm')} is false)`,
-    });
-  }
-  if (m.dtMax !== null && m.dtMax < m.dtMin) {
-    issues.push({
-      path: ['dtMax'],
-      message: `${n('dtMax')} (${m.dtMax}) must not be below ${n('dtMin')} (${m.dtMin})`,
-    });
-  }
-  return issues;
-}
-
-export function checkShortConv(m: ShortConvSpec, n: Namer): Issue[] {
-  return checkKernel('lCache', m.lCache, n);
-}
-
-export function checkGatedDeltaNet(m: GatedDeltaNetSpec, n: Namer): Issue[] {
-  return [
-    ...checkKernel('dConv', m.dConv, n),
-    ...multipleOf(n, 'valueHeads', ['valueHeads', m.valueHeads], ['keyHeads', m.keyHeads]),
-  ];
-}
-
-/** The checks of whatever kind a mixer is. */
+/** The checks of whatever kind a mixer is: its definition's (src/mixers). */
 export function checkMixer(m: MixerSpec, n: Namer): Issue[] {
-  switch (m.kind) {
-    case 'attention':
-      return checkAttention(m, n);
-    case 'mla':
-      return checkMla(m, n);
-    case 'mamba1':
-      return checkMamba1(m, n);
-    case 'mamba2':
-      return checkMamba2(m, n);
-    case 'shortconv':
-      return checkShortConv(m, n);
-    case 'parallel':
-      return checkParallel(m, n);
-    case 'gated_deltanet':
-      return checkGatedDeltaNet(m, n);
-    default:
-      // Kinds defined in src/mixers carry their own checks (never here until one is added).
-      return mixerDef((m as { kind: string }).kind)?.kind.check(m, n) ?? [];
-  }
+  return mixerDef(m.kind)?.kind.check(m, n) ?? [];
 }
 
 export function checkMlp(f: MlpSpec, n: Namer): Issue[] {
@@ -203,13 +106,6 @@ export function checkMlp(f: MlpSpec, n: Namer): Issue[] {
     return [{ path: ['tokenShift'], message }];
   }
   return [];
-}
-
-/** Each branch's own checks, blamed on the branch. */
-export function checkParallel(m: ParallelSpec, n: Namer): Issue[] {
-  const within = (field: 'attn' | 'ssm', issues: Issue[]) =>
-    issues.map((i) => ({ path: [field, ...i.path], message: i.message }));
-  return [...within('attn', checkAttention(m.attn, n)), ...within('ssm', checkMamba2(m.ssm, n))];
 }
 
 export function checkMoe(f: MoeSpec, n: Namer): Issue[] {

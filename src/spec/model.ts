@@ -4,7 +4,16 @@
  * The YAML/JSON spec form is exactly this object (see schema.ts).
  */
 
+import type { AttentionSpec } from '../mixers/attention.ts';
 import type { DefinedMixerSpec } from '../mixers/index.ts';
+
+export type { AttentionSpec } from '../mixers/attention.ts';
+export type { GatedDeltaNetSpec } from '../mixers/gated-deltanet.ts';
+export type { Mamba1Spec } from '../mixers/mamba1.ts';
+export type { Mamba2ProjScales, Mamba2Spec } from '../mixers/mamba2.ts';
+export type { MlaSpec } from '../mixers/mla.ts';
+export type { ParallelSpec } from '../mixers/parallel.ts';
+export type { ShortConvSpec } from '../mixers/shortconv.ts';
 
 export const MODEL_IR_VERSION = 1;
 
@@ -55,38 +64,6 @@ export interface RopeSpec {
   scaling: RopeScaling;
 }
 
-export interface AttentionSpec {
-  kind: 'attention';
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  /** null: no positional encoding inside attention (e.g. Jamba). */
-  rope: RopeSpec | null;
-  /** Per-head RMSNorm on q and k before RoPE (Qwen3, Gemma3). */
-  qkNorm: boolean;
-  /** Bias on the q/k/v projections. */
-  qkvBias: boolean;
-  /** Bias on the output projection. */
-  outBias: boolean;
-  causal: boolean;
-  /** Sliding window length in tokens; null is full attention. */
-  window: number | null;
-  /** Softmax scale; usually headDim^-0.5. */
-  scale: number;
-  /** Attention-logit softcap (Gemma2); null is none. */
-  softcap: number | null;
-  /**
-   * A learned logit per head that joins each query's softmax denominator without a value
-   * (GPT-OSS's attention sinks): weights = exp(s_j) / (Σ exp(s_j) + exp(sink_h)).
-   */
-  sinks: boolean;
-  /**
-   * Qwen3-Next's gated attention: q_proj emits, per head, headDim query rows then headDim gate
-   * rows, and the attention output is multiplied by sigmoid(gate) before o_proj.
-   */
-  outputGate: boolean;
-}
-
 /**
  * 'sigmoid' is internal (the gated-attention output gate); the DSL's and the schema's act lists
  * leave it out.
@@ -115,157 +92,8 @@ export interface MlpSpec {
   tokenShift?: boolean;
 }
 
-/**
- * Mamba-1 selective SSM mixer (HF MambaMixer): in_proj to x and the gate z, causal depthwise
- * conv + SiLU on x, x_proj to (dt, B, C), dt_proj, selective scan, gate, out_proj.
- */
-export interface Mamba1Spec {
-  kind: 'mamba1';
-  /** Inner width (expand × dim). */
-  dInner: number;
-  dState: number;
-  /** Conv kernel length (the conv state keeps dConv − 1 steps). */
-  dConv: number;
-  /** Rank of the dt projection. */
-  dtRank: number;
-  convBias: boolean;
-  /** Bias on in_proj and out_proj. */
-  projBias: boolean;
-  /** Jamba's RMSNorms on dt, B and C after x_proj; null for none. */
-  innerNorms: { eps: number } | null;
-}
-
-/**
- * Mamba-2 SSD mixer (HF Mamba2Mixer): in_proj to (z, xBC, dt), causal depthwise conv + SiLU on
- * xBC, SSD scan with scalar decay per head, gated RMSNorm with z, out_proj.
- */
-export interface Mamba2Spec {
-  kind: 'mamba2';
-  heads: number;
-  headDim: number;
-  dState: number;
-  /** B/C groups (heads share B and C within a group). */
-  groups: number;
-  dConv: number;
-  /** Tokens per chunk of the chunked SSD algorithm (numerics only, not the model). */
-  chunk: number;
-  convBias: boolean;
-  /** Bias on in_proj and out_proj. */
-  projBias: boolean;
-  /** The gated RMSNorm normalises groups of this many channels (heads × headDim for one group). */
-  normGroup: number;
-  normEps: number;
-  /** softplus(dt + dt_bias) is clamped to [dtMin, dtMax]; dtMax null is no upper limit. */
-  dtMin: number;
-  dtMax: number | null;
-  /**
-   * Multipliers on in_proj's five output parts [z, x, B, C, dt] (Falcon-H1's ssm_multipliers,
-   * HF's mup_vector), applied after its bias. Absent means all 1; present only when one is not.
-   */
-  projScales?: Mamba2ProjScales;
-  /**
-   * false: out = y · silu(z) with no RMSNorm (Falcon-H1's mamba_rms_norm: false). Absent means
-   * true, the gated RMSNorm; present only when false.
-   */
-  gateNorm?: false;
-  /**
-   * true: out = RMSNorm(y) · w · silu(z), the norm before the gate (Falcon-H1's
-   * mamba_norm_before_gate with mamba_rms_norm). Absent means the gate first; present only when true.
-   */
-  normBeforeGate?: true;
-}
-
-export type Mamba2ProjScales = [z: number, x: number, b: number, c: number, dt: number];
-
-/**
- * LFM2's gated short convolution: in_proj to (B, C, x), B·x through a causal depthwise conv
- * (no activation), C·conv, out_proj.
- */
-export interface ShortConvSpec {
-  kind: 'shortconv';
-  /** Conv kernel length (HF conv_L_cache). */
-  lCache: number;
-  /** Bias on in_proj, conv and out_proj. */
-  bias: boolean;
-}
-
-/**
- * Attention and a Mamba-2 mixer side by side on the same normed input, summed (Falcon-H1's
- * hybrid layer): x + attnOutScale · attn(attnInScale · h) + ssmOutScale · ssm(ssmInScale · h)
- * with h = norm(x). Each branch keeps its own kind's tensors (self_attn, mixer); the layer has
- * one input norm.
- */
-export interface ParallelSpec {
-  kind: 'parallel';
-  attn: AttentionSpec;
-  ssm: Mamba2Spec;
-  attnInScale: number;
-  attnOutScale: number;
-  ssmInScale: number;
-  ssmOutScale: number;
-}
-
-/**
- * DeepSeek-V2/V3 multi-head latent attention (HF DeepseekV3Attention). q = q_b(norm(q_a(x)))
- * (or q_proj(x) when qRank is null), per head [nope | rope] dims; kv_a_proj_with_mqa(x) gives a
- * latent of kvRank and one ropeDim key part all heads share; kv_b(norm(latent)) gives each
- * head's nope key part and its v. Scores use the nopeDim + ropeDim wide heads, outputs the
- * vHeadDim wide ones. The cache holds the expanded per-head keys and values.
- */
-export interface MlaSpec {
-  kind: 'mla';
-  heads: number;
-  /** q_lora_rank; null: q_proj straight from the model width. */
-  qRank: number | null;
-  /** kv_lora_rank: the latent width. */
-  kvRank: number;
-  /** qk_nope_head_dim: the per-head q/k dims without rope. */
-  nopeDim: number;
-  /** qk_rope_head_dim: the rotated q/k dims (the key's are shared by all heads). */
-  ropeDim: number;
-  vHeadDim: number;
-  /** Over the ropeDim dims (rotaryDim === ropeDim). */
-  rope: RopeSpec;
-  /**
-   * Rotated pairs: 'interleaved' (2i, 2i+1), DeepSeek-V3's rope_interleave, or 'half'
-   * (i, i + ropeDim/2) as rotate_half.
-   */
-  ropePairs: 'interleaved' | 'half';
-  /** Bias on q_a_proj (or q_proj), kv_a_proj_with_mqa and o_proj (HF attention_bias). */
-  bias: boolean;
-  /** Eps of the RMSNorms on the q and kv latents (HF keeps their 1e-6 default). */
-  latentEps: number;
-  /** Softmax scale: (nopeDim + ropeDim)^-0.5, times mscale² under YaRN with mscale_all_dim. */
-  scale: number;
-}
-
-/**
- * Qwen3-Next's gated DeltaNet (HF Qwen3NextGatedDeltaNet): in_proj_qkvz and in_proj_ba (laid out
- * per key head: q, k, v, z then b, a for that head's valueHeads / keyHeads value heads), a causal
- * conv + SiLU over q, k, v (no bias), l2-normalised q and k, the gated delta rule per value head
- * (key heads repeated), a per-head RMSNorm of the output gated by silu(z), out_proj.
- */
-export interface GatedDeltaNetSpec {
-  kind: 'gated_deltanet';
-  keyHeads: number;
-  valueHeads: number;
-  keyHeadDim: number;
-  valueHeadDim: number;
-  /** Conv kernel length (the conv state keeps dConv − 1 steps). */
-  dConv: number;
-  /** eps of the gated output RMSNorm. */
-  normEps: number;
-}
-
-export type MixerSpec =
-  | AttentionSpec
-  | MlaSpec
-  | Mamba1Spec
-  | Mamba2Spec
-  | ShortConvSpec
-  | ParallelSpec
-  | GatedDeltaNetSpec
-  | DefinedMixerSpec;
+/** Every mixer kind's spec: each is defined in one file of src/mixers (src/mixers/index.ts). */
+export type MixerSpec = DefinedMixerSpec;
 export type MixerKind = MixerSpec['kind'];
 /**
  * How a MoE router turns router logits into each token's top-k experts and weights (see the

@@ -7,6 +7,11 @@ export const posNumber = { type: 'number', exclusiveMinimum: 0 } as const;
 export const bool = { type: 'boolean' } as const;
 export const kind = (name: string) => ({ const: name });
 
+/** `null` or the schema: if/else keeps errors about the object instead of "must be null". */
+export function nullable(ref: string): JsonSchema {
+  return { if: { type: 'null' }, else: { $ref: ref } };
+}
+
 /**
  * An object whose `properties` are all required, plus `optional` ones that carry a `default`:
  * fields added to ModelIR after specs were written, filled in by the loader (ajv useDefaults)

@@ -7,7 +7,15 @@
 
 import { fieldCap, LIST_CAPS } from './limits.ts';
 
-import { bool, kind, object, posInt, posNumber, type JsonSchema } from './schema-parts.ts';
+import {
+  bool,
+  kind,
+  nullable,
+  object,
+  posInt,
+  posNumber,
+  type JsonSchema,
+} from './schema-parts.ts';
 
 export type { JsonSchema } from './schema-parts.ts';
 import { MIXER_LIST } from '../mixers/index.ts';
@@ -21,11 +29,6 @@ const SHARED_BLOCKS = {
 const LAYER_SHARED = {
   shared: { type: ['string', 'null'], pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
 } as const;
-
-/** `null` or the schema: if/else keeps errors about the object instead of "must be null". */
-function nullable(ref: string): JsonSchema {
-  return { if: { type: 'null' }, else: { $ref: ref } };
-}
 
 /**
  * The schema with the caps of limits.ts as `maximum`s (integer fields, by name) and `maxItems`
@@ -111,106 +114,8 @@ export const modelIrSchema: JsonSchema = withCaps({
       type: 'object',
       required: ['kind'],
       discriminator: { propertyName: 'kind' },
-      oneOf: [
-        { $ref: '#/definitions/attention' },
-        { $ref: '#/definitions/mla' },
-        { $ref: '#/definitions/mamba1' },
-        { $ref: '#/definitions/mamba2' },
-        { $ref: '#/definitions/shortconv' },
-        { $ref: '#/definitions/parallel' },
-        { $ref: '#/definitions/gated_deltanet' },
-        ...MIXER_LIST.map((d) => ({ $ref: `#/definitions/${d.kind.name}` })),
-      ],
+      oneOf: MIXER_LIST.map((d) => ({ $ref: `#/definitions/${d.kind.name}` })),
     },
-    parallel: object({
-      kind: kind('parallel'),
-      attn: { $ref: '#/definitions/attention' },
-      ssm: { $ref: '#/definitions/mamba2' },
-      attnInScale: posNumber,
-      attnOutScale: posNumber,
-      ssmInScale: posNumber,
-      ssmOutScale: posNumber,
-    }),
-    mla: object({
-      kind: kind('mla'),
-      heads: posInt,
-      qRank: { type: ['integer', 'null'], minimum: 1 },
-      kvRank: posInt,
-      nopeDim: posInt,
-      // The DSL's rope_dim: int(2); rotary dims come in pairs.
-      ropeDim: { type: 'integer', minimum: 2 },
-      vHeadDim: posInt,
-      rope: { $ref: '#/definitions/rope' },
-      ropePairs: { enum: ['interleaved', 'half'] },
-      bias: bool,
-      latentEps: posNumber,
-      scale: posNumber,
-    }),
-    attention: object(
-      {
-        kind: kind('attention'),
-        heads: posInt,
-        kvHeads: posInt,
-        headDim: posInt,
-        rope: nullable('#/definitions/rope'),
-        qkNorm: bool,
-        qkvBias: bool,
-        outBias: bool,
-        causal: bool,
-        window: { type: ['integer', 'null'], minimum: 1 },
-        scale: posNumber,
-        softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
-      },
-      // Added after specs were written: left out, they are off.
-      { sinks: { ...bool, default: false }, outputGate: { ...bool, default: false } },
-    ),
-    mamba1: object({
-      kind: kind('mamba1'),
-      dInner: posInt,
-      dState: posInt,
-      dConv: posInt,
-      dtRank: posInt,
-      convBias: bool,
-      projBias: bool,
-      innerNorms: { if: { type: 'null' }, else: object({ eps: posNumber }) },
-    }),
-    mamba2: object(
-      {
-        kind: kind('mamba2'),
-        heads: posInt,
-        headDim: posInt,
-        dState: posInt,
-        groups: posInt,
-        dConv: posInt,
-        chunk: posInt,
-        convBias: bool,
-        projBias: bool,
-        normGroup: posInt,
-        normEps: posNumber,
-        dtMin: { type: 'number', minimum: 0 },
-        // null: no upper clamp (HF's time_step_limit of inf, which JSON cannot write).
-        dtMax: { type: ['number', 'null'], exclusiveMinimum: 0 },
-      },
-      {
-        projScales: { type: 'array', minItems: 5, maxItems: 5, items: posNumber },
-        gateNorm: { const: false },
-        normBeforeGate: { const: true },
-      },
-    ),
-    gated_deltanet: object({
-      kind: kind('gated_deltanet'),
-      keyHeads: posInt,
-      valueHeads: posInt,
-      keyHeadDim: posInt,
-      valueHeadDim: posInt,
-      dConv: posInt,
-      normEps: posNumber,
-    }),
-    shortconv: object({
-      kind: kind('shortconv'),
-      lCache: posInt,
-      bias: bool,
-    }),
     rope: object({
       theta: posNumber,
       rotaryDim: posInt,

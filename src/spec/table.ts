@@ -4,44 +4,11 @@ import { FFNS } from './kinds/index.ts';
 import type { FfnSpec, MixerSpec, ModelIR } from './model.ts';
 import { mixerDef } from '../mixers/lookup.ts';
 
+/** The mixer's dimensions column, as its kind's definition (src/mixers) writes it. */
 function mixerDims(m: MixerSpec): string {
-  switch (m.kind) {
-    case 'attention': {
-      const parts = [`heads ${m.heads}`, `kv ${m.kvHeads}`, `head_dim ${m.headDim}`];
-      if (m.window !== null) parts.push(`window ${m.window}`);
-      if (m.rope === null) parts.push('no rope');
-      else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
-      if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
-      if (m.sinks) parts.push('sinks');
-      if (!m.causal) parts.push('bidirectional');
-      if (m.outputGate) parts.push('output gate');
-      return parts.join(', ');
-    }
-    case 'mla': {
-      const q = m.qRank === null ? 'q full' : `q_rank ${m.qRank}`;
-      return `heads ${m.heads}, ${q}, kv_rank ${m.kvRank}, qk ${m.nopeDim}+${m.ropeDim}, v ${m.vHeadDim}`;
-    }
-    case 'mamba1':
-      return `d_inner ${m.dInner}, d_state ${m.dState}, d_conv ${m.dConv}, dt_rank ${m.dtRank}`;
-    case 'mamba2': {
-      const parts = [`heads ${m.heads}`, `head_dim ${m.headDim}`, `d_state ${m.dState}`];
-      if (m.groups !== 1) parts.push(`groups ${m.groups}`);
-      parts.push(`d_conv ${m.dConv}`);
-      return parts.join(', ');
-    }
-    case 'shortconv':
-      return `l_cache ${m.lCache}`;
-    case 'parallel':
-      return `attention (${mixerDims(m.attn)}) + mamba2 (${mixerDims(m.ssm)})`;
-    default: {
-      const kind = (m as { kind: string }).kind;
-      const def = mixerDef(kind);
-      if (!def) throw new Error(`no table line for mixer kind '${kind}'`);
-      return def.dims(m);
-    }
-    case 'gated_deltanet':
-      return `key_heads ${m.keyHeads}, value_heads ${m.valueHeads}, key_head_dim ${m.keyHeadDim}, value_head_dim ${m.valueHeadDim}, d_conv ${m.dConv}`;
-  }
+  const def = mixerDef(m.kind);
+  if (!def) throw new Error(`no table line for mixer kind '${m.kind}'`);
+  return def.dims(m);
 }
 
 /** swiglu / geglu, or mlp(act) for the general form. */

@@ -3,8 +3,8 @@
  * say. The DSL resolver guarantees these by construction; YAML/JSON specs need them checked.
  */
 import { RESERVED_WORDS } from '../../grammar/lexer.ts';
+import { attention } from '../mixers/attention.ts';
 import {
-  checkAttention,
   checkMixer,
   checkMlp,
   checkMoe,
@@ -50,7 +50,7 @@ export function validateModel(model: ModelIR): Issue[] {
     }
     sharedNames.add(b.name);
     claim(b.name, 'shared block', [...at, 'name']);
-    issues.push(...within([...at, 'attention'], checkAttention(b.attention, irNames)));
+    issues.push(...within([...at, 'attention'], attention.kind.check(b.attention, irNames)));
     if (!b.ffn.gated || b.ffn.tokenShift) {
       const field = b.ffn.gated ? 'tokenShift' : 'gated';
       issues.push({ path: [...at, 'ffn', field], message: 'a shared block ffn must be gated' });

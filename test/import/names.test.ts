@@ -1,4 +1,7 @@
 import { describe, expect, it } from 'vitest';
+// The models here are written by hand, not loaded: register the mixer definitions, whose
+// lowerings name their weights, as loading a spec would.
+import '../../src/mixers/index.ts';
 import {
   expectedTensors,
   globalWeightNames,

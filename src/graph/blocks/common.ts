@@ -5,7 +5,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import { plainMatmul, type PointwiseExpr, type PointwiseInput } from '../ops.ts';
 import type { Dim, ParamSource } from '../ir.ts';
-import type { ModelIR } from '../../spec/model.ts';
+import type { AttentionSpec, ModelIR, RopeSpec } from '../../spec/model.ts';
 import { postNormNames } from '../../import/names.ts';
 
 /**
@@ -72,24 +72,29 @@ export function linear(
   scale: LinearScale = UNSCALED,
 ): number {
   const param = (name: string, shape: Dim[], factor: number) =>
-    scaledParam(b, name, shape, { kind: 'weight', name }, factor);
+    scaledParam(b, name, shape, b.weight(name, shape), factor);
   const w = param(`${prefix}.weight`, [N, K], scale.weight);
   const bv = bias ? param(`${prefix}.bias`, [N], scale.bias) : null;
   return matmul(b, x, w, bv, N, K, label, rows);
 }
 
-/** Rows [start, start + count) of a canonical [rows, cols] weight as a parameter of its own. */
+/**
+ * Rows [start, start + count) of a canonical [rows, cols] weight (a [rows] vector when cols is
+ * 1) as a parameter of its own.
+ */
 export function weightRows(
   b: GraphBuilder,
   name: string,
+  rows: number,
   start: number,
   count: number,
   cols: number,
   factor = 1,
 ): number {
+  const whole = b.weight(name, cols === 1 ? [rows] : [rows, cols]);
   const shape = cols === 1 ? [count] : [count, cols];
-  const rows: ParamSource = { kind: 'rows', of: { kind: 'weight', name }, start, count, cols };
-  return scaledParam(b, `${name}#rows${start}`, shape, rows, factor);
+  const source: ParamSource = { kind: 'rows', of: whole, start, count, cols };
+  return scaledParam(b, `${name}#rows${start}`, shape, source, factor);
 }
 
 /** Rows `offset + [0, count)` of each block of a per-head interleaved weight. */
@@ -115,7 +120,7 @@ export function weightRowBlocks(
 ): number {
   const rows = blocks * parts.reduce((n, p) => n + p.count, 0);
   const shape = cols === 1 ? [rows] : [rows, cols];
-  const of = { kind: 'weight', name } as const;
+  const of = b.weight(name, cols === 1 ? [blocks * stride] : [blocks * stride, cols]);
   const tag = parts.map((p) => `${p.offset}.${p.count}`).join('+');
   return scaledParam(
     b,
@@ -159,14 +164,15 @@ export function linearRowBlocks(
 }
 
 /**
- * One output range of a canonical linear layer `prefix`: y = x W[start:start+count]ᵀ (+ b[...]).
- * Fused input projections (Mamba's in_proj, LFM2's BCx) lower to one of these per part, so no
- * slice op is needed and each part lands in its own tensor.
+ * One output range of a canonical linear layer `prefix` of `rows` outputs:
+ * y = x W[start:start+count]ᵀ (+ b[...]). Fused input projections (Mamba's in_proj, LFM2's BCx)
+ * lower to one of these per part, so no slice op is needed and each part lands in its own tensor.
  */
 export function linearRows(
   b: GraphBuilder,
   x: number,
   prefix: string,
+  rows: number,
   start: number,
   count: number,
   K: number,
@@ -174,8 +180,8 @@ export function linearRows(
   label: string,
   scale: LinearScale = UNSCALED,
 ): number {
-  const w = weightRows(b, `${prefix}.weight`, start, count, K, scale.weight);
-  const bv = bias ? weightRows(b, `${prefix}.bias`, start, count, 1, scale.bias) : null;
+  const w = weightRows(b, `${prefix}.weight`, rows, start, count, K, scale.weight);
+  const bv = bias ? weightRows(b, `${prefix}.bias`, rows, start, count, 1, scale.bias) : null;
   return matmul(b, x, w, bv, count, K, label, 'T');
 }
 
@@ -337,4 +343,100 @@ export function tokenShiftMixes(
       lerp,
     ),
   );
+}
+
+/**
+ * The RoPE cos/sin tables of `a.rope` (null without RoPE) as derived parameters of the cache's
+ * capacity: one pair per distinct rope, shared by every layer that uses it.
+ */
+export function ropeTableParams(
+  b: GraphBuilder,
+  a: { rope: RopeSpec | null },
+): { cos: number; sin: number } | null {
+  if (!a.rope) return null;
+  const key = JSON.stringify(a.rope);
+  const shape = [b.capacity, a.rope.rotaryDim / 2];
+  const tag = `rope.${hash(key)}`;
+  return {
+    cos: b.param(`${tag}.cos`, shape, {
+      kind: 'rope_table',
+      rope: a.rope,
+      which: 'cos',
+      capacity: b.capacity,
+    }),
+    sin: b.param(`${tag}.sin`, shape, {
+      kind: 'rope_table',
+      rope: a.rope,
+      which: 'sin',
+      capacity: b.capacity,
+    }),
+  };
+}
+
+function hash(s: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return (h >>> 0).toString(16);
+}
+
+/**
+ * The attention core that every lowering with a KV cache shares: RoPE on the projected q and k,
+ * k and v appended to layer i's own cache, attention over that cache. `sinks` names the per-head
+ * sink logits' param (null: none); `outName` names the result.
+ */
+export function attendOverCache(
+  b: GraphBuilder,
+  a: AttentionSpec,
+  i: number,
+  L: string,
+  qkv: { q: number; k: number; v: number },
+  sinks: string | null,
+  outName: string,
+): number {
+  const kvCols = a.kvHeads * a.headDim;
+  let { q, k } = qkv;
+  const tables = ropeTableParams(b, a);
+  if (a.rope && tables) {
+    const rope = (t: number, heads: number, tag: string) =>
+      b.op(
+        {
+          op: 'rope',
+          heads,
+          headDim: a.headDim,
+          rotaryDim: a.rope!.rotaryDim,
+          pairs: 'half',
+          capacity: b.capacity,
+        },
+        `${L} rope ${tag}`,
+        { x: t, cos: tables.cos, sin: tables.sin },
+        { out: { name: `${L}.${tag}rope`, shape: ['T', heads * a.headDim] } },
+      ).out;
+    q = rope(q, a.heads, 'q');
+    k = rope(k, a.kvHeads, 'k');
+  }
+  const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
+  const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
+  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
+  b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
+  b.op(write, `${L} v-append`, { x: qkv.v, cache: vcache }, { cache: vcache });
+  return b.op(
+    {
+      op: 'attention',
+      heads: a.heads,
+      kvHeads: a.kvHeads,
+      headDim: a.headDim,
+      vHeadDim: a.headDim,
+      scale: a.scale,
+      causal: a.causal,
+      window: a.window,
+      softcap: a.softcap,
+      sinks: sinks !== null,
+      capacity: b.capacity,
+    },
+    `${L} attention`,
+    sinks === null
+      ? { q, kcache, vcache }
+      : { q, kcache, vcache, sinks: b.param(sinks, [a.heads]) },
+    { out: { name: outName, shape: ['T', a.heads * a.headDim] } },
+  ).out;
 }

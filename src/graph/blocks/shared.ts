@@ -7,8 +7,7 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { ModelIR, SharedBlockSpec } from '../../spec/model.ts';
 import { sharedBlockNames, sharedUseNames } from '../../import/names.ts';
-import { attendOverCache } from './attention.ts';
-import { linear, linearRows, preNorm, residualAdd } from './common.ts';
+import { attendOverCache, linear, linearRows, preNorm, residualAdd } from './common.ts';
 
 export function lowerSharedUse(
   b: GraphBuilder,
@@ -60,9 +59,9 @@ export function lowerSharedUse(
     : null;
   // gate_up_proj holds the gate rows, then the up rows; its adapter's up matrix likewise.
   const half = (start: number, tag: string) => {
-    const y = linearRows(b, f, n.gateUp, start, I, D, s.ffn.bias, `${L}.${tag}`);
+    const y = linearRows(b, f, n.gateUp, 2 * I, start, I, D, s.ffn.bias, `${L}.${tag}`);
     if (low === null) return y;
-    const extra = linearRows(b, low, u.gateUp.up, start, I, r, false, `${L}.${tag}_lora_up`);
+    const extra = linearRows(b, low, u.gateUp.up, 2 * I, start, I, r, false, `${L}.${tag}_lora_up`);
     return residualAdd(b, y, extra, I, `${L}.${tag}_adapted`);
   };
   const gate = half(0, 'gate');

@@ -6,7 +6,7 @@
 import { defineKind, opt, req, toDslCall, type Family } from '../kind.ts';
 import type { AttentionSpec, MlpSpec, SharedBlockSpec } from '../model.ts';
 import { block, bool, int } from '../values.ts';
-import { attention } from './attention.ts';
+import { attention } from '../../mixers/attention.ts';
 import { geglu, mlp, swiglu } from './mlp.ts';
 import { sharedAttentionIssues } from '../checks.ts';
 
@@ -16,7 +16,7 @@ export type SharedBlockBody = Omit<SharedBlockSpec, 'name'>;
 const ATTENTION: Family<AttentionSpec> = {
   noun: 'attention',
   example: 'attention(...)',
-  kinds: [attention],
+  kinds: [attention.kind],
 };
 
 const DENSE: Family<MlpSpec> = {

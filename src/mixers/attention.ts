@@ -1,0 +1,262 @@
+/**
+ * `attention(...)`: multi-head / grouped-query attention with optional rope, window, softcap,
+ * sinks and output gate. Its lowering: pre-norm, q/k/v projections, optional qk-norm, RoPE,
+ * KV-cache append, attention, output projection, residual, unfused: the passes fuse it.
+ * parallel(...) runs attentionBranch beside mamba2 (Falcon-H1); Zamba2's shared blocks hold an
+ * attention spec too (src/graph/blocks/shared.ts).
+ */
+import type { GraphBuilder } from '../graph/builder.ts';
+import {
+  attendOverCache,
+  linear,
+  linearRowBlocks,
+  linearScale,
+  mixerSublayer,
+} from '../graph/blocks/common.ts';
+import { layerPrefix } from '../import/names.ts';
+import { checkRope, multipleOf, type Issue, type Namer } from '../spec/checks.ts';
+import { defineKind, opt, req, toDslCall } from '../spec/kind.ts';
+import { defaultRope, ROPES } from '../spec/kinds/rope.ts';
+import type { ModelIR, RopeSpec } from '../spec/model.ts';
+import {
+  bool as boolSchema,
+  kind,
+  nullable,
+  object,
+  posInt,
+  posNumber,
+} from '../spec/schema-parts.ts';
+import { block, bool, int, orNone, positive } from '../spec/values.ts';
+import { defineMixer } from './define.ts';
+
+export interface AttentionSpec {
+  kind: 'attention';
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** null: no positional encoding inside attention (e.g. Jamba). */
+  rope: RopeSpec | null;
+  /** Per-head RMSNorm on q and k before RoPE (Qwen3, Gemma3). */
+  qkNorm: boolean;
+  /** Bias on the q/k/v projections. */
+  qkvBias: boolean;
+  /** Bias on the output projection. */
+  outBias: boolean;
+  causal: boolean;
+  /** Sliding window length in tokens; null is full attention. */
+  window: number | null;
+  /** Softmax scale; usually headDim^-0.5. */
+  scale: number;
+  /** Attention-logit softcap (Gemma2); null is none. */
+  softcap: number | null;
+  /**
+   * A learned logit per head that joins each query's softmax denominator without a value
+   * (GPT-OSS's attention sinks): weights = exp(s_j) / (Σ exp(s_j) + exp(sink_h)).
+   */
+  sinks: boolean;
+  /**
+   * Qwen3-Next's gated attention: q_proj emits, per head, headDim query rows then headDim gate
+   * rows, and the attention output is multiplied by sigmoid(gate) before o_proj.
+   */
+  outputGate: boolean;
+}
+
+/** Attention tensors (HF Llama's names under `self_attn`). */
+export function attentionNames(i: number) {
+  const p = `${layerPrefix(i)}.self_attn`;
+  return {
+    norm: `${layerPrefix(i)}.input_layernorm`,
+    q: `${p}.q_proj`,
+    k: `${p}.k_proj`,
+    v: `${p}.v_proj`,
+    o: `${p}.o_proj`,
+    qNorm: `${p}.q_norm`,
+    kNorm: `${p}.k_norm`,
+    /** GPT-OSS's per-head sink logits [heads] (a bare parameter, no `.weight`). */
+    sinks: `${p}.sinks`,
+  };
+}
+
+export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
+  const issues = multipleOf(n, 'kvHeads', ['heads', a.heads], ['kvHeads', a.kvHeads]);
+  if (a.rope) {
+    for (const issue of checkRope(a.rope, a.headDim, n)) {
+      issues.push({ path: ['rope', ...issue.path], message: issue.message });
+    }
+  }
+  return issues;
+}
+
+const kindDef = defineKind({
+  name: 'attention',
+  params: {
+    heads: req(int(1)),
+    kv_heads: opt(int(1)),
+    head_dim: opt(int(1)),
+    rope: opt(orNone(block(ROPES))),
+    qk_norm: opt(bool),
+    qkv_bias: opt(bool),
+    out_bias: opt(bool),
+    causal: opt(bool),
+    window: opt(orNone(int(1))),
+    scale: opt(positive),
+    softcap: opt(orNone(positive)),
+    sinks: opt(bool),
+    output_gate: opt(bool),
+  },
+  build: (a, ctx, fail): AttentionSpec => {
+    let headDim = a.head_dim;
+    if (headDim === undefined) {
+      if (ctx.dim % a.heads !== 0) {
+        fail(
+          `dim ${ctx.dim} is not divisible by heads ${a.heads}; give head_dim explicitly`,
+          'heads',
+        );
+      }
+      headDim = ctx.dim / a.heads;
+    }
+    return {
+      kind: 'attention',
+      heads: a.heads,
+      kvHeads: a.kv_heads ?? a.heads,
+      headDim,
+      rope: a.rope === undefined ? defaultRope(headDim) : a.rope && a.rope({ ...ctx, headDim }),
+      qkNorm: a.qk_norm ?? false,
+      qkvBias: a.qkv_bias ?? false,
+      outBias: a.out_bias ?? false,
+      causal: a.causal ?? true,
+      window: a.window ?? null,
+      // ** rather than 1/Math.sqrt: the same rounding as PyTorch's head_dim ** -0.5.
+      scale: a.scale ?? headDim ** -0.5,
+      softcap: a.softcap ?? null,
+      sinks: a.sinks ?? false,
+      outputGate: a.output_gate ?? false,
+    };
+  },
+  check: checkAttention,
+  // Null for other mixer kinds: the printer asks every kind of the family.
+  toArgs: (s) =>
+    s.kind !== 'attention'
+      ? null
+      : [
+          { name: 'heads', value: s.heads },
+          { name: 'kv_heads', value: s.kvHeads },
+          { name: 'head_dim', value: s.headDim },
+          { name: 'rope', value: s.rope && toDslCall(ROPES, s.rope).value },
+          { name: 'qk_norm', value: s.qkNorm },
+          { name: 'qkv_bias', value: s.qkvBias },
+          { name: 'out_bias', value: s.outBias },
+          { name: 'causal', value: s.causal },
+          { name: 'window', value: s.window },
+          { name: 'scale', value: s.scale },
+          { name: 'softcap', value: s.softcap },
+          { name: 'sinks', value: s.sinks },
+          { name: 'output_gate', value: s.outputGate },
+        ],
+});
+
+/**
+ * outScale · attention(inScale · h) for the normed input h, without the residual: the multipliers
+ * fold into the q/k/v weights and the output projection.
+ */
+export function attentionBranch(
+  b: GraphBuilder,
+  model: ModelIR,
+  h: number,
+  i: number,
+  a: AttentionSpec,
+  inScale: number,
+  outScale: number,
+): number {
+  const n = attentionNames(i);
+  const L = `l${i}.attn`;
+  const qCols = a.heads * a.headDim;
+  const kvCols = a.kvHeads * a.headDim;
+  const inS = linearScale(inScale, 1);
+  const proj = (prefix: string, cols: number, tag: string) =>
+    linear(b, h, prefix, cols, model.dim, a.qkvBias, `${L}.${tag}`, 'T', inS);
+  // Gated attention: q_proj holds each head's query rows then its gate rows.
+  const qPart = (offset: number, tag: string) =>
+    linearRowBlocks(
+      b,
+      h,
+      n.q,
+      a.heads,
+      2 * a.headDim,
+      [{ offset, count: a.headDim }],
+      model.dim,
+      a.qkvBias,
+      `${L}.${tag}`,
+      inS,
+    );
+  let q = a.outputGate ? qPart(0, 'q') : proj(n.q, qCols, 'q');
+  const gate = a.outputGate ? qPart(a.headDim, 'gate') : null;
+  let k = proj(n.k, kvCols, 'k');
+  const v = proj(n.v, kvCols, 'v');
+  if (a.qkNorm) {
+    const headNorm = (t: number, width: number, prefix: string, tag: string) =>
+      b.op(
+        {
+          op: 'norm',
+          norm: { ...model.norm, kind: 'rms', bias: false },
+          width,
+          group: a.headDim,
+          residual: false,
+        },
+        `${L} ${tag}-norm`,
+        { x: t, w: b.param(`${prefix}.weight`, [a.headDim]) },
+        { out: { name: `${L}.${tag}norm`, shape: ['T', width] } },
+      ).out;
+    q = headNorm(q, qCols, n.qNorm, 'q');
+    k = headNorm(k, kvCols, n.kNorm, 'k');
+  }
+  const att = attendOverCache(b, a, i, L, { q, k, v }, a.sinks ? n.sinks : null, `${L}.out`);
+  const gated =
+    gate === null
+      ? att
+      : b.op(
+          { op: 'glu', act: 'sigmoid', width: qCols },
+          `${L} output gate`,
+          { gate, up: att },
+          { out: { name: `${L}.gated`, shape: ['T', qCols] } },
+        ).out;
+  const out = linearScale(1, outScale);
+  return linear(b, gated, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
+}
+
+export const attention = defineMixer<AttentionSpec>({
+  kind: kindDef,
+  schema: object(
+    {
+      kind: kind('attention'),
+      heads: posInt,
+      kvHeads: posInt,
+      headDim: posInt,
+      rope: nullable('#/definitions/rope'),
+      qkNorm: boolSchema,
+      qkvBias: boolSchema,
+      outBias: boolSchema,
+      causal: boolSchema,
+      window: { type: ['integer', 'null'], minimum: 1 },
+      scale: posNumber,
+      softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
+    },
+    // Added after specs were written: left out, they are off.
+    { sinks: { ...boolSchema, default: false }, outputGate: { ...boolSchema, default: false } },
+  ),
+  dims: (m) => {
+    const parts = [`heads ${m.heads}`, `kv ${m.kvHeads}`, `head_dim ${m.headDim}`];
+    if (m.window !== null) parts.push(`window ${m.window}`);
+    if (m.rope === null) parts.push('no rope');
+    else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
+    if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
+    if (m.sinks) parts.push('sinks');
+    if (!m.causal) parts.push('bidirectional');
+    if (m.outputGate) parts.push('output gate');
+    return parts.join(', ');
+  },
+  lower: (b, model, x, i, a, input) =>
+    mixerSublayer(b, model, x, input, i, attentionNames(i).norm, `l${i}.attn`, (h) =>
+      attentionBranch(b, model, h, i, a, 1, 1),
+    ),
+});

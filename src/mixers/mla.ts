@@ -1,0 +1,312 @@
+/**
+ * `mla(...)`: DeepSeek-V2/V3 multi-head latent attention (HF DeepseekV3Attention; see MlaSpec),
+ * lowered unfused with the expanded cache: each head's key (nope + rope dims) and value are
+ * cached, not the latent, so the attention op runs unchanged apart from its narrower v heads. KV bytes per token and layer: 4 · heads ·
+ * (nopeDim + ropeDim + vHeadDim) in f32 (DeepSeek-V3: 4 · 128 · 320 = 163,840), against
+ * 4 · (kvRank + ropeDim) = 2,304 for the compressed cache with absorbed projections (future
+ * work): 71× less. Over DeepSeek-V3's 61 layers: 9.5 MiB against 137 KiB per token.
+ *
+ * Within a head, strata keeps the rope dims first ([rope | nope], HF has [nope | rope]): the rope
+ * op rotates a head's leading dims, so q_b_proj's rows are reordered per head when loaded, and the
+ * key is assembled in the same order by two column writes into the cache. q·k is unchanged.
+ */
+import type { GraphBuilder } from '../graph/builder.ts';
+import type { ParamSource } from '../graph/ir.ts';
+import { plainMatmul, type KvColumns } from '../graph/ops.ts';
+import {
+  linear,
+  linearRows,
+  preNorm,
+  ropeTableParams,
+  sublayerResidual,
+} from '../graph/blocks/common.ts';
+import { layerPrefix, postNormNames } from '../import/names.ts';
+import { checkRope, type Issue, type Namer } from '../spec/checks.ts';
+import { defineKind, opt, req, toDslCall } from '../spec/kind.ts';
+import { defaultRope, ROPES } from '../spec/kinds/rope.ts';
+import type { ModelIR, NormSpec, RopeSpec } from '../spec/model.ts';
+import { bool as boolSchema, kind, object, posInt, posNumber } from '../spec/schema-parts.ts';
+import { block, bool, int, oneOf, orNone, positive } from '../spec/values.ts';
+import { defineMixer } from './define.ts';
+
+/**
+ * DeepSeek-V2/V3 multi-head latent attention (HF DeepseekV3Attention). q = q_b(norm(q_a(x)))
+ * (or q_proj(x) when qRank is null), per head [nope | rope] dims; kv_a_proj_with_mqa(x) gives a
+ * latent of kvRank and one ropeDim key part all heads share; kv_b(norm(latent)) gives each
+ * head's nope key part and its v. Scores use the nopeDim + ropeDim wide heads, outputs the
+ * vHeadDim wide ones. The cache holds the expanded per-head keys and values.
+ */
+export interface MlaSpec {
+  kind: 'mla';
+  heads: number;
+  /** q_lora_rank; null: q_proj straight from the model width. */
+  qRank: number | null;
+  /** kv_lora_rank: the latent width. */
+  kvRank: number;
+  /** qk_nope_head_dim: the per-head q/k dims without rope. */
+  nopeDim: number;
+  /** qk_rope_head_dim: the rotated q/k dims (the key's are shared by all heads). */
+  ropeDim: number;
+  vHeadDim: number;
+  /** Over the ropeDim dims (rotaryDim === ropeDim). */
+  rope: RopeSpec;
+  /**
+   * Rotated pairs: 'interleaved' (2i, 2i+1), DeepSeek-V3's rope_interleave, or 'half'
+   * (i, i + ropeDim/2) as rotate_half.
+   */
+  ropePairs: 'interleaved' | 'half';
+  /** Bias on q_a_proj (or q_proj), kv_a_proj_with_mqa and o_proj (HF attention_bias). */
+  bias: boolean;
+  /** Eps of the RMSNorms on the q and kv latents (HF keeps their 1e-6 default). */
+  latentEps: number;
+  /** Softmax scale: (nopeDim + ropeDim)^-0.5, times mscale² under YaRN with mscale_all_dim. */
+  scale: number;
+}
+
+/** MLA tensors (HF DeepseekV3Attention's names under `self_attn`). */
+export function mlaNames(i: number) {
+  const p = `${layerPrefix(i)}.self_attn`;
+  return {
+    norm: `${layerPrefix(i)}.input_layernorm`,
+    /** Used when qRank is null. */
+    q: `${p}.q_proj`,
+    qA: `${p}.q_a_proj`,
+    qANorm: `${p}.q_a_layernorm`,
+    qB: `${p}.q_b_proj`,
+    kvA: `${p}.kv_a_proj_with_mqa`,
+    kvANorm: `${p}.kv_a_layernorm`,
+    kvB: `${p}.kv_b_proj`,
+    o: `${p}.o_proj`,
+  };
+}
+
+function checkMla(m: MlaSpec, n: Namer): Issue[] {
+  const issues = checkRope(m.rope, m.ropeDim, n).map((issue) => ({
+    path: ['rope', ...issue.path],
+    message: issue.message,
+  }));
+  if (m.rope.rotaryDim !== m.ropeDim) {
+    issues.push({
+      path: ['rope', 'rotaryDim'],
+      message: `${n('rotaryDim')} (${m.rope.rotaryDim}) must equal ${n('ropeDim')} (${m.ropeDim}): MLA rotates exactly its rope dims`,
+    });
+  }
+  return issues;
+}
+
+const PAIRS: readonly MlaSpec['ropePairs'][] = ['interleaved', 'half'];
+
+/** HF's DeepseekV3RMSNorm default, which the latent norms keep whatever rms_norm_eps says. */
+export const MLA_LATENT_EPS = 1e-6;
+
+const kindDef = defineKind({
+  name: 'mla',
+  params: {
+    heads: req(int(1)),
+    q_rank: opt(orNone(int(1))),
+    kv_rank: req(int(1)),
+    nope_dim: req(int(1)),
+    rope_dim: req(int(2)),
+    v_dim: req(int(1)),
+    rope: opt(block(ROPES)),
+    rope_pairs: opt(oneOf('rope pairing', PAIRS)),
+    bias: opt(bool),
+    latent_eps: opt(positive),
+    scale: opt(positive),
+  },
+  build: (a, ctx): MlaSpec => ({
+    kind: 'mla',
+    heads: a.heads,
+    qRank: a.q_rank ?? null,
+    kvRank: a.kv_rank,
+    nopeDim: a.nope_dim,
+    ropeDim: a.rope_dim,
+    vHeadDim: a.v_dim,
+    // The rope block sees the rope dims as its head: rotary_dim defaults to rope_dim.
+    rope: a.rope ? a.rope({ ...ctx, headDim: a.rope_dim }) : defaultRope(a.rope_dim),
+    ropePairs: a.rope_pairs ?? 'interleaved',
+    bias: a.bias ?? false,
+    latentEps: a.latent_eps ?? MLA_LATENT_EPS,
+    // ** as PyTorch's qk_head_dim ** -0.5 rounds.
+    scale: a.scale ?? (a.nope_dim + a.rope_dim) ** -0.5,
+  }),
+  check: checkMla,
+  toArgs: (s) =>
+    s.kind !== 'mla'
+      ? null
+      : [
+          { name: 'heads', value: s.heads },
+          { name: 'q_rank', value: s.qRank },
+          { name: 'kv_rank', value: s.kvRank },
+          { name: 'nope_dim', value: s.nopeDim },
+          { name: 'rope_dim', value: s.ropeDim },
+          { name: 'v_dim', value: s.vHeadDim },
+          { name: 'rope', value: toDslCall(ROPES, s.rope).value },
+          { name: 'rope_pairs', value: { name: s.ropePairs } },
+          { name: 'bias', value: s.bias },
+          { name: 'latent_eps', value: s.latentEps },
+          { name: 'scale', value: s.scale },
+        ],
+});
+
+/** The row ranges of each head of a weight `name` [heads·headRows, cols], as one parameter. */
+function headRowsParam(
+  b: GraphBuilder,
+  name: string,
+  heads: number,
+  headRows: number,
+  ranges: { start: number; count: number }[],
+  cols: number,
+  tag: string,
+): number {
+  const rows = heads * ranges.reduce((n, r) => n + r.count, 0);
+  const source: ParamSource = {
+    kind: 'head_rows',
+    of: b.weight(name, [heads * headRows, cols]),
+    heads,
+    headRows,
+    ranges,
+    cols,
+  };
+  return b.param(`${name}#${tag}`, [rows, cols], source);
+}
+
+function matmul(b: GraphBuilder, x: number, w: number, N: number, K: number, label: string) {
+  return b.op(plainMatmul(N, K), label, { x, w }, { out: { name: label, shape: ['T', N] } }).out;
+}
+
+/** x + mla(norm(input)) for layer i. */
+function lowerMla(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  i: number,
+  m: MlaSpec,
+  /** What the pre-norm reads when it is not the residual x (a shared block's output added). */
+  input: number,
+): number {
+  const n = mlaNames(i);
+  const L = `l${i}.mla`;
+  const H = m.heads;
+  const qk = m.nopeDim + m.ropeDim;
+  const latentNorm: NormSpec = { kind: 'rms', eps: m.latentEps, unitOffset: false, bias: false };
+  const rmsNorm = (t: number, width: number, prefix: string, tag: string) =>
+    b.op(
+      { op: 'norm', norm: latentNorm, width, group: width, residual: false },
+      `${L} ${tag}-norm`,
+      { x: t, w: b.param(`${prefix}.weight`, [width]) },
+      { out: { name: `${L}.${tag}norm`, shape: ['T', width] } },
+    ).out;
+  const tables = ropeTableParams(b, m)!;
+  const rope = (t: number, heads: number, headDim: number, tag: string) =>
+    b.op(
+      {
+        op: 'rope',
+        heads,
+        headDim,
+        rotaryDim: m.ropeDim,
+        pairs: m.ropePairs,
+        capacity: b.capacity,
+      },
+      `${L} rope ${tag}`,
+      { x: t, cos: tables.cos, sin: tables.sin },
+      { out: { name: `${L}.${tag}rope`, shape: ['T', heads * headDim] } },
+    ).out;
+
+  const h = preNorm(b, model, input, n.norm, L);
+  // q heads as [rope | nope].
+  const ropeFirst = [
+    { start: m.nopeDim, count: m.ropeDim },
+    { start: 0, count: m.nopeDim },
+  ];
+  let q: number;
+  if (m.qRank === null) {
+    const w = headRowsParam(b, `${n.q}.weight`, H, qk, ropeFirst, model.dim, 'rope_first');
+    q = matmul(b, h, w, H * qk, model.dim, `${L}.q`);
+  } else {
+    const qa = linear(b, h, n.qA, m.qRank, model.dim, m.bias, `${L}.q_a`);
+    const qn = rmsNorm(qa, m.qRank, n.qANorm, 'q_a');
+    const w = headRowsParam(b, `${n.qB}.weight`, H, qk, ropeFirst, m.qRank, 'rope_first');
+    q = matmul(b, qn, w, H * qk, m.qRank, `${L}.q`);
+  }
+  q = rope(q, H, qk, 'q');
+
+  // kv_a_proj_with_mqa's rows: the latent, then the rope key part every head shares.
+  const kvARows = m.kvRank + m.ropeDim;
+  const latent = linearRows(b, h, n.kvA, kvARows, 0, m.kvRank, model.dim, m.bias, `${L}.kv_a`);
+  const kPe = rope(
+    linearRows(b, h, n.kvA, kvARows, m.kvRank, m.ropeDim, model.dim, m.bias, `${L}.k_pe`),
+    1,
+    m.ropeDim,
+    'k',
+  );
+  const ln = rmsNorm(latent, m.kvRank, n.kvANorm, 'kv_a');
+  // kv_b_proj's rows per head: nope key part, then v.
+  const kvbHead = m.nopeDim + m.vHeadDim;
+  const kvb = (start: number, count: number, tag: string) =>
+    headRowsParam(b, `${n.kvB}.weight`, H, kvbHead, [{ start, count }], m.kvRank, tag);
+  const kNope = matmul(b, ln, kvb(0, m.nopeDim, 'k_nope'), H * m.nopeDim, m.kvRank, `${L}.k_nope`);
+  const v = matmul(b, ln, kvb(m.nopeDim, m.vHeadDim, 'v'), H * m.vHeadDim, m.kvRank, `${L}.v`);
+
+  const kcache = b.state(`cache.k.${i}`, [b.capacity, H * qk]);
+  const vcache = b.state(`cache.v.${i}`, [b.capacity, H * m.vHeadDim]);
+  const writeK = (t: number, columns: KvColumns, tag: string) =>
+    b.op(
+      { op: 'kv_write', width: H * qk, capacity: b.capacity, columns },
+      `${L} ${tag}-append`,
+      { x: t, cache: kcache },
+      { cache: kcache },
+    );
+  writeK(kPe, { heads: H, cols: m.ropeDim, offset: 0, broadcast: true }, 'k_pe');
+  writeK(kNope, { heads: H, cols: m.nopeDim, offset: m.ropeDim, broadcast: false }, 'k_nope');
+  b.op(
+    { op: 'kv_write', width: H * m.vHeadDim, capacity: b.capacity, columns: null },
+    `${L} v-append`,
+    { x: v, cache: vcache },
+    { cache: vcache },
+  );
+  const att = b.op(
+    {
+      op: 'attention',
+      heads: H,
+      kvHeads: H,
+      headDim: qk,
+      vHeadDim: m.vHeadDim,
+      scale: m.scale,
+      causal: true,
+      window: null,
+      softcap: null,
+      sinks: false,
+      capacity: b.capacity,
+    },
+    `${L} attention`,
+    { q, kcache, vcache },
+    { out: { name: `${L}.out`, shape: ['T', H * m.vHeadDim] } },
+  ).out;
+  const o = linear(b, att, n.o, model.dim, H * m.vHeadDim, m.bias, `${L}.o`);
+  return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
+}
+
+export const mla = defineMixer<MlaSpec>({
+  kind: kindDef,
+  schema: object({
+    kind: kind('mla'),
+    heads: posInt,
+    qRank: { type: ['integer', 'null'], minimum: 1 },
+    kvRank: posInt,
+    nopeDim: posInt,
+    // The DSL's rope_dim: int(2); rotary dims come in pairs.
+    ropeDim: { type: 'integer', minimum: 2 },
+    vHeadDim: posInt,
+    rope: { $ref: '#/definitions/rope' },
+    ropePairs: { enum: ['interleaved', 'half'] },
+    bias: boolSchema,
+    latentEps: posNumber,
+    scale: posNumber,
+  }),
+  dims: (m) => {
+    const q = m.qRank === null ? 'q full' : `q_rank ${m.qRank}`;
+    return `heads ${m.heads}, ${q}, kv_rank ${m.kvRank}, qk ${m.nopeDim}+${m.ropeDim}, v ${m.vHeadDim}`;
+  },
+  lower: lowerMla,
+});
