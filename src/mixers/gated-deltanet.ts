@@ -12,6 +12,7 @@
  * linear_conv_kernel_dim 4). fla's DeltaNet and Gated DeltaNet, with separate projections, are the
  * `deltanet` kind (deltanet.ts).
  */
+import { outputNorm } from './parts.ts';
 import type { GraphBuilder } from '../graph/builder.ts';
 import type { PointwiseInput } from '../graph/ops.ts';
 import {
@@ -265,25 +266,20 @@ function gatedDeltaNetBranch(
     { q: qn, k: kn, v: v!, g, beta, state },
     { out: { name: `${L}.rule`, shape: ['T', w.value] }, state },
   ).out;
-  // Qwen3NextRMSNormGated: a plain RMSNorm per value head (weight w, not 1 + w), then · silu(z).
-  const normed = b.op(
+  // Qwen3NextRMSNormGated: a plain RMSNorm per value head (weight w, not 1 + w), then · silu(z),
+  // in one gated_norm dispatch.
+  const gated = outputNorm(
+    b,
+    y,
     {
-      op: 'norm',
-      norm: { kind: 'rms', eps: m.normEps, unitOffset: false, bias: false },
+      weight: `${n.gateNorm}.weight`,
       width: w.value,
-      group: m.valueHeadDim,
-      residual: false,
+      headDim: m.valueHeadDim,
+      eps: m.normEps,
+      gate: { z, act: 'silu' },
     },
-    `${L} head norm`,
-    { x: y, w: b.param(`${n.gateNorm}.weight`, [m.valueHeadDim]) },
-    { out: { name: `${L}.hnorm`, shape: ['T', w.value] } },
-  ).out;
-  const gated = b.op(
-    { op: 'glu', act: 'silu', width: w.value },
-    `${L} output gate`,
-    { gate: z, up: normed },
-    { out: { name: `${L}.gated`, shape: ['T', w.value] } },
-  ).out;
+    L,
+  );
   return linear(b, gated, n.outProj, model.dim, w.value, false, `${L}.out`);
 }
 
