@@ -15,21 +15,28 @@
  *   recurrence-prologue  l2 norms of q/k and pointwise ops computing q, k, g or beta → the
  *                    linear recurrence evaluates them as it loads (gated DeltaNet's decode: one
  *                    dispatch for the recurrence, its gates and its norms instead of five)
+ *   matmul-epilogue  pointwise(matmul(...), params, activations) → the matmul applies the
+ *                    expression to each output element (LoRA tanh / sigmoid, gates)
+ *   matmul-prologue  pointwise ops read only as matmuls' x (RWKV's token mixes) → each matmul
+ *                    computes its x as it loads it
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import {
+  EPILOGUE_VALUE,
   splitOutput,
   type AddAttrs,
   type LinearRecurrenceAttrs,
   type MatmulAttrs,
   type OpAttrs,
   type PointwiseExpr,
+  type PointwiseInput,
   type PrologueInput,
   type RecurrencePrologue,
   type RopeAttrs,
 } from '../graph/ops.ts';
 import { definitionFor } from '../ops/index.ts';
+import { exprInputs, renameInputs } from '../ops/pointwise.ts';
 import type { DeviceCaps } from '../target.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
 import { bindingCount } from '../ops/types.ts';
@@ -59,7 +66,9 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
     n.attrs.rows === 'T' &&
     n.attrs.outOffset === 0 &&
     n.attrs.outStride === n.attrs.N &&
-    n.attrs.splits === null
+    n.attrs.splits === null &&
+    !n.attrs.xMap &&
+    !n.attrs.epilogue
   );
 }
 
@@ -377,7 +386,11 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
     const width = norm.attrs.width;
     const ok = users.every(
       (u) =>
-        isMatmul(u) && !u.attrs.prologue && u.inputs.x === norm.outputs.out && u.attrs.K === width,
+        isMatmul(u) &&
+        !u.attrs.prologue &&
+        !u.attrs.xMap &&
+        u.inputs.x === norm.outputs.out &&
+        u.attrs.K === width,
     );
     if (!ok) continue;
     const fused = users.map((u) => ({
@@ -484,14 +497,127 @@ export function fuseRecurrencePrologue(g: Graph, { caps }: FusionOptions): Graph
   return r.finish();
 }
 
+/** Whether a node placed after `from` and before `to` writes one of `reads`. */
+function writtenBetween(r: Rewriter, from: GraphNode, to: GraphNode, reads: number[]): boolean {
+  const nodes = r.live();
+  const [i, j] = [nodes.indexOf(from), nodes.indexOf(to)];
+  return nodes
+    .slice(Math.min(i, j) + 1, Math.max(i, j))
+    .some((n) => Object.values(n.outputs).some((t) => reads.includes(t)));
+}
+
+/** The pointwise input reads column c of a [T, cols] tensor for output column c. */
+function identityColumns(i: PointwiseInput): boolean {
+  return i.perToken && i.repeat === 1 && (i.offset ?? 0) === 0;
+}
+
+/**
+ * A pointwise op whose input is a matmul's output (its only consumer) → the matmul's epilogue,
+ * evaluated on each output element after bias, activation / gating and scale (MatmulAttrs'
+ * epilogue), the pointwise op's other inputs joining the matmul's as `e_<name>`. The fused matmul
+ * runs where the pointwise op ran, so the other inputs are ready. A pointwise op feeding a linear
+ * recurrence is left to recurrence-prologue, which folds it with that input's l2 norm.
+ */
+export function fuseMatmulEpilogue(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const pw of r.live()) {
+    if (pw.attrs.op !== 'pointwise') continue;
+    const pa = pw.attrs;
+    const users = r.consumers(pw.outputs.out);
+    if (users.length === 1 && users[0].attrs.op === 'linear_recurrence') continue;
+    for (const [name, t] of Object.entries(pw.inputs)) {
+      const m = r.producer(t);
+      if (!isMatmul(m) || r.soleConsumer(t) !== pw || m.outputs.out !== t) continue;
+      const a = m.attrs;
+      if (a.residual || a.ropeKv || a.splits || a.epilogue || a.rows !== 'T') continue;
+      if (a.outStride !== a.N || a.outOffset !== 0 || pa.width !== a.N) continue;
+      if (!identityColumns(pa.inputs[name]) || pa.inputs[name].cols !== a.N) continue;
+      if (Object.entries(pw.inputs).some(([n, id]) => n !== name && id === t)) continue;
+      if (writtenBetween(r, m, pw, Object.values(m.inputs))) continue;
+      const rename = (n: string) => (n === name ? EPILOGUE_VALUE : `e_${n}`);
+      const inputs: Record<string, PointwiseInput> = {};
+      const bound: Record<string, number> = { ...m.inputs };
+      for (const [n, i] of Object.entries(pa.inputs)) {
+        if (n === name) continue;
+        inputs[rename(n)] = i;
+        bound[rename(n)] = pw.inputs[n];
+      }
+      const attrs: MatmulAttrs = {
+        ...a,
+        epilogue: { inputs, expr: renameInputs(pa.expr, rename) },
+      };
+      if (!fits(attrs, caps)) continue;
+      r.replace(
+        pw,
+        attrs,
+        bound,
+        { out: pw.outputs.out },
+        `${m.label}+${pw.label.replace(/^.*\./, '')}`,
+      );
+      r.remove(m);
+      break;
+    }
+  }
+  return r.finish();
+}
+
+/**
+ * A pointwise op read only as the x of matmuls (no norm prologue), from at most two [T, K]
+ * activations plus parameters → each matmul computes its x as it loads it (MatmulAttrs' xMap):
+ * RWKV's six token mixes x + (shift − x)·μ, each feeding its projection. The activation read
+ * first becomes the matmul's `x`, the other inputs `p_<name>`. The op goes once every consumer
+ * took it.
+ */
+export function fuseMatmulPrologue(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const pw of r.live()) {
+    if (pw.attrs.op !== 'pointwise') continue;
+    const pa = pw.attrs;
+    const out = pw.outputs.out;
+    const users = r.consumers(out);
+    if (users.length === 0 || out === g.logits || out === g.token) continue;
+    const ok = (u: GraphNode): u is Matmul =>
+      isMatmul(u) &&
+      !u.attrs.prologue &&
+      !u.attrs.xMap &&
+      !u.attrs.ropeKv &&
+      u.attrs.rows === 'T' &&
+      u.attrs.K === pa.width &&
+      Object.entries(u.inputs).every(([k, id]) => (k === 'x') === (id === out));
+    if (!users.every(ok)) continue;
+    const acts = Object.entries(pa.inputs).filter(([, i]) => i.perToken);
+    if (acts.length === 0 || acts.length > 2 || acts.some(([, i]) => i.cols !== pa.width)) continue;
+    const first = exprInputs(pa.expr).find((n) => pa.inputs[n].perToken) ?? acts[0][0];
+    const rename = (n: string) => (n === first ? 'x' : `p_${n}`);
+    const inputs = Object.fromEntries(Object.entries(pa.inputs).map(([n, i]) => [rename(n), i]));
+    const xMap = { inputs, expr: renameInputs(pa.expr, rename) };
+    let kept = false;
+    for (const u of users as Matmul[]) {
+      const attrs: MatmulAttrs = { ...u.attrs, xMap };
+      if (!fits(attrs, caps) || writtenBetween(r, pw, u, Object.values(pw.inputs))) {
+        kept = true;
+        continue;
+      }
+      const bound: Record<string, number> = { ...u.inputs };
+      delete bound.x;
+      for (const n of Object.keys(pa.inputs)) bound[rename(n)] = pw.inputs[n];
+      r.replace(u, attrs, bound, u.outputs, `${u.label} (${pw.label.replace(/^.*\./, '')} fused)`);
+    }
+    if (!kept) r.remove(pw);
+  }
+  return r.finish();
+}
+
 export const FUSION_PASSES = [
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
   { name: 'gated-mul', run: fuseGatedMul },
   { name: 'shared-input', run: fuseSharedInput },
   { name: 'activation', run: fuseActivation },
+  { name: 'matmul-epilogue', run: fuseMatmulEpilogue },
   { name: 'residual', run: fuseResidual },
   { name: 'norm-residual', run: fuseNormResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },
+  { name: 'matmul-prologue', run: fuseMatmulPrologue },
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
 ] as const;
