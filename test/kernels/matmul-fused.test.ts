@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest';
 import type { FusedPointwise, MatmulAttrs, PointwiseInput } from '../../src/graph/ops.ts';
 import { matmul, matmulStorageBindings } from '../../src/ops/matmul.ts';
 import { check, matrixCaps, mm, PATHS, SHAPES } from '../helpers/matmul.ts';
+import { matmulKernel } from '../../codegen/kernels/matmul.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 
 const act = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
 const param = (cols: number): PointwiseInput => ({ perToken: false, cols, inner: cols, repeat: 1 });
@@ -101,5 +103,40 @@ describe('matmul x map and epilogue attributes', () => {
     expect(() => matmul.check(mm(8, 12, { epilogue: gate(7) }))).toThrow(/does not cover/);
     const badName = { ...tanh, inputs: { g: act(8) }, expr: { in: 'g' } };
     expect(() => matmul.check(mm(8, 12, { epilogue: badName }))).toThrow(/e_<name>/);
+  });
+});
+
+/** An H200's subgroup-matrix caps (as in matmul-f16.test.ts): the tensor-core prefill schedule. */
+const TENSOR_CAPS: DeviceCaps = {
+  ...BASELINE_CAPS,
+  maxInvocationsPerWorkgroup: 1024,
+  maxWorkgroupSizeX: 1024,
+  maxWorkgroupStorageBytes: 49152,
+  subgroups: true,
+  shaderF16: true,
+  subgroupMatrix: true,
+  subgroupMaxSize: 32,
+  subgroupMatrixConfigs: [
+    { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 },
+  ],
+};
+
+describe('every matmul schedule takes the x map and the epilogue', () => {
+  // SwiftShader has no subgroup matrices, so the tensor-core kernel is checked as generated here.
+  it('the tensor-core schedule loads x through the map and finishes through the epilogue', () => {
+    const a = mm(1024, 1024, {
+      wType: 'f16',
+      xType: 'f16',
+      xMap: tokenMix(1024),
+      epilogue: gate(1024),
+    });
+    const k = matmulKernel(a, { caps: TENSOR_CAPS, maxT: 1024 }).launches[0].kernel;
+    expect(k.name).toMatch(/^matmul_mma.*_xmap_epi_/);
+    expect(k.code).toContain('load_xu(rowBase + r, k / 4u)');
+    expect(k.code).toContain('y = epi(r, 0u + c, y);');
+    expect(k.code).not.toMatch(/b_x\[\(/);
+    expect(k.bindings.map((b) => b.name)).toEqual(
+      expect.arrayContaining(['x', 'p_prev', 'p_mu', 'e_g', 'e_h']),
+    );
   });
 });
