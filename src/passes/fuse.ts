@@ -17,8 +17,8 @@
  *                    dispatch for the recurrence, its gates and its norms instead of five)
  *   matmul-epilogue  pointwise(matmul(...), params, activations) → the matmul applies the
  *                    expression to each output element (LoRA tanh / sigmoid, gates)
- *   matmul-prologue  pointwise ops read only as matmuls' x (RWKV's token mixes) → each matmul
- *                    computes its x as it loads it
+ *   matmul-prologue  pointwise ops (and glu output gates) read only as matmuls' x (RWKV's token
+ *                    mixes) → each matmul computes its x as it loads it
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
@@ -29,7 +29,9 @@ import {
   type LinearRecurrenceAttrs,
   type MatmulAttrs,
   type OpAttrs,
+  type PointwiseAttrs,
   type PointwiseExpr,
+  type PointwiseFn,
   type PointwiseInput,
   type PrologueInput,
   type RecurrencePrologue,
@@ -38,6 +40,7 @@ import {
 import { definitionFor } from '../ops/index.ts';
 import { exprInputs, renameInputs } from '../ops/pointwise.ts';
 import type { DeviceCaps } from '../target.ts';
+import type { Activation } from '../spec/model.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
@@ -561,8 +564,32 @@ export function fuseMatmulEpilogue(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+/** glu activations a pointwise expression has. */
+const GLU_FNS: Partial<Record<Activation, PointwiseFn>> = {
+  silu: 'silu',
+  sigmoid: 'sigmoid',
+  relu: 'relu',
+};
+
 /**
- * A pointwise op read only as the x of matmuls (no norm prologue), from at most two [T, K]
+ * The op as a pointwise expression over its inputs: a pointwise op itself, or a glu
+ * act(gate) · up (the output gate before the linear mixers' o_proj) whose act has one.
+ */
+function asPointwise(a: OpAttrs): PointwiseAttrs | null {
+  if (a.op === 'pointwise') return a;
+  const fn = a.op === 'glu' ? GLU_FNS[a.act] : undefined;
+  if (a.op !== 'glu' || !fn) return null;
+  const whole = { perToken: true, cols: a.width, inner: a.width, repeat: 1 };
+  return {
+    op: 'pointwise',
+    width: a.width,
+    inputs: { gate: whole, up: whole },
+    expr: { bin: 'mul', a: { fn, x: { in: 'gate' } }, b: { in: 'up' } },
+  };
+}
+
+/**
+ * A pointwise op (or a glu, as one) read only as the x of matmuls (no norm prologue), from at most two [T, K]
  * activations plus parameters → each matmul computes its x as it loads it (MatmulAttrs' xMap):
  * RWKV's six token mixes x + (shift − x)·μ, each feeding its projection. The activation read
  * first becomes the matmul's `x`, the other inputs `p_<name>`. The op goes once every consumer
@@ -571,8 +598,8 @@ export function fuseMatmulEpilogue(g: Graph, { caps }: FusionOptions): Graph {
 export function fuseMatmulPrologue(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const pw of r.live()) {
-    if (pw.attrs.op !== 'pointwise') continue;
-    const pa = pw.attrs;
+    const pa = asPointwise(pw.attrs);
+    if (!pa) continue;
     const out = pw.outputs.out;
     const users = r.consumers(out);
     if (users.length === 0 || out === g.logits || out === g.token) continue;

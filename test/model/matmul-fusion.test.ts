@@ -11,12 +11,13 @@ import { lower } from '../../src/graph/lower.ts';
 import type { MatmulAttrs } from '../../src/graph/ops.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import type { Rwkv7Spec } from '../../src/mixers/rwkv7.ts';
+import type { GlaSpec } from '../../src/mixers/gla.ts';
 import { fuseMatmulEpilogue, fuseMatmulPrologue } from '../../src/passes/fuse.ts';
 import { runPasses } from '../../src/passes/pipeline.ts';
 import type { MlpSpec, ModelIR } from '../../src/spec/model.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import { expectFusedMatchesUnfused, expectMatchesInterpreter } from '../helpers/compare.ts';
-import { tinyLlama } from '../helpers/models.ts';
+import { mlp, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 
 const TMIX: Rwkv7Spec = {
@@ -121,6 +122,53 @@ describe('matmul epilogue and prologue fusions', () => {
     const { fused, plain } = await expectFusedMatchesUnfused(model, [...ids], 1e-4);
     plain.gm.destroy();
     await expectMatchesInterpreter(fused, ids, 3, 1e-4);
+    fused.gm.destroy();
+  });
+});
+
+const GLA: GlaSpec = {
+  kind: 'gla',
+  heads: 4,
+  kvHeads: 2,
+  keyHeadDim: 6,
+  valueHeadDim: 10,
+  featureMap: null,
+  dConv: null,
+  outputGate: true,
+  gateRank: 5,
+  gateNormalizer: 16,
+  clampMin: null,
+  normEps: 1e-6,
+};
+
+describe('matmul prologue of a glu output gate', () => {
+  const model = tinyLlama({
+    layers: [0, 1].map((index) => ({
+      index,
+      mixerName: 'gla',
+      mixer: GLA,
+      ffnName: 'mlp',
+      ffn: mlp({ hidden: 40 }),
+    })),
+  });
+
+  it('folds swish(g) · norm(o) into o_proj and computes the same outputs', async () => {
+    const weights = randomWeights(model, 3);
+    const ids = randInts(7, 256, 9);
+    const run = async (fold: boolean) => {
+      const g = lower(model, { phase: 'prefill', maxT: 16, capacity: 32 });
+      const f = fold ? both(g, BASELINE_CAPS) : g;
+      if (fold) {
+        expect(f.nodes.some((n) => n.attrs.op === 'glu')).toBe(false);
+        // o_proj, and the MLP's down projection (gated-mlp does not run here to take its glu).
+        expect(matmuls(f, 0).filter((m) => m.attrs.xMap)).toHaveLength(2);
+      }
+      const it = await Interpreter.create(f, weights);
+      return it.step(ids, 0, ids.length, it.newState()).logits;
+    };
+    expect(maxRelError(await run(true), await run(false))).toBeLessThan(1e-5);
+    const { fused, plain } = await expectFusedMatchesUnfused(model, [...ids], 1e-4);
+    plain.gm.destroy();
     fused.gm.destroy();
   });
 });
