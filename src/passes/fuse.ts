@@ -352,6 +352,8 @@ export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
     (add) => (add.scale === 1 ? ['b', 'a'] : ['b']),
     (m, add) => {
       if (!isMatmul(m) || m.attrs.residual || m.attrs.ropeKv || m.attrs.splits) return null;
+      // The matmul's scale comes before its epilogue; the add's would have to come after it.
+      if (m.attrs.epilogue && add.scale !== 1) return null;
       if (m.attrs.rows !== 'T') return null;
       if (m.attrs.outStride !== m.attrs.N) return null;
       const attrs: MatmulAttrs = { ...m.attrs, scale: m.attrs.scale * add.scale, residual: true };

@@ -12,7 +12,8 @@ import type { MatmulAttrs } from '../../src/graph/ops.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import type { Rwkv7Spec } from '../../src/mixers/rwkv7.ts';
 import type { GlaSpec } from '../../src/mixers/gla.ts';
-import { fuseMatmulEpilogue, fuseMatmulPrologue } from '../../src/passes/fuse.ts';
+import { fuseMatmulEpilogue, fuseMatmulPrologue, fuseResidual } from '../../src/passes/fuse.ts';
+import { plainMatmul } from '../../src/graph/ops.ts';
 import { runPasses } from '../../src/passes/pipeline.ts';
 import type { MlpSpec, ModelIR } from '../../src/spec/model.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
@@ -170,5 +171,78 @@ describe('matmul prologue of a glu output gate', () => {
     const { fused, plain } = await expectFusedMatchesUnfused(model, [...ids], 1e-4);
     plain.gm.destroy();
     fused.gm.destroy();
+  });
+});
+
+describe('matmul epilogue and the residual fusion', () => {
+  /** h + s · tanh(x wᵀ): the epilogue folds; the residual only when s = 1 (scale precedes it). */
+  const graph = (s: number): Graph => {
+    const act = (id: number, name: string, cols: number) => ({
+      id,
+      name,
+      shape: ['T' as const, cols],
+      dtype: 'f32' as const,
+      kind: 'activation' as const,
+    });
+    const whole = { perToken: true, cols: 3, inner: 3, repeat: 1 };
+    return {
+      phase: 'decode',
+      maxT: 1,
+      capacity: 4,
+      tensors: [
+        { ...act(0, 'x', 4), kind: 'input' },
+        { id: 1, name: 'w', shape: [3, 4], dtype: 'f32', kind: 'param' },
+        act(2, 'y', 3),
+        act(3, 'z', 3),
+        { ...act(4, 'h', 3), kind: 'input' },
+        { ...act(5, 'o', 3), kind: 'output' },
+      ],
+      nodes: [
+        {
+          id: 0,
+          attrs: plainMatmul(3, 4),
+          inputs: { x: 0, w: 1 },
+          outputs: { out: 2 },
+          layer: 0,
+          label: 'mm',
+        },
+        {
+          id: 1,
+          attrs: {
+            op: 'pointwise',
+            width: 3,
+            inputs: { y: whole },
+            expr: { fn: 'tanh', x: { in: 'y' } },
+          },
+          inputs: { y: 2 },
+          outputs: { out: 3 },
+          layer: 0,
+          label: 'tanh',
+        },
+        {
+          id: 2,
+          attrs: { op: 'add', width: 3, scale: s },
+          inputs: { a: 4, b: 3 },
+          outputs: { out: 5 },
+          layer: 0,
+          label: 'add',
+        },
+      ],
+      ids: 0,
+      logits: 5,
+      token: 5,
+    };
+  };
+  it('keeps a scaled residual add apart from a matmul with an epilogue', () => {
+    for (const [s, ops] of [
+      [1, ['matmul']],
+      [0.5, ['matmul', 'add']],
+    ] as const) {
+      const f = fuseResidual(fuseMatmulEpilogue(graph(s), { caps: BASELINE_CAPS }), {
+        caps: BASELINE_CAPS,
+      });
+      expect(f.nodes.map((n) => n.attrs.op)).toEqual(ops);
+      expect((f.nodes[0].attrs as MatmulAttrs).epilogue).toBeTruthy();
+    }
   });
 });
