@@ -1,8 +1,8 @@
 /**
  * matmul: out = x · wᵀ (w is [out, in] like nn.Linear) with the fusions the
- * decode path lives on: a norm prologue, bias / activation / gating / scale / residual
- * epilogues, strided writes into a wider output (split LM heads), and the
- * QKV + RoPE + KV-append epilogue. This file is the ground truth for the WGSL
+ * decode path lives on: a norm prologue or a pointwise x map, bias / activation / gating /
+ * scale / pointwise / residual epilogues, strided writes into a wider output (split LM heads),
+ * and the QKV + RoPE + KV-append epilogue. This file is the ground truth for the WGSL
  * kernels in codegen/kernels/matmul.ts and for the GraphIR interpreter.
  */
 import {

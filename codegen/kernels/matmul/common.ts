@@ -1,14 +1,14 @@
 /**
  * What every matmul schedule shares (semantics: src/ops/matmul.ts): the binding list, the
- * constants, the weight and norm load helpers, and the one epilogue (bias, activation / gating,
- * scale, residual, strided writes, or RoPE + KV-append), so every fused variant exists once.
+ * constants, the weight, norm and x-map load helpers, and the one epilogue (bias, activation /
+ * gating, scale, the fused pointwise epilogue, residual, strided writes, or RoPE + KV-append), so
+ * every fused variant exists once and every schedule has all of them.
  */
-import { splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
+import { EPILOGUE_VALUE, splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type BindingDecl } from '../../kernel-ir.ts';
 import { type DeviceCaps } from '../../../src/target.ts';
 import { actExpr } from '../wgsl-math.ts';
 import { pointwiseFunction } from '../pointwise.ts';
-import { EPILOGUE_VALUE } from '../../../src/graph/ops.ts';
 
 /** A WGSL f32 literal (eps values such as 1e-6 must stay floats). */
 export function lit(v: number): string {
