@@ -86,19 +86,26 @@ export function wgslColumn(i: PointwiseInput, c: string): string {
 
 /**
  * `fn <name>(t: u32, c: u32) -> f32`: the expression at token t, output column c, each input
- * read once, through its column map, from the binding of the same name.
+ * read once, through its column map, from the binding of the same name (or `binding(name)`).
+ * Inputs listed in `params` are not read but passed: `fn <name>(t, c, v_<p>: f32, …)`.
  */
 export function pointwiseFunction(
   name: string,
   inputs: Record<string, PointwiseInput>,
   expr: PointwiseExpr,
+  opts: { binding?: (n: string) => string; params?: readonly string[] } = {},
 ): string {
-  const loads = exprInputs(expr).map((n) => {
-    const i = inputs[n];
-    const col = wgslColumn(i, 'c');
-    return `  let v_${n} = ${n}[${i.perToken ? `t * ${i.cols}u + ${col}` : col}];`;
-  });
-  return `fn ${name}(t: u32, c: u32) -> f32 {
+  const params = opts.params ?? [];
+  const binding = opts.binding ?? ((n: string) => n);
+  const loads = exprInputs(expr)
+    .filter((n) => !params.includes(n))
+    .map((n) => {
+      const i = inputs[n];
+      const col = wgslColumn(i, 'c');
+      return `  let v_${n} = ${binding(n)}[${i.perToken ? `t * ${i.cols}u + ${col}` : col}];`;
+    });
+  const extra = params.map((p) => `, v_${p}: f32`).join('');
+  return `fn ${name}(t: u32, c: u32${extra}) -> f32 {
 ${loads.join('\n')}
   return ${wgslExpr(expr)};
 }`;

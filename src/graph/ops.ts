@@ -119,7 +119,27 @@ export interface MatmulAttrs {
    * order differs between kernels. Needs wType 'f16'.
    */
   xType: 'f32' | 'f16';
+  /**
+   * x as the matmul loads it (the matmul-prologue fusion of a pointwise op such as RWKV's token
+   * mix x + (shift − x)·μ): element (t, k) of the x the products read is this expression at
+   * token t, column k. It reads the node's `x` input as `x` (a [T, cols] activation) and its
+   * other inputs as `p_<name>` (activations [T, cols] or parameters [cols]). Needs rows 'T', no
+   * norm prologue and no ropeKv. Absent or null: x is read as it is.
+   */
+  xMap?: FusedPointwise | null;
+  /**
+   * An expression applied to each output element (the matmul-epilogue fusion of a pointwise op
+   * reading the result, such as a LoRA's tanh or sigmoid, or a gate). Order per element:
+   * accumulate, + bias, act / gating, × scale, then this epilogue, then + residual, then the
+   * write. The expression reads that value as input `y` (not listed in `inputs`) and its other
+   * inputs as `e_<name>` (activations [T, cols] or parameters [cols]), at token r and output
+   * column outOffset + c. Needs rows 'T', no splits and no ropeKv. Absent or null: none.
+   */
+  epilogue?: FusedPointwise | null;
 }
+
+/** The value a matmul epilogue expression reads as its input `y`. */
+export const EPILOGUE_VALUE = 'y';
 
 /** The name of a split matmul's output i: `out`, then `out1`, `out2`, …. */
 export function splitOutput(i: number): string {

@@ -1,12 +1,20 @@
 /**
  * matmul: out = x · wᵀ (w is [out, in] like nn.Linear) with the fusions the
- * decode path lives on: a norm prologue, bias / activation / gating / scale / residual
- * epilogues, strided writes into a wider output (split LM heads), and the
- * QKV + RoPE + KV-append epilogue. This file is the ground truth for the WGSL
+ * decode path lives on: a norm prologue or a pointwise x map, bias / activation / gating /
+ * scale / pointwise / residual epilogues, strided writes into a wider output (split LM heads),
+ * and the QKV + RoPE + KV-append epilogue. This file is the ground truth for the WGSL
  * kernels in codegen/kernels/matmul.ts and for the GraphIR interpreter.
  */
-import { splitOutput, type Cost, type MatmulAttrs, type StepShape } from '../graph/ops.ts';
+import {
+  EPILOGUE_VALUE,
+  splitOutput,
+  type Cost,
+  type FusedPointwise,
+  type MatmulAttrs,
+  type StepShape,
+} from '../graph/ops.ts';
 import { activate, normalizeRow, roundF16, rotateHead } from './math.ts';
+import { evalFused, exprFlops, fusedInputRules, pointwise } from './pointwise.ts';
 import {
   bindingCount,
   f32,
@@ -43,6 +51,7 @@ function check(a: MatmulAttrs): void {
         `${pre}: splits cannot be combined with ropeKv, gated, residual or a strided output`,
       );
   }
+  checkFused(a, pre);
   const r = a.ropeKv;
   if (!r) return;
   const { qCols, kvCols, headDim, rotaryDim, capacity } = r;
@@ -73,6 +82,36 @@ function check(a: MatmulAttrs): void {
   }
 }
 
+/**
+ * The fused x map and epilogue: each input named as MatmulAttrs says, and covering x's K columns
+ * (x map) or the output's outStride columns (epilogue).
+ */
+function checkFused(a: MatmulAttrs, pre: string): void {
+  const fused = (f: FusedPointwise, width: number, what: string, prefix: string) => {
+    if (a.rows !== 'T' || a.ropeKv) throw new Error(`${pre}: ${what} needs rows 'T' and no ropeKv`);
+    for (const n of Object.keys(f.inputs))
+      if (!n.startsWith(prefix) && !(what === 'xMap' && n === 'x'))
+        throw new Error(`${pre}: ${what} input '${n}' must be named ${prefix}<name>`);
+    const inputs = { ...f.inputs };
+    if (what === 'epilogue')
+      inputs[EPILOGUE_VALUE] = { perToken: true, cols: width, inner: width, repeat: 1 };
+    try {
+      pointwise.check({ op: 'pointwise', width, inputs, expr: f.expr });
+    } catch (e) {
+      throw new Error(`${pre}: ${what}: ${(e as Error).message}`);
+    }
+  };
+  if (a.xMap) {
+    if (a.prologue) throw new Error(`${pre}: xMap cannot be combined with a norm prologue`);
+    if (!a.xMap.inputs.x?.perToken) throw new Error(`${pre}: xMap must read the activation 'x'`);
+    fused(a.xMap, a.K, 'xMap', 'p_');
+  }
+  if (a.epilogue) {
+    if (a.splits) throw new Error(`${pre}: epilogue cannot be combined with splits`);
+    fused(a.epilogue, a.outStride, 'epilogue', 'e_');
+  }
+}
+
 /** Output rows of one step and the first row of x they read. */
 export function matmulRows(a: MatmulAttrs, step: StepShape): { rows: number; xRow0: number } {
   if (a.rows === 'T') return { rows: step.T, xRow0: 0 };
@@ -95,13 +134,17 @@ function need(inputs: Arrays, name: string, elems: number, what: string): Float3
  */
 function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   const wRows = a.gated ? 2 * a.N : a.N;
-  const r: Record<string, TensorRule> = { x: rule(['T', a.K]), w: rule([wRows, a.K]) };
+  const r: Record<string, TensorRule> = {
+    ...(a.xMap ? fusedInputRules(a.xMap) : { x: rule(['T', a.K]) }),
+    w: rule([wRows, a.K]),
+  };
   if (a.bias) r.bias = rule([wRows]);
   if (a.residual) r.residual = rule([a.rows, a.N]);
   if (a.prologue) {
     r.normW = rule([a.K]);
     if (a.prologue.kind === 'layer' && a.prologue.bias) r.normB = rule([a.K]);
   }
+  if (a.epilogue) Object.assign(r, fusedInputRules(a.epilogue));
   const rope = a.ropeKv;
   if (rope) {
     r.cos = rule([rope.capacity, rope.rotaryDim / 2]);
@@ -135,7 +178,11 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const { N, K } = a;
   const { rows, xRow0 } = matmulRows(a, step);
   const wRows = a.gated ? 2 * N : N;
-  const x = need(inputs, 'x', (xRow0 + rows) * K, 'x [T, K]');
+  const x = a.xMap
+    ? mappedX(a.xMap, inputs, rows, K)
+    : need(inputs, 'x', (xRow0 + rows) * K, 'x [T, K]');
+  const epi = a.epilogue;
+  const epiArrays = epi ? fusedArrays(epi, inputs) : {};
   const wIn = need(inputs, 'w', wRows * K, 'w [N or 2N, K]');
   const w = a.wType === 'f16' ? wIn.map(roundF16) : wIn;
   const bias = a.bias ? need(inputs, 'bias', wRows, 'bias') : undefined;
@@ -193,6 +240,7 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       let v = a.act ? activate(a.act, acc) : acc;
       if (a.gated) v *= accU;
       v *= a.scale;
+      if (epi) v = evalFused(epi, epiArrays, r, outOffset + n, { [EPILOGUE_VALUE]: v });
       if (residual) v += residual[r * N + n];
       y[n] = v;
     }
@@ -213,6 +261,19 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   if (rope && kcache && vcache) return { out, kcache, vcache };
   if (a.splits) return splitColumns(out, rows, N, a.splits, inputs);
   return { out };
+}
+
+function fusedArrays(f: FusedPointwise, inputs: Arrays): Record<string, Float32Array> {
+  return Object.fromEntries(Object.keys(f.inputs).map((n) => [n, f32(inputs, n)]));
+}
+
+/** The x the products read under an x map: [rows, K], row t the expression at token t. */
+function mappedX(f: FusedPointwise, inputs: Arrays, rows: number, K: number): Float32Array {
+  const arrays = fusedArrays(f, inputs);
+  const x = new Float32Array(rows * K);
+  for (let t = 0; t < rows; t++)
+    for (let k = 0; k < K; k++) x[t * K + k] = evalFused(f, arrays, t, k);
+  return x;
 }
 
 /**
@@ -251,8 +312,18 @@ function cost(a: MatmulAttrs, step: StepShape): Cost {
   if (a.residual) read += rows * a.N;
   if (a.prologue) read += a.prologue.kind === 'layer' && a.prologue.bias ? 2 * a.K : a.K;
   if (a.ropeKv) read += rows * a.ropeKv.rotaryDim; // cos + sin rows
+  let flops = 2 * rows * a.K * wRows;
+  for (const [f, width] of [
+    [a.xMap, a.K],
+    [a.epilogue, a.N],
+  ] as const) {
+    if (!f) continue;
+    flops += rows * width * Math.max(1, exprFlops(f.expr));
+    for (const [n, i] of Object.entries(f.inputs))
+      if (n !== 'x') read += i.perToken ? rows * i.cols : i.cols;
+  }
   return {
-    flops: 2 * rows * a.K * wRows,
+    flops,
     bytesRead: 4 * read,
     bytesWritten: 4 * rows * a.N,
   };

@@ -3,7 +3,12 @@
  * (semantics in src/graph/ops.ts, PointwiseAttrs). The evaluator here is the ground truth for the
  * WGSL emitter, which renders the same tree with the helpers of the same names.
  */
-import type { PointwiseAttrs, PointwiseExpr, PointwiseInput } from '../graph/ops.ts';
+import type {
+  FusedPointwise,
+  PointwiseAttrs,
+  PointwiseExpr,
+  PointwiseInput,
+} from '../graph/ops.ts';
 import { elu1, log1p, logaddexp, logsigmoid, sigmoid, silu, softplus } from './math.ts';
 import { f32, rule, type OpDefinition, type TensorRule } from './types.ts';
 
@@ -74,6 +79,39 @@ function evaluate(e: PointwiseExpr, read: (name: string) => number): number {
   return BINARY[e.bin](evaluate(e.a, read), evaluate(e.b, read));
 }
 
+/** The expression with each input `n` read as `rename(n)` instead. */
+export function renameInputs(e: PointwiseExpr, rename: (n: string) => string): PointwiseExpr {
+  if ('in' in e) return { in: rename(e.in) };
+  if ('fn' in e) return { ...e, x: renameInputs(e.x, rename) };
+  if ('bin' in e) return { ...e, a: renameInputs(e.a, rename), b: renameInputs(e.b, rename) };
+  return e;
+}
+
+/**
+ * A fused expression at token t, column c, reading its inputs from `arrays` through their column
+ * maps; `given` supplies inputs that are values, not tensors (a matmul epilogue's y).
+ */
+export function evalFused(
+  f: FusedPointwise,
+  arrays: Record<string, Float32Array>,
+  t: number,
+  c: number,
+  given: Record<string, number> = {},
+): number {
+  return evaluate(f.expr, (name) => {
+    if (Object.hasOwn(given, name)) return given[name];
+    const i = f.inputs[name];
+    return arrays[name][(i.perToken ? t * i.cols : 0) + pointwiseColumn(i, c)];
+  });
+}
+
+/** Tensor rules of a fused expression's inputs: [T, cols] activations, [cols] parameters. */
+export function fusedInputRules(f: FusedPointwise): Record<string, TensorRule> {
+  return Object.fromEntries(
+    Object.entries(f.inputs).map(([n, i]) => [n, rule(i.perToken ? ['T', i.cols] : [i.cols])]),
+  );
+}
+
 export const pointwise: OpDefinition<PointwiseAttrs> = {
   check(a) {
     if (!Number.isInteger(a.width) || a.width < 1) {
@@ -109,12 +147,7 @@ export const pointwise: OpDefinition<PointwiseAttrs> = {
     const arrays = Object.fromEntries(Object.keys(a.inputs).map((n) => [n, f32(inputs, n)]));
     const out = new Float32Array(step.T * a.width);
     for (let t = 0; t < step.T; t++) {
-      for (let c = 0; c < a.width; c++) {
-        out[t * a.width + c] = evaluate(a.expr, (name) => {
-          const i = a.inputs[name];
-          return arrays[name][(i.perToken ? t * i.cols : 0) + pointwiseColumn(i, c)];
-        });
-      }
+      for (let c = 0; c < a.width; c++) out[t * a.width + c] = evalFused(a, arrays, t, c);
     }
     return { out };
   },

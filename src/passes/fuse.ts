@@ -16,22 +16,32 @@
  *                    beta → the linear recurrence evaluates them as it loads (gated DeltaNet's
  *                    decode: one dispatch for the recurrence, its gates and its norms instead of
  *                    five; RetNet's: one instead of three)
+ *   matmul-epilogue  pointwise(matmul(...), params, activations) → the matmul applies the
+ *                    expression to each output element (LoRA tanh / sigmoid, gates)
+ *   matmul-prologue  pointwise ops (and glu output gates) read only as matmuls' x (RWKV's token
+ *                    mixes) → each matmul computes its x as it loads it
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import {
+  EPILOGUE_VALUE,
   splitOutput,
   type AddAttrs,
   type LinearRecurrenceAttrs,
   type MatmulAttrs,
   type OpAttrs,
+  type PointwiseAttrs,
   type PointwiseExpr,
+  type PointwiseFn,
+  type PointwiseInput,
   type PrologueInput,
   type RecurrencePrologue,
   type RopeAttrs,
 } from '../graph/ops.ts';
 import { definitionFor } from '../ops/index.ts';
+import { exprInputs, renameInputs } from '../ops/pointwise.ts';
 import type { DeviceCaps } from '../target.ts';
+import type { Activation } from '../spec/model.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
@@ -60,7 +70,9 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
     n.attrs.rows === 'T' &&
     n.attrs.outOffset === 0 &&
     n.attrs.outStride === n.attrs.N &&
-    n.attrs.splits === null
+    n.attrs.splits === null &&
+    !n.attrs.xMap &&
+    !n.attrs.epilogue
   );
 }
 
@@ -341,6 +353,8 @@ export function fuseResidual(g: Graph, { caps }: FusionOptions): Graph {
     (add) => (add.scale === 1 ? ['b', 'a'] : ['b']),
     (m, add) => {
       if (!isMatmul(m) || m.attrs.residual || m.attrs.ropeKv || m.attrs.splits) return null;
+      // The matmul's scale comes before its epilogue; the add's would have to come after it.
+      if (m.attrs.epilogue && add.scale !== 1) return null;
       if (m.attrs.rows !== 'T') return null;
       if (m.attrs.outStride !== m.attrs.N) return null;
       const attrs: MatmulAttrs = { ...m.attrs, scale: m.attrs.scale * add.scale, residual: true };
@@ -378,7 +392,11 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
     const width = norm.attrs.width;
     const ok = users.every(
       (u) =>
-        isMatmul(u) && !u.attrs.prologue && u.inputs.x === norm.outputs.out && u.attrs.K === width,
+        isMatmul(u) &&
+        !u.attrs.prologue &&
+        !u.attrs.xMap &&
+        u.inputs.x === norm.outputs.out &&
+        u.attrs.K === width,
     );
     if (!ok) continue;
     const fused = users.map((u) => ({
@@ -521,14 +539,151 @@ export function fuseRecurrencePrologue(g: Graph, { caps }: FusionOptions): Graph
   return r.finish();
 }
 
+/** Whether a node placed after `from` and before `to` writes one of `reads`. */
+function writtenBetween(r: Rewriter, from: GraphNode, to: GraphNode, reads: number[]): boolean {
+  const nodes = r.live();
+  const [i, j] = [nodes.indexOf(from), nodes.indexOf(to)];
+  return nodes
+    .slice(Math.min(i, j) + 1, Math.max(i, j))
+    .some((n) => Object.values(n.outputs).some((t) => reads.includes(t)));
+}
+
+/** The pointwise input reads column c of a [T, cols] tensor for output column c. */
+function identityColumns(i: PointwiseInput): boolean {
+  return i.perToken && i.repeat === 1 && (i.offset ?? 0) === 0;
+}
+
+/**
+ * A pointwise op whose input is a matmul's output (its only consumer) → the matmul's epilogue,
+ * evaluated on each output element after bias, activation / gating and scale (MatmulAttrs'
+ * epilogue), the pointwise op's other inputs joining the matmul's as `e_<name>`. The fused matmul
+ * runs where the pointwise op ran, so the other inputs are ready. A pointwise op feeding a linear
+ * recurrence is left to recurrence-prologue, which folds it with that input's l2 norm.
+ */
+export function fuseMatmulEpilogue(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const pw of r.live()) {
+    if (pw.attrs.op !== 'pointwise') continue;
+    const pa = pw.attrs;
+    const users = r.consumers(pw.outputs.out);
+    if (users.length === 1 && users[0].attrs.op === 'linear_recurrence') continue;
+    for (const [name, t] of Object.entries(pw.inputs)) {
+      const m = r.producer(t);
+      if (!isMatmul(m) || r.soleConsumer(t) !== pw || m.outputs.out !== t) continue;
+      const a = m.attrs;
+      if (a.residual || a.ropeKv || a.splits || a.epilogue || a.rows !== 'T') continue;
+      if (a.outStride !== a.N || a.outOffset !== 0 || pa.width !== a.N) continue;
+      if (!identityColumns(pa.inputs[name]) || pa.inputs[name].cols !== a.N) continue;
+      if (Object.entries(pw.inputs).some(([n, id]) => n !== name && id === t)) continue;
+      if (writtenBetween(r, m, pw, Object.values(m.inputs))) continue;
+      const rename = (n: string) => (n === name ? EPILOGUE_VALUE : `e_${n}`);
+      const inputs: Record<string, PointwiseInput> = {};
+      const bound: Record<string, number> = { ...m.inputs };
+      for (const [n, i] of Object.entries(pa.inputs)) {
+        if (n === name) continue;
+        inputs[rename(n)] = i;
+        bound[rename(n)] = pw.inputs[n];
+      }
+      const attrs: MatmulAttrs = {
+        ...a,
+        epilogue: { inputs, expr: renameInputs(pa.expr, rename) },
+      };
+      if (!fits(attrs, caps)) continue;
+      r.replace(
+        pw,
+        attrs,
+        bound,
+        { out: pw.outputs.out },
+        `${m.label}+${pw.label.replace(/^.*\./, '')}`,
+      );
+      r.remove(m);
+      break;
+    }
+  }
+  return r.finish();
+}
+
+/** glu activations a pointwise expression has. */
+const GLU_FNS: Partial<Record<Activation, PointwiseFn>> = {
+  silu: 'silu',
+  sigmoid: 'sigmoid',
+  relu: 'relu',
+};
+
+/**
+ * The op as a pointwise expression over its inputs: a pointwise op itself, or a glu
+ * act(gate) · up (the output gate before the linear mixers' o_proj) whose act has one.
+ */
+function asPointwise(a: OpAttrs): PointwiseAttrs | null {
+  if (a.op === 'pointwise') return a;
+  const fn = a.op === 'glu' ? GLU_FNS[a.act] : undefined;
+  if (a.op !== 'glu' || !fn) return null;
+  const whole = { perToken: true, cols: a.width, inner: a.width, repeat: 1 };
+  return {
+    op: 'pointwise',
+    width: a.width,
+    inputs: { gate: whole, up: whole },
+    expr: { bin: 'mul', a: { fn, x: { in: 'gate' } }, b: { in: 'up' } },
+  };
+}
+
+/**
+ * A pointwise op (or a glu, as one) read only as the x of matmuls (no norm prologue), from at most two [T, K]
+ * activations plus parameters → each matmul computes its x as it loads it (MatmulAttrs' xMap):
+ * RWKV's six token mixes x + (shift − x)·μ, each feeding its projection. The activation read
+ * first becomes the matmul's `x`, the other inputs `p_<name>`. The op goes once every consumer
+ * took it.
+ */
+export function fuseMatmulPrologue(g: Graph, { caps }: FusionOptions): Graph {
+  const r = new Rewriter(g);
+  for (const pw of r.live()) {
+    const pa = asPointwise(pw.attrs);
+    if (!pa) continue;
+    const out = pw.outputs.out;
+    const users = r.consumers(out);
+    if (users.length === 0 || out === g.logits || out === g.token) continue;
+    const ok = (u: GraphNode): u is Matmul =>
+      isMatmul(u) &&
+      !u.attrs.prologue &&
+      !u.attrs.xMap &&
+      !u.attrs.ropeKv &&
+      u.attrs.rows === 'T' &&
+      u.attrs.K === pa.width &&
+      Object.entries(u.inputs).every(([k, id]) => (k === 'x') === (id === out));
+    if (!users.every(ok)) continue;
+    const acts = Object.entries(pa.inputs).filter(([, i]) => i.perToken);
+    if (acts.length === 0 || acts.length > 2 || acts.some(([, i]) => i.cols !== pa.width)) continue;
+    const first = exprInputs(pa.expr).find((n) => pa.inputs[n].perToken) ?? acts[0][0];
+    const rename = (n: string) => (n === first ? 'x' : `p_${n}`);
+    const inputs = Object.fromEntries(Object.entries(pa.inputs).map(([n, i]) => [rename(n), i]));
+    const xMap = { inputs, expr: renameInputs(pa.expr, rename) };
+    let kept = false;
+    for (const u of users as Matmul[]) {
+      const attrs: MatmulAttrs = { ...u.attrs, xMap };
+      if (!fits(attrs, caps) || writtenBetween(r, pw, u, Object.values(pw.inputs))) {
+        kept = true;
+        continue;
+      }
+      const bound: Record<string, number> = { ...u.inputs };
+      delete bound.x;
+      for (const n of Object.keys(pa.inputs)) bound[rename(n)] = pw.inputs[n];
+      r.replace(u, attrs, bound, u.outputs, `${u.label} (${pw.label.replace(/^.*\./, '')} fused)`);
+    }
+    if (!kept) r.remove(pw);
+  }
+  return r.finish();
+}
+
 export const FUSION_PASSES = [
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
   { name: 'gated-mul', run: fuseGatedMul },
   { name: 'shared-input', run: fuseSharedInput },
   { name: 'activation', run: fuseActivation },
+  { name: 'matmul-epilogue', run: fuseMatmulEpilogue },
   { name: 'residual', run: fuseResidual },
   { name: 'norm-residual', run: fuseNormResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },
+  { name: 'matmul-prologue', run: fuseMatmulPrologue },
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
 ] as const;

@@ -56,6 +56,15 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
     inputs.normW = w;
     if (a.prologue.kind === 'layer' && a.prologue.bias) inputs.normB = randn(a.K, seed + 6, 0.2);
   }
+  // The x map's and epilogue's inputs (x among them under an x map): activations have maxT rows.
+  for (const [j, [n, i]] of [
+    ...Object.entries(a.xMap?.inputs ?? {}),
+    ...Object.entries(a.epilogue?.inputs ?? {}),
+  ].entries()) {
+    inputs[n] = randn((i.perToken ? maxT : 1) * i.cols, seed + 20 + j, 1);
+  }
+  if (a.xMap) delete inputs.x;
+  if (a.xMap?.inputs.x) inputs.x = randn(maxT * a.xMap.inputs.x.cols, seed + 1, 2);
   const rope = a.ropeKv;
   const outStride = rope ? rope.qCols : a.outStride;
   // Existing contents: anything the kernel must not touch has to survive unchanged.

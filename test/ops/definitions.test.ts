@@ -38,6 +38,32 @@ const CASES: OpAttrs[] = [
   // The second part of a split LM head: it reads the columns the first part wrote.
   mm(3, 6, { rows: 'L', outStride: 7, outOffset: 4 }),
   mm(4, 6, { rows: 'L', outStride: 7, outOffset: 0 }),
+  // The matmul-prologue and matmul-epilogue fusions: an x map and an epilogue with their inputs.
+  mm(4, 6, {
+    gated: true,
+    act: 'silu',
+    residual: true,
+    xMap: {
+      inputs: {
+        x: { perToken: true, cols: 6, inner: 6, repeat: 1 },
+        p_prev: { perToken: true, cols: 6, inner: 6, repeat: 1 },
+        p_mu: { perToken: false, cols: 6, inner: 6, repeat: 1 },
+      },
+      expr: {
+        bin: 'add',
+        a: { in: 'x' },
+        b: {
+          bin: 'mul',
+          a: { bin: 'sub', a: { in: 'p_prev' }, b: { in: 'x' } },
+          b: { in: 'p_mu' },
+        },
+      },
+    },
+    epilogue: {
+      inputs: { e_g: { perToken: true, cols: 4, inner: 4, repeat: 1 } },
+      expr: { bin: 'mul', a: { fn: 'tanh', x: { in: 'y' } }, b: { in: 'e_g' } },
+    },
+  }),
   ropeCase(2, 1, 4, 2, 6, { bias: true, prologue: LAYER }),
   {
     op: 'attention',

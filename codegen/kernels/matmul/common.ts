@@ -1,12 +1,14 @@
 /**
  * What every matmul schedule shares (semantics: src/ops/matmul.ts): the binding list, the
- * constants, the weight and norm load helpers, and the one epilogue (bias, activation / gating,
- * scale, residual, strided writes, or RoPE + KV-append), so every fused variant exists once.
+ * constants, the weight, norm and x-map load helpers, and the one epilogue (bias, activation /
+ * gating, scale, the fused pointwise epilogue, residual, strided writes, or RoPE + KV-append), so
+ * every fused variant exists once and every schedule has all of them.
  */
-import { splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
+import { EPILOGUE_VALUE, splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type BindingDecl } from '../../kernel-ir.ts';
 import { type DeviceCaps } from '../../../src/target.ts';
 import { actExpr } from '../wgsl-math.ts';
+import { pointwiseFunction } from '../pointwise.ts';
 
 /** A WGSL f32 literal (eps values such as 1e-6 must stay floats). */
 export function lit(v: number): string {
@@ -56,6 +58,8 @@ export interface Common {
   nRows: string;
   rowBase: string;
   features: string;
+  /** WGSL for load unit `i` of x row `row` (the x map's value under one, else b_x). */
+  xUnit: (row: string, i: string) => string;
 }
 
 export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
@@ -64,14 +68,19 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   const pro = a.prologue;
   const normBias = pro?.kind === 'layer' && pro.bias;
   // (binding name, access, element); the WGSL variable is b_<name> so `cos` never shadows a builtin
+  // Under an x map, x and the map's other inputs are read one f32 at a time by x_map.
+  const xs: Array<[string, 'read', string]> = a.xMap
+    ? Object.keys(a.xMap.inputs).map((n) => [n, 'read', 'f32'])
+    : [['x', 'read', X]];
   const list: Array<[string, 'read' | 'read_write', string]> = [
-    ['x', 'read', X],
+    ...xs,
     ['w', 'read', weightElem(a, vec4, opts.wideWeights ?? false)],
   ];
   if (a.bias) list.push(['bias', 'read', 'f32']);
   if (a.residual) list.push(['residual', 'read', 'f32']);
   if (pro) list.push(['normW', 'read', X]);
   if (normBias) list.push(['normB', 'read', X]);
+  if (a.epilogue) for (const n of Object.keys(a.epilogue.inputs)) list.push([n, 'read', 'f32']);
   if (a.ropeKv) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
   list.push(['out', 'read_write', 'f32']);
   for (let i = 1; i < (a.splits?.length ?? 0); i++)
@@ -103,6 +112,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
     norm,
     opts.wideWeights ? '' : weightLoad(a, vec4),
     a.xType === 'f16' ? roundX(vec4) : '',
+    xMapLoad(a, vec4),
     epilogue(a),
   ].join('\n');
 
@@ -110,10 +120,12 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (vec4) f.push('v4');
   if (a.wType === 'f16') f.push(a.xType === 'f16' ? 'f16' : 'w16');
   if (pro) f.push(pro.kind === 'rms' ? 'rms' : 'ln');
+  if (a.xMap) f.push('xmap');
   if (a.bias) f.push('bias');
   if (a.gated) f.push('glu');
   if (a.act) f.push(a.act);
   if (a.scale !== 1) f.push('scaled');
+  if (a.epilogue) f.push('epi');
   if (a.residual) f.push('res');
   if (a.rows === 'L') f.push('lastL');
   if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
@@ -129,7 +141,25 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
     nRows: a.rows === 'T' ? 'step.T' : 'step.L',
     rowBase: a.rows === 'T' ? '0u' : '(step.T - step.L)',
     features: f.length ? `_${f.join('_')}` : '',
+    xUnit: (row, i) => (a.xMap ? `load_xu(${row}, ${i})` : `b_x[(${row}) * U + ${i}]`),
   };
+}
+
+/**
+ * Under an x map: `x_map(t, k)`, element k of x row t as the products read it, and
+ * `load_xu(t, i)`, load unit i of that row (4 k when vec4, else 1).
+ */
+function xMapLoad(a: MatmulAttrs, vec4: boolean): string {
+  if (!a.xMap) return '';
+  const f = pointwiseFunction('x_map', a.xMap.inputs, a.xMap.expr, { binding: (n) => `b_${n}` });
+  const body = vec4
+    ? 'let k = 4u * i;\n  return vec4<f32>(x_map(t, k), x_map(t, k + 1u), x_map(t, k + 2u), x_map(t, k + 3u));'
+    : 'return x_map(t, i);';
+  return `
+${f}
+fn load_xu(t: u32, i: u32) -> ${vec4 ? 'vec4<f32>' : 'f32'} {
+  ${body}
+}`;
 }
 
 /**
@@ -224,10 +254,18 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   if (a.act) lines.push(`y = ${actExpr(a.act, 'y')};`);
   if (a.gated) lines.push(`y = y * (u${a.bias ? ' + b_bias[N + c]' : ''});`);
   if (a.scale !== 1) lines.push(`y = y * ${lit(a.scale)};`);
+  if (a.epilogue) lines.push(`y = epi(r, ${a.outOffset}u + c, y);`);
   if (a.residual) lines.push('y = y + b_residual[r * N + c];');
   if (a.splits) lines.push(splitStore(a.splits));
   else lines.push(`b_out[r * ${a.outStride}u + ${a.outOffset}u + c] = y;`);
+  const epi = a.epilogue
+    ? pointwiseFunction('epi', a.epilogue.inputs, a.epilogue.expr, {
+        binding: (n) => `b_${n}`,
+        params: [EPILOGUE_VALUE],
+      })
+    : '';
   return `
+${epi}
 fn emit(r: u32, c: u32, g: f32${a.gated ? ', u: f32' : ''}) {
   ${lines.join('\n  ')}
 }`;

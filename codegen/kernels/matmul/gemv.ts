@@ -55,7 +55,8 @@ export function gemvLaunch(
   }
   const cols = Array.from({ length: C }, (_, j) => j);
   const vals = Array.from({ length: V }, (_, v) => v);
-  const normed = a.prologue ? 'norm_x(b_x[base + k], k, mean, rstd)' : 'b_x[base + k]';
+  const raw = a.xMap ? c.xUnit(`${c.rowBase} + r`, 'k') : 'b_x[base + k]';
+  const normed = a.prologue ? `norm_x(${raw}, k, mean, rstd)` : raw;
   const xLoad = a.xType === 'f16' ? `round_x(${normed})` : normed;
   const rows = cols.map((j) => `let w${j} = min(col0 + ${j}u, N - 1u) * U;`);
   if (a.gated) rows.push(...cols.map((j) => `let wu${j} = w${j} + N * U;`));

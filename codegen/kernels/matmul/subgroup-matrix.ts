@@ -162,9 +162,8 @@ export function tensorLaunch(
   const { gx, gz } = foldGrid(tiles, caps, 'matmul');
   checkRowTiles(maxT, BM, caps);
 
-  const normed = a.prologue
-    ? 'norm_x(b_x[(rowBase + r) * U + k / 4u], k / 4u, smean[m], srstd[m])'
-    : 'b_x[(rowBase + r) * U + k / 4u]';
+  const xu = c.xUnit('rowBase + r', 'k / 4u');
+  const normed = a.prologue ? `norm_x(${xu}, k / 4u, smean[m], srstd[m])` : xu;
   // x: 4 k per load (f32), w: 8 k per load (f16 halves packed in a vec4<u32>).
   interface Staged {
     dst: string;

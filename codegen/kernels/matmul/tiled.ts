@@ -212,7 +212,7 @@ export function tiledLaunch(
     ? `
 fn load_x(r: u32, k: u32, m: u32) -> vec4<f32> {
   if (r >= ${c.nRows} || k >= K) { return vec4<f32>(0.0); }
-  return ${normed(`b_x[(${c.rowBase} + r) * U + k / 4u]`, 'k / 4u')};
+  return ${normed(c.xUnit(`${c.rowBase} + r`, 'k / 4u'), 'k / 4u')};
 }
 fn load_w(row: u32, ok: bool, k: u32) -> vec4<f32> {
   if (!ok || k >= K) { return vec4<f32>(0.0); }
@@ -223,7 +223,7 @@ fn load_x(r: u32, k: u32, m: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (r >= ${c.nRows} || k >= K) { return v; }
   let base = (${c.rowBase} + r) * K;
-  ${four((kj) => normed(`b_x[base + ${kj}]`, kj))}
+  ${four((kj) => normed(a.xMap ? c.xUnit(`${c.rowBase} + r`, kj) : `b_x[base + ${kj}]`, kj))}
   return v;
 }
 fn load_w(row: u32, ok: bool, k: u32) -> vec4<f32> {

@@ -1,0 +1,142 @@
+/**
+ * The matmul's fused pointwise work (the matmul-prologue and matmul-epilogue fusions): an x map
+ * computing x as it loads (RWKV's token mix) and an epilogue expression on each output element,
+ * on every schedule against the reference, with shapes that are multiples of no tile.
+ */
+import { describe, expect, it } from 'vitest';
+import type { FusedPointwise, MatmulAttrs, PointwiseInput } from '../../src/graph/ops.ts';
+import { matmul, matmulStorageBindings } from '../../src/ops/matmul.ts';
+import { check, matrixCaps, mm, PATHS, SHAPES } from '../helpers/matmul.ts';
+import { matmulKernel } from '../../codegen/kernels/matmul.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
+
+const act = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
+const param = (cols: number): PointwiseInput => ({ perToken: false, cols, inner: cols, repeat: 1 });
+
+/** x + (prev − x)·μ, RWKV's token mix. */
+function tokenMix(K: number): FusedPointwise {
+  const x = { in: 'x' };
+  return {
+    inputs: { x: act(K), p_prev: act(K), p_mu: param(K) },
+    expr: {
+      bin: 'add',
+      a: x,
+      b: { bin: 'mul', a: { bin: 'sub', a: { in: 'p_prev' }, b: x }, b: { in: 'p_mu' } },
+    },
+  };
+}
+
+const tanh: FusedPointwise = { inputs: {}, expr: { fn: 'tanh', x: { in: 'y' } } };
+
+/** sigmoid(y)·g + h: a per-token gate over all columns and a per-head (3 columns) parameter. */
+function gate(width: number): FusedPointwise {
+  const heads = Math.ceil(width / 3);
+  return {
+    inputs: { e_g: act(width), e_h: { perToken: false, cols: heads, inner: 1, repeat: 3 } },
+    expr: {
+      bin: 'add',
+      a: { bin: 'mul', a: { fn: 'sigmoid', x: { in: 'y' } }, b: { in: 'e_g' } },
+      b: { in: 'e_h' },
+    },
+  };
+}
+
+const VARIANTS: Array<[string, (N: number, K: number) => Partial<MatmulAttrs>]> = [
+  ['x map (token mix)', (_N, K) => ({ xMap: tokenMix(K) })],
+  [
+    'x map + gated + bias',
+    (_N, K) => ({ xMap: tokenMix(K), gated: true, act: 'silu', bias: true }),
+  ],
+  ['epilogue tanh', () => ({ epilogue: tanh })],
+  [
+    'epilogue gate after bias, act and scale, before residual',
+    (N) => ({ epilogue: gate(N), bias: true, act: 'relu2', scale: 0.7, residual: true }),
+  ],
+  [
+    'x map + epilogue + gated + residual',
+    (N, K) => ({ xMap: tokenMix(K), epilogue: gate(N), gated: true, act: 'gelu', residual: true }),
+  ],
+  [
+    'x map + splits',
+    (N, K) => ({ xMap: tokenMix(K), splits: N < 2 ? null : [1, N - 1], bias: true }),
+  ],
+  [
+    'epilogue on a strided output (columns outOffset + c)',
+    (N) => ({ epilogue: gate(N + 7), outStride: N + 7, outOffset: 4 }),
+  ],
+  [
+    'f16 weights + x map + epilogue',
+    (N, K) => ({ xMap: tokenMix(K), epilogue: gate(N), wType: 'f16' }),
+  ],
+];
+
+describe('matmul with a fused x map and epilogue against the reference', () => {
+  for (const [path, maxT, steps] of PATHS) {
+    describe(path, () => {
+      for (const [vi, [label, over]] of VARIANTS.entries()) {
+        it(label, async () => {
+          const run = { caps: await matrixCaps(), maxT, steps };
+          for (const [si, [N, K]] of SHAPES.entries()) {
+            await check(mm(N, K, over(N, K)), run, 70_000 + 1000 * vi + 10 * si);
+          }
+        });
+      }
+    });
+  }
+});
+
+describe('matmul x map and epilogue attributes', () => {
+  it('declares the fused inputs and counts their bindings', () => {
+    const a = mm(8, 12, { xMap: tokenMix(12), epilogue: gate(8) });
+    expect(Object.keys(matmul.inputs(a)).sort()).toEqual(
+      ['e_g', 'e_h', 'p_mu', 'p_prev', 'w', 'x'].sort(),
+    );
+    expect(matmulStorageBindings(a)).toBe(7);
+  });
+  it('refuses combinations the kernels do not define', () => {
+    const norm = { kind: 'rms', eps: 1e-6, unitOffset: false, bias: false } as const;
+    expect(() => matmul.check(mm(8, 12, { xMap: tokenMix(12), prologue: norm }))).toThrow(
+      /norm prologue/,
+    );
+    expect(() => matmul.check(mm(8, 12, { epilogue: tanh, rows: 'L' }))).toThrow(/rows 'T'/);
+    expect(() => matmul.check(mm(8, 12, { epilogue: tanh, splits: [4, 4] }))).toThrow(/splits/);
+    expect(() => matmul.check(mm(8, 12, { epilogue: gate(7) }))).toThrow(/does not cover/);
+    const badName = { ...tanh, inputs: { g: act(8) }, expr: { in: 'g' } };
+    expect(() => matmul.check(mm(8, 12, { epilogue: badName }))).toThrow(/e_<name>/);
+  });
+});
+
+/** An H200's subgroup-matrix caps (as in matmul-f16.test.ts): the tensor-core prefill schedule. */
+const TENSOR_CAPS: DeviceCaps = {
+  ...BASELINE_CAPS,
+  maxInvocationsPerWorkgroup: 1024,
+  maxWorkgroupSizeX: 1024,
+  maxWorkgroupStorageBytes: 49152,
+  subgroups: true,
+  shaderF16: true,
+  subgroupMatrix: true,
+  subgroupMaxSize: 32,
+  subgroupMatrixConfigs: [
+    { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 },
+  ],
+};
+
+describe('every matmul schedule takes the x map and the epilogue', () => {
+  // SwiftShader has no subgroup matrices, so the tensor-core kernel is checked as generated here.
+  it('the tensor-core schedule loads x through the map and finishes through the epilogue', () => {
+    const a = mm(1024, 1024, {
+      wType: 'f16',
+      xType: 'f16',
+      xMap: tokenMix(1024),
+      epilogue: gate(1024),
+    });
+    const k = matmulKernel(a, { caps: TENSOR_CAPS, maxT: 1024 }).launches[0].kernel;
+    expect(k.name).toMatch(/^matmul_mma.*_xmap_epi_/);
+    expect(k.code).toContain('load_xu(rowBase + r, k / 4u)');
+    expect(k.code).toContain('y = epi(r, 0u + c, y);');
+    expect(k.code).not.toMatch(/b_x\[\(/);
+    expect(k.bindings.map((b) => b.name)).toEqual(
+      expect.arrayContaining(['x', 'p_prev', 'p_mu', 'e_g', 'e_h']),
+    );
+  });
+});
