@@ -11,6 +11,7 @@ import { lower } from '../../src/graph/lower.ts';
 import type { MatmulAttrs } from '../../src/graph/ops.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import type { Rwkv7Spec } from '../../src/mixers/rwkv7.ts';
+import type { RetNetSpec } from '../../src/mixers/retnet.ts';
 import type { GlaSpec } from '../../src/mixers/gla.ts';
 import { fuseMatmulEpilogue, fuseMatmulPrologue, fuseResidual } from '../../src/passes/fuse.ts';
 import { plainMatmul } from '../../src/graph/ops.ts';
@@ -143,17 +144,31 @@ const GLA: GlaSpec = {
 };
 
 describe('matmul prologue of a glu output gate', () => {
+  // A SiLU gate is one gated_norm with the head norm (src/mixers/parts.ts outputNorm); other gate
+  // activations keep norm then glu, and that glu folds into o_proj's x.
+  const RETNET: RetNetSpec = {
+    kind: 'retnet',
+    heads: 4,
+    kvHeads: 2,
+    keyHeadDim: 8,
+    valueHeadDim: 6,
+    decayExponent: 5,
+    ropeTheta: 10000,
+    outputGate: true,
+    gateAct: 'sigmoid',
+    normEps: 1e-6,
+  };
   const model = tinyLlama({
     layers: [0, 1].map((index) => ({
       index,
-      mixerName: 'gla',
-      mixer: GLA,
+      mixerName: 'ret',
+      mixer: RETNET,
       ffnName: 'mlp',
       ffn: mlp({ hidden: 40 }),
     })),
   });
 
-  it('folds swish(g) · norm(o) into o_proj and computes the same outputs', async () => {
+  it('folds sigmoid(g) · norm(o) into o_proj and computes the same outputs', async () => {
     const weights = randomWeights(model, 3);
     const ids = randInts(7, 256, 9);
     const run = async (fold: boolean) => {
