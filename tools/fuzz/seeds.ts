@@ -52,14 +52,16 @@ export function loadSeeds(): Seeds {
     // Through JSON so that the mutators get plain trees with no shared (YAML-anchored) nodes.
     value: JSON.parse(JSON.stringify(parseSpec(s.text, s.name))) as unknown,
   }));
-  const hfDirs = readdirSync(join(ROOT, 'test/fixtures/hf')).sort();
-  const hfTexts = [
-    ...filesIn('test/fixtures/configs', '.json'),
-    ...hfDirs.map((d) => {
-      const name = `test/fixtures/hf/${d}/config.json`;
-      return { name, text: readFileSync(join(ROOT, name), 'utf8') };
-    }),
-  ];
+  // transformers' and fla's fixture configs alike: the importers of both are fuzzed.
+  const fixtureConfigs = ['test/fixtures/hf', 'test/fixtures/fla'].flatMap((root) =>
+    readdirSync(join(ROOT, root))
+      .sort()
+      .map((d) => {
+        const name = `${root}/${d}/config.json`;
+        return { name, text: readFileSync(join(ROOT, name), 'utf8') };
+      }),
+  );
+  const hfTexts = [...filesIn('test/fixtures/configs', '.json'), ...fixtureConfigs];
   const hf = hfTexts.map((t) => ({ name: t.name, value: parsePythonJson(t.text, t.name) }));
   cached = { dsl, data, models, hfTexts, hf };
   return cached;
