@@ -64,7 +64,18 @@ export class Interpreter {
     for (const node of g.nodes) {
       const inputs: Arrays = {};
       for (const [k, id] of Object.entries(node.inputs)) {
-        const v = values.get(id);
+        let v = values.get(id);
+        // An activation a node updates in place before anything wrote it (the first part of a
+        // split embedding table fills its rows of `out` and leaves the rest to the other parts)
+        // starts as zeros, as a fresh buffer does; any other missing input is a broken graph.
+        if (!v && node.outputs[k] === id && g.tensors[id].kind === 'activation') {
+          const t = g.tensors[id];
+          v =
+            t.dtype === 'u32'
+              ? new Uint32Array(elementCount(t.shape, T))
+              : new Float32Array(elementCount(t.shape, T));
+          values.set(id, v);
+        }
         if (!v)
           throw new Error(
             `node ${node.label}: input '${k}' (tensor ${g.tensors[id].name}) has no value`,
