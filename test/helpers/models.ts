@@ -1,5 +1,6 @@
 /** Small ModelIR models built directly (independent of the DSL) for end-to-end tests. */
 import { DEFAULT_ROUTER } from '../../src/spec/kinds/moe.ts';
+import type { Rwkv7Spec } from '../../src/mixers/rwkv7.ts';
 import type { AttentionSpec, MlpSpec, ModelIR, MoeSpec } from '../../src/spec/model.ts';
 
 export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
@@ -63,4 +64,33 @@ export function tinyLlama(over: Partial<ModelIR> = {}, layers = 3): ModelIR {
     })),
     ...over,
   };
+}
+
+/**
+ * A 4-layer LayerNorm model with RWKV-7 time mixing (3 heads of 16, values of 8, small LoRA ranks)
+ * and channel mixing at layers 1 and 3, attention and SwiGLU at 0 and 2.
+ */
+export function rwkv7Hybrid(): ModelIR {
+  const tmix: Rwkv7Spec = {
+    kind: 'rwkv7',
+    heads: 3,
+    headDim: 16,
+    valueHeadDim: 8,
+    decayRank: 8,
+    aRank: 6,
+    vRank: 4,
+    gateRank: 12,
+    normEps: 1e-5,
+    kkEps: 1e-6,
+    normFirst: true,
+  };
+  const cmix = mlp({ hidden: 40, act: 'relu2', gated: false, tokenShift: true });
+  const m = tinyLlama(
+    { norm: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true }, tieEmbeddings: false },
+    4,
+  );
+  for (const i of [1, 3]) {
+    m.layers[i] = { ...m.layers[i]!, mixerName: 'tmix', mixer: tmix, ffnName: 'cmix', ffn: cmix };
+  }
+  return m;
 }

@@ -10,50 +10,14 @@ import type { Graph } from '../../src/graph/ir.ts';
 import { lower } from '../../src/graph/lower.ts';
 import type { MatmulAttrs } from '../../src/graph/ops.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
-import type { Rwkv7Spec } from '../../src/mixers/rwkv7.ts';
 import type { RetNetSpec } from '../../src/mixers/retnet.ts';
-import type { GlaSpec } from '../../src/mixers/gla.ts';
 import { fuseMatmulEpilogue, fuseMatmulPrologue, fuseResidual } from '../../src/passes/fuse.ts';
 import { plainMatmul } from '../../src/graph/ops.ts';
 import { runPasses } from '../../src/passes/pipeline.ts';
-import type { MlpSpec, ModelIR } from '../../src/spec/model.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import { expectFusedMatchesUnfused, expectMatchesInterpreter } from '../helpers/compare.ts';
-import { mlp, tinyLlama } from '../helpers/models.ts';
+import { mlp, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
-
-const TMIX: Rwkv7Spec = {
-  kind: 'rwkv7',
-  heads: 3,
-  headDim: 16,
-  valueHeadDim: 8,
-  decayRank: 8,
-  aRank: 6,
-  vRank: 4,
-  gateRank: 12,
-  normEps: 1e-5,
-  kkEps: 1e-6,
-  normFirst: true,
-};
-const CMIX: MlpSpec = {
-  kind: 'mlp',
-  hidden: 40,
-  act: 'relu2',
-  gated: false,
-  bias: false,
-  tokenShift: true,
-};
-
-function hybrid(): ModelIR {
-  const m = tinyLlama(
-    { norm: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true }, tieEmbeddings: false },
-    4,
-  );
-  for (const i of [1, 3]) {
-    m.layers[i] = { ...m.layers[i]!, mixerName: 'tmix', mixer: TMIX, ffnName: 'cmix', ffn: CMIX };
-  }
-  return m;
-}
 
 const both = (g: Graph, caps: DeviceCaps) =>
   fuseMatmulPrologue(fuseMatmulEpilogue(g, { caps }), { caps });
@@ -64,7 +28,7 @@ const matmuls = (g: Graph, layer: number) =>
   >;
 
 describe('matmul epilogue and prologue fusions', () => {
-  const model = hybrid();
+  const model = rwkv7Hybrid();
 
   it('fold the token mixes into the projections and LoRA activations and gates after them', () => {
     const g = lower(model, { phase: 'decode', maxT: 1, capacity: 32 });
@@ -127,21 +91,6 @@ describe('matmul epilogue and prologue fusions', () => {
     fused.gm.destroy();
   });
 });
-
-const GLA: GlaSpec = {
-  kind: 'gla',
-  heads: 4,
-  kvHeads: 2,
-  keyHeadDim: 6,
-  valueHeadDim: 10,
-  featureMap: null,
-  dConv: null,
-  outputGate: true,
-  gateRank: 5,
-  gateNormalizer: 16,
-  clampMin: null,
-  normEps: 1e-6,
-};
 
 describe('matmul prologue of a glu output gate', () => {
   // A SiLU gate is one gated_norm with the head norm (src/mixers/parts.ts outputNorm); other gate

@@ -8,48 +8,13 @@ import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
-import type { Rwkv7Spec } from '../../src/mixers/rwkv7.ts';
 import { runPasses } from '../../src/passes/pipeline.ts';
-import type { MlpSpec, ModelIR } from '../../src/spec/model.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
-import { tinyLlama } from '../helpers/models.ts';
+import { rwkv7Hybrid } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 
-const TMIX: Rwkv7Spec = {
-  kind: 'rwkv7',
-  heads: 3,
-  headDim: 16,
-  valueHeadDim: 8,
-  decayRank: 8,
-  aRank: 6,
-  vRank: 4,
-  gateRank: 12,
-  normEps: 1e-5,
-  kkEps: 1e-6,
-  normFirst: true,
-};
-const CMIX: MlpSpec = {
-  kind: 'mlp',
-  hidden: 40,
-  act: 'relu2',
-  gated: false,
-  bias: false,
-  tokenShift: true,
-};
-
-function hybrid(): ModelIR {
-  const m = tinyLlama(
-    { norm: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true }, tieEmbeddings: false },
-    4,
-  );
-  for (const i of [1, 3]) {
-    m.layers[i] = { ...m.layers[i]!, mixerName: 'tmix', mixer: TMIX, ffnName: 'cmix', ffn: CMIX };
-  }
-  return m;
-}
-
 describe('rwkv7 in a hybrid model', () => {
-  const model = hybrid();
+  const model = rwkv7Hybrid();
 
   it('puts pre_norm and v_first in the first rwkv7 layer, v_lora in the later ones', () => {
     const names = new Set(expectedTensors(model).map((t) => t.name));
