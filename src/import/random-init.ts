@@ -4,7 +4,7 @@
  * and the tensor's name, so any subset can be produced lazily and in any order.
  */
 import type { ModelIR } from '../spec/model.ts';
-import { expectedTensors, layerPrefix } from './names.ts';
+import { expectedTensors } from './names.ts';
 import { mixerDef } from '../mixers/lookup.ts';
 import type { WeightProvider } from '../graph/params.ts';
 
@@ -28,13 +28,20 @@ export function uniform(n: number, seed: number, lo: number, hi: number): Float3
   return out;
 }
 
-/** A defined mixer's own range for this weight (decay parameters, say), if it gives one. */
+/**
+ * A mixer's own range for this weight (decay parameters, say), if it gives one: the weight's layer
+ * is read from its name (model.layers.<i>.…), so a lookup costs the same at any depth.
+ */
 function initRange(model: ModelIR, name: string): [number, number] | null {
-  for (const layer of model.layers) {
-    const init = layer.mixer ? mixerDef(layer.mixer.kind)?.init : undefined;
-    if (!init || !name.startsWith(`${layerPrefix(layer.index)}.`)) continue;
-    for (const [suffix, range] of Object.entries(init)) if (name.endsWith(suffix)) return range;
-  }
+  const written = /^model\.layers\.(\d+)\./.exec(name)?.[1];
+  if (written === undefined) return null;
+  const i = Number(written);
+  // Layers are stored in index order; the search only covers a list that is not.
+  const layer =
+    model.layers[i]?.index === i ? model.layers[i] : model.layers.find((l) => l.index === i);
+  const init = layer?.mixer ? mixerDef(layer.mixer.kind)?.init : undefined;
+  if (!init) return null;
+  for (const [suffix, range] of Object.entries(init)) if (name.endsWith(suffix)) return range;
   return null;
 }
 
