@@ -2,13 +2,14 @@
  * A mixer family in one place: its DSL kind (parameters, defaults, checks, printing), the JSON
  * Schema of its ModelIR form, its line in `strata check`'s table and its block lowering. Weight
  * names and state shapes are not listed anywhere: they are what the lowering declares, read back
- * by running it (layerParams / layerStates below). Adding a family is this file plus its importer.
+ * by running it (layerParams below; `strata inspect` reads state off the lowered graph). Adding a
+ * family is this file plus its importer.
  */
 import type { Kind } from '../spec/kind.ts';
 import type { JsonSchema } from '../spec/schema-parts.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { GraphBuilder } from '../graph/builder.ts';
-import type { Dim, ParamSource } from '../graph/ir.ts';
+import type { ParamSource } from '../graph/ir.ts';
 
 export interface MixerDef<S extends { kind: string }> {
   /** The DSL kind: parameters with their defaults, cross-field checks and printing. */
@@ -79,13 +80,6 @@ function weightsRead(source: ParamSource): string[] {
   }
 }
 
-function concrete(name: string, shape: Dim[]): number[] {
-  return shape.map((d) => {
-    if (typeof d !== 'number') throw new Error(`${name}: a weight or state shape uses '${d}'`);
-    return d;
-  });
-}
-
 /**
  * The canonical weights of one layer's mixer (pre-norm included), as its lowering names them, with
  * their whole shapes, in the order it first reads them. Derived tables (RoPE cos/sin) and
@@ -108,16 +102,4 @@ export function layerParams<S extends { kind: string }>(
     }
   }
   return [...b.weights].map(([name, shape]) => ({ name, shape }));
-}
-
-/** The recurrent state tensors one sequence keeps for this layer's mixer. */
-export function layerStates<S extends { kind: string }>(
-  def: MixerDef<S>,
-  model: ModelIR,
-  layer: number,
-  spec: S,
-): DeclaredTensor[] {
-  return record(def, model, layer, spec)
-    .tensors.filter((t) => t.kind === 'state')
-    .map((t) => ({ name: t.name, shape: concrete(t.name, t.shape) }));
 }
