@@ -14,7 +14,6 @@ import type {
   NormSpec,
 } from '../spec/model.ts';
 import { isConfigObject, show, type ConfigObject, type ConfigReader } from './config-reader.ts';
-import { readActivation } from './hf-decoder.ts';
 import { attentionSpec } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { EMBED, expectedTensors } from './names.ts';
@@ -91,14 +90,21 @@ export function readFlaShell(
  * given; `defaultRatio` is the config class's hidden_ratio (4, RetNet's 2).
  */
 function readGatedMlp(cfg: ConfigReader, dim: number, defaultRatio: number): MlpSpec {
-  const act = readActivation(cfg, 'hidden_act', 'swish');
+  // GatedMLP raises on anything but swish and powlu, so no fla model has another hidden_act.
+  const act = cfg.str('hidden_act', 'swish');
+  if (act !== 'swish') {
+    cfg.fail(
+      'hidden_act',
+      `must be swish (got '${act}'): fla's GatedMLP takes swish or powlu, and strata implements swish`,
+    );
+  }
   // Absent: the config class's default; null reaches GatedMLP, which takes 4.
   const ratio = cfg.raw('hidden_ratio') === undefined ? defaultRatio : cfg.num('hidden_ratio', 4);
   const hidden = cfg.has('intermediate_size')
     ? cfg.positiveInt('intermediate_size')
     : 256 * Math.ceil(Math.trunc((dim * ratio * 2) / 3) / 256);
   cfg.ignore('intermediate_size');
-  return { kind: 'mlp', hidden, act, gated: true, bias: false };
+  return { kind: 'mlp', hidden, act: 'silu', gated: true, bias: false };
 }
 
 const ATTN_KEYS = new Set([

@@ -85,13 +85,7 @@ export function importFlaGla(cfg: ConfigReader, name: string): FamilyImport {
   // Stored by GLAConfig, read by no layer.
   cfg.ignore('use_gk', 'use_gv');
   const outputGate = cfg.bool('use_output_gate', true);
-  // The output gate's function is hidden_act, which fla's GatedMLP also requires to be swish.
-  if (outputGate && shell.ffn.act !== 'silu') {
-    cfg.fail(
-      'hidden_act',
-      "must be swish: it is also the output gate of fla's GatedLinearAttention",
-    );
-  }
+  // The output gate's function is hidden_act: swish, as fla's GatedMLP requires (readFlaShell).
   const clampMin = cfg.has('clamp_min') ? cfg.num('clamp_min') : null;
   cfg.ignore('clamp_min');
   if (clampMin !== null && clampMin > 0) {

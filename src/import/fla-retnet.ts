@@ -37,9 +37,9 @@ export function importRetNet(cfg: ConfigReader, name: string): FamilyImport {
     normEps: shell.eps,
   };
   const model = flaModel(name, shell, attn, 'retnet', () => structuredClone(spec));
-  // The fused norm-and-gate module (g_norm_swish_gate) exists only for gate_fn 'swish' spelled so
-  // and fuse_norm; otherwise fla applies the same RMSNorm as `g_norm`, then the gate.
-  const fused = cfg.str('hidden_act', 'swish') === 'swish' && cfg.bool('fuse_norm', true);
+  // The fused norm-and-gate module (g_norm_swish_gate) exists only with fuse_norm (hidden_act is
+  // swish, readFlaShell); otherwise fla applies the same RMSNorm as `g_norm`, then the gate.
+  const fused = cfg.bool('fuse_norm', true);
   const rename = (n: string) =>
     outputGate && !fused ? n.replace(/\.attn\.g_norm_swish_gate\./, '.attn.g_norm.') : n;
   return { model, ...flaWeights(model, rename) };
