@@ -17,7 +17,7 @@ export class GraphBuilder {
   readonly weights = new Map<string, number[]>();
   layer: number | null = null;
   /**
-   * Set when one layer is lowered alone to read back its weights and states
+   * Set when one layer is lowered alone to read back its weights
    * (src/mixers/define.ts): what an earlier layer would carry is then a stand-in input.
    */
   scratch = false;

@@ -9,7 +9,14 @@ import { modelIR } from './hf-model.ts';
 import { attentionSpec, readHeadDim, readKvHeads } from './hf-attention.ts';
 import { readActivation } from './hf-decoder.ts';
 import { readRope } from './hf-rope.ts';
-import { mapWeights, readBambaMamba2, readIndexList, rms } from './hf-ssm-shared.ts';
+import {
+  mapWeights,
+  readBambaMamba2,
+  readIndexList,
+  rms,
+  JAMBA_STYLE_RULES,
+  FEED_FORWARD_RULE,
+} from './hf-ssm-shared.ts';
 import type { FamilyImport } from './registry.ts';
 
 export function importBamba(cfg: ConfigReader, name: string): FamilyImport {
@@ -63,11 +70,6 @@ export function importBamba(cfg: ConfigReader, name: string): FamilyImport {
   });
   return {
     model,
-    ...mapWeights(model, [
-      [/^model\.norm\./, 'model.final_layernorm.'],
-      [/^model\.layers\.(\d+)\.mixer\./, 'model.layers.$1.mamba.'],
-      [/^model\.layers\.(\d+)\.post_attention_layernorm\./, 'model.layers.$1.pre_ff_layernorm.'],
-      [/^model\.layers\.(\d+)\.mlp\./, 'model.layers.$1.feed_forward.'],
-    ]),
+    ...mapWeights(model, [...JAMBA_STYLE_RULES, FEED_FORWARD_RULE]),
   };
 }

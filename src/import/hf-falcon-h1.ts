@@ -24,7 +24,14 @@ import { show, type ConfigReader } from './config-reader.ts';
 import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { modelIR } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
-import { mapWeights, readDtLimit, requireSilu, rms } from './hf-ssm-shared.ts';
+import {
+  mapWeights,
+  readDtLimit,
+  requireSilu,
+  rms,
+  JAMBA_STYLE_RULES,
+  FEED_FORWARD_RULE,
+} from './hf-ssm-shared.ts';
 import type { FamilyImport } from './registry.ts';
 
 /** A positive multiplier (HF default 1 when absent or null). */
@@ -166,11 +173,6 @@ export function importFalconH1(cfg: ConfigReader, name: string): FamilyImport {
   );
   return {
     model,
-    ...mapWeights(model, [
-      [/^model\.norm\./, 'model.final_layernorm.'],
-      [/^model\.layers\.(\d+)\.mixer\./, 'model.layers.$1.mamba.'],
-      [/^model\.layers\.(\d+)\.post_attention_layernorm\./, 'model.layers.$1.pre_ff_layernorm.'],
-      [/^model\.layers\.(\d+)\.mlp\./, 'model.layers.$1.feed_forward.'],
-    ]),
+    ...mapWeights(model, [...JAMBA_STYLE_RULES, FEED_FORWARD_RULE]),
   };
 }

@@ -10,7 +10,13 @@ import { modelIR } from './hf-model.ts';
 import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { readActivation } from './hf-decoder.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
-import { mapWeights, rms, SSM_INIT_KEYS } from './hf-ssm-shared.ts';
+import {
+  mapWeights,
+  rms,
+  SSM_INIT_KEYS,
+  JAMBA_STYLE_RULES,
+  FEED_FORWARD_RULE,
+} from './hf-ssm-shared.ts';
 import type { FamilyImport } from './registry.ts';
 
 /** A layer period and offset (JambaConfig requires offset < period). */
@@ -131,11 +137,9 @@ export function importJamba(cfg: ConfigReader, name: string): FamilyImport {
   return {
     model,
     ...mapWeights(model, [
-      [/^model\.norm\./, 'model.final_layernorm.'],
-      [/^model\.layers\.(\d+)\.mixer\./, 'model.layers.$1.mamba.'],
-      [/^model\.layers\.(\d+)\.post_attention_layernorm\./, 'model.layers.$1.pre_ff_layernorm.'],
+      ...JAMBA_STYLE_RULES,
       [/^model\.layers\.(\d+)\.mlp\.gate\./, 'model.layers.$1.feed_forward.router.'],
-      [/^model\.layers\.(\d+)\.mlp\./, 'model.layers.$1.feed_forward.'],
+      FEED_FORWARD_RULE,
     ]),
   };
 }

@@ -89,6 +89,23 @@ export const BACKBONE_RULES: readonly Rule[] = [
   [/^model\.layers\.(\d+)\.mixer\./, 'backbone.layers.$1.mixer.'],
 ];
 
+/**
+ * Jamba's names, which Bamba and Falcon-H1 keep: final_layernorm, the mixer under `mamba`, the
+ * FFN's norm pre_ff_layernorm and the FFN under `feed_forward` (each importer adds its own FFN rules
+ * before the last, as rules apply first match first).
+ */
+export const JAMBA_STYLE_RULES: readonly Rule[] = [
+  [/^model\.norm\./, 'model.final_layernorm.'],
+  [/^model\.layers\.(\d+)\.mixer\./, 'model.layers.$1.mamba.'],
+  [/^model\.layers\.(\d+)\.post_attention_layernorm\./, 'model.layers.$1.pre_ff_layernorm.'],
+];
+
+/** JAMBA_STYLE_RULES' FFN rule: everything else under `mlp` goes to `feed_forward`. */
+export const FEED_FORWARD_RULE: Rule = [
+  /^model\.layers\.(\d+)\.mlp\./,
+  'model.layers.$1.feed_forward.',
+];
+
 interface Mamba2Keys {
   heads: string;
   headDim: string;
