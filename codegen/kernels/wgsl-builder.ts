@@ -23,8 +23,18 @@ import { definitionFor } from '../../src/ops/index.ts';
 import type { TensorRule } from '../../src/ops/types.ts';
 import { STEP_BINDING, type BindingDecl } from '../kernel-ir.ts';
 
-/** The one dtype → WGSL element type table. */
-export const WGSL_TYPE: Record<DType, string> = { f32: 'f32', u32: 'u32' };
+/**
+ * The one dtype → WGSL element type table. Narrow weight types are bound as u32 words (f16 two
+ * halves per word, unpacked with core WGSL's unpack2x16float so no shader-f16 is needed; q8 and
+ * q4 codes then scales) and read through codegen/kernels/weight-load.ts.
+ */
+export const WGSL_TYPE: Record<DType, string> = {
+  f32: 'f32',
+  u32: 'u32',
+  f16: 'u32',
+  q8: 'u32',
+  q4: 'u32',
+};
 
 /**
  * A WGSL f32 literal for x. Written as JavaScript prints it (shortest round trip of the f64),
@@ -68,8 +78,12 @@ export function opBindings(
   vec4: readonly string[] = [],
 ): OpBindings {
   const def = definitionFor(a);
-  const elem = (name: string, r: TensorRule) =>
-    vec4.includes(name) ? `vec4<${WGSL_TYPE[r.dtype]}>` : WGSL_TYPE[r.dtype];
+  const elem = (name: string, r: TensorRule) => {
+    if (!vec4.includes(name)) return WGSL_TYPE[r.dtype];
+    if (r.dtype !== 'f32' && r.dtype !== 'u32')
+      throw new Error(`${a.op}: binding '${name}' of ${r.dtype} cannot be declared as vec4`);
+    return `vec4<${WGSL_TYPE[r.dtype]}>`;
+  };
   const storage: StorageBinding[] = [];
   for (const [name, r] of Object.entries(def.inputs(a))) {
     storage.push({ name, access: r.access, elem: elem(name, r) });

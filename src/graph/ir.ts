@@ -7,9 +7,11 @@
  */
 import type { OpAttrs } from './ops.ts';
 import type { RopeSpec } from '../spec/model.ts';
+import { shapeBytes, type DType } from './dtype.ts';
+
+export type { DType } from './dtype.ts';
 
 export type Dim = number | 'T' | 'L';
-export type DType = 'f32' | 'u32';
 export type TensorKind = 'param' | 'state' | 'input' | 'activation' | 'output';
 
 /** How a parameter tensor is made from the model's canonical weights. */
@@ -93,7 +95,7 @@ export function elementCount(shape: Dim[], maxT: number): number {
 }
 
 export function tensorBytes(t: Tensor, maxT: number): number {
-  return elementCount(t.shape, maxT) * 4;
+  return shapeBytes(t.dtype, t.shape, maxT);
 }
 
 /** Consumers of each tensor: node ids in order. */

@@ -1,0 +1,120 @@
+/**
+ * How weights are stored (src/graph/dtype.ts describes the layouts): encoding f32 weights into
+ * the bytes a kernel binds and the bundle holds, decoding them back, and the values a kernel
+ * reading each type sees, which every reference that reads a weight applies. The quantisers are
+ * GGUF's Q8_0 and Q4_0 rules, so a Q8_0 or Q4_0 checkpoint decoded to f32 and encoded again gets
+ * back its own codes and scales:
+ * - q8: d = amax / 127, code = round(x / d) in [-127, 127];
+ * - q4: d = m / −8, where m is the element of largest magnitude with its sign; code =
+ *   clamp(floor(x / d + 8.5), 0, 15). The extreme element becomes code 0 exactly, so the
+ *   positive side has one level fewer (codes −8…7 after the offset), as in Q4_0.
+ * Both divide by d rounded to f16 (the scale the kernel multiplies by), where GGUF divides by the
+ * unrounded d; for a tensor that is already Q8_0 or Q4_0 the two agree.
+ */
+import {
+  QUANT_BLOCK,
+  dtypeBytes,
+  isQuantized,
+  quantScaleOffset,
+  type WeightType,
+} from '../graph/dtype.ts';
+import { f16BitsToNumber, f32ToF16Bits } from '../../formats/safetensors.ts';
+
+/** Thrown for a weight a type cannot hold (f16 overflow, a non-finite value). */
+export class WeightEncodeError extends Error {}
+
+function checkCols(t: WeightType, n: number, cols: number): void {
+  if (!Number.isInteger(cols) || cols < 1 || n % cols !== 0)
+    throw new Error(`${t} weight: ${n} elements are not whole rows of ${cols}`);
+  if (isQuantized(t) && cols % QUANT_BLOCK !== 0)
+    throw new Error(`${t} weight: rows of ${cols} are not whole blocks of ${QUANT_BLOCK}`);
+}
+
+function f16Bits(x: number, i: number, t: WeightType): number {
+  const h = f32ToF16Bits(x);
+  if ((h & 0x7c00) === 0x7c00) {
+    throw new WeightEncodeError(
+      Number.isFinite(x)
+        ? `element ${i} = ${x} is beyond the f16 range (±65504), so it cannot be stored as ${t}`
+        : `element ${i} is ${x}`,
+    );
+  }
+  return h;
+}
+
+/** One block's scale (as f16 bits) and code of each element. */
+function quantBlock(t: 'q8' | 'q4', x: Float32Array, base: number, codes: Uint8Array): number {
+  let m = 0;
+  for (let j = 0; j < QUANT_BLOCK; j++) {
+    const v = x[base + j];
+    if (!Number.isFinite(v)) throw new WeightEncodeError(`element ${base + j} is ${v}`);
+    if (Math.abs(v) > Math.abs(m)) m = v;
+  }
+  const scaleBits = f16Bits(t === 'q8' ? Math.abs(m) / 127 : m / -8, base, t);
+  const d = f16BitsToNumber(scaleBits);
+  const inv = d === 0 ? 0 : 1 / d;
+  for (let j = 0; j < QUANT_BLOCK; j++) {
+    const v = x[base + j] * inv;
+    codes[j] =
+      t === 'q8'
+        ? Math.max(-127, Math.min(127, Math.round(v))) & 0xff
+        : Math.max(0, Math.min(15, Math.floor(v + 8.5)));
+  }
+  return scaleBits;
+}
+
+/** f32 weights (rows of `cols`) → the bytes of type t. */
+export function encodeWeight(t: WeightType, x: Float32Array, cols: number): Uint8Array {
+  checkCols(t, x.length, cols);
+  const out = new Uint8Array(dtypeBytes(t, x.length));
+  if (t === 'f32') {
+    for (let i = 0; i < x.length; i++)
+      if (!Number.isFinite(x[i])) throw new WeightEncodeError(`element ${i} is ${x[i]}`);
+    out.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+    return out;
+  }
+  if (t === 'f16') {
+    const h = new Uint16Array(out.buffer);
+    for (let i = 0; i < x.length; i++) h[i] = f16Bits(x[i], i, t);
+    return out;
+  }
+  const scales = new Uint16Array(out.buffer, quantScaleOffset(t, x.length));
+  const codes = new Uint8Array(QUANT_BLOCK);
+  for (let b = 0; b * QUANT_BLOCK < x.length; b++) {
+    scales[b] = quantBlock(t, x, b * QUANT_BLOCK, codes);
+    const at = b * QUANT_BLOCK;
+    if (t === 'q8') out.set(codes, at);
+    else
+      for (let j = 0; j < QUANT_BLOCK; j += 2) out[(at + j) >> 1] = codes[j] | (codes[j + 1] << 4);
+  }
+  return out;
+}
+
+/** The bytes of a type-t tensor of `n` elements → its values. */
+export function decodeWeight(t: WeightType, bytes: Uint8Array, n: number): Float32Array {
+  if (bytes.byteLength !== dtypeBytes(t, n))
+    throw new Error(
+      `${t} weight of ${n} elements: ${bytes.byteLength} bytes, expected ${dtypeBytes(t, n)}`,
+    );
+  const copy = bytes.slice();
+  if (t === 'f32') return new Float32Array(copy.buffer, 0, n);
+  const out = new Float32Array(n);
+  if (t === 'f16') {
+    const h = new Uint16Array(copy.buffer);
+    for (let i = 0; i < n; i++) out[i] = f16BitsToNumber(h[i]);
+    return out;
+  }
+  const scales = new Uint16Array(copy.buffer, quantScaleOffset(t, n));
+  for (let i = 0; i < n; i++) {
+    const d = f16BitsToNumber(scales[Math.floor(i / QUANT_BLOCK)]);
+    const code = t === 'q8' ? (copy[i] << 24) >> 24 : ((copy[i >> 1] >> (4 * (i & 1))) & 15) - 8;
+    out[i] = d * code;
+  }
+  return out;
+}
+
+/** The values a kernel reading x stored as type t computes with. */
+export function roundWeight(t: WeightType, x: Float32Array, cols: number): Float32Array {
+  if (t === 'f32') return x;
+  return decodeWeight(t, encodeWeight(t, x, cols), x.length);
+}
