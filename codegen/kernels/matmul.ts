@@ -10,6 +10,7 @@
 import type { MatmulAttrs } from '../../src/graph/ops.ts';
 import { matmul, matmulStorageBindings } from '../../src/ops/matmul.ts';
 import type { KernelGenerator } from './types.ts';
+import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { common } from './matmul/common.ts';
 import { gemvLaunch } from './matmul/gemv.ts';
 import { matmulTiling, tiledLaunch } from './matmul/tiled.ts';
@@ -20,7 +21,7 @@ export { tensorTiling, tensorUnsupported } from './matmul/subgroup-matrix.ts';
 
 /** Bytes one copy of the weight takes in its buffer. */
 export function matmulWeightBytes(a: MatmulAttrs): number {
-  return (a.wType === 'f16' ? 2 : 4) * (a.gated ? 2 : 1) * a.N * a.K;
+  return dtypeBytes(a.wType, (a.gated ? 2 : 1) * a.N * a.K);
 }
 
 export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) => {

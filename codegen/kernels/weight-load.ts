@@ -16,8 +16,8 @@ export interface WeightBinding {
 
 /**
  * Binding and loader for a weight of type t with `elements` elements in its binding (the scales
- * of q8 and q4 follow all the codes). vec4 needs the element count to be a multiple of 4 along
- * each row (f32, f16), which quantised rows of whole 32-blocks always are.
+ * of q8 and q4 follow all the codes). vec4 needs rows of a multiple of 4 elements; quantised rows
+ * are whole blocks of 32, so they are only ever read in units of four.
  */
 export function weightBinding(t: WeightType, elements: number, vec4: boolean): WeightBinding {
   const R = vec4 ? 'vec4<f32>' : 'f32';
@@ -42,30 +42,22 @@ fn ${name}(i: u32) -> ${R} {
           load: (name, buf) => fn(name, `return unpack2x16float(${buf}[i >> 1u])[i & 1u];`),
         };
   }
+  if (!vec4) throw new Error(`${t} weight: read in units of four (rows are whole blocks)`);
   const scaleWord = quantScaleOffset(t, elements) / 4;
   if (dtypeBytes(t, elements) % 4 !== 0) throw new Error(`${t} weight: unaligned layout`);
   // Block of element e is e >> 5; its f16 scale is half (block & 1) of word SCALES + block / 2.
   const scale = (block: string) =>
     `let b = ${block};\n  let d = unpack2x16float(BUF[${scaleWord}u + (b >> 1u)])[b & 1u];`;
-  let body: string;
-  if (t === 'q8') {
-    // Codes are signed bytes: shift each to the top of an i32, then arithmetic-shift it back.
-    body = vec4
-      ? `${scale('i >> 3u')}
+  // Unit i holds elements 4i … 4i+3, all in block i >> 3.
+  const body =
+    t === 'q8'
+      ? // Signed byte codes: shift each to the top of an i32, then arithmetic-shift it back.
+        `${scale('i >> 3u')}
   let w = bitcast<vec4<i32>>(vec4<u32>(BUF[i]) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
   return vec4<f32>(w) * d;`
-      : `${scale('i >> 5u')}
-  let w = bitcast<i32>(BUF[i >> 2u] << (24u - 8u * (i & 3u))) >> 24u;
-  return f32(w) * d;`;
-  } else {
-    // Eight 4-bit codes per word, element e at bits 4(e & 7); value d · (code − 8).
-    body = vec4
-      ? `${scale('i >> 3u')}
+      : // Eight 4-bit codes per word, element e at bits 4(e & 7); value d · (code − 8).
+        `${scale('i >> 3u')}
   let w = vec4<u32>(BUF[i >> 1u] >> (16u * (i & 1u))) >> vec4<u32>(0u, 4u, 8u, 12u);
-  return (vec4<f32>(w & vec4<u32>(15u)) - 8.0) * d;`
-      : `${scale('i >> 5u')}
-  let w = (BUF[i >> 3u] >> (4u * (i & 7u))) & 15u;
-  return (f32(w) - 8.0) * d;`;
-  }
+  return (vec4<f32>(w & vec4<u32>(15u)) - 8.0) * d;`;
   return { elem: 'u32', load: (name, buf) => fn(name, body.replaceAll('BUF', buf)) };
 }

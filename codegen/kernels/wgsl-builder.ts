@@ -22,6 +22,7 @@ import type { OpAttrs } from '../../src/graph/ops.ts';
 import { definitionFor } from '../../src/ops/index.ts';
 import type { TensorRule } from '../../src/ops/types.ts';
 import { STEP_BINDING, type BindingDecl } from '../kernel-ir.ts';
+import type { WeightBinding } from './weight-load.ts';
 
 /**
  * The one dtype → WGSL element type table. Narrow weight types are bound as u32 words (f16 two
@@ -70,15 +71,18 @@ const IDENTIFIER = /^[A-Za-z][A-Za-z0-9_]*$/;
  * identifiers the kernel uses at module scope or in its entry point; a binding named like one
  * would shadow or clash with it, so that is an error here rather than a WGSL compile failure.
  * Bindings named in `vec4` are declared as arrays of 4-vectors of their element type (kernels
- * that move four elements per thread).
+ * that move four elements per thread). A stored weight is declared with the element its reader
+ * (codegen/kernels/weight-load.ts) takes, given in `weights`.
  */
 export function opBindings(
   a: OpAttrs,
   reserved: readonly string[] = [],
   vec4: readonly string[] = [],
+  weights: Readonly<Record<string, WeightBinding>> = {},
 ): OpBindings {
   const def = definitionFor(a);
   const elem = (name: string, r: TensorRule) => {
+    if (Object.hasOwn(weights, name)) return weights[name].elem;
     if (!vec4.includes(name)) return WGSL_TYPE[r.dtype];
     if (r.dtype !== 'f32' && r.dtype !== 'u32')
       throw new Error(`${a.op}: binding '${name}' of ${r.dtype} cannot be declared as vec4`);

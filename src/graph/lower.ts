@@ -49,6 +49,7 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
       scale: model.embeddingScale,
       rowStart: 0,
       rows: model.vocab,
+      tableType: 'f32',
     },
     'embed',
     { ids, table },

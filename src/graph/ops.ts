@@ -9,6 +9,7 @@
  * rows: the last L of T). Positions: row t of a step is absolute position pos + t.
  * Matrices are row-major; weights are [out, in] like HuggingFace's nn.Linear.
  */
+import type { WeightType } from './dtype.ts';
 import type { Activation, NormSpec } from '../spec/model.ts';
 
 /**
@@ -23,6 +24,8 @@ export interface EmbedAttrs {
   /** This node gathers only ids in [rowStart, rowStart + rows) of the full table (split tables). */
   rowStart: number;
   rows: number;
+  /** How the table is stored (src/graph/dtype.ts); gathered rows are f32 whatever it is. */
+  tableType: WeightType;
 }
 
 /**
@@ -109,10 +112,11 @@ export interface MatmulAttrs {
     capacity: number;
   } | null;
   /**
-   * How w is stored: 'f16' is two halves per u32 word (the bytes of an f16 array). Its values
-   * are the f16 roundings of the f32 weights.
+   * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
+   * with an f16 scale per block of 32 along K. Its values are what src/ops/weight-storage.ts's
+   * roundWeight makes of the f32 weights; products accumulate in f32 whatever the storage.
    */
-  wType: 'f32' | 'f16';
+  wType: WeightType;
   /**
    * 'f16': each row of x, after the prologue norm, is rounded to f16 before the products (what
    * tensor cores take); products of two f16 values are exact in f32, so only the summation

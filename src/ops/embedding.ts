@@ -4,6 +4,8 @@
  * [rowStart, rowStart + rows), reads its table at id - rowStart, and leaves the
  * other rows of `out` as they are, so `out` is also an input in that case.
  */
+import { dtypeBytes, weightTypeUnsupported } from '../graph/dtype.ts';
+import { roundWeight } from './weight-storage.ts';
 import type { Cost, EmbedAttrs, StepShape } from '../graph/ops.ts';
 import { f32, indices, inPlace, rule, u32, type OpDefinition, type TensorRule } from './types.ts';
 
@@ -13,6 +15,8 @@ export function isSplitEmbed(a: EmbedAttrs): boolean {
 
 export const embed: OpDefinition<EmbedAttrs> = {
   check(a) {
+    const narrow = weightTypeUnsupported(a.tableType, a.dim);
+    if (narrow) throw new Error(`embed: tableType ${narrow}`);
     if (a.rowStart < 0 || a.rows < 1 || a.rowStart + a.rows > a.vocab) {
       throw new Error(
         `embed: rows [${a.rowStart}, ${a.rowStart + a.rows}) outside the vocab of ${a.vocab}`,
@@ -21,7 +25,9 @@ export const embed: OpDefinition<EmbedAttrs> = {
   },
   /** A split table's node also reads `out`: the rows of ids outside its range stay as they are. */
   inputs(a) {
-    const r: Record<string, TensorRule> = { ids: indices(['T']), table: rule([a.rows, a.dim]) };
+    const r: Record<string, TensorRule> = { ids: indices(['T']),
+      table: rule([a.rows, a.dim], 'read', a.tableType),
+    };
     if (isSplitEmbed(a)) r.out = inPlace(['T', a.dim]);
     return r;
   },
@@ -29,12 +35,13 @@ export const embed: OpDefinition<EmbedAttrs> = {
   reference(a, inputs, step) {
     embed.check(a);
     const ids = u32(inputs, 'ids');
-    const table = f32(inputs, 'table');
+    const stored = f32(inputs, 'table');
     const n = step.T * a.dim;
     if (ids.length < step.T)
       throw new Error(`embed: ids has ${ids.length} entries, the step needs ${step.T}`);
-    if (table.length < a.rows * a.dim)
+    if (stored.length < a.rows * a.dim)
       throw new Error(`embed: table needs ${a.rows} x ${a.dim} elements`);
+    const table = roundWeight(a.tableType, stored.subarray(0, a.rows * a.dim), a.dim);
     let out: Float32Array;
     if (isSplitEmbed(a)) {
       const prev = f32(inputs, 'out');
@@ -56,6 +63,6 @@ export const embed: OpDefinition<EmbedAttrs> = {
   },
   cost(a: EmbedAttrs, step: StepShape): Cost {
     const n = step.T * a.dim;
-    return { flops: a.scale === 1 ? 0 : n, bytesRead: step.T * 4 + n * 4, bytesWritten: n * 4 };
+    return { flops: a.scale === 1 ? 0 : n, bytesRead: step.T * 4 + dtypeBytes(a.tableType, n), bytesWritten: n * 4 };
   },
 };

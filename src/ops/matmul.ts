@@ -5,6 +5,8 @@
  * and the QKV + RoPE + KV-append epilogue. This file is the ground truth for the WGSL
  * kernels in codegen/kernels/matmul.ts and for the GraphIR interpreter.
  */
+import { dtypeBytes, weightTypeUnsupported } from '../graph/dtype.ts';
+import { roundWeight } from './weight-storage.ts';
 import {
   EPILOGUE_VALUE,
   splitOutput,
@@ -37,6 +39,8 @@ function check(a: MatmulAttrs): void {
   if (!Number.isFinite(a.scale)) throw new Error(`${pre}: scale must be finite, got ${a.scale}`);
   if (a.xType === 'f16' && a.wType !== 'f16')
     throw new Error(`${pre}: xType 'f16' needs wType 'f16' (f16 × f16 products)`);
+  const narrow = weightTypeUnsupported(a.wType, a.K);
+  if (narrow) throw new Error(`${pre}: wType ${narrow}`);
   if (!a.ropeKv && a.outOffset + a.N > a.outStride) {
     throw new Error(`${pre}: outOffset (${a.outOffset}) + N exceeds outStride (${a.outStride})`);
   }
@@ -127,8 +131,9 @@ function need(inputs: Arrays, name: string, elems: number, what: string): Float3
 }
 
 /**
- * The inputs, in binding order. w is the weight as the reference reads it (f32 values; a kernel
- * with wType 'f16' binds the same values packed two halves per u32). A node that writes some
+ * The inputs, in binding order. w has the dtype wType; the reference reads it as f32 values (what
+ * the interpreter holds) and rounds them as that storage does, where a kernel binds the stored
+ * bytes. A node that writes some
  * columns of a wider output after another node wrote the ones before (outOffset > 0, a split LM
  * head's later parts) also reads `out`, so those columns survive.
  */
@@ -136,7 +141,7 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   const wRows = a.gated ? 2 * a.N : a.N;
   const r: Record<string, TensorRule> = {
     ...(a.xMap ? fusedInputRules(a.xMap) : { x: rule(['T', a.K]) }),
-    w: rule([wRows, a.K]),
+    w: rule([wRows, a.K], 'read', a.wType),
   };
   if (a.bias) r.bias = rule([wRows]);
   if (a.residual) r.residual = rule([a.rows, a.N]);
@@ -184,7 +189,7 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const epi = a.epilogue;
   const epiArrays = epi ? fusedArrays(epi, inputs) : {};
   const wIn = need(inputs, 'w', wRows * K, 'w [N or 2N, K]');
-  const w = a.wType === 'f16' ? wIn.map(roundF16) : wIn;
+  const w = roundWeight(a.wType, wIn.subarray(0, wRows * K), K);
   const bias = a.bias ? need(inputs, 'bias', wRows, 'bias') : undefined;
   const residual = a.residual
     ? need(inputs, 'residual', rows * N, 'residual [rows, N]')
@@ -306,8 +311,8 @@ function splitColumns(
 function cost(a: MatmulAttrs, step: StepShape): Cost {
   const { rows } = matmulRows(a, step);
   const wRows = a.gated ? 2 * a.N : a.N;
-  // In f32 words: an f16 weight is half of one.
-  let read = (a.wType === 'f16' ? 0.5 : 1) * wRows * a.K + rows * a.K;
+  // In f32 words, the weight as its stored bytes.
+  let read = dtypeBytes(a.wType, wRows * a.K) / 4 + rows * a.K;
   if (a.bias) read += wRows;
   if (a.residual) read += rows * a.N;
   if (a.prologue) read += a.prologue.kind === 'layer' && a.prologue.bias ? 2 * a.K : a.K;

@@ -2,6 +2,8 @@
  * Shared by the matmul kernel tests: attrs, awkward shapes, random inputs, and the check that
  * runs a kernel and the reference on the same inputs.
  */
+import { encodeWeight } from '../../src/ops/weight-storage.ts';
+import { words } from './weights.ts';
 import { expect } from 'vitest';
 import type { DeviceCaps } from '../../src/target.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
@@ -134,7 +136,7 @@ export async function check(
     // Which elements the op writes: the reference run over NaN-filled outputs leaves the rest NaN.
     const mask = matmul.reference(a, copyArrays(inputs, NaN), step);
     const onGpu: Record<string, HostArray> = copyArrays(inputs);
-    if (a.wType === 'f16') onGpu.w = packF16(inputs.w);
+    if (a.wType !== 'f32') onGpu.w = words(encodeWeight(a.wType, inputs.w as Float32Array, a.K));
     const gpu = await runLaunches(launches, { inputs: onGpu, step });
     const label = `${launches[0].kernel.name} N=${a.N} K=${a.K} maxT=${run.maxT} T=${step.T} L=${step.L}`;
     for (const name of Object.keys(ref)) {

@@ -4,6 +4,9 @@ import type { EmbedAttrs } from '../../src/graph/ops.ts';
 import { embed } from '../../src/ops/embedding.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randInts, randn } from '../helpers/numeric.ts';
+import { encodeWeight } from '../../src/ops/weight-storage.ts';
+import type { WeightType } from '../../src/graph/dtype.ts';
+import { words } from '../helpers/weights.ts';
 
 interface Case {
   name: string;
@@ -79,9 +82,24 @@ const cases: Case[] = [
   },
 ];
 
+/** Stored tables: f16 at any width, q8 and q4 on rows of whole blocks of 32. */
+const storedCases: Array<[WeightType, Case]> = [
+  ['f16', cases[1]],
+  ['f16', cases[3]],
+  ['f16', cases[4]],
+  ['q8', cases[0]],
+  ['q8', { ...cases[4], name: 'split table, dim 1024, T = 9', rowStart: 29 }],
+  ['q4', cases[0]],
+  ['q4', { ...cases[2], dim: 96, name: 'long T = 300, dim 96' }],
+  ['q4', { ...cases[5], dim: 160, name: 'split table, last part, dim 160, T = 1' }],
+];
+
 describe('embed kernel vs reference', () => {
-  for (const [ci, c] of cases.entries()) {
-    it(c.name, async () => {
+  for (const [ci, [tableType, c]] of [
+    ...cases.map((c) => ['f32', c] as const),
+    ...storedCases,
+  ].entries()) {
+    it(`${c.name}${tableType === 'f32' ? '' : `, ${tableType} table`}`, async () => {
       const { caps } = await testGpu();
       const a: EmbedAttrs = {
         op: 'embed',
@@ -90,6 +108,7 @@ describe('embed kernel vs reference', () => {
         scale: c.scale,
         rowStart: c.rowStart,
         rows: c.rows,
+        tableType,
       };
       const { launches } = embedKernel(a, { caps, maxT: c.maxT });
       const ids = randInts(c.maxT, c.vocab, 500 + ci);
@@ -103,17 +122,37 @@ describe('embed kernel vs reference', () => {
         if (c.T > 1) ids[1] = c.rowStart > 0 ? 0 : c.vocab - 1;
       }
       const step = { T: c.T, pos: 0, L: 1 };
-      const got = await runLaunches(launches, { inputs: { ids, table, out: out.slice() }, step });
+      const stored = words(encodeWeight(tableType, table, c.dim));
+      const got = await runLaunches(launches, {
+        inputs: { ids, table: stored, out: out.slice() },
+        step,
+      });
       const want = embed.reference(a, split ? { ids, table, out } : { ids, table }, step)
         .out as Float32Array;
       const n = c.T * c.dim;
-      expect(maxRelError(got.out.subarray(0, n), want)).toBeLessThanOrEqual(1e-4);
+      // The stored values are exact in f32, so a table read as f16, q8 or q4 unscaled must give
+      // the reference's numbers exactly; a scale differs only by its own f32 rounding (2^-24).
+      if (tableType === 'f32') {
+        expect(maxRelError(got.out.subarray(0, n), want)).toBeLessThanOrEqual(1e-4);
+      } else if (c.scale !== 1) {
+        expect(maxRelError(got.out.subarray(0, n), want)).toBeLessThanOrEqual(1e-6);
+      } else {
+        expect(Array.from(got.out.subarray(0, n))).toEqual(Array.from(want));
+      }
       expect(Array.from(got.out.subarray(n))).toEqual(Array.from(out.subarray(n)));
     });
   }
 
   it('reference keeps rows of foreign ids and scales owned ones', () => {
-    const a: EmbedAttrs = { op: 'embed', vocab: 4, dim: 2, scale: 3, rowStart: 2, rows: 2 };
+    const a: EmbedAttrs = {
+      op: 'embed',
+      vocab: 4,
+      dim: 2,
+      scale: 3,
+      rowStart: 2,
+      rows: 2,
+      tableType: 'f32',
+    };
     const table = Float32Array.of(1, 2, 5, 6);
     const ids = Uint32Array.of(0, 3, 2);
     const out = Float32Array.of(-1, -1, -2, -2, -3, -3);
@@ -122,7 +161,15 @@ describe('embed kernel vs reference', () => {
   });
 
   it('reference rejects ids outside the vocab', () => {
-    const a: EmbedAttrs = { op: 'embed', vocab: 4, dim: 1, scale: 1, rowStart: 0, rows: 4 };
+    const a: EmbedAttrs = {
+      op: 'embed',
+      vocab: 4,
+      dim: 1,
+      scale: 1,
+      rowStart: 0,
+      rows: 4,
+      tableType: 'f32',
+    };
     const run = () =>
       embed.reference(
         a,

@@ -9,6 +9,7 @@ import { STEP_BINDING, STEP_WGSL, storageDecl, type BindingDecl } from '../../ke
 import { type DeviceCaps } from '../../../src/target.ts';
 import { actExpr } from '../wgsl-math.ts';
 import { pointwiseFunction } from '../pointwise.ts';
+import { weightBinding, type WeightBinding } from '../weight-load.ts';
 
 /** A WGSL f32 literal (eps values such as 1e-6 must stay floats). */
 export function lit(v: number): string {
@@ -24,15 +25,13 @@ export function hash(s: string): string {
 }
 
 /**
- * How w is laid out in its buffer. f32: one f32 per element. f16: two halves per u32 word,
- * little-endian (element e is half e & 1 of word e >> 1), the layout of an f16 array's bytes.
- * `unit` is the number of consecutive k one load returns: 4 when K % 4 === 0, else 1; the
- * tensor-core schedule reads 8 halves per load (`wide`).
+ * How w is bound and read: through the one weight reader (codegen/kernels/weight-load.ts) as
+ * `load_wu(i)`, load unit i of the weight buffer (4 consecutive k when K % 4 === 0, else 1), in
+ * f32; or, on the tensor-core schedule (`wide`), as raw f16 words 8 halves per load.
  */
-function weightElem(a: MatmulAttrs, vec4: boolean, wide: boolean): string {
-  if (a.wType === 'f32') return vec4 ? 'vec4<f32>' : 'f32';
-  if (wide) return 'vec4<u32>';
-  return vec4 ? 'vec2<u32>' : 'u32';
+function weightAccess(a: MatmulAttrs, vec4: boolean, wide: boolean): WeightBinding {
+  if (wide) return { elem: 'vec4<u32>', load: () => '' };
+  return weightBinding(a.wType, (a.gated ? 2 : 1) * a.N * a.K, vec4);
 }
 
 /** Schedules differ in what they need from the shared header. */
@@ -72,10 +71,8 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   const xs: Array<[string, 'read', string]> = a.xMap
     ? Object.keys(a.xMap.inputs).map((n) => [n, 'read', 'f32'])
     : [['x', 'read', X]];
-  const list: Array<[string, 'read' | 'read_write', string]> = [
-    ...xs,
-    ['w', 'read', weightElem(a, vec4, opts.wideWeights ?? false)],
-  ];
+  const w = weightAccess(a, vec4, opts.wideWeights ?? false);
+  const list: Array<[string, 'read' | 'read_write', string]> = [...xs, ['w', 'read', w.elem]];
   if (a.bias) list.push(['bias', 'read', 'f32']);
   if (a.residual) list.push(['residual', 'read', 'f32']);
   if (pro) list.push(['normW', 'read', X]);
@@ -110,7 +107,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
     `const N: u32 = ${a.N}u;\nconst K: u32 = ${a.K}u;\nconst U: u32 = ${vec4 ? a.K / 4 : a.K}u;`,
     pro ? `const EPS: f32 = ${lit(pro.eps)};` : '',
     norm,
-    opts.wideWeights ? '' : weightLoad(a, vec4),
+    w.load('load_wu', 'b_w'),
     a.xType === 'f16' ? roundX(vec4) : '',
     xMapLoad(a, vec4),
     epilogue(a),
@@ -118,7 +115,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
 
   const f: string[] = [];
   if (vec4) f.push('v4');
-  if (a.wType === 'f16') f.push(a.xType === 'f16' ? 'f16' : 'w16');
+  if (a.wType !== 'f32') f.push(a.xType === 'f16' ? 'f16' : a.wType === 'f16' ? 'w16' : a.wType);
   if (pro) f.push(pro.kind === 'rms' ? 'rms' : 'ln');
   if (a.xMap) f.push('xmap');
   if (a.bias) f.push('bias');
@@ -158,23 +155,6 @@ function xMapLoad(a: MatmulAttrs, vec4: boolean): string {
   return `
 ${f}
 fn load_xu(t: u32, i: u32) -> ${vec4 ? 'vec4<f32>' : 'f32'} {
-  ${body}
-}`;
-}
-
-/**
- * `load_wu(i)`: load unit i of the weight buffer (unit = 4 k when vec4, else 1) as f32. f16 weights
- * unpack with unpack2x16float, core WGSL, so they need no shader-f16.
- */
-function weightLoad(a: MatmulAttrs, vec4: boolean): string {
-  const X = vec4 ? 'vec4<f32>' : 'f32';
-  let body: string;
-  if (a.wType === 'f32') body = 'return b_w[i];';
-  else if (vec4)
-    body = 'let p = b_w[i];\n  return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));';
-  else body = 'return unpack2x16float(b_w[i >> 1u])[i & 1u];';
-  return `
-fn load_wu(i: u32) -> ${X} {
   ${body}
 }`;
 }
