@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import type { CompiledModel } from './compile.ts';
 import { materialize, type WeightProvider } from '../src/graph/params.ts';
 import type { BundleManifest } from './manifest.ts';
-import { BUNDLE_FORMAT, BUNDLE_VERSION } from './manifest.ts';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, storedEntry } from './manifest.ts';
+import { encodeWeight } from '../src/ops/weight-storage.ts';
 import type { BundleSource, Progress } from './manifest.ts';
 import {
   checkBundleTarget,
@@ -34,9 +35,15 @@ export function toManifest(c: CompiledModel): BundleManifest {
     version: BUNDLE_VERSION,
     createdBy: 'strata 0.1.0',
     model: c.model,
-    compile: { maxT: c.maxT, capacity: c.capacity, fused: c.fused, caps: c.caps, precision: 'f32' },
+    compile: {
+      maxT: c.maxT,
+      capacity: c.capacity,
+      fused: c.fused,
+      caps: c.caps,
+      precision: c.precision,
+    },
     weightsFile: WEIGHTS_FILE,
-    tensors: c.params.map((p) => ({ name: p.name, shape: p.shape })),
+    tensors: c.params.map((p) => ({ name: p.name, shape: p.shape, dtype: p.dtype })),
     state: c.state,
     kernels: c.kernels.map((k) => ({
       name: k.name,
@@ -49,18 +56,23 @@ export function toManifest(c: CompiledModel): BundleManifest {
   };
 }
 
+/** The stored bytes of parameter `name`: its f32 values made from the weights, then encoded. */
 async function checkedTensor(
   c: CompiledModel,
   weights: WeightProvider,
   name: string,
-): Promise<Float32Array> {
+): Promise<Uint8Array> {
   const p = c.params.find((q) => q.name === name);
   if (!p) throw new Error(`bundle has no tensor named '${name}'`);
   const data = await materialize(p.source, weights);
   const want = p.shape.reduce((a, b) => a * b, 1);
   if (data.length !== want)
     throw new Error(`tensor ${name}: ${data.length} elements, shape [${p.shape}] needs ${want}`);
-  return data;
+  try {
+    return encodeWeight(p.dtype, data, p.shape[p.shape.length - 1] ?? 1);
+  } catch (e) {
+    throw new Error(`tensor ${name} as ${p.dtype}: ${(e as Error).message}`);
+  }
 }
 
 /** Run a compiled model straight from memory, without writing a bundle. */
@@ -77,13 +89,13 @@ export function memorySource(c: CompiledModel, weights: WeightProvider): BundleS
   };
 }
 
-/** safetensors header for f32 tensors laid out back to back, padded to 8 bytes. */
-function safetensorsHeader(tensors: { name: string; shape: number[] }[]): Buffer {
+/** safetensors header for the stored tensors laid out back to back, padded to 8 bytes. */
+function safetensorsHeader(tensors: BundleManifest['tensors']): Buffer {
   const header: Record<string, unknown> = { __metadata__: { format: 'pt', producer: 'strata' } };
   let off = 0;
   for (const t of tensors) {
-    const bytes = t.shape.reduce((a, b) => a * b, 1) * 4;
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [off, off + bytes] };
+    const { dtype, shape, bytes } = storedEntry(t.dtype, t.shape);
+    header[t.name] = { dtype, shape, data_offsets: [off, off + bytes] };
     off += bytes;
   }
   let json = JSON.stringify(header);
@@ -115,7 +127,7 @@ export async function writeBundle(
       let done = 0;
       for (const t of manifest.tensors) {
         const data = await checkedTensor(c, weights, t.name);
-        await fh.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        await fh.write(data.subarray(0, storedEntry(t.dtype, t.shape).bytes));
         onProgress?.('write weights', ++done, manifest.tensors.length);
       }
     } finally {

@@ -10,7 +10,9 @@ import { runPasses, type PassLogEntry } from '../src/passes/pipeline.ts';
 import { emitPhase, type KernelTable, type PhaseProgram } from './emit.ts';
 import type { Kernel } from './kernel-ir.ts';
 import type { DeviceCaps } from '../src/target.ts';
-import { elementCount, usedTensors } from '../src/graph/ir.ts';
+import { usedTensors } from '../src/graph/ir.ts';
+import { shapeBytes, type DType, type WeightType } from '../src/graph/dtype.ts';
+import type { Precision } from '../src/passes/precision.ts';
 
 export interface CompileOptions {
   caps: DeviceCaps;
@@ -19,12 +21,21 @@ export interface CompileOptions {
   /** KV cache rows per sequence. */
   capacity?: number;
   fuse?: boolean;
+  /** How weights are stored (src/passes/precision.ts); f32 when absent. */
+  precision?: Precision;
 }
 
 export interface ParamEntry {
   name: string;
   shape: number[];
+  dtype: WeightType;
   source: ParamSource;
+}
+
+export interface StateEntry {
+  name: string;
+  shape: number[];
+  dtype: DType;
 }
 
 export interface CompiledModel {
@@ -32,10 +43,11 @@ export interface CompiledModel {
   maxT: number;
   capacity: number;
   fused: boolean;
+  precision: Precision;
   caps: DeviceCaps;
   kernels: Kernel[];
   params: ParamEntry[];
-  state: { name: string; shape: number[] }[];
+  state: StateEntry[];
   phases: { prefill: PhaseProgram; decode: PhaseProgram };
   graphs: { prefill: Graph; decode: Graph };
   passLog: { prefill: PassLogEntry[]; decode: PassLogEntry[] };
@@ -51,21 +63,34 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
     throw new Error(`capacity ${capacity} exceeds the model's max_context ${model.maxContext}`);
   }
   const fuse = opts.fuse ?? true;
+  const precision = opts.precision ?? 'f32';
   const kernels: KernelTable = new Map();
   const run = (phase: 'prefill' | 'decode') => {
     const lowered = lower(model, { phase, maxT, capacity });
-    const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse });
+    const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse, precision });
     return { graph, log, program: emitPhase(graph, opts.caps, kernels) };
   };
   const prefill = run('prefill');
   const decode = run('decode');
   const params = new Map<string, ParamEntry>();
-  const state = new Map<string, number[]>();
+  const state = new Map<string, StateEntry>();
+  // Both phases bind one copy of each weight and state buffer, so they must agree on its type.
+  const agree = (what: string, name: string, had: DType | undefined, dtype: DType) => {
+    if (had !== undefined && had !== dtype)
+      throw new Error(`${what} ${name} is ${had} in one phase and ${dtype} in the other`);
+  };
   for (const g of [prefill.graph, decode.graph]) {
     for (const t of usedTensors(g)) {
-      if (t.kind === 'param')
-        params.set(t.name, { name: t.name, shape: t.shape as number[], source: t.source! });
-      if (t.kind === 'state') state.set(t.name, t.shape as number[]);
+      const shape = t.shape as number[];
+      if (t.kind === 'param') {
+        if (t.dtype === 'u32') throw new Error(`parameter ${t.name} is u32`);
+        agree('parameter', t.name, params.get(t.name)?.dtype, t.dtype);
+        params.set(t.name, { name: t.name, shape, dtype: t.dtype, source: t.source! });
+      }
+      if (t.kind === 'state') {
+        agree('state', t.name, state.get(t.name)?.dtype, t.dtype);
+        state.set(t.name, { name: t.name, shape, dtype: t.dtype });
+      }
     }
   }
   return {
@@ -73,10 +98,11 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
     maxT,
     capacity,
     fused: fuse,
+    precision,
     caps: opts.caps,
     kernels: [...kernels.values()],
     params: [...params.values()],
-    state: [...state].map(([name, shape]) => ({ name, shape })),
+    state: [...state.values()],
     phases: { prefill: prefill.program, decode: decode.program },
     graphs: { prefill: prefill.graph, decode: decode.graph },
     passLog: { prefill: prefill.log, decode: decode.log },
@@ -84,5 +110,14 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
 }
 
 export function stateBytes(c: Pick<CompiledModel, 'state'>): number {
-  return c.state.reduce((n, s) => n + elementCount(s.shape, 1) * 4, 0);
+  return c.state.reduce((n, s) => n + shapeBytes(s.dtype, s.shape, 1), 0);
+}
+
+/** Bytes of the stored weights, by type. */
+export function weightBytesByType(
+  c: Pick<CompiledModel, 'params'>,
+): Partial<Record<DType, number>> {
+  const out: Partial<Record<DType, number>> = {};
+  for (const p of c.params) out[p.dtype] = (out[p.dtype] ?? 0) + shapeBytes(p.dtype, p.shape, 1);
+  return out;
 }

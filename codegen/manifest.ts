@@ -6,9 +6,29 @@
 import type { ModelIR } from '../src/spec/model.ts';
 import type { GridDim, BindingDecl } from './kernel-ir.ts';
 import type { DeviceCaps } from '../src/target.ts';
+import { WEIGHT_TYPES, dtypeBytes, type DType, type WeightType } from '../src/graph/dtype.ts';
+import { PRECISIONS, type Precision } from '../src/passes/precision.ts';
+
+/**
+ * How a weight of `dtype` is written in the bundle's safetensors file: f32 and f16 as themselves;
+ * q8 and q4, which safetensors has no type for, as their bytes (U8), the manifest's dtype and
+ * shape saying how to read them.
+ */
+export function storedEntry(
+  dtype: WeightType,
+  shape: readonly number[],
+): { dtype: 'F32' | 'F16' | 'U8'; shape: number[]; bytes: number } {
+  const n = shape.reduce((a, b) => a * b, 1);
+  // f16 without the padding to a whole word its buffer has: safetensors allows no holes.
+  if (dtype === 'f16') return { dtype: 'F16', shape: [...shape], bytes: 2 * n };
+  if (dtype === 'f32') return { dtype: 'F32', shape: [...shape], bytes: 4 * n };
+  const bytes = dtypeBytes(dtype, n);
+  return { dtype: 'U8', shape: [bytes], bytes };
+}
 
 export const BUNDLE_FORMAT = 'strata-bundle';
-export const BUNDLE_VERSION = 1;
+/** 2: tensors and state carry their dtype; compile.precision says how weights are stored. */
+export const BUNDLE_VERSION = 2;
 
 export interface ManifestKernel {
   name: string;
@@ -37,10 +57,17 @@ export interface BundleManifest {
   version: number;
   createdBy: string;
   model: ModelIR;
-  compile: { maxT: number; capacity: number; fused: boolean; caps: DeviceCaps; precision: 'f32' };
+  compile: {
+    maxT: number;
+    capacity: number;
+    fused: boolean;
+    caps: DeviceCaps;
+    precision: Precision;
+  };
   weightsFile: string;
-  tensors: { name: string; shape: number[] }[];
-  state: { name: string; shape: number[] }[];
+  /** Weights: the logical shape, and the type they are stored as (src/graph/dtype.ts). */
+  tensors: { name: string; shape: number[]; dtype: WeightType }[];
+  state: { name: string; shape: number[]; dtype: DType }[];
   kernels: ManifestKernel[];
   phases: { prefill: ManifestPhase; decode: ManifestPhase };
   tokenizer: { kind: 'bytes' } | { kind: 'file'; file: string };
@@ -138,11 +165,21 @@ export const MANIFEST_SCHEMA = {
         capacity: posInt,
         fused: { type: 'boolean' },
         caps,
-        precision: { const: 'f32' },
+        precision: { enum: [...PRECISIONS] },
       }),
       weightsFile: bundleFile,
-      tensors: { type: 'array', items: closed({ name, shape }) },
-      state: { type: 'array', items: closed({ name, shape: { type: 'array', items: posInt } }) },
+      tensors: {
+        type: 'array',
+        items: closed({ name, shape, dtype: { enum: [...WEIGHT_TYPES] } }),
+      },
+      state: {
+        type: 'array',
+        items: closed({
+          name,
+          shape: { type: 'array', items: posInt },
+          dtype: { enum: ['f32', 'f16', 'u32'] },
+        }),
+      },
       kernels: {
         type: 'array',
         items: closed({
@@ -182,8 +219,11 @@ export const MANIFEST_SCHEMA = {
 export interface BundleSource {
   manifest: BundleManifest;
   shader(file: string): Promise<string>;
-  /** The named tensor as f32; must throw an error naming the tensor if it is missing or mis-sized. */
-  tensor(name: string, shape: number[]): Promise<Float32Array>;
+  /**
+   * The named tensor's stored bytes (its manifest dtype's layout, what the GPU binds); must throw
+   * an error naming the tensor if it is missing or mis-sized.
+   */
+  tensor(name: string, shape: number[]): Promise<Uint8Array>;
   /** Release files; GpuModel.load calls it once everything is on the GPU. */
   close?(): Promise<void>;
 }

@@ -10,7 +10,8 @@
 
 import { jsonSyntaxError } from './json-error.ts';
 
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U32';
+/** U8 holds strata's own q8/q4 weights in a bundle (whose manifest says how to read them). */
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U32' | 'U8';
 
 export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = {
   F32: 4,
@@ -19,6 +20,7 @@ export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = {
   I32: 4,
   I64: 8,
   U32: 4,
+  U8: 1,
 };
 
 /** One tensor's header entry. `begin`/`end` are byte offsets into the data section. */
@@ -243,6 +245,12 @@ export function decodeF32(info: TensorInfo, bytes: Uint8Array): Float32Array {
       const b = aligned(bytes, 2);
       return bf16BitsToF32(new Uint16Array(b.buffer, b.byteOffset, n));
     }
+    case 'U8':
+      // A checkpoint's U8 tensors are quantised blocks (MXFP4, bitsandbytes) or masks, never
+      // floats; a bundle's are read through the manifest's dtype, not here.
+      throw new Error(
+        `tensor '${info.name}' is U8 (quantised blocks?); strata reads weights stored as F32, F16 or BF16`,
+      );
     case 'I32':
     case 'U32':
     case 'I64': {
@@ -501,6 +509,9 @@ function encodeTensor(name: string, t: TensorToWrite): Uint8Array {
       return asBytes(data);
     case 'U32':
       if (!(data instanceof Uint32Array)) throw wrong();
+      return asBytes(data);
+    case 'U8':
+      if (!(data instanceof Uint8Array)) throw wrong();
       return asBytes(data);
     case 'I64': {
       if (data instanceof BigInt64Array) return asBytes(data);

@@ -4,6 +4,7 @@
  * together (each dispatch's kernel and buffers exist, the vocabulary agrees with the embedding
  * and the logits). Errors name the manifest, the JSON path and the value.
  */
+import { dtypeBytes } from '../src/graph/dtype.ts';
 import { Ajv, type ErrorObject } from 'ajv';
 import { assertModel, formatPath } from '../src/spec/load-data.ts';
 import { EMBED } from '../src/import/names.ts';
@@ -85,7 +86,7 @@ function crossCheck(m: BundleManifest): string[] {
   }
   const maxBuffer = m.compile.caps.maxBufferBytes;
   m.state.forEach((s, i) => {
-    const bytes = s.shape.reduce((a, b) => a * b, 4);
+    const bytes = dtypeBytes(s.dtype, s.shape.reduce((a, b) => a * b, 1));
     if (bytes > maxBuffer)
       issues.push(
         `state[${i}].shape: [${s.shape}] is ${bytes} bytes, over compile.caps.maxBufferBytes ${maxBuffer}`,

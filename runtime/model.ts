@@ -21,6 +21,18 @@ import {
 } from './gpu.ts';
 import { NONFINITE_LOGITS } from '../src/ops/sampling.ts';
 import { numel } from '../formats/safetensors.ts';
+import { dtypeBytes } from '../src/graph/dtype.ts';
+
+/**
+ * Stored weight bytes padded to whole u32 words, as buffers are written: only an f16 tensor of odd
+ * length, which the bundle stores without its last half word, is copied.
+ */
+function wholeWords(data: Uint8Array): Uint8Array {
+  if (data.byteLength % 4 === 0) return data;
+  const out = new Uint8Array(4 * Math.ceil(data.byteLength / 4));
+  out.set(data);
+  return out;
+}
 import { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 
 export { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
@@ -144,9 +156,14 @@ export class GpuModel {
     const params = new Map<string, GPUBuffer>();
     let done = 0;
     for (const t of m.tensors) {
-      const data = await src.tensor(t.name, t.shape);
+      const data = wholeWords(await src.tensor(t.name, t.shape));
+      const bytes = dtypeBytes(t.dtype, numel(t.shape));
+      if (data.byteLength !== bytes)
+        throw new Error(
+          `weight '${t.name}': ${data.byteLength} bytes, ${t.dtype} [${t.shape}] is ${bytes}`,
+        );
       guard(`upload of weight '${t.name}'`, () => {
-        const buf = createStorage(device, data.byteLength, t.name);
+        const buf = createStorage(device, bytes, t.name);
         upload(device, buf, data);
         params.set(t.name, buf);
       });
@@ -437,8 +454,8 @@ function checkDeviceFits(gpu: GpuContext, m: BundleManifest): void {
 function checkBundleLimits(gpu: GpuContext, m: BundleManifest): void {
   const maxBuf = gpu.caps.maxBufferBytes;
   const bufs: [string, number][] = [];
-  for (const s of m.state) bufs.push([`state '${s.name}'`, numel(s.shape) * 4]);
-  for (const t of m.tensors) bufs.push([`weight '${t.name}'`, numel(t.shape) * 4]);
+  for (const s of m.state) bufs.push([`state '${s.name}'`, dtypeBytes(s.dtype, numel(s.shape))]);
+  for (const t of m.tensors) bufs.push([`weight '${t.name}'`, dtypeBytes(t.dtype, numel(t.shape))]);
   for (const name of ['prefill', 'decode'] as const) {
     const ph = m.phases[name];
     ph.slots.forEach((b, i) => bufs.push([`${name} activation slot ${i}`, b]));
@@ -485,7 +502,7 @@ export class Sequence {
   constructor(readonly model: GpuModel) {
     const { device } = model.gpu;
     for (const s of model.manifest.state) {
-      const bytes = numel(s.shape) * 4;
+      const bytes = dtypeBytes(s.dtype, numel(s.shape));
       this.state.set(s.name, createStorage(device, bytes, s.name));
     }
     this.bound = {
@@ -844,7 +861,7 @@ export class Sequence {
     const buf = this.state.get(name);
     const spec = this.model.manifest.state.find((s) => s.name === name);
     if (!buf || !spec) throw new Error(`the sequence has no state buffer '${name}'`);
-    const bytes = numel(spec.shape) * 4;
+    const bytes = dtypeBytes(spec.dtype, numel(spec.shape));
     return readBuffer(this.model.gpu.device, buf, bytes);
   }
 

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BundleSource } from '../../codegen/manifest.ts';
+import { storedEntry, type BundleManifest, type BundleSource } from '../../codegen/manifest.ts';
 import { BundleError, checkManifest } from '../manifest-check.ts';
 import { jsonSyntaxError } from '../../formats/json-error.ts';
 import { bundleFile } from './bundle-paths.ts';
@@ -34,25 +34,30 @@ function readManifest(realDir: string, manifestPath: string): unknown {
 }
 
 /**
- * Tensor `name` is in the weights file with `shape`; `entry` names the manifest entry that
- * says so, when known (`tensors[3]`).
+ * Tensor `name` is in the weights file as a weight of `dtype` and `shape` is stored
+ * (codegen/manifest.ts storedEntry); `entry` names the manifest entry that says so, when known
+ * (`tensors[3]`).
  */
 function checkTensor(
   weights: SafetensorsSource,
-  name: string,
-  shape: readonly number[],
+  t: BundleManifest['tensors'][number],
   weightsPath: string,
   entry?: string,
 ): void {
+  const { name } = t;
   if (!weights.has(name))
     throw new BundleError(
       `${weightsPath}: tensor '${name}'${entry ? ` (manifest ${entry})` : ''} is missing`,
     );
-  const stored = weights.info(name).shape;
-  const same = stored.length === shape.length && stored.every((d, j) => d === shape[j]);
+  const want = storedEntry(t.dtype, t.shape);
+  const stored = weights.info(name);
+  const same =
+    stored.dtype === want.dtype &&
+    stored.shape.length === want.shape.length &&
+    stored.shape.every((d, j) => d === want.shape[j]);
   if (!same)
     throw new BundleError(
-      `${weightsPath}: tensor '${name}' has shape [${stored}], the manifest${entry ? `'s ${entry}.shape` : ''} says [${shape}]`,
+      `${weightsPath}: tensor '${name}' is stored as ${stored.dtype} [${stored.shape}], the manifest${entry ? `'s ${entry}` : ''} (${t.dtype} [${t.shape}]) needs ${want.dtype} [${want.shape}]`,
     );
 }
 
@@ -80,9 +85,7 @@ export async function openBundle(dir: string): Promise<BundleSource> {
   const weights = await openSafetensors(weightsFile.path);
   try {
     // Every tensor now, so a damaged bundle fails at open, not midway through the upload.
-    manifest.tensors.forEach((t, i) =>
-      checkTensor(weights, t.name, t.shape, weightsPath, `tensors[${i}]`),
-    );
+    manifest.tensors.forEach((t, i) => checkTensor(weights, t, weightsPath, `tensors[${i}]`));
   } catch (e) {
     await weights.close();
     throw e;
@@ -97,8 +100,12 @@ export async function openBundle(dir: string): Promise<BundleSource> {
       return readFile(path, 'utf8');
     },
     async tensor(name, shape) {
-      checkTensor(weights, name, shape, weightsPath);
-      return weights.readTensorF32(name);
+      const t = manifest.tensors.find((e) => e.name === name);
+      if (!t) throw new BundleError(`${manifestPath}: no tensor '${name}' in tensors`);
+      if (t.shape.join() !== shape.join())
+        throw new BundleError(`${manifestPath}: tensor '${name}' is [${t.shape}], not [${shape}]`);
+      checkTensor(weights, t, weightsPath);
+      return weights.readTensorBytes(name);
     },
     close: () => weights.close(),
   };

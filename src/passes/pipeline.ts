@@ -4,11 +4,14 @@ import type { DeviceCaps } from '../target.ts';
 import { FUSION_PASSES } from './fuse.ts';
 import { splitOversizeParams } from './split.ts';
 import { checkShapes } from './shapes.ts';
+import { assignPrecision, type Precision } from './precision.ts';
 
 export interface PassOptions {
   caps: DeviceCaps;
   /** Run the fusion passes (false gives the unfused graph, for comparison and debugging). */
   fuse: boolean;
+  /** How weights are stored (src/passes/precision.ts); f32 when absent. */
+  precision?: Precision;
 }
 
 export interface PassLogEntry {
@@ -20,6 +23,8 @@ export function runPasses(g: Graph, opts: PassOptions): { graph: Graph; log: Pas
   const log: PassLogEntry[] = [{ pass: 'lowered', graph: g }];
   const passes: { name: string; run: (g: Graph, o: { caps: DeviceCaps }) => Graph }[] = [
     ...(opts.fuse ? FUSION_PASSES : []),
+    // After fusion (which concatenates weights) and before splitting (which sizes by bytes).
+    { name: 'assign-precision', run: (g) => assignPrecision(g, opts.precision ?? 'f32') },
     { name: 'split-oversize-params', run: splitOversizeParams },
   ];
   let cur = g;

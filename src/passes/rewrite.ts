@@ -3,7 +3,7 @@
  * consumers, replace and remove nodes, then freeze back into a Graph with
  * nodes renumbered in order. Passes stay pure: they copy the graph first.
  */
-import type { Graph, GraphNode, ParamSource, Tensor } from '../graph/ir.ts';
+import type { DType, Graph, GraphNode, ParamSource, Tensor } from '../graph/ir.ts';
 import type { OpAttrs } from '../graph/ops.ts';
 
 export class Rewriter {
@@ -126,11 +126,11 @@ export class Rewriter {
     }
   }
 
-  param(name: string, shape: number[], source: ParamSource): number {
+  param(name: string, shape: number[], source: ParamSource, dtype: DType = 'f32'): number {
     const hit = this.tensors.find((t) => t.kind === 'param' && t.name === name);
     if (hit) return hit.id;
     const id = this.tensors.length;
-    this.tensors.push({ id, name, shape, dtype: 'f32', kind: 'param', source });
+    this.tensors.push({ id, name, shape, dtype, kind: 'param', source });
     return id;
   }
 

@@ -7,6 +7,7 @@
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import { tensorBytes } from '../graph/ir.ts';
+import { dtypeBytes, type DType } from '../graph/dtype.ts';
 import type { DeviceCaps } from '../target.ts';
 import { Rewriter } from './rewrite.ts';
 import type { MoeMatmulAttrs } from '../graph/ops.ts';
@@ -15,10 +16,16 @@ export function bindingLimit(caps: DeviceCaps): number {
   return Math.min(caps.maxStorageBindingBytes, caps.maxBufferBytes);
 }
 
-function chunks(rows: number, cols: number, limit: number): { start: number; count: number }[] {
-  const perChunk = Math.floor(limit / (cols * 4));
+function chunks(
+  rows: number,
+  cols: number,
+  limit: number,
+  dtype: DType,
+): { start: number; count: number }[] {
+  // A row's bytes rounded up to whole words: a slight overestimate for quantised rows.
+  const perChunk = Math.floor(limit / dtypeBytes(dtype, cols));
   if (perChunk < 1)
-    throw new Error(`a single row of ${cols} f32 exceeds the binding limit of ${limit} bytes`);
+    throw new Error(`a single row of ${cols} ${dtype} exceeds the binding limit of ${limit} bytes`);
   const out = [];
   for (let s = 0; s < rows; s += perChunk)
     out.push({ start: s, count: Math.min(perChunk, rows - s) });
@@ -32,20 +39,20 @@ export function splitOversizeParams(g: Graph, { caps }: { caps: DeviceCaps }): G
   const r = new Rewriter(g);
   for (const t of big) {
     const [rows, cols] = t.shape as number[];
-    const parts = chunks(rows, cols, limit);
+    const parts = chunks(rows, cols, limit, t.dtype);
     const chunkParam = (
       c: { start: number; count: number },
       of: ParamSource,
       w: number,
       name: string,
+      dtype: DType,
     ) =>
-      r.param(`${name}#rows${c.start}`, w === 1 ? [c.count] : [c.count, w], {
-        kind: 'rows',
-        of,
-        start: c.start,
-        count: c.count,
-        cols: w,
-      });
+      r.param(
+        `${name}#rows${c.start}`,
+        w === 1 ? [c.count] : [c.count, w],
+        { kind: 'rows', of, start: c.start, count: c.count, cols: w },
+        dtype,
+      );
     for (const user of r.consumers(t.id)) {
       const a = user.attrs;
       if (a.op === 'moe_matmul' && user.inputs.w === t.id) {
@@ -57,11 +64,11 @@ export function splitOversizeParams(g: Graph, { caps }: { caps: DeviceCaps }): G
         parts.forEach((c, i) => {
           const inputs: Record<string, number> = {
             ...user.inputs,
-            w: chunkParam(c, t.source!, cols, t.name),
+            w: chunkParam(c, t.source!, cols, t.name, t.dtype),
           };
           if (a.bias) {
             const b = g.tensors[user.inputs.bias];
-            inputs.bias = chunkParam(c, b.source!, 1, b.name);
+            inputs.bias = chunkParam(c, b.source!, 1, b.name, b.dtype);
           }
           if (a.residual) inputs.residual = user.inputs.residual;
           const attrs = {
@@ -87,7 +94,7 @@ export function splitOversizeParams(g: Graph, { caps }: { caps: DeviceCaps }): G
           const attrs = { ...a, rowStart: c.start, rows: c.count };
           const inputs = {
             ...user.inputs,
-            table: chunkParam(c, t.source!, cols, t.name),
+            table: chunkParam(c, t.source!, cols, t.name, t.dtype),
             out: user.outputs.out,
           };
           const label = `embed [rows ${c.start}..${c.start + c.count})`;

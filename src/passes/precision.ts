@@ -1,0 +1,83 @@
+/**
+ * Weight precision: which stored type each parameter gets under `--precision`. Only weights
+ * that every reader dequantises through the one weight reader change: matmul weights and
+ * embedding tables. Everything else stays f32, for these reasons:
+ * - norm weights, biases, conv kernels, SSM and recurrence parameters (A, D, dt bias, decays):
+ *   a few thousand numbers per layer, where rounding costs accuracy and saves nothing;
+ * - MoE router weights: top-k picks experts from small logit differences, and a flipped pick
+ *   changes a token's whole FFN; the router is E × dim, negligible next to the experts;
+ * - MoE expert weights: the grouped expert matmul reads f32 only, for now (said in inspect);
+ * - activations, KV caches (see `--kv`), SSM and recurrence states: f32, so long sums and
+ *   recurrences accumulate without f16 rounding; every kernel accumulates in f32.
+ * Under q4 the output head (and so a tied embedding table) is stored q8, as llama.cpp keeps its
+ * output at 6 bits: its error moves every logit at once.
+ * A weight whose rows are not whole 32-blocks cannot be quantised and is stored f16; inspect
+ * counts bytes by type, so such a tensor shows.
+ */
+import type { Graph, GraphNode, Tensor } from '../graph/ir.ts';
+import { weightTypeUnsupported, type WeightType } from '../graph/dtype.ts';
+import { consumers } from '../graph/ir.ts';
+
+export type Precision = WeightType;
+
+export const PRECISIONS: readonly Precision[] = ['f32', 'f16', 'q8', 'q4'];
+
+/** The input of `n` a stored weight may be: a matmul's w, an embedding's table. */
+function weightInput(n: GraphNode): 'w' | 'table' | null {
+  if (n.attrs.op === 'matmul') return 'w';
+  if (n.attrs.op === 'embed') return 'table';
+  return null;
+}
+
+/** The type one parameter gets, or null when it stays as it is. */
+function chooseType(
+  g: Graph,
+  t: Tensor,
+  readers: GraphNode[],
+  users: Map<number, GraphNode[]>,
+  precision: Precision,
+): WeightType | null {
+  if (t.kind !== 'param' || t.dtype !== 'f32' || readers.length === 0) return null;
+  let head = false;
+  for (const n of readers) {
+    const input = weightInput(n);
+    if (!input || n.inputs[input] !== t.id) return null;
+    if (n.attrs.op === 'matmul') {
+      if (n.attrs.rows === 'L') head = true;
+      const routes = (users.get(n.outputs.out) ?? []).some((u) => u.attrs.op === 'moe_route');
+      if (routes) return null;
+    }
+  }
+  const want: WeightType = precision === 'q4' && head ? 'q8' : precision;
+  const cols = t.shape[t.shape.length - 1];
+  if (typeof cols !== 'number') throw new Error(`parameter ${t.name} has a symbolic shape`);
+  return weightTypeUnsupported(want, cols) ? 'f16' : want;
+}
+
+export function assignPrecision(g: Graph, precision: Precision): Graph {
+  if (precision === 'f32') return g;
+  const users = consumers(g);
+  const chosen = new Map<number, WeightType>();
+  for (const t of g.tensors) {
+    const type = chooseType(g, t, users.get(t.id) ?? [], users, precision);
+    if (type && type !== 'f32') chosen.set(t.id, type);
+  }
+  if (chosen.size === 0) return g;
+  const tensors = g.tensors.map((t) => {
+    const type = chosen.get(t.id);
+    return type ? { ...t, dtype: type } : t;
+  });
+  const nodes = g.nodes.map((n): GraphNode => {
+    const a = n.attrs;
+    if (a.op === 'matmul') {
+      const type = chosen.get(n.inputs.w);
+      return type ? { ...n, attrs: { ...a, wType: type } } : n;
+    }
+    if (a.op === 'embed') {
+      const type = chosen.get(n.inputs.table);
+      return type ? { ...n, attrs: { ...a, tableType: type } } : n;
+    }
+    return n;
+  });
+  return { ...g, tensors, nodes };
+}
