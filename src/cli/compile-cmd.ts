@@ -9,11 +9,13 @@ import { BASELINE_CAPS, type DeviceCaps } from '../target.ts';
 import { loadModelInput } from './model-input.ts';
 import { BundleTargetError, checkBundleTarget } from '../../codegen/bundle-target.ts';
 import { terminalProgress } from './progress.ts';
+import { PRECISIONS, type Precision } from '../passes/precision.ts';
 
 export const COMMON_COMPILE_OPTIONS = {
   'max-t': { type: 'string' },
   capacity: { type: 'string' },
   'no-fuse': { type: 'boolean' },
+  precision: { type: 'string' },
   seed: { type: 'string' },
   weights: { type: 'string' },
   hf: { type: 'boolean' },
@@ -24,6 +26,10 @@ export const COMMON_COMPILE_OPTIONS = {
 export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step (default 64; longer prompts run in chunks)
   --capacity N       KV cache rows per sequence (default min(max_context, 2048))
   --no-fuse          skip the fusion passes
+  --precision P      how weights are stored: f32, f16, q8 (int8, f16 scale per 32) or q4
+                     (4-bit, f16 scale per 32). Default: f16 on a device with shader-f16, else
+                     f32. Norms, biases, routers, SSM/recurrence parameters, MoE experts,
+                     activations and states stay f32; all sums accumulate in f32
   --seed S           seed for random weights when no --weights is given (default 0)
   --weights FILE     real weights (.safetensors with strata's canonical names)
   --hf               treat the input as a HuggingFace folder (config.json + safetensors)
@@ -64,17 +70,31 @@ export function gpuFlags(v: string | undefined): string[] {
   return v ? v.split(',').filter(Boolean) : [];
 }
 
-/** Compile with the shared --max-t / --capacity / --no-fuse options. */
+/**
+ * `--precision`, or the device's default: f16 weights halve what decode reads wherever WebGPU
+ * runs (they unpack with core WGSL), but only a device with shader-f16 is taken as a real GPU
+ * that is meant to run fast; elsewhere (SwiftShader, `--target baseline`) f32 keeps results
+ * equal to the f32 references.
+ */
+export function precisionOption(v: string | undefined, caps: DeviceCaps): Precision {
+  if (v === undefined) return caps.shaderF16 ? 'f16' : 'f32';
+  if (!(PRECISIONS as readonly string[]).includes(v))
+    throw new UserError(`--precision must be one of ${PRECISIONS.join(', ')}, got '${v}'`);
+  return v as Precision;
+}
+
+/** Compile with the shared --max-t / --capacity / --no-fuse / --precision options. */
 export function compileWithOptions(
   model: ModelIR,
   caps: DeviceCaps,
-  values: { 'max-t'?: string; capacity?: string; 'no-fuse'?: boolean },
+  values: { 'max-t'?: string; capacity?: string; 'no-fuse'?: boolean; precision?: string },
 ): CompiledModel {
   return compileModel(model, {
     caps,
     maxT: intOption(values['max-t'], 'max-t', undefined),
     capacity: intOption(values.capacity, 'capacity', undefined),
     fuse: !values['no-fuse'],
+    precision: precisionOption(values.precision, caps),
   });
 }
 

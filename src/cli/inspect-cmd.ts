@@ -71,8 +71,12 @@ ${COMMON_COMPILE_HELP}`,
       console.log(JSON.stringify(r, null, 2));
       return 0;
     }
+    const byType = Object.entries(r.parameterBytesByType)
+      .map(([t, b]) => `${mib(b)} ${t}`)
+      .join(' + ');
     console.log(
-      `model ${r.name}: ${r.parameters.toLocaleString('en')} parameters (${mib(r.parameterBytes)} f32)`,
+      `model ${r.name}: ${r.parameters.toLocaleString('en')} parameters; weights at precision ${r.precision}: ` +
+        `${mib(r.parameterBytes)}${Object.keys(r.parameterBytesByType).length > 1 ? ` (${byType})` : ''}`,
     );
     if (r.activeParameters !== r.parameters) {
       console.log(

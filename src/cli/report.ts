@@ -4,7 +4,9 @@
  * bytes, parameters, KV bytes per token, activation footprint.
  */
 import type { CompiledModel } from '../../codegen/compile.ts';
-import { stateBytes } from '../../codegen/compile.ts';
+import { stateBytes, weightBytesByType } from '../../codegen/compile.ts';
+import { shapeBytes, type DType } from '../graph/dtype.ts';
+import type { Precision } from '../passes/precision.ts';
 import type { Graph } from '../graph/ir.ts';
 import { elementCount } from '../graph/ir.ts';
 import { addCost, ZERO_COST, type Cost } from '../graph/ops.ts';
@@ -52,7 +54,12 @@ export interface ModelReport {
   parameters: number;
   /** Parameters one token uses (MoE layers count topK of their routed experts). */
   activeParameters: number;
+  /** How weights are stored (compile's --precision). */
+  precision: Precision;
+  /** Bytes of every stored tensor of the bundle (weights, and tables compiled in). */
   parameterBytes: number;
+  /** The same bytes by stored type: which weights each precision changed, and which it kept. */
+  parameterBytesByType: Partial<Record<DType, number>>;
   /** FLOPs of one decode step (one token at position decode.pos), active experts only. */
   flopsPerToken: number;
   ffn: FfnReport[];
@@ -99,8 +106,8 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
       if (t.kind !== 'state' || seen.has(id) || STAT_INPUTS.has(name)) continue;
       seen.add(id);
       const row = out[n.layer];
-      if (KV_INPUTS.has(name)) row.kvBytesPerToken += (t.shape[1] as number) * 4;
-      else row.stateBytes += elementCount(t.shape, 1) * 4;
+      if (KV_INPUTS.has(name)) row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1);
+      else row.stateBytes += shapeBytes(t.dtype, t.shape, 1);
     }
   }
   return out;
@@ -154,6 +161,7 @@ export function report(c: CompiledModel): ModelReport {
     (n, t) => n + t.shape.reduce((a, b) => a * b, 1),
     0,
   );
+  const byType = weightBytesByType(c);
   const layers = layerStates(c);
   const kvBytesPerToken = layers.reduce((n, l) => n + l.kvBytesPerToken, 0);
   const prefill = phase('prefill');
@@ -163,7 +171,9 @@ export function report(c: CompiledModel): ModelReport {
     fused: c.fused,
     parameters,
     activeParameters: countParams(c.model).active,
-    parameterBytes: parameters * 4,
+    precision: c.precision,
+    parameterBytes: Object.values(byType).reduce((a, b) => a + b, 0),
+    parameterBytesByType: byType,
     flopsPerToken: decode.flops,
     ffn: ffnReports(c),
     kvBytesPerToken,

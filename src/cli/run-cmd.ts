@@ -194,8 +194,19 @@ ${COMMON_COMPILE_HELP}`,
     // model's vocab and capacity come from the manifest (or the spec), not from the device.
     let source: BundleSource | null = null;
     let input: ModelInput | null = null;
-    if (isBundleDir(positionals[0])) source = await openBundle(positionals[0]);
-    else
+    if (isBundleDir(positionals[0])) {
+      // A bundle is already compiled: an option that would change it must not pass unnoticed.
+      const given = (
+        ['max-t', 'capacity', 'no-fuse', 'precision', 'weights', 'hf', 'target'] as const
+      )
+        .filter((k) => values[k] !== undefined)
+        .map((k) => `--${k}`);
+      if (given.length > 0)
+        throw new UserError(
+          `${given.join(', ')}: compile options, but ${positionals[0]} is a compiled bundle; recompile it with them instead`,
+        );
+      source = await openBundle(positionals[0]);
+    } else
       input = await loadModelInput(positionals[0], {
         seed,
         weightsFile: values.weights,

@@ -193,7 +193,14 @@ describe('the manifest is checked in full', () => {
   it('every listed tensor is in the weights file with its shape', async () => {
     const b = damaged((m) => void (m.tensors[1].shape = [65]));
     expect(await openError(b)).toMatch(
-      /weights\.safetensors: tensor 'model\.layers\.0\.input_layernorm\.weight' has shape \[64\], the manifest's tensors\[1\]\.shape says \[65\]/,
+      /weights\.safetensors: tensor 'model\.layers\.0\.input_layernorm\.weight' is stored as F32 \[64\], the manifest's tensors\[1\] \(f32 \[65\]\) needs F32 \[65\]/,
+    );
+  });
+
+  it('every listed tensor is stored as its dtype says', async () => {
+    const b = damaged((m) => void (m.tensors[1].dtype = 'q8'));
+    expect(await openError(b)).toMatch(
+      /tensor 'model\.layers\.0\.input_layernorm\.weight' is stored as F32 \[64\], the manifest's tensors\[1\] \(q8 \[64\]\) needs U8 \[68\]/,
     );
   });
 });
