@@ -50,7 +50,8 @@ function quantBlock(t: 'q8' | 'q4', x: Float32Array, base: number, codes: Uint8A
     if (!Number.isFinite(v)) throw new WeightEncodeError(`element ${base + j} is ${v}`);
     if (Math.abs(v) > Math.abs(m)) m = v;
   }
-  const scaleBits = f16Bits(t === 'q8' ? Math.abs(m) / 127 : m / -8, base, t);
+  // A zero block gets scale +0 (m / −8 would be −0, decoding to −0s).
+  const scaleBits = m === 0 ? 0 : f16Bits(t === 'q8' ? Math.abs(m) / 127 : m / -8, base, t);
   const d = f16BitsToNumber(scaleBits);
   const inv = d === 0 ? 0 : 1 / d;
   for (let j = 0; j < QUANT_BLOCK; j++) {
