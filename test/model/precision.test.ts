@@ -23,7 +23,13 @@ import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { mlp, tinyLlama } from '../helpers/models.ts';
 import { randInts } from '../helpers/numeric.ts';
 import { parseSpec } from '../../src/spec/load.ts';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { memorySource, writeBundle } from '../../codegen/bundle.ts';
+import { openBundle } from '../../runtime/node/bundle-node.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { testGpu } from '../helpers/gpu.ts';
 
 /** Rows of whole 32-blocks everywhere: dim 64, heads of 16, hidden 96. */
 function blockModel(): ModelIR {
@@ -155,5 +161,39 @@ describe('what each precision stores', () => {
     expect(bytes('f16') / f32).toBeCloseTo(0.5, 1);
     expect(bytes('q8') / f32).toBeLessThan(0.3);
     expect(bytes('q4') / f32).toBeLessThan(0.2);
+  });
+});
+
+describe('bundles at each precision', () => {
+  it('a written q4 bundle and an f16 one with an odd-length tensor run as from memory', async () => {
+    const cases: Array<[ModelIR, Precision]> = [
+      [blockModel(), 'q4'],
+      // vocab 261 × dim 33: an odd number of halves, stored without the padding its buffer has.
+      [tinyLlama({ vocab: 261, dim: 33 }, 2), 'f16'],
+    ];
+    const gpu = await testGpu();
+    for (const [model, precision] of cases) {
+      const dir = mkdtempSync(join(tmpdir(), 'strata-precision-'));
+      try {
+        const c = compileModel(model, { caps: gpu.caps, maxT: 8, capacity: 32, precision });
+        const weights = randomWeights(model, 3);
+        await writeBundle(c, weights, join(dir, 'b'));
+        const src = await openBundle(join(dir, 'b'));
+        expect(src.manifest.compile.precision).toBe(precision);
+        expect(new Set(src.manifest.tensors.map((t) => t.dtype)).has(precision)).toBe(true);
+        const file = statSync(join(dir, 'b', 'weights.safetensors')).size;
+        expect(file).toBeLessThan(report(c).parameterBytes + 64 * 1024);
+        const ids = Array.from(randInts(7, model.vocab, 8));
+        const fromDisk = await (await GpuModel.load(gpu, src)).newSequence().forward(ids);
+        const fromMemory = await (
+          await GpuModel.load(gpu, memorySource(c, weights))
+        )
+          .newSequence()
+          .forward(ids);
+        expect(Array.from(fromDisk.logits)).toEqual(Array.from(fromMemory.logits));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
   });
 });
