@@ -143,7 +143,7 @@ function runsNote(runs: unknown): string {
 
 function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
   lines.push(
-    `## end to end: ${s.model} (peer: ${p.model})`,
+    `## end to end: ${s.model}${s.precision ? `, weights ${s.precision}` : ''} (peer: ${p.model})`,
     '',
     '| phase | strata tokens/s | HF eager tokens/s | strata ÷ HF | bandwidth bound tokens/s | strata ÷ bound |',
     '| --- | --- | --- | --- | --- | --- |',
@@ -165,7 +165,7 @@ function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
       : '';
   lines.push(
     '',
-    `Decode: ${d.dispatchesPerToken} dispatches per token; wall ${f(d.msPerToken, 3)} ms/token (median of ${runsNote(d.msPerTokenRuns)}); GPU ${f(d.gpuMsPerToken, 3)} ms/token (timestamp queries); weights ${(d.weightBytesPerToken / 2 ** 30).toFixed(2)} GiB read per token (active parameters); copy bandwidth ${f(d.copyBandwidthGBs, 0)} GB/s (read + write of copyBufferToBuffer; understates HBM), streaming-read bandwidth ${f(d.readBandwidthGBs, 0)} GB/s (a read kernel: the realistic bound for GEMV decode); without the one-step-ahead pipeline (one host round trip per token) ${f(d.unpipelinedTokensPerSecond, 1)} tokens/s.${check}`,
+    `${s.bundleWeightBytes ? `Weights ${(Number(s.bundleWeightBytes) / 2 ** 30).toFixed(2)} GiB stored; the resident set grew ${(Number(s.loadRssBytes) / 2 ** 30).toFixed(2)} GiB while loading. ` : ''}Decode: ${d.dispatchesPerToken} dispatches per token; wall ${f(d.msPerToken, 3)} ms/token (median of ${runsNote(d.msPerTokenRuns)}); GPU ${f(d.gpuMsPerToken, 3)} ms/token (timestamp queries); weights ${(d.weightBytesPerToken / 2 ** 30).toFixed(2)} GiB read per token (stored bytes of the weights a token uses); copy bandwidth ${f(d.copyBandwidthGBs, 0)} GB/s (read + write of copyBufferToBuffer; understates HBM), streaming-read bandwidth ${f(d.readBandwidthGBs, 0)} GB/s (a read kernel: the realistic bound for GEMV decode); without the one-step-ahead pipeline (one host round trip per token) ${f(d.unpipelinedTokensPerSecond, 1)} tokens/s.${check}`,
     '',
   );
   const prof = (s.decode as Row).profile as
@@ -186,8 +186,11 @@ function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
     lines.push('');
   }
 }
-if (strata.e2e) endToEnd(strata.e2e, peers.e2e ?? {});
-if (strata.hybrid) endToEnd(strata.hybrid, peers.hybrid ?? {});
+// One row per weight precision (older results files hold a single f32 row). HF ran in f32.
+for (const suite of ['e2e', 'hybrid'] as const) {
+  const rows = strata[suite];
+  if (rows) for (const r of ([] as Row[]).concat(rows)) endToEnd(r as never, peers[suite] ?? {});
+}
 if (strata.scan) {
   lines.push(
     '## scan: 2-layer Mamba-1 (Mamba-2.8B widths) and Mamba-2 (Mamba2-2.7B widths) prefill, same weights (peer: HF transformers PyTorch path)',

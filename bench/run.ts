@@ -25,6 +25,8 @@ import { report } from '../src/cli/report.ts';
 import { DispatchTimer, median, PassTimer, timeLaunches } from './gpu-timer.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 import { benchLinear, benchSsdVsRecurrence } from './linear-cases.ts';
+import type { Precision } from '../src/passes/precision.ts';
+import { tensorBytes, usedTensors, type Graph } from '../src/graph/ir.ts';
 
 const { values } = parseArgs({
   options: {
@@ -155,13 +157,28 @@ interface E2eSubject {
   reference: Float32Array | null;
 }
 
+/**
+ * Bytes of stored weights one decode step reads: every parameter of the decode graph at its
+ * stored size, expert weights at topK of their experts (what a token routes to).
+ */
+function decodeWeightBytes(g: Graph): number {
+  const share = new Map<number, number>();
+  for (const n of g.nodes)
+    if (n.attrs.op === 'moe_matmul') share.set(n.inputs.w, n.attrs.topK / n.attrs.experts);
+  return usedTensors(g)
+    .filter((t) => t.kind === 'param')
+    .reduce((sum, t) => sum + tensorBytes(t, 1) * (share.get(t.id) ?? 1), 0);
+}
+
 /** Prefill tokens/s at each length, then batch-1 decode: wall, GPU time, and the bandwidth bound. */
-async function benchE2e(gpu: GpuContext, s: E2eSubject) {
+async function benchE2e(gpu: GpuContext, s: E2eSubject, precision: Precision) {
   const { model } = s;
-  const c = compileModel(model, { caps: gpu.caps, maxT: 512, capacity: 16384 + 128 });
+  const c = compileModel(model, { caps: gpu.caps, maxT: 512, capacity: 16384 + 128, precision });
   const r = report(c);
-  log(`e2e ${s.label}: loading ${r.parameters} parameters`);
+  log(`e2e ${s.label} at ${precision}: loading ${r.parameters} parameters`);
+  const heapBefore = process.memoryUsage().rss;
   const gm = await GpuModel.load(gpu, memorySource(c, s.weights));
+  const loadRssBytes = process.memoryUsage().rss - heapBefore;
   const prefill = [];
   let lastLogitsRelErrVsHf: number | null = null;
   for (const T of PREFILL_TOKENS) {
@@ -201,7 +218,7 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject) {
   const bw = await copyBandwidth(gpu);
   const readBw = await readBandwidth(gpu);
   // Bytes a decode step must read: every weight a token uses (MoE: only its top-k experts).
-  const weightBytes = r.activeParameters * 4;
+  const weightBytes = decodeWeightBytes(c.graphs.decode);
   gm.destroy();
   const decode = {
     tokensPerSecond: steps / decodeSeconds,
@@ -222,6 +239,11 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject) {
   );
   return {
     model: s.label,
+    precision,
+    bundleWeightBytes: r.parameterBytes,
+    weightBytesByType: r.parameterBytesByType,
+    // Growth of the resident set across the upload (weights are made and encoded one at a time).
+    loadRssBytes,
     parameters: r.parameters,
     activeParameters: r.activeParameters,
     lastLogitsRelErrVsHf,
@@ -283,28 +305,51 @@ async function peerCheckpoint(kind: string) {
   return { hf, reference };
 }
 
+/** Each weight precision, in one run so that their ratios hold. */
+const E2E_PRECISIONS: readonly Precision[] = ['f32', 'f16', 'q8', 'q4'];
+
 async function benchLlama(gpu: GpuContext) {
   const model = loadSpec('specs/llama-3.2-1b.strata');
-  return benchE2e(gpu, {
-    label: 'llama-3.2-1b dims, f32, random weights',
-    model,
-    weights: randomWeights(model, 0),
-    reference: null,
-  });
+  const rows = [];
+  for (const precision of E2E_PRECISIONS) {
+    rows.push(
+      await benchE2e(
+        gpu,
+        {
+          label: 'llama-3.2-1b dims, random weights',
+          model,
+          weights: randomWeights(model, 0),
+          reference: null,
+        },
+        precision,
+      ),
+    );
+  }
+  return rows;
 }
 
 /** The ~1B Jamba-style hybrid bench/peers.py builds (7 mamba : 1 attention, MoE every other layer). */
 async function benchHybrid(gpu: GpuContext) {
   const { hf, reference } = await peerCheckpoint('jamba');
-  const row = await benchE2e(gpu, {
-    label:
-      'Jamba-style hybrid (16 layers: 7 mamba : 1 attention, MoE 16x top-2 every other layer), f32, same weights as HF',
-    model: hf.model,
-    weights: (n) => hf.readTensorF32(n),
-    reference,
-  });
+  const rows = [];
+  for (const precision of E2E_PRECISIONS) {
+    rows.push(
+      await benchE2e(
+        gpu,
+        {
+          label:
+            'Jamba-style hybrid (16 layers: 7 mamba : 1 attention, MoE 16x top-2 every other layer), same weights as HF',
+          model: hf.model,
+          weights: (n) => hf.readTensorF32(n),
+          // HF ran in f32: only the f32 row is checked against its logits.
+          reference: precision === 'f32' ? reference : null,
+        },
+        precision,
+      ),
+    );
+  }
   await hf.close();
-  return row;
+  return rows;
 }
 
 /** Mamba-1 / Mamba-2 prefill on the checkpoints bench/peers.py saved (it runs first). */
