@@ -16,7 +16,7 @@
  * Every other GGML type is refused by name rather than guessed at.
  */
 import { GGMLQuantizationType, type GGUFParseOutput } from '@huggingface/gguf';
-import { bf16BitsToF32, f16BitsToNumber } from './safetensors.ts';
+import { bf16BitsToF32, f16BitsToF32, f16BitsToNumber } from './safetensors.ts';
 
 /** A tensor of a GGUF file, in strata's terms. */
 export interface GgufTensor {
@@ -36,13 +36,17 @@ interface BlockType {
   /** Elements per block and bytes per block. */
   elements: number;
   bytes: number;
-  /** Decodes `blocks` whole blocks of `src` into `out`. */
-  decode(src: DataView, out: Float32Array): void;
+  /**
+   * Decodes src (whole blocks, at byte offset 0 of its own buffer, so typed-array views of it are
+   * aligned; GGUF is little-endian, as every platform strata runs on) into out.
+   */
+  decode(src: Uint8Array, out: Float32Array): void;
 }
 
 const T = GGMLQuantizationType;
 
-const f16 = (v: DataView, at: number): number => f16BitsToNumber(v.getUint16(at, true));
+const f16 = (b: Uint8Array, at: number): number => f16BitsToNumber(b[at] | (b[at + 1] << 8));
+const u16 = (b: Uint8Array): Uint16Array => new Uint16Array(b.buffer, 0, b.byteLength / 2);
 
 const READABLE: ReadonlyMap<number, BlockType> = new Map<number, BlockType>([
   [
@@ -50,9 +54,7 @@ const READABLE: ReadonlyMap<number, BlockType> = new Map<number, BlockType>([
     {
       elements: 1,
       bytes: 4,
-      decode: (v, out) => {
-        for (let i = 0; i < out.length; i++) out[i] = v.getFloat32(4 * i, true);
-      },
+      decode: (b, out) => out.set(new Float32Array(b.buffer, 0, out.length)),
     },
   ],
   [
@@ -60,9 +62,7 @@ const READABLE: ReadonlyMap<number, BlockType> = new Map<number, BlockType>([
     {
       elements: 1,
       bytes: 2,
-      decode: (v, out) => {
-        for (let i = 0; i < out.length; i++) out[i] = f16(v, 2 * i);
-      },
+      decode: (b, out) => out.set(f16BitsToF32(u16(b))),
     },
   ],
   [
@@ -70,11 +70,7 @@ const READABLE: ReadonlyMap<number, BlockType> = new Map<number, BlockType>([
     {
       elements: 1,
       bytes: 2,
-      decode: (v, out) => {
-        const bits = new Uint16Array(out.length);
-        for (let i = 0; i < out.length; i++) bits[i] = v.getUint16(2 * i, true);
-        out.set(bf16BitsToF32(bits));
-      },
+      decode: (b, out) => out.set(bf16BitsToF32(u16(b))),
     },
   ],
   [
@@ -82,11 +78,12 @@ const READABLE: ReadonlyMap<number, BlockType> = new Map<number, BlockType>([
     {
       elements: 32,
       bytes: 34,
-      decode: (v, out) => {
+      decode: (src, out) => {
+        const codes = new Int8Array(src.buffer, 0, src.byteLength);
         for (let b = 0; b * 32 < out.length; b++) {
           const at = 34 * b;
-          const d = f16(v, at);
-          for (let j = 0; j < 32; j++) out[32 * b + j] = d * v.getInt8(at + 2 + j);
+          const d = f16(src, at);
+          for (let j = 0; j < 32; j++) out[32 * b + j] = d * codes[at + 2 + j];
         }
       },
     },
@@ -96,12 +93,12 @@ const READABLE: ReadonlyMap<number, BlockType> = new Map<number, BlockType>([
     {
       elements: 32,
       bytes: 18,
-      decode: (v, out) => {
+      decode: (src, out) => {
         for (let b = 0; b * 32 < out.length; b++) {
           const at = 18 * b;
-          const d = f16(v, at);
+          const d = f16(src, at);
           for (let j = 0; j < 16; j++) {
-            const byte = v.getUint8(at + 2 + j);
+            const byte = src[at + 2 + j];
             out[32 * b + j] = d * ((byte & 15) - 8);
             out[32 * b + j + 16] = d * ((byte >> 4) - 8);
           }
@@ -112,23 +109,24 @@ const READABLE: ReadonlyMap<number, BlockType> = new Map<number, BlockType>([
   [T.Q4_K, { elements: 256, bytes: 144, decode: decodeQ4K }],
 ]);
 
-/** Sub-block j's 6-bit scale and min from a Q4_K super-block's 12 packed bytes at `at`. */
-export function q4kScaleMin(v: DataView, at: number, j: number): { sc: number; m: number } {
-  const byte = (k: number) => v.getUint8(at + k);
-  if (j < 4) return { sc: byte(j) & 63, m: byte(j + 4) & 63 };
-  return {
-    sc: (byte(j + 4) & 15) | ((byte(j - 4) >> 6) << 4),
-    m: (byte(j + 4) >> 4) | ((byte(j) >> 6) << 4),
-  };
+/** Sub-block j's 6-bit scale (packed 12 bytes at `at`): see the module comment. */
+function q4kScale(s: Uint8Array, at: number, j: number): number {
+  return j < 4 ? s[at + j] & 63 : (s[at + j + 4] & 15) | ((s[at + j - 4] >> 6) << 4);
 }
 
-function decodeQ4K(v: DataView, out: Float32Array): void {
+/** Sub-block j's 6-bit min. */
+function q4kMin(s: Uint8Array, at: number, j: number): number {
+  return j < 4 ? s[at + j + 4] & 63 : (s[at + j + 4] >> 4) | ((s[at + j] >> 6) << 4);
+}
+
+function decodeQ4K(src: Uint8Array, out: Float32Array): void {
   for (let b = 0; b * 256 < out.length; b++) {
     const at = 144 * b;
-    const d = f16(v, at);
-    const dmin = f16(v, at + 2);
+    const d = f16(src, at);
+    const dmin = f16(src, at + 2);
     for (let j = 0; j < 8; j++) {
-      const { sc, m } = q4kScaleMin(v, at + 4, j);
+      const sc = q4kScale(src, at + 4, j);
+      const m = q4kMin(src, at + 4, j);
       // f32 steps as a GGML reader computes them: d·sc and dmin·m are exact in f32 (11-bit
       // mantissas times 6-bit integers), so only the final subtraction rounds.
       const scale = Math.fround(d * sc);
@@ -136,7 +134,7 @@ function decodeQ4K(v: DataView, out: Float32Array): void {
       const run = at + 16 + 32 * (j >> 1);
       const shift = 4 * (j & 1);
       for (let l = 0; l < 32; l++) {
-        const q = (v.getUint8(run + l) >> shift) & 15;
+        const q = (src[run + l] >> shift) & 15;
         out[256 * b + 32 * j + l] = scale * q - min;
       }
     }
@@ -239,6 +237,6 @@ export function dequantize(t: GgufTensor, bytes: Uint8Array): Float32Array {
     );
   }
   const out = new Float32Array(t.elements);
-  block.decode(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), out);
+  block.decode(bytes.byteOffset === 0 ? bytes : bytes.slice(), out);
   return out;
 }
