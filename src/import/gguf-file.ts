@@ -6,14 +6,15 @@
 import { basename } from 'node:path';
 import { openGguf } from '../../formats/node/gguf-file.ts';
 import type { HfFolder } from './hf-folder.ts';
-import { ggufRowsToHf, importGgufMetadata } from './gguf.ts';
+import { ROPE_FREQS, ggufRowsToHf, importGgufMetadata } from './gguf.ts';
 
 export async function importGgufFile(path: string): Promise<HfFolder> {
   const name = basename(path).replace(/\.gguf$/i, '');
   const source = await openGguf(path);
   let imported;
   try {
-    imported = importGgufMetadata(source.metadata, source.listTensors(), path, name);
+    const ropeFreqs = source.has(ROPE_FREQS) ? await source.readTensorF32(ROPE_FREQS) : null;
+    imported = importGgufMetadata(source.metadata, source.listTensors(), path, name, ropeFreqs);
   } catch (e) {
     await source.close();
     throw e;

@@ -4,7 +4,8 @@
  * key by key into the HF config the same checkpoint has, which the HF importer of that model type
  * then reads, so a GGUF model and its HF original get one ModelIR by construction; messages name
  * the GGUF keys. Keys that would change the model's math and are not translated are refused by
- * name, as are tensors strata would not use.
+ * name, as are tensors strata would not use. Llama 3's RoPE scaling has no keys: it comes from the
+ * tensor rope_freqs.weight (gguf-rope.ts).
  *
  * llama.cpp's converter reorders the rows of a `llama` model's q and k projections (weights and
  * biases) within each head: HF's RoPE rotates row i with row i + d/2 (rotate_half), GGML's
@@ -16,6 +17,7 @@ import type { GgufTensor } from '../../formats/gguf.ts';
 import { unreadableReason } from '../../formats/gguf.ts';
 import type { AttentionSpec, ModelIR } from '../spec/model.ts';
 import { importHfConfig } from './hf.ts';
+import { llama3FromDivisors } from './gguf-rope.ts';
 import { expectedTensors, type TensorSpec } from './names.ts';
 
 /** A metadata value as @huggingface/gguf returns it. */
@@ -69,6 +71,9 @@ export function ggufTensorName(canonical: string): string | null {
   return null;
 }
 
+/** Llama 3's RoPE scaling, stored as per-frequency divisors (gguf-rope.ts). */
+export const ROPE_FREQS = 'rope_freqs.weight';
+
 const ROPE_ROWS = /^model\.layers\.(\d+)\.self_attn\.([qk])_proj\.(weight|bias)$/;
 
 function fail(source: string, message: string): never {
@@ -88,6 +93,8 @@ export function importGgufMetadata(
   tensors: readonly GgufTensor[],
   source: string,
   name: string,
+  /** The values of the file's rope_freqs.weight, where it has one (Llama 3 RoPE scaling). */
+  ropeFreqs: Float32Array | null = null,
 ): GgufImport {
   const archName = metadata['general.architecture'];
   if (typeof archName !== 'string') fail(source, `no general.architecture (got ${show(archName)})`);
@@ -99,7 +106,7 @@ export function importGgufMetadata(
     );
   }
   const byName = new Map(tensors.map((t) => [t.name, t]));
-  const config = translateMetadata(metadata, archName, arch, byName, source);
+  const config = translateMetadata(metadata, archName, arch, byName, ropeFreqs, source);
   // HF key → the GGUF key it came from, so the HF importer's messages name the GGUF key.
   const from = config.from;
   const imported = importHfConfig(config.hf, source, undefined, (k) =>
@@ -139,12 +146,10 @@ export function importGgufMetadata(
     fail(source, `tensors do not match the metadata:\n  ${problems.join('\n  ')}`);
   }
   const used = new Set(Object.values(weightMap));
+  if (ropeFreqs) used.add(ROPE_FREQS);
   const unused = tensors.map((t) => t.name).filter((n) => !used.has(n));
   if (unused.length > 0) {
-    const hint = unused.includes('rope_freqs.weight')
-      ? " ('rope_freqs.weight' holds per-frequency RoPE factors, e.g. Llama 3.1's scaling, which strata does not read from GGUF)"
-      : '';
-    fail(source, `tensors strata would not use: ${unused.map((n) => `'${n}'`).join(', ')}${hint}`);
+    fail(source, `tensors strata would not use: ${unused.map((n) => `'${n}'`).join(', ')}`);
   }
   return { model, weightMap, ropeRows, tensors: needed };
 }
@@ -159,6 +164,7 @@ function translateMetadata(
   archName: string,
   arch: Architecture,
   tensors: ReadonlyMap<string, GgufTensor>,
+  ropeFreqs: Float32Array | null,
   source: string,
 ): Translated {
   const p = `${archName}.`;
@@ -234,7 +240,8 @@ function translateMetadata(
   if (eps === null) fail(source, `GGUF key '${p}attention.layer_norm_rms_epsilon' is required`);
   set('rms_norm_eps', eps, 'attention.layer_norm_rms_epsilon');
   // llama.cpp's default base when the key is absent, as HF's.
-  set('rope_theta', num('rope.freq_base') ?? 10000, 'rope.freq_base');
+  const theta = num('rope.freq_base') ?? 10000;
+  set('rope_theta', theta, 'rope.freq_base');
   set('max_position_embeddings', int('context_length', true), 'context_length');
 
   // The vocabulary: the key, else the tokenizer's list, else the embedding's rows.
@@ -261,7 +268,27 @@ function translateMetadata(
   const factor = num('rope.scaling.factor');
   // Read (so not refused) but unused: only YaRN needs the original context length.
   int('rope.scaling.original_context_length', false);
-  if (scalingType === undefined || scalingType === 'none') {
+  if (ropeFreqs) {
+    if (
+      (scalingType !== undefined && scalingType !== 'none') ||
+      factor !== null ||
+      oldLinear !== null
+    ) {
+      fail(
+        source,
+        `has both '${ROPE_FREQS}' and ${p}rope.scaling keys; strata reads one RoPE scaling`,
+      );
+    }
+    const llama3 = llama3FromDivisors(ropeFreqs, theta, headDim);
+    if (typeof llama3 === 'string') {
+      fail(
+        source,
+        `tensor '${ROPE_FREQS}' (per-frequency RoPE divisors, llama3 scaling): ${llama3}`,
+      );
+    }
+    hf.rope_scaling = llama3;
+    from.rope_scaling = ROPE_FREQS;
+  } else if (scalingType === undefined || scalingType === 'none') {
     if (oldLinear !== null && oldLinear !== 1) {
       set('rope_scaling', { rope_type: 'linear', factor: oldLinear }, 'rope.scale_linear');
     } else if (factor !== null && factor !== 1) {

@@ -11,6 +11,7 @@ import { serializeSafetensors, type TensorToWrite } from '../../formats/safetens
 import { importHfFolder, type HfFolder } from '../../src/import/hf-folder.ts';
 import { importGgufFile } from '../../src/import/gguf-file.ts';
 import { importHfConfig } from '../../src/import/hf.ts';
+import { llama3FromDivisors } from '../../src/import/gguf-rope.ts';
 import { loadModelInput } from '../../src/cli/model-input.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { lower } from '../../src/graph/lower.ts';
@@ -118,6 +119,33 @@ function quantised(
   return { type: GGML.Q4_0, data: encodeQ4_0(scales, codes) };
 }
 
+/**
+ * rope_freqs.weight as llama.cpp's converter computes it from HF's llama3 settings: f32 inverse
+ * frequencies, then per pair 1 (short wavelengths), factor (long) or the blend, stored as f32.
+ */
+function converterDivisors(
+  theta: number,
+  dim: number,
+  factor: number,
+  low: number,
+  high: number,
+  orig: number,
+): Float32Array {
+  const fr = Math.fround;
+  const out = new Float32Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) {
+    const freq = fr(1 / fr(theta ** fr((2 * i) / dim)));
+    const wavelen = fr((2 * Math.PI) / freq);
+    if (wavelen < orig / high) out[i] = 1;
+    else if (wavelen > orig / low) out[i] = factor;
+    else {
+      const smooth = fr((fr(orig / wavelen) - low) / (high - low));
+      out[i] = 1 / fr(fr((1 - smooth) / factor) + smooth);
+    }
+  }
+  return out;
+}
+
 let root: string;
 let count = 0;
 beforeAll(async () => {
@@ -157,9 +185,9 @@ async function writePair(
     const heads = !permute
       ? 0
       : /q_proj/.test(t.name)
-        ? HEADS
+        ? Number(config.num_attention_heads)
         : /k_proj/.test(t.name)
-          ? KV_HEADS
+          ? Number(config.num_key_value_heads)
           : 0;
     const stored = heads ? toGgmlRope(data, heads, t.shape[1]) : data;
     gg.push({
@@ -238,6 +266,56 @@ describe('GGUF llama import', () => {
       'qwen3.rope.dimension_count': u32(16),
     };
     await expectSame(await importPair(config, meta));
+  });
+
+  it('reads Llama 3 RoPE scaling back from rope_freqs.weight', async () => {
+    const scaling = {
+      rope_type: 'llama3',
+      factor: 4,
+      low_freq_factor: 1,
+      high_freq_factor: 8,
+      original_max_position_embeddings: 1024,
+    };
+    const config = {
+      ...CONFIG,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      max_position_embeddings: 4096,
+      rope_theta: 10000,
+      rope_scaling: scaling,
+    };
+    const meta = {
+      ...META,
+      'llama.attention.head_count': u32(2),
+      'llama.attention.head_count_kv': u32(1),
+      'llama.rope.dimension_count': u32(16),
+      'llama.rope.freq_base': f32(10000),
+      'llama.context_length': u32(4096),
+    };
+    const divisors = converterDivisors(10000, 16, 4, 1, 8, 1024);
+    await expectSame(
+      await importPair(config, meta, (t) => [
+        { name: 'rope_freqs.weight', type: GGML.F32, shape: [8], data: encodeF32(divisors) },
+        ...t,
+      ]),
+    );
+  });
+
+  it('recovers the Llama 3.1 and 3.2 RoPE parameters from their divisors', () => {
+    for (const [theta, headDim, factor] of [
+      [500000, 128, 8],
+      [500000, 64, 32],
+    ]) {
+      expect(
+        llama3FromDivisors(converterDivisors(theta, headDim, factor, 1, 4, 8192), theta, headDim),
+      ).toEqual({
+        rope_type: 'llama3',
+        factor,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8192,
+      });
+    }
   });
 
   it('reads a missing output.weight as tied embeddings', async () => {
@@ -325,10 +403,17 @@ describe('GGUF llama import', () => {
   it('refuses tensors it would not use, and missing ones', async () => {
     const extra = await writePair(CONFIG, META, (t) => [
       ...t,
-      { name: 'rope_freqs.weight', type: GGML.F32, shape: [4], data: encodeF32([1, 1, 2, 4]) },
+      { name: 'blk.0.attn_rot_embd', type: GGML.F32, shape: [4], data: encodeF32([1, 1, 2, 4]) },
     ]);
     await expect(importGgufFile(extra.ggufPath)).rejects.toThrow(
-      /tensors strata would not use: 'rope_freqs.weight' \('rope_freqs.weight' holds per-frequency RoPE factors/,
+      "tensors strata would not use: 'blk.0.attn_rot_embd'",
+    );
+    const freqs = await writePair(CONFIG, META, (t) => [
+      ...t,
+      { name: 'rope_freqs.weight', type: GGML.F32, shape: [4], data: encodeF32([1, 1, 2, 4]) },
+    ]);
+    await expect(importGgufFile(freqs.ggufPath)).rejects.toThrow(
+      "tensor 'rope_freqs.weight' (per-frequency RoPE divisors, llama3 scaling): only 1 frequencies fall between the unscaled and the scaled ones",
     );
     const missing = await writePair(CONFIG, META, (t) =>
       t.filter((x) => x.name !== 'blk.0.attn_k.weight'),
