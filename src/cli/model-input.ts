@@ -1,6 +1,6 @@
 /**
  * What the compile/run/inspect commands accept: a spec file (.strata, .yaml,
- * .json), a HuggingFace folder or config.json (--hf), or (run only) a bundle
+ * .json), a HuggingFace folder or config.json (--hf), a .gguf file, or (run only) a bundle
  * folder. Resolves it to a ModelIR plus a weight provider.
  */
 import { existsSync, statSync } from 'node:fs';
@@ -43,6 +43,17 @@ export async function loadModelInput(
       weights: (n) => imported.readTensorF32(n),
       describe: `HuggingFace model ${dir}`,
       inputs: [dir],
+      close: () => imported.close(),
+    };
+  }
+  if (!isDir && /\.gguf$/i.test(path)) {
+    const { importGgufFile } = await import('../import/gguf-file.ts');
+    const imported = await importGgufFile(path);
+    return {
+      model: imported.model,
+      weights: (n) => imported.readTensorF32(n),
+      describe: `GGUF model ${path}`,
+      inputs: [path],
       close: () => imported.close(),
     };
   }

@@ -25,7 +25,13 @@ export const SUPPORTED_MODEL_TYPES: readonly string[] = IMPORTERS.map((i) => i.m
  * config was read from a file, lets errors name config.json with the key's line and column.
  * Every problem is a SpecError, and the model is checked like any spec before it is returned.
  */
-export function importHfConfig(config: object, source: string, origin?: ConfigOrigin): HfImport {
+export function importHfConfig(
+  config: object,
+  source: string,
+  origin?: ConfigOrigin,
+  /** How a key is named in messages where the config was translated from another format. */
+  written?: (key: string) => string,
+): HfImport {
   const where = `${source} config`;
   const fail = (reason: string, key?: string): never => {
     if (!origin) throw new SpecError(reason, where);
@@ -52,7 +58,7 @@ export function importHfConfig(config: object, source: string, origin?: ConfigOr
     );
   }
 
-  const cfg = new ConfigReader(config, where, origin ?? null);
+  const cfg = new ConfigReader(config, where, origin ?? null, written);
   cfg.ignore('model_type');
   const imported = importer.import(cfg, source);
   cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
