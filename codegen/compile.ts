@@ -4,13 +4,15 @@
  * and pass logs for inspection and the CPU interpreter.
  */
 import type { ModelIR } from '../src/spec/model.ts';
-import type { Graph, ParamSource } from '../src/graph/ir.ts';
+import type { DType, Graph, ParamSource } from '../src/graph/ir.ts';
 import { lower } from '../src/graph/lower.ts';
 import { runPasses, type PassLogEntry } from '../src/passes/pipeline.ts';
 import { emitPhase, type KernelTable, type PhaseProgram } from './emit.ts';
 import type { Kernel } from './kernel-ir.ts';
 import type { DeviceCaps } from '../src/target.ts';
-import { elementCount, usedTensors } from '../src/graph/ir.ts';
+import { usedTensors } from '../src/graph/ir.ts';
+import { shapeBytes } from '../src/graph/dtype.ts';
+import type { KvType } from '../src/graph/ops.ts';
 
 export interface CompileOptions {
   caps: DeviceCaps;
@@ -19,6 +21,8 @@ export interface CompileOptions {
   /** KV cache rows per sequence. */
   capacity?: number;
   fuse?: boolean;
+  /** Element type of the attention KV caches: 'f32' (default) or 'f16' (half the bytes). */
+  kv?: KvType;
 }
 
 export interface ParamEntry {
@@ -53,7 +57,7 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const fuse = opts.fuse ?? true;
   const kernels: KernelTable = new Map();
   const run = (phase: 'prefill' | 'decode') => {
-    const lowered = lower(model, { phase, maxT, capacity });
+    const lowered = lower(model, { phase, maxT, capacity, kv: opts.kv ?? 'f32' });
     const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse });
     return { graph, log, program: emitPhase(graph, opts.caps, kernels) };
   };
@@ -83,6 +87,13 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   };
 }
 
-export function stateBytes(c: Pick<CompiledModel, 'state'>): number {
-  return c.state.reduce((n, s) => n + elementCount(s.shape, 1) * 4, 0);
+/**
+ * Bytes of one sequence's state: each state tensor at its element type (an f16 KV cache takes
+ * half of an f32 one), which the graphs' tensors carry.
+ */
+export function stateBytes(c: Pick<CompiledModel, 'state' | 'graphs'>): number {
+  const dtypes = new Map<string, DType>();
+  for (const g of [c.graphs.prefill, c.graphs.decode])
+    for (const t of g.tensors) if (t.kind === 'state') dtypes.set(t.name, t.dtype);
+  return c.state.reduce((n, s) => n + shapeBytes(dtypes.get(s.name) ?? 'f32', s.shape, 1), 0);
 }

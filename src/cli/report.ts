@@ -6,7 +6,7 @@
 import type { CompiledModel } from '../../codegen/compile.ts';
 import { stateBytes } from '../../codegen/compile.ts';
 import type { Graph } from '../graph/ir.ts';
-import { elementCount } from '../graph/ir.ts';
+import { dtypeBytes, shapeBytes } from '../graph/dtype.ts';
 import { addCost, ZERO_COST, type Cost } from '../graph/ops.ts';
 import { definitionFor } from '../ops/index.ts';
 import { expectedTensors } from '../import/names.ts';
@@ -99,8 +99,8 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
       if (t.kind !== 'state' || seen.has(id) || STAT_INPUTS.has(name)) continue;
       seen.add(id);
       const row = out[n.layer];
-      if (KV_INPUTS.has(name)) row.kvBytesPerToken += (t.shape[1] as number) * 4;
-      else row.stateBytes += elementCount(t.shape, 1) * 4;
+      if (KV_INPUTS.has(name)) row.kvBytesPerToken += dtypeBytes(t.dtype, t.shape[1] as number);
+      else row.stateBytes += shapeBytes(t.dtype, t.shape, 1);
     }
   }
   return out;

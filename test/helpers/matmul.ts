@@ -5,10 +5,17 @@
 import { expect } from 'vitest';
 import type { DeviceCaps } from '../../src/target.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
-import { plainMatmul, splitOutput, type MatmulAttrs, type StepShape } from '../../src/graph/ops.ts';
+import {
+  kvTypeOf,
+  plainMatmul,
+  splitOutput,
+  type MatmulAttrs,
+  type StepShape,
+} from '../../src/graph/ops.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import type { Arrays } from '../../src/ops/types.ts';
-import { packF16 } from '../../formats/safetensors.ts';
+import { f16BitsToNumber, f32ToF16Bits, packF16 } from '../../formats/safetensors.ts';
+import { roundF16 } from '../../src/ops/math.ts';
 import { runLaunches, testGpu, type HostArray } from './gpu.ts';
 import { maxRelError, randn } from './numeric.ts';
 
@@ -78,8 +85,10 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
     const ang = randn(cap * half, seed + 8, Math.PI);
     inputs.cos = ang.map(Math.cos);
     inputs.sin = ang.map(Math.sin);
-    inputs.kcache = randn(cap * rope.kvCols, seed + 9);
-    inputs.vcache = randn(cap * rope.kvCols, seed + 10);
+    // An f16 cache holds f16 values.
+    const kv = (v: Float32Array) => (kvTypeOf(rope) === 'f16' ? v.map(roundF16) : v);
+    inputs.kcache = kv(randn(cap * rope.kvCols, seed + 9));
+    inputs.vcache = kv(randn(cap * rope.kvCols, seed + 10));
   }
   return inputs;
 }
@@ -117,10 +126,35 @@ export async function matrixCaps(): Promise<DeviceCaps> {
   };
 }
 
+/** The f32 values of an f16 buffer of n elements read back as f32 words. */
+function unpackF16(g: Float32Array, n: number): Float32Array {
+  const halves = new Uint16Array(g.buffer, g.byteOffset, n);
+  return Float32Array.from(halves, f16BitsToNumber);
+}
+
+/**
+ * Elements of an f16 cache more than one f16 step apart. Kernel and reference round k and v to
+ * f16 from f32 values that differ by their summation order (~1e-6 relative), so a value that
+ * lands next to a rounding boundary may round to the neighbouring f16 on one side: one step
+ * (2^-10 relative at most) is the exact bound, where a relative tolerance would either miss a
+ * wrong rounding or fail on an honest one.
+ */
+function f16StepsApart(got: number[], want: number[]): number {
+  // f16 bits in order of value: sign-magnitude to a signed integer (±0 both 0).
+  const ordinal = (v: number) => {
+    const h = f32ToF16Bits(v);
+    return h & 0x8000 ? -(h & 0x7fff) : h;
+  };
+  let bad = 0;
+  for (let i = 0; i < got.length; i++) if (Math.abs(ordinal(got[i]) - ordinal(want[i])) > 1) bad++;
+  return bad;
+}
+
 /**
  * Run the kernel and the reference on the same inputs and compare every output:
- * values the reference writes to within 1e-4 relative, everything else bit-exact
- * (rows past T or L, columns outside outOffset..outOffset+N, other cache rows).
+ * values the reference writes to within 1e-4 relative (f16 caches: within one f16 step),
+ * everything else bit-exact (rows past T or L, columns outside outOffset..outOffset+N, other
+ * cache rows).
  */
 export async function check(
   a: MatmulAttrs,
@@ -135,7 +169,10 @@ export async function check(
     const mask = matmul.reference(a, copyArrays(inputs, NaN), step);
     const onGpu: Record<string, HostArray> = copyArrays(inputs);
     if (a.wType === 'f16') onGpu.w = packF16(inputs.w);
+    const kv16 = kvTypeOf(a.ropeKv) === 'f16';
+    if (kv16) for (const n of ['kcache', 'vcache']) onGpu[n] = packF16(inputs[n]);
     const gpu = await runLaunches(launches, { inputs: onGpu, step });
+    if (kv16) for (const n of ['kcache', 'vcache']) gpu[n] = unpackF16(gpu[n], inputs[n].length);
     const label = `${launches[0].kernel.name} N=${a.N} K=${a.K} maxT=${run.maxT} T=${step.T} L=${step.L}`;
     for (const name of Object.keys(ref)) {
       const r = ref[name];
@@ -155,6 +192,10 @@ export async function check(
       }
       expect(written.length, `${label}: ${name} has written elements`).toBeGreaterThan(0);
       expect(untouchedBad, `${label}: ${name} elements that must be left alone`).toBe(0);
+      if (kv16 && (name === 'kcache' || name === 'vcache')) {
+        expect(f16StepsApart(written, want), `${label}: ${name} f16 steps`).toBe(0);
+        continue;
+      }
       const err = maxRelError(written, want);
       expect(err, `${label}: ${name} max rel error`).toBeLessThanOrEqual(1e-4);
     }
@@ -182,4 +223,10 @@ export function ropeCase(
     capacity: cacheCapacity(PREFILL_MAXT),
   };
   return mm(ropeKv.qCols + 2 * ropeKv.kvCols, K, { ropeKv, outStride: ropeKv.qCols, ...over });
+}
+
+/** A ropeKv matmul whose caches are f16 (kvType 'f16'). */
+export function ropeKv16(a: MatmulAttrs): MatmulAttrs {
+  if (!a.ropeKv) throw new Error('ropeKv16: not a ropeKv matmul');
+  return { ...a, ropeKv: { ...a.ropeKv, kvType: 'f16' } };
 }
