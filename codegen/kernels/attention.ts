@@ -184,15 +184,16 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
       let d = lane + k * TPR;
       ${guardDim ? `if (d < VD) { ${body} }` : body}
     }`;
-  // Stage rows j0.. of one kv head of `src` (K: HD wide, V: VD wide) into kv[] (padded
-  // stride KS); rows >= nk become 0.
   const f16 = kvTypeOf(a) === 'f16';
-  // One cache load as f32: 4 elements (vec) or 1; an f16 word holds elements e & ~1, e | 1.
+  // One cache load as f32, at load unit i: 4 elements (vec: one vec2<u32> of an f16 cache) or 1
+  // (element i is half i & 1 of word i >> 1).
   const load = (src: string, i: string): string => {
     if (!f16) return `${src}[${i}]`;
     if (vec) return `kv_unpack4(${src}[${i}])`;
     return `kv_unpack1(${src}[(${i}) >> 1u], ${i})`;
   };
+  // Stage rows j0.. of one kv head of `src` (K: HD wide, V: VD wide) into kv[] (padded
+  // stride KS); rows >= nk become 0.
   const stage = (src: string, w: 'HD' | 'VD'): string => {
     const row = w === 'HD' ? 'KVW' : 'VW';
     const off = w === 'HD' ? 'kvo' : 'vo';

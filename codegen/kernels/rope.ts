@@ -1,7 +1,7 @@
 /**
- * Standalone RoPE and KV-cache append kernels. Both are elementwise over
- * [T, width] (the append over element pairs of an f16 cache) with T read from the Step uniform; the grid is (column blocks, T)
- * so no dimension grows past the per-dimension workgroup limit for long prompts.
+ * Standalone RoPE and KV-cache append kernels. Both are elementwise over [T, width] (the
+ * append into an f16 cache over element pairs) with T read from the Step uniform; the grid is
+ * (column blocks, T) so no dimension grows past the per-dimension workgroup limit for long prompts.
  */
 import {
   kvTypeOf,
@@ -145,8 +145,8 @@ export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
   const wg = elementwiseWorkgroup(caps, threads);
   const c = a.columns;
   const variant = c === null ? '' : `_h${c.heads}x${c.cols}at${c.offset}${c.broadcast ? 'b' : ''}`;
-  // Under f16 col is the pair's first (even) element: src and dst are even, and src + 1,
-  // dst + 1 are the pair's second element in the same head.
+  // Under f16, col is the pair's first (even) element, so dst is even and dst, dst + 1 are one
+  // word; src + 1 is the pair's second element, in the same head since column counts are even.
   const body = f16
     ? `let col = 2u * gid.x;
   let t = gid.y;
