@@ -93,12 +93,16 @@ async function benchAttention(gpu: GpuContext) {
     KVH = 8,
     hd = 128;
   const rows = [];
-  const cases: { name: string; T: number; pos: number; capacity: number }[] = [
+  const cases: { name: string; T: number; pos: number; capacity: number; kv16?: boolean }[] = [
     { name: 'prefill 1k', T: 1024, pos: 0, capacity: 1024 },
     { name: 'prefill 4k', T: 4096, pos: 0, capacity: 4096 },
     { name: 'prefill 16k', T: 16384, pos: 0, capacity: 16384 },
     { name: 'decode 4k', T: 1, pos: 4095, capacity: 4096 },
     { name: 'decode 32k', T: 1, pos: 32767, capacity: 32768 },
+    // f16 caches: decode reads half the bytes; prefill pays the unpacking while staging tiles.
+    { name: 'prefill 4k kv f16', T: 4096, pos: 0, capacity: 4096, kv16: true },
+    { name: 'decode 4k kv f16', T: 1, pos: 4095, capacity: 4096, kv16: true },
+    { name: 'decode 32k kv f16', T: 1, pos: 32767, capacity: 32768, kv16: true },
   ];
   for (const c of cases) {
     const a: AttentionAttrs = {
@@ -113,12 +117,14 @@ async function benchAttention(gpu: GpuContext) {
       softcap: null,
       sinks: false,
       capacity: c.capacity,
+      kvType: c.kv16 ? 'f16' : 'f32',
     };
     const gen = attentionKernel(a, { caps: gpu.caps, maxT: c.T });
+    const kvBytes = c.kv16 ? 2 : 4;
     const bytes = {
       q: c.T * H * hd * 4,
-      kcache: c.capacity * KVH * hd * 4,
-      vcache: c.capacity * KVH * hd * 4,
+      kcache: c.capacity * KVH * hd * kvBytes,
+      vcache: c.capacity * KVH * hd * kvBytes,
       out: c.T * H * hd * 4,
       ...gen.scratch,
     };

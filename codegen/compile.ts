@@ -13,6 +13,7 @@ import type { DeviceCaps } from '../src/target.ts';
 import { usedTensors } from '../src/graph/ir.ts';
 import { shapeBytes, type DType, type WeightType } from '../src/graph/dtype.ts';
 import type { Precision } from '../src/passes/precision.ts';
+import type { KvType } from '../src/graph/ops.ts';
 
 export interface CompileOptions {
   caps: DeviceCaps;
@@ -23,6 +24,8 @@ export interface CompileOptions {
   fuse?: boolean;
   /** How weights are stored (src/passes/precision.ts); f32 when absent. */
   precision?: Precision;
+  /** Element type of the attention KV caches: 'f32' (default) or 'f16' (half the bytes). */
+  kv?: KvType;
 }
 
 export interface ParamEntry {
@@ -66,7 +69,7 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const precision = opts.precision ?? 'f32';
   const kernels: KernelTable = new Map();
   const run = (phase: 'prefill' | 'decode') => {
-    const lowered = lower(model, { phase, maxT, capacity });
+    const lowered = lower(model, { phase, maxT, capacity, kv: opts.kv ?? 'f32' });
     const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse, precision });
     return { graph, log, program: emitPhase(graph, opts.caps, kernels) };
   };

@@ -24,8 +24,13 @@
  * at ~7.5 TFLOP/s; decode with 8 kv heads of 128 at 16k context reads the
  * cache at ~1.2 TB/s. K/V tile rows are padded by one float in workgroup
  * memory: without it the score loop's 32-way bank conflicts cost 7x.
+ *
+ * An f16 cache (kvType 'f16') is bound as u32 words of two halves and widened to f32 by
+ * unpack2x16float (core WGSL, no shader-f16) as its tiles are staged; everything after the
+ * staging is the f32 body. With 4-aligned heads a load is a vec2<u32> of four halves.
  */
-import type { AttentionAttrs } from '../../src/graph/ops.ts';
+import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
+import { attention } from '../../src/ops/attention.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
@@ -140,6 +145,8 @@ function checkAttrs(a: AttentionAttrs): void {
   if (a.softcap !== null && !(a.softcap > 0)) {
     throw new Error('attention kernel: softcap must be > 0');
   }
+  // The definition's checks (an f16 cache's even head widths among them).
+  attention.check(a);
 }
 
 function variantName(a: AttentionAttrs): string {
@@ -148,6 +155,7 @@ function variantName(a: AttentionAttrs): string {
   if (a.window !== null) parts.push(`w${a.window}`);
   if (a.softcap !== null) parts.push(`cap${a.softcap}`);
   if (a.sinks) parts.push('sinks');
+  if (kvTypeOf(a) === 'f16') parts.push('kv16');
   return parts.join('_');
 }
 
@@ -176,6 +184,14 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
       let d = lane + k * TPR;
       ${guardDim ? `if (d < VD) { ${body} }` : body}
     }`;
+  const f16 = kvTypeOf(a) === 'f16';
+  // One cache load as f32, at load unit i: 4 elements (vec: one vec2<u32> of an f16 cache) or 1
+  // (element i is half i & 1 of word i >> 1).
+  const load = (src: string, i: string): string => {
+    if (!f16) return `${src}[${i}]`;
+    if (vec) return `kv_unpack4(${src}[${i}])`;
+    return `kv_unpack1(${src}[(${i}) >> 1u], ${i})`;
+  };
   // Stage rows j0.. of one kv head of `src` (K: HD wide, V: VD wide) into kv[] (padded
   // stride KS); rows >= nk become 0.
   const stage = (src: string, w: 'HD' | 'VD'): string => {
@@ -186,18 +202,25 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
       let jr = i / ${w}4;
       let c = i % ${w}4;
       var v = vec4<f32>();
-      if (jr < nk) { v = ${src}[(j0 + jr) * ${row}4 + ${off}4 + c]; }
+      if (jr < nk) { v = ${load(src, `(j0 + jr) * ${row}4 + ${off}4 + c`)}; }
       let o = jr * KS + 4u * c;
       kv[o] = v.x; kv[o + 1u] = v.y; kv[o + 2u] = v.z; kv[o + 3u] = v.w;
     }`
       : `for (var i = tid; i < BK * ${w}; i += WG) {
       let jr = i / ${w};
       var v = 0.0;
-      if (jr < nk) { v = ${src}[(j0 + jr) * ${row} + ${off} + i % ${w}]; }
+      if (jr < nk) { v = ${load(src, `(j0 + jr) * ${row} + ${off} + i % ${w}`)}; }
       kv[jr * KS + i % ${w}] = v;
     }`;
   };
-  const kvElem = vec ? 'vec4<f32>' : 'f32';
+  const kvElem = f16 ? (vec ? 'vec2<u32>' : 'u32') : vec ? 'vec4<f32>' : 'f32';
+  const unpack = !f16
+    ? ''
+    : vec
+      ? `fn kv_unpack4(w: vec2<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}`
+      : `fn kv_unpack1(w: u32, e: u32) -> f32 { return unpack2x16float(w)[e & 1u]; }`;
   // Sinks enter where rows are normalised: here in prefill, in the combine launch in decode.
   const sinks = a.sinks && !split;
   const outDecls = split
@@ -263,6 +286,7 @@ var<workgroup> pr: array<f32, ${bq * bk}>;
 fn key_lo(p: u32) -> u32 { return ${lo}; }
 fn key_hi(p: u32, n: u32) -> u32 { return ${hi}; }
 fn cap_score(s: f32) -> f32 { return ${capped}; }
+${unpack}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {

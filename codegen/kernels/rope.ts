@@ -1,15 +1,21 @@
 /**
- * Standalone RoPE and KV-cache append kernels. Both are elementwise over
- * [T, width] with T read from the Step uniform; the grid is (column blocks, T)
- * so no dimension grows past the per-dimension workgroup limit for long prompts.
+ * Standalone RoPE and KV-cache append kernels. Both are elementwise over [T, width] (the
+ * append into an f16 cache over element pairs) with T read from the Step uniform; the grid is
+ * (column blocks, T) so no dimension grows past the per-dimension workgroup limit for long prompts.
  */
-import type { KvWriteAttrs, RopeAttrs, RopeLayout } from '../../src/graph/ops.ts';
+import {
+  kvTypeOf,
+  type KvWriteAttrs,
+  type RopeAttrs,
+  type RopeLayout,
+} from '../../src/graph/ops.ts';
 import { kvWrite } from '../../src/ops/attention.ts';
 import { rope } from '../../src/ops/rope.ts';
 import { STEP_WGSL } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings } from './wgsl-builder.ts';
+import { withHelpers } from './wgsl-math.ts';
 
 function elementwiseWorkgroup(caps: DeviceCaps, width: number): number {
   const cap = Math.min(256, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
@@ -110,8 +116,17 @@ function kvWriteIndices(a: KvWriteAttrs): { cols: number; src: string; dst: stri
   };
 }
 
+/**
+ * The append. f32 caches: one thread per element. f16 caches (kvType 'f16', u32 words of two
+ * halves): one thread per pair of adjacent elements, which is one whole word (row widths, head
+ * widths and column ranges are even, as the definition checks), so no two threads write halves
+ * of one word; each value is rounded to nearest even by f16_pack2 (wgsl-math.ts), as the
+ * reference rounds it.
+ */
 export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
+  kvWrite.check(a);
   const ix = kvWriteIndices(a);
+  const f16 = kvTypeOf(a) === 'f16';
   const { bindings, decls } = opBindings(a, [
     'WIDTH',
     'COLS',
@@ -121,34 +136,49 @@ export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
     'col',
     't',
     'row',
+    'src',
+    'f16_pack2',
+    'f16_bits',
   ]);
-  const wg = elementwiseWorkgroup(caps, ix.cols);
+  // Threads per row: elements, or element pairs of an f16 cache.
+  const threads = f16 ? ix.cols / 2 : ix.cols;
+  const wg = elementwiseWorkgroup(caps, threads);
   const c = a.columns;
   const variant = c === null ? '' : `_h${c.heads}x${c.cols}at${c.offset}${c.broadcast ? 'b' : ''}`;
-  const code = `${STEP_WGSL}
+  // Under f16, col is the pair's first (even) element, so dst is even and dst, dst + 1 are one
+  // word; src + 1 is the pair's second element, in the same head since column counts are even.
+  const body = f16
+    ? `let col = 2u * gid.x;
+  let t = gid.y;
+  let row = step.pos + t;
+  if (col >= COLS || t >= step.T || row >= CAPACITY) { return; }
+  let src = ${ix.src};
+  cache[(${ix.dst}) >> 1u] = f16_pack2(x[src], x[src + 1u]);`
+    : `let col = gid.x;
+  let t = gid.y;
+  let row = step.pos + t;
+  if (col >= COLS || t >= step.T || row >= CAPACITY) { return; }
+  cache[${ix.dst}] = x[${ix.src}];`;
+  const code = withHelpers(`${STEP_WGSL}
 ${decls}
 const WIDTH = ${a.width}u;
 const COLS = ${ix.cols}u;
 const CAPACITY = ${a.capacity}u;
 @compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let col = gid.x;
-  let t = gid.y;
-  let row = step.pos + t;
-  if (col >= COLS || t >= step.T || row >= CAPACITY) { return; }
-  cache[${ix.dst}] = x[${ix.src}];
+  ${body}
 }
-`;
+`);
   return {
     launches: [
       {
         kernel: {
-          name: `kv_write_w${a.width}${variant}_c${a.capacity}_wg${wg}`,
+          name: `kv_write_w${a.width}${variant}${f16 ? '_kv16' : ''}_c${a.capacity}_wg${wg}`,
           code,
           bindings,
           workgroupSize: [wg, 1, 1],
         },
-        grid: [Math.ceil(ix.cols / wg), { sym: 'T' }, 1],
+        grid: [Math.ceil(threads / wg), { sym: 'T' }, 1],
       },
     ],
     scratch: {},

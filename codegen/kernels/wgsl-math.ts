@@ -16,7 +16,10 @@ export type HelperName =
   | 'elu1'
   | 'erf_f32'
   | 'tanh_safe'
-  | 'tanh_acc';
+  | 'tanh_acc'
+  | 'f16_rne'
+  | 'f16_bits'
+  | 'f16_pack2';
 
 interface Helper {
   /** Helpers this one calls (pasted with it). */
@@ -139,6 +142,52 @@ const HELPERS: Record<HelperName, Helper> = {
   let x2 = x * x;
   return x * (1.0 + x2 * (-0.33333333333 + x2 * (0.13333333333 + x2 * (-0.053968253968 + x2 * 0.021869488536))));
 }`,
+  },
+  /**
+   * v rounded to the nearest f16 (ties to even) and back, in f32 (matmul's xType 'f16' staging).
+   * Not via pack2x16float: WGSL leaves its rounding to the implementation, and NVIDIA's
+   * truncates. Normal f16 range: round the f32 mantissa to 10 bits in integer arithmetic (a
+   * carry moves into the exponent as it should); below 2^-14 f16 is subnormal, multiples of
+   * 2^-24, and round() ties to even; beyond 65504 the f16 is infinite. CPU mirror: roundF16.
+   */
+  f16_rne: {
+    uses: [],
+    code: /* wgsl */ `fn f16_rne(v: f32) -> f32 {
+  if (abs(v) < 6.103515625e-5) { return round(v * 16777216.0) / 16777216.0; }
+  let b = bitcast<u32>(v);
+  let r = bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u);
+  if (abs(r) > 65504.0) { return bitcast<f32>((b & 0x80000000u) | 0x7f800000u); }
+  return r;
+}`,
+  },
+  /**
+   * The IEEE binary16 bits of v rounded to nearest, ties to even, in the low 16 bits: what an f16
+   * store writes (KV caches). Built in integer arithmetic rather than with pack2x16float, whose
+   * rounding WGSL leaves to the implementation and whose result is indeterminate for values
+   * beyond the f16 range. Normal range (|v| ≥ 2^-14): rebias the exponent by 112 and round the
+   * mantissa to 10 bits (a carry moves into the exponent; past 65504 it is clamped to the
+   * infinity 0x7c00); below, the subnormal code is round(|v|·2^24), ties to even, up to 0x400
+   * (the smallest normal) exactly. Infinities stay infinite and NaN stays a (quiet) NaN.
+   * CPU mirror: f32ToF16Bits (formats/safetensors.ts).
+   */
+  f16_bits: {
+    uses: [],
+    code: /* wgsl */ `fn f16_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  let sign = (b >> 16u) & 0x8000u;
+  let a = b & 0x7fffffffu;
+  if (a >= 0x7f800000u) { return sign | 0x7c00u | select(0u, 0x200u, a > 0x7f800000u); }
+  if (a >= 0x38800000u) {
+    let r = a - 0x38000000u;
+    return sign | min((r + 0xfffu + ((r >> 13u) & 1u)) >> 13u, 0x7c00u);
+  }
+  return sign | u32(round(bitcast<f32>(a) * 16777216.0));
+}`,
+  },
+  /** Two f32 values as one u32 word of two f16 halves, lo in the low half (see f16_bits). */
+  f16_pack2: {
+    uses: ['f16_bits'],
+    code: /* wgsl */ `fn f16_pack2(lo: f32, hi: f32) -> u32 { return f16_bits(lo) | (f16_bits(hi) << 16u); }`,
   },
 };
 export const HELPER_NAMES = Object.keys(HELPERS) as HelperName[];

@@ -10,12 +10,14 @@ import { loadModelInput } from './model-input.ts';
 import { BundleTargetError, checkBundleTarget } from '../../codegen/bundle-target.ts';
 import { terminalProgress } from './progress.ts';
 import { PRECISIONS, type Precision } from '../passes/precision.ts';
+import type { KvType } from '../graph/ops.ts';
 
 export const COMMON_COMPILE_OPTIONS = {
   'max-t': { type: 'string' },
   capacity: { type: 'string' },
   'no-fuse': { type: 'boolean' },
   precision: { type: 'string' },
+  kv: { type: 'string' },
   seed: { type: 'string' },
   weights: { type: 'string' },
   hf: { type: 'boolean' },
@@ -30,6 +32,8 @@ export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step
                      (4-bit, f16 scale per 32). Default: f16 on a device with shader-f16, else
                      f32. Norms, biases, routers, SSM/recurrence parameters, MoE experts,
                      activations and states stay f32; all sums accumulate in f32
+  --kv T             attention KV cache type: f32 (default) or f16 (half the bytes per token;
+                     scores and sums stay f32)
   --seed S           seed for random weights when no --weights is given (default 0)
   --weights FILE     real weights (.safetensors with strata's canonical names)
   --hf               treat the input as a HuggingFace folder (config.json + safetensors)
@@ -83,11 +87,22 @@ export function precisionOption(v: string | undefined, caps: DeviceCaps): Precis
   return v as Precision;
 }
 
+export function kvOption(v: string | undefined): KvType {
+  if (v === undefined || v === 'f32' || v === 'f16') return v ?? 'f32';
+  throw new UserError(`--kv must be f32 or f16, got '${v}'`);
+}
+
 /** Compile with the shared --max-t / --capacity / --no-fuse / --precision options. */
 export function compileWithOptions(
   model: ModelIR,
   caps: DeviceCaps,
-  values: { 'max-t'?: string; capacity?: string; 'no-fuse'?: boolean; precision?: string },
+  values: {
+    'max-t'?: string;
+    capacity?: string;
+    'no-fuse'?: boolean;
+    precision?: string;
+    kv?: string;
+  },
 ): CompiledModel {
   return compileModel(model, {
     caps,
@@ -95,6 +110,7 @@ export function compileWithOptions(
     capacity: intOption(values.capacity, 'capacity', undefined),
     fuse: !values['no-fuse'],
     precision: precisionOption(values.precision, caps),
+    kv: kvOption(values.kv),
   });
 }
 

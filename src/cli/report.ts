@@ -8,7 +8,6 @@ import { stateBytes, weightBytesByType } from '../../codegen/compile.ts';
 import { shapeBytes, type DType } from '../graph/dtype.ts';
 import type { Precision } from '../passes/precision.ts';
 import type { Graph } from '../graph/ir.ts';
-import { elementCount } from '../graph/ir.ts';
 import { addCost, ZERO_COST, type Cost } from '../graph/ops.ts';
 import { definitionFor } from '../ops/index.ts';
 import { expectedTensors } from '../import/names.ts';

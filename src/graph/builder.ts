@@ -1,5 +1,5 @@
 /** Incremental construction of a Graph; block lowerings use it and nothing else. */
-import type { OpAttrs } from './ops.ts';
+import type { KvType, OpAttrs } from './ops.ts';
 import type { Dim, DType, Graph, GraphNode, ParamSource, Phase, Tensor } from './ir.ts';
 
 export class GraphBuilder {
@@ -26,6 +26,8 @@ export class GraphBuilder {
     readonly phase: Phase,
     readonly maxT: number,
     readonly capacity: number,
+    /** Element type of the attention KV caches the lowerings create (see KvType). */
+    readonly kv: KvType = 'f32',
   ) {}
 
   tensor(name: string, shape: Dim[], kind: Tensor['kind'], dtype: DType = 'f32'): number {
@@ -64,10 +66,15 @@ export class GraphBuilder {
     return id;
   }
 
-  state(name: string, shape: Dim[]): number {
+  /** A state tensor; the same name always gives the same tensor (which must have this dtype). */
+  state(name: string, shape: Dim[], dtype: DType = 'f32'): number {
     const hit = this.states.get(name);
-    if (hit !== undefined) return hit;
-    const id = this.tensor(name, shape, 'state');
+    if (hit !== undefined) {
+      if (this.tensors[hit].dtype !== dtype)
+        throw new Error(`state '${name}' is ${this.tensors[hit].dtype} and ${dtype}`);
+      return hit;
+    }
+    const id = this.tensor(name, shape, 'state', dtype);
     this.states.set(name, id);
     return id;
   }

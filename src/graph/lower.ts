@@ -12,7 +12,7 @@ import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
 import { preNorm, residualAdd } from './blocks/common.ts';
-import { plainMatmul } from './ops.ts';
+import { plainMatmul, type KvType } from './ops.ts';
 
 export interface LowerOptions {
   phase: Phase;
@@ -20,6 +20,8 @@ export interface LowerOptions {
   maxT: number;
   /** KV cache rows. */
   capacity: number;
+  /** Element type of the attention KV caches (default 'f32'; 'f16' halves their bytes). */
+  kv?: KvType;
 }
 
 /** x + mixer(norm(input)) for layer i, as its kind's definition (src/mixers) lowers it. */
@@ -38,7 +40,7 @@ function lowerMixer(
 
 export function lower(model: ModelIR, opts: LowerOptions): Graph {
   const maxT = opts.phase === 'decode' ? 1 : opts.maxT;
-  const b = new GraphBuilder(opts.phase, maxT, opts.capacity);
+  const b = new GraphBuilder(opts.phase, maxT, opts.capacity, opts.kv ?? 'f32');
   const ids = b.tensor('ids', ['T'], 'input', 'u32');
   const table = b.param(EMBED, [model.vocab, model.dim]);
   const embeddings = b.op(

@@ -110,6 +110,8 @@ export interface MatmulAttrs {
     headDim: number;
     rotaryDim: number;
     capacity: number;
+    /** Element type of both caches (see KvType); absent: 'f32'. */
+    kvType?: KvType;
   } | null;
   /**
    * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
@@ -183,6 +185,20 @@ export interface RopeAttrs extends RopeLayout {
   capacity: number;
 }
 
+/**
+ * Element type of an attention KV cache. 'f16': two halves per u32 word (element e is half e & 1
+ * of word e >> 1, the bytes of an f16 array); writers store each value rounded to the nearest f16
+ * (ties to even) and readers widen it to f32, so only storage narrows: every sum stays f32.
+ * Adjacent pairs share a word, so each writer writes whole pairs: row widths, head widths and
+ * column ranges must be even.
+ */
+export type KvType = 'f32' | 'f16';
+
+/** The cache element type of an op's attrs: absent means 'f32'. */
+export function kvTypeOf(a: { kvType?: KvType } | null | undefined): KvType {
+  return a?.kvType ?? 'f32';
+}
+
 /** Writes x's rows to cache rows pos .. pos+T-1, in place. */
 export interface KvWriteAttrs {
   op: 'kv_write';
@@ -192,6 +208,8 @@ export interface KvWriteAttrs {
   capacity: number;
   /** null: x fills whole rows. Otherwise x fills one column range of every head (MLA's k). */
   columns: KvColumns | null;
+  /** Element type of the cache (see KvType); absent: 'f32'. */
+  kvType?: KvType;
 }
 
 /**
@@ -229,6 +247,8 @@ export interface AttentionAttrs {
   /** A learned logit per head joins each softmax denominator (GPT-OSS attention sinks). */
   sinks: boolean;
   capacity: number;
+  /** Element type of both caches (see KvType); absent: 'f32'. */
+  kvType?: KvType;
 }
 
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */

@@ -248,11 +248,11 @@ function lowerMla(
   const kNope = matmul(b, ln, kvb(0, m.nopeDim, 'k_nope'), H * m.nopeDim, m.kvRank, `${L}.k_nope`);
   const v = matmul(b, ln, kvb(m.nopeDim, m.vHeadDim, 'v'), H * m.vHeadDim, m.kvRank, `${L}.v`);
 
-  const kcache = b.state(`cache.k.${i}`, [b.capacity, H * qk]);
-  const vcache = b.state(`cache.v.${i}`, [b.capacity, H * m.vHeadDim]);
+  const kcache = b.state(`cache.k.${i}`, [b.capacity, H * qk], b.kv);
+  const vcache = b.state(`cache.v.${i}`, [b.capacity, H * m.vHeadDim], b.kv);
   const writeK = (t: number, columns: KvColumns, tag: string) =>
     b.op(
-      { op: 'kv_write', width: H * qk, capacity: b.capacity, columns },
+      { op: 'kv_write', width: H * qk, capacity: b.capacity, columns, kvType: b.kv },
       `${L} ${tag}-append`,
       { x: t, cache: kcache },
       { cache: kcache },
@@ -260,7 +260,13 @@ function lowerMla(
   writeK(kPe, { heads: H, cols: m.ropeDim, offset: 0, broadcast: true }, 'k_pe');
   writeK(kNope, { heads: H, cols: m.nopeDim, offset: m.ropeDim, broadcast: false }, 'k_nope');
   b.op(
-    { op: 'kv_write', width: H * m.vHeadDim, capacity: b.capacity, columns: null },
+    {
+      op: 'kv_write',
+      width: H * m.vHeadDim,
+      capacity: b.capacity,
+      columns: null,
+      kvType: b.kv,
+    },
     `${L} v-append`,
     { x: v, cache: vcache },
     { cache: vcache },
@@ -278,6 +284,7 @@ function lowerMla(
       softcap: null,
       sinks: false,
       capacity: b.capacity,
+      kvType: b.kv,
     },
     `${L} attention`,
     { q, kcache, vcache },

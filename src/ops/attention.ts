@@ -10,15 +10,36 @@
  * With sinks (GPT-OSS), head h's learned logit sinks[h] joins the softmax as one more score
  * that has no value row: out = Σ_j exp(s_j) v_j / (Σ_j exp(s_j) + exp(sinks[h])), max-shifted
  * over the scores and the sink together (as HF's eager attention does).
+ *
+ * With kvType 'f16' the caches are stored as f16 (see KvType): kv_write and the matmul's ropeKv
+ * epilogue store each value rounded to f16, and attention reads the caches as they are, so the
+ * reference sees exactly the values the kernels unpack.
  */
 import {
+  kvTypeOf,
   kvWriteWidth,
   type AttentionAttrs,
   type Cost,
   type KvWriteAttrs,
   type StepShape,
 } from '../graph/ops.ts';
+import { dtypeBytes } from '../graph/dtype.ts';
+import { roundF16 } from './math.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
+
+/**
+ * An f16 cache packs element pairs into u32 words and its writers write whole pairs, so every
+ * width that places a pair must be even (a row of odd width would share a word with the next).
+ */
+function checkEven(op: string, widths: Record<string, number>): void {
+  for (const [name, v] of Object.entries(widths)) {
+    if (v % 2 !== 0) {
+      throw new Error(
+        `${op}: kvType 'f16' stores element pairs in u32 words and needs an even ${name}, got ${v}`,
+      );
+    }
+  }
+}
 
 /**
  * Keys [lo, hi) that query position p may see; every key inside is visible.
@@ -50,12 +71,16 @@ export const attention: OpDefinition<AttentionAttrs> = {
       throw new Error(`attention: heads (${a.heads}) must be a multiple of kvHeads (${a.kvHeads})`);
     }
     if (a.window !== null && a.window < 1) throw new Error(`attention: window must be >= 1`);
+    if (kvTypeOf(a) === 'f16') {
+      checkEven('attention', { headDim: a.headDim, vHeadDim: a.vHeadDim });
+    }
   },
   inputs(a) {
+    const kv = kvTypeOf(a);
     const r: Record<string, TensorRule> = {
       q: rule(['T', a.heads * a.headDim]),
-      kcache: rule([a.capacity, a.kvHeads * a.headDim]),
-      vcache: rule([a.capacity, a.kvHeads * a.vHeadDim]),
+      kcache: rule([a.capacity, a.kvHeads * a.headDim], 'read', kv),
+      vcache: rule([a.capacity, a.kvHeads * a.vHeadDim], 'read', kv),
     };
     if (a.sinks) r.sinks = rule([a.heads]);
     return r;
@@ -122,7 +147,7 @@ export const attention: OpDefinition<AttentionAttrs> = {
     return {
       // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
       flops: pairs * a.heads * (2 * a.headDim + 2 * a.vHeadDim + 5),
-      bytesRead: qBytes + 4 * kvRows * a.kvHeads * (a.headDim + a.vHeadDim),
+      bytesRead: qBytes + dtypeBytes(kvTypeOf(a), kvRows * a.kvHeads * (a.headDim + a.vHeadDim)),
       bytesWritten: 4 * step.T * a.heads * a.vHeadDim,
     };
   },
@@ -132,21 +157,33 @@ export const kvWrite: OpDefinition<KvWriteAttrs> = {
   /** The column ranges must lie inside each head's share of the row. */
   check(a) {
     const c = a.columns;
+    const f16 = kvTypeOf(a) === 'f16';
+    if (f16) checkEven('kv_write', { width: a.width });
     if (c === null) return;
     if (a.width % c.heads !== 0 || c.offset < 0 || c.offset + c.cols > a.width / c.heads) {
       throw new Error(
         `kv_write: columns [${c.offset}, ${c.offset + c.cols}) do not fit heads of ${a.width / c.heads} in a row of ${a.width}`,
       );
     }
+    if (f16) {
+      checkEven('kv_write', {
+        'head width': a.width / c.heads,
+        'column count': c.cols,
+        'column offset': c.offset,
+      });
+    }
   },
   inputs: (a) => ({
     x: rule(['T', kvWriteWidth(a)]),
-    cache: inPlace([a.capacity, a.width]),
+    cache: inPlace([a.capacity, a.width], kvTypeOf(a)),
   }),
-  /** Rows pos .. pos+T-1 of the cache, written in place. */
-  outputs: (a) => ({ cache: inPlace([a.capacity, a.width]) }),
+  /** Rows pos .. pos+T-1 of the cache, written in place (as f16 values when kvType is 'f16'). */
+  outputs: (a) => ({ cache: inPlace([a.capacity, a.width], kvTypeOf(a)) }),
   reference(a: KvWriteAttrs, inputs: Arrays, step: StepShape): Arrays {
-    const x = f32(inputs, 'x');
+    kvWrite.check(a);
+    const xIn = f32(inputs, 'x');
+    // The cache holds what the kernel stores: each value rounded to f16 under kvType 'f16'.
+    const x = kvTypeOf(a) === 'f16' ? xIn.map(roundF16) : xIn;
     const cache = f32(inputs, 'cache');
     if (step.pos + step.T > a.capacity) {
       throw new Error(`kv_write: pos + T = ${step.pos + step.T} exceeds capacity ${a.capacity}`);
@@ -156,7 +193,6 @@ export const kvWrite: OpDefinition<KvWriteAttrs> = {
       cache.set(x.subarray(0, step.T * a.width), step.pos * a.width);
       return { cache };
     }
-    kvWrite.check(a);
     const xw = kvWriteWidth(a);
     const stride = a.width / c.heads;
     for (let t = 0; t < step.T; t++) {
@@ -170,7 +206,10 @@ export const kvWrite: OpDefinition<KvWriteAttrs> = {
   },
   cost(a: KvWriteAttrs, step: StepShape): Cost {
     const cols = a.columns === null ? a.width : a.columns.heads * a.columns.cols;
-    const bytes = 4 * step.T * cols;
-    return { flops: 0, bytesRead: bytes, bytesWritten: bytes };
+    return {
+      flops: 0,
+      bytesRead: 4 * step.T * cols,
+      bytesWritten: dtypeBytes(kvTypeOf(a), step.T * cols),
+    };
   },
 };

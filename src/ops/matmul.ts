@@ -9,6 +9,7 @@ import { dtypeBytes, weightTypeUnsupported } from '../graph/dtype.ts';
 import { roundWeight } from './weight-storage.ts';
 import {
   EPILOGUE_VALUE,
+  kvTypeOf,
   splitOutput,
   type Cost,
   type FusedPointwise,
@@ -154,8 +155,8 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (rope) {
     r.cos = rule([rope.capacity, rope.rotaryDim / 2]);
     r.sin = rule([rope.capacity, rope.rotaryDim / 2]);
-    r.kcache = inPlace([rope.capacity, rope.kvCols]);
-    r.vcache = inPlace([rope.capacity, rope.kvCols]);
+    r.kcache = inPlace([rope.capacity, rope.kvCols], kvTypeOf(rope));
+    r.vcache = inPlace([rope.capacity, rope.kvCols], kvTypeOf(rope));
   } else if (a.outOffset > 0) {
     r.out = inPlace([a.rows, a.outStride]);
   }
@@ -168,8 +169,8 @@ function outputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (rope) {
     return {
       out: rule(['T', rope.qCols]),
-      kcache: inPlace([rope.capacity, rope.kvCols]),
-      vcache: inPlace([rope.capacity, rope.kvCols]),
+      kcache: inPlace([rope.capacity, rope.kvCols], kvTypeOf(rope)),
+      vcache: inPlace([rope.capacity, rope.kvCols], kvTypeOf(rope)),
     };
   }
   if (a.splits) {
@@ -257,6 +258,8 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
         rotateHead(y, h, rope.rotaryDim, 'interleaved', cos, sin, p * half);
       }
       out.set(y.subarray(0, rope.qCols), r * outStride);
+      // An f16 cache holds each k and v rounded to f16, as the kernels store them.
+      if (kvTypeOf(rope) === 'f16') for (let n = rope.qCols; n < N; n++) y[n] = roundF16(y[n]);
       kcache.set(y.subarray(rope.qCols, qk), p * rope.kvCols);
       vcache.set(y.subarray(qk, N), p * rope.kvCols);
     } else {
@@ -327,10 +330,12 @@ function cost(a: MatmulAttrs, step: StepShape): Cost {
     for (const [n, i] of Object.entries(f.inputs))
       if (n !== 'x') read += i.perToken ? rows * i.cols : i.cols;
   }
+  // k and v columns of a ropeKv matmul land in the caches, f16 ones at 2 bytes each.
+  const kv = a.ropeKv ? 2 * a.ropeKv.kvCols : 0;
   return {
     flops,
     bytesRead: 4 * read,
-    bytesWritten: 4 * rows * a.N,
+    bytesWritten: 4 * rows * (a.N - kv) + (kv ? dtypeBytes(kvTypeOf(a.ropeKv), rows * kv) : 0),
   };
 }
 

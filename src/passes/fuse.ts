@@ -25,6 +25,7 @@
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import {
   EPILOGUE_VALUE,
+  kvTypeOf,
   splitOutput,
   type AddAttrs,
   type LinearRecurrenceAttrs,
@@ -129,6 +130,8 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
         headDim: rope.headDim,
         rotaryDim: rope.rotaryDim,
         capacity: rope.capacity,
+        // The caches keep their element type: the epilogue stores what kv_write stored.
+        kvType: kvTypeOf(att.attrs.op === 'attention' ? att.attrs : null),
       },
     };
     if (!fits(attrs, caps)) continue;

@@ -7,10 +7,17 @@ import { words } from './weights.ts';
 import { expect } from 'vitest';
 import type { DeviceCaps } from '../../src/target.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
-import { plainMatmul, splitOutput, type MatmulAttrs, type StepShape } from '../../src/graph/ops.ts';
+import {
+  kvTypeOf,
+  plainMatmul,
+  splitOutput,
+  type MatmulAttrs,
+  type StepShape,
+} from '../../src/graph/ops.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import type { Arrays } from '../../src/ops/types.ts';
-import { packF16 } from '../../formats/safetensors.ts';
+import { f16BitsToNumber, f32ToF16Bits, packF16 } from '../../formats/safetensors.ts';
+import { roundF16 } from '../../src/ops/math.ts';
 import { runLaunches, testGpu, type HostArray } from './gpu.ts';
 import { maxRelError, randn } from './numeric.ts';
 
@@ -80,8 +87,10 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
     const ang = randn(cap * half, seed + 8, Math.PI);
     inputs.cos = ang.map(Math.cos);
     inputs.sin = ang.map(Math.sin);
-    inputs.kcache = randn(cap * rope.kvCols, seed + 9);
-    inputs.vcache = randn(cap * rope.kvCols, seed + 10);
+    // An f16 cache holds f16 values.
+    const kv = (v: Float32Array) => (kvTypeOf(rope) === 'f16' ? v.map(roundF16) : v);
+    inputs.kcache = kv(randn(cap * rope.kvCols, seed + 9));
+    inputs.vcache = kv(randn(cap * rope.kvCols, seed + 10));
   }
   return inputs;
 }
@@ -119,10 +128,41 @@ export async function matrixCaps(): Promise<DeviceCaps> {
   };
 }
 
+/** The f32 values of an f16 buffer of n elements read back as f32 words. */
+function unpackF16(g: Float32Array, n: number): Float32Array {
+  const halves = new Uint16Array(g.buffer, g.byteOffset, n);
+  return Float32Array.from(halves, f16BitsToNumber);
+}
+
+/**
+ * Elements of an f16 cache that differ by more than one f16 step and by more than the f32
+ * tolerance (1e-4 of the largest value). Kernel and reference round k and v to f16 from f32
+ * values that differ by their summation order, so a value next to a rounding boundary may round
+ * to the neighbouring half on one side: one step (at most 2^-10 of the element) is the bound for
+ * ordinary values, where a relative tolerance on the whole array would either miss a wrong
+ * rounding or fail an honest one. Near zero the f32 difference itself (absolute, from
+ * cancellation) can span several subnormal steps; the f32 tolerance covers those.
+ */
+function f16Mismatches(got: number[], want: number[]): number {
+  // f16 bits in order of value: sign-magnitude to a signed integer (±0 both 0).
+  const ordinal = (v: number) => {
+    const h = f32ToF16Bits(v);
+    return h & 0x8000 ? -(h & 0x7fff) : h;
+  };
+  const atol = 1e-4 * want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  let bad = 0;
+  for (let i = 0; i < got.length; i++) {
+    const steps = Math.abs(ordinal(got[i]) - ordinal(want[i]));
+    if (steps > 1 && Math.abs(got[i] - want[i]) > atol) bad++;
+  }
+  return bad;
+}
+
 /**
  * Run the kernel and the reference on the same inputs and compare every output:
- * values the reference writes to within 1e-4 relative, everything else bit-exact
- * (rows past T or L, columns outside outOffset..outOffset+N, other cache rows).
+ * values the reference writes to within 1e-4 relative (f16 caches: within one f16 step),
+ * everything else bit-exact (rows past T or L, columns outside outOffset..outOffset+N, other
+ * cache rows).
  */
 export async function check(
   a: MatmulAttrs,
@@ -137,7 +177,10 @@ export async function check(
     const mask = matmul.reference(a, copyArrays(inputs, NaN), step);
     const onGpu: Record<string, HostArray> = copyArrays(inputs);
     if (a.wType !== 'f32') onGpu.w = words(encodeWeight(a.wType, inputs.w as Float32Array, a.K));
+    const kv16 = kvTypeOf(a.ropeKv) === 'f16';
+    if (kv16) for (const n of ['kcache', 'vcache']) onGpu[n] = packF16(inputs[n]);
     const gpu = await runLaunches(launches, { inputs: onGpu, step });
+    if (kv16) for (const n of ['kcache', 'vcache']) gpu[n] = unpackF16(gpu[n], inputs[n].length);
     const label = `${launches[0].kernel.name} N=${a.N} K=${a.K} maxT=${run.maxT} T=${step.T} L=${step.L}`;
     for (const name of Object.keys(ref)) {
       const r = ref[name];
@@ -157,6 +200,10 @@ export async function check(
       }
       expect(written.length, `${label}: ${name} has written elements`).toBeGreaterThan(0);
       expect(untouchedBad, `${label}: ${name} elements that must be left alone`).toBe(0);
+      if (kv16 && (name === 'kcache' || name === 'vcache')) {
+        expect(f16Mismatches(written, want), `${label}: ${name} f16 mismatches`).toBe(0);
+        continue;
+      }
       const err = maxRelError(written, want);
       expect(err, `${label}: ${name} max rel error`).toBeLessThanOrEqual(1e-4);
     }
@@ -184,4 +231,10 @@ export function ropeCase(
     capacity: cacheCapacity(PREFILL_MAXT),
   };
   return mm(ropeKv.qCols + 2 * ropeKv.kvCols, K, { ropeKv, outStride: ropeKv.qCols, ...over });
+}
+
+/** A ropeKv matmul whose caches are f16 (kvType 'f16'). */
+export function ropeKv16(a: MatmulAttrs): MatmulAttrs {
+  if (!a.ropeKv) throw new Error('ropeKv16: not a ropeKv matmul');
+  return { ...a, ropeKv: { ...a.ropeKv, kvType: 'f16' } };
 }

@@ -12,6 +12,8 @@ import type { AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention, visibleKeys } from '../../src/ops/attention.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
+import { packF16 } from '../../formats/safetensors.ts';
+import { roundF16 } from '../../src/ops/math.ts';
 
 interface Case {
   heads: number;
@@ -31,6 +33,8 @@ interface Case {
   /** Spread of q: large values make the softmax peaked, which exercises the running max. */
   qScale?: number;
   baseline?: boolean;
+  /** f16 caches (kvType 'f16'). */
+  kv16?: boolean;
 }
 
 function attrs(c: Case): AttentionAttrs {
@@ -46,6 +50,7 @@ function attrs(c: Case): AttentionAttrs {
     softcap: c.softcap ?? null,
     sinks: c.sinks ?? false,
     capacity: c.capacity ?? c.pos + c.maxT + 3,
+    ...(c.kv16 ? { kvType: 'f16' as const } : {}),
   };
 }
 
@@ -57,6 +62,7 @@ function label(c: Case): string {
     a.softcap === null ? '' : `softcap=${a.softcap}`,
     a.sinks ? 'sinks' : '',
     c.baseline ? 'baseline caps' : '',
+    c.kv16 ? 'kv f16' : '',
   ].filter(Boolean);
   const vd = c.vd === undefined ? '' : ` vd=${c.vd}`;
   return `H=${c.heads} KVH=${c.kvHeads} hd=${c.hd}${vd} T=${c.T} pos=${c.pos} ${extra.join(' ')}`;
@@ -72,8 +78,11 @@ async function check(c: Case, seed: number): Promise<void> {
   const ow = c.heads * a.vHeadDim;
   const q = randn(c.maxT * qw, seed, c.qScale ?? 2);
   // Rows 0..pos-1 are past keys, pos..pos+T-1 the step's own; the rest is stale data that must be ignored.
-  const kcache = randn(a.capacity * kvw, seed + 1, 2);
-  const vcache = randn(a.capacity * c.kvHeads * a.vHeadDim, seed + 2);
+  // An f16 cache holds f16 values: the reference reads them rounded, the kernel packed.
+  const kv = (v: Float32Array) => (c.kv16 ? v.map(roundF16) : v);
+  const kcache = kv(randn(a.capacity * kvw, seed + 1, 2));
+  const vcache = kv(randn(a.capacity * c.kvHeads * a.vHeadDim, seed + 2));
+  const onGpu = c.kv16 ? { kcache: packF16(kcache), vcache: packF16(vcache) } : { kcache, vcache };
   // Sinks around the scores' own scale, so they take a real but not dominant share.
   const sinkInput: Record<string, Float32Array> = a.sinks
     ? { sinks: randn(c.heads, seed + 3, 3) }
@@ -85,7 +94,7 @@ async function check(c: Case, seed: number): Promise<void> {
   const outputs: Record<string, number> = {};
   for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
   const got = await runLaunches(gen.launches, {
-    inputs: { q, kcache, vcache, out, ...sinkInput },
+    inputs: { q, ...onGpu, out, ...sinkInput },
     outputs,
     step,
   });
@@ -348,5 +357,72 @@ describe('attention decode kernel (split-K)', () => {
       [DECODE_SCRATCH.ml]: 4 * 2 * 4 * 3,
       [DECODE_SCRATCH.acc]: 4 * 4 * 3 * 64,
     });
+  });
+});
+
+/**
+ * f16 caches: the kernel unpacks the same f16 values the reference reads, so the f32 tolerance
+ * (1e-4, f32 sums against f64 ones) still holds. Heads divisible by 4 take the vec2<u32> path
+ * (four halves a load), the rest the one-half path (hd 14, 6, 10, 22).
+ */
+describe('attention with f16 caches', () => {
+  const prefill: Case[] = [
+    { heads: 3, kvHeads: 3, hd: 24, T: 7, maxT: 9, pos: 0 },
+    { heads: 8, kvHeads: 2, hd: 64, T: 33, maxT: 40, pos: 0 },
+    { heads: 4, kvHeads: 1, hd: 128, T: 70, maxT: 70, pos: 0, baseline: true },
+    { heads: 4, kvHeads: 1, hd: 64, T: 1, maxT: 16, pos: 5 },
+    { heads: 3, kvHeads: 3, hd: 16, T: 1, maxT: 1, pos: 0 },
+    { heads: 5, kvHeads: 5, hd: 14, T: 70, maxT: 80, pos: 37 },
+    { heads: 6, kvHeads: 2, hd: 6, T: 33, maxT: 40, pos: 19, qScale: 6 },
+    { heads: 4, kvHeads: 2, hd: 24, T: 70, maxT: 70, pos: 30, window: 16 },
+    { heads: 2, kvHeads: 1, hd: 64, T: 33, maxT: 33, pos: 3, window: 1 },
+    { heads: 4, kvHeads: 4, hd: 64, T: 33, maxT: 33, pos: 11, softcap: 0.5, qScale: 8 },
+    { heads: 3, kvHeads: 1, hd: 22, T: 33, maxT: 40, pos: 10, causal: false },
+    { heads: 6, kvHeads: 2, hd: 40, T: 70, maxT: 80, pos: 37, sinks: true, window: 8 },
+    { heads: 3, kvHeads: 3, hd: 192, vd: 128, T: 33, maxT: 40, pos: 5 },
+    { heads: 2, kvHeads: 1, hd: 14, vd: 10, T: 70, maxT: 70, pos: 3 },
+  ];
+  const decode: Case[] = [
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 0, capacity: 700 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 600, capacity: 700, qScale: 6 },
+    { heads: 3, kvHeads: 3, hd: 24, T: 1, maxT: 1, pos: 513, capacity: 1100 },
+    { heads: 6, kvHeads: 1, hd: 128, T: 1, maxT: 1, pos: 1099, capacity: 1100 },
+    { heads: 2, kvHeads: 1, hd: 14, T: 1, maxT: 1, pos: 77, capacity: 200 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 650, capacity: 700, window: 300 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 650, capacity: 700, window: 2 },
+    { heads: 24, kvHeads: 1, hd: 40, T: 1, maxT: 1, pos: 290, capacity: 600, softcap: 2 },
+    { heads: 6, kvHeads: 2, hd: 24, T: 1, maxT: 1, pos: 9, capacity: 20, sinks: true },
+    { heads: 2, kvHeads: 1, hd: 256, T: 1, maxT: 1, pos: 270, capacity: 300, baseline: true },
+    { heads: 3, kvHeads: 3, hd: 192, vd: 128, T: 1, maxT: 1, pos: 530, capacity: 700 },
+    { heads: 4, kvHeads: 2, hd: 6, vd: 10, T: 1, maxT: 1, pos: 77, capacity: 300 },
+  ];
+  prefill.forEach((c, i) => it(`prefill ${label(c)}`, () => check({ ...c, kv16: true }, 500 + i)));
+  decode.forEach((c, i) => it(`decode ${label(c)}`, () => check({ ...c, kv16: true }, 700 + i)));
+
+  it('binds the caches as u32 words and names the variant', () => {
+    const a = attrs({ heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 0, kv16: true });
+    const { launches } = attentionKernel(a, { caps: BASELINE_CAPS, maxT: 1 });
+    expect(launches[0].kernel.code).toContain('array<vec2<u32>>');
+    expect(launches[0].kernel.name).toContain('kv16');
+    const odd = attrs({ heads: 2, kvHeads: 1, hd: 14, T: 1, maxT: 4, pos: 0, kv16: true });
+    expect(attentionKernel(odd, { caps: BASELINE_CAPS, maxT: 4 }).launches[0].kernel.code).toMatch(
+      /array<u32>/,
+    );
+  });
+
+  it('refuses odd head widths', () => {
+    const a = attrs({ heads: 2, kvHeads: 1, hd: 13, vd: 8, T: 1, maxT: 2, pos: 0, kv16: true });
+    expect(() => attentionKernel(a, { caps: BASELINE_CAPS, maxT: 2 })).toThrow(
+      /kvType 'f16' .* even headDim, got 13/,
+    );
+    expect(() => attention.check({ ...a, headDim: 8, vHeadDim: 7 })).toThrow(/even vHeadDim/);
+  });
+
+  it('counts the cache bytes at two per element', () => {
+    const a = attrs({ heads: 2, kvHeads: 1, hd: 8, T: 1, maxT: 1, pos: 9 });
+    const step = { T: 1, pos: 9, L: 1 };
+    const f32 = attention.cost(a, step).bytesRead;
+    const f16 = attention.cost({ ...a, kvType: 'f16' }, step).bytesRead;
+    expect(f32 - f16).toBe(2 * 10 * (8 + 8));
   });
 });

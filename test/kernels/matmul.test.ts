@@ -19,6 +19,7 @@ import {
   RMS,
   RMS_GEMMA,
   ropeCase,
+  ropeKv16,
   SHAPES,
 } from '../helpers/matmul.ts';
 
@@ -90,6 +91,17 @@ describe('matmul kernels against the reference', () => {
         ];
         for (const [si, a] of cases.entries()) await check(a, run, 70_000 + 10 * si);
       });
+      it('ropeKv into f16 caches: each k/v pair one word, rounded as the reference', async () => {
+        const run = { caps: await matrixCaps(), maxT, steps };
+        const cases = [
+          ropeCase(4, 2, 8, 4, 67, { bias: true }),
+          ropeCase(3, 1, 6, 6, 129),
+          ropeCase(5, 1, 10, 4, 40, { bias: true }),
+          ropeCase(8, 2, 16, 16, 250, { bias: true }),
+          ropeCase(3, 1, 8, 6, 67, { bias: true, prologue: RMS }),
+        ].map(ropeKv16);
+        for (const [si, a] of cases.entries()) await check(a, run, 75_000 + 10 * si);
+      });
     });
   }
 });
@@ -122,6 +134,7 @@ describe('matmul on the device tile choice and on the baseline limits', () => {
       mm(67, 260, { bias: true, residual: true }),
       mm(67, 129, { prologue: LAYER, gated: true, act: 'silu', bias: true, residual: true }),
       ropeCase(3, 1, 8, 6, 67, { bias: true, prologue: RMS, wType: 'f16' }),
+      ropeKv16(ropeCase(4, 2, 8, 8, 64, { bias: true, prologue: RMS })),
     ];
     const steps: StepShape[] = [
       { T: 37, pos: 0, L: 1 },

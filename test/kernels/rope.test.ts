@@ -6,6 +6,9 @@ import { interleavePermutation, rope, ropeInvFreq, ropeTables } from '../../src/
 import type { RopeSpec } from '../../src/spec/model.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
+import { packF16 } from '../../formats/safetensors.ts';
+import { roundF16 } from '../../src/ops/math.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 
 const fr = Math.fround;
 
@@ -308,5 +311,103 @@ describe('kv_write kernel', () => {
     expect(() =>
       kvWrite.reference(bad, { x: new Float32Array(4), cache: new Float32Array(6) }, step),
     ).toThrow(/do not fit/);
+  });
+});
+
+/**
+ * f16 caches: one thread writes each word (an element pair), rounded to nearest even exactly as
+ * the reference rounds, so the whole buffer must equal the packed reference bit for bit: the
+ * written rows and columns, and every half around them (the other columns of a row, other rows).
+ */
+describe('kv_write kernel into an f16 cache', () => {
+  const cases = [
+    { width: 64, capacity: 16, T: 1, pos: 0 },
+    { width: 2, capacity: 3, T: 1, pos: 2 },
+    { width: 24, capacity: 50, T: 7, pos: 5 },
+    { width: 320, capacity: 100, T: 70, pos: 29 },
+    { width: 1000, capacity: 9, T: 1, pos: 8 },
+    {
+      width: 96,
+      capacity: 20,
+      T: 7,
+      pos: 3,
+      columns: { heads: 4, cols: 16, offset: 8, broadcast: false },
+    },
+    {
+      width: 96,
+      capacity: 20,
+      T: 7,
+      pos: 3,
+      columns: { heads: 4, cols: 8, offset: 0, broadcast: true },
+    },
+    {
+      width: 60,
+      capacity: 80,
+      T: 70,
+      pos: 1,
+      columns: { heads: 5, cols: 2, offset: 6, broadcast: true },
+    },
+    {
+      width: 42,
+      capacity: 9,
+      T: 1,
+      pos: 8,
+      columns: { heads: 3, cols: 14, offset: 0, broadcast: false },
+    },
+  ];
+  for (const c of cases) {
+    const cols = c.columns;
+    const where = cols
+      ? ` heads=${cols.heads} cols=${cols.cols}@${cols.offset}${cols.broadcast ? ' broadcast' : ''}`
+      : '';
+    it(`width=${c.width} capacity=${c.capacity} T=${c.T} pos=${c.pos}${where}`, async () => {
+      const { caps } = await testGpu();
+      const a: KvWriteAttrs = {
+        op: 'kv_write',
+        width: c.width,
+        capacity: c.capacity,
+        columns: cols ?? null,
+        kvType: 'f16',
+      };
+      const xw = kvWriteWidth(a);
+      const written = cols ? cols.heads * cols.cols : c.width;
+      // Values spread over many binades, so ties, subnormals and large values all occur.
+      const x = randn((c.T + 2) * xw, c.width + c.T, 3).map((v, i) => v * 2 ** ((i % 29) - 20));
+      const cache = randn(c.capacity * c.width, 7 + c.pos).map(roundF16);
+      const step = { T: c.T, pos: c.pos, L: 1 };
+      const gen = kvWriteKernel(a, { caps, maxT: c.T + 2 });
+      const got = await runLaunches(gen.launches, { inputs: { x, cache: packF16(cache) }, step });
+      const want = kvWrite.reference(a, { x, cache: cache.slice() }, step).cache;
+      expect(Array.from(new Uint32Array(got.cache.buffer))).toEqual(Array.from(packF16(want)));
+      expect(kvWrite.cost(a, step).bytesWritten).toBe(2 * c.T * written);
+      const changed = Array.from(want).filter((v, i) => v !== cache[i]).length;
+      expect(changed).toBeGreaterThan(0.9 * c.T * written);
+      expect(want.every((v) => v === roundF16(v))).toBe(true);
+    });
+  }
+
+  it('refuses odd widths, column counts and offsets', () => {
+    const caps = BASELINE_CAPS;
+    const base: KvWriteAttrs = {
+      op: 'kv_write',
+      width: 24,
+      capacity: 4,
+      columns: null,
+      kvType: 'f16',
+    };
+    expect(() => kvWriteKernel({ ...base, width: 25 }, { caps, maxT: 1 })).toThrow(
+      /kv_write: kvType 'f16' .* even width, got 25/,
+    );
+    const columns = { heads: 4, cols: 2, offset: 0, broadcast: false };
+    expect(() =>
+      kvWriteKernel({ ...base, columns: { ...columns, cols: 3 } }, { caps, maxT: 1 }),
+    ).toThrow(/even column count, got 3/);
+    expect(() =>
+      kvWriteKernel({ ...base, columns: { ...columns, offset: 1 } }, { caps, maxT: 1 }),
+    ).toThrow(/even column offset, got 1/);
+    expect(() =>
+      kvWriteKernel({ ...base, width: 36, columns: { ...columns, heads: 4 } }, { caps, maxT: 1 }),
+    ).toThrow(/even head width, got 9/);
+    expect(() => kvWriteKernel({ ...base, columns }, { caps, maxT: 1 })).not.toThrow();
   });
 });

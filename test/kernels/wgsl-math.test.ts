@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { STEP_BINDING, STEP_WGSL, type KernelLaunch } from '../../codegen/kernel-ir.ts';
 import { HELPER_NAMES, withHelpers, type HelperName } from '../../codegen/kernels/wgsl-math.ts';
+import { f32ToF16Bits } from '../../formats/safetensors.ts';
 import {
   elu1,
   erf,
@@ -15,9 +16,11 @@ import {
   logsigmoid,
   sigmoid,
   silu,
+  roundF16,
   softplus,
 } from '../../src/ops/math.ts';
 import { runLaunch } from '../helpers/gpu.ts';
+import { randn } from '../helpers/numeric.ts';
 
 const EDGES = [
   0, 1e-8, 1e-6, 1e-3, 0.1, 0.29, 0.3, 0.5, 0.9, 1, 1.5, 2, 5, 15, 19.99, 20, 20.01, 30, 88, 1e4,
@@ -31,7 +34,9 @@ const INPUTS = [...EDGES, ...EDGES.map((x) => -x), -0.999, -0.9, -0.75].map(Math
  * tanh_safe compute 1 − r and (e − 1)/(e + 1), exact only to ~1e-7 absolutely near 0, which is
  * all GELU needs; tanh_acc is the form accurate there.
  */
-type Unary = Exclude<HelperName, 'logaddexp'>;
+type F16Helper = 'f16_rne' | 'f16_bits' | 'f16_pack2';
+const F16_HELPERS: F16Helper[] = ['f16_rne', 'f16_bits', 'f16_pack2'];
+type Unary = Exclude<HelperName, 'logaddexp' | F16Helper>;
 const CASES: Record<
   Unary,
   { cpu: (x: number) => number; domain?: (x: number) => boolean; atol: number; rtol: number }
@@ -73,7 +78,9 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
 
 describe('WGSL math helpers against their CPU mirrors', () => {
   it('covers every helper', () => {
-    expect([...Object.keys(CASES), 'logaddexp'].sort()).toEqual([...HELPER_NAMES].sort());
+    expect([...Object.keys(CASES), 'logaddexp', ...F16_HELPERS].sort()).toEqual(
+      [...HELPER_NAMES].sort(),
+    );
   });
 
   for (const name of Object.keys(CASES) as Unary[]) {
@@ -124,5 +131,98 @@ describe('WGSL math helpers against their CPU mirrors', () => {
     }
     expect(code).not.toContain('fn erf_f32(');
     expect(withHelpers('fn silu_z() {}')).toBe('fn silu_z() {}');
+  });
+
+  // f16 rounding must match the CPU bit for bit (caches and staged x are compared exactly):
+  // round-to-nearest-even ties in the normal and subnormal ranges, the carry into the exponent,
+  // the smallest normal, f32 values below the f16 range, 65504 and the overflow to infinity.
+  it('f16_rne, f16_bits and f16_pack2 round exactly as the CPU does', async () => {
+    const p = (e: number) => 2 ** e;
+    const edges = [
+      0,
+      1,
+      1 + p(-11),
+      1 + 3 * p(-11),
+      1 + p(-11) + p(-20),
+      2 - p(-11),
+      2 - p(-12),
+      0.1,
+      1 / 3,
+      p(-24),
+      p(-25),
+      3 * p(-25),
+      5 * p(-25),
+      p(-26),
+      p(-14),
+      p(-14) - p(-25),
+      p(-14) - p(-26),
+      p(-15) + p(-25),
+      1e-30,
+      1e-40,
+      65504,
+      65519,
+      65520,
+      65536,
+      1e5,
+      3e38,
+      1024.5,
+      2049,
+    ];
+    const xs = Float32Array.from([
+      ...edges,
+      ...edges.map((x) => -x),
+      ...randn(300, 5, 1),
+      ...randn(300, 6, 1e-4),
+      ...randn(300, 7, 3e4),
+    ]);
+    const n = xs.length;
+    const code = withHelpers(`${STEP_WGSL}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  let i = g.x;
+  if (i >= ${n}u * step.T) { return; }
+  y[3u * i] = f16_bits(x[i]);
+  y[3u * i + 1u] = bitcast<u32>(f16_rne(x[i]));
+  y[3u * i + 2u] = f16_pack2(x[i], x[${n - 1}u - i]);
+}
+`);
+    const { y } = await runLaunch(
+      {
+        kernel: {
+          name: 'helper_f16',
+          code,
+          bindings: [
+            STEP_BINDING,
+            { name: 'x', access: 'read' },
+            { name: 'y', access: 'read_write' },
+          ],
+          workgroupSize: [64, 1, 1],
+        },
+        grid: [Math.ceil(n / 64), 1, 1],
+      },
+      { inputs: { x: xs }, outputs: { y: 3 * n }, step: { T: 1, pos: 0, L: 1 } },
+    );
+    const got = new Uint32Array(y.buffer, y.byteOffset, 3 * n);
+    const f = new Float32Array(1);
+    const bits = new Uint32Array(f.buffer);
+    const bad: string[] = [];
+    xs.forEach((x, i) => {
+      f[0] = roundF16(x);
+      const want = [
+        f32ToF16Bits(x),
+        bits[0],
+        f32ToF16Bits(x) | (f32ToF16Bits(xs[n - 1 - i]) << 16),
+      ];
+      for (let k = 0; k < 3; k++) {
+        if (got[3 * i + k] >>> 0 !== want[k] >>> 0) {
+          bad.push(
+            `${F16_HELPERS[k]}(${x}): ${got[3 * i + k].toString(16)}, CPU ${(want[k] >>> 0).toString(16)}`,
+          );
+        }
+      }
+    });
+    expect(bad).toEqual([]);
   });
 });

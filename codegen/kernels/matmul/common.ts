@@ -4,7 +4,7 @@
  * gating, scale, the fused pointwise epilogue, residual, strided writes, or RoPE + KV-append), so
  * every fused variant exists once and every schedule has all of them.
  */
-import { EPILOGUE_VALUE, splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
+import { EPILOGUE_VALUE, kvTypeOf, splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type BindingDecl } from '../../kernel-ir.ts';
 import { type DeviceCaps } from '../../../src/target.ts';
 import { actExpr } from '../wgsl-math.ts';
@@ -82,7 +82,11 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   list.push(['out', 'read_write', 'f32']);
   for (let i = 1; i < (a.splits?.length ?? 0); i++)
     list.push([splitOutput(i), 'read_write', 'f32']);
-  if (a.ropeKv) list.push(['kcache', 'read_write', 'f32'], ['vcache', 'read_write', 'f32']);
+  if (a.ropeKv) {
+    // An f16 cache is u32 words of two halves; emit_pair writes one whole word.
+    const e = kvTypeOf(a.ropeKv) === 'f16' ? 'u32' : 'f32';
+    list.push(['kcache', 'read_write', e], ['vcache', 'read_write', e]);
+  }
   const bindings: BindingDecl[] = [
     STEP_BINDING,
     ...list.map(([name, access]) => ({ name, access })),
@@ -126,7 +130,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.residual) f.push('res');
   if (a.rows === 'L') f.push('lastL');
   if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
-  if (a.ropeKv) f.push('ropekv');
+  if (a.ropeKv) f.push(kvTypeOf(a.ropeKv) === 'f16' ? 'ropekv16' : 'ropekv');
   if (a.splits) f.push(`split${a.splits.length}`);
   return {
     bindings,
@@ -161,11 +165,8 @@ fn load_xu(t: u32, i: u32) -> ${vec4 ? 'vec4<f32>' : 'f32'} {
 
 /**
  * `round_x(v)`: x rounded to the nearest f16 (ties to even) and back (xType f16), as every
- * schedule stages it. Not pack2x16float: WGSL leaves its rounding to the implementation, and
- * NVIDIA's truncates, which would make the kernels disagree with each other and the reference.
- * Normal f16 range: round the f32 mantissa to 10 bits in integer arithmetic (a carry moves
- * into the exponent as it should); below 2^-14 f16 is subnormal, multiples of 2^-24, and
- * round() ties to even; beyond 65504 the f16 is infinite.
+ * schedule stages it, through wgsl-math's f16_rne (not pack2x16float, whose rounding WGSL leaves
+ * to the implementation; see there).
  */
 function roundX(vec4: boolean): string {
   const T = vec4 ? 'vec4<f32>' : 'f32';
@@ -173,13 +174,6 @@ function roundX(vec4: boolean): string {
     ? 'return vec4<f32>(f16_rne(v.x), f16_rne(v.y), f16_rne(v.z), f16_rne(v.w));'
     : 'return f16_rne(v);';
   return `
-fn f16_rne(v: f32) -> f32 {
-  if (abs(v) < 6.103515625e-5) { return round(v * 16777216.0) / 16777216.0; }
-  let b = bitcast<u32>(v);
-  let r = bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u);
-  if (abs(r) > 65504.0) { return bitcast<f32>((b & 0x80000000u) | 0x7f800000u); }
-  return r;
-}
 fn round_x(v: ${T}) -> ${T} {
   ${body}
 }`;
@@ -188,13 +182,23 @@ fn round_x(v: ${T}) -> ${T} {
 /**
  * Epilogue functions. `emit(r, c, g[, u])` finishes output column c of output row r
  * from its accumulator(s); with ropeKv, `emit_pair(r, c, a0, a1)` finishes the even
- * column c and c+1 together because RoPE rotates (2i, 2i+1) pairs.
+ * column c and c+1 together because RoPE rotates (2i, 2i+1) pairs. The same pair is one u32
+ * word of an f16 cache, so its one thread writes the whole word (no other thread touches it).
  */
 function epilogue(a: MatmulAttrs): string {
   const r = a.ropeKv;
   if (r) {
     const half = r.rotaryDim / 2;
     const bias = a.bias ? '\n  y0 += b_bias[c];\n  y1 += b_bias[c + 1u];' : '';
+    // Element e = p * KVC + s (s even) of an f16 cache is the low half of word e / 2, each value
+    // rounded to nearest even by f16_pack2 (wgsl-math.ts), as the reference rounds it.
+    const store = (cache: string): string =>
+      kvTypeOf(r) === 'f16'
+        ? `${cache}[(p * KVC + s) >> 1u] = f16_pack2(y0, y1);`
+        : `${cache}[p * KVC + s] = y0;
+      ${cache}[p * KVC + s + 1u] = y1;`;
+    // The capacity bounds the rows: an f16 buffer's arrayLength counts words, not elements.
+    const cap = kvTypeOf(r) === 'f16' ? `${r.capacity}u` : 'arrayLength(&b_kcache) / KVC';
     return `
 const QC: u32 = ${r.qCols}u;
 const KVC: u32 = ${r.kvCols}u;
@@ -205,7 +209,7 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   var y1 = a1;${bias}
   let p = step.pos + r;
   // Rows past the cache's capacity would land on other rows under robust access; drop them.
-  if (p >= arrayLength(&b_kcache) / KVC) { return; }
+  if (p >= ${cap}) { return; }
   if (c < QC + KVC) {
     let s = select(c - QC, c, c < QC);
     let d = s % HD;
@@ -220,13 +224,11 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
       b_out[r * QC + c] = y0;
       b_out[r * QC + c + 1u] = y1;
     } else {
-      b_kcache[p * KVC + s] = y0;
-      b_kcache[p * KVC + s + 1u] = y1;
+      ${store('b_kcache')}
     }
   } else {
     let s = c - QC - KVC;
-    b_vcache[p * KVC + s] = y0;
-    b_vcache[p * KVC + s + 1u] = y1;
+    ${store('b_vcache')}
   }
 }`;
   }

@@ -414,9 +414,15 @@ export function attendOverCache(
     q = rope(q, a.heads, 'q');
     k = rope(k, a.kvHeads, 'k');
   }
-  const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols]);
-  const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols]);
-  const write = { op: 'kv_write', width: kvCols, capacity: b.capacity, columns: null } as const;
+  const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols], b.kv);
+  const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols], b.kv);
+  const write = {
+    op: 'kv_write',
+    width: kvCols,
+    capacity: b.capacity,
+    columns: null,
+    kvType: b.kv,
+  } as const;
   b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
   b.op(write, `${L} v-append`, { x: qkv.v, cache: vcache }, { cache: vcache });
   return b.op(
@@ -432,6 +438,7 @@ export function attendOverCache(
       softcap: a.softcap,
       sinks: sinks !== null,
       capacity: b.capacity,
+      kvType: b.kv,
     },
     `${L} attention`,
     sinks === null
