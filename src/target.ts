@@ -48,3 +48,28 @@ export const BASELINE_CAPS: DeviceCaps = {
   subgroupMaxSize: 0,
   subgroupMatrixConfigs: [],
 };
+
+/** The f16 → f32 shape this device's tensor cores multiply, 16×16×16 preferred; null if none. */
+export function f16Config(caps: DeviceCaps): SubgroupMatrixConfig | null {
+  const ok = caps.subgroupMatrixConfigs.filter(
+    (c) => c.componentType === 'f16' && c.resultComponentType === 'f32',
+  );
+  return (
+    ok.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ??
+    ok.sort((p, q) => q.M * q.N * q.K - p.M * p.N * p.K)[0] ??
+    null
+  );
+}
+
+/**
+ * Why this device cannot run f16 × f16 products on tensor cores (WGSL subgroup matrices), or
+ * null when it can: the precision pass asks before making prefill activations f16, the matmul
+ * kernel before choosing its schedule.
+ */
+export function f16TensorCoresUnsupported(caps: DeviceCaps): string | null {
+  if (!caps.shaderF16) return 'the device has no shader-f16';
+  if (!caps.subgroupMatrix) return 'the device has no chromium-experimental-subgroup-matrix';
+  if (!f16Config(caps)) return 'the device has no f16 → f32 subgroup-matrix shape';
+  if (caps.subgroupMaxSize <= 0) return 'the subgroup size is unknown';
+  return null;
+}

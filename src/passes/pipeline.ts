@@ -24,7 +24,10 @@ export function runPasses(g: Graph, opts: PassOptions): { graph: Graph; log: Pas
   const passes: { name: string; run: (g: Graph, o: { caps: DeviceCaps }) => Graph }[] = [
     ...(opts.fuse ? FUSION_PASSES : []),
     // After fusion (which concatenates weights) and before splitting (which sizes by bytes).
-    { name: 'assign-precision', run: (g) => assignPrecision(g, opts.precision ?? 'f32') },
+    {
+      name: 'assign-precision',
+      run: (g) => assignPrecision(g, opts.precision ?? 'f32', opts.caps),
+    },
     { name: 'split-oversize-params', run: splitOversizeParams },
   ];
   let cur = g;

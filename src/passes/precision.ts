@@ -13,10 +13,17 @@
  * output at 6 bits: its error moves every logit at once.
  * A weight whose rows are not whole 32-blocks cannot be quantised and is stored f16; inspect
  * counts bytes by type, so such a tensor shows.
+ *
+ * Under f16, a prefill matmul on a device with f16 tensor cores also rounds its x rows to f16
+ * (xType 'f16'), the products tensor cores take (codegen/kernels/matmul/subgroup-matrix.ts);
+ * products of two halves are exact in f32 and sums stay f32. Decode keeps x in f32: its GEMV is
+ * bound by the weight bytes, and rounding x would cost accuracy for nothing.
  */
 import type { Graph, GraphNode, Tensor } from '../graph/ir.ts';
 import { weightTypeUnsupported, type WeightType } from '../graph/dtype.ts';
 import { consumers } from '../graph/ir.ts';
+import type { MatmulAttrs } from '../graph/ops.ts';
+import { f16TensorCoresUnsupported, type DeviceCaps } from '../target.ts';
 
 export type Precision = WeightType;
 
@@ -54,7 +61,12 @@ function chooseType(
   return weightTypeUnsupported(want, cols) ? 'f16' : want;
 }
 
-export function assignPrecision(g: Graph, precision: Precision): Graph {
+/** Prefill matmuls whose x may be f16: tensor cores take 8 halves per load, so K % 8 === 0. */
+function f16Activations(g: Graph, a: MatmulAttrs, caps: DeviceCaps): boolean {
+  return g.maxT > 1 && a.wType === 'f16' && a.K % 8 === 0 && !f16TensorCoresUnsupported(caps);
+}
+
+export function assignPrecision(g: Graph, precision: Precision, caps: DeviceCaps): Graph {
   if (precision === 'f32') return g;
   const users = consumers(g);
   const chosen = new Map<number, WeightType>();
@@ -71,7 +83,9 @@ export function assignPrecision(g: Graph, precision: Precision): Graph {
     const a = n.attrs;
     if (a.op === 'matmul') {
       const type = chosen.get(n.inputs.w);
-      return type ? { ...n, attrs: { ...a, wType: type } } : n;
+      if (!type) return n;
+      const attrs = { ...a, wType: type };
+      return { ...n, attrs: f16Activations(g, attrs, caps) ? { ...attrs, xType: 'f16' } : attrs };
     }
     if (a.op === 'embed') {
       const type = chosen.get(n.inputs.table);

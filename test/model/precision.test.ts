@@ -154,6 +154,39 @@ describe('what each precision stores', () => {
     expect(at(/in_proj|out_proj/).every(([, d]) => d === 'q4')).toBe(true);
   });
 
+  it('f16 on a device with f16 tensor cores: prefill matmuls take f16 x and run on them; decode keeps x f32', () => {
+    // What an H100 or H200 reports with allow_unsafe_apis and vulkan_enable_f16_on_nvidia.
+    const caps = {
+      ...BASELINE_CAPS,
+      maxInvocationsPerWorkgroup: 1024,
+      maxWorkgroupSizeX: 1024,
+      maxWorkgroupStorageBytes: 49152,
+      subgroups: true,
+      shaderF16: true,
+      subgroupMatrix: true,
+      subgroupMaxSize: 32,
+      subgroupMatrixConfigs: [
+        { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 },
+      ],
+    };
+    const c = compileModel(blockModel(), { caps, maxT: 64, capacity: 96, precision: 'f16' });
+    const mms = (g: typeof c.graphs.prefill) =>
+      g.nodes.flatMap((n) => (n.attrs.op === 'matmul' ? [n.attrs] : []));
+    expect(mms(c.graphs.prefill).every((a) => a.xType === 'f16')).toBe(true);
+    expect(mms(c.graphs.decode).every((a) => a.xType === 'f32' && a.wType === 'f16')).toBe(true);
+    expect(c.kernels.some((k) => k.name.startsWith('matmul_mma'))).toBe(true);
+    // Without tensor cores, or at another precision, x stays f32.
+    const plain = compileModel(blockModel(), {
+      caps: BASELINE_CAPS,
+      maxT: 64,
+      capacity: 96,
+      precision: 'f16',
+    });
+    expect(mms(plain.graphs.prefill).every((a) => a.xType === 'f32')).toBe(true);
+    const q8 = compileModel(blockModel(), { caps, maxT: 64, capacity: 96, precision: 'q8' });
+    expect(mms(q8.graphs.prefill).every((a) => a.xType === 'f32')).toBe(true);
+  });
+
   it('bundle sizes: q8 and q4 weights take their stored bytes', () => {
     const model = blockModel();
     const bytes = (p: Precision) => report(compiled(model, p)).parameterBytes;

@@ -10,7 +10,12 @@
  */
 import type { MatmulAttrs } from '../../../src/graph/ops.ts';
 import type { KernelLaunch } from '../../kernel-ir.ts';
-import type { DeviceCaps, SubgroupMatrixConfig } from '../../../src/target.ts';
+import {
+  f16Config,
+  f16TensorCoresUnsupported,
+  type DeviceCaps,
+  type SubgroupMatrixConfig,
+} from '../../../src/target.ts';
 import {
   checkRowTiles,
   foldGrid,
@@ -86,25 +91,11 @@ const TENSOR_RULE: ReadonlyArray<{
   ...TENSOR_SHAPES.slice(2).map((shape) => ({ shape, BK: 32, minGroups: 256 })),
 ];
 
-/** The f16 → f32 shape this device multiplies, 16×16×16 preferred; null if none. */
-export function f16Config(caps: DeviceCaps): SubgroupMatrixConfig | null {
-  const ok = caps.subgroupMatrixConfigs.filter(
-    (c) => c.componentType === 'f16' && c.resultComponentType === 'f32',
-  );
-  return (
-    ok.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ??
-    ok.sort((p, q) => q.M * q.N * q.K - p.M * p.N * p.K)[0] ??
-    null
-  );
-}
-
 /** Why this matmul cannot run on tensor cores here, or null when it can. */
 export function tensorUnsupported(a: MatmulAttrs, caps: DeviceCaps): string | null {
   if (a.wType !== 'f16' || a.xType !== 'f16') return 'it is not an f16 × f16 matmul';
-  if (!caps.shaderF16) return 'the device has no shader-f16';
-  if (!caps.subgroupMatrix) return 'the device has no chromium-experimental-subgroup-matrix';
-  if (!f16Config(caps)) return 'the device has no f16 → f32 subgroup-matrix shape';
-  if (caps.subgroupMaxSize <= 0) return 'the subgroup size is unknown';
+  const device = f16TensorCoresUnsupported(caps);
+  if (device) return device;
   if (a.K % 8 !== 0) return `K = ${a.K} is not a multiple of 8`;
   return null;
 }
