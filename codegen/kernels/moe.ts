@@ -8,7 +8,9 @@
  *   so the schedule is deterministic and equal to the reference's;
  * - moe_matmul: prefill runs grouped tiles (workgroup y walks the experts' row tiles through the
  *   offsets, so a weight tile loaded once serves up to BM of one expert's pairs); decode and
- *   ungrouped nodes run a GEMV per pair that reads only the pair's expert;
+ *   ungrouped nodes run a GEMV per pair that reads only the pair's expert. Both read the expert
+ *   weights (f32, f16, q8 or q4: wType) through the one weight reader, codegen/kernels/
+ *   weight-load.ts, as `load_w(i)`, unit i of the node's bound experts, and accumulate in f32;
  * - moe_combine: one thread per output element.
  */
 import type {
@@ -18,13 +20,16 @@ import type {
   MoeRouteAttrs,
 } from '../../src/graph/ops.ts';
 import { SIGMOID_NORM_EPS, moeMatmul, moeRoute } from '../../src/ops/moe.ts';
+import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup } from './elementwise.ts';
 import { wgslF32 } from './wgsl-builder.ts';
 import { actExpr, withHelpers } from './wgsl-math.ts';
+import { weightBinding, type WeightBinding } from './weight-load.ts';
 
-type Elem = 'f32' | 'u32' | 'vec4<f32>' | 'atomic<u32>';
+/** A WGSL element type: f32, u32, vec4<f32>, atomic<u32>, or a stored weight's (weight-load.ts). */
+type Elem = string;
 type Access = 'read' | 'read_write';
 
 /** Bindings and their WGSL declarations (variables are b_<name> so no name shadows a builtin). */
@@ -250,9 +255,20 @@ fn emit(e: u32, c: u32, g0: f32, u0: f32) -> f32 {
 }`;
 }
 
-function moeMatmulHeader(a: MoeMatmulAttrs, decls: string): string {
+/**
+ * How the node's experts are read: unit i (four consecutive k with vec4, else one element) of
+ * all expertCount·rows·K elements in the binding, counted from the node's first expert, since a
+ * split node binds only its own experts. q8 and q4 keep every code before every scale, so unit
+ * indices are global within the binding, never per expert.
+ */
+function expertWeights(a: MoeMatmulAttrs, vec4: boolean): WeightBinding {
+  return weightBinding(a.wType, a.expertCount * (a.gated ? 2 : 1) * a.N * a.K, vec4);
+}
+
+function moeMatmulHeader(a: MoeMatmulAttrs, decls: string, w: WeightBinding): string {
   return `${STEP_WGSL}
 ${decls}
+${w.load('load_w', 'b_w')}
 const N: u32 = ${a.N}u;
 const K: u32 = ${a.K}u;
 const KS: u32 = ${a.topK}u;
@@ -268,6 +284,7 @@ function features(a: MoeMatmulAttrs): string {
   if (a.clamp) f.push('clamp');
   else if (a.act) f.push(a.act);
   if (a.bias) f.push('bias');
+  if (a.wType !== 'f32') f.push(a.wType);
   return f.join('_');
 }
 
@@ -277,10 +294,48 @@ const BN = 64;
 const BK = 16;
 const TILE_THREADS = (BM / 4) * (BN / 4);
 
+/**
+ * WGSL staging one BK × BN weight tile (and the up rows' tile when gated) into workgroup memory
+ * at column n, depth kk: with K % 4 === 0 each thread loads whole units of four k (a unit never
+ * straddles K, since k0 and the unit's offset are multiples of 4), else single elements.
+ */
+function weightTileLoad(a: MoeMatmulAttrs, vec4: boolean): string {
+  const up = (line: string) => (a.gated ? `\n      ${line}` : '');
+  if (!vec4) {
+    return `for (var l = 0u; l < ${(BN * BK) / TILE_THREADS}u; l++) {
+      let i = lid + l * ${TILE_THREADS}u;
+      let n = i / BK;
+      let k = k0 + i % BK;
+      let c = col0 + n;
+      var v = 0.0;${up('var vu = 0.0;')}
+      if (c < N && k < K) {
+        v = load_w((wrow + c) * K + k);${up('  vu = load_w((wrow + N + c) * K + k);')}
+      }
+      ws[(i % BK) * BN + n] = v;${up('wus[(i % BK) * BN + n] = vu;')}
+    }`;
+  }
+  const put = (arr: string, v: string) =>
+    ['x', 'y', 'z', 'w'].map((q, j) => `${arr}[(kq + ${j}u) * BN + n] = ${v}.${q};`).join(' ');
+  return `for (var l = 0u; l < ${(BN * BK) / 4 / TILE_THREADS}u; l++) {
+      let i = lid + l * ${TILE_THREADS}u;
+      let n = i / ${BK / 4}u;
+      let kq = (i % ${BK / 4}u) * 4u;
+      let k = k0 + kq;
+      let c = col0 + n;
+      var v = vec4<f32>(0.0);${up('var vu = vec4<f32>(0.0);')}
+      if (c < N && k < K) {
+        v = load_w((wrow + c) * U + k / 4u);${up('  vu = load_w((wrow + N + c) * U + k / 4u);')}
+      }
+      ${put('ws', 'v')}${up(put('wus', 'vu'))}
+    }`;
+}
+
 function groupedLaunch(a: MoeMatmulAttrs): KernelLaunch {
+  const vec4 = a.K % 4 === 0;
+  const w = expertWeights(a, vec4);
   const list: Array<[string, Access, Elem]> = [
     ['x', 'read', 'f32'],
-    ['w', 'read', 'f32'],
+    ['w', 'read', w.elem],
   ];
   if (a.bias) list.push(['bias', 'read', 'f32']);
   list.push(['offsets', 'read', 'u32'], ['order', 'read', 'u32'], ['out', 'read_write', 'f32']);
@@ -308,7 +363,8 @@ function groupedLaunch(a: MoeMatmulAttrs): KernelLaunch {
   }`,
     )
     .join('\n  ');
-  const code = `${moeMatmulHeader(a, decls)}
+  const code = `${moeMatmulHeader(a, decls, w)}
+const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 const BM: u32 = ${BM}u;
 const BN: u32 = ${BN}u;
 const BK: u32 = ${BK}u;
@@ -353,7 +409,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let col0 = wid.x * BN;
   let tx = lid % ${BN / 4}u;
   let ty = lid / ${BN / 4}u;
-  let wbase = e * WR * K;
+  let wrow = e * WR;
   ${accDecl}
   for (var k0 = 0u; k0 < K; k0 += BK) {
     for (var l = 0u; l < ${(BM * BK) / TILE_THREADS}u; l++) {
@@ -364,17 +420,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       if (m < nr && k < K) { v = b_x[srow[m] * K + k]; }
       xs[(i % BK) * BM + m] = v;
     }
-    for (var l = 0u; l < ${(BN * BK) / TILE_THREADS}u; l++) {
-      let i = lid + l * ${TILE_THREADS}u;
-      let n = i / BK;
-      let k = k0 + i % BK;
-      let c = col0 + n;
-      var v = 0.0;${a.gated ? '\n      var vu = 0.0;' : ''}
-      if (c < N && k < K) {
-        v = b_w[wbase + c * K + k];${a.gated ? '\n        vu = b_w[wbase + (N + c) * K + k];' : ''}
-      }
-      ws[(i % BK) * BN + n] = v;${a.gated ? '\n      wus[(i % BK) * BN + n] = vu;' : ''}
-    }
+    ${weightTileLoad(a, vec4)}
     workgroupBarrier();
     for (var kk = 0u; kk < BK; kk++) {
       let xb = kk * BM + ty * 4u;
@@ -391,19 +437,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }
 `;
   // Σ_e ceil(count_e / BM) ≤ ceil((pairs + experts·(BM − 1)) / BM) row tiles.
-  return launch(`moe_matmul_g${BM}x${BN}_${features(a)}`, code, bindings, TILE_THREADS, [
-    Math.ceil(a.N / BN),
-    { sym: 'T', mul: a.topK, add: a.expertCount * (BM - 1), div: BM },
-    1,
-  ]);
+  return launch(
+    `moe_matmul_g${BM}x${BN}${vec4 ? '_v4' : ''}_${features(a)}`,
+    code,
+    bindings,
+    TILE_THREADS,
+    [Math.ceil(a.N / BN), { sym: 'T', mul: a.topK, add: a.expertCount * (BM - 1), div: BM }, 1],
+  );
 }
 
 function gemvLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const vec4 = a.K % 4 === 0;
   const X: Elem = vec4 ? 'vec4<f32>' : 'f32';
+  const w = expertWeights(a, vec4);
   const list: Array<[string, Access, Elem]> = [
     ['x', 'read', X],
-    ['w', 'read', X],
+    ['w', 'read', w.elem],
   ];
   if (a.bias) list.push(['bias', 'read', 'f32']);
   list.push(['ids', 'read', 'u32'], ['out', 'read_write', 'f32']);
@@ -414,7 +463,7 @@ function gemvLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const dot = vec4
     ? (p: string, q: string) => `dot(${p}, ${q})`
     : (p: string, q: string) => `${p} * ${q}`;
-  const code = `${moeMatmulHeader(a, decls)}
+  const code = `${moeMatmulHeader(a, decls, w)}
 const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 var<workgroup> red: array<f32, ${WG * (a.gated ? 2 : 1)}>;
 
@@ -433,7 +482,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (ok) {
     for (var k = lane; k < U; k += ${TPC}u) {
       let xv = b_x[xr + k];
-      s += ${dot('xv', 'b_w[wr + k]')};${a.gated ? `\n      su += ${dot('xv', 'b_w[wr + N * U + k]')};` : ''}
+      s += ${dot('xv', 'load_w(wr + k)')};${a.gated ? `\n      su += ${dot('xv', 'load_w(wr + N * U + k)')};` : ''}
     }
   }
   red[lid] = s;${a.gated ? `\n  red[${WG}u + lid] = su;` : ''}
@@ -466,7 +515,7 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
       `moe_matmul: needs ${storage} storage buffers, the device allows ${caps.maxStorageBuffersPerStage}`,
     );
   }
-  const wBytes = 4 * a.expertCount * (a.gated ? 2 : 1) * a.N * a.K;
+  const wBytes = dtypeBytes(a.wType, a.expertCount * (a.gated ? 2 : 1) * a.N * a.K);
   if (wBytes > caps.maxStorageBindingBytes) {
     throw new Error(
       `moe_matmul: expert weights of ${wBytes} bytes exceed maxStorageBufferBindingSize = ${caps.maxStorageBindingBytes}; split them over experts`,

@@ -597,6 +597,11 @@ export interface MoeMatmulAttrs {
   grouped: boolean;
   expertStart: number;
   expertCount: number;
+  /**
+   * How w is stored, as a matmul's wType (blocks of q8 / q4 run along K within one expert's
+   * row); products accumulate in f32 whatever the storage. Biases stay f32.
+   */
+  wType: WeightType;
 }
 
 /**

@@ -10,7 +10,9 @@ import type {
   MoeMatmulAttrs,
   MoeRouteAttrs,
 } from '../graph/ops.ts';
+import { dtypeBytes, weightTypeUnsupported } from '../graph/dtype.ts';
 import { activate, sigmoid } from './math.ts';
+import { roundWeight } from './weight-storage.ts';
 import {
   f32,
   indices,
@@ -224,16 +226,19 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
         throw new Error(`${pre}: clamp limit must be > 0 and alpha finite`);
     }
     if (a.gated && !a.act && !a.clamp) throw new Error(`${pre}: a gated projection needs act`);
+    const narrow = weightTypeUnsupported(a.wType, a.K);
+    if (narrow) throw new Error(`${pre}: wType ${narrow}`);
   },
   /**
    * A node holding experts after the first (expertStart > 0: a split projection's later parts)
-   * also reads `out`, so the rows of the pairs the earlier parts computed survive.
+   * also reads `out`, so the rows of the pairs the earlier parts computed survive. w has the
+   * dtype wType; the reference reads it as f32 values and rounds them as that storage does.
    */
   inputs(a) {
     const wRows = a.gated ? 2 * a.N : a.N;
     const r: Record<string, TensorRule> = {
       x: rule(a.input === 'token' ? ['T', a.K] : ['T', a.topK, a.K]),
-      w: rule([a.expertCount, wRows, a.K]),
+      w: rule([a.expertCount, wRows, a.K], 'read', a.wType),
     };
     if (a.bias) r.bias = rule([a.expertCount, wRows]);
     r.ids = indices(['T', a.topK]);
@@ -251,12 +256,16 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     const P = step.T * topK;
     const wRows = a.gated ? 2 * N : N;
     const x = f32(inputs, 'x');
-    const w = f32(inputs, 'w');
+    const wIn = f32(inputs, 'w');
     const ids = u32(inputs, 'ids');
     const xRows = a.input === 'token' ? step.T : P;
     if (x.length < xRows * K) throw new Error(`moe_matmul: x has ${x.length} elements`);
-    if (w.length < a.expertCount * wRows * K)
-      throw new Error(`moe_matmul: w has ${w.length} elements, needs ${a.expertCount * wRows * K}`);
+    if (wIn.length < a.expertCount * wRows * K)
+      throw new Error(
+        `moe_matmul: w has ${wIn.length} elements, needs ${a.expertCount * wRows * K}`,
+      );
+    // Blocks run along K within one row, so rounding all experts' rows at once is per row.
+    const w = roundWeight(a.wType, wIn.subarray(0, a.expertCount * wRows * K), K);
     if (ids.length < P) throw new Error(`moe_matmul: ids has ${ids.length} elements`);
     const bias = a.bias ? f32(inputs, 'bias') : undefined;
     const prev = inputs.out;
@@ -298,7 +307,8 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     return {
       flops: 2 * P * share * a.K * wRows,
       bytesRead:
-        4 * (touched * wRows * (a.K + (a.bias ? 1 : 0)) + xRows * a.K * share + P) +
+        dtypeBytes(a.wType, touched * wRows * a.K) +
+        4 * (touched * wRows * (a.bias ? 1 : 0) + xRows * a.K * share + P) +
         (a.grouped ? 4 * (a.experts + 1 + P) : 0),
       bytesWritten: 4 * P * share * a.N,
     };

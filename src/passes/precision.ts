@@ -1,12 +1,12 @@
 /**
  * Weight precision: which stored type each parameter gets under `--precision`. Only weights
- * that every reader dequantises through the one weight reader change: matmul weights and
- * embedding tables. Everything else stays f32, for these reasons:
+ * that every reader dequantises through the one weight reader change: matmul weights, MoE expert
+ * weights (the grouped expert matmul's w) and embedding tables. Everything else stays f32, for
+ * these reasons:
  * - norm weights, biases, conv kernels, SSM and recurrence parameters (A, D, dt bias, decays):
  *   a few thousand numbers per layer, where rounding costs accuracy and saves nothing;
  * - MoE router weights: top-k picks experts from small logit differences, and a flipped pick
  *   changes a token's whole FFN; the router is E × dim, negligible next to the experts;
- * - MoE expert weights: the grouped expert matmul reads f32 only, for now (said in inspect);
  * - activations, KV caches (see `--kv`), SSM and recurrence states: f32, so long sums and
  *   recurrences accumulate without f16 rounding; every kernel accumulates in f32.
  * Under q4 the output head (and so a tied embedding table) is stored q8, as llama.cpp keeps its
@@ -29,9 +29,9 @@ export type Precision = WeightType;
 
 export const PRECISIONS: readonly Precision[] = ['f32', 'f16', 'q8', 'q4'];
 
-/** The input of `n` a stored weight may be: a matmul's w, an embedding's table. */
+/** The input of `n` a stored weight may be: a matmul's or expert matmul's w, an embedding's table. */
 function weightInput(n: GraphNode): 'w' | 'table' | null {
-  if (n.attrs.op === 'matmul') return 'w';
+  if (n.attrs.op === 'matmul' || n.attrs.op === 'moe_matmul') return 'w';
   if (n.attrs.op === 'embed') return 'table';
   return null;
 }
@@ -81,7 +81,7 @@ export function assignPrecision(g: Graph, precision: Precision, caps: DeviceCaps
   });
   const nodes = g.nodes.map((n): GraphNode => {
     const a = n.attrs;
-    if (a.op === 'matmul') {
+    if (a.op === 'matmul' || a.op === 'moe_matmul') {
       const type = chosen.get(n.inputs.w);
       if (!type) return n;
       const attrs = { ...a, wType: type };

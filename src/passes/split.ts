@@ -132,10 +132,11 @@ function splitExperts(
 ): void {
   const w = g.tensors[user.inputs.w];
   const [E, R, K] = w.shape as number[];
-  const per = Math.floor(limit / (R * K * 4));
+  // n experts take at most n times one expert's bytes (only one expert's word padding rounds up).
+  const per = Math.floor(limit / dtypeBytes(w.dtype, R * K));
   if (per < 1) {
     throw new Error(
-      `expert weights ${w.name}: one expert's ${R} x ${K} f32 exceed the binding limit of ${limit} bytes`,
+      `expert weights ${w.name}: one expert's ${R} x ${K} ${w.dtype} exceed the binding limit of ${limit} bytes`,
     );
   }
   const bias = a.bias ? g.tensors[user.inputs.bias] : null;
@@ -144,13 +145,12 @@ function splitExperts(
     const n = Math.min(per, E - e0);
     const inputs: Record<string, number> = {
       ...user.inputs,
-      w: r.param(`${w.name}#experts${e0}`, [n, R, K], {
-        kind: 'rows',
-        of: w.source!,
-        start: e0 * R,
-        count: n * R,
-        cols: K,
-      }),
+      w: r.param(
+        `${w.name}#experts${e0}`,
+        [n, R, K],
+        { kind: 'rows', of: w.source!, start: e0 * R, count: n * R, cols: K },
+        w.dtype,
+      ),
     };
     if (bias) {
       inputs.bias = r.param(`${bias.name}#experts${e0}`, [n, R], {

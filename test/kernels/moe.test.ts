@@ -3,7 +3,8 @@
  * independent dense loops: router (softmax with and without renormalisation, DeepSeek-V3
  * sigmoid with correction bias, groups and scaling, ties, k = 1), grouping (experts with no
  * tokens, T = 1), the grouped expert matmul over random routings (gated, ungated with bias,
- * GPT-OSS clamped SwiGLU, pair input, an expert range) and the weighted combine.
+ * GPT-OSS clamped SwiGLU, pair input, an expert range) with f32 and with f16 / q8 / q4 stored
+ * expert weights on both schedules, and the weighted combine.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -32,6 +33,8 @@ import type { Activation } from '../../src/spec/model.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn, rng } from '../helpers/numeric.ts';
+import { words } from '../helpers/weights.ts';
+import { encodeWeight, roundWeight } from '../../src/ops/weight-storage.ts';
 
 const TOL = 1e-4;
 
@@ -65,6 +68,7 @@ function mmAttrs(over: Partial<MoeMatmulAttrs> = {}): MoeMatmulAttrs {
     grouped: true,
     expertStart: 0,
     expertCount: 5,
+    wType: 'f32',
     ...over,
   };
 }
@@ -411,6 +415,152 @@ describe('moe_matmul kernels (grouped prefill tiles and per-pair GEMV)', () => {
     const a = mmAttrs({ experts: 64, expertCount: 64, grouped: false });
     const { launches } = moeMatmulKernel(a, { caps: BASELINE_CAPS, maxT: 1 });
     expect(launches[0].grid[1]).toEqual({ sym: 'T', mul: 2 });
+  });
+});
+
+/**
+ * One expert-matmul kernel on stored expert weights against the reference (which rounds the f32
+ * weights as the storage does: src/ops/weight-storage.ts roundWeight) and against the dense loop
+ * over the same stored values. Those values (f16, or f16 scale × integer code) are exact in f32,
+ * so only the summation order differs from the reference and f32's 1e-4 relative holds.
+ */
+async function checkStored(
+  a: MoeMatmulAttrs,
+  maxT: number,
+  Ts: number[],
+  seed: number,
+  cold: number[] = [],
+): Promise<string> {
+  const wr = a.gated ? 2 * a.N : a.N;
+  const caps = (await testGpu()).caps;
+  const { launches } = moeMatmulKernel(a, { caps, maxT });
+  for (const [si, T] of Ts.entries()) {
+    const s = seed + 10 * si;
+    const ids = randomRouting(maxT, a.experts, a.topK, s, cold);
+    const x = randn((a.input === 'token' ? maxT : maxT * a.topK) * a.K, s + 1, a.clamp ? 3 : 1);
+    // Only this node's experts are bound (a split node's binding holds its range alone).
+    const w = randn(a.expertCount * wr * a.K, s + 2, (a.clamp ? 3 : 1) / Math.sqrt(a.K));
+    const stored = roundWeight(a.wType, w, a.K);
+    if (a.wType !== 'f32') expect(stored).not.toEqual(w); // the storage did round
+    const init = randn(maxT * a.topK * a.N, s + 3);
+    const inputs: Record<string, Float32Array | Uint32Array> = { x, w, ids };
+    if (a.bias) inputs.bias = randn(a.expertCount * wr, s + 4, 0.5);
+    if (a.grouped) {
+      const g = groupPairs(ids, T * a.topK, a.experts);
+      inputs.offsets = g.offsets;
+      const order = new Uint32Array(maxT * a.topK);
+      order.set(g.order);
+      inputs.order = order;
+    }
+    const step: StepShape = { T, pos: 0, L: 1 };
+    const ref = moeMatmul.reference(a, { ...inputs, out: init.slice() }, step).out;
+    const bias = inputs.bias as Float32Array | undefined;
+    const dense = denseReference(a, x, stored, bias, ids, T);
+    const onGpu = { ...inputs, w: a.wType === 'f32' ? w : words(encodeWeight(a.wType, w, a.K)) };
+    const gpu = await runLaunches(launches, { inputs: { ...onGpu, out: init.slice() }, step });
+    const got: number[] = [];
+    const want: number[] = [];
+    const wantRef: number[] = [];
+    for (let i = 0; i < init.length; i++) {
+      if (i < dense.length && !Number.isNaN(dense[i])) {
+        got.push(gpu.out[i]);
+        want.push(dense[i]);
+        wantRef.push(ref[i]);
+      } else {
+        // Rows of other experts' pairs and rows past T*topK are left alone.
+        expect(gpu.out[i], `untouched element ${i}`).toBe(init[i]);
+        expect(ref[i]).toBe(init[i]);
+      }
+    }
+    expect(got.length, 'pairs compared').toBeGreaterThan(0);
+    expect(maxRelError(wantRef, want), 'reference vs dense').toBeLessThanOrEqual(1e-6);
+    expect(maxRelError(got, want), `${launches[0].kernel.name} T=${T}`).toBeLessThanOrEqual(TOL);
+  }
+  return launches[0].kernel.name;
+}
+
+describe('moe_matmul on f16, q8 and q4 expert weights (both schedules)', () => {
+  // K: one block, several blocks; N not a multiple of the tile; expert counts and top-k odd.
+  const variants: Array<[string, Partial<MoeMatmulAttrs>]> = [
+    ['gated silu', { K: 64 }],
+    [
+      'ungated gelu + bias, pair input, 7 experts top-3',
+      {
+        gated: false,
+        act: 'gelu',
+        bias: true,
+        input: 'pair',
+        experts: 7,
+        expertCount: 7,
+        topK: 3,
+        K: 96,
+        N: 70,
+      },
+    ],
+    [
+      'GPT-OSS clamped SwiGLU + bias',
+      { act: null, clamp: { limit: 7, alpha: 1.702 }, bias: true, N: 19, K: 32 },
+    ],
+    // A split node: experts 2..4 of 6; its binding holds only those three experts' codes, then
+    // their scales, so the kernel's unit indices count from expert 2.
+    ['experts [2, 5) of 6 (split)', { experts: 6, expertStart: 2, expertCount: 3, N: 66, K: 64 }],
+    ['top-1 of 1 expert', { topK: 1, experts: 1, expertCount: 1, N: 17, K: 32 }],
+  ];
+  // T = 1 inside a prefill launch, odd T, and 70 tokens (more than one BM tile per expert).
+  const runs: Array<[string, number, number[]]> = [
+    ['prefill', 11, [11, 1, 4]],
+    ['long prefill', 70, [70]],
+    ['decode', 1, [1]],
+  ];
+  for (const wType of ['f16', 'q8', 'q4'] as const) {
+    for (const [vi, [label, over]] of variants.entries()) {
+      for (const [path, maxT, Ts] of runs) {
+        for (const grouped of maxT > 1 ? [true, false] : [false]) {
+          if (path === 'long prefill' && !grouped) continue;
+          it(`${wType} ${label}: ${path}${grouped ? ' grouped' : ' per pair'}`, async () => {
+            const a = mmAttrs({ ...over, grouped, wType });
+            const cold = maxT > 1 && a.experts > 3 ? [a.expertStart + 1] : [];
+            const name = await checkStored(a, maxT, Ts, 50_000 + 1000 * vi + maxT, cold);
+            expect(name).toContain(`_${wType}`);
+          });
+        }
+      }
+    }
+  }
+
+  // f16 also takes rows that are not whole blocks: K odd (element loads) and K % 16 ≠ 0.
+  for (const K of [45, 20]) {
+    for (const grouped of [true, false]) {
+      it(`f16 rows of ${K}: ${grouped ? 'grouped' : 'per pair'}`, async () => {
+        const a = mmAttrs({ K, grouped, wType: 'f16', experts: 3, expertCount: 3, topK: 3 });
+        await checkStored(a, 11, [11, 5], 60_000 + K, []);
+      });
+    }
+  }
+
+  it('refuses q8 / q4 rows that are not whole blocks, naming the row length', () => {
+    for (const wType of ['q8', 'q4'] as const) {
+      const a = mmAttrs({ K: 48, wType });
+      expect(() => moeMatmulKernel(a, { caps: BASELINE_CAPS, maxT: 1 })).toThrow(
+        `moe_matmul N=37 K=48: wType ${wType} needs rows of whole blocks of 32, and a row has 48 elements`,
+      );
+    }
+  });
+
+  it('counts the touched experts at their stored bytes; the binding check uses them too', () => {
+    const a = mmAttrs({ K: 64, N: 32, gated: false, act: 'relu', experts: 4, expertCount: 4 });
+    const step = { T: 1, pos: 0, L: 1 };
+    const f32Read = moeMatmul.cost(a, step).bytesRead;
+    const q4Read = moeMatmul.cost({ ...a, wType: 'q4' }, step).bytesRead;
+    // Two experts touched, 32 rows of 64 each: 4 bytes vs 0.5 + 2/32 bytes per weight.
+    expect(f32Read - q4Read).toBe(2 * 32 * 64 * (4 - (0.5 + 2 / 32)));
+    // 4 experts × 64 × 64 at f32 (64 KiB) exceed a 40 KiB binding; at q8 (17 KiB) they fit.
+    const caps = { ...BASELINE_CAPS, maxStorageBindingBytes: 40 * 1024 };
+    const big = mmAttrs({ K: 64, N: 64, gated: false, act: 'relu', experts: 4, expertCount: 4 });
+    expect(() => moeMatmulKernel(big, { caps, maxT: 1 })).toThrow(
+      /exceed maxStorageBufferBindingSize/,
+    );
+    expect(() => moeMatmulKernel({ ...big, wType: 'q8' }, { caps, maxT: 1 })).not.toThrow();
   });
 });
 

@@ -215,6 +215,7 @@ const CASES: OpAttrs[] = [
     grouped: true,
     expertStart: 0,
     expertCount: 5,
+    wType: 'f32',
   },
   {
     // The second part of an expert projection split over bindings.
@@ -231,6 +232,7 @@ const CASES: OpAttrs[] = [
     grouped: false,
     expertStart: 3,
     expertCount: 2,
+    wType: 'f32',
   },
   {
     op: 'moe_combine',

@@ -155,6 +155,8 @@ export function lowerMoe(
         grouped,
         expertStart: 0,
         expertCount: E,
+        // The precision pass (src/passes/precision.ts) narrows it.
+        wType: 'f32',
       },
       `${L} ${label}`,
       inputs,
