@@ -210,6 +210,7 @@ interface Fp8Tensor {
   scales: string;
   rows: number;
   cols: number;
+  block: readonly [number, number];
 }
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -229,9 +230,9 @@ export function dequantizingSource(
   const virtual = new Map<string, Mxfp4Tensor | Fp8Tensor>();
   const consumed = new Set<string>();
   const list: AvailableTensor[] = [];
-  const fail = (msg: string): never => {
+  function fail(msg: string): never {
     throw new Error(`${where}: ${msg}`);
-  };
+  }
   for (const t of listed) {
     if (quant.method === 'mxfp4' && t.dtype === 'U8' && t.name.endsWith('_blocks')) {
       const base = t.name.slice(0, -'_blocks'.length);
@@ -242,20 +243,20 @@ export function dequantizingSource(
         fail(
           `MXFP4 tensor '${t.name}' has shape ${fmt(t.shape)}, expected [experts, rows, blocks, 16]`,
         );
-      if (scales!.dtype !== 'U8' || fmt(scales!.shape) !== fmt([E, R, G]))
+      if (scales.dtype !== 'U8' || fmt(scales.shape) !== fmt([E, R, G]))
         fail(
-          `MXFP4 scales '${scales!.name}' are ${scales!.dtype} ${fmt(scales!.shape)}, expected U8 ${fmt([E, R, G])}`,
+          `MXFP4 scales '${scales.name}' are ${scales.dtype} ${fmt(scales.shape)}, expected U8 ${fmt([E, R, G])}`,
         );
       if (byName.has(base)) fail(`checkpoint has both '${base}' and its MXFP4 blocks '${t.name}'`);
       virtual.set(base, {
         kind: 'mxfp4',
         blocks: t.name,
-        scales: scales!.name,
+        scales: scales.name,
         experts: E,
         rows: R,
         groups: G,
       });
-      consumed.add(scales!.name);
+      consumed.add(scales.name);
       list.push({ name: base, dtype: MXFP4_LABEL, shape: [E, 32 * G, R] });
     } else if (quant.method === 'fp8' && t.dtype === 'F8_E4M3') {
       const scaleName = `${t.name}_scale_inv`;
@@ -268,11 +269,11 @@ export function dequantizingSource(
         );
       const [rows, cols] = t.shape;
       const want = [Math.ceil(rows / quant.block[0]), Math.ceil(cols / quant.block[1])];
-      if (!['F32', 'BF16', 'F16'].includes(scales!.dtype) || fmt(scales!.shape) !== fmt(want))
+      if (!['F32', 'BF16', 'F16'].includes(scales.dtype) || fmt(scales.shape) !== fmt(want))
         fail(
-          `block scales '${scaleName}' are ${scales!.dtype} ${fmt(scales!.shape)}, expected F32 ${fmt(want)} for '${t.name}' ${fmt(t.shape)}`,
+          `block scales '${scaleName}' are ${scales.dtype} ${fmt(scales.shape)}, expected F32 ${fmt(want)} for '${t.name}' ${fmt(t.shape)}`,
         );
-      virtual.set(t.name, { kind: 'fp8', scales: scaleName, rows, cols });
+      virtual.set(t.name, { kind: 'fp8', scales: scaleName, rows, cols, block: quant.block });
       consumed.add(scaleName);
       list.push({ name: t.name, dtype: FP8_LABEL, shape: [rows, cols] });
     } else {
@@ -295,16 +296,8 @@ export function dequantizingSource(
       source.readTensorBytes(name),
       source.readTensorF32(q.scales),
     ]);
-    return dequantFp8Blocks(
-      bytes,
-      scales,
-      q.rows,
-      q.cols,
-      quant.method === 'fp8' ? quant.block : FP8_BLOCK,
-    );
+    return dequantFp8Blocks(bytes, scales, q.rows, q.cols, q.block);
   };
-  const dense = (q: Mxfp4Tensor | Fp8Tensor) =>
-    q.kind === 'mxfp4' ? [q.experts, 32 * q.groups, q.rows] : [q.rows, q.cols];
 
   return {
     listTensors: () => available,
@@ -316,13 +309,19 @@ export function dequantizingSource(
     readTensorSliceF32: async (name, slice) => {
       const q = virtual.get(name);
       if (!q) return source.readTensorSliceF32(name, slice);
-      sliceSpan(name, dense(q), slice);
-      // Dequantise only the experts the box covers (one expert per canonical tensor for gpt-oss).
-      const [first, count] = q.kind === 'mxfp4' ? [slice.start[0], slice.size[0]] : [0, 0];
-      const values =
-        q.kind === 'mxfp4' ? await readExperts(q, first, count) : await readFp8(name, q);
-      const shape = q.kind === 'mxfp4' ? [count, ...dense(q).slice(1)] : dense(q);
-      const local = q.kind === 'mxfp4' ? { ...slice, start: [0, ...slice.start.slice(1)] } : slice;
+      if (q.kind === 'fp8') {
+        const shape = [q.rows, q.cols];
+        const span = sliceSpan(name, shape, slice);
+        const values = await readFp8(name, q);
+        return gatherSlice(values.subarray(span.first, span.end), span.first, shape, slice);
+      }
+      // Dequantise only the experts the box covers (one per canonical tensor for gpt-oss), then
+      // take the box out of those experts' dense [count, 32·groups, rows].
+      sliceSpan(name, [q.experts, 32 * q.groups, q.rows], slice);
+      const [first, count] = [slice.start[0], slice.size[0]];
+      const values = await readExperts(q, first, count);
+      const shape = [count, 32 * q.groups, q.rows];
+      const local = { start: [0, ...slice.start.slice(1)], size: slice.size };
       const span = sliceSpan(name, shape, local);
       return gatherSlice(values.subarray(span.first, span.end), span.first, shape, local);
     },
