@@ -282,14 +282,20 @@ export function dequantizingSource(
   }
   const available = list.filter((t) => !consumed.has(t.name));
 
+  // The last experts dequantised: gpt-oss reads an expert's gate and its up from the same fused
+  // gate_up tensor, one after the other, and dequantising it is most of the import's time.
+  let last: { key: string; values: Float32Array } | null = null;
   /** Experts [first, first + count) of an MXFP4 tensor, dense: [count, 32·groups, rows]. */
   const readExperts = async (q: Mxfp4Tensor, first: number, count: number) => {
+    const key = `${q.blocks}:${first}:${count}`;
+    if (last?.key === key) return last.values;
     const per = q.rows * q.groups;
     const [blocks, scales] = await Promise.all([
       source.readTensorByteRange(q.blocks, first * per * 16, (first + count) * per * 16),
       source.readTensorByteRange(q.scales, first * per, (first + count) * per),
     ]);
-    return dequantMxfp4(blocks, scales, count, q.rows, q.groups);
+    last = { key, values: dequantMxfp4(blocks, scales, count, q.rows, q.groups) };
+    return last.values;
   };
   const readFp8 = async (name: string, q: Fp8Tensor) => {
     const [bytes, scales] = await Promise.all([
@@ -304,7 +310,8 @@ export function dequantizingSource(
     readTensorF32: async (name) => {
       const q = virtual.get(name);
       if (!q) return source.readTensorF32(name);
-      return q.kind === 'mxfp4' ? readExperts(q, 0, q.experts) : readFp8(name, q);
+      // A copy: the dequantised experts are kept for the next read.
+      return q.kind === 'mxfp4' ? (await readExperts(q, 0, q.experts)).slice() : readFp8(name, q);
     },
     readTensorSliceF32: async (name, slice) => {
       const q = virtual.get(name);
@@ -323,7 +330,9 @@ export function dequantizingSource(
       const shape = [count, 32 * q.groups, q.rows];
       const local = { start: [0, ...slice.start.slice(1)], size: slice.size };
       const span = sliceSpan(name, shape, local);
-      return gatherSlice(values.subarray(span.first, span.end), span.first, shape, local);
+      // gatherSlice returns a contiguous box as the view it is given: copy it out of the cache.
+      const box = gatherSlice(values.subarray(span.first, span.end), span.first, shape, local);
+      return box.buffer === values.buffer ? box.slice() : box;
     },
   };
 }
