@@ -10,8 +10,12 @@
 
 import { jsonSyntaxError } from './json-error.ts';
 
-/** U8 holds strata's own q8/q4 weights in a bundle (whose manifest says how to read them). */
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U32' | 'U8';
+/**
+ * U8 holds strata's own q8/q4 weights in a bundle (whose manifest says how to read them), and a
+ * checkpoint's MXFP4 blocks and scales; F8_E4M3 holds block-scaled FP8 checkpoint weights, which
+ * are only values together with their scales (src/import/quantized.ts reads the pairs).
+ */
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U32' | 'U8' | 'F8_E4M3';
 
 export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = {
   F32: 4,
@@ -21,6 +25,7 @@ export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = {
   I64: 8,
   U32: 4,
   U8: 1,
+  F8_E4M3: 1,
 };
 
 /** One tensor's header entry. `begin`/`end` are byte offsets into the data section. */
@@ -251,6 +256,12 @@ export function decodeF32(info: TensorInfo, bytes: Uint8Array): Float32Array {
       throw new Error(
         `tensor '${info.name}' is U8 (quantised blocks?); strata reads weights stored as F32, F16 or BF16`,
       );
+    case 'F8_E4M3':
+      // An FP8 value is a weight only once multiplied by its block's scale, which is another
+      // tensor: decoding one alone would silently give weights off by that scale.
+      throw new Error(
+        `tensor '${info.name}' is F8_E4M3, which is a weight only with its block scales (a '${info.name}_scale_inv' tensor and a quantization_config saying how they pair)`,
+      );
     case 'I32':
     case 'U32':
     case 'I64': {
@@ -313,6 +324,22 @@ function checkByteLength(info: TensorInfo, bytes: Uint8Array): void {
       `tensor '${info.name}': got ${bytes.byteLength} bytes, ${info.dtype} ${JSON.stringify(info.shape)} needs ${need}`,
     );
   }
+}
+
+// ---------------------------------------------------------------- FP8 (e4m3fn)
+
+/**
+ * One float8 e4m3fn value (the OCP FP8 "E4M3" that safetensors calls F8_E4M3): sign, 4 exponent
+ * bits with bias 7, 3 mantissa bits; exponent 0 is subnormal (m·2^-9); there are no infinities,
+ * and only S.1111.111 is NaN, so the largest finite value is 1.75·2^8 = 448.
+ */
+export function f8e4m3BitsToNumber(b: number): number {
+  const sign = b & 0x80 ? -1 : 1;
+  const exp = (b >> 3) & 0xf;
+  const mant = b & 0x7;
+  if (exp === 0xf && mant === 0x7) return NaN;
+  if (exp === 0) return sign * mant * 2 ** -9;
+  return sign * (1 + mant / 8) * 2 ** (exp - 7);
 }
 
 // ---------------------------------------------------------------- half-precision conversion
@@ -513,6 +540,9 @@ function encodeTensor(name: string, t: TensorToWrite): Uint8Array {
     case 'U8':
       if (!(data instanceof Uint8Array)) throw wrong();
       return asBytes(data);
+    case 'F8_E4M3':
+      // Only raw bytes (returned above): strata never rounds weights to FP8 itself.
+      throw wrong();
     case 'I64': {
       if (data instanceof BigInt64Array) return asBytes(data);
       if (!(data instanceof Int32Array)) throw wrong();

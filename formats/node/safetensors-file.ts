@@ -37,6 +37,8 @@ export interface SafetensorsSource {
   /** `__metadata__` of a single file, or the `metadata` object of a sharded index. */
   readonly metadata: Record<string, unknown>;
   readTensorBytes(name: string): Promise<Uint8Array>;
+  /** Bytes [begin, end) of tensor `name`'s data (a part of a large quantised tensor). */
+  readTensorByteRange(name: string, begin: number, end: number): Promise<Uint8Array>;
   readTensorF32(name: string): Promise<Float32Array>;
   /**
    * A box of tensor `name` as f32 (see formats/tensor-slice.ts), reading only the bytes from its
@@ -207,6 +209,28 @@ function makeSource(
     has: (name) => where.has(name),
     info: entry,
     readTensorBytes: readBytes,
+    readTensorByteRange: (name, begin, end) => {
+      const { shard, info } = lookup(name);
+      const size = info.end - info.begin;
+      if (!(
+        Number.isInteger(begin) &&
+        Number.isInteger(end) &&
+        0 <= begin &&
+        begin <= end &&
+        end <= size
+      ))
+        return Promise.reject(
+          new Error(
+            `${path}: tensor '${name}' has ${size} bytes; cannot read bytes [${begin}, ${end})`,
+          ),
+        );
+      return readExactly(
+        shard.handle,
+        shard.header.dataStart + info.begin + begin,
+        end - begin,
+        shard.file,
+      );
+    },
     // The bytes are a fresh buffer, so the decoders' zero-copy views alias nothing shared.
     readTensorF32: async (name) => decodeF32(lookup(name).info, await readBytes(name)),
     readTensorSliceF32: async (name, slice) => {

@@ -30,8 +30,9 @@ export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step
   --no-fuse          skip the fusion passes
   --precision P      how weights are stored: f32, f16, q8 (int8, f16 scale per 32) or q4
                      (4-bit, f16 scale per 32). Default: f16 on a device with shader-f16, else
-                     f32. Norms, biases, routers, SSM/recurrence parameters, MoE experts,
-                     activations and states stay f32; all sums accumulate in f32
+                     f32. Matmul, expert and embedding weights take it; norms, biases,
+                     routers, SSM/recurrence parameters, activations and states stay f32;
+                     all sums accumulate in f32
   --kv T             attention KV cache type: f32 (default) or f16 (half the bytes per token;
                      scores and sums stay f32)
   --seed S           seed for random weights when no --weights is given (default 0)

@@ -6,6 +6,7 @@
 import { sliceSpan } from '../../formats/tensor-slice.ts';
 import { sliceYields, type StoredSlice } from './convert.ts';
 import type { TensorSpec } from './names.ts';
+import { FP8_LABEL, MXFP4_LABEL } from './quantized.ts';
 
 export interface AvailableTensor {
   name: string;
@@ -13,7 +14,8 @@ export interface AvailableTensor {
   dtype: string;
 }
 
-const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
+/** Stored floats, and the quantised tensors quantized.ts presents dequantised. */
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', MXFP4_LABEL, FP8_LABEL]);
 
 /** Buffers some old checkpoints carry that are recomputed from the config, never loaded. */
 const DERIVED_BUFFER = /\.rotary_emb\.inv_freq$/;

@@ -1,7 +1,8 @@
 /**
  * Import a HuggingFace checkpoint folder (Node): config.json plus model.safetensors or a
  * sharded set. The tensor list is checked against the config before anything is loaded;
- * tensors are then read one at a time, converted to f32, under strata's canonical names.
+ * tensors are then read one at a time, converted to f32 (quantised ones dequantised,
+ * src/import/quantized.ts), under strata's canonical names.
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
@@ -13,6 +14,7 @@ import { importHfConfig } from './hf.ts';
 import { SpecError } from '../../grammar/diagnostics.ts';
 import type { ConfigOrigin } from './config-reader.ts';
 import { readConfigJson } from './json.ts';
+import { dequantizingSource, type TensorSource } from './quantized.ts';
 import { LM_HEAD, expectedTensors, type TensorSpec } from './names.ts';
 
 export interface HfFolder {
@@ -21,7 +23,7 @@ export interface HfFolder {
   weightMap: Record<string, string>;
   /** The tensors the model needs, under canonical names. */
   tensors: TensorSpec[];
-  /** Reads one tensor by its canonical name, as f32 (F16/BF16 are converted). */
+  /** Reads one tensor by its canonical name, as f32 (F16/BF16 converted, MXFP4/FP8 dequantised). */
   readTensorF32(name: string): Promise<Float32Array>;
   /** Closes the safetensors file handles. */
   close(): Promise<void>;
@@ -44,14 +46,17 @@ export async function readHfConfig(
 export async function importHfFolder(dir: string): Promise<HfFolder> {
   const name = basename(resolve(dir));
   const { config, origin } = await readHfConfig(dir);
-  const { model, weightMap, storedShapes, storedSlices } = importHfConfig(
+  const { model, weightMap, storedShapes, storedSlices, quantization } = importHfConfig(
     config as object,
     name,
     origin,
   );
   const tensors = expectedTensors(model);
-  const source = await openSafetensors(dir);
+  const file = await openSafetensors(dir);
+  let source: TensorSource = file;
   try {
+    // A quantised checkpoint is read as the dense tensors it stands for (its scales consumed).
+    if (quantization) source = dequantizingSource(file, quantization, dir);
     checkTensors(
       tensors,
       weightMap,
@@ -65,7 +70,7 @@ export async function importHfFolder(dir: string): Promise<HfFolder> {
       storedSlices,
     );
   } catch (e) {
-    await source.close();
+    await file.close();
     throw e;
   }
   const known = new Set(tensors.map((t) => t.name));
@@ -85,6 +90,6 @@ export async function importHfFolder(dir: string): Promise<HfFolder> {
         .readTensorSliceF32(stored, slice)
         .then((box) => finishSlice(stored, box, slice));
     },
-    close: () => source.close(),
+    close: () => file.close(),
   };
 }

@@ -14,6 +14,7 @@ import {
 } from './config-reader.ts';
 import { configKeyFor, HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { IMPORTERS, type HfImport } from './registry.ts';
+import { readQuantization, type CheckpointQuant } from './quantized.ts';
 
 export type { HfImport } from './registry.ts';
 
@@ -49,21 +50,20 @@ export function importHfConfig(
       'model_type',
     );
   }
-  const quant = config.quantization_config;
-  if (quant !== undefined && quant !== null) {
-    const method = isConfigObject(quant) ? ` (quant_method ${show(quant.quant_method)})` : '';
-    fail(
-      `config key 'quantization_config'${method}: quantized checkpoints are not supported; use an unquantized (f32/f16/bf16) one`,
-      'quantization_config',
-    );
+  // Quantised weights strata dequantises itself (src/import/quantized.ts); anything else is refused.
+  let quantization: CheckpointQuant | null = null;
+  try {
+    quantization = readQuantization(config.quantization_config, modelType);
+  } catch (e) {
+    fail(`config key 'quantization_config' ${(e as Error).message}`, 'quantization_config');
   }
 
   const cfg = new ConfigReader(config, where, origin ?? null, written);
-  cfg.ignore('model_type');
+  cfg.ignore('model_type', 'quantization_config');
   const imported = importer.import(cfg, source);
   cfg.finish(HARMLESS_CONFIG_KEYS, modelType);
   checkImported(imported.model, config, cfg);
-  return { storedSlices: {}, ...imported };
+  return { storedSlices: {}, ...imported, quantization };
 }
 
 /**

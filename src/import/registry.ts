@@ -10,6 +10,7 @@
 import type { ModelIR } from '../spec/model.ts';
 import type { ConfigReader } from './config-reader.ts';
 import type { StoredSlice } from './convert.ts';
+import type { CheckpointQuant } from './quantized.ts';
 import { importLlama } from './hf-llama.ts';
 import { importMistral } from './hf-mistral.ts';
 import { importQwen3 } from './hf-qwen3.ts';
@@ -62,10 +63,16 @@ export interface HfImport {
    * storedShapes entry is then the whole stored tensor's shape.
    */
   storedSlices: Record<string, StoredSlice>;
+  /** How the checkpoint's weights are quantised (hf.ts reads it; null: stored as floats). */
+  quantization: CheckpointQuant | null;
 }
 
-/** What an importer returns: the whole import, storedSlices left out where nothing is sliced. */
-export type FamilyImport = Omit<HfImport, 'storedSlices'> & Partial<Pick<HfImport, 'storedSlices'>>;
+/**
+ * What an importer returns: the whole import, storedSlices left out where nothing is sliced
+ * (the quantisation is hf.ts's, the same for every family).
+ */
+export type FamilyImport = Omit<HfImport, 'storedSlices' | 'quantization'> &
+  Partial<Pick<HfImport, 'storedSlices'>>;
 
 /** Reads the config through `cfg` (which hf.ts then finishes) for a model called `name`. */
 export type FamilyImporter = (cfg: ConfigReader, name: string) => FamilyImport;

@@ -258,13 +258,14 @@ describe('published configs', () => {
   for (const row of PUBLISHED) {
     it(`${row.file}`, () => {
       const published = fixture(row.file);
-      // A quantized release is refused as it is; its unquantized upcast is what imports.
-      if (row.without?.includes('quantization_config'))
-        expect(() => importHfConfig(published, row.file)).toThrow(/quantized checkpoints/);
       const config = Object.fromEntries(
         Object.entries(published).filter(([k]) => !row.without?.includes(k)),
       );
       const layout = layoutOf(importHfConfig(config, row.file).model);
+      // A quantized release strata dequantises (gpt-oss MXFP4, DeepSeek-V3 FP8) is the same
+      // model as its unquantized upcast.
+      if (row.without?.includes('quantization_config'))
+        expect(layoutOf(importHfConfig(published, row.file).model)).toEqual(layout);
       expect(layout).toEqual(row.expect.layout);
       expect(Math.abs(layout.params - row.published) / row.published).toBeLessThan(0.005);
     });
@@ -424,12 +425,15 @@ describe('config errors', () => {
     );
   });
 
-  it('refuses quantized checkpoints', () => {
+  it('refuses quantized checkpoints other than gpt-oss MXFP4 and DeepSeek-V3 block FP8', () => {
+    expect(() =>
+      importHfConfig({ ...LLAMA, quantization_config: { quant_method: 'gptq' } }, 'x'),
+    ).toThrow(
+      /config key 'quantization_config' \(quant_method 'gptq'\): strata reads unquantised f32\/f16\/bf16 checkpoints, gpt-oss MXFP4 and DeepSeek-V3 block FP8/,
+    );
     expect(() =>
       importHfConfig({ ...LLAMA, quantization_config: { quant_method: 'fp8' } }, 'x'),
-    ).toThrow(
-      /config key 'quantization_config' \(quant_method "fp8"\): quantized checkpoints are not supported/,
-    );
+    ).toThrow(/block FP8 only as DeepSeek-V3's weights, not on model_type 'llama'/);
   });
 
   it('names missing and ill-typed keys', () => {
