@@ -81,11 +81,15 @@ export function assignPrecision(g: Graph, precision: Precision, caps: DeviceCaps
   });
   const nodes = g.nodes.map((n): GraphNode => {
     const a = n.attrs;
-    if (a.op === 'matmul' || a.op === 'moe_matmul') {
+    if (a.op === 'matmul') {
       const type = chosen.get(n.inputs.w);
       if (!type) return n;
       const attrs = { ...a, wType: type };
       return { ...n, attrs: f16Activations(g, attrs, caps) ? { ...attrs, xType: 'f16' } : attrs };
+    }
+    if (a.op === 'moe_matmul') {
+      const type = chosen.get(n.inputs.w);
+      return type ? { ...n, attrs: { ...a, wType: type } } : n;
     }
     if (a.op === 'embed') {
       const type = chosen.get(n.inputs.table);
