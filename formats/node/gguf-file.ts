@@ -4,7 +4,8 @@
  * touches the network; each tensor is then read by offset through a file handle and dequantised
  * (formats/gguf.ts), so a model of many GB never sits in one buffer.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+import { readExactly } from './read-exactly.ts';
 import { gguf, type GGUFParseOutput, type MetadataValue } from '@huggingface/gguf';
 import { dequantize, ggufTensorIndex, unreadableReason, type GgufTensor } from '../gguf.ts';
 
@@ -22,19 +23,6 @@ export interface GgufSource {
   /** Tensor `name` as f32; refused, naming the tensor and its type, where strata cannot read it. */
   readTensorF32(name: string): Promise<Float32Array>;
   close(): Promise<void>;
-}
-
-async function readExactly(handle: FileHandle, position: number, length: number, file: string) {
-  const out = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
-    if (bytesRead === 0) {
-      throw new Error(`${file}: unexpected end of file at byte ${position + done} (truncated?)`);
-    }
-    done += bytesRead;
-  }
-  return out;
 }
 
 export async function openGguf(path: string): Promise<GgufSource> {

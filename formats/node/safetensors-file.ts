@@ -17,6 +17,7 @@ import {
   type TensorInfo,
 } from '../safetensors.ts';
 import { jsonSyntaxError } from '../json-error.ts';
+import { readExactly } from './read-exactly.ts';
 import { gatherSlice, sliceSpan, type TensorSlice } from '../tensor-slice.ts';
 
 export interface TensorEntry {
@@ -76,25 +77,6 @@ async function openShard(file: string): Promise<Shard> {
     await handle.close();
     throw e;
   }
-}
-
-/** handle.read may return fewer bytes than asked; loop until the range is filled. */
-async function readExactly(
-  handle: FileHandle,
-  position: number,
-  length: number,
-  file: string,
-): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
-    if (bytesRead === 0) {
-      throw new Error(`${file}: unexpected end of file at byte ${position + done} (truncated?)`);
-    }
-    done += bytesRead;
-  }
-  return out;
 }
 
 /** Opens a .safetensors file, or a folder with a single-file or sharded checkpoint. */

@@ -5,7 +5,7 @@
 import { encodeWeight } from '../../src/ops/weight-storage.ts';
 import { words } from './weights.ts';
 import { expect } from 'vitest';
-import type { DeviceCaps } from '../../src/target.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
 import {
   kvTypeOf,
@@ -238,3 +238,19 @@ export function ropeKv16(a: MatmulAttrs): MatmulAttrs {
   if (!a.ropeKv) throw new Error('ropeKv16: not a ropeKv matmul');
   return { ...a, ropeKv: { ...a.ropeKv, kvType: 'f16' } };
 }
+
+/** What an H100 or H200 reports with allow_unsafe_apis and vulkan_enable_f16_on_nvidia. */
+export const TENSOR_CAPS: DeviceCaps = {
+  ...BASELINE_CAPS,
+  maxInvocationsPerWorkgroup: 1024,
+  maxWorkgroupSizeX: 1024,
+  maxWorkgroupStorageBytes: 49152,
+  subgroups: true,
+  shaderF16: true,
+  subgroupMatrix: true,
+  subgroupMaxSize: 32,
+  subgroupMatrixConfigs: [
+    { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 },
+    { componentType: 'f16', resultComponentType: 'f16', M: 16, N: 16, K: 16 },
+  ],
+};

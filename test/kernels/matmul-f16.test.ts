@@ -6,7 +6,7 @@
  * tensor-core schedule needs shader-f16 and subgroup-matrix (the H100/H200 with `--gpu-flags fast`).
  */
 import { describe, expect, it } from 'vitest';
-import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import { matmulKernel, tensorTiling, tensorUnsupported } from '../../codegen/kernels/matmul.ts';
 import { common } from '../../codegen/kernels/matmul/common.ts';
 import {
@@ -19,7 +19,17 @@ import type { MatmulAttrs, StepShape } from '../../src/graph/ops.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { packF16 } from '../../formats/safetensors.ts';
 import { roundF16 } from '../../src/ops/math.ts';
-import { check, LAYER, matrixCaps, mm, PATHS, RMS, ropeCase, SHAPES } from '../helpers/matmul.ts';
+import {
+  check,
+  LAYER,
+  matrixCaps,
+  mm,
+  PATHS,
+  RMS,
+  ropeCase,
+  SHAPES,
+  TENSOR_CAPS,
+} from '../helpers/matmul.ts';
 
 const W16 = { wType: 'f16', xType: 'f32' } as const;
 const F16 = { wType: 'f16', xType: 'f16' } as const;
@@ -119,22 +129,6 @@ describe('f16 matmuls on the unpacking schedules (any device)', () => {
     );
   });
 });
-
-/** What an H100 or H200 reports with allow_unsafe_apis and vulkan_enable_f16_on_nvidia. */
-const TENSOR_CAPS: DeviceCaps = {
-  ...BASELINE_CAPS,
-  maxInvocationsPerWorkgroup: 1024,
-  maxWorkgroupSizeX: 1024,
-  maxWorkgroupStorageBytes: 49152,
-  subgroups: true,
-  shaderF16: true,
-  subgroupMatrix: true,
-  subgroupMaxSize: 32,
-  subgroupMatrixConfigs: [
-    { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 },
-    { componentType: 'f16', resultComponentType: 'f16', M: 16, N: 16, K: 16 },
-  ],
-};
 
 describe('tensor-core schedule choice', () => {
   it('takes f16 × f16 prefill matmuls with K % 8 === 0 where the device has subgroup matrices', () => {

@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import type { FusedPointwise, MatmulAttrs, PointwiseInput } from '../../src/graph/ops.ts';
 import { matmul, matmulStorageBindings } from '../../src/ops/matmul.ts';
-import { check, matrixCaps, mm, PATHS, SHAPES } from '../helpers/matmul.ts';
+import { check, matrixCaps, mm, PATHS, SHAPES, TENSOR_CAPS } from '../helpers/matmul.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
-import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 
 const act = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
 const param = (cols: number): PointwiseInput => ({ perToken: false, cols, inner: cols, repeat: 1 });
@@ -105,21 +105,6 @@ describe('matmul x map and epilogue attributes', () => {
     expect(() => matmul.check(mm(8, 12, { epilogue: badName }))).toThrow(/e_<name>/);
   });
 });
-
-/** An H200's subgroup-matrix caps (as in matmul-f16.test.ts): the tensor-core prefill schedule. */
-const TENSOR_CAPS: DeviceCaps = {
-  ...BASELINE_CAPS,
-  maxInvocationsPerWorkgroup: 1024,
-  maxWorkgroupSizeX: 1024,
-  maxWorkgroupStorageBytes: 49152,
-  subgroups: true,
-  shaderF16: true,
-  subgroupMatrix: true,
-  subgroupMaxSize: 32,
-  subgroupMatrixConfigs: [
-    { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 },
-  ],
-};
 
 describe('every matmul schedule takes the x map and the epilogue', () => {
   // SwiftShader has no subgroup matrices, so the tensor-core kernel is checked as generated here.
