@@ -62,7 +62,7 @@ function precisions(v: string | undefined): Precision[] {
 }
 
 function fileName(values: Record<string, string>): string {
-  const parts = Object.entries(values).map(([k, v]) => `${k}-${v}`);
+  const parts = Object.entries(values).map(([k, v]) => `${k}-${v.replace(/[[\]\s]/g, '')}`);
   return (parts.join('_') || 'base').replace(/[^A-Za-z0-9._-]+/g, '.').replace(/^\.+|\.+$/g, '');
 }
 
@@ -155,6 +155,8 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
           `--placement needs --place-param: the spec has ${lists.length} list-valued lets (write e.g. 'let keep = [4, 12]' and 'attn at keep')`,
         );
       const site = checkName('--place-param', param, sites);
+      if (axes.some((a) => a.name === param))
+        throw new UserError(`--placement sets '${param}': do not vary it as well`);
       const current = site.shown === 'a list' ? site.written.split(',').length : 1;
       const k = intOption(values.keep, 'keep', file?.keep ?? current)!;
       const n = base.layers.length;
