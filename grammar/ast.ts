@@ -15,6 +15,11 @@ export interface NumberLit {
   /** The literal as written (keeps '1e-5' vs '0.00001' for messages). */
   text: string;
   span: Span;
+  /**
+   * Set when the number was written as a parameter name (`[ratio mamba : 1 attn]`): value is NaN
+   * and text the name until src/spec/lets.ts substitutes the parameter's value.
+   */
+  ref?: Ident;
 }
 
 export interface StringLit {
@@ -188,7 +193,29 @@ export interface OverrideStmt {
   span: Span;
 }
 
-export type Statement = SettingStmt | DefinitionStmt | LayersStmt | OverrideStmt;
+/** Integer arithmetic on numbers and earlier parameters, in `let` values only. */
+export interface BinaryExpr {
+  type: 'binary';
+  op: '+' | '-' | '*' | '/';
+  left: LetValue;
+  right: LetValue;
+  span: Span;
+}
+
+export type LetValue = Value | BinaryExpr;
+
+/**
+ * `let ratio = 7`: a parameter, usable wherever a literal goes (counts, offsets, index lists,
+ * argument values, mixer and kind names). `strata explore --vary` overrides its value.
+ */
+export interface LetStmt {
+  type: 'let';
+  name: Ident;
+  value: LetValue;
+  span: Span;
+}
+
+export type Statement = SettingStmt | DefinitionStmt | LayersStmt | OverrideStmt | LetStmt;
 
 export interface ModelAst {
   name: StringLit;

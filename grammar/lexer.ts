@@ -39,6 +39,7 @@ export const X = keyword('x');
 export const True = keyword('true');
 export const False = keyword('false');
 export const None = keyword('none');
+export const Let = keyword('let');
 
 export const KEYWORDS: readonly TokenType[] = [
   Model,
@@ -58,6 +59,7 @@ export const KEYWORDS: readonly TokenType[] = [
   True,
   False,
   None,
+  Let,
 ];
 
 /** Reserved words: they cannot name a mixer or ffn definition. */
@@ -86,6 +88,12 @@ export const Comma = createToken({ name: 'Comma', pattern: /,/, label: "','" });
 export const Colon = createToken({ name: 'Colon', pattern: /:/, label: "':'" });
 export const Equals = createToken({ name: 'Equals', pattern: /=/, label: "'='" });
 export const Dot = createToken({ name: 'Dot', pattern: /\./, label: "'.'" });
+// Arithmetic, only in `let` values. A '-' directly before digits lexes as a negative number, so
+// subtraction is written with spaces ('ratio - 1').
+export const Plus = createToken({ name: 'Plus', pattern: /\+/, label: "'+'" });
+export const Minus = createToken({ name: 'Minus', pattern: /-/, label: "'-'" });
+export const Star = createToken({ name: 'Star', pattern: /\*/, label: "'*'" });
+export const Slash = createToken({ name: 'Slash', pattern: /\//, label: "'/'" });
 
 const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /\s+/, group: Lexer.SKIPPED });
 const Comment = createToken({
@@ -112,6 +120,10 @@ export const ALL_TOKENS: TokenType[] = [
   Colon,
   Equals,
   Dot,
+  Plus,
+  Minus,
+  Star,
+  Slash,
 ];
 
 export const strataLexer = new Lexer(ALL_TOKENS, {

@@ -15,6 +15,8 @@ import type {
   FfnSchedule,
   Ident,
   LayerGroup,
+  LetStmt,
+  LetValue,
   LayerPattern,
   LayersStmt,
   LayerUnit,
@@ -67,6 +69,11 @@ import {
   True,
   With,
   X,
+  Let,
+  Plus,
+  Minus,
+  Star,
+  Slash,
 } from './lexer.ts';
 
 /** Single-character escapes beyond \" and \\, as JSON writes them. */
@@ -139,6 +146,78 @@ export class StrataParser extends EmbeddedActionsParser {
       { ALT: () => this.SUBRULE(this.definition) },
       { ALT: () => this.SUBRULE(this.layers) },
       { ALT: () => this.SUBRULE(this.override) },
+      { ALT: () => this.SUBRULE(this.letStmt) },
+    ]),
+  );
+
+  private letStmt = this.RULE('letStmt', (): LetStmt => {
+    const start = this.CONSUME(Let);
+    const name = this.CONSUME(Identifier);
+    this.CONSUME(Equals);
+    const value = this.SUBRULE(this.sum);
+    return this.ACTION(() => ({
+      type: 'let' as const,
+      name: this.ident(name),
+      value,
+      span: this.spanFrom(start),
+    }));
+  });
+
+  /** `a + b - c`, left-associative over products. */
+  private sum = this.RULE('sum', (): LetValue => {
+    let left = this.SUBRULE(this.product);
+    this.MANY(() => {
+      const op = this.OR([{ ALT: () => this.CONSUME(Plus) }, { ALT: () => this.CONSUME(Minus) }]);
+      const right = this.SUBRULE2(this.product);
+      this.ACTION(() => {
+        left = binary(op.image, left, right);
+      });
+    });
+    return left;
+  });
+
+  private product = this.RULE('product', (): LetValue => {
+    let left = this.SUBRULE(this.atom);
+    this.MANY(() => {
+      const op = this.OR([{ ALT: () => this.CONSUME(Star) }, { ALT: () => this.CONSUME(Slash) }]);
+      const right = this.SUBRULE2(this.atom);
+      this.ACTION(() => {
+        left = binary(op.image, left, right);
+      });
+    });
+    return left;
+  });
+
+  private atom = this.RULE('atom', (): LetValue =>
+    this.OR([
+      { ALT: () => this.SUBRULE(this.value) },
+      {
+        ALT: () => {
+          this.CONSUME(LParen);
+          const inner = this.SUBRULE(this.sum);
+          this.CONSUME(RParen);
+          return inner;
+        },
+      },
+    ]),
+  );
+
+  /** A number where the layer grammar takes one, or a parameter name standing for it. */
+  private countLit = this.RULE('countLit', (): NumberLit =>
+    this.OR([
+      { ALT: () => this.SUBRULE(this.numberLit) },
+      {
+        ALT: () => {
+          const t = this.CONSUME(Identifier);
+          return this.ACTION(() => ({
+            type: 'number' as const,
+            value: NaN,
+            text: t.image,
+            span: this.tokenSpan(t),
+            ref: this.ident(t),
+          }));
+        },
+      },
     ]),
   );
 
@@ -204,7 +283,7 @@ export class StrataParser extends EmbeddedActionsParser {
       },
       {
         ALT: () => {
-          const count = this.SUBRULE(this.numberLit);
+          const count = this.SUBRULE(this.countLit);
           return this.OR2([
             {
               ALT: () => {
@@ -343,11 +422,11 @@ export class StrataParser extends EmbeddedActionsParser {
   });
 
   private ratioPart = this.RULE('ratioPart', (): RatioPart => {
-    const count = this.SUBRULE(this.numberLit);
+    const count = this.SUBRULE(this.countLit);
     const name = this.CONSUME(Identifier);
     const at = this.OPTION(() => {
       this.CONSUME(At);
-      return this.SUBRULE2(this.numberLit);
+      return this.SUBRULE2(this.countLit);
     });
     return this.ACTION(() => ({
       count,
@@ -373,7 +452,7 @@ export class StrataParser extends EmbeddedActionsParser {
     this.OR([
       {
         ALT: () => {
-          const n = this.SUBRULE(this.numberLit);
+          const n = this.SUBRULE(this.countLit);
           return this.ACTION(() => [n]);
         },
       },
@@ -381,11 +460,11 @@ export class StrataParser extends EmbeddedActionsParser {
         ALT: () => {
           const out: NumberLit[] = [];
           this.CONSUME(LBracket);
-          const first = this.SUBRULE2(this.numberLit);
+          const first = this.SUBRULE2(this.countLit);
           this.ACTION(() => out.push(first));
           this.MANY(() => {
             this.CONSUME(Comma);
-            const n = this.SUBRULE3(this.numberLit);
+            const n = this.SUBRULE3(this.countLit);
             this.ACTION(() => out.push(n));
           });
           this.CONSUME(RBracket);
@@ -451,7 +530,7 @@ export class StrataParser extends EmbeddedActionsParser {
       {
         ALT: () => {
           const start = this.CONSUME(First);
-          const count = this.SUBRULE(this.numberLit);
+          const count = this.SUBRULE(this.countLit);
           const ref = this.SUBRULE(this.ffnRef);
           return this.ACTION(() => ({
             type: 'first' as const,
@@ -468,10 +547,10 @@ export class StrataParser extends EmbeddedActionsParser {
             {
               ALT: () => {
                 this.CONSUME(Every);
-                const every = this.SUBRULE2(this.numberLit);
+                const every = this.SUBRULE2(this.countLit);
                 const offset = this.OPTION(() => {
                   this.CONSUME(Offset);
-                  return this.SUBRULE3(this.numberLit);
+                  return this.SUBRULE3(this.countLit);
                 });
                 return this.ACTION(() => ({
                   type: 'every' as const,
@@ -506,7 +585,7 @@ export class StrataParser extends EmbeddedActionsParser {
       {
         ALT: () => {
           this.CONSUME(Layer);
-          const n = this.SUBRULE(this.numberLit);
+          const n = this.SUBRULE(this.countLit);
           return this.ACTION(() => [n]);
         },
       },
@@ -661,6 +740,16 @@ export class StrataParser extends EmbeddedActionsParser {
   });
 }
 
+function binary(op: string, left: LetValue, right: LetValue): LetValue {
+  return {
+    type: 'binary',
+    op: op as '+' | '-' | '*' | '/',
+    left,
+    right,
+    span: joinSpans(left.span, right.span),
+  };
+}
+
 /** Token types that can start a statement, for "did you mean" on a misspelt statement keyword. */
 export const STATEMENT_KEYWORDS: readonly TokenType[] = [
   Model,
@@ -669,4 +758,5 @@ export const STATEMENT_KEYWORDS: readonly TokenType[] = [
   Shared,
   Layers,
   Override,
+  Let,
 ];

@@ -49,6 +49,19 @@ export const BASELINE_CAPS: DeviceCaps = {
   subgroupMatrixConfigs: [],
 };
 
+/**
+ * A large discrete GPU with WebGPU's minimums everywhere except the buffer limits: for counting
+ * costs without a device (`--target nominal`, `strata explore`). The baseline's 128 MiB binding
+ * cannot hold one of Jamba's 28672 x 4096 f32 experts; 2 GiB - 4 is what NVIDIA adapters report.
+ * Kernel choices (workgroup sizes, no f16, no subgroups) stay the baseline's, so dispatch counts
+ * equal baseline's wherever both compile.
+ */
+export const NOMINAL_CAPS: DeviceCaps = {
+  ...BASELINE_CAPS,
+  maxStorageBindingBytes: 2 ** 31 - 4,
+  maxBufferBytes: 2 ** 40,
+};
+
 /** The f16 → f32 shape this device's tensor cores multiply, 16×16×16 preferred; null if none. */
 export function f16Config(caps: DeviceCaps): SubgroupMatrixConfig | null {
   const ok = caps.subgroupMatrixConfigs.filter(

@@ -5,6 +5,7 @@ import { runCommand } from './run-cmd.ts';
 import { inspectCommand } from './inspect-cmd.ts';
 import { doctorCommand } from './doctor.ts';
 import { importCommand } from './import-cmd.ts';
+import { exploreCommand } from './explore-cmd.ts';
 
 export const commands: Command[] = [
   checkCommand,
@@ -12,5 +13,6 @@ export const commands: Command[] = [
   runCommand,
   inspectCommand,
   importCommand,
+  exploreCommand,
   doctorCommand,
 ];

@@ -5,7 +5,7 @@ import { compileModel, type CompiledModel } from '../../codegen/compile.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { writeBundle } from '../../codegen/bundle.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
-import { BASELINE_CAPS, type DeviceCaps } from '../target.ts';
+import { BASELINE_CAPS, NOMINAL_CAPS, type DeviceCaps } from '../target.ts';
 import { loadModelInput } from './model-input.ts';
 import { BundleTargetError, checkBundleTarget } from '../../codegen/bundle-target.ts';
 import { terminalProgress } from './progress.ts';
@@ -38,7 +38,9 @@ export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step
   --seed S           seed for random weights when no --weights is given (default 0)
   --weights FILE     real weights (.safetensors with strata's canonical names)
   --hf               treat the input as a HuggingFace folder (config.json + safetensors)
-  --target T         'device' (default: this machine's adapter limits) or 'baseline' (WebGPU minimums)
+  --target T         'device' (default: this machine's adapter limits), 'baseline' (WebGPU
+                     minimums) or 'nominal' (baseline with a large GPU's 2 GiB bindings: costs
+                     of big models without a device)
   --gpu-flags LIST   Dawn flags for the device ('fast' = speed toggles)`;
 
 /** Plain decimal digits only: Number() would also take '0x10', '1e3', ' 5' and ''. */
@@ -66,8 +68,9 @@ export function intOption(
 
 export async function targetCaps(target: string | undefined, flags: string[]): Promise<DeviceCaps> {
   if (target === 'baseline') return BASELINE_CAPS;
+  if (target === 'nominal') return NOMINAL_CAPS;
   if (target && target !== 'device')
-    throw new UserError(`--target must be 'device' or 'baseline', got '${target}'`);
+    throw new UserError(`--target must be 'device', 'baseline' or 'nominal', got '${target}'`);
   return (await acquire({ flags })).caps;
 }
 

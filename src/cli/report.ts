@@ -77,7 +77,8 @@ export interface ModelReport {
   peakActivationBytes: number;
 }
 
-function graphCost(g: Graph, T: number, pos: number): Cost {
+/** The cost model's total for one step of T tokens at position pos (explore asks at any context). */
+export function graphCost(g: Graph, T: number, pos: number): Cost {
   let c = ZERO_COST;
   for (const n of g.nodes) c = addCost(c, definitionFor(n.attrs).cost(n.attrs, { T, pos, L: 1 }));
   return c;

@@ -18,6 +18,7 @@ import { SpecError, type Span } from '../../grammar/diagnostics.ts';
 import { didYouMean } from '../../grammar/suggest.ts';
 import { modelNameIssue } from './checks.ts';
 import { expandLayers } from './expand.ts';
+import { substituteLets } from './lets.ts';
 import { expandPattern } from './pattern.ts';
 import { findKind, type Env, type Family, type Kind } from './kind.ts';
 import { FFNS, MIXERS } from './kinds/index.ts';
@@ -91,7 +92,8 @@ class Resolver {
     return this.env.fail(message, span);
   }
 
-  resolve(ast: ModelAst): ModelIR {
+  resolve(written: ModelAst): ModelIR {
+    const ast = substituteLets(written, this.env.fail);
     const nameIssue = modelNameIssue(ast.name.value);
     if (nameIssue) this.fail(nameIssue, ast.name.span);
     const settingArgs: Arg[] = [];

@@ -1,0 +1,136 @@
+/** What a sweep produces, and its JSON, CSV and terminal-table forms. */
+import type { Figures } from './metrics.ts';
+import type { Roofline } from './roofline.ts';
+
+export interface DesignResult {
+  name: string;
+  /** The let values this design sets (as written in its spec). */
+  values: Record<string, string>;
+  /** designs/<name>.strata, relative to the output folder. */
+  spec: string;
+  layers: number;
+  /** Each layer's mixer definition name and kind ('none' for an ffn-only layer). */
+  pattern: { name: string; kind: string }[];
+  figures: Figures[];
+}
+
+export interface Results {
+  base: string;
+  batch: number;
+  contexts: number[];
+  paretoContext: number;
+  budgets: Record<string, number>;
+  roofline: Roofline;
+  /** The inspect command each design's figures equal. */
+  inspect: string;
+  designs: DesignResult[];
+}
+
+type Row = Record<string, string | number | null>;
+
+/** One row per design and precision, every figure a column. */
+export function rows(r: Results): Row[] {
+  const out: Row[] = [];
+  for (const d of r.designs) {
+    for (const f of d.figures) {
+      const row: Row = {
+        design: d.name,
+        ...d.values,
+        layers: d.layers,
+        precision: f.precision,
+        kv: f.kv,
+      };
+      row.parameters = f.parameters;
+      row.active_parameters = f.activeParameters;
+      row.parameter_bytes = f.parameterBytes;
+      row.kv_bytes_per_token = f.kvBytesPerToken;
+      row.recurrent_state_bytes = f.recurrentStateBytes;
+      row.prefill_tokens = f.prefill.tokens;
+      row.prefill_flops = f.prefill.flops;
+      row.prefill_bytes = f.prefill.bytes;
+      row.prefill_dispatches = f.prefill.dispatches;
+      row.prefill_tokens_per_s_est = f.prefill.tokensPerSecond;
+      row.decode_pos = f.decode.pos;
+      row.decode_flops = f.decode.flops;
+      row.decode_bytes = f.decode.bytes;
+      row.decode_dispatches = f.decode.dispatches;
+      for (const c of r.contexts) {
+        row[`memory_bytes_at_${c}`] = f.memoryAt[c]!;
+        row[`decode_flops_at_${c}`] = f.decodeAt[c]!.flops;
+        row[`decode_bytes_at_${c}`] = f.decodeAt[c]!.bytes;
+        row[`decode_tokens_per_s_est_at_${c}`] = f.decodeAt[c]!.tokensPerSecond;
+      }
+      for (const [b, v] of Object.entries(f.maxContext)) row[`max_context_${b}`] = v;
+      out.push(row);
+    }
+  }
+  return out;
+}
+
+function csvField(v: string | number | null): string {
+  if (v === null) return '';
+  const s = String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function toCsv(r: Results): string {
+  const all = rows(r);
+  const columns = [...new Set(all.flatMap((row) => Object.keys(row)))];
+  const lines = [columns.join(',')];
+  for (const row of all) lines.push(columns.map((c) => csvField(row[c] ?? null)).join(','));
+  return lines.join('\n') + '\n';
+}
+
+function si(n: number, unit: string): string {
+  const p = [
+    [1e12, 'T'],
+    [1e9, 'G'],
+    [1e6, 'M'],
+    [1e3, 'k'],
+  ] as const;
+  for (const [v, s] of p) if (Math.abs(n) >= v) return `${(n / v).toFixed(2)}${s}${unit}`;
+  return `${n.toFixed(0)}${unit}`;
+}
+
+function gib(n: number): string {
+  return `${(n / 2 ** 30).toFixed(2)}GiB`;
+}
+
+/** A compact table: one line per design and precision. */
+export function table(r: Results): string {
+  const c = r.paretoContext;
+  const head = [
+    'design',
+    'prec',
+    'params',
+    'active',
+    'weights',
+    'KV/tok',
+    'state',
+    `mem@${c}`,
+    'prefill/tok',
+    'decode/tok',
+    'disp',
+    `tok/s@${c}`,
+  ];
+  const body = r.designs.flatMap((d) =>
+    d.figures.map((f) => [
+      d.name,
+      f.precision,
+      si(f.parameters, ''),
+      si(f.activeParameters, ''),
+      gib(f.parameterBytes),
+      si(f.kvBytesPerToken, 'B'),
+      si(f.recurrentStateBytes, 'B'),
+      gib(f.memoryAt[c]!),
+      si(f.prefill.flops / f.prefill.tokens, 'F'),
+      si(f.decode.flops, 'F'),
+      String(f.decode.dispatches),
+      f.decodeAt[c]!.tokensPerSecond.toFixed(1),
+    ]),
+  );
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
+  return [line(head), ...body.map(line)].join('\n');
+}

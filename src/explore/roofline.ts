@@ -1,0 +1,42 @@
+/**
+ * A roofline time estimate: a step takes the longer of its bytes over the memory bandwidth and
+ * its FLOPs over the FLOP rate, plus a fixed overhead per dispatch. Estimates only; `--measure`
+ * (later) puts measured times beside them.
+ */
+export interface Roofline {
+  name: string;
+  /** Bytes per second. */
+  bandwidth: number;
+  /** FLOPs per second. */
+  flops: number;
+  /** Seconds per dispatch. */
+  dispatch: number;
+  /** How the figures were obtained. */
+  source: string;
+}
+
+export const DEVICES: Readonly<Record<string, Roofline>> = {
+  h200: {
+    name: 'h200',
+    bandwidth: 4.8e12,
+    // strata's WGSL matmuls run on the CUDA cores (f32 FMA), not the tensor cores.
+    flops: 67e12,
+    dispatch: 5e-6,
+    source:
+      'NVIDIA H200 SXM datasheet: 4.8 TB/s HBM3e, 67 TFLOP/s FP32 (non-tensor); 5 us per ' +
+      'dispatch is an assumed order of magnitude for Dawn on Vulkan, to be replaced by --measure',
+  },
+  laptop: {
+    name: 'laptop',
+    bandwidth: 100e9,
+    flops: 3.6e12,
+    dispatch: 20e-6,
+    source:
+      'a generic laptop GPU at Apple M2 figures (Apple: 100 GB/s unified memory, 3.6 TFLOP/s ' +
+      'FP32); 20 us per dispatch is an assumed order of magnitude for a browser WebGPU queue',
+  },
+};
+
+export function stepSeconds(r: Roofline, bytes: number, flops: number, dispatches: number): number {
+  return Math.max(bytes / r.bandwidth, flops / r.flops) + dispatches * r.dispatch;
+}
