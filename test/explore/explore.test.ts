@@ -13,8 +13,8 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { exploreCommand } from '../../src/cli/explore-cmd.ts';
 import { inspectCommand } from '../../src/cli/inspect-cmd.ts';
 import type { ModelReport } from '../../src/cli/report.ts';
-import type { Results } from '../../src/explore/results.ts';
-import { placements } from '../../src/explore/placement.ts';
+import type { Results } from '../../src/cli/explore/results.ts';
+import { placements } from '../../src/cli/explore/placement.ts';
 
 const JAMBA = 'specs/jamba-v0.1.strata';
 

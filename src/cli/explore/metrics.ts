@@ -3,12 +3,12 @@
  * `strata inspect`'s report, and derive memory at each context, the longest context each memory
  * budget holds, and roofline time estimates.
  */
-import { compileModel } from '../../codegen/compile.ts';
-import type { KvType } from '../graph/ops.ts';
-import type { Precision } from '../passes/precision.ts';
-import type { ModelIR } from '../spec/model.ts';
-import { NOMINAL_CAPS } from '../target.ts';
-import { graphCost, report } from '../cli/report.ts';
+import { compileModel } from '../../../codegen/compile.ts';
+import type { KvType } from '../../graph/ops.ts';
+import type { Precision } from '../../passes/precision.ts';
+import type { ModelIR } from '../../spec/model.ts';
+import { NOMINAL_CAPS } from '../../target.ts';
+import { graphCost, report } from '../report.ts';
 import { stepSeconds, type Roofline } from './roofline.ts';
 
 export interface CompileSettings {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { UserError } from '../cli/command.ts';
+import { UserError } from '../command.ts';
 
 export interface Axis {
   name: string;

@@ -3,7 +3,7 @@
  * back, middle, explicit sets) and PostNAS's search space, every C(n, k) placement, sampled with
  * a seed when there are more than a cap.
  */
-import { UserError } from '../cli/command.ts';
+import { UserError } from '../command.ts';
 
 export type Placement = { label: string; indices: number[] };
 

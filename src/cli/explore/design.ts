@@ -3,12 +3,12 @@
  * comments, its parameters) rather than printing the resolved ModelIR makes each written design
  * read like the spec it came from, diff against it line by line, and stay sweepable itself.
  */
-import { parseStrata } from '../../grammar/parse.ts';
-import { SpecError, type Span } from '../../grammar/diagnostics.ts';
-import { didYouMean } from '../../grammar/suggest.ts';
-import { letBindings } from '../spec/lets.ts';
-import { describeValue } from '../spec/values.ts';
-import { UserError } from '../cli/command.ts';
+import { parseStrata } from '../../../grammar/parse.ts';
+import { SpecError, type Span } from '../../../grammar/diagnostics.ts';
+import { didYouMean } from '../../../grammar/suggest.ts';
+import { letBindings } from '../../spec/lets.ts';
+import { describeValue } from '../../spec/values.ts';
+import { UserError } from '../command.ts';
 
 /** One `let` of the base spec: the text range its value occupies. */
 export interface LetSite {
