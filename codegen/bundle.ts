@@ -7,6 +7,7 @@
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CompiledModel } from './compile.ts';
+import type { ModelTokenizer, TokenizerFiles } from '../src/import/tokenizer-files.ts';
 import { materialize, type WeightProvider } from '../src/graph/params.ts';
 import type { BundleManifest } from './manifest.ts';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, storedEntry } from './manifest.ts';
@@ -22,7 +23,13 @@ import {
 
 export const WEIGHTS_FILE = 'weights.safetensors';
 
-export function toManifest(c: CompiledModel): BundleManifest {
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+
+export function toManifest(
+  c: CompiledModel,
+  tokenizer: ModelTokenizer = 'bytes',
+): BundleManifest {
   const phase = (p: CompiledModel['phases']['prefill']) => ({
     maxT: p.maxT,
     slots: p.slots,
@@ -52,7 +59,10 @@ export function toManifest(c: CompiledModel): BundleManifest {
       workgroupSize: k.workgroupSize,
     })),
     phases: { prefill: phase(c.phases.prefill), decode: phase(c.phases.decode) },
-    tokenizer: { kind: 'bytes' },
+    tokenizer:
+      typeof tokenizer === 'string'
+        ? { kind: tokenizer }
+        : { kind: 'file', file: TOKENIZER_FILE, config: TOKENIZER_CONFIG_FILE, eos: tokenizer.eos },
   };
 }
 
@@ -76,10 +86,16 @@ async function checkedTensor(
 }
 
 /** Run a compiled model straight from memory, without writing a bundle. */
-export function memorySource(c: CompiledModel, weights: WeightProvider): BundleSource {
+export function memorySource(
+  c: CompiledModel,
+  weights: WeightProvider,
+  tokenizer: ModelTokenizer = 'bytes',
+): BundleSource {
   const code = new Map(c.kernels.map((k) => [`shaders/${k.name}.wgsl`, k.code]));
   return {
-    manifest: toManifest(c),
+    manifest: toManifest(c, tokenizer),
+    tokenizer: async (): Promise<TokenizerFiles | null> =>
+      typeof tokenizer === 'string' ? null : tokenizer,
     shader: async (file) => {
       const s = code.get(file);
       if (s === undefined) throw new Error(`no shader ${file}`);
@@ -112,6 +128,7 @@ export async function writeBundle(
   outDir: string,
   onProgress?: Progress,
   target: BundleTargetOptions = {},
+  tokenizer: ModelTokenizer = 'bytes',
 ): Promise<void> {
   checkBundleTarget(outDir, target);
   cleanStaleSiblings(outDir, target.inputs);
@@ -119,7 +136,11 @@ export async function writeBundle(
   await rm(tmp, { recursive: true, force: true });
   try {
     await mkdir(join(tmp, 'shaders'), { recursive: true });
-    const manifest = toManifest(c);
+    const manifest = toManifest(c, tokenizer);
+    if (typeof tokenizer !== 'string') {
+      await writeFile(join(tmp, TOKENIZER_FILE), JSON.stringify(tokenizer.tokenizer));
+      await writeFile(join(tmp, TOKENIZER_CONFIG_FILE), JSON.stringify(tokenizer.config, null, 1));
+    }
     for (const k of c.kernels) await writeFile(join(tmp, 'shaders', `${k.name}.wgsl`), k.code);
     const fh = await open(join(tmp, WEIGHTS_FILE), 'w');
     try {

@@ -6,6 +6,7 @@
 import type { ModelIR } from '../src/spec/model.ts';
 import type { GridDim, BindingDecl } from './kernel-ir.ts';
 import type { DeviceCaps } from '../src/target.ts';
+import type { TokenizerFiles } from '../src/import/tokenizer-files.ts';
 import { WEIGHT_TYPES, dtypeBytes, type DType, type WeightType } from '../src/graph/dtype.ts';
 import { PRECISIONS, type Precision } from '../src/passes/precision.ts';
 
@@ -70,7 +71,15 @@ export interface BundleManifest {
   state: { name: string; shape: number[]; dtype: DType }[];
   kernels: ManifestKernel[];
   phases: { prefill: ManifestPhase; decode: ManifestPhase };
-  tokenizer: { kind: 'bytes' } | { kind: 'file'; file: string };
+  /**
+   * 'bytes': UTF-8 bytes are ids (specs without a tokenizer). 'file': the model's tokenizer.json
+   * and tokenizer_config.json, copied into the bundle, and the ids generation stops at. 'none': a
+   * checkpoint without a tokenizer strata reads; text prompts are refused.
+   */
+  tokenizer:
+    | { kind: 'bytes' }
+    | { kind: 'none' }
+    | { kind: 'file'; file: string; config: string; eos: number[] };
 }
 
 const posInt = { type: 'integer', minimum: 1 } as const;
@@ -197,7 +206,13 @@ export const MANIFEST_SCHEMA = {
       tokenizer: {
         anyOf: [
           closed({ kind: { const: 'bytes' } }),
-          closed({ kind: { const: 'file' }, file: bundleFile }),
+          closed({ kind: { const: 'none' } }),
+          closed({
+            kind: { const: 'file' },
+            file: bundleFile,
+            config: bundleFile,
+            eos: { type: 'array', items: natInt },
+          }),
         ],
       },
     },
@@ -224,6 +239,8 @@ export interface BundleSource {
    * an error naming the tensor if it is missing or mis-sized.
    */
   tensor(name: string, shape: number[]): Promise<Uint8Array>;
+  /** The model's tokenizer when the manifest names one ('file'); null for 'bytes'. */
+  tokenizer(): Promise<TokenizerFiles | null>;
   /** Release files; GpuModel.load calls it once everything is on the GPU. */
   close?(): Promise<void>;
 }

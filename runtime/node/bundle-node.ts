@@ -74,10 +74,14 @@ export async function openBundle(dir: string): Promise<BundleSource> {
       throw new BundleError(`${join(dir, k.file)}: missing shader of kernel ${k.name}`);
     shaders.set(k.file, f.path);
   });
+  let tokenizerFiles: { file: string; config: string } | null = null;
   if (manifest.tokenizer.kind === 'file') {
-    const f = bundleFile(realDir, manifest.tokenizer.file, 'tokenizer.file', manifestPath);
-    if (!f.exists)
-      throw new BundleError(`${join(dir, manifest.tokenizer.file)}: missing tokenizer file`);
+    const t = manifest.tokenizer;
+    const f = bundleFile(realDir, t.file, 'tokenizer.file', manifestPath);
+    if (!f.exists) throw new BundleError(`${join(dir, t.file)}: missing tokenizer file`);
+    const c = bundleFile(realDir, t.config, 'tokenizer.config', manifestPath);
+    if (!c.exists) throw new BundleError(`${join(dir, t.config)}: missing tokenizer config file`);
+    tokenizerFiles = { file: f.path, config: c.path };
   }
   const weightsFile = bundleFile(realDir, manifest.weightsFile, 'weightsFile', manifestPath);
   const weightsPath = join(dir, manifest.weightsFile);
@@ -106,6 +110,21 @@ export async function openBundle(dir: string): Promise<BundleSource> {
         throw new BundleError(`${manifestPath}: tensor '${name}' is [${t.shape}], not [${shape}]`);
       checkTensor(weights, t, weightsPath);
       return weights.readTensorBytes(name);
+    },
+    async tokenizer() {
+      if (!tokenizerFiles || manifest.tokenizer.kind !== 'file') return null;
+      const json = async (path: string, what: string) => {
+        try {
+          return JSON.parse(await readFile(path, 'utf8')) as object;
+        } catch (e) {
+          throw new BundleError(`${join(dir, what)}: ${jsonSyntaxError(e)}`);
+        }
+      };
+      return {
+        tokenizer: await json(tokenizerFiles.file, manifest.tokenizer.file),
+        config: await json(tokenizerFiles.config, manifest.tokenizer.config),
+        eos: manifest.tokenizer.eos,
+      };
     },
     close: () => weights.close(),
   };

@@ -162,7 +162,9 @@ ${COMMON_COMPILE_HELP}
       await writing(() => checkBundleTarget(out, target));
       const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
       const compiled = compileWithOptions(input.model, caps, values);
-      await writing(() => writeBundle(compiled, input.weights, out, terminalProgress(), target));
+      await writing(() =>
+        writeBundle(compiled, input.weights, out, terminalProgress(), target, input.tokenizer),
+      );
       console.log(
         `compiled ${input.describe} → ${out}: ${compiled.kernels.length} kernels, ` +
           `${compiled.phases.decode.dispatches.length} dispatches per decode token`,

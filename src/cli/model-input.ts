@@ -13,6 +13,7 @@ import { UserError } from './command.ts';
 import { openSafetensors, type SafetensorsSource } from '../../formats/node/safetensors-file.ts';
 import { checkTensors } from '../import/check.ts';
 import { expectedTensors } from '../import/names.ts';
+import { readTokenizerFiles, type ModelTokenizer } from '../import/tokenizer-files.ts';
 
 export interface ModelInput {
   model: ModelIR;
@@ -20,6 +21,8 @@ export interface ModelInput {
   describe: string;
   /** The files and folders read to build it: what a compile must never overwrite. */
   inputs: string[];
+  /** What its text goes through (a spec: bytes; a checkpoint: its tokenizer files, or none). */
+  tokenizer: ModelTokenizer;
   /** Closes the weight files it holds open. */
   close(): Promise<void>;
 }
@@ -43,6 +46,7 @@ export async function loadModelInput(
       weights: (n) => imported.readTensorF32(n),
       describe: `HuggingFace model ${dir}`,
       inputs: [dir],
+      tokenizer: (await readTokenizerFiles(dir)) ?? 'none',
       close: () => imported.close(),
     };
   }
@@ -54,6 +58,8 @@ export async function loadModelInput(
       weights: (n) => imported.readTensorF32(n),
       describe: `GGUF model ${path}`,
       inputs: [path],
+      // GGUF carries its tokenizer as metadata (tokenizer.ggml.*), which strata does not read yet.
+      tokenizer: 'none',
       close: () => imported.close(),
     };
   }
@@ -75,6 +81,7 @@ export async function loadModelInput(
       weights: (name) => src.readTensorF32(name),
       describe: `${path} with ${opts.weightsFile}`,
       inputs: [path, opts.weightsFile],
+      tokenizer: 'bytes',
       close: () => src.close(),
     };
   }
@@ -83,6 +90,7 @@ export async function loadModelInput(
     weights: randomWeights(model, opts.seed),
     describe: `${path} (random weights, seed ${opts.seed})`,
     inputs: [path],
+    tokenizer: 'bytes',
     close: async () => {},
   };
 }

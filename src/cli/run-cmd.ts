@@ -13,7 +13,7 @@ import {
 } from '../../runtime/model.ts';
 import { type BundleSource } from '../../codegen/manifest.ts';
 import { expertLoad, type ExpertLoad } from '../ops/moe.ts';
-import { byteTokenizer } from '../../runtime/tokenizer.ts';
+import { byteTokenizer, hfTokenizer, type Tokenizer } from '../../runtime/tokenizer.ts';
 import { serializeSafetensors } from '../../formats/safetensors.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
 import {
@@ -137,12 +137,31 @@ async function printExpertLoad(seq: Sequence): Promise<void> {
   }
 }
 
+/**
+ * The tokenizer text goes through: the bundle's or the checkpoint's tokenizer files; UTF-8 bytes
+ * for a spec (or a bundle compiled from one) with a vocab of at least 256; otherwise none, and a
+ * text prompt is refused rather than fed as bytes.
+ */
+async function textTokenizer(
+  source: BundleSource | null,
+  input: ModelInput | null,
+  where: string,
+  vocab: number,
+): Promise<Tokenizer | null> {
+  const files = source ? await source.tokenizer() : input!.tokenizer;
+  if (files !== null && typeof files === 'object') return hfTokenizer(files, where);
+  const kind = source ? source.manifest.tokenizer.kind : files;
+  return kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
+}
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run a bundle or a spec on WebGPU and stream generated text',
   usage: `usage: strata run <bundle-dir|spec|hf-folder> [--prompt TEXT | --prompt-ids 5,17,3] [options]
 
-  --prompt TEXT        prompt text (byte-level tokenizer)
+  --prompt TEXT        prompt text, through the model's tokenizer.json (a bundle's copy, or a
+                       HuggingFace folder's); specs without one use UTF-8 bytes as ids
+  --ignore-eos         keep generating past the model's EOS token (default: stop there)
   --prompt-ids LIST    prompt as comma-separated decimal token ids, each below the vocab
   --max-tokens N       tokens to generate (default 32). The prompt and the generated tokens
                        must fit in the KV cache (the bundle's --capacity): a run that would not
@@ -180,6 +199,7 @@ ${COMMON_COMPILE_HELP}`,
         ids: { type: 'boolean' },
         stats: { type: 'boolean' },
         'check-finite': { type: 'boolean' },
+        'ignore-eos': { type: 'boolean' },
       },
     });
     if (positionals.length !== 1)
@@ -214,13 +234,17 @@ ${COMMON_COMPILE_HELP}`,
       });
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
-    const tokenizer = source ? source.manifest.tokenizer.kind : 'bytes';
-    const tok = tokenizer === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
     let prompt: number[];
+    let tok: Tokenizer | null;
     try {
+      tok = await textTokenizer(source, input, positionals[0], vocab);
       if (values['prompt-ids'] !== undefined) prompt = parsePromptIds(values['prompt-ids'], vocab);
       else if (tok) prompt = tok.encode(values.prompt ?? 'Hello');
-      else throw new UserError(`this model (vocab ${vocab}) has no tokenizer: use --prompt-ids`);
+      else
+        throw new UserError(
+          `${positionals[0]} has no tokenizer strata reads (a HuggingFace folder needs tokenizer.json; ` +
+            `GGUF tokenizers are not read yet): give the prompt as --prompt-ids`,
+        );
       if (prompt.length === 0) throw new UserError('the prompt is empty');
       if (source)
         checkRunFits(
@@ -238,7 +262,7 @@ ${COMMON_COMPILE_HELP}`,
     if (!source) {
       const compiled = compileWithOptions(input!.model, gpu.caps, values);
       checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
-      source = memorySource(compiled, input!.weights);
+      source = memorySource(compiled, input!.weights, input!.tokenizer);
     }
     const model = await GpuModel.load(gpu, source, terminalProgress());
     const sampling: SamplingParams = {
@@ -281,7 +305,10 @@ ${COMMON_COMPILE_HELP}`,
       const decode = tok?.decodeStream();
       let started = false;
       try {
-        for await (const t of seq.generate(prompt, { maxTokens, ...sampling })) {
+        // The model's EOS ends generation (and is not printed), unless --ignore-eos.
+        const stopTokens = values['ignore-eos'] ? [] : [...(tok?.eos ?? [])];
+        for await (const t of seq.generate(prompt, { maxTokens, stopTokens, ...sampling })) {
+          if (stopTokens.includes(t)) break;
           // generate() feeds every token it yields (the step that fails comes after them).
           fed.push(t);
           started = true;

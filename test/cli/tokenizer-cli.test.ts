@@ -1,0 +1,127 @@
+/**
+ * Text through a checkpoint's own tokenizer: `run` on a HuggingFace folder with tokenizer.json,
+ * the same tokenizer copied into a compiled bundle, EOS ending generation, and a folder without
+ * one refusing a text prompt instead of feeding bytes.
+ */
+import { describe, expect, it } from 'vitest';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cli } from './run-cli.ts';
+import { hfTokenizer } from '../../runtime/tokenizer.ts';
+
+/** The llama fixture (vocab 256) with the Unigram test tokenizer (158 tokens) beside it. */
+function folder(dir: string, withTokenizer: boolean, eos?: number): string {
+  const d = join(dir, withTokenizer ? 'with' : 'without');
+  cpSync('test/fixtures/hf/llama', d, { recursive: true });
+  for (const f of ['golden.safetensors']) if (existsSync(join(d, f))) rmSync(join(d, f));
+  if (withTokenizer) {
+    for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+      cpSync(join('test/fixtures/tokenizers/unigram', f), join(d, f));
+    if (eos !== undefined)
+      writeFileSync(join(d, 'generation_config.json'), JSON.stringify({ eos_token_id: eos }));
+  }
+  return d;
+}
+
+const unigram = () =>
+  hfTokenizer(
+    {
+      tokenizer: JSON.parse(
+        readFileSync('test/fixtures/tokenizers/unigram/tokenizer.json', 'utf8'),
+      ),
+      config: {},
+      eos: [],
+    },
+    'unigram',
+  );
+
+describe('run with a checkpoint tokenizer', () => {
+  it('encodes the prompt with tokenizer.json, and a compiled bundle carries it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-tok-'));
+    try {
+      const d = folder(dir, true);
+      const ids = await cli('run', d, '--prompt', 'the quick fox', '--max-tokens', '6', '--ids');
+      expect(ids.code, ids.err).toBe(0);
+      const text = await cli('run', d, '--prompt', 'the quick fox', '--max-tokens', '6');
+      expect(text.code, text.err).toBe(0);
+      // The generated ids, decoded by the same tokenizer, are the text run printed.
+      const gen = ids.out.trim().split(/\s+/).filter(Boolean).map(Number);
+      expect(text.out.trim()).toBe(unigram().decode(gen).trim());
+      const out = join(dir, 'bundle');
+      expect((await cli('compile', d, '-o', out)).code).toBe(0);
+      const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+      expect(manifest.tokenizer).toMatchObject({ kind: 'file', file: 'tokenizer.json' });
+      const again = await cli(
+        'run',
+        out,
+        '--prompt',
+        'the quick fox',
+        '--max-tokens',
+        '6',
+        '--ids',
+      );
+      expect(again.out).toBe(ids.out);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("stops at the model's EOS unless --ignore-eos", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-tok-'));
+    try {
+      const probe = folder(dir, true);
+      const first = await cli(
+        'run',
+        probe,
+        '--prompt',
+        'the quick fox',
+        '--max-tokens',
+        '6',
+        '--ids',
+      );
+      const gen = first.out.trim().split(/\s+/).filter(Boolean).map(Number);
+      // Make the third generated token the EOS: generation must end before printing it.
+      rmSync(probe, { recursive: true });
+      const d = folder(dir, true, gen[2]);
+      const stopped = await cli(
+        'run',
+        d,
+        '--prompt',
+        'the quick fox',
+        '--max-tokens',
+        '6',
+        '--ids',
+      );
+      expect(stopped.out.trim().split(/\s+/).filter(Boolean).map(Number)).toEqual(
+        gen.slice(0, gen.indexOf(gen[2])),
+      );
+      const all = await cli(
+        'run',
+        d,
+        '--prompt',
+        'the quick fox',
+        '--max-tokens',
+        '6',
+        '--ids',
+        '--ignore-eos',
+      );
+      expect(all.out).toBe(first.out);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a folder without tokenizer.json refuses a text prompt and takes ids', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-tok-'));
+    try {
+      const d = folder(dir, false);
+      const r = await cli('run', d, '--prompt', 'hello', '--max-tokens', '2');
+      expect(r.code).not.toBe(0);
+      expect(r.err).toMatch(/has no tokenizer strata reads .*tokenizer\.json.*--prompt-ids/);
+      expect((await cli('run', d, '--prompt-ids', '1,2,3', '--max-tokens', '2')).code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
