@@ -12,8 +12,11 @@ import type { TokenizerFiles } from '../src/import/tokenizer-files.ts';
 export type { TokenizerFiles } from '../src/import/tokenizer-files.ts';
 
 export interface Tokenizer {
-  /** Text → ids, with the special tokens the tokenizer adds (BOS), as transformers' tokenizer(text). */
-  encode(text: string): number[];
+  /**
+   * Text → ids, with the special tokens the tokenizer adds (BOS) as transformers' tokenizer(text)
+   * does, or without them (`special: false`), as apply_chat_template tokenizes a rendering.
+   */
+  encode(text: string, opts?: { special?: boolean }): number[];
   /** Returns the text completed by this token (possibly empty mid-character). */
   decodeStream(): (token: number) => string;
   decode(tokens: number[]): string;
@@ -54,7 +57,7 @@ export function hfTokenizer(files: TokenizerFiles, where: string): Tokenizer {
     ids.length === 0 ? '' : tok.decode(ids, { skip_special_tokens: false });
   return {
     eos: files.eos,
-    encode: (text) => tok.encode(text).ids,
+    encode: (text, opts) => tok.encode(text, { add_special_tokens: opts?.special ?? true }).ids,
     decode,
     decodeStream() {
       // Decode a short window rather than everything so far: `prefix` ids whose text has been

@@ -13,7 +13,15 @@ import {
 } from '../../runtime/model.ts';
 import { type BundleSource } from '../../codegen/manifest.ts';
 import { expertLoad, type ExpertLoad } from '../ops/moe.ts';
-import { byteTokenizer, hfTokenizer, type Tokenizer } from '../../runtime/tokenizer.ts';
+import {
+  byteTokenizer,
+  hfTokenizer,
+  type Tokenizer,
+  type TokenizerFiles,
+} from '../../runtime/tokenizer.ts';
+import { chatTemplate, type ChatTemplate } from '../../runtime/chat.ts';
+import { chatLoop } from './chat.ts';
+import { createInterface } from 'node:readline';
 import { serializeSafetensors } from '../../formats/safetensors.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
 import {
@@ -147,11 +155,11 @@ async function textTokenizer(
   input: ModelInput | null,
   where: string,
   vocab: number,
-): Promise<Tokenizer | null> {
+): Promise<{ tok: Tokenizer | null; files: TokenizerFiles | null }> {
   const files = source ? await source.tokenizer() : input!.tokenizer;
-  if (files !== null && typeof files === 'object') return hfTokenizer(files, where);
+  if (files !== null && typeof files === 'object') return { tok: hfTokenizer(files, where), files };
   const kind = source ? source.manifest.tokenizer.kind : files;
-  return kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
+  return { tok: kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null, files: null };
 }
 
 export const runCommand: Command = {
@@ -162,6 +170,10 @@ export const runCommand: Command = {
   --prompt TEXT        prompt text, through the model's tokenizer.json (a bundle's copy, or a
                        HuggingFace folder's); specs without one use UTF-8 bytes as ids
   --ignore-eos         keep generating past the model's EOS token (default: stop there)
+  --chat               a conversation: each stdin line is a user turn, rendered with the model's
+                       chat_template; the sequence keeps its state between turns and feeds only
+                       what is new (--max-tokens is per reply)
+  --system TEXT        with --chat: a system message first
   --prompt-ids LIST    prompt as comma-separated decimal token ids, each below the vocab
   --max-tokens N       tokens to generate (default 32). The prompt and the generated tokens
                        must fit in the KV cache (the bundle's --capacity): a run that would not
@@ -200,6 +212,8 @@ ${COMMON_COMPILE_HELP}`,
         stats: { type: 'boolean' },
         'check-finite': { type: 'boolean' },
         'ignore-eos': { type: 'boolean' },
+        chat: { type: 'boolean' },
+        system: { type: 'string' },
       },
     });
     if (positionals.length !== 1)
@@ -236,9 +250,28 @@ ${COMMON_COMPILE_HELP}`,
     const vocab = ir.vocab;
     let prompt: number[];
     let tok: Tokenizer | null;
+    let template: ChatTemplate | null = null;
     try {
-      tok = await textTokenizer(source, input, positionals[0], vocab);
-      if (values['prompt-ids'] !== undefined) prompt = parsePromptIds(values['prompt-ids'], vocab);
+      const t = await textTokenizer(source, input, positionals[0], vocab);
+      tok = t.tok;
+      if (values.system !== undefined && !values.chat)
+        throw new UserError('--system goes with --chat');
+      if (values.chat) {
+        template =
+          t.files && chatTemplate(t.files.config, `${positionals[0]} tokenizer_config.json`);
+        if (!tok || !template)
+          throw new UserError(
+            `--chat needs the model's tokenizer.json and a chat_template in tokenizer_config.json; ${positionals[0]} has ${tok ? 'no chat_template' : 'no tokenizer strata reads'}`,
+          );
+        if (values.prompt !== undefined || values['prompt-ids'] !== undefined || dump)
+          throw new UserError(
+            '--chat reads the conversation from stdin: drop --prompt, --prompt-ids and --dump-logits',
+          );
+      }
+      // A conversation's turns come from stdin; one token stands for them in the capacity check.
+      if (values.chat) prompt = [0];
+      else if (values['prompt-ids'] !== undefined)
+        prompt = parsePromptIds(values['prompt-ids'], vocab);
       else if (tok) prompt = tok.encode(values.prompt ?? 'Hello');
       else
         throw new UserError(
@@ -275,6 +308,20 @@ ${COMMON_COMPILE_HELP}`,
     // Tokens fed after the prompt so far: what --check-finite replays to reach the failing step.
     const fed: number[] = [];
     const seq = model.newSequence();
+    if (template && tok) {
+      const interactive = process.stdin.isTTY === true;
+      const lines = createInterface({ input: process.stdin, terminal: false });
+      await chatLoop(seq, tok, template, lines, {
+        system: values.system,
+        maxTokens,
+        sampling,
+        ignoreEos: values['ignore-eos'] === true,
+        write: (s) => process.stdout.write(s),
+        note: (s) => process.stderr.write(`strata run: ${s}\n`),
+        ready: interactive ? () => process.stdout.write('> ') : undefined,
+      });
+      return 0;
+    }
     try {
       if (values['dump-logits']) {
         const first = await seq.forward(prompt, sampling);

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { byteTokenizer, hfTokenizer, type TokenizerFiles } from '../../runtime/tokenizer.ts';
+import { chatTemplate, type ChatMessage } from '../../runtime/chat.ts';
 
 const DIR = 'test/fixtures/tokenizers';
 const KINDS = ['bytelevel_bpe', 'sp_bpe', 'unigram'];
@@ -68,5 +69,24 @@ describe('tokenizer.json tokenizers equal HF tokenizers', () => {
     const pieces = ids.map(step);
     expect(pieces.join('')).toBe(text);
     expect(pieces.filter((p) => p.length > 0)).toEqual(['n', 'a', 'ï', 'v', 'e', ' ', '🙂']);
+  });
+});
+
+describe('chat templates equal transformers apply_chat_template', () => {
+  it('bytelevel_bpe (ChatML): every golden conversation renders byte for byte', () => {
+    const read = (f: string) => JSON.parse(readFileSync(join(DIR, 'bytelevel_bpe', f), 'utf8'));
+    const render = chatTemplate(read('tokenizer_config.json'), 'bytelevel_bpe');
+    const golden = read('golden.json') as {
+      chat: { messages: ChatMessage[]; add_generation_prompt: boolean; text: string }[];
+    };
+    expect(golden.chat.length).toBeGreaterThan(1);
+    for (const c of golden.chat) expect(render!(c.messages, c.add_generation_prompt)).toBe(c.text);
+  });
+
+  it('no template is null; a broken one is an error naming the file', () => {
+    expect(chatTemplate({}, 'x')).toBeNull();
+    expect(() => chatTemplate({ chat_template: '{% for %}' }, 'm/tokenizer_config.json')).toThrow(
+      /m\/tokenizer_config.json: chat_template does not parse/,
+    );
   });
 });
