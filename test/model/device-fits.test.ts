@@ -63,7 +63,8 @@ describe('load checks on what the kernels use', () => {
     const gpu = await testGpu();
     const src = deviceBundle(gpu);
     const needs = bundleNeeds(src.manifest);
-    expect(needs.maxStorageBuffersPerShaderStage.need).toBeLessThanOrEqual(8);
+    // At most 8 on SwiftShader today; what matters for Chromium is that none binds over 10.
+    expect(needs.maxStorageBuffersPerShaderStage.need).toBeLessThanOrEqual(10);
     expect(needs.maxStorageBuffersPerShaderStage.what).toMatch(/^kernel /);
     // SwiftShader and Dawn-in-Node record 12 in the bundle; the old check refused it below 12.
     const chromium = withCaps(gpu, { maxStorageBuffersPerStage: 10 });
