@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx's loader so the package needs no build step.
+// The CLI in a checkout: runs the TypeScript sources through tsx's loader, no build step. The
+// installed package runs the built dist/src/cli/bin.js instead (package.json "bin").
 import { register } from 'tsx/esm/api';
 register();
-process.env.STRATA_CLI = '1';
-await import('../src/cli/main.ts');
+const { runCli } = await import('../src/cli/main.ts');
+runCli();

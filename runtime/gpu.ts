@@ -228,9 +228,14 @@ function GPUBufferUsageFlags(): typeof GPUBufferUsage {
   return globalThis.GPUBufferUsage;
 }
 
-export function createStorage(device: GPUDevice, bytes: number, label: string): GPUBuffer {
+/** Size of the storage buffer createStorage makes for `bytes`: what the load checks compare. */
+export function storageBytes(bytes: number): number {
   // WebGPU wants sizes that are multiples of 4 and non-zero.
-  const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+  return Math.max(16, Math.ceil(bytes / 16) * 16);
+}
+
+export function createStorage(device: GPUDevice, bytes: number, label: string): GPUBuffer {
+  const size = storageBytes(bytes);
   const u = GPUBufferUsageFlags();
   return device.createBuffer({ size, usage: u.STORAGE | u.COPY_SRC | u.COPY_DST, label });
 }

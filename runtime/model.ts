@@ -20,6 +20,7 @@ import {
   type GpuContext,
 } from './gpu.ts';
 import { NONFINITE_LOGITS } from '../src/ops/sampling.ts';
+import { checkBundleFits, checkKernelFeatures } from './fits.ts';
 import { numel } from '../formats/safetensors.ts';
 import { dtypeBytes } from '../src/graph/dtype.ts';
 
@@ -36,6 +37,7 @@ function wholeWords(data: Uint8Array): Uint8Array {
 import { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 
 export { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
+export { DeviceLimitError } from './fits.ts';
 
 type PhaseName = 'prefill' | 'decode';
 
@@ -146,8 +148,8 @@ export class GpuModel {
    */
   static async load(gpu: GpuContext, src: BundleSource, onProgress?: Progress): Promise<GpuModel> {
     const m = src.manifest;
-    checkDeviceFits(gpu, m);
-    checkBundleLimits(gpu, m);
+    // Before anything is allocated: WebGPU would report an excess only as an error on the side.
+    checkBundleFits(gpu.caps, m);
     const { device } = gpu;
     watchDevice(device);
     const scoped: { what: string; error: ReturnType<typeof withErrorScopes> }[] = [];
@@ -172,9 +174,11 @@ export class GpuModel {
     const kernels = new Map<string, Kernel>();
     done = 0;
     for (const k of m.kernels) {
+      const code = await src.shader(k.file);
+      checkKernelFeatures(k.name, code, gpu.features);
       const kernel: Kernel = {
         name: k.name,
-        code: await src.shader(k.file),
+        code,
         bindings: k.bindings,
         workgroupSize: k.workgroupSize,
       };
@@ -413,78 +417,6 @@ function sampledToken(words: Uint32Array, r: StepRun): number {
 function splitRef(ref: string): [string, string] {
   const i = ref.indexOf(':');
   return i < 0 ? [ref, ''] : [ref.slice(0, i), ref.slice(i + 1)];
-}
-
-/** Refuse a bundle whose kernels need more than this device offers, naming the limit. */
-function checkDeviceFits(gpu: GpuContext, m: BundleManifest): void {
-  const need = m.compile.caps;
-  const have = gpu.caps;
-  const checks: [string, number, number][] = [
-    [
-      'maxStorageBuffersPerShaderStage',
-      need.maxStorageBuffersPerStage,
-      have.maxStorageBuffersPerStage,
-    ],
-    [
-      'maxComputeWorkgroupStorageSize',
-      need.maxWorkgroupStorageBytes,
-      have.maxWorkgroupStorageBytes,
-    ],
-    [
-      'maxComputeInvocationsPerWorkgroup',
-      need.maxInvocationsPerWorkgroup,
-      have.maxInvocationsPerWorkgroup,
-    ],
-    ['maxStorageBufferBindingSize', need.maxStorageBindingBytes, have.maxStorageBindingBytes],
-  ];
-  for (const [name, want, got] of checks) {
-    if (got < want) {
-      throw new Error(
-        `this bundle was compiled for ${name} = ${want}, but the device offers ${got}; recompile it for this device`,
-      );
-    }
-  }
-}
-
-/**
- * Refuse, before anything is allocated, buffers over the device's maxBufferSize and dispatch
- * grids over maxComputeWorkgroupsPerDimension: WebGPU would only report them as errors on
- * the side, and the step would silently not run.
- */
-function checkBundleLimits(gpu: GpuContext, m: BundleManifest): void {
-  const maxBuf = gpu.caps.maxBufferBytes;
-  const bufs: [string, number][] = [];
-  for (const s of m.state) bufs.push([`state '${s.name}'`, dtypeBytes(s.dtype, numel(s.shape))]);
-  for (const t of m.tensors) bufs.push([`weight '${t.name}'`, dtypeBytes(t.dtype, numel(t.shape))]);
-  for (const name of ['prefill', 'decode'] as const) {
-    const ph = m.phases[name];
-    ph.slots.forEach((b, i) => bufs.push([`${name} activation slot ${i}`, b]));
-    for (const [k, b] of Object.entries(ph.scratch)) bufs.push([`${name} scratch '${k}'`, b]);
-    for (const [k, b] of Object.entries(ph.ioBytes)) bufs.push([`${name} ${k} buffer`, b]);
-  }
-  for (const [what, bytes] of bufs) {
-    if (!(bytes <= maxBuf)) {
-      throw new Error(
-        `bundle ${what} needs ${bytes} bytes, over the device limit maxBufferSize = ${maxBuf}`,
-      );
-    }
-  }
-  const maxWg = gpu.caps.maxWorkgroupsPerDimension;
-  for (const name of ['prefill', 'decode'] as const) {
-    const ph = m.phases[name];
-    // Grids grow with T and L; the largest step (T = L = maxT) and the smallest bound them.
-    for (const T of new Set([1, ph.maxT])) {
-      for (const [i, d] of ph.dispatches.entries()) {
-        const grid = d.grid.map((g) => resolveGridDim(g, { T, pos: 0, L: T }));
-        if (grid.some((g) => !Number.isInteger(g) || g < 0 || g > maxWg)) {
-          throw new Error(
-            `bundle ${name} dispatch ${i} '${d.label}' (kernel ${d.kernel}) has grid [${grid.join(', ')}] ` +
-              `at T = ${T}, over the device limit maxComputeWorkgroupsPerDimension = ${maxWg}`,
-          );
-        }
-      }
-    }
-  }
 }
 
 /** One sequence: its own KV caches and position. */

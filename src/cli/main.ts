@@ -54,8 +54,11 @@ async function exitAfterOutput(code: number): Promise<never> {
   process.exit(code);
 }
 
-const isEntry = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
-if (isEntry || process.env.STRATA_CLI === '1') {
+/**
+ * Run the CLI on this process's arguments and exit with its status. The entry points call it:
+ * src/cli/bin.ts (the installed package's `strata`) and bin/strata.js (tsx, in a checkout).
+ */
+export function runCli(): void {
   // A reader that goes away early (`| head`) is not an error of ours.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
@@ -66,3 +69,7 @@ if (isEntry || process.env.STRATA_CLI === '1') {
     return exitAfterOutput(70);
   });
 }
+
+const isEntry = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
+// `tsx src/cli/main.ts` (npm run strata) runs this file directly.
+if (isEntry) runCli();

@@ -206,15 +206,15 @@ describe('WebGPU errors become exceptions', () => {
     expect(scratchName).toBeDefined();
     big.manifest.phases.decode.scratch[scratchName] = 2 ** 40;
     await expect(GpuModel.load(gpu, big)).rejects.toThrow(
-      `bundle decode scratch '${scratchName}' needs 1099511627776 bytes, over the device limit maxBufferSize = ${gpu.caps.maxBufferBytes}`,
+      `this device's maxBufferSize is ${gpu.caps.maxBufferBytes}, but decode scratch '${scratchName}' needs 1099511627776`,
     );
 
     const wide = source(gpu);
     const d = wide.manifest.phases.prefill.dispatches[2];
     d.grid = [1e9, 1, 1];
     await expect(GpuModel.load(gpu, wide)).rejects.toThrow(
-      `bundle prefill dispatch 2 '${d.label}' (kernel ${d.kernel}) has grid [1000000000, 1, 1] at T = 1, ` +
-        `over the device limit maxComputeWorkgroupsPerDimension = ${gpu.caps.maxWorkgroupsPerDimension}`,
+      `this device's maxComputeWorkgroupsPerDimension is ${gpu.caps.maxWorkgroupsPerDimension}, ` +
+        `but prefill dispatch 2 '${d.label}' (kernel ${d.kernel}) with grid [1000000000, 1, 1] at T = 1 needs 1000000000`,
     );
   });
 
