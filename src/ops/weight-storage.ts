@@ -9,7 +9,8 @@
  *   clamp(floor(x / d + 8.5), 0, 15). The extreme element becomes code 0 exactly, so the
  *   positive side has one level fewer (codes −8…7 after the offset), as in Q4_0.
  * Both divide by d rounded to f16 (the scale the kernel multiplies by), where GGUF divides by the
- * unrounded d; for a tensor that is already Q8_0 or Q4_0 the two agree.
+ * unrounded d; for a tensor that is already Q8_0 or Q4_0 the two agree. A q8 block the absmax
+ * rule would round but a power-of-two scale holds exactly (MXFP4's e2m1 × 2^e) takes that scale.
  */
 import {
   QUANT_BLOCK,
@@ -39,6 +40,50 @@ function f16Bits(x: number, i: number, t: WeightType): number {
   return h;
 }
 
+/** Codes of one block for scale d (f16 value), by type t's rounding rule. */
+function blockCodes(t: 'q8' | 'q4', x: Float32Array, base: number, d: number, codes: Uint8Array) {
+  const inv = d === 0 ? 0 : 1 / d;
+  for (let j = 0; j < QUANT_BLOCK; j++) {
+    const v = x[base + j] * inv;
+    codes[j] =
+      t === 'q8'
+        ? Math.max(-127, Math.min(127, Math.round(v))) & 0xff
+        : Math.max(0, Math.min(15, Math.floor(v + 8.5)));
+  }
+}
+
+/** Whether codes with scale d give back the block exactly. */
+function exact(t: 'q8' | 'q4', x: Float32Array, base: number, d: number, codes: Uint8Array) {
+  for (let j = 0; j < QUANT_BLOCK; j++) {
+    const code = t === 'q8' ? (codes[j] << 24) >> 24 : codes[j] - 8;
+    if (Math.fround(d * code) !== x[base + j]) return false;
+  }
+  return true;
+}
+
+/**
+ * For q8: the largest power-of-two scale at which every element of the block is an integer
+ * within ±127, or null. MXFP4 blocks (e2m1 values × 2^e) have one, so gpt-oss experts stored q8
+ * keep their exact values where the absmax rule would round them.
+ */
+function powerOfTwoScale(x: Float32Array, base: number): number | null {
+  let low = Infinity;
+  let amax = 0;
+  for (let j = 0; j < QUANT_BLOCK; j++) {
+    const v = Math.abs(x[base + j]);
+    if (v === 0) continue;
+    amax = Math.max(amax, v);
+    // The exponent of v's lowest set bit: v / 2^e is an odd integer.
+    let e = Math.floor(Math.log2(v));
+    while (!Number.isInteger(v / 2 ** e)) e--;
+    low = Math.min(low, e);
+  }
+  if (amax === 0) return null;
+  const d = 2 ** low;
+  if (amax / d > 127 || d < 2 ** -24 || d > 65504) return null;
+  return d;
+}
+
 /** One block's scale (as f16 bits) and code of each element. */
 function quantBlock(t: 'q8' | 'q4', x: Float32Array, base: number, codes: Uint8Array): number {
   let m = 0;
@@ -50,15 +95,15 @@ function quantBlock(t: 'q8' | 'q4', x: Float32Array, base: number, codes: Uint8A
   // A zero block gets scale +0 (m / −8 would be −0, decoding to −0s).
   const scaleBits = m === 0 ? 0 : f16Bits(t === 'q8' ? Math.abs(m) / 127 : m / -8, base, t);
   const d = f16BitsToNumber(scaleBits);
-  const inv = d === 0 ? 0 : 1 / d;
-  for (let j = 0; j < QUANT_BLOCK; j++) {
-    const v = x[base + j] * inv;
-    codes[j] =
-      t === 'q8'
-        ? Math.max(-127, Math.min(127, Math.round(v))) & 0xff
-        : Math.max(0, Math.min(15, Math.floor(v + 8.5)));
-  }
-  return scaleBits;
+  blockCodes(t, x, base, d, codes);
+  if (t === 'q4' || exact(t, x, base, d, codes)) return scaleBits;
+  const p = powerOfTwoScale(x, base);
+  if (p === null) return scaleBits;
+  const alt = new Uint8Array(QUANT_BLOCK);
+  blockCodes(t, x, base, p, alt);
+  if (!exact(t, x, base, p, alt)) return scaleBits;
+  codes.set(alt);
+  return f32ToF16Bits(p);
 }
 
 /** f32 weights (rows of `cols`) → the bytes of type t. */

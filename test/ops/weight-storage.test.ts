@@ -103,3 +103,26 @@ describe('stored weight types', () => {
     );
   });
 });
+
+describe('q8 keeps blocks a power-of-two scale holds exactly', () => {
+  it('MXFP4 blocks (e2m1 values × 2^e) come back unchanged; others keep the absmax rule', () => {
+    const e2m1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
+    const rnd = randn(32 * 200, 9, 1);
+    const x = new Float32Array(32 * 200);
+    for (let b = 0; b < 200; b++) {
+      // Scales whose lowest step, 2^(e−1), is an f16 (MXFP4's exponent range reaches beyond).
+      const scale = 2 ** ((b % 30) - 20);
+      for (let j = 0; j < 32; j++) {
+        const r = rnd[32 * b + j];
+        const m = e2m1[Math.floor(Math.abs(r) * 5) % 8];
+        x[32 * b + j] = (r < 0 ? -m : m) * scale;
+      }
+    }
+    expect(Array.from(roundWeight('q8', x, 32))).toEqual(Array.from(x, (v) => v + 0)); // −0 → +0
+    // A random block is not on such a grid: the absmax scale as before.
+    const y = randn(32, 10, 1);
+    const amax = Math.max(...Array.from(y, Math.abs));
+    const bytes = encodeWeight('q8', y, 32);
+    expect(scalesOf('q8', bytes, 32)[0]).toBe(roundF16(amax / 127));
+  });
+});
