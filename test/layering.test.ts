@@ -65,7 +65,10 @@ const RUNTIME_VALUE_IMPORTS: Record<string, string> = {
   'src/spec/load-data.ts': "a bundle's model is checked with the same rules as a spec",
   'src/import/names.ts': 'the manifest check finds the embedding by its canonical name',
   'src/ops/sampling.ts': "the sampler's non-finite flag value, set by kernel and reference alike",
-  'src/graph/dtype.ts': 'buffer sizes of stored weights and state by dtype, one table with the compiler',
+  'src/ops/diffusion.ts':
+    "the diffusion sampler's schedule, seeded noise and pick: one definition for the GPU run and the CPU reference",
+  'src/graph/dtype.ts':
+    'buffer sizes of stored weights and state by dtype, one table with the compiler',
 };
 
 /** Stages that must run in a browser: no Node built-in modules. */

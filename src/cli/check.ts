@@ -5,6 +5,7 @@ import { loadSpec } from '../spec/load.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { countParams } from '../spec/params.ts';
 import { layerTable } from '../spec/table.ts';
+import { describeDiffusion } from '../spec/kinds/diffusion.ts';
 import { UserError, type Command } from './command.ts';
 
 function humanCount(n: number): string {
@@ -33,6 +34,7 @@ function summary(model: ModelIR): string {
   return [
     `${model.name}: ${model.layers.length} layers (${mix}), dim ${model.dim}, vocab ${model.vocab}`,
     ...(shared.length ? [`shared blocks: ${shared.join('; ')}`] : []),
+    ...(model.diffusion ? [describeDiffusion(model.diffusion)] : []),
     `max_context ${model.maxContext}, norm ${norm}, ${model.tieEmbeddings ? 'tied' : 'untied'} embeddings, ${humanCount(params.total)} parameters` +
       (params.active < params.total ? ` (${humanCount(params.active)} active per token)` : ''),
   ].join('\n');

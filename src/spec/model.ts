@@ -184,6 +184,22 @@ export interface LayerSpec {
   shared?: string | null;
 }
 
+/**
+ * A masked-diffusion LM (LLaDA): generation denoises a canvas of `maskId` tokens with the
+ * sampler of src/ops/diffusion.ts; these are its defaults, which `strata run` flags override.
+ * Every mixer of such a model is bidirectional attention (`causal: false`).
+ */
+export interface DiffusionSpec {
+  kind: 'llada';
+  maskId: number;
+  genLength: number;
+  blockLength: number;
+  steps: number;
+  remasking: 'low_confidence' | 'random';
+  temperature: number;
+  cfgScale: number;
+}
+
 export interface ModelIR {
   version: typeof MODEL_IR_VERSION;
   name: string;
@@ -213,6 +229,8 @@ export interface ModelIR {
   logitSoftcap: number | null;
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
+  /** Present for a masked-diffusion model (its mask id and sampler defaults); absent: autoregressive. */
+  diffusion?: DiffusionSpec;
   /** Blocks whose weights several layers share (Zamba2); absent: none. */
   sharedBlocks?: SharedBlockSpec[];
   layers: LayerSpec[];

@@ -16,7 +16,7 @@ import type {
 } from '../../grammar/ast.ts';
 import { SpecError, type Span } from '../../grammar/diagnostics.ts';
 import { didYouMean } from '../../grammar/suggest.ts';
-import { modelNameIssue } from './checks.ts';
+import { dslNames, modelNameIssue } from './checks.ts';
 import { expandLayers } from './expand.ts';
 import { substituteLets } from './lets.ts';
 import { expandPattern } from './pattern.ts';
@@ -32,6 +32,7 @@ import {
 } from './model.ts';
 import { expertsTotalCrossing, expertsTotalMessage, MAX_LAYERS, tooManyLayers } from './limits.ts';
 import { modelSettings } from './settings.ts';
+import { diffusionModelIssues } from './kinds/diffusion.ts';
 import { describeValue } from './values.ts';
 
 /**
@@ -153,7 +154,7 @@ class Resolver {
     }));
     this.checkExpertsTotal(layers, built);
 
-    return {
+    const model: ModelIR = {
       version: MODEL_IR_VERSION,
       name: ast.name.value,
       vocab: settings.vocab,
@@ -166,12 +167,24 @@ class Resolver {
       logitScale: settings.logitScale,
       logitSoftcap: settings.logitSoftcap,
       maxContext: settings.maxContext,
+      ...(settings.diffusion ? { diffusion: settings.diffusion } : {}),
       // Both fields are left out of models that define no shared block, as before they existed.
       ...(shared.length
         ? { sharedBlocks: shared.map((d) => ({ ...structuredClone(d.spec), name: d.name.name })) }
         : {}),
       layers: built,
     };
+    const issue = diffusionModelIssues(model, dslNames)[0];
+    if (issue) {
+      // Blamed on the diffusion setting, or the mixer definition the first bad layer uses.
+      const at =
+        issue.path[0] === 'layers' ? layers[issue.path[1] as number]!.mixer.def.call.span : null;
+      const setting = ast.statements.find(
+        (s) => s.type === 'setting' && s.key.name === 'diffusion',
+      );
+      this.fail(issue.message, at ?? setting!.span);
+    }
+    return model;
   }
 
   /** Blames the moe definition of the layer where the routed experts pass their total cap. */

@@ -79,11 +79,22 @@ export const modelIrSchema: JsonSchema = withCaps({
       residualScale: { ...posNumber, default: 1 },
       logitScale: { ...posNumber, default: 1 },
       ...SHARED_BLOCKS,
+      diffusion: { $ref: '#/definitions/diffusion' },
     },
   ),
   definitions: {
     ...Object.fromEntries(MIXER_LIST.map((d) => [d.kind.name, d.schema])),
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+    diffusion: object({
+      kind: kind('llada'),
+      maskId: { type: 'integer', minimum: 0 },
+      genLength: posInt,
+      blockLength: posInt,
+      steps: posInt,
+      remasking: { enum: ['low_confidence', 'random'] },
+      temperature: { type: 'number', minimum: 0 },
+      cfgScale: { type: 'number', minimum: 0 },
+    }),
     norm: object({
       kind: { enum: ['rms', 'layer'] },
       eps: posNumber,

@@ -1,6 +1,7 @@
 /** The model-level settings (`vocab 512`, `norm rms(eps: 1e-5)`, ...), resolved like a kind's parameters. */
 import { defineKind, opt, req, toDslCall } from './kind.ts';
 import { NORMS } from './kinds/index.ts';
+import { DIFFUSIONS } from './kinds/diffusion.ts';
 import type { ModelIR } from './model.ts';
 import { block, bool, int, orNone, positive } from './values.ts';
 
@@ -16,6 +17,7 @@ const SETTING_KEYS = [
   'logitSoftcap',
   'residualScale',
   'logitScale',
+  'diffusion',
 ] as const satisfies readonly (keyof ModelIR)[];
 
 export type ModelSettings = Pick<ModelIR, (typeof SETTING_KEYS)[number]>;
@@ -40,6 +42,7 @@ export const modelSettings = defineKind({
     residual_scale: opt(positive),
     logit_scale: opt(positive),
     logit_softcap: opt(orNone(positive)),
+    diffusion: opt(orNone(block(DIFFUSIONS))),
   },
   build: (a): ModelSettings => ({
     vocab: a.vocab,
@@ -52,6 +55,8 @@ export const modelSettings = defineKind({
     residualScale: a.residual_scale ?? 1,
     logitScale: a.logit_scale ?? 1,
     logitSoftcap: a.logit_softcap ?? null,
+    // Left out of autoregressive models, as before diffusion models existed.
+    ...(a.diffusion ? { diffusion: a.diffusion({ dim: a.dim }) } : {}),
   }),
   toArgs: (s) => [
     { name: 'vocab', value: s.vocab },
@@ -64,5 +69,6 @@ export const modelSettings = defineKind({
     { name: 'residual_scale', value: s.residualScale },
     { name: 'logit_scale', value: s.logitScale },
     { name: 'logit_softcap', value: s.logitSoftcap },
+    { name: 'diffusion', value: s.diffusion ? toDslCall(DIFFUSIONS, s.diffusion).value : null },
   ],
 });

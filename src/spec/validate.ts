@@ -16,6 +16,7 @@ import {
 } from './checks.ts';
 import { expertsTotalCrossing, expertsTotalMessage } from './limits.ts';
 import type { ModelIR } from './model.ts';
+import { checkDiffusion, diffusionModelIssues } from './kinds/diffusion.ts';
 
 function within(prefix: readonly (string | number)[], issues: Issue[]): Issue[] {
   return issues.map((i) => ({ path: [...prefix, ...i.path], message: i.message }));
@@ -103,6 +104,10 @@ export function validateModel(model: ModelIR): Issue[] {
       });
     }
   });
+  if (model.diffusion) {
+    issues.push(...within(['diffusion'], checkDiffusion(model.diffusion, irNames)));
+    issues.push(...diffusionModelIssues(model, irNames));
+  }
   const over = expertsTotalCrossing(model.layers);
   if (over) {
     issues.push({

@@ -1,0 +1,114 @@
+/**
+ * The model-level `diffusion` setting: the model is a masked-diffusion LM (LLaDA) whose sampler
+ * denoises a canvas of mask tokens, and these are its mask id and the sampler's defaults (the
+ * schedule rules are src/ops/diffusion.ts's, shared with the CLI flags that override them).
+ */
+import { scheduleIssues, REMASKINGS } from '../../ops/diffusion.ts';
+import type { Issue, Namer } from '../checks.ts';
+import { defineKind, opt, req, type Family } from '../kind.ts';
+import type { DiffusionSpec, ModelIR } from '../model.ts';
+import { int, nonNegative, oneOf } from '../values.ts';
+
+/** The reference generate()'s defaults (ML-GSAI/LLaDA generate.py). */
+export const LLADA_DEFAULTS = {
+  genLength: 128,
+  blockLength: 128,
+  steps: 128,
+  remasking: 'low_confidence',
+  temperature: 0,
+  cfgScale: 0,
+} as const;
+
+export function checkDiffusion(s: DiffusionSpec, n: Namer): Issue[] {
+  return scheduleIssues(s).map((i) => ({ path: [i.field], message: i.message(n) }));
+}
+
+export const llada = defineKind({
+  name: 'llada',
+  params: {
+    mask_id: req(int(0)),
+    gen_length: opt(int(1)),
+    block_length: opt(int(1)),
+    steps: opt(int(1)),
+    remasking: opt(oneOf('remasking', REMASKINGS)),
+    temperature: opt(nonNegative),
+    cfg_scale: opt(nonNegative),
+  },
+  build: (a): DiffusionSpec => {
+    const genLength = a.gen_length ?? LLADA_DEFAULTS.genLength;
+    return {
+      kind: 'llada',
+      maskId: a.mask_id,
+      genLength,
+      // The reference's default block is the whole answer; a shorter gen_length keeps that.
+      blockLength: a.block_length ?? Math.min(genLength, LLADA_DEFAULTS.blockLength),
+      steps: a.steps ?? genLength,
+      remasking: a.remasking ?? LLADA_DEFAULTS.remasking,
+      temperature: a.temperature ?? LLADA_DEFAULTS.temperature,
+      cfgScale: a.cfg_scale ?? LLADA_DEFAULTS.cfgScale,
+    };
+  },
+  check: checkDiffusion,
+  toArgs: (s) => [
+    { name: 'mask_id', value: s.maskId },
+    { name: 'gen_length', value: s.genLength },
+    { name: 'block_length', value: s.blockLength },
+    { name: 'steps', value: s.steps },
+    { name: 'remasking', value: { name: s.remasking } },
+    { name: 'temperature', value: s.temperature },
+    { name: 'cfg_scale', value: s.cfgScale },
+  ],
+});
+
+export const DIFFUSIONS: Family<DiffusionSpec> = {
+  noun: 'diffusion',
+  example: 'llada(mask_id: ...)',
+  kinds: [llada],
+};
+
+/**
+ * Rules between the diffusion setting and the rest of the model: the mask id is a token, and
+ * every layer's mixer is bidirectional attention (a causal or recurrent mixer would let a
+ * position see only the canvas before it, which is not the model LLaDA trained). Paths are from
+ * the model root.
+ */
+export function diffusionModelIssues(m: ModelIR, n: Namer): Issue[] {
+  const d = m.diffusion;
+  if (!d) return [];
+  const issues: Issue[] = [];
+  if (d.maskId >= m.vocab) {
+    issues.push({
+      path: ['diffusion', 'maskId'],
+      message: `${n('maskId')} ${d.maskId} must be a token id below ${n('vocab')} (${m.vocab})`,
+    });
+  }
+  for (const l of m.layers) {
+    if (l.mixer?.kind === 'attention' && !l.mixer.causal) continue;
+    const what = !l.mixer
+      ? 'has no mixer'
+      : l.mixer.kind === 'attention'
+        ? `uses causal attention '${l.mixerName}' (set causal: false)`
+        : `uses ${l.mixer.kind} mixer '${l.mixerName}'`;
+    issues.push({
+      path: ['layers', l.index, 'mixer'],
+      message: `a diffusion model needs bidirectional attention (attention with causal: false) in every layer; layer ${l.index} ${what}`,
+    });
+    break;
+  }
+  if (m.sharedBlocks?.length) {
+    issues.push({
+      path: ['sharedBlocks'],
+      message: 'a diffusion model cannot have shared blocks yet',
+    });
+  }
+  return issues;
+}
+
+/** One line for check and inspect: the mask id and the sampler defaults. */
+export function describeDiffusion(d: DiffusionSpec): string {
+  const blocks = d.genLength / d.blockLength;
+  return (
+    `diffusion llada: mask id ${d.maskId}, gen length ${d.genLength} in ${blocks} block${blocks === 1 ? '' : 's'} of ${d.blockLength}, ` +
+    `${d.steps} steps (${d.steps / blocks} per block), ${d.remasking} remasking, temperature ${d.temperature}`
+  );
+}
