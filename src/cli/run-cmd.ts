@@ -33,6 +33,13 @@ import {
 } from './compile-cmd.ts';
 import { isBundleDir, loadModelInput, type ModelInput } from './model-input.ts';
 import { terminalProgress } from './progress.ts';
+import {
+  DIFFUSION_HELP,
+  diffusionRunOptions,
+  refuseAutoregressiveFlags,
+  runDiffusion,
+} from './diffusion-run.ts';
+import type { DiffusionRun } from '../ops/diffusion.ts';
 
 function numberOption(
   v: string | undefined,
@@ -191,6 +198,8 @@ export const runCommand: Command = {
                        step either way), replay it dispatch by dispatch and name the first
                        dispatch, buffer and layer whose output went non-finite (slow; debugging)
 
+${DIFFUSION_HELP}
+
 Errors (non-finite logits, WebGPU validation/out-of-memory errors, a lost device) go to stderr
 and the exit status is 1; stdout holds only generated tokens.
 (spec inputs are compiled in memory first:)
@@ -214,6 +223,10 @@ ${COMMON_COMPILE_HELP}`,
         'ignore-eos': { type: 'boolean' },
         chat: { type: 'boolean' },
         system: { type: 'string' },
+        'gen-length': { type: 'string' },
+        'block-length': { type: 'string' },
+        steps: { type: 'string' },
+        remasking: { type: 'string' },
       },
     });
     if (positionals.length !== 1)
@@ -248,6 +261,25 @@ ${COMMON_COMPILE_HELP}`,
       });
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
+    const diffusionFlags = (['gen-length', 'block-length', 'steps', 'remasking'] as const).filter(
+      (k) => values[k] !== undefined,
+    );
+    if (!ir.diffusion && diffusionFlags.length) {
+      await source?.close?.();
+      throw new UserError(
+        `${diffusionFlags.map((k) => `--${k}`).join(', ')}: diffusion sampler options, but ${positionals[0]} is an autoregressive model (its spec has no diffusion setting)`,
+      );
+    }
+    let diffusion: DiffusionRun | null = null;
+    if (ir.diffusion) {
+      try {
+        refuseAutoregressiveFlags(values);
+        diffusion = diffusionRunOptions(values, ir.diffusion, seed);
+      } catch (e) {
+        await source?.close?.();
+        throw e;
+      }
+    }
     let prompt: number[];
     let tok: Tokenizer | null;
     let template: ChatTemplate | null = null;
@@ -279,7 +311,7 @@ ${COMMON_COMPILE_HELP}`,
             `GGUF tokenizers are not read yet): give the prompt as --prompt-ids`,
         );
       if (prompt.length === 0) throw new UserError('the prompt is empty');
-      if (source)
+      if (source && !diffusion)
         checkRunFits(
           prompt.length,
           maxTokens,
@@ -293,11 +325,29 @@ ${COMMON_COMPILE_HELP}`,
     }
     const gpu = await acquire({ flags: gpuFlags(values['gpu-flags']) });
     if (!source) {
-      const compiled = compileWithOptions(input!.model, gpu.caps, values);
-      checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
+      // A diffusion step is one forward over the whole canvas: by default, size the prefill
+      // chunk and the cache to hold it.
+      const canvas = diffusion ? String(prompt.length + diffusion.genLength) : undefined;
+      const compiled = compileWithOptions(
+        input!.model,
+        gpu.caps,
+        diffusion
+          ? { ...values, 'max-t': values['max-t'] ?? canvas, capacity: values.capacity ?? canvas }
+          : values,
+      );
+      if (!diffusion)
+        checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
       source = memorySource(compiled, input!.weights, input!.tokenizer);
     }
     const model = await GpuModel.load(gpu, source, terminalProgress());
+    if (diffusion) {
+      await runDiffusion(model.newSequence(), prompt, diffusion, {
+        tok,
+        ids: values.ids === true,
+        dump: values['dump-logits'],
+      });
+      return 0;
+    }
     const sampling: SamplingParams = {
       seed,
       draw: 0,

@@ -1,0 +1,146 @@
+/**
+ * `strata run` on a diffusion model (a spec with `diffusion llada(...)`): the sampler flags over
+ * the spec's defaults, checked with the reference's rules in the flags' own names; the canvas
+ * shown filling in (in place on a TTY, a line per step when piped); --dump-logits.
+ */
+import { writeFile } from 'node:fs/promises';
+import { serializeSafetensors } from '../../formats/safetensors.ts';
+import { diffusionGenerateGpu } from '../../runtime/diffusion.ts';
+import type { Sequence } from '../../runtime/model.ts';
+import type { Tokenizer } from '../../runtime/tokenizer.ts';
+import {
+  REMASKINGS,
+  scheduleIssues,
+  type DiffusionRun,
+  type DiffusionSchedule,
+  type Remasking,
+} from '../ops/diffusion.ts';
+import type { DiffusionSpec } from '../spec/model.ts';
+import { UserError } from './command.ts';
+import { intOption } from './compile-cmd.ts';
+
+export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...)); defaults from the spec:
+  --gen-length N       tokens generated (the canvas holds the prompt and N masks)
+  --block-length N     decoded in blocks of N, left to right; must divide --gen-length
+  --steps N            forwards in all; a multiple of the number of blocks
+  --remasking MODE     low_confidence (commit the most probable) or random
+  --temperature T      Gumbel noise scale (0 = argmax); --seed seeds the noise
+  --dump-logits FILE   write prompt_ids, canvas_logits [prompt + gen length, vocab] of the first
+                       step, and decode_tokens [gen length] (safetensors)`;
+
+const FLAG: Record<keyof DiffusionSchedule, string> = {
+  genLength: '--gen-length',
+  blockLength: '--block-length',
+  steps: '--steps',
+  remasking: '--remasking',
+  temperature: '--temperature',
+  cfgScale: 'cfg_scale',
+};
+
+function divisors(n: number): number[] {
+  const out: number[] = [];
+  for (let d = 1; d <= n && out.length < 12; d++) if (n % d === 0) out.push(d);
+  return out;
+}
+
+/** The run's settings: flags over the spec's defaults, refused with the flag and its range. */
+export function diffusionRunOptions(
+  values: Record<string, string | boolean | undefined>,
+  d: DiffusionSpec,
+  seed: number,
+): DiffusionRun {
+  const str = (k: string) => values[k] as string | undefined;
+  const genLength = intOption(str('gen-length'), 'gen-length', d.genLength)!;
+  const remasking = str('remasking') ?? d.remasking;
+  if (!REMASKINGS.includes(remasking as Remasking))
+    throw new UserError(`--remasking must be one of ${REMASKINGS.join(', ')}, got '${remasking}'`);
+  const t = str('temperature');
+  const temperature = t === undefined ? d.temperature : Number(t);
+  if (!Number.isFinite(temperature) || temperature < 0)
+    throw new UserError(`--temperature must be a number of at least 0, got '${t}'`);
+  const run: DiffusionRun = {
+    genLength,
+    // A spec's block longer than a shorter --gen-length becomes the whole answer.
+    blockLength:
+      intOption(str('block-length'), 'block-length', undefined) ??
+      (genLength % d.blockLength === 0 ? d.blockLength : genLength),
+    steps: intOption(str('steps'), 'steps', undefined) ?? (str('gen-length') ? genLength : d.steps),
+    remasking: remasking as Remasking,
+    temperature,
+    cfgScale: d.cfgScale,
+    maskId: d.maskId,
+    seed,
+  };
+  const issue = scheduleIssues(run)[0];
+  if (issue) {
+    const range =
+      issue.field === 'blockLength'
+        ? ` (allowed: a divisor of ${run.genLength}: ${divisors(run.genLength).join(', ')}${divisors(run.genLength).length === 12 ? ', ...' : ''})`
+        : issue.field === 'steps'
+          ? ` (allowed: ${run.genLength / run.blockLength}, ${(2 * run.genLength) / run.blockLength}, ... )`
+          : '';
+    throw new UserError(issue.message((f) => FLAG[f]) + range);
+  }
+  return run;
+}
+
+/** Flags of autoregressive sampling that mean nothing to the diffusion sampler. */
+export function refuseAutoregressiveFlags(values: Record<string, unknown>): void {
+  const given = (['max-tokens', 'top-k', 'top-p', 'chat', 'system', 'ignore-eos'] as const).filter(
+    (k) => values[k] !== undefined,
+  );
+  if (given.length)
+    throw new UserError(
+      `${given.map((k) => `--${k}`).join(', ')}: autoregressive sampling options, but the model is a diffusion model (use --gen-length, --block-length, --steps, --remasking, --temperature)`,
+    );
+}
+
+/** Run the sampler, showing the canvas as it fills in; writes the dump when asked. */
+export async function runDiffusion(
+  seq: Sequence,
+  prompt: number[],
+  run: DiffusionRun,
+  o: { tok: Tokenizer | null; ids: boolean; dump?: string },
+): Promise<void> {
+  const tty = process.stdout.isTTY === true && !o.dump;
+  const P = prompt.length;
+  const show = (canvas: Uint32Array): string => {
+    const parts: string[] = [];
+    for (let p = P; p < canvas.length; p++) {
+      const t = canvas[p];
+      if (t === run.maskId) parts.push(o.ids || !o.tok ? '_' : '░');
+      else parts.push(o.ids || !o.tok ? String(t) : o.tok.decode([t]));
+    }
+    return o.ids || !o.tok ? parts.join(' ') : parts.join('');
+  };
+  let canvasLogits: Float32Array | null = null;
+  const total = run.steps;
+  const out = await diffusionGenerateGpu(seq, prompt, run, (c, canvas, logits) => {
+    if (c.step === 0) canvasLogits = logits.slice();
+    if (o.dump) return;
+    const line = show(canvas);
+    if (tty) process.stdout.write(`\r\x1b[K${line}`);
+    else process.stdout.write(`step ${c.step + 1}/${total}: ${line}\n`);
+  });
+  const tokens = out.slice(P);
+  if (o.dump) {
+    const file = serializeSafetensors({
+      prompt_ids: { dtype: 'I32', shape: [P], data: Int32Array.from(prompt) },
+      canvas_logits: {
+        dtype: 'F32',
+        shape: [out.length, seq.model.vocab],
+        data: canvasLogits!,
+      },
+      decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
+    });
+    await writeFile(o.dump, new Uint8Array(file));
+    console.log(
+      `wrote ${o.dump}: canvas_logits [${out.length}, ${seq.model.vocab}], ${run.steps} steps`,
+    );
+    console.log(`decode tokens: ${[...tokens].join(',')}`);
+    return;
+  }
+  if (tty) process.stdout.write('\n');
+  else if (o.ids || !o.tok) console.log([...tokens].join(' '));
+  else console.log(o.tok.decode([...tokens]));
+}
