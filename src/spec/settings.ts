@@ -24,7 +24,10 @@ export type ModelSettings = Pick<ModelIR, (typeof SETTING_KEYS)[number]>;
 
 /** A model's settings, the rest of its ModelIR left out. */
 export function settingsOf(m: ModelIR): ModelSettings {
-  return Object.fromEntries(SETTING_KEYS.map((k) => [k, m[k]])) as ModelSettings;
+  // An absent optional setting (diffusion) stays absent, as the resolver builds it.
+  return Object.fromEntries(
+    SETTING_KEYS.filter((k) => m[k] !== undefined).map((k) => [k, m[k]]),
+  ) as ModelSettings;
 }
 
 export const modelSettings = defineKind({
@@ -69,6 +72,9 @@ export const modelSettings = defineKind({
     { name: 'residual_scale', value: s.residualScale },
     { name: 'logit_scale', value: s.logitScale },
     { name: 'logit_softcap', value: s.logitSoftcap },
-    { name: 'diffusion', value: s.diffusion ? toDslCall(DIFFUSIONS, s.diffusion).value : null },
+    // Only diffusion models name it: `diffusion none` would be noise in every other spec.
+    ...(s.diffusion
+      ? [{ name: 'diffusion', value: toDslCall(DIFFUSIONS, s.diffusion).value }]
+      : []),
   ],
 });
