@@ -12,6 +12,7 @@ import {
   targetCaps,
 } from './compile-cmd.ts';
 import { loadModelInput } from './model-input.ts';
+import { describeDiffusion } from '../spec/kinds/diffusion.ts';
 
 function mib(b: number): string {
   return `${(b / 2 ** 20).toFixed(2)} MiB`;
@@ -91,6 +92,13 @@ ${COMMON_COMPILE_HELP}`,
       console.log(
         `  layer ${String(f.layer).padStart(3)} moe: ${f.experts} experts, top ${f.topK}: ` +
           `${(f.flopsPerToken / 1e6).toFixed(3)} MFLOP per token`,
+      );
+    }
+    const model = input.model;
+    if (model.diffusion) {
+      // Per-token cost of the chosen schedule beside an autoregressive model is issue 16's next step.
+      console.log(
+        `${describeDiffusion(model.diffusion)}; each step is one bidirectional forward over the whole canvas`,
       );
     }
     console.log(`fusion ${r.fused ? 'on' : 'off'}; ${r.kernels} distinct kernels`);
