@@ -203,16 +203,22 @@ export const MANIFEST_SCHEMA = {
         }),
       },
       phases: closed({ prefill: phase, decode: phase }),
+      // Discriminated by kind, so a bad 'file' entry is reported against the 'file' form alone.
       tokenizer: {
-        anyOf: [
-          closed({ kind: { const: 'bytes' } }),
-          closed({ kind: { const: 'none' } }),
-          closed({
-            kind: { const: 'file' },
-            file: bundleFile,
-            config: bundleFile,
-            eos: { type: 'array', items: natInt },
-          }),
+        type: 'object',
+        required: ['kind'],
+        properties: { kind: { enum: ['bytes', 'none', 'file'] } },
+        allOf: [
+          {
+            if: { properties: { kind: { const: 'file' } } },
+            then: closed({
+              kind: { const: 'file' },
+              file: bundleFile,
+              config: bundleFile,
+              eos: { type: 'array', items: natInt },
+            }),
+            else: closed({ kind: { enum: ['bytes', 'none'] } }),
+          },
         ],
       },
     },

@@ -100,8 +100,11 @@ describe('files a manifest names stay inside the bundle', () => {
   });
 
   it('refuses a tokenizer file outside the bundle', async () => {
-    const b = damaged((m) => void (m.tokenizer = { kind: 'file', file: '../secret.txt' }));
+    const file = { kind: 'file', config: 'tokenizer_config.json', eos: [] } as const;
+    const b = damaged((m) => void (m.tokenizer = { ...file, file: '../secret.txt' }));
     expect(await openError(b)).toMatch(/tokenizer\.file/);
+    const c = damaged((m) => void (m.tokenizer = { ...file, file: 'x', config: '../secret.txt' }));
+    expect(await openError(c)).toMatch(/tokenizer\.config/);
   });
 });
 
