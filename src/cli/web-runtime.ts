@@ -33,6 +33,9 @@ export async function bundleRuntime(): Promise<string> {
     platform: 'browser',
     target: 'es2022',
     write: false,
+    // Minified (names kept: errors are told apart by their class name) to keep the tarball small.
+    minify: true,
+    keepNames: true,
     legalComments: 'none',
     logLevel: 'silent',
   });

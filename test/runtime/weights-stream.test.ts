@@ -79,11 +79,9 @@ describe('streamSafetensors', () => {
   });
 
   it('names the tensor a short stream cuts', async () => {
-    const cut = FILE.slice(0, FILE.byteLength - 20);
-    await expect(collect(chunked(cut, [64]), TENSORS)).resolves.toBeDefined();
-    const cutA = FILE.slice(0, FILE.byteLength - 90);
+    const cutA = FILE.slice(0, FILE.byteLength - 3);
     await expect(collect(chunked(cutA, [64]), TENSORS)).rejects.toThrow(
-      /w\.safetensors: ends after \d+ bytes, inside tensor '(a|h)'.*truncated or corrupted/,
+      /w\.safetensors: ends after \d+ bytes, inside tensor 'h'.*truncated or corrupted/,
     );
   });
 

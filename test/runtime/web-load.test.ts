@@ -1,0 +1,90 @@
+/**
+ * loadModel() over HTTP in Node (dawn.node, Node's fetch, the serve command's static server):
+ * the text it streams is the Node runtime's for the same bundle (same kernels, same device:
+ * exact), onToken sees every id, an AbortSignal stops generation with its reason, and dispose()
+ * frees the buffers (a disposed model refuses to generate).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadSpec } from '../../src/spec/load.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { writeBundle } from '../../codegen/bundle.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import { openBundle } from '../../runtime/node/bundle-node.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { byteTokenizer } from '../../runtime/tokenizer.ts';
+import { loadModel, type LoadProgress } from '../../runtime/web.ts';
+import { startServer, type Served } from '../../src/cli/serve-cmd.ts';
+import { testGpu } from '../helpers/gpu.ts';
+
+describe('loadModel over HTTP', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'strata-webload-'));
+  const dir = join(tmp, 'bundle');
+  let served: Served;
+  let expected: number[] = [];
+
+  beforeAll(async () => {
+    const gpu = await testGpu();
+    const model = loadSpec('specs/tiny-llama.strata');
+    const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 64 });
+    await writeBundle(compiled, randomWeights(model, 3), dir);
+    const gm = await GpuModel.load(gpu, await openBundle(dir));
+    const seq = gm.newSequence();
+    for await (const t of seq.generate(byteTokenizer(256).encode('Hi'), { maxTokens: 12 }))
+      expected.push(t);
+    seq.destroy();
+    gm.destroy();
+    served = await startServer(dir, { port: 0 });
+  });
+  afterAll(async () => {
+    await served?.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('streams the Node runtime’s tokens, reports bytes, aborts and disposes', async () => {
+    const progress: LoadProgress[] = [];
+    const model = await loadModel(`${served.url}bundle/`, {
+      gpu: await testGpu(),
+      onProgress: (p) => progress.push(p),
+    });
+    const weights = progress.filter((p) => p.stage === 'weights');
+    const last = weights[weights.length - 1];
+    expect(last.total).toBeGreaterThan(0);
+    expect(last.loaded).toBe(last.total);
+    expect(progress[progress.length - 1].stage).toBe('ready');
+
+    const ids: number[] = [];
+    let text = '';
+    for await (const t of model.generate('Hi', { maxTokens: 12, onToken: (id) => ids.push(id) }))
+      text += t;
+    expect(ids).toEqual(expected);
+    expect(text).toBe(byteTokenizer(256).decode(expected));
+    expect(model.lastStop).toBe('max-tokens');
+
+    const ac = new AbortController();
+    const got: number[] = [];
+    const run = async () => {
+      for await (const _ of model.generate('Hi', {
+        maxTokens: 12,
+        signal: ac.signal,
+        onToken: (id) => {
+          got.push(id);
+          if (got.length === 3) ac.abort(new Error('stopped by the test'));
+        },
+      }));
+    };
+    await expect(run()).rejects.toThrow('stopped by the test');
+    expect(got).toEqual(expected.slice(0, 3));
+
+    model.dispose();
+    await expect(model.generate('Hi').next()).rejects.toThrow('disposed');
+  });
+
+  it('names the URL of a missing bundle', async () => {
+    await expect(loadModel(`${served.url}nope/`, { gpu: await testGpu() })).rejects.toThrow(
+      /nope\/manifest\.json: HTTP 404/,
+    );
+  });
+});
