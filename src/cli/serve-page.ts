@@ -16,17 +16,19 @@ const showError = (msg) => {
   $('error').hidden = false;
   setState('error');
 };
+const noWebGpu = (msg) => {
+  showError(msg);
+  setState('no-webgpu');
+};
 async function main() {
   if (!('gpu' in navigator)) {
-    setState('no-webgpu');
-    return showError('WebGPU is not available in this browser (navigator.gpu is missing). ' +
+    return noWebGpu('WebGPU is not available in this browser (navigator.gpu is missing). ' +
       'Use a recent Chrome, Edge or Safari over http://127.0.0.1 or https; in Chromium on Linux ' +
       'start it with --enable-unsafe-webgpu.');
   }
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) {
-    setState('no-webgpu');
-    return showError('WebGPU is present but no GPU adapter was found (navigator.gpu.requestAdapter() returned null): ' +
+    return noWebGpu('WebGPU is present but no GPU adapter was found (navigator.gpu.requestAdapter() returned null): ' +
       'the GPU may be blocklisted or disabled; in Chromium try --enable-unsafe-webgpu.');
   }
   const rt = await import('/strata-runtime.js');

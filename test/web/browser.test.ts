@@ -1,10 +1,11 @@
 /**
  * The web runtime in a real browser: `strata serve` on a compiled bundle, its chat page in
  * headless Chromium (WebGPU on SwiftShader, driven by playwright-core), 16 greedy tokens whose
- * ids must equal the Node runtime's on the same bundle (same WGSL, same SwiftShader: exact), a
- * reload whose weights come from the Cache API, and a truncated weights file whose error names
- * the file and the tensor it cut. tools/setup.sh installs Debian's chromium; on a machine
- * without one the test fails, unless STRATA_NO_BROWSER=1 says so (then it is skipped, loudly).
+ * ids must equal the Node runtime's on the same bundle (same WGSL on SwiftShader from the same
+ * Debian package: exact), a reload whose weights come from the Cache API, a truncated weights
+ * file whose error names the file and the tensor past its end, and a browser without WebGPU told
+ * so. tools/setup.sh installs Debian's chromium; on a machine without one the test fails, unless
+ * STRATA_NO_BROWSER=1 says so (then it is skipped, with a warning).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, cpSync, truncateSync, statSync } from 'node:fs';
@@ -136,6 +137,9 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     expect(ids).toEqual(nodeIds);
     expect(await page.textContent('#speed')).toMatch(/16 tokens, [\d.]+ tokens\/s/);
 
+    if (process.env.STRATA_SCREENSHOT)
+      await page.screenshot({ path: process.env.STRATA_SCREENSHOT });
+
     await page.reload();
     expect(await waitState(page, ['ready', 'error'])).toBe('ready');
     expect(await page.textContent('#load')).toContain('weights from the cache');
@@ -153,6 +157,18 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     expect(msg).toMatch(
       /\/bundle\/weights\.safetensors: tensor '[^']+': data_offsets .* past the end .*truncated file/,
     );
+    await page.close();
+  });
+
+  it('says clearly when the browser has no WebGPU', async () => {
+    const page = await ctx.newPage();
+    // As a browser without WebGPU: no navigator.gpu at all.
+    await page.addInitScript(() => {
+      delete (Navigator.prototype as { gpu?: unknown }).gpu;
+    });
+    await page.goto(cli.url);
+    expect(await waitState(page, ['no-webgpu', 'ready', 'error'])).toBe('no-webgpu');
+    expect(await page.textContent('#error')).toMatch(/WebGPU is not available in this browser/);
     await page.close();
   });
 });
