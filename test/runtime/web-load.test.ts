@@ -87,4 +87,29 @@ describe('loadModel over HTTP', () => {
       /nope\/manifest\.json: HTTP 404/,
     );
   });
+
+  it('stops a load on abort, naming no half-loaded model', async () => {
+    const ac = new AbortController();
+    const load = loadModel(`${served.url}bundle/`, {
+      gpu: await testGpu(),
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (p.stage === 'weights' && p.loaded > 0) ac.abort(new Error('load stopped by the test'));
+      },
+    });
+    await expect(load).rejects.toThrow('load stopped by the test');
+  });
+
+  it('serves only the bundle folder’s files, with the ETag and length the cache compares', async () => {
+    const head = await fetch(`${served.url}bundle/weights.safetensors`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('etag')).toMatch(/^"[0-9a-f]+-[0-9a-f]+"$/);
+    expect(Number(head.headers.get('content-length'))).toBeGreaterThan(0);
+    for (const p of ['bundle/..%2F..%2Fetc%2Fpasswd', 'bundle/../package.json', 'bundle/shaders'])
+      expect((await fetch(`${served.url}${p}`)).status).toBe(404);
+    const page = await (await fetch(served.url)).text();
+    expect(page).toContain("import('/strata-runtime.js')");
+    const js = await fetch(`${served.url}strata-runtime.js`);
+    expect(js.headers.get('content-type')).toMatch(/javascript/);
+  });
 });
