@@ -6,6 +6,9 @@
  * file whose error names the file and the tensor past its end, and a browser without WebGPU told
  * so. tools/setup.sh installs Debian's chromium; on a machine without one the test fails, unless
  * STRATA_NO_BROWSER=1 says so (then it is skipped, with a warning).
+ * STRATA_WEB_SPEC=specs/demo-hybrid.strata runs it on the demo model (passes; about 100 s here,
+ * so not the default); STRATA_SCREENSHOT=FILE saves the page after generating
+ * (docs/serve-demo.png).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, cpSync, truncateSync, statSync } from 'node:fs';
@@ -89,7 +92,7 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     // A default-target bundle: this machine's Dawn limits (12 storage buffers per stage where
     // Chromium offers 10); it loads because the kernels use fewer (runtime/fits.ts).
     const gpu = await testGpu();
-    const model = loadSpec('specs/tiny-llama.strata');
+    const model = loadSpec(process.env.STRATA_WEB_SPEC ?? 'specs/tiny-llama.strata');
     const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 64 });
     await writeBundle(compiled, randomWeights(model, 7), good);
     const gm = await GpuModel.load(gpu, await openBundle(good));
