@@ -36,8 +36,9 @@ export interface LoadModelOptions {
   fetch?: typeof fetch;
   /**
    * Where weights are cached between page loads: 'cache-api' (default where `caches` exists) keeps
-   * the weights Response under its URL and reuses it while the server's ETag and length are
-   * unchanged; 'none' fetches every time.
+   * the weights Response under its URL and reuses it while the server's ETag (or Last-Modified)
+   * and length are unchanged, or when the server cannot be reached; 'none' fetches every time.
+   * (OPFS would slot in here as another store of the same Response body.)
    */
   cache?: 'cache-api' | 'none';
   /** Cache API cache name (default 'strata-weights'). */
@@ -75,8 +76,11 @@ async function weightsResponse(
   if (hit?.body) {
     // A HEAD request says whether the file changed since it was cached; offline, the copy serves.
     const head = await f(url, { method: 'HEAD', signal: opts.signal }).catch(() => null);
-    const same = (k: string) => head?.headers.get(k) === hit.headers.get(k);
-    if (!head || (head.ok && same('etag') && same('content-length')))
+    // The copy is trusted only on a validator the server sent and still sends (ETag, else
+    // Last-Modified) and the same length: without one, a changed file could not be told apart.
+    const same = (k: string) => head!.headers.get(k) === hit.headers.get(k);
+    const validator = ['etag', 'last-modified'].find((k) => hit.headers.get(k) !== null);
+    if (!head || (head.ok && validator && same(validator) && same('content-length')))
       return { response: hit, fromCache: true };
   }
   const r = await f(url, { signal: opts.signal });
@@ -195,15 +199,13 @@ export async function loadModel(url: string | URL, opts: LoadModelOptions = {}):
   }
 }
 
+/** The bundle's tokenizer.json; UTF-8 bytes for a spec's bundle (vocab ≥ 256); else none. */
 async function tokenizerOf(src: BundleSource, base: string): Promise<Tokenizer | null> {
+  const t = src.manifest.tokenizer;
   const files = await src.tokenizer();
-  if (files)
-    return hfTokenizer(
-      files,
-      new URL(src.manifest.tokenizer.kind === 'file' ? src.manifest.tokenizer.file : '', base).href,
-    );
+  if (files && t.kind === 'file') return hfTokenizer(files, new URL(t.file, base).href);
   const vocab = src.manifest.model.vocab;
-  return src.manifest.tokenizer.kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
+  return t.kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null;
 }
 
 /** A loaded model: generate text from it, then dispose() of its GPU memory. */

@@ -4,7 +4,7 @@
  * exact), onToken sees every id, an AbortSignal stops generation with its reason, and dispose()
  * frees the buffers (a disposed model refuses to generate).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import { GpuModel } from '../../runtime/model.ts';
 import { byteTokenizer } from '../../runtime/tokenizer.ts';
 import { loadModel, type LoadProgress } from '../../runtime/web.ts';
 import { startServer, type Served } from '../../src/cli/serve-cmd.ts';
+import { loadModelInput } from '../../src/cli/model-input.ts';
 import { testGpu } from '../helpers/gpu.ts';
 
 describe('loadModel over HTTP', () => {
@@ -111,5 +112,45 @@ describe('loadModel over HTTP', () => {
     expect(page).toContain("import('/strata-runtime.js')");
     const js = await fetch(`${served.url}strata-runtime.js`);
     expect(js.headers.get('content-type')).toMatch(/javascript/);
+  });
+
+  it("streams text through a bundle's tokenizer.json", async () => {
+    // The llama fixture with the Unigram test tokenizer beside it, compiled with its tokenizer.
+    const hf = join(tmp, 'hf');
+    cpSync('test/fixtures/hf/llama', hf, { recursive: true });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+      cpSync(join('test/fixtures/tokenizers/unigram', f), join(hf, f));
+    const input = await loadModelInput(hf, { seed: 0 });
+    const gpu = await testGpu();
+    const out = join(tmp, 'hf-bundle');
+    const compiled = compileModel(input.model, { caps: gpu.caps, maxT: 16, capacity: 64 });
+    await writeBundle(compiled, input.weights, out, undefined, {}, input.tokenizer);
+    await input.close();
+    const srv = await startServer(out, { port: 0 });
+    try {
+      const model = await loadModel(`${srv.url}bundle/manifest.json`, { gpu });
+      expect(model.manifest.tokenizer.kind).toBe('file');
+      const ids: number[] = [];
+      let text = '';
+      const prompt = 'the quick fox';
+      for await (const t of model.generate(prompt, {
+        maxTokens: 8,
+        ignoreEos: true,
+        onToken: (id) => ids.push(id),
+      }))
+        text += t;
+      const gm = await GpuModel.load(gpu, await openBundle(out));
+      const seq = gm.newSequence();
+      const want: number[] = [];
+      for await (const t of seq.generate(model.tokenizer!.encode(prompt), { maxTokens: 8 }))
+        want.push(t);
+      seq.destroy();
+      gm.destroy();
+      expect(ids).toEqual(want);
+      expect(text).toBe(model.tokenizer!.decode(want));
+      model.dispose();
+    } finally {
+      await srv.close();
+    }
   });
 });
