@@ -37,11 +37,12 @@ export interface LoadModelOptions {
   /**
    * Where weights are cached between page loads: 'cache-api' (default where `caches` exists) keeps
    * the weights Response under its URL and reuses it while the server's ETag (or Last-Modified)
-   * and length are unchanged, or when the server cannot be reached; 'none' fetches every time.
-   * (OPFS would slot in here as another store of the same Response body.)
+   * and length are unchanged, or when the server cannot be reached; 'opfs' does the same with a
+   * file in the origin private file system (for browsers whose Cache API quota is smaller);
+   * 'none' fetches every time.
    */
-  cache?: 'cache-api' | 'none';
-  /** Cache API cache name (default 'strata-weights'). */
+  cache?: 'cache-api' | 'opfs' | 'none';
+  /** Cache API cache, or OPFS folder, name (default 'strata-weights'). */
   cacheName?: string;
 }
 
@@ -58,14 +59,83 @@ function fail(url: string, r: Response): BundleError {
   return new BundleError(`${url}: HTTP ${r.status} ${r.statusText}`.trimEnd());
 }
 
+/** What a cached copy is checked against: the server's validators and length when it was fetched. */
+interface CachedMeta {
+  etag: string | null;
+  lastModified: string | null;
+  length: number;
+}
+
+/** A cached copy is still the server's file: same validator (ETag, else Last-Modified) and length. */
+function stillFresh(meta: CachedMeta, head: Response | null): boolean {
+  if (!head) return true; // offline: the copy serves
+  if (!head.ok || String(meta.length) !== head.headers.get('content-length')) return false;
+  if (meta.etag !== null) return meta.etag === head.headers.get('etag');
+  return meta.lastModified !== null && meta.lastModified === head.headers.get('last-modified');
+}
+
+/**
+ * Weights kept as a file in OPFS (`<cacheName>/<sha-256 of the URL>`, with a `.json` of what it
+ * was checked against, written only once the file is complete, so a cut download is never
+ * trusted).
+ */
+async function opfsWeights(
+  url: string,
+  f: typeof fetch,
+  opts: LoadModelOptions,
+): Promise<{ response: Response; fromCache: boolean; stored?: Promise<void> }> {
+  const root = await navigator.storage.getDirectory();
+  const dir = await root.getDirectoryHandle(opts.cacheName ?? 'strata-weights', { create: true });
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(url));
+  const key = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  const cached = await (async () => {
+    try {
+      const meta = JSON.parse(
+        await (await (await dir.getFileHandle(`${key}.json`)).getFile()).text(),
+      ) as CachedMeta;
+      const file = await (await dir.getFileHandle(key)).getFile();
+      return file.size === meta.length ? { meta, file } : null;
+    } catch {
+      return null; // not cached (or unreadable): fetch
+    }
+  })();
+  if (cached) {
+    const head = await f(url, { method: 'HEAD', signal: opts.signal }).catch(() => null);
+    if (stillFresh(cached.meta, head)) {
+      const headers = { 'content-length': String(cached.file.size) };
+      return { response: new Response(cached.file.stream(), { headers }), fromCache: true };
+    }
+  }
+  const r = await f(url, { signal: opts.signal });
+  if (!r.ok || !r.body) throw fail(url, r);
+  await dir.removeEntry(`${key}.json`).catch(() => undefined);
+  const [mine, toDisk] = r.body.tee();
+  const stored = (async () => {
+    const handle = await dir.getFileHandle(key, { create: true });
+    await toDisk.pipeTo(await handle.createWritable());
+    const meta: CachedMeta = {
+      etag: r.headers.get('etag'),
+      lastModified: r.headers.get('last-modified'),
+      length: (await handle.getFile()).size,
+    };
+    if (meta.etag === null && meta.lastModified === null) return; // nothing to check it against
+    const w = await (await dir.getFileHandle(`${key}.json`, { create: true })).createWritable();
+    await w.write(JSON.stringify(meta));
+    await w.close();
+  })().catch(() => undefined);
+  return { response: new Response(mine, { headers: r.headers }), fromCache: false, stored };
+}
+
 /** Weights from the Cache API when it holds the same file, else from the network (and cached). */
 async function weightsResponse(
   url: string,
   f: typeof fetch,
   opts: LoadModelOptions,
 ): Promise<{ response: Response; fromCache: boolean; stored?: Promise<void> }> {
-  const useCache =
-    (opts.cache ?? 'cache-api') === 'cache-api' && typeof globalThis.caches !== 'undefined';
+  const kind = opts.cache ?? 'cache-api';
+  if (kind === 'opfs' && typeof globalThis.navigator?.storage?.getDirectory === 'function')
+    return opfsWeights(url, f, opts);
+  const useCache = kind === 'cache-api' && typeof globalThis.caches !== 'undefined';
   if (!useCache) {
     const r = await f(url, { signal: opts.signal });
     if (!r.ok || !r.body) throw fail(url, r);
@@ -76,12 +146,13 @@ async function weightsResponse(
   if (hit?.body) {
     // A HEAD request says whether the file changed since it was cached; offline, the copy serves.
     const head = await f(url, { method: 'HEAD', signal: opts.signal }).catch(() => null);
-    // The copy is trusted only on a validator the server sent and still sends (ETag, else
-    // Last-Modified) and the same length: without one, a changed file could not be told apart.
-    const same = (k: string) => head!.headers.get(k) === hit.headers.get(k);
-    const validator = ['etag', 'last-modified'].find((k) => hit.headers.get(k) !== null);
-    if (!head || (head.ok && validator && same(validator) && same('content-length')))
-      return { response: hit, fromCache: true };
+    const meta: CachedMeta = {
+      etag: hit.headers.get('etag'),
+      lastModified: hit.headers.get('last-modified'),
+      length: Number(hit.headers.get('content-length')),
+    };
+    const checkable = meta.etag !== null || meta.lastModified !== null;
+    if (checkable && stillFresh(meta, head)) return { response: hit, fromCache: true };
   }
   const r = await f(url, { signal: opts.signal });
   if (!r.ok || !r.body) throw fail(url, r);

@@ -2,6 +2,7 @@
  * The chat page `strata serve` serves: plain HTML and one module script that imports the runtime
  * bundle (/strata-runtime.js) and loads /bundle/. Its state is also in the DOM for tests:
  * body[data-state] (no-webgpu, loading, ready, generating, done, error), #output[data-ids].
+ * `?cache=opfs` or `?cache=none` chooses where the weights are cached (LoadModelOptions.cache).
  */
 
 function escapeHtml(s: string): string {
@@ -45,8 +46,11 @@ async function main() {
   setState('loading');
   const bar = $('progress');
   const t0 = performance.now();
+  // ?cache=opfs|none picks where weights are kept between loads (default: the Cache API).
+  const cache = new URLSearchParams(location.search).get('cache') || undefined;
   const model = await rt.loadModel('bundle/', {
     gpu,
+    cache,
     onProgress: (p) => {
       bar.max = p.total || 1;
       bar.value = p.loaded;

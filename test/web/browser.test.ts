@@ -2,7 +2,7 @@
  * The web runtime in a real browser: `strata serve` on a compiled bundle, its chat page in
  * headless Chromium (WebGPU on SwiftShader, driven by playwright-core), 16 greedy tokens whose
  * ids must equal the Node runtime's on the same bundle (same WGSL on SwiftShader from the same
- * Debian package: exact), a reload whose weights come from the Cache API, a truncated weights
+ * Debian package: exact), a reload whose weights come from the Cache API (and one from OPFS), a truncated weights
  * file whose error names the file and the tensor past its end, and a browser without WebGPU told
  * so. tools/setup.sh installs Debian's chromium; on a machine without one the test fails, unless
  * STRATA_NO_BROWSER=1 says so (then it is skipped, with a warning).
@@ -147,6 +147,17 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     expect(await waitState(page, ['ready', 'error'])).toBe('ready');
     expect(await page.textContent('#load')).toContain('weights from the cache');
     expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('reloads its weights from OPFS with ?cache=opfs', async () => {
+    const page = await ctx.newPage();
+    await page.goto(`${cli.url}?cache=opfs`);
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    expect(await page.textContent('#load')).not.toContain('from the cache');
+    await page.reload();
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    expect(await page.textContent('#load')).toContain('weights from the cache');
     await page.close();
   });
 
