@@ -245,6 +245,13 @@ export interface BundleSource {
    * an error naming the tensor if it is missing or mis-sized.
    */
   tensor(name: string, shape: number[]): Promise<Uint8Array>;
+  /**
+   * Optional, preferred when present: every manifest tensor's stored bytes in pieces, in whatever
+   * order the source reads them (a fetched file: its own order), so a loader can upload each
+   * piece as it arrives and never hold a tensor whole. `offset` and the piece's length are
+   * multiples of 4 (the last piece of a tensor zero-padded); `bytes` is valid only during the call.
+   */
+  streamTensors?(sink: (name: string, offset: number, bytes: Uint8Array) => void): Promise<void>;
   /** The model's tokenizer when the manifest names one ('file'); null for 'bytes'. */
   tokenizer(): Promise<TokenizerFiles | null>;
   /** Release files; GpuModel.load calls it once everything is on the GPU. */

@@ -2,8 +2,16 @@
  * The package's browser-safe runtime entry (`@strata-llm/strata/runtime`): open a device, load a
  * bundle from any BundleSource (runtime/node reads one from disk; a browser will fetch one), and
  * generate. Nothing reachable from here imports Node (test/layering.test.ts checks it), so a
- * bundler can ship it to a page. The web loader of issue 14 (loadModel from a URL) belongs here.
+ * bundler can ship it to a page. loadModel(url) fetches a bundle and streams its weights to the GPU.
  */
+export {
+  loadModel,
+  WebModel,
+  type LoadModelOptions,
+  type LoadProgress,
+  type WebGenerateOptions,
+} from './web.ts';
+export { streamSafetensors, type TensorSink } from './weights-stream.ts';
 export {
   GpuModel,
   Sequence,
@@ -15,7 +23,7 @@ export {
 export { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 export { capsFromLimits, openBrowserDevice, openDevice, type GpuContext } from './gpu.ts';
 export { BundleError, checkManifest } from './manifest-check.ts';
-export { byteTokenizer, type Tokenizer } from './tokenizer.ts';
+export { byteTokenizer, hfTokenizer, type Tokenizer } from './tokenizer.ts';
 export {
   bundleNeeds,
   checkBundleFits,

@@ -35,6 +35,45 @@ function wholeWords(data: Uint8Array): Uint8Array {
   return out;
 }
 import { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
+import { BundleError } from './manifest-check.ts';
+
+/**
+ * Upload the weights a source streams (BundleSource.streamTensors): every buffer first, then each
+ * piece written at its offset as it arrives; afterwards every tensor must have been written whole.
+ */
+async function streamWeights(
+  device: GPUDevice,
+  m: BundleManifest,
+  src: BundleSource,
+  params: Map<string, GPUBuffer>,
+  guard: (what: string, body: () => void) => void,
+): Promise<void> {
+  const want = new Map(m.tensors.map((t) => [t.name, dtypeBytes(t.dtype, numel(t.shape))]));
+  const written = new Map<string, number>();
+  guard('allocation of the weight buffers', () => {
+    for (const [name, bytes] of want) params.set(name, createStorage(device, bytes, name));
+  });
+  await src.streamTensors!((name, offset, bytes) => {
+    const buf = params.get(name);
+    const size = want.get(name);
+    if (!buf || size === undefined)
+      throw new BundleError(
+        `the bundle's weights stream sent tensor '${name}', not in the manifest`,
+      );
+    if (offset + bytes.byteLength > Math.ceil(size / 4) * 4)
+      throw new BundleError(
+        `the bundle's weights stream sent bytes ${offset}..${offset + bytes.byteLength} of tensor '${name}', which has ${size}`,
+      );
+    upload(device, buf, bytes, offset);
+    written.set(name, (written.get(name) ?? 0) + bytes.byteLength);
+  });
+  for (const [name, size] of want) {
+    if ((written.get(name) ?? 0) < size)
+      throw new BundleError(
+        `tensor '${name}': the weights stream sent ${written.get(name) ?? 0} of its ${size} bytes`,
+      );
+  }
+}
 
 export { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 export { DeviceLimitError } from './fits.ts';
@@ -156,36 +195,46 @@ export class GpuModel {
     const guard = (what: string, body: () => void) =>
       scoped.push({ what, error: withErrorScopes(device, body) });
     const params = new Map<string, GPUBuffer>();
-    let done = 0;
-    for (const t of m.tensors) {
-      const data = wholeWords(await src.tensor(t.name, t.shape));
-      const bytes = dtypeBytes(t.dtype, numel(t.shape));
-      if (data.byteLength !== bytes)
-        throw new Error(
-          `weight '${t.name}': ${data.byteLength} bytes, ${t.dtype} [${t.shape}] is ${bytes}`,
-        );
-      guard(`upload of weight '${t.name}'`, () => {
-        const buf = createStorage(device, bytes, t.name);
-        upload(device, buf, data);
-        params.set(t.name, buf);
-      });
-      onProgress?.('upload weights', ++done, m.tensors.length);
-    }
+    // A load that fails midway frees what it allocated: a page may retry on the same device.
+    const release = () => params.forEach((b) => b.destroy());
     const kernels = new Map<string, Kernel>();
-    done = 0;
-    for (const k of m.kernels) {
-      const code = await src.shader(k.file);
-      checkKernelFeatures(k.name, code, gpu.features);
-      const kernel: Kernel = {
-        name: k.name,
-        code,
-        bindings: k.bindings,
-        workgroupSize: k.workgroupSize,
-      };
-      await checkKernel(device, kernel);
-      guard(`pipeline of kernel ${k.name}`, () => pipelineFor(device, kernel));
-      kernels.set(k.name, kernel);
-      onProgress?.('create pipelines', ++done, m.kernels.length);
+    try {
+      if (src.streamTensors) await streamWeights(device, m, src, params, guard);
+      else {
+        let done = 0;
+        for (const t of m.tensors) {
+          const data = wholeWords(await src.tensor(t.name, t.shape));
+          const bytes = dtypeBytes(t.dtype, numel(t.shape));
+          if (data.byteLength !== bytes)
+            throw new Error(
+              `weight '${t.name}': ${data.byteLength} bytes, ${t.dtype} [${t.shape}] is ${bytes}`,
+            );
+          guard(`upload of weight '${t.name}'`, () => {
+            const buf = createStorage(device, bytes, t.name);
+            upload(device, buf, data);
+            params.set(t.name, buf);
+          });
+          onProgress?.('upload weights', ++done, m.tensors.length);
+        }
+      }
+      for (const k of m.kernels) {
+        const code = await src.shader(k.file);
+        checkKernelFeatures(k.name, code, gpu.features);
+        const kernel: Kernel = {
+          name: k.name,
+          code,
+          bindings: k.bindings,
+          workgroupSize: k.workgroupSize,
+        };
+        await checkKernel(device, kernel);
+        guard(`pipeline of kernel ${k.name}`, () => pipelineFor(device, kernel));
+        kernels.set(k.name, kernel);
+        onProgress?.('create pipelines', kernels.size, m.kernels.length);
+      }
+    } catch (e) {
+      release();
+      await src.close?.();
+      throw e;
     }
     await src.close?.();
     const phase = (name: PhaseName): PhaseShared => {

@@ -36,3 +36,12 @@ if [ ! -f "$icd" ]; then
     "$tmp/x/usr/lib/chromium/vk_swiftshader_icd.json" > "$icd"
   rm -rf "$tmp"
 fi
+
+# Debian's chromium for the browser tests (test/web/, driven by playwright-core): headless
+# Chromium exposes WebGPU on its own SwiftShader. Skipped when STRATA_NO_BROWSER=1 (then those
+# tests are skipped, saying so) or when a Chromium is already there (STRATA_CHROMIUM).
+if [ "${STRATA_NO_BROWSER:-}" != 1 ] && [ ! -x "${STRATA_CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "strata setup: installing Debian's chromium (browser tests)" >&2
+  sudo_cmd apt-get update -qq >&2
+  sudo_cmd apt-get install -y -qq --no-install-recommends chromium >&2
+fi

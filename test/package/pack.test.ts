@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import {
   copyFileSync,
+  mkdirSync,
   existsSync,
   mkdtempSync,
   readFileSync,
@@ -17,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleRuntime } from '../../src/cli/web-runtime.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -62,7 +64,7 @@ let tmp: string;
 let project: string;
 let packed: Packed;
 
-beforeAll(() => {
+beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'strata-pack-'));
   const stage = join(tmp, 'stage');
   // Only what `files` lists, plus package.json: the build goes here, so the repo is untouched.
@@ -77,6 +79,9 @@ beforeAll(() => {
     ],
     ROOT,
   );
+  // As `npm run build` does after tsc: the chat page's runtime, one ES module (tools/build-web.ts).
+  mkdirSync(join(stage, 'dist', 'web'), { recursive: true });
+  writeFileSync(join(stage, 'dist', 'web', 'strata-runtime.js'), await bundleRuntime());
   for (const f of ['package.json', 'README.md']) copyFileSync(join(ROOT, f), join(stage, f));
   // --ignore-scripts: prepack would build again, into the staging folder's missing sources.
   const out = run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], stage);
@@ -110,6 +115,8 @@ describe('the npm package', () => {
     expect(packed.size).toBeLessThan(1_000_000);
     for (const target of Object.values(PKG.bin))
       expect(packed.files.map((f) => f.path)).toContain(target.replace(/^\.\//, ''));
+    // `serve`'s page runtime, prebuilt: an installed CLI has no bundler.
+    expect(packed.files.map((f) => f.path)).toContain('dist/web/strata-runtime.js');
   });
 
   it('declares every package its built code imports, and no other', () => {
@@ -120,13 +127,17 @@ describe('the npm package', () => {
       const code = readFileSync(join(dist, '..', f.path), 'utf8')
         .replace(/\/\*[\s\S]*?\*\//g, '')
         .replace(/^\s*\/\/.*$/gm, '');
-      for (const m of code.matchAll(/(?:from\s*|import\s*\(\s*)['"]([^'".][^'"]*)['"]/g)) {
+      // Relative and absolute specifiers ('./x', '/strata-runtime.js' in serve's page) are no packages.
+      for (const m of code.matchAll(/(?:from\s*|import\s*\(\s*)['"]([^'"./][^'"]*)['"]/g)) {
         if (m[1].startsWith('node:')) continue;
         used.add(m[1].startsWith('@') ? m[1].split('/').slice(0, 2).join('/') : m[1].split('/')[0]);
       }
     }
     // @webgpu/types: the .d.ts files name GPUDevice and friends; nothing imports it at run time.
     const deps = Object.keys(PKG.dependencies).filter((d) => d !== '@webgpu/types');
+    // esbuild: `serve` bundles the page's runtime on the fly only in a source checkout (a
+    // devDependency there); the package ships it prebuilt (dist/web/strata-runtime.js).
+    used.delete('esbuild');
     expect([...used].sort()).toEqual(deps.sort());
   });
 
