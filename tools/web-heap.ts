@@ -15,17 +15,7 @@ import { startServer } from '../src/cli/serve-cmd.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { dtypeBytes } from '../src/graph/dtype.ts';
 import { numel } from '../formats/safetensors.ts';
-const SPEC = `model "heap-probe" {
-  vocab 32000
-  dim 512
-  max_context 256
-  norm rms(eps: 1e-5)
-  tie_embeddings false
-  mixer attn = attention(heads: 8, kv_heads: 8)
-  ffn mlp = swiglu(hidden: 1536)
-  layers 4 x attn with ffn mlp
-}
-`;
+import { HEAP_PROBE_SPEC as SPEC } from './heap-probe.ts';
 const gpu = await acquire();
 const tmp = mkdtempSync(join(tmpdir(), 'heap-'));
 writeFileSync(join(tmp, 'probe.strata'), SPEC);

@@ -14,17 +14,23 @@ function hashName(name: string, seed: number): number {
   return h;
 }
 
-/** n values uniform in [lo, hi) from a seeded Mulberry32 stream. */
-export function uniform(n: number, seed: number, lo: number, hi: number): Float32Array {
+/** Mulberry32: a small seeded generator of numbers in [0, 1); the same seed, the same stream. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
+  return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo);
-  }
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n values uniform in [lo, hi) from a seeded Mulberry32 stream. */
+export function uniform(n: number, seed: number, lo: number, hi: number): Float32Array {
+  const next = mulberry32(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + next() * (hi - lo);
   return out;
 }
 

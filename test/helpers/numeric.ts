@@ -1,16 +1,8 @@
 /** Seeded random data and error measures for kernel and model tests. */
+import { mulberry32 } from '../../src/import/random-init.ts';
 
-/** Mulberry32: small, fast, good enough for test data; same seed gives the same arrays. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Mulberry32 (src/import/random-init.ts): same seed gives the same arrays. */
+export const rng = mulberry32;
 
 /** Uniform in [-scale, scale). */
 export function randn(n: number, seed: number, scale = 1): Float32Array {

@@ -3,6 +3,7 @@
  * back, middle, explicit sets) and PostNAS's search space, every C(n, k) placement, sampled with
  * a seed when there are more than a cap.
  */
+import { mulberry32 } from '../../import/random-init.ts';
 import { UserError } from '../command.ts';
 
 export type Placement = { label: string; indices: number[] };
@@ -17,18 +18,6 @@ function choose(n: number, k: number, limit: number): number {
     if (c > limit) return limit + 1;
   }
   return Math.round(c);
-}
-
-/** mulberry32: a small seeded generator, so a sampled sweep is the same on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function combinations(n: number, k: number): number[][] {
@@ -93,7 +82,8 @@ export function placements(strategy: string, o: PlacementOptions): Placement[] {
 
 /** cap distinct k-subsets drawn uniformly (partial Fisher-Yates per draw), sorted for reading. */
 function sample(n: number, k: number, cap: number, seed: number): number[][] {
-  const rnd = random(seed);
+  // Seeded, so a sampled sweep is the same on every run.
+  const rnd = mulberry32(seed);
   const seen = new Set<string>();
   const out: number[][] = [];
   while (out.length < cap) {
