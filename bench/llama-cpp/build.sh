@@ -1,40 +1,78 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's llama-bench on this CPU machine (x86-64, g++) into .llama-cpp/llb.tar.xz
-# (git-ignored), which the device call carries; bench/llama-cpp/run.sh unpacks it there.
+# Builds, on this CPU machine (x86-64, g++), everything the llama.cpp device call needs into
+# .llama-cpp/ (git-ignored), which that call carries (bench/README.md gives the command):
+#   llb.tar.xz      llama-bench for CUDA (cu/) and Vulkan (vk/) with their libraries, the CUDA
+#                   library's PTX as text (ptx/; ptx_pack.py says why) and the zstd that refills it
+#   node.xz         the Node binary (stripped) that runs the GGUF writer there
+#   write-gguf.mjs  bench/llama-cpp/write-gguf.ts bundled with its imports (no node_modules there)
+#   libvulkan1.deb  the Vulkan loader (llama.cpp's Vulkan backend needs it; the machine lacks it)
 # Adapted from the project's shared kit (../shared/peers/llama-cpp/build.sh): the whole llama.cpp
 # repository is too large to bring over, so this takes node-llama-cpp 3.21.1's prebuilt CUDA and
 # Vulkan libraries plus the llama.cpp source it ships as a git bundle (commit 5b4ebc5), compiles
 # llama-bench against them, and shrinks the CUDA library to sm_90 PTX that the H200's R580
-# driver accepts (fatbin_strip.py says why). About 5–10 minutes on 2 cores.
+# driver accepts (fatbin_strip.py says why). About 10 minutes on 2 cores; the npm install and
+# compile are cached in $LLB_CACHE (default /tmp/strata-llb-cache) for a rebuild.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 here="$root/bench/llama-cpp"
-work=${LLB_WORK:-/tmp/strata-llb-$$}
-rm -rf "$work"; mkdir -p "$work/nlc" "$work/lb" "$work/stage/llb/cu" "$work/stage/llb/vk"
-cd "$work/nlc" && npm init -y >/dev/null && npm i -E --ignore-scripts --no-audit --no-fund node-llama-cpp@3.21.1 \
-  @node-llama-cpp/linux-x64-cuda@3.21.1 @node-llama-cpp/linux-x64-vulkan@3.21.1 >/dev/null
-P="$work/nlc/node_modules/@node-llama-cpp"
-S="$work/llsrc"
-git clone -q "$work/nlc/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$S"
-cd "$work/lb"
-g++ -std=c++17 -O2 -DNDEBUG -c -I$S/include -I$S/ggml/include -I$S/common -I$S/vendor \
-  -I$S/tools/llama-bench $S/tools/llama-bench/llama-bench.cpp -o llama-bench.o
-g++ -std=c++17 -O2 -c $S/tools/llama-bench/main.cpp -o main.o
+pack="$root/.llama-cpp"
+cache=${LLB_CACHE:-/tmp/strata-llb-cache}
+P="$cache/nlc/node_modules/@node-llama-cpp"
+if [ ! -x "$cache/lb/llama-bench-vulkan" ]; then
+  rm -rf "$cache"; mkdir -p "$cache/nlc" "$cache/lb"
+  (cd "$cache/nlc" && npm init -y >/dev/null && npm i -E --ignore-scripts --no-audit --no-fund \
+    node-llama-cpp@3.21.1 @node-llama-cpp/linux-x64-cuda@3.21.1 @node-llama-cpp/linux-x64-vulkan@3.21.1 >/dev/null)
+  S="$cache/llsrc"
+  git clone -q "$cache/nlc/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$S"
+  cd "$cache/lb"
+  g++ -std=c++17 -O2 -DNDEBUG -c -I$S/include -I$S/ggml/include -I$S/common -I$S/vendor \
+    -I$S/tools/llama-bench $S/tools/llama-bench/llama-bench.cpp -o llama-bench.o
+  g++ -std=c++17 -O2 -c $S/tools/llama-bench/main.cpp -o main.o
+  for b in cuda vulkan; do
+    D="$P/linux-x64-$b/bins/linux-x64-$b"
+    g++ -o llama-bench-$b main.o llama-bench.o -L"$D" -l:libllama-common.so \
+      -l:libllama.$b.v0.4.0.so -l:libggml.$b.v0.4.0.so -l:libggml-base.so -lpthread -Wl,-rpath,'$ORIGIN'
+  done
+fi
+
+stage=$(mktemp -d /tmp/strata-llb-stage.XXXX)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/llb/cu" "$stage/llb/vk"
 for v in cuda:cu vulkan:vk; do
-  b=${v%%:*}; d=${v##*:}; D="$P/linux-x64-$b/bins/linux-x64-$b"
-  g++ -o "$work/stage/llb/$d/llama-bench" main.o llama-bench.o -L"$D" -l:libllama-common.so \
-    -l:libllama.$b.v0.4.0.so -l:libggml.$b.v0.4.0.so -l:libggml-base.so -lpthread -Wl,-rpath,'$ORIGIN'
-  cp -a "$D"/. "$work/stage/llb/$d/"
-  rm -f "$work/stage/llb/$d/llama-addon.node"
+  b=${v%%:*}; d=${v##*:}
+  cp -a "$P/linux-x64-$b/bins/linux-x64-$b"/. "$stage/llb/$d/"
+  cp "$cache/lb/llama-bench-$b" "$stage/llb/$d/llama-bench"
+  rm -f "$stage/llb/$d/llama-addon.node"
+  # ggml loads the best CPU variant it finds; the GPU runs the model, the CPU only feeds token
+  # ids, so the baseline and the AVX2 variants are enough (and save a megabyte of carry).
+  find "$stage/llb/$d" -name 'libggml-cpu-*.so' ! -name 'libggml-cpu-x64.so' ! -name 'libggml-cpu-haswell.so' -delete
 done
-# The H200 with the R580 driver (CUDA 13.0): keep only compute_90 PTX, relabel ISA 9.1 as 9.0.
+# The H200 with the R580 driver (CUDA 13.0): keep only compute_90 PTX, relabel ISA 9.1 as 9.0;
+# then carry that PTX as text (ptx_pack.py), refilled on the device.
 python3 "$here/fatbin_strip.py" "$P/linux-x64-cuda/bins/linux-x64-cuda/libggml-cuda.so" \
-  "$work/stage/llb/cu/libggml-cuda.so" 90 --ptx-version 9.0
-cp "$work/nlc/node_modules/node-llama-cpp/package.json" "$work/stage/llb/node-llama-cpp.package.json"
+  "$stage/cuda.so" 90 --ptx-version 9.0
+python3 "$here/ptx_pack.py" hollow "$stage/cuda.so" "$stage/llb/cu/libggml-cuda.so.hollow" "$stage/llb/ptx"
+rm "$stage/llb/cu/libggml-cuda.so" "$stage/cuda.so"
+cp "$(command -v zstd)" "$stage/llb/zstd"
+cp "$cache/nlc/node_modules/node-llama-cpp/package.json" "$stage/llb/node-llama-cpp.package.json"
 # Libraries the two builds share are stored once (hard links survive tar).
-cd "$work/stage/llb" && for f in vk/*; do
-  b=$(basename "$f"); cmp -s "cu/$b" "$f" 2>/dev/null && ln -f "cu/$b" "$f"; done
-mkdir -p "$root/.llama-cpp"
-cd "$work/stage" && tar -cf - llb | xz -T2 -9 > "$root/.llama-cpp/llb.tar.xz"
-du -h "$root/.llama-cpp/llb.tar.xz"
-rm -rf "$work"
+(cd "$stage/llb" && for f in vk/*; do
+  b=$(basename "$f"); if cmp -s "cu/$b" "$f" 2>/dev/null; then ln -f "cu/$b" "$f"; fi; done)
+mkdir -p "$pack"
+(cd "$stage" && tar -cf - llb/ptx llb/cu llb/vk llb/zstd llb/node-llama-cpp.package.json) \
+  | xz -T2 -9e > "$pack/llb.tar.xz"
+
+node_bin=$(readlink -f "$(command -v node)")
+strip -o "$stage/node" "$node_bin"
+xz -T2 -9e -c "$stage/node" > "$pack/node.xz"
+node --version > "$pack/node.version"
+(cd "$root" && npx esbuild bench/llama-cpp/write-gguf.ts --bundle --platform=node --format=esm \
+  --target=node20 --log-level=warning --outfile="$pack/write-gguf.mjs")
+lists="$stage/apt"; mkdir -p "$lists/partial"
+o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=$lists"
+apt-get $o update >/dev/null
+(cd "$stage" && apt-get $o download libvulkan1 >/dev/null 2>&1 && mv libvulkan1_*.deb "$pack/libvulkan1.deb")
+du -b "$pack"/* >&2
+tracked=$(cd "$root" && git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+total=$(( $(du -cb "$pack"/* | tail -1 | cut -f1) + tracked ))
+echo "carry .llama-cpp + tracked files: $((total / 1048576)) MiB of the device tool's 64 MiB" >&2
