@@ -4,7 +4,7 @@
 #   llb.tar.xz      llama-bench for CUDA (cu/) and Vulkan (vk/) with their libraries, the CUDA
 #                   library's PTX as text (ptx/; ptx_pack.py says why) and the zstd that refills it
 #   node.xz         the Node binary (stripped) that runs the GGUF writer there
-#   write-gguf.mjs  bench/llama-cpp/write-gguf.ts bundled with its imports (no node_modules there)
+#   write-gguf.mjs.xz  bench/llama-cpp/write-gguf.ts bundled with its imports (no node_modules there)
 #   libvulkan1.deb  the Vulkan loader (llama.cpp's Vulkan backend needs it; the machine lacks it)
 # Adapted from the project's shared kit (../shared/peers/llama-cpp/build.sh): the whole llama.cpp
 # repository is too large to bring over, so this takes node-llama-cpp 3.21.1's prebuilt CUDA and
@@ -59,15 +59,25 @@ cp "$cache/nlc/node_modules/node-llama-cpp/package.json" "$stage/llb/node-llama-
 (cd "$stage/llb" && for f in vk/*; do
   b=$(basename "$f"); if cmp -s "cu/$b" "$f" 2>/dev/null; then ln -f "cu/$b" "$f"; fi; done)
 mkdir -p "$pack"
-(cd "$stage" && tar -cf - llb/ptx llb/cu llb/vk llb/zstd llb/node-llama-cpp.package.json) \
-  | xz -T2 -9e > "$pack/llb.tar.xz"
+# One xz stream (-T1: threads would cut it into blocks that cannot see each other): the PTX text
+# together, and each CUDA-build library right beside its near-identical Vulkan-build twin, so
+# the twin costs next to nothing (xz's dictionary is 64 MiB; the two big libraries go first).
+(cd "$stage" && {
+  find llb/ptx -type f | sort
+  echo llb/cu/libggml-cuda.so.hollow; echo llb/vk/libggml-vulkan.so
+  for f in llb/cu/*; do echo "$f"; echo "llb/vk/$(basename "$f" | sed 's/cuda/vulkan/')"; done
+  ls -d llb/vk/* llb/zstd llb/node-llama-cpp.package.json
+} | awk '!seen[$0]++' | while read -r f; do [ -e "$f" ] && echo "$f"; done > "$stage/files")
+(cd "$stage" && tar --no-recursion -cf - -T files) | xz -T1 -9e > "$pack/llb.tar.xz"
 
 node_bin=$(readlink -f "$(command -v node)")
 strip -o "$stage/node" "$node_bin"
 xz -T2 -9e -c "$stage/node" > "$pack/node.xz"
 node --version > "$pack/node.version"
 (cd "$root" && npx esbuild bench/llama-cpp/write-gguf.ts --bundle --platform=node --format=esm \
-  --target=node20 --log-level=warning --outfile="$pack/write-gguf.mjs")
+  --target=node20 --minify --log-level=warning --outfile="$stage/write-gguf.mjs")
+xz -9e -c "$stage/write-gguf.mjs" > "$pack/write-gguf.mjs.xz"
+rm -f "$pack/write-gguf.mjs"
 lists="$stage/apt"; mkdir -p "$lists/partial"
 o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=$lists"
 apt-get $o update >/dev/null

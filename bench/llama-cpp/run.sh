@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# llama.cpp's side of the benchmark, on the GPU machine, from the repository root, with .llama-cpp/
-# carried (bench/llama-cpp/build.sh makes it; bench/README.md gives the device command):
+# llama.cpp's side of the benchmark, on the GPU machine, from the repository root, with
+# .llama-cpp/ carried (bench/llama-cpp/build.sh makes it; its README gives the device command):
 #   bash bench/llama-cpp/run.sh [OUT_JSON]          (default $OUT/llamacpp.json)
 # 1. unpacks the Vulkan loader, Node and llama-bench, and refills the CUDA library's PTX;
 # 2. JIT-compiles that PTX for the H200 in the background (prewarm.py, ~70 s on 16 cores);
-# 3. writes the GGUF files from strata's e2e weights (write-gguf.mjs: randomWeights(spec, 0) at
-#    F32, F16, Q8_0, Q4_0) and checks them;
+# 3. writes the GGUF files from strata's e2e weights (write-gguf.ts, bundled:
+#    randomWeights(spec, 0) at F32, F16, Q8_0, Q4_0) and checks them;
 # 4. once the JIT is done, runs llama-bench pp512 and tg128 with flash attention on, all layers
-#    on the GPU, for each file on CUDA, then on Vulkan; each run's JSON lines land in the result as they come, so a
-#    run cut short still returns what it measured.
+#    on the GPU, for each file on CUDA, then on Vulkan; the result is rewritten after each run,
+#    so a run cut short still returns what it measured.
 # Env: REPS (default 20), BUDGET seconds for the whole script (default 540), SPEC, SEED;
-# SKIP_DEBS=1 leaves / alone (a machine that has the Vulkan loader).
+# SKIP_DEBS=1 leaves / alone (a machine that has the Vulkan loader); VK_ICD names another
+# Vulkan driver's json (SwiftShader, to try the script on a CPU machine).
 set -uo pipefail
 T0=$(date +%s); DEADLINE=$((T0 + ${BUDGET:-540}))
 root=$(pwd); pack="$root/.llama-cpp"
@@ -24,14 +25,15 @@ export PYTHONUNBUFFERED=1
 el "unpacking"
 [ -n "${SKIP_DEBS:-}" ] || { dpkg -x "$pack/libvulkan1.deb" / && ldconfig; }
 xz -dc "$pack/node.xz" > "$W/node" && chmod +x "$W/node"
+xz -dc "$pack/write-gguf.mjs.xz" > "$W/write-gguf.mjs"
 rm -rf "$W/llb"; xz -dc "$pack/llb.tar.xz" | tar -xf - -C "$W"
 ZSTD="$W/llb/zstd" python3 bench/llama-cpp/ptx_pack.py fill "$W/llb/cu/libggml-cuda.so.hollow" \
   "$W/llb/ptx" "$W/llb/cu/libggml-cuda.so" >&2 || el "PTX REFILL FAILED: CUDA runs will fail"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader >&2
 # llama.cpp's CUDA build wants CUDA 13's runtime and cuBLAS, which the machine has (PyTorch's).
 CULIBS=$(find /usr/local /opt /usr/lib/x86_64-linux-gnu -maxdepth 9 \( -name 'libcudart.so.13' -o -name 'libcublas.so.13' -o -name 'libcublasLt.so.13' \) 2>/dev/null | xargs -r -n1 dirname | awk '!seen[$0]++' | paste -sd:)
-ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f $ICD ] || ICD=$(find /usr/local/nvidia /usr/share/vulkan /etc/vulkan -name 'nvidia_icd*.json' 2>/dev/null | head -1)
+ICD=${VK_ICD:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+[ -f "$ICD" ] || ICD=$(find /usr/local/nvidia /usr/share/vulkan /etc/vulkan -name 'nvidia_icd*.json' 2>/dev/null | head -1)
 export VK_DRIVER_FILES=$ICD XDG_RUNTIME_DIR=/tmp CUDA_CACHE_PATH=/tmp/nvcache CUDA_CACHE_MAXSIZE=4294967296
 el "CUDA 13 libraries: ${CULIBS:-none found}; Vulkan ICD: $ICD"
 
@@ -42,7 +44,7 @@ PW=$!
 
 el "writing GGUF files"
 rm -rf "$W/gguf"
-"$W/node" "$pack/write-gguf.mjs" --spec "${SPEC:-specs/llama-3.2-1b.strata}" --seed "${SEED:-0}" \
+"$W/node" "$W/write-gguf.mjs" --spec "${SPEC:-specs/llama-3.2-1b.strata}" --seed "${SEED:-0}" \
   --out "$W/gguf" >&2 || el "GGUF WRITING FAILED"
 ls -la "$W/gguf" >&2
 
