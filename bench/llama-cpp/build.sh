@@ -75,7 +75,8 @@ strip -o "$stage/node" "$node_bin"
 xz -T2 -9e -c "$stage/node" > "$pack/node.xz"
 node --version > "$pack/node.version"
 (cd "$root" && npx esbuild bench/llama-cpp/write-gguf.ts --bundle --platform=node --format=esm \
-  --target=node20 --minify --log-level=warning --outfile="$stage/write-gguf.mjs")
+  --target=node20 --minify --log-level=warning --outfile="$stage/write-gguf.mjs" \
+  "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);")
 xz -9e -c "$stage/write-gguf.mjs" > "$pack/write-gguf.mjs.xz"
 rm -f "$pack/write-gguf.mjs"
 lists="$stage/apt"; mkdir -p "$lists/partial"
