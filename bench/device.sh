@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The whole benchmark on the GPU machine (../shared/gpu/README.md), in two device calls, since
 # one carry holds 64 MiB with the tracked files (~16 MiB) and .gpu (45 MiB) and .llama-cpp
-# (~47 MiB: its own Node, llama-bench, the CUDA PTX) do not fit together:
+# (44 MiB: its own Node, llama-bench, the CUDA PTX) do not fit together:
 #   1. device run, carry [".gpu", ".fla-job"], timeout 600:  bash bench/device.sh [suites]
 #      (strata and its PyTorch peers; default suites below; writes $OUT/strata.json, peers.json)
 #   2. device run, carry [".llama-cpp"], timeout 600:        bash bench/device.sh llamacpp
-#      (llama.cpp on the e2e suite's weights as GGUF, CUDA and Vulkan; ~5 min; writes
+#      (llama.cpp on the e2e suite's weights as GGUF, CUDA and Vulkan; ~5–6 min; writes
 #      $OUT/llamacpp.json and llamacpp-log.txt; bench/llama-cpp/README.md has the details)
 # Make .gpu with ../shared/gpu/pack.sh and .llama-cpp with bench/llama-cpp/build.sh first.
 # Peers run first: they save the checkpoints that strata's hybrid and scan suites load, so both

@@ -5,7 +5,7 @@
 #                   library's PTX as text (ptx/; ptx_pack.py says why) and the zstd that refills it
 #   node.xz         the Node binary (stripped) that runs the GGUF writer there
 #   write-gguf.mjs.xz  bench/llama-cpp/write-gguf.ts bundled with its imports (no node_modules there)
-#   libvulkan1.deb  the Vulkan loader (llama.cpp's Vulkan backend needs it; the machine lacks it)
+#   debs/           the Vulkan loader and GL dispatch packages (the machine lacks them)
 # Adapted from the project's shared kit (../shared/peers/llama-cpp/build.sh): the whole llama.cpp
 # repository is too large to bring over, so this takes node-llama-cpp 3.21.1's prebuilt CUDA and
 # Vulkan libraries plus the llama.cpp source it ships as a git bundle (commit 5b4ebc5), compiles
@@ -82,7 +82,10 @@ rm -f "$pack/write-gguf.mjs"
 lists="$stage/apt"; mkdir -p "$lists/partial"
 o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=$lists"
 apt-get $o update >/dev/null
-(cd "$stage" && apt-get $o download libvulkan1 >/dev/null 2>&1 && mv libvulkan1_*.deb "$pack/libvulkan1.deb")
+# NVIDIA's Vulkan driver (libGLX_nvidia) also needs the GL dispatch libraries: the same packages
+# as ../shared/gpu/pack.sh brings.
+rm -rf "$pack/debs" "$pack/libvulkan1.deb"; mkdir -p "$pack/debs"
+(cd "$pack/debs" && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null 2>&1)
 du -b "$pack"/* >&2
 tracked=$(cd "$root" && git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
 total=$(( $(du -cb "$pack"/* | tail -1 | cut -f1) + tracked ))

@@ -2,7 +2,7 @@
 # llama.cpp's side of the benchmark, on the GPU machine, from the repository root, with
 # .llama-cpp/ carried (bench/llama-cpp/build.sh makes it; its README gives the device command):
 #   bash bench/llama-cpp/run.sh [OUT_JSON]          (default $OUT/llamacpp.json)
-# 1. unpacks the Vulkan loader, Node and llama-bench, and refills the CUDA library's PTX;
+# 1. unpacks the Vulkan loader and GL dispatch libraries, Node and llama-bench, and refills the CUDA library's PTX;
 # 2. JIT-compiles that PTX for the H200 in the background (prewarm.py, ~70 s on 16 cores);
 # 3. writes the GGUF files from strata's e2e weights (write-gguf.ts, bundled:
 #    randomWeights(spec, 0) at F32, F16, Q8_0, Q4_0) and checks them;
@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED=1
 [ -f "$pack/llb.tar.xz" ] || { echo "run.sh: $pack/llb.tar.xz is missing (carry .llama-cpp; bench/llama-cpp/build.sh makes it)" >&2; exit 2; }
 
 el "unpacking"
-[ -n "${SKIP_DEBS:-}" ] || { dpkg -x "$pack/libvulkan1.deb" / && ldconfig; }
+[ -n "${SKIP_DEBS:-}" ] || { for f in "$pack"/debs/*.deb; do dpkg -x "$f" /; done; ldconfig; }
 xz -dc "$pack/node.xz" > "$W/node" && chmod +x "$W/node"
 xz -dc "$pack/write-gguf.mjs.xz" > "$W/write-gguf.mjs"
 rm -rf "$W/llb"; xz -dc "$pack/llb.tar.xz" | tar -xf - -C "$W"
@@ -63,7 +63,7 @@ bench() { # backend type
     -r "${REPS:-20}" -fa 1 -ngl 99 -dev $dev -o jsonl >> "$RES" 2> "$W/err-$d-$t.txt" )
   local rc=$?
   [ $rc = 0 ] || { el "rc=$rc"; tail -n 5 "$W/err-$d-$t.txt" >&2
-    echo "{\"marker\":true,\"backend\":\"$d\",\"type\":\"$t\",\"error\":\"llama-bench exit $rc: $(tail -n 1 "$W/err-$d-$t.txt" | tr -d '"\\' | cut -c1-160)\"}" >> "$RES"; }
+    echo "{\"marker\":true,\"backend\":\"$d\",\"type\":\"$t\",\"error\":\"llama-bench exit $rc: $(grep -v '^load_backend' "$W/err-$d-$t.txt" | tail -n 2 | tr -d '"\\' | tr '\n' ' ' | cut -c1-200)\"}" >> "$RES"; }
   collect
 }
 # Timed runs start once the JIT compiles are done, so no run shares the CPU with them (decode
