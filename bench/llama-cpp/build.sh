@@ -17,6 +17,16 @@ root=$(git rev-parse --show-toplevel)
 here="$root/bench/llama-cpp"
 pack="$root/.llama-cpp"
 cache=${LLB_CACHE:-/tmp/strata-llb-cache}
+# The GGUF writer is bundled from this checkout's sources (randomWeights, encodeWeight): after a
+# merge that touches them, `build.sh --writer` rebuilds just the bundle (seconds).
+bundle_writer() {
+  local tmp; tmp=$(mktemp -d)
+  (cd "$root" && npx esbuild bench/llama-cpp/write-gguf.ts --bundle --platform=node --format=esm \
+    --target=node20 --minify --log-level=warning --outfile="$tmp/write-gguf.mjs" \
+    "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);")
+  mkdir -p "$pack"; xz -9e -c "$tmp/write-gguf.mjs" > "$pack/write-gguf.mjs.xz"; rm -rf "$tmp"
+}
+if [ "${1:-}" = --writer ]; then bundle_writer; exit 0; fi
 P="$cache/nlc/node_modules/@node-llama-cpp"
 if [ ! -x "$cache/lb/llama-bench-vulkan" ]; then
   rm -rf "$cache"; mkdir -p "$cache/nlc" "$cache/lb"
@@ -74,10 +84,7 @@ node_bin=$(readlink -f "$(command -v node)")
 strip -o "$stage/node" "$node_bin"
 xz -T2 -9e -c "$stage/node" > "$pack/node.xz"
 node --version > "$pack/node.version"
-(cd "$root" && npx esbuild bench/llama-cpp/write-gguf.ts --bundle --platform=node --format=esm \
-  --target=node20 --minify --log-level=warning --outfile="$stage/write-gguf.mjs" \
-  "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);")
-xz -9e -c "$stage/write-gguf.mjs" > "$pack/write-gguf.mjs.xz"
+bundle_writer
 rm -f "$pack/write-gguf.mjs"
 lists="$stage/apt"; mkdir -p "$lists/partial"
 o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=$lists"
