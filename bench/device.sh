@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# The whole benchmark in one device call on the GPU machine (../shared/gpu/README.md):
-#   device run, carry [".gpu", ".fla-job"]:  bash bench/device.sh [suites]
+# The whole benchmark on the GPU machine (../shared/gpu/README.md), in two device calls, since
+# one carry holds 64 MiB with the tracked files (~16 MiB) and .gpu (45 MiB) and .llama-cpp
+# (44 MiB: its own Node, llama-bench, the CUDA PTX) do not fit together:
+#   1. device run, carry [".gpu", ".fla-job"], timeout 600:  bash bench/device.sh [suites]
+#      (strata and its PyTorch peers; default suites below; writes $OUT/strata.json, peers.json)
+#   2. device run, carry [".llama-cpp"], timeout 600:        bash bench/device.sh llamacpp
+#      (llama.cpp on the e2e suite's weights as GGUF, CUDA and Vulkan; ~5–6 min; writes
+#      $OUT/llamacpp.json and llamacpp-log.txt; bench/llama-cpp/README.md has the details)
+# Make .gpu with ../shared/gpu/pack.sh and .llama-cpp with bench/llama-cpp/build.sh first.
 # Peers run first: they save the checkpoints that strata's hybrid and scan suites load, so both
-# sides measure the same weights. Each side writes its JSON after every suite, so a run cut short
-# still returns what it measured. Then, here: tsx bench/report.ts strata.json peers.json "<command>".
+# sides measure the same weights (llama.cpp's GGUF files are written from the same seeded
+# weights as strata's e2e suite). Each side writes its JSON after every suite, so a run cut
+# short still returns what it measured. Then, here:
+#   tsx bench/report.ts strata.json peers.json "<commands>" llamacpp.json
 set -uo pipefail
-source .gpu/prelude.sh
 suites=${1:-matmul,attention,compile,e2e,hybrid,scan}
+# llama.cpp brings its own Node and libraries (.llama-cpp), so it runs without .gpu.
+if [[ ",$suites," == *,llamacpp,* ]]; then
+  bash bench/llama-cpp/run.sh "$OUT/llamacpp.json" 2>&1 | tee "$OUT/llamacpp-log.txt" | tail -n 40
+  suites=$(echo ",$suites," | sed 's/,llamacpp,/,/; s/^,//; s/,$//')
+  [ -n "$suites" ] || exit 0
+fi
+source .gpu/prelude.sh
 export PYTHONUNBUFFERED=1
 # The linear suite's peer is fla (not installed there): a carried .fla-job/fla (see
 # tools/golden/README.md for how to unpack it) goes on PYTHONPATH for bench/peers.py only.

@@ -1,21 +1,29 @@
 /**
  * Merge one device run's strata and peer figures into bench/results/<date>-<device>.json
  * and regenerate bench/RESULTS.md from it. Usage:
- *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>"
+ *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>" [<llamacpp.json>]
+ * llamacpp.json is llama.cpp's side (bench/llama-cpp/run.sh, a device call of its own: see
+ * bench/README.md), compared with the e2e rows.
  * Every figure in RESULTS.md comes from these files; nothing is typed in by hand.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { llamaCppSection, type LlamaCppResults } from './llama-cpp/table.ts';
 
 interface Row {
   [k: string]: unknown;
 }
-const [strataPath, peersPath, command] = process.argv.slice(2);
+const [strataPath, peersPath, command, llamaPath] = process.argv.slice(2);
 if (!strataPath || !peersPath || !command) {
-  console.error('usage: tsx bench/report.ts <strata.json> <peers.json> "<device command>"');
+  console.error(
+    'usage: tsx bench/report.ts <strata.json> <peers.json> "<device command>" [<llamacpp.json>]',
+  );
   process.exit(2);
 }
 const strata = JSON.parse(readFileSync(strataPath, 'utf8'));
 const peers = JSON.parse(readFileSync(peersPath, 'utf8'));
+let llamacpp: LlamaCppResults | null = llamaPath
+  ? JSON.parse(readFileSync(llamaPath, 'utf8'))
+  : null;
 const date = String(strata.date).slice(0, 10);
 const device = String(peers.device ?? strata.device)
   .toLowerCase()
@@ -33,11 +41,15 @@ for (const file of readdirSync('bench/results')
   .filter((n) => new RegExp(`^\\d{4}-\\d{2}-\\d{2}(-\\d{4})?-${device}\\.json$`).test(n))
   // Newest first: by date, then by the time a same-day run carries in its name.
   .sort((a, b) => runKey(b).localeCompare(runKey(a)))) {
-  let old: { strata?: Row; peers?: Row } = {};
+  let old: { strata?: Row; peers?: Row; llamacpp?: LlamaCppResults } = {};
   try {
     old = JSON.parse(readFileSync(`bench/results/${file}`, 'utf8'));
   } catch {
     continue;
+  }
+  if (!llamacpp && old.llamacpp) {
+    llamacpp = old.llamacpp;
+    carried.llamacpp = file;
   }
   for (const k of SUITES) {
     if (k in strata || k in carried || !old.strata?.[k] || (old.strata[k] as Row).error) continue;
@@ -46,7 +58,7 @@ for (const file of readdirSync('bench/results')
     carried[k] = file;
   }
 }
-const combined = { command, strata, peers, carried };
+const combined = { command, strata, peers, llamacpp, carried };
 let resultFile = `bench/results/${date}-${device}.json`;
 if (existsSync(resultFile)) {
   const time = String(strata.date).slice(11, 16).replace(':', '');
@@ -190,6 +202,10 @@ function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
 for (const suite of ['e2e', 'hybrid'] as const) {
   const rows = strata[suite];
   if (rows) for (const r of ([] as Row[]).concat(rows)) endToEnd(r as never, peers[suite] ?? {});
+}
+if (llamacpp) {
+  const e2eFrom = carried.e2e ? `bench/results/${carried.e2e}` : 'this run';
+  lines.push(...llamaCppSection(([] as Row[]).concat(strata.e2e ?? []), llamacpp, e2eFrom));
 }
 if (strata.scan) {
   lines.push(
