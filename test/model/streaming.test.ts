@@ -5,6 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../../codegen/kernel-ir.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { report } from '../../src/cli/report.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { parseSpec } from '../../src/spec/load.ts';
@@ -105,4 +108,35 @@ describe('streaming attention (window 256, 4 sinks) end to end', () => {
     // Chunks of 16 over 300 positions with a ring of 275 rows; then decode steps.
     expect(await streamAgainstDense(16, 300, 5, 1)).toBeLessThan(1e-4);
   }, 600_000);
+});
+
+describe('inspect figures of streaming attention', () => {
+  it('KV memory stops growing at the ring rows; dense layers grow with the context', () => {
+    const mixed = parseSpec(
+      `model "mixed" {
+  vocab 64
+  dim 32
+  max_context 32768
+  norm rms(eps: 1e-5)
+  mixer stream = attention(heads: 2, kv_heads: 1, window: 256, sink_tokens: 4)
+  mixer full = attention(heads: 2, kv_heads: 1)
+  ffn mlp = swiglu(hidden: 48)
+  layers [stream, full] with ffn mlp
+}`,
+      'mixed.strata',
+    );
+    const r = report(compileModel(mixed, { caps: BASELINE_CAPS, maxT: 16, capacity: 20000 }));
+    const perToken = 2 * 16 * 4; // k and v rows of one kv head of 16, f32
+    expect(r.layers.map((l) => [l.kvBytesPerToken, l.kvRows])).toEqual([
+      [perToken, 4 + 256 + 15],
+      [perToken, null],
+    ]);
+    expect(r.stateBytesPerSequence).toBe((275 + 20000) * perToken);
+    expect(r.kvBytesByContext).toEqual([
+      { context: 1024, bytes: (275 + 1024) * perToken },
+      { context: 4096, bytes: (275 + 4096) * perToken },
+      { context: 16384, bytes: (275 + 16384) * perToken },
+      { context: 20000, bytes: (275 + 20000) * perToken },
+    ]);
+  });
 });
