@@ -11,6 +11,8 @@ import { cacheRow, type AttentionAttrs, type KvWriteAttrs } from '../../src/grap
 import { attention, kvWrite, visibleRanges } from '../../src/ops/attention.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
+import { packF16 } from '../../formats/safetensors.ts';
+import { roundF16 } from '../../src/ops/math.ts';
 
 interface Ring {
   heads: number;
@@ -22,6 +24,8 @@ interface Ring {
   maxT: number;
   softcap?: number | null;
   sinks?: boolean;
+  /** f16 caches (kvType 'f16'). */
+  kv16?: boolean;
 }
 
 function ringRows(c: Ring): number {
@@ -43,6 +47,7 @@ function attnAttrs(c: Ring, ring: boolean, capacity: number): AttentionAttrs {
     capacity: ring ? ringRows(c) : capacity,
     sinkTokens: c.sink,
     ...(ring ? { ring: { sink: c.sink } } : {}),
+    ...(c.kv16 ? { kvType: 'f16' as const } : {}),
   };
 }
 
@@ -152,25 +157,33 @@ describe('streaming attention kernels', () => {
     // Window 1, no sinks: every query sees itself only.
     { heads: 3, kvHeads: 3, hd: 3, window: 1, sink: 0, maxT: 5, T: 5, pos: 31 },
     { heads: 2, kvHeads: 1, hd: 4, window: 1, sink: 0, maxT: 1, T: 1, pos: 100 },
+    // f16 caches: scalar loads (odd pairs) and vec4 loads.
+    { heads: 2, kvHeads: 1, hd: 6, window: 5, sink: 2, maxT: 4, T: 3, pos: 22, kv16: true },
+    { heads: 4, kvHeads: 2, hd: 8, window: 9, sink: 1, maxT: 1, T: 1, pos: 77, kv16: true },
     // A long window over many decode splits.
     { heads: 8, kvHeads: 2, hd: 16, window: 700, sink: 4, maxT: 1, T: 1, pos: 5003 },
   ];
   for (const c of kcases) {
-    it(`attention: H=${c.heads}/${c.kvHeads} hd=${c.hd} W=${c.window} S=${c.sink} T=${c.T} pos=${c.pos}`, async () => {
+    it(`attention: H=${c.heads}/${c.kvHeads} hd=${c.hd} W=${c.window} S=${c.sink} T=${c.T} pos=${c.pos}${c.kv16 ? ' kv f16' : ''}`, async () => {
       const gpu = await testGpu();
       const a = attnAttrs(c, true, 0);
       const kvw = c.kvHeads * c.hd;
       const ow = c.heads * c.hd;
       const q = randn(c.maxT * c.heads * c.hd, 1, 2);
-      const kcache = randn(a.capacity * kvw, 2, 2);
-      const vcache = randn(a.capacity * kvw, 3);
+      // An f16 cache holds f16 values: the reference reads them rounded, the kernel packed.
+      const kv = (v: Float32Array) => (c.kv16 ? v.map(roundF16) : v);
+      const kcache = kv(randn(a.capacity * kvw, 2, 2));
+      const vcache = kv(randn(a.capacity * kvw, 3));
+      const onGpu = c.kv16
+        ? { kcache: packF16(kcache), vcache: packF16(vcache) }
+        : { kcache, vcache };
       const sinks: Record<string, Float32Array> = a.sinks ? { sinks: randn(c.heads, 4, 3) } : {};
       const step = { T: c.T, pos: c.pos, L: 1 };
       const gen = attentionKernel(a, { caps: gpu.caps, maxT: c.maxT });
       const outputs: Record<string, number> = {};
       for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
       const got = await runLaunches(gen.launches, {
-        inputs: { q, kcache, vcache, out: new Float32Array(c.maxT * ow), ...sinks },
+        inputs: { q, ...onGpu, out: new Float32Array(c.maxT * ow), ...sinks },
         outputs,
         step,
       });
