@@ -145,6 +145,8 @@ describe('streaming attention kernels', () => {
   interface KCase extends Ring {
     T: number;
     pos: number;
+    /** Sink tokens over a cache with a row per position (no ring: capacity ≤ the ring's rows). */
+    dense?: boolean;
   }
   const kcases: KCase[] = [
     // Decode (T = 1) past the wrap, GQA, odd head width.
@@ -160,13 +162,15 @@ describe('streaming attention kernels', () => {
     // f16 caches: scalar loads (odd pairs) and vec4 loads.
     { heads: 2, kvHeads: 1, hd: 6, window: 5, sink: 2, maxT: 4, T: 3, pos: 22, kv16: true },
     { heads: 4, kvHeads: 2, hd: 8, window: 9, sink: 1, maxT: 1, T: 1, pos: 77, kv16: true },
+    // Sink tokens without a ring.
+    { heads: 2, kvHeads: 1, hd: 4, window: 6, sink: 3, maxT: 5, T: 5, pos: 20, dense: true },
     // A long window over many decode splits.
     { heads: 8, kvHeads: 2, hd: 16, window: 700, sink: 4, maxT: 1, T: 1, pos: 5003 },
   ];
   for (const c of kcases) {
-    it(`attention: H=${c.heads}/${c.kvHeads} hd=${c.hd} W=${c.window} S=${c.sink} T=${c.T} pos=${c.pos}${c.kv16 ? ' kv f16' : ''}`, async () => {
+    it(`attention: H=${c.heads}/${c.kvHeads} hd=${c.hd} W=${c.window} S=${c.sink} T=${c.T} pos=${c.pos}${c.kv16 ? ' kv f16' : ''}${c.dense ? ' no ring' : ''}`, async () => {
       const gpu = await testGpu();
-      const a = attnAttrs(c, true, 0);
+      const a = attnAttrs(c, !c.dense, c.pos + c.T);
       const kvw = c.kvHeads * c.hd;
       const ow = c.heads * c.hd;
       const q = randn(c.maxT * c.heads * c.hd, 1, 2);
