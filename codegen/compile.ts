@@ -92,6 +92,13 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
       }
       if (t.kind === 'state') {
         agree('state', t.name, state.get(t.name)?.dtype, t.dtype);
+        // Ring caches (streaming attention) are sized in each phase by the same prefill chunk.
+        const had = state.get(t.name)?.shape;
+        if (had && had.join() !== shape.join()) {
+          throw new Error(
+            `state ${t.name} is [${had.join(', ')}] in one phase and [${shape.join(', ')}] in the other`,
+          );
+        }
         state.set(t.name, { name: t.name, shape, dtype: t.dtype });
       }
     }

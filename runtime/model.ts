@@ -846,6 +846,14 @@ export class Sequence {
     return readBuffer(this.model.gpu.device, buf, bytes);
   }
 
+  /**
+   * The byte size of each of the sequence's GPU state buffers, as allocated (they never grow:
+   * a streaming layer's ring cache stays its sink + window rows however long the sequence runs).
+   */
+  stateSizes(): Map<string, number> {
+    return new Map([...this.state].map(([name, buf]) => [name, buf.size]));
+  }
+
   destroy(): void {
     for (const b of this.state.values()) b.destroy();
   }

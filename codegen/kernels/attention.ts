@@ -25,6 +25,11 @@
  * cache at ~1.2 TB/s. K/V tile rows are padded by one float in workgroup
  * memory: without it the score loop's 32-way bank conflicts cost 7x.
  *
+ * StreamingLLM (sink tokens and ring caches, see KvRing): a block's visible keys are the sinks
+ * [0, S) and its window range, walked as one virtual range v = 0.. (v < ns: key v; else key
+ * wlo + v - ns) so that tiles, splits and masks work as without sinks; tiles stage each key from
+ * its ring row. Without a ring the code is what it was.
+ *
  * An f16 cache (kvType 'f16') is bound as u32 words of two halves and widened to f32 by
  * unpack2x16float (core WGSL, no shader-f16) as its tiles are staged; everything after the
  * staging is the f32 body. With 4-aligned heads a load is a vec2<u32> of four halves.
@@ -156,6 +161,8 @@ function variantName(a: AttentionAttrs): string {
   if (a.softcap !== null) parts.push(`cap${a.softcap}`);
   if (a.sinks) parts.push('sinks');
   if (kvTypeOf(a) === 'f16') parts.push('kv16');
+  if (a.sinkTokens) parts.push(`sink${a.sinkTokens}`);
+  if (a.ring) parts.push(`ring${a.capacity}`);
   return parts.join('_');
 }
 
@@ -179,6 +186,34 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const capped =
     a.softcap === null ? 's' : `${wgslF32(a.softcap)} * tanh_safe(s * ${wgslF32(1 / a.softcap)})`;
   const split = mode.kind === 'split';
+  const ring = a.ring ?? null;
+  // Sink tokens (with or without a ring): the block's key loop runs over virtual indices
+  // [0, vn) (see the header).
+  const virt = ring !== null || (a.sinkTokens ?? 0) > 0;
+  const L0 = virt ? '0u' : 'lo0';
+  const H0 = virt ? 'vn' : 'hi0';
+  const keyRow = virt ? 'cache_row(key_at(j0 + jr, ns, wlo))' : '(j0 + jr)';
+  const ringFns = virt
+    ? `const SINK = ${a.sinkTokens ?? 0}u;
+fn key_at(v: u32, ns: u32, wlo: u32) -> u32 { return select(wlo + v - ns, v, v < ns); }
+${
+  ring
+    ? `const RING = ${a.capacity - ring.sink}u;
+fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SINK); }`
+    : 'fn cache_row(j: u32) -> u32 { return j; }'
+}`
+    : '';
+  const ringRange = virt
+    ? `// The sinks [0, ns) and the window [wlo, hi0) as virtual keys [0, vn).
+  let ns = min(SINK, hi0);
+  let wlo = max(lo0, ns);
+  let vn = ns + hi0 - wlo;`
+    : '';
+  const keyMask = virt
+    ? `let j = key_at(j0 + jj, ns, wlo);
+      let ok = jj < nk && RR < rows && j < key_hi(p, n) && (j >= key_lo(p) || j < SINK);`
+    : `let j = j0 + jj;
+      let ok = jj < nk && RR < rows && j >= key_lo(p) && j < key_hi(p, n);`;
   const { ml, acc: accName } = DECODE_SCRATCH;
   const dimLoop = (body: string): string => `for (var k = 0u; k < DPT; k++) {
       let d = lane + k * TPR;
@@ -202,14 +237,14 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
       let jr = i / ${w}4;
       let c = i % ${w}4;
       var v = vec4<f32>();
-      if (jr < nk) { v = ${load(src, `(j0 + jr) * ${row}4 + ${off}4 + c`)}; }
+      if (jr < nk) { v = ${load(src, `${keyRow} * ${row}4 + ${off}4 + c`)}; }
       let o = jr * KS + 4u * c;
       kv[o] = v.x; kv[o + 1u] = v.y; kv[o + 2u] = v.z; kv[o + 3u] = v.w;
     }`
       : `for (var i = tid; i < BK * ${w}; i += WG) {
       let jr = i / ${w};
       var v = 0.0;
-      if (jr < nk) { v = ${load(src, `(j0 + jr) * ${row} + ${off} + i % ${w}`)}; }
+      if (jr < nk) { v = ${load(src, `${keyRow} * ${row} + ${off} + i % ${w}`)}; }
       kv[jr * KS + i % ${w}] = v;
     }`;
   };
@@ -245,11 +280,11 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
   const sliceKeys = split
-    ? `let chunk = ((hi0 - lo0 + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
-  let lo = min(lo0 + wid.z * chunk, hi0);
-  let hi = min(lo + chunk, hi0);`
-    : `let lo = lo0;
-  let hi = hi0;`;
+    ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
+  let lo = min(${L0} + wid.z * chunk, ${H0});
+  let hi = min(lo + chunk, ${H0});`
+    : `let lo = ${L0};
+  let hi = ${H0};`;
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'q', 'read')}
 ${storageDecl(2, 'kcache', 'read', kvElem)}
@@ -286,6 +321,7 @@ var<workgroup> pr: array<f32, ${bq * bk}>;
 fn key_lo(p: u32) -> u32 { return ${lo}; }
 fn key_hi(p: u32, n: u32) -> u32 { return ${hi}; }
 fn cap_score(s: f32) -> f32 { return ${capped}; }
+${ringFns}
 ${unpack}
 
 @compute @workgroup_size(${wg})
@@ -309,6 +345,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   // Keys any row of this block can see: from the first row's lo to the last row's hi.
   let lo0 = key_lo(step.pos + R0 / GROUP);
   let hi0 = key_hi(step.pos + (min(R0 + BQ, rows) - 1u) / GROUP, n);
+  ${ringRange}
   ${sliceKeys}
 
   for (var i = tid; i < BQ * HD; i += WG) {
@@ -333,8 +370,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       s = cap_score(s * SCALE);
       let RR = R0 + rr;
       let p = step.pos + RR / GROUP;
-      let j = j0 + jj;
-      let ok = jj < nk && RR < rows && j >= key_lo(p) && j < key_hi(p, n);
+      ${keyMask}
       sc[e] = select(NEG, s, ok);
     }
     workgroupBarrier();

@@ -139,24 +139,35 @@ export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
     'src',
     'f16_pack2',
     'f16_bits',
+    'SINK',
+    'RING',
+    'cache_row',
   ]);
   // Threads per row: elements, or element pairs of an f16 cache.
   const threads = f16 ? ix.cols / 2 : ix.cols;
   const wg = elementwiseWorkgroup(caps, threads);
   const c = a.columns;
   const variant = c === null ? '' : `_h${c.heads}x${c.cols}at${c.offset}${c.broadcast ? 'b' : ''}`;
+  // A ring cache (KvRing) puts position j at cacheRow(ring, capacity, j).
+  const ring = a.ring ?? null;
+  const rowOf = ring ? 'cache_row(step.pos + t)' : 'step.pos + t';
+  const ringFn = ring
+    ? `const SINK = ${ring.sink}u;
+const RING = ${a.capacity - ring.sink}u;
+fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SINK); }`
+    : '';
   // Under f16, col is the pair's first (even) element, so dst is even and dst, dst + 1 are one
   // word; src + 1 is the pair's second element, in the same head since column counts are even.
   const body = f16
     ? `let col = 2u * gid.x;
   let t = gid.y;
-  let row = step.pos + t;
+  let row = ${rowOf};
   if (col >= COLS || t >= step.T || row >= CAPACITY) { return; }
   let src = ${ix.src};
   cache[(${ix.dst}) >> 1u] = f16_pack2(x[src], x[src + 1u]);`
     : `let col = gid.x;
   let t = gid.y;
-  let row = step.pos + t;
+  let row = ${rowOf};
   if (col >= COLS || t >= step.T || row >= CAPACITY) { return; }
   cache[${ix.dst}] = x[${ix.src}];`;
   const code = withHelpers(`${STEP_WGSL}
@@ -164,6 +175,7 @@ ${decls}
 const WIDTH = ${a.width}u;
 const COLS = ${ix.cols}u;
 const CAPACITY = ${a.capacity}u;
+${ringFn}
 @compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   ${body}
@@ -173,7 +185,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     launches: [
       {
         kernel: {
-          name: `kv_write_w${a.width}${variant}${f16 ? '_kv16' : ''}_c${a.capacity}_wg${wg}`,
+          name: `kv_write_w${a.width}${variant}${f16 ? '_kv16' : ''}_c${a.capacity}${ring ? `_ring${ring.sink}` : ''}_wg${wg}`,
           code,
           bindings,
           workgroupSize: [wg, 1, 1],

@@ -114,6 +114,16 @@ ${COMMON_COMPILE_HELP}`,
     console.log(
       `KV cache: ${r.kvBytesPerToken} bytes per token; ${mib(r.stateBytesPerSequence)} per sequence at capacity ${r.capacity}`,
     );
+    const rings = r.layers.filter((l) => l.kvRows !== null);
+    if (rings.length > 0) {
+      const rows = [...new Set(rings.map((l) => l.kvRows))].join(', ');
+      console.log(
+        `  ${rings.length} streaming layers keep ring caches of ${rows} rows: their KV stops growing there`,
+      );
+    }
+    console.log(
+      `KV memory against context: ${r.kvBytesByContext.map((k) => `${k.context.toLocaleString('en')}: ${mib(k.bytes)}`).join('; ')}`,
+    );
     if (r.recurrentStateBytes > 0) {
       console.log(
         `recurrent state: ${mib(r.recurrentStateBytes)} per sequence, at any context length`,

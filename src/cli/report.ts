@@ -31,6 +31,11 @@ export interface LayerStateReport {
   mixer: string;
   /** KV-cache bytes each token adds (attention layers; 0 for fixed-size state). */
   kvBytesPerToken: number;
+  /**
+   * Rows a ring KV cache holds whatever the context (streaming attention: sink tokens + window
+   * + maxT − 1), so the layer's KV bytes stop growing there; null: a row per position.
+   */
+  kvRows: number | null;
   /** Fixed-size recurrent state (conv and SSM states), independent of the context length. */
   stateBytes: number;
 }
@@ -68,6 +73,8 @@ export interface ModelReport {
   recurrentStateBytes: number;
   /** Everything a sequence holds: KV caches at capacity plus recurrent state. */
   stateBytesPerSequence: number;
+  /** KV-cache bytes a sequence holds at a few contexts up to the capacity (see kvBytesAt). */
+  kvBytesByContext: { context: number; bytes: number }[];
   layers: LayerStateReport[];
   capacity: number;
   kernels: number;
@@ -97,8 +104,17 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
     layer: l.index,
     mixer: l.mixer ? l.mixer.kind : 'none',
     kvBytesPerToken: 0,
+    kvRows: null,
     stateBytes: 0,
   }));
+  // Ring caches (streaming attention) are the KV inputs of attention ops with a ring.
+  const rings = new Set<number>();
+  for (const n of g.nodes) {
+    if (n.attrs.op === 'attention' && n.attrs.ring) {
+      rings.add(n.inputs.kcache);
+      rings.add(n.inputs.vcache);
+    }
+  }
   for (const n of g.nodes) {
     if (n.layer === null) continue;
     for (const [name, id] of Object.entries(n.inputs)) {
@@ -106,10 +122,25 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
       if (t.kind !== 'state' || seen.has(id) || STAT_INPUTS.has(name)) continue;
       seen.add(id);
       const row = out[n.layer];
-      if (KV_INPUTS.has(name)) row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1);
-      else row.stateBytes += shapeBytes(t.dtype, t.shape, 1);
+      if (KV_INPUTS.has(name)) {
+        row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1);
+        if (rings.has(id)) row.kvRows = t.shape[0] as number;
+      } else row.stateBytes += shapeBytes(t.dtype, t.shape, 1);
     }
   }
+  return out;
+}
+
+/** KV-cache bytes at `context` tokens: a row per token, up to a ring cache's rows. */
+export function kvBytesAt(layers: LayerStateReport[], context: number): number {
+  return layers.reduce((n, l) => n + l.kvBytesPerToken * Math.min(context, l.kvRows ?? context), 0);
+}
+
+/** Contexts for the KV-against-context figures: 1K, 4K, 16K, … below the capacity, and it. */
+function reportContexts(capacity: number): number[] {
+  const out: number[] = [];
+  for (let c = 1024; c < capacity; c *= 4) out.push(c);
+  out.push(capacity);
   return out;
 }
 
@@ -179,6 +210,10 @@ export function report(c: CompiledModel): ModelReport {
     kvBytesPerToken,
     recurrentStateBytes: layers.reduce((n, l) => n + l.stateBytes, 0),
     stateBytesPerSequence: stateBytes(c),
+    kvBytesByContext: reportContexts(c.capacity).map((context) => ({
+      context,
+      bytes: kvBytesAt(layers, context),
+    })),
     layers,
     capacity: c.capacity,
     kernels: c.kernels.length,

@@ -28,6 +28,16 @@ export class GraphBuilder {
     readonly capacity: number,
     /** Element type of the attention KV caches the lowerings create (see KvType). */
     readonly kv: KvType = 'f32',
+    /**
+     * The largest prefill chunk, in both phases: streaming attention's ring caches (KvRing) are
+     * shared by both and keep chunk − 1 rows beyond sinks + window (src/ops/attention.ts).
+     */
+    readonly chunk: number = maxT,
+    /**
+     * false: streaming layers keep a cache row per position up to the capacity, under the same
+     * mask (the reference the ring caches are tested against).
+     */
+    readonly ringCaches: boolean = true,
   ) {}
 
   tensor(name: string, shape: Dim[], kind: Tensor['kind'], dtype: DType = 'f32'): number {

@@ -16,12 +16,20 @@ import { plainMatmul, type KvType } from './ops.ts';
 
 export interface LowerOptions {
   phase: Phase;
-  /** Largest prefill chunk (ignored for decode, which is 1). */
+  /**
+   * Largest prefill chunk. Decode steps are 1 token, but the decode graph reads it too: the ring
+   * caches of streaming attention, shared by both phases, are sized by it.
+   */
   maxT: number;
-  /** KV cache rows. */
+  /** Positions a sequence may reach: KV cache rows, except in ring caches, and rope table rows. */
   capacity: number;
   /** Element type of the attention KV caches (default 'f32'; 'f16' halves their bytes). */
   kv?: KvType;
+  /**
+   * false: streaming attention (sink_tokens) keeps a cache row per position, with the same mask,
+   * instead of a ring: the reference that the ring caches are tested against. Default true.
+   */
+  ringCaches?: boolean;
 }
 
 /** x + mixer(norm(input)) for layer i, as its kind's definition (src/mixers) lowers it. */
@@ -40,7 +48,14 @@ function lowerMixer(
 
 export function lower(model: ModelIR, opts: LowerOptions): Graph {
   const maxT = opts.phase === 'decode' ? 1 : opts.maxT;
-  const b = new GraphBuilder(opts.phase, maxT, opts.capacity, opts.kv ?? 'f32');
+  const b = new GraphBuilder(
+    opts.phase,
+    maxT,
+    opts.capacity,
+    opts.kv ?? 'f32',
+    opts.maxT,
+    opts.ringCaches ?? true,
+  );
   const ids = b.tensor('ids', ['T'], 'input', 'u32');
   const table = b.param(EMBED, [model.vocab, model.dim]);
   const embeddings = b.op(

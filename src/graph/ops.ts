@@ -102,7 +102,8 @@ export interface MatmulAttrs {
   /**
    * QKV + RoPE + KV-append: columns [0, q) are q (rope applied, written to out [T, q]);
    * [q, q+kv) are k (rope applied, written to kcache row pos+t); [q+kv, q+2kv) are v (to vcache).
-   * The rope tables and both caches have `capacity` rows. Pairs are always 'interleaved'.
+   * The rope tables and both caches have `capacity` rows (ring caches: ring.rows, k and v of
+   * position p at cacheRow(ring, ring.rows, p)). Pairs are always 'interleaved'.
    */
   ropeKv: {
     qCols: number;
@@ -112,6 +113,8 @@ export interface MatmulAttrs {
     capacity: number;
     /** Element type of both caches (see KvType); absent: 'f32'. */
     kvType?: KvType;
+    /** Rows of both caches when they are rings (see KvRing); absent: `capacity` rows, row = pos. */
+    ring?: { sink: number; rows: number } | null;
   } | null;
   /**
    * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
@@ -199,6 +202,23 @@ export function kvTypeOf(a: { kvType?: KvType } | null | undefined): KvType {
   return a?.kvType ?? 'f32';
 }
 
+/**
+ * A ring-buffer KV cache (StreamingLLM's attention sinks plus a rolling window): rows [0, sink)
+ * keep the first `sink` positions for good, and position j >= sink lives in row
+ * sink + (j - sink) mod (rows - sink), overwriting whatever position was there. The cache's row
+ * count stays fixed however far the positions run (see cacheRow in src/ops/attention.ts).
+ * Keys are stored already rotated at their absolute positions, so nothing is re-rotated.
+ */
+export interface KvRing {
+  sink: number;
+}
+
+/** The cache row of position j: j itself without a ring; see KvRing for the ring's rule. */
+export function cacheRow(ring: KvRing | null | undefined, rows: number, j: number): number {
+  if (!ring || j < ring.sink) return j;
+  return ring.sink + ((j - ring.sink) % (rows - ring.sink));
+}
+
 /** Writes x's rows to cache rows pos .. pos+T-1, in place. */
 export interface KvWriteAttrs {
   op: 'kv_write';
@@ -210,6 +230,8 @@ export interface KvWriteAttrs {
   columns: KvColumns | null;
   /** Element type of the cache (see KvType); absent: 'f32'. */
   kvType?: KvType;
+  /** Ring-buffer rows (see KvRing): position j goes to cacheRow(ring, capacity, j); absent: row j. */
+  ring?: KvRing | null;
 }
 
 /**
@@ -246,9 +268,20 @@ export interface AttentionAttrs {
   softcap: number | null;
   /** A learned logit per head joins each softmax denominator (GPT-OSS attention sinks). */
   sinks: boolean;
+  /** Cache rows. */
   capacity: number;
   /** Element type of both caches (see KvType); absent: 'f32'. */
   kvType?: KvType;
+  /**
+   * StreamingLLM's sink tokens: keys 0 .. sinkTokens-1 stay visible to every query besides its
+   * window (needs causal and a window). Absent: 0.
+   */
+  sinkTokens?: number;
+  /**
+   * The caches are rings (see KvRing; ring.sink equals sinkTokens): position j is read from row
+   * cacheRow(ring, capacity, j), and positions may run past `capacity`. Absent or null: row j.
+   */
+  ring?: KvRing | null;
 }
 
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */

@@ -31,6 +31,7 @@ export function attentionSpec(
     outBias: bias,
     causal: true,
     window: null,
+    sinkTokens: null,
     scale: headDim ** -0.5,
     softcap: null,
     sinks: false,

@@ -45,6 +45,13 @@ export interface AttentionSpec {
   causal: boolean;
   /** Sliding window length in tokens; null is full attention. */
   window: number | null;
+  /**
+   * StreamingLLM: the first sinkTokens positions stay visible to every query besides its window,
+   * and the KV cache is a ring of sinkTokens + window (+ prefill chunk − 1) rows whatever the
+   * context, so decode memory stays constant. Keys keep the RoPE of their absolute positions
+   * (see src/ops/attention.ts). null: the cache holds every position up to the capacity.
+   */
+  sinkTokens: number | null;
   /** Softmax scale; usually headDim^-0.5. */
   scale: number;
   /** Attention-logit softcap (Gemma2); null is none. */
@@ -79,6 +86,14 @@ export function attentionNames(i: number) {
 
 export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
   const issues = multipleOf(n, 'kvHeads', ['heads', a.heads], ['kvHeads', a.kvHeads]);
+  if (a.sinkTokens !== null && (a.window === null || !a.causal)) {
+    issues.push({
+      path: ['sinkTokens'],
+      message:
+        `${n('sinkTokens')} ${a.sinkTokens} needs a rolling window: set ${n('window')} ` +
+        `(a ring cache keeps ${n('sinkTokens')} + ${n('window')} rows) on causal attention`,
+    });
+  }
   if (a.rope) {
     for (const issue of checkRope(a.rope, a.headDim, n)) {
       issues.push({ path: ['rope', ...issue.path], message: issue.message });
@@ -99,6 +114,7 @@ const kindDef = defineKind({
     out_bias: opt(bool),
     causal: opt(bool),
     window: opt(orNone(int(1))),
+    sink_tokens: opt(orNone(int(0))),
     scale: opt(positive),
     softcap: opt(orNone(positive)),
     sinks: opt(bool),
@@ -126,6 +142,7 @@ const kindDef = defineKind({
       outBias: a.out_bias ?? false,
       causal: a.causal ?? true,
       window: a.window ?? null,
+      sinkTokens: a.sink_tokens ?? null,
       // ** rather than 1/Math.sqrt: the same rounding as PyTorch's head_dim ** -0.5.
       scale: a.scale ?? headDim ** -0.5,
       softcap: a.softcap ?? null,
@@ -148,6 +165,7 @@ const kindDef = defineKind({
           { name: 'out_bias', value: s.outBias },
           { name: 'causal', value: s.causal },
           { name: 'window', value: s.window },
+          { name: 'sink_tokens', value: s.sinkTokens },
           { name: 'scale', value: s.scale },
           { name: 'softcap', value: s.softcap },
           { name: 'sinks', value: s.sinks },
@@ -242,11 +260,16 @@ export const attention = defineMixer<AttentionSpec>({
       softcap: { type: ['number', 'null'], exclusiveMinimum: 0 },
     },
     // Added after specs were written: left out, they are off.
-    { sinks: { ...boolSchema, default: false }, outputGate: { ...boolSchema, default: false } },
+    {
+      sinks: { ...boolSchema, default: false },
+      outputGate: { ...boolSchema, default: false },
+      sinkTokens: { type: ['integer', 'null'], minimum: 0, default: null },
+    },
   ),
   dims: (m) => {
     const parts = [`heads ${m.heads}`, `kv ${m.kvHeads}`, `head_dim ${m.headDim}`];
     if (m.window !== null) parts.push(`window ${m.window}`);
+    if (m.sinkTokens !== null) parts.push(`${m.sinkTokens} sink tokens, ring cache`);
     if (m.rope === null) parts.push('no rope');
     else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
     if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);

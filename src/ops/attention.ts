@@ -11,11 +11,20 @@
  * that has no value row: out = Σ_j exp(s_j) v_j / (Σ_j exp(s_j) + exp(sinks[h])), max-shifted
  * over the scores and the sink together (as HF's eager attention does).
  *
+ * StreamingLLM (sinkTokens S, a window W, ring caches): query p also sees keys 0..S-1, and the
+ * caches are rings of `capacity` rows (see KvRing) so positions run on past them. Keys are rotated
+ * at their absolute positions when written and never re-rotated: the outputs equal dense attention
+ * under the mask [0, S) ∪ (p - W, p], which is what the reference computes (the original
+ * StreamingLLM instead re-numbers positions inside the cache; HF's SinkCache re-rotates keys).
+ * A step of T tokens writes its keys before it reads, so the ring keeps W + T - 1 positions
+ * after the sinks: rows = S + W + maxT - 1 (the lowering sizes it so).
+ *
  * With kvType 'f16' the caches are stored as f16 (see KvType): kv_write and the matmul's ropeKv
  * epilogue store each value rounded to f16, and attention reads the caches as they are, so the
  * reference sees exactly the values the kernels unpack.
  */
 import {
+  cacheRow,
   kvTypeOf,
   kvWriteWidth,
   type AttentionAttrs,
@@ -57,7 +66,50 @@ export function visibleKeys(
   return [lo, w === null ? n : Math.min(n, p + w)];
 }
 
+/**
+ * Key ranges query position p sees: the window's [lo, hi) and, with sink tokens, [0, sinkTokens)
+ * before it (merged when they touch). Disjoint and ascending.
+ */
+export function visibleRanges(
+  a: Pick<AttentionAttrs, 'causal' | 'window' | 'sinkTokens'>,
+  p: number,
+  step: Pick<StepShape, 'T' | 'pos'>,
+): [number, number][] {
+  const [lo, hi] = visibleKeys(a, p, step);
+  const s = Math.min(a.sinkTokens ?? 0, hi);
+  if (s === 0) return [[lo, hi]];
+  if (s >= lo) return [[0, hi]];
+  return [
+    [0, s],
+    [lo, hi],
+  ];
+}
+
+/**
+ * A ring of `rows` rows with `sink` sink rows, read by a window of W over a step of T tokens
+ * whose keys are written first: it must keep W + T - 1 positions after the sinks.
+ */
+export function checkRing(
+  op: string,
+  ring: { sink: number },
+  rows: number,
+  window: number,
+  T: number,
+): void {
+  const need = ring.sink + window + T - 1;
+  if (rows < need) {
+    throw new Error(
+      `${op}: a ring cache of ${rows} rows cannot hold sink_tokens ${ring.sink} + window ${window} + ` +
+        `${T - 1} more rows for a step of ${T} tokens (needs ${need} rows)`,
+    );
+  }
+}
+
 function checkCapacity(a: AttentionAttrs, step: StepShape): void {
+  if (a.ring) {
+    checkRing('attention', a.ring, a.capacity, a.window ?? 0, step.T);
+    return;
+  }
   if (step.pos + step.T > a.capacity) {
     throw new Error(
       `attention: pos + T = ${step.pos + step.T} exceeds cache capacity ${a.capacity}`,
@@ -71,6 +123,20 @@ export const attention: OpDefinition<AttentionAttrs> = {
       throw new Error(`attention: heads (${a.heads}) must be a multiple of kvHeads (${a.kvHeads})`);
     }
     if (a.window !== null && a.window < 1) throw new Error(`attention: window must be >= 1`);
+    const sink = a.sinkTokens ?? 0;
+    if (!Number.isInteger(sink) || sink < 0) {
+      throw new Error(`attention: sinkTokens must be an integer >= 0, got ${sink}`);
+    }
+    if ((sink > 0 || a.ring) && (!a.causal || a.window === null)) {
+      throw new Error(
+        `attention: sink tokens and a ring cache need causal attention with a window ` +
+          `(causal ${a.causal}, window ${a.window})`,
+      );
+    }
+    if (a.ring && a.ring.sink !== sink) {
+      throw new Error(`attention: ring.sink ${a.ring.sink} differs from sinkTokens ${sink}`);
+    }
+    if (a.ring) checkRing('attention', a.ring, a.capacity, a.window!, 1);
     if (kvTypeOf(a) === 'f16') {
       checkEven('attention', { headDim: a.headDim, vHeadDim: a.vHeadDim });
     }
@@ -100,11 +166,16 @@ export const attention: OpDefinition<AttentionAttrs> = {
     const ow = heads * vd;
     const group = heads / kvHeads;
     const out = new Float32Array(step.T * ow);
-    const scores = new Float64Array(step.pos + step.T);
+    const scores: number[] = [];
+    const rowOf: number[] = [];
     const acc = new Float64Array(vd);
     for (let t = 0; t < step.T; t++) {
       const p = step.pos + t;
-      const [lo, hi] = visibleKeys(a, p, step);
+      // Cache rows of the visible keys, ascending by position.
+      rowOf.length = 0;
+      for (const [lo, hi] of visibleRanges(a, p, step)) {
+        for (let j = lo; j < hi; j++) rowOf.push(cacheRow(a.ring, a.capacity, j));
+      }
       for (let h = 0; h < heads; h++) {
         const qo = t * qw + h * hd;
         const kvh = Math.floor(h / group);
@@ -112,18 +183,20 @@ export const attention: OpDefinition<AttentionAttrs> = {
         const vo = kvh * vd;
         const sink = sinks ? sinks[h] : -Infinity;
         let max = sink;
-        for (let j = lo; j < hi; j++) {
+        for (let i = 0; i < rowOf.length; i++) {
+          const j = rowOf[i];
           let s = 0;
           for (let d = 0; d < hd; d++) s += q[qo + d] * kc[j * kvw + ko + d];
           s *= a.scale;
           if (a.softcap !== null) s = a.softcap * Math.tanh(s / a.softcap);
-          scores[j] = s;
+          scores[i] = s;
           if (s > max) max = s;
         }
         let sum = sinks ? Math.exp(sink - max) : 0;
         acc.fill(0);
-        for (let j = lo; j < hi; j++) {
-          const e = Math.exp(scores[j] - max);
+        for (let i = 0; i < rowOf.length; i++) {
+          const j = rowOf[i];
+          const e = Math.exp(scores[i] - max);
           sum += e;
           for (let d = 0; d < vd; d++) acc[d] += e * vc[j * vw + vo + d];
         }
@@ -136,13 +209,16 @@ export const attention: OpDefinition<AttentionAttrs> = {
     let pairs = 0;
     let kvLo = Infinity;
     let kvHi = 0;
+    let sinkRows = 0;
     for (let t = 0; t < step.T; t++) {
-      const [lo, hi] = visibleKeys(a, step.pos + t, step);
-      pairs += hi - lo;
+      const ranges = visibleRanges(a, step.pos + t, step);
+      for (const [lo, hi] of ranges) pairs += hi - lo;
+      const [lo, hi] = ranges[ranges.length - 1];
+      if (ranges.length > 1) sinkRows = ranges[0][1];
       kvLo = Math.min(kvLo, lo);
       kvHi = Math.max(kvHi, hi);
     }
-    const kvRows = Math.max(0, kvHi - kvLo);
+    const kvRows = Math.max(0, kvHi - kvLo) + sinkRows;
     const qBytes = 4 * step.T * a.heads * a.headDim;
     return {
       // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
@@ -158,6 +234,11 @@ export const kvWrite: OpDefinition<KvWriteAttrs> = {
   check(a) {
     const c = a.columns;
     const f16 = kvTypeOf(a) === 'f16';
+    if (a.ring && !(a.ring.sink >= 0 && a.ring.sink < a.capacity)) {
+      throw new Error(
+        `kv_write: ring sink rows ${a.ring.sink} must be below its ${a.capacity} rows`,
+      );
+    }
     if (f16) checkEven('kv_write', { width: a.width });
     if (c === null) return;
     if (a.width % c.heads !== 0 || c.offset < 0 || c.offset + c.cols > a.width / c.heads) {
@@ -177,7 +258,7 @@ export const kvWrite: OpDefinition<KvWriteAttrs> = {
     x: rule(['T', kvWriteWidth(a)]),
     cache: inPlace([a.capacity, a.width], kvTypeOf(a)),
   }),
-  /** Rows pos .. pos+T-1 of the cache, written in place (as f16 values when kvType is 'f16'). */
+  /** Rows pos .. pos+T-1 (ring: their cacheRow) of the cache, written in place (as f16 values when kvType is 'f16'). */
   outputs: (a) => ({ cache: inPlace([a.capacity, a.width], kvTypeOf(a)) }),
   reference(a: KvWriteAttrs, inputs: Arrays, step: StepShape): Arrays {
     kvWrite.check(a);
@@ -185,12 +266,22 @@ export const kvWrite: OpDefinition<KvWriteAttrs> = {
     // The cache holds what the kernel stores: each value rounded to f16 under kvType 'f16'.
     const x = kvTypeOf(a) === 'f16' ? xIn.map(roundF16) : xIn;
     const cache = f32(inputs, 'cache');
-    if (step.pos + step.T > a.capacity) {
+    if (a.ring) {
+      // More rows than the ring holds would overwrite the step's own earlier rows.
+      if (step.T > a.capacity - a.ring.sink) {
+        throw new Error(
+          `kv_write: a step of ${step.T} rows exceeds the ring's ${a.capacity - a.ring.sink} rows after its sink_tokens ${a.ring.sink}`,
+        );
+      }
+    } else if (step.pos + step.T > a.capacity) {
       throw new Error(`kv_write: pos + T = ${step.pos + step.T} exceeds capacity ${a.capacity}`);
     }
     const c = a.columns;
+    const row = (t: number) => cacheRow(a.ring, a.capacity, step.pos + t);
     if (c === null) {
-      cache.set(x.subarray(0, step.T * a.width), step.pos * a.width);
+      for (let t = 0; t < step.T; t++) {
+        cache.set(x.subarray(t * a.width, (t + 1) * a.width), row(t) * a.width);
+      }
       return { cache };
     }
     const xw = kvWriteWidth(a);
@@ -198,7 +289,7 @@ export const kvWrite: OpDefinition<KvWriteAttrs> = {
     for (let t = 0; t < step.T; t++) {
       for (let h = 0; h < c.heads; h++) {
         const from = t * xw + (c.broadcast ? 0 : h * c.cols);
-        const to = (step.pos + t) * a.width + h * stride + c.offset;
+        const to = row(t) * a.width + h * stride + c.offset;
         cache.set(x.subarray(from, from + c.cols), to);
       }
     }

@@ -8,6 +8,7 @@
 import { dtypeBytes, weightTypeUnsupported } from '../graph/dtype.ts';
 import { roundWeight } from './weight-storage.ts';
 import {
+  cacheRow,
   EPILOGUE_VALUE,
   kvTypeOf,
   splitOutput,
@@ -76,6 +77,11 @@ function check(a: MatmulAttrs): void {
   }
   if (!Number.isInteger(capacity) || capacity < 1) {
     throw new Error(`${pre}: ropeKv capacity must be a positive integer, got ${capacity}`);
+  }
+  if (r.ring && !(r.ring.sink >= 0 && r.ring.sink < r.ring.rows)) {
+    throw new Error(
+      `${pre}: ropeKv ring sink rows ${r.ring.sink} must be below its ${r.ring.rows} rows`,
+    );
   }
   // q rows are written densely as [T, qCols] (what attention reads); a split or offset output has
   // no meaning here, but the lowering may leave the default outStride N in place.
@@ -155,12 +161,17 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (rope) {
     r.cos = rule([rope.capacity, rope.rotaryDim / 2]);
     r.sin = rule([rope.capacity, rope.rotaryDim / 2]);
-    r.kcache = inPlace([rope.capacity, rope.kvCols], kvTypeOf(rope));
-    r.vcache = inPlace([rope.capacity, rope.kvCols], kvTypeOf(rope));
+    r.kcache = inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope));
+    r.vcache = inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope));
   } else if (a.outOffset > 0) {
     r.out = inPlace([a.rows, a.outStride]);
   }
   return r;
+}
+
+/** Rows of a ropeKv matmul's caches: the ring's, else one per position up to capacity. */
+export function cacheRows(rope: NonNullable<MatmulAttrs['ropeKv']>): number {
+  return rope.ring ? rope.ring.rows : rope.capacity;
 }
 
 /** out [rows, outStride]; with ropeKv q as [T, qCols] and both caches; with splits out, out1, …. */
@@ -169,8 +180,8 @@ function outputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (rope) {
     return {
       out: rule(['T', rope.qCols]),
-      kcache: inPlace([rope.capacity, rope.kvCols], kvTypeOf(rope)),
-      vcache: inPlace([rope.capacity, rope.kvCols], kvTypeOf(rope)),
+      kcache: inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope)),
+      vcache: inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope)),
     };
   }
   if (a.splits) {
@@ -217,7 +228,12 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   let cos: Float32Array | undefined;
   let sin: Float32Array | undefined;
   if (rope) {
-    const end = (step.pos + rows) * rope.kvCols;
+    if (rope.ring && rows > rope.ring.rows - rope.ring.sink) {
+      throw new Error(
+        `matmul: a ropeKv step of ${rows} rows exceeds the ring's ${rope.ring.rows - rope.ring.sink} rows after its sinks`,
+      );
+    }
+    const end = (rope.ring ? rope.ring.rows : step.pos + rows) * rope.kvCols;
     kcache = need(inputs, 'kcache', end, `kcache rows up to pos+T (${step.pos + rows})`);
     vcache = need(inputs, 'vcache', end, `vcache rows up to pos+T (${step.pos + rows})`);
     const half = rope.rotaryDim / 2;
@@ -260,8 +276,9 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       out.set(y.subarray(0, rope.qCols), r * outStride);
       // An f16 cache holds each k and v rounded to f16, as the kernels store them.
       if (kvTypeOf(rope) === 'f16') for (let n = rope.qCols; n < N; n++) y[n] = roundF16(y[n]);
-      kcache.set(y.subarray(rope.qCols, qk), p * rope.kvCols);
-      vcache.set(y.subarray(qk, N), p * rope.kvCols);
+      const row = rope.ring ? cacheRow(rope.ring, rope.ring.rows, p) : p;
+      kcache.set(y.subarray(rope.qCols, qk), row * rope.kvCols);
+      vcache.set(y.subarray(qk, N), row * rope.kvCols);
     } else {
       out.set(y, r * outStride + outOffset);
     }

@@ -132,6 +132,10 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
         capacity: rope.capacity,
         // The caches keep their element type: the epilogue stores what kv_write stored.
         kvType: kvTypeOf(att.attrs.op === 'attention' ? att.attrs : null),
+        // Ring caches keep their rows and row rule (KvRing).
+        ...(kw.attrs.op === 'kv_write' && kw.attrs.ring
+          ? { ring: { sink: kw.attrs.ring.sink, rows: kw.attrs.capacity } }
+          : {}),
       },
     };
     if (!fits(attrs, caps)) continue;

@@ -89,8 +89,10 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
     inputs.sin = ang.map(Math.sin);
     // An f16 cache holds f16 values.
     const kv = (v: Float32Array) => (kvTypeOf(rope) === 'f16' ? v.map(roundF16) : v);
-    inputs.kcache = kv(randn(cap * rope.kvCols, seed + 9));
-    inputs.vcache = kv(randn(cap * rope.kvCols, seed + 10));
+    // Ring caches (KvRing) have their own rows; the tables still cover every position.
+    const rows = rope.ring ? rope.ring.rows : cap;
+    inputs.kcache = kv(randn(rows * rope.kvCols, seed + 9));
+    inputs.vcache = kv(randn(rows * rope.kvCols, seed + 10));
   }
   return inputs;
 }

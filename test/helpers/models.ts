@@ -16,6 +16,7 @@ export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
     outBias: false,
     causal: true,
     window: null,
+    sinkTokens: null,
     scale: 1 / Math.sqrt(headDim),
     softcap: null,
     sinks: false,

@@ -31,6 +31,7 @@ function layer(index: number, over: Partial<AttentionSpec>, ffn: LayerSpec['ffn'
       outBias: false,
       causal: true,
       window: null,
+      sinkTokens: null,
       scale: 1 / Math.sqrt(8),
       softcap: null,
       sinks: false,

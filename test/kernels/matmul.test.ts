@@ -102,6 +102,26 @@ describe('matmul kernels against the reference', () => {
         ].map(ropeKv16);
         for (const [si, a] of cases.entries()) await check(a, run, 75_000 + 10 * si);
       });
+      it('ropeKv into ring caches (streaming attention): k/v of position p at its ring row', async () => {
+        // Steps whose positions cross the ring's wrap; the tables cover 9 + maxT + 2 positions.
+        const ringSteps =
+          maxT > 1
+            ? [
+                { T: 20, pos: 28, L: 1 },
+                { T: maxT, pos: 0, L: 1 },
+              ]
+            : [{ T: 1, pos: 10, L: 1 }];
+        const run = { caps: await matrixCaps(), maxT, steps: ringSteps };
+        const ring = (a: MatmulAttrs, sink: number): MatmulAttrs => ({
+          ...a,
+          ropeKv: { ...a.ropeKv!, ring: { sink, rows: sink + maxT + 4 } },
+        });
+        const cases = [
+          ring(ropeCase(4, 2, 8, 4, 67, { bias: true }), 3),
+          ring(ropeKv16(ropeCase(3, 1, 6, 6, 129)), 0),
+        ];
+        for (const [si, a] of cases.entries()) await check(a, run, 77_000 + 10 * si);
+      });
     });
   }
 });

@@ -65,12 +65,14 @@ describe('hybrid graphs and the inspect report', () => {
       layer: 0,
       mixer: 'mamba1',
       kvBytesPerToken: 0,
+      kvRows: null,
       stateBytes: mambaState,
     });
     expect(one.layers[4]).toEqual({
       layer: 4,
       mixer: 'attention',
       kvBytesPerToken: kvPerAttentionLayer,
+      kvRows: null,
       stateBytes: 0,
     });
     expect(one.recurrentStateBytes).toBe(7 * mambaState);

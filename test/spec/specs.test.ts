@@ -31,6 +31,7 @@ const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
   outBias: false,
   causal: true,
   window: null,
+  sinkTokens: null,
   scale: 0.25,
   softcap: null,
   sinks: false,

@@ -131,6 +131,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.rows === 'L') f.push('lastL');
   if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
   if (a.ropeKv) f.push(kvTypeOf(a.ropeKv) === 'f16' ? 'ropekv16' : 'ropekv');
+  if (a.ropeKv?.ring) f.push(`ring${a.ropeKv.ring.sink}r${a.ropeKv.ring.rows}`);
   if (a.splits) f.push(`split${a.splits.length}`);
   return {
     bindings,
@@ -192,13 +193,18 @@ function epilogue(a: MatmulAttrs): string {
     const bias = a.bias ? '\n  y0 += b_bias[c];\n  y1 += b_bias[c + 1u];' : '';
     // Element e = p * KVC + s (s even) of an f16 cache is the low half of word e / 2, each value
     // rounded to nearest even by f16_pack2 (wgsl-math.ts), as the reference rounds it.
+    // The cache row is `cr`: the position, or its ring row (KvRing) for a ring cache.
     const store = (cache: string): string =>
       kvTypeOf(r) === 'f16'
-        ? `${cache}[(p * KVC + s) >> 1u] = f16_pack2(y0, y1);`
-        : `${cache}[p * KVC + s] = y0;
-      ${cache}[p * KVC + s + 1u] = y1;`;
-    // The capacity bounds the rows: an f16 buffer's arrayLength counts words, not elements.
-    const cap = kvTypeOf(r) === 'f16' ? `${r.capacity}u` : 'arrayLength(&b_kcache) / KVC';
+        ? `${cache}[(cr * KVC + s) >> 1u] = f16_pack2(y0, y1);`
+        : `${cache}[cr * KVC + s] = y0;
+      ${cache}[cr * KVC + s + 1u] = y1;`;
+    // The capacity bounds the positions (rope table rows; the cache's rows too without a ring):
+    // an f16 buffer's arrayLength counts words, not elements.
+    const cap = r.ring || kvTypeOf(r) === 'f16' ? `${r.capacity}u` : 'arrayLength(&b_kcache) / KVC';
+    const row = r.ring
+      ? `select(${r.ring.sink}u + (p - ${r.ring.sink}u) % ${r.ring.rows - r.ring.sink}u, p, p < ${r.ring.sink}u)`
+      : 'p';
     return `
 const QC: u32 = ${r.qCols}u;
 const KVC: u32 = ${r.kvCols}u;
@@ -210,6 +216,7 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   let p = step.pos + r;
   // Rows past the cache's capacity would land on other rows under robust access; drop them.
   if (p >= ${cap}) { return; }
+  let cr = ${row};
   if (c < QC + KVC) {
     let s = select(c - QC, c, c < QC);
     let d = s % HD;

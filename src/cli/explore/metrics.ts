@@ -8,7 +8,7 @@ import type { KvType } from '../../graph/ops.ts';
 import type { Precision } from '../../passes/precision.ts';
 import type { ModelIR } from '../../spec/model.ts';
 import { NOMINAL_CAPS } from '../../target.ts';
-import { graphCost, report } from '../report.ts';
+import { graphCost, kvBytesAt, report } from '../report.ts';
 import { stepSeconds, type Roofline } from './roofline.ts';
 
 export interface CompileSettings {
@@ -49,7 +49,10 @@ export interface Figures {
   memoryAt: Record<string, number>;
   /** One decode token (batch 1) with `context` tokens cached, by context. */
   decodeAt: Record<string, StepEstimate>;
-  /** Longest context at the batch size that fits each budget; null when KV never grows (no attention). */
+  /**
+   * Longest context at the batch size that fits each budget; null when KV never grows (no
+   * attention, or only streaming attention's ring caches).
+   */
   maxContext: Record<string, number | null>;
 }
 
@@ -72,16 +75,21 @@ export function compileFigures(model: ModelIR, c: CompileSettings, f: FigureSett
   const prefillBytes = r.prefill.bytesRead + r.prefill.bytesWritten;
   const memoryAt: Record<string, number> = {};
   const decodeAt: Record<string, StepEstimate> = {};
+  // Ring caches (streaming attention) stop growing at their rows: KV at a context is per layer.
+  const growing = r.layers.reduce((n, l) => n + (l.kvRows === null ? l.kvBytesPerToken : 0), 0);
+  const ringBytes = r.layers.reduce((n, l) => n + l.kvBytesPerToken * (l.kvRows ?? 0), 0);
   for (const ctx of f.contexts) {
-    memoryAt[ctx] = weights + f.batch * (kv * ctx + state);
+    memoryAt[ctx] = weights + f.batch * (kvBytesAt(r.layers, ctx) + state);
     // The cost model at position ctx: attention reads ctx cached rows, the rest is unchanged.
     const cost = graphCost(compiled.graphs.decode, 1, ctx);
     decodeAt[ctx] = step(cost.flops, cost.bytesRead + cost.bytesWritten, r.decode.dispatches, 1);
   }
   const maxContext: Record<string, number | null> = {};
   for (const [name, budget] of Object.entries(f.budgets)) {
-    const perSequence = (budget - weights) / f.batch - state;
-    maxContext[name] = perSequence < 0 ? 0 : kv === 0 ? null : Math.floor(perSequence / kv);
+    // Counting full rings (an upper bound on their bytes at any context).
+    const perSequence = (budget - weights) / f.batch - state - ringBytes;
+    maxContext[name] =
+      perSequence < 0 ? 0 : growing === 0 ? null : Math.floor(perSequence / growing);
   }
   return {
     precision: r.precision,

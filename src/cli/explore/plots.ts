@@ -46,7 +46,8 @@ export function plotSpecs(r: Results): Record<string, TopLevelSpec> {
     d.figures.map((f) => ({
       design: d.name,
       precision: f.precision,
-      memory: (f.kvBytesPerToken * c + f.recurrentStateBytes) / 2 ** 20,
+      // KV + state of one sequence at context c (ring caches stop growing at their rows).
+      memory: (f.memoryAt[c]! - f.parameterBytes) / r.batch / 2 ** 20,
       tokensPerSecond: f.decodeAt[c]!.tokensPerSecond,
       front: false,
     })),

@@ -3,7 +3,13 @@
  * its sandwich post-norm when the model has them) and plain linear layers.
  */
 import type { GraphBuilder } from '../builder.ts';
-import { plainMatmul, type PointwiseExpr, type PointwiseInput } from '../ops.ts';
+import {
+  plainMatmul,
+  type KvRing,
+  type KvWriteAttrs,
+  type PointwiseExpr,
+  type PointwiseInput,
+} from '../ops.ts';
 import type { Dim, ParamSource } from '../ir.ts';
 import type { AttentionSpec, ModelIR, RopeSpec } from '../../spec/model.ts';
 import { postNormNames } from '../../import/names.ts';
@@ -380,6 +386,27 @@ function hash(s: string): string {
 }
 
 /**
+ * The cache of an attention layer: a row per position up to the capacity, or for streaming
+ * attention (sinkTokens, StreamingLLM) a ring of sinkTokens + window + chunk − 1 rows (a prefill
+ * chunk writes its keys before it reads them; see src/ops/attention.ts), unless that is no
+ * smaller than the capacity.
+ */
+export function streamingCache(
+  b: GraphBuilder,
+  a: Pick<AttentionSpec, 'sinkTokens' | 'window'>,
+): { rows: number; ring: KvRing | null; sinkTokens: number } {
+  if (a.sinkTokens === null) return { rows: b.capacity, ring: null, sinkTokens: 0 };
+  if (a.window === null) {
+    throw new Error(`attention: sink_tokens ${a.sinkTokens} needs a window`);
+  }
+  const ringRows = a.sinkTokens + a.window + b.chunk - 1;
+  if (!b.ringCaches || ringRows >= b.capacity) {
+    return { rows: b.capacity, ring: null, sinkTokens: a.sinkTokens };
+  }
+  return { rows: ringRows, ring: { sink: a.sinkTokens }, sinkTokens: a.sinkTokens };
+}
+
+/**
  * The attention core that every lowering with a KV cache shares: RoPE on the projected q and k,
  * k and v appended to layer i's own cache, attention over that cache. `sinks` names the per-head
  * sink logits' param (null: none); `outName` names the result.
@@ -414,15 +441,17 @@ export function attendOverCache(
     q = rope(q, a.heads, 'q');
     k = rope(k, a.kvHeads, 'k');
   }
-  const kcache = b.state(`cache.k.${i}`, [b.capacity, kvCols], b.kv);
-  const vcache = b.state(`cache.v.${i}`, [b.capacity, kvCols], b.kv);
-  const write = {
+  const { rows, ring, sinkTokens } = streamingCache(b, a);
+  const kcache = b.state(`cache.k.${i}`, [rows, kvCols], b.kv);
+  const vcache = b.state(`cache.v.${i}`, [rows, kvCols], b.kv);
+  const write: KvWriteAttrs = {
     op: 'kv_write',
     width: kvCols,
-    capacity: b.capacity,
+    capacity: rows,
     columns: null,
     kvType: b.kv,
-  } as const;
+    ...(ring ? { ring } : {}),
+  };
   b.op(write, `${L} k-append`, { x: k, cache: kcache }, { cache: kcache });
   b.op(write, `${L} v-append`, { x: qkv.v, cache: vcache }, { cache: vcache });
   return b.op(
@@ -437,8 +466,10 @@ export function attendOverCache(
       window: a.window,
       softcap: a.softcap,
       sinks: sinks !== null,
-      capacity: b.capacity,
+      capacity: rows,
       kvType: b.kv,
+      ...(sinkTokens > 0 ? { sinkTokens } : {}),
+      ...(ring ? { ring, sinkTokens } : {}),
     },
     `${L} attention`,
     sinks === null
