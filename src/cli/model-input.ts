@@ -1,7 +1,8 @@
 /**
  * What the compile/run/inspect commands accept: a spec file (.strata, .yaml,
- * .json), a HuggingFace folder or config.json (--hf), a .gguf file, or (run only) a bundle
- * folder. Resolves it to a ModelIR plus a weight provider.
+ * .json), a HuggingFace folder or config.json (--hf), a Hub name ORG/NAME[@REVISION] (found in
+ * or downloaded into the Hugging Face cache: src/cli/hub.ts), a .gguf file, or (run only) a
+ * bundle folder. Resolves it to a ModelIR plus a weight provider.
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { UserError } from './command.ts';
 import { openSafetensors, type SafetensorsSource } from '../../formats/node/safetensors-file.ts';
 import { checkTensors } from '../import/check.ts';
 import { expectedTensors } from '../import/names.ts';
+import { hubNameOf, offlineFromEnv, resolveHubModel } from './hub.ts';
 import { readTokenizerFiles, type ModelTokenizer } from '../import/tokenizer-files.ts';
 
 export interface ModelInput {
@@ -33,13 +35,28 @@ export function isBundleDir(path: string): boolean {
 
 export async function loadModelInput(
   path: string,
-  opts: { seed: number; weightsFile?: string; hf?: boolean },
+  opts: { seed: number; weightsFile?: string; hf?: boolean; offline?: boolean },
 ): Promise<ModelInput> {
+  if (opts.weightsFile !== undefined && !existsSync(opts.weightsFile))
+    throw new UserError(`--weights: no such file: ${opts.weightsFile}`);
+  const hub = hubNameOf(path);
+  if (hub) {
+    const dir = await resolveHubModel(hub, {
+      offline: opts.offline === true || offlineFromEnv(),
+      need: 'model',
+    });
+    if (opts.weightsFile !== undefined)
+      throw new UserError(`--weights goes with a spec; ${path} brings its own weights`);
+    const input = await loadModelInput(dir, { seed: opts.seed, hf: true });
+    return { ...input, describe: `Hugging Face model ${path} (${dir})` };
+  }
   if (!existsSync(path)) throw new UserError(`no such file or folder: ${path}`);
   const isDir = statSync(path).isDirectory();
   if (opts.hf || (isDir && existsSync(join(path, 'config.json'))) || path.endsWith('config.json')) {
     const { importHfFolder } = await import('../import/hf-folder.ts');
     const dir = isDir ? path : join(path, '..');
+    if (opts.weightsFile !== undefined)
+      throw new UserError(`--weights goes with a spec; ${path} brings its own weights`);
     const imported = await importHfFolder(dir);
     return {
       model: imported.model,
@@ -51,6 +68,8 @@ export async function loadModelInput(
     };
   }
   if (!isDir && /\.gguf$/i.test(path)) {
+    if (opts.weightsFile !== undefined)
+      throw new UserError(`--weights goes with a spec; ${path} brings its own weights`);
     const { importGgufFile } = await import('../import/gguf-file.ts');
     const imported = await importGgufFile(path);
     return {

@@ -18,3 +18,83 @@ export function terminalProgress(enabled = process.stderr.isTTY === true): Progr
     if (done >= total) process.stderr.write('\n');
   };
 }
+
+/** Bytes in binary units: 512 B, 1.5 KiB, 12.3 MiB, 4.07 GiB. */
+export function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
+}
+
+/** Seconds as 42s, 3m05s or 1h02m. */
+export function humanDuration(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const t = Math.max(0, Math.round(s));
+  if (t < 60) return `${t}s`;
+  const m = Math.floor(t / 60);
+  if (m < 60) return `${m}m${String(t % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+export interface ByteProgress {
+  /** `done` bytes of the total are now in place. */
+  update(done: number): void;
+  /** The transfer ended (complete or not): finish the line. */
+  end(): void;
+}
+
+/**
+ * Progress of one transfer in bytes, with its rate and ETA. On a terminal a bar redrawn in place
+ * (at most ten times a second); otherwise (a log, a pipe, CI) a plain line every few seconds, so
+ * that a long download shows it is alive without flooding the log. `start` bytes were already
+ * there (a resumed download): the rate counts only what this run moved.
+ */
+export function byteProgress(
+  label: string,
+  total: number,
+  start = 0,
+  opts: { tty?: boolean; write?: (s: string) => void; now?: () => number } = {},
+): ByteProgress {
+  const tty = opts.tty ?? process.stderr.isTTY === true;
+  const write = opts.write ?? ((s: string) => void process.stderr.write(s));
+  const now = opts.now ?? Date.now;
+  const t0 = now();
+  // A terminal shows the bar at once; a log gets its first line after 5 s, so a small file
+  // costs one line (the summary).
+  let last = tty ? -Infinity : t0;
+  let done = start;
+  const line = (): string => {
+    const secs = Math.max(1e-3, (now() - t0) / 1000);
+    const rate = (done - start) / secs;
+    const eta = rate > 0 ? humanDuration((total - done) / rate) : '?';
+    const pct = total > 0 ? Math.floor((100 * done) / total) : 100;
+    const amount = `${humanBytes(done)} / ${humanBytes(total)}`;
+    const tail = `${amount}  ${humanBytes(Math.round(rate))}/s  ETA ${eta}`;
+    if (!tty) return `${label}: ${pct}% (${tail})`;
+    const width = 24;
+    const filled = total > 0 ? Math.round((done / total) * width) : width;
+    return `${label} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${String(pct).padStart(3)}%  ${tail}`;
+  };
+  return {
+    update(n) {
+      done = n;
+      const t = now();
+      if (t - last < (tty ? 100 : 5000)) return;
+      last = t;
+      write(tty ? `\r${line()}\x1b[K` : `${line()}\n`);
+    },
+    end() {
+      const secs = (now() - t0) / 1000;
+      const rate = humanBytes(Math.round((done - start) / Math.max(1e-3, secs)));
+      const what =
+        done >= total ? 'done' : `stopped at ${humanBytes(done)} of ${humanBytes(total)}`;
+      const summary = `${label}: ${what}, ${humanBytes(done - start)} in ${humanDuration(secs)} (${rate}/s)`;
+      write(tty ? `\r${summary}\x1b[K\n` : `${summary}\n`);
+    },
+  };
+}

@@ -162,10 +162,24 @@ async function textTokenizer(
   return { tok: kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null, files: null };
 }
 
+/**
+ * Time to first token (prefill of the whole prompt plus one sampling step) and the decode rate
+ * after it: tokens 2..n over the time between the first token and the last.
+ */
+export function speedLine(
+  promptTokens: number,
+  t: { first: number; last: number; tokens: number },
+): string {
+  const head = `${t.tokens} tokens; first token after ${t.first.toFixed(0)} ms (prompt of ${promptTokens} tokens)`;
+  if (t.tokens < 2 || t.last <= t.first) return head;
+  const rate = ((t.tokens - 1) * 1000) / (t.last - t.first);
+  return `${head}, then ${rate.toFixed(rate >= 100 ? 0 : 1)} tokens/s`;
+}
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run a bundle or a spec on WebGPU and stream generated text',
-  usage: `usage: strata run <bundle-dir|spec|hf-folder> [--prompt TEXT | --prompt-ids 5,17,3] [options]
+  usage: `usage: strata run <bundle-dir|spec|hf-folder|ORG/NAME[@REV]> [--prompt TEXT | --prompt-ids 5,17,3] [options]
 
   --prompt TEXT        prompt text, through the model's tokenizer.json (a bundle's copy, or a
                        HuggingFace folder's); specs without one use UTF-8 bytes as ids
@@ -192,7 +206,8 @@ export const runCommand: Command = {
                        dispatch, buffer and layer whose output went non-finite (slow; debugging)
 
 Errors (non-finite logits, WebGPU validation/out-of-memory errors, a lost device) go to stderr
-and the exit status is 1; stdout holds only generated tokens.
+and the exit status is 1; stdout holds only generated tokens. After a run, stderr gets the time
+to the first token and the tokens per second after it.
 (spec inputs are compiled in memory first:)
 ${COMMON_COMPILE_HELP}`,
   async run(argv) {
@@ -231,7 +246,17 @@ ${COMMON_COMPILE_HELP}`,
     if (isBundleDir(positionals[0])) {
       // A bundle is already compiled: an option that would change it must not pass unnoticed.
       const given = (
-        ['max-t', 'capacity', 'no-fuse', 'precision', 'kv', 'weights', 'hf', 'target'] as const
+        [
+          'max-t',
+          'capacity',
+          'no-fuse',
+          'precision',
+          'kv',
+          'weights',
+          'hf',
+          'target',
+          'offline',
+        ] as const
       )
         .filter((k) => values[k] !== undefined)
         .map((k) => `--${k}`);
@@ -245,6 +270,7 @@ ${COMMON_COMPILE_HELP}`,
         seed,
         weightsFile: values.weights,
         hf: values.hf,
+        offline: values.offline,
       });
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
@@ -351,10 +377,16 @@ ${COMMON_COMPILE_HELP}`,
       }
       const decode = tok?.decodeStream();
       let started = false;
+      // Milliseconds from the start to the first token and to the last; tokens the model produced.
+      const timing = { first: 0, last: 0, tokens: 0 };
       try {
         // The model's EOS ends generation (and is not printed), unless --ignore-eos.
         const stopTokens = values['ignore-eos'] ? [] : [...(tok?.eos ?? [])];
+        const t0 = performance.now();
         for await (const t of seq.generate(prompt, { maxTokens, stopTokens, ...sampling })) {
+          timing.tokens++;
+          if (timing.tokens === 1) timing.first = performance.now() - t0;
+          else timing.last = performance.now() - t0;
           if (stopTokens.includes(t)) break;
           // generate() feeds every token it yields (the step that fails comes after them).
           fed.push(t);
@@ -374,6 +406,8 @@ ${COMMON_COMPILE_HELP}`,
         );
       }
       if (!started) process.stdout.write('\n');
+      // On stderr, so that stdout stays the generated text.
+      process.stderr.write(`strata run: ${speedLine(prompt.length, timing)}\n`);
       if (values.stats) await printExpertLoad(seq);
       return 0;
     } catch (e) {
