@@ -17,7 +17,8 @@
  * is not used: it names the snapshot after the file's last commit rather than the revision's,
  * writes no refs/, restarts interrupted downloads from zero and reports no progress.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import {
   mkdir,
   open,
@@ -26,10 +27,11 @@ import {
   stat,
   symlink,
   truncate,
+  unlink,
   writeFile,
 } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { UserError } from './command.ts';
 import { byteProgress } from './progress.ts';
 
@@ -174,6 +176,107 @@ async function sizeOf(path: string): Promise<number> {
   }
 }
 
+/** Whether a process is alive (one we may not signal still counts). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `f` holding a lock file (created exclusively, holding our pid): two strata processes
+ * appending to one .incomplete file would interleave their bytes. A lock whose process is gone
+ * is taken over. (huggingface_hub's own locks beside it are flock()s, which Node cannot take.)
+ */
+async function withLock(path: string, what: string, f: () => Promise<void>): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await writeFile(path, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw e;
+      const pid = Number(readFileSync(path, 'utf8').trim());
+      if (Number.isSafeInteger(pid) && pid > 0 && alive(pid))
+        throw new UserError(
+          `${what} is being downloaded by process ${pid} (lock ${path}); wait for it, or remove the lock if that process is not strata`,
+        );
+      await unlink(path);
+    }
+  }
+  try {
+    await f();
+  } finally {
+    await unlink(path).catch(() => {});
+  }
+}
+
+/**
+ * The bytes of one file into `blob`: appended to blob.incomplete (resuming from its length with a
+ * Range request), checked for size and, for LFS files, sha256, then renamed into place.
+ */
+async function fetchBlob(
+  blob: string,
+  size: number,
+  sha256: string | null,
+  source: () => Promise<Blob>,
+  what: string,
+  file: string,
+): Promise<void> {
+  const partial = `${blob}.incomplete`;
+  let have = Math.max(0, await sizeOf(partial));
+  // A partial file longer than the blob cannot be a prefix of it.
+  if (have > size) {
+    await truncate(partial, 0);
+    have = 0;
+  }
+  const hash = sha256 ? createHash('sha256') : null;
+  if (hash && have > 0) for await (const chunk of createReadStream(partial)) hash.update(chunk);
+  const progress = byteProgress(`${file}${have > 0 ? ' (resumed)' : ''}`, size, have);
+  const fh = await open(partial, 'a');
+  try {
+    if (have < size) {
+      const whole = await source();
+      // A slice from an offset is fetched with `Range: bytes=<offset>-<size-1>`.
+      const reader = (have > 0 ? whole.slice(have) : whole).stream().getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        // Written before the next chunk is read: what arrived is on disk if the link drops.
+        await fh.write(value);
+        hash?.update(value);
+        have += value.byteLength;
+        progress.update(have);
+      }
+    }
+  } catch (e) {
+    progress.end();
+    const why = typeof e === 'string' ? e : (e as Error).message;
+    throw new UserError(
+      `downloading ${what} stopped at ${have} of ${size} bytes (${why}); ` +
+        `run the command again to resume from there`,
+    );
+  } finally {
+    await fh.close();
+  }
+  progress.end();
+  if (have !== size)
+    throw new UserError(
+      `downloading ${what}: got ${have} bytes, the Hub said ${size}; run the command again to resume`,
+    );
+  const digest = hash?.digest('hex');
+  if (sha256 && digest !== sha256) {
+    await unlink(partial);
+    throw new UserError(
+      `downloading ${what}: its sha256 is ${digest}, not ${sha256} as the Hub said; the download is removed, run the command again`,
+    );
+  }
+  await rename(partial, blob);
+}
+
 /**
  * One file into blobs/ and its snapshot link: skipped when the link or the blob is there already;
  * continued from where an earlier attempt stopped (blobs/<etag>.incomplete) with a Range request.
@@ -202,18 +305,12 @@ async function downloadOne(
   const blob = join(folder, 'blobs', blobName(info.etag));
   await mkdir(dirname(blob), { recursive: true });
   if (!existsSync(blob)) {
-    const partial = `${blob}.incomplete`;
-    let have = Math.max(0, await sizeOf(partial));
-    // A partial file longer than the blob cannot be a prefix of it.
-    if (have > info.size) {
-      await truncate(partial, 0);
-      have = 0;
-    }
-    const progress = byteProgress(`${file}${have > 0 ? ' (resumed)' : ''}`, info.size, have);
-    const fh = await open(partial, 'a');
-    try {
-      if (have < info.size) {
-        const whole = await downloadFile({
+    const lock = join(dirname(folder), '.locks', basename(folder), `${basename(blob)}.strata.lock`);
+    await withLock(lock, `${file} of ${label(name)}`, async () => {
+      // Another process may have finished it while this one waited for the lock.
+      if (existsSync(blob)) return;
+      const whole = async () => {
+        const b = await downloadFile({
           repo,
           path: file,
           revision: commit,
@@ -222,34 +319,14 @@ async function downloadOne(
           downloadInfo: info,
           xet: false,
         });
-        if (!whole) throw new UserError(`${label(name)}: the Hub has no ${file}`);
-        // A slice from an offset is fetched with `Range: bytes=<offset>-`.
-        const reader = (have > 0 ? whole.slice(have) : whole).stream().getReader();
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          // Written before the next chunk is read: what arrived is on disk if the link drops.
-          await fh.write(value);
-          have += value.byteLength;
-          progress.update(have);
-        }
-      }
-    } catch (e) {
-      progress.end();
-      const why = typeof e === 'string' ? e : (e as Error).message;
-      throw new UserError(
-        `downloading ${file} of ${label(name)} stopped at ${have} of ${info.size} bytes (${why}); ` +
-          `run the command again to resume from there`,
-      );
-    } finally {
-      await fh.close();
-    }
-    progress.end();
-    if (have !== info.size)
-      throw new UserError(
-        `downloading ${file} of ${label(name)}: got ${have} bytes, the Hub said ${info.size}; run again to retry`,
-      );
-    await rename(partial, blob);
+        if (!b) throw new UserError(`${label(name)}: the Hub has no ${file}`);
+        return b;
+      };
+      // An LFS file's ETag is the sha256 of its bytes (a xet hash, also 64 hex digits, is not).
+      const etag = blobName(info.etag);
+      const sha256 = /^[0-9a-f]{64}$/.test(etag) && etag !== info.xet?.hash ? etag : null;
+      await fetchBlob(blob, info.size, sha256, whole, `${file} of ${label(name)}`, file);
+    });
   }
   await mkdir(dirname(pointer), { recursive: true });
   try {

@@ -11,12 +11,14 @@ import { createHash } from 'node:crypto';
 import {
   existsSync,
   lstatSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   readlinkSync,
   rmSync,
   statSync,
   unlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,6 +80,8 @@ let root: string;
 const log: Logged[] = [];
 /** Files whose next full download is cut off after half its bytes. */
 const cut = new Set<string>();
+/** Files whose next full download arrives with a byte changed. */
+const corrupt = new Set<string>();
 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://x');
@@ -139,6 +143,13 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     return;
   }
   res.writeHead(200, { ...headers, 'Content-Length': body.length });
+  if (corrupt.delete(file[3])) {
+    // One byte flipped on the way: the size is right, the sha256 is not.
+    const bad = Buffer.from(body);
+    bad[bad.length >> 1] ^= 0xff;
+    res.end(bad);
+    return;
+  }
   if (cut.delete(file[3])) {
     // The connection drops mid-file: the client has half the bytes and an error.
     res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.destroy(), 50));
@@ -285,7 +296,27 @@ describe('a model by Hub name', () => {
     }
   });
 
-  it('downloads every shard a safetensors index names', async () => {
+  it('downloads every shard a safetensors index names, checking sha256 and a live lock', async () => {
+    const storage = join(root, 'hub', 'models--tiny-org--sharded');
+    // Another live process holds the config's lock: refused, naming it, nothing written.
+    const lock = join(root, 'hub', '.locks', 'models--tiny-org--sharded');
+    mkdirSync(lock, { recursive: true });
+    const lockFile = join(lock, `${etagOf('config.json', SHARDED)}.strata.lock`);
+    writeFileSync(lockFile, String(process.pid));
+    const locked = await cli('inspect', 'tiny-org/sharded', '--target', 'baseline');
+    expect(locked.err).toMatch(
+      /config\.json of tiny-org\/sharded is being downloaded by process \d+/,
+    );
+    // A lock whose process is gone is taken over.
+    writeFileSync(lockFile, '999999999');
+    corrupt.add(SHARD);
+    const bad = await cli('inspect', 'tiny-org/sharded', '--target', 'baseline');
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(
+      /its sha256 is [0-9a-f]{64}, not [0-9a-f]{64} as the Hub said; the download is removed/,
+    );
+    expect(existsSync(join(storage, 'blobs', `${etagOf(SHARD, SHARDED)}.incomplete`))).toBe(false);
+    expect(existsSync(lockFile)).toBe(false);
     const r = await cli('inspect', 'tiny-org/sharded', '--target', 'baseline');
     expect(r.code, r.err).toBe(0);
     const dir = join(root, 'hub', 'models--tiny-org--sharded', 'snapshots', COMMIT);
