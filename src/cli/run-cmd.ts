@@ -21,6 +21,7 @@ import {
 } from '../../runtime/tokenizer.ts';
 import { chatTemplate, type ChatTemplate } from '../../runtime/chat.ts';
 import { chatLoop } from './chat.ts';
+import { tokenTimer } from './speed.ts';
 import { createInterface } from 'node:readline';
 import { serializeSafetensors } from '../../formats/safetensors.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
@@ -160,20 +161,6 @@ async function textTokenizer(
   if (files !== null && typeof files === 'object') return { tok: hfTokenizer(files, where), files };
   const kind = source ? source.manifest.tokenizer.kind : files;
   return { tok: kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null, files: null };
-}
-
-/**
- * Time to first token (prefill of the whole prompt plus one sampling step) and the decode rate
- * after it: tokens 2..n over the time between the first token and the last.
- */
-export function speedLine(
-  promptTokens: number,
-  t: { first: number; last: number; tokens: number },
-): string {
-  const head = `${t.tokens} tokens; first token after ${t.first.toFixed(0)} ms (prompt of ${promptTokens} tokens)`;
-  if (t.tokens < 2 || t.last <= t.first) return head;
-  const rate = ((t.tokens - 1) * 1000) / (t.last - t.first);
-  return `${head}, then ${rate.toFixed(rate >= 100 ? 0 : 1)} tokens/s`;
 }
 
 export const runCommand: Command = {
@@ -377,16 +364,12 @@ ${COMMON_COMPILE_HELP}`,
       }
       const decode = tok?.decodeStream();
       let started = false;
-      // Milliseconds from the start to the first token and to the last; tokens the model produced.
-      const timing = { first: 0, last: 0, tokens: 0 };
+      const timing = tokenTimer();
       try {
         // The model's EOS ends generation (and is not printed), unless --ignore-eos.
         const stopTokens = values['ignore-eos'] ? [] : [...(tok?.eos ?? [])];
-        const t0 = performance.now();
         for await (const t of seq.generate(prompt, { maxTokens, stopTokens, ...sampling })) {
-          timing.tokens++;
-          if (timing.tokens === 1) timing.first = performance.now() - t0;
-          else timing.last = performance.now() - t0;
+          timing.token();
           if (stopTokens.includes(t)) break;
           // generate() feeds every token it yields (the step that fails comes after them).
           fed.push(t);
@@ -407,7 +390,7 @@ ${COMMON_COMPILE_HELP}`,
       }
       if (!started) process.stdout.write('\n');
       // On stderr, so that stdout stays the generated text.
-      process.stderr.write(`strata run: ${speedLine(prompt.length, timing)}\n`);
+      process.stderr.write(`strata run: ${timing.line(prompt.length)}\n`);
       if (values.stats) await printExpertLoad(seq);
       return 0;
     } catch (e) {

@@ -1,6 +1,7 @@
 /** Byte progress: bytes, rate and ETA; a bar redrawn in place on a terminal, plain lines elsewhere. */
 import { describe, expect, it } from 'vitest';
 import { byteProgress, humanBytes, humanDuration } from '../../src/cli/progress.ts';
+import { tokenTimer } from '../../src/cli/speed.ts';
 
 function clocked(tty: boolean, start = 0) {
   let t = 0;
@@ -57,5 +58,24 @@ describe('byteProgress', () => {
     expect(humanDuration(42)).toBe('42s');
     expect(humanDuration(185)).toBe('3m05s');
     expect(humanDuration(3720)).toBe('1h02m');
+  });
+});
+
+describe('tokenTimer', () => {
+  it('reports time to first token and the rate of the tokens after it', () => {
+    let t = 1000;
+    const timer = tokenTimer(() => t);
+    t = 1250;
+    timer.token(); // first token after 250 ms
+    for (let i = 0; i < 10; i++) {
+      t += 20;
+      timer.token();
+    }
+    expect(timer.line(7)).toBe(
+      '11 tokens; first token after 250 ms (prompt of 7 tokens), then 50.0 tokens/s',
+    );
+    const one = tokenTimer(() => 0);
+    one.token();
+    expect(one.line(3)).toBe('1 token; first token after 0 ms (prompt of 3 tokens)');
   });
 });
