@@ -23,6 +23,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { cli } from './run-cli.ts';
 import { hubNameOf, parseHubName } from '../../src/cli/hub.ts';
 
@@ -350,3 +352,67 @@ describe('a model by Hub name', () => {
     expect(r.err).toMatch(/tiny-org\/tiny-llama@nope: no such model or revision/);
   });
 });
+
+/** Python's huggingface_hub, where this machine has it: the client whose cache strata shares. */
+const hasPythonHub =
+  spawnSync('python3', ['-c', 'import huggingface_hub'], { stdio: 'ignore' }).status === 0;
+
+describe.skipIf(!hasPythonHub)(
+  'one cache with Python huggingface_hub (skipped where it is not installed)',
+  () => {
+    // Asynchronous: the server answering it runs in this process.
+    const py = async (cache: string, code: string): Promise<string> =>
+      (
+        await promisify(execFile)('python3', ['-c', code], {
+          env: {
+            ...process.env,
+            HF_HUB_CACHE: cache,
+            HF_HUB_DISABLE_PROGRESS_BARS: '1',
+            HF_HUB_DISABLE_TELEMETRY: '1',
+          },
+          encoding: 'utf8',
+        })
+      ).stdout.trim();
+
+    it('strata reads offline what huggingface_hub downloaded', async () => {
+      const cache = join(root, 'py-cache');
+      await py(
+        cache,
+        // hf_hub_download file by file, as transformers' from_pretrained fetches them.
+        `from huggingface_hub import hf_hub_download\nfor f in ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']: hf_hub_download('${REPO}', f)`,
+      );
+      const saved = process.env.HF_HUB_CACHE;
+      process.env.HF_HUB_CACHE = cache;
+      try {
+        const r = await cli('inspect', REPO, '--offline', '--target', 'baseline');
+        expect(r.code, r.err).toBe(0);
+        expect(r.out).toMatch(/parameters/);
+      } finally {
+        process.env.HF_HUB_CACHE = saved;
+      }
+    });
+
+    it('huggingface_hub finds offline what strata downloaded, and its cache scan sees no damage', async () => {
+      const cache = join(root, 'hub');
+      const found = await py(
+        cache,
+        `from huggingface_hub import hf_hub_download\nprint(hf_hub_download('${REPO}', 'tokenizer.json', local_files_only=True))`,
+      );
+      expect(readFileSync(found).equals(FILES['tokenizer.json'])).toBe(true);
+      const scan = JSON.parse(
+        await py(
+          cache,
+          `import json\nfrom huggingface_hub import scan_cache_dir\ni = scan_cache_dir()\nr = [x for x in i.repos if x.repo_id == '${REPO}'][0]\nprint(json.dumps({"warnings": [str(w) for w in i.warnings], "refs": sorted(str(k) for k in r.refs), "files": sorted(f.file_name for rev in r.revisions for f in rev.files)}))`,
+        ),
+      ) as { warnings: string[]; refs: string[]; files: string[] };
+      expect(scan.warnings).toEqual([]);
+      expect(scan.refs).toEqual(['main']);
+      expect(scan.files).toEqual([
+        'config.json',
+        'model.safetensors',
+        'tokenizer.json',
+        'tokenizer_config.json',
+      ]);
+    });
+  },
+);
