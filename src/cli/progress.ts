@@ -1,21 +1,44 @@
-/** A one-line progress display on a terminal (stderr); silent when stderr is not a TTY. */
 import type { Progress } from '../../codegen/manifest.ts';
 
-export function terminalProgress(enabled = process.stderr.isTTY === true): Progress {
+/**
+ * Progress of the stages of a compile or a load (tensors written, weights uploaded, pipelines
+ * created), on stderr. A terminal gets a bar redrawn in place. Elsewhere (a log, a pipe, CI) a
+ * stage prints plain lines: one every 5 s while it runs, and one when it ends if it took 2 s or
+ * more, so that quick stages stay silent and a slow one shows it is alive.
+ */
+export function terminalProgress(
+  tty = process.stderr.isTTY === true,
+  write: (s: string) => void = (s) => void process.stderr.write(s),
+  now: () => number = Date.now,
+): Progress {
   let lastStage = '';
   let lastDraw = 0;
+  let stageStart = 0;
   return (stage, done, total) => {
-    if (!enabled) return;
-    const now = Date.now();
-    if (stage === lastStage && done < total && now - lastDraw < 100) return;
-    lastStage = stage;
-    lastDraw = now;
+    const t = now();
+    if (stage !== lastStage) {
+      lastStage = stage;
+      stageStart = t;
+      lastDraw = tty ? -Infinity : t;
+    }
+    if (!tty) {
+      const secs = (t - stageStart) / 1000;
+      if (done >= total) {
+        if (secs >= 2) write(`${stage}: ${done}/${total} done in ${humanDuration(secs)}\n`);
+      } else if (t - lastDraw >= 5000) {
+        lastDraw = t;
+        write(`${stage}: ${done}/${total} after ${humanDuration(secs)}\n`);
+      }
+      return;
+    }
+    if (done < total && t - lastDraw < 100) return;
+    lastDraw = t;
     const width = 30;
     const filled = Math.round((done / Math.max(1, total)) * width);
-    process.stderr.write(
+    write(
       `\r${stage.padEnd(18)} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total}`,
     );
-    if (done >= total) process.stderr.write('\n');
+    if (done >= total) write('\n');
   };
 }
 

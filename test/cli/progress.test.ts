@@ -1,6 +1,11 @@
 /** Byte progress: bytes, rate and ETA; a bar redrawn in place on a terminal, plain lines elsewhere. */
 import { describe, expect, it } from 'vitest';
-import { byteProgress, humanBytes, humanDuration } from '../../src/cli/progress.ts';
+import {
+  byteProgress,
+  humanBytes,
+  humanDuration,
+  terminalProgress,
+} from '../../src/cli/progress.ts';
 import { tokenTimer } from '../../src/cli/speed.ts';
 
 function clocked(tty: boolean, start = 0) {
@@ -77,5 +82,27 @@ describe('tokenTimer', () => {
     const one = tokenTimer(() => 0);
     one.token();
     expect(one.line(3)).toBe('1 token; first token after 0 ms (prompt of 3 tokens)');
+  });
+});
+
+describe('terminalProgress off a terminal', () => {
+  it('prints a plain line every 5 s of a slow stage and when it ends; quick stages stay silent', () => {
+    let t = 0;
+    const out: string[] = [];
+    const p = terminalProgress(
+      false,
+      (s) => void out.push(s),
+      () => t,
+    );
+    for (let i = 1; i <= 10; i++) p('write weights', i, 10); // all at t = 0: quick
+    for (let i = 1; i <= 12; i++) {
+      t += 1000;
+      p('upload weights', i, 12);
+    }
+    expect(out).toEqual([
+      'upload weights: 6/12 after 5s\n',
+      'upload weights: 11/12 after 10s\n',
+      'upload weights: 12/12 done in 11s\n',
+    ]);
   });
 });
