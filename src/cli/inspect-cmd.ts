@@ -59,6 +59,8 @@ ${COMMON_COMPILE_HELP}`,
       hf: values.hf,
       weightsFile: values.weights,
       offline: values.offline,
+      // Costs come from the config: a checkpoint's (or a Hub model's) weights are not needed.
+      configOnly: true,
     });
     const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
     const compiled = compileWithOptions(input.model, caps, values);

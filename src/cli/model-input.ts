@@ -5,7 +5,7 @@
  * bundle folder. Resolves it to a ModelIR plus a weight provider.
  */
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { ModelIR } from '../spec/model.ts';
 import type { WeightProvider } from '../graph/params.ts';
 import { loadSpec } from '../spec/load.ts';
@@ -35,29 +35,65 @@ export function isBundleDir(path: string): boolean {
 
 export async function loadModelInput(
   path: string,
-  opts: { seed: number; weightsFile?: string; hf?: boolean; offline?: boolean },
+  opts: {
+    seed: number;
+    weightsFile?: string;
+    hf?: boolean;
+    offline?: boolean;
+    /**
+     * The caller reads no weights (inspect): a Hub model is fetched without its weights and a
+     * checkpoint's weights are not opened. Its weight provider refuses to be read.
+     */
+    configOnly?: boolean;
+    /** The model's name (a Hub model: NAME, not the snapshot folder's commit). */
+    name?: string;
+  },
 ): Promise<ModelInput> {
   if (opts.weightsFile !== undefined && !existsSync(opts.weightsFile))
     throw new UserError(`--weights: no such file: ${opts.weightsFile}`);
   const hub = hubNameOf(path);
   if (hub) {
-    const dir = await resolveHubModel(hub, {
-      offline: opts.offline === true || offlineFromEnv(),
-      need: 'model',
-    });
     if (opts.weightsFile !== undefined)
       throw new UserError(`--weights goes with a spec; ${path} brings its own weights`);
-    const input = await loadModelInput(dir, { seed: opts.seed, hf: true });
+    const dir = await resolveHubModel(hub, {
+      offline: opts.offline === true || offlineFromEnv(),
+      need: opts.configOnly ? 'config' : 'model',
+    });
+    const input = await loadModelInput(dir, {
+      seed: opts.seed,
+      hf: true,
+      configOnly: opts.configOnly,
+      name: hub.repo.split('/')[1],
+    });
     return { ...input, describe: `Hugging Face model ${path} (${dir})` };
   }
   if (!existsSync(path)) throw new UserError(`no such file or folder: ${path}`);
   const isDir = statSync(path).isDirectory();
   if (opts.hf || (isDir && existsSync(join(path, 'config.json'))) || path.endsWith('config.json')) {
-    const { importHfFolder } = await import('../import/hf-folder.ts');
+    const { importHfFolder, readHfConfig } = await import('../import/hf-folder.ts');
     const dir = isDir ? path : join(path, '..');
     if (opts.weightsFile !== undefined)
       throw new UserError(`--weights goes with a spec; ${path} brings its own weights`);
-    const imported = await importHfFolder(dir);
+    if (opts.configOnly) {
+      const { importHfConfig } = await import('../import/hf.ts');
+      const { config, origin } = await readHfConfig(dir);
+      const { model } = importHfConfig(
+        config as object,
+        opts.name ?? basename(resolve(dir)),
+        origin,
+      );
+      return {
+        model,
+        weights: () => {
+          throw new Error(`${dir}: weights are not read here (configOnly)`);
+        },
+        describe: `HuggingFace config ${dir}`,
+        inputs: [dir],
+        tokenizer: 'none',
+        close: async () => {},
+      };
+    }
+    const imported = await importHfFolder(dir, opts.name);
     return {
       model: imported.model,
       weights: (n) => imported.readTensorF32(n),

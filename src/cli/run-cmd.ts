@@ -233,17 +233,7 @@ ${COMMON_COMPILE_HELP}`,
     if (isBundleDir(positionals[0])) {
       // A bundle is already compiled: an option that would change it must not pass unnoticed.
       const given = (
-        [
-          'max-t',
-          'capacity',
-          'no-fuse',
-          'precision',
-          'kv',
-          'weights',
-          'hf',
-          'target',
-          'offline',
-        ] as const
+        ['max-t', 'capacity', 'no-fuse', 'precision', 'kv', 'weights', 'hf', 'target'] as const
       )
         .filter((k) => values[k] !== undefined)
         .map((k) => `--${k}`);

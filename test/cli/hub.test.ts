@@ -298,39 +298,59 @@ describe('a model by Hub name', () => {
     }
   });
 
+  it('inspect fetches the config alone, and names the model NAME', async () => {
+    log.length = 0;
+    const r = await cli('inspect', 'tiny-org/sharded', '--target', 'baseline');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^model sharded: /);
+    const fetched = log.filter((l) => l.url.includes('/resolve/') && l.range !== 'bytes=0-0');
+    expect(fetched.map((l) => l.url)).toEqual([`/tiny-org/sharded/resolve/${COMMIT}/config.json`]);
+  });
+
   it('downloads every shard a safetensors index names, checking sha256 and a live lock', async () => {
     const storage = join(root, 'hub', 'models--tiny-org--sharded');
-    // Another live process holds the config's lock: refused, naming it, nothing written.
+    const compile = (...extra: string[]) =>
+      cli(
+        'compile',
+        'tiny-org/sharded',
+        '-o',
+        join(root, 'sharded.bundle'),
+        '--target',
+        'baseline',
+        ...extra,
+      );
+    // Another live process holds the index's lock: refused, naming it, nothing written.
     const lock = join(root, 'hub', '.locks', 'models--tiny-org--sharded');
     mkdirSync(lock, { recursive: true });
-    const lockFile = join(lock, `${etagOf('config.json', SHARDED)}.strata.lock`);
+    const lockFile = join(lock, `${etagOf('model.safetensors.index.json', SHARDED)}.strata.lock`);
     writeFileSync(lockFile, String(process.pid));
-    const locked = await cli('inspect', 'tiny-org/sharded', '--target', 'baseline');
+    const locked = await compile();
     expect(locked.err).toMatch(
-      /config\.json of tiny-org\/sharded is being downloaded by process \d+/,
+      /model\.safetensors\.index\.json of tiny-org\/sharded is being downloaded by process \d+/,
     );
     // A lock whose process is gone is taken over.
     writeFileSync(lockFile, '999999999');
     corrupt.add(SHARD);
-    const bad = await cli('inspect', 'tiny-org/sharded', '--target', 'baseline');
+    const bad = await compile();
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(
       /its sha256 is [0-9a-f]{64}, not [0-9a-f]{64} as the Hub said; the download is removed/,
     );
     expect(existsSync(join(storage, 'blobs', `${etagOf(SHARD, SHARDED)}.incomplete`))).toBe(false);
     expect(existsSync(lockFile)).toBe(false);
-    const r = await cli('inspect', 'tiny-org/sharded', '--target', 'baseline');
+    const r = await compile();
     expect(r.code, r.err).toBe(0);
-    const dir = join(root, 'hub', 'models--tiny-org--sharded', 'snapshots', COMMIT);
+    const dir = join(storage, 'snapshots', COMMIT);
     expect(readFileSync(join(dir, SHARD)).equals(FILES['model.safetensors'])).toBe(true);
     unlinkSync(join(dir, SHARD));
-    const offline = await cli('inspect', 'tiny-org/sharded', '--offline', '--target', 'baseline');
+    const offline = await compile('--offline');
     expect(offline.err).toMatch(new RegExp(`lacks ${SHARD}`));
   });
 
   it('offline, names what the cache lacks', async () => {
+    const out = join(root, 'offline.bundle');
     unlinkSync(join(snapshot(), 'model.safetensors'));
-    const r = await cli('inspect', REPO, '--offline', '--target', 'baseline');
+    const r = await cli('compile', REPO, '-o', out, '--offline', '--target', 'baseline');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(
       /tiny-org\/tiny-llama in the Hugging Face cache .* lacks model\.safetensors/,
@@ -341,7 +361,7 @@ describe('a model by Hub name', () => {
     expect(other.err).toMatch(/tiny-org\/other is not in the Hugging Face cache .*refs\/main/);
     // Online again, the missing link is restored from the blob already there: no download.
     log.length = 0;
-    const again = await cli('inspect', REPO, '--target', 'baseline');
+    const again = await cli('compile', REPO, '-o', out, '--target', 'baseline');
     expect(again.code, again.err).toBe(0);
     expect(log.filter((l) => l.range !== 'bytes=0-0' && l.url.includes('/resolve/'))).toEqual([]);
   });

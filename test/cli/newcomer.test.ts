@@ -4,7 +4,9 @@
  * and a --weights file that does not exist refused by every command that takes one.
  */
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { cli } from './run-cli.ts';
 
 describe('a CLI a newcomer can trust', () => {
@@ -61,6 +63,18 @@ describe('a CLI a newcomer can trust', () => {
     expect((await cli('import', 'test/fixtures/hf/llama', '--name', ' ')).err).toMatch(
       /--name must not be empty/,
     );
+  });
+
+  it('inspect reads a bare config.json: no weights needed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-cfg-'));
+    try {
+      cpSync('test/fixtures/hf/llama/config.json', join(dir, 'config.json'));
+      const r = await cli('inspect', join(dir, 'config.json'), '--target', 'baseline');
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/106,816 parameters/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a --weights file that does not exist is an error for every command', async () => {
