@@ -10,6 +10,7 @@ import type { Sequence } from '../../runtime/model.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import type { ChatMessage, ChatTemplate } from '../../runtime/chat.ts';
+import { tokenTimer } from './speed.ts';
 
 export interface ChatOptions {
   system?: string;
@@ -57,15 +58,18 @@ export async function chatLoop(
     }
     const reply: number[] = [];
     const decode = tok.decodeStream();
+    const timing = tokenTimer();
     for await (const t of seq.generate(ids, {
       maxTokens: opts.maxTokens,
       stopTokens: stop,
       ...opts.sampling,
     })) {
+      timing.token();
       reply.push(t);
       if (!stop.includes(t)) opts.write(decode(t));
     }
     opts.write('\n');
+    opts.note(timing.line(ids.length));
     // Every yielded token, the EOS too, has been consumed by the sequence.
     fed = text + tok.decode(reply);
     const content = tok.decode(reply.filter((t) => !stop.includes(t)));

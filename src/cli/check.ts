@@ -1,5 +1,8 @@
 /** `strata check <spec>`: validate a spec and show what it resolves to. */
 import { parseArgs } from 'node:util';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { hubNameOf } from './hub.ts';
 import { formatNumber } from '../spec/dsl-value.ts';
 import { loadSpec } from '../spec/load.ts';
 import type { ModelIR } from '../spec/model.ts';
@@ -57,6 +60,28 @@ function parse(argv: string[]): { spec: string; json: boolean } {
   return { spec, json: parsed.values.json ?? false };
 }
 
+/**
+ * `check` reads strata specs; a Hugging Face config (a folder with config.json, a config.json,
+ * a Hub name) is `import`'s input, and saying so beats a schema error about a missing 'layers'.
+ */
+function pointHfToImport(arg: string): void {
+  const isDir = existsSync(arg) && statSync(arg).isDirectory();
+  let hf = isDir && existsSync(join(arg, 'config.json'));
+  if (!hf && !isDir && existsSync(arg) && /\.json$/i.test(arg)) {
+    try {
+      const j = JSON.parse(readFileSync(arg, 'utf8')) as Record<string, unknown>;
+      hf = typeof j === 'object' && j !== null && ('model_type' in j || 'architectures' in j);
+    } catch {
+      // Not JSON: loadSpec reports it with its place.
+    }
+  }
+  if (hf || hubNameOf(arg))
+    throw new UserError(
+      `${arg} is a Hugging Face ${hf ? 'config' : 'model name'}, and check reads strata specs: ` +
+        `run 'strata import ${arg}' to turn it into a spec (or 'strata inspect ${arg}' for its costs)`,
+    );
+}
+
 export const checkCommand: Command = {
   name: 'check',
   summary: 'validate a spec (.strata, .yaml, .json) and print its layers',
@@ -68,6 +93,7 @@ export const checkCommand: Command = {
   ].join('\n'),
   async run(argv) {
     const opts = parse(argv);
+    pointHfToImport(opts.spec);
     const model = loadSpec(opts.spec);
     if (opts.json) {
       console.log(JSON.stringify(model, null, 2));

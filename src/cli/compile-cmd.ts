@@ -23,6 +23,7 @@ export const COMMON_COMPILE_OPTIONS = {
   hf: { type: 'boolean' },
   'gpu-flags': { type: 'string' },
   target: { type: 'string' },
+  offline: { type: 'boolean' },
 } as const;
 
 export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step (default 64; longer prompts run in chunks)
@@ -38,7 +39,15 @@ export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step
   --seed S           seed for random weights when no --weights is given (default 0)
   --weights FILE     real weights (.safetensors with strata's canonical names)
   --hf               treat the input as a HuggingFace folder (config.json + safetensors)
-  --target T         'device' (default: this machine's adapter limits), 'baseline' (WebGPU
+  --offline          a Hub name uses the Hugging Face cache only, downloading nothing (also
+                     HF_HUB_OFFLINE=1); what the cache lacks is named
+
+A model may be named as on the Hugging Face Hub, ORG/NAME or ORG/NAME@REVISION (a path that
+exists always wins over a Hub name). It is read from the Hugging Face cache ($HF_HUB_CACHE, else
+$HF_HOME/hub, else ~/.cache/huggingface/hub), so a model transformers downloaded is used as it is;
+missing files (config, tokenizer, safetensors weights) are downloaded into that cache from
+$HF_ENDPOINT (default https://huggingface.co), resuming interrupted downloads; gated models need
+HF_TOKEN.  --target T         'device' (default: this machine's adapter limits), 'baseline' (WebGPU
                      minimums) or 'nominal' (baseline with a large GPU's 2 GiB bindings: costs
                      of big models without a device)
   --gpu-flags LIST   Dawn flags for the device ('fast' = speed toggles)`;
@@ -121,7 +130,7 @@ export function compileWithOptions(
 export const compileCommand: Command = {
   name: 'compile',
   summary: 'Compile a spec (or a HuggingFace model) into a bundle folder',
-  usage: `usage: strata compile <spec|hf-folder> -o <bundle-dir> [options]
+  usage: `usage: strata compile <spec|hf-folder|ORG/NAME[@REV]> -o <bundle-dir> [options]
 
 ${COMMON_COMPILE_HELP}
   -o, --out DIR      the bundle folder to write: created if absent or empty; an existing
@@ -146,6 +155,7 @@ ${COMMON_COMPILE_HELP}
       seed: intOption(values.seed, 'seed', 0) ?? 0,
       weightsFile: values.weights,
       hf: values.hf,
+      offline: values.offline,
     });
     const target = { force: values.force, inputs: input.inputs };
     const out = values.out;

@@ -9,6 +9,7 @@ import { readConfigJson } from '../import/json.ts';
 import { printSpec } from '../spec/print.ts';
 import { BundleTargetError, checkFileTarget } from '../../codegen/bundle-target.ts';
 import { countParams } from '../spec/params.ts';
+import { hubNameOf, offlineFromEnv, resolveHubModel } from './hub.ts';
 
 /**
  * The weight map as written beside the spec: slices of fused tensors spelled out, with their
@@ -26,7 +27,12 @@ function weightFile(imported: HfImport): Record<string, unknown> {
 export const importCommand: Command = {
   name: 'import',
   summary: 'Turn a HuggingFace config.json (or model folder) into a readable .strata spec',
-  usage: `usage: strata import <hf-folder|config.json> [-o spec.strata]
+  usage: `usage: strata import <hf-folder|config.json|ORG/NAME[@REV]> [-o spec.strata] [--name NAME]
+
+  <ORG/NAME[@REV]>  a Hub model: its config.json from the Hugging Face cache, downloaded there
+                   when missing (a path that exists wins over a Hub name)
+  --name NAME      the spec's model name (default: the folder's name, or NAME of a Hub model)
+  --offline        use the Hugging Face cache only (also HF_HUB_OFFLINE=1)
 
   -o, --out FILE   write the spec there and the weight-name map to FILE.weights.json
                    (canonical strata name → checkpoint name, or { tensor, start, size } for a
@@ -39,11 +45,24 @@ export const importCommand: Command = {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { out: { type: 'string', short: 'o' }, force: { type: 'boolean' } },
+      options: {
+        out: { type: 'string', short: 'o' },
+        force: { type: 'boolean' },
+        name: { type: 'string' },
+        offline: { type: 'boolean' },
+      },
     });
     if (positionals.length !== 1)
-      throw new UserError('import takes one HuggingFace folder or config.json');
-    const arg = positionals[0];
+      throw new UserError('import takes one HuggingFace folder, config.json or Hub name');
+    if (values.name !== undefined && values.name.trim() === '')
+      throw new UserError('--name must not be empty');
+    const hub = hubNameOf(positionals[0]);
+    const arg = hub
+      ? await resolveHubModel(hub, {
+          offline: values.offline === true || offlineFromEnv(),
+          need: 'config',
+        })
+      : positionals[0];
     if (!existsSync(arg)) throw new UserError(`no such file or folder: ${arg}`);
     const configPath = statSync(arg).isDirectory() ? join(arg, 'config.json') : arg;
     if (!existsSync(configPath)) throw new UserError(`${arg}: no config.json`);
@@ -58,9 +77,14 @@ export const importCommand: Command = {
       throw e;
     }
     const { config, origin } = readConfigJson(await readFile(configPath, 'utf8'), configPath);
-    const name = statSync(arg).isDirectory()
-      ? basename(resolve(arg))
-      : basename(dirname(resolve(arg)));
+    // A Hub snapshot folder is named by its commit: the model's own name reads better.
+    const name =
+      values.name ??
+      (hub
+        ? hub.repo.split('/')[1]
+        : statSync(arg).isDirectory()
+          ? basename(resolve(arg))
+          : basename(dirname(resolve(arg))));
     // Import errors are located SpecErrors; anything else is a bug and is reported as one.
     const imported = importHfConfig(config as object, name, origin);
     const spec = printSpec(imported.model);

@@ -37,7 +37,7 @@ export const inspectCommand: Command = {
   name: 'inspect',
   summary:
     'Report dispatches, FLOPs, bytes, parameters and memory of a compiled spec; show the passes',
-  usage: `usage: strata inspect <spec|hf-folder> [--json] [--passes] [--phase prefill|decode] [options]
+  usage: `usage: strata inspect <spec|hf-folder|ORG/NAME[@REV]> [--json] [--passes] [--phase prefill|decode] [options]
 
   --json             machine-readable report
   --passes           print the graph before and after each pass
@@ -55,7 +55,14 @@ ${COMMON_COMPILE_HELP}`,
       },
     });
     if (positionals.length !== 1) throw new UserError('inspect takes one spec (see --help)');
-    const input = await loadModelInput(positionals[0], { seed: 0, hf: values.hf });
+    const input = await loadModelInput(positionals[0], {
+      seed: 0,
+      hf: values.hf,
+      weightsFile: values.weights,
+      offline: values.offline,
+      // Costs come from the config: a checkpoint's (or a Hub model's) weights are not needed.
+      configOnly: true,
+    });
     const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
     const compiled = compileWithOptions(input.model, caps, values);
     const r = report(compiled);

@@ -1,10 +1,11 @@
 /**
  * What the compile/run/inspect commands accept: a spec file (.strata, .yaml,
- * .json), a HuggingFace folder or config.json (--hf), a .gguf file, or (run only) a bundle
- * folder. Resolves it to a ModelIR plus a weight provider.
+ * .json), a HuggingFace folder or config.json (--hf), a Hub name ORG/NAME[@REVISION] (found in
+ * or downloaded into the Hugging Face cache: src/cli/hub.ts), a .gguf file, or (run only) a
+ * bundle folder. Resolves it to a ModelIR plus a weight provider.
  */
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { ModelIR } from '../spec/model.ts';
 import type { WeightProvider } from '../graph/params.ts';
 import { loadSpec } from '../spec/load.ts';
@@ -13,6 +14,7 @@ import { UserError } from './command.ts';
 import { openSafetensors, type SafetensorsSource } from '../../formats/node/safetensors-file.ts';
 import { checkTensors } from '../import/check.ts';
 import { expectedTensors } from '../import/names.ts';
+import { hubNameOf, offlineFromEnv, resolveHubModel } from './hub.ts';
 import { readTokenizerFiles, type ModelTokenizer } from '../import/tokenizer-files.ts';
 
 export interface ModelInput {
@@ -33,14 +35,65 @@ export function isBundleDir(path: string): boolean {
 
 export async function loadModelInput(
   path: string,
-  opts: { seed: number; weightsFile?: string; hf?: boolean },
+  opts: {
+    seed: number;
+    weightsFile?: string;
+    hf?: boolean;
+    offline?: boolean;
+    /**
+     * The caller reads no weights (inspect): a Hub model is fetched without its weights and a
+     * checkpoint's weights are not opened. Its weight provider refuses to be read.
+     */
+    configOnly?: boolean;
+    /** The model's name (a Hub model: NAME, not the snapshot folder's commit). */
+    name?: string;
+  },
 ): Promise<ModelInput> {
+  if (opts.weightsFile !== undefined && !existsSync(opts.weightsFile))
+    throw new UserError(`--weights: no such file: ${opts.weightsFile}`);
+  const hub = hubNameOf(path);
+  if (hub) {
+    if (opts.weightsFile !== undefined)
+      throw new UserError(`--weights goes with a spec; ${path} brings its own weights`);
+    const dir = await resolveHubModel(hub, {
+      offline: opts.offline === true || offlineFromEnv(),
+      need: opts.configOnly ? 'config' : 'model',
+    });
+    const input = await loadModelInput(dir, {
+      seed: opts.seed,
+      hf: true,
+      configOnly: opts.configOnly,
+      name: hub.repo.split('/')[1],
+    });
+    return { ...input, describe: `Hugging Face model ${path} (${dir})` };
+  }
   if (!existsSync(path)) throw new UserError(`no such file or folder: ${path}`);
   const isDir = statSync(path).isDirectory();
   if (opts.hf || (isDir && existsSync(join(path, 'config.json'))) || path.endsWith('config.json')) {
-    const { importHfFolder } = await import('../import/hf-folder.ts');
+    const { importHfFolder, readHfConfig } = await import('../import/hf-folder.ts');
     const dir = isDir ? path : join(path, '..');
-    const imported = await importHfFolder(dir);
+    if (opts.weightsFile !== undefined)
+      throw new UserError(`--weights goes with a spec; ${path} brings its own weights`);
+    if (opts.configOnly) {
+      const { importHfConfig } = await import('../import/hf.ts');
+      const { config, origin } = await readHfConfig(dir);
+      const { model } = importHfConfig(
+        config as object,
+        opts.name ?? basename(resolve(dir)),
+        origin,
+      );
+      return {
+        model,
+        weights: () => {
+          throw new Error(`${dir}: weights are not read here (configOnly)`);
+        },
+        describe: `HuggingFace config ${dir}`,
+        inputs: [dir],
+        tokenizer: 'none',
+        close: async () => {},
+      };
+    }
+    const imported = await importHfFolder(dir, opts.name);
     return {
       model: imported.model,
       weights: (n) => imported.readTensorF32(n),
@@ -51,6 +104,8 @@ export async function loadModelInput(
     };
   }
   if (!isDir && /\.gguf$/i.test(path)) {
+    if (opts.weightsFile !== undefined)
+      throw new UserError(`--weights goes with a spec; ${path} brings its own weights`);
     const { importGgufFile } = await import('../import/gguf-file.ts');
     const imported = await importGgufFile(path);
     return {

@@ -21,6 +21,7 @@ import {
 } from '../../runtime/tokenizer.ts';
 import { chatTemplate, type ChatTemplate } from '../../runtime/chat.ts';
 import { chatLoop } from './chat.ts';
+import { tokenTimer } from './speed.ts';
 import { createInterface } from 'node:readline';
 import { serializeSafetensors } from '../../formats/safetensors.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
@@ -172,7 +173,7 @@ async function textTokenizer(
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run a bundle or a spec on WebGPU and stream generated text',
-  usage: `usage: strata run <bundle-dir|spec|hf-folder> [--prompt TEXT | --prompt-ids 5,17,3] [options]
+  usage: `usage: strata run <bundle-dir|spec|hf-folder|ORG/NAME[@REV]> [--prompt TEXT | --prompt-ids 5,17,3] [options]
 
   --prompt TEXT        prompt text, through the model's tokenizer.json (a bundle's copy, or a
                        HuggingFace folder's); specs without one use UTF-8 bytes as ids
@@ -201,7 +202,8 @@ export const runCommand: Command = {
 ${DIFFUSION_HELP}
 
 Errors (non-finite logits, WebGPU validation/out-of-memory errors, a lost device) go to stderr
-and the exit status is 1; stdout holds only generated tokens.
+and the exit status is 1; stdout holds only generated tokens. After a run, stderr gets the time
+to the first token and the tokens per second after it.
 (spec inputs are compiled in memory first:)
 ${COMMON_COMPILE_HELP}`,
   async run(argv) {
@@ -258,6 +260,7 @@ ${COMMON_COMPILE_HELP}`,
         seed,
         weightsFile: values.weights,
         hf: values.hf,
+        offline: values.offline,
       });
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
@@ -401,10 +404,12 @@ ${COMMON_COMPILE_HELP}`,
       }
       const decode = tok?.decodeStream();
       let started = false;
+      const timing = tokenTimer();
       try {
         // The model's EOS ends generation (and is not printed), unless --ignore-eos.
         const stopTokens = values['ignore-eos'] ? [] : [...(tok?.eos ?? [])];
         for await (const t of seq.generate(prompt, { maxTokens, stopTokens, ...sampling })) {
+          timing.token();
           if (stopTokens.includes(t)) break;
           // generate() feeds every token it yields (the step that fails comes after them).
           fed.push(t);
@@ -424,6 +429,8 @@ ${COMMON_COMPILE_HELP}`,
         );
       }
       if (!started) process.stdout.write('\n');
+      // On stderr, so that stdout stays the generated text.
+      process.stderr.write(`strata run: ${timing.line(prompt.length)}\n`);
       if (values.stats) await printExpertLoad(seq);
       return 0;
     } catch (e) {

@@ -43,8 +43,11 @@ export async function readHfConfig(
   return readConfigJson(text, path);
 }
 
-export async function importHfFolder(dir: string): Promise<HfFolder> {
-  const name = basename(resolve(dir));
+/** `name`: the model's name (default: the folder's; a Hub snapshot folder is named by a commit). */
+export async function importHfFolder(
+  dir: string,
+  name = basename(resolve(dir)),
+): Promise<HfFolder> {
   const { config, origin } = await readHfConfig(dir);
   const { model, weightMap, storedShapes, storedSlices, quantization } = importHfConfig(
     config as object,

@@ -123,6 +123,8 @@ describe('strata run --chat', () => {
       );
       expect(r.code, r.err).toBe(0);
       expect(r.out.split('\n').filter((l) => l.length > 0).length).toBe(3);
+      // Each reply's time to first token and rate go to stderr, never into the replies.
+      expect(r.err.match(/first token after \d+ ms/g)).toHaveLength(3);
       const bad = await runWithStdin('', 'run', 'specs/tiny-llama.strata', '--chat');
       expect(bad.code).not.toBe(0);
       expect(bad.err).toMatch(/--chat needs the model's tokenizer.json and a chat_template/);

@@ -1,0 +1,95 @@
+/**
+ * What a first hour with the CLI met: --version, `strata help CMD`, did-you-mean for unknown
+ * commands and flags, `check` on a Hugging Face config pointing to `import`, `import --name`,
+ * and a --weights file that does not exist refused by every command that takes one.
+ */
+import { describe, expect, it } from 'vitest';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cli } from './run-cli.ts';
+
+describe('a CLI a newcomer can trust', () => {
+  it('--version prints the package version', async () => {
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = await cli(flag);
+      expect(r.code).toBe(0);
+      expect(r.out).toBe(`strata ${version}\n`);
+    }
+  });
+
+  it('strata help CMD prints that command’s help, as CMD --help does', async () => {
+    const viaHelp = await cli('help', 'run');
+    const viaFlag = await cli('run', '--help');
+    expect(viaHelp.code).toBe(0);
+    expect(viaHelp.out).toBe(viaFlag.out);
+    expect(viaHelp.out).toMatch(/usage: strata run/);
+    const typo = await cli('help', 'complie');
+    expect(typo.code).toBe(2);
+    expect(typo.err).toMatch(/unknown command 'complie', did you mean 'compile'\?/);
+  });
+
+  it('an unknown command or flag gets a did-you-mean', async () => {
+    const cmd = await cli('inspcet', 'specs/tiny-llama.strata');
+    expect(cmd.code).toBe(2);
+    expect(cmd.err).toMatch(/unknown command 'inspcet', did you mean 'inspect'\?/);
+    const flag = await cli('run', 'specs/tiny-llama.strata', '--promt', 'hi');
+    expect(flag.code).toBe(1);
+    expect(flag.err).toMatch(/strata run: unknown option '--promt', did you mean '--prompt'\?/);
+    expect(flag.err).toMatch(/strata help run/);
+    const check = await cli('check', 'specs/tiny-llama.strata', '--jsno');
+    expect(check.err).toMatch(/unknown option '--jsno', did you mean '--json'\?/);
+    const far = await cli('compile', 'specs/tiny-llama.strata', '--zzzzzz');
+    expect(far.err).toMatch(/unknown option '--zzzzzz'\n/);
+  });
+
+  it('check on a Hugging Face folder or config.json points to import', async () => {
+    for (const arg of ['test/fixtures/hf/llama', 'test/fixtures/hf/llama/config.json']) {
+      const r = await cli('check', arg);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(
+        new RegExp(`${arg} is a Hugging Face config.*run 'strata import ${arg}'`),
+      );
+    }
+  });
+
+  it('import --name names the model (default: the folder)', async () => {
+    const dflt = await cli('import', 'test/fixtures/hf/llama');
+    expect(dflt.out).toMatch(/^model "llama"/m);
+    const named = await cli('import', 'test/fixtures/hf/llama', '--name', 'tiny-llama');
+    expect(named.code, named.err).toBe(0);
+    expect(named.out).toMatch(/^model "tiny-llama"/m);
+    expect((await cli('import', 'test/fixtures/hf/llama', '--name', ' ')).err).toMatch(
+      /--name must not be empty/,
+    );
+  });
+
+  it('inspect reads a bare config.json: no weights needed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-cfg-'));
+    try {
+      cpSync('test/fixtures/hf/llama/config.json', join(dir, 'config.json'));
+      const r = await cli('inspect', join(dir, 'config.json'), '--target', 'baseline');
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/106,816 parameters/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a --weights file that does not exist is an error for every command', async () => {
+    for (const cmd of [
+      ['compile', 'specs/tiny-llama.strata', '-o', '/nonexistent/out'],
+      ['run', 'specs/tiny-llama.strata'],
+      ['inspect', 'specs/tiny-llama.strata', '--target', 'baseline'],
+    ]) {
+      const r = await cli(...cmd, '--weights', 'no/such.safetensors');
+      expect(r.code, cmd[0]).toBe(1);
+      expect(r.err, cmd[0]).toMatch(/--weights: no such file: no\/such\.safetensors/);
+    }
+    // A checkpoint brings its own weights: --weights beside it is refused, not ignored.
+    const r = await cli('inspect', 'test/fixtures/hf/llama', '--weights', 'package.json');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/--weights goes with a spec; test\/fixtures\/hf\/llama brings its own/);
+  });
+});
