@@ -26,10 +26,7 @@ export const WEIGHTS_FILE = 'weights.safetensors';
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 
-export function toManifest(
-  c: CompiledModel,
-  tokenizer: ModelTokenizer = 'bytes',
-): BundleManifest {
+export function toManifest(c: CompiledModel, tokenizer: ModelTokenizer = 'bytes'): BundleManifest {
   const phase = (p: CompiledModel['phases']['prefill']) => ({
     maxT: p.maxT,
     slots: p.slots,

@@ -86,7 +86,10 @@ function crossCheck(m: BundleManifest): string[] {
   }
   const maxBuffer = m.compile.caps.maxBufferBytes;
   m.state.forEach((s, i) => {
-    const bytes = dtypeBytes(s.dtype, s.shape.reduce((a, b) => a * b, 1));
+    const bytes = dtypeBytes(
+      s.dtype,
+      s.shape.reduce((a, b) => a * b, 1),
+    );
     if (bytes > maxBuffer)
       issues.push(
         `state[${i}].shape: [${s.shape}] is ${bytes} bytes, over compile.caps.maxBufferBytes ${maxBuffer}`,

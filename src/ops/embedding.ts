@@ -25,7 +25,8 @@ export const embed: OpDefinition<EmbedAttrs> = {
   },
   /** A split table's node also reads `out`: the rows of ids outside its range stay as they are. */
   inputs(a) {
-    const r: Record<string, TensorRule> = { ids: indices(['T']),
+    const r: Record<string, TensorRule> = {
+      ids: indices(['T']),
       table: rule([a.rows, a.dim], 'read', a.tableType),
     };
     if (isSplitEmbed(a)) r.out = inPlace(['T', a.dim]);
@@ -63,6 +64,10 @@ export const embed: OpDefinition<EmbedAttrs> = {
   },
   cost(a: EmbedAttrs, step: StepShape): Cost {
     const n = step.T * a.dim;
-    return { flops: a.scale === 1 ? 0 : n, bytesRead: step.T * 4 + dtypeBytes(a.tableType, n), bytesWritten: n * 4 };
+    return {
+      flops: a.scale === 1 ? 0 : n,
+      bytesRead: step.T * 4 + dtypeBytes(a.tableType, n),
+      bytesWritten: n * 4,
+    };
   },
 };

@@ -63,7 +63,15 @@ describe('opBindings', () => {
       'out',
     ]);
     // A split table's node reads and writes out: one read_write binding.
-    const split: EmbedAttrs = { op: 'embed', vocab: 10, dim: 8, scale: 1, rowStart: 4, rows: 6, tableType: 'f32' };
+    const split: EmbedAttrs = {
+      op: 'embed',
+      vocab: 10,
+      dim: 8,
+      scale: 1,
+      rowStart: 4,
+      rows: 6,
+      tableType: 'f32',
+    };
     const { decls } = opBindings(split, [], ['table', 'out']);
     expect(decls.split('\n')).toEqual([
       '@group(0) @binding(1) var<storage, read> ids: array<u32>;',
