@@ -36,92 +36,57 @@ const unigram = () =>
     'unigram',
   );
 
+/** A temporary folder for one test, removed after it. */
+async function inTemp(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-tok-'));
+  try {
+    await body(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `run` on the fixed prompt, printing ids. */
+const runIds = (model: string, ...extra: string[]) =>
+  cli('run', model, '--prompt', 'the quick fox', '--max-tokens', '6', '--ids', ...extra);
+
+const idsOf = (out: string) => out.trim().split(/\s+/).filter(Boolean).map(Number);
+
 describe('run with a checkpoint tokenizer', () => {
-  it('encodes the prompt with tokenizer.json, and a compiled bundle carries it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'strata-tok-'));
-    try {
+  it('encodes the prompt with tokenizer.json, and a compiled bundle carries it', () =>
+    inTemp(async (dir) => {
       const d = folder(dir, true);
-      const ids = await cli('run', d, '--prompt', 'the quick fox', '--max-tokens', '6', '--ids');
+      const ids = await runIds(d);
       expect(ids.code, ids.err).toBe(0);
       const text = await cli('run', d, '--prompt', 'the quick fox', '--max-tokens', '6');
       expect(text.code, text.err).toBe(0);
       // The generated ids, decoded by the same tokenizer, are the text run printed.
-      const gen = ids.out.trim().split(/\s+/).filter(Boolean).map(Number);
-      expect(text.out.trim()).toBe(unigram().decode(gen).trim());
+      expect(text.out.trim()).toBe(unigram().decode(idsOf(ids.out)).trim());
       const out = join(dir, 'bundle');
       expect((await cli('compile', d, '-o', out)).code).toBe(0);
       const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
       expect(manifest.tokenizer).toMatchObject({ kind: 'file', file: 'tokenizer.json' });
-      const again = await cli(
-        'run',
-        out,
-        '--prompt',
-        'the quick fox',
-        '--max-tokens',
-        '6',
-        '--ids',
-      );
-      expect(again.out).toBe(ids.out);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+      expect((await runIds(out)).out).toBe(ids.out);
+    }));
 
-  it("stops at the model's EOS unless --ignore-eos", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'strata-tok-'));
-    try {
+  it("stops at the model's EOS unless --ignore-eos", () =>
+    inTemp(async (dir) => {
       const probe = folder(dir, true);
-      const first = await cli(
-        'run',
-        probe,
-        '--prompt',
-        'the quick fox',
-        '--max-tokens',
-        '6',
-        '--ids',
-      );
-      const gen = first.out.trim().split(/\s+/).filter(Boolean).map(Number);
+      const first = await runIds(probe);
+      const gen = idsOf(first.out);
       // Make the third generated token the EOS: generation must end before printing it.
       rmSync(probe, { recursive: true });
       const d = folder(dir, true, gen[2]);
-      const stopped = await cli(
-        'run',
-        d,
-        '--prompt',
-        'the quick fox',
-        '--max-tokens',
-        '6',
-        '--ids',
-      );
-      expect(stopped.out.trim().split(/\s+/).filter(Boolean).map(Number)).toEqual(
-        gen.slice(0, gen.indexOf(gen[2])),
-      );
-      const all = await cli(
-        'run',
-        d,
-        '--prompt',
-        'the quick fox',
-        '--max-tokens',
-        '6',
-        '--ids',
-        '--ignore-eos',
-      );
-      expect(all.out).toBe(first.out);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+      expect(idsOf((await runIds(d)).out)).toEqual(gen.slice(0, gen.indexOf(gen[2])));
+      expect((await runIds(d, '--ignore-eos')).out).toBe(first.out);
+    }));
 
-  it('a folder without tokenizer.json refuses a text prompt and takes ids', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'strata-tok-'));
-    try {
+  it('a folder without tokenizer.json refuses a text prompt and takes ids', () =>
+    inTemp(async (dir) => {
       const d = folder(dir, false);
       const r = await cli('run', d, '--prompt', 'hello', '--max-tokens', '2');
       expect(r.code).not.toBe(0);
       expect(r.err).toMatch(/has no tokenizer strata reads .*tokenizer\.json.*--prompt-ids/);
       expect((await cli('run', d, '--prompt-ids', '1,2,3', '--max-tokens', '2')).code).toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
