@@ -301,6 +301,7 @@ describe('published configs', () => {
         window: null,
         scale: 0.125,
         softcap: null,
+        sinkTokens: null,
         sinks: false,
         outputGate: false,
       });

@@ -59,8 +59,9 @@ describe('the JSON Schema', () => {
       delete partial[key];
       expect(validate(partial), key).toBe(false);
     }
-    // sinks and outputGate came after specs were written: optional, the loader fills false.
-    const optional = new Set(['sinks', 'outputGate']);
+    // sinks, outputGate and sinkTokens came after specs were written: optional, the loader fills
+    // false (sinkTokens: null).
+    const optional = new Set(['sinks', 'outputGate', 'sinkTokens']);
     for (const key of Object.keys(m.layers[0]!.mixer!).filter((k) => !optional.has(k))) {
       const layer = { ...m.layers[0]!, mixer: { ...m.layers[0]!.mixer, [key]: undefined } };
       const json = JSON.parse(JSON.stringify({ ...m, layers: [layer] }));
