@@ -32,6 +32,7 @@ describe('gemma3_text import', () => {
       window: 8,
       scale: 0.25,
       softcap: null,
+      sinkTokens: null,
       sinks: false,
       outputGate: false,
     });

@@ -91,6 +91,7 @@ describe('attention', () => {
       window: null,
       scale: 0.25,
       softcap: null,
+      sinkTokens: null,
       sinks: false,
       outputGate: false,
     });
@@ -114,6 +115,7 @@ describe('attention', () => {
       window: 64,
       scale: 0.1,
       softcap: 50,
+      sinkTokens: null,
       sinks: true,
       outputGate: true,
     });

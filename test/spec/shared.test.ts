@@ -44,6 +44,7 @@ describe('shared blocks', () => {
         window: null,
         scale: 32 ** -0.5,
         softcap: null,
+        sinkTokens: null,
         sinks: false,
         outputGate: false,
       },
