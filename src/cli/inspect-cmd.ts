@@ -9,9 +9,11 @@ import {
   compileWithOptions,
   gpuFlags,
   intOption,
+  kvOption,
   targetCaps,
 } from './compile-cmd.ts';
 import { loadModelInput } from './model-input.ts';
+import { browserBudgets, budgetLines } from './browser-budgets.ts';
 import { describeDiffusion } from '../spec/kinds/diffusion.ts';
 
 function mib(b: number): string {
@@ -42,6 +44,8 @@ export const inspectCommand: Command = {
   --json             machine-readable report
   --passes           print the graph before and after each pass
   --phase P          the phase --passes shows (default decode)
+  --browser          whether the model fits a browser tab at each precision (WebGPU's default
+                     limits, a 4 GiB tab): compiles it four times
 ${COMMON_COMPILE_HELP}`,
   async run(argv) {
     const { values, positionals } = parseArgs({
@@ -52,6 +56,7 @@ ${COMMON_COMPILE_HELP}`,
         json: { type: 'boolean' },
         passes: { type: 'boolean' },
         phase: { type: 'string' },
+        browser: { type: 'boolean' },
       },
     });
     if (positionals.length !== 1) throw new UserError('inspect takes one spec (see --help)');
@@ -75,8 +80,16 @@ ${COMMON_COMPILE_HELP}`,
         console.log(formatGraph(entry.graph));
       }
     }
+    const budgets = values.browser
+      ? browserBudgets(input.model, {
+          maxT: compiled.maxT,
+          capacity: compiled.capacity,
+          kv: kvOption(values.kv),
+          fuse: compiled.fused,
+        })
+      : null;
     if (values.json) {
-      console.log(JSON.stringify(r, null, 2));
+      console.log(JSON.stringify(budgets ? { ...r, browser: budgets } : r, null, 2));
       return 0;
     }
     const byType = Object.entries(r.parameterBytesByType)
@@ -152,6 +165,7 @@ ${COMMON_COMPILE_HELP}`,
         console.log(`  ${kind.padEnd(9)} ${String(ls.length).padStart(3)} layers: ${held}`);
       }
     }
+    if (budgets) for (const line of budgetLines(budgets, compiled.capacity)) console.log(line);
     return 0;
   },
 };

@@ -46,4 +46,37 @@ describe('--precision and --kv', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('inspect --browser: each precision against WebGPU default limits and a 4 GiB tab', async () => {
+    const tiny = await inspect('--browser');
+    expect(tiny.browser.map((b: { precision: string }) => b.precision)).toEqual([
+      'f32',
+      'f16',
+      'q8',
+      'q4',
+    ]);
+    for (const b of tiny.browser) {
+      expect(b.error).toBeNull();
+      expect(b.fitsTab && b.fitsBuffer).toBe(true);
+      // The same stored bytes inspect reports when compiled at that precision.
+      expect(b.weightBytes).toBe((await inspect('--precision', b.precision)).parameterBytes);
+    }
+    // Llama-3.2-1B: 4.6 GiB of f32 weights are over the tab; f16 and below fit.
+    const big = JSON.parse(
+      (
+        await cli(
+          'inspect',
+          'specs/llama-3.2-1b.strata',
+          '--json',
+          '--target',
+          'baseline',
+          '--browser',
+        )
+      ).out,
+    );
+    const fits = Object.fromEntries(
+      big.browser.map((b: { precision: string; fitsTab: boolean }) => [b.precision, b.fitsTab]),
+    );
+    expect(fits).toEqual({ f32: false, f16: true, q8: true, q4: true });
+  });
 });

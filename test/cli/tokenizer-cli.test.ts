@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { cli } from './run-cli.ts';
 import { hfTokenizer } from '../../runtime/tokenizer.ts';
 
-/** The llama fixture (vocab 256) with the Unigram test tokenizer (158 tokens) beside it. */
-function folder(dir: string, withTokenizer: boolean, eos?: number): string {
-  const d = join(dir, withTokenizer ? 'with' : 'without');
-  cpSync('test/fixtures/hf/llama', d, { recursive: true });
+/** An HF fixture (vocab 256: llama by default) with the Unigram test tokenizer (158 tokens). */
+function folder(dir: string, withTokenizer: boolean, eos?: number, fixture = 'llama'): string {
+  const d = join(dir, `${fixture}-${withTokenizer ? 'with' : 'without'}`);
+  cpSync(`test/fixtures/hf/${fixture}`, d, { recursive: true });
   for (const f of ['golden.safetensors']) if (existsSync(join(d, f))) rmSync(join(d, f));
   if (withTokenizer) {
     for (const f of ['tokenizer.json', 'tokenizer_config.json'])
@@ -67,6 +67,16 @@ describe('run with a checkpoint tokenizer', () => {
       const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
       expect(manifest.tokenizer).toMatchObject({ kind: 'file', file: 'tokenizer.json' });
       expect((await runIds(out)).out).toBe(ids.out);
+    }));
+
+  it('a Jamba-type checkpoint streams text through its own tokenizer.json too', () =>
+    inTemp(async (dir) => {
+      const d = folder(dir, true, undefined, 'jamba');
+      const ids = await runIds(d);
+      expect(ids.code, ids.err).toBe(0);
+      const text = await cli('run', d, '--prompt', 'the quick fox', '--max-tokens', '6');
+      expect(text.code, text.err).toBe(0);
+      expect(text.out.trim()).toBe(unigram().decode(idsOf(ids.out)).trim());
     }));
 
   it("stops at the model's EOS unless --ignore-eos", () =>
