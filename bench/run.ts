@@ -152,7 +152,10 @@ async function benchAttention(gpu: GpuContext) {
 }
 
 const GREEDY_STEP = { seed: 0, draw: 0, temperature: 0, topK: 0, topP: 1 };
-const PREFILL_TOKENS = [512, 4096, 16384];
+/** Prefill lengths; STRATA_BENCH_PREFILL=512,4096 narrows a run that must fit a device call. */
+const PREFILL_TOKENS = (process.env.STRATA_BENCH_PREFILL ?? '512,4096,16384')
+  .split(',')
+  .map(Number);
 
 /** What one end-to-end row measures: a model, its weights, and HF's logits to check against. */
 interface E2eSubject {
@@ -312,7 +315,9 @@ async function peerCheckpoint(kind: string) {
 }
 
 /** Each weight precision, in one run so that their ratios hold. */
-const E2E_PRECISIONS: readonly Precision[] = ['f32', 'f16', 'q8', 'q4'];
+const E2E_PRECISIONS = (process.env.STRATA_BENCH_PRECISIONS ?? 'f32,f16,q8,q4').split(
+  ',',
+) as Precision[];
 
 async function benchLlama(gpu: GpuContext) {
   const model = loadSpec('specs/llama-3.2-1b.strata');

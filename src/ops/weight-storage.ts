@@ -67,21 +67,24 @@ function exact(t: 'q8' | 'q4', x: Float32Array, base: number, d: number, codes: 
  * keep their exact values where the absmax rule would round them.
  */
 function powerOfTwoScale(x: Float32Array, base: number): number | null {
+  const bits = new Uint32Array(x.buffer, x.byteOffset + 4 * base, QUANT_BLOCK);
   let low = Infinity;
-  let amax = 0;
+  let high = -Infinity;
   for (let j = 0; j < QUANT_BLOCK; j++) {
-    const v = Math.abs(x[base + j]);
-    if (v === 0) continue;
-    amax = Math.max(amax, v);
-    // The exponent of v's lowest set bit: v / 2^e is an odd integer.
-    let e = Math.floor(Math.log2(v));
-    while (!Number.isInteger(v / 2 ** e)) e--;
-    low = Math.min(low, e);
+    const b = bits[j];
+    const exp = (b >>> 23) & 0xff;
+    const frac = b & 0x7fffff;
+    if (exp === 0 && frac === 0) continue; // ±0
+    // v = m · 2^(e − 23) with m the 24-bit significand: its lowest set bit is 2^(e − 23 + ctz m).
+    const m = exp === 0 ? frac : frac | 0x800000;
+    const e = (exp === 0 ? -126 : exp - 127) - 23;
+    low = Math.min(low, e + 31 - Math.clz32(m & -m));
+    high = Math.max(high, e + 32 - Math.clz32(m));
   }
-  if (amax === 0) return null;
-  const d = 2 ** low;
-  if (amax / d > 127 || d < 2 ** -24 || d > 65504) return null;
-  return d;
+  if (low === Infinity) return null;
+  // Every |v| / 2^low is an integer below 2^(high − low); it must be at most 127.
+  if (high - low > 7 || low < -24 || low > 15) return null;
+  return 2 ** low;
 }
 
 /** One block's scale (as f16 bits) and code of each element. */
