@@ -159,8 +159,36 @@ export function decodeWeight(t: WeightType, bytes: Uint8Array, n: number): Float
   return out;
 }
 
-/** The values a kernel reading x stored as type t computes with. */
+interface Rounded {
+  source: Float32Array; // a copy of the values rounded, to notice a weight changed in place
+  rounded: Float32Array;
+}
+
+/** Rounded weights by the memory they were read from: a key per (type, cols, offset, length). */
+const roundedByBuffer = new WeakMap<ArrayBufferLike, Map<string, Rounded>>();
+
+/** Bit for bit, so NaNs and signed zeros compare as stored. */
+function sameValues(a: Float32Array, b: Float32Array): boolean {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
+ * The values a kernel reading x stored as type t computes with. The CPU interpreter's
+ * references call this for every weight at every step, and encoding is far slower than a
+ * comparison, so the result is kept per source memory and reused while the values there are
+ * unchanged (compared in full, so a weight edited in place is rounded again).
+ */
 export function roundWeight(t: WeightType, x: Float32Array, cols: number): Float32Array {
   if (t === 'f32') return x;
-  return decodeWeight(t, encodeWeight(t, x, cols), x.length);
+  let byKey = roundedByBuffer.get(x.buffer);
+  if (!byKey) roundedByBuffer.set(x.buffer, (byKey = new Map()));
+  const key = `${t}:${cols}:${x.byteOffset}:${x.length}`;
+  const hit = byKey.get(key);
+  if (hit && sameValues(hit.source, x)) return hit.rounded;
+  const rounded = decodeWeight(t, encodeWeight(t, x, cols), x.length);
+  byKey.set(key, { source: x.slice(), rounded });
+  return rounded;
 }

@@ -125,4 +125,20 @@ describe('q8 keeps blocks a power-of-two scale holds exactly', () => {
     const bytes = encodeWeight('q8', y, 32);
     expect(scalesOf('q8', bytes, 32)[0]).toBe(roundF16(amax / 127));
   });
+
+  it('rounding is reused for the same memory and redone when a weight changes in place', () => {
+    const whole = randn(32 * 4, 11, 1);
+    const part = whole.subarray(32, 96);
+    const first = roundWeight('q4', part, 32);
+    // A fresh view of the same memory (as the interpreter makes each step) hits the memo.
+    expect(roundWeight('q4', whole.subarray(32, 96), 32)).toBe(first);
+    // Another type, or other columns of the same memory, is its own entry.
+    expect(roundWeight('q8', part, 32)).not.toBe(first);
+    whole[40] = 7;
+    const again = roundWeight('q4', whole.subarray(32, 96), 32);
+    expect(again).not.toBe(first);
+    expect(Array.from(again)).toEqual(
+      Array.from(decodeWeight('q4', encodeWeight('q4', whole.subarray(32, 96), 32), 64)),
+    );
+  });
 });
