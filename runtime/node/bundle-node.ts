@@ -12,6 +12,7 @@ import { storedEntry, type BundleManifest, type BundleSource } from '../../codeg
 import { BundleError, checkManifest } from '../manifest-check.ts';
 import { jsonSyntaxError } from '../../formats/json-error.ts';
 import { bundleFile } from './bundle-paths.ts';
+import { readJsonObject } from '../../formats/node/json-file.ts';
 import { openSafetensors, type SafetensorsSource } from '../../formats/node/safetensors-file.ts';
 
 export { BundleError } from '../manifest-check.ts';
@@ -113,13 +114,8 @@ export async function openBundle(dir: string): Promise<BundleSource> {
     },
     async tokenizer() {
       if (!tokenizerFiles || manifest.tokenizer.kind !== 'file') return null;
-      const json = async (path: string, what: string) => {
-        try {
-          return JSON.parse(await readFile(path, 'utf8')) as object;
-        } catch (e) {
-          throw new BundleError(`${join(dir, what)}: ${jsonSyntaxError(e)}`);
-        }
-      };
+      const json = (path: string, what: string) =>
+        readJsonObject(path, { shownAs: join(dir, what), error: BundleError });
       return {
         tokenizer: await json(tokenizerFiles.file, manifest.tokenizer.file),
         config: await json(tokenizerFiles.config, manifest.tokenizer.config),

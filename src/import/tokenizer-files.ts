@@ -4,9 +4,8 @@
  * are; the runtime (runtime/tokenizer.ts) decides whether it can run them.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { jsonSyntaxError } from '../../formats/json-error.ts';
+import { readJsonObject } from '../../formats/node/json-file.ts';
 
 /** What a bundle or a HuggingFace folder holds of a tokenizer. */
 export interface TokenizerFiles {
@@ -25,19 +24,6 @@ export interface TokenizerFiles {
  */
 export type ModelTokenizer = TokenizerFiles | 'bytes' | 'none';
 
-async function readJson(path: string): Promise<unknown> {
-  const text = await readFile(path, 'utf8');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: ${jsonSyntaxError(e)}`);
-  }
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** eos_token_id as a list of ids, or null when the file does not say. */
 function eosIds(v: unknown, path: string): number[] | null {
   if (v === undefined || v === null) return null;
@@ -53,17 +39,14 @@ function eosIds(v: unknown, path: string): number[] | null {
 export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles | null> {
   const tokPath = join(dir, 'tokenizer.json');
   if (!existsSync(tokPath)) return null;
-  const tokenizer = await readJson(tokPath);
-  if (!isObject(tokenizer)) throw new Error(`${tokPath}: not a JSON object`);
+  const tokenizer = await readJsonObject(tokPath);
   const cfgPath = join(dir, 'tokenizer_config.json');
-  const config = existsSync(cfgPath) ? await readJson(cfgPath) : {};
-  if (!isObject(config)) throw new Error(`${cfgPath}: not a JSON object`);
+  const config = existsSync(cfgPath) ? await readJsonObject(cfgPath) : {};
   let eos: number[] | null = null;
   for (const f of ['generation_config.json', 'config.json']) {
     const p = join(dir, f);
     if (eos === null && existsSync(p)) {
-      const v = await readJson(p);
-      if (isObject(v)) eos = eosIds(v.eos_token_id, p);
+      eos = eosIds((await readJsonObject(p)).eos_token_id, p);
     }
   }
   return { tokenizer, config, eos: eos ?? [] };
