@@ -23,17 +23,8 @@ import { NONFINITE_LOGITS } from '../src/ops/sampling.ts';
 import { checkBundleFits, checkKernelFeatures } from './fits.ts';
 import { numel } from '../formats/safetensors.ts';
 import { dtypeBytes } from '../src/graph/dtype.ts';
+import { wordAligner } from './weights-stream.ts';
 
-/**
- * Stored weight bytes padded to whole u32 words, as buffers are written: only an f16 tensor of odd
- * length, which the bundle stores without its last half word, is copied.
- */
-function wholeWords(data: Uint8Array): Uint8Array {
-  if (data.byteLength % 4 === 0) return data;
-  const out = new Uint8Array(4 * Math.ceil(data.byteLength / 4));
-  out.set(data);
-  return out;
-}
 import { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 import { BundleError } from './manifest-check.ts';
 
@@ -203,15 +194,20 @@ export class GpuModel {
       else {
         let done = 0;
         for (const t of m.tensors) {
-          const data = wholeWords(await src.tensor(t.name, t.shape));
+          const data = await src.tensor(t.name, t.shape);
           const bytes = dtypeBytes(t.dtype, numel(t.shape));
-          if (data.byteLength !== bytes)
+          // An f16 tensor of odd length is stored without its last half word; buffers hold words.
+          if (Math.ceil(data.byteLength / 4) * 4 !== bytes)
             throw new Error(
               `weight '${t.name}': ${data.byteLength} bytes, ${t.dtype} [${t.shape}] is ${bytes}`,
             );
           guard(`upload of weight '${t.name}'`, () => {
             const buf = createStorage(device, bytes, t.name);
-            upload(device, buf, data);
+            const words = wordAligner(t.name, (_, offset, piece) =>
+              upload(device, buf, piece, offset),
+            );
+            words.push(data);
+            words.end();
             params.set(t.name, buf);
           });
           onProgress?.('upload weights', ++done, m.tensors.length);

@@ -73,9 +73,10 @@ class ByteReader {
 
 /**
  * Cuts a tensor's byte pieces at word boundaries for the sink: whole words pass through as views,
- * the 1–3 bytes left over wait (copied) for the next piece.
+ * the 1–3 bytes left over wait (copied) for the next piece, and end() zero-pads the last word.
+ * Every weight upload goes through it, streamed or whole.
  */
-function wordAligner(name: string, sink: TensorSink) {
+export function wordAligner(name: string, sink: TensorSink) {
   const carry = new Uint8Array(4);
   let held = 0;
   let offset = 0;
