@@ -17,34 +17,25 @@ Headers are left as they are, so `fill` needs only the payloads. ZSTD names the 
 """
 import hashlib, os, struct, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
+from fatbin import entries, fatbins
 
-MAGIC = struct.pack("<I", 0xBA55ED50)
 ZSTD = os.environ.get("ZSTD", "zstd")
 
 
 def ptx_entries(data):
     """(payload offset, compressed size, decompressed size) of each fatbin's one PTX entry."""
-    out, pos = [], 0
-    while True:
-        i = data.find(MAGIC, pos)
-        if i < 0:
-            return out
-        ver, hsz, fsz = struct.unpack_from("<HHQ", data, i + 4)
-        if hsz != 16:
-            pos = i + 4
-            continue
-        p, end, found = i + hsz, i + hsz + fsz, []
-        while p < end:
-            kind, _u, ehs, esz = struct.unpack_from("<HHIQ", data, p)
+    out = []
+    for i, _ver, end in fatbins(data):
+        found = []
+        for p, kind, ehs, _esz in entries(data, i, end):
             if kind == 1:
                 csize = struct.unpack_from("<I", data, p + 16)[0]
                 dsize = struct.unpack_from("<Q", data, p + 56)[0]
                 found.append((p + ehs, csize, dsize))
-            p += ehs + esz
         if len(found) != 1:
             sys.exit(f"fatbin at {i}: {len(found)} PTX entries; run fatbin_strip.py first")
         out.append(found[0])
-        pos = end
+    return out
 
 
 def hollow(lib, out, ptxdir):
