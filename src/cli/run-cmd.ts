@@ -1,29 +1,16 @@
 import { parseArgs } from 'node:util';
-import { writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
 import { memorySource } from '../../codegen/bundle.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
-import {
-  GpuModel,
-  NonFiniteError,
-  type NonFiniteSite,
-  type Sequence,
-} from '../../runtime/model.ts';
+import { GpuModel, NonFiniteError } from '../../runtime/model.ts';
 import { type BundleSource } from '../../codegen/manifest.ts';
-import { expertLoad, type ExpertLoad } from '../ops/moe.ts';
-import {
-  byteTokenizer,
-  hfTokenizer,
-  type Tokenizer,
-  type TokenizerFiles,
-} from '../../runtime/tokenizer.ts';
-import { chatTemplate, type ChatTemplate } from '../../runtime/chat.ts';
+import type { Tokenizer } from '../../runtime/tokenizer.ts';
+import type { ChatTemplate } from '../../runtime/chat.ts';
 import { chatLoop } from './chat.ts';
 import { tokenTimer } from './speed.ts';
-import { createInterface } from 'node:readline';
-import { serializeSafetensors } from '../../formats/safetensors.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
 import {
   COMMON_COMPILE_HELP,
@@ -41,6 +28,8 @@ import {
   runDiffusion,
 } from './diffusion-run.ts';
 import type { DiffusionRun } from '../ops/diffusion.ts';
+import { checkRunFits, runPrompt } from './run-prompt.ts';
+import { describeSite, dumpLogits, printExpertLoad } from './run-report.ts';
 
 function numberOption(
   v: string | undefined,
@@ -54,120 +43,6 @@ function numberOption(
   if (!Number.isFinite(n) || n < min || n > max)
     throw new UserError(`--${name} must be a number in [${min}, ${max}], got '${v}'`);
   return n;
-}
-
-/**
- * `--prompt-ids`: comma-separated token ids, each strictly decimal (no hex, exponents, signs
- * or empty items: Number() would take '0x10' as 16) and below the model's vocab. Runs before
- * the GPU is acquired, so a typo fails at once.
- */
-export function parsePromptIds(s: string, vocab: number): number[] {
-  const items = s.split(',').map((x) => x.trim());
-  const ids: number[] = [];
-  for (const x of items) {
-    if (!/^(0|[1-9][0-9]*)$/.test(x)) {
-      throw new UserError(
-        `--prompt-ids must be comma-separated decimal token ids in [0, ${vocab}), got '${x}' in '${s}'`,
-      );
-    }
-    const id = Number(x);
-    if (id >= vocab) {
-      throw new UserError(
-        `--prompt-ids: token id ${x} is outside the model's vocab (ids are in [0, ${vocab}))`,
-      );
-    }
-    ids.push(id);
-  }
-  return ids;
-}
-
-/**
- * Refuse a run whose prompt, or prompt plus the tokens asked for, does not fit in the KV
- * cache, before the model is loaded: `strata run` has no stop tokens, so generating past the
- * capacity would always end short of --max-tokens.
- */
-export function checkRunFits(
-  promptLength: number,
-  maxTokens: number,
-  capacity: number,
-  maxContext: number,
-  /** --dump-logits feeds the last token too (it records the logits after it). */
-  feedsLast = false,
-): void {
-  const fix = (need: number) =>
-    need <= maxContext
-      ? `recompile with --capacity ${need}`
-      : `the model's max_context ${maxContext} cannot hold ${need}`;
-  if (promptLength > capacity) {
-    throw new UserError(
-      `prompt of ${promptLength} tokens exceeds the KV cache capacity ${capacity} (${fix(promptLength)})`,
-    );
-  }
-  // Generation does not feed its last token back, so prompt + maxTokens - 1 positions are used.
-  const slack = feedsLast ? 0 : 1;
-  const need = promptLength + maxTokens - slack;
-  if (need > capacity) {
-    throw new UserError(
-      `prompt of ${promptLength} tokens + --max-tokens ${maxTokens} needs ${need} KV cache positions, ` +
-        `over the capacity ${capacity}: use --max-tokens ${capacity - promptLength + slack} or less, or ${fix(need)}`,
-    );
-  }
-}
-
-/** The --check-finite report: where the replay first saw a NaN or an Inf. */
-function describeSite(site: NonFiniteSite | null): string {
-  if (!site)
-    return '--check-finite: replaying dispatch by dispatch, every output stayed finite (the failure did not reproduce)';
-  const layer = site.layer === null ? 'outside the layers' : `layer ${site.layer}`;
-  return (
-    `--check-finite: the first non-finite value comes from ${layer}: ${site.step}, ` +
-    `dispatch ${site.dispatch} '${site.label}' (kernel ${site.kernel}) wrote ${site.value} ` +
-    `to its '${site.binding}' buffer (${site.buffer}) at element ${site.index}`
-  );
-}
-
-/** Each MoE layer's routed-token counts, read back from the sequence's load counters. */
-export async function expertLoads(seq: Sequence): Promise<{ layer: number; load: ExpertLoad }[]> {
-  const out: { layer: number; load: ExpertLoad }[] = [];
-  for (const s of seq.model.manifest.state) {
-    const m = /^moe\.load\.(\d+)$/.exec(s.name);
-    if (!m) continue;
-    const counts = new Uint32Array(await seq.readState(s.name));
-    out.push({ layer: Number(m[1]), load: expertLoad(counts) });
-  }
-  return out.sort((a, b) => a.layer - b.layer);
-}
-
-async function printExpertLoad(seq: Sequence): Promise<void> {
-  const loads = await expertLoads(seq);
-  if (loads.length === 0) {
-    console.log('stats: the model has no MoE layers');
-    return;
-  }
-  console.log('expert load (tokens routed to each expert over the run):');
-  for (const { layer, load } of loads) {
-    console.log(
-      `  layer ${String(layer).padStart(3)}: ${load.counts.length} experts, ${load.total} routed, ` +
-        `max/mean ${load.maxOverMean.toFixed(2)}: [${load.counts.join(' ')}]`,
-    );
-  }
-}
-
-/**
- * The tokenizer text goes through: the bundle's or the checkpoint's tokenizer files; UTF-8 bytes
- * for a spec (or a bundle compiled from one) with a vocab of at least 256; otherwise none, and a
- * text prompt is refused rather than fed as bytes.
- */
-async function textTokenizer(
-  source: BundleSource | null,
-  input: ModelInput | null,
-  where: string,
-  vocab: number,
-): Promise<{ tok: Tokenizer | null; files: TokenizerFiles | null }> {
-  const files = source ? await source.tokenizer() : input!.tokenizer;
-  if (files !== null && typeof files === 'object') return { tok: hfTokenizer(files, where), files };
-  const kind = source ? source.manifest.tokenizer.kind : files;
-  return { tok: kind === 'bytes' && vocab >= 256 ? byteTokenizer(vocab) : null, files: null };
 }
 
 export const runCommand: Command = {
@@ -285,35 +160,9 @@ ${COMMON_COMPILE_HELP}`,
     }
     let prompt: number[];
     let tok: Tokenizer | null;
-    let template: ChatTemplate | null = null;
+    let template: ChatTemplate | null;
     try {
-      const t = await textTokenizer(source, input, positionals[0], vocab);
-      tok = t.tok;
-      if (values.system !== undefined && !values.chat)
-        throw new UserError('--system goes with --chat');
-      if (values.chat) {
-        template =
-          t.files && chatTemplate(t.files.config, `${positionals[0]} tokenizer_config.json`);
-        if (!tok || !template)
-          throw new UserError(
-            `--chat needs the model's tokenizer.json and a chat_template in tokenizer_config.json; ${positionals[0]} has ${tok ? 'no chat_template' : 'no tokenizer strata reads'}`,
-          );
-        if (values.prompt !== undefined || values['prompt-ids'] !== undefined || dump)
-          throw new UserError(
-            '--chat reads the conversation from stdin: drop --prompt, --prompt-ids and --dump-logits',
-          );
-      }
-      // A conversation's turns come from stdin; one token stands for them in the capacity check.
-      if (values.chat) prompt = [0];
-      else if (values['prompt-ids'] !== undefined)
-        prompt = parsePromptIds(values['prompt-ids'], vocab);
-      else if (tok) prompt = tok.encode(values.prompt ?? 'Hello');
-      else
-        throw new UserError(
-          `${positionals[0]} has no tokenizer strata reads (a HuggingFace folder needs tokenizer.json; ` +
-            `GGUF tokenizers are not read yet): give the prompt as --prompt-ids`,
-        );
-      if (prompt.length === 0) throw new UserError('the prompt is empty');
+      ({ prompt, tok, template } = await runPrompt(source, input, positionals[0], vocab, values));
       if (source && !diffusion)
         checkRunFits(
           prompt.length,
@@ -377,28 +226,7 @@ ${COMMON_COMPILE_HELP}`,
     }
     try {
       if (values['dump-logits']) {
-        const first = await seq.forward(prompt, sampling);
-        const tokens: number[] = [];
-        const decodeLogits = new Float32Array(maxTokens * vocab);
-        let token = first.token;
-        for (let i = 0; i < maxTokens; i++) {
-          tokens.push(token);
-          fed.push(token);
-          const r = await seq.next([token], sampling, true);
-          decodeLogits.set(r.logits!, i * vocab);
-          token = r.token;
-        }
-        const file = serializeSafetensors({
-          prompt_ids: { dtype: 'I32', shape: [prompt.length], data: Int32Array.from(prompt) },
-          prefill_logits: { dtype: 'F32', shape: [prompt.length, vocab], data: first.logits },
-          decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
-          decode_logits: { dtype: 'F32', shape: [tokens.length, vocab], data: decodeLogits },
-        });
-        await writeFile(values['dump-logits'], new Uint8Array(file));
-        console.log(
-          `wrote ${values['dump-logits']}: prefill_logits [${prompt.length}, ${vocab}], ${tokens.length} decode steps`,
-        );
-        console.log(`decode tokens: ${tokens.join(',')}`);
+        await dumpLogits(seq, prompt, maxTokens, sampling, values['dump-logits'], fed);
         if (values.stats) await printExpertLoad(seq);
         return 0;
       }

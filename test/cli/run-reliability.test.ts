@@ -10,7 +10,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from './run-cli.ts';
-import { checkRunFits, parsePromptIds } from '../../src/cli/run-cmd.ts';
+import { checkRunFits, parsePromptIds } from '../../src/cli/run-prompt.ts';
 
 const SPEC = `model "tiny-rel" {
   vocab 64

@@ -14,7 +14,7 @@ import { Interpreter } from '../../src/graph/interpret.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { report } from '../../src/cli/report.ts';
-import { expertLoads } from '../../src/cli/run-cmd.ts';
+import { expertLoads } from '../../src/cli/run-report.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import {
   expectFusedMatchesUnfused,
