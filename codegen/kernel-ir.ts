@@ -42,6 +42,11 @@ export interface StepParams {
   pos: number;
   /** Rows of logits wanted, counted back from the last token (1 for generation, T for all). */
   L: number;
+  /**
+   * Bidirectional attention sees keys [0, max(pos + T, keys)) (src/graph/ops.ts StepShape):
+   * cached rows after the step's own. Absent: 0.
+   */
+  keys?: number;
 }
 
 export function resolveGridDim(d: GridDim, p: StepParams): number {
@@ -64,7 +69,8 @@ struct Step {
   topK: u32,     // 0 = off
   temperature: f32, // 0 = greedy
   topP: f32,     // 1 = off
-  _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
+  keys: u32,     // bidirectional attention sees keys [0, max(pos + T, keys))
+  _pad1: u32, _pad2: u32, _pad3: u32,
   _pad4: u32, _pad5: u32, _pad6: u32, _pad7: u32,
 }
 @group(0) @binding(0) var<uniform> step: Step;
@@ -94,6 +100,7 @@ export function encodeStep(p: StepParams, s: SamplingParams = GREEDY): ArrayBuff
   u[5] = s.topK >>> 0;
   f[6] = s.temperature;
   f[7] = s.topP;
+  u[8] = p.keys ?? 0;
   return buf;
 }
 

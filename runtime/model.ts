@@ -166,6 +166,11 @@ export class GpuModel {
     return this.manifest.model.vocab;
   }
 
+  /** The WGSL of one of the bundle's kernels (by its manifest name), or undefined. */
+  kernelCode(name: string): string | undefined {
+    return this.kernels.get(name)?.code;
+  }
+
   /** Dispatches recorded per decode step (one token). */
   get dispatchesPerToken(): number {
     return this.manifest.phases.decode.dispatches.length;
@@ -475,6 +480,8 @@ export class Sequence {
   private readonly state = new Map<string, GPUBuffer>();
   private readonly bound: Record<PhaseName, BoundPhase>;
   private draws = 0;
+  /** Cache rows [0, filled) have been written since the last reset(). */
+  private filled = 0;
 
   constructor(readonly model: GpuModel) {
     const { device } = model.gpu;
@@ -496,6 +503,20 @@ export class Sequence {
   reset(): void {
     this.pos = 0;
     this.draws = 0;
+    this.filled = 0;
+  }
+
+  /**
+   * Move back to position `pos` (at most the current one): the next step writes its K/V from
+   * there, and the cache rows after it keep their values, visible to a bidirectional forward
+   * given `keys` (a diffusion sampler recomputing part of its canvas against the rest).
+   */
+  rewind(pos: number): void {
+    if (!Number.isInteger(pos) || pos < 0 || pos > this.pos)
+      throw new Error(
+        `rewind(${pos}): the sequence is at position ${this.pos} (allowed 0..${this.pos})`,
+      );
+    this.pos = pos;
   }
 
   /** Refuse `n` more tokens when they do not fit in the KV cache, with both numbers. */
@@ -541,12 +562,13 @@ export class Sequence {
     name?: string,
     timer?: PassProfiler,
     after?: (enc: GPUCommandEncoder) => void,
+    keys = 0,
   ): StepRun {
     const T = ids ? ids.length : 1;
     const { b, step } = this.begin(phase, T, name);
     this.model.checkDevice(step);
     const { device } = this.model.gpu;
-    const p = { T, pos: this.pos, L };
+    const p = { T, pos: this.pos, L, keys };
     const errors = withErrorScopes(device, () => {
       if (ids) upload(device, b.shared.io.ids, ids);
       writeStep(device, b.shared.step, p, sampling);
@@ -568,6 +590,7 @@ export class Sequence {
     });
     const run: StepRun = { b, step, position: this.pos + T - 1, errors };
     this.pos += T;
+    this.filled = Math.max(this.filled, this.pos);
     return run;
   }
 
@@ -610,20 +633,36 @@ export class Sequence {
   /**
    * Logits for every given token ([ids.length, vocab]) and the token sampled from the last row,
    * advancing the sequence. Every row is checked on the host: a NaN or an Inf throws a
-   * NonFiniteError naming the step and the position of the first bad row.
+   * NonFiniteError naming the step and the position of the first bad row. `keys`: bidirectional
+   * attention also sees the cache rows up to it (written since reset(); see rewind()).
    */
   async forward(
     ids: ArrayLike<number>,
     sampling: SamplingParams = GREEDY,
+    opts: { keys?: number } = {},
   ): Promise<{ logits: Float32Array; token: number }> {
     if (ids.length === 0) throw new Error('forward() needs at least one token');
     this.checkFits(ids.length, 'forward() input');
+    const keys = opts.keys ?? 0;
+    if (!Number.isInteger(keys) || keys < 0 || keys > Math.max(this.filled, this.pos + ids.length))
+      throw new Error(
+        `forward(keys ${keys}): only cache rows 0..${this.filled - 1} have been written since reset()`,
+      );
     const vocab = this.model.vocab;
     const out = new Float32Array(ids.length * vocab);
     let r: StepRun | undefined;
     let s = 0;
     for (const c of this.chunks(ids)) {
-      r = this.run(c.phase, c.ids, c.ids.length, { ...sampling, draw: this.draws });
+      r = this.run(
+        c.phase,
+        c.ids,
+        c.ids.length,
+        { ...sampling, draw: this.draws },
+        undefined,
+        undefined,
+        undefined,
+        keys,
+      );
       const logits = await this.readLogits(r, c.ids.length);
       await this.settle(r);
       const bad = logits.findIndex((x) => !Number.isFinite(x));

@@ -327,7 +327,7 @@ ${unpack}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let T = step.T;
-  let n = step.pos + T;
+  let n = ${a.causal ? 'step.pos + T' : 'max(step.pos + T, step.keys)'};
   let rows = T * GROUP;
   if (rows == 0u) { return; }
   let kvh = wid.y;

@@ -9,8 +9,10 @@ import { diffusionGenerateGpu } from '../../runtime/diffusion.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import {
+  fastIssues,
   REMASKINGS,
   scheduleIssues,
+  type DiffusionCache,
   type DiffusionRun,
   type DiffusionSchedule,
   type Remasking,
@@ -25,6 +27,10 @@ export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...
   --steps N            forwards in all; a multiple of the number of blocks
   --remasking MODE     low_confidence (commit the most probable) or random
   --temperature T      Gumbel noise scale (0 = argmax); --seed seeds the noise
+  --threshold τ        Fast-dLLM parallel decoding: each step also commits every token whose
+                       confidence is above τ, in (0, 1] (1 or unset: the exact schedule)
+  --cache MODE         none (exact), prefix or dual: Fast-dLLM's approximate KV reuse inside a
+                       block (prefix: rows before the block; dual: before and after it)
   --dump-logits FILE   write prompt_ids, canvas_logits [prompt + gen length, vocab] of the first
                        step, and decode_tokens [gen length] (safetensors)`;
 
@@ -58,7 +64,12 @@ export function diffusionRunOptions(
   const temperature = t === undefined ? d.temperature : Number(t);
   if (!Number.isFinite(temperature) || temperature < 0)
     throw new UserError(`--temperature must be a number of at least 0, got '${t}'`);
+  const th = str('threshold');
+  const threshold = th === undefined ? null : Number(th);
+  const cache = (str('cache') ?? 'none') as DiffusionCache;
   const run: DiffusionRun = {
+    threshold,
+    cache,
     genLength,
     // A spec's block longer than a shorter --gen-length becomes the whole answer.
     blockLength:
@@ -81,6 +92,11 @@ export function diffusionRunOptions(
           : '';
     throw new UserError(issue.message((f) => FLAG[f]) + range);
   }
+  const fast = fastIssues(run)[0];
+  if (fast) {
+    const given = fast.field === 'threshold' ? `'${th}'` : `'${cache}'`;
+    throw new UserError(fast.message((f) => `--${f}`).replace(/, got .*$/, `, got ${given}`));
+  }
   return run;
 }
 
@@ -91,7 +107,7 @@ export function refuseAutoregressiveFlags(values: Record<string, unknown>): void
   );
   if (given.length)
     throw new UserError(
-      `${given.map((k) => `--${k}`).join(', ')}: autoregressive sampling options, but the model is a diffusion model (use --gen-length, --block-length, --steps, --remasking, --temperature)`,
+      `${given.map((k) => `--${k}`).join(', ')}: autoregressive sampling options, but the model is a diffusion model (use --gen-length, --block-length, --steps, --remasking, --temperature, --threshold, --cache)`,
     );
 }
 
@@ -115,8 +131,10 @@ export async function runDiffusion(
   };
   let canvasLogits: Float32Array | null = null;
   const total = run.steps;
+  let forwards = 0;
   const out = await diffusionGenerateGpu(seq, prompt, run, (c, canvas, logits) => {
-    if (c.step === 0) canvasLogits = logits.slice();
+    forwards++;
+    if (c.step === 0 && logits) canvasLogits = logits.slice();
     if (o.dump) return;
     const line = show(canvas);
     if (tty) process.stdout.write(`\r\x1b[K${line}`);
@@ -135,7 +153,7 @@ export async function runDiffusion(
     });
     await writeFile(o.dump, new Uint8Array(file));
     console.log(
-      `wrote ${o.dump}: canvas_logits [${out.length}, ${seq.model.vocab}], ${run.steps} steps`,
+      `wrote ${o.dump}: canvas_logits [${out.length}, ${seq.model.vocab}], ${forwards} steps`,
     );
     console.log(`decode tokens: ${[...tokens].join(',')}`);
     return;

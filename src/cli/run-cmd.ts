@@ -104,6 +104,8 @@ ${COMMON_COMPILE_HELP}`,
         'block-length': { type: 'string' },
         steps: { type: 'string' },
         remasking: { type: 'string' },
+        threshold: { type: 'string' },
+        cache: { type: 'string' },
       },
     });
     if (positionals.length !== 1)
@@ -139,9 +141,9 @@ ${COMMON_COMPILE_HELP}`,
       });
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
-    const diffusionFlags = (['gen-length', 'block-length', 'steps', 'remasking'] as const).filter(
-      (k) => values[k] !== undefined,
-    );
+    const diffusionFlags = (
+      ['gen-length', 'block-length', 'steps', 'remasking', 'threshold', 'cache'] as const
+    ).filter((k) => values[k] !== undefined);
     if (!ir.diffusion && diffusionFlags.length) {
       await source?.close?.();
       throw new UserError(

@@ -42,12 +42,16 @@ export class Interpreter {
     return s;
   }
 
-  /** One step over `ids` at absolute position `pos`; returns the last L rows of logits and the sampled token. */
+  /**
+   * One step over `ids` at absolute position `pos`; returns the last L rows of logits and the
+   * sampled token. `keys`: bidirectional attention also sees cached rows up to it (StepShape).
+   */
   step(
     ids: Uint32Array,
     pos: number,
     L: number,
     state: CpuState,
+    keys?: number,
   ): { logits: Float32Array; token: number } {
     const g = this.graph;
     const T = ids.length;
@@ -60,7 +64,7 @@ export class Interpreter {
     }
     const idsCopy = new Uint32Array(ids);
     values.set(g.ids, idsCopy);
-    const step = { T, pos, L };
+    const step = keys === undefined ? { T, pos, L } : { T, pos, L, keys };
     for (const node of g.nodes) {
       const inputs: Arrays = {};
       for (const [k, id] of Object.entries(node.inputs)) {

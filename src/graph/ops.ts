@@ -716,6 +716,12 @@ export interface StepShape {
   T: number;
   pos: number;
   L: number;
+  /**
+   * Bidirectional attention sees keys [0, max(pos + T, keys)): cached rows after the step's own
+   * (a diffusion sampler's dual cache recomputes a block against the K/V of what follows it).
+   * Absent or 0: [0, pos + T). Causal attention ignores it.
+   */
+  keys?: number;
   /** Read by the `sample` reference only; absent means greedy. */
   sampling?: SamplingShape;
 }

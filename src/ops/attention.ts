@@ -57,9 +57,9 @@ function checkEven(op: string, widths: Record<string, number>): void {
 export function visibleKeys(
   a: Pick<AttentionAttrs, 'causal' | 'window'>,
   p: number,
-  step: Pick<StepShape, 'T' | 'pos'>,
+  step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
 ): [number, number] {
-  const n = step.pos + step.T;
+  const n = Math.max(step.pos + step.T, step.keys ?? 0);
   const w = a.window;
   const lo = w === null ? 0 : Math.max(0, p - w + 1);
   if (a.causal) return [lo, p + 1];
@@ -73,7 +73,7 @@ export function visibleKeys(
 export function visibleRanges(
   a: Pick<AttentionAttrs, 'causal' | 'window' | 'sinkTokens'>,
   p: number,
-  step: Pick<StepShape, 'T' | 'pos'>,
+  step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
 ): [number, number][] {
   const [lo, hi] = visibleKeys(a, p, step);
   const s = Math.min(a.sinkTokens ?? 0, hi);
@@ -114,6 +114,9 @@ function checkCapacity(a: AttentionAttrs, step: StepShape): void {
     throw new Error(
       `attention: pos + T = ${step.pos + step.T} exceeds cache capacity ${a.capacity}`,
     );
+  }
+  if (!a.causal && (step.keys ?? 0) > a.capacity) {
+    throw new Error(`attention: keys ${step.keys} exceed cache capacity ${a.capacity}`);
   }
 }
 

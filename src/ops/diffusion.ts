@@ -172,73 +172,242 @@ export function pickRow(
   return { token: best, confidence: Math.exp(logits[base + best] - max) / sum };
 }
 
+/**
+ * Fast-dLLM's KV reuse inside a block (NVlabs/Fast-dLLM, llada/generate.py). The block's first
+ * step is always a full forward, which fills every row's K/V; its later steps recompute only
+ *  - `prefix`: the block and everything after it, attending to the cached K/V of the rows before
+ *    the block;
+ *  - `dual`: the block alone, attending to the cached K/V of the rows before and after it.
+ * Approximate: a committed token changes, under bidirectional attention, the deeper layers' K/V
+ * of every other row, and the cached rows keep their values from the block's first step.
+ */
+export type DiffusionCache = 'none' | 'prefix' | 'dual';
+export const DIFFUSION_CACHES: readonly DiffusionCache[] = ['none', 'prefix', 'dual'];
+
 /** Settings of one generation: the schedule, the mask id and the noise seed. */
 export interface DiffusionRun extends DiffusionSchedule {
   maskId: number;
   seed: number;
+  /**
+   * Confidence-threshold parallel decoding (Fast-dLLM): a step commits every candidate whose
+   * confidence is above this, and never fewer than the schedule's count (nor fewer than one). A
+   * block then fills in at most its steps, and the sampler moves on once it is full. Null or 1:
+   * the exact schedule (a confidence never exceeds 1). Fast-dLLM's own rule, at least one per
+   * step, is this with --steps equal to the gen length.
+   */
+  threshold?: number | null;
+  /** KV reuse inside a block; absent: none. */
+  cache?: DiffusionCache;
+}
+
+/** A broken Fast-dLLM setting: `threshold` or `cache`, and a message given the field's name. */
+export interface FastIssue {
+  field: 'threshold' | 'cache';
+  message: (name: (field: 'threshold' | 'cache') => string) => string;
+}
+
+/** The threshold lies in (0, 1]; the cache is one of DIFFUSION_CACHES. */
+export function fastIssues(r: Pick<DiffusionRun, 'threshold' | 'cache'>): FastIssue[] {
+  const out: FastIssue[] = [];
+  const t = r.threshold;
+  if (t !== undefined && t !== null && !(t > 0 && t <= 1))
+    out.push({
+      field: 'threshold',
+      message: (n) =>
+        `${n('threshold')} must lie in (0, 1] (a confidence; 1 = the exact schedule), got ${t}`,
+    });
+  if (r.cache !== undefined && !DIFFUSION_CACHES.includes(r.cache))
+    out.push({
+      field: 'cache',
+      message: (n) => `${n('cache')} must be one of ${DIFFUSION_CACHES.join(', ')}, got ${r.cache}`,
+    });
+  return out;
+}
+
+/** Canvas rows [from, to) that one step recomputes. */
+export interface Span {
+  from: number;
+  to: number;
+}
+
+/**
+ * The rows step `i` of a block [start, end) recomputes on a canvas of n: all of them at a
+ * block's first step or without a cache; else [start, n) (prefix) or [start, end) (dual).
+ */
+export function stepSpan(cache: DiffusionCache, i: number, block: Span, n: number): Span {
+  if (i === 0 || cache === 'none') return { from: 0, to: n };
+  return { from: block.from, to: cache === 'prefix' ? n : block.to };
+}
+
+/** What a step's pick is drawn with (noise is a function of seed, step, position and id). */
+export interface PickSettings {
+  seed: number;
+  step: number;
+  temperature: number;
+  remasking: Remasking;
+}
+
+/** The candidates of the wanted rows, in their order, and the span's logits when read back. */
+export interface RowPicks {
+  tokens: ArrayLike<number>;
+  confidence: ArrayLike<number>;
+  /** Logits of rows [span.from, span.to) ([to − from, vocab]), when the step read them. */
+  logits: Float32Array | null;
+}
+
+/**
+ * One sampler step: recompute `span` of the canvas (the full canvas when it covers it; else
+ * against the K/V cached by the block's first step) and pick the candidates of canvas positions
+ * `want` (ascending, inside the span).
+ */
+export type CanvasStep = (
+  canvas: Uint32Array,
+  span: Span,
+  want: readonly number[],
+  pick: PickSettings,
+) => Promise<RowPicks>;
+
+/**
+ * Logits of canvas rows [span.from, span.to) ([to − from, vocab]). A forward that ignores the
+ * span (always the whole canvas) serves the uncached sampler; a cached one is refused (the
+ * length check in hostPicks).
+ */
+export type CanvasForward = (canvas: Uint32Array, span: Span) => Promise<Float32Array>;
+
+/** A CanvasStep that picks on the host (pickRow) over the logits `forward` returns. */
+export function hostPicks(forward: CanvasForward, vocab: number): CanvasStep {
+  return async (canvas, span, want, pick) => {
+    const logits = await forward(canvas, span);
+    const rows = span.to - span.from;
+    if (logits.length !== rows * vocab)
+      throw new Error(
+        `the forward of canvas rows ${span.from}..${span.to - 1} returned ${logits.length / vocab} rows of logits, not ${rows} (a cached sampler needs a forward over a span)`,
+      );
+    const tokens: number[] = [];
+    const confidence: number[] = [];
+    for (const p of want) {
+      const c = pickRow(logits, p - span.from, vocab, { ...pick, position: p });
+      tokens.push(c.token);
+      confidence.push(c.confidence);
+    }
+    return { tokens, confidence, logits };
+  };
 }
 
 /** What one step committed: canvas positions and their tokens, in commit order. */
 export interface StepCommit {
   step: number;
   block: number;
+  /** The rows the step recomputed. */
+  span: Span;
   positions: number[];
   tokens: number[];
 }
 
-/** Logits for every canvas row ([canvas.length, vocab]) from one bidirectional forward. */
-export type CanvasForward = (canvas: Uint32Array) => Promise<Float32Array>;
+/** How many of a step's candidates (sorted by confidence, highest first) it commits. */
+export function commitCount(
+  sorted: readonly number[],
+  scheduled: number,
+  threshold: number | null,
+): number {
+  if (threshold === null || threshold >= 1) return Math.min(scheduled, sorted.length);
+  let above = 0;
+  while (above < sorted.length && sorted[above] > threshold) above++;
+  return Math.min(Math.max(scheduled, above, 1), sorted.length);
+}
 
 /**
- * Masked-diffusion generation (see the file comment): returns the final canvas; `onStep` sees
- * each step's commits and the canvas after them.
+ * Masked-diffusion generation with a host-side pick over `forward`'s logits (see the file
+ * comment); returns the final canvas. `onStep` sees each step's commits, the canvas after them
+ * and the step's logits (rows span.from..span.to − 1).
  */
-export async function diffusionGenerate(
+export function diffusionGenerate(
   forward: CanvasForward,
   prompt: ArrayLike<number>,
   vocab: number,
   r: DiffusionRun,
-  onStep?: (c: StepCommit, canvas: Uint32Array, logits: Float32Array) => void | Promise<void>,
+  onStep?: (
+    c: StepCommit,
+    canvas: Uint32Array,
+    logits: Float32Array | null,
+  ) => void | Promise<void>,
+): Promise<Uint32Array> {
+  return diffusionSample(hostPicks(forward, vocab), prompt, vocab, r, onStep);
+}
+
+/**
+ * The sampler's loop over any CanvasStep (host or GPU pick). Per block [start, end):
+ *  - its masks m give the schedule's counts over its steps; step i recomputes stepSpan(...);
+ *  - the candidates are the masked positions of that span before `end` (at a full step that
+ *    includes mask ids written in the prompt, as in the reference; a cached step sees its span
+ *    only, as in Fast-dLLM);
+ *  - commitCount of them are committed, most confident first (ties: lower position);
+ *  - once the block holds no mask, its remaining steps are skipped (they would commit nothing:
+ *    the counts left sum to 0 then), so `threshold` saves forwards.
+ */
+export async function diffusionSample(
+  stepFn: CanvasStep,
+  prompt: ArrayLike<number>,
+  vocab: number,
+  r: DiffusionRun,
+  onStep?: (
+    c: StepCommit,
+    canvas: Uint32Array,
+    logits: Float32Array | null,
+  ) => void | Promise<void>,
 ): Promise<Uint32Array> {
   const issue = scheduleIssues(r)[0];
   if (issue) throw new Error(issue.message((f) => f));
+  const fast = fastIssues(r)[0];
+  if (fast) throw new Error(fast.message((f) => f));
   if (!Number.isInteger(r.maskId) || r.maskId < 0 || r.maskId >= vocab)
     throw new Error(`mask id ${r.maskId} is not a token of the vocab (${vocab})`);
+  const cache = r.cache ?? 'none';
+  const threshold = r.threshold ?? null;
   const P = prompt.length;
-  const canvas = new Uint32Array(P + r.genLength).fill(r.maskId);
+  const n = P + r.genLength;
+  const canvas = new Uint32Array(n).fill(r.maskId);
   for (let i = 0; i < P; i++) canvas[i] = prompt[i];
   const blocks = r.genLength / r.blockLength;
   const perBlock = r.steps / blocks;
+  const masksIn = (from: number, to: number) => {
+    let m = 0;
+    for (let p = from; p < to; p++) if (canvas[p] === r.maskId) m++;
+    return m;
+  };
   for (let b = 0; b < blocks; b++) {
-    const start = P + b * r.blockLength;
-    let masks = 0;
-    for (let p = start; p < start + r.blockLength; p++) if (canvas[p] === r.maskId) masks++;
-    const counts = transferCounts(masks, perBlock);
-    for (let i = 0; i < perBlock; i++) {
+    const block = { from: P + b * r.blockLength, to: P + (b + 1) * r.blockLength };
+    const counts = transferCounts(masksIn(block.from, block.to), perBlock);
+    for (let i = 0; i < perBlock && masksIn(block.from, block.to) > 0; i++) {
       const step = b * perBlock + i;
-      const logits = await forward(canvas);
-      const cands: { position: number; c: Candidate }[] = [];
-      // Every masked position up to the block's end competes, as in the reference: earlier
-      // blocks are full by then, but a mask id written in the prompt is filled in too.
-      for (let p = 0; p < start + r.blockLength; p++) {
-        if (canvas[p] !== r.maskId) continue;
-        cands.push({
-          position: p,
-          c: pickRow(logits, p, vocab, { ...r, step, position: p }),
-        });
-      }
-      cands.sort((x, y) => y.c.confidence - x.c.confidence || x.position - y.position);
-      const chosen = cands.slice(0, counts[i]);
-      for (const { position, c } of chosen) canvas[position] = c.token;
+      const span = stepSpan(cache, i, block, n);
+      const want: number[] = [];
+      for (let p = span.from; p < block.to; p++) if (canvas[p] === r.maskId) want.push(p);
+      const picks = await stepFn(canvas, span, want, {
+        seed: r.seed,
+        step,
+        temperature: r.temperature,
+        remasking: r.remasking,
+      });
+      const order = want.map((_, j) => j);
+      order.sort((x, y) => picks.confidence[y] - picks.confidence[x] || want[x] - want[y]);
+      const k = commitCount(
+        order.map((j) => picks.confidence[j]),
+        counts[i],
+        threshold,
+      );
+      const chosen = order.slice(0, k);
+      for (const j of chosen) canvas[want[j]] = picks.tokens[j];
       await onStep?.(
         {
           step,
           block: b,
-          positions: chosen.map((x) => x.position),
-          tokens: chosen.map((x) => x.c.token),
+          span,
+          positions: chosen.map((j) => want[j]),
+          tokens: chosen.map((j) => picks.tokens[j]),
         },
         canvas,
-        logits,
+        picks.logits,
       );
     }
   }

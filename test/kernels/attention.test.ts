@@ -35,6 +35,8 @@ interface Case {
   baseline?: boolean;
   /** f16 caches (kvType 'f16'). */
   kv16?: boolean;
+  /** Bidirectional attention also sees cached rows up to this (a diffusion dual cache). */
+  keys?: number;
 }
 
 function attrs(c: Case): AttentionAttrs {
@@ -64,6 +66,7 @@ function label(c: Case): string {
     c.baseline ? 'baseline caps' : '',
     c.kv16 ? 'kv f16' : '',
   ].filter(Boolean);
+  if (c.keys !== undefined) extra.push(`keys=${c.keys}`);
   const vd = c.vd === undefined ? '' : ` vd=${c.vd}`;
   return `H=${c.heads} KVH=${c.kvHeads} hd=${c.hd}${vd} T=${c.T} pos=${c.pos} ${extra.join(' ')}`;
 }
@@ -89,7 +92,7 @@ async function check(c: Case, seed: number): Promise<void> {
     : {};
   const sentinel = -777.25;
   const out = new Float32Array(c.maxT * ow).fill(sentinel);
-  const step = { T: c.T, pos: c.pos, L: 1 };
+  const step = { T: c.T, pos: c.pos, L: 1, ...(c.keys === undefined ? {} : { keys: c.keys }) };
   const gen = attentionKernel(a, { caps, maxT: c.maxT });
   const outputs: Record<string, number> = {};
   for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
@@ -112,6 +115,12 @@ describe('attention reference', () => {
     expect(visibleKeys({ causal: true, window: 3 }, 12, step)).toEqual([10, 13]);
     expect(visibleKeys({ causal: false, window: null }, 11, step)).toEqual([0, 14]);
     expect(visibleKeys({ causal: false, window: 2 }, 11, step)).toEqual([10, 13]);
+    // `keys` extends bidirectional attention over cached rows after the step; causal ignores it.
+    const dual = { ...step, keys: 20 };
+    expect(visibleKeys({ causal: false, window: null }, 11, dual)).toEqual([0, 20]);
+    expect(visibleKeys({ causal: false, window: 3 }, 11, dual)).toEqual([9, 14]);
+    expect(visibleKeys({ causal: false, window: null }, 11, { ...step, keys: 3 })).toEqual([0, 14]);
+    expect(visibleKeys({ causal: true, window: null }, 12, dual)).toEqual([0, 13]);
   });
 
   it('a single visible key returns its value row; two equal scores average', () => {
@@ -254,6 +263,22 @@ describe('attention prefill kernel', () => {
     { heads: 4, kvHeads: 4, hd: 64, T: 33, maxT: 33, pos: 11, softcap: 0.5, qScale: 8 },
     { heads: 3, kvHeads: 1, hd: 24, T: 33, maxT: 40, pos: 10, causal: false },
     { heads: 2, kvHeads: 2, hd: 40, T: 70, maxT: 70, pos: 0, causal: false, window: 9 },
+    // A block recomputed against cached rows on both sides (dual cache): odd T, keys past pos + T.
+    { heads: 3, kvHeads: 1, hd: 24, T: 7, maxT: 40, pos: 5, causal: false, keys: 45, capacity: 50 },
+    { heads: 4, kvHeads: 2, hd: 40, T: 33, maxT: 40, pos: 0, causal: false, keys: 34 },
+    {
+      heads: 2,
+      kvHeads: 2,
+      hd: 24,
+      T: 5,
+      maxT: 9,
+      pos: 3,
+      causal: false,
+      keys: 30,
+      window: 4,
+      capacity: 31,
+    },
+    { heads: 2, kvHeads: 1, hd: 24, T: 5, maxT: 9, pos: 3, causal: true, keys: 30, capacity: 31 },
     { heads: 2, kvHeads: 1, hd: 256, T: 17, maxT: 20, pos: 6 },
     { heads: 2, kvHeads: 1, hd: 256, T: 17, maxT: 20, pos: 6, baseline: true },
     { heads: 3, kvHeads: 1, hd: 96, T: 7, maxT: 8, pos: 2, softcap: 3, window: 4 },
@@ -303,6 +328,18 @@ describe('attention decode kernel (split-K)', () => {
     { heads: 2, kvHeads: 2, hd: 80, T: 1, maxT: 1, pos: 400, capacity: 520, softcap: 1, qScale: 8 },
     { heads: 2, kvHeads: 1, hd: 256, T: 1, maxT: 1, pos: 333, capacity: 800 },
     { heads: 4, kvHeads: 1, hd: 64, T: 1, maxT: 1, pos: 450, capacity: 700, causal: false },
+    {
+      heads: 4,
+      kvHeads: 1,
+      hd: 64,
+      T: 1,
+      maxT: 1,
+      pos: 0,
+      capacity: 700,
+      causal: false,
+      keys: 613,
+    },
+    { heads: 3, kvHeads: 3, hd: 24, T: 1, maxT: 1, pos: 17, capacity: 40, causal: false, keys: 40 },
     { heads: 6, kvHeads: 2, hd: 96, T: 1, maxT: 1, pos: 300, capacity: 1500 },
     { heads: 24, kvHeads: 1, hd: 40, T: 1, maxT: 1, pos: 290, capacity: 600, softcap: 2 },
     { heads: 2, kvHeads: 1, hd: 256, T: 1, maxT: 1, pos: 270, capacity: 300, baseline: true },
