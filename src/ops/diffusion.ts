@@ -124,9 +124,13 @@ export function noiseBits(seed: number, step: number, position: number, id: numb
   return pcgHash((h ^ id) >>> 0);
 }
 
-/** A uniform in (0, 1), never 0 or 1 so that −log(−log u) is finite: (bits + 0.5) / 2^32. */
+/**
+ * A uniform in (0, 1), never 0 or 1 so that −log(−log u) is finite: the top 24 bits,
+ * ((bits >> 8) + 0.5) / 2^24, which f32 holds exactly (the GPU pick computes the same value; 32
+ * bits would round to 1 in f32).
+ */
 export function noiseUniform(seed: number, step: number, position: number, id: number): number {
-  return (noiseBits(seed, step, position, id) + 0.5) / 4294967296;
+  return ((noiseBits(seed, step, position, id) >>> 8) + 0.5) / 16777216;
 }
 
 /** The Gumbel term added to logit `id` at (step, position): −log(−log u). */
