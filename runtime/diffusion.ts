@@ -9,18 +9,38 @@
  * visible through the step's `keys`) keep what the block's first, full step wrote. The canvas
  * must fit in one prefill chunk: split over two, the first chunk would not see the second.
  *
- * Where the pick runs: on the host by default, over the span's logits rows read back (argmax
- * with seeded Gumbel noise, softmax confidence); top-k and the threshold always run on the host,
- * over (token, confidence) pairs.
+ * Where the pick runs: `host` (the default) reads the span's logits rows back and picks there
+ * (argmax with seeded Gumbel noise, softmax confidence: pickRow); `gpu` runs the pick kernel
+ * (codegen/kernels/diffusion-pick.ts) on the logits buffer in the step's own submission and
+ * reads two words a row. Top-k and the threshold always run on the host, over those pairs.
  */
+import {
+  diffusionPickKernel,
+  NONFINITE_PICK,
+  PICK_WORDS,
+} from '../codegen/kernels/diffusion-pick.ts';
 import {
   diffusionSample,
   hostPicks,
   type CanvasForward,
+  type CanvasStep,
   type DiffusionRun,
+  type Remasking,
   type StepCommit,
 } from '../src/ops/diffusion.ts';
+import {
+  createStepBuffer,
+  createStorage,
+  pipelineFor,
+  gridFor,
+  readBuffer,
+  writeStep,
+} from './gpu.ts';
+import { NonFiniteError } from './errors.ts';
 import type { Sequence } from './model.ts';
+
+export type DiffusionPick = 'host' | 'gpu';
+export const DIFFUSION_PICKS: readonly DiffusionPick[] = ['host', 'gpu'];
 
 export type { DiffusionRun, StepCommit } from '../src/ops/diffusion.ts';
 
@@ -59,6 +79,88 @@ export function gpuCanvasForward(seq: Sequence): CanvasForward {
 }
 
 /**
+ * A CanvasStep that picks on the GPU: the span's forward, then the pick kernel over its logits
+ * buffer in the same submission; only (token, confidence) of every span row comes back. Call
+ * `destroy` when done.
+ */
+export function gpuPicks(
+  seq: Sequence,
+  remasking: Remasking,
+): { step: CanvasStep; destroy: () => void } {
+  const { device } = seq.model.gpu;
+  const launch = diffusionPickKernel(
+    seq.model.vocab,
+    remasking,
+    seq.model.gpu.caps.maxInvocationsPerWorkgroup,
+  );
+  const pipeline = pipelineFor(device, launch.kernel);
+  const stepBuf = createStepBuffer(device);
+  const rowsMax = seq.model.manifest.phases.prefill.maxT;
+  const picks = createStorage(device, rowsMax * PICK_WORDS * 4, 'diffusion.picks');
+  const groups = new Map<GPUBuffer, GPUBindGroup>();
+  const step: CanvasStep = async (canvas, span, want, pick) => {
+    const rows = span.to - span.from;
+    const full = span.from === 0 && span.to === canvas.length;
+    if (full) seq.reset();
+    else seq.rewind(span.from);
+    const record = (enc: GPUCommandEncoder, logits: GPUBuffer) => {
+      let group = groups.get(logits);
+      if (!group) {
+        group = device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          label: 'diffusion pick',
+          entries: [stepBuf, logits, picks].map((buffer, binding) => ({
+            binding,
+            resource: { buffer },
+          })),
+        });
+        groups.set(logits, group);
+      }
+      const p = { T: rows, pos: span.from, L: 1 };
+      writeStep(device, stepBuf, p, {
+        seed: pick.seed,
+        draw: pick.step,
+        temperature: pick.temperature,
+        topK: 0,
+        topP: 1,
+      });
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(...gridFor(launch, p));
+      pass.end();
+    };
+    await seq.forwardOnDevice(canvas.subarray(span.from, span.to), record, {
+      keys: full ? 0 : canvas.length,
+    });
+    const bytes = rows * PICK_WORDS * 4;
+    const buf = await seq.model.readback(
+      `diffusion pick of step ${pick.step}`,
+      readBuffer(device, picks, bytes),
+    );
+    const words = new Uint32Array(buf);
+    const conf = new Float32Array(buf);
+    const tokens: number[] = [];
+    const confidence: number[] = [];
+    for (const p of want) {
+      const r = p - span.from;
+      if (words[PICK_WORDS * r] === NONFINITE_PICK)
+        throw new NonFiniteError(`diffusion step ${pick.step}`, p, 'a logit is NaN or Inf');
+      tokens.push(words[PICK_WORDS * r]);
+      confidence.push(conf[PICK_WORDS * r + 1]);
+    }
+    return { tokens, confidence, logits: null };
+  };
+  return {
+    step,
+    destroy: () => {
+      stepBuf.destroy();
+      picks.destroy();
+    },
+  };
+}
+
+/**
  * Generate with the LLaDA sampler (threshold and cache as `run` says); `onStep` sees each step's
  * commits, the canvas after them and that step's logits (rows span.from..span.to − 1). Returns
  * the final canvas (prompt included).
@@ -72,7 +174,10 @@ export async function diffusionGenerateGpu(
     canvas: Uint32Array,
     logits: Float32Array | null,
   ) => void | Promise<void>,
+  pick: DiffusionPick = 'host',
 ): Promise<Uint32Array> {
+  if (!DIFFUSION_PICKS.includes(pick))
+    throw new Error(`pick must be one of ${DIFFUSION_PICKS.join(', ')}, got ${pick}`);
   const n = prompt.length + run.genLength;
   const limit = maxCanvas(seq);
   if (n > limit) {
@@ -87,5 +192,12 @@ export async function diffusionGenerateGpu(
     if (issue) throw new Error(`--cache dual: ${issue}`);
   }
   const vocab = seq.model.vocab;
-  return diffusionSample(hostPicks(gpuCanvasForward(seq), vocab), prompt, vocab, run, onStep);
+  if (pick === 'host')
+    return diffusionSample(hostPicks(gpuCanvasForward(seq), vocab), prompt, vocab, run, onStep);
+  const g = gpuPicks(seq, run.remasking);
+  try {
+    return await diffusionSample(g.step, prompt, vocab, run, onStep);
+  } finally {
+    g.destroy();
+  }
 }

@@ -681,6 +681,43 @@ export class Sequence {
     return { logits: out, token: await this.readToken(r!) };
   }
 
+  /**
+   * Run `ids` (one prefill chunk at most) as one step without reading its logits back: `then`
+   * records commands over the phase's logits buffer ([ids.length, vocab] f32) into the same
+   * submission (a GPU-side reduction such as the diffusion pick). Resolves once the step's
+   * errors are settled; `keys` as in forward().
+   */
+  async forwardOnDevice(
+    ids: ArrayLike<number>,
+    then: (enc: GPUCommandEncoder, logits: GPUBuffer) => void,
+    opts: { keys?: number } = {},
+  ): Promise<void> {
+    const chunks = ids.length === 0 ? [] : this.chunks(ids);
+    if (chunks.length !== 1)
+      throw new Error(
+        `forwardOnDevice() runs one step of 1..${this.bound.prefill.shared.spec.maxT} tokens, got ${ids.length}`,
+      );
+    const keys = opts.keys ?? 0;
+    if (!Number.isInteger(keys) || keys < 0 || keys > Math.max(this.filled, this.pos + ids.length))
+      throw new Error(
+        `forwardOnDevice(keys ${keys}): only cache rows 0..${this.filled - 1} have been written since reset()`,
+      );
+    const c = chunks[0];
+    const logits = this.bound[c.phase].shared.io.logits;
+    const r = this.run(
+      c.phase,
+      c.ids,
+      c.ids.length,
+      { ...GREEDY, draw: this.draws },
+      undefined,
+      undefined,
+      (enc) => then(enc, logits),
+      keys,
+    );
+    this.draws++;
+    await this.settle(r);
+  }
+
   /** Feed tokens and sample the next one (prompt chunks run through prefill, single tokens through decode). */
   async next(
     ids: ArrayLike<number>,

@@ -67,6 +67,8 @@ const RUNTIME_VALUE_IMPORTS: Record<string, string> = {
   'src/ops/sampling.ts': "the sampler's non-finite flag value, set by kernel and reference alike",
   'src/ops/diffusion.ts':
     "the diffusion sampler's schedule, seeded noise and pick: one definition for the GPU run and the CPU reference",
+  'codegen/kernels/diffusion-pick.ts':
+    "the diffusion sampler's GPU pick, built at load time for the bundle's vocab (no compiled phase runs it)",
   'src/graph/dtype.ts':
     'buffer sizes of stored weights and state by dtype, one table with the compiler',
 };

@@ -5,7 +5,11 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { serializeSafetensors } from '../../formats/safetensors.ts';
-import { diffusionGenerateGpu } from '../../runtime/diffusion.ts';
+import {
+  DIFFUSION_PICKS,
+  diffusionGenerateGpu,
+  type DiffusionPick,
+} from '../../runtime/diffusion.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import {
@@ -31,6 +35,8 @@ export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...
                        confidence is above τ, in (0, 1] (1 or unset: the exact schedule)
   --cache MODE         none (exact), prefix or dual: Fast-dLLM's approximate KV reuse inside a
                        block (prefix: rows before the block; dual: before and after it)
+  --pick WHERE         host (default: logits read back each step) or gpu (a kernel picks,
+                       two words a row come back); --dump-logits needs host
   --dump-logits FILE   write prompt_ids, canvas_logits [prompt + gen length, vocab] of the first
                        step, and decode_tokens [gen length] (safetensors)`;
 
@@ -116,8 +122,15 @@ export async function runDiffusion(
   seq: Sequence,
   prompt: number[],
   run: DiffusionRun,
-  o: { tok: Tokenizer | null; ids: boolean; dump?: string },
+  o: { tok: Tokenizer | null; ids: boolean; dump?: string; pick?: DiffusionPick },
 ): Promise<void> {
+  const pick = o.pick ?? 'host';
+  if (!DIFFUSION_PICKS.includes(pick))
+    throw new UserError(`--pick must be one of ${DIFFUSION_PICKS.join(', ')}, got '${pick}'`);
+  if (pick === 'gpu' && o.dump)
+    throw new UserError(
+      '--pick gpu reads no logits back, but --dump-logits writes them: use --pick host (the default)',
+    );
   const tty = process.stdout.isTTY === true && !o.dump;
   const P = prompt.length;
   const show = (canvas: Uint32Array): string => {
@@ -132,14 +145,20 @@ export async function runDiffusion(
   let canvasLogits: Float32Array | null = null;
   const total = run.steps;
   let forwards = 0;
-  const out = await diffusionGenerateGpu(seq, prompt, run, (c, canvas, logits) => {
-    forwards++;
-    if (c.step === 0 && logits) canvasLogits = logits.slice();
-    if (o.dump) return;
-    const line = show(canvas);
-    if (tty) process.stdout.write(`\r\x1b[K${line}`);
-    else process.stdout.write(`step ${c.step + 1}/${total}: ${line}\n`);
-  });
+  const out = await diffusionGenerateGpu(
+    seq,
+    prompt,
+    run,
+    (c, canvas, logits) => {
+      forwards++;
+      if (c.step === 0 && logits) canvasLogits = logits.slice();
+      if (o.dump) return;
+      const line = show(canvas);
+      if (tty) process.stdout.write(`\r\x1b[K${line}`);
+      else process.stdout.write(`step ${c.step + 1}/${total}: ${line}\n`);
+    },
+    pick,
+  );
   const tokens = out.slice(P);
   if (o.dump) {
     const file = serializeSafetensors({

@@ -28,6 +28,7 @@ import {
   runDiffusion,
 } from './diffusion-run.ts';
 import type { DiffusionRun } from '../ops/diffusion.ts';
+import type { DiffusionPick } from '../../runtime/diffusion.ts';
 import { checkRunFits, runPrompt } from './run-prompt.ts';
 import { describeSite, dumpLogits, printExpertLoad } from './run-report.ts';
 
@@ -106,6 +107,7 @@ ${COMMON_COMPILE_HELP}`,
         remasking: { type: 'string' },
         threshold: { type: 'string' },
         cache: { type: 'string' },
+        pick: { type: 'string' },
       },
     });
     if (positionals.length !== 1)
@@ -142,7 +144,7 @@ ${COMMON_COMPILE_HELP}`,
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
     const diffusionFlags = (
-      ['gen-length', 'block-length', 'steps', 'remasking', 'threshold', 'cache'] as const
+      ['gen-length', 'block-length', 'steps', 'remasking', 'threshold', 'cache', 'pick'] as const
     ).filter((k) => values[k] !== undefined);
     if (!ir.diffusion && diffusionFlags.length) {
       await source?.close?.();
@@ -196,6 +198,7 @@ ${COMMON_COMPILE_HELP}`,
     const model = await GpuModel.load(gpu, source, terminalProgress());
     if (diffusion) {
       await runDiffusion(model.newSequence(), prompt, diffusion, {
+        pick: values.pick as DiffusionPick | undefined,
         tok,
         ids: values.ids === true,
         dump: values['dump-logits'],

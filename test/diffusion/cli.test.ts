@@ -69,6 +69,24 @@ describe('strata run on a diffusion model', () => {
     expect(lines[3]).not.toMatch(/_/);
   });
 
+  it('runs Fast-dLLM settings with the GPU pick', async () => {
+    const args = ['--prompt-ids', '1,2', '--ids', '--gen-length', '8', '--block-length', '4'];
+    const r = await cli(
+      'run',
+      SPEC,
+      ...args,
+      '--threshold',
+      '0.5',
+      '--cache',
+      'dual',
+      '--pick',
+      'gpu',
+    );
+    expect(r.code, r.err).toBe(0);
+    const lines = r.out.trim().split('\n');
+    expect(lines[lines.length - 1]).toMatch(/^(\d+ ){7}\d+$/);
+  });
+
   it('refuses bad sampler flags naming the flag and the allowed range', async () => {
     const run = (...a: string[]) => cli('run', SPEC, '--prompt-ids', '1', ...a);
     expect((await run('--block-length', '5')).err).toMatch(
@@ -82,8 +100,22 @@ describe('strata run on a diffusion model', () => {
     );
     expect((await run('--gen-length', '0')).err).toMatch(/--gen-length must be an integer >= 1/);
     expect((await run('--max-tokens', '4')).err).toMatch(/--max-tokens: autoregressive/);
+    expect((await run('--threshold', '0')).err).toMatch(
+      /--threshold must lie in \(0, 1\] .*got '0'/,
+    );
+    expect((await run('--threshold', 'high')).err).toMatch(/--threshold must lie in .*got 'high'/);
+    expect((await run('--cache', 'kv')).err).toMatch(
+      /--cache must be one of none, prefix, dual, got 'kv'/,
+    );
+    expect((await run('--pick', 'cpu')).err).toMatch(/--pick must be one of host, gpu, got 'cpu'/);
+    expect((await run('--pick', 'gpu', '--dump-logits', join(dir, 'x'))).err).toMatch(
+      /--pick gpu reads no logits back/,
+    );
     expect((await cli('run', 'specs/tiny-llama.strata', '--steps', '4')).err).toMatch(
       /--steps: diffusion sampler options, but .* is an autoregressive model/,
+    );
+    expect((await cli('run', 'specs/tiny-llama.strata', '--cache', 'dual')).err).toMatch(
+      /--cache: diffusion sampler options, but .* is an autoregressive model/,
     );
   });
 });
