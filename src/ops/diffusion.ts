@@ -17,9 +17,16 @@
  *    over s steps give ⌊m/s⌋ each, the first m mod s steps one more. Committed tokens are never
  *    remasked.
  *
+ * Fast-dLLM (NVlabs/Fast-dLLM llada/generate.py) adds, as options of the same loop: a confidence
+ * threshold that commits more than the schedule's count when candidates are confident (and skips
+ * a block's steps once it is full), and the prefix / dual caches, whose steps after a block's
+ * first recompute only part of the canvas (DiffusionCache, stepSpan). With neither, the loop is
+ * the reference's exactly.
+ *
  * Noise: the reference draws torch.rand; here every draw is a pure function of
- * (seed, step, position, vocab id) through nested PCG hashes in u32 arithmetic, so a GPU kernel
- * (WGSL has the same u32 ops) and this reference compute identical bits. Gumbel-max is taken in
+ * (seed, step, position, vocab id) through nested PCG hashes in u32 arithmetic, so the GPU pick
+ * kernel (codegen/kernels/diffusion-pick.ts; WGSL has the same u32 ops) and this reference draw
+ * identical bits. Gumbel-max is taken in
  * log form, argmax(l − T·log(−log u)), which is the reference's argmax(exp(l) / (−log u)^T)
  * without exponentiating the logits.
  *

@@ -15,9 +15,10 @@ import {
   type DiffusionRun,
   type StepCommit,
 } from '../../src/ops/diffusion.ts';
-import { diffusionGenerateGpu } from '../../runtime/diffusion.ts';
+import { diffusionGenerateGpu, dualCacheIssue } from '../../runtime/diffusion.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
+import type { Sequence } from '../../runtime/model.ts';
 import { gpuModel, type LoadedModel } from '../helpers/compare.ts';
 import { attention, tinyLlama } from '../helpers/models.ts';
 import { maxRelError } from '../helpers/numeric.ts';
@@ -132,6 +133,10 @@ describe('Fast-dLLM sampler on the GPU (two layers)', () => {
     const canvas = Uint32Array.from([...prompt, 7, MASK, MASK, 9, MASK, MASK, MASK, 1]);
     const full = (await seq.forward(canvas)).logits;
     const V = m.gm.vocab;
+    // A span of one token runs through the decode phase's (split-K) attention.
+    seq.rewind(10);
+    const one = (await seq.forward(canvas.subarray(10, 11), undefined, { keys: 13 })).logits;
+    expect(maxRelError(one, full.subarray(10 * V, 11 * V))).toBeLessThan(1e-5);
     seq.rewind(6);
     const span = (await seq.forward(canvas.subarray(6, 9), undefined, { keys: 13 })).logits;
     expect(maxRelError(span, full.subarray(6 * V, 9 * V))).toBeLessThan(1e-5);
@@ -140,9 +145,22 @@ describe('Fast-dLLM sampler on the GPU (two layers)', () => {
     const blind = (await seq.forward(canvas.subarray(6, 9))).logits;
     expect(maxRelError(blind, full.subarray(6 * V, 9 * V))).toBeGreaterThan(1e-3);
     expect(() => seq.rewind(10)).toThrow(/rewind\(10\): the sequence is at position 9/);
+    expect(dualCacheIssue(seq)).toBeNull();
     seq.reset();
     await expect(seq.forward([1, 2], undefined, { keys: 13 })).rejects.toThrow(
       /keys 13.*only cache rows/,
+    );
+  });
+
+  it('refuses the dual cache on a bundle whose attention kernels predate it', async () => {
+    // The same model, seen with kernels that bound bidirectional keys at pos + T.
+    const stale = Object.create(m.gm, { kernelCode: { value: () => 'let n = step.pos + T;' } });
+    const seq = { model: stale, capacity: 16 } as unknown as Sequence;
+    expect(dualCacheIssue(seq)).toMatch(
+      /\(attention_\w*_full\w*, .*\) predate the dual cache.*recompile/,
+    );
+    await expect(diffusionGenerateGpu(seq, prompt, settings({ cache: 'dual' }))).rejects.toThrow(
+      /^--cache dual: the bundle's attention kernels/,
     );
   });
 
