@@ -15,6 +15,8 @@ import {
 import { loadModelInput } from './model-input.ts';
 import { browserBudgets, budgetLines } from './browser-budgets.ts';
 import { describeDiffusion } from '../spec/kinds/diffusion.ts';
+import { autoregressiveCost, diffusionScheduleCost } from './diffusion-cost.ts';
+import { diffusionRunOptions } from './diffusion-run.ts';
 
 function mib(b: number): string {
   return `${(b / 2 ** 20).toFixed(2)} MiB`;
@@ -46,6 +48,9 @@ export const inspectCommand: Command = {
   --phase P          the phase --passes shows (default decode)
   --browser          whether the model fits a browser tab at each precision (WebGPU's default
                      limits, a 4 GiB tab): compiles it four times
+  diffusion models: the cost per generated token of a schedule (the spec's, or --gen-length,
+  --block-length, --steps, --cache, --threshold as strata run takes them) for a prompt of
+  --prompt-length N tokens (default 0), beside an autoregressive model of the same weights
 ${COMMON_COMPILE_HELP}`,
   async run(argv) {
     const { values, positionals } = parseArgs({
@@ -57,6 +62,12 @@ ${COMMON_COMPILE_HELP}`,
         passes: { type: 'boolean' },
         phase: { type: 'string' },
         browser: { type: 'boolean' },
+        'prompt-length': { type: 'string' },
+        'gen-length': { type: 'string' },
+        'block-length': { type: 'string' },
+        steps: { type: 'string' },
+        cache: { type: 'string' },
+        threshold: { type: 'string' },
       },
     });
     if (positionals.length !== 1) throw new UserError('inspect takes one spec (see --help)');
@@ -116,9 +127,27 @@ ${COMMON_COMPILE_HELP}`,
     }
     const model = input.model;
     if (model.diffusion) {
-      // Per-token cost of the chosen schedule beside an autoregressive model is issue 16's next step.
+      const prompt = intOption(values['prompt-length'], 'prompt-length', 0, 0)!;
+      const run = diffusionRunOptions(values, model.diffusion, 0);
+      const g = compiled.graphs;
+      const s = diffusionScheduleCost(g.prefill, prompt, run);
+      const ar = autoregressiveCost(g.prefill, g.decode, prompt, run.genLength);
+      const flops = (f: number) =>
+        f >= 1e9 ? `${(f / 1e9).toFixed(3)} GFLOP` : `${(f / 1e6).toFixed(3)} MFLOP`;
+      const per = (c: { flops: number; bytesRead: number }) =>
+        `${flops(c.flops / run.genLength)}, read ${mib(c.bytesRead / run.genLength)} per generated token`;
+      const blocks = run.genLength / run.blockLength;
       console.log(
-        `${describeDiffusion(model.diffusion)}; each step is one bidirectional forward over the whole canvas`,
+        `${describeDiffusion(model.diffusion)}; each step is one bidirectional forward over the whole canvas, or with a cache its span`,
+      );
+      console.log(
+        `  schedule: gen length ${run.genLength} in ${blocks} block${blocks === 1 ? '' : 's'} of ${run.blockLength}, ${run.steps} steps, cache ${run.cache ?? 'none'}` +
+          `${run.threshold ? `, threshold ${run.threshold} (at most these steps)` : ''}, prompt ${prompt}: ` +
+          `${s.forwards} forwards over ${s.rows} rows; ${per(s.total)}`,
+      );
+      console.log(
+        `  autoregressive, same weights: prefill of the prompt, then a decode step a token: ${per(ar)} ` +
+          `(the schedule: ${(s.total.flops / ar.flops).toFixed(1)}x the FLOPs, ${(s.total.bytesRead / ar.bytesRead).toFixed(1)}x the bytes)`,
       );
     }
     console.log(`fusion ${r.fused ? 'on' : 'off'}; ${r.kernels} distinct kernels`);

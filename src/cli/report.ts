@@ -84,10 +84,14 @@ export interface ModelReport {
   peakActivationBytes: number;
 }
 
-/** The cost model's total for one step of T tokens at position pos (explore asks at any context). */
-export function graphCost(g: Graph, T: number, pos: number): Cost {
+/**
+ * The cost model's total for one step of T tokens at position pos (explore asks at any context);
+ * `keys`: bidirectional attention also reads cached rows up to it (StepShape).
+ */
+export function graphCost(g: Graph, T: number, pos: number, keys = 0): Cost {
   let c = ZERO_COST;
-  for (const n of g.nodes) c = addCost(c, definitionFor(n.attrs).cost(n.attrs, { T, pos, L: 1 }));
+  const step = { T, pos, L: 1, keys };
+  for (const n of g.nodes) c = addCost(c, definitionFor(n.attrs).cost(n.attrs, step));
   return c;
 }
 
