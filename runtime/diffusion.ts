@@ -21,6 +21,7 @@ import {
 } from '../codegen/kernels/diffusion-pick.ts';
 import {
   diffusionSample,
+  guidedForward,
   hostPicks,
   type CanvasForward,
   type CanvasStep,
@@ -192,8 +193,15 @@ export async function diffusionGenerateGpu(
     if (issue) throw new Error(`--cache dual: ${issue}`);
   }
   const vocab = seq.model.vocab;
-  if (pick === 'host')
-    return diffusionSample(hostPicks(gpuCanvasForward(seq), vocab), prompt, vocab, run, onStep);
+  if (pick === 'host') {
+    const f = gpuCanvasForward(seq);
+    const guided = run.cfgScale > 0 ? guidedForward(f, prompt.length, run.maskId, run.cfgScale) : f;
+    return diffusionSample(hostPicks(guided, vocab), prompt, vocab, run, onStep);
+  }
+  if (run.cfgScale > 0)
+    throw new Error(
+      `--pick gpu with cfg_scale ${run.cfgScale}: classifier-free guidance combines two forwards' logits on the host; use --pick host`,
+    );
   const g = gpuPicks(seq, run.remasking);
   try {
     return await diffusionSample(g.step, prompt, vocab, run, onStep);

@@ -6,6 +6,7 @@
  *    canvas, or with a cache the block and what follows, or the block against cached keys).
  *    With a threshold the number of steps depends on the confidences; the count here is the
  *    schedule's, the most a block can take.
+ *    Classifier-free guidance doubles every forward.
  *  - Autoregressive: the prompt's prefill once, then one decode step per token at its position.
  */
 import type { Graph } from '../graph/ir.ts';
@@ -32,9 +33,12 @@ export function diffusionScheduleCost(g: Graph, prompt: number, run: DiffusionRu
     const block = { from: prompt + b * run.blockLength, to: prompt + (b + 1) * run.blockLength };
     for (let i = 0; i < perBlock; i++) {
       const span = stepSpan(run.cache ?? 'none', i, block, n);
-      total = addCost(total, graphCost(g, span.to - span.from, span.from, n));
-      forwards++;
-      rows += span.to - span.from;
+      // Classifier-free guidance runs each (full) forward twice: with and without the prompt.
+      const times = run.cfgScale > 0 ? 2 : 1;
+      const c = graphCost(g, span.to - span.from, span.from, n);
+      for (let k = 0; k < times; k++) total = addCost(total, c);
+      forwards += times;
+      rows += times * (span.to - span.from);
     }
   }
   return { forwards, rows, total };

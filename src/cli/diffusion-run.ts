@@ -31,6 +31,8 @@ export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...
   --steps N            forwards in all; a multiple of the number of blocks
   --remasking MODE     low_confidence (commit the most probable) or random
   --temperature T      Gumbel noise scale (0 = argmax); --seed seeds the noise
+  --cfg-scale S        classifier-free guidance (0 = off): a second forward with the prompt
+                       masked, un + (S + 1)·(cond − un); with --cache none and --pick host
   --threshold τ        Fast-dLLM parallel decoding: each step also commits every token whose
                        confidence is above τ, in (0, 1] (1 or unset: the exact schedule)
   --cache MODE         none (exact), prefix or dual: Fast-dLLM's approximate KV reuse inside a
@@ -46,7 +48,7 @@ const FLAG: Record<keyof DiffusionSchedule, string> = {
   steps: '--steps',
   remasking: '--remasking',
   temperature: '--temperature',
-  cfgScale: 'cfg_scale',
+  cfgScale: '--cfg-scale',
 };
 
 function divisors(n: number): number[] {
@@ -84,7 +86,7 @@ export function diffusionRunOptions(
     steps: intOption(str('steps'), 'steps', undefined) ?? (str('gen-length') ? genLength : d.steps),
     remasking: remasking as Remasking,
     temperature,
-    cfgScale: d.cfgScale,
+    cfgScale: str('cfg-scale') === undefined ? d.cfgScale : Number(str('cfg-scale')),
     maskId: d.maskId,
     seed,
   };
@@ -98,6 +100,10 @@ export function diffusionRunOptions(
           : '';
     throw new UserError(issue.message((f) => FLAG[f]) + range);
   }
+  if (run.cfgScale > 0 && run.cache !== 'none')
+    throw new UserError(
+      `--cfg-scale ${run.cfgScale} with --cache ${run.cache}: classifier-free guidance runs full forwards only (allowed: --cache none, or --cfg-scale 0)`,
+    );
   const fast = fastIssues(run)[0];
   if (fast) {
     const given = fast.field === 'threshold' ? `'${th}'` : `'${cache}'`;
@@ -127,6 +133,10 @@ export async function runDiffusion(
   const pick = o.pick ?? 'host';
   if (!DIFFUSION_PICKS.includes(pick))
     throw new UserError(`--pick must be one of ${DIFFUSION_PICKS.join(', ')}, got '${pick}'`);
+  if (pick === 'gpu' && run.cfgScale > 0)
+    throw new UserError(
+      `--pick gpu with --cfg-scale ${run.cfgScale}: guidance combines two forwards' logits on the host (allowed: --pick host, or --cfg-scale 0)`,
+    );
   if (pick === 'gpu' && o.dump)
     throw new UserError(
       '--pick gpu reads no logits back, but --dump-logits writes them: use --pick host (the default)',

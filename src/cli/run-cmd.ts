@@ -108,6 +108,7 @@ ${COMMON_COMPILE_HELP}`,
         threshold: { type: 'string' },
         cache: { type: 'string' },
         pick: { type: 'string' },
+        'cfg-scale': { type: 'string' },
       },
     });
     if (positionals.length !== 1)
@@ -144,7 +145,16 @@ ${COMMON_COMPILE_HELP}`,
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
     const diffusionFlags = (
-      ['gen-length', 'block-length', 'steps', 'remasking', 'threshold', 'cache', 'pick'] as const
+      [
+        'gen-length',
+        'block-length',
+        'steps',
+        'remasking',
+        'threshold',
+        'cache',
+        'pick',
+        'cfg-scale',
+      ] as const
     ).filter((k) => values[k] !== undefined);
     if (!ir.diffusion && diffusionFlags.length) {
       await source?.close?.();

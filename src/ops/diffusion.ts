@@ -45,7 +45,10 @@ export interface DiffusionSchedule {
   steps: number;
   remasking: Remasking;
   temperature: number;
-  /** Classifier-free guidance scale; only 0 (off) is supported yet. */
+  /**
+   * Classifier-free guidance scale (0: off). Above 0 every step runs a second forward on the
+   * canvas with the prompt masked out, and takes un + (scale + 1)·(cond − un), as the reference.
+   */
   cfgScale: number;
 }
 
@@ -103,11 +106,10 @@ export function scheduleIssues(s: DiffusionSchedule): ScheduleIssue[] {
         `${n('remasking')} must be one of ${REMASKINGS.join(', ')}, got ${s.remasking}`,
     });
   }
-  if (s.cfgScale !== 0) {
+  if (!(s.cfgScale >= 0) || !Number.isFinite(s.cfgScale)) {
     out.push({
       field: 'cfgScale',
-      message: (n) =>
-        `${n('cfgScale')} ${s.cfgScale}: classifier-free guidance is not supported yet (only 0)`,
+      message: (n) => `${n('cfgScale')} must be a number of at least 0, got ${s.cfgScale}`,
     });
   }
   return out;
@@ -285,6 +287,30 @@ export type CanvasStep = (
  */
 export type CanvasForward = (canvas: Uint32Array, span: Span) => Promise<Float32Array>;
 
+/**
+ * Classifier-free guidance over a forward (the reference's cfg_scale): the canvas's logits and
+ * those of the same canvas with its first `prompt` positions masked, combined as
+ * un + (scale + 1)·(cond − un). Full spans only: Fast-dLLM's caches do not define it.
+ */
+export function guidedForward(
+  forward: CanvasForward,
+  prompt: number,
+  maskId: number,
+  scale: number,
+): CanvasForward {
+  return async (canvas, span) => {
+    if (span.from !== 0 || span.to !== canvas.length)
+      throw new Error('classifier-free guidance runs full forwards only (no --cache)');
+    const cond = await forward(canvas, span);
+    const masked = canvas.slice();
+    masked.fill(maskId, 0, prompt);
+    const un = await forward(masked, span);
+    const out = new Float32Array(cond.length);
+    for (let i = 0; i < out.length; i++) out[i] = un[i] + (scale + 1) * (cond[i] - un[i]);
+    return out;
+  };
+}
+
 /** A CanvasStep that picks on the host (pickRow) over the logits `forward` returns. */
 export function hostPicks(forward: CanvasForward, vocab: number): CanvasStep {
   return async (canvas, span, want, pick) => {
@@ -343,7 +369,8 @@ export function diffusionGenerate(
     logits: Float32Array | null,
   ) => void | Promise<void>,
 ): Promise<Uint32Array> {
-  return diffusionSample(hostPicks(forward, vocab), prompt, vocab, r, onStep);
+  const f = r.cfgScale > 0 ? guidedForward(forward, prompt.length, r.maskId, r.cfgScale) : forward;
+  return diffusionSample(hostPicks(f, vocab), prompt, vocab, r, onStep);
 }
 
 /**
@@ -373,6 +400,10 @@ export async function diffusionSample(
   if (fast) throw new Error(fast.message((f) => f));
   if (!Number.isInteger(r.maskId) || r.maskId < 0 || r.maskId >= vocab)
     throw new Error(`mask id ${r.maskId} is not a token of the vocab (${vocab})`);
+  if (r.cfgScale > 0 && (r.cache ?? 'none') !== 'none')
+    throw new Error(
+      `cache ${r.cache} with cfg_scale ${r.cfgScale}: classifier-free guidance runs full forwards only (cache none)`,
+    );
   const cache = r.cache ?? 'none';
   const threshold = r.threshold ?? null;
   const P = prompt.length;

@@ -107,6 +107,15 @@ describe('strata run on a diffusion model', () => {
     expect((await run('--cache', 'kv')).err).toMatch(
       /--cache must be one of none, prefix, dual, got 'kv'/,
     );
+    expect((await run('--cfg-scale=-1')).err).toMatch(
+      /--cfg-scale must be a number of at least 0, got -1/,
+    );
+    expect((await run('--cfg-scale', '1', '--cache', 'prefix')).err).toMatch(
+      /--cfg-scale 1 with --cache prefix: .*allowed: --cache none/,
+    );
+    expect((await run('--cfg-scale', '1', '--pick', 'gpu')).err).toMatch(
+      /--pick gpu with --cfg-scale 1: .*allowed: --pick host/,
+    );
     expect((await run('--pick', 'cpu')).err).toMatch(/--pick must be one of host, gpu, got 'cpu'/);
     expect((await run('--pick', 'gpu', '--dump-logits', join(dir, 'x'))).err).toMatch(
       /--pick gpu reads no logits back/,

@@ -10,6 +10,7 @@ import {
   commitCount,
   diffusionGenerate,
   fastIssues,
+  guidedForward,
   type CanvasForward,
   type DiffusionCache,
   type DiffusionRun,
@@ -89,6 +90,25 @@ describe('threshold and cache settings', () => {
     expect(commitCount([], 1, 0.5)).toBe(0);
   });
 
+  it('guidance combines the forward with the prompt masked, as un + (s + 1)(cond - un)', async () => {
+    const seen: number[][] = [];
+    // Logits of one vocab entry per row: the row's token.
+    const forward: CanvasForward = async (canvas) => {
+      seen.push([...canvas]);
+      return Float32Array.from(canvas);
+    };
+    const g = guidedForward(forward, 2, 9, 0.5);
+    const out = await g(Uint32Array.of(4, 6, 9, 1), { from: 0, to: 4 });
+    expect(seen).toEqual([
+      [4, 6, 9, 1],
+      [9, 9, 9, 1],
+    ]);
+    expect([...out]).toEqual([9 + 1.5 * (4 - 9), 9 + 1.5 * (6 - 9), 9, 1]);
+    await expect(g(Uint32Array.of(4, 6, 9, 1), { from: 2, to: 4 })).rejects.toThrow(
+      /full forwards only/,
+    );
+  });
+
   it('refuse a threshold outside (0, 1] and an unknown cache, naming the field', () => {
     const msg = (r: Partial<DiffusionRun>) => fastIssues(r).map((i) => i.message((f) => `--${f}`));
     expect(msg({ threshold: 0 })).toEqual([
@@ -162,6 +182,17 @@ describe('Fast-dLLM sampler on the GPU (two layers)', () => {
     await expect(diffusionGenerateGpu(seq, prompt, settings({ cache: 'dual' }))).rejects.toThrow(
       /^--cache dual: the bundle's attention kernels/,
     );
+  });
+
+  it('classifier-free guidance: the GPU commits what the CPU reference does', async () => {
+    const commits = await both(m, settings({ cfgScale: 1.5, temperature: 0.5, seed: 8 }));
+    expect(commits.length).toBe(8);
+    await expect(
+      diffusionGenerateGpu(m.gm.newSequence(), prompt, settings({ cfgScale: 1, cache: 'dual' })),
+    ).rejects.toThrow(/cache dual with cfg_scale 1: classifier-free guidance runs full forwards/);
+    await expect(
+      diffusionGenerateGpu(m.gm.newSequence(), prompt, settings({ cfgScale: 1 }), undefined, 'gpu'),
+    ).rejects.toThrow(/--pick gpu with cfg_scale 1/);
   });
 
   it('threshold 1 is the exact sampler', async () => {

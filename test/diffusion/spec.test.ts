@@ -58,9 +58,9 @@ describe('diffusion setting', () => {
     expect(error(spec('llada(mask_id: 63, gen_length: 16, block_length: 4, steps: 6)'))).toMatch(
       /m\.strata:6:\d+: .*steps \(6\) must be a multiple of the number of blocks 4/,
     );
-    expect(error(spec('llada(mask_id: 63, cfg_scale: 1)'))).toMatch(
-      /cfg_scale 1: classifier-free guidance is not supported yet/,
-    );
+    expect(
+      parseSpec(spec('llada(mask_id: 63, cfg_scale: 1.5)'), 'm.strata').diffusion?.cfgScale,
+    ).toBe(1.5);
     expect(error(spec('llada(mask_id: 63, remasking: lowconf)'))).toMatch(/unknown remasking/);
     expect(error(spec('llada(mask_id: 64)'))).toMatch(/mask_id 64 must be a token id below vocab/);
   });
