@@ -5,7 +5,8 @@
  * Debian package: exact), a reload whose weights come from the Cache API (and one from OPFS), a truncated weights
  * file whose error names the file and the tensor past its end, a browser without WebGPU told
  * so, and a model whose tensors exceed the binding limit it was compiled for (split over several
- * bindings by src/passes/split.ts), whose ids must equal Node's too. tools/setup.sh installs Debian's chromium; on a machine without one the test fails, unless
+ * bindings by src/passes/split.ts), whose ids must equal Node's too. examples/web, built by
+ * Vite, must do the same on the first bundle. tools/setup.sh installs Debian's chromium; on a machine without one the test fails, unless
  * STRATA_NO_BROWSER=1 says so (then it is skipped, with a warning).
  * STRATA_WEB_SPEC=specs/demo-hybrid.strata runs it on the demo model (passes; about 100 s here,
  * so not the default); STRATA_SCREENSHOT=FILE saves the page after generating
@@ -133,6 +134,34 @@ function serveCli(dir: string): Promise<{ url: string; proc: ChildProcess }> {
   });
 }
 
+/**
+ * examples/web built by Vite from this checkout's runtime sources (the package test builds it from
+ * the packed tarball), the bundle copied in as its public bundle/, served by `vite preview` (which
+ * gzips the weights: the reload checks the cache copes).
+ */
+async function exampleServer(
+  bundle: string,
+  outDir: string,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const vite = await import('vite');
+  const root = join(import.meta.dirname, '..', '..', 'examples', 'web');
+  const common = {
+    root,
+    logLevel: 'warn' as const,
+    build: { outDir, emptyOutDir: true },
+    resolve: {
+      alias: {
+        '@strata-llm/strata/runtime': join(import.meta.dirname, '..', '..', 'runtime', 'index.ts'),
+      },
+    },
+  };
+  await vite.build(common);
+  cpSync(bundle, join(outDir, 'bundle'), { recursive: true });
+  const server = await vite.preview({ ...common, preview: { host: '127.0.0.1', port: 0 } });
+  const addr = server.httpServer.address() as { port: number };
+  return { url: `http://127.0.0.1:${addr.port}/`, close: () => server.close() };
+}
+
 async function waitState(page: Page, states: string[], timeout = 45_000): Promise<string> {
   await page.waitForFunction((s) => s.includes(document.body.dataset.state ?? ''), states, {
     timeout,
@@ -152,6 +181,7 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
   let cli: { url: string; proc: ChildProcess };
   let corrupt: Served;
   let splitServed: Served;
+  let example: Awaited<ReturnType<typeof exampleServer>>;
 
   beforeAll(async () => {
     if (!haveChromium)
@@ -178,10 +208,11 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     const w = join(bad, 'weights.safetensors');
     truncateSync(w, Math.floor(statSync(w).size / 2));
     const { chromium } = await import('playwright-core');
-    [cli, corrupt, splitServed, ctx] = await Promise.all([
+    [cli, corrupt, splitServed, example, ctx] = await Promise.all([
       serveCli(good),
       startServer(bad, { port: 0 }),
       startServer(split, { port: 0 }),
+      exampleServer(good, join(tmp, 'example')),
       chromium.launchPersistentContext(join(tmp, 'profile'), {
         executablePath: CHROMIUM,
         headless: false, // --headless=new below, exactly as documented
@@ -195,6 +226,7 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     cli?.proc.kill('SIGTERM');
     await corrupt?.close();
     await splitServed?.close();
+    await example?.close();
     rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -289,5 +321,26 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     expect(vsNode).toBeLessThan(1e-6);
     expect(vsWhole).toBeLessThan(1e-4);
     await page.close();
+  });
+
+  it('runs examples/web (a Vite build): Node’s tokens, a reload from the cache, no-WebGPU told', async () => {
+    const page = await ctx.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    expect(await generateOn(page, example.url)).toEqual(nodeIds);
+    expect(await page.textContent('#speed')).toMatch(/16 tokens, [\d.]+ tokens\/s/);
+    await page.reload();
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    expect(await page.textContent('#load')).toContain('weights from the cache');
+    expect(errors).toEqual([]);
+    await page.close();
+    const bare = await ctx.newPage();
+    await bare.addInitScript(() => {
+      delete (Navigator.prototype as { gpu?: unknown }).gpu;
+    });
+    await bare.goto(example.url);
+    expect(await waitState(bare, ['no-webgpu', 'ready', 'error'])).toBe('no-webgpu');
+    expect(await bare.textContent('#error')).toMatch(/WebGPU is not available in this browser/);
+    await bare.close();
   });
 });
