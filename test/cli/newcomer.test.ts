@@ -69,9 +69,12 @@ describe('a CLI a newcomer can trust', () => {
     const dir = mkdtempSync(join(tmpdir(), 'strata-cfg-'));
     try {
       cpSync('test/fixtures/hf/llama/config.json', join(dir, 'config.json'));
-      const r = await cli('inspect', join(dir, 'config.json'), '--target', 'baseline');
+      const r = await cli('inspect', join(dir, 'config.json'));
       expect(r.code, r.err).toBe(0);
-      expect(r.out).toMatch(/106,816 parameters/);
+      expect(r.out).toMatch(/107K parameters \(106,816\)/);
+      // No --target: the nominal target, and no GPU (a WebGPU adapter is never asked for).
+      expect(r.out).toMatch(/^target nominal: no GPU opened/);
+      expect(r.out).toMatch(/FLOPs per decoded token: \d+(\.\d+)? kFLOP/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
