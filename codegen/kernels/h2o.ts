@@ -1,0 +1,196 @@
+/**
+ * H2O attention (semantics: src/ops/h2o.ts): one workgroup per kv head runs the step's tokens in
+ * order, since token t + 1's eviction reads the scores token t's attention left. For each token:
+ * a workgroup argmin over the head's evictable rows picks its row (a tree reduction on
+ * (score, position), so ties go to the oldest as in the reference), the token's k and v are copied
+ * into it, then each query head of the group scores the kept rows (a thread per row), reduces max
+ * and sum, writes its output (a thread per dimension) and adds its probabilities to the rows'
+ * scores (a thread per row, the same thread for every query head, so no atomics are needed).
+ * Probabilities of one query head wait in the `h2o_prob` scratch ([kvHeads, budget]), which
+ * bounds nothing: workgroup memory would cap the budget at a few thousand rows.
+ *
+ * Decode does O(budget) work per kv head in one dispatch, whatever the context; a prefill chunk is
+ * serial in its tokens (kvHeads workgroups), the price of evicting exactly as decode does.
+ */
+import type { H2oAttentionAttrs } from '../../src/graph/ops.ts';
+import { h2oAttention } from '../../src/ops/h2o.ts';
+import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import type { KernelGenerator } from './types.ts';
+import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { withHelpers } from './wgsl-math.ts';
+
+/** The scratch buffer of one query head's probabilities over the kept rows, per kv head. */
+export const H2O_PROB = 'h2o_prob';
+/** Threads per workgroup: a power of two (tree reductions). */
+const WG = 64;
+
+export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
+  h2oAttention.check(a);
+  const reserved = [
+    'main',
+    'HEADS',
+    'KVH',
+    'HD',
+    'KVW',
+    'QW',
+    'GROUP',
+    'BUDGET',
+    'RECENT',
+    'SINK',
+    'SCALE',
+    'WG',
+    'NEG',
+    'red_s',
+    'red_p',
+    'red_r',
+    'red_x',
+    'better',
+    'wg_max',
+    'wg_sum',
+    'cap_score',
+    H2O_PROB,
+  ];
+  const { bindings, storage, decls } = opBindings(a, reserved);
+  const capped =
+    a.softcap === null ? 's' : `${wgslF32(a.softcap)} * tanh_safe(s * ${wgslF32(1 / a.softcap)})`;
+  const code = withHelpers(`${STEP_WGSL}
+${decls}
+${storageDecl(storage.length + 1, H2O_PROB, 'read_write')}
+const HEADS = ${a.heads}u;
+const KVH = ${a.kvHeads}u;
+const HD = ${a.headDim}u;
+const KVW = ${a.kvHeads * a.headDim}u;
+const QW = ${a.heads * a.headDim}u;
+const GROUP = ${a.heads / a.kvHeads}u;
+const BUDGET = ${a.budget}u;
+const RECENT = ${a.recent}u;
+const SINK = ${a.sinkTokens}u;
+const SCALE = ${wgslF32(a.scale)};
+const WG = ${WG}u;
+const NEG = -3.0e38;
+
+var<workgroup> red_s: array<f32, ${WG}>;
+var<workgroup> red_p: array<u32, ${WG}>;
+var<workgroup> red_r: array<u32, ${WG}>;
+var<workgroup> red_x: array<f32, ${WG}>;
+
+fn cap_score(s: f32) -> f32 { return ${capped}; }
+
+// Eviction order: the smaller score, then the older position.
+fn better(s: f32, p: u32, bs: f32, bp: u32) -> bool { return s < bs || (s == bs && p < bp); }
+
+fn wg_max(x: f32, tid: u32) -> f32 {
+  red_x[tid] = x;
+  workgroupBarrier();
+  for (var w = WG / 2u; w > 0u; w /= 2u) {
+    if (tid < w) { red_x[tid] = max(red_x[tid], red_x[tid + w]); }
+    workgroupBarrier();
+  }
+  let r = red_x[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn wg_sum(x: f32, tid: u32) -> f32 {
+  red_x[tid] = x;
+  workgroupBarrier();
+  for (var w = WG / 2u; w > 0u; w /= 2u) {
+    if (tid < w) { red_x[tid] = red_x[tid] + red_x[tid + w]; }
+    workgroupBarrier();
+  }
+  let r = red_x[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let h = wid.x;
+  let pb = h * BUDGET;
+  for (var t = 0u; t < step.T; t++) {
+    let p = step.pos + t;
+    // 1. The token's row: the next free one, or the evicted token's.
+    var row = p;
+    if (p >= BUDGET) {
+      var bs = 3.4e38;
+      var bp = 0xffffffffu;
+      var br = 0u;
+      for (var r = tid; r < BUDGET; r += WG) {
+        let at = slots[r * KVH + h];
+        // Sinks and the RECENT tokens before p stay.
+        if (at < SINK || at + RECENT >= p) { continue; }
+        let s = score[r * KVH + h];
+        if (better(s, at, bs, bp)) { bs = s; bp = at; br = r; }
+      }
+      red_s[tid] = bs;
+      red_p[tid] = bp;
+      red_r[tid] = br;
+      workgroupBarrier();
+      for (var w = WG / 2u; w > 0u; w /= 2u) {
+        if (tid < w && better(red_s[tid + w], red_p[tid + w], red_s[tid], red_p[tid])) {
+          red_s[tid] = red_s[tid + w];
+          red_p[tid] = red_p[tid + w];
+          red_r[tid] = red_r[tid + w];
+        }
+        workgroupBarrier();
+      }
+      row = red_r[0];
+      workgroupBarrier();
+    }
+    // 2. Its k, v (rotated at p already), position and a fresh score.
+    for (var d = tid; d < HD; d += WG) {
+      kcache[row * KVW + h * HD + d] = k[t * KVW + h * HD + d];
+      vcache[row * KVW + h * HD + d] = v[t * KVW + h * HD + d];
+    }
+    if (tid == 0u) {
+      slots[row * KVH + h] = p;
+      score[row * KVH + h] = 0.0;
+    }
+    storageBarrier();
+    // 3. Each query head of the group attends over the kept rows and adds to their scores.
+    let n = min(p + 1u, BUDGET);
+    for (var g = h * GROUP; g < (h + 1u) * GROUP; g++) {
+      let qo = t * QW + g * HD;
+      var mx = NEG;
+      for (var r = tid; r < n; r += WG) {
+        var s = 0.0;
+        for (var d = 0u; d < HD; d++) { s += q[qo + d] * kcache[r * KVW + h * HD + d]; }
+        s = cap_score(s * SCALE);
+        ${H2O_PROB}[pb + r] = s;
+        mx = max(mx, s);
+      }
+      let m = wg_max(mx, tid);
+      var sm = 0.0;
+      for (var r = tid; r < n; r += WG) {
+        let e = exp(${H2O_PROB}[pb + r] - m);
+        ${H2O_PROB}[pb + r] = e;
+        sm += e;
+      }
+      let inv = 1.0 / wg_sum(sm, tid);
+      storageBarrier();
+      for (var d = tid; d < HD; d += WG) {
+        var o = 0.0;
+        for (var r = 0u; r < n; r++) { o += ${H2O_PROB}[pb + r] * vcache[r * KVW + h * HD + d]; }
+        out[qo + d] = o * inv;
+      }
+      for (var r = tid; r < n; r += WG) { score[r * KVH + h] += ${H2O_PROB}[pb + r] * inv; }
+      storageBarrier();
+    }
+  }
+}
+`);
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}_wg${WG}`,
+          code,
+          bindings: [...bindings, { name: H2O_PROB, access: 'read_write' }],
+          workgroupSize: [WG, 1, 1],
+        },
+        grid: [a.kvHeads, 1, 1],
+      },
+    ],
+    scratch: { [H2O_PROB]: 4 * a.kvHeads * a.budget },
+  };
+};
