@@ -33,7 +33,8 @@ export interface LayerStateReport {
   kvBytesPerToken: number;
   /**
    * Rows a ring KV cache holds whatever the context (streaming attention: sink tokens + window
-   * + maxT − 1), so the layer's KV bytes stop growing there; null: a row per position.
+   * + maxT − 1; H2O eviction: its budget), so the layer's KV bytes stop growing there; null: a
+   * row per position.
    */
   kvRows: number | null;
   /** Fixed-size recurrent state (conv and SSM states), independent of the context length. */
@@ -110,7 +111,8 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
   // Ring caches (streaming attention) are the KV inputs of attention ops with a ring.
   const rings = new Set<number>();
   for (const n of g.nodes) {
-    if (n.attrs.op === 'attention' && n.attrs.ring) {
+    // H2O caches likewise hold their budget's rows (their slots and scores count as fixed state).
+    if ((n.attrs.op === 'attention' && n.attrs.ring) || n.attrs.op === 'h2o_attention') {
       rings.add(n.inputs.kcache);
       rings.add(n.inputs.vcache);
     }
