@@ -124,7 +124,9 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
       if (t.kind !== 'state' || seen.has(id) || STAT_INPUTS.has(name)) continue;
       seen.add(id);
       const row = out[n.layer];
-      if (KV_INPUTS.has(name)) {
+      // An H2O cache's slot positions and scores are per-row bookkeeping of its KV rows.
+      const h2oRows = n.attrs.op === 'h2o_attention' && (name === 'slots' || name === 'score');
+      if (KV_INPUTS.has(name) || h2oRows) {
         row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1);
         if (rings.has(id)) row.kvRows = t.shape[0] as number;
       } else row.stateBytes += shapeBytes(t.dtype, t.shape, 1);

@@ -146,11 +146,13 @@ describe('h2o eviction end to end', () => {
 
   it('inspect: KV memory stops at the budget', () => {
     const r = report(compileModel(h2o, { caps: BASELINE_CAPS, maxT: 16, capacity: 4096 }));
-    const perToken = 2 * 16 * 4; // k and v rows of two kv heads of 8, f32
+    // k and v rows of two kv heads of 8 (f32), and each kv head's u32 slot and f32 score.
+    const perToken = 2 * 16 * 4 + 2 * 2 * 4;
     expect(r.layers.map((l) => [l.kvBytesPerToken, l.kvRows, l.stateBytes])).toEqual([
-      [perToken, BUDGET, BUDGET * 2 * 8],
-      [perToken, BUDGET, BUDGET * 2 * 8],
+      [perToken, BUDGET, 0],
+      [perToken, BUDGET, 0],
     ]);
+    expect(r.recurrentStateBytes).toBe(0);
     expect(r.kvBytesByContext).toEqual([
       { context: 1024, bytes: 2 * BUDGET * perToken },
       { context: 4096, bytes: 2 * BUDGET * perToken },
