@@ -17,8 +17,8 @@ import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
-import { gpuModel } from '../helpers/compare.ts';
-import { maxRelError } from '../helpers/numeric.ts';
+import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
+import { maxRelError, randInts } from '../helpers/numeric.ts';
 
 const spec = (attn: string) =>
   parseSpec(
@@ -132,6 +132,31 @@ describe('h2o eviction end to end', () => {
       const got = await seq.next(ids.subarray(pos, pos + 1), GREEDY, true);
       expect(maxRelError(got.logits!, want)).toBeLessThan(1e-4);
     }
+  }, 600_000);
+
+  it('shared blocks (Zamba2) and parallel branches (Falcon-H1) evict per use, as plain layers do', async () => {
+    const evict = 'evict: h2o(budget: 8, recent: 2)';
+    const model = parseSpec(
+      `model "tiny-h2o-shared" {
+  vocab 61
+  dim 24
+  max_context 64
+  norm rms(eps: 1e-5)
+  mixer attn = attention(heads: 4, kv_heads: 2, sink_tokens: 1, ${evict})
+  mixer par = parallel(attn: attention(heads: 2, ${evict}), ssm: mamba2(heads: 2, head_dim: 12, d_state: 8, chunk: 8))
+  shared s = transformer(attention: attention(heads: 3, head_dim: 8, ${evict}), ffn: swiglu(hidden: 20))
+  mixer ssm = mamba2(heads: 2, head_dim: 12, d_state: 8, chunk: 8)
+  ffn mlp = swiglu(hidden: 20)
+  layers [ssm, par, attn, ssm] with ffn mlp
+  override layers [0, 3] { shared: s }
+}`,
+      'tiny-h2o-shared.strata',
+    );
+    const m = await gpuModel(model, { maxT: 16, capacity: 64 }, 3);
+    const states = m.compiled.state.map((t) => t.name);
+    for (const i of [0, 1, 2, 3]) expect(states).toContain(`h2o.slots.${i}`);
+    // A 21-token prompt in chunks of 16 (past the budget of 8), then 12 decode steps.
+    await expectMatchesInterpreter(m, randInts(21, model.vocab, 9), 12, 1e-4, 16);
   }, 600_000);
 
   it('limits only the compile knows are errors naming the setting', () => {

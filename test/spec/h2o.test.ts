@@ -26,6 +26,19 @@ describe('evict: h2o', () => {
     });
   });
 
+  it('per-layer overrides set or clear it, and print back', () => {
+    const m = resolve(
+      'mixer a = attention(heads: 4, evict: h2o(budget: 64, recent: 16))\nlayers 3 x a\n' +
+        'override layer 1 { a.evict: h2o(budget: 24, recent: 4) }\noverride layer 2 { a.evict: none }',
+    );
+    expect(m.layers.map((l) => (l.mixer as { evict: unknown }).evict)).toEqual([
+      { kind: 'h2o', budget: 64, recent: 16 },
+      { kind: 'h2o', budget: 24, recent: 4 },
+      null,
+    ]);
+    expect(parseSpec(roundTrip(m), 'again.strata')).toEqual(m);
+  });
+
   it('a spec written before evict (JSON without the key) loads with none', () => {
     const m = resolve('mixer a = attention(heads: 4)\nlayers 1 x a');
     const json = JSON.parse(JSON.stringify(m)) as { layers: { mixer: Record<string, unknown> }[] };
