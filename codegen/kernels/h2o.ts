@@ -12,7 +12,7 @@
  * Decode does O(budget) work per kv head in one dispatch, whatever the context; a prefill chunk is
  * serial in its tokens (kvHeads workgroups), the price of evicting exactly as decode does.
  */
-import type { H2oAttentionAttrs } from '../../src/graph/ops.ts';
+import { kvTypeOf, type H2oAttentionAttrs } from '../../src/graph/ops.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
 import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
@@ -48,11 +48,30 @@ export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
     'wg_max',
     'wg_sum',
     'cap_score',
+    'k_at',
+    'v_at',
+    'f16_pack2',
     H2O_PROB,
   ];
   const { bindings, storage, decls } = opBindings(a, reserved);
   const capped =
     a.softcap === null ? 's' : `${wgslF32(a.softcap)} * tanh_safe(s * ${wgslF32(1 / a.softcap)})`;
+  // An f16 cache is u32 words of two halves (headDim even, so a head's pairs never straddle):
+  // read through k_at / v_at, written a pair at a time, rounded as the reference rounds.
+  const f16 = kvTypeOf(a) === 'f16';
+  const at = (c: string) =>
+    f16 ? `return unpack2x16float(${c}[i >> 1u])[i & 1u];` : `return ${c}[i];`;
+  const store = f16
+    ? `for (var d = 2u * tid; d < HD; d += 2u * WG) {
+      let src = t * KVW + h * HD + d;
+      let dst = (row * KVW + h * HD + d) >> 1u;
+      kcache[dst] = f16_pack2(k[src], k[src + 1u]);
+      vcache[dst] = f16_pack2(v[src], v[src + 1u]);
+    }`
+    : `for (var d = tid; d < HD; d += WG) {
+      kcache[row * KVW + h * HD + d] = k[t * KVW + h * HD + d];
+      vcache[row * KVW + h * HD + d] = v[t * KVW + h * HD + d];
+    }`;
   const code = withHelpers(`${STEP_WGSL}
 ${decls}
 ${storageDecl(storage.length + 1, H2O_PROB, 'read_write')}
@@ -75,6 +94,8 @@ var<workgroup> red_r: array<u32, ${WG}>;
 var<workgroup> red_x: array<f32, ${WG}>;
 
 fn cap_score(s: f32) -> f32 { return ${capped}; }
+fn k_at(i: u32) -> f32 { ${at('kcache')} }
+fn v_at(i: u32) -> f32 { ${at('vcache')} }
 
 // Eviction order: the smaller score, then the older position.
 fn better(s: f32, p: u32, bs: f32, bp: u32) -> bool { return s < bs || (s == bs && p < bp); }
@@ -138,10 +159,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       workgroupBarrier();
     }
     // 2. Its k, v (rotated at p already), position and a fresh score.
-    for (var d = tid; d < HD; d += WG) {
-      kcache[row * KVW + h * HD + d] = k[t * KVW + h * HD + d];
-      vcache[row * KVW + h * HD + d] = v[t * KVW + h * HD + d];
-    }
+    ${store}
     if (tid == 0u) {
       slots[row * KVH + h] = p;
       score[row * KVH + h] = 0.0;
@@ -154,7 +172,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       var mx = NEG;
       for (var r = tid; r < n; r += WG) {
         var s = 0.0;
-        for (var d = 0u; d < HD; d++) { s += q[qo + d] * kcache[r * KVW + h * HD + d]; }
+        for (var d = 0u; d < HD; d++) { s += q[qo + d] * k_at(r * KVW + h * HD + d); }
         s = cap_score(s * SCALE);
         ${H2O_PROB}[pb + r] = s;
         mx = max(mx, s);
@@ -170,7 +188,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       storageBarrier();
       for (var d = tid; d < HD; d += WG) {
         var o = 0.0;
-        for (var r = 0u; r < n; r++) { o += ${H2O_PROB}[pb + r] * vcache[r * KVW + h * HD + d]; }
+        for (var r = 0u; r < n; r++) { o += ${H2O_PROB}[pb + r] * v_at(r * KVW + h * HD + d); }
         out[qo + d] = o * inv;
       }
       for (var r = tid; r < n; r += WG) { score[r * KVH + h] += ${H2O_PROB}[pb + r] * inv; }
@@ -183,7 +201,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     launches: [
       {
         kernel: {
-          name: `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}_wg${WG}`,
+          name: `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}${f16 ? '_kv16' : ''}_wg${WG}`,
           code,
           bindings: [...bindings, { name: H2O_PROB, access: 'read_write' }],
           workgroupSize: [WG, 1, 1],

@@ -308,6 +308,8 @@ export interface H2oAttentionAttrs {
   recent: number;
   /** Positions 0 .. sinkTokens-1 are never evicted. */
   sinkTokens: number;
+  /** Element type of both caches (see KvType; f16 needs an even headDim); absent: 'f32'. */
+  kvType?: KvType;
 }
 
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */

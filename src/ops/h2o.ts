@@ -25,10 +25,14 @@
  * A budget no smaller than the context never evicts: rows are positions, and the outputs equal
  * dense causal attention exactly (the reference sums in the same order).
  *
+ * With kvType 'f16' the caches hold k and v rounded to f16 (stored as pairs in u32 words by the
+ * kernel); scores, positions and the arithmetic stay f32.
+ *
  * State: slots (u32 positions) and score (f32) are [budget, kvHeads]; rows at or past
  * min(pos, budget) are never read, so a sequence's reset needs no clearing.
  */
-import type { H2oAttentionAttrs } from '../graph/ops.ts';
+import { kvTypeOf, type H2oAttentionAttrs } from '../graph/ops.ts';
+import { roundF16 } from './math.ts';
 import { f32, inPlace, rule, type Arrays, type HostArray, type OpDefinition } from './types.ts';
 
 /** Why a policy cannot work (null when it can): names the setting and the limit. */
@@ -92,6 +96,11 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
     }
     const e = h2oPolicyError(a);
     if (e) throw new Error(`h2o_attention: ${e}`);
+    if (kvTypeOf(a) === 'f16' && a.headDim % 2 !== 0) {
+      throw new Error(
+        `h2o_attention: kvType 'f16' stores element pairs in u32 words and needs an even headDim, got ${a.headDim}`,
+      );
+    }
   },
   inputs: (a) => {
     const kvw = a.kvHeads * a.headDim;
@@ -99,8 +108,8 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
       q: rule(['T', a.heads * a.headDim]),
       k: rule(['T', kvw]),
       v: rule(['T', kvw]),
-      kcache: inPlace([a.budget, kvw]),
-      vcache: inPlace([a.budget, kvw]),
+      kcache: inPlace([a.budget, kvw], kvTypeOf(a)),
+      vcache: inPlace([a.budget, kvw], kvTypeOf(a)),
       slots: inPlace([a.budget, a.kvHeads], 'u32'),
       score: inPlace([a.budget, a.kvHeads]),
     };
@@ -109,8 +118,8 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
     const kvw = a.kvHeads * a.headDim;
     return {
       out: rule(['T', a.heads * a.headDim]),
-      kcache: inPlace([a.budget, kvw]),
-      vcache: inPlace([a.budget, kvw]),
+      kcache: inPlace([a.budget, kvw], kvTypeOf(a)),
+      vcache: inPlace([a.budget, kvw], kvTypeOf(a)),
       slots: inPlace([a.budget, a.kvHeads], 'u32'),
       score: inPlace([a.budget, a.kvHeads]),
     };
@@ -119,8 +128,10 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
     h2oAttention.check(a);
     const { heads, kvHeads, headDim: hd, budget } = a;
     const q = f32(inputs, 'q');
-    const k = f32(inputs, 'k');
-    const v = f32(inputs, 'v');
+    // An f16 cache holds each k and v rounded to f16, as the kernel stores them.
+    const f16 = kvTypeOf(a) === 'f16';
+    const k = f16 ? f32(inputs, 'k').map(roundF16) : f32(inputs, 'k');
+    const v = f16 ? f32(inputs, 'v').map(roundF16) : f32(inputs, 'v');
     const kc = f32(inputs, 'kcache');
     const vc = f32(inputs, 'vcache');
     const score = f32(inputs, 'score');

@@ -15,8 +15,10 @@ import { h2oAttentionKernel, H2O_PROB } from '../../codegen/kernels/h2o.ts';
 import type { AttentionAttrs, H2oAttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { h2oAttention, h2oPolicyError } from '../../src/ops/h2o.ts';
+import { roundF16 } from '../../src/ops/math.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
+import { f16BitsToF32 } from '../../formats/safetensors.ts';
 
 interface Case {
   heads: number;
@@ -26,6 +28,8 @@ interface Case {
   recent: number;
   sink: number;
   softcap?: number;
+  /** f16 caches (kvType 'f16'). */
+  kv16?: boolean;
   /** Tokens per step, in order. */
   steps: number[];
 }
@@ -41,6 +45,7 @@ function attrs(c: Case): H2oAttentionAttrs {
     budget: c.budget,
     recent: c.recent,
     sinkTokens: c.sink,
+    ...(c.kv16 ? { kvType: 'f16' as const } : {}),
   };
 }
 
@@ -90,8 +95,9 @@ function naive(c: Case): { outs: Float32Array[]; kept: number[][] } {
     const { q, k, v } = stepInputs(a, T, i);
     const out = new Float32Array(T * qw);
     for (let t = 0; t < T; t++, pos++) {
-      K.push(k.slice(t * kvw, (t + 1) * kvw));
-      V.push(v.slice(t * kvw, (t + 1) * kvw));
+      const f16 = (x: Float32Array) => (c.kv16 ? x.map(roundF16) : x);
+      K.push(f16(k.slice(t * kvw, (t + 1) * kvw)));
+      V.push(f16(v.slice(t * kvw, (t + 1) * kvw)));
       for (let h = 0; h < c.kvHeads; h++) {
         const set = kept[h];
         if (set.length === c.budget) {
@@ -156,11 +162,22 @@ const cases: Case[] = [
   },
   // Budget larger than the context: never evicts.
   { heads: 2, kvHeads: 1, hd: 16, budget: 40, recent: 4, sink: 1, steps: [11, 1, 1, 5, 1] },
+  // f16 caches: an odd pair count per head, prefill past the budget, then decode.
+  {
+    heads: 4,
+    kvHeads: 2,
+    hd: 6,
+    budget: 7,
+    recent: 2,
+    sink: 1,
+    kv16: true,
+    steps: [9, 1, 1, 4, 1, 1, 1],
+  },
 ];
 
 const name = (c: Case) =>
   `H=${c.heads}/${c.kvHeads} hd=${c.hd} budget ${c.budget} recent ${c.recent} sinks ${c.sink}` +
-  `${c.softcap ? ` softcap ${c.softcap}` : ''}, steps ${c.steps.join(',')}`;
+  `${c.softcap ? ` softcap ${c.softcap}` : ''}${c.kv16 ? ' kv f16' : ''}, steps ${c.steps.join(',')}`;
 
 describe('h2o reference', () => {
   for (const c of cases) {
@@ -238,6 +255,12 @@ describe('h2o kernel', () => {
       const gen = h2oAttentionKernel(a, { caps: gpu.caps, maxT });
       let cpu = emptyState(a);
       let dev: State = emptyState(a);
+      // An f16 cache on the GPU: u32 words of two halves (zero bits are zeros).
+      if (c.kv16) {
+        dev.kcache = new Float32Array(dev.kcache.length / 2);
+        dev.vcache = new Float32Array(dev.vcache.length / 2);
+      }
+      const unpack = (x: Float32Array) => (c.kv16 ? f16BitsToF32(new Uint16Array(x.buffer)) : x);
       let pos = 0;
       for (const [i, T] of c.steps.entries()) {
         const inputs = stepInputs(a, T, i);
@@ -267,6 +290,9 @@ describe('h2o kernel', () => {
         expect(Array.from(dev.slots)).toEqual(Array.from(cpu.slots));
         const n = Math.min(pos, a.budget) * a.kvHeads;
         expect(maxRelError(dev.score.subarray(0, n), cpu.score.subarray(0, n))).toBeLessThan(1e-5);
+        // The cached k and v as stored: f16 rounding bit for bit, f32 copies exactly.
+        expect(Array.from(unpack(dev.kcache))).toEqual(Array.from(cpu.kcache));
+        expect(Array.from(unpack(dev.vcache))).toEqual(Array.from(cpu.vcache));
       }
     });
   }

@@ -6,7 +6,9 @@
  * limits are errors naming the setting.
  *
  * Tolerance: logits within 1e-4 relative to the largest (f32 kernels against the f64-accumulating
- * reference through two layers, as the other whole-model tests).
+ * reference through two layers, as the other whole-model tests). With f16 caches both sides store
+ * the same halves but for the rare value at a rounding boundary (test/model/kv-f16.test.ts), so
+ * the bound stays.
  */
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../../codegen/kernel-ir.ts';
@@ -52,62 +54,67 @@ function tokens(n: number): Uint32Array {
 }
 
 describe('h2o eviction end to end', () => {
-  it('a prompt past the budget and 300 decode steps match the reference rule', async () => {
-    const maxT = 16;
-    const prompt = 40;
-    const steps = 300;
-    const batch = 50;
-    const capacity = prompt + steps + 1;
-    const m = await gpuModel(h2o, { maxT, capacity });
-    const kvCols = 2 * 8;
-    for (const s of m.compiled.state) {
-      expect(s.shape).toEqual(s.name.startsWith('cache.') ? [BUDGET, kvCols] : [BUDGET, 2]);
-    }
-    const prefill = await Interpreter.create(m.compiled.graphs.prefill, m.weights);
-    const decode = await Interpreter.create(m.compiled.graphs.decode, m.weights);
-    const state = prefill.newState();
-    const ids = tokens(prompt + steps);
-    const seq = m.gm.newSequence();
-    const sizes = seq.stateSizes();
-    expect(Object.fromEntries(sizes)).toEqual({
-      'cache.k.0': BUDGET * kvCols * 4,
-      'cache.v.0': BUDGET * kvCols * 4,
-      'h2o.slots.0': BUDGET * 2 * 4,
-      'h2o.score.0': BUDGET * 2 * 4,
-      'cache.k.1': BUDGET * kvCols * 4,
-      'cache.v.1': BUDGET * kvCols * 4,
-      'h2o.slots.1': BUDGET * 2 * 4,
-      'h2o.score.1': BUDGET * 2 * 4,
-    });
-    // Prefill in chunks of maxT on both sides: 16 + 16 + 8 tokens, the last evicting.
-    const gpu = await seq.forward(ids.subarray(0, prompt));
-    let cpu: Float32Array = new Float32Array();
-    for (let at = 0; at < prompt; at += maxT) {
-      const chunk = ids.subarray(at, Math.min(prompt, at + maxT));
-      cpu = (chunk.length > 1 ? prefill : decode).step(chunk, at, chunk.length, state).logits;
-    }
-    let worst = maxRelError(gpu.logits.slice(-cpu.length), cpu);
-    for (let at = prompt; at < prompt + steps; at += batch) {
-      const end = Math.min(prompt + steps, at + batch);
-      for (let pos = at; pos < end; pos++) {
-        cpu = decode.step(ids.subarray(pos, pos + 1), pos, 1, state).logits;
+  for (const [kv, steps] of [
+    ['f32', 300],
+    ['f16', 100],
+  ] as const) {
+    it(`a prompt past the budget and ${steps} decode steps match the reference rule (kv ${kv})`, async () => {
+      const maxT = 16;
+      const prompt = 40;
+      const batch = 50;
+      const capacity = prompt + steps + 1;
+      const m = await gpuModel(h2o, { maxT, capacity, kv });
+      const kvCols = 2 * 8;
+      const kvBytes = kv === 'f16' ? 2 : 4;
+      for (const s of m.compiled.state) {
+        expect(s.shape).toEqual(s.name.startsWith('cache.') ? [BUDGET, kvCols] : [BUDGET, 2]);
       }
-      const g = await seq.next(ids.subarray(at, end), GREEDY, true);
-      worst = Math.max(worst, maxRelError(g.logits!, cpu));
-    }
-    expect(worst).toBeLessThan(1e-4);
-    // The same tokens kept, in the same rows, in both layers; scores within f32 rounding.
-    for (const layer of [0, 1]) {
-      const slots = new Uint32Array(await seq.readState(`h2o.slots.${layer}`));
-      expect(Array.from(slots)).toEqual(Array.from(state.get(`h2o.slots.${layer}`)!));
-      // Evicted all along: positions run up to the last token, sinks 0 and 1 stay.
-      expect(Math.max(...slots)).toBe(prompt + steps - 1);
-      expect([...slots].filter((p) => p < 2).sort()).toEqual([0, 0, 1, 1]);
-      const score = new Float32Array(await seq.readState(`h2o.score.${layer}`));
-      expect(maxRelError(score, state.get(`h2o.score.${layer}`)!)).toBeLessThan(1e-5);
-    }
-    expect(seq.stateSizes()).toEqual(sizes);
-  }, 600_000);
+      const prefill = await Interpreter.create(m.compiled.graphs.prefill, m.weights);
+      const decode = await Interpreter.create(m.compiled.graphs.decode, m.weights);
+      const state = prefill.newState();
+      const ids = tokens(prompt + steps);
+      const seq = m.gm.newSequence();
+      const sizes = seq.stateSizes();
+      expect(Object.fromEntries(sizes)).toEqual({
+        'cache.k.0': BUDGET * kvCols * kvBytes,
+        'cache.v.0': BUDGET * kvCols * kvBytes,
+        'h2o.slots.0': BUDGET * 2 * 4,
+        'h2o.score.0': BUDGET * 2 * 4,
+        'cache.k.1': BUDGET * kvCols * kvBytes,
+        'cache.v.1': BUDGET * kvCols * kvBytes,
+        'h2o.slots.1': BUDGET * 2 * 4,
+        'h2o.score.1': BUDGET * 2 * 4,
+      });
+      // Prefill in chunks of maxT on both sides: 16 + 16 + 8 tokens, the last evicting.
+      const gpu = await seq.forward(ids.subarray(0, prompt));
+      let cpu: Float32Array = new Float32Array();
+      for (let at = 0; at < prompt; at += maxT) {
+        const chunk = ids.subarray(at, Math.min(prompt, at + maxT));
+        cpu = (chunk.length > 1 ? prefill : decode).step(chunk, at, chunk.length, state).logits;
+      }
+      let worst = maxRelError(gpu.logits.slice(-cpu.length), cpu);
+      for (let at = prompt; at < prompt + steps; at += batch) {
+        const end = Math.min(prompt + steps, at + batch);
+        for (let pos = at; pos < end; pos++) {
+          cpu = decode.step(ids.subarray(pos, pos + 1), pos, 1, state).logits;
+        }
+        const g = await seq.next(ids.subarray(at, end), GREEDY, true);
+        worst = Math.max(worst, maxRelError(g.logits!, cpu));
+      }
+      expect(worst).toBeLessThan(1e-4);
+      // The same tokens kept, in the same rows, in both layers; scores within f32 rounding.
+      for (const layer of [0, 1]) {
+        const slots = new Uint32Array(await seq.readState(`h2o.slots.${layer}`));
+        expect(Array.from(slots)).toEqual(Array.from(state.get(`h2o.slots.${layer}`)!));
+        // Evicted all along: positions run up to the last token, sinks 0 and 1 stay.
+        expect(Math.max(...slots)).toBe(prompt + steps - 1);
+        expect([...slots].filter((p) => p < 2).sort()).toEqual([0, 0, 1, 1]);
+        const score = new Float32Array(await seq.readState(`h2o.score.${layer}`));
+        expect(maxRelError(score, state.get(`h2o.score.${layer}`)!)).toBeLessThan(1e-5);
+      }
+      expect(seq.stateSizes()).toEqual(sizes);
+    }, 600_000);
+  }
 
   it('a budget covering the context equals the dense model', async () => {
     const capacity = 48;
@@ -145,9 +152,9 @@ describe('h2o eviction end to end', () => {
   mixer attn = attention(heads: 4, kv_heads: 2, sink_tokens: 1, ${evict})
   mixer par = parallel(attn: attention(heads: 2, ${evict}), ssm: mamba2(heads: 2, head_dim: 12, d_state: 8, chunk: 8))
   shared s = transformer(attention: attention(heads: 3, head_dim: 8, ${evict}), ffn: swiglu(hidden: 20))
-  mixer ssm = mamba2(heads: 2, head_dim: 12, d_state: 8, chunk: 8)
+  mixer conv = shortconv(l_cache: 3)
   ffn mlp = swiglu(hidden: 20)
-  layers [ssm, par, attn, ssm] with ffn mlp
+  layers [conv, par, attn, conv] with ffn mlp
   override layers [0, 3] { shared: s }
 }`,
       'tiny-h2o-shared.strata',
@@ -155,17 +162,14 @@ describe('h2o eviction end to end', () => {
     const m = await gpuModel(model, { maxT: 16, capacity: 64 }, 3);
     const states = m.compiled.state.map((t) => t.name);
     for (const i of [0, 1, 2, 3]) expect(states).toContain(`h2o.slots.${i}`);
-    // A 21-token prompt in chunks of 16 (past the budget of 8), then 12 decode steps.
-    await expectMatchesInterpreter(m, randInts(21, model.vocab, 9), 12, 1e-4, 16);
+    // A 21-token prompt in chunks of 16 (past the budget of 8), then 4 decode steps.
+    await expectMatchesInterpreter(m, randInts(21, model.vocab, 9), 4, 1e-4, 16);
   }, 600_000);
 
-  it('limits only the compile knows are errors naming the setting', () => {
+  it('a limit only the compile knows is an error naming the setting', () => {
     const opts = { caps: BASELINE_CAPS, maxT: 16 };
     expect(() => compileModel(h2o, { ...opts, capacity: 20 })).toThrow(
       /layer 0: attention evict h2o: budget 32 exceeds the KV capacity 20 \(compile with --capacity 32 or more/,
-    );
-    expect(() => compileModel(h2o, { ...opts, capacity: 64, kv: 'f16' })).toThrow(
-      /f16 KV caches are not supported with eviction yet \(use --kv f32\)/,
     );
   });
 

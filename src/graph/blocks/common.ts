@@ -429,17 +429,12 @@ function heavyHitterAttention(
         `(compile with --capacity ${e.budget} or more, or give a budget of at most ${b.capacity})`,
     );
   }
-  if (b.kv !== 'f32') {
-    throw new Error(
-      `${where}: ${b.kv} KV caches are not supported with eviction yet (use --kv f32)`,
-    );
-  }
   if (sinks !== null || a.window !== null || !a.causal) {
     throw new Error(`${where}: needs causal attention without a window or learned sinks`);
   }
   const kvCols = a.kvHeads * a.headDim;
-  const kcache = b.state(`cache.k.${i}`, [e.budget, kvCols]);
-  const vcache = b.state(`cache.v.${i}`, [e.budget, kvCols]);
+  const kcache = b.state(`cache.k.${i}`, [e.budget, kvCols], b.kv);
+  const vcache = b.state(`cache.v.${i}`, [e.budget, kvCols], b.kv);
   const slots = b.state(`h2o.slots.${i}`, [e.budget, a.kvHeads], 'u32');
   const score = b.state(`h2o.score.${i}`, [e.budget, a.kvHeads]);
   return b.op(
@@ -453,6 +448,7 @@ function heavyHitterAttention(
       budget: e.budget,
       recent: e.recent,
       sinkTokens: a.sinkTokens ?? 0,
+      kvType: b.kv,
     },
     `${L} h2o attention`,
     { ...qkv, kcache, vcache, slots, score },
