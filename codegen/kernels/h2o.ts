@@ -6,6 +6,8 @@
  * into it, then each query head of the group scores the kept rows (a thread per row), reduces max
  * and sum, writes its output (a thread per dimension) and adds its probabilities to the rows'
  * scores (a thread per row, the same thread for every query head, so no atomics are needed).
+ * Each row's position and score (as f32 bits) share the `rows` buffer (src/ops/h2o.ts), so the
+ * kernel binds 8 storage buffers, WebGPU's default per-stage limit.
  * Probabilities of one query head wait in the `h2o_prob` scratch ([kvHeads, budget]), which
  * bounds nothing: workgroup memory would cap the budget at a few thousand rows.
  *
@@ -137,10 +139,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       var bp = 0xffffffffu;
       var br = 0u;
       for (var r = tid; r < BUDGET; r += WG) {
-        let at = slots[r * KVH + h];
+        let at = rows[2u * (r * KVH + h)];
         // Sinks and the RECENT tokens before p stay.
         if (at < SINK || at + RECENT >= p) { continue; }
-        let s = score[r * KVH + h];
+        let s = bitcast<f32>(rows[2u * (r * KVH + h) + 1u]);
         if (better(s, at, bs, bp)) { bs = s; bp = at; br = r; }
       }
       red_s[tid] = bs;
@@ -161,8 +163,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     // 2. Its k, v (rotated at p already), position and a fresh score.
     ${store}
     if (tid == 0u) {
-      slots[row * KVH + h] = p;
-      score[row * KVH + h] = 0.0;
+      rows[2u * (row * KVH + h)] = p;
+      rows[2u * (row * KVH + h) + 1u] = 0u;
     }
     storageBarrier();
     // 3. Each query head of the group attends over the kept rows and adds to their scores.
@@ -191,7 +193,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
         for (var r = 0u; r < n; r++) { o += ${H2O_PROB}[pb + r] * v_at(r * KVW + h * HD + d); }
         out[qo + d] = o * inv;
       }
-      for (var r = tid; r < n; r += WG) { score[r * KVH + h] += ${H2O_PROB}[pb + r] * inv; }
+      for (var r = tid; r < n; r += WG) {
+        let w = 2u * (r * KVH + h) + 1u;
+        rows[w] = bitcast<u32>(bitcast<f32>(rows[w]) + ${H2O_PROB}[pb + r] * inv);
+      }
       storageBarrier();
     }
   }

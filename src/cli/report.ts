@@ -111,7 +111,7 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
   // Ring caches (streaming attention) are the KV inputs of attention ops with a ring.
   const rings = new Set<number>();
   for (const n of g.nodes) {
-    // H2O caches likewise hold their budget's rows (their slots and scores count as fixed state).
+    // H2O caches likewise hold their budget's rows.
     if ((n.attrs.op === 'attention' && n.attrs.ring) || n.attrs.op === 'h2o_attention') {
       rings.add(n.inputs.kcache);
       rings.add(n.inputs.vcache);
@@ -124,8 +124,8 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
       if (t.kind !== 'state' || seen.has(id) || STAT_INPUTS.has(name)) continue;
       seen.add(id);
       const row = out[n.layer];
-      // An H2O cache's slot positions and scores are per-row bookkeeping of its KV rows.
-      const h2oRows = n.attrs.op === 'h2o_attention' && (name === 'slots' || name === 'score');
+      // An H2O cache's positions and scores (its `rows` state) are per-row bookkeeping of its KV.
+      const h2oRows = n.attrs.op === 'h2o_attention' && name === 'rows';
       if (KV_INPUTS.has(name) || h2oRows) {
         row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1);
         if (rings.has(id)) row.kvRows = t.shape[0] as number;

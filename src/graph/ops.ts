@@ -287,8 +287,8 @@ export interface AttentionAttrs {
 /**
  * H2O (heavy-hitter oracle) attention over a KV cache of `budget` rows per kv head, for causal
  * decode at any context (src/ops/h2o.ts has the rule and why it is per kv head). Each kv head's
- * rows hold the keys (already rotated at their absolute positions), values, position `slots` and
- * accumulated attention `score` of the tokens it keeps. Token p first takes a row: row p while
+ * rows hold the keys (already rotated at their absolute positions) and values of the tokens it
+ * keeps, and the `rows` state their positions and accumulated attention scores. Token p first takes a row: row p while
  * p < budget, else the row of the kept token with the smallest score (ties: the oldest) among
  * those that are neither sink tokens (position < sinkTokens) nor among the `recent` tokens before
  * p; then its queries attend over the kept rows and every kept row's score grows by the

@@ -28,12 +28,14 @@
  * With kvType 'f16' the caches hold k and v rounded to f16 (stored as pairs in u32 words by the
  * kernel); scores, positions and the arithmetic stay f32.
  *
- * State: slots (u32 positions) and score (f32) are [budget, kvHeads]; rows at or past
+ * State: `rows`, [budget, 2·kvHeads] u32: for row r and kv head h, word 2(r·kvHeads + h) is the
+ * position kept there and the next word the bits of its f32 score (one buffer rather than two, so
+ * the kernel binds 8 storage buffers, WebGPU's default limit per stage). Rows at or past
  * min(pos, budget) are never read, so a sequence's reset needs no clearing.
  */
 import { kvTypeOf, type H2oAttentionAttrs } from '../graph/ops.ts';
 import { roundF16 } from './math.ts';
-import { f32, inPlace, rule, type Arrays, type HostArray, type OpDefinition } from './types.ts';
+import { f32, inPlace, rule, u32, type Arrays, type OpDefinition } from './types.ts';
 
 /** Why a policy cannot work (null when it can): names the setting and the limit. */
 export function h2oPolicyError(p: {
@@ -59,31 +61,48 @@ export function h2oPolicyError(p: {
   return null;
 }
 
-/**
- * The row kv head h's token at position p takes (rule step 1), from the head's slots and scores
- * ([budget, kvHeads], row-major).
- */
+/** The `rows` state read two ways: positions (u32 words) and scores (the same words as f32). */
+export interface H2oRows {
+  kvHeads: number;
+  words: Uint32Array;
+  floats: Float32Array;
+}
+
+export function h2oRows(words: Uint32Array, kvHeads: number): H2oRows {
+  return { kvHeads, words, floats: new Float32Array(words.buffer, words.byteOffset, words.length) };
+}
+
+/** Position kept in row r for kv head h. */
+export function keptAt(m: H2oRows, r: number, h: number): number {
+  return m.words[2 * (r * m.kvHeads + h)];
+}
+
+/** Accumulated score of row r for kv head h. */
+export function scoreAt(m: H2oRows, r: number, h: number): number {
+  return m.floats[2 * (r * m.kvHeads + h) + 1];
+}
+
+/** The row kv head h's token at position p takes (rule step 1). */
 export function h2oRow(
-  a: Pick<H2oAttentionAttrs, 'budget' | 'recent' | 'sinkTokens' | 'kvHeads'>,
-  slots: ArrayLike<number>,
-  score: ArrayLike<number>,
+  a: Pick<H2oAttentionAttrs, 'budget' | 'recent' | 'sinkTokens'>,
+  m: H2oRows,
   h: number,
   p: number,
 ): number {
   if (p < a.budget) return p;
   let best = -1;
   for (let r = 0; r < a.budget; r++) {
-    const at = slots[r * a.kvHeads + h];
+    const at = keptAt(m, r, h);
     if (at < a.sinkTokens || at >= p - a.recent) continue;
     if (best < 0) {
       best = r;
       continue;
     }
-    const s = score[r * a.kvHeads + h];
-    const b = score[best * a.kvHeads + h];
-    if (s < b || (s === b && at < slots[best * a.kvHeads + h])) best = r;
+    const s = scoreAt(m, r, h);
+    const b = scoreAt(m, best, h);
+    if (s < b || (s === b && at < keptAt(m, best, h))) best = r;
   }
-  if (best < 0) throw new Error(`h2o: no evictable row at position ${p} (broken slots)`);
+  if (best < 0) throw new Error(`h2o: no evictable row at position ${p} (broken rows state)`);
   return best;
 }
 
@@ -110,8 +129,7 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
       v: rule(['T', kvw]),
       kcache: inPlace([a.budget, kvw], kvTypeOf(a)),
       vcache: inPlace([a.budget, kvw], kvTypeOf(a)),
-      slots: inPlace([a.budget, a.kvHeads], 'u32'),
-      score: inPlace([a.budget, a.kvHeads]),
+      rows: inPlace([a.budget, 2 * a.kvHeads], 'u32'),
     };
   },
   outputs: (a) => {
@@ -120,8 +138,7 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
       out: rule(['T', a.heads * a.headDim]),
       kcache: inPlace([a.budget, kvw], kvTypeOf(a)),
       vcache: inPlace([a.budget, kvw], kvTypeOf(a)),
-      slots: inPlace([a.budget, a.kvHeads], 'u32'),
-      score: inPlace([a.budget, a.kvHeads]),
+      rows: inPlace([a.budget, 2 * a.kvHeads], 'u32'),
     };
   },
   reference(a, inputs: Arrays, step) {
@@ -134,11 +151,11 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
     const v = f16 ? f32(inputs, 'v').map(roundF16) : f32(inputs, 'v');
     const kc = f32(inputs, 'kcache');
     const vc = f32(inputs, 'vcache');
-    const score = f32(inputs, 'score');
-    const slots: HostArray = inputs.slots;
-    if (!slots || slots.length < budget * kvHeads) {
-      throw new Error(`h2o_attention: input 'slots' needs ${budget * kvHeads} elements`);
+    const rows = u32(inputs, 'rows');
+    if (rows.length < 2 * budget * kvHeads) {
+      throw new Error(`h2o_attention: input 'rows' needs ${2 * budget * kvHeads} elements`);
     }
+    const m = h2oRows(rows, kvHeads);
     const kvw = kvHeads * hd;
     const qw = heads * hd;
     const group = heads / kvHeads;
@@ -149,11 +166,11 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
     for (let t = 0; t < step.T; t++) {
       const p = step.pos + t;
       for (let h = 0; h < kvHeads; h++) {
-        const row = h2oRow(a, slots, score, h, p);
+        const row = h2oRow(a, m, h, p);
         kc.set(k.subarray(t * kvw + h * hd, t * kvw + (h + 1) * hd), row * kvw + h * hd);
         vc.set(v.subarray(t * kvw + h * hd, t * kvw + (h + 1) * hd), row * kvw + h * hd);
-        slots[row * kvHeads + h] = p;
-        score[row * kvHeads + h] = 0;
+        rows[2 * (row * kvHeads + h)] = p;
+        m.floats[2 * (row * kvHeads + h) + 1] = 0;
         const n = Math.min(p + 1, budget);
         gained.fill(0);
         for (let g = h * group; g < (h + 1) * group; g++) {
@@ -178,10 +195,10 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
           for (let d = 0; d < hd; d++) out[t * qw + g * hd + d] = acc[d] / sum;
           for (let r = 0; r < n; r++) gained[r] += s[r] / sum;
         }
-        for (let r = 0; r < n; r++) score[r * kvHeads + h] += gained[r];
+        for (let r = 0; r < n; r++) m.floats[2 * (r * kvHeads + h) + 1] += gained[r];
       }
     }
-    return { out, kcache: kc, vcache: vc, slots, score };
+    return { out, kcache: kc, vcache: vc, rows };
   },
   /** Token-pairs (a token and a kept row) times heads; eviction scans every row per token. */
   cost(a, step) {
@@ -191,7 +208,7 @@ export const h2oAttention: OpDefinition<H2oAttentionAttrs> = {
     const eviction = step.T * a.budget * a.kvHeads;
     return {
       flops: pairs * a.heads * (4 * a.headDim + 6) + 2 * eviction,
-      // q, k, v in; each kept row's k and v once per token; slots and scores scanned to evict.
+      // q, k, v in; each kept row's k and v once per token; positions and scores scanned to evict.
       bytesRead: 4 * (step.T * (a.heads * a.headDim + 2 * kvw) + pairs * 2 * kvw) + 8 * eviction,
       bytesWritten:
         4 * (step.T * (a.heads * a.headDim + 2 * kvw + 2 * a.kvHeads) + pairs * a.kvHeads),

@@ -435,8 +435,8 @@ function heavyHitterAttention(
   const kvCols = a.kvHeads * a.headDim;
   const kcache = b.state(`cache.k.${i}`, [e.budget, kvCols], b.kv);
   const vcache = b.state(`cache.v.${i}`, [e.budget, kvCols], b.kv);
-  const slots = b.state(`h2o.slots.${i}`, [e.budget, a.kvHeads], 'u32');
-  const score = b.state(`h2o.score.${i}`, [e.budget, a.kvHeads]);
+  // Each row's position and score bits per kv head (src/ops/h2o.ts).
+  const rows = b.state(`h2o.rows.${i}`, [e.budget, 2 * a.kvHeads], 'u32');
   return b.op(
     {
       op: 'h2o_attention',
@@ -451,13 +451,12 @@ function heavyHitterAttention(
       kvType: b.kv,
     },
     `${L} h2o attention`,
-    { ...qkv, kcache, vcache, slots, score },
+    { ...qkv, kcache, vcache, rows },
     {
       out: { name: outName, shape: ['T', a.heads * a.headDim] },
       kcache,
       vcache,
-      slots,
-      score,
+      rows,
     },
   ).out;
 }
