@@ -18,10 +18,13 @@
  *    accumulated score among tokens that are neither sinks (position < sinkTokens) nor one of the
  *    `recent` tokens p-recent .. p-1; ties go to the smallest position (the oldest). The token
  *    there is dropped for good. budget > recent + sinkTokens guarantees a candidate.
- * 2. Its k, v (k already rotated at position p) go to that row, slots[row] = p, score[row] = 0.
+ * 2. Its k, v (k already rotated at position p) go to that row; the row's position becomes p and
+ *    its score 0.
  * 3. Its query heads attend over the kept rows (min(p + 1, budget) of them; all are earlier
- *    positions or p itself, so the causal mask holds without looking at positions), and
- *    score[row] += Σ over the group's query heads of softmax probability of that row.
+ *    positions or p itself, so the causal mask holds without looking at positions), and each
+ *    row's score grows by the sum over the group's query heads of the probability it got.
+ * The `recent` tokens are those before p: with p itself the cache ends a step holding the
+ * recent + 1 latest tokens (H2O's reference counts the current token among its recent ones).
  * A budget no smaller than the context never evicts: rows are positions, and the outputs equal
  * dense causal attention exactly (the reference sums in the same order).
  *
