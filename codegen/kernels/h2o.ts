@@ -3,13 +3,14 @@
  * order, since token t + 1's eviction reads the scores token t's attention left. For each token:
  * a workgroup argmin over the head's evictable rows picks its row (a tree reduction on
  * (score, position), so ties go to the oldest as in the reference), the token's k and v are copied
- * into it, then each query head of the group scores the kept rows (a thread per row), reduces max
- * and sum, writes its output (a thread per dimension) and adds its probabilities to the rows'
- * scores (a thread per row, the same thread for every query head, so no atomics are needed).
+ * into it, then the group's query heads score the kept rows together (a thread per row, each k
+ * row read once for the group), reduce max and sum per head, write their outputs (a thread per
+ * dimension, each v row read once for the group) and add their probabilities to the rows' scores
+ * (a thread per row, the thread that wrote those probabilities, so no atomics are needed).
  * Each row's position and score (as f32 bits) share the `rows` buffer (src/ops/h2o.ts), so the
  * kernel binds 8 storage buffers, WebGPU's default per-stage limit.
- * Probabilities of one query head wait in the `h2o_prob` scratch ([kvHeads, budget]), which
- * bounds nothing: workgroup memory would cap the budget at a few thousand rows.
+ * Probabilities wait in the `h2o_prob` scratch ([kvHeads, budget, group]), which bounds nothing:
+ * workgroup memory would cap the budget at a few thousand rows.
  *
  * Decode does O(budget) work per kv head in one dispatch, whatever the context; a prefill chunk is
  * serial in its tokens (kvHeads workgroups), the price of evicting exactly as decode does.
@@ -21,7 +22,7 @@ import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 
-/** The scratch buffer of one query head's probabilities over the kept rows, per kv head. */
+/** The scratch buffer of the probabilities each query head gives the kept rows. */
 export const H2O_PROB = 'h2o_prob';
 /** Threads per workgroup: a power of two (tree reductions). */
 const WG = 64;
@@ -167,38 +168,56 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       rows[2u * (row * KVH + h) + 1u] = 0u;
     }
     storageBarrier();
-    // 3. Each query head of the group attends over the kept rows and adds to their scores.
+    // 3. The group's query heads attend over the kept rows together, so each k and v row is read
+    // once per token, not once per query head.
     let n = min(p + 1u, BUDGET);
-    for (var g = h * GROUP; g < (h + 1u) * GROUP; g++) {
-      let qo = t * QW + g * HD;
-      var mx = NEG;
-      for (var r = tid; r < n; r += WG) {
-        var s = 0.0;
-        for (var d = 0u; d < HD; d++) { s += q[qo + d] * k_at(r * KVW + h * HD + d); }
-        s = cap_score(s * SCALE);
-        ${H2O_PROB}[pb + r] = s;
-        mx = max(mx, s);
+    let q0 = t * QW + h * GROUP * HD;
+    // Accumulators start from explicit zero constructors: WGSL zero-initialises a bare
+    // "var x: array<...>;" each time it is declared, but inside these loops SwiftShader kept the
+    // previous token's values (the kernel test caught it on prefill chunks).
+    var mx: array<f32, GROUP>;
+    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
+    for (var r = tid; r < n; r += WG) {
+      var s = array<f32, GROUP>();
+      for (var d = 0u; d < HD; d++) {
+        let kd = k_at(r * KVW + h * HD + d);
+        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
       }
-      let m = wg_max(mx, tid);
-      var sm = 0.0;
-      for (var r = tid; r < n; r += WG) {
-        let e = exp(${H2O_PROB}[pb + r] - m);
-        ${H2O_PROB}[pb + r] = e;
-        sm += e;
+      for (var g = 0u; g < GROUP; g++) {
+        let x = cap_score(s[g] * SCALE);
+        ${H2O_PROB}[(pb + r) * GROUP + g] = x;
+        mx[g] = max(mx[g], x);
       }
-      let inv = 1.0 / wg_sum(sm, tid);
-      storageBarrier();
-      for (var d = tid; d < HD; d += WG) {
-        var o = 0.0;
-        for (var r = 0u; r < n; r++) { o += ${H2O_PROB}[pb + r] * v_at(r * KVW + h * HD + d); }
-        out[qo + d] = o * inv;
-      }
-      for (var r = tid; r < n; r += WG) {
-        let w = 2u * (r * KVH + h) + 1u;
-        rows[w] = bitcast<u32>(bitcast<f32>(rows[w]) + ${H2O_PROB}[pb + r] * inv);
-      }
-      storageBarrier();
     }
+    var m: array<f32, GROUP>;
+    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
+    var sm = array<f32, GROUP>();
+    for (var r = tid; r < n; r += WG) {
+      for (var g = 0u; g < GROUP; g++) {
+        let e = exp(${H2O_PROB}[(pb + r) * GROUP + g] - m[g]);
+        ${H2O_PROB}[(pb + r) * GROUP + g] = e;
+        sm[g] += e;
+      }
+    }
+    var inv: array<f32, GROUP>;
+    for (var g = 0u; g < GROUP; g++) { inv[g] = 1.0 / wg_sum(sm[g], tid); }
+    storageBarrier();
+    for (var d = tid; d < HD; d += WG) {
+      var o = array<f32, GROUP>();
+      for (var r = 0u; r < n; r++) {
+        let vd = v_at(r * KVW + h * HD + d);
+        for (var g = 0u; g < GROUP; g++) { o[g] += ${H2O_PROB}[(pb + r) * GROUP + g] * vd; }
+      }
+      for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
+    }
+    // Each row's score grows by what the group's heads gave it (the same thread wrote its probs).
+    for (var r = tid; r < n; r += WG) {
+      var gained = 0.0;
+      for (var g = 0u; g < GROUP; g++) { gained += ${H2O_PROB}[(pb + r) * GROUP + g] * inv[g]; }
+      let w = 2u * (r * KVH + h) + 1u;
+      rows[w] = bitcast<u32>(bitcast<f32>(rows[w]) + gained);
+    }
+    storageBarrier();
   }
 }
 `);
@@ -214,6 +233,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
         grid: [a.kvHeads, 1, 1],
       },
     ],
-    scratch: { [H2O_PROB]: 4 * a.kvHeads * a.budget },
+    scratch: { [H2O_PROB]: 4 * a.heads * a.budget },
   };
 };
