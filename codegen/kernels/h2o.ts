@@ -172,9 +172,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     // once per token, not once per query head.
     let n = min(p + 1u, BUDGET);
     let q0 = t * QW + h * GROUP * HD;
-    // Accumulators start from explicit zero constructors: WGSL zero-initialises a bare
-    // "var x: array<...>;" each time it is declared, but inside these loops SwiftShader kept the
-    // previous token's values (the kernel test caught it on prefill chunks).
+    // Accumulators declared in a loop body start from explicit zero constructors: a bare
+    // "var x: array<...>;" there is zeroed once, at function entry, by Tint's SPIR-V on
+    // SwiftShader (as codegen/kernels/ssm.ts notes), and kept the previous token's sums.
     var mx: array<f32, GROUP>;
     for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
     for (var r = tid; r < n; r += WG) {
