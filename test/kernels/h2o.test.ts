@@ -171,6 +171,10 @@ const cases: Case[] = [
   },
   // Budget larger than the context: never evicts.
   { heads: 2, kvHeads: 1, hd: 16, budget: 40, recent: 4, sink: 1, steps: [11, 1, 1, 5, 1] },
+  // One evictable row (budget = recent + sinks + 1), heads wider than the workgroup (70 > 64).
+  { heads: 2, kvHeads: 1, hd: 70, budget: 6, recent: 3, sink: 2, steps: Array(14).fill(1) },
+  // f16 caches with more pairs per head than threads (65 > 64).
+  { heads: 2, kvHeads: 2, hd: 130, budget: 4, recent: 1, sink: 0, kv16: true, steps: [5, 1, 1] },
   // f16 caches: an odd pair count per head, prefill past the budget, then decode.
   {
     heads: 4,
