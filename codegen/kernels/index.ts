@@ -4,6 +4,7 @@ import type { KernelGenerator } from './types.ts';
 import { matmulKernel } from './matmul.ts';
 import { attentionKernel } from './attention.ts';
 import { kvWriteKernel, ropeKernel } from './rope.ts';
+import { h2oAttentionKernel } from './h2o.ts';
 import { gatedNormKernel, normKernel } from './norm.ts';
 import { embedKernel } from './embedding.ts';
 import {
@@ -29,6 +30,7 @@ export const generators: Registry = {
   matmul: matmulKernel,
   attention: attentionKernel,
   kv_write: kvWriteKernel,
+  h2o_attention: h2oAttentionKernel,
   rope: ropeKernel,
   norm: normKernel,
   embed: embedKernel,

@@ -147,7 +147,7 @@ ${COMMON_COMPILE_HELP}`,
     if (rings.length > 0) {
       const rows = [...new Set(rings.map((l) => l.kvRows))].join(', ');
       console.log(
-        `  ${rings.length} streaming layers keep ring caches of ${rows} rows: their KV stops growing there`,
+        `  ${rings.length} streaming or H2O-evicting layers keep caches of ${rows} rows: their KV stops growing there`,
       );
     }
     console.log(

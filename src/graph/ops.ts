@@ -284,6 +284,34 @@ export interface AttentionAttrs {
   ring?: KvRing | null;
 }
 
+/**
+ * H2O (heavy-hitter oracle) attention over a KV cache of `budget` rows per kv head, for causal
+ * decode at any context (src/ops/h2o.ts has the rule and why it is per kv head). Each kv head's
+ * rows hold the keys (already rotated at their absolute positions) and values of the tokens it
+ * keeps, and the `rows` state their positions and accumulated attention scores. Token p first takes a row: row p while
+ * p < budget, else the row of the kept token with the smallest score (ties: the oldest) among
+ * those that are neither sink tokens (position < sinkTokens) nor among the `recent` tokens before
+ * p; then its queries attend over the kept rows and every kept row's score grows by the
+ * probability the kv head's query heads gave it. A step of T tokens runs this token by token, so
+ * a prefill equals the same tokens decoded one at a time.
+ */
+export interface H2oAttentionAttrs {
+  op: 'h2o_attention';
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  softcap: number | null;
+  /** Cache rows: the most tokens each kv head keeps. */
+  budget: number;
+  /** The most recent tokens before the current one are never evicted. */
+  recent: number;
+  /** Positions 0 .. sinkTokens-1 are never evicted. */
+  sinkTokens: number;
+  /** Element type of both caches (see KvType; f16 needs an even headDim); absent: 'f32'. */
+  kvType?: KvType;
+}
+
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */
 export interface AddAttrs {
   op: 'add';
@@ -660,6 +688,7 @@ export type OpAttrs =
   | RopeAttrs
   | KvWriteAttrs
   | AttentionAttrs
+  | H2oAttentionAttrs
   | AddAttrs
   | ConcatAttrs
   | ActAttrs

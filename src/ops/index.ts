@@ -7,6 +7,7 @@ import type { OpAttrs, OpName } from '../graph/ops.ts';
 import type { OpDefinition } from './types.ts';
 import { matmul } from './matmul.ts';
 import { attention, kvWrite } from './attention.ts';
+import { h2oAttention } from './h2o.ts';
 import { rope } from './rope.ts';
 import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
@@ -26,6 +27,7 @@ export const definitions: Registry = {
   matmul,
   attention,
   kv_write: kvWrite,
+  h2o_attention: h2oAttention,
   rope,
   norm,
   embed,
