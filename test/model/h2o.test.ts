@@ -43,15 +43,7 @@ const h2o = spec(
 );
 
 /** A fixed token stream (teacher forcing keeps both sides on the same tokens). */
-function tokens(n: number): Uint32Array {
-  const ids = new Uint32Array(n);
-  let s = 4242;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    ids[i] = (s >>> 16) % 64;
-  }
-  return ids;
-}
+const tokens = (n: number) => randInts(n, 64, 4242);
 
 describe('h2o eviction end to end', () => {
   for (const [kv, steps] of [
