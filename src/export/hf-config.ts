@@ -11,7 +11,7 @@ import type { ModelIR } from '../spec/model.ts';
 import { deepEqual } from '../spec/equal.ts';
 import { importHfConfig } from '../import/hf.ts';
 import { readConfigJson } from '../import/json.ts';
-import { ExportError, mixerKind, type Json, type JsonObject } from './hf-common.ts';
+import { ExportError, mixerKind, requireMixers, type Json, type JsonObject } from './hf-common.ts';
 import {
   exportDeepseekV3,
   exportGemma3Text,
@@ -141,6 +141,8 @@ function exportAs(model: ModelIR, t: HfType): HfExport {
   if ((model.sharedBlocks?.length ?? 0) > 0 && !t.sharedBlocks) {
     throw new ExportError(`${type} cannot express shared blocks: it has no shared transformer`);
   }
+  // The mixer kinds first: a layer the type has no kind for is the plainest thing to name.
+  requireMixers(type, model, t.mixers);
   const config = t.write(model);
   const text = hfConfigText(config);
   let back: ModelIR;
@@ -237,21 +239,67 @@ function describe(type: string, d: Difference): string {
   return `${type} cannot express ${where} = ${show(d.want)} (a ${type} config gives ${show(d.got)})`;
 }
 
-/** JSON as transformers 5 writes config.json: sorted keys, inf as {"__float__": "Infinity"}. */
+/**
+ * Keys whose config attribute is a float: written with a decimal point even when integral
+ * (2.0, not 2), as Python writes them, since transformers' strict config classes refuse an int
+ * there (FalconH1Config's embedding_multiplier, the rope dict's attention_factor).
+ */
+const FLOAT_KEYS: ReadonlySet<string> = new Set([
+  'rms_norm_eps',
+  'layer_norm_epsilon',
+  'norm_eps',
+  'rope_theta',
+  'partial_rotary_factor',
+  'factor',
+  'low_freq_factor',
+  'high_freq_factor',
+  'beta_fast',
+  'beta_slow',
+  'attention_factor',
+  'mscale_all_dim',
+  'embedding_multiplier',
+  'residual_multiplier',
+  'logits_scaling',
+  'attention_multiplier',
+  'lm_head_multiplier',
+  'key_multiplier',
+  'attention_in_multiplier',
+  'attention_out_multiplier',
+  'ssm_in_multiplier',
+  'ssm_out_multiplier',
+  'ssm_multipliers',
+  'mlp_multipliers',
+  'routed_scaling_factor',
+  'swiglu_limit',
+  'time_step_min',
+  'time_step_limit',
+  'attn_logit_softcapping',
+  'final_logit_softcapping',
+]);
+
+/** Marks an integral float for hfConfigText; JSON.stringify cannot write 2.0 itself. */
+const FLOAT_MARK = '@strata-float@';
+
+/**
+ * JSON as transformers 5 writes config.json: sorted keys, floats with a decimal point (see
+ * FLOAT_KEYS), inf as {"__float__": "Infinity"}.
+ */
 export function hfConfigText(config: JsonObject): string {
-  const sorted = (v: Json): unknown => {
+  const sorted = (v: Json, float: boolean): unknown => {
     if (typeof v === 'number' && !Number.isFinite(v)) {
       return { __float__: Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity' };
     }
-    if (Array.isArray(v)) return v.map(sorted);
+    if (typeof v === 'number' && float && Number.isInteger(v)) return `${FLOAT_MARK}${v}`;
+    if (Array.isArray(v)) return v.map((x) => sorted(x, float));
     if (v !== null && typeof v === 'object') {
       return Object.fromEntries(
         Object.keys(v)
           .sort()
-          .map((k) => [k, sorted(v[k])]),
+          .map((k) => [k, sorted(v[k], FLOAT_KEYS.has(k))]),
       );
     }
     return v;
   };
-  return JSON.stringify(sorted(config), null, 2) + '\n';
+  const text = JSON.stringify(sorted(config, false), null, 2);
+  return text.replace(new RegExp(`"${FLOAT_MARK}(-?\\d+)"`, 'g'), '$1.0') + '\n';
 }

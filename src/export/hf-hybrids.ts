@@ -190,7 +190,6 @@ export function exportJamba(m: ModelIR): JsonObject {
           mamba_proj_bias: s.projBias,
         }
       : {}),
-    use_mamba_kernels: false,
   };
 }
 
@@ -231,7 +230,7 @@ export function exportNemotronH(m: ModelIR): JsonObject {
     if (!block) {
       refuse(
         type,
-        `a ${mixerKind(l)} mixer with ${l.ffn ? `a ${l.ffn.kind} FFN` : 'no FFN'}`,
+        `the ${mixerKind(l)} mixer and ${l.ffn ? `the ${l.ffn.kind} FFN` : 'no FFN'} in one layer`,
         'nemotron_h layers are one block each: mamba2, attention, MLP or MoE',
         l.index,
       );
@@ -357,7 +356,6 @@ export function exportZamba2(m: ModelIR): JsonObject {
     chunk_size: s.chunk,
     use_conv_bias: s.convBias,
     time_step_min: s.dtMin,
-    use_mamba_kernels: false,
   };
 }
 

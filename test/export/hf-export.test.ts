@@ -203,3 +203,15 @@ describe('export --hf refusals name the feature, the layer and the type', () => 
     );
   });
 });
+
+describe('config.json text', () => {
+  it('writes float settings with a decimal point, as transformers reads them', () => {
+    const text = exportHfConfig(fixtureDesign('falcon_h1')).text;
+    expect(text).toContain('"embedding_multiplier": 2.0');
+    expect(text).toContain('"rope_theta": 10000.0');
+    expect(text).toContain('"hidden_size": 64,');
+    expect(hfConfigText({ mlp_multipliers: [1, 0.5], num_hidden_layers: 2 })).toBe(
+      '{\n  "mlp_multipliers": [\n    1.0,\n    0.5\n  ],\n  "num_hidden_layers": 2\n}\n',
+    );
+  });
+});
