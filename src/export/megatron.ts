@@ -205,8 +205,20 @@ export function exportMegatron(m: ModelIR): MegatronExport {
     if (moe.clamp) fail("gpt-oss's clamped SwiGLU", 'it has no such flag', i);
     if (r.bias) fail('a router bias', 'Megatron routers have none', i);
     if (moe.sharedGate) fail('the shared-expert gate', 'it is not written', i);
-    if (r.scoring === 'sigmoid' && !r.normalize)
-      fail('unnormalised sigmoid routing', 'Megatron renormalises sigmoid top-k scores', i);
+    // Megatron renormalises sigmoid top-k scores only where k > 1.
+    if (r.scoring === 'sigmoid' && r.normalize !== moe.topK > 1)
+      fail(
+        `${r.normalize ? '' : 'un'}normalised sigmoid routing with top-${moe.topK}`,
+        'Megatron renormalises sigmoid top-k scores exactly where k > 1',
+        i,
+      );
+    // Megatron scores a group by the sum of its top-k/group-topk experts; strata by its best two.
+    if (r.groups > 1 && moe.topK !== 2 * r.topkGroups)
+      fail(
+        `group-limited routing with top-${moe.topK} of ${r.topkGroups} groups`,
+        "Megatron scores a group by its best top-k/group-topk experts, strata's router by its best two",
+        i,
+      );
     args.push(
       ['--num-experts', String(moe.experts)],
       ['--moe-router-topk', String(moe.topK)],

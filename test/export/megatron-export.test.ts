@@ -100,3 +100,17 @@ describe('export --megatron', () => {
     expect(refusal(fixture('zamba2'))).toMatch(/shared blocks/);
   });
 });
+
+describe('export --megatron routing', () => {
+  it('refuses group-limited routing that Megatron would score differently', () => {
+    const m = spec('specs/deepseek-v3.strata');
+    // DeepSeek-V3's own routing (top-8 of 4 groups) matches; its MLA mixer does not.
+    expect(refusal(m)).toMatch(/the mla mixer/);
+    const n = fixture('nemotron_h');
+    for (const l of n.layers) {
+      if (l.ffn?.kind === 'moe')
+        l.ffn = { ...l.ffn, topK: 3, router: { ...l.ffn.router, groups: 2, topkGroups: 2 } };
+    }
+    expect(refusal(n)).toMatch(/layer 3: group-limited routing with top-3 of 2 groups/);
+  });
+});
