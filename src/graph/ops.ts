@@ -404,6 +404,25 @@ export interface SelectiveScanAttrs {
 }
 
 /**
+ * Mamba-1's decode middle in one op (made by the mamba1-decode fusion, src/passes/fuse-mamba.ts):
+ * on the conv output x [T, dInner] it computes
+ *   dbc = x_proj x                      (R = dtRank + 2·dState rows: dt, B, C)
+ *   dt, B, C = rms(dt), rms(B), rms(C)  (Jamba's inner norms, when normEps is set)
+ *   δ_in = dt_proj dt + dt_bias
+ * and then the selective scan with its gate exactly as selective_scan does. Every parameter is
+ * one flat packed tensor `w` (MAMBA1_STEP_PACK gives the offsets), so the kernel binds five
+ * storage buffers.
+ */
+export interface Mamba1StepAttrs {
+  op: 'mamba1_step';
+  dInner: number;
+  dState: number;
+  dtRank: number;
+  /** eps of the RMSNorms on dt, B and C (no bias, no unit offset); null for none. */
+  normEps: number | null;
+}
+
+/**
  * Mamba-2 SSD (state-space duality), per head h (head dim p, state n, group g = h / (heads/groups)):
  *   δ = clamp(softplus(dt[t,h] + dtBias[h]), dtMin, dtMax), a = −exp(aLog[h])
  *   S[h,p,n] ← exp(δ·a) · S[h,p,n] + δ · x[t,h,p] · B[t,g,n];  y[t,h,p] = Σ_n S[h,p,n] · C[t,g,n]
@@ -698,6 +717,7 @@ export type OpAttrs =
   | MulAttrs
   | Conv1dAttrs
   | SelectiveScanAttrs
+  | Mamba1StepAttrs
   | SsdAttrs
   | GatedNormAttrs
   | LinearRecurrenceAttrs
