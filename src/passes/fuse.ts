@@ -2,6 +2,8 @@
  * Fusion passes, each a pure Graph → Graph rewrite. They cut dispatches per
  * decode token (the cost that dominates small-model decode on WebGPU) by
  * folding elementwise work into the matmul that feeds or follows it:
+ *   mamba1-decode    (decode only) Mamba-1's x_proj, dt/B/C norms, dt_proj and scan → one
+ *                    mamba1_step
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
  *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
  *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
@@ -29,6 +31,8 @@ import {
   splitOutput,
   type AddAttrs,
   type LinearRecurrenceAttrs,
+  type Mamba1StepAttrs,
+  type NormAttrs,
   type MatmulAttrs,
   type OpAttrs,
   type PointwiseAttrs,
@@ -44,6 +48,7 @@ import { exprInputs, renameInputs } from '../ops/pointwise.ts';
 import type { DeviceCaps } from '../target.ts';
 import type { Activation } from '../spec/model.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
+import { mamba1StepPack, mamba1StepWorkgroupBytes } from '../ops/ssm.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
@@ -681,7 +686,98 @@ export function fuseMatmulPrologue(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+type Node = GraphNode;
+
+/** A plain RMSNorm over whole rows (no bias, no unit offset, no residual): Jamba's dt/B/C norms. */
+function plainRms(n: Node | undefined): n is Node & { attrs: NormAttrs } {
+  if (n?.attrs.op !== 'norm') return false;
+  const a = n.attrs;
+  return (
+    a.norm.kind === 'rms' &&
+    !a.norm.unitOffset &&
+    !a.norm.bias &&
+    !a.residual &&
+    a.group === a.width &&
+    !a.perChannel
+  );
+}
+
+/**
+ * Decode only (maxT 1): Mamba-1's x_proj row ranges (dt, B, C), their RMSNorms (Jamba), dt_proj
+ * and the selective scan with its gate → one mamba1_step (src/ops/ssm.ts), its parameters packed
+ * into one tensor. Eight dispatches of a Mamba layer's decode become four (in_proj, conv,
+ * mamba1_step, out_proj); prefill keeps the unfused ops, whose chunked scan and tiled matmuls
+ * suit many tokens. Skipped where the packed parameters exceed a binding, x_proj's rows exceed
+ * the kernel's workgroup memory, or the kernel's five storage buffers exceed the device's.
+ */
+export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const scan of r.live()) {
+    if (scan.attrs.op !== 'selective_scan') continue;
+    const { dInner: D, dState: N } = scan.attrs;
+    const xs = scan.inputs.x;
+    // The matmul reading x that computes `t`, through an RMSNorm when there is one.
+    const part = (t: number) => {
+      const p = r.producer(t);
+      const n = plainRms(p) && r.consumers(t).length === 1 ? p : null;
+      const mt = n ? n.inputs.x : t;
+      const m = r.producer(mt);
+      if (!isPlain(m) || m.attrs.bias || m.inputs.x !== xs || m.attrs.K !== D) return null;
+      if (m.attrs.wType !== 'f32' || r.consumers(mt).length !== 1) return null;
+      return { m, n };
+    };
+    const dtm = r.producer(scan.inputs.dt);
+    if (!isPlain(dtm) || !dtm.attrs.bias || dtm.attrs.N !== D || dtm.attrs.wType !== 'f32')
+      continue;
+    if (r.consumers(scan.inputs.dt).length !== 1) continue;
+    const [pdt, pb, pc] = [dtm.inputs.x, scan.inputs.b, scan.inputs.c].map(part);
+    if (!pdt || !pb || !pc || pb.m.attrs.N !== N || pc.m.attrs.N !== N) continue;
+    if (pdt.m.attrs.N !== dtm.attrs.K) continue;
+    // B and C read from the scan alone (a shared tensor would need both readers to agree).
+    if (r.consumers(scan.inputs.b).length !== 1 || r.consumers(scan.inputs.c).length !== 1)
+      continue;
+    const norms = [pdt.n, pb.n, pc.n];
+    const eps = norms[0]?.attrs.norm.eps ?? null;
+    if (!norms.every((n) => (n === null ? eps === null : n.attrs.norm.eps === eps))) continue;
+    const attrs: Mamba1StepAttrs = {
+      op: 'mamba1_step',
+      dInner: D,
+      dState: N,
+      dtRank: dtm.attrs.K,
+      normEps: eps,
+    };
+    const pack = mamba1StepPack(attrs);
+    if (pack.total * 4 > bindingLimit(caps)) continue;
+    if (mamba1StepWorkgroupBytes(attrs, 256) > caps.maxWorkgroupStorageBytes) continue;
+    if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
+    const src = (t: number) => r.source(t);
+    const parts = [
+      src(pdt.m.inputs.w),
+      src(pb.m.inputs.w),
+      src(pc.m.inputs.w),
+      src(dtm.inputs.w),
+      src(dtm.inputs.bias),
+      src(scan.inputs.aLog),
+      src(scan.inputs.d),
+      ...norms.flatMap((n) => (n ? [src(n.inputs.w)] : [])),
+    ];
+    const base = g.tensors[scan.inputs.aLog].name.replace(/\.A_log$/, '');
+    const w = r.param(`${base}.step_pack`, [pack.total], { kind: 'concat', parts });
+    r.replace(
+      scan,
+      attrs,
+      { x: xs, z: scan.inputs.z, w, state: scan.inputs.state },
+      { out: scan.outputs.out, state: scan.outputs.state },
+      `${scan.label.replace(/ selective scan$/, '')} x_proj+dt+scan (fused)`,
+    );
+    for (const n of [pdt.m, pdt.n, pb.m, pb.n, pc.m, pc.n, dtm]) if (n) r.remove(n);
+  }
+  return r.finish();
+}
+
 export const FUSION_PASSES = [
+  { name: 'mamba1-decode', run: fuseMamba1Decode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
   { name: 'gated-mul', run: fuseGatedMul },

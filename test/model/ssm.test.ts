@@ -93,6 +93,29 @@ describe('hybrid graphs and the inspect report', () => {
     expect(mambaDispatches(4096)).toEqual(small);
   });
 
+  it('decodes a mamba1 layer in 4 dispatches, with or without inner norms; prefill unfused', () => {
+    for (const innerNorms of [null, { eps: 1e-6 }]) {
+      const model = tinyLlama({
+        dim: 64,
+        layers: [0, 1].map((i) => layer(i, { ...MAMBA1, innerNorms }, true)),
+      });
+      const c = compileModel(model, { caps: BASELINE_CAPS, capacity: 128 });
+      const labels = (p: 'prefill' | 'decode') =>
+        c.phases[p].dispatches.filter((d) => d.label.startsWith('l1.mamba')).map((d) => d.label);
+      // (1) in_proj with its norm, (2) the conv, (3) x_proj + dt/B/C norms + dt_proj + scan +
+      // gate (mamba1_step), (4) out_proj with the residual. Before mamba1-decode it took 8 on
+      // the baseline device (x_proj, dt_proj and the scan's 3 chunked launches, whose fused
+      // decode kernel needs 9 storage buffers), 10 with Jamba's norms.
+      expect(labels('decode')).toEqual([
+        'l1.mamba.in_x+in_z (norm fused)',
+        'l1.mamba conv1d',
+        'l1.mamba x_proj+dt+scan (fused)',
+        'l1.mamba.out+residual',
+      ]);
+      expect(labels('prefill').some((l) => l.includes('selective scan'))).toBe(true);
+    }
+  });
+
   it('gives every mixer kind its state tensors with static shapes', () => {
     const mamba2: Mamba2Spec = {
       kind: 'mamba2',
@@ -152,13 +175,16 @@ describe('hybrid graphs and the inspect report', () => {
     const ops = c.graphs.decode.nodes.filter((n) => n.layer === 0).map((n) => n.attrs.op);
     expect(ops).not.toContain('norm');
     expect(ops).not.toContain('add');
-    expect(ops.filter((o) => o === 'selective_scan')).toHaveLength(1);
+    // Decode runs the scan inside mamba1_step (mamba1-decode), with x_proj and dt_proj.
+    expect(ops.filter((o) => o === 'mamba1_step')).toHaveLength(1);
+    expect(ops).not.toContain('selective_scan');
   });
 
-  it("merges a Mamba layer's matmuls of one input: in_x+in_z, then x_dt+x_b+x_c", () => {
+  it("merges a Mamba layer's prefill matmuls of one input: in_x+in_z, then x_dt+x_b+x_c", () => {
     const model = jambaLike([4]);
+    // Prefill: decode folds x_proj and dt_proj into mamba1_step (the test above).
     const decode = (fuse: boolean) =>
-      compileModel(model, { caps: BASELINE_CAPS, capacity: 128, fuse }).graphs.decode;
+      compileModel(model, { caps: BASELINE_CAPS, capacity: 128, fuse }).graphs.prefill;
     const fused = decode(true);
     const plain = decode(false);
     const mm = fused.nodes.filter((n) => n.layer === 0 && n.attrs.op === 'matmul');
