@@ -1,6 +1,8 @@
 /**
  * Mamba-1's fused decode middle (semantics: mamba1_step in src/ops/ssm.ts): x_proj, the dt/B/C
- * RMSNorms, dt_proj and the selective scan with its gate in one launch, for one token.
+ * RMSNorms, dt_proj and the selective scan with its gate in one launch. Made for decode (one
+ * token); a longer step runs its tokens one after another in the same launch (correct, slow:
+ * prefill keeps the unfused chunked scan).
  *
  * WebGPU has no barrier across workgroups, and every channel's scan needs all of dt, B and C,
  * which reduce over every channel of x. So each workgroup computes x_proj (R = dtRank + 2·dState
@@ -56,8 +58,7 @@ export function mamba1StepOp(
   channelsPerGroup?: number,
 ): GeneratedOp {
   mamba1Step.check(a);
-  if (maxT !== 1)
-    throw new Error(`mamba1_step: the fused kernel runs one token (decode), got maxT ${maxT}`);
+  if (!Number.isInteger(maxT) || maxT < 1) throw new Error(`mamba1_step: bad maxT ${maxT}`);
   const { dInner: D, dState: N, dtRank } = a;
   const pk = mamba1StepPack(a);
   const R = pk.R;
@@ -122,14 +123,18 @@ var<workgroup> rstd: array<f32, 3>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let live = step.T > 0u;
-  // x_proj: RL lanes per row, RP rows at a time.
   let rl = lid % RL;
+  let lane = lid % NL;
+  // Tokens one after another (decode has one): a thread keeps the same channel and state
+  // elements for every token, so the state it carries is its own.
+  for (var t = 0u; t < step.T; t++) {
+  let xt = t * D;
+  // x_proj: RL lanes per row, RP rows at a time.
   for (var r0 = 0u; r0 < R; r0 += RP) {
     let row = r0 + lid / RL;
     var acc = 0.0;
     if (row < R) {
-      for (var j = rl; j < D; j += RL) { acc += w[row * D + j] * x[j]; }
+      for (var j = rl; j < D; j += RL) { acc += w[row * D + j] * x[xt + j]; }
     }
     red[lid] = acc;
     workgroupBarrier();
@@ -138,11 +143,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }${norms}
   // dt_proj and the scan, CH channels per pass.
-  let lane = lid % NL;
-  let fresh = step.pos == 0u;
+  let fresh = step.pos == 0u && t == 0u;
   for (var p = 0u; p < PASSES; p++) {
     let ch = (wid.x * PASSES + p) * CH + lid / NL;
-    let ok = ch < D && live;
+    let ok = ch < D;
     var acc = 0.0;
     if (ok) {
       for (var j = lane; j < DTR; j += NL) { acc += w[WDT + ch * DTR + j] * dbc[j]; }
@@ -156,7 +160,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     var y = 0.0;
     var xv = 0.0;
     if (ok) {
-      xv = x[ch];
+      xv = x[xt + ch];
       let dx = dl * xv;
       for (var n = lane; n < N; n += NL) {
         let j = ch * N + n;
@@ -168,8 +172,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     red[lid] = y;
     workgroupBarrier();
     ${reduceLanes('NL', 'lane')}
-    if (ok && lane == 0u) { out[ch] = (red[lid] + w[DSKIP + ch] * xv) * silu(z[ch]); }
+    if (ok && lane == 0u) { out[xt + ch] = (red[lid] + w[DSKIP + ch] * xv) * silu(z[xt + ch]); }
     workgroupBarrier();
+  }
   }
 }
 `;

@@ -23,7 +23,7 @@ function attrs(D: number, N: number, dtRank: number, norms: boolean): Mamba1Step
 }
 
 /** Inputs with weights scaled so dt stays in softplus's interesting range. */
-function data(a: Mamba1StepAttrs, seed: number) {
+function data(a: Mamba1StepAttrs, seed: number, T = 1) {
   const { dInner: D, dState: N, dtRank } = a;
   const k = mamba1StepPack(a);
   const w = new Float32Array(k.total);
@@ -44,24 +44,24 @@ function data(a: Mamba1StepAttrs, seed: number) {
       k.norms,
     );
   return {
-    x: randn(D, seed + 6, 1.5),
-    z: randn(D, seed + 7, 2),
+    x: randn(T * D, seed + 6, 1.5),
+    z: randn(T * D, seed + 7, 2),
     w,
     state: randn(D * N, seed + 8, 2),
   };
 }
 
-async function check(a: Mamba1StepAttrs, pos: number, channelsPerGroup?: number) {
+async function check(a: Mamba1StepAttrs, pos: number, channelsPerGroup?: number, T = 1) {
   const { caps } = await testGpu();
-  const inputs = data(a, a.dInner + 7 * a.dState + pos);
-  const step: StepShape = { T: 1, pos, L: 1 };
+  const inputs = data(a, a.dInner + 7 * a.dState + pos, T);
+  const step: StepShape = { T, pos, L: 1 };
   const want = mamba1Step.reference(a, { ...inputs, state: inputs.state.slice() }, step);
-  const gen = mamba1StepOp(a, caps, 1, channelsPerGroup);
+  const gen = mamba1StepOp(a, caps, T, channelsPerGroup);
   const got = await runLaunches(gen.launches, {
     inputs: {
       ...inputs,
       state: inputs.state.slice(),
-      out: new Float32Array(a.dInner).fill(SENTINEL),
+      out: new Float32Array(T * a.dInner).fill(SENTINEL),
     },
     step,
   });
@@ -89,9 +89,9 @@ describe('mamba1_step kernel', () => {
     await check(attrs(45, 1, 2, true), 1);
   });
 
-  it('refuses a prefill step', async () => {
-    const { caps } = await testGpu();
-    expect(() => mamba1StepOp(attrs(8, 4, 2, false), caps, 4)).toThrow(/one token/);
+  it('runs a step of several tokens one after another, carrying the state', async () => {
+    await check(attrs(29, 5, 3, true), 0, undefined, 3);
+    await check(attrs(29, 5, 3, false), 6, 32, 2);
   });
 });
 
