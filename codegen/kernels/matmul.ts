@@ -43,6 +43,9 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
   if (!Number.isInteger(maxT) || maxT < 1)
     throw new Error(`matmul: maxT must be a positive integer, got ${maxT}`);
   if (maxT === 1) return { launches: [gemvLaunch(a, common(a), caps)], scratch: {} };
+  // The conv carries state from row to row; the prefill tiles run rows in parallel.
+  if (a.conv)
+    throw new Error(`matmul: the conv epilogue runs one token (decode), got maxT ${maxT}`);
   const tensor = tensorTiling(a, caps, maxT);
   const launch = tensor
     ? tensorLaunch(

@@ -117,6 +117,16 @@ export interface MatmulAttrs {
     ring?: { sink: number; rows: number } | null;
   } | null;
   /**
+   * Decode's causal depthwise conv on output columns [0, conv.channels), applied to each such
+   * column's final value (Mamba's x half of in_proj; made by the conv-epilogue fusion): with
+   * inputs convW [channels, kernel], convB [channels] when bias, and the conv state convState
+   * [kernel − 1, channels] updated in place, column c becomes act(convB[c] + Σ_j convW[c, j] ·
+   * u[j, c]) over u = [convState; y], as conv1d computes it, and the state keeps u's last
+   * kernel − 1 rows. Rows run one after another (the reference takes any T; the GEMV kernel one).
+   * Absent or null: none.
+   */
+  conv?: { channels: number; kernel: number; bias: boolean; silu: boolean } | null;
+  /**
    * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
    * with an f16 scale per block of 32 along K. Its values are what src/ops/weight-storage.ts's
    * roundWeight makes of the f32 weights; products accumulate in f32 whatever the storage.

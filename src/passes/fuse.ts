@@ -4,6 +4,8 @@
  * folding elementwise work into the matmul that feeds or follows it:
  *   mamba1-decode    (decode only) Mamba-1's x_proj, dt/B/C norms, dt_proj and scan → one
  *                    mamba1_step
+ *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
+ *                    epilogue, state update included (Mamba's in_proj + conv: one dispatch)
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
  *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
  *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
@@ -78,7 +80,8 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
     n.attrs.outStride === n.attrs.N &&
     n.attrs.splits === null &&
     !n.attrs.xMap &&
-    !n.attrs.epilogue
+    !n.attrs.epilogue &&
+    !n.attrs.conv
   );
 }
 
@@ -776,6 +779,48 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+/**
+ * Decode only (maxT 1): a causal conv1d whose x is a matmul's output (its first output when
+ * split: Mamba's in_x of in_x+in_z), read by nothing else → the matmul's conv epilogue
+ * (MatmulAttrs.conv), which updates the conv state as it writes. A Mamba layer's in_proj, norm and
+ * conv then take one dispatch. Last of the fusions, so no later one folds more work after a conv.
+ */
+export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const conv of r.live()) {
+    if (conv.attrs.op !== 'conv1d') continue;
+    const ca = conv.attrs;
+    const m = r.producer(conv.inputs.x);
+    if (!isMatmul(m) || m.attrs.conv || m.attrs.ropeKv || m.attrs.rows !== 'T') continue;
+    if (m.attrs.outOffset !== 0 || m.attrs.outStride !== m.attrs.N) continue;
+    if (m.outputs.out !== conv.inputs.x || r.soleConsumer(conv.inputs.x) !== conv) continue;
+    if ((m.attrs.splits ? m.attrs.splits[0] : m.attrs.N) !== ca.channels) continue;
+    const reads = [conv.inputs.w, conv.inputs.state, ...(ca.bias ? [conv.inputs.bias] : [])];
+    if (writtenBetween(r, m, conv, reads)) continue;
+    const attrs: MatmulAttrs = {
+      ...m.attrs,
+      conv: { channels: ca.channels, kernel: ca.kernel, bias: ca.bias, silu: ca.silu },
+    };
+    if (!fits(attrs, caps)) continue;
+    const inputs: Record<string, number> = {
+      ...m.inputs,
+      convW: conv.inputs.w,
+      convState: conv.inputs.state,
+    };
+    if (ca.bias) inputs.convB = conv.inputs.bias;
+    r.replace(
+      m,
+      attrs,
+      inputs,
+      { ...m.outputs, out: conv.outputs.out, convState: conv.outputs.state },
+      `${m.label} (+conv)`,
+    );
+    r.remove(conv);
+  }
+  return r.finish();
+}
+
 export const FUSION_PASSES = [
   { name: 'mamba1-decode', run: fuseMamba1Decode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
@@ -789,4 +834,5 @@ export const FUSION_PASSES = [
   { name: 'norm-prologue', run: fuseNormPrologue },
   { name: 'matmul-prologue', run: fuseMatmulPrologue },
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
+  { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;

@@ -93,7 +93,7 @@ describe('hybrid graphs and the inspect report', () => {
     expect(mambaDispatches(4096)).toEqual(small);
   });
 
-  it('decodes a mamba1 layer in 4 dispatches, with or without inner norms; prefill unfused', () => {
+  it('decodes a mamba1 layer in 3 dispatches, with or without inner norms; prefill unfused', () => {
     for (const innerNorms of [null, { eps: 1e-6 }]) {
       const model = tinyLlama({
         dim: 64,
@@ -102,17 +102,18 @@ describe('hybrid graphs and the inspect report', () => {
       const c = compileModel(model, { caps: BASELINE_CAPS, capacity: 128 });
       const labels = (p: 'prefill' | 'decode') =>
         c.phases[p].dispatches.filter((d) => d.label.startsWith('l1.mamba')).map((d) => d.label);
-      // (1) in_proj with its norm, (2) the conv, (3) x_proj + dt/B/C norms + dt_proj + scan +
-      // gate (mamba1_step), (4) out_proj with the residual. Before mamba1-decode it took 8 on
-      // the baseline device (x_proj, dt_proj and the scan's 3 chunked launches, whose fused
-      // decode kernel needs 9 storage buffers), 10 with Jamba's norms.
+      // (1) in_proj with its norm and the conv (conv-epilogue), (2) x_proj + dt/B/C norms +
+      // dt_proj + scan + gate (mamba1-decode's mamba1_step), (3) out_proj with the residual.
+      // Before these fusions it took 8 on the baseline device (the conv, x_proj, dt_proj and the
+      // scan's 3 chunked launches, whose fused decode kernel needs 9 storage buffers), 10 with
+      // Jamba's norms.
       expect(labels('decode')).toEqual([
-        'l1.mamba.in_x+in_z (norm fused)',
-        'l1.mamba conv1d',
+        'l1.mamba.in_x+in_z (norm fused) (+conv)',
         'l1.mamba x_proj+dt+scan (fused)',
         'l1.mamba.out+residual',
       ]);
       expect(labels('prefill').some((l) => l.includes('selective scan'))).toBe(true);
+      expect(labels('prefill')).toContain('l1.mamba conv1d');
     }
   });
 
@@ -224,9 +225,11 @@ describe('hybrid graphs and the inspect report', () => {
     });
     const nodes = compileModel(model, { caps: BASELINE_CAPS, capacity: 64 }).graphs.decode.nodes;
     const conv = nodes.filter((n) => n.layer === 0 && n.label.startsWith('l0.conv'));
-    expect(conv.map((n) => n.attrs.op)).toEqual(['matmul', 'matmul', 'conv1d', 'mul', 'matmul']);
+    // Decode: the short conv runs in B·x's epilogue (conv-epilogue).
+    expect(conv.map((n) => n.attrs.op)).toEqual(['matmul', 'matmul', 'mul', 'matmul']);
     const bx = conv[0]!;
     expect(bx.attrs).toMatchObject({ op: 'matmul', gated: true, act: null, N: 64, bias: true });
+    expect(bx.attrs).toMatchObject({ conv: { channels: 64, kernel: 3, silu: false } });
   });
 });
 
