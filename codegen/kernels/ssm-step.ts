@@ -9,7 +9,9 @@
  * rows over dInner) and the norms itself, into workgroup memory, and then runs dt_proj and the
  * scan for its own slice of channels. The x_proj work is repeated once per workgroup; the grid
  * is kept to at most MAX_GROUPS workgroups (each walks several channel passes) so the
- * repetition stays bounded while the scan and dt_proj still spread over that many cores.
+ * repetition stays bounded while the scan and dt_proj still spread over that many cores. Where
+ * x_proj is large the fusion leaves it to a matmul before (xProj false): the kernel then reads
+ * its R outputs (input dbc) and uses one workgroup per CH channels.
  *
  * Layout: WG threads; x_proj runs RL lanes per row (coalesced along dInner), RP = WG / RL rows
  * at a time; the scan runs NL lanes per channel (striding over dState, as the plain decode scan
@@ -73,14 +75,18 @@ export function mamba1StepOp(
   const RL = Math.min(32, WG);
   const RP = WG / RL;
   const chunks = Math.ceil(D / CH);
+  // With x_proj inside, each workgroup repeats it: at most MAX_GROUPS of them. Without, a
+  // workgroup only re-reads x_proj's R outputs, so one pass each spreads the scan widest.
   const passes = channelsPerGroup
     ? Math.ceil(channelsPerGroup / CH)
-    : Math.ceil(chunks / Math.min(chunks, MAX_GROUPS));
+    : a.xProj
+      ? Math.ceil(chunks / Math.min(chunks, MAX_GROUPS))
+      : 1;
   if (channelsPerGroup && channelsPerGroup % CH !== 0)
     throw new Error(`mamba1_step: channelsPerGroup must be a multiple of ${CH}`);
   const CPG = passes * CH;
   const groups = Math.ceil(D / CPG);
-  const b = opBindings(a, ['main', 'red', 'dbc', 'rstd', 'lid', 'wid']);
+  const b = opBindings(a, ['main', 'red', 'proj', 'rstd', 'lid', 'wid', 't', 'xt', 'rl', 'lane']);
   const norms =
     a.normEps === null
       ? ''
@@ -90,14 +96,29 @@ export function mamba1StepOp(
     let lo = select(select(DTR + N, DTR, lid == 1u), 0u, lid == 0u);
     let hi = select(select(R, DTR + N, lid == 1u), DTR, lid == 0u);
     var ss = 0.0;
-    for (var r = lo; r < hi; r++) { ss += dbc[r] * dbc[r]; }
+    for (var r = lo; r < hi; r++) { ss += proj[r] * proj[r]; }
     rstd[lid] = inverseSqrt(ss / f32(hi - lo) + ${wgslF32(a.normEps)});
   }
   workgroupBarrier();
   for (var r = lid; r < R; r += WG) {
     let s = select(select(2u, 1u, r < DTR + N), 0u, r < DTR);
-    dbc[r] = dbc[r] * rstd[s] * w[NORMS + r];
+    proj[r] = proj[r] * rstd[s] * w[NORMS + r];
   }
+  workgroupBarrier();`;
+  // x_proj: RL lanes per row, RP rows at a time; or its rows as the matmul before wrote them.
+  const xProjWgsl = `for (var r0 = 0u; r0 < R; r0 += RP) {
+    let row = r0 + lid / RL;
+    var acc = 0.0;
+    if (row < R) {
+      for (var j = rl; j < D; j += RL) { acc += w[row * D + j] * x[xt + j]; }
+    }
+    red[lid] = acc;
+    workgroupBarrier();
+    ${reduceLanes('RL', 'rl')}
+    if (rl == 0u && row < R) { proj[row] = red[lid]; }
+    workgroupBarrier();
+  }`;
+  const dbcLoadWgsl = `for (var r = lid; r < R; r += WG) { proj[r] = dbc[t * R + r]; }
   workgroupBarrier();`;
   const eps = a.normEps === null ? '' : `_e${String(a.normEps).replace(/[^0-9a-z]/gi, '_')}`;
   const code = `${STEP_WGSL}
@@ -118,7 +139,7 @@ const ALOG: u32 = ${pk.aLog}u;
 const DSKIP: u32 = ${pk.d}u;
 const NORMS: u32 = ${pk.norms}u;
 var<workgroup> red: array<f32, WG>;
-var<workgroup> dbc: array<f32, R>;
+var<workgroup> proj: array<f32, R>;
 var<workgroup> rstd: array<f32, 3>;
 
 @compute @workgroup_size(WG)
@@ -129,19 +150,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   // elements for every token, so the state it carries is its own.
   for (var t = 0u; t < step.T; t++) {
   let xt = t * D;
-  // x_proj: RL lanes per row, RP rows at a time.
-  for (var r0 = 0u; r0 < R; r0 += RP) {
-    let row = r0 + lid / RL;
-    var acc = 0.0;
-    if (row < R) {
-      for (var j = rl; j < D; j += RL) { acc += w[row * D + j] * x[xt + j]; }
-    }
-    red[lid] = acc;
-    workgroupBarrier();
-    ${reduceLanes('RL', 'rl')}
-    if (rl == 0u && row < R) { dbc[row] = red[lid]; }
-    workgroupBarrier();
-  }${norms}
+  ${a.xProj ? xProjWgsl : dbcLoadWgsl}
+${norms}
   // dt_proj and the scan, CH channels per pass.
   let fresh = step.pos == 0u && t == 0u;
   for (var p = 0u; p < PASSES; p++) {
@@ -149,7 +159,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let ok = ch < D;
     var acc = 0.0;
     if (ok) {
-      for (var j = lane; j < DTR; j += NL) { acc += w[WDT + ch * DTR + j] * dbc[j]; }
+      for (var j = lane; j < DTR; j += NL) { acc += w[WDT + ch * DTR + j] * proj[j]; }
     }
     red[lid] = acc;
     workgroupBarrier();
@@ -164,9 +174,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let dx = dl * xv;
       for (var n = lane; n < N; n += NL) {
         let j = ch * N + n;
-        let hn = exp(-dl * exp(w[ALOG + j])) * select(state[j], 0.0, fresh) + dx * dbc[DTR + n];
+        let hn = exp(-dl * exp(w[ALOG + j])) * select(state[j], 0.0, fresh) + dx * proj[DTR + n];
         state[j] = hn;
-        y += hn * dbc[DTR + N + n];
+        y += hn * proj[DTR + N + n];
       }
     }
     red[lid] = y;
@@ -182,7 +192,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     launches: [
       {
         kernel: {
-          name: `mamba1_step_d${D}_n${N}_r${dtRank}${eps}_p${passes}_g${groups}`,
+          name: `mamba1_step_d${D}_n${N}_r${dtRank}${eps}${a.xProj ? '' : '_dbc'}_p${passes}_g${groups}`,
           code: withHelpers(code),
           bindings: b.bindings,
           workgroupSize: [WG, 1, 1],

@@ -414,7 +414,7 @@ export interface SelectiveScanAttrs {
 }
 
 /**
- * Mamba-1's decode middle in one op (made by the mamba1-decode fusion, src/passes/fuse-mamba.ts):
+ * Mamba-1's decode middle in one op (made by the mamba1-decode fusion, src/passes/fuse.ts):
  * on the conv output x [T, dInner] it computes
  *   dbc = x_proj x                      (R = dtRank + 2·dState rows: dt, B, C)
  *   dt, B, C = rms(dt), rms(B), rms(C)  (Jamba's inner norms, when normEps is set)
@@ -430,6 +430,13 @@ export interface Mamba1StepAttrs {
   dtRank: number;
   /** eps of the RMSNorms on dt, B and C (no bias, no unit offset); null for none. */
   normEps: number | null;
+  /**
+   * true: x_proj runs inside the op (its weight leads the pack). false: x_proj's result comes in
+   * as input `dbc` [T, R] from a matmul of its own, and the pack starts at dt_proj: every
+   * workgroup of the one-launch kernel repeats x_proj, which costs more than a dispatch once its
+   * weight is large (src/passes/fuse.ts, MAMBA1_STEP_XPROJ_BYTES).
+   */
+  xProj: boolean;
 }
 
 /**

@@ -97,13 +97,13 @@ export const selectiveScan: OpDefinition<SelectiveScanAttrs> = {
 
 /**
  * Element offsets of mamba1_step's packed parameter tensor, in this order: x_proj [R, D]
- * (rows dt, B, C), dt_proj [D, dtRank], dt_proj's bias [D], A_log [D, N], D [D], then the norm
+ * (rows dt, B, C; only when xProj), dt_proj [D, dtRank], dt_proj's bias [D], A_log [D, N], D [D], then the norm
  * weights of dt, B and C (R, when normEps is set). `total` is its length.
  */
 export function mamba1StepPack(a: Omit<Mamba1StepAttrs, 'op'>) {
   const { dInner: D, dState: N, dtRank } = a;
   const R = dtRank + 2 * N;
-  const wdt = R * D;
+  const wdt = a.xProj ? R * D : 0;
   const dtBias = wdt + D * dtRank;
   const aLog = dtBias + D;
   const d = aLog + D * N;
@@ -143,6 +143,7 @@ export const mamba1Step: OpDefinition<Mamba1StepAttrs> = {
   },
   inputs: (a) => ({
     x: rule(['T', a.dInner]),
+    ...(a.xProj ? {} : { dbc: rule(['T', mamba1StepPack(a).R]) }),
     z: rule(['T', a.dInner]),
     w: rule([mamba1StepPack(a).total]),
     state: inPlace([a.dInner, a.dState]),
@@ -161,10 +162,12 @@ export const mamba1Step: OpDefinition<Mamba1StepAttrs> = {
     const b = new Float32Array(T * N);
     const c = new Float32Array(T * N);
     const dbc = new Float64Array(k.R);
+    const given = a.xProj ? undefined : need(op, inputs, 'dbc', T * k.R);
     for (let t = 0; t < T; t++) {
       for (let r = 0; r < k.R; r++) {
         let s = 0;
-        for (let j = 0; j < D; j++) s += w[k.wx + r * D + j] * x[t * D + j];
+        if (given) s = given[t * k.R + r];
+        else for (let j = 0; j < D; j++) s += w[k.wx + r * D + j] * x[t * D + j];
         dbc[r] = s;
       }
       if (a.normEps !== null) {
@@ -205,10 +208,12 @@ export const mamba1Step: OpDefinition<Mamba1StepAttrs> = {
       step,
     );
     return {
-      // x_proj and dt_proj (2 per weight element and token), the norms (~4 per row element).
-      flops: scan.flops + T * (2 * k.R * a.dInner + 2 * a.dInner * a.dtRank + 4 * k.R),
-      // The packed parameters once, x, z and the state (the scan's dt, B and C never leave the kernel).
-      bytesRead: 4 * (k.total + 2 * T * a.dInner + a.dInner * a.dState),
+      // x_proj (when inside) and dt_proj (2 per weight element and token), the norms (~4 per
+      // row element).
+      flops:
+        scan.flops + T * ((a.xProj ? 2 * k.R * a.dInner : 0) + 2 * a.dInner * a.dtRank + 4 * k.R),
+      // The packed parameters once, x, z (and dbc) and the state (dt, B and C stay in the kernel).
+      bytesRead: 4 * (k.total + 2 * T * a.dInner + (a.xProj ? 0 : T * k.R) + a.dInner * a.dState),
       bytesWritten: scan.bytesWritten,
     };
   },

@@ -2,8 +2,8 @@
  * Fusion passes, each a pure Graph → Graph rewrite. They cut dispatches per
  * decode token (the cost that dominates small-model decode on WebGPU) by
  * folding elementwise work into the matmul that feeds or follows it:
- *   mamba1-decode    (decode only) Mamba-1's x_proj, dt/B/C norms, dt_proj and scan → one
- *                    mamba1_step
+ *   mamba1-decode    (decode only) Mamba-1's x_proj (when small), dt/B/C norms, dt_proj and
+ *                    scan → one mamba1_step
  *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
  *                    epilogue, state update included (Mamba's in_proj + conv: one dispatch)
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
@@ -706,12 +706,25 @@ function plainRms(n: Node | undefined): n is Node & { attrs: NormAttrs } {
 }
 
 /**
+ * The largest x_proj weight (bytes) mamba1_step computes inside itself. WebGPU has no barrier
+ * across workgroups, so every workgroup of the one-launch kernel reads the whole of x_proj
+ * (codegen/kernels/ssm-step.ts): its time is then at least x_proj's bytes over one core's
+ * bandwidth (~100–250 GB/s), against a separate GEMV at the device's (TB/s) plus one dispatch
+ * (a few µs). At 1 MiB the two are about even; Mamba-130M (0.47 MiB) keeps x_proj inside,
+ * Mamba-2.8B (3.75 MiB) and Jamba (9 MiB) get it as its own matmul. An estimate to measure on
+ * the device (bench), not a measurement.
+ */
+export const MAMBA1_STEP_XPROJ_BYTES = 1 << 20;
+
+/**
  * Decode only (maxT 1): Mamba-1's x_proj row ranges (dt, B, C), their RMSNorms (Jamba), dt_proj
  * and the selective scan with its gate → one mamba1_step (src/ops/ssm.ts), its parameters packed
- * into one tensor. Eight dispatches of a Mamba layer's decode become four (in_proj, conv,
- * mamba1_step, out_proj); prefill keeps the unfused ops, whose chunked scan and tiled matmuls
- * suit many tokens. Skipped where the packed parameters exceed a binding, x_proj's rows exceed
- * the kernel's workgroup memory, or the kernel's five storage buffers exceed the device's.
+ * into one tensor; x_proj stays outside as one matmul when its weight exceeds
+ * MAMBA1_STEP_XPROJ_BYTES. With conv-epilogue a Mamba layer decodes in three dispatches (in_proj
+ * + conv, mamba1_step, out_proj), four with x_proj outside. Prefill keeps the unfused ops, whose
+ * chunked scan and tiled matmuls suit many tokens. Skipped where the packed parameters exceed a
+ * binding, x_proj's rows exceed the kernel's workgroup memory, or the kernel's storage buffers
+ * exceed the device's.
  */
 export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
   if (g.maxT !== 1) return g;
@@ -743,22 +756,36 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
     const norms = [pdt.n, pb.n, pc.n];
     const eps = norms[0]?.attrs.norm.eps ?? null;
     if (!norms.every((n) => (n === null ? eps === null : n.attrs.norm.eps === eps))) continue;
+    const R = pdt.m.attrs.N + 2 * N;
     const attrs: Mamba1StepAttrs = {
       op: 'mamba1_step',
       dInner: D,
       dState: N,
       dtRank: dtm.attrs.K,
       normEps: eps,
+      xProj: 4 * R * D <= MAMBA1_STEP_XPROJ_BYTES,
     };
     const pack = mamba1StepPack(attrs);
     if (pack.total * 4 > bindingLimit(caps)) continue;
     if (mamba1StepWorkgroupBytes(attrs, 256) > caps.maxWorkgroupStorageBytes) continue;
     if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
     const src = (t: number) => r.source(t);
+    const xw = [pdt, pb, pc].map((p) => p.m.inputs.w);
+    const inputs: Record<string, number> = { x: xs, z: scan.inputs.z };
+    let keep: Node | null = null;
+    if (!attrs.xProj) {
+      // x_proj as one matmul writing dt, B and C as one [T, R] row for the step to read.
+      const name = xw.map((t) => g.tensors[t].name).join('+');
+      const w = r.param(name, [R, D], { kind: 'concat', parts: xw.map(src) });
+      inputs.dbc = r.activation(`${g.tensors[pdt.m.outputs.out].name.replace(/_dt$/, '')}_dbc`, [
+        'T',
+        R,
+      ]);
+      const mm: MatmulAttrs = { ...pdt.m.attrs, N: R, outStride: R };
+      keep = r.replace(pdt.m, mm, { x: xs, w }, { out: inputs.dbc }, `${pdt.m.label}+x_b+x_c`);
+    }
     const parts = [
-      src(pdt.m.inputs.w),
-      src(pb.m.inputs.w),
-      src(pc.m.inputs.w),
+      ...(attrs.xProj ? xw.map(src) : []),
       src(dtm.inputs.w),
       src(dtm.inputs.bias),
       src(scan.inputs.aLog),
@@ -766,15 +793,17 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
       ...norms.flatMap((n) => (n ? [src(n.inputs.w)] : [])),
     ];
     const base = g.tensors[scan.inputs.aLog].name.replace(/\.A_log$/, '');
-    const w = r.param(`${base}.step_pack`, [pack.total], { kind: 'concat', parts });
+    inputs.w = r.param(`${base}.step_pack`, [pack.total], { kind: 'concat', parts });
+    inputs.state = scan.inputs.state;
+    const what = attrs.xProj ? 'x_proj+dt+scan' : 'dt+scan';
     r.replace(
       scan,
       attrs,
-      { x: xs, z: scan.inputs.z, w, state: scan.inputs.state },
+      inputs,
       { out: scan.outputs.out, state: scan.outputs.state },
-      `${scan.label.replace(/ selective scan$/, '')} x_proj+dt+scan (fused)`,
+      `${scan.label.replace(/ selective scan$/, '')} ${what} (fused)`,
     );
-    for (const n of [pdt.m, pdt.n, pb.m, pb.n, pc.m, pc.n, dtm]) if (n) r.remove(n);
+    for (const n of [pdt.m, pdt.n, pb.m, pb.n, pc.m, pc.n, dtm]) if (n && n !== keep) r.remove(n);
   }
   return r.finish();
 }

@@ -18,8 +18,14 @@ import { maxRelError, randn } from '../helpers/numeric.ts';
 const TOL = 2e-4;
 const SENTINEL = -4242.5;
 
-function attrs(D: number, N: number, dtRank: number, norms: boolean): Mamba1StepAttrs {
-  return { op: 'mamba1_step', dInner: D, dState: N, dtRank, normEps: norms ? 1e-6 : null };
+function attrs(
+  D: number,
+  N: number,
+  dtRank: number,
+  norms: boolean,
+  xProj = true,
+): Mamba1StepAttrs {
+  return { op: 'mamba1_step', dInner: D, dState: N, dtRank, normEps: norms ? 1e-6 : null, xProj };
 }
 
 /** Inputs with weights scaled so dt stays in softplus's interesting range. */
@@ -27,7 +33,7 @@ function data(a: Mamba1StepAttrs, seed: number, T = 1) {
   const { dInner: D, dState: N, dtRank } = a;
   const k = mamba1StepPack(a);
   const w = new Float32Array(k.total);
-  w.set(randn(k.R * D, seed, 1 / Math.sqrt(D)), k.wx);
+  if (a.xProj) w.set(randn(k.R * D, seed, 1 / Math.sqrt(D)), k.wx);
   w.set(randn(D * dtRank, seed + 1, 1 / Math.sqrt(dtRank)), k.wdt);
   w.set(
     Float32Array.from(randn(D, seed + 2, 0.5), (v) => v - 1),
@@ -48,6 +54,8 @@ function data(a: Mamba1StepAttrs, seed: number, T = 1) {
     z: randn(T * D, seed + 7, 2),
     w,
     state: randn(D * N, seed + 8, 2),
+    // x_proj's outputs when a matmul before computes them (xProj false).
+    ...(a.xProj ? {} : { dbc: randn(T * k.R, seed + 9, 1) }),
   };
 }
 
@@ -87,6 +95,12 @@ describe('mamba1_step kernel', () => {
   it('matches with more x_proj rows than one pass and dState 1', async () => {
     await check(attrs(300, 16, 19, true), 5);
     await check(attrs(45, 1, 2, true), 1);
+  });
+
+  it('reads x_proj from a matmul before it (xProj false), one workgroup per pass', async () => {
+    expect(await check(attrs(37, 16, 5, true, false), 4)).toBe(3);
+    await check(attrs(100, 7, 3, false, false), 0, 64);
+    await check(attrs(29, 5, 3, true, false), 2, undefined, 3);
   });
 
   it('runs a step of several tokens one after another, carrying the state', async () => {

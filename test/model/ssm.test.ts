@@ -8,7 +8,7 @@ import { BASELINE_CAPS } from '../../src/target.ts';
 import { compileModel } from '../../codegen/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
-import { fuseSharedInput } from '../../src/passes/fuse.ts';
+import { fuseSharedInput, MAMBA1_STEP_XPROJ_BYTES } from '../../src/passes/fuse.ts';
 import { report } from '../../src/cli/report.ts';
 import type {
   LayerSpec,
@@ -115,6 +115,23 @@ describe('hybrid graphs and the inspect report', () => {
       expect(labels('prefill').some((l) => l.includes('selective scan'))).toBe(true);
       expect(labels('prefill')).toContain('l1.mamba conv1d');
     }
+  });
+
+  it('keeps a large x_proj as its own matmul before mamba1_step: 4 decode dispatches', () => {
+    // dInner 2048, R = 128 + 2·16: 1.25 MiB of x_proj, over MAMBA1_STEP_XPROJ_BYTES.
+    const big = { ...MAMBA1, dInner: 2048, dtRank: 128, innerNorms: { eps: 1e-6 } };
+    expect(4 * (big.dtRank + 2 * big.dState) * big.dInner).toBeGreaterThan(MAMBA1_STEP_XPROJ_BYTES);
+    const model = tinyLlama({ dim: 64, layers: [0, 1].map((i) => layer(i, big, true)) });
+    const c = compileModel(model, { caps: BASELINE_CAPS, capacity: 128 });
+    const labels = c.phases.decode.dispatches
+      .filter((d) => d.label.startsWith('l1.mamba'))
+      .map((d) => d.label);
+    expect(labels).toEqual([
+      'l1.mamba.in_x+in_z (norm fused) (+conv)',
+      'l1.mamba.x_dt+x_b+x_c',
+      'l1.mamba dt+scan (fused)',
+      'l1.mamba.out+residual',
+    ]);
   });
 
   it('gives every mixer kind its state tensors with static shapes', () => {

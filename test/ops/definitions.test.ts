@@ -126,8 +126,8 @@ const CASES: OpAttrs[] = [
   { op: 'conv1d', channels: 5, kernel: 4, bias: true, silu: true },
   { op: 'conv1d', channels: 5, kernel: 2, bias: false, silu: false },
   { op: 'selective_scan', dInner: 6, dState: 3 },
-  { op: 'mamba1_step', dInner: 6, dState: 3, dtRank: 2, normEps: 1e-6 },
-  { op: 'mamba1_step', dInner: 5, dState: 1, dtRank: 3, normEps: null },
+  { op: 'mamba1_step', dInner: 6, dState: 3, dtRank: 2, normEps: 1e-6, xProj: true },
+  { op: 'mamba1_step', dInner: 5, dState: 1, dtRank: 3, normEps: null, xProj: false },
   {
     op: 'ssd',
     heads: 4,
