@@ -455,6 +455,13 @@ export interface SsdAttrs {
   chunk: number;
   dtMin: number;
   dtMax: number;
+  /**
+   * dtBias, aLog and d come as one input `p` [3·heads] (in that order): the ssd-decode fusion
+   * packs them so the one-launch decode kernel binds 7 storage buffers, within WebGPU's default
+   * 8 (unpacked it needs 9 and falls back to the chunked launches). Decode (one token) only.
+   * Absent: false.
+   */
+  packed?: boolean;
 }
 
 /**

@@ -231,11 +231,10 @@ export const ssd: OpDefinition<SsdAttrs> = {
   inputs: (a) => ({
     x: rule(['T', a.heads * a.headDim]),
     dt: rule(['T', a.heads]),
-    dtBias: rule([a.heads]),
-    aLog: rule([a.heads]),
+    ...(a.packed ? { p: rule([3 * a.heads]) } : { dtBias: rule([a.heads]), aLog: rule([a.heads]) }),
     b: rule(['T', a.groups * a.dState]),
     c: rule(['T', a.groups * a.dState]),
-    d: rule([a.heads]),
+    ...(a.packed ? {} : { d: rule([a.heads]) }),
     state: inPlace([a.heads, a.headDim, a.dState]),
   }),
   outputs: (a) => ({
@@ -252,11 +251,12 @@ export const ssd: OpDefinition<SsdAttrs> = {
     const op = 'ssd';
     const x = need(op, inputs, 'x', T * W);
     const dt = need(op, inputs, 'dt', T * H);
-    const dtBias = need(op, inputs, 'dtBias', H);
-    const aLog = need(op, inputs, 'aLog', H);
+    const packed = a.packed ? need(op, inputs, 'p', 3 * H) : undefined;
+    const dtBias = packed ? packed.subarray(0, H) : need(op, inputs, 'dtBias', H);
+    const aLog = packed ? packed.subarray(H, 2 * H) : need(op, inputs, 'aLog', H);
     const b = need(op, inputs, 'b', T * GN);
     const c = need(op, inputs, 'c', T * GN);
-    const dSkip = need(op, inputs, 'd', H);
+    const dSkip = packed ? packed.subarray(2 * H, 3 * H) : need(op, inputs, 'd', H);
     const state = need(op, inputs, 'state', H * P * N);
     const S =
       step.pos === 0

@@ -4,6 +4,8 @@
  * folding elementwise work into the matmul that feeds or follows it:
  *   mamba1-decode    (decode only) Mamba-1's x_proj (when small), dt/B/C norms, dt_proj and
  *                    scan → one mamba1_step
+ *   ssd-decode       (decode only) an SSD's dtBias, aLog and d → one packed parameter, so its
+ *                    one-launch decode kernel fits 8 storage buffers
  *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
  *                    epilogue, state update included (Mamba's in_proj + conv: one dispatch)
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
@@ -809,6 +811,29 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
 }
 
 /**
+ * Decode only (maxT 1): an SSD's per-head dtBias, aLog and d → one packed parameter (SsdAttrs.
+ * packed), so its one-launch decode kernel binds 7 storage buffers instead of 9 and runs on
+ * devices with WebGPU's default 8, where the unpacked SSD falls back to four chunked launches.
+ */
+export function fuseSsdDecode(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const n of r.live()) {
+    if (n.attrs.op !== 'ssd' || n.attrs.packed) continue;
+    const attrs = { ...n.attrs, packed: true };
+    if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
+    const { dtBias, aLog, d, ...rest } = n.inputs;
+    const base = g.tensors[aLog].name.replace(/\.A_log$/, '');
+    const p = r.param(`${base}.ssd_pack`, [3 * attrs.heads], {
+      kind: 'concat',
+      parts: [r.source(dtBias), r.source(aLog), r.source(d)],
+    });
+    r.replace(n, attrs, { ...rest, p }, n.outputs, `${n.label} (params packed)`);
+  }
+  return r.finish();
+}
+
+/**
  * Decode only (maxT 1): a causal conv1d whose x is a matmul's output (its first output when
  * split: Mamba's in_x of in_x+in_z), read by nothing else → the matmul's conv epilogue
  * (MatmulAttrs.conv), which updates the conv state as it writes. A Mamba layer's in_proj, norm and
@@ -852,6 +877,7 @@ export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
 
 export const FUSION_PASSES = [
   { name: 'mamba1-decode', run: fuseMamba1Decode },
+  { name: 'ssd-decode', run: fuseSsdDecode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
   { name: 'gated-mul', run: fuseGatedMul },

@@ -254,7 +254,7 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   if (a.scale !== 1) lines.push(`y = y * ${lit(a.scale)};`);
   if (a.epilogue) lines.push(`y = epi(r, ${a.outOffset}u + c, y);`);
   if (a.residual) lines.push('y = y + b_residual[r * N + c];');
-  if (a.conv) lines.push(`if (c < ${a.conv.channels}u) { y = conv_step(c, y); }`);
+  if (a.conv) lines.push(`if (c < ${a.conv.channels}u) { y = conv_step(r, c, y); }`);
   if (a.splits) lines.push(splitStore(a.splits));
   else lines.push(`b_out[r * ${a.outStride}u + ${a.outOffset}u + c] = y;`);
   const epi = a.epilogue
@@ -271,9 +271,9 @@ fn emit(r: u32, c: u32, g: f32${a.gated ? ', u: f32' : ''}) {
 }
 
 /**
- * `conv_step(c, v)`: the conv epilogue (MatmulAttrs.conv) for column c of the one row a decode
- * step has: this thread alone owns column c of the state, so it reads the old rows, shifts them
- * and appends v in place. At step.pos 0 the old rows read as zeros (a new sequence).
+ * `conv_step(r, c, v)`: the conv epilogue (MatmulAttrs.conv) for column c of row r: this thread
+ * alone owns column c of the state (the GEMV walks rows in order), so it reads the old rows,
+ * shifts them and appends v in place. At step.pos 0 the first row reads them as zeros.
  */
 function convStep(a: MatmulAttrs): string {
   const cv = a.conv;
@@ -282,8 +282,8 @@ function convStep(a: MatmulAttrs): string {
   const K = cv.kernel;
   const val = cv.silu ? 'silu(s)' : 's';
   return `
-fn conv_step(c: u32, v: f32) -> f32 {
-  let fresh = step.pos == 0u;
+fn conv_step(r: u32, c: u32, v: f32) -> f32 {
+  let fresh = step.pos == 0u && r == 0u;
   var s = ${cv.bias ? 'b_convB[c]' : '0.0'};
   for (var j = 0u; j < ${K - 1}u; j++) {
     s += b_convW[c * ${K}u + j] * select(b_convState[j * ${C}u + c], 0.0, fresh);
