@@ -17,6 +17,7 @@ import {
 } from './elementwise.ts';
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
+import { mamba1StepKernel } from './ssm-step.ts';
 import { sampleKernel } from './sampling.ts';
 import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
@@ -43,6 +44,7 @@ export const generators: Registry = {
   mul: mulKernel,
   conv1d: conv1dKernel,
   selective_scan: selectiveScanKernel,
+  mamba1_step: mamba1StepKernel,
   ssd: ssdKernel,
   gated_norm: gatedNormKernel,
   linear_recurrence: linearRecurrenceKernel,

@@ -13,7 +13,7 @@ import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
 import { act, add, concat, glu, mul, softcap } from './elementwise.ts';
 import { conv1d } from './conv1d.ts';
-import { selectiveScan, ssd } from './ssm.ts';
+import { mamba1Step, selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
 import { linearRecurrence } from './linear-recurrence.ts';
 import { pointwise } from './pointwise.ts';
@@ -40,6 +40,7 @@ export const definitions: Registry = {
   mul,
   conv1d,
   selective_scan: selectiveScan,
+  mamba1_step: mamba1Step,
   ssd,
   gated_norm: gatedNorm,
   linear_recurrence: linearRecurrence,

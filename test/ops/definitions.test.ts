@@ -126,6 +126,8 @@ const CASES: OpAttrs[] = [
   { op: 'conv1d', channels: 5, kernel: 4, bias: true, silu: true },
   { op: 'conv1d', channels: 5, kernel: 2, bias: false, silu: false },
   { op: 'selective_scan', dInner: 6, dState: 3 },
+  { op: 'mamba1_step', dInner: 6, dState: 3, dtRank: 2, normEps: 1e-6, xProj: true },
+  { op: 'mamba1_step', dInner: 5, dState: 1, dtRank: 3, normEps: null, xProj: false },
   {
     op: 'ssd',
     heads: 4,
@@ -452,7 +454,7 @@ describe('op definitions', () => {
       const want =
         a.op === 'kv_write'
           ? { cache: 'cache' }
-          : ['conv1d', 'selective_scan', 'ssd', 'linear_recurrence'].includes(a.op)
+          : ['conv1d', 'selective_scan', 'mamba1_step', 'ssd', 'linear_recurrence'].includes(a.op)
             ? { state: 'state' }
             : a.op === 'moe_route'
               ? { load: 'load' }
