@@ -96,7 +96,8 @@ ${COMMON_COMPILE_HELP}`,
     const byType = Object.entries(r.parameterBytesByType)
       .map(([t, b]) => `${bytes(b)} ${t}`)
       .join(' + ');
-    if (target !== 'device')
+    // Said when inspect chose the target itself: a user who gave --target knows.
+    if (values.target === undefined)
       console.log(
         `target ${target}: no GPU opened (--target device compiles for this machine's adapter)`,
       );

@@ -161,7 +161,7 @@ describe('the npm package', () => {
       ['--no', 'strata', 'inspect', 'demo.strata', '--target', 'baseline'],
       project,
     );
-    expect(inspect).toMatch(/model demo-hybrid: [\d,]+ parameters/);
+    expect(inspect).toMatch(/model demo-hybrid: [\d.]+[KMB]? parameters \([\d,]+\)/);
   });
 
   it('imports as a library: compiles a spec in memory and checks it against a device budget', () => {
