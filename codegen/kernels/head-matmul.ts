@@ -10,6 +10,7 @@ import type { HeadMatmulAttrs } from '../../src/graph/ops.ts';
 import { headMatmul } from '../../src/ops/head-matmul.ts';
 import { STEP_WGSL } from '../kernel-ir.ts';
 import { opBindings } from './wgsl-builder.ts';
+import { weightBinding } from './weight-load.ts';
 import type { KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, flatGrid, streamWorkgroup } from './elementwise.ts';
 
@@ -17,32 +18,44 @@ export const headMatmulKernel: KernelGenerator<HeadMatmulAttrs> = (a, { caps, ma
   headMatmul.check(a);
   const { heads: H, N, K } = a;
   const wg = streamWorkgroup(caps);
-  const { bindings, decls } = opBindings(a, [
-    'H',
-    'N',
-    'K',
-    'WG',
-    'main',
-    'wid',
-    'nwg',
-    'lid',
-    'i',
-    'n',
-    'th',
-    'k',
-    's',
-    'xo',
-    'w_at',
-  ]);
+  // An f16 weight is read through the one weight reader (codegen/kernels/weight-load.ts).
+  const f16 = (a.wType ?? 'f32') === 'f16';
+  const wb = weightBinding(f16 ? 'f16' : 'f32', H * N * K, false);
+  const { bindings, decls } = opBindings(
+    a,
+    [
+      'load_w',
+      'H',
+      'N',
+      'K',
+      'WG',
+      'main',
+      'wid',
+      'nwg',
+      'lid',
+      'i',
+      'n',
+      'th',
+      'k',
+      's',
+      'xo',
+      'w_at',
+    ],
+    [],
+    { w: wb },
+  );
   // Element (n, k) of head th % H's weight.
   const wAt =
-    a.wLayout === 'nk' ? `w[((th % H) * N + n) * K + k]` : `w[((th % H) * K + k) * N + n]`;
+    a.wLayout === 'nk'
+      ? `load_w(((th % H) * N + n) * K + k)`
+      : `load_w(((th % H) * K + k) * N + n)`;
   const code = `${STEP_WGSL}
 ${decls}
 const H: u32 = ${H}u;
 const N: u32 = ${N}u;
 const K: u32 = ${K}u;
 const WG: u32 = ${wg}u;
+${wb.load('load_w', 'w')}
 
 ${FLAT_MAIN_WGSL}
   if (i >= step.T * H * N) { return; }
@@ -59,7 +72,7 @@ ${FLAT_MAIN_WGSL}
     launches: [
       {
         kernel: {
-          name: `head_matmul_${a.wLayout}_h${H}n${N}k${K}_wg${wg}`,
+          name: `head_matmul_${a.wLayout}${f16 ? '_w16' : ''}_h${H}n${N}k${K}_wg${wg}`,
           code,
           bindings,
           workgroupSize: [wg, 1, 1],

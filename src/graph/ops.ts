@@ -306,6 +306,11 @@ export interface HeadMatmulAttrs {
   /** Reduction length (input columns per head). */
   K: number;
   wLayout: 'nk' | 'kn';
+  /**
+   * How w is stored: 'f16' two halves per u32 word (--precision f16, and f16 too under q8 / q4:
+   * this kernel reads no quantised blocks); products accumulate in f32. Absent: 'f32'.
+   */
+  wType?: 'f32' | 'f16';
 }
 
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */

@@ -5,6 +5,8 @@
  * larger; the grouped MoE matmul selects weights per token, not per column block.
  */
 import type { HeadMatmulAttrs } from '../graph/ops.ts';
+import { dtypeBytes } from '../graph/dtype.ts';
+import { roundWeight } from './weight-storage.ts';
 import { f32, rule, type OpDefinition } from './types.ts';
 
 /** The weight's [rows, cols]: the head's weights stacked head by head in their stored layout. */
@@ -22,16 +24,21 @@ export const headMatmul: OpDefinition<HeadMatmulAttrs> = {
     if (a.wLayout !== 'nk' && a.wLayout !== 'kn') {
       throw new Error(`head_matmul: wLayout must be 'nk' or 'kn', got '${String(a.wLayout)}'`);
     }
+    const t = a.wType ?? 'f32';
+    if (t !== 'f32' && t !== 'f16') {
+      throw new Error(`head_matmul: wType must be 'f32' or 'f16', got '${String(t)}'`);
+    }
   },
   inputs: (a) => ({
     x: rule(['T', a.heads * a.K]),
-    w: rule(headMatmulWeightShape(a)),
+    w: rule(headMatmulWeightShape(a), 'read', a.wType ?? 'f32'),
   }),
   outputs: (a) => ({ out: rule(['T', a.heads * a.N]) }),
   reference(a, inputs, step) {
     headMatmul.check(a);
     const x = f32(inputs, 'x');
-    const w = f32(inputs, 'w');
+    // The values the kernel reads: each weight rounded to f16 when stored so.
+    const w = roundWeight(a.wType ?? 'f32', f32(inputs, 'w'), headMatmulWeightShape(a)[1]);
     const { heads: H, N, K } = a;
     if (x.length < step.T * H * K) {
       throw new Error(`head_matmul: x has ${x.length} elements, the step needs ${step.T * H * K}`);
@@ -61,7 +68,7 @@ export const headMatmul: OpDefinition<HeadMatmulAttrs> = {
     const { heads: H, N, K } = a;
     return {
       flops: 2 * step.T * H * N * K,
-      bytesRead: 4 * (step.T * H * K + H * N * K),
+      bytesRead: 4 * step.T * H * K + dtypeBytes(a.wType ?? 'f32', H * N * K),
       bytesWritten: 4 * step.T * H * N,
     };
   },

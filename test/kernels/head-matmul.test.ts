@@ -5,6 +5,7 @@ import type { HeadMatmulAttrs } from '../../src/graph/ops.ts';
 import { headMatmul } from '../../src/ops/head-matmul.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
+import { packF16 } from '../../formats/safetensors.ts';
 
 const SENTINEL = -4242.5;
 
@@ -49,18 +50,26 @@ describe('head_matmul kernel', () => {
     { heads: 4, N: 64, K: 33, T: 1, maxT: 1 },
     { heads: 2, N: 300, K: 5, T: 9, maxT: 16 },
   ];
-  for (const layout of ['nk', 'kn'] as const) {
+  const variants = [
+    { wLayout: 'nk', wType: 'f32' },
+    { wLayout: 'kn', wType: 'f32' },
+    // f16 weights (--precision f16): the reference rounds them as the kernel unpacks them.
+    { wLayout: 'nk', wType: 'f16' },
+    { wLayout: 'kn', wType: 'f16' },
+  ] as const;
+  for (const v of variants) {
     cases.forEach((c, i) => {
-      it(`${layout}: ${c.heads} heads, N ${c.N}, K ${c.K}, T ${c.T} of ${c.maxT}`, async () => {
+      it(`${v.wLayout} ${v.wType}: ${c.heads} heads, N ${c.N}, K ${c.K}, T ${c.T} of ${c.maxT}`, async () => {
         const { caps } = await testGpu();
-        const a: HeadMatmulAttrs = { op: 'head_matmul', ...c, wLayout: layout };
+        const a: HeadMatmulAttrs = { op: 'head_matmul', ...c, ...v };
         const x = randn(c.maxT * c.heads * c.K, 10 + i, 2);
         const w = randn(c.heads * c.N * c.K, 20 + i, 1);
         const step = { T: c.T, pos: 0, L: 1 };
         const want = headMatmul.reference(a, { x, w }, step).out;
         const out = new Float32Array(c.maxT * c.heads * c.N).fill(SENTINEL);
         const { launches } = headMatmulKernel(a, { caps, maxT: c.maxT });
-        const got = await runLaunches(launches, { inputs: { x, w, out }, step });
+        const wGpu = v.wType === 'f16' ? packF16(w) : w;
+        const got = await runLaunches(launches, { inputs: { x, w: wGpu, out }, step });
         const n = c.T * c.heads * c.N;
         expect(maxRelError(got.out.subarray(0, n), want)).toBeLessThan(1e-5);
         expect(got.out.subarray(n).every((v) => v === SENTINEL)).toBe(true);

@@ -55,6 +55,15 @@ describe('MLA model on WebGPU vs the CPU interpreter', () => {
   });
 
   // f16 latent caches on the GPU: test/model/kv-f16.test.ts.
+
+  it('q4 weights: the absorbed kv_b_proj slices are stored f16, and the model matches', async () => {
+    const m = await gpuModel(MODEL, { maxT: 12, precision: 'q4' });
+    const heads = m.compiled.graphs.decode.nodes.filter((n) => n.attrs.op === 'head_matmul');
+    expect(heads.map((n) => n.attrs.op === 'head_matmul' && n.attrs.wType)).toEqual(
+      Array(6).fill('f16'),
+    );
+    await expectMatchesInterpreter(m, randInts(11, MODEL.vocab, 9), 3, 1e-4);
+  });
   it('f16 caches refuse an odd kv_rank, naming the option', () => {
     const odd = parseSpec(SPEC.replace('kv_rank: 12', 'kv_rank: 11'), 'odd.strata');
     expect(() => lower(odd, { phase: 'decode', maxT: 8, capacity: 64, kv: 'f16' })).toThrow(
