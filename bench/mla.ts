@@ -65,6 +65,11 @@ for (const cache of ['latent', 'expanded'] as const) {
         if (n.attrs.op === 'attention' && (name === 'kcache' || name === 'vcache'))
           kvBytes += bytes[name];
       }
+      const over = Object.entries(bytes).find(([, b]) => b > gpu.caps.maxStorageBindingBytes);
+      if (over) {
+        error = `${n.label}: ${over[0]} of ${over[1]} bytes exceeds one storage binding (${gpu.caps.maxStorageBindingBytes})`;
+        break;
+      }
       try {
         const gen = generatorFor(n.attrs)(n.attrs, { caps: gpu.caps, maxT: c.T });
         const t = await timeLaunches(
