@@ -1,64 +1,67 @@
 /**
- * The main demo: compile a Jamba-style hybrid spec (7 Mamba-1 : 1 attention, dense
- * and MoE FFNs alternating) into a bundle, load it on WebGPU and stream generated text.
- * Weights are seeded random, so the text is noise: the demo shows the pipeline
- * (parse → IR → fused WGSL → bundle → GPU generation), not a trained model.
+ * The main demo: a trained Jamba-style hybrid (7 Mamba-1 : 1 attention, dense and MoE SwiGLU
+ * FFNs alternating; examples/demo-model, trained by tools/demo-model/train.py on the King James
+ * Bible) is imported from its HuggingFace folder into a strata spec, compiled into a bundle
+ * with its tokenizer, loaded on WebGPU, and asked to continue a prompt.
+ *
+ *   npm run demo [-- "prompt text"]
  */
-import { loadSpec } from '../src/spec/load.ts';
-import { layerTable } from '../src/spec/table.ts';
+import { importHfFolder } from '../src/import/hf-folder.ts';
+import { readTokenizerFiles } from '../src/import/tokenizer-files.ts';
+import { printSpec } from '../src/spec/print.ts';
 import { compileModel } from '../codegen/compile.ts';
 import { writeBundle } from '../codegen/bundle.ts';
-import { randomWeights } from '../src/import/random-init.ts';
 import { report } from '../src/cli/report.ts';
+import { tokenTimer } from '../src/cli/speed.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { openBundle } from '../runtime/node/bundle-node.ts';
 import { GpuModel } from '../runtime/model.ts';
-import { byteTokenizer } from '../runtime/tokenizer.ts';
+import { hfTokenizer } from '../runtime/tokenizer.ts';
 import { terminalProgress } from '../src/cli/progress.ts';
 
-const specPath = process.argv[2] ?? 'specs/demo-hybrid.strata';
+const modelDir = 'examples/demo-model';
 const outDir = 'out/demo-hybrid.bundle';
+const prompt = process.argv[2] ?? 'And God said';
 
-const model = await loadSpec(specPath);
-console.log(`spec ${specPath}\n${layerTable(model)}\n`);
+const hf = await importHfFolder(modelDir, 'demo-hybrid');
+const files = await readTokenizerFiles(modelDir);
+if (!files) throw new Error(`${modelDir}: tokenizer.json is missing`);
+console.log(`spec imported from ${modelDir}:\n\n${printSpec(hf.model)}`);
 
 const gpu = await acquire();
 const a = gpu.adapterInfo;
 console.log(
   `WebGPU adapter: ${a.vendor} ${a.description}${gpu.fallback ? ' (SwiftShader CPU fallback)' : ''}`,
 );
-
-const compiled = compileModel(model, { caps: gpu.caps, maxT: 32, capacity: 256 });
+// f16 weights where the adapter has shader-f16 (the checkpoint is F16, so nothing is lost).
+const precision = gpu.caps.shaderF16 ? 'f16' : 'f32';
+const compiled = compileModel(hf.model, { caps: gpu.caps, maxT: 64, capacity: 512, precision });
 const r = report(compiled);
 console.log(
-  `compiled: ${r.kernels} kernels, ${r.dispatchesPerDecodeToken} dispatches per decode token, ` +
+  `compiled at ${precision}: ${r.kernels} kernels, ${r.dispatchesPerDecodeToken} dispatches per decode token, ` +
     `${r.parameters.toLocaleString('en')} parameters, KV ${r.kvBytesPerToken} B/token`,
 );
-await writeBundle(compiled, randomWeights(model, 1), outDir, terminalProgress());
+await writeBundle(compiled, (n) => hf.readTensorF32(n), outDir, terminalProgress(), {}, files);
+await hf.close();
 console.log(`bundle written to ${outDir}\n`);
 
 const gm = await GpuModel.load(gpu, await openBundle(outDir), terminalProgress());
-const tok = byteTokenizer(gm.vocab);
-const prompt = 'The quick brown fox';
-process.stdout.write(`prompt: ${prompt}\ngenerated: `);
-const seq = gm.newSequence();
-const t0 = performance.now();
-let n = 0;
-for await (const t of seq.generate(tok.encode(prompt), {
-  maxTokens: 32,
-  temperature: 0.8,
+const tok = hfTokenizer(files, modelDir);
+const decode = tok.decodeStream();
+process.stdout.write(`prompt: ${prompt}\ngenerated: ${prompt}`);
+const ids = tok.encode(prompt);
+const timing = tokenTimer();
+for await (const t of gm.newSequence().generate(ids, {
+  maxTokens: 64,
+  temperature: 0.7,
   topK: 40,
   seed: 42,
+  stopTokens: [...tok.eos],
 })) {
-  // Random weights emit arbitrary bytes, mostly not UTF-8: print ASCII as text, the rest as \xNN.
-  process.stdout.write(
-    t >= 32 && t < 127 ? String.fromCharCode(t) : `\\x${t.toString(16).padStart(2, '0')}`,
-  );
-  n++;
+  timing.token();
+  if (tok.eos.includes(t)) break;
+  process.stdout.write(decode(t));
 }
-const secs = (performance.now() - t0) / 1000;
-console.log(
-  `\n\n${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(1)} tokens/s on ${gpu.fallback ? 'SwiftShader' : a.description})`,
-);
+console.log(`\n\n${timing.line(ids.length)} on ${gpu.fallback ? 'SwiftShader' : a.description}`);
 gm.destroy();
 process.exit(0);

@@ -4,6 +4,7 @@ import type { KernelGenerator } from './types.ts';
 import { matmulKernel } from './matmul.ts';
 import { attentionKernel } from './attention.ts';
 import { kvWriteKernel, ropeKernel } from './rope.ts';
+import { h2oAttentionKernel } from './h2o.ts';
 import { gatedNormKernel, normKernel } from './norm.ts';
 import { embedKernel } from './embedding.ts';
 import {
@@ -16,6 +17,7 @@ import {
 } from './elementwise.ts';
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
+import { mamba1StepKernel } from './ssm-step.ts';
 import { sampleKernel } from './sampling.ts';
 import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
@@ -30,6 +32,7 @@ export const generators: Registry = {
   matmul: matmulKernel,
   attention: attentionKernel,
   kv_write: kvWriteKernel,
+  h2o_attention: h2oAttentionKernel,
   rope: ropeKernel,
   norm: normKernel,
   embed: embedKernel,
@@ -42,6 +45,7 @@ export const generators: Registry = {
   mul: mulKernel,
   conv1d: conv1dKernel,
   selective_scan: selectiveScanKernel,
+  mamba1_step: mamba1StepKernel,
   ssd: ssdKernel,
   gated_norm: gatedNormKernel,
   linear_recurrence: linearRecurrenceKernel,

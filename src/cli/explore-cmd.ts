@@ -93,7 +93,8 @@ export const exploreCommand: Command = {
   --place-param NAME the list-valued let that --placement sets (default: the spec's only one)
   --keep K           how many layers keep attention (default: that let's current length)
   --cap N            most placements 'all' writes (default 64); --seed S for the sample (default 0)
-  -o, --out DIR      output folder: designs/*.strata, results.json, results.csv, report.html
+  -o, --out DIR      output folder: designs/*.strata, results.json, results.csv, report.html,
+                     plots/*.svg (each plot alone), table.txt (the terminal table)
   --force            write into DIR even when it holds files
   --precision LIST   weight precisions to compare, e.g. f32,f16,q4 (default f32)
   --kv T             attention KV cache type f32 (default) or f16
@@ -250,9 +251,13 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
     const svgs: Record<string, string> = {};
     for (const [k, spec] of Object.entries(specs)) svgs[k] = await renderSvg(spec);
     writeFileSync(join(out, 'report.html'), reportHtml(results, svgs, tableText));
+    // Each plot also on its own, for a README or a paper (the HTML inlines the same SVG).
+    mkdirSync(join(out, 'plots'), { recursive: true });
+    for (const [k, svg] of Object.entries(svgs)) writeFileSync(join(out, 'plots', `${k}.svg`), svg);
+    writeFileSync(join(out, 'table.txt'), tableText + '\n');
     console.log(tableText);
     console.log(
-      `wrote ${designs.length} designs, results.json, results.csv and report.html to ${out}`,
+      `wrote ${designs.length} designs, results.json, results.csv, report.html, plots/*.svg and table.txt to ${out}`,
     );
     if (failed.length) {
       for (const f of failed) console.error(f);

@@ -7,12 +7,13 @@ import type { OpAttrs, OpName } from '../graph/ops.ts';
 import type { OpDefinition } from './types.ts';
 import { matmul } from './matmul.ts';
 import { attention, kvWrite } from './attention.ts';
+import { h2oAttention } from './h2o.ts';
 import { rope } from './rope.ts';
 import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
 import { act, add, concat, glu, mul, softcap } from './elementwise.ts';
 import { conv1d } from './conv1d.ts';
-import { selectiveScan, ssd } from './ssm.ts';
+import { mamba1Step, selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
 import { linearRecurrence } from './linear-recurrence.ts';
 import { pointwise } from './pointwise.ts';
@@ -27,6 +28,7 @@ export const definitions: Registry = {
   matmul,
   attention,
   kv_write: kvWrite,
+  h2o_attention: h2oAttention,
   rope,
   norm,
   embed,
@@ -39,6 +41,7 @@ export const definitions: Registry = {
   mul,
   conv1d,
   selective_scan: selectiveScan,
+  mamba1_step: mamba1Step,
   ssd,
   gated_norm: gatedNorm,
   linear_recurrence: linearRecurrence,
