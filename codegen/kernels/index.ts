@@ -23,6 +23,7 @@ import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
 import { tokenShiftKernel } from './token-shift.ts';
 import { groupSumKernel } from './group-sum.ts';
+import { headMatmulKernel } from './head-matmul.ts';
 import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
 
 type Registry = { [K in OpName]: KernelGenerator<Extract<OpAttrs, { op: K }>> };
@@ -55,6 +56,7 @@ export const generators: Registry = {
   moe_group: moeGroupKernel,
   moe_matmul: moeMatmulKernel,
   moe_combine: moeCombineKernel,
+  head_matmul: headMatmulKernel,
 };
 
 export function generatorFor<A extends OpAttrs>(a: A): KernelGenerator<A> {

@@ -292,6 +292,35 @@ export interface AttentionAttrs {
    * cacheRow(ring, capacity, j), and positions may run past `capacity`. Absent or null: row j.
    */
   ring?: KvRing | null;
+  /**
+   * Values are read from the key cache: head h's value is columns [vFromK, vFromK + vHeadDim) of
+   * its kv head's key row, and there is no vcache input. MLA's latent cache with absorbed
+   * projections (src/mixers/mla.ts): the normalised latent is both every head's key part and its
+   * value, so it is stored once. Absent or null: values come from vcache.
+   */
+  vFromK?: number | null;
+}
+
+/**
+ * A matmul per head, each head with its own weight: out[t, h·N + n] = Σ_k x[t, h·K + k] ·
+ * W_h[n, k] (wLayout 'nk', nn.Linear's [out, in]: w is [heads·N, K]) or Σ_k x[t, h·K + k] ·
+ * W_h[k, n] (wLayout 'kn': w is [heads·K, N], the weight used as stored, without a transpose).
+ * MLA's absorbed projections: q_nope · W_UK per head into the latent space ('kn', W_UK being
+ * kv_b_proj's k rows), and the latent attention output · W_UVᵀ per head back out ('nk').
+ */
+export interface HeadMatmulAttrs {
+  op: 'head_matmul';
+  heads: number;
+  /** Output columns per head. */
+  N: number;
+  /** Reduction length (input columns per head). */
+  K: number;
+  wLayout: 'nk' | 'kn';
+  /**
+   * How w is stored: 'f16' two halves per u32 word (--precision f16, and f16 too under q8 / q4:
+   * this kernel reads no quantised blocks); products accumulate in f32. Absent: 'f32'.
+   */
+  wType?: 'f32' | 'f16';
 }
 
 /**
@@ -337,6 +366,12 @@ export interface ConcatAttrs {
   op: 'concat';
   widthA: number;
   widthB: number;
+  /**
+   * Concatenate per group instead of per row: a and b are each `groups` equal groups, and
+   * out[t] = [a_0, b_0, a_1, b_1, …] (MLA's absorbed query: each head's latent part, then its
+   * rope part). Absent: 1, the plain row concatenation.
+   */
+  groups?: number;
 }
 
 /** out = act(x). */
@@ -751,7 +786,8 @@ export type OpAttrs =
   | MoeRouteAttrs
   | MoeGroupAttrs
   | MoeMatmulAttrs
-  | MoeCombineAttrs;
+  | MoeCombineAttrs
+  | HeadMatmulAttrs;
 
 export type OpName = OpAttrs['op'];
 

@@ -19,6 +19,7 @@ import { linearRecurrence } from './linear-recurrence.ts';
 import { pointwise } from './pointwise.ts';
 import { tokenShift } from './token-shift.ts';
 import { groupSum } from './group-sum.ts';
+import { headMatmul } from './head-matmul.ts';
 import { moeCombine, moeGroup, moeMatmul, moeRoute } from './moe.ts';
 
 type Registry = { [K in OpName]: OpDefinition<Extract<OpAttrs, { op: K }>> };
@@ -51,6 +52,7 @@ export const definitions: Registry = {
   moe_group: moeGroup,
   moe_matmul: moeMatmul,
   moe_combine: moeCombine,
+  head_matmul: headMatmul,
 };
 
 export function definitionFor<A extends OpAttrs>(a: A): OpDefinition<A> {

@@ -99,6 +99,23 @@ const CASES: OpAttrs[] = [
   { op: 'sample', vocab: 9 },
   { op: 'token_shift', width: 5 },
   { op: 'group_sum', width: 12, group: 4 },
+  { op: 'head_matmul', heads: 3, N: 5, K: 4, wLayout: 'nk' },
+  { op: 'head_matmul', heads: 2, N: 3, K: 7, wLayout: 'kn' },
+  { op: 'concat', widthA: 6, widthB: 4, groups: 2 },
+  {
+    op: 'attention',
+    heads: 3,
+    kvHeads: 1,
+    headDim: 7,
+    vHeadDim: 5,
+    scale: 0.3,
+    causal: true,
+    window: null,
+    softcap: null,
+    sinks: false,
+    capacity: 9,
+    vFromK: 0,
+  },
   // H2O: a budget past the step (rows fill in order), and one the step evicts from.
   {
     op: 'h2o_attention',
