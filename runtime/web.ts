@@ -63,13 +63,30 @@ function fail(url: string, r: Response): BundleError {
 interface CachedMeta {
   etag: string | null;
   lastModified: string | null;
-  length: number;
+  /** The file's bytes; null where the response did not say (compressed, or no Content-Length). */
+  length: number | null;
 }
 
-/** A cached copy is still the server's file: same validator (ETag, else Last-Modified) and length. */
+/**
+ * The file's length from a response's Content-Length, or null where it does not say: absent, or
+ * the length of a compressed body (Content-Encoding), which fetch hands over decoded.
+ */
+function fileLength(r: Response): number | null {
+  const len = r.headers.get('content-length');
+  const encoding = r.headers.get('content-encoding');
+  if (encoding !== null && encoding.trim().toLowerCase() !== 'identity') return null;
+  return len !== null && /^\d+$/.test(len) ? Number(len) : null;
+}
+
+/**
+ * A cached copy is still the server's file: same validator (ETag, else Last-Modified) and, where
+ * both sides know it, length (a compressed transfer's Content-Length is not the file's).
+ */
 function stillFresh(meta: CachedMeta, head: Response | null): boolean {
   if (!head) return true; // offline: the copy serves
-  if (!head.ok || String(meta.length) !== head.headers.get('content-length')) return false;
+  if (!head.ok) return false;
+  const length = fileLength(head);
+  if (meta.length !== null && length !== null && meta.length !== length) return false;
   if (meta.etag !== null) return meta.etag === head.headers.get('etag');
   return meta.lastModified !== null && meta.lastModified === head.headers.get('last-modified');
 }
@@ -149,7 +166,7 @@ async function weightsResponse(
     const meta: CachedMeta = {
       etag: hit.headers.get('etag'),
       lastModified: hit.headers.get('last-modified'),
-      length: Number(hit.headers.get('content-length')),
+      length: fileLength(hit),
     };
     const checkable = meta.etag !== null || meta.lastModified !== null;
     if (checkable && stillFresh(meta, head)) return { response: hit, fromCache: true };
@@ -209,16 +226,19 @@ async function fetchBundle(
     async streamTensors(sink) {
       const w = await weightsResponse(weightsUrl, f, opts);
       fromCache = w.fromCache;
-      const len = w.response.headers.get('content-length');
-      const total = len !== null && /^\d+$/.test(len) ? Number(len) : 0;
+      const length = fileLength(w.response);
+      let total = length ?? 0;
       let loaded = 0;
       report({ stage: 'weights', loaded, total });
       await streamSafetensors(w.response.body!, weightsUrl, manifest.tensors, sink, {
-        fileBytes: total || null,
+        fileBytes: length,
         signal: opts.signal,
         onBytes: (n) => {
           loaded += n;
           report({ stage: 'weights', loaded, total: Math.max(total, loaded) });
+        },
+        onFileBytes: (n) => {
+          if (length === null) total = n;
         },
       });
       // The cached copy is complete once its body is; a reload right after must find it.

@@ -115,14 +115,21 @@ export function wordAligner(name: string, sink: TensorSink) {
  * tensor is checked against the header (present, stored dtype and shape) before any byte of
  * data is read; tensors the manifest does not name are skipped; a stream that ends early names
  * the tensor it cut. `source` names the file in errors; `fileBytes`, when known (Content-Length),
- * lets the header check that offsets stay inside the file. `onBytes` counts bytes received.
+ * lets the header check that offsets stay inside the file. `onBytes` counts bytes received;
+ * `onFileBytes` gets the file's length as the header gives it (its last tensor's end), for
+ * progress where the transfer did not say (a compressed or chunked response).
  */
 export async function streamSafetensors(
   body: ReadableStream<Uint8Array>,
   source: string,
   tensors: BundleManifest['tensors'],
   sink: TensorSink,
-  opts: { fileBytes?: number | null; onBytes?: (n: number) => void; signal?: AbortSignal } = {},
+  opts: {
+    fileBytes?: number | null;
+    onBytes?: (n: number) => void;
+    onFileBytes?: (n: number) => void;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<void> {
   const r = new ByteReader(body.getReader(), opts.onBytes ?? (() => undefined));
   try {
@@ -137,6 +144,7 @@ export async function streamSafetensors(
     } catch (e) {
       throw new BundleError((e as Error).message);
     }
+    opts.onFileBytes?.(dataStart + header.tensors.reduce((m, t) => Math.max(m, t.end), 0));
     const byName = new Map(header.tensors.map((t) => [t.name, t]));
     const wanted = new Set<string>();
     tensors.forEach((t, i) => {

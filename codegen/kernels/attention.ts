@@ -33,6 +33,9 @@
  * An f16 cache (kvType 'f16') is bound as u32 words of two halves and widened to f32 by
  * unpack2x16float (core WGSL, no shader-f16) as its tiles are staged; everything after the
  * staging is the f32 body. With 4-aligned heads a load is a vec2<u32> of four halves.
+ *
+ * Values read from the key rows (vFromK, MLA's latent cache) stage the V tile from kcache at
+ * that column offset, and the kernel binds no vcache.
  */
 import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
@@ -163,6 +166,7 @@ function variantName(a: AttentionAttrs): string {
   if (kvTypeOf(a) === 'f16') parts.push('kv16');
   if (a.sinkTokens) parts.push(`sink${a.sinkTokens}`);
   if (a.ring) parts.push(`ring${a.capacity}`);
+  if ((a.vFromK ?? null) !== null) parts.push(`vk${a.vFromK}`);
   return parts.join('_');
 }
 
@@ -177,7 +181,8 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const ks = Math.max(hd, vd) + 1;
   const group = a.heads / a.kvHeads;
   const wg = bq * tpr;
-  const vec = hd % 4 === 0 && vd % 4 === 0;
+  const vk = a.vFromK ?? null;
+  const vec = hd % 4 === 0 && vd % 4 === 0 && (vk ?? 0) % 4 === 0;
   const guardDim = dpt * tpr !== vd;
   const w = a.window;
   // Visible key range [lo, hi) of query position p; written without u32 underflow.
@@ -230,7 +235,8 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
   // Stage rows j0.. of one kv head of `src` (K: HD wide, V: VD wide) into kv[] (padded
   // stride KS); rows >= nk become 0.
   const stage = (src: string, w: 'HD' | 'VD'): string => {
-    const row = w === 'HD' ? 'KVW' : 'VW';
+    // V rows are VW wide in vcache, or KVW wide when they are read from kcache (vFromK).
+    const row = w === 'HD' || vk !== null ? 'KVW' : 'VW';
     const off = w === 'HD' ? 'kvo' : 'vo';
     return vec
       ? `for (var i = tid; i < BK * ${w}4; i += WG) {
@@ -258,9 +264,11 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
       : `fn kv_unpack1(w: u32, e: u32) -> f32 { return unpack2x16float(w)[e & 1u]; }`;
   // Sinks enter where rows are normalised: here in prefill, in the combine launch in decode.
   const sinks = a.sinks && !split;
+  // Bindings after q and kcache: vcache unless values come from kcache, then the outputs.
+  const next = vk === null ? 4 : 3;
   const outDecls = split
-    ? `${storageDecl(4, ml, 'read_write')}\n${storageDecl(5, accName, 'read_write')}`
-    : `${storageDecl(4, 'out', 'read_write')}${sinks ? `\n${storageDecl(5, 'sinks', 'read')}` : ''}`;
+    ? `${storageDecl(next, ml, 'read_write')}\n${storageDecl(next + 1, accName, 'read_write')}`
+    : `${storageDecl(next, 'out', 'read_write')}${sinks ? `\n${storageDecl(next + 1, 'sinks', 'read')}` : ''}`;
   const epilogue = split
     ? `let part = (t * HEADS + h) * SPLITS + wid.z;
     if (lane == 0u) {
@@ -288,7 +296,7 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'q', 'read')}
 ${storageDecl(2, 'kcache', 'read', kvElem)}
-${storageDecl(3, 'vcache', 'read', kvElem)}
+${vk === null ? storageDecl(3, 'vcache', 'read', kvElem) : ''}
 ${outDecls}
 const HEADS = ${a.heads}u;
 const HD = ${hd}u;
@@ -333,8 +341,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let kvh = wid.y;
   let kvo = kvh * HD;
   let kvo4 = kvh * HD4;
-  let vo = kvh * VD;
-  let vo4 = kvh * VD4;
+  let vo = ${vk === null ? 'kvh * VD' : `kvo + ${vk}u`};
+  let vo4 = ${vk === null ? 'kvh * VD4' : `kvo4 + ${Math.floor(vk / 4)}u`};
   // Block rows are (token, head-in-group) pairs, token-major.
   let R0 = wid.x * BQ;
   let r = tid / TPR;
@@ -374,7 +382,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       sc[e] = select(NEG, s, ok);
     }
     workgroupBarrier();
-    ${stage('vcache', 'VD')}
+    ${stage(vk === null ? 'vcache' : 'kcache', 'VD')}
     var mt = NEG;
     for (var jj = 0u; jj < BK; jj++) { mt = max(mt, sc[r * BK + jj]); }
     let mn = max(m, mt);
@@ -406,7 +414,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
         STEP_BINDING,
         { name: 'q', access: 'read' },
         { name: 'kcache', access: 'read' },
-        { name: 'vcache', access: 'read' },
+        ...(vk === null ? [{ name: 'vcache', access: 'read' as const }] : []),
         ...(split
           ? [
               { name: ml, access: 'read_write' as const },

@@ -137,31 +137,38 @@ export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) => {
   );
 };
 
-/** One thread per output element: the column picks which input row it copies from. */
+/**
+ * One thread per output element: the column within its group picks which input it copies from
+ * (a plain concat is one group per row).
+ */
 export const concatKernel: KernelGenerator<ConcatAttrs> = (a, ctx) => {
   concat.check(a);
-  const { widthA, widthB } = a;
-  const W = widthA + widthB;
+  const g = a.groups ?? 1;
+  const ga = a.widthA / g;
+  const gb = a.widthB / g;
+  const W = a.widthA + a.widthB;
   const wg = streamWorkgroup(ctx.caps);
-  const { bindings, decls } = opBindings(a, [...FLAT_RESERVED, 'WA', 'WB', 'row', 'col']);
+  const { bindings, decls } = opBindings(a, [...FLAT_RESERVED, 'WA', 'WB', 'W', 'grp', 'col']);
   const code = `${STEP_WGSL}
 ${decls}
 const WG: u32 = ${wg}u;
-const WA: u32 = ${widthA}u;
-const WB: u32 = ${widthB}u;
+const WA: u32 = ${ga}u;
+const WB: u32 = ${gb}u;
+const W: u32 = ${W}u;
 ${FLAT_MAIN_WGSL}
-  if (i >= step.T * (WA + WB)) { return; }
-  let row = i / (WA + WB);
+  if (i >= step.T * W) { return; }
+  let grp = i / (WA + WB);
   let col = i % (WA + WB);
   if (col < WA) {
-    out[i] = a[row * WA + col];
+    out[i] = a[grp * WA + col];
   } else {
-    out[i] = b[row * WB + col - WA];
+    out[i] = b[grp * WB + col - WA];
   }
 }
 `;
+  const name = `concat_${a.widthA}_${a.widthB}${g === 1 ? '' : `_g${g}`}`;
   const launch: KernelLaunch = {
-    kernel: { name: `concat_${widthA}_${widthB}`, code, bindings, workgroupSize: [wg, 1, 1] },
+    kernel: { name, code, bindings, workgroupSize: [wg, 1, 1] },
     grid: flatGrid('T', W, ctx.maxT, wg, ctx.caps),
   };
   return { launches: [launch], scratch: {} };

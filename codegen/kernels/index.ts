@@ -4,6 +4,7 @@ import type { KernelGenerator } from './types.ts';
 import { matmulKernel } from './matmul.ts';
 import { attentionKernel } from './attention.ts';
 import { kvWriteKernel, ropeKernel } from './rope.ts';
+import { h2oAttentionKernel } from './h2o.ts';
 import { gatedNormKernel, normKernel } from './norm.ts';
 import { embedKernel } from './embedding.ts';
 import {
@@ -16,11 +17,13 @@ import {
 } from './elementwise.ts';
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
+import { mamba1StepKernel } from './ssm-step.ts';
 import { sampleKernel } from './sampling.ts';
 import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
 import { tokenShiftKernel } from './token-shift.ts';
 import { groupSumKernel } from './group-sum.ts';
+import { headMatmulKernel } from './head-matmul.ts';
 import { moeCombineKernel, moeGroupKernel, moeMatmulKernel, moeRouteKernel } from './moe.ts';
 
 type Registry = { [K in OpName]: KernelGenerator<Extract<OpAttrs, { op: K }>> };
@@ -29,6 +32,7 @@ export const generators: Registry = {
   matmul: matmulKernel,
   attention: attentionKernel,
   kv_write: kvWriteKernel,
+  h2o_attention: h2oAttentionKernel,
   rope: ropeKernel,
   norm: normKernel,
   embed: embedKernel,
@@ -41,6 +45,7 @@ export const generators: Registry = {
   mul: mulKernel,
   conv1d: conv1dKernel,
   selective_scan: selectiveScanKernel,
+  mamba1_step: mamba1StepKernel,
   ssd: ssdKernel,
   gated_norm: gatedNormKernel,
   linear_recurrence: linearRecurrenceKernel,
@@ -51,6 +56,7 @@ export const generators: Registry = {
   moe_group: moeGroupKernel,
   moe_matmul: moeMatmulKernel,
   moe_combine: moeCombineKernel,
+  head_matmul: headMatmulKernel,
 };
 
 export function generatorFor<A extends OpAttrs>(a: A): KernelGenerator<A> {

@@ -42,7 +42,10 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
   }
   if (!Number.isInteger(maxT) || maxT < 1)
     throw new Error(`matmul: maxT must be a positive integer, got ${maxT}`);
-  if (maxT === 1) return { launches: [gemvLaunch(a, common(a), caps)], scratch: {} };
+  // The conv epilogue carries state from row to row, which the prefill tiles (rows in
+  // parallel) cannot; the GEMV walks a longer step's rows in order (correct, slow: the fusion
+  // makes conv epilogues for decode only).
+  if (maxT === 1 || a.conv) return { launches: [gemvLaunch(a, common(a), caps)], scratch: {} };
   const tensor = tensorTiling(a, caps, maxT);
   const launch = tensor
     ? tensorLaunch(

@@ -18,7 +18,8 @@
  * then accurate to eps·|Λ_t − Λ_s|.
  *
  * The fused decode kernels bind 9 storage buffers; on devices that allow fewer per stage
- * decode falls back to the chunked launches (each binds at most 8).
+ * decode falls back to the chunked launches (each binds at most 8), except an SSD whose
+ * dtBias, aLog and d the ssd-decode fusion packed into one tensor (7 bindings).
  */
 import type { SelectiveScanAttrs, SsdAttrs } from '../../src/graph/ops.ts';
 import { selectiveScan, ssd } from '../../src/ops/ssm.ts';
@@ -439,7 +440,13 @@ function ssdStepLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const nl = Math.min(nextPow2(s.N), 32, prevPow2(maxThreads(caps)));
   const rpw = Math.max(1, Math.floor(Math.min(256, maxThreads(caps)) / nl));
   const wg = rpw * nl;
-  const bindings = bind(['x', 'dt', 'dtBias', 'aLog', 'b', 'c', 'd'], ['state', 'out']);
+  const bindings = a.packed
+    ? bind(['x', 'dt', 'p', 'b', 'c'], ['state', 'out'])
+    : bind(['x', 'dt', 'dtBias', 'aLog', 'b', 'c', 'd'], ['state', 'out']);
+  // Packed (SsdAttrs.packed): dtBias, aLog and d are p's three runs of H.
+  const [dtBias, aLog, dSkip] = a.packed
+    ? ['p[hh]', 'p[H + hh]', 'p[2u * H + hh]']
+    : ['dtBias[hh]', 'aLog[hh]', 'd[hh]'];
   const code = `${STEP_WGSL}
 ${storageDecls(bindings)}
 ${ssdDeltaWgsl(a)}
@@ -451,40 +458,45 @@ var<workgroup> red: array<f32, WG>;
 ${FLAT_MAIN_WGSL}
   let row = i / NL;
   let lane = lid % NL;
-  let ok = row < W && step.T > 0u;
-  var y = 0.0;
-  var xv = 0.0;
-  var skip = 0.0;
-  if (ok) {
-    let hh = row / P;
-    let g = hh / HPG;
-    let dl = delta(dt[hh] + dtBias[hh]);
-    let decay = exp(-dl * exp(aLog[hh]));
-    xv = x[row];
-    skip = d[hh];
-    let dx = dl * xv;
-    let fresh = step.pos == 0u;
-    for (var n = lane; n < N; n += NL) {
-      let j = row * N + n;
-      let sn = decay * select(state[j], 0.0, fresh) + dx * b[g * N + n];
-      state[j] = sn;
-      y += sn * c[g * N + n];
+  let ok = row < W;
+  // Tokens one after another (decode has one; a packed SSD takes longer steps this way): a
+  // thread keeps its row and state elements for every token.
+  for (var t = 0u; t < step.T; t++) {
+    var y = 0.0;
+    var xv = 0.0;
+    var skip = 0.0;
+    if (ok) {
+      let hh = row / P;
+      let g = hh / HPG;
+      let dl = delta(dt[t * H + hh] + ${dtBias});
+      let decay = exp(-dl * exp(${aLog}));
+      xv = x[t * W + row];
+      skip = ${dSkip};
+      let dx = dl * xv;
+      let fresh = step.pos == 0u && t == 0u;
+      for (var n = lane; n < N; n += NL) {
+        let j = row * N + n;
+        let sn = decay * select(state[j], 0.0, fresh) + dx * b[t * GN + g * N + n];
+        state[j] = sn;
+        y += sn * c[t * GN + g * N + n];
+      }
     }
-  }
-  red[lid] = y;
-  workgroupBarrier();
-  for (var off = NL / 2u; off > 0u; off >>= 1u) {
-    if (lane < off) { red[lid] += red[lid + off]; }
+    red[lid] = y;
     workgroupBarrier();
-  }
-  if (ok && lane == 0u) {
-    out[row] = red[lid] + skip * xv;
+    for (var off = NL / 2u; off > 0u; off >>= 1u) {
+      if (lane < off) { red[lid] += red[lid + off]; }
+      workgroupBarrier();
+    }
+    if (ok && lane == 0u) {
+      out[t * W + row] = red[lid] + skip * xv;
+    }
+    workgroupBarrier();
   }
 }
 `;
   return launch(
     'ssd',
-    `ssd_step_${ssdName(s)}_${ssdLimitName(a)}_l${nl}`,
+    `ssd_step_${ssdName(s)}_${ssdLimitName(a)}_l${nl}${a.packed ? '_packed' : ''}`,
     bindings,
     code,
     wg,
@@ -989,6 +1001,9 @@ export function ssdChunked(a: SsdAttrs, ctx: KernelContext): GeneratedOp {
 
 export const ssdKernel: KernelGenerator<SsdAttrs> = (a, ctx) => {
   ssd.check(a);
+  // Only the ssd-decode fusion packs, for decode; the chunked launches read the parameters
+  // unpacked, so a longer packed step runs its tokens in order in the step kernel.
+  if (a.packed) return { launches: [ssdStepLaunch(a, ctx.caps)], scratch: {} };
   if (ctx.maxT === 1 && ctx.caps.maxStorageBuffersPerStage >= FUSED_BINDINGS)
     return { launches: [ssdStepLaunch(a, ctx.caps)], scratch: {} };
   return ssdChunked(a, ctx);

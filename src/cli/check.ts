@@ -10,18 +10,7 @@ import { countParams } from '../spec/params.ts';
 import { layerTable } from '../spec/table.ts';
 import { describeDiffusion } from '../spec/kinds/diffusion.ts';
 import { UserError, type Command } from './command.ts';
-
-function humanCount(n: number): string {
-  const units: [number, string][] = [
-    [1e9, 'B'],
-    [1e6, 'M'],
-    [1e3, 'K'],
-  ];
-  for (const [size, unit] of units) {
-    if (n >= size) return `${(n / size).toFixed(2)}${unit}`;
-  }
-  return String(n);
-}
+import { humanCount } from './units.ts';
 
 function summary(model: ModelIR): string {
   const norm = `${model.norm.kind}(eps ${formatNumber(model.norm.eps)})`;

@@ -6,6 +6,7 @@ import { inspectCommand } from './inspect-cmd.ts';
 import { doctorCommand } from './doctor.ts';
 import { importCommand } from './import-cmd.ts';
 import { exploreCommand } from './explore-cmd.ts';
+import { exportCommand } from './export-cmd.ts';
 import { serveCommand } from './serve-cmd.ts';
 
 export const commands: Command[] = [
@@ -15,6 +16,7 @@ export const commands: Command[] = [
   inspectCommand,
   importCommand,
   exploreCommand,
+  exportCommand,
   serveCommand,
   doctorCommand,
 ];

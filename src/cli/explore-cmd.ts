@@ -14,6 +14,9 @@ import { compileFigures } from './explore/metrics.ts';
 import { DEVICES, type Roofline } from './explore/roofline.ts';
 import { table, toCsv, type DesignResult, type Results } from './explore/results.ts';
 import { plotSpecs, renderSvg, reportHtml } from './explore/plots.ts';
+import { measureCached } from './explore/measure.ts';
+import { acquire } from '../../runtime/node/webgpu-node.ts';
+import { gpuFlags } from './compile-cmd.ts';
 
 const CONTEXTS = [4096, 32768, 131072, 1048576];
 const BUDGETS = { '80GiB': 80 * 2 ** 30, '24GiB': 24 * 2 ** 30, '4GiB': 4 * 2 ** 30 };
@@ -93,7 +96,8 @@ export const exploreCommand: Command = {
   --place-param NAME the list-valued let that --placement sets (default: the spec's only one)
   --keep K           how many layers keep attention (default: that let's current length)
   --cap N            most placements 'all' writes (default 64); --seed S for the sample (default 0)
-  -o, --out DIR      output folder: designs/*.strata, results.json, results.csv, report.html
+  -o, --out DIR      output folder: designs/*.strata, results.json, results.csv, report.html,
+                     plots/*.svg (each plot alone), table.txt (the terminal table)
   --force            write into DIR even when it holds files
   --precision LIST   weight precisions to compare, e.g. f32,f16,q4 (default f32)
   --kv T             attention KV cache type f32 (default) or f16
@@ -102,6 +106,12 @@ export const exploreCommand: Command = {
   --context C        context of the Pareto plot and the table (default 32768)
   --device D         roofline preset: h200 (default) or laptop; override with --bandwidth GB/s,
                      --flops TFLOP/s, --dispatch-us µs (the presets' sources are in results.json)
+  --measure          also compile each design for this machine's GPU with random weights and
+                     time it: prefill of --max-t tokens, and --steps decode tokens (default 32)
+                     once the cache holds --context tokens; shown beside the estimates with
+                     their ratio. Kept in DIR/measure-cache/ by a hash of the design, settings
+                     and adapter, so a rerun or an interrupted sweep measures only what is new
+  --gpu-flags LIST   Dawn toggles for --measure ('fast' = skip robustness checks)
 
 Figures come from the cost model at --target nominal (no GPU): each design's equal
 'strata inspect --target nominal --json' on its written spec with the same options.`,
@@ -129,6 +139,9 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
         bandwidth: { type: 'string' },
         flops: { type: 'string' },
         'dispatch-us': { type: 'string' },
+        measure: { type: 'boolean' },
+        steps: { type: 'string' },
+        'gpu-flags': { type: 'string' },
       },
     });
     if (positionals.length !== 1)
@@ -179,8 +192,16 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
     const contexts = [...new Set([...CONTEXTS, paretoContext])].sort((a, b) => a - b);
     const rf = roofline(values);
 
+    const steps = intOption(values.steps, 'steps', 32)!;
+    if (values.steps !== undefined && !values.measure)
+      throw new UserError('--steps goes with --measure');
     const out = values.out;
     prepareOut(out, values.force ?? false);
+    const gpu = values.measure ? await acquire({ flags: gpuFlags(values['gpu-flags']) }) : null;
+    if (gpu?.fallback)
+      process.stderr.write(
+        'explore --measure: no GPU adapter, measuring on SwiftShader (the CPU): slow, and not what a GPU does\n',
+      );
     const combos = product(axes);
     const designs: DesignResult[] = [];
     const failed: string[] = [];
@@ -211,6 +232,29 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
           { contexts, batch, budgets: BUDGETS, roofline: rf },
         ),
       );
+      const measured = [];
+      if (gpu) {
+        for (const f of figures) {
+          const { m, cached } = await measureCached(
+            gpu,
+            model,
+            designSource,
+            {
+              precision: f.precision,
+              kv,
+              maxT: f.prefill.tokens,
+              context: paretoContext,
+              steps,
+              seed: 0,
+            },
+            join(out, 'measure-cache'),
+          );
+          measured.push(m);
+          process.stderr.write(
+            `  ${shown} ${f.precision}: prefill ${m.prefillTokensPerSecond.toFixed(0)} tok/s, decode at ${paretoContext} ${m.decodeTokensPerSecond.toFixed(1)} tok/s${cached ? ' (cached)' : ''}\n`,
+          );
+        }
+      }
       designs.push({
         name,
         values: combo,
@@ -218,6 +262,7 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
         layers: model.layers.length,
         pattern: model.layers.map((l) => ({ name: l.mixerName, kind: l.mixer?.kind ?? 'none' })),
         figures,
+        ...(gpu ? { measured } : {}),
       });
       const elapsed = (Date.now() - started) / 1000;
       const eta = (elapsed / (i + 1)) * (combos.length - i - 1);
@@ -250,9 +295,13 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
     const svgs: Record<string, string> = {};
     for (const [k, spec] of Object.entries(specs)) svgs[k] = await renderSvg(spec);
     writeFileSync(join(out, 'report.html'), reportHtml(results, svgs, tableText));
+    // Each plot also on its own, for a README or a paper (the HTML inlines the same SVG).
+    mkdirSync(join(out, 'plots'), { recursive: true });
+    for (const [k, svg] of Object.entries(svgs)) writeFileSync(join(out, 'plots', `${k}.svg`), svg);
+    writeFileSync(join(out, 'table.txt'), tableText + '\n');
     console.log(tableText);
     console.log(
-      `wrote ${designs.length} designs, results.json, results.csv and report.html to ${out}`,
+      `wrote ${designs.length} designs, results.json, results.csv, report.html, plots/*.svg and table.txt to ${out}`,
     );
     if (failed.length) {
       for (const f of failed) console.error(f);

@@ -4,25 +4,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
-import { importHfConfig, type HfImport } from '../import/hf.ts';
+import { importHfConfig } from '../import/hf.ts';
+import { weightMapJson } from '../import/weight-map.ts';
 import { readConfigJson } from '../import/json.ts';
 import { printSpec } from '../spec/print.ts';
 import { BundleTargetError, checkFileTarget } from '../../codegen/bundle-target.ts';
 import { countParams } from '../spec/params.ts';
 import { hubNameOf, offlineFromEnv, resolveHubModel } from './hub.ts';
-
-/**
- * The weight map as written beside the spec: slices of fused tensors spelled out, with their
- * column selection and transposition where they have one.
- */
-function weightFile(imported: HfImport): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(imported.weightMap).map(([canonical, stored]) => {
-      const slice = imported.storedSlices[canonical];
-      return [canonical, slice ? { tensor: stored, ...slice } : stored];
-    }),
-  );
-}
 
 export const importCommand: Command = {
   name: 'import',
@@ -35,11 +23,13 @@ export const importCommand: Command = {
   --offline        use the Hugging Face cache only (also HF_HUB_OFFLINE=1)
 
   -o, --out FILE   write the spec there and the weight-name map to FILE.weights.json
-                   (canonical strata name → checkpoint name, or { tensor, start, size } for a
-                   slice of a fused checkpoint tensor, plus columns { offset, stride } and
-                   transpose where the slice is de-interleaved or transposed, and
-                   cumulativeSoftmax { row } where it is one row of a cumulative softmax over
-                   rows: HGRN2's per-layer lower bounds); without -o the spec is printed
+                   (canonical strata name → checkpoint name, or { tensor, shape } where it is
+                   stored reshaped, { tensor, start, size } for a slice of a fused checkpoint
+                   tensor, plus columns { offset, stride } and transpose where the slice is
+                   de-interleaved or transposed, and cumulativeSoftmax { row } where it is one
+                   row of a cumulative softmax over rows: HGRN2's per-layer lower bounds);
+                   without -o the spec is printed. compile/run/inspect FILE --weights
+                   CHECKPOINT then read the checkpoint (a file or folder) through that map
   --force          replace existing output files (never the imported config itself)`,
   async run(argv) {
     const { values, positionals } = parseArgs({
@@ -94,7 +84,7 @@ export const importCommand: Command = {
       return 0;
     }
     await writeFile(values.out, spec);
-    await writeFile(weightsOut, JSON.stringify(weightFile(imported), null, 1) + '\n');
+    await writeFile(weightsOut, JSON.stringify(weightMapJson(imported), null, 1) + '\n');
     console.log(
       `wrote ${values.out} (${imported.model.layers.length} layers, ${params.toLocaleString('en')} parameters) ` +
         `and ${values.out}.weights.json`,

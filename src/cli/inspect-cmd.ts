@@ -17,10 +17,7 @@ import { browserBudgets, budgetLines } from './browser-budgets.ts';
 import { describeDiffusion } from '../spec/kinds/diffusion.ts';
 import { autoregressiveCost, diffusionScheduleCost } from './diffusion-cost.ts';
 import { diffusionRunOptions } from './diffusion-run.ts';
-
-function mib(b: number): string {
-  return `${(b / 2 ** 20).toFixed(2)} MiB`;
-}
+import { humanBytes as bytes, humanCount, humanFlops, layerList } from './units.ts';
 
 export function formatGraph(g: Graph): string {
   const name = (id: number) => g.tensors[id].name;
@@ -51,6 +48,9 @@ export const inspectCommand: Command = {
   diffusion models: the cost per generated token of a schedule (the spec's, or --gen-length,
   --block-length, --steps, --cache, --threshold as strata run takes them) for a prompt of
   --prompt-length N tokens (default 0), beside an autoregressive model of the same weights
+
+inspect opens no GPU unless asked: its --target defaults to nominal (WebGPU's baseline kernels
+with unbounded buffers, so nothing is split); --target device compiles for this machine's adapter.
 ${COMMON_COMPILE_HELP}`,
   async run(argv) {
     const { values, positionals } = parseArgs({
@@ -79,7 +79,8 @@ ${COMMON_COMPILE_HELP}`,
       // Costs come from the config: a checkpoint's (or a Hub model's) weights are not needed.
       configOnly: true,
     });
-    const caps = await targetCaps(values.target, gpuFlags(values['gpu-flags']));
+    const target = values.target ?? 'nominal';
+    const caps = await targetCaps(target, gpuFlags(values['gpu-flags']));
     const compiled = compileWithOptions(input.model, caps, values);
     const r = report(compiled);
     if (values.passes) {
@@ -104,25 +105,34 @@ ${COMMON_COMPILE_HELP}`,
       return 0;
     }
     const byType = Object.entries(r.parameterBytesByType)
-      .map(([t, b]) => `${mib(b)} ${t}`)
+      .map(([t, b]) => `${bytes(b)} ${t}`)
       .join(' + ');
+    // Said when inspect chose the target itself: a user who gave --target knows.
+    if (values.target === undefined)
+      console.log(
+        `target ${target}: no GPU opened (--target device compiles for this machine's adapter)`,
+      );
     console.log(
-      `model ${r.name}: ${r.parameters.toLocaleString('en')} parameters; weights at precision ${r.precision}: ` +
-        `${mib(r.parameterBytes)}${Object.keys(r.parameterBytesByType).length > 1 ? ` (${byType})` : ''}`,
+      `model ${r.name}: ${humanCount(r.parameters)} parameters (${r.parameters.toLocaleString('en')}); weights at precision ${r.precision}: ` +
+        `${bytes(r.parameterBytes)}${Object.keys(r.parameterBytesByType).length > 1 ? ` (${byType})` : ''}`,
     );
     if (r.activeParameters !== r.parameters) {
       console.log(
-        `active parameters per token: ${r.activeParameters.toLocaleString('en')} ` +
+        `active parameters per token: ${humanCount(r.activeParameters)} ` +
           `(${((100 * r.activeParameters) / r.parameters).toFixed(1)}% of all; MoE layers count their top-k experts)`,
       );
     }
-    console.log(
-      `FLOPs per decoded token: ${(r.flopsPerToken / 1e6).toFixed(3)} MFLOP (active experts only)`,
-    );
+    console.log(`FLOPs per decoded token: ${humanFlops(r.flopsPerToken)} (active experts only)`);
+    // Layers with the same MoE settings and cost on one line.
+    const moeGroups = new Map<string, number[]>();
     for (const f of r.ffn.filter((x) => x.kind === 'moe')) {
+      const key = `${f.experts} experts, top ${f.topK}: ${humanFlops(f.flopsPerToken)} per token`;
+      moeGroups.set(key, [...(moeGroups.get(key) ?? []), f.layer]);
+    }
+    for (const [what, layers] of moeGroups) {
+      const each = layers.length > 1 ? ' each' : '';
       console.log(
-        `  layer ${String(f.layer).padStart(3)} moe: ${f.experts} experts, top ${f.topK}: ` +
-          `${(f.flopsPerToken / 1e6).toFixed(3)} MFLOP per token`,
+        `  moe layer${layers.length > 1 ? 's' : ''} ${layerList(layers)}: ${what}${each}`,
       );
     }
     const model = input.model;
@@ -132,10 +142,8 @@ ${COMMON_COMPILE_HELP}`,
       const g = compiled.graphs;
       const s = diffusionScheduleCost(g.prefill, prompt, run);
       const ar = autoregressiveCost(g.prefill, g.decode, prompt, run.genLength);
-      const flops = (f: number) =>
-        f >= 1e9 ? `${(f / 1e9).toFixed(3)} GFLOP` : `${(f / 1e6).toFixed(3)} MFLOP`;
       const per = (c: { flops: number; bytesRead: number }) =>
-        `${flops(c.flops / run.genLength)}, read ${mib(c.bytesRead / run.genLength)} per generated token`;
+        `${humanFlops(c.flops / run.genLength)}, read ${bytes(Math.round(c.bytesRead / run.genLength))} per generated token`;
       const blocks = run.genLength / run.blockLength;
       console.log(
         `${describeDiffusion(model.diffusion)}; each step is one bidirectional forward over the whole canvas, or with a cache its span`,
@@ -155,30 +163,29 @@ ${COMMON_COMPILE_HELP}`,
     for (const p of [r.prefill, r.decode]) {
       const which = p === r.prefill ? 'prefill' : 'decode';
       console.log(
-        `${which.padEnd(7)} T=${p.tokens} pos=${p.pos}: ${p.dispatches} dispatches, ${(p.flops / 1e9).toFixed(3)} GFLOP, ` +
-          `read ${mib(p.bytesRead)}, write ${mib(p.bytesWritten)}, activations ${mib(p.activationBytes)} ` +
-          `(${mib(p.activationBytesWithoutReuse)} without reuse)`,
+        `${which.padEnd(7)} T=${p.tokens} pos=${p.pos}: ${p.dispatches} dispatches, ${humanFlops(p.flops)}, ` +
+          `read ${bytes(p.bytesRead)}, write ${bytes(p.bytesWritten)}, activations ${bytes(p.activationBytes)} ` +
+          `(${bytes(p.activationBytesWithoutReuse)} without reuse)`,
       );
     }
     console.log(
-      `KV cache: ${r.kvBytesPerToken} bytes per token; ${mib(r.stateBytesPerSequence)} per sequence at capacity ${r.capacity}`,
+      `KV cache: ${bytes(r.kvBytesPerToken)} per token; ${bytes(r.stateBytesPerSequence)} per sequence at capacity ${r.capacity}`,
     );
     const rings = r.layers.filter((l) => l.kvRows !== null);
     if (rings.length > 0) {
       const rows = [...new Set(rings.map((l) => l.kvRows))].join(', ');
       console.log(
-        `  ${rings.length} streaming layers keep ring caches of ${rows} rows: their KV stops growing there`,
+        `  ${rings.length} streaming or H2O-evicting layers keep caches of ${rows} rows: their KV stops growing there`,
       );
     }
     console.log(
-      `KV memory against context: ${r.kvBytesByContext.map((k) => `${k.context.toLocaleString('en')}: ${mib(k.bytes)}`).join('; ')}`,
+      `KV memory against context: ${r.kvBytesByContext.map((k) => `${k.context.toLocaleString('en')}: ${bytes(k.bytes)}`).join('; ')}`,
     );
     if (r.recurrentStateBytes > 0) {
       console.log(
-        `recurrent state: ${mib(r.recurrentStateBytes)} per sequence, at any context length`,
+        `recurrent state: ${bytes(r.recurrentStateBytes)} per sequence, at any context length`,
       );
       // Per mixer kind; --json lists every layer.
-      const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
       for (const kind of [...new Set(r.layers.map((l) => l.mixer))]) {
         const ls = r.layers.filter((l) => l.mixer === kind);
         const range = (f: (l: (typeof ls)[number]) => number, fmt: (n: number) => string) => {
@@ -187,9 +194,9 @@ ${COMMON_COMPILE_HELP}`,
           return lo === hi ? fmt(lo) : `${fmt(lo)} to ${fmt(hi)}`;
         };
         const held = ls.some((l) => l.kvBytesPerToken > 0)
-          ? `KV ${range((l) => l.kvBytesPerToken, String)} bytes per token each`
+          ? `KV ${range((l) => l.kvBytesPerToken, bytes)} per token each`
           : ls.some((l) => l.stateBytes > 0)
-            ? `state ${range((l) => l.stateBytes, kib)} each`
+            ? `state ${range((l) => l.stateBytes, bytes)} each`
             : 'no state';
         console.log(`  ${kind.padEnd(9)} ${String(ls.length).padStart(3)} layers: ${held}`);
       }

@@ -11,11 +11,13 @@ import type { WeightProvider } from '../graph/params.ts';
 import { loadSpec } from '../spec/load.ts';
 import { randomWeights } from '../import/random-init.ts';
 import { UserError } from './command.ts';
-import { openSafetensors, type SafetensorsSource } from '../../formats/node/safetensors-file.ts';
+import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import { checkTensors } from '../import/check.ts';
 import { expectedTensors } from '../import/names.ts';
 import { hubNameOf, offlineFromEnv, resolveHubModel } from './hub.ts';
 import { readTokenizerFiles, type ModelTokenizer } from '../import/tokenizer-files.ts';
+import { mappedTensorReader, parseWeightMap } from '../import/weight-map.ts';
+import { readJsonObject } from '../../formats/node/json-file.ts';
 
 export interface ModelInput {
   model: ModelIR;
@@ -124,19 +126,40 @@ export async function loadModelInput(
     );
   const model = loadSpec(path);
   if (opts.weightsFile) {
-    const src = await openSafetensors(opts.weightsFile);
+    const weightsFile = opts.weightsFile;
+    // `import -o spec.strata` wrote the checkpoint's names beside the spec: read through them.
+    const mapFile = `${path}.weights.json`;
+    const map = existsSync(mapFile)
+      ? parseWeightMap(await readJsonObject(mapFile, { error: UserError }), mapFile)
+      : null;
+    const src = await openSafetensors(weightsFile);
+    const tensors = expectedTensors(model);
     try {
-      checkWeightsFile(model, src, opts.weightsFile);
+      checkTensors(
+        tensors,
+        map?.weightMap ?? Object.fromEntries(tensors.map((t) => [t.name, t.name])),
+        src.listTensors(),
+        map ? `${weightsFile} (names from ${mapFile})` : weightsFile,
+        () => '',
+        map?.storedShapes,
+        map?.storedSlices,
+      );
     } catch (e) {
       await src.close();
       throw e;
     }
+    // A checkpoint folder's own tokenizer goes with its weights.
+    const dirTokenizer = statSync(weightsFile).isDirectory()
+      ? await readTokenizerFiles(weightsFile)
+      : null;
     return {
       model,
-      weights: (name) => src.readTensorF32(name),
-      describe: `${path} with ${opts.weightsFile}`,
-      inputs: [path, opts.weightsFile],
-      tokenizer: 'bytes',
+      weights: map
+        ? mappedTensorReader(src, map, new Set(tensors.map((t) => t.name)), weightsFile)
+        : (name) => src.readTensorF32(name),
+      describe: `${path} with ${weightsFile}${map ? ` (names from ${mapFile})` : ''}`,
+      inputs: [path, weightsFile, ...(map ? [mapFile] : [])],
+      tokenizer: dirTokenizer ?? 'bytes',
       close: () => src.close(),
     };
   }
@@ -148,11 +171,4 @@ export async function loadModelInput(
     tokenizer: 'bytes',
     close: async () => {},
   };
-}
-
-/** A safetensors file of weights under strata's canonical names, checked against the model. */
-function checkWeightsFile(model: ModelIR, src: SafetensorsSource, file: string): void {
-  const tensors = expectedTensors(model);
-  const identity = Object.fromEntries(tensors.map((t) => [t.name, t.name]));
-  checkTensors(tensors, identity, src.listTensors(), file, () => '');
 }

@@ -1,4 +1,5 @@
 import type { Progress } from '../../codegen/manifest.ts';
+import { humanBytes } from './units.ts';
 
 /**
  * Progress of the stages of a compile or a load (tensors written, weights uploaded, pipelines
@@ -40,18 +41,6 @@ export function terminalProgress(
     );
     if (done >= total) write('\n');
   };
-}
-
-/** Bytes in binary units: 512 B, 1.5 KiB, 12.3 MiB, 4.07 GiB. */
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
 }
 
 /** Seconds as 42s, 3m05s or 1h02m. */

@@ -33,7 +33,8 @@ export interface LayerStateReport {
   kvBytesPerToken: number;
   /**
    * Rows a ring KV cache holds whatever the context (streaming attention: sink tokens + window
-   * + maxT − 1), so the layer's KV bytes stop growing there; null: a row per position.
+   * + maxT − 1; H2O eviction: its budget), so the layer's KV bytes stop growing there; null: a
+   * row per position.
    */
   kvRows: number | null;
   /** Fixed-size recurrent state (conv and SSM states), independent of the context length. */
@@ -114,7 +115,8 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
   // Ring caches (streaming attention) are the KV inputs of attention ops with a ring.
   const rings = new Set<number>();
   for (const n of g.nodes) {
-    if (n.attrs.op === 'attention' && n.attrs.ring) {
+    // H2O caches likewise hold their budget's rows.
+    if ((n.attrs.op === 'attention' && n.attrs.ring) || n.attrs.op === 'h2o_attention') {
       rings.add(n.inputs.kcache);
       rings.add(n.inputs.vcache);
     }
@@ -126,7 +128,9 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
       if (t.kind !== 'state' || seen.has(id) || STAT_INPUTS.has(name)) continue;
       seen.add(id);
       const row = out[n.layer];
-      if (KV_INPUTS.has(name)) {
+      // An H2O cache's positions and scores (its `rows` state) are per-row bookkeeping of its KV.
+      const h2oRows = n.attrs.op === 'h2o_attention' && name === 'rows';
+      if (KV_INPUTS.has(name) || h2oRows) {
         row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1);
         if (rings.has(id)) row.kvRows = t.shape[0] as number;
       } else row.stateBytes += shapeBytes(t.dtype, t.shape, 1);

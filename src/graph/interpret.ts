@@ -9,7 +9,7 @@ import { definitionFor } from '../ops/index.ts';
 import type { Arrays, HostArray } from '../ops/types.ts';
 
 /** Persistent per-sequence state (KV caches) by state tensor name. */
-export type CpuState = Map<string, Float32Array>;
+export type CpuState = Map<string, Float32Array | Uint32Array>;
 
 export class Interpreter {
   private constructor(
@@ -36,8 +36,10 @@ export class Interpreter {
   newState(): CpuState {
     const s: CpuState = new Map();
     for (const t of usedTensors(this.graph)) {
-      if (t.kind === 'state')
-        s.set(t.name, new Float32Array(elementCount(t.shape, this.graph.maxT)));
+      if (t.kind !== 'state') continue;
+      const n = elementCount(t.shape, this.graph.maxT);
+      // u32 state (H2O's slot positions, MoE load counts) holds integers past f32's 2^24.
+      s.set(t.name, t.dtype === 'u32' ? new Uint32Array(n) : new Float32Array(n));
     }
     return s;
   }
@@ -93,7 +95,7 @@ export class Interpreter {
         const t = g.tensors[id];
         if (t.kind === 'state') {
           const dst = state.get(t.name)!;
-          if (v !== dst) dst.set(v as Float32Array);
+          if (v !== dst) dst.set(v);
         } else {
           values.set(id, v);
         }

@@ -117,6 +117,16 @@ export interface MatmulAttrs {
     ring?: { sink: number; rows: number } | null;
   } | null;
   /**
+   * Decode's causal depthwise conv on output columns [0, conv.channels), applied to each such
+   * column's final value (Mamba's x half of in_proj; made by the conv-epilogue fusion): with
+   * inputs convW [channels, kernel], convB [channels] when bias, and the conv state convState
+   * [kernel − 1, channels] updated in place, column c becomes act(convB[c] + Σ_j convW[c, j] ·
+   * u[j, c]) over u = [convState; y], as conv1d computes it, and the state keeps u's last
+   * kernel − 1 rows. Rows run one after another (the reference takes any T; the GEMV kernel one).
+   * Absent or null: none.
+   */
+  conv?: { channels: number; kernel: number; bias: boolean; silu: boolean } | null;
+  /**
    * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
    * with an f16 scale per block of 32 along K. Its values are what src/ops/weight-storage.ts's
    * roundWeight makes of the f32 weights; products accumulate in f32 whatever the storage.
@@ -282,6 +292,63 @@ export interface AttentionAttrs {
    * cacheRow(ring, capacity, j), and positions may run past `capacity`. Absent or null: row j.
    */
   ring?: KvRing | null;
+  /**
+   * Values are read from the key cache: head h's value is columns [vFromK, vFromK + vHeadDim) of
+   * its kv head's key row, and there is no vcache input. MLA's latent cache with absorbed
+   * projections (src/mixers/mla.ts): the normalised latent is both every head's key part and its
+   * value, so it is stored once. Absent or null: values come from vcache.
+   */
+  vFromK?: number | null;
+}
+
+/**
+ * A matmul per head, each head with its own weight: out[t, h·N + n] = Σ_k x[t, h·K + k] ·
+ * W_h[n, k] (wLayout 'nk', nn.Linear's [out, in]: w is [heads·N, K]) or Σ_k x[t, h·K + k] ·
+ * W_h[k, n] (wLayout 'kn': w is [heads·K, N], the weight used as stored, without a transpose).
+ * MLA's absorbed projections: q_nope · W_UK per head into the latent space ('kn', W_UK being
+ * kv_b_proj's k rows), and the latent attention output · W_UVᵀ per head back out ('nk').
+ */
+export interface HeadMatmulAttrs {
+  op: 'head_matmul';
+  heads: number;
+  /** Output columns per head. */
+  N: number;
+  /** Reduction length (input columns per head). */
+  K: number;
+  wLayout: 'nk' | 'kn';
+  /**
+   * How w is stored: 'f16' two halves per u32 word (--precision f16, and f16 too under q8 / q4:
+   * this kernel reads no quantised blocks); products accumulate in f32. Absent: 'f32'.
+   */
+  wType?: 'f32' | 'f16';
+}
+
+/**
+ * H2O (heavy-hitter oracle) attention over a KV cache of `budget` rows per kv head, for causal
+ * decode at any context (src/ops/h2o.ts has the rule and why it is per kv head). Each kv head's
+ * rows hold the keys (already rotated at their absolute positions) and values of the tokens it
+ * keeps, and the `rows` state their positions and accumulated attention scores. Token p first takes a row: row p while
+ * p < budget, else the row of the kept token with the smallest score (ties: the oldest) among
+ * those that are neither sink tokens (position < sinkTokens) nor among the `recent` tokens before
+ * p; then its queries attend over the kept rows and every kept row's score grows by the
+ * probability the kv head's query heads gave it. A step of T tokens runs this token by token, so
+ * a prefill equals the same tokens decoded one at a time.
+ */
+export interface H2oAttentionAttrs {
+  op: 'h2o_attention';
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  softcap: number | null;
+  /** Cache rows: the most tokens each kv head keeps. */
+  budget: number;
+  /** The most recent tokens before the current one are never evicted. */
+  recent: number;
+  /** Positions 0 .. sinkTokens-1 are never evicted. */
+  sinkTokens: number;
+  /** Element type of both caches (see KvType; f16 needs an even headDim); absent: 'f32'. */
+  kvType?: KvType;
 }
 
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */
@@ -299,6 +366,12 @@ export interface ConcatAttrs {
   op: 'concat';
   widthA: number;
   widthB: number;
+  /**
+   * Concatenate per group instead of per row: a and b are each `groups` equal groups, and
+   * out[t] = [a_0, b_0, a_1, b_1, …] (MLA's absorbed query: each head's latent part, then its
+   * rope part). Absent: 1, the plain row concatenation.
+   */
+  groups?: number;
 }
 
 /** out = act(x). */
@@ -376,6 +449,32 @@ export interface SelectiveScanAttrs {
 }
 
 /**
+ * Mamba-1's decode middle in one op (made by the mamba1-decode fusion, src/passes/fuse.ts):
+ * on the conv output x [T, dInner] it computes
+ *   dbc = x_proj x                      (R = dtRank + 2·dState rows: dt, B, C)
+ *   dt, B, C = rms(dt), rms(B), rms(C)  (Jamba's inner norms, when normEps is set)
+ *   δ_in = dt_proj dt + dt_bias
+ * and then the selective scan with its gate exactly as selective_scan does. Every parameter is
+ * one flat packed tensor `w` (MAMBA1_STEP_PACK gives the offsets), so the kernel binds five
+ * storage buffers.
+ */
+export interface Mamba1StepAttrs {
+  op: 'mamba1_step';
+  dInner: number;
+  dState: number;
+  dtRank: number;
+  /** eps of the RMSNorms on dt, B and C (no bias, no unit offset); null for none. */
+  normEps: number | null;
+  /**
+   * true: x_proj runs inside the op (its weight leads the pack). false: x_proj's result comes in
+   * as input `dbc` [T, R] from a matmul of its own, and the pack starts at dt_proj: every
+   * workgroup of the one-launch kernel repeats x_proj, which costs more than a dispatch once its
+   * weight is large (src/passes/fuse.ts, MAMBA1_STEP_XPROJ_BYTES).
+   */
+  xProj: boolean;
+}
+
+/**
  * Mamba-2 SSD (state-space duality), per head h (head dim p, state n, group g = h / (heads/groups)):
  *   δ = clamp(softplus(dt[t,h] + dtBias[h]), dtMin, dtMax), a = −exp(aLog[h])
  *   S[h,p,n] ← exp(δ·a) · S[h,p,n] + δ · x[t,h,p] · B[t,g,n];  y[t,h,p] = Σ_n S[h,p,n] · C[t,g,n]
@@ -391,6 +490,13 @@ export interface SsdAttrs {
   chunk: number;
   dtMin: number;
   dtMax: number;
+  /**
+   * dtBias, aLog and d come as one input `p` [3·heads] (in that order): the ssd-decode fusion
+   * packs them so the one-launch decode kernel binds 7 storage buffers, within WebGPU's default
+   * 8 (unpacked it needs 9 and falls back to the chunked launches). Decode (one token) only.
+   * Absent: false.
+   */
+  packed?: boolean;
 }
 
 /**
@@ -660,6 +766,7 @@ export type OpAttrs =
   | RopeAttrs
   | KvWriteAttrs
   | AttentionAttrs
+  | H2oAttentionAttrs
   | AddAttrs
   | ConcatAttrs
   | ActAttrs
@@ -669,6 +776,7 @@ export type OpAttrs =
   | MulAttrs
   | Conv1dAttrs
   | SelectiveScanAttrs
+  | Mamba1StepAttrs
   | SsdAttrs
   | GatedNormAttrs
   | LinearRecurrenceAttrs
@@ -678,7 +786,8 @@ export type OpAttrs =
   | MoeRouteAttrs
   | MoeGroupAttrs
   | MoeMatmulAttrs
-  | MoeCombineAttrs;
+  | MoeCombineAttrs
+  | HeadMatmulAttrs;
 
 export type OpName = OpAttrs['op'];
 

@@ -32,6 +32,7 @@ export function attentionSpec(
     causal: true,
     window: null,
     sinkTokens: null,
+    evict: null,
     scale: headDim ** -0.5,
     softcap: null,
     sinks: false,

@@ -106,6 +106,8 @@ function readMla(cfg: ConfigReader, maxContext: number): MlaSpec {
     bias: cfg.bool('attention_bias', false),
     latentEps: MLA_LATENT_EPS,
     scale: mlaScale(cfg, nopeDim + ropeDim, factor),
+    // The compressed cache with absorbed projections (src/mixers/mla.ts).
+    cache: 'latent',
   };
 }
 

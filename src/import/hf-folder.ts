@@ -9,7 +9,7 @@ import { basename, join, resolve } from 'node:path';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { checkTensors } from './check.ts';
-import { finishSlice } from './convert.ts';
+import { mappedTensorReader } from './weight-map.ts';
 import { importHfConfig } from './hf.ts';
 import { SpecError } from '../../grammar/diagnostics.ts';
 import type { ConfigOrigin } from './config-reader.ts';
@@ -81,18 +81,12 @@ export async function importHfFolder(
     model,
     weightMap,
     tensors,
-    readTensorF32: (canonical) => {
-      if (!known.has(canonical)) {
-        return Promise.reject(new Error(`${dir}: model '${name}' has no tensor '${canonical}'`));
-      }
-      const stored = weightMap[canonical];
-      // A canonical tensor that the checkpoint fuses with others is a slice of the stored one.
-      if (!Object.hasOwn(storedSlices, canonical)) return source.readTensorF32(stored);
-      const slice = storedSlices[canonical];
-      return source
-        .readTensorSliceF32(stored, slice)
-        .then((box) => finishSlice(stored, box, slice));
-    },
+    readTensorF32: mappedTensorReader(
+      source,
+      { weightMap, storedShapes, storedSlices },
+      known,
+      `${dir} (model '${name}')`,
+    ),
     close: () => file.close(),
   };
 }

@@ -17,6 +17,8 @@ import { layerPrefix } from '../import/names.ts';
 import { checkRope, multipleOf, type Issue, type Namer } from '../spec/checks.ts';
 import { defineKind, opt, req, toDslCall } from '../spec/kind.ts';
 import { defaultRope, ROPES } from '../spec/kinds/rope.ts';
+import { EVICTIONS, type EvictSpec } from '../spec/kinds/evict.ts';
+import { h2oPolicyError } from '../ops/h2o.ts';
 import type { ModelIR, RopeSpec } from '../spec/model.ts';
 import {
   bool as boolSchema,
@@ -52,6 +54,12 @@ export interface AttentionSpec {
    * (see src/ops/attention.ts). null: the cache holds every position up to the capacity.
    */
   sinkTokens: number | null;
+  /**
+   * A KV-cache eviction policy (H2O heavy hitters, src/ops/h2o.ts): the cache keeps at most
+   * evict.budget tokens per kv head, whatever the context. Sink tokens, when given, are never
+   * evicted; it takes no window (the policy's recent tokens play that part). null: none.
+   */
+  evict: EvictSpec | null;
   /** Softmax scale; usually headDim^-0.5. */
   scale: number;
   /** Attention-logit softcap (Gemma2); null is none. */
@@ -86,7 +94,8 @@ export function attentionNames(i: number) {
 
 export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
   const issues = multipleOf(n, 'kvHeads', ['heads', a.heads], ['kvHeads', a.kvHeads]);
-  if (a.sinkTokens !== null && (a.window === null || !a.causal)) {
+  if (a.evict !== null) issues.push(...evictIssues(a, a.evict, n));
+  else if (a.sinkTokens !== null && (a.window === null || !a.causal)) {
     issues.push({
       path: ['sinkTokens'],
       message:
@@ -99,6 +108,32 @@ export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
       issues.push({ path: ['rope', ...issue.path], message: issue.message });
     }
   }
+  return issues;
+}
+
+/** Settings an eviction policy cannot work with, each naming the setting and the limit. */
+function evictIssues(a: AttentionSpec, e: EvictSpec, n: Namer): Issue[] {
+  const issues: Issue[] = [];
+  const policy = `${n('evict')} ${e.kind}`;
+  if (a.window !== null) {
+    issues.push({
+      path: ['window'],
+      message:
+        `${policy} takes no ${n('window')} (got ${a.window}): its ${n('recent')} tokens are the ` +
+        `window; drop ${n('window')} or the eviction`,
+    });
+  }
+  if (!a.causal) {
+    issues.push({ path: ['causal'], message: `${policy} needs causal attention` });
+  }
+  if (a.sinks) {
+    issues.push({
+      path: ['sinks'],
+      message: `${policy} with learned attention ${n('sinks')} is not supported yet`,
+    });
+  }
+  const bad = h2oPolicyError({ ...e, sinkTokens: a.sinkTokens ?? 0 });
+  if (bad) issues.push({ path: ['evict', 'budget'], message: bad });
   return issues;
 }
 
@@ -115,6 +150,7 @@ const kindDef = defineKind({
     causal: opt(bool),
     window: opt(orNone(int(1))),
     sink_tokens: opt(orNone(int(0))),
+    evict: opt(orNone(block(EVICTIONS))),
     scale: opt(positive),
     softcap: opt(orNone(positive)),
     sinks: opt(bool),
@@ -143,6 +179,7 @@ const kindDef = defineKind({
       causal: a.causal ?? true,
       window: a.window ?? null,
       sinkTokens: a.sink_tokens ?? null,
+      evict: a.evict ? a.evict(ctx) : null,
       // ** rather than 1/Math.sqrt: the same rounding as PyTorch's head_dim ** -0.5.
       scale: a.scale ?? headDim ** -0.5,
       softcap: a.softcap ?? null,
@@ -166,6 +203,7 @@ const kindDef = defineKind({
           { name: 'causal', value: s.causal },
           { name: 'window', value: s.window },
           { name: 'sink_tokens', value: s.sinkTokens },
+          { name: 'evict', value: s.evict && toDslCall(EVICTIONS, s.evict).value },
           { name: 'scale', value: s.scale },
           { name: 'softcap', value: s.softcap },
           { name: 'sinks', value: s.sinks },
@@ -264,12 +302,29 @@ export const attention = defineMixer<AttentionSpec>({
       sinks: { ...boolSchema, default: false },
       outputGate: { ...boolSchema, default: false },
       sinkTokens: { type: ['integer', 'null'], minimum: 0, default: null },
+      evict: {
+        default: null,
+        oneOf: [
+          { type: 'null' },
+          object({
+            kind: kind('h2o'),
+            budget: posInt,
+            recent: { type: 'integer', minimum: 0 },
+          }),
+        ],
+      },
     },
   ),
   dims: (m) => {
     const parts = [`heads ${m.heads}`, `kv ${m.kvHeads}`, `head_dim ${m.headDim}`];
     if (m.window !== null) parts.push(`window ${m.window}`);
-    if (m.sinkTokens !== null) parts.push(`${m.sinkTokens} sink tokens, ring cache`);
+    if (m.sinkTokens !== null && m.evict === null) {
+      parts.push(`${m.sinkTokens} sink tokens, ring cache`);
+    }
+    if (m.evict !== null) {
+      const sinks = m.sinkTokens ? ` + ${m.sinkTokens} sink tokens` : '';
+      parts.push(`h2o budget ${m.evict.budget} (${m.evict.recent} recent${sinks})`);
+    }
     if (m.rope === null) parts.push('no rope');
     else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
     if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);

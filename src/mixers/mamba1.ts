@@ -12,6 +12,9 @@
  * HF Mamba layers have no FFN: such a layer is x + mixer(norm(x)). State: conv.{i}
  * [dConv − 1, dInner] and ssm.{i} [dInner, dState]. Defaults follow MambaConfig; the inner width
  * can be given directly (d_inner) or as expand × dim.
+ * Decode fuses this into three dispatches (src/passes/fuse.ts): in_proj with its norm and the
+ * conv (conv-epilogue), x_proj + norms + dt_proj + scan + gate (mamba1-decode's mamba1_step;
+ * x_proj as a matmul of its own when large), out_proj with the residual.
  */
 import type { GraphBuilder } from '../graph/builder.ts';
 import { causalConv, linear, linearRows, mixerSublayer } from '../graph/blocks/common.ts';

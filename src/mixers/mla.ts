@@ -1,10 +1,27 @@
 /**
  * `mla(...)`: DeepSeek-V2/V3 multi-head latent attention (HF DeepseekV3Attention; see MlaSpec),
- * lowered unfused with the expanded cache: each head's key (nope + rope dims) and value are
- * cached, not the latent, so the attention op runs unchanged apart from its narrower v heads. KV bytes per token and layer: 4 · heads ·
- * (nopeDim + ropeDim + vHeadDim) in f32 (DeepSeek-V3: 4 · 128 · 320 = 163,840), against
- * 4 · (kvRank + ropeDim) = 2,304 for the compressed cache with absorbed projections (future
- * work): 71× less. Over DeepSeek-V3's 61 layers: 9.5 MiB against 137 KiB per token.
+ * lowered unfused in one of two forms (MlaSpec.cache):
+ *
+ * - 'latent' (the default): the cache holds the normalised latent c and the shared rotated key
+ *   part k_pe, [c | k_pe] per row, and W_UK / W_UV (kv_b_proj's per-head k and v rows) are
+ *   absorbed: q_nope·k_nope = q_nope·(W_UK c) = (W_UKᵀ q_nope)·c, so each head's query becomes
+ *   [W_UKᵀ q_nope | q_pe] (head_matmul, then a per-head concat) and scores against the cached row
+ *   as it is; the weighted sum of latents (attention with vFromK 0: values are the rows' latent
+ *   columns, one kv head shared by all heads) goes back out through W_UV per head. KV bytes per
+ *   token and layer: 4 · (kvRank + ropeDim) in f32 (DeepSeek-V3: 4 · 576 = 2,304).
+ *   Prefill uses the same absorbed form, not the expanded one: a prefill chunk after earlier
+ *   chunks or decode steps must see every earlier position, and only the latent cache holds
+ *   them, so an expanded prefill would have to re-expand the whole cached context through
+ *   kv_b_proj each chunk (or keep the expanded cache too, which is what this form saves).
+ *   The price, from the ops' cost model for one DeepSeek-V3 layer: prefill of 2,048 tokens
+ *   1,352 GFLOP against 940 expanded (scores over kvRank + ropeDim = 576 dims instead of 192);
+ *   decode at 32k context 9.5 GFLOP against 3.1, but 0.83 GB moved against 6.1 (bench/mla.ts
+ *   times both on a GPU).
+ * - 'expanded': each head's key (nope + rope dims) and value are cached, not the latent, so the
+ *   attention op runs unchanged apart from its narrower v heads. KV bytes per token and layer:
+ *   4 · heads · (nopeDim + ropeDim + vHeadDim) (DeepSeek-V3: 4 · 128 · 320 = 163,840), 71× the
+ *   latent's; over DeepSeek-V3's 61 layers 9.5 MiB against 137 KiB per token. Kept to compare
+ *   against (fewer FLOPs per cached token: scores over nope + rope dims instead of kvRank + rope).
  *
  * Within a head, strata keeps the rope dims first ([rope | nope], HF has [nope | rope]): the rope
  * op rotates a head's leading dims, so q_b_proj's rows are reordered per head when loaded, and the
@@ -34,7 +51,7 @@ import { defineMixer } from './define.ts';
  * (or q_proj(x) when qRank is null), per head [nope | rope] dims; kv_a_proj_with_mqa(x) gives a
  * latent of kvRank and one ropeDim key part all heads share; kv_b(norm(latent)) gives each
  * head's nope key part and its v. Scores use the nopeDim + ropeDim wide heads, outputs the
- * vHeadDim wide ones. The cache holds the expanded per-head keys and values.
+ * vHeadDim wide ones. The cache holds the latent (see `cache`).
  */
 export interface MlaSpec {
   kind: 'mla';
@@ -61,7 +78,16 @@ export interface MlaSpec {
   latentEps: number;
   /** Softmax scale: (nopeDim + ropeDim)^-0.5, times mscale² under YaRN with mscale_all_dim. */
   scale: number;
+  /**
+   * What the KV cache holds: 'latent', the normalised latent and the shared rope key part
+   * (kvRank + ropeDim values per token, projections absorbed into the query and output), or
+   * 'expanded', every head's key and value (heads · (nopeDim + ropeDim + vHeadDim)).
+   */
+  cache: MlaCache;
 }
+
+export type MlaCache = 'latent' | 'expanded';
+const CACHES: readonly MlaCache[] = ['latent', 'expanded'];
 
 /** MLA tensors (HF DeepseekV3Attention's names under `self_attn`). */
 export function mlaNames(i: number) {
@@ -113,6 +139,7 @@ const kindDef = defineKind({
     bias: opt(bool),
     latent_eps: opt(positive),
     scale: opt(positive),
+    cache: opt(oneOf('mla cache', CACHES)),
   },
   build: (a, ctx): MlaSpec => ({
     kind: 'mla',
@@ -129,6 +156,7 @@ const kindDef = defineKind({
     latentEps: a.latent_eps ?? MLA_LATENT_EPS,
     // ** as PyTorch's qk_head_dim ** -0.5 rounds.
     scale: a.scale ?? (a.nope_dim + a.rope_dim) ** -0.5,
+    cache: a.cache ?? 'latent',
   }),
   check: checkMla,
   toArgs: (s) =>
@@ -146,6 +174,7 @@ const kindDef = defineKind({
           { name: 'bias', value: s.bias },
           { name: 'latent_eps', value: s.latentEps },
           { name: 'scale', value: s.scale },
+          { name: 'cache', value: { name: s.cache } },
         ],
 });
 
@@ -173,6 +202,160 @@ function headRowsParam(
 
 function matmul(b: GraphBuilder, x: number, w: number, N: number, K: number, label: string) {
   return b.op(plainMatmul(N, K), label, { x, w }, { out: { name: label, shape: ['T', N] } }).out;
+}
+
+/** What both MLA forms build on: see lowerMla. */
+interface MlaParts {
+  /** Each q head's rows in the order given, from q_b_proj (or q_proj). */
+  qRows: (ranges: { start: number; count: number }[], tag: string, label: string) => number;
+  rope: (t: number, heads: number, headDim: number, tag: string) => number;
+  /** The normalised latent [T, kvRank]. */
+  ln: number;
+  /** The rotated key part all heads share [T, ropeDim]. */
+  kPe: number;
+  /** kv_b_proj's rows [start, start + count) of each head, as [H · count, kvRank]. */
+  kvb: (start: number, count: number, tag: string) => number;
+}
+
+/**
+ * The latent cache with absorbed projections (see the header): out [T, H · vHeadDim] from a
+ * cache of [c | k_pe] rows.
+ */
+function latentAttention(b: GraphBuilder, m: MlaSpec, L: string, i: number, p: MlaParts): number {
+  const H = m.heads;
+  const row = m.kvRank + m.ropeDim;
+  if (b.kv === 'f16' && (m.kvRank % 2 !== 0 || m.ropeDim % 2 !== 0)) {
+    throw new Error(
+      `mla layer ${i}: an f16 KV cache (--kv f16) stores value pairs in u32 words and needs an ` +
+        `even kv_rank and rope_dim, got ${m.kvRank} and ${m.ropeDim}; use --kv f32 or mla(cache: expanded)`,
+    );
+  }
+  const qPe = p.rope(
+    p.qRows([{ start: m.nopeDim, count: m.ropeDim }], 'q_pe', 'q_pe'),
+    H,
+    m.ropeDim,
+    'q',
+  );
+  const qNope = p.qRows([{ start: 0, count: m.nopeDim }], 'q_nope', 'q_nope');
+  // W_UKᵀ q_nope per head: kv_b_proj's k rows of head h are [nopeDim, kvRank], the 'kn' layout.
+  const qLatent = b.op(
+    { op: 'head_matmul', heads: H, N: m.kvRank, K: m.nopeDim, wLayout: 'kn' },
+    `${L} absorb-q`,
+    { x: qNope, w: p.kvb(0, m.nopeDim, 'k_nope') },
+    { out: { name: `${L}.q_latent`, shape: ['T', H * m.kvRank] } },
+  ).out;
+  const q = b.op(
+    { op: 'concat', widthA: H * m.kvRank, widthB: H * m.ropeDim, groups: H },
+    `${L} q-absorbed`,
+    { a: qLatent, b: qPe },
+    { out: { name: `${L}.q_absorbed`, shape: ['T', H * row] } },
+  ).out;
+  const cache = b.state(`cache.latent.${i}`, [b.capacity, row], b.kv);
+  const write = (x: number, cols: number, offset: number, tag: string) =>
+    b.op(
+      {
+        op: 'kv_write',
+        width: row,
+        capacity: b.capacity,
+        columns: { heads: 1, cols, offset, broadcast: false },
+        kvType: b.kv,
+      },
+      `${L} ${tag}-append`,
+      { x, cache },
+      { cache },
+    );
+  write(p.ln, m.kvRank, 0, 'latent');
+  write(p.kPe, m.ropeDim, m.kvRank, 'k_pe');
+  const outLatent = b.op(
+    {
+      op: 'attention',
+      heads: H,
+      kvHeads: 1,
+      headDim: row,
+      vHeadDim: m.kvRank,
+      scale: m.scale,
+      causal: true,
+      window: null,
+      softcap: null,
+      sinks: false,
+      capacity: b.capacity,
+      kvType: b.kv,
+      vFromK: 0,
+    },
+    `${L} attention`,
+    { q, kcache: cache },
+    { out: { name: `${L}.out_latent`, shape: ['T', H * m.kvRank] } },
+  ).out;
+  // W_UV per head: kv_b_proj's v rows of head h are [vHeadDim, kvRank], the 'nk' layout.
+  return b.op(
+    { op: 'head_matmul', heads: H, N: m.vHeadDim, K: m.kvRank, wLayout: 'nk' },
+    `${L} absorb-v`,
+    { x: outLatent, w: p.kvb(m.nopeDim, m.vHeadDim, 'v') },
+    { out: { name: `${L}.out`, shape: ['T', H * m.vHeadDim] } },
+  ).out;
+}
+
+/** The expanded cache: each head's key [k_pe | k_nope] and value, out [T, H · vHeadDim]. */
+function expandedAttention(b: GraphBuilder, m: MlaSpec, L: string, i: number, p: MlaParts): number {
+  const H = m.heads;
+  const qk = m.nopeDim + m.ropeDim;
+  // q heads as [rope | nope].
+  const ropeFirst = [
+    { start: m.nopeDim, count: m.ropeDim },
+    { start: 0, count: m.nopeDim },
+  ];
+  const q = p.rope(p.qRows(ropeFirst, 'rope_first', 'q'), H, qk, 'q');
+  const kNope = matmul(
+    b,
+    p.ln,
+    p.kvb(0, m.nopeDim, 'k_nope'),
+    H * m.nopeDim,
+    m.kvRank,
+    `${L}.k_nope`,
+  );
+  const v = matmul(b, p.ln, p.kvb(m.nopeDim, m.vHeadDim, 'v'), H * m.vHeadDim, m.kvRank, `${L}.v`);
+  const kcache = b.state(`cache.k.${i}`, [b.capacity, H * qk], b.kv);
+  const vcache = b.state(`cache.v.${i}`, [b.capacity, H * m.vHeadDim], b.kv);
+  const writeK = (t: number, columns: KvColumns, tag: string) =>
+    b.op(
+      { op: 'kv_write', width: H * qk, capacity: b.capacity, columns, kvType: b.kv },
+      `${L} ${tag}-append`,
+      { x: t, cache: kcache },
+      { cache: kcache },
+    );
+  writeK(p.kPe, { heads: H, cols: m.ropeDim, offset: 0, broadcast: true }, 'k_pe');
+  writeK(kNope, { heads: H, cols: m.nopeDim, offset: m.ropeDim, broadcast: false }, 'k_nope');
+  b.op(
+    {
+      op: 'kv_write',
+      width: H * m.vHeadDim,
+      capacity: b.capacity,
+      columns: null,
+      kvType: b.kv,
+    },
+    `${L} v-append`,
+    { x: v, cache: vcache },
+    { cache: vcache },
+  );
+  return b.op(
+    {
+      op: 'attention',
+      heads: H,
+      kvHeads: H,
+      headDim: qk,
+      vHeadDim: m.vHeadDim,
+      scale: m.scale,
+      causal: true,
+      window: null,
+      softcap: null,
+      sinks: false,
+      capacity: b.capacity,
+      kvType: b.kv,
+    },
+    `${L} attention`,
+    { q, kcache, vcache },
+    { out: { name: `${L}.out`, shape: ['T', H * m.vHeadDim] } },
+  ).out;
 }
 
 /** x + mla(norm(input)) for layer i. */
@@ -214,22 +397,21 @@ function lowerMla(
     ).out;
 
   const h = preNorm(b, model, input, n.norm, L);
-  // q heads as [rope | nope].
-  const ropeFirst = [
-    { start: m.nopeDim, count: m.ropeDim },
-    { start: 0, count: m.nopeDim },
-  ];
-  let q: number;
-  if (m.qRank === null) {
-    const w = headRowsParam(b, `${n.q}.weight`, H, qk, ropeFirst, model.dim, 'rope_first');
-    q = matmul(b, h, w, H * qk, model.dim, `${L}.q`);
-  } else {
+  // What q_b_proj (or q_proj) reads, and its width.
+  let qIn = h;
+  let qK = model.dim;
+  if (m.qRank !== null) {
     const qa = linear(b, h, n.qA, m.qRank, model.dim, m.bias, `${L}.q_a`);
-    const qn = rmsNorm(qa, m.qRank, n.qANorm, 'q_a');
-    const w = headRowsParam(b, `${n.qB}.weight`, H, qk, ropeFirst, m.qRank, 'rope_first');
-    q = matmul(b, qn, w, H * qk, m.qRank, `${L}.q`);
+    qIn = rmsNorm(qa, m.qRank, n.qANorm, 'q_a');
+    qK = m.qRank;
   }
-  q = rope(q, H, qk, 'q');
+  const qWeight = m.qRank === null ? `${n.q}.weight` : `${n.qB}.weight`;
+  // The rows of each q head in the order given, as one [T, H · Σcount] matmul.
+  const qRows = (ranges: { start: number; count: number }[], tag: string, label: string) => {
+    const cols = ranges.reduce((c, r) => c + r.count, 0);
+    const w = headRowsParam(b, qWeight, H, qk, ranges, qK, tag);
+    return matmul(b, qIn, w, H * cols, qK, `${L}.${label}`);
+  };
 
   // kv_a_proj_with_mqa's rows: the latent, then the rope key part every head shares.
   const kvARows = m.kvRank + m.ropeDim;
@@ -241,55 +423,14 @@ function lowerMla(
     'k',
   );
   const ln = rmsNorm(latent, m.kvRank, n.kvANorm, 'kv_a');
-  // kv_b_proj's rows per head: nope key part, then v.
+  // kv_b_proj's rows per head: nope key part (W_UK), then v (W_UV).
   const kvbHead = m.nopeDim + m.vHeadDim;
   const kvb = (start: number, count: number, tag: string) =>
     headRowsParam(b, `${n.kvB}.weight`, H, kvbHead, [{ start, count }], m.kvRank, tag);
-  const kNope = matmul(b, ln, kvb(0, m.nopeDim, 'k_nope'), H * m.nopeDim, m.kvRank, `${L}.k_nope`);
-  const v = matmul(b, ln, kvb(m.nopeDim, m.vHeadDim, 'v'), H * m.vHeadDim, m.kvRank, `${L}.v`);
-
-  const kcache = b.state(`cache.k.${i}`, [b.capacity, H * qk], b.kv);
-  const vcache = b.state(`cache.v.${i}`, [b.capacity, H * m.vHeadDim], b.kv);
-  const writeK = (t: number, columns: KvColumns, tag: string) =>
-    b.op(
-      { op: 'kv_write', width: H * qk, capacity: b.capacity, columns, kvType: b.kv },
-      `${L} ${tag}-append`,
-      { x: t, cache: kcache },
-      { cache: kcache },
-    );
-  writeK(kPe, { heads: H, cols: m.ropeDim, offset: 0, broadcast: true }, 'k_pe');
-  writeK(kNope, { heads: H, cols: m.nopeDim, offset: m.ropeDim, broadcast: false }, 'k_nope');
-  b.op(
-    {
-      op: 'kv_write',
-      width: H * m.vHeadDim,
-      capacity: b.capacity,
-      columns: null,
-      kvType: b.kv,
-    },
-    `${L} v-append`,
-    { x: v, cache: vcache },
-    { cache: vcache },
-  );
-  const att = b.op(
-    {
-      op: 'attention',
-      heads: H,
-      kvHeads: H,
-      headDim: qk,
-      vHeadDim: m.vHeadDim,
-      scale: m.scale,
-      causal: true,
-      window: null,
-      softcap: null,
-      sinks: false,
-      capacity: b.capacity,
-      kvType: b.kv,
-    },
-    `${L} attention`,
-    { q, kcache, vcache },
-    { out: { name: `${L}.out`, shape: ['T', H * m.vHeadDim] } },
-  ).out;
+  const att =
+    m.cache === 'latent'
+      ? latentAttention(b, m, L, i, { qRows, rope, ln, kPe, kvb })
+      : expandedAttention(b, m, L, i, { qRows, rope, ln, kPe, kvb });
   const o = linear(b, att, n.o, model.dim, H * m.vHeadDim, m.bias, `${L}.o`);
   return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
 }
@@ -310,6 +451,7 @@ export const mla = defineMixer<MlaSpec>({
     bias: boolSchema,
     latentEps: posNumber,
     scale: posNumber,
+    cache: { enum: [...CACHES] },
   }),
   dims: (m) => {
     const q = m.qRank === null ? 'q full' : `q_rank ${m.qRank}`;

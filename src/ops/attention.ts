@@ -19,6 +19,9 @@
  * A step of T tokens writes its keys before it reads, so the ring keeps W + T - 1 positions
  * after the sinks: rows = S + W + maxT - 1 (the lowering sizes it so).
  *
+ * With vFromK (MLA's latent cache) there is no vcache: head h's value is columns
+ * [vFromK, vFromK + vd) of its kv head's key row, read from kcache.
+ *
  * With kvType 'f16' the caches are stored as f16 (see KvType): kv_write and the matmul's ropeKv
  * epilogue store each value rounded to f16, and attention reads the caches as they are, so the
  * reference sees exactly the values the kernels unpack.
@@ -140,8 +143,15 @@ export const attention: OpDefinition<AttentionAttrs> = {
       throw new Error(`attention: ring.sink ${a.ring.sink} differs from sinkTokens ${sink}`);
     }
     if (a.ring) checkRing('attention', a.ring, a.capacity, a.window!, 1);
+    const vk = a.vFromK ?? null;
+    if (vk !== null && !(Number.isInteger(vk) && vk >= 0 && vk + a.vHeadDim <= a.headDim)) {
+      throw new Error(
+        `attention: values read from key columns [${vk}, ${vk + a.vHeadDim}) must lie inside the key head of ${a.headDim}`,
+      );
+    }
     if (kvTypeOf(a) === 'f16') {
       checkEven('attention', { headDim: a.headDim, vHeadDim: a.vHeadDim });
+      if (vk !== null) checkEven('attention', { vFromK: vk });
     }
   },
   inputs(a) {
@@ -149,8 +159,10 @@ export const attention: OpDefinition<AttentionAttrs> = {
     const r: Record<string, TensorRule> = {
       q: rule(['T', a.heads * a.headDim]),
       kcache: rule([a.capacity, a.kvHeads * a.headDim], 'read', kv),
-      vcache: rule([a.capacity, a.kvHeads * a.vHeadDim], 'read', kv),
     };
+    if ((a.vFromK ?? null) === null) {
+      r.vcache = rule([a.capacity, a.kvHeads * a.vHeadDim], 'read', kv);
+    }
     if (a.sinks) r.sinks = rule([a.heads]);
     return r;
   },
@@ -160,12 +172,14 @@ export const attention: OpDefinition<AttentionAttrs> = {
     checkCapacity(a, step);
     const q = f32(inputs, 'q');
     const kc = f32(inputs, 'kcache');
-    const vc = f32(inputs, 'vcache');
+    const vk = a.vFromK ?? null;
+    const vc = vk === null ? f32(inputs, 'vcache') : kc;
     const sinks = a.sinks ? f32(inputs, 'sinks') : null;
     const { heads, kvHeads, headDim: hd, vHeadDim: vd } = a;
     const qw = heads * hd;
     const kvw = kvHeads * hd;
-    const vw = kvHeads * vd;
+    // Values from their own cache, or from the key rows (vFromK).
+    const vw = vk === null ? kvHeads * vd : kvw;
     const ow = heads * vd;
     const group = heads / kvHeads;
     const out = new Float32Array(step.T * ow);
@@ -183,7 +197,7 @@ export const attention: OpDefinition<AttentionAttrs> = {
         const qo = t * qw + h * hd;
         const kvh = Math.floor(h / group);
         const ko = kvh * hd;
-        const vo = kvh * vd;
+        const vo = vk === null ? kvh * vd : ko + vk;
         const sink = sinks ? sinks[h] : -Infinity;
         let max = sink;
         for (let i = 0; i < rowOf.length; i++) {
@@ -226,7 +240,13 @@ export const attention: OpDefinition<AttentionAttrs> = {
     return {
       // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
       flops: pairs * a.heads * (2 * a.headDim + 2 * a.vHeadDim + 5),
-      bytesRead: qBytes + dtypeBytes(kvTypeOf(a), kvRows * a.kvHeads * (a.headDim + a.vHeadDim)),
+      // Values read from the key rows (vFromK) cost no bytes of their own.
+      bytesRead:
+        qBytes +
+        dtypeBytes(
+          kvTypeOf(a),
+          kvRows * a.kvHeads * (a.headDim + ((a.vFromK ?? null) === null ? a.vHeadDim : 0)),
+        ),
       bytesWritten: 4 * step.T * a.heads * a.vHeadDim,
     };
   },

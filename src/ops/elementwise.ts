@@ -75,17 +75,29 @@ export const mul: OpDefinition<MulAttrs> = {
 };
 
 export const concat: OpDefinition<ConcatAttrs> = {
-  check: (a) => widths('concat', { widthA: a.widthA, widthB: a.widthB }),
+  check(a) {
+    const g = a.groups ?? 1;
+    widths('concat', { widthA: a.widthA, widthB: a.widthB, groups: g });
+    if (a.widthA % g !== 0 || a.widthB % g !== 0) {
+      throw new Error(
+        `concat: widthA ${a.widthA} and widthB ${a.widthB} must both be multiples of groups ${g}`,
+      );
+    }
+  },
   inputs: (a) => ({ a: rule(['T', a.widthA]), b: rule(['T', a.widthB]) }),
   outputs: (a) => ({ out: rule(['T', a.widthA + a.widthB]) }),
   reference(a, inputs, step) {
-    const W = a.widthA + a.widthB;
+    concat.check(a);
+    const g = a.groups ?? 1;
+    const ga = a.widthA / g;
+    const gb = a.widthB / g;
     const x = rowsOf(inputs, 'a', step.T * a.widthA);
     const y = rowsOf(inputs, 'b', step.T * a.widthB);
-    const out = new Float32Array(step.T * W);
-    for (let t = 0; t < step.T; t++) {
-      out.set(x.subarray(t * a.widthA, (t + 1) * a.widthA), t * W);
-      out.set(y.subarray(t * a.widthB, (t + 1) * a.widthB), t * W + a.widthA);
+    const out = new Float32Array(step.T * (a.widthA + a.widthB));
+    // Group r (of all T·g groups) of a, then of b.
+    for (let r = 0; r < step.T * g; r++) {
+      out.set(x.subarray(r * ga, (r + 1) * ga), r * (ga + gb));
+      out.set(y.subarray(r * gb, (r + 1) * gb), r * (ga + gb) + ga);
     }
     return { out };
   },

@@ -7,17 +7,19 @@ import type { OpAttrs, OpName } from '../graph/ops.ts';
 import type { OpDefinition } from './types.ts';
 import { matmul } from './matmul.ts';
 import { attention, kvWrite } from './attention.ts';
+import { h2oAttention } from './h2o.ts';
 import { rope } from './rope.ts';
 import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
 import { act, add, concat, glu, mul, softcap } from './elementwise.ts';
 import { conv1d } from './conv1d.ts';
-import { selectiveScan, ssd } from './ssm.ts';
+import { mamba1Step, selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
 import { linearRecurrence } from './linear-recurrence.ts';
 import { pointwise } from './pointwise.ts';
 import { tokenShift } from './token-shift.ts';
 import { groupSum } from './group-sum.ts';
+import { headMatmul } from './head-matmul.ts';
 import { moeCombine, moeGroup, moeMatmul, moeRoute } from './moe.ts';
 
 type Registry = { [K in OpName]: OpDefinition<Extract<OpAttrs, { op: K }>> };
@@ -26,6 +28,7 @@ export const definitions: Registry = {
   matmul,
   attention,
   kv_write: kvWrite,
+  h2o_attention: h2oAttention,
   rope,
   norm,
   embed,
@@ -38,6 +41,7 @@ export const definitions: Registry = {
   mul,
   conv1d,
   selective_scan: selectiveScan,
+  mamba1_step: mamba1Step,
   ssd,
   gated_norm: gatedNorm,
   linear_recurrence: linearRecurrence,
@@ -48,6 +52,7 @@ export const definitions: Registry = {
   moe_group: moeGroup,
   moe_matmul: moeMatmul,
   moe_combine: moeCombine,
+  head_matmul: headMatmul,
 };
 
 export function definitionFor<A extends OpAttrs>(a: A): OpDefinition<A> {

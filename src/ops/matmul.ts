@@ -58,6 +58,18 @@ function check(a: MatmulAttrs): void {
       );
   }
   checkFused(a, pre);
+  const cv = a.conv;
+  if (cv) {
+    if (!Number.isInteger(cv.kernel) || cv.kernel < 2)
+      throw new Error(`${pre}: conv kernel must be an integer >= 2, got ${cv.kernel}`);
+    const first = sp ? sp[0] : a.N;
+    if (!Number.isInteger(cv.channels) || cv.channels < 1 || cv.channels > first)
+      throw new Error(
+        `${pre}: conv channels (${cv.channels}) must be 1..${first}, the first output's columns`,
+      );
+    if (a.ropeKv || a.rows !== 'T' || a.outOffset !== 0 || a.outStride !== a.N)
+      throw new Error(`${pre}: conv needs rows 'T', no ropeKv and a dense output`);
+  }
   const r = a.ropeKv;
   if (!r) return;
   const { qCols, kvCols, headDim, rotaryDim, capacity } = r;
@@ -157,6 +169,11 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
     if (a.prologue.kind === 'layer' && a.prologue.bias) r.normB = rule([a.K]);
   }
   if (a.epilogue) Object.assign(r, fusedInputRules(a.epilogue));
+  if (a.conv) {
+    r.convW = rule([a.conv.channels, a.conv.kernel]);
+    if (a.conv.bias) r.convB = rule([a.conv.channels]);
+    r.convState = inPlace([a.conv.kernel - 1, a.conv.channels]);
+  }
   const rope = a.ropeKv;
   if (rope) {
     r.cos = rule([rope.capacity, rope.rotaryDim / 2]);
@@ -184,10 +201,41 @@ function outputRules(a: MatmulAttrs): Record<string, TensorRule> {
       vcache: inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope)),
     };
   }
+  const conv = a.conv
+    ? { convState: inPlace([a.conv.kernel - 1, a.conv.channels]) }
+    : ({} as Record<string, TensorRule>);
   if (a.splits) {
-    return Object.fromEntries(a.splits.map((n, i) => [splitOutput(i), rule([a.rows, n])]));
+    return {
+      ...Object.fromEntries(a.splits.map((n, i) => [splitOutput(i), rule([a.rows, n])])),
+      ...conv,
+    };
   }
-  return { out: rule([a.rows, a.outStride], a.outOffset > 0 ? 'read_write' : 'read') };
+  return { out: rule([a.rows, a.outStride], a.outOffset > 0 ? 'read_write' : 'read'), ...conv };
+}
+
+/**
+ * The conv epilogue on one output row y (columns [0, channels)), as conv1d computes a step of
+ * one token: `fresh` reads the incoming state as zeros (step.pos 0, first row).
+ */
+function convRow(
+  cv: NonNullable<MatmulAttrs['conv']>,
+  y: Float32Array,
+  w: Float32Array,
+  bias: Float32Array | undefined,
+  state: Float32Array,
+  fresh: boolean,
+): void {
+  const { channels: C, kernel: K } = cv;
+  const S = K - 1;
+  if (fresh) state.fill(0, 0, S * C);
+  for (let c = 0; c < C; c++) {
+    let s = bias ? bias[c] : 0;
+    for (let j = 0; j < S; j++) s += w[c * K + j] * state[j * C + c];
+    s += w[c * K + S] * y[c];
+    for (let j = 0; j + 1 < S; j++) state[j * C + c] = state[(j + 1) * C + c];
+    state[(S - 1) * C + c] = y[c];
+    y[c] = cv.silu ? activate('silu', s) : s;
+  }
 }
 
 function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
@@ -241,6 +289,13 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
     sin = need(inputs, 'sin', (step.pos + rows) * half, 'sin rows up to pos+T');
   }
 
+  const cv = a.conv;
+  const convW = cv ? need(inputs, 'convW', cv.channels * cv.kernel, 'convW') : undefined;
+  const convB = cv?.bias ? need(inputs, 'convB', cv.channels, 'convB') : undefined;
+  const convState = cv
+    ? need(inputs, 'convState', (cv.kernel - 1) * cv.channels, 'convState')
+    : undefined;
+
   const xr = new Float32Array(K);
   const y = new Float32Array(N);
   for (let r = 0; r < rows; r++) {
@@ -266,6 +321,8 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       if (residual) v += residual[r * N + n];
       y[n] = v;
     }
+    if (cv && convW && convState)
+      convRow(cv, y, convW, convB, convState, step.pos === 0 && r === 0);
     if (rope && kcache && vcache && cos && sin) {
       const p = step.pos + r;
       const half = rope.rotaryDim / 2;
@@ -284,8 +341,9 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
     }
   }
   if (rope && kcache && vcache) return { out, kcache, vcache };
-  if (a.splits) return splitColumns(out, rows, N, a.splits, inputs);
-  return { out };
+  const conv: Arrays = convState ? { convState } : {};
+  if (a.splits) return { ...splitColumns(out, rows, N, a.splits, inputs), ...conv };
+  return { out, ...conv };
 }
 
 function fusedArrays(f: FusedPointwise, inputs: Arrays): Record<string, Float32Array> {
@@ -347,12 +405,20 @@ function cost(a: MatmulAttrs, step: StepShape): Cost {
     for (const [n, i] of Object.entries(f.inputs))
       if (n !== 'x') read += i.perToken ? rows * i.cols : i.cols;
   }
+  let convWritten = 0;
+  if (a.conv) {
+    const { channels: C, kernel: Kc } = a.conv;
+    flops += rows * C * (2 * Kc + (a.conv.bias ? 1 : 0) + (a.conv.silu ? 4 : 0));
+    read += C * (Kc + (a.conv.bias ? 1 : 0)) + (Kc - 1) * C;
+    convWritten = (Kc - 1) * C;
+  }
   // k and v columns of a ropeKv matmul land in the caches, f16 ones at 2 bytes each.
   const kv = a.ropeKv ? 2 * a.ropeKv.kvCols : 0;
   return {
     flops,
     bytesRead: 4 * read,
-    bytesWritten: 4 * rows * (a.N - kv) + (kv ? dtypeBytes(kvTypeOf(a.ropeKv), rows * kv) : 0),
+    bytesWritten:
+      4 * (rows * (a.N - kv) + convWritten) + (kv ? dtypeBytes(kvTypeOf(a.ropeKv), rows * kv) : 0),
   };
 }
 

@@ -7,7 +7,13 @@
  * State reset rule: at step.pos === 0 the incoming state is treated as all zeros (a new
  * sequence), so the runtime never has to clear state buffers.
  */
-import type { Cost, SelectiveScanAttrs, SsdAttrs, StepShape } from '../graph/ops.ts';
+import type {
+  Cost,
+  Mamba1StepAttrs,
+  SelectiveScanAttrs,
+  SsdAttrs,
+  StepShape,
+} from '../graph/ops.ts';
 import { activate, softplus } from './math.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition } from './types.ts';
 
@@ -89,6 +95,130 @@ export const selectiveScan: OpDefinition<SelectiveScanAttrs> = {
   },
 };
 
+/**
+ * Element offsets of mamba1_step's packed parameter tensor, in this order: x_proj [R, D]
+ * (rows dt, B, C; only when xProj), dt_proj [D, dtRank], dt_proj's bias [D], A_log [D, N], D [D], then the norm
+ * weights of dt, B and C (R, when normEps is set). `total` is its length.
+ */
+export function mamba1StepPack(a: Omit<Mamba1StepAttrs, 'op'>) {
+  const { dInner: D, dState: N, dtRank } = a;
+  const R = dtRank + 2 * N;
+  const wdt = a.xProj ? R * D : 0;
+  const dtBias = wdt + D * dtRank;
+  const aLog = dtBias + D;
+  const d = aLog + D * N;
+  const norms = d + D;
+  return { R, wx: 0, wdt, dtBias, aLog, d, norms, total: norms + (a.normEps === null ? 0 : R) };
+}
+
+/**
+ * Bytes of workgroup memory mamba1_step's fused kernel takes with `threads` threads: a reduction
+ * slot per thread, x_proj's R outputs and three norm factors. The fusion checks it against the
+ * device before it fuses.
+ */
+export function mamba1StepWorkgroupBytes(a: Omit<Mamba1StepAttrs, 'op'>, threads: number): number {
+  return 4 * (threads + mamba1StepPack(a).R + 3);
+}
+
+/** RMS-normalise v[from, from + n) in place with weights w[wOff + ...]. */
+function rmsInPlace(
+  v: Float64Array,
+  from: number,
+  n: number,
+  eps: number,
+  w: Float32Array,
+  wOff: number,
+) {
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += v[from + i] * v[from + i];
+  const r = 1 / Math.sqrt(ss / n + eps);
+  for (let i = 0; i < n; i++) v[from + i] = v[from + i] * r * w[wOff + i];
+}
+
+export const mamba1Step: OpDefinition<Mamba1StepAttrs> = {
+  check(a) {
+    for (const k of ['dInner', 'dState', 'dtRank'] as const) positiveInt('mamba1_step', k, a[k]);
+    if (a.normEps !== null && !(a.normEps > 0))
+      throw new Error(`mamba1_step: normEps must be positive or null, got ${a.normEps}`);
+  },
+  inputs: (a) => ({
+    x: rule(['T', a.dInner]),
+    ...(a.xProj ? {} : { dbc: rule(['T', mamba1StepPack(a).R]) }),
+    z: rule(['T', a.dInner]),
+    w: rule([mamba1StepPack(a).total]),
+    state: inPlace([a.dInner, a.dState]),
+  }),
+  outputs: (a) => ({ out: rule(['T', a.dInner]), state: inPlace([a.dInner, a.dState]) }),
+  /** x_proj, the norms and dt_proj in f64, then selective_scan's own reference on the results. */
+  reference(a, inputs, step) {
+    mamba1Step.check(a);
+    const { dInner: D, dState: N, dtRank } = a;
+    const T = step.T;
+    const op = 'mamba1_step';
+    const k = mamba1StepPack(a);
+    const x = need(op, inputs, 'x', T * D);
+    const w = need(op, inputs, 'w', k.total);
+    const dt = new Float32Array(T * D);
+    const b = new Float32Array(T * N);
+    const c = new Float32Array(T * N);
+    const dbc = new Float64Array(k.R);
+    const given = a.xProj ? undefined : need(op, inputs, 'dbc', T * k.R);
+    for (let t = 0; t < T; t++) {
+      for (let r = 0; r < k.R; r++) {
+        let s = 0;
+        if (given) s = given[t * k.R + r];
+        else for (let j = 0; j < D; j++) s += w[k.wx + r * D + j] * x[t * D + j];
+        dbc[r] = s;
+      }
+      if (a.normEps !== null) {
+        rmsInPlace(dbc, 0, dtRank, a.normEps, w, k.norms);
+        rmsInPlace(dbc, dtRank, N, a.normEps, w, k.norms + dtRank);
+        rmsInPlace(dbc, dtRank + N, N, a.normEps, w, k.norms + dtRank + N);
+      }
+      for (let d = 0; d < D; d++) {
+        let s = w[k.dtBias + d];
+        for (let j = 0; j < dtRank; j++) s += w[k.wdt + d * dtRank + j] * dbc[j];
+        dt[t * D + d] = s;
+      }
+      for (let n = 0; n < N; n++) {
+        b[t * N + n] = dbc[dtRank + n];
+        c[t * N + n] = dbc[dtRank + N + n];
+      }
+    }
+    return selectiveScan.reference(
+      { op: 'selective_scan', dInner: D, dState: N },
+      {
+        x,
+        dt,
+        aLog: w.subarray(k.aLog, k.aLog + D * N),
+        b,
+        c,
+        d: w.subarray(k.d, k.d + D),
+        z: need(op, inputs, 'z', T * D),
+        state: need(op, inputs, 'state', D * N),
+      },
+      step,
+    );
+  },
+  cost(a, step) {
+    const k = mamba1StepPack(a);
+    const T = step.T;
+    const scan = selectiveScan.cost(
+      { op: 'selective_scan', dInner: a.dInner, dState: a.dState },
+      step,
+    );
+    return {
+      // x_proj (when inside) and dt_proj (2 per weight element and token), the norms (~4 per
+      // row element).
+      flops:
+        scan.flops + T * ((a.xProj ? 2 * k.R * a.dInner : 0) + 2 * a.dInner * a.dtRank + 4 * k.R),
+      // The packed parameters once, x, z (and dbc) and the state (dt, B and C stay in the kernel).
+      bytesRead: 4 * (k.total + 2 * T * a.dInner + (a.xProj ? 0 : T * k.R) + a.dInner * a.dState),
+      bytesWritten: scan.bytesWritten,
+    };
+  },
+};
+
 export const ssd: OpDefinition<SsdAttrs> = {
   check(a) {
     for (const k of ['heads', 'headDim', 'dState', 'groups', 'chunk'] as const)
@@ -101,11 +231,10 @@ export const ssd: OpDefinition<SsdAttrs> = {
   inputs: (a) => ({
     x: rule(['T', a.heads * a.headDim]),
     dt: rule(['T', a.heads]),
-    dtBias: rule([a.heads]),
-    aLog: rule([a.heads]),
+    ...(a.packed ? { p: rule([3 * a.heads]) } : { dtBias: rule([a.heads]), aLog: rule([a.heads]) }),
     b: rule(['T', a.groups * a.dState]),
     c: rule(['T', a.groups * a.dState]),
-    d: rule([a.heads]),
+    ...(a.packed ? {} : { d: rule([a.heads]) }),
     state: inPlace([a.heads, a.headDim, a.dState]),
   }),
   outputs: (a) => ({
@@ -122,11 +251,12 @@ export const ssd: OpDefinition<SsdAttrs> = {
     const op = 'ssd';
     const x = need(op, inputs, 'x', T * W);
     const dt = need(op, inputs, 'dt', T * H);
-    const dtBias = need(op, inputs, 'dtBias', H);
-    const aLog = need(op, inputs, 'aLog', H);
+    const packed = a.packed ? need(op, inputs, 'p', 3 * H) : undefined;
+    const dtBias = packed ? packed.subarray(0, H) : need(op, inputs, 'dtBias', H);
+    const aLog = packed ? packed.subarray(H, 2 * H) : need(op, inputs, 'aLog', H);
     const b = need(op, inputs, 'b', T * GN);
     const c = need(op, inputs, 'c', T * GN);
-    const dSkip = need(op, inputs, 'd', H);
+    const dSkip = packed ? packed.subarray(2 * H, 3 * H) : need(op, inputs, 'd', H);
     const state = need(op, inputs, 'state', H * P * N);
     const S =
       step.pos === 0

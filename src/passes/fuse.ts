@@ -2,6 +2,12 @@
  * Fusion passes, each a pure Graph → Graph rewrite. They cut dispatches per
  * decode token (the cost that dominates small-model decode on WebGPU) by
  * folding elementwise work into the matmul that feeds or follows it:
+ *   mamba1-decode    (decode only) Mamba-1's x_proj (when small), dt/B/C norms, dt_proj and
+ *                    scan → one mamba1_step
+ *   ssd-decode       (decode only) an SSD's dtBias, aLog and d → one packed parameter, so its
+ *                    one-launch decode kernel fits 8 storage buffers
+ *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
+ *                    epilogue, state update included (Mamba's in_proj + conv: one dispatch)
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
  *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
  *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
@@ -29,6 +35,8 @@ import {
   splitOutput,
   type AddAttrs,
   type LinearRecurrenceAttrs,
+  type Mamba1StepAttrs,
+  type NormAttrs,
   type MatmulAttrs,
   type OpAttrs,
   type PointwiseAttrs,
@@ -44,6 +52,7 @@ import { exprInputs, renameInputs } from '../ops/pointwise.ts';
 import type { DeviceCaps } from '../target.ts';
 import type { Activation } from '../spec/model.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
+import { mamba1StepPack, mamba1StepWorkgroupBytes } from '../ops/ssm.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
@@ -73,7 +82,8 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
     n.attrs.outStride === n.attrs.N &&
     n.attrs.splits === null &&
     !n.attrs.xMap &&
-    !n.attrs.epilogue
+    !n.attrs.epilogue &&
+    !n.attrs.conv
   );
 }
 
@@ -681,7 +691,193 @@ export function fuseMatmulPrologue(g: Graph, { caps }: FusionOptions): Graph {
   return r.finish();
 }
 
+type Node = GraphNode;
+
+/** A plain RMSNorm over whole rows (no bias, no unit offset, no residual): Jamba's dt/B/C norms. */
+function plainRms(n: Node | undefined): n is Node & { attrs: NormAttrs } {
+  if (n?.attrs.op !== 'norm') return false;
+  const a = n.attrs;
+  return (
+    a.norm.kind === 'rms' &&
+    !a.norm.unitOffset &&
+    !a.norm.bias &&
+    !a.residual &&
+    a.group === a.width &&
+    !a.perChannel
+  );
+}
+
+/**
+ * The largest x_proj weight (bytes) mamba1_step computes inside itself. WebGPU has no barrier
+ * across workgroups, so every workgroup of the one-launch kernel reads the whole of x_proj
+ * (codegen/kernels/ssm-step.ts): its time is then at least x_proj's bytes over one core's
+ * bandwidth (~100–250 GB/s), against a separate GEMV at the device's (TB/s) plus one dispatch
+ * (a few µs). At 1 MiB the two are about even; Mamba-130M (0.47 MiB) keeps x_proj inside,
+ * Mamba-2.8B (3.75 MiB) and Jamba (9 MiB) get it as its own matmul. An estimate to measure on
+ * the device (bench), not a measurement.
+ */
+export const MAMBA1_STEP_XPROJ_BYTES = 1 << 20;
+
+/**
+ * Decode only (maxT 1): Mamba-1's x_proj row ranges (dt, B, C), their RMSNorms (Jamba), dt_proj
+ * and the selective scan with its gate → one mamba1_step (src/ops/ssm.ts), its parameters packed
+ * into one tensor; x_proj stays outside as one matmul when its weight exceeds
+ * MAMBA1_STEP_XPROJ_BYTES. With conv-epilogue a Mamba layer decodes in three dispatches (in_proj
+ * + conv, mamba1_step, out_proj), four with x_proj outside. Prefill keeps the unfused ops, whose
+ * chunked scan and tiled matmuls suit many tokens. Skipped where the packed parameters exceed a
+ * binding, x_proj's rows exceed the kernel's workgroup memory, or the kernel's storage buffers
+ * exceed the device's.
+ */
+export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const scan of r.live()) {
+    if (scan.attrs.op !== 'selective_scan') continue;
+    const { dInner: D, dState: N } = scan.attrs;
+    const xs = scan.inputs.x;
+    // The matmul reading x that computes `t`, through an RMSNorm when there is one.
+    const part = (t: number) => {
+      const p = r.producer(t);
+      const n = plainRms(p) && r.consumers(t).length === 1 ? p : null;
+      const mt = n ? n.inputs.x : t;
+      const m = r.producer(mt);
+      if (!isPlain(m) || m.attrs.bias || m.inputs.x !== xs || m.attrs.K !== D) return null;
+      if (m.attrs.wType !== 'f32' || r.consumers(mt).length !== 1) return null;
+      return { m, n };
+    };
+    const dtm = r.producer(scan.inputs.dt);
+    if (!isPlain(dtm) || !dtm.attrs.bias || dtm.attrs.N !== D || dtm.attrs.wType !== 'f32')
+      continue;
+    if (r.consumers(scan.inputs.dt).length !== 1) continue;
+    const [pdt, pb, pc] = [dtm.inputs.x, scan.inputs.b, scan.inputs.c].map(part);
+    if (!pdt || !pb || !pc || pb.m.attrs.N !== N || pc.m.attrs.N !== N) continue;
+    if (pdt.m.attrs.N !== dtm.attrs.K) continue;
+    // B and C read from the scan alone (a shared tensor would need both readers to agree).
+    if (r.consumers(scan.inputs.b).length !== 1 || r.consumers(scan.inputs.c).length !== 1)
+      continue;
+    const norms = [pdt.n, pb.n, pc.n];
+    const eps = norms[0]?.attrs.norm.eps ?? null;
+    if (!norms.every((n) => (n === null ? eps === null : n.attrs.norm.eps === eps))) continue;
+    const R = pdt.m.attrs.N + 2 * N;
+    const attrs: Mamba1StepAttrs = {
+      op: 'mamba1_step',
+      dInner: D,
+      dState: N,
+      dtRank: dtm.attrs.K,
+      normEps: eps,
+      xProj: 4 * R * D <= MAMBA1_STEP_XPROJ_BYTES,
+    };
+    const pack = mamba1StepPack(attrs);
+    if (pack.total * 4 > bindingLimit(caps)) continue;
+    if (mamba1StepWorkgroupBytes(attrs, 256) > caps.maxWorkgroupStorageBytes) continue;
+    if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
+    const src = (t: number) => r.source(t);
+    const xw = [pdt, pb, pc].map((p) => p.m.inputs.w);
+    const inputs: Record<string, number> = { x: xs, z: scan.inputs.z };
+    let keep: Node | null = null;
+    if (!attrs.xProj) {
+      // x_proj as one matmul writing dt, B and C as one [T, R] row for the step to read.
+      const name = xw.map((t) => g.tensors[t].name).join('+');
+      const w = r.param(name, [R, D], { kind: 'concat', parts: xw.map(src) });
+      inputs.dbc = r.activation(`${g.tensors[pdt.m.outputs.out].name.replace(/_dt$/, '')}_dbc`, [
+        'T',
+        R,
+      ]);
+      const mm: MatmulAttrs = { ...pdt.m.attrs, N: R, outStride: R };
+      keep = r.replace(pdt.m, mm, { x: xs, w }, { out: inputs.dbc }, `${pdt.m.label}+x_b+x_c`);
+    }
+    const parts = [
+      ...(attrs.xProj ? xw.map(src) : []),
+      src(dtm.inputs.w),
+      src(dtm.inputs.bias),
+      src(scan.inputs.aLog),
+      src(scan.inputs.d),
+      ...norms.flatMap((n) => (n ? [src(n.inputs.w)] : [])),
+    ];
+    const base = g.tensors[scan.inputs.aLog].name.replace(/\.A_log$/, '');
+    inputs.w = r.param(`${base}.step_pack`, [pack.total], { kind: 'concat', parts });
+    inputs.state = scan.inputs.state;
+    const what = attrs.xProj ? 'x_proj+dt+scan' : 'dt+scan';
+    r.replace(
+      scan,
+      attrs,
+      inputs,
+      { out: scan.outputs.out, state: scan.outputs.state },
+      `${scan.label.replace(/ selective scan$/, '')} ${what} (fused)`,
+    );
+    for (const n of [pdt.m, pdt.n, pb.m, pb.n, pc.m, pc.n, dtm]) if (n && n !== keep) r.remove(n);
+  }
+  return r.finish();
+}
+
+/**
+ * Decode only (maxT 1): an SSD's per-head dtBias, aLog and d → one packed parameter (SsdAttrs.
+ * packed), so its one-launch decode kernel binds 7 storage buffers instead of 9 and runs on
+ * devices with WebGPU's default 8, where the unpacked SSD falls back to four chunked launches.
+ */
+export function fuseSsdDecode(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const n of r.live()) {
+    if (n.attrs.op !== 'ssd' || n.attrs.packed) continue;
+    const attrs = { ...n.attrs, packed: true };
+    if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
+    const { dtBias, aLog, d, ...rest } = n.inputs;
+    const base = g.tensors[aLog].name.replace(/\.A_log$/, '');
+    const p = r.param(`${base}.ssd_pack`, [3 * attrs.heads], {
+      kind: 'concat',
+      parts: [r.source(dtBias), r.source(aLog), r.source(d)],
+    });
+    r.replace(n, attrs, { ...rest, p }, n.outputs, `${n.label} (params packed)`);
+  }
+  return r.finish();
+}
+
+/**
+ * Decode only (maxT 1): a causal conv1d whose x is a matmul's output (its first output when
+ * split: Mamba's in_x of in_x+in_z), read by nothing else → the matmul's conv epilogue
+ * (MatmulAttrs.conv), which updates the conv state as it writes. A Mamba layer's in_proj, norm and
+ * conv then take one dispatch. Last of the fusions, so no later one folds more work after a conv.
+ */
+export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const conv of r.live()) {
+    if (conv.attrs.op !== 'conv1d') continue;
+    const ca = conv.attrs;
+    const m = r.producer(conv.inputs.x);
+    if (!isMatmul(m) || m.attrs.conv || m.attrs.ropeKv || m.attrs.rows !== 'T') continue;
+    if (m.attrs.outOffset !== 0 || m.attrs.outStride !== m.attrs.N) continue;
+    if (m.outputs.out !== conv.inputs.x || r.soleConsumer(conv.inputs.x) !== conv) continue;
+    if ((m.attrs.splits ? m.attrs.splits[0] : m.attrs.N) !== ca.channels) continue;
+    const reads = [conv.inputs.w, conv.inputs.state, ...(ca.bias ? [conv.inputs.bias] : [])];
+    if (writtenBetween(r, m, conv, reads)) continue;
+    const attrs: MatmulAttrs = {
+      ...m.attrs,
+      conv: { channels: ca.channels, kernel: ca.kernel, bias: ca.bias, silu: ca.silu },
+    };
+    if (!fits(attrs, caps)) continue;
+    const inputs: Record<string, number> = {
+      ...m.inputs,
+      convW: conv.inputs.w,
+      convState: conv.inputs.state,
+    };
+    if (ca.bias) inputs.convB = conv.inputs.bias;
+    r.replace(
+      m,
+      attrs,
+      inputs,
+      { ...m.outputs, out: conv.outputs.out, convState: conv.outputs.state },
+      `${m.label} (+conv)`,
+    );
+    r.remove(conv);
+  }
+  return r.finish();
+}
+
 export const FUSION_PASSES = [
+  { name: 'mamba1-decode', run: fuseMamba1Decode },
+  { name: 'ssd-decode', run: fuseSsdDecode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
   { name: 'gated-mul', run: fuseGatedMul },
@@ -693,4 +889,5 @@ export const FUSION_PASSES = [
   { name: 'norm-prologue', run: fuseNormPrologue },
   { name: 'matmul-prologue', run: fuseMatmulPrologue },
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
+  { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;

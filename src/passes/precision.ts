@@ -31,7 +31,8 @@ export const PRECISIONS: readonly Precision[] = ['f32', 'f16', 'q8', 'q4'];
 
 /** The input of `n` a stored weight may be: a matmul's or expert matmul's w, an embedding's table. */
 function weightInput(n: GraphNode): 'w' | 'table' | null {
-  if (n.attrs.op === 'matmul' || n.attrs.op === 'moe_matmul') return 'w';
+  if (n.attrs.op === 'matmul' || n.attrs.op === 'moe_matmul' || n.attrs.op === 'head_matmul')
+    return 'w';
   if (n.attrs.op === 'embed') return 'table';
   return null;
 }
@@ -46,7 +47,10 @@ function chooseType(
 ): WeightType | null {
   if (t.kind !== 'param' || t.dtype !== 'f32' || readers.length === 0) return null;
   let head = false;
+  // head_matmul (MLA's absorbed projections) stores f16 at most: its kernel reads no blocks.
+  let halves = false;
   for (const n of readers) {
+    if (n.attrs.op === 'head_matmul') halves = true;
     const input = weightInput(n);
     if (!input || n.inputs[input] !== t.id) return null;
     if (n.attrs.op === 'matmul') {
@@ -55,6 +59,7 @@ function chooseType(
       if (routes) return null;
     }
   }
+  if (halves) return 'f16';
   const want: WeightType = precision === 'q4' && head ? 'q8' : precision;
   const cols = t.shape[t.shape.length - 1];
   if (typeof cols !== 'number') throw new Error(`parameter ${t.name} has a symbolic shape`);
@@ -90,6 +95,9 @@ export function assignPrecision(g: Graph, precision: Precision, caps: DeviceCaps
     if (a.op === 'moe_matmul') {
       const type = chosen.get(n.inputs.w);
       return type ? { ...n, attrs: { ...a, wType: type } } : n;
+    }
+    if (a.op === 'head_matmul') {
+      return chosen.get(n.inputs.w) === 'f16' ? { ...n, attrs: { ...a, wType: 'f16' } } : n;
     }
     if (a.op === 'embed') {
       const type = chosen.get(n.inputs.table);

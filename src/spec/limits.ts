@@ -54,6 +54,9 @@ export const FIELD_CAPS: Readonly<Record<string, number>> = {
   // 10M tokens (Llama 4 Scout) is the longest advertised context.
   maxContext: 1 << 24,
   window: 1 << 24,
+  // H2O eviction: bounded like the window it stands for.
+  budget: 1 << 24,
+  recent: 1 << 24,
   originalMaxPositions: 1 << 24,
   // 384 routed experts (Kimi K2); top-k and group counts are bounded by the experts.
   experts: 4096,

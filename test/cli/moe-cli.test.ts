@@ -55,7 +55,9 @@ describe('strata on an MoE spec', () => {
     expect(j.ffn.map((f) => f.kind)).toEqual(['mlp', 'moe', 'moe', 'moe']);
     expect(j.flopsPerToken).toBeGreaterThan(j.ffn.reduce((n, f) => n + f.flopsPerToken, 0));
     const text = await cli('inspect', 'specs/tiny-moe.strata', '--target', 'baseline');
-    expect(text.out).toMatch(/active parameters per token: 193,224/);
-    expect(text.out).toMatch(/layer {3}1 moe: 8 experts, top 2: \d+\.\d+ MFLOP per token/);
+    expect(text.out).toMatch(/active parameters per token: 193K/);
+    // Layers with the same MoE settings share a line.
+    expect(text.out).toMatch(/moe layers 1, 2: 8 experts, top 2: \d+\.\d+ kFLOP per token each/);
+    expect(text.out).toMatch(/moe layer 3: 8 experts, top 3: \d+\.\d+ kFLOP per token\n/);
   });
 });

@@ -4,7 +4,7 @@
  * and a --weights file that does not exist refused by every command that takes one.
  */
 import { describe, expect, it } from 'vitest';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from './run-cli.ts';
@@ -69,9 +69,12 @@ describe('a CLI a newcomer can trust', () => {
     const dir = mkdtempSync(join(tmpdir(), 'strata-cfg-'));
     try {
       cpSync('test/fixtures/hf/llama/config.json', join(dir, 'config.json'));
-      const r = await cli('inspect', join(dir, 'config.json'), '--target', 'baseline');
+      const r = await cli('inspect', join(dir, 'config.json'));
       expect(r.code, r.err).toBe(0);
-      expect(r.out).toMatch(/106,816 parameters/);
+      expect(r.out).toMatch(/107K parameters \(106,816\)/);
+      // No --target: the nominal target, and no GPU (a WebGPU adapter is never asked for).
+      expect(r.out).toMatch(/^target nominal: no GPU opened/);
+      expect(r.out).toMatch(/FLOPs per decoded token: \d+(\.\d+)? kFLOP/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -91,5 +94,62 @@ describe('a CLI a newcomer can trust', () => {
     const r = await cli('inspect', 'test/fixtures/hf/llama', '--weights', 'package.json');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/--weights goes with a spec; test\/fixtures\/hf\/llama brings its own/);
+  });
+
+  it('compile and run read a checkpoint through the weight map that import -o wrote', async () => {
+    // gpt_oss: fused gate_up experts (interleaved columns), reshaped sinks: slices and shapes.
+    const dir = mkdtempSync(join(tmpdir(), 'strata-map-'));
+    try {
+      const spec = join(dir, 'gpt_oss.strata');
+      const imp = await cli('import', 'test/fixtures/hf/gpt_oss', '-o', spec);
+      expect(imp.code, imp.err).toBe(0);
+      const ids = ['--prompt-ids', '1,2,3,4', '--max-tokens', '3', '--target', 'baseline'];
+      const viaMap = await cli(
+        'run',
+        spec,
+        '--weights',
+        'test/fixtures/hf/gpt_oss',
+        ...ids,
+        '--dump-logits',
+        join(dir, 'map.safetensors'),
+      );
+      expect(viaMap.code, viaMap.err).toBe(0);
+      const direct = await cli(
+        'run',
+        'test/fixtures/hf/gpt_oss',
+        ...ids,
+        '--dump-logits',
+        join(dir, 'hf.safetensors'),
+      );
+      expect(direct.code, direct.err).toBe(0);
+      // The same model and weights compile to the same kernels: the logits are equal bit for bit.
+      expect(
+        readFileSync(join(dir, 'map.safetensors')).equals(
+          readFileSync(join(dir, 'hf.safetensors')),
+        ),
+      ).toBe(true);
+      // A map entry that names a tensor the checkpoint lacks is an error naming both.
+      const map = JSON.parse(readFileSync(`${spec}.weights.json`, 'utf8')) as Record<
+        string,
+        unknown
+      >;
+      map['model.embed_tokens.weight'] = 'model.no_such_tensor';
+      writeFileSync(`${spec}.weights.json`, JSON.stringify(map));
+      const bad = await cli(
+        'compile',
+        spec,
+        '--weights',
+        'test/fixtures/hf/gpt_oss',
+        '-o',
+        join(dir, 'b'),
+      );
+      expect(bad.code).toBe(1);
+      expect(bad.err).toMatch(
+        /missing tensor 'model\.no_such_tensor' \(strata 'model\.embed_tokens\.weight'\)/,
+      );
+      expect(bad.err).toMatch(/names from .*gpt_oss\.strata\.weights\.json/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

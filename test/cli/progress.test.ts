@@ -1,11 +1,7 @@
 /** Byte progress: bytes, rate and ETA; a bar redrawn in place on a terminal, plain lines elsewhere. */
 import { describe, expect, it } from 'vitest';
-import {
-  byteProgress,
-  humanBytes,
-  humanDuration,
-  terminalProgress,
-} from '../../src/cli/progress.ts';
+import { byteProgress, humanDuration, terminalProgress } from '../../src/cli/progress.ts';
+import { humanBytes, humanCount, humanFlops, layerList } from '../../src/cli/units.ts';
 import { tokenTimer } from '../../src/cli/speed.ts';
 
 function clocked(tty: boolean, start = 0) {
@@ -104,5 +100,19 @@ describe('terminalProgress off a terminal', () => {
       'upload weights: 11/12 after 10s\n',
       'upload weights: 12/12 done in 11s\n',
     ]);
+  });
+
+  it('counts, FLOPs and layer lists as people read them', () => {
+    expect(humanCount(950)).toBe('950');
+    expect(humanCount(9_233_488)).toBe('9.23M');
+    expect(humanCount(70_553_706_496)).toBe('70.6B');
+    expect(humanFlops(512)).toBe('512 FLOP');
+    expect(humanFlops(1.5e6)).toBe('1.50 MFLOP');
+    expect(humanFlops(2.469e12)).toBe('2.47 TFLOP');
+    expect(layerList([0, 1, 2, 3, 5, 6, 8])).toBe('0–3, 5, 6, 8');
+    expect(layerList([7, 1, 3, 5])).toBe('1, 3, …, 7 (every 2nd)');
+    expect(layerList([3, 11, 19, 27, 35])).toBe('3, 11, …, 35 (every 8th)');
+    expect(layerList([2, 4, 6])).toBe('2, 4, 6');
+    expect(layerList([4])).toBe('4');
   });
 });

@@ -44,7 +44,7 @@ describe('diffusion schedule cost', () => {
     const r = await cli('inspect', SPEC, '--prompt-length', '6', '--cache', 'dual');
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(
-      /schedule: gen length 16 in 2 blocks of 8, 8 steps, cache dual, prompt 6: 8 forwards over 92 rows; [\d.]+ MFLOP/,
+      /schedule: gen length 16 in 2 blocks of 8, 8 steps, cache dual, prompt 6: 8 forwards over 92 rows; [\d.]+ [kMG]FLOP, read [\d.]+ [KMG]iB per generated token/,
     );
     expect(r.out).toMatch(/autoregressive, same weights: .* \(the schedule: [\d.]+x the FLOPs/);
     expect((await cli('inspect', SPEC, '--block-length', '5')).err).toMatch(

@@ -61,9 +61,11 @@ describe('strata explore on Jamba', () => {
   it('writes HTML, CSV, JSON and one spec per design', () => {
     expect(readdirSync(dir).sort()).toEqual([
       'designs',
+      'plots',
       'report.html',
       'results.csv',
       'results.json',
+      'table.txt',
     ]);
     expect(readdirSync(join(dir, 'designs')).sort()).toEqual(
       ['ratio-1', 'ratio-15', 'ratio-3', 'ratio-7'].map((n) => `${n}.strata`),
@@ -138,6 +140,10 @@ describe('strata explore on Jamba', () => {
     expect(memory).toMatch(/mark-line/);
     expect(cost).toMatch(/mark-line/);
     expect(pattern).toMatch(/mark-rect/);
+    // The same four plots as files of their own.
+    const files = readdirSync(join(dir, 'plots')).sort();
+    expect(files).toHaveLength(4);
+    for (const f of files) expect(svgs).toContain(readFileSync(join(dir, 'plots', f), 'utf8'));
     expect(html).not.toMatch(/<script/);
   });
 });

@@ -117,11 +117,18 @@ export async function runGoldenCpu(hf: HfFolder, golden: Golden): Promise<Golden
   return { prefill: first.logits, tokens, decode };
 }
 
-/** Imports `dir`, runs it, compares, and returns a summary line. */
-export async function checkGolden(dir: string, on: 'gpu' | 'cpu'): Promise<string> {
+/**
+ * Imports `dir`, runs it, compares with `goldenDir`/golden.safetensors (the fixtures keep it
+ * beside the model), and returns a summary line.
+ */
+export async function checkGolden(
+  dir: string,
+  on: 'gpu' | 'cpu',
+  goldenDir = dir,
+): Promise<string> {
   const hf = await importHfFolder(dir);
   try {
-    const golden = await readGolden(dir);
+    const golden = await readGolden(goldenDir);
     const run = await (on === 'gpu' ? runGoldenGpu : runGoldenCpu)(hf, golden);
     const vocab = hf.model.vocab;
     const pre = rowErrors(run.prefill, golden.prefill, vocab);

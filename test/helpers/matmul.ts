@@ -74,6 +74,12 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
   }
   if (a.xMap) delete inputs.x;
   if (a.xMap?.inputs.x) inputs.x = randn(maxT * a.xMap.inputs.x.cols, seed + 1, 2);
+  if (a.conv) {
+    const { channels: C, kernel: Kc } = a.conv;
+    inputs.convW = randn(C * Kc, seed + 12, 0.6);
+    if (a.conv.bias) inputs.convB = randn(C, seed + 13, 0.3);
+    inputs.convState = randn((Kc - 1) * C, seed + 14, 1.5);
+  }
   const rope = a.ropeKv;
   const outStride = rope ? rope.qCols : a.outStride;
   // Existing contents: anything the kernel must not touch has to survive unchanged.

@@ -17,6 +17,7 @@ export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
     causal: true,
     window: null,
     sinkTokens: null,
+    evict: null,
     scale: 1 / Math.sqrt(headDim),
     softcap: null,
     sinks: false,

@@ -28,6 +28,7 @@ describe('deepseek_v3 import', () => {
       bias: false,
       latentEps: 1e-6,
       scale: 24 ** -0.5,
+      cache: 'latent',
     });
     expect(model.layers.map((l) => l.ffn?.kind)).toEqual(['mlp', 'moe']);
     const moe = model.layers[1].ffn as MoeSpec;

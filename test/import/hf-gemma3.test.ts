@@ -33,6 +33,7 @@ describe('gemma3_text import', () => {
       scale: 0.25,
       softcap: null,
       sinkTokens: null,
+      evict: null,
       sinks: false,
       outputGate: false,
     });

@@ -302,6 +302,7 @@ describe('published configs', () => {
         scale: 0.125,
         softcap: null,
         sinkTokens: null,
+        evict: null,
         sinks: false,
         outputGate: false,
       });

@@ -32,6 +32,7 @@ function layer(index: number, over: Partial<AttentionSpec>, ffn: LayerSpec['ffn'
       causal: true,
       window: null,
       sinkTokens: null,
+      evict: null,
       scale: 1 / Math.sqrt(8),
       softcap: null,
       sinks: false,

@@ -37,6 +37,8 @@ interface Case {
   kv16?: boolean;
   /** Bidirectional attention also sees cached rows up to this (a diffusion dual cache). */
   keys?: number;
+  /** Values read from the key rows at this column (vFromK, MLA's latent cache); no vcache. */
+  vk?: number;
 }
 
 function attrs(c: Case): AttentionAttrs {
@@ -53,6 +55,7 @@ function attrs(c: Case): AttentionAttrs {
     sinks: c.sinks ?? false,
     capacity: c.capacity ?? c.pos + c.maxT + 3,
     ...(c.kv16 ? { kvType: 'f16' as const } : {}),
+    ...(c.vk === undefined ? {} : { vFromK: c.vk }),
   };
 }
 
@@ -65,6 +68,7 @@ function label(c: Case): string {
     a.sinks ? 'sinks' : '',
     c.baseline ? 'baseline caps' : '',
     c.kv16 ? 'kv f16' : '',
+    c.vk === undefined ? '' : `v from k at ${c.vk}`,
   ].filter(Boolean);
   if (c.keys !== undefined) extra.push(`keys=${c.keys}`);
   const vd = c.vd === undefined ? '' : ` vd=${c.vd}`;
@@ -85,7 +89,10 @@ async function check(c: Case, seed: number): Promise<void> {
   const kv = (v: Float32Array) => (c.kv16 ? v.map(roundF16) : v);
   const kcache = kv(randn(a.capacity * kvw, seed + 1, 2));
   const vcache = kv(randn(a.capacity * c.kvHeads * a.vHeadDim, seed + 2));
-  const onGpu = c.kv16 ? { kcache: packF16(kcache), vcache: packF16(vcache) } : { kcache, vcache };
+  const caches: Record<string, Float32Array> = c.vk === undefined ? { kcache, vcache } : { kcache };
+  const onGpu = c.kv16
+    ? Object.fromEntries(Object.entries(caches).map(([k, v]) => [k, packF16(v)]))
+    : caches;
   // Sinks around the scores' own scale, so they take a real but not dominant share.
   const sinkInput: Record<string, Float32Array> = a.sinks
     ? { sinks: randn(c.heads, seed + 3, 3) }
@@ -101,7 +108,7 @@ async function check(c: Case, seed: number): Promise<void> {
     outputs,
     step,
   });
-  const want = attention.reference(a, { q, kcache, vcache, ...sinkInput }, step).out;
+  const want = attention.reference(a, { q, ...caches, ...sinkInput }, step).out;
   expect(want.length).toBe(c.T * ow);
   const err = maxRelError(got.out.subarray(0, c.T * ow), want);
   expect(err).toBeLessThanOrEqual(1e-4);
@@ -461,5 +468,61 @@ describe('attention with f16 caches', () => {
     const f32 = attention.cost(a, step).bytesRead;
     const f16 = attention.cost({ ...a, kvType: 'f16' }, step).bytesRead;
     expect(f32 - f16).toBe(2 * 10 * (8 + 8));
+  });
+});
+
+describe('attention with values in the key rows (vFromK, MLA latent cache)', () => {
+  it('the reference equals attention over a value cache cut from the key rows', () => {
+    const a: AttentionAttrs = {
+      op: 'attention',
+      heads: 4,
+      kvHeads: 2,
+      headDim: 6,
+      vHeadDim: 3,
+      scale: 0.4,
+      causal: true,
+      window: null,
+      softcap: null,
+      sinks: false,
+      capacity: 9,
+      vFromK: 2,
+    };
+    const step = { T: 3, pos: 4, L: 1 };
+    const q = randn(step.T * 4 * 6, 1, 2);
+    const kcache = randn(9 * 2 * 6, 2, 2);
+    const vcache = new Float32Array(9 * 2 * 3);
+    for (let r = 0; r < 9 * 2; r++) vcache.set(kcache.subarray(r * 6 + 2, r * 6 + 5), r * 3);
+    const got = attention.reference(a, { q, kcache }, step).out;
+    const want = attention.reference({ ...a, vFromK: null }, { q, kcache, vcache }, step).out;
+    expect(Array.from(got)).toEqual(Array.from(want));
+    expect(Object.keys(attention.inputs(a))).toEqual(['q', 'kcache']);
+    expect(attention.cost(a, step).bytesRead).toBe(
+      attention.cost({ ...a, vFromK: null }, step).bytesRead - 4 * 7 * 2 * 3,
+    );
+  });
+
+  it('refuses value columns outside the key head', () => {
+    const a = attrs({ heads: 2, kvHeads: 1, hd: 8, vd: 6, T: 1, maxT: 1, pos: 0, vk: 3 });
+    expect(() => attention.check(a)).toThrow(/\[3, 9\) must lie inside the key head of 8/);
+    expect(() => attention.check({ ...a, vFromK: 1, kvType: 'f16' })).toThrow(/even vFromK/);
+  });
+
+  // MLA's shape: one kv head shared by every head, value = the latent at the row's start; odd
+  // widths (scalar loads), 4-aligned ones (vec4 loads), T = 1 and f16 caches.
+  const cases: Case[] = [
+    { heads: 3, kvHeads: 1, hd: 18, vd: 13, vk: 0, T: 7, maxT: 8, pos: 5 },
+    { heads: 5, kvHeads: 1, hd: 20, vd: 12, vk: 4, T: 19, maxT: 24, pos: 0 },
+    { heads: 3, kvHeads: 1, hd: 18, vd: 13, vk: 0, T: 1, maxT: 1, pos: 37 },
+    { heads: 4, kvHeads: 1, hd: 72, vd: 64, vk: 0, T: 1, maxT: 1, pos: 300, capacity: 700 },
+    { heads: 2, kvHeads: 2, hd: 10, vd: 5, vk: 3, T: 1, maxT: 1, pos: 12, baseline: true },
+    { heads: 3, kvHeads: 1, hd: 18, vd: 14, vk: 2, T: 6, maxT: 6, pos: 3, kv16: true },
+    { heads: 4, kvHeads: 1, hd: 72, vd: 64, vk: 0, T: 1, maxT: 1, pos: 40, kv16: true },
+  ];
+  cases.forEach((c, i) => it(label(c), () => check(c, 900 + i)));
+
+  it('binds no vcache', () => {
+    const a = attrs({ heads: 3, kvHeads: 1, hd: 18, vd: 13, vk: 0, T: 1, maxT: 1, pos: 0 });
+    const names = attentionKernel(a, { caps: BASELINE_CAPS, maxT: 1 }).launches[0].kernel.bindings;
+    expect(names.map((b) => b.name)).not.toContain('vcache');
   });
 });

@@ -12,13 +12,21 @@ const shapes = [
   { widthA: 64, widthB: 64, T: 40, maxT: 64 },
   { widthA: 3, widthB: 130, T: 1, maxT: 1 },
   { widthA: 2560, widthB: 2560, T: 3, maxT: 4 },
+  // Per group (MLA's absorbed query: each head's latent part, then its rope part).
+  { widthA: 3 * 12, widthB: 3 * 4, T: 1, maxT: 1, groups: 3 },
+  { widthA: 5 * 7, widthB: 5 * 3, T: 11, maxT: 13, groups: 5 },
 ];
 
 describe('concat kernel', () => {
   for (const [si, s] of shapes.entries()) {
     it(`widths ${s.widthA} + ${s.widthB}, T = ${s.T}`, async () => {
       const { caps } = await testGpu();
-      const attrs: ConcatAttrs = { op: 'concat', widthA: s.widthA, widthB: s.widthB };
+      const attrs: ConcatAttrs = {
+        op: 'concat',
+        widthA: s.widthA,
+        widthB: s.widthB,
+        ...('groups' in s ? { groups: s.groups } : {}),
+      };
       const inputs = {
         a: randn(s.maxT * s.widthA, 10 + si, 3),
         b: randn(s.maxT * s.widthB, 20 + si, 2),
@@ -32,6 +40,18 @@ describe('concat kernel', () => {
       expect(got.out.subarray(want.length).every((v) => v === -55)).toBe(true);
     });
   }
+
+  it('reference with groups places each group of b after the same group of a', () => {
+    const out = concat.reference(
+      { op: 'concat', widthA: 4, widthB: 2, groups: 2 },
+      { a: Float32Array.of(1, 2, 3, 4), b: Float32Array.of(-1, -2) },
+      { T: 1, pos: 0, L: 1 },
+    ).out;
+    expect(Array.from(out)).toEqual([1, 2, -1, 3, 4, -2]);
+    expect(() => concat.check({ op: 'concat', widthA: 4, widthB: 3, groups: 2 })).toThrow(
+      /multiples of groups 2/,
+    );
+  });
 
   it('reference places b after a in each row', () => {
     const out = concat.reference(

@@ -1,12 +1,22 @@
 /**
  * The matmul's fused pointwise work (the matmul-prologue and matmul-epilogue fusions): an x map
  * computing x as it loads (RWKV's token mix) and an epilogue expression on each output element,
- * on every schedule against the reference, with shapes that are multiples of no tile.
+ * on every schedule against the reference, with shapes that are multiples of no tile; and the
+ * decode conv epilogue (conv-epilogue: Mamba's in_proj + conv, LFM2's B·x + conv) on the GEMV.
  */
 import { describe, expect, it } from 'vitest';
 import type { FusedPointwise, MatmulAttrs, PointwiseInput } from '../../src/graph/ops.ts';
 import { matmul, matmulStorageBindings } from '../../src/ops/matmul.ts';
-import { check, matrixCaps, mm, PATHS, SHAPES, TENSOR_CAPS } from '../helpers/matmul.ts';
+import {
+  check,
+  DECODE_STEPS,
+  matrixCaps,
+  mm,
+  PATHS,
+  RMS,
+  SHAPES,
+  TENSOR_CAPS,
+} from '../helpers/matmul.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 
@@ -123,5 +133,61 @@ describe('every matmul schedule takes the x map and the epilogue', () => {
     expect(k.bindings.map((b) => b.name)).toEqual(
       expect.arrayContaining(['x', 'p_prev', 'p_mu', 'e_g', 'e_h']),
     );
+  });
+});
+
+describe('matmul with the decode conv epilogue against the reference', () => {
+  // Mamba: columns [0, C) of in_proj (the x split) through the conv and SiLU, z untouched, the
+  // norm prologue fused; LFM2: B·x (gated, no activation) through a conv without bias or SiLU;
+  // a conv over every column of a plain matmul with bias and residual first. Channels are
+  // multiples of no tile; pos 0 reads the (garbage) state as zeros.
+  const cases: Array<[string, (N: number) => Partial<MatmulAttrs>]> = [
+    [
+      'mamba in_proj: split x|z, norm prologue, conv kernel 4 with bias and silu',
+      (N) => ({
+        splits: [Math.ceil(N / 2), N - Math.ceil(N / 2)],
+        prologue: RMS,
+        conv: { channels: Math.ceil(N / 2), kernel: 4, bias: true, silu: true },
+      }),
+    ],
+    [
+      'lfm2 B·x: gated without activation, conv kernel 3, no bias, no silu',
+      (N) => ({ gated: true, conv: { channels: N, kernel: 3, bias: false, silu: false } }),
+    ],
+    [
+      'plain: bias and residual before a kernel-2 conv over every column',
+      (N) => ({
+        bias: true,
+        residual: true,
+        conv: { channels: N, kernel: 2, bias: true, silu: true },
+      }),
+    ],
+  ];
+  for (const [label, over] of cases) {
+    it(label, async () => {
+      const caps = await matrixCaps();
+      for (const [si, [N, K]] of [
+        [2, 3],
+        [67, 129],
+        [129, 250],
+        [33, 260],
+      ].entries()) {
+        const steps = [...DECODE_STEPS, { T: 1, pos: 0, L: 1 }];
+        await check(mm(N, K, over(N)), { caps, maxT: 1, steps }, 90_000 + 10 * si);
+      }
+    });
+  }
+
+  it('walks a longer step row by row (the state carries), and refuses channels past the first output', async () => {
+    const caps = await matrixCaps();
+    const steps = [
+      { T: 3, pos: 0, L: 1 },
+      { T: 4, pos: 5, L: 1 },
+    ];
+    for (const [label, over] of cases) {
+      await check(mm(67, 40, over(67)), { caps, maxT: 4, steps }, 91_000 + label.length);
+    }
+    const conv = { channels: 5, kernel: 4, bias: true, silu: true };
+    expect(() => matmul.check(mm(8, 4, { splits: [4, 4], conv }))).toThrow(/conv channels/);
   });
 });

@@ -482,6 +482,52 @@ describe('ssd decode kernel', () => {
     }
   }
 
+  // ssd-decode's packing: dtBias, aLog and d as one p, 7 bindings, one launch within 8.
+  for (const [ci, c] of ssdCases.entries()) {
+    for (const pos of [0, 9]) {
+      it(`packed parameters with 8 storage buffers: ${ssdLabel(c)}, pos = ${pos}`, async () => {
+        const { caps } = await testGpu();
+        const a = ssdAttrs(c);
+        const inputs = ssdData(a, 1, 1900 + 13 * ci + pos);
+        if (pos === 0) inputs.state.fill(5e3);
+        const step = { T: 1, pos, L: 1 };
+        const { dtBias, aLog, d, ...rest } = inputs;
+        const p = new Float32Array(3 * a.heads);
+        p.set(dtBias, 0);
+        p.set(aLog, a.heads);
+        p.set(d, 2 * a.heads);
+        const packed = { ...a, packed: true };
+        const gen = ssdKernel(packed, { caps: { ...caps, maxStorageBuffersPerStage: 8 }, maxT: 1 });
+        expect(gen.launches).toHaveLength(1);
+        const got = await runOp(gen, { ...rest, p }, 1, a.heads * a.headDim, step);
+        const want = ssdReference(a, inputs, step);
+        expect(maxRelError(got.out, want.out)).toBeLessThanOrEqual(TOL);
+        expect(maxRelError(got.state, want.state)).toBeLessThanOrEqual(TOL);
+        const ref = ssd.reference(packed, { ...rest, p, state: inputs.state.slice() }, step);
+        expect(maxRelError(ref.out, want.out)).toBeLessThanOrEqual(1e-6);
+      });
+    }
+  }
+
+  it('packed parameters over a longer step run its tokens in order', async () => {
+    const { caps } = await testGpu();
+    const a = ssdAttrs(ssdCases[0]);
+    for (const [T, pos] of [
+      [3, 0],
+      [4, 7],
+    ]) {
+      const inputs = ssdData(a, T, 2900 + T);
+      const step = { T, pos, L: 1 };
+      const { dtBias, aLog, d, ...rest } = inputs;
+      const p = Float32Array.from([...dtBias, ...aLog, ...d]);
+      const gen = ssdKernel({ ...a, packed: true }, { caps, maxT: 4 });
+      const got = await runOp(gen, { ...rest, p }, 4, a.heads * a.headDim, step);
+      const want = ssdReference(a, inputs, step);
+      expect(maxRelError(got.out, want.out)).toBeLessThanOrEqual(TOL);
+      expect(maxRelError(got.state, want.state)).toBeLessThanOrEqual(TOL);
+    }
+  });
+
   it('prefill(T) then a decode step equals prefill(T + 1)', async () => {
     const { caps } = await testGpu();
     for (const [ci, c] of [ssdCases[0], ssdCases[2]].entries()) {

@@ -145,21 +145,22 @@ describe('MLA with f16 KV caches', () => {
     await expectMatchesInterpreter(m, randInts(19, MLA.vocab, 5), 8, TOL);
   });
 
-  it('an odd nope_dim is refused under kv f16', () => {
-    const odd = parseSpec(
-      `model "odd" {
+  it('an odd nope_dim is fine in the latent cache and refused in the expanded one under kv f16', () => {
+    const odd = `model "odd" {
   vocab 70
   dim 40
   max_context 128
   norm rms(eps: 1e-5)
-  mixer m = mla(heads: 2, kv_rank: 10, nope_dim: 7, rope_dim: 6, v_dim: 6)
+  mixer m = mla(heads: 2, kv_rank: 10, nope_dim: 7, rope_dim: 6, v_dim: 6, cache: CACHE)
   ffn   f = swiglu(hidden: 36)
   layers [m] with ffn f
-}`,
-      'odd.strata',
-    );
+}`;
     const opts = { caps: BASELINE_CAPS, maxT: 4, capacity: 16 };
-    expect(() => compileModel(odd, opts)).not.toThrow();
-    expect(() => compileModel(odd, { ...opts, kv: 'f16' })).toThrow(/kvType 'f16'.*even/);
+    const latent = parseSpec(odd.replace('CACHE', 'latent'), 'odd.strata');
+    const expanded = parseSpec(odd.replace('CACHE', 'expanded'), 'odd.strata');
+    // The latent cache's rows are kv_rank + rope_dim wide: nope_dim is no cache width.
+    expect(() => compileModel(latent, { ...opts, kv: 'f16' })).not.toThrow();
+    expect(() => compileModel(expanded, opts)).not.toThrow();
+    expect(() => compileModel(expanded, { ...opts, kv: 'f16' })).toThrow(/kvType 'f16'.*even/);
   });
 });

@@ -1,11 +1,18 @@
 /**
  * MLA models on WebGPU against the CPU interpreter, prefill and decode, in the variants the DeepSeek fixture does not cover: q_proj without a
  * q latent, rotate-half pairs, projection biases, odd widths, a v head wider than the q/k head,
- * YaRN; and the inspect report's KV bytes per token.
+ * YaRN; both cache forms (the latent cache with absorbed projections, the default, and the
+ * expanded one), which must agree; f16 latent caches; and the inspect report's KV bytes per token.
  */
 import { describe, expect, it } from 'vitest';
-import { parseSpec } from '../../src/spec/load.ts';
-import { report } from '../../src/cli/report.ts';
+import { loadSpec, parseSpec } from '../../src/spec/load.ts';
+import { layerStates, report } from '../../src/cli/report.ts';
+import { lower } from '../../src/graph/lower.ts';
+import type { MlaCache } from '../../src/mixers/mla.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import type { WeightProvider } from '../../src/graph/params.ts';
 import { compileModel } from '../../codegen/compile.ts';
 import { headRows, materialize } from '../../src/graph/params.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
@@ -26,16 +33,119 @@ const SPEC = `model "tiny-mla" {
 
 const MODEL = parseSpec(SPEC, 'tiny-mla.strata');
 
+/** The model with every MLA layer's cache in the given form. */
+function withCache(model: ModelIR, cache: MlaCache): ModelIR {
+  return {
+    ...model,
+    layers: model.layers.map((l) =>
+      l.mixer?.kind === 'mla' ? { ...l, mixer: { ...l.mixer, cache } } : l,
+    ),
+  };
+}
+
 describe('MLA model on WebGPU vs the CPU interpreter', () => {
   it('prefill of 19 tokens and 8 greedy decode steps match', async () => {
     const m = await gpuModel(MODEL, { maxT: 24 });
     await expectMatchesInterpreter(m, randInts(19, MODEL.vocab, 5), 8, 1e-4);
   });
 
-  it('inspect: the expanded cache costs 4·heads·(nope + rope + v) bytes per token', () => {
-    const compiled = compileModel(MODEL, { caps: BASELINE_CAPS, maxT: 8, capacity: 64 });
-    const r = report(compiled);
-    expect(r.kvBytesPerToken).toBe(4 * (3 * (6 + 4 + 14) + 2 * 5 * (7 + 6 + 5)));
+  it('the expanded cache form matches too', async () => {
+    const m = await gpuModel(withCache(MODEL, 'expanded'), { maxT: 12 });
+    await expectMatchesInterpreter(m, randInts(11, MODEL.vocab, 5), 3, 1e-4);
+  });
+
+  // f16 latent caches on the GPU: test/model/kv-f16.test.ts.
+
+  it('q4 weights: the absorbed kv_b_proj slices are stored f16, and the model matches', async () => {
+    const m = await gpuModel(MODEL, { maxT: 12, precision: 'q4' });
+    const heads = m.compiled.graphs.decode.nodes.filter((n) => n.attrs.op === 'head_matmul');
+    expect(heads.map((n) => n.attrs.op === 'head_matmul' && n.attrs.wType)).toEqual(
+      Array(6).fill('f16'),
+    );
+    await expectMatchesInterpreter(m, randInts(11, MODEL.vocab, 9), 3, 1e-4);
+  });
+  it('f16 caches refuse an odd kv_rank, naming the option', () => {
+    const odd = parseSpec(SPEC.replace('kv_rank: 12', 'kv_rank: 11'), 'odd.strata');
+    expect(() => lower(odd, { phase: 'decode', maxT: 8, capacity: 64, kv: 'f16' })).toThrow(
+      /--kv f16.*even kv_rank and rope_dim, got 11 and 4/,
+    );
+  });
+
+  it('inspect: the latent cache costs 4·(kv_rank + rope) bytes per token, the expanded one 4·heads·(nope + rope + v)', () => {
+    const latent = report(compileModel(MODEL, { caps: BASELINE_CAPS, maxT: 8, capacity: 64 }));
+    expect(latent.kvBytesPerToken).toBe(4 * (12 + 4) + 2 * 4 * (10 + 6));
+    const expanded = report(
+      compileModel(withCache(MODEL, 'expanded'), { caps: BASELINE_CAPS, maxT: 8, capacity: 64 }),
+    );
+    expect(expanded.kvBytesPerToken).toBe(4 * (3 * (6 + 4 + 14) + 2 * 5 * (7 + 6 + 5)));
+  });
+});
+
+/**
+ * Logits of a prefill of `ids` in chunks of `chunk` tokens, then `steps` decode steps feeding
+ * each step the same token (greedy choices could part on near ties).
+ */
+async function interpretSteps(
+  model: ModelIR,
+  weights: WeightProvider,
+  ids: Uint32Array,
+  chunk: number,
+  steps: number,
+): Promise<Float32Array[]> {
+  const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 16, capacity: 64 });
+  const prefill = await Interpreter.create(c.graphs.prefill, weights);
+  const decode = await Interpreter.create(c.graphs.decode, weights);
+  const state = prefill.newState();
+  const out: Float32Array[] = [];
+  // The last row's logits only (L = 1), whatever the chunks.
+  let r = prefill.step(ids.slice(0, chunk), 0, 1, state);
+  for (let at = chunk; at < ids.length; at += chunk) {
+    r = prefill.step(ids.slice(at, at + chunk), at, 1, state);
+  }
+  out.push(r.logits);
+  for (let i = 0; i < steps; i++) {
+    out.push(decode.step(Uint32Array.of(i + 1), ids.length + i, 1, state).logits);
+  }
+  return out;
+}
+
+describe('latent and expanded caches on the CPU interpreter', () => {
+  it('give the same logits, a prefill in chunks (the latent one) then decode', async () => {
+    const ids = randInts(11, MODEL.vocab, 8);
+    const weights = randomWeights(MODEL, 7);
+    // Chunks of 4: later chunks attend to the latents earlier ones cached.
+    const a = await interpretSteps(MODEL, weights, ids, 4, 4);
+    const b = await interpretSteps(withCache(MODEL, 'expanded'), weights, ids, 11, 4);
+    expect(a).toHaveLength(5);
+    for (let s = 0; s < a.length; s++) {
+      let max = 0;
+      let scale = 0;
+      for (let j = 0; j < a[s].length; j++) {
+        max = Math.max(max, Math.abs(a[s][j] - b[s][j]));
+        scale = Math.max(scale, Math.abs(b[s][j]));
+      }
+      expect(max / scale).toBeLessThan(1e-5);
+    }
+  });
+});
+
+describe('DeepSeek-V3 (specs/deepseek-v3.strata) KV bytes per token', () => {
+  const v3 = loadSpec('specs/deepseek-v3.strata');
+  // The report reads the decode graph only; lowering it alone skips compiling 61 layers' kernels.
+  const perLayer = (model: ModelIR, kv: 'f32' | 'f16' = 'f32') => {
+    const decode = lower(model, { phase: 'decode', maxT: 1, capacity: 64, kv });
+    return layerStates({ model, graphs: { decode, prefill: decode } }).map(
+      (l) => l.kvBytesPerToken,
+    );
+  };
+
+  it('drop by the MLA ratio, 576 against 40,960 values per layer', () => {
+    const latent = perLayer(v3);
+    expect(latent).toHaveLength(61);
+    expect(new Set(latent)).toEqual(new Set([4 * 576]));
+    expect(new Set(perLayer(withCache(v3, 'expanded')))).toEqual(new Set([4 * 40960]));
+    // Two bytes a value under --kv f16.
+    expect(new Set(perLayer(v3, 'f16'))).toEqual(new Set([2 * 576]));
   });
 });
 

@@ -12,7 +12,7 @@ import { lower } from '../../src/graph/lower.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { gpuModel } from '../helpers/compare.ts';
-import { maxRelError } from '../helpers/numeric.ts';
+import { randInts, maxRelError } from '../helpers/numeric.ts';
 
 const WINDOW = 256;
 const SINKS = 4;
@@ -39,15 +39,7 @@ const model = parseSpec(
 );
 
 /** A fixed token stream (teacher forcing keeps both sides on the same tokens). */
-function tokens(n: number): Uint32Array {
-  const ids = new Uint32Array(n);
-  let s = 12345;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    ids[i] = (s >>> 16) % 64;
-  }
-  return ids;
-}
+const tokens = (n: number) => randInts(n, 64, 12345);
 
 /**
  * Runs `prompt` tokens through forward() (prefill chunks of maxT), then `steps` teacher-forced

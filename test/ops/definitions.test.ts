@@ -99,10 +99,52 @@ const CASES: OpAttrs[] = [
   { op: 'sample', vocab: 9 },
   { op: 'token_shift', width: 5 },
   { op: 'group_sum', width: 12, group: 4 },
+  { op: 'head_matmul', heads: 3, N: 5, K: 4, wLayout: 'nk' },
+  { op: 'head_matmul', heads: 2, N: 3, K: 7, wLayout: 'kn' },
+  { op: 'concat', widthA: 6, widthB: 4, groups: 2 },
+  {
+    op: 'attention',
+    heads: 3,
+    kvHeads: 1,
+    headDim: 7,
+    vHeadDim: 5,
+    scale: 0.3,
+    causal: true,
+    window: null,
+    softcap: null,
+    sinks: false,
+    capacity: 9,
+    vFromK: 0,
+  },
+  // H2O: a budget past the step (rows fill in order), and one the step evicts from.
+  {
+    op: 'h2o_attention',
+    heads: 4,
+    kvHeads: 2,
+    headDim: 3,
+    scale: 0.5,
+    softcap: null,
+    budget: 8,
+    recent: 2,
+    sinkTokens: 1,
+  },
+  {
+    op: 'h2o_attention',
+    heads: 2,
+    kvHeads: 2,
+    headDim: 4,
+    scale: 0.5,
+    softcap: 3,
+    budget: 3,
+    recent: 0,
+    sinkTokens: 0,
+  },
   { op: 'norm', norm: LAYER, width: 8, group: 4, residual: false, perChannel: true },
   { op: 'conv1d', channels: 5, kernel: 4, bias: true, silu: true },
   { op: 'conv1d', channels: 5, kernel: 2, bias: false, silu: false },
   { op: 'selective_scan', dInner: 6, dState: 3 },
+  { op: 'mamba1_step', dInner: 6, dState: 3, dtRank: 2, normEps: 1e-6, xProj: true },
+  { op: 'mamba1_step', dInner: 5, dState: 1, dtRank: 3, normEps: null, xProj: false },
   {
     op: 'ssd',
     heads: 4,
@@ -429,7 +471,7 @@ describe('op definitions', () => {
       const want =
         a.op === 'kv_write'
           ? { cache: 'cache' }
-          : ['conv1d', 'selective_scan', 'ssd', 'linear_recurrence'].includes(a.op)
+          : ['conv1d', 'selective_scan', 'mamba1_step', 'ssd', 'linear_recurrence'].includes(a.op)
             ? { state: 'state' }
             : a.op === 'moe_route'
               ? { load: 'load' }

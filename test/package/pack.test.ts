@@ -1,12 +1,17 @@
 /**
  * The package as a user gets it: built once into a staging folder (never the repo's dist/),
  * packed with npm, installed from the tarball into an empty project, then used there as a CLI
- * (`npx strata`) and as a library (`import` from an .mjs file). The install reads npm's cache
+ * (`npx strata`) and as a library (`import` from an .mjs file), and installed into a copy of
+ * examples/web, which must type-check and `vite build`. The installs read npm's cache
  * (--prefer-offline): CI's `npm ci` has just filled it with the same dependencies.
  */
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import {
   copyFileSync,
+  cpSync,
+  readdirSync,
+  symlinkSync,
   mkdirSync,
   existsSync,
   mkdtempSync,
@@ -58,6 +63,13 @@ interface Packed {
   size: number;
   unpackedSize: number;
   files: { path: string }[];
+}
+
+/** A package.json's fields this test reads or rewrites. */
+interface Manifest {
+  dependencies?: Record<string, string>;
+  devDependencies?: Record<string, string>;
+  [k: string]: unknown;
 }
 
 let tmp: string;
@@ -149,7 +161,7 @@ describe('the npm package', () => {
       ['--no', 'strata', 'inspect', 'demo.strata', '--target', 'baseline'],
       project,
     );
-    expect(inspect).toMatch(/model demo-hybrid: [\d,]+ parameters/);
+    expect(inspect).toMatch(/model demo-hybrid: [\d.]+[KMB]? parameters \([\d,]+\)/);
   });
 
   it('imports as a library: compiles a spec in memory and checks it against a device budget', () => {
@@ -240,5 +252,54 @@ export async function tokens(text: string, bundle: string): Promise<number> {
     expect(seen.size).toBeGreaterThan(5);
     expect(nodeImports).toEqual([]);
     expect(existsSync(join(pkgDir, 'dist', 'runtime', 'index.d.ts'))).toBe(true);
+  });
+
+  it('builds examples/web with Vite against the installed package', () => {
+    // A copy of the example as a user would check it out: no node_modules, build or bundle.
+    const web = join(tmp, 'web');
+    const src = join(ROOT, 'examples', 'web');
+    cpSync(src, web, {
+      recursive: true,
+      filter: (f) =>
+        !/[/\\](node_modules|dist|public[/\\]bundle|package-lock\.json)$/.test(f.slice(src.length)),
+    });
+    const pkg = JSON.parse(readFileSync(join(web, 'package.json'), 'utf8')) as Manifest;
+    expect(Object.keys(pkg.dependencies ?? {})).toEqual([PKG.name]);
+    // Vite and TypeScript come from this repo (vite through vitest) rather than a second download;
+    // they must be the majors the example asks for.
+    const fromVitest = createRequire(join(ROOT, 'node_modules', 'vitest', 'package.json'));
+    const viteDir = dirname(fromVitest.resolve('vite/package.json'));
+    const tsDir = join(ROOT, 'node_modules', 'typescript');
+    const major = (dir: string) =>
+      (
+        JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }
+      ).version.split('.')[0];
+    const dev = pkg.devDependencies ?? {};
+    expect(dev.vite).toMatch(new RegExp(`^\\^${major(viteDir)}\\.`));
+    expect(dev.typescript).toMatch(new RegExp(`^\\^${major(tsDir)}\\.`));
+    // The tarball in place of the example's link to this checkout (file:../..).
+    pkg.dependencies = { [PKG.name]: `file:${join(tmp, packed.filename)}` };
+    delete pkg.devDependencies;
+    writeFileSync(join(web, 'package.json'), JSON.stringify(pkg, null, 2));
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], web);
+    symlinkSync(viteDir, join(web, 'node_modules', 'vite'), 'dir'); // vite.config.ts imports it
+    // The example's own `npm run build`: tsc against the shipped .d.ts, then vite build.
+    run(process.execPath, [join(tsDir, 'bin', 'tsc'), '-p', '.'], web);
+    run(process.execPath, [join(viteDir, 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], web);
+    const html = readFileSync(join(web, 'dist', 'index.html'), 'utf8');
+    const scripts = [...html.matchAll(/<script[^>]*src="\/(assets\/[^"]+\.js)"/g)].map((m) => m[1]);
+    expect(scripts.length).toBe(1);
+    const js = readdirSync(join(web, 'dist', 'assets'))
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => readFileSync(join(web, 'dist', 'assets', f), 'utf8'))
+      .join('\n');
+    // The runtime is in the build (its weights cache's name and an error it raises), with every
+    // package it imports bundled: nothing is left for the browser to resolve, least of all node:.
+    expect(js).toContain('strata-weights');
+    expect(js).toContain('fetched bundles stream their tensors');
+    const bare = [...js.matchAll(/(?:\bfrom\s*|\bimport\s*\(?\s*)["']([^"'./][^"']*)["']/g)].map(
+      (m) => m[1],
+    );
+    expect(bare).toEqual([]);
   });
 });

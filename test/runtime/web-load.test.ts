@@ -2,9 +2,12 @@
  * loadModel() over HTTP in Node (dawn.node, Node's fetch, the serve command's static server):
  * the text it streams is the Node runtime's for the same bundle (same kernels, same device:
  * exact), onToken sees every id, an AbortSignal stops generation with its reason, and dispose()
- * frees the buffers (a disposed model refuses to generate).
+ * frees the buffers (a disposed model refuses to generate). A server that gzips the weights (as
+ * `vite preview` does) is read right: its Content-Length counts encoded bytes, not the file's.
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -151,6 +154,42 @@ describe('loadModel over HTTP', () => {
       model.dispose();
     } finally {
       await srv.close();
+    }
+  });
+
+  it('reads weights a server sends gzip-encoded, whose Content-Length is not the file’s', async () => {
+    // Every file gzipped with its encoded length, as a compressing static server sends it.
+    const srv = createServer((req, res) => {
+      const file = join(dir, decodeURIComponent(new URL(req.url!, 'http://x').pathname));
+      let body: Buffer;
+      try {
+        body = gzipSync(readFileSync(file));
+      } catch {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+    await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok));
+    try {
+      const { port } = srv.address() as { port: number };
+      const progress: LoadProgress[] = [];
+      const model = await loadModel(`http://127.0.0.1:${port}/`, {
+        gpu: await testGpu(),
+        onProgress: (p) => progress.push(p),
+      });
+      // The total comes from the safetensors header once it is read: the bar fills, not jumps.
+      const bytes = readFileSync(join(dir, 'weights.safetensors')).length;
+      const weights = progress.filter((p) => p.stage === 'weights');
+      expect(weights[weights.length - 1]).toMatchObject({ loaded: bytes, total: bytes });
+      expect(weights.some((p) => p.total === bytes && p.loaded < bytes / 2)).toBe(true);
+      const ids: number[] = [];
+      for await (const _ of model.generate('Hi', { maxTokens: 12, onToken: (id) => ids.push(id) }));
+      expect(ids).toEqual(expected);
+      model.dispose();
+    } finally {
+      await new Promise((ok) => srv.close(ok));
     }
   });
 });

@@ -59,9 +59,9 @@ describe('the JSON Schema', () => {
       delete partial[key];
       expect(validate(partial), key).toBe(false);
     }
-    // sinks, outputGate and sinkTokens came after specs were written: optional, the loader fills
-    // false (sinkTokens: null).
-    const optional = new Set(['sinks', 'outputGate', 'sinkTokens']);
+    // sinks, outputGate, sinkTokens and evict came after specs were written: optional, the loader
+    // fills false (sinkTokens, evict: null).
+    const optional = new Set(['sinks', 'outputGate', 'sinkTokens', 'evict']);
     for (const key of Object.keys(m.layers[0]!.mixer!).filter((k) => !optional.has(k))) {
       const layer = { ...m.layers[0]!, mixer: { ...m.layers[0]!.mixer, [key]: undefined } };
       const json = JSON.parse(JSON.stringify({ ...m, layers: [layer] }));

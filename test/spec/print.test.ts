@@ -151,6 +151,7 @@ describe('printSpec', () => {
       bias: true,
       latentEps: 1e-5,
       scale: 0.5,
+      cache: 'latent',
       rope: { theta: 500, rotaryDim: 4 },
     });
     expect(roundTrip(m)).toContain('rope_pairs: half');

@@ -92,6 +92,7 @@ describe('attention', () => {
       scale: 0.25,
       softcap: null,
       sinkTokens: null,
+      evict: null,
       sinks: false,
       outputGate: false,
     });
@@ -116,6 +117,7 @@ describe('attention', () => {
       scale: 0.1,
       softcap: 50,
       sinkTokens: null,
+      evict: null,
       sinks: true,
       outputGate: true,
     });

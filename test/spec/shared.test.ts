@@ -45,6 +45,7 @@ describe('shared blocks', () => {
         scale: 32 ** -0.5,
         softcap: null,
         sinkTokens: null,
+        evict: null,
         sinks: false,
         outputGate: false,
       },

@@ -32,6 +32,7 @@ const base = (o: Partial<AttentionSpec>): AttentionSpec => ({
   causal: true,
   window: null,
   sinkTokens: null,
+  evict: null,
   scale: 0.25,
   softcap: null,
   sinks: false,

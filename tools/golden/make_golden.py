@@ -353,13 +353,13 @@ def golden_meta(model_type, v, **extra):
     }
 
 
-def write_golden(folder, meta, prefill, tokens, decode_logits):
+def write_golden(folder, meta, prefill, tokens, decode_logits, prompt=PROMPT):
     """folder/golden.safetensors: prompt_ids, prefill_logits, decode_tokens, decode_logits,
     and meta as one JSON metadata entry, `golden`."""
     from safetensors.torch import save_file
 
     save_file({
-        "prompt_ids": torch.tensor(PROMPT, dtype=torch.int32),
+        "prompt_ids": torch.tensor(prompt, dtype=torch.int32),
         "prefill_logits": prefill.contiguous(),
         "decode_tokens": tokens.to(torch.int32).contiguous(),
         "decode_logits": decode_logits.contiguous(),

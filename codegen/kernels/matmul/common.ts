@@ -79,6 +79,11 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   if (normBias) list.push(['normB', 'read', X]);
   if (a.epilogue) for (const n of Object.keys(a.epilogue.inputs)) list.push([n, 'read', 'f32']);
   if (a.ropeKv) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
+  if (a.conv) {
+    list.push(['convW', 'read', 'f32']);
+    if (a.conv.bias) list.push(['convB', 'read', 'f32']);
+    list.push(['convState', 'read_write', 'f32']);
+  }
   list.push(['out', 'read_write', 'f32']);
   for (let i = 1; i < (a.splits?.length ?? 0); i++)
     list.push([splitOutput(i), 'read_write', 'f32']);
@@ -133,6 +138,10 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.ropeKv) f.push(kvTypeOf(a.ropeKv) === 'f16' ? 'ropekv16' : 'ropekv');
   if (a.ropeKv?.ring) f.push(`ring${a.ropeKv.ring.sink}r${a.ropeKv.ring.rows}`);
   if (a.splits) f.push(`split${a.splits.length}`);
+  if (a.conv)
+    f.push(
+      `conv${a.conv.channels}k${a.conv.kernel}${a.conv.bias ? 'b' : ''}${a.conv.silu ? 's' : ''}`,
+    );
   return {
     bindings,
     header,
@@ -245,6 +254,7 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   if (a.scale !== 1) lines.push(`y = y * ${lit(a.scale)};`);
   if (a.epilogue) lines.push(`y = epi(r, ${a.outOffset}u + c, y);`);
   if (a.residual) lines.push('y = y + b_residual[r * N + c];');
+  if (a.conv) lines.push(`if (c < ${a.conv.channels}u) { y = conv_step(r, c, y); }`);
   if (a.splits) lines.push(splitStore(a.splits));
   else lines.push(`b_out[r * ${a.outStride}u + ${a.outOffset}u + c] = y;`);
   const epi = a.epilogue
@@ -254,9 +264,36 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
       })
     : '';
   return `
-${epi}
+${epi}${convStep(a)}
 fn emit(r: u32, c: u32, g: f32${a.gated ? ', u: f32' : ''}) {
   ${lines.join('\n  ')}
+}`;
+}
+
+/**
+ * `conv_step(r, c, v)`: the conv epilogue (MatmulAttrs.conv) for column c of row r: this thread
+ * alone owns column c of the state (the GEMV walks rows in order), so it reads the old rows,
+ * shifts them and appends v in place. At step.pos 0 the first row reads them as zeros.
+ */
+function convStep(a: MatmulAttrs): string {
+  const cv = a.conv;
+  if (!cv) return '';
+  const C = cv.channels;
+  const K = cv.kernel;
+  const val = cv.silu ? 'silu(s)' : 's';
+  return `
+fn conv_step(r: u32, c: u32, v: f32) -> f32 {
+  let fresh = step.pos == 0u && r == 0u;
+  var s = ${cv.bias ? 'b_convB[c]' : '0.0'};
+  for (var j = 0u; j < ${K - 1}u; j++) {
+    s += b_convW[c * ${K}u + j] * select(b_convState[j * ${C}u + c], 0.0, fresh);
+  }
+  s += b_convW[c * ${K}u + ${K - 1}u] * v;
+  for (var j = 0u; j + 1u < ${K - 1}u; j++) {
+    b_convState[j * ${C}u + c] = select(b_convState[(j + 1u) * ${C}u + c], 0.0, fresh);
+  }
+  b_convState[${(K - 2) * C}u + c] = v;
+  return ${val};
 }`;
 }
 

@@ -111,6 +111,14 @@ export function gemvLaunch(
   workgroupBarrier();`;
   }
 
+  // A conv epilogue carries its state from row to row, so one workgroup walks the rows in order
+  // (decode has one); otherwise each row is a workgroup of its own (grid y).
+  const rowLoop = a.conv
+    ? `for (var r = 0u; r < ${c.nRows}; r++) {`
+    : `let r = wid.y;
+  // Also keeps the step binding alive in the layout when nothing else reads it.
+  if (r >= ${c.nRows}) { return; }`;
+  const rowEnd = a.conv ? '\n  workgroupBarrier();\n  }' : '';
   const code = `${c.header}
 const BLOCKS: u32 = ${blocks}u;
 var<workgroup> red: array<f32, ${WG * V}>;
@@ -119,9 +127,7 @@ var<workgroup> red: array<f32, ${WG * V}>;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let blk = wid.z * ${gx}u + wid.x;
   if (blk >= BLOCKS) { return; }
-  let r = wid.y;
-  // Also keeps the step binding alive in the layout when nothing else reads it.
-  if (r >= ${c.nRows}) { return; }
+  ${rowLoop}
   let base = (${c.rowBase} + r) * U;
   ${stats}
   let lane = lid % ${TPC}u;
@@ -142,12 +148,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   if (lane == 0u) {
     ${finish}
-  }
+  }${rowEnd}
 }
 `;
   const name = `matmul_gemv${CPW}x${TPC}${c.features}_${hash(code)}`;
   return {
     kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [WG, 1, 1] },
-    grid: [gx, { sym: a.rows }, gz],
+    grid: [gx, a.conv ? 1 : { sym: a.rows }, gz],
   };
 }

@@ -1,6 +1,7 @@
 /** What a sweep produces, and its JSON, CSV and terminal-table forms. */
 import type { Figures } from './metrics.ts';
 import type { Roofline } from './roofline.ts';
+import type { Measurement } from './measure.ts';
 
 export interface DesignResult {
   name: string;
@@ -12,6 +13,8 @@ export interface DesignResult {
   /** Each layer's mixer definition name and kind ('none' for an ffn-only layer). */
   pattern: { name: string; kind: string }[];
   figures: Figures[];
+  /** With --measure: one per figure (same precision order), timed on `device`. */
+  measured?: Measurement[];
 }
 
 export interface Results {
@@ -32,7 +35,7 @@ type Row = Record<string, string | number | null>;
 export function rows(r: Results): Row[] {
   const out: Row[] = [];
   for (const d of r.designs) {
-    for (const f of d.figures) {
+    for (const [fi, f] of d.figures.entries()) {
       const row: Row = {
         design: d.name,
         ...d.values,
@@ -61,6 +64,13 @@ export function rows(r: Results): Row[] {
         row[`decode_tokens_per_s_est_at_${c}`] = f.decodeAt[c]!.tokensPerSecond;
       }
       for (const [b, v] of Object.entries(f.maxContext)) row[`max_context_${b}`] = v;
+      const m = d.measured?.[fi];
+      if (m) {
+        row.measured_device = m.device;
+        row.prefill_tokens_per_s_measured = m.prefillTokensPerSecond;
+        row.decode_context_measured = m.context;
+        row.decode_tokens_per_s_measured = m.decodeTokensPerSecond;
+      }
       out.push(row);
     }
   }
@@ -113,21 +123,38 @@ export function table(r: Results): string {
     'disp',
     `tok/s@${c}`,
   ];
+  const measured = r.designs.some((d) => d.measured);
+  if (measured) head.push('meas pre', 'est/meas', `meas dec@${c}`, 'est/meas');
   const body = r.designs.flatMap((d) =>
-    d.figures.map((f) => [
-      d.name,
-      f.precision,
-      si(f.parameters, ''),
-      si(f.activeParameters, ''),
-      gib(f.parameterBytes),
-      si(f.kvBytesPerToken, 'B'),
-      si(f.recurrentStateBytes, 'B'),
-      gib(f.memoryAt[c]!),
-      si(f.prefill.flops / f.prefill.tokens, 'F'),
-      si(f.decode.flops, 'F'),
-      String(f.decode.dispatches),
-      f.decodeAt[c]!.tokensPerSecond.toFixed(1),
-    ]),
+    d.figures.map((f, fi) => {
+      const cells = [
+        d.name,
+        f.precision,
+        si(f.parameters, ''),
+        si(f.activeParameters, ''),
+        gib(f.parameterBytes),
+        si(f.kvBytesPerToken, 'B'),
+        si(f.recurrentStateBytes, 'B'),
+        gib(f.memoryAt[c]!),
+        si(f.prefill.flops / f.prefill.tokens, 'F'),
+        si(f.decode.flops, 'F'),
+        String(f.decode.dispatches),
+        f.decodeAt[c]!.tokensPerSecond.toFixed(1),
+      ];
+      const m = d.measured?.[fi];
+      if (measured)
+        cells.push(
+          ...(m
+            ? [
+                m.prefillTokensPerSecond.toFixed(0),
+                (f.prefill.tokensPerSecond / m.prefillTokensPerSecond).toFixed(2),
+                m.decodeTokensPerSecond.toFixed(1),
+                (f.decodeAt[c]!.tokensPerSecond / m.decodeTokensPerSecond).toFixed(2),
+              ]
+            : ['-', '-', '-', '-']),
+        );
+      return cells;
+    }),
   );
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) =>

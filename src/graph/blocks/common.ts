@@ -407,6 +407,61 @@ export function streamingCache(
 }
 
 /**
+ * attendOverCache for a layer with H2O eviction (src/ops/h2o.ts): q and k come rotated; k and v
+ * go to the op itself, which picks their cache row (no kv_write). The caches hold evict.budget
+ * rows whatever the capacity, beside each row's position and accumulated score per kv head.
+ */
+function heavyHitterAttention(
+  b: GraphBuilder,
+  a: AttentionSpec,
+  i: number,
+  L: string,
+  qkv: { q: number; k: number; v: number },
+  sinks: string | null,
+  outName: string,
+): number {
+  const e = a.evict!;
+  const where = `layer ${i}: attention evict h2o`;
+  // A layer lowered alone to read back its weights (b.scratch) has no real capacity.
+  if (e.budget > b.capacity && !b.scratch) {
+    throw new Error(
+      `${where}: budget ${e.budget} exceeds the KV capacity ${b.capacity} ` +
+        `(compile with --capacity ${e.budget} or more, or give a budget of at most ${b.capacity})`,
+    );
+  }
+  if (sinks !== null || a.window !== null || !a.causal) {
+    throw new Error(`${where}: needs causal attention without a window or learned sinks`);
+  }
+  const kvCols = a.kvHeads * a.headDim;
+  const kcache = b.state(`cache.k.${i}`, [e.budget, kvCols], b.kv);
+  const vcache = b.state(`cache.v.${i}`, [e.budget, kvCols], b.kv);
+  // Each row's position and score bits per kv head (src/ops/h2o.ts).
+  const rows = b.state(`h2o.rows.${i}`, [e.budget, 2 * a.kvHeads], 'u32');
+  return b.op(
+    {
+      op: 'h2o_attention',
+      heads: a.heads,
+      kvHeads: a.kvHeads,
+      headDim: a.headDim,
+      scale: a.scale,
+      softcap: a.softcap,
+      budget: e.budget,
+      recent: e.recent,
+      sinkTokens: a.sinkTokens ?? 0,
+      kvType: b.kv,
+    },
+    `${L} h2o attention`,
+    { ...qkv, kcache, vcache, rows },
+    {
+      out: { name: outName, shape: ['T', a.heads * a.headDim] },
+      kcache,
+      vcache,
+      rows,
+    },
+  ).out;
+}
+
+/**
  * The attention core that every lowering with a KV cache shares: RoPE on the projected q and k,
  * k and v appended to layer i's own cache, attention over that cache. `sinks` names the per-head
  * sink logits' param (null: none); `outName` names the result.
@@ -441,6 +496,7 @@ export function attendOverCache(
     q = rope(q, a.heads, 'q');
     k = rope(k, a.kvHeads, 'k');
   }
+  if (a.evict) return heavyHitterAttention(b, a, i, L, { q, k, v: qkv.v }, sinks, outName);
   const { rows, ring, sinkTokens } = streamingCache(b, a);
   const kcache = b.state(`cache.k.${i}`, [rows, kvCols], b.kv);
   const vcache = b.state(`cache.v.${i}`, [rows, kvCols], b.kv);

@@ -1,0 +1,238 @@
+/**
+ * H2O attention (semantics: src/ops/h2o.ts): one workgroup per kv head runs the step's tokens in
+ * order, since token t + 1's eviction reads the scores token t's attention left. For each token:
+ * a workgroup argmin over the head's evictable rows picks its row (a tree reduction on
+ * (score, position), so ties go to the oldest as in the reference), the token's k and v are copied
+ * into it, then the group's query heads score the kept rows together (a thread per row, each k
+ * row read once for the group), reduce max and sum per head, write their outputs (a thread per
+ * dimension, each v row read once for the group) and add their probabilities to the rows' scores
+ * (a thread per row, the thread that wrote those probabilities, so no atomics are needed).
+ * Each row's position and score (as f32 bits) share the `rows` buffer (src/ops/h2o.ts), so the
+ * kernel binds 8 storage buffers, WebGPU's default per-stage limit.
+ * Probabilities wait in the `h2o_prob` scratch ([kvHeads, budget, group]), which bounds nothing:
+ * workgroup memory would cap the budget at a few thousand rows.
+ *
+ * Decode does O(budget) work per kv head in one dispatch, whatever the context; a prefill chunk is
+ * serial in its tokens (kvHeads workgroups), the price of evicting exactly as decode does.
+ */
+import { kvTypeOf, type H2oAttentionAttrs } from '../../src/graph/ops.ts';
+import { h2oAttention } from '../../src/ops/h2o.ts';
+import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import type { KernelGenerator } from './types.ts';
+import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { withHelpers } from './wgsl-math.ts';
+
+/** The scratch buffer of the probabilities each query head gives the kept rows. */
+export const H2O_PROB = 'h2o_prob';
+/** Threads per workgroup: a power of two (tree reductions). */
+const WG = 64;
+
+export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
+  h2oAttention.check(a);
+  const reserved = [
+    'main',
+    'HEADS',
+    'KVH',
+    'HD',
+    'KVW',
+    'QW',
+    'GROUP',
+    'BUDGET',
+    'RECENT',
+    'SINK',
+    'SCALE',
+    'WG',
+    'NEG',
+    'red_s',
+    'red_p',
+    'red_r',
+    'red_x',
+    'better',
+    'wg_max',
+    'wg_sum',
+    'cap_score',
+    'k_at',
+    'v_at',
+    'f16_pack2',
+    H2O_PROB,
+  ];
+  const { bindings, storage, decls } = opBindings(a, reserved);
+  const capped =
+    a.softcap === null ? 's' : `${wgslF32(a.softcap)} * tanh_safe(s * ${wgslF32(1 / a.softcap)})`;
+  // An f16 cache is u32 words of two halves (headDim even, so a head's pairs never straddle):
+  // read through k_at / v_at, written a pair at a time, rounded as the reference rounds.
+  const f16 = kvTypeOf(a) === 'f16';
+  const at = (c: string) =>
+    f16 ? `return unpack2x16float(${c}[i >> 1u])[i & 1u];` : `return ${c}[i];`;
+  const store = f16
+    ? `for (var d = 2u * tid; d < HD; d += 2u * WG) {
+      let src = t * KVW + h * HD + d;
+      let dst = (row * KVW + h * HD + d) >> 1u;
+      kcache[dst] = f16_pack2(k[src], k[src + 1u]);
+      vcache[dst] = f16_pack2(v[src], v[src + 1u]);
+    }`
+    : `for (var d = tid; d < HD; d += WG) {
+      kcache[row * KVW + h * HD + d] = k[t * KVW + h * HD + d];
+      vcache[row * KVW + h * HD + d] = v[t * KVW + h * HD + d];
+    }`;
+  const code = withHelpers(`${STEP_WGSL}
+${decls}
+${storageDecl(storage.length + 1, H2O_PROB, 'read_write')}
+const HEADS = ${a.heads}u;
+const KVH = ${a.kvHeads}u;
+const HD = ${a.headDim}u;
+const KVW = ${a.kvHeads * a.headDim}u;
+const QW = ${a.heads * a.headDim}u;
+const GROUP = ${a.heads / a.kvHeads}u;
+const BUDGET = ${a.budget}u;
+const RECENT = ${a.recent}u;
+const SINK = ${a.sinkTokens}u;
+const SCALE = ${wgslF32(a.scale)};
+const WG = ${WG}u;
+const NEG = -3.0e38;
+
+var<workgroup> red_s: array<f32, ${WG}>;
+var<workgroup> red_p: array<u32, ${WG}>;
+var<workgroup> red_r: array<u32, ${WG}>;
+var<workgroup> red_x: array<f32, ${WG}>;
+
+fn cap_score(s: f32) -> f32 { return ${capped}; }
+fn k_at(i: u32) -> f32 { ${at('kcache')} }
+fn v_at(i: u32) -> f32 { ${at('vcache')} }
+
+// Eviction order: the smaller score, then the older position.
+fn better(s: f32, p: u32, bs: f32, bp: u32) -> bool { return s < bs || (s == bs && p < bp); }
+
+fn wg_max(x: f32, tid: u32) -> f32 {
+  red_x[tid] = x;
+  workgroupBarrier();
+  for (var w = WG / 2u; w > 0u; w /= 2u) {
+    if (tid < w) { red_x[tid] = max(red_x[tid], red_x[tid + w]); }
+    workgroupBarrier();
+  }
+  let r = red_x[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn wg_sum(x: f32, tid: u32) -> f32 {
+  red_x[tid] = x;
+  workgroupBarrier();
+  for (var w = WG / 2u; w > 0u; w /= 2u) {
+    if (tid < w) { red_x[tid] = red_x[tid] + red_x[tid + w]; }
+    workgroupBarrier();
+  }
+  let r = red_x[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let h = wid.x;
+  let pb = h * BUDGET;
+  for (var t = 0u; t < step.T; t++) {
+    let p = step.pos + t;
+    // 1. The token's row: the next free one, or the evicted token's.
+    var row = p;
+    if (p >= BUDGET) {
+      var bs = 3.4e38;
+      var bp = 0xffffffffu;
+      var br = 0u;
+      for (var r = tid; r < BUDGET; r += WG) {
+        let at = rows[2u * (r * KVH + h)];
+        // Sinks and the RECENT tokens before p stay.
+        if (at < SINK || at + RECENT >= p) { continue; }
+        let s = bitcast<f32>(rows[2u * (r * KVH + h) + 1u]);
+        if (better(s, at, bs, bp)) { bs = s; bp = at; br = r; }
+      }
+      red_s[tid] = bs;
+      red_p[tid] = bp;
+      red_r[tid] = br;
+      workgroupBarrier();
+      for (var w = WG / 2u; w > 0u; w /= 2u) {
+        if (tid < w && better(red_s[tid + w], red_p[tid + w], red_s[tid], red_p[tid])) {
+          red_s[tid] = red_s[tid + w];
+          red_p[tid] = red_p[tid + w];
+          red_r[tid] = red_r[tid + w];
+        }
+        workgroupBarrier();
+      }
+      row = red_r[0];
+      workgroupBarrier();
+    }
+    // 2. Its k, v (rotated at p already), position and a fresh score.
+    ${store}
+    if (tid == 0u) {
+      rows[2u * (row * KVH + h)] = p;
+      rows[2u * (row * KVH + h) + 1u] = 0u;
+    }
+    storageBarrier();
+    // 3. The group's query heads attend over the kept rows together, so each k and v row is read
+    // once per token, not once per query head.
+    let n = min(p + 1u, BUDGET);
+    let q0 = t * QW + h * GROUP * HD;
+    // Accumulators declared in a loop body start from explicit zero constructors: a bare
+    // "var x: array<...>;" there is zeroed once, at function entry, by Tint's SPIR-V on
+    // SwiftShader (as codegen/kernels/ssm.ts notes), and kept the previous token's sums.
+    var mx: array<f32, GROUP>;
+    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
+    for (var r = tid; r < n; r += WG) {
+      var s = array<f32, GROUP>();
+      for (var d = 0u; d < HD; d++) {
+        let kd = k_at(r * KVW + h * HD + d);
+        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
+      }
+      for (var g = 0u; g < GROUP; g++) {
+        let x = cap_score(s[g] * SCALE);
+        ${H2O_PROB}[(pb + r) * GROUP + g] = x;
+        mx[g] = max(mx[g], x);
+      }
+    }
+    var m: array<f32, GROUP>;
+    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
+    var sm = array<f32, GROUP>();
+    for (var r = tid; r < n; r += WG) {
+      for (var g = 0u; g < GROUP; g++) {
+        let e = exp(${H2O_PROB}[(pb + r) * GROUP + g] - m[g]);
+        ${H2O_PROB}[(pb + r) * GROUP + g] = e;
+        sm[g] += e;
+      }
+    }
+    var inv: array<f32, GROUP>;
+    for (var g = 0u; g < GROUP; g++) { inv[g] = 1.0 / wg_sum(sm[g], tid); }
+    storageBarrier();
+    for (var d = tid; d < HD; d += WG) {
+      var o = array<f32, GROUP>();
+      for (var r = 0u; r < n; r++) {
+        let vd = v_at(r * KVW + h * HD + d);
+        for (var g = 0u; g < GROUP; g++) { o[g] += ${H2O_PROB}[(pb + r) * GROUP + g] * vd; }
+      }
+      for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
+    }
+    // Each row's score grows by what the group's heads gave it (the same thread wrote its probs).
+    for (var r = tid; r < n; r += WG) {
+      var gained = 0.0;
+      for (var g = 0u; g < GROUP; g++) { gained += ${H2O_PROB}[(pb + r) * GROUP + g] * inv[g]; }
+      let w = 2u * (r * KVH + h) + 1u;
+      rows[w] = bitcast<u32>(bitcast<f32>(rows[w]) + gained);
+    }
+    storageBarrier();
+  }
+}
+`);
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}${f16 ? '_kv16' : ''}_wg${WG}`,
+          code,
+          bindings: [...bindings, { name: H2O_PROB, access: 'read_write' }],
+          workgroupSize: [WG, 1, 1],
+        },
+        grid: [a.kvHeads, 1, 1],
+      },
+    ],
+    scratch: { [H2O_PROB]: 4 * a.heads * a.budget },
+  };
+};

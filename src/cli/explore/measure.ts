@@ -1,0 +1,115 @@
+/**
+ * `strata explore --measure`: each design compiled for the local GPU with seeded random weights
+ * and timed, beside the roofline estimate of the same step. Prefill is T = max_t tokens from
+ * position 0 (what the estimate's prefill row is); decode is the rate of `steps` greedy tokens
+ * after a prompt that fills the cache to the Pareto context (what its decode-at-context row is).
+ * Each measurement is kept in DIR/measure-cache/ under a hash of everything it depends on, so a
+ * rerun, or a sweep interrupted halfway, measures only what it has not.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ModelIR } from '../../spec/model.ts';
+import type { Precision } from '../../passes/precision.ts';
+import type { KvType } from '../../graph/ops.ts';
+import { randomWeights } from '../../import/random-init.ts';
+import { compileModel } from '../../../codegen/compile.ts';
+import { memorySource } from '../../../codegen/bundle.ts';
+import { GpuModel } from '../../../runtime/model.ts';
+import type { GpuContext } from '../../../runtime/gpu.ts';
+import { UserError } from '../command.ts';
+
+export interface Measurement {
+  /** The adapter measured on. */
+  device: string;
+  precision: Precision;
+  prefillTokens: number;
+  /** Median of three prefills of prefillTokens from position 0. */
+  prefillTokensPerSecond: number;
+  context: number;
+  decodeSteps: number;
+  /** Tokens after the first over the time they took, once the cache holds `context` tokens. */
+  decodeTokensPerSecond: number;
+}
+
+export interface MeasureSettings {
+  precision: Precision;
+  kv: KvType;
+  maxT: number;
+  context: number;
+  steps: number;
+  seed: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Token ids that are not all the same (a constant prompt could take shortcuts no text does). */
+function ids(n: number, vocab: number): number[] {
+  return Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
+}
+
+async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Promise<Measurement> {
+  if (s.context + s.steps > model.maxContext)
+    throw new UserError(
+      `--measure at context ${s.context} plus ${s.steps} decode steps exceeds the model's max_context ${model.maxContext} (lower --context)`,
+    );
+  const compiled = compileModel(model, {
+    caps: gpu.caps,
+    maxT: s.maxT,
+    capacity: s.context + s.steps,
+    precision: s.precision,
+    kv: s.kv,
+  });
+  const gm = await GpuModel.load(gpu, memorySource(compiled, randomWeights(model, s.seed)));
+  try {
+    const T = compiled.maxT;
+    const prompt = ids(T, model.vocab);
+    await gm.newSequence().forward(prompt); // pipelines and buffers warm
+    const prefill: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      await gm.newSequence().forward(prompt);
+      prefill.push((performance.now() - t0) / 1000);
+    }
+    const times: number[] = [];
+    const seq = gm.newSequence();
+    for await (const _ of seq.generate(ids(s.context, model.vocab), {
+      maxTokens: s.steps + 1,
+      temperature: 0,
+    }))
+      times.push(performance.now());
+    if (times.length < 2) throw new Error(`decode stopped after ${times.length} token(s)`);
+    return {
+      device: gpu.adapterInfo.description,
+      precision: s.precision,
+      prefillTokens: T,
+      prefillTokensPerSecond: T / median(prefill),
+      context: s.context,
+      decodeSteps: times.length - 1,
+      decodeTokensPerSecond: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!),
+    };
+  } finally {
+    gm.destroy();
+  }
+}
+
+/** A cached measurement when one exists for exactly this design, settings and device. */
+export async function measureCached(
+  gpu: GpuContext,
+  model: ModelIR,
+  designSource: string,
+  s: MeasureSettings,
+  cacheDir: string,
+): Promise<{ m: Measurement; cached: boolean }> {
+  const key = createHash('sha256')
+    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 1 }))
+    .digest('hex')
+    .slice(0, 24);
+  const file = join(cacheDir, `${key}.json`);
+  if (existsSync(file))
+    return { m: JSON.parse(readFileSync(file, 'utf8')) as Measurement, cached: true };
+  const m = await measure(gpu, model, s);
+  mkdirSync(cacheDir, { recursive: true });
+  writeFileSync(file, JSON.stringify(m, null, 2) + '\n');
+  return { m, cached: false };
+}

@@ -1,0 +1,84 @@
+/**
+ * `strata explore --measure` on a tiny hybrid, on whatever WebGPU adapter the machine has
+ * (SwiftShader in CI): every design gets a measurement beside its estimate, and a rerun takes
+ * them from DIR/measure-cache/ instead of timing again. No timing is asserted, only that the
+ * figures are there, finite and positive.
+ */
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { exploreCommand } from '../../src/cli/explore-cmd.ts';
+import type { Results } from '../../src/cli/explore/results.ts';
+
+const SPEC = `model "tiny-ratio" {
+  vocab 64
+  dim 32
+  max_context 256
+  norm rms(eps: 1e-6)
+  mixer mamba = mamba1(d_state: 4)
+  mixer attn = attention(heads: 2, rope: none)
+  ffn mlp = swiglu(hidden: 64)
+  let ratio = 1
+  layers 1 x [ratio mamba : 1 attn] with ffn mlp
+}
+`;
+
+async function explore(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
+  const w = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+    err.push(String(s));
+    return true;
+  });
+  try {
+    return { code: await exploreCommand.run(args), out: out.join('\n'), err: err.join('') };
+  } finally {
+    log.mockRestore();
+    w.mockRestore();
+  }
+}
+
+describe('strata explore --measure', () => {
+  it('times each design beside its estimate, and a rerun reads the cache', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'explore-measure-'));
+    const spec = join(dir, 'tiny.strata');
+    writeFileSync(spec, SPEC);
+    const out = join(dir, 'out');
+    const args = [spec, '--vary', 'ratio=1,3', '-o', out, '--measure'];
+    const opts = ['--context', '40', '--max-t', '8', '--steps', '3', '--capacity', '64'];
+    const first = await explore([...args, ...opts]);
+    expect(first.code).toBe(0);
+    expect(first.out).toMatch(/meas pre\s+est\/meas\s+meas dec@40\s+est\/meas/);
+    const r = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
+    expect(r.designs).toHaveLength(2);
+    for (const d of r.designs) {
+      expect(d.measured).toHaveLength(1);
+      const m = d.measured![0]!;
+      expect(m).toMatchObject({ precision: 'f32', prefillTokens: 8, context: 40, decodeSteps: 3 });
+      expect(m.prefillTokensPerSecond).toBeGreaterThan(0);
+      expect(Number.isFinite(m.decodeTokensPerSecond) && m.decodeTokensPerSecond > 0).toBe(true);
+    }
+    expect(readFileSync(join(out, 'results.csv'), 'utf8')).toMatch(/decode_tokens_per_s_measured/);
+    expect(readdirSync(join(out, 'measure-cache'))).toHaveLength(2);
+    // The rerun measures nothing: both come from the cache, with the same figures.
+    const again = await explore([...args, ...opts, '--force']);
+    expect(again.code).toBe(0);
+    expect(again.err.match(/\(cached\)/g)).toHaveLength(2);
+    const r2 = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
+    expect(r2.designs.map((d) => d.measured)).toEqual(r.designs.map((d) => d.measured));
+  }, 300_000);
+
+  it('refuses a context the model cannot hold, naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'explore-measure-'));
+    const spec = join(dir, 'tiny.strata');
+    writeFileSync(spec, SPEC);
+    await expect(
+      explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'o'), '--measure', '--context', '300']),
+    ).rejects.toThrow(/context 300 plus 32 decode steps exceeds the model's max_context 256/);
+    await expect(
+      explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'p'), '--steps', '3']),
+    ).rejects.toThrow(/--steps goes with --measure/);
+  });
+});

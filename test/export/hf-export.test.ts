@@ -1,0 +1,217 @@
+/**
+ * `strata export --hf`: every exported config imports back (through config.json's text and
+ * strata's own importer) to the very ModelIR it was written from, for each HF type's golden
+ * config and for edited designs; and what a type cannot express is refused by name.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { importHfConfig } from '../../src/import/hf.ts';
+import { readConfigJson } from '../../src/import/json.ts';
+import { parseSpec } from '../../src/spec/load.ts';
+import { printSpec } from '../../src/spec/print.ts';
+import type { AttentionSpec, ModelIR } from '../../src/spec/model.ts';
+import {
+  ExportError,
+  exportHfConfig,
+  hfConfigText,
+  HF_EXPORT_TYPES,
+} from '../../src/export/hf-config.ts';
+
+const FIXTURES = 'test/fixtures/hf';
+
+function importText(text: string, name: string): ModelIR {
+  const { config, origin } = readConfigJson(text, 'config.json');
+  return importHfConfig(config as object, name, origin).model;
+}
+
+/** The fixture's model as a design: imported, printed as a spec and parsed back. */
+function fixtureDesign(type: string): ModelIR {
+  const model = importText(readFileSync(`${FIXTURES}/${type}/config.json`, 'utf8'), type);
+  return parseSpec(printSpec(model), `${type}.strata`);
+}
+
+/** The exported config, read back as strata reads any config.json. */
+function roundTrip(model: ModelIR, type?: string): { type: string; back: ModelIR } {
+  const out = exportHfConfig(model, type);
+  return { type: out.modelType, back: importText(out.text, model.name) };
+}
+
+/** A spec's design with `let` values replaced, as `strata explore --vary` writes them. */
+function specWith(path: string, lets: Record<string, string | number>): ModelIR {
+  let text = readFileSync(path, 'utf8');
+  for (const [k, v] of Object.entries(lets)) {
+    const re = new RegExp(`let ${k} = .*`);
+    expect(text).toMatch(re);
+    text = text.replace(re, `let ${k} = ${v}`);
+  }
+  return parseSpec(text, path);
+}
+
+/** The model without the names a config does not carry (mixer / FFN definition names). */
+function unnamed(m: ModelIR): unknown {
+  return { ...m, layers: m.layers.map((l) => ({ ...l, mixerName: '', ffnName: '' })) };
+}
+
+describe('export --hf round trip', () => {
+  const types = readdirSync(FIXTURES).filter((t) => HF_EXPORT_TYPES.includes(t));
+  it('covers every transformers type strata imports', () => {
+    expect(types.sort()).toEqual([...HF_EXPORT_TYPES].sort());
+  });
+
+  for (const type of types) {
+    it(`${type}: golden config → spec → config → the same ModelIR`, () => {
+      const design = fixtureDesign(type);
+      const { back } = roundTrip(design, type);
+      expect(back).toEqual(design);
+      // The type picked from the layer kinds expresses it too, as the same model.
+      const auto = roundTrip(design);
+      expect(unnamed(auto.back)).toEqual(unnamed(design));
+    });
+  }
+
+  it('picks the family of the golden config where a plainer type cannot express it', () => {
+    const picked = Object.fromEntries(
+      types.map((t) => [t, exportHfConfig(fixtureDesign(t)).modelType]),
+    );
+    expect(picked).toEqual(Object.fromEntries(types.map((t) => [t, t])));
+  });
+
+  for (const ratio of [1, 3, 7, 15]) {
+    it(`jamba-v0.1 at ratio ${ratio} (an explore design) exports as jamba`, () => {
+      const design = specWith('specs/jamba-v0.1.strata', { ratio });
+      const { type, back } = roundTrip(design);
+      expect(type).toBe('jamba');
+      expect(unnamed(back)).toEqual(unnamed(design));
+    });
+  }
+
+  for (const [spec, type] of [
+    ['specs/nemotron-h-8b.strata', 'nemotron_h'],
+    ['specs/bamba-9b.strata', 'bamba'],
+    ['specs/qwen3-next-80b-a3b.strata', 'qwen3_next'],
+    ['specs/gpt-oss-20b.strata', 'gpt_oss'],
+    ['specs/deepseek-v3.strata', 'deepseek_v3'],
+    ['specs/zamba2-2.7b.strata', 'zamba2'],
+    ['specs/falcon-h1-7b.strata', 'falcon_h1'],
+    ['specs/gemma-3-1b.strata', 'gemma3_text'],
+    ['specs/llama-3.2-1b.strata', 'llama'],
+  ] as const) {
+    it(`${spec} exports as ${type} and imports back unchanged`, () => {
+      const design = parseSpec(readFileSync(spec, 'utf8'), spec);
+      const { type: got, back } = roundTrip(design);
+      expect(got).toBe(type);
+      expect(unnamed(back)).toEqual(unnamed(design));
+    });
+  }
+
+  it('writes transformers 5 spelling: rope_parameters, dtype, layer types, inf as __float__', () => {
+    const out = exportHfConfig(fixtureDesign('nemotron_h'), 'nemotron_h');
+    expect(out.config.layers_block_type).toEqual([
+      'linear_attention',
+      'full_attention',
+      'mlp',
+      'moe',
+    ]);
+    expect(out.config.dtype).toBe('bfloat16');
+    const llama = exportHfConfig(fixtureDesign('llama'), 'llama').config;
+    expect(llama.rope_parameters).toMatchObject({ rope_type: 'llama3', rope_theta: 10000 });
+    expect(llama).not.toHaveProperty('rope_theta');
+    expect(hfConfigText({ time_step_limit: [0, Infinity] })).toContain(
+      '{\n      "__float__": "Infinity"\n    }',
+    );
+  });
+
+  it('notes the context length an SSM-only config cannot carry', () => {
+    const design = { ...fixtureDesign('mamba'), maxContext: 4096 };
+    const out = exportHfConfig(design);
+    expect(out.modelType).toBe('mamba');
+    expect(out.notes.join()).toMatch(/max_context 4096 is not written/);
+  });
+});
+
+describe('export --hf refusals name the feature, the layer and the type', () => {
+  const refusal = (model: ModelIR, type?: string): string => {
+    try {
+      exportHfConfig(model, type);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ExportError);
+      return (e as Error).message;
+    }
+    throw new Error('exported');
+  };
+
+  it('a mixer no transformers type has', () => {
+    const m = parseSpec(readFileSync('specs/gla-1.3b-hybrid.strata', 'utf8'), 'gla.strata');
+    expect(refusal(m)).toMatch(/no transformers model type has layer \d+'s gla mixer/);
+    expect(refusal(m, 'llama')).toMatch(/llama cannot express layer \d+: the gla mixer/);
+  });
+
+  it('an FFN kind the type lacks', () => {
+    expect(refusal(fixtureDesign('mixtral'), 'llama')).toMatch(
+      /llama cannot express layer 0: the moe FFN: llama has mlp FFNs/,
+    );
+    expect(refusal(fixtureDesign('nemotron_h'), 'bamba')).toMatch(
+      /bamba cannot express layer 2: the none mixer/,
+    );
+  });
+
+  it('a per-layer setting the type cannot vary', () => {
+    const m = fixtureDesign('qwen3');
+    const a = m.layers[1].mixer as AttentionSpec;
+    m.layers[1].mixer = { ...a, kvHeads: 4 };
+    expect(refusal(m, 'qwen3')).toBe(
+      'qwen3 cannot express layer 1: mixer.kvHeads = 4 (a qwen3 config gives 2)',
+    );
+  });
+
+  it('a norm the type does not have', () => {
+    expect(refusal(fixtureDesign('gemma3_text'), 'llama')).toMatch(
+      /llama cannot express .*(qkNorm|unitOffset|postNorms)/,
+    );
+    expect(refusal(fixtureDesign('llama'), 'gemma3_text')).toMatch(
+      /gemma3_text cannot express .*(qkNorm|unitOffset|postNorms|embeddingScale)/,
+    );
+  });
+
+  it('a layout the type cannot place, and every candidate type says why', () => {
+    const m = specWith('specs/jamba-v0.1.strata', { ratio: 7 });
+    // Attention one layer later in the first group only: no period/offset places it.
+    [m.layers[4], m.layers[5]] = [
+      { ...m.layers[5], index: 4, ffn: m.layers[4].ffn, ffnName: m.layers[4].ffnName },
+      { ...m.layers[4], index: 5, ffn: m.layers[5].ffn, ffnName: m.layers[5].ffnName },
+    ];
+    expect(refusal(m)).toMatch(
+      /no transformers model type expresses this design[^]*jamba cannot express attention at layers 5, 12, 20, 28: jamba places attention at i % attn_layer_period == attn_layer_offset/,
+    );
+  });
+
+  it('a model with a feature beyond every config (diffusion) and an unknown --type', () => {
+    const llada = parseSpec(readFileSync('specs/tiny-llada.strata', 'utf8'), 'llada.strata');
+    expect(refusal(llada)).toMatch(/masked-diffusion/);
+    expect(refusal(fixtureDesign('llama'), 'gpt2')).toMatch(
+      /--type gpt2 is not a type --hf writes/,
+    );
+  });
+
+  it('a setting transformers hard-codes (gpt_oss swiglu alpha)', () => {
+    const m = fixtureDesign('gpt_oss');
+    for (const l of m.layers) {
+      if (l.ffn?.kind === 'moe') l.ffn = { ...l.ffn, clamp: { limit: 7, alpha: 2 } };
+    }
+    expect(refusal(m)).toMatch(
+      /gpt_oss cannot express swiglu alpha 2: transformers fixes it at 1.702/,
+    );
+  });
+});
+
+describe('config.json text', () => {
+  it('writes float settings with a decimal point, as transformers reads them', () => {
+    const text = exportHfConfig(fixtureDesign('falcon_h1')).text;
+    expect(text).toContain('"embedding_multiplier": 2.0');
+    expect(text).toContain('"rope_theta": 10000.0');
+    expect(text).toContain('"hidden_size": 64,');
+    expect(hfConfigText({ mlp_multipliers: [1, 0.5], num_hidden_layers: 2 })).toBe(
+      '{\n  "mlp_multipliers": [\n    1.0,\n    0.5\n  ],\n  "num_hidden_layers": 2\n}\n',
+    );
+  });
+});
