@@ -20,6 +20,8 @@ const MUST_PASS: string[] = [
   'delta_net',
   'gated_deltanet',
   'rwkv7',
+  'linear_attn',
+  'linear_attn_relu',
 ];
 
 const fixtures = readdirSync(ROOT).sort();
