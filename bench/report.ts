@@ -256,6 +256,12 @@ if (strata.linear) {
   if (fla.error) lines.push('', `fla failed to load: ${fla.error}`);
   lines.push(
     '',
+    "strata's times are GPU timestamps around its dispatch; fla's are CUDA events around back-to-back Python calls, " +
+      'so a one-token decode measures how fast Python launches its Triton kernel (~0.1–0.5 ms), not the kernel: the decode ratios compare ' +
+      "unlike things. Prefill, where both sides' kernels dominate, is the comparison that counts. fla 0.5.2's chunk_delta_rule refuses float32.",
+  );
+  lines.push(
+    '',
     "Mamba-2's SSD (Mamba2-2.7B widths: 80 heads of 64, state 128, 1 group) on its own chunked kernels and as a head-decay linear_recurrence:",
     '',
     '| kernel | case | ms | dispatches |',
