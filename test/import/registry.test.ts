@@ -15,10 +15,8 @@ const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
 const TYPES = IMPORTERS.map((i) => i.modelType);
 
 /** Types with no fixture config that imports, and why; an entry goes when its fixture lands. */
-const WITHOUT_FIXTURE: Record<string, string> = {
-  linear_attn:
-    'fla/linear_attn was made with the hedgehog feature map, which strata refuses (fla-linear-attn.test.ts reads it as elu); the regenerated elu fixture has not landed',
-};
+/** Types known to have no importable fixture yet, with the reason (none today). */
+const WITHOUT_FIXTURE: Record<string, string> = {};
 
 /** Every fixture config, as a path under test/fixtures. */
 function fixtureConfigs(): string[] {
