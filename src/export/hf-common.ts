@@ -22,6 +22,23 @@ export class ExportError extends Error {
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
+/**
+ * The keys every type writes: sizes, context, tying and dtype. `hasContext`: whether
+ * the type has a max_position_embeddings key (the state-space types have none).
+ */
+export function baseKeys(type: string, arch: string, m: ModelIR, hasContext: boolean): JsonObject {
+  return {
+    model_type: type,
+    architectures: [arch],
+    vocab_size: m.vocab,
+    hidden_size: m.dim,
+    num_hidden_layers: m.layers.length,
+    ...(hasContext ? { max_position_embeddings: m.maxContext } : {}),
+    tie_word_embeddings: m.tieEmbeddings,
+    dtype: 'bfloat16',
+  };
+}
+
 /** Refuses `feature` of the design for `type`, naming the layer where there is one. */
 export function refuse(type: string, feature: string, why: string, layer?: number): never {
   const at = layer === undefined ? '' : `layer ${layer}: `;

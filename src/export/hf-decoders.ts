@@ -7,6 +7,7 @@
 import type { AttentionSpec, MlaSpec, ModelIR } from '../spec/model.ts';
 import {
   actName,
+  baseKeys,
   firstMixer,
   firstMlp,
   firstMoe,
@@ -20,20 +21,6 @@ import {
   ropeParameters,
   type JsonObject,
 } from './hf-common.ts';
-
-/** The keys every type writes: sizes, final norm eps, context, tying. */
-function base(type: string, arch: string, m: ModelIR): JsonObject {
-  return {
-    model_type: type,
-    architectures: [arch],
-    vocab_size: m.vocab,
-    hidden_size: m.dim,
-    num_hidden_layers: m.layers.length,
-    max_position_embeddings: m.maxContext,
-    tie_word_embeddings: m.tieEmbeddings,
-    dtype: 'bfloat16',
-  };
-}
 
 function attentionKeys(a: AttentionSpec): JsonObject {
   return {
@@ -63,7 +50,7 @@ function decoder(type: string, arch: string, m: ModelIR, dense: number): JsonObj
   const a = theAttention(type, m);
   const mlp = firstMlp(m) ?? firstMoe(m)?.expert;
   return {
-    ...base(type, arch, m),
+    ...baseKeys(type, arch, m, true),
     intermediate_size: dense,
     ...attentionKeys(a),
     hidden_act: mlp ? actName(type, mlp.act, 'the FFN') : 'silu',
@@ -157,7 +144,7 @@ export function exportGemma3Text(m: ModelIR): JsonObject {
   const scalar = invertExactly(a.scale, (x) => x ** -0.5, a.scale ** -2);
   const mlp = firstMlp(m);
   const config: JsonObject = {
-    ...base('gemma3_text', 'Gemma3ForCausalLM', m),
+    ...baseKeys('gemma3_text', 'Gemma3ForCausalLM', m, true),
     intermediate_size: mlp?.hidden ?? 1,
     ...attentionKeys(a),
     hidden_activation: mlp ? actName('gemma3_text', mlp.act, 'the FFN') : 'gelu_pytorch_tanh',
@@ -244,7 +231,7 @@ export function exportDeepseekV3(m: ModelIR): JsonObject {
   }
   const shared = moe?.shared;
   return {
-    ...base(type, 'DeepseekV3ForCausalLM', m),
+    ...baseKeys(type, 'DeepseekV3ForCausalLM', m, true),
     rms_norm_eps: m.norm.eps,
     hidden_act: actName(type, (firstMlp(m) ?? moe?.expert)?.act ?? 'silu', 'the FFN'),
     num_attention_heads: a.heads,

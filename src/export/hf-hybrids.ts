@@ -16,6 +16,7 @@ import type {
 } from '../spec/model.ts';
 import {
   actName,
+  baseKeys,
   firstMixer,
   firstMlp,
   firstMoe,
@@ -30,18 +31,6 @@ import {
   type JsonObject,
 } from './hf-common.ts';
 import { qwenMoeKeys } from './hf-decoders.ts';
-
-function base(type: string, arch: string, m: ModelIR): JsonObject {
-  return {
-    model_type: type,
-    architectures: [arch],
-    vocab_size: m.vocab,
-    hidden_size: m.dim,
-    num_hidden_layers: m.layers.length,
-    tie_word_embeddings: m.tieEmbeddings,
-    dtype: 'bfloat16',
-  };
-}
 
 /** time_step_limit, omitted at its default (0, inf). */
 function dtLimit(s: Mamba2Spec): JsonObject {
@@ -76,7 +65,7 @@ export function exportMamba(m: ModelIR): JsonObject {
   requireFfns(type, m, ['none']);
   const s = firstMixer(m, 'mamba1') as Mamba1Spec;
   return {
-    ...base(type, 'MambaForCausalLM', m),
+    ...baseKeys(type, 'MambaForCausalLM', m, false),
     expand: expandOf(type, s.dInner, m.dim),
     intermediate_size: s.dInner,
     state_size: s.dState,
@@ -95,7 +84,7 @@ export function exportMamba2(m: ModelIR): JsonObject {
   requireFfns(type, m, ['none']);
   const s = firstMixer(m, 'mamba2') as Mamba2Spec;
   return {
-    ...base(type, 'Mamba2ForCausalLM', m),
+    ...baseKeys(type, 'Mamba2ForCausalLM', m, false),
     num_heads: s.heads,
     head_dim: s.headDim,
     expand: expandOf(type, s.heads * s.headDim, m.dim),
@@ -168,7 +157,7 @@ export function exportJamba(m: ModelIR): JsonObject {
   const moe = firstMoe(m);
   const mlp = firstMlp(m) ?? moe?.expert;
   return {
-    ...base(type, 'JambaForCausalLM', m),
+    ...baseKeys(type, 'JambaForCausalLM', m, false),
     max_position_embeddings: m.maxContext,
     rms_norm_eps: m.norm.eps,
     hidden_act: mlp ? actName(type, mlp.act, 'the FFN') : 'silu',
@@ -203,7 +192,7 @@ export function exportBamba(m: ModelIR): JsonObject {
   if (rope) rope.partial_rotary_factor = 0.5;
   const mlp = firstMlp(m);
   return {
-    ...base(type, 'BambaForCausalLM', m),
+    ...baseKeys(type, 'BambaForCausalLM', m, false),
     max_position_embeddings: m.maxContext,
     rms_norm_eps: m.norm.eps,
     hidden_act: mlp ? actName(type, mlp.act, 'the FFN') : 'silu',
@@ -243,7 +232,7 @@ export function exportNemotronH(m: ModelIR): JsonObject {
   const moe = firstMoe(m);
   const act = mlp?.act ?? moe?.expert.act;
   return {
-    ...base(type, 'NemotronHForCausalLM', m),
+    ...baseKeys(type, 'NemotronHForCausalLM', m, false),
     max_position_embeddings: m.maxContext,
     layer_norm_epsilon: m.norm.eps,
     layers_block_type: blocks,
@@ -291,7 +280,7 @@ export function exportGraniteMoeHybrid(m: ModelIR): JsonObject {
   const moe = isMoe(ffn) ? ffn : null;
   const shared = moe ? moe.shared : ffn;
   return {
-    ...base(type, 'GraniteMoeHybridForCausalLM', m),
+    ...baseKeys(type, 'GraniteMoeHybridForCausalLM', m, false),
     max_position_embeddings: m.maxContext,
     rms_norm_eps: m.norm.eps,
     hidden_act: 'silu',
@@ -325,7 +314,7 @@ export function exportZamba2(m: ModelIR): JsonObject {
   const blocks = m.sharedBlocks ?? [];
   const b = blocks.at(0);
   return {
-    ...base(type, 'Zamba2ForCausalLM', m),
+    ...baseKeys(type, 'Zamba2ForCausalLM', m, false),
     max_position_embeddings: m.maxContext,
     rms_norm_eps: m.norm.eps,
     layers_block_type: m.layers.map((l) => (l.shared ? 'hybrid' : 'linear_attention')),
@@ -368,7 +357,7 @@ export function exportFalconH1(m: ModelIR): JsonObject {
   const mlp = firstMlp(m)!;
   const unit = a.headDim ** -0.5;
   return {
-    ...base(type, 'FalconH1ForCausalLM', m),
+    ...baseKeys(type, 'FalconH1ForCausalLM', m, false),
     max_position_embeddings: m.maxContext,
     rms_norm_eps: m.norm.eps,
     hidden_act: 'silu',
@@ -410,7 +399,7 @@ export function exportLfm2(m: ModelIR): JsonObject {
   const c = firstMixer(m, 'shortconv') as ShortConvSpec | null;
   const mlp = firstMlp(m)!;
   return {
-    ...base(type, 'Lfm2ForCausalLM', m),
+    ...baseKeys(type, 'Lfm2ForCausalLM', m, false),
     max_position_embeddings: m.maxContext,
     norm_eps: m.norm.eps,
     ...attentionKeys(a, false),
@@ -432,7 +421,7 @@ export function exportQwen3Next(m: ModelIR): JsonObject {
   const mlp = firstMlp(m) ?? moe?.expert;
   const rope = a?.rope ? ropeParameters(a.rope, a.headDim, 'always') : null;
   return {
-    ...base(type, 'Qwen3NextForCausalLM', m),
+    ...baseKeys(type, 'Qwen3NextForCausalLM', m, false),
     max_position_embeddings: m.maxContext,
     rms_norm_eps: m.norm.eps,
     hidden_act: mlp ? actName(type, mlp.act, 'the FFN') : 'silu',

@@ -353,6 +353,13 @@ export function commitCount(
   return Math.min(Math.max(scheduled, above, 1), sorted.length);
 }
 
+/** Sees each step's commits, the canvas after them and the step's logits (host pick only). */
+export type OnDiffusionStep = (
+  c: StepCommit,
+  canvas: Uint32Array,
+  logits: Float32Array | null,
+) => void | Promise<void>;
+
 /**
  * Masked-diffusion generation with a host-side pick over `forward`'s logits (see the file
  * comment); returns the final canvas. `onStep` sees each step's commits, the canvas after them
@@ -363,11 +370,7 @@ export function diffusionGenerate(
   prompt: ArrayLike<number>,
   vocab: number,
   r: DiffusionRun,
-  onStep?: (
-    c: StepCommit,
-    canvas: Uint32Array,
-    logits: Float32Array | null,
-  ) => void | Promise<void>,
+  onStep?: OnDiffusionStep,
 ): Promise<Uint32Array> {
   const f = r.cfgScale > 0 ? guidedForward(forward, prompt.length, r.maskId, r.cfgScale) : forward;
   return diffusionSample(hostPicks(f, vocab), prompt, vocab, r, onStep);
@@ -388,11 +391,7 @@ export async function diffusionSample(
   prompt: ArrayLike<number>,
   vocab: number,
   r: DiffusionRun,
-  onStep?: (
-    c: StepCommit,
-    canvas: Uint32Array,
-    logits: Float32Array | null,
-  ) => void | Promise<void>,
+  onStep?: OnDiffusionStep,
 ): Promise<Uint32Array> {
   const issue = scheduleIssues(r)[0];
   if (issue) throw new Error(issue.message((f) => f));
