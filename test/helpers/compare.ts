@@ -88,3 +88,37 @@ export async function expectFusedMatchesUnfused(
   expect(maxRelError(a.logits, b.logits)).toBeLessThan(tol);
   return { fused, plain, logits: a.logits };
 }
+
+/**
+ * Teacher forcing (both sides read the same tokens): `ids[0, prompt)` through seq.forward() and
+ * through the interpreters in chunks of maxT, then the rest of `ids` as decode steps, queued
+ * `batch` at a time on the GPU (next() reads the batch's last logits). `state` carries the
+ * interpreter's caches, so the caller can inspect them after. Returns the worst relative logit
+ * error seen.
+ */
+export async function teacherForcedWorst(
+  seq: Sequence,
+  cpu: { prefill: Interpreter; decode: Interpreter; state: CpuState },
+  ids: Uint32Array,
+  prompt: number,
+  maxT: number,
+  batch: number,
+): Promise<number> {
+  const gpu = await seq.forward(ids.subarray(0, prompt));
+  let want: Float32Array = new Float32Array();
+  for (let at = 0; at < prompt; at += maxT) {
+    const chunk = ids.subarray(at, Math.min(prompt, at + maxT));
+    const run = chunk.length > 1 ? cpu.prefill : cpu.decode;
+    want = run.step(chunk, at, chunk.length, cpu.state).logits;
+  }
+  let worst = maxRelError(gpu.logits.slice(-want.length), want);
+  for (let at = prompt; at < ids.length; at += batch) {
+    const end = Math.min(ids.length, at + batch);
+    for (let pos = at; pos < end; pos++) {
+      want = cpu.decode.step(ids.subarray(pos, pos + 1), pos, 1, cpu.state).logits;
+    }
+    const got = await seq.next(ids.subarray(at, end), GREEDY, true);
+    worst = Math.max(worst, maxRelError(got.logits!, want));
+  }
+  return worst;
+}

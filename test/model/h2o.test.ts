@@ -19,7 +19,7 @@ import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
-import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
+import { expectMatchesInterpreter, gpuModel, teacherForcedWorst } from '../helpers/compare.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 
 const spec = (attn: string) =>
@@ -77,21 +77,8 @@ describe('h2o eviction end to end', () => {
         'h2o.rows.1': BUDGET * 2 * 2 * 4,
       });
       // Prefill in chunks of maxT on both sides: 16 + 16 + 8 tokens, the last evicting.
-      const gpu = await seq.forward(ids.subarray(0, prompt));
-      let cpu: Float32Array = new Float32Array();
-      for (let at = 0; at < prompt; at += maxT) {
-        const chunk = ids.subarray(at, Math.min(prompt, at + maxT));
-        cpu = (chunk.length > 1 ? prefill : decode).step(chunk, at, chunk.length, state).logits;
-      }
-      let worst = maxRelError(gpu.logits.slice(-cpu.length), cpu);
-      for (let at = prompt; at < prompt + steps; at += batch) {
-        const end = Math.min(prompt + steps, at + batch);
-        for (let pos = at; pos < end; pos++) {
-          cpu = decode.step(ids.subarray(pos, pos + 1), pos, 1, state).logits;
-        }
-        const g = await seq.next(ids.subarray(at, end), GREEDY, true);
-        worst = Math.max(worst, maxRelError(g.logits!, cpu));
-      }
+      const cpu = { prefill, decode, state };
+      const worst = await teacherForcedWorst(seq, cpu, ids, prompt, maxT, batch);
       expect(worst).toBeLessThan(1e-4);
       // The same tokens kept, in the same rows, in both layers; scores within f32 rounding.
       for (const layer of [0, 1]) {

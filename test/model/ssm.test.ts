@@ -53,6 +53,18 @@ function jambaLike(attentionAt: number[], groups = 1): ModelIR {
   });
 }
 
+/** The dispatch labels of layer 1 (prefix `l1.<prefix>`) in a two-layer model of `mixer`. */
+function layerOneLabels(
+  mixer: MixerSpec,
+  ffn: boolean,
+  phase: 'prefill' | 'decode',
+  prefix = '',
+): string[] {
+  const model = tinyLlama({ dim: 64, layers: [0, 1].map((i) => layer(i, mixer, ffn)) });
+  return compileModel(model, { caps: BASELINE_CAPS, capacity: 128 })
+    .phases[phase].dispatches.filter((d) => d.label.startsWith(`l1.${prefix}`))
+    .map((d) => d.label);
+}
 describe('hybrid graphs and the inspect report', () => {
   it('counts KV bytes per token over the attention layers only; mamba state is fixed-size', () => {
     const one = report(compileModel(jambaLike([4]), { caps: BASELINE_CAPS, capacity: 128 }));
@@ -95,13 +107,8 @@ describe('hybrid graphs and the inspect report', () => {
 
   it('decodes a mamba1 layer in 3 dispatches, with or without inner norms; prefill unfused', () => {
     for (const innerNorms of [null, { eps: 1e-6 }]) {
-      const model = tinyLlama({
-        dim: 64,
-        layers: [0, 1].map((i) => layer(i, { ...MAMBA1, innerNorms }, true)),
-      });
-      const c = compileModel(model, { caps: BASELINE_CAPS, capacity: 128 });
       const labels = (p: 'prefill' | 'decode') =>
-        c.phases[p].dispatches.filter((d) => d.label.startsWith('l1.mamba')).map((d) => d.label);
+        layerOneLabels({ ...MAMBA1, innerNorms }, true, p, 'mamba');
       // (1) in_proj with its norm and the conv (conv-epilogue), (2) x_proj + dt/B/C norms +
       // dt_proj + scan + gate (mamba1-decode's mamba1_step), (3) out_proj with the residual.
       // Before these fusions it took 8 on the baseline device (the conv, x_proj, dt_proj and the
@@ -121,12 +128,7 @@ describe('hybrid graphs and the inspect report', () => {
     // dInner 2048, R = 128 + 2·16: 1.25 MiB of x_proj, over MAMBA1_STEP_XPROJ_BYTES.
     const big = { ...MAMBA1, dInner: 2048, dtRank: 128, innerNorms: { eps: 1e-6 } };
     expect(4 * (big.dtRank + 2 * big.dState) * big.dInner).toBeGreaterThan(MAMBA1_STEP_XPROJ_BYTES);
-    const model = tinyLlama({ dim: 64, layers: [0, 1].map((i) => layer(i, big, true)) });
-    const c = compileModel(model, { caps: BASELINE_CAPS, capacity: 128 });
-    const labels = c.phases.decode.dispatches
-      .filter((d) => d.label.startsWith('l1.mamba'))
-      .map((d) => d.label);
-    expect(labels).toEqual([
+    expect(layerOneLabels(big, true, 'decode', 'mamba')).toEqual([
       'l1.mamba.in_x+in_z (norm fused) (+conv)',
       'l1.mamba.x_dt+x_b+x_c',
       'l1.mamba dt+scan (fused)',
@@ -150,15 +152,10 @@ describe('hybrid graphs and the inspect report', () => {
       dtMin: 0,
       dtMax: null,
     };
-    const model = tinyLlama({ dim: 64, layers: [0, 1].map((i) => layer(i, mamba2, false)) });
-    const c = compileModel(model, { caps: BASELINE_CAPS, capacity: 128 });
-    const labels = c.phases.decode.dispatches
-      .filter((d) => d.label.startsWith('l1.'))
-      .map((d) => d.label);
     // ssd-decode packs dtBias, aLog and D: one launch instead of the four chunked ones the
     // unpacked SSD (9 storage buffers) falls back to. The three convs, in_dt and the gated norm
     // are what is left of issue 18's three-dispatch goal for Mamba-2.
-    expect(labels).toEqual([
+    expect(layerOneLabels(mamba2, false, 'decode')).toEqual([
       'l1.mamba2.in_z+in_x+in_b+in_c (norm fused)',
       'l1.mamba2.x conv1d',
       'l1.mamba2.b conv1d',

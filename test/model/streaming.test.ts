@@ -4,15 +4,14 @@
  * under the same mask at every step, while the runtime's state buffers keep their size.
  */
 import { describe, expect, it } from 'vitest';
-import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { compileModel } from '../../codegen/compile.ts';
 import { report } from '../../src/cli/report.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { parseSpec } from '../../src/spec/load.ts';
-import { gpuModel } from '../helpers/compare.ts';
-import { randInts, maxRelError } from '../helpers/numeric.ts';
+import { gpuModel, teacherForcedWorst } from '../helpers/compare.ts';
+import { randInts } from '../helpers/numeric.ts';
 
 const WINDOW = 256;
 const SINKS = 4;
@@ -69,22 +68,8 @@ async function streamAgainstDense(
   const seq = m.gm.newSequence();
   const sizes = seq.stateSizes();
   expect([...sizes.values()]).toEqual(Array(4).fill(ringRows * kvCols * 4));
-  const gpu = await seq.forward(ids.subarray(0, prompt));
-  let cpu: Float32Array = new Float32Array();
-  for (let at = 0; at < prompt; at += maxT) {
-    const chunk = ids.subarray(at, Math.min(prompt, at + maxT));
-    cpu = (chunk.length > 1 ? prefill : decode).step(chunk, at, chunk.length, state).logits;
-  }
-  let worst = maxRelError(gpu.logits.slice(-cpu.length), cpu);
   const t0 = performance.now();
-  for (let at = prompt; at < prompt + steps; at += batch) {
-    const end = Math.min(prompt + steps, at + batch);
-    for (let pos = at; pos < end; pos++) {
-      cpu = decode.step(ids.subarray(pos, pos + 1), pos, 1, state).logits;
-    }
-    const g = await seq.next(ids.subarray(at, end), GREEDY, true);
-    worst = Math.max(worst, maxRelError(g.logits!, cpu));
-  }
+  const worst = await teacherForcedWorst(seq, { prefill, decode, state }, ids, prompt, maxT, batch);
   if (process.env.STREAM_STEPS) {
     const s = ((performance.now() - t0) / 1000).toFixed(1);
     console.log(`${steps} decode steps in ${s} s; worst relative logit error ${worst}`);
