@@ -15,6 +15,8 @@ import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
+import { assignPrecision, type Precision } from '../../src/passes/precision.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import { testGpu } from './gpu.ts';
 
 export interface Golden {
@@ -26,8 +28,16 @@ export interface Golden {
 
 export interface GoldenRun {
   prefill: Float32Array;
+  /** The token the model chose before each decode step (the argmax of the row before it). */
   tokens: number[];
   decode: Float32Array;
+}
+
+/** How a golden run goes: weight precision (default f32), and tokens to feed instead of its own. */
+export interface GoldenRunOptions {
+  precision?: Precision;
+  /** Decode step i feeds feed[i] (teacher forcing) rather than the token the model chose. */
+  feed?: number[];
 }
 
 export async function readGolden(dir: string): Promise<Golden> {
@@ -64,9 +74,18 @@ export function rowErrors(
 }
 
 /** Prompt and decode steps on WebGPU; each decode step feeds the token the model chose. */
-export async function runGoldenGpu(hf: HfFolder, golden: Golden): Promise<GoldenRun> {
+export async function runGoldenGpu(
+  hf: HfFolder,
+  golden: Golden,
+  opts: GoldenRunOptions = {},
+): Promise<GoldenRun> {
   const gpu = await testGpu();
-  const compiled = compileModel(hf.model, { caps: gpu.caps, maxT: 32, capacity: 64 });
+  const compiled = compileModel(hf.model, {
+    caps: gpu.caps,
+    maxT: 32,
+    capacity: 64,
+    precision: opts.precision,
+  });
   const gm = await GpuModel.load(
     gpu,
     memorySource(compiled, (n) => hf.readTensorF32(n)),
@@ -80,7 +99,7 @@ export async function runGoldenGpu(hf: HfFolder, golden: Golden): Promise<Golden
     let token = first.token;
     for (let i = 0; i < golden.tokens.length; i++) {
       tokens.push(token);
-      const r = await seq.next([token], GREEDY, true);
+      const r = await seq.next([opts.feed?.[i] ?? token], GREEDY, true);
       decode.set(r.logits!, i * vocab);
       token = r.token;
     }
@@ -90,18 +109,25 @@ export async function runGoldenGpu(hf: HfFolder, golden: Golden): Promise<Golden
   }
 }
 
-/** The same on the CPU interpreter over the lowered (unfused) graphs: the op references. */
-export async function runGoldenCpu(hf: HfFolder, golden: Golden): Promise<GoldenRun> {
+/**
+ * The same on the CPU interpreter over the lowered (unfused) graphs: the op references. A
+ * precision other than f32 runs the precision pass on them (the references round the weights).
+ */
+export async function runGoldenCpu(
+  hf: HfFolder,
+  golden: Golden,
+  opts: GoldenRunOptions = {},
+): Promise<GoldenRun> {
   const weights = (n: string) => hf.readTensorF32(n);
   const T = golden.prompt.length;
-  const prefill = await Interpreter.create(
-    lower(hf.model, { phase: 'prefill', maxT: T, capacity: 64 }),
-    weights,
-  );
-  const step = await Interpreter.create(
-    lower(hf.model, { phase: 'decode', maxT: 1, capacity: 64 }),
-    weights,
-  );
+  const graph = (phase: 'prefill' | 'decode', maxT: number) =>
+    assignPrecision(
+      lower(hf.model, { phase, maxT, capacity: 64 }),
+      opts.precision ?? 'f32',
+      BASELINE_CAPS,
+    );
+  const prefill = await Interpreter.create(graph('prefill', T), weights);
+  const step = await Interpreter.create(graph('decode', 1), weights);
   const state = prefill.newState();
   const first = prefill.step(Uint32Array.from(golden.prompt), 0, T, state);
   const vocab = hf.model.vocab;
@@ -110,7 +136,7 @@ export async function runGoldenCpu(hf: HfFolder, golden: Golden): Promise<Golden
   let token = first.token;
   for (let i = 0; i < golden.tokens.length; i++) {
     tokens.push(token);
-    const r = step.step(Uint32Array.of(token), T + i, 1, state);
+    const r = step.step(Uint32Array.of(opts.feed?.[i] ?? token), T + i, 1, state);
     decode.set(r.logits, i * vocab);
     token = r.token;
   }
