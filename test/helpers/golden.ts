@@ -16,7 +16,8 @@ import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { assignPrecision, type Precision } from '../../src/passes/precision.ts';
-import { BASELINE_CAPS } from '../../src/target.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
+import type { Graph } from '../../src/graph/ir.ts';
 import { testGpu } from './gpu.ts';
 
 export interface Golden {
@@ -31,13 +32,17 @@ export interface GoldenRun {
   /** The token the model chose before each decode step (the argmax of the row before it). */
   tokens: number[];
   decode: Float32Array;
+  /** Whether the prefill rounded matmul inputs to f16 (tensor cores under --precision f16). */
+  xF16: boolean;
 }
 
 /** How a golden run goes: weight precision (default f32), and tokens to feed instead of its own. */
 export interface GoldenRunOptions {
   precision?: Precision;
   /** Decode step i feeds feed[i] (teacher forcing) rather than the token the model chose. */
-  feed?: number[];
+  feed?: readonly number[];
+  /** CPU only: the device the precision pass compiles for (default: WebGPU's minimums). */
+  caps?: DeviceCaps;
 }
 
 export async function readGolden(dir: string): Promise<Golden> {
@@ -79,34 +84,58 @@ export async function runGoldenGpu(
   golden: Golden,
   opts: GoldenRunOptions = {},
 ): Promise<GoldenRun> {
+  const [run] = await runGoldenGpuFeeds(hf, golden, [opts.feed ?? null], opts.precision);
+  return run;
+}
+
+/**
+ * Several runs of one compiled and loaded model (compiling and loading cost more than a run on
+ * SwiftShader): feeds[i] is the decode stream run i feeds, or null for the model's own choices.
+ */
+export async function runGoldenGpuFeeds(
+  hf: HfFolder,
+  golden: Golden,
+  feeds: readonly (readonly number[] | null)[],
+  precision?: Precision,
+): Promise<GoldenRun[]> {
   const gpu = await testGpu();
-  const compiled = compileModel(hf.model, {
-    caps: gpu.caps,
-    maxT: 32,
-    capacity: 64,
-    precision: opts.precision,
-  });
+  const compiled = compileModel(hf.model, { caps: gpu.caps, maxT: 32, capacity: 64, precision });
   const gm = await GpuModel.load(
     gpu,
     memorySource(compiled, (n) => hf.readTensorF32(n)),
   );
   try {
     const vocab = hf.model.vocab;
-    const seq = gm.newSequence();
-    const first = await seq.forward(golden.prompt);
-    const tokens: number[] = [];
-    const decode = new Float32Array(golden.tokens.length * vocab);
-    let token = first.token;
-    for (let i = 0; i < golden.tokens.length; i++) {
-      tokens.push(token);
-      const r = await seq.next([opts.feed?.[i] ?? token], GREEDY, true);
-      decode.set(r.logits!, i * vocab);
-      token = r.token;
+    const runs: GoldenRun[] = [];
+    for (const feed of feeds) {
+      const seq = gm.newSequence();
+      const first = await seq.forward(golden.prompt);
+      const tokens: number[] = [];
+      const decode = new Float32Array(golden.tokens.length * vocab);
+      let token = first.token;
+      for (let i = 0; i < golden.tokens.length; i++) {
+        tokens.push(token);
+        const r = await seq.next([feed?.[i] ?? token], GREEDY, true);
+        decode.set(r.logits!, i * vocab);
+        token = r.token;
+      }
+      runs.push({
+        prefill: first.logits,
+        tokens,
+        decode,
+        xF16: roundsActivations(compiled.graphs.prefill),
+      });
+      seq.destroy();
     }
-    return { prefill: first.logits, tokens, decode };
+    return runs;
   } finally {
     gm.destroy();
   }
+}
+
+/** Whether a matmul of g rounds its x rows to f16 (the tensor-core prefill under f16). */
+function roundsActivations(g: Graph): boolean {
+  return g.nodes.some((n) => n.attrs.op === 'matmul' && n.attrs.xType === 'f16');
 }
 
 /**
@@ -124,9 +153,10 @@ export async function runGoldenCpu(
     assignPrecision(
       lower(hf.model, { phase, maxT, capacity: 64 }),
       opts.precision ?? 'f32',
-      BASELINE_CAPS,
+      opts.caps ?? BASELINE_CAPS,
     );
-  const prefill = await Interpreter.create(graph('prefill', T), weights);
+  const prefillGraph = graph('prefill', T);
+  const prefill = await Interpreter.create(prefillGraph, weights);
   const step = await Interpreter.create(graph('decode', 1), weights);
   const state = prefill.newState();
   const first = prefill.step(Uint32Array.from(golden.prompt), 0, T, state);
@@ -140,7 +170,7 @@ export async function runGoldenCpu(
     decode.set(r.logits, i * vocab);
     token = r.token;
   }
-  return { prefill: first.logits, tokens, decode };
+  return { prefill: first.logits, tokens, decode, xF16: roundsActivations(prefillGraph) };
 }
 
 /**
