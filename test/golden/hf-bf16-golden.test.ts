@@ -50,10 +50,9 @@ import { importHfFolder, type HfFolder } from '../../src/import/hf-folder.ts';
 import { lower } from '../../src/graph/lower.ts';
 import type { ParamSource } from '../../src/graph/ir.ts';
 import { materialize } from '../../src/graph/params.ts';
-import { assignPrecision } from '../../src/passes/precision.ts';
+import { assignPrecision, type Precision } from '../../src/passes/precision.ts';
 import { roundWeight } from '../../src/ops/weight-storage.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
-import type { Precision } from '../../src/passes/precision.ts';
 import { TENSOR_CAPS } from '../helpers/matmul.ts';
 import {
   readGolden,
