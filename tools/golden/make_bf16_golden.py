@@ -191,6 +191,9 @@ def main():
     if args.device.startswith("cuda"):
         v["cuda"] = torch.version.cuda
         v["gpu"] = torch.cuda.get_device_name(args.device)
+        # Left at PyTorch's default, as a user runs it; recorded because it changes bf16 GEMMs.
+        v["allow_bf16_reduced_precision_reduction"] = \
+            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
     print("versions: " + ", ".join(f"{k} {x}" for k, x in v.items()))
     os.makedirs(args.out, exist_ok=True)
     failed = make_each(types, lambda t: make(t, args.out, v, args.device), args.out)
