@@ -342,8 +342,8 @@ async function checkType(type: string, on: 'cpu' | 'gpu'): Promise<void> {
 
 describe('HuggingFace BF16 golden outputs', () => {
   for (const type of TYPES) {
-    it(`${type} on the CPU interpreter`, () => checkType(type, 'cpu'), 120_000);
-    it(`${type} on WebGPU`, () => checkType(type, 'gpu'), 120_000);
+    it(`${type} on the CPU interpreter`, () => checkType(type, 'cpu'));
+    it(`${type} on WebGPU`, () => checkType(type, 'gpu'));
   }
   afterAll(() => console.log(`HF bf16 golden summary (rel errors):\n${summary.join('\n')}`));
 });
