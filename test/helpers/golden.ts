@@ -15,6 +15,9 @@ import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
+import { assignPrecision, type Precision } from '../../src/passes/precision.ts';
+import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
+import type { Graph } from '../../src/graph/ir.ts';
 import { testGpu } from './gpu.ts';
 
 export interface Golden {
@@ -26,8 +29,20 @@ export interface Golden {
 
 export interface GoldenRun {
   prefill: Float32Array;
+  /** The token the model chose before each decode step (the argmax of the row before it). */
   tokens: number[];
   decode: Float32Array;
+  /** Whether the prefill rounded matmul inputs to f16 (tensor cores under --precision f16). */
+  xF16: boolean;
+}
+
+/** How a golden run goes: weight precision (default f32), and tokens to feed instead of its own. */
+export interface GoldenRunOptions {
+  precision?: Precision;
+  /** Decode step i feeds feed[i] (teacher forcing) rather than the token the model chose. */
+  feed?: readonly number[];
+  /** CPU only: the device the precision pass compiles for (default: WebGPU's minimums). */
+  caps?: DeviceCaps;
 }
 
 export async function readGolden(dir: string): Promise<Golden> {
@@ -64,44 +79,85 @@ export function rowErrors(
 }
 
 /** Prompt and decode steps on WebGPU; each decode step feeds the token the model chose. */
-export async function runGoldenGpu(hf: HfFolder, golden: Golden): Promise<GoldenRun> {
+export async function runGoldenGpu(
+  hf: HfFolder,
+  golden: Golden,
+  opts: GoldenRunOptions = {},
+): Promise<GoldenRun> {
+  const [run] = await runGoldenGpuFeeds(hf, golden, [opts.feed ?? null], opts.precision);
+  return run;
+}
+
+/**
+ * Several runs of one compiled and loaded model (compiling and loading cost more than a run on
+ * SwiftShader): feeds[i] is the decode stream run i feeds, or null for the model's own choices.
+ */
+export async function runGoldenGpuFeeds(
+  hf: HfFolder,
+  golden: Golden,
+  feeds: readonly (readonly number[] | null)[],
+  precision?: Precision,
+): Promise<GoldenRun[]> {
   const gpu = await testGpu();
-  const compiled = compileModel(hf.model, { caps: gpu.caps, maxT: 32, capacity: 64 });
+  const compiled = compileModel(hf.model, { caps: gpu.caps, maxT: 32, capacity: 64, precision });
   const gm = await GpuModel.load(
     gpu,
     memorySource(compiled, (n) => hf.readTensorF32(n)),
   );
   try {
     const vocab = hf.model.vocab;
-    const seq = gm.newSequence();
-    const first = await seq.forward(golden.prompt);
-    const tokens: number[] = [];
-    const decode = new Float32Array(golden.tokens.length * vocab);
-    let token = first.token;
-    for (let i = 0; i < golden.tokens.length; i++) {
-      tokens.push(token);
-      const r = await seq.next([token], GREEDY, true);
-      decode.set(r.logits!, i * vocab);
-      token = r.token;
+    const runs: GoldenRun[] = [];
+    for (const feed of feeds) {
+      const seq = gm.newSequence();
+      const first = await seq.forward(golden.prompt);
+      const tokens: number[] = [];
+      const decode = new Float32Array(golden.tokens.length * vocab);
+      let token = first.token;
+      for (let i = 0; i < golden.tokens.length; i++) {
+        tokens.push(token);
+        const r = await seq.next([feed?.[i] ?? token], GREEDY, true);
+        decode.set(r.logits!, i * vocab);
+        token = r.token;
+      }
+      runs.push({
+        prefill: first.logits,
+        tokens,
+        decode,
+        xF16: roundsActivations(compiled.graphs.prefill),
+      });
+      seq.destroy();
     }
-    return { prefill: first.logits, tokens, decode };
+    return runs;
   } finally {
     gm.destroy();
   }
 }
 
-/** The same on the CPU interpreter over the lowered (unfused) graphs: the op references. */
-export async function runGoldenCpu(hf: HfFolder, golden: Golden): Promise<GoldenRun> {
+/** Whether a matmul of g rounds its x rows to f16 (the tensor-core prefill under f16). */
+function roundsActivations(g: Graph): boolean {
+  return g.nodes.some((n) => n.attrs.op === 'matmul' && n.attrs.xType === 'f16');
+}
+
+/**
+ * The same on the CPU interpreter over the lowered (unfused) graphs: the op references. A
+ * precision other than f32 runs the precision pass on them (the references round the weights).
+ */
+export async function runGoldenCpu(
+  hf: HfFolder,
+  golden: Golden,
+  opts: GoldenRunOptions = {},
+): Promise<GoldenRun> {
   const weights = (n: string) => hf.readTensorF32(n);
   const T = golden.prompt.length;
-  const prefill = await Interpreter.create(
-    lower(hf.model, { phase: 'prefill', maxT: T, capacity: 64 }),
-    weights,
-  );
-  const step = await Interpreter.create(
-    lower(hf.model, { phase: 'decode', maxT: 1, capacity: 64 }),
-    weights,
-  );
+  const graph = (phase: 'prefill' | 'decode', maxT: number) =>
+    assignPrecision(
+      lower(hf.model, { phase, maxT, capacity: 64 }),
+      opts.precision ?? 'f32',
+      opts.caps ?? BASELINE_CAPS,
+    );
+  const prefillGraph = graph('prefill', T);
+  const prefill = await Interpreter.create(prefillGraph, weights);
+  const step = await Interpreter.create(graph('decode', 1), weights);
   const state = prefill.newState();
   const first = prefill.step(Uint32Array.from(golden.prompt), 0, T, state);
   const vocab = hf.model.vocab;
@@ -110,11 +166,11 @@ export async function runGoldenCpu(hf: HfFolder, golden: Golden): Promise<Golden
   let token = first.token;
   for (let i = 0; i < golden.tokens.length; i++) {
     tokens.push(token);
-    const r = step.step(Uint32Array.of(token), T + i, 1, state);
+    const r = step.step(Uint32Array.of(opts.feed?.[i] ?? token), T + i, 1, state);
     decode.set(r.logits, i * vocab);
     token = r.token;
   }
-  return { prefill: first.logits, tokens, decode };
+  return { prefill: first.logits, tokens, decode, xF16: roundsActivations(prefillGraph) };
 }
 
 /**

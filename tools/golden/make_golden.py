@@ -315,9 +315,10 @@ def make(model_type, out_root, v):
         print(f"  max diff {what}: {d:.3e}")
 
 
-def save_checkpoint(model, tmp):
+def save_checkpoint(model, tmp, dtype="F32"):
     """save_pretrained into a fresh folder tmp, which must then hold exactly config.json and
-    model.safetensors, every tensor F32. Returns the number of tensors."""
+    model.safetensors, every tensor of type dtype (a safetensors name). Returns the number of
+    tensors."""
     from safetensors import safe_open
 
     shutil.rmtree(tmp, ignore_errors=True)
@@ -335,8 +336,8 @@ def save_checkpoint(model, tmp):
     with safe_open(os.path.join(tmp, "model.safetensors"), framework="pt") as f:
         n_tensors = len(f.keys())
         for k in f.keys():
-            if f.get_slice(k).get_dtype() != "F32":
-                raise RuntimeError(f"saved tensor {k} is {f.get_slice(k).get_dtype()}, not F32")
+            if f.get_slice(k).get_dtype() != dtype:
+                raise RuntimeError(f"saved tensor {k} is {f.get_slice(k).get_dtype()}, not {dtype}")
     return n_tensors
 
 
