@@ -51,6 +51,11 @@ describe('block-sparse and global-token attention end to end', () => {
     const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 16, capacity: 4096 });
     const r = report(c);
     expect(r.layers.map((l) => l.kvRows)).toEqual([null, 30]);
+    // Blocks of 8 at 4096: the diagonal, one global and every third block of 512 blocks.
+    const d = r.layers[0].attentionDensity!;
+    expect(d).toBeGreaterThan(0.33);
+    expect(d).toBeLessThan(0.34);
+    expect(r.layers[1].attentionDensity).toBeUndefined();
   });
 
   it('a layout reaching beyond the capacity is an error naming the setting and the limit', () => {
