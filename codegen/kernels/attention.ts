@@ -173,7 +173,12 @@ function variantName(a: AttentionAttrs): string {
   const bs = a.blockSparse ?? null;
   if (bs !== null) {
     const l = bs.layout;
-    const shape = l.kind === 'local' ? `local${l.blocks}` : `str${l.local}s${l.stride}`;
+    const shape =
+      l.kind === 'local'
+        ? `local${l.blocks}`
+        : l.kind === 'strided'
+          ? `str${l.local}s${l.stride}`
+          : `off${l.keep.join('-')}`;
     parts.push(`bs${bs.block}${shape}${l.global ? `g${l.global}` : ''}`);
   }
   return parts.join('_');

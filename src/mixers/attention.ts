@@ -93,7 +93,11 @@ export interface AttentionSpec {
 function describePattern(p: PatternSpec): string {
   const l = p.layout;
   const shape =
-    l.kind === 'local' ? `local ${l.blocks} blocks` : `local ${l.local}, stride ${l.stride}`;
+    l.kind === 'local'
+      ? `local ${l.blocks} blocks`
+      : l.kind === 'strided'
+        ? `local ${l.local}, stride ${l.stride}`
+        : `offsets [${l.keep.join(', ')}]`;
   return `block_sparse ${p.block}: ${shape}${l.global ? ` + ${l.global} global` : ''}`;
 }
 
@@ -419,6 +423,11 @@ export const attention = defineMixer<AttentionSpec>({
                   kind: kind('strided'),
                   local: posInt,
                   stride: { type: 'integer', minimum: 2 },
+                  global: { type: 'integer', minimum: 0 },
+                }),
+                object({
+                  kind: kind('offsets'),
+                  keep: { type: 'array', items: { type: 'integer', minimum: 0 }, maxItems: 64 },
                   global: { type: 'integer', minimum: 0 },
                 }),
               ],

@@ -18,8 +18,9 @@ import type { BlockLayout, BlockSparsePattern } from '../spec/kinds/sparsity.ts'
 /** Whether query block qb keeps key block kb (causality aside). */
 export function keepBlock(l: BlockLayout, qb: number, kb: number): boolean {
   if (qb < l.global || kb < l.global) return true;
-  const band = l.kind === 'local' ? l.blocks : l.local;
-  if (Math.abs(qb - kb) < band) return true;
+  const d = Math.abs(qb - kb);
+  if (l.kind === 'offsets') return l.keep.includes(d);
+  if (d < (l.kind === 'local' ? l.blocks : l.local)) return true;
   return l.kind === 'strided' && kb % l.stride === l.stride - 1;
 }
 
@@ -28,9 +29,11 @@ export function keepBlock(l: BlockLayout, qb: number, kb: number): boolean {
  * kernel's mask and the reference's agree by construction.
  */
 export function keepBlockWgsl(l: BlockLayout): string {
-  const band = l.kind === 'local' ? l.blocks : l.local;
+  const d = 'max(qb, kb) - min(qb, kb)';
   const terms = [
-    `max(qb, kb) - min(qb, kb) < ${band}u`,
+    ...(l.kind === 'offsets'
+      ? l.keep.map((o) => `${d} == ${o}u`)
+      : [`${d} < ${l.kind === 'local' ? l.blocks : l.local}u`]),
     ...(l.global > 0 ? [`qb < ${l.global}u`, `kb < ${l.global}u`] : []),
     ...(l.kind === 'strided' ? [`kb % ${l.stride}u == ${l.stride - 1}u`] : []),
   ];
@@ -52,7 +55,15 @@ export function patternCapacityError(p: BlockSparsePattern, capacity: number): s
   if (p.block > capacity) {
     return `block ${p.block} exceeds the KV capacity ${capacity}: the whole context is one block`;
   }
-  const g = p.layout.global;
+  const l = p.layout;
+  const far = l.kind === 'offsets' ? Math.max(...l.keep) : 0;
+  if (far * p.block >= capacity) {
+    return (
+      `offsets keep ${far} reaches ${far} blocks of ${p.block} (${far * p.block} positions) back, ` +
+      `beyond the KV capacity ${capacity}; keep distances below ${Math.ceil(capacity / p.block)}`
+    );
+  }
+  const g = l.global;
   if (g * p.block > capacity) {
     return (
       `global ${g} blocks of ${p.block} (${g * p.block} positions) reach beyond the KV capacity ` +

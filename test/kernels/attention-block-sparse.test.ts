@@ -34,6 +34,7 @@ const strided = (l: number, stride: number, global = 0): BlockLayout => ({
   stride,
   global,
 });
+const offsets = (keep: number[], global = 0): BlockLayout => ({ kind: 'offsets', keep, global });
 const bs = (block: number, layout: BlockLayout): BlockSparsePattern => ({
   kind: 'block_sparse',
   block,
@@ -120,6 +121,17 @@ const cases: Case[] = [
   { heads: 2, kvHeads: 1, hd: 12, T: 19, maxT: 20, pos: 33, pattern: bs(5, local(3, 2)) },
   // Bidirectional layouts.
   { heads: 2, kvHeads: 2, hd: 8, T: 30, maxT: 32, pos: 0, causal: false, pattern: bs(8, local(1)) },
+  // Explicit block distances (a dilated band), with a global block; prefill and decode.
+  {
+    heads: 4,
+    kvHeads: 2,
+    hd: 8,
+    T: 34,
+    maxT: 36,
+    pos: 0,
+    pattern: bs(4, offsets([0, 2, 5], 1)),
+  },
+  { heads: 2, kvHeads: 1, hd: 8, T: 1, maxT: 1, pos: 77, pattern: bs(6, offsets([3, 0, 8])) },
   // Global tokens beside a window.
   { heads: 4, kvHeads: 2, hd: 8, T: 29, maxT: 32, pos: 0, window: 6, global: 3 },
   { heads: 2, kvHeads: 1, hd: 8, T: 29, maxT: 32, pos: 0, causal: false, window: 5, global: 2 },
@@ -215,6 +227,10 @@ describe('block-sparse and global-token masks', () => {
       /global 3 blocks of 16 \(48 positions\) reach beyond the KV capacity 32; give at most 2/,
     );
     expect(patternCapacityError(bs(16, local(1, 2)), 32)).toBeNull();
+    expect(patternCapacityError(bs(8, offsets([0, 4])), 32)).toMatch(
+      /offsets keep 4 reaches 4 blocks of 8 \(32 positions\) back, beyond the KV capacity 32; keep distances below 4/,
+    );
+    expect(patternCapacityError(bs(8, offsets([0, 3])), 32)).toBeNull();
   });
 });
 

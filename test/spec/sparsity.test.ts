@@ -78,6 +78,34 @@ describe('pattern: block_sparse', () => {
     ).toMatch(/block_sparse\(\.\.\.\) needs 'layout'/);
   });
 
+  it('offsets: an explicit list of block distances prints as a list and reloads', () => {
+    const m = resolve(
+      'mixer a = attention(heads: 4, pattern: block_sparse(block: 16, layout: offsets(keep: [0, 1, 4, 16], global: 2)))\nlayers 1 x a',
+    );
+    expect(m.layers[0].mixer).toMatchObject({
+      pattern: { layout: { kind: 'offsets', keep: [0, 1, 4, 16], global: 2 } },
+    });
+    const text = roundTrip(m);
+    expect(text).toContain('offsets(keep: [0, 1, 4, 16], global: 2)');
+    expect(parseSpec(text, 'again.strata')).toEqual(m);
+    expect(parseSpec(YAML.stringify(m), 'm.yaml')).toEqual(m);
+    const no0 = bodyError(
+      'mixer a = attention(heads: 4, pattern: block_sparse(block: 16, layout: offsets(keep: [1, 2])))\nlayers 1 x a',
+    );
+    expect(no0.message).toMatch(/keep must include 0, the query's own block/);
+    expect(blamed(no0)).toBe('keep: [1, 2]');
+    expect(
+      bodyError(
+        'mixer a = attention(heads: 4, pattern: block_sparse(block: 16, layout: offsets(keep: [0, -1])))\nlayers 1 x a',
+      ).message,
+    ).toMatch(/keep must list integers of at least 0/);
+    expect(
+      bodyError(
+        'mixer a = attention(heads: 4, pattern: block_sparse(block: 16, layout: offsets(keep: 3)))\nlayers 1 x a',
+      ).message,
+    ).toMatch(/keep must be a list of integers of at least 0, got 3/);
+  });
+
   it('the JSON form checks the same rules', () => {
     const m = resolve(
       'mixer a = attention(heads: 4, pattern: block_sparse(block: 8, layout: strided(local: 1, stride: 2)))\nlayers 1 x a',

@@ -9,13 +9,15 @@
  * - `strided(local: L, stride: S, global: G)`: the band, plus every key block with
  *   kb mod S = S − 1 (Sparse Transformer's "fixed" pattern: the last block of each run of S
  *   summarises it for every later query; BigBird's window + global, without its random blocks).
+ * - `offsets(keep: [0, d1, d2, ...], global: G)`: |qb − kb| is one of the listed distances
+ *   (0 required), e.g. a dilated band.
  * `global: G` (default 0) adds the first G blocks as global: every query keeps them, and their
  * queries keep every key block. Causal attention applies its token mask on top, so a layout
  * only ever removes keys; each keeps the diagonal block, so every query sees itself.
  */
-import { defineKind, opt, req, toDslCall, type Family } from '../kind.ts';
+import { defineKind, opt, req, toDslCall, type Family, type ValueType } from '../kind.ts';
 import type { Issue, Namer } from '../checks.ts';
-import { block as blockOf, int } from '../values.ts';
+import { block as blockOf, describeValue, int } from '../values.ts';
 
 export interface LocalLayout {
   kind: 'local';
@@ -32,7 +34,20 @@ export interface StridedLayout {
   global: number;
 }
 
-export type BlockLayout = LocalLayout | StridedLayout;
+/**
+ * Explicit block distances: query block qb keeps key block kb when |qb − kb| is listed (0, the
+ * diagonal, must be). Dilated or hand-made bands that hold at any context length.
+ */
+export interface OffsetsLayout {
+  kind: 'offsets';
+  keep: number[];
+  global: number;
+}
+
+export type BlockLayout = LocalLayout | StridedLayout | OffsetsLayout;
+
+/** Most distances an offsets layout lists: each is one comparison in the kernel's keep rule. */
+export const MAX_OFFSETS = 64;
 
 export interface BlockSparsePattern {
   kind: 'block_sparse';
@@ -80,10 +95,41 @@ const strided = defineKind({
         ],
 });
 
+/** `[0, 1, 4]`: a list of integers of at least 0. */
+const intList: ValueType<number[]> = {
+  expects: 'a list of integers such as [0, 1, 4]',
+  read(v, env, name) {
+    const bad = () =>
+      env.fail(`${name} must be a list of integers of at least 0, got ${describeValue(v)}`, v.span);
+    if (v.type !== 'list') return bad();
+    return v.items.map((item) =>
+      item.type === 'number' && Number.isSafeInteger(item.value) && item.value >= 0
+        ? item.value
+        : env.fail(
+            `${name} must list integers of at least 0, got ${describeValue(item)}`,
+            item.span,
+          ),
+    );
+  },
+};
+
+const offsets = defineKind({
+  name: 'offsets',
+  params: { keep: req(intList), global: opt(int(0)) },
+  build: (a): BlockLayout => ({ kind: 'offsets', keep: a.keep, global: a.global ?? 0 }),
+  toArgs: (s) =>
+    s.kind !== 'offsets'
+      ? null
+      : [
+          { name: 'keep', value: s.keep },
+          { name: 'global', value: s.global },
+        ],
+});
+
 export const LAYOUTS: Family<BlockLayout> = {
   noun: 'block layout',
-  example: 'local(blocks: ...) or strided(local: ..., stride: ...)',
-  kinds: [local, strided],
+  example: 'local(blocks: ...), strided(local: ..., stride: ...) or offsets(keep: [...])',
+  kinds: [local, strided, offsets],
 };
 
 /** Settings of a pattern that cannot work, each naming the setting and the limit. */
@@ -103,16 +149,39 @@ export function checkPattern(p: PatternSpec, n: Namer): Issue[] {
           ['blocks', l.blocks],
           ['global', l.global],
         ]
-      : [
-          ['local', l.local],
-          ['stride', l.stride],
-          ['global', l.global],
-        ];
+      : l.kind === 'strided'
+        ? [
+            ['local', l.local],
+            ['stride', l.stride],
+            ['global', l.global],
+          ]
+        : [
+            ['keep', Math.max(0, ...l.keep)],
+            ['global', l.global],
+          ];
   for (const [field, v] of counts) {
     if (v > MAX_BLOCKS) {
       issues.push({
         path: ['layout', field],
         message: `${n(field)} (${v}) exceeds the limit of ${MAX_BLOCKS} blocks`,
+      });
+    }
+  }
+  if (l.kind === 'offsets') {
+    const where = { path: ['layout', 'keep'] };
+    if (!l.keep.includes(0)) {
+      issues.push({
+        ...where,
+        message: `${n('keep')} must include 0, the query's own block, so every query sees itself`,
+      });
+    }
+    if (new Set(l.keep).size !== l.keep.length) {
+      issues.push({ ...where, message: `${n('keep')} lists a block distance twice` });
+    }
+    if (l.keep.length > MAX_OFFSETS) {
+      issues.push({
+        ...where,
+        message: `${n('keep')} lists ${l.keep.length} distances, over the limit of ${MAX_OFFSETS}`,
       });
     }
   }
