@@ -13,6 +13,9 @@ import { compileModel } from '../../codegen/compile.ts';
 import { report } from '../../src/cli/report.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { parseSpec } from '../../src/spec/load.ts';
+import { exportHfConfig } from '../../src/export/hf-config.ts';
+import { exportMegatron } from '../../src/export/megatron.ts';
+import { ExportError } from '../../src/export/hf-common.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { randInts } from '../helpers/numeric.ts';
 
@@ -56,6 +59,12 @@ describe('block-sparse and global-token attention end to end', () => {
     expect(d).toBeGreaterThan(0.33);
     expect(d).toBeLessThan(0.34);
     expect(r.layers[1].attentionDensity).toBeUndefined();
+  });
+
+  it('exporters refuse the sparse masks rather than drop them', () => {
+    expect(() => exportHfConfig(model, 'llama')).toThrow(ExportError);
+    expect(() => exportHfConfig(model, 'llama')).toThrow(/pattern|global/);
+    expect(() => exportMegatron(model)).toThrow(/sparse attention|window/);
   });
 
   it('a layout reaching beyond the capacity is an error naming the setting and the limit', () => {
