@@ -53,21 +53,21 @@ export function causalDensity(p: BlockSparsePattern, context: number): number {
 /** Why a pattern cannot be used with a cache of `capacity` rows (null when it can). */
 export function patternCapacityError(p: BlockSparsePattern, capacity: number): string | null {
   if (p.block > capacity) {
-    return `block ${p.block} exceeds the KV capacity ${capacity}: the whole context is one block`;
+    return `block ${p.block} exceeds the KV capacity ${capacity} (--capacity): the whole context is one block`;
   }
   const l = p.layout;
   const far = l.kind === 'offsets' ? Math.max(...l.keep) : 0;
   if (far * p.block >= capacity) {
     return (
       `offsets keep ${far} reaches ${far} blocks of ${p.block} (${far * p.block} positions) back, ` +
-      `beyond the KV capacity ${capacity}; keep distances below ${Math.ceil(capacity / p.block)}`
+      `beyond the KV capacity ${capacity} (--capacity); keep distances below ${Math.ceil(capacity / p.block)}`
     );
   }
   const g = l.global;
   if (g * p.block > capacity) {
     return (
       `global ${g} blocks of ${p.block} (${g * p.block} positions) reach beyond the KV capacity ` +
-      `${capacity}; give at most ${Math.floor(capacity / p.block)} global blocks`
+      `${capacity} (--capacity); give at most ${Math.floor(capacity / p.block)} global blocks`
     );
   }
   return null;

@@ -221,14 +221,14 @@ describe('block-sparse and global-token masks', () => {
       /takes no window, sink tokens or ring/,
     );
     expect(patternCapacityError(bs(64, local(1)), 32)).toMatch(
-      /block 64 exceeds the KV capacity 32/,
+      /block 64 exceeds the KV capacity 32 \(--capacity\)/,
     );
     expect(patternCapacityError(bs(16, local(1, 3)), 32)).toMatch(
-      /global 3 blocks of 16 \(48 positions\) reach beyond the KV capacity 32; give at most 2/,
+      /global 3 blocks of 16 \(48 positions\) reach beyond the KV capacity 32 \(--capacity\); give at most 2/,
     );
     expect(patternCapacityError(bs(16, local(1, 2)), 32)).toBeNull();
     expect(patternCapacityError(bs(8, offsets([0, 4])), 32)).toMatch(
-      /offsets keep 4 reaches 4 blocks of 8 \(32 positions\) back, beyond the KV capacity 32; keep distances below 4/,
+      /offsets keep 4 reaches 4 blocks of 8 \(32 positions\) back, beyond the KV capacity 32 \(--capacity\); keep distances below 4/,
     );
     expect(patternCapacityError(bs(8, offsets([0, 3])), 32)).toBeNull();
   });

@@ -73,7 +73,7 @@ describe('block-sparse and global-token attention end to end', () => {
       'attention(heads: 4)',
     );
     expect(() => compileModel(wide, { caps: BASELINE_CAPS, maxT: 16, capacity: 64 })).toThrow(
-      /layer 0: attention pattern block_sparse: global 3 blocks of 32 \(96 positions\) reach beyond the KV capacity 64; give at most 2/,
+      /layer 0: attention pattern block_sparse: global 3 blocks of 32 \(96 positions\) reach beyond the KV capacity 64 \(--capacity\); give at most 2/,
     );
   });
 });
