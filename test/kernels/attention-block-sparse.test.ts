@@ -12,6 +12,8 @@ import { causalDensity, keepBlock, patternCapacityError } from '../../src/ops/bl
 import type { BlockLayout, BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
+import { packF16 } from '../../formats/safetensors.ts';
+import { roundF16 } from '../../src/ops/math.ts';
 
 interface Case {
   heads: number;
@@ -22,6 +24,8 @@ interface Case {
   pos: number;
   causal?: boolean;
   pattern?: BlockSparsePattern;
+  /** f16 caches (kvType 'f16'). */
+  kv16?: boolean;
   /** Global tokens: sink tokens, and (bidirectional) global queries; needs window. */
   global?: number;
   window?: number | null;
@@ -56,6 +60,7 @@ function attrs(c: Case): AttentionAttrs {
     sinks: false,
     capacity: c.pos + c.maxT + 3,
     ...(c.pattern ? { blockSparse: c.pattern } : {}),
+    ...(c.kv16 ? { kvType: 'f16' as const } : {}),
     ...(c.global ? { sinkTokens: c.global } : {}),
     ...(c.global && !causal ? { globalQueries: c.global } : {}),
   };
@@ -132,6 +137,17 @@ const cases: Case[] = [
     pattern: bs(4, offsets([0, 2, 5], 1)),
   },
   { heads: 2, kvHeads: 1, hd: 8, T: 1, maxT: 1, pos: 77, pattern: bs(6, offsets([3, 0, 8])) },
+  // f16 caches: the staging unpacks halves, the block walk is the same.
+  {
+    heads: 4,
+    kvHeads: 2,
+    hd: 8,
+    T: 21,
+    maxT: 24,
+    pos: 5,
+    pattern: bs(4, strided(1, 3)),
+    kv16: true,
+  },
   // Global tokens beside a window.
   { heads: 4, kvHeads: 2, hd: 8, T: 29, maxT: 32, pos: 0, window: 6, global: 3 },
   { heads: 2, kvHeads: 1, hd: 8, T: 29, maxT: 32, pos: 0, causal: false, window: 5, global: 2 },
@@ -240,8 +256,13 @@ describe('block-sparse attention kernel', () => {
       const gpu = await testGpu();
       const a = attrs(c);
       const q = randn(c.maxT * c.heads * c.hd, 10 + i, 2);
-      const kcache = randn(a.capacity * c.kvHeads * c.hd, 20 + i, 2);
-      const vcache = randn(a.capacity * c.kvHeads * c.hd, 30 + i);
+      // An f16 cache holds f16 values: the reference reads them rounded, the kernel packed.
+      const kv = (v: Float32Array) => (c.kv16 ? v.map(roundF16) : v);
+      const kcache = kv(randn(a.capacity * c.kvHeads * c.hd, 20 + i, 2));
+      const vcache = kv(randn(a.capacity * c.kvHeads * c.hd, 30 + i));
+      const onGpu = c.kv16
+        ? { kcache: packF16(kcache), vcache: packF16(vcache) }
+        : { kcache, vcache };
       const ow = c.heads * c.hd;
       const out = new Float32Array(c.maxT * ow).fill(-777.25);
       const step = { T: c.T, pos: c.pos, L: 1 };
@@ -249,7 +270,7 @@ describe('block-sparse attention kernel', () => {
       const outputs: Record<string, number> = {};
       for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
       const got = await runLaunches(gen.launches, {
-        inputs: { q, kcache, vcache, out },
+        inputs: { q, ...onGpu, out },
         outputs,
         step,
       });
