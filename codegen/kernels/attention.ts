@@ -36,6 +36,15 @@
  *
  * Values read from the key rows (vFromK, MLA's latent cache) stage the V tile from kcache at
  * that column offset, and the kernel binds no vcache.
+ *
+ * Block-sparse layouts (src/ops/block-sparse.ts): the key loop runs over key blocks, skipping
+ * those no query block of the workgroup keeps (keep_block, the reference's rule in WGSL), and
+ * walks a kept block's keys in BK tiles; each score is masked by its own row's block too. A
+ * workgroup's rows span BQ / group tokens (32 / group in prefill), so with blocks shorter than
+ * that it visits the union of a few query blocks' kept blocks: still exact, less skipping. Decode
+ * splits divide the kept blocks among the splits (counted first), not the key range.
+ * Global queries (bidirectional Longformer): rows below globalQueries see every key, so a
+ * block's key range is the wider of its first and last rows'.
  */
 import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
