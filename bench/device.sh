@@ -4,6 +4,8 @@
 # (44 MiB: its own Node, llama-bench, the CUDA PTX) do not fit together:
 #   1. device run, carry [".gpu", ".fla-job"], timeout 600:  bash bench/device.sh [suites]
 #      (strata and its PyTorch peers; default suites below; writes $OUT/strata.json, peers.json)
+#      `bash bench/device.sh sparse`: block-sparse attention at ~25% density against dense,
+#      4k–32k (bench/sparse-cases.ts; strata only)
 #   2. device run, carry [".llama-cpp"], timeout 600:        bash bench/device.sh llamacpp
 #      (llama.cpp on the e2e suite's weights as GGUF, CUDA and Vulkan; ~5–6 min; writes
 #      $OUT/llamacpp.json and llamacpp-log.txt; bench/llama-cpp/README.md has the details)

@@ -29,7 +29,7 @@ const device = String(peers.device ?? strata.device)
   .toLowerCase()
   .replace(/[^a-z0-9]+/g, '-')
   .replace(/^-|-$/g, '');
-const SUITES = ['matmul', 'attention', 'e2e', 'hybrid', 'scan', 'compile', 'linear'];
+const SUITES = ['matmul', 'attention', 'e2e', 'hybrid', 'scan', 'compile', 'linear', 'sparse'];
 /**
  * A run of some suites only keeps the others' latest figures in RESULTS.md: each section says
  * which results file it comes from. Result files are never overwritten: a second run on one day
@@ -270,6 +270,24 @@ if (strata.linear) {
   for (const r of lin.ssd)
     lines.push(`| ${r.kernel} | ${r.case} | ${f(r.ms, 3)} | ${r.dispatches} |`);
   lines.push('');
+}
+if (strata.sparse && !(strata.sparse as Row).error) {
+  lines.push(
+    '## block-sparse attention against dense (f32, 32 heads, 8 KV heads, head_dim 128, blocks of 64)',
+    '',
+    '| context | phase | layout | density (FLOPs ÷ dense) | ms | dense ÷ sparse time |',
+    '| --- | --- | --- | --- | --- | --- |',
+  );
+  for (const r of strata.sparse as Row[]) {
+    lines.push(
+      `| ${r.context} | ${r.phase} | ${r.layout} | ${f(r.density, 3)} | ${f(r.ms, 3)} | ${f(r.speedup)} |`,
+    );
+  }
+  lines.push(
+    '',
+    'Time scaling with density means dense ÷ sparse near 1 ÷ density; decode at 4k is launch-bound either way.',
+    '',
+  );
 }
 writeFileSync('bench/RESULTS.md', lines.join('\n'));
 console.log(`wrote ${resultFile} and bench/RESULTS.md`);

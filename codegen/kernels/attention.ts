@@ -36,9 +36,20 @@
  *
  * Values read from the key rows (vFromK, MLA's latent cache) stage the V tile from kcache at
  * that column offset, and the kernel binds no vcache.
+ *
+ * Block-sparse layouts (src/ops/block-sparse.ts): the key loop runs over key blocks, skipping
+ * those no query block of the workgroup keeps (keep_block, the reference's rule in WGSL), and
+ * walks a kept block's keys in BK tiles; each score is masked by its own row's block too. A
+ * workgroup's rows span BQ / group tokens (32 / group in prefill), so with blocks shorter than
+ * that it visits the union of a few query blocks' kept blocks: still exact, less skipping. Decode
+ * splits divide the kept blocks among the splits (counted first), not the key range.
+ * Global queries (bidirectional Longformer): rows below globalQueries see every key, so a
+ * block's key range is the wider of its first and last rows'.
  */
 import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
+import { keepBlockWgsl } from '../../src/ops/block-sparse.ts';
+import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
@@ -167,7 +178,60 @@ function variantName(a: AttentionAttrs): string {
   if (a.sinkTokens) parts.push(`sink${a.sinkTokens}`);
   if (a.ring) parts.push(`ring${a.capacity}`);
   if ((a.vFromK ?? null) !== null) parts.push(`vk${a.vFromK}`);
+  if (a.globalQueries) parts.push(`gq${a.globalQueries}`);
+  const bs = a.blockSparse ?? null;
+  if (bs !== null) {
+    const l = bs.layout;
+    const shape =
+      l.kind === 'local'
+        ? `local${l.blocks}`
+        : l.kind === 'strided'
+          ? `str${l.local}s${l.stride}`
+          : `off${l.keep.join('-')}`;
+    parts.push(`bs${bs.block}${shape}${l.global ? `g${l.global}` : ''}`);
+  }
   return parts.join('_');
+}
+
+function indent(text: string, by: number): string {
+  const pad = ' '.repeat(by);
+  return text
+    .split('\n')
+    .map((l) => (l === '' ? l : pad + l))
+    .join('\n');
+}
+
+/** The block size, the layout's keep rule, and whether any of a run of query blocks keeps kb. */
+function blockFns(bs: BlockSparsePattern): string {
+  return `const BLOCK = ${bs.block}u;
+${keepBlockWgsl(bs.layout)}
+fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
+  for (var qb = qb0; qb <= qb1; qb++) { if (keep_block(qb, kb)) { return true; } }
+  return false;
+}`;
+}
+
+/**
+ * A block-sparse workgroup's keys: the query blocks its rows fall in (one, or two when a block
+ * ends inside it) and, in split mode, its share of their kept key blocks, counted first so that
+ * the splits divide kept blocks rather than the key range (a range split would leave most
+ * splits with nothing kept). The kth kept block is this workgroup's when first < k <= last.
+ */
+function blockSlice(split: boolean): string {
+  return `let lo = lo0;
+  let hi = hi0;
+  let qb0 = (step.pos + R0 / GROUP) / BLOCK;
+  let qb1 = (step.pos + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;
+  ${
+    split
+      ? `var kept = 0u;
+  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) { if (keep_any(qb0, qb1, kb)) { kept++; } }
+  let per = (kept + SPLITS - 1u) / SPLITS;
+  let first = min(wid.z * per, kept);
+  let last = min(first + per, kept);`
+      : `let first = 0u;
+  let last = 0xffffffffu;`
+  }`;
 }
 
 /** How the flash body ends: normalised rows to `out`, or partial state per key split. */
@@ -186,8 +250,13 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const guardDim = dpt * tpr !== vd;
   const w = a.window;
   // Visible key range [lo, hi) of query position p; written without u32 underflow.
-  const lo = w === null ? '0u' : `select(0u, p + 1u - ${w}u, p + 1u > ${w}u)`;
-  const hi = a.causal ? 'p + 1u' : w === null ? 'n' : `min(n, p + ${w}u)`;
+  const wlo = w === null ? '0u' : `select(0u, p + 1u - ${w}u, p + 1u > ${w}u)`;
+  const whi = a.causal ? 'p + 1u' : w === null ? 'n' : `min(n, p + ${w}u)`;
+  // Global queries (bidirectional only) see every key: the window stops at them.
+  const gq = a.globalQueries ?? 0;
+  const lo = gq > 0 ? `select(${wlo}, 0u, p < ${gq}u)` : wlo;
+  const hi = gq > 0 ? `select(${whi}, n, p < ${gq}u)` : whi;
+  const bs = a.blockSparse ?? null;
   const capped =
     a.softcap === null ? 's' : `${wgslF32(a.softcap)} * tanh_safe(s * ${wgslF32(1 / a.softcap)})`;
   const split = mode.kind === 'split';
@@ -218,7 +287,7 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
     ? `let j = key_at(j0 + jj, ns, wlo);
       let ok = jj < nk && RR < rows && j < key_hi(p, n) && (j >= key_lo(p) || j < SINK);`
     : `let j = j0 + jj;
-      let ok = jj < nk && RR < rows && j >= key_lo(p) && j < key_hi(p, n);`;
+      let ok = jj < nk && RR < rows && j >= key_lo(p) && j < key_hi(p, n)${bs ? ' && keep_block(p / BLOCK, j / BLOCK)' : ''};`;
   const { ml, acc: accName } = DECODE_SCRATCH;
   const dimLoop = (body: string): string => `for (var k = 0u; k < DPT; k++) {
       let d = lane + k * TPR;
@@ -287,12 +356,66 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
     ${dimLoop('out[t * OW + h * VD + d] = acc[k] * inv;')}`;
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
-  const sliceKeys = split
-    ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
+  const sliceKeys = bs
+    ? blockSlice(split)
+    : split
+      ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
   let lo = min(${L0} + wid.z * chunk, ${H0});
   let hi = min(lo + chunk, ${H0});`
-    : `let lo = ${L0};
+      : `let lo = ${L0};
   let hi = ${H0};`;
+  // The tile body for keys [j0, j0 + nk): scores, online softmax, accumulate.
+  const tile = `    workgroupBarrier();
+    ${stage('kcache', 'HD')}
+    workgroupBarrier();
+    for (var e = tid; e < BQ * BK; e += WG) {
+      let rr = e / BK;
+      let jj = e % BK;
+      var s = 0.0;
+      for (var d = 0u; d < HD; d++) { s += qs[rr * HD + d] * kv[jj * KS + d]; }
+      s = cap_score(s * SCALE);
+      let RR = R0 + rr;
+      let p = step.pos + RR / GROUP;
+      ${keyMask}
+      sc[e] = select(NEG, s, ok);
+    }
+    workgroupBarrier();
+    ${stage(vk === null ? 'vcache' : 'kcache', 'VD')}
+    var mt = NEG;
+    for (var jj = 0u; jj < BK; jj++) { mt = max(mt, sc[r * BK + jj]); }
+    let mn = max(m, mt);
+    let alpha = exp(m - mn);
+    for (var jj = lane; jj < BK; jj += TPR) {
+      let sv = sc[r * BK + jj];
+      pr[r * BK + jj] = select(0.0, exp(sv - mn), sv > 0.5 * NEG);
+    }
+    workgroupBarrier();
+    var ls = 0.0;
+    for (var jj = 0u; jj < BK; jj++) { ls += pr[r * BK + jj]; }
+    l = l * alpha + ls;
+    ${dimLoop(`var o = acc[k] * alpha;
+        for (var jj = 0u; jj < BK; jj++) { o += pr[r * BK + jj] * kv[jj * KS + d]; }
+        acc[k] = o;`)}
+    m = mn;
+`;
+  const tileLoop = bs
+    ? `// Only the key blocks the layout keeps for this block's query blocks (one or two).
+  var kth = 0u;
+  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) {
+    if (!keep_any(qb0, qb1, kb)) { continue; }
+    kth++;
+    if (kth <= first || kth > last) { continue; }
+    let kbs = max(lo, kb * BLOCK);
+    let kbe = min(hi, kb * BLOCK + BLOCK);
+    for (var j0 = kbs; j0 < kbe; j0 += BK) {
+      let nk = min(BK, kbe - j0);
+${indent(tile, 2)}
+    }
+  }`
+    : `for (var j0 = lo; j0 < hi; j0 += BK) {
+    let nk = min(BK, hi - j0);
+${tile}
+  }`;
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'q', 'read')}
 ${storageDecl(2, 'kcache', 'read', kvElem)}
@@ -330,6 +453,7 @@ fn key_lo(p: u32) -> u32 { return ${lo}; }
 fn key_hi(p: u32, n: u32) -> u32 { return ${hi}; }
 fn cap_score(s: f32) -> f32 { return ${capped}; }
 ${ringFns}
+${bs ? blockFns(bs) : ''}
 ${unpack}
 
 @compute @workgroup_size(${wg})
@@ -352,7 +476,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let h = kvh * GROUP + R % GROUP;
   // Keys any row of this block can see: from the first row's lo to the last row's hi.
   let lo0 = key_lo(step.pos + R0 / GROUP);
-  let hi0 = key_hi(step.pos + (min(R0 + BQ, rows) - 1u) / GROUP, n);
+  let hi0 = ${gq > 0 ? 'max(key_hi(step.pos + R0 / GROUP, n), ' : '('}key_hi(step.pos + (min(R0 + BQ, rows) - 1u) / GROUP, n));
   ${ringRange}
   ${sliceKeys}
 
@@ -365,41 +489,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   var m = NEG;
   var l = 0.0;
   var acc: array<f32, DPT>;
-  for (var j0 = lo; j0 < hi; j0 += BK) {
-    let nk = min(BK, hi - j0);
-    workgroupBarrier();
-    ${stage('kcache', 'HD')}
-    workgroupBarrier();
-    for (var e = tid; e < BQ * BK; e += WG) {
-      let rr = e / BK;
-      let jj = e % BK;
-      var s = 0.0;
-      for (var d = 0u; d < HD; d++) { s += qs[rr * HD + d] * kv[jj * KS + d]; }
-      s = cap_score(s * SCALE);
-      let RR = R0 + rr;
-      let p = step.pos + RR / GROUP;
-      ${keyMask}
-      sc[e] = select(NEG, s, ok);
-    }
-    workgroupBarrier();
-    ${stage(vk === null ? 'vcache' : 'kcache', 'VD')}
-    var mt = NEG;
-    for (var jj = 0u; jj < BK; jj++) { mt = max(mt, sc[r * BK + jj]); }
-    let mn = max(m, mt);
-    let alpha = exp(m - mn);
-    for (var jj = lane; jj < BK; jj += TPR) {
-      let sv = sc[r * BK + jj];
-      pr[r * BK + jj] = select(0.0, exp(sv - mn), sv > 0.5 * NEG);
-    }
-    workgroupBarrier();
-    var ls = 0.0;
-    for (var jj = 0u; jj < BK; jj++) { ls += pr[r * BK + jj]; }
-    l = l * alpha + ls;
-    ${dimLoop(`var o = acc[k] * alpha;
-        for (var jj = 0u; jj < BK; jj++) { o += pr[r * BK + jj] * kv[jj * KS + d]; }
-        acc[k] = o;`)}
-    m = mn;
-  }
+  ${tileLoop}
   if (R < rows) {
     ${epilogue}
   }

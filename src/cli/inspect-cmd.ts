@@ -175,7 +175,15 @@ ${COMMON_COMPILE_HELP}`,
     if (rings.length > 0) {
       const rows = [...new Set(rings.map((l) => l.kvRows))].join(', ');
       console.log(
-        `  ${rings.length} streaming or H2O-evicting layers keep caches of ${rows} rows: their KV stops growing there`,
+        `  ${rings.length} streaming, global-token or H2O-evicting layers keep caches of ${rows} rows: their KV stops growing there`,
+      );
+    }
+    const sparse = r.layers.filter((l) => l.attentionDensity !== undefined);
+    if (sparse.length > 0) {
+      const pct = [...new Set(sparse.map((l) => `${(100 * l.attentionDensity!).toFixed(1)}%`))];
+      console.log(
+        `  ${sparse.length} block-sparse layers keep every KV row (a later query block may keep any earlier block); ` +
+          `a token decoded at capacity ${r.capacity} does ${pct.join(', ')} of their dense attention FLOPs`,
       );
     }
     console.log(

@@ -10,6 +10,7 @@ import type { Precision } from '../passes/precision.ts';
 import type { Graph } from '../graph/ir.ts';
 import { addCost, ZERO_COST, type Cost } from '../graph/ops.ts';
 import { definitionFor } from '../ops/index.ts';
+import { attention } from '../ops/attention.ts';
 import { expectedTensors } from '../import/names.ts';
 import { countParams } from '../spec/params.ts';
 
@@ -39,6 +40,11 @@ export interface LayerStateReport {
   kvRows: number | null;
   /** Fixed-size recurrent state (conv and SSM states), independent of the context length. */
   stateBytes: number;
+  /**
+   * A block-sparse layer's attention FLOPs for a token decoded at the capacity, as a share of
+   * the same layer dense (its cache still keeps every row). Absent: dense or not attention.
+   */
+  attentionDensity?: number;
 }
 
 /** One layer's FFN cost per decoded token, read off the decode graph. */
@@ -123,6 +129,11 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
   }
   for (const n of g.nodes) {
     if (n.layer === null) continue;
+    if (n.attrs.op === 'attention' && n.attrs.blockSparse) {
+      const step = { T: 1, pos: n.attrs.capacity - 1, L: 1 };
+      const dense = attention.cost({ ...n.attrs, blockSparse: null }, step).flops;
+      out[n.layer].attentionDensity = attention.cost(n.attrs, step).flops / dense;
+    }
     for (const [name, id] of Object.entries(n.inputs)) {
       const t = g.tensors[id];
       if (t.kind !== 'state' || seen.has(id) || STAT_INPUTS.has(name)) continue;

@@ -117,6 +117,8 @@ export function exportMegatron(m: ModelIR): MegatronExport {
       fail(`attention window ${a.window}`, 'MambaModel attention is global', i);
     if (a.sinkTokens !== null || a.evict !== null)
       fail('a bounded KV cache (sink tokens / eviction)', 'training has no KV cache policy', i);
+    if (a.global || a.pattern)
+      fail('sparse attention (global tokens / a block-sparse pattern)', 'it has no such mask', i);
     if (!a.causal) fail('bidirectional attention', 'a GPT-style LM is causal', i);
     if (a.softcap !== null) fail('an attention softcap', 'it has no such flag', i);
     if (a.sinks) fail('attention sinks', 'it has no such flag', i);

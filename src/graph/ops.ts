@@ -11,6 +11,7 @@
  */
 import type { WeightType } from './dtype.ts';
 import type { Activation, NormSpec } from '../spec/model.ts';
+import type { BlockSparsePattern } from '../spec/kinds/sparsity.ts';
 
 /**
  * out[t] = table[ids[t]] · scale. A node of a split table gathers only its rows and leaves the
@@ -299,6 +300,19 @@ export interface AttentionAttrs {
    * value, so it is stored once. Absent or null: values come from vcache.
    */
   vFromK?: number | null;
+  /**
+   * Longformer's global queries: queries at positions below globalQueries see every key the mask
+   * without a window allows (their keys, 0 .. sinkTokens-1, are visible to every query). Only
+   * bidirectional attention sets it: a causal query below it sees nothing past itself anyway.
+   * Absent: 0.
+   */
+  globalQueries?: number;
+  /**
+   * A static block-sparse layout (src/ops/block-sparse.ts): a pair is visible only when the
+   * layout keeps its (query block, key block); the kernel visits only kept blocks. Needs no
+   * window, sink tokens or ring. Absent or null: dense.
+   */
+  blockSparse?: BlockSparsePattern | null;
 }
 
 /**

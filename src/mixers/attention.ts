@@ -19,6 +19,7 @@ import { defineKind, opt, req, toDslCall } from '../spec/kind.ts';
 import { defaultRope, ROPES } from '../spec/kinds/rope.ts';
 import { EVICTIONS, type EvictSpec } from '../spec/kinds/evict.ts';
 import { h2oPolicyError } from '../ops/h2o.ts';
+import { checkPattern, PATTERNS, type PatternSpec } from '../spec/kinds/sparsity.ts';
 import type { ModelIR, RopeSpec } from '../spec/model.ts';
 import {
   bool as boolSchema,
@@ -60,6 +61,18 @@ export interface AttentionSpec {
    * evicted; it takes no window (the policy's recent tokens play that part). null: none.
    */
   evict: EvictSpec | null;
+  /**
+   * Longformer's global tokens: positions 0 .. global-1 are visible to every query besides its
+   * window, and (bidirectional attention) their queries see every key. Causal, this is the
+   * StreamingLLM mask of sinkTokens = global, with the same ring cache. Needs a window larger
+   * than it. Absent or null: none.
+   */
+  global?: number | null;
+  /**
+   * A static sparsity pattern (`block_sparse(block:, layout:)`, src/ops/block-sparse.ts): the
+   * kernel visits only the kept blocks, the cache keeps every row. Absent or null: dense.
+   */
+  pattern?: PatternSpec | null;
   /** Softmax scale; usually headDim^-0.5. */
   scale: number;
   /** Attention-logit softcap (Gemma2); null is none. */
@@ -74,6 +87,18 @@ export interface AttentionSpec {
    * rows, and the attention output is multiplied by sigmoid(gate) before o_proj.
    */
   outputGate: boolean;
+}
+
+/** `block_sparse 64: local 4 blocks + 1 global`, for the model table. */
+function describePattern(p: PatternSpec): string {
+  const l = p.layout;
+  const shape =
+    l.kind === 'local'
+      ? `local ${l.blocks} blocks`
+      : l.kind === 'strided'
+        ? `local ${l.local}, stride ${l.stride}`
+        : `offsets [${l.keep.join(', ')}]`;
+  return `block_sparse ${p.block}: ${shape}${l.global ? ` + ${l.global} global` : ''}`;
 }
 
 /** Attention tensors (HF Llama's names under `self_attn`). */
@@ -103,9 +128,69 @@ export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
         `(a ring cache keeps ${n('sinkTokens')} + ${n('window')} rows) on causal attention`,
     });
   }
+  issues.push(...sparsityIssues(a, n));
   if (a.rope) {
     for (const issue of checkRope(a.rope, a.headDim, n)) {
       issues.push({ path: ['rope', ...issue.path], message: issue.message });
+    }
+  }
+  return issues;
+}
+
+/** Global tokens and block-sparse patterns that cannot work, naming the setting and the limit. */
+function sparsityIssues(a: AttentionSpec, n: Namer): Issue[] {
+  const issues: Issue[] = [];
+  const g = a.global ?? null;
+  if (g !== null) {
+    const other =
+      a.sinkTokens !== null
+        ? 'sinkTokens'
+        : a.evict !== null
+          ? 'evict'
+          : a.pattern
+            ? 'pattern'
+            : null;
+    if (other !== null) {
+      issues.push({
+        path: ['global'],
+        message: `${n('global')} ${g} cannot be combined with ${n(other)}: give one of them`,
+      });
+    } else if (a.window === null) {
+      issues.push({
+        path: ['global'],
+        message:
+          `${n('global')} ${g} needs a ${n('window')}: without one every query sees every ` +
+          `key already`,
+      });
+    } else if (g >= a.window) {
+      issues.push({
+        path: ['global'],
+        message:
+          `${n('global')} ${g} must be smaller than ${n('window')} ${a.window}: global tokens ` +
+          `are a few positions beside a sliding window`,
+      });
+    }
+  }
+  const p = a.pattern ?? null;
+  if (p !== null) {
+    const other =
+      a.window !== null
+        ? 'window'
+        : a.sinkTokens !== null
+          ? 'sinkTokens'
+          : a.evict !== null
+            ? 'evict'
+            : null;
+    if (other !== null) {
+      issues.push({
+        path: [other],
+        message:
+          `${n('pattern')} ${p.kind} takes no ${n(other)}: its layout's local band is the ` +
+          `window and its global blocks the sinks`,
+      });
+    }
+    for (const issue of checkPattern(p, n)) {
+      issues.push({ path: ['pattern', ...issue.path], message: issue.message });
     }
   }
   return issues;
@@ -151,6 +236,8 @@ const kindDef = defineKind({
     window: opt(orNone(int(1))),
     sink_tokens: opt(orNone(int(0))),
     evict: opt(orNone(block(EVICTIONS))),
+    global: opt(orNone(int(1))),
+    pattern: opt(orNone(block(PATTERNS))),
     scale: opt(positive),
     softcap: opt(orNone(positive)),
     sinks: opt(bool),
@@ -180,6 +267,9 @@ const kindDef = defineKind({
       window: a.window ?? null,
       sinkTokens: a.sink_tokens ?? null,
       evict: a.evict ? a.evict(ctx) : null,
+      // Left out when unset, so specs written before them compare equal.
+      ...(a.global ? { global: a.global } : {}),
+      ...(a.pattern ? { pattern: a.pattern(ctx) } : {}),
       // ** rather than 1/Math.sqrt: the same rounding as PyTorch's head_dim ** -0.5.
       scale: a.scale ?? headDim ** -0.5,
       softcap: a.softcap ?? null,
@@ -204,6 +294,8 @@ const kindDef = defineKind({
           { name: 'window', value: s.window },
           { name: 'sink_tokens', value: s.sinkTokens },
           { name: 'evict', value: s.evict && toDslCall(EVICTIONS, s.evict).value },
+          ...(s.global ? [{ name: 'global', value: s.global }] : []),
+          ...(s.pattern ? [{ name: 'pattern', value: toDslCall(PATTERNS, s.pattern).value }] : []),
           { name: 'scale', value: s.scale },
           { name: 'softcap', value: s.softcap },
           { name: 'sinks', value: s.sinks },
@@ -313,6 +405,36 @@ export const attention = defineMixer<AttentionSpec>({
           }),
         ],
       },
+      global: { type: ['integer', 'null'], minimum: 1 },
+      pattern: {
+        oneOf: [
+          { type: 'null' },
+          object({
+            kind: kind('block_sparse'),
+            block: posInt,
+            layout: {
+              oneOf: [
+                object({
+                  kind: kind('local'),
+                  blocks: posInt,
+                  global: { type: 'integer', minimum: 0 },
+                }),
+                object({
+                  kind: kind('strided'),
+                  local: posInt,
+                  stride: { type: 'integer', minimum: 2 },
+                  global: { type: 'integer', minimum: 0 },
+                }),
+                object({
+                  kind: kind('offsets'),
+                  keep: { type: 'array', items: { type: 'integer', minimum: 0 }, maxItems: 64 },
+                  global: { type: 'integer', minimum: 0 },
+                }),
+              ],
+            },
+          }),
+        ],
+      },
     },
   ),
   dims: (m) => {
@@ -325,6 +447,8 @@ export const attention = defineMixer<AttentionSpec>({
       const sinks = m.sinkTokens ? ` + ${m.sinkTokens} sink tokens` : '';
       parts.push(`h2o budget ${m.evict.budget} (${m.evict.recent} recent${sinks})`);
     }
+    if (m.global) parts.push(`${m.global} global tokens`);
+    if (m.pattern) parts.push(describePattern(m.pattern));
     if (m.rope === null) parts.push('no rope');
     else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
     if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);

@@ -36,6 +36,7 @@ import {
   type StepShape,
 } from '../graph/ops.ts';
 import { dtypeBytes } from '../graph/dtype.ts';
+import { keepBlock } from './block-sparse.ts';
 import { roundF16 } from './math.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
@@ -58,12 +59,13 @@ function checkEven(op: string, widths: Record<string, number>): void {
  * Shared by the reference, the cost model and (in WGSL form) the kernels.
  */
 export function visibleKeys(
-  a: Pick<AttentionAttrs, 'causal' | 'window'>,
+  a: Pick<AttentionAttrs, 'causal' | 'window' | 'globalQueries'>,
   p: number,
   step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
 ): [number, number] {
   const n = Math.max(step.pos + step.T, step.keys ?? 0);
-  const w = a.window;
+  // A global query (Longformer) sees past the window.
+  const w = p < (a.globalQueries ?? 0) ? null : a.window;
   const lo = w === null ? 0 : Math.max(0, p - w + 1);
   if (a.causal) return [lo, p + 1];
   return [lo, w === null ? n : Math.min(n, p + w)];
@@ -71,14 +73,29 @@ export function visibleKeys(
 
 /**
  * Key ranges query position p sees: the window's [lo, hi) and, with sink tokens, [0, sinkTokens)
- * before it (merged when they touch). Disjoint and ascending.
+ * before it (merged when they touch); with a block-sparse layout, the parts of [lo, hi) in the
+ * key blocks p's block keeps. Disjoint and ascending.
  */
 export function visibleRanges(
-  a: Pick<AttentionAttrs, 'causal' | 'window' | 'sinkTokens'>,
+  a: Pick<AttentionAttrs, 'causal' | 'window' | 'sinkTokens' | 'globalQueries' | 'blockSparse'>,
   p: number,
   step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
 ): [number, number][] {
   const [lo, hi] = visibleKeys(a, p, step);
+  const bs = a.blockSparse ?? null;
+  if (bs !== null) {
+    const B = bs.block;
+    const qb = Math.floor(p / B);
+    const out: [number, number][] = [];
+    for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
+      if (!keepBlock(bs.layout, qb, kb)) continue;
+      const r: [number, number] = [Math.max(lo, kb * B), Math.min(hi, (kb + 1) * B)];
+      const last = out[out.length - 1];
+      if (last && last[1] === r[0]) last[1] = r[1];
+      else out.push(r);
+    }
+    return out;
+  }
   const s = Math.min(a.sinkTokens ?? 0, hi);
   if (s === 0) return [[lo, hi]];
   if (s >= lo) return [[0, hi]];
@@ -133,16 +150,37 @@ export const attention: OpDefinition<AttentionAttrs> = {
     if (!Number.isInteger(sink) || sink < 0) {
       throw new Error(`attention: sinkTokens must be an integer >= 0, got ${sink}`);
     }
-    if ((sink > 0 || a.ring) && (!a.causal || a.window === null)) {
+    // Sink (or global) tokens stand beside a window; a ring drops positions only a causal
+    // query never reads again.
+    if ((sink > 0 || a.ring) && (a.window === null || (a.ring && !a.causal))) {
       throw new Error(
         `attention: sink tokens and a ring cache need causal attention with a window ` +
-          `(causal ${a.causal}, window ${a.window})`,
+          `(bidirectional global tokens: a window and no ring; causal ${a.causal}, window ${a.window})`,
       );
     }
     if (a.ring && a.ring.sink !== sink) {
       throw new Error(`attention: ring.sink ${a.ring.sink} differs from sinkTokens ${sink}`);
     }
     if (a.ring) checkRing('attention', a.ring, a.capacity, a.window!, 1);
+    const gq = a.globalQueries ?? 0;
+    if (gq > 0 && (a.causal || gq > sink)) {
+      throw new Error(
+        `attention: globalQueries ${gq} needs bidirectional attention and as many sink tokens ` +
+          `(causal ${a.causal}, sinkTokens ${sink})`,
+      );
+    }
+    const bs = a.blockSparse ?? null;
+    if (bs !== null) {
+      if (a.window !== null || sink > 0 || a.ring) {
+        throw new Error(
+          `attention: a block-sparse layout takes no window, sink tokens or ring cache ` +
+            `(window ${a.window}, sinkTokens ${sink}); its local band is the window`,
+        );
+      }
+      if (!(Number.isInteger(bs.block) && bs.block >= 1)) {
+        throw new Error(`attention: block must be an integer >= 1, got ${bs.block}`);
+      }
+    }
     const vk = a.vFromK ?? null;
     if (vk !== null && !(Number.isInteger(vk) && vk >= 0 && vk + a.vHeadDim <= a.headDim)) {
       throw new Error(
@@ -228,14 +266,18 @@ export const attention: OpDefinition<AttentionAttrs> = {
     let kvHi = 0;
     let sinkRows = 0;
     for (let t = 0; t < step.T; t++) {
+      // (with a block-sparse layout the ranges are its kept blocks' parts, lo to hi overall)
       const ranges = visibleRanges(a, step.pos + t, step);
       for (const [lo, hi] of ranges) pairs += hi - lo;
-      const [lo, hi] = ranges[ranges.length - 1];
-      if (ranges.length > 1) sinkRows = ranges[0][1];
+      const lo = a.blockSparse ? ranges[0][0] : ranges[ranges.length - 1][0];
+      const hi = ranges[ranges.length - 1][1];
+      if (ranges.length > 1 && !a.blockSparse) sinkRows = ranges[0][1];
       kvLo = Math.min(kvLo, lo);
       kvHi = Math.max(kvHi, hi);
     }
-    const kvRows = Math.max(0, kvHi - kvLo) + sinkRows;
+    const bs = a.blockSparse ?? null;
+    const kvRows =
+      bs === null ? Math.max(0, kvHi - kvLo) + sinkRows : keptKeyRows(bs, step, kvLo, kvHi);
     const qBytes = 4 * step.T * a.heads * a.headDim;
     return {
       // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
@@ -251,6 +293,32 @@ export const attention: OpDefinition<AttentionAttrs> = {
     };
   },
 };
+
+/**
+ * Cache rows in [lo, hi) that some query of the step reads under a block-sparse layout: each key
+ * block any of the step's query blocks keeps, read once (the dense model's rule: a row counts
+ * once per step however many queries read it).
+ */
+function keptKeyRows(
+  bs: NonNullable<AttentionAttrs['blockSparse']>,
+  step: Pick<StepShape, 'T' | 'pos'>,
+  lo: number,
+  hi: number,
+): number {
+  const B = bs.block;
+  const qb0 = Math.floor(step.pos / B);
+  const qb1 = Math.floor((step.pos + step.T - 1) / B);
+  let rows = 0;
+  for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
+    for (let qb = qb0; qb <= qb1; qb++) {
+      if (keepBlock(bs.layout, qb, kb)) {
+        rows += Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B);
+        break;
+      }
+    }
+  }
+  return rows;
+}
 
 export const kvWrite: OpDefinition<KvWriteAttrs> = {
   /** The column ranges must lie inside each head's share of the row. */

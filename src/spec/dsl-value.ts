@@ -6,8 +6,8 @@
 import type { Arg, Value } from '../../grammar/ast.ts';
 import type { Span } from '../../grammar/diagnostics.ts';
 
-/** number, true/false, none (null), a bare name (an enum member), or a call. */
-export type DslValue = number | boolean | null | DslName | DslCall;
+/** number, true/false, none (null), a bare name (an enum member), a call, or a list `[...]`. */
+export type DslValue = number | boolean | null | DslName | DslCall | DslValue[];
 
 export interface DslName {
   name: string;
@@ -35,6 +35,7 @@ export function toAst(v: DslValue): Value {
   if (typeof v === 'number') {
     return { type: 'number', value: v, text: formatNumber(v), span: NOWHERE };
   }
+  if (Array.isArray(v)) return { type: 'list', items: v.map(toAst), span: NOWHERE };
   if ('kind' in v) {
     return { type: 'call', kind: ident(v.kind), args: toAstArgs(v.args), span: NOWHERE };
   }
@@ -64,6 +65,7 @@ export function formatValue(v: DslValue): string {
   if (typeof v === 'boolean' || typeof v === 'number') {
     return typeof v === 'number' ? formatNumber(v) : String(v);
   }
+  if (Array.isArray(v)) return `[${v.map(formatValue).join(', ')}]`;
   if ('kind' in v) {
     return v.args.length
       ? `${v.kind}(${v.args.map((a) => `${a.name}: ${formatValue(a.value)}`).join(', ')})`

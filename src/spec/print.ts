@@ -28,7 +28,7 @@ function env(ctx: KindContext): Env {
 }
 
 function isCall(v: DslValue): v is DslCall {
-  return typeof v === 'object' && v !== null && 'kind' in v;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && 'kind' in v;
 }
 
 /** Whether args, resolved with kind, give exactly spec. */

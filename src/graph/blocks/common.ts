@@ -2,6 +2,7 @@
  * Helpers shared by block lowerings: the pre-sublayer norm, the sublayer's residual add (with
  * its sandwich post-norm when the model has them) and plain linear layers.
  */
+import { patternCapacityError } from '../../ops/block-sparse.ts';
 import type { GraphBuilder } from '../builder.ts';
 import {
   plainMatmul,
@@ -497,7 +498,15 @@ export function attendOverCache(
     k = rope(k, a.kvHeads, 'k');
   }
   if (a.evict) return heavyHitterAttention(b, a, i, L, { q, k, v: qkv.v }, sinks, outName);
-  const { rows, ring, sinkTokens } = streamingCache(b, a);
+  // Global tokens (Longformer) are sink tokens every query sees; causal, that is the whole
+  // rule (the same ring), bidirectional, their queries also see every key (no ring then).
+  const keySinks = { sinkTokens: a.global ?? a.sinkTokens, window: a.window };
+  const { rows, ring, sinkTokens } = a.causal
+    ? streamingCache(b, keySinks)
+    : { rows: b.capacity, ring: null, sinkTokens: keySinks.sinkTokens ?? 0 };
+  const pattern = a.pattern ?? null;
+  const bad = pattern && !b.scratch ? patternCapacityError(pattern, b.capacity) : null;
+  if (bad) throw new Error(`layer ${i}: attention pattern ${pattern!.kind}: ${bad}`);
   const kcache = b.state(`cache.k.${i}`, [rows, kvCols], b.kv);
   const vcache = b.state(`cache.v.${i}`, [rows, kvCols], b.kv);
   const write: KvWriteAttrs = {
@@ -526,6 +535,8 @@ export function attendOverCache(
       kvType: b.kv,
       ...(sinkTokens > 0 ? { sinkTokens } : {}),
       ...(ring ? { ring, sinkTokens } : {}),
+      ...(a.global && !a.causal ? { globalQueries: a.global } : {}),
+      ...(pattern ? { blockSparse: pattern } : {}),
     },
     `${L} attention`,
     sinks === null
