@@ -13,6 +13,7 @@ import {
 import type { Sequence } from '../../runtime/model.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import {
+  DREAM_EPS,
   fastIssues,
   REMASKINGS,
   scheduleIssues,
@@ -49,6 +50,10 @@ const FLAG: Record<keyof DiffusionSchedule, string> = {
   remasking: '--remasking',
   temperature: '--temperature',
   cfgScale: '--cfg-scale',
+  // Set by the spec's diffusion kind (dream), not by flags.
+  transfer: 'the diffusion kind',
+  eps: 'eps',
+  shiftLogits: 'shift_logits',
 };
 
 function divisors(n: number): number[] {
@@ -89,6 +94,8 @@ export function diffusionRunOptions(
     cfgScale: str('cfg-scale') === undefined ? d.cfgScale : Number(str('cfg-scale')),
     maskId: d.maskId,
     seed,
+    ...(d.kind === 'dream' ? { transfer: 'dream' as const, eps: d.eps ?? DREAM_EPS } : {}),
+    ...(d.shiftLogits ? { shiftLogits: true } : {}),
   };
   const issue = scheduleIssues(run)[0];
   if (issue) {
@@ -100,6 +107,10 @@ export function diffusionRunOptions(
           : '';
     throw new UserError(issue.message((f) => FLAG[f]) + range);
   }
+  if (run.shiftLogits && run.cache !== 'none')
+    throw new UserError(
+      `--cache ${run.cache} on a model with shifted logits (Dream): a cached step does not recompute the row before its block, which predicts the block's first token (allowed: --cache none)`,
+    );
   if (run.cfgScale > 0 && run.cache !== 'none')
     throw new UserError(
       `--cfg-scale ${run.cfgScale} with --cache ${run.cache}: classifier-free guidance runs full forwards only (allowed: --cache none, or --cfg-scale 0)`,

@@ -3,11 +3,16 @@
  * denoises a canvas of mask tokens, and these are its mask id and the sampler's defaults (the
  * schedule rules are src/ops/diffusion.ts's, shared with the CLI flags that override them).
  */
-import { scheduleIssues, REMASKINGS } from '../../ops/diffusion.ts';
+import {
+  DREAM_EPS,
+  REMASKINGS,
+  scheduleIssues,
+  type DiffusionSchedule,
+} from '../../ops/diffusion.ts';
 import type { Issue, Namer } from '../checks.ts';
 import { defineKind, opt, req, type Family } from '../kind.ts';
 import type { DiffusionSpec, ModelIR } from '../model.ts';
-import { int, nonNegative, oneOf } from '../values.ts';
+import { bool, int, nonNegative, oneOf, positive } from '../values.ts';
 
 /** The reference generate()'s defaults (ML-GSAI/LLaDA generate.py). */
 export const LLADA_DEFAULTS = {
@@ -19,8 +24,36 @@ export const LLADA_DEFAULTS = {
   cfgScale: 0,
 } as const;
 
+/** Dream's diffusion_generate defaults (DreamGenerationConfig; steps there are 512). */
+export const DREAM_DEFAULTS = { genLength: 128, temperature: 0, eps: DREAM_EPS } as const;
+
+/** The sampler schedule a spec's diffusion section stands for (its kind picks the counts). */
+export function specSchedule(s: DiffusionSpec): DiffusionSchedule {
+  return {
+    genLength: s.genLength,
+    blockLength: s.blockLength,
+    steps: s.steps,
+    remasking: s.remasking,
+    temperature: s.temperature,
+    cfgScale: s.cfgScale,
+    ...(s.kind === 'dream' ? { transfer: 'dream' as const, eps: s.eps ?? DREAM_EPS } : {}),
+    ...(s.shiftLogits ? { shiftLogits: true } : {}),
+  };
+}
+
 export function checkDiffusion(s: DiffusionSpec, n: Namer): Issue[] {
-  return scheduleIssues(s).map((i) => ({ path: [i.field], message: i.message(n) }));
+  const out = scheduleIssues(specSchedule(s)).map((i) => ({
+    path: [i.field],
+    message: i.message(n),
+  }));
+  if (s.kind === 'llada' && s.eps !== undefined)
+    out.push({ path: ['eps'], message: `${n('eps')} belongs to diffusion dream, not llada` });
+  if (s.kind === 'dream' && (s.blockLength !== s.genLength || s.cfgScale !== 0))
+    out.push({
+      path: ['blockLength'],
+      message: `diffusion dream decodes the whole answer as one block without guidance: ${n('blockLength')} must equal ${n('genLength')} and ${n('cfgScale')} be 0`,
+    });
+  return out;
 }
 
 export const llada = defineKind({
@@ -33,6 +66,7 @@ export const llada = defineKind({
     remasking: opt(oneOf('remasking', REMASKINGS)),
     temperature: opt(nonNegative),
     cfg_scale: opt(nonNegative),
+    shift_logits: opt(bool),
   },
   build: (a): DiffusionSpec => {
     const genLength = a.gen_length ?? LLADA_DEFAULTS.genLength;
@@ -46,24 +80,73 @@ export const llada = defineKind({
       remasking: a.remasking ?? LLADA_DEFAULTS.remasking,
       temperature: a.temperature ?? LLADA_DEFAULTS.temperature,
       cfgScale: a.cfg_scale ?? LLADA_DEFAULTS.cfgScale,
+      ...(a.shift_logits ? { shiftLogits: true } : {}),
     };
   },
   check: checkDiffusion,
-  toArgs: (s) => [
-    { name: 'mask_id', value: s.maskId },
-    { name: 'gen_length', value: s.genLength },
-    { name: 'block_length', value: s.blockLength },
-    { name: 'steps', value: s.steps },
-    { name: 'remasking', value: { name: s.remasking } },
-    { name: 'temperature', value: s.temperature },
-    { name: 'cfg_scale', value: s.cfgScale },
-  ],
+  toArgs: (s) =>
+    s.kind !== 'llada'
+      ? null
+      : [
+          { name: 'mask_id', value: s.maskId },
+          { name: 'gen_length', value: s.genLength },
+          { name: 'block_length', value: s.blockLength },
+          { name: 'steps', value: s.steps },
+          { name: 'remasking', value: { name: s.remasking } },
+          { name: 'temperature', value: s.temperature },
+          { name: 'cfg_scale', value: s.cfgScale },
+          ...(s.shiftLogits ? [{ name: 'shift_logits', value: true }] : []),
+        ],
+});
+
+/**
+ * Dream (HKUNLP): its diffusion_generate's sampler, whole answer in one block, counts by its
+ * eps schedule, maskgit_plus confidence (the top probability: low_confidence), and logits shifted
+ * right by one (shift_logits, on unless a checkpoint says otherwise).
+ */
+export const dream = defineKind({
+  name: 'dream',
+  params: {
+    mask_id: req(int(0)),
+    gen_length: opt(int(1)),
+    steps: opt(int(1)),
+    eps: opt(positive),
+    temperature: opt(nonNegative),
+    shift_logits: opt(bool),
+  },
+  build: (a): DiffusionSpec => {
+    const genLength = a.gen_length ?? DREAM_DEFAULTS.genLength;
+    return {
+      kind: 'dream',
+      maskId: a.mask_id,
+      genLength,
+      blockLength: genLength,
+      steps: a.steps ?? genLength,
+      remasking: 'low_confidence',
+      temperature: a.temperature ?? DREAM_DEFAULTS.temperature,
+      cfgScale: 0,
+      ...((a.shift_logits ?? true) ? { shiftLogits: true } : {}),
+      eps: a.eps ?? DREAM_DEFAULTS.eps,
+    };
+  },
+  check: checkDiffusion,
+  toArgs: (s) =>
+    s.kind !== 'dream' || s.remasking !== 'low_confidence'
+      ? null
+      : [
+          { name: 'mask_id', value: s.maskId },
+          { name: 'gen_length', value: s.genLength },
+          { name: 'steps', value: s.steps },
+          { name: 'eps', value: s.eps ?? DREAM_EPS },
+          { name: 'temperature', value: s.temperature },
+          { name: 'shift_logits', value: s.shiftLogits === true },
+        ],
 });
 
 export const DIFFUSIONS: Family<DiffusionSpec> = {
   noun: 'diffusion',
   example: 'llada(mask_id: ...)',
-  kinds: [llada],
+  kinds: [llada, dream],
 };
 
 /**
@@ -106,6 +189,11 @@ export function diffusionModelIssues(m: ModelIR, n: Namer): Issue[] {
 
 /** One line for check and inspect: the mask id and the sampler defaults. */
 export function describeDiffusion(d: DiffusionSpec): string {
+  if (d.kind === 'dream')
+    return (
+      `diffusion dream: mask id ${d.maskId}, gen length ${d.genLength}, ${d.steps} steps (eps ${d.eps ?? DREAM_EPS}), ` +
+      `maskgit_plus confidence, temperature ${d.temperature}${d.shiftLogits ? ', logits shifted right by one' : ''}`
+    );
   const blocks = d.genLength / d.blockLength;
   return (
     `diffusion llada: mask id ${d.maskId}, gen length ${d.genLength} in ${blocks} block${blocks === 1 ? '' : 's'} of ${d.blockLength}, ` +
