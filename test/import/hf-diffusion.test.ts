@@ -51,6 +51,22 @@ describe('llada import', () => {
     );
   });
 
+  it('imports the released LLaDA-8B-Instruct config (GSAI-ML, transformers 4.46)', () => {
+    const { model, weightMap } = importHfConfig(
+      fixtureConfig('configs/llada-8b-instruct.json'),
+      'llada-8b',
+    );
+    expect(model).toMatchObject({ vocab: 126464, dim: 4096, maxContext: 4096 });
+    expect(model.layers).toHaveLength(32);
+    expect(model.layers[0]!.mixer).toMatchObject({ heads: 32, kvHeads: 32, headDim: 128 });
+    expect(model.layers[0]!.ffn).toMatchObject({ hidden: 12288, act: 'silu', gated: true });
+    expect(model.diffusion).toMatchObject({ kind: 'llada', maskId: 126336 });
+    // The names of the released index (model.safetensors.index.json).
+    expect(weightMap['model.layers.31.mlp.up_proj.weight']).toBe(
+      'model.transformer.blocks.31.up_proj.weight',
+    );
+  });
+
   it("takes generate()'s mask id when the config names none, and the padded embedding size", () => {
     const c = llada();
     delete c.mask_token_id;
