@@ -7,12 +7,15 @@
  *    on the CPU interpreter and on WebGPU;
  *  - its whole generation at temperature 0 equals the reference sampler's tokens (LLaDA's
  *    generate(), Dream's diffusion_generate with maskgit_plus), with the same canvas at every
- *    step on the CPU, and on WebGPU with the pick on the host and in the pick kernel.
+ *    step on the CPU, and on WebGPU with the pick on the host and in the pick kernel;
+ *  - with noise (temperature, random remasking: strata's seeded draws, not torch.rand), the
+ *    WebGPU picks agree with the CPU sampler.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
 import { rowErrors } from '../helpers/golden.ts';
+import type { DiffusionRun } from '../../src/ops/diffusion.ts';
 import {
   DIFFUSION_FIXTURES,
   goldenRun,
@@ -45,10 +48,21 @@ describe('masked-diffusion golden outputs', () => {
               `${type} cpu: abs ${e.abs.toExponential(1)} rel ${e.rel.toExponential(1)}`,
             );
           } else {
-            const r = await runDiffusionGpu(hf, golden, run, ['host', 'gpu']);
+            // Beyond the reference (whose noise is torch.rand): with noise, both picks, host and
+            // GPU, still agree with the CPU sampler, shifted rows and their noise included.
+            const noisy: DiffusionRun[] = [
+              { ...run, temperature: 0.8, seed: 5 },
+              { ...run, temperature: 1, remasking: 'random', seed: 9 },
+            ];
+            const r = await runDiffusionGpu(hf, golden, run, ['host', 'gpu'], noisy);
             const e = rowErrors(r.canvasLogits, golden.canvasLogits, vocab);
             expect(r.tokens.host).toEqual(golden.tokens);
             expect(r.tokens.gpu).toEqual(golden.tokens);
+            for (const [i, n] of noisy.entries()) {
+              const cpu = (await runDiffusionCpu(hf, golden, n)).tokens;
+              expect(r.tokens[`${i + 1}:host`], `noisy run ${i}`).toEqual(cpu);
+              expect(r.tokens[`${i + 1}:gpu`], `noisy run ${i}`).toEqual(cpu);
+            }
             expect(e.abs).toBeLessThanOrEqual(1e-3);
             expect(e.rel).toBeLessThanOrEqual(1e-4);
             summary.push(

@@ -120,6 +120,8 @@ export async function runDiffusionGpu(
   golden: DiffusionGolden,
   run: DiffusionRun,
   picks: readonly DiffusionPick[],
+  /** Further settings to generate with, each with every pick: tokens under `${i}:${pick}`. */
+  more: readonly DiffusionRun[] = [],
 ): Promise<{ canvasLogits: Float32Array; tokens: Record<string, number[]> }> {
   const gpu = await testGpu();
   const n = golden.prompt.length + run.genLength;
@@ -133,9 +135,11 @@ export async function runDiffusionGpu(
     const canvas = [...golden.prompt, ...Array<number>(run.genLength).fill(run.maskId)];
     const canvasLogits = (await seq.forward(canvas)).logits;
     const tokens: Record<string, number[]> = {};
-    for (const pick of picks) {
-      const out = await diffusionGenerateGpu(gm.newSequence(), golden.prompt, run, undefined, pick);
-      tokens[pick] = Array.from(out.slice(golden.prompt.length));
+    for (const [i, r] of [run, ...more].entries()) {
+      for (const pick of picks) {
+        const out = await diffusionGenerateGpu(gm.newSequence(), golden.prompt, r, undefined, pick);
+        tokens[i === 0 ? pick : `${i}:${pick}`] = Array.from(out.slice(golden.prompt.length));
+      }
     }
     return { canvasLogits, tokens };
   } finally {

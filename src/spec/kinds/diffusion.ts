@@ -197,6 +197,7 @@ export function describeDiffusion(d: DiffusionSpec): string {
   const blocks = d.genLength / d.blockLength;
   return (
     `diffusion llada: mask id ${d.maskId}, gen length ${d.genLength} in ${blocks} block${blocks === 1 ? '' : 's'} of ${d.blockLength}, ` +
-    `${d.steps} steps (${d.steps / blocks} per block), ${d.remasking} remasking, temperature ${d.temperature}`
+    `${d.steps} steps (${d.steps / blocks} per block), ${d.remasking} remasking, temperature ${d.temperature}` +
+    (d.shiftLogits ? ', logits shifted right by one' : '')
   );
 }
