@@ -26,7 +26,7 @@ import type { DiffusionSpec } from '../spec/model.ts';
 import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
 
-export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...)); defaults from the spec:
+export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...) or dream(...)); defaults from the spec:
   --gen-length N       tokens generated (the canvas holds the prompt and N masks)
   --block-length N     decoded in blocks of N, left to right; must divide --gen-length
   --steps N            forwards in all; a multiple of the number of blocks
@@ -41,7 +41,8 @@ export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...
   --pick WHERE         host (default: logits read back each step) or gpu (a kernel picks,
                        two words a row come back); --dump-logits needs host
   --dump-logits FILE   write prompt_ids, canvas_logits [prompt + gen length, vocab] of the first
-                       step, and decode_tokens [gen length] (safetensors)`;
+                       step (the model's rows, before Dream's shift), and decode_tokens
+                       [gen length] (safetensors)`;
 
 const FLAG: Record<keyof DiffusionSchedule, string> = {
   genLength: '--gen-length',
