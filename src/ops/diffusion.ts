@@ -44,8 +44,20 @@
  */
 import { pcgHash } from './sampling.ts';
 
-export type Remasking = 'low_confidence' | 'random';
-export const REMASKINGS: readonly Remasking[] = ['low_confidence', 'random'];
+/**
+ * The confidence that ranks a step's candidates: `low_confidence` (LLaDA; Dream's maskgit_plus)
+ * the softmax probability of the candidate, `random` a uniform draw (LLaDA), `margin` the top
+ * probability minus the second (Dream's topk_margin), `entropy` Σ p·log(p + 1e-10), the negative
+ * entropy of the row (Dream's entropy). All from the un-noised logits.
+ */
+export type Remasking = 'low_confidence' | 'random' | 'margin' | 'entropy';
+export const REMASKINGS: readonly Remasking[] = ['low_confidence', 'random', 'margin', 'entropy'];
+/** Dream's alg names for the confidences it shares with strata. */
+export const DREAM_ALGS: Readonly<Record<string, Remasking>> = {
+  maskgit_plus: 'low_confidence',
+  topk_margin: 'margin',
+  entropy: 'entropy',
+};
 
 /** The sampler settings a run uses (the spec's diffusion section gives the defaults). */
 export interface DiffusionSchedule {
@@ -220,7 +232,7 @@ export interface Candidate {
 /**
  * The candidate of one canvas row (logits row `row` of [*, vocab]) at global step `step` and
  * canvas position `position`: argmax of the logits plus temperature-scaled Gumbel noise, and its
- * confidence (softmax probability of the un-noised logits, or a uniform draw for `random`).
+ * confidence (see Remasking: from the un-noised logits, or a uniform draw for `random`).
  */
 export function pickRow(
   logits: ArrayLike<number>,
@@ -232,9 +244,14 @@ export function pickRow(
   let best = -1;
   let bestScore = -Infinity;
   let max = -Infinity;
+  // The second largest logit, counting a tie with the largest (margin's second probability).
+  let second = -Infinity;
   for (let v = 0; v < vocab; v++) {
     const l = logits[base + v];
-    if (l > max) max = l;
+    if (l > max) {
+      second = max;
+      max = l;
+    } else if (l > second) second = l;
     const score = o.temperature > 0 ? l + o.temperature * gumbel(o.seed, o.step, o.position, v) : l;
     if (score > bestScore || best < 0) {
       best = v;
@@ -246,6 +263,16 @@ export function pickRow(
   }
   let sum = 0;
   for (let v = 0; v < vocab; v++) sum += Math.exp(logits[base + v] - max);
+  if (o.remasking === 'margin')
+    return { token: best, confidence: (1 - Math.exp(second - max)) / sum };
+  if (o.remasking === 'entropy') {
+    let h = 0;
+    for (let v = 0; v < vocab; v++) {
+      const p = Math.exp(logits[base + v] - max) / sum;
+      h += p * Math.log(p + 1e-10);
+    }
+    return { token: best, confidence: h };
+  }
   return { token: best, confidence: Math.exp(logits[base + best] - max) / sum };
 }
 

@@ -199,7 +199,7 @@ export interface DiffusionSpec {
   genLength: number;
   blockLength: number;
   steps: number;
-  remasking: 'low_confidence' | 'random';
+  remasking: 'low_confidence' | 'random' | 'margin' | 'entropy';
   temperature: number;
   cfgScale: number;
   /** Position i's prediction is logits row i − 1 (Dream); absent: false. */

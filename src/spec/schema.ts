@@ -92,7 +92,7 @@ export const modelIrSchema: JsonSchema = withCaps({
         genLength: posInt,
         blockLength: posInt,
         steps: posInt,
-        remasking: { enum: ['low_confidence', 'random'] },
+        remasking: { enum: ['low_confidence', 'random', 'margin', 'entropy'] },
         temperature: { type: 'number', minimum: 0 },
         cfgScale: { type: 'number', minimum: 0 },
       },
