@@ -30,7 +30,9 @@ export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...
   --gen-length N       tokens generated (the canvas holds the prompt and N masks)
   --block-length N     decoded in blocks of N, left to right; must divide --gen-length
   --steps N            forwards in all; a multiple of the number of blocks
-  --remasking MODE     low_confidence (commit the most probable) or random
+  --remasking MODE     low_confidence (commit the most probable), random, margin (top-1 minus
+                       top-2 probability) or entropy (the least uncertain rows): the last two
+                       are Dream's topk_margin and entropy
   --temperature T      Gumbel noise scale (0 = argmax); --seed seeds the noise
   --cfg-scale S        classifier-free guidance (0 = off): a second forward with the prompt
                        masked, un + (S + 1)·(cond − un); with --cache none and --pick host

@@ -9,6 +9,7 @@
  */
 import type { LayerSpec, MlpSpec } from '../spec/model.ts';
 import { DREAM_DEFAULTS } from '../spec/kinds/diffusion.ts';
+import { DREAM_ALGS } from '../ops/diffusion.ts';
 import type { ConfigReader } from './config-reader.ts';
 import { attentionSpec, readKvHeads } from './hf-attention.ts';
 import { readActivation } from './hf-decoder.ts';
@@ -74,7 +75,7 @@ export function importDream(cfg: ConfigReader, name: string): FamilyImport {
     genLength: g,
     blockLength: g,
     steps: g,
-    remasking: 'low_confidence',
+    remasking: DREAM_ALGS[DREAM_DEFAULTS.alg],
     temperature: DREAM_DEFAULTS.temperature,
     cfgScale: 0,
     shiftLogits: true,

@@ -104,7 +104,8 @@ describe('diffusion dream(...) and shift_logits', () => {
       genLength: 16,
       blockLength: 16,
       steps: 6,
-      remasking: 'low_confidence',
+      // alg entropy, as Dream's model cards sample.
+      remasking: 'entropy',
       temperature: 0,
       cfgScale: 0,
       shiftLogits: true,
@@ -114,6 +115,21 @@ describe('diffusion dream(...) and shift_logits', () => {
     expect(printed).toMatch(/diffusion dream\(mask_id: 63, gen_length: 16, steps: 6/);
     expect(parseSpec(printed, 'p.strata')).toEqual(m);
     expect(parseDataSpec(JSON.stringify(m), 'm.json', 'json')).toEqual(m);
+  });
+
+  it("names Dream's algs and keeps them through printing", () => {
+    for (const [alg, remasking] of [
+      ['maskgit_plus', 'low_confidence'],
+      ['topk_margin', 'margin'],
+      ['entropy', 'entropy'],
+    ]) {
+      const m = parseSpec(spec(`dream(mask_id: 63, alg: ${alg})`), 'm.strata');
+      expect(m.diffusion?.remasking).toBe(remasking);
+      expect(parseSpec(printSpec(m), 'p.strata')).toEqual(m);
+    }
+    expect(() => parseSpec(spec('dream(mask_id: 63, alg: origin)'), 'm.strata')).toThrow(
+      /m\.strata:6:\d+: .*alg/,
+    );
   });
 
   it('takes shift_logits on either kind', () => {

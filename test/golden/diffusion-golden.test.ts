@@ -6,8 +6,9 @@
  *    golden tolerance (max |Δ| ≤ 1e-3, per-row max |Δ| / max |logit| ≤ 1e-4: f32 on both sides),
  *    on the CPU interpreter and on WebGPU;
  *  - its whole generation at temperature 0 equals the reference sampler's tokens (LLaDA's
- *    generate(), Dream's diffusion_generate with maskgit_plus), with the same canvas at every
- *    step on the CPU, and on WebGPU with the pick on the host and in the pick kernel;
+ *    generate(); Dream's diffusion_generate with maskgit_plus, and with topk_margin and
+ *    entropy), with the same canvas at every step on the CPU (maskgit_plus), and on WebGPU with
+ *    the pick on the host and in the pick kernel;
  *  - with noise (temperature, random remasking: strata's seeded draws, not torch.rand), the
  *    WebGPU picks agree with the CPU sampler.
  */
@@ -42,6 +43,10 @@ describe('masked-diffusion golden outputs', () => {
             const e = rowErrors(r.canvasLogits, golden.canvasLogits, vocab);
             expect(r.stepCanvas).toEqual(golden.stepCanvas);
             expect(r.tokens).toEqual(golden.tokens);
+            for (const [alg, tokens] of Object.entries(golden.more)) {
+              const other = await runDiffusionCpu(hf, golden, goldenRun(hf, golden, alg));
+              expect(other.tokens, `alg ${alg}`).toEqual(tokens);
+            }
             expect(e.abs).toBeLessThanOrEqual(1e-3);
             expect(e.rel).toBeLessThanOrEqual(1e-4);
             summary.push(
@@ -54,7 +59,20 @@ describe('masked-diffusion golden outputs', () => {
               { ...run, temperature: 0.8, seed: 5 },
               { ...run, temperature: 1, remasking: 'random', seed: 9 },
             ];
-            const r = await runDiffusionGpu(hf, golden, run, ['host', 'gpu'], noisy);
+            // Dream's other algs, each with both picks.
+            const algs = Object.entries(golden.more);
+            const others = algs.map(([alg]) => goldenRun(hf, golden, alg));
+            const r = await runDiffusionGpu(
+              hf,
+              golden,
+              run,
+              ['host', 'gpu'],
+              [...noisy, ...others],
+            );
+            for (const [j, [alg, tokens]] of algs.entries()) {
+              expect(r.tokens[`${noisy.length + j + 1}:host`], `alg ${alg}`).toEqual(tokens);
+              expect(r.tokens[`${noisy.length + j + 1}:gpu`], `alg ${alg}`).toEqual(tokens);
+            }
             const e = rowErrors(r.canvasLogits, golden.canvasLogits, vocab);
             expect(r.tokens.host).toEqual(golden.tokens);
             expect(r.tokens.gpu).toEqual(golden.tokens);

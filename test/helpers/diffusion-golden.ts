@@ -13,7 +13,7 @@ import { GpuModel } from '../../runtime/model.ts';
 import { diffusionGenerateGpu, type DiffusionPick } from '../../runtime/diffusion.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
-import { diffusionGenerate, type DiffusionRun } from '../../src/ops/diffusion.ts';
+import { diffusionGenerate, DREAM_ALGS, type DiffusionRun } from '../../src/ops/diffusion.ts';
 import { diffusionRunOptions } from '../../src/cli/diffusion-run.ts';
 import { testGpu } from './gpu.ts';
 
@@ -30,6 +30,8 @@ export interface DiffusionGolden {
   stepCanvas: number[][];
   /** The `golden` metadata (sampler settings as a JSON string, versions, note). */
   meta: Record<string, string>;
+  /** Dream: the generation with each other deterministic alg (topk_margin, entropy). */
+  more: Record<string, number[]>;
 }
 
 export async function readDiffusionGolden(dir: string): Promise<DiffusionGolden> {
@@ -40,7 +42,13 @@ export async function readDiffusionGolden(dir: string): Promise<DiffusionGolden>
     const n = prompt.length + (await g.readTensorI32('decode_tokens')).length;
     const stepCanvas: number[][] = [];
     for (let i = 0; i < flat.length; i += n) stepCanvas.push(flat.slice(i, i + n));
+    const more: Record<string, number[]> = {};
+    for (const t of g.listTensors()) {
+      if (t.name.startsWith('decode_tokens.'))
+        more[t.name.slice('decode_tokens.'.length)] = Array.from(await g.readTensorI32(t.name));
+    }
     return {
+      more,
       prompt,
       canvasLogits: await g.readTensorF32('canvas_logits'),
       tokens: Array.from(await g.readTensorI32('decode_tokens')),
@@ -56,13 +64,18 @@ export async function readDiffusionGolden(dir: string): Promise<DiffusionGolden>
  * The reference's sampler settings as `strata run` flags (LLaDA's generate() arguments, or
  * Dream's generation config), read over the imported spec's defaults by the CLI's own parser.
  */
-export function goldenRun(hf: HfFolder, golden: DiffusionGolden): DiffusionRun {
+export function goldenRun(hf: HfFolder, golden: DiffusionGolden, alg?: string): DiffusionRun {
   const s = JSON.parse(golden.meta.sampler_settings) as Record<string, unknown>;
+  if (alg !== undefined) s.alg = alg;
   const d = hf.model.diffusion;
   if (!d) throw new Error('the imported model has no diffusion section');
   const flags: Record<string, string> =
     d.kind === 'dream'
-      ? { 'gen-length': String(s.max_new_tokens), steps: String(s.steps) }
+      ? {
+          'gen-length': String(s.max_new_tokens),
+          steps: String(s.steps),
+          remasking: DREAM_ALGS[String(s.alg)] ?? `(Dream alg ${String(s.alg)})`,
+        }
       : {
           'gen-length': String(s.gen_length),
           'block-length': String(s.block_length),
@@ -74,10 +87,8 @@ export function goldenRun(hf: HfFolder, golden: DiffusionGolden): DiffusionRun {
   const run = diffusionRunOptions(flags, d, 0);
   const mask = d.kind === 'dream' ? s.mask_token_id : s.mask_id;
   if (run.maskId !== mask) throw new Error(`imported mask id ${run.maskId}, reference ${mask}`);
-  if (d.kind === 'dream' && (s.alg !== 'maskgit_plus' || run.eps !== s.eps))
-    throw new Error(
-      `Dream golden ran alg ${s.alg} eps ${s.eps}; strata: maskgit_plus eps ${run.eps}`,
-    );
+  if (d.kind === 'dream' && run.eps !== s.eps)
+    throw new Error(`Dream golden ran eps ${String(s.eps)}; strata: eps ${run.eps}`);
   return run;
 }
 

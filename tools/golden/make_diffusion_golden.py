@@ -18,6 +18,7 @@ golden.safetensors:
                                     alg maskgit_plus, alg_temp 0)
     step_canvas    I32 [S, P+G]     the canvas each of the sampler's S forwards was given (the
                                     schedule, step by step, for diagnosing a mismatch)
+    decode_tokens.<alg>  I32 [G]    Dream only: the generation with alg topk_margin and entropy
 
 The `golden` metadata entry (JSON) records the sampler settings, the reference repositories and
 commits, and the library versions. Usage:
@@ -45,6 +46,7 @@ VOCAB = 64
 MASK = 63
 PROMPT = [5, 17, 40, 3, 22, 9, 31, 12]
 GEN = 16
+MORE_DREAM_ALGS = ["topk_margin", "entropy"]
 WHY_CPU = ("generated on the CPU with torch 2.13 / transformers 5.18 because the GPU machine "
            "was unavailable")
 
@@ -154,7 +156,7 @@ def save(model, config, tmp):
     return len(state)
 
 
-def write_golden(folder, meta, canvas_logits, tokens, canvases):
+def write_golden(folder, meta, canvas_logits, tokens, canvases, more):
     from safetensors.torch import save_file
 
     save_file({
@@ -162,6 +164,7 @@ def write_golden(folder, meta, canvas_logits, tokens, canvases):
         "canvas_logits": canvas_logits.contiguous(),
         "decode_tokens": tokens.to(torch.int32).contiguous(),
         "step_canvas": torch.stack(canvases).to(torch.int32).contiguous(),
+        **{f"decode_tokens.{k}": t.to(torch.int32).contiguous() for k, t in more.items()},
     }, os.path.join(folder, "golden.safetensors"), metadata={"golden": json.dumps(meta, sort_keys=True)})
 
 
@@ -193,7 +196,7 @@ def make_llada(args, v, work):
         rec = Recorder(model)
         out = gen.generate(rec, torch.tensor([PROMPT]), **sampler)
     tokens = out[0, len(PROMPT):]
-    return model, config, logits, tokens, rec.canvases, {
+    return model, config, logits, tokens, rec.canvases, {}, {
         "sampler": "ML-GSAI/LLaDA generate.py generate()",
         "sampler_settings": sampler,
         "reference": f"NVlabs/Fast-dLLM@{commit_of(args.fast_dllm)} llada/model; "
@@ -233,10 +236,17 @@ def make_dream(args, v, work):
             out = model.diffusion_generate(torch.tensor([PROMPT]), generation_config=gc)
         finally:
             type(model).forward = orig
+        # Dream's other deterministic confidences, same settings otherwise.
+        more = {}
+        for alg in MORE_DREAM_ALGS:
+            other = gu.DreamGenerationConfig(**{**sampler, "alg": alg}, pad_token_id=0,
+                                             return_dict_in_generate=False)
+            more[alg] = model.diffusion_generate(torch.tensor([PROMPT]), generation_config=other)[0, len(PROMPT):]
     tokens = out[0, len(PROMPT):]
-    return model, config, logits, tokens, canvases, {
+    return model, config, logits, tokens, canvases, more, {
         "sampler": "Dream diffusion_generate (NVlabs/Fast-dLLM dream/model/generation_utils.py)",
         "sampler_settings": sampler,
+        "more_algs": "decode_tokens.<alg>: the same generation with alg topk_margin, entropy",
         "reference": f"NVlabs/Fast-dLLM@{commit_of(args.fast_dllm)} dream/model",
     }, lambda tmp: rebuild(ref["modeling_dream"].DreamModel, type(config), tmp)
 
@@ -260,11 +270,12 @@ MAKERS = {"llada": make_llada, "Dream": make_dream}
 
 
 def make(name, args, v, work):
-    model, config, logits, tokens, canvases, extra, reload = MAKERS[name](args, v, work)
+    model, config, logits, tokens, canvases, more, extra, reload = MAKERS[name](args, v, work)
     if tuple(logits.shape) != (len(PROMPT) + GEN, VOCAB):
         raise RuntimeError(f"canvas logits have shape {tuple(logits.shape)}")
-    if (tokens == MASK).any():
-        raise RuntimeError(f"the generation left masks: {tokens.tolist()}")
+    for t in [tokens, *more.values()]:
+        if (t == MASK).any():
+            raise RuntimeError(f"the generation left masks: {t.tolist()}")
     tmp = os.path.join(args.out, f".{name}.tmp")
     n = save(model, config, tmp)
     again_model = reload(tmp).to(torch.float32).eval()
@@ -276,10 +287,12 @@ def make(name, args, v, work):
     meta = {"model_type": config.model_type, "seed": str(SEED), "device": "cpu",
             "note": WHY_CPU, **{k: str(x) for k, x in v.items()},
             **{k: (x if isinstance(x, str) else json.dumps(x, sort_keys=True)) for k, x in extra.items()}}
-    write_golden(tmp, meta, logits, tokens, canvases)
+    write_golden(tmp, meta, logits, tokens, canvases, more)
     size = install(tmp, os.path.join(args.out, name))
     print(f"{name}: {n} tensors, {size / 1024:.0f} KiB, max |logit| {scale:.3f}, "
           f"{len(canvases)} forwards, tokens {tokens.tolist()}")
+    for alg, t in more.items():
+        print(f"  alg {alg}: tokens {t.tolist()}")
     for what, d in diffs.items():
         print(f"  max diff {what}: {d:.3e}")
 

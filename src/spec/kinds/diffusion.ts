@@ -4,6 +4,7 @@
  * schedule rules are src/ops/diffusion.ts's, shared with the CLI flags that override them).
  */
 import {
+  DREAM_ALGS,
   DREAM_EPS,
   REMASKINGS,
   scheduleIssues,
@@ -25,7 +26,14 @@ export const LLADA_DEFAULTS = {
 } as const;
 
 /** Dream's diffusion_generate defaults (DreamGenerationConfig; steps there are 512). */
-export const DREAM_DEFAULTS = { genLength: 128, temperature: 0, eps: DREAM_EPS } as const;
+export const DREAM_DEFAULTS = {
+  genLength: 128,
+  temperature: 0,
+  eps: DREAM_EPS,
+  // Dream's model cards sample with alg entropy; the class default, origin, is a random
+  // process (torch.rand per mask) that strata does not implement.
+  alg: 'entropy',
+} as const;
 
 /** The sampler schedule a spec's diffusion section stands for (its kind picks the counts). */
 export function specSchedule(s: DiffusionSpec): DiffusionSchedule {
@@ -101,8 +109,9 @@ export const llada = defineKind({
 
 /**
  * Dream (HKUNLP): its diffusion_generate's sampler, whole answer in one block, counts by its
- * eps schedule, maskgit_plus confidence (the top probability: low_confidence), and logits shifted
- * right by one (shift_logits, on unless a checkpoint says otherwise).
+ * eps schedule, the confidence of its deterministic algs (`alg`: maskgit_plus, topk_margin,
+ * entropy, stored as remasking low_confidence, margin, entropy), and logits shifted right by one
+ * (shift_logits, on unless a checkpoint says otherwise).
  */
 export const dream = defineKind({
   name: 'dream',
@@ -110,6 +119,7 @@ export const dream = defineKind({
     mask_id: req(int(0)),
     gen_length: opt(int(1)),
     steps: opt(int(1)),
+    alg: opt(oneOf('alg', Object.keys(DREAM_ALGS))),
     eps: opt(positive),
     temperature: opt(nonNegative),
     shift_logits: opt(bool),
@@ -122,7 +132,7 @@ export const dream = defineKind({
       genLength,
       blockLength: genLength,
       steps: a.steps ?? genLength,
-      remasking: 'low_confidence',
+      remasking: DREAM_ALGS[a.alg ?? DREAM_DEFAULTS.alg],
       temperature: a.temperature ?? DREAM_DEFAULTS.temperature,
       cfgScale: 0,
       ...((a.shift_logits ?? true) ? { shiftLogits: true } : {}),
@@ -130,17 +140,20 @@ export const dream = defineKind({
     };
   },
   check: checkDiffusion,
-  toArgs: (s) =>
-    s.kind !== 'dream' || s.remasking !== 'low_confidence'
+  toArgs: (s) => {
+    const alg = Object.keys(DREAM_ALGS).find((k) => DREAM_ALGS[k] === s.remasking);
+    return s.kind !== 'dream' || alg === undefined
       ? null
       : [
           { name: 'mask_id', value: s.maskId },
           { name: 'gen_length', value: s.genLength },
           { name: 'steps', value: s.steps },
+          { name: 'alg', value: { name: alg } },
           { name: 'eps', value: s.eps ?? DREAM_EPS },
           { name: 'temperature', value: s.temperature },
           { name: 'shift_logits', value: s.shiftLogits === true },
-        ],
+        ];
+  },
 });
 
 export const DIFFUSIONS: Family<DiffusionSpec> = {
@@ -192,7 +205,7 @@ export function describeDiffusion(d: DiffusionSpec): string {
   if (d.kind === 'dream')
     return (
       `diffusion dream: mask id ${d.maskId}, gen length ${d.genLength}, ${d.steps} steps (eps ${d.eps ?? DREAM_EPS}), ` +
-      `maskgit_plus confidence, temperature ${d.temperature}${d.shiftLogits ? ', logits shifted right by one' : ''}`
+      `${d.remasking} confidence, temperature ${d.temperature}${d.shiftLogits ? ', logits shifted right by one' : ''}`
     );
   const blocks = d.genLength / d.blockLength;
   return (
