@@ -13,26 +13,25 @@
  *    WebGPU picks agree with the CPU sampler.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
+import { basename } from 'node:path';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
 import { rowErrors } from '../helpers/golden.ts';
 import type { DiffusionRun } from '../../src/ops/diffusion.ts';
 import {
-  DIFFUSION_FIXTURES,
+  DIFFUSION_GOLDENS,
   goldenRun,
   readDiffusionGolden,
   runDiffusionCpu,
   runDiffusionGpu,
 } from '../helpers/diffusion-golden.ts';
 
-const ROOT = 'test/fixtures/hf';
 const summary: string[] = [];
 
 describe('masked-diffusion golden outputs', () => {
-  for (const type of DIFFUSION_FIXTURES) {
+  for (const dir of DIFFUSION_GOLDENS) {
+    const type = basename(dir);
     for (const on of ['cpu', 'gpu'] as const) {
       it(`${type} on ${on === 'cpu' ? 'the CPU interpreter' : 'WebGPU'}`, async () => {
-        const dir = join(ROOT, type);
         const hf = await importHfFolder(dir);
         try {
           const golden = await readDiffusionGolden(dir);

@@ -20,6 +20,16 @@ import { testGpu } from './gpu.ts';
 /** Fixture folders under test/fixtures/hf that hold a diffusion golden (not prefill/decode). */
 export const DIFFUSION_FIXTURES: readonly string[] = ['llada', 'Dream'];
 
+/**
+ * Every diffusion golden: the two released types' layouts, and test/fixtures/diffusion's models
+ * that cover the rest of an importer's options (llada_options: Gemma norms, scales, tied head,
+ * q/k/v biases, GELU, one KV head, padded embeddings).
+ */
+export const DIFFUSION_GOLDENS: readonly string[] = [
+  ...DIFFUSION_FIXTURES.map((t) => `test/fixtures/hf/${t}`),
+  'test/fixtures/diffusion/llada_options',
+];
+
 export interface DiffusionGolden {
   prompt: number[];
   /** [prompt + gen length, vocab]: one forward over the prompt and the masks. */

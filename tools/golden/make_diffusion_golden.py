@@ -172,25 +172,39 @@ def canvas():
     return torch.tensor([PROMPT + [MASK] * GEN], dtype=torch.long)
 
 
-def make_llada(args, v, work):
+# The released checkpoints' settings (LLaDA-8B: rms norms, silu, untied head, GQA off).
+LLADA_TINY = dict(
+    d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, mlp_hidden_size=32, vocab_size=VOCAB,
+    embedding_size=VOCAB, block_type="llama", layer_norm_type="rms", rms_norm_eps=1e-5,
+    rope=True, rope_theta=500000.0, activation_type="silu", weight_tying=False,
+    include_bias=False, include_qkv_bias=False, bias_for_layer_norm=False,
+    mask_token_id=MASK, eos_token_id=None, pad_token_id=0, max_sequence_length=256,
+    attention_dropout=0.0, residual_dropout=0.0, embedding_dropout=0.0,
+    init_device="cpu", init_fn="normal")
+LLADA_SAMPLER = dict(gen_length=GEN, block_length=8, steps=6, temperature=0.0,
+                     remasking="low_confidence", cfg_scale=0.0, mask_id=MASK)
+
+# Every other option the importer maps, in one model (test/fixtures/diffusion/llada_options):
+# Gemma-style norms, √d embedding scale, 1/√d logit scale, tied head, q/k/v biases, GELU, one KV
+# head through multi_query_attention, the MLP from mlp_ratio, embeddings padded past the vocab.
+LLADA_OPTIONS = dict(
+    LLADA_TINY, layer_norm_type="gemma_rms", input_emb_norm=True, scale_logits=True,
+    weight_tying=True, include_qkv_bias=True, activation_type="gelu", n_kv_heads=None,
+    multi_query_attention=True, mlp_hidden_size=None, mlp_ratio=2, embedding_size=72,
+    rope_theta=10000.0)
+LLADA_OPTIONS_SAMPLER = dict(LLADA_SAMPLER, block_length=4, steps=8)
+
+
+def make_llada(args, v, work, settings=LLADA_TINY, sampler=LLADA_SAMPLER):
     ref = load_package("llada_ref", args.fast_dllm, "llada/model",
                        ["configuration_llada", "modeling_llada"], work)
     gen = load_module("llada_generate", read_source(args.llada, "generate.py"), work)
-    config = ref["configuration_llada"].LLaDAConfig(
-        d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, mlp_hidden_size=32, vocab_size=VOCAB,
-        embedding_size=VOCAB, block_type="llama", layer_norm_type="rms", rms_norm_eps=1e-5,
-        rope=True, rope_theta=500000.0, activation_type="silu", weight_tying=False,
-        include_bias=False, include_qkv_bias=False, bias_for_layer_norm=False,
-        mask_token_id=MASK, eos_token_id=None, pad_token_id=0, max_sequence_length=256,
-        attention_dropout=0.0, residual_dropout=0.0, embedding_dropout=0.0,
-        init_device="cpu", init_fn="normal")
+    config = ref["configuration_llada"].LLaDAConfig(**settings)
     # transformers 5's PretrainedConfig no longer keeps use_cache from the kwargs LLaDAConfig passes.
     config.use_cache = False
     torch.manual_seed(SEED)
     model = ref["modeling_llada"].LLaDAModelLM(config, init_params=True).to(torch.float32).eval()
     randomize(model)
-    sampler = dict(gen_length=GEN, block_length=8, steps=6, temperature=0.0,
-                   remasking="low_confidence", cfg_scale=0.0, mask_id=MASK)
     with torch.no_grad():
         logits = model(canvas()).logits[0].float()
         rec = Recorder(model)
@@ -266,17 +280,29 @@ def rebuild(model_class, config_class, tmp, fix=lambda c: None):
 
 
 # Keyed by model_type: a fixture folder is named after its type (test/import/registry.test.ts).
-MAKERS = {"llada": make_llada, "Dream": make_dream}
+MAKERS = {
+    "llada": make_llada,
+    "Dream": make_dream,
+    # Not a released configuration: written under --options-out, not --out.
+    "llada_options": lambda args, v, work: make_llada(args, v, work, LLADA_OPTIONS,
+                                                       LLADA_OPTIONS_SAMPLER),
+}
+OPTION_FIXTURES = {"llada_options"}
 
 
 def make(name, args, v, work):
     model, config, logits, tokens, canvases, more, extra, reload = MAKERS[name](args, v, work)
-    if tuple(logits.shape) != (len(PROMPT) + GEN, VOCAB):
+    rows = getattr(config, "embedding_size", None) or config.vocab_size
+    if tuple(logits.shape) != (len(PROMPT) + GEN, rows):
         raise RuntimeError(f"canvas logits have shape {tuple(logits.shape)}")
     for t in [tokens, *more.values()]:
         if (t == MASK).any():
-            raise RuntimeError(f"the generation left masks: {t.tolist()}")
-    tmp = os.path.join(args.out, f".{name}.tmp")
+            # The reference commits a predicted mask id like any token; the position then stays
+            # masked, a case the sampler must reproduce too.
+            print(f"  note: the generation predicted the mask id: {t.tolist()}")
+    out = args.options_out if name in OPTION_FIXTURES else args.out
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, f".{name}.tmp")
     n = save(model, config, tmp)
     again_model = reload(tmp).to(torch.float32).eval()
     with torch.no_grad():
@@ -288,7 +314,7 @@ def make(name, args, v, work):
             "note": WHY_CPU, **{k: str(x) for k, x in v.items()},
             **{k: (x if isinstance(x, str) else json.dumps(x, sort_keys=True)) for k, x in extra.items()}}
     write_golden(tmp, meta, logits, tokens, canvases, more)
-    size = install(tmp, os.path.join(args.out, name))
+    size = install(tmp, os.path.join(out, name))
     print(f"{name}: {n} tensors, {size / 1024:.0f} KiB, max |logit| {scale:.3f}, "
           f"{len(canvases)} forwards, tokens {tokens.tolist()}")
     for alg, t in more.items():
@@ -302,6 +328,8 @@ def main():
     p.add_argument("--fast-dllm", required=True, help="NVlabs/Fast-dLLM checkout or git mirror")
     p.add_argument("--llada", required=True, help="ML-GSAI/LLaDA checkout or git mirror")
     p.add_argument("--out", default="test/fixtures/hf")
+    p.add_argument("--options-out", default="test/fixtures/diffusion",
+                   help="folder of the fixtures that cover importer options (llada_options)")
     p.add_argument("types", nargs="*", help=f"default: {' '.join(MAKERS)}")
     args = p.parse_args()
     torch.set_num_threads(1)
