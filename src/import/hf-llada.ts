@@ -49,8 +49,6 @@ const INERT_KEYS = [
   'flash_attention',
   // RoPE in f32 regardless of the input type: strata computes it in f32 anyway.
   'rope_full_precision',
-  // The remote-code class map written by the Hub.
-  'auto_map',
 ];
 
 function requireValue(

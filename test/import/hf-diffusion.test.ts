@@ -134,6 +134,24 @@ describe('Dream import', () => {
     );
   });
 
+  it("imports a released checkpoint's bookkeeping (auto_map, rope_scaling null, window keys)", () => {
+    const c = {
+      ...dream(),
+      architectures: ['DreamModel'],
+      auto_map: {
+        AutoConfig: 'configuration_dream.DreamConfig',
+        AutoModel: 'modeling_dream.DreamModel',
+      },
+      rope_scaling: null,
+      torch_dtype: 'bfloat16',
+      use_sliding_window: false,
+      sliding_window: null,
+    };
+    delete (c as Record<string, unknown>).rope_parameters;
+    const { model } = importHfConfig(c, 'Dream');
+    expect(model.layers[0]!.mixer).toMatchObject({ window: null, rope: { theta: 10000 } });
+  });
+
   it('refuses a mask id outside the vocab and a head count that does not divide', () => {
     expect(refusal({ ...dream(), mask_token_id: 64 })).toMatch(
       /config key 'mask_token_id' 64 is not a token id below vocab_size 64/,
