@@ -13,7 +13,6 @@ import {
 import type { Sequence } from '../../runtime/model.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import {
-  DREAM_EPS,
   fastIssues,
   REMASKINGS,
   scheduleIssues,
@@ -23,6 +22,19 @@ import {
   type Remasking,
 } from '../ops/diffusion.ts';
 import type { DiffusionSpec } from '../spec/model.ts';
+import { specSchedule } from '../spec/kinds/diffusion.ts';
+
+/** The schedule settings a spec's diffusion kind fixes (transfer, eps, shiftLogits). */
+function kindSettings(
+  d: DiffusionSpec,
+): Pick<DiffusionSchedule, 'transfer' | 'eps' | 'shiftLogits'> {
+  const { transfer, eps, shiftLogits } = specSchedule(d);
+  return {
+    ...(transfer !== undefined ? { transfer } : {}),
+    ...(eps !== undefined ? { eps } : {}),
+    ...(shiftLogits ? { shiftLogits } : {}),
+  };
+}
 import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
 
@@ -97,8 +109,8 @@ export function diffusionRunOptions(
     cfgScale: str('cfg-scale') === undefined ? d.cfgScale : Number(str('cfg-scale')),
     maskId: d.maskId,
     seed,
-    ...(d.kind === 'dream' ? { transfer: 'dream' as const, eps: d.eps ?? DREAM_EPS } : {}),
-    ...(d.shiftLogits ? { shiftLogits: true } : {}),
+    // What the spec's kind fixes (Dream's counts and eps, shifted logits): no flags for these.
+    ...kindSettings(d),
   };
   const issue = scheduleIssues(run)[0];
   if (issue) {
