@@ -6,6 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { fixtureConfig } from '../helpers/hf-config.ts';
+import { parseSpec } from '../../src/spec/load.ts';
+import { readFileSync } from 'node:fs';
 
 const llada = () => fixtureConfig('hf/llada/config.json');
 const dream = () => fixtureConfig('hf/Dream/config.json');
@@ -61,6 +63,11 @@ describe('llada import', () => {
     expect(model.layers[0]!.mixer).toMatchObject({ heads: 32, kvHeads: 32, headDim: 128 });
     expect(model.layers[0]!.ffn).toMatchObject({ hidden: 12288, act: 'silu', gated: true });
     expect(model.diffusion).toMatchObject({ kind: 'llada', maskId: 126336 });
+    // The same network as the hand-written spec the bench runs.
+    const spec = parseSpec(readFileSync('specs/llada-8b.strata', 'utf8'), 'llada-8b.strata');
+    expect(model.layers[5]!.mixer).toEqual(spec.layers[5]!.mixer);
+    expect(model.layers[5]!.ffn).toEqual(spec.layers[5]!.ffn);
+    expect(model.norm).toEqual(spec.norm);
     // The names of the released index (model.safetensors.index.json).
     expect(weightMap['model.layers.31.mlp.up_proj.weight']).toBe(
       'model.transformer.blocks.31.up_proj.weight',
