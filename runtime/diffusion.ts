@@ -23,6 +23,7 @@ import {
   diffusionSample,
   guidedForward,
   hostPicks,
+  pickRowOf,
   type CanvasForward,
   type CanvasStep,
   type DiffusionRun,
@@ -144,7 +145,10 @@ export function gpuPicks(
     const tokens: number[] = [];
     const confidence: number[] = [];
     for (const p of want) {
-      const r = p - span.from;
+      // Shifted logits (Dream): row p − 1's pick, drawn with that row's noise as on the host.
+      const r = pickRowOf(p, pick.shiftLogits) - span.from;
+      if (r < 0)
+        throw new Error(`position ${p}'s prediction is in a row before the recomputed span`);
       if (words[PICK_WORDS * r] === NONFINITE_PICK)
         throw new NonFiniteError(`diffusion step ${pick.step}`, p, 'a logit is NaN or Inf');
       tokens.push(words[PICK_WORDS * r]);

@@ -1,9 +1,10 @@
 /**
  * The masked-diffusion sampler's per-row pick on the GPU (semantics: pickRow in
  * src/ops/diffusion.ts): for each logits row, the candidate x0 = argmax(l + T·g) with the seeded
- * Gumbel noise g of (seed, step, position, id), and its confidence (softmax probability of the
- * un-noised logits, or the `random` remasking's uniform draw). Two words a row come back instead
- * of a [rows, vocab] logits read: the token and the confidence's f32 bits.
+ * Gumbel noise g of (seed, step, position, id), and its confidence (from the un-noised logits:
+ * the candidate's softmax probability, the top two probabilities' difference for `margin`,
+ * Σ p·log(p + 1e-10) for `entropy`; or the `random` remasking's uniform draw). Two words a row
+ * come back instead of a [rows, vocab] logits read: the token and the confidence's f32 bits.
  *
  * The Step uniform carries the pick: T rows, `pos` the canvas position of row 0, `seed`, `draw`
  * the sampler's step index, `temperature`. One workgroup a row; each thread walks ids tid,
@@ -17,6 +18,23 @@
  * writes token NONFINITE_PICK.
  */
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
+import type { Remasking } from '../../src/ops/diffusion.ts';
+
+/** The WGSL that sets `conf` in thread 0, once M (max), m2 (second), sm[0] (Σ exp) are known. */
+const CONFIDENCE: Record<Remasking, string> = {
+  low_confidence: 'let conf = exp(logits[base + token] - M) / sm[0];',
+  random: 'let conf = unit_draw(pcg(hr ^ CONFIDENCE_STREAM));',
+  margin: 'let conf = (1.0 - exp(m2[0] - M)) / sm[0];',
+  entropy: 'let conf = en[0];',
+};
+
+/** Kernel name parts (low_confidence keeps its earlier name, `conf`). */
+const KERNEL_SUFFIX: Record<Remasking, string> = {
+  low_confidence: 'conf',
+  random: 'random',
+  margin: 'margin',
+  entropy: 'entropy',
+};
 
 /** The token word of a row whose logits were not all finite. */
 export const NONFINITE_PICK = 0xffffffff;
@@ -26,11 +44,14 @@ export const PICK_WORDS = 2;
 
 export function diffusionPickKernel(
   vocab: number,
-  remasking: 'low_confidence' | 'random',
+  remasking: Remasking,
   maxWorkgroup = 256,
 ): KernelLaunch {
   if (!Number.isInteger(vocab) || vocab < 1)
     throw new Error(`diffusion pick: vocab must be an integer of at least 1, got ${vocab}`);
+  if (!Object.hasOwn(CONFIDENCE, remasking))
+    throw new Error(`diffusion pick: unknown remasking ${String(remasking)}`);
+  const entropy = remasking === 'entropy';
   let wg = 1;
   while (wg * 2 <= Math.min(maxWorkgroup, 256) && wg < vocab) wg *= 2;
   const code = `${STEP_WGSL}
@@ -44,7 +65,10 @@ const CONFIDENCE_STREAM = 0xffffffffu;
 var<workgroup> bs: array<f32, ${wg}>;
 var<workgroup> bi: array<u32, ${wg}>;
 var<workgroup> mx: array<f32, ${wg}>;
+// The second largest logit, a tie with the largest counted (margin).
+var<workgroup> m2: array<f32, ${wg}>;
 var<workgroup> sm: array<f32, ${wg}>;
+${entropy ? `var<workgroup> en: array<f32, ${wg}>;` : ''}
 var<workgroup> bad: array<u32, ${wg}>;
 
 fn pcg(v: u32) -> u32 {
@@ -68,10 +92,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   var best = -3.0e38;
   var bid = NONE;
   var m = -3.0e38;
+  var s2 = -3.0e38;
   var nf = 0u;
   for (var v = tid; v < V; v += WG) {
     let l = logits[base + v];
     if (is_nonfinite(l)) { nf = 1u; }
+    s2 = max(s2, min(m, l));
     m = max(m, l);
     var s = l;
     if (t > 0.0) { s = l - t * log(-log(unit_draw(pcg(hr ^ v)))); }
@@ -80,6 +106,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   bs[tid] = best;
   bi[tid] = bid;
   mx[tid] = m;
+  m2[tid] = s2;
   bad[tid] = nf;
   workgroupBarrier();
   for (var o = WG / 2u; o > 0u; o = o / 2u) {
@@ -87,6 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       let j = tid + o;
       let take = bi[j] != NONE && (bi[tid] == NONE || bs[j] > bs[tid] || (bs[j] == bs[tid] && bi[j] < bi[tid]));
       if (take) { bs[tid] = bs[j]; bi[tid] = bi[j]; }
+      m2[tid] = max(min(mx[tid], mx[j]), max(m2[tid], m2[j]));
       mx[tid] = max(mx[tid], mx[j]);
       bad[tid] = bad[tid] | bad[j];
     }
@@ -101,13 +129,26 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     if (tid < o) { sm[tid] = sm[tid] + sm[tid + o]; }
     workgroupBarrier();
   }
+${
+  entropy
+    ? `  let S = sm[0];
+  var h = 0.0;
+  for (var v = tid; v < V; v += WG) {
+    let p = exp(logits[base + v] - M) / S;
+    h += p * log(p + 1e-10);
+  }
+  workgroupBarrier();
+  en[tid] = h;
+  workgroupBarrier();
+  for (var o = WG / 2u; o > 0u; o = o / 2u) {
+    if (tid < o) { en[tid] = en[tid] + en[tid + o]; }
+    workgroupBarrier();
+  }`
+    : ''
+}
   if (tid == 0u) {
     let token = bi[0];
-    ${
-      remasking === 'random'
-        ? 'let conf = unit_draw(pcg(hr ^ CONFIDENCE_STREAM));'
-        : 'let conf = exp(logits[base + token] - M) / sm[0];'
-    }
+    ${CONFIDENCE[remasking]}
     picks[2u * row] = select(token, NONE, bad[0] != 0u);
     picks[2u * row + 1u] = bitcast<u32>(conf);
   }
@@ -115,7 +156,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
 `;
   return {
     kernel: {
-      name: `diffusion_pick_v${vocab}_${remasking === 'random' ? 'random' : 'conf'}_wg${wg}`,
+      name: `diffusion_pick_v${vocab}_${KERNEL_SUFFIX[remasking]}_wg${wg}`,
       code,
       bindings: [
         STEP_BINDING,

@@ -22,14 +22,29 @@ import {
   type Remasking,
 } from '../ops/diffusion.ts';
 import type { DiffusionSpec } from '../spec/model.ts';
+import { specSchedule } from '../spec/kinds/diffusion.ts';
+
+/** The schedule settings a spec's diffusion kind fixes (transfer, eps, shiftLogits). */
+function kindSettings(
+  d: DiffusionSpec,
+): Pick<DiffusionSchedule, 'transfer' | 'eps' | 'shiftLogits'> {
+  const { transfer, eps, shiftLogits } = specSchedule(d);
+  return {
+    ...(transfer !== undefined ? { transfer } : {}),
+    ...(eps !== undefined ? { eps } : {}),
+    ...(shiftLogits ? { shiftLogits } : {}),
+  };
+}
 import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
 
-export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...)); defaults from the spec:
+export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...) or dream(...)); defaults from the spec:
   --gen-length N       tokens generated (the canvas holds the prompt and N masks)
   --block-length N     decoded in blocks of N, left to right; must divide --gen-length
   --steps N            forwards in all; a multiple of the number of blocks
-  --remasking MODE     low_confidence (commit the most probable) or random
+  --remasking MODE     low_confidence (commit the most probable), random, margin (top-1 minus
+                       top-2 probability) or entropy (the least uncertain rows): the last two
+                       are Dream's topk_margin and entropy
   --temperature T      Gumbel noise scale (0 = argmax); --seed seeds the noise
   --cfg-scale S        classifier-free guidance (0 = off): a second forward with the prompt
                        masked, un + (S + 1)·(cond − un); with --cache none and --pick host
@@ -40,7 +55,8 @@ export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...
   --pick WHERE         host (default: logits read back each step) or gpu (a kernel picks,
                        two words a row come back); --dump-logits needs host
   --dump-logits FILE   write prompt_ids, canvas_logits [prompt + gen length, vocab] of the first
-                       step, and decode_tokens [gen length] (safetensors)`;
+                       step (the model's rows, before Dream's shift), and decode_tokens
+                       [gen length] (safetensors)`;
 
 const FLAG: Record<keyof DiffusionSchedule, string> = {
   genLength: '--gen-length',
@@ -49,6 +65,10 @@ const FLAG: Record<keyof DiffusionSchedule, string> = {
   remasking: '--remasking',
   temperature: '--temperature',
   cfgScale: '--cfg-scale',
+  // Set by the spec's diffusion kind (dream), not by flags.
+  transfer: 'the diffusion kind',
+  eps: 'eps',
+  shiftLogits: 'shift_logits',
 };
 
 function divisors(n: number): number[] {
@@ -89,6 +109,8 @@ export function diffusionRunOptions(
     cfgScale: str('cfg-scale') === undefined ? d.cfgScale : Number(str('cfg-scale')),
     maskId: d.maskId,
     seed,
+    // What the spec's kind fixes (Dream's counts and eps, shifted logits): no flags for these.
+    ...kindSettings(d),
   };
   const issue = scheduleIssues(run)[0];
   if (issue) {
@@ -100,6 +122,10 @@ export function diffusionRunOptions(
           : '';
     throw new UserError(issue.message((f) => FLAG[f]) + range);
   }
+  if (run.shiftLogits && run.cache !== 'none')
+    throw new UserError(
+      `--cache ${run.cache} on a model with shifted logits (Dream): a cached step does not recompute the row before its block, which predicts the block's first token (allowed: --cache none)`,
+    );
   if (run.cfgScale > 0 && run.cache !== 'none')
     throw new UserError(
       `--cfg-scale ${run.cfgScale} with --cache ${run.cache}: classifier-free guidance runs full forwards only (allowed: --cache none, or --cfg-scale 0)`,

@@ -11,6 +11,8 @@ export const HARMLESS_CONFIG_KEYS: ReadonlySet<string> = new Set([
   'transformers_version',
   '_name_or_path',
   'tokenizer_class',
+  // Remote-code checkpoints (llada, Dream): which Python classes load them.
+  'auto_map',
   // Special token ids: tokenizer and generation concerns, not the network.
   'bos_token_id',
   'eos_token_id',

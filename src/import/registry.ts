@@ -36,11 +36,16 @@ import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
 import { importFlaGla } from './fla-gla.ts';
 import { importFlaHgrn2 } from './fla-hgrn2.ts';
 import { importFlaRwkv7 } from './fla-rwkv7.ts';
+import { importLlada } from './hf-llada.ts';
+import { importDream } from './hf-dream.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
   modelType: string;
-  /** Where the type comes from, for `strata import --help` and errors: 'transformers', 'fla'. */
+  /**
+   * Where the type comes from, for `strata import --help` and errors: 'transformers', 'fla', or
+   * 'remote code' (a checkpoint's own modeling files: llada, Dream).
+   */
   origin: string;
   import: FamilyImporter;
 }
@@ -103,4 +108,6 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'gla', origin: 'fla', import: importFlaGla },
   { modelType: 'hgrn2', origin: 'fla', import: importFlaHgrn2 },
   { modelType: 'rwkv7', origin: 'fla', import: importFlaRwkv7 },
+  { modelType: 'llada', origin: 'remote code', import: importLlada },
+  { modelType: 'Dream', origin: 'remote code', import: importDream },
 ];

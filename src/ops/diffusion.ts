@@ -32,11 +32,32 @@
  *
  * Ties: argmax takes the lowest id (torch.argmax); top-k takes the higher confidence, then the
  * lower position (torch.topk leaves the order of ties unspecified).
+ *
+ * Dream (HKUNLP Dream, its diffusion_generate as NVlabs/Fast-dLLM dream/model/generation_utils.py
+ * carries it) runs the same loop with two differences, both options of the schedule:
+ *  - `shiftLogits`: the model predicts the token after each position, so the candidate of canvas
+ *    position p is picked from logits row p − 1 (row 0 for p = 0, which Dream repeats);
+ *  - `transfer: 'dream'`: the count of a step is not the even split of the block fixed at its
+ *    start but Dream's linear-in-time rule on the masks left, ⌊m·(1 − s/t)⌋ with t, s consecutive
+ *    points of linspace(1, eps, steps + 1), every remaining mask at the last step (dreamCount).
+ *    Its `maskgit_plus` confidence at temperature 0 is low_confidence's (the top probability).
  */
 import { pcgHash } from './sampling.ts';
 
-export type Remasking = 'low_confidence' | 'random';
-export const REMASKINGS: readonly Remasking[] = ['low_confidence', 'random'];
+/**
+ * The confidence that ranks a step's candidates: `low_confidence` (LLaDA; Dream's maskgit_plus)
+ * the softmax probability of the candidate, `random` a uniform draw (LLaDA), `margin` the top
+ * probability minus the second (Dream's topk_margin), `entropy` Σ p·log(p + 1e-10), the negative
+ * entropy of the row (Dream's entropy). All from the un-noised logits.
+ */
+export type Remasking = 'low_confidence' | 'random' | 'margin' | 'entropy';
+export const REMASKINGS: readonly Remasking[] = ['low_confidence', 'random', 'margin', 'entropy'];
+/** Dream's alg names for the confidences it shares with strata. */
+export const DREAM_ALGS: Readonly<Record<string, Remasking>> = {
+  maskgit_plus: 'low_confidence',
+  topk_margin: 'margin',
+  entropy: 'entropy',
+};
 
 /** The sampler settings a run uses (the spec's diffusion section gives the defaults). */
 export interface DiffusionSchedule {
@@ -50,7 +71,22 @@ export interface DiffusionSchedule {
    * canvas with the prompt masked out, and takes un + (scale + 1)·(cond − un), as the reference.
    */
   cfgScale: number;
+  /**
+   * How many tokens each step commits: `even` (LLaDA: a block's masks split evenly over its
+   * steps, fixed at the block's start) or `dream` (Dream: ⌊m·(1 − s/t)⌋ of the m masks left,
+   * dreamCount). Absent: even.
+   */
+  transfer?: Transfer;
+  /** Dream's final time of its linspace(1, eps, steps + 1) (absent: DREAM_EPS). */
+  eps?: number;
+  /** Position p's candidate comes from logits row p − 1 (Dream); absent: row p. */
+  shiftLogits?: boolean;
 }
+
+export type Transfer = 'even' | 'dream';
+export const TRANSFERS: readonly Transfer[] = ['even', 'dream'];
+/** Dream's generation config default eps. */
+export const DREAM_EPS = 1e-3;
 
 /** A broken schedule rule: the IR field it names, and a message given the field's name. */
 export interface ScheduleIssue {
@@ -106,6 +142,19 @@ export function scheduleIssues(s: DiffusionSchedule): ScheduleIssue[] {
         `${n('remasking')} must be one of ${REMASKINGS.join(', ')}, got ${s.remasking}`,
     });
   }
+  if (s.transfer !== undefined && !TRANSFERS.includes(s.transfer)) {
+    out.push({
+      field: 'transfer',
+      message: (n) => `${n('transfer')} must be one of ${TRANSFERS.join(', ')}, got ${s.transfer}`,
+    });
+  }
+  if (s.eps !== undefined && !(s.eps > 0 && s.eps < 1)) {
+    out.push({
+      field: 'eps',
+      message: (n) =>
+        `${n('eps')} must lie in (0, 1) (the final time of the schedule), got ${s.eps}`,
+    });
+  }
   if (!(s.cfgScale >= 0) || !Number.isFinite(s.cfgScale)) {
     out.push({
       field: 'cfgScale',
@@ -120,6 +169,33 @@ export function transferCounts(masks: number, steps: number): number[] {
   const base = Math.floor(masks / steps);
   const extra = masks % steps;
   return Array.from({ length: steps }, (_, i) => base + (i < extra ? 1 : 0));
+}
+
+/**
+ * torch.linspace(1, eps, n) in f32, as its CPU kernel computes it: the first half steps up from
+ * the start, the second half steps down from the end, step = (end − start) / (n − 1) in f32.
+ */
+export function linspaceF32(start: number, end: number, n: number): number[] {
+  const f = Math.fround;
+  const a = f(start);
+  const b = f(end);
+  if (n === 1) return [a];
+  const step = f(f(b - a) / (n - 1));
+  const half = Math.floor(n / 2);
+  return Array.from({ length: n }, (_, i) =>
+    i < half ? f(a + f(step * i)) : f(b - f(step * (n - 1 - i))),
+  );
+}
+
+/**
+ * Dream's count for step i of `steps` with `masks` masks left: int(m · (1 − s/t)) in f32, t and s
+ * the i-th and (i+1)-th points of linspace(1, eps, steps + 1); the last step takes every mask.
+ */
+export function dreamCount(masks: number, i: number, steps: number, eps: number): number {
+  if (i >= steps - 1) return masks;
+  const f = Math.fround;
+  const ts = linspaceF32(1, eps, steps + 1);
+  return Math.trunc(f(f(masks) * f(1 - f(ts[i + 1] / ts[i]))));
 }
 
 /** Vocab id slot of the `random` remasking draw: above any vocab (capped at 2^20). */
@@ -156,7 +232,7 @@ export interface Candidate {
 /**
  * The candidate of one canvas row (logits row `row` of [*, vocab]) at global step `step` and
  * canvas position `position`: argmax of the logits plus temperature-scaled Gumbel noise, and its
- * confidence (softmax probability of the un-noised logits, or a uniform draw for `random`).
+ * confidence (see Remasking: from the un-noised logits, or a uniform draw for `random`).
  */
 export function pickRow(
   logits: ArrayLike<number>,
@@ -168,9 +244,14 @@ export function pickRow(
   let best = -1;
   let bestScore = -Infinity;
   let max = -Infinity;
+  // The second largest logit, counting a tie with the largest (margin's second probability).
+  let second = -Infinity;
   for (let v = 0; v < vocab; v++) {
     const l = logits[base + v];
-    if (l > max) max = l;
+    if (l > max) {
+      second = max;
+      max = l;
+    } else if (l > second) second = l;
     const score = o.temperature > 0 ? l + o.temperature * gumbel(o.seed, o.step, o.position, v) : l;
     if (score > bestScore || best < 0) {
       best = v;
@@ -182,6 +263,16 @@ export function pickRow(
   }
   let sum = 0;
   for (let v = 0; v < vocab; v++) sum += Math.exp(logits[base + v] - max);
+  if (o.remasking === 'margin')
+    return { token: best, confidence: (1 - Math.exp(second - max)) / sum };
+  if (o.remasking === 'entropy') {
+    let h = 0;
+    for (let v = 0; v < vocab; v++) {
+      const p = Math.exp(logits[base + v] - max) / sum;
+      h += p * Math.log(p + 1e-10);
+    }
+    return { token: best, confidence: h };
+  }
   return { token: best, confidence: Math.exp(logits[base + best] - max) / sum };
 }
 
@@ -258,6 +349,16 @@ export interface PickSettings {
   step: number;
   temperature: number;
   remasking: Remasking;
+  /** Read position p's candidate from logits row p − 1 (pickRowOf). */
+  shiftLogits?: boolean;
+}
+
+/**
+ * The canvas row whose logits hold position p's prediction: p, or p − 1 with shifted logits
+ * (row 0 for p = 0, as Dream's logits[:, :1] repeat). The pick's noise is that row's.
+ */
+export function pickRowOf(p: number, shift: boolean | undefined): number {
+  return shift ? Math.max(p - 1, 0) : p;
 }
 
 /** The candidates of the wanted rows, in their order, and the span's logits when read back. */
@@ -323,7 +424,12 @@ export function hostPicks(forward: CanvasForward, vocab: number): CanvasStep {
     const tokens: number[] = [];
     const confidence: number[] = [];
     for (const p of want) {
-      const c = pickRow(logits, p - span.from, vocab, { ...pick, position: p });
+      const row = pickRowOf(p, pick.shiftLogits);
+      if (row < span.from)
+        throw new Error(
+          `position ${p}'s prediction is in row ${row}, before the recomputed span ${span.from}..${span.to - 1}`,
+        );
+      const c = pickRow(logits, row - span.from, vocab, { ...pick, position: row });
       tokens.push(c.token);
       confidence.push(c.confidence);
     }
@@ -384,7 +490,9 @@ export function diffusionGenerate(
  *    only, as in Fast-dLLM);
  *  - commitCount of them are committed, most confident first (ties: lower position);
  *  - once the block holds no mask, its remaining steps are skipped (they would commit nothing:
- *    the counts left sum to 0 then), so `threshold` saves forwards.
+ *    the counts left sum to 0 then), so `threshold` saves forwards;
+ *  - with `transfer: 'dream'` the count is dreamCount of the candidates left (Dream counts every
+ *    mask of the canvas, which is this set when the block is the whole answer).
  */
 export async function diffusionSample(
   stepFn: CanvasStep,
@@ -402,6 +510,10 @@ export async function diffusionSample(
   if (r.cfgScale > 0 && (r.cache ?? 'none') !== 'none')
     throw new Error(
       `cache ${r.cache} with cfg_scale ${r.cfgScale}: classifier-free guidance runs full forwards only (cache none)`,
+    );
+  if (r.shiftLogits && (r.cache ?? 'none') !== 'none')
+    throw new Error(
+      `cache ${r.cache} with shifted logits (Dream): a cached step does not recompute the row before its block, which predicts the block's first position (cache none)`,
     );
   const cache = r.cache ?? 'none';
   const threshold = r.threshold ?? null;
@@ -429,12 +541,17 @@ export async function diffusionSample(
         step,
         temperature: r.temperature,
         remasking: r.remasking,
+        ...(r.shiftLogits ? { shiftLogits: true } : {}),
       });
+      const scheduled =
+        r.transfer === 'dream'
+          ? dreamCount(want.length, i, perBlock, r.eps ?? DREAM_EPS)
+          : counts[i];
       const order = want.map((_, j) => j);
       order.sort((x, y) => picks.confidence[y] - picks.confidence[x] || want[x] - want[y]);
       const k = commitCount(
         order.map((j) => picks.confidence[j]),
-        counts[i],
+        scheduled,
         threshold,
       );
       const chosen = order.slice(0, k);

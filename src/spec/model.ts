@@ -190,14 +190,22 @@ export interface LayerSpec {
  * Every mixer of such a model is bidirectional attention (`causal: false`).
  */
 export interface DiffusionSpec {
-  kind: 'llada';
+  /**
+   * Whose sampler: `llada` (ML-GSAI/LLaDA generate(): blocks, even counts) or `dream` (Dream's
+   * diffusion_generate: one block, counts ⌊m·(1 − s/t)⌋ over linspace(1, eps, steps + 1)).
+   */
+  kind: 'llada' | 'dream';
   maskId: number;
   genLength: number;
   blockLength: number;
   steps: number;
-  remasking: 'low_confidence' | 'random';
+  remasking: 'low_confidence' | 'random' | 'margin' | 'entropy';
   temperature: number;
   cfgScale: number;
+  /** Position i's prediction is logits row i − 1 (Dream); absent: false. */
+  shiftLogits?: boolean;
+  /** Dream's final time (kind dream only; absent: 1e-3). */
+  eps?: number;
 }
 
 export interface ModelIR {

@@ -85,16 +85,20 @@ export const modelIrSchema: JsonSchema = withCaps({
   definitions: {
     ...Object.fromEntries(MIXER_LIST.map((d) => [d.kind.name, d.schema])),
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-    diffusion: object({
-      kind: kind('llada'),
-      maskId: { type: 'integer', minimum: 0 },
-      genLength: posInt,
-      blockLength: posInt,
-      steps: posInt,
-      remasking: { enum: ['low_confidence', 'random'] },
-      temperature: { type: 'number', minimum: 0 },
-      cfgScale: { type: 'number', minimum: 0 },
-    }),
+    diffusion: object(
+      {
+        kind: { enum: ['llada', 'dream'] },
+        maskId: { type: 'integer', minimum: 0 },
+        genLength: posInt,
+        blockLength: posInt,
+        steps: posInt,
+        remasking: { enum: ['low_confidence', 'random', 'margin', 'entropy'] },
+        temperature: { type: 'number', minimum: 0 },
+        cfgScale: { type: 'number', minimum: 0 },
+      },
+      // Added with Dream: absent means LLaDA's (no shift) and Dream's default eps.
+      { shiftLogits: bool, eps: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } },
+    ),
     norm: object({
       kind: { enum: ['rms', 'layer'] },
       eps: posNumber,

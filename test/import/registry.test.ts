@@ -43,7 +43,8 @@ describe('importer registry', () => {
   });
 
   it('says where each type comes from', () => {
-    for (const i of IMPORTERS) expect(['transformers', 'fla'], i.modelType).toContain(i.origin);
+    for (const i of IMPORTERS)
+      expect(['transformers', 'fla', 'remote code'], i.modelType).toContain(i.origin);
   });
 
   it('has a fixture config that imports for every type', () => {

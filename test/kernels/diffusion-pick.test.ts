@@ -1,7 +1,7 @@
 /**
  * The diffusion sampler's GPU pick against the host pick (pickRow): odd vocabs (1, not a
  * multiple of the workgroup, smaller than it), one row and several, temperature 0 and above,
- * both remasking modes, ties and a non-finite row.
+ * every remasking mode (margin and entropy: Dream's), ties and a non-finite row.
  *
  * Tolerances: at temperature 0 the token is exact (the same f32 comparisons); above it, a row
  * whose two best noisy scores (host f64) lie within 1e-4 of each other may go either way
@@ -62,6 +62,11 @@ describe('diffusion pick kernel', () => {
     { rows: 4, vocab: 300, temperature: 1, remasking: 'random', pos: 9 },
     { rows: 2, vocab: 513, temperature: 0, remasking: 'random', pos: 0 },
     { rows: 64, vocab: 97, temperature: 2, remasking: 'low_confidence', pos: 1, scale: 0.5 },
+    { rows: 3, vocab: 1, temperature: 0, remasking: 'margin', pos: 0 },
+    { rows: 6, vocab: 333, temperature: 0, remasking: 'margin', pos: 4, scale: 3 },
+    { rows: 5, vocab: 700, temperature: 0.8, remasking: 'margin', pos: 2 },
+    { rows: 6, vocab: 257, temperature: 0, remasking: 'entropy', pos: 1, scale: 3 },
+    { rows: 4, vocab: 1001, temperature: 1, remasking: 'entropy', pos: 7 },
   ];
   for (const [i, c] of cases.entries()) {
     it(`rows ${c.rows} vocab ${c.vocab} T ${c.temperature} ${c.remasking}`, async () => {
@@ -78,6 +83,11 @@ describe('diffusion pick kernel', () => {
         }
         expect(got[r].token, `row ${r}`).toBe(want.token);
         if (c.remasking === 'random') expect(got[r].confidence).toBe(Math.fround(want.confidence));
+        // A margin may be near 0 and an entropy near 0 or large: f32 sums, absolute 1e-5 a unit.
+        else if (c.remasking === 'margin' || c.remasking === 'entropy')
+          expect(Math.abs(got[r].confidence - want.confidence)).toBeLessThan(
+            1e-5 * Math.max(1, Math.abs(want.confidence)),
+          );
         else
           expect(Math.abs(got[r].confidence - want.confidence) / want.confidence).toBeLessThan(
             2e-5,
@@ -102,5 +112,10 @@ describe('diffusion pick kernel', () => {
       pickRow(logits, 0, 300, { ...c, seed: 1, step: 0, position: 0 }).confidence,
       6,
     );
+    // A tie for the top is a margin of 0 on both sides.
+    const m: Case = { ...c, remasking: 'margin' };
+    const tied = await gpuPicks(m, logits, 1, 0);
+    expect(tied[0].confidence).toBe(0);
+    expect(pickRow(logits, 0, 300, { ...m, seed: 1, step: 0, position: 0 }).confidence).toBe(0);
   });
 });

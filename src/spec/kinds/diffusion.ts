@@ -3,11 +3,17 @@
  * denoises a canvas of mask tokens, and these are its mask id and the sampler's defaults (the
  * schedule rules are src/ops/diffusion.ts's, shared with the CLI flags that override them).
  */
-import { scheduleIssues, REMASKINGS } from '../../ops/diffusion.ts';
+import {
+  DREAM_ALGS,
+  DREAM_EPS,
+  REMASKINGS,
+  scheduleIssues,
+  type DiffusionSchedule,
+} from '../../ops/diffusion.ts';
 import type { Issue, Namer } from '../checks.ts';
 import { defineKind, opt, req, type Family } from '../kind.ts';
 import type { DiffusionSpec, ModelIR } from '../model.ts';
-import { int, nonNegative, oneOf } from '../values.ts';
+import { bool, int, nonNegative, oneOf, positive } from '../values.ts';
 
 /** The reference generate()'s defaults (ML-GSAI/LLaDA generate.py). */
 export const LLADA_DEFAULTS = {
@@ -19,8 +25,43 @@ export const LLADA_DEFAULTS = {
   cfgScale: 0,
 } as const;
 
+/** Dream's diffusion_generate defaults (DreamGenerationConfig; steps there are 512). */
+export const DREAM_DEFAULTS = {
+  genLength: 128,
+  temperature: 0,
+  eps: DREAM_EPS,
+  // Dream's model cards sample with alg entropy; the class default, origin, is a random
+  // process (torch.rand per mask) that strata does not implement.
+  alg: 'entropy',
+} as const;
+
+/** The sampler schedule a spec's diffusion section stands for (its kind picks the counts). */
+export function specSchedule(s: DiffusionSpec): DiffusionSchedule {
+  return {
+    genLength: s.genLength,
+    blockLength: s.blockLength,
+    steps: s.steps,
+    remasking: s.remasking,
+    temperature: s.temperature,
+    cfgScale: s.cfgScale,
+    ...(s.kind === 'dream' ? { transfer: 'dream' as const, eps: s.eps ?? DREAM_EPS } : {}),
+    ...(s.shiftLogits ? { shiftLogits: true } : {}),
+  };
+}
+
 export function checkDiffusion(s: DiffusionSpec, n: Namer): Issue[] {
-  return scheduleIssues(s).map((i) => ({ path: [i.field], message: i.message(n) }));
+  const out = scheduleIssues(specSchedule(s)).map((i) => ({
+    path: [i.field],
+    message: i.message(n),
+  }));
+  if (s.kind === 'llada' && s.eps !== undefined)
+    out.push({ path: ['eps'], message: `${n('eps')} belongs to diffusion dream, not llada` });
+  if (s.kind === 'dream' && (s.blockLength !== s.genLength || s.cfgScale !== 0))
+    out.push({
+      path: ['blockLength'],
+      message: `diffusion dream decodes the whole answer as one block without guidance: ${n('blockLength')} must equal ${n('genLength')} and ${n('cfgScale')} be 0`,
+    });
+  return out;
 }
 
 export const llada = defineKind({
@@ -33,6 +74,7 @@ export const llada = defineKind({
     remasking: opt(oneOf('remasking', REMASKINGS)),
     temperature: opt(nonNegative),
     cfg_scale: opt(nonNegative),
+    shift_logits: opt(bool),
   },
   build: (a): DiffusionSpec => {
     const genLength = a.gen_length ?? LLADA_DEFAULTS.genLength;
@@ -46,24 +88,78 @@ export const llada = defineKind({
       remasking: a.remasking ?? LLADA_DEFAULTS.remasking,
       temperature: a.temperature ?? LLADA_DEFAULTS.temperature,
       cfgScale: a.cfg_scale ?? LLADA_DEFAULTS.cfgScale,
+      ...(a.shift_logits ? { shiftLogits: true } : {}),
     };
   },
   check: checkDiffusion,
-  toArgs: (s) => [
-    { name: 'mask_id', value: s.maskId },
-    { name: 'gen_length', value: s.genLength },
-    { name: 'block_length', value: s.blockLength },
-    { name: 'steps', value: s.steps },
-    { name: 'remasking', value: { name: s.remasking } },
-    { name: 'temperature', value: s.temperature },
-    { name: 'cfg_scale', value: s.cfgScale },
-  ],
+  toArgs: (s) =>
+    s.kind !== 'llada'
+      ? null
+      : [
+          { name: 'mask_id', value: s.maskId },
+          { name: 'gen_length', value: s.genLength },
+          { name: 'block_length', value: s.blockLength },
+          { name: 'steps', value: s.steps },
+          { name: 'remasking', value: { name: s.remasking } },
+          { name: 'temperature', value: s.temperature },
+          { name: 'cfg_scale', value: s.cfgScale },
+          ...(s.shiftLogits ? [{ name: 'shift_logits', value: true }] : []),
+        ],
+});
+
+/**
+ * Dream (HKUNLP): its diffusion_generate's sampler, whole answer in one block, counts by its
+ * eps schedule, the confidence of its deterministic algs (`alg`: maskgit_plus, topk_margin,
+ * entropy, stored as remasking low_confidence, margin, entropy), and logits shifted right by one
+ * (shift_logits, on unless a checkpoint says otherwise).
+ */
+export const dream = defineKind({
+  name: 'dream',
+  params: {
+    mask_id: req(int(0)),
+    gen_length: opt(int(1)),
+    steps: opt(int(1)),
+    alg: opt(oneOf('alg', Object.keys(DREAM_ALGS))),
+    eps: opt(positive),
+    temperature: opt(nonNegative),
+    shift_logits: opt(bool),
+  },
+  build: (a): DiffusionSpec => {
+    const genLength = a.gen_length ?? DREAM_DEFAULTS.genLength;
+    return {
+      kind: 'dream',
+      maskId: a.mask_id,
+      genLength,
+      blockLength: genLength,
+      steps: a.steps ?? genLength,
+      remasking: DREAM_ALGS[a.alg ?? DREAM_DEFAULTS.alg],
+      temperature: a.temperature ?? DREAM_DEFAULTS.temperature,
+      cfgScale: 0,
+      ...((a.shift_logits ?? true) ? { shiftLogits: true } : {}),
+      eps: a.eps ?? DREAM_DEFAULTS.eps,
+    };
+  },
+  check: checkDiffusion,
+  toArgs: (s) => {
+    const alg = Object.keys(DREAM_ALGS).find((k) => DREAM_ALGS[k] === s.remasking);
+    return s.kind !== 'dream' || alg === undefined
+      ? null
+      : [
+          { name: 'mask_id', value: s.maskId },
+          { name: 'gen_length', value: s.genLength },
+          { name: 'steps', value: s.steps },
+          { name: 'alg', value: { name: alg } },
+          { name: 'eps', value: s.eps ?? DREAM_EPS },
+          { name: 'temperature', value: s.temperature },
+          { name: 'shift_logits', value: s.shiftLogits === true },
+        ];
+  },
 });
 
 export const DIFFUSIONS: Family<DiffusionSpec> = {
   noun: 'diffusion',
   example: 'llada(mask_id: ...)',
-  kinds: [llada],
+  kinds: [llada, dream],
 };
 
 /**
@@ -106,9 +202,15 @@ export function diffusionModelIssues(m: ModelIR, n: Namer): Issue[] {
 
 /** One line for check and inspect: the mask id and the sampler defaults. */
 export function describeDiffusion(d: DiffusionSpec): string {
+  if (d.kind === 'dream')
+    return (
+      `diffusion dream: mask id ${d.maskId}, gen length ${d.genLength}, ${d.steps} steps (eps ${d.eps ?? DREAM_EPS}), ` +
+      `${d.remasking} confidence, temperature ${d.temperature}${d.shiftLogits ? ', logits shifted right by one' : ''}`
+    );
   const blocks = d.genLength / d.blockLength;
   return (
     `diffusion llada: mask id ${d.maskId}, gen length ${d.genLength} in ${blocks} block${blocks === 1 ? '' : 's'} of ${d.blockLength}, ` +
-    `${d.steps} steps (${d.steps / blocks} per block), ${d.remasking} remasking, temperature ${d.temperature}`
+    `${d.steps} steps (${d.steps / blocks} per block), ${d.remasking} remasking, temperature ${d.temperature}` +
+    (d.shiftLogits ? ', logits shifted right by one' : '')
   );
 }
