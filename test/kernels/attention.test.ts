@@ -132,6 +132,13 @@ describe('attention reference', () => {
     expect(visibleKeys({ causal: false, window: 3 }, 11, dual)).toEqual([9, 14]);
     expect(visibleKeys({ causal: false, window: null }, 11, { ...step, keys: 3 })).toEqual([0, 14]);
     expect(visibleKeys({ causal: true, window: null }, 12, dual)).toEqual([0, 13]);
+    // Block-causal: up to the end of the query's block; `keys` past it stay invisible.
+    const blk = { causal: false, window: null, blockCausal: 4 };
+    expect(visibleKeys(blk, 11, step)).toEqual([0, 12]);
+    expect(visibleKeys(blk, 12, step)).toEqual([0, 14]);
+    expect(visibleKeys(blk, 12, { ...step, keys: 40 })).toEqual([0, 16]);
+    expect(visibleKeys({ ...blk, blockCausal: 1 }, 12, step)).toEqual([0, 13]);
+    expect(visibleKeys({ ...blk, blockCausal: 64 }, 12, step)).toEqual([0, 14]);
   });
 
   it('a single visible key returns its value row; two equal scores average', () => {
@@ -256,13 +263,6 @@ describe('attention tiles', () => {
     }
     expect(decodeSplits(100, 8)).toBe(1);
     expect(decodeSplits(700, 8)).toBe(3);
-    // Block-causal: up to the end of the query's block; `keys` past it stay invisible.
-    const blk = { causal: false, window: null, blockCausal: 4 };
-    expect(visibleKeys(blk, 11, step)).toEqual([0, 12]);
-    expect(visibleKeys(blk, 12, step)).toEqual([0, 14]);
-    expect(visibleKeys(blk, 12, { ...step, keys: 40 })).toEqual([0, 16]);
-    expect(visibleKeys({ ...blk, blockCausal: 1 }, 12, step)).toEqual([0, 13]);
-    expect(visibleKeys({ ...blk, blockCausal: 64 }, 12, step)).toEqual([0, 14]);
     expect(decodeSplits(1 << 20, 8)).toBe(64);
     expect(decodeSplits(1 << 20, 1)).toBe(128);
   });
