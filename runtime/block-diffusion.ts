@@ -14,7 +14,8 @@
  *
  * A forward of more rows than one prefill chunk is split at block boundaries (a chunk that split
  * a block would keep its first rows from seeing the rest of it); the sampler block must fit in
- * one chunk.
+ * one chunk. Only the logits of the rows a step commits come back (a first-hitting step: one row,
+ * not the block's).
  */
 import {
   blockDiffusionSample,
@@ -22,6 +23,7 @@ import {
   type BlockForward,
   type OnBlockStep,
 } from '../src/ops/block-diffusion.ts';
+import { createStorage, readBuffer } from './gpu.ts';
 import type { Sequence } from './model.ts';
 
 export type { BlockDiffusionRun, BlockStepCommit } from '../src/ops/block-diffusion.ts';
@@ -44,33 +46,51 @@ export function attentionBlock(seq: Sequence): number | string {
   return [...blocks][0]!;
 }
 
-/** The cached forward: rows [exact, span.to) from position `exact`, in block-aligned chunks. */
-export function cachedBlockForward(seq: Sequence, blockLength: number): BlockForward {
+/**
+ * The cached forward: rows [exact, span.to) from position `exact`, in block-aligned chunks, the
+ * last of which copies the wanted rows' logits aside in its own submission; only those come back.
+ */
+export function cachedBlockForward(
+  seq: Sequence,
+  blockLength: number,
+): { forward: BlockForward; destroy: () => void } {
   const maxT = seq.model.manifest.phases.prefill.maxT;
+  if (blockLength > maxT)
+    throw new Error(
+      `a block of ${blockLength} rows does not fit in one prefill chunk of ${maxT}: compile with --max-t ${blockLength} or more`,
+    );
+  const { device } = seq.model.gpu;
+  const rowBytes = seq.model.vocab * 4;
+  const picked = createStorage(device, blockLength * rowBytes, 'block diffusion rows');
   let exact = 0;
   seq.reset();
-  return async (canvas, span) => {
+  const forward: BlockForward = async (canvas, span, rows) => {
     if (span.from < exact || span.from % blockLength !== 0)
       throw new Error(
         `block forward over rows ${span.from}..${span.to - 1}: the cache is exact up to ${exact}`,
-      );
-    if (blockLength > maxT)
-      throw new Error(
-        `a block of ${blockLength} rows does not fit in one prefill chunk of ${maxT}: compile with --max-t ${blockLength} or more`,
       );
     seq.rewind(exact);
     // Whole blocks before the span while the rest does not fit one chunk.
     let at = exact;
     const per = Math.floor(maxT / blockLength) * blockLength;
     while (span.to - at > maxT) {
-      await seq.forward(canvas.subarray(at, at + per));
+      await seq.forwardOnDevice(canvas.subarray(at, at + per), () => {});
       at += per;
     }
-    const logits = (await seq.forward(canvas.subarray(at, span.to))).logits;
+    const from = at;
+    await seq.forwardOnDevice(canvas.subarray(from, span.to), (enc, logits) => {
+      rows.forEach((p, k) =>
+        enc.copyBufferToBuffer(logits, (p - from) * rowBytes, picked, k * rowBytes, rowBytes),
+      );
+    });
     // Everything before the span is committed and now written in its final form.
     exact = span.from;
-    return logits.subarray((span.from - at) * seq.model.vocab);
+    const bytes = rows.length * rowBytes;
+    return new Float32Array(
+      await seq.model.readback('block diffusion logits', readBuffer(device, picked, bytes)),
+    );
   };
+  return { forward, destroy: () => picked.destroy() };
 }
 
 /**
@@ -94,11 +114,10 @@ export async function blockDiffusionGenerateGpu(
     throw new Error(
       `the canvas of ${prompt.length} prompt + ${run.genLength} generated tokens (${n}) does not fit in the KV cache of ${seq.capacity} rows: compile with --capacity ${n} or more, or shorten --gen-length`,
     );
-  return blockDiffusionSample(
-    cachedBlockForward(seq, run.blockLength),
-    prompt,
-    seq.model.vocab,
-    run,
-    onStep,
-  );
+  const f = cachedBlockForward(seq, run.blockLength);
+  try {
+    return await blockDiffusionSample(f.forward, prompt, seq.model.vocab, run, onStep);
+  } finally {
+    f.destroy();
+  }
 }

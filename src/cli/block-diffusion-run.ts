@@ -29,8 +29,8 @@ export const BLOCK_DIFFUSION_HELP = `block-diffusion models (a spec with diffusi
                        or ddpm (each mask stays with probability s/t)
   --temperature T      0 = argmax; above, a seeded draw (--seed) from softmax(logits / T)
   --nucleus-p P        keep the most probable tokens up to mass P, in (0, 1]
-  --dump-logits FILE   write prompt_ids, block_logits (the first block's first step) and
-                       decode_tokens (safetensors)`;
+  --dump-logits FILE   write prompt_ids, step_positions and step_logits (the positions the first
+                       step commits and their logits) and decode_tokens (safetensors)`;
 
 const FLAG: Record<keyof BlockSettings, string> = {
   genLength: '--gen-length',
@@ -111,13 +111,14 @@ export async function runBlockDiffusion(
     }
     return parts.join(plain ? ' ' : '');
   };
-  let first: Float32Array | null = null;
+  // The first step that ran a forward: its positions and their logits.
+  let first: { positions: number[]; logits: Float32Array } | null = null;
   let steps = 0;
   let forwards = 0;
   const out = await blockDiffusionGenerateGpu(seq, prompt, run, (c, canvas, logits) => {
     steps++;
     if (c.forward) forwards++;
-    first ??= logits.slice();
+    if (logits && !first) first = { positions: c.positions, logits: logits.slice() };
     if (o.dump) return;
     const line = show(canvas);
     if (tty) process.stdout.write(`\r\x1b[K${line}`);
@@ -126,15 +127,17 @@ export async function runBlockDiffusion(
   const tokens = out.slice(P);
   if (o.dump) {
     const vocab = seq.model.vocab;
-    const rows = first!.length / vocab;
+    const f = first!;
+    const rows = f.positions.length;
     const file = serializeSafetensors({
       prompt_ids: { dtype: 'I32', shape: [P], data: Int32Array.from(prompt) },
-      block_logits: { dtype: 'F32', shape: [rows, vocab], data: first! },
+      step_positions: { dtype: 'I32', shape: [rows], data: Int32Array.from(f.positions) },
+      step_logits: { dtype: 'F32', shape: [rows, vocab], data: f.logits },
       decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
     });
     await writeFile(o.dump, new Uint8Array(file));
     console.log(
-      `wrote ${o.dump}: block_logits [${rows}, ${vocab}], ${steps} steps, ${forwards} forwards`,
+      `wrote ${o.dump}: step_logits [${rows}, ${vocab}] (the first forward's committed positions), ${steps} steps, ${forwards} forwards`,
     );
     console.log(`decode tokens: ${[...tokens].join(',')}`);
     return;

@@ -33,9 +33,12 @@
  * Gumbel-max over the kept tokens' scaled logits with the seeded noise of src/ops/diffusion.ts
  * (the reference's _sample_categorical, probs / Exp(1), is the same race).
  *
- * Like the reference, a step whose predecessor committed nothing reuses its logits (the model
- * has no time conditioning, and the canvas is unchanged), so `ddpm` steps cost forwards only when
- * something changed.
+ * Which positions a step commits depends on the noise and the canvas only, never on the logits
+ * (first_hitting's uniform choice; ddpm's stay draws, which the reference's joint categorical
+ * over q_xs = (1 − s/t)·p_x0 with mass s/t on the mask gives the same marginals). So a step
+ * chooses its positions first and asks the forward for just those rows; a step that commits
+ * nothing runs no forward (the reference reuses its cached p_x0 then: the model has no time
+ * conditioning and the canvas has not changed, so both commit nothing and spend no forward).
  *
  * Every draw is a pure function of (seed, step, position, stream): step counts every step of the
  * generation, so a cached run and a recompute-everything run draw the same numbers.
@@ -195,12 +198,16 @@ export function drawToken(
 }
 
 /**
- * Logits of canvas rows [span.from, span.to) ([to − from, vocab]) given the canvas as it is.
- * The sampler asks only for its current block's rows. A reference forward recomputes the whole
- * canvas under the block-causal mask and returns the block's rows; the cached one (runtime/
- * block-diffusion.ts) runs the block against the K/V of the committed blocks before it.
+ * Logits of canvas positions `rows` (ascending, inside `span`, the current block), [rows.length,
+ * vocab], given the canvas as it is. A reference forward recomputes the whole canvas under the
+ * block-causal mask and returns those rows; the cached one (runtime/block-diffusion.ts) runs the
+ * block against the K/V of the committed blocks before it and reads back only those rows.
  */
-export type BlockForward = (canvas: Uint32Array, span: Span) => Promise<Float32Array>;
+export type BlockForward = (
+  canvas: Uint32Array,
+  span: Span,
+  rows: readonly number[],
+) => Promise<Float32Array>;
 
 /** What one step committed, in canvas positions (ascending). */
 export interface BlockStepCommit {
@@ -209,14 +216,15 @@ export interface BlockStepCommit {
   span: Span;
   positions: number[];
   tokens: number[];
-  /** Whether the step ran a forward (false: it reused the previous step's logits). */
+  /** Whether the step ran a forward (false: it committed nothing). */
   forward: boolean;
 }
 
+/** Sees each step's commits, the canvas after them, and the logits of `positions` (or null). */
 export type OnBlockStep = (
   c: BlockStepCommit,
   canvas: Uint32Array,
-  logits: Float32Array,
+  logits: Float32Array | null,
 ) => void | Promise<void>;
 
 /** Block-diffusion generation over `forward` (see the file comment); returns the final canvas. */
@@ -237,16 +245,11 @@ export async function blockDiffusionSample(
   for (let i = 0; i < P; i++) canvas[i] = prompt[i];
   let step = 0;
   for (const [b, block] of samplerBlocks(P, n, r.blockLength).entries()) {
-    let logits: Float32Array | null = null;
     for (let i = 0; i < r.steps; i++, step++) {
       const masked: number[] = [];
       for (let p = Math.max(block.from, P); p < block.to; p++)
         if (canvas[p] === r.maskId) masked.push(p);
       if (masked.length === 0) break;
-      const ran = logits === null;
-      logits ??= await forward(canvas, block);
-      const draw = (p: number) =>
-        drawToken(logits!, p - block.from, vocab, { ...r, step, position: p });
       let positions: number[];
       if (r.sampler === 'first_hitting') {
         const u = noiseUniform(r.seed, step, block.from, CHOICE_STREAM);
@@ -255,15 +258,17 @@ export async function blockDiffusionSample(
         const stay = stayProbability(i, r.steps);
         positions = masked.filter((p) => !(noiseUniform(r.seed, step, p, STAY_STREAM) < stay));
       }
-      const tokens = positions.map(draw);
-      positions.forEach((p, j) => (canvas[p] = tokens[j]));
-      await onStep?.(
-        { step, block: b, span: block, positions, tokens, forward: ran },
-        canvas,
-        logits,
+      const logits = positions.length ? await forward(canvas, block, positions) : null;
+      if (logits && logits.length !== positions.length * vocab)
+        throw new Error(
+          `the forward of block ${block.from}..${block.to - 1} returned ${logits.length / vocab} rows of logits, not ${positions.length}`,
+        );
+      const tokens = positions.map((p, j) =>
+        drawToken(logits!, j, vocab, { ...r, step, position: p }),
       );
-      // The canvas changed: the next step needs a new forward (else it reuses these logits).
-      if (positions.length) logits = null;
+      positions.forEach((p, j) => (canvas[p] = tokens[j]));
+      const c = { step, block: b, span: block, positions, tokens, forward: logits !== null };
+      await onStep?.(c, canvas, logits);
     }
   }
   return canvas;

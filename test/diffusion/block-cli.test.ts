@@ -34,10 +34,12 @@ describe('strata run on a block-diffusion model', () => {
     const pre = await Interpreter.create(c.graphs.prefill, randomWeights(model, 2));
     const d = model.diffusion as BlockDiffusionSpec;
     const want = await blockDiffusionSample(
-      async (canvas, span) =>
-        pre
-          .step(canvas, 0, canvas.length, pre.newState())
-          .logits.subarray(span.from * model.vocab, span.to * model.vocab),
+      async (canvas, _span, rows) => {
+        const all = pre.step(canvas, 0, canvas.length, pre.newState()).logits;
+        return Float32Array.from(
+          rows.flatMap((p) => [...all.subarray(p * model.vocab, (p + 1) * model.vocab)]),
+        );
+      },
       [5, 17, 3],
       model.vocab,
       { ...d, genLength: 9, blockLength: 8, steps: 8, temperature: 0.7, seed: 2 },

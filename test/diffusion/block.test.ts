@@ -49,13 +49,16 @@ function settings(o: Partial<BlockDiffusionRun>): BlockDiffusionRun {
   };
 }
 
-/** The reference: the whole canvas from position 0 at every step, the span's rows returned. */
+/** The reference: the whole canvas from position 0 at every step, the wanted rows returned. */
 async function fromScratch(model: ModelIR, weights: _L['weights']): Promise<BlockForward> {
   const g = compileModel(model, { caps: BASELINE_CAPS, maxT: 64, capacity: 64 }).graphs.prefill;
   const pre = await Interpreter.create(g, weights);
-  return async (canvas, span) => {
+  const V = model.vocab;
+  return async (canvas, _span, rows) => {
     const all = pre.step(canvas, 0, canvas.length, pre.newState()).logits;
-    return all.subarray(span.from * model.vocab, span.to * model.vocab);
+    const out = new Float32Array(rows.length * V);
+    rows.forEach((p, k) => out.set(all.subarray(p * V, (p + 1) * V), k * V));
+    return out;
   };
 }
 
@@ -146,6 +149,44 @@ describe('block-diffusion sampler: cached GPU run = recompute-everything referen
         }
     });
   }
+
+  it("writes each committed block's final K/V once, in the next block's first forward", async () => {
+    const seq = m.gm.newSequence();
+    const writes: { from: number; ids: number[] }[] = [];
+    const inner = seq.forwardOnDevice.bind(seq);
+    seq.forwardOnDevice = (ids, then, opts) => {
+      writes.push({ from: seq.pos, ids: Array.from(ids) });
+      return inner(ids, then, opts);
+    };
+    const prompt = [5, 17, 200, 3, 42];
+    const out = await blockDiffusionGenerateGpu(seq, prompt, settings({ genLength: 10 }));
+    // Blocks [4, 8), [8, 12), [12, 15): 3 + 4 + 3 steps, one forward each.
+    expect(writes.length).toBe(10);
+    const final = (from: number, to: number) =>
+      writes.filter((w) =>
+        Array.from({ length: to - from }, (_, k) => from + k).every(
+          (p) => p >= w.from && p < w.from + w.ids.length && w.ids[p - w.from] === out[p],
+        ),
+      ).length;
+    // The prompt's whole block [0, 4) once (the first forward), the blocks after it once each,
+    // in the next block's first forward; the last block's final K/V are never needed.
+    expect(final(0, 4)).toBe(1);
+    expect(final(4, 8)).toBe(1);
+    expect(final(8, 12)).toBe(1);
+    expect(final(12, 15)).toBe(0);
+    expect(writes.map((w) => [w.from, w.ids.length])).toEqual([
+      [0, 8],
+      [4, 4],
+      [4, 4],
+      [4, 8],
+      [8, 4],
+      [8, 4],
+      [8, 4],
+      [8, 7],
+      [12, 3],
+      [12, 3],
+    ]);
+  });
 
   it('the first step of a block sees the committed blocks: a different prompt changes it', async () => {
     const run = settings({ genLength: 4 });
