@@ -78,7 +78,7 @@ describe('bd3lm setting and block-causal attention', () => {
       /m\.strata:7:\d+: .*layer 0 uses attention 'attn' without block_causal/,
     );
     expect(error(spec('llada(mask_id: 63)'))).toMatch(
-      /layer 0 uses causal attention 'attn'|bidirectional attention/,
+      /layer 0 uses block-causal attention 'attn' \(drop block_causal, or use diffusion bd3lm\)/,
     );
     expect(error(spec('none', 'block_causal: 4, causal: true'))).toMatch(
       /block_causal 4 cannot be combined with causal/,

@@ -140,9 +140,11 @@ export function diffusionModelIssues(m: ModelIR, n: Namer): Issue[] {
     if (l.mixer?.kind === 'attention' && !l.mixer.causal && !l.mixer.blockCausal) continue;
     const what = !l.mixer
       ? 'has no mixer'
-      : l.mixer.kind === 'attention'
-        ? `uses causal attention '${l.mixerName}' (set causal: false)`
-        : `uses ${l.mixer.kind} mixer '${l.mixerName}'`;
+      : l.mixer.kind !== 'attention'
+        ? `uses ${l.mixer.kind} mixer '${l.mixerName}'`
+        : l.mixer.blockCausal
+          ? `uses block-causal attention '${l.mixerName}' (drop ${n('blockCausal')}, or use diffusion bd3lm)`
+          : `uses causal attention '${l.mixerName}' (set causal: false)`;
     issues.push({
       path: ['layers', l.index, 'mixer'],
       message: `a diffusion model needs bidirectional attention (attention with causal: false) in every layer; layer ${l.index} ${what}`,
