@@ -36,9 +36,11 @@
  * Which positions a step commits depends on the noise and the canvas only, never on the logits
  * (first_hitting's uniform choice; ddpm's stay draws, which the reference's joint categorical
  * over q_xs = (1 − s/t)·p_x0 with mass s/t on the mask gives the same marginals). So a step
- * chooses its positions first and asks the forward for just those rows; a step that commits
- * nothing runs no forward (the reference reuses its cached p_x0 then: the model has no time
- * conditioning and the canvas has not changed, so both commit nothing and spend no forward).
+ * chooses its positions first and asks the forward for just those rows, and a step that commits
+ * nothing runs no forward. The reference spends as many: the forward it runs at a step that
+ * commits nothing serves the next step through its p_x0 cache (the model has no time
+ * conditioning and the canvas has not changed). For the same reason the first-hitting time
+ * t ← t·u^(1/masks) of the reference changes no draw, and is not kept.
  *
  * Every draw is a pure function of (seed, step, position, stream): step counts every step of the
  * generation, so a cached run and a recompute-everything run draw the same numbers.
