@@ -88,5 +88,9 @@ describe('strata run on a block-diffusion model', () => {
     expect(r.out).toMatch(/schedule: gen length 16, blocks of 4, ddpm .* forwards over \d+ rows/);
     expect(r.out).toMatch(/LLaDA's sampler, same weights .*: 16 forwards over 336 rows/);
     expect(r.out).toMatch(/autoregressive, same weights: .*x the FLOPs/);
+    // First hitting, blocks [4, 8) … [20, 21): a forward a token; a block's first one also runs
+    // the block before it (the prompt's [0, 4) at the first): 8 + 2·4 + 3·(8 + 3·4) + 5 rows.
+    const fh = await cli('inspect', SPEC, '--prompt-length', '5');
+    expect(fh.out).toMatch(/first_hitting \(a step a token\), prompt 5: 16 forwards over 81 rows/);
   });
 });
