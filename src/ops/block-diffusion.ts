@@ -42,6 +42,10 @@
  * conditioning and the canvas has not changed). For the same reason the first-hitting time
  * t ← t·u^(1/masks) of the reference changes no draw, and is not kept.
  *
+ * Block length 1 (with B = 1, the causal mask) is left-to-right decoding, one forward a token:
+ * position p is drawn from row p of a causal forward over the committed prefix and one mask id at
+ * p (no shift: the row fed the mask predicts its own position, where an AR LM's row p − 1 would).
+ *
  * Every draw is a pure function of (seed, step, position, stream): step counts every step of the
  * generation, so a cached run and a recompute-everything run draw the same numbers.
  */
