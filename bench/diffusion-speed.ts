@@ -15,6 +15,7 @@ import { acquire } from '../runtime/node/webgpu-node.ts';
 import { randomWeights } from '../src/import/random-init.ts';
 import type { DiffusionRun } from '../src/ops/diffusion.ts';
 import { loadSpec } from '../src/spec/load.ts';
+import type { DiffusionSpec } from '../src/spec/model.ts';
 
 const args = process.argv.slice(2);
 const opt = (k: string) => {
@@ -25,7 +26,7 @@ const layers = Number(args.find((a) => /^\d+$/.test(a)) ?? 4);
 const model = loadSpec('specs/llada-8b.strata');
 model.layers = model.layers.slice(0, layers);
 const P = 64;
-const base: DiffusionRun = { ...model.diffusion!, seed: 1 };
+const base: DiffusionRun = { ...(model.diffusion as DiffusionSpec), seed: 1 };
 const n = P + base.genLength;
 const gpu = await acquire({ flags: opt('--gpu-flags') ? [opt('--gpu-flags')!] : [] });
 const t0 = performance.now();

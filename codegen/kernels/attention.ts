@@ -172,6 +172,7 @@ function variantName(a: AttentionAttrs): string {
   const dims = a.vHeadDim === a.headDim ? `d${a.headDim}` : `d${a.headDim}v${a.vHeadDim}`;
   const parts = [`h${a.heads}kv${a.kvHeads}${dims}`, a.causal ? 'causal' : 'full'];
   if (a.window !== null) parts.push(`w${a.window}`);
+  if ((a.blockCausal ?? null) !== null) parts.push(`blk${a.blockCausal}`);
   if (a.softcap !== null) parts.push(`cap${a.softcap}`);
   if (a.sinks) parts.push('sinks');
   if (kvTypeOf(a) === 'f16') parts.push('kv16');
@@ -251,7 +252,15 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const w = a.window;
   // Visible key range [lo, hi) of query position p; written without u32 underflow.
   const wlo = w === null ? '0u' : `select(0u, p + 1u - ${w}u, p + 1u > ${w}u)`;
-  const whi = a.causal ? 'p + 1u' : w === null ? 'n' : `min(n, p + ${w}u)`;
+  const B = a.blockCausal ?? null;
+  // Block-causal: up to the end of p's block (monotone in p, so a block's last row bounds it).
+  const whi = a.causal
+    ? 'p + 1u'
+    : B !== null
+      ? `min(n, (p / ${B}u + 1u) * ${B}u)`
+      : w === null
+        ? 'n'
+        : `min(n, p + ${w}u)`;
   // Global queries (bidirectional only) see every key: the window stops at them.
   const gq = a.globalQueries ?? 0;
   const lo = gq > 0 ? `select(${wlo}, 0u, p < ${gq}u)` : wlo;

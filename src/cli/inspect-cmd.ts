@@ -17,6 +17,8 @@ import { browserBudgets, budgetLines } from './browser-budgets.ts';
 import { describeDiffusion } from '../spec/kinds/diffusion.ts';
 import { autoregressiveCost, diffusionScheduleCost } from './diffusion-cost.ts';
 import { diffusionRunOptions } from './diffusion-run.ts';
+import { blockDiffusionRunOptions, modelAttentionBlock } from './block-diffusion-run.ts';
+import { blockScheduleCost } from './block-diffusion-cost.ts';
 import { humanBytes as bytes, humanCount, humanFlops, layerList } from './units.ts';
 
 export function formatGraph(g: Graph): string {
@@ -46,7 +48,8 @@ export const inspectCommand: Command = {
   --browser          whether the model fits a browser tab at each precision (WebGPU's default
                      limits, a 4 GiB tab): compiles it four times
   diffusion models: the cost per generated token of a schedule (the spec's, or --gen-length,
-  --block-length, --steps, --cache, --threshold as strata run takes them) for a prompt of
+  --block-length, --steps, --cache, --threshold, and for bd3lm --sampler, as strata run takes
+  them) for a prompt of
   --prompt-length N tokens (default 0), beside an autoregressive model of the same weights
 
 inspect opens no GPU unless asked: its --target defaults to nominal (WebGPU's baseline kernels
@@ -68,6 +71,7 @@ ${COMMON_COMPILE_HELP}`,
         steps: { type: 'string' },
         cache: { type: 'string' },
         threshold: { type: 'string' },
+        sampler: { type: 'string' },
       },
     });
     if (positionals.length !== 1) throw new UserError('inspect takes one spec (see --help)');
@@ -136,7 +140,38 @@ ${COMMON_COMPILE_HELP}`,
       );
     }
     const model = input.model;
-    if (model.diffusion) {
+    if (model.diffusion?.kind === 'bd3lm') {
+      const prompt = intOption(values['prompt-length'], 'prompt-length', 0, 0)!;
+      const run = blockDiffusionRunOptions(values, model.diffusion, modelAttentionBlock(model), 0);
+      const g = compiled.graphs;
+      const per = (c: { flops: number; bytesRead: number }) =>
+        `${humanFlops(c.flops / run.genLength)}, read ${bytes(Math.round(c.bytesRead / run.genLength))} per generated token`;
+      const s = blockScheduleCost(g.prefill, prompt, run);
+      // LLaDA's exact sampler on the same weights: a full forward a step, steps = gen length.
+      const whole = run.genLength % run.blockLength === 0 ? run.blockLength : run.genLength;
+      const llada = diffusionScheduleCost(g.prefill, prompt, {
+        genLength: run.genLength,
+        blockLength: whole,
+        steps: run.genLength,
+        remasking: 'low_confidence',
+        temperature: 0,
+        cfgScale: 0,
+        maskId: run.maskId,
+        seed: 0,
+      });
+      const ar = autoregressiveCost(g.prefill, g.decode, prompt, run.genLength);
+      console.log(describeDiffusion(model.diffusion));
+      console.log(
+        `  schedule: gen length ${run.genLength}, blocks of ${run.blockLength}, ${run.sampler} (${run.sampler === 'ddpm' ? `at most ${run.steps} steps a block` : 'a step a token'}), prompt ${prompt}: ` +
+          `${s.forwards} forwards over ${s.rows} rows (each block against the exact cache of the ones before); ${per(s.total)}`,
+      );
+      console.log(
+        `  LLaDA's sampler, same weights (steps = gen length, blocks of ${whole}, no cache): ${llada.forwards} forwards over ${llada.rows} rows; ${per(llada.total)}`,
+      );
+      console.log(
+        `  autoregressive, same weights: ${per(ar)} (block diffusion: ${(s.total.flops / ar.flops).toFixed(1)}x the FLOPs, ${(s.total.bytesRead / ar.bytesRead).toFixed(1)}x the bytes)`,
+      );
+    } else if (model.diffusion) {
       const prompt = intOption(values['prompt-length'], 'prompt-length', 0, 0)!;
       const run = diffusionRunOptions(values, model.diffusion, 0);
       const g = compiled.graphs;

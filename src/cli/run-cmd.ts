@@ -28,6 +28,13 @@ import {
   runDiffusion,
 } from './diffusion-run.ts';
 import type { DiffusionRun } from '../ops/diffusion.ts';
+import type { BlockDiffusionRun } from '../ops/block-diffusion.ts';
+import {
+  BLOCK_DIFFUSION_HELP,
+  blockDiffusionRunOptions,
+  modelAttentionBlock,
+  runBlockDiffusion,
+} from './block-diffusion-run.ts';
 import type { DiffusionPick } from '../../runtime/diffusion.ts';
 import { checkRunFits, runPrompt } from './run-prompt.ts';
 import { describeSite, dumpLogits, printExpertLoad } from './run-report.ts';
@@ -77,6 +84,8 @@ export const runCommand: Command = {
 
 ${DIFFUSION_HELP}
 
+${BLOCK_DIFFUSION_HELP}
+
 Errors (non-finite logits, WebGPU validation/out-of-memory errors, a lost device) go to stderr
 and the exit status is 1; stdout holds only generated tokens. After a run, stderr gets the time
 to the first token and the tokens per second after it.
@@ -109,6 +118,8 @@ ${COMMON_COMPILE_HELP}`,
         cache: { type: 'string' },
         pick: { type: 'string' },
         'cfg-scale': { type: 'string' },
+        sampler: { type: 'string' },
+        'nucleus-p': { type: 'string' },
       },
     });
     if (positionals.length !== 1)
@@ -154,6 +165,8 @@ ${COMMON_COMPILE_HELP}`,
         'cache',
         'pick',
         'cfg-scale',
+        'sampler',
+        'nucleus-p',
       ] as const
     ).filter((k) => values[k] !== undefined);
     if (!ir.diffusion && diffusionFlags.length) {
@@ -163,10 +176,20 @@ ${COMMON_COMPILE_HELP}`,
       );
     }
     let diffusion: DiffusionRun | null = null;
+    let block: BlockDiffusionRun | null = null;
     if (ir.diffusion) {
       try {
         refuseAutoregressiveFlags(values);
-        diffusion = diffusionRunOptions(values, ir.diffusion, seed);
+        if (ir.diffusion.kind === 'bd3lm')
+          block = blockDiffusionRunOptions(values, ir.diffusion, modelAttentionBlock(ir), seed);
+        else {
+          const bad = (['sampler', 'nucleus-p'] as const).filter((k) => values[k] !== undefined);
+          if (bad.length)
+            throw new UserError(
+              `${bad.map((k) => `--${k}`).join(', ')}: block-diffusion (bd3lm) sampler options, but the model is a LLaDA diffusion model`,
+            );
+          diffusion = diffusionRunOptions(values, ir.diffusion, seed);
+        }
       } catch (e) {
         await source?.close?.();
         throw e;
@@ -177,7 +200,7 @@ ${COMMON_COMPILE_HELP}`,
     let template: ChatTemplate | null;
     try {
       ({ prompt, tok, template } = await runPrompt(source, input, positionals[0], vocab, values));
-      if (source && !diffusion)
+      if (source && !diffusion && !block)
         checkRunFits(
           prompt.length,
           maxTokens,
@@ -193,19 +216,27 @@ ${COMMON_COMPILE_HELP}`,
     if (!source) {
       // A diffusion step is one forward over the whole canvas: by default, size the prefill
       // chunk and the cache to hold it.
-      const canvas = diffusion ? String(prompt.length + diffusion.genLength) : undefined;
+      const gen = diffusion ?? block;
+      const canvas = gen ? String(prompt.length + gen.genLength) : undefined;
       const compiled = compileWithOptions(
         input!.model,
         gpu.caps,
-        diffusion
+        gen
           ? { ...values, 'max-t': values['max-t'] ?? canvas, capacity: values.capacity ?? canvas }
           : values,
       );
-      if (!diffusion)
-        checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
+      if (!gen) checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
       source = memorySource(compiled, input!.weights, input!.tokenizer);
     }
     const model = await GpuModel.load(gpu, source, terminalProgress());
+    if (block) {
+      await runBlockDiffusion(model.newSequence(), prompt, block, {
+        tok,
+        ids: values.ids === true,
+        dump: values['dump-logits'],
+      });
+      return 0;
+    }
     if (diffusion) {
       await runDiffusion(model.newSequence(), prompt, diffusion, {
         pick: values.pick as DiffusionPick | undefined,

@@ -276,6 +276,12 @@ export interface AttentionAttrs {
   causal: boolean;
   /** Sliding window: keys in (p - window, p]; null for none. */
   window: number | null;
+  /**
+   * Block-causal (BD3-LM), with causal false: query p sees the keys of its own block of
+   * blockCausal positions and of every earlier block, [0, (⌊p / B⌋ + 1)·B) ∩ [0, n); blocks are
+   * aligned at position 0. B = 1 is causal; B ≥ n is bidirectional. Absent or null: none.
+   */
+  blockCausal?: number | null;
   softcap: number | null;
   /** A learned logit per head joins each softmax denominator (GPT-OSS attention sinks). */
   sinks: boolean;

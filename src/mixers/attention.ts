@@ -46,6 +46,11 @@ export interface AttentionSpec {
   /** Bias on the output projection. */
   outBias: boolean;
   causal: boolean;
+  /**
+   * Block-causal attention (BD3-LM), with causal false: a query sees its own block of
+   * blockCausal positions (aligned at 0) and every earlier block. Absent or null: none.
+   */
+  blockCausal?: number | null;
   /** Sliding window length in tokens; null is full attention. */
   window: number | null;
   /**
@@ -129,6 +134,25 @@ export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
     });
   }
   issues.push(...sparsityIssues(a, n));
+  const B = a.blockCausal ?? null;
+  if (B !== null) {
+    const clash = a.causal
+      ? n('causal')
+      : a.window !== null
+        ? n('window')
+        : a.pattern != null
+          ? n('pattern')
+          : a.sinkTokens !== null
+            ? n('sinkTokens')
+            : a.evict !== null
+              ? n('evict')
+              : null;
+    if (clash)
+      issues.push({
+        path: ['blockCausal'],
+        message: `${n('blockCausal')} ${B} cannot be combined with ${clash}: a block-causal mask is bidirectional inside each block and sees every earlier block (drop ${clash}${clash === n('causal') ? ' or set it false' : ''})`,
+      });
+  }
   if (a.rope) {
     for (const issue of checkRope(a.rope, a.headDim, n)) {
       issues.push({ path: ['rope', ...issue.path], message: issue.message });
@@ -233,6 +257,7 @@ const kindDef = defineKind({
     qkv_bias: opt(bool),
     out_bias: opt(bool),
     causal: opt(bool),
+    block_causal: opt(orNone(int(1))),
     window: opt(orNone(int(1))),
     sink_tokens: opt(orNone(int(0))),
     evict: opt(orNone(block(EVICTIONS))),
@@ -263,7 +288,9 @@ const kindDef = defineKind({
       qkNorm: a.qk_norm ?? false,
       qkvBias: a.qkv_bias ?? false,
       outBias: a.out_bias ?? false,
-      causal: a.causal ?? true,
+      // A block-causal mask is bidirectional inside its blocks: causal defaults to false there.
+      causal: a.causal ?? !a.block_causal,
+      ...(a.block_causal ? { blockCausal: a.block_causal } : {}),
       window: a.window ?? null,
       sinkTokens: a.sink_tokens ?? null,
       evict: a.evict ? a.evict(ctx) : null,
@@ -291,6 +318,7 @@ const kindDef = defineKind({
           { name: 'qkv_bias', value: s.qkvBias },
           { name: 'out_bias', value: s.outBias },
           { name: 'causal', value: s.causal },
+          ...(s.blockCausal ? [{ name: 'block_causal', value: s.blockCausal }] : []),
           { name: 'window', value: s.window },
           { name: 'sink_tokens', value: s.sinkTokens },
           { name: 'evict', value: s.evict && toDslCall(EVICTIONS, s.evict).value },
@@ -394,6 +422,8 @@ export const attention = defineMixer<AttentionSpec>({
       sinks: { ...boolSchema, default: false },
       outputGate: { ...boolSchema, default: false },
       sinkTokens: { type: ['integer', 'null'], minimum: 0, default: null },
+      // No default: models without it stay without the key (the DSL leaves it out too).
+      blockCausal: { type: ['integer', 'null'], minimum: 1 },
       evict: {
         default: null,
         oneOf: [
@@ -453,7 +483,8 @@ export const attention = defineMixer<AttentionSpec>({
     else if (m.rope.rotaryDim !== m.headDim) parts.push(`rotary ${m.rope.rotaryDim}`);
     if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
     if (m.sinks) parts.push('sinks');
-    if (!m.causal) parts.push('bidirectional');
+    if (m.blockCausal) parts.push(`block-causal ${m.blockCausal}`);
+    else if (!m.causal) parts.push('bidirectional');
     if (m.outputGate) parts.push('output gate');
     return parts.join(', ');
   },

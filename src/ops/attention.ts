@@ -59,7 +59,7 @@ function checkEven(op: string, widths: Record<string, number>): void {
  * Shared by the reference, the cost model and (in WGSL form) the kernels.
  */
 export function visibleKeys(
-  a: Pick<AttentionAttrs, 'causal' | 'window' | 'globalQueries'>,
+  a: Pick<AttentionAttrs, 'causal' | 'window' | 'globalQueries' | 'blockCausal'>,
   p: number,
   step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
 ): [number, number] {
@@ -68,6 +68,9 @@ export function visibleKeys(
   const w = p < (a.globalQueries ?? 0) ? null : a.window;
   const lo = w === null ? 0 : Math.max(0, p - w + 1);
   if (a.causal) return [lo, p + 1];
+  // Block-causal: the end of the query's block (keys past it are not visible, whatever `keys`).
+  const B = a.blockCausal ?? null;
+  if (B !== null) return [lo, Math.min(n, (Math.floor(p / B) + 1) * B)];
   return [lo, w === null ? n : Math.min(n, p + w)];
 }
 
@@ -77,7 +80,10 @@ export function visibleKeys(
  * key blocks p's block keeps. Disjoint and ascending.
  */
 export function visibleRanges(
-  a: Pick<AttentionAttrs, 'causal' | 'window' | 'sinkTokens' | 'globalQueries' | 'blockSparse'>,
+  a: Pick<
+    AttentionAttrs,
+    'causal' | 'window' | 'sinkTokens' | 'globalQueries' | 'blockSparse' | 'blockCausal'
+  >,
   p: number,
   step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
 ): [number, number][] {
@@ -146,6 +152,16 @@ export const attention: OpDefinition<AttentionAttrs> = {
       throw new Error(`attention: heads (${a.heads}) must be a multiple of kvHeads (${a.kvHeads})`);
     }
     if (a.window !== null && a.window < 1) throw new Error(`attention: window must be >= 1`);
+    const B = a.blockCausal ?? null;
+    if (B !== null) {
+      if (!Number.isSafeInteger(B) || B < 1)
+        throw new Error(`attention: blockCausal must be an integer >= 1, got ${B}`);
+      if (a.causal || a.window !== null || (a.sinkTokens ?? 0) > 0 || a.ring)
+        throw new Error(
+          `attention: blockCausal ${B} needs causal false and no window, sink tokens or ring ` +
+            `(causal ${a.causal}, window ${a.window})`,
+        );
+    }
     const sink = a.sinkTokens ?? 0;
     if (!Number.isInteger(sink) || sink < 0) {
       throw new Error(`attention: sinkTokens must be an integer >= 0, got ${sink}`);

@@ -208,6 +208,23 @@ export interface DiffusionSpec {
   eps?: number;
 }
 
+/**
+ * A block-diffusion LM (BD3-LM): blocks are generated left to right, each denoised against the
+ * exact K/V of the committed blocks (src/ops/block-diffusion.ts); these are its sampler's
+ * defaults. Every mixer is block-causal attention (`block_causal: B`) with blockLength a
+ * multiple of B.
+ */
+export interface BlockDiffusionSpec {
+  kind: 'bd3lm';
+  maskId: number;
+  genLength: number;
+  blockLength: number;
+  steps: number;
+  sampler: 'first_hitting' | 'ddpm';
+  temperature: number;
+  nucleusP: number;
+}
+
 export interface ModelIR {
   version: typeof MODEL_IR_VERSION;
   name: string;
@@ -238,7 +255,7 @@ export interface ModelIR {
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
   /** Present for a masked-diffusion model (its mask id and sampler defaults); absent: autoregressive. */
-  diffusion?: DiffusionSpec;
+  diffusion?: DiffusionSpec | BlockDiffusionSpec;
   /** Blocks whose weights several layers share (Zamba2); absent: none. */
   sharedBlocks?: SharedBlockSpec[];
   layers: LayerSpec[];

@@ -85,20 +85,34 @@ export const modelIrSchema: JsonSchema = withCaps({
   definitions: {
     ...Object.fromEntries(MIXER_LIST.map((d) => [d.kind.name, d.schema])),
     name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-    diffusion: object(
-      {
-        kind: { enum: ['llada', 'dream'] },
+    diffusion: {
+      // The kind picks the branch, so errors name the fields of the kind given.
+      if: { type: 'object', properties: { kind: kind('bd3lm') }, required: ['kind'] },
+      then: object({
+        kind: kind('bd3lm'),
         maskId: { type: 'integer', minimum: 0 },
         genLength: posInt,
         blockLength: posInt,
         steps: posInt,
-        remasking: { enum: ['low_confidence', 'random', 'margin', 'entropy'] },
+        sampler: { enum: ['first_hitting', 'ddpm'] },
         temperature: { type: 'number', minimum: 0 },
-        cfgScale: { type: 'number', minimum: 0 },
-      },
-      // Added with Dream: absent means LLaDA's (no shift) and Dream's default eps.
-      { shiftLogits: bool, eps: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } },
-    ),
+        nucleusP: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+      }),
+      else: object(
+        {
+          kind: { enum: ['llada', 'dream'] },
+          maskId: { type: 'integer', minimum: 0 },
+          genLength: posInt,
+          blockLength: posInt,
+          steps: posInt,
+          remasking: { enum: ['low_confidence', 'random', 'margin', 'entropy'] },
+          temperature: { type: 'number', minimum: 0 },
+          cfgScale: { type: 'number', minimum: 0 },
+        },
+        // Added with Dream: absent means LLaDA's (no shift) and Dream's default eps.
+        { shiftLogits: bool, eps: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } },
+      ),
+    },
     norm: object({
       kind: { enum: ['rms', 'layer'] },
       eps: posNumber,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { cli } from '../cli/run-cli.ts';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import { loadSpec } from '../../src/spec/load.ts';
+import type { DiffusionSpec } from '../../src/spec/model.ts';
 import { compileModel } from '../../codegen/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
@@ -37,7 +38,7 @@ describe('strata run on a diffusion model', () => {
     const pre = await Interpreter.create(c.graphs.prefill, randomWeights(model, 2));
     const forward = async (canvas: Uint32Array) =>
       pre.step(canvas, 0, canvas.length, pre.newState()).logits;
-    const d = model.diffusion!;
+    const d = model.diffusion as DiffusionSpec;
     const canvas = Uint32Array.from([5, 17, 3, ...Array(16).fill(d.maskId)]);
     expect(logits.length).toBe(19 * model.vocab);
     expect(maxRelError(logits, await forward(canvas))).toBeLessThan(1e-4);

@@ -5,6 +5,7 @@ import { autoregressiveCost, diffusionScheduleCost } from '../../src/cli/diffusi
 import { graphCost } from '../../src/cli/report.ts';
 import type { DiffusionRun } from '../../src/ops/diffusion.ts';
 import { loadSpec } from '../../src/spec/load.ts';
+import type { DiffusionSpec } from '../../src/spec/model.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { cli } from '../cli/run-cli.ts';
 
@@ -13,7 +14,7 @@ const SPEC = 'specs/tiny-llada.strata';
 describe('diffusion schedule cost', () => {
   const model = loadSpec(SPEC);
   const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 32, capacity: 32 });
-  const run: DiffusionRun = { ...model.diffusion!, seed: 0 };
+  const run: DiffusionRun = { ...(model.diffusion as DiffusionSpec), seed: 0 };
   const P = 6;
   const n = P + run.genLength;
 

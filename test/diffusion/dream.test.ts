@@ -5,6 +5,7 @@
  * reference in test/golden/diffusion-golden.test.ts.
  */
 import { describe, expect, it } from 'vitest';
+import type { DiffusionSpec } from '../../src/spec/model.ts';
 import {
   diffusionGenerate,
   dreamCount,
@@ -124,7 +125,7 @@ describe('diffusion dream(...) and shift_logits', () => {
       ['entropy', 'entropy'],
     ]) {
       const m = parseSpec(spec(`dream(mask_id: 63, alg: ${alg})`), 'm.strata');
-      expect(m.diffusion?.remasking).toBe(remasking);
+      expect((m.diffusion as DiffusionSpec).remasking).toBe(remasking);
       expect(parseSpec(printSpec(m), 'p.strata')).toEqual(m);
     }
     expect(() => parseSpec(spec('dream(mask_id: 63, alg: origin)'), 'm.strata')).toThrow(
@@ -134,7 +135,7 @@ describe('diffusion dream(...) and shift_logits', () => {
 
   it('takes shift_logits on either kind', () => {
     const off = parseSpec(spec('dream(mask_id: 63, shift_logits: false)'), 'm.strata');
-    expect(off.diffusion?.shiftLogits).toBeUndefined();
+    expect((off.diffusion as DiffusionSpec).shiftLogits).toBeUndefined();
     expect(parseSpec(printSpec(off), 'p.strata')).toEqual(off);
     const llada = parseSpec(spec('llada(mask_id: 63, shift_logits: true)'), 'm.strata');
     expect(llada.diffusion).toMatchObject({ kind: 'llada', shiftLogits: true });

@@ -1,6 +1,7 @@
 /** The diffusion setting: DSL and YAML/JSON forms, its checks with positions, printing back. */
 import { describe, expect, it } from 'vitest';
 import { parseSpec } from '../../src/spec/load.ts';
+import type { DiffusionSpec } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { parseDataSpec } from '../../src/spec/load-data.ts';
 
@@ -59,7 +60,8 @@ describe('diffusion setting', () => {
       /m\.strata:6:\d+: .*steps \(6\) must be a multiple of the number of blocks 4/,
     );
     expect(
-      parseSpec(spec('llada(mask_id: 63, cfg_scale: 1.5)'), 'm.strata').diffusion?.cfgScale,
+      (parseSpec(spec('llada(mask_id: 63, cfg_scale: 1.5)'), 'm.strata').diffusion as DiffusionSpec)
+        .cfgScale,
     ).toBe(1.5);
     expect(error(spec('llada(mask_id: 63, remasking: lowconf)'))).toMatch(/unknown remasking/);
     expect(error(spec('llada(mask_id: 64)'))).toMatch(/mask_id 64 must be a token id below vocab/);

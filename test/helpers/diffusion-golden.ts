@@ -78,7 +78,7 @@ export function goldenRun(hf: HfFolder, golden: DiffusionGolden, alg?: string): 
   const s = JSON.parse(golden.meta.sampler_settings) as Record<string, unknown>;
   if (alg !== undefined) s.alg = alg;
   const d = hf.model.diffusion;
-  if (!d) throw new Error('the imported model has no diffusion section');
+  if (!d || d.kind === 'bd3lm') throw new Error('the imported model has no llada/dream section');
   const flags: Record<string, string> =
     d.kind === 'dream'
       ? {

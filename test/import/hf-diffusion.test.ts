@@ -4,6 +4,7 @@
  * the reference would compute differently with is refused naming the key and the value.
  */
 import { describe, expect, it } from 'vitest';
+import type { DiffusionSpec } from '../../src/spec/model.ts';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { fixtureConfig } from '../helpers/hf-config.ts';
 import { parseSpec } from '../../src/spec/load.ts';
@@ -25,7 +26,7 @@ describe('llada import', () => {
   it('is a bidirectional Llama-shaped diffusion model under LLaDA names', () => {
     const { model, weightMap } = importHfConfig(llada(), 'llada');
     expect(model.diffusion).toMatchObject({ kind: 'llada', maskId: 63, genLength: 128 });
-    expect(model.diffusion?.shiftLogits).toBeUndefined();
+    expect((model.diffusion as DiffusionSpec).shiftLogits).toBeUndefined();
     expect(model.layers[0]!.mixer).toMatchObject({
       kind: 'attention',
       causal: false,

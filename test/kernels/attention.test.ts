@@ -39,6 +39,8 @@ interface Case {
   keys?: number;
   /** Values read from the key rows at this column (vFromK, MLA's latent cache); no vcache. */
   vk?: number;
+  /** Block-causal attention over blocks of this many positions (BD3-LM); implies causal false. */
+  block?: number;
 }
 
 function attrs(c: Case): AttentionAttrs {
@@ -56,6 +58,7 @@ function attrs(c: Case): AttentionAttrs {
     capacity: c.capacity ?? c.pos + c.maxT + 3,
     ...(c.kv16 ? { kvType: 'f16' as const } : {}),
     ...(c.vk === undefined ? {} : { vFromK: c.vk }),
+    ...(c.block === undefined ? {} : { causal: false, blockCausal: c.block }),
   };
 }
 
@@ -71,6 +74,7 @@ function label(c: Case): string {
     c.vk === undefined ? '' : `v from k at ${c.vk}`,
   ].filter(Boolean);
   if (c.keys !== undefined) extra.push(`keys=${c.keys}`);
+  if (c.block !== undefined) extra.push(`block-causal ${c.block}`);
   const vd = c.vd === undefined ? '' : ` vd=${c.vd}`;
   return `H=${c.heads} KVH=${c.kvHeads} hd=${c.hd}${vd} T=${c.T} pos=${c.pos} ${extra.join(' ')}`;
 }
@@ -128,6 +132,13 @@ describe('attention reference', () => {
     expect(visibleKeys({ causal: false, window: 3 }, 11, dual)).toEqual([9, 14]);
     expect(visibleKeys({ causal: false, window: null }, 11, { ...step, keys: 3 })).toEqual([0, 14]);
     expect(visibleKeys({ causal: true, window: null }, 12, dual)).toEqual([0, 13]);
+    // Block-causal: up to the end of the query's block; `keys` past it stay invisible.
+    const blk = { causal: false, window: null, blockCausal: 4 };
+    expect(visibleKeys(blk, 11, step)).toEqual([0, 12]);
+    expect(visibleKeys(blk, 12, step)).toEqual([0, 14]);
+    expect(visibleKeys(blk, 12, { ...step, keys: 40 })).toEqual([0, 16]);
+    expect(visibleKeys({ ...blk, blockCausal: 1 }, 12, step)).toEqual([0, 13]);
+    expect(visibleKeys({ ...blk, blockCausal: 64 }, 12, step)).toEqual([0, 14]);
   });
 
   it('a single visible key returns its value row; two equal scores average', () => {
@@ -318,6 +329,39 @@ describe('attention prefill kernel', () => {
   it('rejects heads that are not a multiple of kvHeads', () => {
     const a = { ...attrs({ heads: 3, kvHeads: 2, hd: 8, T: 1, maxT: 2, pos: 0 }) };
     expect(() => attentionKernel(a, { caps: BASELINE_CAPS, maxT: 2 })).toThrow(/multiple/);
+  });
+});
+
+describe('attention kernel, block-causal (BD3-LM)', () => {
+  const cases: Case[] = [
+    // T not a multiple of the block, a step starting mid-block, GQA, odd head widths.
+    { heads: 4, kvHeads: 2, hd: 24, T: 13, maxT: 16, pos: 0, block: 4 },
+    { heads: 3, kvHeads: 1, hd: 40, T: 37, maxT: 40, pos: 0, block: 16 },
+    { heads: 2, kvHeads: 2, hd: 13, T: 9, maxT: 12, pos: 6, block: 4 },
+    // A step over one block against cached earlier blocks, with stale rows after it.
+    { heads: 4, kvHeads: 1, hd: 64, T: 8, maxT: 40, pos: 24, block: 8, keys: 40, capacity: 41 },
+    // T = 1 (prefill kernel and decode kernel).
+    { heads: 4, kvHeads: 2, hd: 24, T: 1, maxT: 16, pos: 5, block: 4 },
+    { heads: 4, kvHeads: 2, hd: 64, T: 1, maxT: 1, pos: 300, capacity: 400, block: 8 },
+    // Block 1 is causal; a block of at least T is bidirectional.
+    { heads: 3, kvHeads: 3, hd: 24, T: 33, maxT: 40, pos: 2, block: 1 },
+    { heads: 3, kvHeads: 3, hd: 24, T: 33, maxT: 40, pos: 0, block: 64 },
+    { heads: 4, kvHeads: 2, hd: 24, T: 17, maxT: 20, pos: 0, block: 5, kv16: true, qScale: 6 },
+  ];
+  cases.forEach((c, i) => it(label(c), () => check(c, 500 + i)));
+
+  it('block 1 equals causal and a block of at least T equals bidirectional (reference)', () => {
+    const base = attrs({ heads: 2, kvHeads: 1, hd: 8, T: 9, maxT: 9, pos: 0 });
+    const q = randn(9 * 16, 1);
+    const kcache = randn(base.capacity * 8, 2);
+    const vcache = randn(base.capacity * 8, 3);
+    const step = { T: 9, pos: 0, L: 1 };
+    const run = (a: AttentionAttrs) => attention.reference(a, { q, kcache, vcache }, step).out;
+    expect(run({ ...base, causal: false, blockCausal: 1 })).toEqual(run(base));
+    expect(run({ ...base, causal: false, blockCausal: 9 })).toEqual(
+      run({ ...base, causal: false }),
+    );
+    expect(() => run({ ...base, blockCausal: 4 })).toThrow(/blockCausal 4 needs causal false/);
   });
 });
 

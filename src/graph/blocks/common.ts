@@ -528,6 +528,7 @@ export function attendOverCache(
       vHeadDim: a.headDim,
       scale: a.scale,
       causal: a.causal,
+      ...(a.blockCausal ? { blockCausal: a.blockCausal } : {}),
       window: a.window,
       softcap: a.softcap,
       sinks: sinks !== null,

@@ -1,5 +1,5 @@
 /**
- * The model-level `diffusion` setting: the model is a masked-diffusion LM (LLaDA) whose sampler
+ * The model-level `diffusion` setting: the model is a masked-diffusion LM (LLaDA, Dream, BD3-LM) whose sampler
  * denoises a canvas of mask tokens, and these are its mask id and the sampler's defaults (the
  * schedule rules are src/ops/diffusion.ts's, shared with the CLI flags that override them).
  */
@@ -10,9 +10,10 @@ import {
   scheduleIssues,
   type DiffusionSchedule,
 } from '../../ops/diffusion.ts';
+import { BLOCK_SAMPLERS, blockScheduleIssues } from '../../ops/block-diffusion.ts';
 import type { Issue, Namer } from '../checks.ts';
 import { defineKind, opt, req, type Family } from '../kind.ts';
-import type { DiffusionSpec, ModelIR } from '../model.ts';
+import type { BlockDiffusionSpec, DiffusionSpec, ModelIR } from '../model.ts';
 import { bool, int, nonNegative, oneOf, positive } from '../values.ts';
 
 /** The reference generate()'s defaults (ML-GSAI/LLaDA generate.py). */
@@ -49,7 +50,9 @@ export function specSchedule(s: DiffusionSpec): DiffusionSchedule {
   };
 }
 
-export function checkDiffusion(s: DiffusionSpec, n: Namer): Issue[] {
+export function checkDiffusion(s: DiffusionSpec | BlockDiffusionSpec, n: Namer): Issue[] {
+  if (s.kind === 'bd3lm')
+    return blockScheduleIssues(s, null).map((i) => ({ path: [i.field], message: i.message(n) }));
   const out = scheduleIssues(specSchedule(s)).map((i) => ({
     path: [i.field],
     message: i.message(n),
@@ -141,8 +144,9 @@ export const dream = defineKind({
   },
   check: checkDiffusion,
   toArgs: (s) => {
+    if (s.kind !== 'dream') return null;
     const alg = Object.keys(DREAM_ALGS).find((k) => DREAM_ALGS[k] === s.remasking);
-    return s.kind !== 'dream' || alg === undefined
+    return alg === undefined
       ? null
       : [
           { name: 'mask_id', value: s.maskId },
@@ -156,10 +160,55 @@ export const dream = defineKind({
   },
 });
 
-export const DIFFUSIONS: Family<DiffusionSpec> = {
+/** bd3lms's sampling defaults (configs/config.yaml: first_hitting, nucleus_p 1.0). */
+export const BD3LM_DEFAULTS = {
+  genLength: 128,
+  sampler: 'first_hitting',
+  temperature: 1,
+  nucleusP: 1,
+} as const;
+
+export const bd3lm = defineKind({
+  name: 'bd3lm',
+  params: {
+    mask_id: req(int(0)),
+    block_length: req(int(1)),
+    gen_length: opt(int(1)),
+    steps: opt(int(1)),
+    sampler: opt(oneOf('sampler', BLOCK_SAMPLERS)),
+    temperature: opt(nonNegative),
+    nucleus_p: opt(positive),
+  },
+  build: (a): BlockDiffusionSpec => ({
+    kind: 'bd3lm',
+    maskId: a.mask_id,
+    genLength: a.gen_length ?? BD3LM_DEFAULTS.genLength,
+    blockLength: a.block_length,
+    // First hitting commits one token a step: a block's length is enough.
+    steps: a.steps ?? a.block_length,
+    sampler: a.sampler ?? BD3LM_DEFAULTS.sampler,
+    temperature: a.temperature ?? BD3LM_DEFAULTS.temperature,
+    nucleusP: a.nucleus_p ?? BD3LM_DEFAULTS.nucleusP,
+  }),
+  check: checkDiffusion,
+  toArgs: (s) =>
+    s.kind !== 'bd3lm'
+      ? null
+      : [
+          { name: 'mask_id', value: s.maskId },
+          { name: 'block_length', value: s.blockLength },
+          { name: 'gen_length', value: s.genLength },
+          { name: 'steps', value: s.steps },
+          { name: 'sampler', value: { name: s.sampler } },
+          { name: 'temperature', value: s.temperature },
+          { name: 'nucleus_p', value: s.nucleusP },
+        ],
+});
+
+export const DIFFUSIONS: Family<DiffusionSpec | BlockDiffusionSpec> = {
   noun: 'diffusion',
-  example: 'llada(mask_id: ...)',
-  kinds: [llada, dream],
+  example: 'llada(mask_id: ...), dream(mask_id: ...) or bd3lm(mask_id: ..., block_length: ...)',
+  kinds: [llada, dream, bd3lm],
 };
 
 /**
@@ -178,13 +227,16 @@ export function diffusionModelIssues(m: ModelIR, n: Namer): Issue[] {
       message: `${n('maskId')} ${d.maskId} must be a token id below ${n('vocab')} (${m.vocab})`,
     });
   }
+  if (d.kind === 'bd3lm') return [...issues, ...blockModelIssues(m, d, n)];
   for (const l of m.layers) {
-    if (l.mixer?.kind === 'attention' && !l.mixer.causal) continue;
+    if (l.mixer?.kind === 'attention' && !l.mixer.causal && !l.mixer.blockCausal) continue;
     const what = !l.mixer
       ? 'has no mixer'
-      : l.mixer.kind === 'attention'
-        ? `uses causal attention '${l.mixerName}' (set causal: false)`
-        : `uses ${l.mixer.kind} mixer '${l.mixerName}'`;
+      : l.mixer.kind !== 'attention'
+        ? `uses ${l.mixer.kind} mixer '${l.mixerName}'`
+        : l.mixer.blockCausal
+          ? `uses block-causal attention '${l.mixerName}' (drop ${n('blockCausal')}, or use diffusion bd3lm)`
+          : `uses causal attention '${l.mixerName}' (set causal: false)`;
     issues.push({
       path: ['layers', l.index, 'mixer'],
       message: `a diffusion model needs bidirectional attention (attention with causal: false) in every layer; layer ${l.index} ${what}`,
@@ -200,8 +252,45 @@ export function diffusionModelIssues(m: ModelIR, n: Namer): Issue[] {
   return issues;
 }
 
+/**
+ * A block-diffusion model's rules: every layer is block-causal attention of one block B, and the
+ * sampler's block length is a multiple of B (a committed block's K/V would otherwise change).
+ */
+function blockModelIssues(m: ModelIR, d: BlockDiffusionSpec, n: Namer): Issue[] {
+  let B: number | null = null;
+  for (const l of m.layers) {
+    const b = l.mixer?.kind === 'attention' ? (l.mixer.blockCausal ?? null) : null;
+    if (b !== null && (B === null || b === B)) {
+      B = b;
+      continue;
+    }
+    const what = !l.mixer
+      ? 'has no mixer'
+      : l.mixer.kind !== 'attention'
+        ? `uses ${l.mixer.kind} mixer '${l.mixerName}'`
+        : b === null
+          ? `uses attention '${l.mixerName}' without ${n('blockCausal')}`
+          : `uses ${n('blockCausal')} ${b}, unlike the ${B} of the layers before it`;
+    return [
+      {
+        path: ['layers', l.index, 'mixer'],
+        message: `a block-diffusion model (bd3lm) needs block-causal attention (${n('blockCausal')}: B, the same B) in every layer; layer ${l.index} ${what}`,
+      },
+    ];
+  }
+  const bad = B === null ? null : blockScheduleIssues(d, B).find((i) => i.field === 'blockLength');
+  return bad ? [{ path: ['diffusion', 'blockLength'], message: bad.message(n) }] : [];
+}
+
 /** One line for check and inspect: the mask id and the sampler defaults. */
-export function describeDiffusion(d: DiffusionSpec): string {
+export function describeDiffusion(d: DiffusionSpec | BlockDiffusionSpec): string {
+  if (d.kind === 'bd3lm') {
+    const nucleus = d.nucleusP < 1 ? `, nucleus p ${d.nucleusP}` : '';
+    return (
+      `diffusion bd3lm: mask id ${d.maskId}, gen length ${d.genLength} in blocks of ${d.blockLength} (each denoised against the exact KV cache of the committed ones), ` +
+      `${d.sampler === 'first_hitting' ? `first-hitting sampler (one token a step, at most ${d.steps} steps a block)` : `ddpm sampler, ${d.steps} steps a block`}, temperature ${d.temperature}${nucleus}`
+    );
+  }
   if (d.kind === 'dream')
     return (
       `diffusion dream: mask id ${d.maskId}, gen length ${d.genLength}, ${d.steps} steps (eps ${d.eps ?? DREAM_EPS}), ` +

@@ -1,0 +1,100 @@
+/**
+ * A quick speed check of the block-diffusion (BD3-LM) sampler beside LLaDA's exact sampler on
+ * the same weights (not issue 16's bench: no PyTorch peer, random weights): a LLaDA-8B-shaped
+ * model cut to a few layers, its attention made block-causal over blocks of --block (16), a
+ * random prompt of 64 ids, 128 generated tokens. Rows: LLaDA exact (128 full forwards over the
+ * canvas, blocks of 32, GPU pick) on the bidirectional model; bd3lm first-hitting (a forward of
+ * one block against the exact cache per token) and ddpm with 4 steps a block (at most 4
+ * forwards a block) on the block-causal one. Wall time of one generation after a warm-up one.
+ *   tsx bench/block-diffusion-speed.ts [layers=4] [--block 16] [--gpu-flags fast] [--out FILE]
+ *     [--spec specs/tiny-llada.strata]   (a smoke run on SwiftShader)
+ */
+import { writeFileSync } from 'node:fs';
+import { memorySource } from '../codegen/bundle.ts';
+import { compileModel } from '../codegen/compile.ts';
+import { blockDiffusionGenerateGpu } from '../runtime/block-diffusion.ts';
+import { diffusionGenerateGpu } from '../runtime/diffusion.ts';
+import { GpuModel } from '../runtime/model.ts';
+import { acquire } from '../runtime/node/webgpu-node.ts';
+import { randomWeights } from '../src/import/random-init.ts';
+import type { BlockDiffusionRun } from '../src/ops/block-diffusion.ts';
+import type { DiffusionRun } from '../src/ops/diffusion.ts';
+import { loadSpec } from '../src/spec/load.ts';
+import type { BlockDiffusionSpec, DiffusionSpec, ModelIR } from '../src/spec/model.ts';
+
+const args = process.argv.slice(2);
+const opt = (k: string) => {
+  const i = args.indexOf(k);
+  return i < 0 ? undefined : args[i + 1];
+};
+const layers = Number(args.find((a) => /^\d+$/.test(a)) ?? 4);
+const B = Number(opt('--block') ?? 16);
+// --spec specs/tiny-llada.strata: a smoke run on SwiftShader.
+const llada = loadSpec(opt('--spec') ?? 'specs/llada-8b.strata');
+llada.layers = llada.layers.slice(0, layers);
+const d = llada.diffusion as DiffusionSpec;
+// The same weights with block-causal attention and a bd3lm section.
+const section: BlockDiffusionSpec = {
+  kind: 'bd3lm',
+  maskId: d.maskId,
+  genLength: d.genLength,
+  blockLength: B,
+  steps: B,
+  sampler: 'first_hitting',
+  temperature: 1,
+  nucleusP: 0.9,
+};
+const bd3lm: ModelIR = {
+  ...llada,
+  layers: llada.layers.map((l) =>
+    l.mixer?.kind === 'attention' ? { ...l, mixer: { ...l.mixer, blockCausal: B } } : l,
+  ),
+  diffusion: section,
+};
+const P = 64;
+const n = P + d.genLength;
+const gpu = await acquire({ flags: opt('--gpu-flags') ? [opt('--gpu-flags')!] : [] });
+const load = async (m: ModelIR) => {
+  const c = compileModel(m, { caps: gpu.caps, maxT: n, capacity: n, precision: 'f16' });
+  return GpuModel.load(gpu, memorySource(c, randomWeights(m, 0)));
+};
+const prompt = Array.from({ length: P }, (_, i) => (i * 7919) % (d.maskId - 1));
+const rows: unknown[] = [];
+const time = async (label: string, gen: (count: () => void) => Promise<unknown>) => {
+  await gen(() => {});
+  let forwards = 0;
+  const t = performance.now();
+  await gen(() => void forwards++);
+  const s = (performance.now() - t) / 1000;
+  rows.push({ label, forwards, seconds: s, tokensPerSecond: d.genLength / s });
+  console.log(
+    `${label.padEnd(34)} ${forwards} forwards, ${s.toFixed(2)} s, ${(d.genLength / s).toFixed(1)} tokens/s, ${((1000 * s) / forwards).toFixed(1)} ms a forward`,
+  );
+};
+const a = await load(llada);
+console.log(`${llada.name} shape, ${layers} layers, f16 weights, prompt ${P}, gen ${d.genLength}`);
+const exact: DiffusionRun = { ...d, seed: 1 };
+const sa = a.newSequence();
+await time(`llada exact (blocks of ${d.blockLength}, ${d.steps} steps)`, (count) =>
+  diffusionGenerateGpu(sa, prompt, exact, count, 'gpu'),
+);
+sa.destroy();
+a.destroy();
+const b = await load(bd3lm);
+const base: BlockDiffusionRun = { ...section, seed: 1 };
+const settings: [string, Partial<BlockDiffusionRun>][] = [
+  [`bd3lm first-hitting (blocks of ${B})`, {}],
+  [`bd3lm ddpm, 4 steps a block`, { sampler: 'ddpm', steps: 4 }],
+];
+for (const [label, o] of settings) {
+  const sb = b.newSequence();
+  await time(label, (count) =>
+    blockDiffusionGenerateGpu(sb, prompt, { ...base, ...o }, (c) => {
+      if (c.forward) count();
+    }),
+  );
+  sb.destroy();
+}
+const out = opt('--out');
+if (out) writeFileSync(out, JSON.stringify({ layers, prompt: P, block: B, rows }, null, 2));
+b.destroy();

@@ -1,0 +1,123 @@
+/**
+ * Block diffusion (BD3-LM) on a compiled bundle: src/ops/block-diffusion.ts's loop with an exact
+ * KV cache of the committed blocks.
+ *
+ * The sequence's cache rows [0, exact) hold the final K/V of committed positions. A step over
+ * the current block [from, to) rewinds to `exact` and runs [exact, to): at a block's first step
+ * that recomputes the blocks committed since (the prompt's whole blocks at the first one, then
+ * the block just finished) together with the new block, so every committed block's K/V are
+ * written in their final form exactly once and no extra forward is spent on storing them
+ * (bd3lms runs one more forward per block, store_kv). Its later steps run the block alone.
+ * Under the block-causal mask a committed row never sees the block after it, so running them
+ * together changes nothing in them; the attention kernels bound keys at the end of the query's
+ * block, so cache rows past it (stale) are never read.
+ *
+ * A forward of more rows than one prefill chunk is split at block boundaries (a chunk that split
+ * a block would keep its first rows from seeing the rest of it); the sampler block must fit in
+ * one chunk. Only the logits of the rows a step commits come back (a first-hitting step: one row,
+ * not the block's).
+ */
+import {
+  blockDiffusionSample,
+  type BlockDiffusionRun,
+  type BlockForward,
+  type OnBlockStep,
+} from '../src/ops/block-diffusion.ts';
+import { createStorage, readBuffer } from './gpu.ts';
+import type { Sequence } from './model.ts';
+
+export type { BlockDiffusionRun, BlockStepCommit } from '../src/ops/block-diffusion.ts';
+
+/**
+ * The bundle's attention block (every attention kernel's blockCausal, which must agree), or why
+ * the bundle cannot run block diffusion.
+ */
+export function attentionBlock(seq: Sequence): number | string {
+  const blocks = new Set<number | null>();
+  for (const l of seq.model.manifest.model.layers) {
+    const m = l.mixer;
+    if (!m) return `layer ${l.index} has no mixer`;
+    if (m.kind !== 'attention')
+      return `layer ${l.index} has a ${m.kind} mixer (block diffusion needs block-causal attention)`;
+    blocks.add(m.blockCausal ?? null);
+  }
+  if (blocks.has(null) || blocks.size !== 1)
+    return `every attention layer needs the same block_causal block, got ${[...blocks].map((b) => b ?? 'none').join(', ')}`;
+  return [...blocks][0]!;
+}
+
+/**
+ * The cached forward: rows [exact, span.to) from position `exact`, in block-aligned chunks, the
+ * last of which copies the wanted rows' logits aside in its own submission; only those come back.
+ */
+export function cachedBlockForward(
+  seq: Sequence,
+  blockLength: number,
+): { forward: BlockForward; destroy: () => void } {
+  const maxT = seq.model.manifest.phases.prefill.maxT;
+  if (blockLength > maxT)
+    throw new Error(
+      `a block of ${blockLength} rows does not fit in one prefill chunk of ${maxT}: compile with --max-t ${blockLength} or more`,
+    );
+  const { device } = seq.model.gpu;
+  const rowBytes = seq.model.vocab * 4;
+  const picked = createStorage(device, blockLength * rowBytes, 'block diffusion rows');
+  let exact = 0;
+  seq.reset();
+  const forward: BlockForward = async (canvas, span, rows) => {
+    if (span.from < exact || span.from % blockLength !== 0)
+      throw new Error(
+        `block forward over rows ${span.from}..${span.to - 1}: the cache is exact up to ${exact}`,
+      );
+    seq.rewind(exact);
+    // Whole blocks before the span while the rest does not fit one chunk.
+    let at = exact;
+    const per = Math.floor(maxT / blockLength) * blockLength;
+    while (span.to - at > maxT) {
+      await seq.forwardOnDevice(canvas.subarray(at, at + per), () => {});
+      at += per;
+    }
+    const from = at;
+    await seq.forwardOnDevice(canvas.subarray(from, span.to), (enc, logits) => {
+      rows.forEach((p, k) =>
+        enc.copyBufferToBuffer(logits, (p - from) * rowBytes, picked, k * rowBytes, rowBytes),
+      );
+    });
+    // Everything before the span is committed and now written in its final form.
+    exact = span.from;
+    const bytes = rows.length * rowBytes;
+    return new Float32Array(
+      await seq.model.readback('block diffusion logits', readBuffer(device, picked, bytes)),
+    );
+  };
+  return { forward, destroy: () => picked.destroy() };
+}
+
+/**
+ * Generate with the block-diffusion sampler; `onStep` sees each step's commits, the canvas after
+ * them and the block's logits. Returns the final canvas (prompt included).
+ */
+export async function blockDiffusionGenerateGpu(
+  seq: Sequence,
+  prompt: ArrayLike<number>,
+  run: BlockDiffusionRun,
+  onStep?: OnBlockStep,
+): Promise<Uint32Array> {
+  const B = attentionBlock(seq);
+  if (typeof B === 'string') throw new Error(`block diffusion: ${B}`);
+  if (run.blockLength % B !== 0)
+    throw new Error(
+      `block length ${run.blockLength} must be a multiple of the model's attention block ${B}`,
+    );
+  const n = prompt.length + run.genLength;
+  if (n > seq.capacity)
+    throw new Error(
+      `the canvas of ${prompt.length} prompt + ${run.genLength} generated tokens (${n}) does not fit in the KV cache of ${seq.capacity} rows: compile with --capacity ${n} or more, or shorten --gen-length`,
+    );
+  const f = cachedBlockForward(seq, run.blockLength);
+  try {
+    return await blockDiffusionSample(f.forward, prompt, seq.model.vocab, run, onStep);
+  } finally {
+    f.destroy();
+  }
+}

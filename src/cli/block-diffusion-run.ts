@@ -1,0 +1,148 @@
+/**
+ * `strata run` on a block-diffusion model (a spec with `diffusion bd3lm(...)`): the sampler
+ * flags over the spec's defaults, checked in the flags' own names; the canvas shown filling in
+ * (in place on a TTY, a line per step when piped); --dump-logits.
+ */
+import { writeFile } from 'node:fs/promises';
+import { serializeSafetensors } from '../../formats/safetensors.ts';
+import { blockDiffusionGenerateGpu } from '../../runtime/block-diffusion.ts';
+import type { Sequence } from '../../runtime/model.ts';
+import type { Tokenizer } from '../../runtime/tokenizer.ts';
+import {
+  BLOCK_SAMPLERS,
+  blockScheduleIssues,
+  type BlockDiffusionRun,
+  type BlockSampler,
+  type BlockSettings,
+} from '../ops/block-diffusion.ts';
+import type { BlockDiffusionSpec, ModelIR } from '../spec/model.ts';
+import { UserError } from './command.ts';
+import { intOption } from './compile-cmd.ts';
+
+export const BLOCK_DIFFUSION_HELP = `block-diffusion models (a spec with diffusion bd3lm(...)); defaults from the spec:
+  --gen-length N       tokens generated after the prompt
+  --block-length N     blocks of N (aligned at position 0), a multiple of the model's
+                       block_causal; each is denoised against the exact KV cache of the ones before
+  --steps N            steps a block may take (first_hitting: at least --block-length) or takes
+                       (ddpm)
+  --sampler S          first_hitting (one token a step, at a uniformly chosen masked position)
+                       or ddpm (each mask stays with probability s/t)
+  --temperature T      0 = argmax; above, a seeded draw (--seed) from softmax(logits / T)
+  --nucleus-p P        keep the most probable tokens up to mass P, in (0, 1]
+  --dump-logits FILE   write prompt_ids, step_positions and step_logits (the positions the first
+                       step commits and their logits) and decode_tokens (safetensors)`;
+
+const FLAG: Record<keyof BlockSettings, string> = {
+  genLength: '--gen-length',
+  blockLength: '--block-length',
+  steps: '--steps',
+  sampler: '--sampler',
+  temperature: '--temperature',
+  nucleusP: '--nucleus-p',
+};
+
+/** The model's attention block (every layer's block_causal; the spec checks they agree). */
+export function modelAttentionBlock(m: ModelIR): number | null {
+  const l = m.layers.find((x) => x.mixer?.kind === 'attention');
+  return l?.mixer?.kind === 'attention' ? (l.mixer.blockCausal ?? null) : null;
+}
+
+/** The run's settings: flags over the spec's defaults, refused with the flag and its range. */
+export function blockDiffusionRunOptions(
+  values: Record<string, string | boolean | undefined>,
+  d: BlockDiffusionSpec,
+  attnBlock: number | null,
+  seed: number,
+): BlockDiffusionRun {
+  const str = (k: string) => values[k] as string | undefined;
+  const llada = (['remasking', 'threshold', 'cache', 'pick', 'cfg-scale'] as const).filter(
+    (k) => values[k] !== undefined,
+  );
+  if (llada.length)
+    throw new UserError(
+      `${llada.map((k) => `--${k}`).join(', ')}: LLaDA sampler options, but the model is a block-diffusion model (bd3lm; use --gen-length, --block-length, --steps, --sampler, --temperature, --nucleus-p)`,
+    );
+  const num = (k: string, dflt: number): number => {
+    const v = str(k);
+    if (v === undefined) return dflt;
+    const x = Number(v);
+    if (v.trim() === '' || !Number.isFinite(x))
+      throw new UserError(`--${k} must be a number, got '${v}'`);
+    return x;
+  };
+  const blockLength = intOption(str('block-length'), 'block-length', d.blockLength)!;
+  const run: BlockDiffusionRun = {
+    genLength: intOption(str('gen-length'), 'gen-length', d.genLength)!,
+    blockLength,
+    // A --block-length longer than the spec's steps gets as many (first hitting needs them).
+    steps:
+      intOption(str('steps'), 'steps', undefined) ??
+      (str('block-length') ? Math.max(d.steps, blockLength) : d.steps),
+    sampler: (str('sampler') ?? d.sampler) as BlockSampler,
+    temperature: num('temperature', d.temperature),
+    nucleusP: num('nucleus-p', d.nucleusP),
+    maskId: d.maskId,
+    seed,
+  };
+  const issue = blockScheduleIssues(run, attnBlock)[0];
+  if (issue) {
+    const given = issue.field === 'sampler' ? ` (allowed: ${BLOCK_SAMPLERS.join(', ')})` : '';
+    throw new UserError(issue.message((f) => FLAG[f]) + given);
+  }
+  return run;
+}
+
+/** Run the sampler, showing the canvas as it fills in; writes the dump when asked. */
+export async function runBlockDiffusion(
+  seq: Sequence,
+  prompt: number[],
+  run: BlockDiffusionRun,
+  o: { tok: Tokenizer | null; ids: boolean; dump?: string },
+): Promise<void> {
+  const tty = process.stdout.isTTY === true && !o.dump;
+  const P = prompt.length;
+  const plain = o.ids || !o.tok;
+  const show = (canvas: Uint32Array): string => {
+    const parts: string[] = [];
+    for (let p = P; p < canvas.length; p++) {
+      const t = canvas[p];
+      if (t === run.maskId) parts.push(plain ? '_' : '░');
+      else parts.push(plain ? String(t) : o.tok!.decode([t]));
+    }
+    return parts.join(plain ? ' ' : '');
+  };
+  // The first step that ran a forward: its positions and their logits.
+  let first: { positions: number[]; logits: Float32Array } | null = null;
+  let steps = 0;
+  let forwards = 0;
+  const out = await blockDiffusionGenerateGpu(seq, prompt, run, (c, canvas, logits) => {
+    steps++;
+    if (c.forward) forwards++;
+    if (logits && !first) first = { positions: c.positions, logits: logits.slice() };
+    if (o.dump) return;
+    const line = show(canvas);
+    if (tty) process.stdout.write(`\r\x1b[K${line}`);
+    else process.stdout.write(`step ${c.step + 1} (block ${c.block}): ${line}\n`);
+  });
+  const tokens = out.slice(P);
+  if (o.dump) {
+    const vocab = seq.model.vocab;
+    const f = first!;
+    const rows = f.positions.length;
+    const file = serializeSafetensors({
+      prompt_ids: { dtype: 'I32', shape: [P], data: Int32Array.from(prompt) },
+      step_positions: { dtype: 'I32', shape: [rows], data: Int32Array.from(f.positions) },
+      step_logits: { dtype: 'F32', shape: [rows, vocab], data: f.logits },
+      decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
+    });
+    await writeFile(o.dump, new Uint8Array(file));
+    console.log(
+      `wrote ${o.dump}: step_logits [${rows}, ${vocab}] (the first forward's committed positions), ${steps} steps, ${forwards} forwards`,
+    );
+    console.log(`decode tokens: ${[...tokens].join(',')}`);
+    return;
+  }
+  if (tty) process.stdout.write('\n');
+  else if (plain) console.log([...tokens].join(' '));
+  else console.log(o.tok!.decode([...tokens]));
+}
