@@ -36,6 +36,7 @@ import { importFlaGatedDeltaNet } from './fla-gated-deltanet.ts';
 import { importFlaGla } from './fla-gla.ts';
 import { importFlaHgrn2 } from './fla-hgrn2.ts';
 import { importFlaRwkv7 } from './fla-rwkv7.ts';
+import { importFlaNsa } from './fla-nsa.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -103,4 +104,5 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'gla', origin: 'fla', import: importFlaGla },
   { modelType: 'hgrn2', origin: 'fla', import: importFlaHgrn2 },
   { modelType: 'rwkv7', origin: 'fla', import: importFlaRwkv7 },
+  { modelType: 'nsa', origin: 'fla', import: importFlaNsa },
 ];
