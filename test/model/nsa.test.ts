@@ -17,6 +17,8 @@ import { report } from '../../src/cli/report.ts';
 import { attention as attentionOp, kvWrite } from '../../src/ops/attention.ts';
 import { nsaBlocks, nsaCompress, nsaCompressed, nsaSelected } from '../../src/ops/nsa.ts';
 import { parseSpec } from '../../src/spec/load.ts';
+import { printSpec } from '../../src/spec/print.ts';
+import { stringify } from 'yaml';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { maxRelError, randInts, randn } from '../helpers/numeric.ts';
@@ -270,6 +272,19 @@ describe('nsa model', () => {
     expect(bad('select: 0')).toThrow(/bad-nsa\.strata:6:\d+.*select/s);
     expect(bad('window: 0')).toThrow(/bad-nsa\.strata:6:\d+.*window/s);
     expect(bad('heads: 3')).toThrow(/bad-nsa\.strata:6:\d+/s);
+  });
+
+  it('round-trips through the printed DSL, YAML and JSON; the schema names a bad setting', () => {
+    const model = spec('nsa(heads: 4, kv_heads: 2, head_dim: 8, block: 4, select: 3, window: 5)');
+    expect(printSpec(model)).toMatch(
+      /nsa\(heads: 4, kv_heads: 2, block: 4, select: 3, window: 5\)/,
+    );
+    expect(parseSpec(printSpec(model), 'again.strata')).toEqual(model);
+    expect(parseSpec(stringify(model), 'tiny.yaml')).toEqual(model);
+    expect(parseSpec(JSON.stringify(model), 'tiny.json')).toEqual(model);
+    const bad = structuredClone(model) as unknown as { layers: { mixer: { select: number } }[] };
+    bad.layers[1].mixer.select = 0;
+    expect(() => parseSpec(stringify(bad), 'bad.yaml')).toThrow(/bad\.yaml:\d+:\d+.*select/s);
   });
 
   it('rejects f16 KV caches naming the layer', () => {
