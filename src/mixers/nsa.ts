@@ -169,19 +169,18 @@ function nsaBranch(b: GraphBuilder, model: ModelIR, h: number, s: NsaSpec, at: M
   let q = linear(b, h, `${at.prefix}.q_proj`, qCols, model.dim, s.qkvBias, `${L}.q`);
   let k = linear(b, h, `${at.prefix}.k_proj`, kvCols, model.dim, s.qkvBias, `${L}.k`);
   const v = linear(b, h, `${at.prefix}.v_proj`, kvCols, model.dim, s.qkvBias, `${L}.v`);
-  // g_proj's rows are (head, gate) pairs; each gate is pulled out as its own [T, heads] rows.
-  const gates = GATES.map((_, j) =>
-    linearRowBlocks(
-      b,
-      h,
-      `${at.prefix}.g_proj`,
-      s.heads,
-      3,
-      [{ offset: j, count: 1 }],
-      model.dim,
-      false,
-      `${L}.g_${GATES[j]}`,
-    ),
+  // g_proj's rows are (head, gate) pairs; read gate-major ([T, 3·heads]: every head's g_cmp,
+  // then g_slc, then g_swa) so that each gate is a contiguous run of heads for the gated sum.
+  const gates = linearRowBlocks(
+    b,
+    h,
+    `${at.prefix}.g_proj`,
+    s.heads,
+    3,
+    GATES.map((_, j) => ({ offset: j, count: 1 })),
+    model.dim,
+    false,
+    `${L}.g`,
   );
   const rope: RopeSpec = { theta: s.ropeTheta, rotaryDim: s.headDim, scaling: { kind: 'none' } };
   const tables = ropeTableParams(b, { rope })!;
@@ -258,8 +257,14 @@ function nsaBranch(b: GraphBuilder, model: ModelIR, h: number, s: NsaSpec, at: M
     { out: { name: `${L}.o_swa`, shape: ['T', qCols] } },
   ).out;
 
-  // o = Σ σ(g_j) o_j: each head's gate read across its headDim columns.
-  const perHead: PointwiseInput = { perToken: true, cols: s.heads, inner: 1, repeat: s.headDim };
+  // o = Σ σ(g_j) o_j: gate j of head h (column j·heads + h) read across the head's columns.
+  const gate = (j: number): PointwiseInput => ({
+    perToken: true,
+    cols: 3 * s.heads,
+    inner: 1,
+    repeat: s.headDim,
+    offset: j * s.heads,
+  });
   const term = (j: number): PointwiseExpr => ({
     bin: 'mul',
     a: { fn: 'sigmoid', x: { in: `g${j}` } },
@@ -270,9 +275,9 @@ function nsaBranch(b: GraphBuilder, model: ModelIR, h: number, s: NsaSpec, at: M
     `${L}.gated`,
     qCols,
     {
-      g0: [gates[0], perHead],
-      g1: [gates[1], perHead],
-      g2: [gates[2], perHead],
+      g0: [gates, gate(0)],
+      g1: [gates, gate(1)],
+      g2: [gates, gate(2)],
       o0: [cmp.out, columns(qCols)],
       o1: [slc, columns(qCols)],
       o2: [swa, columns(qCols)],

@@ -17,6 +17,8 @@ import { report } from '../../src/cli/report.ts';
 import { attention as attentionOp, kvWrite } from '../../src/ops/attention.ts';
 import { nsaBlocks, nsaCompress, nsaCompressed, nsaSelected } from '../../src/ops/nsa.ts';
 import { parseSpec } from '../../src/spec/load.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { stringify } from 'yaml';
 import { BASELINE_CAPS } from '../../src/target.ts';
@@ -262,6 +264,28 @@ describe('nsa model', () => {
     // 21 tokens in chunks of 16 (the second ends mid-block), then 14 decode steps.
     await expectMatchesInterpreter(m, randInts(21, model.vocab, 5), 14, 1e-4, 16);
   }, 600_000);
+
+  it('the fused graph (q+k+v+RoPE+append in one matmul, rotated q read by all three branches) equals the unfused one', async () => {
+    const model = spec('nsa(heads: 4, kv_heads: 2, head_dim: 8, block: 4, select: 2, window: 3)');
+    const opts = { caps: BASELINE_CAPS, maxT: 16, capacity: 64 };
+    const fused = compileModel(model, { ...opts, fuse: true });
+    const plain = compileModel(model, { ...opts, fuse: false });
+    const labels = fused.graphs.decode.nodes.map((n) => n.label);
+    expect(labels).toContain('l0.nsa qkv+rope+append (norm fused)');
+    const weights = randomWeights(model, 7);
+    const ids = randInts(19, model.vocab, 3);
+    const run = async (c: typeof fused) => {
+      const p = await Interpreter.create(c.graphs.prefill, weights);
+      const d = await Interpreter.create(c.graphs.decode, weights);
+      const st = p.newState();
+      const out = [p.step(ids.subarray(0, 16), 0, 16, st).logits];
+      for (let pos = 16; pos < 19; pos++)
+        out.push(d.step(ids.subarray(pos, pos + 1), pos, 1, st).logits);
+      return out;
+    };
+    const [a, b] = [await run(fused), await run(plain)];
+    for (let i = 0; i < a.length; i++) expect(maxRelError(a[i], b[i])).toBeLessThan(1e-5);
+  });
 
   it('settings that cannot work name the setting at file:line:col', () => {
     const bad = (args: string) => () =>
