@@ -64,6 +64,8 @@ const cases: NsaCase[] = [
   { heads: 3, kvHeads: 3, hd: 4, block: 8, select: 16, capacity: 21, steps: [5, 13, 1, 1] },
   // Heads wider than a workgroup (70), group of 3, a prefill longer than the 16 token slots.
   { heads: 6, kvHeads: 2, hd: 70, block: 5, select: 4, capacity: 44, steps: [37, 1, 1, 1, 2] },
+  // fla's smallest group (16 query heads per kv head, its Triton tile), as in its models.
+  { heads: 32, kvHeads: 2, hd: 16, block: 4, select: 3, capacity: 40, steps: [37, 1, 1] },
   // 75 candidate blocks: more than one workgroup's threads for the argmax and the scores.
   { heads: 2, kvHeads: 1, hd: 3, block: 2, select: 5, capacity: 160, steps: [150, 1, 1, 1] },
 ];
