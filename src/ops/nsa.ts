@@ -292,7 +292,7 @@ export const nsaSelected: OpDefinition<NsaSelectedAttrs> = {
       pairs += Math.min(step.pos + t + 1, a.select * a.block);
     }
     return {
-      flops: pairs * (a.heads / a.kvHeads) * a.kvHeads * (4 * a.headDim + 6),
+      flops: pairs * a.heads * (4 * a.headDim + 6),
       bytesRead: 4 * (step.T * a.heads * a.headDim + pairs * 2 * kvw),
       bytesWritten: 4 * step.T * a.heads * a.headDim,
     };
