@@ -94,7 +94,7 @@ for (const [kind, mixer] of Object.entries(MIXERS)) {
           gen.launches,
           { ...bytes, ...gen.scratch },
           { T: c.T, pos: c.pos, L: 1 },
-          { reps: c.T === 1 ? 50 : 2, samples: 3 },
+          values.quick ? { reps: 1, samples: 1 } : { reps: c.T === 1 ? 50 : 2, samples: 3 },
         );
         ops.push({ label: n.label, ms: t.gpuMs ?? t.wallMs });
       } catch (e) {
