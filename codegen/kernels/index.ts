@@ -5,6 +5,7 @@ import { matmulKernel } from './matmul.ts';
 import { attentionKernel } from './attention.ts';
 import { kvWriteKernel, ropeKernel } from './rope.ts';
 import { h2oAttentionKernel } from './h2o.ts';
+import { nsaCompressedKernel, nsaCompressKernel, nsaSelectedKernel } from './nsa.ts';
 import { gatedNormKernel, normKernel } from './norm.ts';
 import { embedKernel } from './embedding.ts';
 import {
@@ -33,6 +34,9 @@ export const generators: Registry = {
   attention: attentionKernel,
   kv_write: kvWriteKernel,
   h2o_attention: h2oAttentionKernel,
+  nsa_compress: nsaCompressKernel,
+  nsa_compressed: nsaCompressedKernel,
+  nsa_selected: nsaSelectedKernel,
   rope: ropeKernel,
   norm: normKernel,
   embed: embedKernel,

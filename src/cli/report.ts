@@ -141,7 +141,10 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
       const row = out[n.layer];
       // An H2O cache's positions and scores (its `rows` state) are per-row bookkeeping of its KV.
       const h2oRows = n.attrs.op === 'h2o_attention' && name === 'rows';
-      if (KV_INPUTS.has(name) || h2oRows) {
+      // NSA's compressed caches grow by a row per block of tokens (src/ops/nsa.ts).
+      if (n.attrs.op === 'nsa_compress' && (name === 'kcmp' || name === 'vcmp')) {
+        row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1) / n.attrs.block;
+      } else if (KV_INPUTS.has(name) || h2oRows) {
         row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1);
         if (rings.has(id)) row.kvRows = t.shape[0] as number;
       } else row.stateBytes += shapeBytes(t.dtype, t.shape, 1);

@@ -371,6 +371,52 @@ export interface H2oAttentionAttrs {
   kvType?: KvType;
 }
 
+/**
+ * NSA (native sparse attention, DeepSeek 2025; semantics and fla's rules in src/ops/nsa.ts), in
+ * fla's form: one block size l serves compression (mean pooling, stride l) and selection.
+ * nsa_compress: after kv_write, each token of the step that completes a block (position p with
+ * (p + 1) % block = 0) writes that block's mean key and value to row (p + 1) / block − 1 of the
+ * compressed caches kcmp / vcmp [blocks, kvHeads·headDim] (blocks = ceil(capacity / block)).
+ */
+export interface NsaCompressAttrs {
+  op: 'nsa_compress';
+  kvHeads: number;
+  headDim: number;
+  block: number;
+  /** Rows of kcache / vcache. */
+  capacity: number;
+}
+
+/**
+ * NSA's compressed branch and block selection: query p attends over the complete compressed
+ * blocks (out, zero when there is none), and for each kv head picks the `select` blocks of
+ * highest importance (the mean over the group's query heads of their compressed attention
+ * probabilities; blocks 0, p/block − 1 and p/block always count as 1), written to picks
+ * [T, kvHeads·select] best first, padded with NSA_NO_BLOCK.
+ */
+export interface NsaCompressedAttrs {
+  op: 'nsa_compressed';
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  block: number;
+  select: number;
+  capacity: number;
+}
+
+/** NSA's selected branch: query p attends over the keys ≤ p of the blocks nsa_compressed picked. */
+export interface NsaSelectedAttrs {
+  op: 'nsa_selected';
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  block: number;
+  select: number;
+  capacity: number;
+}
+
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */
 export interface AddAttrs {
   op: 'add';
@@ -787,6 +833,9 @@ export type OpAttrs =
   | KvWriteAttrs
   | AttentionAttrs
   | H2oAttentionAttrs
+  | NsaCompressAttrs
+  | NsaCompressedAttrs
+  | NsaSelectedAttrs
   | AddAttrs
   | ConcatAttrs
   | ActAttrs

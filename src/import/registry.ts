@@ -38,6 +38,7 @@ import { importFlaHgrn2 } from './fla-hgrn2.ts';
 import { importFlaRwkv7 } from './fla-rwkv7.ts';
 import { importLlada } from './hf-llada.ts';
 import { importDream } from './hf-dream.ts';
+import { importFlaNsa } from './fla-nsa.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -110,4 +111,5 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'rwkv7', origin: 'fla', import: importFlaRwkv7 },
   { modelType: 'llada', origin: 'remote code', import: importLlada },
   { modelType: 'Dream', origin: 'remote code', import: importDream },
+  { modelType: 'nsa', origin: 'fla', import: importFlaNsa },
 ];

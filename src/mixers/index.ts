@@ -14,6 +14,7 @@ import { linearAttn } from './linear-attn.ts';
 import { mamba1 } from './mamba1.ts';
 import { mamba2 } from './mamba2.ts';
 import { mla } from './mla.ts';
+import { nsa } from './nsa.ts';
 import { parallel } from './parallel.ts';
 import { retnet } from './retnet.ts';
 import { rwkv7 } from './rwkv7.ts';
@@ -33,6 +34,7 @@ export const MIXER_DEFS = [
   linearAttn,
   deltanet,
   rwkv7,
+  nsa,
 ] as const;
 
 type SpecOf<D> = D extends MixerDef<infer S> ? S : never;

@@ -119,9 +119,11 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
     const v = r.producer(vw.inputs.x);
     if (!isPlain(q) || !isPlain(k) || !isPlain(v)) continue;
     if (q.inputs.x !== k.inputs.x || q.inputs.x !== v.inputs.x) continue;
+    // The rotated q stays an output of the fused matmul, so it may have other readers (NSA's
+    // branches all read it); the unrotated q, k, v and the rotated k exist no more.
     if (
-      ![q.outputs.out, k.outputs.out, v.outputs.out, qRope.outputs.out, kRope.outputs.out].every(
-        (t) => r.soleConsumer(t),
+      ![q.outputs.out, k.outputs.out, v.outputs.out, kRope.outputs.out].every((t) =>
+        r.soleConsumer(t),
       )
     )
       continue;

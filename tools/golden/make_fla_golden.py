@@ -132,6 +132,22 @@ TINY = {
              num_kv_heads=1),
         {"fla.layers.linear_attn": "fused_recurrent_linear_attn"},
     ),
+    "nsa": (
+        # NOT RUN YET (written without a GPU; the first run on the GPU machine makes the fixture).
+        # Native sparse attention: compressed blocks of 16 (mean pooling), 2 selected blocks,
+        # a window of 6. fla's Triton kernels need a GQA group of at least 16 query heads (a
+        # power of 2) and blocks of at least 16 tokens (tl.dot), so: 16 query heads over 1 kv
+        # head of 16. The 32 positions (prompt + decode) make 2 blocks, both always selected
+        # (first and current/previous), so this golden checks compression, the window, the
+        # gates and RoPE, but not the ranking among candidates; that needs more than 48 tokens.
+        "nsa",
+        dict(num_hidden_layers=2, num_heads=16, num_kv_heads=1, head_dim=16, block_size=16,
+             block_counts=2, window_size=6, rope_theta=10000.0, qkv_bias=False,
+             hidden_act="swish", norm_eps=1e-6),
+        dict(num_heads=16, num_kv_heads=1, head_dim=16, block_size=16, block_counts=2,
+             window_size=6),
+        {"fla.layers.nsa": "parallel_nsa"},
+    ),
 }
 
 
@@ -210,6 +226,15 @@ def naive_rwkv7(r, w, k, v, kk, a, scale=1.0, **kw):
     return o.transpose(1, 2), None
 
 
+def naive_nsa(**kw):
+    # fla's naive_nsa takes parallel_nsa's arguments; its window branch calls flash_attn_func
+    # from its own module, patched in main() like the parallel one.
+    from fla.ops.nsa.naive import naive_nsa as ref
+    if kw.get("cu_seqlens") is not None:
+        raise RuntimeError("naive comparison runs without varlen")
+    return ref(**kw)
+
+
 NAIVE = {
     ("fla.layers.gla", "fused_recurrent_gla"): naive_gla,
     ("fla.layers.hgrn2", "fused_recurrent_gla"): naive_gla,
@@ -218,6 +243,7 @@ NAIVE = {
     ("fla.layers.gated_deltanet", "fused_recurrent_gated_delta_rule"): naive_gated_delta_rule,
     ("fla.layers.linear_attn", "fused_recurrent_linear_attn"): naive_linear_attn,
     ("fla.layers.rwkv7", "fused_mul_recurrent_rwkv7"): naive_rwkv7,
+    ("fla.layers.nsa", "parallel_nsa"): naive_nsa,
 }
 
 
@@ -433,6 +459,12 @@ def main():
     untie_legacy_classes(fla.models)
     fla_attn.flash_attn_func = reference_flash_attn_func
     fla_attn.flash_attn_varlen_func = reference_flash_attn_varlen_func
+    # NSA's window branch calls flash-attn from the op modules (fla/ops/nsa/parallel.py, naive.py).
+    import fla.ops.nsa.naive as nsa_naive
+    import fla.ops.nsa.parallel as nsa_parallel
+    for m in (nsa_naive, nsa_parallel):
+        m.flash_attn_func = reference_flash_attn_func
+        m.flash_attn_varlen_func = reference_flash_attn_varlen_func
 
     v = fla_versions(args.fla_commit)
     print("versions: " + ", ".join(f"{k} {x}" for k, x in v.items()))

@@ -1,0 +1,389 @@
+/**
+ * NSA kernels (semantics: src/ops/nsa.ts).
+ *
+ * - nsa_compress: a thread per (column, token); a token that completes a block averages the
+ *   block's rows of the KV cache into the compressed caches. Most tokens do nothing: decode
+ *   writes one row every `block` tokens.
+ * - nsa_compressed and nsa_selected: a workgroup per (kv head, token slot). The group's query
+ *   heads are scored together, so each key row is read once per group (the point of NSA's
+ *   group-shared selection), through the same phases as the H2O kernel: scores into a scratch
+ *   buffer, workgroup max, exponentials and sums, then a thread per output dimension.
+ *   nsa_compressed then turns the probabilities into each block's importance (mean over the group,
+ *   forced blocks NSA_FORCED) and takes the top `select` by repeated workgroup argmax, ties to the
+ *   later block as in the reference.
+ *
+ * Token slots: a prefill step of T tokens runs on min(maxT, SLOTS) workgroups per kv head, each
+ * taking every SLOTS-th token, so the scratch (per slot, not per token) stays bounded at long
+ * prompts; decode (T = 1) runs one workgroup per kv head.
+ */
+import type {
+  NsaCompressAttrs,
+  NsaCompressedAttrs,
+  NsaSelectedAttrs,
+} from '../../src/graph/ops.ts';
+import {
+  NSA_FORCED,
+  NSA_NO_BLOCK,
+  nsaBlocks,
+  nsaCompress,
+  nsaCompressed,
+  nsaSelected,
+} from '../../src/ops/nsa.ts';
+import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import type { KernelGenerator } from './types.ts';
+import { opBindings, wgslF32 } from './wgsl-builder.ts';
+
+/** Scratch of nsa_compressed's probabilities and importances. */
+export const NSA_CMP_PROB = 'nsa_cmp_prob';
+/** Scratch of nsa_selected's probabilities. */
+export const NSA_SLC_PROB = 'nsa_slc_prob';
+/** Threads per workgroup: a power of two (tree reductions). */
+const WG = 64;
+/** Most workgroups per kv head over a step's tokens. */
+const SLOTS = 16;
+
+const slotsFor = (maxT: number) => Math.max(1, Math.min(maxT, SLOTS));
+
+/** Workgroup max and sum over one value per thread (WG threads, red_x of WG floats). */
+const REDUCTIONS = `
+fn wg_max(x: f32, tid: u32) -> f32 {
+  red_x[tid] = x;
+  workgroupBarrier();
+  for (var w = WG / 2u; w > 0u; w /= 2u) {
+    if (tid < w) { red_x[tid] = max(red_x[tid], red_x[tid + w]); }
+    workgroupBarrier();
+  }
+  let r = red_x[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn wg_sum(x: f32, tid: u32) -> f32 {
+  red_x[tid] = x;
+  workgroupBarrier();
+  for (var w = WG / 2u; w > 0u; w /= 2u) {
+    if (tid < w) { red_x[tid] = red_x[tid] + red_x[tid + w]; }
+    workgroupBarrier();
+  }
+  let r = red_x[0];
+  workgroupBarrier();
+  return r;
+}
+`;
+
+const RESERVED = [
+  'main',
+  'KVH',
+  'HD',
+  'KVW',
+  'QW',
+  'GROUP',
+  'BLOCK',
+  'SELECT',
+  'NB',
+  'SLOTS',
+  'KEYS',
+  'SCALE',
+  'WG',
+  'NEG',
+  'NONE',
+  'FORCED',
+  'red_x',
+  'red_s',
+  'red_i',
+  'wg_max',
+  'wg_sum',
+  'key_of',
+  NSA_CMP_PROB,
+  NSA_SLC_PROB,
+];
+
+function constants(a: {
+  heads?: number;
+  kvHeads: number;
+  headDim: number;
+  block: number;
+  select?: number;
+  scale?: number;
+  capacity: number;
+}): string {
+  const heads = a.heads ?? a.kvHeads;
+  return `const KVH = ${a.kvHeads}u;
+const HD = ${a.headDim}u;
+const KVW = ${a.kvHeads * a.headDim}u;
+const QW = ${heads * a.headDim}u;
+const GROUP = ${heads / a.kvHeads}u;
+const BLOCK = ${a.block}u;
+const SELECT = ${a.select ?? 1}u;
+const NB = ${nsaBlocks(a)}u;
+const SCALE = ${wgslF32(a.scale ?? 1)};
+const WG = ${WG}u;
+const NEG = -3.0e38;
+const NONE = ${NSA_NO_BLOCK}u;
+const FORCED = ${wgslF32(NSA_FORCED)};`;
+}
+
+export const nsaCompressKernel: KernelGenerator<NsaCompressAttrs> = (a) => {
+  nsaCompress.check(a);
+  const { bindings, decls } = opBindings(a, RESERVED);
+  const code = `${STEP_WGSL}
+${decls}
+${constants(a)}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x;
+  let t = gid.y;
+  let p = step.pos + t;
+  if (i >= KVW || t >= step.T || (p + 1u) % BLOCK != 0u) { return; }
+  let c = (p + 1u) / BLOCK - 1u;
+  var sk = 0.0;
+  var sv = 0.0;
+  for (var j = c * BLOCK; j <= p; j++) {
+    sk += kcache[j * KVW + i];
+    sv += vcache[j * KVW + i];
+  }
+  kcmp[c * KVW + i] = sk / f32(BLOCK);
+  vcmp[c * KVW + i] = sv / f32(BLOCK);
+}
+`;
+  const kvw = a.kvHeads * a.headDim;
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `nsa_compress_w${kvw}_l${a.block}_c${a.capacity}`,
+          code,
+          bindings,
+          workgroupSize: [WG, 1, 1],
+        },
+        grid: [Math.ceil(kvw / WG), { sym: 'T' }, 1],
+      },
+    ],
+    scratch: {},
+  };
+};
+
+export const nsaCompressedKernel: KernelGenerator<NsaCompressedAttrs> = (a, ctx) => {
+  nsaCompressed.check(a);
+  const { bindings, storage, decls } = opBindings(a, RESERVED);
+  const slots = slotsFor(ctx.maxT);
+  const P = NSA_CMP_PROB;
+  const code = `${STEP_WGSL}
+${decls}
+${storageDecl(storage.length + 1, P, 'read_write')}
+${constants(a)}
+const SLOTS = ${slots}u;
+
+var<workgroup> red_x: array<f32, WG>;
+var<workgroup> red_s: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
+${REDUCTIONS}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let h = wid.x;
+  let base = (wid.y * KVH + h) * NB;
+  for (var t = wid.y; t < step.T; t += SLOTS) {
+    let p = step.pos + t;
+    let nc = (p + 1u) / BLOCK;
+    let cur = p / BLOCK;
+    let q0 = t * QW + h * GROUP * HD;
+    // Scores of the complete blocks, a thread per block, the group's heads together.
+    // (Accumulators inside the loop start from explicit zero constructors: see codegen/kernels/h2o.ts.)
+    var mx = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
+    for (var c = tid; c < nc; c += WG) {
+      var s = array<f32, GROUP>();
+      for (var d = 0u; d < HD; d++) {
+        let kd = kcmp[c * KVW + h * HD + d];
+        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
+      }
+      for (var g = 0u; g < GROUP; g++) {
+        let x = s[g] * SCALE;
+        ${P}[(base + c) * GROUP + g] = x;
+        mx[g] = max(mx[g], x);
+      }
+    }
+    var m = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
+    var sm = array<f32, GROUP>();
+    for (var c = tid; c < nc; c += WG) {
+      for (var g = 0u; g < GROUP; g++) {
+        let e = exp(${P}[(base + c) * GROUP + g] - m[g]);
+        ${P}[(base + c) * GROUP + g] = e;
+        sm[g] += e;
+      }
+    }
+    // No complete block yet: sums 0, outputs 0 (fla's o_cmp before the first block completes).
+    var inv = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) {
+      let z = wg_sum(sm[g], tid);
+      inv[g] = select(0.0, 1.0 / z, z > 0.0);
+    }
+    storageBarrier();
+    for (var d = tid; d < HD; d += WG) {
+      var o = array<f32, GROUP>();
+      for (var c = 0u; c < nc; c++) {
+        let vd = vcmp[c * KVW + h * HD + d];
+        for (var g = 0u; g < GROUP; g++) { o[g] += ${P}[(base + c) * GROUP + g] * vd; }
+      }
+      for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
+    }
+    storageBarrier();
+    // Importance of each candidate block 0..cur (in the g = 0 slot; the same thread wrote it).
+    for (var c = tid; c <= cur; c += WG) {
+      var s = 0.0;
+      if (c < nc) {
+        for (var g = 0u; g < GROUP; g++) { s += ${P}[(base + c) * GROUP + g] * inv[g]; }
+        s = s / f32(GROUP);
+      }
+      if (c == 0u || c == cur || c + 1u == cur) { s = FORCED; }
+      ${P}[(base + c) * GROUP] = s;
+    }
+    storageBarrier();
+    // The top SELECT: repeated argmax (ties to the later block); a taken block scores -2.
+    let n = min(SELECT, cur + 1u);
+    let o0 = (t * KVH + h) * SELECT;
+    for (var i = 0u; i < SELECT; i++) {
+      if (i >= n) {
+        if (tid == 0u) { picks[o0 + i] = NONE; }
+        continue;
+      }
+      var bs = -1.0;
+      var bi = 0u;
+      for (var c = tid; c <= cur; c += WG) {
+        let s = ${P}[(base + c) * GROUP];
+        if (s > bs || (s == bs && c > bi)) { bs = s; bi = c; }
+      }
+      red_s[tid] = bs;
+      red_i[tid] = bi;
+      workgroupBarrier();
+      for (var w = WG / 2u; w > 0u; w /= 2u) {
+        if (tid < w) {
+          let s = red_s[tid + w];
+          if (s > red_s[tid] || (s == red_s[tid] && red_i[tid + w] > red_i[tid])) {
+            red_s[tid] = s;
+            red_i[tid] = red_i[tid + w];
+          }
+        }
+        workgroupBarrier();
+      }
+      if (tid == 0u) {
+        let c = red_i[0];
+        picks[o0 + i] = c;
+        ${P}[(base + c) * GROUP] = -2.0;
+      }
+      storageBarrier();
+    }
+  }
+}
+`;
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `nsa_compressed_h${a.heads}x${a.kvHeads}d${a.headDim}_l${a.block}n${a.select}_c${a.capacity}_s${slots}`,
+          code,
+          bindings: [...bindings, { name: P, access: 'read_write' }],
+          workgroupSize: [WG, 1, 1],
+        },
+        grid: [a.kvHeads, slots, 1],
+      },
+    ],
+    scratch: { [P]: 4 * slots * a.heads * nsaBlocks(a) },
+  };
+};
+
+export const nsaSelectedKernel: KernelGenerator<NsaSelectedAttrs> = (a, ctx) => {
+  nsaSelected.check(a);
+  const { bindings, storage, decls } = opBindings(a, RESERVED);
+  const slots = slotsFor(ctx.maxT);
+  const P = NSA_SLC_PROB;
+  const keys = a.select * a.block;
+  const code = `${STEP_WGSL}
+${decls}
+${storageDecl(storage.length + 1, P, 'read_write')}
+${constants(a)}
+const SLOTS = ${slots}u;
+const KEYS = ${keys}u;
+
+var<workgroup> red_x: array<f32, WG>;
+${REDUCTIONS}
+// Key i of token t's selection for kv head h (the block picked in slot i / BLOCK), or NONE when
+// the slot is empty or the key lies after p.
+fn key_of(t: u32, h: u32, i: u32, p: u32) -> u32 {
+  let c = picks[(t * KVH + h) * SELECT + i / BLOCK];
+  if (c == NONE) { return NONE; }
+  let j = c * BLOCK + i % BLOCK;
+  return select(NONE, j, j <= p);
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let h = wid.x;
+  let base = (wid.y * KVH + h) * KEYS;
+  for (var t = wid.y; t < step.T; t += SLOTS) {
+    let p = step.pos + t;
+    let q0 = t * QW + h * GROUP * HD;
+    var mx = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
+    for (var i = tid; i < KEYS; i += WG) {
+      let j = key_of(t, h, i, p);
+      if (j == NONE) { continue; }
+      var s = array<f32, GROUP>();
+      for (var d = 0u; d < HD; d++) {
+        let kd = kcache[j * KVW + h * HD + d];
+        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
+      }
+      for (var g = 0u; g < GROUP; g++) {
+        let x = s[g] * SCALE;
+        ${P}[(base + i) * GROUP + g] = x;
+        mx[g] = max(mx[g], x);
+      }
+    }
+    var m = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
+    var sm = array<f32, GROUP>();
+    for (var i = tid; i < KEYS; i += WG) {
+      let keep = key_of(t, h, i, p) != NONE;
+      for (var g = 0u; g < GROUP; g++) {
+        let e = select(0.0, exp(${P}[(base + i) * GROUP + g] - m[g]), keep);
+        ${P}[(base + i) * GROUP + g] = e;
+        sm[g] += e;
+      }
+    }
+    var inv = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) {
+      let z = wg_sum(sm[g], tid);
+      inv[g] = select(0.0, 1.0 / z, z > 0.0);
+    }
+    storageBarrier();
+    for (var d = tid; d < HD; d += WG) {
+      var o = array<f32, GROUP>();
+      for (var i = 0u; i < KEYS; i++) {
+        let j = key_of(t, h, i, p);
+        if (j == NONE) { continue; }
+        let vd = vcache[j * KVW + h * HD + d];
+        for (var g = 0u; g < GROUP; g++) { o[g] += ${P}[(base + i) * GROUP + g] * vd; }
+      }
+      for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
+    }
+    storageBarrier();
+  }
+}
+`;
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `nsa_selected_h${a.heads}x${a.kvHeads}d${a.headDim}_l${a.block}n${a.select}_c${a.capacity}_s${slots}`,
+          code,
+          bindings: [...bindings, { name: P, access: 'read_write' }],
+          workgroupSize: [WG, 1, 1],
+        },
+        grid: [a.kvHeads, slots, 1],
+      },
+    ],
+    scratch: { [P]: 4 * slots * a.heads * keys },
+  };
+};
