@@ -93,13 +93,12 @@ export interface DiffusionGemmaText {
  * see the file comment for the semantics.
  */
 export const DIFFUSION_GEMMA_MISSING: readonly string[] = [
-  'an attention whose mask depends on the phase: causal while encoding the context, bidirectional over [cached context, canvas] while denoising (a sliding layer seeing the last window − 1 cached rows), with the denoiser never writing the cache',
+  "an attention whose mask depends on the phase: causal while encoding the context into the KV cache, bidirectional over [cached context, canvas] while denoising, a sliding layer then seeing the cached rows within the window of the canvas's first position, and the canvas's own K/V never kept",
   'attention values taken from the raw key projection (k_eq_v) and a weightless RMS norm on the values (v_norm)',
   "'proportional' RoPE (pairs (i, i + D/2) over the whole head, only the first ⌊f·D/2⌋ rotated)",
-  'a parallel dense-MLP + MoE FFN with its own norms (pre/post per branch and a post norm of their sum), a weightless-norm router scaled by `scale`·dim^−½ and per-expert output scales',
+  'a parallel dense-MLP + MoE FFN with its own norms (pre and post per branch, and a post norm of their sum), a router reading a weightless RMS norm times `scale`·dim^−½, and per-expert output scales',
   'a per-layer output scalar (layer_scalar) on the residual stream',
-  'the self-conditioning input: softmax(previous logits) · embedding → GeGLU MLP, added to the canvas embedding and RMS-normed',
-  'plain-weight (x·w) RMS norms beside Gemma 3’s unit-offset ones',
+  "the self-conditioning input: the previous step's logits as an input of the denoising phase, softmax · embedding · sqrt(dim) → RMSNorm → GeGLU MLP, added to the canvas embedding, then a weightless RMS norm",
 ];
 
 /** The refusal importHfConfig gives after reading the config (which reports its own errors). */
