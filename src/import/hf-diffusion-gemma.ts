@@ -17,7 +17,8 @@
  *    head_dim and num_key_value_heads, full layers their per_layer_config override (HF default
  *    global_head_dim 512) and no v_proj: the values are the raw k_proj output (k_eq_v), v-normed;
  *  - RoPE per layer type: sliding `default`; full `proportional` (rotate_half pairs (i, i + D/2)
- *    over the whole head, frequencies θ^(−2i/D) for the first ⌊f·D/2⌋ pairs, 0 for the rest);
+ *    over the whole head, frequencies θ^(−2i/D) for the first ⌊f·D/2⌋ pairs, 0 for the rest:
+ *    strata's RopeScaling kind 'proportional');
  *  - every layer runs a dense GeGLU MLP and a MoE side by side on the post-attention residual r:
  *    y = post_ff(post_ff_1(mlp(pre_ff(r))) + post_ff_2(experts(pre_ff_2(r)))), the router reading
  *    rms(r)·scale·dim^−½ (weightless norm), softmax over all experts, top-k renormalised, then
@@ -27,7 +28,7 @@
  *    (zero at a canvas's first step; v_rms weightless); final norm, tied lm_head, logit softcap.
  */
 import { SpecError } from '../../grammar/diagnostics.ts';
-import type { Activation } from '../spec/model.ts';
+import type { Activation, RopeSpec } from '../spec/model.ts';
 import {
   ConfigReader,
   isConfigObject,
@@ -40,16 +41,6 @@ import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 
 export const DIFFUSION_GEMMA_TYPES = ['diffusion_gemma', 'diffusion_gemma_text'] as const;
 
-/** One layer type's RoPE: `proportional` rotates the first `pairs` of headDim / 2 pairs only. */
-export interface DiffusionGemmaRope {
-  kind: 'default' | 'proportional';
-  theta: number;
-  /** Rotated pairs (i, i + headDim/2), i < pairs; the rest pass through. */
-  pairs: number;
-  /** Frequency i is θ^(−2i / headDim) / factor. */
-  factor: number;
-}
-
 export interface DiffusionGemmaLayer {
   index: number;
   type: 'sliding_attention' | 'full_attention';
@@ -60,7 +51,8 @@ export interface DiffusionGemmaLayer {
   valueFromKey: boolean;
   /** Sliding layers: the window (HF's sliding_window, keys within window − 1 back); else null. */
   window: number | null;
-  rope: DiffusionGemmaRope;
+  /** Over the whole head; full layers' `proportional` scaling (strata's RopeScaling kind). */
+  rope: RopeSpec;
 }
 
 /** The text model and its block size, as the config gives them. */
@@ -95,7 +87,6 @@ export interface DiffusionGemmaText {
 export const DIFFUSION_GEMMA_MISSING: readonly string[] = [
   "an attention whose mask depends on the phase: causal while encoding the context into the KV cache, bidirectional over [cached context, canvas] while denoising, a sliding layer then seeing the cached rows within the window of the canvas's first position, and the canvas's own K/V never kept",
   'attention values taken from the raw key projection (k_eq_v) and a weightless RMS norm on the values (v_norm)',
-  "'proportional' RoPE (pairs (i, i + D/2) over the whole head, only the first ⌊f·D/2⌋ rotated)",
   'a parallel dense-MLP + MoE FFN with its own norms (pre and post per branch, and a post norm of their sum), a router reading a weightless RMS norm times `scale`·dim^−½, and per-expert output scales',
   'a per-layer output scalar (layer_scalar) on the residual stream',
   "the self-conditioning input: the previous step's logits as an input of the denoising phase, softmax · embedding · sqrt(dim) → RMSNorm → GeGLU MLP, added to the canvas embedding, then a weightless RMS norm",
@@ -229,11 +220,17 @@ function readText(cfg: ConfigReader, canvasLength: number): DiffusionGemmaText {
       valueFromKey: type === 'full_attention',
       window: type === 'sliding_attention' ? window : null,
       rope: {
-        kind: rope.kind,
         theta: rope.theta,
-        factor: rope.factor,
-        // HF: int(partial_rotary_factor * head_dim // 2) rotated pairs.
-        pairs: Math.floor((rope.partial * o.headDim) / 2),
+        rotaryDim: o.headDim,
+        scaling:
+          rope.kind === 'default'
+            ? { kind: 'none' }
+            : {
+                kind: 'proportional',
+                // HF: int(partial_rotary_factor * head_dim // 2) rotated pairs.
+                pairs: Math.floor((rope.partial * o.headDim) / 2),
+                factor: rope.factor,
+              },
       },
     };
   });
@@ -321,7 +318,10 @@ function readPerLayer(
 /** rope_parameters per layer type (HF's defaults when absent). */
 function readRopes(
   cfg: ConfigReader,
-): Record<LayerType, Omit<DiffusionGemmaRope, 'pairs'> & { partial: number }> {
+): Record<
+  LayerType,
+  { kind: 'default' | 'proportional'; theta: number; factor: number; partial: number }
+> {
   const defaults: Record<LayerType, ConfigObject> = {
     sliding_attention: { rope_type: 'default', rope_theta: 10_000 },
     full_attention: {
@@ -357,7 +357,7 @@ function readRopes(
         `${key}.partial_rotary_factor`,
         'is set for rope_type default, which HF cannot run (its cos/sin are shorter than the head)',
       );
-    return { kind: kind as DiffusionGemmaRope['kind'], theta, factor, partial: f };
+    return { kind: kind as 'default' | 'proportional', theta, factor, partial: f };
   };
   if (params !== null)
     for (const k of Object.keys(params))

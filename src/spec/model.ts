@@ -35,6 +35,13 @@ export interface NormSpec {
 export type RopeScaling =
   | { kind: 'none' }
   | { kind: 'linear'; factor: number }
+  /**
+   * Gemma 4's proportional RoPE (HF rope_type 'proportional'): of the rotaryDim / 2 pairs
+   * (i, i + rotaryDim/2), only the first `pairs` rotate, at frequency θ^(−2i/rotaryDim) / factor;
+   * the rest get frequency 0 (pass through). Unlike a partial rotary_dim, the pairing and the
+   * exponents span the whole rotaryDim.
+   */
+  | { kind: 'proportional'; pairs: number; factor: number }
   | {
       kind: 'llama3';
       factor: number;

@@ -157,6 +157,11 @@ export const modelIrSchema: JsonSchema = withCaps({
           },
           { truncate: { ...bool, default: true } },
         ),
+        object({
+          kind: kind('proportional'),
+          pairs: { type: 'integer', minimum: 0 },
+          factor: posNumber,
+        }),
       ],
     },
     ffn: {

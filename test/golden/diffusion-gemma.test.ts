@@ -79,7 +79,11 @@ describe('diffusion_gemma golden (CPU reference forward over the importer)', () 
       ['sliding_attention', 16, 1, false, 8],
       ['full_attention', 32, 1, true, null],
     ]);
-    expect(text.layers[1].rope).toEqual({ kind: 'proportional', theta: 1e6, factor: 1, pairs: 4 });
+    expect(text.layers[1].rope).toEqual({
+      theta: 1e6,
+      rotaryDim: 32,
+      scaling: { kind: 'proportional', pairs: 4, factor: 1 },
+    });
   });
 
   it('one denoising step on a canvas, plain and self-conditioned', async () => {

@@ -7,6 +7,7 @@
  * causal encoder appending to a KV cache, and a denoiser reading it.
  */
 import { activate } from '../../src/ops/math.ts';
+import { ropeInvFreq } from '../../src/ops/rope.ts';
 import {
   selfConditionProbs,
   type BlockDiffusionModel,
@@ -42,16 +43,16 @@ function matvec(w: Float32Array, x: ArrayLike<number>, rows: number, off = 0): V
   return y;
 }
 
-/** RoPE over the whole head, pairs (i, i + D/2); frequency 0 past `pairs` (proportional). */
+/**
+ * RoPE over the whole head, pairs (i, i + D/2), with strata's HF-exact inv_freq (src/ops/rope.ts,
+ * whose 'proportional' scaling gives the pairs past ⌊f·D/2⌋ frequency 0).
+ */
 function rope(x: Vec, off: number, D: number, l: DiffusionGemmaLayer, pos: number): void {
   const half = D / 2;
+  const invFreq = ropeInvFreq(l.rope).invFreq;
   for (let i = 0; i < half; i++) {
-    // HF computes inv_freq and the angle in float32.
-    const inv =
-      i < (l.rope.kind === 'default' ? half : l.rope.pairs)
-        ? Math.fround(Math.fround(1 / Math.pow(l.rope.theta, (2 * i) / D)) / l.rope.factor)
-        : 0;
-    const a = Math.fround(inv * pos);
+    // HF computes the angle in float32.
+    const a = Math.fround(invFreq[i] * pos);
     const c = Math.fround(Math.cos(a));
     const s = Math.fround(Math.sin(a));
     const x1 = x[off + i];

@@ -54,7 +54,7 @@ describe('diffusion_gemma config reader', () => {
       headDim: 16,
       valueFromKey: false,
       window: 8,
-      rope: { kind: 'default', theta: 10_000, factor: 1, pairs: 8 },
+      rope: { theta: 10_000, rotaryDim: 16, scaling: { kind: 'none' } },
     });
   });
 
@@ -69,7 +69,11 @@ describe('diffusion_gemma config reader', () => {
       'full_attention',
     ]);
     expect(t.layers[5]).toMatchObject({ headDim: 512, kvHeads: 1, valueFromKey: true });
-    expect(t.layers[5].rope).toEqual({ kind: 'proportional', theta: 1e6, factor: 1, pairs: 64 });
+    expect(t.layers[5].rope).toEqual({
+      theta: 1e6,
+      rotaryDim: 512,
+      scaling: { kind: 'proportional', pairs: 64, factor: 1 },
+    });
     // global_head_dim and num_global_key_value_heads, as an original config.json gives them.
     Object.assign(text, {
       global_head_dim: 64,
