@@ -22,7 +22,7 @@ import {
   readDiffusionGemmaConfig,
   resolveDiffusionGemmaWeights,
 } from '../../src/import/hf-diffusion-gemma.ts';
-import { entropyBoundGenerate } from '../../src/ops/diffusion-entropy.ts';
+import { entropyBoundGenerate, type SelfCondition } from '../../src/ops/diffusion-entropy.ts';
 import { DiffusionGemmaRef } from '../helpers/diffusion-gemma-ref.ts';
 import { rowErrors } from '../helpers/golden.ts';
 
@@ -50,6 +50,7 @@ async function load() {
     logitsSc: await g.readTensorF32('canvas_logits_sc'),
     tokens: Array.from(await g.readTensorI32('decode_tokens')),
     starts: await g.readTensorI32('block_starts'),
+    stepLogits: await g.readTensorF32('step_logits'),
   };
   await g.close();
   const ref = new DiffusionGemmaRef(text, (n) => {
@@ -99,12 +100,24 @@ describe('diffusion_gemma golden (CPU reference forward over the importer)', () 
     );
   });
 
-  it('generates the reference tokens at temperature 0', async () => {
+  it('generates the reference tokens at temperature 0, every step within tolerance', async () => {
     const { ref, golden, text } = await load();
     const g = JSON.parse(golden.meta.generate) as Record<string, number>;
     const C = text.canvasLength;
+    // Every denoising step's logits against the reference's: the second canvas's steps read the
+    // cache after the first canvas was encoded (the sliding layer then sees only its last rows).
+    const steps: Float32Array[] = [];
+    const model = {
+      vocab: ref.vocab,
+      encode: (ids: Uint32Array) => ref.encode(ids),
+      denoise: async (canvas: Uint32Array, sc: SelfCondition | null) => {
+        const l = await ref.denoise(canvas, sc);
+        steps.push(l);
+        return l;
+      },
+    };
     const tokens = await entropyBoundGenerate(
-      ref,
+      model,
       golden.prompt,
       {
         canvasLength: C,
@@ -122,6 +135,18 @@ describe('diffusion_gemma golden (CPU reference forward over the importer)', () 
       { starts: (b) => Uint32Array.from(golden.starts.subarray(b * C, (b + 1) * C)) },
     );
     expect(Array.from(tokens)).toEqual(golden.tokens);
+    const n = C * text.vocab;
+    expect(steps.length * n).toBe(golden.stepLogits.length);
+    let worst = 0;
+    steps.forEach((l, i) => {
+      worst = Math.max(
+        worst,
+        expectClose(l, golden.stepLogits.subarray(i * n, (i + 1) * n), text.vocab).abs,
+      );
+    });
+    console.log(
+      `diffusion_gemma generation: ${steps.length} steps, max |Δ| ${worst.toExponential(2)}`,
+    );
   });
 
   it('importHfConfig refuses the type, naming what is missing', async () => {
