@@ -34,11 +34,11 @@ describe('diffusion_gemma config reader', () => {
     expect(t).toMatchObject({
       vocab: 64,
       dim: 32,
-      hidden: 32,
+      hidden: 16,
       act: 'gelu_tanh',
       experts: 4,
       topK: 2,
-      expertHidden: 16,
+      expertHidden: 8,
       logitSoftcap: 30,
       canvasLength: 8,
       tie: true,
@@ -181,9 +181,9 @@ describe('diffusion_gemma checkpoint names', () => {
       /model\.decoder\.layers\.1\.router\.per_expert_scale \(strata layers\.1\.router\.expert_scale\) is missing/,
     );
     const s = stored();
-    s.set('model.decoder.layers.0.experts.down_proj', [4, 16, 32]);
+    s.set('model.decoder.layers.0.experts.down_proj', [4, 8, 32]);
     expect(() => resolveDiffusionGemmaWeights(t, s)).toThrow(
-      /model\.decoder\.layers\.0\.experts\.down_proj has shape \[4, 16, 32\], expected \[4, 32, 16\]/,
+      /model\.decoder\.layers\.0\.experts\.down_proj has shape \[4, 8, 32\], expected \[4, 32, 8\]/,
     );
     const x = stored();
     x.set('model.decoder.layers.0.per_layer_projection.weight', [32, 32]);

@@ -408,13 +408,13 @@ def make_each(names, make_one, out):
 # the fixture drops it: config.json gets vision_config null and model.safetensors only the text
 # tensors (strata imports the text model and refuses vision).
 DGEMMA_TEXT = dict(
-    vocab_size=64, hidden_size=32, intermediate_size=32, num_hidden_layers=2,
+    vocab_size=64, hidden_size=32, intermediate_size=16, num_hidden_layers=2,
     num_attention_heads=2, num_key_value_heads=1, head_dim=16,
     global_head_dim=32, num_global_key_value_heads=1,
     # A window shorter than the prompt, so that both the encoder's sliding mask and the decoder's
     # view of the cache (the last window - 1 encoded rows) matter.
     sliding_window=8, layer_types=["sliding_attention", "full_attention"],
-    num_experts=4, top_k_experts=2, moe_intermediate_size=16, max_position_embeddings=256,
+    num_experts=4, top_k_experts=2, moe_intermediate_size=8, max_position_embeddings=256,
     pad_token_id=0, bos_token_id=None, eos_token_id=None)
 DGEMMA_VISION = dict(model_type="gemma4_vision", hidden_size=8, intermediate_size=8,
                      num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1, head_dim=8,
@@ -429,7 +429,7 @@ DGEMMA_STEPS = 6
 # the entropy-bound sampler accepts the whole canvas at every step (no renoising draws are used).
 DGEMMA_T = dict(t_min=0.0, t_max=1e-6)
 # One acceptance of the entropy-bound sampler at an ordinary temperature, on the one-step logits.
-DGEMMA_ACCEPT = dict(temperature=0.25, entropy_bound=1.0)
+DGEMMA_ACCEPT = dict(temperature=0.5, entropy_bound=2.5)
 
 
 def dgemma_model(v):
