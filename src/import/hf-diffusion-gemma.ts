@@ -15,7 +15,8 @@
  *  - Gemma 4 layers: plain-weight RMSNorms (x·w, not Gemma 3's x·(1 + w)); q_norm and k_norm
  *    per head, and a weightless RMS v_norm on the values; attention scale 1; sliding layers have
  *    head_dim and num_key_value_heads, full layers their per_layer_config override (HF default
- *    global_head_dim 512) and no v_proj: the values are the raw k_proj output (k_eq_v), v-normed;
+ *    global_head_dim 512) and no v_proj: the values are the raw k_proj output (k_eq_v), v-normed
+ *    (strata's attention `value_from_key` and `value_norm`);
  *  - RoPE per layer type: sliding `default`; full `proportional` (rotate_half pairs (i, i + D/2)
  *    over the whole head, frequencies θ^(−2i/D) for the first ⌊f·D/2⌋ pairs, 0 for the rest:
  *    strata's RopeScaling kind 'proportional');
@@ -86,7 +87,6 @@ export interface DiffusionGemmaText {
  */
 export const DIFFUSION_GEMMA_MISSING: readonly string[] = [
   "an attention whose mask depends on the phase: causal while encoding the context into the KV cache, bidirectional over [cached context, canvas] while denoising, a sliding layer then seeing the cached rows within the window of the canvas's first position, and the canvas's own K/V never kept",
-  'attention values taken from the raw key projection (k_eq_v) and a weightless RMS norm on the values (v_norm)',
   'a parallel dense-MLP + MoE FFN with its own norms (pre and post per branch, and a post norm of their sum), a router reading a weightless RMS norm times `scale`·dim^−½, and per-expert output scales',
   'a per-layer output scalar (layer_scalar) on the residual stream',
   "the self-conditioning input: the previous step's logits as an input of the denoising phase, softmax · embedding · sqrt(dim) → RMSNorm → GeGLU MLP, added to the canvas embedding, then a weightless RMS norm",
