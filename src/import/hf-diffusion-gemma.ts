@@ -23,7 +23,7 @@
  *  - every layer runs a dense GeGLU MLP and a MoE side by side on the post-attention residual r:
  *    y = post_ff(post_ff_1(mlp(pre_ff(r))) + post_ff_2(experts(pre_ff_2(r)))), the router reading
  *    rms(r)·scale·dim^−½ (weightless norm), softmax over all experts, top-k renormalised, then
- *    multiplied by per_expert_scale[e]; then h = (r + y)·layer_scalar;
+ *    multiplied by per_expert_scale[e]; then h = (r + y)·layer_scalar (strata's layer_scalars);
  *  - embeddings × sqrt(dim); the denoiser's input is v_rms(emb(canvas) + SC(soft)), where SC is
  *    a GeGLU MLP after a weighted RMSNorm of soft = softmax(previous logits) · E · sqrt(dim)
  *    (zero at a canvas's first step; v_rms weightless); final norm, tied lm_head, logit softcap.
@@ -88,7 +88,6 @@ export interface DiffusionGemmaText {
 export const DIFFUSION_GEMMA_MISSING: readonly string[] = [
   "an attention whose mask depends on the phase: causal while encoding the context into the KV cache, bidirectional over [cached context, canvas] while denoising, a sliding layer then seeing the cached rows within the window of the canvas's first position, and the canvas's own K/V never kept",
   'a parallel dense-MLP + MoE FFN with its own norms (pre and post per branch, and a post norm of their sum), a router reading a weightless RMS norm times `scale`·dim^−½, and per-expert output scales',
-  'a per-layer output scalar (layer_scalar) on the residual stream',
   "the self-conditioning input: the previous step's logits as an input of the denoising phase, softmax · embedding · sqrt(dim) → RMSNorm → GeGLU MLP, added to the canvas embedding, then a weightless RMS norm",
 ];
 

@@ -234,6 +234,12 @@ export interface ModelIR {
   logitScale: number;
   /** Final logit softcap c: logits = c * tanh(logits / c); null is none. */
   logitSoftcap: number | null;
+  /**
+   * Gemma 4's layer_scalar: every layer's output (after its last residual add) is multiplied by
+   * a learned scalar, the [1] parameter model.layers.{i}.layer_scalar. Absent: false (present
+   * only when true).
+   */
+  layerScalars?: boolean;
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
   /** Present for a masked-diffusion model (its mask id and sampler defaults); absent: autoregressive. */

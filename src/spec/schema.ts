@@ -80,6 +80,7 @@ export const modelIrSchema: JsonSchema = withCaps({
       logitScale: { ...posNumber, default: 1 },
       ...SHARED_BLOCKS,
       diffusion: { $ref: '#/definitions/diffusion' },
+      layerScalars: bool,
     },
   ),
   definitions: {
