@@ -143,6 +143,18 @@ export function ropeParameters(
     case 'linear':
       Object.assign(p, { rope_type: 'linear', factor: s.factor });
       break;
+    case 'proportional':
+      // HF rotates int(partial_rotary_factor · head_dim // 2) pairs over the whole head.
+      if (r.rotaryDim !== headDim)
+        throw new ExportError(
+          `proportional RoPE over ${r.rotaryDim} of ${headDim} head dims: transformers spans the whole head`,
+        );
+      Object.assign(p, {
+        rope_type: 'proportional',
+        partial_rotary_factor: (2 * s.pairs) / headDim,
+        ...(s.factor !== 1 ? { factor: s.factor } : {}),
+      });
+      break;
     case 'llama3':
       Object.assign(p, {
         rope_type: 'llama3',

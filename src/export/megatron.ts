@@ -69,6 +69,7 @@ export function exportMegatron(m: ModelIR): MegatronExport {
   if (m.residualScale !== 1) fail(`residual scale ${m.residualScale}`, 'it has no such flag');
   if (m.logitScale !== 1) fail(`logit scale ${m.logitScale}`, 'it has no such flag');
   if (m.logitSoftcap !== null) fail('a final logit softcap', 'it has no such flag');
+  if (m.layerScalars) fail('per-layer output scalars (layer_scalars)', 'it has no such flag');
 
   let pattern = '';
   const attn: { index: number; spec: AttentionSpec }[] = [];
@@ -123,6 +124,8 @@ export function exportMegatron(m: ModelIR): MegatronExport {
     if (a.softcap !== null) fail('an attention softcap', 'it has no such flag', i);
     if (a.sinks) fail('attention sinks', 'it has no such flag', i);
     if (a.outputGate) fail('the attention output gate', 'it has no such flag', i);
+    if (a.valueFromKey) fail('values taken from the key projection', 'it has no such flag', i);
+    if (a.valueNorm) fail('the value norm', 'it has no such flag', i);
     if (a.outBias) fail('an output-projection bias', '--add-qkv-bias covers q/k/v only', i);
     if (a.scale !== a.headDim ** -0.5)
       fail(`softmax scale ${a.scale}`, 'Megatron uses head_dim^-0.5', i);

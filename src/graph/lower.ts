@@ -7,11 +7,11 @@ import { GraphBuilder } from './builder.ts';
 import type { Graph, Phase } from './ir.ts';
 import type { MixerSpec, ModelIR } from '../spec/model.ts';
 import { mixerDef } from '../mixers/index.ts';
-import { EMBED, FINAL_NORM, LM_HEAD, sharedBlockOf } from '../import/names.ts';
+import { EMBED, FINAL_NORM, layerScalarName, LM_HEAD, sharedBlockOf } from '../import/names.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
-import { preNorm, residualAdd } from './blocks/common.ts';
+import { columns, pointwiseOp, preNorm, residualAdd } from './blocks/common.ts';
 import { plainMatmul, type KvType } from './ops.ts';
 
 export interface LowerOptions {
@@ -94,6 +94,20 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
     if (layer.mixer) x = lowerMixer(b, model, x, layer.index, layer.mixer, input);
     if (layer.ffn?.kind === 'moe') x = lowerMoe(b, model, x, layer.index, layer.ffn);
     else if (layer.ffn) x = lowerMlp(b, model, x, layer.index, layer.ffn);
+    if (model.layerScalars) {
+      // Gemma 4: the whole residual stream times the layer's learned scalar.
+      const s = b.param(layerScalarName(layer.index), [1]);
+      x = pointwiseOp(
+        b,
+        `l${layer.index}.scaled`,
+        model.dim,
+        {
+          x: [x, columns(model.dim)],
+          s: [s, { perToken: false, cols: 1, inner: 1, repeat: model.dim }],
+        },
+        { bin: 'mul', a: { in: 'x' }, b: { in: 's' } },
+      );
+    }
   }
   b.layer = null;
   const h = preNorm(b, model, x, FINAL_NORM, 'final');

@@ -14,6 +14,11 @@ import {
 } from './config-reader.ts';
 import { configKeyFor, HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { IMPORTERS, type HfImport } from './registry.ts';
+import {
+  DIFFUSION_GEMMA_TYPES,
+  diffusionGemmaRefusal,
+  readDiffusionGemmaConfig,
+} from './hf-diffusion-gemma.ts';
 import { readQuantization, type CheckpointQuant } from './quantized.ts';
 
 export type { HfImport } from './registry.ts';
@@ -44,6 +49,13 @@ export function importHfConfig(
     return fail(`no model_type (got ${show(modelType)})`, 'model_type');
   }
   const importer = IMPORTERS.find((i) => i.modelType === modelType);
+  if ((DIFFUSION_GEMMA_TYPES as readonly string[]).includes(modelType)) {
+    // Read and checked (its own errors first), then refused naming what strata lacks.
+    return fail(
+      diffusionGemmaRefusal(readDiffusionGemmaConfig(config, source, origin)),
+      'model_type',
+    );
+  }
   if (!importer) {
     return fail(
       `model_type '${modelType}' is not known to strata (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`,

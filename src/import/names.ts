@@ -27,6 +27,9 @@ export const LM_HEAD = 'lm_head.weight';
 
 export const layerPrefix = (i: number): string => `model.layers.${i}`;
 
+/** Layer i's learned output scalar [1] (ModelIR.layerScalars; Gemma 4's layer_scalar). */
+export const layerScalarName = (i: number): string => `${layerPrefix(i)}.layer_scalar`;
+
 /** The pre-norm of layer i's mixer, whatever its kind. */
 export const inputNormName = (i: number): string => `${layerPrefix(i)}.input_layernorm`;
 
@@ -239,6 +242,7 @@ export function layerTensors(model: ModelIR, layer: LayerSpec): TensorSpec[] {
     for (const t of moeTensors(model, layer.index, layer.ffn)) out.push(t);
   else if (layer.ffn) out.push(...mlpTensors(model, layer.index, layer.ffn));
   if (layer.ffn && model.postNorms) out.push(...normTensors(model, post.ffn, model.dim));
+  if (model.layerScalars) out.push({ name: layerScalarName(layer.index), shape: [1] });
   return out;
 }
 

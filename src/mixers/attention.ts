@@ -92,6 +92,16 @@ export interface AttentionSpec {
    * rows, and the attention output is multiplied by sigmoid(gate) before o_proj.
    */
   outputGate: boolean;
+  /**
+   * Gemma 4's k_eq_v (its full layers): no v projection; the values are the raw key projection,
+   * taken before the qk-norm and RoPE. Absent: false (present only when true).
+   */
+  valueFromKey?: boolean;
+  /**
+   * Gemma 4's v_norm: a weightless RMS norm of each value head, v·(mean(v²) + eps)^−½ with the
+   * model norm's eps. Absent: false (present only when true).
+   */
+  valueNorm?: boolean;
 }
 
 /** `block_sparse 64: local 4 blocks + 1 global`, for the model table. */
@@ -267,6 +277,8 @@ const kindDef = defineKind({
     softcap: opt(orNone(positive)),
     sinks: opt(bool),
     output_gate: opt(bool),
+    value_from_key: opt(bool),
+    value_norm: opt(bool),
   },
   build: (a, ctx, fail): AttentionSpec => {
     let headDim = a.head_dim;
@@ -302,6 +314,8 @@ const kindDef = defineKind({
       softcap: a.softcap ?? null,
       sinks: a.sinks ?? false,
       outputGate: a.output_gate ?? false,
+      ...(a.value_from_key ? { valueFromKey: true } : {}),
+      ...(a.value_norm ? { valueNorm: true } : {}),
     };
   },
   check: checkAttention,
@@ -328,6 +342,8 @@ const kindDef = defineKind({
           { name: 'softcap', value: s.softcap },
           { name: 'sinks', value: s.sinks },
           { name: 'output_gate', value: s.outputGate },
+          { name: 'value_from_key', value: s.valueFromKey ?? false },
+          { name: 'value_norm', value: s.valueNorm ?? false },
         ],
 });
 
@@ -368,7 +384,23 @@ export function attentionBranch(
   let q = a.outputGate ? qPart(0, 'q') : proj(n.q, qCols, 'q');
   const gate = a.outputGate ? qPart(a.headDim, 'gate') : null;
   let k = proj(n.k, kvCols, 'k');
-  const v = proj(n.v, kvCols, 'v');
+  let v = a.valueFromKey ? k : proj(n.v, kvCols, 'v');
+  if (a.valueNorm) {
+    // Weightless RMS per head as an l2 norm: v·(Σv²/D + eps)^−½ = √D · v·(Σv² + D·eps)^−½; the
+    // √D is linear through the attention, so it joins the output projection's weight below.
+    v = b.op(
+      {
+        op: 'norm',
+        norm: { kind: 'l2', eps: model.norm.eps * a.headDim },
+        width: kvCols,
+        group: a.headDim,
+        residual: false,
+      },
+      `${L} v-norm`,
+      { x: v },
+      { out: { name: `${L}.vnorm`, shape: ['T', kvCols] } },
+    ).out;
+  }
   if (a.qkNorm) {
     const headNorm = (t: number, width: number, prefix: string, tag: string) =>
       b.op(
@@ -396,7 +428,7 @@ export function attentionBranch(
           { gate, up: att },
           { out: { name: `${L}.gated`, shape: ['T', qCols] } },
         ).out;
-  const out = linearScale(1, outScale);
+  const out = linearScale(a.valueNorm ? Math.sqrt(a.headDim) : 1, outScale);
   return linear(b, gated, n.o, model.dim, qCols, a.outBias, `${L}.o`, 'T', out);
 }
 
@@ -424,6 +456,8 @@ export const attention = defineMixer<AttentionSpec>({
       sinkTokens: { type: ['integer', 'null'], minimum: 0, default: null },
       // No default: models without it stay without the key (the DSL leaves it out too).
       blockCausal: { type: ['integer', 'null'], minimum: 1 },
+      valueFromKey: boolSchema,
+      valueNorm: boolSchema,
       evict: {
         default: null,
         oneOf: [
@@ -486,6 +520,8 @@ export const attention = defineMixer<AttentionSpec>({
     if (m.blockCausal) parts.push(`block-causal ${m.blockCausal}`);
     else if (!m.causal) parts.push('bidirectional');
     if (m.outputGate) parts.push('output gate');
+    if (m.valueFromKey) parts.push('v = k');
+    if (m.valueNorm) parts.push('v-norm');
     return parts.join(', ');
   },
   lower: (b, model, x, i, a, input) =>

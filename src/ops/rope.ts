@@ -1,6 +1,6 @@
 /**
- * RoPE: the cos/sin tables (HuggingFace-exact, including linear, llama3 and
- * yarn scaling), the CPU reference of the standalone rope op, and the row
+ * RoPE: the cos/sin tables (HuggingFace-exact, including linear, llama3, yarn
+ * and proportional scaling), the CPU reference of the standalone rope op, and the row
  * permutation that turns HF's 'half' pairing into 'interleaved'.
  *
  * The tables reproduce transformers' float32 arithmetic step by step (each
@@ -105,6 +105,15 @@ export function ropeInvFreq(rope: RopeSpec): { invFreq: Float32Array; attentionF
   switch (scaling.kind) {
     case 'none':
       return { invFreq: Float32Array.from(defaultInvFreq(theta, rotaryDim)), attentionFactor: 1 };
+    case 'proportional': {
+      // HF _compute_proportional_rope_parameters: the rotated pairs' default frequencies, zeros
+      // for the rest, all divided by factor.
+      const f = fr(scaling.factor);
+      const inv = defaultInvFreq(theta, rotaryDim).map((x, i) =>
+        i < scaling.pairs ? fr(x / f) : 0,
+      );
+      return { invFreq: Float32Array.from(inv), attentionFactor: 1 };
+    }
     case 'linear': {
       const f = fr(scaling.factor);
       const inv = defaultInvFreq(theta, rotaryDim).map((x) => fr(x / f));

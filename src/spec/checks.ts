@@ -54,6 +54,12 @@ export function checkRope(rope: RopeSpec, headDim: number, n: Namer): Issue[] {
     });
   }
   const s = rope.scaling;
+  if (s.kind === 'proportional' && s.pairs > rope.rotaryDim / 2) {
+    issues.push({
+      path: ['scaling', 'pairs'],
+      message: `${n('pairs')} (${s.pairs}) must not exceed half of ${n('rotaryDim')} (${rope.rotaryDim / 2})`,
+    });
+  }
   if (s.kind === 'llama3' && s.highFreqFactor <= s.lowFreqFactor) {
     issues.push({
       path: ['scaling', 'highFreqFactor'],

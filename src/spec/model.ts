@@ -35,6 +35,13 @@ export interface NormSpec {
 export type RopeScaling =
   | { kind: 'none' }
   | { kind: 'linear'; factor: number }
+  /**
+   * Gemma 4's proportional RoPE (HF rope_type 'proportional'): of the rotaryDim / 2 pairs
+   * (i, i + rotaryDim/2), only the first `pairs` rotate, at frequency θ^(−2i/rotaryDim) / factor;
+   * the rest get frequency 0 (pass through). Unlike a partial rotary_dim, the pairing and the
+   * exponents span the whole rotaryDim.
+   */
+  | { kind: 'proportional'; pairs: number; factor: number }
   | {
       kind: 'llama3';
       factor: number;
@@ -252,6 +259,12 @@ export interface ModelIR {
   logitScale: number;
   /** Final logit softcap c: logits = c * tanh(logits / c); null is none. */
   logitSoftcap: number | null;
+  /**
+   * Gemma 4's layer_scalar: every layer's output (after its last residual add) is multiplied by
+   * a learned scalar, the [1] parameter model.layers.{i}.layer_scalar. Absent: false (present
+   * only when true).
+   */
+  layerScalars?: boolean;
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
   /** Present for a masked-diffusion model (its mask id and sampler defaults); absent: autoregressive. */

@@ -80,6 +80,7 @@ export const modelIrSchema: JsonSchema = withCaps({
       logitScale: { ...posNumber, default: 1 },
       ...SHARED_BLOCKS,
       diffusion: { $ref: '#/definitions/diffusion' },
+      layerScalars: bool,
     },
   ),
   definitions: {
@@ -175,6 +176,11 @@ export const modelIrSchema: JsonSchema = withCaps({
           },
           { truncate: { ...bool, default: true } },
         ),
+        object({
+          kind: kind('proportional'),
+          pairs: { type: 'integer', minimum: 0 },
+          factor: posNumber,
+        }),
       ],
     },
     ffn: {

@@ -18,6 +18,7 @@ const SETTING_KEYS = [
   'residualScale',
   'logitScale',
   'diffusion',
+  'layerScalars',
 ] as const satisfies readonly (keyof ModelIR)[];
 
 export type ModelSettings = Pick<ModelIR, (typeof SETTING_KEYS)[number]>;
@@ -46,6 +47,7 @@ export const modelSettings = defineKind({
     logit_scale: opt(positive),
     logit_softcap: opt(orNone(positive)),
     diffusion: opt(orNone(block(DIFFUSIONS))),
+    layer_scalars: opt(bool),
   },
   build: (a): ModelSettings => ({
     vocab: a.vocab,
@@ -60,6 +62,8 @@ export const modelSettings = defineKind({
     logitSoftcap: a.logit_softcap ?? null,
     // Left out of autoregressive models, as before diffusion models existed.
     ...(a.diffusion ? { diffusion: a.diffusion({ dim: a.dim }) } : {}),
+    // Left out unless set, as before it existed.
+    ...(a.layer_scalars ? { layerScalars: true } : {}),
   }),
   toArgs: (s) => [
     { name: 'vocab', value: s.vocab },
@@ -76,5 +80,6 @@ export const modelSettings = defineKind({
     ...(s.diffusion
       ? [{ name: 'diffusion', value: toDslCall(DIFFUSIONS, s.diffusion).value }]
       : []),
+    ...(s.layerScalars ? [{ name: 'layer_scalars', value: true }] : []),
   ],
 });

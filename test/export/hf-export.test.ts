@@ -164,6 +164,17 @@ describe('export --hf refusals name the feature, the layer and the type', () => 
     );
   });
 
+  it("Gemma 4's layer scalars and value options, which no type --hf writes has", () => {
+    expect(refusal({ ...fixtureDesign('llama'), layerScalars: true }, 'llama')).toBe(
+      'llama cannot express layerScalars = true (a llama config gives (absent))',
+    );
+    const m = fixtureDesign('llama');
+    m.layers[0].mixer = { ...(m.layers[0].mixer as AttentionSpec), valueNorm: true };
+    expect(refusal(m, 'llama')).toBe(
+      'llama cannot express layer 0: mixer.valueNorm = true (a llama config gives (absent))',
+    );
+  });
+
   it('a norm the type does not have', () => {
     expect(refusal(fixtureDesign('gemma3_text'), 'llama')).toMatch(
       /llama cannot express .*(qkNorm|unitOffset|postNorms)/,

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { readConfigJson } from '../../src/import/json.ts';
 import { parseSpec } from '../../src/spec/load.ts';
-import type { ModelIR } from '../../src/spec/model.ts';
+import type { AttentionSpec, ModelIR } from '../../src/spec/model.ts';
 import { exportMegatron, megatronText } from '../../src/export/megatron.ts';
 
 function fixture(type: string): ModelIR {
@@ -98,6 +98,18 @@ describe('export --megatron', () => {
       /layer 0: attention window 8: MambaModel attention is global/,
     );
     expect(refusal(fixture('zamba2'))).toMatch(/shared blocks/);
+    // Gemma 4's additions: layer scalars, and values from the keys with a value norm.
+    const llama = fixture('llama');
+    expect(refusal({ ...llama, layerScalars: true })).toMatch(/per-layer output scalars/);
+    const attn = llama.layers[0].mixer as AttentionSpec;
+    const withValues = (over: Partial<AttentionSpec>) => ({
+      ...llama,
+      layers: llama.layers.map((l) => ({ ...l, mixer: { ...attn, ...over } })),
+    });
+    expect(refusal(withValues({ valueFromKey: true }))).toMatch(
+      /layer 0: values taken from the key projection/,
+    );
+    expect(refusal(withValues({ valueNorm: true }))).toMatch(/layer 0: the value norm/);
   });
 });
 

@@ -34,9 +34,14 @@ const MUST_PASS = [
   'qwen3_next',
 ];
 
-// Diffusion fixtures hold canvas goldens, checked by diffusion-golden.test.ts.
+/**
+ * Fixtures with their own test (a different golden layout): the canvas goldens of
+ * diffusion-golden.test.ts, and diffusion-gemma.test.ts.
+ */
+const OWN_TEST = new Set([...DIFFUSION_FIXTURES, 'diffusion_gemma']);
+
 const types = readdirSync(ROOT)
-  .filter((t) => !DIFFUSION_FIXTURES.includes(t))
+  .filter((t) => !OWN_TEST.has(t))
   .sort();
 const summary: { type: string; detail: string }[] = [];
 

@@ -55,6 +55,29 @@ describe('ropeTables', () => {
     expect(sin[4 * 4 + 0]).toBe(fr(Math.sin(4)));
   });
 
+  it('proportional rotates the first pairs at θ^(−2i/D) / factor, the rest not (HF bits)', () => {
+    // transformers 5.18 _compute_proportional_rope_parameters: head_dim 40, theta 1e6,
+    // partial_rotary_factor 0.25 (int(0.25 · 40 // 2) = 5 pairs), factor 2, as f32 bit patterns.
+    const hf = [1056964608, 1048595918, 1040227276, 1031858681, 1023490134];
+    const { invFreq, attentionFactor } = ropeInvFreq({
+      theta: 1e6,
+      rotaryDim: 40,
+      scaling: { kind: 'proportional', pairs: 5, factor: 2 },
+    });
+    expect(attentionFactor).toBe(1);
+    expect(Array.from(new Uint32Array(invFreq.buffer))).toEqual([
+      ...hf,
+      ...new Array<number>(15).fill(0),
+    ]);
+    // Frequency 0: cos 1, sin 0 at every position, so those pairs pass through.
+    const { cos, sin } = ropeTables(
+      { theta: 1e6, rotaryDim: 40, scaling: { kind: 'proportional', pairs: 5, factor: 2 } },
+      4,
+    );
+    expect(cos[3 * 20 + 5]).toBe(1);
+    expect(sin[3 * 20 + 19]).toBe(0);
+  });
+
   it('linear scaling divides inv_freq by the factor', () => {
     const base = ropeInvFreq({ theta: 10000, rotaryDim: 16, scaling: { kind: 'none' } }).invFreq;
     const lin = ropeInvFreq({

@@ -44,7 +44,7 @@ describe('the JSON Schema', () => {
 
   it('accepts every optional shape: null rope and ffn, scalings, layer norm', () => {
     const m = resolve(
-      'mixer a = attention(heads: 4, rope: none, window: 8, softcap: 20)\nmixer b = attention(heads: 4, rope: rope(scaling: yarn(factor: 4, original_max_positions: 64)))\nmixer c = attention(heads: 4, rope: rope(scaling: linear(factor: 2)))\nlayers [a, b, c]',
+      'mixer a = attention(heads: 4, rope: none, window: 8, softcap: 20)\nmixer b = attention(heads: 4, rope: rope(scaling: yarn(factor: 4, original_max_positions: 64)))\nmixer c = attention(heads: 4, rope: rope(scaling: linear(factor: 2)))\nmixer d = attention(heads: 4, rope: rope(scaling: proportional(pairs: 2, factor: 2)))\nlayers [a, b, c, d]',
       'vocab 8\n  dim 64\n  max_context 8\n  norm layer(eps: 1e-5)\n  logit_softcap 30',
     );
     expect(validate(m)).toBe(true);
@@ -173,7 +173,7 @@ describe('YAML errors', () => {
       /^layers\[0\]\.ffn\.hidden: unknown property 'hidden'/,
     );
     expect(failure(yamlWith('kind: none', 'kind: llama4'), 'h.yaml').reason).toBe(
-      "layers[0].mixer.rope.scaling: unknown kind 'llama4', did you mean 'llama3'? (expected none, linear, llama3, yarn)",
+      "layers[0].mixer.rope.scaling: unknown kind 'llama4', did you mean 'llama3'? (expected none, linear, llama3, yarn, proportional)",
     );
     expect(failure(yamlWith('kind: none', 'kind: 3'), 'h.yaml').reason).toBe(
       "layers[0].mixer.rope.scaling: 'kind' must be a string",

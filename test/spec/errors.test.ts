@@ -262,6 +262,11 @@ describe('parameters', () => {
       'high_freq_factor (1) must be greater than low_freq_factor (4)',
       'high_freq_factor: 1',
     ]);
+    check([
+      'mixer a = attention(heads: 4, rope: rope(scaling: proportional(pairs: 9)))',
+      'pairs (9) must not exceed half of rotary_dim (8)',
+      'pairs: 9',
+    ]);
   });
 });
 

@@ -49,6 +49,19 @@ describe('printSpec', () => {
     expect(text.match(/sinks/g)).toHaveLength(1);
   });
 
+  it('round-trips proportional RoPE (factor printed only when set)', () => {
+    const m = resolve(
+      'mixer a = attention(heads: 2, head_dim: 32, rope: rope(theta: 1000000, scaling: proportional(pairs: 4)))\nlayers [a]',
+    );
+    const mixer = m.layers[0].mixer as { rope: unknown };
+    expect(mixer.rope).toEqual({
+      theta: 1e6,
+      rotaryDim: 32,
+      scaling: { kind: 'proportional', pairs: 4, factor: 1 },
+    });
+    expect(roundTrip(m)).toContain('proportional(pairs: 4)');
+  });
+
   it('wraps long definitions one argument per line', () => {
     const text = roundTrip(loadSpec('specs/llama-3.2-1b.strata'));
     expect(text).toContain(

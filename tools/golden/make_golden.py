@@ -402,23 +402,279 @@ def make_each(names, make_one, out):
     return failed
 
 
+# --- diffusion_gemma (issue 16): a block-diffusion encoder/decoder, golden-tested separately ---
+
+# DiffusionGemmaForBlockDiffusion cannot be built without a vision tower (its encoder calls
+# AutoModel.from_config(vision_config) unconditionally), so the script builds a one-layer one, and
+# the fixture drops it: config.json gets vision_config null and model.safetensors only the text
+# tensors (strata imports the text model and refuses vision).
+DGEMMA_TEXT = dict(
+    vocab_size=64, hidden_size=32, intermediate_size=16, num_hidden_layers=2,
+    num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+    global_head_dim=32, num_global_key_value_heads=1,
+    # A window shorter than the prompt, so that both the encoder's sliding mask and the decoder's
+    # view of the cache (the last window - 1 encoded rows) matter.
+    sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+    num_experts=4, top_k_experts=2, moe_intermediate_size=8, max_position_embeddings=256,
+    pad_token_id=0, bos_token_id=None, eos_token_id=None)
+DGEMMA_VISION = dict(model_type="gemma4_vision", hidden_size=8, intermediate_size=8,
+                     num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1, head_dim=8,
+                     position_embedding_size=16, patch_size=2)
+DGEMMA_CANVAS = 8
+DGEMMA_PROMPT = [17, 5, 43, 9, 30, 62, 3, 21, 54, 11, 38, 26]
+DGEMMA_BLOCKS = 2
+DGEMMA_STEPS = 6
+# Temperature "0": generate's schedule is t(k) = t_min + (t_max - t_min)·k/N at step k = N..1 and
+# it requires t_max > t_min, so t_max is tiny: every softmax is one-hot (checked: the top-2 logit
+# gap over t is > 80 at every step), torch.multinomial returns the argmax, every entropy is 0, and
+# the entropy-bound sampler accepts the whole canvas at every step (no renoising draws are used).
+DGEMMA_T = dict(t_min=0.0, t_max=1e-6)
+# One acceptance of the entropy-bound sampler at an ordinary temperature, on the one-step logits.
+DGEMMA_ACCEPT = dict(temperature=0.5, entropy_bound=2.5)
+
+
+def dgemma_model(v):
+    from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+    torch.manual_seed(SEED)
+    config = DiffusionGemmaConfig(text_config=dict(DGEMMA_TEXT), vision_config=dict(DGEMMA_VISION),
+                                  canvas_length=DGEMMA_CANVAS)
+    tc = config.text_config
+    if tc.use_bidirectional_attention is not None or tc.sliding_window != 8:
+        raise RuntimeError("the text config did not take the tiny settings")
+    model = DiffusionGemmaForBlockDiffusion._from_config(config, attn_implementation="eager")
+    model = model.to(dtype=torch.float32).eval()
+    randomize(model)
+    # layer_scalar is a buffer, one per encoder and per decoder layer (buffers are not tied):
+    # give each layer a value other than 1, the same in both, so that a missing scalar shows.
+    g = torch.Generator().manual_seed(SEED + 1)
+    with torch.no_grad():
+        for i in range(tc.num_hidden_layers):
+            s = 1.0 + 0.1 * torch.randn(1, generator=g)
+            model.model.encoder.language_model.layers[i].layer_scalar.copy_(s)
+            model.model.decoder.layers[i].layer_scalar.copy_(s)
+    for p in model.parameters():
+        p.data = p.data.contiguous()
+    return model
+
+
+def dgemma_encode(model, ids):
+    from transformers import DynamicCache
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    model.model.encoder(input_ids=ids, past_key_values=cache)
+    return cache
+
+
+def dgemma_step(model, prompt, canvas, sc_logits=None):
+    """One decoder step on `canvas` after encoding `prompt` (a fresh cache each time)."""
+    cache = dgemma_encode(model, prompt)
+    return model(decoder_input_ids=canvas, past_key_values=cache,
+                 self_conditioning_logits=sc_logits).logits[0].float()
+
+
+def make_diffusion_gemma(out_root, v):
+    from safetensors.torch import load_file, save_file
+    from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
+        EntropyBoundSampler, EntropyBoundSamplerConfig)
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    model = dgemma_model(v)
+    V = DGEMMA_TEXT["vocab_size"]
+    prompt = torch.tensor([DGEMMA_PROMPT], dtype=torch.long)
+    gen = torch.Generator().manual_seed(SEED + 2)
+    canvas = torch.randint(0, V, (1, DGEMMA_CANVAS), generator=gen)
+    init0 = torch.randint(0, V, (1, DGEMMA_CANVAS), generator=gen)
+
+    with torch.no_grad():
+        logits = dgemma_step(model, prompt, canvas)
+        logits_sc = dgemma_step(model, prompt, canvas, sc_logits=logits[None])
+        # The whole model in one call (encoder then decoder) must equal the split call.
+        whole = model(input_ids=prompt, decoder_input_ids=canvas).logits[0].float()
+
+    # One entropy-bound acceptance at an ordinary temperature.
+    acc = EntropyBoundSampler(EntropyBoundSamplerConfig(entropy_bound=DGEMMA_ACCEPT["entropy_bound"]),
+                              DGEMMA_CANVAS, V, DGEMMA_STEPS)
+    processed = (logits / DGEMMA_ACCEPT["temperature"])[None]
+    denoised = processed.argmax(-1)
+    acc.accept_canvas(canvas, denoised, processed, DGEMMA_STEPS)
+    accept_mask = acc.accepted_token_mask[0].to(torch.int32)
+
+    # The reference generate at temperature ~0, recording each block's starting canvas and the
+    # number of denoising steps it ran, and checking that every softmax is one-hot.
+    starts, steps, gaps = [], [], []
+    orig = model._prepare_denoiser_inputs
+
+    def record_start(*a, **k):
+        out = orig(*a, **k)
+        starts.append(out[0][0].clone())
+        steps.append(0)
+        return out
+
+    # Every model call generate makes, in order: encoder calls (the ids it encodes) and decoder
+    # calls (the canvas, whether self-conditioning logits came with it, and the raw logits), so
+    # that a sampler can be replayed against them without the model.
+    calls, step_canvases, step_logits = [], [], []
+
+    def on_encoder(module, args, kwargs):
+        calls.append(("encode", kwargs["input_ids"][0].clone()))
+
+    def on_decoder(module, args, kwargs):
+        calls.append(("decode", kwargs.get("self_conditioning_logits") is not None))
+        step_canvases.append(kwargs["decoder_input_ids"][0].clone())
+
+    class Watch(LogitsProcessor):
+        def __call__(self, input_ids, scores, cur_step):
+            steps[-1] += 1
+            step_logits.append(scores[0].float().clone())  # first processor: the raw logits
+            t = DGEMMA_T["t_min"] + (DGEMMA_T["t_max"] - DGEMMA_T["t_min"]) * int(cur_step) / DGEMMA_STEPS
+            top = scores.float().topk(2, dim=-1).values
+            gaps.append(((top[..., 0] - top[..., 1]) / t).min().item())
+            return scores
+
+    model._prepare_denoiser_inputs = record_start
+    hooks = [model.model.encoder.register_forward_pre_hook(on_encoder, with_kwargs=True),
+             model.model.decoder.register_forward_pre_hook(on_decoder, with_kwargs=True)]
+    torch.manual_seed(SEED + 3)
+    with torch.no_grad():
+        out = model.generate(
+            prompt, decoder_input_ids=init0.clone(), max_new_tokens=DGEMMA_CANVAS * DGEMMA_BLOCKS,
+            max_denoising_steps=DGEMMA_STEPS,
+            sampler_config=EntropyBoundSamplerConfig(entropy_bound=0.1),
+            stability_threshold=1, confidence_threshold=0.005, logits_processor=LogitsProcessorList([Watch()]),
+            eos_token_id=None, pad_token_id=None, **DGEMMA_T)
+    model._prepare_denoiser_inputs = orig
+    for h in hooks:
+        h.remove()
+    tokens = out.sequences[0, len(DGEMMA_PROMPT):]
+    encoded = [x for kind, x in calls if kind == "encode"]
+    want_encoded = [prompt[0]] + [tokens[b * DGEMMA_CANVAS:(b + 1) * DGEMMA_CANVAS]
+                                  for b in range(DGEMMA_BLOCKS - 1)]
+    if len(encoded) != len(want_encoded) or not all(torch.equal(a, b) for a, b in zip(encoded, want_encoded)):
+        raise RuntimeError("generate's encoder calls are not the prompt then each committed block")
+    if len(step_canvases) != sum(steps):
+        raise RuntimeError(f"{len(step_canvases)} decoder calls for {sum(steps)} steps")
+    if tokens.shape[0] != DGEMMA_CANVAS * DGEMMA_BLOCKS or len(starts) != DGEMMA_BLOCKS:
+        raise RuntimeError(f"generate made {tokens.shape[0]} tokens in {len(starts)} blocks")
+    if not torch.equal(starts[0], init0[0]):
+        raise RuntimeError("generate did not start from the given canvas")
+    if min(gaps) <= 80:
+        raise RuntimeError(f"a softmax at t_max {DGEMMA_T['t_max']} is not one-hot (gap/t {min(gaps):.1f})")
+
+    scale = logits.abs().max().item()
+    diffs = {"whole model vs encoder + decoder": (whole - logits).abs().max().item()}
+    check(diffs, scale)
+
+    tmp = os.path.join(out_root, ".diffusion_gemma.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    model.save_pretrained(tmp)
+    for extra in ("generation_config.json",):
+        if os.path.exists(os.path.join(tmp, extra)):
+            os.remove(os.path.join(tmp, extra))
+    # Text only: drop the vision tower's tensors and config.
+    state = load_file(os.path.join(tmp, "model.safetensors"))
+    vision = [k for k in state if ".vision_tower." in k or ".embed_vision." in k]
+    text = {k: t.contiguous() for k, t in state.items() if k not in vision}
+    save_file(text, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(tmp, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["vision_config"] = None
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    # The text tensors alone, loaded into a fresh model, give the same logits.
+    fresh = dgemma_model(v)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    missing, unexpected = fresh.load_state_dict(text, strict=False)
+    untied = [k for k in missing if ".vision_tower." not in k and ".embed_vision." not in k
+              and not k.startswith("model.encoder.language_model.") and k != "lm_head.weight"]
+    if unexpected or untied:
+        raise RuntimeError(f"text checkpoint: unexpected {unexpected}, missing {untied}")
+    fresh.tie_weights()
+    with torch.no_grad():
+        again = dgemma_step(fresh, prompt, canvas)
+    diffs["text-only checkpoint vs original"] = (again - logits).abs().max().item()
+    check(diffs, scale)
+
+    meta = golden_meta(
+        "diffusion_gemma", v,
+        device="CPU (the GPU machine was unavailable in this session)",
+        canvas_logits="decoder logits (after the final softcap) of canvas_ids at positions P..P+C-1, "
+                      "after the encoder (causal) encoded prompt_ids; no self-conditioning (a first step)",
+        canvas_logits_sc="the same step with self_conditioning_logits = canvas_logits",
+        decode_tokens="generate(prompt_ids, decoder_input_ids=block_starts[0]) tokens after the prompt",
+        block_starts="each block's starting canvas in generate (block 0 given; later ones drawn by "
+                     "torch.randint and recorded)",
+        block_steps="denoising steps each block ran before the stable-and-confident stop",
+        step_canvases="the canvas of each decoder call generate made, in order (sum(block_steps) calls); "
+                      "the encoder was called on prompt_ids, then on each committed block but the last",
+        step_logits="the raw logits of each of those decoder calls",
+        step_self_conditioned="1 where that call got self_conditioning_logits (the previous step's "
+                              "logits / t), 0 at a block's first step",
+        generate=json.dumps(dict(max_new_tokens=DGEMMA_CANVAS * DGEMMA_BLOCKS,
+                                 max_denoising_steps=DGEMMA_STEPS, entropy_bound=0.1,
+                                 stability_threshold=1, confidence_threshold=0.005, **DGEMMA_T)),
+        accept=json.dumps(dict(DGEMMA_ACCEPT, rule="EntropyBoundSampler.accept_canvas on "
+                               "canvas_logits / temperature")),
+        min_gap_over_t=f"{min(gaps):.1f}")
+    save_file({
+        "prompt_ids": prompt[0].to(torch.int32),
+        "canvas_ids": canvas[0].to(torch.int32),
+        "canvas_logits": logits.contiguous(),
+        "canvas_logits_sc": logits_sc.contiguous(),
+        "accept_mask": accept_mask.contiguous(),
+        "decode_tokens": tokens.to(torch.int32).contiguous(),
+        "block_starts": torch.stack(starts).to(torch.int32).contiguous(),
+        "block_steps": torch.tensor(steps, dtype=torch.int32),
+        "step_canvases": torch.stack(step_canvases).to(torch.int32).contiguous(),
+        "step_logits": torch.stack(step_logits).contiguous(),
+        "step_self_conditioned": torch.tensor([int(x) for kind, x in calls if kind == "decode"],
+                                              dtype=torch.int32),
+    }, os.path.join(tmp, "golden.safetensors"), metadata={"golden": json.dumps(meta, sort_keys=True)})
+    size = install(tmp, os.path.join(out_root, "diffusion_gemma"))
+    print(f"  {len(text)} tensors ({len(vision)} vision tensors dropped), {size / 1024:.0f} KiB, "
+          f"max |logit| {scale:.3f}, tokens {tokens.tolist()}, block steps {steps}, "
+          f"accept {accept_mask.tolist()}, min gap/t {min(gaps):.1f}")
+    for what, d in diffs.items():
+        print(f"  max diff {what}: {d:.3e}")
+
+
+# Types with their own maker (not the causal-LM path above), and the transformers class each
+# needs: a run without a type list skips one its transformers lacks (5.17 has no diffusion_gemma).
+SPECIAL = {"diffusion_gemma": make_diffusion_gemma}
+SPECIAL_NEEDS = {"diffusion_gemma": "DiffusionGemmaForBlockDiffusion"}
+
+
+def special_available(name):
+    import transformers
+    return hasattr(transformers, SPECIAL_NEEDS[name])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="test/fixtures/hf", help="output folder (default: %(default)s)")
-    parser.add_argument("types", nargs="*", help=f"model types (default: all): {' '.join(TINY)}")
+    parser.add_argument("types", nargs="*",
+                        help=f"model types (default: all): {' '.join([*TINY, *SPECIAL])}")
     args = parser.parse_args()
-    unknown = [t for t in args.types if t not in TINY]
+    known = [*TINY, *SPECIAL]
+    unknown = [t for t in args.types if t not in known]
     if unknown:
-        parser.error(f"unknown types {unknown}; known: {' '.join(TINY)}")
-    types = args.types or list(TINY)
+        parser.error(f"unknown types {unknown}; known: {' '.join(known)}")
+    skipped = [] if args.types else [t for t in SPECIAL if not special_available(t)]
+    types = args.types or [t for t in known if t not in skipped]
 
     # One CPU thread: reductions then always run in the same order.
     torch.set_num_threads(1)
     v = versions()
     print("versions: " + ", ".join(f"{k} {x}" for k, x in v.items()))
+    if skipped:
+        print(f"skipped (this transformers lacks them): {' '.join(skipped)}")
     os.makedirs(args.out, exist_ok=True)
 
-    failed = make_each(types, lambda t: make(t, args.out, v), args.out)
+    failed = make_each(
+        types, lambda t: SPECIAL[t](args.out, v) if t in SPECIAL else make(t, args.out, v), args.out)
 
     total = 0
     for root, _, files in os.walk(args.out):

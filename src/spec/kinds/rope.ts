@@ -10,6 +10,19 @@ const linear = defineKind({
   toArgs: (s) => (s.kind === 'linear' ? [{ name: 'factor', value: s.factor }] : null),
 });
 
+const proportional = defineKind({
+  name: 'proportional',
+  params: { pairs: req(int(0)), factor: opt(positive) },
+  build: (a): RopeScaling => ({ kind: 'proportional', pairs: a.pairs, factor: a.factor ?? 1 }),
+  toArgs: (s) =>
+    s.kind === 'proportional'
+      ? [
+          { name: 'pairs', value: s.pairs },
+          { name: 'factor', value: s.factor },
+        ]
+      : null,
+});
+
 const llama3 = defineKind({
   name: 'llama3',
   params: {
@@ -71,8 +84,8 @@ const yarn = defineKind({
 
 export const SCALINGS: Family<RopeScaling> = {
   noun: 'rope scaling',
-  example: 'linear(...), llama3(...) or yarn(...)',
-  kinds: [linear, llama3, yarn],
+  example: 'linear(...), llama3(...), yarn(...) or proportional(...)',
+  kinds: [linear, llama3, yarn, proportional],
 };
 
 export const DEFAULT_ROPE_THETA = 10000;

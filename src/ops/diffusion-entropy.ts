@@ -1,0 +1,356 @@
+/**
+ * Block diffusion over uniform noise with an entropy-bound sampler: DiffusionGemma's generate()
+ * (transformers models/diffusion_gemma/generation_diffusion_gemma.py). It is not LLaDA's sampler
+ * (src/ops/diffusion.ts), whose canvas starts as mask ids and never changes a committed token:
+ *
+ *  - generation is block-autoregressive: a canvas of `canvasLength` tokens after the context; the
+ *    context (prompt, then each finished canvas) is encoded once, causally, into a KV cache that
+ *    the denoiser reads (model.encode), and each denoising step reads that cache and the canvas
+ *    (model.denoise), bidirectionally;
+ *  - a canvas starts as uniformly random tokens (no mask id), and every step may change any of
+ *    its tokens: the denoiser's token is drawn at temperature t(k) = tMin + (tMax − tMin)·k/N at
+ *    step k = N, N−1, …, 1 (N = maxSteps; k counts the steps left);
+ *  - acceptance: the tokens are sorted by the entropy of softmax(logits / t), lowest first, and
+ *    the first j are accepted while the sum of the entropies before j is at most `entropyBound`
+ *    (so the lowest-entropy token always is); the others are renoised with fresh random tokens;
+ *  - the step's logits / t feed the next step (self-conditioning: the denoiser adds an embedding
+ *    of their softmax), none at a canvas's first step;
+ *  - a canvas stops early once stable and confident: its argmax (the argmax of the logits) equals
+ *    that of each of the last `stabilityThreshold` steps, and the mean entropy is below
+ *    `confidenceThreshold`. The committed canvas is the last step's argmax, not the sampled one;
+ *  - after a canvas holding an eos id, generation stops; the tokens after its first eos become
+ *    `pad` (when given).
+ *
+ * Temperature 0 (tMax = 0): the reference needs tMax > tMin, so its "temperature 0" is a tiny
+ * tMax, where every softmax is one-hot. Here t = 0 is that limit exactly: the denoiser takes the
+ * argmax, every entropy is 0 (so the whole canvas is accepted and nothing is renoised), and the
+ * self-conditioning softmax is the one-hot of the argmax.
+ *
+ * Noise: the reference draws torch.randint and torch.multinomial; here every draw is a pure
+ * function of (seed, draw, position, id) through src/ops/diffusion.ts's PCG hashes (a sampled
+ * token is Gumbel-max, argmax(l/t − log(−log u))). Canvases can also be given (`starts`), which
+ * is how a test replays the reference's own random starting canvases.
+ *
+ * Ties: argmax takes the lowest id (torch.argmax); the entropy sort keeps position order among
+ * equal entropies (torch.sort leaves it unspecified; at t = 0 every entropy is 0 and the order
+ * does not matter, as every token is accepted).
+ */
+import { gumbel, noiseUniform } from './diffusion.ts';
+
+/** The settings of one generation (HF's DiffusionGemmaGenerationConfig, names in camelCase). */
+export interface EntropyBoundRun {
+  /** Tokens per canvas (the config's canvas_length). */
+  canvasLength: number;
+  /** Tokens to generate: a whole number of canvases. */
+  genLength: number;
+  /** Denoising steps per canvas at most (max_denoising_steps). */
+  maxSteps: number;
+  /** Temperature at the last step and the first (t_min, t_max); tMax 0: greedy. */
+  tMin: number;
+  tMax: number;
+  /** The acceptance bound on the summed entropies (sampler_config.entropy_bound). */
+  entropyBound: number;
+  /** Steps whose argmax must repeat before a canvas may stop (0: no stability rule). */
+  stabilityThreshold: number;
+  /** A canvas may stop once its mean entropy is below this. */
+  confidenceThreshold: number;
+  /** Ids that end generation after the canvas holding them; empty: none. */
+  eos: readonly number[];
+  /** Written after the first eos of the last canvas; null: left as generated. */
+  pad: number | null;
+  seed: number;
+}
+
+/** HF's defaults (DiffusionGemmaGenerationConfig._get_default_generation_params). */
+export const ENTROPY_BOUND_DEFAULTS = {
+  maxSteps: 48,
+  tMin: 0.4,
+  tMax: 0.8,
+  entropyBound: 0.1,
+  stabilityThreshold: 1,
+  confidenceThreshold: 0.005,
+} as const;
+
+export type EntropyBoundField = keyof EntropyBoundRun;
+
+/** A broken setting: the field, and a message given the caller's name for a field. */
+export interface EntropyBoundIssue {
+  field: EntropyBoundField;
+  message: (name: (f: EntropyBoundField) => string) => string;
+}
+
+/** The reference's validate() rules, plus a whole number of canvases and t = 0 allowed. */
+export function entropyBoundIssues(r: EntropyBoundRun, vocab: number): EntropyBoundIssue[] {
+  const out: EntropyBoundIssue[] = [];
+  const intAtLeast = (f: 'canvasLength' | 'genLength' | 'maxSteps', min: number) => {
+    if (!Number.isSafeInteger(r[f]) || r[f] < min)
+      out.push({
+        field: f,
+        message: (n) => `${n(f)} must be an integer of at least ${min}, got ${r[f]}`,
+      });
+  };
+  intAtLeast('canvasLength', 1);
+  intAtLeast('genLength', 1);
+  intAtLeast('maxSteps', 1);
+  if (!out.length && r.genLength % r.canvasLength !== 0)
+    out.push({
+      field: 'genLength',
+      message: (n) =>
+        `${n('genLength')} (${r.genLength}) must be a multiple of ${n('canvasLength')} (${r.canvasLength}): generation appends whole canvases`,
+    });
+  if (!(r.tMin >= 0) || !Number.isFinite(r.tMin))
+    out.push({
+      field: 'tMin',
+      message: (n) => `${n('tMin')} must be a number of at least 0, got ${r.tMin}`,
+    });
+  else if (!(r.tMax >= r.tMin) || !Number.isFinite(r.tMax))
+    out.push({
+      field: 'tMax',
+      message: (n) =>
+        `${n('tMax')} must be a number of at least ${n('tMin')} (${r.tMin}), got ${r.tMax}`,
+    });
+  if (!(r.entropyBound > 0) || !Number.isFinite(r.entropyBound))
+    out.push({
+      field: 'entropyBound',
+      message: (n) => `${n('entropyBound')} must be a number above 0, got ${r.entropyBound}`,
+    });
+  if (!Number.isSafeInteger(r.stabilityThreshold) || r.stabilityThreshold < 0)
+    out.push({
+      field: 'stabilityThreshold',
+      message: (n) =>
+        `${n('stabilityThreshold')} must be an integer of at least 0, got ${r.stabilityThreshold}`,
+    });
+  if (!(r.confidenceThreshold > 0) || !Number.isFinite(r.confidenceThreshold))
+    out.push({
+      field: 'confidenceThreshold',
+      message: (n) =>
+        `${n('confidenceThreshold')} must be a number above 0, got ${r.confidenceThreshold}`,
+    });
+  const bad = [...r.eos, ...(r.pad === null ? [] : [r.pad])].find(
+    (id) => !Number.isInteger(id) || id < 0 || id >= vocab,
+  );
+  if (bad !== undefined)
+    out.push({
+      field: r.eos.includes(bad) ? 'eos' : 'pad',
+      message: (n) =>
+        `${n(r.eos.includes(bad) ? 'eos' : 'pad')}: ${bad} is not a token of the vocab (${vocab})`,
+    });
+  return out;
+}
+
+/** Temperature at step k of N (k = N first, 1 last). */
+export function stepTemperature(r: Pick<EntropyBoundRun, 'tMin' | 'tMax'>, k: number, n: number) {
+  return r.tMin + (r.tMax - r.tMin) * (k / n);
+}
+
+/** Lowest-id argmax of row `row` of [*, vocab]. */
+export function rowArgmax(logits: ArrayLike<number>, row: number, vocab: number): number {
+  const base = row * vocab;
+  let best = 0;
+  for (let v = 1; v < vocab; v++) if (logits[base + v] > logits[base + best]) best = v;
+  return best;
+}
+
+/**
+ * Entropy (nats) of softmax(row / t), in f64; 0 at t = 0 (the one-hot limit; a tie at the top
+ * would give log(ties), but the limit the reference's tiny t reaches is taken as one-hot).
+ */
+export function rowEntropy(logits: ArrayLike<number>, row: number, vocab: number, t: number) {
+  if (t === 0) return 0;
+  const base = row * vocab;
+  let max = -Infinity;
+  for (let v = 0; v < vocab; v++) max = Math.max(max, logits[base + v] / t);
+  let z = 0;
+  let s = 0;
+  for (let v = 0; v < vocab; v++) {
+    const x = logits[base + v] / t - max;
+    const e = Math.exp(x);
+    z += e;
+    s += e * x;
+  }
+  // H = log z − Σ p·x with p = e/z and x the shifted logit.
+  return Math.log(z) - s / z;
+}
+
+/**
+ * The entropy-bound acceptance (EntropyBoundSampler.accept_canvas): position i is accepted when
+ * the entropies sorted before it (ascending; ties in position order) sum to at most `bound`.
+ */
+export function acceptByEntropy(entropy: ArrayLike<number>, bound: number): boolean[] {
+  const order = Array.from({ length: entropy.length }, (_, i) => i);
+  order.sort((a, b) => entropy[a] - entropy[b] || a - b);
+  const accepted = new Array<boolean>(entropy.length).fill(false);
+  let before = 0;
+  for (const i of order) {
+    accepted[i] = before <= bound;
+    before += entropy[i];
+  }
+  return accepted;
+}
+
+/** The previous step's logits and temperature: the denoiser embeds softmax(logits / t). */
+export interface SelfCondition {
+  logits: Float32Array;
+  temperature: number;
+}
+
+/** The model side of the sampler: a causal encoder into a KV cache and a cache-reading denoiser. */
+export interface BlockDiffusionModel {
+  vocab: number;
+  /** Encode `ids` causally after the context encoded so far, appending to its cache. */
+  encode(ids: Uint32Array): Promise<void>;
+  /** Logits [canvas length, vocab] of `canvas`, placed after the context; reads the cache only. */
+  denoise(canvas: Uint32Array, sc: SelfCondition | null): Promise<Float32Array>;
+}
+
+/** What one denoising step did, for progress display and tests. */
+export interface EntropyBoundStep {
+  block: number;
+  /** Steps left before this one, N − 1 … 0 (the reference's k − 1). */
+  remaining: number;
+  temperature: number;
+  /** The canvas the step denoised, and its logits. */
+  canvas: Uint32Array;
+  logits: Float32Array;
+  argmax: Uint32Array;
+  accepted: boolean[];
+  /** The step ended its canvas (stable and confident). */
+  stopped: boolean;
+}
+
+/** Options: starting canvases (else drawn), and a per-step callback. */
+export interface EntropyBoundOptions {
+  /** Block b's starting canvas; null or absent: uniformly random tokens from the seed. */
+  starts?: (block: number) => Uint32Array | null;
+  onStep?: (s: EntropyBoundStep) => void | Promise<void>;
+}
+
+/** Draw streams (the id slot of noiseBits) above any vocab, so that they never collide. */
+const START_STREAM = 0xfffffff0;
+const RENOISE_STREAM = 0xfffffff1;
+
+function randomTokens(seed: number, draw: number, stream: number, n: number, vocab: number) {
+  const out = new Uint32Array(n);
+  for (let p = 0; p < n; p++)
+    out[p] = Math.min(vocab - 1, Math.floor(noiseUniform(seed, draw, p, stream) * vocab));
+  return out;
+}
+
+/** The denoiser's token at temperature t > 0: Gumbel-max over logits / t. */
+function sampleRow(
+  logits: Float32Array,
+  row: number,
+  vocab: number,
+  t: number,
+  seed: number,
+  draw: number,
+) {
+  const base = row * vocab;
+  let best = 0;
+  let bestScore = -Infinity;
+  for (let v = 0; v < vocab; v++) {
+    const score = logits[base + v] / t + gumbel(seed, draw, row, v);
+    if (score > bestScore) {
+      best = v;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+/**
+ * Generate after `prompt` with the entropy-bound block sampler over `model` (see the file
+ * comment); returns the generated tokens (genLength, or fewer canvases' worth after an eos).
+ */
+export async function entropyBoundGenerate(
+  model: BlockDiffusionModel,
+  prompt: ArrayLike<number>,
+  r: EntropyBoundRun,
+  o: EntropyBoundOptions = {},
+): Promise<Uint32Array> {
+  const vocab = model.vocab;
+  const issue = entropyBoundIssues(r, vocab)[0];
+  if (issue) throw new Error(issue.message((f) => f));
+  if (prompt.length < 1) throw new Error('the prompt is empty: the encoder needs a context');
+  const C = r.canvasLength;
+  const N = r.maxSteps;
+  const out: number[] = [];
+  let draw = 0;
+  await model.encode(Uint32Array.from(prompt));
+  for (let b = 0; b < r.genLength / C; b++) {
+    if (b > 0) await model.encode(Uint32Array.from(out.slice(-C)));
+    let canvas = o.starts?.(b) ?? randomTokens(r.seed, draw++, START_STREAM, C, vocab);
+    if (canvas.length !== C)
+      throw new Error(`starting canvas of block ${b} has ${canvas.length} tokens, not ${C}`);
+    let argmax = canvas;
+    let sc: SelfCondition | null = null;
+    const history: Uint32Array[] = [];
+    for (let k = N; k >= 1; k--) {
+      const logits = await model.denoise(canvas, sc);
+      if (logits.length !== C * vocab)
+        throw new Error(`denoise returned ${logits.length} logits, not ${C} × ${vocab}`);
+      const t = stepTemperature(r, k, N);
+      const stepDraw = draw++;
+      const next = new Uint32Array(C);
+      const entropy = new Float64Array(C);
+      argmax = new Uint32Array(C);
+      for (let p = 0; p < C; p++) {
+        argmax[p] = rowArgmax(logits, p, vocab);
+        entropy[p] = rowEntropy(logits, p, vocab, t);
+        next[p] = t === 0 ? argmax[p] : sampleRow(logits, p, vocab, t, r.seed, stepDraw);
+      }
+      const accepted = acceptByEntropy(entropy, r.entropyBound);
+      const noise = randomTokens(r.seed, stepDraw, RENOISE_STREAM, C, vocab);
+      for (let p = 0; p < C; p++) if (!accepted[p]) next[p] = noise[p];
+      // Stable: the argmax equals each of the last stabilityThreshold steps' (all must exist).
+      const s = r.stabilityThreshold;
+      const stable =
+        s === 0 ||
+        (history.length >= s && history.slice(-s).every((h) => h.every((x, i) => x === argmax[i])));
+      history.push(argmax);
+      const meanEntropy = entropy.reduce((a, x) => a + x, 0) / C;
+      const stopped = stable && meanEntropy < r.confidenceThreshold;
+      await o.onStep?.({
+        block: b,
+        remaining: k - 1,
+        temperature: t,
+        canvas,
+        logits,
+        argmax,
+        accepted,
+        stopped,
+      });
+      sc = { logits, temperature: t };
+      canvas = next;
+      if (stopped) break;
+    }
+    out.push(...argmax);
+    const eosAt = Array.from(argmax).findIndex((x) => r.eos.includes(x));
+    if (eosAt >= 0) {
+      if (r.pad !== null)
+        for (let p = out.length - C + eosAt + 1; p < out.length; p++) out[p] = r.pad;
+      break;
+    }
+  }
+  return Uint32Array.from(out);
+}
+
+/** softmax(row / t) of [*, vocab] rows (t = 0: the one-hot of the lowest-id argmax). */
+export function selfConditionProbs(sc: SelfCondition, vocab: number): Float32Array {
+  const rows = sc.logits.length / vocab;
+  const out = new Float32Array(sc.logits.length);
+  for (let r = 0; r < rows; r++) {
+    const base = r * vocab;
+    if (sc.temperature === 0) {
+      out[base + rowArgmax(sc.logits, r, vocab)] = 1;
+      continue;
+    }
+    let max = -Infinity;
+    for (let v = 0; v < vocab; v++) max = Math.max(max, sc.logits[base + v] / sc.temperature);
+    let z = 0;
+    for (let v = 0; v < vocab; v++) z += Math.exp(sc.logits[base + v] / sc.temperature - max);
+    for (let v = 0; v < vocab; v++)
+      out[base + v] = Math.exp(sc.logits[base + v] / sc.temperature - max) / z;
+  }
+  return out;
+}
