@@ -7,7 +7,7 @@
 # Filling 128k tokens is a real prefill (2,048-token chunks), so the dense and expanded-MLA forms
 # take the longest; measurements are cached per design, so a rerun after a cut resumes.
 set -uo pipefail
-forms=${1:-dense,sinks,h2o,mla_latent,mla_expanded}
+forms=${1:-dense,sinks,h2o,band,nsa,mla_latent,mla_expanded}
 contexts=${2:-32768,131072}
 [ -f .gpu/prelude.sh ] && source .gpu/prelude.sh
 for c in ${contexts//,/ }; do
