@@ -5,6 +5,7 @@ import { matmulKernel } from './matmul.ts';
 import { attentionKernel } from './attention.ts';
 import { kvWriteKernel, ropeKernel } from './rope.ts';
 import { h2oAttentionKernel } from './h2o.ts';
+import { indexerTopkKernel, sparseAttentionKernel } from './indexer.ts';
 import { gatedNormKernel, normKernel } from './norm.ts';
 import { embedKernel } from './embedding.ts';
 import {
@@ -33,6 +34,8 @@ export const generators: Registry = {
   attention: attentionKernel,
   kv_write: kvWriteKernel,
   h2o_attention: h2oAttentionKernel,
+  indexer_topk: indexerTopkKernel,
+  sparse_attention: sparseAttentionKernel,
   rope: ropeKernel,
   norm: normKernel,
   embed: embedKernel,

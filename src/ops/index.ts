@@ -8,6 +8,7 @@ import type { OpDefinition } from './types.ts';
 import { matmul } from './matmul.ts';
 import { attention, kvWrite } from './attention.ts';
 import { h2oAttention } from './h2o.ts';
+import { indexerTopk, sparseAttention } from './indexer.ts';
 import { rope } from './rope.ts';
 import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
@@ -29,6 +30,8 @@ export const definitions: Registry = {
   attention,
   kv_write: kvWrite,
   h2o_attention: h2oAttention,
+  indexer_topk: indexerTopk,
+  sparse_attention: sparseAttention,
   rope,
   norm,
   embed,
