@@ -24,7 +24,7 @@ import { importLfm2 } from './hf-lfm2.ts';
 import { importNemotronH } from './hf-nemotron-h.ts';
 import { importZamba2 } from './hf-zamba2.ts';
 import { importGraniteMoeHybrid } from './hf-granite.ts';
-import { importDeepseekV3 } from './hf-deepseek.ts';
+import { importDeepseekV3, importDeepseekV32 } from './hf-deepseek.ts';
 import { importGemma3Text } from './hf-gemma3.ts';
 import { importGptOss } from './hf-gpt-oss.ts';
 import { importFalconH1 } from './hf-falcon-h1.ts';
@@ -92,6 +92,7 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'zamba2', origin: 'transformers', import: importZamba2 },
   { modelType: 'granitemoehybrid', origin: 'transformers', import: importGraniteMoeHybrid },
   { modelType: 'deepseek_v3', origin: 'transformers', import: importDeepseekV3 },
+  { modelType: 'deepseek_v32', origin: 'transformers', import: importDeepseekV32 },
   { modelType: 'gemma3_text', origin: 'transformers', import: importGemma3Text },
   { modelType: 'gpt_oss', origin: 'transformers', import: importGptOss },
   { modelType: 'falcon_h1', origin: 'transformers', import: importFalconH1 },
