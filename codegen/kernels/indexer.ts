@@ -20,6 +20,7 @@ import { kvTypeOf, type IndexerTopkAttrs, type SparseAttentionAttrs } from '../.
 import { indexerTopk, sparseAttention } from '../../src/ops/indexer.ts';
 import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
+import { bindingLimit } from '../../src/passes/split.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
 
 /** The scratch of order-preserving score keys. */
@@ -36,6 +37,17 @@ const SEL_EMPTY_WGSL = '0xffffffffu';
 
 export const indexerTopkKernel: KernelGenerator<IndexerTopkAttrs> = (a, ctx) => {
   indexerTopk.check(a);
+  // One key per (query of the largest step, cache row): a long context with a long prefill
+  // chunk outgrows a storage binding (128 MiB by default) before anything else.
+  const keyBytes = 4 * ctx.maxT * a.capacity;
+  const limit = bindingLimit(ctx.caps);
+  if (keyBytes > limit) {
+    throw new Error(
+      `indexer_topk: its score scratch of maxT ${ctx.maxT} x capacity ${a.capacity} u32 keys ` +
+        `(${keyBytes} bytes) exceeds the device's storage binding limit of ${limit} bytes; ` +
+        `compile with a smaller --max-t (prefill chunk) or --capacity`,
+    );
+  }
   const reserved = [
     'main',
     'H',
@@ -177,7 +189,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
         grid: [{ sym: 'T' }, 1, 1],
       },
     ],
-    scratch: { [INDEXER_KEYS]: 4 * ctx.maxT * a.capacity },
+    scratch: { [INDEXER_KEYS]: keyBytes },
   };
 };
 

@@ -146,6 +146,14 @@ describe('indexer_topk kernel', () => {
     });
   }
 
+  it('refuses a score scratch larger than a storage binding, naming the options', () => {
+    expect(() =>
+      indexerTopkKernel(indexerAttrs(64, 128, 2048, 163840), { caps: BASELINE_CAPS, maxT: 2048 }),
+    ).toThrow(
+      /maxT 2048 x capacity 163840 .* exceeds the device's storage binding limit .*--max-t/,
+    );
+  });
+
   it('exact ties at the boundary go to the lower positions, as in the reference', async () => {
     // Keys repeat with period 3, so positions 3 apart score exactly alike; zero weights for one
     // query make every score 0 (all tied).
