@@ -1,15 +1,17 @@
 /**
  * DeepSeek sparse attention kernels (semantics: src/ops/indexer.ts).
  *
- * indexer_topk: one workgroup per query. Its threads score the visible positions 0..p (a thread
- * per position, all index heads) and store each score as an order-preserving u32 key in the
- * `indexer_keys` scratch ([maxT, capacity]: workgroup memory would cap the context at a few
- * thousand positions). A radix select over the keys (4 passes of 8 bits, a 256-bin workgroup
- * histogram each) finds the topk-th largest key K and how many positions scoring exactly K the
- * list still takes; a compaction (each thread a contiguous range of positions, counts prefix-summed
- * across the workgroup) then writes the positions scoring above K, and the first of those scoring
- * K, in ascending order: the reference's rule (ties go to the lower position).
- * Cost: one pass of heads · dim MACs per visible position, then 5 passes over n keys.
+ * indexer_topk, two launches. Scores: a thread per (query, visible position), all index heads,
+ * spread over capacity / 64 workgroups per query (a decode step's one query still fills the
+ * GPU), each score stored as an order-preserving u32 key in the `indexer_keys` scratch
+ * ([maxT, capacity]: workgroup memory would cap the context at a few thousand positions).
+ * Selection: one workgroup per query. A radix select over the keys (4 passes of 8 bits, a 256-bin
+ * workgroup histogram each) finds the topk-th largest key K and how many positions scoring exactly
+ * K the list still takes; a compaction (each thread a contiguous range of positions, counts
+ * prefix-summed across the workgroup) then writes the positions scoring above K, and the first of
+ * those scoring K, in ascending order: the reference's rule (ties go to the lower position).
+ * Queries that see at most topk positions skip both and list them all.
+ * Cost: heads · dim MACs per visible position, then 5 passes over its keys.
  *
  * sparse_attention: one workgroup per (query head, query). Scores of the listed rows sit in
  * workgroup memory (topk of them, so topk is capped: TOPK_LIMIT), then max, exp and sum, then a
@@ -25,8 +27,10 @@ import { opBindings, wgslF32 } from './wgsl-builder.ts';
 
 /** The scratch of order-preserving score keys. */
 export const INDEXER_KEYS = 'indexer_keys';
-/** Threads per workgroup: a power of two (tree reductions), at most 256 (histogram clearing). */
+/** Threads per workgroup of the scoring launch and of sparse_attention (tree reductions: a power of two). */
 const WG = 64;
+/** Threads of the selection launch, one workgroup per query: its passes read every visible key. */
+const WG_SELECT = 128;
 /**
  * sparse_attention keeps a query head's topk scores in workgroup memory (16 KiB guaranteed by
  * WebGPU, less the reduction arrays): DeepSeek-V3.2's index_topk of 2048 fits.
@@ -48,40 +52,41 @@ export const indexerTopkKernel: KernelGenerator<IndexerTopkAttrs> = (a, ctx) => 
         `compile with a smaller --max-t (prefill chunk) or --capacity`,
     );
   }
-  const reserved = [
-    'main',
-    'H',
-    'D',
-    'TOPK',
-    'CAP',
-    'SCALE',
-    'WSCALE',
-    'WG',
-    'hist',
-    'cnt_gt',
-    'cnt_eq',
-    'sel_key',
-    'sel_left',
-    'key_of',
-    INDEXER_KEYS,
+  const maxGroups = ctx.caps.maxWorkgroupsPerDimension;
+  const scoreGroups = Math.ceil(a.capacity / WG);
+  if (scoreGroups > maxGroups) {
+    throw new Error(
+      `indexer_topk: capacity ${a.capacity} needs ${scoreGroups} workgroups of ${WG} in one grid dimension, more than the device's ${maxGroups}`,
+    );
+  }
+  // Every buffer is one of the op's tensors or the scratch; each launch declares its own.
+  const { storage } = opBindings(a, [INDEXER_KEYS]);
+  const decl = (names: string[]) =>
+    names
+      .map((n, i) => {
+        const b = storage.find((x) => x.name === n);
+        return b
+          ? storageDecl(i + 1, n, b.access, b.elem)
+          : storageDecl(i + 1, n, 'read_write', 'u32');
+      })
+      .join('\n');
+  const binds = (names: string[]) => [
+    { name: 'step', access: 'uniform' as const },
+    ...names.map((n) => ({
+      name: n,
+      access: (storage.find((x) => x.name === n)?.access ?? 'read_write') as 'read' | 'read_write',
+    })),
   ];
-  const { bindings, storage, decls } = opBindings(a, reserved);
-  const code = `${STEP_WGSL}
-${decls}
-${storageDecl(storage.length + 1, INDEXER_KEYS, 'read_write', 'u32')}
-const H = ${a.heads}u;
+  const consts = `const H = ${a.heads}u;
 const D = ${a.dim}u;
 const TOPK = ${a.topk}u;
 const CAP = ${a.capacity}u;
 const SCALE = ${wgslF32(a.scale)};
-const WSCALE = ${wgslF32(a.weightScale)};
-const WG = ${WG}u;
-
-var<workgroup> hist: array<atomic<u32>, 256>;
-var<workgroup> cnt_gt: array<u32, ${WG}>;
-var<workgroup> cnt_eq: array<u32, ${WG}>;
-var<workgroup> sel_key: u32;
-var<workgroup> sel_left: u32;
+const WSCALE = ${wgslF32(a.weightScale)};`;
+  const scoreNames = ['q', 'w', 'kcache', INDEXER_KEYS];
+  const score = `${STEP_WGSL}
+${decl(scoreNames)}
+${consts}
 
 // Larger float, larger key (sign bit flipped for >= 0, all bits for < 0); -0 is made +0 first so
 // that equal scores give equal keys.
@@ -91,6 +96,35 @@ fn key_of(s: f32) -> u32 {
 }
 
 @compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let j = gid.x;
+  let t = gid.y;
+  if (t >= step.T) { return; }
+  let p = step.pos + t;
+  // Lists of every visible position need no scores.
+  if (j > p || p < TOPK) { return; }
+  var s = 0.0;
+  for (var h = 0u; h < H; h++) {
+    var dot = 0.0;
+    for (var d = 0u; d < D; d++) { dot += q[(t * H + h) * D + d] * kcache[j * D + d]; }
+    s += w[t * H + h] * WSCALE * max(dot * SCALE, 0.0);
+  }
+  ${INDEXER_KEYS}[t * CAP + j] = key_of(s);
+}
+`;
+  const selectNames = [INDEXER_KEYS, 'sel'];
+  const select = `${STEP_WGSL}
+${decl(selectNames)}
+${consts}
+const WG = ${WG_SELECT}u;
+
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> cnt_gt: array<u32, ${WG_SELECT}>;
+var<workgroup> cnt_eq: array<u32, ${WG_SELECT}>;
+var<workgroup> sel_key: u32;
+var<workgroup> sel_left: u32;
+
+@compute @workgroup_size(${WG_SELECT})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let t = wid.x;
   let p = step.pos + t;
@@ -102,16 +136,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     return;
   }
   let base = t * CAP;
-  for (var j = tid; j < n; j += WG) {
-    var s = 0.0;
-    for (var h = 0u; h < H; h++) {
-      var dot = 0.0;
-      for (var d = 0u; d < D; d++) { dot += q[(t * H + h) * D + d] * kcache[j * D + d]; }
-      s += w[t * H + h] * WSCALE * max(dot * SCALE, 0.0);
-    }
-    ${INDEXER_KEYS}[base + j] = key_of(s);
-  }
-  storageBarrier();
   // Radix select of the TOPK-th largest key, 8 bits at a time from the top.
   var prefix = 0u;
   var mask = 0u;
@@ -177,14 +201,24 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   }
 }
 `;
+  const tag = `h${a.heads}d${a.dim}k${a.topk}`;
   return {
     launches: [
       {
         kernel: {
-          name: `indexer_topk_h${a.heads}d${a.dim}k${a.topk}_wg${WG}`,
-          code,
-          bindings: [...bindings, { name: INDEXER_KEYS, access: 'read_write' }],
+          name: `indexer_scores_${tag}_wg${WG}`,
+          code: score,
+          bindings: binds(scoreNames),
           workgroupSize: [WG, 1, 1],
+        },
+        grid: [scoreGroups, { sym: 'T' }, 1],
+      },
+      {
+        kernel: {
+          name: `indexer_select_${tag}_wg${WG_SELECT}`,
+          code: select,
+          bindings: binds(selectNames),
+          workgroupSize: [WG_SELECT, 1, 1],
         },
         grid: [{ sym: 'T' }, 1, 1],
       },
