@@ -612,12 +612,11 @@ export const mla = defineMixer<MlaSpec>({
     },
     // Added after specs were written: left out, attention is dense.
     {
+      // if/else rather than oneOf: errors name the indexer's field, not "must be null".
       index: {
         default: null,
-        oneOf: [
-          { type: 'null' },
-          object({ kind: kind('indexer'), heads: posInt, dim: posInt, topk: posInt }),
-        ],
+        if: { type: 'null' },
+        else: object({ kind: kind('indexer'), heads: posInt, dim: posInt, topk: posInt }),
       },
     },
   ),
