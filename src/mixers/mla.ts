@@ -46,7 +46,8 @@ import { bool as boolSchema, kind, object, posInt, posNumber } from '../spec/sch
 import { block, bool, int, oneOf, orNone, positive } from '../spec/values.ts';
 import { defineMixer } from './define.ts';
 import { INDEXERS, type IndexerSpec } from '../spec/kinds/indexer.ts';
-import type { IndexerTopkAttrs } from '../graph/ops.ts';
+import type { AttentionAttrs, IndexerTopkAttrs, SparseAttentionAttrs } from '../graph/ops.ts';
+import type { Dim } from '../graph/ir.ts';
 
 /**
  * DeepSeek-V2/V3 multi-head latent attention (HF DeepseekV3Attention). q = q_b(norm(q_a(x)))
@@ -341,6 +342,44 @@ function indexSelection(
 }
 
 /**
+ * Causal attention over the cache, dense, or (sel, the indexer's positions per query) over the
+ * selected rows only: out [T, heads · vHeadDim].
+ */
+function attend(
+  b: GraphBuilder,
+  m: MlaSpec,
+  sel: number | null,
+  s: { heads: number; kvHeads: number; headDim: number; vHeadDim: number; vFromK: number | null },
+  label: string,
+  inputs: Record<string, number>,
+  out: string,
+): number {
+  const { vFromK, ...shape } = s;
+  // Attrs as before the sparse form existed: no vFromK key when values have their own cache.
+  const common = {
+    ...shape,
+    scale: m.scale,
+    capacity: b.capacity,
+    kvType: b.kv,
+    ...(vFromK === null ? {} : { vFromK }),
+  };
+  const outputs = { out: { name: out, shape: ['T', s.heads * s.vHeadDim] as Dim[] } };
+  if (sel === null) {
+    const attrs: AttentionAttrs = {
+      op: 'attention',
+      ...common,
+      causal: true,
+      window: null,
+      softcap: null,
+      sinks: false,
+    };
+    return b.op(attrs, label, inputs, outputs).out;
+  }
+  const attrs: SparseAttentionAttrs = { op: 'sparse_attention', ...common, topk: m.index!.topk };
+  return b.op(attrs, label, { ...inputs, sel }, outputs).out;
+}
+
+/**
  * The latent cache with absorbed projections (see the header): out [T, H · vHeadDim] from a
  * cache of [c | k_pe] rows.
  */
@@ -389,39 +428,15 @@ function latentAttention(b: GraphBuilder, m: MlaSpec, L: string, i: number, p: M
     );
   write(p.ln, m.kvRank, 0, 'latent');
   write(p.kPe, m.ropeDim, m.kvRank, 'k_pe');
-  const outLatent = b.op(
-    p.sel === null
-      ? {
-          op: 'attention',
-          heads: H,
-          kvHeads: 1,
-          headDim: row,
-          vHeadDim: m.kvRank,
-          scale: m.scale,
-          causal: true,
-          window: null,
-          softcap: null,
-          sinks: false,
-          capacity: b.capacity,
-          kvType: b.kv,
-          vFromK: 0,
-        }
-      : {
-          op: 'sparse_attention',
-          heads: H,
-          kvHeads: 1,
-          headDim: row,
-          vHeadDim: m.kvRank,
-          scale: m.scale,
-          topk: m.index!.topk,
-          capacity: b.capacity,
-          kvType: b.kv,
-          vFromK: 0,
-        },
+  const outLatent = attend(
+    b,
+    m,
+    p.sel,
+    { heads: H, kvHeads: 1, headDim: row, vHeadDim: m.kvRank, vFromK: 0 },
     `${L} attention`,
-    p.sel === null ? { q, kcache: cache } : { q, kcache: cache, sel: p.sel },
-    { out: { name: `${L}.out_latent`, shape: ['T', H * m.kvRank] } },
-  ).out;
+    { q, kcache: cache },
+    `${L}.out_latent`,
+  );
   // W_UV per head: kv_b_proj's v rows of head h are [vHeadDim, kvRank], the 'nk' layout.
   return b.op(
     { op: 'head_matmul', heads: H, N: m.vHeadDim, K: m.kvRank, wLayout: 'nk' },
@@ -473,37 +488,15 @@ function expandedAttention(b: GraphBuilder, m: MlaSpec, L: string, i: number, p:
     { x: v, cache: vcache },
     { cache: vcache },
   );
-  return b.op(
-    p.sel === null
-      ? {
-          op: 'attention',
-          heads: H,
-          kvHeads: H,
-          headDim: qk,
-          vHeadDim: m.vHeadDim,
-          scale: m.scale,
-          causal: true,
-          window: null,
-          softcap: null,
-          sinks: false,
-          capacity: b.capacity,
-          kvType: b.kv,
-        }
-      : {
-          op: 'sparse_attention',
-          heads: H,
-          kvHeads: H,
-          headDim: qk,
-          vHeadDim: m.vHeadDim,
-          scale: m.scale,
-          topk: m.index!.topk,
-          capacity: b.capacity,
-          kvType: b.kv,
-        },
+  return attend(
+    b,
+    m,
+    p.sel,
+    { heads: H, kvHeads: H, headDim: qk, vHeadDim: m.vHeadDim, vFromK: null },
     `${L} attention`,
-    p.sel === null ? { q, kcache, vcache } : { q, kcache, vcache, sel: p.sel },
-    { out: { name: `${L}.out`, shape: ['T', H * m.vHeadDim] } },
-  ).out;
+    { q, kcache, vcache },
+    `${L}.out`,
+  );
 }
 
 /** x + mla(norm(input)) for layer i. */
