@@ -84,6 +84,8 @@ const CAP = ${a.capacity}u;
 const SCALE = ${wgslF32(a.scale)};
 const WSCALE = ${wgslF32(a.weightScale)};`;
   const scoreNames = ['q', 'w', 'kcache', INDEXER_KEYS];
+  // An f16 cache is u32 words of two halves (dim even, so a key's pairs never straddle).
+  const kAt = kvTypeOf(a) === 'f16' ? 'unpack2x16float(kcache[i >> 1u])[i & 1u]' : 'kcache[i]';
   const score = `${STEP_WGSL}
 ${decl(scoreNames)}
 ${consts}
@@ -94,6 +96,8 @@ fn key_of(s: f32) -> u32 {
   let b = bitcast<u32>(select(s, 0.0, s == 0.0));
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
+
+fn k_at(i: u32) -> f32 { return ${kAt}; }
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -106,7 +110,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var s = 0.0;
   for (var h = 0u; h < H; h++) {
     var dot = 0.0;
-    for (var d = 0u; d < D; d++) { dot += q[(t * H + h) * D + d] * kcache[j * D + d]; }
+    for (var d = 0u; d < D; d++) { dot += q[(t * H + h) * D + d] * k_at(j * D + d); }
     s += w[t * H + h] * WSCALE * max(dot * SCALE, 0.0);
   }
   ${INDEXER_KEYS}[t * CAP + j] = key_of(s);
@@ -201,7 +205,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   }
 }
 `;
-  const tag = `h${a.heads}d${a.dim}k${a.topk}`;
+  const tag = `h${a.heads}d${a.dim}k${a.topk}${kvTypeOf(a) === 'f16' ? '_kv16' : ''}`;
   return {
     launches: [
       {

@@ -373,6 +373,8 @@ export interface IndexerTopkAttrs {
   weightScale: number;
   /** Cache rows. */
   capacity: number;
+  /** Element type of the index key cache (see KvType; f16 needs an even dim); absent: 'f32'. */
+  kvType?: KvType;
 }
 
 /**

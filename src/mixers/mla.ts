@@ -258,8 +258,8 @@ const INDEX_K_NORM: NormSpec = { kind: 'layer', eps: 1e-6, unitOffset: false, bi
  * from the q latent (wq_b), one index key per position from the layer input (wk, LayerNorm), both
  * rotated over their first ropeDim dims with half pairs (HF's indexer uses rotate_half, unlike
  * MLA's interleaved pairs) by MLA's rope tables, the key appended to the layer's index cache
- * ([capacity, dim] f32: dim · 4 bytes per token besides MLA's), head weights from weights_proj;
- * returns the selected positions [T, topk].
+ * ([capacity, dim] in the KV type: 4 · dim more bytes per token in f32, 2 · dim under --kv f16),
+ * head weights from weights_proj; returns the selected positions [T, topk].
  */
 function indexSelection(
   b: GraphBuilder,
@@ -306,9 +306,15 @@ function indexSelection(
     { out: { name: `${L}.index_knorm`, shape: ['T', D] } },
   ).out;
   const ki = rope(kNormed, 1, D, 'index_k', 'half');
-  const kcache = b.state(`cache.index.${i}`, [b.capacity, D], 'f32');
+  if (b.kv === 'f16' && D % 2 !== 0) {
+    throw new Error(
+      `mla layer ${i}: an f16 KV cache (--kv f16) stores value pairs in u32 words and needs an ` +
+        `even indexer dim, got ${D}; use --kv f32`,
+    );
+  }
+  const kcache = b.state(`cache.index.${i}`, [b.capacity, D], b.kv);
   b.op(
-    { op: 'kv_write', width: D, capacity: b.capacity, columns: null, kvType: 'f32' },
+    { op: 'kv_write', width: D, capacity: b.capacity, columns: null, kvType: b.kv },
     `${L} index_k-append`,
     { x: ki, cache: kcache },
     { cache: kcache },
@@ -330,6 +336,7 @@ function indexSelection(
     scale: D ** -0.5,
     weightScale: H ** -0.5,
     capacity: b.capacity,
+    kvType: b.kv,
   };
   return b.op(
     attrs,

@@ -24,7 +24,8 @@
  * sparse_attention (SparseAttentionAttrs): attention as the `attention` op computes it, over the
  * cache rows that sel lists for each query (empty slots skipped) instead of 0..p.
  *
- * The reference indexer keeps the index keys in f32 (DeepSeek's FP8 index cache and its Hadamard
+ * The index key cache follows the model's KV type (--kv f16 stores it as f16, as kv_write rounds
+ * it; DeepSeek keeps it in FP8). The reference indexer computes in f64 from those values (DeepSeek's FP8 index cache and its Hadamard
  * rotation are a precision optimisation HF's port skips too: the rotation is orthogonal, so
  * q·k is unchanged).
  */
@@ -106,11 +107,17 @@ export const indexerTopk: OpDefinition<IndexerTopkAttrs> = {
       topk: a.topk,
       capacity: a.capacity,
     });
+    if (kvTypeOf(a) === 'f16' && a.dim % 2 !== 0) {
+      throw new Error(
+        `indexer_topk: kvType 'f16' stores element pairs in u32 words and needs an even dim, got ${a.dim}`,
+      );
+    }
   },
   inputs: (a) => ({
     q: rule(['T', a.heads * a.dim]),
     w: rule(['T', a.heads]),
-    kcache: rule([a.capacity, a.dim]),
+    // An f16 cache holds the values kv_write rounded; the reference reads them as they are.
+    kcache: rule([a.capacity, a.dim], 'read', kvTypeOf(a)),
   }),
   outputs: (a) => ({ sel: indices(['T', a.topk]) }),
   reference(a: IndexerTopkAttrs, inputs: Arrays, step: StepShape): Arrays {
@@ -134,7 +141,7 @@ export const indexerTopk: OpDefinition<IndexerTopkAttrs> = {
     return {
       // Per (query, key): heads dot products of dim, a relu, a weighted add; selection ~4 passes.
       flops: pairs * (a.heads * (2 * a.dim + 3) + 8),
-      bytesRead: 4 * (step.T * a.heads * (a.dim + 1) + keys * a.dim),
+      bytesRead: 4 * step.T * a.heads * (a.dim + 1) + dtypeBytes(kvTypeOf(a), keys * a.dim),
       bytesWritten: 4 * step.T * a.topk,
     };
   },

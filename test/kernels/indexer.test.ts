@@ -154,6 +154,26 @@ describe('indexer_topk kernel', () => {
     );
   });
 
+  it('f16 index keys (--kv f16): read as the halves kv_write stored', async () => {
+    const a: IndexerTopkAttrs = { ...indexerAttrs(3, 6, 4, 25), kvType: 'f16' };
+    const inputs = indexerInputs(a, 3, 41);
+    inputs.kcache = inputs.kcache.map(roundF16);
+    const step = { T: 3, pos: 20, L: 1 };
+    const want = indexerTopk.reference(a, inputs, step).sel;
+    const g = indexerTopkKernel(a, { caps: BASELINE_CAPS, maxT: 3 });
+    const out = await runLaunches(g.launches, {
+      inputs: {
+        ...inputs,
+        kcache: packF16(inputs.kcache),
+        [INDEXER_KEYS]: new Uint32Array(g.scratch[INDEXER_KEYS] / 4),
+      },
+      outputs: { sel: 3 * a.topk },
+      step,
+    });
+    expect(Array.from(new Uint32Array(out.sel.buffer))).toEqual(Array.from(want));
+    expect(() => indexerTopk.check({ ...a, dim: 5 })).toThrow(/needs an even dim, got 5/);
+  });
+
   it('exact ties at the boundary go to the lower positions, as in the reference', async () => {
     // Keys repeat with period 3, so positions 3 apart score exactly alike; zero weights for one
     // query make every score 0 (all tied).

@@ -104,7 +104,7 @@ describe('DeepSeek sparse attention model', () => {
   // The expanded form's lowering: the interpreter test below; its kernel path (a v cache):
   // test/kernels/indexer.test.ts.
 
-  it('f16 latent caches match (the index cache stays f32)', async () => {
+  it('f16 caches (latent and index keys) match', async () => {
     const m = await gpuModel(MODEL, { maxT: 12, kv: 'f16' });
     await expectMatchesInterpreter(m, randInts(11, MODEL.vocab, 7), 3, 1e-4);
   });
@@ -132,12 +132,17 @@ describe('DeepSeek sparse attention model', () => {
     expect(maxRel(await interpretSteps(MODEL, weights, ids, 13, 3), dense)).toBeGreaterThan(1e-3);
   });
 
-  it('inspect: the index key cache adds 4 · dim bytes per token and layer', () => {
+  it('inspect: the index key cache adds 4 · dim bytes per token and layer (2 · dim in f16)', () => {
     const decode = lower(MODEL, { phase: 'decode', maxT: 1, capacity: 64 });
     const kv = layerStates({ model: MODEL, graphs: { decode, prefill: decode } }).map(
       (l) => l.kvBytesPerToken,
     );
     expect(kv).toEqual([4 * (10 + 4) + 4 * 6, 4 * (8 + 6) + 4 * 10, 4 * (10 + 4) + 4 * 6]);
+    const half = lower(MODEL, { phase: 'decode', maxT: 1, capacity: 64, kv: 'f16' });
+    const kv16 = layerStates({ model: MODEL, graphs: { decode: half, prefill: half } }).map(
+      (l) => l.kvBytesPerToken,
+    );
+    expect(kv16).toEqual(kv.map((n) => n / 2));
   });
 
   it('checks name the setting and the limit', () => {
@@ -146,6 +151,10 @@ describe('DeepSeek sparse attention model', () => {
     );
     expect(() => parseSpec(SPEC.replace('dim: 6, topk: 5', 'dim: 2, topk: 5'), 'x.strata')).toThrow(
       /index dim \(2\) must be at least rope_dim \(4\)/,
+    );
+    const odd = parseSpec(SPEC.replace('dim: 6, topk: 5', 'dim: 5, topk: 5'), 'odd.strata');
+    expect(() => lower(odd, { phase: 'decode', maxT: 1, capacity: 64, kv: 'f16' })).toThrow(
+      /mla layer 0: .*--kv f16.* even indexer dim, got 5; use --kv f32/,
     );
   });
 });
