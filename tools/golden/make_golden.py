@@ -347,8 +347,15 @@ def check_index_margins(model, full_ids):
 
 EXTRA_CHECKS = {"deepseek_v32": check_index_margins}
 
-# Where the fixtures were generated, for types generated away from the GPU machine.
-GENERATED_ON = {"deepseek_v32": "CPU (GPU machine unavailable this session), float32, eager"}
+# Types whose metadata says where they were made (deepseek_v32 was first generated on a machine
+# without the GPU; the script runs on the CPU either way, and the device machines have CUDA).
+GENERATED_ON = {"deepseek_v32"}
+
+
+def generated_on():
+    where = "a CUDA machine (device machine)" if torch.cuda.is_available() else \
+        "a machine without CUDA (not the device machine)"
+    return f"CPU, float32, eager attention, one thread, on {where}"
 
 
 def make(model_type, out_root, v):
@@ -380,7 +387,7 @@ def make(model_type, out_root, v):
     extra = EXTRA_CHECKS[model_type](model, full_ids) if model_type in EXTRA_CHECKS else {}
     check(diffs, scale)
     if model_type in GENERATED_ON:
-        extra["generated_on"] = GENERATED_ON[model_type]
+        extra["generated_on"] = generated_on()
 
     tmp = os.path.join(out_root, f".{model_type}.tmp")
     n_tensors = save_checkpoint(model, tmp)
