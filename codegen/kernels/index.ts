@@ -6,6 +6,7 @@ import { attentionKernel } from './attention.ts';
 import { kvWriteKernel, ropeKernel } from './rope.ts';
 import { h2oAttentionKernel } from './h2o.ts';
 import { nsaCompressedKernel, nsaCompressKernel, nsaSelectedKernel } from './nsa.ts';
+import { indexerTopkKernel, sparseAttentionKernel } from './indexer.ts';
 import { gatedNormKernel, normKernel } from './norm.ts';
 import { embedKernel } from './embedding.ts';
 import {
@@ -37,6 +38,8 @@ export const generators: Registry = {
   nsa_compress: nsaCompressKernel,
   nsa_compressed: nsaCompressedKernel,
   nsa_selected: nsaSelectedKernel,
+  indexer_topk: indexerTopkKernel,
+  sparse_attention: sparseAttentionKernel,
   rope: ropeKernel,
   norm: normKernel,
   embed: embedKernel,

@@ -14,6 +14,7 @@ import { readConfigJson } from '../import/json.ts';
 import { ExportError, mixerKind, requireMixers, type Json, type JsonObject } from './hf-common.ts';
 import {
   exportDeepseekV3,
+  exportDeepseekV32,
   exportGemma3Text,
   exportGptOss,
   exportLlama,
@@ -58,6 +59,7 @@ const HF_TYPES: readonly HfType[] = [
   { modelType: 'qwen3_moe', mixers: ['attention'], write: exportQwen3Moe },
   { modelType: 'gpt_oss', mixers: ['attention'], write: exportGptOss },
   { modelType: 'deepseek_v3', mixers: ['mla'], write: exportDeepseekV3 },
+  { modelType: 'deepseek_v32', mixers: ['mla'], write: exportDeepseekV32 },
   { modelType: 'mamba', mixers: ['mamba1'], noContext: true, write: exportMamba },
   { modelType: 'jamba', mixers: ['mamba1', 'attention'], write: exportJamba },
   { modelType: 'mamba2', mixers: ['mamba2'], noContext: true, write: exportMamba2 },

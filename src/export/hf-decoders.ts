@@ -204,7 +204,19 @@ function yarnMscale(factor: number, mscale: number): number {
 }
 
 export function exportDeepseekV3(m: ModelIR): JsonObject {
-  const type = 'deepseek_v3';
+  return deepseekConfig(m, 'deepseek_v3');
+}
+
+/**
+ * DeepSeek-V3.2: V3's keys plus the indexer's, one layer type per layer (all DSA), and no
+ * rope_interleave (its MLA always interleaves). Mixed dense and sparse attention layers, or
+ * indexers that differ between layers, have no deepseek_v32 config.
+ */
+export function exportDeepseekV32(m: ModelIR): JsonObject {
+  return deepseekConfig(m, 'deepseek_v32');
+}
+
+function deepseekConfig(m: ModelIR, type: 'deepseek_v3' | 'deepseek_v32'): JsonObject {
   requireMixers(type, m, ['mla']);
   requireFfns(type, m, ['mlp', 'moe']);
   const a = firstMixer(m, 'mla') as MlaSpec;
@@ -230,8 +242,22 @@ export function exportDeepseekV3(m: ModelIR): JsonObject {
     rope.attention_factor = a.rope.scaling.attentionFactor;
   }
   const shared = moe?.shared;
+  const v32 = type === 'deepseek_v32';
+  const index = a.index;
+  if (v32) {
+    if (index === null) refuse(type, 'dense MLA', 'every deepseek_v32 layer has an indexer');
+    if (a.ropePairs !== 'interleaved') {
+      refuse(type, 'rope_pairs half', "deepseek_v32's MLA always rotates interleaved pairs");
+    }
+  } else if (index !== null) {
+    refuse(
+      type,
+      'an indexer (sparse attention)',
+      'deepseek_v3 attention is dense; deepseek_v32 has one',
+    );
+  }
   return {
-    ...baseKeys(type, 'DeepseekV3ForCausalLM', m, true),
+    ...baseKeys(type, v32 ? 'DeepseekV32ForCausalLM' : 'DeepseekV3ForCausalLM', m, true),
     rms_norm_eps: m.norm.eps,
     hidden_act: actName(type, (firstMlp(m) ?? moe?.expert)?.act ?? 'silu', 'the FFN'),
     num_attention_heads: a.heads,
@@ -244,7 +270,15 @@ export function exportDeepseekV3(m: ModelIR): JsonObject {
     head_dim: a.ropeDim,
     v_head_dim: a.vHeadDim,
     rope_parameters: rope,
-    rope_interleave: a.ropePairs === 'interleaved',
+    ...(v32 ? {} : { rope_interleave: a.ropePairs === 'interleaved' }),
+    ...(v32 && index
+      ? {
+          index_n_heads: index.heads,
+          index_head_dim: index.dim,
+          index_topk: index.topk,
+          layer_types: m.layers.map(() => 'indexed_attention'),
+        }
+      : {}),
     attention_bias: a.bias,
     intermediate_size: mlpHidden(m, moe?.expert.hidden ?? 1),
     first_k_dense_replace: dense,

@@ -417,6 +417,52 @@ export interface NsaSelectedAttrs {
   capacity: number;
 }
 
+/**
+ * DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2, src/ops/indexer.ts): for the
+ * query at position p, key position j <= p scores
+ *   I(p, j) = Σ_h w[t, h] · weightScale · relu(scale · q[t, h] · k[j]),
+ * with one key per position (kcache, [capacity, dim], shared by the index heads), and `sel` lists
+ * the min(topk, p + 1) best positions in ascending order (ties: the lower position), padded with
+ * 0xffffffff.
+ */
+export interface IndexerTopkAttrs {
+  op: 'indexer_topk';
+  /** Index heads. */
+  heads: number;
+  /** Width of each index q head and of the index key. */
+  dim: number;
+  /** Positions kept per query. */
+  topk: number;
+  /** Inside the relu: dim^-0.5 (HF softmax_scale). */
+  scale: number;
+  /** On each head weight: heads^-0.5. */
+  weightScale: number;
+  /** Cache rows. */
+  capacity: number;
+  /** Element type of the index key cache (see KvType; f16 needs an even dim); absent: 'f32'. */
+  kvType?: KvType;
+}
+
+/**
+ * Attention restricted to listed positions (DeepSeek sparse attention): query t attends to the
+ * cache rows sel[t, 0..topk) (entries of 0xffffffff are empty), the list indexer_topk gives, in
+ * its order. Otherwise as `attention` with causal true, no window, softcap or sinks: GQA by
+ * heads / kvHeads, vHeadDim, vFromK (MLA's latent cache), kvType.
+ */
+export interface SparseAttentionAttrs {
+  op: 'sparse_attention';
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vHeadDim: number;
+  scale: number;
+  /** Entries of sel per query. */
+  topk: number;
+  capacity: number;
+  kvType?: KvType;
+  vFromK?: number | null;
+}
+
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */
 export interface AddAttrs {
   op: 'add';
@@ -836,6 +882,8 @@ export type OpAttrs =
   | NsaCompressAttrs
   | NsaCompressedAttrs
   | NsaSelectedAttrs
+  | IndexerTopkAttrs
+  | SparseAttentionAttrs
   | AddAttrs
   | ConcatAttrs
   | ActAttrs

@@ -12,6 +12,14 @@
  * checkpoint) are not part of transformers' model, which skips their tensors on load; strata
  * neither loads nor counts them.
  * Defaults for absent keys are DeepseekV3Config's.
+ *
+ * DeepSeek-V3.2 (HF `deepseek_v32`, DeepseekV32Config / modeling_deepseek_v32.py) is DeepSeek-V3
+ * plus DeepSeek sparse attention: every layer's MLA attends only to the index_topk positions its
+ * lightning indexer (index_n_heads heads of index_head_dim) picks, `mla(index: indexer(...))`
+ * (src/ops/indexer.ts). Otherwise it differs from deepseek_v3 in what transformers reads: the q
+ * LoRA is required (the indexer reads the q latent), MLA's rope is always interleaved
+ * (rope_interleave is not a key of its config), and the dense/MoE layers come from
+ * mlp_layer_types when given (else first_k_dense_replace, as V3). Defaults: DeepseekV32Config's.
  */
 import { type LayerSpec, type MlaSpec, type MlpSpec, type MoeSpec } from '../spec/model.ts';
 import { isConfigObject, show, type ConfigReader } from './config-reader.ts';
@@ -22,6 +30,7 @@ import { readRope } from './hf-rope.ts';
 import { expectedTensors } from './names.ts';
 import type { FamilyImport, FamilyImporter } from './registry.ts';
 import { MLA_LATENT_EPS } from '../mixers/mla.ts';
+import type { IndexerSpec } from '../spec/kinds/indexer.ts';
 
 /** transformers' yarn_get_mscale. */
 function yarnMscale(factor: number, mscale: number): number {
@@ -53,7 +62,27 @@ function requireValue(cfg: ConfigReader, key: string, value: string, why: string
   }
 }
 
-function readMla(cfg: ConfigReader, maxContext: number): MlaSpec {
+/** What deepseek_v32 reads differently (see the header). */
+interface Variant {
+  family: 'deepseek_v3' | 'deepseek_v32';
+  /** DeepseekV32Config's indexer keys; null: dense attention (V3). */
+  index: (cfg: ConfigReader) => IndexerSpec | null;
+}
+
+function readIndexer(cfg: ConfigReader): IndexerSpec {
+  const spec: IndexerSpec = {
+    kind: 'indexer',
+    heads: cfg.positiveInt('index_n_heads', 64),
+    dim: cfg.positiveInt('index_head_dim', 128),
+    topk: cfg.positiveInt('index_topk', 2048),
+  };
+  return spec;
+}
+
+const V3: Variant = { family: 'deepseek_v3', index: () => null };
+const V32: Variant = { family: 'deepseek_v32', index: readIndexer };
+
+function readMla(cfg: ConfigReader, maxContext: number, variant: Variant = V3): MlaSpec {
   const heads = cfg.positiveInt('num_attention_heads', 128);
   const kvHeads = cfg.raw('num_key_value_heads');
   cfg.ignore('num_key_value_heads');
@@ -64,6 +93,9 @@ function readMla(cfg: ConfigReader, maxContext: number): MlaSpec {
     );
   }
   const qRankRaw = cfg.raw('q_lora_rank');
+  if (variant.family === 'deepseek_v32' && qRankRaw === null) {
+    cfg.fail('q_lora_rank', `is null, but DeepSeek-V3.2's indexer reads the q latent (q_a_proj)`);
+  }
   const qRank = qRankRaw === null ? null : cfg.positiveInt('q_lora_rank', 1536);
   if (qRankRaw === null) cfg.ignore('q_lora_rank');
   const kvRank = cfg.positiveInt('kv_lora_rank', 512);
@@ -102,13 +134,43 @@ function readMla(cfg: ConfigReader, maxContext: number): MlaSpec {
     ropeDim,
     vHeadDim,
     rope,
-    ropePairs: cfg.bool('rope_interleave', true) ? 'interleaved' : 'half',
+    ropePairs: readPairs(cfg, variant),
     bias: cfg.bool('attention_bias', false),
     latentEps: MLA_LATENT_EPS,
     scale: mlaScale(cfg, nopeDim + ropeDim, factor),
     // The compressed cache with absorbed projections (src/mixers/mla.ts).
     cache: 'latent',
+    index: readIndex(cfg, variant, ropeDim),
   };
+}
+
+/** V3 reads rope_interleave; V3.2's attention always interleaves and its config has no such key. */
+function readPairs(cfg: ConfigReader, variant: Variant): MlaSpec['ropePairs'] {
+  if (variant.family === 'deepseek_v3') {
+    return cfg.bool('rope_interleave', true) ? 'interleaved' : 'half';
+  }
+  cfg.ignore('rope_interleave');
+  return 'interleaved';
+}
+
+function readIndex(cfg: ConfigReader, variant: Variant, ropeDim: number): IndexerSpec | null {
+  const index = variant.index(cfg);
+  if (index === null) return null;
+  if (index.dim < ropeDim) {
+    cfg.fail(
+      'index_head_dim',
+      `(${index.dim}) must be at least qk_rope_head_dim (${ropeDim}): the indexer rotates its first qk_rope_head_dim dims`,
+    );
+  }
+  // transformers writes one layer type per layer; every layer is DSA.
+  const types = cfg.optStringList('layer_types');
+  if (types !== null && types.some((t) => t !== 'indexed_attention')) {
+    cfg.fail(
+      'layer_types',
+      `must all be 'indexed_attention' (every DeepSeek-V3.2 layer is sparse), got ${show(types)}`,
+    );
+  }
+  return index;
 }
 
 function readMoe(cfg: ConfigReader, act: MlpSpec['act']): MoeSpec {
@@ -148,7 +210,28 @@ function deepseekWeightName(canonical: string): string {
   return canonical.replace(/\.mlp\.shared_expert\./, '.mlp.shared_experts.');
 }
 
-export const importDeepseekV3: FamilyImporter = (cfg, name): FamilyImport => {
+/** Which layers are MoE: mlp_layer_types when given (V3.2), else from first_k_dense_replace. */
+function sparseLayers(cfg: ConfigReader, nLayers: number, variant: Variant): boolean[] {
+  const types = variant.family === 'deepseek_v32' ? cfg.optStringList('mlp_layer_types') : null;
+  if (types !== null) {
+    cfg.ignore('first_k_dense_replace');
+    if (types.length !== nLayers || types.some((t) => t !== 'dense' && t !== 'sparse')) {
+      cfg.fail(
+        'mlp_layer_types',
+        `must list 'dense' or 'sparse' for each of the ${nLayers} layers, got ${show(types)}`,
+      );
+    }
+    return types.map((t) => t === 'sparse');
+  }
+  const firstSparse = cfg.int('first_k_dense_replace', 3);
+  if (firstSparse < 0) cfg.fail('first_k_dense_replace', `must be at least 0, got ${firstSparse}`);
+  return Array.from({ length: nLayers }, (_, i) => i >= firstSparse);
+}
+
+export const importDeepseekV3: FamilyImporter = (cfg, name) => importDeepseek(cfg, name, V3);
+export const importDeepseekV32: FamilyImporter = (cfg, name) => importDeepseek(cfg, name, V32);
+
+function importDeepseek(cfg: ConfigReader, name: string, variant: Variant): FamilyImport {
   const vocab = cfg.positiveInt('vocab_size', 129280);
   const dim = cfg.positiveInt('hidden_size', 7168);
   const nLayers = cfg.positiveInt('num_hidden_layers', 61);
@@ -156,7 +239,7 @@ export const importDeepseekV3: FamilyImporter = (cfg, name): FamilyImport => {
   const eps = cfg.num('rms_norm_eps', 1e-6);
   if (!(eps > 0)) cfg.fail('rms_norm_eps', `must be positive, got ${eps}`);
   const act = readActivation(cfg, 'hidden_act', 'silu');
-  const mixer = readMla(cfg, maxContext);
+  const mixer = readMla(cfg, maxContext, variant);
   const dense: MlpSpec = {
     kind: 'mlp',
     hidden: cfg.positiveInt('intermediate_size', 18432),
@@ -165,8 +248,11 @@ export const importDeepseekV3: FamilyImporter = (cfg, name): FamilyImport => {
     bias: false,
   };
   const moe = readMoe(cfg, act);
-  const firstSparse = cfg.int('first_k_dense_replace', 3);
-  if (firstSparse < 0) cfg.fail('first_k_dense_replace', `must be at least 0, got ${firstSparse}`);
+  const sparseAt = sparseLayers(cfg, nLayers, variant);
+  // V3.2's config has an MLP bias flag; its MLPs have no biases in released models.
+  if (variant.family === 'deepseek_v32' && cfg.bool('mlp_bias', false)) {
+    cfg.fail('mlp_bias', 'is true; strata implements DeepSeek-V3.2 MLPs without biases');
+  }
   // Read by transformers' config only: the model makes every layer from first_k_dense_replace on
   // sparse whatever moe_layer_freq says.
   cfg.ignore('moe_layer_freq');
@@ -182,7 +268,7 @@ export const importDeepseekV3: FamilyImporter = (cfg, name): FamilyImport => {
   cfg.ignore('aux_loss_alpha', 'seq_aux', 'ep_size', 'auto_map', 'num_nextn_predict_layers');
 
   const layers: LayerSpec[] = Array.from({ length: nLayers }, (_, index) => {
-    const sparse = index >= firstSparse;
+    const sparse = sparseAt[index];
     return {
       index,
       mixerName: 'mla',
@@ -201,4 +287,4 @@ export const importDeepseekV3: FamilyImporter = (cfg, name): FamilyImport => {
     expectedTensors(model).map((t) => [t.name, deepseekWeightName(t.name)]),
   );
   return { model, weightMap, storedShapes: {} };
-};
+}

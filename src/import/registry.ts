@@ -24,7 +24,7 @@ import { importLfm2 } from './hf-lfm2.ts';
 import { importNemotronH } from './hf-nemotron-h.ts';
 import { importZamba2 } from './hf-zamba2.ts';
 import { importGraniteMoeHybrid } from './hf-granite.ts';
-import { importDeepseekV3 } from './hf-deepseek.ts';
+import { importDeepseekV3, importDeepseekV32 } from './hf-deepseek.ts';
 import { importGemma3Text } from './hf-gemma3.ts';
 import { importGptOss } from './hf-gpt-oss.ts';
 import { importFalconH1 } from './hf-falcon-h1.ts';
@@ -102,6 +102,7 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'gpt_oss', origin: 'transformers', import: importGptOss },
   { modelType: 'falcon_h1', origin: 'transformers', import: importFalconH1 },
   { modelType: 'qwen3_next', origin: 'transformers', import: importQwen3Next },
+  { modelType: 'deepseek_v32', origin: 'transformers', import: importDeepseekV32 },
   { modelType: 'retnet', origin: 'fla', import: importRetNet },
   { modelType: 'linear_attn', origin: 'fla', import: importLinearAttn },
   { modelType: 'delta_net', origin: 'fla', import: importFlaDeltaNet },

@@ -45,6 +45,9 @@ import type { ModelIR, NormSpec, RopeSpec } from '../spec/model.ts';
 import { bool as boolSchema, kind, object, posInt, posNumber } from '../spec/schema-parts.ts';
 import { block, bool, int, oneOf, orNone, positive } from '../spec/values.ts';
 import { defineMixer } from './define.ts';
+import { INDEXERS, type IndexerSpec } from '../spec/kinds/indexer.ts';
+import type { AttentionAttrs, IndexerTopkAttrs, SparseAttentionAttrs } from '../graph/ops.ts';
+import type { Dim } from '../graph/ir.ts';
 
 /**
  * DeepSeek-V2/V3 multi-head latent attention (HF DeepseekV3Attention). q = q_b(norm(q_a(x)))
@@ -84,6 +87,12 @@ export interface MlaSpec {
    * 'expanded', every head's key and value (heads · (nopeDim + ropeDim + vHeadDim)).
    */
   cache: MlaCache;
+  /**
+   * DeepSeek sparse attention (DeepSeek-V3.2): each query attends only to the topk positions its
+   * lightning indexer picks (src/ops/indexer.ts; needs qRank, the indexer reads the q latent).
+   * null: dense causal attention.
+   */
+  index: IndexerSpec | null;
 }
 
 export type MlaCache = 'latent' | 'expanded';
@@ -103,6 +112,11 @@ export function mlaNames(i: number) {
     kvANorm: `${p}.kv_a_layernorm`,
     kvB: `${p}.kv_b_proj`,
     o: `${p}.o_proj`,
+    /** DeepSeek-V3.2's lightning indexer (MlaSpec.index). */
+    indexQ: `${p}.indexer.wq_b`,
+    indexK: `${p}.indexer.wk`,
+    indexKNorm: `${p}.indexer.k_norm`,
+    indexWeights: `${p}.indexer.weights_proj`,
   };
 }
 
@@ -116,6 +130,20 @@ function checkMla(m: MlaSpec, n: Namer): Issue[] {
       path: ['rope', 'rotaryDim'],
       message: `${n('rotaryDim')} (${m.rope.rotaryDim}) must equal ${n('ropeDim')} (${m.ropeDim}): MLA rotates exactly its rope dims`,
     });
+  }
+  if (m.index) {
+    if (m.qRank === null) {
+      issues.push({
+        path: ['index'],
+        message: `${n('index')} needs ${n('qRank')}: the indexer's queries come from the q latent`,
+      });
+    }
+    if (m.index.dim < m.ropeDim) {
+      issues.push({
+        path: ['index', 'dim'],
+        message: `${n('index')} dim (${m.index.dim}) must be at least ${n('ropeDim')} (${m.ropeDim}): its first rope_dim dims are rotated`,
+      });
+    }
   }
   return issues;
 }
@@ -140,6 +168,7 @@ const kindDef = defineKind({
     latent_eps: opt(positive),
     scale: opt(positive),
     cache: opt(oneOf('mla cache', CACHES)),
+    index: opt(orNone(block(INDEXERS))),
   },
   build: (a, ctx): MlaSpec => ({
     kind: 'mla',
@@ -157,6 +186,7 @@ const kindDef = defineKind({
     // ** as PyTorch's qk_head_dim ** -0.5 rounds.
     scale: a.scale ?? (a.nope_dim + a.rope_dim) ** -0.5,
     cache: a.cache ?? 'latent',
+    index: a.index ? a.index(ctx) : null,
   }),
   check: checkMla,
   toArgs: (s) =>
@@ -175,6 +205,7 @@ const kindDef = defineKind({
           { name: 'latent_eps', value: s.latentEps },
           { name: 'scale', value: s.scale },
           { name: 'cache', value: { name: s.cache } },
+          ...(s.index ? [{ name: 'index', value: toDslCall(INDEXERS, s.index).value }] : []),
         ],
 });
 
@@ -215,6 +246,144 @@ interface MlaParts {
   kPe: number;
   /** kv_b_proj's rows [start, start + count) of each head, as [H · count, kvRank]. */
   kvb: (start: number, count: number, tag: string) => number;
+  /** The indexer's positions per query [T, topk] (u32), or null for dense attention. */
+  sel: number | null;
+}
+
+/** HF DeepseekV32Indexer's k_norm: nn.LayerNorm(dim, eps=1e-6), with weight and bias. */
+const INDEX_K_NORM: NormSpec = { kind: 'layer', eps: 1e-6, unitOffset: false, bias: true };
+
+/**
+ * DeepSeek sparse attention's lightning indexer for layer i (src/ops/indexer.ts): index queries
+ * from the q latent (wq_b), one index key per position from the layer input (wk, LayerNorm), both
+ * rotated over their first ropeDim dims with half pairs (HF's indexer uses rotate_half, unlike
+ * MLA's interleaved pairs) by MLA's rope tables, the key appended to the layer's index cache
+ * ([capacity, dim] in the KV type: 4 · dim more bytes per token in f32, 2 · dim under --kv f16),
+ * head weights from weights_proj; returns the selected positions [T, topk].
+ */
+function indexSelection(
+  b: GraphBuilder,
+  model: ModelIR,
+  m: MlaSpec & { index: IndexerSpec },
+  L: string,
+  i: number,
+  h: number,
+  qLatent: number,
+  rope: (t: number, heads: number, headDim: number, tag: string, pairs: 'half') => number,
+): number {
+  const n = mlaNames(i);
+  const { heads: H, dim: D } = m.index;
+  const qi = rope(
+    matmul(
+      b,
+      qLatent,
+      b.param(`${n.indexQ}.weight`, [H * D, m.qRank!]),
+      H * D,
+      m.qRank!,
+      `${L}.index_q`,
+    ),
+    H,
+    D,
+    'index_q',
+    'half',
+  );
+  const kRaw = matmul(
+    b,
+    h,
+    b.param(`${n.indexK}.weight`, [D, model.dim]),
+    D,
+    model.dim,
+    `${L}.index_k`,
+  );
+  const kNormed = b.op(
+    { op: 'norm', norm: INDEX_K_NORM, width: D, group: D, residual: false },
+    `${L} index_k-norm`,
+    {
+      x: kRaw,
+      w: b.param(`${n.indexKNorm}.weight`, [D]),
+      b: b.param(`${n.indexKNorm}.bias`, [D]),
+    },
+    { out: { name: `${L}.index_knorm`, shape: ['T', D] } },
+  ).out;
+  const ki = rope(kNormed, 1, D, 'index_k', 'half');
+  if (b.kv === 'f16' && D % 2 !== 0) {
+    throw new Error(
+      `mla layer ${i}: an f16 KV cache (--kv f16) stores value pairs in u32 words and needs an ` +
+        `even indexer dim, got ${D}; use --kv f32`,
+    );
+  }
+  const kcache = b.state(`cache.index.${i}`, [b.capacity, D], b.kv);
+  b.op(
+    { op: 'kv_write', width: D, capacity: b.capacity, columns: null, kvType: b.kv },
+    `${L} index_k-append`,
+    { x: ki, cache: kcache },
+    { cache: kcache },
+  );
+  const w = matmul(
+    b,
+    h,
+    b.param(`${n.indexWeights}.weight`, [H, model.dim]),
+    H,
+    model.dim,
+    `${L}.index_w`,
+  );
+  const attrs: IndexerTopkAttrs = {
+    op: 'indexer_topk',
+    heads: H,
+    dim: D,
+    topk: m.index.topk,
+    // HF: softmax_scale = head_dim ** -0.5 and n_heads ** -0.5 (Python floats, as here).
+    scale: D ** -0.5,
+    weightScale: H ** -0.5,
+    capacity: b.capacity,
+    kvType: b.kv,
+  };
+  return b.op(
+    attrs,
+    `${L} indexer`,
+    { q: qi, w, kcache },
+    {
+      sel: { name: `${L}.sel`, shape: ['T', m.index.topk], dtype: 'u32' },
+    },
+  ).sel;
+}
+
+/**
+ * Causal attention over the cache, dense, or (sel, the indexer's positions per query) over the
+ * selected rows only: out [T, heads · vHeadDim].
+ */
+function attend(
+  b: GraphBuilder,
+  m: MlaSpec,
+  sel: number | null,
+  s: { heads: number; kvHeads: number; headDim: number; vHeadDim: number; vFromK: number | null },
+  label: string,
+  inputs: Record<string, number>,
+  out: string,
+): number {
+  const { vFromK, ...shape } = s;
+  // Attrs as before the sparse form existed: no vFromK key when values have their own cache.
+  const common = {
+    ...shape,
+    scale: m.scale,
+    capacity: b.capacity,
+    kvType: b.kv,
+    ...(vFromK === null ? {} : { vFromK }),
+  };
+  const outputs = { out: { name: out, shape: ['T', s.heads * s.vHeadDim] as Dim[] } };
+  if (sel === null) {
+    const attrs: AttentionAttrs = {
+      op: 'attention',
+      ...common,
+      causal: true,
+      window: null,
+      softcap: null,
+      sinks: false,
+    };
+    return b.op(attrs, label, inputs, outputs).out;
+  }
+  const attrs: SparseAttentionAttrs = { op: 'sparse_attention', ...common, topk: m.index!.topk };
+  return b.op(attrs, label, { ...inputs, sel }, outputs).out;
 }
 
 /**
@@ -266,26 +435,15 @@ function latentAttention(b: GraphBuilder, m: MlaSpec, L: string, i: number, p: M
     );
   write(p.ln, m.kvRank, 0, 'latent');
   write(p.kPe, m.ropeDim, m.kvRank, 'k_pe');
-  const outLatent = b.op(
-    {
-      op: 'attention',
-      heads: H,
-      kvHeads: 1,
-      headDim: row,
-      vHeadDim: m.kvRank,
-      scale: m.scale,
-      causal: true,
-      window: null,
-      softcap: null,
-      sinks: false,
-      capacity: b.capacity,
-      kvType: b.kv,
-      vFromK: 0,
-    },
+  const outLatent = attend(
+    b,
+    m,
+    p.sel,
+    { heads: H, kvHeads: 1, headDim: row, vHeadDim: m.kvRank, vFromK: 0 },
     `${L} attention`,
     { q, kcache: cache },
-    { out: { name: `${L}.out_latent`, shape: ['T', H * m.kvRank] } },
-  ).out;
+    `${L}.out_latent`,
+  );
   // W_UV per head: kv_b_proj's v rows of head h are [vHeadDim, kvRank], the 'nk' layout.
   return b.op(
     { op: 'head_matmul', heads: H, N: m.vHeadDim, K: m.kvRank, wLayout: 'nk' },
@@ -337,25 +495,15 @@ function expandedAttention(b: GraphBuilder, m: MlaSpec, L: string, i: number, p:
     { x: v, cache: vcache },
     { cache: vcache },
   );
-  return b.op(
-    {
-      op: 'attention',
-      heads: H,
-      kvHeads: H,
-      headDim: qk,
-      vHeadDim: m.vHeadDim,
-      scale: m.scale,
-      causal: true,
-      window: null,
-      softcap: null,
-      sinks: false,
-      capacity: b.capacity,
-      kvType: b.kv,
-    },
+  return attend(
+    b,
+    m,
+    p.sel,
+    { heads: H, kvHeads: H, headDim: qk, vHeadDim: m.vHeadDim, vFromK: null },
     `${L} attention`,
     { q, kcache, vcache },
-    { out: { name: `${L}.out`, shape: ['T', H * m.vHeadDim] } },
-  ).out;
+    `${L}.out`,
+  );
 }
 
 /** x + mla(norm(input)) for layer i. */
@@ -381,14 +529,20 @@ function lowerMla(
       { out: { name: `${L}.${tag}norm`, shape: ['T', width] } },
     ).out;
   const tables = ropeTableParams(b, m)!;
-  const rope = (t: number, heads: number, headDim: number, tag: string) =>
+  const rope = (
+    t: number,
+    heads: number,
+    headDim: number,
+    tag: string,
+    pairs: MlaSpec['ropePairs'] = m.ropePairs,
+  ) =>
     b.op(
       {
         op: 'rope',
         heads,
         headDim,
         rotaryDim: m.ropeDim,
-        pairs: m.ropePairs,
+        pairs,
         capacity: b.capacity,
       },
       `${L} rope ${tag}`,
@@ -427,35 +581,51 @@ function lowerMla(
   const kvbHead = m.nopeDim + m.vHeadDim;
   const kvb = (start: number, count: number, tag: string) =>
     headRowsParam(b, `${n.kvB}.weight`, H, kvbHead, [{ start, count }], m.kvRank, tag);
+  const index = m.index;
+  const sel = index === null ? null : indexSelection(b, model, { ...m, index }, L, i, h, qIn, rope);
   const att =
     m.cache === 'latent'
-      ? latentAttention(b, m, L, i, { qRows, rope, ln, kPe, kvb })
-      : expandedAttention(b, m, L, i, { qRows, rope, ln, kPe, kvb });
+      ? latentAttention(b, m, L, i, { qRows, rope, ln, kPe, kvb, sel })
+      : expandedAttention(b, m, L, i, { qRows, rope, ln, kPe, kvb, sel });
   const o = linear(b, att, n.o, model.dim, H * m.vHeadDim, m.bias, `${L}.o`);
   return sublayerResidual(b, model, x, o, postNormNames(i).mixer, L);
 }
 
 export const mla = defineMixer<MlaSpec>({
   kind: kindDef,
-  schema: object({
-    kind: kind('mla'),
-    heads: posInt,
-    qRank: { type: ['integer', 'null'], minimum: 1 },
-    kvRank: posInt,
-    nopeDim: posInt,
-    // The DSL's rope_dim: int(2); rotary dims come in pairs.
-    ropeDim: { type: 'integer', minimum: 2 },
-    vHeadDim: posInt,
-    rope: { $ref: '#/definitions/rope' },
-    ropePairs: { enum: ['interleaved', 'half'] },
-    bias: boolSchema,
-    latentEps: posNumber,
-    scale: posNumber,
-    cache: { enum: [...CACHES] },
-  }),
+  schema: object(
+    {
+      kind: kind('mla'),
+      heads: posInt,
+      qRank: { type: ['integer', 'null'], minimum: 1 },
+      kvRank: posInt,
+      nopeDim: posInt,
+      // The DSL's rope_dim: int(2); rotary dims come in pairs.
+      ropeDim: { type: 'integer', minimum: 2 },
+      vHeadDim: posInt,
+      rope: { $ref: '#/definitions/rope' },
+      ropePairs: { enum: ['interleaved', 'half'] },
+      bias: boolSchema,
+      latentEps: posNumber,
+      scale: posNumber,
+      cache: { enum: [...CACHES] },
+    },
+    // Added after specs were written: left out, attention is dense.
+    {
+      // if/else rather than oneOf: errors name the indexer's field, not "must be null".
+      index: {
+        default: null,
+        if: { type: 'null' },
+        else: object({ kind: kind('indexer'), heads: posInt, dim: posInt, topk: posInt }),
+      },
+    },
+  ),
   dims: (m) => {
     const q = m.qRank === null ? 'q full' : `q_rank ${m.qRank}`;
-    return `heads ${m.heads}, ${q}, kv_rank ${m.kvRank}, qk ${m.nopeDim}+${m.ropeDim}, v ${m.vHeadDim}`;
+    const idx = m.index
+      ? `, sparse top ${m.index.topk} (indexer ${m.index.heads}x${m.index.dim})`
+      : '';
+    return `heads ${m.heads}, ${q}, kv_rank ${m.kvRank}, qk ${m.nopeDim}+${m.ropeDim}, v ${m.vHeadDim}${idx}`;
   },
   lower: lowerMla,
 });

@@ -9,6 +9,7 @@ import { matmul } from './matmul.ts';
 import { attention, kvWrite } from './attention.ts';
 import { h2oAttention } from './h2o.ts';
 import { nsaCompress, nsaCompressed, nsaSelected } from './nsa.ts';
+import { indexerTopk, sparseAttention } from './indexer.ts';
 import { rope } from './rope.ts';
 import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
@@ -33,6 +34,8 @@ export const definitions: Registry = {
   nsa_compress: nsaCompress,
   nsa_compressed: nsaCompressed,
   nsa_selected: nsaSelected,
+  indexer_topk: indexerTopk,
+  sparse_attention: sparseAttention,
   rope,
   norm,
   embed,

@@ -91,6 +91,7 @@ describe('export --hf round trip', () => {
     ['specs/qwen3-next-80b-a3b.strata', 'qwen3_next'],
     ['specs/gpt-oss-20b.strata', 'gpt_oss'],
     ['specs/deepseek-v3.strata', 'deepseek_v3'],
+    ['specs/deepseek-v3.2.strata', 'deepseek_v32'],
     ['specs/zamba2-2.7b.strata', 'zamba2'],
     ['specs/falcon-h1-7b.strata', 'falcon_h1'],
     ['specs/gemma-3-1b.strata', 'gemma3_text'],

@@ -31,6 +31,7 @@ const MUST_PASS = [
   'falcon_h1',
   'granitemoehybrid',
   'deepseek_v3',
+  'deepseek_v32',
   'qwen3_next',
 ];
 

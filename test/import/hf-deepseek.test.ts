@@ -29,6 +29,7 @@ describe('deepseek_v3 import', () => {
       latentEps: 1e-6,
       scale: 24 ** -0.5,
       cache: 'latent',
+      index: null,
     });
     expect(model.layers.map((l) => l.ffn?.kind)).toEqual(['mlp', 'moe']);
     const moe = model.layers[1].ffn as MoeSpec;
@@ -95,6 +96,79 @@ describe('deepseek_v3 import', () => {
     );
     expect(() => importHfConfig({ ...TINY, n_group: 3 }, 'x')).toThrow(
       /n_group' \(3\) must divide/,
+    );
+  });
+});
+
+describe('deepseek_v32 import', () => {
+  const TINY32 = tinyConfig('deepseek_v32');
+  // DeepSeek-V3.2-Exp: V3's config with the indexer's keys (DeepseekV32Config's defaults).
+  const RELEASED32 = {
+    ...RELEASED,
+    model_type: 'deepseek_v32',
+    architectures: ['DeepseekV32ForCausalLM'],
+    index_n_heads: 64,
+    index_head_dim: 128,
+    index_topk: 2048,
+  };
+
+  it('the tiny fixture: an indexer on every MLA layer, its weights named as HF saves them', () => {
+    const { model, weightMap } = importHfConfig(TINY32, 'tiny');
+    for (const l of model.layers) {
+      const mla = l.mixer as MlaSpec;
+      expect(mla.index).toEqual({ kind: 'indexer', heads: 8, dim: 16, topk: 4 });
+      expect(mla.ropePairs).toBe('interleaved');
+    }
+    expect(model.layers.map((l) => l.ffn?.kind)).toEqual(['mlp', 'moe']);
+    for (const w of [
+      'wq_b.weight',
+      'wk.weight',
+      'k_norm.weight',
+      'k_norm.bias',
+      'weights_proj.weight',
+    ]) {
+      const name = `model.layers.1.self_attn.indexer.${w}`;
+      expect(weightMap[name]).toBe(name);
+    }
+  });
+
+  it('the released config: V3 plus 61 indexers of wq_b, wk, k_norm and weights_proj', () => {
+    const v3 = countParams(importHfConfig(RELEASED, 'v3').model);
+    const v32 = countParams(importHfConfig(RELEASED32, 'v32').model);
+    const perLayer = 64 * 128 * 1536 + 128 * 7168 + 2 * 128 + 64 * 7168;
+    expect(v32.total - v3.total).toBe(61 * perLayer);
+  });
+
+  it('reads mlp_layer_types over first_k_dense_replace, as transformers does', () => {
+    const { model } = importHfConfig(
+      {
+        ...TINY32,
+        num_hidden_layers: 3,
+        mlp_layer_types: ['dense', 'sparse', 'dense'],
+        layer_types: null,
+      },
+      'x',
+    );
+    expect(model.layers.map((l) => l.ffn?.kind)).toEqual(['mlp', 'moe', 'mlp']);
+  });
+
+  it('always interleaves MLA rope pairs (rope_interleave is not a V3.2 key)', () => {
+    const { model } = importHfConfig({ ...TINY32, rope_interleave: false }, 'x');
+    expect((model.layers[0].mixer as MlaSpec).ropePairs).toBe('interleaved');
+  });
+
+  it('refuses what it cannot compute exactly', () => {
+    expect(() => importHfConfig({ ...TINY32, q_lora_rank: null }, 'x')).toThrow(
+      /q_lora_rank' is null, but DeepSeek-V3.2's indexer reads the q latent/,
+    );
+    expect(() => importHfConfig({ ...TINY32, index_head_dim: 4 }, 'x')).toThrow(
+      /index_head_dim' \(4\) must be at least qk_rope_head_dim \(8\)/,
+    );
+    expect(() =>
+      importHfConfig({ ...TINY32, layer_types: ['indexed_attention', 'full_attention'] }, 'x'),
+    ).toThrow(/layer_types' must all be 'indexed_attention'/);
+    expect(() => importHfConfig({ ...TINY32, mlp_layer_types: ['dense'] }, 'x')).toThrow(
+      /mlp_layer_types' must list 'dense' or 'sparse' for each of the 2 layers/,
     );
   });
 });

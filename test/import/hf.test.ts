@@ -345,6 +345,8 @@ describe('model types', () => {
       'gemma3_text',
       'gpt_oss',
       'deepseek_v3',
+      // Issue 17 (sparse attention): DeepSeek-V3.2's indexer.
+      'deepseek_v32',
       'mamba',
       'mamba2',
       'jamba',

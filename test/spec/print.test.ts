@@ -169,6 +169,9 @@ describe('printSpec', () => {
     });
     expect(roundTrip(m)).toContain('rope_pairs: half');
     expect(roundTrip(loadSpec('specs/deepseek-v3.strata'))).toContain('mla(');
+    expect(roundTrip(loadSpec('specs/deepseek-v3.2.strata'))).toContain(
+      'index: indexer(heads: 64, dim: 128, topk: 2048)',
+    );
   });
 
   it('mla: rope rotates exactly the rope dims', () => {

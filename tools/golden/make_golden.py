@@ -107,6 +107,21 @@ TINY = {
              tie_word_embeddings=False),
         dict(first_k_dense_replace=1, n_routed_experts=4),
     ),
+    "deepseek_v32": (
+        # deepseek_v3's tiny layout plus DeepSeek sparse attention: a lightning indexer of 8 heads
+        # of 16 per layer keeping the top 4 positions, fewer than the prompt's 24, so selection
+        # matters from position 4 on. index_margins (below) checks the choice is unambiguous; with
+        # 4 index heads this seed puts exact ties (every head's relu at 0, I = 0) at the boundary,
+        # which torch.topk breaks in no specified order, so the config uses 8.
+        dict(num_hidden_layers=2, intermediate_size=128, moe_intermediate_size=32,
+             n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2, n_group=2,
+             topk_group=1, first_k_dense_replace=1, q_lora_rank=32, kv_lora_rank=32,
+             qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, num_attention_heads=4,
+             num_key_value_heads=4, index_topk=4, index_head_dim=16, index_n_heads=8,
+             max_position_embeddings=256, tie_word_embeddings=False),
+        dict(first_k_dense_replace=1, mlp_layer_types=["dense", "sparse"], index_topk=4,
+             layer_types=["indexed_attention", "indexed_attention"]),
+    ),
     "mamba": (
         dict(num_hidden_layers=2, state_size=16, expand=2, conv_kernel=4, time_step_rank=8,
              use_bias=False, use_conv_bias=True, tie_word_embeddings=True),
@@ -270,6 +285,79 @@ def greedy_decode(model, ids):
     return new[:DECODE_STEPS], logits[1:], logits[0]
 
 
+def index_margins(model, ids):
+    """DeepSeek sparse attention's selection must not hinge on rounding or on how torch.topk
+    orders ties (unspecified: it depends on the device and the sort it picks; strata takes the
+    lower position). Re-scores every query of one uncached forward over ids in float64 from the
+    indexer's own inputs, as DeepseekV32Indexer does, and returns the smallest gap between the
+    index_topk-th and the next best visible position, relative to the row's largest |score|,
+    over all layers and the queries that see more than index_topk positions."""
+    import torch.nn.functional as F
+    gaps = []
+
+    def hook(module, args, kwargs, _out):
+        x = (args[0] if args else kwargs["hidden_states"]).double()
+        q_resid = (args[1] if len(args) > 1 else kwargs["q_resid"]).double()
+        cos, sin = (args[2] if len(args) > 2 else kwargs["position_embeddings"])
+        cos, sin = cos.double().unsqueeze(2), sin.double().unsqueeze(2)
+        B, S, _ = x.shape
+        H, D, R = module.n_heads, module.head_dim, module.qk_rope_head_dim
+        q = (q_resid @ module.wq_b.weight.double().T).view(B, S, H, D)
+        k = F.layer_norm(x @ module.wk.weight.double().T, (D,), module.k_norm.weight.double(),
+                         module.k_norm.bias.double(), module.k_norm.eps).unsqueeze(2)
+
+        def rot(t):
+            r, rest = t[..., :R], t[..., R:]
+            half = torch.cat([-r[..., R // 2:], r[..., :R // 2]], dim=-1)
+            return torch.cat([r * cos + half * sin, rest], dim=-1)
+
+        q, k = rot(q), rot(k).squeeze(2)
+        scores = F.relu(torch.einsum("bshd,btd->bsht", q, k) * module.softmax_scale)
+        w = (x @ module.weights_proj.weight.double().T) * H ** -0.5
+        index = torch.einsum("bsh,bsht->bst", w, scores)[0]
+        for s in range(S):
+            row = index[s, : s + 1]
+            if row.numel() <= module.index_topk:
+                continue
+            top = row.sort(descending=True).values
+            gap = (top[module.index_topk - 1] - top[module.index_topk]).item()
+            gaps.append(gap / max(row.abs().max().item(), 1e-30))
+
+    handles = [m.register_forward_hook(hook, with_kwargs=True)
+               for m in model.modules() if type(m).__name__.endswith("Indexer")]
+    if not handles:
+        raise RuntimeError("no indexer module found")
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+    for h in handles:
+        h.remove()
+    return min(gaps), len(gaps)
+
+
+# Per-type checks run on the prompt plus the decoded tokens; each returns metadata entries.
+def check_index_margins(model, full_ids):
+    gap, n = index_margins(model, full_ids)
+    print(f"  indexer: smallest top-k boundary gap {gap:.3e} (relative) over {n} query rows")
+    # f32 differences between strata's and transformers' hidden states are ~1e-6 relative; a
+    # gap far above that gives both the same selection whatever either does with ties.
+    if not gap > 1e-3:
+        raise RuntimeError(f"indexer top-k boundary gap {gap:.3e} is too small: pick another seed or config")
+    return {"index_topk_min_relative_gap": f"{gap:.3e}", "index_topk_rows_checked": n}
+
+
+EXTRA_CHECKS = {"deepseek_v32": check_index_margins}
+
+# Types whose metadata says where they were made (deepseek_v32 was first generated on a machine
+# without the GPU; the script runs on the CPU either way, and the device machines have CUDA).
+GENERATED_ON = {"deepseek_v32"}
+
+
+def generated_on():
+    where = "a CUDA machine (device machine)" if torch.cuda.is_available() else \
+        "a machine without CUDA (not the device machine)"
+    return f"CPU, float32, eager attention, one thread, on {where}"
+
+
 def make(model_type, out_root, v):
     from transformers import AutoModelForCausalLM
 
@@ -295,7 +383,11 @@ def make(model_type, out_root, v):
         "generate prefill vs forward": (last - prefill[-1]).abs().max().item(),
         "cached decode vs full recompute": (decode_logits - full[len(PROMPT):]).abs().max().item(),
     }
+    # Before the self-check: a near tie in a selection would fail that too, less clearly.
+    extra = EXTRA_CHECKS[model_type](model, full_ids) if model_type in EXTRA_CHECKS else {}
     check(diffs, scale)
+    if model_type in GENERATED_ON:
+        extra["generated_on"] = generated_on()
 
     tmp = os.path.join(out_root, f".{model_type}.tmp")
     n_tensors = save_checkpoint(model, tmp)
@@ -307,7 +399,7 @@ def make(model_type, out_root, v):
     diffs["reloaded checkpoint vs original"] = (again - prefill).abs().max().item()
     check(diffs, scale)
 
-    write_golden(tmp, golden_meta(model_type, v), prefill, tokens, decode_logits)
+    write_golden(tmp, golden_meta(model_type, v, **extra), prefill, tokens, decode_logits)
     size = install(tmp, os.path.join(out_root, model_type))
     print(f"  {n_tensors} tensors, {size / 1024:.0f} KiB, max |logit| {scale:.3f}, "
           f"decode tokens {tokens.tolist()}")
