@@ -21,6 +21,7 @@ import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
+import { wgReductionsWgsl } from './wg-reduce.ts';
 
 /** The scratch buffer of the probabilities each query head gives the kept rows. */
 export const H2O_PROB = 'h2o_prob';
@@ -103,30 +104,7 @@ fn v_at(i: u32) -> f32 { ${at('vcache')} }
 // Eviction order: the smaller score, then the older position.
 fn better(s: f32, p: u32, bs: f32, bp: u32) -> bool { return s < bs || (s == bs && p < bp); }
 
-fn wg_max(x: f32, tid: u32) -> f32 {
-  red_x[tid] = x;
-  workgroupBarrier();
-  for (var w = WG / 2u; w > 0u; w /= 2u) {
-    if (tid < w) { red_x[tid] = max(red_x[tid], red_x[tid + w]); }
-    workgroupBarrier();
-  }
-  let r = red_x[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn wg_sum(x: f32, tid: u32) -> f32 {
-  red_x[tid] = x;
-  workgroupBarrier();
-  for (var w = WG / 2u; w > 0u; w /= 2u) {
-    if (tid < w) { red_x[tid] = red_x[tid] + red_x[tid + w]; }
-    workgroupBarrier();
-  }
-  let r = red_x[0];
-  workgroupBarrier();
-  return r;
-}
-
+${wgReductionsWgsl('red_x')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let h = wid.x;

@@ -24,6 +24,7 @@ import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { bindingLimit } from '../../src/passes/split.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { wgReductionsWgsl } from './wg-reduce.ts';
 
 /** The scratch of order-preserving score keys. */
 export const INDEXER_KEYS = 'indexer_keys';
@@ -283,30 +284,7 @@ var<workgroup> red: array<f32, ${WG}>;
 fn k_at(i: u32) -> f32 { ${at('kcache')} }
 fn v_at(i: u32) -> f32 { ${at(vcache)} }
 
-fn wg_max(x: f32, tid: u32) -> f32 {
-  red[tid] = x;
-  workgroupBarrier();
-  for (var w = WG / 2u; w > 0u; w /= 2u) {
-    if (tid < w) { red[tid] = max(red[tid], red[tid + w]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn wg_sum(x: f32, tid: u32) -> f32 {
-  red[tid] = x;
-  workgroupBarrier();
-  for (var w = WG / 2u; w > 0u; w /= 2u) {
-    if (tid < w) { red[tid] = red[tid] + red[tid + w]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
+${wgReductionsWgsl('red')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let h = wid.x;

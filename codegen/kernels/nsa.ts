@@ -32,6 +32,7 @@ import {
 import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { wgReductionsWgsl } from './wg-reduce.ts';
 
 /** Scratch of nsa_compressed's probabilities and importances. */
 export const NSA_CMP_PROB = 'nsa_cmp_prob';
@@ -45,31 +46,7 @@ const SLOTS = 16;
 const slotsFor = (maxT: number) => Math.max(1, Math.min(maxT, SLOTS));
 
 /** Workgroup max and sum over one value per thread (WG threads, red_x of WG floats). */
-const REDUCTIONS = `
-fn wg_max(x: f32, tid: u32) -> f32 {
-  red_x[tid] = x;
-  workgroupBarrier();
-  for (var w = WG / 2u; w > 0u; w /= 2u) {
-    if (tid < w) { red_x[tid] = max(red_x[tid], red_x[tid + w]); }
-    workgroupBarrier();
-  }
-  let r = red_x[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn wg_sum(x: f32, tid: u32) -> f32 {
-  red_x[tid] = x;
-  workgroupBarrier();
-  for (var w = WG / 2u; w > 0u; w /= 2u) {
-    if (tid < w) { red_x[tid] = red_x[tid] + red_x[tid + w]; }
-    workgroupBarrier();
-  }
-  let r = red_x[0];
-  workgroupBarrier();
-  return r;
-}
-`;
+const REDUCTIONS = wgReductionsWgsl('red_x');
 
 const RESERVED = [
   'main',
