@@ -26,6 +26,8 @@ export interface CompileOptions {
   precision?: Precision;
   /** Element type of the attention KV caches: 'f32' (default) or 'f16' (half the bytes). */
   kv?: KvType;
+  /** Sequences one decode step advances (src/graph/lower.ts LowerOptions.batch); default 1. */
+  batch?: number;
 }
 
 export interface ParamEntry {
@@ -45,6 +47,8 @@ export interface CompiledModel {
   model: ModelIR;
   maxT: number;
   capacity: number;
+  /** Sequences per decode step (1: a single-sequence build). */
+  batch: number;
   fused: boolean;
   precision: Precision;
   caps: DeviceCaps;
@@ -68,8 +72,13 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const fuse = opts.fuse ?? true;
   const precision = opts.precision ?? 'f32';
   const kernels: KernelTable = new Map();
+  const batch = opts.batch ?? 1;
   const run = (phase: 'prefill' | 'decode') => {
-    const lowered = lower(model, { phase, maxT, capacity, kv: opts.kv ?? 'f32' });
+    // A batched build's states hold a slice per sequence, which a one-sequence prefill graph
+    // cannot share; its prompts go through the batched step instead (LowerOptions.batch), so
+    // its prefill phase is that step again.
+    const as = batch > 1 ? 'decode' : phase;
+    const lowered = lower(model, { phase: as, maxT, capacity, kv: opts.kv ?? 'f32', batch });
     const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse, precision });
     return { graph, log, program: emitPhase(graph, opts.caps, kernels) };
   };
@@ -107,6 +116,7 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
     model,
     maxT,
     capacity,
+    batch,
     fused: fuse,
     precision,
     caps: opts.caps,

@@ -374,6 +374,10 @@ export function selectiveScanChunked(
 }
 
 export const selectiveScanKernel: KernelGenerator<SelectiveScanAttrs> = (a, ctx) => {
+  if (a.batch && a.batch > 1)
+    throw new Error(
+      `selective_scan: batched decode (batch ${a.batch}) runs Mamba-1 through its fused mamba1_step; compile with fusion on`,
+    );
   selectiveScan.check(a);
   if (ctx.maxT === 1 && ctx.caps.maxStorageBuffersPerStage >= FUSED_BINDINGS)
     return { launches: [scanStepLaunch(a, ctx.caps)], scratch: {} };

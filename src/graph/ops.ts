@@ -194,6 +194,12 @@ export function plainMatmul(
 
 export interface RopeAttrs extends RopeLayout {
   op: 'rope';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   /** Rows (positions) of the cos/sin tables: the KV cache's capacity. */
   capacity: number;
 }
@@ -232,6 +238,12 @@ export function cacheRow(ring: KvRing | null | undefined, rows: number, j: numbe
 /** Writes x's rows to cache rows pos .. pos+T-1, in place. */
 export interface KvWriteAttrs {
   op: 'kv_write';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   /** Elements per cache row (kvHeads * headDim). */
   width: number;
   /** Rows in the cache. */
@@ -264,6 +276,12 @@ export function kvWriteWidth(a: KvWriteAttrs): number {
 
 export interface AttentionAttrs {
   op: 'attention';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   heads: number;
   kvHeads: number;
   /** Width of each q and k head. */
@@ -403,6 +421,12 @@ export interface SoftcapAttrs {
  */
 export interface SampleAttrs {
   op: 'sample';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   vocab: number;
 }
 
@@ -428,6 +452,12 @@ export interface MulAttrs {
  */
 export interface Conv1dAttrs {
   op: 'conv1d';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   channels: number;
   kernel: number;
   bias: boolean;
@@ -444,6 +474,12 @@ export interface Conv1dAttrs {
  */
 export interface SelectiveScanAttrs {
   op: 'selective_scan';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   dInner: number;
   dState: number;
 }
@@ -460,6 +496,12 @@ export interface SelectiveScanAttrs {
  */
 export interface Mamba1StepAttrs {
   op: 'mamba1_step';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   dInner: number;
   dState: number;
   dtRank: number;

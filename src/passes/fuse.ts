@@ -114,6 +114,8 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
     const qRope = r.producer(att.inputs.q);
     const kRope = r.producer(kw.inputs.x);
     if (qRope?.attrs.op !== 'rope' || kRope?.attrs.op !== 'rope') continue;
+    // A batched step's rows are sequences; the fused epilogue appends them as positions of one.
+    if (qRope.attrs.batch || kRope.attrs.batch) continue;
     const q = r.producer(qRope.inputs.x);
     const k = r.producer(kRope.inputs.x);
     const v = r.producer(vw.inputs.x);
@@ -729,10 +731,11 @@ export const MAMBA1_STEP_XPROJ_BYTES = 1 << 20;
  * exceed the device's.
  */
 export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
-  if (g.maxT !== 1) return g;
   const r = new Rewriter(g);
   for (const scan of r.live()) {
     if (scan.attrs.op !== 'selective_scan') continue;
+    // Decode: one token, or one token of each sequence of a batched step (rows are sequences).
+    if (g.maxT !== (scan.attrs.batch ?? 1)) continue;
     const { dInner: D, dState: N } = scan.attrs;
     const xs = scan.inputs.x;
     // The matmul reading x that computes `t`, through an RMSNorm when there is one.
@@ -766,6 +769,7 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
       dtRank: dtm.attrs.K,
       normEps: eps,
       xProj: 4 * R * D <= MAMBA1_STEP_XPROJ_BYTES,
+      ...(scan.attrs.batch ? { batch: scan.attrs.batch } : {}),
     };
     const pack = mamba1StepPack(attrs);
     if (pack.total * 4 > bindingLimit(caps)) continue;
