@@ -17,7 +17,7 @@ import type { KvType } from '../src/graph/ops.ts';
 
 export interface CompileOptions {
   caps: DeviceCaps;
-  /** Tokens per prefill step (longer prompts run in chunks). */
+  /** Tokens per prefill step (longer prompts run in chunks); a batched build's is its batch. */
   maxT?: number;
   /** KV cache rows per sequence. */
   capacity?: number;
@@ -64,7 +64,11 @@ export const DEFAULT_MAX_T = 64;
 export const DEFAULT_CAPACITY = 2048;
 
 export function compileModel(model: ModelIR, opts: CompileOptions): CompiledModel {
-  const maxT = opts.maxT ?? DEFAULT_MAX_T;
+  const batch = opts.batch ?? 1;
+  // A batched build's every step (its prefill phase too, below) takes one token of each
+  // sequence: B rows. Its ring caches then need room for one-token chunks only.
+  const maxT = batch > 1 ? batch : (opts.maxT ?? DEFAULT_MAX_T);
+  const chunk = batch > 1 ? 1 : maxT;
   const capacity = opts.capacity ?? Math.min(model.maxContext, DEFAULT_CAPACITY);
   if (capacity > model.maxContext) {
     throw new Error(`capacity ${capacity} exceeds the model's max_context ${model.maxContext}`);
@@ -72,13 +76,12 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const fuse = opts.fuse ?? true;
   const precision = opts.precision ?? 'f32';
   const kernels: KernelTable = new Map();
-  const batch = opts.batch ?? 1;
   const run = (phase: 'prefill' | 'decode') => {
     // A batched build's states hold a slice per sequence, which a one-sequence prefill graph
     // cannot share; its prompts go through the batched step instead (LowerOptions.batch), so
     // its prefill phase is that step again.
     const as = batch > 1 ? 'decode' : phase;
-    const lowered = lower(model, { phase: as, maxT, capacity, kv: opts.kv ?? 'f32', batch });
+    const lowered = lower(model, { phase: as, maxT: chunk, capacity, kv: opts.kv ?? 'f32', batch });
     const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse, precision });
     return { graph, log, program: emitPhase(graph, opts.caps, kernels) };
   };

@@ -1,7 +1,7 @@
 /** Incremental construction of a Graph; block lowerings use it and nothing else. */
 import type { KvType, OpAttrs } from './ops.ts';
 import type { Dim, DType, Graph, GraphNode, ParamSource, Phase, Tensor } from './ir.ts';
-import { BATCHED_OPS } from '../ops/batch.ts';
+import { BATCHED_OPS, SHARED_STATE_OPS } from '../ops/batch.ts';
 
 export class GraphBuilder {
   readonly tensors: Tensor[] = [];
@@ -152,6 +152,7 @@ export class GraphBuilder {
    */
   private batched(attrs: OpAttrs, label: string, inputs: Record<string, number>): OpAttrs {
     if (Object.hasOwn(BATCHED_OPS, attrs.op)) return { ...attrs, batch: this.batch } as OpAttrs;
+    if (SHARED_STATE_OPS.includes(attrs.op)) return attrs;
     const state = Object.values(inputs).find((t) => this.tensors[t].kind === 'state');
     if (state === undefined) return attrs;
     const where = this.layer === null ? label : `layer ${this.layer} (${label})`;

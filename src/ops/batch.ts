@@ -31,6 +31,12 @@ export const BATCHED_OPS: Partial<Record<OpName, readonly string[]>> = {
   selective_scan: ['state'],
 };
 
+/**
+ * Ops whose state is not a sequence's but the whole run's, which every row adds to alike:
+ * moe_route's per-expert load counters (run --stats). They run unbatched.
+ */
+export const SHARED_STATE_OPS: readonly OpName[] = ['moe_route'];
+
 /** The batch size of an op's attrs: 1 when the op runs one sequence. */
 export function batchOf(a: OpAttrs): number {
   return 'batch' in a && typeof a.batch === 'number' ? a.batch : 1;
