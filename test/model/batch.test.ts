@@ -16,6 +16,12 @@ import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import { rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
+import { compileFigures } from '../../src/cli/explore/metrics.ts';
+import { DEVICES } from '../../src/cli/explore/roofline.ts';
+import { NOMINAL_CAPS } from '../../src/target.ts';
+
+const ROOFLINE = Object.values(DEVICES)[0];
 
 const mamba: Mamba1Spec = {
   kind: 'mamba1',
@@ -139,5 +145,46 @@ describe('batched decode limits and sampling', () => {
     const b = compileModel(hybrid(), { caps, maxT: 16, capacity: 96, batch: 4 });
     const kv = b.state.find((s) => s.name === 'cache.k.1')!;
     expect(kv.shape).toEqual([4 * 96, 2 * 16]);
+  });
+});
+
+describe('memory per sequence and the largest batch (inspect, explore)', () => {
+  // Sizes where the hybrid's smaller cache shows: 8 layers, half Mamba-1, long context.
+  const big = (m: ModelIR): ModelIR => ({ ...m, maxContext: 8192 });
+  const llama = big(tinyLlama({}, 4));
+  const hy = big(hybrid());
+  const at = (m: ModelIR, batch: number) =>
+    report(compileModel(m, { caps: NOMINAL_CAPS, capacity: 8192, batch }));
+
+  it('reports per sequence whatever the batch a build holds', () => {
+    const one = at(hy, 1);
+    const four = at(hy, 4);
+    expect(four.batch).toBe(4);
+    expect(four.stateBytesPerSequence).toBe(one.stateBytesPerSequence);
+    expect(four.recurrentStateBytes).toBe(one.recurrentStateBytes);
+    expect(four.kvBytesPerToken).toBe(one.kvBytesPerToken);
+  });
+
+  it('fits more hybrid sequences than llama ones in a budget at long contexts', () => {
+    const l = at(llama, 1).batchFit.find((f) => f.context === 8192)!;
+    const h = at(hy, 1).batchFit.find((f) => f.context === 8192)!;
+    // Half the attention layers: half the KV per token, plus the Mamba states.
+    expect(h.bytesPerSequence).toBeLessThan(l.bytesPerSequence);
+    expect(h.maxBatch['4GiB']).toBeGreaterThan(l.maxBatch['4GiB']);
+    const budget = 2 ** 30;
+    const r = at(llama, 1);
+    expect(maxBatch(budget, r.parameterBytes, r.layers, r.recurrentStateBytes, 8192)).toBe(
+      Math.floor((budget - r.parameterBytes) / l.bytesPerSequence),
+    );
+  });
+
+  it('explore gives the largest batch by budget and context', () => {
+    const f = (m: ModelIR) =>
+      compileFigures(
+        m,
+        { precision: 'f32', kv: 'f32', capacity: 8192 },
+        { contexts: [8192], batch: 1, budgets: MEMORY_BUDGETS, roofline: ROOFLINE },
+      );
+    expect(f(hy).maxBatch['4GiB'][8192]).toBeGreaterThan(f(llama).maxBatch['4GiB'][8192]);
   });
 });
