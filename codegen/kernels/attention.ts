@@ -202,7 +202,11 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const batched = (a.batch ?? 1) > 1;
   const nb = Math.ceil(group / bq);
   const cb = batched ? 'cb + ' : '';
-  const keyRow = virt ? `${cb}cache_row(key_at(j0 + jr, ns, wlo))` : `(${cb}j0 + jr)`;
+  const keyRow = virt
+    ? batched
+      ? `(cb + cache_row(key_at(j0 + jr, ns, wlo)))`
+      : `cache_row(key_at(j0 + jr, ns, wlo))`
+    : `(${cb}j0 + jr)`;
   const ringFns = virt
     ? `const SINK = ${a.sinkTokens ?? 0}u;
 fn key_at(v: u32, ns: u32, wlo: u32) -> u32 { return select(wlo + v - ns, v, v < ns); }

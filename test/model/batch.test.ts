@@ -14,7 +14,7 @@ import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
-import { rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
+import { attention, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
 import { compileFigures } from '../../src/cli/explore/metrics.ts';
@@ -63,22 +63,29 @@ async function single(seq: Sequence, prompt: number[], vocab: number) {
   return { tokens, logits };
 }
 
+/** StreamingLLM attention: the batched build's ring caches (2 sinks + window 6) wrap by step 8. */
+const streaming = tinyLlama({
+  layers: tinyLlama().layers.map((l) => ({ ...l, mixer: attention({ window: 6, sinkTokens: 2 }) })),
+});
+
 describe.each([
-  ['tiny llama', tinyLlama()],
-  ['tiny mamba + attention hybrid', hybrid()],
-])('batched decode of the %s', (_, model) => {
+  ['tiny llama', tinyLlama(), {}, [1, 3, 4]],
+  ['tiny mamba + attention hybrid', hybrid(), {}, [1, 3, 4]],
+  ['tiny llama with f16 KV caches', tinyLlama(), { kv: 'f16' as const }, [3]],
+  ['streaming-attention llama (ring caches)', streaming, {}, [3]],
+])('batched decode of the %s', (_, model, opts, batches) => {
   // Every prompt run alone once, on one single-sequence build.
   let alone: Awaited<ReturnType<typeof single>>[] = [];
   beforeAll(async () => {
-    const m = await gpuModel(model);
+    const m = await gpuModel(model, opts);
     const seq = m.gm.newSequence();
     alone = [];
     for (const p of prompts) alone.push(await single(seq, p, model.vocab));
     m.gm.destroy();
   });
 
-  it.each([1, 3, 4])('B = %i equals B single-sequence runs', async (B) => {
-    const m = await gpuModel(model, { batch: B });
+  it.each(batches)('B = %i equals B single-sequence runs', async (B) => {
+    const m = await gpuModel(model, { ...opts, batch: B });
     if (B > 1) {
       const batched = m.compiled.graphs.decode.nodes.filter((n) => 'batch' in n.attrs);
       const ops = new Set(batched.map((n) => n.attrs.op));
