@@ -115,6 +115,11 @@ export interface MatmulAttrs {
     kvType?: KvType;
     /** Rows of both caches when they are rings (see KvRing); absent: `capacity` rows, row = pos. */
     ring?: { sink: number; rows: number } | null;
+    /**
+     * Batched decode (src/ops/batch.ts): row r is sequence r at step.pos, its k and v going to
+     * slice r of caches that hold `batch` sequences' rows one after another. Absent: 1.
+     */
+    batch?: number;
   } | null;
   /**
    * Decode's causal depthwise conv on output columns [0, conv.channels), applied to each such

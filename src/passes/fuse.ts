@@ -114,8 +114,6 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
     const qRope = r.producer(att.inputs.q);
     const kRope = r.producer(kw.inputs.x);
     if (qRope?.attrs.op !== 'rope' || kRope?.attrs.op !== 'rope') continue;
-    // A batched step's rows are sequences; the fused epilogue appends them as positions of one.
-    if (qRope.attrs.batch || kRope.attrs.batch) continue;
     const q = r.producer(qRope.inputs.x);
     const k = r.producer(kRope.inputs.x);
     const v = r.producer(vw.inputs.x);
@@ -148,6 +146,8 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
         ...(kw.attrs.op === 'kv_write' && kw.attrs.ring
           ? { ring: { sink: kw.attrs.ring.sink, rows: kw.attrs.capacity } }
           : {}),
+        // A batched step's rows are sequences at one position (src/ops/batch.ts).
+        ...((rope.batch ?? 1) > 1 ? { batch: rope.batch } : {}),
       },
     };
     if (!fits(attrs, caps)) continue;

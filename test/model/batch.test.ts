@@ -91,6 +91,11 @@ describe.each([
       const ops = new Set(batched.map((n) => n.attrs.op));
       expect(ops).toContain('attention');
       if (model.layers[0].mixer?.kind === 'mamba1') expect(ops).toContain('mamba1_step');
+      // q/k/v + RoPE + KV append stay one matmul, its epilogue writing each row's own slice.
+      const fused = m.compiled.graphs.decode.nodes.filter(
+        (n) => n.attrs.op === 'matmul' && n.attrs.ropeKv?.batch === B,
+      );
+      expect(fused.length).toBeGreaterThan(0);
     }
     const batch = new BatchSequence(m.gm);
     const got = await batch.generate(prompts.slice(0, B), { maxTokens: STEPS, logits: true });

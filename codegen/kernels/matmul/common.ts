@@ -137,6 +137,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
   if (a.ropeKv) f.push(kvTypeOf(a.ropeKv) === 'f16' ? 'ropekv16' : 'ropekv');
   if (a.ropeKv?.ring) f.push(`ring${a.ropeKv.ring.sink}r${a.ropeKv.ring.rows}`);
+  if ((a.ropeKv?.batch ?? 1) > 1) f.push(`batch${a.ropeKv!.batch}`);
   if (a.splits) f.push(`split${a.splits.length}`);
   if (a.conv)
     f.push(
@@ -210,10 +211,16 @@ function epilogue(a: MatmulAttrs): string {
       ${cache}[cr * KVC + s + 1u] = y1;`;
     // The capacity bounds the positions (rope table rows; the cache's rows too without a ring):
     // an f16 buffer's arrayLength counts words, not elements.
-    const cap = r.ring || kvTypeOf(r) === 'f16' ? `${r.capacity}u` : 'arrayLength(&b_kcache) / KVC';
-    const row = r.ring
+    // Batched (r.batch): row r is sequence r at step.pos, in its own slice of cache rows.
+    const batched = (r.batch ?? 1) > 1;
+    const cap =
+      r.ring || batched || kvTypeOf(r) === 'f16'
+        ? `${r.capacity}u`
+        : 'arrayLength(&b_kcache) / KVC';
+    const ringRow = r.ring
       ? `select(${r.ring.sink}u + (p - ${r.ring.sink}u) % ${r.ring.rows - r.ring.sink}u, p, p < ${r.ring.sink}u)`
       : 'p';
+    const row = batched ? `r * ${r.ring ? r.ring.rows : r.capacity}u + ${ringRow}` : ringRow;
     return `
 const QC: u32 = ${r.qCols}u;
 const KVC: u32 = ${r.kvCols}u;
@@ -222,7 +229,7 @@ const RD: u32 = ${r.rotaryDim}u;
 fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   var y0 = a0;
   var y1 = a1;${bias}
-  let p = step.pos + r;
+  let p = step.pos${batched ? '' : ' + r'};
   // Rows past the cache's capacity would land on other rows under robust access; drop them.
   if (p >= ${cap}) { return; }
   let cr = ${row};
