@@ -20,6 +20,8 @@ import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
 import { compileFigures } from '../../src/cli/explore/metrics.ts';
 import { DEVICES } from '../../src/cli/explore/roofline.ts';
 import { NOMINAL_CAPS } from '../../src/target.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
 
 const ROOFLINE = Object.values(DEVICES)[0];
 
@@ -110,6 +112,36 @@ describe.each([
     expect(got.stops).toEqual(Array(B).fill('max-tokens'));
     batch.destroy();
     m.gm.destroy();
+  });
+});
+
+describe('batched references (src/ops/batch.ts) on the CPU interpreter', () => {
+  // The batched graph's references (each op's single-sequence reference run per row, and the
+  // fused matmul's batched RoPE + append) against one-sequence decode graphs, token by token.
+  it.each([
+    ['tiny llama', tinyLlama()],
+    ['hybrid', hybrid()],
+  ])('%s: a batch of 3 equals 3 sequences alone', async (_, model) => {
+    const { caps } = await testGpu();
+    const weights = randomWeights(model, 3);
+    const opts = { caps, maxT: 16, capacity: 96 };
+    const batched = compileModel(model, { ...opts, batch: 3 }).graphs.decode;
+    const single = compileModel(model, opts).graphs.decode;
+    const cpuB = await Interpreter.create(batched, weights);
+    const cpu1 = await Interpreter.create(single, weights);
+    const stateB = cpuB.newState();
+    const states = [0, 1, 2].map(() => cpu1.newState());
+    const V = model.vocab;
+    for (let pos = 0; pos < 6; pos++) {
+      const ids = Uint32Array.from([0, 1, 2], (s) => prompts[s][pos % prompts[s].length]);
+      const got = cpuB.step(ids, pos, 3, stateB);
+      for (let s = 0; s < 3; s++) {
+        const want = cpu1.step(ids.subarray(s, s + 1), pos, 1, states[s]);
+        expect(maxRelError(got.logits.subarray(s * V, (s + 1) * V), want.logits)).toBeLessThan(
+          1e-6,
+        );
+      }
+    }
   });
 });
 
