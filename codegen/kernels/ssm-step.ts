@@ -164,7 +164,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let lane = lid % NL;
   // Tokens one after another (decode has one): a thread keeps the same channel and state
   // elements for every token, so the state it carries is its own.
-  for (var t = 0u; t < step.T; t++) {
+  ${batched ? '{ let t = wid.y; // a batched step: workgroup row y is sequence y' : 'for (var t = 0u; t < step.T; t++) {'}
   let xt = t * D;
   ${a.xProj ? xProjWgsl : dbcLoadWgsl}
 ${norms}
@@ -213,7 +213,8 @@ ${norms}
           bindings: b.bindings,
           workgroupSize: [WG, 1, 1],
         },
-        grid: [groups, 1, 1],
+        // Batched: the sequences are independent, so each gets its own row of workgroups.
+        grid: [groups, batched ? { sym: 'T' } : 1, 1],
       },
     ],
     scratch: {},

@@ -530,6 +530,12 @@ export interface Mamba1StepAttrs {
  */
 export interface SsdAttrs {
   op: 'ssd';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   heads: number;
   headDim: number;
   dState: number;

@@ -26,6 +26,7 @@ export const BATCHED_OPS: Partial<Record<OpName, readonly string[]>> = {
   attention: ['kcache', 'vcache'],
   conv1d: ['state'],
   mamba1_step: ['state'],
+  ssd: ['state'],
   sample: ['token'],
   // Lowered batched, but only its decode fusion (mamba1_step) has a batched kernel.
   selective_scan: ['state'],

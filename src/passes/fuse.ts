@@ -820,10 +820,11 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
  * devices with WebGPU's default 8, where the unpacked SSD falls back to four chunked launches.
  */
 export function fuseSsdDecode(g: Graph, { caps }: FusionOptions): Graph {
-  if (g.maxT !== 1) return g;
   const r = new Rewriter(g);
   for (const n of r.live()) {
     if (n.attrs.op !== 'ssd' || n.attrs.packed) continue;
+    // Decode: one token, or one of each sequence of a batched step (its batch stays in attrs).
+    if (g.maxT !== (n.attrs.batch ?? 1)) continue;
     const attrs = { ...n.attrs, packed: true };
     if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
     const { dtBias, aLog, d, ...rest } = n.inputs;

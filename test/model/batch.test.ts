@@ -11,6 +11,7 @@ import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
+import type { Mamba2Spec } from '../../src/mixers/mamba2.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
@@ -65,6 +66,28 @@ async function single(seq: Sequence, prompt: number[], vocab: number) {
   return { tokens, logits };
 }
 
+const mamba2: Mamba2Spec = {
+  kind: 'mamba2',
+  heads: 6,
+  headDim: 12,
+  dState: 10,
+  groups: 2,
+  dConv: 4,
+  chunk: 8,
+  convBias: true,
+  projBias: true,
+  normGroup: 36,
+  normEps: 1e-5,
+  dtMin: 0,
+  dtMax: null,
+};
+
+/** Mamba-2 (SSD) at layers 0 and 2, attention + SwiGLU at 1 and 3 (Nemotron-H / Bamba style). */
+function hybrid2(): ModelIR {
+  const m = hybrid();
+  return { ...m, layers: m.layers.map((l) => (l.index % 2 === 0 ? { ...l, mixer: mamba2 } : l)) };
+}
+
 /** StreamingLLM attention: the batched build's ring caches (2 sinks + window 6) wrap by step 8. */
 const streaming = tinyLlama({
   layers: tinyLlama().layers.map((l) => ({ ...l, mixer: attention({ window: 6, sinkTokens: 2 }) })),
@@ -73,6 +96,7 @@ const streaming = tinyLlama({
 describe.each([
   ['tiny llama', tinyLlama(), {}, [1, 3, 4]],
   ['tiny mamba + attention hybrid', hybrid(), {}, [1, 3, 4]],
+  ['tiny mamba2 + attention hybrid', hybrid2(), {}, [3]],
   ['tiny llama with f16 KV caches', tinyLlama(), { kv: 'f16' as const }, [3]],
   ['streaming-attention llama (ring caches)', streaming, {}, [3]],
 ])('batched decode of the %s', (_, model, opts, batches) => {
@@ -93,6 +117,7 @@ describe.each([
       const ops = new Set(batched.map((n) => n.attrs.op));
       expect(ops).toContain('attention');
       if (model.layers[0].mixer?.kind === 'mamba1') expect(ops).toContain('mamba1_step');
+      if (model.layers[0].mixer?.kind === 'mamba2') expect(ops).toContain('ssd');
       // q/k/v + RoPE + KV append stay one matmul, its epilogue writing each row's own slice.
       const fused = m.compiled.graphs.decode.nodes.filter(
         (n) => n.attrs.op === 'matmul' && n.attrs.ropeKv?.batch === B,
@@ -121,6 +146,7 @@ describe('batched references (src/ops/batch.ts) on the CPU interpreter', () => {
   it.each([
     ['tiny llama', tinyLlama()],
     ['hybrid', hybrid()],
+    ['mamba2 hybrid', hybrid2()],
   ])('%s: a batch of 3 equals 3 sequences alone', async (_, model) => {
     const { caps } = await testGpu();
     const weights = randomWeights(model, 3);
