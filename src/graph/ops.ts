@@ -130,7 +130,17 @@ export interface MatmulAttrs {
    * kernel − 1 rows. Rows run one after another (the reference takes any T; the GEMV kernel one).
    * Absent or null: none.
    */
-  conv?: { channels: number; kernel: number; bias: boolean; silu: boolean } | null;
+  conv?: {
+    channels: number;
+    kernel: number;
+    bias: boolean;
+    silu: boolean;
+    /**
+     * Batched decode (src/ops/batch.ts): row r is sequence r, with its own slice of the state
+     * (B slices of kernel − 1 rows); nothing carries across rows, which may then run in parallel.
+     */
+    batch?: number;
+  } | null;
   /**
    * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
    * with an f16 scale per block of 32 along K. Its values are what src/ops/weight-storage.ts's

@@ -172,7 +172,7 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (a.conv) {
     r.convW = rule([a.conv.channels, a.conv.kernel]);
     if (a.conv.bias) r.convB = rule([a.conv.channels]);
-    r.convState = inPlace([a.conv.kernel - 1, a.conv.channels]);
+    r.convState = inPlace([(a.conv.kernel - 1) * (a.conv.batch ?? 1), a.conv.channels]);
   }
   const rope = a.ropeKv;
   if (rope) {
@@ -202,7 +202,7 @@ function outputRules(a: MatmulAttrs): Record<string, TensorRule> {
     };
   }
   const conv = a.conv
-    ? { convState: inPlace([a.conv.kernel - 1, a.conv.channels]) }
+    ? { convState: inPlace([(a.conv.kernel - 1) * (a.conv.batch ?? 1), a.conv.channels]) }
     : ({} as Record<string, TensorRule>);
   if (a.splits) {
     return {
@@ -298,7 +298,7 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const convW = cv ? need(inputs, 'convW', cv.channels * cv.kernel, 'convW') : undefined;
   const convB = cv?.bias ? need(inputs, 'convB', cv.channels, 'convB') : undefined;
   const convState = cv
-    ? need(inputs, 'convState', (cv.kernel - 1) * cv.channels, 'convState')
+    ? need(inputs, 'convState', (cv.kernel - 1) * cv.channels * (cv.batch ?? 1), 'convState')
     : undefined;
 
   const xr = new Float32Array(K);
@@ -326,8 +326,13 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       if (residual) v += residual[r * N + n];
       y[n] = v;
     }
-    if (cv && convW && convState)
-      convRow(cv, y, convW, convB, convState, step.pos === 0 && r === 0);
+    if (cv && convW && convState) {
+      // Batched: row r is sequence r with its own state slice.
+      const S = (cv.kernel - 1) * cv.channels;
+      if ((cv.batch ?? 1) > 1)
+        convRow(cv, y, convW, convB, convState.subarray(r * S, (r + 1) * S), step.pos === 0);
+      else convRow(cv, y, convW, convB, convState, step.pos === 0 && r === 0);
+    }
     if (rope && kcache && vcache && cos && sin) {
       const p = batched ? step.pos : step.pos + r;
       const half = rope.rotaryDim / 2;

@@ -845,11 +845,12 @@ export function fuseSsdDecode(g: Graph, { caps }: FusionOptions): Graph {
  * conv then take one dispatch. Last of the fusions, so no later one folds more work after a conv.
  */
 export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
-  if (g.maxT !== 1) return g;
   const r = new Rewriter(g);
   for (const conv of r.live()) {
     if (conv.attrs.op !== 'conv1d') continue;
     const ca = conv.attrs;
+    // Decode: one token, or one of each sequence of a batched step (a state slice per row).
+    if (g.maxT !== (ca.batch ?? 1)) continue;
     const m = r.producer(conv.inputs.x);
     if (!isMatmul(m) || m.attrs.conv || m.attrs.ropeKv || m.attrs.rows !== 'T') continue;
     if (m.attrs.outOffset !== 0 || m.attrs.outStride !== m.attrs.N) continue;
@@ -859,7 +860,13 @@ export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
     if (writtenBetween(r, m, conv, reads)) continue;
     const attrs: MatmulAttrs = {
       ...m.attrs,
-      conv: { channels: ca.channels, kernel: ca.kernel, bias: ca.bias, silu: ca.silu },
+      conv: {
+        channels: ca.channels,
+        kernel: ca.kernel,
+        bias: ca.bias,
+        silu: ca.silu,
+        ...((ca.batch ?? 1) > 1 ? { batch: ca.batch } : {}),
+      },
     };
     if (!fits(attrs, caps)) continue;
     const inputs: Record<string, number> = {

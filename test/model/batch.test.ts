@@ -123,6 +123,12 @@ describe.each([
         (n) => n.attrs.op === 'matmul' && n.attrs.ropeKv?.batch === B,
       );
       expect(fused.length).toBeGreaterThan(0);
+      // Mamba-1's in_proj keeps its conv epilogue, each row shifting its own conv state.
+      const convs = m.compiled.graphs.decode.nodes.filter(
+        (n) => n.attrs.op === 'matmul' && n.attrs.conv?.batch === B,
+      );
+      const mambas = model.layers.filter((l) => l.mixer?.kind === 'mamba1').length;
+      expect(convs.length).toBe(mambas);
     }
     const batch = new BatchSequence(m.gm);
     const got = await batch.generate(prompts.slice(0, B), { maxTokens: STEPS, logits: true });

@@ -141,7 +141,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.splits) f.push(`split${a.splits.length}`);
   if (a.conv)
     f.push(
-      `conv${a.conv.channels}k${a.conv.kernel}${a.conv.bias ? 'b' : ''}${a.conv.silu ? 's' : ''}`,
+      `conv${a.conv.channels}k${a.conv.kernel}${a.conv.bias ? 'b' : ''}${a.conv.silu ? 's' : ''}${(a.conv.batch ?? 1) > 1 ? `x${a.conv.batch}` : ''}`,
     );
   return {
     bindings,
@@ -288,18 +288,21 @@ function convStep(a: MatmulAttrs): string {
   const C = cv.channels;
   const K = cv.kernel;
   const val = cv.silu ? 'silu(s)' : 's';
+  // Batched (cv.batch): row r is sequence r, reading and shifting its own slice from sb.
+  const batched = (cv.batch ?? 1) > 1;
+  const sb = batched ? 'sb + ' : '';
   return `
 fn conv_step(r: u32, c: u32, v: f32) -> f32 {
-  let fresh = step.pos == 0u && r == 0u;
+  let fresh = step.pos == 0u${batched ? `;\n  let sb = r * ${(K - 1) * C}u;` : ' && r == 0u;'}
   var s = ${cv.bias ? 'b_convB[c]' : '0.0'};
   for (var j = 0u; j < ${K - 1}u; j++) {
-    s += b_convW[c * ${K}u + j] * select(b_convState[j * ${C}u + c], 0.0, fresh);
+    s += b_convW[c * ${K}u + j] * select(b_convState[${sb}j * ${C}u + c], 0.0, fresh);
   }
   s += b_convW[c * ${K}u + ${K - 1}u] * v;
   for (var j = 0u; j + 1u < ${K - 1}u; j++) {
-    b_convState[j * ${C}u + c] = select(b_convState[(j + 1u) * ${C}u + c], 0.0, fresh);
+    b_convState[${sb}j * ${C}u + c] = select(b_convState[${sb}(j + 1u) * ${C}u + c], 0.0, fresh);
   }
-  b_convState[${(K - 2) * C}u + c] = v;
+  b_convState[${sb}${(K - 2) * C}u + c] = v;
   return ${val};
 }`;
 }
