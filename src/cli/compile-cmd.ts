@@ -122,6 +122,12 @@ export function compileWithOptions(
     batch?: string;
   },
 ): CompiledModel {
+  const batch = intOption(values.batch, 'batch', undefined);
+  // A batched build's steps take one token of each sequence (codegen/compile.ts).
+  if (batch !== undefined && batch > 1 && values['max-t'] !== undefined)
+    throw new UserError(
+      `--max-t does not apply with --batch ${batch}: every step of a batched build takes one token of each sequence`,
+    );
   return compileModel(model, {
     caps,
     maxT: intOption(values['max-t'], 'max-t', undefined),
@@ -129,7 +135,7 @@ export function compileWithOptions(
     fuse: !values['no-fuse'],
     precision: precisionOption(values.precision, caps),
     kv: kvOption(values.kv),
-    batch: intOption(values.batch, 'batch', undefined),
+    batch,
   });
 }
 
