@@ -9,6 +9,8 @@
 #   2. device run, carry [".llama-cpp"], timeout 600:        bash bench/device.sh llamacpp
 #      (llama.cpp on the e2e suite's weights as GGUF, CUDA and Vulkan; ~5–6 min; writes
 #      $OUT/llamacpp.json and llamacpp-log.txt; bench/llama-cpp/README.md has the details)
+# Batched decode (B = 1, 4, 16, 64; bench/batch.ts): bash bench/device.sh hybrid,batch (hybrid
+# first saves the Jamba checkpoint the batch suite also runs; batch alone skips it).
 # Make .gpu with ../shared/gpu/pack.sh and .llama-cpp with bench/llama-cpp/build.sh first.
 # Peers run first: they save the checkpoints that strata's hybrid and scan suites load, so both
 # sides measure the same weights (llama.cpp's GGUF files are written from the same seeded

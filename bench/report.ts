@@ -29,7 +29,17 @@ const device = String(peers.device ?? strata.device)
   .toLowerCase()
   .replace(/[^a-z0-9]+/g, '-')
   .replace(/^-|-$/g, '');
-const SUITES = ['matmul', 'attention', 'e2e', 'hybrid', 'scan', 'compile', 'linear', 'sparse'];
+const SUITES = [
+  'matmul',
+  'attention',
+  'e2e',
+  'hybrid',
+  'scan',
+  'compile',
+  'linear',
+  'sparse',
+  'batch',
+];
 /**
  * A run of some suites only keeps the others' latest figures in RESULTS.md: each section says
  * which results file it comes from. Result files are never overwritten: a second run on one day
@@ -288,6 +298,36 @@ if (strata.sparse && !(strata.sparse as Row).error) {
     'Time scaling with density means dense ÷ sparse near 1 ÷ density; decode at 4k is launch-bound either way.',
     '',
   );
+}
+if (strata.batch) {
+  const rows = strata.batch as Row[];
+  const mib = (x: unknown) => (typeof x === 'number' ? (x / 2 ** 20).toFixed(1) : '—');
+  lines.push(
+    '## batched decode (f32, B sequences a step; compile --batch B, runtime/batch.ts)',
+    '',
+    'Throughput is generated tokens/s over all B sequences (median of 5 runs; each step reads its',
+    "tokens back, so B = 1 is the unpipelined decode). Memory per sequence is the bundle's KV caches",
+    'and recurrent states at the compiled capacity; the largest B is weights + B × that within each budget.',
+    '',
+    '| model | B | tokens/s | ms/step | × B=1 | state MiB/seq | step activations MiB | largest B (budgets) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  );
+  for (const r of rows) {
+    const one = rows.find((x) => x.model === r.model && x.batch === 1 && !x.error);
+    const fit = r.maxBatchAtCapacity as Record<string, number> | undefined;
+    lines.push(
+      r.error
+        ? `| ${r.model} | ${r.batch} | ${String(r.error).slice(0, 80)} | — | — | — | — | — |`
+        : `| ${r.model} | ${r.batch} | ${f(r.tokensPerSecond, 1)} | ${f(r.msPerStep, 2)} | ${ratio(r.tokensPerSecond, one?.tokensPerSecond)} | ${mib(r.stateBytesPerSequence)} | ${mib(r.stepActivationBytes)} | ${
+            fit
+              ? Object.entries(fit)
+                  .map(([k, v]) => `${k}: ${v}`)
+                  .join(', ')
+              : '—'
+          } |`,
+    );
+  }
+  lines.push('');
 }
 writeFileSync('bench/RESULTS.md', lines.join('\n'));
 console.log(`wrote ${resultFile} and bench/RESULTS.md`);

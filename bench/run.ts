@@ -1,7 +1,7 @@
 /**
  * strata's side of the benchmark suites (the peers run in bench/peers.py in the
  * same device call). Usage:
- *   tsx bench/run.ts [--suites matmul,attention,compile,e2e,hybrid,scan,linear,sparse] [--gpu-flags fast] [--out FILE]
+ *   tsx bench/run.ts [--suites matmul,attention,compile,e2e,hybrid,scan,linear,sparse,batch] [--gpu-flags fast] [--out FILE]
  * Writes one JSON object: device, toggles, date, and each suite's figures.
  */
 import { parseArgs } from 'node:util';
@@ -26,6 +26,7 @@ import { DispatchTimer, median, PassTimer, timeLaunches } from './gpu-timer.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 import { benchLinear, benchSsdVsRecurrence } from './linear-cases.ts';
 import { benchBlockSparse } from './sparse-cases.ts';
+import { benchBatch } from './batch.ts';
 import type { Precision } from '../src/passes/precision.ts';
 import { tensorBytes, usedTensors, type Graph } from '../src/graph/ir.ts';
 
@@ -447,6 +448,7 @@ const runners: Record<string, () => Promise<unknown>> = {
   e2e: () => benchLlama(gpu),
   hybrid: () => benchHybrid(gpu),
   scan: () => benchScan(gpu),
+  batch: () => benchBatch(gpu, log),
   linear: async () => ({
     rows: await benchLinear(gpu, log),
     ssd: await benchSsdVsRecurrence(gpu, log),

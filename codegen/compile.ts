@@ -17,7 +17,7 @@ import type { KvType } from '../src/graph/ops.ts';
 
 export interface CompileOptions {
   caps: DeviceCaps;
-  /** Tokens per prefill step (longer prompts run in chunks). */
+  /** Tokens per prefill step (longer prompts run in chunks); a batched build's is its batch. */
   maxT?: number;
   /** KV cache rows per sequence. */
   capacity?: number;
@@ -26,6 +26,8 @@ export interface CompileOptions {
   precision?: Precision;
   /** Element type of the attention KV caches: 'f32' (default) or 'f16' (half the bytes). */
   kv?: KvType;
+  /** Sequences one decode step advances (src/graph/lower.ts LowerOptions.batch); default 1. */
+  batch?: number;
 }
 
 export interface ParamEntry {
@@ -45,6 +47,8 @@ export interface CompiledModel {
   model: ModelIR;
   maxT: number;
   capacity: number;
+  /** Sequences per decode step (1: a single-sequence build). */
+  batch: number;
   fused: boolean;
   precision: Precision;
   caps: DeviceCaps;
@@ -60,7 +64,11 @@ export const DEFAULT_MAX_T = 64;
 export const DEFAULT_CAPACITY = 2048;
 
 export function compileModel(model: ModelIR, opts: CompileOptions): CompiledModel {
-  const maxT = opts.maxT ?? DEFAULT_MAX_T;
+  const batch = opts.batch ?? 1;
+  // A batched build's every step (its prefill phase too, below) takes one token of each
+  // sequence: B rows. Its ring caches then need room for one-token chunks only.
+  const maxT = batch > 1 ? batch : (opts.maxT ?? DEFAULT_MAX_T);
+  const chunk = batch > 1 ? 1 : maxT;
   const capacity = opts.capacity ?? Math.min(model.maxContext, DEFAULT_CAPACITY);
   if (capacity > model.maxContext) {
     throw new Error(`capacity ${capacity} exceeds the model's max_context ${model.maxContext}`);
@@ -69,7 +77,11 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const precision = opts.precision ?? 'f32';
   const kernels: KernelTable = new Map();
   const run = (phase: 'prefill' | 'decode') => {
-    const lowered = lower(model, { phase, maxT, capacity, kv: opts.kv ?? 'f32' });
+    // A batched build's states hold a slice per sequence, which a one-sequence prefill graph
+    // cannot share; its prompts go through the batched step instead (LowerOptions.batch), so
+    // its prefill phase is that step again.
+    const as = batch > 1 ? 'decode' : phase;
+    const lowered = lower(model, { phase: as, maxT: chunk, capacity, kv: opts.kv ?? 'f32', batch });
     const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse, precision });
     return { graph, log, program: emitPhase(graph, opts.caps, kernels) };
   };
@@ -107,6 +119,7 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
     model,
     maxT,
     capacity,
+    batch,
     fused: fuse,
     precision,
     caps: opts.caps,

@@ -104,7 +104,8 @@ export function emitPhase(g: Graph, caps: DeviceCaps, kernels: KernelTable): Pha
     unplannedBytes: plan.unplannedBytes,
     scratch,
     dispatches,
-    // token: the sampled id and the sampler's status word (src/ops/sampling.ts).
-    ioBytes: { ids: g.maxT * 4, logits: vocabBytes, token: 8 },
+    // token: the sampled id and the sampler's status word (src/ops/sampling.ts), per sequence of
+    // a batched step.
+    ioBytes: { ids: g.maxT * 4, logits: vocabBytes, token: tensorBytes(g.tensors[g.token], 1) },
   };
 }

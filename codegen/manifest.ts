@@ -61,6 +61,11 @@ export interface BundleManifest {
   compile: {
     maxT: number;
     capacity: number;
+    /**
+     * Sequences per decode step (compile --batch; runtime/batch.ts runs them). Absent: 1, and
+     * the bundle is what it was before batching existed.
+     */
+    batch?: number;
     fused: boolean;
     caps: DeviceCaps;
     precision: Precision;
@@ -169,13 +174,18 @@ export const MANIFEST_SCHEMA = {
       version: { type: 'integer' },
       createdBy: { type: 'string' },
       model: { type: 'object' },
-      compile: closed({
-        maxT: posInt,
-        capacity: posInt,
-        fused: { type: 'boolean' },
-        caps,
-        precision: { enum: [...PRECISIONS] },
-      }),
+      compile: closed(
+        {
+          maxT: posInt,
+          capacity: posInt,
+          batch: posInt,
+          fused: { type: 'boolean' },
+          caps,
+          precision: { enum: [...PRECISIONS] },
+        },
+        // batch only in batched bundles, so single-sequence ones stay byte-identical.
+        ['maxT', 'capacity', 'fused', 'caps', 'precision'],
+      ),
       weightsFile: bundleFile,
       tensors: {
         type: 'array',

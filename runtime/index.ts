@@ -20,6 +20,12 @@ export {
   type PassProfiler,
   type StopReason,
 } from './model.ts';
+export {
+  BatchSequence,
+  type BatchGenerateOptions,
+  type BatchResult,
+  type BatchStep,
+} from './batch.ts';
 export { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 export { capsFromLimits, openBrowserDevice, openDevice, type GpuContext } from './gpu.ts';
 export { BundleError, checkManifest } from './manifest-check.ts';

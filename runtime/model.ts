@@ -80,7 +80,7 @@ interface PhaseShared {
 }
 
 /** Words the sampler writes to the token buffer: the id, then its status (src/ops/sampling.ts). */
-const TOKEN_BYTES = 8;
+export const TOKEN_BYTES = 8;
 
 /** Why generate() ended: it yielded maxTokens, yielded a stop token, or filled the KV cache. */
 export type StopReason = 'max-tokens' | 'stop-token' | 'capacity';
@@ -355,6 +355,11 @@ export class GpuModel {
   }
 
   newSequence(): Sequence {
+    const batch = this.manifest.compile.batch ?? 1;
+    if (batch > 1)
+      throw new Error(
+        `this bundle decodes ${batch} sequences a step (compiled with --batch ${batch}): run it through BatchSequence (runtime/batch.ts)`,
+      );
     return new Sequence(this);
   }
 
@@ -425,7 +430,8 @@ export class GpuModel {
   }
 }
 
-interface BoundPhase {
+/** @internal A phase's dispatches bound to one set of state buffers (runtime/batch.ts binds its own). */
+export interface BoundPhase {
   shared: PhaseShared;
   calls: {
     pipeline: GPUComputePipeline;
@@ -446,7 +452,8 @@ interface StepRun {
   errors: ReturnType<typeof withErrorScopes>;
 }
 
-function record(
+/** @internal Record one bound dispatch with its grid for step shape p. */
+export function record(
   pass: GPUComputePassEncoder,
   c: BoundPhase['calls'][number],
   p: { T: number; pos: number; L: number },

@@ -275,7 +275,16 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const virt = ring !== null || (a.sinkTokens ?? 0) > 0;
   const L0 = virt ? '0u' : 'lo0';
   const H0 = virt ? 'vn' : 'hi0';
-  const keyRow = virt ? 'cache_row(key_at(j0 + jr, ns, wlo))' : '(j0 + jr)';
+  // Batched decode (a.batch): workgroup x runs over (sequence, block) pairs, sequence seq's one
+  // query row attends over its own CAP cache rows, at step.pos like every other sequence.
+  const batched = (a.batch ?? 1) > 1;
+  const nb = Math.ceil(group / bq);
+  const cb = batched ? 'cb + ' : '';
+  const keyRow = virt
+    ? batched
+      ? `(cb + cache_row(key_at(j0 + jr, ns, wlo)))`
+      : `cache_row(key_at(j0 + jr, ns, wlo))`
+    : `(${cb}j0 + jr)`;
   const ringFns = virt
     ? `const SINK = ${a.sinkTokens ?? 0}u;
 fn key_at(v: u32, ns: u32, wlo: u32) -> u32 { return select(wlo + v - ns, v, v < ns); }
@@ -467,7 +476,7 @@ ${unpack}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let T = step.T;
+  let T = ${batched ? '1u' : 'step.T'};
   let n = ${a.causal ? 'step.pos + T' : 'max(step.pos + T, step.keys)'};
   let rows = T * GROUP;
   if (rows == 0u) { return; }
@@ -477,11 +486,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let vo = ${vk === null ? 'kvh * VD' : `kvo + ${vk}u`};
   let vo4 = ${vk === null ? 'kvh * VD4' : `kvo4 + ${Math.floor(vk / 4)}u`};
   // Block rows are (token, head-in-group) pairs, token-major.
-  let R0 = wid.x * BQ;
+  ${
+    batched
+      ? `let seq = wid.x / ${nb}u;
+  let cb = seq * ${a.capacity}u;
+  let R0 = (wid.x % ${nb}u) * BQ;`
+      : 'let R0 = wid.x * BQ;'
+  }
   let r = tid / TPR;
   let lane = tid % TPR;
   let R = R0 + r;
-  let t = R / GROUP;
+  let t = ${batched ? 'seq + ' : ''}R / GROUP;
   let h = kvh * GROUP + R % GROUP;
   // Keys any row of this block can see: from the first row's lo to the last row's hi.
   let lo0 = key_lo(step.pos + R0 / GROUP);
@@ -492,7 +507,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   for (var i = tid; i < BQ * HD; i += WG) {
     let RR = R0 + i / HD;
     var v = 0.0;
-    if (RR < rows) { v = q[(RR / GROUP) * QW + (kvh * GROUP + RR % GROUP) * HD + i % HD]; }
+    if (RR < rows) { v = q[(${batched ? 'seq + ' : ''}RR / GROUP) * QW + (kvh * GROUP + RR % GROUP) * HD + i % HD]; }
     qs[i] = v;
   }
   var m = NEG;
@@ -504,7 +519,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   }
 }
 `;
-  const name = `attention_${split ? 'split' : 'flash'}_${variantName(a)}_q${bq}k${bk}t${tpr}`;
+  const name = `attention_${split ? 'split' : 'flash'}_${variantName(a)}_q${bq}k${bk}t${tpr}${batched ? `_batched_c${a.capacity}` : ''}`;
   return {
     kernel: {
       name: split ? `${name}_s${mode.splits}` : name,
@@ -525,7 +540,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       workgroupSize: [wg, 1, 1],
     },
     grid: split
-      ? [Math.ceil(group / bq), a.kvHeads, mode.splits]
+      ? [batched ? { sym: 'T', mul: nb } : nb, a.kvHeads, mode.splits]
       : [{ sym: 'T', mul: group, div: bq }, a.kvHeads, 1],
   };
 }
@@ -605,7 +620,8 @@ function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedO
 
 export const attentionKernel: KernelGenerator<AttentionAttrs> = (a, { caps, maxT }) => {
   checkAttrs(a);
-  if (maxT === 1) return decodeOp(a, caps, maxT);
+  // A batched step is one token of each sequence: the decode path, its rows being sequences.
+  if (maxT === 1 || (a.batch ?? 1) > 1) return decodeOp(a, caps, maxT);
   return {
     launches: [flashLaunch(a, prefillTiles(tileWidth(a), caps), { kind: 'final' })],
     scratch: {},

@@ -25,7 +25,10 @@ export const conv1dKernel: KernelGenerator<Conv1dAttrs> = (a, { caps, maxT }) =>
   const C = a.channels;
   const K = a.kernel;
   const S = K - 1;
-  const tb = Math.max(S, maxT === 1 ? 1 : PREFILL_RUN);
+  // Batched (a.batch): row t is sequence t at step.pos with its own state slice, so a thread
+  // owns one (row, channel) and shifts that slice itself: nothing carries across rows.
+  const batched = (a.batch ?? 1) > 1;
+  const tb = batched ? 1 : Math.max(S, maxT === 1 ? 1 : PREFILL_RUN);
   const wg = streamWorkgroup(caps);
   // Threads: ceil(T / TB) runs × C channels, folded into y when x would pass the limit.
   const maxGroups = Math.ceil((Math.ceil(maxT / tb) * C) / wg);
@@ -35,18 +38,9 @@ export const conv1dKernel: KernelGenerator<Conv1dAttrs> = (a, { caps, maxT }) =>
 
   const { bindings, decls } = opBindings(a, [
     ...['C', 'K', 'S', 'TB', 'WG', 'main', 'wid', 'nwg', 'lid', 'i'],
-    ...['c', 't0', 'T', 'fresh', 'wk', 'win', 'old', 'j', 'r', 't1', 't', 'xv', 's', 'ur'],
+    ...['c', 't0', 'T', 'fresh', 'wk', 'win', 'old', 'j', 'r', 't1', 't', 'xv', 's', 'ur', 'sb'],
   ]);
-  const code = `${STEP_WGSL}
-${decls}
-const C: u32 = ${C}u;
-const K: u32 = ${K}u;
-const S: u32 = ${S}u;
-const TB: u32 = ${tb}u;
-const WG: u32 = ${wg}u;
-
-${FLAT_MAIN_WGSL}
-  let c = i % C;
+  const body = `  let c = i % C;
   let t0 = (i / C) * TB;
   let T = step.T;
   if (t0 >= T) { return; }
@@ -87,9 +81,34 @@ ${FLAT_MAIN_WGSL}
   }
 }
 `;
+  const batchedBody = `  let c = i % C;
+  let t = i / C;
+  if (t >= step.T) { return; }
+  let fresh = step.pos == 0u;
+  let sb = t * S * C;
+  let xv = x[t * C + c];
+  var s = ${a.bias ? 'bias[c]' : '0.0'} + w[c * K + S] * xv;
+  for (var j = 0u; j < S; j++) { s += w[c * K + j] * select(state[sb + j * C + c], 0.0, fresh); }
+  out[t * C + c] = ${a.silu ? actExpr('silu', 's') : 's'};
+  for (var j = 0u; j + 1u < S; j++) {
+    state[sb + j * C + c] = select(state[sb + (j + 1u) * C + c], 0.0, fresh);
+  }
+  state[sb + (S - 1u) * C + c] = xv;
+}
+`;
+  const code = `${STEP_WGSL}
+${decls}
+const C: u32 = ${C}u;
+const K: u32 = ${K}u;
+const S: u32 = ${S}u;
+const TB: u32 = ${tb}u;
+const WG: u32 = ${wg}u;
+
+${FLAT_MAIN_WGSL}
+${batched ? batchedBody : body}`;
   const launch: KernelLaunch = {
     kernel: {
-      name: `conv1d_c${C}_k${K}${a.bias ? '_b' : ''}${a.silu ? '_silu' : ''}_tb${tb}_wg${wg}`,
+      name: `conv1d_c${C}_k${K}${a.bias ? '_b' : ''}${a.silu ? '_silu' : ''}_tb${tb}_wg${wg}${batched ? '_batched' : ''}`,
       code: withHelpers(code),
       bindings,
       workgroupSize: [wg, 1, 1],

@@ -45,7 +45,9 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
   // The conv epilogue carries state from row to row, which the prefill tiles (rows in
   // parallel) cannot; the GEMV walks a longer step's rows in order (correct, slow: the fusion
   // makes conv epilogues for decode only).
-  if (maxT === 1 || a.conv) return { launches: [gemvLaunch(a, common(a), caps)], scratch: {} };
+  // A batched conv epilogue (conv.batch) has a state slice per row: any path takes it.
+  if (maxT === 1 || (a.conv && (a.conv.batch ?? 1) === 1))
+    return { launches: [gemvLaunch(a, common(a), caps)], scratch: {} };
   const tensor = tensorTiling(a, caps, maxT);
   const launch = tensor
     ? tensorLaunch(

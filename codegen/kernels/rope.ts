@@ -81,7 +81,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (col >= WIDTH || t >= step.T) { return; }
   let e = col % HD;
   let base = t * WIDTH + col - e;
-  let cs = (step.pos + t) * ${half}u;
+  let cs = ${(a.batch ?? 1) > 1 ? 'step.pos' : '(step.pos + t)'} * ${half}u;
   out[t * WIDTH + col] = ${ropeElementWgsl(a, 'e', xi, ci, si)};
 }
 `;
@@ -89,7 +89,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     launches: [
       {
         kernel: {
-          name: `rope_${a.pairs}_h${a.heads}_d${a.headDim}_r${a.rotaryDim}_wg${wg}`,
+          // Batched (a.batch): every row (a sequence) is at step.pos.
+          name: `rope_${a.pairs}_h${a.heads}_d${a.headDim}_r${a.rotaryDim}_wg${wg}${(a.batch ?? 1) > 1 ? '_batched' : ''}`,
           code,
           bindings,
           workgroupSize: [wg, 1, 1],
@@ -142,6 +143,7 @@ export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
     'SINK',
     'RING',
     'cache_row',
+    'lrow',
   ]);
   // Threads per row: elements, or element pairs of an f16 cache.
   const threads = f16 ? ix.cols / 2 : ix.cols;
@@ -150,7 +152,12 @@ export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
   const variant = c === null ? '' : `_h${c.heads}x${c.cols}at${c.offset}${c.broadcast ? 'b' : ''}`;
   // A ring cache (KvRing) puts position j at cacheRow(ring, capacity, j).
   const ring = a.ring ?? null;
-  const rowOf = ring ? 'cache_row(step.pos + t)' : 'step.pos + t';
+  // Batched (a.batch): row t is sequence t at step.pos, written into its own CAPACITY rows.
+  const batched = (a.batch ?? 1) > 1;
+  const at = batched ? 'step.pos' : 'step.pos + t';
+  const rowOf = ring ? `cache_row(${at})` : at;
+  const seqRow = batched ? '\n  let row = t * CAPACITY + lrow;' : '';
+  const lrow = batched ? 'lrow' : 'row';
   const ringFn = ring
     ? `const SINK = ${ring.sink}u;
 const RING = ${a.capacity - ring.sink}u;
@@ -161,14 +168,14 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
   const body = f16
     ? `let col = 2u * gid.x;
   let t = gid.y;
-  let row = ${rowOf};
-  if (col >= COLS || t >= step.T || row >= CAPACITY) { return; }
+  let ${lrow} = ${rowOf};
+  if (col >= COLS || t >= step.T || ${lrow} >= CAPACITY) { return; }${seqRow}
   let src = ${ix.src};
   cache[(${ix.dst}) >> 1u] = f16_pack2(x[src], x[src + 1u]);`
     : `let col = gid.x;
   let t = gid.y;
-  let row = ${rowOf};
-  if (col >= COLS || t >= step.T || row >= CAPACITY) { return; }
+  let ${lrow} = ${rowOf};
+  if (col >= COLS || t >= step.T || ${lrow} >= CAPACITY) { return; }${seqRow}
   cache[${ix.dst}] = x[${ix.src}];`;
   const code = withHelpers(`${STEP_WGSL}
 ${decls}
@@ -185,7 +192,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     launches: [
       {
         kernel: {
-          name: `kv_write_w${a.width}${variant}${f16 ? '_kv16' : ''}_c${a.capacity}${ring ? `_ring${ring.sink}` : ''}_wg${wg}`,
+          name: `kv_write_w${a.width}${variant}${f16 ? '_kv16' : ''}_c${a.capacity}${ring ? `_ring${ring.sink}` : ''}_wg${wg}${batched ? '_batched' : ''}`,
           code,
           bindings,
           workgroupSize: [wg, 1, 1],

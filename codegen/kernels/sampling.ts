@@ -25,6 +25,7 @@ export const sampleKernel: KernelGenerator<SampleAttrs> = (a, { caps }) => {
     throw new Error(`sample: needs ${SAMPLE_THREADS} invocations per workgroup`);
   }
   const chunk = Math.ceil(a.vocab / SAMPLE_THREADS);
+  const batched = (a.batch ?? 1) > 1;
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'logits', 'read')}
 ${storageDecl(2, 'token', 'read_write', 'u32')}
@@ -106,8 +107,15 @@ fn chunk_mass(base: u32, lo: u32, hi: u32, tau: u32, m: f32, inv_t: f32) -> f32 
 }
 
 @compute @workgroup_size(NT)
-fn main(@builtin(local_invocation_index) lid: u32) {
-  let base = (max(step.L, 1u) - 1u) * V;
+${
+  batched
+    ? `fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u) {
+  // Batched: workgroup s samples sequence s's row, seeded seed + s.
+  let row = wid.x;
+  let base = row * V;`
+    : `fn main(@builtin(local_invocation_index) lid: u32) {
+  let base = (max(step.L, 1u) - 1u) * V;`
+}
   let lo = min(lid * CHUNK, V);
   let hi = min(lo + CHUNK, V);
 
@@ -197,7 +205,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var c = 0.0;
     if (lid > 0u) { c = red_f[lid - 1u]; }
     let total = workgroupUniformLoad(&red_f[NT - 1u]);
-    let u = f32(pcg(step.draw ^ pcg(step.seed)) >> 8u) * (1.0 / 16777216.0);
+    let u = f32(pcg(step.draw ^ pcg(step.seed${batched ? ' + row' : ''})) >> 8u) * (1.0 / 16777216.0);
     let r = u * total;
     var cand = NONE;
     for (var i = lo; i < hi; i++) {
@@ -213,15 +221,13 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   // The reductions since the atomicOr all end in barriers, so every thread's flag is in.
   let status = atomicLoad(&nonfinite);
   if (lid == 0u) {
-    token[0] = tok;
-    token[1] = status;
-    ids[0] = tok;
+    ${batched ? 'token[2u * row] = tok;\n    token[2u * row + 1u] = status;\n    ids[row] = tok;' : 'token[0] = tok;\n    token[1] = status;\n    ids[0] = tok;'}
   }
 }
 `;
   const launch: KernelLaunch = {
     kernel: {
-      name: `sample_v${a.vocab}`,
+      name: `sample_v${a.vocab}${batched ? '_batched' : ''}`,
       code,
       bindings: [
         STEP_BINDING,
@@ -231,7 +237,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
       ],
       workgroupSize: [SAMPLE_THREADS, 1, 1],
     },
-    grid: [1, 1, 1],
+    grid: [batched ? { sym: 'T' } : 1, 1, 1],
   };
   return { launches: [launch], scratch: {} };
 };

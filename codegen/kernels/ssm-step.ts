@@ -86,7 +86,19 @@ export function mamba1StepOp(
     throw new Error(`mamba1_step: channelsPerGroup must be a multiple of ${CH}`);
   const CPG = passes * CH;
   const groups = Math.ceil(D / CPG);
-  const b = opBindings(a, ['main', 'red', 'proj', 'rstd', 'lid', 'wid', 't', 'xt', 'rl', 'lane']);
+  const b = opBindings(a, [
+    'main',
+    'red',
+    'proj',
+    'rstd',
+    'lid',
+    'wid',
+    't',
+    'xt',
+    'rl',
+    'lane',
+    'sb',
+  ]);
   const norms =
     a.normEps === null
       ? ''
@@ -120,6 +132,10 @@ export function mamba1StepOp(
   }`;
   const dbcLoadWgsl = `for (var r = lid; r < R; r += WG) { proj[r] = dbc[t * R + r]; }
   workgroupBarrier();`;
+  // Batched (a.batch): row t is sequence t with its own state slice (sb), all at step.pos, so
+  // no row carries state to the next; one-sequence kernels keep their text.
+  const batched = (a.batch ?? 1) > 1;
+  const sj = batched ? 'sb + j' : 'j';
   const eps = a.normEps === null ? '' : `_e${String(a.normEps).replace(/[^0-9a-z]/gi, '_')}`;
   const code = `${STEP_WGSL}
 ${b.decls}
@@ -148,12 +164,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let lane = lid % NL;
   // Tokens one after another (decode has one): a thread keeps the same channel and state
   // elements for every token, so the state it carries is its own.
-  for (var t = 0u; t < step.T; t++) {
+  ${batched ? '{ let t = wid.y; // a batched step: workgroup row y is sequence y' : 'for (var t = 0u; t < step.T; t++) {'}
   let xt = t * D;
   ${a.xProj ? xProjWgsl : dbcLoadWgsl}
 ${norms}
   // dt_proj and the scan, CH channels per pass.
-  let fresh = step.pos == 0u && t == 0u;
+  let fresh = step.pos == 0u${batched ? `;\n  let sb = t * D * N;` : ' && t == 0u;'}
   for (var p = 0u; p < PASSES; p++) {
     let ch = (wid.x * PASSES + p) * CH + lid / NL;
     let ok = ch < D;
@@ -174,8 +190,8 @@ ${norms}
       let dx = dl * xv;
       for (var n = lane; n < N; n += NL) {
         let j = ch * N + n;
-        let hn = exp(-dl * exp(w[ALOG + j])) * select(state[j], 0.0, fresh) + dx * proj[DTR + n];
-        state[j] = hn;
+        let hn = exp(-dl * exp(w[ALOG + j])) * select(state[${sj}], 0.0, fresh) + dx * proj[DTR + n];
+        state[${sj}] = hn;
         y += hn * proj[DTR + N + n];
       }
     }
@@ -192,12 +208,13 @@ ${norms}
     launches: [
       {
         kernel: {
-          name: `mamba1_step_d${D}_n${N}_r${dtRank}${eps}${a.xProj ? '' : '_dbc'}_p${passes}_g${groups}`,
+          name: `mamba1_step_d${D}_n${N}_r${dtRank}${eps}${a.xProj ? '' : '_dbc'}_p${passes}_g${groups}${batched ? '_batched' : ''}`,
           code: withHelpers(code),
           bindings: b.bindings,
           workgroupSize: [WG, 1, 1],
         },
-        grid: [groups, 1, 1],
+        // Batched: the sequences are independent, so each gets its own row of workgroups.
+        grid: [groups, batched ? { sym: 'T' } : 1, 1],
       },
     ],
     scratch: {},

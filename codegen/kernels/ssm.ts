@@ -374,6 +374,10 @@ export function selectiveScanChunked(
 }
 
 export const selectiveScanKernel: KernelGenerator<SelectiveScanAttrs> = (a, ctx) => {
+  if (a.batch && a.batch > 1)
+    throw new Error(
+      `selective_scan: batched decode (batch ${a.batch}) runs Mamba-1 through its fused mamba1_step; compile with fusion on`,
+    );
   selectiveScan.check(a);
   if (ctx.maxT === 1 && ctx.caps.maxStorageBuffersPerStage >= FUSED_BINDINGS)
     return { launches: [scanStepLaunch(a, ctx.caps)], scratch: {} };
@@ -443,6 +447,13 @@ function ssdStepLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const bindings = a.packed
     ? bind(['x', 'dt', 'p', 'b', 'c'], ['state', 'out'])
     : bind(['x', 'dt', 'dtBias', 'aLog', 'b', 'c', 'd'], ['state', 'out']);
+  // Batched (a.batch): row t is sequence t with its own state slice (sb), all at step.pos, so no
+  // row carries state to the next; one-sequence kernels keep their text.
+  const batched = (a.batch ?? 1) > 1;
+  const sj = batched ? 'sb + j' : 'j';
+  const [gx, gy] = flatConst('ssd', s.W * nl, wg, caps);
+  // Batched: the sequences are independent, so each gets its own layer (z) of workgroups.
+  const grid: [GridDim, GridDim, GridDim] = [gx, gy, batched ? { sym: 'T' } : 1];
   // Packed (SsdAttrs.packed): dtBias, aLog and d are p's three runs of H.
   const [dtBias, aLog, dSkip] = a.packed
     ? ['p[hh]', 'p[H + hh]', 'p[2u * H + hh]']
@@ -461,7 +472,7 @@ ${FLAT_MAIN_WGSL}
   let ok = row < W;
   // Tokens one after another (decode has one; a packed SSD takes longer steps this way): a
   // thread keeps its row and state elements for every token.
-  for (var t = 0u; t < step.T; t++) {
+  ${batched ? '{ let t = wid.z; // a batched step: workgroup z is sequence z' : 'for (var t = 0u; t < step.T; t++) {'}
     var y = 0.0;
     var xv = 0.0;
     var skip = 0.0;
@@ -473,11 +484,11 @@ ${FLAT_MAIN_WGSL}
       xv = x[t * W + row];
       skip = ${dSkip};
       let dx = dl * xv;
-      let fresh = step.pos == 0u && t == 0u;
+      let fresh = step.pos == 0u${batched ? `;\n      let sb = t * W * N;` : ' && t == 0u;'}
       for (var n = lane; n < N; n += NL) {
         let j = row * N + n;
-        let sn = decay * select(state[j], 0.0, fresh) + dx * b[t * GN + g * N + n];
-        state[j] = sn;
+        let sn = decay * select(state[${sj}], 0.0, fresh) + dx * b[t * GN + g * N + n];
+        state[${sj}] = sn;
         y += sn * c[t * GN + g * N + n];
       }
     }
@@ -496,11 +507,11 @@ ${FLAT_MAIN_WGSL}
 `;
   return launch(
     'ssd',
-    `ssd_step_${ssdName(s)}_${ssdLimitName(a)}_l${nl}${a.packed ? '_packed' : ''}`,
+    `ssd_step_${ssdName(s)}_${ssdLimitName(a)}_l${nl}${a.packed ? '_packed' : ''}${batched ? '_batched' : ''}`,
     bindings,
     code,
     wg,
-    flatConst('ssd', s.W * nl, wg, caps),
+    grid,
     caps,
   );
 }
@@ -1003,7 +1014,9 @@ export const ssdKernel: KernelGenerator<SsdAttrs> = (a, ctx) => {
   ssd.check(a);
   // Only the ssd-decode fusion packs, for decode; the chunked launches read the parameters
   // unpacked, so a longer packed step runs its tokens in order in the step kernel.
-  if (a.packed) return { launches: [ssdStepLaunch(a, ctx.caps)], scratch: {} };
+  // A batched step is one token of each sequence, which only the step kernel takes.
+  if (a.packed || (a.batch ?? 1) > 1)
+    return { launches: [ssdStepLaunch(a, ctx.caps)], scratch: {} };
   if (ctx.maxT === 1 && ctx.caps.maxStorageBuffersPerStage >= FUSED_BINDINGS)
     return { launches: [ssdStepLaunch(a, ctx.caps)], scratch: {} };
   return ssdChunked(a, ctx);

@@ -18,6 +18,7 @@ export const COMMON_COMPILE_OPTIONS = {
   'no-fuse': { type: 'boolean' },
   precision: { type: 'string' },
   kv: { type: 'string' },
+  batch: { type: 'string' },
   seed: { type: 'string' },
   weights: { type: 'string' },
   hf: { type: 'boolean' },
@@ -36,6 +37,9 @@ export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step
                      all sums accumulate in f32
   --kv T             attention KV cache type: f32 (default) or f16 (half the bytes per token;
                      scores and sums stay f32)
+  --batch B          sequences one decode step advances together (default 1): the weights are
+                     read once per step for all B, and every KV cache and recurrent state
+                     holds B sequences (run such a bundle with run --prompts)
   --seed S           seed for random weights when no --weights is given (default 0)
   --weights FILE     real weights (.safetensors with strata's canonical names)
   --hf               treat the input as a HuggingFace folder (config.json + safetensors)
@@ -115,8 +119,15 @@ export function compileWithOptions(
     'no-fuse'?: boolean;
     precision?: string;
     kv?: string;
+    batch?: string;
   },
 ): CompiledModel {
+  const batch = intOption(values.batch, 'batch', undefined);
+  // A batched build's steps take one token of each sequence (codegen/compile.ts).
+  if (batch !== undefined && batch > 1 && values['max-t'] !== undefined)
+    throw new UserError(
+      `--max-t does not apply with --batch ${batch}: every step of a batched build takes one token of each sequence`,
+    );
   return compileModel(model, {
     caps,
     maxT: intOption(values['max-t'], 'max-t', undefined),
@@ -124,6 +135,7 @@ export function compileWithOptions(
     fuse: !values['no-fuse'],
     precision: precisionOption(values.precision, caps),
     kv: kvOption(values.kv),
+    batch,
   });
 }
 

@@ -14,12 +14,13 @@ import { compileFigures } from './explore/metrics.ts';
 import { DEVICES, type Roofline } from './explore/roofline.ts';
 import { table, toCsv, type DesignResult, type Results } from './explore/results.ts';
 import { plotSpecs, renderSvg, reportHtml } from './explore/plots.ts';
+import { MEMORY_BUDGETS } from './report.ts';
 import { measureCached } from './explore/measure.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { gpuFlags } from './compile-cmd.ts';
 
 const CONTEXTS = [4096, 32768, 131072, 1048576];
-const BUDGETS = { '80GiB': 80 * 2 ** 30, '24GiB': 24 * 2 ** 30, '4GiB': 4 * 2 ** 30 };
+const BUDGETS = MEMORY_BUDGETS;
 
 function positive(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;

@@ -221,6 +221,20 @@ ${COMMON_COMPILE_HELP}`,
           `a token decoded at capacity ${r.capacity} does ${pct.join(', ')} of their dense attention FLOPs`,
       );
     }
+    // What batching can hold: the smaller a sequence's caches, the more sequences share the
+    // weights read by one batched decode step (compile --batch).
+    const memory = Object.keys(r.batchFit[0]?.maxBatch ?? {});
+    console.log(
+      `batch memory (weights + B x (KV at context + recurrent state)), largest B within ${memory.join(' / ')}: ` +
+        r.batchFit
+          .map(
+            (f) =>
+              `${f.context.toLocaleString('en')}: ${bytes(f.bytesPerSequence)} a sequence, B ${memory.map((b) => f.maxBatch[b].toLocaleString('en')).join(' / ')}`,
+          )
+          .join('; '),
+    );
+    if (r.batch > 1)
+      console.log(`batched decode: ${r.batch} sequences a step (memory above is per sequence)`);
     console.log(
       `KV memory against context: ${r.kvBytesByContext.map((k) => `${k.context.toLocaleString('en')}: ${bytes(k.bytes)}`).join('; ')}`,
     );

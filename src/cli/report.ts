@@ -82,6 +82,13 @@ export interface ModelReport {
   stateBytesPerSequence: number;
   /** KV-cache bytes a sequence holds at a few contexts up to the capacity (see kvBytesAt). */
   kvBytesByContext: { context: number; bytes: number }[];
+  /** Sequences a decode step of this build advances (compile --batch). */
+  batch: number;
+  /**
+   * At the same contexts: a sequence's memory (KV at that context + recurrent state) and the
+   * largest batch each of MEMORY_BUDGETS holds (see maxBatch).
+   */
+  batchFit: { context: number; bytesPerSequence: number; maxBatch: Record<string, number> }[];
   layers: LayerStateReport[];
   capacity: number;
   kernels: number;
@@ -107,9 +114,38 @@ const KV_INPUTS = new Set(['cache', 'kcache', 'vcache']);
 /** State inputs that are statistics (MoE expert-load counters), not model state. */
 const STAT_INPUTS = new Set(['load']);
 
-/** Per-layer KV and recurrent state, read off the decode graph (every state tensor appears there). */
-export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerStateReport[] {
+/** Memory budgets that explore and inspect size contexts and batches by, in bytes. */
+export const MEMORY_BUDGETS: Readonly<Record<string, number>> = {
+  '80GiB': 80 * 2 ** 30,
+  '24GiB': 24 * 2 ** 30,
+  '4GiB': 4 * 2 ** 30,
+};
+
+/**
+ * The largest batch B with weights + B x (KV at `context` + recurrent state) within `budget`
+ * (0 when the weights alone exceed it). Activations, which grow with B too but are small beside
+ * the caches at long contexts, are left out, as explore's memory figures leave them out.
+ */
+export function maxBatch(
+  budget: number,
+  weights: number,
+  layers: LayerStateReport[],
+  state: number,
+  context: number,
+): number {
+  const perSequence = kvBytesAt(layers, context) + state;
+  return Math.max(0, Math.floor((budget - weights) / perSequence));
+}
+
+/**
+ * Per-layer KV and recurrent state of one sequence, read off the decode graph (every state
+ * tensor appears there; a batched build's hold `batch` sequences, so they are divided by it).
+ */
+export function layerStates(
+  c: Pick<CompiledModel, 'model' | 'graphs'> & { batch?: number },
+): LayerStateReport[] {
   const g = c.graphs.decode;
+  const batch = c.batch ?? 1;
   const seen = new Set<number>();
   const out: LayerStateReport[] = c.model.layers.map((l) => ({
     layer: l.index,
@@ -146,8 +182,8 @@ export function layerStates(c: Pick<CompiledModel, 'model' | 'graphs'>): LayerSt
         row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1) / n.attrs.block;
       } else if (KV_INPUTS.has(name) || h2oRows) {
         row.kvBytesPerToken += shapeBytes(t.dtype, [t.shape[1]], 1);
-        if (rings.has(id)) row.kvRows = t.shape[0] as number;
-      } else row.stateBytes += shapeBytes(t.dtype, t.shape, 1);
+        if (rings.has(id)) row.kvRows = (t.shape[0] as number) / batch;
+      } else row.stateBytes += shapeBytes(t.dtype, t.shape, 1) / batch;
     }
   }
   return out;
@@ -217,6 +253,8 @@ export function report(c: CompiledModel): ModelReport {
   const byType = weightBytesByType(c);
   const layers = layerStates(c);
   const kvBytesPerToken = layers.reduce((n, l) => n + l.kvBytesPerToken, 0);
+  const recurrentStateBytes = layers.reduce((n, l) => n + l.stateBytes, 0);
+  const parameterBytes = Object.values(byType).reduce((a, b) => a + b, 0);
   const prefill = phase('prefill');
   const decode = phase('decode');
   return {
@@ -225,16 +263,27 @@ export function report(c: CompiledModel): ModelReport {
     parameters,
     activeParameters: countParams(c.model).active,
     precision: c.precision,
-    parameterBytes: Object.values(byType).reduce((a, b) => a + b, 0),
+    parameterBytes,
     parameterBytesByType: byType,
     flopsPerToken: decode.flops,
     ffn: ffnReports(c),
     kvBytesPerToken,
-    recurrentStateBytes: layers.reduce((n, l) => n + l.stateBytes, 0),
-    stateBytesPerSequence: stateBytes(c),
+    recurrentStateBytes,
+    stateBytesPerSequence: stateBytes(c) / c.batch,
     kvBytesByContext: reportContexts(c.capacity).map((context) => ({
       context,
       bytes: kvBytesAt(layers, context),
+    })),
+    batch: c.batch,
+    batchFit: reportContexts(c.capacity).map((context) => ({
+      context,
+      bytesPerSequence: kvBytesAt(layers, context) + recurrentStateBytes,
+      maxBatch: Object.fromEntries(
+        Object.entries(MEMORY_BUDGETS).map(([name, budget]) => [
+          name,
+          maxBatch(budget, parameterBytes, layers, recurrentStateBytes, context),
+        ]),
+      ),
     })),
     layers,
     capacity: c.capacity,

@@ -38,6 +38,7 @@ import {
 import type { DiffusionPick } from '../../runtime/diffusion.ts';
 import { checkRunFits, runPrompt } from './run-prompt.ts';
 import { describeSite, dumpLogits, printExpertLoad } from './run-report.ts';
+import { readPrompts, runBatch } from './run-batch.ts';
 
 function numberOption(
   v: string | undefined,
@@ -66,6 +67,10 @@ export const runCommand: Command = {
                        what is new (--max-tokens is per reply)
   --system TEXT        with --chat: a system message first
   --prompt-ids LIST    prompt as comma-separated decimal token ids, each below the vocab
+  --prompts FILE       several prompts, one a line (token ids, comma-separated, for a model
+                       without a tokenizer), decoded together as one batch: a bundle compiled
+                       with --batch B takes up to B; a spec is compiled with --batch (default:
+                       the number of prompts). Each output is printed as "[i] text"
   --max-tokens N       tokens to generate (default 32). The prompt and the generated tokens
                        must fit in the KV cache (the bundle's --capacity): a run that would not
                        is refused before the model loads, with the largest --max-tokens that fits
@@ -99,6 +104,7 @@ ${COMMON_COMPILE_HELP}`,
         ...COMMON_COMPILE_OPTIONS,
         prompt: { type: 'string' },
         'prompt-ids': { type: 'string' },
+        prompts: { type: 'string' },
         'max-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-k': { type: 'string' },
@@ -137,7 +143,17 @@ ${COMMON_COMPILE_HELP}`,
     if (isBundleDir(positionals[0])) {
       // A bundle is already compiled: an option that would change it must not pass unnoticed.
       const given = (
-        ['max-t', 'capacity', 'no-fuse', 'precision', 'kv', 'weights', 'hf', 'target'] as const
+        [
+          'max-t',
+          'capacity',
+          'no-fuse',
+          'precision',
+          'kv',
+          'batch',
+          'weights',
+          'hf',
+          'target',
+        ] as const
       )
         .filter((k) => values[k] !== undefined)
         .map((k) => `--${k}`);
@@ -198,8 +214,27 @@ ${COMMON_COMPILE_HELP}`,
     let prompt: number[];
     let tok: Tokenizer | null;
     let template: ChatTemplate | null;
+    // --prompts (or a batched bundle): several sequences a step (run-batch.ts).
+    let batchPrompts: number[][] | null = null;
+    const bundleBatch = source?.manifest.compile.batch ?? 1;
     try {
+      if (values.prompts !== undefined || bundleBatch > 1) {
+        if (values.prompts === undefined)
+          throw new UserError(
+            `${positionals[0]} decodes ${bundleBatch} sequences a step: give its prompts with --prompts FILE`,
+          );
+        if (values.prompt !== undefined || values['prompt-ids'] !== undefined || values.chat)
+          throw new UserError('--prompts takes every prompt: drop --prompt, --prompt-ids, --chat');
+        if (diffusion || block || values['dump-logits'] !== undefined || values['check-finite'])
+          throw new UserError(
+            '--prompts runs autoregressive decode without --dump-logits or --check-finite',
+          );
+      }
       ({ prompt, tok, template } = await runPrompt(source, input, positionals[0], vocab, values));
+      if (values.prompts !== undefined) {
+        batchPrompts = await readPrompts(values.prompts, tok, vocab);
+        prompt = batchPrompts.reduce((a, b) => (b.length > a.length ? b : a));
+      }
       if (source && !diffusion && !block)
         checkRunFits(
           prompt.length,
@@ -223,7 +258,9 @@ ${COMMON_COMPILE_HELP}`,
         gpu.caps,
         gen
           ? { ...values, 'max-t': values['max-t'] ?? canvas, capacity: values.capacity ?? canvas }
-          : values,
+          : batchPrompts
+            ? { ...values, batch: values.batch ?? String(batchPrompts.length) }
+            : values,
       );
       if (!gen) checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
       source = memorySource(compiled, input!.weights, input!.tokenizer);
@@ -253,6 +290,16 @@ ${COMMON_COMPILE_HELP}`,
       topK: numberOption(values['top-k'], 'top-k', 0, 0, vocab),
       topP: numberOption(values['top-p'], 'top-p', 1, 0, 1),
     };
+    if (batchPrompts) {
+      await runBatch(model, batchPrompts, {
+        maxTokens,
+        sampling,
+        stopTokens: values['ignore-eos'] ? [] : [...(tok?.eos ?? [])],
+        tok,
+        ids: values.ids === true,
+      });
+      return 0;
+    }
     // Tokens fed after the prompt so far: what --check-finite replays to reach the failing step.
     const fed: number[] = [];
     const seq = model.newSequence();

@@ -1,6 +1,7 @@
 /** Incremental construction of a Graph; block lowerings use it and nothing else. */
 import type { KvType, OpAttrs } from './ops.ts';
 import type { Dim, DType, Graph, GraphNode, ParamSource, Phase, Tensor } from './ir.ts';
+import { BATCHED_OPS, SHARED_STATE_OPS } from '../ops/batch.ts';
 
 export class GraphBuilder {
   readonly tensors: Tensor[] = [];
@@ -38,6 +39,11 @@ export class GraphBuilder {
      * mask (the reference the ring caches are tested against).
      */
     readonly ringCaches: boolean = true,
+    /**
+     * Sequences per decode step (compile --batch): above 1 the step's rows are sequences, every
+     * per-sequence state holds `batch` slices, and op() marks the ops that index them by row.
+     */
+    readonly batch: number = 1,
   ) {}
 
   tensor(name: string, shape: Dim[], kind: Tensor['kind'], dtype: DType = 'f32'): number {
@@ -76,7 +82,10 @@ export class GraphBuilder {
     return id;
   }
 
-  /** A state tensor; the same name always gives the same tensor (which must have this dtype). */
+  /**
+   * A state tensor; the same name always gives the same tensor (which must have this dtype).
+   * `shape` is one sequence's; a batched step keeps `batch` of them, one after another.
+   */
   state(name: string, shape: Dim[], dtype: DType = 'f32'): number {
     const hit = this.states.get(name);
     if (hit !== undefined) {
@@ -84,7 +93,10 @@ export class GraphBuilder {
         throw new Error(`state '${name}' is ${this.tensors[hit].dtype} and ${dtype}`);
       return hit;
     }
-    const id = this.tensor(name, shape, 'state', dtype);
+    const [first, ...rest] = shape;
+    const rows =
+      this.batch > 1 && typeof first === 'number' ? [first * this.batch, ...rest] : shape;
+    const id = this.tensor(name, rows, 'state', dtype);
     this.states.set(name, id);
     return id;
   }
@@ -117,6 +129,7 @@ export class GraphBuilder {
     inputs: Record<string, number>,
     outputs: Record<string, { name: string; shape: Dim[]; dtype?: DType } | number>,
   ): Record<string, number> {
+    if (this.batch > 1) attrs = this.batched(attrs, label, inputs);
     const out: Record<string, number> = {};
     for (const [k, v] of Object.entries(outputs)) {
       out[k] = typeof v === 'number' ? v : this.tensor(v.name, v.shape, 'activation', v.dtype);
@@ -130,6 +143,23 @@ export class GraphBuilder {
       label,
     });
     return out;
+  }
+
+  /**
+   * A batched step's attrs: ops that read the position or a per-sequence state learn the batch
+   * (src/ops/batch.ts); one that keeps state without a batched kernel is an error here, at the
+   * layer that has it, rather than B sequences silently sharing one state.
+   */
+  private batched(attrs: OpAttrs, label: string, inputs: Record<string, number>): OpAttrs {
+    if (Object.hasOwn(BATCHED_OPS, attrs.op)) return { ...attrs, batch: this.batch } as OpAttrs;
+    if (SHARED_STATE_OPS.includes(attrs.op)) return attrs;
+    const state = Object.values(inputs).find((t) => this.tensors[t].kind === 'state');
+    if (state === undefined) return attrs;
+    const where = this.layer === null ? label : `layer ${this.layer} (${label})`;
+    throw new Error(
+      `${where}: batched decode (--batch ${this.batch}) has no kernel for ${attrs.op}, which ` +
+        `keeps state '${this.tensors[state].name}'; batched ops: ${Object.keys(BATCHED_OPS).join(', ')}`,
+    );
   }
 
   finish(ids: number, logits: number, token: number): Graph {

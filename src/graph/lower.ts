@@ -30,6 +30,13 @@ export interface LowerOptions {
    * instead of a ring: the reference that the ring caches are tested against. Default true.
    */
   ringCaches?: boolean;
+  /**
+   * Sequences a decode step advances together (default 1). Above 1 the decode graph's rows are
+   * sequences: the matmuls read each weight once for all of them (M = batch rows), and the
+   * stateful ops index their sequence by row (src/ops/batch.ts). The prefill phase of such a
+   * build is the same batched step: a static batch feeds its prompts one token per step.
+   */
+  batch?: number;
 }
 
 /** x + mixer(norm(input)) for layer i, as its kind's definition (src/mixers) lowers it. */
@@ -47,7 +54,9 @@ function lowerMixer(
 }
 
 export function lower(model: ModelIR, opts: LowerOptions): Graph {
-  const maxT = opts.phase === 'decode' ? 1 : opts.maxT;
+  const batch = opts.batch ?? 1;
+  if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch ${batch} must be a count >= 1`);
+  const maxT = opts.phase === 'decode' ? batch : opts.maxT;
   const b = new GraphBuilder(
     opts.phase,
     maxT,
@@ -55,6 +64,7 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
     opts.kv ?? 'f32',
     opts.maxT,
     opts.ringCaches ?? true,
+    batch,
   );
   const ids = b.tensor('ids', ['T'], 'input', 'u32');
   const table = b.param(EMBED, [model.vocab, model.dim]);
@@ -133,8 +143,8 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
     'sample',
     { logits, ids },
     {
-      // The sampled id and the sampler's status word (src/ops/sampling.ts).
-      token: { name: 'token', shape: [2], dtype: 'u32' },
+      // The sampled id and the sampler's status word (src/ops/sampling.ts), per sequence.
+      token: { name: 'token', shape: [2 * batch], dtype: 'u32' },
       ids,
     },
   ).token;

@@ -116,6 +116,11 @@ export interface MatmulAttrs {
     kvType?: KvType;
     /** Rows of both caches when they are rings (see KvRing); absent: `capacity` rows, row = pos. */
     ring?: { sink: number; rows: number } | null;
+    /**
+     * Batched decode (src/ops/batch.ts): row r is sequence r at step.pos, its k and v going to
+     * slice r of caches that hold `batch` sequences' rows one after another. Absent: 1.
+     */
+    batch?: number;
   } | null;
   /**
    * Decode's causal depthwise conv on output columns [0, conv.channels), applied to each such
@@ -126,7 +131,17 @@ export interface MatmulAttrs {
    * kernel − 1 rows. Rows run one after another (the reference takes any T; the GEMV kernel one).
    * Absent or null: none.
    */
-  conv?: { channels: number; kernel: number; bias: boolean; silu: boolean } | null;
+  conv?: {
+    channels: number;
+    kernel: number;
+    bias: boolean;
+    silu: boolean;
+    /**
+     * Batched decode (src/ops/batch.ts): row r is sequence r, with its own slice of the state
+     * (B slices of kernel − 1 rows); nothing carries across rows, which may then run in parallel.
+     */
+    batch?: number;
+  } | null;
   /**
    * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
    * with an f16 scale per block of 32 along K. Its values are what src/ops/weight-storage.ts's
@@ -195,6 +210,12 @@ export function plainMatmul(
 
 export interface RopeAttrs extends RopeLayout {
   op: 'rope';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   /** Rows (positions) of the cos/sin tables: the KV cache's capacity. */
   capacity: number;
 }
@@ -233,6 +254,12 @@ export function cacheRow(ring: KvRing | null | undefined, rows: number, j: numbe
 /** Writes x's rows to cache rows pos .. pos+T-1, in place. */
 export interface KvWriteAttrs {
   op: 'kv_write';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   /** Elements per cache row (kvHeads * headDim). */
   width: number;
   /** Rows in the cache. */
@@ -265,6 +292,12 @@ export function kvWriteWidth(a: KvWriteAttrs): number {
 
 export interface AttentionAttrs {
   op: 'attention';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   heads: number;
   kvHeads: number;
   /** Width of each q and k head. */
@@ -515,6 +548,12 @@ export interface SoftcapAttrs {
  */
 export interface SampleAttrs {
   op: 'sample';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   vocab: number;
 }
 
@@ -540,6 +579,12 @@ export interface MulAttrs {
  */
 export interface Conv1dAttrs {
   op: 'conv1d';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   channels: number;
   kernel: number;
   bias: boolean;
@@ -556,6 +601,12 @@ export interface Conv1dAttrs {
  */
 export interface SelectiveScanAttrs {
   op: 'selective_scan';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   dInner: number;
   dState: number;
 }
@@ -572,6 +623,12 @@ export interface SelectiveScanAttrs {
  */
 export interface Mamba1StepAttrs {
   op: 'mamba1_step';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   dInner: number;
   dState: number;
   dtRank: number;
@@ -595,6 +652,12 @@ export interface Mamba1StepAttrs {
  */
 export interface SsdAttrs {
   op: 'ssd';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   heads: number;
   headDim: number;
   dState: number;

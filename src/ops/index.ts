@@ -23,6 +23,7 @@ import { tokenShift } from './token-shift.ts';
 import { groupSum } from './group-sum.ts';
 import { headMatmul } from './head-matmul.ts';
 import { moeCombine, moeGroup, moeMatmul, moeRoute } from './moe.ts';
+import { batchedDefinition, batchOf } from './batch.ts';
 
 type Registry = { [K in OpName]: OpDefinition<Extract<OpAttrs, { op: K }>> };
 
@@ -62,8 +63,10 @@ export const definitions: Registry = {
   head_matmul: headMatmul,
 };
 
+/** An op's definition; for a batched op (attrs.batch > 1) its batched wrapper (src/ops/batch.ts). */
 export function definitionFor<A extends OpAttrs>(a: A): OpDefinition<A> {
-  return definitions[a.op] as unknown as OpDefinition<A>;
+  const def = definitions[a.op] as unknown as OpDefinition<A>;
+  return batchOf(a) > 1 ? batchedDefinition(def) : def;
 }
 
 /**

@@ -172,14 +172,14 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (a.conv) {
     r.convW = rule([a.conv.channels, a.conv.kernel]);
     if (a.conv.bias) r.convB = rule([a.conv.channels]);
-    r.convState = inPlace([a.conv.kernel - 1, a.conv.channels]);
+    r.convState = inPlace([(a.conv.kernel - 1) * (a.conv.batch ?? 1), a.conv.channels]);
   }
   const rope = a.ropeKv;
   if (rope) {
     r.cos = rule([rope.capacity, rope.rotaryDim / 2]);
     r.sin = rule([rope.capacity, rope.rotaryDim / 2]);
-    r.kcache = inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope));
-    r.vcache = inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope));
+    r.kcache = inPlace([cacheRows(rope) * (rope.batch ?? 1), rope.kvCols], kvTypeOf(rope));
+    r.vcache = inPlace([cacheRows(rope) * (rope.batch ?? 1), rope.kvCols], kvTypeOf(rope));
   } else if (a.outOffset > 0) {
     r.out = inPlace([a.rows, a.outStride]);
   }
@@ -197,12 +197,12 @@ function outputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (rope) {
     return {
       out: rule(['T', rope.qCols]),
-      kcache: inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope)),
-      vcache: inPlace([cacheRows(rope), rope.kvCols], kvTypeOf(rope)),
+      kcache: inPlace([cacheRows(rope) * (rope.batch ?? 1), rope.kvCols], kvTypeOf(rope)),
+      vcache: inPlace([cacheRows(rope) * (rope.batch ?? 1), rope.kvCols], kvTypeOf(rope)),
     };
   }
   const conv = a.conv
-    ? { convState: inPlace([a.conv.kernel - 1, a.conv.channels]) }
+    ? { convState: inPlace([(a.conv.kernel - 1) * (a.conv.batch ?? 1), a.conv.channels]) }
     : ({} as Record<string, TensorRule>);
   if (a.splits) {
     return {
@@ -261,6 +261,7 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       : undefined;
 
   const rope = a.ropeKv;
+  const batched = (rope?.batch ?? 1) > 1;
   const outStride = rope ? rope.qCols : a.outStride;
   const outOffset = rope ? 0 : a.outOffset;
   const outMin = rows * outStride;
@@ -281,19 +282,23 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
         `matmul: a ropeKv step of ${rows} rows exceeds the ring's ${rope.ring.rows - rope.ring.sink} rows after its sinks`,
       );
     }
-    const end = (rope.ring ? rope.ring.rows : step.pos + rows) * rope.kvCols;
+    // Batched (rope.batch): every row at step.pos, each in its own slice of cacheRows rows.
+    const end = batched
+      ? cacheRows(rope) * rows * rope.kvCols
+      : (rope.ring ? rope.ring.rows : step.pos + rows) * rope.kvCols;
     kcache = need(inputs, 'kcache', end, `kcache rows up to pos+T (${step.pos + rows})`);
     vcache = need(inputs, 'vcache', end, `vcache rows up to pos+T (${step.pos + rows})`);
     const half = rope.rotaryDim / 2;
-    cos = need(inputs, 'cos', (step.pos + rows) * half, 'cos rows up to pos+T');
-    sin = need(inputs, 'sin', (step.pos + rows) * half, 'sin rows up to pos+T');
+    const last = batched ? step.pos + 1 : step.pos + rows;
+    cos = need(inputs, 'cos', last * half, 'cos rows up to pos+T');
+    sin = need(inputs, 'sin', last * half, 'sin rows up to pos+T');
   }
 
   const cv = a.conv;
   const convW = cv ? need(inputs, 'convW', cv.channels * cv.kernel, 'convW') : undefined;
   const convB = cv?.bias ? need(inputs, 'convB', cv.channels, 'convB') : undefined;
   const convState = cv
-    ? need(inputs, 'convState', (cv.kernel - 1) * cv.channels, 'convState')
+    ? need(inputs, 'convState', (cv.kernel - 1) * cv.channels * (cv.batch ?? 1), 'convState')
     : undefined;
 
   const xr = new Float32Array(K);
@@ -321,10 +326,15 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       if (residual) v += residual[r * N + n];
       y[n] = v;
     }
-    if (cv && convW && convState)
-      convRow(cv, y, convW, convB, convState, step.pos === 0 && r === 0);
+    if (cv && convW && convState) {
+      // Batched: row r is sequence r with its own state slice.
+      const S = (cv.kernel - 1) * cv.channels;
+      if ((cv.batch ?? 1) > 1)
+        convRow(cv, y, convW, convB, convState.subarray(r * S, (r + 1) * S), step.pos === 0);
+      else convRow(cv, y, convW, convB, convState, step.pos === 0 && r === 0);
+    }
     if (rope && kcache && vcache && cos && sin) {
-      const p = step.pos + r;
+      const p = batched ? step.pos : step.pos + r;
       const half = rope.rotaryDim / 2;
       const qk = rope.qCols + rope.kvCols;
       for (let h = 0; h < qk; h += rope.headDim) {
@@ -333,7 +343,9 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       out.set(y.subarray(0, rope.qCols), r * outStride);
       // An f16 cache holds each k and v rounded to f16, as the kernels store them.
       if (kvTypeOf(rope) === 'f16') for (let n = rope.qCols; n < N; n++) y[n] = roundF16(y[n]);
-      const row = rope.ring ? cacheRow(rope.ring, rope.ring.rows, p) : p;
+      const row =
+        (batched ? r * cacheRows(rope) : 0) +
+        (rope.ring ? cacheRow(rope.ring, rope.ring.rows, p) : p);
       kcache.set(y.subarray(rope.qCols, qk), row * rope.kvCols);
       vcache.set(y.subarray(qk, N), row * rope.kvCols);
     } else {

@@ -148,6 +148,8 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
         ...(kw.attrs.op === 'kv_write' && kw.attrs.ring
           ? { ring: { sink: kw.attrs.ring.sink, rows: kw.attrs.capacity } }
           : {}),
+        // A batched step's rows are sequences at one position (src/ops/batch.ts).
+        ...((rope.batch ?? 1) > 1 ? { batch: rope.batch } : {}),
       },
     };
     if (!fits(attrs, caps)) continue;
@@ -731,10 +733,11 @@ export const MAMBA1_STEP_XPROJ_BYTES = 1 << 20;
  * exceed the device's.
  */
 export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
-  if (g.maxT !== 1) return g;
   const r = new Rewriter(g);
   for (const scan of r.live()) {
     if (scan.attrs.op !== 'selective_scan') continue;
+    // Decode: one token, or one token of each sequence of a batched step (rows are sequences).
+    if (g.maxT !== (scan.attrs.batch ?? 1)) continue;
     const { dInner: D, dState: N } = scan.attrs;
     const xs = scan.inputs.x;
     // The matmul reading x that computes `t`, through an RMSNorm when there is one.
@@ -768,6 +771,7 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
       dtRank: dtm.attrs.K,
       normEps: eps,
       xProj: 4 * R * D <= MAMBA1_STEP_XPROJ_BYTES,
+      ...(scan.attrs.batch ? { batch: scan.attrs.batch } : {}),
     };
     const pack = mamba1StepPack(attrs);
     if (pack.total * 4 > bindingLimit(caps)) continue;
@@ -818,10 +822,11 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
  * devices with WebGPU's default 8, where the unpacked SSD falls back to four chunked launches.
  */
 export function fuseSsdDecode(g: Graph, { caps }: FusionOptions): Graph {
-  if (g.maxT !== 1) return g;
   const r = new Rewriter(g);
   for (const n of r.live()) {
     if (n.attrs.op !== 'ssd' || n.attrs.packed) continue;
+    // Decode: one token, or one of each sequence of a batched step (its batch stays in attrs).
+    if (g.maxT !== (n.attrs.batch ?? 1)) continue;
     const attrs = { ...n.attrs, packed: true };
     if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
     const { dtBias, aLog, d, ...rest } = n.inputs;
@@ -842,11 +847,12 @@ export function fuseSsdDecode(g: Graph, { caps }: FusionOptions): Graph {
  * conv then take one dispatch. Last of the fusions, so no later one folds more work after a conv.
  */
 export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
-  if (g.maxT !== 1) return g;
   const r = new Rewriter(g);
   for (const conv of r.live()) {
     if (conv.attrs.op !== 'conv1d') continue;
     const ca = conv.attrs;
+    // Decode: one token, or one of each sequence of a batched step (a state slice per row).
+    if (g.maxT !== (ca.batch ?? 1)) continue;
     const m = r.producer(conv.inputs.x);
     if (!isMatmul(m) || m.attrs.conv || m.attrs.ropeKv || m.attrs.rows !== 'T') continue;
     if (m.attrs.outOffset !== 0 || m.attrs.outStride !== m.attrs.N) continue;
@@ -856,7 +862,13 @@ export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
     if (writtenBetween(r, m, conv, reads)) continue;
     const attrs: MatmulAttrs = {
       ...m.attrs,
-      conv: { channels: ca.channels, kernel: ca.kernel, bias: ca.bias, silu: ca.silu },
+      conv: {
+        channels: ca.channels,
+        kernel: ca.kernel,
+        bias: ca.bias,
+        silu: ca.silu,
+        ...((ca.batch ?? 1) > 1 ? { batch: ca.batch } : {}),
+      },
     };
     if (!fits(attrs, caps)) continue;
     const inputs: Record<string, number> = {

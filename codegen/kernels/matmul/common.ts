@@ -137,10 +137,11 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
   if (a.ropeKv) f.push(kvTypeOf(a.ropeKv) === 'f16' ? 'ropekv16' : 'ropekv');
   if (a.ropeKv?.ring) f.push(`ring${a.ropeKv.ring.sink}r${a.ropeKv.ring.rows}`);
+  if ((a.ropeKv?.batch ?? 1) > 1) f.push(`batch${a.ropeKv!.batch}`);
   if (a.splits) f.push(`split${a.splits.length}`);
   if (a.conv)
     f.push(
-      `conv${a.conv.channels}k${a.conv.kernel}${a.conv.bias ? 'b' : ''}${a.conv.silu ? 's' : ''}`,
+      `conv${a.conv.channels}k${a.conv.kernel}${a.conv.bias ? 'b' : ''}${a.conv.silu ? 's' : ''}${(a.conv.batch ?? 1) > 1 ? `x${a.conv.batch}` : ''}`,
     );
   return {
     bindings,
@@ -210,10 +211,16 @@ function epilogue(a: MatmulAttrs): string {
       ${cache}[cr * KVC + s + 1u] = y1;`;
     // The capacity bounds the positions (rope table rows; the cache's rows too without a ring):
     // an f16 buffer's arrayLength counts words, not elements.
-    const cap = r.ring || kvTypeOf(r) === 'f16' ? `${r.capacity}u` : 'arrayLength(&b_kcache) / KVC';
-    const row = r.ring
+    // Batched (r.batch): row r is sequence r at step.pos, in its own slice of cache rows.
+    const batched = (r.batch ?? 1) > 1;
+    const cap =
+      r.ring || batched || kvTypeOf(r) === 'f16'
+        ? `${r.capacity}u`
+        : 'arrayLength(&b_kcache) / KVC';
+    const ringRow = r.ring
       ? `select(${r.ring.sink}u + (p - ${r.ring.sink}u) % ${r.ring.rows - r.ring.sink}u, p, p < ${r.ring.sink}u)`
       : 'p';
+    const row = batched ? `r * ${r.ring ? r.ring.rows : r.capacity}u + ${ringRow}` : ringRow;
     return `
 const QC: u32 = ${r.qCols}u;
 const KVC: u32 = ${r.kvCols}u;
@@ -222,7 +229,7 @@ const RD: u32 = ${r.rotaryDim}u;
 fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   var y0 = a0;
   var y1 = a1;${bias}
-  let p = step.pos + r;
+  let p = step.pos${batched ? '' : ' + r'};
   // Rows past the cache's capacity would land on other rows under robust access; drop them.
   if (p >= ${cap}) { return; }
   let cr = ${row};
@@ -281,18 +288,21 @@ function convStep(a: MatmulAttrs): string {
   const C = cv.channels;
   const K = cv.kernel;
   const val = cv.silu ? 'silu(s)' : 's';
+  // Batched (cv.batch): row r is sequence r, reading and shifting its own slice from sb.
+  const batched = (cv.batch ?? 1) > 1;
+  const sb = batched ? 'sb + ' : '';
   return `
 fn conv_step(r: u32, c: u32, v: f32) -> f32 {
-  let fresh = step.pos == 0u && r == 0u;
+  let fresh = step.pos == 0u${batched ? `;\n  let sb = r * ${(K - 1) * C}u;` : ' && r == 0u;'}
   var s = ${cv.bias ? 'b_convB[c]' : '0.0'};
   for (var j = 0u; j < ${K - 1}u; j++) {
-    s += b_convW[c * ${K}u + j] * select(b_convState[j * ${C}u + c], 0.0, fresh);
+    s += b_convW[c * ${K}u + j] * select(b_convState[${sb}j * ${C}u + c], 0.0, fresh);
   }
   s += b_convW[c * ${K}u + ${K - 1}u] * v;
   for (var j = 0u; j + 1u < ${K - 1}u; j++) {
-    b_convState[j * ${C}u + c] = select(b_convState[(j + 1u) * ${C}u + c], 0.0, fresh);
+    b_convState[${sb}j * ${C}u + c] = select(b_convState[${sb}(j + 1u) * ${C}u + c], 0.0, fresh);
   }
-  b_convState[${(K - 2) * C}u + c] = v;
+  b_convState[${sb}${(K - 2) * C}u + c] = v;
   return ${val};
 }`;
 }

@@ -8,7 +8,7 @@ import type { KvType } from '../../graph/ops.ts';
 import type { Precision } from '../../passes/precision.ts';
 import type { ModelIR } from '../../spec/model.ts';
 import { NOMINAL_CAPS } from '../../target.ts';
-import { graphCost, kvBytesAt, report } from '../report.ts';
+import { graphCost, kvBytesAt, maxBatch, report } from '../report.ts';
 import { stepSeconds, type Roofline } from './roofline.ts';
 
 export interface CompileSettings {
@@ -54,6 +54,11 @@ export interface Figures {
    * attention, or only streaming attention's ring caches).
    */
   maxContext: Record<string, number | null>;
+  /**
+   * Largest batch each budget holds at each context (weights + B x (KV + state); report.ts
+   * maxBatch), by budget then context: where a smaller cache turns into more sequences a step.
+   */
+  maxBatch: Record<string, Record<string, number>>;
 }
 
 export function compileFigures(model: ModelIR, c: CompileSettings, f: FigureSettings): Figures {
@@ -91,6 +96,12 @@ export function compileFigures(model: ModelIR, c: CompileSettings, f: FigureSett
     maxContext[name] =
       perSequence < 0 ? 0 : growing === 0 ? null : Math.floor(perSequence / growing);
   }
+  const batches: Record<string, Record<string, number>> = {};
+  for (const [name, budget] of Object.entries(f.budgets)) {
+    batches[name] = Object.fromEntries(
+      f.contexts.map((ctx) => [ctx, maxBatch(budget, weights, r.layers, state, ctx)]),
+    );
+  }
   return {
     precision: r.precision,
     kv: c.kv,
@@ -113,5 +124,6 @@ export function compileFigures(model: ModelIR, c: CompileSettings, f: FigureSett
     memoryAt,
     decodeAt,
     maxContext,
+    maxBatch: batches,
   };
 }

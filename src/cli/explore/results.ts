@@ -64,6 +64,8 @@ export function rows(r: Results): Row[] {
         row[`decode_tokens_per_s_est_at_${c}`] = f.decodeAt[c]!.tokensPerSecond;
       }
       for (const [b, v] of Object.entries(f.maxContext)) row[`max_context_${b}`] = v;
+      for (const [b, byCtx] of Object.entries(f.maxBatch ?? {}))
+        for (const c of r.contexts) row[`max_batch_${b}_at_${c}`] = byCtx[c] ?? null;
       const m = d.measured?.[fi];
       if (m) {
         row.measured_device = m.device;
@@ -118,6 +120,7 @@ export function table(r: Results): string {
     'KV/tok',
     'state',
     `mem@${c}`,
+    `maxB@${c} ${Object.keys(r.budgets).join('/')}`,
     'prefill/tok',
     'decode/tok',
     'disp',
@@ -136,6 +139,9 @@ export function table(r: Results): string {
         si(f.kvBytesPerToken, 'B'),
         si(f.recurrentStateBytes, 'B'),
         gib(f.memoryAt[c]!),
+        Object.keys(r.budgets)
+          .map((b) => String(f.maxBatch?.[b]?.[c] ?? '-'))
+          .join('/'),
         si(f.prefill.flops / f.prefill.tokens, 'F'),
         si(f.decode.flops, 'F'),
         String(f.decode.dispatches),

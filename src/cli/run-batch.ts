@@ -1,0 +1,75 @@
+/**
+ * `strata run --prompts FILE`: several prompts decoded together in one batched bundle
+ * (compile --batch B; runtime/batch.ts), each output printed on its own line once all are done.
+ */
+import { readFile } from 'node:fs/promises';
+import { UserError } from './command.ts';
+import { parsePromptIds } from './run-prompt.ts';
+import type { Tokenizer } from '../../runtime/tokenizer.ts';
+import type { GpuModel } from '../../runtime/model.ts';
+import { BatchSequence } from '../../runtime/batch.ts';
+import type { SamplingParams } from '../../codegen/kernel-ir.ts';
+
+/**
+ * The prompts of `file`: one a line (blank lines skipped), through the tokenizer, or as
+ * comma-separated token ids when the model has none.
+ */
+export async function readPrompts(
+  file: string,
+  tok: Tokenizer | null,
+  vocab: number,
+): Promise<number[][]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`--prompts ${file}: ${(e as Error).message}`);
+  }
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
+  if (lines.length === 0) throw new UserError(`--prompts ${file} holds no prompt`);
+  return lines.map((l, i) => {
+    const ids = tok ? tok.encode(l) : parsePromptIds(l, vocab);
+    if (ids.length === 0) throw new UserError(`--prompts ${file}: line ${i + 1} is empty`);
+    return ids;
+  });
+}
+
+/** Decode `prompts` as one batch and print each output, `[s] text`, in the order given. */
+export async function runBatch(
+  model: GpuModel,
+  prompts: number[][],
+  opts: {
+    maxTokens: number;
+    sampling: SamplingParams;
+    stopTokens: number[];
+    tok: Tokenizer | null;
+    ids: boolean;
+  },
+): Promise<void> {
+  const batch = new BatchSequence(model);
+  const t0 = performance.now();
+  const out = await batch.generate(prompts, {
+    maxTokens: opts.maxTokens,
+    stopTokens: opts.stopTokens,
+    ...opts.sampling,
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  let generated = 0;
+  for (const [s, tokens] of out.tokens.entries()) {
+    const shown = tokens.filter((t) => !opts.stopTokens.includes(t));
+    generated += tokens.length;
+    const text =
+      opts.ids || !opts.tok
+        ? shown.join(' ')
+        : (() => {
+            const d = opts.tok!.decodeStream();
+            return shown.map(d).join('');
+          })();
+    process.stdout.write(`[${s}] ${text}\n`);
+  }
+  process.stderr.write(
+    `strata run: ${prompts.length} sequences (batch ${batch.batch}), ${batch.pos} steps, ` +
+      `${generated} tokens in ${seconds.toFixed(2)} s (${(generated / seconds).toFixed(1)} tok/s, prompts included in the time)\n`,
+  );
+  batch.destroy();
+}

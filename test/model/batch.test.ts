@@ -1,0 +1,283 @@
+/**
+ * Batched decode (compile --batch B, runtime/batch.ts): B sequences in one step equal B
+ * independent single-sequence runs, token for token and logits within 1e-5 relative (the
+ * single runs prefill their prompts in one chunk while the batch feeds them a token a step, so
+ * the sums run in other orders; the gap seen is ~1e-6), for a tiny llama and a tiny hybrid of
+ * Mamba-1 and attention layers. Prompts of different lengths share the batch.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { compileModel } from '../../codegen/compile.ts';
+import { GREEDY } from '../../codegen/kernel-ir.ts';
+import { BatchSequence } from '../../runtime/batch.ts';
+import type { Sequence } from '../../runtime/model.ts';
+import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
+import type { Mamba2Spec } from '../../src/mixers/mamba2.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
+import { gpuModel } from '../helpers/compare.ts';
+import { testGpu } from '../helpers/gpu.ts';
+import { attention, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
+import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
+import { compileFigures } from '../../src/cli/explore/metrics.ts';
+import { DEVICES } from '../../src/cli/explore/roofline.ts';
+import { NOMINAL_CAPS } from '../../src/target.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import { parseSpec } from '../../src/spec/load.ts';
+
+const ROOFLINE = Object.values(DEVICES)[0];
+
+const mamba: Mamba1Spec = {
+  kind: 'mamba1',
+  dInner: 96,
+  dState: 8,
+  dConv: 4,
+  dtRank: 5,
+  convBias: true,
+  projBias: false,
+  innerNorms: null,
+};
+
+/** Mamba-1 at layers 0 and 2 (no FFN, as HF Mamba), attention + SwiGLU at 1 and 3. */
+function hybrid(): ModelIR {
+  const m = tinyLlama({}, 4);
+  return {
+    ...m,
+    layers: m.layers.map((l) =>
+      l.index % 2 === 0 ? { ...l, mixerName: 'mamba', mixer: mamba, ffnName: null, ffn: null } : l,
+    ),
+  };
+}
+
+const LENGTHS = [5, 3, 7, 4];
+const prompts = LENGTHS.map((n, i) => Array.from(randInts(n, 250, 40 + i)));
+const STEPS = 5;
+
+/** Greedy tokens and each token's logits row of one sequence run alone. */
+async function single(seq: Sequence, prompt: number[], vocab: number) {
+  seq.reset();
+  const first = await seq.forward(prompt);
+  const tokens = [first.token];
+  const logits: Float32Array[] = [first.logits.slice(-vocab)];
+  while (tokens.length < STEPS) {
+    const r = await seq.next([tokens[tokens.length - 1]], GREEDY, true);
+    tokens.push(r.token);
+    logits.push(r.logits!);
+  }
+  return { tokens, logits };
+}
+
+const mamba2: Mamba2Spec = {
+  kind: 'mamba2',
+  heads: 6,
+  headDim: 12,
+  dState: 10,
+  groups: 2,
+  dConv: 4,
+  chunk: 8,
+  convBias: true,
+  projBias: true,
+  normGroup: 36,
+  normEps: 1e-5,
+  dtMin: 0,
+  dtMax: null,
+};
+
+/** Mamba-2 (SSD) at layers 0 and 2, attention + SwiGLU at 1 and 3 (Nemotron-H / Bamba style). */
+function hybrid2(): ModelIR {
+  const m = hybrid();
+  return { ...m, layers: m.layers.map((l) => (l.index % 2 === 0 ? { ...l, mixer: mamba2 } : l)) };
+}
+
+/** StreamingLLM attention: the batched build's ring caches (2 sinks + window 6) wrap by step 8. */
+const streaming = tinyLlama({
+  layers: tinyLlama().layers.map((l) => ({ ...l, mixer: attention({ window: 6, sinkTokens: 2 }) })),
+});
+
+/** A block-sparse layer (blocks of 2: most are dropped by step 12) and a global + window layer. */
+const sparse = parseSpec(
+  `model "sparse" {
+  vocab 256
+  dim 32
+  max_context 256
+  norm rms(eps: 1e-5)
+  mixer a = attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 2, layout: strided(local: 1, stride: 3, global: 1)))
+  mixer b = attention(heads: 4, kv_heads: 2, window: 4, global: 1)
+  ffn mlp = swiglu(hidden: 48)
+  layers 1 x [1 a : 1 b] with ffn mlp
+}`,
+  'sparse.strata',
+);
+
+describe.each([
+  ['tiny llama', tinyLlama(), {}, [1, 3, 4]],
+  ['block-sparse and global-token llama', sparse, {}, [3]],
+  ['tiny mamba + attention hybrid', hybrid(), {}, [1, 3, 4]],
+  ['tiny mamba2 + attention hybrid', hybrid2(), {}, [3]],
+  ['tiny llama with f16 KV caches', tinyLlama(), { kv: 'f16' as const }, [3]],
+  ['streaming-attention llama (ring caches)', streaming, {}, [3]],
+])('batched decode of the %s', (_, model, opts, batches) => {
+  // Every prompt run alone once, on one single-sequence build.
+  let alone: Awaited<ReturnType<typeof single>>[] = [];
+  beforeAll(async () => {
+    const m = await gpuModel(model, opts);
+    const seq = m.gm.newSequence();
+    alone = [];
+    for (const p of prompts) alone.push(await single(seq, p, model.vocab));
+    m.gm.destroy();
+  });
+
+  it.each(batches)('B = %i equals B single-sequence runs', async (B) => {
+    const m = await gpuModel(model, { ...opts, batch: B });
+    if (B > 1) {
+      const batched = m.compiled.graphs.decode.nodes.filter((n) => 'batch' in n.attrs);
+      const ops = new Set(batched.map((n) => n.attrs.op));
+      expect(ops).toContain('attention');
+      if (model.layers[0].mixer?.kind === 'mamba1') expect(ops).toContain('mamba1_step');
+      if (model.layers[0].mixer?.kind === 'mamba2') expect(ops).toContain('ssd');
+      // q/k/v + RoPE + KV append stay one matmul, its epilogue writing each row's own slice.
+      const fused = m.compiled.graphs.decode.nodes.filter(
+        (n) => n.attrs.op === 'matmul' && n.attrs.ropeKv?.batch === B,
+      );
+      expect(fused.length).toBeGreaterThan(0);
+      // Mamba-1's in_proj keeps its conv epilogue, each row shifting its own conv state.
+      const convs = m.compiled.graphs.decode.nodes.filter(
+        (n) => n.attrs.op === 'matmul' && n.attrs.conv?.batch === B,
+      );
+      const mambas = model.layers.filter((l) => l.mixer?.kind === 'mamba1').length;
+      expect(convs.length).toBe(mambas);
+    }
+    const batch = new BatchSequence(m.gm);
+    const got = await batch.generate(prompts.slice(0, B), { maxTokens: STEPS, logits: true });
+    let worst = 0;
+    for (let s = 0; s < B; s++) {
+      expect(got.tokens[s]).toEqual(alone[s].tokens);
+      for (let k = 0; k < STEPS; k++) {
+        worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
+      }
+    }
+    expect(worst).toBeLessThan(1e-5);
+    expect(got.stops).toEqual(Array(B).fill('max-tokens'));
+    batch.destroy();
+    m.gm.destroy();
+  });
+});
+
+describe('batched references (src/ops/batch.ts) on the CPU interpreter', () => {
+  // The batched graph's references (each op's single-sequence reference run per row, and the
+  // fused matmul's batched RoPE + append) against one-sequence decode graphs, token by token.
+  it.each([
+    ['tiny llama', tinyLlama()],
+    ['hybrid', hybrid()],
+    ['mamba2 hybrid', hybrid2()],
+  ])('%s: a batch of 3 equals 3 sequences alone', async (_, model) => {
+    const { caps } = await testGpu();
+    const weights = randomWeights(model, 3);
+    const opts = { caps, maxT: 16, capacity: 96 };
+    const batched = compileModel(model, { ...opts, batch: 3 }).graphs.decode;
+    const single = compileModel(model, opts).graphs.decode;
+    const cpuB = await Interpreter.create(batched, weights);
+    const cpu1 = await Interpreter.create(single, weights);
+    const stateB = cpuB.newState();
+    const states = [0, 1, 2].map(() => cpu1.newState());
+    const V = model.vocab;
+    for (let pos = 0; pos < 6; pos++) {
+      const ids = Uint32Array.from([0, 1, 2], (s) => prompts[s][pos % prompts[s].length]);
+      const got = cpuB.step(ids, pos, 3, stateB);
+      for (let s = 0; s < 3; s++) {
+        const want = cpu1.step(ids.subarray(s, s + 1), pos, 1, states[s]);
+        expect(maxRelError(got.logits.subarray(s * V, (s + 1) * V), want.logits)).toBeLessThan(
+          1e-6,
+        );
+      }
+    }
+  });
+});
+
+describe('batched decode limits and sampling', () => {
+  it('samples sequence s as one sequence seeded seed + s (equal-length prompts)', async () => {
+    const model = hybrid();
+    const same = [0, 1, 2].map((i) => Array.from(randInts(4, 250, 60 + i)));
+    const opts = { maxTokens: 4, temperature: 0.9, seed: 11 };
+    const m = await gpuModel(model, { batch: 3 });
+    const got = await new BatchSequence(m.gm).generate(same, opts);
+    const one = await gpuModel(model);
+    const seq = one.gm.newSequence();
+    for (let s = 0; s < 3; s++) {
+      seq.reset();
+      const alone: number[] = [];
+      for await (const t of seq.generate(same[s], { ...opts, seed: 11 + s })) alone.push(t);
+      expect(got.tokens[s]).toEqual(alone);
+    }
+    one.gm.destroy();
+    m.gm.destroy();
+  });
+
+  it('refuses more prompts than the batch, naming the limit', async () => {
+    const m = await gpuModel(tinyLlama(), { batch: 4 });
+    const batch = new BatchSequence(m.gm);
+    await expect(batch.generate(prompts.concat([[1, 2]]), { maxTokens: 2 })).rejects.toThrow(
+      /5 prompts exceed the bundle's batch of 4 sequences \(compile with --batch 5/,
+    );
+    expect(() => m.gm.newSequence()).toThrow(/BatchSequence/);
+    m.gm.destroy();
+  });
+
+  it('names the layer and op a batched build has no kernel for', async () => {
+    const { caps } = await testGpu();
+    expect(() => compileModel(rwkv7Hybrid(), { caps, batch: 2 })).toThrow(
+      /layer 1 \(.*\): batched decode \(--batch 2\) has no kernel for token_shift/,
+    );
+  });
+
+  it('keeps one-sequence bundles as they were: no batch attrs, decode maxT 1', async () => {
+    const { caps } = await testGpu();
+    const c = compileModel(hybrid(), { caps, maxT: 16, capacity: 96 });
+    expect(c.graphs.decode.maxT).toBe(1);
+    expect(c.graphs.decode.nodes.some((n) => 'batch' in n.attrs)).toBe(false);
+    const b = compileModel(hybrid(), { caps, maxT: 16, capacity: 96, batch: 4 });
+    const kv = b.state.find((s) => s.name === 'cache.k.1')!;
+    expect(kv.shape).toEqual([4 * 96, 2 * 16]);
+  });
+});
+
+describe('memory per sequence and the largest batch (inspect, explore)', () => {
+  // Sizes where the hybrid's smaller cache shows: 8 layers, half Mamba-1, long context.
+  const big = (m: ModelIR): ModelIR => ({ ...m, maxContext: 8192 });
+  const llama = big(tinyLlama({}, 4));
+  const hy = big(hybrid());
+  const at = (m: ModelIR, batch: number) =>
+    report(compileModel(m, { caps: NOMINAL_CAPS, capacity: 8192, batch }));
+
+  it('reports per sequence whatever the batch a build holds', () => {
+    const one = at(hy, 1);
+    const four = at(hy, 4);
+    expect(four.batch).toBe(4);
+    expect(four.stateBytesPerSequence).toBe(one.stateBytesPerSequence);
+    expect(four.recurrentStateBytes).toBe(one.recurrentStateBytes);
+    expect(four.kvBytesPerToken).toBe(one.kvBytesPerToken);
+  });
+
+  it('fits more hybrid sequences than llama ones in a budget at long contexts', () => {
+    const l = at(llama, 1).batchFit.find((f) => f.context === 8192)!;
+    const h = at(hy, 1).batchFit.find((f) => f.context === 8192)!;
+    // Half the attention layers: half the KV per token, plus the Mamba states.
+    expect(h.bytesPerSequence).toBeLessThan(l.bytesPerSequence);
+    expect(h.maxBatch['4GiB']).toBeGreaterThan(l.maxBatch['4GiB']);
+    const budget = 2 ** 30;
+    const r = at(llama, 1);
+    expect(maxBatch(budget, r.parameterBytes, r.layers, r.recurrentStateBytes, 8192)).toBe(
+      Math.floor((budget - r.parameterBytes) / l.bytesPerSequence),
+    );
+  });
+
+  it('explore gives the largest batch by budget and context', () => {
+    const f = (m: ModelIR) =>
+      compileFigures(
+        m,
+        { precision: 'f32', kv: 'f32', capacity: 8192 },
+        { contexts: [8192], batch: 1, budgets: MEMORY_BUDGETS, roofline: ROOFLINE },
+      );
+    expect(f(hy).maxBatch['4GiB'][8192]).toBeGreaterThan(f(llama).maxBatch['4GiB'][8192]);
+  });
+});
