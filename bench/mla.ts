@@ -14,12 +14,9 @@ import { writeFileSync } from 'node:fs';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { parseSpec } from '../src/spec/load.ts';
 import { lower } from '../src/graph/lower.ts';
-import { shapeBytes } from '../src/graph/dtype.ts';
-import { definitionFor } from '../src/ops/index.ts';
-import { generatorFor } from '../codegen/kernels/index.ts';
 import type { ModelIR } from '../src/spec/model.ts';
 import type { MlaCache } from '../src/mixers/mla.ts';
-import { timeLaunches } from './gpu-timer.ts';
+import { timeLayerOps } from './layer-ops.ts';
 
 const { values } = parseArgs({
   options: { out: { type: 'string' }, smoke: { type: 'boolean' } },
@@ -74,47 +71,16 @@ for (const { name: variant, cache, index } of VARIANTS) {
   const model = spec(cache, index);
   for (const c of CASES) {
     const g = lower(model, { phase: c.phase, maxT: c.T, capacity: c.capacity });
-    const ops: { label: string; ms: number }[] = [];
-    let error: string | null = null;
-    let kvBytes = 0;
     // --smoke runs only the attention and indexer ops: SwiftShader takes minutes over the
     // 7168-wide projections.
     const timed = g.nodes.filter(
       (x) =>
         x.layer === 0 && x.label.startsWith('l0.mla') && (!values.smoke || KV_OPS.has(x.attrs.op)),
     );
-    for (const n of timed) {
-      const def = definitionFor(n.attrs);
-      const bytes: Record<string, number> = {};
-      for (const [name, r] of [
-        ...Object.entries(def.inputs(n.attrs)),
-        ...Object.entries(def.outputs(n.attrs)),
-      ]) {
-        bytes[name] = Math.max(4, shapeBytes(r.dtype, r.shape, c.T));
-        if (KV_OPS.has(n.attrs.op) && (name === 'kcache' || name === 'vcache'))
-          kvBytes += bytes[name];
-      }
-      const over = Object.entries(bytes).find(([, b]) => b > gpu.caps.maxStorageBindingBytes);
-      if (over) {
-        error = `${n.label}: ${over[0]} of ${over[1]} bytes exceeds one storage binding (${gpu.caps.maxStorageBindingBytes})`;
-        break;
-      }
-      try {
-        const gen = generatorFor(n.attrs)(n.attrs, { caps: gpu.caps, maxT: c.T });
-        const t = await timeLaunches(
-          gpu,
-          gen.launches,
-          { ...bytes, ...gen.scratch },
-          { T: c.T, pos: c.pos, L: 1 },
-          values.smoke ? { reps: 1, samples: 1 } : { reps: c.T === 1 ? 50 : 2, samples: 3 },
-        );
-        ops.push({ label: n.label, ms: t.gpuMs ?? t.wallMs });
-      } catch (e) {
-        error = `${n.label}: ${e instanceof Error ? e.message : String(e)}`;
-        break;
-      }
-    }
-    const ms = ops.reduce((s, o) => s + o.ms, 0);
+    const { ops, ms, kvBytes, error } = await timeLayerOps(gpu, timed, c, {
+      isKv: (n, name) => KV_OPS.has(n.attrs.op) && (name === 'kcache' || name === 'vcache'),
+      quick: values.smoke === true,
+    });
     const attention = ops.find((o) => o.label.endsWith('attention'))?.ms ?? null;
     const indexer = ops.find((o) => o.label.endsWith('indexer'))?.ms ?? null;
     rows.push({

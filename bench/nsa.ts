@@ -14,11 +14,8 @@ import { writeFileSync } from 'node:fs';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { parseSpec } from '../src/spec/load.ts';
 import { lower } from '../src/graph/lower.ts';
-import { shapeBytes } from '../src/graph/dtype.ts';
-import { definitionFor } from '../src/ops/index.ts';
-import { generatorFor } from '../codegen/kernels/index.ts';
 import type { ModelIR } from '../src/spec/model.ts';
-import { timeLaunches } from './gpu-timer.ts';
+import { timeLayerOps } from './layer-ops.ts';
 
 const { values } = parseArgs({
   options: { out: { type: 'string' }, quick: { type: 'boolean', default: false } },
@@ -63,46 +60,12 @@ for (const [kind, mixer] of Object.entries(MIXERS)) {
   const model = spec(mixer);
   for (const c of CASES) {
     const g = lower(model, { phase: c.phase, maxT: c.T, capacity: c.capacity });
-    const ops: { label: string; ms: number }[] = [];
-    const seen = new Set<number>();
-    let error: string | null = null;
-    let kvBytes = 0;
     const prefix = kind === 'nsa' ? 'l0.nsa' : 'l0.attn';
-    for (const n of g.nodes.filter((x) => x.layer === 0 && x.label.startsWith(prefix))) {
-      const def = definitionFor(n.attrs);
-      const bytes: Record<string, number> = {};
-      for (const [name, r] of [
-        ...Object.entries(def.inputs(n.attrs)),
-        ...Object.entries(def.outputs(n.attrs)),
-      ]) {
-        bytes[name] = Math.max(4, shapeBytes(r.dtype, r.shape, c.T));
-        const id = n.inputs[name];
-        if (KV.has(name) && id !== undefined && !seen.has(id)) {
-          seen.add(id);
-          kvBytes += bytes[name];
-        }
-      }
-      const over = Object.entries(bytes).find(([, b]) => b > gpu.caps.maxStorageBindingBytes);
-      if (over) {
-        error = `${n.label}: ${over[0]} of ${over[1]} bytes exceeds one storage binding (${gpu.caps.maxStorageBindingBytes})`;
-        break;
-      }
-      try {
-        const gen = generatorFor(n.attrs)(n.attrs, { caps: gpu.caps, maxT: c.T });
-        const t = await timeLaunches(
-          gpu,
-          gen.launches,
-          { ...bytes, ...gen.scratch },
-          { T: c.T, pos: c.pos, L: 1 },
-          values.quick ? { reps: 1, samples: 1 } : { reps: c.T === 1 ? 50 : 2, samples: 3 },
-        );
-        ops.push({ label: n.label, ms: t.gpuMs ?? t.wallMs });
-      } catch (e) {
-        error = `${n.label}: ${e instanceof Error ? e.message : String(e)}`;
-        break;
-      }
-    }
-    const ms = ops.reduce((s, o) => s + o.ms, 0);
+    const nodes = g.nodes.filter((x) => x.layer === 0 && x.label.startsWith(prefix));
+    const { ops, ms, kvBytes, error } = await timeLayerOps(gpu, nodes, c, {
+      isKv: (_, name) => KV.has(name),
+      quick: values.quick,
+    });
     rows.push({ mixer: kind, case: c.name, ms, kvCacheMiB: kvBytes / 2 ** 20, error, ops });
     log(
       `${kind} ${c.name}: ${error ? `ERROR ${error}` : `${ms.toFixed(3)} ms`}; ` +
