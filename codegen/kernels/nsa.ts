@@ -100,6 +100,73 @@ const NONE = ${NSA_NO_BLOCK}u;
 const FORCED = ${wgslF32(NSA_FORCED)};`;
 }
 
+/**
+ * One token's attention for a kv head's group of query heads over a set of keys, shared by
+ * nsa_compressed (the complete compressed blocks) and nsa_selected (the picked keys): scores into
+ * the scratch P (index (base + i) * GROUP + g), workgroup max, exponentials and sums, then a thread
+ * per output dimension. Leaves each key's exp(score - max) in P and 1 / sum in `inv[g]` (0 when
+ * no key counts), which nsa_compressed reads on for the block importances.
+ * Key i (loop variable `i`, below bound `n`) is row i of `k`/`v`, or, with `row`, the row that WGSL
+ * expression gives (NONE: the key is skipped and its probability is 0).
+ * Accumulators inside the loop start from explicit zero constructors: see codegen/kernels/h2o.ts.
+ */
+function groupAttentionWgsl(o: {
+  P: string;
+  i: string;
+  n: string;
+  k: string;
+  v: string;
+  row?: string;
+}): string {
+  const { P, i, n } = o;
+  const at = (g: string) => `${P}[(base + ${i}) * GROUP + ${g}]`;
+  const j = o.row ? 'j' : i;
+  const skip = o.row ? `let j = ${o.row};\n      if (j == NONE) { continue; }\n      ` : '';
+  const exp = o.row
+    ? `let keep = ${o.row} != NONE;
+      for (var g = 0u; g < GROUP; g++) {
+        let e = select(0.0, exp(${at('g')} - m[g]), keep);`
+    : `for (var g = 0u; g < GROUP; g++) {
+        let e = exp(${at('g')} - m[g]);`;
+  return `    var mx = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
+    for (var ${i} = tid; ${i} < ${n}; ${i} += WG) {
+      ${skip}var s = array<f32, GROUP>();
+      for (var d = 0u; d < HD; d++) {
+        let kd = ${o.k}[${j} * KVW + h * HD + d];
+        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
+      }
+      for (var g = 0u; g < GROUP; g++) {
+        let x = s[g] * SCALE;
+        ${at('g')} = x;
+        mx[g] = max(mx[g], x);
+      }
+    }
+    var m = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
+    var sm = array<f32, GROUP>();
+    for (var ${i} = tid; ${i} < ${n}; ${i} += WG) {
+      ${exp}
+        ${at('g')} = e;
+        sm[g] += e;
+      }
+    }
+    var inv = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) {
+      let z = wg_sum(sm[g], tid);
+      inv[g] = select(0.0, 1.0 / z, z > 0.0);
+    }
+    storageBarrier();
+    for (var d = tid; d < HD; d += WG) {
+      var o = array<f32, GROUP>();
+      for (var ${i} = 0u; ${i} < ${n}; ${i}++) {
+        ${skip.replace(/\n      /g, '\n        ')}let vd = ${o.v}[${j} * KVW + h * HD + d];
+        for (var g = 0u; g < GROUP; g++) { o[g] += ${at('g')} * vd; }
+      }
+      for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
+    }`;
+}
+
 export const nsaCompressKernel: KernelGenerator<NsaCompressAttrs> = (a) => {
   nsaCompress.check(a);
   const { bindings, decls } = opBindings(a, RESERVED);
@@ -165,47 +232,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     let nc = (p + 1u) / BLOCK;
     let cur = p / BLOCK;
     let q0 = t * QW + h * GROUP * HD;
-    // Scores of the complete blocks, a thread per block, the group's heads together.
-    // (Accumulators inside the loop start from explicit zero constructors: see codegen/kernels/h2o.ts.)
-    var mx = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
-    for (var c = tid; c < nc; c += WG) {
-      var s = array<f32, GROUP>();
-      for (var d = 0u; d < HD; d++) {
-        let kd = kcmp[c * KVW + h * HD + d];
-        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
-      }
-      for (var g = 0u; g < GROUP; g++) {
-        let x = s[g] * SCALE;
-        ${P}[(base + c) * GROUP + g] = x;
-        mx[g] = max(mx[g], x);
-      }
-    }
-    var m = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
-    var sm = array<f32, GROUP>();
-    for (var c = tid; c < nc; c += WG) {
-      for (var g = 0u; g < GROUP; g++) {
-        let e = exp(${P}[(base + c) * GROUP + g] - m[g]);
-        ${P}[(base + c) * GROUP + g] = e;
-        sm[g] += e;
-      }
-    }
-    // No complete block yet: sums 0, outputs 0 (fla's o_cmp before the first block completes).
-    var inv = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) {
-      let z = wg_sum(sm[g], tid);
-      inv[g] = select(0.0, 1.0 / z, z > 0.0);
-    }
-    storageBarrier();
-    for (var d = tid; d < HD; d += WG) {
-      var o = array<f32, GROUP>();
-      for (var c = 0u; c < nc; c++) {
-        let vd = vcmp[c * KVW + h * HD + d];
-        for (var g = 0u; g < GROUP; g++) { o[g] += ${P}[(base + c) * GROUP + g] * vd; }
-      }
-      for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
-    }
+    // The group's attention over the complete blocks (none yet: sums 0, outputs 0, as fla's o_cmp
+    // before the first block completes).
+${groupAttentionWgsl({ P, i: 'c', n: 'nc', k: 'kcmp', v: 'vcmp' })}
     storageBarrier();
     // Importance of each candidate block 0..cur (in the g = 0 slot; the same thread wrote it).
     for (var c = tid; c <= cur; c += WG) {
@@ -302,49 +331,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   for (var t = wid.y; t < step.T; t += SLOTS) {
     let p = step.pos + t;
     let q0 = t * QW + h * GROUP * HD;
-    var mx = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
-    for (var i = tid; i < KEYS; i += WG) {
-      let j = key_of(t, h, i, p);
-      if (j == NONE) { continue; }
-      var s = array<f32, GROUP>();
-      for (var d = 0u; d < HD; d++) {
-        let kd = kcache[j * KVW + h * HD + d];
-        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
-      }
-      for (var g = 0u; g < GROUP; g++) {
-        let x = s[g] * SCALE;
-        ${P}[(base + i) * GROUP + g] = x;
-        mx[g] = max(mx[g], x);
-      }
-    }
-    var m = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
-    var sm = array<f32, GROUP>();
-    for (var i = tid; i < KEYS; i += WG) {
-      let keep = key_of(t, h, i, p) != NONE;
-      for (var g = 0u; g < GROUP; g++) {
-        let e = select(0.0, exp(${P}[(base + i) * GROUP + g] - m[g]), keep);
-        ${P}[(base + i) * GROUP + g] = e;
-        sm[g] += e;
-      }
-    }
-    var inv = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) {
-      let z = wg_sum(sm[g], tid);
-      inv[g] = select(0.0, 1.0 / z, z > 0.0);
-    }
-    storageBarrier();
-    for (var d = tid; d < HD; d += WG) {
-      var o = array<f32, GROUP>();
-      for (var i = 0u; i < KEYS; i++) {
-        let j = key_of(t, h, i, p);
-        if (j == NONE) { continue; }
-        let vd = vcache[j * KVW + h * HD + d];
-        for (var g = 0u; g < GROUP; g++) { o[g] += ${P}[(base + i) * GROUP + g] * vd; }
-      }
-      for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
-    }
+${groupAttentionWgsl({ P, i: 'i', n: 'KEYS', k: 'kcache', v: 'vcache', row: 'key_of(t, h, i, p)' })}
     storageBarrier();
   }
 }
