@@ -31,6 +31,7 @@ import {
 } from '../spec/schema-parts.ts';
 import { block, bool, int, orNone, positive } from '../spec/values.ts';
 import { defineMixer } from './define.ts';
+import { attentionHeadDim } from './parts.ts';
 
 export interface AttentionSpec {
   kind: 'attention';
@@ -281,16 +282,7 @@ const kindDef = defineKind({
     value_norm: opt(bool),
   },
   build: (a, ctx, fail): AttentionSpec => {
-    let headDim = a.head_dim;
-    if (headDim === undefined) {
-      if (ctx.dim % a.heads !== 0) {
-        fail(
-          `dim ${ctx.dim} is not divisible by heads ${a.heads}; give head_dim explicitly`,
-          'heads',
-        );
-      }
-      headDim = ctx.dim / a.heads;
-    }
+    const headDim = a.head_dim ?? attentionHeadDim(ctx.dim, a.heads, fail);
     return {
       kind: 'attention',
       heads: a.heads,

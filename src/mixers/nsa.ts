@@ -31,7 +31,7 @@ import type { ModelIR, RopeSpec } from '../spec/model.ts';
 import { bool as boolSchema, kind, object, posInt, posNumber } from '../spec/schema-parts.ts';
 import { bool, int, positive } from '../spec/values.ts';
 import { defineMixer } from './define.ts';
-import { flaMixerSublayer, type MixerSite } from './parts.ts';
+import { attentionHeadDim, flaMixerSublayer, type MixerSite } from './parts.ts';
 
 export interface NsaSpec {
   kind: 'nsa';
@@ -110,16 +110,7 @@ const kindDef = defineKind({
   },
   // Defaults: fla's NativeSparseAttention (block 64, 16 blocks, window 512, rope_theta 10000).
   build: (a, ctx, fail): NsaSpec => {
-    let headDim = a.head_dim;
-    if (headDim === undefined) {
-      if (ctx.dim % a.heads !== 0) {
-        fail(
-          `dim ${ctx.dim} is not divisible by heads ${a.heads}; give head_dim explicitly`,
-          'heads',
-        );
-      }
-      headDim = ctx.dim / a.heads;
-    }
+    const headDim = a.head_dim ?? attentionHeadDim(ctx.dim, a.heads, fail);
     const block = a.block ?? 64;
     return {
       kind: 'nsa',

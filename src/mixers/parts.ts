@@ -177,6 +177,21 @@ export function defaultHeadDim<P extends string>(
   return total / heads;
 }
 
+/**
+ * An attention-style head width the DSL leaves out (attention, nsa): dim / heads, which must be
+ * whole (blamed on `heads`). Unlike defaultHeadDim (fla's expand ratios), there is no ratio.
+ */
+export function attentionHeadDim(
+  dim: number,
+  heads: number,
+  fail: (message: string, param?: 'heads') => never,
+): number {
+  if (dim % heads !== 0) {
+    fail(`dim ${dim} is not divisible by heads ${heads}; give head_dim explicitly`, 'heads');
+  }
+  return dim / heads;
+}
+
 /** "heads 8, kv_heads 2, key 256, value 512": the start of these mixers' table lines. */
 export function headDims(s: HeadLayout): string {
   const kv = s.kvHeads === s.heads ? '' : `, kv_heads ${s.kvHeads}`;
