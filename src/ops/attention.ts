@@ -44,7 +44,7 @@ import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } f
  * An f16 cache packs element pairs into u32 words and its writers write whole pairs, so every
  * width that places a pair must be even (a row of odd width would share a word with the next).
  */
-function checkEven(op: string, widths: Record<string, number>): void {
+export function checkEven(op: string, widths: Record<string, number>): void {
   for (const [name, v] of Object.entries(widths)) {
     if (v % 2 !== 0) {
       throw new Error(
@@ -52,6 +52,27 @@ function checkEven(op: string, widths: Record<string, number>): void {
       );
     }
   }
+}
+
+/**
+ * q and the caches an attention over the KV cache reads (attention, sparse_attention): the key
+ * cache, and the value cache unless values are read from the key rows (vFromK).
+ */
+export function attentionInputs(
+  a: Pick<
+    AttentionAttrs,
+    'heads' | 'kvHeads' | 'headDim' | 'vHeadDim' | 'capacity' | 'vFromK' | 'kvType'
+  >,
+): Record<string, TensorRule> {
+  const kv = kvTypeOf(a);
+  const r: Record<string, TensorRule> = {
+    q: rule(['T', a.heads * a.headDim]),
+    kcache: rule([a.capacity, a.kvHeads * a.headDim], 'read', kv),
+  };
+  if ((a.vFromK ?? null) === null) {
+    r.vcache = rule([a.capacity, a.kvHeads * a.vHeadDim], 'read', kv);
+  }
+  return r;
 }
 
 /**
@@ -209,14 +230,7 @@ export const attention: OpDefinition<AttentionAttrs> = {
     }
   },
   inputs(a) {
-    const kv = kvTypeOf(a);
-    const r: Record<string, TensorRule> = {
-      q: rule(['T', a.heads * a.headDim]),
-      kcache: rule([a.capacity, a.kvHeads * a.headDim], 'read', kv),
-    };
-    if ((a.vFromK ?? null) === null) {
-      r.vcache = rule([a.capacity, a.kvHeads * a.vHeadDim], 'read', kv);
-    }
+    const r = attentionInputs(a);
     if (a.sinks) r.sinks = rule([a.heads]);
     return r;
   },

@@ -37,15 +37,8 @@ import {
   type StepShape,
 } from '../graph/ops.ts';
 import { dtypeBytes } from '../graph/dtype.ts';
-import {
-  f32,
-  indices,
-  rule,
-  u32,
-  type Arrays,
-  type OpDefinition,
-  type TensorRule,
-} from './types.ts';
+import { attentionInputs, checkEven } from './attention.ts';
+import { f32, indices, rule, u32, type Arrays, type OpDefinition } from './types.ts';
 
 /** An unused slot of sel (fewer than topk positions visible). */
 export const SEL_EMPTY = 0xffffffff;
@@ -169,28 +162,11 @@ export const sparseAttention: OpDefinition<SparseAttentionAttrs> = {
       );
     }
     if (kvTypeOf(a) === 'f16') {
-      for (const [name, v] of Object.entries({
-        headDim: a.headDim,
-        vHeadDim: a.vHeadDim,
-        vFromK: vk ?? 0,
-      })) {
-        if (v % 2 !== 0) {
-          throw new Error(
-            `sparse_attention: kvType 'f16' stores element pairs in u32 words and needs an even ${name}, got ${v}`,
-          );
-        }
-      }
+      checkEven('sparse_attention', { headDim: a.headDim, vHeadDim: a.vHeadDim, vFromK: vk ?? 0 });
     }
   },
   inputs(a) {
-    const kv = kvTypeOf(a);
-    const r: Record<string, TensorRule> = {
-      q: rule(['T', a.heads * a.headDim]),
-      kcache: rule([a.capacity, a.kvHeads * a.headDim], 'read', kv),
-    };
-    if ((a.vFromK ?? null) === null) {
-      r.vcache = rule([a.capacity, a.kvHeads * a.vHeadDim], 'read', kv);
-    }
+    const r = attentionInputs(a);
     r.sel = indices(['T', a.topk]);
     return r;
   },
