@@ -26,6 +26,7 @@ import { DispatchTimer, median, PassTimer, timeLaunches } from './gpu-timer.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 import { benchLinear, benchSsdVsRecurrence } from './linear-cases.ts';
 import { benchBlockSparse } from './sparse-cases.ts';
+import { benchAttentionAttrs, benchAttentionBytes } from './attention-shape.ts';
 import { benchBatch } from './batch.ts';
 import type { Precision } from '../src/passes/precision.ts';
 import { tensorBytes, usedTensors, type Graph } from '../src/graph/ir.ts';
@@ -91,9 +92,6 @@ async function benchMatmul(gpu: GpuContext) {
 }
 
 async function benchAttention(gpu: GpuContext) {
-  const H = 32,
-    KVH = 8,
-    hd = 128;
   const rows = [];
   const cases: { name: string; T: number; pos: number; capacity: number; kv16?: boolean }[] = [
     { name: 'prefill 1k', T: 1024, pos: 0, capacity: 1024 },
@@ -107,31 +105,11 @@ async function benchAttention(gpu: GpuContext) {
     { name: 'decode 32k kv f16', T: 1, pos: 32767, capacity: 32768, kv16: true },
   ];
   for (const c of cases) {
-    const a: AttentionAttrs = {
-      op: 'attention',
-      heads: H,
-      kvHeads: KVH,
-      headDim: hd,
-      vHeadDim: hd,
-      scale: 1 / Math.sqrt(hd),
-      causal: true,
-      window: null,
-      softcap: null,
-      sinks: false,
-      capacity: c.capacity,
-      kvType: c.kv16 ? 'f16' : 'f32',
-    };
+    const a = benchAttentionAttrs(c.capacity, c.kv16 ? 'f16' : 'f32');
     const gen = attentionKernel(a, { caps: gpu.caps, maxT: c.T });
-    const kvBytes = c.kv16 ? 2 : 4;
-    const bytes = {
-      q: c.T * H * hd * 4,
-      kcache: c.capacity * KVH * hd * kvBytes,
-      vcache: c.capacity * KVH * hd * kvBytes,
-      out: c.T * H * hd * 4,
-      ...gen.scratch,
-    };
+    const bytes = benchAttentionBytes(a, c.T, gen.scratch);
     const keys = c.pos + c.T;
-    const flops = 4 * H * hd * (c.T === 1 ? keys : (c.T * (c.T + 1)) / 2);
+    const flops = 4 * a.heads * a.headDim * (c.T === 1 ? keys : (c.T * (c.T + 1)) / 2);
     const reps = c.T === 1 ? 100 : Math.max(2, Math.round(5e11 / flops));
     const t = await timeLaunches(
       gpu,

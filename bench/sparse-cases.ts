@@ -20,6 +20,7 @@ import { causalDensity, keepBlock } from '../src/ops/block-sparse.ts';
 import type { BlockLayout, BlockSparsePattern } from '../src/spec/kinds/sparsity.ts';
 import { attentionKernel } from '../codegen/kernels/attention.ts';
 import type { GpuContext } from '../runtime/gpu.ts';
+import { benchAttentionAttrs, benchAttentionBytes } from './attention-shape.ts';
 import { timeLaunches } from './gpu-timer.ts';
 
 /** STRATA_BENCH_SPARSE=256 (and STRATA_BENCH_REPS=2) make a smoke run on SwiftShader. */
@@ -75,40 +76,19 @@ export function layoutsFor(
 }
 
 export async function benchBlockSparse(gpu: GpuContext, log: (m: string) => void) {
-  const H = 32;
-  const KVH = 8;
-  const hd = 128;
   const rows = [];
   for (const context of SPARSE_CONTEXTS) {
     for (const phase of ['prefill', 'decode'] as const) {
       const T = phase === 'prefill' ? context : 1;
       const pos = phase === 'prefill' ? 0 : context - 1;
-      const dense: AttentionAttrs = {
-        op: 'attention',
-        heads: H,
-        kvHeads: KVH,
-        headDim: hd,
-        vHeadDim: hd,
-        scale: 1 / Math.sqrt(hd),
-        causal: true,
-        window: null,
-        softcap: null,
-        sinks: false,
-        capacity: context,
-      };
+      const dense = benchAttentionAttrs(context);
       const step = { T, pos, L: 1 };
       const denseFlops = attention.cost(dense, step).flops;
       let denseMs = 0;
       for (const v of [{ name: 'dense', pattern: null }, ...layoutsFor(context, phase)]) {
         const a: AttentionAttrs = v.pattern ? { ...dense, blockSparse: v.pattern } : dense;
         const gen = attentionKernel(a, { caps: gpu.caps, maxT: T });
-        const bytes = {
-          q: T * H * hd * 4,
-          kcache: context * KVH * hd * 4,
-          vcache: context * KVH * hd * 4,
-          out: T * H * hd * 4,
-          ...gen.scratch,
-        };
+        const bytes = benchAttentionBytes(a, T, gen.scratch);
         const flops = attention.cost(a, step).flops;
         const reps = Math.min(MAX_REPS, T === 1 ? 100 : Math.max(2, Math.round(5e11 / flops)));
         const t = await timeLaunches(gpu, gen.launches, bytes, step, { reps, samples: 5 });
