@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { existsSync, writeFileSync } from 'node:fs';
 import { importHfFolder } from '../src/import/hf-folder.ts';
 import { openSafetensors } from '../formats/node/safetensors-file.ts';
-import { plainMatmul, type AttentionAttrs, type MatmulAttrs } from '../src/graph/ops.ts';
+import { plainMatmul, type MatmulAttrs } from '../src/graph/ops.ts';
 import { matmulKernel, matmulWeightBytes, tensorUnsupported } from '../codegen/kernels/matmul.ts';
 import { matmulData, timeMatmul } from './matmul-cases.ts';
 import { attentionKernel } from '../codegen/kernels/attention.ts';
