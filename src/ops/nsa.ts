@@ -149,6 +149,52 @@ export function nsaPick(importance: ArrayLike<number>, p: number, block: number,
   return order.slice(0, select);
 }
 
+/** The caches one kv head's attention reads (columns ko.. of rows kvw wide), and where it writes. */
+interface AttendRows {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  kvw: number;
+  ko: number;
+  hd: number;
+  scale: number;
+  out: Float32Array;
+}
+
+/**
+ * Softmax attention of the query at q[qo, qo + hd) over n keys, key i being cache row row(i), into
+ * out[qo, qo + hd) (0 when n = 0): the computation the compressed and the selected attentions
+ * share, which differ only in their keys. Leaves each key's exp(score − max) in s and returns their
+ * sum (the compressed attention reads the probabilities on for the block importances).
+ */
+function attend(
+  r: AttendRows,
+  qo: number,
+  n: number,
+  row: (i: number) => number,
+  s: Float64Array,
+): number {
+  const { q, k, v, kvw, ko, hd } = r;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    let x = 0;
+    for (let d = 0; d < hd; d++) x += q[qo + d] * k[row(i) * kvw + ko + d];
+    s[i] = x * r.scale;
+    if (s[i] > max) max = s[i];
+  }
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    s[i] = Math.exp(s[i] - max);
+    sum += s[i];
+  }
+  for (let d = 0; d < hd; d++) {
+    let o = 0;
+    for (let i = 0; i < n; i++) o += s[i] * v[row(i) * kvw + ko + d];
+    r.out[qo + d] = n === 0 ? 0 : o / sum;
+  }
+  return sum;
+}
+
 export const nsaCompressed: OpDefinition<NsaCompressedAttrs> = {
   check(a) {
     checkHeads('nsa_compressed', a);
@@ -186,26 +232,10 @@ export const nsaCompressed: OpDefinition<NsaCompressedAttrs> = {
       const nc = nsaVisible(p, block);
       for (let h = 0; h < kvHeads; h++) {
         imp.fill(0);
+        const rows = { q, k: kcmp, v: vcmp, kvw, ko: h * hd, hd, scale: a.scale, out };
         for (let g = h * group; g < (h + 1) * group; g++) {
           if (nc === 0) continue;
-          const qo = t * qw + g * hd;
-          let max = -Infinity;
-          for (let c = 0; c < nc; c++) {
-            let x = 0;
-            for (let d = 0; d < hd; d++) x += q[qo + d] * kcmp[c * kvw + h * hd + d];
-            s[c] = x * a.scale;
-            if (s[c] > max) max = s[c];
-          }
-          let sum = 0;
-          for (let c = 0; c < nc; c++) {
-            s[c] = Math.exp(s[c] - max);
-            sum += s[c];
-          }
-          for (let d = 0; d < hd; d++) {
-            let o = 0;
-            for (let c = 0; c < nc; c++) o += s[c] * vcmp[c * kvw + h * hd + d];
-            out[qo + d] = o / sum;
-          }
+          const sum = attend(rows, t * qw + g * hd, nc, (c) => c, s);
           for (let c = 0; c < nc; c++) imp[c] += s[c] / sum / group;
         }
         const chosen = nsaPick(imp, p, block, select);
@@ -253,6 +283,7 @@ export const nsaSelected: OpDefinition<NsaSelectedAttrs> = {
     const qw = heads * hd;
     const group = heads / kvHeads;
     const out = new Float32Array(step.T * qw);
+    const s = new Float64Array(select * block);
     for (let t = 0; t < step.T; t++) {
       const p = step.pos + t;
       for (let h = 0; h < kvHeads; h++) {
@@ -262,24 +293,9 @@ export const nsaSelected: OpDefinition<NsaSelectedAttrs> = {
           if (c === NSA_NO_BLOCK) continue;
           for (let j = c * block; j < Math.min((c + 1) * block, p + 1); j++) keys.push(j);
         }
+        const rows = { q, k: kc, v: vc, kvw, ko: h * hd, hd, scale: a.scale, out };
         for (let g = h * group; g < (h + 1) * group; g++) {
-          const qo = t * qw + g * hd;
-          const s = keys.map((j) => {
-            let x = 0;
-            for (let d = 0; d < hd; d++) x += q[qo + d] * kc[j * kvw + h * hd + d];
-            return x * a.scale;
-          });
-          const max = Math.max(...s);
-          let sum = 0;
-          for (let i = 0; i < s.length; i++) {
-            s[i] = Math.exp(s[i] - max);
-            sum += s[i];
-          }
-          for (let d = 0; d < hd; d++) {
-            let o = 0;
-            for (let i = 0; i < keys.length; i++) o += s[i] * vc[keys[i] * kvw + h * hd + d];
-            out[qo + d] = keys.length === 0 ? 0 : o / sum;
-          }
+          attend(rows, t * qw + g * hd, keys.length, (i) => keys[i], s);
         }
       }
     }
