@@ -4,7 +4,7 @@
  * head_dim^-0.5 without bias, window, softcap, sinks or output gate. Also the readers of the
  * attention shape's config keys that every family shares.
  */
-import type { AttentionSpec, RopeSpec } from '../spec/model.ts';
+import type { Activation, AttentionSpec, LayerSpec, RopeSpec } from '../spec/model.ts';
 import type { ConfigReader } from './config-reader.ts';
 
 /** What a family may change from plain attention; `bias` sets the q/k/v and output biases. */
@@ -39,6 +39,31 @@ export function attentionSpec(
     outputGate: false,
     ...rest,
   };
+}
+
+/**
+ * The layers of the masked-diffusion LMs (LLaDA, Dream): `n` alike layers of bidirectional
+ * attention (the references never mask) at SDPA's default scale 1 / sqrt(head_dim), each with a
+ * gated MLP without bias, named 'attention' and 'mlp'.
+ */
+export function bidirectionalLayers(
+  n: number,
+  attn: { heads: number; kvHeads: number; headDim: number; rope: RopeSpec; qkvBias: boolean },
+  ffn: { hidden: number; act: Activation },
+): LayerSpec[] {
+  const { heads, kvHeads, headDim, rope, qkvBias } = attn;
+  const mixer: AttentionSpec = {
+    ...attentionSpec(heads, kvHeads, headDim, rope, { scale: 1 / Math.sqrt(headDim) }),
+    causal: false,
+    qkvBias,
+  };
+  return Array.from({ length: n }, (_, index) => ({
+    index,
+    mixerName: 'attention',
+    mixer: { ...mixer },
+    ffnName: 'mlp',
+    ffn: { kind: 'mlp', hidden: ffn.hidden, act: ffn.act, gated: true, bias: false },
+  }));
 }
 
 /**

@@ -7,11 +7,10 @@
  * the spec's `shift_logits` tells strata's sampler. Tensor names are HF Qwen2's, which are
  * strata's canonical ones.
  */
-import type { LayerSpec, MlpSpec } from '../spec/model.ts';
 import { DREAM_DEFAULTS } from '../spec/kinds/diffusion.ts';
 import { DREAM_ALGS } from '../ops/diffusion.ts';
 import type { ConfigReader } from './config-reader.ts';
-import { attentionSpec, readKvHeads } from './hf-attention.ts';
+import { bidirectionalLayers, readKvHeads } from './hf-attention.ts';
 import { readActivation } from './hf-decoder.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
@@ -49,19 +48,11 @@ export function importDream(cfg: ConfigReader, name: string): FamilyImport {
   if (maskId < 0 || maskId >= vocab)
     cfg.fail('mask_token_id', `${maskId} is not a token id below vocab_size ${vocab}`);
 
-  const mixer = {
-    ...attentionSpec(heads, kvHeads, headDim, rope, { scale: 1 / Math.sqrt(headDim) }),
-    causal: false,
-    qkvBias: true,
-  };
-  const ffn: MlpSpec = { kind: 'mlp', hidden, act, gated: true, bias: false };
-  const layers: LayerSpec[] = Array.from({ length: nLayers }, (_, index) => ({
-    index,
-    mixerName: 'attention',
-    mixer: { ...mixer },
-    ffnName: 'mlp',
-    ffn: { ...ffn },
-  }));
+  const layers = bidirectionalLayers(
+    nLayers,
+    { heads, kvHeads, headDim, rope, qkvBias: true },
+    { hidden, act },
+  );
   const model = modelIR(name, layers, rmsNorm(eps), {
     vocab,
     dim,

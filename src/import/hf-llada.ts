@@ -15,10 +15,10 @@
  * Everything the reference would compute differently (sequential block's fused att_proj, q/k
  * layer norms, ALiBi, block groups, biases outside q/k/v) is refused by key and value.
  */
-import type { Activation, LayerSpec, MlpSpec, NormSpec } from '../spec/model.ts';
+import type { Activation, NormSpec } from '../spec/model.ts';
 import { LLADA_DEFAULTS } from '../spec/kinds/diffusion.ts';
 import { show, type ConfigReader } from './config-reader.ts';
-import { attentionSpec } from './hf-attention.ts';
+import { bidirectionalLayers } from './hf-attention.ts';
 import { modelIR, rmsNorm } from './hf-model.ts';
 import { readRope } from './hf-rope.ts';
 import { expectedTensors } from './names.ts';
@@ -196,26 +196,11 @@ export function importLlada(cfg: ConfigReader, name: string): FamilyImport {
   if (mask < 0 || mask >= rows)
     cfg.fail('mask_token_id', `${mask} is not a token id below embedding_size ${rows}`);
 
-  // SDPA's default scale; bidirectional (the reference never masks).
-  const mixer = {
-    ...attentionSpec(heads, kv, headDim, rope, { scale: 1 / Math.sqrt(headDim) }),
-    causal: false,
-    qkvBias,
-  };
-  const ffn: MlpSpec = {
-    kind: 'mlp',
-    hidden,
-    act: LLADA_ACTIVATIONS[actName],
-    gated: true,
-    bias: false,
-  };
-  const layers: LayerSpec[] = Array.from({ length: nLayers }, (_, index) => ({
-    index,
-    mixerName: 'attention',
-    mixer: { ...mixer },
-    ffnName: 'mlp',
-    ffn: { ...ffn },
-  }));
+  const layers = bidirectionalLayers(
+    nLayers,
+    { heads, kvHeads: kv, headDim, rope, qkvBias },
+    { hidden, act: LLADA_ACTIVATIONS[actName] },
+  );
   const model = modelIR(
     name,
     layers,
