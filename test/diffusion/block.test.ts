@@ -22,18 +22,11 @@ import { BASELINE_CAPS } from '../../src/target.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import type { LoadedModel as _L } from '../helpers/compare.ts';
 import { gpuModel, type LoadedModel } from '../helpers/compare.ts';
-import { attention, tinyLlama } from '../helpers/models.ts';
+import { attention, tinyBidirectional, tinyLlama } from '../helpers/models.ts';
 
 const MASK = 259;
 
-function blockModel(block: number): ModelIR {
-  const model = tinyLlama({}, 2);
-  model.layers = model.layers.map((l) => ({
-    ...l,
-    mixer: attention({ causal: false, blockCausal: block }),
-  }));
-  return model;
-}
+const blockModel = (block: number) => tinyBidirectional(2, { blockCausal: block });
 
 function settings(o: Partial<BlockDiffusionRun>): BlockDiffusionRun {
   return {

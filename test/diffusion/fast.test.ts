@@ -18,20 +18,13 @@ import {
 } from '../../src/ops/diffusion.ts';
 import { diffusionGenerateGpu, dualCacheIssue } from '../../runtime/diffusion.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
-import type { ModelIR } from '../../src/spec/model.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import { gpuModel, type LoadedModel } from '../helpers/compare.ts';
-import { attention, tinyLlama } from '../helpers/models.ts';
+import { tinyBidirectional } from '../helpers/models.ts';
 import { maxRelError } from '../helpers/numeric.ts';
 
 const MASK = 259;
 const prompt = [5, 17, 200, 3, 42];
-
-function bidirectional(layers: number, over: Partial<ModelIR> = {}): ModelIR {
-  const model = tinyLlama(over, layers);
-  model.layers = model.layers.map((l) => ({ ...l, mixer: attention({ causal: false }) }));
-  return model;
-}
 
 function settings(o: Partial<DiffusionRun>): DiffusionRun {
   return {
@@ -129,7 +122,7 @@ describe('Fast-dLLM sampler on the GPU (two layers)', () => {
   beforeAll(async () => {
     // Untied (see below), and logits scaled up so that confidences spread over (0, 1) as a
     // trained model's do, rather than sitting near 1 / vocab.
-    const model = bidirectional(2, { tieEmbeddings: false, logitScale: 12 });
+    const model = tinyBidirectional(2, {}, { tieEmbeddings: false, logitScale: 12 });
     m = await gpuModel(model, { maxT: 16, capacity: 16 });
     exact = new Map();
   });
@@ -280,7 +273,10 @@ describe('Fast-dLLM sampler on the GPU (one layer: cached K/V are exact)', () =>
   beforeAll(async () => {
     // Untied: with a tied head a one-layer model predicts its input, the mask id itself, which
     // stays a mask, and a cached step (its block only) then sees fewer candidates than a full one.
-    m = await gpuModel(bidirectional(1, { tieEmbeddings: false }), { maxT: 16, capacity: 16 });
+    m = await gpuModel(tinyBidirectional(1, {}, { tieEmbeddings: false }), {
+      maxT: 16,
+      capacity: 16,
+    });
   });
   for (const cache of ['prefix', 'dual'] as const) {
     it(`${cache} cache gives the exact sampler's tokens`, async () => {

@@ -14,7 +14,7 @@ import {
 import { diffusionGenerateGpu } from '../../runtime/diffusion.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { gpuModel, type LoadedModel } from '../helpers/compare.ts';
-import { attention, tinyLlama } from '../helpers/models.ts';
+import { tinyBidirectional } from '../helpers/models.ts';
 import { maxRelError } from '../helpers/numeric.ts';
 
 const MASK = 259;
@@ -40,8 +40,7 @@ describe('schedule and noise', () => {
 });
 
 describe('LLaDA sampler on the GPU', () => {
-  const model = tinyLlama({}, 2);
-  model.layers = model.layers.map((l) => ({ ...l, mixer: attention({ causal: false }) }));
+  const model = tinyBidirectional(2);
   let m: LoadedModel;
   let cpuForward: (canvas: Uint32Array) => Promise<Float32Array>;
   const prompt = [5, 17, 200, 3, 42];

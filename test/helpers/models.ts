@@ -42,6 +42,20 @@ export function moe(over: Pick<MoeSpec, 'experts' | 'topK' | 'expert'>): MoeSpec
   };
 }
 
+/**
+ * tinyLlama with every layer's attention bidirectional (causal: false), plus `attn` (e.g.
+ * blockCausal): the masked-diffusion tests' model.
+ */
+export function tinyBidirectional(
+  layers: number,
+  attn: Partial<AttentionSpec> = {},
+  over: Partial<ModelIR> = {},
+): ModelIR {
+  const model = tinyLlama(over, layers);
+  model.layers = model.layers.map((l) => ({ ...l, mixer: attention({ causal: false, ...attn }) }));
+  return model;
+}
+
 /** A tiny GQA llama: vocab 260 (byte tokenizer + a few), dim 48, odd sizes on purpose. */
 export function tinyLlama(over: Partial<ModelIR> = {}, layers = 3): ModelIR {
   return {
