@@ -1,5 +1,6 @@
 /** Small ModelIR models built directly (independent of the DSL) for end-to-end tests. */
 import { DEFAULT_ROUTER } from '../../src/spec/kinds/moe.ts';
+import type { Mamba2Spec } from '../../src/mixers/mamba2.ts';
 import type { Rwkv7Spec } from '../../src/mixers/rwkv7.ts';
 import type { AttentionSpec, MlpSpec, ModelIR, MoeSpec } from '../../src/spec/model.ts';
 
@@ -28,6 +29,26 @@ export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
 
 export function mlp(over: Partial<MlpSpec> = {}): MlpSpec {
   return { kind: 'mlp', hidden: 72, act: 'silu', gated: true, bias: false, ...over };
+}
+
+/** A small Mamba-2 mixer over dim 48 (6 heads of 12), odd sizes on purpose: no width is a tile's multiple. */
+export function mamba2(over: Partial<Mamba2Spec> = {}): Mamba2Spec {
+  return {
+    kind: 'mamba2',
+    heads: 6,
+    headDim: 12,
+    dState: 10,
+    groups: 2,
+    dConv: 4,
+    chunk: 8,
+    convBias: true,
+    projBias: true,
+    normGroup: 36,
+    normEps: 1e-5,
+    dtMin: 0,
+    dtMax: null,
+    ...over,
+  };
 }
 
 /** A Mixtral-style MoE: its default router, no clamp, no shared experts. */

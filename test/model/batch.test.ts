@@ -11,11 +11,10 @@ import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
-import type { Mamba2Spec } from '../../src/mixers/mamba2.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
-import { attention, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
+import { attention, mamba2, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
 import { compileFigures } from '../../src/cli/explore/metrics.ts';
@@ -67,26 +66,10 @@ async function single(seq: Sequence, prompt: number[], vocab: number) {
   return { tokens, logits };
 }
 
-const mamba2: Mamba2Spec = {
-  kind: 'mamba2',
-  heads: 6,
-  headDim: 12,
-  dState: 10,
-  groups: 2,
-  dConv: 4,
-  chunk: 8,
-  convBias: true,
-  projBias: true,
-  normGroup: 36,
-  normEps: 1e-5,
-  dtMin: 0,
-  dtMax: null,
-};
-
 /** Mamba-2 (SSD) at layers 0 and 2, attention + SwiGLU at 1 and 3 (Nemotron-H / Bamba style). */
 function hybrid2(): ModelIR {
   const m = hybrid();
-  return { ...m, layers: m.layers.map((l) => (l.index % 2 === 0 ? { ...l, mixer: mamba2 } : l)) };
+  return { ...m, layers: m.layers.map((l) => (l.index % 2 === 0 ? { ...l, mixer: mamba2() } : l)) };
 }
 
 /** StreamingLLM attention: the batched build's ring caches (2 sinks + window 6) wrap by step 8. */

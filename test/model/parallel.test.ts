@@ -8,28 +8,12 @@ import { BASELINE_CAPS } from '../../src/target.ts';
 import { compileModel } from '../../codegen/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
-import type { LayerSpec, Mamba2Spec, ModelIR, ParallelSpec } from '../../src/spec/model.ts';
+import type { LayerSpec, ModelIR, ParallelSpec } from '../../src/spec/model.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
-import { attention, mlp, tinyLlama } from '../helpers/models.ts';
+import { attention, mamba2, mlp, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 
-// Odd sizes on purpose: no width is a multiple of a tile.
-const SSM: Mamba2Spec = {
-  kind: 'mamba2',
-  heads: 6,
-  headDim: 12,
-  dState: 10,
-  groups: 2,
-  dConv: 4,
-  chunk: 8,
-  convBias: true,
-  projBias: true,
-  normGroup: 36,
-  normEps: 1e-5,
-  dtMin: 0,
-  dtMax: null,
-  projScales: [0.9, 1.1, 0.8, 1.2, 1.3],
-};
+const SSM = mamba2({ projScales: [0.9, 1.1, 0.8, 1.2, 1.3] });
 
 function hybrid(over: Partial<ParallelSpec> = {}): ParallelSpec {
   return {
