@@ -8,6 +8,7 @@ import { expectedTensors } from '../../src/import/names.ts';
 import type { GlaSpec } from '../../src/mixers/gla.ts';
 import type { AttentionSpec } from '../../src/spec/model.ts';
 import { fixtureConfig } from '../helpers/hf-config.ts';
+import { mlp } from '../helpers/models.ts';
 
 const FLA = join(import.meta.dirname, '..', 'fixtures', 'fla');
 const GLA = fixtureConfig('fla/gla/config.json');
@@ -35,13 +36,7 @@ describe('fla gla import', () => {
   it('reads the golden config: 2 query heads over 1 kv head, widths from expand_k/expand_v', () => {
     const { model } = importHfConfig(GLA, 'tiny');
     expect(model.layers.map((l) => l.mixer)).toEqual([TINY_GLA, TINY_GLA]);
-    expect(model.layers[0].ffn).toEqual({
-      kind: 'mlp',
-      hidden: 16,
-      act: 'silu',
-      gated: true,
-      bias: false,
-    });
+    expect(model.layers[0].ffn).toEqual(mlp({ hidden: 16 }));
     expect(model).toMatchObject({
       vocab: 256,
       dim: 64,

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { importHfConfig } from '../../src/import/hf.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import type { NsaSpec } from '../../src/mixers/nsa.ts';
+import { mlp } from '../helpers/models.ts';
 
 const tiny = (): Record<string, unknown> => ({
   model_type: 'nsa',
@@ -63,13 +64,7 @@ describe('nsa import', () => {
       scale: 0.25,
     };
     expect(model.layers.map((l) => l.mixer)).toEqual([spec, spec]);
-    expect(model.layers[0].ffn).toEqual({
-      kind: 'mlp',
-      hidden: 16,
-      act: 'silu',
-      gated: true,
-      bias: false,
-    });
+    expect(model.layers[0].ffn).toEqual(mlp({ hidden: 16 }));
   });
 
   it("maps the canonical tensors onto fla's names", () => {

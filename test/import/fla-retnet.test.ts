@@ -5,6 +5,7 @@ import { importHfConfig, type HfImport } from '../../src/import/hf.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { retnetLogDecays, type RetNetSpec } from '../../src/mixers/retnet.ts';
 import { fixtureConfig } from '../helpers/hf-config.ts';
+import { mlp } from '../helpers/models.ts';
 
 const tiny = () => fixtureConfig('fla/retnet/config.json');
 const load = (over: Record<string, unknown> = {}) => importHfConfig({ ...tiny(), ...over }, 'tiny');
@@ -34,13 +35,7 @@ describe('retnet import', () => {
       normEps: 1e-6,
     };
     expect(model.layers.map((l) => l.mixer)).toEqual([spec, spec]);
-    expect(model.layers[0].ffn).toEqual({
-      kind: 'mlp',
-      hidden: 16,
-      act: 'silu',
-      gated: true,
-      bias: false,
-    });
+    expect(model.layers[0].ffn).toEqual(mlp({ hidden: 16 }));
     expect(model.norm).toEqual({ kind: 'rms', eps: 1e-6, unitOffset: false, bias: false });
     expect(model.tieEmbeddings).toBe(false);
   });

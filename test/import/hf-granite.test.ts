@@ -8,6 +8,7 @@ import type { AttentionSpec, Mamba2Spec, MoeSpec } from '../../src/spec/model.ts
 import { printSpec } from '../../src/spec/print.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { tinyConfig } from '../helpers/hf-config.ts';
+import { mlp } from '../helpers/models.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'hf', 'granitemoehybrid');
 const GRANITE = tinyConfig('granitemoehybrid');
@@ -139,13 +140,7 @@ describe('granitemoehybrid', () => {
     const a = legacy.model.layers[0].mixer as AttentionSpec;
     expect(a.rope).toMatchObject({ theta: 5000, rotaryDim: 16 });
     // No experts: the FFN is the shared MLP alone, still read from shared_mlp.input_linear.
-    expect(legacy.model.layers[0].ffn).toEqual({
-      kind: 'mlp',
-      hidden: 24,
-      act: 'silu',
-      gated: true,
-      bias: false,
-    });
+    expect(legacy.model.layers[0].ffn).toEqual(mlp({ hidden: 24 }));
     expect(legacy.weightMap['model.layers.0.mlp.up_proj.weight']).toBe(
       'model.layers.0.shared_mlp.input_linear.weight',
     );

@@ -13,6 +13,7 @@ import type {
 import { validateModel } from '../../src/spec/validate.ts';
 import { countParams } from '../../src/spec/params.ts';
 import { fixtureConfig, tinyConfig } from '../helpers/hf-config.ts';
+import { mlp } from '../helpers/models.ts';
 
 const HF = join(import.meta.dirname, '..', 'fixtures', 'hf');
 const config = tinyConfig;
@@ -72,13 +73,7 @@ describe('the golden fixtures import to the models transformers built', () => {
       groups: 1,
       normGroup: 128,
     });
-    expect(model.layers[0].ffn).toEqual({
-      kind: 'mlp',
-      hidden: 128,
-      act: 'silu',
-      gated: true,
-      bias: false,
-    });
+    expect(model.layers[0].ffn).toEqual(mlp({ hidden: 128 }));
   });
 
   it('jamba: Mamba-1 with inner norms and attention; MoE (no renormalisation) on expert layers', () => {
