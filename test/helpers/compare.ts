@@ -122,3 +122,27 @@ export async function teacherForcedWorst(
   }
   return worst;
 }
+
+/**
+ * Last-row logits of a prefill of `ids` in chunks of `chunk` tokens on `prefill`, then `steps`
+ * decode steps on `decode` feeding tokens 1, 2, … (the same tokens in every run compared: greedy
+ * choices could part on near ties), one CPU state carried through both.
+ */
+export function chunkedThenDecode(
+  prefill: Interpreter,
+  decode: Interpreter,
+  ids: Uint32Array,
+  chunk: number,
+  steps: number,
+): Float32Array[] {
+  const state = prefill.newState();
+  let r = prefill.step(ids.slice(0, chunk), 0, 1, state);
+  for (let at = chunk; at < ids.length; at += chunk) {
+    r = prefill.step(ids.slice(at, at + chunk), at, 1, state);
+  }
+  const out = [r.logits];
+  for (let i = 0; i < steps; i++) {
+    out.push(decode.step(Uint32Array.of(i + 1), ids.length + i, 1, state).logits);
+  }
+  return out;
+}

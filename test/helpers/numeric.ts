@@ -32,6 +32,12 @@ export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number 
   return maxDiff / Math.max(maxRef, 1e-30);
 }
 
+/** The worst maxRelError over paired steps (each step's logits measured on its own scale). */
+export function maxRelErrorSteps(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
+  if (a.length !== b.length) throw new Error(`step count mismatch ${a.length} vs ${b.length}`);
+  return Math.max(0, ...a.map((x, s) => maxRelError(x, b[s])));
+}
+
 export function maxAbsError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
   let m = 0;

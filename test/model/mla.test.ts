@@ -16,8 +16,8 @@ import type { WeightProvider } from '../../src/graph/params.ts';
 import { compileModel } from '../../codegen/compile.ts';
 import { headRows, materialize } from '../../src/graph/params.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
-import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
-import { randInts } from '../helpers/numeric.ts';
+import { chunkedThenDecode, expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
+import { maxRelErrorSteps, randInts } from '../helpers/numeric.ts';
 
 const SPEC = `model "tiny-mla" {
   vocab 70
@@ -81,10 +81,7 @@ describe('MLA model on WebGPU vs the CPU interpreter', () => {
   });
 });
 
-/**
- * Logits of a prefill of `ids` in chunks of `chunk` tokens, then `steps` decode steps feeding
- * each step the same token (greedy choices could part on near ties).
- */
+/** chunkedThenDecode on the compiled (pass-optimised) graphs. */
 async function interpretSteps(
   model: ModelIR,
   weights: WeightProvider,
@@ -95,18 +92,7 @@ async function interpretSteps(
   const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 16, capacity: 64 });
   const prefill = await Interpreter.create(c.graphs.prefill, weights);
   const decode = await Interpreter.create(c.graphs.decode, weights);
-  const state = prefill.newState();
-  const out: Float32Array[] = [];
-  // The last row's logits only (L = 1), whatever the chunks.
-  let r = prefill.step(ids.slice(0, chunk), 0, 1, state);
-  for (let at = chunk; at < ids.length; at += chunk) {
-    r = prefill.step(ids.slice(at, at + chunk), at, 1, state);
-  }
-  out.push(r.logits);
-  for (let i = 0; i < steps; i++) {
-    out.push(decode.step(Uint32Array.of(i + 1), ids.length + i, 1, state).logits);
-  }
-  return out;
+  return chunkedThenDecode(prefill, decode, ids, chunk, steps);
 }
 
 describe('latent and expanded caches on the CPU interpreter', () => {
@@ -117,15 +103,7 @@ describe('latent and expanded caches on the CPU interpreter', () => {
     const a = await interpretSteps(MODEL, weights, ids, 4, 4);
     const b = await interpretSteps(withCache(MODEL, 'expanded'), weights, ids, 11, 4);
     expect(a).toHaveLength(5);
-    for (let s = 0; s < a.length; s++) {
-      let max = 0;
-      let scale = 0;
-      for (let j = 0; j < a[s].length; j++) {
-        max = Math.max(max, Math.abs(a[s][j] - b[s][j]));
-        scale = Math.max(scale, Math.abs(b[s][j]));
-      }
-      expect(max / scale).toBeLessThan(1e-5);
-    }
+    expect(maxRelErrorSteps(a, b)).toBeLessThan(1e-5);
   });
 });
 
