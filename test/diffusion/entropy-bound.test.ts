@@ -20,6 +20,7 @@ import {
   type BlockDiffusionModel,
   type EntropyBoundRun,
 } from '../../src/ops/diffusion-entropy.ts';
+import { goldenRun } from '../helpers/diffusion-gemma-ref.ts';
 
 const DIR = join('test', 'fixtures', 'hf', 'diffusion_gemma');
 
@@ -57,24 +58,6 @@ async function recording(): Promise<Recording> {
 
 const VOCAB = 64;
 const C = 8;
-
-/** The golden's generate settings (metadata `generate`), as a run. */
-function goldenRun(meta: Record<string, string>): EntropyBoundRun {
-  const g = JSON.parse(meta.generate) as Record<string, number>;
-  return {
-    canvasLength: C,
-    genLength: g.max_new_tokens,
-    maxSteps: g.max_denoising_steps,
-    tMin: g.t_min,
-    tMax: g.t_max,
-    entropyBound: g.entropy_bound,
-    stabilityThreshold: g.stability_threshold,
-    confidenceThreshold: g.confidence_threshold,
-    eos: [],
-    pad: null,
-    seed: 0,
-  };
-}
 
 /** A model that replays the recording, checking every call against it. */
 function replay(rec: Recording) {
@@ -118,7 +101,7 @@ describe('entropy-bound block sampler (DiffusionGemma) against the reference gen
   for (const tMax of ['golden', 0] as const) {
     it(`replays generate's calls and tokens (t_max ${tMax === 'golden' ? '1e-6, as the reference' : '0, the greedy limit'})`, async () => {
       const rec = await recording();
-      const run = goldenRun(rec.meta);
+      const run = goldenRun(rec.meta, C);
       if (tMax === 0) run.tMax = 0;
       const r = replay(rec);
       const perBlock: number[] = [];
@@ -143,7 +126,7 @@ describe('entropy-bound block sampler (DiffusionGemma) against the reference gen
     const tokens = await entropyBoundGenerate(
       r.model,
       rec.prompt,
-      { ...goldenRun(rec.meta), eos: [eos], pad: 0 },
+      { ...goldenRun(rec.meta, C), eos: [eos], pad: 0 },
       { starts: (b) => Uint32Array.from(rec.starts.subarray(b * C, (b + 1) * C)) },
     );
     const first = rec.tokens.indexOf(eos);
@@ -196,7 +179,7 @@ describe('entropy-bound block sampler (DiffusionGemma) against the reference gen
       encode: async () => {},
       denoise: async () => rec.canvasLogits.slice(),
     };
-    const run = { ...goldenRun(rec.meta), tMin: 0.4, tMax: 0.8, maxSteps: 3, seed: 7 };
+    const run = { ...goldenRun(rec.meta, C), tMin: 0.4, tMax: 0.8, maxSteps: 3, seed: 7 };
     const a = await entropyBoundGenerate(model, rec.prompt, run);
     const b = await entropyBoundGenerate(model, rec.prompt, run);
     expect(Array.from(a)).toEqual(Array.from(b));

@@ -23,7 +23,7 @@ import {
   resolveDiffusionGemmaWeights,
 } from '../../src/import/hf-diffusion-gemma.ts';
 import { entropyBoundGenerate, type SelfCondition } from '../../src/ops/diffusion-entropy.ts';
-import { DiffusionGemmaRef } from '../helpers/diffusion-gemma-ref.ts';
+import { DiffusionGemmaRef, goldenRun } from '../helpers/diffusion-gemma-ref.ts';
 import { rowErrors } from '../helpers/golden.ts';
 
 const DIR = join('test', 'fixtures', 'hf', 'diffusion_gemma');
@@ -102,7 +102,6 @@ describe('diffusion_gemma golden (CPU reference forward over the importer)', () 
 
   it('generates the reference tokens at temperature 0, every step within tolerance', async () => {
     const { ref, golden, text } = await load();
-    const g = JSON.parse(golden.meta.generate) as Record<string, number>;
     const C = text.canvasLength;
     // Every denoising step's logits against the reference's: the second canvas's steps read the
     // cache after the first canvas was encoded (the sliding layer then sees only its last rows).
@@ -119,19 +118,7 @@ describe('diffusion_gemma golden (CPU reference forward over the importer)', () 
     const tokens = await entropyBoundGenerate(
       model,
       golden.prompt,
-      {
-        canvasLength: C,
-        genLength: g.max_new_tokens,
-        maxSteps: g.max_denoising_steps,
-        tMin: 0,
-        tMax: 0,
-        entropyBound: g.entropy_bound,
-        stabilityThreshold: g.stability_threshold,
-        confidenceThreshold: g.confidence_threshold,
-        eos: [],
-        pad: null,
-        seed: 0,
-      },
+      { ...goldenRun(golden.meta, C), tMin: 0, tMax: 0 },
       { starts: (b) => Uint32Array.from(golden.starts.subarray(b * C, (b + 1) * C)) },
     );
     expect(Array.from(tokens)).toEqual(golden.tokens);

@@ -11,6 +11,7 @@ import { ropeInvFreq } from '../../src/ops/rope.ts';
 import {
   selfConditionProbs,
   type BlockDiffusionModel,
+  type EntropyBoundRun,
   type SelfCondition,
 } from '../../src/ops/diffusion-entropy.ts';
 import type {
@@ -66,6 +67,27 @@ interface CacheRows {
   pos: number[];
   k: Vec[];
   v: Vec[];
+}
+
+/**
+ * The diffusion_gemma golden's generate settings (its metadata `generate`: the keywords
+ * make_golden.py passed to generate()) as a run over canvases of `canvasLength`.
+ */
+export function goldenRun(meta: Record<string, string>, canvasLength: number): EntropyBoundRun {
+  const g = JSON.parse(meta.generate) as Record<string, number>;
+  return {
+    canvasLength,
+    genLength: g.max_new_tokens,
+    maxSteps: g.max_denoising_steps,
+    tMin: g.t_min,
+    tMax: g.t_max,
+    entropyBound: g.entropy_bound,
+    stabilityThreshold: g.stability_threshold,
+    confidenceThreshold: g.confidence_threshold,
+    eos: [],
+    pad: null,
+    seed: 0,
+  };
 }
 
 export class DiffusionGemmaRef implements BlockDiffusionModel {
