@@ -7,6 +7,7 @@ import { parseSpec } from '../../src/spec/load.ts';
 import type { BlockDiffusionSpec } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { parseDataSpec } from '../../src/spec/load-data.ts';
+import { specError } from '../spec/helpers.ts';
 
 const spec = (diffusion: string, attn = 'block_causal: 4') => `model "tiny-bd3lm" {
   vocab 64
@@ -20,14 +21,8 @@ const spec = (diffusion: string, attn = 'block_causal: 4') => `model "tiny-bd3lm
 }
 `;
 
-function error(text: string): string {
-  try {
-    parseSpec(text, 'm.strata');
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error('expected an error');
-}
+/** The message of the SpecError the text raises (fails the test on no error or another error). */
+const error = (text: string) => specError(() => parseSpec(text, 'm.strata')).message;
 
 describe('bd3lm setting and block-causal attention', () => {
   it("resolves with bd3lms's defaults and prints back to the same model", () => {

@@ -4,6 +4,7 @@ import { parseSpec } from '../../src/spec/load.ts';
 import type { DiffusionSpec } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { parseDataSpec } from '../../src/spec/load-data.ts';
+import { specError } from '../spec/helpers.ts';
 
 const spec = (diffusion: string, causal = 'false') => `model "tiny-llada" {
   vocab 64
@@ -17,14 +18,8 @@ const spec = (diffusion: string, causal = 'false') => `model "tiny-llada" {
 }
 `;
 
-function error(text: string): string {
-  try {
-    parseSpec(text, 'm.strata');
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error('expected an error');
-}
+/** The message of the SpecError the text raises (fails the test on no error or another error). */
+const error = (text: string) => specError(() => parseSpec(text, 'm.strata')).message;
 
 describe('diffusion setting', () => {
   it('resolves with the reference defaults and prints back to the same model', () => {
