@@ -420,15 +420,8 @@ export interface NsaCompressAttrs {
   capacity: number;
 }
 
-/**
- * NSA's compressed branch and block selection: query p attends over the complete compressed
- * blocks (out, zero when there is none), and for each kv head picks the `select` blocks of
- * highest importance (the mean over the group's query heads of their compressed attention
- * probabilities; blocks 0, p/block − 1 and p/block always count as 1), written to picks
- * [T, kvHeads·select] best first, padded with NSA_NO_BLOCK.
- */
-export interface NsaCompressedAttrs {
-  op: 'nsa_compressed';
+/** What NSA's two attention branches share: the heads, the block size and how many blocks a query selects. */
+export interface NsaAttentionShape {
   heads: number;
   kvHeads: number;
   headDim: number;
@@ -438,16 +431,20 @@ export interface NsaCompressedAttrs {
   capacity: number;
 }
 
+/**
+ * NSA's compressed branch and block selection: query p attends over the complete compressed
+ * blocks (out, zero when there is none), and for each kv head picks the `select` blocks of
+ * highest importance (the mean over the group's query heads of their compressed attention
+ * probabilities; blocks 0, p/block − 1 and p/block always count as 1), written to picks
+ * [T, kvHeads·select] best first, padded with NSA_NO_BLOCK.
+ */
+export interface NsaCompressedAttrs extends NsaAttentionShape {
+  op: 'nsa_compressed';
+}
+
 /** NSA's selected branch: query p attends over the keys ≤ p of the blocks nsa_compressed picked. */
-export interface NsaSelectedAttrs {
+export interface NsaSelectedAttrs extends NsaAttentionShape {
   op: 'nsa_selected';
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  scale: number;
-  block: number;
-  select: number;
-  capacity: number;
 }
 
 /**
