@@ -420,7 +420,7 @@ export interface NsaCompressAttrs {
   capacity: number;
 }
 
-/** What NSA's two attention branches share: the heads, the block size and how many blocks a query selects. */
+/** What NSA's two attention branches share (src/mixers/nsa.ts builds both from one object). */
 export interface NsaAttentionShape {
   heads: number;
   kvHeads: number;
