@@ -107,6 +107,25 @@ async function readBf16Golden(dir: string): Promise<Bf16Golden> {
 }
 
 /** Share of rows whose argmax in `got` is one of the maxima of `ref` (bf16 logits tie often). */
+/**
+ * The row distances (rowErrors) of got's prefill and decode logits from want's, each expected
+ * within bound(phase, abs or rel).
+ */
+function expectRowsWithin(
+  got: { prefill: Float32Array; decode: Float32Array },
+  want: { prefill: Float32Array; decode: Float32Array },
+  V: number,
+  bound: (phase: 'prefill' | 'decode', k: 'abs' | 'rel') => number,
+): { pre: { abs: number; rel: number }; dec: { abs: number; rel: number } } {
+  const pre = rowErrors(got.prefill, want.prefill, V);
+  const dec = rowErrors(got.decode, want.decode, V);
+  expect(pre.abs).toBeLessThanOrEqual(bound('prefill', 'abs'));
+  expect(pre.rel).toBeLessThanOrEqual(bound('prefill', 'rel'));
+  expect(dec.abs).toBeLessThanOrEqual(bound('decode', 'abs'));
+  expect(dec.rel).toBeLessThanOrEqual(bound('decode', 'rel'));
+  return { pre, dec };
+}
+
 function top1Agreement(got: Float32Array[], ref: Float32Array[], vocab: number): number {
   let agree = 0;
   let rows = 0;
@@ -238,13 +257,8 @@ async function checkType(type: string, on: 'cpu' | 'gpu'): Promise<void> {
 
     // 1. f32 compute on the bf16 weights against HF f32 on them: the f32 golden's tolerances and
     //    the same tokens, so reading BF16 is exact (bf16 → f32 is a 16-bit shift).
-    const pre = rowErrors(exact.prefill, g.prefill, V);
-    const dec = rowErrors(exact.decode, g.decode, V);
     expect(exact.tokens).toEqual(g.tokens);
-    expect(pre.abs).toBeLessThanOrEqual(F32.abs);
-    expect(pre.rel).toBeLessThanOrEqual(F32.rel);
-    expect(dec.abs).toBeLessThanOrEqual(F32.abs);
-    expect(dec.rel).toBeLessThanOrEqual(F32.rel);
+    const { pre, dec } = expectRowsWithin(exact, g, V, (_, k) => F32[k]);
 
     // 2. Against HF bf16. The metadata's distances are those of the stored arrays.
     const m = g.measured;
@@ -255,13 +269,13 @@ async function checkType(type: string, on: 'cpu' | 'gpu'): Promise<void> {
     expect(top1Agreement([g.prefill, g.bf16DecodeF32], [g.bf16Prefill, g.bf16Decode], V)).toBe(
       m.top1_agreement,
     );
-    const sPre = rowErrors(exact.prefill, g.bf16Prefill, V);
-    const sDec = rowErrors(onBf16.decode, g.bf16Decode, V);
+    const { pre: sPre, dec: sDec } = expectRowsWithin(
+      { prefill: exact.prefill, decode: onBf16.decode },
+      { prefill: g.bf16Prefill, decode: g.bf16Decode },
+      V,
+      (phase, k) => MARGIN * m[`${phase}_${k}`] + F32[k],
+    );
     const sTop1 = top1Agreement([exact.prefill, onBf16.decode], [g.bf16Prefill, g.bf16Decode], V);
-    expect(sPre.abs).toBeLessThanOrEqual(MARGIN * m.prefill_abs + F32.abs);
-    expect(sPre.rel).toBeLessThanOrEqual(MARGIN * m.prefill_rel + F32.rel);
-    expect(sDec.abs).toBeLessThanOrEqual(MARGIN * m.decode_abs + F32.abs);
-    expect(sDec.rel).toBeLessThanOrEqual(MARGIN * m.decode_rel + F32.rel);
     expect(sTop1).toBeGreaterThanOrEqual(m.top1_agreement);
 
     // 3. --precision f16 on the bf16 weights. bf16 → f16 is exact for |w| ≥ 2^-17 (8
@@ -291,12 +305,7 @@ async function checkType(type: string, on: 'cpu' | 'gpu'): Promise<void> {
       // Against f32 on the unrounded weights: the few rounded weights move the logits by about
       // f32's rounding (≤ 4.5e-7 rel on the CPU), and on WebGPU the f16 weight kernels may sum
       // in another order than the f32 ones (≤ 6.6e-7 on SwiftShader): the f32 golden's floor.
-      const hPre = rowErrors(half.prefill, exact.prefill, V);
-      const hDec = rowErrors(half.decode, exact.decode, V);
-      expect(hPre.abs).toBeLessThanOrEqual(F32.abs);
-      expect(hPre.rel).toBeLessThanOrEqual(F32.rel);
-      expect(hDec.abs).toBeLessThanOrEqual(F32.abs);
-      expect(hDec.rel).toBeLessThanOrEqual(F32.rel);
+      const { pre: hPre, dec: hDec } = expectRowsWithin(half, exact, V, (_, k) => F32[k]);
       hRel = Math.max(hPre.rel, hDec.rel);
     }
 
@@ -314,13 +323,12 @@ async function checkType(type: string, on: 'cpu' | 'gpu'): Promise<void> {
     if (on === 'cpu') expect(tc.xF16).toBe(true);
     let xRel = NaN;
     if (tc.xF16) {
-      const xPre = rowErrors(tc.prefill, g.prefill, V);
-      const xDec = rowErrors(tc.decode, g.decode, V);
-      const k = MARGIN / 8;
-      expect(xPre.abs).toBeLessThanOrEqual(k * m.prefill_abs + F32.abs);
-      expect(xPre.rel).toBeLessThanOrEqual(k * m.prefill_rel + F32.rel);
-      expect(xDec.abs).toBeLessThanOrEqual(k * m.decode_abs + F32.abs);
-      expect(xDec.rel).toBeLessThanOrEqual(k * m.decode_rel + F32.rel);
+      const { pre: xPre, dec: xDec } = expectRowsWithin(
+        tc,
+        g,
+        V,
+        (phase, k) => (MARGIN / 8) * m[`${phase}_${k}`] + F32[k],
+      );
       const xTop1 = top1Agreement([tc.prefill, tc.decode], [g.prefill, g.decode], V);
       expect(xTop1).toBeGreaterThanOrEqual(m.top1_agreement);
       xRel = Math.max(xPre.rel / m.prefill_rel, xDec.rel / m.decode_rel);
