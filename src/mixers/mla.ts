@@ -34,6 +34,7 @@ import {
   linear,
   linearRows,
   preNorm,
+  ropeNode,
   ropeTableParams,
   sublayerResidual,
 } from '../graph/blocks/common.ts';
@@ -535,20 +536,7 @@ function lowerMla(
     headDim: number,
     tag: string,
     pairs: MlaSpec['ropePairs'] = m.ropePairs,
-  ) =>
-    b.op(
-      {
-        op: 'rope',
-        heads,
-        headDim,
-        rotaryDim: m.ropeDim,
-        pairs,
-        capacity: b.capacity,
-      },
-      `${L} rope ${tag}`,
-      { x: t, cos: tables.cos, sin: tables.sin },
-      { out: { name: `${L}.${tag}rope`, shape: ['T', heads * headDim] } },
-    ).out;
+  ) => ropeNode(b, L, tables, t, tag, { heads, headDim, rotaryDim: m.ropeDim, pairs });
 
   const h = preNorm(b, model, input, n.norm, L);
   // What q_b_proj (or q_proj) reads, and its width.

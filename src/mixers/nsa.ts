@@ -21,6 +21,7 @@ import {
   linear,
   linearRowBlocks,
   pointwiseOp,
+  ropeNode,
   ropeTableParams,
 } from '../graph/blocks/common.ts';
 import type { KvWriteAttrs, PointwiseExpr, PointwiseInput } from '../graph/ops.ts';
@@ -176,19 +177,12 @@ function nsaBranch(b: GraphBuilder, model: ModelIR, h: number, s: NsaSpec, at: M
   const rope: RopeSpec = { theta: s.ropeTheta, rotaryDim: s.headDim, scaling: { kind: 'none' } };
   const tables = ropeTableParams(b, { rope })!;
   const rotate = (t: number, heads: number, tag: string) =>
-    b.op(
-      {
-        op: 'rope',
-        heads,
-        headDim: s.headDim,
-        rotaryDim: s.headDim,
-        pairs: 'half',
-        capacity: b.capacity,
-      },
-      `${L} rope ${tag}`,
-      { x: t, cos: tables.cos, sin: tables.sin },
-      { out: { name: `${L}.${tag}rope`, shape: ['T', heads * s.headDim] } },
-    ).out;
+    ropeNode(b, L, tables, t, tag, {
+      heads,
+      headDim: s.headDim,
+      rotaryDim: s.headDim,
+      pairs: 'half',
+    });
   q = rotate(q, s.heads, 'q');
   k = rotate(k, s.kvHeads, 'k');
 

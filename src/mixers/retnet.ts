@@ -27,7 +27,7 @@ import {
   recurrence,
   type HeadLayout,
 } from './parts.ts';
-import { linear, ropeTableParams } from '../graph/blocks/common.ts';
+import { linear, ropeNode, ropeTableParams } from '../graph/blocks/common.ts';
 import { defineKind, opt } from '../spec/kind.ts';
 import type { Activation, RopeSpec } from '../spec/model.ts';
 import { bool as boolSchema, kind, object, posNumber } from '../spec/schema-parts.ts';
@@ -135,19 +135,12 @@ export const retnet = defineMixer<RetNetSpec>({
       };
       const tables = ropeTableParams(b, { rope })!;
       const rotate = (t: number, heads: number, tag: string) =>
-        b.op(
-          {
-            op: 'rope',
-            heads,
-            headDim: s.keyHeadDim,
-            rotaryDim: s.keyHeadDim,
-            pairs: 'half',
-            capacity: b.capacity,
-          },
-          `${L} rope ${tag}`,
-          { x: t, cos: tables.cos, sin: tables.sin },
-          { out: { name: `${L}.${tag}rope`, shape: ['T', heads * s.keyHeadDim] } },
-        ).out;
+        ropeNode(b, L, tables, t, tag, {
+          heads,
+          headDim: s.keyHeadDim,
+          rotaryDim: s.keyHeadDim,
+          pairs: 'half',
+        });
       // One tensor for every layer of the same head count: the decays depend on nothing else.
       const g = b.param(`retnet.log_decay.${s.heads}.${s.decayExponent}`, [s.heads], {
         kind: 'constant',

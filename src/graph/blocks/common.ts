@@ -10,6 +10,7 @@ import {
   type KvWriteAttrs,
   type PointwiseExpr,
   type PointwiseInput,
+  type RopeLayout,
 } from '../ops.ts';
 import type { Dim, ParamSource } from '../ir.ts';
 import type { AttentionSpec, ModelIR, RopeSpec } from '../../spec/model.ts';
@@ -380,6 +381,34 @@ export function ropeTableParams(
   };
 }
 
+/**
+ * A rope node rotating the rows t ([T, heads·headDim]) by the tables of ropeTableParams, labelled
+ * `${L} rope ${tag}` and named `${L}.${tag}rope`: how every mixer (attention, MLA, NSA, RetNet)
+ * rotates its q and k.
+ */
+export function ropeNode(
+  b: GraphBuilder,
+  L: string,
+  tables: { cos: number; sin: number },
+  t: number,
+  tag: string,
+  layout: RopeLayout,
+): number {
+  return b.op(
+    {
+      op: 'rope',
+      heads: layout.heads,
+      headDim: layout.headDim,
+      rotaryDim: layout.rotaryDim,
+      pairs: layout.pairs,
+      capacity: b.capacity,
+    },
+    `${L} rope ${tag}`,
+    { x: t, cos: tables.cos, sin: tables.sin },
+    { out: { name: `${L}.${tag}rope`, shape: ['T', layout.heads * layout.headDim] } },
+  ).out;
+}
+
 function hash(s: string): string {
   let h = 2166136261;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
@@ -481,19 +510,12 @@ export function attendOverCache(
   const tables = ropeTableParams(b, a);
   if (a.rope && tables) {
     const rope = (t: number, heads: number, tag: string) =>
-      b.op(
-        {
-          op: 'rope',
-          heads,
-          headDim: a.headDim,
-          rotaryDim: a.rope!.rotaryDim,
-          pairs: 'half',
-          capacity: b.capacity,
-        },
-        `${L} rope ${tag}`,
-        { x: t, cos: tables.cos, sin: tables.sin },
-        { out: { name: `${L}.${tag}rope`, shape: ['T', heads * a.headDim] } },
-      ).out;
+      ropeNode(b, L, tables, t, tag, {
+        heads,
+        headDim: a.headDim,
+        rotaryDim: a.rope!.rotaryDim,
+        pairs: 'half',
+      });
     q = rope(q, a.heads, 'q');
     k = rope(k, a.kvHeads, 'k');
   }
