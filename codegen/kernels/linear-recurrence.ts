@@ -21,6 +21,11 @@
  * The normaliser z (normalize) is a state column whose v is 1 and whose update is 'add', so its
  * q·z is an output like any other; it lives in workgroup memory and every run of a head's
  * columns needs it, so with normalize one workgroup holds all of a head's columns.
+ *
+ * Batched decode (a.batch, src/ops/batch.ts): row t is sequence t's one token, every sequence at
+ * step.pos, with its own slice t of the state (z included) B · heads · keyDim · SC floats in. Only
+ * the recurrent form takes a batch: workgroup z is sequence z (the grid's third dimension is T),
+ * which runs its one token from its own slice, and a fused RoPE rotates every row at step.pos.
  */
 import type { LinearRecurrenceAttrs, PrologueInput } from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
@@ -99,6 +104,8 @@ function header(
   // renders it as that op's own kernel would).
   // A fused rope rotates what the expression (or the read) gives: pre_<name> feeds load_<name>.
   const rot = a.prologue?.rope;
+  // A batched step's rows are sequences at one position; one sequence's rows are pos + t.
+  const at = isBatched(a) ? 'step.pos' : '(step.pos + t)';
   const load = (name: PrologueInput | 'a' | 'b', index: string) => {
     const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
     const rotated = rot?.of.includes(name as 'q' | 'k');
@@ -117,7 +124,7 @@ function header(
     loads.push(`fn load_${name}(t: u32, c: u32) -> f32 {
   let e = c % DK;
   let base = c - e;
-  let cs = (step.pos + t) * ${half}u;
+  let cs = ${at} * ${half}u;
   return ${ropeElementWgsl({ rotaryDim: rot.rotaryDim, pairs: 'half' }, 'e', xi, ci, si)};
 }`);
   };
@@ -185,13 +192,20 @@ const RESERVED = [
 function mainOpening(a: LinearRecurrenceAttrs): string {
   const DK = a.keyDim;
   const H = a.heads;
+  const sb = stateBase(a);
   const z = a.normalize
     ? `
-  for (var i = lid; i < DK; i += WG) { zs[i] = select(0.0, state[(h * DK + i) * SC + DV], !fresh); }`
+  for (var i = lid; i < DK; i += WG) { zs[i] = select(0.0, state[${sb}(h * DK + i) * SC + DV], !fresh); }`
+    : '';
+  // A batched step: workgroup z is sequence t (row t), whose state is slice t.
+  const seq = isBatched(a)
+    ? `
+  let t = wid.z;
+  let sb = t * H * DK * SC;`
     : '';
   return /* wgsl */ `@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let h = wid.x;
+  let h = wid.x;${seq}
   let j = wid.y * WG + lid;
   let live = j < DV;
   // Each input's head for state head h (heads repeated in blocks), as a first column of its row.
@@ -204,24 +218,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let fresh = step.pos == 0u;
   var s: array<f32, ${DK}>;
   for (var i = 0u; i < DK; i++) {
-    s[i] = select(0.0, state[(h * DK + i) * SC + min(j, DV - 1u)], live && !fresh);
+    s[i] = select(0.0, state[${sb}(h * DK + i) * SC + min(j, DV - 1u)], live && !fresh);
   }${z}`;
 }
 
 /** The entry point's close: the column (and, from the head's first workgroup, z) back to the state. */
 function mainClosing(a: LinearRecurrenceAttrs): string {
+  const sb = stateBase(a);
   const z = a.normalize
     ? `
   if (wid.y == 0u) {
-    for (var i = lid; i < DK; i += WG) { state[(h * DK + i) * SC + DV] = zs[i]; }
+    for (var i = lid; i < DK; i += WG) { state[${sb}(h * DK + i) * SC + DV] = zs[i]; }
   }`
     : '';
   return `
   if (live) {
-    for (var i = 0u; i < DK; i++) { state[(h * DK + i) * SC + j] = s[i]; }
+    for (var i = 0u; i < DK; i++) { state[${sb}(h * DK + i) * SC + j] = s[i]; }
   }${z}
 }
 `;
+}
+
+/** Whether the step's rows are sequences (batched decode) rather than one sequence's tokens. */
+function isBatched(a: LinearRecurrenceAttrs): boolean {
+  return (a.batch ?? 1) > 1;
+}
+
+/** The offset of the workgroup's sequence's state slice in a state index ('' unbatched). */
+function stateBase(a: LinearRecurrenceAttrs): string {
+  return isBatched(a) ? 'sb + ' : '';
 }
 
 /** The fused l2 norms (prologue.l2) as WGSL pieces: which rows, and q's SCALE moved after them. */
@@ -271,7 +296,10 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
   push(dplr, `var<workgroup> bs: array<f32, ${a.keyDim}>;  // b_t`);
   push(a.normalize, `var<workgroup> zs: array<f32, ${a.keyDim}>;  // the running key sum z`);
   lines.push('', mainOpening(a));
-  lines.push(`  for (var t = 0u; t < step.T; t++) {
+  const loop = isBatched(a)
+    ? '{ // a batched step: sequence t (wid.z) has its one token in row t'
+    : 'for (var t = 0u; t < step.T; t++) {';
+  lines.push(`  ${loop}
     // Stage token t's rows; then each invocation updates its column.
     for (var i = lid; i < DK; i += WG) {
       qs[i] = load_q(t, qc + i)${l2.qScale};
@@ -492,7 +520,8 @@ export function recurrenceForm(
 ): RecurrenceForm {
   // dplr's update reads bᵀS_(t-1) before each token's decay: a rank-one correction whose chunked
   // form (WY products of the a/b pairs) is not written; its prefill runs token by token.
-  if (maxT === 1 || a.update === 'dplr') return { kind: 'recurrent' };
+  // A batched step is one token of each sequence: decode.
+  if (maxT === 1 || a.update === 'dplr' || isBatched(a)) return { kind: 'recurrent' };
   return { kind: 'chunked', C: chunkTokens(a, caps) };
 }
 
@@ -507,6 +536,17 @@ export function recurrenceLaunch(
   const runs = Math.ceil(a.valueDim / wg);
   if (a.heads > caps.maxWorkgroupsPerDimension || runs > caps.maxWorkgroupsPerDimension) {
     throw new Error(`linear_recurrence: ${a.heads} heads × ${runs} runs exceed the grid limit`);
+  }
+  const batched = isBatched(a);
+  if (batched && form.kind !== 'recurrent') {
+    throw new Error(
+      `linear_recurrence: batched decode (batch ${a.batch}) has only the recurrent form`,
+    );
+  }
+  if (batched && a.batch! > caps.maxWorkgroupsPerDimension) {
+    throw new Error(
+      `linear_recurrence: batch ${a.batch} exceeds the grid limit of ${caps.maxWorkgroupsPerDimension} sequences`,
+    );
   }
   const floats = form.kind === 'chunked' ? chunkFloats(a, form.C) : recurrentFloats(a);
   if (4 * floats > caps.maxWorkgroupStorageBytes) {
@@ -529,12 +569,13 @@ export function recurrenceLaunch(
   const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
   return {
     kernel: {
-      name: `linear_recurrence_${tag}_${variant}_h${heads}_dk${a.keyDim}_dv${a.valueDim}_wg${wg}`,
+      name: `linear_recurrence_${tag}_${variant}_h${heads}_dk${a.keyDim}_dv${a.valueDim}_wg${wg}${batched ? '_batched' : ''}`,
       code: withHelpers(`${decls}\n${body}`),
       bindings,
       workgroupSize: [wg, 1, 1],
     },
-    grid: [a.heads, runs, 1],
+    // Batched: a layer (z) of workgroups per sequence, T of them.
+    grid: [a.heads, runs, batched ? { sym: 'T' } : 1],
   };
 }
 

@@ -708,6 +708,12 @@ export interface GatedNormAttrs {
  */
 export interface LinearRecurrenceAttrs {
   op: 'linear_recurrence';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   /** State heads; out has this many heads of valueDim. */
   heads: number;
   /** Heads of q, k, v and of the per-head gates (g, beta, a, b); each divides heads. */
@@ -823,6 +829,12 @@ export interface PointwiseAttrs {
  */
 export interface TokenShiftAttrs {
   op: 'token_shift';
+  /**
+   * Batched decode (compile --batch B, B > 1): the step's rows are B sequences at one shared
+   * position, row s reading and writing its own slice s of every per-sequence state (src/ops/batch.ts).
+   * Absent: rows are consecutive tokens of one sequence.
+   */
+  batch?: number;
   width: number;
 }
 

@@ -27,6 +27,8 @@ export const BATCHED_OPS: Partial<Record<OpName, readonly string[]>> = {
   conv1d: ['state'],
   mamba1_step: ['state'],
   ssd: ['state'],
+  linear_recurrence: ['state'],
+  token_shift: ['state'],
   sample: ['token'],
   // Lowered batched, but only its decode fusion (mamba1_step) has a batched kernel.
   selective_scan: ['state'],

@@ -27,6 +27,7 @@ import type {
   StepShape,
 } from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
+import { batchedDefinition } from '../../src/ops/batch.ts';
 import { norm } from '../../src/ops/norm.ts';
 import { rope } from '../../src/ops/rope.ts';
 import { pointwise } from '../../src/ops/pointwise.ts';
@@ -555,6 +556,53 @@ describe('linear_recurrence with a fused prologue', () => {
         };
         errors.push(
           `fused ${name} T${T}: out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}`,
+        );
+        expect(err.out).toBeLessThanOrEqual(TOL);
+        expect(err.state).toBeLessThanOrEqual(TOL);
+      }
+    });
+  }
+
+  // Batched decode (src/ops/batch.ts): row s is sequence s's one token at the shared pos, its
+  // state slice s; the batched reference runs the single one per row. A fused RoPE rotates
+  // every row at pos, the normaliser's z is per sequence too.
+  const B = 3;
+  for (const [name, a] of [
+    ['GLA-like feature maps and gate (normalized)', gla],
+    ['gated DeltaNet norms and gates', gdn],
+    ['RetNet RoPE on q and k', ret],
+    ['RWKV-7-like dplr', attrs({ decay: 'key', update: 'dplr', keyDim: 8, valueDim: 70 })],
+  ] as const) {
+    it(`${name}: a batch of ${B} sequences matches the batched reference`, async () => {
+      const { caps } = await testGpu();
+      const ab = { ...a, batch: B };
+      const def = batchedDefinition(linearRecurrence);
+      for (const pos of [0, 5]) {
+        // Per-sequence state: B slices (fusedData gives one; three draws make three).
+        const inp = fusedData(a, B, 70 + pos);
+        inp.state = Float32Array.from(
+          { length: B * inp.state.length },
+          (_, i) =>
+            fusedData(a, B, 80 + pos + Math.floor(i / inp.state.length)).state[
+              i % inp.state.length
+            ],
+        );
+        if (pos === 0) inp.state.fill(NaN); // ignored at position 0 in every slice
+        const step = { T: B, pos, L: 1 };
+        const want = def.reference(ab, { ...inp, state: inp.state.slice() }, step);
+        const { launches } = linearRecurrenceKernel(ab, { caps, maxT: B });
+        expect(launches[0].kernel.name).toMatch(/_recurrent_.*_batched$/);
+        const out = new Float32Array(B * a.heads * a.valueDim).fill(SENTINEL);
+        const got = await runLaunches(launches, {
+          inputs: { ...inp, state: inp.state.slice(), out },
+          step,
+        });
+        const err = {
+          out: maxRelError(got.out, want.out as Float32Array),
+          state: maxRelError(got.state, want.state as Float32Array),
+        };
+        errors.push(
+          `batched ${name} B${B} pos${pos}: out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}`,
         );
         expect(err.out).toBeLessThanOrEqual(TOL);
         expect(err.state).toBeLessThanOrEqual(TOL);

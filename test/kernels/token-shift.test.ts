@@ -8,6 +8,7 @@ import { tokenShiftKernel } from '../../codegen/kernels/token-shift.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import type { StepShape, TokenShiftAttrs } from '../../src/graph/ops.ts';
 import { tokenShift } from '../../src/ops/token-shift.ts';
+import { batchedDefinition } from '../../src/ops/batch.ts';
 import { runLaunches } from '../helpers/gpu.ts';
 import { randn } from '../helpers/numeric.ts';
 
@@ -63,6 +64,24 @@ describe('token_shift kernel', () => {
       expect(Array.from(got.out.subarray(0, n))).toEqual(Array.from(want.out));
       expect(got.out.subarray(n).every((v) => v === SENTINEL)).toBe(true);
       expect(Array.from(got.state)).toEqual(Array.from(want.state));
+    });
+  }
+
+  // Batched decode (src/ops/batch.ts): row s is sequence s, its predecessor its own state row.
+  for (const pos of [0, 4]) {
+    it(`batched: 3 sequences of width 77, pos ${pos}`, async () => {
+      const a: TokenShiftAttrs = { op: 'token_shift', width: 77, batch: 3 };
+      const x = randn(3 * 77, 21 + pos, 2);
+      const state = randn(3 * 77, 22, 2);
+      const step = { T: 3, pos, L: 1 };
+      const want = batchedDefinition(tokenShift).reference(a, { x, state: state.slice() }, step);
+      const { launches } = tokenShiftKernel(a, { caps: BASELINE_CAPS, maxT: 3 });
+      const out = new Float32Array(3 * 77).fill(SENTINEL);
+      const got = await runLaunches(launches, { inputs: { x, state: state.slice(), out }, step });
+      expect(Array.from(got.out)).toEqual(Array.from(want.out));
+      expect(Array.from(got.state)).toEqual(Array.from(want.state));
+      expect(Array.from(got.state)).toEqual(Array.from(x));
+      if (pos > 0) expect(Array.from(got.out)).toEqual(Array.from(state));
     });
   }
 });

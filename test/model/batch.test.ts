@@ -2,8 +2,9 @@
  * Batched decode (compile --batch B, runtime/batch.ts): B sequences in one step equal B
  * independent single-sequence runs, token for token and logits within 1e-5 relative (the
  * single runs prefill their prompts in one chunk while the batch feeds them a token a step, so
- * the sums run in other orders; the gap seen is ~1e-6), for a tiny llama and a tiny hybrid of
- * Mamba-1 and attention layers. Prompts of different lengths share the batch.
+ * the sums run in other orders; the gap seen is ~1e-6), for a tiny llama and tiny hybrids of
+ * attention with Mamba-1, Mamba-2, gated DeltaNet and RWKV-7 layers (linear_recurrence and
+ * token_shift batched). Prompts of different lengths share the batch.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileModel } from '../../codegen/compile.ts';
@@ -11,16 +12,18 @@ import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
-import type { ModelIR } from '../../src/spec/model.ts';
+import type { GatedDeltaNetSpec, ModelIR } from '../../src/spec/model.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
-import { attention, mamba2, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
+import { attention, mamba2, mlp, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
 import { compileFigures } from '../../src/cli/explore/metrics.ts';
 import { DEVICES } from '../../src/cli/explore/roofline.ts';
 import { NOMINAL_CAPS } from '../../src/target.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
+import type { Graph } from '../../src/graph/ir.ts';
+import type { OpAttrs } from '../../src/graph/ops.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 
@@ -72,6 +75,59 @@ function hybrid2(): ModelIR {
   return { ...m, layers: m.layers.map((l) => (l.index % 2 === 0 ? { ...l, mixer: mamba2() } : l)) };
 }
 
+/**
+ * Gated DeltaNet at layers 0 and 2 (key heads 2 and 3), Qwen3-Next's gated attention at 1: the
+ * recurrence with its fused l2 norms, beta and decay, and its short convs, per sequence.
+ */
+function deltanetHybrid(): ModelIR {
+  const dn: GatedDeltaNetSpec = {
+    kind: 'gated_deltanet',
+    keyHeads: 2,
+    valueHeads: 6,
+    keyHeadDim: 12,
+    valueHeadDim: 10,
+    dConv: 4,
+    normEps: 1e-6,
+  };
+  const gated = attention({
+    qkNorm: true,
+    outputGate: true,
+    rope: { theta: 10000, rotaryDim: 4, scaling: { kind: 'none' } },
+  });
+  const ffn = mlp({ hidden: 80 });
+  return tinyLlama({
+    dim: 48,
+    norm: { kind: 'rms', eps: 1e-6, unitOffset: true, bias: false },
+    layers: [dn, gated, { ...dn, keyHeads: 3 }].map((mixer, index) => ({
+      index,
+      mixerName: mixer.kind,
+      mixer,
+      ffnName: 'mlp',
+      ffn,
+    })),
+  });
+}
+
+/**
+ * The other linear recurrences: RetNet (RoPE fused into the recurrence, at the step's shared
+ * position), GLA (per-key decay) and normalised linear attention (the key sum z per sequence).
+ */
+const linear = parseSpec(
+  `model "linear" {
+  vocab 256
+  dim 32
+  max_context 256
+  norm rms(eps: 1e-5)
+  mixer r = retnet(heads: 2, key_head_dim: 8, value_head_dim: 16)
+  mixer g = gla(heads: 2, key_head_dim: 8, value_head_dim: 16)
+  mixer l = linear_attn(heads: 2, key_head_dim: 8, value_head_dim: 16, feature_map: elu1, normalize: true)
+  mixer a = attention(heads: 4, kv_heads: 2)
+  ffn mlp = swiglu(hidden: 48)
+  layers 1 x [1 r : 1 g : 1 l : 1 a] with ffn mlp
+}`,
+  'linear.strata',
+);
+
 /** StreamingLLM attention: the batched build's ring caches (2 sinks + window 6) wrap by step 8. */
 const streaming = tinyLlama({
   layers: tinyLlama().layers.map((l) => ({ ...l, mixer: attention({ window: 6, sinkTokens: 2 }) })),
@@ -92,6 +148,17 @@ const sparse = parseSpec(
   'sparse.strata',
 );
 
+/** Decode nodes carrying each fusion, counting only those of a batch of B (1: unbatched). */
+function fusions(g: Graph, B: number): Record<string, number> {
+  const of = (a: { batch?: number } | null | undefined) => !!a && (a.batch ?? 1) === B;
+  const count = (p: (a: OpAttrs) => boolean) => g.nodes.filter((n) => p(n.attrs)).length;
+  return {
+    ropeKv: count((a) => a.op === 'matmul' && of(a.ropeKv)),
+    conv: count((a) => a.op === 'matmul' && of(a.conv)),
+    prologue: count((a) => a.op === 'linear_recurrence' && !!a.prologue && of(a)),
+  };
+}
+
 describe.each([
   ['tiny llama', tinyLlama(), {}, [1, 3, 4]],
   ['block-sparse and global-token llama', sparse, {}, [3]],
@@ -99,11 +166,16 @@ describe.each([
   ['tiny mamba2 + attention hybrid', hybrid2(), {}, [3]],
   ['tiny llama with f16 KV caches', tinyLlama(), { kv: 'f16' as const }, [3]],
   ['streaming-attention llama (ring caches)', streaming, {}, [3]],
+  ['tiny gated DeltaNet + attention hybrid', deltanetHybrid(), {}, [3]],
+  ['tiny RWKV-7 + attention hybrid', rwkv7Hybrid(), {}, [3]],
+  ['RetNet, GLA, linear attention and attention', linear, {}, [3]],
 ])('batched decode of the %s', (_, model, opts, batches) => {
   // Every prompt run alone once, on one single-sequence build.
   let alone: Awaited<ReturnType<typeof single>>[] = [];
+  let fusedAlone: Record<string, number> = {};
   beforeAll(async () => {
     const m = await gpuModel(model, opts);
+    fusedAlone = fusions(m.compiled.graphs.decode, 1);
     const seq = m.gm.newSequence();
     alone = [];
     for (const p of prompts) alone.push(await single(seq, p, model.vocab));
@@ -118,17 +190,24 @@ describe.each([
       expect(ops).toContain('attention');
       if (model.layers[0].mixer?.kind === 'mamba1') expect(ops).toContain('mamba1_step');
       if (model.layers[0].mixer?.kind === 'mamba2') expect(ops).toContain('ssd');
-      // q/k/v + RoPE + KV append stay one matmul, its epilogue writing each row's own slice.
-      const fused = m.compiled.graphs.decode.nodes.filter(
-        (n) => n.attrs.op === 'matmul' && n.attrs.ropeKv?.batch === B,
+      const kinds = new Set<string | undefined>(model.layers.map((l) => l.mixer?.kind));
+      if (['gated_deltanet', 'rwkv7', 'retnet', 'gla'].some((k) => kinds.has(k)))
+        expect(ops).toContain('linear_recurrence');
+      if (kinds.has('rwkv7')) expect(ops).toContain('token_shift');
+      // RetNet's RoPE rotates inside its recurrence, every row at the step's position.
+      const rotating = batched.filter(
+        (n) => n.attrs.op === 'linear_recurrence' && n.attrs.prologue?.rope,
       );
-      expect(fused.length).toBeGreaterThan(0);
-      // Mamba-1's in_proj keeps its conv epilogue, each row shifting its own conv state.
-      const convs = m.compiled.graphs.decode.nodes.filter(
-        (n) => n.attrs.op === 'matmul' && n.attrs.conv?.batch === B,
-      );
+      expect(rotating.length).toBe(kinds.has('retnet') ? 1 : 0);
+      // The decode fusions of one sequence stay, batched: q/k/v + RoPE + KV append one matmul
+      // writing each row's own slice; Mamba-1's in_proj with its conv epilogue, each row
+      // shifting its own conv state; the recurrences with their prologues (l2 norms, gates).
+      const fused = fusions(m.compiled.graphs.decode, B);
+      expect(fused).toEqual(fusedAlone);
+      // (Gated attention's q/k norms sit between its projection and RoPE: nothing to fuse.)
+      if (!kinds.has('gated_deltanet')) expect(fused.ropeKv).toBeGreaterThan(0);
       const mambas = model.layers.filter((l) => l.mixer?.kind === 'mamba1').length;
-      expect(convs.length).toBe(mambas);
+      if (mambas > 0) expect(fused.conv).toBe(mambas);
     }
     const batch = new BatchSequence(m.gm);
     const got = await batch.generate(prompts.slice(0, B), { maxTokens: STEPS, logits: true });
@@ -153,6 +232,9 @@ describe('batched references (src/ops/batch.ts) on the CPU interpreter', () => {
     ['tiny llama', tinyLlama()],
     ['hybrid', hybrid()],
     ['mamba2 hybrid', hybrid2()],
+    ['gated DeltaNet hybrid', deltanetHybrid()],
+    ['RWKV-7 hybrid', rwkv7Hybrid()],
+    ['RetNet, GLA, linear attention', linear],
   ])('%s: a batch of 3 equals 3 sequences alone', async (_, model) => {
     const { caps } = await testGpu();
     const weights = randomWeights(model, 3);
@@ -208,8 +290,22 @@ describe('batched decode limits and sampling', () => {
 
   it('names the layer and op a batched build has no kernel for', async () => {
     const { caps } = await testGpu();
-    expect(() => compileModel(rwkv7Hybrid(), { caps, batch: 2 })).toThrow(
-      /layer 1 \(.*\): batched decode \(--batch 2\) has no kernel for token_shift/,
+    // H2O eviction's per-sequence cache bookkeeping has no batched kernel yet.
+    const h2o = parseSpec(
+      `model "h2o" {
+  vocab 256
+  dim 32
+  max_context 256
+  norm rms(eps: 1e-5)
+  mixer a = attention(heads: 4, kv_heads: 2)
+  mixer e = attention(heads: 4, kv_heads: 2, evict: h2o(budget: 16, recent: 4))
+  ffn mlp = swiglu(hidden: 48)
+  layers 1 x [1 a : 1 e] with ffn mlp
+}`,
+      'h2o.strata',
+    );
+    expect(() => compileModel(h2o, { caps, batch: 2 })).toThrow(
+      /layer 1 \(.*\): batched decode \(--batch 2\) has no kernel for \w+, which keeps state/,
     );
   });
 
