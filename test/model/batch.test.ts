@@ -112,6 +112,22 @@ function deltanetHybrid(): ModelIR {
  * The other linear recurrences: RetNet (RoPE fused into the recurrence, at the step's shared
  * position), GLA (per-key decay) and normalised linear attention (the key sum z per sequence).
  */
+/** MLA on its latent cache (DeepSeek-V3's form) beside LFM2's gated short conv, with an MoE FFN. */
+const latentAndConv = parseSpec(
+  `model "latent-conv" {
+  vocab 256
+  dim 32
+  max_context 256
+  norm rms(eps: 1e-5)
+  mixer m = mla(heads: 4, q_rank: 16, kv_rank: 16, nope_dim: 8, rope_dim: 4, v_dim: 8)
+  mixer c = shortconv(l_cache: 3)
+  ffn mlp = swiglu(hidden: 48)
+  ffn experts = moe(experts: 4, top_k: 2, expert: swiglu(hidden: 16))
+  layers 1 x [1 m : 1 c] with ffn [mlp, experts]
+}`,
+  'latent-conv.strata',
+);
+
 const linear = parseSpec(
   `model "linear" {
   vocab 256
@@ -169,6 +185,7 @@ describe.each([
   ['tiny gated DeltaNet + attention hybrid', deltanetHybrid(), {}, [3]],
   ['tiny RWKV-7 + attention hybrid', rwkv7Hybrid(), {}, [3]],
   ['RetNet, GLA, linear attention and attention', linear, {}, [3]],
+  ['MLA (latent cache) and short-conv model with MoE', latentAndConv, {}, [3]],
 ])('batched decode of the %s', (_, model, opts, batches) => {
   // Every prompt run alone once, on one single-sequence build.
   let alone: Awaited<ReturnType<typeof single>>[] = [];
@@ -204,8 +221,10 @@ describe.each([
       // shifting its own conv state; the recurrences with their prologues (l2 norms, gates).
       const fused = fusions(m.compiled.graphs.decode, B);
       expect(fused).toEqual(fusedAlone);
-      // (Gated attention's q/k norms sit between its projection and RoPE: nothing to fuse.)
-      if (!kinds.has('gated_deltanet')) expect(fused.ropeKv).toBeGreaterThan(0);
+      // (Gated attention's q/k norms sit between its projection and RoPE, and MLA ropes its
+      // latent key apart from the cache write: nothing to fuse there.)
+      if (!kinds.has('gated_deltanet') && !kinds.has('mla'))
+        expect(fused.ropeKv).toBeGreaterThan(0);
       const mambas = model.layers.filter((l) => l.mixer?.kind === 'mamba1').length;
       if (mambas > 0) expect(fused.conv).toBe(mambas);
     }
