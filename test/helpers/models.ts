@@ -2,7 +2,13 @@
 import { DEFAULT_ROUTER } from '../../src/spec/kinds/moe.ts';
 import type { Mamba2Spec } from '../../src/mixers/mamba2.ts';
 import type { Rwkv7Spec } from '../../src/mixers/rwkv7.ts';
-import type { AttentionSpec, MlpSpec, ModelIR, MoeSpec } from '../../src/spec/model.ts';
+import type {
+  AttentionSpec,
+  GatedDeltaNetSpec,
+  MlpSpec,
+  ModelIR,
+  MoeSpec,
+} from '../../src/spec/model.ts';
 
 export function attention(over: Partial<AttentionSpec> = {}): AttentionSpec {
   const headDim = over.headDim ?? 16;
@@ -50,6 +56,17 @@ export function mamba2(over: Partial<Mamba2Spec> = {}): Mamba2Spec {
     ...over,
   };
 }
+
+/** A small gated DeltaNet (Qwen3-Next's linear layer): 2 key heads of 12 shared by 6 value heads of 10. */
+export const GATED_DELTANET: GatedDeltaNetSpec = {
+  kind: 'gated_deltanet',
+  keyHeads: 2,
+  valueHeads: 6,
+  keyHeadDim: 12,
+  valueHeadDim: 10,
+  dConv: 4,
+  normEps: 1e-6,
+};
 
 /** A Mixtral-style MoE: its default router, no clamp, no shared experts. */
 export function moe(over: Pick<MoeSpec, 'experts' | 'topK' | 'expert'>): MoeSpec {

@@ -12,10 +12,17 @@ import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
-import type { GatedDeltaNetSpec, ModelIR } from '../../src/spec/model.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
-import { attention, mamba2, mlp, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
+import {
+  attention,
+  GATED_DELTANET,
+  mamba2,
+  mlp,
+  rwkv7Hybrid,
+  tinyLlama,
+} from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
 import { compileFigures } from '../../src/cli/explore/metrics.ts';
@@ -80,15 +87,7 @@ function hybrid2(): ModelIR {
  * recurrence with its fused l2 norms, beta and decay, and its short convs, per sequence.
  */
 function deltanetHybrid(): ModelIR {
-  const dn: GatedDeltaNetSpec = {
-    kind: 'gated_deltanet',
-    keyHeads: 2,
-    valueHeads: 6,
-    keyHeadDim: 12,
-    valueHeadDim: 10,
-    dConv: 4,
-    normEps: 1e-6,
-  };
+  const dn = GATED_DELTANET;
   const gated = attention({
     qkNorm: true,
     outputGate: true,

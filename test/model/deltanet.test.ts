@@ -7,28 +7,18 @@
 import { describe, expect, it } from 'vitest';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { compileModel } from '../../codegen/compile.ts';
-import type { GatedDeltaNetSpec, LayerSpec, MixerSpec, ModelIR } from '../../src/spec/model.ts';
+import type { LayerSpec, MixerSpec, ModelIR } from '../../src/spec/model.ts';
 import {
   expectFusedMatchesUnfused,
   expectMatchesInterpreter,
   gpuModel,
 } from '../helpers/compare.ts';
-import { attention, mlp, tinyLlama } from '../helpers/models.ts';
+import { attention, GATED_DELTANET, mlp, tinyLlama } from '../helpers/models.ts';
 import { randInts } from '../helpers/numeric.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import type { Graph } from '../../src/graph/ir.ts';
 import { fuseRecurrencePrologue } from '../../src/passes/fuse.ts';
-
-const DELTANET: GatedDeltaNetSpec = {
-  kind: 'gated_deltanet',
-  keyHeads: 2,
-  valueHeads: 6,
-  keyHeadDim: 12,
-  valueHeadDim: 10,
-  dConv: 4,
-  normEps: 1e-6,
-};
 
 function layer(index: number, mixer: MixerSpec): LayerSpec {
   return { index, mixerName: mixer.kind, mixer, ffnName: 'mlp', ffn: mlp({ hidden: 80 }) };
@@ -43,7 +33,11 @@ function hybrid(): ModelIR {
   return tinyLlama({
     dim: 48,
     norm: { kind: 'rms', eps: 1e-6, unitOffset: true, bias: false },
-    layers: [layer(0, DELTANET), layer(1, gated), layer(2, { ...DELTANET, keyHeads: 3 })],
+    layers: [
+      layer(0, GATED_DELTANET),
+      layer(1, gated),
+      layer(2, { ...GATED_DELTANET, keyHeads: 3 }),
+    ],
   });
 }
 
