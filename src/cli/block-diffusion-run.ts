@@ -18,6 +18,7 @@ import {
 import type { BlockDiffusionSpec, ModelIR } from '../spec/model.ts';
 import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
+import { canvasView } from './diffusion-run.ts';
 
 export const BLOCK_DIFFUSION_HELP = `block-diffusion models (a spec with diffusion bd3lm(...)); defaults from the spec:
   --gen-length N       tokens generated after the prompt
@@ -101,16 +102,7 @@ export async function runBlockDiffusion(
 ): Promise<void> {
   const tty = process.stdout.isTTY === true && !o.dump;
   const P = prompt.length;
-  const plain = o.ids || !o.tok;
-  const show = (canvas: Uint32Array): string => {
-    const parts: string[] = [];
-    for (let p = P; p < canvas.length; p++) {
-      const t = canvas[p];
-      if (t === run.maskId) parts.push(plain ? '_' : '░');
-      else parts.push(plain ? String(t) : o.tok!.decode([t]));
-    }
-    return parts.join(plain ? ' ' : '');
-  };
+  const view = canvasView(P, run.maskId, o);
   // The first step that ran a forward: its positions and their logits.
   let first: { positions: number[]; logits: Float32Array } | null = null;
   let steps = 0;
@@ -120,7 +112,7 @@ export async function runBlockDiffusion(
     if (c.forward) forwards++;
     if (logits && !first) first = { positions: c.positions, logits: logits.slice() };
     if (o.dump) return;
-    const line = show(canvas);
+    const line = view.line(canvas);
     if (tty) process.stdout.write(`\r\x1b[K${line}`);
     else process.stdout.write(`step ${c.step + 1} (block ${c.block}): ${line}\n`);
   });
@@ -143,6 +135,5 @@ export async function runBlockDiffusion(
     return;
   }
   if (tty) process.stdout.write('\n');
-  else if (plain) console.log([...tokens].join(' '));
-  else console.log(o.tok!.decode([...tokens]));
+  else console.log(view.answer(tokens));
 }

@@ -150,6 +150,27 @@ export function refuseAutoregressiveFlags(values: Record<string, unknown>): void
 }
 
 /** Run the sampler, showing the canvas as it fills in; writes the dump when asked. */
+/**
+ * How `run` shows a diffusion canvas after a prompt of P tokens: masks as ░ in text (_ with
+ * --ids or without a tokenizer), committed tokens as text or ids; and the answer at the end.
+ */
+export function canvasView(P: number, maskId: number, o: { tok: Tokenizer | null; ids: boolean }) {
+  const tok = o.ids ? null : o.tok;
+  return {
+    line(canvas: Uint32Array): string {
+      const parts: string[] = [];
+      for (let p = P; p < canvas.length; p++) {
+        const t = canvas[p];
+        if (t === maskId) parts.push(tok ? '░' : '_');
+        else parts.push(tok ? tok.decode([t]) : String(t));
+      }
+      return parts.join(tok ? '' : ' ');
+    },
+    answer: (tokens: ArrayLike<number>): string =>
+      tok ? tok.decode(Array.from(tokens)) : Array.from(tokens).join(' '),
+  };
+}
+
 export async function runDiffusion(
   seq: Sequence,
   prompt: number[],
@@ -169,15 +190,7 @@ export async function runDiffusion(
     );
   const tty = process.stdout.isTTY === true && !o.dump;
   const P = prompt.length;
-  const show = (canvas: Uint32Array): string => {
-    const parts: string[] = [];
-    for (let p = P; p < canvas.length; p++) {
-      const t = canvas[p];
-      if (t === run.maskId) parts.push(o.ids || !o.tok ? '_' : '░');
-      else parts.push(o.ids || !o.tok ? String(t) : o.tok.decode([t]));
-    }
-    return o.ids || !o.tok ? parts.join(' ') : parts.join('');
-  };
+  const view = canvasView(P, run.maskId, o);
   let canvasLogits: Float32Array | null = null;
   const total = run.steps;
   let forwards = 0;
@@ -189,7 +202,7 @@ export async function runDiffusion(
       forwards++;
       if (c.step === 0 && logits) canvasLogits = logits.slice();
       if (o.dump) return;
-      const line = show(canvas);
+      const line = view.line(canvas);
       if (tty) process.stdout.write(`\r\x1b[K${line}`);
       else process.stdout.write(`step ${c.step + 1}/${total}: ${line}\n`);
     },
@@ -214,6 +227,5 @@ export async function runDiffusion(
     return;
   }
   if (tty) process.stdout.write('\n');
-  else if (o.ids || !o.tok) console.log([...tokens].join(' '));
-  else console.log(o.tok.decode([...tokens]));
+  else console.log(view.answer(tokens));
 }
