@@ -48,7 +48,7 @@
  */
 import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
-import { keepBlockWgsl } from '../../src/ops/block-sparse.ts';
+import { keepPatternWgsl } from '../../src/ops/block-sparse.ts';
 import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
@@ -189,7 +189,8 @@ function variantName(a: AttentionAttrs): string {
         : l.kind === 'strided'
           ? `str${l.local}s${l.stride}`
           : `off${l.keep.join('-')}`;
-    parts.push(`bs${bs.block}${shape}${l.global ? `g${l.global}` : ''}`);
+    const rnd = bs.random ? `r${bs.random.r}x${bs.random.seed}` : '';
+    parts.push(`bs${bs.block}${shape}${l.global ? `g${l.global}` : ''}${rnd}`);
   }
   return parts.join('_');
 }
@@ -203,13 +204,22 @@ function indent(text: string, by: number): string {
 }
 
 /** The block size, the layout's keep rule, and whether any of a run of query blocks keeps kb. */
-function blockFns(bs: BlockSparsePattern): string {
+function blockFns(bs: BlockSparsePattern, causal: boolean): string {
   return `const BLOCK = ${bs.block}u;
-${keepBlockWgsl(bs.layout)}
+${keepPatternWgsl(bs, causal)}
 fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
   for (var qb = qb0; qb <= qb1; qb++) { if (keep_block(qb, kb)) { return true; } }
   return false;
 }`;
+}
+
+/**
+ * A score's own block test. With random blocks (a redraw per call) it is skipped where the
+ * workgroup's rows share one query block, whose kept blocks are the only ones the loop visits.
+ */
+function rowKeep(bs: BlockSparsePattern): string {
+  const test = 'keep_block(p / BLOCK, j / BLOCK)';
+  return bs.random ? `(qb0 == qb1 || ${test})` : test;
 }
 
 /**
@@ -266,6 +276,10 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const lo = gq > 0 ? `select(${wlo}, 0u, p < ${gq}u)` : wlo;
   const hi = gq > 0 ? `select(${whi}, n, p < ${gq}u)` : whi;
   const bs = a.blockSparse ?? null;
+  if (bs?.random && !a.causal && (a.batch ?? 1) > 1) {
+    // keep_random reads an unbatched step's keys (src/ops/block-sparse.ts keepPatternWgsl).
+    throw new Error('attention: bidirectional random blocks have no batched kernel');
+  }
   const capped =
     a.softcap === null ? 's' : `${wgslF32(a.softcap)} * tanh_safe(s * ${wgslF32(1 / a.softcap)})`;
   const split = mode.kind === 'split';
@@ -305,7 +319,7 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
     ? `let j = key_at(j0 + jj, ns, wlo);
       let ok = jj < nk && RR < rows && j < key_hi(p, n) && (j >= key_lo(p) || j < SINK);`
     : `let j = j0 + jj;
-      let ok = jj < nk && RR < rows && j >= key_lo(p) && j < key_hi(p, n)${bs ? ' && keep_block(p / BLOCK, j / BLOCK)' : ''};`;
+      let ok = jj < nk && RR < rows && j >= key_lo(p) && j < key_hi(p, n)${bs ? ` && ${rowKeep(bs)}` : ''};`;
   const { ml, acc: accName } = DECODE_SCRATCH;
   const dimLoop = (body: string): string => `for (var k = 0u; k < DPT; k++) {
       let d = lane + k * TPR;
@@ -471,7 +485,7 @@ fn key_lo(p: u32) -> u32 { return ${lo}; }
 fn key_hi(p: u32, n: u32) -> u32 { return ${hi}; }
 fn cap_score(s: f32) -> f32 { return ${capped}; }
 ${ringFns}
-${bs ? blockFns(bs) : ''}
+${bs ? blockFns(bs, a.causal) : ''}
 ${unpack}
 
 @compute @workgroup_size(${wg})

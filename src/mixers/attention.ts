@@ -19,7 +19,13 @@ import { defineKind, opt, req, toDslCall } from '../spec/kind.ts';
 import { defaultRope, ROPES } from '../spec/kinds/rope.ts';
 import { EVICTIONS, type EvictSpec } from '../spec/kinds/evict.ts';
 import { h2oPolicyError } from '../ops/h2o.ts';
-import { checkPattern, PATTERNS, type PatternSpec } from '../spec/kinds/sparsity.ts';
+import {
+  checkPattern,
+  MAX_RANDOM,
+  MAX_SEED,
+  PATTERNS,
+  type PatternSpec,
+} from '../spec/kinds/sparsity.ts';
 import type { ModelIR, RopeSpec } from '../spec/model.ts';
 import {
   bool as boolSchema,
@@ -114,7 +120,8 @@ function describePattern(p: PatternSpec): string {
       : l.kind === 'strided'
         ? `local ${l.local}, stride ${l.stride}`
         : `offsets [${l.keep.join(', ')}]`;
-  return `block_sparse ${p.block}: ${shape}${l.global ? ` + ${l.global} global` : ''}`;
+  const rnd = p.random ? ` + ${p.random.r} random (seed ${p.random.seed})` : '';
+  return `block_sparse ${p.block}: ${shape}${l.global ? ` + ${l.global} global` : ''}${rnd}`;
 }
 
 /** Attention tensors (HF Llama's names under `self_attn`). */
@@ -465,30 +472,44 @@ export const attention = defineMixer<AttentionSpec>({
       pattern: {
         oneOf: [
           { type: 'null' },
-          object({
-            kind: kind('block_sparse'),
-            block: posInt,
-            layout: {
-              oneOf: [
-                object({
-                  kind: kind('local'),
-                  blocks: posInt,
-                  global: { type: 'integer', minimum: 0 },
-                }),
-                object({
-                  kind: kind('strided'),
-                  local: posInt,
-                  stride: { type: 'integer', minimum: 2 },
-                  global: { type: 'integer', minimum: 0 },
-                }),
-                object({
-                  kind: kind('offsets'),
-                  keep: { type: 'array', items: { type: 'integer', minimum: 0 }, maxItems: 64 },
-                  global: { type: 'integer', minimum: 0 },
-                }),
-              ],
+          object(
+            {
+              kind: kind('block_sparse'),
+              block: posInt,
+              layout: {
+                oneOf: [
+                  object({
+                    kind: kind('local'),
+                    blocks: posInt,
+                    global: { type: 'integer', minimum: 0 },
+                  }),
+                  object({
+                    kind: kind('strided'),
+                    local: posInt,
+                    stride: { type: 'integer', minimum: 2 },
+                    global: { type: 'integer', minimum: 0 },
+                  }),
+                  object({
+                    kind: kind('offsets'),
+                    keep: { type: 'array', items: { type: 'integer', minimum: 0 }, maxItems: 64 },
+                    global: { type: 'integer', minimum: 0 },
+                  }),
+                ],
+              },
             },
-          }),
+            {
+              random: {
+                oneOf: [
+                  { type: 'null' },
+                  object({
+                    kind: kind('random'),
+                    r: { type: 'integer', minimum: 1, maximum: MAX_RANDOM },
+                    seed: { type: 'integer', minimum: 0, maximum: MAX_SEED },
+                  }),
+                ],
+              },
+            },
+          ),
         ],
       },
     },

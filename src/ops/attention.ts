@@ -36,7 +36,7 @@ import {
   type StepShape,
 } from '../graph/ops.ts';
 import { dtypeBytes } from '../graph/dtype.ts';
-import { keepBlock } from './block-sparse.ts';
+import { keepPatternBlock } from './block-sparse.ts';
 import { roundF16 } from './math.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
@@ -113,9 +113,10 @@ export function visibleRanges(
   if (bs !== null) {
     const B = bs.block;
     const qb = Math.floor(p / B);
+    const nkb = keyBlocks(B, step);
     const out: [number, number][] = [];
     for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
-      if (!keepBlock(bs.layout, qb, kb)) continue;
+      if (!keepPatternBlock(bs, qb, kb, nkb, a.causal)) continue;
       const r: [number, number] = [Math.max(lo, kb * B), Math.min(hi, (kb + 1) * B)];
       const last = out[out.length - 1];
       if (last && last[1] === r[0]) last[1] = r[1];
@@ -130,6 +131,11 @@ export function visibleRanges(
     [0, s],
     [lo, hi],
   ];
+}
+
+/** Key blocks of a step (the kernel's n over the block, rounded up): random blocks draw below it. */
+function keyBlocks(block: number, step: Pick<StepShape, 'T' | 'pos' | 'keys'>): number {
+  return Math.ceil(Math.max(step.pos + step.T, step.keys ?? 0) / block);
 }
 
 /**
@@ -307,7 +313,9 @@ export const attention: OpDefinition<AttentionAttrs> = {
     }
     const bs = a.blockSparse ?? null;
     const kvRows =
-      bs === null ? Math.max(0, kvHi - kvLo) + sinkRows : keptKeyRows(bs, step, kvLo, kvHi);
+      bs === null
+        ? Math.max(0, kvHi - kvLo) + sinkRows
+        : keptKeyRows(bs, a.causal, step, kvLo, kvHi);
     const qBytes = 4 * step.T * a.heads * a.headDim;
     return {
       // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
@@ -331,17 +339,19 @@ export const attention: OpDefinition<AttentionAttrs> = {
  */
 function keptKeyRows(
   bs: NonNullable<AttentionAttrs['blockSparse']>,
-  step: Pick<StepShape, 'T' | 'pos'>,
+  causal: boolean,
+  step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
   lo: number,
   hi: number,
 ): number {
   const B = bs.block;
+  const nkb = keyBlocks(B, step);
   const qb0 = Math.floor(step.pos / B);
   const qb1 = Math.floor((step.pos + step.T - 1) / B);
   let rows = 0;
   for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
     for (let qb = qb0; qb <= qb1; qb++) {
-      if (keepBlock(bs.layout, qb, kb)) {
+      if (keepPatternBlock(bs, qb, kb, nkb, causal)) {
         rows += Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B);
         break;
       }

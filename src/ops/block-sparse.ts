@@ -9,11 +9,26 @@
  * kernel (codegen/kernels/attention.ts) walks only the kept key blocks, the cost model counts
  * only kept pairs, so both scale with the density.
  *
+ * Random blocks (BigBird, `random(r: R, seed: S)` beside a local layout of band L and G global
+ * blocks): query block qb >= G also keeps randomBlocks(...): R key blocks drawn without
+ * replacement, uniformly, from the candidates the layout drops: [G, qb − L] and, bidirectional,
+ * [qb + L, nkb) (nkb: the step's key blocks, ceil(keys / B)). Causal queries draw from the past
+ * only, so a block's draw never changes as the sequence grows and prefill and decode agree. With
+ * fewer than R candidates (early blocks) all of them are kept: r is clamped, not an error.
+ * The draw is Floyd's subset sampling with a u32 hash of (seed, qb, j) in place of a generator,
+ * so the kernel recomputes it from (qb, kb) alone, in the same integer arithmetic.
+ *
+ * Variant: BigBird's ITC form (window + global + random). It differs from the reference code
+ * (google-research/bigbird, HF BigBirdModel) in that the global blocks are the first G (not the
+ * first and last), the window is L blocks each side (theirs: 3 blocks, one each side), one draw
+ * serves all heads (theirs: one per head), and the draw is this hash, not numpy's generator,
+ * so a checkpoint trained there sees other random blocks here.
+ *
  * The pattern keeps every KV row: a later query block may keep any earlier block (a strided
  * summary block, a global one), so the cache is not bounded by the layout; only the FLOPs and
  * the bytes read are.
  */
-import type { BlockLayout, BlockSparsePattern } from '../spec/kinds/sparsity.ts';
+import type { BlockLayout, BlockSparsePattern, LocalLayout } from '../spec/kinds/sparsity.ts';
 
 /** Whether query block qb keeps key block kb (causality aside). */
 export function keepBlock(l: BlockLayout, qb: number, kb: number): boolean {
@@ -22,6 +37,108 @@ export function keepBlock(l: BlockLayout, qb: number, kb: number): boolean {
   if (l.kind === 'offsets') return l.keep.includes(d);
   if (d < (l.kind === 'local' ? l.blocks : l.local)) return true;
   return l.kind === 'strided' && kb % l.stride === l.stride - 1;
+}
+
+/** One round of a 32-bit integer mixer (xorshift-multiply); the WGSL below is the same. */
+function mix32(x: number): number {
+  x = (x ^ (x >>> 16)) >>> 0;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x = (x ^ (x >>> 15)) >>> 0;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** The draw's word for (seed, query block, Floyd step j). */
+export function randomHash(seed: number, qb: number, j: number): number {
+  return mix32((mix32((mix32(seed >>> 0) ^ qb) >>> 0) ^ j) >>> 0);
+}
+
+/**
+ * Query block qb's random key blocks, in draw order (see the header): none for a global query
+ * block or a pattern without random blocks. `causal` limits the draw to earlier blocks; `nkb` is
+ * the step's key block count (read only when bidirectional).
+ */
+export function randomBlocks(
+  p: BlockSparsePattern,
+  qb: number,
+  nkb: number,
+  causal: boolean,
+): number[] {
+  const rnd = p.random ?? null;
+  if (rnd === null || p.layout.kind !== 'local') return [];
+  const { blocks: L, global: G } = p.layout as LocalLayout;
+  if (qb < G) return [];
+  const n1 = Math.max(0, qb + 1 - L - G);
+  const n2 = causal ? 0 : Math.max(0, nkb - qb - L);
+  const m = n1 + n2;
+  const k = Math.min(rnd.r, m);
+  const picks: number[] = [];
+  // Floyd: for j = m − k .. m − 1 take t uniform in [0, j], or j itself when t is taken.
+  for (let j = m - k; j < m; j++) {
+    const t = randomHash(rnd.seed, qb, j) % (j + 1);
+    picks.push(picks.includes(t) ? j : t);
+  }
+  return picks.map((c) => (c < n1 ? G + c : qb + L + c - n1));
+}
+
+/**
+ * Whether query block qb keeps key block kb under the whole pattern (layout and random blocks),
+ * causality aside; nkb and causal as randomBlocks.
+ */
+export function keepPatternBlock(
+  p: BlockSparsePattern,
+  qb: number,
+  kb: number,
+  nkb: number,
+  causal: boolean,
+): boolean {
+  return keepBlock(p.layout, qb, kb) || randomBlocks(p, qb, nkb, causal).includes(kb);
+}
+
+/**
+ * The WGSL of keepPatternBlock as `fn keep_block(qb: u32, kb: u32) -> bool`. With random
+ * blocks it redraws qb's blocks per call (r² compares, no table); bidirectional, it reads the
+ * key block count from the step uniform (a module-scope variable would make the kernel's
+ * block loop, which holds barriers, non-uniform), so it takes one unbatched step's keys.
+ */
+export function keepPatternWgsl(p: BlockSparsePattern, causal: boolean): string {
+  const rnd = p.random ?? null;
+  if (rnd === null || p.layout.kind !== 'local') return keepBlockWgsl(p.layout);
+  const { blocks: L, global: G } = p.layout;
+  const base = keepBlockWgsl(p.layout).replace('fn keep_block(', 'fn keep_layout(');
+  return `${base}
+const RAND_R = ${rnd.r}u;
+const RAND_SEED = ${rnd.seed >>> 0}u;
+fn rand_mix(v: u32) -> u32 {
+  var x = v ^ (v >> 16u);
+  x = x * 0x7feb352du;
+  x = x ^ (x >> 15u);
+  x = x * 0x846ca68bu;
+  return x ^ (x >> 16u);
+}
+// BigBird's random blocks of query block qb (src/ops/block-sparse.ts randomBlocks): Floyd's draw.
+fn keep_random(qb: u32, kb: u32) -> bool {
+  if (qb < ${G}u) { return false; }
+  let n1 = select(0u, qb + 1u - ${L + G}u, qb + 1u > ${L + G}u);
+  ${
+    causal
+      ? 'let n2 = 0u;'
+      : `let nkb = (max(step.pos + step.T, step.keys) + ${p.block - 1}u) / ${p.block}u;
+  let n2 = select(0u, nkb - qb - ${L}u, nkb > qb + ${L}u);`
+  }
+  let m = n1 + n2;
+  let k = min(RAND_R, m);
+  var picks: array<u32, ${rnd.r}>;
+  for (var i = 0u; i < k; i++) {
+    let j = m - k + i;
+    var t = rand_mix(rand_mix(rand_mix(RAND_SEED) ^ qb) ^ j) % (j + 1u);
+    for (var u = 0u; u < i; u++) { if (picks[u] == t) { t = j; } }
+    picks[i] = t;
+    if (select(${G}u + t, qb + ${L}u + t - n1, t >= n1) == kb) { return true; }
+  }
+  return false;
+}
+fn keep_block(qb: u32, kb: u32) -> bool { return keep_layout(qb, kb) || keep_random(qb, kb); }`;
 }
 
 /**
@@ -45,7 +162,7 @@ export function causalDensity(p: BlockSparsePattern, context: number): number {
   const nb = Math.ceil(context / p.block);
   let kept = 0;
   for (let qb = 0; qb < nb; qb++) {
-    for (let kb = 0; kb <= qb; kb++) if (keepBlock(p.layout, qb, kb)) kept++;
+    for (let kb = 0; kb <= qb; kb++) if (keepPatternBlock(p, qb, kb, nb, true)) kept++;
   }
   return kept / ((nb * (nb + 1)) / 2);
 }

@@ -71,6 +71,38 @@ describe('block-sparse and global-token attention end to end', () => {
     expect(r.layers[1].attentionDensity).toBeUndefined();
   });
 
+  it('BigBird (local + global + random blocks): a 45-token prompt and 10 decode steps match', async () => {
+    const bb = spec(
+      'attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 4, layout: local(blocks: 1, global: 1), random: random(r: 2, seed: 9)))',
+      'attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 3, layout: local(blocks: 2), random: random(r: 3, seed: 1)))',
+    );
+    const m = await gpuModel(bb, { maxT: 16, capacity: 80 });
+    await expectMatchesInterpreter(m, randInts(45, 64, 79), 10, 1e-4, 16);
+  });
+
+  it('BigBird bidirectional: random blocks on both sides match the interpreter', async () => {
+    const bi = spec(
+      'attention(heads: 4, kv_heads: 2, causal: false, pattern: block_sparse(block: 4, layout: local(blocks: 1, global: 1), random: random(r: 2, seed: 4)))',
+      'attention(heads: 4, kv_heads: 2, causal: false)',
+    );
+    const m = await gpuModel(bi, { maxT: 32, capacity: 32 });
+    await expectMatchesInterpreter(m, randInts(29, 64, 80), 0, 1e-4);
+  });
+
+  it('inspect: random blocks add r blocks to the density and the model table', () => {
+    const bb = (random: string) =>
+      spec(
+        `attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 64, layout: local(blocks: 3, global: 2)${random}))`,
+        'attention(heads: 4, kv_heads: 2)',
+      );
+    const at = (m: ReturnType<typeof spec>) =>
+      report(compileModel(m, { caps: BASELINE_CAPS, maxT: 16, capacity: 4096 })).layers[0]
+        .attentionDensity!;
+    // Decode at the end of 4096 tokens = 64 blocks: band 3 + global 2 (+ random 3).
+    expect(at(bb(''))).toBeCloseTo(5 / 64, 3);
+    expect(at(bb(', random: random(r: 3, seed: 5)'))).toBeCloseTo(8 / 64, 3);
+  });
+
   it('exporters refuse the sparse masks rather than drop them', () => {
     expect(() => exportHfConfig(model, 'llama')).toThrow(ExportError);
     expect(() => exportHfConfig(model, 'llama')).toThrow(/pattern|global/);

@@ -123,6 +123,69 @@ describe('pattern: block_sparse', () => {
   });
 });
 
+describe('pattern: block_sparse with BigBird random blocks', () => {
+  const bb = (random: string, layout = 'local(blocks: 3, global: 2)') =>
+    `mixer a = attention(heads: 4, pattern: block_sparse(block: 64, layout: ${layout}, random: ${random}))\nlayers 1 x a`;
+
+  it('resolves, prints and reloads from the DSL, YAML and JSON', () => {
+    const m = resolve(bb('random(r: 3, seed: 42)'));
+    expect(m.layers[0].mixer).toMatchObject({
+      pattern: {
+        block: 64,
+        layout: { kind: 'local', blocks: 3, global: 2 },
+        random: { kind: 'random', r: 3, seed: 42 },
+      },
+    });
+    const text = roundTrip(m);
+    expect(text).toContain('random: random(r: 3, seed: 42)');
+    expect(parseSpec(text, 'again.strata')).toEqual(m);
+    expect(parseSpec(YAML.stringify(m), 'm.yaml')).toEqual(m);
+    expect(parseSpec(JSON.stringify(m), 'm.json')).toEqual(m);
+    // seed defaults to 0; a pattern without random blocks has no random key.
+    expect(resolve(bb('random(r: 1)')).layers[0].mixer).toMatchObject({
+      pattern: { random: { r: 1, seed: 0 } },
+    });
+    expect(
+      mixerOf('attention(heads: 4, pattern: block_sparse(block: 8, layout: local(blocks: 1)))'),
+    ).not.toHaveProperty('pattern.random');
+  });
+
+  it('settings that cannot work name the setting and the limit, where written', () => {
+    const neg = bodyError(bb('random(r: -1)'));
+    expect(neg.message).toMatch(
+      /m\.strata:\d+:\d+: error.*r must be an integer of at least 1, got -1/s,
+    );
+    expect(blamed(neg)).toBe('-1');
+    expect(bodyError(bb('random(r: 1.5)')).message).toMatch(
+      /r must be an integer of at least 1, got 1\.5/,
+    );
+    expect(bodyError(bb('random(r: 2, seed: -3)')).message).toMatch(
+      /seed must be an integer of at least 0/,
+    );
+    const many = bodyError(bb('random(r: 17)'));
+    expect(many.message).toMatch(/random r must be an integer from 1 to 16, got 17/);
+    expect(many.message).toMatch(/m\.strata:\d+:\d+: error/);
+    const seed = bodyError(bb('random(r: 2, seed: 4294967296)'));
+    expect(seed.message).toMatch(/seed must be an integer from 0 to 4294967295 \(a u32\)/);
+    const strided = bodyError(bb('random(r: 2)', 'strided(local: 1, stride: 3)'));
+    expect(strided.message).toMatch(
+      /random blocks combine with a local layout \(BigBird: window \+ global \+ random\), not strided/,
+    );
+    expect(bodyError(bb('rand(r: 2)')).message).toMatch(/unknown random block draw kind 'rand'/);
+  });
+
+  it('the JSON form checks the same rules', () => {
+    const m = resolve(bb('random(r: 3, seed: 1)'));
+    const json = JSON.parse(JSON.stringify(m)) as {
+      layers: { mixer: { pattern: { random: { r: number } } } }[];
+    };
+    json.layers[0].mixer.pattern.random.r = 0;
+    expect(() => parseSpec(JSON.stringify(json), 'bad.json')).toThrow(/random/);
+    json.layers[0].mixer.pattern.random.r = 2.5;
+    expect(() => parseSpec(JSON.stringify(json), 'bad.json')).toThrow(/r/);
+  });
+});
+
 describe('global tokens', () => {
   it('resolves, prints and reloads', () => {
     const m = resolve('mixer a = attention(heads: 4, window: 256, global: 4)\nlayers 1 x a');

@@ -8,11 +8,14 @@
  *   (Longformer's sliding window at block granularity);
  * - `strided(local: L, stride: S, global: G)`: the band, plus every key block with
  *   kb mod S = S − 1 (Sparse Transformer's "fixed" pattern: the last block of each run of S
- *   summarises it for every later query; BigBird's window + global, without its random blocks).
+ *   summarises it for every later query).
  * - `offsets(keep: [0, d1, d2, ...], global: G)`: |qb − kb| is one of the listed distances
  *   (0 required), e.g. a dilated band.
  * `global: G` (default 0) adds the first G blocks as global: every query keeps them, and their
- * queries keep every key block. Causal attention applies its token mask on top, so a layout
+ * queries keep every key block. `random: random(r: R, seed: S)` (local layouts only) adds BigBird's
+ * random blocks: R key blocks per non-global query block, drawn from the seed among the blocks
+ * the band and the global blocks leave out (causal: only earlier ones), so local + global +
+ * random is BigBird's ITC layout. Causal attention applies its token mask on top, so a layout
  * only ever removes keys; each keeps the diagonal block, so every query sees itself.
  */
 import { defineKind, opt, req, toDslCall, type Family, type ValueType } from '../kind.ts';
@@ -46,6 +49,24 @@ export interface OffsetsLayout {
 
 export type BlockLayout = LocalLayout | StridedLayout | OffsetsLayout;
 
+/**
+ * BigBird's random blocks (`random(r: R, seed: S)`): every non-global query block also keeps R
+ * key blocks drawn from those its local layout drops, the same on every run (src/ops/block-sparse.ts
+ * randomBlocks states the draw).
+ */
+export interface RandomBlocks {
+  kind: 'random';
+  /** Random key blocks per query block (fewer where fewer blocks are left to draw from). */
+  r: number;
+  /** Seed of the draw: a u32. */
+  seed: number;
+}
+
+/** Most random blocks per query block: the kernel redraws them per block test, O(r²). */
+export const MAX_RANDOM = 16;
+/** Seeds are u32 (the WGSL hash's word). */
+export const MAX_SEED = 2 ** 32 - 1;
+
 /** Most distances an offsets layout lists: each is one comparison in the kernel's keep rule. */
 export const MAX_OFFSETS = 64;
 
@@ -54,6 +75,8 @@ export interface BlockSparsePattern {
   /** Positions per block, for queries and keys alike. */
   block: number;
   layout: BlockLayout;
+  /** BigBird's random key blocks (local layouts only); absent or null: none. */
+  random?: RandomBlocks | null;
 }
 
 export type PatternSpec = BlockSparsePattern;
@@ -126,6 +149,22 @@ const offsets = defineKind({
         ],
 });
 
+const random = defineKind({
+  name: 'random',
+  params: { r: req(int(1)), seed: opt(int(0)) },
+  build: (a): RandomBlocks => ({ kind: 'random', r: a.r, seed: a.seed ?? 0 }),
+  toArgs: (s) => [
+    { name: 'r', value: s.r },
+    { name: 'seed', value: s.seed },
+  ],
+});
+
+export const RANDOMS: Family<RandomBlocks> = {
+  noun: 'random block draw',
+  example: 'random(r: ..., seed: ...)',
+  kinds: [random],
+};
+
 export const LAYOUTS: Family<BlockLayout> = {
   noun: 'block layout',
   example: 'local(blocks: ...), strided(local: ..., stride: ...) or offsets(keep: [...])',
@@ -185,6 +224,29 @@ export function checkPattern(p: PatternSpec, n: Namer): Issue[] {
       });
     }
   }
+  const rnd = p.random ?? null;
+  if (rnd !== null) {
+    if (l.kind !== 'local') {
+      issues.push({
+        path: ['random'],
+        message:
+          `${n('random')} blocks combine with a local layout (BigBird: window + global + random), ` +
+          `not ${l.kind}: the draw is over the blocks outside the band and the global blocks`,
+      });
+    }
+    if (!Number.isInteger(rnd.r) || rnd.r < 1 || rnd.r > MAX_RANDOM) {
+      issues.push({
+        path: ['random', 'r'],
+        message: `${n('random')} r must be an integer from 1 to ${MAX_RANDOM}, got ${rnd.r}`,
+      });
+    }
+    if (!Number.isInteger(rnd.seed) || rnd.seed < 0 || rnd.seed > MAX_SEED) {
+      issues.push({
+        path: ['random', 'seed'],
+        message: `${n('random')} seed must be an integer from 0 to ${MAX_SEED} (a u32), got ${rnd.seed}`,
+      });
+    }
+  }
   if (l.kind === 'strided' && l.stride <= l.local) {
     issues.push({
       path: ['layout', 'stride'],
@@ -198,12 +260,19 @@ export function checkPattern(p: PatternSpec, n: Namer): Issue[] {
 
 const blockSparse = defineKind({
   name: 'block_sparse',
-  params: { block: req(int(1)), layout: req(blockOf(LAYOUTS)) },
-  build: (a, ctx): PatternSpec => ({ kind: 'block_sparse', block: a.block, layout: a.layout(ctx) }),
+  params: { block: req(int(1)), layout: req(blockOf(LAYOUTS)), random: opt(blockOf(RANDOMS)) },
+  build: (a, ctx): PatternSpec => ({
+    kind: 'block_sparse',
+    block: a.block,
+    layout: a.layout(ctx),
+    // Present only when given, so patterns without random blocks stay as they were.
+    ...(a.random ? { random: a.random(ctx) } : {}),
+  }),
   check: (s, n) => checkPattern(s, n),
   toArgs: (s) => [
     { name: 'block', value: s.block },
     { name: 'layout', value: toDslCall(LAYOUTS, s.layout).value },
+    ...(s.random ? [{ name: 'random', value: toDslCall(RANDOMS, s.random).value }] : []),
   ],
 });
 

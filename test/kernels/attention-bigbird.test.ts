@@ -1,0 +1,273 @@
+/**
+ * BigBird's random blocks (`block_sparse(..., random: random(r:, seed:))`, src/ops/block-sparse.ts
+ * randomBlocks): the draw keeps min(r, candidates) distinct blocks outside the band and the
+ * global blocks (causal: earlier ones only), is fixed by the seed, and is about uniform; the
+ * reference equals a dense masked softmax whose mask is written from the draw; the flash kernel
+ * (which redraws in WGSL) matches the reference on awkward shapes (T = 1 at the first token and
+ * far in, T not a block multiple, a chunk straddling blocks, bidirectional, ~1k tokens) and never
+ * reads a block neither the layout nor the draw keeps; FLOPs and bytes count the random blocks.
+ *
+ * Tolerances: 1e-6 relative for the f64 reference against the f64 dense softmax, 1e-4 for the
+ * f32 kernel (the other attention kernel tests' bound).
+ */
+import { describe, expect, it } from 'vitest';
+import { attentionKernel } from '../../codegen/kernels/attention.ts';
+import type { AttentionAttrs } from '../../src/graph/ops.ts';
+import { attention } from '../../src/ops/attention.ts';
+import { keepBlock, keepPatternBlock, randomBlocks } from '../../src/ops/block-sparse.ts';
+import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
+import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { maxRelError, randn } from '../helpers/numeric.ts';
+
+const bigbird = (block: number, L: number, G: number, r: number, seed = 7): BlockSparsePattern => ({
+  kind: 'block_sparse',
+  block,
+  layout: { kind: 'local', blocks: L, global: G },
+  random: { kind: 'random', r, seed },
+});
+
+interface Case {
+  heads: number;
+  kvHeads: number;
+  hd: number;
+  T: number;
+  maxT: number;
+  pos: number;
+  causal?: boolean;
+  /** Bidirectional: the step's key count (the canvas), default pos + T. */
+  keys?: number;
+  pattern: BlockSparsePattern;
+}
+
+function attrs(c: Case): AttentionAttrs {
+  return {
+    op: 'attention',
+    heads: c.heads,
+    kvHeads: c.kvHeads,
+    headDim: c.hd,
+    vHeadDim: c.hd,
+    scale: 1 / Math.sqrt(c.hd),
+    causal: c.causal ?? true,
+    window: null,
+    softcap: null,
+    sinks: false,
+    capacity: Math.max(c.pos + c.maxT, c.keys ?? 0) + 3,
+    blockSparse: c.pattern,
+  };
+}
+
+const stepOf = (c: Case) => ({ T: c.T, pos: c.pos, L: 1, ...(c.keys ? { keys: c.keys } : {}) });
+
+/** Dense masked softmax over the mask written from the layout rule and the draw. */
+function maskedSoftmax(c: Case, q: Float32Array, k: Float32Array, v: Float32Array): Float32Array {
+  const { heads, kvHeads, hd, pattern: p } = c;
+  const causal = c.causal ?? true;
+  const n = Math.max(c.pos + c.T, c.keys ?? 0);
+  const nkb = Math.ceil(n / p.block);
+  const out = new Float32Array(c.T * heads * hd);
+  for (let t = 0; t < c.T; t++) {
+    const pos = c.pos + t;
+    const qb = Math.floor(pos / p.block);
+    const rand = randomBlocks(p, qb, nkb, causal);
+    for (let h = 0; h < heads; h++) {
+      const kvh = Math.floor(h / (heads / kvHeads));
+      const s = new Float64Array(n).fill(-Infinity);
+      for (let j = 0; j < n; j++) {
+        const kb = Math.floor(j / p.block);
+        if (causal && j > pos) continue;
+        if (!keepBlock(p.layout, qb, kb) && !rand.includes(kb)) continue;
+        let dot = 0;
+        for (let d = 0; d < hd; d++)
+          dot += q[(t * heads + h) * hd + d] * k[(j * kvHeads + kvh) * hd + d];
+        s[j] = dot / Math.sqrt(hd);
+      }
+      const mx = Math.max(...s);
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += Math.exp(s[j] - mx);
+      for (let d = 0; d < hd; d++) {
+        let o = 0;
+        for (let j = 0; j < n; j++) o += Math.exp(s[j] - mx) * v[(j * kvHeads + kvh) * hd + d];
+        out[(t * heads + h) * hd + d] = o / sum;
+      }
+    }
+  }
+  return out;
+}
+
+const cases: Case[] = [
+  // Prefill from the first token, T not a multiple of the block, GQA.
+  { heads: 4, kvHeads: 2, hd: 8, T: 37, maxT: 40, pos: 0, pattern: bigbird(4, 1, 1, 2) },
+  // Decode at the first token (nothing to draw) and far in.
+  { heads: 2, kvHeads: 1, hd: 8, T: 1, maxT: 1, pos: 0, pattern: bigbird(4, 2, 1, 3) },
+  { heads: 4, kvHeads: 1, hd: 16, T: 1, maxT: 1, pos: 203, pattern: bigbird(8, 2, 1, 3, 99) },
+  // A chunk after cached rows, block of 5 (the chunk straddles blocks), no global blocks.
+  { heads: 2, kvHeads: 1, hd: 12, T: 19, maxT: 20, pos: 33, pattern: bigbird(5, 1, 0, 2, 3) },
+  // Bidirectional: draws on both sides, among the canvas's key blocks.
+  {
+    heads: 2,
+    kvHeads: 2,
+    hd: 8,
+    T: 30,
+    maxT: 32,
+    pos: 0,
+    causal: false,
+    pattern: bigbird(4, 1, 1, 2, 5),
+  },
+  {
+    heads: 2,
+    kvHeads: 1,
+    hd: 8,
+    T: 9,
+    maxT: 12,
+    pos: 0,
+    causal: false,
+    keys: 41,
+    pattern: bigbird(3, 2, 0, 4, 11),
+  },
+  // ~1k tokens, blocks of 16 (63 blocks), r larger than the early blocks' candidates.
+  { heads: 4, kvHeads: 2, hd: 16, T: 1000, maxT: 1000, pos: 0, pattern: bigbird(16, 2, 1, 3) },
+];
+
+function label(c: Case): string {
+  const p = c.pattern;
+  const l = p.layout as { blocks: number; global: number };
+  return (
+    `H=${c.heads} KVH=${c.kvHeads} T=${c.T} pos=${c.pos}${c.keys ? ` keys=${c.keys}` : ''} ` +
+    `${c.causal === false ? 'bidirectional ' : ''}block ${p.block} local ${l.blocks} global ${l.global} ` +
+    `r ${p.random!.r} seed ${p.random!.seed}`
+  );
+}
+
+describe('BigBird random blocks: the draw', () => {
+  it('keeps min(r, candidates) distinct blocks outside the band and the globals, past only when causal', () => {
+    const p = bigbird(8, 2, 1, 3);
+    for (let qb = 0; qb < 60; qb++) {
+      const got = randomBlocks(p, qb, 60, true);
+      const cands = [...Array(qb + 1).keys()].filter((kb) => kb >= 1 && qb - kb >= 2);
+      expect(new Set(got).size).toBe(got.length);
+      expect(got.length).toBe(qb < 1 ? 0 : Math.min(3, cands.length));
+      for (const kb of got) expect(cands).toContain(kb);
+      // Fixed by (seed, qb): the same at any later step (nkb is not read when causal).
+      expect(randomBlocks(p, qb, 1000, true)).toEqual(got);
+    }
+    // Global query blocks keep everything already: no draw.
+    expect(randomBlocks(bigbird(8, 1, 2, 3), 1, 10, false)).toEqual([]);
+    // Bidirectional: both sides of the band, below the key block count.
+    const bi = randomBlocks(bigbird(8, 1, 1, 6), 5, 9, false);
+    expect(bi).toHaveLength(6);
+    for (const kb of bi) expect(kb >= 1 && kb < 9 && kb !== 5).toBe(true);
+    expect(randomBlocks(bigbird(8, 1, 1, 3), 5, 9, false)).not.toEqual(
+      randomBlocks(bigbird(8, 1, 1, 3, 8), 5, 9, false),
+    );
+  });
+
+  it('is about uniform over the candidates', () => {
+    // 50 candidates, 2 draws, 4000 query blocks' worth (the same qb, 4000 seeds).
+    const counts = new Array(50).fill(0);
+    for (let seed = 0; seed < 4000; seed++) {
+      for (const kb of randomBlocks(bigbird(4, 1, 0, 2, seed), 50, 100, true)) counts[kb]++;
+    }
+    // Expected 160 each; a 5-sigma band of a binomial(4000, 0.04) is about ±62.
+    for (const c of counts) expect(Math.abs(c - 160)).toBeLessThan(62);
+  });
+
+  it('the reference equals a dense softmax under the drawn mask', () => {
+    for (const c of cases.filter((c) => c.T <= 40)) {
+      const a = attrs(c);
+      const q = randn(c.T * c.heads * c.hd, 1, 2);
+      const k = randn(a.capacity * c.kvHeads * c.hd, 2, 2);
+      const v = randn(a.capacity * c.kvHeads * c.hd, 3);
+      const got = attention.reference(a, { q, kcache: k, vcache: v }, stepOf(c)).out;
+      expect(maxRelError(got, maskedSoftmax(c, q, k, v)), label(c)).toBeLessThan(1e-6);
+    }
+  });
+
+  it('FLOPs and bytes count the random blocks: decode reads band + global + r blocks', () => {
+    const T = 4096;
+    const base = attrs({
+      heads: 8,
+      kvHeads: 8,
+      hd: 64,
+      T: 1,
+      maxT: 1,
+      pos: T - 1,
+      pattern: bigbird(64, 3, 2, 3),
+    });
+    const dense = { ...base, blockSparse: null };
+    const step = { T: 1, pos: T - 1, L: 1 };
+    const d = attention.cost(dense, step);
+    const s = attention.cost(base, step);
+    const noRand = attention.cost(
+      { ...base, blockSparse: { ...base.blockSparse!, random: null } },
+      step,
+    );
+    expect(s.flops / d.flops).toBeCloseTo((3 + 2 + 3) / 64, 3);
+    expect(noRand.flops / d.flops).toBeCloseTo((3 + 2) / 64, 3);
+    expect(s.bytesRead / d.bytesRead).toBeCloseTo((3 + 2 + 3) / 64, 2);
+  });
+});
+
+async function runKernel(
+  c: Case,
+  a: AttentionAttrs,
+  q: Float32Array,
+  kcache: Float32Array,
+  vcache: Float32Array,
+) {
+  const gpu = await testGpu();
+  const gen = attentionKernel(a, { caps: gpu.caps, maxT: c.maxT });
+  const outputs: Record<string, number> = {};
+  for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
+  const out = new Float32Array(c.maxT * c.heads * c.hd).fill(-777.25);
+  const got = await runLaunches(gen.launches, {
+    inputs: { q, kcache, vcache, out },
+    outputs,
+    step: stepOf(c),
+  });
+  return got.out.subarray(0, c.T * c.heads * c.hd);
+}
+
+describe('BigBird random blocks: the kernel', () => {
+  for (const [i, c] of cases.entries()) {
+    it(`matches the reference: ${label(c)}`, async () => {
+      const a = attrs(c);
+      const q = randn(c.maxT * c.heads * c.hd, 10 + i, 2);
+      const kcache = randn(a.capacity * c.kvHeads * c.hd, 20 + i, 2);
+      const vcache = randn(a.capacity * c.kvHeads * c.hd, 30 + i);
+      const want = attention.reference(a, { q, kcache, vcache }, stepOf(c)).out;
+      expect(maxRelError(await runKernel(c, a, q, kcache, vcache), want)).toBeLessThanOrEqual(1e-4);
+    });
+  }
+
+  it('never reads a block neither the band, the globals nor the draw keeps (decode)', async () => {
+    // NaN values in every dropped block: a kernel that staged one would return NaN.
+    const c: Case = {
+      heads: 4,
+      kvHeads: 2,
+      hd: 8,
+      T: 1,
+      maxT: 1,
+      pos: 150,
+      pattern: bigbird(8, 2, 1, 3),
+    };
+    const a = attrs(c);
+    const B = c.pattern.block;
+    const kvw = c.kvHeads * c.hd;
+    const q = randn(c.heads * c.hd, 5, 2);
+    const kcache = randn(a.capacity * kvw, 6, 2);
+    const vcache = randn(a.capacity * kvw, 7);
+    const qb = Math.floor(c.pos / B);
+    const nkb = Math.ceil((c.pos + 1) / B);
+    let dropped = 0;
+    for (let kb = 0; kb < nkb; kb++) {
+      if (keepPatternBlock(c.pattern, qb, kb, nkb, true)) continue;
+      dropped++;
+      vcache.fill(NaN, kb * B * kvw, Math.min(a.capacity, (kb + 1) * B) * kvw);
+    }
+    expect(dropped).toBe(nkb - 2 - 1 - 3);
+    const want = attention.reference(a, { q, kcache, vcache }, stepOf(c)).out;
+    const got = await runKernel(c, a, q, kcache, vcache);
+    expect(got.every(Number.isFinite)).toBe(true);
+    expect(maxRelError(got, want)).toBeLessThanOrEqual(1e-4);
+  });
+});
