@@ -14,6 +14,9 @@
  *
  * Decode does O(budget) work per kv head in one dispatch, whatever the context; a prefill chunk is
  * serial in its tokens (kvHeads workgroups), the price of evicting exactly as decode does.
+ * Batched decode (attrs.batch = B): a grid of kvHeads × B workgroups, sequence s's token (row s,
+ * at step.pos) evicting among and attending over its own slice of the caches, rows state and
+ * probability scratch, so B sequences evict independently in one dispatch.
  */
 import { kvTypeOf, type H2oAttentionAttrs } from '../../src/graph/ops.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
@@ -30,6 +33,13 @@ const WG = 64;
 
 export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
   h2oAttention.check(a);
+  // Batched decode (src/ops/batch.ts): workgroup (h, s) runs sequence s's one token (row s of the
+  // step, at step.pos) over its own slice of BUDGET cache rows, positions, scores and
+  // probabilities; sequences evict independently. B = 1 builds keep the code they had.
+  const B = a.batch ?? 1;
+  const batched = B > 1;
+  // Cache / state row r of this workgroup's sequence.
+  const R = (r: string): string => (batched ? `(cb + ${r})` : r);
   const reserved = [
     'main',
     'HEADS',
@@ -55,6 +65,8 @@ export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
     'k_at',
     'v_at',
     'f16_pack2',
+    'seq',
+    'cb',
     H2O_PROB,
   ];
   const { bindings, storage, decls } = opBindings(a, reserved);
@@ -68,13 +80,13 @@ export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
   const store = f16
     ? `for (var d = 2u * tid; d < HD; d += 2u * WG) {
       let src = t * KVW + h * HD + d;
-      let dst = (row * KVW + h * HD + d) >> 1u;
+      let dst = (${R('row')} * KVW + h * HD + d) >> 1u;
       kcache[dst] = f16_pack2(k[src], k[src + 1u]);
       vcache[dst] = f16_pack2(v[src], v[src + 1u]);
     }`
     : `for (var d = tid; d < HD; d += WG) {
-      kcache[row * KVW + h * HD + d] = k[t * KVW + h * HD + d];
-      vcache[row * KVW + h * HD + d] = v[t * KVW + h * HD + d];
+      kcache[${R('row')} * KVW + h * HD + d] = k[t * KVW + h * HD + d];
+      vcache[${R('row')} * KVW + h * HD + d] = v[t * KVW + h * HD + d];
     }`;
   const code = withHelpers(`${STEP_WGSL}
 ${decls}
@@ -108,9 +120,18 @@ ${wgReductionsWgsl('red_x')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let h = wid.x;
-  let pb = h * BUDGET;
+  ${
+    batched
+      ? `let seq = wid.y;
+  let cb = seq * BUDGET;
+  let pb = (seq * KVH + h) * BUDGET;
+  // Row seq of the step is sequence seq's token; every sequence is at step.pos.
+  for (var t = seq; t < seq + 1u; t++) {
+    let p = step.pos;`
+      : `let pb = h * BUDGET;
   for (var t = 0u; t < step.T; t++) {
-    let p = step.pos + t;
+    let p = step.pos + t;`
+  }
     // 1. The token's row: the next free one, or the evicted token's.
     var row = p;
     if (p >= BUDGET) {
@@ -118,10 +139,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       var bp = 0xffffffffu;
       var br = 0u;
       for (var r = tid; r < BUDGET; r += WG) {
-        let at = rows[2u * (r * KVH + h)];
+        let at = rows[2u * (${R('r')} * KVH + h)];
         // Sinks and the RECENT tokens before p stay.
         if (at < SINK || at + RECENT >= p) { continue; }
-        let s = bitcast<f32>(rows[2u * (r * KVH + h) + 1u]);
+        let s = bitcast<f32>(rows[2u * (${R('r')} * KVH + h) + 1u]);
         if (better(s, at, bs, bp)) { bs = s; bp = at; br = r; }
       }
       red_s[tid] = bs;
@@ -142,8 +163,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     // 2. Its k, v (rotated at p already), position and a fresh score.
     ${store}
     if (tid == 0u) {
-      rows[2u * (row * KVH + h)] = p;
-      rows[2u * (row * KVH + h) + 1u] = 0u;
+      rows[2u * (${R('row')} * KVH + h)] = p;
+      rows[2u * (${R('row')} * KVH + h) + 1u] = 0u;
     }
     storageBarrier();
     // 3. The group's query heads attend over the kept rows together, so each k and v row is read
@@ -158,7 +179,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     for (var r = tid; r < n; r += WG) {
       var s = array<f32, GROUP>();
       for (var d = 0u; d < HD; d++) {
-        let kd = k_at(r * KVW + h * HD + d);
+        let kd = k_at(${R('r')} * KVW + h * HD + d);
         for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
       }
       for (var g = 0u; g < GROUP; g++) {
@@ -183,7 +204,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     for (var d = tid; d < HD; d += WG) {
       var o = array<f32, GROUP>();
       for (var r = 0u; r < n; r++) {
-        let vd = v_at(r * KVW + h * HD + d);
+        let vd = v_at(${R('r')} * KVW + h * HD + d);
         for (var g = 0u; g < GROUP; g++) { o[g] += ${H2O_PROB}[(pb + r) * GROUP + g] * vd; }
       }
       for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
@@ -192,7 +213,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     for (var r = tid; r < n; r += WG) {
       var gained = 0.0;
       for (var g = 0u; g < GROUP; g++) { gained += ${H2O_PROB}[(pb + r) * GROUP + g] * inv[g]; }
-      let w = 2u * (r * KVH + h) + 1u;
+      let w = 2u * (${R('r')} * KVH + h) + 1u;
       rows[w] = bitcast<u32>(bitcast<f32>(rows[w]) + gained);
     }
     storageBarrier();
@@ -203,14 +224,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     launches: [
       {
         kernel: {
-          name: `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}${f16 ? '_kv16' : ''}_wg${WG}`,
+          name: `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}${f16 ? '_kv16' : ''}_wg${WG}${batched ? `_batch${B}` : ''}`,
           code,
           bindings: [...bindings, { name: H2O_PROB, access: 'read_write' }],
           workgroupSize: [WG, 1, 1],
         },
-        grid: [a.kvHeads, 1, 1],
+        grid: [a.kvHeads, B, 1],
       },
     ],
-    scratch: { [H2O_PROB]: 4 * a.heads * a.budget },
+    scratch: { [H2O_PROB]: 4 * a.heads * a.budget * B },
   };
 };

@@ -402,6 +402,8 @@ export interface H2oAttentionAttrs {
   sinkTokens: number;
   /** Element type of both caches (see KvType; f16 needs an even headDim); absent: 'f32'. */
   kvType?: KvType;
+  /** Batched decode (src/ops/batch.ts): B sequences, each its own budget rows and scores. */
+  batch?: number;
 }
 
 /**

@@ -30,6 +30,8 @@ export const BATCHED_OPS: Partial<Record<OpName, readonly string[]>> = {
   linear_recurrence: ['state'],
   token_shift: ['state'],
   sample: ['token'],
+  // Each sequence keeps its own budget rows, positions and scores, so it evicts on its own.
+  h2o_attention: ['kcache', 'vcache', 'rows'],
   // Lowered batched, but only its decode fusion (mamba1_step) has a batched kernel.
   selective_scan: ['state'],
 };

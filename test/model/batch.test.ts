@@ -308,19 +308,19 @@ describe('batched decode limits and sampling', () => {
 
   it('names the layer and op a batched build has no kernel for', async () => {
     const { caps } = await testGpu();
-    // H2O eviction's per-sequence cache bookkeeping has no batched kernel yet.
+    // NSA's compressed blocks have no batched kernel yet.
     const h2o = parseSpec(
-      `model "h2o" {
+      `model "nsa" {
   vocab 256
   dim 32
   max_context 256
   norm rms(eps: 1e-5)
   mixer a = attention(heads: 4, kv_heads: 2)
-  mixer e = attention(heads: 4, kv_heads: 2, evict: h2o(budget: 16, recent: 4))
+  mixer e = nsa(heads: 4, kv_heads: 2, head_dim: 8, block: 4, select: 2, window: 3)
   ffn mlp = swiglu(hidden: 48)
   layers 1 x [1 a : 1 e] with ffn mlp
 }`,
-      'h2o.strata',
+      'nsa.strata',
     );
     expect(() => compileModel(h2o, { caps, batch: 2 })).toThrow(
       /layer 1 \(.*\): batched decode \(--batch 2\) has no kernel for \w+, which keeps state/,

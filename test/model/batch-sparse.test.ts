@@ -1,0 +1,86 @@
+/**
+ * Batched decode (compile --batch B) of models with sparse attention that keeps per-sequence
+ * state or picks per query: H2O eviction, NSA and DeepSeek's sparse-attention indexer. B = 3
+ * sequences in one step equal three single-sequence runs token for token, logits within 1e-5
+ * relative (the single runs prefill their prompts in one chunk, the batch feeds a token a step,
+ * so sums run in other orders; test/model/batch.test.ts's bound), over several steps, and for
+ * H2O well past the step where each sequence's cache is full and eviction starts.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { GREEDY } from '../../codegen/kernel-ir.ts';
+import { BatchSequence } from '../../runtime/batch.ts';
+import type { Sequence } from '../../runtime/model.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
+import { parseSpec } from '../../src/spec/load.ts';
+import { gpuModel } from '../helpers/compare.ts';
+import { maxRelError, randInts } from '../helpers/numeric.ts';
+
+const prompts = [6, 3, 8].map((n, i) => Array.from(randInts(n, 250, 70 + i)));
+const B = prompts.length;
+
+/** Greedy tokens and each token's logits row of one sequence run alone. */
+async function single(seq: Sequence, prompt: number[], vocab: number, steps: number) {
+  seq.reset();
+  const first = await seq.forward(prompt);
+  const tokens = [first.token];
+  const logits: Float32Array[] = [first.logits.slice(-vocab)];
+  while (tokens.length < steps) {
+    const r = await seq.next([tokens[tokens.length - 1]], GREEDY, true);
+    tokens.push(r.token);
+    logits.push(r.logits!);
+  }
+  return { tokens, logits };
+}
+
+const spec = (name: string, mixer: string, extra = '') =>
+  parseSpec(
+    `model "${name}" {
+  vocab 256
+  dim 32
+  max_context 256
+  norm rms(eps: 1e-5)
+  mixer a = attention(heads: 4, kv_heads: 2)
+  mixer s = ${mixer}
+  ffn mlp = swiglu(hidden: 48)
+  ${extra}layers 1 x [1 s : 1 a] with ffn mlp
+}`,
+    `${name}.strata`,
+  );
+
+/** H2O: budget 8 (2 recent, 1 sink); the longest prompt fills it, the others by step 5. */
+const h2o = spec(
+  'h2o',
+  'attention(heads: 4, kv_heads: 2, sink_tokens: 1, evict: h2o(budget: 8, recent: 2))',
+);
+
+describe.each([['H2O eviction', h2o, 'h2o_attention', 10]] as [string, ModelIR, string, number][])(
+  'batched decode with %s',
+  (_, model, op, steps) => {
+    let alone: Awaited<ReturnType<typeof single>>[] = [];
+    beforeAll(async () => {
+      const m = await gpuModel(model);
+      const seq = m.gm.newSequence();
+      alone = [];
+      for (const p of prompts) alone.push(await single(seq, p, model.vocab, steps));
+      m.gm.destroy();
+    });
+
+    it(`B = ${B} equals ${B} single-sequence runs over ${steps} steps`, async () => {
+      const m = await gpuModel(model, { batch: B });
+      const batched = m.compiled.graphs.decode.nodes.filter((n) => 'batch' in n.attrs);
+      expect(new Set(batched.map((n) => n.attrs.op))).toContain(op);
+      const batch = new BatchSequence(m.gm);
+      const got = await batch.generate(prompts, { maxTokens: steps, logits: true });
+      let worst = 0;
+      for (let s = 0; s < B; s++) {
+        expect(got.tokens[s]).toEqual(alone[s].tokens);
+        for (let k = 0; k < steps; k++) {
+          worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
+        }
+      }
+      expect(worst).toBeLessThan(1e-5);
+      batch.destroy();
+      m.gm.destroy();
+    });
+  },
+);
