@@ -17,6 +17,11 @@
  * workgroup memory (topk of them, so topk is capped: TOPK_LIMIT), then max, exp and sum, then a
  * thread per output dimension sums the listed rows' values in list order, the order of the
  * reference (and of dense attention, lists being ascending).
+ *
+ * Batched decode (attrs.batch, src/ops/batch.ts): row t of the step is sequence t's one query, at
+ * step.pos, scoring the index keys of its own cache slice (rows t·capacity..) and listing
+ * positions of its own sequence; sparse_attention reads those positions from the same slice.
+ * B = 1 code is what it was.
  */
 import { kvTypeOf, type IndexerTopkAttrs, type SparseAttentionAttrs } from '../../src/graph/ops.ts';
 import { indexerTopk, sparseAttention } from '../../src/ops/indexer.ts';
@@ -40,8 +45,19 @@ export const TOPK_LIMIT = 3584;
 
 const SEL_EMPTY_WGSL = '0xffffffffu';
 
+/** A batched step's row t is a sequence at step.pos, its cache rows t·CAP.. (see the header). */
+function batchForms(a: { batch?: number; capacity: number }) {
+  const batched = (a.batch ?? 1) > 1;
+  return {
+    pos: batched ? 'step.pos' : 'step.pos + t',
+    row: (j: string) => (batched ? `(t * ${a.capacity}u + ${j})` : j),
+    suffix: batched ? `_batch${a.batch}` : '',
+  };
+}
+
 export const indexerTopkKernel: KernelGenerator<IndexerTopkAttrs> = (a, ctx) => {
   indexerTopk.check(a);
+  const bf = batchForms(a);
   // One key per (query of the largest step, cache row): a long context with a long prefill
   // chunk outgrows a storage binding (128 MiB by default) before anything else.
   const keyBytes = 4 * ctx.maxT * a.capacity;
@@ -105,13 +121,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let j = gid.x;
   let t = gid.y;
   if (t >= step.T) { return; }
-  let p = step.pos + t;
+  let p = ${bf.pos};
   // Lists of every visible position need no scores.
   if (j > p || p < TOPK) { return; }
   var s = 0.0;
   for (var h = 0u; h < H; h++) {
     var dot = 0.0;
-    for (var d = 0u; d < D; d++) { dot += q[(t * H + h) * D + d] * k_at(j * D + d); }
+    for (var d = 0u; d < D; d++) { dot += q[(t * H + h) * D + d] * k_at(${bf.row('j')} * D + d); }
     s += w[t * H + h] * WSCALE * max(dot * SCALE, 0.0);
   }
   ${INDEXER_KEYS}[t * CAP + j] = key_of(s);
@@ -132,7 +148,7 @@ var<workgroup> sel_left: u32;
 @compute @workgroup_size(${WG_SELECT})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let t = wid.x;
-  let p = step.pos + t;
+  let p = ${bf.pos};
   let n = p + 1u;
   let o = t * TOPK;
   if (n <= TOPK) {
@@ -211,7 +227,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     launches: [
       {
         kernel: {
-          name: `indexer_scores_${tag}_wg${WG}`,
+          name: `indexer_scores_${tag}_wg${WG}${bf.suffix}`,
           code: score,
           bindings: binds(scoreNames),
           workgroupSize: [WG, 1, 1],
@@ -220,7 +236,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       },
       {
         kernel: {
-          name: `indexer_select_${tag}_wg${WG_SELECT}`,
+          name: `indexer_select_${tag}_wg${WG_SELECT}${bf.suffix}`,
           code: select,
           bindings: binds(selectNames),
           workgroupSize: [WG_SELECT, 1, 1],
@@ -234,6 +250,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
 
 export const sparseAttentionKernel: KernelGenerator<SparseAttentionAttrs> = (a) => {
   sparseAttention.check(a);
+  const bf = batchForms(a);
   if (a.topk > TOPK_LIMIT) {
     throw new Error(
       `sparse_attention: topk ${a.topk} exceeds ${TOPK_LIMIT}, the most scores this kernel keeps in workgroup memory`,
@@ -300,7 +317,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     var s = NEG;
     if (j != ${SEL_EMPTY_WGSL}) {
       var dot = 0.0;
-      for (var d = 0u; d < HD; d++) { dot += q[qo + d] * k_at(j * KVW + ko + d); }
+      for (var d = 0u; d < HD; d++) { dot += q[qo + d] * k_at(${bf.row('j')} * KVW + ko + d); }
       s = dot * SCALE;
     }
     sc[i] = s;
@@ -319,7 +336,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     var acc = 0.0;
     for (var i = 0u; i < TOPK; i++) {
       let j = sel[t * TOPK + i];
-      if (j != ${SEL_EMPTY_WGSL}) { acc += sc[i] * v_at(j * VW + vo + d); }
+      if (j != ${SEL_EMPTY_WGSL}) { acc += sc[i] * v_at(${bf.row('j')} * VW + vo + d); }
     }
     out[(t * HEADS + h) * VD + d] = acc * inv;
   }
@@ -329,7 +346,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     launches: [
       {
         kernel: {
-          name: `sparse_attention_h${a.heads}x${a.kvHeads}d${a.headDim}v${a.vHeadDim}k${a.topk}${vk === null ? '' : `_vk${vk}`}${f16 ? '_kv16' : ''}_wg${WG}`,
+          name: `sparse_attention_h${a.heads}x${a.kvHeads}d${a.headDim}v${a.vHeadDim}k${a.topk}${vk === null ? '' : `_vk${vk}`}${f16 ? '_kv16' : ''}_wg${WG}${bf.suffix}`,
           code,
           bindings,
           workgroupSize: [WG, 1, 1],

@@ -15,6 +15,11 @@
  * Token slots: a prefill step of T tokens runs on min(maxT, SLOTS) workgroups per kv head, each
  * taking every SLOTS-th token, so the scratch (per slot, not per token) stays bounded at long
  * prompts; decode (T = 1) runs one workgroup per kv head.
+ *
+ * Batched decode (attrs.batch, src/ops/batch.ts): row t of the step is sequence t's one token, at
+ * step.pos; it reads and writes its own slice of the caches (rows t·capacity..) and of the
+ * compressed caches (rows t·NB..), and its picks are its own row. The slots then run over
+ * sequences; nothing else changes, so B = 1 code is what it was.
  */
 import type {
   NsaCompressAttrs,
@@ -117,10 +122,13 @@ function groupAttentionWgsl(o: {
   k: string;
   v: string;
   row?: string;
+  /** Batched: the first cache row of this token's sequence (added to every key row). */
+  rowBase?: string;
 }): string {
   const { P, i, n } = o;
   const at = (g: string) => `${P}[(base + ${i}) * GROUP + ${g}]`;
-  const j = o.row ? 'j' : i;
+  const key = o.row ? 'j' : i;
+  const j = o.rowBase ? `(${o.rowBase} + ${key})` : key;
   const skip = o.row ? `let j = ${o.row};\n      if (j == NONE) { continue; }\n      ` : '';
   const exp = o.row
     ? `let keep = ${o.row} != NONE;
@@ -167,9 +175,26 @@ function groupAttentionWgsl(o: {
     }`;
 }
 
+/** Batched decode's per-sequence forms (see the header), or the one-sequence ones. */
+function batchForms(a: { batch?: number; capacity: number }) {
+  const batched = (a.batch ?? 1) > 1;
+  return {
+    batched,
+    // Row t's position: a batched step's rows are sequences, all at step.pos.
+    pos: batched ? 'step.pos' : 'step.pos + t',
+    // Row t's first row of the KV cache and of the compressed caches.
+    kvBase: batched ? `t * ${a.capacity}u` : undefined,
+    cmpBase: batched ? 't * NB' : undefined,
+    suffix: batched ? `_batch${a.batch}` : '',
+  };
+}
+
 export const nsaCompressKernel: KernelGenerator<NsaCompressAttrs> = (a) => {
   nsaCompress.check(a);
   const { bindings, decls } = opBindings(a, RESERVED);
+  const bf = batchForms(a);
+  const kv = (j: string) => (bf.kvBase ? `(${bf.kvBase} + ${j})` : j);
+  const cmp = (c: string) => (bf.cmpBase ? `(${bf.cmpBase} + ${c})` : c);
   const code = `${STEP_WGSL}
 ${decls}
 ${constants(a)}
@@ -178,17 +203,17 @@ ${constants(a)}
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x;
   let t = gid.y;
-  let p = step.pos + t;
+  let p = ${bf.pos};
   if (i >= KVW || t >= step.T || (p + 1u) % BLOCK != 0u) { return; }
   let c = (p + 1u) / BLOCK - 1u;
   var sk = 0.0;
   var sv = 0.0;
   for (var j = c * BLOCK; j <= p; j++) {
-    sk += kcache[j * KVW + i];
-    sv += vcache[j * KVW + i];
+    sk += kcache[${kv('j')} * KVW + i];
+    sv += vcache[${kv('j')} * KVW + i];
   }
-  kcmp[c * KVW + i] = sk / f32(BLOCK);
-  vcmp[c * KVW + i] = sv / f32(BLOCK);
+  kcmp[${cmp('c')} * KVW + i] = sk / f32(BLOCK);
+  vcmp[${cmp('c')} * KVW + i] = sv / f32(BLOCK);
 }
 `;
   const kvw = a.kvHeads * a.headDim;
@@ -196,7 +221,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     launches: [
       {
         kernel: {
-          name: `nsa_compress_w${kvw}_l${a.block}_c${a.capacity}`,
+          name: `nsa_compress_w${kvw}_l${a.block}_c${a.capacity}${bf.suffix}`,
           code,
           bindings,
           workgroupSize: [WG, 1, 1],
@@ -213,6 +238,7 @@ export const nsaCompressedKernel: KernelGenerator<NsaCompressedAttrs> = (a, ctx)
   const { bindings, storage, decls } = opBindings(a, RESERVED);
   const slots = slotsFor(ctx.maxT);
   const P = NSA_CMP_PROB;
+  const bf = batchForms(a);
   const code = `${STEP_WGSL}
 ${decls}
 ${storageDecl(storage.length + 1, P, 'read_write')}
@@ -228,13 +254,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let h = wid.x;
   let base = (wid.y * KVH + h) * NB;
   for (var t = wid.y; t < step.T; t += SLOTS) {
-    let p = step.pos + t;
+    let p = ${bf.pos};
     let nc = (p + 1u) / BLOCK;
     let cur = p / BLOCK;
     let q0 = t * QW + h * GROUP * HD;
     // The group's attention over the complete blocks (none yet: sums 0, outputs 0, as fla's o_cmp
     // before the first block completes).
-${groupAttentionWgsl({ P, i: 'c', n: 'nc', k: 'kcmp', v: 'vcmp' })}
+${groupAttentionWgsl({ P, i: 'c', n: 'nc', k: 'kcmp', v: 'vcmp', rowBase: bf.cmpBase })}
     storageBarrier();
     // Importance of each candidate block 0..cur (in the g = 0 slot; the same thread wrote it).
     for (var c = tid; c <= cur; c += WG) {
@@ -288,7 +314,7 @@ ${groupAttentionWgsl({ P, i: 'c', n: 'nc', k: 'kcmp', v: 'vcmp' })}
     launches: [
       {
         kernel: {
-          name: `nsa_compressed_h${a.heads}x${a.kvHeads}d${a.headDim}_l${a.block}n${a.select}_c${a.capacity}_s${slots}`,
+          name: `nsa_compressed_h${a.heads}x${a.kvHeads}d${a.headDim}_l${a.block}n${a.select}_c${a.capacity}_s${slots}${bf.suffix}`,
           code,
           bindings: [...bindings, { name: P, access: 'read_write' }],
           workgroupSize: [WG, 1, 1],
@@ -306,6 +332,7 @@ export const nsaSelectedKernel: KernelGenerator<NsaSelectedAttrs> = (a, ctx) => 
   const slots = slotsFor(ctx.maxT);
   const P = NSA_SLC_PROB;
   const keys = a.select * a.block;
+  const bf = batchForms(a);
   const code = `${STEP_WGSL}
 ${decls}
 ${storageDecl(storage.length + 1, P, 'read_write')}
@@ -329,9 +356,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let h = wid.x;
   let base = (wid.y * KVH + h) * KEYS;
   for (var t = wid.y; t < step.T; t += SLOTS) {
-    let p = step.pos + t;
+    let p = ${bf.pos};
     let q0 = t * QW + h * GROUP * HD;
-${groupAttentionWgsl({ P, i: 'i', n: 'KEYS', k: 'kcache', v: 'vcache', row: 'key_of(t, h, i, p)' })}
+${groupAttentionWgsl({ P, i: 'i', n: 'KEYS', k: 'kcache', v: 'vcache', row: 'key_of(t, h, i, p)', rowBase: bf.kvBase })}
     storageBarrier();
   }
 }
@@ -340,7 +367,7 @@ ${groupAttentionWgsl({ P, i: 'i', n: 'KEYS', k: 'kcache', v: 'vcache', row: 'key
     launches: [
       {
         kernel: {
-          name: `nsa_selected_h${a.heads}x${a.kvHeads}d${a.headDim}_l${a.block}n${a.select}_c${a.capacity}_s${slots}`,
+          name: `nsa_selected_h${a.heads}x${a.kvHeads}d${a.headDim}_l${a.block}n${a.select}_c${a.capacity}_s${slots}${bf.suffix}`,
           code,
           bindings: [...bindings, { name: P, access: 'read_write' }],
           workgroupSize: [WG, 1, 1],

@@ -420,6 +420,8 @@ export interface NsaCompressAttrs {
   block: number;
   /** Rows of kcache / vcache. */
   capacity: number;
+  /** Batched decode (src/ops/batch.ts): B sequences, each its own caches and compressed rows. */
+  batch?: number;
 }
 
 /** What NSA's two attention branches share (src/mixers/nsa.ts builds both from one object). */
@@ -431,6 +433,8 @@ export interface NsaAttentionShape {
   block: number;
   select: number;
   capacity: number;
+  /** Batched decode (src/ops/batch.ts): B sequences, each its own caches and block picks. */
+  batch?: number;
 }
 
 /**
@@ -473,6 +477,8 @@ export interface IndexerTopkAttrs {
   capacity: number;
   /** Element type of the index key cache (see KvType; f16 needs an even dim); absent: 'f32'. */
   kvType?: KvType;
+  /** Batched decode (src/ops/batch.ts): B sequences, each its own index keys and top-k. */
+  batch?: number;
 }
 
 /**
@@ -493,6 +499,8 @@ export interface SparseAttentionAttrs {
   capacity: number;
   kvType?: KvType;
   vFromK?: number | null;
+  /** Batched decode (src/ops/batch.ts): B sequences; row t's sel lists rows of its own cache. */
+  batch?: number;
 }
 
 /** The residual add: out = a + scale · b (scale: the model's residual multiplier, usually 1). */

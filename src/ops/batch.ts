@@ -32,6 +32,14 @@ export const BATCHED_OPS: Partial<Record<OpName, readonly string[]>> = {
   sample: ['token'],
   // Each sequence keeps its own budget rows, positions and scores, so it evicts on its own.
   h2o_attention: ['kcache', 'vcache', 'rows'],
+  // NSA: each sequence compresses its own blocks and picks among them.
+  nsa_compress: ['kcache', 'vcache', 'kcmp', 'vcmp'],
+  nsa_compressed: ['kcmp', 'vcmp'],
+  nsa_selected: ['kcache', 'vcache'],
+  // DeepSeek sparse attention: each sequence's top-k over its own index keys, then attention
+  // over its own listed rows.
+  indexer_topk: ['kcache'],
+  sparse_attention: ['kcache', 'vcache'],
   // Lowered batched, but only its decode fusion (mamba1_step) has a batched kernel.
   selective_scan: ['state'],
 };

@@ -14,9 +14,30 @@
  */
 import { describe, expect, it } from 'vitest';
 import { h2oAttentionKernel, H2O_PROB } from '../../codegen/kernels/h2o.ts';
-import type { H2oAttentionAttrs } from '../../src/graph/ops.ts';
+import {
+  INDEXER_KEYS,
+  indexerTopkKernel,
+  sparseAttentionKernel,
+} from '../../codegen/kernels/indexer.ts';
+import {
+  NSA_CMP_PROB,
+  NSA_SLC_PROB,
+  nsaCompressedKernel,
+  nsaCompressKernel,
+  nsaSelectedKernel,
+} from '../../codegen/kernels/nsa.ts';
+import type {
+  H2oAttentionAttrs,
+  IndexerTopkAttrs,
+  NsaCompressAttrs,
+  NsaCompressedAttrs,
+  NsaSelectedAttrs,
+  SparseAttentionAttrs,
+} from '../../src/graph/ops.ts';
+import { indexerTopk, sparseAttention } from '../../src/ops/indexer.ts';
 import { batchedDefinition } from '../../src/ops/batch.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
+import { nsaBlocks, nsaCompress, nsaCompressed, nsaSelected } from '../../src/ops/nsa.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { runLaunches } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
@@ -133,4 +154,150 @@ describe('batched H2O attention kernel', () => {
       expect(Array.from(kept(0).score)).not.toEqual(Array.from(kept(1).score));
     });
   }
+});
+
+describe('batched NSA kernels', () => {
+  // Blocks of 3, 4 picked: from position 11 (block 3 current) a pick is by importance beside
+  // the forced blocks 0, cur − 1 and cur.
+  const shape = { heads: 4, kvHeads: 2, headDim: 8, block: 3, capacity: 32, batch: B };
+  const compress: NsaCompressAttrs = { op: 'nsa_compress', ...shape };
+  const attn = { ...shape, scale: 1 / Math.sqrt(8), select: 4 };
+  const cmpA: NsaCompressedAttrs = { op: 'nsa_compressed', ...attn };
+  const slcA: NsaSelectedAttrs = { op: 'nsa_selected', ...attn };
+
+  it(`B = ${B} sequences for 22 steps: compression, picks and both branches per sequence`, async () => {
+    const kvw = shape.kvHeads * shape.headDim;
+    const qw = shape.heads * shape.headDim;
+    const nb = nsaBlocks(shape);
+    const kcache = new Float32Array(B * shape.capacity * kvw);
+    const vcache = new Float32Array(B * shape.capacity * kvw);
+    let kcmp: Float32Array = new Float32Array(B * nb * kvw);
+    let vcmp: Float32Array = new Float32Array(B * nb * kvw);
+    const genC = nsaCompressKernel(compress, { caps: BASELINE_CAPS, maxT: B });
+    const genA = nsaCompressedKernel(cmpA, { caps: BASELINE_CAPS, maxT: B });
+    const genS = nsaSelectedKernel(slcA, { caps: BASELINE_CAPS, maxT: B });
+    let byImportance = 0;
+    for (let pos = 0; pos < 22; pos++) {
+      const step = { T: B, pos, L: 1 };
+      // kv_write's part: row pos of each sequence's slice.
+      for (let s = 0; s < B; s++) {
+        kcache.set(randn(kvw, 1000 + 7 * pos + s, 2), (s * shape.capacity + pos) * kvw);
+        vcache.set(randn(kvw, 2000 + 7 * pos + s), (s * shape.capacity + pos) * kvw);
+      }
+      const q = randn(B * qw, 3000 + pos, 2);
+      const wantC = batchedDefinition(nsaCompress).reference(
+        compress,
+        { kcache, vcache, kcmp: kcmp.slice(), vcmp: vcmp.slice() },
+        step,
+      );
+      const gotC = await runLaunches(genC.launches, {
+        inputs: { kcache, vcache, kcmp: kcmp.slice(), vcmp: vcmp.slice() },
+        step,
+      });
+      expect(maxRelError(gotC.kcmp, wantC.kcmp as Float32Array)).toBeLessThanOrEqual(1e-6);
+      expect(maxRelError(gotC.vcmp, wantC.vcmp as Float32Array)).toBeLessThanOrEqual(1e-6);
+      kcmp = wantC.kcmp as Float32Array;
+      vcmp = wantC.vcmp as Float32Array;
+      const wantA = batchedDefinition(nsaCompressed).reference(cmpA, { q, kcmp, vcmp }, step);
+      const gotA = await runLaunches(genA.launches, {
+        inputs: { q, kcmp, vcmp },
+        outputs: {
+          out: B * qw,
+          picks: B * shape.kvHeads * attn.select,
+          [NSA_CMP_PROB]: genA.scratch[NSA_CMP_PROB] / 4,
+        },
+        step,
+      });
+      const picks = wantA.picks as Uint32Array;
+      expect(Array.from(new Uint32Array(gotA.picks.buffer)), `picks at ${pos}`).toEqual(
+        Array.from(picks),
+      );
+      expect(maxRelError(gotA.out, wantA.out as Float32Array)).toBeLessThanOrEqual(1e-4);
+      const wantS = batchedDefinition(nsaSelected).reference(
+        slcA,
+        { q, kcache, vcache, picks },
+        step,
+      );
+      const gotS = await runLaunches(genS.launches, {
+        inputs: { q, kcache, vcache, picks },
+        outputs: { out: B * qw, [NSA_SLC_PROB]: genS.scratch[NSA_SLC_PROB] / 4 },
+        step,
+      });
+      expect(maxRelError(gotS.out, wantS.out as Float32Array)).toBeLessThanOrEqual(1e-4);
+      // Sequences whose importances picked different blocks.
+      const per = shape.kvHeads * attn.select;
+      if (String(picks.subarray(0, per)) !== String(picks.subarray(per, 2 * per))) byImportance++;
+    }
+    expect(byImportance).toBeGreaterThan(0);
+  });
+});
+
+describe('batched DSA indexer and sparse attention kernels', () => {
+  const CAP = 24;
+  const ix: IndexerTopkAttrs = {
+    op: 'indexer_topk',
+    heads: 3,
+    dim: 8,
+    topk: 5,
+    scale: 8 ** -0.5,
+    weightScale: 3 ** -0.5,
+    capacity: CAP,
+    batch: B,
+  };
+  const sa: SparseAttentionAttrs = {
+    op: 'sparse_attention',
+    heads: 4,
+    kvHeads: 2,
+    headDim: 8,
+    vHeadDim: 6,
+    scale: 8 ** -0.5,
+    topk: 5,
+    capacity: CAP,
+    batch: B,
+  };
+
+  it(`B = ${B} sequences for 14 steps: each its own top-5 and attention over it`, async () => {
+    const kvw = sa.kvHeads * sa.headDim;
+    const vw = sa.kvHeads * sa.vHeadDim;
+    const index = new Float32Array(B * CAP * ix.dim);
+    const kcache = new Float32Array(B * CAP * kvw);
+    const vcache = new Float32Array(B * CAP * vw);
+    const genI = indexerTopkKernel(ix, { caps: BASELINE_CAPS, maxT: B });
+    const genS = sparseAttentionKernel(sa, { caps: BASELINE_CAPS, maxT: B });
+    let differ = 0;
+    for (let pos = 0; pos < 14; pos++) {
+      const step = { T: B, pos, L: 1 };
+      for (let s = 0; s < B; s++) {
+        const seed = 500 + 11 * pos + s;
+        index.set(randn(ix.dim, seed, 2), (s * CAP + pos) * ix.dim);
+        kcache.set(randn(kvw, seed + 1, 2), (s * CAP + pos) * kvw);
+        vcache.set(randn(vw, seed + 2), (s * CAP + pos) * vw);
+      }
+      const q = randn(B * ix.heads * ix.dim, 4000 + pos, 2);
+      const w = randn(B * ix.heads, 4100 + pos);
+      const want = batchedDefinition(indexerTopk).reference(ix, { q, w, kcache: index }, step);
+      const got = await runLaunches(genI.launches, {
+        inputs: { q, w, kcache: index },
+        outputs: { sel: B * ix.topk, [INDEXER_KEYS]: genI.scratch[INDEXER_KEYS] / 4 },
+        step,
+      });
+      const sel = want.sel as Uint32Array;
+      expect(Array.from(new Uint32Array(got.sel.buffer)), `sel at ${pos}`).toEqual(Array.from(sel));
+      if (String(sel.subarray(0, ix.topk)) !== String(sel.subarray(ix.topk, 2 * ix.topk))) differ++;
+      const qa = randn(B * sa.heads * sa.headDim, 4200 + pos, 2);
+      const wantA = batchedDefinition(sparseAttention).reference(
+        sa,
+        { q: qa, kcache, vcache, sel },
+        step,
+      );
+      const gotA = await runLaunches(genS.launches, {
+        inputs: { q: qa, kcache, vcache, sel },
+        outputs: { out: B * sa.heads * sa.vHeadDim },
+        step,
+      });
+      expect(maxRelError(gotA.out, wantA.out as Float32Array)).toBeLessThanOrEqual(1e-4);
+    }
+    // From position 5 on the lists are choices, and the sequences choose differently.
+    expect(differ).toBeGreaterThan(3);
+  });
 });

@@ -53,34 +53,44 @@ const h2o = spec(
   'attention(heads: 4, kv_heads: 2, sink_tokens: 1, evict: h2o(budget: 8, recent: 2))',
 );
 
-describe.each([['H2O eviction', h2o, 'h2o_attention', 10]] as [string, ModelIR, string, number][])(
-  'batched decode with %s',
-  (_, model, op, steps) => {
-    let alone: Awaited<ReturnType<typeof single>>[] = [];
-    beforeAll(async () => {
-      const m = await gpuModel(model);
-      const seq = m.gm.newSequence();
-      alone = [];
-      for (const p of prompts) alone.push(await single(seq, p, model.vocab, steps));
-      m.gm.destroy();
-    });
+/** NSA: blocks of 2, 4 picked, so past position 7 a pick is by each sequence's importances. */
+const nsa = spec('nsa', 'nsa(heads: 4, kv_heads: 2, head_dim: 8, block: 2, select: 4, window: 3)');
 
-    it(`B = ${B} equals ${B} single-sequence runs over ${steps} steps`, async () => {
-      const m = await gpuModel(model, { batch: B });
-      const batched = m.compiled.graphs.decode.nodes.filter((n) => 'batch' in n.attrs);
-      expect(new Set(batched.map((n) => n.attrs.op))).toContain(op);
-      const batch = new BatchSequence(m.gm);
-      const got = await batch.generate(prompts, { maxTokens: steps, logits: true });
-      let worst = 0;
-      for (let s = 0; s < B; s++) {
-        expect(got.tokens[s]).toEqual(alone[s].tokens);
-        for (let k = 0; k < steps; k++) {
-          worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
-        }
-      }
-      expect(worst).toBeLessThan(1e-5);
-      batch.destroy();
-      m.gm.destroy();
-    });
-  },
+/** DSA: MLA with a lightning indexer keeping 4 positions, so from position 4 on it chooses. */
+const dsa = spec(
+  'dsa',
+  'mla(heads: 4, q_rank: 16, kv_rank: 16, nope_dim: 8, rope_dim: 4, v_dim: 8, index: indexer(heads: 3, dim: 8, topk: 4))',
 );
+
+describe.each([
+  ['H2O eviction', h2o, 'h2o_attention', 10],
+  ['NSA', nsa, 'nsa_selected', 8],
+  ['the DSA indexer', dsa, 'indexer_topk', 8],
+] as [string, ModelIR, string, number][])('batched decode with %s', (_, model, op, steps) => {
+  let alone: Awaited<ReturnType<typeof single>>[] = [];
+  beforeAll(async () => {
+    const m = await gpuModel(model);
+    const seq = m.gm.newSequence();
+    alone = [];
+    for (const p of prompts) alone.push(await single(seq, p, model.vocab, steps));
+    m.gm.destroy();
+  });
+
+  it(`B = ${B} equals ${B} single-sequence runs over ${steps} steps`, async () => {
+    const m = await gpuModel(model, { batch: B });
+    const batched = m.compiled.graphs.decode.nodes.filter((n) => 'batch' in n.attrs);
+    expect(new Set(batched.map((n) => n.attrs.op))).toContain(op);
+    const batch = new BatchSequence(m.gm);
+    const got = await batch.generate(prompts, { maxTokens: steps, logits: true });
+    let worst = 0;
+    for (let s = 0; s < B; s++) {
+      expect(got.tokens[s]).toEqual(alone[s].tokens);
+      for (let k = 0; k < steps; k++) {
+        worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
+      }
+    }
+    expect(worst).toBeLessThan(1e-5);
+    batch.destroy();
+    m.gm.destroy();
+  });
+});
