@@ -11,6 +11,10 @@
 #      $OUT/llamacpp.json and llamacpp-log.txt; bench/llama-cpp/README.md has the details)
 # Batched decode (B = 1, 4, 16, 64; bench/batch.ts): bash bench/device.sh hybrid,batch (hybrid
 # first saves the Jamba checkpoint the batch suite also runs; batch alone skips it).
+# Diffusion (issue 16): bash bench/diffusion-peer-pack.sh here, then a device run with carry
+# [".gpu", ".diffusion-ref"]: source .gpu/prelude.sh; python3 bench/diffusion_peer.py --ref
+# .diffusion-ref --out $OUT/diffusion-peer.json; tsx bench/diffusion-speed.ts 4 --gpu-flags fast
+# --out $OUT/diffusion-strata.json; tsx bench/block-diffusion-speed.ts (same LLaDA-8B shape, 4 layers).
 # Make .gpu with ../shared/gpu/pack.sh and .llama-cpp with bench/llama-cpp/build.sh first.
 # Peers run first: they save the checkpoints that strata's hybrid and scan suites load, so both
 # sides measure the same weights (llama.cpp's GGUF files are written from the same seeded

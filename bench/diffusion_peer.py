@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""The PyTorch peer of bench/diffusion-speed.ts (issue 16's H200 bench): the reference samplers on
+a LLaDA-8B-shaped model with random weights, cut to a few layers, in bfloat16 on CUDA.
+
+The settings are diffusion-speed.ts's: a prompt of 64 ids, 128 tokens in blocks of 32 over 128
+steps (one token per step: steps = gen length), low-confidence remasking, temperature 0.
+  exact                      ML-GSAI/LLaDA generate.py generate()
+  prefix cache               NVlabs/Fast-dLLM llada/generate.py generate_with_prefix_cache()
+  dual cache                 generate_with_dual_cache()
+  dual cache, threshold 0.9  generate_with_dual_cache(threshold=0.9)
+Each is timed as the median of --runs whole generations (after one warm-up), with min and max,
+and its forwards counted; tokens/s = gen length / median time.
+
+The model and samplers come from the public reference files, loaded by path with importlib as
+tools/golden/make_diffusion_golden.py does (none of that code is in strata). The GPU machine cannot
+reach GitHub, so they travel as a carried folder: make it here with
+
+    bash bench/diffusion-peer-pack.sh      # writes .diffusion-ref/ (~200 KB) from the mirrors
+
+then on the GPU machine (device run, carry [".gpu", ".diffusion-ref"]):
+
+    source .gpu/prelude.sh
+    python3 bench/diffusion_peer.py --ref .diffusion-ref --out $OUT/diffusion-peer.json
+    tsx bench/diffusion-speed.ts 4 --gpu-flags fast --out $OUT/diffusion-strata.json
+
+`--tiny` runs a 2-layer d_model-64 model on the CPU (float32) to check the script itself.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools", "golden"))
+from make_diffusion_golden import compat_shims, load_module, load_package, read_source  # noqa: E402
+
+# GSAI-ML/LLaDA-8B-Instruct's config.json, with n_layers from --layers.
+LLADA_8B = dict(
+    d_model=4096, n_heads=32, n_kv_heads=32, mlp_hidden_size=12288, vocab_size=126464,
+    embedding_size=126464, block_type="llama", layer_norm_type="rms", rms_norm_eps=1e-5,
+    rope=True, rope_theta=500000.0, activation_type="silu", weight_tying=False,
+    include_bias=False, include_qkv_bias=False, bias_for_layer_norm=False,
+    mask_token_id=126336, eos_token_id=126081, pad_token_id=126081, max_sequence_length=4096,
+    attention_dropout=0.0, residual_dropout=0.0, embedding_dropout=0.0, init_fn="normal")
+TINY = dict(LLADA_8B, d_model=64, n_heads=4, n_kv_heads=4, mlp_hidden_size=96, vocab_size=512,
+            embedding_size=512, mask_token_id=500, eos_token_id=1, pad_token_id=1)
+PROMPT = 64
+SAMPLER = dict(steps=128, gen_length=128, block_length=32, temperature=0.0,
+               remasking="low_confidence")
+
+
+class Counter(torch.nn.Module):
+    """Counts the model's forwards (the samplers call model(...) once per step)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+        self.forwards = 0
+
+    @property
+    def device(self):
+        return self.inner.device
+
+    def forward(self, *a, **k):
+        self.forwards += 1
+        return self.inner(*a, **k)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ref", required=True,
+                    help="folder (or checkouts) holding Fast-dLLM's llada/ and LLaDA's generate.py")
+    ap.add_argument("--llada", help="ML-GSAI/LLaDA checkout or mirror (default: --ref)")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    cuda = torch.cuda.is_available() and not args.tiny
+    device = "cuda" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    settings = dict(TINY if args.tiny else LLADA_8B, n_layers=2 if args.tiny else args.layers)
+
+    compat_shims()
+    work = tempfile.mkdtemp()
+    # Fast-dLLM's generate.py imports `model.modeling_llada`: the package must be named `model`.
+    ref = load_package("model", args.ref, "llada/model", ["configuration_llada", "modeling_llada"],
+                       work)
+    fast = load_module("fast_generate", read_source(args.ref, "llada/generate.py"), work)
+    exact = load_module("llada_generate", read_source(args.llada or args.ref, "generate.py"), work)
+
+    config = ref["configuration_llada"].LLaDAConfig(**settings, init_device=device)
+    # transformers 5's PretrainedConfig no longer keeps use_cache from LLaDAConfig's kwargs; the
+    # cached samplers pass use_cache=True themselves.
+    config.use_cache = False
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = ref["modeling_llada"].LLaDAModelLM(config, init_params=True)
+    model = model.to(dtype).eval()
+    counted = Counter(model)
+    mask = settings["mask_token_id"]
+    prompt = torch.tensor([[(i * 7919) % mask for i in range(PROMPT)]], device=device)
+    runs = [
+        ("exact", lambda: exact.generate(counted, prompt, mask_id=mask, cfg_scale=0.0, **SAMPLER)),
+        ("prefix cache", lambda: fast.generate_with_prefix_cache(counted, prompt, mask_id=mask,
+                                                                 **SAMPLER)),
+        ("dual cache", lambda: fast.generate_with_dual_cache(counted, prompt, mask_id=mask,
+                                                             **SAMPLER)),
+        ("dual cache, threshold 0.9", lambda: fast.generate_with_dual_cache(
+            counted, prompt, mask_id=mask, threshold=0.9, **SAMPLER)),
+    ]
+    rows = []
+    for label, fn in runs:
+        with torch.no_grad():
+            fn()  # warm-up
+            times = []
+            for _ in range(1 if args.tiny else args.runs):
+                counted.forwards = 0
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                fn()
+                if cuda:
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        row = dict(setting=label, seconds_median=med, seconds_min=min(times),
+                   seconds_max=max(times), runs=len(times), forwards=counted.forwards,
+                   tokens_per_s=SAMPLER["gen_length"] / med)
+        rows.append(row)
+        print(f"{label:28s} {row['tokens_per_s']:8.1f} tok/s  {med * 1000:9.1f} ms "
+              f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})  "
+              f"{counted.forwards} forwards", flush=True)
+    result = dict(
+        peer="PyTorch reference samplers (ML-GSAI/LLaDA generate.py, NVlabs/Fast-dLLM)",
+        model=f"LLaDA-8B shape, {settings['n_layers']} layers, random weights, {dtype}",
+        device=torch.cuda.get_device_name() if cuda else "cpu",
+        torch=torch.__version__, prompt=PROMPT, sampler=SAMPLER, rows=rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
