@@ -223,6 +223,16 @@ def make_one(name, settings, args, ref, noise, diffusion, v):
     config.save_pretrained(tmp)
     state = {k: t.detach().to(torch.float32).contiguous() for k, t in model.state_dict().items()}
     save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+    # Self-check: the saved folder alone (config.json + model.safetensors) gives the same logits.
+    from safetensors.torch import load_file
+
+    again = ref["modeling_bd3lm"].BD3LM(ref["configuration_bd3lm"].BD3LMConfig.from_pretrained(tmp))
+    again.load_state_dict(load_file(os.path.join(tmp, "model.safetensors")))
+    with torch.no_grad():
+        reload_diff = float((again.eval()(input_ids=canvas, timesteps=torch.zeros(1), sample_mode=True,
+                                          return_dict=False).float() - logits).abs().max())
+    if reload_diff != 0:
+        raise RuntimeError(f"{name}: the saved checkpoint gives other logits ({reload_diff:.3e})")
     meta = {
         "type": "bd3lm",
         "seed": SEED,
