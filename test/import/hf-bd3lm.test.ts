@@ -12,6 +12,8 @@ import { checkTensors } from '../../src/import/check.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import { fixtureConfig } from '../helpers/hf-config.ts';
+import { printSpec } from '../../src/spec/print.ts';
+import { parseSpec } from '../../src/spec/load.ts';
 
 const DIR = 'test/fixtures/diffusion/bd3lm';
 const config = () => fixtureConfig('diffusion/bd3lm/config.json');
@@ -73,6 +75,13 @@ describe('bd3lm import', () => {
       chunk: 1,
     });
     expect(folds?.['model.layers.1.mlp.up_proj.weight']).toBeUndefined();
+  });
+
+  it('prints as a .strata spec (head_bias true) that reads back to the same model', () => {
+    const { model } = importHfConfig(config(), 'bd3lm');
+    const text = printSpec(model);
+    expect(text).toContain('head_bias true');
+    expect(parseSpec(text, 'bd3lm.strata')).toEqual(model);
   });
 
   it('without adaln: LayerNorms without bias, nothing folded', () => {
