@@ -37,12 +37,15 @@ export interface AdaLnFold {
   /** The timestep embedder's MLP (…sigma_map.mlp): .0 [cond, frequencies], .2 [cond, cond]. */
   condition: string;
   frequencies: number;
+  /** The condition's width (the config's cond_dim), which the checkpoint's tensors must have. */
+  cond: number;
 }
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 /** The checkpoint tensors a fold reads besides its base, with the shapes they must have. */
-export function foldInputs(f: AdaLnFold, width: number, cond: number): AvailableTensor[] {
+export function foldInputs(f: AdaLnFold, width: number): AvailableTensor[] {
+  const cond = f.cond;
   const t = (name: string, shape: number[]) => ({ name, shape, dtype: '' });
   return [
     t(`${f.condition}.0.weight`, [cond, f.frequencies]),
@@ -68,12 +71,7 @@ export function checkFold(
   const problems: string[] = [];
   if (!(Number.isInteger(f.chunk) && f.chunk >= 0 && f.chunk < f.chunks))
     problems.push(`fold of strata '${canonical}': chunk ${f.chunk} is not one of ${f.chunks}`);
-  const cond = byName.get(`${f.condition}.2.bias`)?.shape[0];
-  if (cond === undefined) {
-    problems.push(`missing tensor '${f.condition}.2.bias' (the adaLN condition of '${canonical}')`);
-    return problems;
-  }
-  for (const t of foldInputs(f, shape[0], cond)) {
+  for (const t of foldInputs(f, shape[0])) {
     used.add(t.name);
     const got = byName.get(t.name);
     if (!got) problems.push(`missing tensor '${t.name}' (the adaLN fold of strata '${canonical}')`);
@@ -179,7 +177,7 @@ export function parseFold(v: unknown, bad: (why: string) => Error): AdaLnFold {
     throw bad('has an adaLN form that is not scale, shift or rows');
   if (typeof o.modulation !== 'string' || typeof o.condition !== 'string')
     throw bad('has an adaLN without modulation and condition tensor prefixes');
-  for (const k of ['chunks', 'chunk', 'frequencies'] as const)
+  for (const k of ['chunks', 'chunk', 'frequencies', 'cond'] as const)
     if (!Number.isSafeInteger(o[k]) || (o[k] as number) < 0)
       throw bad(`has an adaLN ${k} that is not a whole number`);
   return {
@@ -189,5 +187,6 @@ export function parseFold(v: unknown, bad: (why: string) => Error): AdaLnFold {
     chunk: o.chunk as number,
     condition: o.condition,
     frequencies: o.frequencies as number,
+    cond: o.cond as number,
   };
 }

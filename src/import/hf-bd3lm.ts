@@ -83,8 +83,9 @@ export function importBd3lm(cfg: ConfigReader, name: string): FamilyImport {
     );
   cfg.ignore(...INERT_KEYS);
   const adaln = cfg.bool('adaln', true);
-  if (adaln) cfg.positiveInt('cond_dim', 129);
-  else cfg.ignore('cond_dim');
+  // The condition's width; the checkpoint check holds sigma_map and adaLN_modulation to it.
+  const cond = adaln ? cfg.positiveInt('cond_dim', 129) : 0;
+  if (!adaln) cfg.ignore('cond_dim');
 
   const dim = cfg.positiveInt('hidden_dim', 768);
   const heads = cfg.positiveInt('n_heads', 12);
@@ -142,6 +143,7 @@ export function importBd3lm(cfg: ConfigReader, name: string): FamilyImport {
             chunk,
             condition: `${B}.sigma_map.mlp`,
             frequencies: FREQUENCIES,
+            cond,
           },
         }
       : {};

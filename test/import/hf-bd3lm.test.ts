@@ -128,6 +128,27 @@ describe('bd3lm import', () => {
     }
   });
 
+  it("holds the checkpoint to the config's cond_dim", async () => {
+    const imported = importHfConfig({ ...config(), cond_dim: 16 }, 'bd3lm');
+    const src = await openSafetensors(`${DIR}/model.safetensors`);
+    const listed = src.listTensors();
+    await src.close();
+    expect(() =>
+      checkTensors(
+        expectedTensors(imported.model),
+        imported.weightMap,
+        listed,
+        'ckpt',
+        undefined,
+        imported.storedShapes,
+        imported.storedSlices,
+        imported.folds,
+      ),
+    ).toThrow(
+      /tensor 'backbone\.sigma_map\.mlp\.0\.weight' has shape \[32, 256\], expected \[16, 256\]/,
+    );
+  });
+
   it('names a missing modulation tensor in the checkpoint check', async () => {
     const imported = importHfConfig(config(), 'bd3lm');
     const src = await openSafetensors(`${DIR}/model.safetensors`);
