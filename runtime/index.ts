@@ -10,6 +10,8 @@ export {
   type LoadModelOptions,
   type LoadProgress,
   type WebGenerateOptions,
+  type WebCanvasProgress,
+  type WebDiffusionSettings,
 } from './web.ts';
 export { streamSafetensors, type TensorSink } from './weights-stream.ts';
 export {

@@ -16,6 +16,20 @@ import { GpuModel, type GenerateOptions, type StopReason } from './model.ts';
 import { openBrowserDevice, type GpuContext } from './gpu.ts';
 import { byteTokenizer, hfTokenizer, type Tokenizer } from './tokenizer.ts';
 import { streamSafetensors } from './weights-stream.ts';
+import { canvasView } from './canvas-view.ts';
+import {
+  diffusionGenerate,
+  type CanvasProgress,
+  type WebDiffusionSettings,
+} from './web-diffusion.ts';
+
+export type { CanvasProgress, WebDiffusionSettings } from './web-diffusion.ts';
+
+/** A diffusion step as onCanvas sees it: CanvasProgress and the canvas as `strata run` prints it. */
+export interface WebCanvasProgress extends CanvasProgress {
+  /** The generated region: text with masks as ░ (ids and _ without a tokenizer). */
+  line: string;
+}
 
 /** Where a load stands. During 'weights', `loaded`/`total` are bytes; 'pipelines' counts kernels. */
 export interface LoadProgress {
@@ -53,6 +67,14 @@ export interface WebGenerateOptions extends Partial<GenerateOptions> {
   onToken?: (id: number, text: string) => void;
   /** Keep going past the tokenizer's EOS ids (default: stop there). */
   ignoreEos?: boolean;
+  /**
+   * Diffusion bundles (a spec with `diffusion bd3lm(...)`, `llada(...)` or `dream(...)`): sampler
+   * settings over the bundle's defaults (runtime/web-diffusion.ts); maxTokens is the generated
+   * length, temperature and seed apply as given.
+   */
+  diffusion?: WebDiffusionSettings;
+  /** Diffusion bundles: each sampler step's commits and the canvas after them. */
+  onCanvas?: (p: WebCanvasProgress) => void;
 }
 
 function fail(url: string, r: Response): BundleError {
@@ -332,7 +354,7 @@ export class WebModel {
     options: WebGenerateOptions = {},
   ): AsyncGenerator<string, void, undefined> {
     if (this.disposed) throw new Error('generate() on a disposed model');
-    const { signal, onToken, ignoreEos, ...rest } = options;
+    const { signal, onToken, ignoreEos, diffusion, onCanvas, ...rest } = options;
     signal?.throwIfAborted();
     let ids: number[];
     if (typeof prompt === 'string') {
@@ -350,6 +372,19 @@ export class WebModel {
       ...(ignoreEos ? [] : (this.tokenizer?.eos ?? [])),
     ];
     const step = this.tokenizer?.decodeStream() ?? (() => '');
+    if (this.manifest.model.diffusion) {
+      yield* this.generateDiffusion(
+        ids,
+        rest,
+        { signal, onToken, diffusion, onCanvas },
+        stopTokens,
+      );
+      return;
+    }
+    if (diffusion || onCanvas)
+      throw new Error(
+        `diffusion${diffusion ? '' : ' progress (onCanvas)'} options given, but the bundle is an autoregressive model`,
+      );
     const seq = this.gpuModel.newSequence();
     this.lastStop = null;
     try {
@@ -363,6 +398,81 @@ export class WebModel {
       }
       this.lastStop = seq.lastStop;
     } finally {
+      seq.destroy();
+    }
+  }
+
+  /**
+   * generate() on a diffusion bundle: the sampler runs on its own while the text of the settled
+   * prefix is handed out after each step (see runtime/web-diffusion.ts). Stopping early (EOS, a
+   * break in the caller's loop, the signal) stops the sampler at its next step.
+   */
+  private async *generateDiffusion(
+    ids: number[],
+    rest: Partial<GenerateOptions>,
+    o: Pick<WebGenerateOptions, 'signal' | 'onToken' | 'diffusion' | 'onCanvas'>,
+    stopTokens: readonly number[],
+  ): AsyncGenerator<string, void, undefined> {
+    const kind = this.manifest.model.diffusion!.kind;
+    for (const k of ['topK', 'topP'] as const)
+      if (rest[k] !== undefined)
+        throw new Error(
+          `${k}: an autoregressive sampling option, but the bundle is a ${kind} diffusion model (diffusion settings: genLength, blockLength, steps, ${kind === 'bd3lm' ? 'sampler, nucleusP' : 'remasking, cfgScale, threshold, cache, pick'})`,
+        );
+    const step = this.tokenizer?.decodeStream() ?? (() => '');
+    const P = ids.length;
+    const view = canvasView(P, this.manifest.model.diffusion!.maskId, {
+      tok: this.tokenizer,
+      ids: false,
+    });
+    const ready: number[] = [];
+    let settled = P;
+    let stopped = false;
+    let wake: (() => void) | null = null;
+    const seq = this.gpuModel.newSequence();
+    this.lastStop = null;
+    let finished = false;
+    let failure: { error: unknown } | null = null;
+    const run = diffusionGenerate(seq, ids, o.diffusion ?? {}, rest, (p) => {
+      if (stopped) throw new Error('generation stopped');
+      o.signal?.throwIfAborted();
+      o.onCanvas?.({ ...p, line: view.line(p.canvas) });
+      while (settled < p.canvas.length && p.canvas[settled] !== p.maskId)
+        ready.push(p.canvas[settled++]);
+      wake?.();
+    }).then(
+      () => {
+        finished = true;
+        wake?.();
+      },
+      (error: unknown) => {
+        finished = true;
+        failure = { error };
+        wake?.();
+      },
+    );
+    try {
+      for (;;) {
+        while (ready.length) {
+          const id = ready.shift()!;
+          const text = step(id);
+          o.onToken?.(id, text);
+          if (o.signal?.aborted) throw o.signal.reason;
+          if (text) yield text;
+          if (stopTokens.includes(id)) {
+            this.lastStop = 'stop-token';
+            return;
+          }
+        }
+        if (finished) break;
+        await new Promise<void>((r) => (wake = r));
+        wake = null;
+      }
+      if (failure) throw (failure as { error: unknown }).error;
+      this.lastStop = 'max-tokens';
+    } finally {
+      stopped = true;
+      await run;
       seq.destroy();
     }
   }

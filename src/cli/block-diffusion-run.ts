@@ -18,7 +18,7 @@ import {
 import type { BlockDiffusionSpec, ModelIR } from '../spec/model.ts';
 import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
-import { canvasView } from './diffusion-run.ts';
+import { canvasView } from '../../runtime/canvas-view.ts';
 
 export const BLOCK_DIFFUSION_HELP = `block-diffusion models (a spec with diffusion bd3lm(...)); defaults from the spec:
   --gen-length N       tokens generated after the prompt

@@ -12,6 +12,7 @@ import {
 } from '../../runtime/diffusion.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
+import { canvasView } from '../../runtime/canvas-view.ts';
 import {
   fastIssues,
   REMASKINGS,
@@ -150,27 +151,6 @@ export function refuseAutoregressiveFlags(values: Record<string, unknown>): void
 }
 
 /** Run the sampler, showing the canvas as it fills in; writes the dump when asked. */
-/**
- * How `run` shows a diffusion canvas after a prompt of P tokens: masks as ░ in text (_ with
- * --ids or without a tokenizer), committed tokens as text or ids; and the answer at the end.
- */
-export function canvasView(P: number, maskId: number, o: { tok: Tokenizer | null; ids: boolean }) {
-  const tok = o.ids ? null : o.tok;
-  return {
-    line(canvas: Uint32Array): string {
-      const parts: string[] = [];
-      for (let p = P; p < canvas.length; p++) {
-        const t = canvas[p];
-        if (t === maskId) parts.push(tok ? '░' : '_');
-        else parts.push(tok ? tok.decode([t]) : String(t));
-      }
-      return parts.join(tok ? '' : ' ');
-    },
-    answer: (tokens: ArrayLike<number>): string =>
-      tok ? tok.decode(Array.from(tokens)) : Array.from(tokens).join(' '),
-  };
-}
-
 export async function runDiffusion(
   seq: Sequence,
   prompt: number[],

@@ -143,6 +143,7 @@ export async function loadModelInput(
         () => '',
         map?.storedShapes,
         map?.storedSlices,
+        map?.folds,
       );
     } catch (e) {
       await src.close();

@@ -1,7 +1,8 @@
 /**
  * The chat page `strata serve` serves: plain HTML and one module script that imports the runtime
  * bundle (/strata-runtime.js) and loads /bundle/. Its state is also in the DOM for tests:
- * body[data-state] (no-webgpu, loading, ready, generating, done, error), #output[data-ids].
+ * body[data-state] (no-webgpu, loading, ready, generating, done, error), #output[data-ids], and for a
+ * diffusion bundle #canvas (the canvas as it fills in, as `strata run` prints it) with data-steps.
  * `?cache=opfs` or `?cache=none` chooses where the weights are cached (LoadModelOptions.cache).
  */
 
@@ -73,6 +74,10 @@ async function main() {
     $('stop').disabled = false;
     const out = $('output');
     out.textContent = '';
+    const canvas = $('canvas');
+    canvas.textContent = '';
+    canvas.hidden = !m.model.diffusion;
+    let steps = 0;
     $('error').hidden = true;
     const ids = [];
     abort = new AbortController();
@@ -84,6 +89,11 @@ async function main() {
         maxTokens: Number($('max').value),
         temperature: Number($('temp').value),
         signal: abort.signal,
+        // Diffusion bundles: each sampler step's canvas (masks as ░).
+        onCanvas: m.model.diffusion ? (p) => {
+          canvas.textContent = p.line;
+          canvas.dataset.steps = String(++steps);
+        } : undefined,
         onToken: (id) => {
           ids.push(id);
           if (ids.length === 1) first = performance.now();
@@ -119,6 +129,7 @@ export function chatPage(opts: { title: string }): string {
   body { font: 15px/1.45 system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
   h1 { font-size: 1.3rem; } .muted { color: #666; font-size: 0.9em; }
   #error { background: #fee; border: 1px solid #c33; padding: 0.6rem; white-space: pre-wrap; }
+  #canvas { white-space: pre-wrap; font-family: ui-monospace, monospace; margin-bottom: 0.4rem; }
   #output { white-space: pre-wrap; border: 1px solid #ccc; min-height: 6rem; padding: 0.6rem; font-family: ui-monospace, monospace; }
   textarea { width: 100%; box-sizing: border-box; font: inherit; } progress { width: 100%; }
   form > * { margin: 0.3rem 0; } input[type=number] { width: 5rem; }
@@ -137,6 +148,7 @@ export function chatPage(opts: { title: string }): string {
   <button id="go" type="submit" disabled>Generate</button> <button id="stop" type="button" disabled>Stop</button>
   <span id="speed" class="muted"></span></div>
 </form>
+<div id="canvas" class="muted" hidden></div>
 <div id="output"></div>
 <script type="module">${SCRIPT}</script>
 </body>

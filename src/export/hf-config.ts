@@ -98,6 +98,11 @@ export function exportHfConfig(model: ModelIR, type?: string): HfExport {
       'a masked-diffusion model (LLaDA) has no transformers model type among those --hf writes',
     );
   }
+  if (model.headBias) {
+    throw new ExportError(
+      'an output head bias (head_bias): the lm_head of every type --hf writes has no bias',
+    );
+  }
   if (type !== undefined) {
     const t = HF_TYPES.find((x) => x.modelType === type);
     if (!t) {

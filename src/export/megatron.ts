@@ -70,6 +70,7 @@ export function exportMegatron(m: ModelIR): MegatronExport {
   if (m.logitScale !== 1) fail(`logit scale ${m.logitScale}`, 'it has no such flag');
   if (m.logitSoftcap !== null) fail('a final logit softcap', 'it has no such flag');
   if (m.layerScalars) fail('per-layer output scalars (layer_scalars)', 'it has no such flag');
+  if (m.headBias) fail('an output head bias (head_bias)', 'its output layer has none');
 
   let pattern = '';
   const attn: { index: number; spec: AttentionSpec }[] = [];

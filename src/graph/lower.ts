@@ -7,7 +7,14 @@ import { GraphBuilder } from './builder.ts';
 import type { Graph, Phase } from './ir.ts';
 import type { MixerSpec, ModelIR } from '../spec/model.ts';
 import { mixerDef } from '../mixers/index.ts';
-import { EMBED, FINAL_NORM, layerScalarName, LM_HEAD, sharedBlockOf } from '../import/names.ts';
+import {
+  EMBED,
+  FINAL_NORM,
+  layerScalarName,
+  LM_HEAD,
+  LM_HEAD_BIAS,
+  sharedBlockOf,
+} from '../import/names.ts';
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
@@ -122,10 +129,15 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
   b.layer = null;
   const h = preNorm(b, model, x, FINAL_NORM, 'final');
   const head = model.tieEmbeddings ? EMBED : LM_HEAD;
+  const headInputs: Record<string, number> = { x: h, w: b.param(head, [model.vocab, model.dim]) };
+  if (model.headBias) headInputs.bias = b.param(LM_HEAD_BIAS, [model.vocab]);
   let logits = b.op(
-    { ...plainMatmul(model.vocab, model.dim, 'L'), scale: model.logitScale },
+    {
+      ...plainMatmul(model.vocab, model.dim, 'L', model.headBias === true),
+      scale: model.logitScale,
+    },
     'lm_head',
-    { x: h, w: b.param(head, [model.vocab, model.dim]) },
+    headInputs,
     { out: { name: 'lm_head', shape: ['L', model.vocab] } },
   ).out;
   if (model.logitSoftcap !== null) {

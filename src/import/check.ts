@@ -6,6 +6,7 @@
 import { sliceSpan } from '../../formats/tensor-slice.ts';
 import { sliceYields, type StoredSlice } from './convert.ts';
 import type { TensorSpec } from './names.ts';
+import { checkFold, type AdaLnFold } from './adaln-fold.ts';
 import { FP8_LABEL, MXFP4_LABEL } from './quantized.ts';
 
 export interface AvailableTensor {
@@ -17,8 +18,11 @@ export interface AvailableTensor {
 /** Stored floats, and the quantised tensors quantized.ts presents dequantised. */
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', MXFP4_LABEL, FP8_LABEL]);
 
-/** Buffers some old checkpoints carry that are recomputed from the config, never loaded. */
-const DERIVED_BUFFER = /\.rotary_emb\.inv_freq$/;
+/**
+ * Buffers some old checkpoints carry that are recomputed from the config, never loaded; and
+ * BD3-LM's sampling_eps_min/max, the noise interval its training clipped to (no inference use).
+ */
+const DERIVED_BUFFER = /\.rotary_emb\.inv_freq$|^sampling_eps_m(in|ax)$/;
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
@@ -39,6 +43,8 @@ export function checkTensors(
   storedShapes: Readonly<Record<string, readonly number[]>> = {},
   /** Canonical name → the part of its stored tensor that holds it (fused checkpoint tensors). */
   storedSlices: Readonly<Record<string, StoredSlice>> = {},
+  /** Canonical name → the constant adaLN modulation folded into it (adaln-fold.ts). */
+  folds: Readonly<Record<string, AdaLnFold>> = {},
 ): void {
   const byName = new Map(available.map((t) => [t.name, t]));
   const problems: string[] = [];
@@ -72,6 +78,8 @@ export function checkTensors(
         problems.push(`${(e as Error).message} (strata '${t.name}')`);
       }
     }
+    if (got && Object.hasOwn(folds, t.name))
+      problems.push(...checkFold(t.name, t.shape, folds[t.name], byName, used));
   }
   if (problems.length > 0) {
     throw new Error(`${source}: checkpoint does not match the config:\n  ${problems.join('\n  ')}`);

@@ -49,7 +49,7 @@ export async function importHfFolder(
   name = basename(resolve(dir)),
 ): Promise<HfFolder> {
   const { config, origin } = await readHfConfig(dir);
-  const { model, weightMap, storedShapes, storedSlices, quantization } = importHfConfig(
+  const { model, weightMap, storedShapes, storedSlices, quantization, folds } = importHfConfig(
     config as object,
     name,
     origin,
@@ -71,6 +71,7 @@ export async function importHfFolder(
           : '',
       storedShapes,
       storedSlices,
+      folds,
     );
   } catch (e) {
     await file.close();
@@ -83,7 +84,7 @@ export async function importHfFolder(
     tensors,
     readTensorF32: mappedTensorReader(
       source,
-      { weightMap, storedShapes, storedSlices },
+      { weightMap, storedShapes, storedSlices, folds },
       known,
       `${dir} (model '${name}')`,
     ),

@@ -24,6 +24,8 @@ export interface TensorSpec {
 export const EMBED = 'model.embed_tokens.weight';
 export const FINAL_NORM = 'model.norm';
 export const LM_HEAD = 'lm_head.weight';
+/** The output head's bias [vocab] (ModelIR.headBias). */
+export const LM_HEAD_BIAS = 'lm_head.bias';
 
 export const layerPrefix = (i: number): string => `model.layers.${i}`;
 
@@ -254,6 +256,7 @@ export function expectedTensors(model: ModelIR): TensorSpec[] {
   for (const layer of model.layers) for (const t of layerTensors(model, layer)) out.push(t);
   out.push(...normTensors(model, FINAL_NORM, model.dim));
   if (!model.tieEmbeddings) out.push({ name: LM_HEAD, shape: [model.vocab, model.dim] });
+  if (model.headBias) out.push({ name: LM_HEAD_BIAS, shape: [model.vocab] });
   return out;
 }
 

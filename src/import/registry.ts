@@ -11,6 +11,7 @@ import type { ModelIR } from '../spec/model.ts';
 import type { ConfigReader } from './config-reader.ts';
 import type { StoredSlice } from './convert.ts';
 import type { CheckpointQuant } from './quantized.ts';
+import type { AdaLnFold } from './adaln-fold.ts';
 import { importLlama } from './hf-llama.ts';
 import { importMistral } from './hf-mistral.ts';
 import { importQwen3 } from './hf-qwen3.ts';
@@ -39,6 +40,7 @@ import { importFlaRwkv7 } from './fla-rwkv7.ts';
 import { importLlada } from './hf-llada.ts';
 import { importDream } from './hf-dream.ts';
 import { importFlaNsa } from './fla-nsa.ts';
+import { importBd3lm } from './hf-bd3lm.ts';
 
 export interface ModelTypeImporter {
   /** config.json's model_type. */
@@ -71,6 +73,8 @@ export interface HfImport {
   storedSlices: Record<string, StoredSlice>;
   /** How the checkpoint's weights are quantised (hf.ts reads it; null: stored as floats). */
   quantization: CheckpointQuant | null;
+  /** Canonical name → the constant adaLN modulation folded into it (BD3-LM); absent: none. */
+  folds?: Record<string, AdaLnFold>;
 }
 
 /**
@@ -113,4 +117,5 @@ export const IMPORTERS: readonly ModelTypeImporter[] = [
   { modelType: 'llada', origin: 'remote code', import: importLlada },
   { modelType: 'Dream', origin: 'remote code', import: importDream },
   { modelType: 'nsa', origin: 'fla', import: importFlaNsa },
+  { modelType: 'bd3lm', origin: 'remote code', import: importBd3lm },
 ];

@@ -7,6 +7,7 @@
  */
 import type { StoredSlice } from './convert.ts';
 import { finishSlice } from './convert.ts';
+import { adaLnFoldReader, parseFold, type AdaLnFold } from './adaln-fold.ts';
 import type { TensorSource } from './quantized.ts';
 
 export interface WeightMap {
@@ -16,6 +17,8 @@ export interface WeightMap {
   storedShapes: Record<string, number[]>;
   /** Canonical name → the part of its stored tensor that holds it (fused checkpoint tensors). */
   storedSlices: Record<string, StoredSlice>;
+  /** Canonical name → the constant adaLN modulation folded into it (adaln-fold.ts); absent: none. */
+  folds?: Record<string, AdaLnFold>;
 }
 
 /**
@@ -27,8 +30,17 @@ export function weightMapJson(m: WeightMap): Record<string, unknown> {
     Object.entries(m.weightMap).map(([canonical, stored]) => {
       const slice = m.storedSlices[canonical];
       const shape = m.storedShapes[canonical];
-      if (!slice && !shape) return [canonical, stored];
-      return [canonical, { tensor: stored, ...(shape ? { shape } : {}), ...(slice ?? {}) }];
+      const fold = m.folds?.[canonical];
+      if (!slice && !shape && !fold) return [canonical, stored];
+      return [
+        canonical,
+        {
+          tensor: stored,
+          ...(shape ? { shape } : {}),
+          ...(slice ?? {}),
+          ...(fold ? { adaLN: fold } : {}),
+        },
+      ];
     }),
   );
 }
@@ -54,6 +66,7 @@ export function parseWeightMap(json: Record<string, unknown>, where: string): We
       if (!isInts(e.shape)) throw bad('has a shape that is not a list of sizes');
       m.storedShapes[canonical] = e.shape;
     }
+    if (e.adaLN !== undefined) (m.folds ??= {})[canonical] = parseFold(e.adaLN, bad);
     if (e.start === undefined && e.size === undefined) continue;
     if (!isInts(e.start) || !isInts(e.size) || e.start.length !== e.size.length)
       throw bad('needs start and size: lists of the same length');
@@ -85,10 +98,13 @@ export function mappedTensorReader(
   known: ReadonlySet<string>,
   where: string,
 ): (canonical: string) => Promise<Float32Array> {
+  const folded = m.folds ? adaLnFoldReader(source) : null;
   return (canonical) => {
     if (!known.has(canonical))
       return Promise.reject(new Error(`${where}: the model has no tensor '${canonical}'`));
     const stored = m.weightMap[canonical];
+    const fold = m.folds?.[canonical];
+    if (fold && folded) return folded(stored, fold, `${where}: tensor '${canonical}'`);
     if (!Object.hasOwn(m.storedSlices, canonical)) return source.readTensorF32(stored);
     const slice = m.storedSlices[canonical];
     return source.readTensorSliceF32(stored, slice).then((box) => finishSlice(stored, box, slice));

@@ -43,6 +43,7 @@
  *    Its `maskgit_plus` confidence at temperature 0 is low_confidence's (the top probability).
  */
 import { pcgHash } from './sampling.ts';
+import type { DiffusionSpec } from '../spec/model.ts';
 
 /**
  * The confidence that ranks a step's candidates: `low_confidence` (LLaDA; Dream's maskgit_plus)
@@ -87,6 +88,23 @@ export type Transfer = 'even' | 'dream';
 export const TRANSFERS: readonly Transfer[] = ['even', 'dream'];
 /** Dream's generation config default eps. */
 export const DREAM_EPS = 1e-3;
+
+/**
+ * The sampler schedule a spec's diffusion section stands for (its kind picks the counts): here,
+ * not in src/spec, so that the web runtime reads a bundle's defaults with the CLI's rule.
+ */
+export function scheduleOfSpec(s: DiffusionSpec): DiffusionSchedule {
+  return {
+    genLength: s.genLength,
+    blockLength: s.blockLength,
+    steps: s.steps,
+    remasking: s.remasking,
+    temperature: s.temperature,
+    cfgScale: s.cfgScale,
+    ...(s.kind === 'dream' ? { transfer: 'dream' as const, eps: s.eps ?? DREAM_EPS } : {}),
+    ...(s.shiftLogits ? { shiftLogits: true } : {}),
+  };
+}
 
 /** A broken schedule rule: the IR field it names, and a message given the field's name. */
 export interface ScheduleIssue {

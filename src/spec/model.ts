@@ -265,6 +265,11 @@ export interface ModelIR {
    * only when true).
    */
   layerScalars?: boolean;
+  /**
+   * The output head has a bias, logits = logitScale · (W h + b) with b the [vocab] parameter lm_head.bias
+   * (BD3-LM's output_layer.linear). Absent: false (present only when true).
+   */
+  headBias?: boolean;
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
   /** Present for a masked-diffusion model (its mask id and sampler defaults); absent: autoregressive. */

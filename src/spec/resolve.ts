@@ -169,6 +169,7 @@ class Resolver {
       maxContext: settings.maxContext,
       ...(settings.diffusion ? { diffusion: settings.diffusion } : {}),
       ...(settings.layerScalars ? { layerScalars: true } : {}),
+      ...(settings.headBias ? { headBias: true } : {}),
       // Both fields are left out of models that define no shared block, as before they existed.
       ...(shared.length
         ? { sharedBlocks: shared.map((d) => ({ ...structuredClone(d.spec), name: d.name.name })) }

@@ -81,6 +81,7 @@ export const modelIrSchema: JsonSchema = withCaps({
       ...SHARED_BLOCKS,
       diffusion: { $ref: '#/definitions/diffusion' },
       layerScalars: bool,
+      headBias: bool,
     },
   ),
   definitions: {

@@ -19,6 +19,7 @@ const SETTING_KEYS = [
   'logitScale',
   'diffusion',
   'layerScalars',
+  'headBias',
 ] as const satisfies readonly (keyof ModelIR)[];
 
 export type ModelSettings = Pick<ModelIR, (typeof SETTING_KEYS)[number]>;
@@ -48,6 +49,7 @@ export const modelSettings = defineKind({
     logit_softcap: opt(orNone(positive)),
     diffusion: opt(orNone(block(DIFFUSIONS))),
     layer_scalars: opt(bool),
+    head_bias: opt(bool),
   },
   build: (a): ModelSettings => ({
     vocab: a.vocab,
@@ -64,6 +66,7 @@ export const modelSettings = defineKind({
     ...(a.diffusion ? { diffusion: a.diffusion({ dim: a.dim }) } : {}),
     // Left out unless set, as before it existed.
     ...(a.layer_scalars ? { layerScalars: true } : {}),
+    ...(a.head_bias ? { headBias: true } : {}),
   }),
   toArgs: (s) => [
     { name: 'vocab', value: s.vocab },
@@ -81,5 +84,6 @@ export const modelSettings = defineKind({
       ? [{ name: 'diffusion', value: toDslCall(DIFFUSIONS, s.diffusion).value }]
       : []),
     ...(s.layerScalars ? [{ name: 'layer_scalars', value: true }] : []),
+    ...(s.headBias ? [{ name: 'head_bias', value: true }] : []),
   ],
 });

@@ -31,7 +31,7 @@ function fixtureConfigs(): string[] {
     .filter((name) => name.endsWith('.json'))
     .sort()
     .map((name) => join('configs', name));
-  return [...folders('hf'), ...folders('fla'), ...released];
+  return [...folders('hf'), ...folders('fla'), ...folders('diffusion'), ...released];
 }
 
 describe('importer registry', () => {

@@ -5,7 +5,8 @@
  * Debian package: exact), a reload whose weights come from the Cache API (and one from OPFS), a truncated weights
  * file whose error names the file and the tensor past its end, a browser without WebGPU told
  * so, and a model whose tensors exceed the binding limit it was compiled for (split over several
- * bindings by src/passes/split.ts), whose ids must equal Node's too. examples/web, built by
+ * bindings by src/passes/split.ts), whose ids must equal Node's too, and a block-diffusion
+ * (BD3-LM) bundle whose page shows the canvas step by step and ends with Node's tokens. examples/web, built by
  * Vite, must do the same on the first bundle. tools/setup.sh installs Debian's chromium; on a machine without one the test fails, unless
  * STRATA_NO_BROWSER=1 says so (then it is skipped, with a warning).
  * STRATA_WEB_SPEC=specs/demo-hybrid.strata runs it on the demo model (passes; about 100 s here,
@@ -33,6 +34,8 @@ import type { BundleManifest, BundleSource } from '../../codegen/manifest.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
 import { GpuModel, type GenerateOptions } from '../../runtime/model.ts';
+import { blockDiffusionGenerateGpu } from '../../runtime/block-diffusion.ts';
+import { canvasView } from '../../runtime/canvas-view.ts';
 import type { WebModel } from '../../runtime/web.ts';
 import { byteTokenizer } from '../../runtime/tokenizer.ts';
 import { startServer, type Served } from '../../src/cli/serve-cmd.ts';
@@ -182,6 +185,9 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
   let corrupt: Served;
   let splitServed: Served;
   let example: Awaited<ReturnType<typeof exampleServer>>;
+  const bd3lm = join(tmp, 'bd3lm');
+  let bd3lmServed: Served;
+  let bd3lmNode: { ids: number[]; steps: number; line: string };
 
   beforeAll(async () => {
     if (!haveChromium)
@@ -204,14 +210,40 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     const whole = compileModel(tiny, { caps: gpu.caps, ...opts });
     wholeNode = await nodeRun(memorySource(whole, randomWeights(tiny, 7)));
 
+    // The block-diffusion bundle and what the Node runtime samples from it with the page's
+    // settings (16 tokens at temperature 0, the spec's other defaults).
+    const blocky = loadSpec('specs/tiny-bd3lm.strata');
+    await writeBundle(
+      compileModel(blocky, { caps: gpu.caps, maxT: 16, capacity: 64 }),
+      randomWeights(blocky, 7),
+      bd3lm,
+    );
+    {
+      const gm = await GpuModel.load(gpu, await openBundle(bd3lm));
+      const d = blocky.diffusion!;
+      if (d.kind !== 'bd3lm') throw new Error('tiny-bd3lm is not a bd3lm model');
+      const prompt = byteTokenizer(260).encode(PROMPT);
+      let steps = 0;
+      let line = '';
+      const view = canvasView(prompt.length, d.maskId, { tok: byteTokenizer(260), ids: false });
+      const run = { ...d, genLength: 16, temperature: 0, seed: 0 };
+      const out = await blockDiffusionGenerateGpu(gm.newSequence(), prompt, run, (_c, canvas) => {
+        steps++;
+        line = view.line(canvas);
+      });
+      bd3lmNode = { ids: Array.from(out.slice(prompt.length)), steps, line };
+      gm.destroy();
+    }
+
     cpSync(good, bad, { recursive: true });
     const w = join(bad, 'weights.safetensors');
     truncateSync(w, Math.floor(statSync(w).size / 2));
     const { chromium } = await import('playwright-core');
-    [cli, corrupt, splitServed, example, ctx] = await Promise.all([
+    [cli, corrupt, splitServed, bd3lmServed, example, ctx] = await Promise.all([
       serveCli(good),
       startServer(bad, { port: 0 }),
       startServer(split, { port: 0 }),
+      startServer(bd3lm, { port: 0 }),
       exampleServer(good, join(tmp, 'example')),
       chromium.launchPersistentContext(join(tmp, 'profile'), {
         executablePath: CHROMIUM,
@@ -226,6 +258,7 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     cli?.proc.kill('SIGTERM');
     await corrupt?.close();
     await splitServed?.close();
+    await bd3lmServed?.close();
     await example?.close();
     rmSync(tmp, { recursive: true, force: true });
   });
@@ -320,6 +353,16 @@ describe.skipIf(!haveChromium && NO_BROWSER)('chat page in headless Chromium', (
     // wider matmuls sum in other schedules, so only f32 reordering may differ (e2e tests' 1e-4).
     expect(vsNode).toBeLessThan(1e-6);
     expect(vsWhole).toBeLessThan(1e-4);
+    await page.close();
+  });
+
+  it('samples a block-diffusion bundle, showing the canvas step by step, as Node does', async () => {
+    const page = await ctx.newPage();
+    expect(await generateOn(page, `${bd3lmServed.url}?cache=none`)).toEqual(bd3lmNode.ids);
+    expect(await page.isVisible('#canvas')).toBe(true);
+    expect(await page.getAttribute('#canvas', 'data-steps')).toBe(String(bd3lmNode.steps));
+    // The last step's canvas, as `strata run` prints it.
+    expect(await page.textContent('#canvas')).toBe(bd3lmNode.line);
     await page.close();
   });
 

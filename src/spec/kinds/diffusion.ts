@@ -8,6 +8,7 @@ import {
   DREAM_EPS,
   REMASKINGS,
   scheduleIssues,
+  scheduleOfSpec,
   type DiffusionSchedule,
 } from '../../ops/diffusion.ts';
 import { BLOCK_SAMPLERS, blockScheduleIssues } from '../../ops/block-diffusion.ts';
@@ -38,16 +39,7 @@ export const DREAM_DEFAULTS = {
 
 /** The sampler schedule a spec's diffusion section stands for (its kind picks the counts). */
 export function specSchedule(s: DiffusionSpec): DiffusionSchedule {
-  return {
-    genLength: s.genLength,
-    blockLength: s.blockLength,
-    steps: s.steps,
-    remasking: s.remasking,
-    temperature: s.temperature,
-    cfgScale: s.cfgScale,
-    ...(s.kind === 'dream' ? { transfer: 'dream' as const, eps: s.eps ?? DREAM_EPS } : {}),
-    ...(s.shiftLogits ? { shiftLogits: true } : {}),
-  };
+  return scheduleOfSpec(s);
 }
 
 export function checkDiffusion(s: DiffusionSpec | BlockDiffusionSpec, n: Namer): Issue[] {

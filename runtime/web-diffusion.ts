@@ -1,0 +1,162 @@
+/**
+ * Diffusion bundles in the web runtime (runtime/web.ts generate()): a model whose spec has a
+ * `diffusion` section is sampled with its own sampler, never decoded left to right — BD3-LM
+ * (`bd3lm`) with the block sampler and its exact KV cache (runtime/block-diffusion.ts), LLaDA and
+ * Dream (`llada`, `dream`) with the masked-diffusion sampler (runtime/diffusion.ts). The settings
+ * are the bundle's defaults (its spec's diffusion section) under the caller's, with `strata
+ * run`'s rules: maxTokens is the generated length, and the checks are the sampler's own.
+ *
+ * Text streams as the canvas settles: the generated tokens up to the first position still
+ * masked are final (both samplers fill blocks left to right), so after each step the newly final
+ * ones are delivered — a block at a time for BD3-LM. onCanvas sees every step's commits and the
+ * canvas after them, rendered as `strata run` prints it (runtime/canvas-view.ts).
+ */
+import type { BlockDiffusionSpec, DiffusionSpec } from '../src/spec/model.ts';
+import {
+  blockScheduleIssues,
+  type BlockDiffusionRun,
+  type BlockSampler,
+} from '../src/ops/block-diffusion.ts';
+import {
+  fastIssues,
+  scheduleIssues,
+  scheduleOfSpec,
+  type DiffusionCache,
+  type DiffusionRun,
+  type Remasking,
+} from '../src/ops/diffusion.ts';
+import { attentionBlock, blockDiffusionGenerateGpu } from './block-diffusion.ts';
+import { diffusionGenerateGpu, type DiffusionPick } from './diffusion.ts';
+import type { Sequence } from './model.ts';
+
+/** Sampler settings over a diffusion bundle's defaults; each applies to the kinds named. */
+export interface WebDiffusionSettings {
+  /** Generated tokens (default: maxTokens when given, else the bundle's gen length). */
+  genLength?: number;
+  blockLength?: number;
+  steps?: number;
+  /** bd3lm: first_hitting or ddpm. */
+  sampler?: BlockSampler;
+  /** bd3lm: nucleus (top-p) mass in (0, 1]. */
+  nucleusP?: number;
+  /** llada / dream. */
+  remasking?: Remasking;
+  /** llada / dream: classifier-free guidance scale (0: off). */
+  cfgScale?: number;
+  /** llada / dream: Fast-dLLM confidence threshold (null: the exact schedule). */
+  threshold?: number | null;
+  /** llada / dream: KV reuse inside a block. */
+  cache?: DiffusionCache;
+  /** llada / dream: where a step picks its tokens (default host). */
+  pick?: DiffusionPick;
+}
+
+const BLOCK_ONLY = ['sampler', 'nucleusP'] as const;
+const LLADA_ONLY = ['remasking', 'cfgScale', 'threshold', 'cache', 'pick'] as const;
+
+/** One sampler step, as the page shows it. */
+export interface CanvasProgress {
+  /** The step's index over the whole generation (0-based). */
+  step: number;
+  /** Canvas positions the step committed, and their tokens. */
+  positions: number[];
+  tokens: number[];
+  /** The whole canvas after the step: the prompt, then the generated region. */
+  canvas: Uint32Array;
+  promptLength: number;
+  maskId: number;
+}
+
+/** The bd3lm run: the caller's settings over the spec's, checked by the sampler's rules. */
+export function blockRunOf(
+  d: BlockDiffusionSpec,
+  s: WebDiffusionSettings,
+  o: { maxTokens?: number; temperature?: number; seed?: number },
+  attnBlock: number | null,
+): BlockDiffusionRun {
+  const other = LLADA_ONLY.filter((k) => s[k] !== undefined);
+  if (other.length)
+    throw new Error(
+      `diffusion.${other.join(', diffusion.')}: LLaDA/Dream sampler settings, but the bundle is a block-diffusion model (bd3lm: genLength, blockLength, steps, sampler, nucleusP)`,
+    );
+  const blockLength = s.blockLength ?? d.blockLength;
+  const run: BlockDiffusionRun = {
+    genLength: s.genLength ?? o.maxTokens ?? d.genLength,
+    blockLength,
+    steps: s.steps ?? Math.max(d.steps, blockLength),
+    sampler: s.sampler ?? d.sampler,
+    temperature: o.temperature ?? d.temperature,
+    nucleusP: s.nucleusP ?? d.nucleusP,
+    maskId: d.maskId,
+    seed: o.seed ?? 0,
+  };
+  const issue = blockScheduleIssues(run, attnBlock)[0];
+  if (issue) throw new Error(issue.message((f) => (f === 'temperature' ? f : `diffusion.${f}`)));
+  return run;
+}
+
+/** The llada / dream run, as `strata run` builds it from the same settings. */
+export function maskedRunOf(
+  d: DiffusionSpec,
+  s: WebDiffusionSettings,
+  o: { maxTokens?: number; temperature?: number; seed?: number },
+): DiffusionRun {
+  const other = BLOCK_ONLY.filter((k) => s[k] !== undefined);
+  if (other.length)
+    throw new Error(
+      `diffusion.${other.join(', diffusion.')}: block-diffusion (bd3lm) settings, but the bundle is a ${d.kind} model (genLength, blockLength, steps, remasking, cfgScale, threshold, cache, pick)`,
+    );
+  const genLength = s.genLength ?? o.maxTokens ?? d.genLength;
+  const changed = genLength !== d.genLength;
+  const run: DiffusionRun = {
+    ...scheduleOfSpec(d),
+    genLength,
+    // A spec's block that does not divide another length becomes the whole answer (as `run`).
+    blockLength: s.blockLength ?? (genLength % d.blockLength === 0 ? d.blockLength : genLength),
+    steps: s.steps ?? (changed ? genLength : d.steps),
+    remasking: s.remasking ?? d.remasking,
+    temperature: o.temperature ?? d.temperature,
+    cfgScale: s.cfgScale ?? d.cfgScale,
+    threshold: s.threshold ?? null,
+    cache: s.cache ?? 'none',
+    maskId: d.maskId,
+    seed: o.seed ?? 0,
+  };
+  const name = (f: string) => (f === 'temperature' ? f : `diffusion.${f}`);
+  const schedule = scheduleIssues(run)[0];
+  if (schedule) throw new Error(schedule.message(name));
+  const fast = fastIssues(run)[0];
+  if (fast) throw new Error(fast.message(name));
+  return run;
+}
+
+/**
+ * Runs the bundle's diffusion sampler on `seq` from `prompt`; `onStep` sees each step (it may
+ * throw to stop the run, which then rejects with that error). Returns the final canvas.
+ */
+export function diffusionGenerate(
+  seq: Sequence,
+  prompt: readonly number[],
+  s: WebDiffusionSettings,
+  o: { maxTokens?: number; temperature?: number; seed?: number },
+  onStep: (p: CanvasProgress) => void,
+): Promise<Uint32Array> {
+  const d = seq.model.manifest.model.diffusion;
+  if (!d) throw new Error('the bundle is not a diffusion model');
+  const P = prompt.length;
+  const see = (c: { step: number; positions: number[]; tokens: number[] }, canvas: Uint32Array) =>
+    onStep({
+      step: c.step,
+      positions: c.positions,
+      tokens: c.tokens,
+      canvas,
+      promptLength: P,
+      maskId: d.maskId,
+    });
+  if (d.kind === 'bd3lm') {
+    const B = attentionBlock(seq);
+    const run = blockRunOf(d, s, o, typeof B === 'number' ? B : null);
+    return blockDiffusionGenerateGpu(seq, prompt, run, see);
+  }
+  return diffusionGenerateGpu(seq, prompt, maskedRunOf(d, s, o), see, s.pick ?? 'host');
+}
