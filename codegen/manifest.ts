@@ -73,7 +73,11 @@ export interface BundleManifest {
   weightsFile: string;
   /** Weights: the logical shape, and the type they are stored as (src/graph/dtype.ts). */
   tensors: { name: string; shape: number[]; dtype: WeightType }[];
-  state: { name: string; shape: number[]; dtype: DType }[];
+  /**
+   * `shared` (batched bundles only): whole-run state, such as MoE load counters, that every
+   * sequence adds to, rather than a slice per sequence; a batch slot's prefill binds it whole.
+   */
+  state: { name: string; shape: number[]; dtype: DType; shared?: true }[];
   kernels: ManifestKernel[];
   phases: { prefill: ManifestPhase; decode: ManifestPhase };
   /**
@@ -193,11 +197,15 @@ export const MANIFEST_SCHEMA = {
       },
       state: {
         type: 'array',
-        items: closed({
-          name,
-          shape: { type: 'array', items: posInt },
-          dtype: { enum: ['f32', 'f16', 'u32'] },
-        }),
+        items: closed(
+          {
+            name,
+            shape: { type: 'array', items: posInt },
+            dtype: { enum: ['f32', 'f16', 'u32'] },
+            shared: { const: true },
+          },
+          ['name', 'shape', 'dtype'],
+        ),
       },
       kernels: {
         type: 'array',

@@ -234,7 +234,11 @@ ${COMMON_COMPILE_HELP}`,
           .join('; '),
     );
     if (r.batch > 1)
-      console.log(`batched decode: ${r.batch} sequences a step (memory above is per sequence)`);
+      console.log(
+        `batched decode: ${r.batch} sequences a step (memory above is per sequence); each prompt ` +
+          `is prefilled into its own slot first, ${r.prefill.tokens} tokens a step (the prefill line): ` +
+          `a prompt of T tokens takes ceil(T / ${r.prefill.tokens}) prefill steps, not T batched steps`,
+      );
     console.log(
       `KV memory against context: ${r.kvBytesByContext.map((k) => `${k.context.toLocaleString('en')}: ${bytes(k.bytes)}`).join('; ')}`,
     );

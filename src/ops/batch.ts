@@ -114,7 +114,9 @@ export function batchedDefinition<A extends OpAttrs>(def: OpDefinition<A>): OpDe
         const mine: Arrays = {};
         for (const [name, r] of Object.entries(ins)) mine[name] = view(inputs[name], r, name, s);
         const sampling = step.sampling && { ...step.sampling, seed: step.sampling.seed + s };
-        const got = def.reference(one, mine, { ...step, T: 1, L: 1, sampling });
+        // Row s's position: the step's, or its own when the sequences sit apart (StepShape.rowPos).
+        const pos = step.pos + (step.rowPos?.[s] ?? 0);
+        const got = def.reference(one, mine, { ...step, T: 1, L: 1, pos, sampling });
         for (const [name, r] of Object.entries(outs)) {
           const into = view(result[name], r, name, s);
           if (got[name] !== into) into.set(got[name]);

@@ -1,8 +1,9 @@
 /**
  * Batched decode (compile --batch B, runtime/batch.ts): B sequences in one step equal B
- * independent single-sequence runs, token for token and logits within 1e-5 relative (the
- * single runs prefill their prompts in one chunk while the batch feeds them a token a step, so
- * the sums run in other orders; the gap seen is ~1e-6), for a tiny llama and tiny hybrids of
+ * independent single-sequence runs, token for token and logits within 1e-5 relative (each
+ * prompt is prefilled into its batch slot by the same one-sequence prefill, but the batched
+ * steps' matmuls run B rows, so the sums run in other orders; the gap seen is ~1e-6; the slot
+ * prefill itself is tested in batch-prefill.test.ts), for a tiny llama and tiny hybrids of
  * attention with Mamba-1, Mamba-2, gated DeltaNet and RWKV-7 layers (linear_recurrence and
  * token_shift batched). Prompts of different lengths share the batch.
  */
