@@ -66,6 +66,12 @@ export interface BundleManifest {
      * the bundle is what it was before batching existed.
      */
     batch?: number;
+    /**
+     * 'slot' (batched bundles): the prefill phase is one sequence's, run per batch slot
+     * (runtime/batch.ts). Batched bundles without it (older) fed prompts through the batched
+     * step; BatchSequence refuses them rather than bind their prefill to one slot's buffers.
+     */
+    batchPrefill?: 'slot';
     fused: boolean;
     caps: DeviceCaps;
     precision: Precision;
@@ -183,6 +189,7 @@ export const MANIFEST_SCHEMA = {
           maxT: posInt,
           capacity: posInt,
           batch: posInt,
+          batchPrefill: { const: 'slot' },
           fused: { type: 'boolean' },
           caps,
           precision: { enum: [...PRECISIONS] },

@@ -83,6 +83,11 @@ export class BatchSequence {
   constructor(readonly model: GpuModel) {
     const { device } = model.gpu;
     const B = this.batch;
+    if (B > 1 && model.manifest.compile.batchPrefill !== 'slot')
+      throw new Error(
+        `this bundle (--batch ${B}) was compiled before batch slots had their own prefill: its ` +
+          `prefill phase is the batched step; recompile it`,
+      );
     for (const s of model.manifest.state) {
       const n = numel(s.shape);
       const whole = createStorage(device, dtypeBytes(s.dtype, n), s.name);

@@ -1,10 +1,11 @@
 /**
  * Batched decode (compile --batch B): the decode step's rows are B sequences, not B consecutive
- * tokens of one. Every sequence sits at the same position (the step's pos: a static batch whose
- * prompts are fed one token per step, so a shorter prompt starts generating earlier without
- * changing anyone's position; runtime/batch.ts), so only the ops that keep per-sequence state or
- * read the position need to know: their attrs carry `batch` (set by the GraphBuilder), their
- * per-sequence states hold B slices one after another, and row s reads and writes slice s.
+ * tokens of one. Each prompt is prefilled into its own slot by the one-sequence prefill
+ * (runtime/batch.ts), so the sequences sit at their own positions: row s at step.pos +
+ * rowPos[s] (StepShape.rowPos; codegen/kernel-ir.ts ROW_POS on the GPU). Only the ops that keep
+ * per-sequence state or read the position need to know: their attrs carry `batch` (set by the
+ * GraphBuilder), their per-sequence states hold B slices one after another, and row s reads and
+ * writes slice s.
  *
  * Rather than restate each such op's shapes and reference, this wraps its one definition: shapes
  * are the single-sequence ones with the per-sequence tensors B times longer, and the reference is

@@ -254,6 +254,10 @@ describe('batched steps over prefilled slots', () => {
     );
     await expect(batch.prefill(2, [1])).rejects.toThrow(/slot 2 is not one of the batch's 0..1/);
     batch.destroy();
+    // A batched bundle from before slot prefill (its prefill phase was the batched step).
+    expect(m.gm.manifest.compile.batchPrefill).toBe('slot');
+    delete (m.gm.manifest.compile as { batchPrefill?: 'slot' }).batchPrefill;
+    expect(() => new BatchSequence(m.gm)).toThrow(/compiled before batch slots had their own/);
     m.gm.destroy();
   });
 
