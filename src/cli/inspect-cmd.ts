@@ -194,7 +194,11 @@ ${COMMON_COMPILE_HELP}`,
       );
     }
     console.log(`fusion ${r.fused ? 'on' : 'off'}; ${r.kernels} distinct kernels`);
-    console.log(`dispatches per decode token: ${r.dispatchesPerDecodeToken}`);
+    console.log(
+      r.batch > 1
+        ? `dispatches per decode step (a token of each of ${r.batch} sequences): ${r.dispatchesPerDecodeToken}`
+        : `dispatches per decode token: ${r.dispatchesPerDecodeToken}`,
+    );
     for (const p of [r.prefill, r.decode]) {
       const which = p === r.prefill ? 'prefill' : 'decode';
       console.log(
