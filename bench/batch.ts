@@ -157,6 +157,9 @@ export async function benchOne(
     maxBatchAtCapacity: fit.maxBatch,
     ttftPromptTokens: ttftPrompt,
     prefillMaxT: batch.maxT,
+    // Steps each way: B one-sequence prefills of ceil(T / maxT) chunks, or T batched steps.
+    ttftSlotPrefillSteps: B * Math.ceil(ttftPrompt / batch.maxT),
+    ttftTokenByTokenSteps: ttftPrompt,
     ttftSlotPrefillMs: ttft.prefillMs,
     ttftTokenByTokenMs: ttft.tokenByTokenMs,
   };
