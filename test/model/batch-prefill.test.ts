@@ -5,13 +5,15 @@
  *
  * At B = 3 with prompts of 1, 6 and 9 tokens (maxT 4: one token, a length that is no multiple of
  * maxT, and one over 2 maxT that ends in a one-token chunk), each slot's logits after its prefill
- * and over the decode steps after equal its single-sequence run, on a llama, a Mamba-1 + Mamba-2
+ * and over the decode steps after equal its single-sequence run, on a llama whose layers have
+ * StreamingLLM ring caches (wrapping in prefill), a sliding window and plain attention, a Mamba-1 + Mamba-2
  * + attention hybrid, RetNet (RoPE fused into its recurrence) + GLA + attention, RWKV-7
  * (token_shift) + attention, and MLA (latent cache) + LFM2 short conv + MoE. Tolerance 1e-5
  * relative, as batch.test.ts: the kernels are the same but a single run's one-token chunks go
  * through its decode graph (GEMV, split attention) where the slot's go through the prefill
  * graph (tiled matmul, flash attention), and the batched step's matmuls run B rows: the sums run
- * in other orders (the gap seen is ~1e-6).
+ * in other orders (the gaps seen: 4e-7 llama, 1e-6 Mamba and MLA, 1.2e-6 RetNet/GLA, 2.5e-6
+ * RWKV-7).
  *
  * Slots are independent: prefilling slot 1 leaves every byte of slots 0 and 2 of every state
  * buffer (KV caches, SSM, conv and recurrence states) as it was, read back from the device.
@@ -29,7 +31,7 @@ import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
-import { mamba2, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
+import { attention, mamba2, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
 
 const MAX_T = 4;
@@ -98,6 +100,17 @@ const latentAndConv = parseSpec(
   'latent-conv.strata',
 );
 
+/** Layers with StreamingLLM ring caches (2 sinks + window 6: wrapping by position 8), a sliding
+ * window of 5, and plain attention. */
+const windows = tinyLlama({
+  layers: tinyLlama().layers.map((l) => ({
+    ...l,
+    mixer: [attention({ window: 6, sinkTokens: 2 }), attention({ window: 5 }), attention()][
+      l.index
+    ],
+  })),
+});
+
 /** Greedy logits rows of one sequence alone: after its prompt, then each decode step. */
 async function single(seq: Sequence, prompt: number[]): Promise<Float32Array<ArrayBufferLike>[]> {
   seq.reset();
@@ -126,7 +139,7 @@ async function snapshot(batch: BatchSequence): Promise<Map<string, Uint8Array>> 
 }
 
 describe.each([
-  ['tiny llama', tinyLlama()],
+  ['llama with ring-cache, sliding-window and plain attention', windows],
   ['Mamba-1 + Mamba-2 + attention hybrid', hybrid()],
   ['RetNet + GLA + attention', linear],
   ['RWKV-7 + attention hybrid', rwkv7Hybrid()],
