@@ -142,6 +142,22 @@ export class BatchSequence {
     sampling: SamplingParams = GREEDY,
     opts: { logits?: boolean; onStep?: (done: number) => void } = {},
   ): Promise<SlotPrefill> {
+    return (await this.submitPrefill(slot, prompt, sampling, opts))();
+  }
+
+  /**
+   * Submit the prefill of `slot` and the readback of its sampled token (and logits row): each
+   * readback's copy is queued right behind the slot's last step, so the next slot's prefill may
+   * follow on the queue before anything is awaited (generate() prefills every slot so, one
+   * submission after another). Resolves once submitted, to the function that awaits the
+   * results; with `onStep`, after each step has run on the device (progress of a long prompt).
+   */
+  private async submitPrefill(
+    slot: number,
+    prompt: ArrayLike<number>,
+    sampling: SamplingParams,
+    opts: { logits?: boolean; onStep?: (done: number) => void },
+  ): Promise<() => Promise<SlotPrefill>> {
     const B = this.batch;
     if (!Number.isInteger(slot) || slot < 0 || slot >= B)
       throw new Error(`slot ${slot} is not one of the batch's 0..${B - 1}`);
@@ -155,15 +171,14 @@ export class BatchSequence {
     const { device } = this.model.gpu;
     const b = this.prefillPhase;
     const maxT = this.maxT;
-    let name = '';
-    let errors: ReturnType<typeof withErrorScopes> | undefined;
+    const steps: { name: string; errors: ReturnType<typeof withErrorScopes> }[] = [];
     for (let at = 0; at < prompt.length; at += maxT) {
       const ids = Uint32Array.from(Array.prototype.slice.call(prompt, at, at + maxT) as number[]);
       const p = { T: ids.length, pos: at, L: 1 };
       const last = at + ids.length === prompt.length;
-      name = `prefill of slot ${slot}, positions ${at}..${at + ids.length - 1}`;
+      const name = `prefill of slot ${slot}, positions ${at}..${at + ids.length - 1}`;
       this.model.checkDevice(name);
-      errors = withErrorScopes(device, () => {
+      const errors = withErrorScopes(device, () => {
         upload(device, b.shared.io.ids, ids);
         writeStep(device, b.shared.step, p, sampling);
         const enc = device.createCommandEncoder();
@@ -183,29 +198,33 @@ export class BatchSequence {
         }
         device.queue.submit([enc.finish()]);
       });
-      if (!last) {
-        const e = await errors;
-        if (e) throw new DeviceError(name, e.kind, e.message);
+      steps.push({ name, errors });
+      if (opts.onStep) {
+        await device.queue.onSubmittedWorkDone();
+        opts.onStep(at + ids.length);
       }
-      opts.onStep?.(at + ids.length);
     }
-    const words = new Uint32Array(
-      await this.model.readback(name, readBuffer(device, b.shared.io.token, TOKEN_BYTES)),
-    );
+    const name = steps[steps.length - 1].name;
+    // Queued now, behind the last step: the next slot's prefill overwrites these buffers after.
+    const token = this.model.readback(name, readBuffer(device, b.shared.io.token, TOKEN_BYTES));
     const logits = opts.logits
-      ? new Float32Array(
-          await this.model.readback(
-            name,
-            readBuffer(device, b.shared.io.logits, this.model.vocab * 4),
-          ),
-        )
+      ? this.model.readback(name, readBuffer(device, b.shared.io.logits, this.model.vocab * 4))
       : undefined;
-    const e = await errors!;
-    if (e) throw new DeviceError(name, e.kind, e.message);
-    this.model.checkDevice(name);
+    // Unawaited until the results are asked for; a rejection is still seen there.
+    token.catch(() => {});
+    logits?.catch(() => {});
     this.positions[slot] = prompt.length;
-    if (words[1] === NONFINITE_LOGITS) throw new NonFiniteError(name, prompt.length - 1);
-    return { token: words[0], ...(logits ? { logits } : {}) };
+    return async () => {
+      const words = new Uint32Array(await token);
+      const row = logits ? new Float32Array(await logits) : undefined;
+      for (const st of steps) {
+        const e = await st.errors;
+        if (e) throw new DeviceError(st.name, e.kind, e.message);
+      }
+      this.model.checkDevice(name);
+      if (words[1] === NONFINITE_LOGITS) throw new NonFiniteError(name, prompt.length - 1);
+      return { token: words[0], ...(row ? { logits: row } : {}) };
+    };
   }
 
   /**
@@ -320,18 +339,26 @@ export class BatchSequence {
       else if (tokens[s].length >= opts.maxTokens) stops[s] = 'max-tokens';
     };
     this.reset();
-    const feed: number[] = [];
+    // Every slot's prefill is queued before any result is awaited (submitPrefill).
+    const pending: (() => Promise<SlotPrefill>)[] = [];
     for (let s = 0; s < B; s++) {
       const base = sampling(0);
-      const r = await this.prefill(
-        s,
-        rows[s],
-        { ...base, seed: base.seed + s },
-        {
-          logits: opts.logits === true && s < n,
-          onStep: (done) => opts.onPrefill?.(s, done, rows[s].length),
-        },
+      const onPrefill = opts.onPrefill;
+      pending.push(
+        await this.submitPrefill(
+          s,
+          rows[s],
+          { ...base, seed: base.seed + s },
+          {
+            logits: opts.logits === true && s < n,
+            ...(onPrefill ? { onStep: (done: number) => onPrefill(s, done, rows[s].length) } : {}),
+          },
+        ),
       );
+    }
+    const feed: number[] = [];
+    for (let s = 0; s < B; s++) {
+      const r = await pending[s]();
       take(s, r.token, r.logits);
       feed.push(r.token);
     }
