@@ -11,6 +11,12 @@
  * step, and the largest B each memory budget holds at that capacity (src/cli/report.ts
  * maxBatch). Each step reads its B tokens back to the host (runtime/batch.ts), so B = 1 here
  * is the unpipelined decode, below the e2e suite's pipelined figure.
+ *
+ * Time to first token for B prompts of TTFT_PROMPT tokens (median of 3 after the warm-up): each
+ * prompt prefilled into its batch slot (ceil(T / maxT) one-sequence prefill steps per prompt,
+ * then every slot has sampled its first token; runtime/batch.ts generate with maxTokens 1)
+ * against feeding the prompts a token per batched step (T steps of all B, the only way before
+ * slot prefill; BatchSequence.step from position 0).
  */
 import { compileModel } from '../codegen/compile.ts';
 import { memorySource } from '../codegen/bundle.ts';
@@ -31,6 +37,8 @@ export const BATCHES = [1, 4, 16, 64];
 const CAPACITY = 1024;
 const PROMPT = 8;
 const STEPS = 32;
+/** Prompt length of the time-to-first-token figures. */
+export const TTFT_PROMPT = 512;
 
 /** Llama-3.2-1B's dims as a Jamba-style hybrid: layers 4 and 12 attention, the rest Mamba-1. */
 const LLAMA_DIMS_HYBRID = `model "llama-1b-dims-hybrid" {
@@ -74,8 +82,36 @@ async function subjects(log: (m: string) => void): Promise<Subject[]> {
   return out;
 }
 
+/**
+ * Milliseconds to every sequence's first token, median of 3: prompts prefilled into their slots,
+ * and fed a token per batched step.
+ */
+async function timeToFirstToken(
+  batch: BatchSequence,
+  prompts: number[][],
+): Promise<{ prefillMs: number; tokenByTokenMs: number }> {
+  const slots: number[] = [];
+  const steps: number[] = [];
+  for (let rep = 0; rep < 3; rep++) {
+    let t0 = performance.now();
+    await batch.generate(prompts, { maxTokens: 1 });
+    slots.push(performance.now() - t0);
+    batch.reset();
+    t0 = performance.now();
+    for (let k = 0; k < prompts[0].length; k++) await batch.step(prompts.map((p) => p[k]));
+    steps.push(performance.now() - t0);
+  }
+  return { prefillMs: median(slots), tokenByTokenMs: median(steps) };
+}
+
 /** One subject at batch B (exported for a smoke run on a tiny model). */
-export async function benchOne(gpu: GpuContext, s: Subject, B: number, log: (m: string) => void) {
+export async function benchOne(
+  gpu: GpuContext,
+  s: Subject,
+  B: number,
+  log: (m: string) => void,
+  ttftPrompt = TTFT_PROMPT,
+) {
   const c = compileModel(s.model, { caps: gpu.caps, capacity: CAPACITY, batch: B });
   const r = report(c);
   const gm = await GpuModel.load(gpu, memorySource(c, s.weights));
@@ -84,6 +120,10 @@ export async function benchOne(gpu: GpuContext, s: Subject, B: number, log: (m: 
     Array.from({ length: PROMPT }, (_, j) => (1 + i * 31 + j * 7) % s.model.vocab),
   );
   await batch.generate(prompts, { maxTokens: 4 }); // warm-up: pipelines, first submissions
+  const long = Array.from({ length: B }, (_, i) =>
+    Array.from({ length: ttftPrompt }, (_, j) => (3 + i * 17 + j * 11) % s.model.vocab),
+  );
+  const ttft = await timeToFirstToken(batch, long);
   const runs: number[] = [];
   for (let rep = 0; rep < 5; rep++) {
     batch.reset();
@@ -115,10 +155,19 @@ export async function benchOne(gpu: GpuContext, s: Subject, B: number, log: (m: 
     recurrentStateBytes: r.recurrentStateBytes,
     stepActivationBytes: r.decode.activationBytes,
     maxBatchAtCapacity: fit.maxBatch,
+    ttftPromptTokens: ttftPrompt,
+    prefillMaxT: batch.maxT,
+    // Steps each way: B one-sequence prefills of ceil(T / maxT) chunks, or T batched steps.
+    ttftSlotPrefillSteps: B * Math.ceil(ttftPrompt / batch.maxT),
+    ttftTokenByTokenSteps: ttftPrompt,
+    ttftSlotPrefillMs: ttft.prefillMs,
+    ttftTokenByTokenMs: ttft.tokenByTokenMs,
   };
   log(
     `batch ${s.label} B=${B}: ${row.tokensPerSecond.toFixed(1)} tok/s (${row.msPerStep.toFixed(2)} ms/step), ` +
-      `${(row.stateBytesPerSequence / 2 ** 20).toFixed(1)} MiB state per sequence at ${CAPACITY}`,
+      `${(row.stateBytesPerSequence / 2 ** 20).toFixed(1)} MiB state per sequence at ${CAPACITY}; ` +
+      `first token of ${B} x ${ttftPrompt}-token prompts ${ttft.prefillMs.toFixed(0)} ms prefilled into slots, ` +
+      `${ttft.tokenByTokenMs.toFixed(0)} ms a token a step`,
   );
   return row;
 }

@@ -308,22 +308,28 @@ if (strata.batch) {
     'Throughput is generated tokens/s over all B sequences (median of 5 runs; each step reads its',
     "tokens back, so B = 1 is the unpipelined decode). Memory per sequence is the bundle's KV caches",
     'and recurrent states at the compiled capacity; the largest B is weights + B × that within each budget.',
+    'First token: ms until all B sequences have their first token, B prompts of the given length each',
+    'prefilled into its batch slot (maxT tokens a step) against fed a token per batched step (median of 3).',
     '',
-    '| model | B | tokens/s | ms/step | × B=1 | state MiB/seq | step activations MiB | largest B (budgets) |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| model | B | tokens/s | ms/step | × B=1 | state MiB/seq | step activations MiB | largest B (budgets) | first token ms: slot prefill / token by token (prompt) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   );
   for (const r of rows) {
     const one = rows.find((x) => x.model === r.model && x.batch === 1 && !x.error);
     const fit = r.maxBatchAtCapacity as Record<string, number> | undefined;
     lines.push(
       r.error
-        ? `| ${r.model} | ${r.batch} | ${String(r.error).slice(0, 80)} | — | — | — | — | — |`
+        ? `| ${r.model} | ${r.batch} | ${String(r.error).slice(0, 80)} | — | — | — | — | — | — |`
         : `| ${r.model} | ${r.batch} | ${f(r.tokensPerSecond, 1)} | ${f(r.msPerStep, 2)} | ${ratio(r.tokensPerSecond, one?.tokensPerSecond)} | ${mib(r.stateBytesPerSequence)} | ${mib(r.stepActivationBytes)} | ${
             fit
               ? Object.entries(fit)
                   .map(([k, v]) => `${k}: ${v}`)
                   .join(', ')
               : '—'
+          } | ${
+            r.ttftSlotPrefillMs === undefined
+              ? '—'
+              : `${f(r.ttftSlotPrefillMs, 0)} / ${f(r.ttftTokenByTokenMs, 0)} (${r.ttftPromptTokens})`
           } |`,
     );
   }

@@ -42,7 +42,7 @@ export function toManifest(c: CompiledModel, tokenizer: ModelTokenizer = 'bytes'
     compile: {
       maxT: c.maxT,
       capacity: c.capacity,
-      ...(c.batch > 1 ? { batch: c.batch } : {}),
+      ...(c.batch > 1 ? { batch: c.batch, batchPrefill: 'slot' as const } : {}),
       fused: c.fused,
       caps: c.caps,
       precision: c.precision,

@@ -17,7 +17,10 @@ import type { KvType } from '../src/graph/ops.ts';
 
 export interface CompileOptions {
   caps: DeviceCaps;
-  /** Tokens per prefill step (longer prompts run in chunks); a batched build's is its batch. */
+  /**
+   * Tokens per prefill step (longer prompts run in chunks). A batched build's prefill fills one
+   * sequence's batch slot at a time, in steps of this many tokens too.
+   */
   maxT?: number;
   /** KV cache rows per sequence. */
   capacity?: number;
@@ -41,6 +44,8 @@ export interface StateEntry {
   name: string;
   shape: number[];
   dtype: DType;
+  /** Batched builds: whole-run state every sequence adds to, not a slice per sequence. */
+  shared?: true;
 }
 
 export interface CompiledModel {
@@ -65,10 +70,7 @@ export const DEFAULT_CAPACITY = 2048;
 
 export function compileModel(model: ModelIR, opts: CompileOptions): CompiledModel {
   const batch = opts.batch ?? 1;
-  // A batched build's every step (its prefill phase too, below) takes one token of each
-  // sequence: B rows. Its ring caches then need room for one-token chunks only.
-  const maxT = batch > 1 ? batch : (opts.maxT ?? DEFAULT_MAX_T);
-  const chunk = batch > 1 ? 1 : maxT;
+  const maxT = opts.maxT ?? DEFAULT_MAX_T;
   const capacity = opts.capacity ?? Math.min(model.maxContext, DEFAULT_CAPACITY);
   if (capacity > model.maxContext) {
     throw new Error(`capacity ${capacity} exceeds the model's max_context ${model.maxContext}`);
@@ -77,11 +79,17 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const precision = opts.precision ?? 'f32';
   const kernels: KernelTable = new Map();
   const run = (phase: 'prefill' | 'decode') => {
-    // A batched build's states hold a slice per sequence, which a one-sequence prefill graph
-    // cannot share; its prompts go through the batched step instead (LowerOptions.batch), so
-    // its prefill phase is that step again.
-    const as = batch > 1 ? 'decode' : phase;
-    const lowered = lower(model, { phase: as, maxT: chunk, capacity, kv: opts.kv ?? 'f32', batch });
+    // A batched build's prefill is one sequence's (batch 1): it fills one batch slot at a time
+    // from that slot's own prompt, on state buffers of one sequence that the runtime then copies
+    // into the slot (runtime/batch.ts), so slots prefill apart and the others keep their state.
+    // Its decode step advances every slot (LowerOptions.batch). Both size ring caches by maxT.
+    const lowered = lower(model, {
+      phase,
+      maxT,
+      capacity,
+      kv: opts.kv ?? 'f32',
+      batch: phase === 'prefill' ? 1 : batch,
+    });
     const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse, precision });
     return { graph, log, program: emitPhase(graph, opts.caps, kernels) };
   };
@@ -94,9 +102,16 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
     if (had !== undefined && had !== dtype)
       throw new Error(`${what} ${name} is ${had} in one phase and ${dtype} in the other`);
   };
+  // A batched build's decode states hold every slot, its prefill graph's one slot of them
+  // (GraphBuilder.state: the first dimension times the batch), except whole-run state that
+  // every sequence adds to (MoE load counters, SHARED_STATE_OPS), the same in both.
+  const decodeStates = new Map<string, readonly number[]>();
+  for (const t of usedTensors(decode.graph))
+    if (t.kind === 'state') decodeStates.set(t.name, t.shape as number[]);
+  const shared = new Set<string>();
   for (const g of [prefill.graph, decode.graph]) {
     for (const t of usedTensors(g)) {
-      const shape = t.shape as number[];
+      let shape = t.shape as number[];
       if (t.kind === 'param') {
         if (t.dtype === 'u32') throw new Error(`parameter ${t.name} is u32`);
         agree('parameter', t.name, params.get(t.name)?.dtype, t.dtype);
@@ -104,6 +119,13 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
       }
       if (t.kind === 'state') {
         agree('state', t.name, state.get(t.name)?.dtype, t.dtype);
+        if (batch > 1 && g === prefill.graph) {
+          const whole = decodeStates.get(t.name);
+          if (!whole)
+            throw new Error(`state ${t.name} of a batched build is not in its decode step`);
+          if (whole.join() === shape.join()) shared.add(t.name);
+          else shape = shape.map((d, i) => (i === 0 ? d * batch : d));
+        }
         // Ring caches (streaming attention) are sized in each phase by the same prefill chunk.
         const had = state.get(t.name)?.shape;
         if (had && had.join() !== shape.join()) {
@@ -115,6 +137,7 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
       }
     }
   }
+  for (const name of shared) state.set(name, { ...state.get(name)!, shared: true });
   return {
     model,
     maxT,

@@ -108,6 +108,29 @@ export function encodeStep(p: StepParams, s: SamplingParams = GREEDY): ArrayBuff
 export const STEP_BINDING: BindingDecl = { name: 'step', access: 'uniform' };
 
 /**
+ * Batched decode with sequences at different positions (prefilled into their batch slots, each
+ * from its own prompt length; runtime/batch.ts): row t of a batched step sits at position
+ * step.pos + row_pos[t]. A phase-wide u32 buffer, one word per row, that the kernels which read
+ * a batched row's position bind under this name (as scratch, so the bundle needs no new buffer
+ * kind) and the runtime writes before the step. WebGPU zeroes new buffers, so a step whose rows
+ * share step.pos (or a kernel test that never writes it) reads offsets of 0.
+ */
+export const ROW_POS = 'row_pos';
+
+/** The row_pos binding as binding `index` of a batched kernel: its declaration and entry. */
+export function rowPosBinding(index: number): { decl: string; binding: BindingDecl } {
+  return {
+    decl: storageDecl(index, ROW_POS, 'read', 'u32'),
+    binding: { name: ROW_POS, access: 'read' },
+  };
+}
+
+/** Scratch a kernel that binds row_pos asks for: a word per row of a step of up to maxT rows. */
+export function rowPosScratch(maxT: number): Record<string, number> {
+  return { [ROW_POS]: 4 * maxT };
+}
+
+/**
  * WGSL declarations of a kernel's f32 storage buffers: every binding after the step uniform
  * (binding 0), numbered in order.
  */

@@ -66,6 +66,12 @@ export interface BundleManifest {
      * the bundle is what it was before batching existed.
      */
     batch?: number;
+    /**
+     * 'slot' (batched bundles): the prefill phase is one sequence's, run per batch slot
+     * (runtime/batch.ts). Batched bundles without it (older) fed prompts through the batched
+     * step; BatchSequence refuses them rather than bind their prefill to one slot's buffers.
+     */
+    batchPrefill?: 'slot';
     fused: boolean;
     caps: DeviceCaps;
     precision: Precision;
@@ -73,7 +79,11 @@ export interface BundleManifest {
   weightsFile: string;
   /** Weights: the logical shape, and the type they are stored as (src/graph/dtype.ts). */
   tensors: { name: string; shape: number[]; dtype: WeightType }[];
-  state: { name: string; shape: number[]; dtype: DType }[];
+  /**
+   * `shared` (batched bundles only): whole-run state, such as MoE load counters, that every
+   * sequence adds to, rather than a slice per sequence; a batch slot's prefill binds it whole.
+   */
+  state: { name: string; shape: number[]; dtype: DType; shared?: true }[];
   kernels: ManifestKernel[];
   phases: { prefill: ManifestPhase; decode: ManifestPhase };
   /**
@@ -179,6 +189,7 @@ export const MANIFEST_SCHEMA = {
           maxT: posInt,
           capacity: posInt,
           batch: posInt,
+          batchPrefill: { const: 'slot' },
           fused: { type: 'boolean' },
           caps,
           precision: { enum: [...PRECISIONS] },
@@ -193,11 +204,15 @@ export const MANIFEST_SCHEMA = {
       },
       state: {
         type: 'array',
-        items: closed({
-          name,
-          shape: { type: 'array', items: posInt },
-          dtype: { enum: ['f32', 'f16', 'u32'] },
-        }),
+        items: closed(
+          {
+            name,
+            shape: { type: 'array', items: posInt },
+            dtype: { enum: ['f32', 'f16', 'u32'] },
+            shared: { const: true },
+          },
+          ['name', 'shape', 'dtype'],
+        ),
       },
       kernels: {
         type: 'array',

@@ -50,7 +50,15 @@ import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { keepPatternWgsl } from '../../src/ops/block-sparse.ts';
 import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
-import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
+import {
+  ROW_POS,
+  rowPosBinding,
+  rowPosScratch,
+  STEP_BINDING,
+  STEP_WGSL,
+  storageDecl,
+  type KernelLaunch,
+} from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
 import { withHelpers } from './wgsl-math.ts';
@@ -228,11 +236,11 @@ function rowKeep(bs: BlockSparsePattern): string {
  * the splits divide kept blocks rather than the key range (a range split would leave most
  * splits with nothing kept). The kth kept block is this workgroup's when first < k <= last.
  */
-function blockSlice(split: boolean): string {
+function blockSlice(split: boolean, P: string): string {
   return `let lo = lo0;
   let hi = hi0;
-  let qb0 = (step.pos + R0 / GROUP) / BLOCK;
-  let qb1 = (step.pos + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;
+  let qb0 = (${P} + R0 / GROUP) / BLOCK;
+  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;
   ${
     split
       ? `var kept = 0u;
@@ -290,8 +298,10 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const L0 = virt ? '0u' : 'lo0';
   const H0 = virt ? 'vn' : 'hi0';
   // Batched decode (a.batch): workgroup x runs over (sequence, block) pairs, sequence seq's one
-  // query row attends over its own CAP cache rows, at step.pos like every other sequence.
+  // query row attends over its own CAP cache rows, at its own position sp = step.pos +
+  // row_pos[seq] (kernel-ir.ts ROW_POS: slots prefilled from prompts of different lengths).
   const batched = (a.batch ?? 1) > 1;
+  const P = batched ? 'sp' : 'step.pos';
   const nb = Math.ceil(group / bq);
   const cb = batched ? 'cb + ' : '';
   const keyRow = virt
@@ -389,7 +399,7 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
   const sliceKeys = bs
-    ? blockSlice(split)
+    ? blockSlice(split, P)
     : split
       ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
   let lo = min(${L0} + wid.z * chunk, ${H0});
@@ -407,7 +417,7 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
       for (var d = 0u; d < HD; d++) { s += qs[rr * HD + d] * kv[jj * KS + d]; }
       s = cap_score(s * SCALE);
       let RR = R0 + rr;
-      let p = step.pos + RR / GROUP;
+      let p = ${P} + RR / GROUP;
       ${keyMask}
       sc[e] = select(NEG, s, ok);
     }
@@ -448,11 +458,13 @@ ${indent(tile, 2)}
     let nk = min(BK, hi - j0);
 ${tile}
   }`;
+  // Bindings after the outputs (and sinks): a batched step's row_pos.
+  const rowPos = rowPosBinding(next + (split || sinks ? 2 : 1));
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'q', 'read')}
 ${storageDecl(2, 'kcache', 'read', kvElem)}
 ${vk === null ? storageDecl(3, 'vcache', 'read', kvElem) : ''}
-${outDecls}
+${outDecls}${batched ? `\n${rowPos.decl}` : ''}
 const HEADS = ${a.heads}u;
 const HD = ${hd}u;
 const HD4 = ${Math.floor(hd / 4)}u;
@@ -490,8 +502,14 @@ ${unpack}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let T = ${batched ? '1u' : 'step.T'};
-  let n = ${a.causal ? 'step.pos + T' : 'max(step.pos + T, step.keys)'};
+  let T = ${batched ? '1u' : 'step.T'};${
+    batched
+      ? `
+  let seq = wid.x / ${nb}u;
+  let sp = step.pos + ${ROW_POS}[seq];`
+      : ''
+  }
+  let n = ${a.causal ? `${P} + T` : `max(${P} + T, step.keys)`};
   let rows = T * GROUP;
   if (rows == 0u) { return; }
   let kvh = wid.y;
@@ -502,8 +520,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   // Block rows are (token, head-in-group) pairs, token-major.
   ${
     batched
-      ? `let seq = wid.x / ${nb}u;
-  let cb = seq * ${a.capacity}u;
+      ? `let cb = seq * ${a.capacity}u;
   let R0 = (wid.x % ${nb}u) * BQ;`
       : 'let R0 = wid.x * BQ;'
   }
@@ -513,8 +530,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let t = ${batched ? 'seq + ' : ''}R / GROUP;
   let h = kvh * GROUP + R % GROUP;
   // Keys any row of this block can see: from the first row's lo to the last row's hi.
-  let lo0 = key_lo(step.pos + R0 / GROUP);
-  let hi0 = ${gq > 0 ? 'max(key_hi(step.pos + R0 / GROUP, n), ' : '('}key_hi(step.pos + (min(R0 + BQ, rows) - 1u) / GROUP, n));
+  let lo0 = key_lo(${P} + R0 / GROUP);
+  let hi0 = ${gq > 0 ? `max(key_hi(${P} + R0 / GROUP, n), ` : '('}key_hi(${P} + (min(R0 + BQ, rows) - 1u) / GROUP, n));
   ${ringRange}
   ${sliceKeys}
 
@@ -550,6 +567,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
             ]
           : [{ name: 'out', access: 'read_write' as const }]),
         ...(sinks ? [{ name: 'sinks', access: 'read' as const }] : []),
+        ...(batched ? [rowPos.binding] : []),
       ],
       workgroupSize: [wg, 1, 1],
     },
@@ -628,6 +646,7 @@ function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedO
     scratch: {
       [DECODE_SCRATCH.ml]: 4 * 2 * maxT * a.heads * splits,
       [DECODE_SCRATCH.acc]: 4 * maxT * a.heads * splits * a.vHeadDim,
+      ...((a.batch ?? 1) > 1 ? rowPosScratch(maxT) : {}),
     },
   };
 }

@@ -30,12 +30,12 @@
 import type { LinearRecurrenceAttrs, PrologueInput } from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
 import type { DeviceCaps } from '../../src/target.ts';
-import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
+import { ROW_POS, rowPosScratch, STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import { nextPow2 } from './elementwise.ts';
 import { POINTWISE_RESERVED, pointwiseFunction } from './pointwise.ts';
 import { ropeElementWgsl } from './rope.ts';
 import type { KernelGenerator } from './types.ts';
-import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { opBindings, wgslF32, withRowPos } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 
 /** Most tokens per chunk: the Gram matrices grow as C², the per-column work per token as C. */
@@ -97,15 +97,17 @@ function header(
   a: LinearRecurrenceAttrs,
   wg: number,
 ): { decls: string; bindings: KernelLaunch['kernel']['bindings'] } {
-  const { bindings, decls } = opBindings(a, RESERVED);
+  // A batched fused rope reads each row's position offset (kernel-ir.ts ROW_POS).
+  const { bindings, decls } = withRowPos(ropeRowPos(a), opBindings(a, RESERVED));
   const DK = a.keyDim;
   const loads: string[] = [];
   // One function per input; a fused prologue's expression replaces the read (pointwise.ts
   // renders it as that op's own kernel would).
   // A fused rope rotates what the expression (or the read) gives: pre_<name> feeds load_<name>.
   const rot = a.prologue?.rope;
-  // A batched step's rows are sequences at one position; one sequence's rows are pos + t.
-  const at = isBatched(a) ? 'step.pos' : '(step.pos + t)';
+  // A batched step's rows are sequences, row t at step.pos + row_pos[t] (slots prefilled from
+  // prompts of different lengths); one sequence's rows are pos + t.
+  const at = isBatched(a) ? `(step.pos + ${ROW_POS}[t])` : '(step.pos + t)';
   const load = (name: PrologueInput | 'a' | 'b', index: string) => {
     const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
     const rotated = rot?.of.includes(name as 'q' | 'k');
@@ -240,6 +242,11 @@ function mainClosing(a: LinearRecurrenceAttrs): string {
 }
 
 /** Whether the step's rows are sequences (batched decode) rather than one sequence's tokens. */
+/** Whether the kernel reads row_pos: a batched step's fused rope (rows at their own positions). */
+function ropeRowPos(a: LinearRecurrenceAttrs): boolean {
+  return isBatched(a) && a.prologue?.rope !== undefined;
+}
+
 function isBatched(a: LinearRecurrenceAttrs): boolean {
   return (a.batch ?? 1) > 1;
 }
@@ -582,4 +589,7 @@ export function recurrenceLaunch(
 export const linearRecurrenceKernel: KernelGenerator<LinearRecurrenceAttrs> = (
   a,
   { caps, maxT },
-) => ({ launches: [recurrenceLaunch(a, caps, recurrenceForm(a, caps, maxT))], scratch: {} });
+) => ({
+  launches: [recurrenceLaunch(a, caps, recurrenceForm(a, caps, maxT))],
+  scratch: ropeRowPos(a) ? rowPosScratch(maxT) : {},
+});

@@ -12,6 +12,7 @@ import { matmul, matmulStorageBindings } from '../../src/ops/matmul.ts';
 import type { KernelGenerator } from './types.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { common } from './matmul/common.ts';
+import { rowPosScratch } from '../kernel-ir.ts';
 import { gemvLaunch } from './matmul/gemv.ts';
 import { matmulTiling, tiledLaunch } from './matmul/tiled.ts';
 import { SUBGROUP_MATRIX_ENABLES, tensorLaunch, tensorTiling } from './matmul/subgroup-matrix.ts';
@@ -46,8 +47,10 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
   // parallel) cannot; the GEMV walks a longer step's rows in order (correct, slow: the fusion
   // makes conv epilogues for decode only).
   // A batched conv epilogue (conv.batch) has a state slice per row: any path takes it.
+  // A batched ropeKv epilogue reads each row's position offset (kernel-ir.ts ROW_POS).
+  const scratch = (a.ropeKv?.batch ?? 1) > 1 ? rowPosScratch(maxT) : {};
   if (maxT === 1 || (a.conv && (a.conv.batch ?? 1) === 1))
-    return { launches: [gemvLaunch(a, common(a), caps)], scratch: {} };
+    return { launches: [gemvLaunch(a, common(a), caps)], scratch };
   const tensor = tensorTiling(a, caps, maxT);
   const launch = tensor
     ? tensorLaunch(
@@ -58,5 +61,5 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
         tensor,
       )
     : tiledLaunch(a, common(a), caps, maxT, matmulTiling(a, caps, maxT));
-  return { launches: [launch], scratch: {} };
+  return { launches: [launch], scratch };
 };

@@ -11,10 +11,10 @@ import {
 } from '../../src/graph/ops.ts';
 import { kvWrite } from '../../src/ops/attention.ts';
 import { rope } from '../../src/ops/rope.ts';
-import { STEP_WGSL } from '../kernel-ir.ts';
+import { rowPosScratch, STEP_WGSL } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { KernelGenerator } from './types.ts';
-import { opBindings } from './wgsl-builder.ts';
+import { opBindings, withRowPos } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 
 function elementwiseWorkgroup(caps: DeviceCaps, width: number): number {
@@ -50,19 +50,13 @@ export function ropeElementWgsl(
       ${x(e)}, ${e} >= ${layout.rotaryDim}u)`;
 }
 
-export const ropeKernel: KernelGenerator<RopeAttrs> = (a, { caps }) => {
+export const ropeKernel: KernelGenerator<RopeAttrs> = (a, { caps, maxT }) => {
   rope.check(a);
-  const { bindings, decls } = opBindings(a, [
-    'WIDTH',
-    'HD',
-    'main',
-    'gid',
-    'col',
-    't',
-    'e',
-    'base',
-    'cs',
-  ]);
+  const ropeBatched = (a.batch ?? 1) > 1;
+  const { bindings, decls } = withRowPos(
+    ropeBatched,
+    opBindings(a, ['WIDTH', 'HD', 'main', 'gid', 'col', 't', 'e', 'base', 'cs']),
+  );
   const width = a.heads * a.headDim;
   const half = a.rotaryDim / 2;
   const wg = elementwiseWorkgroup(caps, width);
@@ -81,7 +75,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (col >= WIDTH || t >= step.T) { return; }
   let e = col % HD;
   let base = t * WIDTH + col - e;
-  let cs = ${(a.batch ?? 1) > 1 ? 'step.pos' : '(step.pos + t)'} * ${half}u;
+  let cs = ${ropeBatched ? '(step.pos + row_pos[t])' : '(step.pos + t)'} * ${half}u;
   out[t * WIDTH + col] = ${ropeElementWgsl(a, 'e', xi, ci, si)};
 }
 `;
@@ -89,8 +83,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     launches: [
       {
         kernel: {
-          // Batched (a.batch): every row (a sequence) is at step.pos.
-          name: `rope_${a.pairs}_h${a.heads}_d${a.headDim}_r${a.rotaryDim}_wg${wg}${(a.batch ?? 1) > 1 ? '_batched' : ''}`,
+          // Batched (a.batch): row t (a sequence) is at step.pos + row_pos[t].
+          name: `rope_${a.pairs}_h${a.heads}_d${a.headDim}_r${a.rotaryDim}_wg${wg}${ropeBatched ? '_batched' : ''}`,
           code,
           bindings,
           workgroupSize: [wg, 1, 1],
@@ -98,7 +92,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
         grid: [Math.ceil(width / wg), { sym: 'T' }, 1],
       },
     ],
-    scratch: {},
+    scratch: ropeBatched ? rowPosScratch(maxT) : {},
   };
 };
 
@@ -124,27 +118,31 @@ function kvWriteIndices(a: KvWriteAttrs): { cols: number; src: string; dst: stri
  * of one word; each value is rounded to nearest even by f16_pack2 (wgsl-math.ts), as the
  * reference rounds it.
  */
-export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
+export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps, maxT }) => {
   kvWrite.check(a);
   const ix = kvWriteIndices(a);
   const f16 = kvTypeOf(a) === 'f16';
-  const { bindings, decls } = opBindings(a, [
-    'WIDTH',
-    'COLS',
-    'CAPACITY',
-    'main',
-    'gid',
-    'col',
-    't',
-    'row',
-    'src',
-    'f16_pack2',
-    'f16_bits',
-    'SINK',
-    'RING',
-    'cache_row',
-    'lrow',
-  ]);
+  const kvBatched = (a.batch ?? 1) > 1;
+  const { bindings, decls } = withRowPos(
+    kvBatched,
+    opBindings(a, [
+      'WIDTH',
+      'COLS',
+      'CAPACITY',
+      'main',
+      'gid',
+      'col',
+      't',
+      'row',
+      'src',
+      'f16_pack2',
+      'f16_bits',
+      'SINK',
+      'RING',
+      'cache_row',
+      'lrow',
+    ]),
+  );
   // Threads per row: elements, or element pairs of an f16 cache.
   const threads = f16 ? ix.cols / 2 : ix.cols;
   const wg = elementwiseWorkgroup(caps, threads);
@@ -152,9 +150,10 @@ export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps }) => {
   const variant = c === null ? '' : `_h${c.heads}x${c.cols}at${c.offset}${c.broadcast ? 'b' : ''}`;
   // A ring cache (KvRing) puts position j at cacheRow(ring, capacity, j).
   const ring = a.ring ?? null;
-  // Batched (a.batch): row t is sequence t at step.pos, written into its own CAPACITY rows.
-  const batched = (a.batch ?? 1) > 1;
-  const at = batched ? 'step.pos' : 'step.pos + t';
+  // Batched (a.batch): row t is sequence t at step.pos + row_pos[t], written into its own
+  // CAPACITY rows.
+  const batched = kvBatched;
+  const at = batched ? 'step.pos + row_pos[t]' : 'step.pos + t';
   const rowOf = ring ? `cache_row(${at})` : at;
   const seqRow = batched ? '\n  let row = t * CAPACITY + lrow;' : '';
   const lrow = batched ? 'lrow' : 'row';
@@ -200,6 +199,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
         grid: [Math.ceil(threads / wg), { sym: 'T' }, 1],
       },
     ],
-    scratch: {},
+    scratch: kvBatched ? rowPosScratch(maxT) : {},
   };
 };

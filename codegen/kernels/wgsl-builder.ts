@@ -21,7 +21,7 @@ import type { DType } from '../../src/graph/ir.ts';
 import type { OpAttrs } from '../../src/graph/ops.ts';
 import { definitionFor } from '../../src/ops/index.ts';
 import type { TensorRule } from '../../src/ops/types.ts';
-import { STEP_BINDING, type BindingDecl } from '../kernel-ir.ts';
+import { rowPosBinding, STEP_BINDING, type BindingDecl } from '../kernel-ir.ts';
 import type { WeightBinding } from './weight-load.ts';
 
 /**
@@ -121,4 +121,11 @@ export function opBindings(
     storage,
     decls,
   };
+}
+
+/** A batched kernel's bindings plus row_pos (kernel-ir.ts ROW_POS), each row's position offset. */
+export function withRowPos(batched: boolean, b: OpBindings): OpBindings {
+  if (!batched) return b;
+  const row = rowPosBinding(b.bindings.length);
+  return { ...b, bindings: [...b.bindings, row.binding], decls: `${b.decls}\n${row.decl}` };
 }

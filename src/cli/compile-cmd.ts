@@ -39,7 +39,8 @@ export const COMMON_COMPILE_HELP = `  --max-t N          tokens per prefill step
                      scores and sums stay f32)
   --batch B          sequences one decode step advances together (default 1): the weights are
                      read once per step for all B, and every KV cache and recurrent state
-                     holds B sequences (run such a bundle with run --prompts)
+                     holds B sequences (run such a bundle with run --prompts); each prompt
+                     is prefilled into its own slot in steps of --max-t tokens
   --seed S           seed for random weights when no --weights is given (default 0)
   --weights FILE     real weights (.safetensors with strata's canonical names)
   --hf               treat the input as a HuggingFace folder (config.json + safetensors)
@@ -122,12 +123,8 @@ export function compileWithOptions(
     batch?: string;
   },
 ): CompiledModel {
+  // A batched build's prefill fills one sequence's slot in chunks of --max-t (codegen/compile.ts).
   const batch = intOption(values.batch, 'batch', undefined);
-  // A batched build's steps take one token of each sequence (codegen/compile.ts).
-  if (batch !== undefined && batch > 1 && values['max-t'] !== undefined)
-    throw new UserError(
-      `--max-t does not apply with --batch ${batch}: every step of a batched build takes one token of each sequence`,
-    );
   return compileModel(model, {
     caps,
     maxT: intOption(values['max-t'], 'max-t', undefined),

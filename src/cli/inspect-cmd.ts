@@ -194,7 +194,11 @@ ${COMMON_COMPILE_HELP}`,
       );
     }
     console.log(`fusion ${r.fused ? 'on' : 'off'}; ${r.kernels} distinct kernels`);
-    console.log(`dispatches per decode token: ${r.dispatchesPerDecodeToken}`);
+    console.log(
+      r.batch > 1
+        ? `dispatches per decode step (a token of each of ${r.batch} sequences): ${r.dispatchesPerDecodeToken}`
+        : `dispatches per decode token: ${r.dispatchesPerDecodeToken}`,
+    );
     for (const p of [r.prefill, r.decode]) {
       const which = p === r.prefill ? 'prefill' : 'decode';
       console.log(
@@ -234,7 +238,11 @@ ${COMMON_COMPILE_HELP}`,
           .join('; '),
     );
     if (r.batch > 1)
-      console.log(`batched decode: ${r.batch} sequences a step (memory above is per sequence)`);
+      console.log(
+        `batched decode: ${r.batch} sequences a step (memory above is per sequence); each prompt ` +
+          `is prefilled into its own slot first, ${r.prefill.tokens} tokens a step (the prefill line): ` +
+          `a prompt of T tokens takes ceil(T / ${r.prefill.tokens}) prefill steps, not T batched steps`,
+      );
     console.log(
       `KV memory against context: ${r.kvBytesByContext.map((k) => `${k.context.toLocaleString('en')}: ${bytes(k.bytes)}`).join('; ')}`,
     );

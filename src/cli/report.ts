@@ -265,7 +265,8 @@ export function report(c: CompiledModel): ModelReport {
     precision: c.precision,
     parameterBytes,
     parameterBytesByType: byType,
-    flopsPerToken: decode.flops,
+    // A batched build's decode step is one token of each of its sequences.
+    flopsPerToken: decode.flops / c.batch,
     ffn: ffnReports(c),
     kvBytesPerToken,
     recurrentStateBytes,

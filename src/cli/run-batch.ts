@@ -1,6 +1,8 @@
 /**
  * `strata run --prompts FILE`: several prompts decoded together in one batched bundle
  * (compile --batch B; runtime/batch.ts), each output printed on its own line once all are done.
+ * Each prompt is prefilled into its own batch slot first (maxT tokens a step, a progress bar
+ * for long ones on stderr), then the batched steps generate for all of them.
  */
 import { readFile } from 'node:fs/promises';
 import { UserError } from './command.ts';
@@ -9,6 +11,7 @@ import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import type { GpuModel } from '../../runtime/model.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
+import { terminalProgress } from './progress.ts';
 
 /**
  * The prompts of `file`: one a line (blank lines skipped), through the tokenizer, or as
@@ -48,10 +51,18 @@ export async function runBatch(
 ): Promise<void> {
   const batch = new BatchSequence(model);
   const t0 = performance.now();
+  const progress = terminalProgress();
+  // Only prompts of several prefill steps draw a bar (the progress itself stays quiet < 2 s).
+  const long = (total: number) => total > batch.maxT;
+  let firstToken = 0;
   const out = await batch.generate(prompts, {
     maxTokens: opts.maxTokens,
     stopTokens: opts.stopTokens,
     ...opts.sampling,
+    onPrefill: (slot, done, total) => {
+      if (long(total)) progress(`prefill prompt ${slot}`, done, total);
+      if (done === total && slot === batch.batch - 1) firstToken = performance.now();
+    },
   });
   const seconds = (performance.now() - t0) / 1000;
   let generated = 0;
@@ -68,7 +79,8 @@ export async function runBatch(
     process.stdout.write(`[${s}] ${text}\n`);
   }
   process.stderr.write(
-    `strata run: ${prompts.length} sequences (batch ${batch.batch}), ${batch.pos} steps, ` +
+    `strata run: ${prompts.length} sequences (batch ${batch.batch}), ${prompts.reduce((n, p) => n + p.length, 0)} prompt tokens ` +
+      `prefilled in ${((firstToken - t0) / 1000).toFixed(2)} s, then ${batch.steps} batched steps: ` +
       `${generated} tokens in ${seconds.toFixed(2)} s (${(generated / seconds).toFixed(1)} tok/s, prompts included in the time)\n`,
   );
   batch.destroy();

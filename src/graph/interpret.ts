@@ -54,6 +54,8 @@ export class Interpreter {
     L: number,
     state: CpuState,
     keys?: number,
+    /** A batched step's rows at pos + rowPos[s] (StepShape.rowPos); absent: all at pos. */
+    rowPos?: readonly number[],
   ): { logits: Float32Array; token: number } {
     const g = this.graph;
     const T = ids.length;
@@ -66,7 +68,13 @@ export class Interpreter {
     }
     const idsCopy = new Uint32Array(ids);
     values.set(g.ids, idsCopy);
-    const step = keys === undefined ? { T, pos, L } : { T, pos, L, keys };
+    const step = {
+      T,
+      pos,
+      L,
+      ...(keys === undefined ? {} : { keys }),
+      ...(rowPos === undefined ? {} : { rowPos }),
+    };
     for (const node of g.nodes) {
       const inputs: Arrays = {};
       for (const [k, id] of Object.entries(node.inputs)) {

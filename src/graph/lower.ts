@@ -40,8 +40,8 @@ export interface LowerOptions {
   /**
    * Sequences a decode step advances together (default 1). Above 1 the decode graph's rows are
    * sequences: the matmuls read each weight once for all of them (M = batch rows), and the
-   * stateful ops index their sequence by row (src/ops/batch.ts). The prefill phase of such a
-   * build is the same batched step: a static batch feeds its prompts one token per step.
+   * stateful ops index their sequence by row (src/ops/batch.ts). Such a build's prefill graph is
+   * lowered with batch 1: it fills one sequence's slot at a time (codegen/compile.ts).
    */
   batch?: number;
 }

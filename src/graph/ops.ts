@@ -1032,4 +1032,9 @@ export interface StepShape {
   keys?: number;
   /** Read by the `sample` reference only; absent means greedy. */
   sampling?: SamplingShape;
+  /**
+   * A batched step (src/ops/batch.ts) whose sequences sit at different positions: row s is at
+   * pos + rowPos[s] (codegen/kernel-ir.ts ROW_POS). Absent: every row at pos.
+   */
+  rowPos?: readonly number[];
 }

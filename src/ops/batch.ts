@@ -1,10 +1,11 @@
 /**
  * Batched decode (compile --batch B): the decode step's rows are B sequences, not B consecutive
- * tokens of one. Every sequence sits at the same position (the step's pos: a static batch whose
- * prompts are fed one token per step, so a shorter prompt starts generating earlier without
- * changing anyone's position; runtime/batch.ts), so only the ops that keep per-sequence state or
- * read the position need to know: their attrs carry `batch` (set by the GraphBuilder), their
- * per-sequence states hold B slices one after another, and row s reads and writes slice s.
+ * tokens of one. Each prompt is prefilled into its own slot by the one-sequence prefill
+ * (runtime/batch.ts), so the sequences sit at their own positions: row s at step.pos +
+ * rowPos[s] (StepShape.rowPos; codegen/kernel-ir.ts ROW_POS on the GPU). Only the ops that keep
+ * per-sequence state or read the position need to know: their attrs carry `batch` (set by the
+ * GraphBuilder), their per-sequence states hold B slices one after another, and row s reads and
+ * writes slice s.
  *
  * Rather than restate each such op's shapes and reference, this wraps its one definition: shapes
  * are the single-sequence ones with the per-sequence tensors B times longer, and the reference is
@@ -124,7 +125,9 @@ export function batchedDefinition<A extends OpAttrs>(def: OpDefinition<A>): OpDe
         const mine: Arrays = {};
         for (const [name, r] of Object.entries(ins)) mine[name] = view(inputs[name], r, name, s);
         const sampling = step.sampling && { ...step.sampling, seed: step.sampling.seed + s };
-        const got = def.reference(one, mine, { ...step, T: 1, L: 1, sampling });
+        // Row s's position: the step's, or its own when the sequences sit apart (StepShape.rowPos).
+        const pos = step.pos + (step.rowPos?.[s] ?? 0);
+        const got = def.reference(one, mine, { ...step, T: 1, L: 1, pos, sampling });
         for (const [name, r] of Object.entries(outs)) {
           const into = view(result[name], r, name, s);
           if (got[name] !== into) into.set(got[name]);

@@ -282,14 +282,15 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
         `matmul: a ropeKv step of ${rows} rows exceeds the ring's ${rope.ring.rows - rope.ring.sink} rows after its sinks`,
       );
     }
-    // Batched (rope.batch): every row at step.pos, each in its own slice of cacheRows rows.
+    // Batched (rope.batch): row r at step.pos (+ rowPos[r]), in its own slice of cacheRows rows.
     const end = batched
       ? cacheRows(rope) * rows * rope.kvCols
       : (rope.ring ? rope.ring.rows : step.pos + rows) * rope.kvCols;
     kcache = need(inputs, 'kcache', end, `kcache rows up to pos+T (${step.pos + rows})`);
     vcache = need(inputs, 'vcache', end, `vcache rows up to pos+T (${step.pos + rows})`);
     const half = rope.rotaryDim / 2;
-    const last = batched ? step.pos + 1 : step.pos + rows;
+    // Batched rows may sit apart (StepShape.rowPos): the table reaches the furthest one.
+    const last = batched ? step.pos + 1 + Math.max(0, ...(step.rowPos ?? [])) : step.pos + rows;
     cos = need(inputs, 'cos', last * half, 'cos rows up to pos+T');
     sin = need(inputs, 'sin', last * half, 'sin rows up to pos+T');
   }
@@ -334,7 +335,7 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       else convRow(cv, y, convW, convB, convState, step.pos === 0 && r === 0);
     }
     if (rope && kcache && vcache && cos && sin) {
-      const p = batched ? step.pos : step.pos + r;
+      const p = batched ? step.pos + (step.rowPos?.[r] ?? 0) : step.pos + r;
       const half = rope.rotaryDim / 2;
       const qk = rope.qCols + rope.kvCols;
       for (let h = 0; h < qk; h += rope.headDim) {
@@ -444,5 +445,6 @@ export const matmul: OpDefinition<MatmulAttrs> = {
 
 /** Storage buffers (step uniform excluded) a matmul kernel with these attrs binds. */
 export function matmulStorageBindings(a: MatmulAttrs): number {
-  return bindingCount(matmul, a);
+  // A batched ropeKv epilogue also binds each row's position offset (codegen ROW_POS).
+  return bindingCount(matmul, a) + ((a.ropeKv?.batch ?? 1) > 1 ? 1 : 0);
 }

@@ -2,7 +2,12 @@
  * Kernel test harness: run one KernelLaunch on the shared test device with
  * named input arrays and read named outputs back.
  */
-import type { KernelLaunch, StepParams, SamplingParams } from '../../codegen/kernel-ir.ts';
+import {
+  ROW_POS,
+  type KernelLaunch,
+  type StepParams,
+  type SamplingParams,
+} from '../../codegen/kernel-ir.ts';
 import {
   bindGroupFor,
   checkKernel,
@@ -53,6 +58,10 @@ export async function runLaunches(
     buffers[name] = createStorage(device, n * 4, name);
     sizes[name] = n * 4;
   }
+  // A batched kernel's row_pos (each row's position offset) reads as zeros unless a test gives
+  // it: every row at step.pos, as before rows could sit apart.
+  if (!buffers[ROW_POS] && launches.some((l) => l.kernel.bindings.some((b) => b.name === ROW_POS)))
+    buffers[ROW_POS] = createStorage(device, 4 * Math.max(1, io.step.T), ROW_POS);
   const stepBuf = createStepBuffer(device);
   buffers.step = stepBuf;
   writeStep(device, stepBuf, io.step, io.sampling);

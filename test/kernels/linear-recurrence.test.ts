@@ -565,7 +565,9 @@ describe('linear_recurrence with a fused prologue', () => {
 
   // Batched decode (src/ops/batch.ts): row s is sequence s's one token at the shared pos, its
   // state slice s; the batched reference runs the single one per row. A fused RoPE rotates
-  // every row at pos, the normaliser's z is per sequence too.
+  // every row at pos, or at pos + row_pos[s] when the sequences sit apart (slots prefilled from
+  // prompts of different lengths; codegen/kernel-ir.ts ROW_POS); the normaliser's z is per
+  // sequence too.
   const B = 3;
   for (const [name, a] of [
     ['GLA-like feature maps and gate (normalized)', gla],
@@ -577,7 +579,12 @@ describe('linear_recurrence with a fused prologue', () => {
       const { caps } = await testGpu();
       const ab = { ...a, batch: B };
       const def = batchedDefinition(linearRecurrence);
-      for (const pos of [0, 5]) {
+      const cases: [number, number[] | undefined][] = [
+        [0, undefined],
+        [5, undefined],
+        [5, [0, 3, 7]],
+      ];
+      for (const [pos, rowPos] of cases) {
         // Per-sequence state: B slices (fusedData gives one; three draws make three).
         const inp = fusedData(a, B, 70 + pos);
         inp.state = Float32Array.from(
@@ -588,13 +595,14 @@ describe('linear_recurrence with a fused prologue', () => {
             ],
         );
         if (pos === 0) inp.state.fill(NaN); // ignored at position 0 in every slice
-        const step = { T: B, pos, L: 1 };
+        const step = { T: B, pos, L: 1, ...(rowPos ? { rowPos } : {}) };
         const want = def.reference(ab, { ...inp, state: inp.state.slice() }, step);
+        const row_pos = Uint32Array.from(rowPos ?? [0, 0, 0]);
         const { launches } = linearRecurrenceKernel(ab, { caps, maxT: B });
         expect(launches[0].kernel.name).toMatch(/_recurrent_.*_batched$/);
         const out = new Float32Array(B * a.heads * a.valueDim).fill(SENTINEL);
         const got = await runLaunches(launches, {
-          inputs: { ...inp, state: inp.state.slice(), out },
+          inputs: { ...inp, state: inp.state.slice(), out, row_pos },
           step,
         });
         const err = {
@@ -602,7 +610,7 @@ describe('linear_recurrence with a fused prologue', () => {
           state: maxRelError(got.state, want.state as Float32Array),
         };
         errors.push(
-          `batched ${name} B${B} pos${pos}: out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}`,
+          `batched ${name} B${B} pos${pos}${rowPos ? `+[${rowPos.join(',')}]` : ''}: out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}`,
         );
         expect(err.out).toBeLessThanOrEqual(TOL);
         expect(err.state).toBeLessThanOrEqual(TOL);

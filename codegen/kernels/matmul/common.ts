@@ -5,7 +5,13 @@
  * every fused variant exists once and every schedule has all of them.
  */
 import { EPILOGUE_VALUE, kvTypeOf, splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
-import { STEP_BINDING, STEP_WGSL, storageDecl, type BindingDecl } from '../../kernel-ir.ts';
+import {
+  ROW_POS,
+  STEP_BINDING,
+  STEP_WGSL,
+  storageDecl,
+  type BindingDecl,
+} from '../../kernel-ir.ts';
 import { type DeviceCaps } from '../../../src/target.ts';
 import { actExpr } from '../wgsl-math.ts';
 import { pointwiseFunction } from '../pointwise.ts';
@@ -91,6 +97,8 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
     // An f16 cache is u32 words of two halves; emit_pair writes one whole word.
     const e = kvTypeOf(a.ropeKv) === 'f16' ? 'u32' : 'f32';
     list.push(['kcache', 'read_write', e], ['vcache', 'read_write', e]);
+    // A batched row's own position offset (kernel-ir.ts ROW_POS): slots prefilled apart.
+    if ((a.ropeKv.batch ?? 1) > 1) list.push([ROW_POS, 'read', 'u32']);
   }
   const bindings: BindingDecl[] = [
     STEP_BINDING,
@@ -211,7 +219,8 @@ function epilogue(a: MatmulAttrs): string {
       ${cache}[cr * KVC + s + 1u] = y1;`;
     // The capacity bounds the positions (rope table rows; the cache's rows too without a ring):
     // an f16 buffer's arrayLength counts words, not elements.
-    // Batched (r.batch): row r is sequence r at step.pos, in its own slice of cache rows.
+    // Batched (r.batch): row r is sequence r at step.pos + row_pos[r], in its own slice of
+    // cache rows.
     const batched = (r.batch ?? 1) > 1;
     const cap =
       r.ring || batched || kvTypeOf(r) === 'f16'
@@ -229,7 +238,7 @@ const RD: u32 = ${r.rotaryDim}u;
 fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   var y0 = a0;
   var y1 = a1;${bias}
-  let p = step.pos${batched ? '' : ' + r'};
+  let p = step.pos + ${batched ? `b_${ROW_POS}[r]` : 'r'};
   // Rows past the cache's capacity would land on other rows under robust access; drop them.
   if (p >= ${cap}) { return; }
   let cr = ${row};
