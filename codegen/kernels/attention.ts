@@ -173,6 +173,7 @@ function variantName(a: AttentionAttrs): string {
   const parts = [`h${a.heads}kv${a.kvHeads}${dims}`, a.causal ? 'causal' : 'full'];
   if (a.window !== null) parts.push(`w${a.window}`);
   if ((a.blockCausal ?? null) !== null) parts.push(`blk${a.blockCausal}`);
+  if (a.phased) parts.push('phased');
   if (a.softcap !== null) parts.push(`cap${a.softcap}`);
   if (a.sinks) parts.push('sinks');
   if (kvTypeOf(a) === 'f16') parts.push('kv16');
@@ -263,8 +264,19 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
         : `min(n, p + ${w}u)`;
   // Global queries (bidirectional only) see every key: the window stops at them.
   const gq = a.globalQueries ?? 0;
-  const lo = gq > 0 ? `select(${wlo}, 0u, p < ${gq}u)` : wlo;
-  const hi = gq > 0 ? `select(${whi}, n, p < ${gq}u)` : whi;
+  // Phased (DiffusionGemma): a step with keys > 0 denoises, seeing every key from the window of
+  // its first position on (constant over the step, so a block's bounds stay its rows' bounds).
+  const plo = w === null ? '0u' : `select(0u, step.pos + 1u - ${w}u, step.pos + 1u > ${w}u)`;
+  const lo = a.phased
+    ? `select(${wlo}, ${plo}, step.keys > 0u)`
+    : gq > 0
+      ? `select(${wlo}, 0u, p < ${gq}u)`
+      : wlo;
+  const hi = a.phased
+    ? `select(${whi}, n, step.keys > 0u)`
+    : gq > 0
+      ? `select(${whi}, n, p < ${gq}u)`
+      : whi;
   const bs = a.blockSparse ?? null;
   const capped =
     a.softcap === null ? 's' : `${wgslF32(a.softcap)} * tanh_safe(s * ${wgslF32(1 / a.softcap)})`;
@@ -477,7 +489,7 @@ ${unpack}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let T = ${batched ? '1u' : 'step.T'};
-  let n = ${a.causal ? 'step.pos + T' : 'max(step.pos + T, step.keys)'};
+  let n = ${a.causal && !a.phased ? 'step.pos + T' : 'max(step.pos + T, step.keys)'};
   let rows = T * GROUP;
   if (rows == 0u) { return; }
   let kvh = wid.y;

@@ -315,6 +315,14 @@ export interface AttentionAttrs {
    * aligned at position 0. B = 1 is causal; B ≥ n is bidirectional. Absent or null: none.
    */
   blockCausal?: number | null;
+  /**
+   * A mask that depends on the step's phase (DiffusionGemma), with causal true: a step with
+   * step.keys = 0 encodes (the causal mask, and the window, as without it); a step with keys > 0
+   * denoises: every query sees the keys [lo, max(pos + T, keys)), lo = pos − window + 1 (0 without
+   * a window or below 0), the window anchored at the step's first position. The step's own K/V
+   * are written either way; a denoiser that must not keep them rewinds. Absent or false: off.
+   */
+  phased?: boolean;
   softcap: number | null;
   /** A learned logit per head joins each softmax denominator (GPT-OSS attention sinks). */
   sinks: boolean;
