@@ -887,6 +887,11 @@ export interface MoeRouteAttrs {
   /** Group-limited selection (sigmoid scoring); 1 and 1 for none. */
   groups: number;
   topkGroups: number;
+  /**
+   * Input `expertScale` [experts]: each selected weight, after normalisation and `scale`, is
+   * multiplied by its expert's entry (Gemma 4's per_expert_scale). Absent: false.
+   */
+  expertScale?: boolean;
 }
 
 /**

@@ -123,6 +123,17 @@ export interface MoeRouterSpec {
   /** Group-limited selection: only the topkGroups best of `groups` expert groups compete; 1/1 off. */
   groups: number;
   topkGroups: number;
+  /**
+   * Gemma 4 (DiffusionGemma): the router reads its own norm of the sublayer input, a weightless
+   * RMS norm times a learned [dim] scale (mlp.gate.scale) times dim^−½, not the experts' normed
+   * input. Absent: false (present only when true).
+   */
+  inputScale?: boolean;
+  /**
+   * Gemma 4: each selected expert's weight, after the top-k renormalisation, is multiplied by
+   * the expert's learned scale (mlp.gate.per_expert_scale, [experts]). Absent: false.
+   */
+  expertScale?: boolean;
 }
 
 /**
@@ -147,6 +158,15 @@ export interface MoeSpec {
   shared: MlpSpec | null;
   /** Scale the shared experts' output by sigmoid of a learned [1, dim] projection. */
   sharedGate: boolean;
+  /**
+   * Gemma 4's dense MLP beside the experts (DiffusionGemma): the shared MLP and the experts each
+   * read their own pre-norm of the sublayer input (the FFN norm, and experts_norm) and get their
+   * own post-norm (shared_post_norm, experts_post_norm) before they are summed; the sum then
+   * takes the model's post-FFN norm (needs postNorms) before the residual add:
+   * x + post(post₁(mlp(pre(x))) + post₂(experts(pre₂(x)))). Needs shared experts without a gate.
+   * Absent: false (present only when true).
+   */
+  branchNorms?: boolean;
 }
 
 export type FfnSpec = MlpSpec | MoeSpec;

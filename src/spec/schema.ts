@@ -198,18 +198,21 @@ export const modelIrSchema: JsonSchema = withCaps({
         if: { type: 'null' },
         else: object({ limit: posNumber, alpha: posNumber }),
       },
-      router: object({
-        scoring: { enum: ['softmax', 'sigmoid'] },
-        normalize: bool,
-        scale: posNumber,
-        bias: bool,
-        correctionBias: bool,
-        groups: posInt,
-        topkGroups: posInt,
-      }),
+      router: object(
+        {
+          scoring: { enum: ['softmax', 'sigmoid'] },
+          normalize: bool,
+          scale: posNumber,
+          bias: bool,
+          correctionBias: bool,
+          groups: posInt,
+          topkGroups: posInt,
+        },
+        { inputScale: bool, expertScale: bool },
+      ),
       shared: nullable('#/definitions/mlp'),
       sharedGate: bool,
-    }),
+    }, { branchNorms: bool }),
     mlp: object(
       {
         kind: kind('mlp'),
