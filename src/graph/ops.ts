@@ -52,6 +52,12 @@ export interface NormAttrs {
    * ([group]): GroupNorm's per-channel affine (RWKV-7's g_norm). Absent means false.
    */
   perChannel?: boolean;
+  /**
+   * Applied in a denoising step only (step.keys > 0, see AttentionAttrs.phased): an encoding
+   * step multiplies x by the weight and nothing else (DiffusionGemma normalises the denoiser's
+   * input, not the encoder's; its weight is all ones). rms only. Absent or false: always.
+   */
+  phased?: boolean;
 }
 
 /** RoPE tables: cos/sin [maxContext, rotaryDim/2], row p for absolute position p. */
