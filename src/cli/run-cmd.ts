@@ -196,6 +196,10 @@ ${COMMON_COMPILE_HELP}`,
     if (ir.diffusion) {
       try {
         refuseAutoregressiveFlags(values);
+        if (ir.diffusion.kind === 'entropy_bound')
+          throw new UserError(
+            `${positionals[0]} is an entropy_bound diffusion model (DiffusionGemma): strata run does not run it yet; runtime/entropy-diffusion.ts runs it through the API (entropyBoundOnSequence)`,
+          );
         if (ir.diffusion.kind === 'bd3lm')
           block = blockDiffusionRunOptions(values, ir.diffusion, modelAttentionBlock(ir), seed);
         else {

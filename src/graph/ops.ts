@@ -553,6 +553,17 @@ export interface SoftcapAttrs {
 }
 
 /**
+ * out = the first T rows of a [rows, width] state: a per-step input the host writes into a state
+ * buffer (DiffusionGemma's self-conditioning probabilities, written before a denoising step), read
+ * as the step's activation. Needs T <= rows.
+ */
+export interface StateRowsAttrs {
+  op: 'state_rows';
+  rows: number;
+  width: number;
+}
+
+/**
  * Samples a token from the last row of logits [L, vocab] (semantics in src/ops/sampling.ts) and
  * writes it to token[0] and to ids[0], the next step's input. Reads temperature, topK, topP,
  * seed and draw from the Step uniform.
@@ -980,6 +991,7 @@ export type OpAttrs =
   | ActAttrs
   | GluAttrs
   | SoftcapAttrs
+  | StateRowsAttrs
   | SampleAttrs
   | MulAttrs
   | Conv1dAttrs

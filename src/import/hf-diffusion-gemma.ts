@@ -29,7 +29,12 @@
  *    (zero at a canvas's first step; v_rms weightless); final norm, tied lm_head, logit softcap.
  */
 import { SpecError } from '../../grammar/diagnostics.ts';
-import type { Activation, RopeSpec } from '../spec/model.ts';
+import type { Activation, LayerSpec, MlpSpec, ModelIR, RopeSpec } from '../spec/model.ts';
+import { ENTROPY_BOUND_DEFAULTS } from '../ops/diffusion-entropy.ts';
+import type { StoredSlice } from './convert.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
+import { EMBED, expectedTensors } from './names.ts';
+import type { FamilyImport } from './registry.ts';
 import {
   ConfigReader,
   isConfigObject,
@@ -489,4 +494,144 @@ export async function checkLayerScalars(
         `${enc} (${b}) differs from ${dec} (${a}): strata runs the encoder and the denoiser with one set of layers`,
       );
   }
+}
+
+/**
+ * The text model as a ModelIR: Gemma 4 layers whose attention is `phased` (the causal encoder and
+ * the bidirectional denoiser in one), the MoE with branch norms and Gemma 4's router (the dense
+ * MLP as its shared experts), layer scalars, and the entropy_bound diffusion setting with the
+ * self-conditioning MLP and HF's sampler defaults (gen length one canvas).
+ */
+export function diffusionGemmaModel(t: DiffusionGemmaText, name: string): ModelIR {
+  const gated = (hidden: number): MlpSpec => ({
+    kind: 'mlp',
+    hidden,
+    act: t.act,
+    gated: true,
+    bias: false,
+  });
+  const layers = t.layers.map((l): LayerSpec => ({
+    index: l.index,
+    mixerName: l.type === 'full_attention' ? 'full' : 'sliding',
+    mixer: {
+      kind: 'attention',
+      heads: l.heads,
+      kvHeads: l.kvHeads,
+      headDim: l.headDim,
+      rope: l.rope,
+      qkNorm: true,
+      qkvBias: false,
+      outBias: false,
+      causal: true,
+      phased: true,
+      window: l.window,
+      sinkTokens: null,
+      evict: null,
+      // HF scales attention by 1: q_norm and k_norm carry the scale.
+      scale: 1,
+      softcap: null,
+      sinks: false,
+      outputGate: false,
+      ...(l.valueFromKey ? { valueFromKey: true } : {}),
+      valueNorm: true,
+    },
+    ffnName: 'moe',
+    ffn: {
+      kind: 'moe',
+      experts: t.experts,
+      topK: t.topK,
+      expert: gated(t.expertHidden),
+      clamp: null,
+      router: {
+        scoring: 'softmax',
+        normalize: true,
+        scale: 1,
+        bias: false,
+        correctionBias: false,
+        groups: 1,
+        topkGroups: 1,
+        inputScale: true,
+        expertScale: true,
+      },
+      shared: gated(t.hidden),
+      sharedGate: false,
+      branchNorms: true,
+    },
+  }));
+  return {
+    ...modelIR(
+      name,
+      layers,
+      rmsNorm(t.eps),
+      { vocab: t.vocab, dim: t.dim, tie: t.tie, maxContext: t.maxContext },
+      { postNorms: true, embeddingScale: t.embeddingScale, logitSoftcap: t.logitSoftcap },
+    ),
+    layerScalars: true,
+    diffusion: {
+      kind: 'entropy_bound',
+      canvasLength: t.canvasLength,
+      genLength: t.canvasLength,
+      ...ENTROPY_BOUND_DEFAULTS,
+      selfCondition: gated(t.hidden),
+    },
+  };
+}
+
+/** Canonical (Llama-layout) layer tensor suffixes whose DiffusionGemma names differ. */
+const LAYER_RENAMES: [RegExp, string][] = [
+  [/^post_mixer_layernorm\./, 'post_attention_layernorm.'],
+  [/^post_attention_layernorm\./, 'pre_feedforward_layernorm.'],
+  [/^mlp\.gate\.weight$/, 'router.proj.weight'],
+  [/^mlp\.gate\.scale$/, 'router.scale'],
+  [/^mlp\.gate\.per_expert_scale$/, 'router.per_expert_scale'],
+  [/^mlp\.shared_expert\./, 'mlp.'],
+];
+
+/**
+ * The whole import: the model, and each canonical tensor's checkpoint name (the denoiser's copy,
+ * model.decoder.*, which save_pretrained keeps of each tied pair in 5.18), with expert e's
+ * projections as slices of the fused experts.gate_up_proj [E, 2H, dim] (gate rows first) and
+ * experts.down_proj [E, dim, H]. The encoder's layer_scalar buffers are not tied to the
+ * denoiser's: they are `duplicates`, checked equal to them when the folder is read.
+ */
+export function importDiffusionGemma(t: DiffusionGemmaText, name: string): FamilyImport {
+  const model = diffusionGemmaModel(t, name);
+  const weightMap: Record<string, string> = {};
+  const storedShapes: Record<string, number[]> = {};
+  const storedSlices: Record<string, StoredSlice> = {};
+  const H = t.expertHidden;
+  const D = t.dim;
+  for (const { name: c } of expectedTensors(model)) {
+    const ex = /^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight$/.exec(c);
+    if (ex) {
+      const [i, e, proj] = [Number(ex[1]), Number(ex[2]), ex[3]];
+      const p = `model.decoder.layers.${i}.experts`;
+      if (proj === 'down') {
+        weightMap[c] = `${p}.down_proj`;
+        storedShapes[c] = [t.experts, D, H];
+        storedSlices[c] = { start: [e, 0, 0], size: [1, D, H] };
+      } else {
+        weightMap[c] = `${p}.gate_up_proj`;
+        storedShapes[c] = [t.experts, 2 * H, D];
+        storedSlices[c] = { start: [e, proj === 'gate' ? 0 : H, 0], size: [1, H, D] };
+      }
+      continue;
+    }
+    const layer = /^model\.layers\.(\d+)\.(.+)$/.exec(c);
+    if (layer) {
+      // The first rule that matches (post_mixer → post_attention must not then become pre_ff).
+      const rule = LAYER_RENAMES.find(([from]) => from.test(layer[2]));
+      const rest = rule ? layer[2].replace(rule[0], rule[1]) : layer[2];
+      weightMap[c] = `model.decoder.layers.${layer[1]}.${rest}`;
+    } else if (c === EMBED) weightMap[c] = 'model.decoder.embed_tokens.weight';
+    else if (c.startsWith('model.self_condition.'))
+      weightMap[c] = c.replace('model.self_condition.', 'model.decoder.self_conditioning.');
+    else if (c === 'lm_head.weight') weightMap[c] = c;
+    else weightMap[c] = c.replace(/^model\./, 'model.decoder.');
+  }
+  const duplicates: Record<string, string> = {};
+  for (const l of t.layers)
+    duplicates[`model.encoder.language_model.layers.${l.index}.layer_scalar`] =
+      `model.decoder.layers.${l.index}.layer_scalar`;
+  return { model, weightMap, storedShapes, storedSlices, duplicates };
 }

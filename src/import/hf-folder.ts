@@ -49,7 +49,7 @@ export async function importHfFolder(
   name = basename(resolve(dir)),
 ): Promise<HfFolder> {
   const { config, origin } = await readHfConfig(dir);
-  const { model, weightMap, storedShapes, storedSlices, quantization } = importHfConfig(
+  const { model, weightMap, storedShapes, storedSlices, quantization, duplicates } = importHfConfig(
     config as object,
     name,
     origin,
@@ -60,10 +60,11 @@ export async function importHfFolder(
   try {
     // A quantised checkpoint is read as the dense tensors it stands for (its scales consumed).
     if (quantization) source = dequantizingSource(file, quantization, dir);
+    const copies = duplicates ?? {};
     checkTensors(
       tensors,
       weightMap,
-      source.listTensors(),
+      source.listTensors().filter((t) => !Object.hasOwn(copies, t.name)),
       dir,
       (unused) =>
         model.tieEmbeddings && unused.includes(LM_HEAD)
@@ -72,6 +73,7 @@ export async function importHfFolder(
       storedShapes,
       storedSlices,
     );
+    await checkDuplicates(source, copies, dir);
   } catch (e) {
     await file.close();
     throw e;
@@ -89,4 +91,25 @@ export async function importHfFolder(
     ),
     close: () => file.close(),
   };
+}
+
+/**
+ * Each duplicate (HfImport.duplicates) equals the tensor strata reads in its place: strata runs
+ * one copy, so a checkpoint whose copies differ is refused, naming both and their values.
+ */
+async function checkDuplicates(
+  source: TensorSource,
+  duplicates: Record<string, string>,
+  dir: string,
+): Promise<void> {
+  const present = new Set(source.listTensors().map((t) => t.name));
+  for (const [copy, read] of Object.entries(duplicates)) {
+    if (!present.has(copy) || !present.has(read)) continue;
+    const [a, b] = [await source.readTensorF32(copy), await source.readTensorF32(read)];
+    const at = a.findIndex((v, i) => v !== b[i]);
+    if (a.length !== b.length || at >= 0)
+      throw new Error(
+        `${dir}: checkpoint tensor '${copy}' differs from '${read}'${at >= 0 ? ` (element ${at}: ${a[at]} vs ${b[at]})` : ''}: strata runs one copy of them`,
+      );
+  }
 }

@@ -78,6 +78,17 @@ export function moeNames(i: number) {
   };
 }
 
+/** DiffusionGemma's self-conditioning MLP and its pre-norm (ModelIR.diffusion entropy_bound). */
+export function selfConditionNames() {
+  const p = 'model.self_condition';
+  return {
+    preNorm: `${p}.pre_norm`,
+    gate: `${p}.gate_proj`,
+    up: `${p}.up_proj`,
+    down: `${p}.down_proj`,
+  };
+}
+
 /**
  * Sandwich-norm weights (model.postNorms) on each sublayer's output before its residual add. HF
  * Gemma calls the mixer's `post_attention_layernorm`, which in the canonical (Llama) naming is
@@ -265,6 +276,11 @@ export function expectedTensors(model: ModelIR): TensorSpec[] {
   for (const s of model.sharedBlocks ?? []) out.push(...sharedBlockTensors(model, s));
   for (const layer of model.layers) for (const t of layerTensors(model, layer)) out.push(t);
   out.push(...normTensors(model, FINAL_NORM, model.dim));
+  if (model.diffusion?.kind === 'entropy_bound') {
+    const n = selfConditionNames();
+    out.push(...normTensors(model, n.preNorm, model.dim));
+    out.push(...mlpProjections(model, n, model.diffusion.selfCondition));
+  }
   if (!model.tieEmbeddings) out.push({ name: LM_HEAD, shape: [model.vocab, model.dim] });
   return out;
 }

@@ -71,6 +71,12 @@ export interface HfImport {
   storedSlices: Record<string, StoredSlice>;
   /** How the checkpoint's weights are quantised (hf.ts reads it; null: stored as floats). */
   quantization: CheckpointQuant | null;
+  /**
+   * Checkpoint tensors strata does not read because they must equal one it does (checkpoint
+   * name → the read tensor's checkpoint name): DiffusionGemma's encoder layer_scalar buffers,
+   * untied copies of the denoiser's. The folder reader checks each equal. Absent: none.
+   */
+  duplicates?: Record<string, string>;
 }
 
 /**

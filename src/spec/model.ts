@@ -252,6 +252,33 @@ export interface BlockDiffusionSpec {
   nucleusP: number;
 }
 
+/**
+ * Block diffusion over uniform noise with the entropy-bound sampler (DiffusionGemma; the sampler
+ * is src/ops/diffusion-entropy.ts, these are its defaults). The layers run twice with the same
+ * weights: as a causal encoder appending the context to the KV cache (a step with Step keys 0)
+ * and as a denoiser over a canvas after it (keys > 0), which needs `phased` attention in every
+ * layer. The denoiser's input is a weightless RMS norm of emb(canvas)·embeddingScale + SC(p),
+ * where p is the previous step's softmax (the state `self_condition.probs`, written by the
+ * runtime before each denoising step, zero at a canvas's first step) and
+ * SC(p) = selfCondition(rmsnorm(p·E·embeddingScale)) (E the embedding table; tensors under
+ * model.self_condition). An encoding step's input is the plain embedding.
+ */
+export interface EntropyBoundSpec {
+  kind: 'entropy_bound';
+  /** Tokens per canvas. */
+  canvasLength: number;
+  /** Tokens to generate by default: a whole number of canvases. */
+  genLength: number;
+  maxSteps: number;
+  tMin: number;
+  tMax: number;
+  entropyBound: number;
+  stabilityThreshold: number;
+  confidenceThreshold: number;
+  /** The self-conditioning MLP (gated, no bias) on the normed soft embedding. */
+  selfCondition: MlpSpec;
+}
+
 export interface ModelIR {
   version: typeof MODEL_IR_VERSION;
   name: string;
@@ -288,7 +315,7 @@ export interface ModelIR {
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
   /** Present for a masked-diffusion model (its mask id and sampler defaults); absent: autoregressive. */
-  diffusion?: DiffusionSpec | BlockDiffusionSpec;
+  diffusion?: DiffusionSpec | BlockDiffusionSpec | EntropyBoundSpec;
   /** Blocks whose weights several layers share (Zamba2); absent: none. */
   sharedBlocks?: SharedBlockSpec[];
   layers: LayerSpec[];

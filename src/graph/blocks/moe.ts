@@ -25,8 +25,11 @@ export const moeLoadState = (i: number): string => `moe.load.${i}`;
 
 const weight = (name: string): ParamSource => ({ kind: 'weight', name });
 
-/** A dense MLP on h without norm or residual: the shared experts. */
-function sharedMlp(
+/**
+ * A dense MLP on h without norm or residual: the shared experts (and DiffusionGemma's
+ * self-conditioning MLP).
+ */
+export function sharedMlp(
   b: GraphBuilder,
   h: number,
   names: { gate: string; up: string; down: string },
@@ -264,7 +267,15 @@ function branchNormed(
   const L = `l${i}.moe`;
   const D = model.dim;
   const experts = b.op(
-    { op: 'moe_combine', topK: f.topK, width: D, residual: false, scale: 1, shared: false, sharedGate: false },
+    {
+      op: 'moe_combine',
+      topK: f.topK,
+      width: D,
+      residual: false,
+      scale: 1,
+      shared: false,
+      sharedGate: false,
+    },
     `${L} combine`,
     { y, weights },
     { out: { name: `${L}.out`, shape: ['T', D] } },
