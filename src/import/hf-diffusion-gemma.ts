@@ -1,9 +1,10 @@
 /**
  * DiffusionGemma (transformers 5.18 models/diffusion_gemma, DiffusionGemmaForBlockDiffusion):
- * the config and checkpoint reader. The model is not yet compiled by strata (see
- * `DIFFUSION_GEMMA_MISSING`): this module reads everything its text model needs, checks it, and
- * names the checkpoint tensors, so that the lowering can be written against a checked
- * description and the refusal says exactly what is missing.
+ * the config and checkpoint reader, and its import as a ModelIR (diffusionGemmaModel,
+ * importDiffusionGemma): each part of the architecture below maps onto a strata setting —
+ * attention `phased` (encoder and denoiser in one set of layers), the MoE's branch norms and
+ * Gemma 4 router (`branch_norms`, `input_scale`, `expert_scale`), and `diffusion entropy_bound`
+ * (the sampler's defaults and the self-conditioning input, src/graph/blocks/self-condition.ts).
  *
  * The architecture, from modeling_diffusion_gemma.py:
  *  - one text transformer used twice with the same weights: as a causal *encoder* over the
@@ -84,26 +85,6 @@ export interface DiffusionGemmaText {
   eos: number[];
   pad: number | null;
   layers: DiffusionGemmaLayer[];
-}
-
-/**
- * What strata's graph lacks for this model, each a feature to add (the refusal lists them):
- * see the file comment for the semantics.
- */
-export const DIFFUSION_GEMMA_MISSING: readonly string[] = [
-  "an attention whose mask depends on the phase: causal while encoding the context into the KV cache, bidirectional over [cached context, canvas] while denoising, a sliding layer then seeing the cached rows within the window of the canvas's first position, and the canvas's own K/V never kept",
-  'a parallel dense-MLP + MoE FFN with its own norms (pre and post per branch, and a post norm of their sum), a router reading a weightless RMS norm times `scale`·dim^−½, and per-expert output scales',
-  "the self-conditioning input: the previous step's logits as an input of the denoising phase, softmax · embedding · sqrt(dim) → RMSNorm → GeGLU MLP, added to the canvas embedding, then a weightless RMS norm",
-];
-
-/** The refusal importHfConfig gives after reading the config (which reports its own errors). */
-export function diffusionGemmaRefusal(t: DiffusionGemmaText): string {
-  return (
-    `diffusion_gemma (DiffusionGemmaForBlockDiffusion, ${t.layers.length} layers, dim ${t.dim}, ` +
-    `${t.experts} experts, canvas ${t.canvasLength}) is read and checked, but strata cannot compile it yet; ` +
-    `its text model needs: ${DIFFUSION_GEMMA_MISSING.map((m, i) => `(${i + 1}) ${m}`).join('; ')}. ` +
-    `Its sampler is there: src/ops/diffusion-entropy.ts`
-  );
 }
 
 const LAYER_TYPES = ['sliding_attention', 'full_attention'] as const;

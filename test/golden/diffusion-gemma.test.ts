@@ -1,22 +1,23 @@
 /**
  * DiffusionGemma golden (test/fixtures/hf/diffusion_gemma, tools/golden/make_golden.py; made on
- * the CPU with torch 2.13 and transformers 5.18, f32, eager attention). strata cannot compile the
- * model yet (src/import/hf-diffusion-gemma.ts, DIFFUSION_GEMMA_MISSING), so this checks what is
- * there against transformers:
+ * the CPU with torch 2.13 and transformers 5.18, f32, eager attention), checked against transformers
+ * twice:
  *  - the config and checkpoint reader (every text tensor found with its shape), through a plain
  *    CPU forward built on it (test/helpers/diffusion-gemma-ref.ts): one denoising step's logits
  *    on a canvas after the encoded prompt, and the same step self-conditioned, within the HF
  *    golden tolerance (max |Δ| ≤ 1e-3, per-row max |Δ| / max |logit| ≤ 1e-4);
  *  - the entropy-bound sampler over that forward: the whole temperature-0 generation, token
  *    for token, with the reference's starting canvases;
- *  - that importHfConfig refuses the type, naming what strata lacks.
- * The interpreter and WebGPU runs wait for the lowering.
+ *  - strata's own pipeline: importHfFolder's ModelIR (phased attention, the Gemma 4 MoE, the
+ *    entropy_bound diffusion setting with self-conditioning) lowered and run on the CPU
+ *    interpreter and compiled for WebGPU (runtime/entropy-diffusion.ts): the same step, plain and
+ *    self-conditioned, and the whole temperature-0 generation with every step's logits, within
+ *    the same tolerance (f32 on both sides).
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
-import { importHfConfig } from '../../src/import/hf.ts';
 import {
   checkLayerScalars,
   readDiffusionGemmaConfig,
