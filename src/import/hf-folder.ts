@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import type { ModelIR } from '../spec/model.ts';
-import { checkTensors } from './check.ts';
+import { checkDuplicates, checkTensors } from './check.ts';
 import { mappedTensorReader } from './weight-map.ts';
 import { importHfConfig } from './hf.ts';
 import { SpecError } from '../../grammar/diagnostics.ts';
@@ -91,25 +91,4 @@ export async function importHfFolder(
     ),
     close: () => file.close(),
   };
-}
-
-/**
- * Each duplicate (HfImport.duplicates) equals the tensor strata reads in its place: strata runs
- * one copy, so a checkpoint whose copies differ is refused, naming both and their values.
- */
-async function checkDuplicates(
-  source: TensorSource,
-  duplicates: Record<string, string>,
-  dir: string,
-): Promise<void> {
-  const present = new Set(source.listTensors().map((t) => t.name));
-  for (const [copy, read] of Object.entries(duplicates)) {
-    if (!present.has(copy) || !present.has(read)) continue;
-    const [a, b] = [await source.readTensorF32(copy), await source.readTensorF32(read)];
-    const at = a.findIndex((v, i) => v !== b[i]);
-    if (a.length !== b.length || at >= 0)
-      throw new Error(
-        `${dir}: checkpoint tensor '${copy}' differs from '${read}'${at >= 0 ? ` (element ${at}: ${a[at]} vs ${b[at]})` : ''}: strata runs one copy of them`,
-      );
-  }
 }
