@@ -353,7 +353,7 @@ function readRopes(
 
 /** A checkpoint tensor the text model reads: strata's name for it, where it is, its shape. */
 export interface DiffusionGemmaTensor {
-  /** Canonical name (the layout the future lowering will declare). */
+  /** Short name the CPU oracle reads it by (test/helpers/diffusion-gemma-ref.ts); strata's own names are importDiffusionGemma's. */
   name: string;
   /** Checkpoint names it may be stored under, in order (tied copies: denoiser, then encoder). */
   stored: string[];
