@@ -926,6 +926,18 @@ export class Sequence {
   }
 
   /**
+   * Overwrite the start of one of the sequence's state buffers (a host-written input such as
+   * an entropy_bound model's self-conditioning probabilities, runtime/entropy-diffusion.ts).
+   */
+  writeState(name: string, data: Float32Array | Uint32Array): void {
+    const buf = this.state.get(name);
+    if (!buf) throw new Error(`the sequence has no state buffer '${name}'`);
+    if (data.byteLength > buf.size)
+      throw new Error(`writeState('${name}'): ${data.byteLength} bytes exceed its ${buf.size}`);
+    upload(this.model.gpu.device, buf, data);
+  }
+
+  /**
    * The byte size of each of the sequence's GPU state buffers, as allocated (they never grow:
    * a streaming layer's ring cache stays its sink + window rows however long the sequence runs).
    */

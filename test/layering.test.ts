@@ -67,6 +67,8 @@ const RUNTIME_VALUE_IMPORTS: Record<string, string> = {
   'src/ops/sampling.ts': "the sampler's non-finite flag value, set by kernel and reference alike",
   'src/ops/diffusion.ts':
     "the diffusion sampler's schedule, seeded noise and pick: one definition for the GPU run and the CPU reference",
+  'src/ops/diffusion-entropy.ts':
+    "DiffusionGemma's entropy-bound sampler and its self-conditioning state: one definition for the GPU run and the CPU reference",
   'src/ops/block-diffusion.ts':
     "the block-diffusion (BD3-LM) sampler's loop and draws: one definition for the cached GPU run and the recompute-everything reference",
   'codegen/kernels/diffusion-pick.ts':

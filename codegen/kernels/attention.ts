@@ -181,6 +181,7 @@ function variantName(a: AttentionAttrs): string {
   const parts = [`h${a.heads}kv${a.kvHeads}${dims}`, a.causal ? 'causal' : 'full'];
   if (a.window !== null) parts.push(`w${a.window}`);
   if ((a.blockCausal ?? null) !== null) parts.push(`blk${a.blockCausal}`);
+  if (a.phased) parts.push('phased');
   if (a.softcap !== null) parts.push(`cap${a.softcap}`);
   if (a.sinks) parts.push('sinks');
   if (kvTypeOf(a) === 'f16') parts.push('kv16');
@@ -281,8 +282,19 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
         : `min(n, p + ${w}u)`;
   // Global queries (bidirectional only) see every key: the window stops at them.
   const gq = a.globalQueries ?? 0;
-  const lo = gq > 0 ? `select(${wlo}, 0u, p < ${gq}u)` : wlo;
-  const hi = gq > 0 ? `select(${whi}, n, p < ${gq}u)` : whi;
+  // Phased (DiffusionGemma): a step with keys > 0 denoises, seeing every key from the window of
+  // its first position on (constant over the step, so a block's bounds stay its rows' bounds).
+  const plo = w === null ? '0u' : `select(0u, step.pos + 1u - ${w}u, step.pos + 1u > ${w}u)`;
+  const lo = a.phased
+    ? `select(${wlo}, ${plo}, step.keys > 0u)`
+    : gq > 0
+      ? `select(${wlo}, 0u, p < ${gq}u)`
+      : wlo;
+  const hi = a.phased
+    ? `select(${whi}, n, step.keys > 0u)`
+    : gq > 0
+      ? `select(${whi}, n, p < ${gq}u)`
+      : whi;
   const bs = a.blockSparse ?? null;
   if (bs?.random && !a.causal && (a.batch ?? 1) > 1) {
     // keep_random reads an unbatched step's keys (src/ops/block-sparse.ts keepPatternWgsl).
@@ -509,7 +521,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let sp = step.pos + ${ROW_POS}[seq];`
       : ''
   }
-  let n = ${a.causal ? `${P} + T` : `max(${P} + T, step.keys)`};
+  let n = ${a.causal && !a.phased ? `${P} + T` : `max(${P} + T, step.keys)`};
   let rows = T * GROUP;
   if (rows == 0u) { return; }
   let kvh = wid.y;

@@ -1,5 +1,5 @@
 /**
- * Elementwise kernels (add, mul, concat, act, glu, softcap) and the flat launch shape they
+ * Elementwise kernels (add, mul, concat, act, glu, softcap, state_rows) and the flat launch shape they
  * share with the embedding gather: one thread per element, or per vec4 when the
  * row width allows, over rows × width elements where rows is T (or L).
  */
@@ -10,8 +10,9 @@ import type {
   GluAttrs,
   MulAttrs,
   SoftcapAttrs,
+  StateRowsAttrs,
 } from '../../src/graph/ops.ts';
-import { act, add, concat, glu, mul, softcap } from '../../src/ops/elementwise.ts';
+import { act, add, concat, glu, mul, softcap, stateRows } from '../../src/ops/elementwise.ts';
 import { STEP_WGSL, type GridDim, type GridSymbol, type KernelLaunch } from '../kernel-ir.ts';
 import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelContext, KernelGenerator } from './types.ts';
@@ -78,7 +79,7 @@ interface ElementwiseSpec {
  * being the op's definition's bindings.
  */
 function elementwise(
-  a: AddAttrs | MulAttrs | ActAttrs | GluAttrs | SoftcapAttrs,
+  a: AddAttrs | MulAttrs | ActAttrs | GluAttrs | SoftcapAttrs | StateRowsAttrs,
   spec: ElementwiseSpec,
   ctx: KernelContext,
 ): GeneratedOp {
@@ -205,6 +206,14 @@ export const gluKernel: KernelGenerator<GluAttrs> = (a, ctx) => {
     },
     ctx,
   );
+};
+
+/** A copy: the state's first T rows are its first T·width elements. */
+export const stateRowsKernel: KernelGenerator<StateRowsAttrs> = (a, ctx) => {
+  stateRows.check(a);
+  if (ctx.maxT > a.rows)
+    throw new Error(`state_rows: a phase of up to ${ctx.maxT} rows reads a state of ${a.rows}`);
+  return elementwise(a, { name: 'state_rows', expr: 'state', width: a.width, rows: 'T' }, ctx);
 };
 
 export const softcapKernel: KernelGenerator<SoftcapAttrs> = (a, ctx) => {

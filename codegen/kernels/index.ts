@@ -16,6 +16,7 @@ import {
   gluKernel,
   mulKernel,
   softcapKernel,
+  stateRowsKernel,
 } from './elementwise.ts';
 import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
@@ -48,6 +49,7 @@ export const generators: Registry = {
   act: actKernel,
   glu: gluKernel,
   softcap: softcapKernel,
+  state_rows: stateRowsKernel,
   sample: sampleKernel,
   mul: mulKernel,
   conv1d: conv1dKernel,

@@ -79,6 +79,7 @@ export const moeRouteKernel: KernelGenerator<MoeRouteAttrs> = (a, { caps }) => {
   const grouped = a.groups > 1;
   const list: Array<[string, Access, Elem]> = [['logits', 'read', 'f32']];
   if (a.correctionBias) list.push(['bias', 'read', 'f32']);
+  if (a.expertScale) list.push(['expertScale', 'read', 'f32']);
   list.push(
     ['ids', 'read_write', 'u32'],
     ['weights', 'read_write', 'f32'],
@@ -115,6 +116,8 @@ export const moeRouteKernel: KernelGenerator<MoeRouteAttrs> = (a, { caps }) => {
     allowed = allowed | (1u << best);
   }`
     : '';
+  // Gemma 4's per-expert scale multiplies the finished weight.
+  const es = a.expertScale ? ' * b_expertScale[selI[j]]' : '';
   const weights = sigmoid
     ? `
   var s: array<f32, KS>;
@@ -122,7 +125,7 @@ export const moeRouteKernel: KernelGenerator<MoeRouteAttrs> = (a, { caps }) => {
   for (var j = 0u; j < KS; j++) {
     s[j] = sigmoid(selL[j]);${a.normalize ? '\n    den += s[j];' : ''}
   }
-  for (var j = 0u; j < KS; j++) { b_weights[t * KS + j] = s[j] / den * SCALE; }`
+  for (var j = 0u; j < KS; j++) { b_weights[t * KS + j] = s[j] / den * SCALE${es}; }`
     : `
   // Exponentials of differences from the largest logit (the first pick) never overflow.
   let m = selL[0];
@@ -132,7 +135,7 @@ export const moeRouteKernel: KernelGenerator<MoeRouteAttrs> = (a, { caps }) => {
       ? 'for (var j = 0u; j < KS; j++) { den += exp(selL[j] - m); }'
       : 'for (var i = 0u; i < E; i++) { den += exp(b_logits[base + i] - m); }'
   }
-  for (var j = 0u; j < KS; j++) { b_weights[t * KS + j] = exp(selL[j] - m) / den * SCALE; }`;
+  for (var j = 0u; j < KS; j++) { b_weights[t * KS + j] = exp(selL[j] - m) / den * SCALE${es}; }`;
   const code = `${STEP_WGSL}
 ${decls}
 const E: u32 = ${E}u;
@@ -174,7 +177,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   }${weights}
 }
 `;
-  const name = `moe_route_${a.scoring}_e${E}_k${KS}${grouped ? `_g${a.groups}` : ''}`;
+  const name = `moe_route_${a.scoring}_e${E}_k${KS}${grouped ? `_g${a.groups}` : ''}${a.expertScale ? '_es' : ''}`;
   return {
     launches: [launch(name, code, bindings, WG, [{ sym: 'T', div: WG }, 1, 1])],
     scratch: {},

@@ -108,7 +108,7 @@ ${firstPass}
       ss = ss + d * d;
     }
   }
-  let inv = inverseSqrt(${meanSquare} + EPS);
+  let inv = ${a.phased ? `select(1.0, inverseSqrt(${meanSquare} + EPS), step.keys > 0u)` : `inverseSqrt(${meanSquare} + EPS)`};
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
@@ -117,7 +117,7 @@ ${firstPass}
   }
 }
 `;
-  const variant = `${a.norm.kind}${a.norm.kind !== 'l2' && a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.perChannel ? '_pc' : ''}${a.residual ? '_res' : ''}${cached ? '' : '_reread'}`;
+  const variant = `${a.norm.kind}${a.norm.kind !== 'l2' && a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.perChannel ? '_pc' : ''}${a.residual ? '_res' : ''}${a.phased ? '_phased' : ''}${cached ? '' : '_reread'}`;
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,

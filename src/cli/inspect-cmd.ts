@@ -171,6 +171,9 @@ ${COMMON_COMPILE_HELP}`,
       console.log(
         `  autoregressive, same weights: ${per(ar)} (block diffusion: ${(s.total.flops / ar.flops).toFixed(1)}x the FLOPs, ${(s.total.bytesRead / ar.bytesRead).toFixed(1)}x the bytes)`,
       );
+    } else if (model.diffusion?.kind === 'entropy_bound') {
+      // Its steps (encode the context, denoise each canvas) have no schedule cost model yet.
+      console.log(describeDiffusion(model.diffusion));
     } else if (model.diffusion) {
       const prompt = intOption(values['prompt-length'], 'prompt-length', 0, 0)!;
       const run = diffusionRunOptions(values, model.diffusion, 0);

@@ -12,7 +12,7 @@ import { loadSpec } from '../spec/load.ts';
 import { randomWeights } from '../import/random-init.ts';
 import { UserError } from './command.ts';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
-import { checkTensors } from '../import/check.ts';
+import { checkDuplicates, checkTensors } from '../import/check.ts';
 import { expectedTensors } from '../import/names.ts';
 import { hubNameOf, offlineFromEnv, resolveHubModel } from './hub.ts';
 import { readTokenizerFiles, type ModelTokenizer } from '../import/tokenizer-files.ts';
@@ -134,17 +134,19 @@ export async function loadModelInput(
       : null;
     const src = await openSafetensors(weightsFile);
     const tensors = expectedTensors(model);
+    const copies = map?.duplicates ?? {};
     try {
       checkTensors(
         tensors,
         map?.weightMap ?? Object.fromEntries(tensors.map((t) => [t.name, t.name])),
-        src.listTensors(),
+        src.listTensors().filter((t) => !Object.hasOwn(copies, t.name)),
         map ? `${weightsFile} (names from ${mapFile})` : weightsFile,
         () => '',
         map?.storedShapes,
         map?.storedSlices,
         map?.folds,
       );
+      await checkDuplicates(src, copies, weightsFile);
     } catch (e) {
       await src.close();
       throw e;

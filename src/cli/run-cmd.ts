@@ -36,6 +36,8 @@ import {
   runBlockDiffusion,
 } from './block-diffusion-run.ts';
 import type { DiffusionPick } from '../../runtime/diffusion.ts';
+import { ENTROPY_BOUND_HELP, entropyBoundRunOptions, runEntropyBound } from './entropy-run.ts';
+import type { EntropyBoundRun } from '../ops/diffusion-entropy.ts';
 import { checkRunFits, runPrompt } from './run-prompt.ts';
 import { describeSite, dumpLogits, printExpertLoad } from './run-report.ts';
 import { readPrompts, runBatch } from './run-batch.ts';
@@ -90,6 +92,8 @@ export const runCommand: Command = {
 ${DIFFUSION_HELP}
 
 ${BLOCK_DIFFUSION_HELP}
+
+${ENTROPY_BOUND_HELP}
 
 Errors (non-finite logits, WebGPU validation/out-of-memory errors, a lost device) go to stderr
 and the exit status is 1; stdout holds only generated tokens. After a run, stderr gets the time
@@ -193,10 +197,14 @@ ${COMMON_COMPILE_HELP}`,
     }
     let diffusion: DiffusionRun | null = null;
     let block: BlockDiffusionRun | null = null;
+    let entropy: EntropyBoundRun | null = null;
     if (ir.diffusion) {
       try {
         refuseAutoregressiveFlags(values);
-        if (ir.diffusion.kind === 'bd3lm')
+        if (ir.diffusion.kind === 'entropy_bound') {
+          // The tokenizer's eos ends generation after its canvas (read once the prompt is).
+          entropy = entropyBoundRunOptions(values, ir.diffusion, vocab, [], seed);
+        } else if (ir.diffusion.kind === 'bd3lm')
           block = blockDiffusionRunOptions(values, ir.diffusion, modelAttentionBlock(ir), seed);
         else {
           const bad = (['sampler', 'nucleus-p'] as const).filter((k) => values[k] !== undefined);
@@ -225,7 +233,13 @@ ${COMMON_COMPILE_HELP}`,
           );
         if (values.prompt !== undefined || values['prompt-ids'] !== undefined || values.chat)
           throw new UserError('--prompts takes every prompt: drop --prompt, --prompt-ids, --chat');
-        if (diffusion || block || values['dump-logits'] !== undefined || values['check-finite'])
+        if (
+          diffusion ||
+          block ||
+          entropy ||
+          values['dump-logits'] !== undefined ||
+          values['check-finite']
+        )
           throw new UserError(
             '--prompts runs autoregressive decode without --dump-logits or --check-finite',
           );
@@ -235,7 +249,10 @@ ${COMMON_COMPILE_HELP}`,
         batchPrompts = await readPrompts(values.prompts, tok, vocab);
         prompt = batchPrompts.reduce((a, b) => (b.length > a.length ? b : a));
       }
-      if (source && !diffusion && !block)
+      if (entropy && values['dump-logits'] !== undefined)
+        throw new UserError('--dump-logits is not supported for entropy_bound models yet');
+      if (entropy) entropy = { ...entropy, eos: [...(tok?.eos ?? [])] };
+      if (source && !diffusion && !block && !entropy)
         checkRunFits(
           prompt.length,
           maxTokens,
@@ -251,7 +268,7 @@ ${COMMON_COMPILE_HELP}`,
     if (!source) {
       // A diffusion step is one forward over the whole canvas: by default, size the prefill
       // chunk and the cache to hold it.
-      const gen = diffusion ?? block;
+      const gen = diffusion ?? block ?? entropy;
       const canvas = gen ? String(prompt.length + gen.genLength) : undefined;
       const compiled = compileWithOptions(
         input!.model,
@@ -266,6 +283,13 @@ ${COMMON_COMPILE_HELP}`,
       source = memorySource(compiled, input!.weights, input!.tokenizer);
     }
     const model = await GpuModel.load(gpu, source, terminalProgress());
+    if (entropy) {
+      await runEntropyBound(model.newSequence(), prompt, entropy, {
+        tok,
+        ids: values.ids === true,
+      });
+      return 0;
+    }
     if (block) {
       await runBlockDiffusion(model.newSequence(), prompt, block, {
         tok,

@@ -84,6 +84,15 @@ export function requireMixers(type: string, m: ModelIR, allowed: readonly string
 export function requireFfns(type: string, m: ModelIR, allowed: readonly string[]): void {
   for (const l of m.layers) {
     const k = ffnKind(l);
+    // Gemma 4's MoE settings have no config key in the exported types.
+    const f = l.ffn;
+    if (f?.kind === 'moe' && (f.branchNorms || f.router.inputScale || f.router.expertScale))
+      refuse(
+        type,
+        "Gemma 4's MoE (branch norms, router input scale, per-expert scales)",
+        `${type} has no such FFN`,
+        l.index,
+      );
     if (!allowed.includes(k)) {
       const has = allowed.map((a) => (a === 'none' ? 'no FFN' : `${a} FFNs`)).join(' or ');
       refuse(

@@ -209,6 +209,12 @@ export function exportMegatron(m: ModelIR): MegatronExport {
     const i = moes[0].index;
     const r = moe.router;
     if (moe.clamp) fail("gpt-oss's clamped SwiGLU", 'it has no such flag', i);
+    if (moe.branchNorms || r.inputScale || r.expertScale)
+      fail(
+        "Gemma 4's MoE (branch norms, router input scale, per-expert scales)",
+        'it has no such flags',
+        i,
+      );
     if (r.bias) fail('a router bias', 'Megatron routers have none', i);
     if (moe.sharedGate) fail('the shared-expert gate', 'it is not written', i);
     // Megatron renormalises sigmoid top-k scores only where k > 1.

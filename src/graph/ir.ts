@@ -29,6 +29,12 @@ export type ParamSource =
    */
   | { kind: 'scaled'; of: ParamSource; factor: number }
   /**
+   * The transpose of a [rows, cols] tensor, [cols, rows]: a table read the other way round
+   * (DiffusionGemma's self-conditioning multiplies probabilities by the embedding table, a
+   * matmul whose weight is the table's transpose).
+   */
+  | { kind: 'transposed'; of: ParamSource; rows: number; cols: number }
+  /**
    * Numbers the spec determines and no checkpoint stores: RetNet's fixed per-head log decays,
    * the block-of-ones matrix that sums each head of linear attention's q. Computed at compile
    * time like the RoPE tables, never looked up among the weights.

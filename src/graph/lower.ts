@@ -18,6 +18,7 @@ import {
 import { lowerMlp } from './blocks/mlp.ts';
 import { lowerMoe } from './blocks/moe.ts';
 import { lowerSharedUse } from './blocks/shared.ts';
+import { selfConditionedInput } from './blocks/self-condition.ts';
 import { columns, pointwiseOp, preNorm, residualAdd } from './blocks/common.ts';
 import { plainMatmul, type KvType } from './ops.ts';
 
@@ -89,7 +90,11 @@ export function lower(model: ModelIR, opts: LowerOptions): Graph {
     { ids, table },
     { out: { name: 'embed', shape: ['T', model.dim] } },
   ).out;
-  let x = embeddings;
+  // DiffusionGemma: the denoiser's input (the encoder's is the embedding itself).
+  let x =
+    model.diffusion?.kind === 'entropy_bound'
+      ? selfConditionedInput(b, model, model.diffusion, embeddings)
+      : embeddings;
   for (const layer of model.layers) {
     b.layer = layer.index;
     const shared = sharedBlockOf(model, layer);

@@ -52,6 +52,12 @@ export interface NormAttrs {
    * ([group]): GroupNorm's per-channel affine (RWKV-7's g_norm). Absent means false.
    */
   perChannel?: boolean;
+  /**
+   * Applied in a denoising step only (step.keys > 0, see AttentionAttrs.phased): an encoding
+   * step multiplies x by the weight and nothing else (DiffusionGemma normalises the denoiser's
+   * input, not the encoder's; its weight is all ones). rms only. Absent or false: always.
+   */
+  phased?: boolean;
 }
 
 /** RoPE tables: cos/sin [maxContext, rotaryDim/2], row p for absolute position p. */
@@ -315,6 +321,14 @@ export interface AttentionAttrs {
    * aligned at position 0. B = 1 is causal; B ≥ n is bidirectional. Absent or null: none.
    */
   blockCausal?: number | null;
+  /**
+   * A mask that depends on the step's phase (DiffusionGemma), with causal true: a step with
+   * step.keys = 0 encodes (the causal mask, and the window, as without it); a step with keys > 0
+   * denoises: every query sees the keys [lo, max(pos + T, keys)), lo = pos − window + 1 (0 without
+   * a window or below 0), the window anchored at the step's first position. The step's own K/V
+   * are written either way; a denoiser that must not keep them rewinds. Absent or false: off.
+   */
+  phased?: boolean;
   softcap: number | null;
   /** A learned logit per head joins each softmax denominator (GPT-OSS attention sinks). */
   sinks: boolean;
@@ -546,6 +560,17 @@ export interface SoftcapAttrs {
   cap: number;
   width: number;
   rows: 'T' | 'L';
+}
+
+/**
+ * out = the first T rows of a [rows, width] state: a per-step input the host writes into a state
+ * buffer (DiffusionGemma's self-conditioning probabilities, written before a denoising step), read
+ * as the step's activation. Needs T <= rows.
+ */
+export interface StateRowsAttrs {
+  op: 'state_rows';
+  rows: number;
+  width: number;
 }
 
 /**
@@ -889,6 +914,11 @@ export interface MoeRouteAttrs {
   /** Group-limited selection (sigmoid scoring); 1 and 1 for none. */
   groups: number;
   topkGroups: number;
+  /**
+   * Input `expertScale` [experts]: each selected weight, after normalisation and `scale`, is
+   * multiplied by its expert's entry (Gemma 4's per_expert_scale). Absent: false.
+   */
+  expertScale?: boolean;
 }
 
 /**
@@ -971,6 +1001,7 @@ export type OpAttrs =
   | ActAttrs
   | GluAttrs
   | SoftcapAttrs
+  | StateRowsAttrs
   | SampleAttrs
   | MulAttrs
   | Conv1dAttrs

@@ -45,6 +45,15 @@ export async function materialize(
     }
     case 'head_rows':
       return headRows(await materialize(src.of, weights), src);
+    case 'transposed': {
+      const w = await materialize(src.of, weights);
+      if (w.length !== src.rows * src.cols)
+        throw new Error(`transpose: ${w.length} elements are not ${src.rows} × ${src.cols}`);
+      const out = new Float32Array(w.length);
+      for (let r = 0; r < src.rows; r++)
+        for (let c = 0; c < src.cols; c++) out[c * src.rows + r] = w[r * src.cols + c];
+      return out;
+    }
     case 'rows': {
       const all = await materialize(src.of, weights);
       return all.slice(src.start * src.cols, (src.start + src.count) * src.cols);

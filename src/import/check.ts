@@ -3,6 +3,7 @@
  * present with the right shape and a float dtype, and nothing left over (a leftover
  * tensor means the config and the weights describe different models).
  */
+import type { TensorSource } from './quantized.ts';
 import { sliceSpan } from '../../formats/tensor-slice.ts';
 import { sliceYields, type StoredSlice } from './convert.ts';
 import type { TensorSpec } from './names.ts';
@@ -93,5 +94,26 @@ export function checkTensors(
     throw new Error(
       `${source}: ${unused.length} checkpoint tensor${unused.length > 1 ? 's are' : ' is'} not used by the model${extra}: ${unused.map((n) => `'${n}'`).join(', ')}`,
     );
+  }
+}
+
+/**
+ * Each duplicate (HfImport.duplicates) equals the tensor strata reads in its place: strata runs
+ * one copy, so a checkpoint whose copies differ is refused, naming both and their values.
+ */
+export async function checkDuplicates(
+  source: TensorSource,
+  duplicates: Record<string, string>,
+  dir: string,
+): Promise<void> {
+  const present = new Set(source.listTensors().map((t) => t.name));
+  for (const [copy, read] of Object.entries(duplicates)) {
+    if (!present.has(copy) || !present.has(read)) continue;
+    const [a, b] = [await source.readTensorF32(copy), await source.readTensorF32(read)];
+    const at = a.findIndex((v, i) => v !== b[i]);
+    if (a.length !== b.length || at >= 0)
+      throw new Error(
+        `${dir}: checkpoint tensor '${copy}' differs from '${read}'${at >= 0 ? ` (element ${at}: ${a[at]} vs ${b[at]})` : ''}: strata runs one copy of them`,
+      );
   }
 }

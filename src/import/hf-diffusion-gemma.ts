@@ -1,9 +1,10 @@
 /**
  * DiffusionGemma (transformers 5.18 models/diffusion_gemma, DiffusionGemmaForBlockDiffusion):
- * the config and checkpoint reader. The model is not yet compiled by strata (see
- * `DIFFUSION_GEMMA_MISSING`): this module reads everything its text model needs, checks it, and
- * names the checkpoint tensors, so that the lowering can be written against a checked
- * description and the refusal says exactly what is missing.
+ * the config and checkpoint reader, and its import as a ModelIR (diffusionGemmaModel,
+ * importDiffusionGemma): each part of the architecture below maps onto a strata setting —
+ * attention `phased` (encoder and denoiser in one set of layers), the MoE's branch norms and
+ * Gemma 4 router (`branch_norms`, `input_scale`, `expert_scale`), and `diffusion entropy_bound`
+ * (the sampler's defaults and the self-conditioning input, src/graph/blocks/self-condition.ts).
  *
  * The architecture, from modeling_diffusion_gemma.py:
  *  - one text transformer used twice with the same weights: as a causal *encoder* over the
@@ -29,7 +30,12 @@
  *    (zero at a canvas's first step; v_rms weightless); final norm, tied lm_head, logit softcap.
  */
 import { SpecError } from '../../grammar/diagnostics.ts';
-import type { Activation, RopeSpec } from '../spec/model.ts';
+import type { Activation, LayerSpec, MlpSpec, ModelIR, RopeSpec } from '../spec/model.ts';
+import { ENTROPY_BOUND_DEFAULTS } from '../ops/diffusion-entropy.ts';
+import type { StoredSlice } from './convert.ts';
+import { modelIR, rmsNorm } from './hf-model.ts';
+import { EMBED, expectedTensors } from './names.ts';
+import type { FamilyImport } from './registry.ts';
 import {
   ConfigReader,
   isConfigObject,
@@ -79,26 +85,6 @@ export interface DiffusionGemmaText {
   eos: number[];
   pad: number | null;
   layers: DiffusionGemmaLayer[];
-}
-
-/**
- * What strata's graph lacks for this model, each a feature to add (the refusal lists them):
- * see the file comment for the semantics.
- */
-export const DIFFUSION_GEMMA_MISSING: readonly string[] = [
-  "an attention whose mask depends on the phase: causal while encoding the context into the KV cache, bidirectional over [cached context, canvas] while denoising, a sliding layer then seeing the cached rows within the window of the canvas's first position, and the canvas's own K/V never kept",
-  'a parallel dense-MLP + MoE FFN with its own norms (pre and post per branch, and a post norm of their sum), a router reading a weightless RMS norm times `scale`·dim^−½, and per-expert output scales',
-  "the self-conditioning input: the previous step's logits as an input of the denoising phase, softmax · embedding · sqrt(dim) → RMSNorm → GeGLU MLP, added to the canvas embedding, then a weightless RMS norm",
-];
-
-/** The refusal importHfConfig gives after reading the config (which reports its own errors). */
-export function diffusionGemmaRefusal(t: DiffusionGemmaText): string {
-  return (
-    `diffusion_gemma (DiffusionGemmaForBlockDiffusion, ${t.layers.length} layers, dim ${t.dim}, ` +
-    `${t.experts} experts, canvas ${t.canvasLength}) is read and checked, but strata cannot compile it yet; ` +
-    `its text model needs: ${DIFFUSION_GEMMA_MISSING.map((m, i) => `(${i + 1}) ${m}`).join('; ')}. ` +
-    `Its sampler is there: src/ops/diffusion-entropy.ts`
-  );
 }
 
 const LAYER_TYPES = ['sliding_attention', 'full_attention'] as const;
@@ -367,7 +353,7 @@ function readRopes(
 
 /** A checkpoint tensor the text model reads: strata's name for it, where it is, its shape. */
 export interface DiffusionGemmaTensor {
-  /** Canonical name (the layout the future lowering will declare). */
+  /** Short name the CPU oracle reads it by (test/helpers/diffusion-gemma-ref.ts); strata's own names are importDiffusionGemma's. */
   name: string;
   /** Checkpoint names it may be stored under, in order (tied copies: denoiser, then encoder). */
   stored: string[];
@@ -489,4 +475,144 @@ export async function checkLayerScalars(
         `${enc} (${b}) differs from ${dec} (${a}): strata runs the encoder and the denoiser with one set of layers`,
       );
   }
+}
+
+/**
+ * The text model as a ModelIR: Gemma 4 layers whose attention is `phased` (the causal encoder and
+ * the bidirectional denoiser in one), the MoE with branch norms and Gemma 4's router (the dense
+ * MLP as its shared experts), layer scalars, and the entropy_bound diffusion setting with the
+ * self-conditioning MLP and HF's sampler defaults (gen length one canvas).
+ */
+export function diffusionGemmaModel(t: DiffusionGemmaText, name: string): ModelIR {
+  const gated = (hidden: number): MlpSpec => ({
+    kind: 'mlp',
+    hidden,
+    act: t.act,
+    gated: true,
+    bias: false,
+  });
+  const layers = t.layers.map((l): LayerSpec => ({
+    index: l.index,
+    mixerName: l.type === 'full_attention' ? 'full' : 'sliding',
+    mixer: {
+      kind: 'attention',
+      heads: l.heads,
+      kvHeads: l.kvHeads,
+      headDim: l.headDim,
+      rope: l.rope,
+      qkNorm: true,
+      qkvBias: false,
+      outBias: false,
+      causal: true,
+      phased: true,
+      window: l.window,
+      sinkTokens: null,
+      evict: null,
+      // HF scales attention by 1: q_norm and k_norm carry the scale.
+      scale: 1,
+      softcap: null,
+      sinks: false,
+      outputGate: false,
+      ...(l.valueFromKey ? { valueFromKey: true } : {}),
+      valueNorm: true,
+    },
+    ffnName: 'moe',
+    ffn: {
+      kind: 'moe',
+      experts: t.experts,
+      topK: t.topK,
+      expert: gated(t.expertHidden),
+      clamp: null,
+      router: {
+        scoring: 'softmax',
+        normalize: true,
+        scale: 1,
+        bias: false,
+        correctionBias: false,
+        groups: 1,
+        topkGroups: 1,
+        inputScale: true,
+        expertScale: true,
+      },
+      shared: gated(t.hidden),
+      sharedGate: false,
+      branchNorms: true,
+    },
+  }));
+  return {
+    ...modelIR(
+      name,
+      layers,
+      rmsNorm(t.eps),
+      { vocab: t.vocab, dim: t.dim, tie: t.tie, maxContext: t.maxContext },
+      { postNorms: true, embeddingScale: t.embeddingScale, logitSoftcap: t.logitSoftcap },
+    ),
+    layerScalars: true,
+    diffusion: {
+      kind: 'entropy_bound',
+      canvasLength: t.canvasLength,
+      genLength: t.canvasLength,
+      ...ENTROPY_BOUND_DEFAULTS,
+      selfCondition: gated(t.hidden),
+    },
+  };
+}
+
+/** Canonical (Llama-layout) layer tensor suffixes whose DiffusionGemma names differ. */
+const LAYER_RENAMES: [RegExp, string][] = [
+  [/^post_mixer_layernorm\./, 'post_attention_layernorm.'],
+  [/^post_attention_layernorm\./, 'pre_feedforward_layernorm.'],
+  [/^mlp\.gate\.weight$/, 'router.proj.weight'],
+  [/^mlp\.gate\.scale$/, 'router.scale'],
+  [/^mlp\.gate\.per_expert_scale$/, 'router.per_expert_scale'],
+  [/^mlp\.shared_expert\./, 'mlp.'],
+];
+
+/**
+ * The whole import: the model, and each canonical tensor's checkpoint name (the denoiser's copy,
+ * model.decoder.*, which save_pretrained keeps of each tied pair in 5.18), with expert e's
+ * projections as slices of the fused experts.gate_up_proj [E, 2H, dim] (gate rows first) and
+ * experts.down_proj [E, dim, H]. The encoder's layer_scalar buffers are not tied to the
+ * denoiser's: they are `duplicates`, checked equal to them when the folder is read.
+ */
+export function importDiffusionGemma(t: DiffusionGemmaText, name: string): FamilyImport {
+  const model = diffusionGemmaModel(t, name);
+  const weightMap: Record<string, string> = {};
+  const storedShapes: Record<string, number[]> = {};
+  const storedSlices: Record<string, StoredSlice> = {};
+  const H = t.expertHidden;
+  const D = t.dim;
+  for (const { name: c } of expectedTensors(model)) {
+    const ex = /^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight$/.exec(c);
+    if (ex) {
+      const [i, e, proj] = [Number(ex[1]), Number(ex[2]), ex[3]];
+      const p = `model.decoder.layers.${i}.experts`;
+      if (proj === 'down') {
+        weightMap[c] = `${p}.down_proj`;
+        storedShapes[c] = [t.experts, D, H];
+        storedSlices[c] = { start: [e, 0, 0], size: [1, D, H] };
+      } else {
+        weightMap[c] = `${p}.gate_up_proj`;
+        storedShapes[c] = [t.experts, 2 * H, D];
+        storedSlices[c] = { start: [e, proj === 'gate' ? 0 : H, 0], size: [1, H, D] };
+      }
+      continue;
+    }
+    const layer = /^model\.layers\.(\d+)\.(.+)$/.exec(c);
+    if (layer) {
+      // The first rule that matches (post_mixer → post_attention must not then become pre_ff).
+      const rule = LAYER_RENAMES.find(([from]) => from.test(layer[2]));
+      const rest = rule ? layer[2].replace(rule[0], rule[1]) : layer[2];
+      weightMap[c] = `model.decoder.layers.${layer[1]}.${rest}`;
+    } else if (c === EMBED) weightMap[c] = 'model.decoder.embed_tokens.weight';
+    else if (c.startsWith('model.self_condition.'))
+      weightMap[c] = c.replace('model.self_condition.', 'model.decoder.self_conditioning.');
+    else if (c === 'lm_head.weight') weightMap[c] = c;
+    else weightMap[c] = c.replace(/^model\./, 'model.decoder.');
+  }
+  const duplicates: Record<string, string> = {};
+  for (const l of t.layers)
+    duplicates[`model.encoder.language_model.layers.${l.index}.layer_scalar`] =
+      `model.decoder.layers.${l.index}.layer_scalar`;
+  return { model, weightMap, storedShapes, storedSlices, duplicates };
 }

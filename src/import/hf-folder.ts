@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
 import type { ModelIR } from '../spec/model.ts';
-import { checkTensors } from './check.ts';
+import { checkDuplicates, checkTensors } from './check.ts';
 import { mappedTensorReader } from './weight-map.ts';
 import { importHfConfig } from './hf.ts';
 import { SpecError } from '../../grammar/diagnostics.ts';
@@ -49,21 +49,19 @@ export async function importHfFolder(
   name = basename(resolve(dir)),
 ): Promise<HfFolder> {
   const { config, origin } = await readHfConfig(dir);
-  const { model, weightMap, storedShapes, storedSlices, quantization, folds } = importHfConfig(
-    config as object,
-    name,
-    origin,
-  );
+  const { model, weightMap, storedShapes, storedSlices, quantization, folds, duplicates } =
+    importHfConfig(config as object, name, origin);
   const tensors = expectedTensors(model);
   const file = await openSafetensors(dir);
   let source: TensorSource = file;
   try {
     // A quantised checkpoint is read as the dense tensors it stands for (its scales consumed).
     if (quantization) source = dequantizingSource(file, quantization, dir);
+    const copies = duplicates ?? {};
     checkTensors(
       tensors,
       weightMap,
-      source.listTensors(),
+      source.listTensors().filter((t) => !Object.hasOwn(copies, t.name)),
       dir,
       (unused) =>
         model.tieEmbeddings && unused.includes(LM_HEAD)
@@ -73,6 +71,7 @@ export async function importHfFolder(
       storedSlices,
       folds,
     );
+    await checkDuplicates(source, copies, dir);
   } catch (e) {
     await file.close();
     throw e;

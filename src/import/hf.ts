@@ -16,7 +16,7 @@ import { configKeyFor, HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { IMPORTERS, type HfImport } from './registry.ts';
 import {
   DIFFUSION_GEMMA_TYPES,
-  diffusionGemmaRefusal,
+  importDiffusionGemma,
   readDiffusionGemmaConfig,
 } from './hf-diffusion-gemma.ts';
 import { readQuantization, type CheckpointQuant } from './quantized.ts';
@@ -50,11 +50,11 @@ export function importHfConfig(
   }
   const importer = IMPORTERS.find((i) => i.modelType === modelType);
   if ((DIFFUSION_GEMMA_TYPES as readonly string[]).includes(modelType)) {
-    // Read and checked (its own errors first), then refused naming what strata lacks.
-    return fail(
-      diffusionGemmaRefusal(readDiffusionGemmaConfig(config, source, origin)),
-      'model_type',
-    );
+    // Its own reader (a top-level config around text_config), which reports its own errors.
+    const imported = importDiffusionGemma(readDiffusionGemmaConfig(config, source, origin), source);
+    const issue = firstModelIssue(imported.model);
+    if (issue) fail(`gives an invalid model: ${formatPath(issue.path)}: ${issue.message}`);
+    return { storedSlices: {}, ...imported, quantization: null };
   }
   if (!importer) {
     return fail(

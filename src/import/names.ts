@@ -59,6 +59,13 @@ export function moeNames(i: number) {
     router: `${p}.gate`,
     /** DeepSeek-V3's selection-only bias (a buffer of its router). */
     correctionBias: `${p}.gate.e_score_correction_bias`,
+    /** Gemma 4's router input scale [dim] and per-expert output scales [experts]. */
+    routerScale: `${p}.gate.scale`,
+    expertScale: `${p}.gate.per_expert_scale`,
+    /** Gemma 4's branch norms (MoeSpec.branchNorms): the experts' pre- and post-norm, the dense MLP's post-norm. */
+    expertsNorm: `${layerPrefix(i)}.pre_feedforward_layernorm_2`,
+    expertsPostNorm: `${layerPrefix(i)}.post_feedforward_layernorm_2`,
+    sharedPostNorm: `${layerPrefix(i)}.post_feedforward_layernorm_1`,
     expert: (e: number) => ({
       gate: `${p}.experts.${e}.gate_proj`,
       up: `${p}.experts.${e}.up_proj`,
@@ -70,6 +77,17 @@ export function moeNames(i: number) {
       down: `${p}.shared_expert.down_proj`,
     },
     sharedGate: `${p}.shared_expert_gate`,
+  };
+}
+
+/** DiffusionGemma's self-conditioning MLP and its pre-norm (ModelIR.diffusion entropy_bound). */
+export function selfConditionNames() {
+  const p = 'model.self_condition';
+  return {
+    preNorm: `${p}.pre_norm`,
+    gate: `${p}.gate_proj`,
+    up: `${p}.up_proj`,
+    down: `${p}.down_proj`,
   };
 }
 
@@ -226,6 +244,11 @@ function moeTensors(model: ModelIR, i: number, f: MoeSpec): TensorSpec[] {
     ...linear(n.router, f.experts, model.dim, f.router.bias),
   ];
   if (f.router.correctionBias) out.push({ name: n.correctionBias, shape: [f.experts] });
+  if (f.router.inputScale) out.push({ name: n.routerScale, shape: [model.dim] });
+  if (f.router.expertScale) out.push({ name: n.expertScale, shape: [f.experts] });
+  if (f.branchNorms)
+    for (const norm of [n.expertsNorm, n.expertsPostNorm, n.sharedPostNorm])
+      out.push(...normTensors(model, norm, model.dim));
   for (let e = 0; e < f.experts; e++) out.push(...mlpProjections(model, n.expert(e), f.expert));
   if (f.shared) out.push(...mlpProjections(model, n.shared, f.shared));
   if (f.sharedGate) out.push({ name: `${n.sharedGate}.weight`, shape: [1, model.dim] });
@@ -255,6 +278,11 @@ export function expectedTensors(model: ModelIR): TensorSpec[] {
   for (const s of model.sharedBlocks ?? []) out.push(...sharedBlockTensors(model, s));
   for (const layer of model.layers) for (const t of layerTensors(model, layer)) out.push(t);
   out.push(...normTensors(model, FINAL_NORM, model.dim));
+  if (model.diffusion?.kind === 'entropy_bound') {
+    const n = selfConditionNames();
+    out.push(...normTensors(model, n.preNorm, model.dim));
+    out.push(...mlpProjections(model, n, model.diffusion.selfCondition));
+  }
   if (!model.tieEmbeddings) out.push({ name: LM_HEAD, shape: [model.vocab, model.dim] });
   if (model.headBias) out.push({ name: LM_HEAD_BIAS, shape: [model.vocab] });
   return out;

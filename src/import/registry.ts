@@ -75,6 +75,12 @@ export interface HfImport {
   quantization: CheckpointQuant | null;
   /** Canonical name → the constant adaLN modulation folded into it (BD3-LM); absent: none. */
   folds?: Record<string, AdaLnFold>;
+  /**
+   * Checkpoint tensors strata does not read because they must equal one it does (checkpoint
+   * name → the read tensor's checkpoint name): DiffusionGemma's encoder layer_scalar buffers,
+   * untied copies of the denoiser's. The folder reader checks each equal. Absent: none.
+   */
+  duplicates?: Record<string, string>;
 }
 
 /**

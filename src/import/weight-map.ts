@@ -19,14 +19,19 @@ export interface WeightMap {
   storedSlices: Record<string, StoredSlice>;
   /** Canonical name → the constant adaLN modulation folded into it (adaln-fold.ts); absent: none. */
   folds?: Record<string, AdaLnFold>;
+  /** Checkpoint tensors that must equal another it reads (HfImport.duplicates); absent: none. */
+  duplicates?: Record<string, string>;
 }
+
+/** The JSON key of the duplicates (no canonical name starts with '#'). */
+const DUPLICATES_KEY = '#duplicates';
 
 /**
  * The map as JSON: a plain checkpoint name, or { tensor, shape?, start?, size?, columns?,
  * transpose?, cumulativeSoftmax? } where the tensor is stored reshaped or is a slice.
  */
 export function weightMapJson(m: WeightMap): Record<string, unknown> {
-  return Object.fromEntries(
+  const json: Record<string, unknown> = Object.fromEntries(
     Object.entries(m.weightMap).map(([canonical, stored]) => {
       const slice = m.storedSlices[canonical];
       const shape = m.storedShapes[canonical];
@@ -43,6 +48,8 @@ export function weightMapJson(m: WeightMap): Record<string, unknown> {
       ];
     }),
   );
+  if (m.duplicates && Object.keys(m.duplicates).length) json[DUPLICATES_KEY] = m.duplicates;
+  return json;
 }
 
 const isInts = (v: unknown): v is number[] =>
@@ -53,6 +60,17 @@ export function parseWeightMap(json: Record<string, unknown>, where: string): We
   const m: WeightMap = { weightMap: {}, storedShapes: {}, storedSlices: {} };
   for (const [canonical, v] of Object.entries(json)) {
     const bad = (why: string) => new Error(`${where}: entry '${canonical}' ${why}`);
+    if (canonical === DUPLICATES_KEY) {
+      if (
+        typeof v !== 'object' ||
+        v === null ||
+        Array.isArray(v) ||
+        !Object.values(v).every((x) => typeof x === 'string')
+      )
+        throw bad('must map checkpoint tensor names to checkpoint tensor names');
+      m.duplicates = { ...(v as Record<string, string>) };
+      continue;
+    }
     if (typeof v === 'string') {
       m.weightMap[canonical] = v;
       continue;

@@ -58,6 +58,14 @@ export interface AttentionSpec {
    * blockCausal positions (aligned at 0) and every earlier block. Absent or null: none.
    */
   blockCausal?: number | null;
+  /**
+   * A mask that depends on the phase (DiffusionGemma's one set of layers used as encoder and
+   * denoiser), with causal true: an encoding step (the runtime's keys 0) is causal with the
+   * window; a denoising step (keys > 0) sees, from every query, the keys from the window of the
+   * step's first position to the end of the step or `keys` (src/ops/attention.ts visibleKeys).
+   * Absent: false (present only when true).
+   */
+  phased?: boolean;
   /** Sliding window length in tokens; null is full attention. */
   window: number | null;
   /**
@@ -152,6 +160,26 @@ export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
     });
   }
   issues.push(...sparsityIssues(a, n));
+  if (a.phased) {
+    const clash = !a.causal
+      ? n('causal')
+      : (a.blockCausal ?? null) !== null
+        ? n('blockCausal')
+        : a.sinkTokens !== null
+          ? n('sinkTokens')
+          : a.evict !== null
+            ? n('evict')
+            : (a.global ?? null) !== null
+              ? n('global')
+              : a.pattern != null
+                ? n('pattern')
+                : null;
+    if (clash)
+      issues.push({
+        path: ['phased'],
+        message: `${n('phased')} cannot be combined with ${clash === n('causal') ? `${clash} false` : clash}: a phased mask is causal while encoding and sees the window of the step's first position and every later key while denoising`,
+      });
+  }
   const B = a.blockCausal ?? null;
   if (B !== null) {
     const clash = a.causal
@@ -276,6 +304,7 @@ const kindDef = defineKind({
     out_bias: opt(bool),
     causal: opt(bool),
     block_causal: opt(orNone(int(1))),
+    phased: opt(bool),
     window: opt(orNone(int(1))),
     sink_tokens: opt(orNone(int(0))),
     evict: opt(orNone(block(EVICTIONS))),
@@ -302,6 +331,7 @@ const kindDef = defineKind({
       // A block-causal mask is bidirectional inside its blocks: causal defaults to false there.
       causal: a.causal ?? !a.block_causal,
       ...(a.block_causal ? { blockCausal: a.block_causal } : {}),
+      ...(a.phased ? { phased: true } : {}),
       window: a.window ?? null,
       sinkTokens: a.sink_tokens ?? null,
       evict: a.evict ? a.evict(ctx) : null,
@@ -332,6 +362,7 @@ const kindDef = defineKind({
           { name: 'out_bias', value: s.outBias },
           { name: 'causal', value: s.causal },
           ...(s.blockCausal ? [{ name: 'block_causal', value: s.blockCausal }] : []),
+          ...(s.phased ? [{ name: 'phased', value: true }] : []),
           { name: 'window', value: s.window },
           { name: 'sink_tokens', value: s.sinkTokens },
           { name: 'evict', value: s.evict && toDslCall(EVICTIONS, s.evict).value },
@@ -455,6 +486,7 @@ export const attention = defineMixer<AttentionSpec>({
       sinkTokens: { type: ['integer', 'null'], minimum: 0, default: null },
       // No default: models without it stay without the key (the DSL leaves it out too).
       blockCausal: { type: ['integer', 'null'], minimum: 1 },
+      phased: boolSchema,
       valueFromKey: boolSchema,
       valueNorm: boolSchema,
       evict: {
@@ -531,6 +563,7 @@ export const attention = defineMixer<AttentionSpec>({
     if (m.softcap !== null) parts.push(`softcap ${m.softcap}`);
     if (m.sinks) parts.push('sinks');
     if (m.blockCausal) parts.push(`block-causal ${m.blockCausal}`);
+    else if (m.phased) parts.push('phased (causal encoder, bidirectional denoiser)');
     else if (!m.causal) parts.push('bidirectional');
     if (m.outputGate) parts.push('output gate');
     if (m.valueFromKey) parts.push('v = k');

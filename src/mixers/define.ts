@@ -73,6 +73,7 @@ function weightsRead(source: ParamSource): string[] {
     case 'rows':
     case 'scaled':
     case 'head_rows':
+    case 'transposed':
       return weightsRead(source.of);
     case 'rope_table':
     case 'constant':

@@ -80,11 +80,14 @@ export function attentionInputs(
  * Shared by the reference, the cost model and (in WGSL form) the kernels.
  */
 export function visibleKeys(
-  a: Pick<AttentionAttrs, 'causal' | 'window' | 'globalQueries' | 'blockCausal'>,
+  a: Pick<AttentionAttrs, 'causal' | 'window' | 'globalQueries' | 'blockCausal' | 'phased'>,
   p: number,
   step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
 ): [number, number] {
   const n = Math.max(step.pos + step.T, step.keys ?? 0);
+  // A phased mask's denoising step: the window of the step's first position, then every key.
+  if (a.phased && (step.keys ?? 0) > 0)
+    return [a.window === null ? 0 : Math.max(0, step.pos - a.window + 1), n];
   // A global query (Longformer) sees past the window.
   const w = p < (a.globalQueries ?? 0) ? null : a.window;
   const lo = w === null ? 0 : Math.max(0, p - w + 1);
@@ -103,7 +106,7 @@ export function visibleKeys(
 export function visibleRanges(
   a: Pick<
     AttentionAttrs,
-    'causal' | 'window' | 'sinkTokens' | 'globalQueries' | 'blockSparse' | 'blockCausal'
+    'causal' | 'window' | 'sinkTokens' | 'globalQueries' | 'blockSparse' | 'blockCausal' | 'phased'
   >,
   p: number,
   step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
@@ -168,7 +171,7 @@ function checkCapacity(a: AttentionAttrs, step: StepShape): void {
       `attention: pos + T = ${step.pos + step.T} exceeds cache capacity ${a.capacity}`,
     );
   }
-  if (!a.causal && (step.keys ?? 0) > a.capacity) {
+  if ((!a.causal || a.phased) && (step.keys ?? 0) > a.capacity) {
     throw new Error(`attention: keys ${step.keys} exceed cache capacity ${a.capacity}`);
   }
 }
@@ -189,6 +192,19 @@ export const attention: OpDefinition<AttentionAttrs> = {
             `(causal ${a.causal}, window ${a.window})`,
         );
     }
+    if (
+      a.phased &&
+      (!a.causal ||
+        B !== null ||
+        (a.sinkTokens ?? 0) > 0 ||
+        a.ring ||
+        a.globalQueries ||
+        a.blockSparse)
+    )
+      throw new Error(
+        `attention: a phased mask needs causal true (its encoding mask) and no block-causal mask, ` +
+          `sink tokens, ring cache, global queries or block-sparse layout (causal ${a.causal})`,
+      );
     const sink = a.sinkTokens ?? 0;
     if (!Number.isInteger(sink) || sink < 0) {
       throw new Error(`attention: sinkTokens must be an integer >= 0, got ${sink}`);

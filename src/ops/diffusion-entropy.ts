@@ -188,6 +188,13 @@ export function acceptByEntropy(entropy: ArrayLike<number>, bound: number): bool
   return accepted;
 }
 
+/**
+ * The state a compiled entropy_bound model reads the self-conditioning probabilities from
+ * ([prefill chunk, vocab], src/graph/blocks/self-condition.ts): written before each denoising
+ * step, zero otherwise.
+ */
+export const SELF_CONDITION_PROBS = 'self_condition.probs';
+
 /** The previous step's logits and temperature: the denoiser embeds softmax(logits / t). */
 export interface SelfCondition {
   logits: Float32Array;

@@ -1,6 +1,6 @@
 /**
- * Elementwise ops: residual add, product, row concatenation, activation, gated linear unit and
- * softcap.
+ * Elementwise ops: residual add, product, row concatenation, activation, gated linear unit,
+ * softcap, and the copy of a state's first rows (state_rows).
  * Each works on `rows × width` contiguous f32 values, rows being T (or L for
  * softcap on logits), so the references only need the element count.
  */
@@ -12,6 +12,7 @@ import type {
   GluAttrs,
   MulAttrs,
   SoftcapAttrs,
+  StateRowsAttrs,
   StepShape,
 } from '../graph/ops.ts';
 import { activate } from './math.ts';
@@ -40,6 +41,21 @@ function widths(op: string, a: Record<string, number>): void {
 function streamCost(n: number, flopsPerElem: number, inputs: number): Cost {
   return { flops: n * flopsPerElem, bytesRead: n * 4 * inputs, bytesWritten: n * 4 };
 }
+
+export const stateRows: OpDefinition<StateRowsAttrs> = {
+  check(a) {
+    widths('state_rows', { rows: a.rows, width: a.width });
+  },
+  inputs: (a) => ({ state: rule([a.rows, a.width]) }),
+  outputs: (a) => ({ out: rule(['T', a.width]) }),
+  reference(a, inputs, step) {
+    stateRows.check(a);
+    if (step.T > a.rows)
+      throw new Error(`state_rows: a step of ${step.T} rows reads a state of ${a.rows}`);
+    return { out: rowsOf(inputs, 'state', step.T * a.width).slice(0, step.T * a.width) };
+  },
+  cost: (a, step) => streamCost(step.T * a.width, 0, 1),
+};
 
 export const add: OpDefinition<AddAttrs> = {
   check(a) {

@@ -13,7 +13,7 @@ import { indexerTopk, sparseAttention } from './indexer.ts';
 import { rope } from './rope.ts';
 import { gatedNorm, norm } from './norm.ts';
 import { embed } from './embedding.ts';
-import { act, add, concat, glu, mul, softcap } from './elementwise.ts';
+import { act, add, concat, glu, mul, softcap, stateRows } from './elementwise.ts';
 import { conv1d } from './conv1d.ts';
 import { mamba1Step, selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
@@ -45,6 +45,7 @@ export const definitions: Registry = {
   act,
   glu,
   softcap,
+  state_rows: stateRows,
   sample,
   mul,
   conv1d,

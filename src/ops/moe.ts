@@ -46,6 +46,18 @@ export function routeToken(
   a: MoeRouteAttrs,
   logits: ArrayLike<number>,
   bias?: ArrayLike<number>,
+  expertScale?: ArrayLike<number>,
+): { ids: number[]; weights: number[] } {
+  const r = routeUnscaled(a, logits, bias);
+  if (!a.expertScale) return r;
+  if (!expertScale) throw new Error('moe_route: expertScale set without its input');
+  return { ids: r.ids, weights: r.weights.map((w, j) => w * expertScale[r.ids[j]]) };
+}
+
+function routeUnscaled(
+  a: MoeRouteAttrs,
+  logits: ArrayLike<number>,
+  bias?: ArrayLike<number>,
 ): { ids: number[]; weights: number[] } {
   const E = a.experts;
   const l = Array.from({ length: E }, (_, i) => logits[i]);
@@ -111,6 +123,7 @@ export const moeRoute: OpDefinition<MoeRouteAttrs> = {
   inputs(a) {
     const r: Record<string, TensorRule> = { logits: rule(['T', a.experts]) };
     if (a.correctionBias) r.bias = rule([a.experts]);
+    if (a.expertScale) r.expertScale = rule([a.experts]);
     r.load = inPlace([a.experts], 'u32');
     return r;
   },
@@ -127,13 +140,14 @@ export const moeRoute: OpDefinition<MoeRouteAttrs> = {
     if (logits.length < step.T * E)
       throw new Error(`moe_route: logits has ${logits.length} elements, T x experts needs more`);
     const bias = a.correctionBias ? f32(inputs, 'bias') : undefined;
+    const expertScale = a.expertScale ? f32(inputs, 'expertScale') : undefined;
     // Counts accumulate in place; the interpreter's state arrays are f32, the GPU's u32.
     const load: HostArray | undefined = inputs.load;
     if (!load || load.length < E) throw new Error(`moe_route: input 'load' needs ${E} elements`);
     const ids = new Uint32Array(step.T * K);
     const weights = new Float32Array(step.T * K);
     for (let t = 0; t < step.T; t++) {
-      const r = routeToken(a, logits.subarray(t * E, (t + 1) * E), bias);
+      const r = routeToken(a, logits.subarray(t * E, (t + 1) * E), bias, expertScale);
       for (let j = 0; j < K; j++) {
         ids[t * K + j] = r.ids[j];
         weights[t * K + j] = r.weights[j];
@@ -145,7 +159,8 @@ export const moeRoute: OpDefinition<MoeRouteAttrs> = {
   cost: (a, { T }) => ({
     // k ranking passes over the experts plus the exponentials.
     flops: T * a.experts * (a.topK + 4),
-    bytesRead: 4 * (T * a.experts + (a.correctionBias ? a.experts : 0)),
+    bytesRead:
+      4 * (T * a.experts + (a.correctionBias ? a.experts : 0) + (a.expertScale ? a.experts : 0)),
     bytesWritten: 4 * (2 * T * a.topK + a.experts),
   }),
 };

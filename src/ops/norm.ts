@@ -19,6 +19,10 @@ function checkNormAttrs(a: NormAttrs): void {
   if (!Number.isInteger(a.width) || a.width % a.group !== 0) {
     throw new Error(`norm: width ${a.width} is not a multiple of group ${a.group}`);
   }
+  if (a.phased && (a.norm.kind !== 'rms' || a.residual || a.perChannel))
+    throw new Error(
+      `norm: a phased norm is a plain rms norm (got ${a.norm.kind}${a.residual ? ' with a residual' : ''})`,
+    );
 }
 
 /** LayerNorm with bias is the only variant that reads `b`. */
@@ -52,6 +56,15 @@ export const norm: OpDefinition<NormAttrs> = {
     if ((w && w.length < params) || (b && b.length < params))
       throw new Error(`norm: w/b need ${params} elements`);
     const out = new Float32Array(n);
+    // A phased norm's encoding step: x times the weight, no normalisation.
+    if (a.phased && !((step.keys ?? 0) > 0)) {
+      const unit = a.norm.kind !== 'l2' && a.norm.unitOffset;
+      for (let i = 0; i < n; i++) {
+        const c = i % a.group;
+        out[i] = x[i] * (unit ? 1 + w![c] : w![c]);
+      }
+      return { out };
+    }
     for (let t = 0; t < step.T; t++) {
       const off = t * a.width;
       normalizeRow(a.norm, x, off, a.width, a.group, w, b, out, off, a.perChannel ?? false);

@@ -395,7 +395,10 @@ export function fuseNormResidual(g: Graph): Graph {
     // The norm adds its residual unscaled: a + s·norm(y) with s ≠ 1 stays as it is.
     (add) => (add.scale === 1 ? ['b', 'a'] : []),
     (n) =>
-      n.attrs.op === 'norm' && !n.attrs.residual && n.attrs.group === n.attrs.width
+      n.attrs.op === 'norm' &&
+      !n.attrs.residual &&
+      !n.attrs.phased &&
+      n.attrs.group === n.attrs.width
         ? { ...n.attrs, residual: true }
         : null,
   );
@@ -405,9 +408,10 @@ export function fuseNormPrologue(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
   for (const norm of r.live().filter((n) => n.attrs.op === 'norm')) {
     if (norm.attrs.op !== 'norm' || norm.attrs.group !== norm.attrs.width) continue;
-    // A norm that adds a residual is not the plain norm a matmul prologue computes; nor is l2.
+    // A norm that adds a residual is not the plain norm a matmul prologue computes; nor is l2,
+    // nor a phased norm (which normalises in denoising steps only).
     const spec = norm.attrs.norm;
-    if (norm.attrs.residual || spec.kind === 'l2') continue;
+    if (norm.attrs.residual || spec.kind === 'l2' || norm.attrs.phased) continue;
     const users = r.consumers(norm.outputs.out);
     if (users.length === 0 || norm.outputs.out === g.logits) continue;
     const width = norm.attrs.width;
@@ -707,7 +711,8 @@ function plainRms(n: Node | undefined): n is Node & { attrs: NormAttrs } {
     !a.norm.bias &&
     !a.residual &&
     a.group === a.width &&
-    !a.perChannel
+    !a.perChannel &&
+    !a.phased
   );
 }
 

@@ -148,6 +148,11 @@ export function checkMoe(f: MoeSpec, n: Namer): Issue[] {
     at(['clamp'], 'the clamped SwiGLU needs gated silu experts (swiglu)');
   }
   if (f.sharedGate && !f.shared) at(['sharedGate'], `${n('sharedGate')} needs shared experts`);
+  if (f.branchNorms && (!f.shared || f.sharedGate))
+    at(
+      ['branchNorms'],
+      `${n('branchNorms')} needs shared experts (the dense MLP beside the experts) without ${n('sharedGate')}`,
+    );
   // The expert kernels have no place for muP multipliers; refuse rather than ignore them.
   for (const [field, mlp] of [
     ['expert', f.expert],

@@ -123,6 +123,17 @@ export interface MoeRouterSpec {
   /** Group-limited selection: only the topkGroups best of `groups` expert groups compete; 1/1 off. */
   groups: number;
   topkGroups: number;
+  /**
+   * Gemma 4 (DiffusionGemma): the router reads its own norm of the sublayer input, a weightless
+   * RMS norm times a learned [dim] scale (mlp.gate.scale) times dim^−½, not the experts' normed
+   * input. Absent: false (present only when true).
+   */
+  inputScale?: boolean;
+  /**
+   * Gemma 4: each selected expert's weight, after the top-k renormalisation, is multiplied by
+   * the expert's learned scale (mlp.gate.per_expert_scale, [experts]). Absent: false.
+   */
+  expertScale?: boolean;
 }
 
 /**
@@ -147,6 +158,15 @@ export interface MoeSpec {
   shared: MlpSpec | null;
   /** Scale the shared experts' output by sigmoid of a learned [1, dim] projection. */
   sharedGate: boolean;
+  /**
+   * Gemma 4's dense MLP beside the experts (DiffusionGemma): the shared MLP and the experts each
+   * read their own pre-norm of the sublayer input (the FFN norm, and experts_norm) and get their
+   * own post-norm (shared_post_norm, experts_post_norm) before they are summed; the sum then
+   * takes the model's post-FFN norm (needs postNorms) before the residual add:
+   * x + post(post₁(mlp(pre(x))) + post₂(experts(pre₂(x)))). Needs shared experts without a gate.
+   * Absent: false (present only when true).
+   */
+  branchNorms?: boolean;
 }
 
 export type FfnSpec = MlpSpec | MoeSpec;
@@ -232,6 +252,33 @@ export interface BlockDiffusionSpec {
   nucleusP: number;
 }
 
+/**
+ * Block diffusion over uniform noise with the entropy-bound sampler (DiffusionGemma; the sampler
+ * is src/ops/diffusion-entropy.ts, these are its defaults). The layers run twice with the same
+ * weights: as a causal encoder appending the context to the KV cache (a step with Step keys 0)
+ * and as a denoiser over a canvas after it (keys > 0), which needs `phased` attention in every
+ * layer. The denoiser's input is a weightless RMS norm of emb(canvas)·embeddingScale + SC(p),
+ * where p is the previous step's softmax (the state `self_condition.probs`, written by the
+ * runtime before each denoising step, zero at a canvas's first step) and
+ * SC(p) = selfCondition(rmsnorm(p·E·embeddingScale)) (E the embedding table; tensors under
+ * model.self_condition). An encoding step's input is the plain embedding.
+ */
+export interface EntropyBoundSpec {
+  kind: 'entropy_bound';
+  /** Tokens per canvas. */
+  canvasLength: number;
+  /** Tokens to generate by default: a whole number of canvases. */
+  genLength: number;
+  maxSteps: number;
+  tMin: number;
+  tMax: number;
+  entropyBound: number;
+  stabilityThreshold: number;
+  confidenceThreshold: number;
+  /** The self-conditioning MLP (gated, no bias) on the normed soft embedding. */
+  selfCondition: MlpSpec;
+}
+
 export interface ModelIR {
   version: typeof MODEL_IR_VERSION;
   name: string;
@@ -273,7 +320,7 @@ export interface ModelIR {
   /** Longest context the model supports (KV cache capacity default). */
   maxContext: number;
   /** Present for a masked-diffusion model (its mask id and sampler defaults); absent: autoregressive. */
-  diffusion?: DiffusionSpec | BlockDiffusionSpec;
+  diffusion?: DiffusionSpec | BlockDiffusionSpec | EntropyBoundSpec;
   /** Blocks whose weights several layers share (Zamba2); absent: none. */
   sharedBlocks?: SharedBlockSpec[];
   layers: LayerSpec[];

@@ -100,20 +100,35 @@ export const modelIrSchema: JsonSchema = withCaps({
         temperature: { type: 'number', minimum: 0 },
         nucleusP: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
       }),
-      else: object(
-        {
-          kind: { enum: ['llada', 'dream'] },
-          maskId: { type: 'integer', minimum: 0 },
+      else: {
+        if: { type: 'object', properties: { kind: kind('entropy_bound') }, required: ['kind'] },
+        then: object({
+          kind: kind('entropy_bound'),
+          canvasLength: posInt,
           genLength: posInt,
-          blockLength: posInt,
-          steps: posInt,
-          remasking: { enum: ['low_confidence', 'random', 'margin', 'entropy'] },
-          temperature: { type: 'number', minimum: 0 },
-          cfgScale: { type: 'number', minimum: 0 },
-        },
-        // Added with Dream: absent means LLaDA's (no shift) and Dream's default eps.
-        { shiftLogits: bool, eps: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } },
-      ),
+          maxSteps: posInt,
+          tMin: { type: 'number', minimum: 0 },
+          tMax: { type: 'number', minimum: 0 },
+          entropyBound: { type: 'number', exclusiveMinimum: 0 },
+          stabilityThreshold: { type: 'integer', minimum: 0 },
+          confidenceThreshold: { type: 'number', minimum: 0 },
+          selfCondition: { $ref: '#/definitions/mlp' },
+        }),
+        else: object(
+          {
+            kind: { enum: ['llada', 'dream'] },
+            maskId: { type: 'integer', minimum: 0 },
+            genLength: posInt,
+            blockLength: posInt,
+            steps: posInt,
+            remasking: { enum: ['low_confidence', 'random', 'margin', 'entropy'] },
+            temperature: { type: 'number', minimum: 0 },
+            cfgScale: { type: 'number', minimum: 0 },
+          },
+          // Added with Dream: absent means LLaDA's (no shift) and Dream's default eps.
+          { shiftLogits: bool, eps: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } },
+        ),
+      },
     },
     norm: object({
       kind: { enum: ['rms', 'layer'] },
@@ -190,27 +205,33 @@ export const modelIrSchema: JsonSchema = withCaps({
       discriminator: { propertyName: 'kind' },
       oneOf: [{ $ref: '#/definitions/mlp' }, { $ref: '#/definitions/moe' }],
     },
-    moe: object({
-      kind: kind('moe'),
-      experts: posInt,
-      topK: posInt,
-      expert: { $ref: '#/definitions/mlp' },
-      clamp: {
-        if: { type: 'null' },
-        else: object({ limit: posNumber, alpha: posNumber }),
+    moe: object(
+      {
+        kind: kind('moe'),
+        experts: posInt,
+        topK: posInt,
+        expert: { $ref: '#/definitions/mlp' },
+        clamp: {
+          if: { type: 'null' },
+          else: object({ limit: posNumber, alpha: posNumber }),
+        },
+        router: object(
+          {
+            scoring: { enum: ['softmax', 'sigmoid'] },
+            normalize: bool,
+            scale: posNumber,
+            bias: bool,
+            correctionBias: bool,
+            groups: posInt,
+            topkGroups: posInt,
+          },
+          { inputScale: bool, expertScale: bool },
+        ),
+        shared: nullable('#/definitions/mlp'),
+        sharedGate: bool,
       },
-      router: object({
-        scoring: { enum: ['softmax', 'sigmoid'] },
-        normalize: bool,
-        scale: posNumber,
-        bias: bool,
-        correctionBias: bool,
-        groups: posInt,
-        topkGroups: posInt,
-      }),
-      shared: nullable('#/definitions/mlp'),
-      sharedGate: bool,
-    }),
+      { branchNorms: bool },
+    ),
     mlp: object(
       {
         kind: kind('mlp'),

@@ -1,22 +1,23 @@
 /**
  * DiffusionGemma golden (test/fixtures/hf/diffusion_gemma, tools/golden/make_golden.py; made on
- * the CPU with torch 2.13 and transformers 5.18, f32, eager attention). strata cannot compile the
- * model yet (src/import/hf-diffusion-gemma.ts, DIFFUSION_GEMMA_MISSING), so this checks what is
- * there against transformers:
+ * the CPU with torch 2.13 and transformers 5.18, f32, eager attention), checked against transformers
+ * twice:
  *  - the config and checkpoint reader (every text tensor found with its shape), through a plain
  *    CPU forward built on it (test/helpers/diffusion-gemma-ref.ts): one denoising step's logits
  *    on a canvas after the encoded prompt, and the same step self-conditioned, within the HF
  *    golden tolerance (max |Δ| ≤ 1e-3, per-row max |Δ| / max |logit| ≤ 1e-4);
  *  - the entropy-bound sampler over that forward: the whole temperature-0 generation, token
  *    for token, with the reference's starting canvases;
- *  - that importHfConfig refuses the type, naming what strata lacks.
- * The interpreter and WebGPU runs wait for the lowering.
+ *  - strata's own pipeline: importHfFolder's ModelIR (phased attention, the Gemma 4 MoE, the
+ *    entropy_bound diffusion setting with self-conditioning) lowered and run on the CPU
+ *    interpreter and compiled for WebGPU (runtime/entropy-diffusion.ts): the same step, plain and
+ *    self-conditioned, and the whole temperature-0 generation with every step's logits, within
+ *    the same tolerance (f32 on both sides).
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
-import { importHfConfig } from '../../src/import/hf.ts';
 import {
   checkLayerScalars,
   readDiffusionGemmaConfig,
@@ -25,6 +26,19 @@ import {
 import { entropyBoundGenerate, type SelfCondition } from '../../src/ops/diffusion-entropy.ts';
 import { DiffusionGemmaRef, goldenRun } from '../helpers/diffusion-gemma-ref.ts';
 import { rowErrors } from '../helpers/golden.ts';
+import { importHfFolder, type HfFolder } from '../../src/import/hf-folder.ts';
+import { lower } from '../../src/graph/lower.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import {
+  SELF_CONDITION_PROBS,
+  selfConditionProbs,
+  type BlockDiffusionModel,
+} from '../../src/ops/diffusion-entropy.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { memorySource } from '../../codegen/bundle.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { entropyBoundOnSequence } from '../../runtime/entropy-diffusion.ts';
+import { testGpu } from '../helpers/gpu.ts';
 
 const DIR = join('test', 'fixtures', 'hf', 'diffusion_gemma');
 
@@ -135,11 +149,141 @@ describe('diffusion_gemma golden (CPU reference forward over the importer)', () 
       `diffusion_gemma generation: ${steps.length} steps, max |Δ| ${worst.toExponential(2)}`,
     );
   });
+});
 
-  it('importHfConfig refuses the type, naming what is missing', async () => {
-    const { config } = await load();
-    expect(() => importHfConfig(config, DIR)).toThrow(
-      /diffusion_gemma .* is read and checked, but strata cannot compile it yet; its text model needs: \(1\) an attention whose mask depends on the phase/,
+/**
+ * strata's own pipeline on the same fixture: importHfFolder's ModelIR (phased attention, the MoE
+ * with branch norms, self-conditioning) lowered and run on the CPU interpreter (the op
+ * references) and compiled for WebGPU (SwiftShader), each as the sampler's BlockDiffusionModel.
+ */
+type Golden = Awaited<ReturnType<typeof load>>['golden'];
+
+/** The interpreter as the sampler's model: one prefill graph, its state the sequence's. */
+async function interpreterModel(hf: HfFolder, maxT: number, capacity: number) {
+  const it = await Interpreter.create(
+    lower(hf.model, { phase: 'prefill', maxT, capacity }),
+    (name) => hf.readTensorF32(name),
+  );
+  const state = it.newState();
+  const probs = state.get(SELF_CONDITION_PROBS) as Float32Array;
+  const vocab = hf.model.vocab;
+  let pos = 0;
+  const model: BlockDiffusionModel = {
+    vocab,
+    async encode(ids) {
+      for (let s = 0; s < ids.length; s += maxT) {
+        const chunk = ids.subarray(s, s + maxT);
+        it.step(chunk, pos, 1, state);
+        pos += chunk.length;
+      }
+    },
+    async denoise(canvas, sc) {
+      if (sc) probs.set(selfConditionProbs(sc, vocab));
+      const C = canvas.length;
+      const { logits } = it.step(canvas, pos, C, state, pos + C);
+      probs.fill(0);
+      return logits;
+    },
+  };
+  return model;
+}
+
+/** One step on a canvas after the prompt, plain and self-conditioned; then the generation. */
+async function checkModel(model: BlockDiffusionModel, golden: Golden, C: number, vocab: number) {
+  await model.encode(Uint32Array.from(golden.prompt));
+  const canvas = Uint32Array.from(golden.canvas);
+  const e1 = expectClose(await model.denoise(canvas, null), golden.logits, vocab);
+  const e2 = expectClose(
+    await model.denoise(canvas, { logits: golden.logits, temperature: 1 }),
+    golden.logitsSc,
+    vocab,
+  );
+  return { e1, e2 };
+}
+
+async function generate(make: () => Promise<BlockDiffusionModel>, golden: Golden, C: number) {
+  const model = await make();
+  const steps: Float32Array[] = [];
+  const tokens = await entropyBoundGenerate(
+    {
+      vocab: model.vocab,
+      encode: (ids) => model.encode(ids),
+      denoise: async (canvas, sc) => {
+        const l = await model.denoise(canvas, sc);
+        steps.push(l);
+        return l;
+      },
+    },
+    golden.prompt,
+    { ...goldenRun(golden.meta, C), tMin: 0, tMax: 0 },
+    { starts: (b) => Uint32Array.from(golden.starts.subarray(b * C, (b + 1) * C)) },
+  );
+  return { tokens: Array.from(tokens), steps };
+}
+
+function expectSteps(steps: Float32Array[], golden: Golden, C: number, vocab: number): number {
+  const n = C * vocab;
+  expect(steps.length * n).toBe(golden.stepLogits.length);
+  let worst = 0;
+  steps.forEach((l, i) => {
+    worst = Math.max(
+      worst,
+      expectClose(l, golden.stepLogits.subarray(i * n, (i + 1) * n), vocab).rel,
     );
   });
+  return worst;
+}
+
+describe('diffusion_gemma golden (strata: import, lower, interpreter and WebGPU)', () => {
+  it('imports the folder as an entropy_bound model with phased attention and the Gemma 4 MoE', async () => {
+    const hf = await importHfFolder(DIR);
+    try {
+      const m = hf.model;
+      expect(m.diffusion?.kind).toBe('entropy_bound');
+      expect(m.layers.every((l) => l.mixer?.kind === 'attention' && l.mixer.phased)).toBe(true);
+      const f = m.layers[0].ffn;
+      expect(
+        f?.kind === 'moe' && f.branchNorms && f.router.inputScale && f.router.expertScale,
+      ).toBe(true);
+    } finally {
+      await hf.close();
+    }
+  });
+
+  for (const on of ['cpu', 'gpu'] as const) {
+    it(`one step and the whole generation on ${on === 'cpu' ? 'the CPU interpreter' : 'WebGPU'}`, async () => {
+      const { golden, text } = await load();
+      const hf = await importHfFolder(DIR);
+      const C = text.canvasLength;
+      const vocab = text.vocab;
+      const genLength = JSON.parse(golden.meta.generate).max_new_tokens as number;
+      const maxT = Math.max(C, golden.prompt.length);
+      const capacity = golden.prompt.length + genLength;
+      let gm: GpuModel | null = null;
+      try {
+        let make: () => Promise<BlockDiffusionModel>;
+        if (on === 'cpu') make = () => interpreterModel(hf, maxT, capacity);
+        else {
+          const gpu = await testGpu();
+          const compiled = compileModel(hf.model, { caps: gpu.caps, maxT, capacity });
+          gm = await GpuModel.load(
+            gpu,
+            memorySource(compiled, (n) => hf.readTensorF32(n)),
+          );
+          const g = gm;
+          make = async () => entropyBoundOnSequence(g.newSequence());
+        }
+        const { e1, e2 } = await checkModel(await make(), golden, C, vocab);
+        const { tokens, steps } = await generate(make, golden, C);
+        expect(tokens).toEqual(golden.tokens);
+        const worst = expectSteps(steps, golden, C, vocab);
+        console.log(
+          `diffusion_gemma strata ${on}: one step rel ${e1.rel.toExponential(2)}, self-conditioned rel ${e2.rel.toExponential(2)}; generation ${steps.length} steps, worst rel ${worst.toExponential(2)}`,
+        );
+      } finally {
+        gm?.destroy();
+        await hf.close();
+      }
+    });
+  }
 });

@@ -1,9 +1,8 @@
 /**
  * A plain CPU forward of DiffusionGemma's text model (f64 arithmetic over the f32 weights), read
  * through src/import/hf-diffusion-gemma.ts's config reader and tensor map. It is a test oracle,
- * not strata's pipeline: strata cannot lower this model yet (DIFFUSION_GEMMA_MISSING), so this
- * pins the semantics the lowering must reproduce, checked against transformers' own logits
- * (test/golden/diffusion-gemma.test.ts). It implements the sampler's BlockDiffusionModel: a
+ * not strata's pipeline: it pins the semantics the lowering reproduces, written independently of
+ * it and checked against transformers' own logits (test/golden/diffusion-gemma.test.ts). It implements the sampler's BlockDiffusionModel: a
  * causal encoder appending to a KV cache, and a denoiser reading it.
  */
 import { activate } from '../../src/ops/math.ts';

@@ -94,6 +94,7 @@ export function goldenRun(hf: HfFolder, golden: DiffusionGolden, alg?: string): 
           'cfg-scale': String(s.cfg_scale),
         };
   flags.temperature = String(s.temperature);
+  if (d.kind === 'entropy_bound') throw new Error('not a masked-diffusion golden');
   const run = diffusionRunOptions(flags, d, 0);
   const mask = d.kind === 'dream' ? s.mask_token_id : s.mask_id;
   if (run.maskId !== mask) throw new Error(`imported mask id ${run.maskId}, reference ${mask}`);

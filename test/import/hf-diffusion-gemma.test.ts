@@ -4,8 +4,14 @@
  * and each refusal, which must name the key or tensor.
  */
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openSafetensors } from '../../formats/node/safetensors-file.ts';
+import { serializeSafetensors } from '../../formats/safetensors.ts';
+import { importHfConfig } from '../../src/import/hf.ts';
+import { importHfFolder } from '../../src/import/hf-folder.ts';
+import { parseWeightMap, weightMapJson } from '../../src/import/weight-map.ts';
 import {
   checkLayerScalars,
   diffusionGemmaTensors,
@@ -202,5 +208,39 @@ describe('diffusion_gemma checkpoint names', () => {
     await expect(checkLayerScalars(t, async (n) => values[n] ?? null)).rejects.toThrow(
       /model\.encoder\.language_model\.layers\.1\.layer_scalar \(1\.2\) differs from model\.decoder\.layers\.1\.layer_scalar \(1\.1\)/,
     );
+  });
+});
+
+describe('diffusion_gemma import: the encoder copies of layer_scalar', () => {
+  const DIR = join('test', 'fixtures', 'hf', 'diffusion_gemma');
+
+  it('travel through the weight map JSON (import -o) as duplicates', () => {
+    const imported = importHfConfig(FIXTURE, 'tiny');
+    const back = parseWeightMap(weightMapJson(imported), 'tiny.weights.json');
+    expect(back.duplicates).toEqual(imported.duplicates);
+    expect(back.duplicates?.['model.encoder.language_model.layers.1.layer_scalar']).toBe(
+      'model.decoder.layers.1.layer_scalar',
+    );
+  });
+
+  it("are refused when they differ from the denoiser's, naming both", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-dgemma-'));
+    try {
+      copyFileSync(join(DIR, 'config.json'), join(dir, 'config.json'));
+      const src = await openSafetensors(join(DIR, 'model.safetensors'));
+      const tensors: Parameters<typeof serializeSafetensors>[0] = {};
+      for (const t of src.listTensors()) {
+        const data = await src.readTensorF32(t.name);
+        if (t.name === 'model.encoder.language_model.layers.1.layer_scalar') data[0] += 0.5;
+        tensors[t.name] = { dtype: 'F32', shape: t.shape, data };
+      }
+      await src.close();
+      writeFileSync(join(dir, 'model.safetensors'), new Uint8Array(serializeSafetensors(tensors)));
+      await expect(importHfFolder(dir)).rejects.toThrow(
+        /'model\.encoder\.language_model\.layers\.1\.layer_scalar' differs from 'model\.decoder\.layers\.1\.layer_scalar' \(element 0/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

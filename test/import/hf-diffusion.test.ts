@@ -80,7 +80,8 @@ describe('llada import', () => {
     delete c.mask_token_id;
     c.embedding_size = 126464;
     c.vocab_size = 126464;
-    expect(importHfConfig(c, 'llada').model.diffusion?.maskId).toBe(126336);
+    const d = importHfConfig(c, 'llada').model.diffusion;
+    expect(d && 'maskId' in d ? d.maskId : null).toBe(126336);
   });
 
   const refused: [string, unknown, RegExp][] = [

@@ -41,6 +41,8 @@ interface Case {
   vk?: number;
   /** Block-causal attention over blocks of this many positions (BD3-LM); implies causal false. */
   block?: number;
+  /** A phased mask (DiffusionGemma): causal at keys 0, the denoiser's mask at keys > 0. */
+  phased?: boolean;
 }
 
 function attrs(c: Case): AttentionAttrs {
@@ -59,6 +61,7 @@ function attrs(c: Case): AttentionAttrs {
     ...(c.kv16 ? { kvType: 'f16' as const } : {}),
     ...(c.vk === undefined ? {} : { vFromK: c.vk }),
     ...(c.block === undefined ? {} : { causal: false, blockCausal: c.block }),
+    ...(c.phased ? { phased: true } : {}),
   };
 }
 
@@ -75,6 +78,7 @@ function label(c: Case): string {
   ].filter(Boolean);
   if (c.keys !== undefined) extra.push(`keys=${c.keys}`);
   if (c.block !== undefined) extra.push(`block-causal ${c.block}`);
+  if (c.phased) extra.push('phased');
   const vd = c.vd === undefined ? '' : ` vd=${c.vd}`;
   return `H=${c.heads} KVH=${c.kvHeads} hd=${c.hd}${vd} T=${c.T} pos=${c.pos} ${extra.join(' ')}`;
 }
@@ -329,6 +333,94 @@ describe('attention prefill kernel', () => {
   it('rejects heads that are not a multiple of kvHeads', () => {
     const a = { ...attrs({ heads: 3, kvHeads: 2, hd: 8, T: 1, maxT: 2, pos: 0 }) };
     expect(() => attentionKernel(a, { caps: BASELINE_CAPS, maxT: 2 })).toThrow(/multiple/);
+  });
+});
+
+describe('attention kernel, phased mask (DiffusionGemma)', () => {
+  const cases: Case[] = [
+    // Encoding (keys 0): causal, with and without a window, prefill and decode kernels.
+    { heads: 4, kvHeads: 2, hd: 24, T: 13, maxT: 16, pos: 3, phased: true },
+    { heads: 3, kvHeads: 1, hd: 40, T: 37, maxT: 40, pos: 5, phased: true, window: 7 },
+    {
+      heads: 4,
+      kvHeads: 2,
+      hd: 64,
+      T: 1,
+      maxT: 1,
+      pos: 300,
+      capacity: 400,
+      phased: true,
+      window: 9,
+    },
+    // Denoising (keys = pos + T): every row sees [pos − window + 1, pos + T), odd widths, GQA.
+    { heads: 4, kvHeads: 2, hd: 24, T: 13, maxT: 16, pos: 20, phased: true, keys: 33 },
+    { heads: 2, kvHeads: 2, hd: 13, T: 9, maxT: 12, pos: 6, phased: true, window: 4, keys: 15 },
+    // The window reaching past position 0, a canvas longer than the window, stale rows after.
+    {
+      heads: 3,
+      kvHeads: 1,
+      hd: 40,
+      T: 37,
+      maxT: 40,
+      pos: 2,
+      phased: true,
+      window: 8,
+      keys: 39,
+      capacity: 45,
+    },
+    {
+      heads: 4,
+      kvHeads: 1,
+      hd: 64,
+      T: 33,
+      maxT: 40,
+      pos: 70,
+      phased: true,
+      window: 16,
+      keys: 103,
+      capacity: 110,
+      qScale: 6,
+    },
+    {
+      heads: 4,
+      kvHeads: 2,
+      hd: 24,
+      T: 17,
+      maxT: 20,
+      pos: 11,
+      phased: true,
+      window: 5,
+      keys: 28,
+      kv16: true,
+    },
+    // A one-row canvas through the decode kernel.
+    {
+      heads: 4,
+      kvHeads: 2,
+      hd: 64,
+      T: 1,
+      maxT: 1,
+      pos: 300,
+      capacity: 400,
+      phased: true,
+      window: 9,
+      keys: 301,
+    },
+  ];
+  cases.forEach((c, i) => it(label(c), () => check(c, 700 + i)));
+
+  it('encoding is the causal mask, denoising the window of the first row then every key', () => {
+    const m = { causal: true, window: 3, phased: true };
+    const enc = { T: 4, pos: 10 };
+    expect(visibleKeys(m, 12, enc)).toEqual([10, 13]);
+    expect(visibleKeys({ ...m, window: null }, 12, enc)).toEqual([0, 13]);
+    const den = { ...enc, keys: 14 };
+    expect(visibleKeys(m, 10, den)).toEqual([8, 14]);
+    expect(visibleKeys(m, 13, den)).toEqual([8, 14]);
+    expect(visibleKeys({ ...m, window: 20 }, 13, den)).toEqual([0, 14]);
+    expect(visibleKeys({ ...m, window: null }, 13, den)).toEqual([0, 14]);
+    const a = attrs({ heads: 2, kvHeads: 1, hd: 8, T: 2, maxT: 2, pos: 0, phased: true });
+    expect(() => attention.check({ ...a, causal: false })).toThrow(/phased mask needs causal true/);
   });
 });
 

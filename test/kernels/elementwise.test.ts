@@ -5,12 +5,13 @@ import {
   flatGrid,
   gluKernel,
   softcapKernel,
+  stateRowsKernel,
 } from '../../codegen/kernels/elementwise.ts';
 import { resolveGridDim, type KernelLaunch } from '../../codegen/kernel-ir.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import type { Activation } from '../../src/spec/model.ts';
 import type { StepShape } from '../../src/graph/ops.ts';
-import { act, add, glu, softcap } from '../../src/ops/elementwise.ts';
+import { act, add, glu, softcap, stateRows } from '../../src/ops/elementwise.ts';
 import type { Arrays } from '../../src/ops/types.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
@@ -125,6 +126,33 @@ describe('softcap kernel', () => {
     const step = { T: 1, pos: 0, L: 1 };
     const want = softcap.reference(attrs, inputs as Arrays, step).out as Float32Array;
     await check(softcapKernel(attrs, { caps, maxT: 1 }).launches, inputs, want, 256, step);
+  });
+});
+
+describe('state_rows kernel', () => {
+  // A state of more rows than the phase's steps; the rows past T must not be copied.
+  for (const [si, s] of shapes.entries()) {
+    const rows = s.maxT + (si % 3);
+    it(`width ${s.width}, T = ${s.T} of a ${rows}-row state`, async () => {
+      const { caps } = await testGpu();
+      const attrs = { op: 'state_rows' as const, rows, width: s.width };
+      const inputs = { state: randn(rows * s.width, 80 + si) };
+      const step = { T: s.T, pos: 0, L: 1 };
+      const want = stateRows.reference(attrs, inputs as Arrays, step).out as Float32Array;
+      expect(want).toEqual(inputs.state.subarray(0, s.T * s.width));
+      const n = s.maxT * s.width;
+      await check(stateRowsKernel(attrs, { caps, maxT: s.maxT }).launches, inputs, want, n, step);
+    });
+  }
+
+  it('refuses a step or a phase longer than the state', async () => {
+    const attrs = { op: 'state_rows' as const, rows: 4, width: 8 };
+    const state = new Float32Array(32);
+    expect(() => stateRows.reference(attrs, { state }, { T: 5, pos: 0, L: 1 })).toThrow(
+      /a step of 5 rows reads a state of 4/,
+    );
+    const { caps } = await testGpu();
+    expect(() => stateRowsKernel(attrs, { caps, maxT: 6 })).toThrow(/up to 6 rows/);
   });
 });
 

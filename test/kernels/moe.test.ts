@@ -171,6 +171,25 @@ describe('moe_route kernel', () => {
       route({ experts: 6, topK: 2, scoring: 'sigmoid', normalize: false }),
       4,
     ],
+    [
+      'Gemma 4: softmax, renormalised, per-expert scales, odd E',
+      route({ experts: 11, topK: 3, expertScale: true }),
+      13,
+    ],
+    [
+      'per-expert scales after sigmoid, scale and groups',
+      route({
+        experts: 16,
+        topK: 4,
+        scoring: 'sigmoid',
+        correctionBias: true,
+        groups: 4,
+        topkGroups: 2,
+        scale: 2.5,
+        expertScale: true,
+      }),
+      5,
+    ],
   ];
   for (const [ci, [label, a, T]] of cases.entries()) {
     it(label, async () => {
@@ -185,6 +204,8 @@ describe('moe_route kernel', () => {
         // bias with repeated values.
         inputs.bias = Float32Array.from({ length: a.experts }, (_, i) => [0, 0.25, -0.25][i % 3]);
       }
+      if (a.expertScale)
+        inputs.expertScale = Float32Array.from(randn(a.experts, 7 + ci, 1), Math.abs);
       const step: StepShape = { T, pos: 0, L: 1 };
       const ref = moeRoute.reference(
         a,
@@ -201,8 +222,8 @@ describe('moe_route kernel', () => {
       expect(Array.from(u32view(gpu.ids).slice(0, n))).toEqual(Array.from(ref.ids));
       expect(maxRelError(gpu.weights.slice(0, n), ref.weights)).toBeLessThanOrEqual(TOL);
       expect(Array.from(u32view(gpu.load))).toEqual(Array.from(ref.load));
-      // Weights of a renormalised router sum to the scale.
-      if (a.normalize) {
+      // Weights of a renormalised router sum to the scale (before per-expert scales).
+      if (a.normalize && !a.expertScale) {
         for (let t = 0; t < T; t++) {
           let s = 0;
           for (let j = 0; j < a.topK; j++) s += ref.weights[t * a.topK + j];

@@ -23,6 +23,9 @@ interface Case {
   residual?: boolean;
   /** GroupNorm's weight and bias per column ([width]) instead of per group element. */
   perChannel?: boolean;
+  /** Normalise in a denoising step only (DiffusionGemma's input norm); `keys` > 0 denoises. */
+  phased?: boolean;
+  keys?: number;
 }
 
 const cases: Case[] = [
@@ -133,6 +136,35 @@ const cases: Case[] = [
     maxT: 1,
     perChannel: true,
   },
+  {
+    name: 'phased rms, encoding step (x·w only), odd width 257, T = 37',
+    spec: rms,
+    width: 257,
+    group: 257,
+    T: 37,
+    maxT: 40,
+    phased: true,
+  },
+  {
+    name: 'phased rms, denoising step, width 8192 (re-read path), T = 3',
+    spec: rms,
+    width: 8192,
+    group: 8192,
+    T: 3,
+    maxT: 4,
+    phased: true,
+    keys: 9,
+  },
+  {
+    name: 'phased gemma rms, denoising decode step, width 1153',
+    spec: gemmaRms,
+    width: 1153,
+    group: 1153,
+    T: 1,
+    maxT: 1,
+    phased: true,
+    keys: 1,
+  },
 ];
 
 describe('norm kernel vs reference', () => {
@@ -146,6 +178,7 @@ describe('norm kernel vs reference', () => {
         group: c.group,
         residual: c.residual ?? false,
         ...(c.perChannel ? { perChannel: true } : {}),
+        ...(c.phased ? { phased: true } : {}),
       };
       const { launches } = normKernel(a, { caps, maxT: c.maxT });
       // Offset rows so that LayerNorm's centring matters.
@@ -159,7 +192,7 @@ describe('norm kernel vs reference', () => {
       if (c.spec.kind === 'layer' && c.spec.bias) inputs.b = b;
       // Residual rows larger than the normed ones, so a missing add shows.
       if (c.residual) inputs.residual = randn(c.maxT * c.width, 400 + ci, 20);
-      const step = { T: c.T, pos: 0, L: 1 };
+      const step = { T: c.T, pos: 0, L: 1, ...(c.keys ? { keys: c.keys } : {}) };
       const got = await runLaunches(launches, { inputs, step });
       const want = norm.reference(a, inputs, step).out;
       const n = c.T * c.width;
@@ -168,6 +201,22 @@ describe('norm kernel vs reference', () => {
       expect(got.out.subarray(n).every((v) => v === sentinel)).toBe(true);
     });
   }
+
+  it('a phased norm normalises in denoising steps only', () => {
+    const a: NormAttrs = {
+      op: 'norm',
+      norm: rms,
+      width: 2,
+      group: 2,
+      residual: false,
+      phased: true,
+    };
+    const inputs = { x: new Float32Array([3, 4]), w: new Float32Array([1, 2]) };
+    expect(Array.from(norm.reference(a, inputs, { T: 1, pos: 0, L: 1 }).out)).toEqual([3, 8]);
+    const d = norm.reference(a, inputs, { T: 1, pos: 0, L: 1, keys: 1 }).out;
+    expect(d[0]).toBeCloseTo(3 / Math.sqrt(12.5), 5);
+    expect(() => norm.check({ ...a, norm: layerBias })).toThrow(/phased norm is a plain rms/);
+  });
 
   it('reference normalises each group separately', () => {
     const a: NormAttrs = { op: 'norm', norm: rms, width: 4, group: 2, residual: false };

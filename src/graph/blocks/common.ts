@@ -551,6 +551,7 @@ export function attendOverCache(
       scale: a.scale,
       causal: a.causal,
       ...(a.blockCausal ? { blockCausal: a.blockCausal } : {}),
+      ...(a.phased ? { phased: true } : {}),
       window: a.window,
       softcap: a.softcap,
       sinks: sinks !== null,

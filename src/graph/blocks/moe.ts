@@ -7,20 +7,29 @@
  *   out = x + residualScale·(Σ_j weights[t, j]·y[t·k + j] + shared)
  * Each projection's experts live in one [experts, rows, cols] parameter concatenated from the
  * canonical per-expert weights, gate rows before up rows (the matmul family's gated layout).
+ *
+ * Gemma 4 (DiffusionGemma) adds three settings, each lowered to ops that exist: the router's own
+ * input norm (router.inputScale: a weightless RMS norm whose weight is the learned scale folded
+ * with dim^−½), per-expert output scales (router.expertScale: a moe_route input), and branch
+ * norms (branchNorms: the experts read pre₂(x), the shared MLP the FFN norm's h; each branch is
+ * post-normed, summed, and the sum takes the post-FFN norm before the residual add).
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { ParamSource } from '../ir.ts';
 import type { MlpSpec, ModelIR, MoeSpec } from '../../spec/model.ts';
 import { layerPrefix, moeNames, postNormNames } from '../../import/names.ts';
-import { linear, preNorm, sublayerResidual } from './common.ts';
+import { linear, preNorm, residualAdd, scaledParam, sublayerResidual } from './common.ts';
 
 /** The state tensor holding layer i's per-expert token counts (read by `strata run --stats`). */
 export const moeLoadState = (i: number): string => `moe.load.${i}`;
 
 const weight = (name: string): ParamSource => ({ kind: 'weight', name });
 
-/** A dense MLP on h without norm or residual: the shared experts. */
-function sharedMlp(
+/**
+ * A dense MLP on h without norm or residual: the shared experts (and DiffusionGemma's
+ * self-conditioning MLP).
+ */
+export function sharedMlp(
   b: GraphBuilder,
   h: number,
   names: { gate: string; up: string; down: string },
@@ -64,11 +73,32 @@ export function lowerMoe(
   const ex = f.expert;
   const H = ex.hidden;
   const h = preNorm(b, model, x, n.norm, L);
+  // The experts' input: their own pre-norm with branch norms, else the FFN's.
+  const hx = f.branchNorms ? preNorm(b, model, x, n.expertsNorm, `${L}.experts`) : h;
+  // Gemma 4's router input: rms(x)·scale·dim^−½, one RMS norm whose weight is the folded product.
+  const routerIn = f.router.inputScale
+    ? b.op(
+        {
+          op: 'norm',
+          norm: { kind: 'rms', eps: model.norm.eps, unitOffset: false, bias: false },
+          width: D,
+          group: D,
+          residual: false,
+        },
+        `${L}.router norm`,
+        {
+          x,
+          w: scaledParam(b, n.routerScale, [D], b.weight(n.routerScale, [D]), D ** -0.5),
+        },
+        { out: { name: `${L}.router.norm`, shape: ['T', D] } },
+      ).out
+    : h;
 
-  const logits = linear(b, h, n.router, E, D, f.router.bias, `${L}.router`);
+  const logits = linear(b, routerIn, n.router, E, D, f.router.bias, `${L}.router`);
   const load = b.tensor(moeLoadState(i), [E], 'state', 'u32');
   const routeIn: Record<string, number> = { logits, load };
   if (f.router.correctionBias) routeIn.bias = b.param(n.correctionBias, [E]);
+  if (f.router.expertScale) routeIn.expertScale = b.param(n.expertScale, [E]);
   const r = f.router;
   const routed = b.op(
     {
@@ -81,6 +111,7 @@ export function lowerMoe(
       correctionBias: r.correctionBias,
       groups: r.groups,
       topkGroups: r.topkGroups,
+      ...(r.expertScale ? { expertScale: true } : {}),
     },
     `${L} route`,
     routeIn,
@@ -170,7 +201,7 @@ export function lowerMoe(
     H,
     upRows,
     D,
-    h,
+    hx,
     'token',
     ex.gated,
   );
@@ -186,6 +217,7 @@ export function lowerMoe(
     false,
   );
 
+  if (f.branchNorms) return branchNormed(b, model, x, i, f, h, y, routed.weights);
   // With sandwich norms the post-norm comes between the expert sum and the residual add.
   const fuseResidual = !model.postNorms;
   const combineIn: Record<string, number> = { y, weights: routed.weights };
@@ -211,4 +243,50 @@ export function lowerMoe(
     { out: { name: fuseResidual ? `${L}.res` : `${L}.out`, shape: ['T', D] } },
   ).out;
   return fuseResidual ? out : sublayerResidual(b, model, x, out, postNormNames(i).ffn, L);
+}
+
+/**
+ * Gemma 4's FFN with branch norms: x + post(post₁(mlp(h)) + post₂(Σ_j w_j·y_j)), the dense MLP
+ * being the MoE's shared experts on the FFN-normed h.
+ */
+function branchNormed(
+  b: GraphBuilder,
+  model: ModelIR,
+  x: number,
+  i: number,
+  f: MoeSpec,
+  h: number,
+  y: number,
+  weights: number,
+): number {
+  if (!f.shared || f.sharedGate || !model.postNorms)
+    throw new Error(
+      `layer ${i}: moe branchNorms needs shared experts without a gate and the model's post norms`,
+    );
+  const n = moeNames(i);
+  const L = `l${i}.moe`;
+  const D = model.dim;
+  const experts = b.op(
+    {
+      op: 'moe_combine',
+      topK: f.topK,
+      width: D,
+      residual: false,
+      scale: 1,
+      shared: false,
+      sharedGate: false,
+    },
+    `${L} combine`,
+    { y, weights },
+    { out: { name: `${L}.out`, shape: ['T', D] } },
+  ).out;
+  const dense = sharedMlp(b, h, n.shared, f.shared, D, `${L}.shared`);
+  const sum = residualAdd(
+    b,
+    preNorm(b, model, dense, n.sharedPostNorm, `${L}.shared.post`),
+    preNorm(b, model, experts, n.expertsPostNorm, `${L}.experts.post`),
+    D,
+    `${L}.branches`,
+  );
+  return sublayerResidual(b, model, x, sum, postNormNames(i).ffn, L);
 }

@@ -12,10 +12,12 @@ import {
   type DiffusionSchedule,
 } from '../../ops/diffusion.ts';
 import { BLOCK_SAMPLERS, blockScheduleIssues } from '../../ops/block-diffusion.ts';
+import { ENTROPY_BOUND_DEFAULTS, entropyBoundIssues } from '../../ops/diffusion-entropy.ts';
+import { EXPERT_FFNS } from './moe.ts';
 import type { Issue, Namer } from '../checks.ts';
-import { defineKind, opt, req, type Family } from '../kind.ts';
-import type { BlockDiffusionSpec, DiffusionSpec, ModelIR } from '../model.ts';
-import { bool, int, nonNegative, oneOf, positive } from '../values.ts';
+import { defineKind, opt, req, toDslCall, type Family } from '../kind.ts';
+import type { BlockDiffusionSpec, DiffusionSpec, EntropyBoundSpec, ModelIR } from '../model.ts';
+import { block, bool, int, nonNegative, oneOf, positive } from '../values.ts';
 
 /** The reference generate()'s defaults (ML-GSAI/LLaDA generate.py). */
 export const LLADA_DEFAULTS = {
@@ -42,7 +44,29 @@ export function specSchedule(s: DiffusionSpec): DiffusionSchedule {
   return scheduleOfSpec(s);
 }
 
-export function checkDiffusion(s: DiffusionSpec | BlockDiffusionSpec, n: Namer): Issue[] {
+/** Every kind of the model-level diffusion setting. */
+export type AnyDiffusionSpec = DiffusionSpec | BlockDiffusionSpec | EntropyBoundSpec;
+
+export function checkDiffusion(s: AnyDiffusionSpec, n: Namer): Issue[] {
+  if (s.kind === 'entropy_bound') {
+    const out: Issue[] = entropyBoundIssues(
+      { ...s, eos: [], pad: null, seed: 0 },
+      Number.MAX_SAFE_INTEGER,
+    ).map((i) => ({ path: [i.field], message: i.message(n) }));
+    const f = s.selfCondition;
+    if (
+      !f.gated ||
+      f.bias ||
+      f.tokenShift ||
+      f.gateScale !== undefined ||
+      f.downScale !== undefined
+    )
+      out.push({
+        path: ['selfCondition'],
+        message: `${n('selfCondition')} must be a gated MLP without bias or multipliers (geglu(...) or swiglu(...))`,
+      });
+    return out;
+  }
   if (s.kind === 'bd3lm')
     return blockScheduleIssues(s, null).map((i) => ({ path: [i.field], message: i.message(n) }));
   const out = scheduleIssues(specSchedule(s)).map((i) => ({
@@ -197,10 +221,58 @@ export const bd3lm = defineKind({
         ],
 });
 
-export const DIFFUSIONS: Family<DiffusionSpec | BlockDiffusionSpec> = {
+/**
+ * DiffusionGemma's block diffusion over uniform noise (src/ops/diffusion-entropy.ts's sampler,
+ * HF's DiffusionGemmaGenerationConfig defaults): canvases of canvas_length tokens, the
+ * entropy-bounded acceptance, and the self-conditioning MLP the denoiser's input reads.
+ */
+export const entropyBound = defineKind({
+  name: 'entropy_bound',
+  params: {
+    canvas_length: req(int(1)),
+    self_condition: req(block(EXPERT_FFNS)),
+    gen_length: opt(int(1)),
+    max_steps: opt(int(1)),
+    t_min: opt(nonNegative),
+    t_max: opt(nonNegative),
+    entropy_bound: opt(positive),
+    stability_threshold: opt(int(0)),
+    confidence_threshold: opt(nonNegative),
+  },
+  build: (a, ctx): EntropyBoundSpec => ({
+    kind: 'entropy_bound',
+    canvasLength: a.canvas_length,
+    genLength: a.gen_length ?? a.canvas_length,
+    maxSteps: a.max_steps ?? ENTROPY_BOUND_DEFAULTS.maxSteps,
+    tMin: a.t_min ?? ENTROPY_BOUND_DEFAULTS.tMin,
+    tMax: a.t_max ?? ENTROPY_BOUND_DEFAULTS.tMax,
+    entropyBound: a.entropy_bound ?? ENTROPY_BOUND_DEFAULTS.entropyBound,
+    stabilityThreshold: a.stability_threshold ?? ENTROPY_BOUND_DEFAULTS.stabilityThreshold,
+    confidenceThreshold: a.confidence_threshold ?? ENTROPY_BOUND_DEFAULTS.confidenceThreshold,
+    selfCondition: a.self_condition(ctx),
+  }),
+  check: checkDiffusion,
+  toArgs: (s) =>
+    s.kind !== 'entropy_bound'
+      ? null
+      : [
+          { name: 'canvas_length', value: s.canvasLength },
+          { name: 'self_condition', value: toDslCall(EXPERT_FFNS, s.selfCondition).value },
+          { name: 'gen_length', value: s.genLength },
+          { name: 'max_steps', value: s.maxSteps },
+          { name: 't_min', value: s.tMin },
+          { name: 't_max', value: s.tMax },
+          { name: 'entropy_bound', value: s.entropyBound },
+          { name: 'stability_threshold', value: s.stabilityThreshold },
+          { name: 'confidence_threshold', value: s.confidenceThreshold },
+        ],
+});
+
+export const DIFFUSIONS: Family<AnyDiffusionSpec> = {
   noun: 'diffusion',
-  example: 'llada(mask_id: ...), dream(mask_id: ...) or bd3lm(mask_id: ..., block_length: ...)',
-  kinds: [llada, dream, bd3lm],
+  example:
+    'llada(mask_id: ...), dream(mask_id: ...), bd3lm(mask_id: ..., block_length: ...) or entropy_bound(canvas_length: ..., self_condition: ...)',
+  kinds: [llada, dream, bd3lm, entropyBound],
 };
 
 /**
@@ -212,6 +284,7 @@ export const DIFFUSIONS: Family<DiffusionSpec | BlockDiffusionSpec> = {
 export function diffusionModelIssues(m: ModelIR, n: Namer): Issue[] {
   const d = m.diffusion;
   if (!d) return [];
+  if (d.kind === 'entropy_bound') return entropyBoundModelIssues(m, n);
   const issues: Issue[] = [];
   if (d.maskId >= m.vocab) {
     issues.push({
@@ -245,6 +318,24 @@ export function diffusionModelIssues(m: ModelIR, n: Namer): Issue[] {
 }
 
 /**
+ * DiffusionGemma's rules: every layer is phased attention (causal while encoding, the
+ * denoiser's mask while denoising), and no shared blocks or batch-unfriendly extras.
+ */
+function entropyBoundModelIssues(m: ModelIR, n: Namer): Issue[] {
+  const bad = m.layers.find((l) => !(l.mixer?.kind === 'attention' && l.mixer.phased));
+  if (bad)
+    return [
+      {
+        path: ['layers', bad.index, 'mixer'],
+        message: `an entropy_bound diffusion model runs its layers as a causal encoder and a bidirectional denoiser: every layer needs attention with ${n('phased')}: true; layer ${bad.index} ${bad.mixer ? `uses ${bad.mixer.kind === 'attention' ? 'attention without it' : `a ${bad.mixer.kind} mixer`} ('${bad.mixerName}')` : 'has no mixer'}`,
+      },
+    ];
+  if (m.sharedBlocks?.length)
+    return [{ path: ['sharedBlocks'], message: 'a diffusion model cannot have shared blocks yet' }];
+  return [];
+}
+
+/**
  * A block-diffusion model's rules: every layer is block-causal attention of one block B, and the
  * sampler's block length is a multiple of B (a committed block's K/V would otherwise change).
  */
@@ -275,7 +366,12 @@ function blockModelIssues(m: ModelIR, d: BlockDiffusionSpec, n: Namer): Issue[] 
 }
 
 /** One line for check and inspect: the mask id and the sampler defaults. */
-export function describeDiffusion(d: DiffusionSpec | BlockDiffusionSpec): string {
+export function describeDiffusion(d: AnyDiffusionSpec): string {
+  if (d.kind === 'entropy_bound')
+    return (
+      `diffusion entropy_bound: canvases of ${d.canvasLength} over uniform noise, gen length ${d.genLength}, at most ${d.maxSteps} steps a canvas, ` +
+      `temperature ${d.tMax} → ${d.tMin}, entropy bound ${d.entropyBound}, self-conditioned (${d.selfCondition.act} MLP of ${d.selfCondition.hidden})`
+    );
   if (d.kind === 'bd3lm') {
     const nucleus = d.nucleusP < 1 ? `, nucleus p ${d.nucleusP}` : '';
     return (

@@ -8,6 +8,9 @@
  *   ffn moe = moe(experts: 256, top_k: 8, expert: swiglu(hidden: 2048),
  *                 router: sigmoid(correction_bias: true, groups: 8, topk_groups: 4, scale: 2.5),
  *                 shared: swiglu(hidden: 2048))                                     # DeepSeek-V3
+ *   ffn moe = moe(experts: 128, top_k: 8, expert: geglu(hidden: 704),
+ *                 router: softmax(input_scale: true, expert_scale: true),
+ *                 shared: geglu(hidden: 2112), branch_norms: true)                  # Gemma 4
  */
 import { checkMoe } from '../checks.ts';
 import { defineKind, opt, req, toDslCall, type Family } from '../kind.ts';
@@ -33,14 +36,31 @@ export const DEFAULT_ROUTER: Readonly<MoeRouterSpec> = {
   topkGroups: 1,
 };
 
+/** Gemma 4's router settings, left out of the spec when off (specs before them compare equal). */
+const gemma4Router = (a: { input_scale?: boolean; expert_scale?: boolean }) => ({
+  ...(a.input_scale ? { inputScale: true } : {}),
+  ...(a.expert_scale ? { expertScale: true } : {}),
+});
+const gemma4RouterArgs = (s: MoeRouterSpec) => [
+  ...(s.inputScale ? [{ name: 'input_scale', value: true }] : []),
+  ...(s.expertScale ? [{ name: 'expert_scale', value: true }] : []),
+];
+
 const softmax = defineKind({
   name: 'softmax',
-  params: { normalize: opt(bool), scale: opt(positive), bias: opt(bool) },
+  params: {
+    normalize: opt(bool),
+    scale: opt(positive),
+    bias: opt(bool),
+    input_scale: opt(bool),
+    expert_scale: opt(bool),
+  },
   build: (a): MoeRouterSpec => ({
     ...DEFAULT_ROUTER,
     normalize: a.normalize ?? true,
     scale: a.scale ?? 1,
     bias: a.bias ?? false,
+    ...gemma4Router(a),
   }),
   toArgs: (s) =>
     s.scoring === 'softmax' && !s.correctionBias && s.groups === 1 && s.topkGroups === 1
@@ -48,6 +68,7 @@ const softmax = defineKind({
           { name: 'normalize', value: s.normalize },
           { name: 'scale', value: s.scale },
           { name: 'bias', value: s.bias },
+          ...gemma4RouterArgs(s),
         ]
       : null,
 });
@@ -115,6 +136,7 @@ export const moe = defineKind({
     shared: opt(orNone(block(EXPERT_FFNS))),
     shared_gate: opt(bool),
     clamp: opt(orNone(block(CLAMPS))),
+    branch_norms: opt(bool),
   },
   build: (a, ctx): MoeSpec => ({
     kind: 'moe',
@@ -125,6 +147,7 @@ export const moe = defineKind({
     router: a.router ? a.router(ctx) : { ...DEFAULT_ROUTER },
     shared: a.shared ? a.shared(ctx) : null,
     sharedGate: a.shared_gate ?? false,
+    ...(a.branch_norms ? { branchNorms: true } : {}),
   }),
   check: checkMoe,
   toArgs: (s) =>
@@ -137,6 +160,7 @@ export const moe = defineKind({
           { name: 'shared', value: s.shared && toDslCall(EXPERT_FFNS, s.shared).value },
           { name: 'shared_gate', value: s.sharedGate },
           { name: 'clamp', value: s.clamp && toDslCall(CLAMPS, s.clamp).value },
+          ...(s.branchNorms ? [{ name: 'branch_norms', value: true }] : []),
         ]
       : null,
 });

@@ -1,0 +1,71 @@
+/**
+ * DiffusionGemma's denoiser input (ModelIR.diffusion kind entropy_bound), lowered to existing ops:
+ *   soft = p·E·embeddingScale          p: the state self_condition.probs [chunk, vocab], the
+ *                                         previous step's softmax (zero at a canvas's first step)
+ *   sc   = mlp(rmsnorm(soft))          the self-conditioning MLP (gated, no bias)
+ *   x    = rms(e + sc)                 a phased weightless norm: applied in a denoising step only
+ * where e is the scaled token embedding. In an encoding step the runtime leaves p at zero, so
+ * soft = 0, rmsnorm(0) = 0 and a gated MLP without bias gives act(0)·0 = 0: x = e, the encoder's
+ * input, and the phased norm passes it through. The probabilities are a state the runtime writes
+ * (runtime/entropy-diffusion.ts) rather than a second graph input: state buffers already travel
+ * with a sequence in both phases and in the interpreter.
+ */
+import type { GraphBuilder } from '../builder.ts';
+import type { EntropyBoundSpec, ModelIR } from '../../spec/model.ts';
+import { EMBED, selfConditionNames } from '../../import/names.ts';
+import { plainMatmul } from '../ops.ts';
+import { SELF_CONDITION_PROBS } from '../../ops/diffusion-entropy.ts';
+import { sharedMlp } from './moe.ts';
+import { preNorm, residualAdd } from './common.ts';
+
+export function selfConditionedInput(
+  b: GraphBuilder,
+  model: ModelIR,
+  d: EntropyBoundSpec,
+  embeddings: number,
+): number {
+  const V = model.vocab;
+  const D = model.dim;
+  const n = selfConditionNames();
+  const probs = b.op(
+    { op: 'state_rows', rows: b.chunk, width: V },
+    'self_condition probs',
+    { state: b.state(SELF_CONDITION_PROBS, [b.chunk, V]) },
+    { out: { name: 'self_condition.probs', shape: ['T', V] } },
+  ).out;
+  // p·E is a matmul whose [dim, vocab] weight is the embedding table transposed.
+  const table = b.param(`${EMBED}#transposed`, [D, V], {
+    kind: 'transposed',
+    of: b.weight(EMBED, [V, D]),
+    rows: V,
+    cols: D,
+  });
+  const soft = b.op(
+    { ...plainMatmul(D, V, 'T'), scale: model.embeddingScale },
+    'self_condition soft embedding',
+    { x: probs, w: table },
+    { out: { name: 'self_condition.soft', shape: ['T', D] } },
+  ).out;
+  const h = preNorm(b, model, soft, n.preNorm, 'self_condition');
+  const sc = sharedMlp(b, h, n, d.selfCondition, D, 'self_condition');
+  const sum = residualAdd(b, embeddings, sc, D, 'self_condition');
+  return b.op(
+    {
+      op: 'norm',
+      norm: { kind: 'rms', eps: model.norm.eps, unitOffset: false, bias: false },
+      width: D,
+      group: D,
+      residual: false,
+      phased: true,
+    },
+    'denoiser input norm',
+    {
+      x: sum,
+      w: b.param('self_condition.input_norm#ones', [D], {
+        kind: 'constant',
+        values: new Array<number>(D).fill(1),
+      }),
+    },
+    { out: { name: 'self_condition.input', shape: ['T', D] } },
+  ).out;
+}
