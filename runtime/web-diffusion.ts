@@ -143,6 +143,8 @@ export function diffusionGenerate(
 ): Promise<Uint32Array> {
   const d = seq.model.manifest.model.diffusion;
   if (!d) throw new Error('the bundle is not a diffusion model');
+  if (d.kind === 'entropy_bound')
+    throw new Error('the web runtime has no entropy_bound (DiffusionGemma) sampler yet');
   const P = prompt.length;
   const see = (c: { step: number; positions: number[]; tokens: number[] }, canvas: Uint32Array) =>
     onStep({

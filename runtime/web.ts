@@ -413,7 +413,12 @@ export class WebModel {
     o: Pick<WebGenerateOptions, 'signal' | 'onToken' | 'diffusion' | 'onCanvas'>,
     stopTokens: readonly number[],
   ): AsyncGenerator<string, void, undefined> {
-    const kind = this.manifest.model.diffusion!.kind;
+    const d = this.manifest.model.diffusion!;
+    const kind = d.kind;
+    if (kind === 'entropy_bound')
+      throw new Error(
+        'generate(): the web runtime has no entropy_bound (DiffusionGemma) sampler yet; run this bundle with `strata run`',
+      );
     for (const k of ['topK', 'topP'] as const)
       if (rest[k] !== undefined)
         throw new Error(
@@ -421,7 +426,7 @@ export class WebModel {
         );
     const step = this.tokenizer?.decodeStream() ?? (() => '');
     const P = ids.length;
-    const view = canvasView(P, this.manifest.model.diffusion!.maskId, {
+    const view = canvasView(P, d.maskId, {
       tok: this.tokenizer,
       ids: false,
     });

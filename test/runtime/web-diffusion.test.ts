@@ -51,7 +51,7 @@ describe('diffusion bundles in the web runtime', () => {
           cli.lines.push(view.line(canvas));
         });
         cli.bd3lm = Array.from(out.slice(PROMPT.length));
-      } else {
+      } else if (d.kind === 'llada') {
         const run = {
           genLength: 8,
           blockLength: 8,
