@@ -20,6 +20,8 @@ import type {
   MoeRouteAttrs,
 } from '../../src/graph/ops.ts';
 import { SIGMOID_NORM_EPS, moeMatmul, moeRoute } from '../../src/ops/moe.ts';
+import { bindingCount } from '../../src/ops/types.ts';
+import { combinedLaunch, gemvWorkgroup, routedLaunch, routedWorkgroupBytes } from './moe-fused.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
@@ -29,11 +31,11 @@ import { actExpr, withHelpers } from './wgsl-math.ts';
 import { weightBinding, type WeightBinding } from './weight-load.ts';
 
 /** A WGSL element type: f32, u32, vec4<f32>, atomic<u32>, or a stored weight's (weight-load.ts). */
-type Elem = string;
-type Access = 'read' | 'read_write';
+export type Elem = string;
+export type Access = 'read' | 'read_write';
 
 /** Bindings and their WGSL declarations (variables are b_<name> so no name shadows a builtin). */
-function declare(list: Array<[string, Access, Elem]>): { bindings: BindingDecl[]; decls: string } {
+export function declare(list: Array<[string, Access, Elem]>): { bindings: BindingDecl[]; decls: string } {
   const bindings: BindingDecl[] = [
     STEP_BINDING,
     ...list.map(([name, access]) => ({ name, access })),
@@ -53,7 +55,7 @@ function hash(s: string): string {
   return (h >>> 0).toString(16).padStart(8, '0');
 }
 
-function launch(
+export function launch(
   name: string,
   code: string,
   bindings: BindingDecl[],
@@ -261,11 +263,11 @@ fn emit(e: u32, c: u32, g0: f32, u0: f32) -> f32 {
  * split node binds only its own experts. q8 and q4 keep every code before every scale, so unit
  * indices are global within the binding, never per expert.
  */
-function expertWeights(a: MoeMatmulAttrs, vec4: boolean): WeightBinding {
+export function expertWeights(a: MoeMatmulAttrs, vec4: boolean): WeightBinding {
   return weightBinding(a.wType, a.expertCount * (a.gated ? 2 : 1) * a.N * a.K, vec4);
 }
 
-function moeMatmulHeader(a: MoeMatmulAttrs, decls: string, w: WeightBinding): string {
+export function moeMatmulHeader(a: MoeMatmulAttrs, decls: string, w: WeightBinding): string {
   return `${STEP_WGSL}
 ${decls}
 ${w.load('load_w', 'b_w')}
@@ -278,7 +280,7 @@ const EC: u32 = ${a.expertCount}u;
 ${emitFn(a)}`;
 }
 
-function features(a: MoeMatmulAttrs): string {
+export function features(a: MoeMatmulAttrs): string {
   const f = [a.input === 'token' ? 'tok' : 'pair'];
   if (a.gated) f.push('glu');
   if (a.clamp) f.push('clamp');
@@ -509,7 +511,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 
 export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT }) => {
   moeMatmul.check(a);
-  const storage = 4 + (a.bias ? 1 : 0) + (a.grouped ? 1 : 0);
+  const storage = bindingCount(moeMatmul, a);
   if (storage > caps.maxStorageBuffersPerStage) {
     throw new Error(
       `moe_matmul: needs ${storage} storage buffers, the device allows ${caps.maxStorageBuffersPerStage}`,
@@ -531,7 +533,20 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
   const wg = Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
   if (Math.ceil(a.N / 8) > caps.maxWorkgroupsPerDimension)
     throw new Error(`moe_matmul: N = ${a.N} needs more workgroups than the device allows`);
-  const l = tiled ? groupedLaunch(a) : gemvLaunch(a, wg);
+  if (a.route || a.prologue) {
+    const bytes = routedWorkgroupBytes(a, gemvWorkgroup(wg));
+    if (bytes > caps.maxWorkgroupStorageBytes)
+      throw new Error(
+        `moe_matmul: inline routing of ${a.experts} experts needs ${bytes} bytes of workgroup memory, the device allows ${caps.maxWorkgroupStorageBytes}`,
+      );
+  }
+  const l = a.route || a.prologue
+    ? routedLaunch(a, wg)
+    : a.combine
+      ? combinedLaunch(a, wg)
+      : tiled
+        ? groupedLaunch(a)
+        : gemvLaunch(a, wg);
   return { launches: [l], scratch: {} } satisfies GeneratedOp;
 };
 

@@ -9,9 +9,10 @@ import type {
   MoeGroupAttrs,
   MoeMatmulAttrs,
   MoeRouteAttrs,
+  StepShape,
 } from '../graph/ops.ts';
 import { dtypeBytes, weightTypeUnsupported } from '../graph/dtype.ts';
-import { activate, sigmoid } from './math.ts';
+import { activate, normalizeRow, sigmoid } from './math.ts';
 import { roundWeight } from './weight-storage.ts';
 import {
   f32,
@@ -228,6 +229,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (a.gated && !a.act && !a.clamp) throw new Error(`${pre}: a gated projection needs act`);
     const narrow = weightTypeUnsupported(a.wType, a.K);
     if (narrow) throw new Error(`${pre}: wType ${narrow}`);
+    checkInline(a, pre);
   },
   /**
    * A node holding experts after the first (expertStart > 0: a split projection's later parts)
@@ -238,28 +240,56 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     const wRows = a.gated ? 2 * a.N : a.N;
     const r: Record<string, TensorRule> = {
       x: rule(a.input === 'token' ? ['T', a.K] : ['T', a.topK, a.K]),
-      w: rule([a.expertCount, wRows, a.K], 'read', a.wType),
     };
+    if (a.prologue) {
+      r.normW = rule([a.K]);
+      if (a.prologue.kind === 'layer' && a.prologue.bias) r.normB = rule([a.K]);
+    }
+    r.w = rule([a.expertCount, wRows, a.K], 'read', a.wType);
     if (a.bias) r.bias = rule([a.expertCount, wRows]);
-    r.ids = indices(['T', a.topK]);
+    if (a.route) {
+      r.logits = rule(['T', a.experts]);
+      if (a.route.correctionBias) r.routeBias = rule([a.experts]);
+      if (a.route.load) r.load = inPlace([a.experts], 'u32');
+    } else r.ids = indices(['T', a.topK]);
+    const c = a.combine;
+    if (c) {
+      r.weights = rule(['T', a.topK]);
+      if (c.residual) r.residual = rule(['T', a.N]);
+      if (c.shared) r.shared = rule(['T', a.N]);
+      if (c.sharedGate) r.sharedGate = rule(['T', 1]);
+      if (c.load) r.load = inPlace([a.experts], 'u32');
+    }
     if (a.grouped) {
       r.offsets = indices([a.experts + 1]);
       r.order = indices(['T', a.topK]);
     }
-    if (a.expertStart > 0) r.out = inPlace(['T', a.topK, a.N]);
+    if (a.expertStart > 0) r.out = inPlace(moeOutShape(a));
     return r;
   },
-  outputs: (a) => ({ out: rule(['T', a.topK, a.N], a.expertStart > 0 ? 'read_write' : 'read') }),
+  outputs: (a) => {
+    const r: Record<string, TensorRule> = {
+      out: rule(moeOutShape(a), a.expertStart > 0 ? 'read_write' : 'read'),
+    };
+    if (a.route) {
+      r.ids = indices(['T', a.topK]);
+      r.weights = rule(['T', a.topK]);
+    }
+    if (a.route?.load || a.combine?.load) r.load = inPlace([a.experts], 'u32');
+    return r;
+  },
   reference(a, inputs, step) {
     moeMatmul.check(a);
     const { N, K, topK } = a;
     const P = step.T * topK;
     const wRows = a.gated ? 2 * N : N;
-    const x = f32(inputs, 'x');
+    const xIn = f32(inputs, 'x');
     const wIn = f32(inputs, 'w');
-    const ids = u32(inputs, 'ids');
     const xRows = a.input === 'token' ? step.T : P;
-    if (x.length < xRows * K) throw new Error(`moe_matmul: x has ${x.length} elements`);
+    if (xIn.length < xRows * K) throw new Error(`moe_matmul: x has ${xIn.length} elements`);
+    const x = a.prologue ? normalizedRows(a.prologue, xIn, inputs, xRows, K) : xIn;
+    const routed = a.route ? routeInline(a, inputs, step) : null;
+    const ids = routed ? routed.ids : u32(inputs, 'ids');
     if (wIn.length < a.expertCount * wRows * K)
       throw new Error(
         `moe_matmul: w has ${wIn.length} elements, needs ${a.expertCount * wRows * K}`,
@@ -269,7 +299,8 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (ids.length < P) throw new Error(`moe_matmul: ids has ${ids.length} elements`);
     const bias = a.bias ? f32(inputs, 'bias') : undefined;
     const prev = inputs.out;
-    const out = prev instanceof Float32Array ? Float32Array.from(prev) : new Float32Array(P * N);
+    const out =
+      prev instanceof Float32Array && !a.combine ? Float32Array.from(prev) : new Float32Array(P * N);
     if (out.length < P * N) throw new Error(`moe_matmul: out has ${out.length} elements`);
     for (let p = 0; p < P; p++) {
       const e = ids[p];
@@ -294,6 +325,8 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
         out[p * N + n] = moeEpilogue(a, g, u);
       }
     }
+    if (a.combine) return combineInline(a, out, ids, inputs, step.T);
+    if (routed) return { out, ...routed };
     return { out };
   },
   cost(a, { T }) {
@@ -304,16 +337,125 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     const share = a.expertCount / a.experts;
     const touched = Math.min(a.expertCount, Math.ceil(P * share));
     const xRows = a.input === 'token' ? T : P;
+    // Routing: k ranking passes over the experts (the kernel's every workgroup repeats them, but
+    // they read the logits from cache); combine: a multiply-add per pair and column.
+    const inline =
+      (a.route ? T * a.experts * (a.topK + 4) : 0) + (a.combine ? 2 * P * share * a.N : 0);
     return {
-      flops: 2 * P * share * a.K * wRows,
+      flops: 2 * P * share * a.K * wRows + inline,
       bytesRead:
         dtypeBytes(a.wType, touched * wRows * a.K) +
         4 * (touched * wRows * (a.bias ? 1 : 0) + xRows * a.K * share + P) +
         (a.grouped ? 4 * (a.experts + 1 + P) : 0),
-      bytesWritten: 4 * P * share * a.N,
+      bytesWritten: 4 * (a.combine ? T * a.N : P * share * a.N),
     };
   },
 };
+
+/**
+ * Workgroup memory (bytes) of the decode kernel of a node with a norm prologue or inline routing
+ * (codegen/kernels/moe-fused.ts) at workgroup size WG: the GEMV's reduction and, when it routes,
+ * the experts' ranking values, the argmax tree (value, index), the picks and the group scores.
+ * Here so the fusion pass can tell whether the kernel fits the device.
+ */
+export function routedWorkgroupBytes(a: MoeMatmulAttrs, WG: number): number {
+  const gemv = WG * (a.gated ? 2 : 1);
+  const route = a.route ? a.experts + 2 * WG + 2 * a.topK + a.route.groups + 1 : 0;
+  return 4 * (gemv + route);
+}
+
+/** out is [T, topK, N], or [T, N] once the combine is folded in. */
+function moeOutShape(a: MoeMatmulAttrs): Array<'T' | number> {
+  return a.combine ? ['T', a.N] : ['T', a.topK, a.N];
+}
+
+function checkInline(a: MoeMatmulAttrs, pre: string): void {
+  if (a.prologue && (a.input !== 'token' || a.prologue.kind === 'l2'))
+    throw new Error(`${pre}: a norm prologue needs input 'token' and an rms or layer norm`);
+  if (a.route) {
+    if (a.input !== 'token' || a.grouped || a.expertStart !== 0)
+      throw new Error(`${pre}: inline routing needs input 'token', no grouping and expert 0`);
+    moeRoute.check({ op: 'moe_route', experts: a.experts, topK: a.topK, ...a.route });
+  }
+  const c = a.combine;
+  if (c) {
+    if (a.input !== 'pair' || a.grouped || a.gated || a.act || a.clamp)
+      throw new Error(`${pre}: an inline combine needs input 'pair', no grouping and no gating`);
+    if (c.sharedGate && !c.shared) throw new Error(`${pre}: sharedGate needs shared`);
+    if (!Number.isFinite(c.scale)) throw new Error(`${pre}: combine scale must be finite`);
+  }
+}
+
+/** x's rows normalised as the prologue says (a matmul's norm prologue). */
+function normalizedRows(
+  norm: NonNullable<MoeMatmulAttrs['prologue']>,
+  x: Float32Array,
+  inputs: Record<string, HostArray | undefined>,
+  rows: number,
+  K: number,
+): Float32Array {
+  const w = f32(inputs as Record<string, HostArray>, 'normW');
+  const b = norm.kind === 'layer' && norm.bias ? f32(inputs as Record<string, HostArray>, 'normB') : undefined;
+  const out = new Float32Array(rows * K);
+  for (let t = 0; t < rows; t++) normalizeRow(norm, x, t * K, K, K, w, b, out, t * K);
+  return out;
+}
+
+/** moe_route's reference on the node's logits (MoeInlineRoute). */
+function routeInline(
+  a: MoeMatmulAttrs,
+  inputs: Record<string, HostArray>,
+  step: StepShape,
+): { ids: Uint32Array; weights: Float32Array; load?: HostArray } {
+  const route = a.route!;
+  const r = moeRoute.reference(
+    { op: 'moe_route', experts: a.experts, topK: a.topK, ...route },
+    {
+      logits: inputs.logits,
+      ...(route.correctionBias ? { bias: inputs.routeBias } : {}),
+      // Without load the counts go to a scratch array nobody reads.
+      load: route.load ? inputs.load : new Uint32Array(a.experts),
+    },
+    step,
+  );
+  const out = { ids: r.ids as Uint32Array, weights: r.weights as Float32Array };
+  return route.load ? { ...out, load: r.load } : out;
+}
+
+/** MoeInlineCombine on the node's pair products y [T·topK, N] (rows of other experts unused). */
+function combineInline(
+  a: MoeMatmulAttrs,
+  y: Float32Array,
+  ids: ArrayLike<number>,
+  inputs: Record<string, HostArray>,
+  T: number,
+): Record<string, HostArray> {
+  const c = a.combine!;
+  const { N, topK: KS } = a;
+  const weights = f32(inputs, 'weights');
+  const res = c.residual ? f32(inputs, 'residual') : undefined;
+  const shared = c.shared ? f32(inputs, 'shared') : undefined;
+  const gate = c.sharedGate ? f32(inputs, 'sharedGate') : undefined;
+  const prev = a.expertStart > 0 ? f32(inputs, 'out') : undefined;
+  const mine = (e: number) => e >= a.expertStart && e < a.expertStart + a.expertCount;
+  const out = new Float32Array(T * N);
+  for (let t = 0; t < T; t++) {
+    const g = gate ? sigmoid(gate[t]) : 1;
+    for (let d = 0; d < N; d++) {
+      let acc = 0;
+      for (let j = 0; j < KS; j++)
+        if (mine(ids[t * KS + j])) acc += weights[t * KS + j] * y[(t * KS + j) * N + d];
+      if (shared) acc += g * shared[t * N + d];
+      acc *= c.scale;
+      if (res) acc += res[t * N + d];
+      out[t * N + d] = (prev ? prev[t * N + d] : 0) + acc;
+    }
+  }
+  if (!c.load) return { out };
+  const load = inputs.load;
+  for (let p = 0; p < T * KS; p++) load[ids[p]] += 1;
+  return { out, load };
+}
 
 export const moeCombine: OpDefinition<MoeCombineAttrs> = {
   check(a) {

@@ -56,19 +56,21 @@ import { mamba1StepPack, mamba1StepWorkgroupBytes } from '../ops/ssm.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
+import { fuseQkvAppend } from './fuse-attn.ts';
+import { fuseMoeDecode } from './fuse-moe.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
 }
 
-type Matmul = GraphNode & { attrs: MatmulAttrs };
+export type Matmul = GraphNode & { attrs: MatmulAttrs };
 
-function isMatmul(n: GraphNode | undefined): n is Matmul {
+export function isMatmul(n: GraphNode | undefined): n is Matmul {
   return n?.attrs.op === 'matmul';
 }
 
 /** A matmul with no fused work yet. */
-function isPlain(n: GraphNode | undefined): n is Matmul {
+export function isPlain(n: GraphNode | undefined): n is Matmul {
   return (
     isMatmul(n) &&
     !n.attrs.gated &&
@@ -88,7 +90,7 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
 }
 
 /** The fused kernel's bindings fit the device, and so does its (possibly concatenated) weight. */
-function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
+export function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
   const weightRows = attrs.gated ? 2 * attrs.N : attrs.N;
   return (
     matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage &&
@@ -893,6 +895,8 @@ export const FUSION_PASSES = [
   { name: 'mamba1-decode', run: fuseMamba1Decode },
   { name: 'ssd-decode', run: fuseSsdDecode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
+  { name: 'qkv-append', run: fuseQkvAppend },
+  { name: 'moe-decode', run: fuseMoeDecode },
   { name: 'gated-mlp', run: fuseGatedMlp },
   { name: 'gated-mul', run: fuseGatedMul },
   { name: 'shared-input', run: fuseSharedInput },
