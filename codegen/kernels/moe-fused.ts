@@ -15,7 +15,7 @@
  *   the residual follow in the epilogue. A later part of a split projection adds to out.
  */
 import type { MoeMatmulAttrs } from '../../src/graph/ops.ts';
-import { SIGMOID_NORM_EPS } from '../../src/ops/moe.ts';
+import { SIGMOID_NORM_EPS, moeSlots } from '../../src/ops/moe.ts';
 export { routedWorkgroupBytes } from '../../src/ops/moe.ts';
 import type { KernelLaunch } from '../kernel-ir.ts';
 import { wgslF32 } from './wgsl-builder.ts';
@@ -225,12 +225,12 @@ export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const xv = pro ? 'norm_x(b_x[xr + k], k, mean, rstd)' : 'b_x[xr + k]';
   const route = a.route
     ? `route(t, lid);
-  let ex = sel[p % KS];
-  if (wid.x == 0u && p % KS == 0u && lid < KS) {
+  let ex = select(XS, sel[min(p % SL, KS - 1u)], p % SL < KS);
+  if (wid.x == 0u && p % SL == 0u && lid < KS) {
     b_ids[t * KS + lid] = sel[lid];
     b_weights[t * KS + lid] = selw[lid];${a.route.load ? '\n    atomicAdd(&b_load[sel[lid]], 1u);' : ''}
   }`
-    : 'let ex = b_ids[p];';
+    : 'let ex = select(XS, b_ids[t * KS + min(p % SL, KS - 1u)], p % SL < KS);';
   const code = `${moeMatmulHeader(a, decls, w)}
 const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 const WG: u32 = ${WG}u;
@@ -243,8 +243,8 @@ ${pro ? pro.fn : ''}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let p = wid.y;
-  if (p >= step.T * KS) { return; }
-  let t = p / KS;
+  if (p >= step.T * SL) { return; }
+  let t = p / SL;
   ${route}
   let xr = t * U;
   ${pro ? pro.stats : ''}
@@ -273,7 +273,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
 }
 `;
-  const tags = [a.prologue ? (a.prologue.kind === 'rms' ? 'rms' : 'ln') : '', a.route ? 'route' : '']
+  const tags = [
+    a.prologue ? (a.prologue.kind === 'rms' ? 'rms' : 'ln') : '',
+    a.route ? 'route' : '',
+  ]
     .filter(Boolean)
     .join('_');
   return launch(
@@ -281,7 +284,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     code,
     bindings,
     WG,
-    [Math.ceil(a.N / CPW), { sym: 'T', mul: a.topK }, 1],
+    [Math.ceil(a.N / CPW), { sym: 'T', mul: moeSlots(a) }, 1],
   );
 }
 
@@ -298,7 +301,7 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   if (a.bias) list.push(['bias', 'read', 'f32']);
   list.push(['ids', 'read', 'u32'], ['weights', 'read', 'f32']);
   if (c.residual) list.push(['residual', 'read', 'f32']);
-  if (c.shared) list.push(['shared', 'read', 'f32']);
+  if (c.shared && !a.sharedExpert) list.push(['shared', 'read', 'f32']);
   if (c.sharedGate) list.push(['sharedGate', 'read', 'f32']);
   if (c.load) list.push(['load', 'read_write', 'atomic<u32>']);
   list.push(['out', 'read_write', 'f32']);
@@ -309,15 +312,13 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
     : (p: string, q: string) => `${p} * ${q}`;
   const epi: string[] = ['var acc = red[lid];'];
   if (a.bias) {
-    epi.push(`for (var j = 0u; j < KS; j++) {
-      let ex = b_ids[t * KS + j];
-      if (ex >= E0 && ex < E0 + EC) { acc += b_weights[t * KS + j] * b_bias[(ex - E0) * WR + c]; }
+    epi.push(`for (var j = 0u; j < SL; j++) {
+      let ex = pair_expert(t, j);
+      if (ex >= E0 && ex < E0 + EC) { acc += pair_weight(t, j) * b_bias[(ex - E0) * WR + c]; }
     }`);
   }
-  if (c.shared)
-    epi.push(
-      `acc += ${c.sharedGate ? 'sigmoid(b_sharedGate[t]) * ' : ''}b_shared[t * N + c];`,
-    );
+  if (c.shared && !a.sharedExpert)
+    epi.push(`acc += ${c.sharedGate ? 'sigmoid(b_sharedGate[t]) * ' : ''}b_shared[t * N + c];`);
   if (c.scale !== 1) epi.push(`acc *= ${wgslF32(c.scale)};`);
   if (c.residual) epi.push('acc += b_residual[t * N + c];');
   if (a.expertStart > 0) epi.push('acc = b_out[t * N + c] + acc;');
@@ -325,6 +326,16 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const code = `${moeMatmulHeader(a, decls, w)}
 const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 var<workgroup> red: array<f32, ${WG}>;
+
+fn pair_expert(t: u32, j: u32) -> u32 {
+  return select(XS, b_ids[t * KS + min(j, KS - 1u)], j < KS);
+}
+
+/** The routing weight of pair j; the shared expert's is its gate (or 1). */
+fn pair_weight(t: u32, j: u32) -> f32 {
+  if (j < KS) { return b_weights[t * KS + j]; }
+  return ${c.sharedGate ? 'sigmoid(b_sharedGate[t])' : '1.0'};
+}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -334,14 +345,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let c = wid.x * ${CPW}u + lid / ${TPC}u;
   let cw = min(c, N - 1u);
   var s = 0.0;
-  for (var j = 0u; j < KS; j++) {
-    let p = t * KS + j;
-    let ex = b_ids[p];
+  for (var j = 0u; j < SL; j++) {
+    let p = t * SL + j;
+    let ex = pair_expert(t, j);
     if (ex >= E0 && ex < E0 + EC) {
       let wr = ((ex - E0) * WR + cw) * U;
       var d = 0.0;
       for (var k = lane; k < U; k += ${TPC}u) { d += ${dot('b_x[p * U + k]', 'load_w(wr + k)')}; }
-      s += b_weights[p] * d;
+      s += pair_weight(t, j) * d;
     }
   }
   red[lid] = s;
@@ -359,6 +370,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     'comb',
     c.residual ? 'res' : '',
     c.shared ? (c.sharedGate ? 'gshared' : 'shared') : '',
+    a.sharedExpert ? 'sx' : '',
     c.load ? 'load' : '',
   ]
     .filter(Boolean)

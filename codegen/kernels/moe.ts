@@ -19,7 +19,7 @@ import type {
   MoeMatmulAttrs,
   MoeRouteAttrs,
 } from '../../src/graph/ops.ts';
-import { SIGMOID_NORM_EPS, moeMatmul, moeRoute } from '../../src/ops/moe.ts';
+import { SIGMOID_NORM_EPS, moeMatmul, moeRoute, moeSlots } from '../../src/ops/moe.ts';
 import { bindingCount } from '../../src/ops/types.ts';
 import { combinedLaunch, gemvWorkgroup, routedLaunch, routedWorkgroupBytes } from './moe-fused.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
@@ -35,7 +35,10 @@ export type Elem = string;
 export type Access = 'read' | 'read_write';
 
 /** Bindings and their WGSL declarations (variables are b_<name> so no name shadows a builtin). */
-export function declare(list: Array<[string, Access, Elem]>): { bindings: BindingDecl[]; decls: string } {
+export function declare(list: Array<[string, Access, Elem]>): {
+  bindings: BindingDecl[];
+  decls: string;
+} {
   const bindings: BindingDecl[] = [
     STEP_BINDING,
     ...list.map(([name, access]) => ({ name, access })),
@@ -274,6 +277,9 @@ ${w.load('load_w', 'b_w')}
 const N: u32 = ${a.N}u;
 const K: u32 = ${a.K}u;
 const KS: u32 = ${a.topK}u;
+// Pairs per token (one more with the shared expert folded in, expert number XS).
+const SL: u32 = ${moeSlots(a)}u;
+const XS: u32 = ${a.experts}u;
 const WR: u32 = ${a.gated ? 2 * a.N : a.N}u;
 const E0: u32 = ${a.expertStart}u;
 const EC: u32 = ${a.expertCount}u;
@@ -472,11 +478,11 @@ var<workgroup> red: array<f32, ${WG * (a.gated ? 2 : 1)}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let p = wid.y;
-  if (p >= step.T * KS) { return; }
-  let ex = b_ids[p];
+  if (p >= step.T * SL) { return; }
+  let ex = select(XS, b_ids[(p / SL) * KS + min(p % SL, KS - 1u)], p % SL < KS);
   let ok = ex >= E0 && ex < E0 + EC;
   let e = select(0u, ex - E0, ok);
-  let xr = ${a.input === 'token' ? 'p / KS' : 'p'} * U;
+  let xr = ${a.input === 'token' ? 'p / SL' : 'p'} * U;
   let lane = lid % ${TPC}u;
   let c = wid.x * ${CPW}u + lid / ${TPC}u;
   let wr = (e * WR + min(c, N - 1u)) * U;
@@ -505,7 +511,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     code,
     bindings,
     WG,
-    [Math.ceil(a.N / CPW), { sym: 'T', mul: a.topK }, 1],
+    [Math.ceil(a.N / CPW), { sym: 'T', mul: moeSlots(a) }, 1],
   );
 }
 
@@ -523,6 +529,8 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
       `moe_matmul: expert weights of ${wBytes} bytes exceed maxStorageBufferBindingSize = ${caps.maxStorageBindingBytes}; split them over experts`,
     );
   }
+  if (a.sharedExpert && a.grouped)
+    throw new Error('moe_matmul: a folded shared expert runs the ungrouped kernels only');
   const tiled = a.grouped && maxT > 1;
   if (tiled) {
     const bytes = 4 * (BK * BM + (a.gated ? 2 : 1) * BK * BN + 2 * BM + 4);
@@ -540,13 +548,14 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
         `moe_matmul: inline routing of ${a.experts} experts needs ${bytes} bytes of workgroup memory, the device allows ${caps.maxWorkgroupStorageBytes}`,
       );
   }
-  const l = a.route || a.prologue
-    ? routedLaunch(a, wg)
-    : a.combine
-      ? combinedLaunch(a, wg)
-      : tiled
-        ? groupedLaunch(a)
-        : gemvLaunch(a, wg);
+  const l =
+    a.route || a.prologue
+      ? routedLaunch(a, wg)
+      : a.combine
+        ? combinedLaunch(a, wg)
+        : tiled
+          ? groupedLaunch(a)
+          : gemvLaunch(a, wg);
   return { launches: [l], scratch: {} } satisfies GeneratedOp;
 };
 

@@ -935,6 +935,14 @@ export interface MoeMatmulAttrs {
   route?: MoeInlineRoute | null;
   /** The combine in the kernel (input 'pair', see MoeInlineCombine). */
   combine?: MoeInlineCombine | null;
+  /**
+   * The shared expert folded in as one more expert (decode fusion; its MLP has the routed
+   * experts' shape): expert number `experts` follows the routed ones in w (and bias), and every
+   * token has topK + 1 pairs, slot topK being the shared expert, so pair p = t·(topK + 1) + j and
+   * x ('pair') and out are [T, topK + 1, ·]. The combine weighs that slot by sigmoid(sharedGate[t])
+   * (or 1) as moe_combine weighs its shared input. ids and weights stay [T, topK].
+   */
+  sharedExpert?: boolean;
 }
 
 /**

@@ -215,7 +215,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (!Number.isInteger(a.expertStart) || a.expertStart < 0) {
       throw new Error(`${pre}: expertStart must be a non-negative integer`);
     }
-    if (a.expertStart + a.expertCount > a.experts) {
+    if (a.expertStart + a.expertCount > a.experts + (a.sharedExpert ? 1 : 0)) {
       throw new Error(
         `${pre}: experts [${a.expertStart}, ${a.expertStart + a.expertCount}) exceed the ${a.experts} experts`,
       );
@@ -239,7 +239,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
   inputs(a) {
     const wRows = a.gated ? 2 * a.N : a.N;
     const r: Record<string, TensorRule> = {
-      x: rule(a.input === 'token' ? ['T', a.K] : ['T', a.topK, a.K]),
+      x: rule(a.input === 'token' ? ['T', a.K] : ['T', moeSlots(a), a.K]),
     };
     if (a.prologue) {
       r.normW = rule([a.K]);
@@ -256,7 +256,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (c) {
       r.weights = rule(['T', a.topK]);
       if (c.residual) r.residual = rule(['T', a.N]);
-      if (c.shared) r.shared = rule(['T', a.N]);
+      if (c.shared && !a.sharedExpert) r.shared = rule(['T', a.N]);
       if (c.sharedGate) r.sharedGate = rule(['T', 1]);
       if (c.load) r.load = inPlace([a.experts], 'u32');
     }
@@ -281,7 +281,8 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
   reference(a, inputs, step) {
     moeMatmul.check(a);
     const { N, K, topK } = a;
-    const P = step.T * topK;
+    const S = moeSlots(a);
+    const P = step.T * S;
     const wRows = a.gated ? 2 * N : N;
     const xIn = f32(inputs, 'x');
     const wIn = f32(inputs, 'w');
@@ -296,18 +297,23 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
       );
     // Blocks run along K within one row, so rounding all experts' rows at once is per row.
     const w = roundWeight(a.wType, wIn.subarray(0, a.expertCount * wRows * K), K);
-    if (ids.length < P) throw new Error(`moe_matmul: ids has ${ids.length} elements`);
+    if (ids.length < step.T * topK) throw new Error(`moe_matmul: ids has ${ids.length} elements`);
     const bias = a.bias ? f32(inputs, 'bias') : undefined;
     const prev = inputs.out;
     const out =
-      prev instanceof Float32Array && !a.combine ? Float32Array.from(prev) : new Float32Array(P * N);
+      prev instanceof Float32Array && !a.combine
+        ? Float32Array.from(prev)
+        : new Float32Array(P * N);
     if (out.length < P * N) throw new Error(`moe_matmul: out has ${out.length} elements`);
     for (let p = 0; p < P; p++) {
-      const e = ids[p];
-      if (!(e < a.experts)) throw new Error(`moe_matmul: pair ${p} names expert ${e}`);
+      const t = Math.floor(p / S);
+      const j = p % S;
+      // Slot topK of a folded shared expert is expert number `experts`.
+      const e = j < topK ? ids[t * topK + j] : a.experts;
+      if (!(e < a.experts) && j < topK) throw new Error(`moe_matmul: pair ${p} names expert ${e}`);
       const local = e - a.expertStart;
       if (local < 0 || local >= a.expertCount) continue;
-      const xOff = (a.input === 'token' ? Math.floor(p / topK) : p) * K;
+      const xOff = (a.input === 'token' ? t : p) * K;
       const wOff = local * wRows * K;
       for (let n = 0; n < N; n++) {
         let g = 0;
@@ -330,11 +336,11 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     return { out };
   },
   cost(a, { T }) {
-    const P = T * a.topK;
+    const P = T * moeSlots(a);
     const wRows = a.gated ? 2 * a.N : a.N;
     // Only the selected pairs are computed. A node holding some of the experts sees, on average,
     // its share of the pairs, so the split nodes of one projection add up to the whole.
-    const share = a.expertCount / a.experts;
+    const share = a.expertCount / (a.experts + (a.sharedExpert ? 1 : 0));
     const touched = Math.min(a.expertCount, Math.ceil(P * share));
     const xRows = a.input === 'token' ? T : P;
     // Routing: k ranking passes over the experts (the kernel's every workgroup repeats them, but
@@ -364,9 +370,14 @@ export function routedWorkgroupBytes(a: MoeMatmulAttrs, WG: number): number {
   return 4 * (gemv + route);
 }
 
-/** out is [T, topK, N], or [T, N] once the combine is folded in. */
+/** Pairs per token: topK, and one more for a folded shared expert. */
+export function moeSlots(a: MoeMatmulAttrs): number {
+  return a.topK + (a.sharedExpert ? 1 : 0);
+}
+
+/** out is [T, slots, N], or [T, N] once the combine is folded in. */
 function moeOutShape(a: MoeMatmulAttrs): Array<'T' | number> {
-  return a.combine ? ['T', a.N] : ['T', a.topK, a.N];
+  return a.combine ? ['T', a.N] : ['T', moeSlots(a), a.N];
 }
 
 function checkInline(a: MoeMatmulAttrs, pre: string): void {
@@ -384,6 +395,10 @@ function checkInline(a: MoeMatmulAttrs, pre: string): void {
     if (c.sharedGate && !c.shared) throw new Error(`${pre}: sharedGate needs shared`);
     if (!Number.isFinite(c.scale)) throw new Error(`${pre}: combine scale must be finite`);
   }
+  if (a.sharedExpert && a.grouped)
+    throw new Error(`${pre}: a folded shared expert needs the ungrouped (decode) kernels`);
+  if (a.sharedExpert && c && !c.shared)
+    throw new Error(`${pre}: a folded shared expert needs combine.shared`);
 }
 
 /** x's rows normalised as the prologue says (a matmul's norm prologue). */
@@ -395,7 +410,10 @@ function normalizedRows(
   K: number,
 ): Float32Array {
   const w = f32(inputs as Record<string, HostArray>, 'normW');
-  const b = norm.kind === 'layer' && norm.bias ? f32(inputs as Record<string, HostArray>, 'normB') : undefined;
+  const b =
+    norm.kind === 'layer' && norm.bias
+      ? f32(inputs as Record<string, HostArray>, 'normB')
+      : undefined;
   const out = new Float32Array(rows * K);
   for (let t = 0; t < rows; t++) normalizeRow(norm, x, t * K, K, K, w, b, out, t * K);
   return out;
@@ -422,7 +440,10 @@ function routeInline(
   return route.load ? { ...out, load: r.load } : out;
 }
 
-/** MoeInlineCombine on the node's pair products y [T·topK, N] (rows of other experts unused). */
+/**
+ * MoeInlineCombine on the node's pair products y [T·slots, N] (rows of other experts unused);
+ * a folded shared expert's slot stands for the `shared` input.
+ */
 function combineInline(
   a: MoeMatmulAttrs,
   y: Float32Array,
@@ -432,20 +453,23 @@ function combineInline(
 ): Record<string, HostArray> {
   const c = a.combine!;
   const { N, topK: KS } = a;
+  const S = moeSlots(a);
   const weights = f32(inputs, 'weights');
   const res = c.residual ? f32(inputs, 'residual') : undefined;
-  const shared = c.shared ? f32(inputs, 'shared') : undefined;
+  const shared = c.shared && !a.sharedExpert ? f32(inputs, 'shared') : undefined;
   const gate = c.sharedGate ? f32(inputs, 'sharedGate') : undefined;
   const prev = a.expertStart > 0 ? f32(inputs, 'out') : undefined;
   const mine = (e: number) => e >= a.expertStart && e < a.expertStart + a.expertCount;
+  const sharedHere = a.sharedExpert && mine(a.experts);
   const out = new Float32Array(T * N);
   for (let t = 0; t < T; t++) {
     const g = gate ? sigmoid(gate[t]) : 1;
     for (let d = 0; d < N; d++) {
       let acc = 0;
       for (let j = 0; j < KS; j++)
-        if (mine(ids[t * KS + j])) acc += weights[t * KS + j] * y[(t * KS + j) * N + d];
+        if (mine(ids[t * KS + j])) acc += weights[t * KS + j] * y[(t * S + j) * N + d];
       if (shared) acc += g * shared[t * N + d];
+      if (sharedHere) acc += g * y[(t * S + KS) * N + d];
       acc *= c.scale;
       if (res) acc += res[t * N + d];
       out[t * N + d] = (prev ? prev[t * N + d] : 0) + acc;

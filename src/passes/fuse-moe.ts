@@ -23,7 +23,7 @@ import { definitionFor } from '../ops/index.ts';
 import { routedWorkgroupBytes } from '../ops/moe.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
-import type { FusionOptions } from './fuse.ts';
+import { isMatmul, isPlain, type FusionOptions, type Matmul } from './fuse.ts';
 
 /**
  * The most rows (sequences) a batched decode step fuses. An estimate to measure on the device:
@@ -44,6 +44,41 @@ function foldableNorm(n: GraphNode | undefined, K: number): n is GraphNode & { a
   return (
     a.norm.kind !== 'l2' && !a.residual && a.group === a.width && a.width === K && !a.perChannel
   );
+}
+
+/**
+ * The shared expert's MLP (lowered as ordinary ops on the normed x: gate+up fused by gated-mlp,
+ * or up then act, then down) when it has the routed experts' shape, so it can be expert number
+ * `experts` of both projections: same hidden size, gating, activation and biases, no clamp.
+ */
+function sharedExpert(
+  r: Rewriter,
+  gu: MoeMatmul,
+  down: MoeMatmul,
+  comb: GraphNode,
+): { up: Matmul; act: GraphNode | null; down: Matmul } | null {
+  if (comb.inputs.shared === undefined) return null;
+  const a = gu.attrs;
+  if (a.clamp || a.wType !== 'f32') return null;
+  const sd = r.producer(comb.inputs.shared);
+  if (!isPlain(sd) || r.soleConsumer(sd.outputs.out) !== comb) return null;
+  if (sd.attrs.N !== down.attrs.N || sd.attrs.K !== a.N || sd.attrs.bias !== down.attrs.bias)
+    return null;
+  let act: GraphNode | null = null;
+  let up = r.producer(sd.inputs.x);
+  if (!a.gated && up?.attrs.op === 'act') {
+    if (up.attrs.act !== a.act || r.soleConsumer(up.outputs.out) !== sd) return null;
+    act = up;
+    up = r.producer(up.inputs.x);
+  }
+  if (!isMatmul(up) || up.inputs.x !== gu.inputs.x) return null;
+  if (r.soleConsumer(up.outputs.out) !== (act ?? sd)) return null;
+  // The gated matmul gated-mlp made, or the plain up projection before its act.
+  const bare: Matmul = { ...up, attrs: { ...up.attrs, gated: false, act: null } };
+  if (!isPlain(bare) || up.attrs.gated !== a.gated || (a.gated && up.attrs.act !== a.act))
+    return null;
+  if (up.attrs.N !== a.N || up.attrs.K !== a.K || up.attrs.bias !== a.bias) return null;
+  return { up, act, down: sd };
 }
 
 export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
@@ -70,7 +105,10 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       m.attrs.expertStart === 0 && m.attrs.expertCount === m.attrs.experts && !m.attrs.route;
     if (!whole(gu) || !whole(down) || down.attrs.act || down.attrs.gated) continue;
     // The schedule moe_group made serves only the two projections.
-    if (group && Object.values(group.outputs).some((t) => r.consumers(t).some((n) => n !== gu && n !== down)))
+    if (
+      group &&
+      Object.values(group.outputs).some((t) => r.consumers(t).some((n) => n !== gu && n !== down))
+    )
       continue;
     const producer = r.producer(gu.inputs.x);
     const norm = foldableNorm(producer, gu.attrs.K) ? producer : null;
@@ -82,15 +120,19 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
     const options = [true, false].flatMap((pro) =>
       [true, false].map((loadUp) => ({ pro: pro && spec !== null, loadUp })),
     );
+    const shared = sharedExpert(r, gu, down, comb);
+    const sx = shared ? { sharedExpert: true } : {};
     let chosen: { up: MoeMatmulAttrs; dn: MoeMatmulAttrs; pro: boolean } | null = null;
     for (const { pro, loadUp } of options) {
       const up: MoeMatmulAttrs = {
         ...plain(gu),
+        ...sx,
         prologue: pro ? spec : null,
         route: { ...routing, load: loadUp },
       };
       const dn: MoeMatmulAttrs = {
         ...plain(down),
+        ...sx,
         combine: {
           scale: ca.scale,
           residual: ca.residual,
@@ -107,9 +149,19 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
     if (!chosen) continue;
     const { up, dn, pro } = chosen;
     const load = route.inputs.load;
+    // With the shared expert folded in, each projection's weights gain it as the last expert.
+    const withShared = (m: MoeMatmul, k: 'w' | 'bias', extra: Matmul | undefined): number => {
+      const t = r.graph.tensors[m.inputs[k]];
+      if (!extra) return m.inputs[k];
+      const [E, ...rest] = t.shape as number[];
+      return r.param(`${t.name}+shared`, [E + 1, ...rest], {
+        kind: 'concat',
+        parts: [r.source(m.inputs[k]), r.source(extra.inputs[k])],
+      });
+    };
     const upIn: Record<string, number> = {
       x: pro && norm ? norm.inputs.x : gu.inputs.x,
-      w: gu.inputs.w,
+      w: withShared(gu, 'w', shared?.up),
       logits: route.inputs.logits,
     };
     if (pro && norm) {
@@ -117,39 +169,42 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       if (norm.inputs.b !== undefined && up.prologue?.kind === 'layer' && up.prologue.bias)
         upIn.normB = norm.inputs.b;
     }
-    if (up.bias) upIn.bias = gu.inputs.bias;
+    if (up.bias) upIn.bias = withShared(gu, 'bias', shared?.up);
     if (routing.correctionBias) upIn.routeBias = route.inputs.bias;
     if (up.route?.load) upIn.load = load;
+    // The pairs gain the shared expert's slot: a [T, topK + 1, hidden] tensor.
+    const pairs = shared
+      ? r.activation(`${r.graph.tensors[gu.outputs.out].name}+shared`, [
+          'T',
+          gu.attrs.topK + 1,
+          gu.attrs.N,
+        ])
+      : gu.outputs.out;
     const upOut: Record<string, number> = {
-      out: gu.outputs.out,
+      out: pairs,
       ids: route.outputs.ids,
       weights: route.outputs.weights,
     };
     if (up.route?.load) upOut.load = load;
     const dnIn: Record<string, number> = {
-      x: down.inputs.x,
-      w: down.inputs.w,
+      x: pairs,
+      w: withShared(down, 'w', shared?.down),
       ids: route.outputs.ids,
       weights: route.outputs.weights,
     };
-    if (dn.bias) dnIn.bias = down.inputs.bias;
+    if (dn.bias) dnIn.bias = withShared(down, 'bias', shared?.down);
     for (const k of ['residual', 'shared', 'sharedGate'] as const)
-      if (comb.inputs[k] !== undefined) dnIn[k] = comb.inputs[k];
+      if (comb.inputs[k] !== undefined && !(k === 'shared' && shared)) dnIn[k] = comb.inputs[k];
     if (dn.combine?.load) dnIn.load = load;
     const dnOut: Record<string, number> = { out: comb.outputs.out };
     if (dn.combine?.load) dnOut.load = load;
     const base = gu.label.replace(/ experts\.(gate_up|up)$/, '');
-    r.replace(
-      gu,
-      up,
-      upIn,
-      upOut,
-      `${gu.label}+route${pro ? ' (norm fused)' : ''}`,
-    );
+    r.replace(gu, up, upIn, upOut, `${gu.label}+route${pro ? ' (norm fused)' : ''}`);
     // At the combine's place: the shared expert's output is computed after the projections.
     r.replace(comb, dn, dnIn, dnOut, `${base} experts.down+combine`);
     r.remove(down);
     r.remove(route);
+    if (shared) for (const n of [shared.up, shared.act, shared.down]) if (n) r.remove(n);
     if (group) r.remove(group);
     // The norm goes once nothing reads it; norm-prologue folds it into the router otherwise.
     if (pro && norm && r.consumers(norm.outputs.out).length === 0) r.remove(norm);
