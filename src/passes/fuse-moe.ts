@@ -121,7 +121,7 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       [true, false].map((loadUp) => ({ pro: pro && spec !== null, loadUp })),
     );
     const shared = sharedExpert(r, gu, down, comb);
-    const sx = shared ? { sharedExpert: true } : {};
+    const sx = shared ? { sharedExpert: true, expertCount: gu.attrs.experts + 1 } : {};
     let chosen: { up: MoeMatmulAttrs; dn: MoeMatmulAttrs; pro: boolean } | null = null;
     for (const { pro, loadUp } of options) {
       const up: MoeMatmulAttrs = {

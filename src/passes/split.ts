@@ -173,9 +173,18 @@ function splitExperts(
         inputs.ids = user.outputs.ids;
       }
       if (a.combine) {
-        const c = { ...a.combine, residual: false, shared: false, sharedGate: false, load: false };
+        // A folded shared expert (the last expert) keeps its gate where its part computes it.
+        const sx = a.sharedExpert === true;
+        const c = {
+          ...a.combine,
+          residual: false,
+          shared: sx,
+          sharedGate: sx && a.combine.sharedGate,
+          load: false,
+        };
         attrs = { ...attrs, combine: c };
-        for (const k of ['residual', 'shared', 'sharedGate', 'load']) delete inputs[k];
+        for (const k of ['residual', 'shared', 'load', ...(sx ? [] : ['sharedGate'])])
+          delete inputs[k];
       }
       prev = r.insertAfter(prev, {
         attrs,
