@@ -110,6 +110,7 @@ export interface MatmulAttrs {
     qCols: number;
     kvCols: number;
     headDim: number;
+    /** 0: attention without RoPE (src/passes/fuse-attn.ts): no rotation, no cos/sin inputs. */
     rotaryDim: number;
     capacity: number;
     /** Element type of both caches (see KvType); absent: 'f32'. */

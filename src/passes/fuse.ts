@@ -9,6 +9,9 @@
  *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
  *                    epilogue, state update included (Mamba's in_proj + conv: one dispatch)
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
+ *   qkv-append       the same without RoPE (fuse-attn.ts)
+ *   moe-decode       (decode only) a MoE FFN's norm, routing and combine → its two expert
+ *                    projections, a shared expert of their shape → one more expert (fuse-moe.ts)
  *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
  *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
  *   shared-input     the other plain matmuls of one x (Mamba's in_proj and x_proj row ranges,
