@@ -15,7 +15,7 @@
  *   the residual follow in the epilogue. A later part of a split projection adds to out.
  */
 import type { MoeMatmulAttrs } from '../../src/graph/ops.ts';
-import { SIGMOID_NORM_EPS, moeSlots } from '../../src/ops/moe.ts';
+import { SIGMOID_NORM_EPS, moeSlots, sharedCount } from '../../src/ops/moe.ts';
 export { routedWorkgroupBytes } from '../../src/ops/moe.ts';
 import type { KernelLaunch } from '../kernel-ir.ts';
 import { wgslF32 } from './wgsl-builder.ts';
@@ -225,12 +225,12 @@ export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const xv = pro ? 'norm_x(b_x[xr + k], k, mean, rstd)' : 'b_x[xr + k]';
   const route = a.route
     ? `route(t, lid);
-  let ex = select(XS, sel[min(p % SL, KS - 1u)], p % SL < KS);
+  let ex = select(XS + p % SL - KS, sel[min(p % SL, KS - 1u)], p % SL < KS);
   if (wid.x == 0u && p % SL == 0u && lid < KS) {
     b_ids[t * KS + lid] = sel[lid];
     b_weights[t * KS + lid] = selw[lid];${a.route.load ? '\n    atomicAdd(&b_load[sel[lid]], 1u);' : ''}
   }`
-    : 'let ex = select(XS, b_ids[t * KS + min(p % SL, KS - 1u)], p % SL < KS);';
+    : 'let ex = select(XS + p % SL - KS, b_ids[t * KS + min(p % SL, KS - 1u)], p % SL < KS);';
   const code = `${moeMatmulHeader(a, decls, w)}
 const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 const WG: u32 = ${WG}u;
@@ -301,7 +301,7 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   if (a.bias) list.push(['bias', 'read', 'f32']);
   list.push(['ids', 'read', 'u32'], ['weights', 'read', 'f32']);
   if (c.residual) list.push(['residual', 'read', 'f32']);
-  if (c.shared && !a.sharedExpert) list.push(['shared', 'read', 'f32']);
+  if (c.shared && !sharedCount(a)) list.push(['shared', 'read', 'f32']);
   if (c.sharedGate) list.push(['sharedGate', 'read', 'f32']);
   if (c.load) list.push(['load', 'read_write', 'atomic<u32>']);
   list.push(['out', 'read_write', 'f32']);
@@ -317,7 +317,7 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
       if (ex >= E0 && ex < E0 + EC) { acc += pair_weight(t, j) * b_bias[(ex - E0) * WR + c]; }
     }`);
   }
-  if (c.shared && !a.sharedExpert)
+  if (c.shared && !sharedCount(a))
     epi.push(`acc += ${c.sharedGate ? 'sigmoid(b_sharedGate[t]) * ' : ''}b_shared[t * N + c];`);
   if (c.scale !== 1) epi.push(`acc *= ${wgslF32(c.scale)};`);
   if (c.residual) epi.push('acc += b_residual[t * N + c];');
@@ -328,7 +328,7 @@ const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 var<workgroup> red: array<f32, ${WG}>;
 
 fn pair_expert(t: u32, j: u32) -> u32 {
-  return select(XS, b_ids[t * KS + min(j, KS - 1u)], j < KS);
+  return select(XS + j - KS, b_ids[t * KS + min(j, KS - 1u)], j < KS);
 }
 
 /** The routing weight of pair j; the shared expert's is its gate (or 1). */
@@ -370,7 +370,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     'comb',
     c.residual ? 'res' : '',
     c.shared ? (c.sharedGate ? 'gshared' : 'shared') : '',
-    a.sharedExpert ? 'sx' : '',
+    sharedCount(a) ? `sx${sharedCount(a)}` : '',
     c.load ? 'load' : '',
   ]
     .filter(Boolean)

@@ -277,7 +277,7 @@ ${w.load('load_w', 'b_w')}
 const N: u32 = ${a.N}u;
 const K: u32 = ${a.K}u;
 const KS: u32 = ${a.topK}u;
-// Pairs per token (one more with the shared expert folded in, expert number XS).
+// Pairs per token (more with the shared expert folded in: slot KS + c is expert XS + c).
 const SL: u32 = ${moeSlots(a)}u;
 const XS: u32 = ${a.experts}u;
 const WR: u32 = ${a.gated ? 2 * a.N : a.N}u;
@@ -479,7 +479,7 @@ var<workgroup> red: array<f32, ${WG * (a.gated ? 2 : 1)}>;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let p = wid.y;
   if (p >= step.T * SL) { return; }
-  let ex = select(XS, b_ids[(p / SL) * KS + min(p % SL, KS - 1u)], p % SL < KS);
+  let ex = select(XS + p % SL - KS, b_ids[(p / SL) * KS + min(p % SL, KS - 1u)], p % SL < KS);
   let ok = ex >= E0 && ex < E0 + EC;
   let e = select(0u, ex - E0, ok);
   let xr = ${a.input === 'token' ? 'p / SL' : 'p'} * U;
@@ -529,7 +529,7 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
       `moe_matmul: expert weights of ${wBytes} bytes exceed maxStorageBufferBindingSize = ${caps.maxStorageBindingBytes}; split them over experts`,
     );
   }
-  if (a.sharedExpert && a.grouped)
+  if ((a.sharedExperts ?? 0) > 0 && a.grouped)
     throw new Error('moe_matmul: a folded shared expert runs the ungrouped kernels only');
   const tiled = a.grouped && maxT > 1;
   if (tiled) {

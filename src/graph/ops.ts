@@ -937,13 +937,15 @@ export interface MoeMatmulAttrs {
   /** The combine in the kernel (input 'pair', see MoeInlineCombine). */
   combine?: MoeInlineCombine | null;
   /**
-   * The shared expert folded in as one more expert (decode fusion; its MLP has the routed
-   * experts' shape): expert number `experts` follows the routed ones in w (and bias), and every
-   * token has topK + 1 pairs, slot topK being the shared expert, so pair p = t·(topK + 1) + j and
-   * x ('pair') and out are [T, topK + 1, ·]. The combine weighs that slot by sigmoid(sharedGate[t])
-   * (or 1) as moe_combine weighs its shared input. ids and weights stay [T, topK].
+   * The shared expert folded in as m = sharedExperts more experts (decode fusion; its MLP has the
+   * routed experts' gating and activation and m times their hidden size, cut into m experts of
+   * hidden columns cH..(c+1)H): experts number `experts` … experts + m − 1 follow the routed ones
+   * in w (and bias), and every token has topK + m pairs, slot topK + c being shared expert c, so
+   * pair p = t·(topK + m) + j and x ('pair') and out are [T, topK + m, ·]. The combine weighs
+   * those slots by sigmoid(sharedGate[t]) (or 1) as moe_combine weighs its shared input; their
+   * sum is the shared MLP's output. ids and weights stay [T, topK]. Absent or 0: none.
    */
-  sharedExpert?: boolean;
+  sharedExperts?: number;
 }
 
 /**

@@ -215,7 +215,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (!Number.isInteger(a.expertStart) || a.expertStart < 0) {
       throw new Error(`${pre}: expertStart must be a non-negative integer`);
     }
-    if (a.expertStart + a.expertCount > a.experts + (a.sharedExpert ? 1 : 0)) {
+    if (a.expertStart + a.expertCount > a.experts + sharedCount(a)) {
       throw new Error(
         `${pre}: experts [${a.expertStart}, ${a.expertStart + a.expertCount}) exceed the ${a.experts} experts`,
       );
@@ -256,7 +256,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (c) {
       r.weights = rule(['T', a.topK]);
       if (c.residual) r.residual = rule(['T', a.N]);
-      if (c.shared && !a.sharedExpert) r.shared = rule(['T', a.N]);
+      if (c.shared && !sharedCount(a)) r.shared = rule(['T', a.N]);
       if (c.sharedGate) r.sharedGate = rule(['T', 1]);
       if (c.load) r.load = inPlace([a.experts], 'u32');
     }
@@ -308,8 +308,8 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     for (let p = 0; p < P; p++) {
       const t = Math.floor(p / S);
       const j = p % S;
-      // Slot topK of a folded shared expert is expert number `experts`.
-      const e = j < topK ? ids[t * topK + j] : a.experts;
+      // Slot topK + c of a folded shared expert is expert number experts + c.
+      const e = j < topK ? ids[t * topK + j] : a.experts + j - topK;
       if (!(e < a.experts) && j < topK) throw new Error(`moe_matmul: pair ${p} names expert ${e}`);
       const local = e - a.expertStart;
       if (local < 0 || local >= a.expertCount) continue;
@@ -340,7 +340,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     const wRows = a.gated ? 2 * a.N : a.N;
     // Only the selected pairs are computed. A node holding some of the experts sees, on average,
     // its share of the pairs, so the split nodes of one projection add up to the whole.
-    const share = a.expertCount / (a.experts + (a.sharedExpert ? 1 : 0));
+    const share = a.expertCount / (a.experts + sharedCount(a));
     const touched = Math.min(a.expertCount, Math.ceil(P * share));
     const xRows = a.input === 'token' ? T : P;
     // Routing: k ranking passes over the experts (the kernel's every workgroup repeats them, but
@@ -372,7 +372,12 @@ export function routedWorkgroupBytes(a: MoeMatmulAttrs, WG: number): number {
 
 /** Pairs per token: topK, and one more for a folded shared expert. */
 export function moeSlots(a: MoeMatmulAttrs): number {
-  return a.topK + (a.sharedExpert ? 1 : 0);
+  return a.topK + sharedCount(a);
+}
+
+/** Shared-expert slots folded in (MoeMatmulAttrs.sharedExperts). */
+export function sharedCount(a: MoeMatmulAttrs): number {
+  return a.sharedExperts ?? 0;
 }
 
 /** out is [T, slots, N], or [T, N] once the combine is folded in. */
@@ -395,9 +400,12 @@ function checkInline(a: MoeMatmulAttrs, pre: string): void {
     if (c.sharedGate && !c.shared) throw new Error(`${pre}: sharedGate needs shared`);
     if (!Number.isFinite(c.scale)) throw new Error(`${pre}: combine scale must be finite`);
   }
-  if (a.sharedExpert && a.grouped)
+  const m = sharedCount(a);
+  if (!Number.isInteger(m) || m < 0)
+    throw new Error(`${pre}: sharedExperts must be an integer >= 0`);
+  if (m > 0 && a.grouped)
     throw new Error(`${pre}: a folded shared expert needs the ungrouped (decode) kernels`);
-  if (a.sharedExpert && c && !c.shared)
+  if (m > 0 && c && !c.shared)
     throw new Error(`${pre}: a folded shared expert needs combine.shared`);
 }
 
@@ -456,11 +464,11 @@ function combineInline(
   const S = moeSlots(a);
   const weights = f32(inputs, 'weights');
   const res = c.residual ? f32(inputs, 'residual') : undefined;
-  const shared = c.shared && !a.sharedExpert ? f32(inputs, 'shared') : undefined;
+  const shared = c.shared && !sharedCount(a) ? f32(inputs, 'shared') : undefined;
   const gate = c.sharedGate ? f32(inputs, 'sharedGate') : undefined;
   const prev = a.expertStart > 0 ? f32(inputs, 'out') : undefined;
   const mine = (e: number) => e >= a.expertStart && e < a.expertStart + a.expertCount;
-  const sharedHere = a.sharedExpert && mine(a.experts);
+
   const out = new Float32Array(T * N);
   for (let t = 0; t < T; t++) {
     const g = gate ? sigmoid(gate[t]) : 1;
@@ -469,7 +477,7 @@ function combineInline(
       for (let j = 0; j < KS; j++)
         if (mine(ids[t * KS + j])) acc += weights[t * KS + j] * y[(t * S + j) * N + d];
       if (shared) acc += g * shared[t * N + d];
-      if (sharedHere) acc += g * y[(t * S + KS) * N + d];
+      for (let j = KS; j < S; j++) if (mine(a.experts + j - KS)) acc += g * y[(t * S + j) * N + d];
       acc *= c.scale;
       if (res) acc += res[t * N + d];
       out[t * N + d] = (prev ? prev[t * N + d] : 0) + acc;

@@ -16,7 +16,7 @@
  * The shared experts (a dense MLP on the normed x) stay ordinary matmuls: qwen3-next and
  * DeepSeek-V3 keep two more dispatches for them.
  */
-import type { Graph, GraphNode } from '../graph/ir.ts';
+import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import type { MoeMatmulAttrs, NormAttrs } from '../graph/ops.ts';
 import type { NormSpec } from '../spec/model.ts';
 import { definitionFor } from '../ops/index.ts';
@@ -48,22 +48,25 @@ function foldableNorm(n: GraphNode | undefined, K: number): n is GraphNode & { a
 
 /**
  * The shared expert's MLP (lowered as ordinary ops on the normed x: gate+up fused by gated-mlp,
- * or up then act, then down) when it has the routed experts' shape, so it can be expert number
- * `experts` of both projections: same hidden size, gating, activation and biases, no clamp.
+ * or up then act, then down) when it has the routed experts' gating, activation and biases and
+ * m times their hidden size (DeepSeek's n_shared_experts, Qwen2-MoE's 4 × 1408 = 5632), so it can
+ * be m more experts of both projections (MoeMatmulAttrs.sharedExperts); no clamp. A biased down
+ * projection would add its bias m times, so m > 1 needs it unbiased.
  */
 function sharedExpert(
   r: Rewriter,
   gu: MoeMatmul,
   down: MoeMatmul,
   comb: GraphNode,
-): { up: Matmul; act: GraphNode | null; down: Matmul } | null {
+): { up: Matmul; act: GraphNode | null; down: Matmul; m: number } | null {
   if (comb.inputs.shared === undefined) return null;
   const a = gu.attrs;
   if (a.clamp || a.wType !== 'f32') return null;
   const sd = r.producer(comb.inputs.shared);
   if (!isPlain(sd) || r.soleConsumer(sd.outputs.out) !== comb) return null;
-  if (sd.attrs.N !== down.attrs.N || sd.attrs.K !== a.N || sd.attrs.bias !== down.attrs.bias)
-    return null;
+  const m = sd.attrs.K / a.N;
+  if (!Number.isInteger(m) || m < 1 || (m > 1 && sd.attrs.bias)) return null;
+  if (sd.attrs.N !== down.attrs.N || sd.attrs.bias !== down.attrs.bias) return null;
   let act: GraphNode | null = null;
   let up = r.producer(sd.inputs.x);
   if (!a.gated && up?.attrs.op === 'act') {
@@ -77,8 +80,8 @@ function sharedExpert(
   const bare: Matmul = { ...up, attrs: { ...up.attrs, gated: false, act: null } };
   if (!isPlain(bare) || up.attrs.gated !== a.gated || (a.gated && up.attrs.act !== a.act))
     return null;
-  if (up.attrs.N !== a.N || up.attrs.K !== a.K || up.attrs.bias !== a.bias) return null;
-  return { up, act, down: sd };
+  if (up.attrs.N !== m * a.N || up.attrs.K !== a.K || up.attrs.bias !== a.bias) return null;
+  return { up, act, down: sd, m };
 }
 
 export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
@@ -121,7 +124,7 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       [true, false].map((loadUp) => ({ pro: pro && spec !== null, loadUp })),
     );
     const shared = sharedExpert(r, gu, down, comb);
-    const sx = shared ? { sharedExpert: true, expertCount: gu.attrs.experts + 1 } : {};
+    const sx = shared ? { sharedExperts: shared.m, expertCount: gu.attrs.experts + shared.m } : {};
     let chosen: { up: MoeMatmulAttrs; dn: MoeMatmulAttrs; pro: boolean } | null = null;
     for (const { pro, loadUp } of options) {
       const up: MoeMatmulAttrs = {
@@ -149,14 +152,39 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
     if (!chosen) continue;
     const { up, dn, pro } = chosen;
     const load = route.inputs.load;
-    // With the shared expert folded in, each projection's weights gain it as the last expert.
-    const withShared = (m: MoeMatmul, k: 'w' | 'bias', extra: Matmul | undefined): number => {
-      const t = r.graph.tensors[m.inputs[k]];
-      if (!extra) return m.inputs[k];
+    // With the shared expert folded in, each projection's weights gain its m parts as the last
+    // experts: part c is hidden columns cH..(c+1)H, rows of gate and up (gate rows then up rows
+    // when gated, as an expert's), columns of down's rows (each row as m heads of H).
+    const withShared = (mm: MoeMatmul, k: 'w' | 'bias', extra: Matmul | undefined): number => {
+      const t = r.graph.tensors[mm.inputs[k]];
+      if (!extra || !shared) return mm.inputs[k];
+      const { m } = shared;
       const [E, ...rest] = t.shape as number[];
-      return r.param(`${t.name}+shared`, [E + 1, ...rest], {
+      const H = gu.attrs.N;
+      const src = r.source(extra.inputs[k]);
+      const cols = k === 'w' ? extra.attrs.K : 1;
+      const parts: ParamSource[] = [];
+      for (let c = 0; c < m; c++) {
+        if (extra === shared.up) {
+          parts.push({ kind: 'rows', of: src, start: c * H, count: H, cols });
+          if (gu.attrs.gated)
+            parts.push({ kind: 'rows', of: src, start: (m + c) * H, count: H, cols });
+        } else if (k === 'bias' || m === 1) {
+          parts.push(src);
+        } else {
+          parts.push({
+            kind: 'head_rows',
+            of: src,
+            heads: extra.attrs.N,
+            headRows: m,
+            ranges: [{ start: c, count: 1 }],
+            cols: H,
+          });
+        }
+      }
+      return r.param(`${t.name}+shared`, [E + m, ...rest], {
         kind: 'concat',
-        parts: [r.source(m.inputs[k]), r.source(extra.inputs[k])],
+        parts: [r.source(mm.inputs[k]), ...parts],
       });
     };
     const upIn: Record<string, number> = {
@@ -176,7 +204,7 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
     const pairs = shared
       ? r.activation(`${r.graph.tensors[gu.outputs.out].name}+shared`, [
           'T',
-          gu.attrs.topK + 1,
+          gu.attrs.topK + shared.m,
           gu.attrs.N,
         ])
       : gu.outputs.out;

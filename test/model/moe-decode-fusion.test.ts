@@ -25,9 +25,9 @@ const JAMBA = parseSpec(readFileSync('specs/jamba-tiny-moe.strata', 'utf8'), 'ja
 
 /**
  * Odd sizes everywhere: dim 45 (no vec4 loads), 7 experts top 3 of hidden 21, a gated shared
- * expert of the experts' shape (folded in), a softmax without renormalisation, LayerNorm with
- * bias, attention without RoPE; a second FFN routed DeepSeek-V3 style with an ungated shared
- * expert (weight 1) and 12 experts in 4 groups.
+ * expert twice as wide (folded in as two experts), a softmax without renormalisation, LayerNorm
+ * with bias, attention without RoPE; a second FFN routed DeepSeek-V3 style with 12 experts in 4
+ * groups and a shared expert of their width without gate (folded in as one, weight 1).
  */
 const ODD = parseSpec(
   `model "odd-moe" {
@@ -37,7 +37,7 @@ const ODD = parseSpec(
     norm layer(eps: 1e-5, bias: true)
     mixer attn = attention(heads: 3, kv_heads: 1, head_dim: 10, rope: none)
     ffn a = moe(experts: 7, top_k: 3, expert: swiglu(hidden: 21),
-                shared: swiglu(hidden: 21), shared_gate: true, router: softmax(normalize: false))
+                shared: swiglu(hidden: 42), shared_gate: true, router: softmax(normalize: false))
     ffn b = moe(experts: 12, top_k: 3, expert: swiglu(hidden: 20), shared: swiglu(hidden: 20),
                 router: sigmoid(correction_bias: true, groups: 4, topk_groups: 2, scale: 2.5))
     layers 2 x [attn] with ffn [a, b]
@@ -83,7 +83,7 @@ describe('decode dispatches per sublayer', () => {
     expect(ops).toContain('moe_combine');
   });
 
-  it('shared experts of the routed shape fold in: 3 per MoE layer, batched decode too', () => {
+  it('shared experts of the routed width or a multiple fold in: 3 per MoE layer, batched too', () => {
     for (const batch of [1, 3]) {
       const n = nodesPerSublayer(ODD, batch);
       expect(n['l0.moe']).toBe(3);
