@@ -301,7 +301,7 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   if (a.bias) list.push(['bias', 'read', 'f32']);
   list.push(['ids', 'read', 'u32'], ['weights', 'read', 'f32']);
   if (c.residual) list.push(['residual', 'read', 'f32']);
-  if (c.shared && !sharedCount(a)) list.push(['shared', 'read', 'f32']);
+  if (c.shared && !a.sharedSlots) list.push(['shared', 'read', 'f32']);
   if (c.sharedGate) list.push(['sharedGate', 'read', 'f32']);
   if (c.load) list.push(['load', 'read_write', 'atomic<u32>']);
   list.push(['out', 'read_write', 'f32']);
@@ -317,7 +317,7 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
       if (ex >= E0 && ex < E0 + EC) { acc += pair_weight(t, j) * b_bias[(ex - E0) * WR + c]; }
     }`);
   }
-  if (c.shared && !sharedCount(a))
+  if (c.shared && !a.sharedSlots)
     epi.push(`acc += ${c.sharedGate ? 'sigmoid(b_sharedGate[t]) * ' : ''}b_shared[t * N + c];`);
   if (c.scale !== 1) epi.push(`acc *= ${wgslF32(c.scale)};`);
   if (c.residual) epi.push('acc += b_residual[t * N + c];');
@@ -370,7 +370,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     'comb',
     c.residual ? 'res' : '',
     c.shared ? (c.sharedGate ? 'gshared' : 'shared') : '',
-    sharedCount(a) ? `sx${sharedCount(a)}` : '',
+    a.sharedSlots ? `sx${sharedCount(a)}` : '',
     c.load ? 'load' : '',
   ]
     .filter(Boolean)

@@ -19,7 +19,7 @@ import type {
   MoeMatmulAttrs,
   MoeRouteAttrs,
 } from '../../src/graph/ops.ts';
-import { SIGMOID_NORM_EPS, moeMatmul, moeRoute, moeSlots } from '../../src/ops/moe.ts';
+import { SIGMOID_NORM_EPS, moeMatmul, moeRoute, moeSlots, routedCount } from '../../src/ops/moe.ts';
 import { bindingCount } from '../../src/ops/types.ts';
 import { combinedLaunch, gemvWorkgroup, routedLaunch, routedWorkgroupBytes } from './moe-fused.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
@@ -389,7 +389,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (lid == 0u) {
     var acc = 0u;
     var info = vec3<u32>(0u, 0u, 0u);
-    for (var l = 0u; l < EC; l++) {
+    // Only routed experts have pairs in the schedule (shared ones stored after them have none).
+    for (var l = 0u; l < ${routedCount(a)}u; l++) {
       let s = b_offsets[E0 + l];
       let c = b_offsets[E0 + l + 1u] - s;
       let nt = (c + BM - 1u) / BM;
@@ -529,7 +530,7 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
       `moe_matmul: expert weights of ${wBytes} bytes exceed maxStorageBufferBindingSize = ${caps.maxStorageBindingBytes}; split them over experts`,
     );
   }
-  if ((a.sharedExperts ?? 0) > 0 && a.grouped)
+  if (a.sharedSlots && a.grouped)
     throw new Error('moe_matmul: a folded shared expert runs the ungrouped kernels only');
   const tiled = a.grouped && maxT > 1;
   if (tiled) {

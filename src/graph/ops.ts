@@ -937,15 +937,21 @@ export interface MoeMatmulAttrs {
   /** The combine in the kernel (input 'pair', see MoeInlineCombine). */
   combine?: MoeInlineCombine | null;
   /**
-   * The shared expert folded in as m = sharedExperts more experts (decode fusion; its MLP has the
-   * routed experts' gating and activation and m times their hidden size, cut into m experts of
-   * hidden columns cH..(c+1)H): experts number `experts` … experts + m − 1 follow the routed ones
-   * in w (and bias), and every token has topK + m pairs, slot topK + c being shared expert c, so
-   * pair p = t·(topK + m) + j and x ('pair') and out are [T, topK + m, ·]. The combine weighs
-   * those slots by sigmoid(sharedGate[t]) (or 1) as moe_combine weighs its shared input; their
-   * sum is the shared MLP's output. ids and weights stay [T, topK]. Absent or 0: none.
+   * w (and bias) hold m = sharedExperts more experts after the routed ones: the shared expert's
+   * MLP (the routed experts' gating and activation, m times their hidden size) cut into m experts
+   * of hidden columns cH..(c+1)H. The lowering (src/graph/blocks/moe.ts) stores them there for
+   * every phase, so the decode fusion's weights are the prefill's; routed pairs never select them.
+   * Absent or 0: none.
    */
   sharedExperts?: number;
+  /**
+   * Decode fusion: every token also computes those m experts as its pairs topK … topK + m − 1
+   * (expert experts + c at slot topK + c), so pair p = t·(topK + m) + j and x ('pair') and out
+   * are [T, topK + m, ·]; ungrouped only. The combine weighs those slots by sigmoid(sharedGate[t])
+   * (or 1) as moe_combine weighs its shared input: their sum is the shared MLP's output. ids and
+   * weights stay [T, topK].
+   */
+  sharedSlots?: boolean;
 }
 
 /**

@@ -256,7 +256,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (c) {
       r.weights = rule(['T', a.topK]);
       if (c.residual) r.residual = rule(['T', a.N]);
-      if (c.shared && !sharedCount(a)) r.shared = rule(['T', a.N]);
+      if (c.shared && !a.sharedSlots) r.shared = rule(['T', a.N]);
       if (c.sharedGate) r.sharedGate = rule(['T', 1]);
       if (c.load) r.load = inPlace([a.experts], 'u32');
     }
@@ -336,24 +336,27 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     return { out };
   },
   cost(a, { T }) {
-    const P = T * moeSlots(a);
     const wRows = a.gated ? 2 * a.N : a.N;
-    // Only the selected pairs are computed. A node holding some of the experts sees, on average,
-    // its share of the pairs, so the split nodes of one projection add up to the whole.
-    const share = a.expertCount / (a.experts + sharedCount(a));
-    const touched = Math.min(a.expertCount, Math.ceil(P * share));
+    // Only the selected pairs are computed. A node holding some of the routed experts sees, on
+    // average, its share of the routed pairs, so the split nodes of one projection add up to the
+    // whole; shared slots (sharedSlots) are computed for every token.
+    const routed = routedCount(a);
+    const sharedHere = a.expertCount - routed;
+    const share = routed / a.experts;
+    const P = T * a.topK * share + (a.sharedSlots ? T * sharedHere : 0);
+    const touched =
+      Math.min(routed, Math.ceil(T * a.topK * share)) + (a.sharedSlots ? sharedHere : 0);
     const xRows = a.input === 'token' ? T : P;
     // Routing: k ranking passes over the experts (the kernel's every workgroup repeats them, but
     // they read the logits from cache); combine: a multiply-add per pair and column.
-    const inline =
-      (a.route ? T * a.experts * (a.topK + 4) : 0) + (a.combine ? 2 * P * share * a.N : 0);
+    const inline = (a.route ? T * a.experts * (a.topK + 4) : 0) + (a.combine ? 2 * P * a.N : 0);
     return {
-      flops: 2 * P * share * a.K * wRows + inline,
+      flops: 2 * P * a.K * wRows + inline,
       bytesRead:
         dtypeBytes(a.wType, touched * wRows * a.K) +
-        4 * (touched * wRows * (a.bias ? 1 : 0) + xRows * a.K * share + P) +
-        (a.grouped ? 4 * (a.experts + 1 + P) : 0),
-      bytesWritten: 4 * (a.combine ? T * a.N : P * share * a.N),
+        4 * (touched * wRows * (a.bias ? 1 : 0) + xRows * a.K + T * a.topK) +
+        (a.grouped ? 4 * (a.experts + 1 + T * a.topK) : 0),
+      bytesWritten: 4 * (a.combine ? T * a.N : P * a.N),
     };
   },
 };
@@ -372,10 +375,15 @@ export function routedWorkgroupBytes(a: MoeMatmulAttrs, WG: number): number {
 
 /** Pairs per token: topK, and one more for a folded shared expert. */
 export function moeSlots(a: MoeMatmulAttrs): number {
-  return a.topK + sharedCount(a);
+  return a.topK + (a.sharedSlots ? sharedCount(a) : 0);
 }
 
-/** Shared-expert slots folded in (MoeMatmulAttrs.sharedExperts). */
+/** The routed experts among the node's [expertStart, expertStart + expertCount). */
+export function routedCount(a: MoeMatmulAttrs): number {
+  return Math.max(0, Math.min(a.expertStart + a.expertCount, a.experts) - a.expertStart);
+}
+
+/** The shared expert's parts stored after the routed experts (MoeMatmulAttrs.sharedExperts). */
 export function sharedCount(a: MoeMatmulAttrs): number {
   return a.sharedExperts ?? 0;
 }
@@ -403,9 +411,9 @@ function checkInline(a: MoeMatmulAttrs, pre: string): void {
   const m = sharedCount(a);
   if (!Number.isInteger(m) || m < 0)
     throw new Error(`${pre}: sharedExperts must be an integer >= 0`);
-  if (m > 0 && a.grouped)
+  if (a.sharedSlots && (m === 0 || a.grouped))
     throw new Error(`${pre}: a folded shared expert needs the ungrouped (decode) kernels`);
-  if (m > 0 && c && !c.shared)
+  if (a.sharedSlots && c && !c.shared)
     throw new Error(`${pre}: a folded shared expert needs combine.shared`);
 }
 
@@ -464,7 +472,7 @@ function combineInline(
   const S = moeSlots(a);
   const weights = f32(inputs, 'weights');
   const res = c.residual ? f32(inputs, 'residual') : undefined;
-  const shared = c.shared && !sharedCount(a) ? f32(inputs, 'shared') : undefined;
+  const shared = c.shared && !a.sharedSlots ? f32(inputs, 'shared') : undefined;
   const gate = c.sharedGate ? f32(inputs, 'sharedGate') : undefined;
   const prev = a.expertStart > 0 ? f32(inputs, 'out') : undefined;
   const mine = (e: number) => e >= a.expertStart && e < a.expertStart + a.expertCount;

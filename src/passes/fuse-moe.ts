@@ -16,7 +16,7 @@
  * The shared experts (a dense MLP on the normed x) stay ordinary matmuls: qwen3-next and
  * DeepSeek-V3 keep two more dispatches for them.
  */
-import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
+import type { Graph, GraphNode } from '../graph/ir.ts';
 import type { MoeMatmulAttrs, NormAttrs } from '../graph/ops.ts';
 import type { NormSpec } from '../spec/model.ts';
 import { definitionFor } from '../ops/index.ts';
@@ -49,9 +49,9 @@ function foldableNorm(n: GraphNode | undefined, K: number): n is GraphNode & { a
 /**
  * The shared expert's MLP (lowered as ordinary ops on the normed x: gate+up fused by gated-mlp,
  * or up then act, then down) when it has the routed experts' gating, activation and biases and
- * m times their hidden size (DeepSeek's n_shared_experts, Qwen2-MoE's 4 × 1408 = 5632), so it can
- * be m more experts of both projections (MoeMatmulAttrs.sharedExperts); no clamp. A biased down
- * projection would add its bias m times, so m > 1 needs it unbiased.
+ * m times their hidden size, which the lowering stored as m more experts of both projections
+ * (MoeMatmulAttrs.sharedExperts, src/graph/blocks/moe.ts sharedExpertParts): decode computes
+ * them as m more pairs per token (sharedSlots) and drops the MLP's own dispatches.
  */
 function sharedExpert(
   r: Rewriter,
@@ -64,8 +64,9 @@ function sharedExpert(
   if (a.clamp || a.wType !== 'f32') return null;
   const sd = r.producer(comb.inputs.shared);
   if (!isPlain(sd) || r.soleConsumer(sd.outputs.out) !== comb) return null;
-  const m = sd.attrs.K / a.N;
-  if (!Number.isInteger(m) || m < 1 || (m > 1 && sd.attrs.bias)) return null;
+  // The lowering stored its m parts after the routed experts (sharedExpertParts).
+  const m = a.sharedExperts ?? 0;
+  if (m < 1 || down.attrs.sharedExperts !== m || sd.attrs.K !== m * a.N) return null;
   if (sd.attrs.N !== down.attrs.N || sd.attrs.bias !== down.attrs.bias) return null;
   let act: GraphNode | null = null;
   let up = r.producer(sd.inputs.x);
@@ -105,7 +106,9 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
     if (r.soleConsumer(route.outputs.weights) !== comb) continue;
     if (r.soleConsumer(gu.outputs.out) !== down) continue;
     const whole = (m: MoeMatmul) =>
-      m.attrs.expertStart === 0 && m.attrs.expertCount === m.attrs.experts && !m.attrs.route;
+      m.attrs.expertStart === 0 &&
+      m.attrs.expertCount === m.attrs.experts + (m.attrs.sharedExperts ?? 0) &&
+      !m.attrs.route;
     if (!whole(gu) || !whole(down) || down.attrs.act || down.attrs.gated) continue;
     // The schedule moe_group made serves only the two projections.
     if (
@@ -124,7 +127,7 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       [true, false].map((loadUp) => ({ pro: pro && spec !== null, loadUp })),
     );
     const shared = sharedExpert(r, gu, down, comb);
-    const sx = shared ? { sharedExperts: shared.m, expertCount: gu.attrs.experts + shared.m } : {};
+    const sx = shared ? { sharedSlots: true } : {};
     let chosen: { up: MoeMatmulAttrs; dn: MoeMatmulAttrs; pro: boolean } | null = null;
     for (const { pro, loadUp } of options) {
       const up: MoeMatmulAttrs = {
@@ -152,44 +155,9 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
     if (!chosen) continue;
     const { up, dn, pro } = chosen;
     const load = route.inputs.load;
-    // With the shared expert folded in, each projection's weights gain its m parts as the last
-    // experts: part c is hidden columns cH..(c+1)H, rows of gate and up (gate rows then up rows
-    // when gated, as an expert's), columns of down's rows (each row as m heads of H).
-    const withShared = (mm: MoeMatmul, k: 'w' | 'bias', extra: Matmul | undefined): number => {
-      const t = r.graph.tensors[mm.inputs[k]];
-      if (!extra || !shared) return mm.inputs[k];
-      const { m } = shared;
-      const [E, ...rest] = t.shape as number[];
-      const H = gu.attrs.N;
-      const src = r.source(extra.inputs[k]);
-      const cols = k === 'w' ? extra.attrs.K : 1;
-      const parts: ParamSource[] = [];
-      for (let c = 0; c < m; c++) {
-        if (extra === shared.up) {
-          parts.push({ kind: 'rows', of: src, start: c * H, count: H, cols });
-          if (gu.attrs.gated)
-            parts.push({ kind: 'rows', of: src, start: (m + c) * H, count: H, cols });
-        } else if (k === 'bias' || m === 1) {
-          parts.push(src);
-        } else {
-          parts.push({
-            kind: 'head_rows',
-            of: src,
-            heads: extra.attrs.N,
-            headRows: m,
-            ranges: [{ start: c, count: 1 }],
-            cols: H,
-          });
-        }
-      }
-      return r.param(`${t.name}+shared`, [E + m, ...rest], {
-        kind: 'concat',
-        parts: [r.source(mm.inputs[k]), ...parts],
-      });
-    };
     const upIn: Record<string, number> = {
       x: pro && norm ? norm.inputs.x : gu.inputs.x,
-      w: withShared(gu, 'w', shared?.up),
+      w: gu.inputs.w,
       logits: route.inputs.logits,
     };
     if (pro && norm) {
@@ -197,10 +165,10 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       if (norm.inputs.b !== undefined && up.prologue?.kind === 'layer' && up.prologue.bias)
         upIn.normB = norm.inputs.b;
     }
-    if (up.bias) upIn.bias = withShared(gu, 'bias', shared?.up);
+    if (up.bias) upIn.bias = gu.inputs.bias;
     if (routing.correctionBias) upIn.routeBias = route.inputs.bias;
     if (up.route?.load) upIn.load = load;
-    // The pairs gain the shared expert's slot: a [T, topK + 1, hidden] tensor.
+    // The pairs gain the shared expert's m slots: a [T, topK + m, hidden] tensor.
     const pairs = shared
       ? r.activation(`${r.graph.tensors[gu.outputs.out].name}+shared`, [
           'T',
@@ -216,11 +184,11 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
     if (up.route?.load) upOut.load = load;
     const dnIn: Record<string, number> = {
       x: pairs,
-      w: withShared(down, 'w', shared?.down),
+      w: down.inputs.w,
       ids: route.outputs.ids,
       weights: route.outputs.weights,
     };
-    if (dn.bias) dnIn.bias = withShared(down, 'bias', shared?.down);
+    if (dn.bias) dnIn.bias = down.inputs.bias;
     for (const k of ['residual', 'shared', 'sharedGate'] as const)
       if (comb.inputs[k] !== undefined && !(k === 'shared' && shared)) dnIn[k] = comb.inputs[k];
     if (dn.combine?.load) dnIn.load = load;

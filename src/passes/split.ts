@@ -174,7 +174,7 @@ function splitExperts(
       }
       if (a.combine) {
         // A folded shared expert (the last expert) keeps its gate where its part computes it.
-        const sx = (a.sharedExperts ?? 0) > 0;
+        const sx = a.sharedSlots === true;
         const c = {
           ...a.combine,
           residual: false,

@@ -123,6 +123,7 @@ describe('gate_up with the norm and routing folded in', () => {
         prologue: LAYER,
         route: { ...SOFTMAX, normalize: false, scale: 1.5 },
         sharedExperts: 1,
+        sharedSlots: true,
       },
       3,
     ],
@@ -145,6 +146,7 @@ describe('gate_up with the norm and routing folded in', () => {
           load: false,
         },
         sharedExperts: 2,
+        sharedSlots: true,
       },
       2,
     ],
@@ -183,6 +185,7 @@ describe('gate_up with the norm and routing folded in', () => {
       expertCount: 4,
       prologue: RMS,
       sharedExperts: 1,
+      sharedSlots: true,
     });
     const { ref } = await check(a, 2, 5);
     // Slot topK of each token is the shared expert (number 6, inside [3, 7)): computed.
@@ -218,6 +221,7 @@ describe('down with the combine folded in', () => {
         bias: true,
         expertCount: 8,
         sharedExperts: 1,
+        sharedSlots: true,
         combine: { ...combine, shared: true, sharedGate: true, scale: 0.5 },
       },
       3,
@@ -232,6 +236,7 @@ describe('down with the combine folded in', () => {
         K: 16,
         expertCount: 10,
         sharedExperts: 3,
+        sharedSlots: true,
         combine: { ...combine, residual: false, shared: true },
       },
       2,
@@ -247,6 +252,7 @@ describe('down with the combine folded in', () => {
         expertStart: 4,
         expertCount: 4,
         sharedExperts: 2,
+        sharedSlots: true,
         combine: { ...combine, residual: false, shared: true, sharedGate: true },
       },
       2,
