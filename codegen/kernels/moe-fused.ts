@@ -224,7 +224,7 @@ export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const pro = a.prologue ? prologueWgsl(a, vec4) : null;
   const xv = pro ? 'norm_x(b_x[xr + k], k, mean, rstd)' : 'b_x[xr + k]';
   const route = a.route
-    ? `route(t, lid);
+    ? `${a.sharedSlots ? '// Shared slots need no routing.\n  if (p % SL < KS) { route(t, lid); }' : 'route(t, lid);'}
   let ex = select(XS + p % SL - KS, sel[min(p % SL, KS - 1u)], p % SL < KS);
   if (wid.x == 0u && p % SL == 0u && lid < KS) {
     b_ids[t * KS + lid] = sel[lid];
