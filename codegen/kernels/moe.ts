@@ -19,7 +19,9 @@ import type {
   MoeMatmulAttrs,
   MoeRouteAttrs,
 } from '../../src/graph/ops.ts';
-import { SIGMOID_NORM_EPS, moeMatmul, moeRoute } from '../../src/ops/moe.ts';
+import { SIGMOID_NORM_EPS, moeMatmul, moeRoute, moeSlots, routedCount } from '../../src/ops/moe.ts';
+import { bindingCount } from '../../src/ops/types.ts';
+import { combinedLaunch, gemvWorkgroup, routedLaunch, routedWorkgroupBytes } from './moe-fused.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
@@ -29,11 +31,14 @@ import { actExpr, withHelpers } from './wgsl-math.ts';
 import { weightBinding, type WeightBinding } from './weight-load.ts';
 
 /** A WGSL element type: f32, u32, vec4<f32>, atomic<u32>, or a stored weight's (weight-load.ts). */
-type Elem = string;
-type Access = 'read' | 'read_write';
+export type Elem = string;
+export type Access = 'read' | 'read_write';
 
 /** Bindings and their WGSL declarations (variables are b_<name> so no name shadows a builtin). */
-function declare(list: Array<[string, Access, Elem]>): { bindings: BindingDecl[]; decls: string } {
+export function declare(list: Array<[string, Access, Elem]>): {
+  bindings: BindingDecl[];
+  decls: string;
+} {
   const bindings: BindingDecl[] = [
     STEP_BINDING,
     ...list.map(([name, access]) => ({ name, access })),
@@ -53,7 +58,7 @@ function hash(s: string): string {
   return (h >>> 0).toString(16).padStart(8, '0');
 }
 
-function launch(
+export function launch(
   name: string,
   code: string,
   bindings: BindingDecl[],
@@ -264,24 +269,27 @@ fn emit(e: u32, c: u32, g0: f32, u0: f32) -> f32 {
  * split node binds only its own experts. q8 and q4 keep every code before every scale, so unit
  * indices are global within the binding, never per expert.
  */
-function expertWeights(a: MoeMatmulAttrs, vec4: boolean): WeightBinding {
+export function expertWeights(a: MoeMatmulAttrs, vec4: boolean): WeightBinding {
   return weightBinding(a.wType, a.expertCount * (a.gated ? 2 : 1) * a.N * a.K, vec4);
 }
 
-function moeMatmulHeader(a: MoeMatmulAttrs, decls: string, w: WeightBinding): string {
+export function moeMatmulHeader(a: MoeMatmulAttrs, decls: string, w: WeightBinding): string {
   return `${STEP_WGSL}
 ${decls}
 ${w.load('load_w', 'b_w')}
 const N: u32 = ${a.N}u;
 const K: u32 = ${a.K}u;
 const KS: u32 = ${a.topK}u;
+// Pairs per token (more with the shared expert folded in: slot KS + c is expert XS + c).
+const SL: u32 = ${moeSlots(a)}u;
+const XS: u32 = ${a.experts}u;
 const WR: u32 = ${a.gated ? 2 * a.N : a.N}u;
 const E0: u32 = ${a.expertStart}u;
 const EC: u32 = ${a.expertCount}u;
 ${emitFn(a)}`;
 }
 
-function features(a: MoeMatmulAttrs): string {
+export function features(a: MoeMatmulAttrs): string {
   const f = [a.input === 'token' ? 'tok' : 'pair'];
   if (a.gated) f.push('glu');
   if (a.clamp) f.push('clamp');
@@ -384,7 +392,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (lid == 0u) {
     var acc = 0u;
     var info = vec3<u32>(0u, 0u, 0u);
-    for (var l = 0u; l < EC; l++) {
+    // Only routed experts have pairs in the schedule (shared ones stored after them have none).
+    for (var l = 0u; l < ${routedCount(a)}u; l++) {
       let s = b_offsets[E0 + l];
       let c = b_offsets[E0 + l + 1u] - s;
       let nt = (c + BM - 1u) / BM;
@@ -473,11 +482,11 @@ var<workgroup> red: array<f32, ${WG * (a.gated ? 2 : 1)}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let p = wid.y;
-  if (p >= step.T * KS) { return; }
-  let ex = b_ids[p];
+  if (p >= step.T * SL) { return; }
+  let ex = select(XS + p % SL - KS, b_ids[(p / SL) * KS + min(p % SL, KS - 1u)], p % SL < KS);
   let ok = ex >= E0 && ex < E0 + EC;
   let e = select(0u, ex - E0, ok);
-  let xr = ${a.input === 'token' ? 'p / KS' : 'p'} * U;
+  let xr = ${a.input === 'token' ? 'p / SL' : 'p'} * U;
   let lane = lid % ${TPC}u;
   let c = wid.x * ${CPW}u + lid / ${TPC}u;
   let wr = (e * WR + min(c, N - 1u)) * U;
@@ -506,13 +515,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     code,
     bindings,
     WG,
-    [Math.ceil(a.N / CPW), { sym: 'T', mul: a.topK }, 1],
+    [Math.ceil(a.N / CPW), { sym: 'T', mul: moeSlots(a) }, 1],
   );
 }
 
 export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT }) => {
   moeMatmul.check(a);
-  const storage = 4 + (a.bias ? 1 : 0) + (a.grouped ? 1 : 0);
+  const storage = bindingCount(moeMatmul, a);
   if (storage > caps.maxStorageBuffersPerStage) {
     throw new Error(
       `moe_matmul: needs ${storage} storage buffers, the device allows ${caps.maxStorageBuffersPerStage}`,
@@ -524,6 +533,8 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
       `moe_matmul: expert weights of ${wBytes} bytes exceed maxStorageBufferBindingSize = ${caps.maxStorageBindingBytes}; split them over experts`,
     );
   }
+  if (a.sharedSlots && a.grouped)
+    throw new Error('moe_matmul: a folded shared expert runs the ungrouped kernels only');
   const tiled = a.grouped && maxT > 1;
   if (tiled) {
     const bytes = 4 * (BK * BM + (a.gated ? 2 : 1) * BK * BN + 2 * BM + 4);
@@ -534,7 +545,21 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
   const wg = Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
   if (Math.ceil(a.N / 8) > caps.maxWorkgroupsPerDimension)
     throw new Error(`moe_matmul: N = ${a.N} needs more workgroups than the device allows`);
-  const l = tiled ? groupedLaunch(a) : gemvLaunch(a, wg);
+  if (a.route || a.prologue) {
+    const bytes = routedWorkgroupBytes(a, gemvWorkgroup(wg));
+    if (bytes > caps.maxWorkgroupStorageBytes)
+      throw new Error(
+        `moe_matmul: inline routing of ${a.experts} experts needs ${bytes} bytes of workgroup memory, the device allows ${caps.maxWorkgroupStorageBytes}`,
+      );
+  }
+  const l =
+    a.route || a.prologue
+      ? routedLaunch(a, wg)
+      : a.combine
+        ? combinedLaunch(a, wg)
+        : tiled
+          ? groupedLaunch(a)
+          : gemvLaunch(a, wg);
   return { launches: [l], scratch: {} } satisfies GeneratedOp;
 };
 

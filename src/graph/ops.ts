@@ -116,6 +116,7 @@ export interface MatmulAttrs {
     qCols: number;
     kvCols: number;
     headDim: number;
+    /** 0: attention without RoPE (src/passes/fuse-attn.ts): no rotation, no cos/sin inputs. */
     rotaryDim: number;
     capacity: number;
     /** Element type of both caches (see KvType); absent: 'f32'. */
@@ -965,7 +966,53 @@ export interface MoeMatmulAttrs {
    * row); products accumulate in f32 whatever the storage. Biases stay f32.
    */
   wType: WeightType;
+  /**
+   * Decode fusions (src/passes/fuse-moe.ts), absent or null when none. `prologue` (input
+   * 'token'): x is the sublayer's input before its norm, which the kernel applies as it loads x
+   * (inputs normW [K], normB [K] for a biased LayerNorm), as a matmul's norm prologue does.
+   */
+  prologue?: NormSpec | null;
+  /** Routing in the kernel (input 'token', see MoeInlineRoute). */
+  route?: MoeInlineRoute | null;
+  /** The combine in the kernel (input 'pair', see MoeInlineCombine). */
+  combine?: MoeInlineCombine | null;
+  /**
+   * w (and bias) hold m = sharedExperts more experts after the routed ones: the shared expert's
+   * MLP (the routed experts' gating and activation, m times their hidden size) cut into m experts
+   * of hidden columns cH..(c+1)H. The lowering (src/graph/blocks/moe.ts) stores them there for
+   * every phase, so the decode fusion's weights are the prefill's; routed pairs never select them.
+   * Absent or 0: none.
+   */
+  sharedExperts?: number;
+  /**
+   * Decode fusion: every token also computes those m experts as its pairs topK … topK + m − 1
+   * (expert experts + c at slot topK + c), so pair p = t·(topK + m) + j and x ('pair') and out
+   * are [T, topK + m, ·]; ungrouped only. The combine weighs those slots by sigmoid(sharedGate[t])
+   * (or 1) as moe_combine weighs its shared input: their sum is the shared MLP's output. ids and
+   * weights stay [T, topK].
+   */
+  sharedSlots?: boolean;
 }
+
+/**
+ * moe_route folded into the expert projection that first reads its ids: the node takes the router
+ * logits [T, experts] (and routeBias [experts] when correctionBias) instead of ids, routes each
+ * token as moe_route does, and writes ids and weights [T, topK] as outputs for the next
+ * projection. `load`: it also counts the routed tokens per expert (moe_route's in-place `load`).
+ * Only a node holding expert 0 routes; the later parts of a split projection read its ids.
+ */
+export type MoeInlineRoute = Omit<MoeRouteAttrs, 'op' | 'experts' | 'topK'> & { load: boolean };
+
+/**
+ * moe_combine folded into the down projection (input 'pair'): out is [T, N], out[t] =
+ * residual[t] + scale·(Σ_j weights[t, j]·y[t·topK + j] + g[t]·shared[t]) with y this node's
+ * products, as moe_combine defines it. A split projection's first part (expertStart 0) adds the
+ * residual and shared terms and its experts' pairs; each later part adds scale·(its experts'
+ * pairs) to out in place. `load`: the node counts the routed tokens per expert (first part only).
+ */
+export type MoeInlineCombine = Omit<MoeCombineAttrs, 'op' | 'topK' | 'width'> & {
+  load: boolean;
+};
 
 /**
  * Weighted sum of each token's expert outputs back in token order, plus shared experts and the

@@ -176,8 +176,11 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   }
   const rope = a.ropeKv;
   if (rope) {
-    r.cos = rule([rope.capacity, rope.rotaryDim / 2]);
-    r.sin = rule([rope.capacity, rope.rotaryDim / 2]);
+    // Attention without RoPE appends k and v as they are (rotaryDim 0): no tables.
+    if (rope.rotaryDim > 0) {
+      r.cos = rule([rope.capacity, rope.rotaryDim / 2]);
+      r.sin = rule([rope.capacity, rope.rotaryDim / 2]);
+    }
     r.kcache = inPlace([cacheRows(rope) * (rope.batch ?? 1), rope.kvCols], kvTypeOf(rope));
     r.vcache = inPlace([cacheRows(rope) * (rope.batch ?? 1), rope.kvCols], kvTypeOf(rope));
   } else if (a.outOffset > 0) {
@@ -291,8 +294,10 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
     const half = rope.rotaryDim / 2;
     // Batched rows may sit apart (StepShape.rowPos): the table reaches the furthest one.
     const last = batched ? step.pos + 1 + Math.max(0, ...(step.rowPos ?? [])) : step.pos + rows;
-    cos = need(inputs, 'cos', last * half, 'cos rows up to pos+T');
-    sin = need(inputs, 'sin', last * half, 'sin rows up to pos+T');
+    if (half > 0) {
+      cos = need(inputs, 'cos', last * half, 'cos rows up to pos+T');
+      sin = need(inputs, 'sin', last * half, 'sin rows up to pos+T');
+    }
   }
 
   const cv = a.conv;
@@ -334,12 +339,14 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
         convRow(cv, y, convW, convB, convState.subarray(r * S, (r + 1) * S), step.pos === 0);
       else convRow(cv, y, convW, convB, convState, step.pos === 0 && r === 0);
     }
-    if (rope && kcache && vcache && cos && sin) {
+    if (rope && kcache && vcache) {
       const p = batched ? step.pos + (step.rowPos?.[r] ?? 0) : step.pos + r;
       const half = rope.rotaryDim / 2;
       const qk = rope.qCols + rope.kvCols;
-      for (let h = 0; h < qk; h += rope.headDim) {
-        rotateHead(y, h, rope.rotaryDim, 'interleaved', cos, sin, p * half);
+      if (cos && sin) {
+        for (let h = 0; h < qk; h += rope.headDim) {
+          rotateHead(y, h, rope.rotaryDim, 'interleaved', cos, sin, p * half);
+        }
       }
       out.set(y.subarray(0, rope.qCols), r * outStride);
       // An f16 cache holds each k and v rounded to f16, as the kernels store them.

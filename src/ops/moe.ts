@@ -9,9 +9,10 @@ import type {
   MoeGroupAttrs,
   MoeMatmulAttrs,
   MoeRouteAttrs,
+  StepShape,
 } from '../graph/ops.ts';
 import { dtypeBytes, weightTypeUnsupported } from '../graph/dtype.ts';
-import { activate, sigmoid } from './math.ts';
+import { activate, normalizeRow, sigmoid } from './math.ts';
 import { roundWeight } from './weight-storage.ts';
 import {
   f32,
@@ -229,7 +230,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (!Number.isInteger(a.expertStart) || a.expertStart < 0) {
       throw new Error(`${pre}: expertStart must be a non-negative integer`);
     }
-    if (a.expertStart + a.expertCount > a.experts) {
+    if (a.expertStart + a.expertCount > a.experts + sharedCount(a)) {
       throw new Error(
         `${pre}: experts [${a.expertStart}, ${a.expertStart + a.expertCount}) exceed the ${a.experts} experts`,
       );
@@ -243,6 +244,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (a.gated && !a.act && !a.clamp) throw new Error(`${pre}: a gated projection needs act`);
     const narrow = weightTypeUnsupported(a.wType, a.K);
     if (narrow) throw new Error(`${pre}: wType ${narrow}`);
+    checkInline(a, pre);
   },
   /**
    * A node holding experts after the first (expertStart > 0: a split projection's later parts)
@@ -252,46 +254,81 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
   inputs(a) {
     const wRows = a.gated ? 2 * a.N : a.N;
     const r: Record<string, TensorRule> = {
-      x: rule(a.input === 'token' ? ['T', a.K] : ['T', a.topK, a.K]),
-      w: rule([a.expertCount, wRows, a.K], 'read', a.wType),
+      x: rule(a.input === 'token' ? ['T', a.K] : ['T', moeSlots(a), a.K]),
     };
+    if (a.prologue) {
+      r.normW = rule([a.K]);
+      if (a.prologue.kind === 'layer' && a.prologue.bias) r.normB = rule([a.K]);
+    }
+    r.w = rule([a.expertCount, wRows, a.K], 'read', a.wType);
     if (a.bias) r.bias = rule([a.expertCount, wRows]);
-    r.ids = indices(['T', a.topK]);
+    if (a.route) {
+      r.logits = rule(['T', a.experts]);
+      if (a.route.correctionBias) r.routeBias = rule([a.experts]);
+      if (a.route.load) r.load = inPlace([a.experts], 'u32');
+    } else r.ids = indices(['T', a.topK]);
+    const c = a.combine;
+    if (c) {
+      r.weights = rule(['T', a.topK]);
+      if (c.residual) r.residual = rule(['T', a.N]);
+      if (c.shared && !a.sharedSlots) r.shared = rule(['T', a.N]);
+      if (c.sharedGate) r.sharedGate = rule(['T', 1]);
+      if (c.load) r.load = inPlace([a.experts], 'u32');
+    }
     if (a.grouped) {
       r.offsets = indices([a.experts + 1]);
       r.order = indices(['T', a.topK]);
     }
-    if (a.expertStart > 0) r.out = inPlace(['T', a.topK, a.N]);
+    if (a.expertStart > 0) r.out = inPlace(moeOutShape(a));
     return r;
   },
-  outputs: (a) => ({ out: rule(['T', a.topK, a.N], a.expertStart > 0 ? 'read_write' : 'read') }),
+  outputs: (a) => {
+    const r: Record<string, TensorRule> = {
+      out: rule(moeOutShape(a), a.expertStart > 0 ? 'read_write' : 'read'),
+    };
+    if (a.route) {
+      r.ids = indices(['T', a.topK]);
+      r.weights = rule(['T', a.topK]);
+    }
+    if (a.route?.load || a.combine?.load) r.load = inPlace([a.experts], 'u32');
+    return r;
+  },
   reference(a, inputs, step) {
     moeMatmul.check(a);
     const { N, K, topK } = a;
-    const P = step.T * topK;
+    const S = moeSlots(a);
+    const P = step.T * S;
     const wRows = a.gated ? 2 * N : N;
-    const x = f32(inputs, 'x');
+    const xIn = f32(inputs, 'x');
     const wIn = f32(inputs, 'w');
-    const ids = u32(inputs, 'ids');
     const xRows = a.input === 'token' ? step.T : P;
-    if (x.length < xRows * K) throw new Error(`moe_matmul: x has ${x.length} elements`);
+    if (xIn.length < xRows * K) throw new Error(`moe_matmul: x has ${xIn.length} elements`);
+    const x = a.prologue ? normalizedRows(a.prologue, xIn, inputs, xRows, K) : xIn;
+    const routed = a.route ? routeInline(a, inputs, step) : null;
+    const ids = routed ? routed.ids : u32(inputs, 'ids');
     if (wIn.length < a.expertCount * wRows * K)
       throw new Error(
         `moe_matmul: w has ${wIn.length} elements, needs ${a.expertCount * wRows * K}`,
       );
     // Blocks run along K within one row, so rounding all experts' rows at once is per row.
     const w = roundWeight(a.wType, wIn.subarray(0, a.expertCount * wRows * K), K);
-    if (ids.length < P) throw new Error(`moe_matmul: ids has ${ids.length} elements`);
+    if (ids.length < step.T * topK) throw new Error(`moe_matmul: ids has ${ids.length} elements`);
     const bias = a.bias ? f32(inputs, 'bias') : undefined;
     const prev = inputs.out;
-    const out = prev instanceof Float32Array ? Float32Array.from(prev) : new Float32Array(P * N);
+    const out =
+      prev instanceof Float32Array && !a.combine
+        ? Float32Array.from(prev)
+        : new Float32Array(P * N);
     if (out.length < P * N) throw new Error(`moe_matmul: out has ${out.length} elements`);
     for (let p = 0; p < P; p++) {
-      const e = ids[p];
-      if (!(e < a.experts)) throw new Error(`moe_matmul: pair ${p} names expert ${e}`);
+      const t = Math.floor(p / S);
+      const j = p % S;
+      // Slot topK + c of a folded shared expert is expert number experts + c.
+      const e = j < topK ? ids[t * topK + j] : a.experts + j - topK;
+      if (!(e < a.experts) && j < topK) throw new Error(`moe_matmul: pair ${p} names expert ${e}`);
       const local = e - a.expertStart;
       if (local < 0 || local >= a.expertCount) continue;
-      const xOff = (a.input === 'token' ? Math.floor(p / topK) : p) * K;
+      const xOff = (a.input === 'token' ? t : p) * K;
       const wOff = local * wRows * K;
       for (let n = 0; n < N; n++) {
         let g = 0;
@@ -309,26 +346,171 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
         out[p * N + n] = moeEpilogue(a, g, u);
       }
     }
+    if (a.combine) return combineInline(a, out, ids, inputs, step.T);
+    if (routed) return { out, ...routed };
     return { out };
   },
   cost(a, { T }) {
-    const P = T * a.topK;
     const wRows = a.gated ? 2 * a.N : a.N;
-    // Only the selected pairs are computed. A node holding some of the experts sees, on average,
-    // its share of the pairs, so the split nodes of one projection add up to the whole.
-    const share = a.expertCount / a.experts;
-    const touched = Math.min(a.expertCount, Math.ceil(P * share));
+    // Only the selected pairs are computed. A node holding some of the routed experts sees, on
+    // average, its share of the routed pairs, so the split nodes of one projection add up to the
+    // whole; shared slots (sharedSlots) are computed for every token.
+    const routed = routedCount(a);
+    const sharedHere = a.expertCount - routed;
+    const share = routed / a.experts;
+    const P = T * a.topK * share + (a.sharedSlots ? T * sharedHere : 0);
+    const touched =
+      Math.min(routed, Math.ceil(T * a.topK * share)) + (a.sharedSlots ? sharedHere : 0);
     const xRows = a.input === 'token' ? T : P;
+    // Routing: k ranking passes over the experts (the kernel's every workgroup repeats them, but
+    // they read the logits from cache); combine: a multiply-add per pair and column.
+    const inline = (a.route ? T * a.experts * (a.topK + 4) : 0) + (a.combine ? 2 * P * a.N : 0);
     return {
-      flops: 2 * P * share * a.K * wRows,
+      flops: 2 * P * a.K * wRows + inline,
       bytesRead:
         dtypeBytes(a.wType, touched * wRows * a.K) +
-        4 * (touched * wRows * (a.bias ? 1 : 0) + xRows * a.K * share + P) +
-        (a.grouped ? 4 * (a.experts + 1 + P) : 0),
-      bytesWritten: 4 * P * share * a.N,
+        4 * (touched * wRows * (a.bias ? 1 : 0) + xRows * a.K + T * a.topK) +
+        (a.grouped ? 4 * (a.experts + 1 + T * a.topK) : 0),
+      bytesWritten: 4 * (a.combine ? T * a.N : P * a.N),
     };
   },
 };
+
+/**
+ * Workgroup memory (bytes) of the decode kernel of a node with a norm prologue or inline routing
+ * (codegen/kernels/moe-fused.ts) at workgroup size WG: the GEMV's reduction and, when it routes,
+ * the experts' ranking values, the argmax tree (value, index), the picks and the group scores.
+ * Here so the fusion pass can tell whether the kernel fits the device.
+ */
+export function routedWorkgroupBytes(a: MoeMatmulAttrs, WG: number): number {
+  const gemv = WG * (a.gated ? 2 : 1);
+  const route = a.route ? a.experts + 2 * WG + 2 * a.topK + a.route.groups + 1 : 0;
+  return 4 * (gemv + route);
+}
+
+/** Pairs per token: topK, and one more for a folded shared expert. */
+export function moeSlots(a: MoeMatmulAttrs): number {
+  return a.topK + (a.sharedSlots ? sharedCount(a) : 0);
+}
+
+/** The routed experts among the node's [expertStart, expertStart + expertCount). */
+export function routedCount(a: MoeMatmulAttrs): number {
+  return Math.max(0, Math.min(a.expertStart + a.expertCount, a.experts) - a.expertStart);
+}
+
+/** The shared expert's parts stored after the routed experts (MoeMatmulAttrs.sharedExperts). */
+export function sharedCount(a: MoeMatmulAttrs): number {
+  return a.sharedExperts ?? 0;
+}
+
+/** out is [T, slots, N], or [T, N] once the combine is folded in. */
+function moeOutShape(a: MoeMatmulAttrs): Array<'T' | number> {
+  return a.combine ? ['T', a.N] : ['T', moeSlots(a), a.N];
+}
+
+function checkInline(a: MoeMatmulAttrs, pre: string): void {
+  if (a.prologue && (a.input !== 'token' || a.prologue.kind === 'l2'))
+    throw new Error(`${pre}: a norm prologue needs input 'token' and an rms or layer norm`);
+  if (a.route) {
+    if (a.input !== 'token' || a.grouped || a.expertStart !== 0)
+      throw new Error(`${pre}: inline routing needs input 'token', no grouping and expert 0`);
+    moeRoute.check({ op: 'moe_route', experts: a.experts, topK: a.topK, ...a.route });
+  }
+  const c = a.combine;
+  if (c) {
+    if (a.input !== 'pair' || a.grouped || a.gated || a.act || a.clamp)
+      throw new Error(`${pre}: an inline combine needs input 'pair', no grouping and no gating`);
+    if (c.sharedGate && !c.shared) throw new Error(`${pre}: sharedGate needs shared`);
+    if (!Number.isFinite(c.scale)) throw new Error(`${pre}: combine scale must be finite`);
+  }
+  const m = sharedCount(a);
+  if (!Number.isInteger(m) || m < 0)
+    throw new Error(`${pre}: sharedExperts must be an integer >= 0`);
+  if (a.sharedSlots && (m === 0 || a.grouped))
+    throw new Error(`${pre}: a folded shared expert needs the ungrouped (decode) kernels`);
+  if (a.sharedSlots && c && !c.shared)
+    throw new Error(`${pre}: a folded shared expert needs combine.shared`);
+}
+
+/** x's rows normalised as the prologue says (a matmul's norm prologue). */
+function normalizedRows(
+  norm: NonNullable<MoeMatmulAttrs['prologue']>,
+  x: Float32Array,
+  inputs: Record<string, HostArray | undefined>,
+  rows: number,
+  K: number,
+): Float32Array {
+  const w = f32(inputs as Record<string, HostArray>, 'normW');
+  const b =
+    norm.kind === 'layer' && norm.bias
+      ? f32(inputs as Record<string, HostArray>, 'normB')
+      : undefined;
+  const out = new Float32Array(rows * K);
+  for (let t = 0; t < rows; t++) normalizeRow(norm, x, t * K, K, K, w, b, out, t * K);
+  return out;
+}
+
+/** moe_route's reference on the node's logits (MoeInlineRoute). */
+function routeInline(
+  a: MoeMatmulAttrs,
+  inputs: Record<string, HostArray>,
+  step: StepShape,
+): { ids: Uint32Array; weights: Float32Array; load?: HostArray } {
+  const route = a.route!;
+  const r = moeRoute.reference(
+    { op: 'moe_route', experts: a.experts, topK: a.topK, ...route },
+    {
+      logits: inputs.logits,
+      ...(route.correctionBias ? { bias: inputs.routeBias } : {}),
+      // Without load the counts go to a scratch array nobody reads.
+      load: route.load ? inputs.load : new Uint32Array(a.experts),
+    },
+    step,
+  );
+  const out = { ids: r.ids as Uint32Array, weights: r.weights as Float32Array };
+  return route.load ? { ...out, load: r.load } : out;
+}
+
+/**
+ * MoeInlineCombine on the node's pair products y [T·slots, N] (rows of other experts unused);
+ * a folded shared expert's slot stands for the `shared` input.
+ */
+function combineInline(
+  a: MoeMatmulAttrs,
+  y: Float32Array,
+  ids: ArrayLike<number>,
+  inputs: Record<string, HostArray>,
+  T: number,
+): Record<string, HostArray> {
+  const c = a.combine!;
+  const { N, topK: KS } = a;
+  const S = moeSlots(a);
+  const weights = f32(inputs, 'weights');
+  const res = c.residual ? f32(inputs, 'residual') : undefined;
+  const shared = c.shared && !a.sharedSlots ? f32(inputs, 'shared') : undefined;
+  const gate = c.sharedGate ? f32(inputs, 'sharedGate') : undefined;
+  const prev = a.expertStart > 0 ? f32(inputs, 'out') : undefined;
+  const mine = (e: number) => e >= a.expertStart && e < a.expertStart + a.expertCount;
+
+  const out = new Float32Array(T * N);
+  for (let t = 0; t < T; t++) {
+    const g = gate ? sigmoid(gate[t]) : 1;
+    for (let d = 0; d < N; d++) {
+      let acc = 0;
+      for (let j = 0; j < KS; j++)
+        if (mine(ids[t * KS + j])) acc += weights[t * KS + j] * y[(t * S + j) * N + d];
+      if (shared) acc += g * shared[t * N + d];
+      for (let j = KS; j < S; j++) if (mine(a.experts + j - KS)) acc += g * y[(t * S + j) * N + d];
+      acc *= c.scale;
+      if (res) acc += res[t * N + d];
+      out[t * N + d] = (prev ? prev[t * N + d] : 0) + acc;
+    }
+  }
+  if (!c.load) return { out };
+  const load = inputs.load;
+  for (let p = 0; p < T * KS; p++) load[ids[p]] += 1;
+  return { out, load };
+}
 
 export const moeCombine: OpDefinition<MoeCombineAttrs> = {
   check(a) {

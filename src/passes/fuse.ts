@@ -9,6 +9,9 @@
  *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
  *                    epilogue, state update included (Mamba's in_proj + conv: one dispatch)
  *   qkv-rope-append  q/k/v projections + RoPE + KV-cache append → one matmul
+ *   qkv-append       the same without RoPE (fuse-attn.ts)
+ *   moe-decode       (decode only) a MoE FFN's norm, routing and combine → its two expert
+ *                    projections, a shared expert of their shape → one more expert (fuse-moe.ts)
  *   gated-mlp        gate and up projections + GLU → one two-accumulator matmul
  *   gated-mul        a · b of two projections of one x (LFM2's B·x) → the same, gate act none
  *   shared-input     the other plain matmuls of one x (Mamba's in_proj and x_proj row ranges,
@@ -56,19 +59,21 @@ import { mamba1StepPack, mamba1StepWorkgroupBytes } from '../ops/ssm.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
+import { fuseQkvAppend } from './fuse-attn.ts';
+import { fuseMoeDecode } from './fuse-moe.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
 }
 
-type Matmul = GraphNode & { attrs: MatmulAttrs };
+export type Matmul = GraphNode & { attrs: MatmulAttrs };
 
-function isMatmul(n: GraphNode | undefined): n is Matmul {
+export function isMatmul(n: GraphNode | undefined): n is Matmul {
   return n?.attrs.op === 'matmul';
 }
 
 /** A matmul with no fused work yet. */
-function isPlain(n: GraphNode | undefined): n is Matmul {
+export function isPlain(n: GraphNode | undefined): n is Matmul {
   return (
     isMatmul(n) &&
     !n.attrs.gated &&
@@ -88,7 +93,7 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
 }
 
 /** The fused kernel's bindings fit the device, and so does its (possibly concatenated) weight. */
-function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
+export function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
   const weightRows = attrs.gated ? 2 * attrs.N : attrs.N;
   return (
     matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage &&
@@ -898,8 +903,10 @@ export const FUSION_PASSES = [
   { name: 'mamba1-decode', run: fuseMamba1Decode },
   { name: 'ssd-decode', run: fuseSsdDecode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
+  { name: 'qkv-append', run: fuseQkvAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },
   { name: 'gated-mul', run: fuseGatedMul },
+  { name: 'moe-decode', run: fuseMoeDecode },
   { name: 'shared-input', run: fuseSharedInput },
   { name: 'activation', run: fuseActivation },
   { name: 'matmul-epilogue', run: fuseMatmulEpilogue },

@@ -55,7 +55,12 @@ function chooseType(
     if (!input || n.inputs[input] !== t.id) return null;
     if (n.attrs.op === 'matmul') {
       if (n.attrs.rows === 'L') head = true;
-      const routes = (users.get(n.outputs.out) ?? []).some((u) => u.attrs.op === 'moe_route');
+      // Decode's fused gate_up routes from the logits itself (src/passes/fuse-moe.ts).
+      const routes = (users.get(n.outputs.out) ?? []).some(
+        (u) =>
+          u.attrs.op === 'moe_route' ||
+          (u.attrs.op === 'moe_matmul' && !!u.attrs.route && u.inputs.logits === n.outputs.out),
+      );
       if (routes) return null;
     }
   }

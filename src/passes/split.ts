@@ -161,14 +161,35 @@ function splitExperts(
         cols: R,
       });
     }
-    const attrs: MoeMatmulAttrs = { ...a, expertStart: a.expertStart + e0, expertCount: n };
+    let attrs: MoeMatmulAttrs = { ...a, expertStart: a.expertStart + e0, expertCount: n };
     const label = `${user.label} [experts ${attrs.expertStart}..${attrs.expertStart + n})`;
     if (e0 === 0) prev = r.replace(user, attrs, inputs, user.outputs, label);
     else {
+      // Decode fusions (src/passes/fuse-moe.ts): only the first part routes (the others read
+      // its ids) and adds the residual, shared expert and load; the others add their pairs.
+      if (a.route) {
+        attrs = { ...attrs, route: null };
+        for (const k of ['logits', 'routeBias', 'load']) delete inputs[k];
+        inputs.ids = user.outputs.ids;
+      }
+      if (a.combine) {
+        // A folded shared expert (the last expert) keeps its gate where its part computes it.
+        const sx = a.sharedSlots === true;
+        const c = {
+          ...a.combine,
+          residual: false,
+          shared: sx,
+          sharedGate: sx && a.combine.sharedGate,
+          load: false,
+        };
+        attrs = { ...attrs, combine: c };
+        for (const k of ['residual', 'shared', 'load', ...(sx ? [] : ['sharedGate'])])
+          delete inputs[k];
+      }
       prev = r.insertAfter(prev, {
         attrs,
         inputs: { ...inputs, out: user.outputs.out },
-        outputs: user.outputs,
+        outputs: a.route || a.combine ? { out: user.outputs.out } : user.outputs,
         layer: user.layer,
         label,
       });

@@ -90,9 +90,12 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
   if (rope) {
     const cap = cacheCapacity(maxT);
     const half = rope.rotaryDim / 2;
-    const ang = randn(cap * half, seed + 8, Math.PI);
-    inputs.cos = ang.map(Math.cos);
-    inputs.sin = ang.map(Math.sin);
+    // Attention without RoPE (rotaryDim 0) binds no tables.
+    if (half > 0) {
+      const ang = randn(cap * half, seed + 8, Math.PI);
+      inputs.cos = ang.map(Math.cos);
+      inputs.sin = ang.map(Math.sin);
+    }
     // An f16 cache holds f16 values.
     const kv = (v: Float32Array) => (kvTypeOf(rope) === 'f16' ? v.map(roundF16) : v);
     // Ring caches (KvRing) have their own rows; the tables still cover every position.

@@ -91,6 +91,15 @@ describe('matmul kernels against the reference', () => {
         ];
         for (const [si, a] of cases.entries()) await check(a, run, 70_000 + 10 * si);
       });
+      it('ropeKv without RoPE (rotaryDim 0): QKV + KV-append, no tables bound', async () => {
+        const run = { caps: await matrixCaps(), maxT, steps };
+        const cases = [
+          ropeCase(3, 1, 10, 0, 45, { bias: true, prologue: LAYER }),
+          ropeCase(4, 2, 8, 0, 67),
+          ropeKv16(ropeCase(5, 1, 6, 0, 40, { bias: true })),
+        ];
+        for (const [si, a] of cases.entries()) await check(a, run, 73_000 + 10 * si);
+      });
       it('ropeKv into f16 caches: each k/v pair one word, rounded as the reference', async () => {
         const run = { caps: await matrixCaps(), maxT, steps };
         const cases = [

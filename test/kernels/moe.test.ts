@@ -352,6 +352,12 @@ describe('moe_matmul kernels (grouped prefill tiles and per-pair GEMV)', () => {
     ],
     ['an expert range (split weights)', { expertStart: 1, expertCount: 3, N: 66 }],
     ['top-1 routing', { topK: 1, experts: 3, expertCount: 3, N: 17, K: 8 }],
+    // The shared expert's parts stored after the routed experts (sharedExperts): never routed.
+    ['two shared experts stored after the routed ones', { sharedExperts: 2, expertCount: 7 }],
+    [
+      "a split's last part: two routed experts and the shared ones",
+      { sharedExperts: 2, topK: 3, expertStart: 3, expertCount: 4, N: 30 },
+    ],
   ];
   const runs: Array<[string, number, number[]]> = [
     ['prefill', 11, [11, 4, 1]],

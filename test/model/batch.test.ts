@@ -35,6 +35,8 @@ import type { OpAttrs } from '../../src/graph/ops.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
+import { MOE_INLINE_MAX_ROWS } from '../../src/passes/fuse-moe.ts';
+import { readFileSync } from 'node:fs';
 
 const ROOFLINE = Object.values(DEVICES)[0];
 
@@ -165,6 +167,9 @@ const sparse = parseSpec(
   'sparse.strata',
 );
 
+/** Mamba-1 + MoE FFNs + attention without RoPE (its q/k/v + KV append fused, batched too). */
+const jamba = parseSpec(readFileSync('specs/jamba-tiny-moe.strata', 'utf8'), 'jamba-tiny-moe');
+
 /** Decode nodes carrying each fusion, counting only those of a batch of B (1: unbatched). */
 function fusions(g: Graph, B: number): Record<string, number> {
   const of = (a: { batch?: number } | null | undefined) => !!a && (a.batch ?? 1) === B;
@@ -173,6 +178,8 @@ function fusions(g: Graph, B: number): Record<string, number> {
     ropeKv: count((a) => a.op === 'matmul' && of(a.ropeKv)),
     conv: count((a) => a.op === 'matmul' && of(a.conv)),
     prologue: count((a) => a.op === 'linear_recurrence' && !!a.prologue && of(a)),
+    // MoE decode fusion (src/passes/fuse-moe.ts): row-independent, so no batch in its attrs.
+    moeRoute: count((a) => a.op === 'moe_matmul' && !!a.route && B <= MOE_INLINE_MAX_ROWS),
   };
 }
 
@@ -187,6 +194,7 @@ describe.each([
   ['tiny RWKV-7 + attention hybrid', rwkv7Hybrid(), {}, [3]],
   ['RetNet, GLA, linear attention and attention', linear, {}, [3]],
   ['MLA (latent cache) and short-conv model with MoE', latentAndConv, {}, [3]],
+  ['Jamba-shaped model (MoE, attention without RoPE)', jamba, {}, [3]],
 ])('batched decode of the %s', (_, model, opts, batches) => {
   // Every prompt run alone once, on one single-sequence build.
   let alone: Awaited<ReturnType<typeof single>>[] = [];

@@ -84,7 +84,7 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   if (pro) list.push(['normW', 'read', X]);
   if (normBias) list.push(['normB', 'read', X]);
   if (a.epilogue) for (const n of Object.keys(a.epilogue.inputs)) list.push([n, 'read', 'f32']);
-  if (a.ropeKv) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
+  if (a.ropeKv && a.ropeKv.rotaryDim > 0) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
   if (a.conv) {
     list.push(['convW', 'read', 'f32']);
     if (a.conv.bias) list.push(['convB', 'read', 'f32']);
@@ -144,6 +144,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.rows === 'L') f.push('lastL');
   if (!a.ropeKv && (a.outStride !== a.N || a.outOffset !== 0)) f.push('strided');
   if (a.ropeKv) f.push(kvTypeOf(a.ropeKv) === 'f16' ? 'ropekv16' : 'ropekv');
+  if (a.ropeKv?.rotaryDim === 0) f.push('norope');
   if (a.ropeKv?.ring) f.push(`ring${a.ropeKv.ring.sink}r${a.ropeKv.ring.rows}`);
   if ((a.ropeKv?.batch ?? 1) > 1) f.push(`batch${a.ropeKv!.batch}`);
   if (a.splits) f.push(`split${a.splits.length}`);
@@ -244,13 +245,17 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   let cr = ${row};
   if (c < QC + KVC) {
     let s = select(c - QC, c, c < QC);
-    let d = s % HD;
+    ${
+      half > 0
+        ? `let d = s % HD;
     if (d < RD) {
       let cs = b_cos[p * ${half}u + d / 2u];
       let sn = b_sin[p * ${half}u + d / 2u];
       let t0 = y0 * cs - y1 * sn;
       y1 = y1 * cs + y0 * sn;
       y0 = t0;
+    }`
+        : '// No RoPE: k and v go to the caches as computed.'
     }
     if (c < QC) {
       b_out[r * QC + c] = y0;

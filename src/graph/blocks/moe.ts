@@ -58,6 +58,26 @@ export function sharedMlp(
   return linear(b, a, names.down, dim, s.hidden, s.bias, `${label}.down`);
 }
 
+/**
+ * The experts of the routed shape the shared expert makes when its hidden columns are cut into
+ * blocks of the experts' hidden size H (1 for Qwen3-Next and DeepSeek-V3, whose shared expert is
+ * as wide as an expert; 4 for Qwen2-MoE's 5632 = 4 × 1408), or 0 when it has another gating,
+ * activation, bias, scale or width, or the experts are clamped. Those experts are stored after
+ * the routed ones in each projection's weights (MoeMatmulAttrs.sharedExperts) so decode can run
+ * the shared expert as m more pairs per token (src/passes/fuse-moe.ts) from the very weights
+ * prefill reads. A biased down projection would add its bias m times, so m > 1 needs none.
+ */
+export function sharedExpertParts(f: MoeSpec): number {
+  const s = f.shared;
+  const ex = f.expert;
+  if (!s || f.clamp || s.tokenShift || ex.tokenShift) return 0;
+  if (s.gated !== ex.gated || s.act !== ex.act || s.bias !== ex.bias) return 0;
+  if ((s.gateScale ?? 1) !== (ex.gateScale ?? 1) || (s.downScale ?? 1) !== (ex.downScale ?? 1))
+    return 0;
+  const m = s.hidden / ex.hidden;
+  return Number.isInteger(m) && m >= 1 && !(m > 1 && s.bias) ? m : 0;
+}
+
 export function lowerMoe(
   b: GraphBuilder,
   model: ModelIR,
@@ -144,6 +164,35 @@ export function lowerMoe(
   const experts = Array.from({ length: E }, (_, e) => n.expert(e));
   const upRows = ex.gated ? 2 * H : H;
   const upParts = experts.flatMap((p) => (ex.gated ? [p.gate, p.up] : [p.up]));
+  // The shared expert's m parts after the routed experts: part c is its hidden columns
+  // cH..(c+1)H, rows of gate and up, columns of down's rows (each row as m heads of H).
+  const m = sharedExpertParts(f);
+  const hiddenRows = (name: string, c: number, cols: number): ParamSource => ({
+    kind: 'rows',
+    of: weight(name),
+    start: c * H,
+    count: H,
+    cols,
+  });
+  const sharedUp = (suffix: 'weight' | 'bias', cols: number): ParamSource[] =>
+    Array.from({ length: m }, (_, c) =>
+      (ex.gated ? [n.shared.gate, n.shared.up] : [n.shared.up]).map((p) =>
+        hiddenRows(`${p}.${suffix}`, c, cols),
+      ),
+    ).flat();
+  const sharedDown = (suffix: 'weight' | 'bias'): ParamSource[] =>
+    Array.from({ length: m }, (_, c) =>
+      suffix === 'bias' || m === 1
+        ? weight(`${n.shared.down}.${suffix}`)
+        : {
+            kind: 'head_rows' as const,
+            of: weight(`${n.shared.down}.${suffix}`),
+            heads: D,
+            headRows: m,
+            ranges: [{ start: c, count: 1 }],
+            cols: H,
+          },
+    );
   const prefix = `${layerPrefix(i)}.mlp.experts`;
   const projection = (
     label: string,
@@ -155,20 +204,21 @@ export function lowerMoe(
     x: number,
     input: 'token' | 'pair',
     gated: boolean,
+    shared: (suffix: 'weight' | 'bias', cols: number) => ParamSource[],
   ): number => {
     const inputs: Record<string, number> = {
       x,
-      w: b.param(`${prefix}.${name}.weight`, [E, rows, cols], {
+      w: b.param(`${prefix}.${name}.weight`, [E + m, rows, cols], {
         kind: 'concat',
-        parts: parts.map((p) => weight(`${p}.weight`)),
+        parts: [...parts.map((p) => weight(`${p}.weight`)), ...shared('weight', cols)],
       }),
       ids: routed.ids,
       ...schedule,
     };
     if (ex.bias) {
-      inputs.bias = b.param(`${prefix}.${name}.bias`, [E, rows], {
+      inputs.bias = b.param(`${prefix}.${name}.bias`, [E + m, rows], {
         kind: 'concat',
-        parts: parts.map((p) => weight(`${p}.bias`)),
+        parts: [...parts.map((p) => weight(`${p}.bias`)), ...shared('bias', 1)],
       });
     }
     return b.op(
@@ -185,7 +235,8 @@ export function lowerMoe(
         bias: ex.bias,
         grouped,
         expertStart: 0,
-        expertCount: E,
+        expertCount: E + m,
+        ...(m > 0 ? { sharedExperts: m } : {}),
         // The precision pass (src/passes/precision.ts) narrows it.
         wType: 'f32',
       },
@@ -204,6 +255,7 @@ export function lowerMoe(
     hx,
     'token',
     ex.gated,
+    sharedUp,
   );
   const y = projection(
     'experts.down',
@@ -215,6 +267,7 @@ export function lowerMoe(
     a,
     'pair',
     false,
+    sharedDown,
   );
 
   if (f.branchNorms) return branchNormed(b, model, x, i, f, h, y, routed.weights);

@@ -1,0 +1,209 @@
+/**
+ * moe-decode (decode only): a MoE FFN sublayer's six dispatches (norm, router matmul, moe_route,
+ * gate_up, down, moe_combine) → three:
+ *   router matmul (the norm fused by norm-prologue, the shared-expert gate by shared-input),
+ *   gate_up, which normalises x itself and routes each token from the logits (MoeInlineRoute),
+ *   down, which sums each token's k expert rows with their weights, adds the shared expert's
+ *   output and the residual (MoeInlineCombine).
+ * WebGPU has no float atomics and no barrier across workgroups, so the routing is repeated by
+ * every gate_up workgroup (a few argmax trees over the logits, far cheaper than a dispatch) and
+ * the combine is a loop over the token's k experts inside each down workgroup.
+ * Prefill keeps the unfused form: its grouped tiled kernels share each expert's weight tiles
+ * between that expert's tokens, which needs the moe_group schedule, so the ids must exist before
+ * gate_up's launch; a decode step reads each expert once anyway. Batched decode fuses up to
+ * MOE_INLINE_MAX_ROWS sequences a step; more keep the grouped kernels, whose shared tiles start
+ * to pay once several of the step's tokens pick the same expert.
+ * The shared experts (a dense MLP on the normed x) stay ordinary matmuls: qwen3-next and
+ * DeepSeek-V3 keep two more dispatches for them.
+ */
+import type { Graph, GraphNode } from '../graph/ir.ts';
+import type { MoeMatmulAttrs, NormAttrs } from '../graph/ops.ts';
+import type { NormSpec } from '../spec/model.ts';
+import { definitionFor } from '../ops/index.ts';
+import { routedWorkgroupBytes } from '../ops/moe.ts';
+import { bindingCount } from '../ops/types.ts';
+import { Rewriter } from './rewrite.ts';
+import { isMatmul, isPlain, type FusionOptions, type Matmul } from './fuse.ts';
+
+/**
+ * The most rows (sequences) a batched decode step fuses. An estimate to measure on the device:
+ * with B·k pairs over E experts the GEMVs reread an expert once per pair that picks it.
+ */
+export const MOE_INLINE_MAX_ROWS = 4;
+
+type MoeMatmul = GraphNode & { attrs: MoeMatmulAttrs };
+
+function moeMatmul(n: GraphNode | undefined): n is MoeMatmul {
+  return n?.attrs.op === 'moe_matmul';
+}
+
+/** A whole-row norm a kernel can apply as it loads x (what a matmul's norm prologue takes). */
+function foldableNorm(n: GraphNode | undefined, K: number): n is GraphNode & { attrs: NormAttrs } {
+  if (n?.attrs.op !== 'norm') return false;
+  const a = n.attrs;
+  return (
+    a.norm.kind !== 'l2' && !a.residual && a.group === a.width && a.width === K && !a.perChannel
+  );
+}
+
+/**
+ * The shared expert's MLP (lowered as ordinary ops on the normed x: gate+up fused by gated-mlp,
+ * or up then act, then down) when it has the routed experts' gating, activation and biases and
+ * m times their hidden size, which the lowering stored as m more experts of both projections
+ * (MoeMatmulAttrs.sharedExperts, src/graph/blocks/moe.ts sharedExpertParts): decode computes
+ * them as m more pairs per token (sharedSlots) and drops the MLP's own dispatches.
+ */
+function sharedExpert(
+  r: Rewriter,
+  gu: MoeMatmul,
+  down: MoeMatmul,
+  comb: GraphNode,
+): { up: Matmul; act: GraphNode | null; down: Matmul; m: number } | null {
+  if (comb.inputs.shared === undefined) return null;
+  const a = gu.attrs;
+  if (a.clamp || a.wType !== 'f32') return null;
+  const sd = r.producer(comb.inputs.shared);
+  if (!isPlain(sd) || r.soleConsumer(sd.outputs.out) !== comb) return null;
+  // The lowering stored its m parts after the routed experts (sharedExpertParts).
+  const m = a.sharedExperts ?? 0;
+  if (m < 1 || down.attrs.sharedExperts !== m || sd.attrs.K !== m * a.N) return null;
+  if (sd.attrs.N !== down.attrs.N || sd.attrs.bias !== down.attrs.bias) return null;
+  let act: GraphNode | null = null;
+  let up = r.producer(sd.inputs.x);
+  if (!a.gated && up?.attrs.op === 'act') {
+    if (up.attrs.act !== a.act || r.soleConsumer(up.outputs.out) !== sd) return null;
+    act = up;
+    up = r.producer(up.inputs.x);
+  }
+  if (!isMatmul(up) || up.inputs.x !== gu.inputs.x) return null;
+  if (r.soleConsumer(up.outputs.out) !== (act ?? sd)) return null;
+  // The gated matmul gated-mlp made, or the plain up projection before its act.
+  const bare: Matmul = { ...up, attrs: { ...up.attrs, gated: false, act: null } };
+  if (!isPlain(bare) || up.attrs.gated !== a.gated || (a.gated && up.attrs.act !== a.act))
+    return null;
+  if (up.attrs.N !== m * a.N || up.attrs.K !== a.K || up.attrs.bias !== a.bias) return null;
+  return { up, act, down: sd, m };
+}
+
+export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.phase !== 'decode' || g.maxT > MOE_INLINE_MAX_ROWS) return g;
+  const r = new Rewriter(g);
+  const fitsDevice = (a: MoeMatmulAttrs) =>
+    bindingCount(definitionFor(a), a) <= caps.maxStorageBuffersPerStage &&
+    routedWorkgroupBytes(a, Math.min(256, caps.maxInvocationsPerWorkgroup)) <=
+      caps.maxWorkgroupStorageBytes;
+  for (const route of r.live()) {
+    const ra = route.attrs;
+    if (ra.op !== 'moe_route') continue;
+    const users = r.consumers(route.outputs.ids);
+    const gu = users.find((n) => moeMatmul(n) && n.attrs.input === 'token');
+    const down = users.find((n) => moeMatmul(n) && n.attrs.input === 'pair');
+    const group = users.find((n) => n.attrs.op === 'moe_group');
+    if (!moeMatmul(gu) || !moeMatmul(down) || down.inputs.x !== gu.outputs.out) continue;
+    if (users.length !== (group ? 3 : 2)) continue;
+    const comb = r.soleConsumer(down.outputs.out);
+    if (comb?.attrs.op !== 'moe_combine' || comb.inputs.y !== down.outputs.out) continue;
+    if (r.soleConsumer(route.outputs.weights) !== comb) continue;
+    if (r.soleConsumer(gu.outputs.out) !== down) continue;
+    const whole = (m: MoeMatmul) =>
+      m.attrs.expertStart === 0 &&
+      m.attrs.expertCount === m.attrs.experts + (m.attrs.sharedExperts ?? 0) &&
+      !m.attrs.route;
+    if (!whole(gu) || !whole(down) || down.attrs.act || down.attrs.gated) continue;
+    // The schedule moe_group made serves only the two projections.
+    if (
+      group &&
+      Object.values(group.outputs).some((t) => r.consumers(t).some((n) => n !== gu && n !== down))
+    )
+      continue;
+    const producer = r.producer(gu.inputs.x);
+    const norm = foldableNorm(producer, gu.attrs.K) ? producer : null;
+    const spec = norm ? (norm.attrs.norm as NormSpec) : null;
+    const ca = comb.attrs;
+    const { op: _op, experts: _e, topK: _k, ...routing } = ra;
+    const plain = (m: MoeMatmul): MoeMatmulAttrs => ({ ...m.attrs, grouped: false });
+    // Where the load counter and the norm go: the first of these that fits the device's bindings.
+    const options = [true, false].flatMap((pro) =>
+      [true, false].map((loadUp) => ({ pro: pro && spec !== null, loadUp })),
+    );
+    const shared = sharedExpert(r, gu, down, comb);
+    const sx = shared ? { sharedSlots: true } : {};
+    let chosen: { up: MoeMatmulAttrs; dn: MoeMatmulAttrs; pro: boolean } | null = null;
+    for (const { pro, loadUp } of options) {
+      const up: MoeMatmulAttrs = {
+        ...plain(gu),
+        ...sx,
+        prologue: pro ? spec : null,
+        route: { ...routing, load: loadUp },
+      };
+      const dn: MoeMatmulAttrs = {
+        ...plain(down),
+        ...sx,
+        combine: {
+          scale: ca.scale,
+          residual: ca.residual,
+          shared: ca.shared,
+          sharedGate: ca.sharedGate,
+          load: !loadUp,
+        },
+      };
+      if (fitsDevice(up) && fitsDevice(dn)) {
+        chosen = { up, dn, pro };
+        break;
+      }
+    }
+    if (!chosen) continue;
+    const { up, dn, pro } = chosen;
+    const load = route.inputs.load;
+    const upIn: Record<string, number> = {
+      x: pro && norm ? norm.inputs.x : gu.inputs.x,
+      w: gu.inputs.w,
+      logits: route.inputs.logits,
+    };
+    if (pro && norm) {
+      upIn.normW = norm.inputs.w;
+      if (norm.inputs.b !== undefined && up.prologue?.kind === 'layer' && up.prologue.bias)
+        upIn.normB = norm.inputs.b;
+    }
+    if (up.bias) upIn.bias = gu.inputs.bias;
+    if (routing.correctionBias) upIn.routeBias = route.inputs.bias;
+    if (up.route?.load) upIn.load = load;
+    // The pairs gain the shared expert's m slots: a [T, topK + m, hidden] tensor.
+    const pairs = shared
+      ? r.activation(`${r.graph.tensors[gu.outputs.out].name}+shared`, [
+          'T',
+          gu.attrs.topK + shared.m,
+          gu.attrs.N,
+        ])
+      : gu.outputs.out;
+    const upOut: Record<string, number> = {
+      out: pairs,
+      ids: route.outputs.ids,
+      weights: route.outputs.weights,
+    };
+    if (up.route?.load) upOut.load = load;
+    const dnIn: Record<string, number> = {
+      x: pairs,
+      w: down.inputs.w,
+      ids: route.outputs.ids,
+      weights: route.outputs.weights,
+    };
+    if (dn.bias) dnIn.bias = down.inputs.bias;
+    for (const k of ['residual', 'shared', 'sharedGate'] as const)
+      if (comb.inputs[k] !== undefined && !(k === 'shared' && shared)) dnIn[k] = comb.inputs[k];
+    if (dn.combine?.load) dnIn.load = load;
+    const dnOut: Record<string, number> = { out: comb.outputs.out };
+    if (dn.combine?.load) dnOut.load = load;
+    const base = gu.label.replace(/ experts\.(gate_up|up)$/, '');
+    r.replace(gu, up, upIn, upOut, `${gu.label}+route${pro ? ' (norm fused)' : ''}`);
+    // At the combine's place: the shared expert's output is computed after the projections.
+    r.replace(comb, dn, dnIn, dnOut, `${base} experts.down+combine`);
+    r.remove(down);
+    r.remove(route);
+    if (shared) for (const n of [shared.up, shared.act, shared.down]) if (n) r.remove(n);
+    if (group) r.remove(group);
+    // The norm goes once nothing reads it; norm-prologue folds it into the router otherwise.
+    if (pro && norm && r.consumers(norm.outputs.out).length === 0) r.remove(norm);
+  }
+  return r.finish();
+}

@@ -1,0 +1,147 @@
+/**
+ * Decode fusion of MoE FFNs (src/passes/fuse-moe.ts) and of attention without RoPE
+ * (src/passes/fuse-attn.ts): dispatches per sublayer pinned; the fused decode graph equal to the
+ * unfused one on the CPU interpreter over several steps; fused builds on WebGPU (SwiftShader)
+ * against the interpreter for odd expert counts, top-k and widths, a folded shared expert with
+ * and without its gate, DeepSeek-V3 routing, LayerNorm, experts split over bindings, and a
+ * batched decode step.
+ */
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { compileModel } from '../../codegen/compile.ts';
+import type { Dispatch } from '../../codegen/emit.ts';
+import { Interpreter } from '../../src/graph/interpret.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import { parseSpec } from '../../src/spec/load.ts';
+import type { ModelIR } from '../../src/spec/model.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
+import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
+import { testGpu } from '../helpers/gpu.ts';
+import { maxRelError, randInts } from '../helpers/numeric.ts';
+
+const TOL = 1e-4;
+
+const JAMBA = parseSpec(readFileSync('specs/jamba-tiny-moe.strata', 'utf8'), 'jamba-tiny-moe');
+
+/**
+ * Odd sizes everywhere: dim 45 (no vec4 loads), 7 experts top 3 of hidden 21, a gated shared
+ * expert twice as wide (folded in as two experts), a softmax without renormalisation, LayerNorm
+ * with bias, attention without RoPE; a second FFN routed DeepSeek-V3 style with 12 experts in 4
+ * groups and a shared expert of their width without gate (folded in as one, weight 1).
+ */
+const ODD = parseSpec(
+  `model "odd-moe" {
+    vocab 97
+    dim 45
+    max_context 128
+    norm layer(eps: 1e-5, bias: true)
+    mixer attn = attention(heads: 3, kv_heads: 1, head_dim: 10, rope: none)
+    ffn a = moe(experts: 7, top_k: 3, expert: swiglu(hidden: 21),
+                shared: swiglu(hidden: 42), shared_gate: true, router: softmax(normalize: false))
+    ffn b = moe(experts: 12, top_k: 3, expert: swiglu(hidden: 20), shared: swiglu(hidden: 20),
+                router: sigmoid(correction_bias: true, groups: 4, topk_groups: 2, scale: 2.5))
+    layers 2 x [attn] with ffn [a, b]
+  }`,
+  'odd-moe.strata',
+);
+
+/** Decode dispatches per sublayer ("l3.moe" → n), from the launches' node labels. */
+function perSublayer(dispatches: Dispatch[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const d of dispatches) {
+    const m = /^(l\d+\.[a-z_0-9]+)/.exec(d.label);
+    if (m) out[m[1]] = (out[m[1]] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** Graph nodes per sublayer in the decode graph (the attention op may take two launches). */
+function nodesPerSublayer(model: ModelIR, batch = 1): Record<string, number> {
+  const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 16, capacity: 64, batch });
+  return perSublayer(c.graphs.decode.nodes.map((n) => ({ label: n.label }) as Dispatch));
+}
+
+describe('decode dispatches per sublayer', () => {
+  it('jamba-tiny-moe: Mamba 3, MLP 2, MoE 3, attention without RoPE 3 nodes', () => {
+    expect(nodesPerSublayer(JAMBA)).toEqual({
+      'l0.mamba': 3,
+      'l0.mlp': 2,
+      'l1.mamba': 3,
+      'l1.moe': 3,
+      'l2.attn': 3,
+      'l2.mlp': 2,
+      'l3.mamba': 3,
+      'l3.moe': 3,
+    });
+    const c = compileModel(JAMBA, { caps: BASELINE_CAPS, maxT: 16, capacity: 64 });
+    const launches = perSublayer(c.phases.decode.dispatches);
+    expect(launches['l1.moe']).toBe(3);
+    expect(launches['l3.moe']).toBe(3);
+    // Prefill keeps the grouped form: route, group and the tiled expert matmuls.
+    const ops = c.graphs.prefill.nodes.map((n) => n.attrs.op);
+    expect(ops).toContain('moe_group');
+    expect(ops).toContain('moe_combine');
+  });
+
+  it('shared experts of the routed width or a multiple fold in: 3 per MoE layer, batched too', () => {
+    for (const batch of [1, 3]) {
+      const n = nodesPerSublayer(ODD, batch);
+      expect(n['l0.moe']).toBe(3);
+      // A biased LayerNorm (2 bindings) and the correction bias would make gate_up bind 9
+      // buffers with the norm folded in, over WebGPU's 8: the norm keeps its own dispatch.
+      expect(n['l1.moe']).toBe(4);
+      expect(n['l0.attn']).toBe(3);
+    }
+  });
+});
+
+describe('fused decode graph = unfused on the CPU interpreter', () => {
+  for (const [name, model] of [
+    ['jamba-tiny-moe', JAMBA],
+    ['odd-moe', ODD],
+  ] as const) {
+    it(`${name}: prefill, then 6 decode steps, logits alike`, async () => {
+      const weights = randomWeights(model, 3);
+      const run = async (fuse: boolean) => {
+        const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 16, capacity: 64, fuse });
+        const prefill = await Interpreter.create(c.graphs.prefill, weights);
+        const decode = await Interpreter.create(c.graphs.decode, weights);
+        const state = prefill.newState();
+        const prompt = randInts(7, model.vocab, 5);
+        const out = [prefill.step(prompt, 0, prompt.length, state).logits];
+        for (let i = 0; i < 6; i++) {
+          const tok = Uint32Array.of((i * 37 + 11) % model.vocab);
+          out.push(decode.step(tok, prompt.length + i, 1, state).logits);
+        }
+        return { out, load: state.get('moe.load.1') };
+      };
+      const fused = await run(true);
+      const plain = await run(false);
+      for (let i = 0; i < fused.out.length; i++)
+        expect(maxRelError(fused.out[i], plain.out[i])).toBeLessThan(TOL);
+      expect(Array.from(fused.load!)).toEqual(Array.from(plain.load!));
+    });
+  }
+});
+
+describe('fused MoE decode on WebGPU vs the interpreter', () => {
+  it('odd sizes, folded shared experts, DeepSeek-V3 routing, LayerNorm, no RoPE', async () => {
+    const m = await gpuModel(ODD, { maxT: 16, capacity: 64 });
+    const labels = m.compiled.graphs.decode.nodes.map((n) => n.label);
+    expect(labels).toContain('l0.moe experts.down+combine');
+    expect(labels).toContain('l0.attn qkv+append (norm fused)');
+    await expectMatchesInterpreter(m, randInts(9, ODD.vocab, 4), 5, TOL);
+    m.gm.destroy();
+  });
+
+  it('experts split over bindings: routing and shared expert on the right parts', async () => {
+    const gpu = await testGpu();
+    // 16 KiB: every expert projection splits, into parts of two to four experts.
+    const caps = { ...gpu.caps, maxStorageBindingBytes: 16 * 1024 };
+    const m = await gpuModel(ODD, { caps, maxT: 16, capacity: 64 });
+    const parts = m.compiled.graphs.decode.nodes.filter((n) => /down\+combine \[/.test(n.label));
+    expect(parts.length).toBeGreaterThan(4);
+    await expectMatchesInterpreter(m, randInts(9, ODD.vocab, 6), 3, TOL);
+    m.gm.destroy();
+  });
+});
