@@ -83,6 +83,7 @@ def main():
 
     api = Api(args.lib)
     result["onnxruntime"] = api.version
+    result["exporter"] = ref.get("exporter")
     t0 = time.perf_counter()
     sess = Session(api, os.path.join(args.model, "model.onnx"), args.ep)
     result["sessionSeconds"] = time.perf_counter() - t0

@@ -1,32 +1,33 @@
 #!/usr/bin/env python3
-"""A HuggingFace Llama checkpoint (bench/ort/write-hf.ts writes strata's e2e weights as one) → ONNX
-for onnxruntime, with the past KV as inputs and the present KV as outputs, so one graph serves
-prefill (past length 0) and decode (one token after P cached ones):
+"""strata's e2e model → ONNX for ONNX Runtime, through HF LlamaForCausalLM: either built here from
+HF_DIR/config.json with strata's seeded init (--random-seed S: random_init.py, on --device; what
+the GPU machine does) or loaded from a checkpoint in HF_DIR (bench/ort/write-hf.ts writes one).
+The past KV are inputs and the present KV outputs, so one graph serves prefill (past length 0)
+and decode (one token after P cached ones):
 
   inputs   input_ids [1, T] int64, attention_mask [1, P+T] int64 (ones), position_ids [1, T] int64,
            past_key_values.{i}.key / .value [1, kv_heads, P, head_dim] (f32 or f16)
   outputs  logits [1, 1, vocab] (the last row only, as strata's e2e and HF's logits_to_keep=1),
            present.{i}.key / .value [1, kv_heads, P+T, head_dim]
 
-Exported with torch.onnx.export's TorchScript tracer (dynamo=False): it needs neither the onnx nor
-the onnxscript package (the GPU machine has torch without them) and writes files over 2 GB as
-external data itself. The trace runs HF's eager attention at P=3, T=5, so the graph takes the
-general path (an explicit causal mask from attention_mask and the positions, no shape-dependent
+Exported with torch.onnx.export's TorchScript tracer (dynamo=False), which writes files over 2 GB
+as external data itself and needs the onnx package for one step only (see below); dynamo=True is
+the fallback. The trace runs HF's eager attention at P=3, T=5, so the graph takes the general
+path (an explicit causal mask from attention_mask and the positions, no shape-dependent
 shortcut), which holds for every P ≥ 0 and T ≥ 1.
 
-Also writes DIR/reference.json: torch's own logits (the last row) of a fixed 16-token prompt and
-of 3 greedy decode steps after it, for bench/ort/bench.ts to check onnxruntime against.
+Also writes reference.json: PyTorch's own logits (the last row) of a fixed 16-token prompt and of
+3 greedy decode steps after it, for bench/ort/bench_ort.py to check ONNX Runtime against.
 Usage: export_onnx.py HF_DIR OUT [--dtypes f32,f16] [--device cpu|cuda] [--random-seed S]
 writes OUT/onnx-f32/ and OUT/onnx-f16/ (model.onnx, its external weight files, reference.json);
-the checkpoint is loaded once, in f32, and cast to f16 (round to nearest even, as strata's f16
-weights) for the second export."""
+the model is made once, in f32, and cast to f16 (round to nearest even, as strata's f16 weights)
+for the second export."""
 import argparse
 import json
 import os
 import time
-import warnings
-
 import sys
+import warnings
 
 import torch
 import transformers
@@ -61,7 +62,7 @@ else:
     with torch.no_grad():
         # Tied embeddings are one parameter under two names: named_parameters gives it once.
         for name, param in model.named_parameters():
-            param.copy_(torch.from_numpy(random_weight(name, list(param.shape), args.random_seed)))
+            param.copy_(random_weight(name, list(param.shape), args.random_seed, dev))
 cfg = model.config
 L, KVH = cfg.num_hidden_layers, cfg.num_key_value_heads
 HD = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -145,11 +146,22 @@ def export(name):
     path = os.path.join(out_dir, "model.onnx")
     sample = feeds(torch.randint(0, V, (1, 5), device=dev), [torch.randn(1, KVH, 3, HD, dtype=dtype, device=dev)
                                                                for _ in range(2 * L)])
+    kw = dict(opset_version=17, input_names=["input_ids", "attention_mask", "position_ids", *names_past],
+              output_names=["logits", *names_pres], dynamic_axes=dyn)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, sample, path, dynamo=False, opset_version=17,
-                          input_names=["input_ids", "attention_mask", "position_ids", *names_past],
-                          output_names=["logits", *names_pres], dynamic_axes=dyn, do_constant_folding=True)
+        try:
+            torch.onnx.export(wrapped, sample, path, dynamo=False, do_constant_folding=True, **kw)
+            ref["exporter"] = "torchscript"
+        except Exception as e:  # noqa: BLE001
+            # Not seen here; the GPU machine has onnx and onnxscript, which the dynamo exporter
+            # needs (not tried on this path here, where they are missing).
+            print(f"export_onnx: the TorchScript exporter failed ({type(e).__name__}: {e}); "
+                  "trying dynamo=True", flush=True)
+            for f in os.listdir(out_dir):
+                os.remove(os.path.join(out_dir, f))
+            torch.onnx.export(wrapped, sample, path, dynamo=True, external_data=True, **kw)
+            ref["exporter"] = "dynamo"
     with open(os.path.join(out_dir, "reference.json"), "w") as f:
         json.dump(ref, f)
     size = sum(os.path.getsize(os.path.join(out_dir, x)) for x in os.listdir(out_dir))

@@ -1,7 +1,7 @@
 /**
  * The ONNX Runtime WebGPU comparison of bench/RESULTS.md: strata's e2e rows (prefill of 512
  * tokens and batch-1 decode, per weight precision) beside onnxruntime-node's WebGPU execution
- * provider on the same weights exported from PyTorch to ONNX (bench/ort/run.sh, bench.ts).
+ * provider on the same weights exported from PyTorch to ONNX (bench/ort/run.sh, bench_ort.py).
  */
 interface Row {
   [k: string]: unknown;
@@ -15,7 +15,7 @@ export interface Spread {
   runs: number[];
 }
 
-/** One precision's run of bench/ort/bench.ts. */
+/** One precision's run of bench/ort/bench_ort.py. */
 export interface OrtRun {
   precision: string;
   ep: string;
@@ -30,7 +30,7 @@ export interface OrtRun {
   error?: string;
 }
 
-/** What bench/ort/bench.ts (and run.sh, for failures before it) writes. */
+/** What bench/ort/bench_ort.py (and run.sh, for failures before it) writes. */
 export interface OrtResults {
   peer: 'onnxruntime-webgpu';
   device?: string;
@@ -54,7 +54,7 @@ export function ortSection(e2e: Row[], ort: OrtResults, e2eFrom: string): string
   const lines = [
     `## end to end vs ONNX Runtime WebGPU${version ? ` (onnxruntime-node ${version})` : ''}: same weights as ONNX`,
     '',
-    `strata: the e2e rows (${e2eFrom}), tokens/s. ONNX Runtime: onnxruntime-node's WebGPU execution provider (its own Dawn, on Vulkan) on the e2e weights written as a HF checkpoint (bench/ort/write-hf.ts) and exported by torch.onnx.export (TorchScript tracer, HF eager attention, KV cache as graph inputs/outputs kept on the GPU between steps; ${ort.export ?? 'bench/ort/export_onnx.py'}); prefill of 512 tokens from an empty cache, and tg128 (128 greedy steps from an empty cache, as llama-bench): median of 5 runs (min–max) after a warm-up${ort.device ? `; ${ort.device}` : ''}. "check" is the largest |ONNX Runtime − PyTorch| logit on a 16-token prompt and 3 decode steps, relative to the largest |logit|. Ratios are strata ÷ ONNX Runtime: above 1× strata is faster.`,
+    `strata: the e2e rows (${e2eFrom}), tokens/s. ONNX Runtime: the WebGPU execution provider of onnxruntime-node's library (its own Dawn, on Vulkan; driven from Python through the C API, bench/ort/ort_capi.py) on the e2e weights (strata's seeded init, built in PyTorch by bench/ort/random_init.py) exported by torch.onnx.export from HF LlamaForCausalLM (eager attention, the KV cache as graph inputs/outputs kept on the GPU between steps; ${ort.export ?? 'bench/ort/export_onnx.py'}); prefill of 512 tokens from an empty cache, and tg128 (128 greedy steps from an empty cache, as llama-bench): median of 5 runs (min–max) after a warm-up${ort.device ? `; ${ort.device}` : ''}. "check" is the largest |ONNX Runtime − PyTorch| logit on a 16-token prompt and 3 decode steps, relative to the largest |logit|. Ratios are strata ÷ ONNX Runtime: above 1× strata is faster.`,
     '',
     '| weights | strata pp512 | strata decode | ORT pp512 | ORT tg128 | check | strata ÷ ORT (prefill / decode) |',
     '| --- | --- | --- | --- | --- | --- | --- |',
