@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole benchmark on the GPU machine (../shared/gpu/README.md), in two device calls, since
-# one carry holds 64 MiB with the tracked files (~16 MiB) and .gpu (45 MiB) and .llama-cpp
-# (44 MiB: its own Node, llama-bench, the CUDA PTX) do not fit together:
+# The whole benchmark on the GPU machine (../shared/gpu/README.md), in three device calls, since
+# one carry holds 64 MiB with the tracked files, and no two of .gpu (45 MiB), .llama-cpp
+# (44 MiB: its own Node, llama-bench, the CUDA PTX) and .ort (13 MiB: onnxruntime-node's ONNX
+# Runtime library) fit together. The tracked files were 38 MiB on 2026-12-05 (18 MB of it
+# examples/demo-model's weights), which leaves room for .ort alone:
 #   1. device run, carry [".gpu", ".fla-job"], timeout 600:  bash bench/device.sh [suites]
 #      (strata and its PyTorch peers; default suites below; writes $OUT/strata.json, peers.json)
 #      `bash bench/device.sh sparse`: block-sparse attention at ~25% density against dense,
@@ -9,24 +11,36 @@
 #   2. device run, carry [".llama-cpp"], timeout 600:        bash bench/device.sh llamacpp
 #      (llama.cpp on the e2e suite's weights as GGUF, CUDA and Vulkan; ~5–6 min; writes
 #      $OUT/llamacpp.json and llamacpp-log.txt; bench/llama-cpp/README.md has the details)
+#   3. device run, carry [".ort"], timeout 600:              bash bench/device.sh ort
+#      (ONNX Runtime's WebGPU execution provider: onnxruntime-node 1.31.1's library, with its own
+#      Dawn, driven from python3; on the e2e suite's weights exported by PyTorch to ONNX, f32 and
+#      f16: a logits check against PyTorch, prefill 512 and tg128, median of 5; ~4–6 min; writes
+#      $OUT/ort.json and ort-log.txt; bench/ort/README.md has the details)
 # Batched decode (B = 1, 4, 16, 64; bench/batch.ts): bash bench/device.sh hybrid,batch (hybrid
 # first saves the Jamba checkpoint the batch suite also runs; batch alone skips it).
 # Diffusion (issue 16): bash bench/diffusion-peer-pack.sh here, then a device run with carry
 # [".gpu", ".diffusion-ref"]: source .gpu/prelude.sh; python3 bench/diffusion_peer.py --ref
 # .diffusion-ref --out $OUT/diffusion-peer.json; tsx bench/diffusion-speed.ts 4 --gpu-flags fast
 # --out $OUT/diffusion-strata.json; tsx bench/block-diffusion-speed.ts (same LLaDA-8B shape, 4 layers).
-# Make .gpu with ../shared/gpu/pack.sh and .llama-cpp with bench/llama-cpp/build.sh first.
+# Make .gpu with ../shared/gpu/pack.sh, .llama-cpp with bench/llama-cpp/build.sh and .ort with
+# bench/ort/build.sh first.
 # Peers run first: they save the checkpoints that strata's hybrid and scan suites load, so both
 # sides measure the same weights (llama.cpp's GGUF files are written from the same seeded
 # weights as strata's e2e suite). Each side writes its JSON after every suite, so a run cut
 # short still returns what it measured. Then, here:
-#   tsx bench/report.ts strata.json peers.json "<commands>" llamacpp.json
+#   tsx bench/report.ts strata.json peers.json "<commands>" llamacpp.json ort.json
 set -uo pipefail
 suites=${1:-matmul,attention,compile,e2e,hybrid,scan}
 # llama.cpp brings its own Node and libraries (.llama-cpp), so it runs without .gpu.
 if [[ ",$suites," == *,llamacpp,* ]]; then
   bash bench/llama-cpp/run.sh "$OUT/llamacpp.json" 2>&1 | tee "$OUT/llamacpp-log.txt" | tail -n 40
   suites=$(echo ",$suites," | sed 's/,llamacpp,/,/; s/^,//; s/,$//')
+  [ -n "$suites" ] || exit 0
+fi
+# ONNX Runtime brings its own library (.ort) and runs from python3, without .gpu.
+if [[ ",$suites," == *,ort,* ]]; then
+  bash bench/ort/run.sh "$OUT/ort.json" 2>&1 | tee "$OUT/ort-log.txt" | tail -n 40
+  suites=$(echo ",$suites," | sed 's/,ort,/,/; s/^,//; s/,$//')
   [ -n "$suites" ] || exit 0
 fi
 source .gpu/prelude.sh

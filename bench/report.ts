@@ -1,29 +1,35 @@
 /**
  * Merge one device run's strata and peer figures into bench/results/<date>-<device>.json
  * and regenerate bench/RESULTS.md from it. Usage:
- *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>" [<llamacpp.json>]
+ *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>" [<llamacpp.json>] [<ort.json>]
  * llamacpp.json is llama.cpp's side (bench/llama-cpp/run.sh, a device call of its own: see
- * bench/README.md), compared with the e2e rows.
+ * bench/README.md), compared with the e2e rows; ort.json is ONNX Runtime WebGPU's
+ * (bench/ort/run.sh), told apart by its content, so either may come alone.
  * Every figure in RESULTS.md comes from these files; nothing is typed in by hand.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { llamaCppSection, type LlamaCppResults } from './llama-cpp/table.ts';
+import { isOrtResults, ortSection, type OrtResults } from './ort/table.ts';
 
 interface Row {
   [k: string]: unknown;
 }
-const [strataPath, peersPath, command, llamaPath] = process.argv.slice(2);
+const [strataPath, peersPath, command, ...peerPaths] = process.argv.slice(2);
 if (!strataPath || !peersPath || !command) {
   console.error(
-    'usage: tsx bench/report.ts <strata.json> <peers.json> "<device command>" [<llamacpp.json>]',
+    'usage: tsx bench/report.ts <strata.json> <peers.json> "<device command>" [<llamacpp.json>] [<ort.json>]',
   );
   process.exit(2);
 }
 const strata = JSON.parse(readFileSync(strataPath, 'utf8'));
 const peers = JSON.parse(readFileSync(peersPath, 'utf8'));
-let llamacpp: LlamaCppResults | null = llamaPath
-  ? JSON.parse(readFileSync(llamaPath, 'utf8'))
-  : null;
+let llamacpp: LlamaCppResults | null = null;
+let ort: OrtResults | null = null;
+for (const path of peerPaths) {
+  const x: unknown = JSON.parse(readFileSync(path, 'utf8'));
+  if (isOrtResults(x)) ort = x;
+  else llamacpp = x as LlamaCppResults;
+}
 const date = String(strata.date).slice(0, 10);
 const device = String(peers.device ?? strata.device)
   .toLowerCase()
@@ -51,7 +57,7 @@ for (const file of readdirSync('bench/results')
   .filter((n) => new RegExp(`^\\d{4}-\\d{2}-\\d{2}(-\\d{4})?-${device}\\.json$`).test(n))
   // Newest first: by date, then by the time a same-day run carries in its name.
   .sort((a, b) => runKey(b).localeCompare(runKey(a)))) {
-  let old: { strata?: Row; peers?: Row; llamacpp?: LlamaCppResults } = {};
+  let old: { strata?: Row; peers?: Row; llamacpp?: LlamaCppResults; ort?: OrtResults } = {};
   try {
     old = JSON.parse(readFileSync(`bench/results/${file}`, 'utf8'));
   } catch {
@@ -61,6 +67,10 @@ for (const file of readdirSync('bench/results')
     llamacpp = old.llamacpp;
     carried.llamacpp = file;
   }
+  if (!ort && old.ort) {
+    ort = old.ort;
+    carried.ort = file;
+  }
   for (const k of SUITES) {
     if (k in strata || k in carried || !old.strata?.[k] || (old.strata[k] as Row).error) continue;
     strata[k] = old.strata[k];
@@ -68,7 +78,7 @@ for (const file of readdirSync('bench/results')
     carried[k] = file;
   }
 }
-const combined = { command, strata, peers, llamacpp, carried };
+const combined = { command, strata, peers, llamacpp, ort, carried };
 let resultFile = `bench/results/${date}-${device}.json`;
 if (existsSync(resultFile)) {
   const time = String(strata.date).slice(11, 16).replace(':', '');
@@ -216,6 +226,10 @@ for (const suite of ['e2e', 'hybrid'] as const) {
 if (llamacpp) {
   const e2eFrom = carried.e2e ? `bench/results/${carried.e2e}` : 'this run';
   lines.push(...llamaCppSection(([] as Row[]).concat(strata.e2e ?? []), llamacpp, e2eFrom));
+}
+if (ort) {
+  const e2eFrom = carried.e2e ? `bench/results/${carried.e2e}` : 'this run';
+  lines.push(...ortSection(([] as Row[]).concat(strata.e2e ?? []), ort, e2eFrom));
 }
 if (strata.scan) {
   lines.push(
