@@ -2,8 +2,10 @@
 # The whole benchmark on the GPU machine (../shared/gpu/README.md), in three device calls, since
 # one carry holds 64 MiB with the tracked files, and no two of .gpu (45 MiB), .llama-cpp
 # (44 MiB: its own Node, llama-bench, the CUDA PTX) and .ort (13 MiB: onnxruntime-node's ONNX
-# Runtime library) fit together. The tracked files were 38 MiB on 2026-12-05 (18 MB of it
-# examples/demo-model's weights), which leaves room for .ort alone:
+# Runtime library) fit together. The tracked files were 39 MiB on 2026-12-05 (18 MB of it
+# examples/demo-model's weights, 17 MB test/fixtures), which leaves room for .ort alone, unless
+# `bash bench/slim-tree.sh aside` first moves those out of the checkout (5 MiB left; no bench
+# reads them; `bash bench/slim-tree.sh back` afterwards):
 #   1. device run, carry [".gpu", ".fla-job"], timeout 600:  bash bench/device.sh [suites]
 #      (strata and its PyTorch peers; default suites below; writes $OUT/strata.json, peers.json)
 #      `bash bench/device.sh sparse`: block-sparse attention at ~25% density against dense,
