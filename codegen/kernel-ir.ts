@@ -113,7 +113,9 @@ export const STEP_BINDING: BindingDecl = { name: 'step', access: 'uniform' };
  * step.pos + row_pos[t]. A phase-wide u32 buffer, one word per row, that the kernels which read
  * a batched row's position bind under this name (as scratch, so the bundle needs no new buffer
  * kind) and the runtime writes before the step. WebGPU zeroes new buffers, so a step whose rows
- * share step.pos (or a kernel test that never writes it) reads offsets of 0.
+ * share step.pos (or a kernel test that never writes it) reads offsets of 0. Words past the
+ * step's rows are free: batched H2O (codegen/kernels/h2o.ts), at the 8-buffer limit, asks for
+ * more and keeps its probabilities there.
  */
 export const ROW_POS = 'row_pos';
 

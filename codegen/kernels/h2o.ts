@@ -15,12 +15,18 @@
  * Decode does O(budget) work per kv head in one dispatch, whatever the context; a prefill chunk is
  * serial in its tokens (kvHeads workgroups), the price of evicting exactly as decode does.
  * Batched decode (attrs.batch = B): a grid of kvHeads × B workgroups, sequence s's token (row s,
- * at step.pos) evicting among and attending over its own slice of the caches, rows state and
- * probability scratch, so B sequences evict independently in one dispatch.
+ * at step.pos + row_pos[s]: slots prefilled from prompts of different lengths sit apart,
+ * codegen/kernel-ir.ts ROW_POS) evicting among and attending over its own slice of the caches,
+ * rows state and probabilities, so B sequences evict independently in one dispatch.
+ * row_pos would be a ninth storage buffer, so a batched kernel keeps its probabilities in the
+ * row_pos scratch itself, past the first PROB0 = max(maxT, B) words, which hold the offsets (the
+ * runtime writes those B words before each step; this kernel reads them and writes only past
+ * them). Scratch is shared by name (codegen/emit.ts takes the largest request), so the phase's
+ * row_pos buffer grows to hold them and the binding count stays at 8.
  */
 import { kvTypeOf, type H2oAttentionAttrs } from '../../src/graph/ops.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
-import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import { ROW_POS, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
@@ -31,13 +37,18 @@ export const H2O_PROB = 'h2o_prob';
 /** Threads per workgroup: a power of two (tree reductions). */
 const WG = 64;
 
-export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
+export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a, { maxT }) => {
   h2oAttention.check(a);
   // Batched decode (src/ops/batch.ts): workgroup (h, s) runs sequence s's one token (row s of the
-  // step, at step.pos) over its own slice of BUDGET cache rows, positions, scores and
-  // probabilities; sequences evict independently. B = 1 builds keep the code they had.
+  // step, at step.pos + row_pos[s]) over its own slice of BUDGET cache rows, positions, scores
+  // and probabilities; sequences evict independently. B = 1 builds keep the code they had.
   const B = a.batch ?? 1;
   const batched = B > 1;
+  // The probabilities' buffer and first word (see the header: batched, they follow row_pos's
+  // offsets in its buffer, declared f32 there and the offsets read through bitcast).
+  const probBuf = batched ? ROW_POS : H2O_PROB;
+  const prob0 = batched ? Math.max(maxT, B) : 0;
+  const P = (i: string): string => (batched ? `${ROW_POS}[PROB0 + ${i}]` : `${H2O_PROB}[${i}]`);
   // Cache / state row r of this workgroup's sequence.
   const R = (r: string): string => (batched ? `(cb + ${r})` : r);
   const reserved = [
@@ -67,7 +78,11 @@ export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
     'f16_pack2',
     'seq',
     'cb',
+    'PROB0',
+    'seq_pos',
+    'sp',
     H2O_PROB,
+    ROW_POS,
   ];
   const { bindings, storage, decls } = opBindings(a, reserved);
   const capped =
@@ -90,7 +105,7 @@ export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a) => {
     }`;
   const code = withHelpers(`${STEP_WGSL}
 ${decls}
-${storageDecl(storage.length + 1, H2O_PROB, 'read_write')}
+${storageDecl(storage.length + 1, probBuf, 'read_write')}
 const HEADS = ${a.heads}u;
 const KVH = ${a.kvHeads}u;
 const HD = ${a.headDim}u;
@@ -103,11 +118,12 @@ const SINK = ${a.sinkTokens}u;
 const SCALE = ${wgslF32(a.scale)};
 const WG = ${WG}u;
 const NEG = -3.0e38;
+const PROB0 = ${prob0}u;
 
 var<workgroup> red_s: array<f32, ${WG}>;
 var<workgroup> red_p: array<u32, ${WG}>;
 var<workgroup> red_r: array<u32, ${WG}>;
-var<workgroup> red_x: array<f32, ${WG}>;
+var<workgroup> red_x: array<f32, ${WG}>;${batched ? '\nvar<workgroup> seq_pos: u32;' : ''}
 
 fn cap_score(s: f32) -> f32 { return ${capped}; }
 fn k_at(i: u32) -> f32 { ${at('kcache')} }
@@ -125,9 +141,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       ? `let seq = wid.y;
   let cb = seq * BUDGET;
   let pb = (seq * KVH + h) * BUDGET;
-  // Row seq of the step is sequence seq's token; every sequence is at step.pos.
+  // Row seq of the step is sequence seq's token, at its own position. A read_write buffer's
+  // words are not uniform to WGSL, and p guides the barriers below: passed on through
+  // workgroup memory.
+  if (tid == 0u) { seq_pos = step.pos + bitcast<u32>(${ROW_POS}[seq]); }
+  let sp = workgroupUniformLoad(&seq_pos);
   for (var t = seq; t < seq + 1u; t++) {
-    let p = step.pos;`
+    let p = sp;`
       : `let pb = h * BUDGET;
   for (var t = 0u; t < step.T; t++) {
     let p = step.pos + t;`
@@ -184,7 +204,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       }
       for (var g = 0u; g < GROUP; g++) {
         let x = cap_score(s[g] * SCALE);
-        ${H2O_PROB}[(pb + r) * GROUP + g] = x;
+        ${P('(pb + r) * GROUP + g')} = x;
         mx[g] = max(mx[g], x);
       }
     }
@@ -193,8 +213,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     var sm = array<f32, GROUP>();
     for (var r = tid; r < n; r += WG) {
       for (var g = 0u; g < GROUP; g++) {
-        let e = exp(${H2O_PROB}[(pb + r) * GROUP + g] - m[g]);
-        ${H2O_PROB}[(pb + r) * GROUP + g] = e;
+        let e = exp(${P('(pb + r) * GROUP + g')} - m[g]);
+        ${P('(pb + r) * GROUP + g')} = e;
         sm[g] += e;
       }
     }
@@ -205,14 +225,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       var o = array<f32, GROUP>();
       for (var r = 0u; r < n; r++) {
         let vd = v_at(${R('r')} * KVW + h * HD + d);
-        for (var g = 0u; g < GROUP; g++) { o[g] += ${H2O_PROB}[(pb + r) * GROUP + g] * vd; }
+        for (var g = 0u; g < GROUP; g++) { o[g] += ${P('(pb + r) * GROUP + g')} * vd; }
       }
       for (var g = 0u; g < GROUP; g++) { out[q0 + g * HD + d] = o[g] * inv[g]; }
     }
     // Each row's score grows by what the group's heads gave it (the same thread wrote its probs).
     for (var r = tid; r < n; r += WG) {
       var gained = 0.0;
-      for (var g = 0u; g < GROUP; g++) { gained += ${H2O_PROB}[(pb + r) * GROUP + g] * inv[g]; }
+      for (var g = 0u; g < GROUP; g++) { gained += ${P('(pb + r) * GROUP + g')} * inv[g]; }
       let w = 2u * (${R('r')} * KVH + h) + 1u;
       rows[w] = bitcast<u32>(bitcast<f32>(rows[w]) + gained);
     }
@@ -226,12 +246,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
         kernel: {
           name: `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}${f16 ? '_kv16' : ''}_wg${WG}${batched ? `_batch${B}` : ''}`,
           code,
-          bindings: [...bindings, { name: H2O_PROB, access: 'read_write' }],
+          bindings: [...bindings, { name: probBuf, access: 'read_write' }],
           workgroupSize: [WG, 1, 1],
         },
         grid: [a.kvHeads, B, 1],
       },
     ],
-    scratch: { [H2O_PROB]: 4 * a.heads * a.budget * B },
+    scratch: { [probBuf]: 4 * (prob0 + a.heads * a.budget * B) },
   };
 };

@@ -19,16 +19,17 @@
  * reference (and of dense attention, lists being ascending).
  *
  * Batched decode (attrs.batch, src/ops/batch.ts): row t of the step is sequence t's one query, at
- * step.pos, scoring the index keys of its own cache slice (rows t·capacity..) and listing
+ * step.pos + row_pos[t] (slots prefilled from prompts of different lengths sit apart:
+ * codegen/kernel-ir.ts ROW_POS, which both indexer_topk launches bind), scoring the index keys of its own cache slice (rows t·capacity..) and listing
  * positions of its own sequence; sparse_attention reads those positions from the same slice.
  * B = 1 code is what it was.
  */
 import { kvTypeOf, type IndexerTopkAttrs, type SparseAttentionAttrs } from '../../src/graph/ops.ts';
 import { indexerTopk, sparseAttention } from '../../src/ops/indexer.ts';
-import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import { ROW_POS, rowPosScratch, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { bindingLimit } from '../../src/passes/split.ts';
-import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { opBindings, wgslF32, type StorageBinding } from './wgsl-builder.ts';
 import { wgReductionsWgsl } from './wg-reduce.ts';
 
 /** The scratch of order-preserving score keys. */
@@ -45,11 +46,12 @@ export const TOPK_LIMIT = 3584;
 
 const SEL_EMPTY_WGSL = '0xffffffffu';
 
-/** A batched step's row t is a sequence at step.pos, its cache rows t·CAP.. (see the header). */
+/** A batched step's row t is a sequence at its own position, its cache rows t·CAP.. (see the header). */
 function batchForms(a: { batch?: number; capacity: number }) {
   const batched = (a.batch ?? 1) > 1;
   return {
-    pos: batched ? 'step.pos' : 'step.pos + t',
+    batched,
+    pos: batched ? `step.pos + ${ROW_POS}[t]` : 'step.pos + t',
     row: (j: string) => (batched ? `(t * ${a.capacity}u + ${j})` : j),
     suffix: batched ? `_batch${a.batch}` : '',
   };
@@ -77,21 +79,26 @@ export const indexerTopkKernel: KernelGenerator<IndexerTopkAttrs> = (a, ctx) => 
     );
   }
   // Every buffer is one of the op's tensors or the scratch; each launch declares its own.
-  const { storage } = opBindings(a, [INDEXER_KEYS]);
+  // A batched step's row positions (read only) are one more.
+  const { storage: ops } = opBindings(a, [INDEXER_KEYS, ROW_POS]);
+  const storage: StorageBinding[] = [
+    ...ops,
+    { name: INDEXER_KEYS, access: 'read_write', elem: 'u32' },
+    { name: ROW_POS, access: 'read', elem: 'u32' },
+  ];
+  const withRows = (names: string[]) => (bf.batched ? [...names, ROW_POS] : names);
   const decl = (names: string[]) =>
-    names
+    withRows(names)
       .map((n, i) => {
-        const b = storage.find((x) => x.name === n);
-        return b
-          ? storageDecl(i + 1, n, b.access, b.elem)
-          : storageDecl(i + 1, n, 'read_write', 'u32');
+        const b = storage.find((x) => x.name === n)!;
+        return storageDecl(i + 1, n, b.access, b.elem);
       })
       .join('\n');
   const binds = (names: string[]) => [
     { name: 'step', access: 'uniform' as const },
-    ...names.map((n) => ({
+    ...withRows(names).map((n) => ({
       name: n,
-      access: (storage.find((x) => x.name === n)?.access ?? 'read_write') as 'read' | 'read_write',
+      access: storage.find((x) => x.name === n)!.access,
     })),
   ];
   const consts = `const H = ${a.heads}u;
@@ -244,7 +251,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
         grid: [{ sym: 'T' }, 1, 1],
       },
     ],
-    scratch: { [INDEXER_KEYS]: keyBytes },
+    scratch: { [INDEXER_KEYS]: keyBytes, ...(bf.batched ? rowPosScratch(ctx.maxT) : {}) },
   };
 };
 

@@ -17,7 +17,8 @@
  * prompts; decode (T = 1) runs one workgroup per kv head.
  *
  * Batched decode (attrs.batch, src/ops/batch.ts): row t of the step is sequence t's one token, at
- * step.pos; it reads and writes its own slice of the caches (rows t·capacity..) and of the
+ * step.pos + row_pos[t] (slots prefilled from prompts of different lengths sit apart:
+ * codegen/kernel-ir.ts ROW_POS, bound after the op's tensors, before the scratch); it reads and writes its own slice of the caches (rows t·capacity..) and of the
  * compressed caches (rows t·NB..), and its picks are its own row. The slots then run over
  * sequences; nothing else changes, so B = 1 code is what it was.
  */
@@ -34,9 +35,9 @@ import {
   nsaCompressed,
   nsaSelected,
 } from '../../src/ops/nsa.ts';
-import { STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import { ROW_POS, rowPosScratch, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
-import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { opBindings, wgslF32, withRowPos } from './wgsl-builder.ts';
 import { wgReductionsWgsl } from './wg-reduce.ts';
 
 /** Scratch of nsa_compressed's probabilities and importances. */
@@ -78,6 +79,7 @@ const RESERVED = [
   'key_of',
   NSA_CMP_PROB,
   NSA_SLC_PROB,
+  ROW_POS,
 ];
 
 function constants(a: {
@@ -180,19 +182,22 @@ function batchForms(a: { batch?: number; capacity: number }) {
   const batched = (a.batch ?? 1) > 1;
   return {
     batched,
-    // Row t's position: a batched step's rows are sequences, all at step.pos.
-    pos: batched ? 'step.pos' : 'step.pos + t',
+    // Row t's position: a batched step's rows are sequences, each at its own.
+    pos: batched ? `step.pos + ${ROW_POS}[t]` : 'step.pos + t',
     // Row t's first row of the KV cache and of the compressed caches.
     kvBase: batched ? `t * ${a.capacity}u` : undefined,
     cmpBase: batched ? 't * NB' : undefined,
     suffix: batched ? `_batch${a.batch}` : '',
+    // The op's bindings, with row_pos when batched.
+    bind: (op: Parameters<typeof opBindings>[0]) => withRowPos(batched, opBindings(op, RESERVED)),
+    scratch: (maxT: number) => (batched ? rowPosScratch(maxT) : {}),
   };
 }
 
-export const nsaCompressKernel: KernelGenerator<NsaCompressAttrs> = (a) => {
+export const nsaCompressKernel: KernelGenerator<NsaCompressAttrs> = (a, { maxT }) => {
   nsaCompress.check(a);
-  const { bindings, decls } = opBindings(a, RESERVED);
   const bf = batchForms(a);
+  const { bindings, decls } = bf.bind(a);
   const kv = (j: string) => (bf.kvBase ? `(${bf.kvBase} + ${j})` : j);
   const cmp = (c: string) => (bf.cmpBase ? `(${bf.cmpBase} + ${c})` : c);
   const code = `${STEP_WGSL}
@@ -203,8 +208,9 @@ ${constants(a)}
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x;
   let t = gid.y;
+  if (i >= KVW || t >= step.T) { return; }
   let p = ${bf.pos};
-  if (i >= KVW || t >= step.T || (p + 1u) % BLOCK != 0u) { return; }
+  if ((p + 1u) % BLOCK != 0u) { return; }
   let c = (p + 1u) / BLOCK - 1u;
   var sk = 0.0;
   var sv = 0.0;
@@ -229,19 +235,19 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
         grid: [Math.ceil(kvw / WG), { sym: 'T' }, 1],
       },
     ],
-    scratch: {},
+    scratch: bf.scratch(maxT),
   };
 };
 
 export const nsaCompressedKernel: KernelGenerator<NsaCompressedAttrs> = (a, ctx) => {
   nsaCompressed.check(a);
-  const { bindings, storage, decls } = opBindings(a, RESERVED);
+  const bf = batchForms(a);
+  const { bindings, decls } = bf.bind(a);
   const slots = slotsFor(ctx.maxT);
   const P = NSA_CMP_PROB;
-  const bf = batchForms(a);
   const code = `${STEP_WGSL}
 ${decls}
-${storageDecl(storage.length + 1, P, 'read_write')}
+${storageDecl(bindings.length, P, 'read_write')}
 ${constants(a)}
 const SLOTS = ${slots}u;
 
@@ -322,20 +328,20 @@ ${groupAttentionWgsl({ P, i: 'c', n: 'nc', k: 'kcmp', v: 'vcmp', rowBase: bf.cmp
         grid: [a.kvHeads, slots, 1],
       },
     ],
-    scratch: { [P]: 4 * slots * a.heads * nsaBlocks(a) },
+    scratch: { [P]: 4 * slots * a.heads * nsaBlocks(a), ...bf.scratch(ctx.maxT) },
   };
 };
 
 export const nsaSelectedKernel: KernelGenerator<NsaSelectedAttrs> = (a, ctx) => {
   nsaSelected.check(a);
-  const { bindings, storage, decls } = opBindings(a, RESERVED);
+  const bf = batchForms(a);
+  const { bindings, decls } = bf.bind(a);
   const slots = slotsFor(ctx.maxT);
   const P = NSA_SLC_PROB;
   const keys = a.select * a.block;
-  const bf = batchForms(a);
   const code = `${STEP_WGSL}
 ${decls}
-${storageDecl(storage.length + 1, P, 'read_write')}
+${storageDecl(bindings.length, P, 'read_write')}
 ${constants(a)}
 const SLOTS = ${slots}u;
 const KEYS = ${keys}u;
@@ -375,6 +381,6 @@ ${groupAttentionWgsl({ P, i: 'i', n: 'KEYS', k: 'kcache', v: 'vcache', row: 'key
         grid: [a.kvHeads, slots, 1],
       },
     ],
-    scratch: { [P]: 4 * slots * a.heads * keys },
+    scratch: { [P]: 4 * slots * a.heads * keys, ...bf.scratch(ctx.maxT) },
   };
 };

@@ -13,7 +13,8 @@
  * top-k lists exactly.
  */
 import { describe, expect, it } from 'vitest';
-import { h2oAttentionKernel, H2O_PROB } from '../../codegen/kernels/h2o.ts';
+import { h2oAttentionKernel } from '../../codegen/kernels/h2o.ts';
+import { ROW_POS } from '../../codegen/kernel-ir.ts';
 import {
   INDEXER_KEYS,
   indexerTopkKernel,
@@ -98,6 +99,11 @@ describe('batched H2O attention kernel', () => {
         rows: new Uint32Array(B * a.budget * 2 * a.kvHeads),
       };
       const gen = h2oAttentionKernel(a, { caps: BASELINE_CAPS, maxT: B });
+      // row_pos included, still within WebGPU's default 8 storage buffers a stage.
+      expect(gen.launches[0].kernel.bindings.some((b) => b.name === ROW_POS)).toBe(true);
+      expect(gen.launches[0].kernel.bindings.length - 1).toBeLessThanOrEqual(
+        BASELINE_CAPS.maxStorageBuffersPerStage,
+      );
       for (let pos = 0; pos < 14; pos++) {
         const s = 100 * ci + 3 * pos;
         const inputs = {
@@ -124,7 +130,8 @@ describe('batched H2O attention kernel', () => {
             rows: dev.rows,
             out: new Float32Array(B * a.heads * a.headDim),
           },
-          outputs: { [H2O_PROB]: gen.scratch[H2O_PROB] / 4 },
+          // Batched, the probabilities follow the row offsets in row_pos's scratch (all 0 here).
+          outputs: { [ROW_POS]: gen.scratch[ROW_POS] / 4 },
           step,
         });
         expect(

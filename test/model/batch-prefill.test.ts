@@ -8,12 +8,16 @@
  * and over the decode steps after equal its single-sequence run, on a llama whose layers have
  * StreamingLLM ring caches (wrapping in prefill), a sliding window and plain attention, a Mamba-1 + Mamba-2
  * + attention hybrid, RetNet (RoPE fused into its recurrence) + GLA + attention, RWKV-7
- * (token_shift) + attention, and MLA (latent cache) + LFM2 short conv + MoE. Tolerance 1e-5
- * relative, as batch.test.ts: the kernels are the same but a single run's one-token chunks go
- * through its decode graph (GEMV, split attention) where the slot's go through the prefill
- * graph (tiled matmul, flash attention), and the batched step's matmuls run B rows: the sums run
- * in other orders (the gaps seen: 4e-7 llama, 1e-6 Mamba and MLA, 1.2e-6 RetNet/GLA, 2.5e-6
- * RWKV-7).
+ * (token_shift) + attention, MLA (latent cache) + LFM2 short conv + MoE, and the sparse
+ * mixers with per-sequence state or choices beside attention: H2O eviction (the 9-token prompt
+ * evicting in its prefill, the 6-token one from its first decode step), NSA (block picks by
+ * importance from position 6) and DSA (MLA + lightning indexer choosing 4 positions from
+ * position 4). Tolerance 1e-5 relative, as batch.test.ts: the kernels are the same but a single
+ * run's one-token chunks go through its decode graph (GEMV, split attention) where the slot's go
+ * through the prefill graph (tiled matmul, flash attention), and the batched step's matmuls run B
+ * rows: the sums run in other orders (the gaps seen: 4e-7 llama, 1e-6 Mamba and MLA, 1.2e-6
+ * RetNet/GLA, 2.5e-6 RWKV-7, 5e-7 H2O, NSA and DSA; 1.2 to 2 for the last three while their
+ * batched kernels took every row at step.pos).
  *
  * Slots are independent: prefilling slot 1 leaves every byte of slots 0 and 2 of every state
  * buffer (KV caches, SSM, conv and recurrence states) as it was, read back from the device.
@@ -100,6 +104,41 @@ const latentAndConv = parseSpec(
   'latent-conv.strata',
 );
 
+/** A sparse-attention mixer beside plain attention. */
+const sparse = (name: string, mixer: string) =>
+  parseSpec(
+    `model "${name}" {
+  vocab 256
+  dim 32
+  max_context 256
+  norm rms(eps: 1e-5)
+  mixer a = attention(heads: 4, kv_heads: 2)
+  mixer s = ${mixer}
+  ffn mlp = swiglu(hidden: 48)
+  layers 1 x [1 s : 1 a] with ffn mlp
+}`,
+    `${name}.strata`,
+  );
+
+/** H2O, budget 6 (2 recent, 1 sink): the 9-token prompt evicts in its prefill, the 6-token one
+ * from its first decode step, the 1-token one never in 4 steps. */
+const h2o = sparse(
+  'h2o',
+  'attention(heads: 4, kv_heads: 2, sink_tokens: 1, evict: h2o(budget: 6, recent: 2))',
+);
+
+/** NSA, blocks of 2 with 3 picked: from position 6 a pick is by importance. */
+const nsa = sparse(
+  'nsa',
+  'nsa(heads: 4, kv_heads: 2, head_dim: 8, block: 2, select: 3, window: 3)',
+);
+
+/** DSA: MLA whose lightning indexer keeps 4 positions, so from position 4 it chooses. */
+const dsa = sparse(
+  'dsa',
+  'mla(heads: 4, q_rank: 16, kv_rank: 16, nope_dim: 8, rope_dim: 4, v_dim: 8, index: indexer(heads: 3, dim: 8, topk: 4))',
+);
+
 /** Layers with StreamingLLM ring caches (2 sinks + window 6: wrapping by position 8), a sliding
  * window of 5, and plain attention. */
 const windows = tinyLlama({
@@ -144,6 +183,9 @@ describe.each([
   ['RetNet + GLA + attention', linear],
   ['RWKV-7 + attention hybrid', rwkv7Hybrid()],
   ['MLA (latent cache) + short conv with MoE', latentAndConv],
+  ['H2O eviction + attention', h2o],
+  ['NSA + attention', nsa],
+  ['DSA (MLA + indexer) + attention', dsa],
 ])('prefill into batch slots of the %s', (_, model) => {
   let alone: Float32Array<ArrayBufferLike>[][] = [];
   beforeAll(async () => {
@@ -208,6 +250,9 @@ describe('slots at their own positions on the CPU interpreter (StepShape.rowPos)
     ['hybrid', hybrid()],
     ['RetNet, GLA', linear],
     ['MLA, short conv', latentAndConv],
+    ['H2O', h2o],
+    ['NSA', nsa],
+    ['DSA', dsa],
   ])('%s: a batch of 3 equals 3 sequences alone', async (_, model) => {
     const { caps } = await testGpu();
     const weights = randomWeights(model, 3);
@@ -284,38 +329,5 @@ describe('batched steps over prefilled slots', () => {
     expect(got.tokens[1]).toHaveLength(6);
     batch.destroy();
     m.gm.destroy();
-  });
-
-  it('keeps refusing batched decode for NSA and the DSA indexer, by op and layer', async () => {
-    const { caps } = await testGpu();
-    const nsa = parseSpec(
-      `model "nsa" {
-  vocab 64
-  dim 32
-  max_context 64
-  norm rms(eps: 1e-5)
-  mixer n = nsa(heads: 4, kv_heads: 2, head_dim: 8, block: 4, select: 3, window: 5)
-  ffn mlp = swiglu(hidden: 48)
-  layers 1 x [1 n] with ffn mlp
-}`,
-      'nsa.strata',
-    );
-    const dsa = parseSpec(
-      `model "dsa" {
-  vocab 64
-  dim 40
-  max_context 64
-  norm rms(eps: 1e-5)
-  mixer d = mla(heads: 3, q_rank: 18, kv_rank: 10, nope_dim: 6, rope_dim: 4, v_dim: 7,
-                index: indexer(heads: 5, dim: 6, topk: 5))
-  ffn mlp = swiglu(hidden: 36)
-  layers 1 x [1 d] with ffn mlp
-}`,
-      'dsa.strata',
-    );
-    for (const model of [nsa, dsa])
-      expect(() => compileModel(model, { caps, ...OPTS, batch: 2 })).toThrow(
-        /layer 0 \(.*\): batched decode \(--batch 2\) has no kernel for \w+, which keeps state/,
-      );
   });
 });
