@@ -171,6 +171,15 @@ export interface MatmulAttrs {
    * column outOffset + c. Needs rows 'T', no splits and no ropeKv. Absent or null: none.
    */
   epilogue?: FusedPointwise | null;
+  /**
+   * One x map per split (the rwkv7-projections fusion: RWKV's six projections of one x and one
+   * shifted x, each with its own mix μ, as one matmul): output column n of split i reads x as
+   * splitXMaps[i] maps it. Each map names the inputs xMap names, with the same kinds and widths
+   * (a parameter holding every split's vector reads its own range through `offset`); xMap must be
+   * splitXMaps[0], so bindings and input rules stay xMap's. The decode GEMV only (maxT 1).
+   * Absent or null: every split reads xMap.
+   */
+  splitXMaps?: FusedPointwise[] | null;
 }
 
 /** The value a matmul epilogue expression reads as its input `y`. */

@@ -26,6 +26,7 @@
  *                    expression to each output element (LoRA tanh / sigmoid, gates)
  *   matmul-prologue  pointwise ops (and glu output gates) read only as matmuls' x (RWKV's token
  *                    mixes) → each matmul computes its x as it loads it
+ *   rwkv7-*          (decode only) RWKV-7's mixed projections → split matmuls (fuse-rwkv7.ts)
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
@@ -56,6 +57,7 @@ import { mamba1StepPack, mamba1StepWorkgroupBytes } from '../ops/ssm.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
+import { RWKV7_FUSION_PASSES } from './fuse-rwkv7.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
@@ -902,6 +904,8 @@ export const FUSION_PASSES = [
   { name: 'norm-residual', run: fuseNormResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },
   { name: 'matmul-prologue', run: fuseMatmulPrologue },
+  // RWKV-7's mixed projections as split matmuls (src/passes/fuse-rwkv7.ts).
+  ...RWKV7_FUSION_PASSES,
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
   { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;

@@ -1,0 +1,235 @@
+/**
+ * RWKV-7 decode fusions (issue 18): the projections of one token mix as few matmuls as the
+ * device's bindings allow.
+ *
+ * After matmul-prologue, RWKV-7's time mix has six matmuls (r, k, v (+ v_lora.down), w_lora.down,
+ * a_lora.down, g_lora.down) that all read the same normed x and shifted x′ through x maps
+ * x + (x′ − x)·μ differing only in μ. These passes make them one GEMV per binding budget:
+ *   rwkv7-lora-act     (decode only) a LoRA down-projection's tanh / sigmoid (w_lora, g_lora)
+ *                      → its up-projection's x map, so the down-projection is a plain mixed
+ *                      projection like r and k
+ *   rwkv7-projections  (decode only) matmuls with x maps of one form over the same activations,
+ *                      differing in their parameters (μ) → one split matmul whose output i reads
+ *                      x through its own map (MatmulAttrs.splitXMaps), the differing parameters
+ *                      concatenated into one, each map reading its range through `offset`
+ * Both are exact: every output element is the same dot product over the same mapped x, and each
+ * moved activation is evaluated on the same value before the same products.
+ *
+ * Decode only (maxT 1): splitXMaps exist in the GEMV alone; prefill's tiled matmuls share one x
+ * tile across all columns of a tile, and at prefill sizes six separate matmuls each saturate the
+ * device anyway, so prefill keeps its form.
+ *
+ * With WebGPU's baseline 8 storage buffers a merged matmul binds x, x′, μ, w and at most four
+ * outputs, so the seven outputs of a later RWKV-7 layer (r, k, v, v_lora.down, w, a, g downs)
+ * take two dispatches (six before); a device with more bindings takes one.
+ */
+import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
+import {
+  EPILOGUE_VALUE,
+  splitOutput,
+  type FusedPointwise,
+  type MatmulAttrs,
+  type PointwiseInput,
+} from '../graph/ops.ts';
+import { renameInputs } from '../ops/pointwise.ts';
+import { matmulStorageBindings } from '../ops/matmul.ts';
+import type { DeviceCaps } from '../target.ts';
+import { Rewriter } from './rewrite.ts';
+import { bindingLimit } from './split.ts';
+
+type Matmul = GraphNode & { attrs: MatmulAttrs };
+
+function isMatmul(n: GraphNode | undefined): n is Matmul {
+  return n?.attrs.op === 'matmul';
+}
+
+/** A matmul whose only fused work is an x map (and possibly splits): a mixed projection. */
+function mixedProjection(m: GraphNode, allowEpilogue = false): m is Matmul {
+  if (!isMatmul(m)) return false;
+  const a = m.attrs;
+  return (
+    !!a.xMap &&
+    !a.splitXMaps &&
+    !a.act &&
+    !a.gated &&
+    !a.bias &&
+    !a.residual &&
+    a.scale === 1 &&
+    !a.prologue &&
+    !a.ropeKv &&
+    (allowEpilogue || !a.epilogue) &&
+    !a.conv &&
+    a.rows === 'T' &&
+    a.outOffset === 0 &&
+    a.outStride === a.N
+  );
+}
+
+function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
+  return (
+    matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage &&
+    attrs.N * attrs.K * 4 <= bindingLimit(caps)
+  );
+}
+
+/**
+ * A mixed projection's epilogue that reads nothing but the value (the LoRAs' tanh and sigmoid),
+ * when its one output feeds only the x of one matmul with no x map or norm prologue (the LoRA's
+ * up-projection) → that matmul's x map, evaluated on the same value as it loads it.
+ */
+export function fuseRwkv7LoraAct(g: Graph, { caps }: { caps: DeviceCaps }): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const m of r.live()) {
+    if (!mixedProjection(m, true) || m.attrs.splits) continue;
+    const epi = m.attrs.epilogue;
+    if (!epi || Object.keys(epi.inputs).length > 0) continue;
+    const up = r.soleConsumer(m.outputs.out);
+    if (!isMatmul(up) || up.attrs.xMap || up.attrs.prologue || up.attrs.ropeKv) continue;
+    if (up.attrs.rows !== 'T' || up.attrs.K !== m.attrs.N) continue;
+    if (Object.entries(up.inputs).some(([k, id]) => (k === 'x') !== (id === m.outputs.out)))
+      continue;
+    const K = m.attrs.N;
+    const xMap: FusedPointwise = {
+      inputs: { x: { perToken: true, cols: K, inner: K, repeat: 1 } },
+      expr: renameInputs(epi.expr, (n) => (n === EPILOGUE_VALUE ? 'x' : n)),
+    };
+    const upAttrs: MatmulAttrs = { ...up.attrs, xMap };
+    if (!fits(upAttrs, caps)) continue;
+    const [down, what] = m.label.replace(/ \(.*\)$/, '').split(/\+(?=[^+]*$)/);
+    r.replace(m, { ...m.attrs, epilogue: null }, m.inputs, m.outputs, down);
+    r.replace(up, upAttrs, up.inputs, up.outputs, `${up.label} (${what ?? 'epilogue'} fused)`);
+  }
+  return r.finish();
+}
+
+/** What members of one merge share: the map's form and every activation it reads. */
+function groupKey(m: Matmul): string {
+  const a = m.attrs;
+  const map = a.xMap!;
+  const acts = Object.keys(map.inputs)
+    .sort()
+    .map((n) => `${n}:${map.inputs[n].perToken ? m.inputs[n] : 'param'}`);
+  return JSON.stringify([a.K, a.wType, a.xType, map, acts]);
+}
+
+/** One output column range of a member: its width and the tensor it is written to. */
+interface Part {
+  member: number;
+  n: number;
+  out: number;
+}
+
+function partsOf(ms: Matmul[]): Part[] {
+  return ms.flatMap((m, member) =>
+    (m.attrs.splits ?? [m.attrs.N]).map((n, i) => ({ member, n, out: m.outputs[splitOutput(i)] })),
+  );
+}
+
+/** The x map's parameters that differ between members (they are concatenated). */
+function differing(ms: Matmul[]): string[] {
+  const map = ms[0].attrs.xMap!;
+  return Object.keys(map.inputs).filter(
+    (n) => !map.inputs[n].perToken && ms.some((m) => m.inputs[n] !== ms[0].inputs[n]),
+  );
+}
+
+function mergedAttrs(ms: Matmul[]): MatmulAttrs {
+  const parts = partsOf(ms);
+  const N = parts.reduce((s, p) => s + p.n, 0);
+  const map = ms[0].attrs.xMap!;
+  const concat = differing(ms);
+  const mapOf = (member: number): FusedPointwise => ({
+    expr: map.expr,
+    inputs: Object.fromEntries(
+      Object.entries(map.inputs).map(([n, i]): [string, PointwiseInput] =>
+        concat.includes(n)
+          ? [n, { ...i, cols: i.cols * ms.length, offset: (i.offset ?? 0) + member * i.cols }]
+          : [n, i],
+      ),
+    ),
+  });
+  const maps = parts.map((p) => mapOf(p.member));
+  return {
+    ...ms[0].attrs,
+    N,
+    outStride: N,
+    splits: parts.map((p) => p.n),
+    xMap: maps[0],
+    splitXMaps: maps,
+  };
+}
+
+/**
+ * Mixed projections of one x-map form over the same activations → split matmuls with per-split
+ * maps, greedily in graph order, each as many as the bindings allow.
+ */
+export function fuseRwkv7Projections(g: Graph, { caps }: { caps: DeviceCaps }): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  const groups = new Map<string, Matmul[]>();
+  for (const n of r.live()) {
+    if (!mixedProjection(n)) continue;
+    const key = groupKey(n);
+    const group = groups.get(key);
+    if (group) group.push(n);
+    else groups.set(key, [n]);
+  }
+  for (const members of groups.values()) {
+    let rest = members;
+    while (rest.length > 1) {
+      const take: Matmul[] = [rest[0]];
+      const left: Matmul[] = [];
+      for (const m of rest.slice(1)) {
+        if (fits(mergedAttrs([...take, m]), caps)) take.push(m);
+        else left.push(m);
+      }
+      rest = left;
+      if (take.length > 1) merge(r, take);
+    }
+  }
+  return r.finish();
+}
+
+function merge(r: Rewriter, take: Matmul[]): void {
+  const g = r.graph;
+  const attrs = mergedAttrs(take);
+  const name = (id: number) => g.tensors[id].name;
+  const concatParam = (ids: number[], shape: number[]): number =>
+    r.param(ids.map(name).join('+'), shape, {
+      kind: 'concat',
+      parts: ids.map((id): ParamSource => r.source(id)),
+    });
+  const inputs: Record<string, number> = {
+    ...take[0].inputs,
+    w: concatParam(
+      take.map((m) => m.inputs.w),
+      [attrs.N, attrs.K],
+    ),
+  };
+  for (const n of differing(take)) {
+    const cols = take[0].attrs.xMap!.inputs[n].cols;
+    inputs[n] = concatParam(
+      take.map((m) => m.inputs[n]),
+      [cols * take.length],
+    );
+  }
+  const outputs = Object.fromEntries(partsOf(take).map((p, i) => [splitOutput(i), p.out]));
+  // l1.rwkv7.r, l1.rwkv7.w_lora.down → l1.rwkv7.r+w_lora.down: the labels' common prefix up to
+  // a dot, once.
+  const short = take.map((m) => m.label.replace(/ \(.*\)$/, ''));
+  let cut = short[0].lastIndexOf('.') + 1;
+  while (cut > 0 && !short.every((l) => l.startsWith(short[0].slice(0, cut))))
+    cut = short[0].lastIndexOf('.', cut - 2) + 1;
+  const label = `${short[0]}+${short
+    .slice(1)
+    .map((l) => l.slice(cut))
+    .join('+')} (mixes fused)`;
+  r.replace(take[0], attrs, inputs, outputs, label);
+  for (const m of take.slice(1)) r.remove(m);
+}
+
+export const RWKV7_FUSION_PASSES = [
+  { name: 'rwkv7-lora-act', run: fuseRwkv7LoraAct },
+  { name: 'rwkv7-projections', run: fuseRwkv7Projections },
+] as const;
