@@ -57,7 +57,8 @@ export function chunkFloats(a: LinearRecurrenceAttrs, C: number): number {
 export function recurrentFloats(a: LinearRecurrenceAttrs): number {
   const rows =
     2 + (a.decay === 'key' ? 1 : 0) + (a.update === 'dplr' ? 2 : 0) + (a.normalize ? 1 : 0);
-  return rows * a.keyDim;
+  // RWKV-7's fused group norm gathers the head's outputs (ow).
+  return rows * a.keyDim + (a.rwkv7 ? a.valueDim : 0);
 }
 
 /** Tokens per chunk: up to MAX_CHUNK, as many as the device's workgroup memory holds. */
@@ -78,10 +79,10 @@ export function chunkTokens(a: LinearRecurrenceAttrs, caps: DeviceCaps): number 
 export function columnsPerGroup(a: LinearRecurrenceAttrs, caps: DeviceCaps): number {
   const most = Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
   const want = Math.max(32, nextPow2(a.valueDim));
-  if (a.normalize) {
+  if (a.normalize || a.rwkv7) {
     if (a.valueDim > most) {
       throw new Error(
-        `linear_recurrence: normalize keeps a head's ${a.valueDim} columns in one workgroup; the device allows ${most}`,
+        `linear_recurrence: ${a.normalize ? 'normalize' : "rwkv7's group norm"} keeps a head's ${a.valueDim} columns in one workgroup; the device allows ${most}`,
       );
     }
     return Math.min(want, most);
@@ -138,7 +139,8 @@ function header(
   if (a.update === 'delta') load('beta', row(a.gateHeads));
   if (a.update === 'dplr') {
     load('a', row(a.gateHeads * DK));
-    load('b', row(a.gateHeads * DK));
+    // RWKV-7 computes b from k (rwkv7Pieces).
+    if (!a.rwkv7) load('b', row(a.gateHeads * DK));
   }
   const l2 = a.prologue?.l2 ?? {};
   const eps = Object.entries(l2).map(
@@ -152,7 +154,14 @@ const DV: u32 = ${a.valueDim}u;
 const SC: u32 = ${stateColumns(a)}u;    // state columns per key row (DV, and z with normalize)
 const WG: u32 = ${wg}u;
 const SCALE: f32 = ${wgslF32(a.scale)};
-${a.normalize ? `const NORM_EPS: f32 = ${wgslF32(a.normEps)};\n` : ''}${eps.join('')}
+${a.normalize ? `const NORM_EPS: f32 = ${wgslF32(a.normEps)};\n` : ''}${eps.join('')}${
+    a.rwkv7
+      ? `const K_ALL: u32 = ${a.heads * DK}u;  // rwkv: k_k, k_a, r_k at K_ALL apart, then w, b
+const KK_EPS: f32 = ${wgslF32(a.rwkv7.kkEps)};
+const GN_EPS: f32 = ${wgslF32(a.rwkv7.normEps)};
+`
+      : ''
+  }
 ${loads.join('\n\n')}
 `;
   return { decls: code, bindings };
@@ -165,6 +174,7 @@ ${loads.join('\n\n')}
 const RESERVED = [
   ...POINTWISE_RESERVED,
   ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'Q_L2_EPS', 'K_L2_EPS', 'main'],
+  ...['K_ALL', 'KK_EPS', 'GN_EPS', 'ow'],
   ...[
     'qs',
     'ks',
@@ -283,6 +293,7 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
   const scalar = a.decay === 'fixed' || a.decay === 'head';
   const delta = a.update === 'delta';
   const dplr = a.update === 'dplr';
+  const r7 = !!a.rwkv7;
   const decayOf = key ? ' * dec[i]' : scalar ? ' * decay' : '';
   const l2 = l2Pieces(a);
   const lines: string[] = [];
@@ -295,6 +306,10 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
   push(dplr, `var<workgroup> as_: array<f32, ${a.keyDim}>; // a_t`);
   push(dplr, `var<workgroup> bs: array<f32, ${a.keyDim}>;  // b_t`);
   push(a.normalize, `var<workgroup> zs: array<f32, ${a.keyDim}>;  // the running key sum z`);
+  push(
+    r7,
+    `var<workgroup> ow: array<f32, ${a.valueDim}>;  // the head's outputs, for its group norm`,
+  );
   lines.push('', mainOpening(a));
   const loop = isBatched(a)
     ? '{ // a batched step: sequence t (wid.z) has its one token in row t'
@@ -305,7 +320,9 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
       qs[i] = load_q(t, qc + i)${l2.qScale};
       ks[i] = load_k(t, kc + i);`);
   push(key, `      dec[i] = exp(load_g(t, gc + i));`);
-  push(dplr, `      as_[i] = load_a(t, gc + i);\n      bs[i] = load_b(t, gc + i);`);
+  push(dplr && !r7, `      as_[i] = load_a(t, gc + i);\n      bs[i] = load_b(t, gc + i);`);
+  // RWKV-7: a raw, b first k·k_k (kk before its l2 norm).
+  push(r7, `      as_[i] = load_a(t, gc + i);\n      bs[i] = ks[i] * rwkv[kc + i];`);
   lines.push(`    }
     workgroupBarrier();`);
   if (l2.any) {
@@ -315,6 +332,23 @@ ${l2.normalize('', '    ')}
     for (var i = lid; i < DK; i += WG) { ${l2.scaleBy('')} }
     workgroupBarrier();`);
   }
+  push(
+    r7,
+    `    // RWKV-7: kk = l2norm(k·k_k); k ← k·(1 + (a − 1)·k_a); a ← kk·a; b = −kk; the bonus Σ r·k·r_k.
+    var kq = 0.0;
+    for (var i = 0u; i < DK; i++) { kq += bs[i] * bs[i]; }
+    let kf = inverseSqrt(kq + KK_EPS);
+    workgroupBarrier();
+    for (var i = lid; i < DK; i += WG) {
+      let kkv = bs[i] * kf;
+      ks[i] = ks[i] * (1.0 + (as_[i] - 1.0) * rwkv[K_ALL + kc + i]);
+      as_[i] = kkv * as_[i];
+      bs[i] = -kkv;
+    }
+    workgroupBarrier();
+    var bonus = 0.0;
+    for (var i = 0u; i < DK; i++) { bonus += qs[i] * ks[i] * rwkv[2u * K_ALL + kc + i]; }`,
+  );
   push(scalar, `    let decay = exp(load_g(t, gh));`);
   push(delta, `    let beta_t = load_beta(t, gh);`);
   if (a.normalize) {
@@ -336,16 +370,33 @@ ${l2.normalize('', '    ')}
       }`,
   );
   const vt = `v[t * ${a.vHeads * a.valueDim}u + vc]`;
+  const write = r7 ? 'ow[j] = o;' : `out[(t * H + h) * DV + j] = o${a.normalize ? ' / den' : ''};`;
   lines.push(`      let u = ${delta ? `beta_t * (${vt} - sk)` : vt};
       var o = 0.0;
       for (var i = 0u; i < DK; i++) {
         s[i] += ks[i] * u${dplr ? ' + as_[i] * sb' : ''};
         o += qs[i] * s[i];
       }
-      out[(t * H + h) * DV + j] = o${a.normalize ? ' / den' : ''};
+      ${write}
     }
-    workgroupBarrier();
-  }`);
+    workgroupBarrier();`);
+  // RWKV-7: the head's group norm over ow (its whole head is this workgroup), plus bonus · v.
+  push(
+    r7,
+    `    var mean = 0.0;
+    for (var c = 0u; c < DV; c++) { mean += ow[c]; }
+    mean = mean / f32(DV);
+    var vs = 0.0;
+    for (var c = 0u; c < DV; c++) { let d = ow[c] - mean; vs += d * d; }
+    let rstd = inverseSqrt(vs / f32(DV) + GN_EPS);
+    if (live) {
+      let c = h * DV + j;
+      let y = (ow[j] - mean) * rstd * rwkv[3u * K_ALL + c] + rwkv[3u * K_ALL + H * DV + c];
+      out[(t * H + h) * DV + j] = y + bonus * ${vt};
+    }
+    workgroupBarrier();`,
+  );
+  lines.push('  }');
   lines.push(mainClosing(a));
   return lines.join('\n');
 }
@@ -565,7 +616,7 @@ export function recurrenceLaunch(
         ...Object.keys(p.exprs),
       ]
     : [];
-  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
+  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${a.rwkv7 ? '_rwkv7' : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
   const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
   return {
     kernel: {

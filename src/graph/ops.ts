@@ -751,6 +751,18 @@ export interface LinearRecurrenceAttrs {
   normEps: number;
   /** Work folded in from the ops that computed q, k, g and beta (the fusion pass); absent: none. */
   prologue?: RecurrencePrologue;
+  /**
+   * RWKV-7's key preparation and output correction, fused in (the rwkv7-recurrence fusion; see
+   * src/mixers/rwkv7.ts): k is the raw key and a the in-context rate (sigmoid applied); there is
+   * no b; the parameter input `rwkv` holds k_k, k_a, r_k ([heads·keyDim] each), then the group
+   * norm's weight and bias ([heads·valueDim] each). Per token and head, with q (r) as loaded:
+   *   kk = l2norm(k·k_k, kkEps),  k ← k·(1 + (a − 1)·k_a),  a ← kk·a,  b = −kk
+   * run the dplr update with those, and write
+   *   out = LayerNorm_head(o, normEps)·w + bias + (Σ_i q_i·k_i·r_k_i)·v
+   * Needs update 'dplr', decay 'key', one head count for all inputs, no batch and no l2 or rope
+   * prologue; a head's value columns in one workgroup. Absent or null: none.
+   */
+  rwkv7?: { kkEps: number; normEps: number } | null;
 }
 
 /** Inputs of a linear recurrence that a fused prologue may compute. */

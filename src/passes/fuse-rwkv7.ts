@@ -28,9 +28,13 @@ import {
   EPILOGUE_VALUE,
   splitOutput,
   type FusedPointwise,
+  type LinearRecurrenceAttrs,
   type MatmulAttrs,
+  type PointwiseExpr,
   type PointwiseInput,
 } from '../graph/ops.ts';
+import { definitionFor } from '../ops/index.ts';
+import { bindingCount } from '../ops/types.ts';
 import { renameInputs } from '../ops/pointwise.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
 import type { DeviceCaps } from '../target.ts';
@@ -233,3 +237,180 @@ export const RWKV7_FUSION_PASSES = [
   { name: 'rwkv7-lora-act', run: fuseRwkv7LoraAct },
   { name: 'rwkv7-projections', run: fuseRwkv7Projections },
 ] as const;
+
+/** After recurrence-prologue (which folds the decay's expression into the recurrence first). */
+export const RWKV7_RECURRENCE_PASSES = [
+  { name: 'rwkv7-recurrence', run: fuseRwkv7Recurrence },
+] as const;
+
+// ---------------------------------------------------------------------------------------------
+// rwkv7-recurrence: the key preparation before RWKV-7's dplr recurrence and the output correction
+// after it → the recurrence (LinearRecurrenceAttrs.rwkv7).
+
+const ref = (n: string): PointwiseExpr => ({ in: n });
+const num = (v: number): PointwiseExpr => ({ const: v });
+const bin = (op: 'add' | 'sub' | 'mul', a: PointwiseExpr, b: PointwiseExpr): PointwiseExpr => ({
+  bin: op,
+  a,
+  b,
+});
+
+/** The forms src/mixers/rwkv7.ts lowers, over the roles their inputs play. */
+const FORMS = {
+  kkIn: bin('mul', ref('k'), ref('k_k')),
+  kMix: bin(
+    'mul',
+    ref('k'),
+    bin('add', num(1), bin('mul', bin('sub', ref('a'), num(1)), ref('k_a'))),
+  ),
+  dplrA: bin('mul', ref('kk'), ref('a')),
+  dplrB: { fn: 'neg', x: ref('kk') } as PointwiseExpr,
+  rk: bin('mul', bin('mul', ref('r'), ref('k')), ref('r_k')),
+  out: bin('mul', bin('add', ref('e_o'), bin('mul', ref('e_u'), ref('e_v'))), ref(EPILOGUE_VALUE)),
+};
+
+/**
+ * The pointwise op's inputs by role when its expression is `form` with input names `names`
+ * (its name → the role), each row input read whole (columns c of [T, width]) and each parameter
+ * [width] alike; null otherwise.
+ */
+function roles(
+  n: GraphNode | undefined,
+  form: PointwiseExpr,
+  names: Record<string, string>,
+): Record<string, number> | null {
+  if (n?.attrs.op !== 'pointwise') return null;
+  const a = n.attrs;
+  if (Object.keys(a.inputs).length !== Object.keys(names).length) return null;
+  const whole = (i: PointwiseInput) =>
+    i.cols === a.width && i.inner === a.width && i.repeat === 1 && (i.offset ?? 0) === 0;
+  if (!Object.entries(a.inputs).every(([k, i]) => k in names && whole(i))) return null;
+  if (JSON.stringify(renameInputs(a.expr, (k) => names[k] ?? k)) !== JSON.stringify(form))
+    return null;
+  return Object.fromEntries(Object.entries(names).map(([k, role]) => [role, n.inputs[k]]));
+}
+
+/** Input name → role: whatever the op calls its inputs, matched by position in the form. */
+function namesOf(n: GraphNode | undefined, form: PointwiseExpr): Record<string, string> | null {
+  if (n?.attrs.op !== 'pointwise') return null;
+  const order = (e: PointwiseExpr, out: string[]): string[] => {
+    if ('in' in e) out.push(e.in);
+    else if ('fn' in e) order(e.x, out);
+    else if ('bin' in e) order(e.b, order(e.a, out));
+    return out;
+  };
+  const theirs = order(n.attrs.expr, []);
+  const ours = order(form, []);
+  if (theirs.length !== ours.length) return null;
+  const m: Record<string, string> = {};
+  for (const [i, t] of theirs.entries()) {
+    if (m[t] !== undefined && m[t] !== ours[i]) return null;
+    m[t] = ours[i];
+  }
+  return m;
+}
+
+const match = (n: GraphNode | undefined, form: PointwiseExpr) => {
+  const names = namesOf(n, form);
+  return names ? roles(n, form, names) : null;
+};
+
+/**
+ * RWKV-7's kk_in, kk l2 norm, k_mix, dplr_a, dplr_b (the recurrence's k, a and b) and its group
+ * norm, rk and bonus group_sum (the g_lora.up epilogue's o and u) → the recurrence itself, which
+ * then reads the raw k and a and one packed parameter instead of k, a and b (one binding less,
+ * so it fits where b did), and writes GroupNorm(o) + bonus·v; the epilogue becomes y · o.
+ */
+export function fuseRwkv7Recurrence(g: Graph, { caps }: { caps: DeviceCaps }): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const node of r.live()) {
+    if (node.attrs.op !== 'linear_recurrence') continue;
+    const ra = node.attrs;
+    if (ra.rwkv7 || ra.update !== 'dplr' || ra.decay !== 'key' || ra.scale !== 1) continue;
+    if ((ra.batch ?? 1) > 1 || ra.normalize) continue;
+    const heads = [ra.qHeads, ra.kHeads, ra.vHeads, ra.gateHeads];
+    if (heads.some((h) => h !== ra.heads)) continue;
+    const pro = ra.prologue;
+    if (pro && (pro.rope || Object.keys(pro.l2).length || pro.exprs.q || pro.exprs.k)) continue;
+    const K = ra.heads * ra.keyDim;
+    const V = ra.heads * ra.valueDim;
+    const sole = (t: number, n: GraphNode) => {
+      const users = r.consumers(t);
+      return users.length === 1 && users[0] === n;
+    };
+    // Before: b = −kk, a = kk·a, kk = l2norm(k·k_k), k = k·(1 + (a − 1)·k_a).
+    const bNode = r.producer(node.inputs.b);
+    const aNode = r.producer(node.inputs.a);
+    const kNode = r.producer(node.inputs.k);
+    const b = match(bNode, FORMS.dplrB);
+    const a = match(aNode, FORMS.dplrA);
+    const km = match(kNode, FORMS.kMix);
+    if (!b || !a || !km || a.kk !== b.kk || km.a !== a.a) continue;
+    const l2 = r.producer(b.kk);
+    if (l2?.attrs.op !== 'norm' || l2.attrs.norm.kind !== 'l2' || l2.attrs.residual) continue;
+    if (l2.attrs.group !== ra.keyDim || l2.attrs.width !== K) continue;
+    const kkInNode = r.producer(l2.inputs.x);
+    const kkIn = match(kkInNode, FORMS.kkIn);
+    if (!kkIn || kkIn.k !== km.k) continue;
+    // After: gnorm = GroupNorm(o), rk = r·k·r_k, bonus = Σ_head rk, out = (gnorm + bonus·v)·y.
+    const gn = r.soleConsumer(node.outputs.out);
+    if (gn?.attrs.op !== 'norm' || !sole(node.outputs.out, gn)) continue;
+    const gna = gn.attrs;
+    const layer = gna.norm;
+    if (layer.kind !== 'layer' || !layer.bias || layer.unitOffset || gna.residual) continue;
+    if (!gna.perChannel || gna.group !== ra.valueDim || gna.width !== V || !gn.inputs.b) continue;
+    const rkNode = r.consumers(kNode!.outputs.out).find((n) => n !== node);
+    const rk = match(rkNode, FORMS.rk);
+    if (!rk || rk.r !== node.inputs.q || rk.k !== kNode!.outputs.out) continue;
+    const gs = r.soleConsumer(rkNode!.outputs.out);
+    if (gs?.attrs.op !== 'group_sum' || gs.attrs.group !== ra.keyDim) continue;
+    const m = r.soleConsumer(gn.outputs.out);
+    if (!isMatmul(m) || !m.attrs.epilogue || r.soleConsumer(gs.outputs.out) !== m) continue;
+    const epi = m.attrs.epilogue;
+    if (JSON.stringify(epi.expr) !== JSON.stringify(FORMS.out)) continue;
+    if (m.inputs.e_o !== gn.outputs.out || m.inputs.e_u !== gs.outputs.out) continue;
+    if (m.inputs.e_v !== node.inputs.v) continue;
+    // Every removed op feeds only what is fused here.
+    const only = (n: GraphNode, users: GraphNode[]) =>
+      r.consumers(n.outputs.out).every((u) => users.includes(u));
+    if (!only(kkInNode!, [l2]) || !only(l2, [aNode!, bNode!]) || !only(aNode!, [node])) continue;
+    if (!only(bNode!, [node]) || !only(kNode!, [node, rkNode!]) || !only(rkNode!, [gs])) continue;
+    // The recurrence moves to where the epilogue's inputs were ready; its own inputs (the raw k
+    // and a, q, v, the decay) are ready before where it stands now, and nothing between writes
+    // them (the graph is single-assignment for activations).
+    const attrs: LinearRecurrenceAttrs = {
+      ...ra,
+      rwkv7: { kkEps: l2.attrs.norm.eps, normEps: layer.eps },
+    };
+    const inputs: Record<string, number> = { ...node.inputs, k: km.k, a: km.a };
+    delete inputs.b;
+    const src = (t: number) => r.source(t);
+    const names = [kkIn.k_k, km.k_a, rk.r_k, gn.inputs.w, gn.inputs.b];
+    inputs.rwkv = r.param(names.map((t) => g.tensors[t].name).join('+'), [3 * K + 2 * V], {
+      kind: 'concat',
+      parts: names.map(src),
+    });
+    if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
+    r.replace(
+      node,
+      attrs,
+      inputs,
+      { ...node.outputs, out: gn.outputs.out },
+      `${node.label.replace(/ \(.*\)$/, '')} (rwkv7 k, a, b, group norm, bonus fused)`,
+    );
+    const mAttrs: MatmulAttrs = {
+      ...m.attrs,
+      epilogue: {
+        inputs: { e_o: epi.inputs.e_o },
+        expr: bin('mul', ref(EPILOGUE_VALUE), ref('e_o')),
+      },
+    };
+    const mInputs: Record<string, number> = { ...m.inputs };
+    delete mInputs.e_u;
+    delete mInputs.e_v;
+    r.replace(m, mAttrs, mInputs, m.outputs, m.label);
+    for (const n of [kkInNode!, l2, aNode!, bNode!, kNode!, gn, rkNode!, gs]) r.remove(n);
+  }
+  return r.finish();
+}

@@ -57,7 +57,7 @@ import { mamba1StepPack, mamba1StepWorkgroupBytes } from '../ops/ssm.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
-import { RWKV7_FUSION_PASSES } from './fuse-rwkv7.ts';
+import { RWKV7_FUSION_PASSES, RWKV7_RECURRENCE_PASSES } from './fuse-rwkv7.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
@@ -907,5 +907,6 @@ export const FUSION_PASSES = [
   // RWKV-7's mixed projections as split matmuls (src/passes/fuse-rwkv7.ts).
   ...RWKV7_FUSION_PASSES,
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
+  ...RWKV7_RECURRENCE_PASSES,
   { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;
