@@ -52,6 +52,14 @@ export interface NormAttrs {
    * ([group]): GroupNorm's per-channel affine (RWKV-7's g_norm). Absent means false.
    */
   perChannel?: boolean;
+  /**
+   * RWKV's token shift of the normed rows fused in (the rwkv7-norm-shift fusion of a token_shift
+   * reading this norm's out): input and output `state` [1, width] (read/write) and output `prev`
+   * [T, width], with prev[0] = state (zeros at position 0), prev[t] = out[t − 1], and state =
+   * out[T − 1] afterwards, as TokenShiftAttrs defines. Needs group = width and no residual; the
+   * kernel takes decode steps only (maxT 1). Absent means false.
+   */
+  shift?: boolean;
 }
 
 /** RoPE tables: cos/sin [maxContext, rotaryDim/2], row p for absolute position p. */

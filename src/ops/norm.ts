@@ -8,9 +8,10 @@
  * Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the whole row (or, with
  * groupWeight, one group, as fla's gated per-head output norm has it).
  */
+import { tokenShift } from './token-shift.ts';
 import type { Cost, GatedNormAttrs, NormAttrs, StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow } from './math.ts';
-import { f32, rule, type OpDefinition, type TensorRule } from './types.ts';
+import { f32, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
 /** Throws unless width is a whole number of groups. */
 function checkNormAttrs(a: NormAttrs): void {
@@ -19,6 +20,8 @@ function checkNormAttrs(a: NormAttrs): void {
   if (!Number.isInteger(a.width) || a.width % a.group !== 0) {
     throw new Error(`norm: width ${a.width} is not a multiple of group ${a.group}`);
   }
+  if (a.shift && (a.group !== a.width || a.residual))
+    throw new Error('norm: a fused token shift needs group = width and no residual');
 }
 
 /** LayerNorm with bias is the only variant that reads `b`. */
@@ -38,9 +41,13 @@ export const norm: OpDefinition<NormAttrs> = {
     if (a.norm.kind !== 'l2') r.w = rule([normParamWidth(a)]);
     if (normHasBias(a)) r.b = rule([normParamWidth(a)]);
     if (a.residual) r.residual = rule(['T', a.width]);
+    if (a.shift) r.state = rule([1, a.width], 'read_write');
     return r;
   },
-  outputs: (a) => ({ out: rule(['T', a.width]) }),
+  outputs: (a) => ({
+    out: rule(['T', a.width]),
+    ...(a.shift ? { prev: rule(['T', a.width]), state: rule([1, a.width], 'read_write') } : {}),
+  }),
   reference(a, inputs, step) {
     norm.check(a);
     const n = step.T * a.width;
@@ -61,7 +68,18 @@ export const norm: OpDefinition<NormAttrs> = {
       if (r.length < n) throw new Error(`norm: residual has ${r.length} elements, needs ${n}`);
       for (let i = 0; i < n; i++) out[i] = r[i] + out[i];
     }
-    return { out };
+    if (a.shift) {
+      // The token shift of out, as token_shift computes it (src/ops/token-shift.ts).
+      const shifted = tokenShift.reference(
+        { op: 'token_shift', width: a.width },
+        { x: out, state: f32(inputs, 'state') },
+        step,
+      );
+      const res: Arrays = { out, prev: shifted.out, state: shifted.state };
+      return res;
+    }
+    const res: Arrays = { out };
+    return res;
   },
   cost(a: NormAttrs, step: StepShape): Cost {
     const n = step.T * a.width;

@@ -233,7 +233,34 @@ function merge(r: Rewriter, take: Matmul[]): void {
   for (const m of take.slice(1)) r.remove(m);
 }
 
+/**
+ * A token_shift of a norm's output (RWKV's time and channel mixes) → the norm (NormAttrs.shift),
+ * which hands each row's predecessor out as it writes the row: one dispatch for both.
+ */
+export function fuseRwkv7NormShift(g: Graph): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const ts of r.live()) {
+    if (ts.attrs.op !== 'token_shift' || (ts.attrs.batch ?? 1) > 1) continue;
+    const n = r.producer(ts.inputs.x);
+    if (n?.attrs.op !== 'norm' || n.outputs.out !== ts.inputs.x) continue;
+    const na = n.attrs;
+    if (na.shift || na.residual || na.group !== na.width || na.width !== ts.attrs.width) continue;
+    if (na.norm.kind === 'l2') continue;
+    r.replace(
+      n,
+      { ...na, shift: true },
+      { ...n.inputs, state: ts.inputs.state },
+      { out: n.outputs.out, prev: ts.outputs.out, state: ts.outputs.state },
+      `${n.label} + token shift`,
+    );
+    r.remove(ts);
+  }
+  return r.finish();
+}
+
 export const RWKV7_FUSION_PASSES = [
+  { name: 'rwkv7-norm-shift', run: fuseRwkv7NormShift },
   { name: 'rwkv7-lora-act', run: fuseRwkv7LoraAct },
   { name: 'rwkv7-projections', run: fuseRwkv7Projections },
 ] as const;
