@@ -135,10 +135,12 @@ function header(
   // g holds natural-log decays (≤ 0): one per gate head, fixed or per token, or one per key dim.
   if (a.decay === 'fixed') load('g', 'c');
   if (a.decay === 'head') load('g', row(a.gateHeads));
-  if (a.decay === 'key') load('g', row(a.gateHeads * DK));
+  // RWKV-7 with its LoRA ups fused computes g and a from w_d and a_d (rwkv7Pieces).
+  const lora = a.rwkv7?.lora;
+  if (a.decay === 'key' && !lora) load('g', row(a.gateHeads * DK));
   if (a.update === 'delta') load('beta', row(a.gateHeads));
   if (a.update === 'dplr') {
-    load('a', row(a.gateHeads * DK));
+    if (!lora) load('a', row(a.gateHeads * DK));
     // RWKV-7 computes b from k (rwkv7Pieces).
     if (!a.rwkv7) load('b', row(a.gateHeads * DK));
   }
@@ -159,12 +161,37 @@ ${a.normalize ? `const NORM_EPS: f32 = ${wgslF32(a.normEps)};\n` : ''}${eps.join
       ? `const K_ALL: u32 = ${a.heads * DK}u;  // rwkv: k_k, k_a, r_k at K_ALL apart, then w, b
 const KK_EPS: f32 = ${wgslF32(a.rwkv7.kkEps)};
 const GN_EPS: f32 = ${wgslF32(a.rwkv7.normEps)};
-`
+${lora ? loraWgsl(a, lora) : ''}`
       : ''
   }
 ${loads.join('\n\n')}
 `;
   return { decls: code, bindings };
+}
+
+/**
+ * RWKV-7's fused LoRA ups: `lora_g(t, c)`, the log decay −e^(−0.5)·sigmoid(W_w·tanh(w_d) + b_w)
+ * of key column c, and `lora_a(t, c)`, sigmoid(W_a·a_d + b_a), each a dot product over the rank
+ * of the column's own weight row (LinearRecurrenceAttrs.rwkv7.lora).
+ */
+function loraWgsl(a: LinearRecurrenceAttrs, l: { decayRank: number; aRank: number }): string {
+  const K = a.heads * a.keyDim;
+  const at = 3 * K + 2 * a.heads * a.valueDim;
+  return `const DR: u32 = ${l.decayRank}u;
+const AR: u32 = ${l.aRank}u;
+const W_AT: u32 = ${at}u;  // W_w rows, then b_w
+const A_AT: u32 = ${at + K * (l.decayRank + 1)}u;  // W_a rows, then b_a
+fn lora_g(t: u32, c: u32) -> f32 {
+  var s = 0.0;
+  for (var r = 0u; r < DR; r++) { s += tanh_acc(w_d[t * DR + r]) * rwkv[W_AT + c * DR + r]; }
+  return ${wgslF32(-Math.exp(-0.5))} * sigmoid(s + rwkv[W_AT + K_ALL * DR + c]);
+}
+fn lora_a(t: u32, c: u32) -> f32 {
+  var s = 0.0;
+  for (var r = 0u; r < AR; r++) { s += a_d[t * AR + r] * rwkv[A_AT + c * AR + r]; }
+  return sigmoid(s + rwkv[A_AT + K_ALL * AR + c]);
+}
+`;
 }
 
 /**
@@ -174,7 +201,7 @@ ${loads.join('\n\n')}
 const RESERVED = [
   ...POINTWISE_RESERVED,
   ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'Q_L2_EPS', 'K_L2_EPS', 'main'],
-  ...['K_ALL', 'KK_EPS', 'GN_EPS', 'ow'],
+  ...['K_ALL', 'KK_EPS', 'GN_EPS', 'ow', 'DR', 'AR', 'W_AT', 'A_AT', 'lora_g', 'lora_a'],
   ...[
     'qs',
     'ks',
@@ -319,10 +346,14 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
     for (var i = lid; i < DK; i += WG) {
       qs[i] = load_q(t, qc + i)${l2.qScale};
       ks[i] = load_k(t, kc + i);`);
-  push(key, `      dec[i] = exp(load_g(t, gc + i));`);
+  push(key && !a.rwkv7?.lora, `      dec[i] = exp(load_g(t, gc + i));`);
+  push(!!a.rwkv7?.lora, `      dec[i] = exp(lora_g(t, gc + i));`);
   push(dplr && !r7, `      as_[i] = load_a(t, gc + i);\n      bs[i] = load_b(t, gc + i);`);
   // RWKV-7: a raw, b first k·k_k (kk before its l2 norm).
-  push(r7, `      as_[i] = load_a(t, gc + i);\n      bs[i] = ks[i] * rwkv[kc + i];`);
+  push(
+    r7,
+    `      as_[i] = ${a.rwkv7?.lora ? 'lora_a' : 'load_a'}(t, gc + i);\n      bs[i] = ks[i] * rwkv[kc + i];`,
+  );
   lines.push(`    }
     workgroupBarrier();`);
   if (l2.any) {
@@ -616,7 +647,7 @@ export function recurrenceLaunch(
         ...Object.keys(p.exprs),
       ]
     : [];
-  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${a.rwkv7 ? '_rwkv7' : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
+  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${a.rwkv7 ? `_rwkv7${a.rwkv7.lora ? `lora${a.rwkv7.lora.decayRank}x${a.rwkv7.lora.aRank}` : ''}` : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
   const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
   return {
     kernel: {

@@ -770,7 +770,18 @@ export interface LinearRecurrenceAttrs {
    * Needs update 'dplr', decay 'key', one head count for all inputs, no batch and no l2 or rope
    * prologue; a head's value columns in one workgroup. Absent or null: none.
    */
-  rwkv7?: { kkEps: number; normEps: number } | null;
+  rwkv7?: {
+    kkEps: number;
+    normEps: number;
+    /**
+     * The decay's and in-context rate's LoRA up-projections fused in too (the rwkv7-lora-up
+     * fusion): inputs w_d [T, decayRank] and a_d [T, aRank] (the down-projections' outputs)
+     * replace g and a, and `rwkv` continues with W_w [heads·keyDim, decayRank], b_w, W_a
+     * [heads·keyDim, aRank], b_a; then g = −e^(−0.5)·sigmoid(W_w·tanh(w_d) + b_w) and
+     * a = sigmoid(W_a·a_d + b_a) (a head's rows are its workgroup's alone). Needs no prologue.
+     */
+    lora?: { decayRank: number; aRank: number } | null;
+  } | null;
 }
 
 /** Inputs of a linear recurrence that a fused prologue may compute. */

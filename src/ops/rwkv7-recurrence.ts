@@ -10,8 +10,14 @@ import { f32, rule, type Arrays, type TensorRule } from './types.ts';
 
 /** Elements of the packed parameter `rwkv`: k_k, k_a, r_k, then the group norm's w and b. */
 export function rwkv7ParamCols(a: LinearRecurrenceAttrs): number {
-  return 3 * a.heads * a.keyDim + 2 * a.heads * a.valueDim;
+  const K = a.heads * a.keyDim;
+  const lora = a.rwkv7?.lora;
+  const ups = lora ? K * (lora.decayRank + 1 + lora.aRank + 1) : 0;
+  return 3 * K + 2 * a.heads * a.valueDim + ups;
 }
+
+/** e^(−0.5): RWKV-7's bound on the log decay (src/mixers/rwkv7.ts). */
+export const RWKV7_DECAY_SCALE = Math.exp(-0.5);
 
 export function checkRwkv7(a: LinearRecurrenceAttrs): void {
   const r = a.rwkv7;
@@ -29,12 +35,25 @@ export function checkRwkv7(a: LinearRecurrenceAttrs): void {
     throw new Error(`${where}: only a prologue expression for g may come with it`);
   if (![r.kkEps, r.normEps].every((e) => Number.isFinite(e) && e >= 0))
     throw new Error(`${where}: kkEps and normEps must be finite and >= 0`);
+  const l = r.lora;
+  if (l) {
+    if (![l.decayRank, l.aRank].every((n) => Number.isInteger(n) && n >= 1))
+      throw new Error(`${where}: LoRA ranks must be positive integers`);
+    if (p) throw new Error(`${where}: fused LoRA ups take no prologue`);
+  }
 }
 
 /** The input rules rwkv7 changes: no b, and the packed parameter. */
 export function rwkv7InputRules(a: LinearRecurrenceAttrs, r: Record<string, TensorRule>): void {
   if (!a.rwkv7) return;
   delete r.b;
+  const l = a.rwkv7.lora;
+  if (l) {
+    delete r.g;
+    delete r.a;
+    r.w_d = rule(['T', l.decayRank]);
+    r.a_d = rule(['T', l.aRank]);
+  }
   r.rwkv = rule([rwkv7ParamCols(a)]);
 }
 
@@ -45,6 +64,7 @@ export function rwkv7InputRules(a: LinearRecurrenceAttrs, r: Record<string, Tens
 export function rwkv7Prepare(a: LinearRecurrenceAttrs, eff: Arrays, step: StepShape): Arrays {
   if (!a.rwkv7) return eff;
   const K = a.heads * a.keyDim;
+  if (a.rwkv7.lora) eff = loraUps(a, a.rwkv7.lora, eff, step);
   const k = f32(eff, 'k');
   const av = f32(eff, 'a');
   const p = f32(eff, 'rwkv');
@@ -96,4 +116,38 @@ export function rwkv7Finish(
       }
     }
   }
+}
+
+/** g and a from the LoRA downs' outputs, as w_lora.up, the decay op, a_lora.up and a compute them. */
+function loraUps(
+  a: LinearRecurrenceAttrs,
+  l: { decayRank: number; aRank: number },
+  eff: Arrays,
+  step: StepShape,
+): Arrays {
+  const K = a.heads * a.keyDim;
+  const p = f32(eff, 'rwkv');
+  const at = 3 * K + 2 * a.heads * a.valueDim;
+  const wW = p.subarray(at, at + K * l.decayRank);
+  const bW = p.subarray(at + K * l.decayRank, at + K * (l.decayRank + 1));
+  const a0 = at + K * (l.decayRank + 1);
+  const wA = p.subarray(a0, a0 + K * l.aRank);
+  const bA = p.subarray(a0 + K * l.aRank, a0 + K * (l.aRank + 1));
+  const wd = f32(eff, 'w_d');
+  const ad = f32(eff, 'a_d');
+  const g = new Float32Array(step.T * K);
+  const av = new Float32Array(step.T * K);
+  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+  for (let t = 0; t < step.T; t++) {
+    for (let c = 0; c < K; c++) {
+      let w = 0;
+      for (let r = 0; r < l.decayRank; r++)
+        w += Math.fround(Math.tanh(wd[t * l.decayRank + r])) * wW[c * l.decayRank + r];
+      g[t * K + c] = -RWKV7_DECAY_SCALE * sigmoid(Math.fround(Math.fround(w) + bW[c]));
+      let s = 0;
+      for (let r = 0; r < l.aRank; r++) s += ad[t * l.aRank + r] * wA[c * l.aRank + r];
+      av[t * K + c] = sigmoid(Math.fround(Math.fround(s) + bA[c]));
+    }
+  }
+  return { ...eff, g, a: av };
 }

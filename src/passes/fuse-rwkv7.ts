@@ -35,6 +35,7 @@ import {
 } from '../graph/ops.ts';
 import { definitionFor } from '../ops/index.ts';
 import { bindingCount } from '../ops/types.ts';
+import { RWKV7_DECAY_SCALE, rwkv7ParamCols } from '../ops/rwkv7-recurrence.ts';
 import { renameInputs } from '../ops/pointwise.ts';
 import { matmulStorageBindings } from '../ops/matmul.ts';
 import type { DeviceCaps } from '../target.ts';
@@ -268,6 +269,7 @@ export const RWKV7_FUSION_PASSES = [
 /** After recurrence-prologue (which folds the decay's expression into the recurrence first). */
 export const RWKV7_RECURRENCE_PASSES = [
   { name: 'rwkv7-recurrence', run: fuseRwkv7Recurrence },
+  { name: 'rwkv7-lora-up', run: fuseRwkv7LoraUp },
 ] as const;
 
 // ---------------------------------------------------------------------------------------------
@@ -438,6 +440,106 @@ export function fuseRwkv7Recurrence(g: Graph, { caps }: { caps: DeviceCaps }): G
     delete mInputs.e_v;
     r.replace(m, mAttrs, mInputs, m.outputs, m.label);
     for (const n of [kkInNode!, l2, aNode!, bNode!, kNode!, gn, rkNode!, gs]) r.remove(n);
+  }
+  return r.finish();
+}
+
+/** The decay op's form on the recurrence's g input: −e^(−0.5)·sigmoid(in_x). */
+function isRwkv7Decay(e: FusedPointwise | undefined): string | null {
+  if (!e || Object.keys(e.inputs).length !== 1) return null;
+  const [name] = Object.keys(e.inputs);
+  const want: PointwiseExpr = bin('mul', num(-RWKV7_DECAY_SCALE), {
+    fn: 'sigmoid',
+    x: ref(name),
+  });
+  return JSON.stringify(e.expr) === JSON.stringify(want) ? name : null;
+}
+
+/** A plain LoRA up-projection (bias, one output, T rows) reading its x through `xMap`. */
+function loraUp(m: GraphNode | undefined, N: number): m is Matmul {
+  if (!isMatmul(m)) return false;
+  const a = m.attrs;
+  return (
+    a.N === N &&
+    a.bias &&
+    !a.gated &&
+    !a.act &&
+    !a.residual &&
+    a.scale === 1 &&
+    !a.prologue &&
+    !a.ropeKv &&
+    !a.splits &&
+    !a.conv &&
+    a.rows === 'T' &&
+    a.outStride === N &&
+    a.outOffset === 0 &&
+    a.wType === 'f32'
+  );
+}
+
+/**
+ * After rwkv7-recurrence: the decay's LoRA up (tanh(x) as its x map, then the decay expression
+ * in the recurrence's prologue) and the in-context rate's (sigmoid as its epilogue) → the
+ * recurrence (rwkv7.lora), each head computing its own key columns from the rank-wide downs:
+ * their weights are read once in all, spread over the heads' workgroups. The inputs w_d and a_d
+ * replace in_x and a, so the bindings stay as they were.
+ */
+export function fuseRwkv7LoraUp(g: Graph, { caps }: { caps: DeviceCaps }): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const node of r.live()) {
+    if (node.attrs.op !== 'linear_recurrence') continue;
+    const ra = node.attrs;
+    if (!ra.rwkv7 || ra.rwkv7.lora) continue;
+    const p = ra.prologue;
+    if (!p || p.rope || Object.keys(p.l2).length || Object.keys(p.exprs).length !== 1) continue;
+    const xName = isRwkv7Decay(p.exprs.g);
+    if (!xName) continue;
+    const K = ra.heads * ra.keyDim;
+    const w = r.producer(node.inputs[xName]);
+    const a = r.producer(node.inputs.a);
+    if (!loraUp(w, K) || !loraUp(a, K)) continue;
+    if (r.soleConsumer(w.outputs.out) !== node || r.soleConsumer(a.outputs.out) !== node) continue;
+    if (r.consumers(w.outputs.out).length !== 1 || r.consumers(a.outputs.out).length !== 1)
+      continue;
+    const tanhMap: FusedPointwise = {
+      inputs: { x: { perToken: true, cols: w.attrs.K, inner: w.attrs.K, repeat: 1 } },
+      expr: { fn: 'tanh', x: ref('x') },
+    };
+    if (w.attrs.epilogue || JSON.stringify(w.attrs.xMap) !== JSON.stringify(tanhMap)) continue;
+    const sig: PointwiseExpr = { fn: 'sigmoid', x: ref(EPILOGUE_VALUE) };
+    const ae = a.attrs.epilogue;
+    if (
+      a.attrs.xMap ||
+      !ae ||
+      Object.keys(ae.inputs).length ||
+      JSON.stringify(ae.expr) !== JSON.stringify(sig)
+    )
+      continue;
+    const attrs: LinearRecurrenceAttrs = {
+      ...ra,
+      prologue: undefined,
+      rwkv7: { ...ra.rwkv7, lora: { decayRank: w.attrs.K, aRank: a.attrs.K } },
+    };
+    delete attrs.prologue;
+    const inputs: Record<string, number> = { ...node.inputs, w_d: w.inputs.x, a_d: a.inputs.x };
+    delete inputs[xName];
+    delete inputs.a;
+    const parts = [node.inputs.rwkv, w.inputs.w, w.inputs.bias, a.inputs.w, a.inputs.bias];
+    inputs.rwkv = r.param(parts.map((t) => g.tensors[t].name).join('+'), [rwkv7ParamCols(attrs)], {
+      kind: 'concat',
+      parts: parts.map((t) => r.source(t)),
+    });
+    if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
+    r.replace(
+      node,
+      attrs,
+      inputs,
+      node.outputs,
+      node.label.replace(/ fused\)$/, ', w and a LoRA ups fused)'),
+    );
+    r.remove(w);
+    r.remove(a);
   }
   return r.finish();
 }

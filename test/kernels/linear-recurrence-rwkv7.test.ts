@@ -17,8 +17,20 @@ import { rwkv7ParamCols } from '../../src/ops/rwkv7-recurrence.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, rng } from '../helpers/numeric.ts';
 
-function attrs(heads: number, keyDim: number, valueDim: number): LinearRecurrenceAttrs {
+function attrs(
+  heads: number,
+  keyDim: number,
+  valueDim: number,
+  lora: { decayRank: number; aRank: number } | null = null,
+): LinearRecurrenceAttrs {
   const K = heads * keyDim;
+  if (lora) {
+    return {
+      ...attrs(heads, keyDim, valueDim),
+      prologue: undefined,
+      rwkv7: { kkEps: 1e-6, normEps: keyDim * 1e-5, lora },
+    };
+  }
   const col = { perToken: true, cols: K, inner: K, repeat: 1 };
   return {
     op: 'linear_recurrence',
@@ -58,6 +70,7 @@ function inputs(a: LinearRecurrenceAttrs, T: number, seed: number): Record<strin
   const K = a.heads * a.keyDim;
   const V = a.heads * a.valueDim;
   const p = u(rwkv7ParamCols(a), -1, 1);
+  const lora = a.rwkv7?.lora;
   // k_k near 0.7, k_a near 1, a small r_k, a group-norm weight near 1 (as trained models have).
   for (let i = 0; i < K; i++) {
     p[i] = 0.6 + 0.2 * r();
@@ -65,28 +78,33 @@ function inputs(a: LinearRecurrenceAttrs, T: number, seed: number): Record<strin
     p[2 * K + i] *= 0.1;
   }
   for (let i = 0; i < V; i++) p[3 * K + i] += 1;
+  const loraIn: Record<string, Float32Array> = lora
+    ? { w_d: u(T * lora.decayRank, -2, 2), a_d: u(T * lora.aRank, -1, 1) }
+    : { a: u(T * K, 0, 1), in_x: u(T * K, -2, 2) };
   return {
+    ...loraIn,
     q: u(T * K, -1, 1),
     k: u(T * K, -1, 1),
     v: u(T * V, -1, 1),
-    a: u(T * K, 0, 1),
-    in_x: u(T * K, -2, 2),
     rwkv: p,
     state: u(a.heads * a.keyDim * stateColumns(a), -0.5, 0.5),
   };
 }
 
 describe('linear recurrence with rwkv7 fused, against the reference', () => {
-  const cases: Array<[number, number, number, number, number]> = [
-    // heads, keyDim, valueDim, T, pos
-    [3, 12, 10, 1, 5],
-    [2, 5, 7, 1, 0],
-    [1, 16, 64, 3, 2],
+  const cases: Array<[number, number, number, number, number, [number, number] | null]> = [
+    // heads, keyDim, valueDim, T, pos, LoRA ranks (w, a) when the ups are fused
+    [3, 12, 10, 1, 5, null],
+    [2, 5, 7, 1, 0, null],
+    [1, 16, 64, 3, 2, null],
+    [3, 12, 10, 1, 5, [5, 7]],
+    [2, 5, 7, 2, 0, [1, 3]],
   ];
-  for (const [ci, [H, DK, DV, T, pos]] of cases.entries()) {
-    it(`${H} heads of ${DK} keys, ${DV} values, T ${T} at pos ${pos}`, async () => {
+  for (const [ci, [H, DK, DV, T, pos, ranks]] of cases.entries()) {
+    const lora = ranks ? { decayRank: ranks[0], aRank: ranks[1] } : null;
+    it(`${H} heads of ${DK} keys, ${DV} values, T ${T} at pos ${pos}${ranks ? `, LoRA ups of ranks ${ranks}` : ''}`, async () => {
       const { caps } = await testGpu();
-      const a = attrs(H, DK, DV);
+      const a = attrs(H, DK, DV, lora);
       const inp = inputs(a, T, 500 + ci);
       if (pos === 0) inp.state.fill(-1e4);
       const step = { T, pos, L: 1 };
