@@ -174,7 +174,10 @@ ${loads.join('\n\n')}
  * of key column c, and `lora_a(t, c)`, sigmoid(W_a·a_d + b_a), each a dot product over the rank
  * of the column's own weight row (LinearRecurrenceAttrs.rwkv7.lora).
  */
-function loraWgsl(a: LinearRecurrenceAttrs, l: { decayRank: number; aRank: number }): string {
+function loraWgsl(
+  a: LinearRecurrenceAttrs,
+  l: { decayRank: number; aRank: number; vRank?: number },
+): string {
   const K = a.heads * a.keyDim;
   const at = 3 * K + 2 * a.heads * a.valueDim;
   return `const DR: u32 = ${l.decayRank}u;
@@ -191,6 +194,24 @@ fn lora_a(t: u32, c: u32) -> f32 {
   for (var r = 0u; r < AR; r++) { s += a_d[t * AR + r] * rwkv[A_AT + c * AR + r]; }
   return sigmoid(s + rwkv[A_AT + K_ALL * AR + c]);
 }
+${l.vRank ? loraVWgsl(a, l.vRank, at + K * (l.decayRank + 1 + l.aRank + 1)) : ''}`;
+}
+
+/**
+ * A later RWKV-7 layer's v with its value residual (rwkv7.lora.vRank): `load_v(t, c)`, v + (v_first
+ * − v)·sigmoid(W_v·v_d + b_v) at column c of the row.
+ */
+function loraVWgsl(a: LinearRecurrenceAttrs, vRank: number, at: number): string {
+  const V = a.heads * a.valueDim;
+  return `const VR: u32 = ${vRank}u;
+const V_AT: u32 = ${at}u;  // W_v rows, then b_v
+fn load_v(t: u32, c: u32) -> f32 {
+  var s = 0.0;
+  for (var r = 0u; r < VR; r++) { s += v_d[t * VR + r] * rwkv[V_AT + c * VR + r]; }
+  let m = sigmoid(s + rwkv[V_AT + ${V}u * VR + c]);
+  let x = v[t * ${V}u + c];
+  return x + (v_first[t * ${V}u + c] - x) * m;
+}
 `;
 }
 
@@ -202,6 +223,7 @@ const RESERVED = [
   ...POINTWISE_RESERVED,
   ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'Q_L2_EPS', 'K_L2_EPS', 'main'],
   ...['K_ALL', 'KK_EPS', 'GN_EPS', 'ow', 'DR', 'AR', 'W_AT', 'A_AT', 'lora_g', 'lora_a'],
+  ...['VR', 'V_AT', 'load_v'],
   ...[
     'qs',
     'ks',
@@ -400,7 +422,7 @@ ${l2.normalize('', '    ')}
         s[i] = s[i]${decayOf};${delta ? '\n        sk += s[i] * ks[i];' : ''}
       }`,
   );
-  const vt = `v[t * ${a.vHeads * a.valueDim}u + vc]`;
+  const vt = a.rwkv7?.lora?.vRank ? 'load_v(t, vc)' : `v[t * ${a.vHeads * a.valueDim}u + vc]`;
   const write = r7 ? 'ow[j] = o;' : `out[(t * H + h) * DV + j] = o${a.normalize ? ' / den' : ''};`;
   lines.push(`      let u = ${delta ? `beta_t * (${vt} - sk)` : vt};
       var o = 0.0;
@@ -647,7 +669,7 @@ export function recurrenceLaunch(
         ...Object.keys(p.exprs),
       ]
     : [];
-  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${a.rwkv7 ? `_rwkv7${a.rwkv7.lora ? `lora${a.rwkv7.lora.decayRank}x${a.rwkv7.lora.aRank}` : ''}` : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
+  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${a.rwkv7 ? `_rwkv7${a.rwkv7.lora ? `lora${a.rwkv7.lora.decayRank}x${a.rwkv7.lora.aRank}${a.rwkv7.lora.vRank ? `x${a.rwkv7.lora.vRank}` : ''}` : ''}` : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
   const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
   return {
     kernel: {

@@ -779,8 +779,11 @@ export interface LinearRecurrenceAttrs {
      * replace g and a, and `rwkv` continues with W_w [heads·keyDim, decayRank], b_w, W_a
      * [heads·keyDim, aRank], b_a; then g = −e^(−0.5)·sigmoid(W_w·tanh(w_d) + b_w) and
      * a = sigmoid(W_a·a_d + b_a) (a head's rows are its workgroup's alone). Needs no prologue.
+     * With vRank (a later RWKV-7 layer's value residual, v_lora): inputs v_first [T, heads·
+     * valueDim] and v_d [T, vRank] too, `rwkv` continuing with W_v [heads·valueDim, vRank], b_v,
+     * and the v every use reads is v + (v_first − v)·sigmoid(W_v·v_d + b_v).
      */
-    lora?: { decayRank: number; aRank: number } | null;
+    lora?: { decayRank: number; aRank: number; vRank?: number } | null;
   } | null;
 }
 

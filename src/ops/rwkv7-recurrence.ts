@@ -12,7 +12,10 @@ import { f32, rule, type Arrays, type TensorRule } from './types.ts';
 export function rwkv7ParamCols(a: LinearRecurrenceAttrs): number {
   const K = a.heads * a.keyDim;
   const lora = a.rwkv7?.lora;
-  const ups = lora ? K * (lora.decayRank + 1 + lora.aRank + 1) : 0;
+  const V = a.heads * a.valueDim;
+  const ups = lora
+    ? K * (lora.decayRank + 1 + lora.aRank + 1) + (lora.vRank ? V * (lora.vRank + 1) : 0)
+    : 0;
   return 3 * K + 2 * a.heads * a.valueDim + ups;
 }
 
@@ -37,7 +40,7 @@ export function checkRwkv7(a: LinearRecurrenceAttrs): void {
     throw new Error(`${where}: kkEps and normEps must be finite and >= 0`);
   const l = r.lora;
   if (l) {
-    if (![l.decayRank, l.aRank].every((n) => Number.isInteger(n) && n >= 1))
+    if (![l.decayRank, l.aRank, l.vRank ?? 1].every((n) => Number.isInteger(n) && n >= 1))
       throw new Error(`${where}: LoRA ranks must be positive integers`);
     if (p) throw new Error(`${where}: fused LoRA ups take no prologue`);
   }
@@ -53,6 +56,10 @@ export function rwkv7InputRules(a: LinearRecurrenceAttrs, r: Record<string, Tens
     delete r.a;
     r.w_d = rule(['T', l.decayRank]);
     r.a_d = rule(['T', l.aRank]);
+    if (l.vRank) {
+      r.v_first = rule(['T', a.heads * a.valueDim]);
+      r.v_d = rule(['T', l.vRank]);
+    }
   }
   r.rwkv = rule([rwkv7ParamCols(a)]);
 }
@@ -121,7 +128,7 @@ export function rwkv7Finish(
 /** g and a from the LoRA downs' outputs, as w_lora.up, the decay op, a_lora.up and a compute them. */
 function loraUps(
   a: LinearRecurrenceAttrs,
-  l: { decayRank: number; aRank: number },
+  l: { decayRank: number; aRank: number; vRank?: number },
   eff: Arrays,
   step: StepShape,
 ): Arrays {
@@ -149,5 +156,22 @@ function loraUps(
       av[t * K + c] = sigmoid(Math.fround(Math.fround(s) + bA[c]));
     }
   }
-  return { ...eff, g, a: av };
+  if (!l.vRank) return { ...eff, g, a: av };
+  // v_lora.up and v_mix: v + (v_first − v)·sigmoid(W_v·v_d + b_v).
+  const V = a.heads * a.valueDim;
+  const v0 = a0 + K * (l.aRank + 1);
+  const wV = p.subarray(v0, v0 + V * l.vRank);
+  const bV = p.subarray(v0 + V * l.vRank, v0 + V * (l.vRank + 1));
+  const [v, first, vd] = ['v', 'v_first', 'v_d'].map((n) => f32(eff, n));
+  const vOut = new Float32Array(step.T * V);
+  for (let t = 0; t < step.T; t++) {
+    for (let c = 0; c < V; c++) {
+      let s = 0;
+      for (let r = 0; r < l.vRank; r++) s += vd[t * l.vRank + r] * wV[c * l.vRank + r];
+      const m = sigmoid(Math.fround(Math.fround(s) + bV[c]));
+      const x = v[t * V + c];
+      vOut[t * V + c] = x + (first[t * V + c] - x) * m;
+    }
+  }
+  return { ...eff, g, a: av, v: vOut };
 }

@@ -516,30 +516,60 @@ export function fuseRwkv7LoraUp(g: Graph, { caps }: { caps: DeviceCaps }): Graph
       JSON.stringify(ae.expr) !== JSON.stringify(sig)
     )
       continue;
-    const attrs: LinearRecurrenceAttrs = {
-      ...ra,
-      prologue: undefined,
-      rwkv7: { ...ra.rwkv7, lora: { decayRank: w.attrs.K, aRank: a.attrs.K } },
+    // The value residual's LoRA up and v_mix (later layers) when the bindings allow: v + (v_first
+    // − v)·sigmoid(y) as v_lora.up's epilogue, reading the raw v and the first layer's.
+    const vUp = r.producer(node.inputs.v);
+    const V = ra.heads * ra.valueDim;
+    const vMix: PointwiseExpr = bin(
+      'add',
+      ref('e_v'),
+      bin('mul', bin('sub', ref('e_first'), ref('e_v')), { fn: 'sigmoid', x: ref(EPILOGUE_VALUE) }),
+    );
+    const withV =
+      loraUp(vUp, V) &&
+      !vUp.attrs.xMap &&
+      JSON.stringify(vUp.attrs.epilogue?.expr) === JSON.stringify(vMix) &&
+      r.consumers(vUp.outputs.out).length === 1 &&
+      r.soleConsumer(vUp.outputs.out) === node
+        ? vUp
+        : null;
+    const build = (v: Matmul | null) => {
+      const lora = { decayRank: w.attrs.K, aRank: a.attrs.K, ...(v ? { vRank: v.attrs.K } : {}) };
+      const attrs: LinearRecurrenceAttrs = { ...ra, rwkv7: { ...ra.rwkv7!, lora } };
+      delete attrs.prologue;
+      const inputs: Record<string, number> = { ...node.inputs, w_d: w.inputs.x, a_d: a.inputs.x };
+      delete inputs[xName];
+      delete inputs.a;
+      const parts = [node.inputs.rwkv, w.inputs.w, w.inputs.bias, a.inputs.w, a.inputs.bias];
+      if (v) {
+        inputs.v = v.inputs.e_v;
+        inputs.v_first = v.inputs.e_first;
+        inputs.v_d = v.inputs.x;
+        parts.push(v.inputs.w, v.inputs.bias);
+      }
+      return { attrs, inputs, parts };
     };
-    delete attrs.prologue;
-    const inputs: Record<string, number> = { ...node.inputs, w_d: w.inputs.x, a_d: a.inputs.x };
-    delete inputs[xName];
-    delete inputs.a;
-    const parts = [node.inputs.rwkv, w.inputs.w, w.inputs.bias, a.inputs.w, a.inputs.bias];
+    const fits = (b: ReturnType<typeof build>) =>
+      bindingCount(definitionFor(b.attrs), b.attrs) <= caps.maxStorageBuffersPerStage;
+    let built = withV ? build(withV) : null;
+    if (!built || !fits(built)) built = build(null);
+    if (!fits(built)) continue;
+    const { attrs, inputs, parts } = built;
     inputs.rwkv = r.param(parts.map((t) => g.tensors[t].name).join('+'), [rwkv7ParamCols(attrs)], {
       kind: 'concat',
       parts: parts.map((t) => r.source(t)),
     });
-    if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
+    const ups = attrs.rwkv7?.lora?.vRank ? 'w, a and v LoRA ups' : 'w and a LoRA ups';
     r.replace(
       node,
       attrs,
       inputs,
       node.outputs,
-      node.label.replace(/ fused\)$/, ', w and a LoRA ups fused)'),
+      node.label.replace(/ fused\)$/, `, ${ups} fused)`),
     );
     r.remove(w);
     r.remove(a);
+    if (attrs.rwkv7?.lora?.vRank && withV) r.remove(withV);
   }
   return r.finish();
 }

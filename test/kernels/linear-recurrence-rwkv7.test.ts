@@ -21,7 +21,7 @@ function attrs(
   heads: number,
   keyDim: number,
   valueDim: number,
-  lora: { decayRank: number; aRank: number } | null = null,
+  lora: { decayRank: number; aRank: number; vRank?: number } | null = null,
 ): LinearRecurrenceAttrs {
   const K = heads * keyDim;
   if (lora) {
@@ -79,7 +79,13 @@ function inputs(a: LinearRecurrenceAttrs, T: number, seed: number): Record<strin
   }
   for (let i = 0; i < V; i++) p[3 * K + i] += 1;
   const loraIn: Record<string, Float32Array> = lora
-    ? { w_d: u(T * lora.decayRank, -2, 2), a_d: u(T * lora.aRank, -1, 1) }
+    ? {
+        w_d: u(T * lora.decayRank, -2, 2),
+        a_d: u(T * lora.aRank, -1, 1),
+        ...(lora.vRank
+          ? { v_d: u(T * lora.vRank, -1, 1), v_first: u(T * a.heads * a.valueDim, -1, 1) }
+          : {}),
+      }
     : { a: u(T * K, 0, 1), in_x: u(T * K, -2, 2) };
   return {
     ...loraIn,
@@ -92,16 +98,20 @@ function inputs(a: LinearRecurrenceAttrs, T: number, seed: number): Record<strin
 }
 
 describe('linear recurrence with rwkv7 fused, against the reference', () => {
-  const cases: Array<[number, number, number, number, number, [number, number] | null]> = [
+  const cases: Array<[number, number, number, number, number, number[] | null]> = [
     // heads, keyDim, valueDim, T, pos, LoRA ranks (w, a) when the ups are fused
     [3, 12, 10, 1, 5, null],
     [2, 5, 7, 1, 0, null],
     [1, 16, 64, 3, 2, null],
     [3, 12, 10, 1, 5, [5, 7]],
     [2, 5, 7, 2, 0, [1, 3]],
+    [3, 12, 10, 1, 4, [5, 7, 3]],
+    [2, 5, 7, 2, 0, [2, 1, 1]],
   ];
   for (const [ci, [H, DK, DV, T, pos, ranks]] of cases.entries()) {
-    const lora = ranks ? { decayRank: ranks[0], aRank: ranks[1] } : null;
+    const lora = ranks
+      ? { decayRank: ranks[0], aRank: ranks[1], ...(ranks[2] ? { vRank: ranks[2] } : {}) }
+      : null;
     it(`${H} heads of ${DK} keys, ${DV} values, T ${T} at pos ${pos}${ranks ? `, LoRA ups of ranks ${ranks}` : ''}`, async () => {
       const { caps } = await testGpu();
       const a = attrs(H, DK, DV, lora);

@@ -71,7 +71,12 @@ describe('rwkv7 decode fusion', () => {
     expect(proj).toContain('l1.rwkv7.w_lora.down+a_lora.down+g_lora.down (mixes fused)');
     // A device with more storage buffers takes all seven outputs in one dispatch.
     const wide = decodeGraph(model, true, { ...BASELINE_CAPS, maxStorageBuffersPerStage: 11 });
-    expect(perLayer(wide, 1)).toEqual({ tmix: 6, cmix: 3 });
+    // ... and the recurrence takes v_lora.up and v_mix too (10 bindings): norm + shift, one
+    // projection, the recurrence, g_lora.up, o_proj.
+    expect(perLayer(wide, 1)).toEqual({ tmix: 5, cmix: 3 });
+    expect(
+      perLayer(decodeGraph(model, true, { ...BASELINE_CAPS, maxStorageBuffersPerStage: 10 }), 1),
+    ).toEqual({ tmix: 6, cmix: 3 });
     const rec = fused.nodes.filter((n) => n.attrs.op === 'linear_recurrence' && n.attrs.rwkv7);
     expect(rec.length).toBe(3);
     expect(rec.every((n) => n.attrs.op === 'linear_recurrence' && n.attrs.rwkv7?.lora)).toBe(true);
@@ -85,27 +90,29 @@ describe('rwkv7 decode fusion', () => {
     expect(g.nodes.some((n) => n.attrs.op === 'matmul' && n.attrs.splitXMaps)).toBe(false);
   });
 
-  it('computes the same logits fused and unfused over several decode steps', async () => {
-    const weights = randomWeights(model, 5);
-    const ids = randInts(10, 260, 9);
-    // Each side prefills with its own graphs (qkv-rope-append stores keys in another layout).
-    const run = async (fuse: boolean) => {
-      const pre = runPasses(lower(model, { phase: 'prefill', maxT: 8, capacity: 32 }), {
-        caps: BASELINE_CAPS,
-        fuse,
-      }).graph;
-      const prefill = await Interpreter.create(pre, weights);
-      const dec = await Interpreter.create(decodeGraph(model, fuse), weights);
-      const state = prefill.newState();
-      prefill.step(ids.slice(0, 4), 0, 4, state);
-      const out: Float32Array[] = [];
-      for (let p = 4; p < ids.length; p++)
-        out.push(dec.step(ids.slice(p, p + 1), p, 1, state).logits);
-      return out;
-    };
-    const [a, b] = [await run(true), await run(false)];
-    for (let i = 0; i < a.length; i++) expect(maxRelError(a[i], b[i])).toBeLessThan(1e-5);
-  });
+  for (const storage of [8, 12])
+    it(`computes the same logits fused and unfused over several decode steps (${storage} bindings)`, async () => {
+      const caps = { ...BASELINE_CAPS, maxStorageBuffersPerStage: storage };
+      const weights = randomWeights(model, 5);
+      const ids = randInts(10, 260, 9);
+      // Each side prefills with its own graphs (qkv-rope-append stores keys in another layout).
+      const run = async (fuse: boolean) => {
+        const pre = runPasses(lower(model, { phase: 'prefill', maxT: 8, capacity: 32 }), {
+          caps,
+          fuse,
+        }).graph;
+        const prefill = await Interpreter.create(pre, weights);
+        const dec = await Interpreter.create(decodeGraph(model, fuse, caps), weights);
+        const state = prefill.newState();
+        prefill.step(ids.slice(0, 4), 0, 4, state);
+        const out: Float32Array[] = [];
+        for (let p = 4; p < ids.length; p++)
+          out.push(dec.step(ids.slice(p, p + 1), p, 1, state).logits);
+        return out;
+      };
+      const [a, b] = [await run(true), await run(false)];
+      for (let i = 0; i < a.length; i++) expect(maxRelError(a[i], b[i])).toBeLessThan(1e-5);
+    });
 
   it('runs fused on WebGPU as the interpreter computes it', async () => {
     // Two rwkv7 layers (the first and a later one) keep SwiftShader's shader compiles few.
@@ -113,6 +120,13 @@ describe('rwkv7 decode fusion', () => {
     expect(
       m.compiled.graphs.decode.nodes.some((n) => n.attrs.op === 'matmul' && n.attrs.splitXMaps),
     ).toBe(true);
+    // SwiftShader offers 12 storage buffers: the later layer's recurrence takes v_lora.up too.
+    if (m.compiled.caps.maxStorageBuffersPerStage >= 10) {
+      const recs = m.compiled.graphs.decode.nodes.filter((n) => n.attrs.op === 'linear_recurrence');
+      expect(
+        recs.map((n) => n.attrs.op === 'linear_recurrence' && !!n.attrs.rwkv7?.lora?.vRank),
+      ).toEqual([false, true]);
+    }
     await expectMatchesInterpreter(m, randInts(7, 260, 4), 3, 1e-4);
     m.gm.destroy();
   });
