@@ -57,7 +57,8 @@ export function chunkFloats(a: LinearRecurrenceAttrs, C: number): number {
 export function recurrentFloats(a: LinearRecurrenceAttrs): number {
   const rows =
     2 + (a.decay === 'key' ? 1 : 0) + (a.update === 'dplr' ? 2 : 0) + (a.normalize ? 1 : 0);
-  return rows * a.keyDim;
+  // RWKV-7's fused group norm gathers the head's outputs (ow).
+  return rows * a.keyDim + (a.rwkv7 ? a.valueDim : 0);
 }
 
 /** Tokens per chunk: up to MAX_CHUNK, as many as the device's workgroup memory holds. */
@@ -78,10 +79,10 @@ export function chunkTokens(a: LinearRecurrenceAttrs, caps: DeviceCaps): number 
 export function columnsPerGroup(a: LinearRecurrenceAttrs, caps: DeviceCaps): number {
   const most = Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
   const want = Math.max(32, nextPow2(a.valueDim));
-  if (a.normalize) {
+  if (a.normalize || a.rwkv7) {
     if (a.valueDim > most) {
       throw new Error(
-        `linear_recurrence: normalize keeps a head's ${a.valueDim} columns in one workgroup; the device allows ${most}`,
+        `linear_recurrence: ${a.normalize ? 'normalize' : "rwkv7's group norm"} keeps a head's ${a.valueDim} columns in one workgroup; the device allows ${most}`,
       );
     }
     return Math.min(want, most);
@@ -136,11 +137,14 @@ function header(
   // g holds natural-log decays (≤ 0): one per gate head, fixed or per token, or one per key dim.
   if (a.decay === 'fixed') load('g', 'c');
   if (a.decay === 'head') load('g', row(a.gateHeads));
-  if (a.decay === 'key') load('g', row(a.gateHeads * DK));
+  // RWKV-7 with its LoRA ups fused computes g and a from w_d and a_d (rwkv7Pieces).
+  const lora = a.rwkv7?.lora;
+  if (a.decay === 'key' && !lora) load('g', row(a.gateHeads * DK));
   if (a.update === 'delta') load('beta', row(a.gateHeads));
   if (a.update === 'dplr') {
-    load('a', row(a.gateHeads * DK));
-    load('b', row(a.gateHeads * DK));
+    if (!lora) load('a', row(a.gateHeads * DK));
+    // RWKV-7 computes b from k (rwkv7Pieces).
+    if (!a.rwkv7) load('b', row(a.gateHeads * DK));
   }
   const l2 = a.prologue?.l2 ?? {};
   const eps = Object.entries(l2).map(
@@ -154,10 +158,63 @@ const DV: u32 = ${a.valueDim}u;
 const SC: u32 = ${stateColumns(a)}u;    // state columns per key row (DV, and z with normalize)
 const WG: u32 = ${wg}u;
 const SCALE: f32 = ${wgslF32(a.scale)};
-${a.normalize ? `const NORM_EPS: f32 = ${wgslF32(a.normEps)};\n` : ''}${eps.join('')}
+${a.normalize ? `const NORM_EPS: f32 = ${wgslF32(a.normEps)};\n` : ''}${eps.join('')}${
+    a.rwkv7
+      ? `const K_ALL: u32 = ${a.heads * DK}u;  // rwkv: k_k, k_a, r_k at K_ALL apart, then w, b
+const KK_EPS: f32 = ${wgslF32(a.rwkv7.kkEps)};
+const GN_EPS: f32 = ${wgslF32(a.rwkv7.normEps)};
+${lora ? loraWgsl(a, lora) : ''}`
+      : ''
+  }
 ${loads.join('\n\n')}
 `;
   return { decls: code, bindings };
+}
+
+/**
+ * RWKV-7's fused LoRA ups: `lora_g(t, c)`, the log decay −e^(−0.5)·sigmoid(W_w·tanh(w_d) + b_w)
+ * of key column c, and `lora_a(t, c)`, sigmoid(W_a·a_d + b_a), each a dot product over the rank
+ * of the column's own weight row (LinearRecurrenceAttrs.rwkv7.lora).
+ */
+function loraWgsl(
+  a: LinearRecurrenceAttrs,
+  l: { decayRank: number; aRank: number; vRank?: number },
+): string {
+  const K = a.heads * a.keyDim;
+  const at = 3 * K + 2 * a.heads * a.valueDim;
+  return `const DR: u32 = ${l.decayRank}u;
+const AR: u32 = ${l.aRank}u;
+const W_AT: u32 = ${at}u;  // W_w rows, then b_w
+const A_AT: u32 = ${at + K * (l.decayRank + 1)}u;  // W_a rows, then b_a
+fn lora_g(t: u32, c: u32) -> f32 {
+  var s = 0.0;
+  for (var r = 0u; r < DR; r++) { s += tanh_acc(w_d[t * DR + r]) * rwkv[W_AT + c * DR + r]; }
+  return ${wgslF32(-Math.exp(-0.5))} * sigmoid(s + rwkv[W_AT + K_ALL * DR + c]);
+}
+fn lora_a(t: u32, c: u32) -> f32 {
+  var s = 0.0;
+  for (var r = 0u; r < AR; r++) { s += a_d[t * AR + r] * rwkv[A_AT + c * AR + r]; }
+  return sigmoid(s + rwkv[A_AT + K_ALL * AR + c]);
+}
+${l.vRank ? loraVWgsl(a, l.vRank, at + K * (l.decayRank + 1 + l.aRank + 1)) : ''}`;
+}
+
+/**
+ * A later RWKV-7 layer's v with its value residual (rwkv7.lora.vRank): `load_v(t, c)`, v + (v_first
+ * − v)·sigmoid(W_v·v_d + b_v) at column c of the row.
+ */
+function loraVWgsl(a: LinearRecurrenceAttrs, vRank: number, at: number): string {
+  const V = a.heads * a.valueDim;
+  return `const VR: u32 = ${vRank}u;
+const V_AT: u32 = ${at}u;  // W_v rows, then b_v
+fn load_v(t: u32, c: u32) -> f32 {
+  var s = 0.0;
+  for (var r = 0u; r < VR; r++) { s += v_d[t * VR + r] * rwkv[V_AT + c * VR + r]; }
+  let m = sigmoid(s + rwkv[V_AT + ${V}u * VR + c]);
+  let x = v[t * ${V}u + c];
+  return x + (v_first[t * ${V}u + c] - x) * m;
+}
+`;
 }
 
 /**
@@ -167,6 +224,8 @@ ${loads.join('\n\n')}
 const RESERVED = [
   ...POINTWISE_RESERVED,
   ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'Q_L2_EPS', 'K_L2_EPS', 'main'],
+  ...['K_ALL', 'KK_EPS', 'GN_EPS', 'ow', 'DR', 'AR', 'W_AT', 'A_AT', 'lora_g', 'lora_a'],
+  ...['VR', 'V_AT', 'load_v'],
   ...[
     'qs',
     'ks',
@@ -290,6 +349,7 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
   const scalar = a.decay === 'fixed' || a.decay === 'head';
   const delta = a.update === 'delta';
   const dplr = a.update === 'dplr';
+  const r7 = !!a.rwkv7;
   const decayOf = key ? ' * dec[i]' : scalar ? ' * decay' : '';
   const l2 = l2Pieces(a);
   const lines: string[] = [];
@@ -302,6 +362,10 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
   push(dplr, `var<workgroup> as_: array<f32, ${a.keyDim}>; // a_t`);
   push(dplr, `var<workgroup> bs: array<f32, ${a.keyDim}>;  // b_t`);
   push(a.normalize, `var<workgroup> zs: array<f32, ${a.keyDim}>;  // the running key sum z`);
+  push(
+    r7,
+    `var<workgroup> ow: array<f32, ${a.valueDim}>;  // the head's outputs, for its group norm`,
+  );
   lines.push('', mainOpening(a));
   const loop = isBatched(a)
     ? '{ // a batched step: sequence t (wid.z) has its one token in row t'
@@ -311,8 +375,14 @@ function recurrentBody(a: LinearRecurrenceAttrs): string {
     for (var i = lid; i < DK; i += WG) {
       qs[i] = load_q(t, qc + i)${l2.qScale};
       ks[i] = load_k(t, kc + i);`);
-  push(key, `      dec[i] = exp(load_g(t, gc + i));`);
-  push(dplr, `      as_[i] = load_a(t, gc + i);\n      bs[i] = load_b(t, gc + i);`);
+  push(key && !a.rwkv7?.lora, `      dec[i] = exp(load_g(t, gc + i));`);
+  push(!!a.rwkv7?.lora, `      dec[i] = exp(lora_g(t, gc + i));`);
+  push(dplr && !r7, `      as_[i] = load_a(t, gc + i);\n      bs[i] = load_b(t, gc + i);`);
+  // RWKV-7: a raw, b first k·k_k (kk before its l2 norm).
+  push(
+    r7,
+    `      as_[i] = ${a.rwkv7?.lora ? 'lora_a' : 'load_a'}(t, gc + i);\n      bs[i] = ks[i] * rwkv[kc + i];`,
+  );
   lines.push(`    }
     workgroupBarrier();`);
   if (l2.any) {
@@ -322,6 +392,23 @@ ${l2.normalize('', '    ')}
     for (var i = lid; i < DK; i += WG) { ${l2.scaleBy('')} }
     workgroupBarrier();`);
   }
+  push(
+    r7,
+    `    // RWKV-7: kk = l2norm(k·k_k); k ← k·(1 + (a − 1)·k_a); a ← kk·a; b = −kk; the bonus Σ r·k·r_k.
+    var kq = 0.0;
+    for (var i = 0u; i < DK; i++) { kq += bs[i] * bs[i]; }
+    let kf = inverseSqrt(kq + KK_EPS);
+    workgroupBarrier();
+    for (var i = lid; i < DK; i += WG) {
+      let kkv = bs[i] * kf;
+      ks[i] = ks[i] * (1.0 + (as_[i] - 1.0) * rwkv[K_ALL + kc + i]);
+      as_[i] = kkv * as_[i];
+      bs[i] = -kkv;
+    }
+    workgroupBarrier();
+    var bonus = 0.0;
+    for (var i = 0u; i < DK; i++) { bonus += qs[i] * ks[i] * rwkv[2u * K_ALL + kc + i]; }`,
+  );
   push(scalar, `    let decay = exp(load_g(t, gh));`);
   push(delta, `    let beta_t = load_beta(t, gh);`);
   if (a.normalize) {
@@ -342,17 +429,34 @@ ${l2.normalize('', '    ')}
         s[i] = s[i]${decayOf};${delta ? '\n        sk += s[i] * ks[i];' : ''}
       }`,
   );
-  const vt = `v[t * ${a.vHeads * a.valueDim}u + vc]`;
+  const vt = a.rwkv7?.lora?.vRank ? 'load_v(t, vc)' : `v[t * ${a.vHeads * a.valueDim}u + vc]`;
+  const write = r7 ? 'ow[j] = o;' : `out[(t * H + h) * DV + j] = o${a.normalize ? ' / den' : ''};`;
   lines.push(`      let u = ${delta ? `beta_t * (${vt} - sk)` : vt};
       var o = 0.0;
       for (var i = 0u; i < DK; i++) {
         s[i] += ks[i] * u${dplr ? ' + as_[i] * sb' : ''};
         o += qs[i] * s[i];
       }
-      out[(t * H + h) * DV + j] = o${a.normalize ? ' / den' : ''};
+      ${write}
     }
-    workgroupBarrier();
-  }`);
+    workgroupBarrier();`);
+  // RWKV-7: the head's group norm over ow (its whole head is this workgroup), plus bonus · v.
+  push(
+    r7,
+    `    var mean = 0.0;
+    for (var c = 0u; c < DV; c++) { mean += ow[c]; }
+    mean = mean / f32(DV);
+    var vs = 0.0;
+    for (var c = 0u; c < DV; c++) { let d = ow[c] - mean; vs += d * d; }
+    let rstd = inverseSqrt(vs / f32(DV) + GN_EPS);
+    if (live) {
+      let c = h * DV + j;
+      let y = (ow[j] - mean) * rstd * rwkv[3u * K_ALL + c] + rwkv[3u * K_ALL + H * DV + c];
+      out[(t * H + h) * DV + j] = y + bonus * ${vt};
+    }
+    workgroupBarrier();`,
+  );
+  lines.push('  }');
   lines.push(mainClosing(a));
   return lines.join('\n');
 }
@@ -572,7 +676,7 @@ export function recurrenceLaunch(
         ...Object.keys(p.exprs),
       ]
     : [];
-  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
+  const variant = `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${a.rwkv7 ? `_rwkv7${a.rwkv7.lora ? `lora${a.rwkv7.lora.decayRank}x${a.rwkv7.lora.aRank}${a.rwkv7.lora.vRank ? `x${a.rwkv7.lora.vRank}` : ''}` : ''}` : ''}${fused.length ? `_pre_${fused.join('_')}` : ''}`;
   const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
   return {
     kernel: {

@@ -49,6 +49,11 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
   // A batched conv epilogue (conv.batch) has a state slice per row: any path takes it.
   // A batched ropeKv epilogue reads each row's position offset (kernel-ir.ts ROW_POS).
   const scratch = (a.ropeKv?.batch ?? 1) > 1 ? rowPosScratch(maxT) : {};
+  // Per-split x maps exist in the GEMV only (the rwkv7-projections fusion makes them for maxT 1).
+  if (a.splitXMaps && maxT !== 1)
+    throw new Error(
+      `matmul: splitXMaps (per-split x maps) need the decode GEMV (maxT 1), got maxT ${maxT}`,
+    );
   if (maxT === 1 || (a.conv && (a.conv.batch ?? 1) === 1))
     return { launches: [gemvLaunch(a, common(a), caps)], scratch };
   const tensor = tensorTiling(a, caps, maxT);

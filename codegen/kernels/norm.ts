@@ -56,6 +56,11 @@ function groupWorkgroup(group: number, caps: DeviceCaps, maxT: number): number {
 
 export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
   norm.check(a);
+  // The fused token shift's prev[t] for t ≥ 1 is row t − 1's output, another workgroup's.
+  if (a.shift && maxT !== 1)
+    throw new Error(
+      `norm: a fused token shift (shift) needs decode steps (maxT 1), got maxT ${maxT}`,
+    );
   const groups = a.width / a.group;
   checkGrid('norm', groups, maxT, caps);
   const wg = groupWorkgroup(a.group, caps, maxT);
@@ -67,7 +72,7 @@ export const normKernel: KernelGenerator<NormAttrs> = (a, { caps, maxT }) => {
 
   const { bindings, decls } = opBindings(a, [
     ...NORM_RESERVED,
-    ...['base', 'v', 's', 'mean', 'ss', 'j', 'd', 'inv', 'i'],
+    ...['base', 'v', 's', 'mean', 'ss', 'j', 'd', 'inv', 'i', 'y'],
   ]);
 
   const xAt = (j: string) => (cached ? `v[${j}]` : `x[base + lid + ${j} * WG]`);
@@ -112,12 +117,20 @@ ${firstPass}
   for (var j = 0u; j < PER; j++) {
     let i = lid + j * WG;
     if (i < GROUP) {
-      out[base + i] = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv${scale}${bias ? ` + b[${p}]` : ''});
+      let y = ${a.residual ? 'residual[base + i] + ' : ''}((${xAt('j')} - mean) * inv${scale}${bias ? ` + b[${p}]` : ''});
+      out[base + i] = y;${
+        a.shift
+          ? `
+      // The token shift (one row, one workgroup): this thread alone reads, then writes, state[i].
+      prev[i] = select(state[i], 0.0, step.pos == 0u);
+      state[i] = y;`
+          : ''
+      }
     }
   }
 }
 `;
-  const variant = `${a.norm.kind}${a.norm.kind !== 'l2' && a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.perChannel ? '_pc' : ''}${a.residual ? '_res' : ''}${a.phased ? '_phased' : ''}${cached ? '' : '_reread'}`;
+  const variant = `${a.norm.kind}${a.norm.kind !== 'l2' && a.norm.unitOffset ? '_u1' : ''}${bias ? '_b' : ''}${a.perChannel ? '_pc' : ''}${a.residual ? '_res' : ''}${a.phased ? '_phased' : ''}${a.shift ? '_shift' : ''}${cached ? '' : '_reread'}`;
   const launch: KernelLaunch = {
     kernel: {
       name: `norm_${variant}_w${a.width}_g${a.group}_wg${wg}_eps${nameNum(a.norm.eps)}`,

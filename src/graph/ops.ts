@@ -58,6 +58,14 @@ export interface NormAttrs {
    * input, not the encoder's; its weight is all ones). rms only. Absent or false: always.
    */
   phased?: boolean;
+  /**
+   * RWKV's token shift of the normed rows fused in (the rwkv7-norm-shift fusion of a token_shift
+   * reading this norm's out): input and output `state` [1, width] (read/write) and output `prev`
+   * [T, width], with prev[0] = state (zeros at position 0), prev[t] = out[t − 1], and state =
+   * out[T − 1] afterwards, as TokenShiftAttrs defines. Needs group = width and no residual; the
+   * kernel takes decode steps only (maxT 1). Absent means false.
+   */
+  shift?: boolean;
 }
 
 /** RoPE tables: cos/sin [maxContext, rotaryDim/2], row p for absolute position p. */
@@ -178,6 +186,15 @@ export interface MatmulAttrs {
    * column outOffset + c. Needs rows 'T', no splits and no ropeKv. Absent or null: none.
    */
   epilogue?: FusedPointwise | null;
+  /**
+   * One x map per split (the rwkv7-projections fusion: RWKV's six projections of one x and one
+   * shifted x, each with its own mix μ, as one matmul): output column n of split i reads x as
+   * splitXMaps[i] maps it. Each map names the inputs xMap names, with the same kinds and widths
+   * (a parameter holding every split's vector reads its own range through `offset`); xMap must be
+   * splitXMaps[0], so bindings and input rules stay xMap's. The decode GEMV only (maxT 1).
+   * Absent or null: every split reads xMap.
+   */
+  splitXMaps?: FusedPointwise[] | null;
 }
 
 /** The value a matmul epilogue expression reads as its input `y`. */
@@ -768,6 +785,32 @@ export interface LinearRecurrenceAttrs {
   normEps: number;
   /** Work folded in from the ops that computed q, k, g and beta (the fusion pass); absent: none. */
   prologue?: RecurrencePrologue;
+  /**
+   * RWKV-7's key preparation and output correction, fused in (the rwkv7-recurrence fusion; see
+   * src/mixers/rwkv7.ts): k is the raw key and a the in-context rate (sigmoid applied); there is
+   * no b; the parameter input `rwkv` holds k_k, k_a, r_k ([heads·keyDim] each), then the group
+   * norm's weight and bias ([heads·valueDim] each). Per token and head, with q (r) as loaded:
+   *   kk = l2norm(k·k_k, kkEps),  k ← k·(1 + (a − 1)·k_a),  a ← kk·a,  b = −kk
+   * run the dplr update with those, and write
+   *   out = LayerNorm_head(o, normEps)·w + bias + (Σ_i q_i·k_i·r_k_i)·v
+   * Needs update 'dplr', decay 'key', one head count for all inputs, no batch and no l2 or rope
+   * prologue; a head's value columns in one workgroup. Absent or null: none.
+   */
+  rwkv7?: {
+    kkEps: number;
+    normEps: number;
+    /**
+     * The decay's and in-context rate's LoRA up-projections fused in too (the rwkv7-lora-up
+     * fusion): inputs w_d [T, decayRank] and a_d [T, aRank] (the down-projections' outputs)
+     * replace g and a, and `rwkv` continues with W_w [heads·keyDim, decayRank], b_w, W_a
+     * [heads·keyDim, aRank], b_a; then g = −e^(−0.5)·sigmoid(W_w·tanh(w_d) + b_w) and
+     * a = sigmoid(W_a·a_d + b_a) (a head's rows are its workgroup's alone). Needs no prologue.
+     * With vRank (a later RWKV-7 layer's value residual, v_lora): inputs v_first [T, heads·
+     * valueDim] and v_d [T, vRank] too, `rwkv` continuing with W_v [heads·valueDim, vRank], b_v,
+     * and the v every use reads is v + (v_first − v)·sigmoid(W_v·v_d + b_v).
+     */
+    lora?: { decayRank: number; aRank: number; vRank?: number } | null;
+  } | null;
 }
 
 /** Inputs of a linear recurrence that a fused prologue may compute. */

@@ -11,6 +11,7 @@ import type { Dim } from '../graph/ir.ts';
 import { normalizeRow } from './math.ts';
 import { exprFlops, pointwise } from './pointwise.ts';
 import { rope } from './rope.ts';
+import { checkRwkv7, rwkv7InputRules, rwkv7Finish, rwkv7Prepare } from './rwkv7-recurrence.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
 /** The head of an input with `of` heads that state head h reads (heads repeated in blocks). */
@@ -156,6 +157,7 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
       throw new Error(`${where}: scale (${a.scale}) and normEps (${a.normEps}) must be finite`);
     }
     checkPrologue(a);
+    checkRwkv7(a);
   },
   inputs(a) {
     // A computed input's place goes to the inputs its expression reads (each once).
@@ -169,6 +171,7 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
           r[n] ??= rule(i.perToken ? ['T', i.cols] : [i.cols]);
         }
     }
+    rwkv7InputRules(a, r);
     const rot = a.prologue?.rope;
     if (rot) {
       r.rope_cos = rule([rot.capacity, rot.rotaryDim / 2]);
@@ -189,7 +192,7 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
     const dk = a.keyDim;
     const dv = a.valueDim;
     const cols = stateColumns(a);
-    const eff = applyPrologue(a, inputs, step);
+    const eff = rwkv7Prepare(a, applyPrologue(a, inputs, step), step);
     const [q, k, v, state] = ['q', 'k', 'v', 'state'].map((n) => f32(eff, n));
     const g = a.decay === 'none' ? null : f32(eff, 'g');
     const beta = a.update === 'delta' ? f32(eff, 'beta') : null;
@@ -264,6 +267,7 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
       }
       for (let e = 0; e < dk * cols; e++) state[h * dk * cols + e] = S[e];
     }
+    rwkv7Finish(a, out, eff, step);
     return { out, state };
   },
   cost(a, step) {

@@ -133,6 +133,34 @@ function checkFused(a: MatmulAttrs, pre: string): void {
     if (a.splits) throw new Error(`${pre}: epilogue cannot be combined with splits`);
     fused(a.epilogue, a.outStride, 'epilogue', 'e_');
   }
+  if (a.splitXMaps) checkSplitXMaps(a, a.splitXMaps, pre, (f) => fused(f, a.K, 'xMap', 'p_'));
+}
+
+/**
+ * Per-split x maps: one per split, the first being xMap, each naming xMap's inputs with the same
+ * kinds and widths (only offsets may differ), so xMap's bindings serve them all.
+ */
+function checkSplitXMaps(
+  a: MatmulAttrs,
+  maps: FusedPointwise[],
+  pre: string,
+  checkOne: (f: FusedPointwise) => void,
+): void {
+  if (!a.xMap || !a.splits || maps.length !== a.splits.length)
+    throw new Error(`${pre}: splitXMaps needs an xMap and one map per split`);
+  if (maps[0] !== a.xMap && JSON.stringify(maps[0]) !== JSON.stringify(a.xMap))
+    throw new Error(`${pre}: splitXMaps[0] must be xMap`);
+  const names = Object.keys(a.xMap.inputs).sort().join(',');
+  for (const [i, f] of maps.entries()) {
+    if (Object.keys(f.inputs).sort().join(',') !== names)
+      throw new Error(`${pre}: splitXMaps[${i}] must name xMap's inputs (${names})`);
+    for (const [n, inp] of Object.entries(f.inputs)) {
+      const x = a.xMap.inputs[n];
+      if (inp.perToken !== x.perToken || inp.cols !== x.cols)
+        throw new Error(`${pre}: splitXMaps[${i}] input '${n}' must have xMap's kind and width`);
+    }
+    checkOne(f);
+  }
 }
 
 /** Output rows of one step and the first row of x they read. */
@@ -249,6 +277,13 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const x = a.xMap
     ? mappedX(a.xMap, inputs, rows, K)
     : need(inputs, 'x', (xRow0 + rows) * K, 'x [T, K]');
+  // Per-split x maps: split i's columns read the rows its own map makes.
+  const splitX = a.splitXMaps?.map((f) => mappedX(f, inputs, rows, K));
+  const splitOf = new Int32Array(N);
+  if (a.splits) {
+    let c0 = 0;
+    for (const [i, n] of a.splits.entries()) splitOf.fill(i, c0, (c0 += n));
+  }
   const epi = a.epilogue;
   const epiArrays = epi ? fusedArrays(epi, inputs) : {};
   const wIn = need(inputs, 'w', wRows * K, 'w [N or 2N, K]');
@@ -319,6 +354,10 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       let accU = 0;
       const g = n * K;
       const u = (N + n) * K;
+      if (splitX) {
+        xr.set(splitX[splitOf[n]].subarray(xOff, xOff + K));
+        if (a.xType === 'f16') for (let k = 0; k < K; k++) xr[k] = roundF16(xr[k]);
+      }
       for (let k = 0; k < K; k++) acc += xr[k] * w[g + k];
       if (a.gated) for (let k = 0; k < K; k++) accU += xr[k] * w[u + k];
       if (bias) {

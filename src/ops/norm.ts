@@ -8,9 +8,10 @@
  * Also Mamba-2's gated RMSNorm (gated_norm), whose weight spans the whole row (or, with
  * groupWeight, one group, as fla's gated per-head output norm has it).
  */
+import { tokenShift } from './token-shift.ts';
 import type { Cost, GatedNormAttrs, NormAttrs, StepShape } from '../graph/ops.ts';
 import { activate, normalizeRow } from './math.ts';
-import { f32, rule, type OpDefinition, type TensorRule } from './types.ts';
+import { f32, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
 /** Throws unless width is a whole number of groups. */
 function checkNormAttrs(a: NormAttrs): void {
@@ -23,6 +24,8 @@ function checkNormAttrs(a: NormAttrs): void {
     throw new Error(
       `norm: a phased norm is a plain rms norm (got ${a.norm.kind}${a.residual ? ' with a residual' : ''})`,
     );
+  if (a.shift && (a.group !== a.width || a.residual))
+    throw new Error('norm: a fused token shift needs group = width and no residual');
 }
 
 /** LayerNorm with bias is the only variant that reads `b`. */
@@ -42,9 +45,13 @@ export const norm: OpDefinition<NormAttrs> = {
     if (a.norm.kind !== 'l2') r.w = rule([normParamWidth(a)]);
     if (normHasBias(a)) r.b = rule([normParamWidth(a)]);
     if (a.residual) r.residual = rule(['T', a.width]);
+    if (a.shift) r.state = rule([1, a.width], 'read_write');
     return r;
   },
-  outputs: (a) => ({ out: rule(['T', a.width]) }),
+  outputs: (a) => ({
+    out: rule(['T', a.width]),
+    ...(a.shift ? { prev: rule(['T', a.width]), state: rule([1, a.width], 'read_write') } : {}),
+  }),
   reference(a, inputs, step) {
     norm.check(a);
     const n = step.T * a.width;
@@ -74,7 +81,18 @@ export const norm: OpDefinition<NormAttrs> = {
       if (r.length < n) throw new Error(`norm: residual has ${r.length} elements, needs ${n}`);
       for (let i = 0; i < n; i++) out[i] = r[i] + out[i];
     }
-    return { out };
+    if (a.shift) {
+      // The token shift of out, as token_shift computes it (src/ops/token-shift.ts).
+      const shifted = tokenShift.reference(
+        { op: 'token_shift', width: a.width },
+        { x: out, state: f32(inputs, 'state') },
+        step,
+      );
+      const res: Arrays = { out, prev: shifted.out, state: shifted.state };
+      return res;
+    }
+    const res: Arrays = { out };
+    return res;
   },
   cost(a: NormAttrs, step: StepShape): Cost {
     const n = step.T * a.width;

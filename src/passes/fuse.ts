@@ -29,6 +29,7 @@
  *                    expression to each output element (LoRA tanh / sigmoid, gates)
  *   matmul-prologue  pointwise ops (and glu output gates) read only as matmuls' x (RWKV's token
  *                    mixes) → each matmul computes its x as it loads it
+ *   rwkv7-*          (decode only) RWKV-7's mixed projections → split matmuls (fuse-rwkv7.ts)
  * A fusion that would exceed the device's storage-buffer bindings is skipped.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
@@ -61,6 +62,7 @@ import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
 import { fuseQkvAppend } from './fuse-attn.ts';
 import { fuseMoeDecode } from './fuse-moe.ts';
+import { RWKV7_FUSION_PASSES, RWKV7_RECURRENCE_PASSES } from './fuse-rwkv7.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
@@ -914,6 +916,9 @@ export const FUSION_PASSES = [
   { name: 'norm-residual', run: fuseNormResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },
   { name: 'matmul-prologue', run: fuseMatmulPrologue },
+  // RWKV-7's mixed projections as split matmuls (src/passes/fuse-rwkv7.ts).
+  ...RWKV7_FUSION_PASSES,
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
+  ...RWKV7_RECURRENCE_PASSES,
   { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;

@@ -177,7 +177,9 @@ function fusions(g: Graph, B: number): Record<string, number> {
   return {
     ropeKv: count((a) => a.op === 'matmul' && of(a.ropeKv)),
     conv: count((a) => a.op === 'matmul' && of(a.conv)),
-    prologue: count((a) => a.op === 'linear_recurrence' && !!a.prologue && of(a)),
+    // RWKV-7's unbatched decode recurrence takes its inputs' work as rwkv7 (src/passes/
+    // fuse-rwkv7.ts, single-sequence decode only); batched, the plain prologue folds the decay.
+    prologue: count((a) => a.op === 'linear_recurrence' && (!!a.prologue || !!a.rwkv7) && of(a)),
     // MoE decode fusion (src/passes/fuse-moe.ts): row-independent, so no batch in its attrs.
     moeRoute: count((a) => a.op === 'moe_matmul' && !!a.route && B <= MOE_INLINE_MAX_ROWS),
   };

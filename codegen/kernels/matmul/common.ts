@@ -4,7 +4,13 @@
  * gating, scale, the fused pointwise epilogue, residual, strided writes, or RoPE + KV-append), so
  * every fused variant exists once and every schedule has all of them.
  */
-import { EPILOGUE_VALUE, kvTypeOf, splitOutput, type MatmulAttrs } from '../../../src/graph/ops.ts';
+import {
+  EPILOGUE_VALUE,
+  kvTypeOf,
+  splitOutput,
+  type FusedPointwise,
+  type MatmulAttrs,
+} from '../../../src/graph/ops.ts';
 import {
   ROW_POS,
   STEP_BINDING,
@@ -134,7 +140,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (vec4) f.push('v4');
   if (a.wType !== 'f32') f.push(a.xType === 'f16' ? 'f16' : a.wType === 'f16' ? 'w16' : a.wType);
   if (pro) f.push(pro.kind === 'rms' ? 'rms' : 'ln');
-  if (a.xMap) f.push('xmap');
+  if (a.xMap) f.push(a.splitXMaps ? 'xmaps' : 'xmap');
   if (a.bias) f.push('bias');
   if (a.gated) f.push('glu');
   if (a.act) f.push(a.act);
@@ -172,6 +178,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
  */
 function xMapLoad(a: MatmulAttrs, vec4: boolean): string {
   if (!a.xMap) return '';
+  if (a.splitXMaps && a.splits) return splitXMapLoad(a.splitXMaps, a.splits, vec4);
   const f = pointwiseFunction('x_map', a.xMap.inputs, a.xMap.expr, { binding: (n) => `b_${n}` });
   const body = vec4
     ? 'let k = 4u * i;\n  return vec4<f32>(x_map(t, k), x_map(t, k + 1u), x_map(t, k + 2u), x_map(t, k + 3u));'
@@ -180,6 +187,34 @@ function xMapLoad(a: MatmulAttrs, vec4: boolean): string {
 ${f}
 fn load_xu(t: u32, i: u32) -> ${vec4 ? 'vec4<f32>' : 'f32'} {
   ${body}
+}`;
+}
+
+/**
+ * Under per-split x maps (MatmulAttrs.splitXMaps): `x_map_<i>` and `load_xu_<i>` for each split
+ * i as xMapLoad makes them, and `load_xs(t, i, n)`, load unit i of the x row t that output column
+ * n reads (its split's map).
+ */
+function splitXMapLoad(maps: FusedPointwise[], splits: number[], vec4: boolean): string {
+  const X = vec4 ? 'vec4<f32>' : 'f32';
+  const fns = maps.map((m, s) => {
+    const f = pointwiseFunction(`x_map_${s}`, m.inputs, m.expr, { binding: (n) => `b_${n}` });
+    const body = vec4
+      ? `let k = 4u * i;\n  return vec4<f32>(x_map_${s}(t, k), x_map_${s}(t, k + 1u), x_map_${s}(t, k + 2u), x_map_${s}(t, k + 3u));`
+      : `return x_map_${s}(t, i);`;
+    return `${f}\nfn load_xu_${s}(t: u32, i: u32) -> ${X} {\n  ${body}\n}`;
+  });
+  let c0 = 0;
+  const arms = splits.map((n, s) => {
+    c0 += n;
+    return s === splits.length - 1
+      ? `return load_xu_${s}(t, i);`
+      : `if (n < ${c0}u) { return load_xu_${s}(t, i); }`;
+  });
+  return `
+${fns.join('\n')}
+fn load_xs(t: u32, i: u32, n: u32) -> ${X} {
+  ${arms.join('\n  ')}
 }`;
 }
 

@@ -58,9 +58,20 @@ export function gemvLaunch(
   const raw = a.xMap ? c.xUnit(`${c.rowBase} + r`, 'k') : 'b_x[base + k]';
   const normed = a.prologue ? `norm_x(${raw}, k, mean, rstd)` : raw;
   const xLoad = a.xType === 'f16' ? `round_x(${normed})` : normed;
+  const xLoads = a.splitXMaps
+    ? cols
+        .map((j) => {
+          const v = `load_xs(${c.rowBase} + r, k, min(col0 + ${j}u, N - 1u))`;
+          return `let xv${j} = ${a.xType === 'f16' ? `round_x(${v})` : v};`;
+        })
+        .join('\n    ')
+    : `let xv = ${xLoad};`;
   const rows = cols.map((j) => `let w${j} = min(col0 + ${j}u, N - 1u) * U;`);
   if (a.gated) rows.push(...cols.map((j) => `let wu${j} = w${j} + N * U;`));
-  const fma = cols.map((j) => `s${j} += ${c.dot('xv', `load_wu(w${j} + k)`)};`);
+  // Per-split x maps: each of the C rows reads x as its own split maps it (rows of one thread
+  // group may straddle a split boundary), so each has its own xv.
+  const perRow = a.splitXMaps ? (j: number) => `xv${j}` : () => 'xv';
+  const fma = cols.map((j) => `s${j} += ${c.dot(perRow(j), `load_wu(w${j} + k)`)};`);
   if (a.gated) fma.push(...cols.map((j) => `s${C + j} += ${c.dot('xv', `load_wu(wu${j} + k)`)};`));
 
   const red = (i: string): string => `red[${i} * ${WG}u + lid]`;
@@ -135,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   ${rows.join('\n  ')}
   ${vals.map((v) => `var s${v} = 0.0;`).join(' ')}
   for (var k = lane; k < U; k += ${TPC}u) {
-    let xv = ${xLoad};
+    ${xLoads}
     ${fma.join('\n    ')}
   }
   ${vals.map((v) => `${red(`${v}u`)} = s${v};`).join('\n  ')}
