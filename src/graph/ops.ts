@@ -77,6 +77,12 @@ export interface MatmulAttrs {
   rows: 'T' | 'L';
   /** Normalise each row of x with this norm before multiplying (inputs normW [K], normB [K]). */
   prologue: NormSpec | null;
+  /**
+   * The prologue norm normalises each group of this many columns of x on its own (the weight
+   * still one per column, [K]): Mamba-2's gated RMSNorm over each B/C group once the SSD has
+   * gated (src/passes/fuse-mamba2.ts). RMS only, decode (the GEMV) only. Absent: the whole row.
+   */
+  prologueGroup?: number;
   /** Add bias [N] (gated: [2N], gate half first). */
   bias: boolean;
   /** Gated: w is [2N, K], gate rows then up rows; y = act(x Wg + bg) * (x Wu + bu). */
@@ -141,6 +147,21 @@ export interface MatmulAttrs {
      * (B slices of kernel − 1 rows); nothing carries across rows, which may then run in parallel.
      */
     batch?: number;
+    /**
+     * The conv's first output column (its channels are columns [offset, offset + channels));
+     * needs no splits. Mamba-2's in_proj row z | x B C | dt convolves its middle. Absent: 0.
+     */
+    offset?: number;
+    /**
+     * Channel counts of consecutive conv states convState, convState1, … (see convStateName),
+     * summing to channels: Mamba-2 keeps x's, B's and C's conv states apart. Absent: one state.
+     */
+    states?: number[];
+    /**
+     * The bias [channels] follows the weight in convW ([channels · kernel + channels]) instead
+     * of coming as convB: one binding fewer. Needs bias. Absent: false.
+     */
+    packedBias?: boolean;
   } | null;
   /**
    * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
@@ -175,6 +196,11 @@ export interface MatmulAttrs {
 
 /** The value a matmul epilogue expression reads as its input `y`. */
 export const EPILOGUE_VALUE = 'y';
+
+/** The name of a matmul's conv state i (MatmulAttrs.conv.states): `convState`, `convState1`, …. */
+export function convStateName(i: number): string {
+  return i === 0 ? 'convState' : `convState${i}`;
+}
 
 /** The name of a split matmul's output i: `out`, then `out1`, `out2`, …. */
 export function splitOutput(i: number): string {
@@ -669,6 +695,23 @@ export interface SsdAttrs {
    * Absent: false.
    */
   packed?: boolean;
+  /**
+   * Decode's fused form (the mamba2-decode fusion, src/passes/fuse-mamba2.ts): x, dt, B and C
+   * are column ranges of one input `inrow` [T, cols] (Mamba-2's in_proj output after its conv)
+   * starting at these columns, and with `z` the output is gated, out = (y + D·x) · silu(z[t]),
+   * z read from `inrow` too. Needs packed. Absent: x, dt, b and c are inputs of their own.
+   */
+  row?: SsdRow;
+}
+
+/** Where an SSD's inputs sit in its one input row (SsdAttrs.row); z null: no gate. */
+export interface SsdRow {
+  cols: number;
+  x: number;
+  b: number;
+  c: number;
+  dt: number;
+  z: number | null;
 }
 
 /**

@@ -4,6 +4,8 @@
  * folding elementwise work into the matmul that feeds or follows it:
  *   mamba1-decode    (decode only) Mamba-1's x_proj (when small), dt/B/C norms, dt_proj and
  *                    scan → one mamba1_step
+ *   mamba2-decode    (decode only) Mamba-2's in_proj row ranges + x/B/C convs → one matmul with a
+ *                    conv epilogue; ssd + gate → one ssd reading that row (src/passes/fuse-mamba2.ts)
  *   ssd-decode       (decode only) an SSD's dtBias, aLog and d → one packed parameter, so its
  *                    one-launch decode kernel fits 8 storage buffers
  *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
@@ -56,19 +58,20 @@ import { mamba1StepPack, mamba1StepWorkgroupBytes } from '../ops/ssm.ts';
 import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
+import { fuseMamba2Decode } from './fuse-mamba2.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
 }
 
-type Matmul = GraphNode & { attrs: MatmulAttrs };
+export type Matmul = GraphNode & { attrs: MatmulAttrs };
 
 function isMatmul(n: GraphNode | undefined): n is Matmul {
   return n?.attrs.op === 'matmul';
 }
 
 /** A matmul with no fused work yet. */
-function isPlain(n: GraphNode | undefined): n is Matmul {
+export function isPlain(n: GraphNode | undefined): n is Matmul {
   return (
     isMatmul(n) &&
     !n.attrs.gated &&
@@ -88,7 +91,7 @@ function isPlain(n: GraphNode | undefined): n is Matmul {
 }
 
 /** The fused kernel's bindings fit the device, and so does its (possibly concatenated) weight. */
-function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
+export function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
   const weightRows = attrs.gated ? 2 * attrs.N : attrs.N;
   return (
     matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage &&
@@ -891,6 +894,7 @@ export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
 
 export const FUSION_PASSES = [
   { name: 'mamba1-decode', run: fuseMamba1Decode },
+  { name: 'mamba2-decode', run: fuseMamba2Decode },
   { name: 'ssd-decode', run: fuseSsdDecode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },

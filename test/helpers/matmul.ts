@@ -10,6 +10,7 @@ import { matmulKernel } from '../../codegen/kernels/matmul.ts';
 import {
   kvTypeOf,
   plainMatmul,
+  convStateName,
   splitOutput,
   type MatmulAttrs,
   type StepShape,
@@ -78,7 +79,14 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
     const { channels: C, kernel: Kc } = a.conv;
     inputs.convW = randn(C * Kc, seed + 12, 0.6);
     if (a.conv.bias) inputs.convB = randn(C, seed + 13, 0.3);
-    inputs.convState = randn((Kc - 1) * C, seed + 14, 1.5);
+    // A packed bias follows the weight in convW (MatmulAttrs.conv.packedBias).
+    if (a.conv.packedBias) {
+      inputs.convW = Float32Array.from([...inputs.convW, ...inputs.convB]);
+      delete inputs.convB;
+    }
+    // One state per MatmulAttrs.conv.states entry (convState, convState1, …).
+    for (const [i, c] of (a.conv.states ?? [C]).entries())
+      inputs[convStateName(i)] = randn((Kc - 1) * c, seed + 14 + 40 * i, 1.5);
   }
   const rope = a.ropeKv;
   const outStride = rope ? rope.qCols : a.outStride;

@@ -56,7 +56,17 @@ export function gemvLaunch(
   const cols = Array.from({ length: C }, (_, j) => j);
   const vals = Array.from({ length: V }, (_, v) => v);
   const raw = a.xMap ? c.xUnit(`${c.rowBase} + r`, 'k') : 'b_x[base + k]';
-  const normed = a.prologue ? `norm_x(${raw}, k, mean, rstd)` : raw;
+  // A grouped prologue (prologueGroup) reads its group's rstd; the group of load unit k is k / GU.
+  const grouped = a.prologueGroup !== undefined && a.prologueGroup !== a.K;
+  const GU = grouped ? (c.vec4 ? a.prologueGroup! / 4 : a.prologueGroup!) : 0;
+  if (grouped && c.vec4 && a.prologueGroup! % 4 !== 0)
+    throw new Error(
+      `matmul gemv: prologueGroup ${a.prologueGroup} must be a multiple of 4 when K (${a.K}) is`,
+    );
+  const G = grouped ? a.K / a.prologueGroup! : 1;
+  const normed = a.prologue
+    ? `norm_x(${raw}, k, mean, ${grouped ? `grstd[k / ${GU}u]` : 'rstd'})`
+    : raw;
   const xLoad = a.xType === 'f16' ? `round_x(${normed})` : normed;
   const rows = cols.map((j) => `let w${j} = min(col0 + ${j}u, N - 1u) * U;`);
   if (a.gated) rows.push(...cols.map((j) => `let wu${j} = w${j} + N * U;`));
@@ -95,7 +105,16 @@ export function gemvLaunch(
   }`;
     const sq = c.vec4 ? 'dot(d, d)' : 'd * d';
     const layer = a.prologue.kind === 'layer';
-    stats = `
+    stats = grouped
+      ? `
+  let mean = 0.0;
+  for (var gi = 0u; gi < ${G}u; gi++) {
+    var ss = 0.0;
+    for (var k = lid; k < ${GU}u; k += ${WG}u) { let d = b_x[base + gi * ${GU}u + k]; ss += ${sq}; }${reduce('ss')}
+    if (lid == 0u) { grstd[gi] = inverseSqrt(red[0] / f32(${a.prologueGroup}) + EPS); }
+    workgroupBarrier();
+  }`
+      : `
   var mean = 0.0;${
     layer
       ? `
@@ -121,7 +140,12 @@ export function gemvLaunch(
   const rowEnd = a.conv ? '\n  workgroupBarrier();\n  }' : '';
   const code = `${c.header}
 const BLOCKS: u32 = ${blocks}u;
-var<workgroup> red: array<f32, ${WG * V}>;
+var<workgroup> red: array<f32, ${WG * V}>;${
+    grouped
+      ? `
+var<workgroup> grstd: array<f32, ${G}>;`
+      : ''
+  }
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
