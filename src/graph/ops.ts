@@ -83,6 +83,18 @@ export interface MatmulAttrs {
    * gated (src/passes/fuse-mamba2.ts). RMS only, decode (the GEMV) only. Absent: the whole row.
    */
   prologueGroup?: number;
+  /**
+   * The prologue's weight normW is one group's ([prologueGroup]), shared by every group (fla's
+   * per-head output norm) instead of one per column. Needs prologueGroup. Absent: false.
+   */
+  prologueGroupWeight?: boolean;
+  /**
+   * After the prologue norm, x is multiplied by silu(gate) (input `gate` [T, K]): the gated
+   * RMSNorm rmsnorm(o) · w · silu(z) before a linear mixer's o_proj (gated_norm with
+   * normBeforeGate, src/passes/fuse-gated-norm.ts). Needs an rms prologue; decode (the GEMV)
+   * only. Absent: false.
+   */
+  prologueGate?: boolean;
   /** Add bias [N] (gated: [2N], gate half first). */
   bias: boolean;
   /** Gated: w is [2N, K], gate rows then up rows; y = act(x Wg + bg) * (x Wu + bu). */

@@ -65,6 +65,10 @@ function check(a: MatmulAttrs): void {
       throw new Error(`${pre}: prologueGroup (${pg}) must be a positive divisor of K`);
     if (a.prologue?.kind !== 'rms') throw new Error(`${pre}: prologueGroup needs an rms prologue`);
   }
+  if (a.prologueGroupWeight && pg === undefined)
+    throw new Error(`${pre}: prologueGroupWeight needs prologueGroup`);
+  if (a.prologueGate && (a.prologue?.kind !== 'rms' || a.rows !== 'T' || a.xMap))
+    throw new Error(`${pre}: prologueGate needs an rms prologue, rows 'T' and no xMap`);
   const cv = a.conv;
   if (cv) {
     if (!Number.isInteger(cv.kernel) || cv.kernel < 2)
@@ -187,7 +191,8 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (a.bias) r.bias = rule([wRows]);
   if (a.residual) r.residual = rule([a.rows, a.N]);
   if (a.prologue) {
-    r.normW = rule([a.K]);
+    r.normW = rule([a.prologueGroupWeight ? a.prologueGroup! : a.K]);
+    if (a.prologueGate) r.gate = rule(['T', a.K]);
     if (a.prologue.kind === 'layer' && a.prologue.bias) r.normB = rule([a.K]);
   }
   if (a.epilogue) Object.assign(r, fusedInputRules(a.epilogue));
@@ -294,7 +299,10 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const residual = a.residual
     ? need(inputs, 'residual', rows * N, 'residual [rows, N]')
     : undefined;
-  const normW = a.prologue ? need(inputs, 'normW', K, 'normW [K]') : undefined;
+  const normW = a.prologue
+    ? need(inputs, 'normW', a.prologueGroupWeight ? a.prologueGroup! : K, 'normW')
+    : undefined;
+  const gate = a.prologueGate ? need(inputs, 'gate', (xRow0 + rows) * K, 'gate [T, K]') : undefined;
   const normB =
     a.prologue?.kind === 'layer' && a.prologue.bias
       ? need(inputs, 'normB', K, 'normB [K]')
@@ -355,7 +363,8 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
     if (a.prologue && normW) {
       // Groups (prologueGroup) keep one weight per column of the row: perChannel.
       const grp = a.prologueGroup ?? K;
-      normalizeRow(a.prologue, x, xOff, K, grp, normW, normB, xr, 0, grp !== K);
+      normalizeRow(a.prologue, x, xOff, K, grp, normW, normB, xr, 0, !a.prologueGroupWeight);
+      if (gate) for (let k = 0; k < K; k++) xr[k] *= activate('silu', gate[xOff + k]);
     } else xr.set(x.subarray(xOff, xOff + K));
     if (a.xType === 'f16') for (let k = 0; k < K; k++) xr[k] = roundF16(xr[k]);
     for (let n = 0; n < N; n++) {
@@ -461,8 +470,11 @@ function cost(a: MatmulAttrs, step: StepShape): Cost {
   if (a.bias) read += wRows;
   if (a.residual) read += rows * a.N;
   if (a.prologue) read += a.prologue.kind === 'layer' && a.prologue.bias ? 2 * a.K : a.K;
+  // prologueGate: the gate's rows, and silu and the product per element.
+  if (a.prologueGate) read += rows * a.K;
   if (a.ropeKv) read += rows * a.ropeKv.rotaryDim; // cos + sin rows
   let flops = 2 * rows * a.K * wRows;
+  if (a.prologueGate) flops += 5 * rows * a.K;
   for (const [f, width] of [
     [a.xMap, a.K],
     [a.epilogue, a.N],

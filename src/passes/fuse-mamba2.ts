@@ -34,6 +34,7 @@ import {
   type SsdAttrs,
 } from '../graph/ops.ts';
 import { fits, isPlain, type FusionOptions, type Matmul } from './fuse.ts';
+import { gatedNormPrologue } from './fuse-gated-norm.ts';
 import { Rewriter } from './rewrite.ts';
 
 /** The conv1d node computing `t` from a plain matmul's output, each read only by the next. */
@@ -45,24 +46,6 @@ function convOfMatmul(r: Rewriter, t: number, reader: GraphNode) {
   if (!isPlain(m) || r.soleConsumer(cv.inputs.x) !== cv || m.outputs.out !== cv.inputs.x)
     return null;
   return { cv: cv as GraphNode & { attrs: Extract<GraphNode['attrs'], { op: 'conv1d' }> }, m };
-}
-
-/** Most groups a grouped prologue reduces one after another (each a workgroup tree reduction). */
-const MAX_PROLOGUE_GROUPS = 64;
-
-/** out_proj may take the grouped RMSNorm as its prologue (decode's GEMV; see prologueGroup). */
-function groupedPrologueFits(
-  out: GraphNode | undefined,
-  ga: GatedNormAttrs,
-  maxT: number,
-  caps: FusionOptions['caps'],
-): out is Matmul {
-  if (maxT !== 1 || !isPlain(out) || out.attrs.K !== ga.width) return false;
-  if (ga.width / ga.group > MAX_PROLOGUE_GROUPS) return false;
-  // The GEMV reads x in vec4 units when K allows, which a group must not straddle.
-  if (ga.width % 4 === 0 && ga.group % 4 !== 0) return false;
-  const spec = { kind: 'rms', eps: ga.eps, unitOffset: false, bias: false } as const;
-  return fits({ ...out.attrs, prologue: spec, prologueGroup: ga.group }, caps);
 }
 
 export function fuseMamba2Decode(g: Graph, { caps }: FusionOptions): Graph {
@@ -199,8 +182,8 @@ export function fuseMamba2Decode(g: Graph, { caps }: FusionOptions): Graph {
     // Per B/C group: out_proj's GEMV computes each group's statistics (prologueGroup) where it
     // is the norm's one reader; a whole-row norm is norm-prologue's to fold, as any other.
     const out = r.soleConsumer(gate.outputs.out);
-    if (ga.group !== ga.width && groupedPrologueFits(out, ga, g.maxT, caps)) {
-      const pro: MatmulAttrs = { ...out.attrs, prologue: spec, prologueGroup: ga.group };
+    const pro = ga.group !== ga.width ? gatedNormPrologue(out, ga, false, g.maxT, caps) : null;
+    if (out && pro && out.inputs.x === gate.outputs.out) {
       const proIn = { ...out.inputs, x: s.outputs.out, normW: gate.inputs.w };
       r.replace(out, pro, proIn, out.outputs, `${out.label} (grouped norm fused)`);
       r.remove(gate);

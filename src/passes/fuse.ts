@@ -6,6 +6,8 @@
  *                    scan → one mamba1_step
  *   mamba2-decode    (decode only) Mamba-2's in_proj row ranges + x/B/C convs → one matmul with a
  *                    conv epilogue; ssd + gate → one ssd reading that row (src/passes/fuse-mamba2.ts)
+ *   gated-norm-prologue (decode only) rmsnorm(o)·w·silu(z) before a linear mixer's o_proj → its
+ *                    prologue (src/passes/fuse-gated-norm.ts)
  *   ssd-decode       (decode only) an SSD's dtBias, aLog and d → one packed parameter, so its
  *                    one-launch decode kernel fits 8 storage buffers
  *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
@@ -59,6 +61,7 @@ import { bindingCount } from '../ops/types.ts';
 import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
 import { fuseMamba2Decode } from './fuse-mamba2.ts';
+import { fuseGatedNormPrologue } from './fuse-gated-norm.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
@@ -895,6 +898,7 @@ export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
 export const FUSION_PASSES = [
   { name: 'mamba1-decode', run: fuseMamba1Decode },
   { name: 'mamba2-decode', run: fuseMamba2Decode },
+  { name: 'gated-norm-prologue', run: fuseGatedNormPrologue },
   { name: 'ssd-decode', run: fuseSsdDecode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'gated-mlp', run: fuseGatedMlp },

@@ -61,7 +61,9 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
   if (a.bias) inputs.bias = randn(wRows, seed + 3, 0.5);
   if (a.residual) inputs.residual = randn(maxT * a.N, seed + 4);
   if (a.prologue) {
-    const w = randn(a.K, seed + 5, 0.3);
+    // One group's weight when every group shares it (prologueGroupWeight).
+    const w = randn(a.prologueGroupWeight ? a.prologueGroup! : a.K, seed + 5, 0.3);
+    if (a.prologueGate) inputs.gate = randn(maxT * a.K, seed + 15, 2);
     if (!a.prologue.unitOffset) for (let i = 0; i < w.length; i++) w[i] += 1;
     inputs.normW = w;
     if (a.prologue.kind === 'layer' && a.prologue.bias) inputs.normB = randn(a.K, seed + 6, 0.2);

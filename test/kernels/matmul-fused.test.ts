@@ -219,7 +219,7 @@ describe('matmul with the decode conv epilogue against the reference', () => {
   });
 });
 
-describe('matmul with a grouped RMSNorm prologue (decode) against the reference', () => {
+describe('matmul with a grouped, gated RMSNorm prologue (decode) against the reference', () => {
   // Mamba-2's gated norm per B/C group once the SSD has gated: each group of x's columns
   // normalised on its own, one weight per column. Groups of 1, of odd sizes (x read as f32) and
   // of multiples of 4 (vec4 units).
@@ -235,8 +235,32 @@ describe('matmul with a grouped RMSNorm prologue (decode) against the reference'
       const a = mm(N, K, { prologue: RMS, prologueGroup: group, residual: true });
       await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 92_000 + 10 * si);
     }
+    // The linear mixers' rmsnorm_per_head(o) · w · silu(z): a shared per-head weight and a gate.
+    for (const [si, [N, K, group]] of [
+      [2, 3, 3],
+      [67, 130, 13],
+      [33, 240, 48],
+      [129, 36, 12],
+    ].entries()) {
+      for (const groupWeight of [false, true]) {
+        const a = mm(N, K, {
+          prologue: RMS,
+          prologueGroup: group,
+          prologueGate: true,
+          ...(groupWeight ? { prologueGroupWeight: true } : {}),
+          residual: true,
+        });
+        await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 93_000 + 10 * si);
+      }
+    }
     const a = mm(8, 12, { prologue: RMS, prologueGroup: 4 });
     expect(() => matmulKernel(a, { caps: BASELINE_CAPS, maxT: 4 })).toThrow(/decode/);
+    expect(() =>
+      matmulKernel({ ...a, prologueGate: true }, { caps: BASELINE_CAPS, maxT: 4 }),
+    ).toThrow(/decode/);
+    expect(() =>
+      matmul.check({ ...a, prologueGroup: undefined, prologueGroupWeight: true }),
+    ).toThrow(/prologueGroupWeight/);
     expect(() => matmul.check({ ...a, prologueGroup: 5 })).toThrow(/prologueGroup/);
     expect(() => matmul.check({ ...a, prologue: null })).toThrow(/rms prologue/);
   });

@@ -82,6 +82,7 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   if (a.bias) list.push(['bias', 'read', 'f32']);
   if (a.residual) list.push(['residual', 'read', 'f32']);
   if (pro) list.push(['normW', 'read', X]);
+  if (pro && a.prologueGate) list.push(['gate', 'read', X]);
   if (normBias) list.push(['normB', 'read', X]);
   if (a.epilogue) for (const n of Object.keys(a.epilogue.inputs)) list.push([n, 'read', 'f32']);
   if (a.ropeKv) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
@@ -109,11 +110,22 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
 
   let norm = '';
   if (pro) {
-    const scale = pro.unitOffset ? '(1.0 + b_normW[k])' : 'b_normW[k]';
+    // One group's weight shared by every group (prologueGroupWeight): unit k % group units.
+    const wk = a.prologueGroupWeight
+      ? `k % ${vec4 ? a.prologueGroup! / 4 : a.prologueGroup!}u`
+      : 'k';
+    const scale = pro.unitOffset ? `(1.0 + b_normW[${wk}])` : `b_normW[${wk}]`;
     const centred = pro.kind === 'layer' ? '(v - mean)' : 'v';
     norm = `
 fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   return ${centred} * rstd * ${scale}${normBias ? ' + b_normB[k]' : ''};
+}`;
+    // prologueGate: the normed unit times silu(gate), unit i of the gate's x-shaped rows.
+    if (a.prologueGate)
+      norm += `
+fn gate_x(i: u32) -> ${X} {
+  let z = b_gate[i];
+  return z / (1.0 + exp(-z));
 }`;
   }
   const header = [
@@ -134,6 +146,8 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.wType !== 'f32') f.push(a.xType === 'f16' ? 'f16' : a.wType === 'f16' ? 'w16' : a.wType);
   if (pro) f.push(pro.kind === 'rms' ? 'rms' : 'ln');
   if (a.prologueGroup !== undefined) f.push(`g${a.prologueGroup}`);
+  if (a.prologueGroupWeight) f.push('gw');
+  if (a.prologueGate) f.push('gate');
   if (a.xMap) f.push('xmap');
   if (a.bias) f.push('bias');
   if (a.gated) f.push('glu');

@@ -64,8 +64,9 @@ export function gemvLaunch(
       `matmul gemv: prologueGroup ${a.prologueGroup} must be a multiple of 4 when K (${a.K}) is`,
     );
   const G = grouped ? a.K / a.prologueGroup! : 1;
+  const gated = a.prologueGate ? ' * gate_x(base + k)' : '';
   const normed = a.prologue
-    ? `norm_x(${raw}, k, mean, ${grouped ? `grstd[k / ${GU}u]` : 'rstd'})`
+    ? `norm_x(${raw}, k, mean, ${grouped ? `grstd[k / ${GU}u]` : 'rstd'})${gated}`
     : raw;
   const xLoad = a.xType === 'f16' ? `round_x(${normed})` : normed;
   const rows = cols.map((j) => `let w${j} = min(col0 + ${j}u, N - 1u) * U;`);
