@@ -19,6 +19,8 @@
  *                    q/k/v without RoPE, router + shared-expert gate) → one matmul with an
  *                    output per column range
  *   activation       act(matmul) → matmul epilogue
+ *   shared-input-normed  (decode only) the same once norm-prologue has folded the norm, whose
+ *                    true binding count may leave room (src/passes/fuse-linear.ts)
  *   residual         x + s · matmul(...) → matmul epilogue (s: the residual multiplier)
  *   norm-residual    x + norm(y) → the norm adds x as it writes (sandwich post-norms)
  *   norm-prologue    norm → every matmul consuming it computes the norm itself
@@ -26,6 +28,9 @@
  *                    beta → the linear recurrence evaluates them as it loads (gated DeltaNet's
  *                    decode: one dispatch for the recurrence, its gates and its norms instead of
  *                    five; RetNet's: one instead of three)
+ *   recurrence-shared-input  a pointwise op the recurrence reads as an input and inside another
+ *                    input's expression (HGRN2's gate, also its k) → both expressions
+ *                    (src/passes/fuse-linear.ts)
  *   matmul-epilogue  pointwise(matmul(...), params, activations) → the matmul applies the
  *                    expression to each output element (LoRA tanh / sigmoid, gates)
  *   matmul-prologue  pointwise ops (and glu output gates) read only as matmuls' x (RWKV's token
@@ -62,6 +67,7 @@ import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
 import { fuseMamba2Decode } from './fuse-mamba2.ts';
 import { fuseGatedNormPrologue } from './fuse-gated-norm.ts';
+import { fuseRecurrenceSharedInput, fuseSharedInputNormed } from './fuse-linear.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
@@ -909,7 +915,9 @@ export const FUSION_PASSES = [
   { name: 'residual', run: fuseResidual },
   { name: 'norm-residual', run: fuseNormResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },
+  { name: 'shared-input-normed', run: fuseSharedInputNormed },
   { name: 'matmul-prologue', run: fuseMatmulPrologue },
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
+  { name: 'recurrence-shared-input', run: fuseRecurrenceSharedInput },
   { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;
