@@ -131,6 +131,7 @@ function header(
   const row = (width: number) => `t * ${width}u + c`;
   load('q', row(a.qHeads * DK));
   load('k', row(a.kHeads * DK));
+  load('v', row(a.vHeads * a.valueDim));
   // g holds natural-log decays (≤ 0): one per gate head, fixed or per token, or one per key dim.
   if (a.decay === 'fixed') load('g', 'c');
   if (a.decay === 'head') load('g', row(a.gateHeads));
@@ -335,7 +336,7 @@ ${l2.normalize('', '    ')}
         s[i] = s[i]${decayOf};${delta ? '\n        sk += s[i] * ks[i];' : ''}
       }`,
   );
-  const vt = `v[t * ${a.vHeads * a.valueDim}u + vc]`;
+  const vt = 'load_v(t, vc)';
   lines.push(`      let u = ${delta ? `beta_t * (${vt} - sk)` : vt};
       var o = 0.0;
       for (var i = 0u; i < DK; i++) {
@@ -480,7 +481,7 @@ ${l2.normalize('t * DK + ', '      ')}
     }`);
   }
   const ke = key ? 'gk' : 'ks';
-  const vt = `v[(c0 + t) * ${a.vHeads * a.valueDim}u + vc]`;
+  const vt = 'load_v(c0 + t, vc)';
   lines.push(`    // Per column: delta_t by forward substitution, o_t, then S at the chunk's end.
     if (live) {
       for (var t = 0u; t < n; t++) {

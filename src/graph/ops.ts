@@ -95,6 +95,11 @@ export interface MatmulAttrs {
    * only. Absent: false.
    */
   prologueGate?: boolean;
+  /**
+   * The gate is columns [offset, offset + K) of a wider [T, cols] input `gate` (gated DeltaNet's z
+   * in its fused in_proj row, src/passes/fuse-linear.ts). Needs prologueGate. Absent: [T, K].
+   */
+  prologueGateCols?: { cols: number; offset: number };
   /** Add bias [N] (gated: [2N], gate half first). */
   bias: boolean;
   /** Gated: w is [2N, K], gate rows then up rows; y = act(x Wg + bg) * (x Wu + bu). */
@@ -790,7 +795,7 @@ export interface LinearRecurrenceAttrs {
 }
 
 /** Inputs of a linear recurrence that a fused prologue may compute. */
-export type PrologueInput = 'q' | 'k' | 'g' | 'beta';
+export type PrologueInput = 'q' | 'k' | 'v' | 'g' | 'beta';
 
 /** A pointwise op's expression, evaluated by the op it was folded into (PointwiseAttrs less width). */
 export interface FusedPointwise {

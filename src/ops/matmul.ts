@@ -69,6 +69,11 @@ function check(a: MatmulAttrs): void {
     throw new Error(`${pre}: prologueGroupWeight needs prologueGroup`);
   if (a.prologueGate && (a.prologue?.kind !== 'rms' || a.rows !== 'T' || a.xMap))
     throw new Error(`${pre}: prologueGate needs an rms prologue, rows 'T' and no xMap`);
+  const gc = a.prologueGateCols;
+  if (gc && (!a.prologueGate || gc.offset < 0 || gc.offset + a.K > gc.cols))
+    throw new Error(
+      `${pre}: prologueGateCols [${gc.offset}, +K) must lie in its ${gc.cols} columns, with prologueGate`,
+    );
   const cv = a.conv;
   if (cv) {
     if (!Number.isInteger(cv.kernel) || cv.kernel < 2)
@@ -192,7 +197,7 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (a.residual) r.residual = rule([a.rows, a.N]);
   if (a.prologue) {
     r.normW = rule([a.prologueGroupWeight ? a.prologueGroup! : a.K]);
-    if (a.prologueGate) r.gate = rule(['T', a.K]);
+    if (a.prologueGate) r.gate = rule(['T', a.prologueGateCols?.cols ?? a.K]);
     if (a.prologue.kind === 'layer' && a.prologue.bias) r.normB = rule([a.K]);
   }
   if (a.epilogue) Object.assign(r, fusedInputRules(a.epilogue));
@@ -302,7 +307,10 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const normW = a.prologue
     ? need(inputs, 'normW', a.prologueGroupWeight ? a.prologueGroup! : K, 'normW')
     : undefined;
-  const gate = a.prologueGate ? need(inputs, 'gate', (xRow0 + rows) * K, 'gate [T, K]') : undefined;
+  const gc = a.prologueGateCols ?? { cols: K, offset: 0 };
+  const gate = a.prologueGate
+    ? need(inputs, 'gate', (xRow0 + rows) * gc.cols, 'gate [T, cols]')
+    : undefined;
   const normB =
     a.prologue?.kind === 'layer' && a.prologue.bias
       ? need(inputs, 'normB', K, 'normB [K]')
@@ -364,7 +372,8 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       // Groups (prologueGroup) keep one weight per column of the row: perChannel.
       const grp = a.prologueGroup ?? K;
       normalizeRow(a.prologue, x, xOff, K, grp, normW, normB, xr, 0, !a.prologueGroupWeight);
-      if (gate) for (let k = 0; k < K; k++) xr[k] *= activate('silu', gate[xOff + k]);
+      const g0 = (xRow0 + r) * gc.cols + gc.offset;
+      if (gate) for (let k = 0; k < K; k++) xr[k] *= activate('silu', gate[g0 + k]);
     } else xr.set(x.subarray(xOff, xOff + K));
     if (a.xType === 'f16') for (let k = 0; k < K; k++) xr[k] = roundF16(xr[k]);
     for (let n = 0; n < N; n++) {

@@ -210,3 +210,164 @@ export function fuseSharedInputNormed(g: Graph, { caps }: FusionOptions): Graph 
   }
   return r.finish();
 }
+
+/**
+ * recurrence-conv-row (decode only): gated DeltaNet's (Qwen3-Next's) in_proj, split into q, k,
+ * v, z and b|a, with a causal conv on each of q, k and v → one matmul writing the whole row once,
+ * its conv epilogue over the q|k|v columns (one binding per conv state, MatmulAttrs.conv); the
+ * recurrence then reads q, k, v and b|a from that row through prologue expressions (a column
+ * range each: RecurrencePrologue.exprs, v among them) and o_proj's gated-norm prologue reads z
+ * from it (prologueGateCols). A layer decodes in three dispatches (was six after the others).
+ * Skipped where a piece would not fit the device's storage buffers, where q, k and v are not
+ * the first three outputs in that order, or where an output has another reader.
+ */
+export function fuseRecurrenceConvRow(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const rec of r.live()) {
+    if (rec.attrs.op !== 'linear_recurrence') continue;
+    const ra: LinearRecurrenceAttrs = rec.attrs;
+    const p: RecurrencePrologue = ra.prologue ?? { exprs: {}, l2: {} };
+    if (p.rope || (['q', 'k', 'v'] as const).some((n) => p.exprs[n])) continue;
+    const convs = (['q', 'k', 'v'] as const).map((n) => {
+      const cv = r.producer(rec.inputs[n]);
+      if (cv?.attrs.op !== 'conv1d' || r.soleConsumer(rec.inputs[n]) !== rec) return null;
+      if ((cv.attrs.batch ?? 1) !== 1 || cv.outputs.out !== rec.inputs[n]) return null;
+      return cv as GraphNode & { attrs: Extract<GraphNode['attrs'], { op: 'conv1d' }> };
+    });
+    if (convs.some((c) => !c)) continue;
+    const cvs = convs as NonNullable<(typeof convs)[number]>[];
+    const c0 = cvs[0].attrs;
+    if (
+      cvs.some(
+        (c) => c.attrs.kernel !== c0.kernel || c.attrs.bias !== c0.bias || c.attrs.silu !== c0.silu,
+      )
+    )
+      continue;
+    const m = r.producer(cvs[0].inputs.x);
+    if (!m || !extendable(m) || !m.attrs.splits || !m.attrs.prologue) continue;
+    const sp = m.attrs.splits;
+    const outs = sp.map((_, i) => m.outputs[splitOutput(i)]);
+    if (
+      sp.length < 3 ||
+      cvs.some((c, i) => c.inputs.x !== outs[i] || r.soleConsumer(outs[i]) !== c)
+    )
+      continue;
+    // Every other output: read by the recurrence's expressions or as o_proj's gate, nothing else.
+    const N = m.attrs.N;
+    const at = sp.map((_, i) => sp.slice(0, i).reduce((s, n) => s + n, 0));
+    let ok = true;
+    const gates: { u: Mm; offset: number }[] = [];
+    for (let i = 3; i < sp.length && ok; i++) {
+      for (const u of r.consumers(outs[i])) {
+        if (u === rec) {
+          const names = Object.entries(rec.inputs).filter(([, t]) => t === outs[i]);
+          ok &&= names.every(([n]) => n.startsWith('in_'));
+        } else if (
+          u.attrs.op === 'matmul' &&
+          u.attrs.prologueGate &&
+          !u.attrs.prologueGateCols &&
+          u.inputs.gate === outs[i] &&
+          u.inputs.x !== outs[i] &&
+          sp[i] === u.attrs.K
+        ) {
+          gates.push({ u: u as Mm, offset: at[i] });
+        } else ok = false;
+      }
+    }
+    if (!ok) continue;
+    const channels = sp[0] + sp[1] + sp[2];
+    const attrs: MatmulAttrs = {
+      ...m.attrs,
+      splits: null,
+      conv: {
+        channels,
+        kernel: c0.kernel,
+        bias: c0.bias,
+        silu: c0.silu,
+        states: [sp[0], sp[1], sp[2]],
+        ...(c0.bias ? { packedBias: true } : {}),
+      },
+    };
+    if (!fits(attrs, caps)) continue;
+    // The recurrence: q, k, v and every in_* read of the other outputs from the row, as `in_row`.
+    const row = r.activation(`${g.tensors[outs[0]].name.replace(/[^.]*$/, '')}in_proj`, ['T', N]);
+    const exprs: Record<string, FusedPointwise> = {};
+    for (const [name, f] of Object.entries(p.exprs)) {
+      const fin: Record<string, PointwiseInput> = {};
+      let expr = f.expr;
+      for (const [n, i] of Object.entries(f.inputs)) {
+        const k = outs.indexOf(rec.inputs[n]);
+        if (k < 0) {
+          fin[n] = i;
+          continue;
+        }
+        // Column offset + … of a [T, cols] tensor → the same of the row, from that output's start.
+        // One expression reads a name through one column map: two outputs in one expression
+        // would need two names (no mixer needs it yet).
+        if (fin.in_row) ok = false;
+        fin.in_row = { ...i, cols: N, offset: (i.offset ?? 0) + at[k] };
+        expr = renameInputs(expr, (x) => (x === n ? 'in_row' : x));
+      }
+      exprs[name] = { inputs: fin, expr };
+    }
+    if (!ok) continue;
+    const heads = {
+      q: ra.qHeads * ra.keyDim,
+      k: ra.kHeads * ra.keyDim,
+      v: ra.vHeads * ra.valueDim,
+    };
+    // Every expression reads the row as `in_row`, each through its own column map: one binding.
+    (['q', 'k', 'v'] as const).forEach((n, i) => {
+      exprs[n] = {
+        inputs: { in_row: { perToken: true, cols: N, inner: heads[n], repeat: 1, offset: at[i] } },
+        expr: { in: 'in_row' },
+      };
+    });
+    const recInputs: Record<string, number> = { in_row: row };
+    for (const [n, t] of Object.entries(rec.inputs)) {
+      if (['q', 'k', 'v'].includes(n) || outs.includes(t)) continue;
+      recInputs[n] = t;
+    }
+    const recAttrs: LinearRecurrenceAttrs = { ...ra, prologue: { ...p, exprs } };
+    if (bindingCount(definitionFor(recAttrs), recAttrs) > caps.maxStorageBuffersPerStage) continue;
+    const mIn: Record<string, number> = { ...m.inputs };
+    const convParts = [
+      ...cvs.map((c) => c.inputs.w),
+      ...(c0.bias ? cvs.map((c) => c.inputs.bias) : []),
+    ];
+    mIn.convW = r.param(
+      convParts.map((t) => g.tensors[t].name).join('+'),
+      c0.bias ? [channels * (c0.kernel + 1)] : [channels, c0.kernel],
+      {
+        kind: 'concat',
+        parts: convParts.map((t) => r.source(t)),
+      },
+    );
+    const mOut: Record<string, number> = { out: row };
+    cvs.forEach((c, i) => {
+      mIn[i === 0 ? 'convState' : `convState${i}`] = c.inputs.state;
+      mOut[i === 0 ? 'convState' : `convState${i}`] = c.outputs.state;
+    });
+    r.replace(
+      m,
+      attrs,
+      mIn,
+      mOut,
+      `${m.label.replace(/ \(norm fused\)$/, '')} (+conv q, k, v) (norm fused)`,
+    );
+    for (const c of cvs) r.remove(c);
+    r.replace(
+      rec,
+      recAttrs,
+      recInputs,
+      rec.outputs,
+      `${rec.label.replace(/ \(.*\)$/, '')} (${[...Object.keys(p.l2).map((n) => `l2 ${n}`), ...Object.keys(exprs)].join(', ')} fused)`,
+    );
+    for (const { u, offset } of gates) {
+      const ua: MatmulAttrs = { ...u.attrs, prologueGateCols: { cols: N, offset } };
+      r.replace(u, ua, { ...u.inputs, gate: row }, u.outputs, u.label);
+    }
+  }
+  return r.finish();
+}

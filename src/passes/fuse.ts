@@ -31,6 +31,9 @@
  *   recurrence-shared-input  a pointwise op the recurrence reads as an input and inside another
  *                    input's expression (HGRN2's gate, also its k) → both expressions
  *                    (src/passes/fuse-linear.ts)
+ *   recurrence-conv-row  (decode only) gated DeltaNet's split in_proj and q/k/v convs → one row
+ *                    with the convs in the epilogue, read by the recurrence and o_proj's gate
+ *                    (src/passes/fuse-linear.ts)
  *   matmul-epilogue  pointwise(matmul(...), params, activations) → the matmul applies the
  *                    expression to each output element (LoRA tanh / sigmoid, gates)
  *   matmul-prologue  pointwise ops (and glu output gates) read only as matmuls' x (RWKV's token
@@ -67,7 +70,11 @@ import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
 import { fuseMamba2Decode } from './fuse-mamba2.ts';
 import { fuseGatedNormPrologue } from './fuse-gated-norm.ts';
-import { fuseRecurrenceSharedInput, fuseSharedInputNormed } from './fuse-linear.ts';
+import {
+  fuseRecurrenceConvRow,
+  fuseRecurrenceSharedInput,
+  fuseSharedInputNormed,
+} from './fuse-linear.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
@@ -919,5 +926,6 @@ export const FUSION_PASSES = [
   { name: 'matmul-prologue', run: fuseMatmulPrologue },
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
   { name: 'recurrence-shared-input', run: fuseRecurrenceSharedInput },
+  { name: 'recurrence-conv-row', run: fuseRecurrenceConvRow },
   { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;

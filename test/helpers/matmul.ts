@@ -63,7 +63,7 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
   if (a.prologue) {
     // One group's weight when every group shares it (prologueGroupWeight).
     const w = randn(a.prologueGroupWeight ? a.prologueGroup! : a.K, seed + 5, 0.3);
-    if (a.prologueGate) inputs.gate = randn(maxT * a.K, seed + 15, 2);
+    if (a.prologueGate) inputs.gate = randn(maxT * (a.prologueGateCols?.cols ?? a.K), seed + 15, 2);
     if (!a.prologue.unitOffset) for (let i = 0; i < w.length; i++) w[i] += 1;
     inputs.normW = w;
     if (a.prologue.kind === 'layer' && a.prologue.bias) inputs.normB = randn(a.K, seed + 6, 0.2);

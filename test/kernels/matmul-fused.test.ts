@@ -253,8 +253,26 @@ describe('matmul with a grouped, gated RMSNorm prologue (decode) against the ref
         await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 93_000 + 10 * si);
       }
     }
+    // The gate inside a wider row (gated DeltaNet's z in its in_proj row), at offsets that
+    // are multiples of no load unit.
+    for (const [si, [N, K, group, cols, offset]] of [
+      [5, 36, 12, 83, 45],
+      [67, 30, 10, 47, 3],
+    ].entries()) {
+      const a = mm(N, K, {
+        prologue: RMS,
+        prologueGroup: group,
+        prologueGroupWeight: true,
+        prologueGate: true,
+        prologueGateCols: { cols, offset },
+      });
+      await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 94_000 + 10 * si);
+    }
     const a = mm(8, 12, { prologue: RMS, prologueGroup: 4 });
     expect(() => matmulKernel(a, { caps: BASELINE_CAPS, maxT: 4 })).toThrow(/decode/);
+    expect(() =>
+      matmul.check({ ...a, prologueGate: true, prologueGateCols: { cols: 14, offset: 3 } }),
+    ).toThrow(/prologueGateCols/);
     expect(() =>
       matmulKernel({ ...a, prologueGate: true }, { caps: BASELINE_CAPS, maxT: 4 }),
     ).toThrow(/decode/);

@@ -62,21 +62,18 @@ describe('linear mixers: decode dispatches per layer', () => {
       'l1.hgrn2 recurrence (q, k, g fused)',
       'l1.hgrn2.out+residual (norm fused)',
     ]);
-    // Not yet three: GLA's low-rank gate keeps its second matmul (gk1), gated DeltaNet its
-    // three q/k/v convs (issue 18 item 4, what is left).
+    // One in_proj row with the q/k/v convs in its epilogue (recurrence-conv-row).
+    expect(mixerLabels(model('gated_deltanet'))).toEqual([
+      'l1.deltanet.in_q+in_k+in_v+in_z+in_ba (+conv q, k, v) (norm fused)',
+      'l1.deltanet gated delta rule (l2 q, l2 k, beta, g, q, k, v fused)',
+      'l1.deltanet.out (gated norm fused)+residual',
+    ]);
+    // Not yet three: GLA's low-rank gate keeps its second matmul (gk1; issue 18 item 4's rest).
     expect(mixerLabels(model('gla'))).toEqual([
       'l1.gla.q+k+v+gk0+g (norm fused)',
       'l1.gla.gk1',
       'l1.gla recurrence (g fused)',
       'l1.gla.out (gated norm fused)+residual',
-    ]);
-    expect(mixerLabels(model('gated_deltanet'))).toEqual([
-      'l1.deltanet.in_q+in_k+in_v+in_z+in_ba (norm fused)',
-      'l1.deltanet.q conv1d',
-      'l1.deltanet.k conv1d',
-      'l1.deltanet.v conv1d',
-      'l1.deltanet gated delta rule (l2 q, l2 k, beta, g fused)',
-      'l1.deltanet.out (gated norm fused)+residual',
     ]);
   });
 });

@@ -82,7 +82,8 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   if (a.bias) list.push(['bias', 'read', 'f32']);
   if (a.residual) list.push(['residual', 'read', 'f32']);
   if (pro) list.push(['normW', 'read', X]);
-  if (pro && a.prologueGate) list.push(['gate', 'read', X]);
+  // Read one f32 at a time: a gate inside a wider row (prologueGateCols) may start anywhere.
+  if (pro && a.prologueGate) list.push(['gate', 'read', 'f32']);
   if (normBias) list.push(['normB', 'read', X]);
   if (a.epilogue) for (const n of Object.keys(a.epilogue.inputs)) list.push([n, 'read', 'f32']);
   if (a.ropeKv) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
@@ -120,11 +121,11 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
 fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   return ${centred} * rstd * ${scale}${normBias ? ' + b_normB[k]' : ''};
 }`;
-    // prologueGate: the normed unit times silu(gate), unit i of the gate's x-shaped rows.
+    // prologueGate: silu(gate) for the load unit whose first element is gate element e.
     if (a.prologueGate)
       norm += `
-fn gate_x(i: u32) -> ${X} {
-  let z = b_gate[i];
+fn gate_x(e: u32) -> ${X} {
+  let z = ${vec4 ? 'vec4<f32>(b_gate[e], b_gate[e + 1u], b_gate[e + 2u], b_gate[e + 3u])' : 'b_gate[e]'};
   return z / (1.0 + exp(-z));
 }`;
   }
@@ -148,6 +149,7 @@ fn gate_x(i: u32) -> ${X} {
   if (a.prologueGroup !== undefined) f.push(`g${a.prologueGroup}`);
   if (a.prologueGroupWeight) f.push('gw');
   if (a.prologueGate) f.push('gate');
+  if (a.prologueGateCols) f.push(`gc${a.prologueGateCols.cols}o${a.prologueGateCols.offset}`);
   if (a.xMap) f.push('xmap');
   if (a.bias) f.push('bias');
   if (a.gated) f.push('glu');

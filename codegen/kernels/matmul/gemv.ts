@@ -64,7 +64,11 @@ export function gemvLaunch(
       `matmul gemv: prologueGroup ${a.prologueGroup} must be a multiple of 4 when K (${a.K}) is`,
     );
   const G = grouped ? a.K / a.prologueGroup! : 1;
-  const gated = a.prologueGate ? ' * gate_x(base + k)' : '';
+  // The gate's row r, unit k: columns [offset, offset + K) of its [T, cols] rows (prologueGateCols).
+  const gc = a.prologueGateCols ?? { cols: a.K, offset: 0 };
+  const gated = a.prologueGate
+    ? ` * gate_x((${c.rowBase} + r) * ${gc.cols}u + ${gc.offset}u + ${c.vec4 ? '4u * k' : 'k'})`
+    : '';
   const normed = a.prologue
     ? `norm_x(${raw}, k, mean, ${grouped ? `grstd[k / ${GU}u]` : 'rstd'})${gated}`
     : raw;
