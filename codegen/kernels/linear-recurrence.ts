@@ -32,7 +32,7 @@ import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.
 import type { DeviceCaps } from '../../src/target.ts';
 import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import { nextPow2 } from './elementwise.ts';
-import { POINTWISE_RESERVED, pointwiseFunction } from './pointwise.ts';
+import { POINTWISE_RESERVED, pointwiseFunction, wgslColumn } from './pointwise.ts';
 import { ropeElementWgsl } from './rope.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
@@ -110,11 +110,25 @@ function header(
     const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
     const rotated = rot?.of.includes(name as 'q' | 'k');
     const fn = rotated ? `pre_${name}` : `load_${name}`;
-    loads.push(
-      e
-        ? pointwiseFunction(fn, e.inputs, e.expr)
-        : `fn ${fn}(t: u32, c: u32) -> f32 { return ${name}[${index}]; }`,
-    );
+    // A low-rank input (prologue.lowRank) is computed, b + W x at its column, and passed in.
+    const lr = a.prologue?.lowRank;
+    if (e && lr && lr.name in e.inputs) {
+      const col = wgslColumn(e.inputs[lr.name], 'c');
+      loads.push(
+        pointwiseFunction(`expr_${name}`, e.inputs, e.expr, { params: [lr.name] }),
+        `fn ${fn}(t: u32, c: u32) -> f32 {
+  let lc = ${col};
+  var s = ${lr.bias ? `${lr.name}_b[lc]` : '0.0'};
+  for (var r = 0u; r < ${lr.rank}u; r++) { s += ${lr.name}_w[lc * ${lr.rank}u + r] * ${lr.name}_x[t * ${lr.rank}u + r]; }
+  return expr_${name}(t, c, s);
+}`,
+      );
+    } else
+      loads.push(
+        e
+          ? pointwiseFunction(fn, e.inputs, e.expr)
+          : `fn ${fn}(t: u32, c: u32) -> f32 { return ${name}[${index}]; }`,
+      );
     if (!rot || !rotated) return;
     // Column c is element e of its key head; select() evaluates both arms, so indices clamp.
     const half = rot.rotaryDim / 2;

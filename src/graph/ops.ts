@@ -823,6 +823,21 @@ export interface RecurrencePrologue {
   rope?: RecurrenceRope;
   /** Then each key head's row of q or k is l2-normalised with this eps (the l2 norm op's). */
   l2: Partial<Record<'q' | 'k', number>>;
+  /**
+   * An expression input computed, not read: value (t, c) of input `name` (read by the
+   * expressions as any other, its column map giving c) is b[c] + Σ_r w[c, r] · x[t, r] over
+   * the bindings `<name>_x` [T, rank], `<name>_w` [cols, rank] and `<name>_b` [cols] (when
+   * bias): GLA's low-rank gate's second projection (src/passes/fuse-linear.ts). Absent: none.
+   */
+  lowRank?: RecurrenceLowRank;
+}
+
+export interface RecurrenceLowRank {
+  name: string;
+  rank: number;
+  /** Columns of the computed input (those of the matmul it replaces). */
+  cols: number;
+  bias: boolean;
 }
 
 export interface RecurrenceRope {

@@ -371,3 +371,50 @@ export function fuseRecurrenceConvRow(g: Graph, { caps }: FusionOptions): Graph 
   }
   return r.finish();
 }
+
+/**
+ * Largest rank recurrence-low-rank computes inside the recurrence: each gate element costs that
+ * many multiply-adds there (in every workgroup reading it), against a dispatch saved.
+ */
+export const MAX_LOW_RANK = 64;
+
+/**
+ * recurrence-low-rank (decode only): a small matmul (K ≤ MAX_LOW_RANK, f32 weight, optional
+ * bias, nothing fused) whose output only the recurrence's prologue expressions read → computed
+ * there (RecurrencePrologue.lowRank): GLA's gate gk = logsigmoid(gk1 (gk0 x) + b)/16, whose
+ * second, rank-16 projection gk1 was a dispatch of its own. Exact up to f32 rounding (the same
+ * sum; the recurrence's f32 accumulation order, as the GEMV's differs). Prefill keeps the matmul.
+ */
+export function fuseRecurrenceLowRank(g: Graph, { caps }: FusionOptions): Graph {
+  if (g.maxT !== 1) return g;
+  const r = new Rewriter(g);
+  for (const rec of r.live()) {
+    if (rec.attrs.op !== 'linear_recurrence') continue;
+    const ra: LinearRecurrenceAttrs = rec.attrs;
+    const p = ra.prologue;
+    if (!p || p.lowRank) continue;
+    for (const [n, t] of Object.entries(rec.inputs)) {
+      if (!n.startsWith('in_')) continue;
+      const m = r.producer(t);
+      if (!m || !extendable(m) || m.attrs.prologue || m.attrs.splits) continue;
+      const a = m.attrs;
+      if (a.wType !== 'f32' || a.xType !== 'f32' || a.K > MAX_LOW_RANK) continue;
+      if (r.soleConsumer(t) !== rec || m.outputs.out !== t) continue;
+      const uses = Object.values(p.exprs).filter((f) => n in f.inputs);
+      if (uses.some((f) => !f.inputs[n].perToken || f.inputs[n].cols !== a.N)) continue;
+      const lowRank = { name: n, rank: a.K, cols: a.N, bias: a.bias };
+      const attrs: LinearRecurrenceAttrs = { ...ra, prologue: { ...p, lowRank } };
+      if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
+      const inputs: Record<string, number> = { ...rec.inputs };
+      delete inputs[n];
+      inputs[`${n}_x`] = m.inputs.x;
+      inputs[`${n}_w`] = m.inputs.w;
+      if (a.bias) inputs[`${n}_b`] = m.inputs.bias;
+      const label = rec.label.replace(/ fused\)$/, `, ${m.label.replace(/^.*\./, '')} fused)`);
+      r.replace(rec, attrs, inputs, rec.outputs, label);
+      r.remove(m);
+      break;
+    }
+  }
+  return r.finish();
+}

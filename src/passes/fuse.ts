@@ -34,6 +34,8 @@
  *   recurrence-conv-row  (decode only) gated DeltaNet's split in_proj and q/k/v convs → one row
  *                    with the convs in the epilogue, read by the recurrence and o_proj's gate
  *                    (src/passes/fuse-linear.ts)
+ *   recurrence-low-rank  (decode only) a rank ≤ 64 matmul read only by the recurrence's prologue
+ *                    (GLA's gk1) → computed there (src/passes/fuse-linear.ts)
  *   matmul-epilogue  pointwise(matmul(...), params, activations) → the matmul applies the
  *                    expression to each output element (LoRA tanh / sigmoid, gates)
  *   matmul-prologue  pointwise ops (and glu output gates) read only as matmuls' x (RWKV's token
@@ -72,6 +74,7 @@ import { fuseMamba2Decode } from './fuse-mamba2.ts';
 import { fuseGatedNormPrologue } from './fuse-gated-norm.ts';
 import {
   fuseRecurrenceConvRow,
+  fuseRecurrenceLowRank,
   fuseRecurrenceSharedInput,
   fuseSharedInputNormed,
 } from './fuse-linear.ts';
@@ -927,5 +930,6 @@ export const FUSION_PASSES = [
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
   { name: 'recurrence-shared-input', run: fuseRecurrenceSharedInput },
   { name: 'recurrence-conv-row', run: fuseRecurrenceConvRow },
+  { name: 'recurrence-low-rank', run: fuseRecurrenceLowRank },
   { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;

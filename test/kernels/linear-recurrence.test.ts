@@ -603,6 +603,37 @@ describe('linear_recurrence with a fused prologue', () => {
     });
   }
 
+  // recurrence-low-rank: GLA's gate input computed in the recurrence, b + W x of rank 5.
+  it('a low-rank gate input: the reference equals computing it first, and both forms match it', async () => {
+    const { caps } = await testGpu();
+    const lowRank = { name: 'in_xg', rank: 5, cols: 32, bias: true };
+    const lr = { ...gla, prologue: { ...gla.prologue!, lowRank } };
+    expect(Object.keys(linearRecurrence.inputs(lr))).toEqual(
+      expect.arrayContaining(['in_xg_x', 'in_xg_w', 'in_xg_b']),
+    );
+    expect(linearRecurrence.inputs(lr).in_xg).toBeUndefined();
+    for (const [T, maxT] of [
+      [1, 1],
+      [45, 45],
+    ]) {
+      const inp = fusedData(lr, maxT, 90 + T);
+      const step = { T, pos: 2, L: 1 };
+      const want = reference(lr, inp, step);
+      const xg = new Float32Array(maxT * 32);
+      for (let t = 0; t < maxT; t++)
+        for (let c = 0; c < 32; c++) {
+          let s = inp.in_xg_b[c];
+          for (let k = 0; k < 5; k++) s += inp.in_xg_w[c * 5 + k] * inp.in_xg_x[t * 5 + k];
+          xg[t * 32 + c] = s;
+        }
+      const plain = reference(gla, { ...inp, in_xg: xg }, step);
+      expect(maxRelError(want.out, plain.out)).toBeLessThanOrEqual(1e-6);
+      const got = await runGpu(lr, inp, maxT, step, null, caps);
+      expect(maxRelError(got.out, want.out)).toBeLessThanOrEqual(TOL);
+      expect(maxRelError(got.state, want.state)).toBeLessThanOrEqual(TOL);
+    }
+  });
+
   // Batched decode (src/ops/batch.ts): row s is sequence s's one token at the shared pos, its
   // state slice s; the batched reference runs the single one per row. A fused RoPE rotates
   // every row at pos, the normaliser's z is per sequence too.

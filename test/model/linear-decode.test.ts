@@ -68,11 +68,10 @@ describe('linear mixers: decode dispatches per layer', () => {
       'l1.deltanet gated delta rule (l2 q, l2 k, beta, g, q, k, v fused)',
       'l1.deltanet.out (gated norm fused)+residual',
     ]);
-    // Not yet three: GLA's low-rank gate keeps its second matmul (gk1; issue 18 item 4's rest).
+    // GLA's rank-16 gk1 inside the recurrence (recurrence-low-rank), g beside q+k+v+gk0.
     expect(mixerLabels(model('gla'))).toEqual([
       'l1.gla.q+k+v+gk0+g (norm fused)',
-      'l1.gla.gk1',
-      'l1.gla recurrence (g fused)',
+      'l1.gla recurrence (g, gk1 fused)',
       'l1.gla.out (gated norm fused)+residual',
     ]);
   });
