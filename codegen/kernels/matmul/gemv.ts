@@ -110,13 +110,28 @@ export function gemvLaunch(
   }`;
     const sq = c.vec4 ? 'dot(d, d)' : 'd * d';
     const layer = a.prologue.kind === 'layer';
+    // Grouped (prologueGroup): TPG threads per group reduce its units together, every group at
+    // once, so a row's G groups cost one tree reduction of log2(TPG) steps, not G of them.
+    if (grouped && G > WG)
+      throw new Error(`matmul gemv: ${G} prologue groups exceed the ${WG}-thread workgroup`);
+    const TPG = grouped ? pow2Floor(WG / G) : 0;
     stats = grouped
       ? `
   let mean = 0.0;
-  for (var gi = 0u; gi < ${G}u; gi++) {
+  {
+    let gi = lid / ${TPG}u;
+    let li = lid % ${TPG}u;
     var ss = 0.0;
-    for (var k = lid; k < ${GU}u; k += ${WG}u) { let d = b_x[base + gi * ${GU}u + k]; ss += ${sq}; }${reduce('ss')}
-    if (lid == 0u) { grstd[gi] = inverseSqrt(red[0] / f32(${a.prologueGroup}) + EPS); }
+    if (gi < ${G}u) {
+      for (var k = li; k < ${GU}u; k += ${TPG}u) { let d = b_x[base + gi * ${GU}u + k]; ss += ${sq}; }
+    }
+    red[lid] = ss;
+    workgroupBarrier();
+    for (var h = ${Math.floor(TPG / 2)}u; h > 0u; h = h >> 1u) {
+      if (li < h) { red[lid] += red[lid + h]; }
+      workgroupBarrier();
+    }
+    if (li == 0u && gi < ${G}u) { grstd[gi] = inverseSqrt(red[lid] / f32(${a.prologueGroup}) + EPS); }
     workgroupBarrier();
   }`
       : `
