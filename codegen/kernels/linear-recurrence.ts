@@ -32,7 +32,7 @@ import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.
 import type { DeviceCaps } from '../../src/target.ts';
 import { ROW_POS, rowPosScratch, STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import { nextPow2 } from './elementwise.ts';
-import { POINTWISE_RESERVED, pointwiseFunction } from './pointwise.ts';
+import { POINTWISE_RESERVED, pointwiseFunction, wgslColumn } from './pointwise.ts';
 import { ropeElementWgsl } from './rope.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32, withRowPos } from './wgsl-builder.ts';
@@ -113,11 +113,25 @@ function header(
     const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
     const rotated = rot?.of.includes(name as 'q' | 'k');
     const fn = rotated ? `pre_${name}` : `load_${name}`;
-    loads.push(
-      e
-        ? pointwiseFunction(fn, e.inputs, e.expr)
-        : `fn ${fn}(t: u32, c: u32) -> f32 { return ${name}[${index}]; }`,
-    );
+    // A low-rank input (prologue.lowRank) is computed, b + W x at its column, and passed in.
+    const lr = a.prologue?.lowRank;
+    if (e && lr && lr.name in e.inputs) {
+      const col = wgslColumn(e.inputs[lr.name], 'c');
+      loads.push(
+        pointwiseFunction(`expr_${name}`, e.inputs, e.expr, { params: [lr.name] }),
+        `fn ${fn}(t: u32, c: u32) -> f32 {
+  let lc = ${col};
+  var s = ${lr.bias ? `${lr.name}_b[lc]` : '0.0'};
+  for (var r = 0u; r < ${lr.rank}u; r++) { s += ${lr.name}_w[lc * ${lr.rank}u + r] * ${lr.name}_x[t * ${lr.rank}u + r]; }
+  return expr_${name}(t, c, s);
+}`,
+      );
+    } else
+      loads.push(
+        e
+          ? pointwiseFunction(fn, e.inputs, e.expr)
+          : `fn ${fn}(t: u32, c: u32) -> f32 { return ${name}[${index}]; }`,
+      );
     if (!rot || !rotated) return;
     // Column c is element e of its key head; select() evaluates both arms, so indices clamp.
     const half = rot.rotaryDim / 2;
@@ -134,6 +148,8 @@ function header(
   const row = (width: number) => `t * ${width}u + c`;
   load('q', row(a.qHeads * DK));
   load('k', row(a.kHeads * DK));
+  // A later RWKV-7 layer with its value-residual LoRA fused defines load_v itself (loraVWgsl).
+  if (!a.rwkv7?.lora?.vRank) load('v', row(a.vHeads * a.valueDim));
   // g holds natural-log decays (≤ 0): one per gate head, fixed or per token, or one per key dim.
   if (a.decay === 'fixed') load('g', 'c');
   if (a.decay === 'head') load('g', row(a.gateHeads));
@@ -429,7 +445,7 @@ ${l2.normalize('', '    ')}
         s[i] = s[i]${decayOf};${delta ? '\n        sk += s[i] * ks[i];' : ''}
       }`,
   );
-  const vt = a.rwkv7?.lora?.vRank ? 'load_v(t, vc)' : `v[t * ${a.vHeads * a.valueDim}u + vc]`;
+  const vt = 'load_v(t, vc)';
   const write = r7 ? 'ow[j] = o;' : `out[(t * H + h) * DV + j] = o${a.normalize ? ' / den' : ''};`;
   lines.push(`      let u = ${delta ? `beta_t * (${vt} - sk)` : vt};
       var o = 0.0;
@@ -591,7 +607,7 @@ ${l2.normalize('t * DK + ', '      ')}
     }`);
   }
   const ke = key ? 'gk' : 'ks';
-  const vt = `v[(c0 + t) * ${a.vHeads * a.valueDim}u + vc]`;
+  const vt = 'load_v(c0 + t, vc)';
   lines.push(`    // Per column: delta_t by forward substitution, o_t, then S at the chunk's end.
     if (live) {
       for (var t = 0u; t < n; t++) {

@@ -43,6 +43,11 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
   }
   if (!Number.isInteger(maxT) || maxT < 1)
     throw new Error(`matmul: maxT must be a positive integer, got ${maxT}`);
+  // Only the GEMV computes a grouped prologue's statistics (the fusion makes them for decode).
+  if ((a.prologueGroup !== undefined || a.prologueGate) && maxT !== 1)
+    throw new Error(
+      `matmul: a grouped or gated norm prologue (prologueGroup ${a.prologueGroup}, prologueGate ${a.prologueGate}) runs in decode (maxT 1) only, got maxT ${maxT}`,
+    );
   // The conv epilogue carries state from row to row, which the prefill tiles (rows in
   // parallel) cannot; the GEMV walks a longer step's rows in order (correct, slow: the fusion
   // makes conv epilogues for decode only).

@@ -444,9 +444,30 @@ function ssdStepLaunch(a: SsdAttrs, caps: DeviceCaps): KernelLaunch {
   const nl = Math.min(nextPow2(s.N), 32, prevPow2(maxThreads(caps)));
   const rpw = Math.max(1, Math.floor(Math.min(256, maxThreads(caps)) / nl));
   const wg = rpw * nl;
-  const bindings = a.packed
-    ? bind(['x', 'dt', 'p', 'b', 'c'], ['state', 'out'])
-    : bind(['x', 'dt', 'dtBias', 'aLog', 'b', 'c', 'd'], ['state', 'out']);
+  const rw = a.row;
+  const bindings = rw
+    ? bind(['inrow', 'p'], ['state', 'out'])
+    : a.packed
+      ? bind(['x', 'dt', 'p', 'b', 'c'], ['state', 'out'])
+      : bind(['x', 'dt', 'dtBias', 'aLog', 'b', 'c', 'd'], ['state', 'out']);
+  // The fused form (SsdAttrs.row) reads x, dt, B, C and z as column ranges of one row.
+  const at = rw
+    ? {
+        x: (i: string) => `inrow[t * ${rw.cols}u + ${rw.x}u + ${i}]`,
+        dt: (i: string) => `inrow[t * ${rw.cols}u + ${rw.dt}u + ${i}]`,
+        b: (i: string) => `inrow[t * ${rw.cols}u + ${rw.b}u + ${i}]`,
+        c: (i: string) => `inrow[t * ${rw.cols}u + ${rw.c}u + ${i}]`,
+      }
+    : {
+        x: (i: string) => `x[t * W + ${i}]`,
+        dt: (i: string) => `dt[t * H + ${i}]`,
+        b: (i: string) => `b[t * GN + ${i}]`,
+        c: (i: string) => `c[t * GN + ${i}]`,
+      };
+  const result =
+    rw && rw.z !== null
+      ? `(red[lid] + skip * xv) * silu(inrow[t * ${rw.cols}u + ${rw.z}u + row])`
+      : 'red[lid] + skip * xv';
   // Batched (a.batch): row t is sequence t with its own state slice (sb), all at step.pos, so no
   // row carries state to the next; one-sequence kernels keep their text.
   const batched = (a.batch ?? 1) > 1;
@@ -479,17 +500,17 @@ ${FLAT_MAIN_WGSL}
     if (ok) {
       let hh = row / P;
       let g = hh / HPG;
-      let dl = delta(dt[t * H + hh] + ${dtBias});
+      let dl = delta(${at.dt('hh')} + ${dtBias});
       let decay = exp(-dl * exp(${aLog}));
-      xv = x[t * W + row];
+      xv = ${at.x('row')};
       skip = ${dSkip};
       let dx = dl * xv;
       let fresh = step.pos == 0u${batched ? `;\n      let sb = t * W * N;` : ' && t == 0u;'}
       for (var n = lane; n < N; n += NL) {
         let j = row * N + n;
-        let sn = decay * select(state[${sj}], 0.0, fresh) + dx * b[t * GN + g * N + n];
+        let sn = decay * select(state[${sj}], 0.0, fresh) + dx * ${at.b('g * N + n')};
         state[${sj}] = sn;
-        y += sn * c[t * GN + g * N + n];
+        y += sn * ${at.c('g * N + n')};
       }
     }
     red[lid] = y;
@@ -499,7 +520,7 @@ ${FLAT_MAIN_WGSL}
       workgroupBarrier();
     }
     if (ok && lane == 0u) {
-      out[t * W + row] = red[lid] + skip * xv;
+      out[t * W + row] = ${result};
     }
     workgroupBarrier();
   }
@@ -507,7 +528,7 @@ ${FLAT_MAIN_WGSL}
 `;
   return launch(
     'ssd',
-    `ssd_step_${ssdName(s)}_${ssdLimitName(a)}_l${nl}${a.packed ? '_packed' : ''}${batched ? '_batched' : ''}`,
+    `ssd_step_${ssdName(s)}_${ssdLimitName(a)}_l${nl}${a.packed ? '_packed' : ''}${batched ? '_batched' : ''}${rw ? `_row${rw.cols}_${rw.x}_${rw.b}_${rw.c}_${rw.dt}${rw.z === null ? '' : `_z${rw.z}`}` : ''}`,
     bindings,
     code,
     wg,

@@ -91,6 +91,29 @@ export interface MatmulAttrs {
   rows: 'T' | 'L';
   /** Normalise each row of x with this norm before multiplying (inputs normW [K], normB [K]). */
   prologue: NormSpec | null;
+  /**
+   * The prologue norm normalises each group of this many columns of x on its own (the weight
+   * still one per column, [K]): Mamba-2's gated RMSNorm over each B/C group once the SSD has
+   * gated (src/passes/fuse-mamba2.ts). RMS only, decode (the GEMV) only. Absent: the whole row.
+   */
+  prologueGroup?: number;
+  /**
+   * The prologue's weight normW is one group's ([prologueGroup]), shared by every group (fla's
+   * per-head output norm) instead of one per column. Needs prologueGroup. Absent: false.
+   */
+  prologueGroupWeight?: boolean;
+  /**
+   * After the prologue norm, x is multiplied by silu(gate) (input `gate` [T, K]): the gated
+   * RMSNorm rmsnorm(o) · w · silu(z) before a linear mixer's o_proj (gated_norm with
+   * normBeforeGate, src/passes/fuse-gated-norm.ts). Needs an rms prologue; decode (the GEMV)
+   * only. Absent: false.
+   */
+  prologueGate?: boolean;
+  /**
+   * The gate is columns [offset, offset + K) of a wider [T, cols] input `gate` (gated DeltaNet's z
+   * in its fused in_proj row, src/passes/fuse-linear.ts). Needs prologueGate. Absent: [T, K].
+   */
+  prologueGateCols?: { cols: number; offset: number };
   /** Add bias [N] (gated: [2N], gate half first). */
   bias: boolean;
   /** Gated: w is [2N, K], gate rows then up rows; y = act(x Wg + bg) * (x Wu + bu). */
@@ -156,6 +179,21 @@ export interface MatmulAttrs {
      * (B slices of kernel − 1 rows); nothing carries across rows, which may then run in parallel.
      */
     batch?: number;
+    /**
+     * The conv's first output column (its channels are columns [offset, offset + channels));
+     * needs no splits. Mamba-2's in_proj row z | x B C | dt convolves its middle. Absent: 0.
+     */
+    offset?: number;
+    /**
+     * Channel counts of consecutive conv states convState, convState1, … (see convStateName),
+     * summing to channels: Mamba-2 keeps x's, B's and C's conv states apart. Absent: one state.
+     */
+    states?: number[];
+    /**
+     * The bias [channels] follows the weight in convW ([channels · kernel + channels]) instead
+     * of coming as convB: one binding fewer. Needs bias. Absent: false.
+     */
+    packedBias?: boolean;
   } | null;
   /**
    * How w is stored (src/graph/dtype.ts): 'f16' two halves per u32 word, 'q8' and 'q4' codes
@@ -199,6 +237,11 @@ export interface MatmulAttrs {
 
 /** The value a matmul epilogue expression reads as its input `y`. */
 export const EPILOGUE_VALUE = 'y';
+
+/** The name of a matmul's conv state i (MatmulAttrs.conv.states): `convState`, `convState1`, …. */
+export function convStateName(i: number): string {
+  return i === 0 ? 'convState' : `convState${i}`;
+}
 
 /** The name of a split matmul's output i: `out`, then `out1`, `out2`, …. */
 export function splitOutput(i: number): string {
@@ -722,6 +765,23 @@ export interface SsdAttrs {
    * Absent: false.
    */
   packed?: boolean;
+  /**
+   * Decode's fused form (the mamba2-decode fusion, src/passes/fuse-mamba2.ts): x, dt, B and C
+   * are column ranges of one input `inrow` [T, cols] (Mamba-2's in_proj output after its conv)
+   * starting at these columns, and with `z` the output is gated, out = (y + D·x) · silu(z[t]),
+   * z read from `inrow` too. Needs packed. Absent: x, dt, b and c are inputs of their own.
+   */
+  row?: SsdRow;
+}
+
+/** Where an SSD's inputs sit in its one input row (SsdAttrs.row); z null: no gate. */
+export interface SsdRow {
+  cols: number;
+  x: number;
+  b: number;
+  c: number;
+  dt: number;
+  z: number | null;
 }
 
 /**
@@ -814,7 +874,7 @@ export interface LinearRecurrenceAttrs {
 }
 
 /** Inputs of a linear recurrence that a fused prologue may compute. */
-export type PrologueInput = 'q' | 'k' | 'g' | 'beta';
+export type PrologueInput = 'q' | 'k' | 'v' | 'g' | 'beta';
 
 /** A pointwise op's expression, evaluated by the op it was folded into (PointwiseAttrs less width). */
 export interface FusedPointwise {
@@ -842,6 +902,21 @@ export interface RecurrencePrologue {
   rope?: RecurrenceRope;
   /** Then each key head's row of q or k is l2-normalised with this eps (the l2 norm op's). */
   l2: Partial<Record<'q' | 'k', number>>;
+  /**
+   * An expression input computed, not read: value (t, c) of input `name` (read by the
+   * expressions as any other, its column map giving c) is b[c] + Σ_r w[c, r] · x[t, r] over
+   * the bindings `<name>_x` [T, rank], `<name>_w` [cols, rank] and `<name>_b` [cols] (when
+   * bias): GLA's low-rank gate's second projection (src/passes/fuse-linear.ts). Absent: none.
+   */
+  lowRank?: RecurrenceLowRank;
+}
+
+export interface RecurrenceLowRank {
+  name: string;
+  rank: number;
+  /** Columns of the computed input (those of the matmul it replaces). */
+  cols: number;
+  bias: boolean;
 }
 
 export interface RecurrenceRope {

@@ -76,6 +76,16 @@ function checkPrologue(a: LinearRecurrenceAttrs): void {
       seen.set(name, shape);
     }
   }
+  const lr = p.lowRank;
+  if (lr) {
+    const shape = seen.get(lr.name);
+    if (shape !== `T, ${lr.cols}`)
+      throw new Error(
+        `${where}: lowRank '${lr.name}' must be an expression input read as [T, ${lr.cols}], got ${shape ?? 'none'}`,
+      );
+    if (!Number.isInteger(lr.rank) || lr.rank < 1)
+      throw new Error(`${where}: lowRank rank must be a positive integer, got ${lr.rank}`);
+  }
   if (p.rope) {
     const { of, rotaryDim: rd, capacity } = p.rope;
     if (of.length === 0 || of.some((n) => n !== 'q' && n !== 'k') || new Set(of).size < of.length)
@@ -100,9 +110,28 @@ function applyPrologue(a: LinearRecurrenceAttrs, inputs: Arrays, step: StepShape
   if (!p) return inputs;
   const { T } = step;
   const eff: Arrays = { ...inputs };
+  const lr = p.lowRank;
+  if (lr) {
+    // The computed input: b + W x per token (f64 sums, f32 values as a matmul would give).
+    const x = f32(inputs, `${lr.name}_x`);
+    const w = f32(inputs, `${lr.name}_w`);
+    const b = lr.bias ? f32(inputs, `${lr.name}_b`) : null;
+    const v = new Float32Array(T * lr.cols);
+    for (let t = 0; t < T; t++)
+      for (let c = 0; c < lr.cols; c++) {
+        let s = b ? b[c] : 0;
+        for (let k = 0; k < lr.rank; k++) s += w[c * lr.rank + k] * x[t * lr.rank + k];
+        v[t * lr.cols + c] = s;
+      }
+    eff[lr.name] = v;
+  }
   for (const [target, e] of Object.entries(p.exprs)) {
     const width = prologueWidth(a, target as PrologueInput)!;
-    eff[target] = pointwise.reference({ op: 'pointwise', width, ...e }, inputs, step).out;
+    eff[target] = pointwise.reference(
+      { op: 'pointwise', width, ...e },
+      lr ? eff : inputs,
+      step,
+    ).out;
   }
   for (const target of p.rope?.of ?? []) {
     const heads = prologueWidth(a, target)! / a.keyDim;
@@ -168,10 +197,18 @@ export const linearRecurrence: OpDefinition<LinearRecurrenceAttrs> = {
       if (!e) r[name] = own;
       else
         for (const [n, i] of Object.entries(e.inputs)) {
+          if (n === a.prologue?.lowRank?.name) continue;
           r[n] ??= rule(i.perToken ? ['T', i.cols] : [i.cols]);
         }
     }
     rwkv7InputRules(a, r);
+    const lr = a.prologue?.lowRank;
+    if (lr) {
+      // In place of the computed input, what computes it.
+      r[`${lr.name}_x`] = rule(['T', lr.rank]);
+      r[`${lr.name}_w`] = rule([lr.cols, lr.rank]);
+      if (lr.bias) r[`${lr.name}_b`] = rule([lr.cols]);
+    }
     const rot = a.prologue?.rope;
     if (rot) {
       r.rope_cos = rule([rot.capacity, rot.rotaryDim / 2]);

@@ -9,6 +9,7 @@ import { dtypeBytes, weightTypeUnsupported } from '../graph/dtype.ts';
 import { roundWeight } from './weight-storage.ts';
 import {
   cacheRow,
+  convStateName,
   EPILOGUE_VALUE,
   kvTypeOf,
   splitOutput,
@@ -58,15 +59,45 @@ function check(a: MatmulAttrs): void {
       );
   }
   checkFused(a, pre);
+  const pg = a.prologueGroup;
+  if (pg !== undefined) {
+    if (!Number.isInteger(pg) || pg < 1 || a.K % pg !== 0)
+      throw new Error(`${pre}: prologueGroup (${pg}) must be a positive divisor of K`);
+    if (a.prologue?.kind !== 'rms') throw new Error(`${pre}: prologueGroup needs an rms prologue`);
+  }
+  if (a.prologueGroupWeight && pg === undefined)
+    throw new Error(`${pre}: prologueGroupWeight needs prologueGroup`);
+  if (a.prologueGate && (a.prologue?.kind !== 'rms' || a.rows !== 'T' || a.xMap))
+    throw new Error(`${pre}: prologueGate needs an rms prologue, rows 'T' and no xMap`);
+  const gc = a.prologueGateCols;
+  if (gc && (!a.prologueGate || gc.offset < 0 || gc.offset + a.K > gc.cols))
+    throw new Error(
+      `${pre}: prologueGateCols [${gc.offset}, +K) must lie in its ${gc.cols} columns, with prologueGate`,
+    );
   const cv = a.conv;
   if (cv) {
     if (!Number.isInteger(cv.kernel) || cv.kernel < 2)
       throw new Error(`${pre}: conv kernel must be an integer >= 2, got ${cv.kernel}`);
     const first = sp ? sp[0] : a.N;
-    if (!Number.isInteger(cv.channels) || cv.channels < 1 || cv.channels > first)
+    const off = cv.offset ?? 0;
+    if (off !== 0 && (sp || !Number.isInteger(off) || off < 0))
       throw new Error(
-        `${pre}: conv channels (${cv.channels}) must be 1..${first}, the first output's columns`,
+        `${pre}: conv offset (${off}) must be a non-negative integer, and needs no splits`,
       );
+    if (!Number.isInteger(cv.channels) || cv.channels < 1 || off + cv.channels > first)
+      throw new Error(
+        `${pre}: conv channels (${cv.channels}) from column ${off} must end by ${first}, the first output's columns`,
+      );
+    const st = cv.states;
+    if (
+      st &&
+      (st.some((c) => !Number.isInteger(c) || c < 1) ||
+        st.reduce((x, y) => x + y, 0) !== cv.channels)
+    )
+      throw new Error(
+        `${pre}: conv states [${st}] must be positive channel counts summing to ${cv.channels}`,
+      );
+    if (cv.packedBias && !cv.bias) throw new Error(`${pre}: conv packedBias needs bias`);
     if (a.ropeKv || a.rows !== 'T' || a.outOffset !== 0 || a.outStride !== a.N)
       throw new Error(`${pre}: conv needs rows 'T', no ropeKv and a dense output`);
   }
@@ -193,14 +224,18 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
   if (a.bias) r.bias = rule([wRows]);
   if (a.residual) r.residual = rule([a.rows, a.N]);
   if (a.prologue) {
-    r.normW = rule([a.K]);
+    r.normW = rule([a.prologueGroupWeight ? a.prologueGroup! : a.K]);
+    if (a.prologueGate) r.gate = rule(['T', a.prologueGateCols?.cols ?? a.K]);
     if (a.prologue.kind === 'layer' && a.prologue.bias) r.normB = rule([a.K]);
   }
   if (a.epilogue) Object.assign(r, fusedInputRules(a.epilogue));
   if (a.conv) {
-    r.convW = rule([a.conv.channels, a.conv.kernel]);
-    if (a.conv.bias) r.convB = rule([a.conv.channels]);
-    r.convState = inPlace([(a.conv.kernel - 1) * (a.conv.batch ?? 1), a.conv.channels]);
+    const cv = a.conv;
+    r.convW = cv.packedBias
+      ? rule([cv.channels * (cv.kernel + 1)])
+      : rule([cv.channels, cv.kernel]);
+    if (cv.bias && !cv.packedBias) r.convB = rule([cv.channels]);
+    Object.assign(r, convStateRules(cv));
   }
   const rope = a.ropeKv;
   if (rope) {
@@ -215,6 +250,14 @@ function inputRules(a: MatmulAttrs): Record<string, TensorRule> {
     r.out = inPlace([a.rows, a.outStride]);
   }
   return r;
+}
+
+/** The conv epilogue's states, one per MatmulAttrs.conv.states entry, each updated in place. */
+function convStateRules(cv: NonNullable<MatmulAttrs['conv']>): Record<string, TensorRule> {
+  const rows = (cv.kernel - 1) * (cv.batch ?? 1);
+  return Object.fromEntries(
+    (cv.states ?? [cv.channels]).map((c, i) => [convStateName(i), inPlace([rows, c])]),
+  );
 }
 
 /** Rows of a ropeKv matmul's caches: the ring's, else one per position up to capacity. */
@@ -232,9 +275,7 @@ function outputRules(a: MatmulAttrs): Record<string, TensorRule> {
       vcache: inPlace([cacheRows(rope) * (rope.batch ?? 1), rope.kvCols], kvTypeOf(rope)),
     };
   }
-  const conv = a.conv
-    ? { convState: inPlace([(a.conv.kernel - 1) * (a.conv.batch ?? 1), a.conv.channels]) }
-    : ({} as Record<string, TensorRule>);
+  const conv = a.conv ? convStateRules(a.conv) : ({} as Record<string, TensorRule>);
   if (a.splits) {
     return {
       ...Object.fromEntries(a.splits.map((n, i) => [splitOutput(i), rule([a.rows, n])])),
@@ -253,19 +294,28 @@ function convRow(
   y: Float32Array,
   w: Float32Array,
   bias: Float32Array | undefined,
-  state: Float32Array,
+  states: Float32Array[],
   fresh: boolean,
 ): void {
-  const { channels: C, kernel: K } = cv;
+  const K = cv.kernel;
   const S = K - 1;
-  if (fresh) state.fill(0, 0, S * C);
-  for (let c = 0; c < C; c++) {
-    let s = bias ? bias[c] : 0;
-    for (let j = 0; j < S; j++) s += w[c * K + j] * state[j * C + c];
-    s += w[c * K + S] * y[c];
-    for (let j = 0; j + 1 < S; j++) state[j * C + c] = state[(j + 1) * C + c];
-    state[(S - 1) * C + c] = y[c];
-    y[c] = cv.silu ? activate('silu', s) : s;
+  const off = cv.offset ?? 0;
+  // Channel c0 + i of the conv is column i of state `state`, which holds C of them.
+  let c0 = 0;
+  for (const [si, C] of (cv.states ?? [cv.channels]).entries()) {
+    const state = states[si];
+    if (fresh) state.fill(0, 0, S * C);
+    for (let i = 0; i < C; i++) {
+      const c = c0 + i;
+      const v = y[off + c];
+      let s = bias ? bias[c] : 0;
+      for (let j = 0; j < S; j++) s += w[c * K + j] * state[j * C + i];
+      s += w[c * K + S] * v;
+      for (let j = 0; j + 1 < S; j++) state[j * C + i] = state[(j + 1) * C + i];
+      state[(S - 1) * C + i] = v;
+      y[off + c] = cv.silu ? activate('silu', s) : s;
+    }
+    c0 += C;
   }
 }
 
@@ -292,7 +342,13 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   const residual = a.residual
     ? need(inputs, 'residual', rows * N, 'residual [rows, N]')
     : undefined;
-  const normW = a.prologue ? need(inputs, 'normW', K, 'normW [K]') : undefined;
+  const normW = a.prologue
+    ? need(inputs, 'normW', a.prologueGroupWeight ? a.prologueGroup! : K, 'normW')
+    : undefined;
+  const gc = a.prologueGateCols ?? { cols: K, offset: 0 };
+  const gate = a.prologueGate
+    ? need(inputs, 'gate', (xRow0 + rows) * gc.cols, 'gate [T, cols]')
+    : undefined;
   const normB =
     a.prologue?.kind === 'layer' && a.prologue.bias
       ? need(inputs, 'normB', K, 'normB [K]')
@@ -336,18 +392,30 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
   }
 
   const cv = a.conv;
-  const convW = cv ? need(inputs, 'convW', cv.channels * cv.kernel, 'convW') : undefined;
-  const convB = cv?.bias ? need(inputs, 'convB', cv.channels, 'convB') : undefined;
-  const convState = cv
-    ? need(inputs, 'convState', (cv.kernel - 1) * cv.channels * (cv.batch ?? 1), 'convState')
+  const convLen = cv ? cv.channels * (cv.kernel + (cv.packedBias ? 1 : 0)) : 0;
+  const convW = cv ? need(inputs, 'convW', convLen, 'convW') : undefined;
+  const convB = !cv?.bias
+    ? undefined
+    : cv.packedBias
+      ? convW!.subarray(cv.channels * cv.kernel, convLen)
+      : need(inputs, 'convB', cv.channels, 'convB');
+  const convStates = cv
+    ? (cv.states ?? [cv.channels]).map((C, i) =>
+        need(inputs, convStateName(i), (cv.kernel - 1) * C * (cv.batch ?? 1), convStateName(i)),
+      )
     : undefined;
 
   const xr = new Float32Array(K);
   const y = new Float32Array(N);
   for (let r = 0; r < rows; r++) {
     const xOff = (xRow0 + r) * K;
-    if (a.prologue && normW) normalizeRow(a.prologue, x, xOff, K, K, normW, normB, xr, 0);
-    else xr.set(x.subarray(xOff, xOff + K));
+    if (a.prologue && normW) {
+      // Groups (prologueGroup) keep one weight per column of the row: perChannel.
+      const grp = a.prologueGroup ?? K;
+      normalizeRow(a.prologue, x, xOff, K, grp, normW, normB, xr, 0, !a.prologueGroupWeight);
+      const g0 = (xRow0 + r) * gc.cols + gc.offset;
+      if (gate) for (let k = 0; k < K; k++) xr[k] *= activate('silu', gate[g0 + k]);
+    } else xr.set(x.subarray(xOff, xOff + K));
     if (a.xType === 'f16') for (let k = 0; k < K; k++) xr[k] = roundF16(xr[k]);
     for (let n = 0; n < N; n++) {
       let acc = 0;
@@ -371,12 +439,15 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
       if (residual) v += residual[r * N + n];
       y[n] = v;
     }
-    if (cv && convW && convState) {
-      // Batched: row r is sequence r with its own state slice.
-      const S = (cv.kernel - 1) * cv.channels;
-      if ((cv.batch ?? 1) > 1)
-        convRow(cv, y, convW, convB, convState.subarray(r * S, (r + 1) * S), step.pos === 0);
-      else convRow(cv, y, convW, convB, convState, step.pos === 0 && r === 0);
+    if (cv && convW && convStates) {
+      // Batched: row r is sequence r with its own slice of each state.
+      if ((cv.batch ?? 1) > 1) {
+        const slices = convStates.map((st, i) => {
+          const S = (cv.kernel - 1) * (cv.states ?? [cv.channels])[i];
+          return st.subarray(r * S, (r + 1) * S);
+        });
+        convRow(cv, y, convW, convB, slices, step.pos === 0);
+      } else convRow(cv, y, convW, convB, convStates, step.pos === 0 && r === 0);
     }
     if (rope && kcache && vcache) {
       const p = batched ? step.pos + (step.rowPos?.[r] ?? 0) : step.pos + r;
@@ -400,7 +471,9 @@ function reference(a: MatmulAttrs, inputs: Arrays, step: StepShape): Arrays {
     }
   }
   if (rope && kcache && vcache) return { out, kcache, vcache };
-  const conv: Arrays = convState ? { convState } : {};
+  const conv: Arrays = convStates
+    ? Object.fromEntries(convStates.map((st, i) => [convStateName(i), st]))
+    : {};
   if (a.splits) return { ...splitColumns(out, rows, N, a.splits, inputs), ...conv };
   return { out, ...conv };
 }
@@ -453,8 +526,11 @@ function cost(a: MatmulAttrs, step: StepShape): Cost {
   if (a.bias) read += wRows;
   if (a.residual) read += rows * a.N;
   if (a.prologue) read += a.prologue.kind === 'layer' && a.prologue.bias ? 2 * a.K : a.K;
+  // prologueGate: the gate's rows, and silu and the product per element.
+  if (a.prologueGate) read += rows * a.K;
   if (a.ropeKv) read += rows * a.ropeKv.rotaryDim; // cos + sin rows
   let flops = 2 * rows * a.K * wRows;
+  if (a.prologueGate) flops += 5 * rows * a.K;
   for (const [f, width] of [
     [a.xMap, a.K],
     [a.epilogue, a.N],

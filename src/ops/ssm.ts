@@ -227,13 +227,14 @@ export const ssd: OpDefinition<SsdAttrs> = {
       throw new Error(`ssd: heads (${a.heads}) must be a multiple of groups (${a.groups})`);
     if (!(a.dtMin >= 0) || !(a.dtMax >= a.dtMin) || Number.isNaN(a.dtMax))
       throw new Error(`ssd: need 0 <= dtMin <= dtMax, got [${a.dtMin}, ${a.dtMax}]`);
+    if (a.row) checkSsdRow(a);
   },
   inputs: (a) => ({
-    x: rule(['T', a.heads * a.headDim]),
-    dt: rule(['T', a.heads]),
+    ...(a.row
+      ? { inrow: rule(['T', a.row.cols]) }
+      : { x: rule(['T', a.heads * a.headDim]), dt: rule(['T', a.heads]) }),
     ...(a.packed ? { p: rule([3 * a.heads]) } : { dtBias: rule([a.heads]), aLog: rule([a.heads]) }),
-    b: rule(['T', a.groups * a.dState]),
-    c: rule(['T', a.groups * a.dState]),
+    ...(a.row ? {} : { b: rule(['T', a.groups * a.dState]), c: rule(['T', a.groups * a.dState]) }),
     ...(a.packed ? {} : { d: rule([a.heads]) }),
     state: inPlace([a.heads, a.headDim, a.dState]),
   }),
@@ -249,13 +250,23 @@ export const ssd: OpDefinition<SsdAttrs> = {
     const GN = G * N;
     const hpg = H / G;
     const op = 'ssd';
-    const x = need(op, inputs, 'x', T * W);
-    const dt = need(op, inputs, 'dt', T * H);
+    // The fused form's one row holds x, dt, B, C (and z) at column offsets (SsdAttrs.row).
+    const rw = a.row;
+    const row = rw ? need(op, inputs, 'inrow', T * rw.cols) : undefined;
+    const cols = (at: number, n: number) => {
+      const o = new Float32Array(T * n);
+      for (let t = 0; t < T; t++)
+        o.set(row!.subarray(t * rw!.cols + at, t * rw!.cols + at + n), t * n);
+      return o;
+    };
+    const x = rw ? cols(rw.x, W) : need(op, inputs, 'x', T * W);
+    const dt = rw ? cols(rw.dt, H) : need(op, inputs, 'dt', T * H);
+    const z = rw && rw.z !== null ? cols(rw.z, W) : undefined;
     const packed = a.packed ? need(op, inputs, 'p', 3 * H) : undefined;
     const dtBias = packed ? packed.subarray(0, H) : need(op, inputs, 'dtBias', H);
     const aLog = packed ? packed.subarray(H, 2 * H) : need(op, inputs, 'aLog', H);
-    const b = need(op, inputs, 'b', T * GN);
-    const c = need(op, inputs, 'c', T * GN);
+    const b = rw ? cols(rw.b, GN) : need(op, inputs, 'b', T * GN);
+    const c = rw ? cols(rw.c, GN) : need(op, inputs, 'c', T * GN);
     const dSkip = packed ? packed.subarray(2 * H, 3 * H) : need(op, inputs, 'd', H);
     const state = need(op, inputs, 'state', H * P * N);
     const S =
@@ -277,7 +288,9 @@ export const ssd: OpDefinition<SsdAttrs> = {
             S[so + n] = decay * S[so + n] + delta * xv * b[bo + n];
             y += S[so + n] * c[bo + n];
           }
-          out[t * W + h * P + p] = y + dSkip[h] * xv;
+          const o = y + dSkip[h] * xv;
+          const i = t * W + h * P + p;
+          out[i] = z ? o * activate('silu', z[i]) : o;
         }
       }
     }
@@ -302,10 +315,32 @@ export const ssd: OpDefinition<SsdAttrs> = {
         4 * T * stateElems +
         2 * Math.ceil(T / a.chunk) * stateElems;
     }
+    const gate = a.row?.z != null ? T * H * P : 0;
     return {
-      flops: flops + T * H * 8,
-      bytesRead: 4 * (T * H * P + T * H + 2 * T * G * N + 3 * H + stateElems),
+      flops: flops + T * H * 8 + 5 * gate,
+      bytesRead: 4 * (T * H * P + T * H + 2 * T * G * N + 3 * H + stateElems + gate),
       bytesWritten: 4 * (T * H * P + stateElems),
     };
   },
 };
+
+/** SsdAttrs.row: packed, and every range inside the row. */
+function checkSsdRow(a: SsdAttrs): void {
+  const rw = a.row!;
+  if (!a.packed) throw new Error('ssd: row needs packed (the decode fusion sets both)');
+  positiveInt('ssd', 'row.cols', rw.cols);
+  const W = a.heads * a.headDim;
+  const GN = a.groups * a.dState;
+  const ranges: [string, number | null, number][] = [
+    ['x', rw.x, W],
+    ['b', rw.b, GN],
+    ['c', rw.c, GN],
+    ['dt', rw.dt, a.heads],
+    ['z', rw.z, W],
+  ];
+  for (const [n, at, len] of ranges) {
+    if (at === null) continue;
+    if (!Number.isInteger(at) || at < 0 || at + len > rw.cols)
+      throw new Error(`ssd: row.${n} (${at}) + ${len} columns exceeds the row's ${rw.cols}`);
+  }
+}

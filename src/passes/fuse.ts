@@ -4,6 +4,10 @@
  * folding elementwise work into the matmul that feeds or follows it:
  *   mamba1-decode    (decode only) Mamba-1's x_proj (when small), dt/B/C norms, dt_proj and
  *                    scan → one mamba1_step
+ *   mamba2-decode    (decode only) Mamba-2's in_proj row ranges + x/B/C convs → one matmul with a
+ *                    conv epilogue; ssd + gate → one ssd reading that row (src/passes/fuse-mamba2.ts)
+ *   gated-norm-prologue (decode only) rmsnorm(o)·w·silu(z) before a linear mixer's o_proj → its
+ *                    prologue (src/passes/fuse-gated-norm.ts)
  *   ssd-decode       (decode only) an SSD's dtBias, aLog and d → one packed parameter, so its
  *                    one-launch decode kernel fits 8 storage buffers
  *   conv-epilogue    (decode only, last) a causal conv1d on a matmul's output → the matmul's
@@ -18,6 +22,8 @@
  *                    q/k/v without RoPE, router + shared-expert gate) → one matmul with an
  *                    output per column range
  *   activation       act(matmul) → matmul epilogue
+ *   shared-input-normed  (decode only) the same once norm-prologue has folded the norm, whose
+ *                    true binding count may leave room (src/passes/fuse-linear.ts)
  *   residual         x + s · matmul(...) → matmul epilogue (s: the residual multiplier)
  *   norm-residual    x + norm(y) → the norm adds x as it writes (sandwich post-norms)
  *   norm-prologue    norm → every matmul consuming it computes the norm itself
@@ -25,6 +31,14 @@
  *                    beta → the linear recurrence evaluates them as it loads (gated DeltaNet's
  *                    decode: one dispatch for the recurrence, its gates and its norms instead of
  *                    five; RetNet's: one instead of three)
+ *   recurrence-shared-input  a pointwise op the recurrence reads as an input and inside another
+ *                    input's expression (HGRN2's gate, also its k) → both expressions
+ *                    (src/passes/fuse-linear.ts)
+ *   recurrence-conv-row  (decode only) gated DeltaNet's split in_proj and q/k/v convs → one row
+ *                    with the convs in the epilogue, read by the recurrence and o_proj's gate
+ *                    (src/passes/fuse-linear.ts)
+ *   recurrence-low-rank  (decode only) a rank ≤ 64 matmul read only by the recurrence's prologue
+ *                    (GLA's gk1) → computed there (src/passes/fuse-linear.ts)
  *   matmul-epilogue  pointwise(matmul(...), params, activations) → the matmul applies the
  *                    expression to each output element (LoRA tanh / sigmoid, gates)
  *   matmul-prologue  pointwise ops (and glu output gates) read only as matmuls' x (RWKV's token
@@ -63,6 +77,14 @@ import { bindingLimit } from './split.ts';
 import { fuseQkvAppend } from './fuse-attn.ts';
 import { fuseMoeDecode } from './fuse-moe.ts';
 import { RWKV7_FUSION_PASSES, RWKV7_RECURRENCE_PASSES } from './fuse-rwkv7.ts';
+import { fuseMamba2Decode } from './fuse-mamba2.ts';
+import { fuseGatedNormPrologue } from './fuse-gated-norm.ts';
+import {
+  fuseRecurrenceConvRow,
+  fuseRecurrenceLowRank,
+  fuseRecurrenceSharedInput,
+  fuseSharedInputNormed,
+} from './fuse-linear.ts';
 
 export interface FusionOptions {
   caps: DeviceCaps;
@@ -903,6 +925,8 @@ export function fuseConvEpilogue(g: Graph, { caps }: FusionOptions): Graph {
 
 export const FUSION_PASSES = [
   { name: 'mamba1-decode', run: fuseMamba1Decode },
+  { name: 'mamba2-decode', run: fuseMamba2Decode },
+  { name: 'gated-norm-prologue', run: fuseGatedNormPrologue },
   { name: 'ssd-decode', run: fuseSsdDecode },
   { name: 'qkv-rope-append', run: fuseQkvRopeAppend },
   { name: 'qkv-append', run: fuseQkvAppend },
@@ -915,10 +939,14 @@ export const FUSION_PASSES = [
   { name: 'residual', run: fuseResidual },
   { name: 'norm-residual', run: fuseNormResidual },
   { name: 'norm-prologue', run: fuseNormPrologue },
+  { name: 'shared-input-normed', run: fuseSharedInputNormed },
   { name: 'matmul-prologue', run: fuseMatmulPrologue },
   // RWKV-7's mixed projections as split matmuls (src/passes/fuse-rwkv7.ts).
   ...RWKV7_FUSION_PASSES,
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
   ...RWKV7_RECURRENCE_PASSES,
+  { name: 'recurrence-shared-input', run: fuseRecurrenceSharedInput },
+  { name: 'recurrence-conv-row', run: fuseRecurrenceConvRow },
+  { name: 'recurrence-low-rank', run: fuseRecurrenceLowRank },
   { name: 'conv-epilogue', run: fuseConvEpilogue },
 ] as const;

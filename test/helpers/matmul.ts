@@ -10,6 +10,7 @@ import { matmulKernel } from '../../codegen/kernels/matmul.ts';
 import {
   kvTypeOf,
   plainMatmul,
+  convStateName,
   splitOutput,
   type MatmulAttrs,
   type StepShape,
@@ -60,7 +61,9 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
   if (a.bias) inputs.bias = randn(wRows, seed + 3, 0.5);
   if (a.residual) inputs.residual = randn(maxT * a.N, seed + 4);
   if (a.prologue) {
-    const w = randn(a.K, seed + 5, 0.3);
+    // One group's weight when every group shares it (prologueGroupWeight).
+    const w = randn(a.prologueGroupWeight ? a.prologueGroup! : a.K, seed + 5, 0.3);
+    if (a.prologueGate) inputs.gate = randn(maxT * (a.prologueGateCols?.cols ?? a.K), seed + 15, 2);
     if (!a.prologue.unitOffset) for (let i = 0; i < w.length; i++) w[i] += 1;
     inputs.normW = w;
     if (a.prologue.kind === 'layer' && a.prologue.bias) inputs.normB = randn(a.K, seed + 6, 0.2);
@@ -78,7 +81,14 @@ export function makeInputs(a: MatmulAttrs, maxT: number, seed: number): Arrays {
     const { channels: C, kernel: Kc } = a.conv;
     inputs.convW = randn(C * Kc, seed + 12, 0.6);
     if (a.conv.bias) inputs.convB = randn(C, seed + 13, 0.3);
-    inputs.convState = randn((Kc - 1) * C, seed + 14, 1.5);
+    // A packed bias follows the weight in convW (MatmulAttrs.conv.packedBias).
+    if (a.conv.packedBias) {
+      inputs.convW = Float32Array.from([...inputs.convW, ...inputs.convB]);
+      delete inputs.convB;
+    }
+    // One state per MatmulAttrs.conv.states entry (convState, convState1, …).
+    for (const [i, c] of (a.conv.states ?? [C]).entries())
+      inputs[convStateName(i)] = randn((Kc - 1) * c, seed + 14 + 40 * i, 1.5);
   }
   const rope = a.ropeKv;
   const outStride = rope ? rope.qCols : a.outStride;

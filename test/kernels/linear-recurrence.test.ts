@@ -461,6 +461,45 @@ describe('linear_recurrence with a fused prologue', () => {
   });
 
   /**
+   * Gated DeltaNet from one in_proj row (recurrence-conv-row): q, k, v, β and g all read
+   * column ranges of in_row, q | k | v | z | b | a, through one binding.
+   */
+  const RC = 2 * 16 + 2 * 16 + 2 * VH * 9 + 2 * VH;
+  const col = (inner: number, offset: number): PointwiseInput => ({
+    perToken: true,
+    cols: RC,
+    inner,
+    repeat: 1,
+    offset,
+  });
+  const gdnRow = attrs({
+    ...gdn,
+    prologue: {
+      exprs: {
+        q: { inputs: { in_row: col(32, 0) }, expr: x('in_row') },
+        k: { inputs: { in_row: col(32, 32) }, expr: x('in_row') },
+        v: { inputs: { in_row: col(VH * 9, 64) }, expr: x('in_row') },
+        beta: {
+          inputs: { in_row: col(VH, 64 + 2 * VH * 9) },
+          expr: { fn: 'sigmoid', x: x('in_row') },
+        },
+        g: {
+          inputs: { in_row: col(VH, 64 + 2 * VH * 9 + VH), in_aLog: perHead, in_dtBias: perHead },
+          expr: {
+            fn: 'neg',
+            x: {
+              bin: 'mul',
+              a: { fn: 'exp', x: x('in_aLog') },
+              b: { fn: 'softplus', x: { bin: 'add', a: x('in_row'), b: x('in_dtBias') } },
+            },
+          },
+        },
+      },
+      l2: { q: 1e-6, k: 1e-6 },
+    },
+  });
+
+  /**
    * RetNet-like: RoPE on q and k from shared tables over 6 of each head's 8 columns, a fixed
    * decay per head; q rotated after an elu+1 and k l2-normed after its rotation (the order the
    * prologue applies them in).
@@ -535,6 +574,7 @@ describe('linear_recurrence with a fused prologue', () => {
   for (const [name, a] of [
     ['GLA-like feature maps and gate', gla],
     ['gated DeltaNet norms and gates', gdn],
+    ['gated DeltaNet from one row (v an expression too)', gdnRow],
     ['RetNet RoPE on q and k', ret],
   ] as const) {
     it(`${name}: the reference equals the unfused ops, and both forms match it`, async () => {
@@ -562,6 +602,37 @@ describe('linear_recurrence with a fused prologue', () => {
       }
     });
   }
+
+  // recurrence-low-rank: GLA's gate input computed in the recurrence, b + W x of rank 5.
+  it('a low-rank gate input: the reference equals computing it first, and both forms match it', async () => {
+    const { caps } = await testGpu();
+    const lowRank = { name: 'in_xg', rank: 5, cols: 32, bias: true };
+    const lr = { ...gla, prologue: { ...gla.prologue!, lowRank } };
+    expect(Object.keys(linearRecurrence.inputs(lr))).toEqual(
+      expect.arrayContaining(['in_xg_x', 'in_xg_w', 'in_xg_b']),
+    );
+    expect(linearRecurrence.inputs(lr).in_xg).toBeUndefined();
+    for (const [T, maxT] of [
+      [1, 1],
+      [45, 45],
+    ]) {
+      const inp = fusedData(lr, maxT, 90 + T);
+      const step = { T, pos: 2, L: 1 };
+      const want = reference(lr, inp, step);
+      const xg = new Float32Array(maxT * 32);
+      for (let t = 0; t < maxT; t++)
+        for (let c = 0; c < 32; c++) {
+          let s = inp.in_xg_b[c];
+          for (let k = 0; k < 5; k++) s += inp.in_xg_w[c * 5 + k] * inp.in_xg_x[t * 5 + k];
+          xg[t * 32 + c] = s;
+        }
+      const plain = reference(gla, { ...inp, in_xg: xg }, step);
+      expect(maxRelError(want.out, plain.out)).toBeLessThanOrEqual(1e-6);
+      const got = await runGpu(lr, inp, maxT, step, null, caps);
+      expect(maxRelError(got.out, want.out)).toBeLessThanOrEqual(TOL);
+      expect(maxRelError(got.state, want.state)).toBeLessThanOrEqual(TOL);
+    }
+  });
 
   // Batched decode (src/ops/batch.ts): row s is sequence s's one token at the shared pos, its
   // state slice s; the batched reference runs the single one per row. A fused RoPE rotates

@@ -155,6 +155,19 @@ describe('matmul with the decode conv epilogue against the reference', () => {
       (N) => ({ gated: true, conv: { channels: N, kernel: 3, bias: false, silu: false } }),
     ],
     [
+      'mamba2 in_proj: a conv over middle columns, three states, bias packed into the weight',
+      (N) => {
+        const offset = Math.floor(N / 4);
+        const channels = N - offset - Math.floor(N / 8);
+        const third = Math.floor(channels / 3);
+        const states = third > 0 ? [channels - 2 * third, third, third] : [channels];
+        return {
+          prologue: RMS,
+          conv: { channels, kernel: 4, bias: true, silu: true, offset, states, packedBias: true },
+        };
+      },
+    ],
+    [
       'plain: bias and residual before a kernel-2 conv over every column',
       (N) => ({
         bias: true,
@@ -178,6 +191,20 @@ describe('matmul with the decode conv epilogue against the reference', () => {
     });
   }
 
+  it('a three-state conv epilogue binds one buffer per state and none for a packed bias', () => {
+    const conv = { channels: 9, kernel: 4, bias: true, silu: true, offset: 3, states: [5, 2, 2] };
+    const a = mm(14, 8, { prologue: RMS, conv: { ...conv, packedBias: true } });
+    // x, w, normW, convW, three states, out: Mamba-2's fused in_proj within WebGPU's 8.
+    expect(matmulStorageBindings(a)).toBe(8);
+    expect(matmul.inputs(a).convW.shape).toEqual([9 * 5]);
+    expect(() => matmul.check(mm(14, 8, { conv: { ...conv, states: [5, 2, 3] } }))).toThrow(
+      /conv states/,
+    );
+    expect(() => matmul.check(mm(14, 8, { conv: { ...conv, offset: 6 } }))).toThrow(
+      /conv channels/,
+    );
+  });
+
   it('walks a longer step row by row (the state carries), and refuses channels past the first output', async () => {
     const caps = await matrixCaps();
     const steps = [
@@ -189,5 +216,70 @@ describe('matmul with the decode conv epilogue against the reference', () => {
     }
     const conv = { channels: 5, kernel: 4, bias: true, silu: true };
     expect(() => matmul.check(mm(8, 4, { splits: [4, 4], conv }))).toThrow(/conv channels/);
+  });
+});
+
+describe('matmul with a grouped, gated RMSNorm prologue (decode) against the reference', () => {
+  // Mamba-2's gated norm per B/C group once the SSD has gated: each group of x's columns
+  // normalised on its own, one weight per column. Groups of 1, of odd sizes (x read as f32) and
+  // of multiples of 4 (vec4 units).
+  it('matches on the GEMV; refuses prefill', async () => {
+    const caps = await matrixCaps();
+    for (const [si, [N, K, group]] of [
+      [2, 3, 1],
+      [67, 129, 43],
+      [33, 250, 25],
+      [129, 260, 52],
+      [40, 64, 16],
+    ].entries()) {
+      const a = mm(N, K, { prologue: RMS, prologueGroup: group, residual: true });
+      await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 92_000 + 10 * si);
+    }
+    // The linear mixers' rmsnorm_per_head(o) · w · silu(z): a shared per-head weight and a gate.
+    for (const [si, [N, K, group]] of [
+      [2, 3, 3],
+      [67, 130, 13],
+      [33, 240, 48],
+      [129, 36, 12],
+    ].entries()) {
+      for (const groupWeight of [false, true]) {
+        const a = mm(N, K, {
+          prologue: RMS,
+          prologueGroup: group,
+          prologueGate: true,
+          ...(groupWeight ? { prologueGroupWeight: true } : {}),
+          residual: true,
+        });
+        await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 93_000 + 10 * si);
+      }
+    }
+    // The gate inside a wider row (gated DeltaNet's z in its in_proj row), at offsets that
+    // are multiples of no load unit.
+    for (const [si, [N, K, group, cols, offset]] of [
+      [5, 36, 12, 83, 45],
+      [67, 30, 10, 47, 3],
+    ].entries()) {
+      const a = mm(N, K, {
+        prologue: RMS,
+        prologueGroup: group,
+        prologueGroupWeight: true,
+        prologueGate: true,
+        prologueGateCols: { cols, offset },
+      });
+      await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 94_000 + 10 * si);
+    }
+    const a = mm(8, 12, { prologue: RMS, prologueGroup: 4 });
+    expect(() => matmulKernel(a, { caps: BASELINE_CAPS, maxT: 4 })).toThrow(/decode/);
+    expect(() =>
+      matmul.check({ ...a, prologueGate: true, prologueGateCols: { cols: 14, offset: 3 } }),
+    ).toThrow(/prologueGateCols/);
+    expect(() =>
+      matmulKernel({ ...a, prologueGate: true }, { caps: BASELINE_CAPS, maxT: 4 }),
+    ).toThrow(/decode/);
+    expect(() =>
+      matmul.check({ ...a, prologueGroup: undefined, prologueGroupWeight: true }),
+    ).toThrow(/prologueGroupWeight/);
+    expect(() => matmul.check({ ...a, prologueGroup: 5 })).toThrow(/prologueGroup/);
+    expect(() => matmul.check({ ...a, prologue: null })).toThrow(/rms prologue/);
   });
 });

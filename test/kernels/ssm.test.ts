@@ -509,6 +509,62 @@ describe('ssd decode kernel', () => {
     }
   }
 
+  // mamba2-decode's form (SsdAttrs.row): x, dt, B, C and z as column ranges of one row, here
+  // in an order and with gaps unlike in_proj's so that every offset counts; out gated by silu(z).
+  for (const [ci, c] of [ssdCases[0], ssdCases[2], ssdCases[4]].entries()) {
+    for (const [T, pos, gated] of [
+      [1, 0, true],
+      [1, 9, true],
+      [1, 9, false],
+      [3, 4, true],
+    ] as const) {
+      it(`one input row (fused decode): ${ssdLabel(c)}, T = ${T}, pos = ${pos}${gated ? ', gated' : ''}`, async () => {
+        const { caps } = await testGpu();
+        const a = ssdAttrs(c);
+        const H = a.heads;
+        const W = H * a.headDim;
+        const GN = a.groups * a.dState;
+        const inputs = ssdData(a, T, 3900 + 17 * ci + pos + T);
+        if (pos === 0) inputs.state.fill(5e3);
+        const z = randn(T * W, 3950 + ci, 2);
+        // Columns: dt | 1 gap | C | B | x | z | 2 gap.
+        const row = { dt: 0, c: H + 1, b: H + 1 + GN, x: H + 1 + 2 * GN, z: H + 1 + 2 * GN + W };
+        const cols = row.z + W + 2;
+        const inrow = randn(T * cols, 3990 + ci, 1);
+        for (let t = 0; t < T; t++) {
+          inrow.set(rows(inputs.dt, H, t, 1), t * cols + row.dt);
+          inrow.set(rows(inputs.c, GN, t, 1), t * cols + row.c);
+          inrow.set(rows(inputs.b, GN, t, 1), t * cols + row.b);
+          inrow.set(rows(inputs.x, W, t, 1), t * cols + row.x);
+          inrow.set(rows(z, W, t, 1), t * cols + row.z);
+        }
+        const fused: SsdAttrs = {
+          ...a,
+          packed: true,
+          row: { ...row, cols, z: gated ? row.z : null },
+        };
+        const p = Float32Array.from([...inputs.dtBias, ...inputs.aLog, ...inputs.d]);
+        const fin = { inrow, p, state: inputs.state };
+        const gen = ssdKernel(fused, { caps: BASELINE_CAPS, maxT: T });
+        expect(gen.launches).toHaveLength(1);
+        expect(gen.launches[0].kernel.bindings.filter((b) => b.name !== 'step')).toHaveLength(4);
+        const got = await runOp(gen, fin, T, W, { T, pos, L: 1 });
+        const ref = ssd.reference(fused, { ...fin, state: inputs.state.slice() }, { T, pos, L: 1 });
+        expect(maxRelError(got.out, ref.out as Float32Array)).toBeLessThanOrEqual(TOL);
+        expect(maxRelError(got.state, ref.state as Float32Array)).toBeLessThanOrEqual(TOL);
+        // The reference's row form = the plain SSD, gated after.
+        const plain = ssdReference(a, inputs, { T, pos, L: 1 });
+        const silu = (v: number) => v / (1 + Math.exp(-v));
+        const want = plain.out.map((y, i) => (gated ? y * silu(z[i]) : y));
+        expect(maxRelError(ref.out as Float32Array, want)).toBeLessThanOrEqual(1e-6);
+        if (gated)
+          expect(() => ssd.check({ ...fused, row: { ...fused.row!, cols: cols - 3 } })).toThrow(
+            /row\.z/,
+          );
+      });
+    }
+  }
+
   it('packed parameters over a longer step run its tokens in order', async () => {
     const { caps } = await testGpu();
     const a = ssdAttrs(ssdCases[0]);

@@ -14,6 +14,7 @@ import { BatchSequence } from '../../runtime/batch.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
+import type { Mamba2Spec } from '../../src/mixers/mamba2.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import {
@@ -81,9 +82,12 @@ async function single(seq: Sequence, prompt: number[], vocab: number) {
 }
 
 /** Mamba-2 (SSD) at layers 0 and 2, attention + SwiGLU at 1 and 3 (Nemotron-H / Bamba style). */
-function hybrid2(): ModelIR {
+function hybrid2(over: Partial<Mamba2Spec> = {}): ModelIR {
   const m = hybrid();
-  return { ...m, layers: m.layers.map((l) => (l.index % 2 === 0 ? { ...l, mixer: mamba2() } : l)) };
+  return {
+    ...m,
+    layers: m.layers.map((l) => (l.index % 2 === 0 ? { ...l, mixer: mamba2(over) } : l)),
+  };
 }
 
 /**
@@ -190,6 +194,14 @@ describe.each([
   ['block-sparse and global-token llama', sparse, {}, [3]],
   ['tiny mamba + attention hybrid', hybrid(), {}, [1, 3, 4]],
   ['tiny mamba2 + attention hybrid', hybrid2(), {}, [3]],
+  // No in_proj bias: mamba2-decode's fused in_proj (conv epilogue over three states, batched)
+  // and its SSD reading x, dt, B, C and z from the row.
+  [
+    'tiny fused-decode mamba2 + attention hybrid',
+    hybrid2({ projBias: false, groups: 3, normGroup: 72 }),
+    {},
+    [3],
+  ],
   ['tiny llama with f16 KV caches', tinyLlama(), { kv: 'f16' as const }, [3]],
   ['streaming-attention llama (ring caches)', streaming, {}, [3]],
   ['tiny gated DeltaNet + attention hybrid', deltanetHybrid(), {}, [3]],
@@ -217,7 +229,10 @@ describe.each([
       const ops = new Set(batched.map((n) => n.attrs.op));
       expect(ops).toContain('attention');
       if (model.layers[0].mixer?.kind === 'mamba1') expect(ops).toContain('mamba1_step');
-      if (model.layers[0].mixer?.kind === 'mamba2') expect(ops).toContain('ssd');
+      const m0 = model.layers[0].mixer;
+      if (m0?.kind === 'mamba2') expect(ops).toContain('ssd');
+      if (m0?.kind === 'mamba2' && !m0.projBias)
+        expect(batched.some((n) => n.attrs.op === 'ssd' && n.attrs.row)).toBe(true);
       const kinds = new Set<string | undefined>(model.layers.map((l) => l.mixer?.kind));
       if (['gated_deltanet', 'rwkv7', 'retnet', 'gla'].some((k) => kinds.has(k)))
         expect(ops).toContain('linear_recurrence');

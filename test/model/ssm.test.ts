@@ -136,7 +136,7 @@ describe('hybrid graphs and the inspect report', () => {
     ]);
   });
 
-  it('decodes a mamba2 layer in 8 dispatches, the SSD in one launch within 8 storage buffers', () => {
+  it('decodes a mamba2 layer in 3 dispatches, each within 8 storage buffers', () => {
     const mamba2: Mamba2Spec = {
       kind: 'mamba2',
       heads: 4,
@@ -152,18 +152,15 @@ describe('hybrid graphs and the inspect report', () => {
       dtMin: 0,
       dtMax: null,
     };
-    // ssd-decode packs dtBias, aLog and D: one launch instead of the four chunked ones the
-    // unpacked SSD (9 storage buffers) falls back to. The three convs, in_dt and the gated norm
-    // are what is left of issue 18's three-dispatch goal for Mamba-2.
+    // mamba2-decode (src/passes/fuse-mamba2.ts): (1) in_proj's five row ranges with the input
+    // norm and the x/B/C convs in the epilogue, (2) the SSD reading that row, gated by silu(z),
+    // its parameters packed, (3) out_proj with the gated norm's per-group RMSNorm as its
+    // prologue and the residual. It took 8 before: the three convs, in_dt and the gated norm
+    // were dispatches of their own.
     expect(layerOneLabels(mamba2, false, 'decode')).toEqual([
-      'l1.mamba2.in_z+in_x+in_b+in_c (norm fused)',
-      'l1.mamba2.x conv1d',
-      'l1.mamba2.b conv1d',
-      'l1.mamba2.c conv1d',
-      'l1.mamba2.in_dt (norm fused)',
-      'l1.mamba2 ssd (params packed)',
-      'l1.mamba2 gated norm',
-      'l1.mamba2.out+residual',
+      'l1.mamba2.in_proj (+conv x, b, c) (norm fused)',
+      'l1.mamba2 ssd + gate (fused)',
+      'l1.mamba2.out (grouped norm fused)+residual',
     ]);
   });
 

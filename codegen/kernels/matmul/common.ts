@@ -5,6 +5,7 @@
  * every fused variant exists once and every schedule has all of them.
  */
 import {
+  convStateName,
   EPILOGUE_VALUE,
   kvTypeOf,
   splitOutput,
@@ -88,13 +89,16 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   if (a.bias) list.push(['bias', 'read', 'f32']);
   if (a.residual) list.push(['residual', 'read', 'f32']);
   if (pro) list.push(['normW', 'read', X]);
+  // Read one f32 at a time: a gate inside a wider row (prologueGateCols) may start anywhere.
+  if (pro && a.prologueGate) list.push(['gate', 'read', 'f32']);
   if (normBias) list.push(['normB', 'read', X]);
   if (a.epilogue) for (const n of Object.keys(a.epilogue.inputs)) list.push([n, 'read', 'f32']);
   if (a.ropeKv && a.ropeKv.rotaryDim > 0) list.push(['cos', 'read', 'f32'], ['sin', 'read', 'f32']);
   if (a.conv) {
     list.push(['convW', 'read', 'f32']);
-    if (a.conv.bias) list.push(['convB', 'read', 'f32']);
-    list.push(['convState', 'read_write', 'f32']);
+    if (a.conv.bias && !a.conv.packedBias) list.push(['convB', 'read', 'f32']);
+    for (let i = 0; i < (a.conv.states?.length ?? 1); i++)
+      list.push([convStateName(i), 'read_write', 'f32']);
   }
   list.push(['out', 'read_write', 'f32']);
   for (let i = 1; i < (a.splits?.length ?? 0); i++)
@@ -116,11 +120,22 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
 
   let norm = '';
   if (pro) {
-    const scale = pro.unitOffset ? '(1.0 + b_normW[k])' : 'b_normW[k]';
+    // One group's weight shared by every group (prologueGroupWeight): unit k % group units.
+    const wk = a.prologueGroupWeight
+      ? `k % ${vec4 ? a.prologueGroup! / 4 : a.prologueGroup!}u`
+      : 'k';
+    const scale = pro.unitOffset ? `(1.0 + b_normW[${wk}])` : `b_normW[${wk}]`;
     const centred = pro.kind === 'layer' ? '(v - mean)' : 'v';
     norm = `
 fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   return ${centred} * rstd * ${scale}${normBias ? ' + b_normB[k]' : ''};
+}`;
+    // prologueGate: silu(gate) for the load unit whose first element is gate element e.
+    if (a.prologueGate)
+      norm += `
+fn gate_x(e: u32) -> ${X} {
+  let z = ${vec4 ? 'vec4<f32>(b_gate[e], b_gate[e + 1u], b_gate[e + 2u], b_gate[e + 3u])' : 'b_gate[e]'};
+  return z / (1.0 + exp(-z));
 }`;
   }
   const header = [
@@ -140,6 +155,10 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (vec4) f.push('v4');
   if (a.wType !== 'f32') f.push(a.xType === 'f16' ? 'f16' : a.wType === 'f16' ? 'w16' : a.wType);
   if (pro) f.push(pro.kind === 'rms' ? 'rms' : 'ln');
+  if (a.prologueGroup !== undefined) f.push(`g${a.prologueGroup}`);
+  if (a.prologueGroupWeight) f.push('gw');
+  if (a.prologueGate) f.push('gate');
+  if (a.prologueGateCols) f.push(`gc${a.prologueGateCols.cols}o${a.prologueGateCols.offset}`);
   if (a.xMap) f.push(a.splitXMaps ? 'xmaps' : 'xmap');
   if (a.bias) f.push('bias');
   if (a.gated) f.push('glu');
@@ -156,7 +175,8 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
   if (a.splits) f.push(`split${a.splits.length}`);
   if (a.conv)
     f.push(
-      `conv${a.conv.channels}k${a.conv.kernel}${a.conv.bias ? 'b' : ''}${a.conv.silu ? 's' : ''}${(a.conv.batch ?? 1) > 1 ? `x${a.conv.batch}` : ''}`,
+      `conv${a.conv.channels}k${a.conv.kernel}${a.conv.bias ? 'b' : ''}${a.conv.silu ? 's' : ''}${(a.conv.batch ?? 1) > 1 ? `x${a.conv.batch}` : ''}` +
+        `${a.conv.offset ? `o${a.conv.offset}` : ''}${a.conv.states ? `st${a.conv.states.join('_')}` : ''}${a.conv.packedBias ? 'pb' : ''}`,
     );
   return {
     bindings,
@@ -310,7 +330,11 @@ fn emit_pair(r: u32, c: u32, a0: f32, a1: f32) {
   if (a.scale !== 1) lines.push(`y = y * ${lit(a.scale)};`);
   if (a.epilogue) lines.push(`y = epi(r, ${a.outOffset}u + c, y);`);
   if (a.residual) lines.push('y = y + b_residual[r * N + c];');
-  if (a.conv) lines.push(`if (c < ${a.conv.channels}u) { y = conv_step(r, c, y); }`);
+  if (a.conv) {
+    const off = a.conv.offset ?? 0;
+    const end = `c < ${off + a.conv.channels}u`;
+    lines.push(`if (${off ? `c >= ${off}u && ` : ''}${end}) { y = conv_step(r, c - ${off}u, y); }`);
+  }
   if (a.splits) lines.push(splitStore(a.splits));
   else lines.push(`b_out[r * ${a.outStride}u + ${a.outOffset}u + c] = y;`);
   const epi = a.epilogue
@@ -334,24 +358,41 @@ fn emit(r: u32, c: u32, g: f32${a.gated ? ', u: f32' : ''}) {
 function convStep(a: MatmulAttrs): string {
   const cv = a.conv;
   if (!cv) return '';
-  const C = cv.channels;
   const K = cv.kernel;
   const val = cv.silu ? 'silu(s)' : 's';
   // Batched (cv.batch): row r is sequence r, reading and shifting its own slice from sb.
   const batched = (cv.batch ?? 1) > 1;
   const sb = batched ? 'sb + ' : '';
+  const bias = !cv.bias ? '0.0' : cv.packedBias ? `b_convW[${cv.channels * K}u + c]` : 'b_convB[c]';
+  // Conv channel c is column i = c − c0 of the state holding channels [c0, c0 + C)
+  // (MatmulAttrs.conv.states): one arm per state, each its own binding.
+  const arm = (name: string, c0: number, C: number): string => `{
+    let i = c - ${c0}u;${
+      batched
+        ? `
+    let sb = r * ${(K - 1) * C}u;`
+        : ''
+    }
+    for (var j = 0u; j < ${K - 1}u; j++) {
+      s += b_convW[c * ${K}u + j] * select(b_${name}[${sb}j * ${C}u + i], 0.0, fresh);
+    }
+    s += b_convW[c * ${K}u + ${K - 1}u] * v;
+    for (var j = 0u; j + 1u < ${K - 1}u; j++) {
+      b_${name}[${sb}j * ${C}u + i] = select(b_${name}[${sb}(j + 1u) * ${C}u + i], 0.0, fresh);
+    }
+    b_${name}[${sb}${(K - 2) * C}u + i] = v;
+  }`;
+  let c0 = 0;
+  const arms = (cv.states ?? [cv.channels]).map((C, i, all) => {
+    const code = arm(convStateName(i), c0, C);
+    c0 += C;
+    return i === all.length - 1 ? code : `if (c < ${c0}u) ${code}`;
+  });
   return `
 fn conv_step(r: u32, c: u32, v: f32) -> f32 {
-  let fresh = step.pos == 0u${batched ? `;\n  let sb = r * ${(K - 1) * C}u;` : ' && r == 0u;'}
-  var s = ${cv.bias ? 'b_convB[c]' : '0.0'};
-  for (var j = 0u; j < ${K - 1}u; j++) {
-    s += b_convW[c * ${K}u + j] * select(b_convState[${sb}j * ${C}u + c], 0.0, fresh);
-  }
-  s += b_convW[c * ${K}u + ${K - 1}u] * v;
-  for (var j = 0u; j + 1u < ${K - 1}u; j++) {
-    b_convState[${sb}j * ${C}u + c] = select(b_convState[${sb}(j + 1u) * ${C}u + c], 0.0, fresh);
-  }
-  b_convState[${sb}${(K - 2) * C}u + c] = v;
+  let fresh = step.pos == 0u${batched ? ';' : ' && r == 0u;'}
+  var s = ${bias};
+  ${arms.join(' else ')}
   return ${val};
 }`;
 }

@@ -56,7 +56,22 @@ export function gemvLaunch(
   const cols = Array.from({ length: C }, (_, j) => j);
   const vals = Array.from({ length: V }, (_, v) => v);
   const raw = a.xMap ? c.xUnit(`${c.rowBase} + r`, 'k') : 'b_x[base + k]';
-  const normed = a.prologue ? `norm_x(${raw}, k, mean, rstd)` : raw;
+  // A grouped prologue (prologueGroup) reads its group's rstd; the group of load unit k is k / GU.
+  const grouped = a.prologueGroup !== undefined && a.prologueGroup !== a.K;
+  const GU = grouped ? (c.vec4 ? a.prologueGroup! / 4 : a.prologueGroup!) : 0;
+  if (grouped && c.vec4 && a.prologueGroup! % 4 !== 0)
+    throw new Error(
+      `matmul gemv: prologueGroup ${a.prologueGroup} must be a multiple of 4 when K (${a.K}) is`,
+    );
+  const G = grouped ? a.K / a.prologueGroup! : 1;
+  // The gate's row r, unit k: columns [offset, offset + K) of its [T, cols] rows (prologueGateCols).
+  const gc = a.prologueGateCols ?? { cols: a.K, offset: 0 };
+  const gated = a.prologueGate
+    ? ` * gate_x((${c.rowBase} + r) * ${gc.cols}u + ${gc.offset}u + ${c.vec4 ? '4u * k' : 'k'})`
+    : '';
+  const normed = a.prologue
+    ? `norm_x(${raw}, k, mean, ${grouped ? `grstd[k / ${GU}u]` : 'rstd'})${gated}`
+    : raw;
   const xLoad = a.xType === 'f16' ? `round_x(${normed})` : normed;
   const xLoads = a.splitXMaps
     ? cols
@@ -106,7 +121,31 @@ export function gemvLaunch(
   }`;
     const sq = c.vec4 ? 'dot(d, d)' : 'd * d';
     const layer = a.prologue.kind === 'layer';
-    stats = `
+    // Grouped (prologueGroup): TPG threads per group reduce its units together, every group at
+    // once, so a row's G groups cost one tree reduction of log2(TPG) steps, not G of them.
+    if (grouped && G > WG)
+      throw new Error(`matmul gemv: ${G} prologue groups exceed the ${WG}-thread workgroup`);
+    const TPG = grouped ? pow2Floor(WG / G) : 0;
+    stats = grouped
+      ? `
+  let mean = 0.0;
+  {
+    let gi = lid / ${TPG}u;
+    let li = lid % ${TPG}u;
+    var ss = 0.0;
+    if (gi < ${G}u) {
+      for (var k = li; k < ${GU}u; k += ${TPG}u) { let d = b_x[base + gi * ${GU}u + k]; ss += ${sq}; }
+    }
+    red[lid] = ss;
+    workgroupBarrier();
+    for (var h = ${Math.floor(TPG / 2)}u; h > 0u; h = h >> 1u) {
+      if (li < h) { red[lid] += red[lid + h]; }
+      workgroupBarrier();
+    }
+    if (li == 0u && gi < ${G}u) { grstd[gi] = inverseSqrt(red[lid] / f32(${a.prologueGroup}) + EPS); }
+    workgroupBarrier();
+  }`
+      : `
   var mean = 0.0;${
     layer
       ? `
@@ -132,7 +171,12 @@ export function gemvLaunch(
   const rowEnd = a.conv ? '\n  workgroupBarrier();\n  }' : '';
   const code = `${c.header}
 const BLOCKS: u32 = ${blocks}u;
-var<workgroup> red: array<f32, ${WG * V}>;
+var<workgroup> red: array<f32, ${WG * V}>;${
+    grouped
+      ? `
+var<workgroup> grstd: array<f32, ${G}>;`
+      : ''
+  }
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
