@@ -30,13 +30,14 @@
 import type { LinearRecurrenceAttrs, PrologueInput } from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
 import type { DeviceCaps } from '../../src/target.ts';
-import { STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
+import { STEP_BINDING, STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
 import { nextPow2 } from './elementwise.ts';
 import { POINTWISE_RESERVED, pointwiseFunction } from './pointwise.ts';
 import { ropeElementWgsl } from './rope.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
+import { multiPass, multiPassPlan } from './linear-recurrence-chunks.ts';
 
 /** Most tokens per chunk: the Gram matrices grow as C², the per-column work per token as C. */
 export const MAX_CHUNK = 32;
@@ -93,11 +94,25 @@ export function columnsPerGroup(a: LinearRecurrenceAttrs, caps: DeviceCaps): num
  * Module-scope declarations both forms share: the bindings, sizes, and one function per input
  * that gives its value at (token t, column c of its row): what a fused prologue replaces.
  */
-function header(
+export function header(
   a: LinearRecurrenceAttrs,
   wg: number,
+  only?: LoadSubset,
 ): { decls: string; bindings: KernelLaunch['kernel']['bindings'] } {
-  const { bindings, decls } = opBindings(a, RESERVED);
+  const all = opBindings(a, RESERVED);
+  let { bindings, decls } = all;
+  // A pass of the multi-pass form (linear-recurrence-chunks.ts) declares only what it reads.
+  if (only) {
+    const used = loadBindings(a, only);
+    const storage = all.storage.filter((b) => used.has(b.name));
+    bindings = [STEP_BINDING, ...storage.map(({ name, access }) => ({ name, access }))];
+    decls = storage
+      .map(
+        (b, i) =>
+          `@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${b.name}: array<${b.elem}>;`,
+      )
+      .join('\n');
+  }
   const DK = a.keyDim;
   const loads: string[] = [];
   // One function per input; a fused prologue's expression replaces the read (pointwise.ts
@@ -107,6 +122,7 @@ function header(
   // A batched step's rows are sequences at one position; one sequence's rows are pos + t.
   const at = isBatched(a) ? 'step.pos' : '(step.pos + t)';
   const load = (name: PrologueInput | 'a' | 'b', index: string) => {
+    if (only && !only.loads.includes(name)) return;
     const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
     const rotated = rot?.of.includes(name as 'q' | 'k');
     const fn = rotated ? `pre_${name}` : `load_${name}`;
@@ -158,11 +174,32 @@ ${loads.join('\n\n')}
   return { decls: code, bindings };
 }
 
+/** What one pass of the multi-pass form reads: load functions, and tensors read directly. */
+export interface LoadSubset {
+  loads: readonly (PrologueInput | 'a' | 'b')[];
+  direct: readonly string[];
+}
+
+/** The op's bindings a subset touches: each load's input (or its expression's) and rope tables. */
+function loadBindings(a: LinearRecurrenceAttrs, only: LoadSubset): Set<string> {
+  const used = new Set<string>(only.direct);
+  for (const name of only.loads) {
+    const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
+    if (e) for (const n of Object.keys(e.inputs)) used.add(n);
+    else used.add(name);
+    if (a.prologue?.rope?.of.includes(name as 'q' | 'k')) {
+      used.add('rope_cos');
+      used.add('rope_sin');
+    }
+  }
+  return used;
+}
+
 /**
  * Module-scope identifiers of the kernel (and the load functions' parameters), which no binding
  * may take; the entry point's locals may shadow a binding because main reads only v, state, out.
  */
-const RESERVED = [
+export const RESERVED = [
   ...POINTWISE_RESERVED,
   ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'Q_L2_EPS', 'K_L2_EPS', 'main'],
   ...[
@@ -183,6 +220,10 @@ const RESERVED = [
     'bs',
   ],
   ...['load_q', 'load_k', 'load_g', 'load_beta', 'load_a', 'load_b', 'pre_q', 'pre_k'],
+  // The multi-pass form's (linear-recurrence-chunks.ts).
+  ...['KB', 'VW', 'WKW', 'KDO', 'GC0', 'BV', 'VB', 'VS', 'lr_states', 'lr_wk', 'lr_u'],
+  ...['p_g', 'p_b', 'p_kf', 'p_a', 'p_kb', 'p_gb', 's_s', 's_v', 'o_q', 'o_k', 'o_g', 'o_gt'],
+  ...['o_qf', 'o_kf', 'o_s', 'o_a', 'o_v', 'o_o', 'o_den'],
 ];
 
 /**
@@ -250,7 +291,7 @@ function stateBase(a: LinearRecurrenceAttrs): string {
 }
 
 /** The fused l2 norms (prologue.l2) as WGSL pieces: which rows, and q's SCALE moved after them. */
-function l2Pieces(a: LinearRecurrenceAttrs) {
+export function l2Pieces(a: LinearRecurrenceAttrs) {
   const l2 = a.prologue?.l2 ?? {};
   const rows = (['q', 'k'] as const).filter((n) => l2[n] !== undefined);
   return {
@@ -579,7 +620,27 @@ export function recurrenceLaunch(
   };
 }
 
+/**
+ * The generator: decode (maxT 1), batched decode and every 'dplr' step run the recurrent form.
+ * Prefill of 'add' and 'delta' runs the chunk-parallel passes (linear-recurrence-chunks.ts) when
+ * a step may span more than one of their chunks (maxT > C): from two chunks on, their parallelism
+ * over chunks is what the single kernel lacks, while a step of one chunk gains nothing from
+ * writing and rereading the state and the w/u scratch. Where the passes cannot run on the device
+ * (scratch past the storage binding limit, more storage buffers than a stage allows, no room in
+ * workgroup memory) the prefill keeps the single-kernel chunked form, which is correct at any T,
+ * only slower; multiPass names the reason.
+ */
 export const linearRecurrenceKernel: KernelGenerator<LinearRecurrenceAttrs> = (
   a,
   { caps, maxT },
-) => ({ launches: [recurrenceLaunch(a, caps, recurrenceForm(a, caps, maxT))], scratch: {} });
+) => {
+  const form = recurrenceForm(a, caps, maxT);
+  if (form.kind === 'chunked') {
+    const plan = multiPassPlan(a, caps, maxT);
+    if (typeof plan !== 'string' && maxT > plan.C) {
+      const passes = multiPass(a, caps, maxT);
+      if (typeof passes !== 'string') return passes;
+    }
+  }
+  return { launches: [recurrenceLaunch(a, caps, form)], scratch: {} };
+};

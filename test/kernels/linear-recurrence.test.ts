@@ -637,7 +637,9 @@ describe('linear_recurrence kernel choice', () => {
       [256, 'head', 7],
     ] as const) {
       const a = attrs({ keyDim: dk, valueDim: 16, decay });
-      const { launches } = linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 64 });
+      // The single kernel's form (past one chunk of the multi-pass form the generator runs that).
+      const form = recurrenceForm(a, BASELINE_CAPS, 64);
+      const launches = [recurrenceLaunch(a, BASELINE_CAPS, form)];
       expect(launches[0].kernel.name).toContain(`_chunk${C}_`);
     }
     for (const update of UPDATES) {
@@ -645,7 +647,12 @@ describe('linear_recurrence kernel choice', () => {
       const { launches } = linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 64 });
       const storage = launches[0].kernel.bindings.filter((b) => b.access !== 'uniform');
       expect(storage.length).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBuffersPerStage);
-      expect(launches[0].kernel.name).toContain(update === 'dplr' ? '_recurrent_' : '_chunk');
+      // Past one chunk of the multi-pass form, 'add' and 'delta' run its passes.
+      expect(launches[0].kernel.name).toMatch(update === 'dplr' ? /_recurrent_/ : /_chunk|_prep_/);
+      for (const l of launches) {
+        const n = l.kernel.bindings.filter((b) => b.access !== 'uniform').length;
+        expect(n).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBuffersPerStage);
+      }
     }
     const decode = linearRecurrenceKernel(attrs({}), { caps: BASELINE_CAPS, maxT: 1 });
     expect(decode.launches[0].kernel.name).toContain('_recurrent_');
