@@ -256,7 +256,7 @@ function prepLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): K
       let i = i0 + e % KB;
       var x = 0.0;
       if (t < n && i < DK) { x = load_k(c0 + t, kc + i) * p_kf[t]; }
-      p_kb[e] = x;
+      p_kb[(e % KB) * C + t] = x;
     }${
       key
         ? `
@@ -264,7 +264,7 @@ function prepLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): K
       var gs = 0.0;
       for (var t = 0u; t < C; t++) {
         if (t < n && i0 + ii < DK) { gs += load_g(c0 + t, gc + i0 + ii); }
-        p_gb[t * KB + ii] = gs;
+        p_gb[ii * C + t] = gs;
       }
     }`
         : ''
@@ -276,7 +276,7 @@ function prepLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): K
       if (u < t) {
         var s = 0.0;
         for (var ii = 0u; ii < KB; ii++) {
-          s += p_kb[t * KB + ii] * p_kb[u * KB + ii]${key ? ' * exp(p_gb[t * KB + ii] - p_gb[u * KB + ii])' : ''};
+          s += p_kb[ii * C + t] * p_kb[ii * C + u]${key ? ' * exp(p_gb[ii * C + t] - p_gb[ii * C + u])' : ''};
         }
         p_a[e] += s;
       }
@@ -296,7 +296,7 @@ ${consts(a, p, maxT)}
 var<workgroup> p_g: array<f32, ${C}>;   // G_t (per-head decay)
 var<workgroup> p_b: array<f32, ${C}>;   // β_t
 var<workgroup> p_kf: array<f32, ${C}>;  // k's l2 factor (1 without)
-${delta ? `var<workgroup> p_a: array<f32, ${C * C}>;  // A, strictly lower\nvar<workgroup> p_kb: array<f32, ${C * p.KB}>;  // k̂ rows, a block of key dims\n` : ''}${delta && key ? `var<workgroup> p_gb: array<f32, ${C * p.KB}>;  // G_t[i] of the block\n` : ''}
+${delta ? `var<workgroup> p_a: array<f32, ${C * C}>;  // A, strictly lower\nvar<workgroup> p_kb: array<f32, ${C * p.KB}>;  // k̂ of a block of key dims, [key dim][token]: no bank conflicts across u\n` : ''}${delta && key ? `var<workgroup> p_gb: array<f32, ${C * p.KB}>;  // G_t[i] of the block\n` : ''}
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let c = wid.x;
@@ -476,7 +476,7 @@ function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): Ke
   );
   const { C, KB, VB } = p;
   const VS = VB + (norm ? 1 : 0);
-  const eq = key ? ' * exp(o_g[t * KB + ii])' : '';
+  const eq = key ? ' * exp(o_g[ii * C + t])' : '';
   const vRead = delta
     ? `${LR_SCRATCH.u}[((c0 + t) * H + h) * DV + j]`
     : `v[(c0 + t) * VW + vc0 + j]`;
@@ -486,8 +486,8 @@ ${consts(a, p, maxT)}
 const VB: u32 = ${VB}u;
 const VS: u32 = ${VS}u;  // staged state columns${norm ? ' (the last is z)' : ''}
 var<workgroup> o_q: array<f32, ${C * KB}>;  // q̂ rows, a block of key dims
-var<workgroup> o_k: array<f32, ${C * KB}>;  // k̂ rows
-${key ? `var<workgroup> o_g: array<f32, ${C * KB}>;  // G_t[i] of the block\n` : ''}var<workgroup> o_gt: array<f32, ${C}>;  // G_t (per-head decay)
+var<workgroup> o_k: array<f32, ${C * KB}>;  // k̂, [key dim][token]: no bank conflicts across u
+${key ? `var<workgroup> o_g: array<f32, ${C * KB}>;  // G_t[i] of the block, [key dim][token]\n` : ''}var<workgroup> o_gt: array<f32, ${C}>;  // G_t (per-head decay)
 var<workgroup> o_qf: array<f32, ${C}>;  // SCALE and q's l2 factor
 var<workgroup> o_kf: array<f32, ${C}>;  // k's l2 factor
 var<workgroup> o_s: array<f32, ${KB * VS}>;  // S₀ rows of the block, the tile's columns
@@ -535,7 +535,7 @@ ${headIndices(a)}
         xk = load_k(c0 + t, kc + i) * o_kf[t];
       }
       o_q[e] = xq;
-      o_k[e] = xk;
+      o_k[(e % KB) * C + t] = xk;
     }${
       key
         ? `
@@ -543,7 +543,7 @@ ${headIndices(a)}
       var gs = 0.0;
       for (var t = 0u; t < C; t++) {
         if (t < n && i0 + ii < DK) { gs += load_g(c0 + t, gc + i0 + ii); }
-        o_g[t * KB + ii] = gs;
+        o_g[ii * C + t] = gs;
       }
     }`
         : ''
@@ -565,7 +565,7 @@ ${headIndices(a)}
       if (u <= t) {
         var s = 0.0;
         for (var ii = 0u; ii < KB; ii++) {
-          s += o_q[t * KB + ii] * o_k[u * KB + ii]${key ? ' * exp(o_g[t * KB + ii] - o_g[u * KB + ii])' : ''};
+          s += o_q[t * KB + ii] * o_k[ii * C + u]${key ? ' * exp(o_g[ii * C + t] - o_g[ii * C + u])' : ''};
         }
         o_a[e] += s;
       }

@@ -18,6 +18,12 @@
  * nothing large is exponentiated however strong the decay. A per-head decay factors each pair's
  * weight out of the key sum; a per-key decay weights each term of it.
  *
+ * This chunked form is one workgroup per (head, run of columns) walking its chunks in order, so
+ * it is the prefill only where a step fits one chunk of the chunk-parallel multi-pass form
+ * (linear-recurrence-chunks.ts), or where that form cannot run on the device; see
+ * linearRecurrenceKernel. 'dplr' keeps the recurrent form for prefill (no chunked form of its
+ * rank-one a/b correction is written).
+ *
  * The normaliser z (normalize) is a state column whose v is 1 and whose update is 'add', so its
  * q·z is an output like any other; it lives in workgroup memory and every run of a head's
  * columns needs it, so with normalize one workgroup holds all of a head's columns.
