@@ -27,13 +27,18 @@
  * decays) from the inputs rather than storing q̂, k̂ and G: an extra read of q, k, g against
  * three T × heads × keyDim scratch arrays and their bindings.
  *
- * Scratch (sized for maxT, shared between layers by name):
- * - lr_states: the state entering each chunk, ⌈maxT/C⌉ · heads · keyDim · SC floats;
+ * Scratch, shared between layers by name, sized for one segment of S tokens (S = maxT where it
+ * fits; at 16 heads of 128 × 128 and C = 64, 16 KiB of states and 16 KiB of w and decayed keys
+ * per token, so 64k tokens take 1 GiB each):
+ * - lr_states: the state entering each chunk, S/C · heads · keyDim · SC floats;
  * - lr_wk: per (token, head) w then the decayed key ('add': the decayed key only), then e^{G_C}
  *   per (chunk, head) (per key dim for 'key' decay);
- * - lr_u ('delta'): u, then δ, per (token, head), maxT · heads · valueDim floats.
- * Each must fit one storage binding; past that limit (or past the device's storage buffers per
- * stage) multiPassPlan says which and the generator keeps the single-kernel chunked form.
+ * - lr_u ('delta'): u, then δ, per (token, head), S · heads · valueDim floats.
+ * Each must fit one storage binding (and buffer). Where maxT's would not, the step is split into
+ * segments of S tokens (a multiple of C), the three passes running once per segment, each from the
+ * state the segment before wrote (the op's state buffer carries it, as between steps); launches
+ * for segments past the step's T return at once. Past MAX_SEGMENTS segments (or with no room for
+ * one chunk) multiPassPlan names the limit and the generator keeps the single-kernel form.
  *
  * State reset rule: at step.pos == 0 the incoming state reads as zeros.
  */
@@ -48,6 +53,9 @@ import { withHelpers } from './wgsl-math.ts';
 /** Scratch buffer names of the multi-pass form. */
 export const LR_SCRATCH = { states: 'lr_states', wk: 'lr_wk', u: 'lr_u' } as const;
 
+/** Most segments of a step (3 launches each) before the single-kernel form is kept instead. */
+export const MAX_SEGMENTS = 16;
+
 /** Sizes of the multi-pass form. */
 export interface MultiPassPlan {
   /** Tokens per chunk. */
@@ -58,6 +66,11 @@ export interface MultiPassPlan {
   VB: number;
   /** State columns per workgroup of pass 2. */
   BV2: number;
+  /**
+   * Tokens per segment: the scratch holds one segment's, and a step longer than one segment runs
+   * the three passes once per segment, each continuing from the state the last one wrote.
+   */
+  segment: number;
   /** Invocations per workgroup (passes 1 and 3, and pass 2). */
   wg: number;
   wg2: number;
@@ -141,23 +154,35 @@ export function multiPassPlan(
     return `keyDim ${a.keyDim} leaves no room for the state pass's column in workgroup memory`;
   }
   const wg2 = Math.min(128, threads);
-  const chunks = Math.ceil(maxT / C);
-  if (chunks > caps.maxWorkgroupsPerDimension) {
-    return `${chunks} chunks exceed the grid limit of ${caps.maxWorkgroupsPerDimension}`;
-  }
   const H = a.heads;
-  const scratch: Record<string, number> = {
-    [LR_SCRATCH.states]: 4 * chunks * H * a.keyDim * SC,
-    [LR_SCRATCH.wk]: 4 * (maxT * H * wkRow(a) + chunks * H * gcWidth(a)),
+  // Scratch bytes per token (states: per chunk, counted per token), and per chunk (e^{G_C}).
+  const perToken: Record<string, number> = {
+    [LR_SCRATCH.states]: (4 * H * a.keyDim * SC) / C,
+    [LR_SCRATCH.wk]: 4 * H * wkRow(a) + (4 * H * gcWidth(a)) / C,
   };
-  if (a.update === 'delta') scratch[LR_SCRATCH.u] = 4 * maxT * H * a.valueDim;
+  if (a.update === 'delta') perToken[LR_SCRATCH.u] = 4 * H * a.valueDim;
   const limit = Math.min(caps.maxStorageBindingBytes, caps.maxBufferBytes);
-  for (const [name, bytes] of Object.entries(scratch)) {
-    if (bytes > limit) {
-      return `scratch ${name} needs ${bytes} bytes at maxT ${maxT}, over the storage binding limit of ${limit}`;
-    }
+  const most = Math.min(...Object.values(perToken).map((b) => Math.floor(limit / b / C) * C));
+  if (most < C) {
+    const [name, bytes] = Object.entries(perToken).sort((x, y) => y[1] - x[1])[0];
+    return `scratch ${name} needs ${Math.ceil(bytes * C)} bytes for one chunk of ${C} tokens, over the storage binding limit of ${limit}`;
   }
-  return { ...pick, BV2, wg, wg2, scratch };
+  const segment = Math.min(Math.ceil(maxT / C) * C, most);
+  const segChunks = segment / C;
+  if (segChunks > caps.maxWorkgroupsPerDimension) {
+    return `${segChunks} chunks exceed the grid limit of ${caps.maxWorkgroupsPerDimension}`;
+  }
+  // A long step's segments are launches: past MAX_SEGMENTS the command list grows too long.
+  const segments = Math.ceil(maxT / segment);
+  if (segments > MAX_SEGMENTS) {
+    return `maxT ${maxT} needs ${segments} segments of ${segment} tokens (scratch past the storage binding limit of ${limit}), over ${MAX_SEGMENTS}`;
+  }
+  const scratch: Record<string, number> = {
+    [LR_SCRATCH.states]: 4 * segChunks * H * a.keyDim * SC,
+    [LR_SCRATCH.wk]: 4 * (segment * H * wkRow(a) + segChunks * H * gcWidth(a)),
+  };
+  if (a.update === 'delta') scratch[LR_SCRATCH.u] = 4 * segment * H * a.valueDim;
+  return { ...pick, BV2, segment, wg, wg2, scratch };
 }
 
 /** The per-head first columns of each input, as the single kernel's opening computes them. */
@@ -171,15 +196,15 @@ function headIndices(a: LinearRecurrenceAttrs): string {
 }
 
 /** Module constants of the passes (after the shared header's). */
-function consts(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): string {
-  const chunks = Math.ceil(maxT / p.C);
+function consts(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): string {
   return `const C: u32 = ${p.C}u;
+const OFF: u32 = ${off}u;  // the segment's first token in the step
+const SEGC: u32 = ${p.segment / p.C}u;  // chunks per segment
 const KB: u32 = ${p.KB}u;
 const VW: u32 = ${a.vHeads * a.valueDim}u;  // floats per token of v
 const WKW: u32 = ${wkRow(a)}u;  // floats per (token, head) of lr_wk
 const KDO: u32 = ${a.update === 'delta' ? a.keyDim : 0}u;  // offset of the decayed key in it
-const GC0: u32 = ${maxT * a.heads * wkRow(a)}u;  // where e^(G_C) per (chunk, head) starts
-// ${chunks} chunks at most`;
+const GC0: u32 = ${p.segment * a.heads * wkRow(a)}u;  // where e^(G_C) per (chunk, head) starts`;
 }
 
 /** e^{G_C} of chunk c, head h (key dim i), as pass 2 reads it. */
@@ -214,7 +239,7 @@ function checkBindings(kernel: KernelLaunch['kernel'], caps: DeviceCaps): string
     : null;
 }
 
-function variantName(a: LinearRecurrenceAttrs, p: MultiPassPlan): string {
+function variantName(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): string {
   const pre = a.prologue
     ? [
         ...Object.keys(a.prologue.l2).map((n) => `l2${n}`),
@@ -223,13 +248,13 @@ function variantName(a: LinearRecurrenceAttrs, p: MultiPassPlan): string {
       ]
     : [];
   const heads = [a.heads, a.qHeads, a.kHeads, a.vHeads, a.gateHeads].join('x');
-  return `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${pre.length ? `_pre_${pre.join('_')}` : ''}_h${heads}_dk${a.keyDim}_dv${a.valueDim}_c${p.C}`;
+  return `${a.decay}_${a.update}${a.normalize ? '_norm' : ''}${pre.length ? `_pre_${pre.join('_')}` : ''}_h${heads}_dk${a.keyDim}_dv${a.valueDim}_c${p.C}_seg${p.segment}${off ? `_at${off}` : ''}`;
 }
 
 const chunksOfT = (C: number): GridDim => ({ sym: 'T', add: C - 1, div: C });
 
 /** Pass 1: chunk-local quantities (decayed keys, e^{G_C}; for 'delta' w and u). */
-function prepLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): KernelLaunch {
+function prepLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): KernelLaunch {
   const delta = a.update === 'delta';
   const key = isKey(a);
   const scalar = isScalar(a);
@@ -292,7 +317,7 @@ function prepLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): K
     : '';
   const code = `${decls}
 ${scratch}
-${consts(a, p, maxT)}
+${consts(a, p, off)}
 var<workgroup> p_g: array<f32, ${C}>;   // G_t (per-head decay)
 var<workgroup> p_b: array<f32, ${C}>;   // β_t
 var<workgroup> p_kf: array<f32, ${C}>;  // k's l2 factor (1 without)
@@ -301,8 +326,9 @@ ${delta ? `var<workgroup> p_a: array<f32, ${C * C}>;  // A, strictly lower\nvar<
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let c = wid.x;
   let h = wid.y;
-  let c0 = c * C;
-  if (c0 >= step.T) { return; }
+  let s0 = c * C;  // the chunk's first token in the segment's scratch
+  let c0 = OFF + s0;  // and in the step
+  if (c >= SEGC || c0 >= step.T) { return; }
   let n = min(C, step.T - c0);
 ${headIndices(a)}
   for (var t = lid; t < n; t += WG) {
@@ -332,11 +358,11 @@ ${headIndices(a)}
       // Row t's earlier rows are this invocation's own writes to ${LR_SCRATCH.wk}, read back.
       for (var t = 0u; t < n; t++) {
         let kt = load_k(c0 + t, kc + i) * p_kf[t];${key ? '\n        gl += load_g(c0 + t, gc + i);' : ''}
-        let row = ((c0 + t) * H + h) * WKW;${
+        let row = ((s0 + t) * H + h) * WKW;${
           delta
             ? `
         var xt = p_b[t] * kt * exp(${G('t')});
-        for (var u = 0u; u < t; u++) { xt -= p_a[t * C + u] * ${LR_SCRATCH.wk}[((c0 + u) * H + h) * WKW + i]; }
+        for (var u = 0u; u < t; u++) { xt -= p_a[t * C + u] * ${LR_SCRATCH.wk}[((s0 + u) * H + h) * WKW + i]; }
         ${LR_SCRATCH.wk}[row + i] = xt;`
             : ''
         }
@@ -354,8 +380,8 @@ ${headIndices(a)}
       let j = col - DK;
       for (var t = 0u; t < n; t++) {
         var xt = p_b[t] * v[(c0 + t) * VW + vc0 + j];
-        for (var u = 0u; u < t; u++) { xt -= p_a[t * C + u] * ${LR_SCRATCH.u}[((c0 + u) * H + h) * DV + j]; }
-        ${LR_SCRATCH.u}[((c0 + t) * H + h) * DV + j] = xt;
+        for (var u = 0u; u < t; u++) { xt -= p_a[t * C + u] * ${LR_SCRATCH.u}[((s0 + u) * H + h) * DV + j]; }
+        ${LR_SCRATCH.u}[((s0 + t) * H + h) * DV + j] = xt;
       }
     }`
         : ''
@@ -365,7 +391,7 @@ ${headIndices(a)}
 `;
   return {
     kernel: {
-      name: `linear_recurrence_prep_${variantName(a, p)}`,
+      name: `linear_recurrence_prep_${variantName(a, p, off)}`,
       code: withHelpers(code),
       bindings,
       workgroupSize: [p.wg, 1, 1],
@@ -375,7 +401,7 @@ ${headIndices(a)}
 }
 
 /** Pass 2: the states entering each chunk, sequential over chunks, and the final state. */
-function passLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): KernelLaunch {
+function passLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): KernelLaunch {
   const delta = a.update === 'delta';
   const loads: LoadSubset = { loads: [], direct: delta ? ['state'] : ['v', 'state'] };
   const { decls, bindings } = header(a, p.wg2, loads);
@@ -386,7 +412,7 @@ function passLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): K
   const BV = p.BV2;
   const S = LR_SCRATCH.states;
   const value = delta
-    ? `let r = (c0 + t) * H + h;
+    ? `let r = (s0 + t) * H + h;
         x = ${LR_SCRATCH.u}[r * DV + j];
         for (var i = 0u; i < DK; i++) { x -= ${LR_SCRATCH.wk}[r * WKW + i] * s_s[i * BV + jj]; }
         ${LR_SCRATCH.u}[r * DV + j] = x;`
@@ -395,7 +421,7 @@ function passLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): K
       : `x = v[(c0 + t) * VW + vc0 + j];`;
   const code = `${decls}
 ${scratch}
-${consts(a, p, maxT)}
+${consts(a, p, off)}
 const BV: u32 = ${BV}u;
 var<workgroup> s_s: array<f32, ${a.keyDim * BV}>;  // S[:, j0 .. j0 + BV)
 var<workgroup> s_v: array<f32, ${p.C * BV}>;  // the chunk's δ in those columns
@@ -405,16 +431,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let h = wid.x;
   let j0 = wid.y * BV;
   let vc0 = h / ${a.heads / a.vHeads}u * DV;
-  let fresh = step.pos == 0u;
+  if (OFF >= step.T) { return; }  // the step ends before this segment
+  // A later segment continues from the state the one before it wrote.
+  let fresh = step.pos == 0u && OFF == 0u;
   for (var e = lid; e < DK * BV; e += WG) {
     let i = e / BV;
     let j = j0 + e % BV;
     s_s[e] = select(0.0, state[(h * DK + i) * SC + min(j, SC - 1u)], !fresh && j < SC);
   }
   workgroupBarrier();
-  let chunks = (step.T + C - 1u) / C;
+  let chunks = min(SEGC, (step.T - OFF + C - 1u) / C);
   for (var c = 0u; c < chunks; c++) {
-    let c0 = c * C;
+    let s0 = c * C;
+    let c0 = OFF + s0;
     let n = min(C, step.T - c0);
     for (var e = lid; e < DK * BV; e += WG) {
       let j = j0 + e % BV;
@@ -436,7 +465,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let jj = e % BV;
       var acc = ${gcRead(a, 'i')} * s_s[e];
       for (var t = 0u; t < n; t++) {
-        acc += ${LR_SCRATCH.wk}[((c0 + t) * H + h) * WKW + KDO + i] * s_v[t * BV + jj];
+        acc += ${LR_SCRATCH.wk}[((s0 + t) * H + h) * WKW + KDO + i] * s_v[t * BV + jj];
       }
       s_s[e] = acc;
     }
@@ -450,7 +479,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 `;
   return {
     kernel: {
-      name: `linear_recurrence_pass_${variantName(a, p)}_bv${BV}`,
+      name: `linear_recurrence_pass_${variantName(a, p, off)}_bv${BV}`,
       code: withHelpers(code),
       bindings,
       workgroupSize: [p.wg2, 1, 1],
@@ -460,7 +489,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }
 
 /** Pass 3: each chunk's outputs from its entering state and its own tokens. */
-function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): KernelLaunch {
+function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): KernelLaunch {
   const delta = a.update === 'delta';
   const key = isKey(a);
   const scalar = isScalar(a);
@@ -478,11 +507,11 @@ function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, maxT: number): Ke
   const VS = VB + (norm ? 1 : 0);
   const eq = key ? ' * exp(o_g[ii * C + t])' : '';
   const vRead = delta
-    ? `${LR_SCRATCH.u}[((c0 + t) * H + h) * DV + j]`
+    ? `${LR_SCRATCH.u}[((s0 + t) * H + h) * DV + j]`
     : `v[(c0 + t) * VW + vc0 + j]`;
   const code = `${decls}
 ${scratch}
-${consts(a, p, maxT)}
+${consts(a, p, off)}
 const VB: u32 = ${VB}u;
 const VS: u32 = ${VS}u;  // staged state columns${norm ? ' (the last is z)' : ''}
 var<workgroup> o_q: array<f32, ${C * KB}>;  // q̂ rows, a block of key dims
@@ -500,8 +529,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let c = wid.x;
   let h = wid.y;
   let j0 = wid.z * VB;
-  let c0 = c * C;
-  if (c0 >= step.T) { return; }
+  let s0 = c * C;  // the chunk's first token in the segment's scratch
+  let c0 = OFF + s0;  // and in the step
+  if (c >= SEGC || c0 >= step.T) { return; }
   let n = min(C, step.T - c0);
 ${headIndices(a)}
   for (var t = lid; t < n; t += WG) {
@@ -627,7 +657,7 @@ ${headIndices(a)}
 `;
   return {
     kernel: {
-      name: `linear_recurrence_out_${variantName(a, p)}_kb${KB}_vb${VB}`,
+      name: `linear_recurrence_out_${variantName(a, p, off)}_kb${KB}_vb${VB}`,
       code: withHelpers(code),
       bindings,
       workgroupSize: [p.wg, 1, 1],
@@ -647,7 +677,10 @@ export function multiPass(
 ): GeneratedOp | string {
   const p = multiPassPlan(a, caps, maxT);
   if (typeof p === 'string') return p;
-  const launches = [prepLaunch(a, p, maxT), passLaunch(a, p, maxT), outLaunch(a, p, maxT)];
+  const launches: KernelLaunch[] = [];
+  for (let off = 0; off < maxT; off += p.segment) {
+    launches.push(prepLaunch(a, p, off), passLaunch(a, p, off), outLaunch(a, p, off));
+  }
   for (const l of launches) {
     const why = checkBindings(l.kernel, caps);
     if (why) return why;

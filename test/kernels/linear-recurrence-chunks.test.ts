@@ -14,11 +14,7 @@
  * same bound holds.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  LR_SCRATCH,
-  multiPass,
-  multiPassPlan,
-} from '../../codegen/kernels/linear-recurrence-chunks.ts';
+import { multiPass, multiPassPlan } from '../../codegen/kernels/linear-recurrence-chunks.ts';
 import { linearRecurrenceKernel } from '../../codegen/kernels/linear-recurrence.ts';
 import type { GeneratedOp } from '../../codegen/kernels/types.ts';
 import type {
@@ -402,7 +398,7 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
     }
   });
 
-  it('names the limit past which the scratch does not fit, and keeps the single kernel there', () => {
+  it('splits a step whose scratch passes the binding limit into segments, and names the limit', () => {
     const a = attrs({
       keyDim: 128,
       valueDim: 128,
@@ -412,27 +408,47 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
       vHeads: 16,
       gateHeads: 16,
     });
-    // 65536 tokens × 16 heads × 256 floats of w and decayed keys: 1 GiB, over the baseline's 128 MiB.
-    const why = multiPassPlan(a, BASELINE_CAPS, 65536);
-    expect(why).toMatch(
-      /scratch lr_\w+ needs \d+ bytes at maxT 65536, over the storage binding limit/,
-    );
-    const gen = linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 65536 });
-    expect(gen.launches.map((l) => l.kernel.name)[0]).toContain('_chunk');
-    // A 32 KiB device takes chunks of 64: 1 GiB of states, and 1 GiB of w and decayed keys.
-    const big = {
+    // A 48 KiB device (the H200's) takes chunks of 64: at 65536 tokens 1 GiB of states and 1 GiB
+    // of w and decayed keys, one segment under a 2 GiB binding.
+    const h200 = {
       ...BASELINE_CAPS,
-      maxWorkgroupStorageBytes: 32768,
+      maxWorkgroupStorageBytes: 49152,
       maxStorageBindingBytes: 2 ** 31 - 4,
-      maxBufferBytes: 2 ** 34,
+      maxBufferBytes: 2 ** 40,
     };
-    expect(typeof multiPassPlan(a, big, 65536)).toBe('object');
+    const big = multiPassPlan(a, h200, 65536);
+    if (typeof big === 'string') throw new Error(big);
+    expect([big.C, big.segment, big.scratch.lr_states]).toEqual([64, 65536, 2 ** 30]);
+    // WebGPU's 128 MiB binding: chunks of 32 (16 KiB), 32 KiB of states per token, 16 segments.
+    const base = multiPassPlan(a, BASELINE_CAPS, 65536);
+    if (typeof base === 'string') throw new Error(base);
+    expect([base.C, base.segment]).toEqual([32, 4096]);
+    const gen = linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 65536 });
+    expect(gen.launches.length).toBe(3 * 16);
+    expect(Math.max(...Object.values(gen.scratch))).toBeLessThanOrEqual(128 * 1024 * 1024);
+    // Past MAX_SEGMENTS the reason names the limit, and the single kernel runs.
+    const why = multiPassPlan(a, BASELINE_CAPS, 1 << 20);
+    expect(why).toMatch(/maxT 1048576 needs 256 segments of 4096 tokens .*storage binding limit/);
+    const one = linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 1 << 20 });
+    expect(one.launches.map((l) => l.kernel.name)).toHaveLength(1);
+    expect(one.launches[0].kernel.name).toContain('_chunk');
+  });
+
+  it('runs a step over segments: each continues from the state the last wrote', async () => {
+    // 2600 bytes a binding: 32 tokens (two chunks of 16) of w and decayed keys per segment.
+    const caps = { ...(await smallCaps()), maxStorageBindingBytes: 2600, maxBufferBytes: 2600 };
+    for (const a of [attrs({}), attrs({ decay: 'key', update: 'add', normalize: true })]) {
+      const plan = multiPassPlan(a, caps, 150);
+      if (typeof plan === 'string') throw new Error(plan);
+      expect(plan.segment).toBeLessThan(150);
+      await check(a, 150, 0, 51, 150, caps);
+      await check(a, 45, 3, 52, 150, caps); // past the second segment's start, short of the rest
+    }
   });
 
   it('logs the measured errors', () => {
     console.log(
       `linear_recurrence multi-pass errors (max |Δ| / max |ref|):\n  ${errors.join('\n  ')}`,
     );
-    expect(LR_SCRATCH.states).toBe('lr_states');
   });
 });
