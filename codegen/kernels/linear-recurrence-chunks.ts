@@ -18,7 +18,7 @@
  * 2. pass, grid heads × value-column tiles, sequential over chunks: write S₀ of chunk c, then
  *    δ = u − w S₀ ('add': δ = v, and 1 in the normaliser's column), δ over u in place, and
  *    S ← e^{G_C} ⊙ S + (K̂ ⊙ e^{G_C − G})ᵀ δ; the last S is the op's final state.
- * 3. out, grid chunks × heads × value-column tiles: o_t = (q̂_t ⊙ e^{G_t}) S₀ +
+ * 3. out, grid chunks × heads (the decayed q̂·k̂ once, then value-column tiles in turn): o_t = (q̂_t ⊙ e^{G_t}) S₀ +
  *    Σ_{u≤t} (Σ_i q̂_t[i] k̂_u[i] e^{G_t[i] − G_u[i]}) δ_u, divided by q̂_t·z_t + eps with
  *    normalize (z, the key sum, is the state's column DV with v = 1: its own o).
  *
@@ -506,6 +506,17 @@ function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): Ker
   const { C, KB, VB } = p;
   const VS = VB + (norm ? 1 : 0);
   const eq = key ? ' * exp(o_g[ii * C + t])' : '';
+  // G_t[i] of a block of key dims: a cumulative sum per key dim down the chunk.
+  const gBlock = key
+    ? `
+    for (var ii = lid; ii < KB; ii += WG) {
+      var gs = 0.0;
+      for (var t = 0u; t < C; t++) {
+        if (t < n && i0 + ii < DK) { gs += load_g(c0 + t, gc + i0 + ii); }
+        o_g[ii * C + t] = gs;
+      }
+    }`
+    : '';
   const vRead = delta
     ? `${LR_SCRATCH.u}[((s0 + t) * H + h) * DV + j]`
     : `v[(c0 + t) * VW + vc0 + j]`;
@@ -528,7 +539,6 @@ ${norm ? `var<workgroup> o_den: array<f32, ${C}>;\n` : ''}
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let c = wid.x;
   let h = wid.y;
-  let j0 = wid.z * VB;
   let s0 = c * C;  // the chunk's first token in the segment's scratch
   let c0 = OFF + s0;  // and in the step
   if (c >= SEGC || c0 >= step.T) { return; }
@@ -550,10 +560,9 @@ ${headIndices(a)}
   workgroupBarrier();`
       : ''
   }
-  // o_a and o_o entries each have one owner, which sums into them across the blocks.
+  // The decayed q̂·k̂ once per chunk (every column tile below reads it); each entry has one
+  // owner, which sums into it across the blocks of key dims.
   for (var e = lid; e < C * C; e += WG) { o_a[e] = 0.0; }
-  for (var e = lid; e < C * VB; e += WG) { o_o[e] = 0.0; }
-  var zacc = 0.0;  // (q̂ ⊙ e^G)·z₀ of token lid
   for (var i0 = 0u; i0 < DK; i0 += KB) {
     for (var e = lid; e < C * KB; e += WG) {
       let t = e / KB;
@@ -566,28 +575,7 @@ ${headIndices(a)}
       }
       o_q[e] = xq;
       o_k[(e % KB) * C + t] = xk;
-    }${
-      key
-        ? `
-    for (var ii = lid; ii < KB; ii += WG) {
-      var gs = 0.0;
-      for (var t = 0u; t < C; t++) {
-        if (t < n && i0 + ii < DK) { gs += load_g(c0 + t, gc + i0 + ii); }
-        o_g[ii * C + t] = gs;
-      }
-    }`
-        : ''
-    }
-    for (var e = lid; e < KB * VS; e += WG) {
-      let i = i0 + e / VS;
-      let jj = e % VS;
-      let j = select(j0 + jj, DV, jj == VB);
-      var s = 0.0;
-      if (i < DK && j < SC && (jj == VB || j < DV)) {
-        s = ${LR_SCRATCH.states}[((c * H + h) * DK + i) * SC + j];
-      }
-      o_s[e] = s;
-    }
+    }${gBlock}
     workgroupBarrier();
     for (var e = lid; e < C * C; e += WG) {
       let t = e / C;
@@ -600,23 +588,6 @@ ${headIndices(a)}
         o_a[e] += s;
       }
     }
-    for (var e = lid; e < C * VB; e += WG) {
-      let t = e / VB;
-      let jj = e % VB;
-      var s = 0.0;
-      for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii]${eq} * o_s[ii * VS + jj]; }
-      o_o[e] += s;
-    }${
-      norm
-        ? `
-    if (lid < C) {
-      let t = lid;
-      var s = 0.0;
-      for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii]${eq} * o_s[ii * VS + VB]; }
-      zacc += s;
-    }`
-        : ''
-    }
     workgroupBarrier();
   }
   for (var e = lid; e < C * C; e += WG) {
@@ -624,34 +595,77 @@ ${headIndices(a)}
     let u = e % C;
     o_a[e] = select(0.0, o_a[e]${scalar ? ' * exp(o_gt[t] - o_gt[u])' : ''}, u <= t);
   }
-  for (var e = lid; e < C * VB; e += WG) {
-    let t = e / VB;
-    let j = j0 + e % VB;
-    var x = 0.0;
-    if (t < n && j < DV) { x = ${vRead}; }
-    o_v[e] = x;
-  }
-  workgroupBarrier();${
-    norm
-      ? `
-  if (lid < C) {
-    let t = lid;
-    var d = zacc${scalar ? ' * exp(o_gt[t])' : ''};
-    for (var u = 0u; u <= t; u++) { d += o_a[t * C + u]; }
-    o_den[t] = d + NORM_EPS;
-  }
-  workgroupBarrier();`
-      : ''
-  }
-  for (var e = lid; e < C * VB; e += WG) {
-    let t = e / VB;
-    let jj = e % VB;
-    let j = j0 + jj;
-    if (t < n && j < DV) {
-      var o = o_o[e]${scalar ? ' * exp(o_gt[t])' : ''};
-      for (var u = 0u; u <= t; u++) { o += o_a[t * C + u] * o_v[u * VB + jj]; }
-      out[((c0 + t) * H + h) * DV + j] = o${norm ? ' / o_den[t]' : ''};
+  var zacc = 0.0;  // (q̂ ⊙ e^G)·z₀ of token lid
+  // Then per tile of VB value columns: (q̂ ⊙ e^G) S₀ over the key blocks, δ, and the outputs.
+  for (var j0 = 0u; j0 < DV; j0 += VB) {
+    for (var e = lid; e < C * VB; e += WG) { o_o[e] = 0.0; }
+    for (var i0 = 0u; i0 < DK; i0 += KB) {
+      for (var e = lid; e < C * KB; e += WG) {
+        let t = e / KB;
+        let i = i0 + e % KB;
+        var xq = 0.0;
+        if (t < n && i < DK) { xq = load_q(c0 + t, qc + i) * o_qf[t]; }
+        o_q[e] = xq;
+      }${gBlock}
+      for (var e = lid; e < KB * VS; e += WG) {
+        let i = i0 + e / VS;
+        let jj = e % VS;
+        let j = select(j0 + jj, DV, jj == VB);
+        var s = 0.0;
+        if (i < DK && j < SC && (jj == VB || j < DV)) {
+          s = ${LR_SCRATCH.states}[((c * H + h) * DK + i) * SC + j];
+        }
+        o_s[e] = s;
+      }
+      workgroupBarrier();
+      for (var e = lid; e < C * VB; e += WG) {
+        let t = e / VB;
+        let jj = e % VB;
+        var s = 0.0;
+        for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii]${eq} * o_s[ii * VS + jj]; }
+        o_o[e] += s;
+      }${
+        norm
+          ? `
+      if (j0 == 0u && lid < C) {
+        let t = lid;
+        var s = 0.0;
+        for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii]${eq} * o_s[ii * VS + VB]; }
+        zacc += s;
+      }`
+          : ''
+      }
+      workgroupBarrier();
     }
+    for (var e = lid; e < C * VB; e += WG) {
+      let t = e / VB;
+      let j = j0 + e % VB;
+      var x = 0.0;
+      if (t < n && j < DV) { x = ${vRead}; }
+      o_v[e] = x;
+    }${
+      norm
+        ? `
+    if (j0 == 0u && lid < C) {
+      let t = lid;
+      var d = zacc${scalar ? ' * exp(o_gt[t])' : ''};
+      for (var u = 0u; u <= t; u++) { d += o_a[t * C + u]; }
+      o_den[t] = d + NORM_EPS;
+    }`
+        : ''
+    }
+    workgroupBarrier();
+    for (var e = lid; e < C * VB; e += WG) {
+      let t = e / VB;
+      let jj = e % VB;
+      let j = j0 + jj;
+      if (t < n && j < DV) {
+        var o = o_o[e]${scalar ? ' * exp(o_gt[t])' : ''};
+        for (var u = 0u; u <= t; u++) { o += o_a[t * C + u] * o_v[u * VB + jj]; }
+        out[((c0 + t) * H + h) * DV + j] = o${norm ? ' / o_den[t]' : ''};
+      }
+    }
+    workgroupBarrier();
   }
 }
 `;
@@ -662,7 +676,7 @@ ${headIndices(a)}
       bindings,
       workgroupSize: [p.wg, 1, 1],
     },
-    grid: [chunksOfT(C), a.heads, Math.ceil(a.valueDim / VB)],
+    grid: [chunksOfT(C), a.heads, 1],
   };
 }
 

@@ -3,7 +3,9 @@
  * on random inputs: every decay (none, fixed, head, key) × update (add, delta, dplr), the
  * normaliser, awkward sizes (key/value dims 1, 5, 16, 33; heads shared 3:1, key heads repeated
  * to 6 value heads, gate heads ≠ heads), in the recurrent form (decode, and dplr's prefill) and
- * the chunked form (over one chunk, several, and a partial last one).
+ * the chunked form (over one chunk, several, and a partial last one). Where the generator picks
+ * the multi-pass form (maxT past one of its chunks: the 70-token and 16384-token cases here) the
+ * same checks run it; test/kernels/linear-recurrence-chunks.test.ts covers it on its own.
  *
  * Tolerance: max |gpu − ref| / max |ref| ≤ 1e-4 over all outputs, and over the final state
  * (f32 kernels against an f64 reference; measured worst cases are far below, see the log).
