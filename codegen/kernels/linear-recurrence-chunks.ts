@@ -505,7 +505,6 @@ function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): Ker
   );
   const { C, KB, VB } = p;
   const VS = VB + (norm ? 1 : 0);
-  const eq = key ? ' * exp(o_g[ii * C + t])' : '';
   // G_t[i] of a block of key dims: a cumulative sum per key dim down the chunk.
   const gBlock = key
     ? `
@@ -599,14 +598,20 @@ ${headIndices(a)}
   // Then per tile of VB value columns: (q̂ ⊙ e^G) S₀ over the key blocks, δ, and the outputs.
   for (var j0 = 0u; j0 < DV; j0 += VB) {
     for (var e = lid; e < C * VB; e += WG) { o_o[e] = 0.0; }
-    for (var i0 = 0u; i0 < DK; i0 += KB) {
+    for (var i0 = 0u; i0 < DK; i0 += KB) {${
+      key
+        ? `${gBlock}
+      workgroupBarrier();`
+        : ''
+    }
+      // q̂ ⊙ e^(G_t), staged as the inter-chunk term reads it.
       for (var e = lid; e < C * KB; e += WG) {
         let t = e / KB;
         let i = i0 + e % KB;
         var xq = 0.0;
-        if (t < n && i < DK) { xq = load_q(c0 + t, qc + i) * o_qf[t]; }
+        if (t < n && i < DK) { xq = load_q(c0 + t, qc + i) * o_qf[t]${key ? ' * exp(o_g[(e % KB) * C + t])' : ''}; }
         o_q[e] = xq;
-      }${gBlock}
+      }
       for (var e = lid; e < KB * VS; e += WG) {
         let i = i0 + e / VS;
         let jj = e % VS;
@@ -622,7 +627,7 @@ ${headIndices(a)}
         let t = e / VB;
         let jj = e % VB;
         var s = 0.0;
-        for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii]${eq} * o_s[ii * VS + jj]; }
+        for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii] * o_s[ii * VS + jj]; }
         o_o[e] += s;
       }${
         norm
@@ -630,7 +635,7 @@ ${headIndices(a)}
       if (j0 == 0u && lid < C) {
         let t = lid;
         var s = 0.0;
-        for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii]${eq} * o_s[ii * VS + VB]; }
+        for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii] * o_s[ii * VS + VB]; }
         zacc += s;
       }`
           : ''
