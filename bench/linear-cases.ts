@@ -82,7 +82,8 @@ export interface LinearRow {
 /**
  * The launches timed for one case: the generator's choice ('chosen'), and for prefill also the
  * single-kernel chunked form it replaced past one chunk ('one kernel'), so one run times the
- * multi-pass form (codegen/kernels/linear-recurrence-chunks.ts) beside the old one and fla.
+ * multi-pass form (codegen/kernels/linear-recurrence-chunks.ts) beside the old one and fla, and
+ * each of its three passes alone.
  */
 function candidates(
   a: LinearRecurrenceAttrs,
@@ -98,6 +99,14 @@ function candidates(
   const single = form.kind === 'chunked' ? `one kernel C${form.C}` : 'recurrent';
   const chosen = multi && typeof plan !== 'string' ? `multi-pass C${plan.C}` : single;
   const out = [{ form: chosen, gen }];
+  // Each pass alone too (its scratch as the buffers start, zeros: the timing does not depend on
+  // the values), so one run says which pass to work on next.
+  if (multi && gen.launches.length === 3) {
+    for (const l of gen.launches) {
+      const pass = l.kernel.name.split('_')[2];
+      out.push({ form: `${chosen}: ${pass} only`, gen: { launches: [l], scratch: gen.scratch } });
+    }
+  }
   if (multi && form.kind === 'chunked') {
     out.push({
       form: single,
