@@ -523,6 +523,8 @@ function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): Ker
 ${scratch}
 ${consts(a, p, off)}
 const VB: u32 = ${VB}u;
+const NT: u32 = ${C / 4}u;  // 4-token tiles per chunk
+const NJ: u32 = ${VB / 4}u;  // 4-column tiles per value tile
 const VS: u32 = ${VS}u;  // staged state columns${norm ? ' (the last is z)' : ''}
 var<workgroup> o_q: array<f32, ${C * KB}>;  // q̂ rows, a block of key dims
 var<workgroup> o_k: array<f32, ${C * KB}>;  // k̂, [key dim][token]: no bank conflicts across u
@@ -576,15 +578,32 @@ ${headIndices(a)}
       o_k[(e % KB) * C + t] = xk;
     }${gBlock}
     workgroupBarrier();
-    for (var e = lid; e < C * C; e += WG) {
-      let t = e / C;
-      let u = e % C;
-      if (u <= t) {
-        var s = 0.0;
+    // 4 × 4 tiles of (t, u) per invocation: 8 staged reads feed 16 products (tiles above the
+    // diagonal skipped; the mask below zeroes the diagonal tiles' upper entries).
+    for (var blk = lid; blk < NT * NT; blk += WG) {
+      let t4 = blk / NT * 4u;
+      let u4 = blk % NT * 4u;
+      if (u4 <= t4) {
+        // Zeroed here, explicitly: an uninitialised var was seen zeroed once per invocation (ssm.ts).
+        var r = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));
         for (var ii = 0u; ii < KB; ii++) {
-          s += o_q[t * KB + ii] * o_k[ii * C + u]${key ? ' * exp(o_g[ii * C + t] - o_g[ii * C + u])' : ''};
+          let kv = vec4f(o_k[ii * C + u4], o_k[ii * C + u4 + 1u], o_k[ii * C + u4 + 2u], o_k[ii * C + u4 + 3u]);${
+            key
+              ? `
+          let gu = vec4f(o_g[ii * C + u4], o_g[ii * C + u4 + 1u], o_g[ii * C + u4 + 2u], o_g[ii * C + u4 + 3u]);`
+              : ''
+          }
+          for (var x = 0u; x < 4u; x++) {
+            r[x] += o_q[(t4 + x) * KB + ii] * kv${key ? ' * exp(o_g[ii * C + t4 + x] - gu)' : ''};
+          }
         }
-        o_a[e] += s;
+        for (var x = 0u; x < 4u; x++) {
+          let row = (t4 + x) * C + u4;
+          o_a[row] += r[x].x;
+          o_a[row + 1u] += r[x].y;
+          o_a[row + 2u] += r[x].z;
+          o_a[row + 3u] += r[x].w;
+        }
       }
     }
     workgroupBarrier();
@@ -623,12 +642,23 @@ ${headIndices(a)}
         o_s[e] = s;
       }
       workgroupBarrier();
-      for (var e = lid; e < C * VB; e += WG) {
-        let t = e / VB;
-        let jj = e % VB;
-        var s = 0.0;
-        for (var ii = 0u; ii < KB; ii++) { s += o_q[t * KB + ii] * o_s[ii * VS + jj]; }
-        o_o[e] += s;
+      // 4 × 4 tiles of (t, column) per invocation, as the Gram's.
+      for (var blk = lid; blk < NT * NJ; blk += WG) {
+        let t4 = blk / NJ * 4u;
+        let j4 = blk % NJ * 4u;
+        // Zeroed here, explicitly: an uninitialised var was seen zeroed once per invocation (ssm.ts).
+        var r = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));
+        for (var ii = 0u; ii < KB; ii++) {
+          let sv = vec4f(o_s[ii * VS + j4], o_s[ii * VS + j4 + 1u], o_s[ii * VS + j4 + 2u], o_s[ii * VS + j4 + 3u]);
+          for (var x = 0u; x < 4u; x++) { r[x] += o_q[(t4 + x) * KB + ii] * sv; }
+        }
+        for (var x = 0u; x < 4u; x++) {
+          let row = (t4 + x) * VB + j4;
+          o_o[row] += r[x].x;
+          o_o[row + 1u] += r[x].y;
+          o_o[row + 2u] += r[x].z;
+          o_o[row + 3u] += r[x].w;
+        }
       }${
         norm
           ? `
