@@ -8,6 +8,9 @@
 import type { LinearRecurrenceAttrs, SsdAttrs } from '../src/graph/ops.ts';
 import { definitionFor } from '../src/ops/index.ts';
 import { generatorFor } from '../codegen/kernels/index.ts';
+import { recurrenceForm, recurrenceLaunch } from '../codegen/kernels/linear-recurrence.ts';
+import { multiPassPlan } from '../codegen/kernels/linear-recurrence-chunks.ts';
+import type { GeneratedOp } from '../codegen/kernels/types.ts';
 import type { GpuContext } from '../runtime/gpu.ts';
 import { timeLaunches } from './gpu-timer.ts';
 import { uniform } from '../src/import/random-init.ts';
@@ -66,6 +69,8 @@ function initData(a: LinearRecurrenceAttrs, T: number): Record<string, Float32Ar
 export interface LinearRow {
   family: string;
   case: string;
+  /** Which form ran: 'multi-pass C<n>', 'one kernel C<n>' (the single chunked kernel), 'recurrent'. */
+  form: string;
   T: number;
   ms: number;
   gpuMs: number | null;
@@ -74,42 +79,82 @@ export interface LinearRow {
   tokensPerS: number;
 }
 
+/**
+ * The launches timed for one case: the generator's choice ('chosen'), and for prefill also the
+ * single-kernel chunked form it replaced past one chunk ('one kernel'), so one run times the
+ * multi-pass form (codegen/kernels/linear-recurrence-chunks.ts) beside the old one and fla, and
+ * each of its three passes alone.
+ */
+function candidates(
+  a: LinearRecurrenceAttrs,
+  caps: GpuContext['caps'],
+  T: number,
+  log: (m: string) => void,
+): { form: string; gen: GeneratedOp }[] {
+  const gen = generatorFor(a)(a, { caps, maxT: T });
+  const plan = multiPassPlan(a, caps, T);
+  const multi = gen.launches.length > 1;
+  if (T > 1 && !multi && typeof plan === 'string') log(`  multi-pass not taken: ${plan}`);
+  const form = recurrenceForm(a, caps, T);
+  const single = form.kind === 'chunked' ? `one kernel C${form.C}` : 'recurrent';
+  const chosen = multi && typeof plan !== 'string' ? `multi-pass C${plan.C}` : single;
+  const out = [{ form: chosen, gen }];
+  // Each pass alone too (its scratch as the buffers start, zeros: the timing does not depend on
+  // the values), so one run says which pass to work on next.
+  if (multi && gen.launches.length === 3) {
+    for (const l of gen.launches) {
+      const pass = l.kernel.name.split('_')[2];
+      out.push({ form: `${chosen}: ${pass} only`, gen: { launches: [l], scratch: gen.scratch } });
+    }
+  }
+  if (multi && form.kind === 'chunked') {
+    out.push({
+      form: single,
+      gen: { launches: [recurrenceLaunch(a, caps, form)], scratch: {} },
+    });
+  }
+  return out;
+}
+
 export async function benchLinear(gpu: GpuContext, log: (m: string) => void): Promise<LinearRow[]> {
   const rows: LinearRow[] = [];
   for (const f of LINEAR_FAMILIES) {
     const def = definitionFor(f.attrs)!;
-    for (const T of [...LINEAR_PREFILL, 1]) {
-      const gen = generatorFor(f.attrs)(f.attrs, { caps: gpu.caps, maxT: T });
-      const bytes: Record<string, number> = { ...gen.scratch };
-      for (const [name, rule] of [
-        ...Object.entries(def.inputs(f.attrs)),
-        ...Object.entries(def.outputs(f.attrs)),
-      ]) {
-        bytes[name] = 4 * elements(rule.shape, T);
+    for (const T of [...LINEAR_PREFILL, 1])
+      for (const { form, gen } of candidates(f.attrs, gpu.caps, T, log)) {
+        const bytes: Record<string, number> = { ...gen.scratch };
+        for (const [name, rule] of [
+          ...Object.entries(def.inputs(f.attrs)),
+          ...Object.entries(def.outputs(f.attrs)),
+        ]) {
+          bytes[name] = 4 * elements(rule.shape, T);
+        }
+        const pos = T === 1 ? DECODE_POS : 0;
+        const reps = T === 1 ? 200 : T >= 65536 ? 2 : 5;
+        const t = await timeLaunches(
+          gpu,
+          gen.launches,
+          bytes,
+          { T, pos, L: 1 },
+          { reps, samples: 5, init: initData(f.attrs, T) },
+        );
+        const ms = t.gpuMs ?? t.wallMs;
+        const label = T === 1 ? `decode @${DECODE_POS}` : `prefill ${T / 1024}k`;
+        rows.push({
+          family: f.name,
+          case: label,
+          form,
+          T,
+          ms,
+          gpuMs: t.gpuMs,
+          wallMs: t.wallMs,
+          dispatches: gen.launches.length,
+          tokensPerS: T / (ms * 1e-3),
+        });
+        log(
+          `linear ${f.name} ${label} ${form}: ${ms.toFixed(3)} ms (${gen.launches.length} dispatch)`,
+        );
       }
-      const pos = T === 1 ? DECODE_POS : 0;
-      const reps = T === 1 ? 200 : T >= 65536 ? 2 : 5;
-      const t = await timeLaunches(
-        gpu,
-        gen.launches,
-        bytes,
-        { T, pos, L: 1 },
-        { reps, samples: 5, init: initData(f.attrs, T) },
-      );
-      const ms = t.gpuMs ?? t.wallMs;
-      const label = T === 1 ? `decode @${DECODE_POS}` : `prefill ${T / 1024}k`;
-      rows.push({
-        family: f.name,
-        case: label,
-        T,
-        ms,
-        gpuMs: t.gpuMs,
-        wallMs: t.wallMs,
-        dispatches: gen.launches.length,
-        tokensPerS: T / (ms * 1e-3),
-      });
-      log(`linear ${f.name} ${label}: ${ms.toFixed(3)} ms (${gen.launches.length} dispatch)`);
-    }
   }
   return rows;
 }

@@ -18,6 +18,12 @@
  * nothing large is exponentiated however strong the decay. A per-head decay factors each pair's
  * weight out of the key sum; a per-key decay weights each term of it.
  *
+ * This chunked form is one workgroup per (head, run of columns) walking its chunks in order, so
+ * it is the prefill only where a step fits one chunk of the chunk-parallel multi-pass form
+ * (linear-recurrence-chunks.ts), or where that form cannot run on the device; see
+ * linearRecurrenceKernel. 'dplr' keeps the recurrent form for prefill (no chunked form of its
+ * rank-one a/b correction is written).
+ *
  * The normaliser z (normalize) is a state column whose v is 1 and whose update is 'add', so its
  * q·z is an output like any other; it lives in workgroup memory and every run of a head's
  * columns needs it, so with normalize one workgroup holds all of a head's columns.
@@ -30,13 +36,20 @@
 import type { LinearRecurrenceAttrs, PrologueInput } from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
 import type { DeviceCaps } from '../../src/target.ts';
-import { ROW_POS, rowPosScratch, STEP_WGSL, type KernelLaunch } from '../kernel-ir.ts';
+import {
+  ROW_POS,
+  rowPosScratch,
+  STEP_BINDING,
+  STEP_WGSL,
+  type KernelLaunch,
+} from '../kernel-ir.ts';
 import { nextPow2 } from './elementwise.ts';
 import { POINTWISE_RESERVED, pointwiseFunction, wgslColumn } from './pointwise.ts';
 import { ropeElementWgsl } from './rope.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32, withRowPos } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
+import { multiPass, multiPassPlan } from './linear-recurrence-chunks.ts';
 
 /** Most tokens per chunk: the Gram matrices grow as C², the per-column work per token as C. */
 export const MAX_CHUNK = 32;
@@ -94,12 +107,26 @@ export function columnsPerGroup(a: LinearRecurrenceAttrs, caps: DeviceCaps): num
  * Module-scope declarations both forms share: the bindings, sizes, and one function per input
  * that gives its value at (token t, column c of its row): what a fused prologue replaces.
  */
-function header(
+export function header(
   a: LinearRecurrenceAttrs,
   wg: number,
+  only?: LoadSubset,
 ): { decls: string; bindings: KernelLaunch['kernel']['bindings'] } {
+  const all = opBindings(a, RESERVED);
   // A batched fused rope reads each row's position offset (kernel-ir.ts ROW_POS).
-  const { bindings, decls } = withRowPos(ropeRowPos(a), opBindings(a, RESERVED));
+  let { bindings, decls } = withRowPos(ropeRowPos(a), all);
+  // A pass of the multi-pass form (linear-recurrence-chunks.ts) declares only what it reads.
+  if (only) {
+    const used = loadBindings(a, only);
+    const storage = all.storage.filter((b) => used.has(b.name));
+    bindings = [STEP_BINDING, ...storage.map(({ name, access }) => ({ name, access }))];
+    decls = storage
+      .map(
+        (b, i) =>
+          `@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${b.name}: array<${b.elem}>;`,
+      )
+      .join('\n');
+  }
   const DK = a.keyDim;
   const loads: string[] = [];
   // One function per input; a fused prologue's expression replaces the read (pointwise.ts
@@ -110,6 +137,7 @@ function header(
   // prompts of different lengths); one sequence's rows are pos + t.
   const at = isBatched(a) ? `(step.pos + ${ROW_POS}[t])` : '(step.pos + t)';
   const load = (name: PrologueInput | 'a' | 'b', index: string) => {
+    if (only && !only.loads.includes(name)) return;
     const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
     const rotated = rot?.of.includes(name as 'q' | 'k');
     const fn = rotated ? `pre_${name}` : `load_${name}`;
@@ -187,6 +215,27 @@ ${loads.join('\n\n')}
   return { decls: code, bindings };
 }
 
+/** What one pass of the multi-pass form reads: load functions, and tensors read directly. */
+export interface LoadSubset {
+  loads: readonly (PrologueInput | 'a' | 'b')[];
+  direct: readonly string[];
+}
+
+/** The op's bindings a subset touches: each load's input (or its expression's) and rope tables. */
+function loadBindings(a: LinearRecurrenceAttrs, only: LoadSubset): Set<string> {
+  const used = new Set<string>(only.direct);
+  for (const name of only.loads) {
+    const e = name === 'a' || name === 'b' ? undefined : a.prologue?.exprs[name];
+    if (e) for (const n of Object.keys(e.inputs)) used.add(n);
+    else used.add(name);
+    if (a.prologue?.rope?.of.includes(name as 'q' | 'k')) {
+      used.add('rope_cos');
+      used.add('rope_sin');
+    }
+  }
+  return used;
+}
+
 /**
  * RWKV-7's fused LoRA ups: `lora_g(t, c)`, the log decay −e^(−0.5)·sigmoid(W_w·tanh(w_d) + b_w)
  * of key column c, and `lora_a(t, c)`, sigmoid(W_a·a_d + b_a), each a dot product over the rank
@@ -237,7 +286,7 @@ fn load_v(t: u32, c: u32) -> f32 {
  * Module-scope identifiers of the kernel (and the load functions' parameters), which no binding
  * may take; the entry point's locals may shadow a binding because main reads only v, state, out.
  */
-const RESERVED = [
+export const RESERVED = [
   ...POINTWISE_RESERVED,
   ...['H', 'DK', 'DV', 'SC', 'WG', 'C', 'SCALE', 'NORM_EPS', 'Q_L2_EPS', 'K_L2_EPS', 'main'],
   ...['K_ALL', 'KK_EPS', 'GN_EPS', 'ow', 'DR', 'AR', 'W_AT', 'A_AT', 'lora_g', 'lora_a'],
@@ -260,6 +309,26 @@ const RESERVED = [
     'bs',
   ],
   ...['load_q', 'load_k', 'load_g', 'load_beta', 'load_a', 'load_b', 'pre_q', 'pre_k'],
+  // The multi-pass form's (linear-recurrence-chunks.ts).
+  ...[
+    'KB',
+    'VW',
+    'WKW',
+    'KDO',
+    'GC0',
+    'BV',
+    'VB',
+    'VS',
+    'NT',
+    'NJ',
+    'OFF',
+    'SEGC',
+    'lr_states',
+    'lr_wk',
+    'lr_u',
+  ],
+  ...['p_g', 'p_b', 'p_kf', 'p_a', 'p_kb', 'p_gb', 's_s', 's_v', 'o_q', 'o_k', 'o_g', 'o_gt'],
+  ...['o_qf', 'o_kf', 'o_s', 'o_a', 'o_v', 'o_o', 'o_den'],
 ];
 
 /**
@@ -332,7 +401,7 @@ function stateBase(a: LinearRecurrenceAttrs): string {
 }
 
 /** The fused l2 norms (prologue.l2) as WGSL pieces: which rows, and q's SCALE moved after them. */
-function l2Pieces(a: LinearRecurrenceAttrs) {
+export function l2Pieces(a: LinearRecurrenceAttrs) {
   const l2 = a.prologue?.l2 ?? {};
   const rows = (['q', 'k'] as const).filter((n) => l2[n] !== undefined);
   return {
@@ -706,10 +775,31 @@ export function recurrenceLaunch(
   };
 }
 
+/**
+ * The generator: decode (maxT 1), batched decode and every 'dplr' step run the recurrent form.
+ * Prefill of 'add' and 'delta' runs the chunk-parallel passes (linear-recurrence-chunks.ts) when
+ * a step may span more than one of their chunks (maxT > C): from two chunks on, their parallelism
+ * over chunks is what the single kernel lacks, while a step of one chunk gains nothing from
+ * writing and rereading the state and the w/u scratch. Where the passes cannot run on the device
+ * (scratch past the storage binding limit, more storage buffers than a stage allows, no room in
+ * workgroup memory) the prefill keeps the single-kernel chunked form, which is correct at any T,
+ * only slower; multiPass names the reason.
+ */
 export const linearRecurrenceKernel: KernelGenerator<LinearRecurrenceAttrs> = (
   a,
   { caps, maxT },
-) => ({
-  launches: [recurrenceLaunch(a, caps, recurrenceForm(a, caps, maxT))],
-  scratch: ropeRowPos(a) ? rowPosScratch(maxT) : {},
-});
+) => {
+  const form = recurrenceForm(a, caps, maxT);
+  // One sequence's prefill only: a batched step's rows are sequences (one token each).
+  if (form.kind === 'chunked' && !isBatched(a)) {
+    const plan = multiPassPlan(a, caps, maxT);
+    if (typeof plan !== 'string' && maxT > plan.C) {
+      const passes = multiPass(a, caps, maxT);
+      if (typeof passes !== 'string') return passes;
+    }
+  }
+  return {
+    launches: [recurrenceLaunch(a, caps, form)],
+    scratch: ropeRowPos(a) ? rowPosScratch(maxT) : {},
+  };
+};

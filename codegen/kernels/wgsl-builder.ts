@@ -6,7 +6,9 @@
  * inputs. An output named like a read_write input is that input's binding (state updated in place).
  *
  * Kernels that declare their bindings with opBindings: add, mul, act, glu, softcap, concat,
- * embed, norm, gated_norm, conv1d, rope, kv_write, pointwise, linear_recurrence, mamba1_step.
+ * embed, norm, gated_norm, conv1d, rope, kv_write, pointwise, linear_recurrence, mamba1_step
+ * (linear_recurrence's multi-pass prefill declares the subset of them each pass reads, then its
+ * scratch buffers).
  * Kernels that still declare them by hand (each name must be one of the node's tensors, which
  * the emitter checks; the definition is what decides which tensors the node has):
  * - matmul (codegen/kernels/matmul/common.ts): vec4 and packed-f16 element types per schedule;

@@ -8,7 +8,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkGolden } from '../helpers/golden.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { importHfFolder } from '../../src/import/hf-folder.ts';
+import { checkGolden, readGolden, rowErrors, runGoldenGpu } from '../helpers/golden.ts';
+import { testGpu } from '../helpers/gpu.ts';
 
 const ROOT = 'test/fixtures/fla';
 /** Fixtures whose golden test must run and pass; grows as families land. */
@@ -39,6 +42,37 @@ describe('fla golden outputs', () => {
         summary.push(`  ${fixture.padEnd(15)} ${on}  ${line}`);
       });
     }
+  }
+
+  // The multi-pass linear-recurrence prefill (codegen/kernels/linear-recurrence-chunks.ts) runs
+  // past one of its chunks; at maxT 32 on a device of 4 KiB workgroup memory its chunk is 16, so
+  // the 24-token prompt spans two chunks (one partial), with each family's fused prologue.
+  for (const fixture of ['gated_deltanet', 'gla', 'retnet', 'delta_net']) {
+    it(`${fixture} (gpu, multi-pass prefill)`, async () => {
+      const dir = join(ROOT, fixture);
+      const caps = { ...(await testGpu()).caps, maxWorkgroupStorageBytes: 4096 };
+      const hf = await importHfFolder(dir);
+      try {
+        const compiled = compileModel(hf.model, { caps, maxT: 32, capacity: 64 });
+        expect(compiled.kernels.some((k) => k.name.startsWith('linear_recurrence_prep_'))).toBe(
+          true,
+        );
+        const golden = await readGolden(dir);
+        const run = await runGoldenGpu(hf, golden, { caps });
+        const pre = rowErrors(run.prefill, golden.prefill, hf.model.vocab);
+        const dec = rowErrors(run.decode, golden.decode, hf.model.vocab);
+        expect(run.tokens).toEqual(golden.tokens);
+        for (const e of [pre, dec]) {
+          expect(e.abs).toBeLessThanOrEqual(1e-3);
+          expect(e.rel).toBeLessThanOrEqual(1e-4);
+        }
+        summary.push(
+          `  ${fixture.padEnd(15)} gpu multi-pass  prefill abs ${pre.abs.toExponential(1)} rel ${pre.rel.toExponential(1)}`,
+        );
+      } finally {
+        await hf.close();
+      }
+    });
   }
 
   afterAll(() => {

@@ -41,7 +41,11 @@ export interface GoldenRunOptions {
   precision?: Precision;
   /** Decode step i feeds feed[i] (teacher forcing) rather than the token the model chose. */
   feed?: readonly number[];
-  /** CPU only: the device the precision pass compiles for (default: WebGPU's minimums). */
+  /**
+   * The device the precision pass compiles for on the CPU (default: WebGPU's minimums); on the GPU
+   * the device the kernels are generated for (default: the test device's), which must not exceed
+   * the test device's limits: a smaller one picks the kernels a smaller device would run.
+   */
   caps?: DeviceCaps;
 }
 
@@ -84,7 +88,7 @@ export async function runGoldenGpu(
   golden: Golden,
   opts: GoldenRunOptions = {},
 ): Promise<GoldenRun> {
-  const [run] = await runGoldenGpuFeeds(hf, golden, [opts.feed ?? null], opts.precision);
+  const [run] = await runGoldenGpuFeeds(hf, golden, [opts.feed ?? null], opts.precision, opts.caps);
   return run;
 }
 
@@ -97,9 +101,15 @@ export async function runGoldenGpuFeeds(
   golden: Golden,
   feeds: readonly (readonly number[] | null)[],
   precision?: Precision,
+  caps?: DeviceCaps,
 ): Promise<GoldenRun[]> {
   const gpu = await testGpu();
-  const compiled = compileModel(hf.model, { caps: gpu.caps, maxT: 32, capacity: 64, precision });
+  const compiled = compileModel(hf.model, {
+    caps: caps ?? gpu.caps,
+    maxT: 32,
+    capacity: 64,
+    precision,
+  });
   const gm = await GpuModel.load(
     gpu,
     memorySource(compiled, (n) => hf.readTensorF32(n)),

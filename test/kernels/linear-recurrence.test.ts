@@ -3,7 +3,9 @@
  * on random inputs: every decay (none, fixed, head, key) × update (add, delta, dplr), the
  * normaliser, awkward sizes (key/value dims 1, 5, 16, 33; heads shared 3:1, key heads repeated
  * to 6 value heads, gate heads ≠ heads), in the recurrent form (decode, and dplr's prefill) and
- * the chunked form (over one chunk, several, and a partial last one).
+ * the chunked form (over one chunk, several, and a partial last one). Where the generator picks
+ * the multi-pass form (maxT past one of its chunks: the 70-token and 16384-token cases here) the
+ * same checks run it; test/kernels/linear-recurrence-chunks.test.ts covers it on its own.
  *
  * Tolerance: max |gpu − ref| / max |ref| ≤ 1e-4 over all outputs, and over the final state
  * (f32 kernels against an f64 reference; measured worst cases are far below, see the log).
@@ -127,14 +129,16 @@ async function runGpu(
   form: RecurrenceForm | null,
   caps: DeviceCaps,
 ) {
-  const launches =
+  // The generator's choice may be the multi-pass form, whose launches share scratch buffers.
+  const gen =
     form === null
-      ? linearRecurrenceKernel(a, { caps, maxT }).launches
-      : [recurrenceLaunch(a, caps, form)];
+      ? linearRecurrenceKernel(a, { caps, maxT })
+      : { launches: [recurrenceLaunch(a, caps, form)], scratch: {} };
   const width = a.heads * a.valueDim;
   const out = new Float32Array(maxT * width).fill(SENTINEL);
-  const got = await runLaunches(launches, {
+  const got = await runLaunches(gen.launches, {
     inputs: { ...inp, state: inp.state.slice(), out },
+    outputs: Object.fromEntries(Object.entries(gen.scratch).map(([n, b]) => [n, b / 4])),
     step,
   });
   // Rows at and beyond T are never written.
@@ -160,8 +164,9 @@ async function checkAgainstReference(
   const want = reference(a, inp, step);
   const err = { out: maxRelError(got.out, want.out), state: maxRelError(got.state, want.state) };
   const form = recurrenceForm(a, caps, maxT);
+  const multi = linearRecurrenceKernel(a, { caps, maxT }).launches.length > 1;
   errors.push(
-    `${a.decay}/${a.update}${a.normalize ? '/norm' : ''} ${form.kind === 'chunked' ? `C${form.C}` : 'rec'} T${T} pos${pos}: out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}`,
+    `${a.decay}/${a.update}${a.normalize ? '/norm' : ''} ${multi ? 'multi-pass' : form.kind === 'chunked' ? `C${form.C}` : 'rec'} T${T} pos${pos}: out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}`,
   );
   expect(err.out).toBeLessThanOrEqual(TOL);
   expect(err.state).toBeLessThanOrEqual(TOL);
@@ -359,8 +364,9 @@ describe('linear_recurrence acceptance', () => {
         out: maxRelError(got.out, want.out),
         state: maxRelError(got.state, want.state),
       };
+      const passes = linearRecurrenceKernel(a, { caps, maxT: LONG }).launches.length;
       errors.push(
-        `${LONG} tokens, ${name}: out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}, GPU ${ms.toFixed(0)} ms`,
+        `${LONG} tokens, ${name} (${passes} launches): out ${err.out.toExponential(1)} state ${err.state.toExponential(1)}, GPU ${ms.toFixed(0)} ms`,
       );
       expect(got.out.every(Number.isFinite)).toBe(true);
       expect(err.out).toBeLessThanOrEqual(TOL);
@@ -716,7 +722,9 @@ describe('linear_recurrence kernel choice', () => {
       [256, 'head', 7],
     ] as const) {
       const a = attrs({ keyDim: dk, valueDim: 16, decay });
-      const { launches } = linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 64 });
+      // The single kernel's form (past one chunk of the multi-pass form the generator runs that).
+      const form = recurrenceForm(a, BASELINE_CAPS, 64);
+      const launches = [recurrenceLaunch(a, BASELINE_CAPS, form)];
       expect(launches[0].kernel.name).toContain(`_chunk${C}_`);
     }
     for (const update of UPDATES) {
@@ -724,7 +732,12 @@ describe('linear_recurrence kernel choice', () => {
       const { launches } = linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 64 });
       const storage = launches[0].kernel.bindings.filter((b) => b.access !== 'uniform');
       expect(storage.length).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBuffersPerStage);
-      expect(launches[0].kernel.name).toContain(update === 'dplr' ? '_recurrent_' : '_chunk');
+      // Past one chunk of the multi-pass form, 'add' and 'delta' run its passes.
+      expect(launches[0].kernel.name).toMatch(update === 'dplr' ? /_recurrent_/ : /_chunk|_prep_/);
+      for (const l of launches) {
+        const n = l.kernel.bindings.filter((b) => b.access !== 'uniform').length;
+        expect(n).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBuffersPerStage);
+      }
     }
     const decode = linearRecurrenceKernel(attrs({}), { caps: BASELINE_CAPS, maxT: 1 });
     expect(decode.launches[0].kernel.name).toContain('_recurrent_');
