@@ -24,6 +24,7 @@ import {
   declare,
   expertWeights,
   features,
+  gemvInputs,
   launch,
   moeMatmulHeader,
   type Access,
@@ -253,14 +254,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 /** The down projection with the combine folded in (input 'pair'). */
 export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const c = a.combine!;
-  const vec4 = a.K % 4 === 0;
-  const X: Elem = vec4 ? 'vec4<f32>' : 'f32';
-  const w = expertWeights(a, vec4);
-  const list: Array<[string, Access, Elem]> = [
-    ['x', 'read', X],
-    ['w', 'read', w.elem],
-  ];
-  if (a.bias) list.push(['bias', 'read', 'f32']);
+  const { vec4, w, list } = gemvInputs(a);
   list.push(['ids', 'read', 'u32'], ['weights', 'read', 'f32']);
   if (c.residual) list.push(['residual', 'read', 'f32']);
   if (c.shared && !a.sharedSlots) list.push(['shared', 'read', 'f32']);

@@ -459,15 +459,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   );
 }
 
-function gemvLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
+/**
+ * A GEMV's first bindings: x (vec4 rows when K allows), the expert weights and their bias; the
+ * caller adds the rest.
+ */
+export function gemvInputs(a: MoeMatmulAttrs): {
+  vec4: boolean;
+  w: WeightBinding;
+  list: Array<[string, Access, Elem]>;
+} {
   const vec4 = a.K % 4 === 0;
-  const X: Elem = vec4 ? 'vec4<f32>' : 'f32';
   const w = expertWeights(a, vec4);
   const list: Array<[string, Access, Elem]> = [
-    ['x', 'read', X],
+    ['x', 'read', vec4 ? 'vec4<f32>' : 'f32'],
     ['w', 'read', w.elem],
   ];
   if (a.bias) list.push(['bias', 'read', 'f32']);
+  return { vec4, w, list };
+}
+
+function gemvLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
+  const { vec4, w, list } = gemvInputs(a);
   list.push(['ids', 'read', 'u32'], ['out', 'read_write', 'f32']);
   const { bindings, decls } = declare(list);
   const shape = gemvShape(wgMax);
