@@ -14,6 +14,15 @@ export interface HeadShape {
   vd?: number;
 }
 
+/** One kernel call of a test: T query rows at positions pos.., from a build for maxT rows. */
+export interface AttentionCase extends HeadShape {
+  T: number;
+  maxT: number;
+  pos: number;
+  /** Default true. */
+  causal?: boolean;
+}
+
 /**
  * Attention attrs of `c`'s heads, scale 1/sqrt(hd), causal, no window, softcap or sinks, then
  * `over` (the capacity and whatever the test varies).

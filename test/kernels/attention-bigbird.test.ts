@@ -19,7 +19,7 @@ import { keepBlock, keepPatternBlock, randomBlocks } from '../../src/ops/block-s
 import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
-import { attentionAttrs, maskedSoftmax } from '../helpers/attention.ts';
+import { attentionAttrs, maskedSoftmax, type AttentionCase } from '../helpers/attention.ts';
 
 const bigbird = (block: number, L: number, G: number, r: number, seed = 7): BlockSparsePattern => ({
   kind: 'block_sparse',
@@ -28,14 +28,7 @@ const bigbird = (block: number, L: number, G: number, r: number, seed = 7): Bloc
   random: { kind: 'random', r, seed },
 });
 
-interface Case {
-  heads: number;
-  kvHeads: number;
-  hd: number;
-  T: number;
-  maxT: number;
-  pos: number;
-  causal?: boolean;
+interface Case extends AttentionCase {
   /** Bidirectional: the step's key count (the canvas), default pos + T. */
   keys?: number;
   pattern: BlockSparsePattern;

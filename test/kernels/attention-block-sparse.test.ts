@@ -14,16 +14,9 @@ import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 import { packF16 } from '../../formats/safetensors.ts';
 import { roundF16 } from '../../src/ops/math.ts';
-import { attentionAttrs, maskedSoftmax } from '../helpers/attention.ts';
+import { attentionAttrs, maskedSoftmax, type AttentionCase } from '../helpers/attention.ts';
 
-interface Case {
-  heads: number;
-  kvHeads: number;
-  hd: number;
-  T: number;
-  maxT: number;
-  pos: number;
-  causal?: boolean;
+interface Case extends AttentionCase {
   pattern?: BlockSparsePattern;
   /** f16 caches (kvType 'f16'). */
   kv16?: boolean;

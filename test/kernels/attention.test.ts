@@ -14,19 +14,10 @@ import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 import { packF16 } from '../../formats/safetensors.ts';
 import { roundF16 } from '../../src/ops/math.ts';
-import { attentionAttrs } from '../helpers/attention.ts';
+import { attentionAttrs, type AttentionCase } from '../helpers/attention.ts';
 
-interface Case {
-  heads: number;
-  kvHeads: number;
-  hd: number;
-  /** v head width when it differs from hd (MLA). */
-  vd?: number;
-  T: number;
-  maxT: number;
-  pos: number;
+interface Case extends AttentionCase {
   capacity?: number;
-  causal?: boolean;
   window?: number | null;
   softcap?: number | null;
   /** Per-head sink logits (GPT-OSS). */
