@@ -2,10 +2,12 @@
  * Pieces the batched tests (test/model/batch*.test.ts) share: a sequence's greedy run alone, the
  * small DSL models they batch, so each comparison runs the same single-sequence side.
  */
+import { expect } from 'vitest';
 import { GREEDY } from '../../codegen/kernel-ir.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
+import { maxRelError } from './numeric.ts';
 
 /**
  * One sequence run alone, greedily: `steps` tokens (the prompt's next, then each decode step's)
@@ -23,6 +25,25 @@ export async function soloRun(seq: Sequence, prompt: number[], steps: number) {
     logits.push(r.logits!);
   }
   return { tokens, logits };
+}
+
+/**
+ * A batch's generation (BatchSequence.generate with logits) against each sequence alone: the
+ * same tokens, every logits row within `tol` relative (the batched matmuls sum in other orders).
+ */
+export function expectBatchMatchesAlone(
+  got: { tokens: number[][]; logits?: Float32Array<ArrayBufferLike>[][] },
+  alone: Awaited<ReturnType<typeof soloRun>>[],
+  steps: number,
+  tol = 1e-5,
+): void {
+  let worst = 0;
+  for (let s = 0; s < alone.length; s++) {
+    expect(got.tokens[s]).toEqual(alone[s].tokens);
+    for (let k = 0; k < steps; k++)
+      worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
+  }
+  expect(worst).toBeLessThan(tol);
 }
 
 /** A DSL model of vocab 256, dim 32, RMS norm; `body` gives its mixers, ffns and layers. */

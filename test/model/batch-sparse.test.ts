@@ -11,7 +11,7 @@ import { BatchSequence } from '../../runtime/batch.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
-import { besideAttention, soloRun } from '../helpers/batch.ts';
+import { besideAttention, expectBatchMatchesAlone, soloRun } from '../helpers/batch.ts';
 
 const prompts = [6, 3, 8].map((n, i) => Array.from(randInts(n, 250, 70 + i)));
 const B = prompts.length;
@@ -53,14 +53,7 @@ describe.each([
     expect(new Set(batched.map((n) => n.attrs.op))).toContain(op);
     const batch = new BatchSequence(m.gm);
     const got = await batch.generate(prompts, { maxTokens: steps, logits: true });
-    let worst = 0;
-    for (let s = 0; s < B; s++) {
-      expect(got.tokens[s]).toEqual(alone[s].tokens);
-      for (let k = 0; k < steps; k++) {
-        worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
-      }
-    }
-    expect(worst).toBeLessThan(1e-5);
+    expectBatchMatchesAlone(got, alone.slice(0, B), steps);
     batch.destroy();
     m.gm.destroy();
   });

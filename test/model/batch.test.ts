@@ -24,7 +24,7 @@ import {
   tinyLlama,
 } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
-import { LATENT_AND_CONV, soloRun, tinySpec } from '../helpers/batch.ts';
+import { LATENT_AND_CONV, expectBatchMatchesAlone, soloRun, tinySpec } from '../helpers/batch.ts';
 import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
 import { compileFigures } from '../../src/cli/explore/metrics.ts';
 import { DEVICES } from '../../src/cli/explore/roofline.ts';
@@ -215,14 +215,7 @@ describe.each([
     }
     const batch = new BatchSequence(m.gm);
     const got = await batch.generate(prompts.slice(0, B), { maxTokens: STEPS, logits: true });
-    let worst = 0;
-    for (let s = 0; s < B; s++) {
-      expect(got.tokens[s]).toEqual(alone[s].tokens);
-      for (let k = 0; k < STEPS; k++) {
-        worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
-      }
-    }
-    expect(worst).toBeLessThan(1e-5);
+    expectBatchMatchesAlone(got, alone.slice(0, B), STEPS);
     expect(got.stops).toEqual(Array(B).fill('max-tokens'));
     batch.destroy();
     m.gm.destroy();
