@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchSequence } from '../../runtime/batch.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { gpuModel } from '../helpers/compare.ts';
-import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { randInts } from '../helpers/numeric.ts';
 import { besideAttention, expectBatchMatchesAlone, soloRun } from '../helpers/batch.ts';
 
 const prompts = [6, 3, 8].map((n, i) => Array.from(randInts(n, 250, 70 + i)));
