@@ -9,6 +9,7 @@ import type {
   NsaSelectedAttrs,
   SparseAttentionAttrs,
 } from '../../src/graph/ops.ts';
+import { randn } from './numeric.ts';
 
 export interface NsaShape {
   heads: number;
@@ -66,4 +67,25 @@ export function dsaAttrs(
     batch,
   };
   return { ix, sa };
+}
+
+/**
+ * The batched DSA tests' caches, zero to start: the indexer's keys (`index`), kcache and vcache,
+ * `batch` sequences' slices of ix.capacity rows; write(s, p) fills row p of sequence s with
+ * values seeded by (s, p), as a layer's writes would.
+ */
+export function dsaCaches(ix: IndexerTopkAttrs, sa: SparseAttentionAttrs, batch: number) {
+  const cap = ix.capacity;
+  const kvw = sa.kvHeads * sa.headDim;
+  const vw = sa.kvHeads * sa.vHeadDim;
+  const index = new Float32Array(batch * cap * ix.dim);
+  const kcache = new Float32Array(batch * cap * kvw);
+  const vcache = new Float32Array(batch * cap * vw);
+  const write = (s: number, p: number) => {
+    const seed = 500 + 11 * p + s;
+    index.set(randn(ix.dim, seed, 2), (s * cap + p) * ix.dim);
+    kcache.set(randn(kvw, seed + 1, 2), (s * cap + p) * kvw);
+    vcache.set(randn(vw, seed + 2), (s * cap + p) * vw);
+  };
+  return { index, kcache, vcache, write };
 }

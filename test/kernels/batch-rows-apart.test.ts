@@ -36,7 +36,7 @@ import type {
 } from '../../src/graph/ops.ts';
 import { attention, kvWrite } from '../../src/ops/attention.ts';
 import { batchedDefinition } from '../../src/ops/batch.ts';
-import { dsaAttrs, nsaAttrs } from '../helpers/sparse.ts';
+import { dsaAttrs, dsaCaches, nsaAttrs } from '../helpers/sparse.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
 import { indexerTopk, SEL_EMPTY, sparseAttention } from '../../src/ops/indexer.ts';
 import { nsaBlocks, nsaCompress, nsaCompressed, nsaSelected } from '../../src/ops/nsa.ts';
@@ -343,17 +343,7 @@ describe('batched sparse-attention kernels with rows at their own positions', ()
   it('DSA: each sequence its own top-k over its own positions, attention over it', async () => {
     const CAP_I = 24;
     const { ix, sa } = dsaAttrs(4, CAP_I, B);
-    const kvw = sa.kvHeads * sa.headDim;
-    const vw = sa.kvHeads * sa.vHeadDim;
-    const index = new Float32Array(B * CAP_I * ix.dim);
-    const kcache = new Float32Array(B * CAP_I * kvw);
-    const vcache = new Float32Array(B * CAP_I * vw);
-    const write = (s: number, p: number) => {
-      const seed = 500 + 11 * p + s;
-      index.set(randn(ix.dim, seed, 2), (s * CAP_I + p) * ix.dim);
-      kcache.set(randn(kvw, seed + 1, 2), (s * CAP_I + p) * kvw);
-      vcache.set(randn(vw, seed + 2), (s * CAP_I + p) * vw);
-    };
+    const { index, kcache, vcache, write } = dsaCaches(ix, sa, B);
     for (let s = 0; s < B; s++) for (let p = 0; p < LEN[s]; p++) write(s, p);
     const caps = { caps: BASELINE_CAPS, maxT: B };
     const genI = indexerTopkKernel(ix, caps);

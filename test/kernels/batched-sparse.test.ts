@@ -30,7 +30,7 @@ import {
 import type { H2oAttentionAttrs } from '../../src/graph/ops.ts';
 import { indexerTopk, sparseAttention } from '../../src/ops/indexer.ts';
 import { batchedDefinition } from '../../src/ops/batch.ts';
-import { dsaAttrs, nsaAttrs } from '../helpers/sparse.ts';
+import { dsaAttrs, dsaCaches, nsaAttrs } from '../helpers/sparse.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
 import { nsaBlocks, nsaCompress, nsaCompressed, nsaSelected } from '../../src/ops/nsa.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
@@ -236,22 +236,13 @@ describe('batched DSA indexer and sparse attention kernels', () => {
   const { ix, sa } = dsaAttrs(5, CAP, B);
 
   it(`B = ${B} sequences for 14 steps: each its own top-5 and attention over it`, async () => {
-    const kvw = sa.kvHeads * sa.headDim;
-    const vw = sa.kvHeads * sa.vHeadDim;
-    const index = new Float32Array(B * CAP * ix.dim);
-    const kcache = new Float32Array(B * CAP * kvw);
-    const vcache = new Float32Array(B * CAP * vw);
+    const { index, kcache, vcache, write } = dsaCaches(ix, sa, B);
     const genI = indexerTopkKernel(ix, { caps: BASELINE_CAPS, maxT: B });
     const genS = sparseAttentionKernel(sa, { caps: BASELINE_CAPS, maxT: B });
     let differ = 0;
     for (let pos = 0; pos < 14; pos++) {
       const step = { T: B, pos, L: 1 };
-      for (let s = 0; s < B; s++) {
-        const seed = 500 + 11 * pos + s;
-        index.set(randn(ix.dim, seed, 2), (s * CAP + pos) * ix.dim);
-        kcache.set(randn(kvw, seed + 1, 2), (s * CAP + pos) * kvw);
-        vcache.set(randn(vw, seed + 2), (s * CAP + pos) * vw);
-      }
+      for (let s = 0; s < B; s++) write(s, pos);
       const q = randn(B * ix.heads * ix.dim, 4000 + pos, 2);
       const w = randn(B * ix.heads, 4100 + pos);
       const want = batchedDefinition(indexerTopk).reference(ix, { q, w, kcache: index }, step);
