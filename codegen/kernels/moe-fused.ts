@@ -24,23 +24,13 @@ import {
   declare,
   expertWeights,
   features,
+  gemvInputs,
   launch,
   moeMatmulHeader,
   type Access,
   type Elem,
 } from './moe.ts';
-
-/** Workgroup size of the GEMVs: a power of two up to 256. */
-export function gemvWorkgroup(wgMax: number): number {
-  return 2 ** Math.floor(Math.log2(Math.min(256, wgMax)));
-}
-
-/** Workgroup size, lanes per column, columns per workgroup. */
-function shape(wgMax: number): { WG: number; TPC: number; CPW: number } {
-  const WG = gemvWorkgroup(wgMax);
-  const TPC = Math.min(32, WG);
-  return { WG, TPC, CPW: WG / TPC };
-}
+import { expertColumnWgsl, gemvDot, gemvName, gemvShape, laneReduceWgsl } from './moe-gemv.ts';
 
 /** WGSL `fn route(t, lid)`: moe_route for token t into sel / selw (see the header). */
 function routeWgsl(a: MoeMatmulAttrs, WG: number): string {
@@ -216,11 +206,8 @@ export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   } else list.push(['ids', 'read', 'u32']);
   list.push(['out', 'read_write', 'f32']);
   const { bindings, decls } = declare(list);
-  const { WG, TPC, CPW } = shape(wgMax);
+  const { WG, TPC, CPW } = gemvShape(wgMax);
   const G2 = a.gated ? 2 : 1;
-  const dot = vec4
-    ? (p: string, q: string) => `dot(${p}, ${q})`
-    : (p: string, q: string) => `${p} * ${q}`;
   const pro = a.prologue ? prologueWgsl(a, vec4) : null;
   const xv = pro ? 'norm_x(b_x[xr + k], k, mean, rstd)' : 'b_x[xr + k]';
   const route = a.route
@@ -250,55 +237,24 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   ${pro ? pro.stats : ''}
   let ok = ex >= E0 && ex < E0 + EC;
   let e = select(0u, ex - E0, ok);
-  let lane = lid % ${TPC}u;
-  let c = wid.x * ${CPW}u + lid / ${TPC}u;
-  let wr = (e * WR + min(c, N - 1u)) * U;
-  var s = 0.0;${a.gated ? '\n  var su = 0.0;' : ''}
-  if (ok) {
-    for (var k = lane; k < U; k += ${TPC}u) {
-      let xv = ${xv};
-      s += ${dot('xv', 'load_w(wr + k)')};${a.gated ? `\n      su += ${dot('xv', 'load_w(wr + N * U + k)')};` : ''}
-    }
-  }
-  red[lid] = s;${a.gated ? `\n  red[${WG}u + lid] = su;` : ''}
-  workgroupBarrier();
-  for (var h = ${TPC / 2}u; h > 0u; h = h >> 1u) {
-    if (lane < h) {
-      red[lid] += red[lid + h];${a.gated ? `\n      red[${WG}u + lid] += red[${WG}u + lid + h];` : ''}
-    }
-    workgroupBarrier();
-  }
-  if (ok && lane == 0u && c < N) {
-    b_out[p * N + c] = emit(e, c, red[lid], ${a.gated ? `red[${WG}u + lid]` : '0.0'});
-  }
+  ${expertColumnWgsl(a, { WG, TPC, CPW }, vec4, xv)}
 }
 `;
   const tags = [
     a.prologue ? (a.prologue.kind === 'rms' ? 'rms' : 'ln') : '',
     a.route ? 'route' : '',
-  ]
-    .filter(Boolean)
-    .join('_');
-  return launch(
-    `moe_matmul_gemv${CPW}x${TPC}${vec4 ? '_v4' : ''}_${features(a)}_${tags}`,
-    code,
-    bindings,
-    WG,
-    [Math.ceil(a.N / CPW), { sym: 'T', mul: moeSlots(a) }, 1],
-  );
+  ];
+  return launch(gemvName({ TPC, CPW }, vec4, features(a), tags), code, bindings, WG, [
+    Math.ceil(a.N / CPW),
+    { sym: 'T', mul: moeSlots(a) },
+    1,
+  ]);
 }
 
 /** The down projection with the combine folded in (input 'pair'). */
 export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const c = a.combine!;
-  const vec4 = a.K % 4 === 0;
-  const X: Elem = vec4 ? 'vec4<f32>' : 'f32';
-  const w = expertWeights(a, vec4);
-  const list: Array<[string, Access, Elem]> = [
-    ['x', 'read', X],
-    ['w', 'read', w.elem],
-  ];
-  if (a.bias) list.push(['bias', 'read', 'f32']);
+  const { vec4, w, list } = gemvInputs(a);
   list.push(['ids', 'read', 'u32'], ['weights', 'read', 'f32']);
   if (c.residual) list.push(['residual', 'read', 'f32']);
   if (c.shared && !a.sharedSlots) list.push(['shared', 'read', 'f32']);
@@ -306,10 +262,8 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   if (c.load) list.push(['load', 'read_write', 'atomic<u32>']);
   list.push(['out', 'read_write', 'f32']);
   const { bindings, decls } = declare(list);
-  const { WG, TPC, CPW } = shape(wgMax);
-  const dot = vec4
-    ? (p: string, q: string) => `dot(${p}, ${q})`
-    : (p: string, q: string) => `${p} * ${q}`;
+  const { WG, TPC, CPW } = gemvShape(wgMax);
+  const dot = gemvDot(vec4);
   const epi: string[] = ['var acc = red[lid];'];
   if (a.bias) {
     epi.push(`for (var j = 0u; j < SL; j++) {
@@ -357,10 +311,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   red[lid] = s;
   workgroupBarrier();
-  for (var h = ${TPC / 2}u; h > 0u; h = h >> 1u) {
-    if (lane < h) { red[lid] += red[lid + h]; }
-    workgroupBarrier();
-  }
+  ${laneReduceWgsl(TPC, WG, false)}
   if (lane == 0u && c < N) {
     ${epi.join('\n    ')}
   }${c.load ? '\n  if (wid.x == 0u && lid < KS) { atomicAdd(&b_load[b_ids[t * KS + lid]], 1u); }' : ''}
@@ -372,14 +323,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     c.shared ? (c.sharedGate ? 'gshared' : 'shared') : '',
     a.sharedSlots ? `sx${sharedCount(a)}` : '',
     c.load ? 'load' : '',
-  ]
-    .filter(Boolean)
-    .join('_');
-  return launch(
-    `moe_matmul_gemv${CPW}x${TPC}${vec4 ? '_v4' : ''}_${features(a)}_${tags}`,
-    code,
-    bindings,
-    WG,
-    [Math.ceil(a.N / CPW), { sym: 'T' }, 1],
-  );
+  ];
+  return launch(gemvName({ TPC, CPW }, vec4, features(a), tags), code, bindings, WG, [
+    Math.ceil(a.N / CPW),
+    { sym: 'T' },
+    1,
+  ]);
 }

@@ -21,7 +21,8 @@ import type {
 } from '../../src/graph/ops.ts';
 import { SIGMOID_NORM_EPS, moeMatmul, moeRoute, moeSlots, routedCount } from '../../src/ops/moe.ts';
 import { bindingCount } from '../../src/ops/types.ts';
-import { combinedLaunch, gemvWorkgroup, routedLaunch, routedWorkgroupBytes } from './moe-fused.ts';
+import { combinedLaunch, routedLaunch, routedWorkgroupBytes } from './moe-fused.ts';
+import { expertColumnWgsl, gemvName, gemvShape, gemvWorkgroup } from './moe-gemv.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
@@ -458,23 +459,31 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   );
 }
 
-function gemvLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
+/**
+ * A GEMV's first bindings: x (vec4 rows when K allows), the expert weights and their bias; the
+ * caller adds the rest.
+ */
+export function gemvInputs(a: MoeMatmulAttrs): {
+  vec4: boolean;
+  w: WeightBinding;
+  list: Array<[string, Access, Elem]>;
+} {
   const vec4 = a.K % 4 === 0;
-  const X: Elem = vec4 ? 'vec4<f32>' : 'f32';
   const w = expertWeights(a, vec4);
   const list: Array<[string, Access, Elem]> = [
-    ['x', 'read', X],
+    ['x', 'read', vec4 ? 'vec4<f32>' : 'f32'],
     ['w', 'read', w.elem],
   ];
   if (a.bias) list.push(['bias', 'read', 'f32']);
+  return { vec4, w, list };
+}
+
+function gemvLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
+  const { vec4, w, list } = gemvInputs(a);
   list.push(['ids', 'read', 'u32'], ['out', 'read_write', 'f32']);
   const { bindings, decls } = declare(list);
-  const WG = 2 ** Math.floor(Math.log2(Math.min(256, wgMax)));
-  const TPC = Math.min(32, WG);
-  const CPW = WG / TPC;
-  const dot = vec4
-    ? (p: string, q: string) => `dot(${p}, ${q})`
-    : (p: string, q: string) => `${p} * ${q}`;
+  const shape = gemvShape(wgMax);
+  const { WG, CPW } = shape;
   const code = `${moeMatmulHeader(a, decls, w)}
 const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 var<workgroup> red: array<f32, ${WG * (a.gated ? 2 : 1)}>;
@@ -487,36 +496,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let ok = ex >= E0 && ex < E0 + EC;
   let e = select(0u, ex - E0, ok);
   let xr = ${a.input === 'token' ? 'p / SL' : 'p'} * U;
-  let lane = lid % ${TPC}u;
-  let c = wid.x * ${CPW}u + lid / ${TPC}u;
-  let wr = (e * WR + min(c, N - 1u)) * U;
-  var s = 0.0;${a.gated ? '\n  var su = 0.0;' : ''}
-  if (ok) {
-    for (var k = lane; k < U; k += ${TPC}u) {
-      let xv = b_x[xr + k];
-      s += ${dot('xv', 'load_w(wr + k)')};${a.gated ? `\n      su += ${dot('xv', 'load_w(wr + N * U + k)')};` : ''}
-    }
-  }
-  red[lid] = s;${a.gated ? `\n  red[${WG}u + lid] = su;` : ''}
-  workgroupBarrier();
-  for (var h = ${TPC / 2}u; h > 0u; h = h >> 1u) {
-    if (lane < h) {
-      red[lid] += red[lid + h];${a.gated ? `\n      red[${WG}u + lid] += red[${WG}u + lid + h];` : ''}
-    }
-    workgroupBarrier();
-  }
-  if (ok && lane == 0u && c < N) {
-    b_out[p * N + c] = emit(e, c, red[lid], ${a.gated ? `red[${WG}u + lid]` : '0.0'});
-  }
+  ${expertColumnWgsl(a, shape, vec4, 'b_x[xr + k]')}
 }
 `;
-  return launch(
-    `moe_matmul_gemv${CPW}x${TPC}${vec4 ? '_v4' : ''}_${features(a)}`,
-    code,
-    bindings,
-    WG,
-    [Math.ceil(a.N / CPW), { sym: 'T', mul: moeSlots(a) }, 1],
-  );
+  return launch(gemvName(shape, vec4, features(a), []), code, bindings, WG, [
+    Math.ceil(a.N / CPW),
+    { sym: 'T', mul: moeSlots(a) },
+    1,
+  ]);
 }
 
 export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT }) => {

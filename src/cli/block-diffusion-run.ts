@@ -18,6 +18,7 @@ import {
 import type { BlockDiffusionSpec, ModelIR } from '../spec/model.ts';
 import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
+import { givenFlags } from './diffusion-run.ts';
 import { canvasView } from '../../runtime/canvas-view.ts';
 
 export const BLOCK_DIFFUSION_HELP = `block-diffusion models (a spec with diffusion bd3lm(...)); defaults from the spec:
@@ -56,12 +57,10 @@ export function blockDiffusionRunOptions(
   seed: number,
 ): BlockDiffusionRun {
   const str = (k: string) => values[k] as string | undefined;
-  const llada = (['remasking', 'threshold', 'cache', 'pick', 'cfg-scale'] as const).filter(
-    (k) => values[k] !== undefined,
-  );
-  if (llada.length)
+  const llada = givenFlags(values, ['remasking', 'threshold', 'cache', 'pick', 'cfg-scale']);
+  if (llada)
     throw new UserError(
-      `${llada.map((k) => `--${k}`).join(', ')}: LLaDA sampler options, but the model is a block-diffusion model (bd3lm; use --gen-length, --block-length, --steps, --sampler, --temperature, --nucleus-p)`,
+      `${llada}: LLaDA sampler options, but the model is a block-diffusion model (bd3lm; use --gen-length, --block-length, --steps, --sampler, --temperature, --nucleus-p)`,
     );
   const num = (k: string, dflt: number): number => {
     const v = str(k);

@@ -39,6 +39,28 @@ function kindSettings(
 import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
 
+/** Every diffusion sampler flag of `run` (an autoregressive model refuses them all). */
+export const DIFFUSION_FLAGS = [
+  'gen-length',
+  'block-length',
+  'steps',
+  'remasking',
+  'threshold',
+  'cache',
+  'pick',
+  'cfg-scale',
+  'sampler',
+  'nucleus-p',
+] as const;
+
+/** Those of `names` given on the command line, as `--a, --b` for an error ('' when none). */
+export function givenFlags(values: Record<string, unknown>, names: readonly string[]): string {
+  return names
+    .filter((k) => values[k] !== undefined)
+    .map((k) => `--${k}`)
+    .join(', ');
+}
+
 export const DIFFUSION_HELP = `diffusion models (a spec with diffusion llada(...) or dream(...)); defaults from the spec:
   --gen-length N       tokens generated (the canvas holds the prompt and N masks)
   --block-length N     decoded in blocks of N, left to right; must divide --gen-length
@@ -141,12 +163,17 @@ export function diffusionRunOptions(
 
 /** Flags of autoregressive sampling that mean nothing to the diffusion sampler. */
 export function refuseAutoregressiveFlags(values: Record<string, unknown>): void {
-  const given = (['max-tokens', 'top-k', 'top-p', 'chat', 'system', 'ignore-eos'] as const).filter(
-    (k) => values[k] !== undefined,
-  );
-  if (given.length)
+  const given = givenFlags(values, [
+    'max-tokens',
+    'top-k',
+    'top-p',
+    'chat',
+    'system',
+    'ignore-eos',
+  ]);
+  if (given)
     throw new UserError(
-      `${given.map((k) => `--${k}`).join(', ')}: autoregressive sampling options, but the model is a diffusion model (use --gen-length, --block-length, --steps, --remasking, --temperature, --threshold, --cache)`,
+      `${given}: autoregressive sampling options, but the model is a diffusion model (use --gen-length, --block-length, --steps, --remasking, --temperature, --threshold, --cache)`,
     );
 }
 

@@ -15,6 +15,7 @@ import {
 import type { EntropyBoundSpec } from '../spec/model.ts';
 import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
+import { DIFFUSION_FLAGS, givenFlags } from './diffusion-run.ts';
 
 export const ENTROPY_BOUND_HELP = `entropy_bound diffusion models (DiffusionGemma, a spec with diffusion entropy_bound(...)); defaults from the spec:
   --gen-length N       tokens generated after the prompt, whole canvases of canvas_length
@@ -38,21 +39,14 @@ export function entropyBoundRunOptions(
   seed: number,
 ): EntropyBoundRun {
   const str = (k: string) => values[k] as string | undefined;
-  const other = (
-    [
-      'block-length',
-      'remasking',
-      'threshold',
-      'cache',
-      'pick',
-      'cfg-scale',
-      'sampler',
-      'nucleus-p',
-    ] as const
-  ).filter((k) => values[k] !== undefined);
-  if (other.length)
+  // Every sampler flag but the two entropy_bound takes.
+  const other = givenFlags(
+    values,
+    DIFFUSION_FLAGS.filter((k) => k !== 'gen-length' && k !== 'steps'),
+  );
+  if (other)
     throw new UserError(
-      `${other.map((k) => `--${k}`).join(', ')}: options of other diffusion samplers, but the model is an entropy_bound diffusion model (use --gen-length, --steps, --temperature 0)`,
+      `${other}: options of other diffusion samplers, but the model is an entropy_bound diffusion model (use --gen-length, --steps, --temperature 0)`,
     );
   const t = str('temperature');
   if (t !== undefined && Number(t) !== 0)

@@ -25,6 +25,8 @@ import {
   DIFFUSION_HELP,
   diffusionRunOptions,
   refuseAutoregressiveFlags,
+  DIFFUSION_FLAGS,
+  givenFlags,
   runDiffusion,
 } from './diffusion-run.ts';
 import type { DiffusionRun } from '../ops/diffusion.ts';
@@ -175,24 +177,11 @@ ${COMMON_COMPILE_HELP}`,
       });
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
-    const diffusionFlags = (
-      [
-        'gen-length',
-        'block-length',
-        'steps',
-        'remasking',
-        'threshold',
-        'cache',
-        'pick',
-        'cfg-scale',
-        'sampler',
-        'nucleus-p',
-      ] as const
-    ).filter((k) => values[k] !== undefined);
-    if (!ir.diffusion && diffusionFlags.length) {
+    const diffusionFlags = givenFlags(values, DIFFUSION_FLAGS);
+    if (!ir.diffusion && diffusionFlags) {
       await source?.close?.();
       throw new UserError(
-        `${diffusionFlags.map((k) => `--${k}`).join(', ')}: diffusion sampler options, but ${positionals[0]} is an autoregressive model (its spec has no diffusion setting)`,
+        `${diffusionFlags}: diffusion sampler options, but ${positionals[0]} is an autoregressive model (its spec has no diffusion setting)`,
       );
     }
     let diffusion: DiffusionRun | null = null;
@@ -207,10 +196,10 @@ ${COMMON_COMPILE_HELP}`,
         } else if (ir.diffusion.kind === 'bd3lm')
           block = blockDiffusionRunOptions(values, ir.diffusion, modelAttentionBlock(ir), seed);
         else {
-          const bad = (['sampler', 'nucleus-p'] as const).filter((k) => values[k] !== undefined);
-          if (bad.length)
+          const bad = givenFlags(values, ['sampler', 'nucleus-p']);
+          if (bad)
             throw new UserError(
-              `${bad.map((k) => `--${k}`).join(', ')}: block-diffusion (bd3lm) sampler options, but the model is a LLaDA diffusion model`,
+              `${bad}: block-diffusion (bd3lm) sampler options, but the model is a LLaDA diffusion model`,
             );
           diffusion = diffusionRunOptions(values, ir.diffusion, seed);
         }

@@ -45,6 +45,7 @@ import {
 } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
+import { moeSpec, softmaxRouter } from './hf-moe.ts';
 
 export const DIFFUSION_GEMMA_TYPES = ['diffusion_gemma', 'diffusion_gemma_text'] as const;
 
@@ -517,27 +518,14 @@ export function diffusionGemmaModel(t: DiffusionGemmaText, name: string): ModelI
       valueNorm: true,
     },
     ffnName: 'moe',
-    ffn: {
-      kind: 'moe',
-      experts: t.experts,
-      topK: t.topK,
-      expert: gated(t.expertHidden),
-      clamp: null,
-      router: {
-        scoring: 'softmax',
-        normalize: true,
-        scale: 1,
-        bias: false,
-        correctionBias: false,
-        groups: 1,
-        topkGroups: 1,
-        inputScale: true,
-        expertScale: true,
-      },
-      shared: gated(t.hidden),
-      sharedGate: false,
-      branchNorms: true,
-    },
+    // Gemma 4's router: softmax, renormalised, with the input and per-expert scales.
+    ffn: moeSpec(
+      t.experts,
+      t.topK,
+      gated(t.expertHidden),
+      { ...softmaxRouter(true), inputScale: true, expertScale: true },
+      { shared: gated(t.hidden), branchNorms: true },
+    ),
   }));
   return {
     ...modelIR(

@@ -5,6 +5,7 @@
  * Defaults for absent keys are those of the transformers config classes.
  */
 import type { FfnSpec, MlpSpec, MoeRouterSpec, MoeSpec } from '../spec/model.ts';
+import { DEFAULT_ROUTER } from '../spec/kinds/moe.ts';
 import { show, type ConfigReader } from './config-reader.ts';
 
 /** One layer's FFN as an importer builds it: its name in tables and its spec. */
@@ -15,15 +16,7 @@ export interface LayerFfn {
 
 /** Softmax over all experts, optionally renormalised over the selected k. */
 export function softmaxRouter(normalize: boolean): MoeRouterSpec {
-  return {
-    scoring: 'softmax',
-    normalize,
-    scale: 1,
-    bias: false,
-    correctionBias: false,
-    groups: 1,
-    topkGroups: 1,
-  };
+  return { ...DEFAULT_ROUTER, normalize };
 }
 
 export function moeSpec(

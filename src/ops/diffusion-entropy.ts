@@ -35,25 +35,14 @@
  * equal entropies (torch.sort leaves it unspecified; at t = 0 every entropy is 0 and the order
  * does not matter, as every token is accepted).
  */
+import type { EntropyBoundSpec } from '../spec/model.ts';
 import { gumbel, noiseUniform } from './diffusion.ts';
 
-/** The settings of one generation (HF's DiffusionGemmaGenerationConfig, names in camelCase). */
-export interface EntropyBoundRun {
-  /** Tokens per canvas (the config's canvas_length). */
-  canvasLength: number;
-  /** Tokens to generate: a whole number of canvases. */
-  genLength: number;
-  /** Denoising steps per canvas at most (max_denoising_steps). */
-  maxSteps: number;
-  /** Temperature at the last step and the first (t_min, t_max); tMax 0: greedy. */
-  tMin: number;
-  tMax: number;
-  /** The acceptance bound on the summed entropies (sampler_config.entropy_bound). */
-  entropyBound: number;
-  /** Steps whose argmax must repeat before a canvas may stop (0: no stability rule). */
-  stabilityThreshold: number;
-  /** A canvas may stop once its mean entropy is below this. */
-  confidenceThreshold: number;
+/**
+ * The settings of one generation: the spec's sampler settings (EntropyBoundSpec, where each is
+ * described) and the run's own.
+ */
+export interface EntropyBoundRun extends Omit<EntropyBoundSpec, 'kind' | 'selfCondition'> {
   /** Ids that end generation after the canvas holding them; empty: none. */
   eos: readonly number[];
   /** Written after the first eos of the last canvas; null: left as generated. */

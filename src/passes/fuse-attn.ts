@@ -7,9 +7,9 @@
  * o+residual) instead of five. Prefill gets it too: the tiled kernels share the epilogue.
  */
 import type { Graph } from '../graph/ir.ts';
-import { kvTypeOf, type MatmulAttrs } from '../graph/ops.ts';
+import { kvTypeOf } from '../graph/ops.ts';
 import { Rewriter } from './rewrite.ts';
-import { fits, isPlain, type FusionOptions } from './fuse.ts';
+import { fits, isPlain, qkvAppendAttrs, type FusionOptions } from './fuse.ts';
 
 export function fuseQkvAppend(g: Graph, { caps }: FusionOptions): Graph {
   const r = new Rewriter(g);
@@ -35,22 +35,13 @@ export function fuseQkvAppend(g: Graph, { caps }: FusionOptions): Graph {
     const headDim = att.attrs.headDim;
     // The epilogue finishes column pairs (c, c + 1), so heads must be of even width.
     if (headDim % 2 !== 0 || q.attrs.N % headDim !== 0 || k.attrs.N % headDim !== 0) continue;
-    const qCols = q.attrs.N;
-    const kvCols = k.attrs.N;
-    const attrs: MatmulAttrs = {
-      ...q.attrs,
-      N: qCols + 2 * kvCols,
-      outStride: qCols,
-      ropeKv: {
-        qCols,
-        kvCols,
-        headDim,
-        rotaryDim: 0,
-        capacity: kw.attrs.capacity,
-        kvType: kvTypeOf(att.attrs),
-        ...((kw.attrs.batch ?? 1) > 1 ? { batch: kw.attrs.batch } : {}),
-      },
-    };
+    const attrs = qkvAppendAttrs(q, k, {
+      headDim,
+      rotaryDim: 0,
+      capacity: kw.attrs.capacity,
+      kvType: kvTypeOf(att.attrs),
+      ...((kw.attrs.batch ?? 1) > 1 ? { batch: kw.attrs.batch } : {}),
+    });
     if (!fits(attrs, caps)) continue;
     // The parameter's name: HF's q_proj → qkv_proj where it is one, else the parts joined.
     const concat = (key: 'w' | 'bias', shape: number[]) => {

@@ -125,6 +125,27 @@ export function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
   );
 }
 
+type RopeKv = NonNullable<MatmulAttrs['ropeKv']>;
+
+/**
+ * The fused q/k/v + KV-append matmul of q's settings: columns q, then k, then v (k's width
+ * again); out holds q's columns only. Shared by qkv-rope-append and qkv-append (fuse-attn.ts).
+ */
+export function qkvAppendAttrs(
+  q: Matmul,
+  k: Matmul,
+  ropeKv: Omit<RopeKv, 'qCols' | 'kvCols'>,
+): MatmulAttrs {
+  const qCols = q.attrs.N;
+  const kvCols = k.attrs.N;
+  return {
+    ...q.attrs,
+    N: qCols + 2 * kvCols,
+    outStride: qCols,
+    ropeKv: { qCols, kvCols, ...ropeKv },
+  };
+}
+
 function biasSource(r: Rewriter, m: Matmul): ParamSource {
   return r.source(m.inputs.bias);
 }
@@ -158,29 +179,20 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
       continue;
     const rope = qRope.attrs as RopeAttrs;
     if (rope.pairs !== 'half') continue;
-    const qCols = q.attrs.N;
-    const kvCols = k.attrs.N;
     const bias = q.attrs.bias;
-    const attrs: MatmulAttrs = {
-      ...q.attrs,
-      N: qCols + 2 * kvCols,
-      outStride: qCols,
-      ropeKv: {
-        qCols,
-        kvCols,
-        headDim: rope.headDim,
-        rotaryDim: rope.rotaryDim,
-        capacity: rope.capacity,
-        // The caches keep their element type: the epilogue stores what kv_write stored.
-        kvType: kvTypeOf(att.attrs.op === 'attention' ? att.attrs : null),
-        // Ring caches keep their rows and row rule (KvRing).
-        ...(kw.attrs.op === 'kv_write' && kw.attrs.ring
-          ? { ring: { sink: kw.attrs.ring.sink, rows: kw.attrs.capacity } }
-          : {}),
-        // A batched step's rows are sequences at one position (src/ops/batch.ts).
-        ...((rope.batch ?? 1) > 1 ? { batch: rope.batch } : {}),
-      },
-    };
+    const attrs = qkvAppendAttrs(q, k, {
+      headDim: rope.headDim,
+      rotaryDim: rope.rotaryDim,
+      capacity: rope.capacity,
+      // The caches keep their element type: the epilogue stores what kv_write stored.
+      kvType: kvTypeOf(att.attrs.op === 'attention' ? att.attrs : null),
+      // Ring caches keep their rows and row rule (KvRing).
+      ...(kw.attrs.op === 'kv_write' && kw.attrs.ring
+        ? { ring: { sink: kw.attrs.ring.sink, rows: kw.attrs.capacity } }
+        : {}),
+      // A batched step's rows are sequences at one position (src/ops/batch.ts).
+      ...((rope.batch ?? 1) > 1 ? { batch: rope.batch } : {}),
+    });
     if (!fits(attrs, caps)) continue;
     const il = (s: ParamSource, cols: number): ParamSource => ({
       kind: 'rope_interleave',

@@ -265,15 +265,22 @@ export interface BlockDiffusionSpec {
  */
 export interface EntropyBoundSpec {
   kind: 'entropy_bound';
-  /** Tokens per canvas. */
+  // The sampler's settings (a run's EntropyBoundRun adds eos, pad and seed to these); names are
+  // HF's DiffusionGemmaGenerationConfig's in camelCase.
+  /** Tokens per canvas (the config's canvas_length). */
   canvasLength: number;
-  /** Tokens to generate by default: a whole number of canvases. */
+  /** Tokens to generate (by default, for the spec): a whole number of canvases. */
   genLength: number;
+  /** Denoising steps per canvas at most (max_denoising_steps). */
   maxSteps: number;
+  /** Temperature at the last step and the first (t_min, t_max); tMax 0: greedy. */
   tMin: number;
   tMax: number;
+  /** The acceptance bound on the summed entropies (sampler_config.entropy_bound). */
   entropyBound: number;
+  /** Steps whose argmax must repeat before a canvas may stop (0: no stability rule). */
   stabilityThreshold: number;
+  /** A canvas may stop once its mean entropy is below this. */
   confidenceThreshold: number;
   /** The self-conditioning MLP (gated, no bias) on the normed soft embedding. */
   selfCondition: MlpSpec;

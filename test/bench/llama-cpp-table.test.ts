@@ -3,12 +3,9 @@
  * llama-bench's rows by precision and test, ratios strata ÷ llama.cpp, failures shown as such;
  * and bench/report.ts run end to end on fake files in a scratch folder (it writes there only).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { llamaCppSection, type LlamaCppResults } from '../../bench/llama-cpp/table.ts';
+import { runReport } from '../helpers/bench-report.ts';
 
 const e2e = (precision: string, pp: number, tg: number) => ({
   model: 'llama-3.2-1b dims, random weights',
@@ -54,33 +51,13 @@ describe('llama.cpp table', () => {
   });
 
   it('bench/report.ts writes the section from the files it is given', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'strata-report-'));
-    try {
-      mkdirSync(join(dir, 'bench/results'), { recursive: true });
-      const strata = {
-        date: '2026-12-05T10:00:00.000Z',
-        device: 'nvidia h200',
-        dawnFlags: [],
-        features: [],
-        e2e: [e2e('f32', 30000, 250)],
-      };
-      writeFileSync(join(dir, 'strata.json'), JSON.stringify(strata));
-      writeFileSync(join(dir, 'peers.json'), JSON.stringify({ device: 'NVIDIA H200', e2e: {} }));
-      writeFileSync(join(dir, 'llamacpp.json'), JSON.stringify(LC));
-      const tsx = resolve('node_modules/.bin/tsx');
-      execFileSync(
-        tsx,
-        [resolve('bench/report.ts'), 'strata.json', 'peers.json', 'the command', 'llamacpp.json'],
-        { cwd: dir, stdio: 'pipe' },
-      );
-      const md = readFileSync(join(dir, 'bench/RESULTS.md'), 'utf8');
-      expect(md).toContain('## end to end vs llama.cpp (llama.cpp 5b4ebc5)');
-      expect(md).toContain('| f32 / F32 | 30000 | 250.0 | 60000 | 500 | 40000 | 400 |');
-      const [file] = readdirSync(join(dir, 'bench/results'));
-      const saved = JSON.parse(readFileSync(join(dir, 'bench/results', file), 'utf8'));
-      expect(saved.llamacpp.rows.length).toBe(LC.rows.length);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const { md, saved } = runReport<{ llamacpp: LlamaCppResults }>(
+      e2e('f32', 30000, 250),
+      'llamacpp.json',
+      LC,
+    );
+    expect(md).toContain('## end to end vs llama.cpp (llama.cpp 5b4ebc5)');
+    expect(md).toContain('| f32 / F32 | 30000 | 250.0 | 60000 | 500 | 40000 | 400 |');
+    expect(saved.llamacpp.rows.length).toBe(LC.rows.length);
   });
 });

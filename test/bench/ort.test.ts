@@ -5,16 +5,16 @@
  * and the RESULTS.md table, including bench/report.ts given ort.json without llamacpp.json.
  * (The export and onnxruntime itself are checked by bench/ort/check-cpu.sh, which needs torch.)
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadSpec, parseSpec } from '../../src/spec/load.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { checkHfCheckpoint, writeHfCheckpoint } from '../../bench/ort/hf-checkpoint.ts';
 import { isOrtResults, ortSection, type OrtResults } from '../../bench/ort/table.ts';
+import { runReport } from '../helpers/bench-report.ts';
 
 /** Llama 3.2's shape in small: head_dim 32, GQA 4:2, llama3 RoPE scaling, tied embeddings. */
 export const SMALL_LLAMA3 = `model "small-llama3" {
@@ -102,32 +102,9 @@ describe('ONNX Runtime table', () => {
   });
 
   it('bench/report.ts writes the section from ort.json alone', () => {
-    const work = mkdtempSync(join(tmpdir(), 'strata-report-'));
-    try {
-      mkdirSync(join(work, 'bench/results'), { recursive: true });
-      const strata = {
-        date: '2026-12-05T10:00:00.000Z',
-        device: 'nvidia h200',
-        dawnFlags: [],
-        features: [],
-        e2e: [e2e('f32', 30000, 250)],
-      };
-      writeFileSync(join(work, 'strata.json'), JSON.stringify(strata));
-      writeFileSync(join(work, 'peers.json'), JSON.stringify({ device: 'NVIDIA H200', e2e: {} }));
-      writeFileSync(join(work, 'ort.json'), JSON.stringify(ORT));
-      execFileSync(
-        resolve('node_modules/.bin/tsx'),
-        [resolve('bench/report.ts'), 'strata.json', 'peers.json', 'the command', 'ort.json'],
-        { cwd: work, stdio: 'pipe' },
-      );
-      const md = readFileSync(join(work, 'bench/RESULTS.md'), 'utf8');
-      expect(md).toContain('## end to end vs ONNX Runtime WebGPU (onnxruntime-node 1.31.1)');
-      expect(md).not.toContain('vs llama.cpp');
-      const [file] = readdirSync(join(work, 'bench/results'));
-      const saved = JSON.parse(readFileSync(join(work, 'bench/results', file), 'utf8'));
-      expect(saved.ort.precisions.f32.prefill.tokensPerSecond.median).toBe(10000);
-    } finally {
-      rmSync(work, { recursive: true, force: true });
-    }
+    const { md, saved } = runReport<{ ort: OrtResults }>(e2e('f32', 30000, 250), 'ort.json', ORT);
+    expect(md).toContain('## end to end vs ONNX Runtime WebGPU (onnxruntime-node 1.31.1)');
+    expect(md).not.toContain('vs llama.cpp');
+    expect(saved.ort.precisions.f32!.prefill!.tokensPerSecond.median).toBe(10000);
   });
 });

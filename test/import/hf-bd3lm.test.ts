@@ -128,23 +128,28 @@ describe('bd3lm import', () => {
     }
   });
 
+  /** The import's checkpoint check against a listing of the fixture's tensors. */
+  const checkImported = (
+    imported: ReturnType<typeof importHfConfig>,
+    listed: ReturnType<Awaited<ReturnType<typeof openSafetensors>>['listTensors']>,
+  ) =>
+    checkTensors(
+      expectedTensors(imported.model),
+      imported.weightMap,
+      listed,
+      'ckpt',
+      undefined,
+      imported.storedShapes,
+      imported.storedSlices,
+      imported.folds,
+    );
+
   it("holds the checkpoint to the config's cond_dim", async () => {
     const imported = importHfConfig({ ...config(), cond_dim: 16 }, 'bd3lm');
     const src = await openSafetensors(`${DIR}/model.safetensors`);
     const listed = src.listTensors();
     await src.close();
-    expect(() =>
-      checkTensors(
-        expectedTensors(imported.model),
-        imported.weightMap,
-        listed,
-        'ckpt',
-        undefined,
-        imported.storedShapes,
-        imported.storedSlices,
-        imported.folds,
-      ),
-    ).toThrow(
+    expect(() => checkImported(imported, listed)).toThrow(
       /tensor 'backbone\.sigma_map\.mlp\.0\.weight' has shape \[32, 256\], expected \[16, 256\]/,
     );
   });
@@ -156,18 +161,7 @@ describe('bd3lm import', () => {
       .listTensors()
       .filter((t) => t.name !== 'backbone.blocks.1.adaLN_modulation.weight');
     await src.close();
-    expect(() =>
-      checkTensors(
-        expectedTensors(imported.model),
-        imported.weightMap,
-        listed,
-        'ckpt',
-        undefined,
-        imported.storedShapes,
-        imported.storedSlices,
-        imported.folds,
-      ),
-    ).toThrow(
+    expect(() => checkImported(imported, listed)).toThrow(
       /missing tensor 'backbone\.blocks\.1\.adaLN_modulation\.weight' \(the adaLN fold of strata 'model\.layers\.1\./,
     );
   });

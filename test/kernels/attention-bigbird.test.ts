@@ -19,6 +19,7 @@ import { keepBlock, keepPatternBlock, randomBlocks } from '../../src/ops/block-s
 import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
+import { attentionAttrs, maskedSoftmax, type AttentionCase } from '../helpers/attention.ts';
 
 const bigbird = (block: number, L: number, G: number, r: number, seed = 7): BlockSparsePattern => ({
   kind: 'block_sparse',
@@ -27,72 +28,38 @@ const bigbird = (block: number, L: number, G: number, r: number, seed = 7): Bloc
   random: { kind: 'random', r, seed },
 });
 
-interface Case {
-  heads: number;
-  kvHeads: number;
-  hd: number;
-  T: number;
-  maxT: number;
-  pos: number;
-  causal?: boolean;
+interface Case extends AttentionCase {
   /** Bidirectional: the step's key count (the canvas), default pos + T. */
   keys?: number;
   pattern: BlockSparsePattern;
 }
 
 function attrs(c: Case): AttentionAttrs {
-  return {
-    op: 'attention',
-    heads: c.heads,
-    kvHeads: c.kvHeads,
-    headDim: c.hd,
-    vHeadDim: c.hd,
-    scale: 1 / Math.sqrt(c.hd),
+  return attentionAttrs(c, {
     causal: c.causal ?? true,
-    window: null,
-    softcap: null,
-    sinks: false,
     capacity: Math.max(c.pos + c.maxT, c.keys ?? 0) + 3,
     blockSparse: c.pattern,
-  };
+  });
 }
 
 const stepOf = (c: Case) => ({ T: c.T, pos: c.pos, L: 1, ...(c.keys ? { keys: c.keys } : {}) });
 
 /** Dense masked softmax over the mask written from the layout rule and the draw. */
-function maskedSoftmax(c: Case, q: Float32Array, k: Float32Array, v: Float32Array): Float32Array {
-  const { heads, kvHeads, hd, pattern: p } = c;
+function reference(c: Case, q: Float32Array, k: Float32Array, v: Float32Array): Float32Array {
+  const p = c.pattern;
   const causal = c.causal ?? true;
   const n = Math.max(c.pos + c.T, c.keys ?? 0);
   const nkb = Math.ceil(n / p.block);
-  const out = new Float32Array(c.T * heads * hd);
-  for (let t = 0; t < c.T; t++) {
+  const draws = Array.from({ length: c.T }, (_, t) =>
+    randomBlocks(p, Math.floor((c.pos + t) / p.block), nkb, causal),
+  );
+  return maskedSoftmax(c, n, q, k, v, (t, j) => {
     const pos = c.pos + t;
     const qb = Math.floor(pos / p.block);
-    const rand = randomBlocks(p, qb, nkb, causal);
-    for (let h = 0; h < heads; h++) {
-      const kvh = Math.floor(h / (heads / kvHeads));
-      const s = new Float64Array(n).fill(-Infinity);
-      for (let j = 0; j < n; j++) {
-        const kb = Math.floor(j / p.block);
-        if (causal && j > pos) continue;
-        if (!keepBlock(p.layout, qb, kb) && !rand.includes(kb)) continue;
-        let dot = 0;
-        for (let d = 0; d < hd; d++)
-          dot += q[(t * heads + h) * hd + d] * k[(j * kvHeads + kvh) * hd + d];
-        s[j] = dot / Math.sqrt(hd);
-      }
-      const mx = Math.max(...s);
-      let sum = 0;
-      for (let j = 0; j < n; j++) sum += Math.exp(s[j] - mx);
-      for (let d = 0; d < hd; d++) {
-        let o = 0;
-        for (let j = 0; j < n; j++) o += Math.exp(s[j] - mx) * v[(j * kvHeads + kvh) * hd + d];
-        out[(t * heads + h) * hd + d] = o / sum;
-      }
-    }
-  }
-  return out;
+    const kb = Math.floor(j / p.block);
+    if (causal && j > pos) return false;
+    return keepBlock(p.layout, qb, kb) || draws[t].includes(kb);
+  });
 }
 
 const cases: Case[] = [
@@ -179,7 +146,7 @@ describe('BigBird random blocks: the draw', () => {
       const k = randn(a.capacity * c.kvHeads * c.hd, 2, 2);
       const v = randn(a.capacity * c.kvHeads * c.hd, 3);
       const got = attention.reference(a, { q, kcache: k, vcache: v }, stepOf(c)).out;
-      expect(maxRelError(got, maskedSoftmax(c, q, k, v)), label(c)).toBeLessThan(1e-6);
+      expect(maxRelError(got, reference(c, q, k, v)), label(c)).toBeLessThan(1e-6);
     }
   });
 

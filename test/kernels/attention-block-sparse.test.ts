@@ -14,15 +14,9 @@ import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 import { packF16 } from '../../formats/safetensors.ts';
 import { roundF16 } from '../../src/ops/math.ts';
+import { attentionAttrs, maskedSoftmax, type AttentionCase } from '../helpers/attention.ts';
 
-interface Case {
-  heads: number;
-  kvHeads: number;
-  hd: number;
-  T: number;
-  maxT: number;
-  pos: number;
-  causal?: boolean;
+interface Case extends AttentionCase {
   pattern?: BlockSparsePattern;
   /** f16 caches (kvType 'f16'). */
   kv16?: boolean;
@@ -47,23 +41,15 @@ const bs = (block: number, layout: BlockLayout): BlockSparsePattern => ({
 
 function attrs(c: Case): AttentionAttrs {
   const causal = c.causal ?? true;
-  return {
-    op: 'attention',
-    heads: c.heads,
-    kvHeads: c.kvHeads,
-    headDim: c.hd,
-    vHeadDim: c.hd,
-    scale: 1 / Math.sqrt(c.hd),
+  return attentionAttrs(c, {
     causal,
     window: c.window ?? null,
-    softcap: null,
-    sinks: false,
     capacity: c.pos + c.maxT + 3,
     ...(c.pattern ? { blockSparse: c.pattern } : {}),
     ...(c.kv16 ? { kvType: 'f16' as const } : {}),
     ...(c.global ? { sinkTokens: c.global } : {}),
     ...(c.global && !causal ? { globalQueries: c.global } : {}),
-  };
+  });
 }
 
 /** The mask written out from the definitions, independently of visibleRanges. */
@@ -85,33 +71,9 @@ function visible(c: Case, p: number, j: number, n: number): boolean {
 }
 
 /** Dense masked softmax: every (query, key) score, masked ones set to -∞. */
-function maskedSoftmax(c: Case, q: Float32Array, k: Float32Array, v: Float32Array): Float32Array {
-  const { heads, kvHeads, hd } = c;
+function reference(c: Case, q: Float32Array, k: Float32Array, v: Float32Array): Float32Array {
   const n = c.pos + c.T;
-  const out = new Float32Array(c.T * heads * hd);
-  for (let t = 0; t < c.T; t++) {
-    const p = c.pos + t;
-    for (let h = 0; h < heads; h++) {
-      const kvh = Math.floor(h / (heads / kvHeads));
-      const s = new Float64Array(n).fill(-Infinity);
-      for (let j = 0; j < n; j++) {
-        if (!visible(c, p, j, n)) continue;
-        let dot = 0;
-        for (let d = 0; d < hd; d++)
-          dot += q[(t * heads + h) * hd + d] * k[(j * kvHeads + kvh) * hd + d];
-        s[j] = dot / Math.sqrt(hd);
-      }
-      const mx = Math.max(...s);
-      let sum = 0;
-      for (let j = 0; j < n; j++) sum += Math.exp(s[j] - mx);
-      for (let d = 0; d < hd; d++) {
-        let o = 0;
-        for (let j = 0; j < n; j++) o += Math.exp(s[j] - mx) * v[(j * kvHeads + kvh) * hd + d];
-        out[(t * heads + h) * hd + d] = o / sum;
-      }
-    }
-  }
-  return out;
+  return maskedSoftmax(c, n, q, k, v, (t, j) => visible(c, c.pos + t, j, n));
 }
 
 const cases: Case[] = [
@@ -199,7 +161,7 @@ describe('block-sparse and global-token masks', () => {
         { q, kcache: k, vcache: v },
         { T: c.T, pos: c.pos, L: 1 },
       ).out;
-      expect(maxRelError(got, maskedSoftmax(c, q, k, v))).toBeLessThan(1e-6);
+      expect(maxRelError(got, reference(c, q, k, v))).toBeLessThan(1e-6);
     });
   }
 

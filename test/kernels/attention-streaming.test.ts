@@ -13,6 +13,7 @@ import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 import { packF16 } from '../../formats/safetensors.ts';
 import { roundF16 } from '../../src/ops/math.ts';
+import { attentionAttrs } from '../helpers/attention.ts';
 
 interface Ring {
   heads: number;
@@ -33,14 +34,7 @@ function ringRows(c: Ring): number {
 }
 
 function attnAttrs(c: Ring, ring: boolean, capacity: number): AttentionAttrs {
-  return {
-    op: 'attention',
-    heads: c.heads,
-    kvHeads: c.kvHeads,
-    headDim: c.hd,
-    vHeadDim: c.hd,
-    scale: 1 / Math.sqrt(c.hd),
-    causal: true,
+  return attentionAttrs(c, {
     window: c.window,
     softcap: c.softcap ?? null,
     sinks: c.sinks ?? false,
@@ -48,7 +42,7 @@ function attnAttrs(c: Ring, ring: boolean, capacity: number): AttentionAttrs {
     sinkTokens: c.sink,
     ...(ring ? { ring: { sink: c.sink } } : {}),
     ...(c.kv16 ? { kvType: 'f16' as const } : {}),
-  };
+  });
 }
 
 describe('streaming attention reference', () => {

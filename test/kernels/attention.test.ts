@@ -14,18 +14,10 @@ import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 import { packF16 } from '../../formats/safetensors.ts';
 import { roundF16 } from '../../src/ops/math.ts';
+import { attentionAttrs, type AttentionCase } from '../helpers/attention.ts';
 
-interface Case {
-  heads: number;
-  kvHeads: number;
-  hd: number;
-  /** v head width when it differs from hd (MLA). */
-  vd?: number;
-  T: number;
-  maxT: number;
-  pos: number;
+interface Case extends AttentionCase {
   capacity?: number;
-  causal?: boolean;
   window?: number | null;
   softcap?: number | null;
   /** Per-head sink logits (GPT-OSS). */
@@ -46,13 +38,7 @@ interface Case {
 }
 
 function attrs(c: Case): AttentionAttrs {
-  return {
-    op: 'attention',
-    heads: c.heads,
-    kvHeads: c.kvHeads,
-    headDim: c.hd,
-    vHeadDim: c.vd ?? c.hd,
-    scale: 1 / Math.sqrt(c.hd),
+  return attentionAttrs(c, {
     causal: c.causal ?? true,
     window: c.window ?? null,
     softcap: c.softcap ?? null,
@@ -62,7 +48,7 @@ function attrs(c: Case): AttentionAttrs {
     ...(c.vk === undefined ? {} : { vFromK: c.vk }),
     ...(c.block === undefined ? {} : { causal: false, blockCausal: c.block }),
     ...(c.phased ? { phased: true } : {}),
-  };
+  });
 }
 
 function label(c: Case): string {

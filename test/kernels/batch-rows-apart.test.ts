@@ -30,17 +30,13 @@ import {
 import type {
   AttentionAttrs,
   H2oAttentionAttrs,
-  IndexerTopkAttrs,
   KvWriteAttrs,
-  NsaCompressAttrs,
-  NsaCompressedAttrs,
-  NsaSelectedAttrs,
   RopeAttrs,
-  SparseAttentionAttrs,
   StepShape,
 } from '../../src/graph/ops.ts';
 import { attention, kvWrite } from '../../src/ops/attention.ts';
 import { batchedDefinition } from '../../src/ops/batch.ts';
+import { dsaAttrs, dsaCaches, nsaAttrs } from '../helpers/sparse.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
 import { indexerTopk, SEL_EMPTY, sparseAttention } from '../../src/ops/indexer.ts';
 import { nsaBlocks, nsaCompress, nsaCompressed, nsaSelected } from '../../src/ops/nsa.ts';
@@ -268,11 +264,9 @@ describe('batched sparse-attention kernels with rows at their own positions', ()
   });
 
   it('NSA: compression, block picks and both branches at each sequence position', async () => {
-    const shape = { heads: 4, kvHeads: 2, headDim: 8, block: 3, capacity: 24, batch: B };
-    const compress: NsaCompressAttrs = { op: 'nsa_compress', ...shape };
-    const attn = { ...shape, scale: 1 / Math.sqrt(8), select: 3 };
-    const cmpA: NsaCompressedAttrs = { op: 'nsa_compressed', ...attn };
-    const slcA: NsaSelectedAttrs = { op: 'nsa_selected', ...attn };
+    const nsa = nsaAttrs({ heads: 4, kvHeads: 2, hd: 8, block: 3, select: 3, capacity: 24 }, B);
+    const { compress, compressed: cmpA, selected: slcA } = nsa;
+    const shape = cmpA;
     const kvw = shape.kvHeads * shape.headDim;
     const qw = shape.heads * shape.headDim;
     const nb = nsaBlocks(shape);
@@ -324,7 +318,7 @@ describe('batched sparse-attention kernels with rows at their own positions', ()
       const gotA = await runApart(
         genA,
         { q, kcmp, vcmp },
-        { out: B * qw, picks: B * shape.kvHeads * attn.select },
+        { out: B * qw, picks: B * shape.kvHeads * shape.select },
         flat,
       );
       const picks = wantA.picks as Uint32Array;
@@ -348,38 +342,8 @@ describe('batched sparse-attention kernels with rows at their own positions', ()
 
   it('DSA: each sequence its own top-k over its own positions, attention over it', async () => {
     const CAP_I = 24;
-    const ix: IndexerTopkAttrs = {
-      op: 'indexer_topk',
-      heads: 3,
-      dim: 8,
-      topk: 4,
-      scale: 8 ** -0.5,
-      weightScale: 3 ** -0.5,
-      capacity: CAP_I,
-      batch: B,
-    };
-    const sa: SparseAttentionAttrs = {
-      op: 'sparse_attention',
-      heads: 4,
-      kvHeads: 2,
-      headDim: 8,
-      vHeadDim: 6,
-      scale: 8 ** -0.5,
-      topk: 4,
-      capacity: CAP_I,
-      batch: B,
-    };
-    const kvw = sa.kvHeads * sa.headDim;
-    const vw = sa.kvHeads * sa.vHeadDim;
-    const index = new Float32Array(B * CAP_I * ix.dim);
-    const kcache = new Float32Array(B * CAP_I * kvw);
-    const vcache = new Float32Array(B * CAP_I * vw);
-    const write = (s: number, p: number) => {
-      const seed = 500 + 11 * p + s;
-      index.set(randn(ix.dim, seed, 2), (s * CAP_I + p) * ix.dim);
-      kcache.set(randn(kvw, seed + 1, 2), (s * CAP_I + p) * kvw);
-      vcache.set(randn(vw, seed + 2), (s * CAP_I + p) * vw);
-    };
+    const { ix, sa } = dsaAttrs(4, CAP_I, B);
+    const { index, kcache, vcache, write } = dsaCaches(ix, sa, B);
     for (let s = 0; s < B; s++) for (let p = 0; p < LEN[s]; p++) write(s, p);
     const caps = { caps: BASELINE_CAPS, maxT: B };
     const genI = indexerTopkKernel(ix, caps);

@@ -27,16 +27,10 @@ import {
   nsaCompressKernel,
   nsaSelectedKernel,
 } from '../../codegen/kernels/nsa.ts';
-import type {
-  H2oAttentionAttrs,
-  IndexerTopkAttrs,
-  NsaCompressAttrs,
-  NsaCompressedAttrs,
-  NsaSelectedAttrs,
-  SparseAttentionAttrs,
-} from '../../src/graph/ops.ts';
+import type { H2oAttentionAttrs } from '../../src/graph/ops.ts';
 import { indexerTopk, sparseAttention } from '../../src/ops/indexer.ts';
 import { batchedDefinition } from '../../src/ops/batch.ts';
+import { dsaAttrs, dsaCaches, nsaAttrs } from '../helpers/sparse.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
 import { nsaBlocks, nsaCompress, nsaCompressed, nsaSelected } from '../../src/ops/nsa.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
@@ -166,11 +160,9 @@ describe('batched H2O attention kernel', () => {
 describe('batched NSA kernels', () => {
   // Blocks of 3, 4 picked: from position 11 (block 3 current) a pick is by importance beside
   // the forced blocks 0, cur − 1 and cur.
-  const shape = { heads: 4, kvHeads: 2, headDim: 8, block: 3, capacity: 32, batch: B };
-  const compress: NsaCompressAttrs = { op: 'nsa_compress', ...shape };
-  const attn = { ...shape, scale: 1 / Math.sqrt(8), select: 4 };
-  const cmpA: NsaCompressedAttrs = { op: 'nsa_compressed', ...attn };
-  const slcA: NsaSelectedAttrs = { op: 'nsa_selected', ...attn };
+  const nsa = nsaAttrs({ heads: 4, kvHeads: 2, hd: 8, block: 3, select: 4, capacity: 32 }, B);
+  const { compress, compressed: cmpA, selected: slcA } = nsa;
+  const shape = cmpA;
 
   it(`B = ${B} sequences for 22 steps: compression, picks and both branches per sequence`, async () => {
     const kvw = shape.kvHeads * shape.headDim;
@@ -210,7 +202,7 @@ describe('batched NSA kernels', () => {
         inputs: { q, kcmp, vcmp },
         outputs: {
           out: B * qw,
-          picks: B * shape.kvHeads * attn.select,
+          picks: B * shape.kvHeads * shape.select,
           [NSA_CMP_PROB]: genA.scratch[NSA_CMP_PROB] / 4,
         },
         step,
@@ -232,7 +224,7 @@ describe('batched NSA kernels', () => {
       });
       expect(maxRelError(gotS.out, wantS.out as Float32Array)).toBeLessThanOrEqual(1e-4);
       // Sequences whose importances picked different blocks.
-      const per = shape.kvHeads * attn.select;
+      const per = shape.kvHeads * shape.select;
       if (String(picks.subarray(0, per)) !== String(picks.subarray(per, 2 * per))) byImportance++;
     }
     expect(byImportance).toBeGreaterThan(0);
@@ -241,45 +233,16 @@ describe('batched NSA kernels', () => {
 
 describe('batched DSA indexer and sparse attention kernels', () => {
   const CAP = 24;
-  const ix: IndexerTopkAttrs = {
-    op: 'indexer_topk',
-    heads: 3,
-    dim: 8,
-    topk: 5,
-    scale: 8 ** -0.5,
-    weightScale: 3 ** -0.5,
-    capacity: CAP,
-    batch: B,
-  };
-  const sa: SparseAttentionAttrs = {
-    op: 'sparse_attention',
-    heads: 4,
-    kvHeads: 2,
-    headDim: 8,
-    vHeadDim: 6,
-    scale: 8 ** -0.5,
-    topk: 5,
-    capacity: CAP,
-    batch: B,
-  };
+  const { ix, sa } = dsaAttrs(5, CAP, B);
 
   it(`B = ${B} sequences for 14 steps: each its own top-5 and attention over it`, async () => {
-    const kvw = sa.kvHeads * sa.headDim;
-    const vw = sa.kvHeads * sa.vHeadDim;
-    const index = new Float32Array(B * CAP * ix.dim);
-    const kcache = new Float32Array(B * CAP * kvw);
-    const vcache = new Float32Array(B * CAP * vw);
+    const { index, kcache, vcache, write } = dsaCaches(ix, sa, B);
     const genI = indexerTopkKernel(ix, { caps: BASELINE_CAPS, maxT: B });
     const genS = sparseAttentionKernel(sa, { caps: BASELINE_CAPS, maxT: B });
     let differ = 0;
     for (let pos = 0; pos < 14; pos++) {
       const step = { T: B, pos, L: 1 };
-      for (let s = 0; s < B; s++) {
-        const seed = 500 + 11 * pos + s;
-        index.set(randn(ix.dim, seed, 2), (s * CAP + pos) * ix.dim);
-        kcache.set(randn(kvw, seed + 1, 2), (s * CAP + pos) * kvw);
-        vcache.set(randn(vw, seed + 2), (s * CAP + pos) * vw);
-      }
+      for (let s = 0; s < B; s++) write(s, pos);
       const q = randn(B * ix.heads * ix.dim, 4000 + pos, 2);
       const w = randn(B * ix.heads, 4100 + pos);
       const want = batchedDefinition(indexerTopk).reference(ix, { q, w, kcache: index }, step);

@@ -145,6 +145,16 @@ describe('router reference: ranking and ties', () => {
 });
 
 describe('moe_route kernel', () => {
+  /** DeepSeek-V3's router: sigmoid, correction bias, 2 of 4 groups, scale 2.5. */
+  const DEEPSEEK_V3: Partial<MoeRouteAttrs> = {
+    experts: 16,
+    topK: 4,
+    scoring: 'sigmoid',
+    correctionBias: true,
+    groups: 4,
+    topkGroups: 2,
+    scale: 2.5,
+  };
   const cases: Array<[string, MoeRouteAttrs, number]> = [
     ['softmax renormalised (Mixtral)', route({ experts: 8, topK: 2 }), 13],
     [
@@ -153,19 +163,7 @@ describe('moe_route kernel', () => {
       9,
     ],
     ['k = 1, T = 1', route({ experts: 5, topK: 1 }), 1],
-    [
-      'DeepSeek-V3: sigmoid, correction bias, groups, scale',
-      route({
-        experts: 16,
-        topK: 4,
-        scoring: 'sigmoid',
-        correctionBias: true,
-        groups: 4,
-        topkGroups: 2,
-        scale: 2.5,
-      }),
-      11,
-    ],
+    ['DeepSeek-V3: sigmoid, correction bias, groups, scale', route(DEEPSEEK_V3), 11],
     [
       'sigmoid, no normalisation',
       route({ experts: 6, topK: 2, scoring: 'sigmoid', normalize: false }),
@@ -178,16 +176,7 @@ describe('moe_route kernel', () => {
     ],
     [
       'per-expert scales after sigmoid, scale and groups',
-      route({
-        experts: 16,
-        topK: 4,
-        scoring: 'sigmoid',
-        correctionBias: true,
-        groups: 4,
-        topkGroups: 2,
-        scale: 2.5,
-        expertScale: true,
-      }),
+      route({ ...DEEPSEEK_V3, expertScale: true }),
       5,
     ],
   ];

@@ -20,11 +20,6 @@ import {
   nsaCompressKernel,
   nsaSelectedKernel,
 } from '../../codegen/kernels/nsa.ts';
-import type {
-  NsaCompressAttrs,
-  NsaCompressedAttrs,
-  NsaSelectedAttrs,
-} from '../../src/graph/ops.ts';
 import {
   NSA_NO_BLOCK,
   nsaBlocks,
@@ -33,26 +28,12 @@ import {
   nsaSelected,
 } from '../../src/ops/nsa.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { nsaAttrs, type NsaShape } from '../helpers/sparse.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 
-export interface NsaCase {
-  heads: number;
-  kvHeads: number;
-  hd: number;
-  block: number;
-  select: number;
-  capacity: number;
+interface NsaCase extends NsaShape {
   /** Tokens per step, in order. */
   steps: number[];
-}
-
-export function nsaAttrs(c: NsaCase) {
-  const common = { kvHeads: c.kvHeads, headDim: c.hd, block: c.block, capacity: c.capacity };
-  const compress: NsaCompressAttrs = { op: 'nsa_compress', ...common };
-  const attn = { ...common, heads: c.heads, scale: c.hd ** -0.5, select: c.select };
-  const compressed: NsaCompressedAttrs = { op: 'nsa_compressed', ...attn };
-  const selected: NsaSelectedAttrs = { op: 'nsa_selected', ...attn };
-  return { compress, compressed, selected };
 }
 
 const cases: NsaCase[] = [

@@ -24,19 +24,17 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileModel } from '../../codegen/compile.ts';
-import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
 import { readBuffer } from '../../runtime/gpu.ts';
-import type { Sequence } from '../../runtime/model.ts';
 import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
-import { parseSpec } from '../../src/spec/load.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import { attention, mamba2, rwkv7Hybrid, tinyLlama } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { besideAttention, LATENT_AND_CONV, soloRun, tinySpec } from '../helpers/batch.ts';
 
 const MAX_T = 4;
 const LENGTHS = [1, 6, 9];
@@ -74,51 +72,19 @@ function hybrid(): ModelIR {
   };
 }
 
-const linear = parseSpec(
-  `model "linear" {
-  vocab 256
-  dim 32
-  max_context 256
-  norm rms(eps: 1e-5)
-  mixer r = retnet(heads: 2, key_head_dim: 8, value_head_dim: 16)
+const linear = tinySpec(
+  'linear',
+  `  mixer r = retnet(heads: 2, key_head_dim: 8, value_head_dim: 16)
   mixer g = gla(heads: 2, key_head_dim: 8, value_head_dim: 16)
   mixer a = attention(heads: 4, kv_heads: 2)
   ffn mlp = swiglu(hidden: 48)
-  layers 1 x [1 r : 1 g : 1 a] with ffn mlp
-}`,
-  'linear.strata',
+  layers 1 x [1 r : 1 g : 1 a] with ffn mlp`,
 );
 
-const latentAndConv = parseSpec(
-  `model "latent-conv" {
-  vocab 256
-  dim 32
-  max_context 256
-  norm rms(eps: 1e-5)
-  mixer m = mla(heads: 4, q_rank: 16, kv_rank: 16, nope_dim: 8, rope_dim: 4, v_dim: 8)
-  mixer c = shortconv(l_cache: 3)
-  ffn mlp = swiglu(hidden: 48)
-  ffn experts = moe(experts: 4, top_k: 2, expert: swiglu(hidden: 16))
-  layers 1 x [1 m : 1 c] with ffn [mlp, experts]
-}`,
-  'latent-conv.strata',
-);
+const latentAndConv = LATENT_AND_CONV;
 
 /** A sparse-attention mixer beside plain attention. */
-const sparse = (name: string, mixer: string) =>
-  parseSpec(
-    `model "${name}" {
-  vocab 256
-  dim 32
-  max_context 256
-  norm rms(eps: 1e-5)
-  mixer a = attention(heads: 4, kv_heads: 2)
-  mixer s = ${mixer}
-  ffn mlp = swiglu(hidden: 48)
-  layers 1 x [1 s : 1 a] with ffn mlp
-}`,
-    `${name}.strata`,
-  );
+const sparse = besideAttention;
 
 /** H2O, budget 6 (2 recent, 1 sink): the 9-token prompt evicts in its prefill, the 6-token one
  * from its first decode step, the 1-token one never in 4 steps. */
@@ -150,21 +116,6 @@ const windows = tinyLlama({
   })),
 });
 
-/** Greedy logits rows of one sequence alone: after its prompt, then each decode step. */
-async function single(seq: Sequence, prompt: number[]): Promise<Float32Array<ArrayBufferLike>[]> {
-  seq.reset();
-  const vocab = seq.model.vocab;
-  const first = await seq.forward(prompt);
-  const rows: Float32Array<ArrayBufferLike>[] = [first.logits.slice(-vocab)];
-  let token = first.token;
-  while (rows.length < STEPS + 1) {
-    const r = await seq.next([token], GREEDY, true);
-    rows.push(r.logits!);
-    token = r.token;
-  }
-  return rows;
-}
-
 /** Every per-sequence state buffer of a batch, read back (bytes); not the whole-run ones. */
 async function snapshot(batch: BatchSequence): Promise<Map<string, Uint8Array>> {
   const { device } = batch.model.gpu;
@@ -192,7 +143,7 @@ describe.each([
     const m = await gpuModel(model, OPTS);
     const seq = m.gm.newSequence();
     alone = [];
-    for (const p of prompts) alone.push(await single(seq, p));
+    for (const p of prompts) alone.push((await soloRun(seq, p, STEPS + 1)).logits);
     m.gm.destroy();
   });
 

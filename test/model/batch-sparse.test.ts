@@ -7,45 +7,16 @@
  * H2O well past the step where each sequence's cache is full and eviction starts.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
-import type { Sequence } from '../../runtime/model.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
-import { parseSpec } from '../../src/spec/load.ts';
 import { gpuModel } from '../helpers/compare.ts';
-import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { randInts } from '../helpers/numeric.ts';
+import { besideAttention, expectBatchMatchesAlone, soloRun } from '../helpers/batch.ts';
 
 const prompts = [6, 3, 8].map((n, i) => Array.from(randInts(n, 250, 70 + i)));
 const B = prompts.length;
 
-/** Greedy tokens and each token's logits row of one sequence run alone. */
-async function single(seq: Sequence, prompt: number[], vocab: number, steps: number) {
-  seq.reset();
-  const first = await seq.forward(prompt);
-  const tokens = [first.token];
-  const logits: Float32Array[] = [first.logits.slice(-vocab)];
-  while (tokens.length < steps) {
-    const r = await seq.next([tokens[tokens.length - 1]], GREEDY, true);
-    tokens.push(r.token);
-    logits.push(r.logits!);
-  }
-  return { tokens, logits };
-}
-
-const spec = (name: string, mixer: string, extra = '') =>
-  parseSpec(
-    `model "${name}" {
-  vocab 256
-  dim 32
-  max_context 256
-  norm rms(eps: 1e-5)
-  mixer a = attention(heads: 4, kv_heads: 2)
-  mixer s = ${mixer}
-  ffn mlp = swiglu(hidden: 48)
-  ${extra}layers 1 x [1 s : 1 a] with ffn mlp
-}`,
-    `${name}.strata`,
-  );
+const spec = besideAttention;
 
 /** H2O: budget 8 (2 recent, 1 sink); the longest prompt fills it, the others by step 5. */
 const h2o = spec(
@@ -67,12 +38,12 @@ describe.each([
   ['NSA', nsa, 'nsa_selected', 8],
   ['the DSA indexer', dsa, 'indexer_topk', 8],
 ] as [string, ModelIR, string, number][])('batched decode with %s', (_, model, op, steps) => {
-  let alone: Awaited<ReturnType<typeof single>>[] = [];
+  let alone: Awaited<ReturnType<typeof soloRun>>[] = [];
   beforeAll(async () => {
     const m = await gpuModel(model);
     const seq = m.gm.newSequence();
     alone = [];
-    for (const p of prompts) alone.push(await single(seq, p, model.vocab, steps));
+    for (const p of prompts) alone.push(await soloRun(seq, p, steps));
     m.gm.destroy();
   });
 
@@ -82,14 +53,7 @@ describe.each([
     expect(new Set(batched.map((n) => n.attrs.op))).toContain(op);
     const batch = new BatchSequence(m.gm);
     const got = await batch.generate(prompts, { maxTokens: steps, logits: true });
-    let worst = 0;
-    for (let s = 0; s < B; s++) {
-      expect(got.tokens[s]).toEqual(alone[s].tokens);
-      for (let k = 0; k < steps; k++) {
-        worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
-      }
-    }
-    expect(worst).toBeLessThan(1e-5);
+    expectBatchMatchesAlone(got, alone.slice(0, B), steps);
     batch.destroy();
     m.gm.destroy();
   });

@@ -9,9 +9,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileModel } from '../../codegen/compile.ts';
-import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
-import type { Sequence } from '../../runtime/model.ts';
 import type { Mamba1Spec } from '../../src/mixers/mamba1.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import type { Mamba2Spec } from '../../src/mixers/mamba2.ts';
@@ -26,6 +24,7 @@ import {
   tinyLlama,
 } from '../helpers/models.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
+import { LATENT_AND_CONV, expectBatchMatchesAlone, soloRun, tinySpec } from '../helpers/batch.ts';
 import { maxBatch, MEMORY_BUDGETS, report } from '../../src/cli/report.ts';
 import { compileFigures } from '../../src/cli/explore/metrics.ts';
 import { DEVICES } from '../../src/cli/explore/roofline.ts';
@@ -67,20 +66,6 @@ const LENGTHS = [5, 3, 7, 4];
 const prompts = LENGTHS.map((n, i) => Array.from(randInts(n, 250, 40 + i)));
 const STEPS = 5;
 
-/** Greedy tokens and each token's logits row of one sequence run alone. */
-async function single(seq: Sequence, prompt: number[], vocab: number) {
-  seq.reset();
-  const first = await seq.forward(prompt);
-  const tokens = [first.token];
-  const logits: Float32Array[] = [first.logits.slice(-vocab)];
-  while (tokens.length < STEPS) {
-    const r = await seq.next([tokens[tokens.length - 1]], GREEDY, true);
-    tokens.push(r.token);
-    logits.push(r.logits!);
-  }
-  return { tokens, logits };
-}
-
 /** Mamba-2 (SSD) at layers 0 and 2, attention + SwiGLU at 1 and 3 (Nemotron-H / Bamba style). */
 function hybrid2(over: Partial<Mamba2Spec> = {}): ModelIR {
   const m = hybrid();
@@ -115,40 +100,20 @@ function deltanetHybrid(): ModelIR {
   });
 }
 
+const latentAndConv = LATENT_AND_CONV;
+
 /**
  * The other linear recurrences: RetNet (RoPE fused into the recurrence, at the step's shared
  * position), GLA (per-key decay) and normalised linear attention (the key sum z per sequence).
  */
-/** MLA on its latent cache (DeepSeek-V3's form) beside LFM2's gated short conv, with an MoE FFN. */
-const latentAndConv = parseSpec(
-  `model "latent-conv" {
-  vocab 256
-  dim 32
-  max_context 256
-  norm rms(eps: 1e-5)
-  mixer m = mla(heads: 4, q_rank: 16, kv_rank: 16, nope_dim: 8, rope_dim: 4, v_dim: 8)
-  mixer c = shortconv(l_cache: 3)
-  ffn mlp = swiglu(hidden: 48)
-  ffn experts = moe(experts: 4, top_k: 2, expert: swiglu(hidden: 16))
-  layers 1 x [1 m : 1 c] with ffn [mlp, experts]
-}`,
-  'latent-conv.strata',
-);
-
-const linear = parseSpec(
-  `model "linear" {
-  vocab 256
-  dim 32
-  max_context 256
-  norm rms(eps: 1e-5)
-  mixer r = retnet(heads: 2, key_head_dim: 8, value_head_dim: 16)
+const linear = tinySpec(
+  'linear',
+  `  mixer r = retnet(heads: 2, key_head_dim: 8, value_head_dim: 16)
   mixer g = gla(heads: 2, key_head_dim: 8, value_head_dim: 16)
   mixer l = linear_attn(heads: 2, key_head_dim: 8, value_head_dim: 16, feature_map: elu1, normalize: true)
   mixer a = attention(heads: 4, kv_heads: 2)
   ffn mlp = swiglu(hidden: 48)
-  layers 1 x [1 r : 1 g : 1 l : 1 a] with ffn mlp
-}`,
-  'linear.strata',
+  layers 1 x [1 r : 1 g : 1 l : 1 a] with ffn mlp`,
 );
 
 /** StreamingLLM attention: the batched build's ring caches (2 sinks + window 6) wrap by step 8. */
@@ -157,18 +122,12 @@ const streaming = tinyLlama({
 });
 
 /** A block-sparse layer (blocks of 2: most are dropped by step 12) and a global + window layer. */
-const sparse = parseSpec(
-  `model "sparse" {
-  vocab 256
-  dim 32
-  max_context 256
-  norm rms(eps: 1e-5)
-  mixer a = attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 2, layout: strided(local: 1, stride: 3, global: 1)))
+const sparse = tinySpec(
+  'sparse',
+  `  mixer a = attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 2, layout: strided(local: 1, stride: 3, global: 1)))
   mixer b = attention(heads: 4, kv_heads: 2, window: 4, global: 1)
   ffn mlp = swiglu(hidden: 48)
-  layers 1 x [1 a : 1 b] with ffn mlp
-}`,
-  'sparse.strata',
+  layers 1 x [1 a : 1 b] with ffn mlp`,
 );
 
 /** Mamba-1 + MoE FFNs + attention without RoPE (its q/k/v + KV append fused, batched too). */
@@ -211,14 +170,14 @@ describe.each([
   ['Jamba-shaped model (MoE, attention without RoPE)', jamba, {}, [3]],
 ])('batched decode of the %s', (_, model, opts, batches) => {
   // Every prompt run alone once, on one single-sequence build.
-  let alone: Awaited<ReturnType<typeof single>>[] = [];
+  let alone: Awaited<ReturnType<typeof soloRun>>[] = [];
   let fusedAlone: Record<string, number> = {};
   beforeAll(async () => {
     const m = await gpuModel(model, opts);
     fusedAlone = fusions(m.compiled.graphs.decode, 1);
     const seq = m.gm.newSequence();
     alone = [];
-    for (const p of prompts) alone.push(await single(seq, p, model.vocab));
+    for (const p of prompts) alone.push(await soloRun(seq, p, STEPS));
     m.gm.destroy();
   });
 
@@ -256,14 +215,7 @@ describe.each([
     }
     const batch = new BatchSequence(m.gm);
     const got = await batch.generate(prompts.slice(0, B), { maxTokens: STEPS, logits: true });
-    let worst = 0;
-    for (let s = 0; s < B; s++) {
-      expect(got.tokens[s]).toEqual(alone[s].tokens);
-      for (let k = 0; k < STEPS; k++) {
-        worst = Math.max(worst, maxRelError(got.logits![s][k], alone[s].logits[k]));
-      }
-    }
-    expect(worst).toBeLessThan(1e-5);
+    expectBatchMatchesAlone(got, alone.slice(0, B), STEPS);
     expect(got.stops).toEqual(Array(B).fill('max-tokens'));
     batch.destroy();
     m.gm.destroy();

@@ -9,14 +9,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compileModel } from '../../codegen/compile.ts';
-import { Interpreter } from '../../src/graph/interpret.ts';
-import { lower } from '../../src/graph/lower.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
-import { rowErrors } from '../helpers/golden.ts';
+import { expectFusedDecodeMatchesUnfused } from '../helpers/decode-fusion.ts';
 import { randInts } from '../helpers/numeric.ts';
 
 const MIXERS: Record<string, string> = {
@@ -81,36 +79,9 @@ describe('linear mixers: fused decode graph = unfused decode graph on the interp
   for (const kind of Object.keys(MIXERS)) {
     it(kind, async () => {
       const m = model(kind);
-      const weights = randomWeights(m, 13);
-      const T = 6;
-      const compiled = compileModel(m, { caps: BASELINE_CAPS, maxT: T, capacity: 64 });
-      const prefill = await Interpreter.create(
-        lower(m, { phase: 'prefill', maxT: T, capacity: 64 }),
-        weights,
-      );
-      const plain = await Interpreter.create(
-        lower(m, { phase: 'decode', maxT: 1, capacity: 64 }),
-        weights,
-      );
-      const fused = await Interpreter.create(compiled.graphs.decode, weights);
-      const a = prefill.newState();
-      let tok = prefill.step(randInts(T, m.vocab, 4), 0, T, a).token;
-      const b = structuredClone(a);
-      for (let i = 0; i < 5; i++) {
-        const p = plain.step(Uint32Array.of(tok), T + i, 1, a);
-        const f = fused.step(Uint32Array.of(tok), T + i, 1, b);
-        expect(rowErrors(f.logits, p.logits, m.vocab).rel).toBeLessThan(1e-5);
-        expect(f.token).toBe(p.token);
-        tok = p.token;
-      }
-      for (const [name, v] of a) {
-        const w = b.get(name);
-        if (v instanceof Float32Array && w instanceof Float32Array) {
-          const scale = Math.max(1e-6, ...Array.from(v, Math.abs));
-          const worst = Math.max(...Array.from(v, (x, j) => Math.abs(x - w[j])));
-          expect(worst / scale, name).toBeLessThan(1e-5);
-        }
-      }
+      await expectFusedDecodeMatchesUnfused(m, randomWeights(m, 13), randInts(6, m.vocab, 4), {
+        steps: 5,
+      });
     });
   }
 });

@@ -10,12 +10,11 @@
  * the GPU against f64 ones).
  */
 import { describe, expect, it } from 'vitest';
-import { compileModel } from '../../codegen/compile.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { lower } from '../../src/graph/lower.ts';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
-import { BASELINE_CAPS } from '../../src/target.ts';
 import { readGolden, rowErrors } from '../helpers/golden.ts';
+import { expectFusedDecodeMatchesUnfused } from '../helpers/decode-fusion.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { tinyLlama } from '../helpers/models.ts';
 import { randInts } from '../helpers/numeric.ts';
@@ -28,33 +27,15 @@ describe('mamba1 fused decode on the HF fixtures', () => {
       const hf = await importHfFolder(dir);
       try {
         const golden = await readGolden(dir);
-        const weights = (n: string) => hf.readTensorF32(n);
-        const T = golden.prompt.length;
-        const compiled = compileModel(hf.model, { caps: BASELINE_CAPS, maxT: T, capacity: 64 });
-        const fusedGraph = compiled.graphs.decode;
-        const ops = fusedGraph.nodes.map((n) => n.attrs.op);
+        const compiled = await expectFusedDecodeMatchesUnfused(
+          hf.model,
+          (n: string) => hf.readTensorF32(n),
+          Uint32Array.from(golden.prompt),
+          { steps: 4, states: false },
+        );
+        const ops = compiled.graphs.decode.nodes.map((n) => n.attrs.op);
         expect(ops).toContain('mamba1_step');
         expect(ops).not.toContain('selective_scan');
-        const prefill = await Interpreter.create(
-          lower(hf.model, { phase: 'prefill', maxT: T, capacity: 64 }),
-          weights,
-        );
-        const plain = await Interpreter.create(
-          lower(hf.model, { phase: 'decode', maxT: 1, capacity: 64 }),
-          weights,
-        );
-        const fused = await Interpreter.create(fusedGraph, weights);
-        const a = prefill.newState();
-        let tok = prefill.step(Uint32Array.from(golden.prompt), 0, T, a).token;
-        const b = structuredClone(a);
-        const vocab = hf.model.vocab;
-        for (let i = 0; i < 4; i++) {
-          const p = plain.step(Uint32Array.of(tok), T + i, 1, a);
-          const f = fused.step(Uint32Array.of(tok), T + i, 1, b);
-          expect(rowErrors(f.logits, p.logits, vocab).rel).toBeLessThan(1e-5);
-          expect(f.token).toBe(p.token);
-          tok = p.token;
-        }
       } finally {
         await hf.close();
       }

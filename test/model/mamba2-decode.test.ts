@@ -10,14 +10,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compileModel } from '../../codegen/compile.ts';
-import { Interpreter } from '../../src/graph/interpret.ts';
-import { lower } from '../../src/graph/lower.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import type { Mamba2Spec } from '../../src/mixers/mamba2.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
-import { rowErrors } from '../helpers/golden.ts';
+import { expectFusedDecodeMatchesUnfused } from '../helpers/decode-fusion.ts';
 import { mamba2, tinyLlama } from '../helpers/models.ts';
 import { randInts } from '../helpers/numeric.ts';
 
@@ -79,38 +77,14 @@ describe('mamba2 fused decode graph = unfused decode graph on the interpreter', 
   for (const [label, mixer] of cases) {
     it(label, async () => {
       const m = model(mixer);
-      const weights = randomWeights(m, 11);
-      const T = 6;
-      const compiled = compileModel(m, { caps: BASELINE_CAPS, maxT: T, capacity: 64 });
-      const prefill = await Interpreter.create(
-        lower(m, { phase: 'prefill', maxT: T, capacity: 64 }),
-        weights,
+      // The conv and SSM states the fused graph leaves equal the unfused graph's too.
+      const compiled = await expectFusedDecodeMatchesUnfused(
+        m,
+        randomWeights(m, 11),
+        randInts(6, m.vocab, 3),
+        { steps: 5 },
       );
-      const plain = await Interpreter.create(
-        lower(m, { phase: 'decode', maxT: 1, capacity: 64 }),
-        weights,
-      );
-      const fused = await Interpreter.create(compiled.graphs.decode, weights);
       expect(compiled.graphs.decode.nodes.some((n) => n.attrs.op === 'conv1d')).toBe(false);
-      const a = prefill.newState();
-      let tok = prefill.step(randInts(T, m.vocab, 3), 0, T, a).token;
-      const b = structuredClone(a);
-      for (let i = 0; i < 5; i++) {
-        const p = plain.step(Uint32Array.of(tok), T + i, 1, a);
-        const f = fused.step(Uint32Array.of(tok), T + i, 1, b);
-        expect(rowErrors(f.logits, p.logits, m.vocab).rel).toBeLessThan(1e-5);
-        expect(f.token).toBe(p.token);
-        tok = p.token;
-      }
-      // The conv and SSM states the fused graph left equal the unfused graph's.
-      for (const [name, v] of a) {
-        const w = b.get(name);
-        if (v instanceof Float32Array && w instanceof Float32Array) {
-          const scale = Math.max(1e-6, ...Array.from(v, Math.abs));
-          const worst = Math.max(...Array.from(v, (x, j) => Math.abs(x - w[j])));
-          expect(worst / scale, name).toBeLessThan(1e-5);
-        }
-      }
     });
   }
 });
