@@ -17,16 +17,21 @@ import { describe, expect, it } from 'vitest';
 import { multiPass, multiPassPlan } from '../../codegen/kernels/linear-recurrence-chunks.ts';
 import { linearRecurrenceKernel } from '../../codegen/kernels/linear-recurrence.ts';
 import type { GeneratedOp } from '../../codegen/kernels/types.ts';
-import type {
-  LinearRecurrenceAttrs,
-  PointwiseExpr,
-  PointwiseInput,
-  StepShape,
-} from '../../src/graph/ops.ts';
-import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
+import type { LinearRecurrenceAttrs, StepShape } from '../../src/graph/ops.ts';
+import { linearRecurrence } from '../../src/ops/linear-recurrence.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, rng } from '../helpers/numeric.ts';
+import {
+  attrs,
+  data as plainData,
+  gdnAttrs,
+  glaAttrs,
+  reference,
+  retAttrs,
+  uniform,
+  type Inputs,
+} from '../helpers/linear-recurrence.ts';
 
 const TOL = 1e-4;
 
@@ -41,80 +46,23 @@ async function smallCaps(): Promise<DeviceCaps> {
 }
 const SENTINEL = 31337;
 
-type Inputs = Record<string, Float32Array>;
-
-function attrs(over: Partial<LinearRecurrenceAttrs>): LinearRecurrenceAttrs {
-  const a: LinearRecurrenceAttrs = {
-    op: 'linear_recurrence',
-    heads: 2,
-    qHeads: 2,
-    kHeads: 2,
-    vHeads: 2,
-    gateHeads: 2,
-    keyDim: 5,
-    valueDim: 7,
-    scale: 0.5,
-    decay: 'head',
-    update: 'delta',
-    normalize: false,
-    normEps: 1e-6,
-    ...over,
-  };
-  linearRecurrence.check(a);
-  return a;
-}
-
-function uniform(n: number, r: () => number, lo: number, hi: number): Float32Array {
-  return Float32Array.from({ length: n }, () => lo + (hi - lo) * r());
-}
-
-function unitRows(x: Float32Array, dim: number): Float32Array {
-  for (let o = 0; o < x.length; o += dim) {
-    let n = 0;
-    for (let i = 0; i < dim; i++) n += x[o + i] ** 2;
-    for (let i = 0; i < dim; i++) x[o + i] /= Math.sqrt(n) || 1;
-  }
-  return x;
-}
-
 /**
  * Inputs for `rows` tokens, as the single kernels' tests draw them: unit keys for delta (β ∈ (0,
  * 1) keeps the update contractive), positive q and k with normalize, log decays in [−1, 0]; with a
  * prologue every rule's shape from [−2, 2] (g [−1, 0], state [−0.5, 2]).
  */
 function data(a: LinearRecurrenceAttrs, rows: number, seed: number): Inputs {
+  if (!a.prologue) return plainData(a, rows, seed);
   const r = rng(seed);
-  if (a.prologue) {
-    const inp: Inputs = {};
-    for (const [name, rule] of Object.entries(linearRecurrence.inputs(a))) {
-      const n = rule.shape.reduce<number>((p, d) => p * (typeof d === 'number' ? d : rows), 1);
-      const [lo, hi] = name === 'state' ? [-0.5, 2] : name === 'g' ? [-1, 0] : [-2, 2];
-      inp[name] = uniform(n, r, lo, hi);
-    }
-    return inp;
+  const inp: Inputs = {};
+  for (const [name, rule] of Object.entries(linearRecurrence.inputs(a))) {
+    const n = rule.shape.reduce<number>((p, d) => p * (typeof d === 'number' ? d : rows), 1);
+    const [lo, hi] = name === 'state' ? [-0.5, 2] : name === 'g' ? [-1, 0] : [-2, 2];
+    inp[name] = uniform(n, r, lo, hi);
   }
-  const DK = a.keyDim;
-  const lo = a.normalize ? 0 : -1;
-  const k = uniform(rows * a.kHeads * DK, r, lo, 1);
-  const inp: Inputs = {
-    q: uniform(rows * a.qHeads * DK, r, lo, 1),
-    k: a.update === 'add' ? k : unitRows(k, DK),
-    v: uniform(rows * a.vHeads * a.valueDim, r, -1, 1),
-    state: uniform(a.heads * DK * stateColumns(a), r, a.normalize ? 0 : -0.5, 0.5),
-  };
-  if (a.decay === 'fixed') inp.g = uniform(a.gateHeads, r, -1, 0);
-  if (a.decay === 'head') inp.g = uniform(rows * a.gateHeads, r, -1, 0);
-  if (a.decay === 'key') inp.g = uniform(rows * a.gateHeads * DK, r, -1, 0);
-  if (a.update === 'delta') inp.beta = uniform(rows * a.gateHeads, r, 0, 1);
   return inp;
 }
 
-function reference(a: LinearRecurrenceAttrs, inp: Inputs, step: StepShape) {
-  const r = linearRecurrence.reference(a, { ...inp, state: inp.state.slice() }, step);
-  return { out: r.out as Float32Array, state: r.state as Float32Array };
-}
-
-/** The multi-pass launches for maxT on the test device (failing if it cannot run them). */
 function passes(a: LinearRecurrenceAttrs, caps: DeviceCaps, maxT: number): GeneratedOp {
   const gen = multiPass(a, caps, maxT);
   if (typeof gen === 'string') throw new Error(gen);
@@ -256,81 +204,12 @@ describe('linear_recurrence multi-pass prefill against the reference', () => {
 });
 
 describe('linear_recurrence multi-pass with a fused prologue', () => {
-  const same = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
-  const x = (name: string): PointwiseExpr => ({ in: name });
-  const VH = 6;
-  const half = (offset: number): PointwiseInput => ({ ...same(2 * VH), inner: VH, offset });
-  const perHead: PointwiseInput = { ...same(VH), perToken: false };
-  /** Gated DeltaNet: l2 norms of q and k, β and g from one b|a tensor and two parameters. */
-  const gdn = attrs({
-    heads: VH,
-    qHeads: 2,
-    kHeads: 2,
-    vHeads: VH,
-    gateHeads: VH,
-    keyDim: 16,
-    valueDim: 9,
-    decay: 'head',
-    update: 'delta',
-    prologue: {
-      exprs: {
-        beta: { inputs: { in_ba: half(0) }, expr: { fn: 'sigmoid', x: x('in_ba') } },
-        g: {
-          inputs: { in_ba: half(VH), in_aLog: perHead, in_dtBias: perHead },
-          expr: {
-            fn: 'neg',
-            x: {
-              bin: 'mul',
-              a: { fn: 'exp', x: x('in_aLog') },
-              b: { fn: 'softplus', x: { bin: 'add', a: x('in_ba'), b: x('in_dtBias') } },
-            },
-          },
-        },
-      },
-      l2: { q: 1e-6, k: 1e-6 },
-    },
-  });
-  /** GLA-like: elu+1 feature maps, g = logsigmoid(x)/16 per key dim, normalised. */
-  const gla = attrs({
-    heads: 4,
-    qHeads: 2,
-    kHeads: 2,
-    vHeads: 4,
-    gateHeads: 4,
-    keyDim: 8,
-    valueDim: 6,
-    decay: 'key',
-    update: 'add',
-    normalize: true,
-    prologue: {
-      exprs: {
-        q: { inputs: { in_xq: same(16) }, expr: { fn: 'elu1', x: x('in_xq') } },
-        k: { inputs: { in_xk: same(16) }, expr: { fn: 'elu1', x: x('in_xk') } },
-        g: {
-          inputs: { in_xg: same(32) },
-          expr: { bin: 'div', a: { fn: 'logsigmoid', x: x('in_xg') }, b: { const: 16 } },
-        },
-      },
-      l2: {},
-    },
-  });
-  /** RetNet-like: RoPE on q and k (6 of 8 columns), fixed decay, k l2-normed after rotation. */
-  const ret = attrs({
-    heads: 4,
-    qHeads: 4,
-    kHeads: 2,
-    vHeads: 2,
-    gateHeads: 4,
-    keyDim: 8,
-    valueDim: 6,
-    decay: 'fixed',
-    update: 'add',
-    prologue: {
-      exprs: { q: { inputs: { in_xq: same(32) }, expr: { fn: 'elu1', x: x('in_xq') } } },
-      rope: { of: ['q', 'k'], rotaryDim: 6, capacity: 128 },
-      l2: { k: 1e-6 },
-    },
-  });
+  const gdn = gdnAttrs();
+
+  const gla = glaAttrs();
+
+  const ret = retAttrs(128);
+
   for (const [name, a] of [
     ['gated DeltaNet norms and gates', gdn],
     ['GLA-like feature maps and gate', gla],

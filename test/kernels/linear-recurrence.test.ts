@@ -22,13 +22,8 @@ import {
   recurrenceLaunch,
   type RecurrenceForm,
 } from '../../codegen/kernels/linear-recurrence.ts';
-import type {
-  LinearRecurrenceAttrs,
-  PointwiseExpr,
-  PointwiseInput,
-  StepShape,
-} from '../../src/graph/ops.ts';
-import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
+import type { LinearRecurrenceAttrs, PointwiseInput, StepShape } from '../../src/graph/ops.ts';
+import { linearRecurrence } from '../../src/ops/linear-recurrence.ts';
 import { batchedDefinition } from '../../src/ops/batch.ts';
 import { norm } from '../../src/ops/norm.ts';
 import { rope } from '../../src/ops/rope.ts';
@@ -36,90 +31,27 @@ import { pointwise } from '../../src/ops/pointwise.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, rng } from '../helpers/numeric.ts';
+import {
+  attrs,
+  data,
+  gdnAttrs,
+  glaAttrs,
+  half,
+  perHead,
+  reference,
+  retAttrs,
+  same,
+  uniform,
+  VH,
+  x,
+  type Inputs,
+} from '../helpers/linear-recurrence.ts';
 
 const TOL = 1e-4;
 const SENTINEL = 31337;
 
-type Inputs = Record<string, Float32Array>;
 type Decay = LinearRecurrenceAttrs['decay'];
 type Update = LinearRecurrenceAttrs['update'];
-
-function attrs(over: Partial<LinearRecurrenceAttrs>): LinearRecurrenceAttrs {
-  const a: LinearRecurrenceAttrs = {
-    op: 'linear_recurrence',
-    heads: 2,
-    qHeads: 2,
-    kHeads: 2,
-    vHeads: 2,
-    gateHeads: 2,
-    keyDim: 5,
-    valueDim: 7,
-    scale: 0.5,
-    decay: 'head',
-    update: 'delta',
-    normalize: false,
-    normEps: 1e-6,
-    ...over,
-  };
-  linearRecurrence.check(a);
-  return a;
-}
-
-/** Uniform in [lo, hi). */
-function uniform(n: number, r: () => number, lo: number, hi: number): Float32Array {
-  return Float32Array.from({ length: n }, () => lo + (hi - lo) * r());
-}
-
-/** Rows of `dim` scaled to unit length (delta and dplr keys: what keeps those updates contractive). */
-function unitRows(x: Float32Array, dim: number): Float32Array {
-  for (let o = 0; o < x.length; o += dim) {
-    let n = 0;
-    for (let i = 0; i < dim; i++) n += x[o + i] ** 2;
-    for (let i = 0; i < dim; i++) x[o + i] /= Math.sqrt(n) || 1;
-  }
-  return x;
-}
-
-interface DataOptions {
-  /** The range log decays are drawn from; [−1, 0] unless given. */
-  g?: readonly [number, number];
-}
-
-/**
- * Inputs for `rows` tokens. Keys are unit rows for delta and dplr (β ∈ (0, 1) then makes the
- * update a contraction, as in the models); q and k are positive with normalize (feature maps
- * make them so), which keeps the denominators away from 0. dplr takes RWKV-7's a = kk·α,
- * b = −kk with kk a unit row and α ∈ (0, 1).
- */
-function data(a: LinearRecurrenceAttrs, rows: number, seed: number, o: DataOptions = {}): Inputs {
-  const r = rng(seed);
-  const DK = a.keyDim;
-  const lo = a.normalize ? 0 : -1;
-  const k = uniform(rows * a.kHeads * DK, r, lo, 1);
-  const inp: Inputs = {
-    q: uniform(rows * a.qHeads * DK, r, lo, 1),
-    k: a.update === 'add' ? k : unitRows(k, DK),
-    v: uniform(rows * a.vHeads * a.valueDim, r, -1, 1),
-    state: uniform(a.heads * DK * stateColumns(a), r, a.normalize ? 0 : -0.5, 0.5),
-  };
-  const [gLo, gHi] = o.g ?? [-1, 0];
-  if (a.decay === 'fixed') inp.g = uniform(a.gateHeads, r, gLo, gHi);
-  if (a.decay === 'head') inp.g = uniform(rows * a.gateHeads, r, gLo, gHi);
-  if (a.decay === 'key') inp.g = uniform(rows * a.gateHeads * DK, r, gLo, gHi);
-  if (a.update === 'delta') inp.beta = uniform(rows * a.gateHeads, r, 0, 1);
-  if (a.update === 'dplr') {
-    const kk = unitRows(uniform(rows * a.gateHeads * DK, r, -1, 1), DK);
-    const alpha = uniform(rows * a.gateHeads * DK, r, 0, 1);
-    inp.a = kk.map((x, i) => x * alpha[i]);
-    inp.b = kk.map((x) => -x);
-  }
-  return inp;
-}
-
-function reference(a: LinearRecurrenceAttrs, inp: Inputs, step: StepShape) {
-  const r = linearRecurrence.reference(a, { ...inp, state: inp.state.slice() }, step);
-  return { out: r.out as Float32Array, state: r.state as Float32Array };
-}
 
 async function runGpu(
   a: LinearRecurrenceAttrs,
@@ -406,65 +338,10 @@ describe('linear_recurrence acceptance', () => {
 });
 
 describe('linear_recurrence with a fused prologue', () => {
-  const same = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
-  const x = (name: string): PointwiseExpr => ({ in: name });
+  const gla = glaAttrs();
 
-  /** GLA-like: elu+1 feature maps on q and k, g = logsigmoid(x)/16 per key dim, normalised. */
-  const gla = attrs({
-    heads: 4,
-    qHeads: 2,
-    kHeads: 2,
-    vHeads: 4,
-    gateHeads: 4,
-    keyDim: 8,
-    valueDim: 6,
-    decay: 'key',
-    update: 'add',
-    normalize: true,
-    prologue: {
-      exprs: {
-        q: { inputs: { in_xq: same(16) }, expr: { fn: 'elu1', x: x('in_xq') } },
-        k: { inputs: { in_xk: same(16) }, expr: { fn: 'elu1', x: x('in_xk') } },
-        g: {
-          inputs: { in_xg: same(32) },
-          expr: { bin: 'div', a: { fn: 'logsigmoid', x: x('in_xg') }, b: { const: 16 } },
-        },
-      },
-      l2: {},
-    },
-  });
   /** Gated DeltaNet: l2 norms of q and k, β and g from one b|a tensor and two parameters. */
-  const VH = 6;
-  const half = (offset: number): PointwiseInput => ({ ...same(2 * VH), inner: VH, offset });
-  const perHead: PointwiseInput = { ...same(VH), perToken: false };
-  const gdn = attrs({
-    heads: VH,
-    qHeads: 2,
-    kHeads: 2,
-    vHeads: VH,
-    gateHeads: VH,
-    keyDim: 16,
-    valueDim: 9,
-    decay: 'head',
-    update: 'delta',
-    prologue: {
-      exprs: {
-        beta: { inputs: { in_ba: half(0) }, expr: { fn: 'sigmoid', x: x('in_ba') } },
-        g: {
-          inputs: { in_ba: half(VH), in_aLog: perHead, in_dtBias: perHead },
-          expr: {
-            fn: 'neg',
-            x: {
-              bin: 'mul',
-              a: { fn: 'exp', x: x('in_aLog') },
-              b: { fn: 'softplus', x: { bin: 'add', a: x('in_ba'), b: x('in_dtBias') } },
-            },
-          },
-        },
-      },
-      l2: { q: 1e-6, k: 1e-6 },
-    },
-  });
+  const gdn = gdnAttrs();
 
   /**
    * Gated DeltaNet from one in_proj row (recurrence-conv-row): q, k, v, β and g all read
@@ -510,22 +387,7 @@ describe('linear_recurrence with a fused prologue', () => {
    * decay per head; q rotated after an elu+1 and k l2-normed after its rotation (the order the
    * prologue applies them in).
    */
-  const ret = attrs({
-    heads: 4,
-    qHeads: 4,
-    kHeads: 2,
-    vHeads: 2,
-    gateHeads: 4,
-    keyDim: 8,
-    valueDim: 6,
-    decay: 'fixed',
-    update: 'add',
-    prologue: {
-      exprs: { q: { inputs: { in_xq: same(32) }, expr: { fn: 'elu1', x: x('in_xq') } } },
-      rope: { of: ['q', 'k'], rotaryDim: 6, capacity: 64 },
-      l2: { k: 1e-6 },
-    },
-  });
+  const ret = retAttrs(64);
 
   /** Inputs for the fused node: each rule's shape filled uniformly from [−2, 2] (g from [−1, 0]). */
   function fusedData(a: LinearRecurrenceAttrs, rows: number, seed: number): Inputs {
