@@ -169,6 +169,9 @@ export function fuseQkvRopeAppend(g: Graph, { caps }: FusionOptions): Graph {
     const v = r.producer(vw.inputs.x);
     if (!isPlain(q) || !isPlain(k) || !isPlain(v)) continue;
     if (q.inputs.x !== k.inputs.x || q.inputs.x !== v.inputs.x) continue;
+    // One weight and one bias for all three: they must agree on having a bias and on storage.
+    if (q.attrs.bias !== k.attrs.bias || q.attrs.bias !== v.attrs.bias) continue;
+    if (q.attrs.wType !== k.attrs.wType || q.attrs.wType !== v.attrs.wType) continue;
     // The rotated q stays an output of the fused matmul, so it may have other readers (NSA's
     // branches all read it); the unrotated q, k, v and the rotated k exist no more.
     if (
