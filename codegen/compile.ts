@@ -75,6 +75,13 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   if (capacity > model.maxContext) {
     throw new Error(`capacity ${capacity} exceeds the model's max_context ${model.maxContext}`);
   }
+  // Batched decode advances each sequence one token a step; a diffusion sampler's steps are
+  // whole canvases, so a batched diffusion bundle would decode it left to right, silently wrong.
+  if (batch > 1 && model.diffusion) {
+    throw new Error(
+      `batch ${batch}: batched decode is autoregressive, and ${model.name} is a ${model.diffusion.kind} diffusion model (its sampler has no batched form); compile it with batch 1`,
+    );
+  }
   const fuse = opts.fuse ?? true;
   const precision = opts.precision ?? 'f32';
   const kernels: KernelTable = new Map();

@@ -1,6 +1,8 @@
 /** The diffusion setting: DSL and YAML/JSON forms, its checks with positions, printing back. */
 import { describe, expect, it } from 'vitest';
-import { parseSpec } from '../../src/spec/load.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
+import { loadSpec, parseSpec } from '../../src/spec/load.ts';
 import type { DiffusionSpec } from '../../src/spec/model.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { parseDataSpec } from '../../src/spec/load-data.ts';
@@ -81,5 +83,12 @@ describe('diffusion setting', () => {
     );
     const unknown = { ...m, diffusion: { ...m.diffusion!, remasking: 'lowest' } };
     expect(() => parseDataSpec(JSON.stringify(unknown), 'm.json', 'json')).toThrow(/remasking/);
+  });
+
+  it('refuses a batched build: batched decode is autoregressive', () => {
+    for (const file of ['specs/tiny-llada.strata', 'specs/tiny-bd3lm.strata'])
+      expect(() => compileModel(loadSpec(file), { caps: BASELINE_CAPS, batch: 2 })).toThrow(
+        /batch 2: batched decode is autoregressive, and .* is a (llada|bd3lm) diffusion model/,
+      );
   });
 });
