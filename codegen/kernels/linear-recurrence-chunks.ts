@@ -186,6 +186,19 @@ export function multiPassPlan(
 }
 
 /** The per-head first columns of each input, as the single kernel's opening computes them. */
+/** A per-chunk pass's entry (prep and out): workgroup (chunk c, head h), its n tokens from c0. */
+function chunkEntry(a: LinearRecurrenceAttrs): string {
+  return `@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.x;
+  let h = wid.y;
+  let s0 = c * C;  // the chunk's first token in the segment's scratch
+  let c0 = OFF + s0;  // and in the step
+  if (c >= SEGC || c0 >= step.T) { return; }
+  let n = min(C, step.T - c0);
+${headIndices(a)}`;
+}
+
 function headIndices(a: LinearRecurrenceAttrs): string {
   const H = a.heads;
   return `  let qc = h / ${H / a.qHeads}u * DK;
@@ -322,15 +335,7 @@ var<workgroup> p_g: array<f32, ${C}>;   // G_t (per-head decay)
 var<workgroup> p_b: array<f32, ${C}>;   // β_t
 var<workgroup> p_kf: array<f32, ${C}>;  // k's l2 factor (1 without)
 ${delta ? `var<workgroup> p_a: array<f32, ${C * C}>;  // A, strictly lower\nvar<workgroup> p_kb: array<f32, ${C * p.KB}>;  // k̂ of a block of key dims, [key dim][token]: no bank conflicts across u\n` : ''}${delta && key ? `var<workgroup> p_gb: array<f32, ${C * p.KB}>;  // G_t[i] of the block\n` : ''}
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.x;
-  let h = wid.y;
-  let s0 = c * C;  // the chunk's first token in the segment's scratch
-  let c0 = OFF + s0;  // and in the step
-  if (c >= SEGC || c0 >= step.T) { return; }
-  let n = min(C, step.T - c0);
-${headIndices(a)}
+${chunkEntry(a)}
   for (var t = lid; t < n; t += WG) {
     ${scalar ? 'p_g[t] = load_g(c0 + t, gh);' : ''}
     ${delta ? 'p_b[t] = load_beta(c0 + t, gh);' : ''}
@@ -536,15 +541,7 @@ var<workgroup> o_a: array<f32, ${C * C}>;  // decayed q̂·k̂, causal
 var<workgroup> o_v: array<f32, ${C * VB}>;  // δ of the tile's columns
 var<workgroup> o_o: array<f32, ${C * VB}>;  // (q̂ ⊙ e^G) S₀ of the tile's columns
 ${norm ? `var<workgroup> o_den: array<f32, ${C}>;\n` : ''}
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.x;
-  let h = wid.y;
-  let s0 = c * C;  // the chunk's first token in the segment's scratch
-  let c0 = OFF + s0;  // and in the step
-  if (c >= SEGC || c0 >= step.T) { return; }
-  let n = min(C, step.T - c0);
-${headIndices(a)}
+${chunkEntry(a)}
   for (var t = lid; t < n; t += WG) {
     ${scalar ? 'o_gt[t] = load_g(c0 + t, gh);' : ''}
     {
