@@ -58,7 +58,7 @@ export function importHfConfig(
   }
   if (!importer) {
     return fail(
-      `model_type '${modelType}' is not known to strata (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`,
+      `model_type '${modelType}' is not known to strata (supported: ${[...SUPPORTED_MODEL_TYPES, ...DIFFUSION_GEMMA_TYPES].join(', ')})`,
       'model_type',
     );
   }

@@ -424,6 +424,10 @@ describe('config errors', () => {
     expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
       /^x config: error: model_type 'gpt2' is not known to strata \(supported: llama, mistral, qwen3, mixtral, qwen3_moe, mamba, mamba2, bamba, jamba, lfm2, nemotron_h, zamba2, granitemoehybrid, deepseek_v3, gemma3_text, gpt_oss, falcon_h1, qwen3_next(, \w+)*\)$/,
     );
+    // DiffusionGemma has its own reader, outside the registry, and is listed too.
+    expect(() => importHfConfig({ ...LLAMA, model_type: 'gpt2' }, 'x')).toThrow(
+      /, diffusion_gemma, diffusion_gemma_text\)$/,
+    );
     expect(() => importHfConfig({ hidden_size: 4 }, 'x')).toThrow(/x config: error: no model_type/);
     expect(() => importHfConfig({ model_type: 'toString' }, 'x')).toThrow(
       /model_type 'toString' is not known/,
