@@ -3,12 +3,15 @@
  * `diffusion entropy_bound(...)`): the spec's sampler defaults with --gen-length, --steps and
  * --temperature 0 (greedy) over them, each canvas printed as it is committed.
  */
+import { writeFile } from 'node:fs/promises';
+import { serializeSafetensors } from '../../formats/safetensors.ts';
 import { entropyBoundOnSequence } from '../../runtime/entropy-diffusion.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import {
   entropyBoundGenerate,
   entropyBoundIssues,
+  type BlockDiffusionModel,
   type EntropyBoundField,
   type EntropyBoundRun,
 } from '../ops/diffusion-entropy.ts';
@@ -21,7 +24,10 @@ export const ENTROPY_BOUND_HELP = `entropy_bound diffusion models (DiffusionGemm
   --gen-length N       tokens generated after the prompt, whole canvases of canvas_length
   --steps N            denoising steps a canvas may take (max_denoising_steps)
   --temperature 0      greedy: every step takes the argmax (t_min and t_max 0); other
-                       temperatures come from the spec's t_min / t_max`;
+                       temperatures come from the spec's t_min / t_max
+  --dump-logits FILE   write prompt_ids, canvas_ids and canvas_logits [canvas_length, vocab]
+                       (the first denoising step: the first canvas, after the prompt is
+                       encoded, without self-conditioning) and decode_tokens, as safetensors`;
 
 const FLAG: Partial<Record<EntropyBoundField, string>> = {
   genLength: '--gen-length',
@@ -77,17 +83,44 @@ export async function runEntropyBound(
   seq: Sequence,
   prompt: number[],
   run: EntropyBoundRun,
-  o: { tok: Tokenizer | null; ids: boolean },
+  o: { tok: Tokenizer | null; ids: boolean; dump?: string },
 ): Promise<void> {
   const show = (ids: ArrayLike<number>) =>
     o.ids || !o.tok ? Array.from(ids).join(' ') : o.tok.decode(Array.from(ids));
+  const model = entropyBoundOnSequence(seq);
+  // The first denoising step's canvas and logits, for --dump-logits.
+  let first: { canvas: Uint32Array; logits: Float32Array } | null = null;
+  const watched: BlockDiffusionModel = {
+    ...model,
+    async denoise(canvas, sc) {
+      const logits = await model.denoise(canvas, sc);
+      first ??= { canvas: canvas.slice(), logits: logits.slice() };
+      return logits;
+    },
+  };
   let steps = 0;
-  const out = await entropyBoundGenerate(entropyBoundOnSequence(seq), prompt, run, {
+  const out = await entropyBoundGenerate(watched, prompt, run, {
     onStep: (s) => {
       steps++;
       if (s.stopped || s.remaining === 0)
         process.stderr.write(`strata run: canvas ${s.block} after ${steps} steps\n`);
     },
   });
+  if (o.dump) {
+    const f = first as { canvas: Uint32Array; logits: Float32Array } | null;
+    if (!f) throw new Error('the sampler ran no denoising step: nothing to dump');
+    const C = f.canvas.length;
+    const vocab = model.vocab;
+    const file = serializeSafetensors({
+      prompt_ids: { dtype: 'I32', shape: [prompt.length], data: Int32Array.from(prompt) },
+      canvas_ids: { dtype: 'I32', shape: [C], data: Int32Array.from(f.canvas) },
+      canvas_logits: { dtype: 'F32', shape: [C, vocab], data: f.logits },
+      decode_tokens: { dtype: 'I32', shape: [out.length], data: Int32Array.from(out) },
+    });
+    await writeFile(o.dump, new Uint8Array(file));
+    console.log(`wrote ${o.dump}: canvas_logits [${C}, ${vocab}], ${steps} steps`);
+    console.log(`decode tokens: ${Array.from(out).join(',')}`);
+    return;
+  }
   console.log(show(out));
 }

@@ -238,8 +238,6 @@ ${COMMON_COMPILE_HELP}`,
         batchPrompts = await readPrompts(values.prompts, tok, vocab);
         prompt = batchPrompts.reduce((a, b) => (b.length > a.length ? b : a));
       }
-      if (entropy && values['dump-logits'] !== undefined)
-        throw new UserError('--dump-logits is not supported for entropy_bound models yet');
       if (entropy) entropy = { ...entropy, eos: [...(tok?.eos ?? [])] };
       if (source && !diffusion && !block && !entropy)
         checkRunFits(
@@ -276,6 +274,7 @@ ${COMMON_COMPILE_HELP}`,
       await runEntropyBound(model.newSequence(), prompt, entropy, {
         tok,
         ids: values.ids === true,
+        dump: values['dump-logits'],
       });
       return 0;
     }

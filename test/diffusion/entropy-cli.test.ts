@@ -3,8 +3,12 @@
  * fly): greedy generation from seeded random canvases equals the sampler over the CPU interpreter
  * with the same seed; flags of other samplers and non-zero temperatures are refused by name.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openSafetensors } from '../../formats/node/safetensors-file.ts';
+import { rowErrors } from '../helpers/golden.ts';
 import { cli } from '../cli/run-cli.ts';
 import { importHfFolder } from '../../src/import/hf-folder.ts';
 import { lower } from '../../src/graph/lower.ts';
@@ -18,9 +22,12 @@ import type { EntropyBoundSpec } from '../../src/spec/model.ts';
 
 const DIR = join('test', 'fixtures', 'hf', 'diffusion_gemma');
 const PROMPT = [5, 17, 3, 40, 22];
+const tmp = mkdtempSync(join(tmpdir(), 'strata-entropy-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('strata run on an entropy_bound model', () => {
-  it('greedy generation equals the sampler over the interpreter, same seed', async () => {
+  it('greedy generation and --dump-logits equal the sampler over the interpreter, same seed', async () => {
+    const file = join(tmp, 'dump.safetensors');
     const r = await cli(
       'run',
       DIR,
@@ -34,10 +41,17 @@ describe('strata run on an entropy_bound model', () => {
       '16',
       '--steps',
       '6',
-      '--ids',
+      '--dump-logits',
+      file,
     );
     expect(r.code, r.err).toBe(0);
-    const got = r.out.trim().split(/\s+/).map(Number);
+    expect(r.out).toMatch(/canvas_logits \[\d+, \d+\]/);
+    const dump = await openSafetensors(file);
+    const got = Array.from(await dump.readTensorI32('decode_tokens'));
+    const canvasIds = Array.from(await dump.readTensorI32('canvas_ids'));
+    const canvasLogits = await dump.readTensorF32('canvas_logits');
+    expect(Array.from(await dump.readTensorI32('prompt_ids'))).toEqual(PROMPT);
+    await dump.close();
 
     const hf = await importHfFolder(DIR);
     try {
@@ -50,6 +64,7 @@ describe('strata run on an entropy_bound model', () => {
       const state = it.newState();
       const probs = state.get(SELF_CONDITION_PROBS) as Float32Array;
       let pos = 0;
+      let first: { canvas: number[]; logits: Float32Array } | null = null;
       const want = await entropyBoundGenerate(
         {
           vocab: hf.model.vocab,
@@ -61,6 +76,7 @@ describe('strata run on an entropy_bound model', () => {
             if (sc) probs.set(selfConditionProbs(sc, hf.model.vocab));
             const { logits } = it.step(canvas, pos, canvas.length, state, pos + canvas.length);
             probs.fill(0);
+            first ??= { canvas: Array.from(canvas), logits: logits.slice() };
             return logits;
           },
         },
@@ -68,6 +84,10 @@ describe('strata run on an entropy_bound model', () => {
         { ...d, genLength: 16, maxSteps: 6, tMin: 0, tMax: 0, eos: [], pad: null, seed: 4 },
       );
       expect(got).toEqual(Array.from(want));
+      // The dumped first denoising step: same canvas, logits within the goldens' f32 tolerance.
+      const f = first as { canvas: number[]; logits: Float32Array } | null;
+      expect(canvasIds).toEqual(f!.canvas);
+      expect(rowErrors(canvasLogits, f!.logits, hf.model.vocab).rel).toBeLessThan(1e-4);
     } finally {
       await hf.close();
     }
