@@ -140,7 +140,14 @@ describe('the npm package', () => {
         .replace(/\/\*[\s\S]*?\*\//g, '')
         .replace(/^\s*\/\/.*$/gm, '');
       // Relative and absolute specifiers ('./x', '/strata-runtime.js' in serve's page) are no packages.
-      for (const m of code.matchAll(/(?:from\s*|import\s*\(\s*)['"]([^'"./][^'"]*)['"]/g)) {
+      // Static imports are statements (`import … from '…'`, `export … from '…'`); a message string
+      // that says "from '…'" is none.
+      const specifiers = [
+        ...code.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s*['"]([^'"./][^'"]*)['"]/gm),
+        ...code.matchAll(/^\s*import\s*['"]([^'"./][^'"]*)['"]/gm),
+        ...code.matchAll(/\bimport\s*\(\s*['"]([^'"./][^'"]*)['"]/g),
+      ];
+      for (const m of specifiers) {
         if (m[1].startsWith('node:')) continue;
         used.add(m[1].startsWith('@') ? m[1].split('/').slice(0, 2).join('/') : m[1].split('/')[0]);
       }
