@@ -15,6 +15,7 @@ import type {
 
 import { mixerDef } from '../mixers/lookup.ts';
 import { layerParams } from '../mixers/define.ts';
+import { selfConditionTensors } from '../graph/blocks/self-condition.ts';
 
 export interface TensorSpec {
   name: string;
@@ -77,17 +78,6 @@ export function moeNames(i: number) {
       down: `${p}.shared_expert.down_proj`,
     },
     sharedGate: `${p}.shared_expert_gate`,
-  };
-}
-
-/** DiffusionGemma's self-conditioning MLP and its pre-norm (ModelIR.diffusion entropy_bound). */
-export function selfConditionNames() {
-  const p = 'model.self_condition';
-  return {
-    preNorm: `${p}.pre_norm`,
-    gate: `${p}.gate_proj`,
-    up: `${p}.up_proj`,
-    down: `${p}.down_proj`,
   };
 }
 
@@ -190,7 +180,7 @@ function sharedUseTensors(model: ModelIR, i: number, s: SharedBlockSpec): Tensor
   ];
 }
 
-function normTensors(model: ModelIR, prefix: string, width: number): TensorSpec[] {
+export function normTensors(model: ModelIR, prefix: string, width: number): TensorSpec[] {
   const out = [{ name: `${prefix}.weight`, shape: [width] }];
   if (model.norm.kind === 'layer' && model.norm.bias)
     out.push({ name: `${prefix}.bias`, shape: [width] });
@@ -225,7 +215,7 @@ function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
 }
 
 /** The gate (when gated), up and down projections of one MLP under `names`' prefixes. */
-function mlpProjections(
+export function mlpProjections(
   model: ModelIR,
   n: { gate: string; up: string; down: string },
   f: MlpSpec,
@@ -278,11 +268,8 @@ export function expectedTensors(model: ModelIR): TensorSpec[] {
   for (const s of model.sharedBlocks ?? []) out.push(...sharedBlockTensors(model, s));
   for (const layer of model.layers) for (const t of layerTensors(model, layer)) out.push(t);
   out.push(...normTensors(model, FINAL_NORM, model.dim));
-  if (model.diffusion?.kind === 'entropy_bound') {
-    const n = selfConditionNames();
-    out.push(...normTensors(model, n.preNorm, model.dim));
-    out.push(...mlpProjections(model, n, model.diffusion.selfCondition));
-  }
+  if (model.diffusion?.kind === 'entropy_bound')
+    out.push(...selfConditionTensors(model, model.diffusion));
   if (!model.tieEmbeddings) out.push({ name: LM_HEAD, shape: [model.vocab, model.dim] });
   if (model.headBias) out.push({ name: LM_HEAD_BIAS, shape: [model.vocab] });
   return out;

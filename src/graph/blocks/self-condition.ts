@@ -12,11 +12,31 @@
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { EntropyBoundSpec, ModelIR } from '../../spec/model.ts';
-import { EMBED, selfConditionNames } from '../../import/names.ts';
+import { EMBED, mlpProjections, normTensors, type TensorSpec } from '../../import/names.ts';
 import { plainMatmul } from '../ops.ts';
 import { SELF_CONDITION_PROBS } from '../../ops/diffusion-entropy.ts';
 import { sharedMlp } from './moe.ts';
 import { preNorm, residualAdd } from './common.ts';
+
+/** The self-conditioning MLP's and its pre-norm's weight names. */
+export function selfConditionNames() {
+  const p = 'model.self_condition';
+  return {
+    preNorm: `${p}.pre_norm`,
+    gate: `${p}.gate_proj`,
+    up: `${p}.up_proj`,
+    down: `${p}.down_proj`,
+  };
+}
+
+/** The weights this block reads (src/import/names.ts expectedTensors lists them). */
+export function selfConditionTensors(model: ModelIR, d: EntropyBoundSpec): TensorSpec[] {
+  const n = selfConditionNames();
+  return [
+    ...normTensors(model, n.preNorm, model.dim),
+    ...mlpProjections(model, n, d.selfCondition),
+  ];
+}
 
 export function selfConditionedInput(
   b: GraphBuilder,
