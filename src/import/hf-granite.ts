@@ -22,7 +22,8 @@ import { moeSpec, softmaxRouter } from './hf-moe.ts';
 import { readRope } from './hf-rope.ts';
 import { mapWeights, readBambaMamba2, requireSilu, rms, SSM_INIT_KEYS } from './hf-ssm-shared.ts';
 import type { FamilyImport } from './registry.ts';
-import { layerPrefix, mlpNames, moeNames } from './names.ts';
+import { layerPrefix, mlpNames } from './names.ts';
+import { moeNames } from '../graph/blocks/moe.ts';
 
 /** layer_types entries: transformers 5 writes linear_attention / full_attention. */
 const LAYER_TYPES: Readonly<Record<string, 'mamba' | 'attention'>> = {

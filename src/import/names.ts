@@ -4,18 +4,12 @@
  * norms, FFNs and shared blocks are named here. The one list the random initialiser, the
  * importers' name maps, the parameter counts and the bundle's tensor list read.
  */
-import type {
-  LayerSpec,
-  MixerSpec,
-  MlpSpec,
-  ModelIR,
-  MoeSpec,
-  SharedBlockSpec,
-} from '../spec/model.ts';
+import type { LayerSpec, MixerSpec, MlpSpec, ModelIR, SharedBlockSpec } from '../spec/model.ts';
 
 import { mixerDef } from '../mixers/lookup.ts';
 import { layerParams } from '../mixers/define.ts';
 import { selfConditionTensors } from '../graph/blocks/self-condition.ts';
+import { moeTensors, moeWeightNames, type MoeWeightNames } from '../graph/blocks/moe.ts';
 
 export interface TensorSpec {
   name: string;
@@ -45,39 +39,6 @@ export function mlpNames(i: number) {
     down: `${p}.down_proj`,
     /** The token-shift mix vector of RWKV's channel mix (MlpSpec.tokenShift). */
     shift: `${p}.x_k`,
-  };
-}
-
-/**
- * MoE FFN tensors under `mlp` (HF Qwen2/3-MoE naming, which transformers 5 also uses for Mixtral):
- * the router is `gate`, routed expert e is `experts.{e}.{gate,up,down}_proj`, the shared experts
- * are one MLP `shared_expert` with its sigmoid gate `shared_expert_gate` [1, dim].
- */
-export function moeNames(i: number) {
-  const p = `${layerPrefix(i)}.mlp`;
-  return {
-    norm: `${layerPrefix(i)}.post_attention_layernorm`,
-    router: `${p}.gate`,
-    /** DeepSeek-V3's selection-only bias (a buffer of its router). */
-    correctionBias: `${p}.gate.e_score_correction_bias`,
-    /** Gemma 4's router input scale [dim] and per-expert output scales [experts]. */
-    routerScale: `${p}.gate.scale`,
-    expertScale: `${p}.gate.per_expert_scale`,
-    /** Gemma 4's branch norms (MoeSpec.branchNorms): the experts' pre- and post-norm, the dense MLP's post-norm. */
-    expertsNorm: `${layerPrefix(i)}.pre_feedforward_layernorm_2`,
-    expertsPostNorm: `${layerPrefix(i)}.post_feedforward_layernorm_2`,
-    sharedPostNorm: `${layerPrefix(i)}.post_feedforward_layernorm_1`,
-    expert: (e: number) => ({
-      gate: `${p}.experts.${e}.gate_proj`,
-      up: `${p}.experts.${e}.up_proj`,
-      down: `${p}.experts.${e}.down_proj`,
-    }),
-    shared: {
-      gate: `${p}.shared_expert.gate_proj`,
-      up: `${p}.shared_expert.up_proj`,
-      down: `${p}.shared_expert.down_proj`,
-    },
-    sharedGate: `${p}.shared_expert_gate`,
   };
 }
 
@@ -137,13 +98,13 @@ function sharedBlockTensors(model: ModelIR, s: SharedBlockSpec): TensorSpec[] {
   const inp = 2 * model.dim;
   return [
     ...normTensors(model, n.inputNorm, inp),
-    ...linear(n.q, a.heads * a.headDim, inp, a.qkvBias),
-    ...linear(n.k, a.kvHeads * a.headDim, inp, a.qkvBias),
-    ...linear(n.v, a.kvHeads * a.headDim, inp, a.qkvBias),
-    ...linear(n.o, model.dim, a.heads * a.headDim, a.outBias),
+    ...linearTensors(n.q, a.heads * a.headDim, inp, a.qkvBias),
+    ...linearTensors(n.k, a.kvHeads * a.headDim, inp, a.qkvBias),
+    ...linearTensors(n.v, a.kvHeads * a.headDim, inp, a.qkvBias),
+    ...linearTensors(n.o, model.dim, a.heads * a.headDim, a.outBias),
     ...normTensors(model, n.ffnNorm, model.dim),
-    ...linear(n.gateUp, 2 * s.ffn.hidden, model.dim, s.ffn.bias),
-    ...linear(n.down, model.dim, s.ffn.hidden, s.ffn.bias),
+    ...linearTensors(n.gateUp, 2 * s.ffn.hidden, model.dim, s.ffn.bias),
+    ...linearTensors(n.down, model.dim, s.ffn.hidden, s.ffn.bias),
   ];
 }
 
@@ -164,8 +125,8 @@ function sharedUseTensors(model: ModelIR, i: number, s: SharedBlockSpec): Tensor
   const r = s.adapterRank;
   const inp = 2 * model.dim;
   const adapter = (m: { down: string; up: string }, inWidth: number, out: number) => [
-    ...linear(m.down, r, inWidth, false),
-    ...linear(m.up, out, r, false),
+    ...linearTensors(m.down, r, inWidth, false),
+    ...linearTensors(m.up, out, r, false),
   ];
   return [
     ...(s.attentionAdapters
@@ -176,7 +137,7 @@ function sharedUseTensors(model: ModelIR, i: number, s: SharedBlockSpec): Tensor
         ]
       : []),
     ...(s.ffnAdapters ? adapter(n.gateUp, model.dim, 2 * s.ffn.hidden) : []),
-    ...linear(n.linear, model.dim, model.dim, false),
+    ...linearTensors(n.linear, model.dim, model.dim, false),
   ];
 }
 
@@ -187,7 +148,12 @@ export function normTensors(model: ModelIR, prefix: string, width: number): Tens
   return out;
 }
 
-function linear(prefix: string, out: number, inp: number, bias: boolean): TensorSpec[] {
+export function linearTensors(
+  prefix: string,
+  out: number,
+  inp: number,
+  bias: boolean,
+): TensorSpec[] {
   const t = [{ name: `${prefix}.weight`, shape: [out, inp] }];
   if (bias) t.push({ name: `${prefix}.bias`, shape: [out] });
   return t;
@@ -208,9 +174,7 @@ function mlpTensors(model: ModelIR, i: number, f: MlpSpec): TensorSpec[] {
   return [
     ...normTensors(model, n.norm, model.dim),
     ...(f.tokenShift ? [{ name: n.shift, shape: [model.dim] }] : []),
-    ...(f.gated ? linear(n.gate, f.hidden, model.dim, f.bias) : []),
-    ...linear(n.up, f.hidden, model.dim, f.bias),
-    ...linear(n.down, model.dim, f.hidden, f.bias),
+    ...mlpProjections(model, n, f),
   ];
 }
 
@@ -221,28 +185,10 @@ export function mlpProjections(
   f: MlpSpec,
 ): TensorSpec[] {
   return [
-    ...(f.gated ? linear(n.gate, f.hidden, model.dim, f.bias) : []),
-    ...linear(n.up, f.hidden, model.dim, f.bias),
-    ...linear(n.down, model.dim, f.hidden, f.bias),
+    ...(f.gated ? linearTensors(n.gate, f.hidden, model.dim, f.bias) : []),
+    ...linearTensors(n.up, f.hidden, model.dim, f.bias),
+    ...linearTensors(n.down, model.dim, f.hidden, f.bias),
   ];
-}
-
-function moeTensors(model: ModelIR, i: number, f: MoeSpec): TensorSpec[] {
-  const n = moeNames(i);
-  const out = [
-    ...normTensors(model, n.norm, model.dim),
-    ...linear(n.router, f.experts, model.dim, f.router.bias),
-  ];
-  if (f.router.correctionBias) out.push({ name: n.correctionBias, shape: [f.experts] });
-  if (f.router.inputScale) out.push({ name: n.routerScale, shape: [model.dim] });
-  if (f.router.expertScale) out.push({ name: n.expertScale, shape: [f.experts] });
-  if (f.branchNorms)
-    for (const norm of [n.expertsNorm, n.expertsPostNorm, n.sharedPostNorm])
-      out.push(...normTensors(model, norm, model.dim));
-  for (let e = 0; e < f.experts; e++) out.push(...mlpProjections(model, n.expert(e), f.expert));
-  if (f.shared) out.push(...mlpProjections(model, n.shared, f.shared));
-  if (f.sharedGate) out.push({ name: `${n.sharedGate}.weight`, shape: [1, model.dim] });
-  return out;
 }
 
 export function layerTensors(model: ModelIR, layer: LayerSpec): TensorSpec[] {
@@ -312,6 +258,21 @@ export interface LayerWeightNames {
   postFfnNorm: NormWeightNames | null;
 }
 
+/** The full names of one MLP's projections under `n`'s prefixes. */
+export function mlpWeightNames(
+  n: { gate: string; up: string; down: string },
+  s: MlpSpec,
+): MlpWeightNames {
+  return {
+    gate: s.gated ? w(n.gate) : null,
+    up: w(n.up),
+    down: w(n.down),
+    gateBias: b(n.gate, s.gated && s.bias),
+    upBias: b(n.up, s.bias),
+    downBias: b(n.down, s.bias),
+  };
+}
+
 export interface MlpWeightNames {
   /** null for an ungated MLP. */
   gate: string | null;
@@ -322,26 +283,15 @@ export interface MlpWeightNames {
   downBias: string | null;
 }
 
-export interface MoeWeightNames {
-  norm: NormWeightNames;
-  router: string;
-  routerBias: string | null;
-  correctionBias: string | null;
-  /** One entry per routed expert. */
-  experts: MlpWeightNames[];
-  shared: MlpWeightNames | null;
-  sharedGate: string | null;
-}
-
-function normWeightNames(model: ModelIR, prefix: string): NormWeightNames {
+export function normWeightNames(model: ModelIR, prefix: string): NormWeightNames {
   return {
     weight: `${prefix}.weight`,
     bias: model.norm.kind === 'layer' && model.norm.bias ? `${prefix}.bias` : null,
   };
 }
 
-const w = (p: string) => `${p}.weight`;
-const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
+export const w = (p: string) => `${p}.weight`;
+export const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
 
 /** Structured full names of layer i (derived from the same prefixes as layerTensors). */
 export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
@@ -351,37 +301,10 @@ export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {
   let ffn: LayerWeightNames['ffn'] = null;
   let moe: MoeWeightNames | null = null;
   if (layer.ffn?.kind === 'moe') {
-    const f = layer.ffn;
-    const m = moeNames(i);
-    const mlp = (n: { gate: string; up: string; down: string }, s: MlpSpec): MlpWeightNames => ({
-      gate: s.gated ? w(n.gate) : null,
-      up: w(n.up),
-      down: w(n.down),
-      gateBias: b(n.gate, s.gated && s.bias),
-      upBias: b(n.up, s.bias),
-      downBias: b(n.down, s.bias),
-    });
-    moe = {
-      norm: normWeightNames(model, m.norm),
-      router: w(m.router),
-      routerBias: b(m.router, f.router.bias),
-      correctionBias: f.router.correctionBias ? m.correctionBias : null,
-      experts: Array.from({ length: f.experts }, (_, e) => mlp(m.expert(e), f.expert)),
-      shared: f.shared ? mlp(m.shared, f.shared) : null,
-      sharedGate: f.sharedGate ? w(m.sharedGate) : null,
-    };
+    moe = moeWeightNames(model, i, layer.ffn);
   } else if (layer.ffn) {
-    const f = layer.ffn;
     const m = mlpNames(i);
-    ffn = {
-      norm: normWeightNames(model, m.norm),
-      gate: f.gated ? w(m.gate) : null,
-      up: w(m.up),
-      down: w(m.down),
-      gateBias: b(m.gate, f.gated && f.bias),
-      upBias: b(m.up, f.bias),
-      downBias: b(m.down, f.bias),
-    };
+    ffn = { norm: normWeightNames(model, m.norm), ...mlpWeightNames(m, layer.ffn) };
   }
   // Every mixer kind's pre-norm is input_layernorm.
   const inputNorm = layer.mixer ? normWeightNames(model, inputNormName(i)) : null;

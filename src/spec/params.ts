@@ -4,14 +4,8 @@
  */
 import type { LayerSpec, ModelIR } from './model.ts';
 import { mixerDef } from '../mixers/lookup.ts';
-import {
-  EMBED,
-  LM_HEAD,
-  expectedTensors,
-  layerTensors,
-  moeNames,
-  tensorElements,
-} from '../import/names.ts';
+import { EMBED, LM_HEAD, expectedTensors, layerTensors, tensorElements } from '../import/names.ts';
+import { moeNames } from '../graph/blocks/moe.ts';
 
 export interface ParamCount {
   /** Every parameter; a tied LM head is the embedding and is counted once. */

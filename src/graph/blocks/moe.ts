@@ -17,8 +17,98 @@
 import type { GraphBuilder } from '../builder.ts';
 import type { ParamSource } from '../ir.ts';
 import type { MlpSpec, ModelIR, MoeSpec } from '../../spec/model.ts';
-import { layerPrefix, moeNames, postNormNames } from '../../import/names.ts';
+import {
+  layerPrefix,
+  linearTensors,
+  mlpProjections,
+  mlpWeightNames,
+  normTensors,
+  normWeightNames,
+  postNormNames,
+  w,
+  b as bias,
+  type MlpWeightNames,
+  type NormWeightNames,
+  type TensorSpec,
+} from '../../import/names.ts';
 import { linear, preNorm, residualAdd, scaledParam, sublayerResidual } from './common.ts';
+
+/**
+ * MoE FFN tensors under `mlp` (HF Qwen2/3-MoE naming, which transformers 5 also uses for Mixtral):
+ * the router is `gate`, routed expert e is `experts.{e}.{gate,up,down}_proj`, the shared experts
+ * are one MLP `shared_expert` with its sigmoid gate `shared_expert_gate` [1, dim].
+ */
+export function moeNames(i: number) {
+  const p = `${layerPrefix(i)}.mlp`;
+  return {
+    norm: `${layerPrefix(i)}.post_attention_layernorm`,
+    router: `${p}.gate`,
+    /** DeepSeek-V3's selection-only bias (a buffer of its router). */
+    correctionBias: `${p}.gate.e_score_correction_bias`,
+    /** Gemma 4's router input scale [dim] and per-expert output scales [experts]. */
+    routerScale: `${p}.gate.scale`,
+    expertScale: `${p}.gate.per_expert_scale`,
+    /** Gemma 4's branch norms (MoeSpec.branchNorms): the experts' pre- and post-norm, the dense MLP's post-norm. */
+    expertsNorm: `${layerPrefix(i)}.pre_feedforward_layernorm_2`,
+    expertsPostNorm: `${layerPrefix(i)}.post_feedforward_layernorm_2`,
+    sharedPostNorm: `${layerPrefix(i)}.post_feedforward_layernorm_1`,
+    expert: (e: number) => ({
+      gate: `${p}.experts.${e}.gate_proj`,
+      up: `${p}.experts.${e}.up_proj`,
+      down: `${p}.experts.${e}.down_proj`,
+    }),
+    shared: {
+      gate: `${p}.shared_expert.gate_proj`,
+      up: `${p}.shared_expert.up_proj`,
+      down: `${p}.shared_expert.down_proj`,
+    },
+    sharedGate: `${p}.shared_expert_gate`,
+  };
+}
+
+/** The tensors of layer i's MoE FFN (src/import/names.ts layerTensors lists them). */
+export function moeTensors(model: ModelIR, i: number, f: MoeSpec): TensorSpec[] {
+  const n = moeNames(i);
+  const out = [
+    ...normTensors(model, n.norm, model.dim),
+    ...linearTensors(n.router, f.experts, model.dim, f.router.bias),
+  ];
+  if (f.router.correctionBias) out.push({ name: n.correctionBias, shape: [f.experts] });
+  if (f.router.inputScale) out.push({ name: n.routerScale, shape: [model.dim] });
+  if (f.router.expertScale) out.push({ name: n.expertScale, shape: [f.experts] });
+  if (f.branchNorms)
+    for (const norm of [n.expertsNorm, n.expertsPostNorm, n.sharedPostNorm])
+      out.push(...normTensors(model, norm, model.dim));
+  for (let e = 0; e < f.experts; e++) out.push(...mlpProjections(model, n.expert(e), f.expert));
+  if (f.shared) out.push(...mlpProjections(model, n.shared, f.shared));
+  if (f.sharedGate) out.push({ name: `${n.sharedGate}.weight`, shape: [1, model.dim] });
+  return out;
+}
+
+export interface MoeWeightNames {
+  norm: NormWeightNames;
+  router: string;
+  routerBias: string | null;
+  correctionBias: string | null;
+  /** One entry per routed expert. */
+  experts: MlpWeightNames[];
+  shared: MlpWeightNames | null;
+  sharedGate: string | null;
+}
+
+/** Full names of layer i's MoE tensors (src/import/names.ts layerWeightNames). */
+export function moeWeightNames(model: ModelIR, i: number, f: MoeSpec): MoeWeightNames {
+  const m = moeNames(i);
+  return {
+    norm: normWeightNames(model, m.norm),
+    router: w(m.router),
+    routerBias: bias(m.router, f.router.bias),
+    correctionBias: f.router.correctionBias ? m.correctionBias : null,
+    experts: Array.from({ length: f.experts }, (_, e) => mlpWeightNames(m.expert(e), f.expert)),
+    shared: f.shared ? mlpWeightNames(m.shared, f.shared) : null,
+    sharedGate: f.sharedGate ? w(m.sharedGate) : null,
+  };
+}
 
 /** The state tensor holding layer i's per-expert token counts (read by `strata run --stats`). */
 export const moeLoadState = (i: number): string => `moe.load.${i}`;
