@@ -21,8 +21,8 @@
  * where the shared MLP's matmul reads it once. The fused step saves four dispatches (norm,
  * moe_route, moe_group, moe_combine; the shared MLP's two or three too) and pays those rereads
  * (moeInlineRereadBytes). It fuses when B ≤ MOE_INLINE_MAX_ROWS (as before) or the rereads stay
- * within MOE_INLINE_REREAD_BYTES: small experts at any B (jamba-tiny-moe at B = 64), large
- * ones not past 4 (Jamba-v0.1's 704 MB f32 experts at B = 16: ~18 rereads, 12 GB).
+ * within MOE_INLINE_REREAD_BYTES: small experts at large B (jamba-tiny-moe's 48 KiB ones up to
+ * B = 89), large ones not past 4 (Jamba-v0.1's 704 MB f32 experts at B = 16: ~18 rereads, 12 GB).
  * Where it does not, nothing bounded per workgroup does better in one pass: an expert-major
  * gate_up (workgroup (x, e) over the rows that picked e, each weight row read once) needs those
  * rows first (a moe_route + moe_group dispatch, or B routings in every workgroup), and an
