@@ -45,6 +45,10 @@ export const inspectCommand: Command = {
   --json             machine-readable report
   --passes           print the graph before and after each pass
   --phase P          the phase --passes shows (default decode)
+  --storage-buffers N  cost kernels that may bind N storage buffers (a device's
+                     maxStorageBuffersPerShaderStage, WebGPU's minimum 8) on the --target's
+                     other limits: decode fusions that need more than the target allows (RWKV-7's
+                     time mix) keep separate dispatches, so the counts follow this budget
   --browser          whether the model fits a browser tab at each precision (WebGPU's default
                      limits, a 4 GiB tab): compiles it four times
   diffusion models: the cost per generated token of a schedule (the spec's, or --gen-length,
@@ -65,6 +69,7 @@ ${COMMON_COMPILE_HELP}`,
         passes: { type: 'boolean' },
         phase: { type: 'string' },
         browser: { type: 'boolean' },
+        'storage-buffers': { type: 'string' },
         'prompt-length': { type: 'string' },
         'gen-length': { type: 'string' },
         'block-length': { type: 'string' },
@@ -84,7 +89,9 @@ ${COMMON_COMPILE_HELP}`,
       configOnly: true,
     });
     const target = values.target ?? 'nominal';
-    const caps = await targetCaps(target, gpuFlags(values['gpu-flags']));
+    const targeted = await targetCaps(target, gpuFlags(values['gpu-flags']));
+    const storage = intOption(values['storage-buffers'], 'storage-buffers', undefined, 8);
+    const caps = storage ? { ...targeted, maxStorageBuffersPerStage: storage } : targeted;
     const compiled = compileWithOptions(input.model, caps, values);
     const r = report(compiled);
     if (values.passes) {
@@ -197,10 +204,12 @@ ${COMMON_COMPILE_HELP}`,
       );
     }
     console.log(`fusion ${r.fused ? 'on' : 'off'}; ${r.kernels} distinct kernels`);
+    // The budget the fusions were chosen under: another device's may fuse more (--storage-buffers).
+    const budget = ` (kernels binding at most ${r.storageBuffersPerKernel} storage buffers)`;
     console.log(
       r.batch > 1
-        ? `dispatches per decode step (a token of each of ${r.batch} sequences): ${r.dispatchesPerDecodeToken}`
-        : `dispatches per decode token: ${r.dispatchesPerDecodeToken}`,
+        ? `dispatches per decode step (a token of each of ${r.batch} sequences): ${r.dispatchesPerDecodeToken}${budget}`
+        : `dispatches per decode token: ${r.dispatchesPerDecodeToken}${budget}`,
     );
     for (const p of [r.prefill, r.decode]) {
       const which = p === r.prefill ? 'prefill' : 'decode';

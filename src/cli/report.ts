@@ -92,6 +92,12 @@ export interface ModelReport {
   layers: LayerStateReport[];
   capacity: number;
   kernels: number;
+  /**
+   * Storage buffers one kernel may bind in this compile (its caps' maxStorageBuffersPerStage):
+   * decode fusions that bind more stay separate dispatches (RWKV-7's projections and LoRA ups,
+   * src/passes/fuse-rwkv7.ts), so dispatch counts hold for this budget.
+   */
+  storageBuffersPerKernel: number;
   dispatchesPerDecodeToken: number;
   prefill: PhaseReport;
   decode: PhaseReport;
@@ -289,6 +295,7 @@ export function report(c: CompiledModel): ModelReport {
     layers,
     capacity: c.capacity,
     kernels: c.kernels.length,
+    storageBuffersPerKernel: c.caps.maxStorageBuffersPerStage,
     dispatchesPerDecodeToken: decode.dispatches,
     prefill,
     decode,

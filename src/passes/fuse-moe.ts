@@ -10,9 +10,24 @@
  * the combine is a loop over the token's k experts inside each down workgroup.
  * Prefill keeps the unfused form: its grouped tiled kernels share each expert's weight tiles
  * between that expert's tokens, which needs the moe_group schedule, so the ids must exist before
- * gate_up's launch; a decode step reads each expert once anyway. Batched decode fuses up to
- * MOE_INLINE_MAX_ROWS sequences a step; more keep the grouped kernels, whose shared tiles start
- * to pay once several of the step's tokens pick the same expert.
+ * gate_up's launch; a decode step reads each expert once anyway.
+ *
+ * Batched decode (B sequences a step, rows of the step) fuses as one sequence does: a gate_up
+ * workgroup serves one (row, slot) pair and a down workgroup one row, so what a workgroup does
+ * (one row's routing, norm and k + m dot products per column) does not grow with B; the grid
+ * does (B·(k + m) pairs). What grows is the weight traffic: each pair's GEMV reads its expert
+ * whole, so a step reads B·k experts where the grouped kernels read each picked expert once,
+ * E·(1 − (1 − k/E)^B) of them under uniform routing, and the folded shared expert B times
+ * where the shared MLP's matmul reads it once. The fused step saves four dispatches (norm,
+ * moe_route, moe_group, moe_combine; the shared MLP's two or three too) and pays those rereads
+ * (moeInlineRereadBytes). It fuses when B ≤ MOE_INLINE_MAX_ROWS (as before) or the rereads stay
+ * within MOE_INLINE_REREAD_BYTES: small experts at large B (jamba-tiny-moe's 48 KiB ones up to
+ * B = 89), large ones not past 4 (Jamba-v0.1's 704 MB f32 experts at B = 16: ~18 rereads, 12 GB).
+ * Where it does not, nothing bounded per workgroup does better in one pass: an expert-major
+ * gate_up (workgroup (x, e) over the rows that picked e, each weight row read once) needs those
+ * rows first (a moe_route + moe_group dispatch, or B routings in every workgroup), and an
+ * expert-major down cannot sum a row's k experts without float atomics or a barrier across
+ * workgroups (a moe_combine dispatch): route, group, gate_up, down, combine, the unfused path.
  * The shared experts (a dense MLP on the normed x) stay ordinary matmuls: qwen3-next and
  * DeepSeek-V3 keep two more dispatches for them.
  */
@@ -22,14 +37,57 @@ import type { NormSpec } from '../spec/model.ts';
 import { definitionFor } from '../ops/index.ts';
 import { routedWorkgroupBytes } from '../ops/moe.ts';
 import { bindingCount } from '../ops/types.ts';
+import { dtypeBytes } from '../graph/dtype.ts';
 import { Rewriter } from './rewrite.ts';
 import { isMatmul, isPlain, type FusionOptions, type Matmul } from './fuse.ts';
 
 /**
- * The most rows (sequences) a batched decode step fuses. An estimate to measure on the device:
- * with B·k pairs over E experts the GEMVs reread an expert once per pair that picks it.
+ * Rows (sequences) a batched decode step fuses whatever its experts weigh (the bound before
+ * moeInlineRereadBytes). An estimate to measure on the device: by that estimate Jamba-v0.1 at
+ * B = 4 rereads ~1.4 experts (~490 MB at f16), more than four dispatches cost.
  */
 export const MOE_INLINE_MAX_ROWS = 4;
+
+/**
+ * Expert bytes (as the fusion sees them: f32, before the precision pass; f16 halves them) a
+ * fused batched step may reread over the grouped kernels. Four dispatches saved at ~20 µs on a
+ * ~100 GB/s laptop queue are ~8 MB (src/cli/explore/roofline.ts's profiles; on an H200's
+ * 4.8 TB/s at ~5 µs they are ~96 MB), so past this the fusion may cost more than it saves on
+ * either. An estimate to measure on the device.
+ */
+export const MOE_INLINE_REREAD_BYTES = 8 * 2 ** 20;
+
+/**
+ * Expected bytes the fused per-pair GEMVs of one step of B rows read beyond the unfused path:
+ * B·k routed pairs against the E·(1 − (1 − k/E)^B) experts uniform routing picks at least
+ * once, plus the m folded shared experts B − 1 more times.
+ */
+export function moeInlineRereadBytes(
+  gateUp: MoeMatmulAttrs,
+  down: MoeMatmulAttrs,
+  B: number,
+  shared: number,
+): number {
+  const { experts: E, topK: k } = gateUp;
+  const expert =
+    dtypeBytes(gateUp.wType, (gateUp.gated ? 2 : 1) * gateUp.N * gateUp.K) +
+    dtypeBytes(down.wType, down.N * down.K);
+  const picked = E * (1 - (1 - k / E) ** B);
+  return expert * Math.max(0, B * k - picked + (B - 1) * shared);
+}
+
+/** Whether a decode step of B rows fuses a MoE layer (see the header). */
+export function moeInlineFuses(
+  gateUp: MoeMatmulAttrs,
+  down: MoeMatmulAttrs,
+  B: number,
+  shared: number,
+): boolean {
+  return (
+    B <= MOE_INLINE_MAX_ROWS ||
+    moeInlineRereadBytes(gateUp, down, B, shared) <= MOE_INLINE_REREAD_BYTES
+  );
+}
 
 type MoeMatmul = GraphNode & { attrs: MoeMatmulAttrs };
 
@@ -86,7 +144,7 @@ function sharedExpert(
 }
 
 export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
-  if (g.phase !== 'decode' || g.maxT > MOE_INLINE_MAX_ROWS) return g;
+  if (g.phase !== 'decode') return g;
   const r = new Rewriter(g);
   const fitsDevice = (a: MoeMatmulAttrs) =>
     bindingCount(definitionFor(a), a) <= caps.maxStorageBuffersPerStage &&
@@ -127,6 +185,10 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       [true, false].map((loadUp) => ({ pro: pro && spec !== null, loadUp })),
     );
     const shared = sharedExpert(r, gu, down, comb);
+    // A step's rows (g.maxT: 1, or the batch), each taking k + m gate_up workgroup rows.
+    const m = shared?.m ?? 0;
+    if (!moeInlineFuses(gu.attrs, down.attrs, g.maxT, m)) continue;
+    if (g.maxT * (gu.attrs.topK + m) > caps.maxWorkgroupsPerDimension) continue;
     const sx = shared ? { sharedSlots: true } : {};
     let chosen: { up: MoeMatmulAttrs; dn: MoeMatmulAttrs; pro: boolean } | null = null;
     for (const { pro, loadUp } of options) {

@@ -22,6 +22,19 @@
  * With WebGPU's baseline 8 storage buffers a merged matmul binds x, x′, μ, w and at most four
  * outputs, so the seven outputs of a later RWKV-7 layer (r, k, v, v_lora.down, w, a, g downs)
  * take two dispatches (six before); a device with more bindings takes one.
+ *
+ * Every choice here is the compile's caps' (maxStorageBuffersPerStage; runtime/gpu.ts asks the
+ * adapter for its largest), never a fallback at run time: a bundle records its caps and
+ * runtime/fits.ts refuses a device that binds fewer. A later layer's time mix decodes in
+ *   8 storage buffers   7 dispatches: norm + shift, 2 mixed projections, v_lora.up, the
+ *                       recurrence (w and a LoRA ups in it), g_lora.up, o_proj (the first layer,
+ *                       without v_lora, 6)
+ *   9                   as 8
+ *   10                  6: the recurrence takes v_lora.up and v_mix too (rwkv7.lora.vRank);
+ *                       the first layer's six outputs take one projection (5)
+ *   11 and more         5: the seven outputs take one projection
+ * (test/model/rwkv7-decode-fusion.test.ts pins these; `strata inspect --storage-buffers N`
+ * counts a model's.) Each graph is exact, so all of them compute the unfused graph's logits.
  */
 import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
 import {

@@ -192,6 +192,24 @@ describe('strata inspect', () => {
     );
   });
 
+  it('counts dispatches for the storage buffers a kernel may bind (--storage-buffers)', async () => {
+    // RWKV-7's time mix (24 layers): 7 dispatches a later layer at WebGPU's 8 storage buffers
+    // (its first 6), 6 at 10 (first 5), 5 at 11 and more (src/passes/fuse-rwkv7.ts).
+    const at = async (...more: string[]) =>
+      JSON.parse((await cli('inspect', 'specs/rwkv7-1.5b-world.strata', '--json', ...more)).out);
+    // One at a time: cli() captures the console of this process.
+    const base = await at();
+    const ten = await at('--storage-buffers', '10');
+    const wide = await at('--storage-buffers', '11');
+    expect(base.storageBuffersPerKernel).toBe(8);
+    expect(wide.storageBuffersPerKernel).toBe(11);
+    expect(base.dispatchesPerDecodeToken - ten.dispatchesPerDecodeToken).toBe(24);
+    expect(ten.dispatchesPerDecodeToken - wide.dispatchesPerDecodeToken).toBe(23);
+    const low = await cli('inspect', 'specs/rwkv7-1.5b-world.strata', '--storage-buffers', '4');
+    expect(low.code).not.toBe(0);
+    expect(low.err).toMatch(/--storage-buffers must be an integer >= 8/);
+  });
+
   it('shows Jamba-v0.1 per-layer state, with KV only in its 4 attention layers', async () => {
     // Jamba's experts (28672 x 4096 f32 each) exceed the 128 MiB baseline binding, so this also
     // checks that inspect targets this machine's adapter by default, like compile.

@@ -59,8 +59,14 @@ describe('strata explore --measure', () => {
       expect(m).toMatchObject({ precision: 'f32', prefillTokens: 8, context: 40, decodeSteps: 3 });
       expect(m.prefillTokensPerSecond).toBeGreaterThan(0);
       expect(Number.isFinite(m.decodeTokensPerSecond) && m.decodeTokensPerSecond > 0).toBe(true);
+      // The measured build's dispatches, at the adapter's storage-buffer budget (the estimate's
+      // is WebGPU's 8); no fusion of this model depends on it.
+      expect(m.storageBuffers).toBeGreaterThanOrEqual(8);
+      expect(m.decodeDispatches).toBe(d.figures[0]!.decode.dispatches);
     }
-    expect(readFileSync(join(out, 'results.csv'), 'utf8')).toMatch(/decode_tokens_per_s_measured/);
+    const csv = readFileSync(join(out, 'results.csv'), 'utf8');
+    expect(csv).toMatch(/decode_tokens_per_s_measured/);
+    expect(csv).toMatch(/decode_dispatches_measured,storage_buffers_measured/);
     expect(readdirSync(join(out, 'measure-cache'))).toHaveLength(2);
     // The rerun measures nothing: both come from the cache, with the same figures.
     const again = await explore([...args, ...opts, '--force']);

@@ -35,7 +35,6 @@ import type { OpAttrs } from '../../src/graph/ops.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
-import { MOE_INLINE_MAX_ROWS } from '../../src/passes/fuse-moe.ts';
 import { readFileSync } from 'node:fs';
 
 const ROOFLINE = Object.values(DEVICES)[0];
@@ -143,8 +142,9 @@ function fusions(g: Graph, B: number): Record<string, number> {
     // RWKV-7's unbatched decode recurrence takes its inputs' work as rwkv7 (src/passes/
     // fuse-rwkv7.ts, single-sequence decode only); batched, the plain prologue folds the decay.
     prologue: count((a) => a.op === 'linear_recurrence' && (!!a.prologue || !!a.rwkv7) && of(a)),
-    // MoE decode fusion (src/passes/fuse-moe.ts): row-independent, so no batch in its attrs.
-    moeRoute: count((a) => a.op === 'moe_matmul' && !!a.route && B <= MOE_INLINE_MAX_ROWS),
+    // MoE decode fusion (src/passes/fuse-moe.ts): row-independent, so no batch in its attrs;
+    // these models' small experts fuse at every batch (moeInlineFuses).
+    moeRoute: count((a) => a.op === 'moe_matmul' && !!a.route),
   };
 }
 

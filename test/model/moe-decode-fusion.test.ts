@@ -3,8 +3,9 @@
  * (src/passes/fuse-attn.ts): dispatches per sublayer pinned; the fused decode graph equal to the
  * unfused one on the CPU interpreter over several steps; fused builds on WebGPU (SwiftShader)
  * against the interpreter for odd expert counts, top-k and widths, a folded shared expert with
- * and without its gate, DeepSeek-V3 routing, LayerNorm, experts split over bindings, and a
- * batched decode step.
+ * and without its gate, DeepSeek-V3 routing, LayerNorm, experts split over bindings, and
+ * batched decode steps of 5 and 16 rows (past MOE_INLINE_MAX_ROWS: small experts fuse at any
+ * batch whose rereads stay within MOE_INLINE_REREAD_BYTES, large ones do not).
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -14,7 +15,13 @@ import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
-import { BASELINE_CAPS } from '../../src/target.ts';
+import { BASELINE_CAPS, NOMINAL_CAPS } from '../../src/target.ts';
+import {
+  MOE_INLINE_MAX_ROWS,
+  MOE_INLINE_REREAD_BYTES,
+  moeInlineRereadBytes,
+} from '../../src/passes/fuse-moe.ts';
+import { BatchSequence } from '../../runtime/batch.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randInts } from '../helpers/numeric.ts';
@@ -144,4 +151,114 @@ describe('fused MoE decode on WebGPU vs the interpreter', () => {
     await expectMatchesInterpreter(m, randInts(9, ODD.vocab, 6), 3, TOL);
     m.gm.destroy();
   });
+});
+
+/** A MoE of large experts (25 MiB f32 each): a batch past MOE_INLINE_MAX_ROWS rereads too much. */
+const WIDE = parseSpec(
+  `model "wide-moe" {
+    vocab 64
+    dim 1024
+    max_context 64
+    norm rms(eps: 1e-6)
+    mixer attn = attention(heads: 8, kv_heads: 8, rope: none)
+    ffn moe = moe(experts: 16, top_k: 2, expert: swiglu(hidden: 2048))
+    layers 1 x [attn] with ffn moe
+  }`,
+  'wide-moe.strata',
+);
+
+describe('batched decode past MOE_INLINE_MAX_ROWS', () => {
+  const moeNodes = (model: ModelIR, batch: number) => {
+    const c = compileModel(model, { caps: NOMINAL_CAPS, maxT: 16, capacity: 64, batch });
+    return c.graphs.decode.nodes.filter((n) => /^l\d+\.moe/.test(n.label));
+  };
+
+  it('fuses small experts at 5, 16 and 64 rows; large ones up to 4', () => {
+    for (const batch of [5, 16, 64]) {
+      const n = nodesPerSublayer(JAMBA, batch);
+      expect([n['l1.moe'], n['l3.moe']]).toEqual([3, 3]);
+    }
+    for (const batch of [5, 16]) {
+      const n = nodesPerSublayer(ODD, batch);
+      expect([n['l0.moe'], n['l1.moe']]).toEqual([3, 4]);
+    }
+    expect(moeNodes(WIDE, MOE_INLINE_MAX_ROWS).map((n) => n.attrs.op)).toEqual([
+      'matmul',
+      'moe_matmul',
+      'moe_matmul',
+    ]);
+    expect(moeNodes(WIDE, 16).map((n) => n.attrs.op)).toContain('moe_group');
+  });
+
+  it('estimates rereads as B·k pairs against the experts picked at least once', () => {
+    const c = compileModel(WIDE, { caps: NOMINAL_CAPS, maxT: 16, capacity: 64, fuse: false });
+    const [gu, down] = c.graphs.decode.nodes.flatMap((n) =>
+      n.attrs.op === 'moe_matmul' ? [n.attrs] : [],
+    );
+    const expert = 3 * 2048 * 1024 * 4;
+    expect(moeInlineRereadBytes(gu, down, 1, 0)).toBeCloseTo(0, 0);
+    // 16 experts, top 2, 16 rows: 32 pairs, 16·(1 − (7/8)^16) = 14.11 picked.
+    expect(moeInlineRereadBytes(gu, down, 16, 0) / expert).toBeCloseTo(32 - 16 * (1 - 0.875 ** 16));
+    // A folded shared expert is reread by every row after the first.
+    expect(moeInlineRereadBytes(gu, down, 4, 1) - moeInlineRereadBytes(gu, down, 4, 0)).toBe(
+      3 * expert,
+    );
+    expect(moeInlineRereadBytes(gu, down, 16, 0)).toBeGreaterThan(MOE_INLINE_REREAD_BYTES);
+  });
+
+  // Odd expert counts (7 top 3 + a gated shared expert twice as wide; 12 in 4 groups top 3 + a
+  // shared one), each row its own token; every row at the same position, from empty caches.
+  for (const B of [1, 5, 16])
+    it(`the fused graph of ${B} rows computes the unfused one's logits (interpreter)`, async () => {
+      const weights = randomWeights(ODD, 3);
+      const run = async (fuse: boolean) => {
+        const c = compileModel(ODD, {
+          caps: BASELINE_CAPS,
+          maxT: 16,
+          capacity: 64,
+          fuse,
+          batch: B,
+        });
+        const dec = await Interpreter.create(c.graphs.decode, weights);
+        const state = dec.newState();
+        const out: Float32Array[] = [];
+        for (let pos = 0; pos < 3; pos++) {
+          const ids = Uint32Array.from(
+            { length: B },
+            (_, s) => (s * 29 + pos * 13 + 5) % ODD.vocab,
+          );
+          out.push(dec.step(ids, pos, B, state).logits);
+        }
+        return {
+          out,
+          load: state.get('moe.load.1'),
+          routed: c.graphs.decode.nodes.some((n) => n.attrs.op === 'moe_matmul' && !!n.attrs.route),
+        };
+      };
+      const fused = await run(true);
+      const plain = await run(false);
+      expect([fused.routed, plain.routed]).toEqual([true, false]);
+      for (let i = 0; i < fused.out.length; i++)
+        expect(maxRelError(fused.out[i], plain.out[i])).toBeLessThan(TOL);
+      expect(Array.from(fused.load!)).toEqual(Array.from(plain.load!));
+    });
+
+  for (const B of [5, 16])
+    it(`runs a fused step of ${B} rows on WebGPU as the interpreter computes it`, async () => {
+      const gpu = await testGpu();
+      const m = await gpuModel(ODD, { caps: gpu.caps, maxT: 16, capacity: 64, batch: B });
+      const dec = m.compiled.graphs.decode;
+      expect(dec.nodes.some((n) => n.attrs.op === 'moe_matmul' && !!n.attrs.route)).toBe(true);
+      const cpu = await Interpreter.create(dec, m.weights);
+      const state = cpu.newState();
+      const batch = new BatchSequence(m.gm);
+      for (let pos = 0; pos < 3; pos++) {
+        const ids = Uint32Array.from({ length: B }, (_, s) => (s * 29 + pos * 13 + 5) % ODD.vocab);
+        const want = cpu.step(ids, pos, B, state).logits;
+        const got = await batch.step(ids, undefined, true);
+        expect(maxRelError(got.logits!, want)).toBeLessThan(TOL);
+      }
+      batch.destroy();
+      m.gm.destroy();
+    });
 });

@@ -30,6 +30,13 @@ export interface Measurement {
   decodeSteps: number;
   /** Tokens after the first over the time they took, once the cache holds `context` tokens. */
   decodeTokensPerSecond: number;
+  /**
+   * The measured build's decode dispatches and the storage buffers its kernels could bind (the
+   * adapter's): decode fusions follow that budget (src/passes/fuse-rwkv7.ts), so these may be
+   * fewer than the estimate's, compiled at WebGPU's 8.
+   */
+  decodeDispatches: number;
+  storageBuffers: number;
 }
 
 export interface MeasureSettings {
@@ -87,6 +94,8 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
       context: s.context,
       decodeSteps: times.length - 1,
       decodeTokensPerSecond: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!),
+      decodeDispatches: compiled.phases.decode.dispatches.length,
+      storageBuffers: gpu.caps.maxStorageBuffersPerStage,
     };
   } finally {
     gm.destroy();
@@ -102,7 +111,7 @@ export async function measureCached(
   cacheDir: string,
 ): Promise<{ m: Measurement; cached: boolean }> {
   const key = createHash('sha256')
-    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 1 }))
+    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 2 }))
     .digest('hex')
     .slice(0, 24);
   const file = join(cacheDir, `${key}.json`);

@@ -72,6 +72,8 @@ export function rows(r: Results): Row[] {
         row.prefill_tokens_per_s_measured = m.prefillTokensPerSecond;
         row.decode_context_measured = m.context;
         row.decode_tokens_per_s_measured = m.decodeTokensPerSecond;
+        row.decode_dispatches_measured = m.decodeDispatches;
+        row.storage_buffers_measured = m.storageBuffers;
       }
       out.push(row);
     }
