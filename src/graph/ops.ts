@@ -635,6 +635,18 @@ export interface StateRowsAttrs {
 }
 
 /**
+ * probs[r] = softmax(logits[r] / t) for the step's T rows, into the first T rows of a [rows,
+ * vocab] state (the rest untouched); t is the Step uniform's temperature, and t = 0 gives the
+ * one-hot of the lowest-id argmax (the limit). DiffusionGemma's self-conditioning input, written
+ * on the GPU from the denoising step's logits (src/ops/softmax-rows.ts, runtime/entropy-diffusion.ts).
+ */
+export interface SoftmaxRowsAttrs {
+  op: 'softmax_rows';
+  rows: number;
+  vocab: number;
+}
+
+/**
  * Samples a token from the last row of logits [L, vocab] (semantics in src/ops/sampling.ts) and
  * writes it to token[0] and to ids[0], the next step's input. Reads temperature, topK, topP,
  * seed and draw from the Step uniform.
@@ -1167,6 +1179,7 @@ export type OpAttrs =
   | GluAttrs
   | SoftcapAttrs
   | StateRowsAttrs
+  | SoftmaxRowsAttrs
   | SampleAttrs
   | MulAttrs
   | Conv1dAttrs

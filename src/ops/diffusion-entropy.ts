@@ -37,6 +37,7 @@
  */
 import type { EntropyBoundSpec } from '../spec/model.ts';
 import { gumbel, noiseUniform } from './diffusion.ts';
+import { softmaxRowsInto } from './softmax-rows.ts';
 
 /**
  * The settings of one generation: the spec's sampler settings (EntropyBoundSpec, where each is
@@ -331,22 +332,13 @@ export async function entropyBoundGenerate(
   return Uint32Array.from(out);
 }
 
-/** softmax(row / t) of [*, vocab] rows (t = 0: the one-hot of the lowest-id argmax). */
+/**
+ * softmax(row / t) of [*, vocab] rows (t = 0: the one-hot of the lowest-id argmax), on the host:
+ * a self-condition that did not come from the model's own last step (the softmax_rows op,
+ * src/ops/softmax-rows.ts, computes the same on the GPU from the step's logits).
+ */
 export function selfConditionProbs(sc: SelfCondition, vocab: number): Float32Array {
-  const rows = sc.logits.length / vocab;
   const out = new Float32Array(sc.logits.length);
-  for (let r = 0; r < rows; r++) {
-    const base = r * vocab;
-    if (sc.temperature === 0) {
-      out[base + rowArgmax(sc.logits, r, vocab)] = 1;
-      continue;
-    }
-    let max = -Infinity;
-    for (let v = 0; v < vocab; v++) max = Math.max(max, sc.logits[base + v] / sc.temperature);
-    let z = 0;
-    for (let v = 0; v < vocab; v++) z += Math.exp(sc.logits[base + v] / sc.temperature - max);
-    for (let v = 0; v < vocab; v++)
-      out[base + v] = Math.exp(sc.logits[base + v] / sc.temperature - max) / z;
-  }
+  softmaxRowsInto(sc.logits, sc.logits.length / vocab, vocab, sc.temperature, out);
   return out;
 }
