@@ -583,6 +583,11 @@ export interface AddAttrs {
   op: 'add';
   width: number;
   scale: number;
+  /**
+   * a + scale·b in a denoising step (step.keys > 0), a in an encoding step, where b is not read:
+   * its producer (a denoising-only node, GraphNode.denoising) did not run.
+   */
+  phased?: boolean;
 }
 
 /**

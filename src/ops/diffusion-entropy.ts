@@ -196,8 +196,18 @@ export interface BlockDiffusionModel {
   vocab: number;
   /** Encode `ids` causally after the context encoded so far, appending to its cache. */
   encode(ids: Uint32Array): Promise<void>;
-  /** Logits [canvas length, vocab] of `canvas`, placed after the context; reads the cache only. */
-  denoise(canvas: Uint32Array, sc: SelfCondition | null): Promise<Float32Array>;
+  /**
+   * Logits [canvas length, vocab] of `canvas`, placed after the context; reads the cache only.
+   * `sc`: the previous step's logits (the very array this model returned for it, unmodified) and
+   * temperature, or null at a canvas's first step. `temperature`: the one the sampler applies to
+   * these logits, so that a model can prepare the next step's self-conditioning, softmax(logits /
+   * temperature), where the logits are (runtime/entropy-diffusion.ts does it on the GPU).
+   */
+  denoise(
+    canvas: Uint32Array,
+    sc: SelfCondition | null,
+    temperature: number,
+  ): Promise<Float32Array>;
 }
 
 /** What one denoising step did, for progress display and tests. */
@@ -283,10 +293,10 @@ export async function entropyBoundGenerate(
     let sc: SelfCondition | null = null;
     const history: Uint32Array[] = [];
     for (let k = N; k >= 1; k--) {
-      const logits = await model.denoise(canvas, sc);
+      const t = stepTemperature(r, k, N);
+      const logits = await model.denoise(canvas, sc, t);
       if (logits.length !== C * vocab)
         throw new Error(`denoise returned ${logits.length} logits, not ${C} × ${vocab}`);
-      const t = stepTemperature(r, k, N);
       const stepDraw = draw++;
       const next = new Uint32Array(C);
       const entropy = new Float64Array(C);
