@@ -76,10 +76,11 @@ export const softmaxRows: OpDefinition<SoftmaxRowsAttrs> = {
     softmaxRowsInto(logits, step.T, a.vocab, softmaxTemperature(step), probs);
     return { probs };
   },
-  // Reads the rows twice more than once in the kernel (max, sum, write); counted as one read.
+  // The kernel reads each row twice (online max and sum, then the write pass): a row of a large
+  // vocab (1 MiB at 262144) does not stay in cache between them.
   cost: (a, step) => ({
     flops: step.T * a.vocab * 5,
-    bytesRead: step.T * a.vocab * 4,
+    bytesRead: 2 * step.T * a.vocab * 4,
     bytesWritten: step.T * a.vocab * 4,
   }),
 };
