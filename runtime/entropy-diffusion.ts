@@ -17,8 +17,9 @@
  * next step reads when the sampler passes back that step's logits and t (the same array, as the
  * sampler does). A canvas's first step (sc null) reads zeros: the state's canvas rows are cleared
  * on the device first. A self-condition from anywhere else (other logits, another temperature)
- * is computed on the host and uploaded, as before. The canvas must fit one prefill chunk (its rows
- * attend to each other within one step).
+ * is computed on the host and uploaded, as before. One such model per sequence: it keeps track of
+ * what the sequence's state holds. The canvas must fit one prefill chunk (its rows attend to each
+ * other within one step).
  */
 import {
   SELF_CONDITION_PROBS,

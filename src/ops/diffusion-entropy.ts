@@ -198,10 +198,11 @@ export interface BlockDiffusionModel {
   encode(ids: Uint32Array): Promise<void>;
   /**
    * Logits [canvas length, vocab] of `canvas`, placed after the context; reads the cache only.
-   * `sc`: the previous step's logits (the very array this model returned for it, unmodified) and
-   * temperature, or null at a canvas's first step. `temperature`: the one the sampler applies to
-   * these logits, so that a model can prepare the next step's self-conditioning, softmax(logits /
-   * temperature), where the logits are (runtime/entropy-diffusion.ts does it on the GPU).
+   * `sc`: the previous step's logits and temperature, or null at a canvas's first step.
+   * `temperature`: the one the sampler applies to these logits, so that a model can prepare the
+   * next step's self-conditioning, softmax(logits / temperature), where the logits are
+   * (runtime/entropy-diffusion.ts does it on the GPU, and uses it when `sc` holds the very array
+   * it returned, at that temperature: the sampler passes it back unmodified).
    */
   denoise(
     canvas: Uint32Array,
