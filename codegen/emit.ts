@@ -8,6 +8,7 @@
 import type { Graph, Tensor } from '../src/graph/ir.ts';
 import { tensorBytes } from '../src/graph/ir.ts';
 import { planMemory } from '../src/passes/memory.ts';
+import { checkDenoisingOnly } from '../src/passes/denoising-only.ts';
 import type { GridDim, Kernel } from './kernel-ir.ts';
 import type { DeviceCaps } from '../src/target.ts';
 import { generatorFor } from './kernels/index.ts';
@@ -56,7 +57,23 @@ function addKernel(table: KernelTable, k: Kernel): string {
   return name;
 }
 
+/**
+ * A denoising-only node's launch (GraphNode.denoising) counts its rows in D instead of T, so that
+ * its grid is empty in an encoding step; refused when no dimension would then be 0.
+ */
+function denoisingGrid(grid: Dispatch['grid'], kernel: string, label: string): Dispatch['grid'] {
+  const out = grid.map((d) =>
+    typeof d === 'object' && d.sym === 'T' ? { ...d, sym: 'D' as const } : d,
+  ) as Dispatch['grid'];
+  if (!out.some((d) => typeof d === 'object' && d.sym === 'D' && (d.add ?? 0) <= 0))
+    throw new Error(
+      `kernel ${kernel} (node '${label}') runs in denoising steps only, but no dimension of its grid ${JSON.stringify(grid)} is 0 when T is: it cannot be skipped in encoding steps`,
+    );
+  return out;
+}
+
 export function emitPhase(g: Graph, caps: DeviceCaps, kernels: KernelTable): PhaseProgram {
+  checkDenoisingOnly(g);
   const plan = planMemory(g);
   const scratch: Record<string, number> = {};
   const dispatches: Dispatch[] = [];
@@ -91,7 +108,9 @@ export function emitPhase(g: Graph, caps: DeviceCaps, kernels: KernelTable): Pha
       dispatches.push({
         kernel: addKernel(kernels, launch.kernel),
         bind,
-        grid: launch.grid,
+        grid: node.denoising
+          ? denoisingGrid(launch.grid, launch.kernel.name, node.label)
+          : launch.grid,
         label: node.label,
       });
     }

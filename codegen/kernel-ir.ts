@@ -23,8 +23,13 @@ export interface Kernel {
   workgroupSize: [number, number, number];
 }
 
-/** Symbols a grid may depend on, all read from the Step uniform at run time. */
-export type GridSymbol = 'T' | 'L';
+/**
+ * Symbols a grid may depend on, all read from the Step uniform at run time. 'D' (denoising rows)
+ * is T in a step with keys > 0 (a phased model's denoising step) and 0 otherwise: the launches of
+ * a node that runs in denoising steps only (GraphNode.denoising) count their rows in D, so in an
+ * encoding step their grid is empty and the runtime records nothing for them.
+ */
+export type GridSymbol = 'T' | 'L' | 'D';
 
 /** A constant, or ceil((sym * mul + add) / div). */
 export type GridDim = number | { sym: GridSymbol; mul?: number; add?: number; div?: number };
@@ -51,7 +56,8 @@ export interface StepParams {
 
 export function resolveGridDim(d: GridDim, p: StepParams): number {
   if (typeof d === 'number') return d;
-  const v = p[d.sym] * (d.mul ?? 1) + (d.add ?? 0);
+  const n = d.sym === 'D' ? ((p.keys ?? 0) > 0 ? p.T : 0) : p[d.sym];
+  const v = n * (d.mul ?? 1) + (d.add ?? 0);
   return Math.ceil(v / (d.div ?? 1));
 }
 

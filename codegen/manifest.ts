@@ -120,7 +120,7 @@ const gridDim = {
     natInt,
     closed(
       {
-        sym: { enum: ['T', 'L'] },
+        sym: { enum: ['T', 'L', 'D'] },
         mul: { type: 'number' },
         add: { type: 'number' },
         div: { type: 'number', exclusiveMinimum: 0 },

@@ -110,7 +110,8 @@ export function bundleNeeds(m: BundleManifest): BundleNeeds {
       // Grids grow with T (tokens) and L (logit rows, at most T): the extremes bound them.
       for (const T of new Set([1, ph.maxT]))
         for (const L of new Set([1, T])) {
-          const grid = d.grid.map((g) => resolveGridDim(g, { T, pos: 0, L }));
+          // keys 1: a denoising step, whose grids include those of denoising-only nodes (D = T).
+          const grid = d.grid.map((g) => resolveGridDim(g, { T, pos: 0, L, keys: 1 }));
           // A non-integer or negative dimension is a damaged manifest: no device fits it.
           const worst = Math.max(
             ...grid.map((g) => (Number.isInteger(g) && g >= 0 ? g : Infinity)),

@@ -456,7 +456,7 @@ interface StepRun {
 export function record(
   pass: GPUComputePassEncoder,
   c: BoundPhase['calls'][number],
-  p: { T: number; pos: number; L: number },
+  p: { T: number; pos: number; L: number; keys?: number },
 ): void {
   const grid = c.grid.map((d) => resolveGridDim(d, p)) as [number, number, number];
   if (grid.some((g) => g === 0)) return;
@@ -641,12 +641,14 @@ export class Sequence {
    * Logits for every given token ([ids.length, vocab]) and the token sampled from the last row,
    * advancing the sequence. Every row is checked on the host: a NaN or an Inf throws a
    * NonFiniteError naming the step and the position of the first bad row. `keys`: bidirectional
-   * attention also sees the cache rows up to it (written since reset(); see rewind()).
+   * attention also sees the cache rows up to it (written since reset(); see rewind()). `after`
+   * records commands over the last chunk's logits buffer into that chunk's submission (a kernel
+   * that derives a state from the logits on the device, runtime/entropy-diffusion.ts).
    */
   async forward(
     ids: ArrayLike<number>,
     sampling: SamplingParams = GREEDY,
-    opts: { keys?: number } = {},
+    opts: { keys?: number; after?: (enc: GPUCommandEncoder, logits: GPUBuffer) => void } = {},
   ): Promise<{ logits: Float32Array; token: number }> {
     if (ids.length === 0) throw new Error('forward() needs at least one token');
     this.checkFits(ids.length, 'forward() input');
@@ -659,7 +661,10 @@ export class Sequence {
     const out = new Float32Array(ids.length * vocab);
     let r: StepRun | undefined;
     let s = 0;
-    for (const c of this.chunks(ids)) {
+    const chunks = this.chunks(ids);
+    for (const c of chunks) {
+      const after = opts.after;
+      const logitsBuf = this.bound[c.phase].shared.io.logits;
       r = this.run(
         c.phase,
         c.ids,
@@ -667,7 +672,7 @@ export class Sequence {
         { ...sampling, draw: this.draws },
         undefined,
         undefined,
-        undefined,
+        after && c === chunks[chunks.length - 1] ? (enc) => after(enc, logitsBuf) : undefined,
         keys,
       );
       const logits = await this.readLogits(r, c.ids.length);
@@ -935,6 +940,28 @@ export class Sequence {
     if (data.byteLength > buf.size)
       throw new Error(`writeState('${name}'): ${data.byteLength} bytes exceed its ${buf.size}`);
     upload(this.model.gpu.device, buf, data);
+  }
+
+  /** Zero the first `bytes` (default: all) of one of the sequence's state buffers, on the device. */
+  clearState(name: string, bytes?: number): void {
+    const buf = this.state.get(name);
+    if (!buf) throw new Error(`the sequence has no state buffer '${name}'`);
+    const n = bytes === undefined ? buf.size : Math.ceil(bytes / 4) * 4;
+    if (n > buf.size)
+      throw new Error(`clearState('${name}'): ${bytes} bytes exceed its ${buf.size}`);
+    const enc = this.model.gpu.device.createCommandEncoder();
+    enc.clearBuffer(buf, 0, n);
+    this.model.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  /**
+   * @internal One of the sequence's state buffers, for a kernel of the runtime's own that writes
+   * it on the device (runtime/entropy-diffusion.ts).
+   */
+  stateBuffer(name: string): GPUBuffer {
+    const buf = this.state.get(name);
+    if (!buf) throw new Error(`the sequence has no state buffer '${name}'`);
+    return buf;
   }
 
   /**

@@ -126,11 +126,14 @@ ${loads}
 export const addKernel: KernelGenerator<AddAttrs> = (a, ctx) => {
   add.check(a);
   const scaled = a.scale !== 1;
+  const sum = scaled ? `a + ${wgslF32(a.scale)} * b` : 'a + b';
   return elementwise(
     a,
     {
-      name: scaled ? `add_s${nameNum(a.scale)}` : 'add',
-      expr: scaled ? `a + ${wgslF32(a.scale)} * b` : 'a + b',
+      name: `${scaled ? `add_s${nameNum(a.scale)}` : 'add'}${a.phased ? '_phased' : ''}`,
+      // An encoding step's b holds whatever its slot last held: select, not a product, so that
+      // not even a NaN there reaches out.
+      expr: a.phased ? `select(a, ${sum}, step.keys > 0u)` : sum,
       width: a.width,
       rows: 'T',
     },

@@ -22,6 +22,7 @@ import { conv1dKernel } from './conv1d.ts';
 import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { mamba1StepKernel } from './ssm-step.ts';
 import { sampleKernel } from './sampling.ts';
+import { softmaxRowsKernel } from './softmax-rows.ts';
 import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
 import { tokenShiftKernel } from './token-shift.ts';
@@ -50,6 +51,7 @@ export const generators: Registry = {
   glu: gluKernel,
   softcap: softcapKernel,
   state_rows: stateRowsKernel,
+  softmax_rows: softmaxRowsKernel,
   sample: sampleKernel,
   mul: mulKernel,
   conv1d: conv1dKernel,

@@ -92,8 +92,9 @@ export async function runEntropyBound(
   let first: { canvas: Uint32Array; logits: Float32Array } | null = null;
   const watched: BlockDiffusionModel = {
     ...model,
-    async denoise(canvas, sc) {
-      const logits = await model.denoise(canvas, sc);
+    async denoise(canvas, sc, t) {
+      // The same array goes back to the sampler: the model knows its own logits by it.
+      const logits = await model.denoise(canvas, sc, t);
       first ??= { canvas: canvas.slice(), logits: logits.slice() };
       return logits;
     },

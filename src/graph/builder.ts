@@ -17,6 +17,8 @@ export class GraphBuilder {
    */
   readonly weights = new Map<string, number[]>();
   layer: number | null = null;
+  /** Nodes added while set run in denoising steps only (GraphNode.denoising). */
+  denoising = false;
   /**
    * Set when one layer is lowered alone to read back its weights
    * (src/mixers/define.ts): what an earlier layer would carry is then a stand-in input.
@@ -141,6 +143,7 @@ export class GraphBuilder {
       outputs: out,
       layer: this.layer,
       label,
+      ...(this.denoising ? { denoising: true as const } : {}),
     });
     return out;
   }

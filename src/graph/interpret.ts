@@ -75,7 +75,18 @@ export class Interpreter {
       ...(keys === undefined ? {} : { keys }),
       ...(rowPos === undefined ? {} : { rowPos }),
     };
+    const encoding = !((keys ?? 0) > 0);
     for (const node of g.nodes) {
+      // A denoising-only node is skipped in an encoding step, as the runtime skips its launches;
+      // its outputs hold NaN, so that a reader it should not have shows in the logits.
+      if (node.denoising && encoding) {
+        for (const id of Object.values(node.outputs)) {
+          const t = g.tensors[id];
+          if (t.kind === 'activation' && t.dtype === 'f32')
+            values.set(id, new Float32Array(elementCount(t.shape, T)).fill(NaN));
+        }
+        continue;
+      }
       const inputs: Arrays = {};
       for (const [k, id] of Object.entries(node.inputs)) {
         let v = values.get(id);

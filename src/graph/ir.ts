@@ -76,6 +76,13 @@ export interface GraphNode {
   layer: number | null;
   /** What the node computes, for inspect output. */
   label: string;
+  /**
+   * Runs in denoising steps only (step keys > 0; DiffusionGemma's self-conditioning branch): in
+   * an encoding step it is skipped (its launches count rows in grid symbol D), so its outputs
+   * hold nothing there. src/passes/denoising-only.ts checks that only nodes of the same kind, or
+   * the phased operand of a phased add, read them, and that it writes no state.
+   */
+  denoising?: true;
 }
 
 export type Phase = 'prefill' | 'decode';

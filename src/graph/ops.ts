@@ -583,6 +583,11 @@ export interface AddAttrs {
   op: 'add';
   width: number;
   scale: number;
+  /**
+   * a + scale·b in a denoising step (step.keys > 0), a in an encoding step, where b is not read:
+   * its producer (a denoising-only node, GraphNode.denoising) did not run.
+   */
+  phased?: boolean;
 }
 
 /**
@@ -632,6 +637,18 @@ export interface StateRowsAttrs {
   op: 'state_rows';
   rows: number;
   width: number;
+}
+
+/**
+ * probs[r] = softmax(logits[r] / t) for the step's T rows, into the first T rows of a [rows,
+ * vocab] state (the rest untouched); t is the Step uniform's temperature, and t = 0 gives the
+ * one-hot of the lowest-id argmax (the limit). DiffusionGemma's self-conditioning input, written
+ * on the GPU from the denoising step's logits (src/ops/softmax-rows.ts, runtime/entropy-diffusion.ts).
+ */
+export interface SoftmaxRowsAttrs {
+  op: 'softmax_rows';
+  rows: number;
+  vocab: number;
 }
 
 /**
@@ -1167,6 +1184,7 @@ export type OpAttrs =
   | GluAttrs
   | SoftcapAttrs
   | StateRowsAttrs
+  | SoftmaxRowsAttrs
   | SampleAttrs
   | MulAttrs
   | Conv1dAttrs

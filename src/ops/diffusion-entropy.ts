@@ -37,6 +37,7 @@
  */
 import type { EntropyBoundSpec } from '../spec/model.ts';
 import { gumbel, noiseUniform } from './diffusion.ts';
+import { softmaxRowsInto } from './softmax-rows.ts';
 
 /**
  * The settings of one generation: the spec's sampler settings (EntropyBoundSpec, where each is
@@ -195,8 +196,19 @@ export interface BlockDiffusionModel {
   vocab: number;
   /** Encode `ids` causally after the context encoded so far, appending to its cache. */
   encode(ids: Uint32Array): Promise<void>;
-  /** Logits [canvas length, vocab] of `canvas`, placed after the context; reads the cache only. */
-  denoise(canvas: Uint32Array, sc: SelfCondition | null): Promise<Float32Array>;
+  /**
+   * Logits [canvas length, vocab] of `canvas`, placed after the context; reads the cache only.
+   * `sc`: the previous step's logits and temperature, or null at a canvas's first step.
+   * `temperature`: the one the sampler applies to these logits, so that a model can prepare the
+   * next step's self-conditioning, softmax(logits / temperature), where the logits are
+   * (runtime/entropy-diffusion.ts does it on the GPU, and uses it when `sc` holds the very array
+   * it returned, at that temperature: the sampler passes it back unmodified).
+   */
+  denoise(
+    canvas: Uint32Array,
+    sc: SelfCondition | null,
+    temperature: number,
+  ): Promise<Float32Array>;
 }
 
 /** What one denoising step did, for progress display and tests. */
@@ -282,10 +294,10 @@ export async function entropyBoundGenerate(
     let sc: SelfCondition | null = null;
     const history: Uint32Array[] = [];
     for (let k = N; k >= 1; k--) {
-      const logits = await model.denoise(canvas, sc);
+      const t = stepTemperature(r, k, N);
+      const logits = await model.denoise(canvas, sc, t);
       if (logits.length !== C * vocab)
         throw new Error(`denoise returned ${logits.length} logits, not ${C} × ${vocab}`);
-      const t = stepTemperature(r, k, N);
       const stepDraw = draw++;
       const next = new Uint32Array(C);
       const entropy = new Float64Array(C);
@@ -331,22 +343,13 @@ export async function entropyBoundGenerate(
   return Uint32Array.from(out);
 }
 
-/** softmax(row / t) of [*, vocab] rows (t = 0: the one-hot of the lowest-id argmax). */
+/**
+ * softmax(row / t) of [*, vocab] rows (t = 0: the one-hot of the lowest-id argmax), on the host:
+ * a self-condition that did not come from the model's own last step (the softmax_rows op,
+ * src/ops/softmax-rows.ts, computes the same on the GPU from the step's logits).
+ */
 export function selfConditionProbs(sc: SelfCondition, vocab: number): Float32Array {
-  const rows = sc.logits.length / vocab;
   const out = new Float32Array(sc.logits.length);
-  for (let r = 0; r < rows; r++) {
-    const base = r * vocab;
-    if (sc.temperature === 0) {
-      out[base + rowArgmax(sc.logits, r, vocab)] = 1;
-      continue;
-    }
-    let max = -Infinity;
-    for (let v = 0; v < vocab; v++) max = Math.max(max, sc.logits[base + v] / sc.temperature);
-    let z = 0;
-    for (let v = 0; v < vocab; v++) z += Math.exp(sc.logits[base + v] / sc.temperature - max);
-    for (let v = 0; v < vocab; v++)
-      out[base + v] = Math.exp(sc.logits[base + v] / sc.temperature - max) / z;
-  }
+  softmaxRowsInto(sc.logits, sc.logits.length / vocab, vocab, sc.temperature, out);
   return out;
 }

@@ -17,6 +17,7 @@ import { act, add, concat, glu, mul, softcap, stateRows } from './elementwise.ts
 import { conv1d } from './conv1d.ts';
 import { mamba1Step, selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
+import { softmaxRows } from './softmax-rows.ts';
 import { linearRecurrence } from './linear-recurrence.ts';
 import { pointwise } from './pointwise.ts';
 import { tokenShift } from './token-shift.ts';
@@ -46,6 +47,7 @@ export const definitions: Registry = {
   glu,
   softcap,
   state_rows: stateRows,
+  softmax_rows: softmaxRows,
   sample,
   mul,
   conv1d,

@@ -390,7 +390,8 @@ function foldResidualAdds(
 ): Graph {
   const r = new Rewriter(g);
   for (const add of r.live().filter((n) => n.attrs.op === 'add')) {
-    if (add.attrs.op !== 'add') continue;
+    // A phased add reads b in denoising steps only: no producer's epilogue can take it in.
+    if (add.attrs.op !== 'add' || add.attrs.phased) continue;
     for (const mine of sides(add.attrs)) {
       const p = r.producer(add.inputs[mine]);
       if (!p || !r.soleConsumer(p.outputs.out)) continue;

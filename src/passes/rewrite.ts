@@ -100,6 +100,9 @@ export class Rewriter {
     label: string,
   ): GraphNode {
     const n: GraphNode = { id: old.id, attrs, inputs, outputs, layer: old.layer, label };
+    // A denoising-only node stays one when a fusion rewrites it; should it take in work that
+    // runs in every step, checkDenoisingOnly (src/passes/denoising-only.ts) refuses the graph.
+    if (old.denoising) n.denoising = true;
     this.unindex(old);
     this.nodes[this.nodes.indexOf(old)] = n;
     this.reindex(n);

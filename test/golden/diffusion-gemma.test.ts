@@ -192,9 +192,9 @@ async function interpreterModel(hf: HfFolder, maxT: number, capacity: number) {
 async function checkModel(model: BlockDiffusionModel, golden: Golden, C: number, vocab: number) {
   await model.encode(Uint32Array.from(golden.prompt));
   const canvas = Uint32Array.from(golden.canvas);
-  const e1 = expectClose(await model.denoise(canvas, null), golden.logits, vocab);
+  const e1 = expectClose(await model.denoise(canvas, null, 1), golden.logits, vocab);
   const e2 = expectClose(
-    await model.denoise(canvas, { logits: golden.logits, temperature: 1 }),
+    await model.denoise(canvas, { logits: golden.logits, temperature: 1 }, 1),
     golden.logitsSc,
     vocab,
   );
@@ -208,8 +208,8 @@ async function generate(make: () => Promise<BlockDiffusionModel>, golden: Golden
     {
       vocab: model.vocab,
       encode: (ids) => model.encode(ids),
-      denoise: async (canvas, sc) => {
-        const l = await model.denoise(canvas, sc);
+      denoise: async (canvas, sc, t) => {
+        const l = await model.denoise(canvas, sc, t);
         steps.push(l);
         return l;
       },

@@ -46,6 +46,23 @@ async function check(
 }
 
 describe('add kernel', () => {
+  // A phased add (DiffusionGemma's self-conditioning residual): a + b when denoising (keys > 0),
+  // a when encoding, where b holds NaN here, as a slot nothing wrote this step may.
+  for (const [si, s] of shapes.slice(1, 5).entries()) {
+    for (const keys of [0, 9]) {
+      it(`phased, width ${s.width}, T = ${s.T}, keys ${keys}`, async () => {
+        const { caps } = await testGpu();
+        const attrs = { op: 'add' as const, width: s.width, scale: 0.5, phased: true };
+        const n = s.maxT * s.width;
+        const b = keys > 0 ? randn(n, 40 + si) : new Float32Array(n).fill(NaN);
+        const inputs = { a: randn(n, 30 + si), b };
+        const step = { T: s.T, pos: 0, L: 1, keys };
+        const want = add.reference(attrs, inputs as Arrays, step).out as Float32Array;
+        if (keys === 0) expect(want).toEqual(inputs.a.subarray(0, s.T * s.width));
+        await check(addKernel(attrs, { caps, maxT: s.maxT }).launches, inputs, want, n, step);
+      });
+    }
+  }
   for (const [si, s] of shapes.entries()) {
     // Every other shape with a residual multiplier (Granite's residual_multiplier).
     const scale = si % 2 === 1 ? 0.22 : 1;

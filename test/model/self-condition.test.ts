@@ -1,8 +1,9 @@
 /**
  * DiffusionGemma's denoiser input (src/graph/blocks/self-condition.ts) beyond the golden: the
  * transposed parameter source it reads the embedding table through, and that an encoding step
- * (Step keys 0, the probabilities state at zero) sees exactly the plain embedding: its logits
- * equal those of the same layers without the self-conditioning path.
+ * (Step keys 0) sees exactly the plain embedding: its logits equal those of the same layers
+ * without the self-conditioning path, whatever the probabilities state holds (the branch is
+ * denoising-only: skipped, its outputs NaN in the interpreter, and the phased add ignores them).
  */
 import { describe, expect, it } from 'vitest';
 import { materialize } from '../../src/graph/params.ts';
@@ -10,6 +11,7 @@ import { lower } from '../../src/graph/lower.ts';
 import { Interpreter } from '../../src/graph/interpret.ts';
 import { randomWeights } from '../../src/import/random-init.ts';
 import { resolve } from '../spec/helpers.ts';
+import { SELF_CONDITION_PROBS } from '../../src/ops/diffusion-entropy.ts';
 
 const SPEC = `
 mixer attn = attention(heads: 2, kv_heads: 1, head_dim: 16, qk_norm: true, phased: true, window: 4, scale: 1, value_norm: true)
@@ -45,7 +47,10 @@ describe('self-conditioning input', () => {
         lower(m, { phase: 'prefill', maxT: 8, capacity: 16 }),
         weights,
       );
-      return it.step(ids, 0, ids.length, it.newState()).logits;
+      const state = it.newState();
+      // Not zeros: an encoding step must not read the state at all.
+      state.get(SELF_CONDITION_PROBS)?.fill(0.25);
+      return it.step(ids, 0, ids.length, state).logits;
     };
     const [a, b] = [await run(plain), await run(sc)];
     expect(b).toEqual(a);

@@ -3,12 +3,16 @@
  *   soft = p·E·embeddingScale          p: the state self_condition.probs [chunk, vocab], the
  *                                         previous step's softmax (zero at a canvas's first step)
  *   sc   = mlp(rmsnorm(soft))          the self-conditioning MLP (gated, no bias)
- *   x    = rms(e + sc)                 a phased weightless norm: applied in a denoising step only
- * where e is the scaled token embedding. In an encoding step the runtime leaves p at zero, so
- * soft = 0, rmsnorm(0) = 0 and a gated MLP without bias gives act(0)·0 = 0: x = e, the encoder's
- * input, and the phased norm passes it through. The probabilities are a state the runtime writes
- * (runtime/entropy-diffusion.ts) rather than a second graph input: state buffers already travel
- * with a sequence in both phases and in the interpreter.
+ *   x    = rms(e + sc)                 a phased add and a phased weightless norm: applied in a
+ *                                         denoising step only
+ * where e is the scaled token embedding. An encoding step's input is e (the reference runs no
+ * self-conditioning in its encoder): the branch from p to sc is denoising-only (GraphNode.
+ * denoising), so an encoding step skips its launches (the embedding-table matmul among them), the
+ * phased add passes e through without reading sc, and the phased norm passes e through. At a
+ * canvas's first denoising step the runtime leaves p at zero: soft = 0, rmsnorm(0) = 0 and a gated
+ * MLP without bias gives act(0)·0 = 0, so x = rms(e). The probabilities are a state the runtime
+ * writes on the GPU (runtime/entropy-diffusion.ts, the softmax_rows op) rather than a second graph
+ * input: state buffers already travel with a sequence in both phases and in the interpreter.
  */
 import type { GraphBuilder } from '../builder.ts';
 import type { EntropyBoundSpec, ModelIR } from '../../spec/model.ts';
@@ -16,7 +20,7 @@ import { EMBED, mlpProjections, normTensors, type TensorSpec } from '../../impor
 import { plainMatmul } from '../ops.ts';
 import { SELF_CONDITION_PROBS } from '../../ops/diffusion-entropy.ts';
 import { sharedMlp } from './moe.ts';
-import { preNorm, residualAdd } from './common.ts';
+import { preNorm } from './common.ts';
 
 /** The self-conditioning MLP's and its pre-norm's weight names. */
 export function selfConditionNames() {
@@ -47,6 +51,7 @@ export function selfConditionedInput(
   const V = model.vocab;
   const D = model.dim;
   const n = selfConditionNames();
+  b.denoising = true;
   const probs = b.op(
     { op: 'state_rows', rows: b.chunk, width: V },
     'self_condition probs',
@@ -68,7 +73,13 @@ export function selfConditionedInput(
   ).out;
   const h = preNorm(b, model, soft, n.preNorm, 'self_condition');
   const sc = sharedMlp(b, h, n, d.selfCondition, D, 'self_condition');
-  const sum = residualAdd(b, embeddings, sc, D, 'self_condition');
+  b.denoising = false;
+  const sum = b.op(
+    { op: 'add', width: D, scale: 1, phased: true },
+    'self_condition residual',
+    { a: embeddings, b: sc },
+    { out: { name: 'self_condition.res', shape: ['T', D] } },
+  ).out;
   return b.op(
     {
       op: 'norm',
