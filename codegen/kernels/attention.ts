@@ -45,10 +45,14 @@
  * splits divide the kept blocks among the splits (counted first), not the key range.
  * Global queries (bidirectional Longformer): rows below globalQueries see every key, so a
  * block's key range is the wider of its first and last rows'.
+ * Per-head random blocks (BigBird's form): a workgroup's rows may be of several query heads of
+ * one kv head, each with its own draw, so it visits the union of its heads' and query blocks'
+ * kept blocks (the group's K/V tiles still read once) and masks each row by its own head's:
+ * that test (a redraw) runs once per row and kept block into workgroup memory, not per score.
  */
 import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
-import { keepPatternWgsl } from '../../src/ops/block-sparse.ts';
+import { keepPatternWgsl, perHeadDraws } from '../../src/ops/block-sparse.ts';
 import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
 import {
   ROW_POS,
@@ -198,7 +202,7 @@ function variantName(a: AttentionAttrs): string {
         : l.kind === 'strided'
           ? `str${l.local}s${l.stride}`
           : `off${l.keep.join('-')}`;
-    const rnd = bs.random ? `r${bs.random.r}x${bs.random.seed}` : '';
+    const rnd = bs.random ? `r${bs.random.r}x${bs.random.seed}${bs.random.perHead ? 'h' : ''}` : '';
     parts.push(`bs${bs.block}${shape}${l.global ? `g${l.global}` : ''}${rnd}`);
   }
   return parts.join('_');
@@ -212,14 +216,25 @@ function indent(text: string, by: number): string {
     .join('\n');
 }
 
-/** The block size, the layout's keep rule, and whether any of a run of query blocks keeps kb. */
+/**
+ * The block size, the layout's keep rule, and whether any of a run of query blocks keeps kb
+ * (with per-head draws: any of them under any of a run of query heads h0..h1).
+ */
 function blockFns(bs: BlockSparsePattern, causal: boolean): string {
-  return `const BLOCK = ${bs.block}u;
-${keepPatternWgsl(bs, causal)}
-fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
+  const any = perHeadDraws(bs)
+    ? `fn keep_any(qb0: u32, qb1: u32, h0: u32, h1: u32, kb: u32) -> bool {
+  for (var qb = qb0; qb <= qb1; qb++) {
+    for (var h = h0; h <= h1; h++) { if (keep_block_h(h, qb, kb)) { return true; } }
+  }
+  return false;
+}`
+    : `fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
   for (var qb = qb0; qb <= qb1; qb++) { if (keep_block(qb, kb)) { return true; } }
   return false;
 }`;
+  return `const BLOCK = ${bs.block}u;
+${keepPatternWgsl(bs, causal)}
+${any}`;
 }
 
 /**
@@ -227,6 +242,8 @@ fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
  * workgroup's rows share one query block, whose kept blocks are the only ones the loop visits.
  */
 function rowKeep(bs: BlockSparsePattern): string {
+  // Per-head draws: the row's test for this key block, made as the block began (tileLoop).
+  if (perHeadDraws(bs)) return 'rk[rr] != 0u';
   const test = 'keep_block(p / BLOCK, j / BLOCK)';
   return bs.random ? `(qb0 == qb1 || ${test})` : test;
 }
@@ -237,15 +254,24 @@ function rowKeep(bs: BlockSparsePattern): string {
  * the splits divide kept blocks rather than the key range (a range split would leave most
  * splits with nothing kept). The kth kept block is this workgroup's when first < k <= last.
  */
-function blockSlice(split: boolean, P: string): string {
+function blockSlice(split: boolean, P: string, perHead: boolean): string {
+  // Per-head draws: the query heads of the rows too (all of the group once rows wrap a token).
+  const heads = perHead
+    ? `
+  let rl = min(R0 + BQ, rows) - 1u;
+  let wrap = rl - R0 + 1u >= GROUP || R0 / GROUP != rl / GROUP;
+  let h0 = kvh * GROUP + select(R0 % GROUP, 0u, wrap);
+  let h1 = kvh * GROUP + select(rl % GROUP, GROUP - 1u, wrap);`
+    : '';
+  const any = perHead ? 'keep_any(qb0, qb1, h0, h1, kb)' : 'keep_any(qb0, qb1, kb)';
   return `let lo = lo0;
   let hi = hi0;
   let qb0 = (${P} + R0 / GROUP) / BLOCK;
-  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;
+  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${heads}
   ${
     split
       ? `var kept = 0u;
-  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) { if (keep_any(qb0, qb1, kb)) { kept++; } }
+  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) { if (${any}) { kept++; } }
   let per = (kept + SPLITS - 1u) / SPLITS;
   let first = min(wid.z * per, kept);
   let last = min(first + per, kept);`
@@ -410,8 +436,9 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
     ${dimLoop('out[t * OW + h * VD + d] = acc[k] * inv;')}`;
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
+  const perHead = perHeadDraws(bs);
   const sliceKeys = bs
-    ? blockSlice(split, P)
+    ? blockSlice(split, P, perHead)
     : split
       ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
   let lo = min(${L0} + wid.z * chunk, ${H0});
@@ -452,13 +479,22 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
         acc[k] = o;`)}
     m = mn;
 `;
+  // Per-head draws: each row's own keep test of key block kb, one redraw per row (read by the
+  // scores after the tile's first barrier; the previous block's reads end at a barrier too).
+  const rowTests = perHead
+    ? `
+    if (tid < BQ) {
+      let RR = R0 + tid;
+      rk[tid] = select(0u, 1u, RR < rows && keep_block_h(kvh * GROUP + RR % GROUP, (${P} + RR / GROUP) / BLOCK, kb));
+    }`
+    : '';
   const tileLoop = bs
     ? `// Only the key blocks the layout keeps for this block's query blocks (one or two).
   var kth = 0u;
   for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) {
-    if (!keep_any(qb0, qb1, kb)) { continue; }
+    if (!${perHead ? 'keep_any(qb0, qb1, h0, h1, kb)' : 'keep_any(qb0, qb1, kb)'}) { continue; }
     kth++;
-    if (kth <= first || kth > last) { continue; }
+    if (kth <= first || kth > last) { continue; }${rowTests}
     let kbs = max(lo, kb * BLOCK);
     let kbe = min(hi, kb * BLOCK + BLOCK);
     for (var j0 = kbs; j0 < kbe; j0 += BK) {
@@ -503,7 +539,13 @@ var<workgroup> qs: array<f32, ${bq * hd}>;
 // Holds the K tile while scoring, then the V tile of the same keys.
 var<workgroup> kv: array<f32, ${bk * ks}>;
 var<workgroup> sc: array<f32, ${bq * bk}>;
-var<workgroup> pr: array<f32, ${bq * bk}>;
+var<workgroup> pr: array<f32, ${bq * bk}>;${
+    perHead
+      ? `
+// Per-head draws: whether row r keeps the current key block.
+var<workgroup> rk: array<u32, ${bq}>;`
+      : ''
+  }
 
 fn key_lo(p: u32) -> u32 { return ${lo}; }
 fn key_hi(p: u32, n: u32) -> u32 { return ${hi}; }
