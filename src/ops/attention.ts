@@ -36,7 +36,13 @@ import {
   type StepShape,
 } from '../graph/ops.ts';
 import { dtypeBytes } from '../graph/dtype.ts';
-import { patternKeeper, perHeadDraws } from './block-sparse.ts';
+import {
+  keepBlock,
+  keepPatternBlock,
+  patternKeeper,
+  perHeadDraws,
+  randomBlocks,
+} from './block-sparse.ts';
 import { roundF16 } from './math.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
@@ -320,23 +326,31 @@ export const attention: OpDefinition<AttentionAttrs> = {
     return { out };
   },
   cost(a: AttentionAttrs, step: StepShape): Cost {
-    // (query, key) pairs summed over the heads: per-head random blocks may differ in pairs where
-    // a drawn block is partial (bidirectional: the step's last key block), so count each head.
+    // Per-head random blocks: the layout's pairs are every head's, the random blocks' are counted
+    // per head (they are disjoint from the layout's, see perHeadRandomPairs).
     const perHead = perHeadDraws(a.blockSparse);
+    const shared = perHead ? { ...a, blockSparse: { ...a.blockSparse!, random: null } } : a;
+    const randomPairs = perHead ? perHeadRandomPairs(a, step) : null;
     let pairs = 0;
     let kvLo = Infinity;
     let kvHi = 0;
     let sinkRows = 0;
     for (let t = 0; t < step.T; t++) {
-      for (let h = 0; h < (perHead ? a.heads : 1); h++) {
-        // (with a block-sparse layout the ranges are its kept blocks' parts, lo to hi overall)
-        const ranges = visibleRanges(a, step.pos + t, step, h);
-        for (const [lo, hi] of ranges) pairs += (hi - lo) * (perHead ? 1 : a.heads);
-        const lo = a.blockSparse ? ranges[0][0] : ranges[ranges.length - 1][0];
-        const hi = ranges[ranges.length - 1][1];
-        if (ranges.length > 1 && !a.blockSparse) sinkRows = ranges[0][1];
-        kvLo = Math.min(kvLo, lo);
-        kvHi = Math.max(kvHi, hi);
+      // (with a block-sparse layout the ranges are its kept blocks' parts, lo to hi overall)
+      const ranges = visibleRanges(shared, step.pos + t, step);
+      for (const [lo, hi] of ranges) pairs += (hi - lo) * a.heads;
+      const lo = a.blockSparse ? ranges[0][0] : ranges[ranges.length - 1][0];
+      const hi = ranges[ranges.length - 1][1];
+      if (ranges.length > 1 && !a.blockSparse) sinkRows = ranges[0][1];
+      kvLo = Math.min(kvLo, lo);
+      kvHi = Math.max(kvHi, hi);
+      if (randomPairs !== null) {
+        pairs += randomPairs(step.pos + t);
+        // A random block may lie outside the layout's kept keys (before, or bidirectionally
+        // after them): the kept rows are looked for over all the visible keys.
+        const [vlo, vhi] = visibleKeys(a, step.pos + t, step);
+        kvLo = Math.min(kvLo, vlo);
+        kvHi = Math.max(kvHi, vhi);
       }
     }
     const bs = a.blockSparse ?? null;
@@ -362,6 +376,33 @@ export const attention: OpDefinition<AttentionAttrs> = {
 };
 
 /**
+ * Per-head random blocks' (query, key) pairs of query position p, summed over the heads. The
+ * draw's candidates are the blocks the layout drops, so they add to the layout's pairs without
+ * overlap; a drawn block counts its part inside p's visible keys (the step's last key block may be
+ * partial, bidirectionally, and drawn by some heads only). The step's positions come in order, so
+ * the last query block's draws (every head's, one list) are kept for the next position.
+ */
+function perHeadRandomPairs(a: AttentionAttrs, step: StepShape): (p: number) => number {
+  const bs = a.blockSparse!;
+  const B = bs.block;
+  const nkb = keyBlocks(B, step);
+  let lastQb = -1;
+  let drawn: number[] = [];
+  return (p) => {
+    const qb = Math.floor(p / B);
+    if (qb !== lastQb) {
+      drawn = [];
+      for (let h = 0; h < a.heads; h++) drawn.push(...randomBlocks(bs, qb, nkb, a.causal, h));
+      lastQb = qb;
+    }
+    const [lo, hi] = visibleKeys(a, p, step);
+    let n = 0;
+    for (const kb of drawn) n += Math.max(0, Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B));
+    return n;
+  };
+}
+
+/**
  * Cache rows in [lo, hi) that some query of the step reads under a block-sparse layout, summed
  * over the kv heads: each key block any of the step's query blocks keeps, read once (the dense
  * model's rule: a row counts once per step however many queries read it). With per-head random
@@ -379,24 +420,42 @@ function keptKeyRows(
   const nkb = keyBlocks(B, step);
   const qb0 = Math.floor(step.pos / B);
   const qb1 = Math.floor((step.pos + step.T - 1) / B);
-  const perHead = perHeadDraws(bs);
-  const group = a.heads / a.kvHeads;
-  let total = 0;
-  for (let kvh = 0; kvh < (perHead ? a.kvHeads : 1); kvh++) {
-    // One keep test per (query block, query head of the group) the step reads with.
-    const keeps: ((kb: number) => boolean)[] = [];
-    for (let qb = qb0; qb <= qb1; qb++) {
-      for (let g = 0; g < (perHead ? group : 1); g++) {
-        keeps.push(patternKeeper(bs, qb, nkb, a.causal, kvh * group + g));
+  if (perHeadDraws(bs)) {
+    // The layout's blocks are every kv head's; a kv head adds its query heads' random blocks.
+    const group = a.heads / a.kvHeads;
+    const span = (kb: number) => Math.max(0, Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B));
+    let total = 0;
+    const byLayout = new Set<number>();
+    for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
+      for (let qb = qb0; qb <= qb1; qb++) {
+        if (keepBlock(bs.layout, qb, kb)) {
+          byLayout.add(kb);
+          total += span(kb) * a.kvHeads;
+          break;
+        }
       }
     }
-    let rows = 0;
-    for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
-      if (keeps.some((keep) => keep(kb))) rows += Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B);
+    for (let kvh = 0; kvh < a.kvHeads; kvh++) {
+      const drawn = new Set<number>();
+      for (let qb = qb0; qb <= qb1; qb++) {
+        for (let g = 0; g < group; g++) {
+          for (const kb of randomBlocks(bs, qb, nkb, a.causal, kvh * group + g)) drawn.add(kb);
+        }
+      }
+      for (const kb of drawn) if (!byLayout.has(kb)) total += span(kb);
     }
-    total += perHead ? rows : rows * a.kvHeads;
+    return total;
   }
-  return total;
+  let rows = 0;
+  for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
+    for (let qb = qb0; qb <= qb1; qb++) {
+      if (keepPatternBlock(bs, qb, kb, nkb, a.causal)) {
+        rows += Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B);
+        break;
+      }
+    }
+  }
+  return rows * a.kvHeads;
 }
 
 export const kvWrite: OpDefinition<KvWriteAttrs> = {

@@ -228,6 +228,31 @@ describe('per-head random blocks: the cost model', () => {
     expect(rows).toBeGreaterThan(2 * 8 * 64);
   });
 
+  it('FLOPs and bytes equal a count over every head’s visible keys (prefill chunks, decode)', () => {
+    for (const c of cases) {
+      const a = attrs(c);
+      const group = c.heads / c.kvHeads;
+      let pairs = 0;
+      let rows = 0;
+      for (let kvh = 0; kvh < c.kvHeads; kvh++) {
+        // The cache rows a kv head's query heads read at any of the step's positions.
+        const read = new Set<number>();
+        for (let t = 0; t < c.T; t++) {
+          for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+            for (const [lo, hi] of visibleRanges(a, c.pos + t, stepOf(c), h)) {
+              pairs += hi - lo;
+              for (let j = lo; j < hi; j++) read.add(j);
+            }
+          }
+        }
+        rows += read.size;
+      }
+      const cost = attention.cost(a, stepOf(c));
+      expect(cost.flops, label(c)).toBe(pairs * (2 * c.hd + 2 * c.hd + 5));
+      expect(cost.bytesRead, label(c)).toBe(4 * c.T * c.heads * c.hd + 4 * rows * 2 * c.hd);
+    }
+  });
+
   it('bidirectional: pairs are counted per head (a drawn partial block differs per head)', () => {
     const c = cases.find((c) => c.keys === 41)!;
     const a = attrs(c);
