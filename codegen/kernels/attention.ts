@@ -46,9 +46,11 @@
  * Global queries (bidirectional Longformer): rows below globalQueries see every key, so a
  * block's key range is the wider of its first and last rows'.
  * Per-head random blocks (BigBird's form): a workgroup's rows may be of several query heads of
- * one kv head, each with its own draw, so it visits the union of its heads' and query blocks'
- * kept blocks (the group's K/V tiles still read once) and masks each row by its own head's:
- * that test (a redraw) runs once per row and kept block into workgroup memory, not per score.
+ * one kv head, each with its own draw, so it visits the union of its rows' kept blocks (the
+ * group's K/V tiles still read once) and masks each row by its own head's. The rows' draws are
+ * made once, into an ascending list the block loops step through (a redraw per key block would
+ * cost rows × r hashes for each of the context's blocks); each row's own test runs once per kept
+ * block into workgroup memory, not per score.
  */
 import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
@@ -218,23 +220,27 @@ function indent(text: string, by: number): string {
 
 /**
  * The block size, the layout's keep rule, and whether any of a run of query blocks keeps kb
- * (with per-head draws: any of them under any of a run of query heads h0..h1).
+ * (per-head draws: keep_layout_any and the workgroup's draws, see blockSlice).
  */
 function blockFns(bs: BlockSparsePattern, causal: boolean): string {
-  const any = perHeadDraws(bs)
-    ? `fn keep_any(qb0: u32, qb1: u32, h0: u32, h1: u32, kb: u32) -> bool {
-  for (var qb = qb0; qb <= qb1; qb++) {
-    for (var h = h0; h <= h1; h++) { if (keep_block_h(h, qb, kb)) { return true; } }
-  }
-  return false;
-}`
-    : `fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
+  if (perHeadDraws(bs)) return `const BLOCK = ${bs.block}u;\n${keepPatternWgsl(bs, causal)}`;
+  return `const BLOCK = ${bs.block}u;
+${keepPatternWgsl(bs, causal)}
+fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
   for (var qb = qb0; qb <= qb1; qb++) { if (keep_block(qb, kb)) { return true; } }
   return false;
 }`;
-  return `const BLOCK = ${bs.block}u;
-${keepPatternWgsl(bs, causal)}
-${any}`;
+}
+
+/**
+ * Per-head draws: whether any row keeps key block kb, as a statement that advances the cursor
+ * `cur` through the workgroup's ascending draws (kb only grows in a block loop) and the test.
+ */
+function keepAnyHeads(cur: string): { advance: string; test: string } {
+  return {
+    advance: `while (${cur} < nr && rset[${cur}] < kb) { ${cur}++; }`,
+    test: `((${cur} < nr && rset[${cur}] == kb) || keep_layout_any(qb0, qb1, kb))`,
+  };
 }
 
 /**
@@ -255,23 +261,38 @@ function rowKeep(bs: BlockSparsePattern): string {
  * splits with nothing kept). The kth kept block is this workgroup's when first < k <= last.
  */
 function blockSlice(split: boolean, P: string, perHead: boolean): string {
-  // Per-head draws: the query heads of the rows too (all of the group once rows wrap a token).
+  // Per-head draws: every random block a row of the workgroup draws (row R: query head
+  // kvh·GROUP + R % GROUP, query block of token R / GROUP), ascending and once each, so the block
+  // loops step through a list instead of redrawing each row's blocks for every key block. Kept
+  // in function memory, whose values stay workgroup-uniform (the loops hold barriers). At most
+  // BQ · RAND_R entries: RAND_U.
   const heads = perHead
     ? `
-  let rl = min(R0 + BQ, rows) - 1u;
-  let wrap = rl - R0 + 1u >= GROUP || R0 / GROUP != rl / GROUP;
-  let h0 = kvh * GROUP + select(R0 % GROUP, 0u, wrap);
-  let h1 = kvh * GROUP + select(rl % GROUP, GROUP - 1u, wrap);`
+  var rset: array<u32, RAND_U>;
+  var nr = 0u;
+  for (var R = R0; R < min(R0 + BQ, rows); R++) {
+    let d = rand_draw(kvh * GROUP + R % GROUP, (${P} + R / GROUP) / BLOCK);
+    for (var i = 0u; i < d.n; i++) {
+      let v = d.kb[i];
+      var at = 0u;
+      while (at < nr && rset[at] < v) { at++; }
+      if (at < nr && rset[at] == v) { continue; }
+      for (var u = nr; u > at; u--) { rset[u] = rset[u - 1u]; }
+      rset[at] = v;
+      nr++;
+    }
+  }`
     : '';
-  const any = perHead ? 'keep_any(qb0, qb1, h0, h1, kb)' : 'keep_any(qb0, qb1, kb)';
+  const k = keepAnyHeads('cur');
+  const any = perHead ? k.test : 'keep_any(qb0, qb1, kb)';
   return `let lo = lo0;
   let hi = hi0;
   let qb0 = (${P} + R0 / GROUP) / BLOCK;
   let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${heads}
   ${
     split
-      ? `var kept = 0u;
-  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) { if (${any}) { kept++; } }
+      ? `var kept = 0u;${perHead ? '\n  var cur = 0u;' : ''}
+  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) { ${perHead ? `${k.advance} ` : ''}if (${any}) { kept++; } }
   let per = (kept + SPLITS - 1u) / SPLITS;
   let first = min(wid.z * per, kept);
   let last = min(first + per, kept);`
@@ -488,11 +509,12 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
       rk[tid] = select(0u, 1u, RR < rows && keep_block_h(kvh * GROUP + RR % GROUP, (${P} + RR / GROUP) / BLOCK, kb));
     }`
     : '';
+  const walk = keepAnyHeads('wcur');
   const tileLoop = bs
     ? `// Only the key blocks the layout keeps for this block's query blocks (one or two).
-  var kth = 0u;
-  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) {
-    if (!${perHead ? 'keep_any(qb0, qb1, h0, h1, kb)' : 'keep_any(qb0, qb1, kb)'}) { continue; }
+  var kth = 0u;${perHead ? '\n  var wcur = 0u;' : ''}
+  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) {${perHead ? `\n    ${walk.advance}` : ''}
+    if (!${perHead ? walk.test : 'keep_any(qb0, qb1, kb)'}) { continue; }
     kth++;
     if (kth <= first || kth > last) { continue; }${rowTests}
     let kbs = max(lo, kb * BLOCK);
@@ -532,7 +554,7 @@ const KS = ${ks}u;
 const TPR = ${tpr}u;
 const DPT = ${dpt}u;
 const WG = ${wg}u;
-${split ? `const SPLITS = ${mode.splits}u;` : ''}
+${split ? `const SPLITS = ${mode.splits}u;` : ''}${perHead ? `\n// Most random blocks a workgroup's rows draw (blockSlice).\nconst RAND_U = ${bq * bs!.random!.r}u;` : ''}
 // Masked-score sentinel; finite so that exp(m - m_new) stays defined while a row has seen nothing.
 const NEG = -1.0e30;
 var<workgroup> qs: array<f32, ${bq * hd}>;

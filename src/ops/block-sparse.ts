@@ -139,22 +139,18 @@ export function patternKeeper(
 
 /**
  * The WGSL of keepPatternBlock as `fn keep_block(qb: u32, kb: u32) -> bool`, or with per-head
- * draws `fn keep_block_h(h: u32, qb: u32, kb: u32) -> bool` (h: the query head; no keep_block
- * then, so a caller that forgets the head does not compile). With random blocks it redraws
- * qb's blocks per call (r² compares, no table); bidirectional, it reads the key block count from
- * the step uniform (a module-scope variable would make the kernel's block loop, which holds
- * barriers, non-uniform), so it takes one unbatched step's keys.
+ * draws as perHeadWgsl's functions (no keep_block then, so a caller that forgets the head does
+ * not compile). With random blocks it redraws qb's blocks per call (r² compares, no table);
+ * bidirectional, it reads the key block count from the step uniform (a module-scope variable
+ * would make the kernel's block loop, which holds barriers, non-uniform), so it takes one
+ * unbatched step's keys.
  */
 export function keepPatternWgsl(p: BlockSparsePattern, causal: boolean): string {
   const rnd = p.random ?? null;
   if (rnd === null || p.layout.kind !== 'local') return keepBlockWgsl(p.layout);
   const { blocks: L, global: G } = p.layout;
   const base = keepBlockWgsl(p.layout).replace('fn keep_block(', 'fn keep_layout(');
-  const ph = perHeadDraws(p);
-  // Per head, the seed word is mixed with the head first (randomHeadHash).
-  const seedWord = ph ? 'rand_mix(rand_mix(RAND_SEED) ^ h)' : 'RAND_SEED';
-  return `${base}
-const RAND_R = ${rnd.r}u;
+  const mix = `const RAND_R = ${rnd.r}u;
 const RAND_SEED = ${rnd.seed >>> 0}u;
 fn rand_mix(v: u32) -> u32 {
   var x = v ^ (v >> 16u);
@@ -162,33 +158,79 @@ fn rand_mix(v: u32) -> u32 {
   x = x ^ (x >> 15u);
   x = x * 0x846ca68bu;
   return x ^ (x >> 16u);
-}
-// BigBird's random blocks of query block qb${ph ? ' and query head h' : ''} (src/ops/block-sparse.ts randomBlocks): Floyd's draw.
-fn keep_random(${ph ? 'h: u32, ' : ''}qb: u32, kb: u32) -> bool {
+}`;
+  if (perHeadDraws(p)) return `${base}\n${mix}\n${perHeadWgsl(p, causal)}`;
+  return `${base}
+${mix}
+// BigBird's random blocks of query block qb (src/ops/block-sparse.ts randomBlocks): Floyd's draw.
+fn keep_random(qb: u32, kb: u32) -> bool {
   if (qb < ${G}u) { return false; }
   let n1 = select(0u, qb + 1u - ${L + G}u, qb + 1u > ${L + G}u);
-  ${
-    causal
-      ? 'let n2 = 0u;'
-      : `let nkb = (max(step.pos + step.T, step.keys) + ${p.block - 1}u) / ${p.block}u;
-  let n2 = select(0u, nkb - qb - ${L}u, nkb > qb + ${L}u);`
-  }
+  ${drawCount(p, causal)}
   let m = n1 + n2;
   let k = min(RAND_R, m);
   var picks: array<u32, ${rnd.r}>;
   for (var i = 0u; i < k; i++) {
     let j = m - k + i;
-    var t = rand_mix(rand_mix(rand_mix(${seedWord}) ^ qb) ^ j) % (j + 1u);
+    var t = rand_mix(rand_mix(rand_mix(RAND_SEED) ^ qb) ^ j) % (j + 1u);
     for (var u = 0u; u < i; u++) { if (picks[u] == t) { t = j; } }
     picks[i] = t;
     if (select(${G}u + t, qb + ${L}u + t - n1, t >= n1) == kb) { return true; }
   }
   return false;
 }
-${
-  ph
-    ? 'fn keep_block_h(h: u32, qb: u32, kb: u32) -> bool { return keep_layout(qb, kb) || keep_random(h, qb, kb); }'
-    : 'fn keep_block(qb: u32, kb: u32) -> bool { return keep_layout(qb, kb) || keep_random(qb, kb); }'
+fn keep_block(qb: u32, kb: u32) -> bool { return keep_layout(qb, kb) || keep_random(qb, kb); }`;
+}
+
+/** The draw's candidates past the query block (`n2`): none when causal. */
+function drawCount(p: BlockSparsePattern, causal: boolean): string {
+  const L = (p.layout as LocalLayout).blocks;
+  return causal
+    ? 'let n2 = 0u;'
+    : `let nkb = (max(step.pos + step.T, step.keys) + ${p.block - 1}u) / ${p.block}u;
+  let n2 = select(0u, nkb - qb - ${L}u, nkb > qb + ${L}u);`;
+}
+
+/**
+ * Per-head draws in WGSL: `rand_draw(h, qb)`, query head h's random key blocks of query block qb
+ * (kb[0..n), in draw order: randomBlocks with randomHeadHash), which a kernel collects once per
+ * row rather than redrawing per key block; `keep_block_h(h, qb, kb)`, the whole pattern for head
+ * h; `keep_layout_any(qb0, qb1, kb)`, the layout alone for a run of query blocks.
+ */
+function perHeadWgsl(p: BlockSparsePattern, causal: boolean): string {
+  const { blocks: L, global: G } = p.layout as LocalLayout;
+  const r = p.random!.r;
+  return `struct RandDraw { n: u32, kb: array<u32, ${r}> }
+// BigBird's random blocks of query head h and query block qb (src/ops/block-sparse.ts
+// randomBlocks, per head): Floyd's draw over the hash of (seed, h, qb, j).
+fn rand_draw(h: u32, qb: u32) -> RandDraw {
+  var d: RandDraw;
+  if (qb < ${G}u) { return d; }
+  let n1 = select(0u, qb + 1u - ${L + G}u, qb + 1u > ${L + G}u);
+  ${drawCount(p, causal)}
+  let m = n1 + n2;
+  let k = min(RAND_R, m);
+  let sh = rand_mix(rand_mix(RAND_SEED) ^ h);
+  var picks: array<u32, ${r}>;
+  for (var i = 0u; i < k; i++) {
+    let j = m - k + i;
+    var t = rand_mix(rand_mix(rand_mix(sh) ^ qb) ^ j) % (j + 1u);
+    for (var u = 0u; u < i; u++) { if (picks[u] == t) { t = j; } }
+    picks[i] = t;
+    d.kb[i] = select(${G}u + t, qb + ${L}u + t - n1, t >= n1);
+  }
+  d.n = k;
+  return d;
+}
+fn keep_block_h(h: u32, qb: u32, kb: u32) -> bool {
+  if (keep_layout(qb, kb)) { return true; }
+  let d = rand_draw(h, qb);
+  for (var i = 0u; i < d.n; i++) { if (d.kb[i] == kb) { return true; } }
+  return false;
+}
+fn keep_layout_any(qb0: u32, qb1: u32, kb: u32) -> bool {
+  for (var qb = qb0; qb <= qb1; qb++) { if (keep_layout(qb, kb)) { return true; } }
+  return false;
 }`;
 }
 
