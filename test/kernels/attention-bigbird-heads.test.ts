@@ -7,8 +7,9 @@
  * union of a workgroup's heads' blocks and masks each row by its own head's, matches the
  * reference on awkward shapes: T not a block multiple, T = 1 at the first token and far in,
  * GQA groups of 3 and 24 (a decode workgroup then holds only part of a group), MHA,
- * bidirectional with a partial last key block, batched decode; and never reads a block no head
- * of the group keeps. The cost model counts pairs per head and a kv head's union of blocks.
+ * bidirectional with a partial last key block, the largest r (16), batched decode; and never
+ * reads a block no head of the group keeps. The cost model's FLOPs and bytes equal a count over
+ * every head's visible keys.
  *
  * Tolerances: 1e-6 relative for the f64 reference against the f64 dense softmax, 1e-4 for the
  * f32 kernel (the other attention kernel tests' bound).
@@ -112,6 +113,8 @@ const cases: Case[] = [
     causal: false,
     pattern: bigbird(4, 1, 1, 2, 5),
   },
+  // The largest r (16) over blocks of 2: a workgroup's rows draw up to 32 × 16 blocks.
+  { heads: 2, kvHeads: 1, hd: 8, T: 40, maxT: 40, pos: 60, pattern: bigbird(2, 1, 1, 16, 4) },
   // A longer prefill: 300 tokens in blocks of 8, r above the early blocks' candidates.
   { heads: 4, kvHeads: 2, hd: 8, T: 300, maxT: 300, pos: 0, pattern: bigbird(8, 2, 1, 3) },
 ];
