@@ -105,12 +105,19 @@ function maxThreads(caps: DeviceCaps): number {
  * padded by one float (so threads reading different keys hit different banks),
  * and the scores and probabilities.
  */
-export function flashFloats(hd: number, t: Pick<FlashTiles, 'bq' | 'bk'>): number {
-  return t.bq * hd + t.bk * (hd + 1) + 2 * t.bq * t.bk;
+export function flashFloats(hd: number, t: Pick<FlashTiles, 'bq' | 'bk'>, rowWords = 0): number {
+  return t.bq * hd + t.bk * (hd + 1) + 2 * t.bq * t.bk + rowWords * t.bq;
 }
 
-function largestBk(hd: number, bq: number, floats: number, minBk: number): number | undefined {
-  return BK_CHOICES.find((bk) => bk >= minBk && flashFloats(hd, { bq, bk }) <= floats);
+/** rowWords: workgroup words per query row beyond the body's (a per-head row mask: 1). */
+function largestBk(
+  hd: number,
+  bq: number,
+  floats: number,
+  minBk: number,
+  rowWords = 0,
+): number | undefined {
+  return BK_CHOICES.find((bk) => bk >= minBk && flashFloats(hd, { bq, bk }, rowWords) <= floats);
 }
 
 function noFit(hd: number, caps: DeviceCaps): Error {
@@ -123,7 +130,7 @@ function noFit(hd: number, caps: DeviceCaps): Error {
  * Prefill tiles within the device's workgroup memory and invocation limits: the tallest
  * query block (up to 32 rows) that still fits a tile of at least 16 keys, then of at least 8.
  */
-export function prefillTiles(headDim: number, caps: DeviceCaps): FlashTiles {
+export function prefillTiles(headDim: number, caps: DeviceCaps, rowWords = 0): FlashTiles {
   const threads = maxThreads(caps);
   const tpr = Math.min(nextPow2(Math.ceil(headDim / MAX_DIMS_PER_THREAD)), 32, threads);
   const floats = Math.floor(caps.maxWorkgroupStorageBytes / 4);
@@ -131,7 +138,7 @@ export function prefillTiles(headDim: number, caps: DeviceCaps): FlashTiles {
   for (let bq = MAX_BQ; bq >= 1; bq /= 2) if (bq * tpr <= threads) bqs.push(bq);
   for (const minBk of [16, 8, 1]) {
     for (const bq of bqs) {
-      const bk = largestBk(headDim, bq, floats, minBk);
+      const bk = largestBk(headDim, bq, floats, minBk, rowWords);
       if (bk !== undefined) return { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
     }
   }
@@ -143,7 +150,12 @@ export function prefillTiles(headDim: number, caps: DeviceCaps): FlashTiles {
  * threads per row chosen to give ~256-thread workgroups. Small workgroup footprints won on
  * an H100: 32-key tiles beat 64-key ones by ~1.5x at long contexts.
  */
-export function decodeTiles(headDim: number, group: number, caps: DeviceCaps): FlashTiles {
+export function decodeTiles(
+  headDim: number,
+  group: number,
+  caps: DeviceCaps,
+  rowWords = 0,
+): FlashTiles {
   const threads = maxThreads(caps);
   const floats = Math.floor(caps.maxWorkgroupStorageBytes / 4);
   const minTpr = nextPow2(Math.ceil(headDim / MAX_DIMS_PER_THREAD));
@@ -153,7 +165,7 @@ export function decodeTiles(headDim: number, group: number, caps: DeviceCaps): F
       Math.floor(threads / bq),
     );
     if (tpr < 1) continue;
-    const bk = largestBk(headDim, bq, floats, 1);
+    const bk = largestBk(headDim, bq, floats, 1, rowWords);
     if (bk !== undefined) return { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
   }
   throw noFit(headDim, caps);
@@ -709,6 +721,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   };
 }
 
+/** Workgroup words per row beside the flash body's: per-head random blocks' row mask `rk`. */
+function rowWords(a: AttentionAttrs): number {
+  return perHeadDraws(a.blockSparse) ? 1 : 0;
+}
+
 /** Tiles are sized for the wider of the q/k and v heads (the K/V tile holds either). */
 function tileWidth(a: AttentionAttrs): number {
   return Math.max(a.headDim, a.vHeadDim);
@@ -716,7 +733,7 @@ function tileWidth(a: AttentionAttrs): number {
 
 function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedOp {
   const splits = decodeSplits(a.capacity, a.kvHeads);
-  const tiles = decodeTiles(tileWidth(a), a.heads / a.kvHeads, caps);
+  const tiles = decodeTiles(tileWidth(a), a.heads / a.kvHeads, caps, rowWords(a));
   return {
     launches: [flashLaunch(a, tiles, { kind: 'split', splits }), combineLaunch(a, splits)],
     scratch: {
@@ -732,7 +749,7 @@ export const attentionKernel: KernelGenerator<AttentionAttrs> = (a, { caps, maxT
   // A batched step is one token of each sequence: the decode path, its rows being sequences.
   if (maxT === 1 || (a.batch ?? 1) > 1) return decodeOp(a, caps, maxT);
   return {
-    launches: [flashLaunch(a, prefillTiles(tileWidth(a), caps), { kind: 'final' })],
+    launches: [flashLaunch(a, prefillTiles(tileWidth(a), caps, rowWords(a)), { kind: 'final' })],
     scratch: {},
   };
 };

@@ -26,6 +26,7 @@ import {
   randomBlocks,
 } from '../../src/ops/block-sparse.ts';
 import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
+import { BASELINE_CAPS } from '../../src/target.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 import { attentionAttrs, maskedSoftmax, type AttentionCase } from '../helpers/attention.ts';
@@ -305,6 +306,34 @@ describe('per-head random blocks: the kernel', () => {
       expect(maxRelError(await runKernel(c, a, q, kcache, vcache), want)).toBeLessThanOrEqual(1e-4);
     });
   }
+
+  it('fits the row mask in workgroup memory at the baseline limit, for any head width', () => {
+    // Every var<workgroup> array of the generated kernels (4-byte elements), summed.
+    const wgBytes = (code: string) =>
+      [...code.matchAll(/var<workgroup> \w+: array<\w+, (\d+)>/g)].reduce(
+        (n, m) => n + 4 * Number(m[1]),
+        0,
+      );
+    // 453: the prefill body alone leaves 2 words of 4096 (bq 8, bk 1), too few for the mask.
+    for (const hd of [8, 64, 80, 128, 192, 256, 453]) {
+      for (const maxT of [1, 64]) {
+        const a = attrs({
+          heads: 8,
+          kvHeads: 2,
+          hd,
+          T: 1,
+          maxT,
+          pos: 0,
+          pattern: bigbird(16, 2, 1, 3),
+        });
+        for (const l of attentionKernel(a, { caps: BASELINE_CAPS, maxT }).launches) {
+          expect(wgBytes(l.kernel.code), `hd ${hd} maxT ${maxT}`).toBeLessThanOrEqual(
+            BASELINE_CAPS.maxWorkgroupStorageBytes,
+          );
+        }
+      }
+    }
+  });
 
   it('differs from the shared draw’s kernel (the per-head mask is applied)', async () => {
     const c = cases[0];
