@@ -11,6 +11,9 @@
  * band's share is band / blocks); `speedup` is dense time over sparse time, to set beside
  * 1 / density. Caches are left zero: the kernel's time does not depend on the values.
  *
+ * BigBird rows (bigbirdVariants) time window + global blocks alone, with shared random blocks
+ * and with per-head ones, at the same contexts.
+ *
  * Run on the GPU machine: `bash bench/device.sh sparse` (strata only; the peers script ignores
  * the suite), then read rows of `sparse` in strata.json.
  */
@@ -75,6 +78,30 @@ export function layoutsFor(
   ];
 }
 
+/**
+ * BigBird at every context and phase: a band of 3 blocks and 2 global blocks alone, then with
+ * r = 3 random blocks drawn once for all heads, then drawn per query head (the kernel visits the
+ * union of a GQA group's draws: up to 4 × 3 random blocks per kv head here, 32 heads over 8).
+ * Against each other they time the random blocks' own cost, the draw included.
+ */
+export function bigbirdVariants(): { name: string; pattern: BlockSparsePattern }[] {
+  const layout: BlockLayout = { kind: 'local', blocks: 3, global: 2 };
+  const bb = (random: BlockSparsePattern['random']): BlockSparsePattern => ({
+    kind: 'block_sparse',
+    block: BLOCK,
+    layout,
+    ...(random ? { random } : {}),
+  });
+  return [
+    { name: 'bigbird window + global', pattern: bb(null) },
+    { name: 'bigbird + random shared', pattern: bb({ kind: 'random', r: 3, seed: 1 }) },
+    {
+      name: 'bigbird + random per head',
+      pattern: bb({ kind: 'random', r: 3, seed: 1, perHead: true }),
+    },
+  ];
+}
+
 export async function benchBlockSparse(gpu: GpuContext, log: (m: string) => void) {
   const rows = [];
   for (const context of SPARSE_CONTEXTS) {
@@ -85,7 +112,12 @@ export async function benchBlockSparse(gpu: GpuContext, log: (m: string) => void
       const step = { T, pos, L: 1 };
       const denseFlops = attention.cost(dense, step).flops;
       let denseMs = 0;
-      for (const v of [{ name: 'dense', pattern: null }, ...layoutsFor(context, phase)]) {
+      const variants = [
+        { name: 'dense', pattern: null },
+        ...layoutsFor(context, phase),
+        ...bigbirdVariants(),
+      ];
+      for (const v of variants) {
         const a: AttentionAttrs = v.pattern ? { ...dense, blockSparse: v.pattern } : dense;
         const gen = attentionKernel(a, { caps: gpu.caps, maxT: T });
         const bytes = benchAttentionBytes(a, T, gen.scratch);

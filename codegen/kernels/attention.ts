@@ -45,10 +45,16 @@
  * splits divide the kept blocks among the splits (counted first), not the key range.
  * Global queries (bidirectional Longformer): rows below globalQueries see every key, so a
  * block's key range is the wider of its first and last rows'.
+ * Per-head random blocks (BigBird's form): a workgroup's rows may be of several query heads of
+ * one kv head, each with its own draw, so it visits the union of its rows' kept blocks (the
+ * group's K/V tiles still read once) and masks each row by its own head's. The rows' draws are
+ * made once, into an ascending list the block loops step through (a redraw per key block would
+ * cost rows × r hashes for each of the context's blocks); each row's own test runs once per kept
+ * block into workgroup memory, not per score.
  */
 import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
-import { keepPatternWgsl } from '../../src/ops/block-sparse.ts';
+import { keepPatternWgsl, perHeadDraws } from '../../src/ops/block-sparse.ts';
 import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
 import {
   ROW_POS,
@@ -99,12 +105,19 @@ function maxThreads(caps: DeviceCaps): number {
  * padded by one float (so threads reading different keys hit different banks),
  * and the scores and probabilities.
  */
-export function flashFloats(hd: number, t: Pick<FlashTiles, 'bq' | 'bk'>): number {
-  return t.bq * hd + t.bk * (hd + 1) + 2 * t.bq * t.bk;
+export function flashFloats(hd: number, t: Pick<FlashTiles, 'bq' | 'bk'>, rowWords = 0): number {
+  return t.bq * hd + t.bk * (hd + 1) + 2 * t.bq * t.bk + rowWords * t.bq;
 }
 
-function largestBk(hd: number, bq: number, floats: number, minBk: number): number | undefined {
-  return BK_CHOICES.find((bk) => bk >= minBk && flashFloats(hd, { bq, bk }) <= floats);
+/** rowWords: workgroup words per query row beyond the body's (a per-head row mask: 1). */
+function largestBk(
+  hd: number,
+  bq: number,
+  floats: number,
+  minBk: number,
+  rowWords = 0,
+): number | undefined {
+  return BK_CHOICES.find((bk) => bk >= minBk && flashFloats(hd, { bq, bk }, rowWords) <= floats);
 }
 
 function noFit(hd: number, caps: DeviceCaps): Error {
@@ -117,7 +130,7 @@ function noFit(hd: number, caps: DeviceCaps): Error {
  * Prefill tiles within the device's workgroup memory and invocation limits: the tallest
  * query block (up to 32 rows) that still fits a tile of at least 16 keys, then of at least 8.
  */
-export function prefillTiles(headDim: number, caps: DeviceCaps): FlashTiles {
+export function prefillTiles(headDim: number, caps: DeviceCaps, rowWords = 0): FlashTiles {
   const threads = maxThreads(caps);
   const tpr = Math.min(nextPow2(Math.ceil(headDim / MAX_DIMS_PER_THREAD)), 32, threads);
   const floats = Math.floor(caps.maxWorkgroupStorageBytes / 4);
@@ -125,7 +138,7 @@ export function prefillTiles(headDim: number, caps: DeviceCaps): FlashTiles {
   for (let bq = MAX_BQ; bq >= 1; bq /= 2) if (bq * tpr <= threads) bqs.push(bq);
   for (const minBk of [16, 8, 1]) {
     for (const bq of bqs) {
-      const bk = largestBk(headDim, bq, floats, minBk);
+      const bk = largestBk(headDim, bq, floats, minBk, rowWords);
       if (bk !== undefined) return { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
     }
   }
@@ -137,7 +150,12 @@ export function prefillTiles(headDim: number, caps: DeviceCaps): FlashTiles {
  * threads per row chosen to give ~256-thread workgroups. Small workgroup footprints won on
  * an H100: 32-key tiles beat 64-key ones by ~1.5x at long contexts.
  */
-export function decodeTiles(headDim: number, group: number, caps: DeviceCaps): FlashTiles {
+export function decodeTiles(
+  headDim: number,
+  group: number,
+  caps: DeviceCaps,
+  rowWords = 0,
+): FlashTiles {
   const threads = maxThreads(caps);
   const floats = Math.floor(caps.maxWorkgroupStorageBytes / 4);
   const minTpr = nextPow2(Math.ceil(headDim / MAX_DIMS_PER_THREAD));
@@ -147,7 +165,7 @@ export function decodeTiles(headDim: number, group: number, caps: DeviceCaps): F
       Math.floor(threads / bq),
     );
     if (tpr < 1) continue;
-    const bk = largestBk(headDim, bq, floats, 1);
+    const bk = largestBk(headDim, bq, floats, 1, rowWords);
     if (bk !== undefined) return { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
   }
   throw noFit(headDim, caps);
@@ -198,7 +216,7 @@ function variantName(a: AttentionAttrs): string {
         : l.kind === 'strided'
           ? `str${l.local}s${l.stride}`
           : `off${l.keep.join('-')}`;
-    const rnd = bs.random ? `r${bs.random.r}x${bs.random.seed}` : '';
+    const rnd = bs.random ? `r${bs.random.r}x${bs.random.seed}${bs.random.perHead ? 'h' : ''}` : '';
     parts.push(`bs${bs.block}${shape}${l.global ? `g${l.global}` : ''}${rnd}`);
   }
   return parts.join('_');
@@ -212,8 +230,12 @@ function indent(text: string, by: number): string {
     .join('\n');
 }
 
-/** The block size, the layout's keep rule, and whether any of a run of query blocks keeps kb. */
+/**
+ * The block size, the layout's keep rule, and whether any of a run of query blocks keeps kb
+ * (per-head draws: keep_layout_any and the workgroup's draws, see blockSlice).
+ */
 function blockFns(bs: BlockSparsePattern, causal: boolean): string {
+  if (perHeadDraws(bs)) return `const BLOCK = ${bs.block}u;\n${keepPatternWgsl(bs, causal)}`;
   return `const BLOCK = ${bs.block}u;
 ${keepPatternWgsl(bs, causal)}
 fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
@@ -223,10 +245,23 @@ fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
 }
 
 /**
+ * Per-head draws: whether any row keeps key block kb, as a statement that advances the cursor
+ * `cur` through the workgroup's ascending draws (kb only grows in a block loop) and the test.
+ */
+function keepAnyHeads(cur: string): { advance: string; test: string } {
+  return {
+    advance: `while (${cur} < nr && rset[${cur}] < kb) { ${cur}++; }`,
+    test: `((${cur} < nr && rset[${cur}] == kb) || keep_layout_any(qb0, qb1, kb))`,
+  };
+}
+
+/**
  * A score's own block test. With random blocks (a redraw per call) it is skipped where the
  * workgroup's rows share one query block, whose kept blocks are the only ones the loop visits.
  */
 function rowKeep(bs: BlockSparsePattern): string {
+  // Per-head draws: the row's test for this key block, made as the block began (tileLoop).
+  if (perHeadDraws(bs)) return 'rk[rr] != 0u';
   const test = 'keep_block(p / BLOCK, j / BLOCK)';
   return bs.random ? `(qb0 == qb1 || ${test})` : test;
 }
@@ -237,15 +272,39 @@ function rowKeep(bs: BlockSparsePattern): string {
  * the splits divide kept blocks rather than the key range (a range split would leave most
  * splits with nothing kept). The kth kept block is this workgroup's when first < k <= last.
  */
-function blockSlice(split: boolean, P: string): string {
+function blockSlice(split: boolean, P: string, perHead: boolean): string {
+  // Per-head draws: every random block a row of the workgroup draws (row R: query head
+  // kvh·GROUP + R % GROUP, query block of token R / GROUP), ascending and once each, so the block
+  // loops step through a list instead of redrawing each row's blocks for every key block. Kept
+  // in function memory, whose values stay workgroup-uniform (the loops hold barriers). At most
+  // BQ · RAND_R entries: RAND_U.
+  const heads = perHead
+    ? `
+  var rset: array<u32, RAND_U>;
+  var nr = 0u;
+  for (var R = R0; R < min(R0 + BQ, rows); R++) {
+    let d = rand_draw(kvh * GROUP + R % GROUP, (${P} + R / GROUP) / BLOCK);
+    for (var i = 0u; i < d.n; i++) {
+      let v = d.kb[i];
+      var at = 0u;
+      while (at < nr && rset[at] < v) { at++; }
+      if (at < nr && rset[at] == v) { continue; }
+      for (var u = nr; u > at; u--) { rset[u] = rset[u - 1u]; }
+      rset[at] = v;
+      nr++;
+    }
+  }`
+    : '';
+  const k = keepAnyHeads('cur');
+  const any = perHead ? k.test : 'keep_any(qb0, qb1, kb)';
   return `let lo = lo0;
   let hi = hi0;
   let qb0 = (${P} + R0 / GROUP) / BLOCK;
-  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;
+  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${heads}
   ${
     split
-      ? `var kept = 0u;
-  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) { if (keep_any(qb0, qb1, kb)) { kept++; } }
+      ? `var kept = 0u;${perHead ? '\n  var cur = 0u;' : ''}
+  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) { ${perHead ? `${k.advance} ` : ''}if (${any}) { kept++; } }
   let per = (kept + SPLITS - 1u) / SPLITS;
   let first = min(wid.z * per, kept);
   let last = min(first + per, kept);`
@@ -410,8 +469,9 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
     ${dimLoop('out[t * OW + h * VD + d] = acc[k] * inv;')}`;
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
+  const perHead = perHeadDraws(bs);
   const sliceKeys = bs
-    ? blockSlice(split, P)
+    ? blockSlice(split, P, perHead)
     : split
       ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
   let lo = min(${L0} + wid.z * chunk, ${H0});
@@ -452,13 +512,23 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
         acc[k] = o;`)}
     m = mn;
 `;
+  // Per-head draws: each row's own keep test of key block kb, one redraw per row (read by the
+  // scores after the tile's first barrier; the previous block's reads end at a barrier too).
+  const rowTests = perHead
+    ? `
+    if (tid < BQ) {
+      let RR = R0 + tid;
+      rk[tid] = select(0u, 1u, RR < rows && keep_block_h(kvh * GROUP + RR % GROUP, (${P} + RR / GROUP) / BLOCK, kb));
+    }`
+    : '';
+  const walk = keepAnyHeads('wcur');
   const tileLoop = bs
     ? `// Only the key blocks the layout keeps for this block's query blocks (one or two).
-  var kth = 0u;
-  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) {
-    if (!keep_any(qb0, qb1, kb)) { continue; }
+  var kth = 0u;${perHead ? '\n  var wcur = 0u;' : ''}
+  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) {${perHead ? `\n    ${walk.advance}` : ''}
+    if (!${perHead ? walk.test : 'keep_any(qb0, qb1, kb)'}) { continue; }
     kth++;
-    if (kth <= first || kth > last) { continue; }
+    if (kth <= first || kth > last) { continue; }${rowTests}
     let kbs = max(lo, kb * BLOCK);
     let kbe = min(hi, kb * BLOCK + BLOCK);
     for (var j0 = kbs; j0 < kbe; j0 += BK) {
@@ -496,14 +566,20 @@ const KS = ${ks}u;
 const TPR = ${tpr}u;
 const DPT = ${dpt}u;
 const WG = ${wg}u;
-${split ? `const SPLITS = ${mode.splits}u;` : ''}
+${split ? `const SPLITS = ${mode.splits}u;` : ''}${perHead ? `\n// Most random blocks a workgroup's rows draw (blockSlice).\nconst RAND_U = ${bq * bs!.random!.r}u;` : ''}
 // Masked-score sentinel; finite so that exp(m - m_new) stays defined while a row has seen nothing.
 const NEG = -1.0e30;
 var<workgroup> qs: array<f32, ${bq * hd}>;
 // Holds the K tile while scoring, then the V tile of the same keys.
 var<workgroup> kv: array<f32, ${bk * ks}>;
 var<workgroup> sc: array<f32, ${bq * bk}>;
-var<workgroup> pr: array<f32, ${bq * bk}>;
+var<workgroup> pr: array<f32, ${bq * bk}>;${
+    perHead
+      ? `
+// Per-head draws: whether row r keeps the current key block.
+var<workgroup> rk: array<u32, ${bq}>;`
+      : ''
+  }
 
 fn key_lo(p: u32) -> u32 { return ${lo}; }
 fn key_hi(p: u32, n: u32) -> u32 { return ${hi}; }
@@ -645,6 +721,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   };
 }
 
+/** Workgroup words per row beside the flash body's: per-head random blocks' row mask `rk`. */
+function rowWords(a: AttentionAttrs): number {
+  return perHeadDraws(a.blockSparse) ? 1 : 0;
+}
+
 /** Tiles are sized for the wider of the q/k and v heads (the K/V tile holds either). */
 function tileWidth(a: AttentionAttrs): number {
   return Math.max(a.headDim, a.vHeadDim);
@@ -652,7 +733,7 @@ function tileWidth(a: AttentionAttrs): number {
 
 function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedOp {
   const splits = decodeSplits(a.capacity, a.kvHeads);
-  const tiles = decodeTiles(tileWidth(a), a.heads / a.kvHeads, caps);
+  const tiles = decodeTiles(tileWidth(a), a.heads / a.kvHeads, caps, rowWords(a));
   return {
     launches: [flashLaunch(a, tiles, { kind: 'split', splits }), combineLaunch(a, splits)],
     scratch: {
@@ -668,7 +749,7 @@ export const attentionKernel: KernelGenerator<AttentionAttrs> = (a, { caps, maxT
   // A batched step is one token of each sequence: the decode path, its rows being sequences.
   if (maxT === 1 || (a.batch ?? 1) > 1) return decodeOp(a, caps, maxT);
   return {
-    launches: [flashLaunch(a, prefillTiles(tileWidth(a), caps), { kind: 'final' })],
+    launches: [flashLaunch(a, prefillTiles(tileWidth(a), caps, rowWords(a)), { kind: 'final' })],
     scratch: {},
   };
 };

@@ -128,7 +128,9 @@ function describePattern(p: PatternSpec): string {
       : l.kind === 'strided'
         ? `local ${l.local}, stride ${l.stride}`
         : `offsets [${l.keep.join(', ')}]`;
-  const rnd = p.random ? ` + ${p.random.r} random (seed ${p.random.seed})` : '';
+  const rnd = p.random
+    ? ` + ${p.random.r} random (seed ${p.random.seed}${p.random.perHead ? ', per head' : ''})`
+    : '';
   return `block_sparse ${p.block}: ${shape}${l.global ? ` + ${l.global} global` : ''}${rnd}`;
 }
 
@@ -533,11 +535,14 @@ export const attention = defineMixer<AttentionSpec>({
               random: {
                 oneOf: [
                   { type: 'null' },
-                  object({
-                    kind: kind('random'),
-                    r: { type: 'integer', minimum: 1, maximum: MAX_RANDOM },
-                    seed: { type: 'integer', minimum: 0, maximum: MAX_SEED },
-                  }),
+                  object(
+                    {
+                      kind: kind('random'),
+                      r: { type: 'integer', minimum: 1, maximum: MAX_RANDOM },
+                      seed: { type: 'integer', minimum: 0, maximum: MAX_SEED },
+                    },
+                    { perHead: boolSchema },
+                  ),
                 ],
               },
             },

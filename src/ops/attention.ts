@@ -36,7 +36,13 @@ import {
   type StepShape,
 } from '../graph/ops.ts';
 import { dtypeBytes } from '../graph/dtype.ts';
-import { keepPatternBlock } from './block-sparse.ts';
+import {
+  keepBlock,
+  keepPatternBlock,
+  patternKeeper,
+  perHeadDraws,
+  randomBlocks,
+} from './block-sparse.ts';
 import { roundF16 } from './math.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
@@ -101,7 +107,8 @@ export function visibleKeys(
 /**
  * Key ranges query position p sees: the window's [lo, hi) and, with sink tokens, [0, sinkTokens)
  * before it (merged when they touch); with a block-sparse layout, the parts of [lo, hi) in the
- * key blocks p's block keeps. Disjoint and ascending.
+ * key blocks p's block keeps. Disjoint and ascending. `head` (the query head) is read only by a
+ * layout whose random blocks are drawn per head (src/ops/block-sparse.ts perHeadDraws).
  */
 export function visibleRanges(
   a: Pick<
@@ -110,16 +117,16 @@ export function visibleRanges(
   >,
   p: number,
   step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
+  head = 0,
 ): [number, number][] {
   const [lo, hi] = visibleKeys(a, p, step);
   const bs = a.blockSparse ?? null;
   if (bs !== null) {
     const B = bs.block;
-    const qb = Math.floor(p / B);
-    const nkb = keyBlocks(B, step);
+    const keep = patternKeeper(bs, Math.floor(p / B), keyBlocks(B, step), a.causal, head);
     const out: [number, number][] = [];
     for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
-      if (!keepPatternBlock(bs, qb, kb, nkb, a.causal)) continue;
+      if (!keep(kb)) continue;
       const r: [number, number] = [Math.max(lo, kb * B), Math.min(hi, (kb + 1) * B)];
       const last = out[out.length - 1];
       if (last && last[1] === r[0]) last[1] = r[1];
@@ -276,14 +283,20 @@ export const attention: OpDefinition<AttentionAttrs> = {
     const scores: number[] = [];
     const rowOf: number[] = [];
     const acc = new Float64Array(vd);
+    // Per-head random blocks: each head's visible keys are its own.
+    const perHead = perHeadDraws(a.blockSparse);
     for (let t = 0; t < step.T; t++) {
       const p = step.pos + t;
-      // Cache rows of the visible keys, ascending by position.
-      rowOf.length = 0;
-      for (const [lo, hi] of visibleRanges(a, p, step)) {
-        for (let j = lo; j < hi; j++) rowOf.push(cacheRow(a.ring, a.capacity, j));
-      }
+      // Cache rows of the visible keys (of head h), ascending by position.
+      const visible = (h: number) => {
+        rowOf.length = 0;
+        for (const [lo, hi] of visibleRanges(a, p, step, h)) {
+          for (let j = lo; j < hi; j++) rowOf.push(cacheRow(a.ring, a.capacity, j));
+        }
+      };
+      if (!perHead) visible(0);
       for (let h = 0; h < heads; h++) {
+        if (perHead) visible(h);
         const qo = t * qw + h * hd;
         const kvh = Math.floor(h / group);
         const ko = kvh * hd;
@@ -313,35 +326,49 @@ export const attention: OpDefinition<AttentionAttrs> = {
     return { out };
   },
   cost(a: AttentionAttrs, step: StepShape): Cost {
+    // Per-head random blocks: the layout's pairs are every head's, the random blocks' are counted
+    // per head (they are disjoint from the layout's, see perHeadRandomPairs).
+    const perHead = perHeadDraws(a.blockSparse);
+    const shared = perHead ? { ...a, blockSparse: { ...a.blockSparse!, random: null } } : a;
+    const randomPairs = perHead ? perHeadRandomPairs(a, step) : null;
     let pairs = 0;
     let kvLo = Infinity;
     let kvHi = 0;
     let sinkRows = 0;
     for (let t = 0; t < step.T; t++) {
       // (with a block-sparse layout the ranges are its kept blocks' parts, lo to hi overall)
-      const ranges = visibleRanges(a, step.pos + t, step);
-      for (const [lo, hi] of ranges) pairs += hi - lo;
+      const ranges = visibleRanges(shared, step.pos + t, step);
+      for (const [lo, hi] of ranges) pairs += (hi - lo) * a.heads;
       const lo = a.blockSparse ? ranges[0][0] : ranges[ranges.length - 1][0];
       const hi = ranges[ranges.length - 1][1];
       if (ranges.length > 1 && !a.blockSparse) sinkRows = ranges[0][1];
       kvLo = Math.min(kvLo, lo);
       kvHi = Math.max(kvHi, hi);
+      if (randomPairs !== null) {
+        pairs += randomPairs(step.pos + t);
+        // A random block may lie outside the layout's kept keys (before, or bidirectionally
+        // after them): the kept rows are looked for over all the visible keys.
+        const [vlo, vhi] = visibleKeys(a, step.pos + t, step);
+        kvLo = Math.min(kvLo, vlo);
+        kvHi = Math.max(kvHi, vhi);
+      }
     }
     const bs = a.blockSparse ?? null;
+    // Cache rows read, summed over the kv heads.
     const kvRows =
       bs === null
-        ? Math.max(0, kvHi - kvLo) + sinkRows
-        : keptKeyRows(bs, a.causal, step, kvLo, kvHi);
+        ? (Math.max(0, kvHi - kvLo) + sinkRows) * a.kvHeads
+        : keptKeyRows(bs, a, step, kvLo, kvHi);
     const qBytes = 4 * step.T * a.heads * a.headDim;
     return {
       // q·k and p·v: 2 FLOPs per element each, plus ~5 for the softmax per score.
-      flops: pairs * a.heads * (2 * a.headDim + 2 * a.vHeadDim + 5),
+      flops: pairs * (2 * a.headDim + 2 * a.vHeadDim + 5),
       // Values read from the key rows (vFromK) cost no bytes of their own.
       bytesRead:
         qBytes +
         dtypeBytes(
           kvTypeOf(a),
-          kvRows * a.kvHeads * (a.headDim + ((a.vFromK ?? null) === null ? a.vHeadDim : 0)),
+          kvRows * (a.headDim + ((a.vFromK ?? null) === null ? a.vHeadDim : 0)),
         ),
       bytesWritten: 4 * step.T * a.heads * a.vHeadDim,
     };
@@ -349,13 +376,42 @@ export const attention: OpDefinition<AttentionAttrs> = {
 };
 
 /**
- * Cache rows in [lo, hi) that some query of the step reads under a block-sparse layout: each key
- * block any of the step's query blocks keeps, read once (the dense model's rule: a row counts
- * once per step however many queries read it).
+ * Per-head random blocks' (query, key) pairs of query position p, summed over the heads. The
+ * draw's candidates are the blocks the layout drops, so they add to the layout's pairs without
+ * overlap; a drawn block counts its part inside p's visible keys (the step's last key block may be
+ * partial, bidirectionally, and drawn by some heads only). The step's positions come in order, so
+ * the last query block's draws (every head's, one list) are kept for the next position.
+ */
+function perHeadRandomPairs(a: AttentionAttrs, step: StepShape): (p: number) => number {
+  const bs = a.blockSparse!;
+  const B = bs.block;
+  const nkb = keyBlocks(B, step);
+  let lastQb = -1;
+  let drawn: number[] = [];
+  return (p) => {
+    const qb = Math.floor(p / B);
+    if (qb !== lastQb) {
+      drawn = [];
+      for (let h = 0; h < a.heads; h++) drawn.push(...randomBlocks(bs, qb, nkb, a.causal, h));
+      lastQb = qb;
+    }
+    const [lo, hi] = visibleKeys(a, p, step);
+    let n = 0;
+    for (const kb of drawn) n += Math.max(0, Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B));
+    return n;
+  };
+}
+
+/**
+ * Cache rows in [lo, hi) that some query of the step reads under a block-sparse layout, summed
+ * over the kv heads: each key block any of the step's query blocks keeps, read once (the dense
+ * model's rule: a row counts once per step however many queries read it). With per-head random
+ * blocks a kv head's rows are the union of its query heads' blocks (the kernel reads a group's
+ * union once), which differs between kv heads.
  */
 function keptKeyRows(
   bs: NonNullable<AttentionAttrs['blockSparse']>,
-  causal: boolean,
+  a: Pick<AttentionAttrs, 'causal' | 'heads' | 'kvHeads'>,
   step: Pick<StepShape, 'T' | 'pos' | 'keys'>,
   lo: number,
   hi: number,
@@ -364,16 +420,42 @@ function keptKeyRows(
   const nkb = keyBlocks(B, step);
   const qb0 = Math.floor(step.pos / B);
   const qb1 = Math.floor((step.pos + step.T - 1) / B);
+  if (perHeadDraws(bs)) {
+    // The layout's blocks are every kv head's; a kv head adds its query heads' random blocks.
+    const group = a.heads / a.kvHeads;
+    const span = (kb: number) => Math.max(0, Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B));
+    let total = 0;
+    const byLayout = new Set<number>();
+    for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
+      for (let qb = qb0; qb <= qb1; qb++) {
+        if (keepBlock(bs.layout, qb, kb)) {
+          byLayout.add(kb);
+          total += span(kb) * a.kvHeads;
+          break;
+        }
+      }
+    }
+    for (let kvh = 0; kvh < a.kvHeads; kvh++) {
+      const drawn = new Set<number>();
+      for (let qb = qb0; qb <= qb1; qb++) {
+        for (let g = 0; g < group; g++) {
+          for (const kb of randomBlocks(bs, qb, nkb, a.causal, kvh * group + g)) drawn.add(kb);
+        }
+      }
+      for (const kb of drawn) if (!byLayout.has(kb)) total += span(kb);
+    }
+    return total;
+  }
   let rows = 0;
   for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
     for (let qb = qb0; qb <= qb1; qb++) {
-      if (keepPatternBlock(bs, qb, kb, nkb, causal)) {
+      if (keepPatternBlock(bs, qb, kb, nkb, a.causal)) {
         rows += Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B);
         break;
       }
     }
   }
-  return rows;
+  return rows * a.kvHeads;
 }
 
 export const kvWrite: OpDefinition<KvWriteAttrs> = {

@@ -48,7 +48,7 @@ export function attentionAttrs(
 
 /**
  * Dense attention in f64 over keys [0, n): q [T, heads, hd], k and v [n, kvHeads, hd]; query t
- * (at position pos + t) sees key j where `visible(t, j)`, every other score is −∞.
+ * (at position pos + t) of head h sees key j where `visible(t, j, h)`, every other score is −∞.
  */
 export function maskedSoftmax(
   c: HeadShape & { T: number },
@@ -56,7 +56,7 @@ export function maskedSoftmax(
   q: Float32Array,
   k: Float32Array,
   v: Float32Array,
-  visible: (t: number, j: number) => boolean,
+  visible: (t: number, j: number, h: number) => boolean,
 ): Float32Array {
   const { heads, kvHeads, hd } = c;
   const out = new Float32Array(c.T * heads * hd);
@@ -65,7 +65,7 @@ export function maskedSoftmax(
       const kvh = Math.floor(h / (heads / kvHeads));
       const s = new Float64Array(n).fill(-Infinity);
       for (let j = 0; j < n; j++) {
-        if (!visible(t, j)) continue;
+        if (!visible(t, j, h)) continue;
         let dot = 0;
         for (let d = 0; d < hd; d++)
           dot += q[(t * heads + h) * hd + d] * k[(j * kvHeads + kvh) * hd + d];

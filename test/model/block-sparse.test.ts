@@ -19,6 +19,7 @@ import { exportMegatron } from '../../src/export/megatron.ts';
 import { ExportError } from '../../src/export/hf-common.ts';
 import { expectMatchesInterpreter, gpuModel } from '../helpers/compare.ts';
 import { randInts } from '../helpers/numeric.ts';
+import { attention as attentionMixer, type AttentionSpec } from '../../src/mixers/attention.ts';
 
 const spec = (a: string, b: string) =>
   parseSpec(
@@ -101,6 +102,31 @@ describe('block-sparse and global-token attention end to end', () => {
     // Decode at the end of 4096 tokens = 64 blocks: band 3 + global 2 (+ random 3).
     expect(at(bb(''))).toBeCloseTo(5 / 64, 3);
     expect(at(bb(', random: random(r: 3, seed: 5)'))).toBeCloseTo(8 / 64, 3);
+  });
+
+  it('BigBird per-head draws: a 45-token prompt and 10 decode steps match (GQA, heads differ)', async () => {
+    const ph = spec(
+      'attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 4, layout: local(blocks: 1, global: 1), random: random(r: 2, seed: 9, per_head: true)))',
+      'attention(heads: 4, kv_heads: 1, causal: false, pattern: block_sparse(block: 3, layout: local(blocks: 1), random: random(r: 2, seed: 2, per_head: true)))',
+    );
+    const m = await gpuModel(ph, { maxT: 16, capacity: 80 });
+    await expectMatchesInterpreter(m, randInts(45, 64, 81), 10, 1e-4, 16);
+  });
+
+  it('inspect: per-head draws keep the density and name the draw in the model table', () => {
+    const bb = (random: string) =>
+      spec(
+        `attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 64, layout: local(blocks: 3, global: 2), random: ${random}))`,
+        'attention(heads: 4, kv_heads: 2)',
+      );
+    const rep = (m: ReturnType<typeof spec>) =>
+      report(compileModel(m, { caps: BASELINE_CAPS, maxT: 16, capacity: 4096 }));
+    // As many random blocks on every head (the draw never collides with band or globals).
+    const ph = bb('random(r: 3, seed: 5, per_head: true)');
+    expect(rep(ph).layers[0].attentionDensity).toBeCloseTo(8 / 64, 3);
+    expect(attentionMixer.dims(ph.layers[0].mixer as AttentionSpec)).toContain(
+      '3 random (seed 5, per head)',
+    );
   });
 
   it('exporters refuse the sparse masks rather than drop them', () => {

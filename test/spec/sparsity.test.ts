@@ -186,6 +186,62 @@ describe('pattern: block_sparse with BigBird random blocks', () => {
   });
 });
 
+describe('pattern: block_sparse with per-head random blocks', () => {
+  const bb = (random: string) =>
+    `mixer a = attention(heads: 4, kv_heads: 2, pattern: block_sparse(block: 64, layout: local(blocks: 3, global: 2), random: ${random}))\nlayers 1 x a`;
+
+  it('per_head: true resolves, prints and reloads from the DSL, YAML and JSON', () => {
+    const m = resolve(bb('random(r: 3, seed: 42, per_head: true)'));
+    expect(m.layers[0].mixer).toMatchObject({
+      pattern: { random: { kind: 'random', r: 3, seed: 42, perHead: true } },
+    });
+    const text = roundTrip(m);
+    expect(text).toContain('random: random(r: 3, seed: 42, per_head: true)');
+    expect(parseSpec(text, 'again.strata')).toEqual(m);
+    expect(parseSpec(YAML.stringify(m), 'm.yaml')).toEqual(m);
+    expect(parseSpec(JSON.stringify(m), 'm.json')).toEqual(m);
+  });
+
+  it('defaults to one draw for every head, so existing specs keep their pattern', () => {
+    // Absent and false resolve alike, to the IR random blocks had before per_head existed.
+    const before = { kind: 'random', r: 3, seed: 1 };
+    for (const r of ['random(r: 3, seed: 1)', 'random(r: 3, seed: 1, per_head: false)']) {
+      const m = resolve(bb(r));
+      expect((m.layers[0].mixer as { pattern: { random: object } }).pattern.random).toEqual(before);
+      expect(roundTrip(m)).toContain('random(r: 3, seed: 1)');
+      expect(roundTrip(m)).not.toContain('per_head');
+    }
+  });
+
+  it('bad values name the setting and the limit, where written', () => {
+    const notBool = bodyError(bb('random(r: 3, per_head: 1)'));
+    expect(notBool.message).toMatch(/m\.strata:\d+:\d+: error.*per_head must be true or false/s);
+    expect(blamed(notBool)).toBe('1');
+    // The draw's own limits hold per head as they did for the shared draw.
+    const many = bodyError(bb('random(r: 17, per_head: true)'));
+    expect(many.message).toMatch(/random r must be an integer from 1 to 16, got 17/);
+    expect(bodyError(bb('random(r: 2, seed: 4294967296, per_head: true)')).message).toMatch(
+      /seed must be an integer from 0 to 4294967295 \(a u32\)/,
+    );
+    expect(bodyError(bb('random(r: 2, per_hed: true)')).message).toMatch(
+      /per_hed.*did you mean 'per_head'/s,
+    );
+    const strided = bodyError(
+      'mixer a = attention(heads: 4, pattern: block_sparse(block: 8, layout: strided(local: 1, stride: 3), random: random(r: 2, per_head: true)))\nlayers 1 x a',
+    );
+    expect(strided.message).toMatch(/random blocks combine with a local layout/);
+  });
+
+  it('the JSON form checks the same rules', () => {
+    const m = resolve(bb('random(r: 3, seed: 1, per_head: true)'));
+    const json = JSON.parse(JSON.stringify(m)) as {
+      layers: { mixer: { pattern: { random: { perHead: unknown } } } }[];
+    };
+    json.layers[0].mixer.pattern.random.perHead = 'yes';
+    expect(() => parseSpec(JSON.stringify(json), 'bad.json')).toThrow(/perHead/);
+  });
+});
+
 describe('global tokens', () => {
   it('resolves, prints and reloads', () => {
     const m = resolve('mixer a = attention(heads: 4, window: 256, global: 4)\nlayers 1 x a');

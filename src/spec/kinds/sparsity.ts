@@ -15,12 +15,13 @@
  * queries keep every key block. `random: random(r: R, seed: S)` (local layouts only) adds BigBird's
  * random blocks: R key blocks per non-global query block, drawn from the seed among the blocks
  * the band and the global blocks leave out (causal: only earlier ones), so local + global +
- * random is BigBird's ITC layout. Causal attention applies its token mask on top, so a layout
+ * random is BigBird's ITC layout; `per_head: true` gives each query head its own draw (BigBird's
+ * form; default false: one draw for every head). Causal attention applies its token mask on top, so a layout
  * only ever removes keys; each keeps the diagonal block, so every query sees itself.
  */
 import { defineKind, opt, req, toDslCall, type Family, type ValueType } from '../kind.ts';
 import type { Issue, Namer } from '../checks.ts';
-import { block as blockOf, describeValue, int } from '../values.ts';
+import { block as blockOf, bool, describeValue, int } from '../values.ts';
 
 export interface LocalLayout {
   kind: 'local';
@@ -60,6 +61,11 @@ export interface RandomBlocks {
   r: number;
   /** Seed of the draw: a u32. */
   seed: number;
+  /**
+   * Each query head draws its own blocks (BigBird's form); absent or false: one draw serves
+   * every head, as before this option existed, so existing specs keep their pattern.
+   */
+  perHead?: boolean;
 }
 
 /** Most random blocks per query block: the kernel redraws them per block test, O(r²). */
@@ -151,11 +157,18 @@ const offsets = defineKind({
 
 const random = defineKind({
   name: 'random',
-  params: { r: req(int(1)), seed: opt(int(0)) },
-  build: (a): RandomBlocks => ({ kind: 'random', r: a.r, seed: a.seed ?? 0 }),
+  params: { r: req(int(1)), seed: opt(int(0)), per_head: opt(bool) },
+  build: (a): RandomBlocks => ({
+    kind: 'random',
+    r: a.r,
+    seed: a.seed ?? 0,
+    // Present only when set, so draws shared by all heads stay as they were.
+    ...(a.per_head ? { perHead: true } : {}),
+  }),
   toArgs: (s) => [
     { name: 'r', value: s.r },
     { name: 'seed', value: s.seed },
+    ...(s.perHead ? [{ name: 'per_head', value: true }] : []),
   ],
 });
 
