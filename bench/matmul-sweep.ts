@@ -3,7 +3,7 @@
  * timed on random data: the measurements the tile rules in codegen/kernels/matmul/ are chosen
  * from. Usage on the GPU machine:
  *   tsx bench/matmul-sweep.ts [--gpu-flags fast] [--out FILE] [--shapes M×N×K[g],…]
- *     [--wtypes f32,f16,q8,q4] [--groups 1,2,4,8]
+ *     [--wtypes f32,f16,q8,q4] [--groups 1,2,4,8] [--tpc 32,64,128,256] [--cs 2,4,8]
  * Decode shapes (M = 1) try every GEMV shape (TPC × C × G load units per step) for each weight
  * type of --wtypes; G's rule is GEMV_UNITS in codegen/kernels/matmul/gemv.ts.
  */
@@ -36,6 +36,9 @@ const { values } = parseArgs({
     wtypes: { type: 'string', default: 'f32,f16,q8,q4' },
     /** Load units per thread and step (GemvShape.G) of the GEMV candidates. */
     groups: { type: 'string', default: '1,2,4,8' },
+    /** Threads per row (TPC) and rows per thread group (C) of the GEMV candidates. */
+    tpc: { type: 'string', default: '32,64,128,256' },
+    cs: { type: 'string', default: '2,4,8' },
   },
 });
 const WTYPES = values.wtypes.split(',').map((t) => {
@@ -50,8 +53,8 @@ log(`adapter ${JSON.stringify(gpu.adapterInfo)}; caps ${JSON.stringify(gpu.caps)
 
 // The benchmark's square shapes, then Llama-3.2-1B prefill shapes at 512 tokens (q/k/v fused,
 // gate/up fused, down).
-const GEMV_TPC = [32, 64, 128, 256];
-const GEMV_C = [2, 4, 8];
+const GEMV_TPC = values.tpc.split(',').map(Number);
+const GEMV_C = values.cs.split(',').map(Number);
 
 const SHAPES: [number, number, number, boolean][] = values.shapes
   ? values.shapes.split(',').map((s) => {

@@ -164,5 +164,10 @@ describe('GEMV load-unit groups: reads and rule', () => {
         );
       }
     }
+    // A rule line of G = 8: rows of 130 scalar units take G = 2, of 96 elements (24 units) 8.
+    const line = { G: 8, maxTPC: 64, C: 4 };
+    expect(gemvShape(mm(67, 130), BASELINE_CAPS, line)).toEqual({ TPC: 32, C: 4, G: 2 });
+    expect(gemvShape(mm(67, 96, { wType: 'q4' }), BASELINE_CAPS, line).G).toBe(8);
+    expect(gemvShape(mm(67, 8192, { wType: 'q4' }), BASELINE_CAPS, line).TPC).toBe(64);
   });
 });

@@ -25,27 +25,43 @@ export interface GemvShape {
   G: number;
 }
 
-/**
- * Load units per thread and loop step, by weight type: the line to change to the sweep's winner
- * (bench/matmul-sweep.ts measures G ∈ {1, 2, 4, 8}). 1 everywhere is the GEMV as it was before
- * G existed (the kernels are unchanged); a row's units not divisible by G take the largest
- * power of two that divides them.
- */
-export const GEMV_UNITS: Readonly<Record<WeightType, number>> = { f32: 1, f16: 1, q8: 1, q4: 1 };
+/** One weight type's line of the GEMV rule (GEMV_RULE). */
+export interface GemvRule {
+  G: number;
+  maxTPC: number;
+  C: number;
+}
 
 /**
- * The rule's shape, from the H200 sweep of 2026-12-04 (bench/matmul-sweep.ts on six decode
- * shapes, bench/results/2026-12-04-nvidia-h200-gemv-sweep.json): two rows per thread group, and
- * about 8 load units per thread, at least a warp; f16 weights at most 64 threads per row (with
- * 128 or 256 they lost up to 2× on four of six shapes). The old rule (4 rows, U/4 threads up to
- * 256) ran the gated f16 gate+up at 1341 GB/s against 2786 for this one.
+ * The rule, per weight type: G load units per thread and step, at most maxTPC threads per row
+ * (fewer when the row is short: about 8 units per thread, at least a warp), C rows per thread
+ * group. Each type's line is what to change to the sweep's winner (bench/matmul-sweep.ts
+ * --wtypes … --groups 1,2,4,8 measures G × TPC × C). From the H200 sweep of 2026-12-04
+ * (bench/results/2026-12-04-nvidia-h200-gemv-sweep.json, G = 1 only): two rows per thread
+ * group; f16 weights at most 64 threads per row (with 128 or 256 they lost up to 2× on four of
+ * six shapes). The old rule (4 rows, U/4 threads up to 256) ran the gated f16 gate+up at
+ * 1341 GB/s against 2786 for this one. q8 and q4 took f16's line, unmeasured; G = 1 everywhere
+ * is the GEMV as it was before G existed. A row whose units G does not divide takes the largest
+ * power of two that does.
  */
-export function gemvShape(a: MatmulAttrs, caps: DeviceCaps): GemvShape {
+export const GEMV_RULE: Readonly<Record<WeightType, GemvRule>> = {
+  f32: { G: 1, maxTPC: 256, C: 2 },
+  f16: { G: 1, maxTPC: 64, C: 2 },
+  q8: { G: 1, maxTPC: 64, C: 2 },
+  q4: { G: 1, maxTPC: 64, C: 2 },
+};
+
+/** The rule's shape for matmul a on the device (GEMV_RULE, or another rule line). */
+export function gemvShape(
+  a: MatmulAttrs,
+  caps: DeviceCaps,
+  rule: GemvRule = GEMV_RULE[a.wType],
+): GemvShape {
   const U = gemvUnits(a);
-  const cap = Math.min(gemvWorkgroup(caps), a.wType === 'f32' ? 256 : 64);
-  let G = GEMV_UNITS[a.wType];
+  const cap = Math.min(gemvWorkgroup(caps), rule.maxTPC);
+  let G = rule.G;
   while (G > 1 && U % G !== 0) G /= 2;
-  return { TPC: Math.min(cap, Math.max(32, pow2Floor(Math.max(1, U / 8)))), C: 2, G };
+  return { TPC: Math.min(cap, Math.max(32, pow2Floor(Math.max(1, U / 8)))), C: rule.C, G };
 }
 
 /** Load units per row (common.ts Common.U). */
