@@ -1,7 +1,7 @@
 /**
  * The decode GEMV with G load units per thread and loop step (GemvShape.G; the grouped weight
- * reader codegen/kernels/weight-load.ts weightGroupBinding) against the reference, for every G
- * and weight type, on awkward shapes: N = 1, N odd and a multiple of no workgroup's rows, K of
+ * reader codegen/kernels/weight-load.ts weightGroupBinding) against the reference, for G = 2, 4
+ * and 8 and every weight type, on awkward shapes: N = 1, N odd and a multiple of no workgroup's rows, K of
  * one q block (32) and of 33 blocks, gated, with every x path the GEMV has (norm prologues,
  * grouped and gated, x maps per split, x rounded to f16) and every epilogue whose indexing
  * differs (ropeKv pairs, the conv state). Tolerance: check's 1e-4 relative, as for G = 1: the
@@ -16,7 +16,8 @@ import { matmulKernel } from '../../codegen/kernels/matmul.ts';
 import { gemvLaunch, gemvShape, type GemvShape } from '../../codegen/kernels/matmul/gemv.ts';
 import { check, DECODE_STEPS, LAYER, matrixCaps, mm, RMS, ropeCase } from '../helpers/matmul.ts';
 
-const GROUPS = [1, 2, 4, 8];
+// G = 1 is the GEMV every other matmul test runs (its kernels are those from before G existed).
+const GROUPS = [2, 4, 8];
 const TYPES: WeightType[] = ['f32', 'f16', 'q8', 'q4'];
 
 const act = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
@@ -116,16 +117,16 @@ describe('the decode GEMV with G load units per step against the reference', () 
       let ran = 0;
       for (const [ci, [label, a, s]] of cases(w).entries()) {
         for (const G of GROUPS) {
-          // K = 130 has 130 units: only G = 1 and 2 divide them.
+          // K = 130 has 130 units: only G = 2 divides them.
           if ((a.K % 4 === 0 ? a.K / 4 : a.K) % G !== 0) continue;
           const launch = gemvLaunch(a, caps, { ...s, G });
-          expect(launch.kernel.name, label).toMatch(G > 1 ? new RegExp(`x\\d+u${G}_`) : /x\d+_/);
+          expect(launch.kernel.name, label).toMatch(new RegExp(`x\\d+u${G}_`));
           const steps = a.conv ? [...DECODE_STEPS, { T: 1, pos: 0, L: 1 }] : DECODE_STEPS;
           await check(a, { caps, maxT: 1, steps }, 97_000 + 1000 * ti + 10 * ci + G, [launch]);
           ran++;
         }
       }
-      expect(ran).toBeGreaterThanOrEqual(4 * 8);
+      expect(ran).toBeGreaterThanOrEqual(3 * 8);
     });
   }
 });
