@@ -1,8 +1,8 @@
 /**
  * The decode GEMV with G load units per thread and loop step (GemvShape.G; the grouped weight
- * reader codegen/kernels/weight-load.ts weightGroupBinding) against the reference, for G = 2, 4
- * and 8 and every weight type, on awkward shapes: N = 1, N odd and a multiple of no workgroup's rows, K of
- * one q block (32) and of 33 blocks, gated, with every x path the GEMV has (norm prologues,
+ * reader codegen/kernels/weight-load.ts weightGroupBinding) against the reference, for G = 2,
+ * 4 and 8 and every weight type, on awkward shapes: N = 1, N odd and a multiple of no
+ * workgroup's rows, K of one q block (32) and of 33 blocks, gated, with every x path the GEMV has (norm prologues,
  * grouped and gated, x maps per split, x rounded to f16) and every epilogue whose indexing
  * differs (ropeKv pairs, the conv state). Tolerance: check's 1e-4 relative, as for G = 1: the
  * dequantised weights (scale · code, and f16 → f32) are exact in f32, so only the summation
