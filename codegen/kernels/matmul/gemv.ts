@@ -142,18 +142,18 @@ export function gemvLaunch(
     ${fma.join('\n    ')}
   }`;
   } else {
-    // G units k0 … k0+G-1 per step: x loaded unit by unit, w through load_wg (weight-load.ts
+    // G units kb … kb+G-1 per step: x loaded unit by unit, w through load_wg (weight-load.ts
     // weightGroupBinding), whose wide reads want the group's units consecutive in one thread.
     const us = Array.from({ length: UG }, (_, g) => g);
-    const ks = us.map((g) => `let k${g} = k0 + ${g}u;`).join(' ');
+    const ks = us.map((g) => `let k${g} = kb + ${g}u;`).join(' ');
     const xLoads = a.splitXMaps
       ? cols.flatMap((j) => us.map((g) => `let xv${j}_${g} = ${xsAt(`k${g}`, j)};`))
       : us.map((g) => `let xv_${g} = ${xAt(`k${g}`)};`);
     const xArgs = (j: number) =>
       us.map((g) => (a.splitXMaps ? `xv${j}_${g}` : `xv_${g}`)).join(', ');
-    const fma = cols.map((j) => `s${j} += load_wg(w${j} + k0, ${xArgs(j)});`);
-    if (a.gated) fma.push(...cols.map((j) => `s${C + j} += load_wg(wu${j} + k0, ${xArgs(0)});`));
-    loop = `for (var k0 = lane * ${UG}u; k0 < U; k0 += ${TPC * UG}u) {
+    const fma = cols.map((j) => `s${j} += load_wg(w${j} + kb, ${xArgs(j)});`);
+    if (a.gated) fma.push(...cols.map((j) => `s${C + j} += load_wg(wu${j} + kb, ${xArgs(0)});`));
+    loop = `for (var kb = lane * ${UG}u; kb < U; kb += ${TPC * UG}u) {
     ${ks}
     ${xLoads.join('\n    ')}
     ${fma.join('\n    ')}
