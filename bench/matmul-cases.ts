@@ -9,21 +9,50 @@ import type { GpuContext } from '../runtime/gpu.ts';
 import { packF16 } from '../formats/safetensors.ts';
 import type { MatmulAttrs } from '../src/graph/ops.ts';
 import { activate, roundF16 } from '../src/ops/math.ts';
+import { encodeWeight, roundWeight } from '../src/ops/weight-storage.ts';
+import type { WeightType } from '../src/graph/dtype.ts';
 import { uniform } from '../src/import/random-init.ts';
 import { timeLaunches } from './gpu-timer.ts';
 
 export interface MatmulData {
   x: Float32Array;
   w: Float32Array;
-  /** w as the kernel reads it: f32, or f16 packed two per word. */
+  /** Rows of w (K elements each). */
+  K: number;
+  /** w as the kernel reads it: f32, or f16 packed two per word (q8 / q4: storedWeight). */
   wGpu: { f32: Float32Array; f16: Uint32Array };
+  /** q8 / q4 encodings made so far (storedWeight): the words, and the values they decode to. */
+  quant: Partial<Record<'q8' | 'q4', { words: Uint32Array; values: Float32Array }>>;
 }
 
 /** Uniform random x in [-1, 1) and w scaled by 1/√K, so outputs stay O(1). */
 export function matmulData(M: number, N: number, K: number, seed: number): MatmulData {
   const x = uniform(M * K, seed, -1, 1);
   const w = uniform(N * K, seed + 1, -1 / Math.sqrt(K), 1 / Math.sqrt(K));
-  return { x, w, wGpu: { f32: w, f16: packF16(w) } };
+  return { x, w, K, wGpu: { f32: w, f16: packF16(w) }, quant: {} };
+}
+
+/**
+ * w stored as type t (src/ops/weight-storage.ts, rows of K) as the kernel binds it, and the
+ * values a kernel reading it sees; q8 and q4 are encoded on first use (seconds at 32768 × 2048).
+ */
+export function storedWeight(
+  d: MatmulData,
+  t: WeightType,
+): { words: Float32Array | Uint32Array; values: (i: number) => number } {
+  if (t === 'f32') return { words: d.wGpu.f32, values: (i) => d.w[i] };
+  if (t === 'f16') return { words: d.wGpu.f16, values: (i) => roundF16(d.w[i]) };
+  let q = d.quant[t];
+  if (!q) {
+    const bytes = encodeWeight(t, d.w, d.K);
+    q = {
+      words: new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4),
+      values: roundWeight(t, d.w, d.K),
+    };
+    d.quant[t] = q;
+  }
+  const values = q.values;
+  return { words: q.words, values: (i) => values[i] };
 }
 
 /**
@@ -38,7 +67,7 @@ export function sampledError(
   samples = 256,
 ): number {
   const pick = uniform(2 * samples, 12345, 0, 1);
-  const rw = a.wType === 'f16' ? roundF16 : (v: number) => v;
+  const rw = storedWeight(d, a.wType).values;
   const rx = a.xType === 'f16' ? roundF16 : (v: number) => v;
   let maxDiff = 0;
   let maxRef = 0;
@@ -47,7 +76,7 @@ export function sampledError(
     const n = Math.floor(pick[2 * s + 1] * a.N);
     const dot = (row: number) => {
       let acc = 0;
-      for (let k = 0; k < a.K; k++) acc += rx(d.x[m * a.K + k]) * rw(d.w[row * a.K + k]);
+      for (let k = 0; k < a.K; k++) acc += rx(d.x[m * a.K + k]) * rw(row * a.K + k);
       return acc;
     };
     let ref = dot(n);
@@ -84,7 +113,7 @@ export async function timeMatmul(
     {
       reps,
       samples: 5,
-      init: { x: d.x, w: a.wType === 'f16' ? d.wGpu.f16 : d.wGpu.f32, out },
+      init: { x: d.x, w: storedWeight(d, a.wType).words, out },
       readBack: ['out'],
     },
   );

@@ -1,7 +1,11 @@
 /**
  * Every matmul tile shape on every benchmark shape, each checked (sampled f64 dot products) and
  * timed on random data: the measurements the tile rules in codegen/kernels/matmul/ are chosen
- * from. Usage on the GPU machine:  tsx bench/matmul-sweep.ts [--gpu-flags fast] [--out FILE]
+ * from. Usage on the GPU machine:
+ *   tsx bench/matmul-sweep.ts [--gpu-flags fast] [--out FILE] [--shapes M×N×K[g],…]
+ *     [--wtypes f32,f16,q8,q4] [--groups 1,2,4,8] [--tpc 32,64,128,256] [--cs 2,4,8]
+ * Decode shapes (M = 1) try every GEMV shape (TPC × C × G load units per step) for each weight
+ * type of --wtypes; G's rule is GEMV_UNITS in codegen/kernels/matmul/gemv.ts.
  */
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
@@ -9,6 +13,7 @@ import { acquire } from '../runtime/node/webgpu-node.ts';
 import { plainMatmul, type MatmulAttrs } from '../src/graph/ops.ts';
 import { matmulKernel, matmulWeightBytes } from '../codegen/kernels/matmul.ts';
 import { gemvLaunch } from '../codegen/kernels/matmul/gemv.ts';
+import { WEIGHT_TYPES, weightTypeUnsupported, type WeightType } from '../src/graph/dtype.ts';
 import { common } from '../codegen/kernels/matmul/common.ts';
 import { TILE_SHAPES, tiledLaunch, tilingFor } from '../codegen/kernels/matmul/tiled.ts';
 import {
@@ -27,16 +32,29 @@ const { values } = parseArgs({
     out: { type: 'string' },
     /** M×N×K[g],…: other shapes (g: gated), e.g. for a smoke run on SwiftShader. */
     shapes: { type: 'string' },
+    /** Weight types of the decode GEMV candidates. */
+    wtypes: { type: 'string', default: 'f32,f16,q8,q4' },
+    /** Load units per thread and step (GemvShape.G) of the GEMV candidates. */
+    groups: { type: 'string', default: '1,2,4,8' },
+    /** Threads per row (TPC) and rows per thread group (C) of the GEMV candidates. */
+    tpc: { type: 'string', default: '32,64,128,256' },
+    cs: { type: 'string', default: '2,4,8' },
   },
 });
+const WTYPES = values.wtypes.split(',').map((t) => {
+  if (!(WEIGHT_TYPES as readonly string[]).includes(t))
+    throw new Error(`--wtypes: ${t} is not one of ${WEIGHT_TYPES.join(', ')}`);
+  return t as WeightType;
+});
+const GEMV_G = values.groups.split(',').map(Number);
 const gpu = await acquire({ flags: values['gpu-flags'] ? values['gpu-flags'].split(',') : [] });
 const log = (m: string) => process.stderr.write(m + '\n');
 log(`adapter ${JSON.stringify(gpu.adapterInfo)}; caps ${JSON.stringify(gpu.caps)}`);
 
 // The benchmark's square shapes, then Llama-3.2-1B prefill shapes at 512 tokens (q/k/v fused,
 // gate/up fused, down).
-const GEMV_TPC = [32, 64, 128, 256];
-const GEMV_C = [2, 4, 8];
+const GEMV_TPC = values.tpc.split(',').map(Number);
+const GEMV_C = values.cs.split(',').map(Number);
 
 const SHAPES: [number, number, number, boolean][] = values.shapes
   ? values.shapes.split(',').map((s) => {
@@ -81,15 +99,21 @@ for (const [M, N, K, gated] of SHAPES) {
   const chosenName = (a: MatmulAttrs) =>
     matmulKernel(a, { caps: gpu.caps, maxT: M }).launches[0].kernel.name;
   if (M === 1) {
-    // Decode: every GEMV shape, f32 and f16 weights.
-    for (const a of [base, { ...base, wType: 'f16' } as MatmulAttrs]) {
-      for (const TPC of GEMV_TPC) {
-        for (const C of GEMV_C) {
-          variants.push({
-            kind: `gemv ${a.wType} tpc${TPC} c${C}`,
-            a,
-            launch: () => gemvLaunch(a, common(a), gpu.caps, { TPC, C }),
-          });
+    // Decode: every GEMV shape for each weight type (q8 / q4 where rows are whole blocks),
+    // G only where it divides the row's load units.
+    const units = K % 4 === 0 ? K / 4 : K;
+    for (const wType of WTYPES) {
+      if (weightTypeUnsupported(wType, K)) continue;
+      const a: MatmulAttrs = { ...base, wType };
+      for (const G of GEMV_G.filter((g) => units % g === 0)) {
+        for (const TPC of GEMV_TPC) {
+          for (const C of GEMV_C) {
+            variants.push({
+              kind: `gemv ${wType} tpc${TPC} c${C} u${G}`,
+              a,
+              launch: () => gemvLaunch(a, gpu.caps, { TPC, C, G }),
+            });
+          }
         }
       }
     }
@@ -127,7 +151,13 @@ for (const [M, N, K, gated] of SHAPES) {
       a: w16,
       launch: () => matmulKernel(w16, { caps: gpu.caps, maxT: M }).launches[0],
     });
-  const chosen = new Set([chosenName(base), chosenName(M === 1 ? w16 : f16)]);
+  const chosen = new Set(
+    M === 1
+      ? WTYPES.filter((t) => !weightTypeUnsupported(t, K)).map((t) =>
+          chosenName({ ...base, wType: t }),
+        )
+      : [chosenName(base), chosenName(f16)],
+  );
   for (const v of variants) {
     let kernel = '?';
     try {

@@ -60,7 +60,7 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
       `matmul: splitXMaps (per-split x maps) need the decode GEMV (maxT 1), got maxT ${maxT}`,
     );
   if (maxT === 1 || (a.conv && (a.conv.batch ?? 1) === 1))
-    return { launches: [gemvLaunch(a, common(a), caps)], scratch };
+    return { launches: [gemvLaunch(a, caps)], scratch };
   const tensor = tensorTiling(a, caps, maxT);
   const launch = tensor
     ? tensorLaunch(

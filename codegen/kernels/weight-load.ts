@@ -61,3 +61,99 @@ fn ${name}(i: u32) -> ${R} {
   return (vec4<f32>(w & vec4<u32>(15u)) - 8.0) * d;`;
   return { elem: 'u32', load: (name, buf) => fn(name, body.replaceAll('BUF', buf)) };
 }
+
+/**
+ * Binding and grouped reader for the decode GEMV, which gives each thread G consecutive load
+ * units per loop step (G a power of two up to 8; the unit index i of the group a multiple of G):
+ * WGSL `fn <name>(i: u32, x0, …, x{G-1}) -> f32`, the dot product of units i … i+G-1 with x0 …
+ * x{G-1}. Wider groups read more bytes per load and decode a quantised block's scale once:
+ * - f16 (K % 4 === 0), G ≥ 2: the binding is vec4<u32>, 16 bytes (two units) per load;
+ * - q8, G ≥ 4: vec4<u32>, four units (16 codes) per load; q4, G = 8: vec4<u32>, the whole
+ *   32-element block per load. A group lies in one block (8 units), so its one scale multiplies
+ *   the sum. The scales are read from the same vec4<u32> binding: a tensor's last scale words
+ *   may be the first of a 16-byte element the tensor only partly fills, so this needs the
+ *   buffer rounded up to 16 bytes, as every storage buffer is (runtime/gpu.ts storageBytes);
+ * - otherwise the words of the per-unit reader (q8: one u32 a unit; q4: G = 2 one whole word,
+ *   G = 4 two), f32 and non-vec4 f16 as `weightBinding`'s load, unit by unit.
+ * G = 1 is `weightBinding`'s reader itself.
+ */
+export function weightGroupBinding(
+  t: WeightType,
+  elements: number,
+  vec4: boolean,
+  G: number,
+): WeightBinding {
+  if (![1, 2, 4, 8].includes(G)) throw new Error(`weight group of ${G} units: not 1, 2, 4 or 8`);
+  const X = vec4 ? 'vec4<f32>' : 'f32';
+  const xs = Array.from({ length: G }, (_, g) => `x${g}`);
+  const sig = (name: string) =>
+    `fn ${name}(i: u32, ${xs.map((x) => `${x}: ${X}`).join(', ')}) -> f32`;
+  const dot = (x: string, w: string) => (vec4 ? `dot(${x}, ${w})` : `(${x} * ${w})`);
+  const fn = (name: string, lines: string[], ret: string) =>
+    `\n${sig(name)} {\n  var s = 0.0;\n  ${lines.join('\n  ')}\n  return ${ret};\n}`;
+  const perUnit = (): WeightBinding => {
+    const one = weightBinding(t, elements, vec4);
+    return {
+      elem: one.elem,
+      load: (name, buf) =>
+        one.load(`${name}_unit`, buf) +
+        fn(
+          name,
+          xs.map((x, g) => `s += ${dot(x, `${name}_unit(i + ${g}u)`)};`),
+          's',
+        ),
+    };
+  };
+  if (t === 'f32' || (t === 'f16' && (!vec4 || G === 1))) return perUnit();
+  if (t === 'f16') {
+    // Word pair p of the group: units 2p (halves in .x, .y) and 2p + 1 (.z, .w).
+    const lines: string[] = [];
+    for (let p = 0; p < G / 2; p++) {
+      lines.push(
+        `let q${p} = BUF[(i >> 1u) + ${p}u];`,
+        `s += dot(x${2 * p}, vec4<f32>(unpack2x16float(q${p}.x), unpack2x16float(q${p}.y)))` +
+          ` + dot(x${2 * p + 1}, vec4<f32>(unpack2x16float(q${p}.z), unpack2x16float(q${p}.w)));`,
+      );
+    }
+    return {
+      elem: 'vec4<u32>',
+      load: (name, buf) => fn(name, lines, 's').replaceAll('BUF', buf),
+    };
+  }
+  if (!vec4) throw new Error(`${t} weight: read in units of four (rows are whole blocks)`);
+  if (G === 1) return perUnit();
+  if (dtypeBytes(t, elements) % 4 !== 0) throw new Error(`${t} weight: unaligned layout`);
+  const scaleWord = quantScaleOffset(t, elements) / 4;
+  const wide = (t === 'q8' && G >= 4) || (t === 'q4' && G === 8);
+  // Word w of the buffer: BUF[w] in a u32 binding, component w & 3 of BUF[w >> 2] in vec4<u32>.
+  const word = (w: string) => (wide ? `BUF[(${w}) >> 2u][(${w}) & 3u]` : `BUF[${w}]`);
+  // The group's block is i >> 3 (8 units a block); its f16 scale is half (b & 1) of word
+  // SCALES + b / 2.
+  const scale = `let b = i >> 3u;\n  let d = unpack2x16float(${word(`${scaleWord}u + (b >> 1u)`)})[b & 1u];`;
+  // Codes of the group as u32 words c0, c1, …: q8 one word a unit, q4 one word per two units.
+  const nWords = t === 'q8' ? G : G / 2;
+  const first = t === 'q8' ? 'i' : '(i >> 1u)';
+  const lines: string[] = [];
+  if (wide) {
+    for (let v = 0; v < nWords / 4; v++) lines.push(`let v${v} = BUF[(${first} >> 2u) + ${v}u];`);
+  }
+  const code = (j: number) => (wide ? `v${j >> 2}[${j & 3}]` : `BUF[${first} + ${j}u]`);
+  for (let g = 0; g < G; g++) {
+    if (t === 'q8') {
+      // Signed byte codes: shift each to the top of an i32, then arithmetic-shift it back.
+      lines.push(
+        `s += dot(x${g}, vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(${code(g)}) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u)));`,
+      );
+    } else {
+      // Unit g is nibbles 0–3 (g even) or 4–7 (g odd) of word g / 2; value d · (code − 8).
+      const sh = g % 2 === 0 ? '0u, 4u, 8u, 12u' : '16u, 20u, 24u, 28u';
+      lines.push(
+        `s += dot(x${g}, vec4<f32>((vec4<u32>(${code(g >> 1)}) >> vec4<u32>(${sh})) & vec4<u32>(15u)) - 8.0);`,
+      );
+    }
+  }
+  return {
+    elem: wide ? 'vec4<u32>' : 'u32',
+    load: (name, buf) => fn(name, [scale, ...lines], 's * d').replaceAll('BUF', buf),
+  };
+}

@@ -197,7 +197,7 @@ describe('the decode GEMV under every shape the sweep tries', () => {
     for (const [ci, a] of cases.entries()) {
       for (const TPC of [32, 64, 256]) {
         for (const C of [2, 4, 8]) {
-          const launch = gemvLaunch(a, common(a), caps, { TPC, C });
+          const launch = gemvLaunch(a, caps, { TPC, C, G: 1 });
           await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 96_000 + 100 * ci + TPC + C, [
             launch,
           ]);
@@ -206,9 +206,7 @@ describe('the decode GEMV under every shape the sweep tries', () => {
       }
     }
     expect(ran).toBe(36);
-    expect(() => gemvLaunch(mm(8, 8), common(mm(8, 8)), caps, { TPC: 32, C: 3 })).toThrow(
-      /C = 3 must be even/,
-    );
+    expect(() => gemvLaunch(mm(8, 8), caps, { TPC: 32, C: 3, G: 1 })).toThrow(/C = 3 must be even/);
   });
 });
 

@@ -22,7 +22,7 @@ import {
 import { type DeviceCaps } from '../../../src/target.ts';
 import { actExpr } from '../wgsl-math.ts';
 import { pointwiseFunction } from '../pointwise.ts';
-import { weightBinding, type WeightBinding } from '../weight-load.ts';
+import { weightBinding, weightGroupBinding, type WeightBinding } from '../weight-load.ts';
 
 /** A WGSL f32 literal (eps values such as 1e-6 must stay floats). */
 export function lit(v: number): string {
@@ -42,9 +42,12 @@ export function hash(s: string): string {
  * `load_wu(i)`, load unit i of the weight buffer (4 consecutive k when K % 4 === 0, else 1), in
  * f32; or, on the tensor-core schedule (`wide`), as raw f16 words 8 halves per load.
  */
-function weightAccess(a: MatmulAttrs, vec4: boolean, wide: boolean): WeightBinding {
+function weightAccess(a: MatmulAttrs, vec4: boolean, wide: boolean, group: number): WeightBinding {
   if (wide) return { elem: 'vec4<u32>', load: () => '' };
-  return weightBinding(a.wType, (a.gated ? 2 : 1) * a.N * a.K, vec4);
+  const elements = (a.gated ? 2 : 1) * a.N * a.K;
+  // The GEMV's groups of load units (GemvShape.G) read through `load_wg` instead.
+  if (group > 1) return weightGroupBinding(a.wType, elements, vec4, group);
+  return weightBinding(a.wType, elements, vec4);
 }
 
 /** Schedules differ in what they need from the shared header. */
@@ -53,6 +56,12 @@ export interface CommonOptions {
   wideWeights?: boolean;
   /** WGSL `enable` lines the schedule needs, placed first. */
   enables?: string[];
+  /**
+   * The decode GEMV's load units per thread and loop step (GemvShape.G): above 1, w is read by
+   * `load_wg(i, x0, …)`, the dot product of units i … i+G-1 (weight-load.ts
+   * weightGroupBinding), and there is no `load_wu`.
+   */
+  weightGroup?: number;
 }
 
 /** What all schedules share: bindings, constants, the load/norm helpers and the epilogue. */
@@ -84,7 +93,8 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
   const xs: Array<[string, 'read', string]> = a.xMap
     ? Object.keys(a.xMap.inputs).map((n) => [n, 'read', 'f32'])
     : [['x', 'read', X]];
-  const w = weightAccess(a, vec4, opts.wideWeights ?? false);
+  const group = opts.weightGroup ?? 1;
+  const w = weightAccess(a, vec4, opts.wideWeights ?? false, group);
   const list: Array<[string, 'read' | 'read_write', string]> = [...xs, ['w', 'read', w.elem]];
   if (a.bias) list.push(['bias', 'read', 'f32']);
   if (a.residual) list.push(['residual', 'read', 'f32']);
@@ -145,7 +155,7 @@ fn gate_x(e: u32) -> ${X} {
     `const N: u32 = ${a.N}u;\nconst K: u32 = ${a.K}u;\nconst U: u32 = ${vec4 ? a.K / 4 : a.K}u;`,
     pro ? `const EPS: f32 = ${lit(pro.eps)};` : '',
     norm,
-    w.load('load_wu', 'b_w'),
+    w.load(group > 1 ? 'load_wg' : 'load_wu', 'b_w'),
     a.xType === 'f16' ? roundX(vec4) : '',
     xMapLoad(a, vec4),
     epilogue(a),

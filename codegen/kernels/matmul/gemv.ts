@@ -6,29 +6,67 @@
 import type { MatmulAttrs } from '../../../src/graph/ops.ts';
 import type { KernelLaunch } from '../../kernel-ir.ts';
 import type { DeviceCaps } from '../../../src/target.ts';
-import { foldGrid, hash, type Common } from './common.ts';
+import { common, foldGrid, hash } from './common.ts';
+import type { WeightType } from '../../../src/graph/dtype.ts';
 import { withHelpers } from '../wgsl-math.ts';
 
 function pow2Floor(n: number): number {
   return 2 ** Math.floor(Math.log2(n));
 }
 
-/** A GEMV shape: TPC threads share C weight rows; WG threads per workgroup. */
+/**
+ * A GEMV shape: TPC threads share C weight rows; each thread takes G consecutive load units
+ * (4 elements each when K % 4 === 0) per loop step, so a q4 thread with G = 8 reads a whole
+ * 32-element block (16 bytes of codes, one scale) at once where G = 1 reads 2 bytes.
+ */
 export interface GemvShape {
   TPC: number;
+  C: number;
+  G: number;
+}
+
+/** One weight type's line of the GEMV rule (GEMV_RULE). */
+export interface GemvRule {
+  G: number;
+  maxTPC: number;
   C: number;
 }
 
 /**
- * The rule's shape, from the H200 sweep of 2026-12-04 (bench/matmul-sweep.ts on six decode
- * shapes, bench/results/2026-12-04-nvidia-h200-gemv-sweep.json): two rows per thread group, and
- * about 8 load units per thread, at least a warp; f16 weights at most 64 threads per row (with
- * 128 or 256 they lost up to 2× on four of six shapes). The old rule (4 rows, U/4 threads up to
- * 256) ran the gated f16 gate+up at 1341 GB/s against 2786 for this one.
+ * The rule, per weight type: G load units per thread and step, at most maxTPC threads per row
+ * (fewer when the row is short: about 8 units per thread, at least a warp), C rows per thread
+ * group. Each type's line is what to change to the sweep's winner (bench/matmul-sweep.ts
+ * --wtypes … --groups 1,2,4,8 measures G × TPC × C). From the H200 sweep of 2026-12-04
+ * (bench/results/2026-12-04-nvidia-h200-gemv-sweep.json, G = 1 only): two rows per thread
+ * group; f16 weights at most 64 threads per row (with 128 or 256 they lost up to 2× on four of
+ * six shapes). The old rule (4 rows, U/4 threads up to 256) ran the gated f16 gate+up at
+ * 1341 GB/s against 2786 for this one. q8 and q4 took f16's line, unmeasured; G = 1 everywhere
+ * is the GEMV as it was before G existed. A row whose units G does not divide takes the largest
+ * power of two that does.
  */
-export function gemvShape(a: MatmulAttrs, c: Common, caps: DeviceCaps): GemvShape {
-  const cap = Math.min(gemvWorkgroup(caps), a.wType === 'f32' ? 256 : 64);
-  return { TPC: Math.min(cap, Math.max(32, pow2Floor(Math.max(1, c.U / 8)))), C: 2 };
+export const GEMV_RULE: Readonly<Record<WeightType, GemvRule>> = {
+  f32: { G: 1, maxTPC: 256, C: 2 },
+  f16: { G: 1, maxTPC: 64, C: 2 },
+  q8: { G: 1, maxTPC: 64, C: 2 },
+  q4: { G: 1, maxTPC: 64, C: 2 },
+};
+
+/** The rule's shape for matmul a on the device (GEMV_RULE, or another rule line). */
+export function gemvShape(
+  a: MatmulAttrs,
+  caps: DeviceCaps,
+  rule: GemvRule = GEMV_RULE[a.wType],
+): GemvShape {
+  const U = gemvUnits(a);
+  const cap = Math.min(gemvWorkgroup(caps), rule.maxTPC);
+  let G = rule.G;
+  while (G > 1 && U % G !== 0) G /= 2;
+  return { TPC: Math.min(cap, Math.max(32, pow2Floor(Math.max(1, U / 8)))), C: rule.C, G };
+}
+
+/** Load units per row (common.ts Common.U). */
+function gemvUnits(a: MatmulAttrs): number {
+  return a.K % 4 === 0 ? a.K / 4 : a.K;
 }
 
 function gemvWorkgroup(caps: DeviceCaps): number {
@@ -37,10 +75,15 @@ function gemvWorkgroup(caps: DeviceCaps): number {
 
 export function gemvLaunch(
   a: MatmulAttrs,
-  c: Common,
   caps: DeviceCaps,
-  shape: GemvShape = gemvShape(a, c, caps),
+  shape: GemvShape = gemvShape(a, caps),
 ): KernelLaunch {
+  const UG = shape.G;
+  if (![1, 2, 4, 8].includes(UG) || gemvUnits(a) % UG !== 0)
+    throw new Error(
+      `matmul gemv: G = ${UG} load units per step must be 1, 2, 4 or 8 and divide the row's ${gemvUnits(a)} units (K = ${a.K})`,
+    );
+  const c = common(a, { weightGroup: UG });
   const WG = gemvWorkgroup(caps);
   const TPC = Math.min(WG, shape.TPC);
   // Even, so a RoPE pair never straddles two groups.
@@ -55,7 +98,6 @@ export function gemvLaunch(
   }
   const cols = Array.from({ length: C }, (_, j) => j);
   const vals = Array.from({ length: V }, (_, v) => v);
-  const raw = a.xMap ? c.xUnit(`${c.rowBase} + r`, 'k') : 'b_x[base + k]';
   // A grouped prologue (prologueGroup) reads its group's rstd; the group of load unit k is k / GU.
   const grouped = a.prologueGroup !== undefined && a.prologueGroup !== a.K;
   const GU = grouped ? (c.vec4 ? a.prologueGroup! / 4 : a.prologueGroup!) : 0;
@@ -66,28 +108,57 @@ export function gemvLaunch(
   const G = grouped ? a.K / a.prologueGroup! : 1;
   // The gate's row r, unit k: columns [offset, offset + K) of its [T, cols] rows (prologueGateCols).
   const gc = a.prologueGateCols ?? { cols: a.K, offset: 0 };
-  const gated = a.prologueGate
-    ? ` * gate_x((${c.rowBase} + r) * ${gc.cols}u + ${gc.offset}u + ${c.vec4 ? '4u * k' : 'k'})`
-    : '';
-  const normed = a.prologue
-    ? `norm_x(${raw}, k, mean, ${grouped ? `grstd[k / ${GU}u]` : 'rstd'})${gated}`
-    : raw;
-  const xLoad = a.xType === 'f16' ? `round_x(${normed})` : normed;
-  const xLoads = a.splitXMaps
-    ? cols
-        .map((j) => {
-          const v = `load_xs(${c.rowBase} + r, k, min(col0 + ${j}u, N - 1u))`;
-          return `let xv${j} = ${a.xType === 'f16' ? `round_x(${v})` : v};`;
-        })
-        .join('\n    ')
-    : `let xv = ${xLoad};`;
-  const rows = cols.map((j) => `let w${j} = min(col0 + ${j}u, N - 1u) * U;`);
-  if (a.gated) rows.push(...cols.map((j) => `let wu${j} = w${j} + N * U;`));
+  // x at load unit `k` (a WGSL u32 variable): mapped, normed, gated and rounded as the
+  // attributes say.
+  const xAt = (k: string): string => {
+    const raw = a.xMap ? c.xUnit(`${c.rowBase} + r`, k) : `b_x[base + ${k}]`;
+    const gated = a.prologueGate
+      ? ` * gate_x((${c.rowBase} + r) * ${gc.cols}u + ${gc.offset}u + ${c.vec4 ? `4u * ${k}` : k})`
+      : '';
+    const normed = a.prologue
+      ? `norm_x(${raw}, ${k}, mean, ${grouped ? `grstd[${k} / ${GU}u]` : 'rstd'})${gated}`
+      : raw;
+    return a.xType === 'f16' ? `round_x(${normed})` : normed;
+  };
   // Per-split x maps: each of the C rows reads x as its own split maps it (rows of one thread
   // group may straddle a split boundary), so each has its own xv.
-  const perRow = a.splitXMaps ? (j: number) => `xv${j}` : () => 'xv';
-  const fma = cols.map((j) => `s${j} += ${c.dot(perRow(j), `load_wu(w${j} + k)`)};`);
-  if (a.gated) fma.push(...cols.map((j) => `s${C + j} += ${c.dot('xv', `load_wu(wu${j} + k)`)};`));
+  const xsAt = (k: string, j: number): string => {
+    const v = `load_xs(${c.rowBase} + r, ${k}, min(col0 + ${j}u, N - 1u))`;
+    return a.xType === 'f16' ? `round_x(${v})` : v;
+  };
+  const rows = cols.map((j) => `let w${j} = min(col0 + ${j}u, N - 1u) * U;`);
+  if (a.gated) rows.push(...cols.map((j) => `let wu${j} = w${j} + N * U;`));
+  let loop: string;
+  if (UG === 1) {
+    const xLoads = a.splitXMaps
+      ? cols.map((j) => `let xv${j} = ${xsAt('k', j)};`).join('\n    ')
+      : `let xv = ${xAt('k')};`;
+    const perRow = a.splitXMaps ? (j: number) => `xv${j}` : () => 'xv';
+    const fma = cols.map((j) => `s${j} += ${c.dot(perRow(j), `load_wu(w${j} + k)`)};`);
+    if (a.gated)
+      fma.push(...cols.map((j) => `s${C + j} += ${c.dot('xv', `load_wu(wu${j} + k)`)};`));
+    loop = `for (var k = lane; k < U; k += ${TPC}u) {
+    ${xLoads}
+    ${fma.join('\n    ')}
+  }`;
+  } else {
+    // G units kb … kb+G-1 per step: x loaded unit by unit, w through load_wg (weight-load.ts
+    // weightGroupBinding), whose wide reads want the group's units consecutive in one thread.
+    const us = Array.from({ length: UG }, (_, g) => g);
+    const ks = us.map((g) => `let k${g} = kb + ${g}u;`).join(' ');
+    const xLoads = a.splitXMaps
+      ? cols.flatMap((j) => us.map((g) => `let xv${j}_${g} = ${xsAt(`k${g}`, j)};`))
+      : us.map((g) => `let xv_${g} = ${xAt(`k${g}`)};`);
+    const xArgs = (j: number) =>
+      us.map((g) => (a.splitXMaps ? `xv${j}_${g}` : `xv_${g}`)).join(', ');
+    const fma = cols.map((j) => `s${j} += load_wg(w${j} + kb, ${xArgs(j)});`);
+    if (a.gated) fma.push(...cols.map((j) => `s${C + j} += load_wg(wu${j} + kb, ${xArgs(0)});`));
+    loop = `for (var kb = lane * ${UG}u; kb < U; kb += ${TPC * UG}u) {
+    ${ks}
+    ${xLoads.join('\n    ')}
+    ${fma.join('\n    ')}
+  }`;
+  }
 
   const red = (i: string): string => `red[${i} * ${WG}u + lid]`;
   let finish: string;
@@ -189,10 +260,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let col0 = blk * ${CPW}u + (lid / ${TPC}u) * ${C}u;
   ${rows.join('\n  ')}
   ${vals.map((v) => `var s${v} = 0.0;`).join(' ')}
-  for (var k = lane; k < U; k += ${TPC}u) {
-    ${xLoads}
-    ${fma.join('\n    ')}
-  }
+  ${loop}
   ${vals.map((v) => `${red(`${v}u`)} = s${v};`).join('\n  ')}
   workgroupBarrier();
   for (var h = ${TPC / 2}u; h > 0u; h = h >> 1u) {
@@ -206,7 +274,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }${rowEnd}
 }
 `;
-  const name = `matmul_gemv${CPW}x${TPC}${c.features}_${hash(code)}`;
+  const name = `matmul_gemv${CPW}x${TPC}${UG > 1 ? `u${UG}` : ''}${c.features}_${hash(code)}`;
   return {
     kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [WG, 1, 1] },
     grid: [gx, a.conv ? 1 : { sym: a.rows }, gz],
