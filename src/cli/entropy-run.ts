@@ -90,13 +90,21 @@ export async function runEntropyBound(
   const model = entropyBoundOnSequence(seq);
   // The first denoising step's canvas and logits, for --dump-logits.
   let first: { canvas: Uint32Array; logits: Float32Array } | null = null;
+  // Only --dump-logits reads a step's logits back (the first step's); every other step of the
+  // device path reads its row statistics alone.
   const watched: BlockDiffusionModel = {
     ...model,
     async denoise(canvas, sc, t) {
       // The same array goes back to the sampler: the model knows its own logits by it.
       const logits = await model.denoise(canvas, sc, t);
-      first ??= { canvas: canvas.slice(), logits: logits.slice() };
+      if (o.dump) first ??= { canvas: canvas.slice(), logits: logits.slice() };
       return logits;
+    },
+    async denoiseRows(canvas, sc, t, noise, withLogits) {
+      const want = o.dump !== undefined && first === null;
+      const rows = await model.denoiseRows!(canvas, sc, t, noise, withLogits || want);
+      if (want) first = { canvas: canvas.slice(), logits: rows.logits!.slice() };
+      return rows;
     },
   };
   let steps = 0;
