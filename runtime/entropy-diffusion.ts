@@ -23,9 +23,11 @@
  * denoiseRows (the sampler's device path, src/ops/diffusion-entropy.ts) runs the same step with
  * no logits readback: in the step's submission, after the self-conditioning softmax, the
  * entropy_rows kernel (codegen/kernels/entropy-rows.ts) reduces each canvas row to its argmax,
- * drawn token and entropy, and the host reads those ENTROPY_ROW_WORDS words a row (3 KiB for a
- * canvas of 256 rather than its 268 MB of logits at vocab 262144); the logits are read only when
- * asked (--dump-logits). Its self-condition holds no logits: the model knows it by identity. The canvas must fit one prefill chunk (its rows attend to each
+ * drawn token and entropy with their error bounds, and the host reads those ENTROPY_ROW_WORDS
+ * words a row (7 KiB for a canvas of 256 rather than its 268 MB of logits at vocab 262144); the
+ * logits are read only when asked (--dump-logits), or one row at a time when the sampler must
+ * recompute a row its bounds leave open (check.rowLogits, before the sequence's next step
+ * overwrites the buffer). Its self-condition holds no logits: the model knows it by identity. The canvas must fit one prefill chunk (its rows attend to each
  * other within one step).
  */
 import {
@@ -35,7 +37,7 @@ import {
   type DenoisedRows,
   type SelfCondition,
 } from '../src/ops/diffusion-entropy.ts';
-import type { RowNoise } from '../src/ops/entropy-rows.ts';
+import { decodeRowWords, type RowNoise } from '../src/ops/entropy-rows.ts';
 import { softmaxRowsKernel } from '../codegen/kernels/softmax-rows.ts';
 import { ENTROPY_ROW_WORDS, entropyRowsKernel } from '../codegen/kernels/entropy-rows.ts';
 import { GREEDY } from '../codegen/kernel-ir.ts';
@@ -147,11 +149,14 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
       held = 'other';
     }
   };
+  // Steps this model has run (denoise, denoiseRows, encode): a row reader checks it is current.
+  let steps = 0;
   seq.reset();
   seq.clearState(SELF_CONDITION_PROBS);
   return {
     vocab,
     async encode(ids: Uint32Array): Promise<void> {
+      steps++;
       for (let s = 0; s < ids.length; s += maxT) {
         const chunk = ids.subarray(s, s + maxT);
         if (encodeReadsState) zero(chunk.length);
@@ -165,6 +170,7 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
     ): Promise<Float32Array> {
       const C = canvas.length;
       fits(C);
+      steps++;
       const at = seq.pos;
       selfCondition(sc, C);
       // The next step's self-conditioning, from this step's logits, in this step's submission.
@@ -198,6 +204,7 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
       selfCondition(sc, C);
       held = 'other';
       let logitsBuf: GPUBuffer | null = null;
+      const stepAt = ++steps;
       try {
         await seq.forwardOnDevice(
           canvas,
@@ -219,19 +226,30 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
                 await seq.model.readback(label, readBuffer(device, logitsBuf, C * vocab * 4)),
               )
             : null;
-        const bits = new Float32Array(words.buffer);
+        const rs = decodeRowWords(words, C, temperature, noise);
+        const buf = logitsBuf as GPUBuffer | null;
+        if (!buf) throw new Error('denoiseRows: the step recorded no logits buffer');
         const out: DenoisedRows = {
-          argmax: new Uint32Array(C),
-          token: new Uint32Array(C),
-          entropy: new Float64Array(C),
+          argmax: rs.argmax,
+          token: rs.token,
+          entropy: rs.entropy,
           logits,
           self: { logits, temperature },
+          check: {
+            entropyError: rs.entropyError,
+            tokenSure: rs.tokenSure,
+            rowLogits: async (p: number) => {
+              if (!Number.isInteger(p) || p < 0 || p >= C)
+                throw new Error(`rowLogits(${p}): the canvas has rows 0..${C - 1}`);
+              if (steps !== stepAt)
+                throw new Error(`rowLogits(${p}): the sequence has run another step since`);
+              const bytes = vocab * 4;
+              return new Float32Array(
+                await seq.model.readback(label, readBuffer(device, buf, bytes, p * bytes)),
+              );
+            },
+          },
         };
-        for (let p = 0; p < C; p++) {
-          out.argmax[p] = words[ENTROPY_ROW_WORDS * p];
-          out.token[p] = words[ENTROPY_ROW_WORDS * p + 1];
-          out.entropy[p] = bits[ENTROPY_ROW_WORDS * p + 2];
-        }
         held = out.self;
         return out;
       } finally {

@@ -37,7 +37,13 @@
  */
 import type { EntropyBoundSpec } from '../spec/model.ts';
 import { noiseUniform } from './diffusion.ts';
-import { entropyRowStats, NONFINITE_ROW, type RowNoise } from './entropy-rows.ts';
+import {
+  ambiguousRows,
+  entropyRowStats,
+  NONFINITE_ROW,
+  type RowNoise,
+  type RowStats,
+} from './entropy-rows.ts';
 import { softmaxRowsInto } from './softmax-rows.ts';
 
 /**
@@ -187,6 +193,15 @@ export interface DenoisedRows {
   entropy: Float64Array;
   logits: Float32Array | null;
   self: SelfCondition;
+  /**
+   * Statistics computed in f32 on the device: how far each may be from the host's f64 ones
+   * (RowStats: 0 / sure is exact) and a reader of one canvas row's logits (valid until the
+   * model's next call), with which the sampler recomputes the rows that could change a decision.
+   * Absent: exact.
+   */
+  check?: Pick<RowStats, 'entropyError' | 'tokenSure'> & {
+    rowLogits(p: number): Promise<Float32Array>;
+  };
 }
 
 /** The model side of the sampler: a causal encoder into a KV cache and a cache-reading denoiser. */
@@ -212,8 +227,10 @@ export interface BlockDiffusionModel {
    * entropy_rows op; runtime/entropy-diffusion.ts runs its kernel on the GPU), so only a few
    * words a row come back. `noise`: the draw's seed and index (the Gumbel noise of row p is that
    * of (seed, draw, p, id)); `withLogits`: read the logits back too (for a caller that needs
-   * them). Exact at t = 0; at t > 0 its token and entropy are f32 (src/ops/entropy-rows.ts), so
-   * the sampler uses it there only when asked (EntropyBoundOptions.deviceRows).
+   * them). Exact at t = 0; at t > 0 its token and entropy are f32 (src/ops/entropy-rows.ts),
+   * returned with their error bounds (DenoisedRows.check), and the sampler recomputes from the
+   * row's logits every row that could make a decision differ from the host path's: the
+   * generation is the host path's, token for token.
    */
   denoiseRows?(
     canvas: Uint32Array,
@@ -237,21 +254,17 @@ export interface EntropyBoundStep {
   accepted: boolean[];
   /** The step ended its canvas (stable and confident). */
   stopped: boolean;
+  /** Rows of device statistics recomputed on the host from their logits (0 on the host path). */
+  recomputed: number;
 }
-
-/**
- * Which steps take the model's device row statistics (BlockDiffusionModel.denoiseRows), when it
- * has them: `exact` the steps at t = 0, where they equal the host's bit for bit; `always` every
- * step (at t > 0 a token whose two best noisy scores lie within f32 error may differ, and the
- * entropies are f32, so an acceptance or stop at the edge of its bound may too); `never` none.
- */
-export type DeviceRows = 'exact' | 'always' | 'never';
-export const DEVICE_ROWS: readonly DeviceRows[] = ['exact', 'always', 'never'];
 
 /** Options: starting canvases (else drawn), and a per-step callback. */
 export interface EntropyBoundOptions {
-  /** Absent: `exact`. */
-  deviceRows?: DeviceRows;
+  /**
+   * Take the model's device row statistics (BlockDiffusionModel.denoiseRows) when it has them
+   * (the same tokens either way); false: every step reads its logits. Absent: true.
+   */
+  deviceRows?: boolean;
   /** Block b's starting canvas; null or absent: uniformly random tokens from the seed. */
   starts?: (block: number) => Uint32Array | null;
   onStep?: (s: EntropyBoundStep) => void | Promise<void>;
@@ -304,12 +317,11 @@ async function denoiseStep(
   sc: SelfCondition | null,
   t: number,
   noise: RowNoise,
-  deviceRows: DeviceRows,
+  deviceRows: boolean,
 ): Promise<DenoisedRows> {
   const C = canvas.length;
   const vocab = model.vocab;
-  const device =
-    model.denoiseRows && (deviceRows === 'always' || (deviceRows === 'exact' && t === 0));
+  const device = model.denoiseRows && deviceRows;
   let rows: DenoisedRows;
   if (device) {
     rows = await model.denoiseRows!(canvas, sc, t, noise, false);
@@ -359,26 +371,45 @@ export async function entropyBoundGenerate(
     for (let k = N; k >= 1; k--) {
       const t = stepTemperature(r, k, N);
       const stepDraw = draw++;
-      const rows = await denoiseStep(
-        model,
-        canvas,
-        sc,
-        t,
-        { seed: r.seed, draw: stepDraw },
-        o.deviceRows ?? 'exact',
-      );
-      const next = rows.token.slice();
-      const entropy = rows.entropy;
+      const noise = { seed: r.seed, draw: stepDraw };
+      const rows = await denoiseStep(model, canvas, sc, t, noise, o.deviceRows ?? true);
       argmax = rows.argmax;
-      const accepted = acceptByEntropy(entropy, r.entropyBound);
-      const noise = randomTokens(r.seed, stepDraw, RENOISE_STREAM, C, vocab);
-      for (let p = 0; p < C; p++) if (!accepted[p]) next[p] = noise[p];
       // Stable: the argmax equals each of the last stabilityThreshold steps' (all must exist).
       const s = r.stabilityThreshold;
       const stable =
         s === 0 ||
         (history.length >= s && history.slice(-s).every((h) => h.every((x, i) => x === argmax[i])));
       history.push(argmax);
+      let accepted = acceptByEntropy(rows.entropy, r.entropyBound);
+      let recomputed = 0;
+      const check = rows.check;
+      if (check) {
+        // Device statistics: recompute from its logits each row that could decide otherwise
+        // than the f64 host path, until none could (src/ops/entropy-rows.ts ambiguousRows).
+        const stats: RowStats = { ...rows, ...check };
+        for (;;) {
+          const open = ambiguousRows(
+            stats,
+            accepted,
+            r.entropyBound,
+            stable ? r.confidenceThreshold : null,
+          );
+          if (!open.length) break;
+          for (const p of open) {
+            const x = entropyRowStats(await check.rowLogits(p), 0, vocab, t, noise, p);
+            stats.token[p] = x.token;
+            stats.entropy[p] = x.entropy;
+            stats.entropyError[p] = 0;
+            stats.tokenSure[p] = 1;
+            recomputed++;
+          }
+          accepted = acceptByEntropy(stats.entropy, r.entropyBound);
+        }
+      }
+      const entropy = rows.entropy;
+      const next = rows.token.slice();
+      const renoise = randomTokens(r.seed, stepDraw, RENOISE_STREAM, C, vocab);
+      for (let p = 0; p < C; p++) if (!accepted[p]) next[p] = renoise[p];
       const meanEntropy = entropy.reduce((a, x) => a + x, 0) / C;
       const stopped = stable && meanEntropy < r.confidenceThreshold;
       await o.onStep?.({
@@ -390,6 +421,7 @@ export async function entropyBoundGenerate(
         argmax,
         accepted,
         stopped,
+        recomputed,
       });
       sc = rows.self;
       canvas = next;

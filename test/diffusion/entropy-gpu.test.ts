@@ -28,7 +28,6 @@ import {
   entropyBoundGenerate,
   SELF_CONDITION_PROBS,
   type BlockDiffusionModel,
-  type DeviceRows,
   type EntropyBoundRun,
 } from '../../src/ops/diffusion-entropy.ts';
 import { ENTROPY_ROW_WORDS } from '../../src/ops/entropy-rows.ts';
@@ -141,28 +140,32 @@ async function readsBack<T>(body: () => Promise<T>) {
 }
 
 /** The sampler over the GPU model itself (its denoiseRows), steps counted. */
-async function generateRows(run: EntropyBoundRun, deviceRows: DeviceRows) {
+async function generateRows(run: EntropyBoundRun, deviceRows: boolean) {
   let steps = 0;
+  let recomputed = 0;
   const tokens = await entropyBoundGenerate(entropyBoundOnSequence(gm.newSequence()), PROMPT, run, {
     deviceRows,
-    onStep: () => {
+    onStep: (s) => {
       steps++;
+      recomputed += s.recomputed;
     },
   });
-  return { tokens: Array.from(tokens), steps };
+  return { tokens: Array.from(tokens), steps, recomputed };
 }
 
 describe('entropy_bound row statistics on the GPU', () => {
   for (const t of [0, 'sampled'] as const) {
     it(`reads ${ENTROPY_ROW_WORDS} words a row per step, not the logits (t ${t === 0 ? '= 0' : '> 0'})`, async () => {
       const run = t === 0 ? { ...RUN, tMin: 0, tMax: 0 } : RUN;
-      const dev = await readsBack(() => generateRows(run, t === 0 ? 'exact' : 'always'));
-      const host = await readsBack(() => generateRows(run, 'never'));
+      const dev = await readsBack(() => generateRows(run, true));
+      const host = await readsBack(() => generateRows(run, false));
       const vocab = gm.vocab;
       expect(dev.out.tokens).toEqual(host.out.tokens);
       expect(dev.out.steps).toBe(host.out.steps);
       const steps = dev.out.steps;
-      // One read a denoising step, of C rows' words; encoding steps read nothing.
+      // One read a denoising step, of C rows' words, and one row of logits for each row the
+      // sampler had to recompute (none here); encoding steps read nothing.
+      expect(dev.out.recomputed).toBe(0);
       expect(dev.reads).toEqual(new Array<number>(steps).fill(C * ENTROPY_ROW_WORDS * 4));
       expect(dev.staged).toEqual(dev.reads);
       // The host path reads each step's logits (and the forward's sampled token).
@@ -187,6 +190,19 @@ describe('entropy_bound row statistics on the GPU', () => {
     await expect(
       b.denoiseRows!(canvas, rows.self, 0.5, { seed: 1, draw: 1 }, false),
     ).rejects.toThrow(/stayed on the device/);
+  });
+
+  it('reads one row of logits for a row to recompute, and only before the next step', async () => {
+    const a = entropyBoundOnSequence(gm.newSequence());
+    await a.encode(Uint32Array.from(PROMPT));
+    const canvas = Uint32Array.from({ length: C }, (_, i) => (i * 3) % gm.vocab);
+    const rows = await a.denoiseRows!(canvas, null, 0.7, { seed: 1, draw: 0 }, true);
+    const vocab = gm.vocab;
+    const row = await rows.check!.rowLogits(5);
+    expect(Array.from(row)).toEqual(Array.from(rows.logits!.subarray(5 * vocab, 6 * vocab)));
+    await expect(rows.check!.rowLogits(C)).rejects.toThrow(/rows 0\.\.7/);
+    await a.denoiseRows!(canvas, rows.self, 0.7, { seed: 1, draw: 1 }, false);
+    await expect(rows.check!.rowLogits(5)).rejects.toThrow(/another step/);
   });
 
   it('reads the logits back when asked, equal to denoise()', async () => {
