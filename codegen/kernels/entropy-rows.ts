@@ -227,7 +227,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       if (sOther < 0.25) { lp = log1p_small(sOther); } else { lp = log(1.0 + sOther); near1 = ${wgslF32(2 ** -20)}; }
       stats[o + ${RowWord.token}u] = gi[0];
       stats[o + ${RowWord.entropy}u] = bitcast<u32>(lp + wOverS);
-      stats[o + ${RowWord.entropyError}u] = bitcast<u32>(REL * (sOther + wOverS) + near1 + 1e-12);
+      stats[o + ${RowWord.entropyError}u] = bitcast<u32>(REL * (sOther / (1.0 + sOther) + 2.0 * wOverS) + near1 + 1e-12);
       stats[o + ${RowWord.tokenLogit}u] = bitcast<u32>(logits[base + gi[0]]);
       stats[o + ${RowWord.runnerUp}u] = bitcast<u32>(g2[0]);
       stats[o + ${RowWord.maxScaled}u] = bitcast<u32>(ax[0]);

@@ -67,14 +67,15 @@ export function entropyRelError(vocab: number): number {
 
 /**
  * Bound on |entropy (f32 kernel) − entropy (f64)| of a row whose softmax has S = 1 + sOther
- * (sOther: the sum of exp(x − max) over all ids but one maximum) and Σ p·(max − x) = wOverS:
- * log1p(sOther) and wOverS, both positive, each within the relative error above (the kernel
- * takes log1p by its series below 0.25, and WGSL's log above, whose 2^-21 absolute error near
- * 1 is added), plus 1e-12 for the f64 reference's own rounding.
+ * (sOther: the sum of exp(x − max) over all ids but one maximum) and Σ p·(max − x) = wOverS,
+ * H = log1p(sOther) + wOverS: sOther within the relative error ρ above moves log1p(sOther) by
+ * ρ·sOther / (1 + sOther) at most (the kernel takes log1p by its series below 0.25, and WGSL's
+ * log above, whose 2^-21 absolute error near 1 is added); the ratio wOverS, its two sums each
+ * within ρ, by 2ρ·wOverS; plus 1e-12 for the f64 reference's own rounding.
  */
 export function rowEntropyError(sOther: number, wOverS: number, vocab: number): number {
   const near1 = sOther >= 0.25 ? 2 ** -20 : 0;
-  return entropyRelError(vocab) * (sOther + wOverS) + near1 + 1e-12;
+  return entropyRelError(vocab) * (sOther / (1 + sOther) + 2 * wOverS) + near1 + 1e-12;
 }
 
 /**
@@ -340,8 +341,9 @@ export function ambiguousRows(
     if (A.some(inexact)) {
       const sumHi = A.reduce((x, p) => x + H[p] + e[p], 0);
       const sumLo = A.reduce((x, p) => x + H[p] - e[p], 0);
-      const maxLo = Math.max(...A.map((p) => H[p] - e[p]));
-      if (sumHi - maxLo > bound || (B.length > 0 && !(sumLo > bound)))
+      // The |A| − 1 smallest true entropies sum to at most the |A| − 1 smallest upper ends.
+      const maxHi = Math.max(...A.map((p) => H[p] + e[p]));
+      if (sumHi - maxHi > bound || (B.length > 0 && !(sumLo > bound)))
         for (const p of A) if (inexact(p)) out.add(p);
     }
     if (stopAt !== null) {
