@@ -10,11 +10,11 @@
  *  - at temperature 0 (the golden's setting) no byte either;
  *  - an encoding step records none of the self-conditioning branch's launches;
  *  - the device row statistics (denoiseRows, the entropy_rows kernel): a step reads back
- *    C × 12 bytes (argmax, token, entropy a row) and no logits, counted both at the runtime's
- *    read API (GpuModel.readback, every byte it resolves) and at the staging buffers it maps;
- *    at t = 0 the tokens equal the host path's (exact), and at t > 0 (`always`, f32 scores and
- *    entropies) they do too on this fixture, whose draws hold no near-tie (a tie within f32
- *    error could legitimately flip one token; the kernel test bounds those).
+ *    C × 28 bytes (ENTROPY_ROW_WORDS a row) and no logits, counted both at the runtime's read
+ *    API (GpuModel.readback, every byte it resolves) and at the staging buffers it maps, and
+ *    the tokens equal the host path's at t = 0 and t > 0 (no row needed recomputing here;
+ *    test/diffusion/entropy-rows-check.test.ts covers those that do); a row's logits can be
+ *    read for recomputing until the model's next step, and no later.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
