@@ -13,7 +13,7 @@
  * relative of the reference's.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../../codegen/kernel-ir.ts';
+import { GREEDY, STEP_BINDING, STEP_WGSL } from '../../codegen/kernel-ir.ts';
 import { entropyRowsKernel } from '../../codegen/kernels/entropy-rows.ts';
 import {
   ENTROPY_ROW_WORDS,
@@ -147,6 +147,68 @@ describe('entropy_rows kernel', () => {
       }
       expect(got[0]).toBe(want[0]);
     }
+  });
+
+  it('takes −log u and log1p accurately at their edges (u → 1 never gives an infinite score)', async () => {
+    const { caps } = await testGpu();
+    const code = entropyRowsKernel({ op: 'entropy_rows', vocab: 8 }, { caps, maxT: 1 }).launches[0]
+      .kernel.code;
+    // The kernel's own functions, called on chosen inputs.
+    const fn = (name: string) => {
+      const at = code.indexOf(`fn ${name}(`);
+      const line = code.slice(at, code.indexOf('\n', at));
+      // A one-line function, or up to the closing brace on its own line.
+      return line.trimEnd().endsWith('}') ? line : code.slice(at, code.indexOf('\n}\n', at) + 3);
+    };
+    const ks = [
+      0, 1, 0x7fffff, 0x800000, 0x800001, 0xbfffff, 0xc00000, 0xc00001, 0xfffffe, 0xffffff,
+    ];
+    const xs = [0, 1e-30, 1e-7, 0.001, 0.1, 0.2499, 0.25, 0.3, 1, 1000];
+    const kernel = {
+      name: 'entropy_rows_functions',
+      code: `${STEP_WGSL}
+@group(0) @binding(1) var<storage, read> bits: array<u32>;
+@group(0) @binding(2) var<storage, read> xs: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${fn('pcg')}
+${fn('neg_log_unit')}
+${fn('log1p_small')}
+@compute @workgroup_size(1)
+fn main() {
+  // Uses the Step uniform so that the layout keeps binding 0.
+  if (step.T == 0u) { return; }
+  for (var i = 0u; i < ${ks.length}u; i++) {
+    out[i] = neg_log_unit(bits[i]);
+    let x = xs[i];
+    out[${ks.length}u + i] = select(log(1.0 + x), log1p_small(x), x < 0.25);
+  }
+}`,
+      bindings: [
+        STEP_BINDING,
+        { name: 'bits', access: 'read' as const },
+        { name: 'xs', access: 'read' as const },
+        { name: 'out', access: 'read_write' as const },
+      ],
+      workgroupSize: [1, 1, 1] as [number, number, number],
+    };
+    const out = (
+      await runLaunches([{ kernel, grid: [1, 1, 1] }], {
+        inputs: { bits: Uint32Array.from(ks.map((k) => k << 8)), xs: Float32Array.from(xs) },
+        outputs: { out: 2 * ks.length },
+        step: { T: 1, pos: 0, L: 1 },
+      })
+    ).out;
+    ks.forEach((k, i) => {
+      const want = -Math.log((k + 0.5) / 16777216);
+      expect(Number.isFinite(out[i]) && out[i] > 0, `k ${k}`).toBe(true);
+      expect(Math.abs(out[i] - want) / want, `k ${k}`).toBeLessThan(2e-6);
+    });
+    xs.forEach((x, i) => {
+      const want = Math.log1p(Math.fround(x));
+      const got = out[ks.length + i];
+      if (x === 0) expect(got).toBe(0);
+      else expect(Math.abs(got - want) / want, `x ${x}`).toBeLessThan(x < 0.25 ? 1e-6 : 2e-6);
+    });
   });
 
   it('refuses a bad vocab and a bad temperature', () => {
