@@ -18,18 +18,38 @@
  * sampler does). A canvas's first step (sc null) reads zeros: the state's canvas rows are cleared
  * on the device first. A self-condition from anywhere else (other logits, another temperature)
  * is computed on the host and uploaded, as before. One such model per sequence: it keeps track of
- * what the sequence's state holds. The canvas must fit one prefill chunk (its rows attend to each
+ * what the sequence's state holds.
+ *
+ * denoiseRows (the sampler's device path, src/ops/diffusion-entropy.ts) runs the same step with
+ * no logits readback: in the step's submission, after the self-conditioning softmax, the
+ * entropy_rows kernel (codegen/kernels/entropy-rows.ts) reduces each canvas row to its argmax,
+ * drawn token and entropy with their error bounds, and the host reads those ENTROPY_ROW_WORDS
+ * words a row (7 KiB for a canvas of 256 rather than its 268 MB of logits at vocab 262144); the
+ * logits are read only when asked (--dump-logits), or one row at a time when the sampler must
+ * recompute a row its bounds leave open (check.rowLogits, before the sequence's next step
+ * overwrites the buffer). Its self-condition holds no logits: the model knows it by identity. The canvas must fit one prefill chunk (its rows attend to each
  * other within one step).
  */
 import {
   SELF_CONDITION_PROBS,
   selfConditionProbs,
   type BlockDiffusionModel,
+  type DenoisedRows,
   type SelfCondition,
 } from '../src/ops/diffusion-entropy.ts';
+import { decodeRowWords, type RowNoise } from '../src/ops/entropy-rows.ts';
 import { softmaxRowsKernel } from '../codegen/kernels/softmax-rows.ts';
+import { ENTROPY_ROW_WORDS, entropyRowsKernel } from '../codegen/kernels/entropy-rows.ts';
 import { GREEDY } from '../codegen/kernel-ir.ts';
-import { bindGroupFor, createStepBuffer, gridFor, pipelineFor, writeStep } from './gpu.ts';
+import {
+  bindGroupFor,
+  createStepBuffer,
+  createStorage,
+  gridFor,
+  pipelineFor,
+  readBuffer,
+  writeStep,
+} from './gpu.ts';
 import type { Sequence } from './model.ts';
 
 export type { EntropyBoundRun, SelfCondition } from '../src/ops/diffusion-entropy.ts';
@@ -73,6 +93,33 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
     pass.dispatchWorkgroups(...gridFor(launch, p));
     pass.end();
   };
+  // The per-row statistics (denoiseRows): their own Step uniform (seed and draw besides T and t,
+  // written before the submission that both kernels share) and an output of maxT rows.
+  const rowsLaunch = entropyRowsKernel({ op: 'entropy_rows', vocab }, { caps, maxT }).launches[0];
+  const rowsPipeline = pipelineFor(device, rowsLaunch.kernel);
+  const rowsStep = createStepBuffer(device);
+  const stats = createStorage(device, maxT * ENTROPY_ROW_WORDS * 4, 'entropy_rows.stats');
+  const rowsGroups = new Map<GPUBuffer, GPUBindGroup>();
+  const rowsInto = (
+    enc: GPUCommandEncoder,
+    logits: GPUBuffer,
+    rows: number,
+    t: number,
+    n: RowNoise,
+  ) => {
+    let group = rowsGroups.get(logits);
+    if (!group) {
+      group = bindGroupFor(device, rowsLaunch.kernel, { step: rowsStep, logits, stats });
+      rowsGroups.set(logits, group);
+    }
+    const p = { T: rows, pos: 0, L: rows };
+    writeStep(device, rowsStep, p, { ...GREEDY, temperature: t, seed: n.seed, draw: n.draw });
+    const pass = enc.beginComputePass();
+    pass.setPipeline(rowsPipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(...gridFor(rowsLaunch, p));
+    pass.end();
+  };
   // An older bundle runs the branch in encoding steps too, where it must read zeros.
   const encodeReadsState = !skipsBranchWhenEncoding(seq);
   /** What the state's rows hold: softmax(logits / temperature) of these, zeros, or other. */
@@ -83,11 +130,33 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
     // Rows past `rows` may keep older values: no step of up to `rows` tokens reads them.
     held = rows === maxT ? 'zeros' : 'other';
   };
+  const fits = (C: number) => {
+    if (C > maxT)
+      throw new Error(
+        `a canvas of ${C} tokens does not fit one prefill chunk of ${maxT}: compile with --max-t ${C} or more`,
+      );
+  };
+  /** Make the state hold softmax(sc) (zeros for null) before a denoising step of C rows. */
+  const selfCondition = (sc: SelfCondition | null, C: number) => {
+    if (!sc) zero(C);
+    else if (
+      typeof held !== 'object' ||
+      (sc !== held && (sc.logits === null || sc.logits !== held.logits)) ||
+      sc.temperature !== held.temperature
+    ) {
+      // Not the model's own last step: the host computes and uploads it.
+      seq.writeState(SELF_CONDITION_PROBS, selfConditionProbs(sc, vocab));
+      held = 'other';
+    }
+  };
+  // Steps this model has run (denoise, denoiseRows, encode): a row reader checks it is current.
+  let steps = 0;
   seq.reset();
   seq.clearState(SELF_CONDITION_PROBS);
   return {
     vocab,
     async encode(ids: Uint32Array): Promise<void> {
+      steps++;
       for (let s = 0; s < ids.length; s += maxT) {
         const chunk = ids.subarray(s, s + maxT);
         if (encodeReadsState) zero(chunk.length);
@@ -100,21 +169,10 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
       temperature: number,
     ): Promise<Float32Array> {
       const C = canvas.length;
-      if (C > maxT)
-        throw new Error(
-          `a canvas of ${C} tokens does not fit one prefill chunk of ${maxT}: compile with --max-t ${C} or more`,
-        );
+      fits(C);
+      steps++;
       const at = seq.pos;
-      if (!sc) zero(C);
-      else if (
-        typeof held !== 'object' ||
-        sc.logits !== held.logits ||
-        sc.temperature !== held.temperature
-      ) {
-        // Not the model's own last step: the host computes and uploads it.
-        seq.writeState(SELF_CONDITION_PROBS, selfConditionProbs(sc, vocab));
-        held = 'other';
-      }
+      selfCondition(sc, C);
       // The next step's self-conditioning, from this step's logits, in this step's submission.
       const prepare = Number.isFinite(temperature) && temperature >= 0;
       const after = prepare
@@ -125,6 +183,75 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
         const { logits } = await seq.forward(canvas, undefined, { keys: at + C, after });
         if (prepare) held = { logits, temperature };
         return logits;
+      } finally {
+        seq.rewind(at);
+      }
+    },
+    async denoiseRows(
+      canvas: Uint32Array,
+      sc: SelfCondition | null,
+      temperature: number,
+      noise: RowNoise,
+      withLogits: boolean,
+    ): Promise<DenoisedRows> {
+      const C = canvas.length;
+      fits(C);
+      if (!(temperature >= 0) || !Number.isFinite(temperature))
+        throw new Error(
+          `denoiseRows: the temperature must be a finite number ≥ 0, got ${temperature}`,
+        );
+      const at = seq.pos;
+      selfCondition(sc, C);
+      held = 'other';
+      let logitsBuf: GPUBuffer | null = null;
+      const stepAt = ++steps;
+      try {
+        await seq.forwardOnDevice(
+          canvas,
+          (enc, logits) => {
+            logitsBuf = logits;
+            softmaxInto(enc, logits, C, temperature);
+            rowsInto(enc, logits, C, temperature, noise);
+          },
+          { keys: at + C },
+        );
+        const label = `denoising step (draw ${noise.draw})`;
+        const words = new Uint32Array(
+          await seq.model.readback(label, readBuffer(device, stats, C * ENTROPY_ROW_WORDS * 4)),
+        );
+        // The logits buffer keeps this step's logits until the sequence's next step.
+        const logits =
+          withLogits && logitsBuf
+            ? new Float32Array(
+                await seq.model.readback(label, readBuffer(device, logitsBuf, C * vocab * 4)),
+              )
+            : null;
+        const rs = decodeRowWords(words, C, temperature, noise);
+        const buf = logitsBuf as GPUBuffer | null;
+        if (!buf) throw new Error('denoiseRows: the step recorded no logits buffer');
+        const out: DenoisedRows = {
+          argmax: rs.argmax,
+          token: rs.token,
+          entropy: rs.entropy,
+          logits,
+          self: { logits, temperature },
+          check: {
+            entropyError: rs.entropyError,
+            tokenSure: rs.tokenSure,
+            rowLogits: async (p: number) => {
+              if (!Number.isInteger(p) || p < 0 || p >= C)
+                throw new Error(`rowLogits(${p}): the canvas has rows 0..${C - 1}`);
+              if (steps !== stepAt)
+                throw new Error(`rowLogits(${p}): the sequence has run another step since`);
+              const bytes = vocab * 4;
+              return new Float32Array(
+                await seq.model.readback(label, readBuffer(device, buf, bytes, p * bytes)),
+              );
+            },
+          },
+        };
+        held = out.self;
+        return out;
       } finally {
         seq.rewind(at);
       }

@@ -75,6 +75,10 @@ const RUNTIME_VALUE_IMPORTS: Record<string, string> = {
     "the diffusion sampler's GPU pick, built at load time for the bundle's vocab (no compiled phase runs it)",
   'codegen/kernels/softmax-rows.ts':
     "DiffusionGemma's self-conditioning softmax, built at load time for the bundle's vocab and run after each denoising step (no compiled phase runs it); its bindings come from the op's definition. Only runtime/entropy-diffusion.ts imports it, which the browser runtime does not (web.ts refuses entropy_bound models)",
+  'src/ops/entropy-rows.ts':
+    "the entropy_rows kernel's word layout, error bounds and the exactness check over them: one definition with the op's CPU reference",
+  'codegen/kernels/entropy-rows.ts':
+    "DiffusionGemma's per-row sampler statistics (argmax, drawn token, entropy), built at load time for the bundle's vocab and run after each denoising step so the host reads 28 bytes a row instead of the logits; its bindings and reference come from the op's definition (src/ops/entropy-rows.ts, which it imports). Only runtime/entropy-diffusion.ts imports it",
   'src/graph/dtype.ts':
     'buffer sizes of stored weights and state by dtype, one table with the compiler',
 };

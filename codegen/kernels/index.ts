@@ -23,6 +23,7 @@ import { selectiveScanKernel, ssdKernel } from './ssm.ts';
 import { mamba1StepKernel } from './ssm-step.ts';
 import { sampleKernel } from './sampling.ts';
 import { softmaxRowsKernel } from './softmax-rows.ts';
+import { entropyRowsKernel } from './entropy-rows.ts';
 import { linearRecurrenceKernel } from './linear-recurrence.ts';
 import { pointwiseKernel } from './pointwise.ts';
 import { tokenShiftKernel } from './token-shift.ts';
@@ -52,6 +53,7 @@ export const generators: Registry = {
   softcap: softcapKernel,
   state_rows: stateRowsKernel,
   softmax_rows: softmaxRowsKernel,
+  entropy_rows: entropyRowsKernel,
   sample: sampleKernel,
   mul: mulKernel,
   conv1d: conv1dKernel,

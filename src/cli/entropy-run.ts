@@ -25,6 +25,10 @@ export const ENTROPY_BOUND_HELP = `entropy_bound diffusion models (DiffusionGemm
   --steps N            denoising steps a canvas may take (max_denoising_steps)
   --temperature 0      greedy: every step takes the argmax (t_min and t_max 0); other
                        temperatures come from the spec's t_min / t_max
+  --pick WHERE         gpu (default: a kernel reduces each denoising step's logits to a few
+                       words a row, and the host recomputes only rows whose f32 bounds could
+                       change a decision: the same tokens) or host (every step's logits read
+                       back)
   --dump-logits FILE   write prompt_ids, canvas_ids and canvas_logits [canvas_length, vocab]
                        (the first denoising step: the first canvas, after the prompt is
                        encoded, without self-conditioning) and decode_tokens, as safetensors`;
@@ -45,15 +49,18 @@ export function entropyBoundRunOptions(
   seed: number,
 ): EntropyBoundRun {
   const str = (k: string) => values[k] as string | undefined;
-  // Every sampler flag but the two entropy_bound takes.
+  // Every sampler flag but those entropy_bound takes.
   const other = givenFlags(
     values,
-    DIFFUSION_FLAGS.filter((k) => k !== 'gen-length' && k !== 'steps'),
+    DIFFUSION_FLAGS.filter((k) => k !== 'gen-length' && k !== 'steps' && k !== 'pick'),
   );
   if (other)
     throw new UserError(
-      `${other}: options of other diffusion samplers, but the model is an entropy_bound diffusion model (use --gen-length, --steps, --temperature 0)`,
+      `${other}: options of other diffusion samplers, but the model is an entropy_bound diffusion model (use --gen-length, --steps, --temperature 0, --pick)`,
     );
+  const pick = str('pick');
+  if (pick !== undefined && pick !== 'gpu' && pick !== 'host')
+    throw new UserError(`--pick must be gpu or host, got '${pick}'`);
   const t = str('temperature');
   if (t !== undefined && Number(t) !== 0)
     throw new UserError(
@@ -83,24 +90,36 @@ export async function runEntropyBound(
   seq: Sequence,
   prompt: number[],
   run: EntropyBoundRun,
-  o: { tok: Tokenizer | null; ids: boolean; dump?: string },
+  o: { tok: Tokenizer | null; ids: boolean; dump?: string; pick?: string },
 ): Promise<void> {
+  const pick = o.pick ?? 'gpu';
+  if (pick !== 'gpu' && pick !== 'host')
+    throw new UserError(`--pick must be gpu or host, got '${pick}'`);
   const show = (ids: ArrayLike<number>) =>
     o.ids || !o.tok ? Array.from(ids).join(' ') : o.tok.decode(Array.from(ids));
   const model = entropyBoundOnSequence(seq);
   // The first denoising step's canvas and logits, for --dump-logits.
   let first: { canvas: Uint32Array; logits: Float32Array } | null = null;
+  // Only --dump-logits reads a step's logits back (the first step's); every other step of the
+  // device path reads its row statistics alone.
   const watched: BlockDiffusionModel = {
     ...model,
     async denoise(canvas, sc, t) {
       // The same array goes back to the sampler: the model knows its own logits by it.
       const logits = await model.denoise(canvas, sc, t);
-      first ??= { canvas: canvas.slice(), logits: logits.slice() };
+      if (o.dump) first ??= { canvas: canvas.slice(), logits: logits.slice() };
       return logits;
+    },
+    async denoiseRows(canvas, sc, t, noise, withLogits) {
+      const want = o.dump !== undefined && first === null;
+      const rows = await model.denoiseRows!(canvas, sc, t, noise, withLogits || want);
+      if (want) first = { canvas: canvas.slice(), logits: rows.logits!.slice() };
+      return rows;
     },
   };
   let steps = 0;
   const out = await entropyBoundGenerate(watched, prompt, run, {
+    deviceRows: pick === 'gpu',
     onStep: (s) => {
       steps++;
       if (s.stopped || s.remaining === 0)

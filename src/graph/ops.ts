@@ -652,6 +652,19 @@ export interface SoftmaxRowsAttrs {
 }
 
 /**
+ * The entropy-bound sampler's per-row statistics of the step's T rows of logits [T, vocab]: per
+ * row the lowest-id argmax, the drawn token (argmax of l/t plus the seeded Gumbel noise of
+ * (seed, draw, row, id); the argmax at t = 0) and the entropy of softmax(l / t) (0 at t = 0), as
+ * ENTROPY_ROW_WORDS u32 words (src/ops/entropy-rows.ts); t, seed and draw from the Step uniform.
+ * Run after DiffusionGemma's denoising step (runtime/entropy-diffusion.ts), so the host reads
+ * these words instead of the logits.
+ */
+export interface EntropyRowsAttrs {
+  op: 'entropy_rows';
+  vocab: number;
+}
+
+/**
  * Samples a token from the last row of logits [L, vocab] (semantics in src/ops/sampling.ts) and
  * writes it to token[0] and to ids[0], the next step's input. Reads temperature, topK, topP,
  * seed and draw from the Step uniform.
@@ -1185,6 +1198,7 @@ export type OpAttrs =
   | SoftcapAttrs
   | StateRowsAttrs
   | SoftmaxRowsAttrs
+  | EntropyRowsAttrs
   | SampleAttrs
   | MulAttrs
   | Conv1dAttrs

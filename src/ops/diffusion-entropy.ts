@@ -36,7 +36,14 @@
  * does not matter, as every token is accepted).
  */
 import type { EntropyBoundSpec } from '../spec/model.ts';
-import { gumbel, noiseUniform } from './diffusion.ts';
+import { noiseUniform } from './diffusion.ts';
+import {
+  ambiguousRows,
+  entropyRowStats,
+  NONFINITE_ROW,
+  type RowNoise,
+  type RowStats,
+} from './entropy-rows.ts';
 import { softmaxRowsInto } from './softmax-rows.ts';
 
 /**
@@ -133,33 +140,13 @@ export function stepTemperature(r: Pick<EntropyBoundRun, 'tMin' | 'tMax'>, k: nu
   return r.tMin + (r.tMax - r.tMin) * (k / n);
 }
 
-/** Lowest-id argmax of row `row` of [*, vocab]. */
-export function rowArgmax(logits: ArrayLike<number>, row: number, vocab: number): number {
-  const base = row * vocab;
-  let best = 0;
-  for (let v = 1; v < vocab; v++) if (logits[base + v] > logits[base + best]) best = v;
-  return best;
-}
-
 /**
  * Entropy (nats) of softmax(row / t), in f64; 0 at t = 0 (the one-hot limit; a tie at the top
- * would give log(ties), but the limit the reference's tiny t reaches is taken as one-hot).
+ * would give log(ties), but the limit the reference's tiny t reaches is taken as one-hot). The
+ * sampler's own row statistics (src/ops/entropy-rows.ts entropyRowStats) compute it.
  */
 export function rowEntropy(logits: ArrayLike<number>, row: number, vocab: number, t: number) {
-  if (t === 0) return 0;
-  const base = row * vocab;
-  let max = -Infinity;
-  for (let v = 0; v < vocab; v++) max = Math.max(max, logits[base + v] / t);
-  let z = 0;
-  let s = 0;
-  for (let v = 0; v < vocab; v++) {
-    const x = logits[base + v] / t - max;
-    const e = Math.exp(x);
-    z += e;
-    s += e * x;
-  }
-  // H = log z − Σ p·x with p = e/z and x the shifted logit.
-  return Math.log(z) - s / z;
+  return entropyRowStats(logits, row, vocab, t, { seed: 0, draw: 0 }).entropy;
 }
 
 /**
@@ -185,10 +172,36 @@ export function acceptByEntropy(entropy: ArrayLike<number>, bound: number): bool
  */
 export const SELF_CONDITION_PROBS = 'self_condition.probs';
 
-/** The previous step's logits and temperature: the denoiser embeds softmax(logits / t). */
+/**
+ * The previous step's logits and temperature: the denoiser embeds softmax(logits / t). `logits`
+ * null: the step ran on the device without reading them back (denoiseRows), and only the model
+ * that returned this very object holds them.
+ */
 export interface SelfCondition {
-  logits: Float32Array;
+  logits: Float32Array | null;
   temperature: number;
+}
+
+/**
+ * One denoising step's per-row statistics (src/ops/entropy-rows.ts: argmax, drawn token,
+ * entropy, one entry per canvas row), its logits when they were read back, and the
+ * self-condition the next step passes back as `sc`.
+ */
+export interface DenoisedRows {
+  argmax: Uint32Array;
+  token: Uint32Array;
+  entropy: Float64Array;
+  logits: Float32Array | null;
+  self: SelfCondition;
+  /**
+   * Statistics computed in f32 on the device: how far each may be from the host's f64 ones
+   * (RowStats: 0 / sure is exact) and a reader of one canvas row's logits (valid until the
+   * model's next call), with which the sampler recomputes the rows that could change a decision.
+   * Absent: exact.
+   */
+  check?: Pick<RowStats, 'entropyError' | 'tokenSure'> & {
+    rowLogits(p: number): Promise<Float32Array>;
+  };
 }
 
 /** The model side of the sampler: a causal encoder into a KV cache and a cache-reading denoiser. */
@@ -209,6 +222,23 @@ export interface BlockDiffusionModel {
     sc: SelfCondition | null,
     temperature: number,
   ): Promise<Float32Array>;
+  /**
+   * Optional: the same step with the row statistics computed where the logits are (the
+   * entropy_rows op; runtime/entropy-diffusion.ts runs its kernel on the GPU), so only a few
+   * words a row come back. `noise`: the draw's seed and index (the Gumbel noise of row p is that
+   * of (seed, draw, p, id)); `withLogits`: read the logits back too (for a caller that needs
+   * them). Exact at t = 0; at t > 0 its token and entropy are f32 (src/ops/entropy-rows.ts),
+   * returned with their error bounds (DenoisedRows.check), and the sampler recomputes from the
+   * row's logits every row that could make a decision differ from the host path's: the
+   * generation is the host path's, token for token.
+   */
+  denoiseRows?(
+    canvas: Uint32Array,
+    sc: SelfCondition | null,
+    temperature: number,
+    noise: RowNoise,
+    withLogits: boolean,
+  ): Promise<DenoisedRows>;
 }
 
 /** What one denoising step did, for progress display and tests. */
@@ -217,17 +247,24 @@ export interface EntropyBoundStep {
   /** Steps left before this one, N − 1 … 0 (the reference's k − 1). */
   remaining: number;
   temperature: number;
-  /** The canvas the step denoised, and its logits. */
+  /** The canvas the step denoised, and its logits (null: reduced on the device, not read). */
   canvas: Uint32Array;
-  logits: Float32Array;
+  logits: Float32Array | null;
   argmax: Uint32Array;
   accepted: boolean[];
   /** The step ended its canvas (stable and confident). */
   stopped: boolean;
+  /** Rows of device statistics recomputed on the host from their logits (0 on the host path). */
+  recomputed: number;
 }
 
 /** Options: starting canvases (else drawn), and a per-step callback. */
 export interface EntropyBoundOptions {
+  /**
+   * Take the model's device row statistics (BlockDiffusionModel.denoiseRows) when it has them
+   * (the same tokens either way); false: every step reads its logits. Absent: true.
+   */
+  deviceRows?: boolean;
   /** Block b's starting canvas; null or absent: uniformly random tokens from the seed. */
   starts?: (block: number) => Uint32Array | null;
   onStep?: (s: EntropyBoundStep) => void | Promise<void>;
@@ -244,26 +281,64 @@ function randomTokens(seed: number, draw: number, stream: number, n: number, voc
   return out;
 }
 
-/** The denoiser's token at temperature t > 0: Gumbel-max over logits / t. */
-function sampleRow(
+/** A step's row statistics on the host, from logits it read (entropyRowStats per row). */
+function hostRows(
   logits: Float32Array,
-  row: number,
+  C: number,
   vocab: number,
   t: number,
-  seed: number,
-  draw: number,
-) {
-  const base = row * vocab;
-  let best = 0;
-  let bestScore = -Infinity;
-  for (let v = 0; v < vocab; v++) {
-    const score = logits[base + v] / t + gumbel(seed, draw, row, v);
-    if (score > bestScore) {
-      best = v;
-      bestScore = score;
-    }
+  noise: RowNoise,
+  sc: SelfCondition,
+): DenoisedRows {
+  const out: DenoisedRows = {
+    argmax: new Uint32Array(C),
+    token: new Uint32Array(C),
+    entropy: new Float64Array(C),
+    logits,
+    self: sc,
+  };
+  for (let p = 0; p < C; p++) {
+    const s = entropyRowStats(logits, p, vocab, t, noise);
+    out.argmax[p] = s.argmax;
+    out.token[p] = s.token;
+    out.entropy[p] = s.entropy;
   }
-  return best;
+  return out;
+}
+
+/**
+ * A denoising step's statistics: on the device (denoiseRows) where `deviceRows` allows it at
+ * temperature t, else from the logits on the host. Refuses rows of the wrong count and rows
+ * whose logits were not finite (NONFINITE_ROW).
+ */
+async function denoiseStep(
+  model: BlockDiffusionModel,
+  canvas: Uint32Array,
+  sc: SelfCondition | null,
+  t: number,
+  noise: RowNoise,
+  deviceRows: boolean,
+): Promise<DenoisedRows> {
+  const C = canvas.length;
+  const vocab = model.vocab;
+  const device = model.denoiseRows && deviceRows;
+  let rows: DenoisedRows;
+  if (device) {
+    rows = await model.denoiseRows!(canvas, sc, t, noise, false);
+    if (rows.argmax.length !== C || rows.token.length !== C || rows.entropy.length !== C)
+      throw new Error(`denoiseRows returned statistics of ${rows.argmax.length} rows, not ${C}`);
+  } else {
+    const logits = await model.denoise(canvas, sc, t);
+    if (logits.length !== C * vocab)
+      throw new Error(`denoise returned ${logits.length} logits, not ${C} × ${vocab}`);
+    rows = hostRows(logits, C, vocab, t, noise, { logits, temperature: t });
+  }
+  const bad = rows.argmax.findIndex((x) => x === NONFINITE_ROW);
+  if (bad >= 0)
+    throw new Error(
+      `denoising step (draw ${noise.draw}): the logits of canvas row ${bad} are not all finite (NaN or Inf)`,
+    );
+  return rows;
 }
 
 /**
@@ -295,27 +370,46 @@ export async function entropyBoundGenerate(
     const history: Uint32Array[] = [];
     for (let k = N; k >= 1; k--) {
       const t = stepTemperature(r, k, N);
-      const logits = await model.denoise(canvas, sc, t);
-      if (logits.length !== C * vocab)
-        throw new Error(`denoise returned ${logits.length} logits, not ${C} × ${vocab}`);
       const stepDraw = draw++;
-      const next = new Uint32Array(C);
-      const entropy = new Float64Array(C);
-      argmax = new Uint32Array(C);
-      for (let p = 0; p < C; p++) {
-        argmax[p] = rowArgmax(logits, p, vocab);
-        entropy[p] = rowEntropy(logits, p, vocab, t);
-        next[p] = t === 0 ? argmax[p] : sampleRow(logits, p, vocab, t, r.seed, stepDraw);
-      }
-      const accepted = acceptByEntropy(entropy, r.entropyBound);
-      const noise = randomTokens(r.seed, stepDraw, RENOISE_STREAM, C, vocab);
-      for (let p = 0; p < C; p++) if (!accepted[p]) next[p] = noise[p];
+      const noise = { seed: r.seed, draw: stepDraw };
+      const rows = await denoiseStep(model, canvas, sc, t, noise, o.deviceRows ?? true);
+      argmax = rows.argmax;
       // Stable: the argmax equals each of the last stabilityThreshold steps' (all must exist).
       const s = r.stabilityThreshold;
       const stable =
         s === 0 ||
         (history.length >= s && history.slice(-s).every((h) => h.every((x, i) => x === argmax[i])));
       history.push(argmax);
+      let accepted = acceptByEntropy(rows.entropy, r.entropyBound);
+      let recomputed = 0;
+      const check = rows.check;
+      if (check) {
+        // Device statistics: recompute from its logits each row that could decide otherwise
+        // than the f64 host path, until none could (src/ops/entropy-rows.ts ambiguousRows).
+        const stats: RowStats = { ...rows, ...check };
+        for (;;) {
+          const open = ambiguousRows(
+            stats,
+            accepted,
+            r.entropyBound,
+            stable ? r.confidenceThreshold : null,
+          );
+          if (!open.length) break;
+          for (const p of open) {
+            const x = entropyRowStats(await check.rowLogits(p), 0, vocab, t, noise, p);
+            stats.token[p] = x.token;
+            stats.entropy[p] = x.entropy;
+            stats.entropyError[p] = 0;
+            stats.tokenSure[p] = 1;
+            recomputed++;
+          }
+          accepted = acceptByEntropy(stats.entropy, r.entropyBound);
+        }
+      }
+      const entropy = rows.entropy;
+      const next = rows.token.slice();
+      const renoise = randomTokens(r.seed, stepDraw, RENOISE_STREAM, C, vocab);
+      for (let p = 0; p < C; p++) if (!accepted[p]) next[p] = renoise[p];
       const meanEntropy = entropy.reduce((a, x) => a + x, 0) / C;
       const stopped = stable && meanEntropy < r.confidenceThreshold;
       await o.onStep?.({
@@ -323,12 +417,13 @@ export async function entropyBoundGenerate(
         remaining: k - 1,
         temperature: t,
         canvas,
-        logits,
+        logits: rows.logits,
         argmax,
         accepted,
         stopped,
+        recomputed,
       });
-      sc = { logits, temperature: t };
+      sc = rows.self;
       canvas = next;
       if (stopped) break;
     }
@@ -349,6 +444,10 @@ export async function entropyBoundGenerate(
  * src/ops/softmax-rows.ts, computes the same on the GPU from the step's logits).
  */
 export function selfConditionProbs(sc: SelfCondition, vocab: number): Float32Array {
+  if (!sc.logits)
+    throw new Error(
+      'the self-condition came from a step whose logits stayed on the device (denoiseRows): only the model that ran it can use it',
+    );
   const out = new Float32Array(sc.logits.length);
   softmaxRowsInto(sc.logits, sc.logits.length / vocab, vocab, sc.temperature, out);
   return out;

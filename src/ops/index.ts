@@ -18,6 +18,7 @@ import { conv1d } from './conv1d.ts';
 import { mamba1Step, selectiveScan, ssd } from './ssm.ts';
 import { sample } from './sampling.ts';
 import { softmaxRows } from './softmax-rows.ts';
+import { entropyRows } from './entropy-rows.ts';
 import { linearRecurrence } from './linear-recurrence.ts';
 import { pointwise } from './pointwise.ts';
 import { tokenShift } from './token-shift.ts';
@@ -48,6 +49,7 @@ export const definitions: Registry = {
   softcap,
   state_rows: stateRows,
   softmax_rows: softmaxRows,
+  entropy_rows: entropyRows,
   sample,
   mul,
   conv1d,

@@ -102,5 +102,8 @@ describe('strata run on an entropy_bound model', () => {
     expect(b.err).toMatch(/--temperature 0\.5: an entropy_bound model takes --temperature 0/);
     const c = await cli(...base, '--gen-length', '12');
     expect(c.err).toMatch(/--gen-length \(12\) must be a multiple of canvasLength \(8\)/);
+    // --pick is entropy_bound's too (gpu: device row statistics, host: logits read back).
+    const d = await cli(...base, '--pick', 'nowhere');
+    expect(d.err).toMatch(/--pick must be gpu or host, got 'nowhere'/);
   });
 });

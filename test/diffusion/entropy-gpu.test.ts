@@ -8,7 +8,13 @@
  *    the logits, which the model cannot know as its own): f32 softmax on the GPU against f64 on
  *    the host, through one matmul and an MLP, differs at ~1e-7;
  *  - at temperature 0 (the golden's setting) no byte either;
- *  - an encoding step records none of the self-conditioning branch's launches.
+ *  - an encoding step records none of the self-conditioning branch's launches;
+ *  - the device row statistics (denoiseRows, the entropy_rows kernel): a step reads back
+ *    C × 28 bytes (ENTROPY_ROW_WORDS a row) and no logits, counted both at the runtime's read
+ *    API (GpuModel.readback, every byte it resolves) and at the staging buffers it maps, and
+ *    the tokens equal the host path's at t = 0 and t > 0 (no row needed recomputing here;
+ *    test/diffusion/entropy-rows-check.test.ts covers those that do); a row's logits can be
+ *    read for recomputing until the model's next step, and no later.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
@@ -24,6 +30,7 @@ import {
   type BlockDiffusionModel,
   type EntropyBoundRun,
 } from '../../src/ops/diffusion-entropy.ts';
+import { ENTROPY_ROW_WORDS } from '../../src/ops/entropy-rows.ts';
 import { rowErrors } from '../helpers/golden.ts';
 import { testGpu } from '../helpers/gpu.ts';
 
@@ -103,6 +110,110 @@ async function generate(model: BlockDiffusionModel, run: EntropyBoundRun, copies
   );
   return { tokens: Array.from(tokens), steps };
 }
+
+/**
+ * Bytes read back from the device while `body` runs: what GpuModel.readback resolved (the
+ * runtime's read API), call by call, and the sizes of the mappable staging buffers created (every
+ * readBuffer makes one, so a read that bypassed readback would show here).
+ */
+async function readsBack<T>(body: () => Promise<T>) {
+  const original = gm.readback.bind(gm);
+  const reads: number[] = [];
+  const spy = vi.spyOn(gm, 'readback').mockImplementation(async (step, p) => {
+    const v: unknown = await original(step, p);
+    reads.push(v instanceof ArrayBuffer ? v.byteLength : 0);
+    return v as never;
+  });
+  const device = gm.gpu.device;
+  const create = vi.spyOn(device, 'createBuffer');
+  try {
+    const out = await body();
+    const staged = create.mock.calls
+      .map(([d]) => d)
+      .filter((d) => (d.usage & GPUBufferUsage.MAP_READ) !== 0)
+      .map((d) => d.size);
+    return { out, reads, staged };
+  } finally {
+    spy.mockRestore();
+    create.mockRestore();
+  }
+}
+
+/** The sampler over the GPU model itself (its denoiseRows), steps counted. */
+async function generateRows(run: EntropyBoundRun, deviceRows: boolean) {
+  let steps = 0;
+  let recomputed = 0;
+  const tokens = await entropyBoundGenerate(entropyBoundOnSequence(gm.newSequence()), PROMPT, run, {
+    deviceRows,
+    onStep: (s) => {
+      steps++;
+      recomputed += s.recomputed;
+    },
+  });
+  return { tokens: Array.from(tokens), steps, recomputed };
+}
+
+describe('entropy_bound row statistics on the GPU', () => {
+  for (const t of [0, 'sampled'] as const) {
+    it(`reads ${ENTROPY_ROW_WORDS} words a row per step, not the logits (t ${t === 0 ? '= 0' : '> 0'})`, async () => {
+      const run = t === 0 ? { ...RUN, tMin: 0, tMax: 0 } : RUN;
+      const dev = await readsBack(() => generateRows(run, true));
+      const host = await readsBack(() => generateRows(run, false));
+      const vocab = gm.vocab;
+      expect(dev.out.tokens).toEqual(host.out.tokens);
+      expect(dev.out.steps).toBe(host.out.steps);
+      const steps = dev.out.steps;
+      // One read a denoising step, of C rows' words, and one row of logits for each row the
+      // sampler had to recompute (none here); encoding steps read nothing.
+      expect(dev.out.recomputed).toBe(0);
+      expect(dev.reads).toEqual(new Array<number>(steps).fill(C * ENTROPY_ROW_WORDS * 4));
+      expect(dev.staged).toEqual(dev.reads);
+      // The host path reads each step's logits (and the forward's sampled token).
+      const logitBytes = host.reads.filter((b) => b === C * vocab * 4);
+      expect(logitBytes.length).toBe(steps);
+      console.log(
+        `entropy_bound rows (t ${t}): ${steps} steps, ${dev.reads.reduce((a, b) => a + b, 0)} bytes read back on the device path, ${host.reads.reduce((a, b) => a + b, 0)} on the host path`,
+      );
+    });
+  }
+
+  it('refuses a self-condition whose logits stayed on another model', async () => {
+    const a = entropyBoundOnSequence(gm.newSequence());
+    const b = entropyBoundOnSequence(gm.newSequence());
+    await a.encode(Uint32Array.from(PROMPT));
+    await b.encode(Uint32Array.from(PROMPT));
+    const canvas = Uint32Array.from({ length: C }, (_, i) => (i * 5) % gm.vocab);
+    const rows = await a.denoiseRows!(canvas, null, 0.5, { seed: 1, draw: 0 }, false);
+    expect(rows.logits).toBeNull();
+    // Its own model takes it back (no upload); another cannot compute it.
+    await a.denoiseRows!(canvas, rows.self, 0.5, { seed: 1, draw: 1 }, false);
+    await expect(
+      b.denoiseRows!(canvas, rows.self, 0.5, { seed: 1, draw: 1 }, false),
+    ).rejects.toThrow(/stayed on the device/);
+  });
+
+  it('reads one row of logits for a row to recompute, and only before the next step', async () => {
+    const a = entropyBoundOnSequence(gm.newSequence());
+    await a.encode(Uint32Array.from(PROMPT));
+    const canvas = Uint32Array.from({ length: C }, (_, i) => (i * 3) % gm.vocab);
+    const rows = await a.denoiseRows!(canvas, null, 0.7, { seed: 1, draw: 0 }, true);
+    const vocab = gm.vocab;
+    const row = await rows.check!.rowLogits(5);
+    expect(Array.from(row)).toEqual(Array.from(rows.logits!.subarray(5 * vocab, 6 * vocab)));
+    await expect(rows.check!.rowLogits(C)).rejects.toThrow(/rows 0\.\.7/);
+    await a.denoiseRows!(canvas, rows.self, 0.7, { seed: 1, draw: 1 }, false);
+    await expect(rows.check!.rowLogits(5)).rejects.toThrow(/another step/);
+  });
+
+  it('reads the logits back when asked, equal to denoise()', async () => {
+    const a = entropyBoundOnSequence(gm.newSequence());
+    await a.encode(Uint32Array.from(PROMPT));
+    const canvas = Uint32Array.from({ length: C }, (_, i) => (i * 3) % gm.vocab);
+    const rows = await a.denoiseRows!(canvas, null, 0, { seed: 1, draw: 0 }, true);
+    const plain = await a.denoise(canvas, null, 0);
+    expect(Array.from(rows.logits!)).toEqual(Array.from(plain));
+  });
+});
 
 describe('entropy_bound self-conditioning on the GPU', () => {
   it('uploads no distribution at temperature > 0 and matches host-computed probabilities', async () => {

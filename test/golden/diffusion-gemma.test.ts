@@ -276,6 +276,19 @@ describe('diffusion_gemma golden (strata: import, lower, interpreter and WebGPU)
         const { e1, e2 } = await checkModel(await make(), golden, C, vocab);
         const { tokens, steps } = await generate(make, golden, C);
         expect(tokens).toEqual(golden.tokens);
+        if (on === 'gpu') {
+          // The device path: each step's row statistics from the entropy_rows kernel, no logits
+          // read back (exact at t = 0, so the same tokens).
+          const model = await make();
+          expect(model.denoiseRows).toBeDefined();
+          const onDevice = await entropyBoundGenerate(
+            model,
+            golden.prompt,
+            { ...goldenRun(golden.meta, C), tMin: 0, tMax: 0 },
+            { starts: (b) => Uint32Array.from(golden.starts.subarray(b * C, (b + 1) * C)) },
+          );
+          expect(Array.from(onDevice)).toEqual(golden.tokens);
+        }
         const worst = expectSteps(steps, golden, C, vocab);
         console.log(
           `diffusion_gemma strata ${on}: one step rel ${e1.rel.toExponential(2)}, self-conditioned rel ${e2.rel.toExponential(2)}; generation ${steps.length} steps, worst rel ${worst.toExponential(2)}`,

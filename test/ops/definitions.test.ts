@@ -101,6 +101,7 @@ const CASES: OpAttrs[] = [
   { op: 'group_sum', width: 12, group: 4 },
   { op: 'state_rows', rows: 5, width: 6 },
   { op: 'softmax_rows', rows: 5, vocab: 7 },
+  { op: 'entropy_rows', vocab: 7 },
   { op: 'add', width: 6, scale: 1, phased: true },
   { op: 'head_matmul', heads: 3, N: 5, K: 4, wLayout: 'nk' },
   { op: 'head_matmul', heads: 2, N: 3, K: 7, wLayout: 'kn' },
