@@ -17,6 +17,7 @@
  * softmax, relative error ~1e-6; `random` confidences are exact. A row holding a NaN or an Inf
  * writes token NONFINITE_PICK.
  */
+import { withHelpers } from './wgsl-math.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { Remasking } from '../../src/ops/diffusion.ts';
 
@@ -71,15 +72,6 @@ var<workgroup> sm: array<f32, ${wg}>;
 ${entropy ? `var<workgroup> en: array<f32, ${wg}>;` : ''}
 var<workgroup> bad: array<u32, ${wg}>;
 
-fn pcg(v: u32) -> u32 {
-  let s = v * 747796405u + 2891336453u;
-  let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-  return (w >> 22u) ^ w;
-}
-
-// (bits >> 8 + 0.5) / 2^24: in (0, 1) and exact in f32, as noiseUniform computes it.
-fn unit_draw(bits: u32) -> f32 { return (f32(bits >> 8u) + 0.5) * (1.0 / 16777216.0); }
-
 fn is_nonfinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }
 
 @compute @workgroup_size(${wg})
@@ -100,7 +92,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     s2 = max(s2, min(m, l));
     m = max(m, l);
     var s = l;
-    if (t > 0.0) { s = l - t * log(-log(unit_draw(pcg(hr ^ v)))); }
+    if (t > 0.0) { s = l - t * log(neg_log_unit(pcg(hr ^ v))); }
     if (bid == NONE || s > best) { best = s; bid = v; }
   }
   bs[tid] = best;
@@ -157,7 +149,7 @@ ${
   return {
     kernel: {
       name: `diffusion_pick_v${vocab}_${KERNEL_SUFFIX[remasking]}_wg${wg}`,
-      code,
+      code: withHelpers(code),
       bindings: [
         STEP_BINDING,
         { name: 'logits', access: 'read' },

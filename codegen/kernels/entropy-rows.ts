@@ -35,6 +35,7 @@ import {
 } from '../../src/ops/entropy-rows.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { logSeries, withHelpers } from './wgsl-math.ts';
 import { STEP_WGSL } from '../kernel-ir.ts';
 
 export { ENTROPY_ROW_WORDS, NONFINITE_ROW } from '../../src/ops/entropy-rows.ts';
@@ -62,18 +63,8 @@ const RESERVED = [
   'wm',
   'bad',
 ];
-const FUNCTIONS = ['pcg', 'neg_log_unit', 'log1p_small', 'is_nonfinite', 'better', 'main'];
+const FUNCTIONS = ['log1p_small', 'is_nonfinite', 'better', 'main'];
 const NONE = `0x${NONFINITE_ROW.toString(16)}u`;
-
-/** Σ_{n=1..16} c^n x^n / n in Horner form (c = ±1): the series of −log(1 − x) or log1p(x). */
-function series(x: string, sign: 1 | -1): string {
-  let e = '';
-  for (let n = 16; n >= 1; n--) {
-    const c = (sign === -1 && n % 2 === 0 ? -1 : 1) / n;
-    e = n === 16 ? wgslF32(c) : `${wgslF32(c)} + ${x} * (${e})`;
-  }
-  return `${x} * (${e})`;
-}
 
 export const entropyRowsKernel: KernelGenerator<EntropyRowsAttrs> = (a, ctx) => {
   entropyRows.check(a);
@@ -99,24 +90,8 @@ var<workgroup> so: array<f32, ${wg}>;
 var<workgroup> wm: array<f32, ${wg}>;
 var<workgroup> bad: array<u32, ${wg}>;
 
-fn pcg(v: u32) -> u32 {
-  let s = v * 747796405u + 2891336453u;
-  let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-  return (w >> 22u) ^ w;
-}
-
-// −log(u), u = ((bits >> 8) + 0.5) / 2^24 as noiseUniform: u exact below 1/2; above, 1 − u is
-// exact, and near 1 the series of −log(1 − w) keeps the small result's relative precision.
-fn neg_log_unit(bits: u32) -> f32 {
-  let k = bits >> 8u;
-  if (k < 0x800000u) { return -log((f32(k) + 0.5) * (1.0 / 16777216.0)); }
-  let w = (f32(0xffffffu - k) + 0.5) * (1.0 / 16777216.0);
-  if (w < 0.25) { return ${series('w', 1)}; }
-  return -log(1.0 - w);
-}
-
 // log(1 + x) for 0 ≤ x < 1/4 by its series.
-fn log1p_small(x: f32) -> f32 { return ${series('x', -1)}; }
+fn log1p_small(x: f32) -> f32 { return ${logSeries('x', -1)}; }
 
 fn is_nonfinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }
 
@@ -247,7 +222,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       {
         kernel: {
           name: `entropy_rows_v${a.vocab}_wg${wg}`,
-          code,
+          code: withHelpers(code),
           bindings: b.bindings,
           workgroupSize: [wg, 1, 1],
         },

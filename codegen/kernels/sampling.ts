@@ -15,6 +15,7 @@
  */
 import type { SampleAttrs } from '../../src/graph/ops.ts';
 import { SAMPLE_THREADS, SEARCH_STEPS } from '../../src/ops/sampling.ts';
+import { withHelpers } from './wgsl-math.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 
@@ -52,11 +53,6 @@ fn okey(x: f32) -> u32 {
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 
-fn pcg(v: u32) -> u32 {
-  let s = v * 747796405u + 2891336453u;
-  let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-  return (w >> 22u) ^ w;
-}
 
 // Reductions begin with a barrier so that readers of the previous result are done.
 fn sum_f(v: f32, lid: u32) -> f32 {
@@ -228,7 +224,7 @@ ${
   const launch: KernelLaunch = {
     kernel: {
       name: `sample_v${a.vocab}${batched ? '_batched' : ''}`,
-      code,
+      code: withHelpers(code),
       bindings: [
         STEP_BINDING,
         { name: 'logits', access: 'read' },

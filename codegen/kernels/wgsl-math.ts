@@ -5,6 +5,7 @@
  * pastes in the definitions a module calls, and nothing else, so no kernel defines its own.
  */
 import type { Activation } from '../../src/spec/model.ts';
+import { wgslF32 } from './wgsl-builder.ts';
 
 export type HelperName =
   | 'log1p'
@@ -19,12 +20,28 @@ export type HelperName =
   | 'tanh_acc'
   | 'f16_rne'
   | 'f16_bits'
-  | 'f16_pack2';
+  | 'f16_pack2'
+  | 'pcg'
+  | 'unit_draw'
+  | 'neg_log_unit';
 
 interface Helper {
   /** Helpers this one calls (pasted with it). */
   uses: readonly HelperName[];
   code: string;
+}
+
+/**
+ * Σ_{n=1..16} c^n x^n / n in Horner form (c = ±1): the series of −log(1 − x) (c = 1) or
+ * log1p(x) (c = −1), for 0 ≤ x < 1/4 (truncation below 4^−17 / 17).
+ */
+export function logSeries(x: string, sign: 1 | -1): string {
+  let e = '';
+  for (let n = 16; n >= 1; n--) {
+    const c = (sign === -1 && n % 2 === 0 ? -1 : 1) / n;
+    e = n === 16 ? wgslF32(c) : `${wgslF32(c)} + ${x} * (${e})`;
+  }
+  return `${x} * (${e})`;
 }
 
 /**
@@ -188,6 +205,42 @@ const HELPERS: Record<HelperName, Helper> = {
   f16_pack2: {
     uses: ['f16_bits'],
     code: /* wgsl */ `fn f16_pack2(lo: f32, hi: f32) -> u32 { return f16_bits(lo) | (f16_bits(hi) << 16u); }`,
+  },
+  /**
+   * The PCG hash every sampler's random stream is drawn from (one u32 in, one out).
+   * CPU mirror: pcgHash (src/ops/sampling.ts).
+   */
+  pcg: {
+    uses: [],
+    code: /* wgsl */ `fn pcg(v: u32) -> u32 {
+  let s = v * 747796405u + 2891336453u;
+  let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+  return (w >> 22u) ^ w;
+}`,
+  },
+  /**
+   * u = ((bits >> 8) + 0.5) / 2^24 in (0, 1), as noiseUniform computes it in f64. Exact in f32
+   * only below 1/2 (above, k + 0.5 needs 25 bits): callers that take log(u) use neg_log_unit.
+   */
+  unit_draw: {
+    uses: [],
+    code: /* wgsl */ `fn unit_draw(bits: u32) -> f32 { return (f32(bits >> 8u) + 0.5) * (1.0 / 16777216.0); }`,
+  },
+  /**
+   * −log(u) of unit_draw's u without its rounding: below 1/2 u is exact; above, 1 − u =
+   * (2^24 − 1 − k + 0.5) / 2^24 is exact, and −log(1 − w) by its series keeps the small
+   * result's relative precision near u = 1 (where f32's u would round to 1 and −log u to 0,
+   * making a Gumbel score infinite). Series truncation below 2e-11 relative for w < 1/4.
+   */
+  neg_log_unit: {
+    uses: [],
+    code: /* wgsl */ `fn neg_log_unit(bits: u32) -> f32 {
+  let k = bits >> 8u;
+  if (k < 0x800000u) { return -log((f32(k) + 0.5) * (1.0 / 16777216.0)); }
+  let w = (f32(0xffffffu - k) + 0.5) * (1.0 / 16777216.0);
+  if (w < 0.25) { return ${logSeries('w', 1)}; }
+  return -log(1.0 - w);
+}`,
   },
 };
 export const HELPER_NAMES = Object.keys(HELPERS) as HelperName[];

@@ -229,8 +229,9 @@ export function noiseBits(seed: number, step: number, position: number, id: numb
 
 /**
  * A uniform in (0, 1), never 0 or 1 so that −log(−log u) is finite: the top 24 bits,
- * ((bits >> 8) + 0.5) / 2^24, which f32 holds exactly (the GPU pick computes the same value; 32
- * bits would round to 1 in f32).
+ * ((bits >> 8) + 0.5) / 2^24. f32 holds it exactly only below 1/2 (above, k + 0.5 needs 25 bits,
+ * and the top draw rounds to 1), so the GPU kernels take −log u through the WGSL helper
+ * neg_log_unit, which computes it from the exact 1 − u there.
  */
 export function noiseUniform(seed: number, step: number, position: number, id: number): number {
   return ((noiseBits(seed, step, position, id) >>> 8) + 0.5) / 16777216;

@@ -19,6 +19,7 @@ import {
   roundF16,
   softplus,
 } from '../../src/ops/math.ts';
+import { pcgHash } from '../../src/ops/sampling.ts';
 import { runLaunch } from '../helpers/gpu.ts';
 import { randn } from '../helpers/numeric.ts';
 
@@ -36,7 +37,9 @@ const INPUTS = [...EDGES, ...EDGES.map((x) => -x), -0.999, -0.9, -0.75].map(Math
  */
 type F16Helper = 'f16_rne' | 'f16_bits' | 'f16_pack2';
 const F16_HELPERS: F16Helper[] = ['f16_rne', 'f16_bits', 'f16_pack2'];
-type Unary = Exclude<HelperName, 'logaddexp' | F16Helper>;
+/** Helpers of u32 random bits, tested on their own below. */
+const RANDOM_HELPERS = ['pcg', 'unit_draw', 'neg_log_unit'] as const;
+type Unary = Exclude<HelperName, 'logaddexp' | F16Helper | (typeof RANDOM_HELPERS)[number]>;
 const CASES: Record<
   Unary,
   { cpu: (x: number) => number; domain?: (x: number) => boolean; atol: number; rtol: number }
@@ -78,7 +81,7 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
 
 describe('WGSL math helpers against their CPU mirrors', () => {
   it('covers every helper', () => {
-    expect([...Object.keys(CASES), 'logaddexp', ...F16_HELPERS].sort()).toEqual(
+    expect([...Object.keys(CASES), 'logaddexp', ...F16_HELPERS, ...RANDOM_HELPERS].sort()).toEqual(
       [...HELPER_NAMES].sort(),
     );
   });
@@ -222,6 +225,62 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
           );
         }
       }
+    });
+    expect(bad).toEqual([]);
+  });
+  // The samplers' random stream: pcg bit for bit; unit_draw's u where f32 holds it; −log u
+  // within 1e-6 relative of f64 everywhere (WGSL's log: 3 ULP, or 2^-21 absolute on [0.5, 2]), including the top draws, where f32's u rounds to
+  // 1 (k = 2^24 − 1 gave u = 1, −log u = 0 and an infinite Gumbel score before neg_log_unit).
+  it('pcg, unit_draw and neg_log_unit against f64', async () => {
+    const ks = [0, 1, 2, 0x7fffff, 0x800000, 0x800001, 0xbfffff, 0xc00000, 0xfffffe, 0xffffff];
+    const words = [...ks.flatMap((k) => [k << 8, (k << 8) | 0xff]), 0x12345678, 0xdeadbeef];
+    for (let i = 0; i < 200; i++) words.push(pcgHash(i) >>> 0);
+    const xs = Uint32Array.from(words.map((w) => w >>> 0));
+    const n = xs.length;
+    const code = withHelpers(`${STEP_WGSL}
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> y: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  let i = g.x;
+  if (i >= ${n}u * step.T) { return; }
+  y[3u * i] = pcg(x[i]);
+  y[3u * i + 1u] = bitcast<u32>(unit_draw(x[i]));
+  y[3u * i + 2u] = bitcast<u32>(neg_log_unit(x[i]));
+}
+`);
+    const { y } = await runLaunch(
+      {
+        kernel: {
+          name: 'helper_random',
+          code,
+          bindings: [
+            STEP_BINDING,
+            { name: 'x', access: 'read' },
+            { name: 'y', access: 'read_write' },
+          ],
+          workgroupSize: [64, 1, 1],
+        },
+        grid: [Math.ceil(n / 64), 1, 1],
+      },
+      {
+        inputs: { x: new Float32Array(xs.buffer) },
+        outputs: { y: 3 * n },
+        step: { T: 1, pos: 0, L: 1 },
+      },
+    );
+    const got = new Uint32Array(y.buffer, y.byteOffset, 3 * n);
+    const asF32 = (u: number) => new Float32Array(Uint32Array.of(u).buffer)[0];
+    const bad: string[] = [];
+    xs.forEach((w, i) => {
+      const k = w >>> 8;
+      const u = (k + 0.5) / 16777216;
+      if (got[3 * i] >>> 0 !== pcgHash(w) >>> 0) bad.push(`pcg(${w.toString(16)})`);
+      if (k < 0x800000 && asF32(got[3 * i + 1]) !== u) bad.push(`unit_draw(${w.toString(16)})`);
+      const nl = asF32(got[3 * i + 2]);
+      const want = -Math.log(u);
+      if (!(Math.abs(nl - want) <= 1e-6 * want))
+        bad.push(`neg_log_unit(${w.toString(16)}) = ${nl}, f64 ${want}`);
     });
     expect(bad).toEqual([]);
   });
