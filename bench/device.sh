@@ -25,7 +25,11 @@
 # .diffusion-ref --out $OUT/diffusion-peer.json; tsx bench/diffusion-speed.ts 4 --gpu-flags fast
 # --out $OUT/diffusion-strata.json; tsx bench/block-diffusion-speed.ts (same LLaDA-8B shape, 4 layers).
 # Make .gpu with ../shared/gpu/pack.sh, .llama-cpp with bench/llama-cpp/build.sh and .ort with
-# bench/ort/build.sh first.
+# bench/ort/build.sh first. To keep .gpu small, leave out only test tooling, never vega (explore
+# and its --measure plot with it; a pack without it failed on 2026-12-05):
+#   PACK_EXCLUDE="node_modules/@rolldown node_modules/@vitest node_modules/fast-check
+#     node_modules/lightningcss node_modules/lightningcss-linux-x64-gnu node_modules/vite
+#     node_modules/vitest" bash ../shared/gpu/pack.sh      (38 MiB on 2026-12-05)
 # Peers run first: they save the checkpoints that strata's hybrid and scan suites load, so both
 # sides measure the same weights (llama.cpp's GGUF files are written from the same seeded
 # weights as strata's e2e suite). Each side writes its JSON after every suite, so a run cut

@@ -3,11 +3,13 @@
  * one offline HTML page holding them. Vega-Lite rather than hand-built SVG: axes, log scales,
  * legends and layout come from a maintained library, and the specs stay short and declarative.
  */
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 import type { Results } from './results.ts';
 
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  // Loaded here, not at the top: every CLI command imports this module through the command
+  // table, and vega's ~30 packages should cost only the commands that plot.
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();
