@@ -12,6 +12,7 @@ import {
   plainMatmul,
   convStateName,
   splitOutput,
+  type FusedPointwise,
   type MatmulAttrs,
   type StepShape,
 } from '../../src/graph/ops.ts';
@@ -24,6 +25,27 @@ import { maxRelError, randn } from './numeric.ts';
 
 export function mm(N: number, K: number, over: Partial<MatmulAttrs> = {}): MatmulAttrs {
   return { ...plainMatmul(N, K), ...over };
+}
+
+/**
+ * x + (prev − x)·μ (RWKV's token mix) with μ columns [s·K, (s+1)·K) of a [parts·K] parameter: the
+ * x map of split s when one concatenated parameter serves several splits (splitXMaps).
+ */
+export function mixOf(K: number, parts: number, s: number): FusedPointwise {
+  const x = { in: 'x' };
+  const act = () => ({ perToken: true, cols: K, inner: K, repeat: 1 });
+  return {
+    inputs: {
+      x: act(),
+      p_prev: act(),
+      p_mu: { perToken: false, cols: parts * K, inner: K, repeat: 1, offset: s * K },
+    },
+    expr: {
+      bin: 'add',
+      a: x,
+      b: { bin: 'mul', a: { bin: 'sub', a: { in: 'p_prev' }, b: x }, b: { in: 'p_mu' } },
+    },
+  };
 }
 
 export const RMS = { kind: 'rms', eps: 1e-6, unitOffset: false, bias: false } as const;

@@ -11,56 +11,20 @@
  * f32 kernel (the other attention kernel tests' bound).
  */
 import { describe, expect, it } from 'vitest';
-import { attentionKernel } from '../../codegen/kernels/attention.ts';
-import type { AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
-import { batchedDefinition } from '../../src/ops/batch.ts';
-import { keepBlock, keepPatternBlock, randomBlocks } from '../../src/ops/block-sparse.ts';
-import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
-import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { keepPatternBlock, randomBlocks } from '../../src/ops/block-sparse.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
-import { attentionAttrs, maskedSoftmax, type AttentionCase } from '../helpers/attention.ts';
-
-const bigbird = (block: number, L: number, G: number, r: number, seed = 7): BlockSparsePattern => ({
-  kind: 'block_sparse',
-  block,
-  layout: { kind: 'local', blocks: L, global: G },
-  random: { kind: 'random', r, seed },
-});
-
-interface Case extends AttentionCase {
-  /** Bidirectional: the step's key count (the canvas), default pos + T. */
-  keys?: number;
-  pattern: BlockSparsePattern;
-}
-
-function attrs(c: Case): AttentionAttrs {
-  return attentionAttrs(c, {
-    causal: c.causal ?? true,
-    capacity: Math.max(c.pos + c.maxT, c.keys ?? 0) + 3,
-    blockSparse: c.pattern,
-  });
-}
-
-const stepOf = (c: Case) => ({ T: c.T, pos: c.pos, L: 1, ...(c.keys ? { keys: c.keys } : {}) });
-
-/** Dense masked softmax over the mask written from the layout rule and the draw. */
-function reference(c: Case, q: Float32Array, k: Float32Array, v: Float32Array): Float32Array {
-  const p = c.pattern;
-  const causal = c.causal ?? true;
-  const n = Math.max(c.pos + c.T, c.keys ?? 0);
-  const nkb = Math.ceil(n / p.block);
-  const draws = Array.from({ length: c.T }, (_, t) =>
-    randomBlocks(p, Math.floor((c.pos + t) / p.block), nkb, causal),
-  );
-  return maskedSoftmax(c, n, q, k, v, (t, j) => {
-    const pos = c.pos + t;
-    const qb = Math.floor(pos / p.block);
-    const kb = Math.floor(j / p.block);
-    if (causal && j > pos) return false;
-    return keepBlock(p.layout, qb, kb) || draws[t].includes(kb);
-  });
-}
+import {
+  bigbirdAttrs as attrs,
+  bigbirdPattern as bigbird,
+  expectBatchedDecodeMatches,
+  expectKernelMatches,
+  expectReferenceMatchesDense,
+  bigbirdLabel as label,
+  runBigBirdKernel as runKernel,
+  stepOf,
+  type BigBirdCase as Case,
+} from '../helpers/bigbird.ts';
 
 const cases: Case[] = [
   // Prefill from the first token, T not a multiple of the block, GQA.
@@ -96,16 +60,6 @@ const cases: Case[] = [
   { heads: 4, kvHeads: 2, hd: 16, T: 1000, maxT: 1000, pos: 0, pattern: bigbird(16, 2, 1, 3) },
 ];
 
-function label(c: Case): string {
-  const p = c.pattern;
-  const l = p.layout as { blocks: number; global: number };
-  return (
-    `H=${c.heads} KVH=${c.kvHeads} T=${c.T} pos=${c.pos}${c.keys ? ` keys=${c.keys}` : ''} ` +
-    `${c.causal === false ? 'bidirectional ' : ''}block ${p.block} local ${l.blocks} global ${l.global} ` +
-    `r ${p.random!.r} seed ${p.random!.seed}`
-  );
-}
-
 describe('BigBird random blocks: the draw', () => {
   it('keeps min(r, candidates) distinct blocks outside the band and the globals, past only when causal', () => {
     const p = bigbird(8, 2, 1, 3);
@@ -140,14 +94,7 @@ describe('BigBird random blocks: the draw', () => {
   });
 
   it('the reference equals a dense softmax under the drawn mask', () => {
-    for (const c of cases.filter((c) => c.T <= 40)) {
-      const a = attrs(c);
-      const q = randn(c.T * c.heads * c.hd, 1, 2);
-      const k = randn(a.capacity * c.kvHeads * c.hd, 2, 2);
-      const v = randn(a.capacity * c.kvHeads * c.hd, 3);
-      const got = attention.reference(a, { q, kcache: k, vcache: v }, stepOf(c)).out;
-      expect(maxRelError(got, reference(c, q, k, v)), label(c)).toBeLessThan(1e-6);
-    }
+    expectReferenceMatchesDense(cases);
   });
 
   it('FLOPs and bytes count the random blocks: decode reads band + global + r blocks', () => {
@@ -175,36 +122,9 @@ describe('BigBird random blocks: the draw', () => {
   });
 });
 
-async function runKernel(
-  c: Case,
-  a: AttentionAttrs,
-  q: Float32Array,
-  kcache: Float32Array,
-  vcache: Float32Array,
-) {
-  const gpu = await testGpu();
-  const gen = attentionKernel(a, { caps: gpu.caps, maxT: c.maxT });
-  const outputs: Record<string, number> = {};
-  for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
-  const out = new Float32Array(c.maxT * c.heads * c.hd).fill(-777.25);
-  const got = await runLaunches(gen.launches, {
-    inputs: { q, kcache, vcache, out },
-    outputs,
-    step: stepOf(c),
-  });
-  return got.out.subarray(0, c.T * c.heads * c.hd);
-}
-
 describe('BigBird random blocks: the kernel', () => {
   for (const [i, c] of cases.entries()) {
-    it(`matches the reference: ${label(c)}`, async () => {
-      const a = attrs(c);
-      const q = randn(c.maxT * c.heads * c.hd, 10 + i, 2);
-      const kcache = randn(a.capacity * c.kvHeads * c.hd, 20 + i, 2);
-      const vcache = randn(a.capacity * c.kvHeads * c.hd, 30 + i);
-      const want = attention.reference(a, { q, kcache, vcache }, stepOf(c)).out;
-      expect(maxRelError(await runKernel(c, a, q, kcache, vcache), want)).toBeLessThanOrEqual(1e-4);
-    });
+    it(`matches the reference: ${label(c)}`, () => expectKernelMatches(c, i));
   }
 
   it('never reads a block neither the band, the globals nor the draw keeps (decode)', async () => {
@@ -239,33 +159,6 @@ describe('BigBird random blocks: the kernel', () => {
     expect(maxRelError(got, want)).toBeLessThanOrEqual(1e-4);
   });
 
-  it('batched decode (3 sequences at one position) matches the batched reference', async () => {
-    const a: AttentionAttrs = {
-      ...attrs({
-        heads: 4,
-        kvHeads: 2,
-        hd: 8,
-        T: 1,
-        maxT: 1,
-        pos: 77,
-        pattern: bigbird(4, 2, 1, 3),
-      }),
-      batch: 3,
-    };
-    const q = randn(3 * a.heads * a.headDim, 41, 2);
-    const kcache = randn(3 * a.capacity * a.kvHeads * a.headDim, 42, 2);
-    const vcache = randn(3 * a.capacity * a.kvHeads * a.headDim, 43);
-    const step = { T: 3, pos: 77, L: 1 };
-    const want = batchedDefinition(attention).reference(a, { q, kcache, vcache }, step).out;
-    const gpu = await testGpu();
-    const gen = attentionKernel(a, { caps: gpu.caps, maxT: 3 });
-    const outputs: Record<string, number> = {};
-    for (const [name, bytes] of Object.entries(gen.scratch)) outputs[name] = bytes / 4;
-    const got = await runLaunches(gen.launches, {
-      inputs: { q, kcache, vcache, out: new Float32Array(3 * a.heads * a.headDim) },
-      outputs,
-      step,
-    });
-    expect(maxRelError(got.out, want as Float32Array)).toBeLessThanOrEqual(1e-4);
-  });
+  it('batched decode (3 sequences at one position) matches the batched reference', () =>
+    expectBatchedDecodeMatches(bigbird(4, 2, 1, 3)));
 });

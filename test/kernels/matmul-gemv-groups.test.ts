@@ -9,35 +9,25 @@
  * order differs (q: Σ x·code then · scale, not Σ x·(scale·code)).
  */
 import { describe, expect, it } from 'vitest';
-import type { FusedPointwise, MatmulAttrs, PointwiseInput } from '../../src/graph/ops.ts';
+import type { MatmulAttrs } from '../../src/graph/ops.ts';
 import type { WeightType } from '../../src/graph/dtype.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
 import { gemvLaunch, gemvShape, type GemvShape } from '../../codegen/kernels/matmul/gemv.ts';
-import { check, DECODE_STEPS, LAYER, matrixCaps, mm, RMS, ropeCase } from '../helpers/matmul.ts';
+import {
+  check,
+  DECODE_STEPS,
+  mixOf,
+  LAYER,
+  matrixCaps,
+  mm,
+  RMS,
+  ropeCase,
+} from '../helpers/matmul.ts';
 
 // G = 1 is the GEMV every other matmul test runs (its kernels are those from before G existed).
 const GROUPS = [2, 4, 8];
 const TYPES: WeightType[] = ['f32', 'f16', 'q8', 'q4'];
-
-const act = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
-
-/** x + (prev − x)·μ_s, μ_s columns [s·K, (s+1)·K) of a [parts·K] parameter (RWKV's token mix). */
-function mixOf(K: number, parts: number, s: number): FusedPointwise {
-  const x = { in: 'x' };
-  return {
-    inputs: {
-      x: act(K),
-      p_prev: act(K),
-      p_mu: { perToken: false, cols: parts * K, inner: K, repeat: 1, offset: s * K },
-    },
-    expr: {
-      bin: 'add',
-      a: x,
-      b: { bin: 'mul', a: { bin: 'sub', a: { in: 'p_prev' }, b: x }, b: { in: 'p_mu' } },
-    },
-  };
-}
 
 /**
  * Cases for weight type w, each with the thread shape it runs under (TPC, C): rows per

@@ -5,30 +5,11 @@
  * workgroups (odd widths, K both vec4 and not).
  */
 import { describe, expect, it } from 'vitest';
-import type { FusedPointwise, MatmulAttrs, PointwiseInput } from '../../src/graph/ops.ts';
+import type { MatmulAttrs } from '../../src/graph/ops.ts';
 import { matmul } from '../../src/ops/matmul.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
-import { check, DECODE_STEPS, matrixCaps, mm } from '../helpers/matmul.ts';
-
-const act = (cols: number): PointwiseInput => ({ perToken: true, cols, inner: cols, repeat: 1 });
-
-/** x + (prev − x)·μ with μ columns [s·K, (s+1)·K) of a [parts·K] parameter. */
-function mixOf(K: number, parts: number, s: number): FusedPointwise {
-  const x = { in: 'x' };
-  return {
-    inputs: {
-      x: act(K),
-      p_prev: act(K),
-      p_mu: { perToken: false, cols: parts * K, inner: K, repeat: 1, offset: s * K },
-    },
-    expr: {
-      bin: 'add',
-      a: x,
-      b: { bin: 'mul', a: { bin: 'sub', a: { in: 'p_prev' }, b: x }, b: { in: 'p_mu' } },
-    },
-  };
-}
+import { check, DECODE_STEPS, mixOf, matrixCaps, mm } from '../helpers/matmul.ts';
 
 /** Splits `splits`, split i mixing with μ part `member[i]` (several splits may share one). */
 function splitMixed(K: number, splits: number[], member: number[]): MatmulAttrs {
