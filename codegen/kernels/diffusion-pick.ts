@@ -9,7 +9,8 @@
  * The Step uniform carries the pick: T rows, `pos` the canvas position of row 0, `seed`, `draw`
  * the sampler's step index, `temperature`. One workgroup a row; each thread walks ids tid,
  * tid + WG, … (ascending, so a strict > keeps the lowest id of a tie), then a tree reduction
- * prefers the higher score, then the lower id (torch.argmax's tie rule).
+ * prefers the higher score, then the lower id (torch.argmax's tie rule). The row loop, the tree
+ * and the tie rule are the per-row kernels' shared WGSL (codegen/kernels/row-reduce.ts).
  *
  * Against the f64 host pick: the noise bits and the uniform (24 bits, exact in f32) are the same;
  * the Gumbel term goes through f32 logs, so at temperature > 0 a row whose two best noisy scores
@@ -18,6 +19,14 @@
  * writes token NONFINITE_PICK.
  */
 import { withHelpers } from './wgsl-math.ts';
+import {
+  BETTER_WGSL,
+  NONFINITE_WGSL,
+  rowConstants,
+  rowMain,
+  rowWorkgroup,
+  treeReduce,
+} from './row-reduce.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { Remasking } from '../../src/ops/diffusion.ts';
 
@@ -53,14 +62,11 @@ export function diffusionPickKernel(
   if (!Object.hasOwn(CONFIDENCE, remasking))
     throw new Error(`diffusion pick: unknown remasking ${String(remasking)}`);
   const entropy = remasking === 'entropy';
-  let wg = 1;
-  while (wg * 2 <= Math.min(maxWorkgroup, 256) && wg < vocab) wg *= 2;
+  const wg = rowWorkgroup(vocab, maxWorkgroup);
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'logits', 'read')}
 ${storageDecl(2, 'picks', 'read_write', 'u32')}
-const V = ${vocab}u;
-const WG = ${wg}u;
-const NONE = 0xffffffffu;
+${rowConstants(vocab, wg)}
 // The random remasking's confidence draw takes this id slot (src/ops/diffusion.ts).
 const CONFIDENCE_STREAM = 0xffffffffu;
 var<workgroup> bs: array<f32, ${wg}>;
@@ -72,13 +78,11 @@ var<workgroup> sm: array<f32, ${wg}>;
 ${entropy ? `var<workgroup> en: array<f32, ${wg}>;` : ''}
 var<workgroup> bad: array<u32, ${wg}>;
 
-fn is_nonfinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }
+${NONFINITE_WGSL}
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let row = wid.x;
-  if (row >= step.T) { return; }
-  let base = row * V;
+${BETTER_WGSL}
+
+${rowMain(wg)}
   let hr = pcg(pcg(pcg(step.seed) ^ step.draw) ^ (step.pos + row));
   let t = step.temperature;
   var best = -3.0e38;
@@ -100,27 +104,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   mx[tid] = m;
   m2[tid] = s2;
   bad[tid] = nf;
-  workgroupBarrier();
-  for (var o = WG / 2u; o > 0u; o = o / 2u) {
-    if (tid < o) {
-      let j = tid + o;
-      let take = bi[j] != NONE && (bi[tid] == NONE || bs[j] > bs[tid] || (bs[j] == bs[tid] && bi[j] < bi[tid]));
-      if (take) { bs[tid] = bs[j]; bi[tid] = bi[j]; }
-      m2[tid] = max(min(mx[tid], mx[j]), max(m2[tid], m2[j]));
-      mx[tid] = max(mx[tid], mx[j]);
-      bad[tid] = bad[tid] | bad[j];
-    }
-    workgroupBarrier();
-  }
+${treeReduce(`
+    if (better(bs[j], bi[j], bs[tid], bi[tid])) { bs[tid] = bs[j]; bi[tid] = bi[j]; }
+    m2[tid] = max(min(mx[tid], mx[j]), max(m2[tid], m2[j]));
+    mx[tid] = max(mx[tid], mx[j]);
+    bad[tid] = bad[tid] | bad[j];`)}
   let M = mx[0];
   var sum = 0.0;
   for (var v = tid; v < V; v += WG) { sum += exp(logits[base + v] - M); }
   sm[tid] = sum;
-  workgroupBarrier();
-  for (var o = WG / 2u; o > 0u; o = o / 2u) {
-    if (tid < o) { sm[tid] = sm[tid] + sm[tid + o]; }
-    workgroupBarrier();
-  }
+${treeReduce('sm[tid] = sm[tid] + sm[j];')}
 ${
   entropy
     ? `  let S = sm[0];
@@ -131,11 +124,7 @@ ${
   }
   workgroupBarrier();
   en[tid] = h;
-  workgroupBarrier();
-  for (var o = WG / 2u; o > 0u; o = o / 2u) {
-    if (tid < o) { en[tid] = en[tid] + en[tid + o]; }
-    workgroupBarrier();
-  }`
+${treeReduce('en[tid] = en[tid] + en[j];')}`
     : ''
 }
   if (tid == 0u) {

@@ -24,6 +24,8 @@
  * (seed, draw, pos + row, id) in u32, the same bits as src/ops/diffusion.ts noiseBits. A thread
  * that sees no id (vocab < WG) holds m = −3e38 with so = −1 and w = 0: no terms, which the merge
  * scales by exp(−3e38 − M) = 0. A row holding a NaN or an Inf writes NONFINITE_ROW twice and NaNs.
+ * The row loop, the tree and the tie rule are the per-row kernels' shared WGSL
+ * (codegen/kernels/row-reduce.ts).
  */
 import type { EntropyRowsAttrs } from '../../src/graph/ops.ts';
 import {
@@ -37,44 +39,28 @@ import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32 } from './wgsl-builder.ts';
 import { logSeries, withHelpers } from './wgsl-math.ts';
 import { STEP_WGSL } from '../kernel-ir.ts';
+import {
+  BETTER_WGSL,
+  NONFINITE_WGSL,
+  ROW_NAMES,
+  rowConstants,
+  rowMain,
+  rowWorkgroup,
+  treeReduce,
+} from './row-reduce.ts';
 
 export { ENTROPY_ROW_WORDS, NONFINITE_ROW } from '../../src/ops/entropy-rows.ts';
 
-/** The largest power of two up to the device's workgroup size (256 at most) that vocab can use. */
-function rowWorkgroup(vocab: number, maxWorkgroup: number): number {
-  let wg = 1;
-  while (wg * 2 <= Math.min(maxWorkgroup, 256) && wg < vocab) wg *= 2;
-  return wg;
-}
-
-const RESERVED = [
-  'V',
-  'WG',
-  'NONE',
-  'REL',
-  'am',
-  'ai',
-  'gs',
-  'gi',
-  'g2',
-  'ax',
-  'mx',
-  'so',
-  'wm',
-  'bad',
-];
-const FUNCTIONS = ['log1p_small', 'is_nonfinite', 'better', 'main'];
-const NONE = `0x${NONFINITE_ROW.toString(16)}u`;
+const RESERVED = ['REL', 'am', 'ai', 'gs', 'gi', 'g2', 'ax', 'mx', 'so', 'wm', 'bad'];
+const FUNCTIONS = ['log1p_small'];
 
 export const entropyRowsKernel: KernelGenerator<EntropyRowsAttrs> = (a, ctx) => {
   entropyRows.check(a);
   const wg = rowWorkgroup(a.vocab, ctx.caps.maxInvocationsPerWorkgroup);
-  const b = opBindings(a, [...RESERVED, ...FUNCTIONS]);
+  const b = opBindings(a, [...ROW_NAMES, ...RESERVED, ...FUNCTIONS]);
   const code = /* wgsl */ `${STEP_WGSL}
 ${b.decls}
-const V = ${a.vocab}u;
-const WG = ${wg}u;
-const NONE = ${NONE};
+${rowConstants(a.vocab, wg)}
 // The entropy sums' relative error bound (src/ops/entropy-rows.ts entropyRelError).
 const REL = ${wgslF32(entropyRelError(a.vocab))};
 // Largest logit and its id; best noisy score, its id and the other ids' best; largest |l| / t.
@@ -93,18 +79,11 @@ var<workgroup> bad: array<u32, ${wg}>;
 // log(1 + x) for 0 ≤ x < 1/4 by its series.
 fn log1p_small(x: f32) -> f32 { return ${logSeries('x', -1)}; }
 
-fn is_nonfinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }
+${NONFINITE_WGSL}
 
-// Whether (s, i) beats (sBest, iBest): a higher value, or an equal one at a lower id.
-fn better(s: f32, i: u32, sBest: f32, iBest: u32) -> bool {
-  return i != NONE && (iBest == NONE || s > sBest || (s == sBest && i < iBest));
-}
+${BETTER_WGSL}
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let row = wid.x;
-  if (row >= step.T) { return; }
-  let base = row * V;
+${rowMain(wg)}
   let t = step.temperature;
   let hr = pcg(pcg(pcg(step.seed) ^ step.draw) ^ (step.pos + row));
   var lm = -3.0e38;
@@ -155,35 +134,29 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   so[tid] = s;
   wm[tid] = w;
   bad[tid] = nf;
-  workgroupBarrier();
-  for (var o = WG / 2u; o > 0u; o = o / 2u) {
-    if (tid < o) {
-      let j = tid + o;
-      if (better(am[j], ai[j], am[tid], ai[tid])) { am[tid] = am[j]; ai[tid] = ai[j]; }
-      if (better(gs[j], gi[j], gs[tid], gi[tid])) {
-        g2[tid] = max(gs[tid], max(g2[tid], g2[j]));
-        gs[tid] = gs[j];
-        gi[tid] = gi[j];
-      } else {
-        g2[tid] = max(gs[j], max(g2[tid], g2[j]));
-      }
-      ax[tid] = max(ax[tid], ax[j]);
-      let m1 = mx[tid];
-      let m2 = mx[j];
-      if (m1 >= m2) {
-        let k = exp(m2 - m1);
-        wm[tid] = wm[tid] + k * (wm[j] + (so[j] + 1.0) * (m1 - m2));
-        so[tid] = so[tid] + (so[j] + 1.0) * k;
-      } else {
-        let k = exp(m1 - m2);
-        wm[tid] = wm[j] + k * (wm[tid] + (so[tid] + 1.0) * (m2 - m1));
-        so[tid] = so[j] + (so[tid] + 1.0) * k;
-        mx[tid] = m2;
-      }
-      bad[tid] = bad[tid] | bad[j];
+${treeReduce(`
+    if (better(am[j], ai[j], am[tid], ai[tid])) { am[tid] = am[j]; ai[tid] = ai[j]; }
+    if (better(gs[j], gi[j], gs[tid], gi[tid])) {
+      g2[tid] = max(gs[tid], max(g2[tid], g2[j]));
+      gs[tid] = gs[j];
+      gi[tid] = gi[j];
+    } else {
+      g2[tid] = max(gs[j], max(g2[tid], g2[j]));
     }
-    workgroupBarrier();
-  }
+    ax[tid] = max(ax[tid], ax[j]);
+    let m1 = mx[tid];
+    let m2 = mx[j];
+    if (m1 >= m2) {
+      let k = exp(m2 - m1);
+      wm[tid] = wm[tid] + k * (wm[j] + (so[j] + 1.0) * (m1 - m2));
+      so[tid] = so[tid] + (so[j] + 1.0) * k;
+    } else {
+      let k = exp(m1 - m2);
+      wm[tid] = wm[j] + k * (wm[tid] + (so[tid] + 1.0) * (m2 - m1));
+      so[tid] = so[j] + (so[tid] + 1.0) * k;
+      mx[tid] = m2;
+    }
+    bad[tid] = bad[tid] | bad[j];`)}
   if (tid == 0u) {
     let o = ${ENTROPY_ROW_WORDS}u * row;
     if (bad[0] != 0u) {

@@ -8,41 +8,39 @@
  *
  * A thread that sees no id (vocab < WG) holds the maximum −3e38 with a sum of 0, which the merge
  * scales by exp(−3e38 − M) = 0: no NaN from (−∞) − (−∞). Rows past step.T are not touched, nor the
- * state's rows past T.
+ * state's rows past T. The row loop, the tree and the tie rule are the per-row kernels' shared
+ * WGSL (codegen/kernels/row-reduce.ts).
  */
 import type { SoftmaxRowsAttrs } from '../../src/graph/ops.ts';
 import { softmaxRows } from '../../src/ops/softmax-rows.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings } from './wgsl-builder.ts';
 import { STEP_WGSL } from '../kernel-ir.ts';
-
-/** The largest power of two up to the device's workgroup size (256 at most) that vocab can use. */
-function rowWorkgroup(vocab: number, maxWorkgroup: number): number {
-  let wg = 1;
-  while (wg * 2 <= Math.min(maxWorkgroup, 256) && wg < vocab) wg *= 2;
-  return wg;
-}
+import {
+  BETTER_WGSL,
+  ROW_NAMES,
+  rowConstants,
+  rowMain,
+  rowWorkgroup,
+  treeReduce,
+} from './row-reduce.ts';
 
 export const softmaxRowsKernel: KernelGenerator<SoftmaxRowsAttrs> = (a, ctx) => {
   softmaxRows.check(a);
   if (ctx.maxT > a.rows)
     throw new Error(`softmax_rows: a step of up to ${ctx.maxT} rows writes a state of ${a.rows}`);
   const wg = rowWorkgroup(a.vocab, ctx.caps.maxInvocationsPerWorkgroup);
-  const b = opBindings(a, ['V', 'WG', 'NONE', 'mx', 'sm', 'ix', 'main', 'merge']);
+  const b = opBindings(a, [...ROW_NAMES, 'mx', 'sm', 'ix', 'merge']);
   const code = /* wgsl */ `${STEP_WGSL}
 ${b.decls}
-const V = ${a.vocab}u;
-const WG = ${wg}u;
-const NONE = 0xffffffffu;
+${rowConstants(a.vocab, wg)}
 var<workgroup> mx: array<f32, ${wg}>;
 var<workgroup> sm: array<f32, ${wg}>;
 var<workgroup> ix: array<u32, ${wg}>;
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let row = wid.x;
-  if (row >= step.T) { return; }
-  let base = row * V;
+${BETTER_WGSL}
+
+${rowMain(wg)}
   let t = step.temperature;
   if (t == 0.0) {
     // The one-hot limit: the largest logit, the lowest id among equals (ascending walk, strict >).
@@ -54,17 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     }
     mx[tid] = best;
     ix[tid] = id;
-    workgroupBarrier();
-    for (var o = WG / 2u; o > 0u; o = o / 2u) {
-      if (tid < o) {
-        let j = tid + o;
-        if (ix[j] != NONE && (ix[tid] == NONE || mx[j] > mx[tid] || (mx[j] == mx[tid] && ix[j] < ix[tid]))) {
-          mx[tid] = mx[j];
-          ix[tid] = ix[j];
-        }
-      }
-      workgroupBarrier();
-    }
+${treeReduce('if (better(mx[j], ix[j], mx[tid], ix[tid])) { mx[tid] = mx[j]; ix[tid] = ix[j]; }', '    ')}
     let top = ix[0];
     for (var v = tid; v < V; v += WG) { probs[base + v] = select(0.0, 1.0, v == top); }
     return;
@@ -82,16 +70,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   }
   mx[tid] = m;
   sm[tid] = s;
-  workgroupBarrier();
-  for (var o = WG / 2u; o > 0u; o = o / 2u) {
-    if (tid < o) {
-      let j = tid + o;
-      let M = max(mx[tid], mx[j]);
-      sm[tid] = sm[tid] * exp(mx[tid] - M) + sm[j] * exp(mx[j] - M);
-      mx[tid] = M;
-    }
-    workgroupBarrier();
-  }
+${treeReduce(`
+    let M = max(mx[tid], mx[j]);
+    sm[tid] = sm[tid] * exp(mx[tid] - M) + sm[j] * exp(mx[j] - M);
+    mx[tid] = M;`)}
   let M = mx[0];
   let S = sm[0];
   for (var v = tid; v < V; v += WG) { probs[base + v] = exp(logits[base + v] / t - M) / S; }
