@@ -156,17 +156,11 @@ export function entropyRowStats(
 
 /**
  * Row `row`'s words as the kernel means them (see RowWord), in f64: the statistics of
- * entropyRowStats and the error words' exact counterparts.
+ * entropyRowStats, from the same arguments, and the error words' exact counterparts.
  */
-export function entropyRowWords(
-  logits: ArrayLike<number>,
-  row: number,
-  vocab: number,
-  t: number,
-  noise: RowNoise,
-  position = row,
-): EntropyRowWords {
-  const s = entropyRowStats(logits, row, vocab, t, noise, position);
+export function entropyRowWords(...args: Parameters<typeof entropyRowStats>): EntropyRowWords {
+  const [logits, row, vocab, t, noise, position = row] = args;
+  const s = entropyRowStats(...args);
   const base = row * vocab;
   if (s.argmax === NONFINITE_ROW)
     return { ...s, entropyError: NaN, tokenLogit: NaN, runnerUp: NaN, maxScaled: NaN };
