@@ -8,26 +8,24 @@ import { attentionKernel } from '../../codegen/kernels/attention.ts';
 import type { AttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { batchedDefinition } from '../../src/ops/batch.ts';
-import { keepBlock, randomBlocks } from '../../src/ops/block-sparse.ts';
+import { keepBlock, keepPatternBlock, randomBlocks } from '../../src/ops/block-sparse.ts';
 import type { BlockSparsePattern } from '../../src/spec/kinds/sparsity.ts';
 import { attentionAttrs, maskedSoftmax, type AttentionCase } from './attention.ts';
 import { runLaunches, testGpu } from './gpu.ts';
 import { maxRelError, randn } from './numeric.ts';
 
-/** A local band of L blocks, G global blocks and r random blocks drawn from `seed`. */
-export const bigbirdPattern = (
-  block: number,
-  L: number,
-  G: number,
-  r: number,
-  seed = 7,
-  perHead = false,
-): BlockSparsePattern => ({
-  kind: 'block_sparse',
-  block,
-  layout: { kind: 'local', blocks: L, global: G },
-  random: { kind: 'random', r, seed, ...(perHead ? { perHead: true } : {}) },
-});
+/**
+ * BigBird patterns with the draw shared by the heads or one per head: a local band of L blocks,
+ * G global blocks and r random blocks drawn from `seed`.
+ */
+export const bigbirdPattern =
+  (perHead: boolean) =>
+  (block: number, L: number, G: number, r: number, seed = 7): BlockSparsePattern => ({
+    kind: 'block_sparse',
+    block,
+    layout: { kind: 'local', blocks: L, global: G },
+    random: { kind: 'random', r, seed, ...(perHead ? { perHead: true } : {}) },
+  });
 
 export interface BigBirdCase extends AttentionCase {
   /** Bidirectional: the step's key count (the canvas), default pos + T. */
@@ -157,4 +155,39 @@ export async function expectBatchedDecodeMatches(pattern: BlockSparsePattern): P
     step,
   });
   expect(maxRelError(got.out, want as Float32Array)).toBeLessThanOrEqual(1e-4);
+}
+
+/**
+ * Decode case c (T = 1) with NaN values in every block of vcache that no query head of a kv
+ * head keeps, so a kernel that staged one would return NaN: the kernel's rows are all finite and
+ * within 1e-4 of the reference. Returns the key block count and how many (kv head, block) pairs
+ * were dropped, for the test's count of what the pattern keeps.
+ */
+export async function expectDroppedBlocksUnread(
+  c: BigBirdCase,
+): Promise<{ nkb: number; dropped: number }> {
+  const a = bigbirdAttrs(c);
+  const B = c.pattern.block;
+  const group = c.heads / c.kvHeads;
+  const q = randn(c.heads * c.hd, 5, 2);
+  const kcache = randn(a.capacity * c.kvHeads * c.hd, 6, 2);
+  const vcache = randn(a.capacity * c.kvHeads * c.hd, 7);
+  const qb = Math.floor(c.pos / B);
+  const nkb = Math.ceil((c.pos + 1) / B);
+  let dropped = 0;
+  for (let kvh = 0; kvh < c.kvHeads; kvh++) {
+    const heads = Array.from({ length: group }, (_, g) => kvh * group + g);
+    for (let kb = 0; kb < nkb; kb++) {
+      if (heads.some((h) => keepPatternBlock(c.pattern, qb, kb, nkb, true, h))) continue;
+      dropped++;
+      for (let j = kb * B; j < Math.min(a.capacity, (kb + 1) * B); j++) {
+        vcache.fill(NaN, (j * c.kvHeads + kvh) * c.hd, (j * c.kvHeads + kvh + 1) * c.hd);
+      }
+    }
+  }
+  const want = attention.reference(a, { q, kcache, vcache }, stepOf(c)).out;
+  const got = await runBigBirdKernel(c, a, q, kcache, vcache);
+  expect(got.every(Number.isFinite)).toBe(true);
+  expect(maxRelError(got, want)).toBeLessThanOrEqual(1e-4);
+  return { nkb, dropped };
 }
