@@ -79,6 +79,42 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   };
 }
 
+/**
+ * Three u32 words per input element: `body` writes y[3i], y[3i + 1], y[3i + 2] from x[i] (x of
+ * WGSL type `xType`, bound from `x`'s bytes); returns the words.
+ */
+async function wordsPerElement(
+  name: string,
+  x: Float32Array,
+  xType: 'f32' | 'u32',
+  body: string,
+): Promise<Uint32Array> {
+  const n = x.length;
+  const code = withHelpers(`${STEP_WGSL}
+@group(0) @binding(1) var<storage, read> x: array<${xType}>;
+@group(0) @binding(2) var<storage, read_write> y: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  let i = g.x;
+  if (i >= ${n}u * step.T) { return; }
+  ${body}
+}
+`);
+  const bindings: KernelLaunch['kernel']['bindings'] = [
+    STEP_BINDING,
+    { name: 'x', access: 'read' },
+    { name: 'y', access: 'read_write' },
+  ];
+  const { y } = await runLaunch(
+    {
+      kernel: { name: `helper_${name}`, code, bindings, workgroupSize: [64, 1, 1] },
+      grid: [Math.ceil(n / 64), 1, 1],
+    },
+    { inputs: { x }, outputs: { y: 3 * n }, step: { T: 1, pos: 0, L: 1 } },
+  );
+  return new Uint32Array(y.buffer, y.byteOffset, 3 * n);
+}
+
 describe('WGSL math helpers against their CPU mirrors', () => {
   it('covers every helper', () => {
     expect([...Object.keys(CASES), 'logaddexp', ...F16_HELPERS, ...RANDOM_HELPERS].sort()).toEqual(
@@ -179,35 +215,14 @@ describe('WGSL math helpers against their CPU mirrors', () => {
       ...randn(300, 7, 3e4),
     ]);
     const n = xs.length;
-    const code = withHelpers(`${STEP_WGSL}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<u32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) g: vec3u) {
-  let i = g.x;
-  if (i >= ${n}u * step.T) { return; }
-  y[3u * i] = f16_bits(x[i]);
+    const got = await wordsPerElement(
+      'f16',
+      xs,
+      'f32',
+      `y[3u * i] = f16_bits(x[i]);
   y[3u * i + 1u] = bitcast<u32>(f16_rne(x[i]));
-  y[3u * i + 2u] = f16_pack2(x[i], x[${n - 1}u - i]);
-}
-`);
-    const { y } = await runLaunch(
-      {
-        kernel: {
-          name: 'helper_f16',
-          code,
-          bindings: [
-            STEP_BINDING,
-            { name: 'x', access: 'read' },
-            { name: 'y', access: 'read_write' },
-          ],
-          workgroupSize: [64, 1, 1],
-        },
-        grid: [Math.ceil(n / 64), 1, 1],
-      },
-      { inputs: { x: xs }, outputs: { y: 3 * n }, step: { T: 1, pos: 0, L: 1 } },
+  y[3u * i + 2u] = f16_pack2(x[i], x[${n - 1}u - i]);`,
     );
-    const got = new Uint32Array(y.buffer, y.byteOffset, 3 * n);
     const f = new Float32Array(1);
     const bits = new Uint32Array(f.buffer);
     const bad: string[] = [];
@@ -237,39 +252,14 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
     for (let i = 0; i < 200; i++) words.push(pcgHash(i) >>> 0);
     const xs = Uint32Array.from(words.map((w) => w >>> 0));
     const n = xs.length;
-    const code = withHelpers(`${STEP_WGSL}
-@group(0) @binding(1) var<storage, read> x: array<u32>;
-@group(0) @binding(2) var<storage, read_write> y: array<u32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) g: vec3u) {
-  let i = g.x;
-  if (i >= ${n}u * step.T) { return; }
-  y[3u * i] = pcg(x[i]);
+    const got = await wordsPerElement(
+      'random',
+      new Float32Array(xs.buffer),
+      'u32',
+      `y[3u * i] = pcg(x[i]);
   y[3u * i + 1u] = bitcast<u32>(unit_draw(x[i]));
-  y[3u * i + 2u] = bitcast<u32>(neg_log_unit(x[i]));
-}
-`);
-    const { y } = await runLaunch(
-      {
-        kernel: {
-          name: 'helper_random',
-          code,
-          bindings: [
-            STEP_BINDING,
-            { name: 'x', access: 'read' },
-            { name: 'y', access: 'read_write' },
-          ],
-          workgroupSize: [64, 1, 1],
-        },
-        grid: [Math.ceil(n / 64), 1, 1],
-      },
-      {
-        inputs: { x: new Float32Array(xs.buffer) },
-        outputs: { y: 3 * n },
-        step: { T: 1, pos: 0, L: 1 },
-      },
+  y[3u * i + 2u] = bitcast<u32>(neg_log_unit(x[i]));`,
     );
-    const got = new Uint32Array(y.buffer, y.byteOffset, 3 * n);
     const asF32 = (u: number) => new Float32Array(Uint32Array.of(u).buffer)[0];
     const bad: string[] = [];
     xs.forEach((w, i) => {
