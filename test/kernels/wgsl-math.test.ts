@@ -251,7 +251,6 @@ describe('WGSL math helpers against their CPU mirrors', () => {
     const words = [...ks.flatMap((k) => [k << 8, (k << 8) | 0xff]), 0x12345678, 0xdeadbeef];
     for (let i = 0; i < 200; i++) words.push(pcgHash(i) >>> 0);
     const xs = Uint32Array.from(words.map((w) => w >>> 0));
-    const n = xs.length;
     const got = await wordsPerElement(
       'random',
       new Float32Array(xs.buffer),
