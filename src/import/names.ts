@@ -264,12 +264,12 @@ export function mlpWeightNames(
   s: MlpSpec,
 ): MlpWeightNames {
   return {
-    gate: s.gated ? w(n.gate) : null,
-    up: w(n.up),
-    down: w(n.down),
-    gateBias: b(n.gate, s.gated && s.bias),
-    upBias: b(n.up, s.bias),
-    downBias: b(n.down, s.bias),
+    gate: s.gated ? weightOf(n.gate) : null,
+    up: weightOf(n.up),
+    down: weightOf(n.down),
+    gateBias: biasOf(n.gate, s.gated && s.bias),
+    upBias: biasOf(n.up, s.bias),
+    downBias: biasOf(n.down, s.bias),
   };
 }
 
@@ -285,13 +285,14 @@ export interface MlpWeightNames {
 
 export function normWeightNames(model: ModelIR, prefix: string): NormWeightNames {
   return {
-    weight: `${prefix}.weight`,
-    bias: model.norm.kind === 'layer' && model.norm.bias ? `${prefix}.bias` : null,
+    weight: weightOf(prefix),
+    bias: biasOf(prefix, model.norm.kind === 'layer' && model.norm.bias),
   };
 }
 
-export const w = (p: string) => `${p}.weight`;
-export const b = (p: string, on: boolean) => (on ? `${p}.bias` : null);
+/** A linear's full tensor names under prefix p: its weight, and its bias where it has one. */
+export const weightOf = (p: string): string => `${p}.weight`;
+export const biasOf = (p: string, on: boolean): string | null => (on ? `${p}.bias` : null);
 
 /** Structured full names of layer i (derived from the same prefixes as layerTensors). */
 export function layerWeightNames(model: ModelIR, i: number): LayerWeightNames {

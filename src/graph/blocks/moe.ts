@@ -25,8 +25,8 @@ import {
   normTensors,
   normWeightNames,
   postNormNames,
-  w,
-  b as bias,
+  weightOf,
+  biasOf,
   type MlpWeightNames,
   type NormWeightNames,
   type TensorSpec,
@@ -101,12 +101,12 @@ export function moeWeightNames(model: ModelIR, i: number, f: MoeSpec): MoeWeight
   const m = moeNames(i);
   return {
     norm: normWeightNames(model, m.norm),
-    router: w(m.router),
-    routerBias: bias(m.router, f.router.bias),
+    router: weightOf(m.router),
+    routerBias: biasOf(m.router, f.router.bias),
     correctionBias: f.router.correctionBias ? m.correctionBias : null,
     experts: Array.from({ length: f.experts }, (_, e) => mlpWeightNames(m.expert(e), f.expert)),
     shared: f.shared ? mlpWeightNames(m.shared, f.shared) : null,
-    sharedGate: f.sharedGate ? w(m.sharedGate) : null,
+    sharedGate: f.sharedGate ? weightOf(m.sharedGate) : null,
   };
 }
 
