@@ -378,6 +378,7 @@ export class WebModel {
         rest,
         { signal, onToken, diffusion, onCanvas },
         stopTokens,
+        step,
       );
       return;
     }
@@ -412,6 +413,7 @@ export class WebModel {
     rest: Partial<GenerateOptions>,
     o: Pick<WebGenerateOptions, 'signal' | 'onToken' | 'diffusion' | 'onCanvas'>,
     stopTokens: readonly number[],
+    step: (id: number) => string,
   ): AsyncGenerator<string, void, undefined> {
     const d = this.manifest.model.diffusion!;
     const kind = d.kind;
@@ -424,7 +426,6 @@ export class WebModel {
         throw new Error(
           `${k}: an autoregressive sampling option, but the bundle is a ${kind} diffusion model (diffusion settings: genLength, blockLength, steps, ${kind === 'bd3lm' ? 'sampler, nucleusP' : 'remasking, cfgScale, threshold, cache, pick'})`,
         );
-    const step = this.tokenizer?.decodeStream() ?? (() => '');
     const P = ids.length;
     const view = canvasView(P, d.maskId, {
       tok: this.tokenizer,
