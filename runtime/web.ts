@@ -19,6 +19,7 @@ import { streamSafetensors } from './weights-stream.ts';
 import { canvasView } from './canvas-view.ts';
 import {
   diffusionGenerate,
+  settingsOf,
   type CanvasProgress,
   type WebDiffusionSettings,
 } from './web-diffusion.ts';
@@ -424,7 +425,7 @@ export class WebModel {
     for (const k of ['topK', 'topP'] as const)
       if (rest[k] !== undefined)
         throw new Error(
-          `${k}: an autoregressive sampling option, but the bundle is a ${kind} diffusion model (diffusion settings: genLength, blockLength, steps, ${kind === 'bd3lm' ? 'sampler, nucleusP' : 'remasking, cfgScale, threshold, cache, pick'})`,
+          `${k}: an autoregressive sampling option, but the bundle is a ${kind} diffusion model (diffusion settings: ${settingsOf(kind)})`,
         );
     const P = ids.length;
     const view = canvasView(P, d.maskId, {
