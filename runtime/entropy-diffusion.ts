@@ -211,20 +211,15 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
           },
           { keys: at + C },
         );
-        const label = `denoising step (draw ${noise.draw})`;
-        const words = new Uint32Array(
-          await seq.model.readback(label, readBuffer(device, stats, C * ENTROPY_ROW_WORDS * 4)),
-        );
         // The logits buffer keeps this step's logits until the sequence's next step.
-        const logits =
-          withLogits && logitsBuf
-            ? new Float32Array(
-                await seq.model.readback(label, readBuffer(device, logitsBuf, C * vocab * 4)),
-              )
-            : null;
-        const rs = decodeRowWords(words, C, temperature, noise);
         const buf = logitsBuf as GPUBuffer | null;
         if (!buf) throw new Error('denoiseRows: the step recorded no logits buffer');
+        const label = `denoising step (draw ${noise.draw})`;
+        const read = async (from: GPUBuffer, bytes: number, offset = 0) =>
+          seq.model.readback(label, readBuffer(device, from, bytes, offset));
+        const words = new Uint32Array(await read(stats, C * ENTROPY_ROW_WORDS * 4));
+        const logits = withLogits ? new Float32Array(await read(buf, C * vocab * 4)) : null;
+        const rs = decodeRowWords(words, C, temperature, noise);
         const out: DenoisedRows = {
           argmax: rs.argmax,
           token: rs.token,
@@ -240,9 +235,7 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
               if (steps !== stepAt)
                 throw new Error(`rowLogits(${p}): the sequence has run another step since`);
               const bytes = vocab * 4;
-              return new Float32Array(
-                await seq.model.readback(label, readBuffer(device, buf, bytes, p * bytes)),
-              );
+              return new Float32Array(await read(buf, bytes, p * bytes));
             },
           },
         };
