@@ -40,7 +40,7 @@ import {
 import { decodeRowWords, type RowNoise } from '../src/ops/entropy-rows.ts';
 import { softmaxRowsKernel } from '../codegen/kernels/softmax-rows.ts';
 import { ENTROPY_ROW_WORDS, entropyRowsKernel } from '../codegen/kernels/entropy-rows.ts';
-import { GREEDY } from '../codegen/kernel-ir.ts';
+import { GREEDY, type KernelLaunch, type SamplingParams } from '../codegen/kernel-ir.ts';
 import {
   bindGroupFor,
   createStepBuffer,
@@ -61,6 +61,35 @@ function skipsBranchWhenEncoding(seq: Sequence): boolean {
   );
 }
 
+/**
+ * Records `launch` (a kernel over the first rows of a logits buffer, writing `outputs`) into a
+ * step's command encoder, with its own Step uniform and a bind group per logits buffer it is
+ * given (the prefill phase's; the decode phase's for a 1-token canvas).
+ */
+function rowKernel(
+  device: GPUDevice,
+  launch: KernelLaunch,
+  outputs: Record<string, GPUBuffer>,
+): (enc: GPUCommandEncoder, logits: GPUBuffer, rows: number, s: SamplingParams) => void {
+  const pipeline = pipelineFor(device, launch.kernel);
+  const step = createStepBuffer(device);
+  const groups = new Map<GPUBuffer, GPUBindGroup>();
+  return (enc, logits, rows, s) => {
+    let group = groups.get(logits);
+    if (!group) {
+      group = bindGroupFor(device, launch.kernel, { step, logits, ...outputs });
+      groups.set(logits, group);
+    }
+    const p = { T: rows, pos: 0, L: rows };
+    writeStep(device, step, p, s);
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(...gridFor(launch, p));
+    pass.end();
+  };
+}
+
 export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
   const m = seq.model.manifest;
   if (m.model.diffusion?.kind !== 'entropy_bound')
@@ -75,51 +104,12 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
   const probs = seq.stateBuffer(SELF_CONDITION_PROBS);
   const launch = softmaxRowsKernel({ op: 'softmax_rows', rows: maxT, vocab }, { caps, maxT })
     .launches[0];
-  const pipeline = pipelineFor(device, launch.kernel);
-  const stepBuf = createStepBuffer(device);
-  // One bind group per logits buffer (the prefill phase's; the decode phase's for a 1-token canvas).
-  const groups = new Map<GPUBuffer, GPUBindGroup>();
-  const softmaxInto = (enc: GPUCommandEncoder, logits: GPUBuffer, rows: number, t: number) => {
-    let group = groups.get(logits);
-    if (!group) {
-      group = bindGroupFor(device, launch.kernel, { step: stepBuf, logits, probs });
-      groups.set(logits, group);
-    }
-    const p = { T: rows, pos: 0, L: rows };
-    writeStep(device, stepBuf, p, { ...GREEDY, temperature: t });
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(...gridFor(launch, p));
-    pass.end();
-  };
-  // The per-row statistics (denoiseRows): their own Step uniform (seed and draw besides T and t,
-  // written before the submission that both kernels share) and an output of maxT rows.
+  // Each kernel has its own Step uniform: both are written before the one submission they share.
+  const softmaxInto = rowKernel(device, launch, { probs });
+  // The per-row statistics (denoiseRows): seed and draw besides T and t, and an output of maxT rows.
   const rowsLaunch = entropyRowsKernel({ op: 'entropy_rows', vocab }, { caps, maxT }).launches[0];
-  const rowsPipeline = pipelineFor(device, rowsLaunch.kernel);
-  const rowsStep = createStepBuffer(device);
   const stats = createStorage(device, maxT * ENTROPY_ROW_WORDS * 4, 'entropy_rows.stats');
-  const rowsGroups = new Map<GPUBuffer, GPUBindGroup>();
-  const rowsInto = (
-    enc: GPUCommandEncoder,
-    logits: GPUBuffer,
-    rows: number,
-    t: number,
-    n: RowNoise,
-  ) => {
-    let group = rowsGroups.get(logits);
-    if (!group) {
-      group = bindGroupFor(device, rowsLaunch.kernel, { step: rowsStep, logits, stats });
-      rowsGroups.set(logits, group);
-    }
-    const p = { T: rows, pos: 0, L: rows };
-    writeStep(device, rowsStep, p, { ...GREEDY, temperature: t, seed: n.seed, draw: n.draw });
-    const pass = enc.beginComputePass();
-    pass.setPipeline(rowsPipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(...gridFor(rowsLaunch, p));
-    pass.end();
-  };
+  const rowsInto = rowKernel(device, rowsLaunch, { stats });
   // An older bundle runs the branch in encoding steps too, where it must read zeros.
   const encodeReadsState = !skipsBranchWhenEncoding(seq);
   /** What the state's rows hold: softmax(logits / temperature) of these, zeros, or other. */
@@ -176,7 +166,8 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
       // The next step's self-conditioning, from this step's logits, in this step's submission.
       const prepare = Number.isFinite(temperature) && temperature >= 0;
       const after = prepare
-        ? (enc: GPUCommandEncoder, logits: GPUBuffer) => softmaxInto(enc, logits, C, temperature)
+        ? (enc: GPUCommandEncoder, logits: GPUBuffer) =>
+            softmaxInto(enc, logits, C, { ...GREEDY, temperature })
         : undefined;
       if (prepare) held = 'other';
       try {
@@ -210,25 +201,25 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
           canvas,
           (enc, logits) => {
             logitsBuf = logits;
-            softmaxInto(enc, logits, C, temperature);
-            rowsInto(enc, logits, C, temperature, noise);
+            softmaxInto(enc, logits, C, { ...GREEDY, temperature });
+            rowsInto(enc, logits, C, {
+              ...GREEDY,
+              temperature,
+              seed: noise.seed,
+              draw: noise.draw,
+            });
           },
           { keys: at + C },
         );
-        const label = `denoising step (draw ${noise.draw})`;
-        const words = new Uint32Array(
-          await seq.model.readback(label, readBuffer(device, stats, C * ENTROPY_ROW_WORDS * 4)),
-        );
         // The logits buffer keeps this step's logits until the sequence's next step.
-        const logits =
-          withLogits && logitsBuf
-            ? new Float32Array(
-                await seq.model.readback(label, readBuffer(device, logitsBuf, C * vocab * 4)),
-              )
-            : null;
-        const rs = decodeRowWords(words, C, temperature, noise);
         const buf = logitsBuf as GPUBuffer | null;
         if (!buf) throw new Error('denoiseRows: the step recorded no logits buffer');
+        const label = `denoising step (draw ${noise.draw})`;
+        const read = async (from: GPUBuffer, bytes: number, offset = 0) =>
+          seq.model.readback(label, readBuffer(device, from, bytes, offset));
+        const words = new Uint32Array(await read(stats, C * ENTROPY_ROW_WORDS * 4));
+        const logits = withLogits ? new Float32Array(await read(buf, C * vocab * 4)) : null;
+        const rs = decodeRowWords(words, C, temperature, noise);
         const out: DenoisedRows = {
           argmax: rs.argmax,
           token: rs.token,
@@ -244,9 +235,7 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
               if (steps !== stepAt)
                 throw new Error(`rowLogits(${p}): the sequence has run another step since`);
               const bytes = vocab * 4;
-              return new Float32Array(
-                await seq.model.readback(label, readBuffer(device, buf, bytes, p * bytes)),
-              );
+              return new Float32Array(await read(buf, bytes, p * bytes));
             },
           },
         };

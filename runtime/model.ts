@@ -935,8 +935,7 @@ export class Sequence {
    * an entropy_bound model's self-conditioning probabilities, runtime/entropy-diffusion.ts).
    */
   writeState(name: string, data: Float32Array | Uint32Array): void {
-    const buf = this.state.get(name);
-    if (!buf) throw new Error(`the sequence has no state buffer '${name}'`);
+    const buf = this.stateBuffer(name);
     if (data.byteLength > buf.size)
       throw new Error(`writeState('${name}'): ${data.byteLength} bytes exceed its ${buf.size}`);
     upload(this.model.gpu.device, buf, data);
@@ -944,8 +943,7 @@ export class Sequence {
 
   /** Zero the first `bytes` (default: all) of one of the sequence's state buffers, on the device. */
   clearState(name: string, bytes?: number): void {
-    const buf = this.state.get(name);
-    if (!buf) throw new Error(`the sequence has no state buffer '${name}'`);
+    const buf = this.stateBuffer(name);
     const n = bytes === undefined ? buf.size : Math.ceil(bytes / 4) * 4;
     if (n > buf.size)
       throw new Error(`clearState('${name}'): ${bytes} bytes exceed its ${buf.size}`);

@@ -54,6 +54,12 @@ export interface WebDiffusionSettings {
 const BLOCK_ONLY = ['sampler', 'nucleusP'] as const;
 const LLADA_ONLY = ['remasking', 'cfgScale', 'threshold', 'cache', 'pick'] as const;
 
+/** The settings a kind takes, as errors list them: `genLength, blockLength, steps, …`. */
+export function settingsOf(kind: 'bd3lm' | 'llada' | 'dream'): string {
+  const own = kind === 'bd3lm' ? BLOCK_ONLY : LLADA_ONLY;
+  return ['genLength', 'blockLength', 'steps', ...own].join(', ');
+}
+
 /** One sampler step, as the page shows it. */
 export interface CanvasProgress {
   /** The step's index over the whole generation (0-based). */
@@ -77,7 +83,7 @@ export function blockRunOf(
   const other = LLADA_ONLY.filter((k) => s[k] !== undefined);
   if (other.length)
     throw new Error(
-      `diffusion.${other.join(', diffusion.')}: LLaDA/Dream sampler settings, but the bundle is a block-diffusion model (bd3lm: genLength, blockLength, steps, sampler, nucleusP)`,
+      `diffusion.${other.join(', diffusion.')}: LLaDA/Dream sampler settings, but the bundle is a block-diffusion model (bd3lm: ${settingsOf('bd3lm')})`,
     );
   const blockLength = s.blockLength ?? d.blockLength;
   const run: BlockDiffusionRun = {
@@ -104,7 +110,7 @@ export function maskedRunOf(
   const other = BLOCK_ONLY.filter((k) => s[k] !== undefined);
   if (other.length)
     throw new Error(
-      `diffusion.${other.join(', diffusion.')}: block-diffusion (bd3lm) settings, but the bundle is a ${d.kind} model (genLength, blockLength, steps, remasking, cfgScale, threshold, cache, pick)`,
+      `diffusion.${other.join(', diffusion.')}: block-diffusion (bd3lm) settings, but the bundle is a ${d.kind} model (${settingsOf(d.kind)})`,
     );
   const genLength = s.genLength ?? o.maxTokens ?? d.genLength;
   const changed = genLength !== d.genLength;

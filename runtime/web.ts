@@ -19,6 +19,7 @@ import { streamSafetensors } from './weights-stream.ts';
 import { canvasView } from './canvas-view.ts';
 import {
   diffusionGenerate,
+  settingsOf,
   type CanvasProgress,
   type WebDiffusionSettings,
 } from './web-diffusion.ts';
@@ -378,6 +379,7 @@ export class WebModel {
         rest,
         { signal, onToken, diffusion, onCanvas },
         stopTokens,
+        step,
       );
       return;
     }
@@ -412,6 +414,7 @@ export class WebModel {
     rest: Partial<GenerateOptions>,
     o: Pick<WebGenerateOptions, 'signal' | 'onToken' | 'diffusion' | 'onCanvas'>,
     stopTokens: readonly number[],
+    step: (id: number) => string,
   ): AsyncGenerator<string, void, undefined> {
     const d = this.manifest.model.diffusion!;
     const kind = d.kind;
@@ -422,9 +425,8 @@ export class WebModel {
     for (const k of ['topK', 'topP'] as const)
       if (rest[k] !== undefined)
         throw new Error(
-          `${k}: an autoregressive sampling option, but the bundle is a ${kind} diffusion model (diffusion settings: genLength, blockLength, steps, ${kind === 'bd3lm' ? 'sampler, nucleusP' : 'remasking, cfgScale, threshold, cache, pick'})`,
+          `${k}: an autoregressive sampling option, but the bundle is a ${kind} diffusion model (diffusion settings: ${settingsOf(kind)})`,
         );
-    const step = this.tokenizer?.decodeStream() ?? (() => '');
     const P = ids.length;
     const view = canvasView(P, d.maskId, {
       tok: this.tokenizer,

@@ -17,19 +17,19 @@ import {
   fastIssues,
   REMASKINGS,
   scheduleIssues,
+  scheduleOfSpec,
   type DiffusionCache,
   type DiffusionRun,
   type DiffusionSchedule,
   type Remasking,
 } from '../ops/diffusion.ts';
 import type { DiffusionSpec } from '../spec/model.ts';
-import { specSchedule } from '../spec/kinds/diffusion.ts';
 
 /** The schedule settings a spec's diffusion kind fixes (transfer, eps, shiftLogits). */
 function kindSettings(
   d: DiffusionSpec,
 ): Pick<DiffusionSchedule, 'transfer' | 'eps' | 'shiftLogits'> {
-  const { transfer, eps, shiftLogits } = specSchedule(d);
+  const { transfer, eps, shiftLogits } = scheduleOfSpec(d);
   return {
     ...(transfer !== undefined ? { transfer } : {}),
     ...(eps !== undefined ? { eps } : {}),

@@ -44,6 +44,7 @@ import {
   type ConfigOrigin,
 } from './config-reader.ts';
 import { readActivation } from './hf-decoder.ts';
+import { attentionSpec } from './hf-attention.ts';
 import { HARMLESS_CONFIG_KEYS } from './hf-keys.ts';
 import { moeSpec, softmaxRouter } from './hf-moe.ts';
 
@@ -496,24 +497,13 @@ export function diffusionGemmaModel(t: DiffusionGemmaText, name: string): ModelI
     index: l.index,
     mixerName: l.type === 'full_attention' ? 'full' : 'sliding',
     mixer: {
-      kind: 'attention',
-      heads: l.heads,
-      kvHeads: l.kvHeads,
-      headDim: l.headDim,
-      rope: l.rope,
-      qkNorm: true,
-      qkvBias: false,
-      outBias: false,
-      causal: true,
+      ...attentionSpec(l.heads, l.kvHeads, l.headDim, l.rope, {
+        qkNorm: true,
+        window: l.window,
+        // HF scales attention by 1: q_norm and k_norm carry the scale.
+        scale: 1,
+      }),
       phased: true,
-      window: l.window,
-      sinkTokens: null,
-      evict: null,
-      // HF scales attention by 1: q_norm and k_norm carry the scale.
-      scale: 1,
-      softcap: null,
-      sinks: false,
-      outputGate: false,
       ...(l.valueFromKey ? { valueFromKey: true } : {}),
       valueNorm: true,
     },

@@ -29,8 +29,9 @@
  *  - the entropy: within its error word of the f64 entropy (a relative bound on the f32 sums'
  *    rounding, rowEntropyError, that the kernel and this reference compute alike).
  */
-import type { EntropyRowsAttrs, StepShape } from '../graph/ops.ts';
+import type { EntropyRowsAttrs } from '../graph/ops.ts';
 import { gumbel } from './diffusion.ts';
+import { rowsTemperature } from './softmax-rows.ts';
 import { rule, type OpDefinition } from './types.ts';
 
 /** The words of a row, in order (the last five are f32 bits). */
@@ -196,14 +197,6 @@ function checkAttrs(a: EntropyRowsAttrs): void {
     throw new Error(`entropy_rows: vocab must be a positive integer, got ${a.vocab}`);
 }
 
-/** The step's temperature (absent sampling: 0, the argmax); refused when not a finite ≥ 0. */
-function temperatureOf(step: StepShape): number {
-  const t = step.sampling?.temperature ?? 0;
-  if (!(t >= 0) || !Number.isFinite(t))
-    throw new Error(`entropy_rows: the temperature must be a finite number ≥ 0, got ${t}`);
-  return t;
-}
-
 export const entropyRows: OpDefinition<EntropyRowsAttrs> = {
   check: checkAttrs,
   inputs: (a) => ({ logits: rule(['T', a.vocab]) }),
@@ -216,7 +209,7 @@ export const entropyRows: OpDefinition<EntropyRowsAttrs> = {
       throw new Error(
         `entropy_rows: logits of ${logits.length} elements, a step of ${step.T} rows needs ${step.T * a.vocab}`,
       );
-    const t = temperatureOf(step);
+    const t = rowsTemperature('entropy_rows', step);
     const noise = { seed: step.sampling?.seed ?? 0, draw: step.sampling?.draw ?? 0 };
     const stats = new Uint32Array(step.T * ENTROPY_ROW_WORDS);
     const f = new Float32Array(stats.buffer);

@@ -22,11 +22,14 @@ function checkAttrs(a: SoftmaxRowsAttrs): void {
       throw new Error(`softmax_rows: ${k} must be a positive integer, got ${a[k]}`);
 }
 
-/** The step's temperature (absent sampling: 0, the one-hot limit); refused when not ≥ 0. */
-export function softmaxTemperature(step: StepShape): number {
+/**
+ * The step's temperature for a per-row op over logits, softmax_rows or entropy_rows (absent
+ * sampling: 0, the argmax / one-hot limit); refused, naming `op`, when not a finite number ≥ 0.
+ */
+export function rowsTemperature(op: string, step: StepShape): number {
   const t = step.sampling?.temperature ?? 0;
   if (!(t >= 0) || !Number.isFinite(t))
-    throw new Error(`softmax_rows: the temperature must be a finite number ≥ 0, got ${t}`);
+    throw new Error(`${op}: the temperature must be a finite number ≥ 0, got ${t}`);
   return t;
 }
 
@@ -73,7 +76,7 @@ export const softmaxRows: OpDefinition<SoftmaxRowsAttrs> = {
       throw new Error(
         `softmax_rows: logits of ${logits.length} and probs of ${probs.length} elements, the step needs ${step.T * a.vocab} and ${a.rows * a.vocab}`,
       );
-    softmaxRowsInto(logits, step.T, a.vocab, softmaxTemperature(step), probs);
+    softmaxRowsInto(logits, step.T, a.vocab, rowsTemperature('softmax_rows', step), probs);
     return { probs };
   },
   // The kernel reads each row twice (online max and sum, then the write pass): a row of a large

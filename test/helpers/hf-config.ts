@@ -27,3 +27,13 @@ export function tinyConfig(type: string): Record<string, unknown> {
 export function importConfigFile(file: string, source: string): HfImport {
   return importHfConfig(readConfig(file, file), source);
 }
+
+/** The message importHfConfig refuses `config` with (the test fails when it imports instead). */
+export function importRefusal(config: Record<string, unknown>): string {
+  try {
+    importHfConfig(config, 'fixture');
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error('expected the import to be refused');
+}

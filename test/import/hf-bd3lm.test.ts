@@ -11,21 +11,12 @@ import { mappedTensorReader, parseWeightMap, weightMapJson } from '../../src/imp
 import { checkTensors } from '../../src/import/check.ts';
 import { expectedTensors } from '../../src/import/names.ts';
 import { openSafetensors } from '../../formats/node/safetensors-file.ts';
-import { fixtureConfig } from '../helpers/hf-config.ts';
+import { fixtureConfig, importRefusal } from '../helpers/hf-config.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 
 const DIR = 'test/fixtures/diffusion/bd3lm';
 const config = () => fixtureConfig('diffusion/bd3lm/config.json');
-
-function refusal(c: Record<string, unknown>): string {
-  try {
-    importHfConfig(c, 'fixture');
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error('expected the import to be refused');
-}
 
 describe('bd3lm import', () => {
   it('is a block-causal transformer with LayerNorms, a biased head and the last id as mask', () => {
@@ -91,14 +82,14 @@ describe('bd3lm import', () => {
   });
 
   it('refuses what strata cannot run, naming the key', () => {
-    expect(refusal({ ...config(), time_conditioning: true })).toMatch(
+    expect(importRefusal({ ...config(), time_conditioning: true })).toMatch(
       /time_conditioning.*noise level σ/,
     );
-    expect(refusal({ ...config(), cross_attn: false })).toMatch(/cross_attn.*no mask at all/);
-    expect(refusal({ ...config(), causal: true })).toMatch(/'causal'.*is_causal/);
-    expect(refusal({ ...config(), hidden_dim: 62 })).toMatch(/hidden_dim.*n_heads 4/);
-    expect(refusal({ ...config(), hidden_dim: 60 })).toMatch(/odd head size 15/);
-    expect(refusal({ ...config(), frobnicate: 1 })).toMatch(/frobnicate/);
+    expect(importRefusal({ ...config(), cross_attn: false })).toMatch(/cross_attn.*no mask at all/);
+    expect(importRefusal({ ...config(), causal: true })).toMatch(/'causal'.*is_causal/);
+    expect(importRefusal({ ...config(), hidden_dim: 62 })).toMatch(/hidden_dim.*n_heads 4/);
+    expect(importRefusal({ ...config(), hidden_dim: 60 })).toMatch(/odd head size 15/);
+    expect(importRefusal({ ...config(), frobnicate: 1 })).toMatch(/frobnicate/);
   });
 
   it('reads the same folded tensors through the weights.json `import -o` writes', async () => {

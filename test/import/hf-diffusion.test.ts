@@ -6,21 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import type { DiffusionSpec } from '../../src/spec/model.ts';
 import { importHfConfig } from '../../src/import/hf.ts';
-import { fixtureConfig } from '../helpers/hf-config.ts';
+import { fixtureConfig, importRefusal } from '../helpers/hf-config.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { readFileSync } from 'node:fs';
 
 const llada = () => fixtureConfig('hf/llada/config.json');
 const dream = () => fixtureConfig('hf/Dream/config.json');
-
-function refusal(config: Record<string, unknown>): string {
-  try {
-    importHfConfig(config, 'fixture');
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error('expected the import to be refused');
-}
 
 describe('llada import', () => {
   it('is a bidirectional Llama-shaped diffusion model under LLaDA names', () => {
@@ -108,18 +99,18 @@ describe('llada import', () => {
   ];
   for (const [key, value, message] of refused) {
     it(`refuses ${key}: ${JSON.stringify(value)}`, () => {
-      expect(refusal({ ...llada(), [key]: value })).toMatch(message);
+      expect(importRefusal({ ...llada(), [key]: value })).toMatch(message);
     });
   }
 
   it('refuses include_bias where it also gives the norms a bias (bias_for_layer_norm null)', () => {
-    expect(refusal({ ...llada(), include_bias: true, bias_for_layer_norm: null })).toMatch(
+    expect(importRefusal({ ...llada(), include_bias: true, bias_for_layer_norm: null })).toMatch(
       /config key 'include_bias' gives the RMS norms a bias \(true\)/,
     );
   });
 
   it('refuses a key it does not know', () => {
-    expect(refusal({ ...llada(), clip_qkv: 8 })).toMatch(/'clip_qkv' is not understood/);
+    expect(importRefusal({ ...llada(), clip_qkv: 8 })).toMatch(/'clip_qkv' is not understood/);
   });
 });
 
@@ -162,13 +153,13 @@ describe('Dream import', () => {
   });
 
   it('refuses a mask id outside the vocab and a head count that does not divide', () => {
-    expect(refusal({ ...dream(), mask_token_id: 64 })).toMatch(
+    expect(importRefusal({ ...dream(), mask_token_id: 64 })).toMatch(
       /config key 'mask_token_id' 64 is not a token id below vocab_size 64/,
     );
-    expect(refusal({ ...dream(), num_attention_heads: 5, num_key_value_heads: 5 })).toMatch(
+    expect(importRefusal({ ...dream(), num_attention_heads: 5, num_key_value_heads: 5 })).toMatch(
       /config key 'hidden_size' 32 is not a multiple of num_attention_heads 5/,
     );
-    expect(refusal({ ...dream(), hidden_act: 'tanh' })).toMatch(
+    expect(importRefusal({ ...dream(), hidden_act: 'tanh' })).toMatch(
       /config key 'hidden_act' 'tanh' is not supported/,
     );
   });

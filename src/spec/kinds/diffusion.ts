@@ -9,7 +9,6 @@ import {
   REMASKINGS,
   scheduleIssues,
   scheduleOfSpec,
-  type DiffusionSchedule,
 } from '../../ops/diffusion.ts';
 import { BLOCK_SAMPLERS, blockScheduleIssues } from '../../ops/block-diffusion.ts';
 import { ENTROPY_BOUND_DEFAULTS, entropyBoundIssues } from '../../ops/diffusion-entropy.ts';
@@ -39,11 +38,6 @@ export const DREAM_DEFAULTS = {
   alg: 'entropy',
 } as const;
 
-/** The sampler schedule a spec's diffusion section stands for (its kind picks the counts). */
-export function specSchedule(s: DiffusionSpec): DiffusionSchedule {
-  return scheduleOfSpec(s);
-}
-
 /** Every kind of the model-level diffusion setting. */
 export type AnyDiffusionSpec = DiffusionSpec | BlockDiffusionSpec | EntropyBoundSpec;
 
@@ -69,7 +63,7 @@ export function checkDiffusion(s: AnyDiffusionSpec, n: Namer): Issue[] {
   }
   if (s.kind === 'bd3lm')
     return blockScheduleIssues(s, null).map((i) => ({ path: [i.field], message: i.message(n) }));
-  const out = scheduleIssues(specSchedule(s)).map((i) => ({
+  const out = scheduleIssues(scheduleOfSpec(s)).map((i) => ({
     path: [i.field],
     message: i.message(n),
   }));
