@@ -19,14 +19,7 @@
  * writes token NONFINITE_PICK.
  */
 import { withHelpers } from './wgsl-math.ts';
-import {
-  BETTER_WGSL,
-  NONFINITE_WGSL,
-  rowConstants,
-  rowMain,
-  rowWorkgroup,
-  treeReduce,
-} from './row-reduce.ts';
+import { BETTER_WGSL, rowConstants, rowMain, rowWorkgroup, treeReduce } from './row-reduce.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { Remasking } from '../../src/ops/diffusion.ts';
 
@@ -78,7 +71,6 @@ var<workgroup> sm: array<f32, ${wg}>;
 ${entropy ? `var<workgroup> en: array<f32, ${wg}>;` : ''}
 var<workgroup> bad: array<u32, ${wg}>;
 
-${NONFINITE_WGSL}
 
 ${BETTER_WGSL}
 

@@ -41,7 +41,6 @@ import { logSeries, withHelpers } from './wgsl-math.ts';
 import { STEP_WGSL } from '../kernel-ir.ts';
 import {
   BETTER_WGSL,
-  NONFINITE_WGSL,
   ROW_NAMES,
   rowConstants,
   rowMain,
@@ -79,7 +78,6 @@ var<workgroup> bad: array<u32, ${wg}>;
 // log(1 + x) for 0 ≤ x < 1/4 by its series.
 fn log1p_small(x: f32) -> f32 { return ${logSeries('x', -1)}; }
 
-${NONFINITE_WGSL}
 
 ${BETTER_WGSL}
 

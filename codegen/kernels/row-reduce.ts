@@ -35,10 +35,6 @@ fn better(s: f32, i: u32, sBest: f32, iBest: u32) -> bool {
   return i != NONE && (iBest == NONE || s > sBest || (s == sBest && i < iBest));
 }`;
 
-/** WGSL is_nonfinite(x): NaN or ±Inf, by the exponent bits. */
-export const NONFINITE_WGSL =
-  'fn is_nonfinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }';
-
 /**
  * The entry point's opening: one workgroup a row, rows past step.T return at once (a uniform
  * test: the whole workgroup leaves), `row` its row and `base` the row's first logit. The caller

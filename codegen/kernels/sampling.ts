@@ -41,11 +41,6 @@ var<workgroup> red_f: array<f32, NT>;
 var<workgroup> red_u: array<u32, NT>;
 var<workgroup> nonfinite: atomic<u32>;
 
-// NaN or ±Inf, by the exponent bits: a float comparison could be folded away by the compiler.
-fn is_nonfinite(x: f32) -> bool {
-  return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
-}
-
 // Order-preserving key of an f32, with -0 mapped to +0.
 fn okey(x: f32) -> u32 {
   var b = bitcast<u32>(x);

@@ -21,6 +21,7 @@ export type HelperName =
   | 'f16_rne'
   | 'f16_bits'
   | 'f16_pack2'
+  | 'is_nonfinite'
   | 'pcg'
   | 'unit_draw'
   | 'neg_log_unit';
@@ -205,6 +206,11 @@ const HELPERS: Record<HelperName, Helper> = {
   f16_pack2: {
     uses: ['f16_bits'],
     code: /* wgsl */ `fn f16_pack2(lo: f32, hi: f32) -> u32 { return f16_bits(lo) | (f16_bits(hi) << 16u); }`,
+  },
+  /** NaN or ±Inf, by the exponent bits: a float comparison could be folded away by the compiler. */
+  is_nonfinite: {
+    uses: [],
+    code: /* wgsl */ `fn is_nonfinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }`,
   },
   /**
    * The PCG hash every sampler's random stream is drawn from (one u32 in, one out).

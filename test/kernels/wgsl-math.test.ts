@@ -39,7 +39,10 @@ type F16Helper = 'f16_rne' | 'f16_bits' | 'f16_pack2';
 const F16_HELPERS: F16Helper[] = ['f16_rne', 'f16_bits', 'f16_pack2'];
 /** Helpers of u32 random bits, tested on their own below. */
 const RANDOM_HELPERS = ['pcg', 'unit_draw', 'neg_log_unit'] as const;
-type Unary = Exclude<HelperName, 'logaddexp' | F16Helper | (typeof RANDOM_HELPERS)[number]>;
+type Unary = Exclude<
+  HelperName,
+  'logaddexp' | 'is_nonfinite' | F16Helper | (typeof RANDOM_HELPERS)[number]
+>;
 const CASES: Record<
   Unary,
   { cpu: (x: number) => number; domain?: (x: number) => boolean; atol: number; rtol: number }
@@ -117,9 +120,15 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
 
 describe('WGSL math helpers against their CPU mirrors', () => {
   it('covers every helper', () => {
-    expect([...Object.keys(CASES), 'logaddexp', ...F16_HELPERS, ...RANDOM_HELPERS].sort()).toEqual(
-      [...HELPER_NAMES].sort(),
-    );
+    expect(
+      [
+        ...Object.keys(CASES),
+        'logaddexp',
+        'is_nonfinite',
+        ...F16_HELPERS,
+        ...RANDOM_HELPERS,
+      ].sort(),
+    ).toEqual([...HELPER_NAMES].sort());
   });
 
   for (const name of Object.keys(CASES) as Unary[]) {
@@ -272,5 +281,19 @@ describe('WGSL math helpers against their CPU mirrors', () => {
         bad.push(`neg_log_unit(${w.toString(16)}) = ${nl}, f64 ${want}`);
     });
     expect(bad).toEqual([]);
+  });
+  it('is_nonfinite: NaN and ±Inf only', async () => {
+    const xs = Float32Array.from([0, -0, 1, -1, 3.4e38, -3.4e38, 1e-45, NaN, Infinity, -Infinity]);
+    const got = await wordsPerElement(
+      'nonfinite',
+      xs,
+      'f32',
+      `y[3u * i] = select(0u, 1u, is_nonfinite(x[i]));
+  y[3u * i + 1u] = 0u;
+  y[3u * i + 2u] = 0u;`,
+    );
+    expect(Array.from(xs, (_, i) => got[3 * i])).toEqual(
+      Array.from(xs, (x) => (Number.isFinite(x) ? 0 : 1)),
+    );
   });
 });
