@@ -138,6 +138,40 @@ export function rowPosScratch(maxT: number): Record<string, number> {
   return { [ROW_POS]: 4 * maxT };
 }
 
+/** WGSL forms of a kernel whose step rows are sequences when batched (see batchedRows). */
+export interface BatchedRows {
+  batched: boolean;
+  /** Row t's position: a batched step's rows are sequences, each at its own (ROW_POS). */
+  pos: string;
+  /** Batched: row t's first KV cache row (sequence t's slice of `capacity` rows). */
+  kvBase: string | undefined;
+  /** KV cache row `j` of row t's sequence. */
+  kvRow: (j: string) => string;
+  /** The kernel name's suffix. */
+  suffix: string;
+  /** The row_pos scratch a batched kernel asks for. */
+  scratch: (maxT: number) => Record<string, number>;
+}
+
+/**
+ * A batched decode step's row t is sequence t's one token, at step.pos + row_pos[t], reading its
+ * own slice of the KV caches (rows t·capacity..); with batch 1 these are the one-sequence forms,
+ * so B = 1 code is what it was. Shared by the kernels that read per-row positions and caches
+ * (codegen/kernels/nsa.ts, indexer.ts).
+ */
+export function batchedRows(a: { batch?: number; capacity: number }): BatchedRows {
+  const batched = (a.batch ?? 1) > 1;
+  const kvBase = batched ? `t * ${a.capacity}u` : undefined;
+  return {
+    batched,
+    pos: batched ? `step.pos + ${ROW_POS}[t]` : 'step.pos + t',
+    kvBase,
+    kvRow: (j) => (kvBase ? `(${kvBase} + ${j})` : j),
+    suffix: batched ? `_batch${a.batch}` : '',
+    scratch: (maxT) => (batched ? rowPosScratch(maxT) : {}),
+  };
+}
+
 /**
  * WGSL declarations of a kernel's f32 storage buffers: every binding after the step uniform
  * (binding 0), numbered in order.

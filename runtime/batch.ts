@@ -341,9 +341,9 @@ export class BatchSequence {
     this.reset();
     // Every slot's prefill is queued before any result is awaited (submitPrefill).
     const pending: (() => Promise<SlotPrefill>)[] = [];
+    const base = sampling(0);
+    const onPrefill = opts.onPrefill;
     for (let s = 0; s < B; s++) {
-      const base = sampling(0);
-      const onPrefill = opts.onPrefill;
       pending.push(
         await this.submitPrefill(
           s,

@@ -235,9 +235,9 @@ function indent(text: string, by: number): string {
  * (per-head draws: keep_layout_any and the workgroup's draws, see blockSlice).
  */
 function blockFns(bs: BlockSparsePattern, causal: boolean): string {
-  if (perHeadDraws(bs)) return `const BLOCK = ${bs.block}u;\n${keepPatternWgsl(bs, causal)}`;
-  return `const BLOCK = ${bs.block}u;
-${keepPatternWgsl(bs, causal)}
+  const keep = `const BLOCK = ${bs.block}u;\n${keepPatternWgsl(bs, causal)}`;
+  if (perHeadDraws(bs)) return keep;
+  return `${keep}
 fn keep_any(qb0: u32, qb1: u32, kb: u32) -> bool {
   for (var qb = qb0; qb <= qb1; qb++) { if (keep_block(qb, kb)) { return true; } }
   return false;

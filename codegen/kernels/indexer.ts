@@ -26,7 +26,7 @@
  */
 import { kvTypeOf, type IndexerTopkAttrs, type SparseAttentionAttrs } from '../../src/graph/ops.ts';
 import { indexerTopk, sparseAttention } from '../../src/ops/indexer.ts';
-import { ROW_POS, rowPosScratch, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import { batchedRows, ROW_POS, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { bindingLimit } from '../../src/passes/split.ts';
 import { opBindings, wgslF32, type StorageBinding } from './wgsl-builder.ts';
@@ -46,20 +46,9 @@ export const TOPK_LIMIT = 3584;
 
 const SEL_EMPTY_WGSL = '0xffffffffu';
 
-/** A batched step's row t is a sequence at its own position, its cache rows t·CAP.. (see the header). */
-function batchForms(a: { batch?: number; capacity: number }) {
-  const batched = (a.batch ?? 1) > 1;
-  return {
-    batched,
-    pos: batched ? `step.pos + ${ROW_POS}[t]` : 'step.pos + t',
-    row: (j: string) => (batched ? `(t * ${a.capacity}u + ${j})` : j),
-    suffix: batched ? `_batch${a.batch}` : '',
-  };
-}
-
 export const indexerTopkKernel: KernelGenerator<IndexerTopkAttrs> = (a, ctx) => {
   indexerTopk.check(a);
-  const bf = batchForms(a);
+  const bf = batchedRows(a);
   // One key per (query of the largest step, cache row): a long context with a long prefill
   // chunk outgrows a storage binding (128 MiB by default) before anything else.
   const keyBytes = 4 * ctx.maxT * a.capacity;
@@ -134,7 +123,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var s = 0.0;
   for (var h = 0u; h < H; h++) {
     var dot = 0.0;
-    for (var d = 0u; d < D; d++) { dot += q[(t * H + h) * D + d] * k_at(${bf.row('j')} * D + d); }
+    for (var d = 0u; d < D; d++) { dot += q[(t * H + h) * D + d] * k_at(${bf.kvRow('j')} * D + d); }
     s += w[t * H + h] * WSCALE * max(dot * SCALE, 0.0);
   }
   ${INDEXER_KEYS}[t * CAP + j] = key_of(s);
@@ -251,13 +240,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
         grid: [{ sym: 'T' }, 1, 1],
       },
     ],
-    scratch: { [INDEXER_KEYS]: keyBytes, ...(bf.batched ? rowPosScratch(ctx.maxT) : {}) },
+    scratch: { [INDEXER_KEYS]: keyBytes, ...bf.scratch(ctx.maxT) },
   };
 };
 
 export const sparseAttentionKernel: KernelGenerator<SparseAttentionAttrs> = (a) => {
   sparseAttention.check(a);
-  const bf = batchForms(a);
+  const bf = batchedRows(a);
   if (a.topk > TOPK_LIMIT) {
     throw new Error(
       `sparse_attention: topk ${a.topk} exceeds ${TOPK_LIMIT}, the most scores this kernel keeps in workgroup memory`,
@@ -324,7 +313,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     var s = NEG;
     if (j != ${SEL_EMPTY_WGSL}) {
       var dot = 0.0;
-      for (var d = 0u; d < HD; d++) { dot += q[qo + d] * k_at(${bf.row('j')} * KVW + ko + d); }
+      for (var d = 0u; d < HD; d++) { dot += q[qo + d] * k_at(${bf.kvRow('j')} * KVW + ko + d); }
       s = dot * SCALE;
     }
     sc[i] = s;
@@ -343,7 +332,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     var acc = 0.0;
     for (var i = 0u; i < TOPK; i++) {
       let j = sel[t * TOPK + i];
-      if (j != ${SEL_EMPTY_WGSL}) { acc += sc[i] * v_at(${bf.row('j')} * VW + vo + d); }
+      if (j != ${SEL_EMPTY_WGSL}) { acc += sc[i] * v_at(${bf.kvRow('j')} * VW + vo + d); }
     }
     out[(t * HEADS + h) * VD + d] = acc * inv;
   }

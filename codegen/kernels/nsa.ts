@@ -35,7 +35,7 @@ import {
   nsaCompressed,
   nsaSelected,
 } from '../../src/ops/nsa.ts';
-import { ROW_POS, rowPosScratch, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import { batchedRows, ROW_POS, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32, withRowPos } from './wgsl-builder.ts';
 import { wgReductionsWgsl } from './wg-reduce.ts';
@@ -179,18 +179,14 @@ function groupAttentionWgsl(o: {
 
 /** Batched decode's per-sequence forms (see the header), or the one-sequence ones. */
 function batchForms(a: { batch?: number; capacity: number }) {
-  const batched = (a.batch ?? 1) > 1;
+  const rows = batchedRows(a);
   return {
-    batched,
-    // Row t's position: a batched step's rows are sequences, each at its own.
-    pos: batched ? `step.pos + ${ROW_POS}[t]` : 'step.pos + t',
-    // Row t's first row of the KV cache and of the compressed caches.
-    kvBase: batched ? `t * ${a.capacity}u` : undefined,
-    cmpBase: batched ? 't * NB' : undefined,
-    suffix: batched ? `_batch${a.batch}` : '',
+    ...rows,
+    // Row t's first row of the compressed caches.
+    cmpBase: rows.batched ? 't * NB' : undefined,
     // The op's bindings, with row_pos when batched.
-    bind: (op: Parameters<typeof opBindings>[0]) => withRowPos(batched, opBindings(op, RESERVED)),
-    scratch: (maxT: number) => (batched ? rowPosScratch(maxT) : {}),
+    bind: (op: Parameters<typeof opBindings>[0]) =>
+      withRowPos(rows.batched, opBindings(op, RESERVED)),
   };
 }
 
@@ -198,7 +194,6 @@ export const nsaCompressKernel: KernelGenerator<NsaCompressAttrs> = (a, { maxT }
   nsaCompress.check(a);
   const bf = batchForms(a);
   const { bindings, decls } = bf.bind(a);
-  const kv = (j: string) => (bf.kvBase ? `(${bf.kvBase} + ${j})` : j);
   const cmp = (c: string) => (bf.cmpBase ? `(${bf.cmpBase} + ${c})` : c);
   const code = `${STEP_WGSL}
 ${decls}
@@ -215,8 +210,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var sk = 0.0;
   var sv = 0.0;
   for (var j = c * BLOCK; j <= p; j++) {
-    sk += kcache[${kv('j')} * KVW + i];
-    sv += vcache[${kv('j')} * KVW + i];
+    sk += kcache[${bf.kvRow('j')} * KVW + i];
+    sv += vcache[${bf.kvRow('j')} * KVW + i];
   }
   kcmp[${cmp('c')} * KVW + i] = sk / f32(BLOCK);
   vcmp[${cmp('c')} * KVW + i] = sv / f32(BLOCK);

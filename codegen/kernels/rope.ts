@@ -122,9 +122,9 @@ export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps, maxT }) 
   kvWrite.check(a);
   const ix = kvWriteIndices(a);
   const f16 = kvTypeOf(a) === 'f16';
-  const kvBatched = (a.batch ?? 1) > 1;
+  const batched = (a.batch ?? 1) > 1;
   const { bindings, decls } = withRowPos(
-    kvBatched,
+    batched,
     opBindings(a, [
       'WIDTH',
       'COLS',
@@ -152,7 +152,6 @@ export const kvWriteKernel: KernelGenerator<KvWriteAttrs> = (a, { caps, maxT }) 
   const ring = a.ring ?? null;
   // Batched (a.batch): row t is sequence t at step.pos + row_pos[t], written into its own
   // CAPACITY rows.
-  const batched = kvBatched;
   const at = batched ? 'step.pos + row_pos[t]' : 'step.pos + t';
   const rowOf = ring ? `cache_row(${at})` : at;
   const seqRow = batched ? '\n  let row = t * CAPACITY + lrow;' : '';
@@ -199,6 +198,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
         grid: [Math.ceil(threads / wg), { sym: 'T' }, 1],
       },
     ],
-    scratch: kvBatched ? rowPosScratch(maxT) : {},
+    scratch: batched ? rowPosScratch(maxT) : {},
   };
 };

@@ -163,42 +163,33 @@ export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
   }
   issues.push(...sparsityIssues(a, n));
   if (a.phased) {
-    const clash = !a.causal
-      ? n('causal')
-      : (a.blockCausal ?? null) !== null
-        ? n('blockCausal')
-        : a.sinkTokens !== null
-          ? n('sinkTokens')
-          : a.evict !== null
-            ? n('evict')
-            : (a.global ?? null) !== null
-              ? n('global')
-              : a.pattern != null
-                ? n('pattern')
-                : null;
+    const clash = firstSet([
+      ['causal', !a.causal],
+      ['blockCausal', (a.blockCausal ?? null) !== null],
+      ['sinkTokens', a.sinkTokens !== null],
+      ['evict', a.evict !== null],
+      ['global', (a.global ?? null) !== null],
+      ['pattern', a.pattern != null],
+    ]);
     if (clash)
       issues.push({
         path: ['phased'],
-        message: `${n('phased')} cannot be combined with ${clash === n('causal') ? `${clash} false` : clash}: a phased mask is causal while encoding and sees the window of the step's first position and every later key while denoising`,
+        message: `${n('phased')} cannot be combined with ${n(clash)}${clash === 'causal' ? ' false' : ''}: a phased mask is causal while encoding and sees the window of the step's first position and every later key while denoising`,
       });
   }
   const B = a.blockCausal ?? null;
   if (B !== null) {
-    const clash = a.causal
-      ? n('causal')
-      : a.window !== null
-        ? n('window')
-        : a.pattern != null
-          ? n('pattern')
-          : a.sinkTokens !== null
-            ? n('sinkTokens')
-            : a.evict !== null
-              ? n('evict')
-              : null;
+    const clash = firstSet([
+      ['causal', a.causal],
+      ['window', a.window !== null],
+      ['pattern', a.pattern != null],
+      ['sinkTokens', a.sinkTokens !== null],
+      ['evict', a.evict !== null],
+    ]);
     if (clash)
       issues.push({
         path: ['blockCausal'],
-        message: `${n('blockCausal')} ${B} cannot be combined with ${clash}: a block-causal mask is bidirectional inside each block and sees every earlier block (drop ${clash}${clash === n('causal') ? ' or set it false' : ''})`,
+        message: `${n('blockCausal')} ${B} cannot be combined with ${n(clash)}: a block-causal mask is bidirectional inside each block and sees every earlier block (drop ${n(clash)}${clash === 'causal' ? ' or set it false' : ''})`,
       });
   }
   if (a.rope) {
@@ -207,6 +198,11 @@ export function checkAttention(a: AttentionSpec, n: Namer): Issue[] {
     }
   }
   return issues;
+}
+
+/** The first setting ([IR field, whether it is set]) that is set, or null: what a mask clashes with. */
+function firstSet(settings: [keyof AttentionSpec, boolean][]): keyof AttentionSpec | null {
+  return settings.find(([, set]) => set)?.[0] ?? null;
 }
 
 /** Global tokens and block-sparse patterns that cannot work, naming the setting and the limit. */

@@ -36,13 +36,7 @@ import {
   type StepShape,
 } from '../graph/ops.ts';
 import { dtypeBytes } from '../graph/dtype.ts';
-import {
-  keepBlock,
-  keepPatternBlock,
-  patternKeeper,
-  perHeadDraws,
-  randomBlocks,
-} from './block-sparse.ts';
+import { keepBlock, patternKeeper, perHeadDraws, randomBlocks } from './block-sparse.ts';
 import { roundF16 } from './math.ts';
 import { f32, inPlace, rule, type Arrays, type OpDefinition, type TensorRule } from './types.ts';
 
@@ -397,7 +391,7 @@ function perHeadRandomPairs(a: AttentionAttrs, step: StepShape): (p: number) => 
     }
     const [lo, hi] = visibleKeys(a, p, step);
     let n = 0;
-    for (const kb of drawn) n += Math.max(0, Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B));
+    for (const kb of drawn) n += blockSpan(B, kb, lo, hi);
     return n;
   };
 }
@@ -420,42 +414,39 @@ function keptKeyRows(
   const nkb = keyBlocks(B, step);
   const qb0 = Math.floor(step.pos / B);
   const qb1 = Math.floor((step.pos + step.T - 1) / B);
-  if (perHeadDraws(bs)) {
-    // The layout's blocks are every kv head's; a kv head adds its query heads' random blocks.
-    const group = a.heads / a.kvHeads;
-    const span = (kb: number) => Math.max(0, Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B));
-    let total = 0;
-    const byLayout = new Set<number>();
-    for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
-      for (let qb = qb0; qb <= qb1; qb++) {
-        if (keepBlock(bs.layout, qb, kb)) {
-          byLayout.add(kb);
-          total += span(kb) * a.kvHeads;
-          break;
-        }
-      }
-    }
-    for (let kvh = 0; kvh < a.kvHeads; kvh++) {
-      const drawn = new Set<number>();
-      for (let qb = qb0; qb <= qb1; qb++) {
-        for (let g = 0; g < group; g++) {
-          for (const kb of randomBlocks(bs, qb, nkb, a.causal, kvh * group + g)) drawn.add(kb);
-        }
-      }
-      for (const kb of drawn) if (!byLayout.has(kb)) total += span(kb);
-    }
-    return total;
-  }
+  const perHead = perHeadDraws(bs);
+  // Blocks every kv head reads: the whole pattern's (one draw per query block, made once), or
+  // with per-head draws the layout's, to which each kv head adds its query heads' draws below.
+  const keepers: ((kb: number) => boolean)[] = [];
+  for (let qb = qb0; qb <= qb1; qb++)
+    keepers.push(
+      perHead ? (kb) => keepBlock(bs.layout, qb, kb) : patternKeeper(bs, qb, nkb, a.causal),
+    );
+  const kept = new Set<number>();
   let rows = 0;
   for (let kb = Math.floor(lo / B); kb * B < hi; kb++) {
+    if (!keepers.some((keep) => keep(kb))) continue;
+    kept.add(kb);
+    rows += blockSpan(B, kb, lo, hi);
+  }
+  let total = rows * a.kvHeads;
+  if (!perHead) return total;
+  const group = a.heads / a.kvHeads;
+  for (let kvh = 0; kvh < a.kvHeads; kvh++) {
+    const drawn = new Set<number>();
     for (let qb = qb0; qb <= qb1; qb++) {
-      if (keepPatternBlock(bs, qb, kb, nkb, a.causal)) {
-        rows += Math.min(hi, (kb + 1) * B) - Math.max(lo, kb * B);
-        break;
+      for (let g = 0; g < group; g++) {
+        for (const kb of randomBlocks(bs, qb, nkb, a.causal, kvh * group + g)) drawn.add(kb);
       }
     }
+    for (const kb of drawn) if (!kept.has(kb)) total += blockSpan(B, kb, lo, hi);
   }
-  return rows * a.kvHeads;
+  return total;
+}
+
+/** Keys of block kb (of `block` keys) inside [lo, hi). */
+function blockSpan(block: number, kb: number, lo: number, hi: number): number {
+  return Math.max(0, Math.min(hi, (kb + 1) * block) - Math.max(lo, kb * block));
 }
 
 export const kvWrite: OpDefinition<KvWriteAttrs> = {

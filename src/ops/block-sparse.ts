@@ -148,7 +148,6 @@ export function patternKeeper(
 export function keepPatternWgsl(p: BlockSparsePattern, causal: boolean): string {
   const rnd = p.random ?? null;
   if (rnd === null || p.layout.kind !== 'local') return keepBlockWgsl(p.layout);
-  const { blocks: L, global: G } = p.layout;
   const base = keepBlockWgsl(p.layout).replace('fn keep_block(', 'fn keep_layout(');
   const mix = `const RAND_R = ${rnd.r}u;
 const RAND_SEED = ${rnd.seed >>> 0}u;
@@ -160,26 +159,45 @@ fn rand_mix(v: u32) -> u32 {
   return x ^ (x >> 16u);
 }`;
   if (perHeadDraws(p)) return `${base}\n${mix}\n${perHeadWgsl(p, causal)}`;
+  const draw = floydWgsl(p, causal, {
+    none: 'false',
+    seed: 'RAND_SEED',
+    pick: (kb) => `if (${kb} == kb) { return true; }`,
+  });
   return `${base}
 ${mix}
 // BigBird's random blocks of query block qb (src/ops/block-sparse.ts randomBlocks): Floyd's draw.
 fn keep_random(qb: u32, kb: u32) -> bool {
-  if (qb < ${G}u) { return false; }
-  let n1 = select(0u, qb + 1u - ${L + G}u, qb + 1u > ${L + G}u);
-  ${drawCount(p, causal)}
-  let m = n1 + n2;
-  let k = min(RAND_R, m);
-  var picks: array<u32, ${rnd.r}>;
-  for (var i = 0u; i < k; i++) {
-    let j = m - k + i;
-    var t = rand_mix(rand_mix(rand_mix(RAND_SEED) ^ qb) ^ j) % (j + 1u);
-    for (var u = 0u; u < i; u++) { if (picks[u] == t) { t = j; } }
-    picks[i] = t;
-    if (select(${G}u + t, qb + ${L}u + t - n1, t >= n1) == kb) { return true; }
-  }
+  ${draw}
   return false;
 }
 fn keep_block(qb: u32, kb: u32) -> bool { return keep_layout(qb, kb) || keep_random(qb, kb); }`;
+}
+
+/**
+ * Floyd's draw of query block qb's random key blocks (randomBlocks) as WGSL statements, shared by
+ * the shared and the per-head draw: `none` is returned for a global query block, `prelude` sets up
+ * `seed`, the draw's seed word, and `pick(kb)` is run on each drawn key block kb in draw order.
+ */
+function floydWgsl(
+  p: BlockSparsePattern,
+  causal: boolean,
+  o: { none: string; prelude?: string; seed: string; pick: (kb: string) => string },
+): string {
+  const { blocks: L, global: G } = p.layout as LocalLayout;
+  return `if (qb < ${G}u) { return ${o.none}; }
+  let n1 = select(0u, qb + 1u - ${L + G}u, qb + 1u > ${L + G}u);
+  ${drawCount(p, causal)}
+  let m = n1 + n2;
+  let k = min(RAND_R, m);${o.prelude ?? ''}
+  var picks: array<u32, ${p.random!.r}>;
+  for (var i = 0u; i < k; i++) {
+    let j = m - k + i;
+    var t = rand_mix(rand_mix(rand_mix(${o.seed}) ^ qb) ^ j) % (j + 1u);
+    for (var u = 0u; u < i; u++) { if (picks[u] == t) { t = j; } }
+    picks[i] = t;
+    ${o.pick(`select(${G}u + t, qb + ${L}u + t - n1, t >= n1)`)}
+  }`;
 }
 
 /** The draw's candidates past the query block (`n2`): none when causal. */
@@ -198,27 +216,19 @@ function drawCount(p: BlockSparsePattern, causal: boolean): string {
  * h; `keep_layout_any(qb0, qb1, kb)`, the layout alone for a run of query blocks.
  */
 function perHeadWgsl(p: BlockSparsePattern, causal: boolean): string {
-  const { blocks: L, global: G } = p.layout as LocalLayout;
   const r = p.random!.r;
+  const draw = floydWgsl(p, causal, {
+    none: 'd',
+    prelude: '\n  let sh = rand_mix(rand_mix(RAND_SEED) ^ h);',
+    seed: 'sh',
+    pick: (kb) => `d.kb[i] = ${kb};`,
+  });
   return `struct RandDraw { n: u32, kb: array<u32, ${r}> }
 // BigBird's random blocks of query head h and query block qb (src/ops/block-sparse.ts
 // randomBlocks, per head): Floyd's draw over the hash of (seed, h, qb, j).
 fn rand_draw(h: u32, qb: u32) -> RandDraw {
   var d: RandDraw;
-  if (qb < ${G}u) { return d; }
-  let n1 = select(0u, qb + 1u - ${L + G}u, qb + 1u > ${L + G}u);
-  ${drawCount(p, causal)}
-  let m = n1 + n2;
-  let k = min(RAND_R, m);
-  let sh = rand_mix(rand_mix(RAND_SEED) ^ h);
-  var picks: array<u32, ${r}>;
-  for (var i = 0u; i < k; i++) {
-    let j = m - k + i;
-    var t = rand_mix(rand_mix(rand_mix(sh) ^ qb) ^ j) % (j + 1u);
-    for (var u = 0u; u < i; u++) { if (picks[u] == t) { t = j; } }
-    picks[i] = t;
-    d.kb[i] = select(${G}u + t, qb + ${L}u + t - n1, t >= n1);
-  }
+  ${draw}
   d.n = k;
   return d;
 }

@@ -52,7 +52,7 @@ export const norm: OpDefinition<NormAttrs> = {
     out: rule(['T', a.width]),
     ...(a.shift ? { prev: rule(['T', a.width]), state: rule([1, a.width], 'read_write') } : {}),
   }),
-  reference(a, inputs, step) {
+  reference(a, inputs, step): Arrays {
     norm.check(a);
     const n = step.T * a.width;
     const x = f32(inputs, 'x');
@@ -88,11 +88,9 @@ export const norm: OpDefinition<NormAttrs> = {
         { x: out, state: f32(inputs, 'state') },
         step,
       );
-      const res: Arrays = { out, prev: shifted.out, state: shifted.state };
-      return res;
+      return { out, prev: shifted.out, state: shifted.state };
     }
-    const res: Arrays = { out };
-    return res;
+    return { out };
   },
   cost(a: NormAttrs, step: StepShape): Cost {
     const n = step.T * a.width;

@@ -1,7 +1,14 @@
 /**
  * Attrs of the sparse-attention kernels' tests (NSA, DSA), built in one place so the one-sequence
- * and batched tests describe their shapes alike.
+ * and batched tests describe their shapes alike, and the batched DSA tests' attention check.
  */
+import { expect } from 'vitest';
+import type { GeneratedOp } from '../../codegen/kernels/types.ts';
+import { batchedDefinition } from '../../src/ops/batch.ts';
+import { sparseAttention } from '../../src/ops/indexer.ts';
+import type { StepShape } from '../../src/graph/ops.ts';
+import { runLaunches } from './gpu.ts';
+import { maxRelError } from './numeric.ts';
 import type {
   IndexerTopkAttrs,
   NsaCompressAttrs,
@@ -88,4 +95,28 @@ export function dsaCaches(ix: IndexerTopkAttrs, sa: SparseAttentionAttrs, batch:
     vcache.set(randn(vw, seed + 2), (s * cap + p) * vw);
   };
   return { index, kcache, vcache, write };
+}
+
+/**
+ * Batched sparse_attention over the indexer's lists `sel` at position `pos` (queries seeded by it):
+ * the kernel within 1e-4 of the batched reference at `step`. The kernel runs at `kernelStep`
+ * (default `step`): it reads no position, the lists carry them.
+ */
+export async function expectBatchedSparseAttention(
+  gen: GeneratedOp,
+  sa: SparseAttentionAttrs,
+  caches: { kcache: Float32Array; vcache: Float32Array; sel: Uint32Array },
+  pos: number,
+  step: StepShape,
+  kernelStep: StepShape = step,
+): Promise<void> {
+  const B = sa.batch ?? 1;
+  const q = randn(B * sa.heads * sa.headDim, 4200 + pos, 2);
+  const want = batchedDefinition(sparseAttention).reference(sa, { q, ...caches }, step);
+  const got = await runLaunches(gen.launches, {
+    inputs: { q, ...caches },
+    outputs: { out: B * sa.heads * sa.vHeadDim },
+    step: kernelStep,
+  });
+  expect(maxRelError(got.out, want.out as Float32Array)).toBeLessThanOrEqual(1e-4);
 }

@@ -28,9 +28,9 @@ import {
   nsaSelectedKernel,
 } from '../../codegen/kernels/nsa.ts';
 import type { H2oAttentionAttrs } from '../../src/graph/ops.ts';
-import { indexerTopk, sparseAttention } from '../../src/ops/indexer.ts';
+import { indexerTopk } from '../../src/ops/indexer.ts';
 import { batchedDefinition } from '../../src/ops/batch.ts';
-import { dsaAttrs, dsaCaches, nsaAttrs } from '../helpers/sparse.ts';
+import { dsaAttrs, dsaCaches, expectBatchedSparseAttention, nsaAttrs } from '../helpers/sparse.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
 import { nsaBlocks, nsaCompress, nsaCompressed, nsaSelected } from '../../src/ops/nsa.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
@@ -254,18 +254,7 @@ describe('batched DSA indexer and sparse attention kernels', () => {
       const sel = want.sel as Uint32Array;
       expect(Array.from(new Uint32Array(got.sel.buffer)), `sel at ${pos}`).toEqual(Array.from(sel));
       if (String(sel.subarray(0, ix.topk)) !== String(sel.subarray(ix.topk, 2 * ix.topk))) differ++;
-      const qa = randn(B * sa.heads * sa.headDim, 4200 + pos, 2);
-      const wantA = batchedDefinition(sparseAttention).reference(
-        sa,
-        { q: qa, kcache, vcache, sel },
-        step,
-      );
-      const gotA = await runLaunches(genS.launches, {
-        inputs: { q: qa, kcache, vcache, sel },
-        outputs: { out: B * sa.heads * sa.vHeadDim },
-        step,
-      });
-      expect(maxRelError(gotA.out, wantA.out as Float32Array)).toBeLessThanOrEqual(1e-4);
+      await expectBatchedSparseAttention(genS, sa, { kcache, vcache, sel }, pos, step);
     }
     // From position 5 on the lists are choices, and the sequences choose differently.
     expect(differ).toBeGreaterThan(3);
