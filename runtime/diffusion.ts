@@ -30,14 +30,7 @@ import {
   type Remasking,
   type StepCommit,
 } from '../src/ops/diffusion.ts';
-import {
-  createStepBuffer,
-  createStorage,
-  pipelineFor,
-  gridFor,
-  readBuffer,
-  writeStep,
-} from './gpu.ts';
+import { createStorage, logitsKernel, readBuffer } from './gpu.ts';
 import { NonFiniteError } from './errors.ts';
 import type { Sequence } from './model.ts';
 
@@ -95,43 +88,21 @@ export function gpuPicks(
     remasking,
     seq.model.gpu.caps.maxInvocationsPerWorkgroup,
   );
-  const pipeline = pipelineFor(device, launch.kernel);
-  const stepBuf = createStepBuffer(device);
   const rowsMax = seq.model.manifest.phases.prefill.maxT;
   const picks = createStorage(device, rowsMax * PICK_WORDS * 4, 'diffusion.picks');
-  const groups = new Map<GPUBuffer, GPUBindGroup>();
+  const pickInto = logitsKernel(device, launch, { picks });
   const step: CanvasStep = async (canvas, span, want, pick) => {
     const rows = span.to - span.from;
     const full = span.from === 0 && span.to === canvas.length;
     if (full) seq.reset();
     else seq.rewind(span.from);
-    const record = (enc: GPUCommandEncoder, logits: GPUBuffer) => {
-      let group = groups.get(logits);
-      if (!group) {
-        group = device.createBindGroup({
-          layout: pipeline.getBindGroupLayout(0),
-          label: 'diffusion pick',
-          entries: [stepBuf, logits, picks].map((buffer, binding) => ({
-            binding,
-            resource: { buffer },
-          })),
-        });
-        groups.set(logits, group);
-      }
-      const p = { T: rows, pos: span.from, L: 1 };
-      writeStep(device, stepBuf, p, {
-        seed: pick.seed,
-        draw: pick.step,
-        temperature: pick.temperature,
-        topK: 0,
-        topP: 1,
-      });
-      const pass = enc.beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(...gridFor(launch, p));
-      pass.end();
-    };
+    const record = (enc: GPUCommandEncoder, logits: GPUBuffer) =>
+      pickInto.record(
+        enc,
+        logits,
+        { T: rows, pos: span.from, L: 1 },
+        { seed: pick.seed, draw: pick.step, temperature: pick.temperature, topK: 0, topP: 1 },
+      );
     await seq.forwardOnDevice(canvas.subarray(span.from, span.to), record, {
       keys: full ? 0 : canvas.length,
     });
@@ -159,7 +130,7 @@ export function gpuPicks(
   return {
     step,
     destroy: () => {
-      stepBuf.destroy();
+      pickInto.destroy();
       picks.destroy();
     },
   };

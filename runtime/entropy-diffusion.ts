@@ -40,16 +40,8 @@ import {
 import { decodeRowWords, type RowNoise } from '../src/ops/entropy-rows.ts';
 import { softmaxRowsKernel } from '../codegen/kernels/softmax-rows.ts';
 import { ENTROPY_ROW_WORDS, entropyRowsKernel } from '../codegen/kernels/entropy-rows.ts';
-import { GREEDY, type KernelLaunch, type SamplingParams } from '../codegen/kernel-ir.ts';
-import {
-  bindGroupFor,
-  createStepBuffer,
-  createStorage,
-  gridFor,
-  pipelineFor,
-  readBuffer,
-  writeStep,
-} from './gpu.ts';
+import { GREEDY, type StepParams } from '../codegen/kernel-ir.ts';
+import { createStorage, logitsKernel, readBuffer } from './gpu.ts';
 import type { Sequence } from './model.ts';
 
 export type { EntropyBoundRun, SelfCondition } from '../src/ops/diffusion-entropy.ts';
@@ -61,34 +53,8 @@ function skipsBranchWhenEncoding(seq: Sequence): boolean {
   );
 }
 
-/**
- * Records `launch` (a kernel over the first rows of a logits buffer, writing `outputs`) into a
- * step's command encoder, with its own Step uniform and a bind group per logits buffer it is
- * given (the prefill phase's; the decode phase's for a 1-token canvas).
- */
-function rowKernel(
-  device: GPUDevice,
-  launch: KernelLaunch,
-  outputs: Record<string, GPUBuffer>,
-): (enc: GPUCommandEncoder, logits: GPUBuffer, rows: number, s: SamplingParams) => void {
-  const pipeline = pipelineFor(device, launch.kernel);
-  const step = createStepBuffer(device);
-  const groups = new Map<GPUBuffer, GPUBindGroup>();
-  return (enc, logits, rows, s) => {
-    let group = groups.get(logits);
-    if (!group) {
-      group = bindGroupFor(device, launch.kernel, { step, logits, ...outputs });
-      groups.set(logits, group);
-    }
-    const p = { T: rows, pos: 0, L: rows };
-    writeStep(device, step, p, s);
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(...gridFor(launch, p));
-    pass.end();
-  };
-}
+/** The Step of a kernel over the first C rows of a canvas's logits. */
+const rowsStep = (C: number): StepParams => ({ T: C, pos: 0, L: C });
 
 export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
   const m = seq.model.manifest;
@@ -105,11 +71,11 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
   const launch = softmaxRowsKernel({ op: 'softmax_rows', rows: maxT, vocab }, { caps, maxT })
     .launches[0];
   // Each kernel has its own Step uniform: both are written before the one submission they share.
-  const softmaxInto = rowKernel(device, launch, { probs });
+  const softmaxInto = logitsKernel(device, launch, { probs }).record;
   // The per-row statistics (denoiseRows): seed and draw besides T and t, and an output of maxT rows.
   const rowsLaunch = entropyRowsKernel({ op: 'entropy_rows', vocab }, { caps, maxT }).launches[0];
   const stats = createStorage(device, maxT * ENTROPY_ROW_WORDS * 4, 'entropy_rows.stats');
-  const rowsInto = rowKernel(device, rowsLaunch, { stats });
+  const rowsInto = logitsKernel(device, rowsLaunch, { stats }).record;
   // An older bundle runs the branch in encoding steps too, where it must read zeros.
   const encodeReadsState = !skipsBranchWhenEncoding(seq);
   /** What the state's rows hold: softmax(logits / temperature) of these, zeros, or other. */
@@ -167,7 +133,7 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
       const prepare = Number.isFinite(temperature) && temperature >= 0;
       const after = prepare
         ? (enc: GPUCommandEncoder, logits: GPUBuffer) =>
-            softmaxInto(enc, logits, C, { ...GREEDY, temperature })
+            softmaxInto(enc, logits, rowsStep(C), { ...GREEDY, temperature })
         : undefined;
       if (prepare) held = 'other';
       try {
@@ -201,8 +167,8 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
           canvas,
           (enc, logits) => {
             logitsBuf = logits;
-            softmaxInto(enc, logits, C, { ...GREEDY, temperature });
-            rowsInto(enc, logits, C, {
+            softmaxInto(enc, logits, rowsStep(C), { ...GREEDY, temperature });
+            rowsInto(enc, logits, rowsStep(C), {
               ...GREEDY,
               temperature,
               seed: noise.seed,

@@ -300,6 +300,40 @@ export function bindGroupFor(
   });
 }
 
+/**
+ * Records `launch`, a kernel reading a forward's logits buffer into fixed `outputs`, into a step's
+ * command encoder: one pipeline, a Step uniform of its own (kernels recorded into one submission
+ * each need theirs: all are written before it runs), and a bind group per logits buffer it is
+ * given (the prefill phase's, or the decode phase's for a 1-token step).
+ */
+export function logitsKernel(
+  device: GPUDevice,
+  launch: KernelLaunch,
+  outputs: Record<string, GPUBuffer>,
+): {
+  record: (enc: GPUCommandEncoder, logits: GPUBuffer, p: StepParams, s: SamplingParams) => void;
+  /** Frees the Step uniform (the outputs are the caller's). */
+  destroy: () => void;
+} {
+  const pipeline = pipelineFor(device, launch.kernel);
+  const step = createStepBuffer(device);
+  const groups = new Map<GPUBuffer, GPUBindGroup>();
+  const record = (enc: GPUCommandEncoder, logits: GPUBuffer, p: StepParams, s: SamplingParams) => {
+    let group = groups.get(logits);
+    if (!group) {
+      group = bindGroupFor(device, launch.kernel, { step, logits, ...outputs });
+      groups.set(logits, group);
+    }
+    writeStep(device, step, p, s);
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(...gridFor(launch, p));
+    pass.end();
+  };
+  return { record, destroy: () => step.destroy() };
+}
+
 /** Grid after resolving symbols; a zero-sized dimension means "skip this dispatch". */
 export function gridFor(launch: KernelLaunch, p: StepParams): [number, number, number] {
   return launch.grid.map((d) => resolveGridDim(d, p)) as [number, number, number];
