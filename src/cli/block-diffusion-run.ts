@@ -3,8 +3,7 @@
  * flags over the spec's defaults, checked in the flags' own names; the canvas shown filling in
  * (in place on a TTY, a line per step when piped); --dump-logits.
  */
-import { writeFile } from 'node:fs/promises';
-import { serializeSafetensors } from '../../formats/safetensors.ts';
+import { idsTensor, writeDump } from './run-report.ts';
 import { blockDiffusionGenerateGpu } from '../../runtime/block-diffusion.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
@@ -120,17 +119,16 @@ export async function runBlockDiffusion(
     const vocab = seq.model.vocab;
     const f = first!;
     const rows = f.positions.length;
-    const file = serializeSafetensors({
-      prompt_ids: { dtype: 'I32', shape: [P], data: Int32Array.from(prompt) },
-      step_positions: { dtype: 'I32', shape: [rows], data: Int32Array.from(f.positions) },
-      step_logits: { dtype: 'F32', shape: [rows, vocab], data: f.logits },
-      decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
-    });
-    await writeFile(o.dump, new Uint8Array(file));
-    console.log(
-      `wrote ${o.dump}: step_logits [${rows}, ${vocab}] (the first forward's committed positions), ${steps} steps, ${forwards} forwards`,
+    await writeDump(
+      o.dump,
+      prompt,
+      tokens,
+      {
+        step_positions: idsTensor(f.positions),
+        step_logits: { dtype: 'F32', shape: [rows, vocab], data: f.logits },
+      },
+      `step_logits [${rows}, ${vocab}] (the first forward's committed positions), ${steps} steps, ${forwards} forwards`,
     );
-    console.log(`decode tokens: ${[...tokens].join(',')}`);
     return;
   }
   if (tty) process.stdout.write('\n');

@@ -3,8 +3,7 @@
  * the spec's defaults, checked with the reference's rules in the flags' own names; the canvas
  * shown filling in (in place on a TTY, a line per step when piped); --dump-logits.
  */
-import { writeFile } from 'node:fs/promises';
-import { serializeSafetensors } from '../../formats/safetensors.ts';
+import { writeDump } from './run-report.ts';
 import {
   DIFFUSION_PICKS,
   diffusionGenerateGpu,
@@ -217,20 +216,19 @@ export async function runDiffusion(
   );
   const tokens = out.slice(P);
   if (o.dump) {
-    const file = serializeSafetensors({
-      prompt_ids: { dtype: 'I32', shape: [P], data: Int32Array.from(prompt) },
-      canvas_logits: {
-        dtype: 'F32',
-        shape: [out.length, seq.model.vocab],
-        data: canvasLogits!,
+    await writeDump(
+      o.dump,
+      prompt,
+      tokens,
+      {
+        canvas_logits: {
+          dtype: 'F32',
+          shape: [out.length, seq.model.vocab],
+          data: canvasLogits!,
+        },
       },
-      decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
-    });
-    await writeFile(o.dump, new Uint8Array(file));
-    console.log(
-      `wrote ${o.dump}: canvas_logits [${out.length}, ${seq.model.vocab}], ${forwards} steps`,
+      `canvas_logits [${out.length}, ${seq.model.vocab}], ${forwards} steps`,
     );
-    console.log(`decode tokens: ${[...tokens].join(',')}`);
     return;
   }
   if (tty) process.stdout.write('\n');

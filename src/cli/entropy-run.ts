@@ -3,8 +3,7 @@
  * `diffusion entropy_bound(...)`): the spec's sampler defaults with --gen-length, --steps and
  * --temperature 0 (greedy) over them, each canvas printed as it is committed.
  */
-import { writeFile } from 'node:fs/promises';
-import { serializeSafetensors } from '../../formats/safetensors.ts';
+import { idsTensor, writeDump } from './run-report.ts';
 import { entropyBoundOnSequence } from '../../runtime/entropy-diffusion.ts';
 import type { Sequence } from '../../runtime/model.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
@@ -131,15 +130,16 @@ export async function runEntropyBound(
     if (!f) throw new Error('the sampler ran no denoising step: nothing to dump');
     const C = f.canvas.length;
     const vocab = model.vocab;
-    const file = serializeSafetensors({
-      prompt_ids: { dtype: 'I32', shape: [prompt.length], data: Int32Array.from(prompt) },
-      canvas_ids: { dtype: 'I32', shape: [C], data: Int32Array.from(f.canvas) },
-      canvas_logits: { dtype: 'F32', shape: [C, vocab], data: f.logits },
-      decode_tokens: { dtype: 'I32', shape: [out.length], data: Int32Array.from(out) },
-    });
-    await writeFile(o.dump, new Uint8Array(file));
-    console.log(`wrote ${o.dump}: canvas_logits [${C}, ${vocab}], ${steps} steps`);
-    console.log(`decode tokens: ${Array.from(out).join(',')}`);
+    await writeDump(
+      o.dump,
+      prompt,
+      out,
+      {
+        canvas_ids: idsTensor(f.canvas),
+        canvas_logits: { dtype: 'F32', shape: [C, vocab], data: f.logits },
+      },
+      `canvas_logits [${C}, ${vocab}], ${steps} steps`,
+    );
     return;
   }
   console.log(show(out));

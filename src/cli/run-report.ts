@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import type { NonFiniteSite, Sequence } from '../../runtime/model.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
 import { expertLoad, type ExpertLoad } from '../ops/moe.ts';
-import { serializeSafetensors } from '../../formats/safetensors.ts';
+import { serializeSafetensors, type TensorToWrite } from '../../formats/safetensors.ts';
 
 /** The --check-finite report: where the replay first saw a NaN or an Inf. */
 export function describeSite(site: NonFiniteSite | null): string {
@@ -47,6 +47,32 @@ export async function printExpertLoad(seq: Sequence): Promise<void> {
   }
 }
 
+/** Token ids as an I32 tensor [n]. */
+export function idsTensor(ids: ArrayLike<number>): TensorToWrite {
+  return { dtype: 'I32', shape: [ids.length], data: Int32Array.from(ids) };
+}
+
+/**
+ * Writes a --dump-logits file, every runner's layout: prompt_ids, the runner's own logits (and
+ * positions), decode_tokens; then says what it wrote (`what`) and prints the generated tokens.
+ */
+export async function writeDump(
+  file: string,
+  prompt: ArrayLike<number>,
+  tokens: ArrayLike<number>,
+  tensors: Record<string, TensorToWrite>,
+  what: string,
+): Promise<void> {
+  const bytes = serializeSafetensors({
+    prompt_ids: idsTensor(prompt),
+    ...tensors,
+    decode_tokens: idsTensor(tokens),
+  });
+  await writeFile(file, new Uint8Array(bytes));
+  console.log(`wrote ${file}: ${what}`);
+  console.log(`decode tokens: ${Array.from(tokens).join(',')}`);
+}
+
 /**
  * --dump-logits: prefill the prompt, then feed maxTokens greedy-or-sampled tokens one at a time,
  * and write every position's logits as safetensors (the golden fixtures' layout). Each fed token
@@ -72,15 +98,14 @@ export async function dumpLogits(
     decodeLogits.set(r.logits!, i * vocab);
     token = r.token;
   }
-  const bytes = serializeSafetensors({
-    prompt_ids: { dtype: 'I32', shape: [prompt.length], data: Int32Array.from(prompt) },
-    prefill_logits: { dtype: 'F32', shape: [prompt.length, vocab], data: first.logits },
-    decode_tokens: { dtype: 'I32', shape: [tokens.length], data: Int32Array.from(tokens) },
-    decode_logits: { dtype: 'F32', shape: [tokens.length, vocab], data: decodeLogits },
-  });
-  await writeFile(file, new Uint8Array(bytes));
-  console.log(
-    `wrote ${file}: prefill_logits [${prompt.length}, ${vocab}], ${tokens.length} decode steps`,
+  await writeDump(
+    file,
+    prompt,
+    tokens,
+    {
+      prefill_logits: { dtype: 'F32', shape: [prompt.length, vocab], data: first.logits },
+      decode_logits: { dtype: 'F32', shape: [tokens.length, vocab], data: decodeLogits },
+    },
+    `prefill_logits [${prompt.length}, ${vocab}], ${tokens.length} decode steps`,
   );
-  console.log(`decode tokens: ${tokens.join(',')}`);
 }
