@@ -23,7 +23,7 @@ import {
 import { definitionFor } from '../ops/index.ts';
 import { renameInputs } from '../ops/pointwise.ts';
 import { bindingCount } from '../ops/types.ts';
-import { fits, type FusionOptions } from './fuse.ts';
+import { fits, joinPrologueInputs, type FusionOptions } from './fuse.ts';
 import { Rewriter } from './rewrite.ts';
 
 /** Input i reads column c of its tensor for output column c of a `width`-wide expression. */
@@ -81,14 +81,7 @@ function foldShared(
   delete inputs[target];
   for (const n of aliases) delete inputs[n];
   // The op's inputs join as in_<name> (or the name they already have).
-  const rename: Record<string, string> = {};
-  for (const [name, id] of Object.entries(pw.inputs)) {
-    const have = Object.entries(inputs).find(([n, x]) => x === id && n.startsWith('in_'));
-    let fresh = `in_${name}`;
-    for (let i = 2; !have && fresh in inputs; i++) fresh = `in_${name}${i}`;
-    rename[name] = have ? have[0] : fresh;
-    inputs[rename[name]] = id;
-  }
+  const rename = joinPrologueInputs(inputs, pw.inputs);
   const body = renameInputs(pa.expr, (n) => rename[n]);
   const bodyInputs = Object.fromEntries(Object.entries(pa.inputs).map(([n, i]) => [rename[n], i]));
   const exprs: Record<string, FusedPointwise> = { ...p.exprs };
