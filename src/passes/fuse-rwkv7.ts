@@ -50,16 +50,9 @@ import { definitionFor } from '../ops/index.ts';
 import { bindingCount } from '../ops/types.ts';
 import { RWKV7_DECAY_SCALE, rwkv7ParamCols } from '../ops/rwkv7-recurrence.ts';
 import { renameInputs } from '../ops/pointwise.ts';
-import { matmulStorageBindings } from '../ops/matmul.ts';
 import type { DeviceCaps } from '../target.ts';
 import { Rewriter } from './rewrite.ts';
-import { bindingLimit } from './split.ts';
-
-type Matmul = GraphNode & { attrs: MatmulAttrs };
-
-function isMatmul(n: GraphNode | undefined): n is Matmul {
-  return n?.attrs.op === 'matmul';
-}
+import { fits, isMatmul, type Matmul } from './fuse.ts';
 
 /** A matmul whose only fused work is an x map (and possibly splits): a mixed projection. */
 function mixedProjection(m: GraphNode, allowEpilogue = false): m is Matmul {
@@ -80,13 +73,6 @@ function mixedProjection(m: GraphNode, allowEpilogue = false): m is Matmul {
     a.rows === 'T' &&
     a.outOffset === 0 &&
     a.outStride === a.N
-  );
-}
-
-function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
-  return (
-    matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage &&
-    attrs.N * attrs.K * 4 <= bindingLimit(caps)
   );
 }
 
