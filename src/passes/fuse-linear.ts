@@ -10,6 +10,7 @@
  */
 import type { Graph, GraphNode } from '../graph/ir.ts';
 import {
+  convStateName,
   splitOutput,
   type FusedPointwise,
   type MatmulAttrs,
@@ -339,8 +340,8 @@ export function fuseRecurrenceConvRow(g: Graph, { caps }: FusionOptions): Graph 
     );
     const mOut: Record<string, number> = { out: row };
     cvs.forEach((c, i) => {
-      mIn[i === 0 ? 'convState' : `convState${i}`] = c.inputs.state;
-      mOut[i === 0 ? 'convState' : `convState${i}`] = c.outputs.state;
+      mIn[convStateName(i)] = c.inputs.state;
+      mOut[convStateName(i)] = c.outputs.state;
     });
     r.replace(
       m,

@@ -28,6 +28,7 @@
  */
 import type { Graph, GraphNode } from '../graph/ir.ts';
 import {
+  convStateName,
   type GatedNormAttrs,
   type MatmulAttrs,
   type NormAttrs,
@@ -148,7 +149,7 @@ export function fuseMamba2Decode(g: Graph, { caps }: FusionOptions): Graph {
     );
     const outputs: Record<string, number> = {};
     cvs.forEach((c, i) => {
-      const n = i === 0 ? 'convState' : `convState${i}`;
+      const n = convStateName(i);
       inputs[n] = c.inputs.state;
       outputs[n] = c.outputs.state;
     });
