@@ -177,12 +177,11 @@ export function fuseSharedInputNormed(g: Graph, { caps }: FusionOptions): Graph 
     for (const m of members) if (take.length < 1 || fits(merged([...take, m]), caps)) take.push(m);
     if (take.length < 2) continue;
     const attrs = merged(take);
-    const name = (t: number) => g.tensors[t].name;
     const concat = (k: 'w' | 'bias', shape: number[]) =>
-      r.param(take.map((m) => name(m.inputs[k])).join('+'), shape, {
-        kind: 'concat',
-        parts: take.map((m) => r.source(m.inputs[k])),
-      });
+      r.concatParam(
+        take.map((m) => m.inputs[k]),
+        shape,
+      );
     const inputs: Record<string, number> = {
       ...take[0].inputs,
       w: concat('w', [attrs.N, attrs.K]),
@@ -330,13 +329,9 @@ export function fuseRecurrenceConvRow(g: Graph, { caps }: FusionOptions): Graph 
       ...cvs.map((c) => c.inputs.w),
       ...(c0.bias ? cvs.map((c) => c.inputs.bias) : []),
     ];
-    mIn.convW = r.param(
-      convParts.map((t) => g.tensors[t].name).join('+'),
+    mIn.convW = r.concatParam(
+      convParts,
       c0.bias ? [channels * (c0.kernel + 1)] : [channels, c0.kernel],
-      {
-        kind: 'concat',
-        parts: convParts.map((t) => r.source(t)),
-      },
     );
     const mOut: Record<string, number> = { out: row };
     cvs.forEach((c, i) => {

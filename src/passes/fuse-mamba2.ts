@@ -124,17 +124,15 @@ export function fuseMamba2Decode(g: Graph, { caps }: FusionOptions): Graph {
     };
     if (!fits(withNorm, caps)) continue;
     const name = (t: number) => g.tensors[t].name;
-    const concat = (ts: number[], shape: number[]) =>
-      r.param(ts.map(name).join('+'), shape, { kind: 'concat', parts: ts.map((t) => r.source(t)) });
     const inputs: Record<string, number> = {
       x: mz.inputs.x,
-      w: concat(
+      w: r.concatParam(
         ms.map((m) => m.inputs.w),
         [N, a0.K],
       ),
     };
     if (a0.bias)
-      inputs.bias = concat(
+      inputs.bias = r.concatParam(
         ms.map((m) => m.inputs.bias),
         [N],
       );
@@ -143,7 +141,7 @@ export function fuseMamba2Decode(g: Graph, { caps }: FusionOptions): Graph {
       ...cvs.map((c) => c.inputs.w),
       ...(k0.bias ? cvs.map((c) => c.inputs.bias) : []),
     ];
-    inputs.convW = concat(
+    inputs.convW = r.concatParam(
       convParts,
       k0.bias ? [(W + 2 * GN) * (k0.kernel + 1)] : [W + 2 * GN, k0.kernel],
     );
