@@ -46,7 +46,7 @@ import type { LinearRecurrenceAttrs } from '../../src/graph/ops.ts';
 import { stateColumns } from '../../src/ops/linear-recurrence.ts';
 import type { DeviceCaps } from '../../src/target.ts';
 import { storageDecl, type GridDim, type KernelLaunch } from '../kernel-ir.ts';
-import { header, type LoadSubset } from './linear-recurrence.ts';
+import { header, headColumns, type LoadSubset } from './linear-recurrence.ts';
 import type { GeneratedOp } from './types.ts';
 import { withHelpers } from './wgsl-math.ts';
 
@@ -200,12 +200,8 @@ ${headIndices(a)}`;
 
 /** The per-head first columns of each input, as the single kernel's opening computes them. */
 function headIndices(a: LinearRecurrenceAttrs): string {
-  const H = a.heads;
-  return `  let qc = h / ${H / a.qHeads}u * DK;
-  let kc = h / ${H / a.kHeads}u * DK;
-  let vc0 = h / ${H / a.vHeads}u * DV;
-  let gh = h / ${H / a.gateHeads}u;
-  let gc = gh * DK;`;
+  return `${headColumns(a)}
+  let vc0 = h / ${a.heads / a.vHeads}u * DV;`;
 }
 
 /** Module constants of the passes (after the shared header's). */
