@@ -200,6 +200,18 @@ describe('linear_recurrence multi-pass with a fused prologue', () => {
   }
 });
 
+/** A model-sized layer (16 heads of 128 × 128) for the plan and launch-choice checks. */
+const large = () =>
+  attrs({
+    keyDim: 128,
+    valueDim: 128,
+    heads: 16,
+    qHeads: 16,
+    kHeads: 16,
+    vHeads: 16,
+    gateHeads: 16,
+  });
+
 describe('linear_recurrence multi-pass continuation and choice', () => {
   it('prefill(T) then decode steps equal prefill(T + 2)', async () => {
     const caps = await smallCaps();
@@ -237,15 +249,7 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
   });
 
   it('runs the passes past one chunk, the single kernel within one, dplr token by token', () => {
-    const a = attrs({
-      keyDim: 128,
-      valueDim: 128,
-      heads: 16,
-      qHeads: 16,
-      kHeads: 16,
-      vHeads: 16,
-      gateHeads: 16,
-    });
+    const a = large();
     const plan = multiPassPlan(a, BASELINE_CAPS, 4096);
     if (typeof plan === 'string') throw new Error(plan);
     const names = (maxT: number, b = a) =>
@@ -261,15 +265,7 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
   });
 
   it('splits a step whose scratch passes the binding limit into segments, and names the limit', () => {
-    const a = attrs({
-      keyDim: 128,
-      valueDim: 128,
-      heads: 16,
-      qHeads: 16,
-      kHeads: 16,
-      vHeads: 16,
-      gateHeads: 16,
-    });
+    const a = large();
     // A 48 KiB device (the H200's) takes chunks of 64: at 65536 tokens 1 GiB of states and 1 GiB
     // of w and decayed keys, one segment under a 2 GiB binding.
     const h200 = {
