@@ -46,7 +46,7 @@ import type { LinearRecurrenceAttrs } from '../../src/graph/ops.ts';
 import { stateColumns } from '../../src/ops/linear-recurrence.ts';
 import type { DeviceCaps } from '../../src/target.ts';
 import { storageDecl, type GridDim, type KernelLaunch } from '../kernel-ir.ts';
-import { header, type LoadSubset } from './linear-recurrence.ts';
+import { header, headColumns, type LoadSubset } from './linear-recurrence.ts';
 import type { GeneratedOp } from './types.ts';
 import { withHelpers } from './wgsl-math.ts';
 
@@ -185,7 +185,6 @@ export function multiPassPlan(
   return { ...pick, BV2, segment, wg, wg2, scratch };
 }
 
-/** The per-head first columns of each input, as the single kernel's opening computes them. */
 /** A per-chunk pass's entry (prep and out): workgroup (chunk c, head h), its n tokens from c0. */
 function chunkEntry(a: LinearRecurrenceAttrs): string {
   return `@compute @workgroup_size(WG)
@@ -199,13 +198,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 ${headIndices(a)}`;
 }
 
+/** The per-head first columns of each input, as the single kernel's opening computes them. */
 function headIndices(a: LinearRecurrenceAttrs): string {
-  const H = a.heads;
-  return `  let qc = h / ${H / a.qHeads}u * DK;
-  let kc = h / ${H / a.kHeads}u * DK;
-  let vc0 = h / ${H / a.vHeads}u * DV;
-  let gh = h / ${H / a.gateHeads}u;
-  let gc = gh * DK;`;
+  return `${headColumns(a)}
+  let vc0 = h / ${a.heads / a.vHeads}u * DV;`;
 }
 
 /** Module constants of the passes (after the shared header's). */
@@ -225,6 +221,14 @@ function gcRead(a: LinearRecurrenceAttrs, i: string): string {
   if (isKey(a)) return `${LR_SCRATCH.wk}[GC0 + (c * H + h) * DK + ${i}]`;
   if (isScalar(a)) return `${LR_SCRATCH.wk}[GC0 + c * H + h]`;
   return '1.0';
+}
+
+/** After the staging loop's barrier: a scalar decay's staged log decays → G_t, their prefix sums. */
+function scalarPrefix(a: LinearRecurrenceAttrs, arr: string): string {
+  if (!isScalar(a)) return '';
+  return `
+  if (lid == 0u) { for (var t = 1u; t < n; t++) { ${arr}[t] += ${arr}[t - 1u]; } }
+  workgroupBarrier();`;
 }
 
 /** The k̂ l2 factor (or q̂'s, with SCALE) of token t, staged into `arr`. */
@@ -341,13 +345,7 @@ ${chunkEntry(a)}
     ${delta ? 'p_b[t] = load_beta(c0 + t, gh);' : ''}
     ${l2Factor(a, 'k', 'p_kf')}
   }
-  workgroupBarrier();${
-    scalar
-      ? `
-  if (lid == 0u) { for (var t = 1u; t < n; t++) { p_g[t] += p_g[t - 1u]; } }
-  workgroupBarrier();`
-      : ''
-  }${gram}
+  workgroupBarrier();${scalarPrefix(a, 'p_g')}${gram}
   // Per column: the decayed keys (and w) of key dim i; ${delta ? 'u of value column j = col - DK' : 'no u'}.
   for (var col = lid; col < ${delta ? 'DK + DV' : 'DK'}; col += WG) {
     if (col < DK) {
@@ -551,13 +549,7 @@ ${chunkEntry(a)}
       ${l2Factor(a, 'k', 'o_kf')}
     }
   }
-  workgroupBarrier();${
-    scalar
-      ? `
-  if (lid == 0u) { for (var t = 1u; t < n; t++) { o_gt[t] += o_gt[t - 1u]; } }
-  workgroupBarrier();`
-      : ''
-  }
+  workgroupBarrier();${scalarPrefix(a, 'o_gt')}
   // The decayed q̂·k̂ once per chunk (every column tile below reads it); each entry has one
   // owner, which sums into it across the blocks of key dims.
   for (var e = lid; e < C * C; e += WG) { o_a[e] = 0.0; }

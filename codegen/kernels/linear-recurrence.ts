@@ -335,6 +335,19 @@ export const RESERVED = [
  * The entry point's opening: which head and column this invocation serves, where its head's
  * rows start in each input, and its column of the state (zeros at position 0).
  */
+/**
+ * Each input's head for state head h (heads repeated in blocks), as a first column of its row:
+ * q's and k's (qc, kc), the gate's head gh and its first key column gc. Shared with the
+ * chunk-parallel passes (linear-recurrence-chunks.ts); v's column is each caller's.
+ */
+export function headColumns(a: LinearRecurrenceAttrs): string {
+  const H = a.heads;
+  return `  let qc = h / ${H / a.qHeads}u * DK;
+  let kc = h / ${H / a.kHeads}u * DK;
+  let gh = h / ${H / a.gateHeads}u;
+  let gc = gh * DK;`;
+}
+
 function mainOpening(a: LinearRecurrenceAttrs): string {
   const DK = a.keyDim;
   const H = a.heads;
@@ -354,12 +367,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let h = wid.x;${seq}
   let j = wid.y * WG + lid;
   let live = j < DV;
-  // Each input's head for state head h (heads repeated in blocks), as a first column of its row.
-  let qc = h / ${H / a.qHeads}u * DK;
-  let kc = h / ${H / a.kHeads}u * DK;
+${headColumns(a)}
   let vc = h / ${H / a.vHeads}u * DV + min(j, DV - 1u);
-  let gh = h / ${H / a.gateHeads}u;
-  let gc = gh * DK;
   // State reset rule: a new sequence (position 0) starts from zeros, whatever the buffer holds.
   let fresh = step.pos == 0u;
   var s: array<f32, ${DK}>;

@@ -414,6 +414,8 @@ function checkInline(a: MoeMatmulAttrs, pre: string): void {
   if (a.route) {
     if (a.input !== 'token' || a.grouped || a.expertStart !== 0)
       throw new Error(`${pre}: inline routing needs input 'token', no grouping and expert 0`);
+    if (a.route.expertScale)
+      throw new Error(`${pre}: inline routing takes no per-expert scale (expertScale)`);
     moeRoute.check({ op: 'moe_route', experts: a.experts, topK: a.topK, ...a.route });
   }
   const c = a.combine;

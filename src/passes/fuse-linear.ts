@@ -10,6 +10,7 @@
  */
 import type { Graph, GraphNode } from '../graph/ir.ts';
 import {
+  convStateName,
   splitOutput,
   type FusedPointwise,
   type MatmulAttrs,
@@ -23,7 +24,7 @@ import {
 import { definitionFor } from '../ops/index.ts';
 import { renameInputs } from '../ops/pointwise.ts';
 import { bindingCount } from '../ops/types.ts';
-import { fits, type FusionOptions } from './fuse.ts';
+import { fits, joinPrologueInputs, type FusionOptions } from './fuse.ts';
 import { Rewriter } from './rewrite.ts';
 
 /** Input i reads column c of its tensor for output column c of a `width`-wide expression. */
@@ -81,14 +82,7 @@ function foldShared(
   delete inputs[target];
   for (const n of aliases) delete inputs[n];
   // The op's inputs join as in_<name> (or the name they already have).
-  const rename: Record<string, string> = {};
-  for (const [name, id] of Object.entries(pw.inputs)) {
-    const have = Object.entries(inputs).find(([n, x]) => x === id && n.startsWith('in_'));
-    let fresh = `in_${name}`;
-    for (let i = 2; !have && fresh in inputs; i++) fresh = `in_${name}${i}`;
-    rename[name] = have ? have[0] : fresh;
-    inputs[rename[name]] = id;
-  }
+  const rename = joinPrologueInputs(inputs, pw.inputs);
   const body = renameInputs(pa.expr, (n) => rename[n]);
   const bodyInputs = Object.fromEntries(Object.entries(pa.inputs).map(([n, i]) => [rename[n], i]));
   const exprs: Record<string, FusedPointwise> = { ...p.exprs };
@@ -183,12 +177,11 @@ export function fuseSharedInputNormed(g: Graph, { caps }: FusionOptions): Graph 
     for (const m of members) if (take.length < 1 || fits(merged([...take, m]), caps)) take.push(m);
     if (take.length < 2) continue;
     const attrs = merged(take);
-    const name = (t: number) => g.tensors[t].name;
     const concat = (k: 'w' | 'bias', shape: number[]) =>
-      r.param(take.map((m) => name(m.inputs[k])).join('+'), shape, {
-        kind: 'concat',
-        parts: take.map((m) => r.source(m.inputs[k])),
-      });
+      r.concatParam(
+        take.map((m) => m.inputs[k]),
+        shape,
+      );
     const inputs: Record<string, number> = {
       ...take[0].inputs,
       w: concat('w', [attrs.N, attrs.K]),
@@ -336,18 +329,14 @@ export function fuseRecurrenceConvRow(g: Graph, { caps }: FusionOptions): Graph 
       ...cvs.map((c) => c.inputs.w),
       ...(c0.bias ? cvs.map((c) => c.inputs.bias) : []),
     ];
-    mIn.convW = r.param(
-      convParts.map((t) => g.tensors[t].name).join('+'),
+    mIn.convW = r.concatParam(
+      convParts,
       c0.bias ? [channels * (c0.kernel + 1)] : [channels, c0.kernel],
-      {
-        kind: 'concat',
-        parts: convParts.map((t) => r.source(t)),
-      },
     );
     const mOut: Record<string, number> = { out: row };
     cvs.forEach((c, i) => {
-      mIn[i === 0 ? 'convState' : `convState${i}`] = c.inputs.state;
-      mOut[i === 0 ? 'convState' : `convState${i}`] = c.outputs.state;
+      mIn[convStateName(i)] = c.inputs.state;
+      mOut[convStateName(i)] = c.outputs.state;
     });
     r.replace(
       m,

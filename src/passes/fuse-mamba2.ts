@@ -28,6 +28,7 @@
  */
 import type { Graph, GraphNode } from '../graph/ir.ts';
 import {
+  convStateName,
   type GatedNormAttrs,
   type MatmulAttrs,
   type NormAttrs,
@@ -123,17 +124,15 @@ export function fuseMamba2Decode(g: Graph, { caps }: FusionOptions): Graph {
     };
     if (!fits(withNorm, caps)) continue;
     const name = (t: number) => g.tensors[t].name;
-    const concat = (ts: number[], shape: number[]) =>
-      r.param(ts.map(name).join('+'), shape, { kind: 'concat', parts: ts.map((t) => r.source(t)) });
     const inputs: Record<string, number> = {
       x: mz.inputs.x,
-      w: concat(
+      w: r.concatParam(
         ms.map((m) => m.inputs.w),
         [N, a0.K],
       ),
     };
     if (a0.bias)
-      inputs.bias = concat(
+      inputs.bias = r.concatParam(
         ms.map((m) => m.inputs.bias),
         [N],
       );
@@ -142,13 +141,13 @@ export function fuseMamba2Decode(g: Graph, { caps }: FusionOptions): Graph {
       ...cvs.map((c) => c.inputs.w),
       ...(k0.bias ? cvs.map((c) => c.inputs.bias) : []),
     ];
-    inputs.convW = concat(
+    inputs.convW = r.concatParam(
       convParts,
       k0.bias ? [(W + 2 * GN) * (k0.kernel + 1)] : [W + 2 * GN, k0.kernel],
     );
     const outputs: Record<string, number> = {};
     cvs.forEach((c, i) => {
-      const n = i === 0 ? 'convState' : `convState${i}`;
+      const n = convStateName(i);
       inputs[n] = c.inputs.state;
       outputs[n] = c.outputs.state;
     });

@@ -152,7 +152,9 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       caps.maxWorkgroupStorageBytes;
   for (const route of r.live()) {
     const ra = route.attrs;
-    if (ra.op !== 'moe_route') continue;
+    // The inline routing (moe-fused.ts routeWgsl) has no per-expert scale input: Gemma 4's
+    // expertScale keeps its moe_route dispatch.
+    if (ra.op !== 'moe_route' || ra.expertScale) continue;
     const users = r.consumers(route.outputs.ids);
     const gu = users.find((n) => moeMatmul(n) && n.attrs.input === 'token');
     const down = users.find((n) => moeMatmul(n) && n.attrs.input === 'pair');

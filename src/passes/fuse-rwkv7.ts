@@ -36,7 +36,7 @@
  * (test/model/rwkv7-decode-fusion.test.ts pins these; `strata inspect --storage-buffers N`
  * counts a model's.) Each graph is exact, so all of them compute the unfused graph's logits.
  */
-import type { Graph, GraphNode, ParamSource } from '../graph/ir.ts';
+import type { Graph, GraphNode } from '../graph/ir.ts';
 import {
   EPILOGUE_VALUE,
   splitOutput,
@@ -50,16 +50,9 @@ import { definitionFor } from '../ops/index.ts';
 import { bindingCount } from '../ops/types.ts';
 import { RWKV7_DECAY_SCALE, rwkv7ParamCols } from '../ops/rwkv7-recurrence.ts';
 import { renameInputs } from '../ops/pointwise.ts';
-import { matmulStorageBindings } from '../ops/matmul.ts';
 import type { DeviceCaps } from '../target.ts';
 import { Rewriter } from './rewrite.ts';
-import { bindingLimit } from './split.ts';
-
-type Matmul = GraphNode & { attrs: MatmulAttrs };
-
-function isMatmul(n: GraphNode | undefined): n is Matmul {
-  return n?.attrs.op === 'matmul';
-}
+import { fits, isMatmul, type Matmul } from './fuse.ts';
 
 /** A matmul whose only fused work is an x map (and possibly splits): a mixed projection. */
 function mixedProjection(m: GraphNode, allowEpilogue = false): m is Matmul {
@@ -80,13 +73,6 @@ function mixedProjection(m: GraphNode, allowEpilogue = false): m is Matmul {
     a.rows === 'T' &&
     a.outOffset === 0 &&
     a.outStride === a.N
-  );
-}
-
-function fits(attrs: MatmulAttrs, caps: DeviceCaps): boolean {
-  return (
-    matmulStorageBindings(attrs) <= caps.maxStorageBuffersPerStage &&
-    attrs.N * attrs.K * 4 <= bindingLimit(caps)
   );
 }
 
@@ -210,24 +196,17 @@ export function fuseRwkv7Projections(g: Graph, { caps }: { caps: DeviceCaps }): 
 }
 
 function merge(r: Rewriter, take: Matmul[]): void {
-  const g = r.graph;
   const attrs = mergedAttrs(take);
-  const name = (id: number) => g.tensors[id].name;
-  const concatParam = (ids: number[], shape: number[]): number =>
-    r.param(ids.map(name).join('+'), shape, {
-      kind: 'concat',
-      parts: ids.map((id): ParamSource => r.source(id)),
-    });
   const inputs: Record<string, number> = {
     ...take[0].inputs,
-    w: concatParam(
+    w: r.concatParam(
       take.map((m) => m.inputs.w),
       [attrs.N, attrs.K],
     ),
   };
   for (const n of differing(take)) {
     const cols = take[0].attrs.xMap!.inputs[n].cols;
-    inputs[n] = concatParam(
+    inputs[n] = r.concatParam(
       take.map((m) => m.inputs[n]),
       [cols * take.length],
     );
@@ -427,12 +406,8 @@ export function fuseRwkv7Recurrence(g: Graph, { caps }: { caps: DeviceCaps }): G
     };
     const inputs: Record<string, number> = { ...node.inputs, k: km.k, a: km.a };
     delete inputs.b;
-    const src = (t: number) => r.source(t);
-    const names = [kkIn.k_k, km.k_a, rk.r_k, gn.inputs.w, gn.inputs.b];
-    inputs.rwkv = r.param(names.map((t) => g.tensors[t].name).join('+'), [3 * K + 2 * V], {
-      kind: 'concat',
-      parts: names.map(src),
-    });
+    const parts = [kkIn.k_k, km.k_a, rk.r_k, gn.inputs.w, gn.inputs.b];
+    inputs.rwkv = r.concatParam(parts, [3 * K + 2 * V]);
     if (bindingCount(definitionFor(attrs), attrs) > caps.maxStorageBuffersPerStage) continue;
     r.replace(
       node,
@@ -568,10 +543,7 @@ export function fuseRwkv7LoraUp(g: Graph, { caps }: { caps: DeviceCaps }): Graph
     if (!built || !fits(built)) built = build(null);
     if (!fits(built)) continue;
     const { attrs, inputs, parts } = built;
-    inputs.rwkv = r.param(parts.map((t) => g.tensors[t].name).join('+'), [rwkv7ParamCols(attrs)], {
-      kind: 'concat',
-      parts: parts.map((t) => r.source(t)),
-    });
+    inputs.rwkv = r.concatParam(parts, [rwkv7ParamCols(attrs)]);
     const ups = attrs.rwkv7?.lora?.vRank ? 'w, a and v LoRA ups' : 'w and a LoRA ups';
     r.replace(
       node,

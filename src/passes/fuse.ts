@@ -58,7 +58,6 @@ import {
   type MatmulAttrs,
   type OpAttrs,
   type PointwiseAttrs,
-  type PointwiseExpr,
   type PointwiseFn,
   type PointwiseInput,
   type PrologueInput,
@@ -568,33 +567,35 @@ function foldPrologue(
   if (!(target in rec.inputs) || prologue.exprs[target]) return rec;
   const pw = r.producer(rec.inputs[target]);
   if (pw?.attrs.op !== 'pointwise' || !only(rec.inputs[target], pw)) return rec;
-  // Name each tensor the expression reads: the name it already has in a fused prologue, or
-  // in_<its name in the pointwise op> (suffixed when another tensor has that).
   const inputs: Record<string, number> = { ...rec.inputs };
   delete inputs[target];
+  const rename = joinPrologueInputs(inputs, pw.inputs);
+  const pa = pw.attrs;
+  const exprInputs = Object.fromEntries(Object.entries(pa.inputs).map(([n, i]) => [rename[n], i]));
+  const expr = renameInputs(pa.expr, (n) => rename[n]);
+  const p = { ...prologue, exprs: { ...prologue.exprs, [target]: { inputs: exprInputs, expr } } };
+  return replace(p, inputs, pw) ?? rec;
+}
+
+/**
+ * Join a pointwise op's inputs to a recurrence's (`inputs`, updated in place) for a prologue
+ * expression, naming each tensor the name it already has in a fused prologue, or in_<its name
+ * in the pointwise op> (suffixed when another tensor has that). Returns the op's name → joined
+ * name. Shared with recurrence-shared-input (fuse-linear.ts).
+ */
+export function joinPrologueInputs(
+  inputs: Record<string, number>,
+  pwInputs: Record<string, number>,
+): Record<string, string> {
   const rename: Record<string, string> = {};
-  for (const [name, id] of Object.entries(pw.inputs)) {
+  for (const [name, id] of Object.entries(pwInputs)) {
     const have = Object.entries(inputs).find(([n, t]) => t === id && n.startsWith('in_'));
     let fresh = `in_${name}`;
     for (let i = 2; !have && fresh in inputs; i++) fresh = `in_${name}${i}`;
     rename[name] = have ? have[0] : fresh;
     inputs[rename[name]] = id;
   }
-  const pa = pw.attrs;
-  const renamed = (e: PointwiseExpr): PointwiseExpr =>
-    'in' in e
-      ? { in: rename[e.in] }
-      : 'fn' in e
-        ? { ...e, x: renamed(e.x) }
-        : 'bin' in e
-          ? { ...e, a: renamed(e.a), b: renamed(e.b) }
-          : e;
-  const exprInputs = Object.fromEntries(Object.entries(pa.inputs).map(([n, i]) => [rename[n], i]));
-  const p = {
-    ...prologue,
-    exprs: { ...prologue.exprs, [target]: { inputs: exprInputs, expr: renamed(pa.expr) } },
-  };
-  return replace(p, inputs, pw) ?? rec;
+  return rename;
 }
 
 export function fuseRecurrencePrologue(g: Graph, { caps }: FusionOptions): Graph {

@@ -137,6 +137,12 @@ export class Rewriter {
     return id;
   }
 
+  /** A parameter concatenating the parameters `ts` in order, named their names joined by '+'. */
+  concatParam(ts: number[], shape: number[]): number {
+    const name = ts.map((t) => this.tensors[t].name).join('+');
+    return this.param(name, shape, { kind: 'concat', parts: ts.map((t) => this.source(t)) });
+  }
+
   activation(name: string, shape: Tensor['shape']): number {
     const id = this.tensors.length;
     this.tensors.push({ id, name, shape, dtype: 'f32', kind: 'activation' });

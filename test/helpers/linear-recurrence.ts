@@ -1,7 +1,10 @@
 /**
  * Shared by the linear recurrence kernel tests (test/kernels/linear-recurrence*.test.ts): the
- * attrs they start from, their random inputs, and the f64 reference on a copy of the state.
+ * attrs they start from, their random inputs, the f64 reference on a copy of the state, and
+ * the run of a generated op's launches on the test device.
  */
+import { expect } from 'vitest';
+import type { GeneratedOp } from '../../codegen/kernels/types.ts';
 import type {
   LinearRecurrenceAttrs,
   PointwiseExpr,
@@ -9,6 +12,7 @@ import type {
   StepShape,
 } from '../../src/graph/ops.ts';
 import { linearRecurrence, stateColumns } from '../../src/ops/linear-recurrence.ts';
+import { runLaunches } from './gpu.ts';
 import { rng } from './numeric.ts';
 
 export type Inputs = Record<string, Float32Array>;
@@ -96,6 +100,31 @@ export function reference(a: LinearRecurrenceAttrs, inp: Inputs, step: StepShape
 }
 
 // Fused-prologue cases both kernel tests run (the single kernel and the multi-pass form).
+const SENTINEL = 31337;
+
+/**
+ * Run a generated op's launches (their scratch buffers as extra outputs) on `inp` and a copy of
+ * its state; checks that out's rows at and beyond T are never written, and returns out's first T
+ * rows and the state.
+ */
+export async function runRecurrence(
+  gen: GeneratedOp,
+  a: LinearRecurrenceAttrs,
+  inp: Inputs,
+  maxT: number,
+  step: StepShape,
+): Promise<{ out: Float32Array; state: Float32Array }> {
+  const width = a.heads * a.valueDim;
+  const out = new Float32Array(maxT * width).fill(SENTINEL);
+  const got = await runLaunches(gen.launches, {
+    inputs: { ...inp, state: inp.state.slice(), out },
+    outputs: Object.fromEntries(Object.entries(gen.scratch).map(([n, b]) => [n, b / 4])),
+    step,
+  });
+  expect(got.out.subarray(step.T * width).every((v) => v === SENTINEL)).toBe(true);
+  return { out: got.out.subarray(0, step.T * width), state: got.state };
+}
+
 export const same = (cols: number): PointwiseInput => ({
   perToken: true,
   cols,

@@ -20,7 +20,7 @@ import type { GeneratedOp } from '../../codegen/kernels/types.ts';
 import type { LinearRecurrenceAttrs, StepShape } from '../../src/graph/ops.ts';
 import { linearRecurrence } from '../../src/ops/linear-recurrence.ts';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
-import { runLaunches, testGpu } from '../helpers/gpu.ts';
+import { testGpu } from '../helpers/gpu.ts';
 import { maxRelError, rng } from '../helpers/numeric.ts';
 import {
   attrs,
@@ -29,6 +29,7 @@ import {
   glaAttrs,
   reference,
   retAttrs,
+  runRecurrence,
   uniform,
   type Inputs,
 } from '../helpers/linear-recurrence.ts';
@@ -44,7 +45,6 @@ async function smallCaps(): Promise<DeviceCaps> {
   const { caps } = await testGpu();
   return { ...caps, maxWorkgroupStorageBytes: 8 * 1024 };
 }
-const SENTINEL = 31337;
 
 /**
  * Inputs for `rows` tokens, as the single kernels' tests draw them: unit keys for delta (β ∈ (0,
@@ -69,27 +69,6 @@ function passes(a: LinearRecurrenceAttrs, caps: DeviceCaps, maxT: number): Gener
   return gen;
 }
 
-async function runGen(
-  gen: GeneratedOp,
-  a: LinearRecurrenceAttrs,
-  inp: Inputs,
-  maxT: number,
-  step: StepShape,
-) {
-  const width = a.heads * a.valueDim;
-  const out = new Float32Array(maxT * width).fill(SENTINEL);
-  const outputs = Object.fromEntries(
-    Object.entries(gen.scratch).map(([n, bytes]) => [n, bytes / 4]),
-  );
-  const got = await runLaunches(gen.launches, {
-    inputs: { ...inp, state: inp.state.slice(), out },
-    outputs,
-    step,
-  });
-  expect(got.out.subarray(step.T * width).every((v) => v === SENTINEL)).toBe(true);
-  return { out: got.out.subarray(0, step.T * width), state: got.state };
-}
-
 const errors: string[] = [];
 
 async function check(
@@ -105,7 +84,7 @@ async function check(
   if (pos === 0) inp.state.fill(NaN); // must be ignored: a new sequence starts from zeros
   const step = { T, pos, L: 1 };
   const gen = passes(a, caps, maxT);
-  const got = await runGen(gen, a, inp, maxT, step);
+  const got = await runRecurrence(gen, a, inp, maxT, step);
   const want = reference(a, inp, step);
   const err = { out: maxRelError(got.out, want.out), state: maxRelError(got.state, want.state) };
   const plan = multiPassPlan(a, caps, maxT);
@@ -221,6 +200,18 @@ describe('linear_recurrence multi-pass with a fused prologue', () => {
   }
 });
 
+/** A model-sized layer (16 heads of 128 × 128) for the plan and launch-choice checks. */
+const large = () =>
+  attrs({
+    keyDim: 128,
+    valueDim: 128,
+    heads: 16,
+    qHeads: 16,
+    kHeads: 16,
+    vHeads: 16,
+    gateHeads: 16,
+  });
+
 describe('linear_recurrence multi-pass continuation and choice', () => {
   it('prefill(T) then decode steps equal prefill(T + 2)', async () => {
     const caps = await smallCaps();
@@ -231,8 +222,12 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
       const T = 70;
       const width = a.heads * a.valueDim;
       const inp = data(a, T + 2, 400);
-      const full = await runGen(passes(a, caps, T + 2), a, inp, T + 2, { T: T + 2, pos: 0, L: 1 });
-      const pre = await runGen(passes(a, caps, T), a, inp, T + 2, { T, pos: 0, L: 1 });
+      const full = await runRecurrence(passes(a, caps, T + 2), a, inp, T + 2, {
+        T: T + 2,
+        pos: 0,
+        L: 1,
+      });
+      const pre = await runRecurrence(passes(a, caps, T), a, inp, T + 2, { T, pos: 0, L: 1 });
       let state = pre.state;
       for (const s of [T, T + 1]) {
         const one: Inputs = { state };
@@ -243,7 +238,7 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
         }
         const dec = linearRecurrenceKernel(a, { caps, maxT: 1 });
         expect(dec.launches[0].kernel.name).toContain('_recurrent_');
-        const got = await runGen(dec, a, one, 1, { T: 1, pos: s, L: 1 });
+        const got = await runRecurrence(dec, a, one, 1, { T: 1, pos: s, L: 1 });
         expect(
           maxRelError(got.out, full.out.subarray(s * width, (s + 1) * width)),
         ).toBeLessThanOrEqual(TOL);
@@ -254,15 +249,7 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
   });
 
   it('runs the passes past one chunk, the single kernel within one, dplr token by token', () => {
-    const a = attrs({
-      keyDim: 128,
-      valueDim: 128,
-      heads: 16,
-      qHeads: 16,
-      kHeads: 16,
-      vHeads: 16,
-      gateHeads: 16,
-    });
+    const a = large();
     const plan = multiPassPlan(a, BASELINE_CAPS, 4096);
     if (typeof plan === 'string') throw new Error(plan);
     const names = (maxT: number, b = a) =>
@@ -278,15 +265,7 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
   });
 
   it('splits a step whose scratch passes the binding limit into segments, and names the limit', () => {
-    const a = attrs({
-      keyDim: 128,
-      valueDim: 128,
-      heads: 16,
-      qHeads: 16,
-      kHeads: 16,
-      vHeads: 16,
-      gateHeads: 16,
-    });
+    const a = large();
     // A 48 KiB device (the H200's) takes chunks of 64: at 65536 tokens 1 GiB of states and 1 GiB
     // of w and decayed keys, one segment under a 2 GiB binding.
     const h200 = {

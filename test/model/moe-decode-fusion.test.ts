@@ -100,6 +100,26 @@ describe('decode dispatches per sublayer', () => {
       expect(n['l0.attn']).toBe(3);
     }
   });
+
+  it("keeps moe_route for Gemma 4's per-expert scales, which the inline routing has no input for", () => {
+    const model = parseSpec(
+      `model "expert-scale" {
+        vocab 97
+        dim 32
+        max_context 64
+        norm rms(eps: 1e-6)
+        mixer attn = attention(heads: 2, kv_heads: 1, head_dim: 16, rope: none)
+        ffn a = moe(experts: 4, top_k: 2, expert: swiglu(hidden: 16),
+                    router: softmax(expert_scale: true))
+        layers 1 x [attn] with ffn [a]
+      }`,
+      'expert-scale.strata',
+    );
+    const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 16, capacity: 64 });
+    const nodes = c.graphs.decode.nodes;
+    expect(nodes.some((n) => n.attrs.op === 'moe_route' && n.attrs.expertScale)).toBe(true);
+    expect(nodes.some((n) => n.attrs.op === 'moe_matmul' && n.attrs.route)).toBe(false);
+  });
 });
 
 describe('fused decode graph = unfused on the CPU interpreter', () => {
