@@ -252,18 +252,6 @@ export function fuseRwkv7NormShift(g: Graph): Graph {
   return r.finish();
 }
 
-export const RWKV7_FUSION_PASSES = [
-  { name: 'rwkv7-norm-shift', run: fuseRwkv7NormShift },
-  { name: 'rwkv7-lora-act', run: fuseRwkv7LoraAct },
-  { name: 'rwkv7-projections', run: fuseRwkv7Projections },
-] as const;
-
-/** After recurrence-prologue (which folds the decay's expression into the recurrence first). */
-export const RWKV7_RECURRENCE_PASSES = [
-  { name: 'rwkv7-recurrence', run: fuseRwkv7Recurrence },
-  { name: 'rwkv7-lora-up', run: fuseRwkv7LoraUp },
-] as const;
-
 // ---------------------------------------------------------------------------------------------
 // rwkv7-recurrence: the key preparation before RWKV-7's dplr recurrence and the output correction
 // after it → the recurrence (LinearRecurrenceAttrs.rwkv7).

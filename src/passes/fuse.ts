@@ -75,7 +75,13 @@ import { Rewriter } from './rewrite.ts';
 import { bindingLimit } from './split.ts';
 import { fuseQkvAppend } from './fuse-attn.ts';
 import { fuseMoeDecode } from './fuse-moe.ts';
-import { RWKV7_FUSION_PASSES, RWKV7_RECURRENCE_PASSES } from './fuse-rwkv7.ts';
+import {
+  fuseRwkv7LoraAct,
+  fuseRwkv7LoraUp,
+  fuseRwkv7NormShift,
+  fuseRwkv7Projections,
+  fuseRwkv7Recurrence,
+} from './fuse-rwkv7.ts';
 import { fuseMamba2Decode } from './fuse-mamba2.ts';
 import { fuseGatedNormPrologue } from './fuse-gated-norm.ts';
 import {
@@ -958,10 +964,16 @@ export const FUSION_PASSES = [
   { name: 'norm-prologue', run: fuseNormPrologue },
   { name: 'shared-input-normed', run: fuseSharedInputNormed },
   { name: 'matmul-prologue', run: fuseMatmulPrologue },
-  // RWKV-7's mixed projections as split matmuls (src/passes/fuse-rwkv7.ts).
-  ...RWKV7_FUSION_PASSES,
+  // RWKV-7's mixed projections as split matmuls (src/passes/fuse-rwkv7.ts). Named here, not
+  // spread from a list there: fuse-rwkv7.ts imports this module, and only function declarations
+  // are initialised across that cycle, whichever module loads first.
+  { name: 'rwkv7-norm-shift', run: fuseRwkv7NormShift },
+  { name: 'rwkv7-lora-act', run: fuseRwkv7LoraAct },
+  { name: 'rwkv7-projections', run: fuseRwkv7Projections },
   { name: 'recurrence-prologue', run: fuseRecurrencePrologue },
-  ...RWKV7_RECURRENCE_PASSES,
+  // After recurrence-prologue, which folds the decay's expression into the recurrence first.
+  { name: 'rwkv7-recurrence', run: fuseRwkv7Recurrence },
+  { name: 'rwkv7-lora-up', run: fuseRwkv7LoraUp },
   { name: 'recurrence-shared-input', run: fuseRecurrenceSharedInput },
   { name: 'recurrence-conv-row', run: fuseRecurrenceConvRow },
   { name: 'recurrence-low-rank', run: fuseRecurrenceLowRank },
