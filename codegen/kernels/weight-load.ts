@@ -15,6 +15,22 @@ export interface WeightBinding {
 }
 
 /**
+ * The dequantising expressions both readers share (layouts: src/graph/dtype.ts). q8: the four
+ * signed byte codes of u32 word `w`, each shifted to the top of an i32 and arithmetic-shifted
+ * back. q4: four 4-bit codes of word `w` at bits `shifts`, value code − 8. Both before the scale.
+ */
+const q8Codes = (w: string): string =>
+  `vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(${w}) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u))`;
+const q4Codes = (w: string, shifts: string): string =>
+  `(vec4<f32>((vec4<u32>(${w}) >> vec4<u32>(${shifts})) & vec4<u32>(15u)) - 8.0)`;
+/**
+ * `let d`: the f16 scale of the block of unit i (8 units a block): half (b & 1) of word
+ * scaleWord + b / 2, read through `word` (the binding's word access).
+ */
+const blockScale = (scaleWord: number, word: (w: string) => string): string =>
+  `let b = i >> 3u;\n  let d = unpack2x16float(${word(`${scaleWord}u + (b >> 1u)`)})[b & 1u];`;
+
+/**
  * Binding and loader for a weight of type t with `elements` elements in its binding (the scales
  * of q8 and q4 follow all the codes). vec4 needs rows of a multiple of 4 elements; quantised rows
  * are whole blocks of 32, so they are only ever read in units of four.
@@ -45,20 +61,13 @@ fn ${name}(i: u32) -> ${R} {
   if (!vec4) throw new Error(`${t} weight: read in units of four (rows are whole blocks)`);
   const scaleWord = quantScaleOffset(t, elements) / 4;
   if (dtypeBytes(t, elements) % 4 !== 0) throw new Error(`${t} weight: unaligned layout`);
-  // Block of element e is e >> 5; its f16 scale is half (block & 1) of word SCALES + block / 2.
-  const scale = (block: string) =>
-    `let b = ${block};\n  let d = unpack2x16float(BUF[${scaleWord}u + (b >> 1u)])[b & 1u];`;
   // Unit i holds elements 4i … 4i+3, all in block i >> 3.
+  const scale = blockScale(scaleWord, (w) => `BUF[${w}]`);
   const body =
     t === 'q8'
-      ? // Signed byte codes: shift each to the top of an i32, then arithmetic-shift it back.
-        `${scale('i >> 3u')}
-  let w = bitcast<vec4<i32>>(vec4<u32>(BUF[i]) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
-  return vec4<f32>(w) * d;`
-      : // Eight 4-bit codes per word, element e at bits 4(e & 7); value d · (code − 8).
-        `${scale('i >> 3u')}
-  let w = vec4<u32>(BUF[i >> 1u] >> (16u * (i & 1u))) >> vec4<u32>(0u, 4u, 8u, 12u);
-  return (vec4<f32>(w & vec4<u32>(15u)) - 8.0) * d;`;
+      ? `${scale}\n  return ${q8Codes('BUF[i]')} * d;`
+      : // Eight 4-bit codes per word, element e at bits 4(e & 7): unit i is half i & 1 of word i / 2.
+        `${scale}\n  return ${q4Codes('BUF[i >> 1u] >> (16u * (i & 1u))', '0u, 4u, 8u, 12u')} * d;`;
   return { elem: 'u32', load: (name, buf) => fn(name, body.replaceAll('BUF', buf)) };
 }
 
@@ -127,9 +136,7 @@ export function weightGroupBinding(
   const wide = (t === 'q8' && G >= 4) || (t === 'q4' && G === 8);
   // Word w of the buffer: BUF[w] in a u32 binding, component w & 3 of BUF[w >> 2] in vec4<u32>.
   const word = (w: string) => (wide ? `BUF[(${w}) >> 2u][(${w}) & 3u]` : `BUF[${w}]`);
-  // The group's block is i >> 3 (8 units a block); its f16 scale is half (b & 1) of word
-  // SCALES + b / 2.
-  const scale = `let b = i >> 3u;\n  let d = unpack2x16float(${word(`${scaleWord}u + (b >> 1u)`)})[b & 1u];`;
+  const scale = blockScale(scaleWord, word);
   // Codes of the group as u32 words c0, c1, …: q8 one word a unit, q4 one word per two units.
   const nWords = t === 'q8' ? G : G / 2;
   const first = t === 'q8' ? 'i' : '(i >> 1u)';
@@ -140,16 +147,11 @@ export function weightGroupBinding(
   const code = (j: number) => (wide ? `v${j >> 2}[${j & 3}]` : `BUF[${first} + ${j}u]`);
   for (let g = 0; g < G; g++) {
     if (t === 'q8') {
-      // Signed byte codes: shift each to the top of an i32, then arithmetic-shift it back.
-      lines.push(
-        `s += dot(x${g}, vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(${code(g)}) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u)));`,
-      );
+      lines.push(`s += dot(x${g}, ${q8Codes(code(g))});`);
     } else {
       // Unit g is nibbles 0–3 (g even) or 4–7 (g odd) of word g / 2; value d · (code − 8).
       const sh = g % 2 === 0 ? '0u, 4u, 8u, 12u' : '16u, 20u, 24u, 28u';
-      lines.push(
-        `s += dot(x${g}, vec4<f32>((vec4<u32>(${code(g >> 1)}) >> vec4<u32>(${sh})) & vec4<u32>(15u)) - 8.0);`,
-      );
+      lines.push(`s += dot(x${g}, ${q4Codes(code(g >> 1), sh)});`);
     }
   }
   return {
