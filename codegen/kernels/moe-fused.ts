@@ -73,6 +73,8 @@ function routeWgsl(a: MoeMatmulAttrs, WG: number): string {
   }
   workgroupBarrier();`
     : '';
+  // Gemma 4's per-expert scale multiplies the finished weight, as moe_route's kernel does.
+  const es = r.expertScale ? ' * b_expertScale[sel[j]]' : '';
   let weights: string;
   if (sigmoid) {
     weights = `
@@ -82,7 +84,7 @@ function routeWgsl(a: MoeMatmulAttrs, WG: number): string {
       let s = sigmoid(b_logits[base + sel[j]]);
       selw[j] = s;${r.normalize ? '\n      den += s;' : ''}
     }
-    for (var j = 0u; j < KS; j++) { selw[j] = selw[j] / den * RSCALE; }
+    for (var j = 0u; j < KS; j++) { selw[j] = selw[j] / den * RSCALE${es}; }
   }`;
   } else if (r.normalize) {
     weights = `
@@ -91,7 +93,7 @@ function routeWgsl(a: MoeMatmulAttrs, WG: number): string {
     let m = b_logits[base + sel[0]];
     var den = 0.0;
     for (var j = 0u; j < KS; j++) { den += exp(b_logits[base + sel[j]] - m); }
-    for (var j = 0u; j < KS; j++) { selw[j] = exp(b_logits[base + sel[j]] - m) / den * RSCALE; }
+    for (var j = 0u; j < KS; j++) { selw[j] = exp(b_logits[base + sel[j]] - m) / den * RSCALE${es}; }
   }`;
   } else {
     weights = `
@@ -101,7 +103,7 @@ function routeWgsl(a: MoeMatmulAttrs, WG: number): string {
   for (var i = lid; i < E; i += ${WG}u) { part += exp(rk[i] - m); }
   let den = wg_sum(part, lid);
   if (lid == 0u) {
-    for (var j = 0u; j < KS; j++) { selw[j] = exp(b_logits[base + sel[j]] - m) / den * RSCALE; }
+    for (var j = 0u; j < KS; j++) { selw[j] = exp(b_logits[base + sel[j]] - m) / den * RSCALE${es}; }
   }`;
   }
   return `
@@ -201,6 +203,7 @@ export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   if (a.route) {
     list.push(['logits', 'read', 'f32']);
     if (a.route.correctionBias) list.push(['routeBias', 'read', 'f32']);
+    if (a.route.expertScale) list.push(['expertScale', 'read', 'f32']);
     list.push(['ids', 'read_write', 'u32'], ['weights', 'read_write', 'f32']);
     if (a.route.load) list.push(['load', 'read_write', 'atomic<u32>']);
   } else list.push(['ids', 'read', 'u32']);
@@ -242,7 +245,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 `;
   const tags = [
     a.prologue ? (a.prologue.kind === 'rms' ? 'rms' : 'ln') : '',
-    a.route ? 'route' : '',
+    a.route ? (a.route.expertScale ? 'route_es' : 'route') : '',
   ];
   return launch(gemvName({ TPC, CPW }, vec4, features(a), tags), code, bindings, WG, [
     Math.ceil(a.N / CPW),

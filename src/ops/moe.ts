@@ -265,6 +265,7 @@ export const moeMatmul: OpDefinition<MoeMatmulAttrs> = {
     if (a.route) {
       r.logits = rule(['T', a.experts]);
       if (a.route.correctionBias) r.routeBias = rule([a.experts]);
+      if (a.route.expertScale) r.expertScale = rule([a.experts]);
       if (a.route.load) r.load = inPlace([a.experts], 'u32');
     } else r.ids = indices(['T', a.topK]);
     const c = a.combine;
@@ -414,8 +415,6 @@ function checkInline(a: MoeMatmulAttrs, pre: string): void {
   if (a.route) {
     if (a.input !== 'token' || a.grouped || a.expertStart !== 0)
       throw new Error(`${pre}: inline routing needs input 'token', no grouping and expert 0`);
-    if (a.route.expertScale)
-      throw new Error(`${pre}: inline routing takes no per-expert scale (expertScale)`);
     moeRoute.check({ op: 'moe_route', experts: a.experts, topK: a.topK, ...a.route });
   }
   const c = a.combine;
@@ -464,6 +463,7 @@ function routeInline(
     {
       logits: inputs.logits,
       ...(route.correctionBias ? { bias: inputs.routeBias } : {}),
+      ...(route.expertScale ? { expertScale: inputs.expertScale } : {}),
       // Without load the counts go to a scratch array nobody reads.
       load: route.load ? inputs.load : new Uint32Array(a.experts),
     },

@@ -152,9 +152,7 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
       caps.maxWorkgroupStorageBytes;
   for (const route of r.live()) {
     const ra = route.attrs;
-    // The inline routing (moe-fused.ts routeWgsl) has no per-expert scale input: Gemma 4's
-    // expertScale keeps its moe_route dispatch.
-    if (ra.op !== 'moe_route' || ra.expertScale) continue;
+    if (ra.op !== 'moe_route') continue;
     const users = r.consumers(route.outputs.ids);
     const gu = users.find((n) => moeMatmul(n) && n.attrs.input === 'token');
     const down = users.find((n) => moeMatmul(n) && n.attrs.input === 'pair');
@@ -231,6 +229,7 @@ export function fuseMoeDecode(g: Graph, { caps }: FusionOptions): Graph {
     }
     if (up.bias) upIn.bias = gu.inputs.bias;
     if (routing.correctionBias) upIn.routeBias = route.inputs.bias;
+    if (routing.expertScale) upIn.expertScale = route.inputs.expertScale;
     if (up.route?.load) upIn.load = load;
     // The pairs gain the shared expert's m slots: a [T, topK + m, hidden] tensor.
     const pairs = shared

@@ -169,7 +169,7 @@ function splitExperts(
       // its ids) and adds the residual, shared expert and load; the others add their pairs.
       if (a.route) {
         attrs = { ...attrs, route: null };
-        for (const k of ['logits', 'routeBias', 'load']) delete inputs[k];
+        for (const k of ['logits', 'routeBias', 'expertScale', 'load']) delete inputs[k];
         inputs.ids = user.outputs.ids;
       }
       if (a.combine) {

@@ -2,7 +2,8 @@
  * The decode-fused expert projections (codegen/kernels/moe-fused.ts) against moeMatmul's
  * reference (src/ops/moe.ts) on awkward shapes: gate_up with its norm (RMS, Gemma's unit offset,
  * biased LayerNorm) and the routing folded in (softmax with and without renormalisation,
- * DeepSeek-V3's grouped sigmoid with correction bias and scale, more experts than threads, ties),
+ * DeepSeek-V3's grouped sigmoid with correction bias and scale, Gemma 4's per-expert scales,
+ * more experts than threads, ties),
  * a folded shared expert, GPT-OSS's clamped biased SwiGLU, K not a multiple of 4, several rows
  * (batched decode); down with the combine folded in (residual, gated shared input, folded shared
  * expert, biases, residual multiplier, load counting) and a split projection's later part.
@@ -109,6 +110,12 @@ async function check(a: MoeMatmulAttrs, T: number, seed: number, tieLogits = fal
 describe('gate_up with the norm and routing folded in', () => {
   const cases: Array<[string, Partial<MoeMatmulAttrs>, number]> = [
     ['softmax top-3 of 7, K = 45, RMS', { prologue: RMS, route: SOFTMAX }, 1],
+    // Gemma 4: a per-expert scale on each finished weight, 2 rows.
+    [
+      'softmax with per-expert scales, RMS, 2 rows',
+      { prologue: RMS, route: { ...SOFTMAX, expertScale: true } },
+      2,
+    ],
     [
       'softmax without renormalisation, ungated gelu with bias, LayerNorm, 3 rows, shared expert',
       {

@@ -36,6 +36,21 @@ const JAMBA = parseSpec(readFileSync('specs/jamba-tiny-moe.strata', 'utf8'), 'ja
  * with bias, attention without RoPE; a second FFN routed DeepSeek-V3 style with 12 experts in 4
  * groups and a shared expert of their width without gate (folded in as one, weight 1).
  */
+// Gemma 4's router: a per-expert scale on each selected weight.
+const EXPERT_SCALE = parseSpec(
+  `model "expert-scale" {
+    vocab 97
+    dim 32
+    max_context 64
+    norm rms(eps: 1e-6)
+    mixer attn = attention(heads: 2, kv_heads: 1, head_dim: 16, rope: none)
+    ffn a = moe(experts: 4, top_k: 2, expert: swiglu(hidden: 16),
+                router: softmax(expert_scale: true))
+    layers 1 x [attn] with ffn [a]
+  }`,
+  'expert-scale.strata',
+);
+
 const ODD = parseSpec(
   `model "odd-moe" {
     vocab 97
@@ -101,31 +116,23 @@ describe('decode dispatches per sublayer', () => {
     }
   });
 
-  it("keeps moe_route for Gemma 4's per-expert scales, which the inline routing has no input for", () => {
-    const model = parseSpec(
-      `model "expert-scale" {
-        vocab 97
-        dim 32
-        max_context 64
-        norm rms(eps: 1e-6)
-        mixer attn = attention(heads: 2, kv_heads: 1, head_dim: 16, rope: none)
-        ffn a = moe(experts: 4, top_k: 2, expert: swiglu(hidden: 16),
-                    router: softmax(expert_scale: true))
-        layers 1 x [attn] with ffn [a]
-      }`,
-      'expert-scale.strata',
-    );
+  it("folds moe_route into gate_up with Gemma 4's per-expert scales", () => {
+    const model = EXPERT_SCALE;
     const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 16, capacity: 64 });
     const nodes = c.graphs.decode.nodes;
-    expect(nodes.some((n) => n.attrs.op === 'moe_route' && n.attrs.expertScale)).toBe(true);
-    expect(nodes.some((n) => n.attrs.op === 'moe_matmul' && n.attrs.route)).toBe(false);
+    expect(nodes.some((n) => n.attrs.op === 'moe_route')).toBe(false);
+    expect(
+      nodes.some((n) => n.attrs.op === 'moe_matmul' && n.attrs.route?.expertScale === true),
+    ).toBe(true);
   });
 });
 
 describe('fused decode graph = unfused on the CPU interpreter', () => {
-  for (const [name, model] of [
-    ['jamba-tiny-moe', JAMBA],
-    ['odd-moe', ODD],
+  // The load counts compared: those of the model's last MoE layer.
+  for (const [name, model, load] of [
+    ['jamba-tiny-moe', JAMBA, 'moe.load.1'],
+    ['odd-moe', ODD, 'moe.load.1'],
+    ['expert-scale', EXPERT_SCALE, 'moe.load.0'],
   ] as const) {
     it(`${name}: prefill, then 6 decode steps, logits alike`, async () => {
       const weights = randomWeights(model, 3);
@@ -140,7 +147,7 @@ describe('fused decode graph = unfused on the CPU interpreter', () => {
           const tok = Uint32Array.of((i * 37 + 11) % model.vocab);
           out.push(decode.step(tok, prompt.length + i, 1, state).logits);
         }
-        return { out, load: state.get('moe.load.1') };
+        return { out, load: state.get(load) };
       };
       const fused = await run(true);
       const plain = await run(false);
@@ -158,6 +165,13 @@ describe('fused MoE decode on WebGPU vs the interpreter', () => {
     expect(labels).toContain('l0.moe experts.down+combine');
     expect(labels).toContain('l0.attn qkv+append (norm fused)');
     await expectMatchesInterpreter(m, randInts(9, ODD.vocab, 4), 5, TOL);
+    m.gm.destroy();
+  });
+
+  it("Gemma 4's per-expert scales in the inline routing", async () => {
+    const m = await gpuModel(EXPERT_SCALE, { maxT: 16, capacity: 64 });
+    expect(m.compiled.graphs.decode.nodes.some((n) => n.attrs.op === 'moe_route')).toBe(false);
+    await expectMatchesInterpreter(m, randInts(5, EXPERT_SCALE.vocab, 4), 4, TOL);
     m.gm.destroy();
   });
 
