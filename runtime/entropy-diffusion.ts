@@ -71,11 +71,17 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
   const launch = softmaxRowsKernel({ op: 'softmax_rows', rows: maxT, vocab }, { caps, maxT })
     .launches[0];
   // Each kernel has its own Step uniform: both are written before the one submission they share.
-  const softmaxInto = logitsKernel(device, launch, { probs }).record;
+  const softmax = logitsKernel(device, launch, { probs });
   // The per-row statistics (denoiseRows): seed and draw besides T and t, and an output of maxT rows.
   const rowsLaunch = entropyRowsKernel({ op: 'entropy_rows', vocab }, { caps, maxT }).launches[0];
   const stats = createStorage(device, maxT * ENTROPY_ROW_WORDS * 4, 'entropy_rows.stats');
-  const rowsInto = logitsKernel(device, rowsLaunch, { stats }).record;
+  const rowStats = logitsKernel(device, rowsLaunch, { stats });
+  // The model lives as long as its sequence (one per sequence): freed with it.
+  seq.onDestroy(() => {
+    softmax.destroy();
+    rowStats.destroy();
+    stats.destroy();
+  });
   // An older bundle runs the branch in encoding steps too, where it must read zeros.
   const encodeReadsState = !skipsBranchWhenEncoding(seq);
   /** What the state's rows hold: softmax(logits / temperature) of these, zeros, or other. */
@@ -133,7 +139,7 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
       const prepare = Number.isFinite(temperature) && temperature >= 0;
       const after = prepare
         ? (enc: GPUCommandEncoder, logits: GPUBuffer) =>
-            softmaxInto(enc, logits, rowsStep(C), { ...GREEDY, temperature })
+            softmax.record(enc, logits, rowsStep(C), { ...GREEDY, temperature })
         : undefined;
       if (prepare) held = 'other';
       try {
@@ -167,8 +173,8 @@ export function entropyBoundOnSequence(seq: Sequence): BlockDiffusionModel {
           canvas,
           (enc, logits) => {
             logitsBuf = logits;
-            softmaxInto(enc, logits, rowsStep(C), { ...GREEDY, temperature });
-            rowsInto(enc, logits, rowsStep(C), {
+            softmax.record(enc, logits, rowsStep(C), { ...GREEDY, temperature });
+            rowStats.record(enc, logits, rowsStep(C), {
               ...GREEDY,
               temperature,
               seed: noise.seed,

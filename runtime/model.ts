@@ -489,6 +489,8 @@ export class Sequence {
   private draws = 0;
   /** Cache rows [0, filled) have been written since the last reset(). */
   private filled = 0;
+  /** What helpers bound to this sequence allocated (onDestroy), freed with it. */
+  private readonly releases: Array<() => void> = [];
 
   constructor(readonly model: GpuModel) {
     const { device } = model.gpu;
@@ -970,7 +972,16 @@ export class Sequence {
     return new Map([...this.state].map(([name, buf]) => [name, buf.size]));
   }
 
+  /**
+   * Frees `release`'s resources with the sequence's own: for a helper that lives as long as the
+   * sequence it drives (runtime/entropy-diffusion.ts's kernels and buffers).
+   */
+  onDestroy(release: () => void): void {
+    this.releases.push(release);
+  }
+
   destroy(): void {
     for (const b of this.state.values()) b.destroy();
+    for (const release of this.releases.splice(0)) release();
   }
 }

@@ -177,6 +177,33 @@ describe('entropy_bound row statistics on the GPU', () => {
     });
   }
 
+  it('frees the buffers it made (statistics, Step uniforms) with its sequence', async () => {
+    const seq = gm.newSequence();
+    // Every buffer the model creates, and whether something destroyed it.
+    const device = gm.gpu.device;
+    const create = device.createBuffer.bind(device);
+    const made: Array<{ label: string; freed: boolean }> = [];
+    device.createBuffer = (d: GPUBufferDescriptor) => {
+      const b = create(d);
+      const rec = { label: d.label ?? '', freed: false };
+      made.push(rec);
+      const destroy = b.destroy.bind(b);
+      b.destroy = () => {
+        rec.freed = true;
+        destroy();
+      };
+      return b;
+    };
+    try {
+      entropyBoundOnSequence(seq);
+    } finally {
+      device.createBuffer = create;
+    }
+    expect(made.map((m) => m.label)).toContain('entropy_rows.stats');
+    seq.destroy();
+    expect(made.filter((m) => !m.freed)).toEqual([]);
+  });
+
   it('refuses a self-condition whose logits stayed on another model', async () => {
     const a = entropyBoundOnSequence(gm.newSequence());
     const b = entropyBoundOnSequence(gm.newSequence());
