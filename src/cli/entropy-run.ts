@@ -39,6 +39,9 @@ const FLAG: Partial<Record<EntropyBoundField, string>> = {
   tMax: '--temperature',
 };
 
+/** Where each denoising step's rows are reduced (--pick): a GPU kernel, or the host. */
+export type EntropyPick = 'gpu' | 'host';
+
 /** The run's settings: flags over the spec's defaults, refused with the flag and its range. */
 export function entropyBoundRunOptions(
   values: Record<string, string | boolean | undefined>,
@@ -89,11 +92,10 @@ export async function runEntropyBound(
   seq: Sequence,
   prompt: number[],
   run: EntropyBoundRun,
-  o: { tok: Tokenizer | null; ids: boolean; dump?: string; pick?: string },
+  // pick: checked with the other flags (entropyBoundRunOptions), before the model loads.
+  o: { tok: Tokenizer | null; ids: boolean; dump?: string; pick?: EntropyPick },
 ): Promise<void> {
   const pick = o.pick ?? 'gpu';
-  if (pick !== 'gpu' && pick !== 'host')
-    throw new UserError(`--pick must be gpu or host, got '${pick}'`);
   const show = (ids: ArrayLike<number>) =>
     o.ids || !o.tok ? Array.from(ids).join(' ') : o.tok.decode(Array.from(ids));
   const model = entropyBoundOnSequence(seq);

@@ -38,7 +38,12 @@ import {
   runBlockDiffusion,
 } from './block-diffusion-run.ts';
 import type { DiffusionPick } from '../../runtime/diffusion.ts';
-import { ENTROPY_BOUND_HELP, entropyBoundRunOptions, runEntropyBound } from './entropy-run.ts';
+import {
+  ENTROPY_BOUND_HELP,
+  entropyBoundRunOptions,
+  runEntropyBound,
+  type EntropyPick,
+} from './entropy-run.ts';
 import type { EntropyBoundRun } from '../ops/diffusion-entropy.ts';
 import { checkRunFits, runPrompt } from './run-prompt.ts';
 import { describeSite, dumpLogits, printExpertLoad } from './run-report.ts';
@@ -275,7 +280,7 @@ ${COMMON_COMPILE_HELP}`,
         tok,
         ids: values.ids === true,
         dump: values['dump-logits'],
-        pick: values.pick,
+        pick: values.pick as EntropyPick | undefined,
       });
       return 0;
     }
