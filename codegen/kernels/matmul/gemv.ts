@@ -40,15 +40,18 @@ export interface GemvRule {
  * (bench/results/2026-12-04-nvidia-h200-gemv-sweep.json, G = 1 only): two rows per thread
  * group; f16 weights at most 64 threads per row (with 128 or 256 they lost up to 2× on four of
  * six shapes). The old rule (4 rows, U/4 threads up to 256) ran the gated f16 gate+up at
- * 1341 GB/s against 2786 for this one. q8 and q4 took f16's line, unmeasured; G = 1 everywhere
- * is the GEMV as it was before G existed. A row whose units G does not divide takes the largest
- * power of two that does.
+ * 1341 GB/s against 2786 for this one. G from the H100 sweep of 2026-12-05 (bench/results/
+ * 2026-12-05-2210-nvidia-h100-gemv-groups.json: Llama-3.2-1B's four decode shapes, G 1/2/4/8 ×
+ * 32/64 threads): G = 2 at 64 threads was within 3% of each shape's best for q8 and q4 (G = 1:
+ * 1.49× and 1.87× slower, geometric mean) and the best line for f16 (1.13× against G = 1's
+ * 1.16×); f32 was not swept and keeps G = 1. A row whose units G does not divide takes the
+ * largest power of two that does.
  */
 export const GEMV_RULE: Readonly<Record<WeightType, GemvRule>> = {
   f32: { G: 1, maxTPC: 256, C: 2 },
-  f16: { G: 1, maxTPC: 64, C: 2 },
-  q8: { G: 1, maxTPC: 64, C: 2 },
-  q4: { G: 1, maxTPC: 64, C: 2 },
+  f16: { G: 2, maxTPC: 64, C: 2 },
+  q8: { G: 2, maxTPC: 64, C: 2 },
+  q4: { G: 2, maxTPC: 64, C: 2 },
 };
 
 /** The rule's shape for matmul a on the device (GEMV_RULE, or another rule line). */
