@@ -155,6 +155,7 @@ export function decodeTiles(
   group: number,
   caps: DeviceCaps,
   rowWords = 0,
+  scan = false,
 ): FlashTiles {
   const threads = maxThreads(caps);
   const floats = Math.floor(caps.maxWorkgroupStorageBytes / 4);
@@ -165,7 +166,8 @@ export function decodeTiles(
       Math.floor(threads / bq),
     );
     if (tpr < 1) continue;
-    const bk = largestBk(headDim, bq, floats, 1, rowWords);
+    // A parallel block scan (blockScan) takes one word per thread and one more.
+    const bk = largestBk(headDim, bq, floats, 1, rowWords + (scan ? tpr + 1 : 0));
     if (bk !== undefined) return { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
   }
   throw noFit(headDim, caps);
@@ -264,6 +266,63 @@ function rowKeep(bs: BlockSparsePattern): string {
   if (perHeadDraws(bs)) return 'rk[rr] != 0u';
   const test = 'keep_block(p / BLOCK, j / BLOCK)';
   return bs.random ? `(qb0 == qb1 || ${test})` : test;
+}
+
+/**
+ * Whether a split (decode) workgroup finds its share of the kept key blocks with a parallel scan
+ * (blockScan) rather than a serial one: every layout but per-head draws, whose keep test walks a
+ * sorted list with a cursor.
+ */
+function scansBlocks(bs: BlockSparsePattern | null | undefined, split: boolean): boolean {
+  return !!bs && split && !perHeadDraws(bs);
+}
+
+/**
+ * A split workgroup's share of the kept key blocks, found in parallel: each thread counts the
+ * kept blocks of its own contiguous run of key blocks, an inclusive scan of those counts over the
+ * workgroup (bscan) gives the total and where each run starts in kept order, and the thread whose
+ * run holds the workgroup's first kept block writes that block (bstart). The block loop starts
+ * there and stops after its share (kth == last), so a workgroup's serial work is its own blocks,
+ * not the whole key range twice: at 32k keys in blocks of 64 the serial scans had every
+ * workgroup test 1,024 blocks, and decode at any density ran slower than dense.
+ */
+function blockScan(P: string): string {
+  return `let lo = lo0;
+  let hi = hi0;
+  let qb0 = (${P} + R0 / GROUP) / BLOCK;
+  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;
+  let kb0 = lo / BLOCK;
+  let kb1 = (hi + BLOCK - 1u) / BLOCK;
+  let span = (kb1 - kb0 + WG - 1u) / WG;
+  let a0 = min(kb0 + tid * span, kb1);
+  let a1 = min(a0 + span, kb1);
+  var own = 0u;
+  for (var kb = a0; kb < a1; kb++) { if (keep_any(qb0, qb1, kb)) { own++; } }
+  bscan[tid] = own;
+  workgroupBarrier();
+  for (var off = 1u; off < WG; off = off << 1u) {
+    let add = select(0u, bscan[tid - off], tid >= off);
+    workgroupBarrier();
+    bscan[tid] += add;
+    workgroupBarrier();
+  }
+  let kept = workgroupUniformLoad(&bscan[WG - 1u]);
+  let per = (kept + SPLITS - 1u) / SPLITS;
+  let first = min(wid.z * per, kept);
+  let last = min(first + per, kept);
+  // Kept blocks before this thread's run: the (first + 1)th kept block is in it when
+  // before <= first < before + own.
+  let before = bscan[tid] - own;
+  if (first < last && before <= first && first < before + own) {
+    var k = before;
+    for (var kb = a0; kb < a1; kb++) {
+      if (keep_any(qb0, qb1, kb)) {
+        if (k == first) { bstart = kb; break; }
+        k++;
+      }
+    }
+  }
+  let start = workgroupUniformLoad(&bstart);`;
 }
 
 /**
@@ -470,13 +529,16 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
   const perHead = perHeadDraws(bs);
-  const sliceKeys = bs
-    ? blockSlice(split, P, perHead)
-    : split
-      ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
+  const scan = scansBlocks(bs, split);
+  const sliceKeys = scan
+    ? blockScan(P)
+    : bs
+      ? blockSlice(split, P, perHead)
+      : split
+        ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
   let lo = min(${L0} + wid.z * chunk, ${H0});
   let hi = min(lo + chunk, ${H0});`
-      : `let lo = ${L0};
+        : `let lo = ${L0};
   let hi = ${H0};`;
   // The tile body for keys [j0, j0 + nk): scores, online softmax, accumulate.
   const tile = `    workgroupBarrier();
@@ -522,21 +584,30 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
     }`
     : '';
   const walk = keepAnyHeads('wcur');
-  const tileLoop = bs
-    ? `// Only the key blocks the layout keeps for this block's query blocks (one or two).
+  const blockTiles = `let kbs = max(lo, kb * BLOCK);
+    let kbe = min(hi, kb * BLOCK + BLOCK);
+    for (var j0 = kbs; j0 < kbe; j0 += BK) {
+      let nk = min(BK, kbe - j0);
+${indent(tile, 2)}
+    }`;
+  const tileLoop = scan
+    ? `// This workgroup's kept key blocks, from its first (blockScan) until its share is done.
+  var kth = first;
+  for (var kb = start; kth < last && kb < kb1; kb++) {
+    if (!keep_any(qb0, qb1, kb)) { continue; }
+    kth++;
+    ${blockTiles}
+  }`
+    : bs
+      ? `// Only the key blocks the layout keeps for this block's query blocks (one or two).
   var kth = 0u;${perHead ? '\n  var wcur = 0u;' : ''}
   for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) {${perHead ? `\n    ${walk.advance}` : ''}
     if (!${perHead ? walk.test : 'keep_any(qb0, qb1, kb)'}) { continue; }
     kth++;
     if (kth <= first || kth > last) { continue; }${rowTests}
-    let kbs = max(lo, kb * BLOCK);
-    let kbe = min(hi, kb * BLOCK + BLOCK);
-    for (var j0 = kbs; j0 < kbe; j0 += BK) {
-      let nk = min(BK, kbe - j0);
-${indent(tile, 2)}
-    }
+    ${blockTiles}
   }`
-    : `for (var j0 = lo; j0 < hi; j0 += BK) {
+      : `for (var j0 = lo; j0 < hi; j0 += BK) {
     let nk = min(BK, hi - j0);
 ${tile}
   }`;
@@ -574,6 +645,13 @@ var<workgroup> qs: array<f32, ${bq * hd}>;
 var<workgroup> kv: array<f32, ${bk * ks}>;
 var<workgroup> sc: array<f32, ${bq * bk}>;
 var<workgroup> pr: array<f32, ${bq * bk}>;${
+    scan
+      ? `
+// blockScan: kept key blocks per thread's run, scanned; the workgroup's first kept block.
+var<workgroup> bscan: array<u32, ${wg}>;
+var<workgroup> bstart: u32;`
+      : ''
+  }${
     perHead
       ? `
 // Per-head draws: whether row r keeps the current key block.
@@ -733,7 +811,13 @@ function tileWidth(a: AttentionAttrs): number {
 
 function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedOp {
   const splits = decodeSplits(a.capacity, a.kvHeads);
-  const tiles = decodeTiles(tileWidth(a), a.heads / a.kvHeads, caps, rowWords(a));
+  const tiles = decodeTiles(
+    tileWidth(a),
+    a.heads / a.kvHeads,
+    caps,
+    rowWords(a),
+    scansBlocks(a.blockSparse, true),
+  );
   return {
     launches: [flashLaunch(a, tiles, { kind: 'split', splits }), combineLaunch(a, splits)],
     scratch: {

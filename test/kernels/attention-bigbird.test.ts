@@ -32,6 +32,8 @@ const cases: Case[] = [
   // Decode at the first token (nothing to draw) and far in.
   { heads: 2, kvHeads: 1, hd: 8, T: 1, maxT: 1, pos: 0, pattern: bigbird(4, 2, 1, 3) },
   { heads: 4, kvHeads: 1, hd: 16, T: 1, maxT: 1, pos: 203, pattern: bigbird(8, 2, 1, 3, 99) },
+  // Decode over a long cache: the parallel block scan redraws the shared draw per block.
+  { heads: 4, kvHeads: 2, hd: 8, T: 1, maxT: 1, pos: 4100, pattern: bigbird(4, 2, 1, 3, 5) },
   // A chunk after cached rows, block of 5 (the chunk straddles blocks), no global blocks.
   { heads: 2, kvHeads: 1, hd: 12, T: 19, maxT: 20, pos: 33, pattern: bigbird(5, 1, 0, 2, 3) },
   // Bidirectional: draws on both sides, among the canvas's key blocks.

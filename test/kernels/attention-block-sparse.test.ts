@@ -116,6 +116,12 @@ const cases: Case[] = [
   { heads: 2, kvHeads: 1, hd: 8, T: 1, maxT: 1, pos: 70, window: 9, global: 4 },
   // ~1k tokens with blocks of 64 and strided summaries, GQA.
   { heads: 4, kvHeads: 2, hd: 16, T: 1000, maxT: 1000, pos: 0, pattern: bs(64, strided(2, 4)) },
+  // Decode over a long cache (24 key splits): several blocks per thread in the parallel block
+  // scan, kept blocks spread over the splits, and (blocks of 64, a band of one) more splits than
+  // kept blocks, so most splits keep nothing.
+  { heads: 4, kvHeads: 2, hd: 8, T: 1, maxT: 1, pos: 6001, pattern: bs(4, strided(1, 7, 1)) },
+  { heads: 2, kvHeads: 1, hd: 8, T: 1, maxT: 1, pos: 5990, pattern: bs(5, local(3, 2)) },
+  { heads: 2, kvHeads: 1, hd: 8, T: 1, maxT: 1, pos: 6000, pattern: bs(64, local(1)) },
 ];
 
 function label(c: Case): string {
