@@ -2,6 +2,9 @@
  * Merge one device run's strata and peer figures into bench/results/<date>-<device>.json
  * and regenerate bench/RESULTS.md from it. Usage:
  *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>" [<llamacpp.json>] [<ort.json>]
+ *     [--md FILE]
+ * --md: where the tables go (default bench/RESULTS.md, the H200's): a run on another device
+ * (an H100 when no H200 came) gets its own file, so one device's figures never replace another's.
  * llamacpp.json is llama.cpp's side (bench/llama-cpp/run.sh, a device call of its own: see
  * bench/README.md), compared with the e2e rows; ort.json is ONNX Runtime WebGPU's
  * (bench/ort/run.sh), told apart by its content, so either may come alone.
@@ -14,7 +17,14 @@ import { isOrtResults, ortSection, type OrtResults } from './ort/table.ts';
 interface Row {
   [k: string]: unknown;
 }
-const [strataPath, peersPath, command, ...peerPaths] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const mdAt = argv.indexOf('--md');
+const mdFile = mdAt < 0 ? 'bench/RESULTS.md' : argv.splice(mdAt, 2)[1];
+if (!mdFile) {
+  console.error('--md needs a file name');
+  process.exit(2);
+}
+const [strataPath, peersPath, command, ...peerPaths] = argv;
 if (!strataPath || !peersPath || !command) {
   console.error(
     'usage: tsx bench/report.ts <strata.json> <peers.json> "<device command>" [<llamacpp.json>] [<ort.json>]',
@@ -353,5 +363,5 @@ if (strata.batch) {
   }
   lines.push('');
 }
-writeFileSync('bench/RESULTS.md', lines.join('\n'));
-console.log(`wrote ${resultFile} and bench/RESULTS.md`);
+writeFileSync(mdFile, lines.join('\n'));
+console.log(`wrote ${resultFile} and ${mdFile}`);
