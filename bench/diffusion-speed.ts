@@ -44,6 +44,7 @@ const settings: [string, Partial<DiffusionRun>, DiffusionPick][] = [
   ['dual cache, threshold 0.9', { cache: 'dual', threshold: 0.9 }, 'gpu'],
 ];
 const rows: unknown[] = [];
+const out = opt('--out');
 for (const [label, o, pick] of settings) {
   const run = { ...base, ...o };
   let forwards = 0;
@@ -58,7 +59,7 @@ for (const [label, o, pick] of settings) {
     `${label.padEnd(26)} pick ${pick}: ${forwards} forwards, ${s.toFixed(2)} s, ${(base.genLength / s).toFixed(1)} tokens/s, ${((1000 * s) / forwards).toFixed(1)} ms a forward`,
   );
   seq.destroy();
+  // After every setting, so a run cut short by the device call's limit keeps its rows.
+  if (out) writeFileSync(out, JSON.stringify({ layers, prompt: P, ...base, rows }, null, 2));
 }
-const out = opt('--out');
-if (out) writeFileSync(out, JSON.stringify({ layers, prompt: P, ...base, rows }, null, 2));
 gm.destroy();

@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--out")
     args = ap.parse_args()
+    started = time.perf_counter()
     cuda = torch.cuda.is_available() and not args.tiny
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -115,7 +116,22 @@ def main():
         ("dual cache, threshold 0.9", lambda: fast.generate_with_dual_cache(
             counted, prompt, mask_id=mask, threshold=0.9, **SAMPLER)),
     ]
+    print(f"model ready ({settings['n_layers']} layers, {dtype}) after "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
     rows = []
+
+    def write():
+        # After every setting, so a run cut short by the device call's limit keeps its rows.
+        if not args.out:
+            return
+        result = dict(
+            peer="PyTorch reference samplers (ML-GSAI/LLaDA generate.py, NVlabs/Fast-dLLM)",
+            model=f"LLaDA-8B shape, {settings['n_layers']} layers, random weights, {dtype}",
+            device=torch.cuda.get_device_name() if cuda else "cpu",
+            torch=torch.__version__, prompt=PROMPT, sampler=SAMPLER, rows=rows)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
     for label, fn in runs:
         with torch.no_grad():
             fn()  # warm-up
@@ -137,14 +153,7 @@ def main():
         print(f"{label:28s} {row['tokens_per_s']:8.1f} tok/s  {med * 1000:9.1f} ms "
               f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})  "
               f"{counted.forwards} forwards", flush=True)
-    result = dict(
-        peer="PyTorch reference samplers (ML-GSAI/LLaDA generate.py, NVlabs/Fast-dLLM)",
-        model=f"LLaDA-8B shape, {settings['n_layers']} layers, random weights, {dtype}",
-        device=torch.cuda.get_device_name() if cuda else "cpu",
-        torch=torch.__version__, prompt=PROMPT, sampler=SAMPLER, rows=rows)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        write()
 
 
 if __name__ == "__main__":
