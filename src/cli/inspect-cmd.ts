@@ -214,7 +214,11 @@ ${COMMON_COMPILE_HELP}`,
     for (const p of [r.prefill, r.decode]) {
       const which = p === r.prefill ? 'prefill' : 'decode';
       console.log(
-        `${which.padEnd(7)} T=${p.tokens} pos=${p.pos}: ${p.dispatches} dispatches, ${humanFlops(p.flops)}, ` +
+        `${which.padEnd(7)} T=${p.tokens} pos=${p.pos}: ${p.dispatches} dispatches` +
+          (p.denoisingOnlyDispatches
+            ? ` (${p.denoisingOnlyDispatches} in denoising steps only, skipped when encoding)`
+            : '') +
+          `, ${humanFlops(p.flops)}, ` +
           `read ${bytes(p.bytesRead)}, write ${bytes(p.bytesWritten)}, activations ${bytes(p.activationBytes)} ` +
           `(${bytes(p.activationBytesWithoutReuse)} without reuse)`,
       );

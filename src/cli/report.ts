@@ -16,6 +16,11 @@ import { countParams } from '../spec/params.ts';
 
 export interface PhaseReport {
   dispatches: number;
+  /**
+   * Of those, the launches of denoising-only nodes (grid symbol D: DiffusionGemma's
+   * self-conditioning branch), which an encoding step skips; absent when there are none.
+   */
+  denoisingOnlyDispatches?: number;
   /** For a step of `tokens` tokens at position `pos`. */
   tokens: number;
   pos: number;
@@ -243,8 +248,12 @@ export function report(c: CompiledModel): ModelReport {
     const tokens = g.maxT;
     const pos = name === 'decode' ? Math.floor(c.capacity / 2) : 0;
     const cost = graphCost(g, tokens, pos);
+    const denoising = p.dispatches.filter((d) =>
+      d.grid.some((x) => typeof x === 'object' && x.sym === 'D'),
+    ).length;
     return {
       dispatches: p.dispatches.length,
+      ...(denoising > 0 ? { denoisingOnlyDispatches: denoising } : {}),
       tokens,
       pos,
       ...cost,

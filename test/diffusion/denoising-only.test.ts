@@ -2,8 +2,10 @@
  * Denoising-only nodes (GraphNode.denoising, src/passes/denoising-only.ts): the emitter counts
  * their launches' rows in grid symbol D (no workgroups when keys = 0), and refuses a graph where
  * a node that runs in every step reads their output (except as a phased add's b), where one
- * writes state or the logits, or where one's grid has no dimension that D can empty.
+ * writes state or the logits, or where one's grid has no dimension that D can empty; inspect's
+ * report counts them.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import type { Graph } from '../../src/graph/ir.ts';
@@ -12,6 +14,13 @@ import { checkDenoisingOnly } from '../../src/passes/denoising-only.ts';
 import { emitPhase } from '../../codegen/emit.ts';
 import { resolveGridDim } from '../../codegen/kernel-ir.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { report } from '../../src/cli/report.ts';
+import {
+  diffusionGemmaModel,
+  readDiffusionGemmaConfig,
+} from '../../src/import/hf-diffusion-gemma.ts';
+import { parseSpec } from '../../src/spec/load.ts';
 
 const W = 4;
 
@@ -85,5 +94,32 @@ describe('denoising-only nodes', () => {
     ).toThrow(
       /node 'sc'\) runs in denoising steps only, but no dimension of its grid .* is 0 when T is/,
     );
+  });
+
+  it("inspect's report counts the denoising-only launches of a phase, and only where there are some", () => {
+    const config = JSON.parse(
+      readFileSync('test/fixtures/hf/diffusion_gemma/config.json', 'utf8'),
+    ) as object;
+    const model = diffusionGemmaModel(readDiffusionGemmaConfig(config, 'fixture'), 'dg');
+    const c = compileModel(model, { caps: BASELINE_CAPS, maxT: 16, capacity: 64 });
+    // The self-conditioning branch: the probabilities' rows, the soft embedding, the MLP with
+    // its norm fused into gate+up, and its down projection.
+    const labels = c.phases.prefill.dispatches.map((d) => d.label);
+    const branch = [
+      'self_condition probs',
+      'self_condition soft embedding',
+      'self_condition gelu_tanh-glu (gate+up fused) (norm fused)',
+      'self_condition.down',
+    ];
+    for (const l of branch) expect(labels).toContain(l);
+    // The phased add after it runs in every step.
+    expect(labels).toContain('self_condition residual');
+    expect(report(c).prefill.denoisingOnlyDispatches).toBe(branch.length);
+    const plain = compileModel(parseSpec(readFileSync('specs/tiny-llama.strata', 'utf8'), 't'), {
+      caps: BASELINE_CAPS,
+      maxT: 16,
+      capacity: 64,
+    });
+    expect(report(plain).prefill.denoisingOnlyDispatches).toBeUndefined();
   });
 });
