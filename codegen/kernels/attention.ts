@@ -234,7 +234,7 @@ function indent(text: string, by: number): string {
 
 /**
  * The block size, the layout's keep rule, and whether any of a run of query blocks keeps kb
- * (per-head draws: keep_layout_any and the workgroup's draws, see blockSlice).
+ * (per-head draws: keep_layout_any and the workgroup's draws, see randomSetWgsl).
  */
 function blockFns(bs: BlockSparsePattern, causal: boolean): string {
   const keep = `const BLOCK = ${bs.block}u;\n${keepPatternWgsl(bs, causal)}`;
@@ -269,12 +269,28 @@ function rowKeep(bs: BlockSparsePattern): string {
 }
 
 /**
- * Whether a split (decode) workgroup finds its share of the kept key blocks with a parallel scan
- * (blockScan) rather than a serial one: every layout but per-head draws, whose keep test walks a
- * sorted list with a cursor.
+ * Per-head draws: every random block a row of the workgroup draws (row R: query head
+ * kvh·GROUP + R % GROUP, query block of token R / GROUP), ascending and once each, so the block
+ * loops step through a list instead of redrawing each row's blocks for every key block. Kept
+ * in function memory, whose values stay workgroup-uniform (the loops hold barriers). At most
+ * BQ · RAND_R entries: RAND_U.
  */
-function scansBlocks(bs: BlockSparsePattern | null | undefined, split: boolean): boolean {
-  return !!bs && split && !perHeadDraws(bs);
+function randomSetWgsl(P: string): string {
+  return `
+  var rset: array<u32, RAND_U>;
+  var nr = 0u;
+  for (var R = R0; R < min(R0 + BQ, rows); R++) {
+    let d = rand_draw(kvh * GROUP + R % GROUP, (${P} + R / GROUP) / BLOCK);
+    for (var i = 0u; i < d.n; i++) {
+      let v = d.kb[i];
+      var at = 0u;
+      while (at < nr && rset[at] < v) { at++; }
+      if (at < nr && rset[at] == v) { continue; }
+      for (var u = nr; u > at; u--) { rset[u] = rset[u - 1u]; }
+      rset[at] = v;
+      nr++;
+    }
+  }`;
 }
 
 /**
@@ -284,20 +300,25 @@ function scansBlocks(bs: BlockSparsePattern | null | undefined, split: boolean):
  * run holds the workgroup's first kept block writes that block (bstart). The block loop starts
  * there and stops after its share (kth == last), so a workgroup's serial work is its own blocks,
  * not the whole key range twice: at 32k keys in blocks of 64 the serial scans had every
- * workgroup test 1,024 blocks, and decode at any density ran slower than dense.
+ * workgroup test 1,024 blocks, and decode at any density ran slower than dense (H100: 0.58x at
+ * 25%). With per-head draws each thread walks its own copy of the workgroup's sorted draws
+ * (randomSetWgsl) with a cursor from the start of its run.
  */
-function blockScan(P: string): string {
+function blockScan(P: string, perHead: boolean): string {
+  const k = keepAnyHeads('cur');
+  // The keep test of block kb, in a loop where kb only grows (the cursor's advance first).
+  const keepIf = perHead ? `${k.advance} if (${k.test})` : 'if (keep_any(qb0, qb1, kb))';
   return `let lo = lo0;
   let hi = hi0;
   let qb0 = (${P} + R0 / GROUP) / BLOCK;
-  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;
+  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${perHead ? randomSetWgsl(P) : ''}
   let kb0 = lo / BLOCK;
   let kb1 = (hi + BLOCK - 1u) / BLOCK;
   let span = (kb1 - kb0 + WG - 1u) / WG;
   let a0 = min(kb0 + tid * span, kb1);
   let a1 = min(a0 + span, kb1);
-  var own = 0u;
-  for (var kb = a0; kb < a1; kb++) { if (keep_any(qb0, qb1, kb)) { own++; } }
+  var own = 0u;${perHead ? '\n  var cur = 0u;' : ''}
+  for (var kb = a0; kb < a1; kb++) { ${keepIf} { own++; } }
   bscan[tid] = own;
   workgroupBarrier();
   for (var off = 1u; off < WG; off = off << 1u) {
@@ -314,9 +335,9 @@ function blockScan(P: string): string {
   // before <= first < before + own.
   let before = bscan[tid] - own;
   if (first < last && before <= first && first < before + own) {
-    var k = before;
+    var k = before;${perHead ? '\n    cur = 0u;' : ''}
     for (var kb = a0; kb < a1; kb++) {
-      if (keep_any(qb0, qb1, kb)) {
+      ${keepIf} {
         if (k == first) { bstart = kb; break; }
         k++;
       }
@@ -326,50 +347,15 @@ function blockScan(P: string): string {
 }
 
 /**
- * A block-sparse workgroup's keys: the query blocks its rows fall in (one, or two when a block
- * ends inside it) and, in split mode, its share of their kept key blocks, counted first so that
- * the splits divide kept blocks rather than the key range (a range split would leave most
- * splits with nothing kept). The kth kept block is this workgroup's when first < k <= last.
+ * A block-sparse prefill workgroup's keys: the query blocks its rows fall in (one, or two when a
+ * block ends inside it), and with per-head draws the blocks its rows draw (randomSetWgsl). A
+ * split (decode) workgroup takes its share of the kept blocks with blockScan instead.
  */
-function blockSlice(split: boolean, P: string, perHead: boolean): string {
-  // Per-head draws: every random block a row of the workgroup draws (row R: query head
-  // kvh·GROUP + R % GROUP, query block of token R / GROUP), ascending and once each, so the block
-  // loops step through a list instead of redrawing each row's blocks for every key block. Kept
-  // in function memory, whose values stay workgroup-uniform (the loops hold barriers). At most
-  // BQ · RAND_R entries: RAND_U.
-  const heads = perHead
-    ? `
-  var rset: array<u32, RAND_U>;
-  var nr = 0u;
-  for (var R = R0; R < min(R0 + BQ, rows); R++) {
-    let d = rand_draw(kvh * GROUP + R % GROUP, (${P} + R / GROUP) / BLOCK);
-    for (var i = 0u; i < d.n; i++) {
-      let v = d.kb[i];
-      var at = 0u;
-      while (at < nr && rset[at] < v) { at++; }
-      if (at < nr && rset[at] == v) { continue; }
-      for (var u = nr; u > at; u--) { rset[u] = rset[u - 1u]; }
-      rset[at] = v;
-      nr++;
-    }
-  }`
-    : '';
-  const k = keepAnyHeads('cur');
-  const any = perHead ? k.test : 'keep_any(qb0, qb1, kb)';
+function blockRows(P: string, perHead: boolean): string {
   return `let lo = lo0;
   let hi = hi0;
   let qb0 = (${P} + R0 / GROUP) / BLOCK;
-  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${heads}
-  ${
-    split
-      ? `var kept = 0u;${perHead ? '\n  var cur = 0u;' : ''}
-  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) { ${perHead ? `${k.advance} ` : ''}if (${any}) { kept++; } }
-  let per = (kept + SPLITS - 1u) / SPLITS;
-  let first = min(wid.z * per, kept);
-  let last = min(first + per, kept);`
-      : `let first = 0u;
-  let last = 0xffffffffu;`
-  }`;
+  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${perHead ? randomSetWgsl(P) : ''}`;
 }
 
 /** How the flash body ends: normalised rows to `out`, or partial state per key split. */
@@ -529,11 +515,12 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
   // In split mode each workgroup keeps one of SPLITS slices of the block's key range,
   // cut at multiples of BK so that no slice wastes a partly filled tile.
   const perHead = perHeadDraws(bs);
-  const scan = scansBlocks(bs, split);
+  // A split (decode) block-sparse workgroup finds its share of the kept blocks (blockScan).
+  const scan = bs !== null && split;
   const sliceKeys = scan
-    ? blockScan(P)
+    ? blockScan(P, perHead)
     : bs
-      ? blockSlice(split, P, perHead)
+      ? blockRows(P, perHead)
       : split
         ? `let chunk = ((${H0} - ${L0} + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
   let lo = min(${L0} + wid.z * chunk, ${H0});
@@ -590,24 +577,15 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
       let nk = min(BK, kbe - j0);
 ${indent(tile, 2)}
     }`;
-  const tileLoop = scan
-    ? `// This workgroup's kept key blocks, from its first (blockScan) until its share is done.
-  var kth = first;
-  for (var kb = start; kth < last && kb < kb1; kb++) {
-    if (!keep_any(qb0, qb1, kb)) { continue; }
-    kth++;
+  // Block-sparse: only the key blocks the layout keeps for the workgroup's query blocks (one or
+  // two); a split workgroup's share of them, from its first (blockScan) until the share is done.
+  const tileLoop = bs
+    ? `${scan ? 'var kth = first;' : ''}${perHead ? '\n  var wcur = 0u;' : ''}
+  for (var kb = ${scan ? 'start' : 'lo / BLOCK'}; ${scan ? 'kth < last && kb < kb1' : 'kb * BLOCK < hi'}; kb++) {${perHead ? `\n    ${walk.advance}` : ''}
+    if (!${perHead ? walk.test : 'keep_any(qb0, qb1, kb)'}) { continue; }${scan ? '\n    kth++;' : ''}${rowTests}
     ${blockTiles}
   }`
-    : bs
-      ? `// Only the key blocks the layout keeps for this block's query blocks (one or two).
-  var kth = 0u;${perHead ? '\n  var wcur = 0u;' : ''}
-  for (var kb = lo / BLOCK; kb * BLOCK < hi; kb++) {${perHead ? `\n    ${walk.advance}` : ''}
-    if (!${perHead ? walk.test : 'keep_any(qb0, qb1, kb)'}) { continue; }
-    kth++;
-    if (kth <= first || kth > last) { continue; }${rowTests}
-    ${blockTiles}
-  }`
-      : `for (var j0 = lo; j0 < hi; j0 += BK) {
+    : `for (var j0 = lo; j0 < hi; j0 += BK) {
     let nk = min(BK, hi - j0);
 ${tile}
   }`;
@@ -637,7 +615,7 @@ const KS = ${ks}u;
 const TPR = ${tpr}u;
 const DPT = ${dpt}u;
 const WG = ${wg}u;
-${split ? `const SPLITS = ${mode.splits}u;` : ''}${perHead ? `\n// Most random blocks a workgroup's rows draw (blockSlice).\nconst RAND_U = ${bq * bs!.random!.r}u;` : ''}
+${split ? `const SPLITS = ${mode.splits}u;` : ''}${perHead ? `\n// Most random blocks a workgroup's rows draw (randomSetWgsl).\nconst RAND_U = ${bq * bs!.random!.r}u;` : ''}
 // Masked-score sentinel; finite so that exp(m - m_new) stays defined while a row has seen nothing.
 const NEG = -1.0e30;
 var<workgroup> qs: array<f32, ${bq * hd}>;
@@ -816,7 +794,8 @@ function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedO
     a.heads / a.kvHeads,
     caps,
     rowWords(a),
-    scansBlocks(a.blockSparse, true),
+    // blockScan's words.
+    a.blockSparse != null,
   );
   return {
     launches: [flashLaunch(a, tiles, { kind: 'split', splits }), combineLaunch(a, splits)],

@@ -44,6 +44,9 @@ const cases: Case[] = [
   { heads: 4, kvHeads: 1, hd: 16, T: 1, maxT: 1, pos: 203, pattern: bigbird(8, 2, 1, 3, 99) },
   // A group of 24: decode workgroups hold 16 rows, so one holds heads 0–15, the other 16–23.
   { heads: 24, kvHeads: 1, hd: 4, T: 1, maxT: 1, pos: 97, pattern: bigbird(4, 1, 1, 4, 21) },
+  // Decode over a long cache (17 key splits): the parallel block scan walks each thread's run of
+  // blocks against the workgroup's draws, and the splits divide the kept blocks.
+  { heads: 4, kvHeads: 2, hd: 8, T: 1, maxT: 1, pos: 4100, pattern: bigbird(4, 2, 1, 3, 5) },
   // A chunk after cached rows straddling blocks of 5, groups of 3 (rows wrap tokens), no globals.
   { heads: 6, kvHeads: 2, hd: 12, T: 19, maxT: 20, pos: 33, pattern: bigbird(5, 1, 0, 2, 3) },
   // MHA: every kv head one query head.
