@@ -294,6 +294,18 @@ function randomSetWgsl(P: string): string {
 }
 
 /**
+ * A block-sparse workgroup's keys: the query blocks its rows fall in (one, or two when a
+ * block ends inside it), and with per-head draws the blocks its rows draw (randomSetWgsl). A
+ * split (decode) workgroup then takes its share of the kept blocks (blockScan).
+ */
+function blockRows(P: string, perHead: boolean): string {
+  return `let lo = lo0;
+  let hi = hi0;
+  let qb0 = (${P} + R0 / GROUP) / BLOCK;
+  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${perHead ? randomSetWgsl(P) : ''}`;
+}
+
+/**
  * A split workgroup's share of the kept key blocks, found in parallel: each thread counts the
  * kept blocks of its own contiguous run of key blocks, an inclusive scan of those counts over the
  * workgroup (bscan) gives the total and where each run starts in kept order, and the thread whose
@@ -308,10 +320,7 @@ function blockScan(P: string, perHead: boolean): string {
   const k = keepAnyHeads('cur');
   // The keep test of block kb, in a loop where kb only grows (the cursor's advance first).
   const keepIf = perHead ? `${k.advance} if (${k.test})` : 'if (keep_any(qb0, qb1, kb))';
-  return `let lo = lo0;
-  let hi = hi0;
-  let qb0 = (${P} + R0 / GROUP) / BLOCK;
-  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${perHead ? randomSetWgsl(P) : ''}
+  return `${blockRows(P, perHead)}
   let kb0 = lo / BLOCK;
   let kb1 = (hi + BLOCK - 1u) / BLOCK;
   let span = (kb1 - kb0 + WG - 1u) / WG;
@@ -344,18 +353,6 @@ function blockScan(P: string, perHead: boolean): string {
     }
   }
   let start = workgroupUniformLoad(&bstart);`;
-}
-
-/**
- * A block-sparse prefill workgroup's keys: the query blocks its rows fall in (one, or two when a
- * block ends inside it), and with per-head draws the blocks its rows draw (randomSetWgsl). A
- * split (decode) workgroup takes its share of the kept blocks with blockScan instead.
- */
-function blockRows(P: string, perHead: boolean): string {
-  return `let lo = lo0;
-  let hi = hi0;
-  let qb0 = (${P} + R0 / GROUP) / BLOCK;
-  let qb1 = (${P} + (min(R0 + BQ, rows) - 1u) / GROUP) / BLOCK;${perHead ? randomSetWgsl(P) : ''}`;
 }
 
 /** How the flash body ends: normalised rows to `out`, or partial state per key split. */
