@@ -30,7 +30,14 @@ import {
   type Access,
   type Elem,
 } from './moe.ts';
-import { expertColumnWgsl, gemvDot, gemvName, gemvShape, laneReduceWgsl } from './moe-gemv.ts';
+import {
+  expertColumnWgsl,
+  expertDotLoop,
+  expertGroupReader,
+  gemvName,
+  gemvShape,
+  laneReduceWgsl,
+} from './moe-gemv.ts';
 
 /** WGSL `fn route(t, lid)`: moe_route for token t into sel / selw (see the header). */
 function routeWgsl(a: MoeMatmulAttrs, WG: number): string {
@@ -212,7 +219,9 @@ export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const { WG, TPC, CPW } = gemvShape(wgMax);
   const G2 = a.gated ? 2 : 1;
   const pro = a.prologue ? prologueWgsl(a, vec4) : null;
-  const xv = pro ? 'norm_x(b_x[xr + k], k, mean, rstd)' : 'b_x[xr + k]';
+  const xv = pro
+    ? (k: string) => `norm_x(b_x[xr + ${k}], ${k}, mean, rstd)`
+    : (k: string) => `b_x[xr + ${k}]`;
   const route = a.route
     ? `${a.sharedSlots ? '// Shared slots need no routing.\n  if (p % SL < KS) { route(t, lid); }' : 'route(t, lid);'}
   let ex = select(XS + p % SL - KS, sel[min(p % SL, KS - 1u)], p % SL < KS);
@@ -222,6 +231,7 @@ export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   }`
     : 'let ex = select(XS + p % SL - KS, b_ids[t * KS + min(p % SL, KS - 1u)], p % SL < KS);';
   const code = `${moeMatmulHeader(a, decls, w)}
+${expertGroupReader(a, vec4, w)}
 const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 const WG: u32 = ${WG}u;
 const WGS: u32 = ${WG}u;
@@ -266,7 +276,6 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   list.push(['out', 'read_write', 'f32']);
   const { bindings, decls } = declare(list);
   const { WG, TPC, CPW } = gemvShape(wgMax);
-  const dot = gemvDot(vec4);
   const epi: string[] = ['var acc = red[lid];'];
   if (a.bias) {
     epi.push(`for (var j = 0u; j < SL; j++) {
@@ -281,6 +290,7 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   if (a.expertStart > 0) epi.push('acc = b_out[t * N + c] + acc;');
   epi.push('b_out[t * N + c] = acc;');
   const code = `${moeMatmulHeader(a, decls, w)}
+${expertGroupReader(a, vec4, w)}
 const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 var<workgroup> red: array<f32, ${WG}>;
 
@@ -308,7 +318,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     if (ex >= E0 && ex < E0 + EC) {
       let wr = ((ex - E0) * WR + cw) * U;
       var d = 0.0;
-      for (var k = lane; k < U; k += ${TPC}u) { d += ${dot('b_x[p * U + k]', 'load_w(wr + k)')}; }
+      ${expertDotLoop(a, vec4, TPC, (k) => `b_x[p * U + ${k}]`, [['d', 'wr']])}
       s += pair_weight(t, j) * d;
     }
   }

@@ -2,6 +2,7 @@
 // combined ones): TPC lanes per output column, CPW columns per workgroup, one partial sum per
 // lane reduced in workgroup memory `red`. One place so the three kernels index and reduce alike.
 import type { MoeMatmulAttrs } from '../../src/graph/ops.ts';
+import { weightGroupBinding, type WeightBinding } from './weight-load.ts';
 
 /** Workgroup size of the GEMVs: a power of two up to 256. */
 export function gemvWorkgroup(wgMax: number): number {
@@ -16,8 +17,61 @@ export function gemvShape(wgMax: number): { WG: number; TPC: number; CPW: number
 }
 
 /** WGSL product of two x/w elements: `dot` for vec4 rows, `*` for scalars. */
-export function gemvDot(vec4: boolean): (p: string, q: string) => string {
+function gemvDot(vec4: boolean): (p: string, q: string) => string {
   return vec4 ? (p, q) => `dot(${p}, ${q})` : (p, q) => `${p} * ${q}`;
+}
+
+/**
+ * Load units per lane and loop step of the expert GEMVs (GemvShape.G of the dense GEMV, whose
+ * H100 sweep of 2026-12-05 made q8 1.49x and q4 1.87x faster with G = 2): 2 for q8 and q4
+ * rows of an even number of units, whose grouped reader binds the same u32 words as the
+ * per-unit `load_w` the kernels also use; 1 otherwise (f16's grouped reader would bind
+ * vec4<u32>, and its gain was 2%).
+ */
+export function expertGroup(a: MoeMatmulAttrs, vec4: boolean): number {
+  return vec4 && (a.wType === 'q8' || a.wType === 'q4') && (a.K / 4) % 2 === 0 ? 2 : 1;
+}
+
+/**
+ * WGSL `fn load_wg(i, x0, …)` over binding b_w when the expert GEMVs group G > 1 units (empty
+ * otherwise): the dot product of units i … i+G−1 of the node's experts (weight-load.ts
+ * weightGroupBinding), beside `w`'s per-unit `load_w` on the same binding.
+ */
+export function expertGroupReader(a: MoeMatmulAttrs, vec4: boolean, w: WeightBinding): string {
+  const G = expertGroup(a, vec4);
+  if (G === 1) return '';
+  const elements = a.expertCount * (a.gated ? 2 : 1) * a.N * a.K;
+  const g = weightGroupBinding(a.wType, elements, vec4, G);
+  if (g.elem !== w.elem)
+    throw new Error(`moe_matmul: grouped ${a.wType} reader binds ${g.elem}, load_w ${w.elem}`);
+  return g.load('load_wg', 'b_w');
+}
+
+/**
+ * One lane's loop over a row's U units, TPC lanes apart: for each [acc, row] of `rows`,
+ * acc += Σ_k x(k) · w[row + k], with x(k) a WGSL expression of the unit index. With G = 2
+ * (expertGroup) each step takes two consecutive units through load_wg.
+ */
+export function expertDotLoop(
+  a: MoeMatmulAttrs,
+  vec4: boolean,
+  TPC: number,
+  x: (k: string) => string,
+  rows: Array<[string, string]>,
+): string {
+  const G = expertGroup(a, vec4);
+  if (G === 1) {
+    const dot = gemvDot(vec4);
+    return `for (var k = lane; k < U; k += ${TPC}u) {
+      let xv = ${x('k')};
+      ${rows.map(([acc, row]) => `${acc} += ${dot('xv', `load_w(${row} + k)`)};`).join('\n      ')}
+    }`;
+  }
+  const xs = Array.from({ length: G }, (_, g) => `xg${g}`);
+  return `for (var kb = lane * ${G}u; kb < U; kb += ${TPC * G}u) {
+      ${xs.map((v, g) => `let ${v} = ${x(g === 0 ? 'kb' : `(kb + ${g}u)`)};`).join('\n      ')}
+      ${rows.map(([acc, row]) => `${acc} += load_wg(${row} + kb, ${xs.join(', ')});`).join('\n      ')}
+    }`;
 }
 
 /**
@@ -35,26 +89,24 @@ export function laneReduceWgsl(TPC: number, WG: number, gated: boolean): string 
 
 /**
  * Body of an expert-slot GEMV after `ok` (this slot's expert is on this shard) and `e` (its local
- * index) are known: column c's dot product with x row `xv` (a WGSL expression of k), reduced over
+ * index) are known: column c's dot product with x row `x` (a WGSL expression of the unit index), reduced over
  * the lanes and written through `emit` to b_out[p * N + c].
  */
 export function expertColumnWgsl(
   a: MoeMatmulAttrs,
   shape: { WG: number; TPC: number; CPW: number },
   vec4: boolean,
-  xv: string,
+  x: (k: string) => string,
 ): string {
   const { WG, TPC, CPW } = shape;
-  const dot = gemvDot(vec4);
+  const rows: Array<[string, string]> = [['s', 'wr']];
+  if (a.gated) rows.push(['su', '(wr + N * U)']);
   return `let lane = lid % ${TPC}u;
   let c = wid.x * ${CPW}u + lid / ${TPC}u;
   let wr = (e * WR + min(c, N - 1u)) * U;
   var s = 0.0;${a.gated ? '\n  var su = 0.0;' : ''}
   if (ok) {
-    for (var k = lane; k < U; k += ${TPC}u) {
-      let xv = ${xv};
-      s += ${dot('xv', 'load_w(wr + k)')};${a.gated ? `\n      su += ${dot('xv', 'load_w(wr + N * U + k)')};` : ''}
-    }
+    ${expertDotLoop(a, vec4, TPC, x, rows)}
   }
   red[lid] = s;${a.gated ? `\n  red[${WG}u + lid] = su;` : ''}
   workgroupBarrier();

@@ -22,7 +22,13 @@ import type {
 import { SIGMOID_NORM_EPS, moeMatmul, moeRoute, moeSlots, routedCount } from '../../src/ops/moe.ts';
 import { bindingCount } from '../../src/ops/types.ts';
 import { combinedLaunch, routedLaunch, routedWorkgroupBytes } from './moe-fused.ts';
-import { expertColumnWgsl, gemvName, gemvShape, gemvWorkgroup } from './moe-gemv.ts';
+import {
+  expertColumnWgsl,
+  expertGroupReader,
+  gemvName,
+  gemvShape,
+  gemvWorkgroup,
+} from './moe-gemv.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
@@ -485,6 +491,7 @@ function gemvLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   const shape = gemvShape(wgMax);
   const { WG, CPW } = shape;
   const code = `${moeMatmulHeader(a, decls, w)}
+${expertGroupReader(a, vec4, w)}
 const U: u32 = ${vec4 ? a.K / 4 : a.K}u;
 var<workgroup> red: array<f32, ${WG * (a.gated ? 2 : 1)}>;
 
@@ -496,7 +503,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let ok = ex >= E0 && ex < E0 + EC;
   let e = select(0u, ex - E0, ok);
   let xr = ${a.input === 'token' ? 'p / SL' : 'p'} * U;
-  ${expertColumnWgsl(a, shape, vec4, 'b_x[xr + k]')}
+  ${expertColumnWgsl(a, shape, vec4, (k) => `b_x[xr + ${k}]`)}
 }
 `;
   return launch(gemvName(shape, vec4, features(a), []), code, bindings, WG, [

@@ -16,6 +16,8 @@ import type { HostArray } from '../../src/ops/types.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
 import { maxRelError, randn } from '../helpers/numeric.ts';
 import { LAYER, RMS, RMS_GEMMA } from '../helpers/matmul.ts';
+import { words } from '../helpers/weights.ts';
+import { encodeWeight } from '../../src/ops/weight-storage.ts';
 
 const TOL = 1e-4;
 const u32view = (f: Float32Array) => new Uint32Array(f.buffer, f.byteOffset, f.length);
@@ -93,12 +95,17 @@ async function check(a: MoeMatmulAttrs, T: number, seed: number, tieLogits = fal
     step,
   );
   const { launches } = moeMatmulKernel(a, { caps, maxT: T });
+  // q8 / q4 experts: the GPU reads the stored codes, the reference rounds the same values.
+  const onGpu =
+    a.wType === 'f32'
+      ? inputs
+      : { ...inputs, w: words(encodeWeight(a.wType, inputs.w as Float32Array, a.K)) };
   const outputs: Record<string, number> = {};
   for (const [name, r] of Object.entries(moeMatmul.outputs(a))) {
     if (name in inputs) continue;
     outputs[name] = r.shape.reduce<number>((m, d) => m * (d === 'T' ? T : (d as number)), 1);
   }
-  const gpu = await runLaunches(launches, { inputs, outputs, step });
+  const gpu = await runLaunches(launches, { inputs: onGpu, outputs, step });
   if (ref.ids) expect(Array.from(u32view(gpu.ids))).toEqual(Array.from(ref.ids));
   if (ref.weights) expect(maxRelError(gpu.weights, ref.weights as Float32Array)).toBeLessThan(TOL);
   if (ref.load) expect(Array.from(u32view(gpu.load))).toEqual(Array.from(ref.load));
@@ -110,6 +117,9 @@ async function check(a: MoeMatmulAttrs, T: number, seed: number, tieLogits = fal
 describe('gate_up with the norm and routing folded in', () => {
   const cases: Array<[string, Partial<MoeMatmulAttrs>, number]> = [
     ['softmax top-3 of 7, K = 45, RMS', { prologue: RMS, route: SOFTMAX }, 1],
+    // q4 / q8 experts, rows of 64 (two load units per lane step: moe-gemv.ts expertGroup).
+    ['q4 experts, K = 64, RMS, 2 rows', { K: 64, wType: 'q4', prologue: RMS, route: SOFTMAX }, 2],
+    ['q8 experts, K = 96, 1 row', { K: 96, N: 19, wType: 'q8', route: SOFTMAX }, 1],
     // Gemma 4: a per-expert scale on each finished weight, 2 rows.
     [
       'softmax with per-expert scales, RMS, 2 rows',
@@ -220,6 +230,24 @@ describe('gate_up with the norm and routing folded in', () => {
 describe('down with the combine folded in', () => {
   const combine = { scale: 1, residual: true, shared: false, sharedGate: false, load: false };
   const cases: Array<[string, Partial<MoeMatmulAttrs>, number]> = [
+    [
+      'q4 experts, K = 64, residual, 3 rows',
+      { input: 'pair', gated: false, act: null, N: 33, K: 64, wType: 'q4', combine },
+      3,
+    ],
+    [
+      'q8 experts, K = 32, residual and load',
+      {
+        input: 'pair',
+        gated: false,
+        act: null,
+        N: 40,
+        K: 32,
+        wType: 'q8',
+        combine: { ...combine, load: true },
+      },
+      1,
+    ],
     [
       'residual, gated shared input, load, K = 21',
       {
