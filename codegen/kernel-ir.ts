@@ -54,6 +54,11 @@ export interface StepParams {
   keys?: number;
 }
 
+/** Whether a launch runs in denoising steps only: a dimension of its grid counts rows in D. */
+export function denoisingOnly(grid: readonly GridDim[]): boolean {
+  return grid.some((d) => typeof d === 'object' && d.sym === 'D');
+}
+
 export function resolveGridDim(d: GridDim, p: StepParams): number {
   if (typeof d === 'number') return d;
   const n = d.sym === 'D' ? ((p.keys ?? 0) > 0 ? p.T : 0) : p[d.sym];

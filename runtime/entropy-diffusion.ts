@@ -40,7 +40,7 @@ import {
 import { decodeRowWords, type RowNoise } from '../src/ops/entropy-rows.ts';
 import { softmaxRowsKernel } from '../codegen/kernels/softmax-rows.ts';
 import { ENTROPY_ROW_WORDS, entropyRowsKernel } from '../codegen/kernels/entropy-rows.ts';
-import { GREEDY, type StepParams } from '../codegen/kernel-ir.ts';
+import { denoisingOnly, GREEDY, type StepParams } from '../codegen/kernel-ir.ts';
 import { createStorage, logitsKernel, readBuffer } from './gpu.ts';
 import type { Sequence } from './model.ts';
 
@@ -48,9 +48,7 @@ export type { EntropyBoundRun, SelfCondition } from '../src/ops/diffusion-entrop
 
 /** Whether the bundle skips the denoising-only self-conditioning branch in encoding steps. */
 function skipsBranchWhenEncoding(seq: Sequence): boolean {
-  return seq.model.manifest.phases.prefill.dispatches.some((d) =>
-    d.grid.some((g) => typeof g === 'object' && g.sym === 'D'),
-  );
+  return seq.model.manifest.phases.prefill.dispatches.some((d) => denoisingOnly(d.grid));
 }
 
 /** The Step of a kernel over the first C rows of a canvas's logits. */

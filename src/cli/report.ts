@@ -5,6 +5,7 @@
  */
 import type { CompiledModel } from '../../codegen/compile.ts';
 import { stateBytes, weightBytesByType } from '../../codegen/compile.ts';
+import { denoisingOnly } from '../../codegen/kernel-ir.ts';
 import { shapeBytes, type DType } from '../graph/dtype.ts';
 import type { Precision } from '../passes/precision.ts';
 import type { Graph } from '../graph/ir.ts';
@@ -248,9 +249,7 @@ export function report(c: CompiledModel): ModelReport {
     const tokens = g.maxT;
     const pos = name === 'decode' ? Math.floor(c.capacity / 2) : 0;
     const cost = graphCost(g, tokens, pos);
-    const denoising = p.dispatches.filter((d) =>
-      d.grid.some((x) => typeof x === 'object' && x.sym === 'D'),
-    ).length;
+    const denoising = p.dispatches.filter((d) => denoisingOnly(d.grid)).length;
     return {
       dispatches: p.dispatches.length,
       ...(denoising > 0 ? { denoisingOnlyDispatches: denoising } : {}),

@@ -1146,8 +1146,9 @@ export interface MoeMatmulAttrs {
  * moe_route folded into the expert projection that first reads its ids: the node takes the router
  * logits [T, experts] (and routeBias [experts] when correctionBias, expertScale [experts] when
  * expertScale) instead of ids, routes each token as moe_route does, and writes ids and weights
- * [T, topK] as outputs for the next projection. `load`: it also counts the routed tokens per expert (moe_route's in-place `load`).
- * Only a node holding expert 0 routes; the later parts of a split projection read its ids.
+ * [T, topK] as outputs for the next projection. `load`: it also counts the routed tokens per
+ * expert (moe_route's in-place `load`). Only a node holding expert 0 routes; the later parts of
+ * a split projection read its ids.
  */
 export type MoeInlineRoute = Omit<MoeRouteAttrs, 'op' | 'experts' | 'topK'> & { load: boolean };
 
