@@ -22,6 +22,7 @@ import { wgslF32 } from './wgsl-builder.ts';
 import { wgReductionsWgsl } from './wg-reduce.ts';
 import {
   declare,
+  expertGroupReader,
   expertWeights,
   features,
   gemvInputs,
@@ -33,7 +34,6 @@ import {
 import {
   expertColumnWgsl,
   expertDotLoop,
-  expertGroupReader,
   gemvName,
   gemvShape,
   laneReduceWgsl,

@@ -2,7 +2,6 @@
 // combined ones): TPC lanes per output column, CPW columns per workgroup, one partial sum per
 // lane reduced in workgroup memory `red`. One place so the three kernels index and reduce alike.
 import type { MoeMatmulAttrs } from '../../src/graph/ops.ts';
-import { weightGroupBinding, type WeightBinding } from './weight-load.ts';
 
 /** Workgroup size of the GEMVs: a power of two up to 256. */
 export function gemvWorkgroup(wgMax: number): number {
@@ -30,21 +29,6 @@ function gemvDot(vec4: boolean): (p: string, q: string) => string {
  */
 export function expertGroup(a: MoeMatmulAttrs, vec4: boolean): number {
   return vec4 && (a.wType === 'q8' || a.wType === 'q4') && (a.K / 4) % 2 === 0 ? 2 : 1;
-}
-
-/**
- * WGSL `fn load_wg(i, x0, …)` over binding b_w when the expert GEMVs group G > 1 units (empty
- * otherwise): the dot product of units i … i+G−1 of the node's experts (weight-load.ts
- * weightGroupBinding), beside `w`'s per-unit `load_w` on the same binding.
- */
-export function expertGroupReader(a: MoeMatmulAttrs, vec4: boolean, w: WeightBinding): string {
-  const G = expertGroup(a, vec4);
-  if (G === 1) return '';
-  const elements = a.expertCount * (a.gated ? 2 : 1) * a.N * a.K;
-  const g = weightGroupBinding(a.wType, elements, vec4, G);
-  if (g.elem !== w.elem)
-    throw new Error(`moe_matmul: grouped ${a.wType} reader binds ${g.elem}, load_w ${w.elem}`);
-  return g.load('load_wg', 'b_w');
 }
 
 /**

@@ -22,20 +22,14 @@ import type {
 import { SIGMOID_NORM_EPS, moeMatmul, moeRoute, moeSlots, routedCount } from '../../src/ops/moe.ts';
 import { bindingCount } from '../../src/ops/types.ts';
 import { combinedLaunch, routedLaunch, routedWorkgroupBytes } from './moe-fused.ts';
-import {
-  expertColumnWgsl,
-  expertGroupReader,
-  gemvName,
-  gemvShape,
-  gemvWorkgroup,
-} from './moe-gemv.ts';
+import { expertColumnWgsl, expertGroup, gemvName, gemvShape, gemvWorkgroup } from './moe-gemv.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { STEP_BINDING, STEP_WGSL, type BindingDecl, type KernelLaunch } from '../kernel-ir.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
 import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup } from './elementwise.ts';
 import { wgslF32 } from './wgsl-builder.ts';
 import { actExpr, withHelpers } from './wgsl-math.ts';
-import { weightBinding, type WeightBinding } from './weight-load.ts';
+import { weightBinding, weightGroupBinding, type WeightBinding } from './weight-load.ts';
 
 /** A WGSL element type: f32, u32, vec4<f32>, atomic<u32>, or a stored weight's (weight-load.ts). */
 export type Elem = string;
@@ -277,7 +271,26 @@ fn emit(e: u32, c: u32, g0: f32, u0: f32) -> f32 {
  * indices are global within the binding, never per expert.
  */
 export function expertWeights(a: MoeMatmulAttrs, vec4: boolean): WeightBinding {
-  return weightBinding(a.wType, a.expertCount * (a.gated ? 2 : 1) * a.N * a.K, vec4);
+  return weightBinding(a.wType, expertElements(a), vec4);
+}
+
+/** Elements of the node's bound experts: expertCount · rows · K. */
+function expertElements(a: MoeMatmulAttrs): number {
+  return a.expertCount * (a.gated ? 2 : 1) * a.N * a.K;
+}
+
+/**
+ * WGSL `fn load_wg(i, x0, …)` over binding b_w when the expert GEMVs group G > 1 units
+ * (moe-gemv.ts expertGroup; empty otherwise): the dot product of units i … i+G−1 of the node's
+ * experts (weight-load.ts weightGroupBinding), beside `w`'s per-unit `load_w` on the same binding.
+ */
+export function expertGroupReader(a: MoeMatmulAttrs, vec4: boolean, w: WeightBinding): string {
+  const G = expertGroup(a, vec4);
+  if (G === 1) return '';
+  const g = weightGroupBinding(a.wType, expertElements(a), vec4, G);
+  if (g.elem !== w.elem)
+    throw new Error(`moe_matmul: grouped ${a.wType} reader binds ${g.elem}, load_w ${w.elem}`);
+  return g.load('load_wg', 'b_w');
 }
 
 export function moeMatmulHeader(a: MoeMatmulAttrs, decls: string, w: WeightBinding): string {
