@@ -210,23 +210,40 @@ function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
     `${s.bundleWeightBytes ? `Weights ${(Number(s.bundleWeightBytes) / 2 ** 30).toFixed(2)} GiB stored; the resident set grew ${(Number(s.loadRssBytes) / 2 ** 30).toFixed(2)} GiB while loading. ` : ''}Decode: ${d.dispatchesPerToken} dispatches per token; wall ${f(d.msPerToken, 3)} ms/token (median of ${runsNote(d.msPerTokenRuns)}); GPU ${f(d.gpuMsPerToken, 3)} ms/token (timestamp queries); weights ${(d.weightBytesPerToken / 2 ** 30).toFixed(2)} GiB read per token (stored bytes of the weights a token uses); copy bandwidth ${f(d.copyBandwidthGBs, 0)} GB/s (read + write of copyBufferToBuffer; understates HBM), streaming-read bandwidth ${f(d.readBandwidthGBs, 0)} GB/s (a read kernel: the realistic bound for GEMV decode); without the one-step-ahead pipeline (one host round trip per token) ${f(d.unpipelinedTokensPerSecond, 1)} tokens/s.${check}`,
     '',
   );
-  const prof = (s.decode as Row).profile as
-    | { dispatchSumMs: number; roles: { role: string; dispatches: number; ms: number }[] }
-    | null
-    | undefined;
-  if (prof) {
-    lines.push(
+  const prof = (s.decode as Row).profile as PhaseProfile | null | undefined;
+  if (prof)
+    profileTable(
+      prof,
       `Where a decode step's GPU time goes (each dispatch timed in a pass of its own, median of 10 steps; the ${f(prof.dispatchSumMs, 3)} ms sum leaves out the gaps between dispatches that the one-pass ${f(d.gpuMsPerToken, 3)} ms includes):`,
-      '',
-      '| role in the layer | dispatches | ms per token | share |',
-      '| --- | --- | --- | --- |',
+      'ms per token',
     );
-    for (const r of prof.roles.slice(0, 12))
-      lines.push(
-        `| ${r.role} | ${r.dispatches} | ${f(r.ms, 3)} | ${((100 * r.ms) / prof.dispatchSumMs).toFixed(0)}% |`,
-      );
-    lines.push('');
-  }
+  const pre = s.prefillProfile as PhaseProfile | null | undefined;
+  if (pre)
+    profileTable(
+      pre,
+      `Where a 512-token prefill's GPU time goes (one chunk from an empty cache, each dispatch timed in a pass of its own, median of 5 runs; ${f(pre.dispatchSumMs, 3)} ms in all, ${f(512 / (pre.dispatchSumMs / 1000), 0)} tokens/s without the gaps between dispatches):`,
+      'ms per chunk',
+    );
+}
+
+interface PhaseProfile {
+  dispatchSumMs: number;
+  roles: { role: string; dispatches: number; ms: number }[];
+}
+
+/** A step's GPU time by role in the layer (bench/run.ts phaseProfile), its 12 largest. */
+function profileTable(prof: PhaseProfile, caption: string, unit: string): void {
+  lines.push(
+    caption,
+    '',
+    `| role in the layer | dispatches | ${unit} | share |`,
+    '| --- | --- | --- | --- |',
+  );
+  for (const r of prof.roles.slice(0, 12))
+    lines.push(
+      `| ${r.role} | ${r.dispatches} | ${f(r.ms, 3)} | ${((100 * r.ms) / prof.dispatchSumMs).toFixed(0)}% |`,
+    );
+  lines.push('');
 }
 // One row per weight precision (older results files hold a single f32 row). HF ran in f32.
 for (const suite of ['e2e', 'hybrid'] as const) {

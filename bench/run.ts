@@ -196,6 +196,12 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject, precision: Precision) {
     seq.destroy();
     log(`e2e ${s.label} prefill ${T}: ${(T / secs).toFixed(0)} tok/s`);
   }
+  // The largest prefill loss by role: one 512-token chunk, each dispatch in a pass of its own.
+  const prefillSeq = gm.newSequence();
+  const prefillProfile = await phaseProfile(gpu, gm, 'prefill', (t) =>
+    prefillSeq.profilePrefill(benchIds(512, model.vocab), 5, t),
+  );
+  prefillSeq.destroy();
   const seq = gm.newSequence();
   const steps = 64;
   let tok = (await seq.next([1, 2, 3, 4, 5, 6, 7, 8], GREEDY_STEP)).token;
@@ -204,7 +210,7 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject, precision: Precision) {
   for (let i = 0; i < steps; i++) tok = (await seq.next([tok], GREEDY_STEP)).token;
   const unpipelinedSeconds = (performance.now() - t0) / 1000;
   const gpuMs = await seq.profileDecode(tok, 20, new PassTimer(gpu));
-  const profile = await decodeProfile(gpu, gm, seq, tok);
+  const profile = await phaseProfile(gpu, gm, 'decode', (t) => seq.profileDecode(tok, 10, t));
   // The median of 5 runs: host-side jitter on the GPU machines has doubled single runs.
   const runs: number[] = [];
   for (let rep = 0; rep < 5; rep++) {
@@ -250,20 +256,27 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject, precision: Precision) {
     activeParameters: r.activeParameters,
     lastLogitsRelErrVsHf,
     prefill,
+    prefillProfile,
     decode,
   };
 }
 
 /**
- * Where a decode step's GPU time goes: every dispatch timed in a pass of its own (median of 10
- * steps), summed by its role in the layer (the label without the layer index or expert range).
- * The sum leaves out the gaps between dispatches that the one-pass GPU time includes.
+ * Where a step's GPU time goes: every dispatch of the phase timed in a pass of its own (median
+ * over the steps `steps` runs), summed by its role in the layer (the label without the layer
+ * index or expert range). The sum leaves out the gaps between dispatches that the one-pass GPU
+ * time includes.
  */
-async function decodeProfile(gpu: GpuContext, gm: GpuModel, seq: Sequence, token: number) {
+async function phaseProfile(
+  gpu: GpuContext,
+  gm: GpuModel,
+  phase: 'prefill' | 'decode',
+  steps: (timer: DispatchTimer) => Promise<unknown>,
+) {
   if (!gpu.features.includes('timestamp-query')) return null;
-  const dispatches = gm.manifest.phases.decode.dispatches;
+  const dispatches = gm.manifest.phases[phase].dispatches;
   const timer = new DispatchTimer(gpu, dispatches.length);
-  await seq.profileDecode(token, 10, timer);
+  await steps(timer);
   const ms = timer.medians();
   const roles = new Map<string, { role: string; dispatches: number; ms: number }>();
   for (const [i, d] of dispatches.entries()) {

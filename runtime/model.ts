@@ -756,11 +756,38 @@ export class Sequence {
     for (let i = 0; i < steps && this.pos < this.capacity; i++) {
       const r = this.run('decode', Uint32Array.of(token), 1, GREEDY, undefined, timer);
       token = await this.readToken(r);
-      const ms = await timer.read();
-      if (ms !== null) times.push(ms);
+      await this.timed(timer, times);
     }
-    times.sort((a, b) => a - b);
-    return times.length ? times[Math.floor(times.length / 2)] : null;
+    return medianOrNull(times);
+  }
+
+  /**
+   * Median GPU milliseconds of prefilling `ids` (one prefill chunk) from position 0, over `runs`
+   * runs; the sequence is reset before each, so every run sees the same empty cache.
+   */
+  async profilePrefill(
+    ids: ArrayLike<number>,
+    runs: number,
+    timer: PassProfiler,
+  ): Promise<number | null> {
+    const chunks = this.chunks(ids);
+    if (chunks.length !== 1 || chunks[0].phase !== 'prefill')
+      throw new Error(
+        `profilePrefill() times one prefill chunk of 2..${this.bound.prefill.shared.spec.maxT} tokens, got ${ids.length}`,
+      );
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      this.reset();
+      const r = this.run('prefill', chunks[0].ids, 1, GREEDY, undefined, timer);
+      await this.readToken(r);
+      await this.timed(timer, times);
+    }
+    return medianOrNull(times);
+  }
+
+  private async timed(timer: PassProfiler, times: number[]): Promise<void> {
+    const ms = await timer.read();
+    if (ms !== null) times.push(ms);
   }
 
   /**
@@ -984,4 +1011,9 @@ export class Sequence {
     for (const b of this.state.values()) b.destroy();
     for (const release of this.releases.splice(0)) release();
   }
+}
+
+function medianOrNull(xs: number[]): number | null {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : null;
 }
