@@ -6,12 +6,16 @@
  * are the bundle's defaults (its spec's diffusion section) under the caller's, with `strata
  * run`'s rules: maxTokens is the generated length, and the checks are the sampler's own.
  *
+ * DiffusionGemma (`entropy_bound`) refines a canvas of random tokens instead
+ * (runtime/entropy-diffusion.ts, the GPU row statistics by default, as `strata run`).
+ *
  * Text streams as the canvas settles: the generated tokens up to the first position still
- * masked are final (both samplers fill blocks left to right), so after each step the newly final
- * ones are delivered — a block at a time for BD3-LM. onCanvas sees every step's commits and the
- * canvas after them, rendered as `strata run` prints it (runtime/canvas-view.ts).
+ * masked are final (both masked samplers fill blocks left to right); an entropy_bound canvas is
+ * final when it stops. After each step the newly final ones are delivered — a block or canvas at
+ * a time for BD3-LM and DiffusionGemma. onCanvas sees every step's commits and the canvas after
+ * them, rendered as `strata run` prints it (runtime/canvas-view.ts).
  */
-import type { BlockDiffusionSpec, DiffusionSpec } from '../src/spec/model.ts';
+import type { BlockDiffusionSpec, DiffusionSpec, EntropyBoundSpec } from '../src/spec/model.ts';
 import {
   blockScheduleIssues,
   type BlockDiffusionRun,
@@ -27,6 +31,14 @@ import {
 } from '../src/ops/diffusion.ts';
 import { attentionBlock, blockDiffusionGenerateGpu } from './block-diffusion.ts';
 import { diffusionGenerateGpu, type DiffusionPick } from './diffusion.ts';
+import {
+  entropyBoundGenerate,
+  entropyBoundIssues,
+  entropyBoundRunOf,
+  type EntropyBoundField,
+  type EntropyBoundRun,
+} from '../src/ops/diffusion-entropy.ts';
+import { entropyBoundOnSequence } from './entropy-diffusion.ts';
 import type { Sequence } from './model.ts';
 
 /** Sampler settings over a diffusion bundle's defaults; each applies to the kinds named. */
@@ -47,15 +59,18 @@ export interface WebDiffusionSettings {
   threshold?: number | null;
   /** llada / dream: KV reuse inside a block. */
   cache?: DiffusionCache;
-  /** llada / dream: where a step picks its tokens (default host). */
+  /** llada / dream: where a step picks its tokens (default host); entropy_bound: where its rows are reduced (default gpu). */
   pick?: DiffusionPick;
 }
 
 const BLOCK_ONLY = ['sampler', 'nucleusP'] as const;
 const LLADA_ONLY = ['remasking', 'cfgScale', 'threshold', 'cache', 'pick'] as const;
 
+const ENTROPY_BOUND_TAKES = ['genLength', 'steps', 'pick'] as const;
+
 /** The settings a kind takes, as errors list them: `genLength, blockLength, steps, …`. */
-export function settingsOf(kind: 'bd3lm' | 'llada' | 'dream'): string {
+export function settingsOf(kind: 'bd3lm' | 'llada' | 'dream' | 'entropy_bound'): string {
+  if (kind === 'entropy_bound') return ENTROPY_BOUND_TAKES.join(', ');
   const own = kind === 'bd3lm' ? BLOCK_ONLY : LLADA_ONLY;
   return ['genLength', 'blockLength', 'steps', ...own].join(', ');
 }
@@ -70,7 +85,10 @@ export interface CanvasProgress {
   /** The whole canvas after the step: the prompt, then the generated region. */
   canvas: Uint32Array;
   promptLength: number;
+  /** The canvas's mask token (entropy_bound, which has none: -1). */
   maskId: number;
+  /** Canvas positions [0, final) hold the prompt and tokens that no later step changes. */
+  final: number;
 }
 
 /** The bd3lm run: the caller's settings over the spec's, checked by the sampler's rules. */
@@ -136,6 +154,46 @@ export function maskedRunOf(
   return run;
 }
 
+/** The caller's name of an entropy_bound run's field, in errors. */
+const ENTROPY_NAME: Partial<Record<EntropyBoundField, string>> = {
+  genLength: 'diffusion.genLength (or maxTokens)',
+  maxSteps: 'diffusion.steps',
+  tMin: 'temperature',
+  tMax: 'temperature',
+};
+
+/** The entropy_bound run: the caller's settings over the spec's, as `strata run` takes them. */
+export function entropyRunOf(
+  d: EntropyBoundSpec,
+  s: WebDiffusionSettings,
+  o: { maxTokens?: number; temperature?: number; seed?: number },
+  vocab: number,
+): EntropyBoundRun {
+  const takes: readonly string[] = ENTROPY_BOUND_TAKES;
+  const other = (Object.keys(s) as (keyof WebDiffusionSettings)[]).filter(
+    (k) => s[k] !== undefined && !takes.includes(k),
+  );
+  if (other.length)
+    throw new Error(
+      `diffusion.${other.join(', diffusion.')}: settings of another diffusion sampler, but the bundle is an entropy_bound (DiffusionGemma) model (${settingsOf('entropy_bound')})`,
+    );
+  if (o.temperature !== undefined && o.temperature !== 0)
+    throw new Error(
+      `temperature ${o.temperature}: an entropy_bound model takes temperature 0 (greedy) or none (its spec's t_min ${d.tMin} … t_max ${d.tMax})`,
+    );
+  const run = entropyBoundRunOf(d, {
+    genLength: s.genLength ?? o.maxTokens,
+    maxSteps: s.steps,
+    greedy: o.temperature === 0,
+    // Stop tokens end the stream in generate(), which then stops the sampler.
+    eos: [],
+    seed: o.seed ?? 0,
+  });
+  const issue = entropyBoundIssues(run, vocab)[0];
+  if (issue) throw new Error(issue.message((f) => ENTROPY_NAME[f] ?? `diffusion.${f}`));
+  return run;
+}
+
 /**
  * Runs the bundle's diffusion sampler on `seq` from `prompt`; `onStep` sees each step (it may
  * throw to stop the run, which then rejects with that error). Returns the final canvas.
@@ -149,10 +207,19 @@ export function diffusionGenerate(
 ): Promise<Uint32Array> {
   const d = seq.model.manifest.model.diffusion;
   if (!d) throw new Error('the bundle is not a diffusion model');
-  if (d.kind === 'entropy_bound')
-    throw new Error('the web runtime has no entropy_bound (DiffusionGemma) sampler yet');
   const P = prompt.length;
-  const see = (c: { step: number; positions: number[]; tokens: number[] }, canvas: Uint32Array) =>
+  if (d.kind === 'entropy_bound')
+    return entropyGenerate(
+      seq,
+      prompt,
+      entropyRunOf(d, s, o, seq.model.vocab),
+      s.pick ?? 'gpu',
+      onStep,
+    );
+  // Final: the prompt and the generated tokens before the first mask.
+  const see = (c: { step: number; positions: number[]; tokens: number[] }, canvas: Uint32Array) => {
+    let final = P;
+    while (final < canvas.length && canvas[final] !== d.maskId) final++;
     onStep({
       step: c.step,
       positions: c.positions,
@@ -160,11 +227,49 @@ export function diffusionGenerate(
       canvas,
       promptLength: P,
       maskId: d.maskId,
+      final,
     });
+  };
   if (d.kind === 'bd3lm') {
     const B = attentionBlock(seq);
     const run = blockRunOf(d, s, o, typeof B === 'number' ? B : null);
     return blockDiffusionGenerateGpu(seq, prompt, run, see);
   }
   return diffusionGenerateGpu(seq, prompt, maskedRunOf(d, s, o), see, s.pick ?? 'host');
+}
+
+/**
+ * DiffusionGemma's sampler: each step shows the prompt, the finished canvases and the current
+ * canvas's argmax, committing the rows it accepted; a canvas is final once it stops.
+ */
+async function entropyGenerate(
+  seq: Sequence,
+  prompt: readonly number[],
+  run: EntropyBoundRun,
+  pick: DiffusionPick,
+  onStep: (p: CanvasProgress) => void,
+): Promise<Uint32Array> {
+  const P = prompt.length;
+  const done: number[] = [...prompt];
+  let step = 0;
+  const out = await entropyBoundGenerate(entropyBoundOnSequence(seq), prompt, run, {
+    deviceRows: pick === 'gpu',
+    onStep: (st) => {
+      const ends = st.stopped || st.remaining === 0;
+      const at = done.length;
+      const canvas = Uint32Array.from([...done, ...st.argmax]);
+      if (ends) done.push(...st.argmax);
+      const positions = st.accepted.flatMap((a, p) => (a ? [at + p] : []));
+      onStep({
+        step: step++,
+        positions,
+        tokens: positions.map((p) => canvas[p]),
+        canvas,
+        promptLength: P,
+        maskId: -1,
+        final: done.length,
+      });
+    },
+  });
+  return Uint32Array.from([...prompt, ...out]);
 }

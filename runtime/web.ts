@@ -418,17 +418,13 @@ export class WebModel {
   ): AsyncGenerator<string, void, undefined> {
     const d = this.manifest.model.diffusion!;
     const kind = d.kind;
-    if (kind === 'entropy_bound')
-      throw new Error(
-        'generate(): the web runtime has no entropy_bound (DiffusionGemma) sampler yet; run this bundle with `strata run`',
-      );
     for (const k of ['topK', 'topP'] as const)
       if (rest[k] !== undefined)
         throw new Error(
           `${k}: an autoregressive sampling option, but the bundle is a ${kind} diffusion model (diffusion settings: ${settingsOf(kind)})`,
         );
     const P = ids.length;
-    const view = canvasView(P, d.maskId, {
+    const view = canvasView(P, d.kind === 'entropy_bound' ? -1 : d.maskId, {
       tok: this.tokenizer,
       ids: false,
     });
@@ -444,8 +440,7 @@ export class WebModel {
       if (stopped) throw new Error('generation stopped');
       o.signal?.throwIfAborted();
       o.onCanvas?.({ ...p, line: view.line(p.canvas) });
-      while (settled < p.canvas.length && p.canvas[settled] !== p.maskId)
-        ready.push(p.canvas[settled++]);
+      while (settled < p.final) ready.push(p.canvas[settled++]);
       wake?.();
     }).then(
       () => {

@@ -10,6 +10,7 @@ import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import {
   entropyBoundGenerate,
   entropyBoundIssues,
+  entropyBoundRunOf,
   type BlockDiffusionModel,
   type EntropyBoundField,
   type EntropyBoundRun,
@@ -68,20 +69,13 @@ export function entropyBoundRunOptions(
     throw new UserError(
       `--temperature ${t}: an entropy_bound model takes --temperature 0 (greedy) or its spec's t_min ${d.tMin} / t_max ${d.tMax}`,
     );
-  const greedy = t !== undefined;
-  const run: EntropyBoundRun = {
-    canvasLength: d.canvasLength,
-    genLength: intOption(str('gen-length'), 'gen-length', d.genLength)!,
-    maxSteps: intOption(str('steps'), 'steps', d.maxSteps)!,
-    tMin: greedy ? 0 : d.tMin,
-    tMax: greedy ? 0 : d.tMax,
-    entropyBound: d.entropyBound,
-    stabilityThreshold: d.stabilityThreshold,
-    confidenceThreshold: d.confidenceThreshold,
+  const run = entropyBoundRunOf(d, {
+    genLength: intOption(str('gen-length'), 'gen-length', d.genLength),
+    maxSteps: intOption(str('steps'), 'steps', d.maxSteps),
+    greedy: t !== undefined,
     eos,
-    pad: null,
     seed,
-  };
+  });
   const issue = entropyBoundIssues(run, vocab)[0];
   if (issue) throw new UserError(issue.message((f) => FLAG[f] ?? f));
   return run;

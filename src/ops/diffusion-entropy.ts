@@ -58,6 +58,35 @@ export interface EntropyBoundRun extends Omit<EntropyBoundSpec, 'kind' | 'selfCo
   seed: number;
 }
 
+/**
+ * A run of a spec's sampler: its settings under the caller's gen length, step count and greedy
+ * choice (temperature 0: t_min and t_max 0). Unchecked: entropyBoundIssues says what is wrong.
+ */
+export function entropyBoundRunOf(
+  d: EntropyBoundSpec,
+  o: {
+    genLength?: number;
+    maxSteps?: number;
+    greedy: boolean;
+    eos: readonly number[];
+    seed: number;
+  },
+): EntropyBoundRun {
+  return {
+    canvasLength: d.canvasLength,
+    genLength: o.genLength ?? d.genLength,
+    maxSteps: o.maxSteps ?? d.maxSteps,
+    tMin: o.greedy ? 0 : d.tMin,
+    tMax: o.greedy ? 0 : d.tMax,
+    entropyBound: d.entropyBound,
+    stabilityThreshold: d.stabilityThreshold,
+    confidenceThreshold: d.confidenceThreshold,
+    eos: o.eos,
+    pad: null,
+    seed: o.seed,
+  };
+}
+
 /** HF's defaults (DiffusionGemmaGenerationConfig._get_default_generation_params). */
 export const ENTROPY_BOUND_DEFAULTS = {
   maxSteps: 48,
