@@ -24,6 +24,7 @@
 import { GREEDY, ROW_POS, type SamplingParams } from '../codegen/kernel-ir.ts';
 import { createStorage, readBuffer, upload, withErrorScopes, writeStep } from './gpu.ts';
 import {
+  promptChunks,
   record,
   TOKEN_BYTES,
   type BoundPhase,
@@ -170,10 +171,8 @@ export class BatchSequence {
       );
     const { device } = this.model.gpu;
     const b = this.prefillPhase;
-    const maxT = this.maxT;
     const steps: { name: string; errors: ReturnType<typeof withErrorScopes> }[] = [];
-    for (let at = 0; at < prompt.length; at += maxT) {
-      const ids = Uint32Array.from(Array.prototype.slice.call(prompt, at, at + maxT) as number[]);
+    for (const { at, ids } of promptChunks(prompt, this.maxT)) {
       const p = { T: ids.length, pos: at, L: 1 };
       const last = at + ids.length === prompt.length;
       const name = `prefill of slot ${slot}, positions ${at}..${at + ids.length - 1}`;

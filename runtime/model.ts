@@ -630,13 +630,10 @@ export class Sequence {
 
   /** Split `ids` into prefill chunks of at most maxT (a chunk of one goes through decode). */
   private chunks(ids: ArrayLike<number>): { phase: PhaseName; ids: Uint32Array }[] {
-    const maxT = this.bound.prefill.shared.spec.maxT;
-    const out: { phase: PhaseName; ids: Uint32Array }[] = [];
-    for (let s = 0; s < ids.length; s += maxT) {
-      const chunk = Uint32Array.from(Array.prototype.slice.call(ids, s, s + maxT) as number[]);
-      out.push({ phase: chunk.length === 1 ? 'decode' : 'prefill', ids: chunk });
-    }
-    return out;
+    return promptChunks(ids, this.bound.prefill.shared.spec.maxT).map((c) => ({
+      phase: c.ids.length === 1 ? 'decode' : 'prefill',
+      ids: c.ids,
+    }));
   }
 
   /**
@@ -1016,4 +1013,18 @@ export class Sequence {
 function medianOrNull(xs: number[]): number | null {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.floor(s.length / 2)] : null;
+}
+
+/** `ids` in chunks of at most maxT, each with its first position (a prefill step each). */
+export function promptChunks(
+  ids: ArrayLike<number>,
+  maxT: number,
+): { at: number; ids: Uint32Array }[] {
+  const out: { at: number; ids: Uint32Array }[] = [];
+  for (let at = 0; at < ids.length; at += maxT)
+    out.push({
+      at,
+      ids: Uint32Array.from(Array.prototype.slice.call(ids, at, at + maxT) as number[]),
+    });
+  return out;
 }
