@@ -342,12 +342,11 @@ export function fuseSharedInput(g: Graph, { caps }: FusionOptions): Graph {
     }
     if (take.length < 2) continue;
     const attrs = merged(take);
-    const name = (m: Matmul, k: 'w' | 'bias') => g.tensors[m.inputs[k]].name;
     const concat = (k: 'w' | 'bias', shape: number[]) =>
-      r.param(take.map((m) => name(m, k)).join('+'), shape, {
-        kind: 'concat',
-        parts: take.map((m) => r.source(m.inputs[k])),
-      });
+      r.concatParam(
+        take.map((m) => m.inputs[k]),
+        shape,
+      );
     const inputs: Record<string, number> = {
       x: take[0].inputs.x,
       w: concat('w', [attrs.N, attrs.K]),
@@ -840,8 +839,7 @@ export function fuseMamba1Decode(g: Graph, { caps }: FusionOptions): Graph {
     let keep: Node | null = null;
     if (!attrs.xProj) {
       // x_proj as one matmul writing dt, B and C as one [T, R] row for the step to read.
-      const name = xw.map((t) => g.tensors[t].name).join('+');
-      const w = r.param(name, [R, D], { kind: 'concat', parts: xw.map(src) });
+      const w = r.concatParam(xw, [R, D]);
       inputs.dbc = r.activation(`${g.tensors[pdt.m.outputs.out].name.replace(/_dt$/, '')}_dbc`, [
         'T',
         R,
