@@ -2,17 +2,25 @@
  * Merge one device run's strata and peer figures into bench/results/<date>-<device>.json
  * and regenerate bench/RESULTS.md from it. Usage:
  *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>" [<llamacpp.json>] [<ort.json>]
- *     [--md FILE]
+ *     [<diffusion-strata.json>] [<diffusion-peer.json>] [--md FILE]
  * --md: where the tables go (default bench/RESULTS.md, the H200's): a run on another device
  * (an H100 when no H200 came) gets its own file, so one device's figures never replace another's.
  * llamacpp.json is llama.cpp's side (bench/llama-cpp/run.sh, a device call of its own: see
  * bench/README.md), compared with the e2e rows; ort.json is ONNX Runtime WebGPU's
- * (bench/ort/run.sh), told apart by its content, so either may come alone.
+ * (bench/ort/run.sh); the diffusion files are bench/diffusion-speed.ts's and
+ * bench/diffusion_peer.py's. Each is told apart by its content, so any may come alone.
  * Every figure in RESULTS.md comes from these files; nothing is typed in by hand.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { llamaCppSection, type LlamaCppResults } from './llama-cpp/table.ts';
 import { isOrtResults, ortSection, type OrtResults } from './ort/table.ts';
+import {
+  diffusionSection,
+  isDiffusionPeer,
+  isDiffusionStrata,
+  type DiffusionPeer,
+  type DiffusionStrata,
+} from './diffusion-table.ts';
 
 interface Row {
   [k: string]: unknown;
@@ -35,9 +43,19 @@ const strata = JSON.parse(readFileSync(strataPath, 'utf8'));
 const peers = JSON.parse(readFileSync(peersPath, 'utf8'));
 let llamacpp: LlamaCppResults | null = null;
 let ort: OrtResults | null = null;
+/** The diffusion bench's two sides, each with the run it comes from. */
+interface DiffusionResults {
+  strata: DiffusionStrata | null;
+  strataFrom: string;
+  peer: DiffusionPeer | null;
+  peerFrom: string;
+}
+const diffusion: DiffusionResults = { strata: null, strataFrom: '', peer: null, peerFrom: '' };
 for (const path of peerPaths) {
   const x: unknown = JSON.parse(readFileSync(path, 'utf8'));
   if (isOrtResults(x)) ort = x;
+  else if (isDiffusionStrata(x)) Object.assign(diffusion, { strata: x, strataFrom: 'this run' });
+  else if (isDiffusionPeer(x)) Object.assign(diffusion, { peer: x, peerFrom: path });
   else llamacpp = x as LlamaCppResults;
 }
 const date = String(strata.date).slice(0, 10);
@@ -67,7 +85,13 @@ for (const file of readdirSync('bench/results')
   .filter((n) => new RegExp(`^\\d{4}-\\d{2}-\\d{2}(-\\d{4})?-${device}\\.json$`).test(n))
   // Newest first: by date, then by the time a same-day run carries in its name.
   .sort((a, b) => runKey(b).localeCompare(runKey(a)))) {
-  let old: { strata?: Row; peers?: Row; llamacpp?: LlamaCppResults; ort?: OrtResults } = {};
+  let old: {
+    strata?: Row;
+    peers?: Row;
+    llamacpp?: LlamaCppResults;
+    ort?: OrtResults;
+    diffusion?: DiffusionResults;
+  } = {};
   try {
     old = JSON.parse(readFileSync(`bench/results/${file}`, 'utf8'));
   } catch {
@@ -81,6 +105,15 @@ for (const file of readdirSync('bench/results')
     ort = old.ort;
     carried.ort = file;
   }
+  if (!diffusion.strata && old.diffusion?.strata) {
+    diffusion.strata = old.diffusion.strata;
+    diffusion.strataFrom = `bench/results/${file}`;
+    carried.diffusion = file;
+  }
+  if (!diffusion.peer && old.diffusion?.peer) {
+    diffusion.peer = old.diffusion.peer;
+    diffusion.peerFrom = old.diffusion.peerFrom;
+  }
   for (const k of SUITES) {
     if (k in strata || k in carried || !old.strata?.[k] || (old.strata[k] as Row).error) continue;
     strata[k] = old.strata[k];
@@ -88,7 +121,7 @@ for (const file of readdirSync('bench/results')
     carried[k] = file;
   }
 }
-const combined = { command, strata, peers, llamacpp, ort, carried };
+const combined = { command, strata, peers, llamacpp, ort, diffusion, carried };
 let resultFile = `bench/results/${date}-${device}.json`;
 if (existsSync(resultFile)) {
   const time = String(strata.date).slice(11, 16).replace(':', '');
@@ -258,6 +291,13 @@ if (ort) {
   const e2eFrom = carried.e2e ? `bench/results/${carried.e2e}` : 'this run';
   lines.push(...ortSection(([] as Row[]).concat(strata.e2e ?? []), ort, e2eFrom));
 }
+if (diffusion.strata)
+  lines.push(
+    ...diffusionSection(diffusion.strata, diffusion.peer, {
+      strata: diffusion.strataFrom,
+      peer: diffusion.peerFrom,
+    }),
+  );
 if (strata.scan) {
   lines.push(
     '## scan: 2-layer Mamba-1 (Mamba-2.8B widths) and Mamba-2 (Mamba2-2.7B widths) prefill, same weights (peer: HF transformers PyTorch path)',

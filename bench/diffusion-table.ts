@@ -1,0 +1,102 @@
+/**
+ * The diffusion comparison of the RESULTS tables (issue 16's bench row): bench/diffusion-speed.ts
+ * (strata: a LLaDA-8B-shaped model cut to a few layers, f16 weights, each sampler setting timed
+ * over one generation after a warm-up) beside bench/diffusion_peer.py (the PyTorch reference
+ * samplers, ML-GSAI/LLaDA's generate() and NVlabs/Fast-dLLM's, on the same shape and schedule,
+ * median of its runs). Rows pair by setting name; a schedule that differs is said, not compared.
+ */
+interface Row {
+  [k: string]: unknown;
+}
+
+/** What bench/diffusion-speed.ts writes. */
+export interface DiffusionStrata {
+  layers: number;
+  prompt: number;
+  kind: string;
+  genLength: number;
+  blockLength: number;
+  steps: number;
+  remasking: string;
+  temperature: number;
+  rows: {
+    label: string;
+    pick: string;
+    forwards: number;
+    seconds: number;
+    tokensPerSecond: number;
+  }[];
+}
+
+/** What bench/diffusion_peer.py writes. */
+export interface DiffusionPeer {
+  peer: string;
+  model: string;
+  device: string;
+  torch: string;
+  prompt: number;
+  sampler: {
+    steps: number;
+    gen_length: number;
+    block_length: number;
+    temperature: number;
+    remasking: string;
+  };
+  rows: {
+    setting: string;
+    seconds_median: number;
+    seconds_min: number;
+    seconds_max: number;
+    runs: number;
+    forwards: number;
+    tokens_per_s: number;
+  }[];
+}
+
+export const isDiffusionStrata = (x: unknown): x is DiffusionStrata =>
+  typeof x === 'object' && x !== null && 'blockLength' in x && Array.isArray((x as Row).rows);
+
+export const isDiffusionPeer = (x: unknown): x is DiffusionPeer =>
+  typeof x === 'object' &&
+  x !== null &&
+  typeof (x as Row).peer === 'string' &&
+  String((x as Row).peer).startsWith('PyTorch reference samplers');
+
+/** Whether the two ran the same schedule (prompt, gen length, block, steps, remasking, t). */
+export function sameSchedule(s: DiffusionStrata, p: DiffusionPeer): boolean {
+  const q = p.sampler;
+  return (
+    s.prompt === p.prompt &&
+    s.genLength === q.gen_length &&
+    s.blockLength === q.block_length &&
+    s.steps === q.steps &&
+    s.remasking === q.remasking &&
+    s.temperature === q.temperature
+  );
+}
+
+/** Markdown lines of the section; `from` says which run each side comes from. */
+export function diffusionSection(
+  s: DiffusionStrata,
+  p: DiffusionPeer | null,
+  from: { strata: string; peer: string },
+): string[] {
+  const comparable = p !== null && sameSchedule(s, p);
+  const lines = [
+    `## diffusion: LLaDA-8B shape cut to ${s.layers} layers, random weights (peer: ${p ? `${p.peer}, ${p.model}` : 'none this run'})`,
+    '',
+    `strata (${from.strata}): f16 weights, a prompt of ${s.prompt} ids, ${s.genLength} tokens in blocks of ${s.blockLength} over ${s.steps} steps, ${s.remasking} remasking, temperature ${s.temperature}; one generation after a warm-up, tokens/s of generated tokens.${p ? ` PyTorch (${from.peer}; ${p.device}, torch ${p.torch}): the same schedule${comparable ? '' : ' **differs** (no ratio)'}, median of its runs (min–max).` : ''} Random weights give flat distributions, so a threshold rarely fires: its saving depends on a trained model's confidences. Ratios are strata ÷ PyTorch: above 1× strata is faster.`,
+    '',
+    '| setting | pick | forwards | strata s | strata tokens/s | PyTorch s | PyTorch tokens/s | strata ÷ PyTorch |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  const f = (x: number | undefined, d: number) => (x === undefined ? '—' : x.toFixed(d));
+  for (const r of s.rows) {
+    const q = comparable ? p.rows.find((x) => x.setting === r.label) : undefined;
+    lines.push(
+      `| ${r.label} | ${r.pick} | ${r.forwards} | ${f(r.seconds, 2)} | ${f(r.tokensPerSecond, 1)} | ${q ? `${f(q.seconds_median, 2)} (${f(q.seconds_min, 2)}–${f(q.seconds_max, 2)})` : '—'} | ${f(q?.tokens_per_s, 1)} | ${q ? `${(r.tokensPerSecond / q.tokens_per_s).toFixed(2)}×` : '—'} |`,
+    );
+  }
+  lines.push('');
+  return lines;
+}
