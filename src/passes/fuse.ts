@@ -770,13 +770,15 @@ function plainRms(n: Node | undefined): n is Node & { attrs: NormAttrs } {
 /**
  * The largest x_proj weight (bytes) mamba1_step computes inside itself. WebGPU has no barrier
  * across workgroups, so every workgroup of the one-launch kernel reads the whole of x_proj
- * (codegen/kernels/ssm-step.ts): its time is then at least x_proj's bytes over one core's
- * bandwidth (~100–250 GB/s), against a separate GEMV at the device's (TB/s) plus one dispatch
- * (a few µs). At 1 MiB the two are about even; Mamba-130M (0.47 MiB) keeps x_proj inside,
- * Mamba-2.8B (3.75 MiB) and Jamba (9 MiB) get it as its own matmul. An estimate to measure on
- * the device (bench), not a measurement.
+ * (codegen/kernels/ssm-step.ts), against a separate GEMV at the device's bandwidth plus one
+ * dispatch. Measured (H100, 2026-12-06, bench/run.ts hybrid suite, f16, bench/results/
+ * 2026-12-06-nvidia-h100-80gb-hbm3.json): the Jamba-style hybrid's 768 KiB x_proj inside the
+ * step took 98 µs a layer (51% of a decode token), where the split form's x_proj matmul had
+ * measured about 13 µs (H200, 2026-12-05, f32, timed in a pass of its own). Even at about a
+ * tenth of that size: 64 KiB keeps tiny models' x_proj inside (the tests' shapes), and Mamba-130M
+ * (0.47 MiB), the hybrid, Mamba-2.8B and Jamba get it as its own matmul.
  */
-export const MAMBA1_STEP_XPROJ_BYTES = 1 << 20;
+export const MAMBA1_STEP_XPROJ_BYTES = 64 << 10;
 
 /**
  * Decode only (maxT 1): Mamba-1's x_proj row ranges (dt, B, C), their RMSNorms (Jamba), dt_proj
