@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BASELINE_CAPS, type DeviceCaps } from '../../src/target.ts';
-import { matmulKernel, matmulTiling } from '../../codegen/kernels/matmul.ts';
+import { GEMV_MAX_ROWS, matmulKernel, matmulTiling } from '../../codegen/kernels/matmul.ts';
 import { matmulStorageBindings } from '../../src/ops/matmul.ts';
 import { common } from '../../codegen/kernels/matmul/common.ts';
 import { TILE_SHAPES, tiledLaunch, tilingFor } from '../../codegen/kernels/matmul/tiled.ts';
@@ -245,6 +245,25 @@ describe('matmul tiling and device limits', () => {
     expect(matmulStorageBindings(mm(12, 8, { splits: [4, 4, 4], bias: true }))).toBe(6);
   });
 
+  it('serves a step of a few rows over an L2-sized weight with the GEMV, the rest with tiles', async () => {
+    const name = (a: MatmulAttrs, maxT: number) =>
+      matmulKernel(a, { caps: BASELINE_CAPS, maxT }).launches[0].kernel.name;
+    expect(name(mm(2048, 2048), 4)).toMatch(/^matmul_gemv/);
+    expect(name(mm(2048, 2048), GEMV_MAX_ROWS)).toMatch(/^matmul_gemv/);
+    expect(name(mm(2048, 2048), GEMV_MAX_ROWS + 1)).toMatch(/^matmul_t/);
+    // An LM head (here 64 MiB): the tiles read it once for all rows, the GEMV would per row.
+    expect(name(mm(8192, 2048), 4)).toMatch(/^matmul_t/);
+    // Several rows through the GEMV, each with its own norm and residual, against the reference.
+    const a = mm(67, 130, { prologue: RMS, bias: true, residual: true });
+    const steps: StepShape[] = [
+      { T: 5, pos: 0, L: 5 },
+      { T: 3, pos: 5, L: 3 },
+    ];
+    const run = { caps: BASELINE_CAPS, maxT: 5, steps };
+    expect(matmulKernel(a, run).launches[0].kernel.name).toMatch(/^matmul_gemv/);
+    await check(a, run, 97_500);
+  });
+
   it('folds large column counts into 2-D grids', async () => {
     // A vocab-sized head: 128256 columns must never put more than 65535 workgroups on one axis.
     const big = mm(128256, 256);
@@ -263,9 +282,10 @@ describe('matmul tiling and device limits', () => {
     const decode = matmulKernel(a, { caps: tiny, maxT: 1 }).launches[0];
     expect(decode.grid[2]).toBeGreaterThan(1);
     await check(a, { caps: tiny, maxT: 1, steps: DECODE_STEPS }, 95_000);
-    const pre = matmulKernel(mm(250, 67), { caps: tiny, maxT: 2 }).launches[0];
+    // The tiles' fold (a step of up to GEMV_MAX_ROWS rows would take the GEMV).
+    const pre = matmulKernel(mm(250, 67), { caps: tiny, maxT: 37 }).launches[0];
     expect(pre.grid[2]).toBeGreaterThan(1);
-    await check(mm(250, 67), { caps: tiny, maxT: 2, steps: [{ T: 2, pos: 0, L: 1 }] }, 96_000);
+    await check(mm(250, 67), { caps: tiny, maxT: 37, steps: [{ T: 2, pos: 0, L: 1 }] }, 96_000);
   });
 
   it('counts storage bindings and refuses fusions over the device limit', () => {
