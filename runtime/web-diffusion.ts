@@ -59,7 +59,10 @@ export interface WebDiffusionSettings {
   threshold?: number | null;
   /** llada / dream: KV reuse inside a block. */
   cache?: DiffusionCache;
-  /** llada / dream: where a step picks its tokens (default host); entropy_bound: where its rows are reduced (default gpu). */
+  /**
+   * llada / dream: where a step picks its tokens (default host); entropy_bound: where its rows
+   * are reduced (default gpu).
+   */
   pick?: DiffusionPick;
 }
 
