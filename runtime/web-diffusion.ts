@@ -88,10 +88,18 @@ export interface CanvasProgress {
   /** The whole canvas after the step: the prompt, then the generated region. */
   canvas: Uint32Array;
   promptLength: number;
-  /** The canvas's mask token (entropy_bound, which has none: -1). */
+  /** The canvas's mask token (canvasMaskId). */
   maskId: number;
   /** Canvas positions [0, final) hold the prompt and tokens that no later step changes. */
   final: number;
+}
+
+/** The mask token of a canvas without one (entropy_bound): no token id equals it. */
+const NO_MASK = -1;
+
+/** A diffusion model's mask token as the canvas shows it. */
+export function canvasMaskId(d: DiffusionSpec | BlockDiffusionSpec | EntropyBoundSpec): number {
+  return d.kind === 'entropy_bound' ? NO_MASK : d.maskId;
 }
 
 /** The bd3lm run: the caller's settings over the spec's, checked by the sampler's rules. */
@@ -269,7 +277,7 @@ async function entropyGenerate(
         tokens: positions.map((p) => canvas[p]),
         canvas,
         promptLength: P,
-        maskId: -1,
+        maskId: NO_MASK,
         final: done.length,
       });
     },

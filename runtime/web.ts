@@ -18,6 +18,7 @@ import { byteTokenizer, hfTokenizer, type Tokenizer } from './tokenizer.ts';
 import { streamSafetensors } from './weights-stream.ts';
 import { canvasView } from './canvas-view.ts';
 import {
+  canvasMaskId,
   diffusionGenerate,
   settingsOf,
   type CanvasProgress,
@@ -424,7 +425,7 @@ export class WebModel {
           `${k}: an autoregressive sampling option, but the bundle is a ${kind} diffusion model (diffusion settings: ${settingsOf(kind)})`,
         );
     const P = ids.length;
-    const view = canvasView(P, d.kind === 'entropy_bound' ? -1 : d.maskId, {
+    const view = canvasView(P, canvasMaskId(d), {
       tok: this.tokenizer,
       ids: false,
     });
