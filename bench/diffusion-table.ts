@@ -53,6 +53,17 @@ export interface DiffusionPeer {
   }[];
 }
 
+/** What bench/block-diffusion-speed.ts writes: BD3-LM samplers beside LLaDA exact, same weights. */
+export interface DiffusionBlock {
+  layers: number;
+  prompt: number;
+  block: number;
+  rows: { label: string; forwards: number; seconds: number; tokensPerSecond: number }[];
+}
+
+export const isDiffusionBlock = (x: unknown): x is DiffusionBlock =>
+  typeof x === 'object' && x !== null && 'block' in x && Array.isArray((x as Row).rows);
+
 export const isDiffusionStrata = (x: unknown): x is DiffusionStrata =>
   typeof x === 'object' && x !== null && 'blockLength' in x && Array.isArray((x as Row).rows);
 
@@ -80,6 +91,7 @@ export function diffusionSection(
   s: DiffusionStrata,
   p: DiffusionPeer | null,
   from: { strata: string; peer: string },
+  block: { run: DiffusionBlock; from: string } | null = null,
 ): string[] {
   const comparable = p !== null && sameSchedule(s, p);
   const lines = [
@@ -98,5 +110,21 @@ export function diffusionSection(
     );
   }
   lines.push('');
+  if (block) lines.push(...blockLines(block.run, block.from));
   return lines;
+}
+
+/** Block diffusion (BD3-LM): strata only, no PyTorch peer row (bd3lms runs its own model). */
+function blockLines(b: DiffusionBlock, from: string): string[] {
+  return [
+    `Block diffusion (${from}, bench/block-diffusion-speed.ts): the same weights with attention made block-causal over blocks of ${b.block}, a prompt of ${b.prompt} ids; the LLaDA row is the bidirectional model's exact sampler, timed in the same process. One generation after a warm-up.`,
+    '',
+    '| sampler | forwards | s | tokens/s | ms a forward |',
+    '| --- | --- | --- | --- | --- |',
+    ...b.rows.map(
+      (r) =>
+        `| ${r.label} | ${r.forwards} | ${r.seconds.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ${((1000 * r.seconds) / r.forwards).toFixed(1)} |`,
+    ),
+    '',
+  ];
 }

@@ -2,13 +2,13 @@
  * Merge one device run's strata and peer figures into bench/results/<date>-<device>.json
  * and regenerate bench/RESULTS.md from it. Usage:
  *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>" [<llamacpp.json>] [<ort.json>]
- *     [<diffusion-strata.json>] [<diffusion-peer.json>] [--md FILE]
+ *     [<diffusion-strata.json>] [<diffusion-peer.json>] [<block-diffusion.json>] [--md FILE]
  * --md: where the tables go (default bench/RESULTS.md, the H200's): a run on another device
  * (an H100 when no H200 came) gets its own file, so one device's figures never replace another's.
  * llamacpp.json is llama.cpp's side (bench/llama-cpp/run.sh, a device call of its own: see
  * bench/README.md), compared with the e2e rows; ort.json is ONNX Runtime WebGPU's
  * (bench/ort/run.sh); the diffusion files are bench/diffusion-speed.ts's and
- * bench/diffusion_peer.py's. Each is told apart by its content, so any may come alone.
+ * bench/diffusion_peer.py's, and bench/block-diffusion-speed.ts's. Each is told apart by its content, so any may come alone.
  * Every figure in RESULTS.md comes from these files; nothing is typed in by hand.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -16,8 +16,10 @@ import { llamaCppSection, type LlamaCppResults } from './llama-cpp/table.ts';
 import { isOrtResults, ortSection, type OrtResults } from './ort/table.ts';
 import {
   diffusionSection,
+  isDiffusionBlock,
   isDiffusionPeer,
   isDiffusionStrata,
+  type DiffusionBlock,
   type DiffusionPeer,
   type DiffusionStrata,
 } from './diffusion-table.ts';
@@ -49,6 +51,8 @@ interface DiffusionResults {
   strataFrom: string;
   peer: DiffusionPeer | null;
   peerFrom: string;
+  block?: DiffusionBlock | null;
+  blockFrom?: string;
 }
 const diffusion: DiffusionResults = { strata: null, strataFrom: '', peer: null, peerFrom: '' };
 for (const path of peerPaths) {
@@ -56,6 +60,7 @@ for (const path of peerPaths) {
   if (isOrtResults(x)) ort = x;
   else if (isDiffusionStrata(x)) Object.assign(diffusion, { strata: x, strataFrom: 'this run' });
   else if (isDiffusionPeer(x)) Object.assign(diffusion, { peer: x, peerFrom: path });
+  else if (isDiffusionBlock(x)) Object.assign(diffusion, { block: x, blockFrom: 'this run' });
   else llamacpp = x as LlamaCppResults;
 }
 const date = String(strata.date).slice(0, 10);
@@ -113,6 +118,10 @@ for (const file of readdirSync('bench/results')
   if (!diffusion.peer && old.diffusion?.peer) {
     diffusion.peer = old.diffusion.peer;
     diffusion.peerFrom = old.diffusion.peerFrom;
+  }
+  if (!diffusion.block && old.diffusion?.block) {
+    diffusion.block = old.diffusion.block;
+    diffusion.blockFrom = `bench/results/${file}`;
   }
   for (const k of SUITES) {
     if (k in strata || k in carried || !old.strata?.[k] || (old.strata[k] as Row).error) continue;
@@ -293,10 +302,15 @@ if (ort) {
 }
 if (diffusion.strata)
   lines.push(
-    ...diffusionSection(diffusion.strata, diffusion.peer, {
-      strata: diffusion.strataFrom,
-      peer: diffusion.peerFrom,
-    }),
+    ...diffusionSection(
+      diffusion.strata,
+      diffusion.peer,
+      {
+        strata: diffusion.strataFrom,
+        peer: diffusion.peerFrom,
+      },
+      diffusion.block ? { run: diffusion.block, from: diffusion.blockFrom ?? '' } : null,
+    ),
   );
 if (strata.scan) {
   lines.push(
