@@ -9,12 +9,14 @@
 # 4. once the JIT is done, runs llama-bench pp512 and tg128 with flash attention on, all layers
 #    on the GPU, for each file on CUDA, then on Vulkan; the result is rewritten after each run,
 #    so a run cut short still returns what it measured.
-# Env: REPS (default 20), BUDGET seconds for the whole script (default 540), SPEC, SEED;
+# Env: LLAMA_CPP_PACK (the carried folder, default .llama-cpp; a copy holding only llb.tar.xz and
+# write-gguf.mjs.xz fits one call beside .gpu, whose prelude gives Node and the debs: SKIP_DEBS=1),
+# REPS (default 20), BUDGET seconds for the whole script (default 540), SPEC, SEED;
 # SKIP_DEBS=1 leaves / alone (a machine that has the Vulkan loader); VK_ICD names another
 # Vulkan driver's json (SwiftShader, to try the script on a CPU machine).
 set -uo pipefail
 T0=$(date +%s); DEADLINE=$((T0 + ${BUDGET:-540}))
-root=$(pwd); pack="$root/.llama-cpp"
+root=$(pwd); pack="$root/${LLAMA_CPP_PACK:-.llama-cpp}"
 out=${1:-${OUT:-/tmp/out}/llamacpp.json}
 W=/tmp/strata-llamacpp; mkdir -p "$W" "$(dirname "$out")"
 el() { echo "[+$(( $(date +%s) - T0 ))s] $*" >&2; }
@@ -24,7 +26,9 @@ export PYTHONUNBUFFERED=1
 
 el "unpacking"
 [ -n "${SKIP_DEBS:-}" ] || { for f in "$pack"/debs/*.deb; do dpkg -x "$f" /; done; ldconfig; }
-xz -dc "$pack/node.xz" > "$W/node" && chmod +x "$W/node"
+# A pack without Node (LLAMA_CPP_PACK=.llama-lite, beside .gpu) takes the node on PATH.
+if [ -f "$pack/node.xz" ]; then xz -dc "$pack/node.xz" > "$W/node" && chmod +x "$W/node"
+else ln -sf "$(command -v node)" "$W/node"; fi
 xz -dc "$pack/write-gguf.mjs.xz" > "$W/write-gguf.mjs"
 rm -rf "$W/llb"; xz -dc "$pack/llb.tar.xz" | tar -xf - -C "$W"
 ZSTD="$W/llb/zstd" python3 bench/llama-cpp/ptx_pack.py fill "$W/llb/cu/libggml-cuda.so.hollow" \
