@@ -59,7 +59,12 @@ for (const path of peerPaths) {
   const x: unknown = JSON.parse(readFileSync(path, 'utf8'));
   if (isOrtResults(x)) ort = x;
   else if (isDiffusionStrata(x)) Object.assign(diffusion, { strata: x, strataFrom: 'this run' });
-  else if (isDiffusionPeer(x)) Object.assign(diffusion, { peer: x, peerFrom: path });
+  // A peer file kept in bench/results/ comes from an earlier run; one given fresh is this run's.
+  else if (isDiffusionPeer(x))
+    Object.assign(diffusion, {
+      peer: x,
+      peerFrom: path.startsWith('bench/results/') ? path : 'this run',
+    });
   else if (isDiffusionBlock(x)) Object.assign(diffusion, { block: x, blockFrom: 'this run' });
   else llamacpp = x as LlamaCppResults;
 }

@@ -44,19 +44,21 @@ export interface GemvRule {
  * 2026-12-05-2210-nvidia-h100-gemv-groups.json: Llama-3.2-1B's four decode shapes, G 1/2/4/8 ×
  * 32/64 threads): G = 2 at 64 threads was within 3% of each shape's best for q8 and q4 (G = 1:
  * 1.49× and 1.87× slower, geometric mean) and the best line for f16 (1.13× against G = 1's
- * 1.16×); f32 was not swept and keeps G = 1. q8 and q4 then moved to G = 4: two more H100 sweeps
- * on 2026-12-06 (bench/results/2026-12-06-0148-nvidia-h100-gemv-tpc.json and -0149-…-gemv-g.json)
- * ran G = 2 up to 3.4× (q4) and 4.4× (q8) slower than G = 4 on the 8192-row gated and 32768-row
- * shapes, while across all three sweeps G = 4 was never more than 1.10× behind G = 2 on any shape
- * (geometric mean of G4 ÷ G2 time, q4: 1.04, 0.54, 0.83 by sweep). 128 or 256 threads per row
- * beat 64 with G = 4 by 3% at most. A row whose units G does not divide takes the largest power
- * of two that does.
+ * 1.16×); f32 was not swept and keeps G = 1. Two more H100 sweeps on 2026-12-06
+ * (bench/results/2026-12-06-0148-nvidia-h100-gemv-tpc.json and -0149-…-gemv-g.json) ran G = 4
+ * up to 3.4× (q4) faster on the 8192-row gated and 32768-row shapes, but in the model it lost:
+ * Llama-3.2-1B q4 decode went from 1.160 to 1.239 GPU ms a token (gate+up 0.414 → 0.461 ms,
+ * lm_head 0.147 → 0.192; bench/results/2026-12-06-0408-nvidia-h100-80gb-hbm3.json against the
+ * 01:33 run; the f16 rows, whose rule did not change, moved 0.1%). A sweep times one weight
+ * matrix over and over, which the 50 MB L2 holds; in decode every weight comes from HBM once, so
+ * q8 and q4 stay at G = 2. A row whose units G does not divide takes the largest power of two
+ * that does.
  */
 export const GEMV_RULE: Readonly<Record<WeightType, GemvRule>> = {
   f32: { G: 1, maxTPC: 256, C: 2 },
   f16: { G: 2, maxTPC: 64, C: 2 },
-  q8: { G: 4, maxTPC: 64, C: 2 },
-  q4: { G: 4, maxTPC: 64, C: 2 },
+  q8: { G: 2, maxTPC: 64, C: 2 },
+  q4: { G: 2, maxTPC: 64, C: 2 },
 };
 
 /** The rule's shape for matmul a on the device (GEMV_RULE, or another rule line). */
