@@ -776,7 +776,10 @@ function plainRms(n: Node | undefined): n is Node & { attrs: NormAttrs } {
  * step took 98 µs a layer (51% of a decode token), where the split form's x_proj matmul had
  * measured about 13 µs (H200, 2026-12-05, f32, timed in a pass of its own). Even at about a
  * tenth of that size: 64 KiB keeps tiny models' x_proj inside (the tests' shapes), and Mamba-130M
- * (0.47 MiB), the hybrid, Mamba-2.8B and Jamba get it as its own matmul.
+ * (0.47 MiB), the hybrid, Mamba-2.8B and Jamba get it as its own matmul. With it outside, the
+ * hybrid's decode went from 2.102 to 0.998 GPU ms a token at f16 (471.8 → 1016.1 tok/s; x_proj
+ * 11.6 µs and dt+scan 14.1 µs a layer, for 93 → 107 dispatches; H100, bench/results/
+ * 2026-12-06-0408-nvidia-h100-80gb-hbm3.json).
  */
 export const MAMBA1_STEP_XPROJ_BYTES = 64 << 10;
 
