@@ -8,6 +8,8 @@
  * forwards a block) on the block-causal one. Wall time of one generation after a warm-up one.
  *   tsx bench/block-diffusion-speed.ts [layers=4] [--block 16] [--gpu-flags fast] [--out FILE]
  *     [--spec specs/tiny-llada.strata]   (a smoke run on SwiftShader)
+ *     [--no-llada]   (bd3lm rows only: one model load, about a minute less at 4 layers, for a
+ *                     run whose bench/diffusion-speed.ts already timed LLaDA exact)
  */
 import { writeFileSync } from 'node:fs';
 import { memorySource } from '../codegen/bundle.ts';
@@ -71,15 +73,17 @@ const time = async (label: string, gen: (count: () => void) => Promise<unknown>)
     `${label.padEnd(34)} ${forwards} forwards, ${s.toFixed(2)} s, ${(d.genLength / s).toFixed(1)} tokens/s, ${((1000 * s) / forwards).toFixed(1)} ms a forward`,
   );
 };
-const a = await load(llada);
 console.log(`${llada.name} shape, ${layers} layers, f16 weights, prompt ${P}, gen ${d.genLength}`);
-const exact: DiffusionRun = { ...d, seed: 1 };
-const sa = a.newSequence();
-await time(`llada exact (blocks of ${d.blockLength}, ${d.steps} steps)`, (count) =>
-  diffusionGenerateGpu(sa, prompt, exact, count, 'gpu'),
-);
-sa.destroy();
-a.destroy();
+if (!args.includes('--no-llada')) {
+  const a = await load(llada);
+  const exact: DiffusionRun = { ...d, seed: 1 };
+  const sa = a.newSequence();
+  await time(`llada exact (blocks of ${d.blockLength}, ${d.steps} steps)`, (count) =>
+    diffusionGenerateGpu(sa, prompt, exact, count, 'gpu'),
+  );
+  sa.destroy();
+  a.destroy();
+}
 const b = await load(bd3lm);
 const base: BlockDiffusionRun = { ...section, seed: 1 };
 const settings: [string, Partial<BlockDiffusionRun>][] = [
