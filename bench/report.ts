@@ -23,6 +23,7 @@ import {
   type DiffusionPeer,
   type DiffusionStrata,
 } from './diffusion-table.ts';
+import { disagreement, spreadOf, withRange, type Spread } from './spread.ts';
 
 interface Row {
   [k: string]: unknown;
@@ -222,7 +223,6 @@ if (strata.attention) {
   }
   lines.push('');
 }
-/** One end-to-end table: strata's prefill and decode beside HF eager and the bandwidth bound. */
 /** "5 runs of 64 tokens, 1.9–2.1" from the per-run figures, where the results have them. */
 function runsNote(runs: unknown): string {
   if (!Array.isArray(runs) || runs.length === 0) return 'one run';
@@ -230,7 +230,16 @@ function runsNote(runs: unknown): string {
   return `${ms.length} runs of 64 tokens, ${f(Math.min(...ms), 3)}–${f(Math.max(...ms), 3)}`;
 }
 
+/** One end-to-end table: strata's prefill and decode beside HF eager and the bandwidth bound. */
 function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
+  const disagree: string[] = [];
+  /** strata's median with its range where the runs were kept, noting runs that disagree. */
+  const cell = (label: string, sp: Spread | null, median: number, digits: number) => {
+    if (!sp) return f(median, digits);
+    const d = disagreement(label, sp, 'tokens/s');
+    if (d) disagree.push(d);
+    return withRange(sp, digits);
+  };
   lines.push(
     `## end to end: ${s.model}${s.precision ? `, weights ${s.precision}` : ''} (peer: ${p.model})`,
     '',
@@ -240,13 +249,13 @@ function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
   for (const r of s.prefill) {
     const q = ((p.prefill ?? []) as Row[]).find((x) => x.tokens === r.tokens) ?? {};
     lines.push(
-      `| prefill ${r.tokens} | ${f(r.tokensPerSecond, 0)} | ${q.error ? 'OOM' : f(q.tokensPerSecond, 0)} | ${ratio(r.tokensPerSecond, q.tokensPerSecond)} | — | — |`,
+      `| prefill ${r.tokens} | ${cell(`prefill ${r.tokens}`, spreadOf(Number(r.tokens), Number(r.tokensPerSecond), [Number(r.minSeconds), Number(r.maxSeconds)], Number(r.runs)), Number(r.tokensPerSecond), 0)} | ${q.error ? 'OOM' : f(q.tokensPerSecond, 0)} | ${ratio(r.tokensPerSecond, q.tokensPerSecond)} | — | — |`,
     );
   }
   const d = s.decode as Record<string, number>;
   const pd = (p.decode ?? {}) as Row;
   lines.push(
-    `| decode (batch 1) | ${f(d.tokensPerSecond, 1)} | ${f(pd.tokensPerSecond, 1)} | ${ratio(d.tokensPerSecond, pd.tokensPerSecond)} | ${f(d.boundTokensPerSecond, 1)} (copy) / ${f(d.readBoundTokensPerSecond, 1)} (read) | ${ratio(d.tokensPerSecond, d.boundTokensPerSecond)} / ${ratio(d.tokensPerSecond, d.readBoundTokensPerSecond)} |`,
+    `| decode (batch 1) | ${cell('decode', Array.isArray(s.decode.msPerTokenRuns) ? spreadOf(1000, d.tokensPerSecond, s.decode.msPerTokenRuns as number[]) : null, d.tokensPerSecond, 1)} | ${f(pd.tokensPerSecond, 1)} | ${ratio(d.tokensPerSecond, pd.tokensPerSecond)} | ${f(d.boundTokensPerSecond, 1)} (copy) / ${f(d.readBoundTokensPerSecond, 1)} (read) | ${ratio(d.tokensPerSecond, d.boundTokensPerSecond)} / ${ratio(d.tokensPerSecond, d.readBoundTokensPerSecond)} |`,
   );
   const check =
     typeof s.lastLogitsRelErrVsHf === 'number'
@@ -254,6 +263,7 @@ function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
       : '';
   lines.push(
     '',
+    ...disagree.flatMap((l) => [l, '']),
     `${s.bundleWeightBytes ? `Weights ${(Number(s.bundleWeightBytes) / 2 ** 30).toFixed(2)} GiB stored; the resident set grew ${(Number(s.loadRssBytes) / 2 ** 30).toFixed(2)} GiB while loading. ` : ''}Decode: ${d.dispatchesPerToken} dispatches per token; wall ${f(d.msPerToken, 3)} ms/token (median of ${runsNote(d.msPerTokenRuns)}); GPU ${f(d.gpuMsPerToken, 3)} ms/token (timestamp queries); weights ${(d.weightBytesPerToken / 2 ** 30).toFixed(2)} GiB read per token (stored bytes of the weights a token uses); copy bandwidth ${f(d.copyBandwidthGBs, 0)} GB/s (read + write of copyBufferToBuffer; understates HBM), streaming-read bandwidth ${f(d.readBandwidthGBs, 0)} GB/s (a read kernel: the realistic bound for GEMV decode); without the one-step-ahead pipeline (one host round trip per token) ${f(d.unpipelinedTokensPerSecond, 1)} tokens/s.${check}`,
     '',
   );
