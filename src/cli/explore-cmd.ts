@@ -105,7 +105,8 @@ export const exploreCommand: Command = {
   --capacity N       KV rows the compile sizes (default min(max_context, 2048)); --max-t N prefill tokens (default 64)
   --batch B          sequences held at once for memory and budgets (default 1)
   --context C        context of the Pareto plot and the table (default 32768)
-  --device D         roofline preset: h200 (default) or laptop; override with --bandwidth GB/s,
+  --device D         roofline preset: h200 (default, datasheet), h100 (strata's measured
+                     rates there) or laptop; override with --bandwidth GB/s,
                      --flops TFLOP/s, --dispatch-us µs (the presets' sources are in results.json)
   --measure          also compile each design for this machine's GPU with random weights and
                      time it: prefill of --max-t tokens, and --steps decode tokens (default 32)

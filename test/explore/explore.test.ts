@@ -157,6 +157,25 @@ describe('strata explore errors', () => {
     );
   });
 
+  it('takes a roofline preset by name and names the presets for an unknown one', async () => {
+    const d = fresh();
+    const r = await quiet(() =>
+      exploreCommand.run([JAMBA, '--vary', 'ratio=3', '--device', 'h100', '-o', d]),
+    );
+    expect(r.code).toBe(0);
+    const rf = (JSON.parse(readFileSync(join(d, 'results.json'), 'utf8')) as Results).roofline;
+    expect([rf.name, rf.bandwidth, rf.flops, rf.dispatch]).toEqual([
+      'h100',
+      3.06e12,
+      28.6e12,
+      7e-6,
+    ]);
+    expect(rf.source).toMatch(/as strata measured it/);
+    await expect(
+      exploreCommand.run([JAMBA, '--vary', 'ratio=3', '--device', 'h300', '-o', fresh()]),
+    ).rejects.toThrow("--device must be one of h200, h100, laptop, got 'h300'");
+  });
+
   it('refuses a value that is no number, name, string or list', async () => {
     await expect(exploreCommand.run([JAMBA, '--vary', 'ratio=1 2', '-o', fresh()])).rejects.toThrow(
       "--vary ratio: bad value '1 2'",
