@@ -30,6 +30,8 @@
 #   PACK_EXCLUDE="node_modules/@rolldown node_modules/@vitest node_modules/fast-check
 #     node_modules/lightningcss node_modules/lightningcss-linux-x64-gnu node_modules/vite
 #     node_modules/vitest" bash ../shared/gpu/pack.sh      (38 MiB on 2026-12-05)
+# One call for llama.cpp and the e2e/hybrid suites on the same machine: bench/pack-one-call.sh
+# (bench/llama-cpp/README.md, "Both in one call").
 # Peers run first: they save the checkpoints that strata's hybrid and scan suites load, so both
 # sides measure the same weights (llama.cpp's GGUF files are written from the same seeded
 # weights as strata's e2e suite). Each side writes its JSON after every suite, so a run cut
