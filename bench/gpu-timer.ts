@@ -15,66 +15,16 @@ import {
   writeStep,
   type GpuContext,
 } from '../runtime/gpu.ts';
+import { median, TimestampPairs } from '../runtime/dispatch-profile.ts';
+
+// The benches take median from here.
+export { median } from '../runtime/dispatch-profile.ts';
 
 export interface Timing {
   /** Median wall milliseconds per iteration (submit → onSubmittedWorkDone). */
   wallMs: number;
   /** Median GPU milliseconds per iteration from timestamp queries (null if unsupported). */
   gpuMs: number | null;
-}
-
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/**
- * `count` begin/end timestamp pairs, one per compute pass: the query set, its resolve and
- * readback buffers, and the milliseconds between each pair.
- */
-class TimestampPairs {
-  private readonly query: GPUQuerySet;
-  private readonly resolveBuf: GPUBuffer;
-  private readonly readBuf: GPUBuffer;
-
-  constructor(
-    device: GPUDevice,
-    readonly count: number,
-  ) {
-    this.query = device.createQuerySet({ type: 'timestamp', count: 2 * count });
-    const size = 16 * count;
-    this.resolveBuf = device.createBuffer({
-      size,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    });
-    this.readBuf = device.createBuffer({
-      size,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-  }
-
-  passDescriptor(pair: number): GPUComputePassDescriptor {
-    if (pair >= this.count) throw new Error(`timestamp pair ${pair} >= ${this.count}`);
-    return {
-      timestampWrites: {
-        querySet: this.query,
-        beginningOfPassWriteIndex: 2 * pair,
-        endOfPassWriteIndex: 2 * pair + 1,
-      },
-    };
-  }
-
-  resolve(enc: GPUCommandEncoder): void {
-    enc.resolveQuerySet(this.query, 0, 2 * this.count, this.resolveBuf, 0);
-    enc.copyBufferToBuffer(this.resolveBuf, 0, this.readBuf, 0, 16 * this.count);
-  }
-
-  async readMs(): Promise<number[]> {
-    await this.readBuf.mapAsync(GPUMapMode.READ);
-    const t = new BigInt64Array(this.readBuf.getMappedRange().slice(0));
-    this.readBuf.unmap();
-    return Array.from({ length: this.count }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1e6);
-  }
 }
 
 /** Resolve timestamps of pass start/end into milliseconds (null without timestamp-query). */
@@ -97,44 +47,6 @@ export class PassTimer {
 
   async read(): Promise<number | null> {
     return this.pairs ? (await this.pairs.readMs())[0] : null;
-  }
-}
-
-/**
- * Timestamps around every dispatch of a step, each in its own compute pass (the runtime's
- * `perDispatch` mode): where a decode step's GPU time goes. Each read() keeps that step's
- * per-dispatch milliseconds in `samples` and returns their sum.
- */
-export class DispatchTimer {
-  readonly perDispatch = true;
-  readonly samples: number[][] = [];
-  private readonly pairs: TimestampPairs;
-
-  constructor(gpu: GpuContext, count: number) {
-    if (!gpu.features.includes('timestamp-query'))
-      throw new Error('DispatchTimer needs the timestamp-query feature');
-    this.pairs = new TimestampPairs(gpu.device, count);
-  }
-
-  passDescriptor(dispatch = 0): GPUComputePassDescriptor {
-    return this.pairs.passDescriptor(dispatch);
-  }
-
-  resolve(enc: GPUCommandEncoder): void {
-    this.pairs.resolve(enc);
-  }
-
-  async read(): Promise<number> {
-    const ms = await this.pairs.readMs();
-    this.samples.push(ms);
-    return ms.reduce((a, b) => a + b, 0);
-  }
-
-  /** Median milliseconds of each dispatch over the steps read so far. */
-  medians(): number[] {
-    return Array.from({ length: this.pairs.count }, (_, i) =>
-      median(this.samples.map((s) => s[i])),
-    );
   }
 }
 

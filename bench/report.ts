@@ -24,6 +24,7 @@ import {
   type DiffusionStrata,
 } from './diffusion-table.ts';
 import { disagreement, spreadOf, withRange, type Spread } from './spread.ts';
+import type { PhaseProfile } from '../runtime/dispatch-profile.ts';
 
 interface Row {
   [k: string]: unknown;
@@ -283,12 +284,7 @@ function endToEnd(s: Row & { prefill: Row[]; decode: Row }, p: Row) {
     );
 }
 
-interface PhaseProfile {
-  dispatchSumMs: number;
-  roles: { role: string; dispatches: number; ms: number }[];
-}
-
-/** A step's GPU time by role in the layer (bench/run.ts phaseProfile), its 12 largest. */
+/** A step's GPU time by role in the layer (runtime/dispatch-profile.ts), its 12 largest. */
 function profileTable(prof: PhaseProfile, caption: string, unit: string): void {
   lines.push(
     caption,

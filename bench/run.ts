@@ -22,7 +22,8 @@ import { randomWeights } from '../src/import/random-init.ts';
 import type { ModelIR } from '../src/spec/model.ts';
 import type { WeightProvider } from '../src/graph/params.ts';
 import { report } from '../src/cli/report.ts';
-import { DispatchTimer, median, PassTimer, timeLaunches } from './gpu-timer.ts';
+import { median, PassTimer, timeLaunches } from './gpu-timer.ts';
+import { profilePhase } from '../runtime/dispatch-profile.ts';
 import { copyBandwidth, readBandwidth } from './bandwidth.ts';
 import { benchLinear, benchSsdVsRecurrence } from './linear-cases.ts';
 import { benchBlockSparse } from './sparse-cases.ts';
@@ -198,7 +199,7 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject, precision: Precision) {
   }
   // The largest prefill loss by role: one 512-token chunk, each dispatch in a pass of its own.
   const prefillSeq = gm.newSequence();
-  const prefillProfile = await phaseProfile(gpu, gm, 'prefill', (t) =>
+  const prefillProfile = await profilePhase(gpu, gm, 'prefill', (t) =>
     prefillSeq.profilePrefill(benchIds(512, model.vocab), 5, t),
   );
   prefillSeq.destroy();
@@ -210,7 +211,7 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject, precision: Precision) {
   for (let i = 0; i < steps; i++) tok = (await seq.next([tok], GREEDY_STEP)).token;
   const unpipelinedSeconds = (performance.now() - t0) / 1000;
   const gpuMs = await seq.profileDecode(tok, 20, new PassTimer(gpu));
-  const profile = await phaseProfile(gpu, gm, 'decode', (t) => seq.profileDecode(tok, 10, t));
+  const profile = await profilePhase(gpu, gm, 'decode', (t) => seq.profileDecode(tok, 10, t));
   // The median of 5 runs: host-side jitter on the GPU machines has doubled single runs.
   const runs: number[] = [];
   for (let rep = 0; rep < 5; rep++) {
@@ -258,37 +259,6 @@ async function benchE2e(gpu: GpuContext, s: E2eSubject, precision: Precision) {
     prefill,
     prefillProfile,
     decode,
-  };
-}
-
-/**
- * Where a step's GPU time goes: every dispatch of the phase timed in a pass of its own (median
- * over the steps `steps` runs), summed by its role in the layer (the label without the layer
- * index or expert range). The sum leaves out the gaps between dispatches that the one-pass GPU
- * time includes.
- */
-async function phaseProfile(
-  gpu: GpuContext,
-  gm: GpuModel,
-  phase: 'prefill' | 'decode',
-  steps: (timer: DispatchTimer) => Promise<unknown>,
-) {
-  if (!gpu.features.includes('timestamp-query')) return null;
-  const dispatches = gm.manifest.phases[phase].dispatches;
-  const timer = new DispatchTimer(gpu, dispatches.length);
-  await steps(timer);
-  const ms = timer.medians();
-  const roles = new Map<string, { role: string; dispatches: number; ms: number }>();
-  for (const [i, d] of dispatches.entries()) {
-    const role = d.label.replace(/^l\d+\./, '').replace(/\s*\[[^\]]*\]/g, '');
-    const r = roles.get(role) ?? { role, dispatches: 0, ms: 0 };
-    r.dispatches++;
-    r.ms += ms[i];
-    roles.set(role, r);
-  }
-  return {
-    dispatchSumMs: ms.reduce((a, b) => a + b, 0),
-    roles: [...roles.values()].sort((a, b) => b.ms - a.ms),
   };
 }
 

@@ -142,9 +142,10 @@ export interface GenerateOptions {
 }
 
 /**
- * Timestamp queries around a step's compute pass (bench/gpu-timer.ts implements it). With
- * `perDispatch`, every dispatch runs in a pass of its own and `passDescriptor(i)` times
- * dispatch i: a profile of where the step's GPU time goes, at the cost of more passes.
+ * Timestamp queries around a step's compute pass (bench/gpu-timer.ts PassTimer;
+ * runtime/dispatch-profile.ts DispatchTimer). With `perDispatch`, every dispatch runs in a pass
+ * of its own and `passDescriptor(i)` times dispatch i: a profile of where the step's GPU time
+ * goes, at the cost of more passes.
  */
 export interface PassProfiler {
   readonly perDispatch?: boolean;

@@ -12,6 +12,7 @@ import { placements } from './explore/placement.ts';
 import { parseVary, product, readSweepFile, type Axis } from './explore/sweep.ts';
 import { compileFigures } from './explore/metrics.ts';
 import { DEVICES, type Roofline } from './explore/roofline.ts';
+import type { PhaseProfile } from '../../runtime/dispatch-profile.ts';
 import { table, toCsv, type DesignResult, type Results } from './explore/results.ts';
 import { plotSpecs, renderSvg, reportHtml } from './explore/plots.ts';
 import { MEMORY_BUDGETS } from './report.ts';
@@ -35,6 +36,14 @@ interface RooflineFlags {
   bandwidth?: string;
   flops?: string;
   'dispatch-us'?: string;
+}
+
+/** "31% mamba dt+scan (fused), 18% mlp.down+residual, 12% ...": a profile's largest roles. */
+export function topRoles(p: PhaseProfile, n: number): string {
+  return p.roles
+    .slice(0, n)
+    .map((r) => `${((100 * r.ms) / p.dispatchSumMs).toFixed(0)}% ${r.role}`)
+    .join(', ');
 }
 
 function roofline(values: RooflineFlags): Roofline {
@@ -111,8 +120,10 @@ export const exploreCommand: Command = {
   --measure          also compile each design for this machine's GPU with random weights and
                      time it: prefill of --max-t tokens, and --steps decode tokens (default 32)
                      once the cache holds --context tokens; shown beside the estimates with
-                     their ratio. Kept in DIR/measure-cache/ by a hash of the design, settings
-                     and adapter, so a rerun or an interrupted sweep measures only what is new
+                     their ratio, and where a decode token's GPU time goes by role
+                     (results.json decodeProfile; needs timestamp queries). Kept in
+                     DIR/measure-cache/ by a hash of the design, settings and adapter, so a
+                     rerun or an interrupted sweep measures only what is new
   --gpu-flags LIST   Dawn toggles for --measure ('fast' = skip robustness checks)
 
 Figures come from the cost model at --target nominal (no GPU): each design's equal
@@ -255,6 +266,8 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
           process.stderr.write(
             `  ${shown} ${f.precision}: prefill ${m.prefillTokensPerSecond.toFixed(0)} tok/s, decode at ${paretoContext} ${m.decodeTokensPerSecond.toFixed(1)} tok/s${cached ? ' (cached)' : ''}\n`,
           );
+          if (m.decodeProfile)
+            process.stderr.write(`    decode GPU time: ${topRoles(m.decodeProfile, 3)}\n`);
         }
       }
       designs.push({

@@ -63,7 +63,13 @@ describe('strata explore --measure', () => {
       // is WebGPU's 8); no fusion of this model depends on it.
       expect(m.storageBuffers).toBeGreaterThanOrEqual(8);
       expect(m.decodeDispatches).toBe(d.figures[0]!.decode.dispatches);
+      // SwiftShader has timestamp queries: every decode dispatch lands in one role.
+      const p = m.decodeProfile!;
+      expect(p.roles.reduce((n, x) => n + x.dispatches, 0)).toBe(m.decodeDispatches);
+      expect(p.roles.reduce((n, x) => n + x.ms, 0)).toBeCloseTo(p.dispatchSumMs, 6);
+      expect(p.roles.map((x) => x.role)).toContain('attn attention');
     }
+    expect(first.err.match(/decode GPU time: \d+% /g)).toHaveLength(2);
     const csv = readFileSync(join(out, 'results.csv'), 'utf8');
     expect(csv).toMatch(/decode_tokens_per_s_measured/);
     expect(csv).toMatch(/decode_dispatches_measured,storage_buffers_measured/);
@@ -82,7 +88,9 @@ describe('strata explore --measure', () => {
     writeFileSync(spec, SPEC);
     await expect(
       explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'o'), '--measure', '--context', '300']),
-    ).rejects.toThrow(/context 300 plus 32 decode steps exceeds the model's max_context 256/);
+    ).rejects.toThrow(
+      /context 300 plus 32 decode steps and 5 profiled ones exceeds the model's max_context 256/,
+    );
     await expect(
       explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'p'), '--steps', '3']),
     ).rejects.toThrow(/--steps goes with --measure/);

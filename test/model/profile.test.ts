@@ -1,11 +1,13 @@
 /**
- * The runtime's profiling hooks (bench/run.ts phaseProfile drives them with GPU timestamps):
- * with a per-dispatch profiler every dispatch of the step gets a pass of its own, each run is
- * read once, and the result is the median of the runs. A fake profiler stands in for the
- * timestamps, which SwiftShader lacks; the step itself still runs on WebGPU.
+ * The runtime's profiling hooks (runtime/dispatch-profile.ts profilePhase drives them with GPU
+ * timestamps): with a per-dispatch profiler every dispatch of the step gets a pass of its own,
+ * each run is read once, and the result is the median of the runs. A fake profiler stands in
+ * for the timestamps, so the figures are known; the step itself still runs on WebGPU.
+ * (test/explore/measure.test.ts runs profilePhase on real timestamps.)
  */
 import { describe, expect, it } from 'vitest';
 import type { PassProfiler } from '../../runtime/model.ts';
+import { dispatchRole } from '../../runtime/dispatch-profile.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { randInts } from '../helpers/numeric.ts';
 import { tinyLlama } from '../helpers/models.ts';
@@ -24,6 +26,12 @@ function fakeProfiler(reads: number[]) {
 }
 
 describe('profiling a step', () => {
+  it('names a dispatch by its role in the layer, without the layer or the precision', () => {
+    expect(dispatchRole('l12.mlp.down+residual [q4]')).toBe('mlp.down+residual');
+    expect(dispatchRole('l3.mamba dt+scan (fused)')).toBe('mamba dt+scan (fused)');
+    expect(dispatchRole('lm_head (norm fused)')).toBe('lm_head (norm fused)');
+  });
+
   it('profilePrefill: each dispatch in its own pass, from an empty cache every run, the median', async () => {
     const model = tinyLlama();
     const { gm } = await gpuModel(model, { maxT: 16 });

@@ -2,7 +2,9 @@
  * `strata explore --measure`: each design compiled for the local GPU with seeded random weights
  * and timed, beside the roofline estimate of the same step. Prefill is T = max_t tokens from
  * position 0 (what the estimate's prefill row is); decode is the rate of `steps` greedy tokens
- * after a prompt that fills the cache to the Pareto context (what its decode-at-context row is).
+ * after a prompt that fills the cache to the Pareto context (what its decode-at-context row is),
+ * then, where the adapter has timestamp queries, PROFILE_STEPS more decode steps with every
+ * dispatch timed in a pass of its own: where a decode token's GPU time goes, by role.
  * Each measurement is kept in DIR/measure-cache/ under a hash of everything it depends on, so a
  * rerun, or a sweep interrupted halfway, measures only what it has not.
  */
@@ -16,6 +18,7 @@ import { randomWeights } from '../../import/random-init.ts';
 import { compileModel } from '../../../codegen/compile.ts';
 import { memorySource } from '../../../codegen/bundle.ts';
 import { GpuModel } from '../../../runtime/model.ts';
+import { profilePhase, type PhaseProfile } from '../../../runtime/dispatch-profile.ts';
 import { GREEDY } from '../../../codegen/kernel-ir.ts';
 import type { GpuContext } from '../../../runtime/gpu.ts';
 import { UserError } from '../command.ts';
@@ -38,7 +41,15 @@ export interface Measurement {
    */
   decodeDispatches: number;
   storageBuffers: number;
+  /**
+   * A decode token's GPU time by role (each dispatch in a pass of its own, median of
+   * PROFILE_STEPS steps after the timed ones); null without timestamp queries.
+   */
+  decodeProfile: PhaseProfile | null;
 }
+
+/** Decode steps of the per-dispatch profile, after the timed ones. */
+export const PROFILE_STEPS = 5;
 
 export interface MeasureSettings {
   precision: Precision;
@@ -57,14 +68,15 @@ function ids(n: number, vocab: number): number[] {
 }
 
 async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Promise<Measurement> {
-  if (s.context + s.steps > model.maxContext)
+  const capacity = s.context + s.steps + PROFILE_STEPS;
+  if (capacity > model.maxContext)
     throw new UserError(
-      `--measure at context ${s.context} plus ${s.steps} decode steps exceeds the model's max_context ${model.maxContext} (lower --context)`,
+      `--measure at context ${s.context} plus ${s.steps} decode steps and ${PROFILE_STEPS} profiled ones exceeds the model's max_context ${model.maxContext} (lower --context)`,
     );
   const compiled = compileModel(model, {
     caps: gpu.caps,
     maxT: s.maxT,
-    capacity: s.context + s.steps,
+    capacity,
     precision: s.precision,
     kv: s.kv,
   });
@@ -87,12 +99,18 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
     }
     const times: number[] = [];
     const seq = gm.newSequence();
-    for await (const _ of seq.generate(ids(s.context, model.vocab), {
+    let last = 0;
+    for await (const token of seq.generate(ids(s.context, model.vocab), {
       maxTokens: s.steps + 1,
       temperature: 0,
-    }))
+    })) {
       times.push(performance.now());
+      last = token;
+    }
     if (times.length < 2) throw new Error(`decode stopped after ${times.length} token(s)`);
+    const decodeProfile = await profilePhase(gpu, gm, 'decode', (t) =>
+      seq.profileDecode(last, PROFILE_STEPS, t),
+    );
     return {
       device: gpu.adapterInfo.description,
       precision: s.precision,
@@ -103,6 +121,7 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
       decodeTokensPerSecond: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!),
       decodeDispatches: compiled.phases.decode.dispatches.length,
       storageBuffers: gpu.caps.maxStorageBuffersPerStage,
+      decodeProfile,
     };
   } finally {
     gm.destroy();
@@ -118,7 +137,7 @@ export async function measureCached(
   cacheDir: string,
 ): Promise<{ m: Measurement; cached: boolean }> {
   const key = createHash('sha256')
-    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 3 }))
+    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 4 }))
     .digest('hex')
     .slice(0, 24);
   const file = join(cacheDir, `${key}.json`);
