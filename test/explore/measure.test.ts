@@ -70,6 +70,20 @@ describe('strata explore --measure', () => {
       expect(p.roles.map((x) => x.role)).toContain('attn attention');
     }
     expect(first.err.match(/decode GPU time: \d+% /g)).toHaveLength(2);
+    // The report draws the profiles: one stacked bar per design, by role.
+    const bars = readFileSync(join(out, 'plots', 'decode-profile.svg'), 'utf8');
+    expect(bars).toMatch(/^<svg/);
+    // The largest role over all designs has its own colour (escaped as SVG text).
+    const byRole = new Map<string, number>();
+    for (const d of r.designs)
+      for (const x of d.measured![0]!.decodeProfile!.roles)
+        byRole.set(x.role, (byRole.get(x.role) ?? 0) + x.ms);
+    const largest = [...byRole.entries()].sort((a, b) => b[1] - a[1])[0]![0];
+    expect(bars).toContain(largest.replace(/&/g, '&amp;').replace(/</g, '&lt;'));
+    expect(bars).toContain('GPU ms per token');
+    expect(readFileSync(join(out, 'report.html'), 'utf8')).toContain(
+      '<figure id="decode-profile">',
+    );
     const csv = readFileSync(join(out, 'results.csv'), 'utf8');
     expect(csv).toMatch(/decode_tokens_per_s_measured/);
     expect(csv).toMatch(/decode_dispatches_measured,storage_buffers_measured/);

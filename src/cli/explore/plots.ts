@@ -91,7 +91,9 @@ export function plotSpecs(r: Results): Record<string, TopLevelSpec> {
   const strip = r.designs.flatMap((d) =>
     d.pattern.map((p, i) => ({ design: d.name, layer: i, mixer: `${p.name} (${p.kind})` })),
   );
+  const profile = decodeProfileBars(r);
   return {
+    ...(profile.length ? { 'decode-profile': profileSpec(profile, c) } : {}),
     pareto: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: `Decode throughput (${r.roofline.name} roofline, batch 1) vs KV + state memory per sequence at context ${c}`,
@@ -165,6 +167,53 @@ export function plotSpecs(r: Results): Record<string, TopLevelSpec> {
         y: { field: 'design', type: 'nominal', sort: null },
         color: { field: 'mixer', type: 'nominal' },
       },
+    },
+  };
+}
+
+/** Roles shown by name in the decode profile; the rest of each design's time is "other". */
+const PROFILE_ROLES = 6;
+
+/**
+ * One bar segment per (design, precision, role) of the measured decode profiles: GPU ms a token
+ * by the roles that take the most time over all designs, each dispatch timed in a pass of its
+ * own (runtime/dispatch-profile.ts).
+ */
+function decodeProfileBars(r: Results) {
+  const measured = r.designs.flatMap((d) =>
+    (d.measured ?? []).flatMap((m) =>
+      m.decodeProfile ? [{ series: `${d.name} ${m.precision}`, p: m.decodeProfile }] : [],
+    ),
+  );
+  const total = new Map<string, number>();
+  for (const { p } of measured)
+    for (const x of p.roles) total.set(x.role, (total.get(x.role) ?? 0) + x.ms);
+  const top = new Set(
+    [...total.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, PROFILE_ROLES)
+      .map(([role]) => role),
+  );
+  return measured.flatMap(({ series, p }) => {
+    const other = p.roles.filter((x) => !top.has(x.role)).reduce((a, x) => a + x.ms, 0);
+    return [
+      ...p.roles.filter((x) => top.has(x.role)).map((x) => ({ series, role: x.role, ms: x.ms })),
+      ...(other > 0 ? [{ series, role: 'other', ms: other }] : []),
+    ];
+  });
+}
+
+function profileSpec(values: ReturnType<typeof decodeProfileBars>, c: number): TopLevelSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: `Measured: where a decode token's GPU time goes at context ${c} (each dispatch timed alone)`,
+    width: WIDTH,
+    data: { values },
+    mark: 'bar',
+    encoding: {
+      y: { field: 'series', type: 'nominal', sort: null, title: 'design' },
+      x: { field: 'ms', type: 'quantitative', title: 'GPU ms per token', stack: 'zero' },
+      color: { field: 'role', type: 'nominal', title: 'role in the layer' },
     },
   };
 }
