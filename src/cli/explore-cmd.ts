@@ -11,7 +11,7 @@ import { checkName, checkValue, designText, letSites } from './explore/design.ts
 import { placements } from './explore/placement.ts';
 import { parseVary, product, readSweepFile, type Axis } from './explore/sweep.ts';
 import { compileFigures } from './explore/metrics.ts';
-import { DEVICES, type Roofline } from './explore/roofline.ts';
+import { DEVICES, presetForAdapter, type Roofline } from './explore/roofline.ts';
 import type { PhaseProfile } from '../../runtime/dispatch-profile.ts';
 import { table, toCsv, type DesignResult, type Results } from './explore/results.ts';
 import { plotSpecs, renderSvg, reportHtml } from './explore/plots.ts';
@@ -46,8 +46,8 @@ export function topRoles(p: PhaseProfile, n: number): string {
     .join(', ');
 }
 
-function roofline(values: RooflineFlags): Roofline {
-  const name = values.device ?? 'h200';
+function roofline(values: RooflineFlags, adapterPreset: string | null = null): Roofline {
+  const name = values.device ?? adapterPreset ?? 'h200';
   const base = DEVICES[name];
   if (!base)
     throw new UserError(
@@ -115,7 +115,8 @@ export const exploreCommand: Command = {
   --batch B          sequences held at once for memory and budgets (default 1)
   --context C        context of the Pareto plot and the table (default 32768)
   --device D         roofline preset: h200 (default, datasheet), h100 (strata's measured
-                     rates there) or laptop; override with --bandwidth GB/s,
+                     rates there) or laptop; with --measure, the preset of the adapter's GPU
+                     where there is one; override with --bandwidth GB/s,
                      --flops TFLOP/s, --dispatch-us µs (the presets' sources are in results.json)
   --measure          also compile each design for this machine's GPU with random weights and
                      time it: prefill of --max-t tokens, and --steps decode tokens (default 32)
@@ -203,7 +204,8 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
     const batch = intOption(values.batch, 'batch', 1)!;
     const paretoContext = intOption(values.context, 'context', 32768)!;
     const contexts = [...new Set([...CONTEXTS, paretoContext])].sort((a, b) => a - b);
-    const rf = roofline(values);
+    // Checked before anything is written; --measure may then pick the adapter's preset.
+    let rf = roofline(values);
 
     const steps = intOption(values.steps, 'steps', 32)!;
     if (values.steps !== undefined && !values.measure)
@@ -215,6 +217,17 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
       process.stderr.write(
         'explore --measure: no GPU adapter, measuring on SwiftShader (the CPU): slow, and not what a GPU does\n',
       );
+    // Measuring on a GPU with a preset of its own: estimate for that GPU unless told otherwise.
+    const adapterPreset = gpu ? presetForAdapter(gpu.adapterInfo) : null;
+    if (gpu && values.device === undefined) {
+      rf = roofline(values, adapterPreset);
+      const adapter = gpu.adapterInfo.device || gpu.adapterInfo.description;
+      process.stderr.write(
+        adapterPreset
+          ? `explore --measure: roofline ${adapterPreset}, the preset for this adapter (${adapter}); --device to choose another\n`
+          : `explore --measure: no roofline preset matches this adapter (${adapter}): the estimates are h200's; give --device, or --bandwidth, --flops and --dispatch-us\n`,
+      );
+    }
     const combos = product(axes);
     const designs: DesignResult[] = [];
     const failed: string[] = [];

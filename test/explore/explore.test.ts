@@ -15,6 +15,7 @@ import { inspectCommand } from '../../src/cli/inspect-cmd.ts';
 import type { ModelReport } from '../../src/cli/report.ts';
 import type { Results } from '../../src/cli/explore/results.ts';
 import { placements } from '../../src/cli/explore/placement.ts';
+import { presetForAdapter } from '../../src/cli/explore/roofline.ts';
 
 const JAMBA = 'specs/jamba-v0.1.strata';
 
@@ -174,6 +175,13 @@ describe('strata explore errors', () => {
     await expect(
       exploreCommand.run([JAMBA, '--vary', 'ratio=3', '--device', 'h300', '-o', fresh()]),
     ).rejects.toThrow("--device must be one of h200, h100, laptop, got 'h300'");
+  });
+
+  it("picks the preset of the adapter's GPU, by name", () => {
+    const h100 = { device: 'nvidia-h100-80gb-hbm3', description: 'NVIDIA: 580.159.04' };
+    expect(presetForAdapter(h100)).toBe('h100');
+    expect(presetForAdapter({ device: '', description: 'NVIDIA H200' })).toBe('h200');
+    expect(presetForAdapter({ device: '', description: 'SwiftShader driver 5.0.0' })).toBeNull();
   });
 
   it('refuses a value that is no number, name, string or list', async () => {

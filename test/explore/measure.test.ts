@@ -70,6 +70,10 @@ describe('strata explore --measure', () => {
       expect(p.roles.map((x) => x.role)).toContain('attn attention');
     }
     expect(first.err.match(/decode GPU time: \d+% /g)).toHaveLength(2);
+    // SwiftShader has no preset of its own, and the run says whose estimates it shows.
+    expect(first.err).toMatch(
+      /no roofline preset matches this adapter \(.+\): the estimates are h200's/,
+    );
     // The report draws the profiles: one stacked bar per design, by role.
     const bars = readFileSync(join(out, 'plots', 'decode-profile.svg'), 'utf8');
     expect(bars).toMatch(/^<svg/);

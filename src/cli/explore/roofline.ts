@@ -52,6 +52,17 @@ export const DEVICES: Readonly<Record<string, Roofline>> = {
   },
 };
 
+/**
+ * The preset measured on (or written for) the adapter's GPU, by its name, or null: explore
+ * --measure takes it as the default roofline, so estimates and measurements describe one device.
+ */
+export function presetForAdapter(info: { device: string; description: string }): string | null {
+  const name = `${info.device} ${info.description}`.toLowerCase();
+  if (/h100/.test(name)) return 'h100';
+  if (/h200/.test(name)) return 'h200';
+  return null;
+}
+
 export function stepSeconds(r: Roofline, bytes: number, flops: number, dispatches: number): number {
   return Math.max(bytes / r.bandwidth, flops / r.flops) + dispatches * r.dispatch;
 }
