@@ -27,6 +27,7 @@ import { wordAligner } from './weights-stream.ts';
 
 import { CapacityError, DeviceError, DeviceLostError, NonFiniteError } from './errors.ts';
 import { BundleError } from './manifest-check.ts';
+import { median } from './dispatch-profile.ts';
 
 /**
  * Upload the weights a source streams (BundleSource.streamTensors): every buffer first, then each
@@ -1012,8 +1013,7 @@ export class Sequence {
 }
 
 function medianOrNull(xs: number[]): number | null {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)] : null;
+  return xs.length ? median(xs) : null;
 }
 
 /** `ids` in chunks of at most maxT, each with its first position (a prefill step each). */

@@ -39,7 +39,7 @@ interface RooflineFlags {
 }
 
 /** "31% mamba dt+scan (fused), 18% mlp.down+residual, 12% ...": a profile's largest roles. */
-export function topRoles(p: PhaseProfile, n: number): string {
+function topRoles(p: PhaseProfile, n: number): string {
   return p.roles
     .slice(0, n)
     .map((r) => `${((100 * r.ms) / p.dispatchSumMs).toFixed(0)}% ${r.role}`)

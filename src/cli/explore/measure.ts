@@ -18,7 +18,7 @@ import { randomWeights } from '../../import/random-init.ts';
 import { compileModel } from '../../../codegen/compile.ts';
 import { memorySource } from '../../../codegen/bundle.ts';
 import { GpuModel } from '../../../runtime/model.ts';
-import { profilePhase, type PhaseProfile } from '../../../runtime/dispatch-profile.ts';
+import { median, profilePhase, type PhaseProfile } from '../../../runtime/dispatch-profile.ts';
 import { GREEDY } from '../../../codegen/kernel-ir.ts';
 import type { GpuContext } from '../../../runtime/gpu.ts';
 import { UserError } from '../command.ts';
@@ -59,8 +59,6 @@ export interface MeasureSettings {
   steps: number;
   seed: number;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Token ids that are not all the same (a constant prompt could take shortcuts no text does). */
 function ids(n: number, vocab: number): number[] {
