@@ -7,8 +7,9 @@
  * (an H100 when no H200 came) gets its own file, so one device's figures never replace another's.
  * llamacpp.json is llama.cpp's side (bench/llama-cpp/run.sh, a device call of its own: see
  * bench/README.md), compared with the e2e rows; ort.json is ONNX Runtime WebGPU's
- * (bench/ort/run.sh); the diffusion files are bench/diffusion-speed.ts's and
- * bench/diffusion_peer.py's, and bench/block-diffusion-speed.ts's. Each is told apart by its content, so any may come alone.
+ * (bench/ort/run.sh); the diffusion files are bench/diffusion-speed.ts's,
+ * bench/diffusion_peer.py's and bench/block-diffusion-speed.ts's. Each is told apart by its
+ * content, so any may come alone.
  * Every figure in RESULTS.md comes from these files; nothing is typed in by hand.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
