@@ -81,6 +81,9 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument("--settings", default="exact,prefix,dual,dual-0.9",
+                    help="which samplers to time, comma-separated (a call too short for all four "
+                         "can time the cached ones apart from exact)")
     args = ap.parse_args()
     started = time.perf_counter()
     cuda = torch.cuda.is_available() and not args.tiny
@@ -108,14 +111,22 @@ def main():
     mask = settings["mask_token_id"]
     prompt = torch.tensor([[(i * 7919) % mask for i in range(PROMPT)]], device=device)
     runs = [
-        ("exact", lambda: exact.generate(counted, prompt, mask_id=mask, cfg_scale=0.0, **SAMPLER)),
-        ("prefix cache", lambda: fast.generate_with_prefix_cache(counted, prompt, mask_id=mask,
-                                                                 **SAMPLER)),
-        ("dual cache", lambda: fast.generate_with_dual_cache(counted, prompt, mask_id=mask,
-                                                             **SAMPLER)),
-        ("dual cache, threshold 0.9", lambda: fast.generate_with_dual_cache(
-            counted, prompt, mask_id=mask, threshold=0.9, **SAMPLER)),
+        ("exact", "exact",
+         lambda: exact.generate(counted, prompt, mask_id=mask, cfg_scale=0.0, **SAMPLER)),
+        ("prefix", "prefix cache",
+         lambda: fast.generate_with_prefix_cache(counted, prompt, mask_id=mask, **SAMPLER)),
+        ("dual", "dual cache",
+         lambda: fast.generate_with_dual_cache(counted, prompt, mask_id=mask, **SAMPLER)),
+        ("dual-0.9", "dual cache, threshold 0.9",
+         lambda: fast.generate_with_dual_cache(counted, prompt, mask_id=mask, threshold=0.9,
+                                               **SAMPLER)),
     ]
+    wanted = args.settings.split(",")
+    unknown = [w for w in wanted if w not in {key for key, _, _ in runs}]
+    if unknown:
+        ap.error(f"--settings: unknown {', '.join(unknown)}; allowed: "
+                 + ", ".join(key for key, _, _ in runs))
+    runs = [run for run in runs if run[0] in wanted]
     print(f"model ready ({settings['n_layers']} layers, {dtype}) after "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     rows = []
@@ -132,7 +143,7 @@ def main():
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
 
-    for label, fn in runs:
+    for _, label, fn in runs:
         with torch.no_grad():
             fn()  # warm-up
             times = []
