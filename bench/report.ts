@@ -157,7 +157,10 @@ const lines: string[] = [
   '',
   `- device: ${strata.device} (${peers.device}); date: ${strata.date}`,
   `- Dawn flags: ${(strata.dawnFlags as string[]).join(' ') || '(none)'}; features: ${(strata.features as string[]).join(', ')}`,
-  `- peers: torch ${peers.torch}, transformers ${peers.transformers}`,
+  // A run of the diffusion or llama.cpp benches alone has no HF peers file of its own.
+  peers.torch
+    ? `- peers: torch ${peers.torch}, transformers ${peers.transformers}`
+    : '- peers: no HF peers in this run',
   `- command: \`${command}\``,
   '',
   'Ratios are strata ÷ peer: above 1× strata is faster (throughput) — for times, below 1× is faster.',
