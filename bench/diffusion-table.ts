@@ -118,10 +118,10 @@ export function diffusionSection(
 function blockLines(b: DiffusionBlock, from: string): string[] {
   // --no-llada leaves the LLaDA row out: the table above has it.
   const llada = b.rows.some((r) => !r.label.startsWith('bd3lm'))
-    ? " the LLaDA row is the bidirectional model's exact sampler, timed in the same process."
+    ? "; the LLaDA row is the bidirectional model's exact sampler, timed in the same process"
     : '';
   return [
-    `Block diffusion (${from}, bench/block-diffusion-speed.ts): the same weights with attention made block-causal over blocks of ${b.block}, a prompt of ${b.prompt} ids;${llada} One generation after a warm-up.`,
+    `Block diffusion (${from}, bench/block-diffusion-speed.ts): the same weights with attention made block-causal over blocks of ${b.block}, a prompt of ${b.prompt} ids${llada}. One generation after a warm-up.`,
     '',
     '| sampler | forwards | s | tokens/s | ms a forward |',
     '| --- | --- | --- | --- | --- |',
