@@ -530,6 +530,25 @@ export class Sequence {
     this.pos = pos;
   }
 
+  /**
+   * Jump a new sequence to position `pos` without computing the tokens before it, to time steps
+   * at a long context without filling it first (`explore --measure --fill zeros`; an H2O cache
+   * fills one token at a time, hours at 32k). WebGPU zeroes new buffers, so the rows before `pos`
+   * hold zeros and what the sequence generates from there means nothing; what a step costs
+   * does not change, since no kernel's work depends on the values in its caches and states.
+   */
+  skipForTiming(pos: number): void {
+    if (this.pos !== 0 || this.filled !== 0 || this.draws !== 0)
+      throw new Error(
+        `skipForTiming(${pos}) needs a new sequence (this one is at position ${this.pos})`,
+      );
+    if (!Number.isInteger(pos) || pos < 0)
+      throw new Error(`skipForTiming(${pos}): a position is an integer of at least 0`);
+    this.checkFits(pos, 'skipForTiming()');
+    this.pos = pos;
+    this.filled = pos;
+  }
+
   /** Refuse `n` more tokens when they do not fit in the KV cache, with both numbers. */
   private checkFits(n: number, what: string): void {
     if (this.pos + n <= this.capacity) return;

@@ -16,7 +16,7 @@ import type { PhaseProfile } from '../../runtime/dispatch-profile.ts';
 import { table, toCsv, type DesignResult, type Results } from './explore/results.ts';
 import { plotSpecs, renderSvg, reportHtml } from './explore/plots.ts';
 import { MEMORY_BUDGETS } from './report.ts';
-import { measureCached } from './explore/measure.ts';
+import { MEASURE_FILLS, measureCached, type MeasureFill } from './explore/measure.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { gpuFlags } from './compile-cmd.ts';
 
@@ -125,6 +125,10 @@ export const exploreCommand: Command = {
                      (results.json decodeProfile; needs timestamp queries). Kept in
                      DIR/measure-cache/ by a hash of the design, settings and adapter, so a
                      rerun or an interrupted sweep measures only what is new
+  --fill F           how --measure brings the cache to --context before timing decode:
+                     prefill (default: a real prefill of --context tokens) or zeros (a jump
+                     to that position over zeroed caches: the same decode work, no fill; for
+                     a serial policy such as H2O, whose fill of 32k tokens takes hours)
   --gpu-flags LIST   Dawn toggles for --measure ('fast' = skip robustness checks)
 
 Figures come from the cost model at --target nominal (no GPU): each design's equal
@@ -155,6 +159,7 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
         'dispatch-us': { type: 'string' },
         measure: { type: 'boolean' },
         steps: { type: 'string' },
+        fill: { type: 'string' },
         'gpu-flags': { type: 'string' },
       },
     });
@@ -210,6 +215,11 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
     const steps = intOption(values.steps, 'steps', 32)!;
     if (values.steps !== undefined && !values.measure)
       throw new UserError('--steps goes with --measure');
+    const fill = (values.fill ?? 'prefill') as MeasureFill;
+    if (!MEASURE_FILLS.includes(fill))
+      throw new UserError(`--fill must be one of ${MEASURE_FILLS.join(', ')}, got ${values.fill}`);
+    if (values.fill !== undefined && !values.measure)
+      throw new UserError('--fill goes with --measure');
     const out = values.out;
     prepareOut(out, values.force ?? false);
     const gpu = values.measure ? await acquire({ flags: gpuFlags(values['gpu-flags']) }) : null;
@@ -272,12 +282,13 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
               context: paretoContext,
               steps,
               seed: 0,
+              fill,
             },
             join(out, 'measure-cache'),
           );
           measured.push(m);
           process.stderr.write(
-            `  ${shown} ${f.precision}: prefill ${m.prefillTokensPerSecond.toFixed(0)} tok/s, decode at ${paretoContext} ${m.decodeTokensPerSecond.toFixed(1)} tok/s${cached ? ' (cached)' : ''}\n`,
+            `  ${shown} ${f.precision}: prefill ${m.prefillTokensPerSecond.toFixed(0)} tok/s, decode at ${paretoContext}${fill === 'zeros' ? ' (zeroed cache)' : ''} ${m.decodeTokensPerSecond.toFixed(1)} tok/s${cached ? ' (cached)' : ''}\n`,
           );
           if (m.decodeProfile)
             process.stderr.write(`    decode GPU time: ${topRoles(m.decodeProfile, 3)}\n`);

@@ -9,6 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { exploreCommand } from '../../src/cli/explore-cmd.ts';
+import { parseSpec } from '../../src/spec/load.ts';
+import { compileModel } from '../../codegen/compile.ts';
+import { memorySource } from '../../codegen/bundle.ts';
+import { randomWeights } from '../../src/import/random-init.ts';
+import { GpuModel } from '../../runtime/model.ts';
+import { GREEDY } from '../../codegen/kernel-ir.ts';
+import { testGpu } from '../helpers/gpu.ts';
 import type { Results } from '../../src/cli/explore/results.ts';
 
 const SPEC = `model "tiny-ratio" {
@@ -99,6 +106,72 @@ describe('strata explore --measure', () => {
     const r2 = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
     expect(r2.designs.map((d) => d.measured)).toEqual(r.designs.map((d) => d.measured));
   }, 300_000);
+
+  it('--fill zeros times decode at the context over zeroed caches, and says so', async () => {
+    // H2O fills its cache one token at a time (hours at 32k on a GPU), so its decode at a long
+    // context is timed from a jump to that position; the step does the same work.
+    const dir = mkdtempSync(join(tmpdir(), 'explore-measure-'));
+    const spec = join(dir, 'h2o.strata');
+    writeFileSync(
+      spec,
+      SPEC.replace(
+        'attention(heads: 2, rope: none)',
+        'attention(heads: 2, rope: none, sink_tokens: 1, evict: h2o(budget: 8, recent: 2))',
+      ),
+    );
+    const out = join(dir, 'out');
+    const opts = ['--context', '200', '--max-t', '8', '--steps', '2', '--capacity', '64'];
+    const run = await explore([
+      spec,
+      '--vary',
+      'ratio=1',
+      '-o',
+      out,
+      '--measure',
+      ...opts,
+      '--fill',
+      'zeros',
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.err).toMatch(/decode at 200 \(zeroed cache\) [\d.]+ tok\/s/);
+    expect(run.out).toMatch(
+      /meas dec@200: timed over zeroed caches at that position \(--fill zeros\)/,
+    );
+    const m = (JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results).designs[0]!
+      .measured![0]!;
+    expect(m).toMatchObject({ fill: 'zeros', context: 200, decodeSteps: 2 });
+    expect(m.decodeTokensPerSecond).toBeGreaterThan(0);
+    expect(readFileSync(join(out, 'results.csv'), 'utf8')).toMatch(/decode_fill_measured/);
+    await expect(
+      explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'p'), '--measure', '--fill', 'ones']),
+    ).rejects.toThrow(/--fill must be one of prefill, zeros, got ones/);
+    await expect(
+      explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'q'), '--fill', 'zeros']),
+    ).rejects.toThrow(/--fill goes with --measure/);
+  }, 300_000);
+
+  it('Sequence.skipForTiming jumps a new sequence only, within its capacity', async () => {
+    const gpu = await testGpu();
+    const model = parseSpec(SPEC, 'tiny.strata');
+    const c = compileModel(model, { caps: gpu.caps, maxT: 4, capacity: 32 });
+    const gm = await GpuModel.load(gpu, memorySource(c, randomWeights(model, 0)));
+    try {
+      const seq = gm.newSequence();
+      seq.skipForTiming(30);
+      await seq.next([5], GREEDY);
+      // The step ran at position 30: one more token fills the cache, a second does not fit.
+      expect(seq.pos).toBe(31);
+      await seq.next([6], GREEDY);
+      await expect(seq.next([7], GREEDY)).rejects.toThrow(/capacity 32/);
+      expect(() => seq.skipForTiming(3)).toThrow(
+        /needs a new sequence \(this one is at position 32\)/,
+      );
+      expect(() => gm.newSequence().skipForTiming(33)).toThrow(/capacity 32/);
+      expect(() => gm.newSequence().skipForTiming(1.5)).toThrow(/an integer of at least 0/);
+    } finally {
+      gm.destroy();
+    }
+  });
 
   it('refuses a context the model cannot hold, naming it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'explore-measure-'));

@@ -31,6 +31,8 @@ export interface Measurement {
   /** Median of three prefills of prefillTokens from position 0. */
   prefillTokensPerSecond: number;
   context: number;
+  /** How the cache came to hold `context` tokens (MeasureSettings.fill). */
+  fill: MeasureFill;
   decodeSteps: number;
   /** Tokens after the first over the time they took, once the cache holds `context` tokens. */
   decodeTokensPerSecond: number;
@@ -58,7 +60,16 @@ export interface MeasureSettings {
   context: number;
   steps: number;
   seed: number;
+  /**
+   * How the cache comes to hold `context` tokens before decode is timed: a real prefill of them,
+   * or `zeros`, a jump to the position over zeroed caches (Sequence.skipForTiming): the same
+   * decode step, without a fill that a serial policy (H2O) makes take hours at 32k.
+   */
+  fill: MeasureFill;
 }
+
+export const MEASURE_FILLS = ['prefill', 'zeros'] as const;
+export type MeasureFill = (typeof MEASURE_FILLS)[number];
 
 /** Token ids that are not all the same (a constant prompt could take shortcuts no text does). */
 function ids(n: number, vocab: number): number[] {
@@ -81,7 +92,7 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
   const gm = await GpuModel.load(gpu, memorySource(compiled, randomWeights(model, s.seed)));
   try {
     const T = compiled.maxT;
-    const prompt = ids(T, model.vocab);
+    const chunk = ids(T, model.vocab);
     // A prefill as generation runs it: the step and its sampled token, whose readback waits for
     // the step. Not forward(), which reads every row's logits back (T × vocab × 4 bytes: 262 MB
     // at T 512 and vocab 128256), so the figure measured the copy, not the prefill; nor the new
@@ -90,7 +101,7 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
     for (let i = 0; i < 4; i++) {
       const seq = gm.newSequence();
       const t0 = performance.now();
-      await seq.next(prompt, GREEDY);
+      await seq.next(chunk, GREEDY);
       // The first run warms pipelines and buffers.
       if (i > 0) prefill.push((performance.now() - t0) / 1000);
       seq.destroy();
@@ -98,7 +109,10 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
     const times: number[] = [];
     const seq = gm.newSequence();
     let last = 0;
-    for await (const token of seq.generate(ids(s.context, model.vocab), {
+    // Zeros: the first timed step runs at position context - 1, as the prefill's last one would.
+    if (s.fill === 'zeros') seq.skipForTiming(s.context - 1);
+    const prompt = s.fill === 'zeros' ? ids(1, model.vocab) : ids(s.context, model.vocab);
+    for await (const token of seq.generate(prompt, {
       maxTokens: s.steps + 1,
       temperature: 0,
     })) {
@@ -115,6 +129,7 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
       prefillTokens: T,
       prefillTokensPerSecond: T / median(prefill),
       context: s.context,
+      fill: s.fill,
       decodeSteps: times.length - 1,
       decodeTokensPerSecond: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!),
       decodeDispatches: compiled.phases.decode.dispatches.length,
@@ -135,7 +150,7 @@ export async function measureCached(
   cacheDir: string,
 ): Promise<{ m: Measurement; cached: boolean }> {
   const key = createHash('sha256')
-    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 4 }))
+    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 5 }))
     .digest('hex')
     .slice(0, 24);
   const file = join(cacheDir, `${key}.json`);

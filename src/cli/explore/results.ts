@@ -71,6 +71,7 @@ export function rows(r: Results): Row[] {
         row.measured_device = m.device;
         row.prefill_tokens_per_s_measured = m.prefillTokensPerSecond;
         row.decode_context_measured = m.context;
+        row.decode_fill_measured = m.fill;
         row.decode_tokens_per_s_measured = m.decodeTokensPerSecond;
         row.decode_dispatches_measured = m.decodeDispatches;
         row.storage_buffers_measured = m.storageBuffers;
@@ -167,5 +168,11 @@ export function table(r: Results): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) =>
     cells.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
-  return [line(head), ...body.map(line)].join('\n');
+  const zeroed = r.designs.some((d) => d.measured?.some((m) => m.fill === 'zeros'));
+  const note = zeroed
+    ? [
+        `meas dec@${c}: timed over zeroed caches at that position (--fill zeros), not after a prefill`,
+      ]
+    : [];
+  return [line(head), ...body.map(line), ...note].join('\n');
 }
