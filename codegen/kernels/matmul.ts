@@ -1,8 +1,8 @@
 /**
  * WGSL generators for the matmul family (semantics: src/ops/matmul.ts). Three schedules share
  * one header, prologue norm and epilogue (matmul/common.ts), so every fused variant exists once:
- * - decode (maxT === 1), and steps of a few rows over a weight that fits L2 (gemvServesRows):
- *   a GEMV (matmul/gemv.ts);
+ * - decode (maxT === 1), and steps of a few rows (gemvServesRows): a GEMV (matmul/gemv.ts),
+ *   several rows a workgroup so each weight load serves them all;
  * - prefill on tensor cores when the matmul is f16 × f16 and the device has subgroup matrices
  *   (matmul/subgroup-matrix.ts);
  * - prefill otherwise: register-blocked tiles on the FMA units (matmul/tiled.ts), which also
@@ -14,7 +14,7 @@ import type { KernelGenerator } from './types.ts';
 import { dtypeBytes } from '../../src/graph/dtype.ts';
 import { common } from './matmul/common.ts';
 import { rowPosScratch } from '../kernel-ir.ts';
-import { gemvLaunch } from './matmul/gemv.ts';
+import { GEMV_ROWS_PER_WORKGROUP, gemvLaunch } from './matmul/gemv.ts';
 import { matmulTiling, tiledLaunch } from './matmul/tiled.ts';
 import { SUBGROUP_MATRIX_ENABLES, tensorLaunch, tensorTiling } from './matmul/subgroup-matrix.ts';
 
@@ -26,22 +26,21 @@ export function matmulWeightBytes(a: MatmulAttrs): number {
   return dtypeBytes(a.wType, (a.gated ? 2 : 1) * a.N * a.K);
 }
 
-/** Most rows of a step the GEMV takes (gemvServesRows), and the largest weight it re-reads. */
+/** Most rows of a step the GEMV takes (gemvServesRows). */
 export const GEMV_MAX_ROWS = 16;
-export const GEMV_REREAD_BYTES = 32 << 20;
 
 /**
- * Whether the GEMV serves a step of up to maxT rows (a batched decode step of B sequences, or a
- * short prefill chunk): the tile kernels walk K serially in each of N / BN workgroups, so a
- * step of a few rows leaves most of the GPU idle. On the H100 (2026-12-06, bench/batch.ts,
- * Llama-3.2-1B dims, f16) a batched step of B = 4 took 21.5 ms and B = 16 24.8 ms through them,
- * against 3.5 ms for B = 1 through the GEMV. The GEMV gives each row its own workgroups and
- * re-reads the weight per row, so it is kept to weights small enough for those re-reads to come
- * from a large GPU's L2 (a 1B model's layer matmuls; not its LM head, which the tiles read once).
- * A heuristic from that measurement: the GEMV's own batched figures are still to be measured.
+ * Whether the GEMV serves a step of up to maxT rows (a batched decode step of B sequences, a
+ * block-diffusion block, a short prefill chunk): the tile kernels walk K serially in each of
+ * N / BN workgroups, so a step of a few rows leaves most of the GPU idle. On the H100
+ * (2026-12-06, bench/batch.ts, Llama-3.2-1B dims) a batched step of B = 4 took 21.5 ms and
+ * B = 16 24.8 ms through them, against 3.5 ms for B = 1 through the GEMV; with the GEMV serving
+ * weights of up to 32 MiB one row at a time (each row re-reading them), B = 4 still took
+ * 15.1 ms. The GEMV now takes up to GEMV_ROWS_PER_WORKGROUP rows a workgroup, so each weight
+ * unit it loads serves them all: a step of 8 rows reads the weights once, of 16 twice.
  */
 export function gemvServesRows(a: MatmulAttrs, maxT: number): boolean {
-  return maxT <= GEMV_MAX_ROWS && !a.conv && matmulWeightBytes(a) <= GEMV_REREAD_BYTES;
+  return maxT <= GEMV_MAX_ROWS && !a.conv;
 }
 
 export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) => {
@@ -78,8 +77,13 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
     throw new Error(
       `matmul: splitXMaps (per-split x maps) need the decode GEMV (maxT 1), got maxT ${maxT}`,
     );
-  if (maxT === 1 || (a.conv && (a.conv.batch ?? 1) === 1) || gemvServesRows(a, maxT))
+  if (maxT === 1 || (a.conv && (a.conv.batch ?? 1) === 1))
     return { launches: [gemvLaunch(a, caps)], scratch };
+  if (gemvServesRows(a, maxT))
+    return {
+      launches: [gemvLaunch(a, caps, undefined, Math.min(maxT, GEMV_ROWS_PER_WORKGROUP))],
+      scratch,
+    };
   const tensor = tensorTiling(a, caps, maxT);
   const launch = tensor
     ? tensorLaunch(

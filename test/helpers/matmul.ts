@@ -68,6 +68,16 @@ export const PREFILL_STEPS: StepShape[] = [
   { T: 1, pos: 9, L: 1 },
 ];
 export const DECODE_STEPS: StepShape[] = [{ T: 1, pos: 6, L: 1 }];
+/**
+ * A step of a few rows (batched decode, a diffusion block): the GEMV with 8 rows a workgroup
+ * (gemvServesRows), so 11 rows make a full row group and a partial one, and rows 'L' of 9 too.
+ */
+export const FEW_ROWS_MAXT = 11;
+export const FEW_ROWS_STEPS: StepShape[] = [
+  { T: 11, pos: 0, L: 2 },
+  { T: 9, pos: 3, L: 9 },
+  { T: 1, pos: 12, L: 1 },
+];
 
 function cacheCapacity(maxT: number): number {
   return 9 + maxT + 2;
@@ -255,6 +265,7 @@ export async function check(
 
 export const PATHS: Array<[string, number, StepShape[]]> = [
   ['prefill', PREFILL_MAXT, PREFILL_STEPS],
+  ['few rows', FEW_ROWS_MAXT, FEW_ROWS_STEPS],
   ['decode', 1, DECODE_STEPS],
 ];
 

@@ -116,7 +116,8 @@ describe('matmul kernels against the reference', () => {
         const ringSteps =
           maxT > 1
             ? [
-                { T: 20, pos: 28, L: 1 },
+                // The last T positions the tables hold (9 + maxT + 2), past the ring's wrap.
+                { T: Math.min(20, maxT), pos: 11 + maxT - Math.min(20, maxT), L: 1 },
                 { T: maxT, pos: 0, L: 1 },
               ]
             : [{ T: 1, pos: 10, L: 1 }];
@@ -245,14 +246,18 @@ describe('matmul tiling and device limits', () => {
     expect(matmulStorageBindings(mm(12, 8, { splits: [4, 4, 4], bias: true }))).toBe(6);
   });
 
-  it('serves a step of a few rows over an L2-sized weight with the GEMV, the rest with tiles', async () => {
+  it('serves a step of up to 16 rows with the GEMV, 8 rows a workgroup, the rest with tiles', async () => {
     const name = (a: MatmulAttrs, maxT: number) =>
       matmulKernel(a, { caps: BASELINE_CAPS, maxT }).launches[0].kernel.name;
-    expect(name(mm(2048, 2048), 4)).toMatch(/^matmul_gemv/);
-    expect(name(mm(2048, 2048), GEMV_MAX_ROWS)).toMatch(/^matmul_gemv/);
+    expect(name(mm(2048, 2048), 4)).toMatch(/^matmul_gemv\d+x\d+r4_/);
+    expect(name(mm(2048, 2048), GEMV_MAX_ROWS)).toMatch(/^matmul_gemv\d+x\d+r8_/);
     expect(name(mm(2048, 2048), GEMV_MAX_ROWS + 1)).toMatch(/^matmul_t/);
-    // An LM head (here 64 MiB): the tiles read it once for all rows, the GEMV would per row.
-    expect(name(mm(8192, 2048), 4)).toMatch(/^matmul_t/);
+    // An LM head too: each weight load serves the step's rows, so it is read once for up to 8.
+    expect(name(mm(8192, 2048), 4)).toMatch(/^matmul_gemv\d+x\d+r4_/);
+    expect(name(mm(8192, 2048), 1)).toMatch(/^matmul_gemv\d+x\d+_/);
+    expect(() => gemvLaunch(mm(64, 64), BASELINE_CAPS, undefined, 9)).toThrow(
+      /9 rows a workgroup \(allowed 1\.\.8\)/,
+    );
     // Several rows through the GEMV, each with its own norm and residual, against the reference.
     const a = mm(67, 130, { prologue: RMS, bias: true, residual: true });
     const steps: StepShape[] = [

@@ -83,10 +83,19 @@ function gemvWorkgroup(caps: DeviceCaps): number {
   return pow2Floor(Math.min(256, caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX));
 }
 
+/**
+ * Most rows one GEMV workgroup takes at once (gemvLaunch's R): each weight unit it loads serves
+ * them all, so a batched decode step of B <= R sequences reads its weights from memory once
+ * rather than once per row. 8 keeps the accumulators (V · R a thread) in registers.
+ */
+export const GEMV_ROWS_PER_WORKGROUP = 8;
+
 export function gemvLaunch(
   a: MatmulAttrs,
   caps: DeviceCaps,
   shape: GemvShape = gemvShape(a, caps),
+  /** Rows a workgroup takes (the step's maxT, at most GEMV_ROWS_PER_WORKGROUP); decode: 1. */
+  rowsPerWorkgroup = 1,
 ): KernelLaunch {
   const UG = shape.G;
   if (![1, 2, 4, 8].includes(UG) || gemvUnits(a) % UG !== 0)
@@ -106,8 +115,21 @@ export function gemvLaunch(
   if (4 * WG * V > caps.maxWorkgroupStorageBytes) {
     throw new Error(`matmul gemv: ${4 * WG * V} bytes of workgroup memory exceed the device limit`);
   }
+  const R = rowsPerWorkgroup;
+  if (!Number.isInteger(R) || R < 1 || R > GEMV_ROWS_PER_WORKGROUP)
+    throw new Error(`matmul gemv: ${R} rows a workgroup (allowed 1..${GEMV_ROWS_PER_WORKGROUP})`);
+  // Row-serial epilogues and decode-only prologues keep one row a workgroup.
+  if (R > 1 && (a.conv || a.splitXMaps || a.prologueGroup !== undefined || a.prologueGate))
+    throw new Error(
+      'matmul gemv: several rows a workgroup need no conv epilogue, split x maps or grouped/gated prologue',
+    );
   const cols = Array.from({ length: C }, (_, j) => j);
   const vals = Array.from({ length: V }, (_, v) => v);
+  const rowIds = Array.from({ length: R }, (_, i) => i);
+  // Names of row i's index, x base, norm statistics and accumulators; one row keeps the names
+  // the decode kernel has always had.
+  const rn = (name: string, i: number): string => (R === 1 ? name : `${name}${i}`);
+  const acc = (v: number, i: number): string => (R === 1 ? `s${v}` : `s${v}_${i}`);
   // A grouped prologue (prologueGroup) reads its group's rstd; the group of load unit k is k / GU.
   const grouped = a.prologueGroup !== undefined && a.prologueGroup !== a.K;
   const GU = grouped ? (c.vec4 ? a.prologueGroup! / 4 : a.prologueGroup!) : 0;
@@ -120,13 +142,15 @@ export function gemvLaunch(
   const gc = a.prologueGateCols ?? { cols: a.K, offset: 0 };
   // x at load unit `k` (a WGSL u32 variable): mapped, normed, gated and rounded as the
   // attributes say.
-  const xAt = (k: string): string => {
-    const raw = a.xMap ? c.xUnit(`${c.rowBase} + r`, k) : `b_x[base + ${k}]`;
+  const xAt = (k: string, i = 0): string => {
+    const raw = a.xMap
+      ? c.xUnit(`${c.rowBase} + ${rn('r', i)}`, k)
+      : `b_x[${rn('base', i)} + ${k}]`;
     const gated = a.prologueGate
       ? ` * gate_x((${c.rowBase} + r) * ${gc.cols}u + ${gc.offset}u + ${c.vec4 ? `4u * ${k}` : k})`
       : '';
     const normed = a.prologue
-      ? `norm_x(${raw}, ${k}, mean, ${grouped ? `grstd[${k} / ${GU}u]` : 'rstd'})${gated}`
+      ? `norm_x(${raw}, ${k}, ${rn('mean', i)}, ${grouped ? `grstd[${k} / ${GU}u]` : rn('rstd', i)})${gated}`
       : raw;
     return a.xType === 'f16' ? `round_x(${normed})` : normed;
   };
@@ -142,13 +166,27 @@ export function gemvLaunch(
   if (UG === 1) {
     const xLoads = a.splitXMaps
       ? cols.map((j) => `let xv${j} = ${xsAt('k', j)};`).join('\n    ')
-      : `let xv = ${xAt('k')};`;
+      : rowIds.map((i) => `let ${rn('xv', i)} = ${xAt('k', i)};`).join('\n    ');
     const perRow = a.splitXMaps ? (j: number) => `xv${j}` : () => 'xv';
-    const fma = cols.map((j) => `s${j} += ${c.dot(perRow(j), `load_wu(w${j} + k)`)};`);
+    // Each weight unit is loaded once and serves the R rows.
+    const wl = R === 1 ? (w: string) => `load_wu(${w} + k)` : (w: string) => `${w}v`;
+    const wLoads =
+      R === 1
+        ? []
+        : [...cols.map((j) => `w${j}`), ...(a.gated ? cols.map((j) => `wu${j}`) : [])].map(
+            (w) => `let ${w}v = load_wu(${w} + k);`,
+          );
+    const fma = rowIds.flatMap((i) =>
+      cols.map((j) => `${acc(j, i)} += ${c.dot(R === 1 ? perRow(j) : rn('xv', i), wl(`w${j}`))};`),
+    );
     if (a.gated)
-      fma.push(...cols.map((j) => `s${C + j} += ${c.dot('xv', `load_wu(wu${j} + k)`)};`));
+      fma.push(
+        ...rowIds.flatMap((i) =>
+          cols.map((j) => `${acc(C + j, i)} += ${c.dot(rn('xv', i), wl(`wu${j}`))};`),
+        ),
+      );
     loop = `for (var k = lane; k < U; k += ${TPC}u) {
-    ${xLoads}
+    ${[xLoads, ...wLoads].join('\n    ')}
     ${fma.join('\n    ')}
   }`;
   } else {
@@ -156,13 +194,23 @@ export function gemvLaunch(
     // weightGroupBinding), whose wide reads want the group's units consecutive in one thread.
     const us = Array.from({ length: UG }, (_, g) => g);
     const ks = us.map((g) => `let k${g} = kb + ${g}u;`).join(' ');
+    // Several rows: each row's x units, then load_wg per row and weight row (the repeated
+    // weight loads are the same addresses, served by the cache, not by memory).
+    const xName = (i: number, g: number) => (R === 1 ? `xv_${g}` : `xv${i}_${g}`);
     const xLoads = a.splitXMaps
       ? cols.flatMap((j) => us.map((g) => `let xv${j}_${g} = ${xsAt(`k${g}`, j)};`))
-      : us.map((g) => `let xv_${g} = ${xAt(`k${g}`)};`);
-    const xArgs = (j: number) =>
-      us.map((g) => (a.splitXMaps ? `xv${j}_${g}` : `xv_${g}`)).join(', ');
-    const fma = cols.map((j) => `s${j} += load_wg(w${j} + kb, ${xArgs(j)});`);
-    if (a.gated) fma.push(...cols.map((j) => `s${C + j} += load_wg(wu${j} + kb, ${xArgs(0)});`));
+      : rowIds.flatMap((i) => us.map((g) => `let ${xName(i, g)} = ${xAt(`k${g}`, i)};`));
+    const xArgs = (j: number, i = 0) =>
+      us.map((g) => (a.splitXMaps ? `xv${j}_${g}` : xName(i, g))).join(', ');
+    const fma = rowIds.flatMap((i) =>
+      cols.map((j) => `${acc(j, i)} += load_wg(w${j} + kb, ${xArgs(j, i)});`),
+    );
+    if (a.gated)
+      fma.push(
+        ...rowIds.flatMap((i) =>
+          cols.map((j) => `${acc(C + j, i)} += load_wg(wu${j} + kb, ${xArgs(0, i)});`),
+        ),
+      );
     loop = `for (var kb = lane * ${UG}u; kb < U; kb += ${TPC * UG}u) {
     ${ks}
     ${xLoads.join('\n    ')}
@@ -171,23 +219,38 @@ export function gemvLaunch(
   }
 
   const red = (i: string): string => `red[${i} * ${WG}u + lid]`;
-  let finish: string;
-  if (a.ropeKv) {
-    finish = cols
-      .filter((j) => j % 2 === 0)
+  // Row i's outputs from the reduced partial sums (in red).
+  const finish = (i: number): string => {
+    const r = rn('r', i);
+    if (a.ropeKv)
+      return cols
+        .filter((j) => j % 2 === 0)
+        .map(
+          (j) =>
+            `if (col0 + ${j}u < N) { emit_pair(${r}, col0 + ${j}u, ${red(`${j}u`)}, ${red(`${j + 1}u`)}); }`,
+        )
+        .join('\n    ');
+    return cols
       .map(
         (j) =>
-          `if (col0 + ${j}u < N) { emit_pair(r, col0 + ${j}u, ${red(`${j}u`)}, ${red(`${j + 1}u`)}); }`,
+          `if (col0 + ${j}u < N) { emit(${r}, col0 + ${j}u, ${red(`${j}u`)}${a.gated ? `, ${red(`${C + j}u`)}` : ''}); }`,
       )
       .join('\n    ');
-  } else {
-    finish = cols
-      .map(
-        (j) =>
-          `if (col0 + ${j}u < N) { emit(r, col0 + ${j}u, ${red(`${j}u`)}${a.gated ? `, ${red(`${C + j}u`)}` : ''}); }`,
-      )
-      .join('\n    ');
+  };
+  // Row i's partial sums, reduced over each weight row's TPC lanes, then emitted.
+  const reduceRow = (
+    i: number,
+  ): string => `${vals.map((v) => `${red(`${v}u`)} = ${acc(v, i)};`).join('\n  ')}
+  workgroupBarrier();
+  for (var h = ${TPC / 2}u; h > 0u; h = h >> 1u) {
+    if (lane < h) {
+      ${vals.map((v) => `red[${v * WG}u + lid] += red[${v * WG}u + lid + h];`).join('\n      ')}
+    }
+    workgroupBarrier();
   }
+  if (lane == 0u${R === 1 ? '' : ` && rfirst + ${i}u < ${c.nRows}`}) {
+    ${finish(i)}
+  }`;
 
   let stats = '';
   if (a.prologue) {
@@ -226,30 +289,43 @@ export function gemvLaunch(
     if (li == 0u && gi < ${G}u) { grstd[gi] = inverseSqrt(red[lid] / f32(${a.prologueGroup}) + EPS); }
     workgroupBarrier();
   }`
-      : `
-  var mean = 0.0;${
+      : rowIds
+          .map((i) => {
+            const [mean, rstd, base] = [rn('mean', i), rn('rstd', i), rn('base', i)];
+            return `
+  var ${mean} = 0.0;${
     layer
       ? `
-  var s = 0.0;
-  for (var k = lid; k < U; k += ${WG}u) { s += ${c.sum('b_x[base + k]')}; }${reduce('s')}
-  mean = red[0] / f32(K);
+  ${R === 1 ? 'var s' : 's'} = 0.0;
+  for (var k = lid; k < U; k += ${WG}u) { s += ${c.sum(`b_x[${base} + k]`)}; }${reduce('s')}
+  ${mean} = red[0] / f32(K);
   workgroupBarrier();`
       : ''
   }
-  var ss = 0.0;
-  for (var k = lid; k < U; k += ${WG}u) { let d = b_x[base + k] - mean; ss += ${sq}; }${reduce('ss')}
-  let rstd = inverseSqrt(red[0] / f32(K) + EPS);
+  ${R === 1 ? 'var ss' : 'ss'} = 0.0;
+  for (var k = lid; k < U; k += ${WG}u) { let d = b_x[${base} + k] - ${mean}; ss += ${sq}; }${reduce('ss')}
+  let ${rstd} = inverseSqrt(red[0] / f32(K) + EPS);
   workgroupBarrier();`;
+          })
+          .join('');
+    // Several rows share the statistics' running sums.
+    if (R > 1) stats = `\n  var s = 0.0;\n  var ss = 0.0;${stats}`;
   }
 
   // A conv epilogue carries its state from row to row, so one workgroup walks the rows in order
-  // (decode has one); otherwise each row is a workgroup of its own (grid y).
+  // (decode has one); otherwise each workgroup takes R rows (grid y).
   const rowLoop = a.conv
     ? `for (var r = 0u; r < ${c.nRows}; r++) {`
-    : `let r = wid.y;
+    : R === 1
+      ? `let r = wid.y;
   // Also keeps the step binding alive in the layout when nothing else reads it.
-  if (r >= ${c.nRows}) { return; }`;
+  if (r >= ${c.nRows}) { return; }`
+      : `let rfirst = wid.y * ${R}u;
+  // Also keeps the step binding alive in the layout when nothing else reads it.
+  if (rfirst >= ${c.nRows}) { return; }
+  ${rowIds.map((i) => `let r${i} = min(rfirst + ${i}u, ${c.nRows} - 1u);`).join(' ')}`;
   const rowEnd = a.conv ? '\n  workgroupBarrier();\n  }' : '';
+  const bases = rowIds.map((i) => `let ${rn('base', i)} = (${c.rowBase} + ${rn('r', i)}) * U;`);
   const code = `${c.header}
 const BLOCKS: u32 = ${blocks}u;
 var<workgroup> red: array<f32, ${WG * V}>;${
@@ -264,29 +340,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let blk = wid.z * ${gx}u + wid.x;
   if (blk >= BLOCKS) { return; }
   ${rowLoop}
-  let base = (${c.rowBase} + r) * U;
+  ${bases.join('\n  ')}
   ${stats}
   let lane = lid % ${TPC}u;
   let col0 = blk * ${CPW}u + (lid / ${TPC}u) * ${C}u;
   ${rows.join('\n  ')}
-  ${vals.map((v) => `var s${v} = 0.0;`).join(' ')}
+  ${rowIds.flatMap((i) => vals.map((v) => `var ${acc(v, i)} = 0.0;`)).join(' ')}
   ${loop}
-  ${vals.map((v) => `${red(`${v}u`)} = s${v};`).join('\n  ')}
-  workgroupBarrier();
-  for (var h = ${TPC / 2}u; h > 0u; h = h >> 1u) {
-    if (lane < h) {
-      ${vals.map((v) => `red[${v * WG}u + lid] += red[${v * WG}u + lid + h];`).join('\n      ')}
-    }
-    workgroupBarrier();
-  }
-  if (lane == 0u) {
-    ${finish}
-  }${rowEnd}
+  ${rowIds.map(reduceRow).join('\n  workgroupBarrier();\n  ')}${rowEnd}
 }
 `;
-  const name = `matmul_gemv${CPW}x${TPC}${UG > 1 ? `u${UG}` : ''}${c.features}_${hash(code)}`;
+  const name = `matmul_gemv${CPW}x${TPC}${UG > 1 ? `u${UG}` : ''}${R > 1 ? `r${R}` : ''}${c.features}_${hash(code)}`;
   return {
     kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [WG, 1, 1] },
-    grid: [gx, a.conv ? 1 : { sym: a.rows }, gz],
+    grid: [gx, a.conv ? 1 : R === 1 ? { sym: a.rows } : { sym: a.rows, div: R }, gz],
   };
 }
