@@ -533,7 +533,7 @@ export class Sequence {
   /**
    * Jump a new sequence to position `pos` without computing the tokens before it, to time steps
    * at a long context without filling it first (`explore --measure --fill zeros`; an H2O cache
-   * fills one token at a time, hours at 32k). WebGPU zeroes new buffers, so the rows before `pos`
+   * fills one token at a time: its 32k prefill outlasted a 10-minute H100 call). WebGPU zeroes new buffers, so the rows before `pos`
    * hold zeros and what the sequence generates from there means nothing; what a step costs
    * does not change, since no kernel's work depends on the values in its caches and states.
    */

@@ -128,7 +128,7 @@ export const exploreCommand: Command = {
   --fill F           how --measure brings the cache to --context before timing decode:
                      prefill (default: a real prefill of --context tokens) or zeros (a jump
                      to that position over zeroed caches: the same decode work, no fill; for
-                     a serial policy such as H2O, whose fill of 32k tokens takes hours)
+                     a serial policy such as H2O, whose 32k fill outlasted a 10-minute call)
   --gpu-flags LIST   Dawn toggles for --measure ('fast' = skip robustness checks)
 
 Figures come from the cost model at --target nominal (no GPU): each design's equal

@@ -108,7 +108,7 @@ describe('strata explore --measure', () => {
   }, 300_000);
 
   it('--fill zeros times decode at the context over zeroed caches, and says so', async () => {
-    // H2O fills its cache one token at a time (hours at 32k on a GPU), so its decode at a long
+    // H2O fills its cache one token at a time (its 32k fill outlasted a 10-minute H100 call), so its decode at a long
     // context is timed from a jump to that position; the step does the same work.
     const dir = mkdtempSync(join(tmpdir(), 'explore-measure-'));
     const spec = join(dir, 'h2o.strata');

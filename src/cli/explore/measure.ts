@@ -63,7 +63,8 @@ export interface MeasureSettings {
   /**
    * How the cache comes to hold `context` tokens before decode is timed: a real prefill of them,
    * or `zeros`, a jump to the position over zeroed caches (Sequence.skipForTiming): the same
-   * decode step, without a fill that a serial policy (H2O) makes take hours at 32k.
+   * decode step, without a fill that a serial policy (H2O) makes slow: its 32k prefill outlasted
+   * a 10-minute H100 call.
    */
   fill: MeasureFill;
 }
