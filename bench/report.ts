@@ -207,8 +207,8 @@ if (strata.matmul) {
     const err = typeof r.sampledRelErr === 'number' ? r.sampledRelErr.toExponential(1) : '—';
     lines.push(
       r.error
-        ? `| ${r.shape} | ${r.precision} | ${r.error} | — | — | — | ${f(p.ms, 3)} | ${f(p.tflops)} | — |`
-        : `| ${r.shape} | ${r.precision} | ${r.kernel} | ${f(r.ms, 3)} | ${f(r.tflops)} | ${err} | ${f(p.ms, 3)} | ${f(p.tflops)} | ${ratio(r.tflops, p.tflops)} |`,
+        ? `| ${r.shape} | ${r.precision ?? 'f32'} | ${r.error} | — | — | — | ${f(p.ms, 3)} | ${f(p.tflops)} | — |`
+        : `| ${r.shape} | ${r.precision ?? 'f32'} | ${r.kernel} | ${f(r.ms, 3)} | ${f(r.tflops)} | ${err} | ${f(p.ms, 3)} | ${f(p.tflops)} | ${ratio(r.tflops, p.tflops)} |`,
     );
   }
   lines.push('');
