@@ -14,7 +14,17 @@
  *
  * Token slots: a prefill step of T tokens runs on min(maxT, SLOTS) workgroups per kv head, each
  * taking every SLOTS-th token, so the scratch (per slot, not per token) stays bounded at long
- * prompts; decode (T = 1) runs one workgroup per kv head.
+ * prompts.
+ *
+ * Decode (maxT 1, one sequence) splits the keys instead, as dense attention's decode does: one
+ * workgroup per kv head left 8 of an H100's 132 SMs working, and NSA decode at 128k ran at 0.36×
+ * dense attention's speed (bench/results/2026-12-06-0653-nvidia-h100-nsa.json: compressed
+ * 0.630 ms, selected 0.197 ms, dense 0.282 ms). A part launch gives each (kv head, split) its
+ * share of the keys (compressed: runs of CMP_SPLIT_KEYS blocks; selected: one picked block each)
+ * and leaves its max, sum and unnormalised outputs in a scratch; a combine launch per kv head
+ * merges them into the outputs, and for the compressed branch turns each block's probabilities
+ * (its split's exponentials, rescaled to the merged max) into importances and the top `select`
+ * exactly as the one-pass kernel does.
  *
  * Batched decode (attrs.batch, src/ops/batch.ts): row t of the step is sequence t's one token, at
  * step.pos + row_pos[t] (slots prefilled from prompts of different lengths sit apart:
@@ -35,7 +45,7 @@ import {
   nsaCompressed,
   nsaSelected,
 } from '../../src/ops/nsa.ts';
-import { batchedRows, ROW_POS, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import { batchedRows, ROW_POS, STEP_BINDING, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32, withRowPos } from './wgsl-builder.ts';
 import { wgReductionsWgsl } from './wg-reduce.ts';
@@ -190,6 +200,258 @@ function batchForms(a: { batch?: number; capacity: number }) {
   };
 }
 
+/**
+ * The top SELECT of the importances in P[(base + c) · GROUP] (c = 0..cur) into picks row o0:
+ * repeated workgroup argmax (ties to the later block); a taken block scores -2. Needs h, t, cur,
+ * base and tid in scope.
+ */
+function topSelectWgsl(P: string): string {
+  return `    // The top SELECT: repeated argmax (ties to the later block); a taken block scores -2.
+    let n = min(SELECT, cur + 1u);
+    let o0 = (t * KVH + h) * SELECT;
+    for (var i = 0u; i < SELECT; i++) {
+      if (i >= n) {
+        if (tid == 0u) { picks[o0 + i] = NONE; }
+        continue;
+      }
+      var bs = -1.0;
+      var bi = 0u;
+      for (var c = tid; c <= cur; c += WG) {
+        let s = ${P}[(base + c) * GROUP];
+        if (s > bs || (s == bs && c > bi)) { bs = s; bi = c; }
+      }
+      red_s[tid] = bs;
+      red_i[tid] = bi;
+      workgroupBarrier();
+      for (var w = WG / 2u; w > 0u; w /= 2u) {
+        if (tid < w) {
+          let s = red_s[tid + w];
+          if (s > red_s[tid] || (s == red_s[tid] && red_i[tid + w] > red_i[tid])) {
+            red_s[tid] = s;
+            red_i[tid] = red_i[tid + w];
+          }
+        }
+        workgroupBarrier();
+      }
+      if (tid == 0u) {
+        let c = red_i[0];
+        picks[o0 + i] = c;
+        ${P}[(base + c) * GROUP] = -2.0;
+      }
+      storageBarrier();
+    }
+`;
+}
+
+/**
+ * Key i of token t's selection for kv head h (the block picked in slot i / BLOCK), or NONE when
+ * the slot is empty or the key lies after p.
+ */
+const KEY_OF_WGSL = `fn key_of(t: u32, h: u32, i: u32, p: u32) -> u32 {
+  let c = picks[(t * KVH + h) * SELECT + i / BLOCK];
+  if (c == NONE) { return NONE; }
+  let j = c * BLOCK + i % BLOCK;
+  return select(NONE, j, j <= p);
+}`;
+
+/** Scratch of the decode part launches' partial max, sum and outputs per (kv head, split). */
+export const NSA_PART = 'nsa_part';
+/** Most compressed blocks a decode part workgroup takes (fewer when that leaves one split). */
+const CMP_SPLIT_KEYS = 64;
+/** Most splits of the compressed keys: 32 · 8 kv heads make 256 workgroups. */
+const CMP_MAX_SPLITS = 32;
+
+/** Splits of nb compressed blocks, and blocks per split. */
+export function compressedSplits(nb: number): { splits: number; keys: number } {
+  const splits = Math.max(1, Math.min(CMP_MAX_SPLITS, Math.ceil(nb / CMP_SPLIT_KEYS)));
+  return { splits, keys: Math.ceil(nb / splits) };
+}
+
+/**
+ * The part launch's body for split `sp` of kv head h (t = 0): keys i in [lo, hi) (row `row(i)`,
+ * NONE skipped), scores into P[(h · N + i) · GROUP + g], the split's max, exp(score − max)
+ * back into P, the sum, and the unnormalised outputs, all into the part scratch.
+ */
+function partWgsl(o: {
+  P: string;
+  n: string;
+  keys: string;
+  N: string;
+  k: string;
+  v: string;
+  row?: string;
+}): string {
+  const at = (g: string) => `${o.P}[(h * ${o.N} + i) * GROUP + ${g}]`;
+  const jOf = o.row
+    ? `let j = ${o.row};\n      if (j == NONE) { continue; }\n      `
+    : 'let j = i;\n      ';
+  return `  let h = wid.x;
+  let sp = wid.z;
+  let t = 0u;
+  let p = step.pos;
+  let q0 = h * GROUP * HD;
+  let lo = sp * ${o.keys};
+  let hi = min(${o.n}, lo + ${o.keys});
+  var mx = array<f32, GROUP>();
+  for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
+  for (var i = lo + tid; i < hi; i += WG) {
+      ${jOf}var s = array<f32, GROUP>();
+      for (var d = 0u; d < HD; d++) {
+        let kd = ${o.k}[j * KVW + h * HD + d];
+        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
+      }
+      for (var g = 0u; g < GROUP; g++) {
+        let x = s[g] * SCALE;
+        ${at('g')} = x;
+        mx[g] = max(mx[g], x);
+      }
+  }
+  var m = array<f32, GROUP>();
+  for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
+  var sm = array<f32, GROUP>();
+  for (var i = lo + tid; i < hi; i += WG) {
+      ${o.row ? `let keep = ${o.row} != NONE;\n      ` : ''}for (var g = 0u; g < GROUP; g++) {
+        let e = ${o.row ? `select(0.0, exp(${at('g')} - m[g]), keep)` : `exp(${at('g')} - m[g])`};
+        ${at('g')} = e;
+        sm[g] += e;
+      }
+  }
+  let w0 = (h * SPLITS + sp) * PART_W;
+  for (var g = 0u; g < GROUP; g++) {
+    let z = wg_sum(sm[g], tid);
+    if (tid == 0u) {
+      nsa_part[w0 + g] = m[g];
+      nsa_part[w0 + GROUP + g] = z;
+    }
+  }
+  storageBarrier();
+  for (var x = tid; x < GROUP * HD; x += WG) {
+    let g = x / HD;
+    let d = x % HD;
+    var acc = 0.0;
+    for (var i = lo; i < hi; i++) {
+      ${jOf}acc += ${at('g')} * ${o.v}[j * KVW + h * HD + d];
+    }
+    nsa_part[w0 + 2u * GROUP + x] = acc;
+  }`;
+}
+
+/**
+ * The combine launch's merge for kv head h: each split's weight exp(m_s − m) (0 for a split with
+ * no keys), the merged sum's inverse in inv[g] (0 when no key counts) and the outputs.
+ */
+const COMBINE_WGSL = `  let h = wid.x;
+  let t = 0u;
+  let p = step.pos;
+  let q0 = h * GROUP * HD;
+  var m = array<f32, GROUP>();
+  var inv = array<f32, GROUP>();
+  for (var g = 0u; g < GROUP; g++) {
+    var mm = NEG;
+    for (var s = 0u; s < SPLITS; s++) {
+      let w0 = (h * SPLITS + s) * PART_W;
+      if (nsa_part[w0 + GROUP + g] > 0.0) { mm = max(mm, nsa_part[w0 + g]); }
+    }
+    var z = 0.0;
+    for (var s = 0u; s < SPLITS; s++) {
+      let w0 = (h * SPLITS + s) * PART_W;
+      let l = nsa_part[w0 + GROUP + g];
+      if (l > 0.0) { z += l * exp(nsa_part[w0 + g] - mm); }
+    }
+    m[g] = mm;
+    inv[g] = select(0.0, 1.0 / z, z > 0.0);
+  }
+  for (var x = tid; x < GROUP * HD; x += WG) {
+    let g = x / HD;
+    var o = 0.0;
+    for (var s = 0u; s < SPLITS; s++) {
+      let w0 = (h * SPLITS + s) * PART_W;
+      if (nsa_part[w0 + GROUP + g] > 0.0) {
+        o += nsa_part[w0 + 2u * GROUP + x] * exp(nsa_part[w0 + g] - m[g]);
+      }
+    }
+    out[q0 + x] = o * inv[g];
+  }`;
+
+/** Storage declarations numbered from binding 1, with their binding list (step first). */
+function declare(list: { name: string; access: 'read' | 'read_write'; elem?: string }[]) {
+  return {
+    decls: list.map((b, i) => storageDecl(i + 1, b.name, b.access, b.elem)).join('\n'),
+    bindings: [STEP_BINDING, ...list.map(({ name, access }) => ({ name, access }))],
+  };
+}
+
+/** The two decode launches of a split branch (see the header). */
+function splitLaunches(o: {
+  name: string;
+  consts: string;
+  splits: number;
+  /** Floats of P (the branch's score scratch): kvHeads · keys · group. */
+  pFloats: number;
+  partInputs: { name: string; access: 'read' | 'read_write'; elem?: string }[];
+  /** WGSL functions of the part launch alone (they may read its bindings). */
+  partFns?: string;
+  part: string;
+  combineOutputs: { name: string; access: 'read' | 'read_write'; elem?: string }[];
+  combine: string;
+  /** Whether the combine reads the part's exponentials in P (the compressed importances). */
+  combineReadsP: boolean;
+  P: string;
+  a: { kvHeads: number; heads: number; headDim: number };
+}) {
+  const partW = 2 * (o.a.heads / o.a.kvHeads) + (o.a.heads / o.a.kvHeads) * o.a.headDim;
+  const head = `${o.consts}
+const SPLITS = ${o.splits}u;
+const PART_W = ${partW}u;
+
+var<workgroup> red_x: array<f32, WG>;
+var<workgroup> red_s: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
+${REDUCTIONS}`;
+  const scratchIo = [
+    { name: o.P, access: 'read_write' as const },
+    { name: NSA_PART, access: 'read_write' as const },
+  ];
+  const part = declare([...o.partInputs, ...scratchIo]);
+  // The combine binds the scores only where it reads them (a binding WGSL never reads is not in
+  // the pipeline's layout).
+  const comb = declare([
+    ...(o.combineReadsP ? scratchIo : scratchIo.slice(1)),
+    ...o.combineOutputs,
+  ]);
+  const code = (decls: string, body: string, fns = '') => `${STEP_WGSL}
+${decls}
+${head}${fns}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+${body}
+}
+`;
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `${o.name}_part_s${o.splits}`,
+          code: code(part.decls, o.part, o.partFns),
+          bindings: part.bindings,
+          workgroupSize: [WG, 1, 1] as [number, number, number],
+        },
+        grid: [o.a.kvHeads, 1, o.splits] as [number, number, number],
+      },
+      {
+        kernel: {
+          name: `${o.name}_combine_s${o.splits}`,
+          code: code(comb.decls, o.combine),
+          bindings: comb.bindings,
+          workgroupSize: [WG, 1, 1] as [number, number, number],
+        },
+        grid: [o.a.kvHeads, 1, 1] as [number, number, number],
+      },
+    ],
+    scratch: { [o.P]: 4 * o.pFloats, [NSA_PART]: 4 * o.a.kvHeads * o.splits * partW },
+  };
+}
+
 export const nsaCompressKernel: KernelGenerator<NsaCompressAttrs> = (a, { maxT }) => {
   nsaCompress.check(a);
   const bf = batchForms(a);
@@ -234,8 +496,62 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   };
 };
 
+/** Decode of one sequence (maxT 1) splits the keys (see the header). */
+const splitDecode = (a: { batch?: number }, maxT: number) => maxT === 1 && (a.batch ?? 1) === 1;
+
 export const nsaCompressedKernel: KernelGenerator<NsaCompressedAttrs> = (a, ctx) => {
   nsaCompressed.check(a);
+  if (splitDecode(a, ctx.maxT)) {
+    const P = NSA_CMP_PROB;
+    const { splits, keys } = compressedSplits(nsaBlocks(a));
+    return splitLaunches({
+      name: `nsa_compressed_h${a.heads}x${a.kvHeads}d${a.headDim}_l${a.block}n${a.select}_c${a.capacity}`,
+      consts: constants(a),
+      splits,
+      pFloats: a.heads * nsaBlocks(a),
+      P,
+      a,
+      partInputs: [
+        { name: 'q', access: 'read' },
+        { name: 'kcmp', access: 'read' },
+        { name: 'vcmp', access: 'read' },
+      ],
+      part: partWgsl({
+        P,
+        n: '((p + 1u) / BLOCK)',
+        keys: `${keys}u`,
+        N: 'NB',
+        k: 'kcmp',
+        v: 'vcmp',
+      }),
+      combineOutputs: [
+        { name: 'out', access: 'read_write' },
+        { name: 'picks', access: 'read_write', elem: 'u32' },
+      ],
+      // Block c's probability for query head g is its split's exponential rescaled to the
+      // merged max, times the merged sum's inverse.
+      combine: `${COMBINE_WGSL}
+  let nc = (p + 1u) / BLOCK;
+  let cur = p / BLOCK;
+  let base = h * NB;
+  storageBarrier();
+  for (var c = tid; c <= cur; c += WG) {
+    var s = 0.0;
+    if (c < nc) {
+      let w0 = (h * SPLITS + c / ${keys}u) * PART_W;
+      for (var g = 0u; g < GROUP; g++) {
+        s += ${P}[(base + c) * GROUP + g] * exp(nsa_part[w0 + g] - m[g]) * inv[g];
+      }
+      s = s / f32(GROUP);
+    }
+    if (c == 0u || c == cur || c + 1u == cur) { s = FORCED; }
+    ${P}[(base + c) * GROUP] = s;
+  }
+  storageBarrier();
+${topSelectWgsl(P)}`,
+      combineReadsP: true,
+    });
+  }
   const bf = batchForms(a);
   const { bindings, decls } = bf.bind(a);
   const slots = slotsFor(ctx.maxT);
@@ -274,40 +590,7 @@ ${groupAttentionWgsl({ P, i: 'c', n: 'nc', k: 'kcmp', v: 'vcmp', rowBase: bf.cmp
       ${P}[(base + c) * GROUP] = s;
     }
     storageBarrier();
-    // The top SELECT: repeated argmax (ties to the later block); a taken block scores -2.
-    let n = min(SELECT, cur + 1u);
-    let o0 = (t * KVH + h) * SELECT;
-    for (var i = 0u; i < SELECT; i++) {
-      if (i >= n) {
-        if (tid == 0u) { picks[o0 + i] = NONE; }
-        continue;
-      }
-      var bs = -1.0;
-      var bi = 0u;
-      for (var c = tid; c <= cur; c += WG) {
-        let s = ${P}[(base + c) * GROUP];
-        if (s > bs || (s == bs && c > bi)) { bs = s; bi = c; }
-      }
-      red_s[tid] = bs;
-      red_i[tid] = bi;
-      workgroupBarrier();
-      for (var w = WG / 2u; w > 0u; w /= 2u) {
-        if (tid < w) {
-          let s = red_s[tid + w];
-          if (s > red_s[tid] || (s == red_s[tid] && red_i[tid + w] > red_i[tid])) {
-            red_s[tid] = s;
-            red_i[tid] = red_i[tid + w];
-          }
-        }
-        workgroupBarrier();
-      }
-      if (tid == 0u) {
-        let c = red_i[0];
-        picks[o0 + i] = c;
-        ${P}[(base + c) * GROUP] = -2.0;
-      }
-      storageBarrier();
-    }
+${topSelectWgsl(P)}
   }
 }
 `;
@@ -329,6 +612,38 @@ ${groupAttentionWgsl({ P, i: 'c', n: 'nc', k: 'kcmp', v: 'vcmp', rowBase: bf.cmp
 
 export const nsaSelectedKernel: KernelGenerator<NsaSelectedAttrs> = (a, ctx) => {
   nsaSelected.check(a);
+  if (splitDecode(a, ctx.maxT)) {
+    const P = NSA_SLC_PROB;
+    return splitLaunches({
+      name: `nsa_selected_h${a.heads}x${a.kvHeads}d${a.headDim}_l${a.block}n${a.select}_c${a.capacity}`,
+      // A split per picked block.
+      consts: `${constants(a)}
+const KEYS = ${a.select * a.block}u;`,
+      partFns: KEY_OF_WGSL,
+      splits: a.select,
+      pFloats: a.heads * a.select * a.block,
+      P,
+      a,
+      partInputs: [
+        { name: 'q', access: 'read' },
+        { name: 'kcache', access: 'read' },
+        { name: 'vcache', access: 'read' },
+        { name: 'picks', access: 'read', elem: 'u32' },
+      ],
+      part: partWgsl({
+        P,
+        n: 'KEYS',
+        keys: 'BLOCK',
+        N: 'KEYS',
+        k: 'kcache',
+        v: 'vcache',
+        row: 'key_of(t, h, i, p)',
+      }),
+      combineOutputs: [{ name: 'out', access: 'read_write' }],
+      combine: COMBINE_WGSL,
+      combineReadsP: false,
+    });
+  }
   const bf = batchForms(a);
   const { bindings, decls } = bf.bind(a);
   const slots = slotsFor(ctx.maxT);
@@ -343,14 +658,7 @@ const KEYS = ${keys}u;
 
 var<workgroup> red_x: array<f32, WG>;
 ${REDUCTIONS}
-// Key i of token t's selection for kv head h (the block picked in slot i / BLOCK), or NONE when
-// the slot is empty or the key lies after p.
-fn key_of(t: u32, h: u32, i: u32, p: u32) -> u32 {
-  let c = picks[(t * KVH + h) * SELECT + i / BLOCK];
-  if (c == NONE) { return NONE; }
-  let j = c * BLOCK + i % BLOCK;
-  return select(NONE, j, j <= p);
-}
+${KEY_OF_WGSL}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {

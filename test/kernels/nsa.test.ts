@@ -49,6 +49,8 @@ const cases: NsaCase[] = [
   { heads: 32, kvHeads: 2, hd: 16, block: 4, select: 3, capacity: 40, steps: [37, 1, 1] },
   // 75 candidate blocks: more than one workgroup's threads for the argmax and the scores.
   { heads: 2, kvHeads: 1, hd: 3, block: 2, select: 5, capacity: 160, steps: [150, 1, 1, 1] },
+  // 150 compressed blocks: decode splits them three ways (50 a split, the last one partial).
+  { heads: 4, kvHeads: 2, hd: 8, block: 2, select: 4, capacity: 300, steps: [203, 1, 1] },
 ];
 
 const name = (c: NsaCase) =>
@@ -73,8 +75,14 @@ describe('nsa kernels', () => {
       const maxT = Math.max(...c.steps);
       const ctx = { caps: gpu.caps, maxT };
       const genCompress = nsaCompressKernel(a.compress, ctx);
-      const genCmp = nsaCompressedKernel(a.compressed, ctx);
-      const genSlc = nsaSelectedKernel(a.selected, ctx);
+      // A step of one token runs both as a longer step's kernels would and as decode's (maxT 1:
+      // the keys split over workgroups, then merged).
+      const gens = (m: number) => ({
+        cmp: nsaCompressedKernel(a.compressed, { ...ctx, maxT: m }),
+        slc: nsaSelectedKernel(a.selected, { ...ctx, maxT: m }),
+      });
+      const scratch = (g: { scratch: Record<string, number> }) =>
+        Object.fromEntries(Object.entries(g.scratch).map(([k, bytes]) => [k, bytes / 4]));
       const kvw = c.kvHeads * c.hd;
       const qw = c.heads * c.hd;
       const nb = nsaBlocks(c);
@@ -104,26 +112,24 @@ describe('nsa kernels', () => {
         vcmp = wantC.vcmp as Float32Array;
         // Compressed attention and selection.
         const wantA = nsaCompressed.reference(a.compressed, { q, kcmp, vcmp }, step);
-        const gotA = await runLaunches(genCmp.launches, {
-          inputs: { q, kcmp, vcmp },
-          outputs: {
-            out: T * qw,
-            picks: T * c.kvHeads * c.select,
-            [NSA_CMP_PROB]: genCmp.scratch[NSA_CMP_PROB] / 4,
-          },
-          step,
-        });
         const picks = wantA.picks as Uint32Array;
-        expect(Array.from(new Uint32Array(gotA.picks.buffer))).toEqual(Array.from(picks));
-        expect(maxRelError(gotA.out, wantA.out)).toBeLessThanOrEqual(1e-4);
-        // Selected attention over the reference's picks.
         const wantS = nsaSelected.reference(a.selected, { q, kcache, vcache, picks }, step);
-        const gotS = await runLaunches(genSlc.launches, {
-          inputs: { q, kcache, vcache, picks },
-          outputs: { out: T * qw, [NSA_SLC_PROB]: genSlc.scratch[NSA_SLC_PROB] / 4 },
-          step,
-        });
-        expect(maxRelError(gotS.out, wantS.out)).toBeLessThanOrEqual(1e-4);
+        for (const g of T === 1 ? [gens(maxT), gens(1)] : [gens(maxT)]) {
+          const gotA = await runLaunches(g.cmp.launches, {
+            inputs: { q, kcmp, vcmp },
+            outputs: { out: T * qw, picks: T * c.kvHeads * c.select, ...scratch(g.cmp) },
+            step,
+          });
+          expect(Array.from(new Uint32Array(gotA.picks.buffer))).toEqual(Array.from(picks));
+          expect(maxRelError(gotA.out, wantA.out)).toBeLessThanOrEqual(1e-4);
+          // Selected attention over the reference's picks.
+          const gotS = await runLaunches(g.slc.launches, {
+            inputs: { q, kcache, vcache, picks },
+            outputs: { out: T * qw, ...scratch(g.slc) },
+            step,
+          });
+          expect(maxRelError(gotS.out, wantS.out)).toBeLessThanOrEqual(1e-4);
+        }
         pos += T;
       }
     });
