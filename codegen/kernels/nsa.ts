@@ -118,6 +118,54 @@ const FORCED = ${wgslF32(NSA_FORCED)};`;
 }
 
 /**
+ * The scores, max and exponentials of a group's query heads over keys `i` from `start` to below
+ * `end` (step WG): scores into at(g), the workgroup max m[g], then exp(score − m) back into at(g)
+ * and its sum so far in sm[g] (per thread). Key i's row is `j` after `skip` (which may continue
+ * past a key with no row); `keep`, when given, is whether key i counts (else its exponential is 0).
+ */
+function scoresWgsl(o: {
+  i: string;
+  start: string;
+  end: string;
+  at: (g: string) => string;
+  k: string;
+  j: string;
+  skip: string;
+  keep?: string;
+}): string {
+  const { i, at } = o;
+  const e = o.keep
+    ? `let keep = ${o.keep};
+      for (var g = 0u; g < GROUP; g++) {
+        let e = select(0.0, exp(${at('g')} - m[g]), keep);`
+    : `for (var g = 0u; g < GROUP; g++) {
+        let e = exp(${at('g')} - m[g]);`;
+  return `    var mx = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
+    for (var ${i} = ${o.start}; ${i} < ${o.end}; ${i} += WG) {
+      ${o.skip}var s = array<f32, GROUP>();
+      for (var d = 0u; d < HD; d++) {
+        let kd = ${o.k}[${o.j} * KVW + h * HD + d];
+        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
+      }
+      for (var g = 0u; g < GROUP; g++) {
+        let x = s[g] * SCALE;
+        ${at('g')} = x;
+        mx[g] = max(mx[g], x);
+      }
+    }
+    var m = array<f32, GROUP>();
+    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
+    var sm = array<f32, GROUP>();
+    for (var ${i} = ${o.start}; ${i} < ${o.end}; ${i} += WG) {
+      ${e}
+        ${at('g')} = e;
+        sm[g] += e;
+      }
+    }`;
+}
+
+/**
  * One token's attention for a kv head's group of query heads over a set of keys, shared by
  * nsa_compressed (the complete compressed blocks) and nsa_selected (the picked keys): scores into
  * the scratch P (index (base + i) * GROUP + g), workgroup max, exponentials and sums, then a thread
@@ -142,35 +190,7 @@ function groupAttentionWgsl(o: {
   const key = o.row ? 'j' : i;
   const j = o.rowBase ? `(${o.rowBase} + ${key})` : key;
   const skip = o.row ? `let j = ${o.row};\n      if (j == NONE) { continue; }\n      ` : '';
-  const exp = o.row
-    ? `let keep = ${o.row} != NONE;
-      for (var g = 0u; g < GROUP; g++) {
-        let e = select(0.0, exp(${at('g')} - m[g]), keep);`
-    : `for (var g = 0u; g < GROUP; g++) {
-        let e = exp(${at('g')} - m[g]);`;
-  return `    var mx = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
-    for (var ${i} = tid; ${i} < ${n}; ${i} += WG) {
-      ${skip}var s = array<f32, GROUP>();
-      for (var d = 0u; d < HD; d++) {
-        let kd = ${o.k}[${j} * KVW + h * HD + d];
-        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
-      }
-      for (var g = 0u; g < GROUP; g++) {
-        let x = s[g] * SCALE;
-        ${at('g')} = x;
-        mx[g] = max(mx[g], x);
-      }
-    }
-    var m = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
-    var sm = array<f32, GROUP>();
-    for (var ${i} = tid; ${i} < ${n}; ${i} += WG) {
-      ${exp}
-        ${at('g')} = e;
-        sm[g] += e;
-      }
-    }
+  return `${scoresWgsl({ i, start: 'tid', end: n, at, k: o.k, j, skip, keep: o.row ? `${o.row} != NONE` : undefined })}
     var inv = array<f32, GROUP>();
     for (var g = 0u; g < GROUP; g++) {
       let z = wg_sum(sm[g], tid);
@@ -292,30 +312,7 @@ function partWgsl(o: {
   let q0 = h * GROUP * HD;
   let lo = sp * ${o.keys};
   let hi = min(${o.n}, lo + ${o.keys});
-  var mx = array<f32, GROUP>();
-  for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
-  for (var i = lo + tid; i < hi; i += WG) {
-      ${jOf}var s = array<f32, GROUP>();
-      for (var d = 0u; d < HD; d++) {
-        let kd = ${o.k}[j * KVW + h * HD + d];
-        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
-      }
-      for (var g = 0u; g < GROUP; g++) {
-        let x = s[g] * SCALE;
-        ${at('g')} = x;
-        mx[g] = max(mx[g], x);
-      }
-  }
-  var m = array<f32, GROUP>();
-  for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
-  var sm = array<f32, GROUP>();
-  for (var i = lo + tid; i < hi; i += WG) {
-      ${o.row ? `let keep = ${o.row} != NONE;\n      ` : ''}for (var g = 0u; g < GROUP; g++) {
-        let e = ${o.row ? `select(0.0, exp(${at('g')} - m[g]), keep)` : `exp(${at('g')} - m[g])`};
-        ${at('g')} = e;
-        sm[g] += e;
-      }
-  }
+${scoresWgsl({ i: 'i', start: 'lo + tid', end: 'hi', at, k: o.k, j: 'j', skip: jOf, keep: o.row ? `${o.row} != NONE` : undefined })}
   let w0 = (h * SPLITS + sp) * PART_W;
   for (var g = 0u; g < GROUP; g++) {
     let z = wg_sum(sm[g], tid);
