@@ -51,7 +51,10 @@ describe('matmul kernels against the reference', () => {
       for (const [vi, [label, over]] of VARIANTS.entries()) {
         it(label, async () => {
           const run = { caps: await matrixCaps(), maxT, steps };
-          for (const [si, [N, K]] of SHAPES.entries()) {
+          // Few rows go through the decode GEMV's code with a row loop: its edge shapes (K = 1,
+          // K odd, vec4 K) are enough there, and keep the suite inside CI's time.
+          const shapes = path === 'few rows' ? SHAPES.filter(([, K]) => K !== 250) : SHAPES;
+          for (const [si, [N, K]] of shapes.entries()) {
             await check(mm(N, K, over), run, 1000 * vi + 10 * si);
           }
         });
