@@ -178,13 +178,13 @@ export function batchedRows(a: { batch?: number; capacity: number }): BatchedRow
 }
 
 /**
- * WGSL declarations of a kernel's f32 storage buffers: every binding after the step uniform
- * (binding 0), numbered in order.
+ * WGSL declarations of a kernel's storage buffers (f32 unless a binding gives its elem): every
+ * binding after the step uniform (binding 0), numbered in order.
  */
-export function storageDecls(bindings: readonly BindingDecl[]): string {
+export function storageDecls(bindings: readonly (BindingDecl & { elem?: string })[]): string {
   return bindings
     .slice(1)
-    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write'))
+    .map((b, i) => storageDecl(i + 1, b.name, b.access as 'read' | 'read_write', b.elem))
     .join('\n');
 }
 

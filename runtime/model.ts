@@ -533,9 +533,10 @@ export class Sequence {
   /**
    * Jump a new sequence to position `pos` without computing the tokens before it, to time steps
    * at a long context without filling it first (`explore --measure --fill zeros`; an H2O cache
-   * fills one token at a time: its 32k prefill outlasted a 10-minute H100 call). WebGPU zeroes new buffers, so the rows before `pos`
-   * hold zeros and what the sequence generates from there means nothing; what a step costs
-   * does not change, since no kernel's work depends on the values in its caches and states.
+   * fills one token at a time: its 32k prefill outlasted a 10-minute H100 call). WebGPU zeroes
+   * new buffers, so the rows before `pos` hold zeros and what the sequence generates from there
+   * means nothing; what a step costs does not change, since no kernel's work depends on the
+   * values in its caches and states.
    */
   skipForTiming(pos: number): void {
     if (this.pos !== 0 || this.filled !== 0 || this.draws !== 0)

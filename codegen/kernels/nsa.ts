@@ -45,7 +45,14 @@ import {
   nsaCompressed,
   nsaSelected,
 } from '../../src/ops/nsa.ts';
-import { batchedRows, ROW_POS, STEP_BINDING, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
+import {
+  batchedRows,
+  ROW_POS,
+  STEP_BINDING,
+  STEP_WGSL,
+  storageDecl,
+  storageDecls,
+} from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32, withRowPos } from './wgsl-builder.ts';
 import { wgReductionsWgsl } from './wg-reduce.ts';
@@ -373,7 +380,7 @@ const COMBINE_WGSL = `  let h = wid.x;
 /** Storage declarations numbered from binding 1, with their binding list (step first). */
 function declare(list: { name: string; access: 'read' | 'read_write'; elem?: string }[]) {
   return {
-    decls: list.map((b, i) => storageDecl(i + 1, b.name, b.access, b.elem)).join('\n'),
+    decls: storageDecls([STEP_BINDING, ...list]),
     bindings: [STEP_BINDING, ...list.map(({ name, access }) => ({ name, access }))],
   };
 }
@@ -396,7 +403,8 @@ function splitLaunches(o: {
   P: string;
   a: { kvHeads: number; heads: number; headDim: number };
 }) {
-  const partW = 2 * (o.a.heads / o.a.kvHeads) + (o.a.heads / o.a.kvHeads) * o.a.headDim;
+  // A split's words: max and sum per query head of the group, then its HD outputs each.
+  const partW = (o.a.heads / o.a.kvHeads) * (o.a.headDim + 2);
   const head = `${o.consts}
 const SPLITS = ${o.splits}u;
 const PART_W = ${partW}u;

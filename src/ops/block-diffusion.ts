@@ -205,9 +205,10 @@ export function drawToken(
   const maxZ = logits[base + best] / T;
   const p = new Float64Array(vocab);
   let sum = 0;
-  for (let v = 0; v < vocab; v++)
-    sum += p[v] = v === o.maskId ? 0 : Math.exp(logits[base + v] / T - maxZ);
-  if (o.maskId < vocab) p[o.maskId] = -1;
+  for (let v = 0; v < vocab; v++) {
+    if (v === o.maskId) p[v] = -1;
+    else sum += p[v] = Math.exp(logits[base + v] / T - maxZ);
+  }
   const kept = nucleus(p, sum, o.nucleusP, o.maskId < vocab ? vocab - 1 : vocab);
   let pick = -1;
   let score = -Infinity;
