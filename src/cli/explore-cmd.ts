@@ -16,7 +16,12 @@ import type { PhaseProfile } from '../../runtime/dispatch-profile.ts';
 import { table, toCsv, type DesignResult, type Results } from './explore/results.ts';
 import { plotSpecs, renderSvg, reportHtml } from './explore/plots.ts';
 import { MEMORY_BUDGETS } from './report.ts';
-import { MEASURE_FILLS, measureCached, type MeasureFill } from './explore/measure.ts';
+import {
+  MEASURE_FILLS,
+  isMeasurement,
+  measureCached,
+  type MeasureFill,
+} from './explore/measure.ts';
 import { acquire } from '../../runtime/node/webgpu-node.ts';
 import { gpuFlags } from './compile-cmd.ts';
 
@@ -287,8 +292,12 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
             join(out, 'measure-cache'),
           );
           measured.push(m);
+          if (!isMeasurement(m)) {
+            process.stderr.write(`  ${shown} ${f.precision}: not measured: ${m.refused}\n`);
+            continue;
+          }
           process.stderr.write(
-            `  ${shown} ${f.precision}: prefill ${m.prefillTokensPerSecond.toFixed(0)} tok/s, decode at ${paretoContext}${fill === 'zeros' ? ' (zeroed cache)' : ''} ${m.decodeTokensPerSecond.toFixed(1)} tok/s${cached ? ' (cached)' : ''}\n`,
+            `  ${shown} ${f.precision}: prefill ${m.prefillTokensPerSecond.toFixed(0)} tok/s, decode at ${paretoContext}${fill === 'zeros' ? ' (zeroed cache)' : ''} ${m.decodeTokensPerSecond.toFixed(1)} tok/s (steps ${m.decodeStepMs.median.toFixed(2)} ms median, ${m.decodeStepMs.min.toFixed(2)}-${m.decodeStepMs.max.toFixed(2)})${cached ? ' (cached)' : ''}\n`,
           );
           if (m.decodeProfile)
             process.stderr.write(`    decode GPU time: ${topRoles(m.decodeProfile, 3)}\n`);

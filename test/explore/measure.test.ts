@@ -16,7 +16,15 @@ import { randomWeights } from '../../src/import/random-init.ts';
 import { GpuModel } from '../../runtime/model.ts';
 import { GREEDY } from '../../codegen/kernel-ir.ts';
 import { testGpu } from '../helpers/gpu.ts';
-import type { Results } from '../../src/cli/explore/results.ts';
+import type { DesignResult, Results } from '../../src/cli/explore/results.ts';
+import { isMeasurement, type Measurement } from '../../src/cli/explore/measure.ts';
+
+/** A design's first measurement, which these tests expect to have been taken. */
+function measuredOf(d: DesignResult): Measurement {
+  const m = d.measured![0]!;
+  if (!isMeasurement(m)) throw new Error(`${d.name} was not measured: ${m.refused}`);
+  return m;
+}
 
 const SPEC = `model "tiny-ratio" {
   vocab 64
@@ -62,10 +70,13 @@ describe('strata explore --measure', () => {
     expect(r.designs).toHaveLength(2);
     for (const d of r.designs) {
       expect(d.measured).toHaveLength(1);
-      const m = d.measured![0]!;
+      const m = measuredOf(d);
       expect(m).toMatchObject({ precision: 'f32', prefillTokens: 8, context: 40, decodeSteps: 3 });
       expect(m.prefillTokensPerSecond).toBeGreaterThan(0);
       expect(Number.isFinite(m.decodeTokensPerSecond) && m.decodeTokensPerSecond > 0).toBe(true);
+      // The steps' spread: three steps, so the median is one of them.
+      const { median, min, max } = m.decodeStepMs;
+      expect(min > 0 && min <= median && median <= max).toBe(true);
       // The measured build's dispatches, at the adapter's storage-buffer budget (the estimate's
       // is WebGPU's 8); no fusion of this model depends on it.
       expect(m.storageBuffers).toBeGreaterThanOrEqual(8);
@@ -87,7 +98,7 @@ describe('strata explore --measure', () => {
     // The largest role over all designs has its own colour (escaped as SVG text).
     const byRole = new Map<string, number>();
     for (const d of r.designs)
-      for (const x of d.measured![0]!.decodeProfile!.roles)
+      for (const x of measuredOf(d).decodeProfile!.roles)
         byRole.set(x.role, (byRole.get(x.role) ?? 0) + x.ms);
     const largest = [...byRole.entries()].sort((a, b) => b[1] - a[1])[0]![0];
     expect(bars).toContain(largest.replace(/&/g, '&amp;').replace(/</g, '&lt;'));
@@ -137,8 +148,9 @@ describe('strata explore --measure', () => {
     expect(run.out).toMatch(
       /meas dec@200: timed over zeroed caches at that position \(--fill zeros\)/,
     );
-    const m = (JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results).designs[0]!
-      .measured![0]!;
+    const m = measuredOf(
+      (JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results).designs[0]!,
+    );
     expect(m).toMatchObject({ fill: 'zeros', context: 200, decodeSteps: 2 });
     expect(m.decodeTokensPerSecond).toBeGreaterThan(0);
     expect(readFileSync(join(out, 'results.csv'), 'utf8')).toMatch(/decode_fill_measured/);
@@ -148,6 +160,44 @@ describe('strata explore --measure', () => {
     await expect(
       explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'q'), '--fill', 'zeros']),
     ).rejects.toThrow(/--fill goes with --measure/);
+  }, 300_000);
+
+  it('a design the adapter cannot hold is a row that says why, and the sweep goes on', async () => {
+    // At 300k tokens a head_dim 512 layer's K cache is 300k · 2 · 512 · 4 bytes = 1.2 GB, past
+    // SwiftShader's 1 GiB buffers and bindings (the H100's binding is 2 GiB: MLA's expanded cache
+    // at 128k met it).
+    const dir = mkdtempSync(join(tmpdir(), 'explore-measure-'));
+    const spec = join(dir, 'big.strata');
+    writeFileSync(
+      spec,
+      `model "big-head" {
+  vocab 64
+  dim 32
+  max_context 300100
+  norm rms(eps: 1e-6)
+  mixer small = attention(heads: 2, rope: none)
+  mixer big = attention(heads: 2, head_dim: 512, rope: none)
+  ffn mlp = swiglu(hidden: 64)
+  let a = small
+  layers 1 x a with ffn mlp
+}
+`,
+    );
+    const out = join(dir, 'out');
+    const opts = ['--context', '300000', '--max-t', '8', '--steps', '2', '--fill', 'zeros'];
+    const run = await explore([spec, '--vary', 'a=big,small', '-o', out, '--measure', ...opts]);
+    expect(run.code).toBe(0);
+    expect(run.err).toMatch(/a=big f32: not measured: this device's max\w+ is \d+, but state/);
+    const r = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
+    const [big, small] = r.designs;
+    expect(big!.measured![0]).toMatchObject({
+      precision: 'f32',
+      refused: expect.stringMatching(/state 'cache\.k\.0'.*needs \d+/),
+    });
+    expect(measuredOf(small!).decodeTokensPerSecond).toBeGreaterThan(0);
+    expect(run.out).toMatch(/a-big\s.*\srefused\s+-$/m);
+    expect(run.out).toMatch(/a-big f32 not measured: this device's max\w+ is \d+, but state/);
+    expect(readFileSync(join(out, 'results.csv'), 'utf8')).toMatch(/measure_refused/);
   }, 300_000);
 
   it('Sequence.skipForTiming jumps a new sequence only, within its capacity', async () => {

@@ -22,6 +22,7 @@ import { median, profilePhase, type PhaseProfile } from '../../../runtime/dispat
 import { GREEDY } from '../../../codegen/kernel-ir.ts';
 import type { GpuContext } from '../../../runtime/gpu.ts';
 import { UserError } from '../command.ts';
+import { DeviceLimitError } from '../../../runtime/fits.ts';
 
 export interface Measurement {
   /** The adapter measured on. */
@@ -37,6 +38,11 @@ export interface Measurement {
   /** Tokens after the first over the time they took, once the cache holds `context` tokens. */
   decodeTokensPerSecond: number;
   /**
+   * The timed steps' intervals (ms): a median far below the mean (decodeTokensPerSecond) says
+   * a few steps stalled, not that every step is slow.
+   */
+  decodeStepMs: { median: number; min: number; max: number };
+  /**
    * The measured build's decode dispatches and the storage buffers its kernels could bind (the
    * adapter's): decode fusions follow that budget (src/passes/fuse-rwkv7.ts), so these may be
    * fewer than the estimate's, compiled at WebGPU's 8.
@@ -48,6 +54,20 @@ export interface Measurement {
    * PROFILE_STEPS steps after the timed ones); null without timestamp queries.
    */
   decodeProfile: PhaseProfile | null;
+}
+
+/**
+ * A design this adapter cannot run, e.g. a cache binding past maxStorageBufferBindingSize
+ * (runtime/fits.ts): a row of the sweep that says why, not the end of the sweep.
+ */
+export interface MeasureRefusal {
+  device: string;
+  precision: Precision;
+  refused: string;
+}
+
+export function isMeasurement(m: Measurement | MeasureRefusal): m is Measurement {
+  return !('refused' in m);
 }
 
 /** Decode steps of the per-dispatch profile, after the timed ones. */
@@ -121,6 +141,7 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
       last = token;
     }
     if (times.length < 2) throw new Error(`decode stopped after ${times.length} token(s)`);
+    const steps = times.slice(1).map((t, i) => t - times[i]!);
     const decodeProfile = await profilePhase(gpu, gm, 'decode', (t) =>
       seq.profileDecode(last, PROFILE_STEPS, t),
     );
@@ -133,6 +154,7 @@ async function measure(gpu: GpuContext, model: ModelIR, s: MeasureSettings): Pro
       fill: s.fill,
       decodeSteps: times.length - 1,
       decodeTokensPerSecond: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!),
+      decodeStepMs: { median: median(steps), min: Math.min(...steps), max: Math.max(...steps) },
       decodeDispatches: compiled.phases.decode.dispatches.length,
       storageBuffers: gpu.caps.maxStorageBuffersPerStage,
       decodeProfile,
@@ -149,15 +171,21 @@ export async function measureCached(
   designSource: string,
   s: MeasureSettings,
   cacheDir: string,
-): Promise<{ m: Measurement; cached: boolean }> {
+): Promise<{ m: Measurement | MeasureRefusal; cached: boolean }> {
   const key = createHash('sha256')
-    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 5 }))
+    .update(JSON.stringify({ designSource, s, device: gpu.adapterInfo, v: 6 }))
     .digest('hex')
     .slice(0, 24);
   const file = join(cacheDir, `${key}.json`);
   if (existsSync(file))
     return { m: JSON.parse(readFileSync(file, 'utf8')) as Measurement, cached: true };
-  const m = await measure(gpu, model, s);
+  let m: Measurement | MeasureRefusal;
+  try {
+    m = await measure(gpu, model, s);
+  } catch (e) {
+    if (!(e instanceof DeviceLimitError)) throw e;
+    m = { device: gpu.adapterInfo.description, precision: s.precision, refused: e.message };
+  }
   mkdirSync(cacheDir, { recursive: true });
   writeFileSync(file, JSON.stringify(m, null, 2) + '\n');
   return { m, cached: false };

@@ -5,6 +5,7 @@
  */
 import type { TopLevelSpec } from 'vega-lite';
 import type { Results } from './results.ts';
+import { isMeasurement } from './measure.ts';
 
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   // Loaded here, not at the top: every CLI command imports this module through the command
@@ -182,7 +183,9 @@ const PROFILE_ROLES = 6;
 function decodeProfileBars(r: Results) {
   const measured = r.designs.flatMap((d) =>
     (d.measured ?? []).flatMap((m) =>
-      m.decodeProfile ? [{ series: `${d.name} ${m.precision}`, p: m.decodeProfile }] : [],
+      isMeasurement(m) && m.decodeProfile
+        ? [{ series: `${d.name} ${m.precision}`, p: m.decodeProfile }]
+        : [],
     ),
   );
   const total = new Map<string, number>();

@@ -1,7 +1,7 @@
 /** What a sweep produces, and its JSON, CSV and terminal-table forms. */
 import type { Figures } from './metrics.ts';
 import type { Roofline } from './roofline.ts';
-import type { Measurement } from './measure.ts';
+import { isMeasurement, type MeasureRefusal, type Measurement } from './measure.ts';
 
 export interface DesignResult {
   name: string;
@@ -13,8 +13,11 @@ export interface DesignResult {
   /** Each layer's mixer definition name and kind ('none' for an ffn-only layer). */
   pattern: { name: string; kind: string }[];
   figures: Figures[];
-  /** With --measure: one per figure (same precision order), timed on `device`. */
-  measured?: Measurement[];
+  /**
+   * With --measure: one per figure (same precision order), timed on `device`, or why that
+   * adapter could not run it.
+   */
+  measured?: (Measurement | MeasureRefusal)[];
 }
 
 export interface Results {
@@ -30,6 +33,9 @@ export interface Results {
 }
 
 type Row = Record<string, string | number | null>;
+
+/** A mean decode step this many times the median one is flagged in the table's notes. */
+const STALLED = 1.5;
 
 /** One row per design and precision, every figure a column. */
 export function rows(r: Results): Row[] {
@@ -67,12 +73,17 @@ export function rows(r: Results): Row[] {
       for (const [b, byCtx] of Object.entries(f.maxBatch ?? {}))
         for (const c of r.contexts) row[`max_batch_${b}_at_${c}`] = byCtx[c] ?? null;
       const m = d.measured?.[fi];
-      if (m) {
+      if (m && !isMeasurement(m)) {
+        row.measured_device = m.device;
+        row.measure_refused = m.refused;
+      } else if (m) {
         row.measured_device = m.device;
         row.prefill_tokens_per_s_measured = m.prefillTokensPerSecond;
         row.decode_context_measured = m.context;
         row.decode_fill_measured = m.fill;
         row.decode_tokens_per_s_measured = m.decodeTokensPerSecond;
+        row.decode_step_ms_median_measured = m.decodeStepMs.median;
+        row.decode_step_ms_max_measured = m.decodeStepMs.max;
         row.decode_dispatches_measured = m.decodeDispatches;
         row.storage_buffers_measured = m.storageBuffers;
       }
@@ -153,14 +164,16 @@ export function table(r: Results): string {
       const m = d.measured?.[fi];
       if (measured)
         cells.push(
-          ...(m
+          ...(m && isMeasurement(m)
             ? [
                 m.prefillTokensPerSecond.toFixed(0),
                 (f.prefill.tokensPerSecond / m.prefillTokensPerSecond).toFixed(2),
                 m.decodeTokensPerSecond.toFixed(1),
                 (f.decodeAt[c]!.tokensPerSecond / m.decodeTokensPerSecond).toFixed(2),
               ]
-            : ['-', '-', '-', '-']),
+            : m
+              ? ['-', '-', 'refused', '-']
+              : ['-', '-', '-', '-']),
         );
       return cells;
     }),
@@ -168,11 +181,19 @@ export function table(r: Results): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) =>
     cells.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
-  const zeroed = r.designs.some((d) => d.measured?.some((m) => m.fill === 'zeros'));
-  const note = zeroed
-    ? [
-        `meas dec@${c}: timed over zeroed caches at that position (--fill zeros), not after a prefill`,
-      ]
-    : [];
+  const all = r.designs.flatMap((d) => (d.measured ?? []).map((m) => ({ d, m })));
+  const note = [];
+  if (all.some(({ m }) => isMeasurement(m) && m.fill === 'zeros'))
+    note.push(
+      `meas dec@${c}: timed over zeroed caches at that position (--fill zeros), not after a prefill`,
+    );
+  for (const { d, m } of all) {
+    if (!isMeasurement(m)) note.push(`${d.name} ${m.precision} not measured: ${m.refused}`);
+    // A mean step STALLED times the median says some steps stalled: the rate is the mean's.
+    else if (1000 / m.decodeTokensPerSecond > STALLED * m.decodeStepMs.median)
+      note.push(
+        `${d.name} ${m.precision}: decode steps ${m.decodeStepMs.median.toFixed(2)} ms median, ${m.decodeStepMs.max.toFixed(2)} ms slowest; the mean (meas dec) counts the slow ones`,
+      );
+  }
   return [line(head), ...body.map(line), ...note].join('\n');
 }
