@@ -12,8 +12,13 @@
  * Probabilities wait in the `h2o_prob` scratch ([kvHeads, budget, group]), which bounds nothing:
  * workgroup memory would cap the budget at a few thousand rows.
  *
- * Decode does O(budget) work per kv head in one dispatch, whatever the context; a prefill chunk is
- * serial in its tokens (kvHeads workgroups), the price of evicting exactly as decode does.
+ * A prefill chunk is serial in its tokens (kvHeads workgroups), the price of evicting exactly as
+ * decode does. Decode of one sequence (maxT 1) does O(budget) work per kv head whatever the
+ * context, in three launches: the eviction and the new row (a workgroup per kv head), then the
+ * kept rows split over workgroups and merged (codegen/kernels/split-decode.ts), the merge adding
+ * each row's probabilities to its score. One workgroup per kv head decoded Llama-3.2-1B dims at
+ * 24.1 tok/s at 32k on the H100, against 343 for a window of 4,096 with sinks (budget 4,096: 64
+ * threads of 8 workgroups read each layer's rows one after another).
  * Batched decode (attrs.batch = B): a grid of kvHeads × B workgroups, sequence s's token (row s,
  * at step.pos + row_pos[s]: slots prefilled from prompts of different lengths sit apart,
  * codegen/kernel-ir.ts ROW_POS) evicting among and attending over its own slice of the caches,
@@ -28,14 +33,125 @@ import { kvTypeOf, type H2oAttentionAttrs } from '../../src/graph/ops.ts';
 import { h2oAttention } from '../../src/ops/h2o.ts';
 import { ROW_POS, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
-import { opBindings, wgslF32 } from './wgsl-builder.ts';
+import { opBindings, wgslF32, type StorageBinding } from './wgsl-builder.ts';
 import { withHelpers } from './wgsl-math.ts';
 import { wgReductionsWgsl } from './wg-reduce.ts';
+import {
+  COMBINE_WGSL,
+  declareBindings,
+  keySplits,
+  partWgsl,
+  SPLIT_WG,
+  splitLaunches,
+  splitProb,
+} from './split-decode.ts';
+
+/** Threads per workgroup: a power of two (tree reductions), the split launches' own. */
+const WG = SPLIT_WG;
+
+/** Workgroup state and order of the eviction argmin (one-pass and split decode alike). */
+const EVICT_VARS = `var<workgroup> red_s: array<f32, ${WG}>;
+var<workgroup> red_p: array<u32, ${WG}>;
+var<workgroup> red_r: array<u32, ${WG}>;
+
+// Eviction order: the smaller score, then the older position.
+fn better(s: f32, p: u32, bs: f32, bp: u32) -> bool { return s < bs || (s == bs && p < bp); }`;
+
+/** Most rows a decode part workgroup takes (fewer when that leaves one split). */
+const SPLIT_ROWS = 64;
+/** Most splits of the kept rows: 64 · 8 kv heads make 512 workgroups. */
+const MAX_SPLITS = 64;
+
+/**
+ * Decode of one sequence (maxT 1) in three launches (see the header): the eviction and the new
+ * row, one workgroup per kv head; then codegen/kernels/split-decode.ts's part launch over the kept
+ * rows in splits, and its combine, which goes on to add each row's probabilities to its score.
+ */
+function splitDecode(
+  a: H2oAttentionAttrs,
+  o: { consts: string; readers: string; evict: string; storage: StorageBinding[] },
+) {
+  const by = (name: string, access?: 'read') => {
+    const b = o.storage.find((x) => x.name === name);
+    if (!b) throw new Error(`h2o_attention: no binding '${name}'`);
+    return { ...b, access: access ?? b.access };
+  };
+  const { splits, keys } = keySplits(a.budget, SPLIT_ROWS, MAX_SPLITS);
+  const P = H2O_PROB;
+  const name = kernelName(a);
+  const split = splitLaunches({
+    name,
+    consts: `${o.consts}\nconst NONE = 0xffffffffu;`,
+    splits,
+    pFloats: a.heads * a.budget,
+    P,
+    a,
+    partInputs: [by('q'), by('kcache', 'read'), by('vcache', 'read')],
+    partFns: o.readers,
+    part: partWgsl({
+      P,
+      n: 'min(p + 1u, BUDGET)',
+      keys: `${keys}u`,
+      N: 'BUDGET',
+      k: (i) => `k_at(${i})`,
+      v: (i) => `v_at(${i})`,
+      score: (x) => `cap_score(${x})`,
+    }),
+    combineOutputs: [by('out'), by('rows')],
+    // Each kept row's score grows by what the group's heads gave it.
+    combine: `${COMBINE_WGSL}
+  let n = min(p + 1u, BUDGET);
+  for (var r = tid; r < n; r += WG) {
+    var gained = 0.0;
+    for (var g = 0u; g < GROUP; g++) {
+      gained += ${splitProb(`${P}[(h * BUDGET + r) * GROUP + g]`, 'r', `${keys}u`, 'g')};
+    }
+    let w = 2u * (r * KVH + h) + 1u;
+    rows[w] = bitcast<u32>(bitcast<f32>(rows[w]) + gained);
+  }`,
+    combineReadsP: true,
+  });
+  const ev = declareBindings([by('k'), by('v'), by('kcache'), by('vcache'), by('rows')]);
+  const evictCode = `${STEP_WGSL}
+${ev.decls}
+${o.consts}
+${EVICT_VARS}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let h = wid.x;
+  let t = 0u;
+  let p = step.pos;
+${o.evict}
+}
+`;
+  return {
+    launches: [
+      {
+        kernel: {
+          name: `${name}_evict`,
+          code: withHelpers(evictCode),
+          bindings: ev.bindings,
+          workgroupSize: [WG, 1, 1] as [number, number, number],
+        },
+        grid: [a.kvHeads, 1, 1] as [number, number, number],
+      },
+      ...split.launches.map((l) => ({
+        ...l,
+        kernel: { ...l.kernel, code: withHelpers(l.kernel.code) },
+      })),
+    ],
+    scratch: split.scratch,
+  };
+}
+
+/** The kernel's name: its shape, policy and cache type. */
+function kernelName(a: H2oAttentionAttrs): string {
+  return `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}${kvTypeOf(a) === 'f16' ? '_kv16' : ''}_wg${WG}`;
+}
 
 /** The scratch buffer of the probabilities each query head gives the kept rows. */
 export const H2O_PROB = 'h2o_prob';
-/** Threads per workgroup: a power of two (tree reductions). */
-const WG = 64;
 
 export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a, { maxT }) => {
   h2oAttention.check(a);
@@ -103,10 +219,7 @@ export const h2oAttentionKernel: KernelGenerator<H2oAttentionAttrs> = (a, { maxT
       kcache[${R('row')} * KVW + h * HD + d] = k[t * KVW + h * HD + d];
       vcache[${R('row')} * KVW + h * HD + d] = v[t * KVW + h * HD + d];
     }`;
-  const code = withHelpers(`${STEP_WGSL}
-${decls}
-${storageDecl(storage.length + 1, probBuf, 'read_write')}
-const HEADS = ${a.heads}u;
+  const consts = `const HEADS = ${a.heads}u;
 const KVH = ${a.kvHeads}u;
 const HD = ${a.headDim}u;
 const KVW = ${a.kvHeads * a.headDim}u;
@@ -117,42 +230,14 @@ const RECENT = ${a.recent}u;
 const SINK = ${a.sinkTokens}u;
 const SCALE = ${wgslF32(a.scale)};
 const WG = ${WG}u;
-const NEG = -3.0e38;
-const PROB0 = ${prob0}u;
-
-var<workgroup> red_s: array<f32, ${WG}>;
-var<workgroup> red_p: array<u32, ${WG}>;
-var<workgroup> red_r: array<u32, ${WG}>;
-var<workgroup> red_x: array<f32, ${WG}>;${batched ? '\nvar<workgroup> seq_pos: u32;' : ''}
-
+const NEG = -3.0e38;`;
+  const readers = `
 fn cap_score(s: f32) -> f32 { return ${capped}; }
 fn k_at(i: u32) -> f32 { ${at('kcache')} }
-fn v_at(i: u32) -> f32 { ${at('vcache')} }
-
-// Eviction order: the smaller score, then the older position.
-fn better(s: f32, p: u32, bs: f32, bp: u32) -> bool { return s < bs || (s == bs && p < bp); }
-
-${wgReductionsWgsl('red_x')}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let h = wid.x;
-  ${
-    batched
-      ? `let seq = wid.y;
-  let cb = seq * BUDGET;
-  let pb = (seq * KVH + h) * BUDGET;
-  // Row seq of the step is sequence seq's token, at its own position. A read_write buffer's
-  // words are not uniform to WGSL, and p guides the barriers below: passed on through
-  // workgroup memory.
-  if (tid == 0u) { seq_pos = step.pos + bitcast<u32>(${ROW_POS}[seq]); }
-  let sp = workgroupUniformLoad(&seq_pos);
-  for (var t = seq; t < seq + 1u; t++) {
-    let p = sp;`
-      : `let pb = h * BUDGET;
-  for (var t = 0u; t < step.T; t++) {
-    let p = step.pos + t;`
-  }
-    // 1. The token's row: the next free one, or the evicted token's.
+fn v_at(i: u32) -> f32 { ${at('vcache')} }`;
+  // Steps 1 and 2 of a token t at position p (h, tid in scope), shared with split decode's
+  // first launch.
+  const evict = `    // 1. The token's row: the next free one, or the evicted token's.
     var row = p;
     if (p >= BUDGET) {
       var bs = 3.4e38;
@@ -186,7 +271,39 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       rows[2u * (${R('row')} * KVH + h)] = p;
       rows[2u * (${R('row')} * KVH + h) + 1u] = 0u;
     }
-    storageBarrier();
+    storageBarrier();`;
+  if (maxT === 1 && !batched) return splitDecode(a, { consts, readers, evict, storage });
+  const code = withHelpers(`${STEP_WGSL}
+${decls}
+${storageDecl(storage.length + 1, probBuf, 'read_write')}
+${consts}
+const PROB0 = ${prob0}u;
+
+${EVICT_VARS}
+var<workgroup> red_x: array<f32, ${WG}>;${batched ? '\nvar<workgroup> seq_pos: u32;' : ''}
+${readers}
+
+${wgReductionsWgsl('red_x')}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let h = wid.x;
+  ${
+    batched
+      ? `let seq = wid.y;
+  let cb = seq * BUDGET;
+  let pb = (seq * KVH + h) * BUDGET;
+  // Row seq of the step is sequence seq's token, at its own position. A read_write buffer's
+  // words are not uniform to WGSL, and p guides the barriers below: passed on through
+  // workgroup memory.
+  if (tid == 0u) { seq_pos = step.pos + bitcast<u32>(${ROW_POS}[seq]); }
+  let sp = workgroupUniformLoad(&seq_pos);
+  for (var t = seq; t < seq + 1u; t++) {
+    let p = sp;`
+      : `let pb = h * BUDGET;
+  for (var t = 0u; t < step.T; t++) {
+    let p = step.pos + t;`
+  }
+${evict}
     // 3. The group's query heads attend over the kept rows together, so each k and v row is read
     // once per token, not once per query head.
     let n = min(p + 1u, BUDGET);
@@ -244,7 +361,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     launches: [
       {
         kernel: {
-          name: `h2o_attention_h${a.heads}x${a.kvHeads}d${a.headDim}_b${a.budget}r${a.recent}s${a.sinkTokens}${a.softcap === null ? '' : `_cap${a.softcap}`}${f16 ? '_kv16' : ''}_wg${WG}${batched ? `_batch${B}` : ''}`,
+          name: `${kernelName(a)}${batched ? `_batch${B}` : ''}`,
           code,
           bindings: [...bindings, { name: probBuf, access: 'read_write' }],
           workgroupSize: [WG, 1, 1],

@@ -19,10 +19,11 @@
  * Decode (maxT 1, one sequence) splits the keys instead, as dense attention's decode does: one
  * workgroup per kv head left 8 of an H100's 132 SMs working, and NSA decode at 128k ran at 0.36×
  * dense attention's speed (bench/results/2026-12-06-0653-nvidia-h100-nsa.json: compressed
- * 0.630 ms, selected 0.197 ms, dense 0.282 ms). A part launch gives each (kv head, split) its
- * share of the keys (compressed: runs of CMP_SPLIT_KEYS blocks; selected: one picked block each)
- * and leaves its max, sum and unnormalised outputs in a scratch; a combine launch per kv head
- * merges them into the outputs, and for the compressed branch turns each block's probabilities
+ * 0.630 ms, selected 0.197 ms, dense 0.282 ms). Through codegen/kernels/split-decode.ts, a part
+ * launch gives each (kv head, split) its share of the keys (compressed: runs of CMP_SPLIT_KEYS
+ * blocks; selected: one picked block each) and leaves its max, sum and unnormalised outputs in a
+ * scratch; a combine launch per kv head merges them into the outputs, and for the compressed
+ * branch turns each block's probabilities
  * (its split's exponentials, rescaled to the merged max) into importances and the top `select`
  * exactly as the one-pass kernel does.
  *
@@ -45,24 +46,27 @@ import {
   nsaCompressed,
   nsaSelected,
 } from '../../src/ops/nsa.ts';
-import {
-  batchedRows,
-  ROW_POS,
-  STEP_BINDING,
-  STEP_WGSL,
-  storageDecl,
-  storageDecls,
-} from '../kernel-ir.ts';
+import { batchedRows, ROW_POS, STEP_WGSL, storageDecl } from '../kernel-ir.ts';
 import type { KernelGenerator } from './types.ts';
 import { opBindings, wgslF32, withRowPos } from './wgsl-builder.ts';
 import { wgReductionsWgsl } from './wg-reduce.ts';
+import {
+  COMBINE_WGSL,
+  keySplits,
+  partWgsl,
+  scoresWgsl,
+  SPLIT_WG,
+  splitLaunches,
+  splitProb,
+  type Reader,
+} from './split-decode.ts';
 
 /** Scratch of nsa_compressed's probabilities and importances. */
 export const NSA_CMP_PROB = 'nsa_cmp_prob';
 /** Scratch of nsa_selected's probabilities. */
 export const NSA_SLC_PROB = 'nsa_slc_prob';
-/** Threads per workgroup: a power of two (tree reductions). */
-const WG = 64;
+/** Threads per workgroup: a power of two (tree reductions), the split launches' own. */
+const WG = SPLIT_WG;
 /** Most workgroups per kv head over a step's tokens. */
 const SLOTS = 16;
 
@@ -125,54 +129,6 @@ const FORCED = ${wgslF32(NSA_FORCED)};`;
 }
 
 /**
- * The scores, max and exponentials of a group's query heads over keys `i` from `start` to below
- * `end` (step WG): scores into at(g), the workgroup max m[g], then exp(score − m) back into at(g)
- * and its sum so far in sm[g] (per thread). Key i's row is `j` after `skip` (which may continue
- * past a key with no row); `keep`, when given, is whether key i counts (else its exponential is 0).
- */
-function scoresWgsl(o: {
-  i: string;
-  start: string;
-  end: string;
-  at: (g: string) => string;
-  k: string;
-  j: string;
-  skip: string;
-  keep?: string;
-}): string {
-  const { i, at } = o;
-  const e = o.keep
-    ? `let keep = ${o.keep};
-      for (var g = 0u; g < GROUP; g++) {
-        let e = select(0.0, exp(${at('g')} - m[g]), keep);`
-    : `for (var g = 0u; g < GROUP; g++) {
-        let e = exp(${at('g')} - m[g]);`;
-  return `    var mx = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) { mx[g] = NEG; }
-    for (var ${i} = ${o.start}; ${i} < ${o.end}; ${i} += WG) {
-      ${o.skip}var s = array<f32, GROUP>();
-      for (var d = 0u; d < HD; d++) {
-        let kd = ${o.k}[${o.j} * KVW + h * HD + d];
-        for (var g = 0u; g < GROUP; g++) { s[g] += q[q0 + g * HD + d] * kd; }
-      }
-      for (var g = 0u; g < GROUP; g++) {
-        let x = s[g] * SCALE;
-        ${at('g')} = x;
-        mx[g] = max(mx[g], x);
-      }
-    }
-    var m = array<f32, GROUP>();
-    for (var g = 0u; g < GROUP; g++) { m[g] = wg_max(mx[g], tid); }
-    var sm = array<f32, GROUP>();
-    for (var ${i} = ${o.start}; ${i} < ${o.end}; ${i} += WG) {
-      ${e}
-        ${at('g')} = e;
-        sm[g] += e;
-      }
-    }`;
-}
-
-/**
  * One token's attention for a kv head's group of query heads over a set of keys, shared by
  * nsa_compressed (the complete compressed blocks) and nsa_selected (the picked keys): scores into
  * the scratch P (index (base + i) * GROUP + g), workgroup max, exponentials and sums, then a thread
@@ -197,7 +153,7 @@ function groupAttentionWgsl(o: {
   const key = o.row ? 'j' : i;
   const j = o.rowBase ? `(${o.rowBase} + ${key})` : key;
   const skip = o.row ? `let j = ${o.row};\n      if (j == NONE) { continue; }\n      ` : '';
-  return `${scoresWgsl({ i, start: 'tid', end: n, at, k: o.k, j, skip, keep: o.row ? `${o.row} != NONE` : undefined })}
+  return `${scoresWgsl({ i, start: 'tid', end: n, at, k: read(o.k), j, skip, keep: o.row ? `${o.row} != NONE` : undefined })}
     var inv = array<f32, GROUP>();
     for (var g = 0u; g < GROUP; g++) {
       let z = wg_sum(sm[g], tid);
@@ -281,181 +237,19 @@ const KEY_OF_WGSL = `fn key_of(t: u32, h: u32, i: u32, p: u32) -> u32 {
   return select(NONE, j, j <= p);
 }`;
 
-/** Scratch of the decode part launches' partial max, sum and outputs per (kv head, split). */
-export const NSA_PART = 'nsa_part';
+/** A plain f32 cache's reader. */
+const read =
+  (buf: string): Reader =>
+  (i) =>
+    `${buf}[${i}]`;
+
 /** Most compressed blocks a decode part workgroup takes (fewer when that leaves one split). */
 const CMP_SPLIT_KEYS = 64;
 /** Most splits of the compressed keys: 32 · 8 kv heads make 256 workgroups. */
 const CMP_MAX_SPLITS = 32;
 
 /** Splits of nb compressed blocks, and blocks per split. */
-export function compressedSplits(nb: number): { splits: number; keys: number } {
-  const splits = Math.max(1, Math.min(CMP_MAX_SPLITS, Math.ceil(nb / CMP_SPLIT_KEYS)));
-  return { splits, keys: Math.ceil(nb / splits) };
-}
-
-/**
- * The part launch's body for split `sp` of kv head h (t = 0): keys i in [lo, hi) (row `row(i)`,
- * NONE skipped), scores into P[(h · N + i) · GROUP + g], the split's max, exp(score − max)
- * back into P, the sum, and the unnormalised outputs, all into the part scratch.
- */
-function partWgsl(o: {
-  P: string;
-  n: string;
-  keys: string;
-  N: string;
-  k: string;
-  v: string;
-  row?: string;
-}): string {
-  const at = (g: string) => `${o.P}[(h * ${o.N} + i) * GROUP + ${g}]`;
-  const jOf = o.row
-    ? `let j = ${o.row};\n      if (j == NONE) { continue; }\n      `
-    : 'let j = i;\n      ';
-  return `  let h = wid.x;
-  let sp = wid.z;
-  let t = 0u;
-  let p = step.pos;
-  let q0 = h * GROUP * HD;
-  let lo = sp * ${o.keys};
-  let hi = min(${o.n}, lo + ${o.keys});
-${scoresWgsl({ i: 'i', start: 'lo + tid', end: 'hi', at, k: o.k, j: 'j', skip: jOf, keep: o.row ? `${o.row} != NONE` : undefined })}
-  let w0 = (h * SPLITS + sp) * PART_W;
-  for (var g = 0u; g < GROUP; g++) {
-    let z = wg_sum(sm[g], tid);
-    if (tid == 0u) {
-      nsa_part[w0 + g] = m[g];
-      nsa_part[w0 + GROUP + g] = z;
-    }
-  }
-  storageBarrier();
-  for (var x = tid; x < GROUP * HD; x += WG) {
-    let g = x / HD;
-    let d = x % HD;
-    var acc = 0.0;
-    for (var i = lo; i < hi; i++) {
-      ${jOf}acc += ${at('g')} * ${o.v}[j * KVW + h * HD + d];
-    }
-    nsa_part[w0 + 2u * GROUP + x] = acc;
-  }`;
-}
-
-/**
- * The combine launch's merge for kv head h: each split's weight exp(m_s − m) (0 for a split with
- * no keys), the merged sum's inverse in inv[g] (0 when no key counts) and the outputs.
- */
-const COMBINE_WGSL = `  let h = wid.x;
-  let t = 0u;
-  let p = step.pos;
-  let q0 = h * GROUP * HD;
-  var m = array<f32, GROUP>();
-  var inv = array<f32, GROUP>();
-  for (var g = 0u; g < GROUP; g++) {
-    var mm = NEG;
-    for (var s = 0u; s < SPLITS; s++) {
-      let w0 = (h * SPLITS + s) * PART_W;
-      if (nsa_part[w0 + GROUP + g] > 0.0) { mm = max(mm, nsa_part[w0 + g]); }
-    }
-    var z = 0.0;
-    for (var s = 0u; s < SPLITS; s++) {
-      let w0 = (h * SPLITS + s) * PART_W;
-      let l = nsa_part[w0 + GROUP + g];
-      if (l > 0.0) { z += l * exp(nsa_part[w0 + g] - mm); }
-    }
-    m[g] = mm;
-    inv[g] = select(0.0, 1.0 / z, z > 0.0);
-  }
-  for (var x = tid; x < GROUP * HD; x += WG) {
-    let g = x / HD;
-    var o = 0.0;
-    for (var s = 0u; s < SPLITS; s++) {
-      let w0 = (h * SPLITS + s) * PART_W;
-      if (nsa_part[w0 + GROUP + g] > 0.0) {
-        o += nsa_part[w0 + 2u * GROUP + x] * exp(nsa_part[w0 + g] - m[g]);
-      }
-    }
-    out[q0 + x] = o * inv[g];
-  }`;
-
-/** Storage declarations numbered from binding 1, with their binding list (step first). */
-function declare(list: { name: string; access: 'read' | 'read_write'; elem?: string }[]) {
-  return {
-    decls: storageDecls([STEP_BINDING, ...list]),
-    bindings: [STEP_BINDING, ...list.map(({ name, access }) => ({ name, access }))],
-  };
-}
-
-/** The two decode launches of a split branch (see the header). */
-function splitLaunches(o: {
-  name: string;
-  consts: string;
-  splits: number;
-  /** Floats of P (the branch's score scratch): kvHeads · keys · group. */
-  pFloats: number;
-  partInputs: { name: string; access: 'read' | 'read_write'; elem?: string }[];
-  /** WGSL functions of the part launch alone (they may read its bindings). */
-  partFns?: string;
-  part: string;
-  combineOutputs: { name: string; access: 'read' | 'read_write'; elem?: string }[];
-  combine: string;
-  /** Whether the combine reads the part's exponentials in P (the compressed importances). */
-  combineReadsP: boolean;
-  P: string;
-  a: { kvHeads: number; heads: number; headDim: number };
-}) {
-  // A split's words: max and sum per query head of the group, then its HD outputs each.
-  const partW = (o.a.heads / o.a.kvHeads) * (o.a.headDim + 2);
-  const head = `${o.consts}
-const SPLITS = ${o.splits}u;
-const PART_W = ${partW}u;
-
-var<workgroup> red_x: array<f32, WG>;
-var<workgroup> red_s: array<f32, WG>;
-var<workgroup> red_i: array<u32, WG>;
-${REDUCTIONS}`;
-  const scratchIo = [
-    { name: o.P, access: 'read_write' as const },
-    { name: NSA_PART, access: 'read_write' as const },
-  ];
-  const part = declare([...o.partInputs, ...scratchIo]);
-  // The combine binds the scores only where it reads them (a binding WGSL never reads is not in
-  // the pipeline's layout).
-  const comb = declare([
-    ...(o.combineReadsP ? scratchIo : scratchIo.slice(1)),
-    ...o.combineOutputs,
-  ]);
-  const code = (decls: string, body: string, fns = '') => `${STEP_WGSL}
-${decls}
-${head}${fns}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-${body}
-}
-`;
-  return {
-    launches: [
-      {
-        kernel: {
-          name: `${o.name}_part_s${o.splits}`,
-          code: code(part.decls, o.part, o.partFns),
-          bindings: part.bindings,
-          workgroupSize: [WG, 1, 1] as [number, number, number],
-        },
-        grid: [o.a.kvHeads, 1, o.splits] as [number, number, number],
-      },
-      {
-        kernel: {
-          name: `${o.name}_combine_s${o.splits}`,
-          code: code(comb.decls, o.combine),
-          bindings: comb.bindings,
-          workgroupSize: [WG, 1, 1] as [number, number, number],
-        },
-        grid: [o.a.kvHeads, 1, 1] as [number, number, number],
-      },
-    ],
-    scratch: { [o.P]: 4 * o.pFloats, [NSA_PART]: 4 * o.a.kvHeads * o.splits * partW },
-  };
-}
+export const compressedSplits = (nb: number) => keySplits(nb, CMP_SPLIT_KEYS, CMP_MAX_SPLITS);
 
 export const nsaCompressKernel: KernelGenerator<NsaCompressAttrs> = (a, { maxT }) => {
   nsaCompress.check(a);
@@ -526,8 +320,8 @@ export const nsaCompressedKernel: KernelGenerator<NsaCompressedAttrs> = (a, ctx)
         n: '((p + 1u) / BLOCK)',
         keys: `${keys}u`,
         N: 'NB',
-        k: 'kcmp',
-        v: 'vcmp',
+        k: read('kcmp'),
+        v: read('vcmp'),
       }),
       combineOutputs: [
         { name: 'out', access: 'read_write' },
@@ -543,9 +337,8 @@ export const nsaCompressedKernel: KernelGenerator<NsaCompressedAttrs> = (a, ctx)
   for (var c = tid; c <= cur; c += WG) {
     var s = 0.0;
     if (c < nc) {
-      let w0 = (h * SPLITS + c / ${keys}u) * PART_W;
       for (var g = 0u; g < GROUP; g++) {
-        s += ${P}[(base + c) * GROUP + g] * exp(nsa_part[w0 + g] - m[g]) * inv[g];
+        s += ${splitProb(`${P}[(base + c) * GROUP + g]`, 'c', `${keys}u`, 'g')};
       }
       s = s / f32(GROUP);
     }
@@ -640,8 +433,8 @@ const KEYS = ${a.select * a.block}u;`,
         n: 'KEYS',
         keys: 'BLOCK',
         N: 'KEYS',
-        k: 'kcache',
-        v: 'vcache',
+        k: read('kcache'),
+        v: read('vcache'),
         row: 'key_of(t, h, i, p)',
       }),
       combineOutputs: [{ name: 'out', access: 'read_write' }],

@@ -11,7 +11,7 @@
  * kept positions, u32) exactly: an eviction chosen differently would show there first.
  */
 import { describe, expect, it } from 'vitest';
-import { h2oAttentionKernel, H2O_PROB } from '../../codegen/kernels/h2o.ts';
+import { h2oAttentionKernel } from '../../codegen/kernels/h2o.ts';
 import type { AttentionAttrs, H2oAttentionAttrs } from '../../src/graph/ops.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { h2oAttention, h2oPolicyError } from '../../src/ops/h2o.ts';
@@ -175,6 +175,8 @@ const cases: Case[] = [
   { heads: 2, kvHeads: 1, hd: 70, budget: 6, recent: 3, sink: 2, steps: Array(14).fill(1) },
   // f16 caches with more pairs per head than threads (65 > 64).
   { heads: 2, kvHeads: 2, hd: 130, budget: 4, recent: 1, sink: 0, kv16: true, steps: [5, 1, 1] },
+  // Decode's rows split three ways (50 each, the last partial until the budget fills), evicting.
+  { heads: 4, kvHeads: 2, hd: 8, budget: 150, recent: 10, sink: 2, steps: [140, 1, 1, 9, 1, 1] },
   // f16 caches: an odd pair count per head, prefill past the budget, then decode.
   {
     heads: 4,
@@ -265,11 +267,17 @@ describe('h2o kernel', () => {
       const gpu = await testGpu();
       const a = attrs(c);
       const maxT = Math.max(...c.steps);
-      const gen = h2oAttentionKernel(a, { caps: gpu.caps, maxT });
+      const gen = (m: number) => h2oAttentionKernel(a, { caps: gpu.caps, maxT: m });
+      // A step of one token runs as a longer step's one-pass kernel would (maxT 2 at least) and
+      // as decode's three launches (maxT 1: evict, then the kept rows split over workgroups).
+      const oneToken = [gen(Math.max(maxT, 2)), gen(1)];
+      expect(oneToken[1].launches).toHaveLength(3);
       // Storage bindings (the step uniform aside) within WebGPU's default per-stage limit.
-      expect(gen.launches[0].kernel.bindings.length - 1).toBeLessThanOrEqual(
-        BASELINE_CAPS.maxStorageBuffersPerStage,
-      );
+      for (const g of [gen(maxT), ...oneToken])
+        for (const l of g.launches)
+          expect(l.kernel.bindings.length - 1).toBeLessThanOrEqual(
+            BASELINE_CAPS.maxStorageBuffersPerStage,
+          );
       let cpu = emptyState(a);
       let dev: State = emptyState(a);
       // An f16 cache on the GPU: u32 words of two halves (zero bits are zeros).
@@ -284,32 +292,37 @@ describe('h2o kernel', () => {
         const step = { T, pos, L: 1 };
         const want = h2oAttention.reference(a, { ...inputs, ...cpu }, step);
         cpu = want as unknown as State;
-        const got = await runLaunches(gen.launches, {
-          inputs: {
-            ...inputs,
-            kcache: dev.kcache,
-            vcache: dev.vcache,
-            rows: dev.rows,
-            out: new Float32Array(T * a.heads * a.headDim),
-          },
-          outputs: { [H2O_PROB]: gen.scratch[H2O_PROB] / 4 },
-          step,
-        });
-        dev = {
-          kcache: got.kcache,
-          vcache: got.vcache,
-          rows: new Uint32Array(got.rows.buffer),
-        };
+        let next = dev;
+        // Each generator starts from the same state; the last one's result goes on.
+        for (const g of T === 1 ? oneToken : [gen(maxT)]) {
+          const got = await runLaunches(g.launches, {
+            inputs: {
+              ...inputs,
+              kcache: dev.kcache.slice(),
+              vcache: dev.vcache.slice(),
+              rows: dev.rows.slice(),
+              out: new Float32Array(T * a.heads * a.headDim),
+            },
+            outputs: Object.fromEntries(Object.entries(g.scratch).map(([k, b]) => [k, b / 4])),
+            step,
+          });
+          next = {
+            kcache: got.kcache,
+            vcache: got.vcache,
+            rows: new Uint32Array(got.rows.buffer),
+          };
+          expect(maxRelError(got.out, want.out)).toBeLessThanOrEqual(1e-4);
+          const d = split(next.rows);
+          const w = split(cpu.rows);
+          expect(Array.from(d.slots)).toEqual(Array.from(w.slots));
+          const n = Math.min(pos + T, a.budget) * a.kvHeads;
+          expect(maxRelError(d.score.subarray(0, n), w.score.subarray(0, n))).toBeLessThan(1e-5);
+          // The cached k and v as stored: f16 rounding bit for bit, f32 copies exactly.
+          expect(Array.from(unpack(next.kcache))).toEqual(Array.from(cpu.kcache));
+          expect(Array.from(unpack(next.vcache))).toEqual(Array.from(cpu.vcache));
+        }
+        dev = next;
         pos += T;
-        expect(maxRelError(got.out, want.out)).toBeLessThanOrEqual(1e-4);
-        const d = split(dev.rows);
-        const w = split(cpu.rows);
-        expect(Array.from(d.slots)).toEqual(Array.from(w.slots));
-        const n = Math.min(pos, a.budget) * a.kvHeads;
-        expect(maxRelError(d.score.subarray(0, n), w.score.subarray(0, n))).toBeLessThan(1e-5);
-        // The cached k and v as stored: f16 rounding bit for bit, f32 copies exactly.
-        expect(Array.from(unpack(dev.kcache))).toEqual(Array.from(cpu.kcache));
-        expect(Array.from(unpack(dev.vcache))).toEqual(Array.from(cpu.vcache));
       }
     });
   }
