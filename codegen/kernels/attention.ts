@@ -88,7 +88,23 @@ export interface FlashTiles {
   tpr: number;
   /** Accumulator registers per thread: ceil(headDim / tpr). */
   dpt: number;
+  /**
+   * Threads per score (1, or a power of two from MIN_SPLIT_DOT): each sums every sp-th term of
+   * the dot product, into the `dots` workgroup array, and one thread adds them up.
+   */
+  sp?: number;
 }
+
+/**
+ * Split dot products start where a tile's scores number a quarter of the workgroup's threads or
+ * fewer: wide heads (MLA's 576-wide latent rows) leave tiles of a few keys, whose BQ·BK scores
+ * were each one thread's serial 576 terms while the rest of the workgroup waited (the latent
+ * decode at 32k took 4.06 ms a layer on the H100 at DeepSeek-V3's dims, against 0.12 ms of
+ * reading its 72 MiB cache).
+ */
+const MIN_SPLIT_DOT = 4;
+/** Most threads per score. */
+const MAX_SPLIT_DOT = 32;
 
 function nextPow2(n: number): number {
   let p = 1;
@@ -105,8 +121,27 @@ function maxThreads(caps: DeviceCaps): number {
  * padded by one float (so threads reading different keys hit different banks),
  * and the scores and probabilities.
  */
-export function flashFloats(hd: number, t: Pick<FlashTiles, 'bq' | 'bk'>, rowWords = 0): number {
-  return t.bq * hd + t.bk * (hd + 1) + 2 * t.bq * t.bk + rowWords * t.bq;
+export function flashFloats(
+  hd: number,
+  t: Pick<FlashTiles, 'bq' | 'bk' | 'sp'>,
+  rowWords = 0,
+): number {
+  const sp = t.sp ?? 1;
+  return (
+    t.bq * hd +
+    t.bk * (hd + 1) +
+    2 * t.bq * t.bk +
+    rowWords * t.bq +
+    (sp > 1 ? sp * t.bq * t.bk : 0)
+  );
+}
+
+/** Threads per score for a decode tile (FlashTiles.sp), within the workgroup memory left. */
+function splitDot(hd: number, t: FlashTiles, floats: number, rowWords: number): number {
+  let sp = 1;
+  while (sp * 2 * t.bq * t.bk <= t.bq * t.tpr && sp * 2 <= Math.min(MAX_SPLIT_DOT, hd)) sp *= 2;
+  while (sp >= MIN_SPLIT_DOT && flashFloats(hd, { ...t, sp }, rowWords) > floats) sp /= 2;
+  return sp >= MIN_SPLIT_DOT ? sp : 1;
 }
 
 /** rowWords: workgroup words per query row beyond the body's (a per-head row mask: 1). */
@@ -167,8 +202,11 @@ export function decodeTiles(
     );
     if (tpr < 1) continue;
     // A parallel block scan (blockScan) takes one word per thread and one more.
-    const bk = largestBk(headDim, bq, floats, 1, rowWords + (scan ? tpr + 1 : 0));
-    if (bk !== undefined) return { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
+    const words = rowWords + (scan ? tpr + 1 : 0);
+    const bk = largestBk(headDim, bq, floats, 1, words);
+    if (bk === undefined) continue;
+    const t = { bq, bk, tpr, dpt: Math.ceil(headDim / tpr) };
+    return { ...t, sp: splitDot(headDim, t, floats, words) };
   }
   throw noFit(headDim, caps);
 }
@@ -360,6 +398,7 @@ type FlashMode = { kind: 'final' } | { kind: 'split'; splits: number };
 
 function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelLaunch {
   const { bq, bk, tpr, dpt } = t;
+  const sp = t.sp ?? 1;
   const hd = a.headDim;
   // V rows (and the accumulator and output) are vd wide; the K/V tile is sized for the wider.
   const vd = a.vHeadDim;
@@ -528,11 +567,27 @@ fn cache_row(j: u32) -> u32 { return select(SINK + (j - SINK) % RING, j, j < SIN
   const tile = `    workgroupBarrier();
     ${stage('kcache', 'HD')}
     workgroupBarrier();
-    for (var e = tid; e < BQ * BK; e += WG) {
+    ${
+      sp > 1
+        ? `for (var e = tid; e < BQ * BK * SP; e += WG) {
+      let rr = e / (BK * SP);
+      let jj = (e / SP) % BK;
+      var s = 0.0;
+      for (var d = e % SP; d < HD; d += SP) { s += qs[rr * HD + d] * kv[jj * KS + d]; }
+      dots[e] = s;
+    }
+    workgroupBarrier();
+    `
+        : ''
+    }for (var e = tid; e < BQ * BK; e += WG) {
       let rr = e / BK;
       let jj = e % BK;
       var s = 0.0;
-      for (var d = 0u; d < HD; d++) { s += qs[rr * HD + d] * kv[jj * KS + d]; }
+      ${
+        sp > 1
+          ? 'for (var x = 0u; x < SP; x++) { s += dots[e * SP + x]; }'
+          : 'for (var d = 0u; d < HD; d++) { s += qs[rr * HD + d] * kv[jj * KS + d]; }'
+      }
       s = cap_score(s * SCALE);
       let RR = R0 + rr;
       let p = ${P} + RR / GROUP;
@@ -620,6 +675,13 @@ var<workgroup> qs: array<f32, ${bq * hd}>;
 var<workgroup> kv: array<f32, ${bk * ks}>;
 var<workgroup> sc: array<f32, ${bq * bk}>;
 var<workgroup> pr: array<f32, ${bq * bk}>;${
+    sp > 1
+      ? `
+// Split dot products (FlashTiles.sp): SP partial sums per score.
+const SP = ${sp}u;
+var<workgroup> dots: array<f32, ${bq * bk * sp}>;`
+      : ''
+  }${
     scan
       ? `
 // blockScan: kept key blocks per thread's run, scanned; the workgroup's first kept block.
@@ -691,7 +753,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   }
 }
 `;
-  const name = `attention_${split ? 'split' : 'flash'}_${variantName(a)}_q${bq}k${bk}t${tpr}${batched ? `_batched_c${a.capacity}` : ''}`;
+  const name = `attention_${split ? 'split' : 'flash'}_${variantName(a)}_q${bq}k${bk}t${tpr}${sp > 1 ? `p${sp}` : ''}${batched ? `_batched_c${a.capacity}` : ''}`;
   return {
     kernel: {
       name: split ? `${name}_s${mode.splits}` : name,

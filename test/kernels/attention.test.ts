@@ -248,9 +248,18 @@ describe('attention tiles', () => {
           expect(t.bq * t.tpr).toBeLessThanOrEqual(caps.maxInvocationsPerWorkgroup);
           expect(4 * flashFloats(hd, t)).toBeLessThanOrEqual(caps.maxWorkgroupStorageBytes);
           expect(t.tpr * t.dpt).toBeGreaterThanOrEqual(hd);
+          // Split dot products: every partial sum has a thread.
+          if ((t.sp ?? 1) > 1) expect(t.sp! * t.bq * t.bk).toBeLessThanOrEqual(t.bq * t.tpr);
         }
       }
+      // MLA's latent rows (576 wide, every head one group) leave tiles of a few keys: their
+      // scores split over threads, within the workgroup memory.
+      const mla = decodeTiles(576, 128, caps);
+      expect(mla.sp).toBeGreaterThanOrEqual(4);
+      expect(4 * flashFloats(576, mla)).toBeLessThanOrEqual(caps.maxWorkgroupStorageBytes);
     }
+    // Llama's decode shape keeps one thread per score (enough scores for every thread).
+    expect(decodeTiles(64, 4, h100).sp).toBe(1);
     expect(decodeSplits(100, 8)).toBe(1);
     expect(decodeSplits(700, 8)).toBe(3);
     expect(decodeSplits(1 << 20, 8)).toBe(64);
@@ -501,6 +510,10 @@ describe('attention decode kernel (split-K)', () => {
     { heads: 3, kvHeads: 3, hd: 192, vd: 128, T: 1, maxT: 1, pos: 530, capacity: 700 },
     { heads: 2, kvHeads: 1, hd: 13, vd: 7, T: 1, maxT: 1, pos: 301, capacity: 400 },
     { heads: 4, kvHeads: 2, hd: 12, vd: 20, T: 1, maxT: 1, pos: 77, capacity: 300 },
+    // One head per kv head at widths 128 and 80: a tile's scores are a quarter of the threads or
+    // fewer, so each is split over threads (FlashTiles.sp).
+    { heads: 2, kvHeads: 2, hd: 128, T: 1, maxT: 1, pos: 333, capacity: 400 },
+    { heads: 3, kvHeads: 3, hd: 80, T: 1, maxT: 1, pos: 40, capacity: 60, window: 9 },
   ];
   cases.forEach((c, i) => it(label(c), () => check(c, 300 + i)));
 
@@ -639,6 +652,22 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
     { heads: 2, kvHeads: 2, hd: 10, vd: 5, vk: 3, T: 1, maxT: 1, pos: 12, baseline: true },
     { heads: 3, kvHeads: 1, hd: 18, vd: 14, vk: 2, T: 6, maxT: 6, pos: 3, kv16: true },
     { heads: 4, kvHeads: 1, hd: 72, vd: 64, vk: 0, T: 1, maxT: 1, pos: 40, kv16: true },
+    // DeepSeek-V3's latent width (512 + 64 rope) under a group of 20: split dot products over
+    // tiles of a few keys, a partial last row block, several key splits; f16 too.
+    { heads: 20, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 600, capacity: 700 },
+    {
+      heads: 20,
+      kvHeads: 1,
+      hd: 576,
+      vd: 512,
+      vk: 0,
+      T: 1,
+      maxT: 1,
+      pos: 300,
+      capacity: 310,
+      kv16: true,
+      softcap: 3,
+    },
   ];
   cases.forEach((c, i) => it(label(c), () => check(c, 900 + i)));
 
