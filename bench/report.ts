@@ -2,13 +2,16 @@
  * Merge one device run's strata and peer figures into bench/results/<date>-<device>.json
  * and regenerate bench/RESULTS.md from it. Usage:
  *   tsx bench/report.ts <strata.json> <peers.json> "<exact device command>" [<llamacpp.json>] [<ort.json>]
- *     [<diffusion-strata.json>] [<diffusion-peer.json>] [<block-diffusion.json>] [--md FILE]
+ *     [<diffusion-strata.json>] [<diffusion-peer.json>] [<block-diffusion.json>]
+ *     [<explore results.json> ...] [--md FILE]
  * --md: where the tables go (default bench/RESULTS.md, the H200's): a run on another device
  * (an H100 when no H200 came) gets its own file, so one device's figures never replace another's.
  * llamacpp.json is llama.cpp's side (bench/llama-cpp/run.sh, a device call of its own: see
  * bench/README.md), compared with the e2e rows; ort.json is ONNX Runtime WebGPU's
  * (bench/ort/run.sh); the diffusion files are bench/diffusion-speed.ts's,
- * bench/diffusion_peer.py's and bench/block-diffusion-speed.ts's. Each is told apart by its
+ * bench/diffusion_peer.py's and bench/block-diffusion-speed.ts's; explore results (issue 17's
+ * sparse decode sweep, bench/sparse/run.sh) are kept in bench/results/ and named by path, a
+ * later one's designs replacing an earlier one's at the same context. Each is told apart by its
  * content, so any may come alone.
  * Every figure in RESULTS.md comes from these files; nothing is typed in by hand.
  */
@@ -25,6 +28,7 @@ import {
   type DiffusionStrata,
 } from './diffusion-table.ts';
 import { disagreement, spreadOf, withRange, type Spread } from './spread.ts';
+import { isSweep, sweepSection, type Sweep } from './sparse/table.ts';
 import type { PhaseProfile } from '../runtime/dispatch-profile.ts';
 
 interface Row {
@@ -58,9 +62,15 @@ interface DiffusionResults {
   blockFrom?: string;
 }
 const diffusion: DiffusionResults = { strata: null, strataFrom: '', peer: null, peerFrom: '' };
+/** Explore sweeps' results.json paths, in the order given (bench/results/ keeps them). */
+let sweeps: string[] = [];
 for (const path of peerPaths) {
   const x: unknown = JSON.parse(readFileSync(path, 'utf8'));
-  if (isOrtResults(x)) ort = x;
+  if (isSweep(x)) {
+    if (!path.startsWith('bench/results/'))
+      throw new Error(`${path}: keep an explore sweep in bench/results/ and name it from there`);
+    sweeps.push(path);
+  } else if (isOrtResults(x)) ort = x;
   else if (isDiffusionStrata(x)) Object.assign(diffusion, { strata: x, strataFrom: 'this run' });
   // A peer file kept in bench/results/ comes from an earlier run; one given fresh is this run's.
   else if (isDiffusionPeer(x))
@@ -104,41 +114,52 @@ for (const file of readdirSync('bench/results')
     llamacpp?: LlamaCppResults;
     ort?: OrtResults;
     diffusion?: DiffusionResults;
+    sweeps?: string[];
+    carried?: Record<string, string>;
   } = {};
   try {
     old = JSON.parse(readFileSync(`bench/results/${file}`, 'utf8'));
   } catch {
     continue;
   }
+  // A file that carried a suite itself names the run it came from.
+  const from = (k: string) => old.carried?.[k] ?? file;
   if (!llamacpp && old.llamacpp) {
     llamacpp = old.llamacpp;
-    carried.llamacpp = file;
+    carried.llamacpp = from('llamacpp');
   }
   if (!ort && old.ort) {
     ort = old.ort;
-    carried.ort = file;
+    carried.ort = from('ort');
   }
   if (!diffusion.strata && old.diffusion?.strata) {
     diffusion.strata = old.diffusion.strata;
-    diffusion.strataFrom = `bench/results/${file}`;
-    carried.diffusion = file;
+    carried.diffusion = from('diffusion');
+    diffusion.strataFrom = `bench/results/${carried.diffusion}`;
   }
   if (!diffusion.peer && old.diffusion?.peer) {
     diffusion.peer = old.diffusion.peer;
-    diffusion.peerFrom = old.diffusion.peerFrom;
+    // 'this run' in that file is that file's run.
+    const p = old.diffusion.peerFrom;
+    diffusion.peerFrom = p && p !== 'this run' ? p : `bench/results/${from('diffusion')}`;
+  }
+  if (!sweeps.length && old.sweeps?.length) {
+    sweeps = old.sweeps;
+    carried.sweeps = from('sweeps');
   }
   if (!diffusion.block && old.diffusion?.block) {
     diffusion.block = old.diffusion.block;
-    diffusion.blockFrom = `bench/results/${file}`;
+    const b = old.diffusion.blockFrom;
+    diffusion.blockFrom = b && b !== 'this run' ? b : `bench/results/${from('diffusion')}`;
   }
   for (const k of SUITES) {
     if (k in strata || k in carried || !old.strata?.[k] || (old.strata[k] as Row).error) continue;
     strata[k] = old.strata[k];
     peers[k] = old.peers?.[k];
-    carried[k] = file;
+    carried[k] = from(k);
   }
 }
-const combined = { command, strata, peers, llamacpp, ort, diffusion, carried };
+const combined = { command, strata, peers, llamacpp, ort, diffusion, sweeps, carried };
 let resultFile = `bench/results/${date}-${device}.json`;
 if (existsSync(resultFile)) {
   const time = String(strata.date).slice(11, 16).replace(':', '');
@@ -448,6 +469,23 @@ if (strata.batch) {
     );
   }
   lines.push('');
+}
+if (sweeps.length) {
+  lines.push(
+    '## sparse and memory-bounded attention: decode at long context (`strata explore --measure`)',
+    '',
+    'bench/sparse/llama-1b-attention.strata through `bash bench/sparse/run.sh` (random weights, f32,',
+    "batch 1, 32 greedy steps timed). The roofline estimate is explore's for this adapter. A step that",
+    'stalls (the first design of a process has, up to 138 ms) pulls the mean down; the median step',
+    'shows the steady rate.',
+    '',
+    ...sweepSection(
+      sweeps.map((from) => ({
+        sweep: JSON.parse(readFileSync(from, 'utf8')) as Sweep,
+        from: `\`${from.replace('bench/results/', '')}\``,
+      })),
+    ),
+  );
 }
 writeFileSync(mdFile, lines.join('\n'));
 console.log(`wrote ${resultFile} and ${mdFile}`);

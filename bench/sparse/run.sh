@@ -8,6 +8,9 @@
 # cache a token at a time, so a real prefill of 32k did not finish in a 10-minute call on the
 # H100 (2026-12-06); every form's decode step does the same work over zeros. Prefill is timed
 # apart, at --max-t tokens. Measurements are cached per design, so a rerun after a cut resumes.
+# A design the device cannot hold (MLA's expanded cache at 128k: past a 2 GiB binding) is a row
+# that says so. Into RESULTS: keep each results.json as bench/results/<date>-<time>-<device>-
+# sparse-<context>.json and give the paths to bench/report.ts (bench/sparse/table.ts).
 set -uo pipefail
 forms=${1:-dense,sinks,h2o,band,nsa,mla_latent,mla_expanded}
 contexts=${2:-32768,131072}
