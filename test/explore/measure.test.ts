@@ -163,7 +163,7 @@ describe('strata explore --measure', () => {
   }, 300_000);
 
   it('a design the adapter cannot hold is a row that says why, and the sweep goes on', async () => {
-    // At 300k tokens a head_dim 512 layer's K cache is 300k · 2 · 512 · 4 bytes = 1.2 GB, past
+    // At 70k tokens a layer of 8 heads of 512 has a K cache of 70k · 8 · 512 · 4 bytes = 1.15 GB, past
     // SwiftShader's 1 GiB buffers and bindings (the H100's binding is 2 GiB: MLA's expanded cache
     // at 128k met it).
     const dir = mkdtempSync(join(tmpdir(), 'explore-measure-'));
@@ -173,10 +173,10 @@ describe('strata explore --measure', () => {
       `model "big-head" {
   vocab 64
   dim 32
-  max_context 300100
+  max_context 70100
   norm rms(eps: 1e-6)
   mixer small = attention(heads: 2, rope: none)
-  mixer big = attention(heads: 2, head_dim: 512, rope: none)
+  mixer big = attention(heads: 8, head_dim: 512, rope: none)
   ffn mlp = swiglu(hidden: 64)
   let a = small
   layers 1 x a with ffn mlp
@@ -184,7 +184,7 @@ describe('strata explore --measure', () => {
 `,
     );
     const out = join(dir, 'out');
-    const opts = ['--context', '300000', '--max-t', '8', '--steps', '2', '--fill', 'zeros'];
+    const opts = ['--context', '70000', '--max-t', '8', '--steps', '2', '--fill', 'zeros'];
     const run = await explore([spec, '--vary', 'a=big,small', '-o', out, '--measure', ...opts]);
     expect(run.code).toBe(0);
     expect(run.err).toMatch(/a=big f32: not measured: this device's max\w+ is \d+, but state/);
