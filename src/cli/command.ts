@@ -13,3 +13,9 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
+
+/** `value` when it is one of `allowed`; else a UserError naming the flag and the choices. */
+export function oneOf<T extends string>(flag: string, allowed: readonly T[], value: string): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new UserError(`--${flag} must be one of ${allowed.join(', ')}, got '${value}'`);
+}

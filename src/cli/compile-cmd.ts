@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Command } from './command.ts';
-import { UserError } from './command.ts';
+import { UserError, oneOf } from './command.ts';
 import { compileModel, type CompiledModel } from '../../codegen/compile.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { writeBundle } from '../../codegen/bundle.ts';
@@ -100,9 +100,7 @@ export function gpuFlags(v: string | undefined): string[] {
  */
 export function precisionOption(v: string | undefined, caps: DeviceCaps): Precision {
   if (v === undefined) return caps.shaderF16 ? 'f16' : 'f32';
-  if (!(PRECISIONS as readonly string[]).includes(v))
-    throw new UserError(`--precision must be one of ${PRECISIONS.join(', ')}, got '${v}'`);
-  return v as Precision;
+  return oneOf('precision', PRECISIONS, v);
 }
 
 export function kvOption(v: string | undefined): KvType {

@@ -20,7 +20,6 @@ import {
   type DiffusionCache,
   type DiffusionRun,
   type DiffusionSchedule,
-  type Remasking,
 } from '../ops/diffusion.ts';
 import type { DiffusionSpec } from '../spec/model.ts';
 
@@ -35,7 +34,7 @@ function kindSettings(
     ...(shiftLogits ? { shiftLogits } : {}),
   };
 }
-import { UserError } from './command.ts';
+import { UserError, oneOf } from './command.ts';
 import { intOption } from './compile-cmd.ts';
 
 /** Every diffusion sampler flag of `run` (an autoregressive model refuses them all). */
@@ -107,9 +106,7 @@ export function diffusionRunOptions(
 ): DiffusionRun {
   const str = (k: string) => values[k] as string | undefined;
   const genLength = intOption(str('gen-length'), 'gen-length', d.genLength)!;
-  const remasking = str('remasking') ?? d.remasking;
-  if (!REMASKINGS.includes(remasking as Remasking))
-    throw new UserError(`--remasking must be one of ${REMASKINGS.join(', ')}, got '${remasking}'`);
+  const remasking = oneOf('remasking', REMASKINGS, str('remasking') ?? d.remasking);
   const t = str('temperature');
   const temperature = t === undefined ? d.temperature : Number(t);
   if (!Number.isFinite(temperature) || temperature < 0)
@@ -126,7 +123,7 @@ export function diffusionRunOptions(
       intOption(str('block-length'), 'block-length', undefined) ??
       (genLength % d.blockLength === 0 ? d.blockLength : genLength),
     steps: intOption(str('steps'), 'steps', undefined) ?? (str('gen-length') ? genLength : d.steps),
-    remasking: remasking as Remasking,
+    remasking,
     temperature,
     cfgScale: str('cfg-scale') === undefined ? d.cfgScale : Number(str('cfg-scale')),
     maskId: d.maskId,
@@ -183,9 +180,7 @@ export async function runDiffusion(
   run: DiffusionRun,
   o: { tok: Tokenizer | null; ids: boolean; dump?: string; pick?: DiffusionPick },
 ): Promise<void> {
-  const pick = o.pick ?? 'host';
-  if (!DIFFUSION_PICKS.includes(pick))
-    throw new UserError(`--pick must be one of ${DIFFUSION_PICKS.join(', ')}, got '${pick}'`);
+  const pick = oneOf('pick', DIFFUSION_PICKS, o.pick ?? 'host');
   if (pick === 'gpu' && run.cfgScale > 0)
     throw new UserError(
       `--pick gpu with --cfg-scale ${run.cfgScale}: guidance combines two forwards' logits on the host (allowed: --pick host, or --cfg-scale 0)`,

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Command } from './command.ts';
-import { UserError } from './command.ts';
+import { UserError, oneOf } from './command.ts';
 import { intOption, kvOption } from './compile-cmd.ts';
 import { PRECISIONS, type Precision } from '../passes/precision.ts';
 import { parseSpec } from '../spec/load.ts';
@@ -220,9 +220,7 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
     const steps = intOption(values.steps, 'steps', 32)!;
     if (values.steps !== undefined && !values.measure)
       throw new UserError('--steps goes with --measure');
-    const fill = (values.fill ?? 'prefill') as MeasureFill;
-    if (!MEASURE_FILLS.includes(fill))
-      throw new UserError(`--fill must be one of ${MEASURE_FILLS.join(', ')}, got ${values.fill}`);
+    const fill: MeasureFill = oneOf('fill', MEASURE_FILLS, values.fill ?? 'prefill');
     if (values.fill !== undefined && !values.measure)
       throw new UserError('--fill goes with --measure');
     const out = values.out;

@@ -223,4 +223,10 @@ describe('attention placements', () => {
     expect(placements('all', o)).toEqual(a);
     expect(placements('all', { ...o, seed: 1 })).not.toEqual(a);
   });
+
+  it('an unknown strategy names the flag and the choices', () => {
+    expect(() => placements('evenly', o)).toThrow(
+      "--placement must be one of even, front, back, middle, indices:I,J,..., all, got 'evenly'",
+    );
+  });
 });

@@ -156,7 +156,7 @@ describe('strata explore --measure', () => {
     expect(readFileSync(join(out, 'results.csv'), 'utf8')).toMatch(/decode_fill_measured/);
     await expect(
       explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'p'), '--measure', '--fill', 'ones']),
-    ).rejects.toThrow(/--fill must be one of prefill, zeros, got ones/);
+    ).rejects.toThrow(/--fill must be one of prefill, zeros, got 'ones'/);
     await expect(
       explore([spec, '--vary', 'ratio=1', '-o', join(dir, 'q'), '--fill', 'zeros']),
     ).rejects.toThrow(/--fill goes with --measure/);

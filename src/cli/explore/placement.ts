@@ -4,7 +4,7 @@
  * a seed when there are more than a cap.
  */
 import { mulberry32 } from '../../import/random-init.ts';
-import { UserError } from '../command.ts';
+import { UserError, oneOf } from '../command.ts';
 
 export type Placement = { label: string; indices: number[] };
 
@@ -77,7 +77,8 @@ export function placements(strategy: string, o: PlacementOptions): Placement[] {
     const sets = count <= o.cap ? combinations(n, k) : sample(n, k, o.cap, o.seed);
     return sets.map((s) => ({ label: `at-${s.join('.')}`, indices: s }));
   }
-  throw new UserError(`--placement must be one of ${STRATEGIES.join(', ')}, got '${strategy}'`);
+  oneOf('placement', STRATEGIES, strategy);
+  throw new Error(`placement: strategy '${strategy}' has no branch above`);
 }
 
 /** cap distinct k-subsets drawn uniformly (partial Fisher-Yates per draw), sorted for reading. */
