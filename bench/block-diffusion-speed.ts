@@ -5,7 +5,9 @@
  * random prompt of 64 ids, 128 generated tokens. Rows: LLaDA exact (128 full forwards over the
  * canvas, blocks of 32, GPU pick) on the bidirectional model; bd3lm first-hitting (a forward of
  * one block against the exact cache per token) and ddpm with 4 steps a block (at most 4
- * forwards a block) on the block-causal one. Wall time of one generation after a warm-up one.
+ * forwards a block) on the block-causal one, each with its draws on the host (logits read back)
+ * and on the GPU (--pick gpu: only tokens come back). Wall time of one generation after a
+ * warm-up one.
  *   tsx bench/block-diffusion-speed.ts [layers=4] [--block 16] [--gpu-flags fast] [--out FILE]
  *     [--spec specs/tiny-llada.strata]   (a smoke run on SwiftShader)
  *     [--no-llada]   (bd3lm rows only: one model load, about a minute less at 4 layers, for a
@@ -15,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { memorySource } from '../codegen/bundle.ts';
 import { compileModel } from '../codegen/compile.ts';
 import { blockDiffusionGenerateGpu } from '../runtime/block-diffusion.ts';
-import { diffusionGenerateGpu } from '../runtime/diffusion.ts';
+import { diffusionGenerateGpu, type DiffusionPick } from '../runtime/diffusion.ts';
 import { GpuModel } from '../runtime/model.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { randomWeights } from '../src/import/random-init.ts';
@@ -86,16 +88,26 @@ if (!args.includes('--no-llada')) {
 }
 const b = await load(bd3lm);
 const base: BlockDiffusionRun = { ...section, seed: 1 };
-const settings: [string, Partial<BlockDiffusionRun>][] = [
-  [`bd3lm first-hitting (blocks of ${B})`, {}],
-  [`bd3lm ddpm, 4 steps a block`, { sampler: 'ddpm', steps: 4 }],
+// Each sampler with its draws on the host (the committed rows' logits read back) and on the GPU
+// (codegen/kernels/block-draw.ts: only tokens come back).
+const settings: [string, Partial<BlockDiffusionRun>, DiffusionPick][] = [
+  [`bd3lm first-hitting (blocks of ${B})`, {}, 'host'],
+  [`bd3lm first-hitting (blocks of ${B}), GPU draw`, {}, 'gpu'],
+  [`bd3lm ddpm, 4 steps a block`, { sampler: 'ddpm', steps: 4 }, 'host'],
+  [`bd3lm ddpm, 4 steps a block, GPU draw`, { sampler: 'ddpm', steps: 4 }, 'gpu'],
 ];
-for (const [label, o] of settings) {
+for (const [label, o, pick] of settings) {
   const sb = b.newSequence();
   await time(label, (count) =>
-    blockDiffusionGenerateGpu(sb, prompt, { ...base, ...o }, (c) => {
-      if (c.forward) count();
-    }),
+    blockDiffusionGenerateGpu(
+      sb,
+      prompt,
+      { ...base, ...o },
+      (c) => {
+        if (c.forward) count();
+      },
+      pick,
+    ),
   );
   sb.destroy();
 }

@@ -15,15 +15,22 @@
  * A forward of more rows than one prefill chunk is split at block boundaries (a chunk that split
  * a block would keep its first rows from seeing the rest of it); the sampler block must fit in
  * one chunk. Only the logits of the rows a step commits come back (a first-hitting step: one row,
- * not the block's).
+ * not the block's), or with `pick` gpu only their tokens (codegen/kernels/block-draw.ts: the host
+ * draw took about 28 ms a row at LLaDA's 126k vocab on the H100's host, more than a forward).
  */
 import {
   blockDiffusionSample,
   type BlockDiffusionRun,
+  type BlockDraw,
   type BlockForward,
   type OnBlockStep,
 } from '../src/ops/block-diffusion.ts';
-import { createStorage, readBuffer } from './gpu.ts';
+import type { Span } from '../src/ops/diffusion.ts';
+import { blockDrawKernel } from '../codegen/kernels/block-draw.ts';
+import { NONFINITE_PICK } from '../codegen/kernels/diffusion-pick.ts';
+import { createStorage, logitsKernel, readBuffer } from './gpu.ts';
+import { DIFFUSION_PICKS, type DiffusionPick } from './diffusion.ts';
+import { NonFiniteError } from './errors.ts';
 import type { Sequence } from './model.ts';
 
 export type { BlockDiffusionRun, BlockStepCommit } from '../src/ops/block-diffusion.ts';
@@ -48,23 +55,33 @@ export function attentionBlock(seq: Sequence): number | string {
 
 /**
  * The cached forward: rows [exact, span.to) from position `exact`, in block-aligned chunks, the
- * last of which copies the wanted rows' logits aside in its own submission; only those come back.
+ * last of which copies the wanted rows' logits aside in its own submission; only those come back
+ * (`forward`), or, with `draw`, the draw kernel runs over them in the same submission and only
+ * their tokens come back.
  */
 export function cachedBlockForward(
   seq: Sequence,
   blockLength: number,
-): { forward: BlockForward; destroy: () => void } {
+  run?: Pick<BlockDiffusionRun, 'seed' | 'temperature' | 'nucleusP' | 'maskId'>,
+): { forward: BlockForward; draw: BlockDraw | null; destroy: () => void } {
   const maxT = seq.model.manifest.phases.prefill.maxT;
   if (blockLength > maxT)
     throw new Error(
       `a block of ${blockLength} rows does not fit in one prefill chunk of ${maxT}: compile with --max-t ${blockLength} or more`,
     );
   const { device } = seq.model.gpu;
-  const rowBytes = seq.model.vocab * 4;
+  const vocab = seq.model.vocab;
+  const rowBytes = vocab * 4;
   const picked = createStorage(device, blockLength * rowBytes, 'block diffusion rows');
   let exact = 0;
   seq.reset();
-  const forward: BlockForward = async (canvas, span, rows) => {
+  /** The chunks up to span.to, the last one's wanted rows copied into `picked`, then `more`. */
+  const rowsOnDevice = async (
+    canvas: Uint32Array,
+    span: Span,
+    rows: readonly number[],
+    more: (enc: GPUCommandEncoder) => void,
+  ) => {
     if (span.from < exact || span.from % blockLength !== 0)
       throw new Error(
         `block forward over rows ${span.from}..${span.to - 1}: the cache is exact up to ${exact}`,
@@ -82,26 +99,65 @@ export function cachedBlockForward(
       rows.forEach((p, k) =>
         enc.copyBufferToBuffer(logits, (p - from) * rowBytes, picked, k * rowBytes, rowBytes),
       );
+      more(enc);
     });
     // Everything before the span is committed and now written in its final form.
     exact = span.from;
+  };
+  const forward: BlockForward = async (canvas, span, rows) => {
+    await rowsOnDevice(canvas, span, rows, () => {});
     const bytes = rows.length * rowBytes;
     return new Float32Array(
       await seq.model.readback('block diffusion logits', readBuffer(device, picked, bytes)),
     );
   };
-  return { forward, destroy: () => picked.destroy() };
+  if (!run) return { forward, draw: null, destroy: () => picked.destroy() };
+  const launch = blockDrawKernel(vocab, run.maskId, seq.model.gpu.caps.maxInvocationsPerWorkgroup);
+  const positions = createStorage(device, blockLength * 4, 'block diffusion positions');
+  const picks = createStorage(device, blockLength * 4, 'block diffusion picks');
+  const kernel = logitsKernel(device, launch, { positions, picks });
+  const draw: BlockDraw = async (canvas, span, rows, step) => {
+    device.queue.writeBuffer(positions, 0, Uint32Array.from(rows));
+    await rowsOnDevice(canvas, span, rows, (enc) =>
+      kernel.record(
+        enc,
+        picked,
+        { T: rows.length, pos: 0, L: 1 },
+        { seed: run.seed, draw: step, temperature: run.temperature, topK: 0, topP: run.nucleusP },
+      ),
+    );
+    const tokens = new Uint32Array(
+      await seq.model.readback(
+        `block diffusion draw of step ${step}`,
+        readBuffer(device, picks, rows.length * 4),
+      ),
+    );
+    const bad = tokens.indexOf(NONFINITE_PICK);
+    if (bad >= 0)
+      throw new NonFiniteError(`block diffusion step ${step}`, rows[bad]!, 'a logit is NaN or Inf');
+    return tokens;
+  };
+  return {
+    forward,
+    draw,
+    destroy: () => {
+      kernel.destroy();
+      for (const b of [picked, positions, picks]) b.destroy();
+    },
+  };
 }
 
 /**
  * Generate with the block-diffusion sampler; `onStep` sees each step's commits, the canvas after
- * them and the block's logits. Returns the final canvas (prompt included).
+ * them and the block's logits (null with `pick` gpu: the draw kernel draws next to them and only
+ * tokens come back). Returns the final canvas (prompt included).
  */
 export async function blockDiffusionGenerateGpu(
   seq: Sequence,
   prompt: ArrayLike<number>,
   run: BlockDiffusionRun,
   onStep?: OnBlockStep,
+  pick: DiffusionPick = 'host',
 ): Promise<Uint32Array> {
   const B = attentionBlock(seq);
   if (typeof B === 'string') throw new Error(`block diffusion: ${B}`);
@@ -114,9 +170,18 @@ export async function blockDiffusionGenerateGpu(
     throw new Error(
       `the canvas of ${prompt.length} prompt + ${run.genLength} generated tokens (${n}) does not fit in the KV cache of ${seq.capacity} rows: compile with --capacity ${n} or more, or shorten --gen-length`,
     );
-  const f = cachedBlockForward(seq, run.blockLength);
+  if (!DIFFUSION_PICKS.includes(pick))
+    throw new Error(`pick must be one of ${DIFFUSION_PICKS.join(', ')}, got ${pick}`);
+  const f = cachedBlockForward(seq, run.blockLength, pick === 'gpu' ? run : undefined);
   try {
-    return await blockDiffusionSample(f.forward, prompt, seq.model.vocab, run, onStep);
+    return await blockDiffusionSample(
+      f.forward,
+      prompt,
+      seq.model.vocab,
+      run,
+      onStep,
+      f.draw ?? undefined,
+    );
   } finally {
     f.destroy();
   }

@@ -15,7 +15,8 @@ import {
   type BlockSettings,
 } from '../ops/block-diffusion.ts';
 import type { BlockDiffusionSpec, ModelIR } from '../spec/model.ts';
-import { UserError } from './command.ts';
+import { oneOf, UserError } from './command.ts';
+import { DIFFUSION_PICKS, type DiffusionPick } from '../../runtime/diffusion.ts';
 import { intOption } from './compile-cmd.ts';
 import { givenFlags } from './diffusion-run.ts';
 import { canvasView } from '../../runtime/canvas-view.ts';
@@ -30,6 +31,8 @@ export const BLOCK_DIFFUSION_HELP = `block-diffusion models (a spec with diffusi
                        or ddpm (each mask stays with probability s/t)
   --temperature T      0 = argmax; above, a seeded draw (--seed) from softmax(logits / T)
   --nucleus-p P        keep the most probable tokens up to mass P, in (0, 1]
+  --pick WHERE         host (default: each committed row's logits read back and drawn there)
+                       or gpu (a kernel draws next to the logits; only tokens come back)
   --dump-logits FILE   write prompt_ids, step_positions and step_logits (the positions the first
                        step commits and their logits) and decode_tokens (safetensors)`;
 
@@ -48,6 +51,16 @@ export function modelAttentionBlock(m: ModelIR): number | null {
   return l?.mixer?.kind === 'attention' ? (l.mixer.blockCausal ?? null) : null;
 }
 
+/** Where the draws run (--pick), refused where --dump-logits needs the logits on the host. */
+export function blockPick(pick: string | undefined, dump: string | undefined): DiffusionPick {
+  const p = oneOf('pick', DIFFUSION_PICKS, pick ?? 'host');
+  if (p === 'gpu' && dump)
+    throw new UserError(
+      '--pick gpu reads no logits back, but --dump-logits writes them: use --pick host (the default)',
+    );
+  return p;
+}
+
 /** The run's settings: flags over the spec's defaults, refused with the flag and its range. */
 export function blockDiffusionRunOptions(
   values: Record<string, string | boolean | undefined>,
@@ -56,10 +69,10 @@ export function blockDiffusionRunOptions(
   seed: number,
 ): BlockDiffusionRun {
   const str = (k: string) => values[k] as string | undefined;
-  const llada = givenFlags(values, ['remasking', 'threshold', 'cache', 'pick', 'cfg-scale']);
+  const llada = givenFlags(values, ['remasking', 'threshold', 'cache', 'cfg-scale']);
   if (llada)
     throw new UserError(
-      `${llada}: LLaDA sampler options, but the model is a block-diffusion model (bd3lm; use --gen-length, --block-length, --steps, --sampler, --temperature, --nucleus-p)`,
+      `${llada}: LLaDA sampler options, but the model is a block-diffusion model (bd3lm; use --gen-length, --block-length, --steps, --sampler, --temperature, --nucleus-p, --pick)`,
     );
   const num = (k: string, dflt: number): number => {
     const v = str(k);
@@ -83,6 +96,8 @@ export function blockDiffusionRunOptions(
     maskId: d.maskId,
     seed,
   };
+  // Checked here too, before the model loads.
+  blockPick(str('pick'), str('dump-logits'));
   const issue = blockScheduleIssues(run, attnBlock)[0];
   if (issue) {
     const given = issue.field === 'sampler' ? ` (allowed: ${BLOCK_SAMPLERS.join(', ')})` : '';
@@ -96,8 +111,9 @@ export async function runBlockDiffusion(
   seq: Sequence,
   prompt: number[],
   run: BlockDiffusionRun,
-  o: { tok: Tokenizer | null; ids: boolean; dump?: string },
+  o: { tok: Tokenizer | null; ids: boolean; dump?: string; pick?: string },
 ): Promise<void> {
+  const pick = blockPick(o.pick, o.dump);
   const tty = process.stdout.isTTY === true && !o.dump;
   const P = prompt.length;
   const view = canvasView(P, run.maskId, o);
@@ -105,15 +121,21 @@ export async function runBlockDiffusion(
   let first: { positions: number[]; logits: Float32Array } | null = null;
   let steps = 0;
   let forwards = 0;
-  const out = await blockDiffusionGenerateGpu(seq, prompt, run, (c, canvas, logits) => {
-    steps++;
-    if (c.forward) forwards++;
-    if (logits && !first) first = { positions: c.positions, logits: logits.slice() };
-    if (o.dump) return;
-    const line = view.line(canvas);
-    if (tty) process.stdout.write(`\r\x1b[K${line}`);
-    else process.stdout.write(`step ${c.step + 1} (block ${c.block}): ${line}\n`);
-  });
+  const out = await blockDiffusionGenerateGpu(
+    seq,
+    prompt,
+    run,
+    (c, canvas, logits) => {
+      steps++;
+      if (c.forward) forwards++;
+      if (logits && !first) first = { positions: c.positions, logits: logits.slice() };
+      if (o.dump) return;
+      const line = view.line(canvas);
+      if (tty) process.stdout.write(`\r\x1b[K${line}`);
+      else process.stdout.write(`step ${c.step + 1} (block ${c.block}): ${line}\n`);
+    },
+    pick,
+  );
   const tokens = out.slice(P);
   if (o.dump) {
     const vocab = seq.model.vocab;

@@ -289,6 +289,7 @@ ${COMMON_COMPILE_HELP}`,
         tok,
         ids: values.ids === true,
         dump: values['dump-logits'],
+        pick: values.pick,
       });
       return 0;
     }

@@ -235,6 +235,18 @@ export type BlockForward = (
   rows: readonly number[],
 ) => Promise<Float32Array>;
 
+/**
+ * The tokens drawn at canvas positions `rows` (as drawToken draws them, at sampler step `step`),
+ * without their logits leaving the device: the GPU draw (runtime/block-diffusion.ts). Throws a
+ * NonFiniteError naming the position of a row with a NaN or Inf logit.
+ */
+export type BlockDraw = (
+  canvas: Uint32Array,
+  span: Span,
+  rows: readonly number[],
+  step: number,
+) => Promise<ArrayLike<number>>;
+
 /** What one step committed, in canvas positions (ascending). */
 export interface BlockStepCommit {
   step: number;
@@ -246,20 +258,27 @@ export interface BlockStepCommit {
   forward: boolean;
 }
 
-/** Sees each step's commits, the canvas after them, and the logits of `positions` (or null). */
+/**
+ * Sees each step's commits, the canvas after them, and the logits of `positions` (null when the
+ * step ran no forward, or drew on the device).
+ */
 export type OnBlockStep = (
   c: BlockStepCommit,
   canvas: Uint32Array,
   logits: Float32Array | null,
 ) => void | Promise<void>;
 
-/** Block-diffusion generation over `forward` (see the file comment); returns the final canvas. */
+/**
+ * Block-diffusion generation over `forward` (see the file comment), drawing on the host, or with
+ * `draw` where the tokens are drawn next to the logits; returns the final canvas.
+ */
 export async function blockDiffusionSample(
   forward: BlockForward,
   prompt: ArrayLike<number>,
   vocab: number,
   r: BlockDiffusionRun,
   onStep?: OnBlockStep,
+  draw?: BlockDraw,
 ): Promise<Uint32Array> {
   const issue = blockScheduleIssues(r, null)[0];
   if (issue) throw new Error(issue.message((f) => f));
@@ -284,16 +303,21 @@ export async function blockDiffusionSample(
         const stay = stayProbability(i, r.steps);
         positions = masked.filter((p) => !(noiseUniform(r.seed, step, p, STAY_STREAM) < stay));
       }
-      const logits = positions.length ? await forward(canvas, block, positions) : null;
-      if (logits && logits.length !== positions.length * vocab)
-        throw new Error(
-          `the forward of block ${block.from}..${block.to - 1} returned ${logits.length / vocab} rows of logits, not ${positions.length}`,
-        );
-      const tokens = positions.map((p, j) =>
-        drawToken(logits!, j, vocab, { ...r, step, position: p }),
-      );
+      let logits: Float32Array | null = null;
+      let tokens: number[] = [];
+      if (positions.length && draw) {
+        tokens = Array.from(await draw(canvas, block, positions, step));
+      } else if (positions.length) {
+        const l = await forward(canvas, block, positions);
+        if (l.length !== positions.length * vocab)
+          throw new Error(
+            `the forward of block ${block.from}..${block.to - 1} returned ${l.length / vocab} rows of logits, not ${positions.length}`,
+          );
+        tokens = positions.map((p, j) => drawToken(l, j, vocab, { ...r, step, position: p }));
+        logits = l;
+      }
       positions.forEach((p, j) => (canvas[p] = tokens[j]));
-      const c = { step, block: b, span: block, positions, tokens, forward: logits !== null };
+      const c = { step, block: b, span: block, positions, tokens, forward: positions.length > 0 };
       await onStep?.(c, canvas, logits);
     }
   }

@@ -18,6 +18,7 @@ const dir = mkdtempSync(join(tmpdir(), 'strata-bd3lm-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('strata run on a block-diffusion model', () => {
+  let hostTokens: number[] = [];
   it('generates the reference tokens with --gen-length --block-length --steps', async () => {
     const file = join(dir, 'dump.safetensors');
     const args = ['--prompt-ids', '5,17,3', '--seed', '2', '--temperature', '0.7'];
@@ -45,6 +46,23 @@ describe('strata run on a block-diffusion model', () => {
       { ...d, genLength: 9, blockLength: 8, steps: 8, temperature: 0.7, seed: 2 },
     );
     expect(tokens).toEqual([...want.slice(3)]);
+    hostTokens = tokens;
+  });
+
+  it('--pick gpu draws on the device: the same tokens, and no logits to dump', async () => {
+    const args = ['--prompt-ids', '5,17,3', '--seed', '2', '--temperature', '0.7', '--ids'];
+    const flags = ['--gen-length', '9', '--block-length', '8', '--steps', '8'];
+    const gpu = await cli('run', SPEC, ...args, ...flags, '--pick', 'gpu');
+    expect(gpu.code, gpu.err).toBe(0);
+    // The first test's tokens (the dump of the host-drawn run, equal to the reference there).
+    expect(gpu.out.trim().split('\n').at(-1)).toBe(hostTokens.join(' '));
+    const file = join(dir, 'no.safetensors');
+    expect((await cli('run', SPEC, ...args, '--pick', 'gpu', '--dump-logits', file)).err).toMatch(
+      /--pick gpu reads no logits back, but --dump-logits writes them/,
+    );
+    expect((await cli('run', SPEC, ...args, '--pick', 'cpu')).err).toMatch(
+      /--pick must be one of host, gpu, got 'cpu'/,
+    );
   });
 
   it('shows the canvas a line per step when piped', async () => {

@@ -170,6 +170,21 @@ describe('block-diffusion sampler: cached GPU run = recompute-everything referen
       });
       expect(gpu).toEqual(cpu);
       expect([...got]).toEqual([...want]);
+      // Drawn on the device (codegen/kernels/block-draw.ts): the same steps and tokens, and no
+      // logits come back.
+      const drawn: BlockStepCommit[] = [];
+      const onDevice = await blockDiffusionGenerateGpu(
+        m.gm.newSequence(),
+        prompt,
+        run,
+        (c, _canvas, logits) => {
+          drawn.push(c);
+          expect(logits).toBeNull();
+        },
+        'gpu',
+      );
+      expect(drawn).toEqual(cpu);
+      expect([...onDevice]).toEqual([...want]);
       expect([...got.slice(0, prompt.length)]).toEqual(prompt);
       expect(got.includes(MASK)).toBe(false);
       if (run.sampler === 'first_hitting') {
