@@ -3,7 +3,7 @@
  * time from timestamp queries written at the start and end of one compute pass.
  * Only for bench/: tests never assert on time.
  */
-import type { KernelLaunch, StepParams } from '../codegen/kernel-ir.ts';
+import type { KernelLaunch, SamplingParams, StepParams } from '../codegen/kernel-ir.ts';
 import {
   bindGroupFor,
   createStepBuffer,
@@ -66,6 +66,8 @@ export async function timeLaunches(
     init?: Record<string, ArrayBufferView>;
     /** Buffers to read back after timing (their contents after the last repetition). */
     readBack?: string[];
+    /** The Step uniform's sampling fields (a sampling or draw kernel reads them). */
+    sampling?: SamplingParams;
   },
 ): Promise<Timing & { outputs: Record<string, Float32Array> }> {
   const { device } = gpu;
@@ -76,7 +78,7 @@ export async function timeLaunches(
     if (data) upload(device, buffers[name], data);
   }
   buffers.step = createStepBuffer(device);
-  writeStep(device, buffers.step, step);
+  writeStep(device, buffers.step, step, opts.sampling);
   const calls = launches.map((l) => ({
     pipeline: pipelineFor(device, l.kernel),
     bind: bindGroupFor(device, l.kernel, buffers),
