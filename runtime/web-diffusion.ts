@@ -60,14 +60,15 @@ export interface WebDiffusionSettings {
   /** llada / dream: KV reuse inside a block. */
   cache?: DiffusionCache;
   /**
-   * llada / dream: where a step picks its tokens (default host); entropy_bound: where its rows
-   * are reduced (default gpu).
+   * llada / dream: where a step picks its tokens (default host); bd3lm: where its rows are drawn
+   * (default host: gpu reads back a token a row, not the row's logits); entropy_bound: where its
+   * rows are reduced (default gpu).
    */
   pick?: DiffusionPick;
 }
 
 const BLOCK_ONLY = ['sampler', 'nucleusP'] as const;
-const LLADA_ONLY = ['remasking', 'cfgScale', 'threshold', 'cache', 'pick'] as const;
+const LLADA_ONLY = ['remasking', 'cfgScale', 'threshold', 'cache'] as const;
 
 const ENTROPY_BOUND_TAKES = ['genLength', 'steps', 'pick'] as const;
 
@@ -75,7 +76,7 @@ const ENTROPY_BOUND_TAKES = ['genLength', 'steps', 'pick'] as const;
 export function settingsOf(kind: 'bd3lm' | 'llada' | 'dream' | 'entropy_bound'): string {
   if (kind === 'entropy_bound') return ENTROPY_BOUND_TAKES.join(', ');
   const own = kind === 'bd3lm' ? BLOCK_ONLY : LLADA_ONLY;
-  return ['genLength', 'blockLength', 'steps', ...own].join(', ');
+  return ['genLength', 'blockLength', 'steps', ...own, 'pick'].join(', ');
 }
 
 /** One sampler step, as the page shows it. */
@@ -244,7 +245,7 @@ export function diffusionGenerate(
   if (d.kind === 'bd3lm') {
     const B = attentionBlock(seq);
     const run = blockRunOf(d, s, o, typeof B === 'number' ? B : null);
-    return blockDiffusionGenerateGpu(seq, prompt, run, see);
+    return blockDiffusionGenerateGpu(seq, prompt, run, see, s.pick ?? 'host');
   }
   return diffusionGenerateGpu(seq, prompt, maskedRunOf(d, s, o), see, s.pick ?? 'host');
 }

@@ -97,6 +97,16 @@ describe('diffusion bundles in the web runtime', () => {
       text += t;
     expect(ids).toEqual(cli.bd3lm);
     expect(text).toBe(byteTokenizer(260).decode(cli.bd3lm));
+    // Drawn on the device: the same tokens.
+    const drawn: number[] = [];
+    for await (const _ of model.generate(PROMPT, {
+      maxTokens: 12,
+      temperature: 0,
+      ignoreEos: true,
+      diffusion: { pick: 'gpu' },
+      onToken: (id) => drawn.push(id),
+    }));
+    expect(drawn).toEqual(cli.bd3lm);
     expect(model.lastStop).toBe('max-tokens');
     expect(steps.map((s) => s.line)).toEqual(cli.lines);
     expect(steps[0]!.promptLength).toBe(PROMPT.length);
