@@ -15,10 +15,9 @@ import {
   type BlockSettings,
 } from '../ops/block-diffusion.ts';
 import type { BlockDiffusionSpec, ModelIR } from '../spec/model.ts';
-import { oneOf, UserError } from './command.ts';
-import { DIFFUSION_PICKS, type DiffusionPick } from '../../runtime/diffusion.ts';
+import { UserError } from './command.ts';
 import { intOption } from './compile-cmd.ts';
-import { givenFlags } from './diffusion-run.ts';
+import { givenFlags, pickOption } from './diffusion-run.ts';
 import { canvasView } from '../../runtime/canvas-view.ts';
 
 export const BLOCK_DIFFUSION_HELP = `block-diffusion models (a spec with diffusion bd3lm(...)); defaults from the spec:
@@ -49,16 +48,6 @@ const FLAG: Record<keyof BlockSettings, string> = {
 export function modelAttentionBlock(m: ModelIR): number | null {
   const l = m.layers.find((x) => x.mixer?.kind === 'attention');
   return l?.mixer?.kind === 'attention' ? (l.mixer.blockCausal ?? null) : null;
-}
-
-/** Where the draws run (--pick), refused where --dump-logits needs the logits on the host. */
-export function blockPick(pick: string | undefined, dump: string | undefined): DiffusionPick {
-  const p = oneOf('pick', DIFFUSION_PICKS, pick ?? 'host');
-  if (p === 'gpu' && dump)
-    throw new UserError(
-      '--pick gpu reads no logits back, but --dump-logits writes them: use --pick host (the default)',
-    );
-  return p;
 }
 
 /** The run's settings: flags over the spec's defaults, refused with the flag and its range. */
@@ -97,7 +86,7 @@ export function blockDiffusionRunOptions(
     seed,
   };
   // Checked here too, before the model loads.
-  blockPick(str('pick'), str('dump-logits'));
+  pickOption(str('pick'), str('dump-logits'));
   const issue = blockScheduleIssues(run, attnBlock)[0];
   if (issue) {
     const given = issue.field === 'sampler' ? ` (allowed: ${BLOCK_SAMPLERS.join(', ')})` : '';
@@ -113,7 +102,7 @@ export async function runBlockDiffusion(
   run: BlockDiffusionRun,
   o: { tok: Tokenizer | null; ids: boolean; dump?: string; pick?: string },
 ): Promise<void> {
-  const pick = blockPick(o.pick, o.dump);
+  const pick = pickOption(o.pick, o.dump);
   const tty = process.stdout.isTTY === true && !o.dump;
   const P = prompt.length;
   const view = canvasView(P, run.maskId, o);

@@ -173,6 +173,16 @@ export function refuseAutoregressiveFlags(values: Record<string, unknown>): void
     );
 }
 
+/** Where a diffusion sampler's draws run (--pick), refused where --dump-logits needs the logits. */
+export function pickOption(pick: string | undefined, dump: string | undefined): DiffusionPick {
+  const p = oneOf('pick', DIFFUSION_PICKS, pick ?? 'host');
+  if (p === 'gpu' && dump)
+    throw new UserError(
+      '--pick gpu reads no logits back, but --dump-logits writes them: use --pick host (the default)',
+    );
+  return p;
+}
+
 /** Run the sampler, showing the canvas as it fills in; writes the dump when asked. */
 export async function runDiffusion(
   seq: Sequence,
@@ -180,14 +190,10 @@ export async function runDiffusion(
   run: DiffusionRun,
   o: { tok: Tokenizer | null; ids: boolean; dump?: string; pick?: DiffusionPick },
 ): Promise<void> {
-  const pick = oneOf('pick', DIFFUSION_PICKS, o.pick ?? 'host');
+  const pick = pickOption(o.pick, o.dump);
   if (pick === 'gpu' && run.cfgScale > 0)
     throw new UserError(
       `--pick gpu with --cfg-scale ${run.cfgScale}: guidance combines two forwards' logits on the host (allowed: --pick host, or --cfg-scale 0)`,
-    );
-  if (pick === 'gpu' && o.dump)
-    throw new UserError(
-      '--pick gpu reads no logits back, but --dump-logits writes them: use --pick host (the default)',
     );
   const tty = process.stdout.isTTY === true && !o.dump;
   const P = prompt.length;
