@@ -73,6 +73,8 @@ const RUNTIME_VALUE_IMPORTS: Record<string, string> = {
     "the block-diffusion (BD3-LM) sampler's loop and draws: one definition for the cached GPU run and the recompute-everything reference",
   'codegen/kernels/diffusion-pick.ts':
     "the diffusion sampler's GPU pick, built at load time for the bundle's vocab (no compiled phase runs it)",
+  'codegen/kernels/block-draw.ts':
+    "the block-diffusion sampler's GPU draw (--pick gpu), built at load time for the bundle's vocab and mask id (no compiled phase runs it); it imports what diffusion-pick.ts does",
   'codegen/kernels/softmax-rows.ts':
     "DiffusionGemma's self-conditioning softmax, built at load time for the bundle's vocab and run after each denoising step (no compiled phase runs it); its bindings come from the op's definition. Only runtime/entropy-diffusion.ts imports it, which the browser runtime does not (web.ts refuses entropy_bound models)",
   'src/ops/entropy-rows.ts':
