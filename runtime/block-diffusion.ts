@@ -29,7 +29,7 @@ import type { Span } from '../src/ops/diffusion.ts';
 import { blockDrawKernel } from '../codegen/kernels/block-draw.ts';
 import { NONFINITE_PICK } from '../codegen/kernels/diffusion-pick.ts';
 import { createStorage, logitsKernel, readBuffer } from './gpu.ts';
-import { DIFFUSION_PICKS, type DiffusionPick } from './diffusion.ts';
+import { checkPick, type DiffusionPick } from './diffusion.ts';
 import { NonFiniteError } from './errors.ts';
 import type { Sequence } from './model.ts';
 
@@ -170,8 +170,7 @@ export async function blockDiffusionGenerateGpu(
     throw new Error(
       `the canvas of ${prompt.length} prompt + ${run.genLength} generated tokens (${n}) does not fit in the KV cache of ${seq.capacity} rows: compile with --capacity ${n} or more, or shorten --gen-length`,
     );
-  if (!DIFFUSION_PICKS.includes(pick))
-    throw new Error(`pick must be one of ${DIFFUSION_PICKS.join(', ')}, got ${pick}`);
+  checkPick(pick);
   const f = cachedBlockForward(seq, run.blockLength, pick === 'gpu' ? run : undefined);
   try {
     return await blockDiffusionSample(

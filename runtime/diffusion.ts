@@ -37,6 +37,12 @@ import type { Sequence } from './model.ts';
 export type DiffusionPick = 'host' | 'gpu';
 export const DIFFUSION_PICKS: readonly DiffusionPick[] = ['host', 'gpu'];
 
+/** Refuses a pick that is not one of DIFFUSION_PICKS (callers from plain JavaScript). */
+export function checkPick(pick: string): void {
+  if (!(DIFFUSION_PICKS as readonly string[]).includes(pick))
+    throw new Error(`pick must be one of ${DIFFUSION_PICKS.join(', ')}, got ${pick}`);
+}
+
 export type { DiffusionRun, StepCommit } from '../src/ops/diffusion.ts';
 
 /** Longest canvas (prompt + gen length) a sequence can denoise in one forward. */
@@ -152,8 +158,7 @@ export async function diffusionGenerateGpu(
   ) => void | Promise<void>,
   pick: DiffusionPick = 'host',
 ): Promise<Uint32Array> {
-  if (!DIFFUSION_PICKS.includes(pick))
-    throw new Error(`pick must be one of ${DIFFUSION_PICKS.join(', ')}, got ${pick}`);
+  checkPick(pick);
   const n = prompt.length + run.genLength;
   const limit = maxCanvas(seq);
   if (n > limit) {

@@ -25,6 +25,7 @@
 import { withHelpers } from './wgsl-math.ts';
 import { BETTER_WGSL, rowConstants, rowMain, rowWorkgroup, treeReduce } from './row-reduce.ts';
 import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
+import { wgReductionsWgsl } from './wg-reduce.ts';
 
 /** Bisection rounds over an f32's bits in [0, 1.0]: 1.0 is 0x3f800000 < 2^30. */
 const VALUE_ROUNDS = 31;
@@ -49,16 +50,8 @@ var<workgroup> ib: array<u32, ${wg}>;
 
 ${BETTER_WGSL}
 
-/** The workgroup's sum of x (every thread gets it; the slots are free again on return). */
-fn wg_total(x: f32, tid: u32) -> f32 {
-  fa[tid] = x;
-${treeReduce('fa[tid] = fa[tid] + fa[j];')}
-  let s = fa[0];
-  workgroupBarrier();
-  return s;
-}
-
-/** The workgroup's sum of n. */
+${wgReductionsWgsl('fa')}
+/** The workgroup's sum of n (wg_sum's u32 twin: WGSL has no generic functions). */
 fn wg_count(n: u32, tid: u32) -> u32 {
   ua[tid] = n;
 ${treeReduce('ua[tid] = ua[tid] + ua[j];')}
@@ -100,7 +93,7 @@ ${treeReduce(`
   for (var v = tid; v < V; v += WG) {
     if (v != MASK) { part += exp(logits[base + v] / t - zmax); }
   }
-  let S = wg_total(part, tid);
+  let S = wg_sum(part, tid);
   // Nucleus: v* and the id bound B below which its ties are kept (see the header). P >= 1
   // keeps every id: v* = 0 with no id bound.
   var vstar = 0.0;
@@ -116,7 +109,7 @@ ${treeReduce(`
         let q = exp(logits[base + v] / t - zmax);
         if (v != MASK && q > x) { a += q; }
       }
-      let fits = wg_total(a, tid) <= P * S;
+      let fits = wg_sum(a, tid) <= P * S;
       hi = select(hi, mid, fits && lo < hi);
       lo = select(lo, mid + 1u, !fits && lo < hi);
     }
@@ -139,7 +132,7 @@ ${treeReduce('fa[tid] = min(fa[tid], fa[j]);')}
       if (v != MASK && q > vstar) { above += q; n += 1u; }
       if (v != MASK && q == vstar) { c += 1u; }
     }
-    let A = wg_total(above, tid);
+    let A = wg_sum(above, tid);
     let N = wg_count(n, tid);
     let C = wg_count(c, tid);
     // Ties that still fit; at least one id when nothing above v* does.
