@@ -1,6 +1,7 @@
 /**
- * A quick speed check of the block-diffusion (BD3-LM) sampler beside LLaDA's exact sampler on
- * the same weights (not issue 16's bench: no PyTorch peer, random weights): a LLaDA-8B-shaped
+ * The block-diffusion (BD3-LM) sampler beside LLaDA's exact sampler on the same weights (its
+ * PyTorch peer is bench/diffusion_peer.py's bd3lm settings: bd3lms's sampler on these weights
+ * and settings; bench/report.ts pairs the rows): a LLaDA-8B-shaped
  * model cut to a few layers, its attention made block-causal over blocks of --block (16), a
  * random prompt of 64 ids, 128 generated tokens. Rows: LLaDA exact (128 full forwards over the
  * canvas, blocks of 32, GPU pick) on the bidirectional model; bd3lm first-hitting (a forward of

@@ -22,8 +22,10 @@
 # first saves the Jamba checkpoint the batch suite also runs; batch alone skips it).
 # Diffusion (issue 16): bash bench/diffusion-peer-pack.sh here, then a device run with carry
 # [".gpu", ".diffusion-ref"]: source .gpu/prelude.sh; python3 bench/diffusion_peer.py --ref
-# .diffusion-ref --out $OUT/diffusion-peer.json; tsx bench/diffusion-speed.ts 4 --gpu-flags fast
-# --out $OUT/diffusion-strata.json; tsx bench/block-diffusion-speed.ts (same LLaDA-8B shape, 4 layers).
+# .diffusion-ref --out $OUT/diffusion-peer.json (LLaDA's and Fast-dLLM's samplers, then bd3lms's
+# on the same weights made block-causal); tsx bench/diffusion-speed.ts 4 --gpu-flags fast
+# --out $OUT/diffusion-strata.json; tsx bench/block-diffusion-speed.ts 4 --no-llada --gpu-flags
+# fast --out $OUT/block-diffusion.json (same LLaDA-8B shape, 4 layers).
 # Make .gpu with ../shared/gpu/pack.sh, .llama-cpp with bench/llama-cpp/build.sh and .ort with
 # bench/ort/build.sh first. To keep .gpu small, leave out only test tooling, never vega (explore
 # and its --measure plot with it; a pack without it failed on 2026-12-05):

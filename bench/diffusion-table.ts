@@ -42,6 +42,8 @@ export interface DiffusionPeer {
     temperature: number;
     remasking: string;
   };
+  /** The block-diffusion rows' settings (absent in runs before they existed). */
+  block_sampler?: { block: number; temperature: number; nucleus_p: number; ddpm_steps: number };
   rows: {
     setting: string;
     seconds_median: number;
@@ -110,25 +112,42 @@ export function diffusionSection(
     );
   }
   lines.push('');
-  if (block) lines.push(...blockLines(block.run, block.from));
+  if (block) lines.push(...blockLines(block.run, block.from, p, from.peer));
   return lines;
 }
 
-/** Block diffusion (BD3-LM): strata only, no PyTorch peer row (bd3lms runs its own model). */
-function blockLines(b: DiffusionBlock, from: string): string[] {
+/**
+ * Block diffusion (BD3-LM), beside bd3lms's sampler driving the same weights in PyTorch where
+ * the peer run has its rows (diffusion_peer.py's bd3lm settings) for the same prompt and block.
+ * A strata row with its draw on the GPU pairs with the peer's row of the same sampler.
+ */
+function blockLines(
+  b: DiffusionBlock,
+  from: string,
+  p: DiffusionPeer | null,
+  peerFrom: string,
+): string[] {
   // --no-llada leaves the LLaDA row out: the table above has it.
   const llada = b.rows.some((r) => !r.label.startsWith('bd3lm'))
     ? "; the LLaDA row is the bidirectional model's exact sampler, timed in the same process"
     : '';
+  const q = p?.block_sampler;
+  const peer = q && p.prompt === b.prompt && q.block === b.block ? p : null;
+  const peerRow = (label: string) =>
+    peer?.rows.find((x) => x.setting === label.replace(/, GPU draw$/, ''));
+  const f = (x: number) => x.toFixed(1);
   return [
-    `Block diffusion (${from}, bench/block-diffusion-speed.ts): the same weights with attention made block-causal over blocks of ${b.block}, a prompt of ${b.prompt} ids${llada}. One generation after a warm-up.`,
+    `Block diffusion (${from}, bench/block-diffusion-speed.ts): the same weights with attention made block-causal over blocks of ${b.block}, a prompt of ${b.prompt} ids, temperature 1, nucleus 0.9${llada}. One generation after a warm-up.${peer ? ` PyTorch (${peerFrom}): kuleshov-group/bd3lms's _ddpm_caching_update (kv_cache on) driving the same weights, median of its runs; its forwards include the prompt's blocks and one more forward a block that stores the block's K/V (strata writes them in the next block's first forward). Ratios are strata ÷ PyTorch tokens/s.` : ''}`,
     '',
-    '| sampler | forwards | s | tokens/s | ms a forward |',
-    '| --- | --- | --- | --- | --- |',
-    ...b.rows.map(
-      (r) =>
-        `| ${r.label} | ${r.forwards} | ${r.seconds.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ${((1000 * r.seconds) / r.forwards).toFixed(1)} |`,
-    ),
+    '| sampler | forwards | s | tokens/s | ms a forward | PyTorch forwards | PyTorch s | PyTorch tokens/s | strata ÷ PyTorch |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...b.rows.map((r) => {
+      const x = peerRow(r.label);
+      const them = x
+        ? `${x.forwards} | ${x.seconds_median.toFixed(2)} (${x.seconds_min.toFixed(2)}–${x.seconds_max.toFixed(2)}) | ${f(x.tokens_per_s)} | ${(r.tokensPerSecond / x.tokens_per_s).toFixed(2)}×`
+        : '— | — | — | —';
+      return `| ${r.label} | ${r.forwards} | ${r.seconds.toFixed(2)} | ${f(r.tokensPerSecond)} | ${f((1000 * r.seconds) / r.forwards)} | ${them} |`;
+    }),
     '',
   ];
 }

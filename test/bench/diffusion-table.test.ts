@@ -57,7 +57,10 @@ const block: DiffusionBlock = {
   layers: 4,
   prompt: 64,
   block: 16,
-  rows: [{ label: 'bd3lm first-hitting', forwards: 128, seconds: 0.64, tokensPerSecond: 200 }],
+  rows: [
+    { label: 'bd3lm first-hitting', forwards: 128, seconds: 0.64, tokensPerSecond: 200 },
+    { label: 'bd3lm first-hitting, GPU draw', forwards: 128, seconds: 0.32, tokensPerSecond: 400 },
+  ],
 };
 const row = (lines: string[], label: string) => lines.find((l) => l.startsWith(`| ${label} |`));
 
@@ -103,7 +106,45 @@ describe('diffusion table', () => {
     );
     expect(lines.join('\n')).toContain('blocks of 16');
     expect(row(lines, 'bd3lm first-hitting')).toBe(
-      '| bd3lm first-hitting | 128 | 0.64 | 200.0 | 5.0 |',
+      '| bd3lm first-hitting | 128 | 0.64 | 200.0 | 5.0 | — | — | — | — |',
     );
+  });
+
+  it("pairs the block rows with the peer's bd3lms sampler, the GPU draw's too", () => {
+    const withBlock: DiffusionPeer = {
+      ...peer,
+      block_sampler: { block: 16, temperature: 1, nucleus_p: 0.9, ddpm_steps: 4 },
+      rows: [
+        ...peer.rows,
+        {
+          setting: 'bd3lm first-hitting',
+          seconds_median: 1.28,
+          seconds_min: 1.2,
+          seconds_max: 1.3,
+          runs: 3,
+          forwards: 140,
+          tokens_per_s: 100,
+        },
+      ],
+    };
+    const lines = diffusionSection(
+      strata,
+      withBlock,
+      { strata: 'this run', peer: 'p.json' },
+      { run: block, from: 'this run' },
+    );
+    expect(row(lines, 'bd3lm first-hitting')).toBe(
+      '| bd3lm first-hitting | 128 | 0.64 | 200.0 | 5.0 | 140 | 1.28 (1.20–1.30) | 100.0 | 2.00× |',
+    );
+    expect(row(lines, 'bd3lm first-hitting, GPU draw')).toContain('| 4.00× |');
+    // Another block size: no pairing.
+    const other = { ...withBlock, block_sampler: { ...withBlock.block_sampler!, block: 32 } };
+    const unpaired = diffusionSection(
+      strata,
+      other,
+      { strata: 'this run', peer: 'p.json' },
+      { run: block, from: 'this run' },
+    );
+    expect(row(unpaired, 'bd3lm first-hitting')).toMatch(/\| — \| — \| — \| — \|$/);
   });
 });

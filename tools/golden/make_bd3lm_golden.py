@@ -97,9 +97,9 @@ def stub(name, **attrs):
     return m
 
 
-def load_reference(repo, work):
-    ref = load_package("bd3lm_ref", repo, "models/hf", ["configuration_bd3lm", "modeling_bd3lm"], work)
-    # diffusion.py's training-only imports: names only, never called when sampling.
+def load_sampler(repo, work):
+    """diffusion.py and noise_schedule.py, with empty stand-ins for diffusion.py's training-only
+    imports (names only, never called when sampling)."""
     hydra = stub("hydra")
     hydra.utils = stub("hydra.utils")
     stub("lightning", LightningModule=torch.nn.Module)
@@ -109,7 +109,12 @@ def load_reference(repo, work):
     noise = load_module("bd3lm_noise_schedule", read_source(repo, "noise_schedule.py"), work)
     sys.modules["noise_schedule"] = noise
     diffusion = load_module("bd3lm_diffusion", read_source(repo, "diffusion.py"), work)
-    return ref, noise, diffusion
+    return noise, diffusion
+
+
+def load_reference(repo, work):
+    ref = load_package("bd3lm_ref", repo, "models/hf", ["configuration_bd3lm", "modeling_bd3lm"], work)
+    return (ref, *load_sampler(repo, work))
 
 
 class Backbone(torch.nn.Module):
@@ -124,30 +129,39 @@ class Backbone(torch.nn.Module):
                           store_kv=store_kv, return_dict=False)
 
 
-def sampler(diffusion, noise, model, block, first_hitting):
-    """A bare Diffusion with what _semi_ar_sampler and its callees read."""
+def bare_diffusion(diffusion, noise, backbone, *, block, first_hitting, mask, vocab, length,
+                   kv_cache=False, nucleus_p=1.0, cross_attn=True, bos=None,
+                   device=torch.device("cpu"), dtype=torch.float32):
+    """A bare Diffusion with what _semi_ar_sampler and its callees read (also bench/diffusion_peer.py's
+    block-diffusion rows, with kv_cache on and a nucleus)."""
     d = diffusion.Diffusion.__new__(diffusion.Diffusion)
     torch.nn.Module.__init__(d)
     d.config = types.SimpleNamespace(
-        sampling=types.SimpleNamespace(first_hitting=first_hitting, kv_cache=False, nucleus_p=1.0,
-                                       var_length=False),
+        sampling=types.SimpleNamespace(first_hitting=first_hitting, kv_cache=kv_cache,
+                                       nucleus_p=nucleus_p, var_length=False),
         algo=types.SimpleNamespace(name="bd3lm"),
-        model=types.SimpleNamespace(length=model.config.model_length),
+        model=types.SimpleNamespace(length=length),
         loader=types.SimpleNamespace(eval_batch_size=1))
-    d.backbone = Backbone(model)
+    d.backbone = backbone
     d.noise = noise.LogLinearNoise()
-    d.mask_index = MASK
-    d.vocab_size = VOCAB
+    d.mask_index = mask
+    d.vocab_size = vocab
     d.block_size = block
-    d.cross_attn = True
+    d.cross_attn = cross_attn
     d.parameterization = "subs"
     d.time_conditioning = False
     d.neg_infinity = -1000000.0
-    d.tokenizer = types.SimpleNamespace(bos_token_id=BOS)
+    d.tokenizer = types.SimpleNamespace(bos_token_id=bos)
     # LightningModule properties the sampler reads.
-    type(d).device = property(lambda self: torch.device("cpu"))
-    type(d).dtype = property(lambda self: torch.float32)
+    type(d).device = property(lambda self: torch.device(device))
+    type(d).dtype = property(lambda self: dtype)
     return d
+
+
+def sampler(diffusion, noise, model, block, first_hitting):
+    return bare_diffusion(diffusion, noise, Backbone(model), block=block,
+                          first_hitting=first_hitting, mask=MASK, vocab=VOCAB, bos=BOS,
+                          length=model.config.model_length)
 
 
 def run_sampler(diffusion, noise, model, block, first_hitting, steps):
