@@ -177,7 +177,13 @@ def main():
     torch.manual_seed(0)
     with torch.device(device):
         model = ref["modeling_llada"].LLaDAModelLM(config, init_params=True)
-    model = model.to(dtype).eval()
+    # The model must be moved explicitly: built under torch.device("cuda") with init_device cuda,
+    # LLaDAModelLM still came out on the CPU (and the samplers follow model.device), so runs
+    # before 2026-12-06 13:30 timed the peer on the host's CPU.
+    model = model.to(device=device, dtype=dtype).eval()
+    where = {p.device.type for p in model.parameters()}
+    if where != {torch.device(device).type}:
+        raise RuntimeError(f"the model's parameters are on {sorted(where)}, not {device}")
     counted = Counter(model)
     mask = settings["mask_token_id"]
     prompt = torch.tensor([[(i * 7919) % mask for i in range(PROMPT)]], device=device)
@@ -222,7 +228,7 @@ def main():
                  + ", ".join(key for key, _, _ in runs))
     # In the order asked for, so a call short of time can put what it needs first.
     runs = [next(run for run in runs if run[0] == w) for w in wanted]
-    print(f"model ready ({settings['n_layers']} layers, {dtype}) after "
+    print(f"model ready ({settings['n_layers']} layers, {dtype}, on {device}) after "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     rows = []
 
