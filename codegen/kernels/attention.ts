@@ -69,6 +69,7 @@ import { type DeviceCaps } from '../../src/target.ts';
 import type { GeneratedOp, KernelGenerator } from './types.ts';
 import { withHelpers } from './wgsl-math.ts';
 import { wgslF32 } from './wgsl-builder.ts';
+import { wideDecode, wideDecodeLaunch } from './attention-wide.ts';
 
 /** Scratch buffer names of the decode path (partial softmax state per head and split). */
 export const DECODE_SCRATCH = { ml: 'attn_part_ml', acc: 'attn_part_acc' } as const;
@@ -848,6 +849,18 @@ function tileWidth(a: AttentionAttrs): number {
 
 function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedOp {
   const splits = decodeSplits(a.capacity, a.kvHeads);
+  const scratch = {
+    [DECODE_SCRATCH.ml]: 4 * 2 * maxT * a.heads * splits,
+    [DECODE_SCRATCH.acc]: 4 * maxT * a.heads * splits * a.vHeadDim,
+  };
+  // Many heads over one wide kv head with values in its rows (MLA's latent): attention-wide.ts.
+  const wide = wideDecode(a, caps);
+  if (wide) {
+    return {
+      launches: [wideDecodeLaunch(a, wide, splits, DECODE_SCRATCH), combineLaunch(a, splits)],
+      scratch,
+    };
+  }
   const tiles = decodeTiles(
     tileWidth(a),
     a.heads / a.kvHeads,
@@ -858,11 +871,7 @@ function decodeOp(a: AttentionAttrs, caps: DeviceCaps, maxT: number): GeneratedO
   );
   return {
     launches: [flashLaunch(a, tiles, { kind: 'split', splits }), combineLaunch(a, splits)],
-    scratch: {
-      [DECODE_SCRATCH.ml]: 4 * 2 * maxT * a.heads * splits,
-      [DECODE_SCRATCH.acc]: 4 * maxT * a.heads * splits * a.vHeadDim,
-      ...((a.batch ?? 1) > 1 ? rowPosScratch(maxT) : {}),
-    },
+    scratch: { ...scratch, ...((a.batch ?? 1) > 1 ? rowPosScratch(maxT) : {}) },
   };
 }
 

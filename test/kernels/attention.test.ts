@@ -672,6 +672,46 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
   ];
   cases.forEach((c, i) => it(label(c), () => check(c, 900 + i)));
 
+  // The wide decode kernel (attention-wide.ts: groups of 4 or more heads, 4-aligned widths, an
+  // f32 cache): one key, tiles of 64 with a partial last one over several splits, G = 16, 8 and
+  // 4 heads a workgroup (the baseline's 16 KiB holds 4 queries of 576), two kv heads, value
+  // columns past the start of the row, a peaked softmax.
+  const wide: Case[] = [
+    { heads: 16, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 0, capacity: 70 },
+    { heads: 8, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 700, capacity: 1000 },
+    { heads: 8, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 90, baseline: true },
+    { heads: 32, kvHeads: 2, hd: 40, vd: 24, vk: 8, T: 1, maxT: 1, pos: 130, capacity: 200 },
+    { heads: 12, kvHeads: 1, hd: 20, vd: 12, vk: 4, T: 1, maxT: 1, pos: 63, capacity: 64 },
+    {
+      heads: 16,
+      kvHeads: 1,
+      hd: 64,
+      vd: 64,
+      vk: 0,
+      T: 1,
+      maxT: 1,
+      pos: 1000,
+      capacity: 1100,
+      qScale: 6,
+    },
+  ];
+  wide.forEach((c, i) => it(`wide decode ${label(c)}`, () => check(c, 950 + i)));
+
+  it('takes the wide decode kernel only where it applies', async () => {
+    const gpu = await testGpu();
+    const first = (c: Case, caps = gpu.caps) =>
+      attentionKernel(attrs(c), { caps, maxT: c.maxT }).launches[0].kernel.name;
+    const mla: Case = { heads: 128, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 9 };
+    expect(first(mla)).toMatch(/^attention_wide_.*_g(16|8|4)_/);
+    expect(first(mla, BASELINE_CAPS)).toMatch(/^attention_wide_.*_g4_/);
+    // Not for prefill, f16 caches, softcaps, groups of 2 or 6, or values from their own cache.
+    expect(first({ ...mla, T: 4, maxT: 4 })).toMatch(/^attention_flash/);
+    expect(first({ ...mla, kv16: true })).toMatch(/^attention_split/);
+    expect(first({ ...mla, softcap: 3 })).toMatch(/^attention_split/);
+    expect(first({ ...mla, heads: 6 })).toMatch(/^attention_split/);
+    expect(first({ ...mla, vk: undefined, vd: 576 })).toMatch(/^attention_split/);
+  });
+
   it('binds no vcache', () => {
     const a = attrs({ heads: 3, kvHeads: 1, hd: 18, vd: 13, vk: 0, T: 1, maxT: 1, pos: 0 });
     const names = attentionKernel(a, { caps: BASELINE_CAPS, maxT: 1 }).launches[0].kernel.bindings;

@@ -1,0 +1,218 @@
+/**
+ * Decode attention for many query heads over one wide shared kv head whose values are columns of
+ * the key rows (vFromK): MLA's latent cache, where every head scores the same 576-wide rows
+ * [latent | rope key] and sums their 512 latent columns.
+ *
+ * The flash body of attention.ts stages a block of query rows and a tile of keys in workgroup
+ * memory and walks keys a tile at a time; at 576 wide, its 16 query rows leave room for tiles of
+ * 2–4 keys, so a split's keys take dozens of barrier-bound tiles (3.08 ms a layer at
+ * DeepSeek-V3's dims and 32k context on an H100, against 0.12 ms of reading the cache). Here a
+ * workgroup holds the queries of G heads in workgroup memory and reads key rows straight from
+ * the cache, 64 keys a tile:
+ *  - scores: thread (key k, head slice) dots its key row, read as vec4s, with the queries of its
+ *    G / 4 heads (each cache vector feeds that many heads);
+ *  - softmax: thread g < G rescales head g's running max and sum over the tile;
+ *  - values: thread (vec4 column c, head slice) adds p · v for the tile's keys into registers
+ *    (consecutive threads read consecutive columns of a row).
+ * Each workgroup takes one of SPLITS slices of the visible keys (flash-decoding) and writes the
+ * same partial (m, l, acc) as the flash body, so attention.ts's combine launch merges both.
+ *
+ * Taken only where it applies (wideDecode): one token, causal, f32 cache, no window, softcap,
+ * sinks, ring, block-sparse or batched rows, 4-aligned widths, and a group of at least 4 heads;
+ * everything else keeps the flash body.
+ */
+import { kvTypeOf, type AttentionAttrs } from '../../src/graph/ops.ts';
+import type { DeviceCaps } from '../../src/target.ts';
+import { STEP_BINDING, STEP_WGSL, storageDecl, type KernelLaunch } from '../kernel-ir.ts';
+import { withHelpers } from './wgsl-math.ts';
+import { wgslF32 } from './wgsl-builder.ts';
+
+/** Threads a workgroup: 64 keys × 4 head slices when scoring. */
+const WG = 256;
+/** Keys a tile. */
+const BK = 64;
+/** Head slices when scoring (WG / BK). */
+const SLICES = WG / BK;
+
+export interface WideTiles {
+  /** Query heads a workgroup (a power of two dividing the group, at least SLICES). */
+  g: number;
+}
+
+/** Workgroup bytes for G heads: their queries, the tile's scores, and per-head rescales. */
+function wideBytes(a: AttentionAttrs, g: number): number {
+  return 4 * (g * a.headDim + g * BK + g);
+}
+
+/** The tiles of the wide decode kernel, or null where the flash body must run instead. */
+export function wideDecode(a: AttentionAttrs, caps: DeviceCaps): WideTiles | null {
+  const vk = a.vFromK ?? null;
+  const group = a.heads / a.kvHeads;
+  const plain =
+    vk !== null &&
+    (a.batch ?? 1) === 1 &&
+    a.causal &&
+    !a.phased &&
+    a.window === null &&
+    (a.blockCausal ?? null) === null &&
+    a.softcap === null &&
+    !a.sinks &&
+    !(a.sinkTokens ?? 0) &&
+    (a.ring ?? null) === null &&
+    (a.blockSparse ?? null) === null &&
+    !(a.globalQueries ?? 0) &&
+    kvTypeOf(a) === 'f32' &&
+    a.headDim % 4 === 0 &&
+    a.vHeadDim % 4 === 0 &&
+    vk % 4 === 0 &&
+    caps.maxInvocationsPerWorkgroup >= WG;
+  if (!plain) return null;
+  for (let g = 16; g >= SLICES; g /= 2) {
+    if (group % g === 0 && wideBytes(a, g) <= caps.maxWorkgroupStorageBytes) return { g };
+  }
+  return null;
+}
+
+/** The split launch: partial (m, l, acc) of G heads over one slice of the keys. */
+export function wideDecodeLaunch(
+  a: AttentionAttrs,
+  t: WideTiles,
+  splits: number,
+  scratch: { ml: string; acc: string },
+): KernelLaunch {
+  const { g } = t;
+  const hd4 = a.headDim / 4;
+  const vd4 = a.vHeadDim / 4;
+  const group = a.heads / a.kvHeads;
+  // Value threads: vec4 columns × head slices, as many slices as the workgroup has room for.
+  let vs = 1;
+  while (vs * 2 <= g && vd4 * vs * 2 <= WG) vs *= 2;
+  const cols = Math.ceil((vd4 * vs) / WG);
+  const gh = g / vs;
+  const hpt = g / SLICES;
+  const { ml, acc } = scratch;
+  const code = `${STEP_WGSL}
+${storageDecl(1, 'q', 'read', 'vec4<f32>')}
+${storageDecl(2, 'kcache', 'read', 'vec4<f32>')}
+${storageDecl(3, ml, 'read_write')}
+${storageDecl(4, acc, 'read_write')}
+const HEADS = ${a.heads}u;
+const GROUP = ${group}u;
+const G = ${g}u;
+const HD4 = ${hd4}u;
+const KVW4 = ${(a.kvHeads * a.headDim) / 4}u;
+const VK4 = ${(a.vFromK ?? 0) / 4}u;
+const VD = ${a.vHeadDim}u;
+const VD4 = ${vd4}u;
+const SCALE = ${wgslF32(a.scale)};
+const BK = ${BK}u;
+const HPT = ${hpt}u;
+const VS = ${vs}u;
+const GH = ${gh}u;
+const COLS = ${cols}u;
+const WG = ${WG}u;
+const SPLITS = ${splits}u;
+const NEG = -1.0e30;
+var<workgroup> qs: array<vec4<f32>, ${g * hd4}>;
+// Scores of the tile, then their probabilities: [head][key].
+var<workgroup> sc: array<f32, ${g * BK}>;
+var<workgroup> alpha: array<f32, ${g}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  if (step.T == 0u) { return; }
+  let kvh = wid.y;
+  let h0 = kvh * GROUP + wid.x * G;
+  let n = step.pos + 1u;
+  let chunk = ((n + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
+  let lo = min(wid.z * chunk, n);
+  let hi = min(lo + chunk, n);
+  for (var i = tid; i < G * HD4; i += WG) { qs[i] = q[h0 * HD4 + i]; }
+  // Scoring: key kk of the tile against heads hs·HPT ..; values: columns c of heads vh·GH ...
+  let kk = tid % BK;
+  let hs = tid / BK;
+  var m = NEG;
+  var l = 0.0;
+  var o: array<vec4<f32>, ${cols * gh}>;
+  for (var j0 = lo; j0 < hi; j0 += BK) {
+    let nk = min(BK, hi - j0);
+    // The previous tile's probabilities are read; the queries are staged.
+    workgroupBarrier();
+    // Zeroed explicitly: a var declared in a loop body kept its last value under SwiftShader.
+    var s = array<f32, HPT>();
+    if (kk < nk) {
+      let row = (j0 + kk) * KVW4 + kvh * HD4;
+      for (var c = 0u; c < HD4; c++) {
+        let k = kcache[row + c];
+        for (var x = 0u; x < HPT; x++) { s[x] += dot(qs[(hs * HPT + x) * HD4 + c], k); }
+      }
+    }
+    for (var x = 0u; x < HPT; x++) {
+      sc[(hs * HPT + x) * BK + kk] = select(NEG, s[x] * SCALE, kk < nk);
+    }
+    workgroupBarrier();
+    if (tid < G) {
+      var mt = m;
+      for (var jj = 0u; jj < nk; jj++) { mt = max(mt, sc[tid * BK + jj]); }
+      var ls = 0.0;
+      for (var jj = 0u; jj < BK; jj++) {
+        let e = select(0.0, exp(sc[tid * BK + jj] - mt), jj < nk);
+        sc[tid * BK + jj] = e;
+        ls += e;
+      }
+      let a = exp(m - mt);
+      l = l * a + ls;
+      m = mt;
+      alpha[tid] = a;
+    }
+    workgroupBarrier();
+    for (var u = 0u; u < COLS; u++) {
+      let e = tid + u * WG;
+      let c = e % VD4;
+      let vh = e / VD4;
+      if (vh < VS) {
+        for (var x = 0u; x < GH; x++) { o[u * GH + x] *= alpha[vh * GH + x]; }
+        for (var jj = 0u; jj < nk; jj++) {
+          let v = kcache[(j0 + jj) * KVW4 + kvh * HD4 + VK4 + c];
+          for (var x = 0u; x < GH; x++) { o[u * GH + x] += sc[(vh * GH + x) * BK + jj] * v; }
+        }
+      }
+    }
+  }
+  if (tid < G) {
+    let part = (h0 + tid) * SPLITS + wid.z;
+    ${ml}[2u * part] = m;
+    ${ml}[2u * part + 1u] = l;
+  }
+  for (var u = 0u; u < COLS; u++) {
+    let e = tid + u * WG;
+    let c = e % VD4;
+    let vh = e / VD4;
+    if (vh < VS) {
+      for (var x = 0u; x < GH; x++) {
+        let part = (h0 + vh * GH + x) * SPLITS + wid.z;
+        let v = o[u * GH + x];
+        let d = part * VD + 4u * c;
+        ${acc}[d] = v.x; ${acc}[d + 1u] = v.y; ${acc}[d + 2u] = v.z; ${acc}[d + 3u] = v.w;
+      }
+    }
+  }
+}
+`;
+  const dims = `d${a.headDim}v${a.vHeadDim}vk${a.vFromK}`;
+  return {
+    kernel: {
+      name: `attention_wide_h${a.heads}kv${a.kvHeads}${dims}_g${g}_s${splits}`,
+      code: withHelpers(code),
+      bindings: [
+        STEP_BINDING,
+        { name: 'q', access: 'read' },
+        { name: 'kcache', access: 'read' },
+        { name: ml, access: 'read_write' },
+        { name: acc, access: 'read_write' },
+      ],
+      workgroupSize: [WG, 1, 1],
+    },
+    grid: [group / g, a.kvHeads, splits],
+  };
+}
