@@ -3,7 +3,8 @@
  * span of the canvas recomputed against cached K/V), each run on the GPU against the CPU
  * interpreter doing the same spans, step by step; equality with the exact sampler where theory
  * says so (threshold 1; one step per block; a one-layer model, whose K/V depend on each row's
- * own token only); and agreement rates with the exact sampler elsewhere, recorded, not asserted.
+ * own token only). Agreement rates with the exact sampler elsewhere are a property of the model,
+ * measured by bench/diffusion-agreement.ts, not asserted here.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -246,25 +247,6 @@ describe('Fast-dLLM sampler on the GPU (two layers)', () => {
       );
       expect(gpu).toEqual(host);
     }
-  });
-
-  it('records agreement with the exact sampler (rates, not asserted)', async () => {
-    const rows: string[] = [];
-    for (const blockLength of [8, 4]) {
-      for (const cache of ['none', 'prefix', 'dual'] as const) {
-        for (const threshold of [null, 0.9, 0.5]) {
-          const run = settings({ blockLength, steps: 8, cache, threshold });
-          const want = await exactTokens(run);
-          const got = await gpuTokens(run);
-          const same = got.filter((t, i) => t === want[i]).length;
-          rows.push(
-            `block ${blockLength} cache ${cache} threshold ${threshold ?? '-'}: ${same}/${want.length}`,
-          );
-        }
-      }
-    }
-    console.info(`agreement with the exact sampler (tokens equal):\n${rows.join('\n')}`);
-    expect(rows.length).toBe(18);
   });
 });
 
