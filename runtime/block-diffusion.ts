@@ -14,7 +14,8 @@
  *
  * A forward of more rows than one prefill chunk is split at block boundaries (a chunk that split
  * a block would keep its first rows from seeing the rest of it); the sampler block must fit in
- * one chunk. Only the logits of the rows a step commits come back (a first-hitting step: one row,
+ * one chunk. The LM head runs over the rows from the first one a step commits to the end of the
+ * chunk, and only the logits of the rows it commits come back (a first-hitting step: one row,
  * not the block's), or with `pick` gpu only their tokens (codegen/kernels/block-draw.ts: the host
  * draw took about 28 ms a row at LLaDA's 126k vocab on the H100's host, more than a forward).
  */
@@ -94,13 +95,22 @@ export function cachedBlockForward(
       await seq.forwardOnDevice(canvas.subarray(at, at + per), () => {});
       at += per;
     }
-    const from = at;
-    await seq.forwardOnDevice(canvas.subarray(from, span.to), (enc, logits) => {
-      rows.forEach((p, k) =>
-        enc.copyBufferToBuffer(logits, (p - from) * rowBytes, picked, k * rowBytes, rowBytes),
+    // Logits from the first wanted row on: the LM head skips the rows before it.
+    const first = Math.min(...rows);
+    if (!(first >= at && first < span.to))
+      throw new Error(
+        `block forward over rows ${at}..${span.to - 1}: rows ${rows.join(', ')} are not all in it`,
       );
-      more(enc);
-    });
+    await seq.forwardOnDevice(
+      canvas.subarray(at, span.to),
+      (enc, logits) => {
+        rows.forEach((p, k) =>
+          enc.copyBufferToBuffer(logits, (p - first) * rowBytes, picked, k * rowBytes, rowBytes),
+        );
+        more(enc);
+      },
+      { rows: span.to - first },
+    );
     // Everything before the span is committed and now written in its final form.
     exact = span.from;
   };

@@ -98,7 +98,16 @@ export function gpuPicks(
   const picks = createStorage(device, rowsMax * PICK_WORDS * 4, 'diffusion.picks');
   const pickInto = logitsKernel(device, launch, { picks });
   const step: CanvasStep = async (canvas, span, want, pick) => {
-    const rows = span.to - span.from;
+    // Logits of the span's rows from the first wanted one on: the LM head skips the rows before
+    // it (the exact sampler's canvas before the current block: over half its rows on average).
+    const first = want.length
+      ? Math.min(...want.map((p) => pickRowOf(p, pick.shiftLogits)))
+      : span.to - 1;
+    if (!(first >= span.from && first < span.to))
+      throw new Error(
+        `the positions to pick (${want.join(', ')}) predict from rows outside the recomputed span ${span.from}..${span.to - 1}`,
+      );
+    const rows = span.to - first;
     const full = span.from === 0 && span.to === canvas.length;
     if (full) seq.reset();
     else seq.rewind(span.from);
@@ -106,11 +115,13 @@ export function gpuPicks(
       pickInto.record(
         enc,
         logits,
-        { T: rows, pos: span.from, L: 1 },
+        // The pick kernel's rows are positions first.., and its noise is drawn by position.
+        { T: rows, pos: first, L: 1 },
         { seed: pick.seed, draw: pick.step, temperature: pick.temperature, topK: 0, topP: 1 },
       );
     await seq.forwardOnDevice(canvas.subarray(span.from, span.to), record, {
       keys: full ? 0 : canvas.length,
+      rows,
     });
     const bytes = rows * PICK_WORDS * 4;
     const buf = await seq.model.readback(
@@ -123,9 +134,7 @@ export function gpuPicks(
     const confidence: number[] = [];
     for (const p of want) {
       // Shifted logits (Dream): row p − 1's pick, drawn with that row's noise as on the host.
-      const r = pickRowOf(p, pick.shiftLogits) - span.from;
-      if (r < 0)
-        throw new Error(`position ${p}'s prediction is in a row before the recomputed span`);
+      const r = pickRowOf(p, pick.shiftLogits) - first;
       if (words[PICK_WORDS * r] === NONFINITE_PICK)
         throw new NonFiniteError(`diffusion step ${pick.step}`, p, 'a logit is NaN or Inf');
       tokens.push(words[PICK_WORDS * r]);

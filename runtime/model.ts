@@ -716,14 +716,15 @@ export class Sequence {
 
   /**
    * Run `ids` (one prefill chunk at most) as one step without reading its logits back: `then`
-   * records commands over the phase's logits buffer ([ids.length, vocab] f32) into the same
-   * submission (a GPU-side reduction such as the diffusion pick). Resolves once the step's
+   * records commands over the phase's logits buffer ([rows, vocab] f32: the logits of the last
+   * `rows` of ids, all of them by default) into the same submission (a GPU-side reduction such
+   * as the diffusion pick). The LM head runs over those rows only. Resolves once the step's
    * errors are settled; `keys` as in forward().
    */
   async forwardOnDevice(
     ids: ArrayLike<number>,
     then: (enc: GPUCommandEncoder, logits: GPUBuffer) => void,
-    opts: { keys?: number } = {},
+    opts: { keys?: number; rows?: number } = {},
   ): Promise<void> {
     const chunks = ids.length === 0 ? [] : this.chunks(ids);
     if (chunks.length !== 1)
@@ -736,11 +737,16 @@ export class Sequence {
         `forwardOnDevice(keys ${keys}): only cache rows 0..${this.filled - 1} have been written since reset()`,
       );
     const c = chunks[0];
+    const rows = opts.rows ?? c.ids.length;
+    if (!Number.isInteger(rows) || rows < 1 || rows > c.ids.length)
+      throw new Error(
+        `forwardOnDevice(rows ${rows}): the logit rows must be 1..${c.ids.length}, the step's tokens`,
+      );
     const logits = this.bound[c.phase].shared.io.logits;
     const r = this.run(
       c.phase,
       c.ids,
-      c.ids.length,
+      rows,
       { ...GREEDY, draw: this.draws },
       undefined,
       undefined,
