@@ -7,7 +7,7 @@
  * --md: where the tables go (default bench/RESULTS.md, the H200's): a run on another device
  * (an H100 when no H200 came) gets its own file, so one device's figures never replace another's.
  * llamacpp.json is llama.cpp's side (bench/llama-cpp/run.sh, a device call of its own: see
- * bench/README.md), compared with the e2e rows; ort.json is ONNX Runtime WebGPU's
+ * bench/device.sh), compared with the e2e rows; ort.json is ONNX Runtime WebGPU's
  * (bench/ort/run.sh); the diffusion files are bench/diffusion-speed.ts's,
  * bench/diffusion_peer.py's and bench/block-diffusion-speed.ts's; explore results (issue 17's
  * sparse decode sweep, bench/sparse/run.sh) are kept in bench/results/ and named by path, a

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds, on this CPU machine (x86-64, g++), everything the llama.cpp device call needs into
-# .llama-cpp/ (git-ignored), which that call carries (bench/README.md gives the command):
+# .llama-cpp/ (git-ignored), which that call carries (bench/device.sh gives the command):
 #   llb.tar.xz      llama-bench for CUDA (cu/) and Vulkan (vk/) with their libraries, the CUDA
 #                   library's PTX as text (ptx/; ptx_pack.py says why) and the zstd that refills it
 #   node.xz         the Node binary (stripped) that runs the GGUF writer there
