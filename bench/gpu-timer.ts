@@ -12,6 +12,7 @@ import {
   pipelineFor,
   readBuffer,
   upload,
+  withErrorScopes,
   writeStep,
   type GpuContext,
 } from '../runtime/gpu.ts';
@@ -79,11 +80,34 @@ export async function timeLaunches(
   }
   buffers.step = createStepBuffer(device);
   writeStep(device, buffers.step, step, opts.sampling);
-  const calls = launches.map((l) => ({
-    pipeline: pipelineFor(device, l.kernel),
-    bind: bindGroupFor(device, l.kernel, buffers),
-    grid: gridFor(l, step),
-  }));
+  // A grid past the device's limit is a validation error that skips the dispatch: its time
+  // would read as ~0 (bench/mla.ts's latent prefill attention at 4096 tokens and 128 heads, 131,072
+  // row blocks, did until 2026-12-06). Refuse it by name, and any other device error too.
+  const limit = gpu.caps.maxWorkgroupsPerDimension;
+  for (const l of launches) {
+    const grid = gridFor(l, step);
+    const d = grid.findIndex((n) => n > limit);
+    if (d >= 0)
+      throw new Error(
+        `${l.kernel.name}: ${grid[d]} workgroups in dimension ${'xyz'[d]} exceed maxComputeWorkgroupsPerDimension (${limit})`,
+      );
+  }
+  let calls: {
+    pipeline: ReturnType<typeof pipelineFor>;
+    bind: GPUBindGroup;
+    grid: ReturnType<typeof gridFor>;
+  }[] = [];
+  const made = await withErrorScopes(device, () => {
+    calls = launches.map((l) => ({
+      pipeline: pipelineFor(device, l.kernel),
+      bind: bindGroupFor(device, l.kernel, buffers),
+      grid: gridFor(l, step),
+    }));
+  });
+  if (made)
+    throw new Error(
+      `${made.kind} error preparing ${launches.map((l) => l.kernel.name).join(', ')}: ${made.message}`,
+    );
   const timer = new PassTimer(gpu);
   const walls: number[] = [];
   const gpus: number[] = [];
@@ -100,8 +124,13 @@ export async function timeLaunches(
     pass.end();
     timer.resolve(enc);
     const t0 = performance.now();
-    device.queue.submit([enc.finish()]);
+    const failed = withErrorScopes(device, () => device.queue.submit([enc.finish()]));
     await device.queue.onSubmittedWorkDone();
+    const err = await failed;
+    if (err)
+      throw new Error(
+        `${err.kind} error running ${launches.map((l) => l.kernel.name).join(', ')}: ${err.message}`,
+      );
     const wall = (performance.now() - t0) / opts.reps;
     const g = await timer.read();
     if (s === 0) continue; // warm-up

@@ -456,6 +456,11 @@ function flashLaunch(a: AttentionAttrs, t: FlashTiles, mode: FlashMode): KernelL
   const batched = (a.batch ?? 1) > 1;
   const P = batched ? 'sp' : 'step.pos';
   const nb = Math.ceil(group / bq);
+  // A token's row blocks, when a block holds part of its heads only (bq < group: wide heads
+  // such as MLA's 576, with many heads a kv head): the grid puts them in z, so x counts tokens.
+  // In x, T · group / bq blocks passed maxComputeWorkgroupsPerDimension (65,535) at 4,096
+  // tokens of DeepSeek-V3's 128 heads (bq 4).
+  const fold = !split && !batched && bq < group && group % bq === 0 ? group / bq : 1;
   const cb = batched ? 'cb + ' : '';
   const keyRow = virt
     ? batched
@@ -726,7 +731,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     batched
       ? `let cb = seq * ${a.capacity}u;
   let R0 = (wid.x % ${nb}u) * BQ;`
-      : 'let R0 = wid.x * BQ;'
+      : fold > 1
+        ? `// Row block wid.x · ${fold} + wid.z (the grid folds a token's ${fold} blocks into z).
+  let R0 = (wid.x * ${fold}u + wid.z) * BQ;`
+        : 'let R0 = wid.x * BQ;'
   }
   let r = tid / TPR;
   let lane = tid % TPR;
@@ -777,7 +785,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     },
     grid: split
       ? [batched ? { sym: 'T', mul: nb } : nb, a.kvHeads, mode.splits]
-      : [{ sym: 'T', mul: group, div: bq }, a.kvHeads, 1],
+      : fold > 1
+        ? [{ sym: 'T' }, a.kvHeads, fold]
+        : [{ sym: 'T', mul: group, div: bq }, a.kvHeads, 1],
   };
 }
 

@@ -697,6 +697,40 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
   ];
   wide.forEach((c, i) => it(`wide decode ${label(c)}`, () => check(c, 950 + i)));
 
+  // Prefill with fewer rows a block than heads a kv head (wide heads): a token's row blocks
+  // are in the grid's z, so 4,096 tokens of 128 heads fit the 65,535 limit of x.
+  const folded: Case[] = [
+    { heads: 16, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 3, maxT: 3, pos: 2 },
+    { heads: 32, kvHeads: 2, hd: 520, vd: 260, vk: 0, T: 2, maxT: 4, pos: 0 },
+  ];
+  folded.forEach((c, i) => it(`prefill, row blocks in z: ${label(c)}`, () => check(c, 960 + i)));
+
+  it("folds a token's row blocks into z where a block holds part of its heads", () => {
+    const mla: Case = {
+      heads: 128,
+      kvHeads: 1,
+      hd: 576,
+      vd: 512,
+      vk: 0,
+      T: 4096,
+      maxT: 4096,
+      pos: 0,
+    };
+    const l = attentionKernel(attrs(mla), { caps: BASELINE_CAPS, maxT: 4096 }).launches[0];
+    const bq = Number(/_q(\d+)k/.exec(l.kernel.name)![1]);
+    expect(bq).toBeLessThan(128);
+    expect(l.grid).toEqual([{ sym: 'T' }, 1, 128 / bq]);
+    // Narrow heads keep whole tokens in a block: x counts blocks.
+    const llama = attentionKernel(
+      attrs({ heads: 8, kvHeads: 2, hd: 64, T: 64, maxT: 64, pos: 0 }),
+      {
+        caps: BASELINE_CAPS,
+        maxT: 64,
+      },
+    ).launches[0];
+    expect(llama.grid[2]).toBe(1);
+  });
+
   it('takes the wide decode kernel only where it applies', async () => {
     const gpu = await testGpu();
     const first = (c: Case, caps = gpu.caps) =>
