@@ -24,7 +24,10 @@
  * bench/results/2026-12-06-1404-nvidia-h100-mla-wide-variants.json). 32 heads' queries would
  * not fit 48 KiB of workgroup memory beside the scores.
  *
- * Taken only where it applies (wideDecode): one token, causal, f32 cache, no window, softcap,
+ * An f16 cache (--kv f16) is bound as vec2<u32> words, four halves a load, widened by
+ * unpack2x16float (core WGSL) as it is read; everything else stays f32.
+ *
+ * Taken only where it applies (wideDecode): one token, causal, no window, softcap,
  * sinks, ring, block-sparse or batched rows, 4-aligned widths, and a group of at least 4 heads;
  * everything else keeps the flash body.
  */
@@ -68,7 +71,6 @@ export function wideDecode(a: AttentionAttrs, caps: DeviceCaps): WideTiles | nul
     (a.ring ?? null) === null &&
     (a.blockSparse ?? null) === null &&
     !(a.globalQueries ?? 0) &&
-    kvTypeOf(a) === 'f32' &&
     a.headDim % 4 === 0 &&
     a.vHeadDim % 4 === 0 &&
     vk % 4 === 0 &&
@@ -98,9 +100,15 @@ export function wideDecodeLaunch(
   const gh = g / vs;
   const hpt = g / SLICES;
   const { ml, acc } = scratch;
+  const f16 = kvTypeOf(a) === 'f16';
+  /** Four cache elements as a vec4<f32>, at load unit i. */
+  const load = (i: string) =>
+    f16
+      ? `vec4<f32>(unpack2x16float(kcache[${i}].x), unpack2x16float(kcache[${i}].y))`
+      : `kcache[${i}]`;
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'q', 'read', 'vec4<f32>')}
-${storageDecl(2, 'kcache', 'read', 'vec4<f32>')}
+${storageDecl(2, 'kcache', 'read', f16 ? 'vec2<u32>' : 'vec4<f32>')}
 ${storageDecl(3, ml, 'read_write')}
 ${storageDecl(4, acc, 'read_write')}
 const HEADS = ${a.heads}u;
@@ -150,7 +158,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     if (kk < nk) {
       let row = (j0 + kk) * KVW4 + kvh * HD4;
       for (var c = 0u; c < HD4; c++) {
-        let k = kcache[row + c];
+        let k = ${load('row + c')};
         for (var x = 0u; x < HPT; x++) { s[x] += dot(qs[(hs * HPT + x) * HD4 + c], k); }
       }
     }
@@ -180,7 +188,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       if (vh < VS) {
         for (var x = 0u; x < GH; x++) { o[u * GH + x] *= alpha[vh * GH + x]; }
         for (var jj = 0u; jj < nk; jj++) {
-          let v = kcache[(j0 + jj) * KVW4 + kvh * HD4 + VK4 + c];
+          let v = ${load('(j0 + jj) * KVW4 + kvh * HD4 + VK4 + c')};
           for (var x = 0u; x < GH; x++) { o[u * GH + x] += sc[(vh * GH + x) * BK + jj] * v; }
         }
       }
@@ -206,7 +214,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   }
 }
 `;
-  const dims = `d${a.headDim}v${a.vHeadDim}vk${a.vFromK}`;
+  const dims = `d${a.headDim}v${a.vHeadDim}vk${a.vFromK}${f16 ? '_kv16' : ''}`;
   return {
     kernel: {
       name: `attention_wide_h${a.heads}kv${a.kvHeads}${dims}_g${g}_s${splits}`,

@@ -694,6 +694,20 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
       capacity: 1100,
       qScale: 6,
     },
+    // f16 caches: four halves a load.
+    {
+      heads: 16,
+      kvHeads: 1,
+      hd: 576,
+      vd: 512,
+      vk: 0,
+      T: 1,
+      maxT: 1,
+      pos: 130,
+      capacity: 200,
+      kv16: true,
+    },
+    { heads: 8, kvHeads: 2, hd: 40, vd: 24, vk: 8, T: 1, maxT: 1, pos: 77, kv16: true },
   ];
   wide.forEach((c, i) => it(`wide decode ${label(c)}`, () => check(c, 950 + i)));
 
@@ -738,9 +752,9 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
     const mla: Case = { heads: 128, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 9 };
     expect(first(mla)).toMatch(/^attention_wide_.*_g(16|8|4)_/);
     expect(first(mla, BASELINE_CAPS)).toMatch(/^attention_wide_.*_g4_/);
-    // Not for prefill, f16 caches, softcaps, groups of 2 or 6, or values from their own cache.
+    // Not for prefill, softcaps, groups of 2 or 6, or values from their own cache.
     expect(first({ ...mla, T: 4, maxT: 4 })).toMatch(/^attention_flash/);
-    expect(first({ ...mla, kv16: true })).toMatch(/^attention_split/);
+    expect(first({ ...mla, kv16: true })).toMatch(/^attention_wide_.*_kv16_/);
     expect(first({ ...mla, softcap: 3 })).toMatch(/^attention_split/);
     expect(first({ ...mla, heads: 6 })).toMatch(/^attention_split/);
     expect(first({ ...mla, vk: undefined, vd: 576 })).toMatch(/^attention_split/);
