@@ -173,17 +173,25 @@ describe('matmul on the device tile choice and on the baseline limits', () => {
       { T: 37, pos: 0, L: 1 },
       { T: 5, pos: 2, L: 1 },
     ];
+    // Each tile shape under two of the cases, alternating (the full product took 32 s of CI's
+    // 30 minutes); every shape that fits the device runs under at least one.
     let ran = 0;
+    const fits = new Set<number>();
+    const seen = new Set<number>();
     for (const [ci, a] of cases.entries()) {
       for (const [si, shape] of TILE_SHAPES.entries()) {
         const t = tilingFor(a, caps, shape);
         if (!t) continue;
+        fits.add(si);
+        if ((si + ci) % 2 !== 0 && !(ci === cases.length - 1 && !seen.has(si))) continue;
         const launch = tiledLaunch(a, common(a), caps, 37, t);
         await check(a, { caps, maxT: 37, steps }, 90_000 + 100 * ci + si, [launch]);
+        seen.add(si);
         ran++;
       }
     }
-    expect(ran).toBeGreaterThanOrEqual(12);
+    expect(ran).toBeGreaterThanOrEqual(6);
+    expect([...seen].sort()).toEqual([...fits].sort());
   });
 });
 
@@ -197,19 +205,23 @@ describe('the decode GEMV under every shape the sweep tries', () => {
       // RoPE pairs must not straddle two thread groups, whatever C is.
       ropeCase(3, 1, 8, 6, 67, { bias: true, prologue: RMS }),
     ];
+    // Every case under every thread count, and each (threads, rows) pair under some case, rows
+    // rotating with the case: 12 checks where the full product took 36 (30 s of CI's 30 min).
     let ran = 0;
+    const seen = new Set<string>();
     for (const [ci, a] of cases.entries()) {
-      for (const TPC of [32, 64, 256]) {
-        for (const C of [2, 4, 8]) {
-          const launch = gemvLaunch(a, caps, { TPC, C, G: 1 });
-          await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 96_000 + 100 * ci + TPC + C, [
-            launch,
-          ]);
-          ran++;
-        }
+      for (const [ti, TPC] of [32, 64, 256].entries()) {
+        const C = [2, 4, 8][(ti + ci) % 3];
+        const launch = gemvLaunch(a, caps, { TPC, C, G: 1 });
+        await check(a, { caps, maxT: 1, steps: DECODE_STEPS }, 96_000 + 100 * ci + TPC + C, [
+          launch,
+        ]);
+        seen.add(`${TPC}x${C}`);
+        ran++;
       }
     }
-    expect(ran).toBe(36);
+    expect(ran).toBe(12);
+    expect(seen.size).toBe(9);
     expect(() => gemvLaunch(mm(8, 8), caps, { TPC: 32, C: 3, G: 1 })).toThrow(/C = 3 must be even/);
   });
 });
