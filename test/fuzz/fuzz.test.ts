@@ -1,5 +1,5 @@
 /**
- * A fixed-seed slice of the fuzzer in `npm test`: STRATA_FUZZ_SECONDS (default 15; CI's whole run
+ * A fixed-seed slice of the fuzzer in `npm test`: STRATA_FUZZ_SECONDS (default 10; CI's whole run
  * must stay under 30 minutes on two cores, `npm run fuzz` runs as long as asked) of inputs
  * from seed STRATA_FUZZ_SEED (default 1), at most STRATA_FUZZ_RUNS. The inputs are a prefix of
  * one deterministic sequence per seed, so a failure here replays with
@@ -10,7 +10,7 @@ import { expect, it } from 'vitest';
 import { formatSummary, runFuzz } from '../../tools/fuzz/run.ts';
 import { INPUT_BUDGET_MS } from '../../tools/fuzz/types.ts';
 
-const seconds = Number(process.env.STRATA_FUZZ_SECONDS ?? 15);
+const seconds = Number(process.env.STRATA_FUZZ_SECONDS ?? 10);
 const seed = Number(process.env.STRATA_FUZZ_SEED ?? 1);
 const runs = Number(process.env.STRATA_FUZZ_RUNS ?? 100_000);
 

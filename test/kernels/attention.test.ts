@@ -678,7 +678,7 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
   // columns past the start of the row, a peaked softmax.
   const wide: Case[] = [
     { heads: 16, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 0, capacity: 70 },
-    { heads: 8, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 700, capacity: 1000 },
+    { heads: 8, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 300, capacity: 520 },
     { heads: 8, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 90, baseline: true },
     { heads: 32, kvHeads: 2, hd: 40, vd: 24, vk: 8, T: 1, maxT: 1, pos: 130, capacity: 200 },
     { heads: 12, kvHeads: 1, hd: 20, vd: 12, vk: 4, T: 1, maxT: 1, pos: 63, capacity: 64 },
@@ -695,18 +695,7 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
       qScale: 6,
     },
     // f16 caches: four halves a load.
-    {
-      heads: 16,
-      kvHeads: 1,
-      hd: 576,
-      vd: 512,
-      vk: 0,
-      T: 1,
-      maxT: 1,
-      pos: 130,
-      capacity: 200,
-      kv16: true,
-    },
+    { heads: 8, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 70, kv16: true },
     { heads: 8, kvHeads: 2, hd: 40, vd: 24, vk: 8, T: 1, maxT: 1, pos: 77, kv16: true },
   ];
   wide.forEach((c, i) => it(`wide decode ${label(c)}`, () => check(c, 950 + i)));
@@ -715,7 +704,7 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
   // are in the grid's z, so 4,096 tokens of 128 heads fit the 65,535 limit of x.
   const folded: Case[] = [
     { heads: 16, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 3, maxT: 3, pos: 2 },
-    { heads: 32, kvHeads: 2, hd: 520, vd: 260, vk: 0, T: 2, maxT: 4, pos: 0 },
+    { heads: 16, kvHeads: 2, hd: 520, vd: 260, vk: 0, T: 2, maxT: 4, pos: 0 },
   ];
   folded.forEach((c, i) => it(`prefill, row blocks in z: ${label(c)}`, () => check(c, 960 + i)));
 

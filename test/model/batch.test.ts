@@ -149,9 +149,10 @@ function fusions(g: Graph, B: number): Record<string, number> {
 }
 
 describe.each([
-  ['tiny llama', tinyLlama(), {}, [1, 3, 4]],
+  // B = 1 (a batch build of one) and 3 (odd, past one); 4 repeated 3 (CI time).
+  ['tiny llama', tinyLlama(), {}, [1, 3]],
   ['block-sparse and global-token llama', sparse, {}, [3]],
-  ['tiny mamba + attention hybrid', hybrid(), {}, [1, 3, 4]],
+  ['tiny mamba + attention hybrid', hybrid(), {}, [3]],
   ['tiny mamba2 + attention hybrid', hybrid2(), {}, [3]],
   // No in_proj bias: mamba2-decode's fused in_proj (conv epilogue over three states, batched)
   // and its SSD reading x, dt, B, C and z from the row.
