@@ -6,6 +6,7 @@
 import type { KernelLaunch, SamplingParams, StepParams } from '../codegen/kernel-ir.ts';
 import {
   bindGroupFor,
+  checkGrid,
   createStepBuffer,
   createStorage,
   gridFor,
@@ -82,32 +83,24 @@ export async function timeLaunches(
   writeStep(device, buffers.step, step, opts.sampling);
   // A grid past the device's limit is a validation error that skips the dispatch: its time
   // would read as ~0 (bench/mla.ts's latent prefill attention at 4096 tokens and 128 heads, 131,072
-  // row blocks, did until 2026-12-06). Refuse it by name, and any other device error too.
-  const limit = gpu.caps.maxWorkgroupsPerDimension;
-  for (const l of launches) {
-    const grid = gridFor(l, step);
-    const d = grid.findIndex((n) => n > limit);
-    if (d >= 0)
-      throw new Error(
-        `${l.kernel.name}: ${grid[d]} workgroups in dimension ${'xyz'[d]} exceed maxComputeWorkgroupsPerDimension (${limit})`,
-      );
-  }
+  // row blocks, did until 2026-12-06). Refuse it by name (runtime/gpu.ts checkGrid, as the
+  // runtime does), and any other device error too.
+  const names = launches.map((l) => l.kernel.name).join(', ');
+  const grids = launches.map((l) => gridFor(l, step));
+  launches.forEach((l, i) => checkGrid(l.kernel, grids[i], gpu.caps));
   let calls: {
     pipeline: ReturnType<typeof pipelineFor>;
     bind: GPUBindGroup;
     grid: ReturnType<typeof gridFor>;
   }[] = [];
   const made = await withErrorScopes(device, () => {
-    calls = launches.map((l) => ({
+    calls = launches.map((l, i) => ({
       pipeline: pipelineFor(device, l.kernel),
       bind: bindGroupFor(device, l.kernel, buffers),
-      grid: gridFor(l, step),
+      grid: grids[i],
     }));
   });
-  if (made)
-    throw new Error(
-      `${made.kind} error preparing ${launches.map((l) => l.kernel.name).join(', ')}: ${made.message}`,
-    );
+  if (made) throw new Error(`${made.kind} error preparing ${names}: ${made.message}`);
   const timer = new PassTimer(gpu);
   const walls: number[] = [];
   const gpus: number[] = [];
@@ -127,10 +120,7 @@ export async function timeLaunches(
     const failed = withErrorScopes(device, () => device.queue.submit([enc.finish()]));
     await device.queue.onSubmittedWorkDone();
     const err = await failed;
-    if (err)
-      throw new Error(
-        `${err.kind} error running ${launches.map((l) => l.kernel.name).join(', ')}: ${err.message}`,
-      );
+    if (err) throw new Error(`${err.kind} error running ${names}: ${err.message}`);
     const wall = (performance.now() - t0) / opts.reps;
     const g = await timer.read();
     if (s === 0) continue; // warm-up

@@ -111,7 +111,6 @@ ${storageDecl(1, 'q', 'read', 'vec4<f32>')}
 ${storageDecl(2, 'kcache', 'read', f16 ? 'vec2<u32>' : 'vec4<f32>')}
 ${storageDecl(3, ml, 'read_write')}
 ${storageDecl(4, acc, 'read_write')}
-const HEADS = ${a.heads}u;
 const GROUP = ${group}u;
 const G = ${g}u;
 const HD4 = ${hd4}u;
