@@ -4,6 +4,7 @@
  * from. Usage on the GPU machine:
  *   tsx bench/matmul-sweep.ts [--gpu-flags fast] [--out FILE] [--shapes M×N×K[g],…]
  *     [--wtypes f32,f16,q8,q4] [--groups 1,2,4,8] [--tpc 32,64,128,256] [--cs 2,4,8]
+ *     [--schedules fma,mma,w16]
  * Decode shapes (M = 1) try every GEMV shape (TPC × C × G load units per step) for each weight
  * type of --wtypes; G's rule is GEMV_UNITS in codegen/kernels/matmul/gemv.ts.
  */
@@ -17,8 +18,9 @@ import { WEIGHT_TYPES, weightTypeUnsupported, type WeightType } from '../src/gra
 import { common } from '../codegen/kernels/matmul/common.ts';
 import { TILE_SHAPES, tiledLaunch, tilingFor } from '../codegen/kernels/matmul/tiled.ts';
 import {
-  SUBGROUP_MATRIX_ENABLES,
   TENSOR_SHAPES,
+  TENSOR_STAGINGS,
+  tensorCommon,
   tensorLaunch,
   tensorTilingFor,
   tensorUnsupported,
@@ -39,8 +41,11 @@ const { values } = parseArgs({
     /** Threads per row (TPC) and rows per thread group (C) of the GEMV candidates. */
     tpc: { type: 'string', default: '32,64,128,256' },
     cs: { type: 'string', default: '2,4,8' },
+    /** Which schedules of the prefill shapes to try: fma (f32 tiles), mma (tensor cores), w16. */
+    schedules: { type: 'string', default: 'fma,mma,w16' },
   },
 });
+const SCHEDULES = new Set(values.schedules.split(','));
 const WTYPES = values.wtypes.split(',').map((t) => {
   if (!(WEIGHT_TYPES as readonly string[]).includes(t))
     throw new Error(`--wtypes: ${t} is not one of ${WEIGHT_TYPES.join(', ')}`);
@@ -118,7 +123,7 @@ for (const [M, N, K, gated] of SHAPES) {
       }
     }
   }
-  for (const s of M === 1 ? [] : TILE_SHAPES) {
+  for (const s of M === 1 || !SCHEDULES.has('fma') ? [] : TILE_SHAPES) {
     const t = tilingFor(base, gpu.caps, s);
     if (t)
       variants.push({
@@ -128,24 +133,27 @@ for (const [M, N, K, gated] of SHAPES) {
       });
   }
   const f16: MatmulAttrs = { ...base, wType: 'f16', xType: 'f16' };
-  const why = M === 1 ? 'decode' : tensorUnsupported(f16, gpu.caps);
+  const why =
+    M === 1 ? 'decode' : SCHEDULES.has('mma') ? tensorUnsupported(f16, gpu.caps) : 'not asked';
   if (why) log(`${shape}: no tensor-core variants (${why})`);
   else {
     for (const s of TENSOR_SHAPES) {
       for (const BK of [32, 64]) {
-        const t = tensorTilingFor(f16, gpu.caps, s, BK);
-        if (!t) continue;
-        const c = common(f16, { wideWeights: true, enables: SUBGROUP_MATRIX_ENABLES });
-        variants.push({
-          kind: `f16 mma ${s.join('x')} bk${BK}`,
-          a: f16,
-          launch: () => tensorLaunch(f16, c, gpu.caps, M, t),
-        });
+        for (const staging of TENSOR_STAGINGS) {
+          const t = tensorTilingFor(f16, gpu.caps, s, BK, staging);
+          if (!t) continue;
+          const how = `${staging.stages > 1 ? ' db' : ''}${staging.wDirect ? ' wd' : ''}`;
+          variants.push({
+            kind: `f16 mma ${s.join('x')} bk${BK}${how}`,
+            a: f16,
+            launch: () => tensorLaunch(f16, tensorCommon(f16, t), gpu.caps, M, t),
+          });
+        }
       }
     }
   }
   const w16: MatmulAttrs = { ...base, wType: 'f16' };
-  if (M > 1)
+  if (M > 1 && SCHEDULES.has('w16'))
     variants.push({
       kind: 'f16 weights on fma (chosen tile)',
       a: w16,

@@ -4,6 +4,7 @@ matmul, torch scaled_dot_product_attention (fp32, GQA), HuggingFace transformers
 Llama-3.2-1B dimensions and a ~1B Jamba-style hybrid (fp32, random init), HF Mamba/Mamba-2.
 Usage: python3 bench/peers.py [suites] [out.json]; writes one JSON object (to stdout without a file)."""
 import json
+import os
 import sys
 import time
 
@@ -44,8 +45,11 @@ def flush():
 
 if "matmul" in suites:
     rows = []
-    for M, N, K in [(1, 4096, 4096), (1, 14336, 4096), (1, 4096, 14336),
-                    (1024,) * 3, (2048,) * 3, (4096,) * 3]:
+    # STRATA_PEER_MATMUL_SHAPES=MxNxK,... replaces the suite's shapes (the sweep's prefill shapes).
+    shapes = [tuple(map(int, sh.split("x")))
+              for sh in os.environ.get("STRATA_PEER_MATMUL_SHAPES", "").split(",") if sh] or [
+        (1, 4096, 4096), (1, 14336, 4096), (1, 4096, 14336), (1024,) * 3, (2048,) * 3, (4096,) * 3]
+    for M, N, K in shapes:
         reps = 200 if M == 1 else max(3, round(2e11 / (2 * M * N * K)))
         # fp32 with TF32 off, and fp16 (tensor cores, fp32 accumulation): strata's f32 and f16 rows.
         for precision, dtype in [("f32", torch.float32), ("f16", torch.float16)]:

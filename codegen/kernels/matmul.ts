@@ -16,7 +16,7 @@ import { common } from './matmul/common.ts';
 import { rowPosScratch } from '../kernel-ir.ts';
 import { GEMV_ROWS_PER_WORKGROUP, gemvLaunch } from './matmul/gemv.ts';
 import { matmulTiling, tiledLaunch } from './matmul/tiled.ts';
-import { SUBGROUP_MATRIX_ENABLES, tensorLaunch, tensorTiling } from './matmul/subgroup-matrix.ts';
+import { tensorCommon, tensorLaunch, tensorTiling } from './matmul/subgroup-matrix.ts';
 
 export { matmulTiling, type MatmulTiling } from './matmul/tiled.ts';
 export { tensorTiling, tensorUnsupported } from './matmul/subgroup-matrix.ts';
@@ -86,13 +86,7 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
     };
   const tensor = tensorTiling(a, caps, maxT);
   const launch = tensor
-    ? tensorLaunch(
-        a,
-        common(a, { wideWeights: true, enables: SUBGROUP_MATRIX_ENABLES }),
-        caps,
-        maxT,
-        tensor,
-      )
+    ? tensorLaunch(a, tensorCommon(a, tensor), caps, maxT, tensor)
     : tiledLaunch(a, common(a), caps, maxT, matmulTiling(a, caps, maxT));
   return { launches: [launch], scratch };
 };

@@ -25,6 +25,7 @@ import {
   rowStatsBytes,
   rowStatsDecls,
   tileRowCap,
+  common,
   type Common,
 } from './common.ts';
 import { gridFits } from './tiled.ts';
@@ -54,7 +55,34 @@ export interface TensorTiling {
   BN: number;
   threads: number;
   workgroupBytes: number;
+  /**
+   * Workgroup-memory buffers per staged operand: 2 writes the next K step into one buffer while
+   * the subgroups read the other, one barrier a step instead of two.
+   */
+  stages: 1 | 2;
+  /**
+   * w's fragments are loaded by each subgroup straight from the weight buffer (bound as f16),
+   * one K step ahead, instead of being staged through workgroup memory: half the staging
+   * stores and barrier traffic, at the cost of SGR reads of each fragment (through L1). Needs
+   * N and K to be whole fragments and whole steps.
+   */
+  wDirect: boolean;
 }
+
+/** How a tensor-core tile stages its operands (TensorTiling.stages / wDirect). */
+export interface TensorStaging {
+  stages: 1 | 2;
+  wDirect: boolean;
+}
+
+export const STAGED: TensorStaging = { stages: 1, wDirect: false };
+/** Every staging the tests and the sweep try. */
+export const TENSOR_STAGINGS: readonly TensorStaging[] = [
+  STAGED,
+  { stages: 2, wDirect: false },
+  { stages: 1, wDirect: true },
+  { stages: 2, wDirect: true },
+];
 
 /** (SGR, SGC, FM, FN): every tile shape the tests and the sweep try, largest first. */
 export const TENSOR_SHAPES: ReadonlyArray<readonly [number, number, number, number]> = [
@@ -105,6 +133,7 @@ export function tensorTilingFor(
   caps: DeviceCaps,
   [SGR, SGC, FM, FN]: readonly [number, number, number, number],
   BK = 32,
+  { stages, wDirect }: TensorStaging = STAGED,
 ): TensorTiling | null {
   const cfg = f16Config(caps);
   if (!cfg) return null;
@@ -114,14 +143,29 @@ export function tensorTilingFor(
   const wTiles = a.gated ? 2 : 1;
   if (threads > inv || FM * FN * wTiles > MAX_FRAGMENTS || BK % cfg.K !== 0 || BK % 8 !== 0)
     return null;
+  if (wDirect && (a.N % cfg.N !== 0 || a.K % BK !== 0)) return null;
   const BM = SGR * FM * cfg.M;
   const BN = SGC * FN * cfg.N;
   const bytes =
-    2 * (BK + PAD) * (BM + wTiles * BN) +
+    2 * stages * (BK + PAD) * (BM + (wDirect ? 0 : wTiles * BN)) +
     4 * SGR * SGC * cfg.M * cfg.N * wTiles +
     rowStatsBytes(a, BM, threads);
   if (bytes > caps.maxWorkgroupStorageBytes) return null;
-  return { SGR, SGC, FM, FN, BK, cfg, SG, BM, BN, threads, workgroupBytes: bytes };
+  return {
+    SGR,
+    SGC,
+    FM,
+    FN,
+    BK,
+    cfg,
+    SG,
+    BM,
+    BN,
+    threads,
+    workgroupBytes: bytes,
+    stages,
+    wDirect,
+  };
 }
 
 /** The tensor-core tile for this matmul (TENSOR_RULE), or null if none fits. */
@@ -135,6 +179,14 @@ export function tensorTiling(a: MatmulAttrs, caps: DeviceCaps, maxT: number): Te
   return fits.length ? preferTile(fits, maxT, a.N) : null;
 }
 
+/** The shared header a tensor-core tile needs: its enables, and w bound as its loads read it. */
+export function tensorCommon(a: MatmulAttrs, t: TensorTiling): Common {
+  return common(a, {
+    wideWeights: t.wDirect ? 'halves' : 'words',
+    enables: SUBGROUP_MATRIX_ENABLES,
+  });
+}
+
 export function tensorLaunch(
   a: MatmulAttrs,
   c: Common,
@@ -144,7 +196,7 @@ export function tensorLaunch(
 ): KernelLaunch {
   const why = tensorUnsupported(a, caps);
   if (why) throw new Error(`matmul tensor-core schedule: ${why}`);
-  const { SGR, SGC, FM, FN, BK, BM, BN, threads: NT } = t;
+  const { SGR, SGC, FM, FN, BK, BM, BN, threads: NT, stages, wDirect } = t;
   const { M: CM, N: CN, K: CK } = t.cfg;
   const NS = SGR * SGC;
   const LD = BK + PAD;
@@ -182,7 +234,8 @@ export function tensorLaunch(
       zero: 'vec4<u32>(0u)',
     },
   ];
-  if (a.gated)
+  if (wDirect) staged.pop();
+  else if (a.gated)
     staged.push({
       dst: 'wus',
       reg: 'pu',
@@ -205,26 +258,28 @@ export function tensorLaunch(
       ${guard(s)}{ ${s.reg}${l} = ${s.load('m')}; }
     }`,
   ).join('\n    ');
-  const store = each((s, l) => {
-    const v = `${s.reg}${l}`;
-    const writes =
-      s.per === 4
-        ? `let h = vec4<f16>(round_x(${v}));
+  // Writes the fetched registers into workgroup buffer `sb` (an expression: 0u with one stage).
+  const store = (sb: string) =>
+    each((s, l) => {
+      const v = `${s.reg}${l}`;
+      const writes =
+        s.per === 4
+          ? `let h = vec4<f16>(round_x(${v}));
         ${[0, 1, 2, 3].map((j) => `${s.dst}[o + ${j}u] = h[${j}];`).join(' ')}`
-        : [0, 1, 2, 3]
-            .map(
-              (q) => `let h${q} = bitcast<vec2<f16>>(${v}[${q}]);
+          : [0, 1, 2, 3]
+              .map(
+                (q) => `let h${q} = bitcast<vec2<f16>>(${v}[${q}]);
         ${s.dst}[o + ${2 * q}u] = h${q}.x; ${s.dst}[o + ${2 * q + 1}u] = h${q}.y;`,
-            )
-            .join('\n        ');
-    return `{
+              )
+              .join('\n        ');
+      return `{
       let i = lid + ${l * NT}u;
       ${guard(s)}{
-        let o = (i / ${BK / s.per}u) * ${LD}u + (i % ${BK / s.per}u) * ${s.per}u;
+        let o = ${stages > 1 ? `(${sb}) * ${s.rows * LD}u + ` : ''}(i / ${BK / s.per}u) * ${LD}u + (i % ${BK / s.per}u) * ${s.per}u;
         ${writes}
       }
     }`;
-  }).join('\n    ');
+    }).join('\n    ');
 
   const frags = Array.from({ length: FM }, (_, i) =>
     Array.from({ length: FN }, (_, j) => [i, j] as const),
@@ -235,32 +290,65 @@ export function tensorLaunch(
   const accDecl = frags
     .map(([i, j]) => `var acc${i}_${j}: ${result};${a.gated ? ` var up${i}_${j}: ${result};` : ''}`)
     .join('\n  ');
-  const mma = [
+  // One fragment-deep step of the products at K offset `kk` within the staged tile (the
+  // workgroup buffer `cur`); direct w fragments come from registers wc<q>_<j> (step q).
+  const base = (rows: number) => (stages > 1 ? `cur * ${rows * LD}u + ` : '');
+  const mma = (kk: string, q: number) => [
     ...Array.from(
       { length: FM },
       (_, i) =>
-        `let l${i} = subgroupMatrixLoad<${left}>(&xs, (sr * ${FM * CM}u + ${i * CM}u) * ${LD}u + kk, false, ${LD}u);`,
+        `let l${i} = subgroupMatrixLoad<${left}>(&xs, ${base(BM)}(sr * ${FM * CM}u + ${i * CM}u) * ${LD}u + ${kk}, false, ${LD}u);`,
     ),
-    ...Array.from(
-      { length: FN },
-      (_, j) =>
-        `let r${j} = subgroupMatrixLoad<${right}>(&ws, (sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + kk, true, ${LD}u);`,
-    ),
-    ...(a.gated
-      ? Array.from(
-          { length: FN },
-          (_, j) =>
-            `let q${j} = subgroupMatrixLoad<${right}>(&wus, (sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + kk, true, ${LD}u);`,
-        )
-      : []),
-    ...frags.map(
-      ([i, j]) =>
-        `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});` +
+    ...(wDirect
+      ? []
+      : (a.gated ? (['ws', 'wus'] as const) : (['ws'] as const)).flatMap((buf) =>
+          Array.from(
+            { length: FN },
+            (_, j) =>
+              `let ${buf === 'ws' ? 'r' : 'q'}${j} = subgroupMatrixLoad<${right}>(&${buf}, ${base(BN)}(sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + ${kk}, true, ${LD}u);`,
+          ),
+        )),
+    ...frags.map(([i, j]) => {
+      const r = wDirect ? `wc${q}_${j}` : `r${j}`;
+      const u = wDirect ? `uc${q}_${j}` : `q${j}`;
+      return (
+        `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, ${r}, acc${i}_${j});` +
         (a.gated
-          ? ` up${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, q${j}, up${i}_${j});`
-          : ''),
-    ),
+          ? ` up${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, ${u}, up${i}_${j});`
+          : '')
+      );
+    }),
   ];
+  const steps = BK / CK;
+  const products = wDirect
+    ? Array.from(
+        { length: steps },
+        (_, q) => `{\n      ${mma(`${q * CK}u`, q).join('\n      ')}\n    }`,
+      ).join('\n    ')
+    : `for (var kk = 0u; kk < ${BK}u; kk += ${CK}u) {\n      ${mma('kk', 0).join('\n      ')}\n    }`;
+  // Direct w: each subgroup's fragment rows (one past N reads row 0: its columns are dropped),
+  // fetched one K step ahead into wf/uf and taken into wc/uc as the step starts.
+  const directSets = (pre: string) =>
+    Array.from({ length: steps }, (_, q) =>
+      Array.from({ length: FN }, (_, j) => [pre, q, j] as const),
+    ).flat();
+  const wSets = wDirect ? [...directSets('w'), ...(a.gated ? directSets('u') : [])] : [];
+  const wRows = wDirect
+    ? Array.from(
+        { length: FN },
+        (_, j) =>
+          `let wr${j} = select(col0 + sc * ${FN * CN}u + ${j * CN}u, 0u, col0 + sc * ${FN * CN}u + ${j * CN}u >= N);`,
+      ).join('\n  ')
+    : '';
+  const wLoad = (p: string, q: number, j: number, k: string) =>
+    `subgroupMatrixLoad<${right}>(&b_w, (${p === 'u' ? 'N + ' : ''}wr${j}) * K + ${k} + ${q * CK}u, true, K)`;
+  const wInit = wSets
+    .map(([p, q, j]) => `var ${p}f${q}_${j} = ${wLoad(p, q, j, '0u')};`)
+    .join('\n  ');
+  const wTake = wSets.map(([p, q, j]) => `let ${p}c${q}_${j} = ${p}f${q}_${j};`).join('\n    ');
+  const wNext = wSets
+    .map(([p, q, j]) => `${p}f${q}_${j} = ${wLoad(p, q, j, 'k0 + ' + BK + 'u')};`)
+    .join('\n      ');
 
   const upAt = (e: string) => `cs[${NS * FRAG}u + sg * ${FRAG}u + ${e}]`;
   const finish = frags
@@ -292,9 +380,7 @@ export function tensorLaunch(
 
   const code = `${c.header}
 const TILES: u32 = ${tiles}u;
-var<workgroup> xs: array<f16, ${BM * LD}>;
-var<workgroup> ws: array<f16, ${BN * LD}>;
-${a.gated ? `var<workgroup> wus: array<f16, ${BN * LD}>;` : ''}
+${staged.map((s) => `var<workgroup> ${s.dst}: array<f16, ${stages * s.rows * LD}>;`).join('\n')}
 var<workgroup> cs: array<f32, ${NS * FRAG * (a.gated ? 2 : 1)}>;
 ${rowStatsDecls(a, BM, NT)}
 
@@ -303,9 +389,13 @@ fn load_x(r: u32, k: u32, m: u32) -> vec4<f32> {
   if (r >= ${c.nRows} || k >= K) { return vec4<f32>(0.0); }
   return ${normed};
 }
-fn load_w8(row: u32, ok: bool, k: u32) -> vec4<u32> {
+${
+  wDirect
+    ? ''
+    : `fn load_w8(row: u32, ok: bool, k: u32) -> vec4<u32> {
   if (!ok || k >= K) { return vec4<u32>(0u); }
   return b_w[(row * K + k) / 8u];
+}`
 }
 
 @compute @workgroup_size(${NT})
@@ -327,26 +417,46 @@ fn main(
   ${rowStats(a, c, BM, NT)}
   ${accDecl}
   ${regDecls}
+  ${wRows}
+  ${wInit}
   {
     let kb = 0u;
     ${fetch}
   }
+  ${
+    stages > 1
+      ? `${store('0u')}
+  workgroupBarrier();`
+      : ''
+  }
   for (var k0 = 0u; k0 < K; k0 += ${BK}u) {
-    ${store}
-    workgroupBarrier();
+    ${
+      stages > 1
+        ? `let cur = (k0 / ${BK}u) % 2u;`
+        : `${store('0u')}
+    workgroupBarrier();`
+    }
+    ${wTake}
     if (k0 + ${BK}u < K) {
       let kb = k0 + ${BK}u;
       ${fetch}
+      ${wNext}
     }
-    for (var kk = 0u; kk < ${BK}u; kk += ${CK}u) {
-      ${mma.join('\n      ')}
+    ${products}
+    ${
+      stages > 1
+        ? `if (k0 + ${BK}u < K) {
+      ${store('1u - cur')}
+    }`
+        : ''
     }
     workgroupBarrier();
   }
   ${finish}
 }
 `;
-  const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${c.features}_${hash(code)}`;
+  const staging = `${stages > 1 ? '_db' : ''}${wDirect ? '_wd' : ''}`;
+  const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${staging}${c.features}_${hash(code)}`;
   return {
     kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [NT, 1, 1] },
     grid: [gx, { sym: a.rows, div: BM }, gz],
