@@ -15,6 +15,7 @@
  *                     run whose bench/diffusion-speed.ts already timed LLaDA exact)
  */
 import { writeFileSync } from 'node:fs';
+import { benchArgs, gpuFlags, whole } from './args.ts';
 import { memorySource } from '../codegen/bundle.ts';
 import { compileModel } from '../codegen/compile.ts';
 import { blockDiffusionGenerateGpu } from '../runtime/block-diffusion.ts';
@@ -27,15 +28,17 @@ import type { DiffusionRun } from '../src/ops/diffusion.ts';
 import { loadSpec } from '../src/spec/load.ts';
 import type { BlockDiffusionSpec, DiffusionSpec, ModelIR } from '../src/spec/model.ts';
 
-const args = process.argv.slice(2);
-const opt = (k: string) => {
-  const i = args.indexOf(k);
-  return i < 0 ? undefined : args[i + 1];
-};
-const layers = Number(args.find((a) => /^\d+$/.test(a)) ?? 4);
-const B = Number(opt('--block') ?? 16);
+const { values, positionals } = benchArgs({
+  block: { type: 'string' },
+  spec: { type: 'string', default: 'specs/llada-8b.strata' },
+  'no-llada': { type: 'boolean', default: false },
+  'gpu-flags': { type: 'string' },
+  out: { type: 'string' },
+});
+const layers = whole('layers', positionals[0], 4);
+const B = whole('--block', values.block, 16);
 // --spec specs/tiny-llada.strata: a smoke run on SwiftShader.
-const llada = loadSpec(opt('--spec') ?? 'specs/llada-8b.strata');
+const llada = loadSpec(values.spec);
 llada.layers = llada.layers.slice(0, layers);
 const d = llada.diffusion as DiffusionSpec;
 // The same weights with block-causal attention and a bd3lm section.
@@ -58,7 +61,7 @@ const bd3lm: ModelIR = {
 };
 const P = 64;
 const n = P + d.genLength;
-const gpu = await acquire({ flags: opt('--gpu-flags') ? [opt('--gpu-flags')!] : [] });
+const gpu = await acquire({ flags: gpuFlags(values['gpu-flags']) });
 const load = async (m: ModelIR) => {
   const c = compileModel(m, { caps: gpu.caps, maxT: n, capacity: n, precision: 'f16' });
   return GpuModel.load(gpu, memorySource(c, randomWeights(m, 0)));
@@ -77,7 +80,7 @@ const time = async (label: string, gen: (count: () => void) => Promise<unknown>)
   );
 };
 console.log(`${llada.name} shape, ${layers} layers, f16 weights, prompt ${P}, gen ${d.genLength}`);
-if (!args.includes('--no-llada')) {
+if (!values['no-llada']) {
   const a = await load(llada);
   const exact: DiffusionRun = { ...d, seed: 1 };
   const sa = a.newSequence();
@@ -112,6 +115,6 @@ for (const [label, o, pick] of settings) {
   );
   sb.destroy();
 }
-const out = opt('--out');
+const out = values.out;
 if (out) writeFileSync(out, JSON.stringify({ layers, prompt: P, block: B, rows }, null, 2));
 b.destroy();

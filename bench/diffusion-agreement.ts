@@ -14,6 +14,7 @@
  * Runs on any adapter (SwiftShader takes about a minute for the tiny spec).
  */
 import { writeFileSync } from 'node:fs';
+import { benchArgs, gpuFlags, whole } from './args.ts';
 import { memorySource } from '../codegen/bundle.ts';
 import { compileModel } from '../codegen/compile.ts';
 import { diffusionGenerateGpu } from '../runtime/diffusion.ts';
@@ -24,23 +25,28 @@ import type { DiffusionCache, DiffusionRun } from '../src/ops/diffusion.ts';
 import { loadSpec } from '../src/spec/load.ts';
 import type { DiffusionSpec } from '../src/spec/model.ts';
 
-const args = process.argv.slice(2);
-const opt = (k: string) => {
-  const i = args.indexOf(k);
-  return i < 0 ? undefined : args[i + 1];
-};
-const model = loadSpec(opt('--spec') ?? 'specs/tiny-llada.strata');
+const { values } = benchArgs({
+  spec: { type: 'string', default: 'specs/tiny-llada.strata' },
+  layers: { type: 'string' },
+  'logit-scale': { type: 'string', default: '12' },
+  seeds: { type: 'string' },
+  'gpu-flags': { type: 'string' },
+  out: { type: 'string' },
+});
+const model = loadSpec(values.spec);
 if (!model.diffusion || model.diffusion.kind !== 'llada')
   throw new Error(
     `${model.name}: not a LLaDA-style diffusion model (its spec has no llada section)`,
   );
-if (opt('--layers')) model.layers = model.layers.slice(0, Number(opt('--layers')));
-model.logitScale = Number(opt('--logit-scale') ?? 12);
-const seeds = Number(opt('--seeds') ?? 4);
+if (values.layers) model.layers = model.layers.slice(0, whole('--layers', values.layers, 0));
+model.logitScale = Number(values['logit-scale']);
+if (!(model.logitScale > 0))
+  throw new Error(`--logit-scale: ${values['logit-scale']} is not a positive number`);
+const seeds = whole('--seeds', values.seeds, 4);
 const base: DiffusionRun = { ...(model.diffusion as DiffusionSpec), seed: 1 };
 const prompt = [5, 17, 200, 3, 42].map((t) => t % base.maskId);
 const n = prompt.length + base.genLength;
-const gpu = await acquire({ flags: opt('--gpu-flags') ? [opt('--gpu-flags')!] : [] });
+const gpu = await acquire({ flags: gpuFlags(values['gpu-flags']) });
 const c = compileModel(model, { caps: gpu.caps, maxT: n, capacity: n });
 const gm = await GpuModel.load(gpu, memorySource(c, randomWeights(model, 7)));
 
@@ -79,7 +85,7 @@ for (const r of rows) {
     `block ${String(r.blockLength).padStart(3)}  cache ${r.cache.padEnd(6)}  threshold ${String(r.threshold ?? '-').padEnd(3)}  ${same}/${total} (${((100 * same) / total).toFixed(1)}%)`,
   );
 }
-const out = opt('--out');
+const out = values.out;
 if (out)
   writeFileSync(
     out,

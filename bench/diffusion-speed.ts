@@ -7,6 +7,7 @@
  *   tsx bench/diffusion-speed.ts [layers=4] [--gpu-flags fast] [--out FILE]
  */
 import { writeFileSync } from 'node:fs';
+import { benchArgs, gpuFlags, whole } from './args.ts';
 import { memorySource } from '../codegen/bundle.ts';
 import { compileModel } from '../codegen/compile.ts';
 import { diffusionGenerateGpu, type DiffusionPick } from '../runtime/diffusion.ts';
@@ -17,18 +18,17 @@ import type { DiffusionRun } from '../src/ops/diffusion.ts';
 import { loadSpec } from '../src/spec/load.ts';
 import type { DiffusionSpec } from '../src/spec/model.ts';
 
-const args = process.argv.slice(2);
-const opt = (k: string) => {
-  const i = args.indexOf(k);
-  return i < 0 ? undefined : args[i + 1];
-};
-const layers = Number(args.find((a) => /^\d+$/.test(a)) ?? 4);
+const { values, positionals } = benchArgs({
+  'gpu-flags': { type: 'string' },
+  out: { type: 'string' },
+});
+const layers = whole('layers', positionals[0], 4);
 const model = loadSpec('specs/llada-8b.strata');
 model.layers = model.layers.slice(0, layers);
 const P = 64;
 const base: DiffusionRun = { ...(model.diffusion as DiffusionSpec), seed: 1 };
 const n = P + base.genLength;
-const gpu = await acquire({ flags: opt('--gpu-flags') ? [opt('--gpu-flags')!] : [] });
+const gpu = await acquire({ flags: gpuFlags(values['gpu-flags']) });
 const t0 = performance.now();
 const c = compileModel(model, { caps: gpu.caps, maxT: n, capacity: n, precision: 'f16' });
 const gm = await GpuModel.load(gpu, memorySource(c, randomWeights(model, 0)));
@@ -46,7 +46,7 @@ const settings: [string, Partial<DiffusionRun>, DiffusionPick][] = [
   ['exact', {}, 'host'],
 ];
 const rows: unknown[] = [];
-const out = opt('--out');
+const out = values.out;
 for (const [label, o, pick] of settings) {
   const run = { ...base, ...o };
   let forwards = 0;

@@ -32,7 +32,7 @@ import { NONFINITE_PICK } from '../codegen/kernels/diffusion-pick.ts';
 import { createStorage, logitsKernel, readBuffer } from './gpu.ts';
 import { checkPick, type DiffusionPick } from './diffusion.ts';
 import { NonFiniteError } from './errors.ts';
-import type { Sequence } from './model.ts';
+import { firstLogitRow, type Sequence } from './model.ts';
 
 export type { BlockDiffusionRun, BlockStepCommit } from '../src/ops/block-diffusion.ts';
 
@@ -96,11 +96,7 @@ export function cachedBlockForward(
       at += per;
     }
     // Logits from the first wanted row on: the LM head skips the rows before it.
-    const first = Math.min(...rows);
-    if (!(first >= at && first < span.to))
-      throw new Error(
-        `block forward over rows ${at}..${span.to - 1}: rows ${rows.join(', ')} are not all in it`,
-      );
+    const first = firstLogitRow(rows, { from: at, to: span.to }, 'block forward');
     await seq.forwardOnDevice(
       canvas.subarray(at, span.to),
       (enc, logits) => {

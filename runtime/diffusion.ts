@@ -32,7 +32,7 @@ import {
 } from '../src/ops/diffusion.ts';
 import { createStorage, logitsKernel, readBuffer } from './gpu.ts';
 import { NonFiniteError } from './errors.ts';
-import type { Sequence } from './model.ts';
+import { firstLogitRow, type Sequence } from './model.ts';
 
 export type DiffusionPick = 'host' | 'gpu';
 export const DIFFUSION_PICKS: readonly DiffusionPick[] = ['host', 'gpu'];
@@ -100,13 +100,11 @@ export function gpuPicks(
   const step: CanvasStep = async (canvas, span, want, pick) => {
     // Logits of the span's rows from the first wanted one on: the LM head skips the rows before
     // it (the exact sampler's canvas before the current block: over half its rows on average).
-    const first = want.length
-      ? Math.min(...want.map((p) => pickRowOf(p, pick.shiftLogits)))
-      : span.to - 1;
-    if (!(first >= span.from && first < span.to))
-      throw new Error(
-        `the positions to pick (${want.join(', ')}) predict from rows outside the recomputed span ${span.from}..${span.to - 1}`,
-      );
+    const first = firstLogitRow(
+      want.map((p) => pickRowOf(p, pick.shiftLogits)),
+      span,
+      `the positions to pick (${want.join(', ')})`,
+    );
     const rows = span.to - first;
     const full = span.from === 0 && span.to === canvas.length;
     if (full) seq.reset();

@@ -155,6 +155,23 @@ export interface PassProfiler {
   read(): Promise<number | null>;
 }
 
+/**
+ * The first of the rows whose logits a step needs (the span's last row when none is), checked to
+ * lie with all the others in the recomputed span: forwardOnDevice's `rows` then skips the LM head
+ * before it.
+ */
+export function firstLogitRow(
+  rows: readonly number[],
+  span: { from: number; to: number },
+  what: string,
+): number {
+  if (rows.some((r) => !(r >= span.from && r < span.to)))
+    throw new Error(
+      `${what}: logit rows ${rows.join(', ')} are not all in the recomputed span ${span.from}..${span.to - 1}`,
+    );
+  return rows.length ? Math.min(...rows) : span.to - 1;
+}
+
 export class GpuModel {
   private constructor(
     readonly gpu: GpuContext,
