@@ -1,6 +1,6 @@
 /** head_matmul: the reference against per-head products, and the kernel against the reference. */
 import { describe, expect, it } from 'vitest';
-import { headMatmulKernel } from '../../codegen/kernels/head-matmul.ts';
+import { headMatmulKernel, TILED_MIN_T } from '../../codegen/kernels/head-matmul.ts';
 import type { HeadMatmulAttrs } from '../../src/graph/ops.ts';
 import { headMatmul } from '../../src/ops/head-matmul.ts';
 import { runLaunches, testGpu } from '../helpers/gpu.ts';
@@ -49,6 +49,11 @@ describe('head_matmul kernel', () => {
     { heads: 1, N: 1, K: 1, T: 3, maxT: 3 },
     { heads: 4, N: 64, K: 33, T: 1, maxT: 1 },
     { heads: 2, N: 300, K: 5, T: 9, maxT: 16 },
+    // The tiled kernel (maxT ≥ TILED_MIN_T): token, column and depth tiles crossed with partial
+    // last tiles, one token of a prefill-sized buffer, a tile exactly filled.
+    { heads: 3, N: 70, K: 37, T: 67, maxT: 70 },
+    { heads: 2, N: 64, K: 16, T: 64, maxT: 64 },
+    { heads: 4, N: 9, K: 40, T: 1, maxT: 20 },
   ];
   const variants = [
     { wLayout: 'nk', wType: 'f32' },
@@ -68,6 +73,7 @@ describe('head_matmul kernel', () => {
         const want = headMatmul.reference(a, { x, w }, step).out;
         const out = new Float32Array(c.maxT * c.heads * c.N).fill(SENTINEL);
         const { launches } = headMatmulKernel(a, { caps, maxT: c.maxT });
+        expect(launches[0].kernel.name.includes('tiled')).toBe(c.maxT >= TILED_MIN_T);
         const wGpu = v.wType === 'f16' ? packF16(w) : w;
         const got = await runLaunches(launches, { inputs: { x, w: wGpu, out }, step });
         const n = c.T * c.heads * c.N;
