@@ -4,12 +4,13 @@
  * from. Usage on the GPU machine:
  *   tsx bench/matmul-sweep.ts [--gpu-flags fast] [--out FILE] [--shapes M×N×K[g],…]
  *     [--wtypes f32,f16,q8,q4] [--groups 1,2,4,8] [--tpc 32,64,128,256] [--cs 2,4,8]
- *     [--schedules fma,mma,w16]
+ *     [--schedules fma,mma,w16] [--kinds REGEX] [--repeat N]
  * Decode shapes (M = 1) try every GEMV shape (TPC × C × G load units per step) for each weight
  * type of --wtypes; G's rule is GEMV_UNITS in codegen/kernels/matmul/gemv.ts.
  */
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
+import { whole } from './args.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { plainMatmul, type MatmulAttrs } from '../src/graph/ops.ts';
 import { matmulKernel, matmulWeightBytes } from '../codegen/kernels/matmul.ts';
@@ -19,7 +20,7 @@ import { common } from '../codegen/kernels/matmul/common.ts';
 import { TILE_SHAPES, tiledLaunch, tilingFor } from '../codegen/kernels/matmul/tiled.ts';
 import {
   TENSOR_SHAPES,
-  TENSOR_STAGINGS,
+  TENSOR_STAGES,
   tensorCommon,
   tensorLaunch,
   tensorTilingFor,
@@ -43,9 +44,17 @@ const { values } = parseArgs({
     cs: { type: 'string', default: '2,4,8' },
     /** Which schedules of the prefill shapes to try: fma (f32 tiles), mma (tensor cores), w16. */
     schedules: { type: 'string', default: 'fma,mma,w16' },
+    /** Only the variants whose kind matches this regular expression, e.g. '2x4x4x2 bk32'. */
+    kinds: { type: 'string' },
+    /**
+     * Time every variant this many times, round-robin (variant 1, 2, …, 1, 2, …), so a slow
+     * spell of the machine falls on all of them alike; each row gives the median, min and max.
+     */
+    repeat: { type: 'string', default: '1' },
   },
 });
 const SCHEDULES = new Set(values.schedules.split(','));
+const REPEAT = whole('--repeat', values.repeat, 1);
 const WTYPES = values.wtypes.split(',').map((t) => {
   if (!(WEIGHT_TYPES as readonly string[]).includes(t))
     throw new Error(`--wtypes: ${t} is not one of ${WEIGHT_TYPES.join(', ')}`);
@@ -86,7 +95,10 @@ interface Row {
   shape: string;
   kind: string;
   kernel: string;
+  /** The median over --repeat timings, and their range when there were several. */
   ms?: number;
+  minMs?: number;
+  maxMs?: number;
   tflops?: number;
   gbps?: number;
   err?: number;
@@ -139,14 +151,14 @@ for (const [M, N, K, gated] of SHAPES) {
   else {
     for (const s of TENSOR_SHAPES) {
       for (const BK of [32, 64]) {
-        for (const staging of TENSOR_STAGINGS) {
-          const t = tensorTilingFor(f16, gpu.caps, s, BK, staging);
+        for (const stages of TENSOR_STAGES) {
+          const t = tensorTilingFor(f16, gpu.caps, s, BK, stages);
           if (!t) continue;
-          const how = `${staging.stages > 1 ? ' db' : ''}${staging.wDirect ? ' wd' : ''}`;
+          const how = stages > 1 ? ' db' : '';
           variants.push({
             kind: `f16 mma ${s.join('x')} bk${BK}${how}`,
             a: f16,
-            launch: () => tensorLaunch(f16, tensorCommon(f16, t), gpu.caps, M, t),
+            launch: () => tensorLaunch(f16, tensorCommon(f16), gpu.caps, M, t),
           });
         }
       }
@@ -166,22 +178,58 @@ for (const [M, N, K, gated] of SHAPES) {
         )
       : [chosenName(base), chosenName(f16)],
   );
-  for (const v of variants) {
-    let kernel = '?';
-    try {
-      const launch = v.launch();
-      kernel = launch.kernel.name;
-      const { ms, err } = await timeMatmul(gpu, v.a, [launch], M, d);
-      const tflops = (2 * M * v.a.N * (gated ? 2 : 1) * K) / (ms * 1e-3) / 1e12;
-      const gbps = (matmulWeightBytes(v.a) + 4 * M * (K + v.a.N)) / (ms * 1e-3) / 1e9;
-      rows.push({ shape, kind: v.kind, kernel, ms, tflops, gbps, err, chosen: chosen.has(kernel) });
-      log(
-        `${shape.padEnd(24)} ${v.kind.padEnd(36)} ${ms.toFixed(3).padStart(8)} ms ${tflops.toFixed(1).padStart(6)} TFLOP/s ${gbps.toFixed(0).padStart(5)} GB/s err ${err.toExponential(1)}${chosen.has(kernel) ? '  <- rule' : ''}`,
-      );
-    } catch (e) {
-      rows.push({ shape, kind: v.kind, kernel, error: ok(e), chosen: false });
-      log(`${shape.padEnd(24)} ${v.kind.padEnd(36)} FAILED ${ok(e)}`);
+  const only = values.kinds ? new RegExp(values.kinds) : null;
+  const picked = variants.filter((v) => !only || only.test(v.kind));
+  const times = picked.map(() => [] as number[]);
+  const last: ({ kernel: string; err: number } | { kernel: string; error: string })[] = [];
+  for (let r = 0; r < REPEAT; r++) {
+    for (const [i, v] of picked.entries()) {
+      if (last[i] && 'error' in last[i]) continue;
+      let kernel = '?';
+      try {
+        const launch = v.launch();
+        kernel = launch.kernel.name;
+        const { ms, err } = await timeMatmul(gpu, v.a, [launch], M, d);
+        times[i].push(ms);
+        last[i] = { kernel, err };
+      } catch (e) {
+        last[i] = { kernel, error: ok(e) };
+        log(`${shape.padEnd(24)} ${v.kind.padEnd(36)} FAILED ${ok(e)}`);
+      }
     }
+  }
+  for (const [i, v] of picked.entries()) {
+    const got = last[i];
+    if (!got || 'error' in got) {
+      rows.push({
+        shape,
+        kind: v.kind,
+        kernel: got?.kernel ?? '?',
+        error: got?.error,
+        chosen: false,
+      });
+      continue;
+    }
+    const ts = [...times[i]].sort((p, q) => p - q);
+    const ms = ts[Math.floor((ts.length - 1) / 2)];
+    const tflops = (2 * M * v.a.N * (gated ? 2 : 1) * K) / (ms * 1e-3) / 1e12;
+    const gbps = (matmulWeightBytes(v.a) + 4 * M * (K + v.a.N)) / (ms * 1e-3) / 1e9;
+    const chose = chosen.has(got.kernel);
+    rows.push({
+      shape,
+      kind: v.kind,
+      kernel: got.kernel,
+      ms,
+      ...(ts.length > 1 ? { minMs: ts[0], maxMs: ts[ts.length - 1] } : {}),
+      tflops,
+      gbps,
+      err: got.err,
+      chosen: chose,
+    });
+    const spread = ts.length > 1 ? ` (${ts[0].toFixed(3)}–${ts[ts.length - 1].toFixed(3)})` : '';
+    log(
+      `${shape.padEnd(24)} ${v.kind.padEnd(36)} ${ms.toFixed(3).padStart(8)} ms${spread} ${tflops.toFixed(1).padStart(6)} TFLOP/s ${gbps.toFixed(0).padStart(5)} GB/s err ${got.err.toExponential(1)}${chose ? '  <- rule' : ''}`,
+    );
   }
   if (values.out)
     writeFileSync(

@@ -40,31 +40,20 @@ export function hash(s: string): string {
 /**
  * How w is bound and read: through the one weight reader (codegen/kernels/weight-load.ts) as
  * `load_wu(i)`, load unit i of the weight buffer (4 consecutive k when K % 4 === 0, else 1), in
- * f32; or, on the tensor-core schedule (`wide`), raw: f16 words 8 halves per load ('words'), or
- * halves that subgroup-matrix loads read in place ('halves').
+ * f32; or, on the tensor-core schedule (`wide`), as raw f16 words 8 halves per load.
  */
-function weightAccess(
-  a: MatmulAttrs,
-  vec4: boolean,
-  wide: WideWeights | undefined,
-  group: number,
-): WeightBinding {
-  if (wide) return { elem: wide === 'words' ? 'vec4<u32>' : 'f16', load: () => '' };
+function weightAccess(a: MatmulAttrs, vec4: boolean, wide: boolean, group: number): WeightBinding {
+  if (wide) return { elem: 'vec4<u32>', load: () => '' };
   const elements = (a.gated ? 2 : 1) * a.N * a.K;
   // The GEMV's groups of load units (GemvShape.G) read through `load_wg` instead.
   if (group > 1) return weightGroupBinding(a.wType, elements, vec4, group);
   return weightBinding(a.wType, elements, vec4);
 }
 
-export type WideWeights = 'words' | 'halves';
-
 /** Schedules differ in what they need from the shared header. */
 export interface CommonOptions {
-  /**
-   * f16 weights bound raw: 8 halves per load as vec4<u32> (needs K % 8 === 0), or as f16
-   * halves for subgroup-matrix loads straight from the buffer.
-   */
-  wideWeights?: WideWeights;
+  /** f16 weights read 8 halves per load as vec4<u32> (needs K % 8 === 0). */
+  wideWeights?: boolean;
   /** WGSL `enable` lines the schedule needs, placed first. */
   enables?: string[];
   /**
@@ -105,7 +94,7 @@ export function common(a: MatmulAttrs, opts: CommonOptions = {}): Common {
     ? Object.keys(a.xMap.inputs).map((n) => [n, 'read', 'f32'])
     : [['x', 'read', X]];
   const group = opts.weightGroup ?? 1;
-  const w = weightAccess(a, vec4, opts.wideWeights, group);
+  const w = weightAccess(a, vec4, opts.wideWeights ?? false, group);
   const list: Array<[string, 'read' | 'read_write', string]> = [...xs, ['w', 'read', w.elem]];
   if (a.bias) list.push(['bias', 'read', 'f32']);
   if (a.residual) list.push(['residual', 'read', 'f32']);

@@ -59,33 +59,21 @@ export interface TensorTiling {
    * Workgroup-memory buffers per staged operand: 2 writes the next K step into one buffer while
    * the subgroups read the other, one barrier a step instead of two.
    */
-  stages: 1 | 2;
-  /**
-   * w's fragments are loaded by each subgroup straight from the weight buffer (bound as f16),
-   * one K step ahead, instead of being staged through workgroup memory: half the staging
-   * stores and barrier traffic, at the cost of SGR reads of each fragment (through L1). Needs
-   * N and K to be whole fragments and whole steps.
-   */
-  wDirect: boolean;
+  stages: TensorStages;
 }
 
-/** How a tensor-core tile stages its operands (TensorTiling.stages / wDirect). */
-export interface TensorStaging {
-  stages: 1 | 2;
-  wDirect: boolean;
-}
-
-export const STAGED: TensorStaging = { stages: 1, wDirect: false };
-/** Every staging the tests and the sweep try. */
-export const TENSOR_STAGINGS: readonly TensorStaging[] = [
-  STAGED,
-  { stages: 2, wDirect: false },
-  { stages: 1, wDirect: true },
-  { stages: 2, wDirect: true },
-];
+/**
+ * Workgroup buffers per operand; both are tried by the tests and the sweep. (Loading w's
+ * fragments straight from the weight buffer instead of staging them was tried too: 2-8× slower
+ * on the H100, bench/results/2026-12-06-1710-nvidia-h100-tensor-staging-sweep.json.)
+ */
+export type TensorStages = 1 | 2;
+export const TENSOR_STAGES: readonly TensorStages[] = [1, 2];
 
 /** (SGR, SGC, FM, FN): every tile shape the tests and the sweep try, largest first. */
 export const TENSOR_SHAPES: ReadonlyArray<readonly [number, number, number, number]> = [
+  [4, 2, 4, 4],
+  [2, 4, 4, 4],
   [2, 4, 4, 2],
   [2, 2, 4, 4],
   [2, 2, 2, 4],
@@ -116,7 +104,7 @@ const TENSOR_RULE: ReadonlyArray<{
   { shape: [2, 2, 4, 4], BK: 32, minGroups: 256 },
   { shape: [2, 4, 4, 2], BK: 64, minGroups: 0 },
   { shape: [2, 4, 4, 2], BK: 32, minGroups: 0 },
-  ...TENSOR_SHAPES.slice(2).map((shape) => ({ shape, BK: 32, minGroups: 256 })),
+  ...TENSOR_SHAPES.slice(4).map((shape) => ({ shape, BK: 32, minGroups: 256 })),
 ];
 
 /** Why this matmul cannot run on tensor cores here, or null when it can. */
@@ -133,7 +121,7 @@ export function tensorTilingFor(
   caps: DeviceCaps,
   [SGR, SGC, FM, FN]: readonly [number, number, number, number],
   BK = 32,
-  { stages, wDirect }: TensorStaging = STAGED,
+  stages: TensorStages = 1,
 ): TensorTiling | null {
   const cfg = f16Config(caps);
   if (!cfg) return null;
@@ -143,11 +131,10 @@ export function tensorTilingFor(
   const wTiles = a.gated ? 2 : 1;
   if (threads > inv || FM * FN * wTiles > MAX_FRAGMENTS || BK % cfg.K !== 0 || BK % 8 !== 0)
     return null;
-  if (wDirect && (a.N % cfg.N !== 0 || a.K % BK !== 0)) return null;
   const BM = SGR * FM * cfg.M;
   const BN = SGC * FN * cfg.N;
   const bytes =
-    2 * stages * (BK + PAD) * (BM + (wDirect ? 0 : wTiles * BN)) +
+    2 * stages * (BK + PAD) * (BM + wTiles * BN) +
     4 * SGR * SGC * cfg.M * cfg.N * wTiles +
     rowStatsBytes(a, BM, threads);
   if (bytes > caps.maxWorkgroupStorageBytes) return null;
@@ -164,7 +151,6 @@ export function tensorTilingFor(
     threads,
     workgroupBytes: bytes,
     stages,
-    wDirect,
   };
 }
 
@@ -179,12 +165,9 @@ export function tensorTiling(a: MatmulAttrs, caps: DeviceCaps, maxT: number): Te
   return fits.length ? preferTile(fits, maxT, a.N) : null;
 }
 
-/** The shared header a tensor-core tile needs: its enables, and w bound as its loads read it. */
-export function tensorCommon(a: MatmulAttrs, t: TensorTiling): Common {
-  return common(a, {
-    wideWeights: t.wDirect ? 'halves' : 'words',
-    enables: SUBGROUP_MATRIX_ENABLES,
-  });
+/** The shared header a tensor-core tile needs: its enables, and w read 8 halves a load. */
+export function tensorCommon(a: MatmulAttrs): Common {
+  return common(a, { wideWeights: true, enables: SUBGROUP_MATRIX_ENABLES });
 }
 
 export function tensorLaunch(
@@ -196,7 +179,7 @@ export function tensorLaunch(
 ): KernelLaunch {
   const why = tensorUnsupported(a, caps);
   if (why) throw new Error(`matmul tensor-core schedule: ${why}`);
-  const { SGR, SGC, FM, FN, BK, BM, BN, threads: NT, stages, wDirect } = t;
+  const { SGR, SGC, FM, FN, BK, BM, BN, threads: NT, stages } = t;
   const { M: CM, N: CN, K: CK } = t.cfg;
   const NS = SGR * SGC;
   const LD = BK + PAD;
@@ -234,8 +217,7 @@ export function tensorLaunch(
       zero: 'vec4<u32>(0u)',
     },
   ];
-  if (wDirect) staged.pop();
-  else if (a.gated)
+  if (a.gated)
     staged.push({
       dst: 'wus',
       reg: 'pu',
@@ -290,65 +272,30 @@ export function tensorLaunch(
   const accDecl = frags
     .map(([i, j]) => `var acc${i}_${j}: ${result};${a.gated ? ` var up${i}_${j}: ${result};` : ''}`)
     .join('\n  ');
-  // One fragment-deep step of the products at K offset `kk` within the staged tile (the
-  // workgroup buffer `cur`); direct w fragments come from registers wc<q>_<j> (step q).
+  // One fragment-deep step of the products at K offset kk within the staged tile (in the
+  // workgroup buffer `cur` when there are two).
   const base = (rows: number) => (stages > 1 ? `cur * ${rows * LD}u + ` : '');
-  const mma = (kk: string, q: number) => [
+  const mma = [
     ...Array.from(
       { length: FM },
       (_, i) =>
-        `let l${i} = subgroupMatrixLoad<${left}>(&xs, ${base(BM)}(sr * ${FM * CM}u + ${i * CM}u) * ${LD}u + ${kk}, false, ${LD}u);`,
+        `let l${i} = subgroupMatrixLoad<${left}, row_major>(&xs, ${base(BM)}(sr * ${FM * CM}u + ${i * CM}u) * ${LD}u + kk, ${LD}u);`,
     ),
-    ...(wDirect
-      ? []
-      : (a.gated ? (['ws', 'wus'] as const) : (['ws'] as const)).flatMap((buf) =>
-          Array.from(
-            { length: FN },
-            (_, j) =>
-              `let ${buf === 'ws' ? 'r' : 'q'}${j} = subgroupMatrixLoad<${right}>(&${buf}, ${base(BN)}(sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + ${kk}, true, ${LD}u);`,
-          ),
-        )),
-    ...frags.map(([i, j]) => {
-      const r = wDirect ? `wc${q}_${j}` : `r${j}`;
-      const u = wDirect ? `uc${q}_${j}` : `q${j}`;
-      return (
-        `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, ${r}, acc${i}_${j});` +
-        (a.gated
-          ? ` up${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, ${u}, up${i}_${j});`
-          : '')
-      );
-    }),
-  ];
-  const steps = BK / CK;
-  const products = wDirect
-    ? Array.from(
-        { length: steps },
-        (_, q) => `{\n      ${mma(`${q * CK}u`, q).join('\n      ')}\n    }`,
-      ).join('\n    ')
-    : `for (var kk = 0u; kk < ${BK}u; kk += ${CK}u) {\n      ${mma('kk', 0).join('\n      ')}\n    }`;
-  // Direct w: each subgroup's fragment rows (one past N reads row 0: its columns are dropped),
-  // fetched one K step ahead into wf/uf and taken into wc/uc as the step starts.
-  const directSets = (pre: string) =>
-    Array.from({ length: steps }, (_, q) =>
-      Array.from({ length: FN }, (_, j) => [pre, q, j] as const),
-    ).flat();
-  const wSets = wDirect ? [...directSets('w'), ...(a.gated ? directSets('u') : [])] : [];
-  const wRows = wDirect
-    ? Array.from(
+    ...(a.gated ? (['ws', 'wus'] as const) : (['ws'] as const)).flatMap((buf) =>
+      Array.from(
         { length: FN },
         (_, j) =>
-          `let wr${j} = select(col0 + sc * ${FN * CN}u + ${j * CN}u, 0u, col0 + sc * ${FN * CN}u + ${j * CN}u >= N);`,
-      ).join('\n  ')
-    : '';
-  const wLoad = (p: string, q: number, j: number, k: string) =>
-    `subgroupMatrixLoad<${right}>(&b_w, (${p === 'u' ? 'N + ' : ''}wr${j}) * K + ${k} + ${q * CK}u, true, K)`;
-  const wInit = wSets
-    .map(([p, q, j]) => `var ${p}f${q}_${j} = ${wLoad(p, q, j, '0u')};`)
-    .join('\n  ');
-  const wTake = wSets.map(([p, q, j]) => `let ${p}c${q}_${j} = ${p}f${q}_${j};`).join('\n    ');
-  const wNext = wSets
-    .map(([p, q, j]) => `${p}f${q}_${j} = ${wLoad(p, q, j, 'k0 + ' + BK + 'u')};`)
-    .join('\n      ');
+          `let ${buf === 'ws' ? 'r' : 'q'}${j} = subgroupMatrixLoad<${right}, col_major>(&${buf}, ${base(BN)}(sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + kk, ${LD}u);`,
+      ),
+    ),
+    ...frags.map(
+      ([i, j]) =>
+        `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});` +
+        (a.gated
+          ? ` up${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, q${j}, up${i}_${j});`
+          : ''),
+    ),
+  ];
 
   const upAt = (e: string) => `cs[${NS * FRAG}u + sg * ${FRAG}u + ${e}]`;
   const finish = frags
@@ -365,9 +312,9 @@ export function tensorLaunch(
       ${rc('e')}
       if (r < nRows && c < N) { emit(r, c, ${at('e')}${a.gated ? `, ${upAt('e')}` : ''}); }
     }`;
-      return `subgroupMatrixStore(&cs, sg * ${FRAG}u, acc${i}_${j}, false, ${CN}u);${
+      return `subgroupMatrixStore<row_major>(&cs, sg * ${FRAG}u, acc${i}_${j}, ${CN}u);${
         a.gated
-          ? `\n  subgroupMatrixStore(&cs, ${NS * FRAG}u + sg * ${FRAG}u, up${i}_${j}, false, ${CN}u);`
+          ? `\n  subgroupMatrixStore<row_major>(&cs, ${NS * FRAG}u + sg * ${FRAG}u, up${i}_${j}, ${CN}u);`
           : ''
       }
   workgroupBarrier();
@@ -389,13 +336,9 @@ fn load_x(r: u32, k: u32, m: u32) -> vec4<f32> {
   if (r >= ${c.nRows} || k >= K) { return vec4<f32>(0.0); }
   return ${normed};
 }
-${
-  wDirect
-    ? ''
-    : `fn load_w8(row: u32, ok: bool, k: u32) -> vec4<u32> {
+fn load_w8(row: u32, ok: bool, k: u32) -> vec4<u32> {
   if (!ok || k >= K) { return vec4<u32>(0u); }
   return b_w[(row * K + k) / 8u];
-}`
 }
 
 @compute @workgroup_size(${NT})
@@ -417,8 +360,6 @@ fn main(
   ${rowStats(a, c, BM, NT)}
   ${accDecl}
   ${regDecls}
-  ${wRows}
-  ${wInit}
   {
     let kb = 0u;
     ${fetch}
@@ -436,13 +377,13 @@ fn main(
         : `${store('0u')}
     workgroupBarrier();`
     }
-    ${wTake}
     if (k0 + ${BK}u < K) {
       let kb = k0 + ${BK}u;
       ${fetch}
-      ${wNext}
     }
-    ${products}
+    for (var kk = 0u; kk < ${BK}u; kk += ${CK}u) {
+      ${mma.join('\n      ')}
+    }
     ${
       stages > 1
         ? `if (k0 + ${BK}u < K) {
@@ -455,7 +396,7 @@ fn main(
   ${finish}
 }
 `;
-  const staging = `${stages > 1 ? '_db' : ''}${wDirect ? '_wd' : ''}`;
+  const staging = stages > 1 ? '_db' : '';
   const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${staging}${c.features}_${hash(code)}`;
   return {
     kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [NT, 1, 1] },
