@@ -42,17 +42,24 @@ const result = `subgroup_matrix_result<f32, ${CN}, ${CM}>`;
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const pairs = range(F).flatMap((i) => range(F).map((j) => [i, j] as const));
 
-type Stage = 'mma' | 'mma+loads' | 'mma+loads+staging';
+const STAGES = [
+  'mma',
+  'mma+loads',
+  'mma+loads+barriers',
+  'mma+loads+staging',
+  'mma+loads+vector staging',
+] as const;
+type Stage = (typeof STAGES)[number];
 
 function kernel(stage: Stage): KernelLaunch {
   const loads = (kk: string) => [
     ...range(F).map(
       (i) =>
-        `let l${i} = subgroupMatrixLoad<${left}, row_major>(&xs, (sg * ${F * CM}u + ${i * CM}u) * ${LD}u + ${kk}, ${LD}u);`,
+        `let l${i} = subgroupMatrixLoad<${left}, row_major>(xs, (sg * ${F * CM}u + ${i * CM}u) * ${LD}u + ${kk}, ${LD}u);`,
     ),
     ...range(F).map(
       (j) =>
-        `let r${j} = subgroupMatrixLoad<${right}, col_major>(&xs, (sg * ${F * CN}u + ${j * CN}u) * ${LD}u + ${kk}, ${LD}u);`,
+        `let r${j} = subgroupMatrixLoad<${right}, col_major>(xs, (sg * ${F * CN}u + ${j * CN}u) * ${LD}u + ${kk}, ${LD}u);`,
     ),
   ];
   const mma = pairs.map(
@@ -65,23 +72,31 @@ function kernel(stage: Stage): KernelLaunch {
     (q) =>
       `xs[((lid + ${q * NT}u) / 32u % ${ROWS}u) * ${LD}u + ${2 * CK}u + (lid + ${q * NT}u) % ${CK}u] = h;`,
   );
-  const body =
-    stage === 'mma'
-      ? mma
-      : stage === 'mma+loads'
-        ? [...loads(`(it & 1u) * ${CK}u`), ...mma]
-        : [
-            `let h = f16(f32(it & 7u) * 0.125);`,
-            ...stores,
-            'workgroupBarrier();',
-            ...loads(`(it & 1u) * ${CK}u`),
-            ...mma,
-            'workgroupBarrier();',
-          ];
+  // The same bytes 16 at a time through a vec4<u32> view of the buffer (buffer_view), as a
+  // staged row's 8 halves would go: 8 stores a thread instead of 64.
+  const vstores = range((2 * 128 * 32) / 8 / NT).map(
+    (q) =>
+      `xv[((lid + ${q * NT}u) / 2u % ${ROWS}u) * ${LD / 8}u + ${(2 * CK) / 8}u + (lid + ${q * NT}u) % 2u] = vec4<u32>(it);`,
+  );
+  const step = (staging: string[]) => [
+    ...staging,
+    'workgroupBarrier();',
+    ...loads(`(it & 1u) * ${CK}u`),
+    ...mma,
+    'workgroupBarrier();',
+  ];
+  const body = {
+    mma: mma,
+    'mma+loads': [...loads(`(it & 1u) * ${CK}u`), ...mma],
+    'mma+loads+barriers': step([]),
+    'mma+loads+staging': step([`let h = f16(f32(it & 7u) * 0.125);`, ...stores]),
+    'mma+loads+vector staging': step(vstores),
+  }[stage];
   const code = `${SUBGROUP_MATRIX_ENABLES.join('\n')}
+requires buffer_view;
 ${STEP_WGSL}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-var<workgroup> xs: array<f16, ${ROWS * LD}>;
+var<workgroup> stage: buffer<${2 * ROWS * LD}>;
 
 @compute @workgroup_size(${NT})
 fn main(
@@ -89,6 +104,8 @@ fn main(
   @builtin(local_invocation_index) lid: u32,
   @builtin(subgroup_id) sg: u32,
 ) {
+  let xs = bufferView<array<f16, ${ROWS * LD}>>(&stage, 0);
+  let xv = bufferView<array<vec4<u32>, ${(ROWS * LD) / 8}>>(&stage, 0);
   for (var i = lid; i < ${ROWS * LD}u; i += ${NT}u) { xs[i] = f16(f32(i % 7u) * 0.0625); }
   workgroupBarrier();
   ${loads('0u').join('\n  ')}
@@ -119,7 +136,7 @@ const flops = GROUPS * 4 * pairs.length * 2 * CM * CN * CK * STEPS;
 console.log(
   `adapter ${JSON.stringify(gpu.adapterInfo)}; fragment ${CM}x${CN}x${CK}; subgroup ${SG}; ${GROUPS} workgroups × ${STEPS} steps`,
 );
-for (const stage of ['mma', 'mma+loads', 'mma+loads+staging'] as const) {
+for (const stage of STAGES) {
   const launch = kernel(stage);
   const { gpuMs, wallMs } = await timeLaunches(
     gpu,
