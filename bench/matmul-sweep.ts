@@ -151,14 +151,16 @@ for (const [M, N, K, gated] of SHAPES) {
   else {
     for (const s of TENSOR_SHAPES) {
       for (const BK of [32, 64]) {
-        for (const stages of TENSOR_STAGES) {
-          const t = tensorTilingFor(f16, gpu.caps, s, BK, stages);
+        for (const [stages, vs] of TENSOR_STAGES.flatMap((st) =>
+          (gpu.caps.bufferView ? [false, true] : [false]).map((v) => [st, v] as const),
+        )) {
+          const t = tensorTilingFor(f16, gpu.caps, s, BK, stages, vs);
           if (!t) continue;
-          const how = stages > 1 ? ' db' : '';
+          const how = `${stages > 1 ? ' db' : ''}${vs ? ' vs' : ''}`;
           variants.push({
             kind: `f16 mma ${s.join('x')} bk${BK}${how}`,
             a: f16,
-            launch: () => tensorLaunch(f16, tensorCommon(f16), gpu.caps, M, t),
+            launch: () => tensorLaunch(f16, tensorCommon(f16, t), gpu.caps, M, t),
           });
         }
       }

@@ -146,7 +146,7 @@ const phase = closed({
   ioBytes: closed({ ids: natInt, logits: natInt, token: natInt }),
 });
 
-const caps = closed({
+const capsProperties = {
   maxInvocationsPerWorkgroup: posInt,
   maxWorkgroupSizeX: posInt,
   maxWorkgroupSizeY: posInt,
@@ -158,6 +158,7 @@ const caps = closed({
   subgroups: { type: 'boolean' },
   shaderF16: { type: 'boolean' },
   subgroupMatrix: { type: 'boolean' },
+  bufferView: { type: 'boolean' },
   subgroupMaxSize: natInt,
   subgroupMatrixConfigs: {
     type: 'array',
@@ -169,7 +170,12 @@ const caps = closed({
       K: posInt,
     }),
   },
-});
+};
+// bufferView arrived after bundles had been written: absent, it reads as false.
+const caps = closed(
+  capsProperties,
+  Object.keys(capsProperties).filter((k) => k !== 'bufferView'),
+);
 
 /**
  * JSON Schema of manifest.json. The `model` field is checked here only as an object: it is a

@@ -45,6 +45,7 @@ export function capsFromLimits(
   limits: GPUSupportedLimits,
   features: ReadonlySet<string>,
   info: AdapterInfoExtras = {},
+  wgsl: ReadonlySet<string> = new Set(),
 ): DeviceCaps {
   const subgroupMatrix = features.has('chromium-experimental-subgroup-matrix');
   return {
@@ -59,6 +60,7 @@ export function capsFromLimits(
     subgroups: features.has('subgroups'),
     shaderF16: features.has('shader-f16'),
     subgroupMatrix,
+    bufferView: wgsl.has('buffer_view'),
     subgroupMaxSize: info.subgroupMaxSize ?? 0,
     subgroupMatrixConfigs: subgroupMatrix
       ? (info.subgroupMatrixConfigs ?? []).map((c) => ({
@@ -72,8 +74,15 @@ export function capsFromLimits(
   };
 }
 
-/** Request a device with the adapter's full limits and the features we can use. */
-export async function openDevice(adapter: GPUAdapter, fallback: boolean): Promise<GpuContext> {
+/**
+ * Request a device with the adapter's full limits and the features we can use; `wgsl` is the
+ * GPU's wgslLanguageFeatures (navigator.gpu's, or Dawn's GPU object in Node).
+ */
+export async function openDevice(
+  adapter: GPUAdapter,
+  fallback: boolean,
+  wgsl: ReadonlySet<string> = new Set(),
+): Promise<GpuContext> {
   const requiredLimits: Record<string, number> = {};
   for (const k of REQUESTED_LIMITS) requiredLimits[k] = adapter.limits[k];
   const requiredFeatures = WANTED_FEATURES.filter((f) =>
@@ -85,7 +94,7 @@ export async function openDevice(adapter: GPUAdapter, fallback: boolean): Promis
   const features = [...device.features].map(String).sort();
   return {
     device,
-    caps: capsFromLimits(device.limits, new Set(features), info as AdapterInfoExtras),
+    caps: capsFromLimits(device.limits, new Set(features), info as AdapterInfoExtras, wgsl),
     adapterInfo: {
       vendor: info.vendor,
       architecture: info.architecture,
@@ -174,7 +183,7 @@ export async function openBrowserDevice(): Promise<GpuContext> {
   if (!gpu) throw new Error('WebGPU is not available in this browser (navigator.gpu is undefined)');
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error('navigator.gpu.requestAdapter() returned no adapter');
-  return openDevice(adapter, false);
+  return openDevice(adapter, false, gpu.wgslLanguageFeatures);
 }
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();

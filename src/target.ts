@@ -26,6 +26,11 @@ export interface DeviceCaps {
   subgroups: boolean;
   shaderF16: boolean;
   subgroupMatrix: boolean;
+  /**
+   * WGSL's buffer_view language extension (navigator.gpu.wgslLanguageFeatures): one workgroup
+   * buffer read as f16 by subgroup-matrix loads and written 16 bytes a store.
+   */
+  bufferView: boolean;
   /** Largest subgroup the adapter runs (0 when unknown); subgroup-matrix workgroups are multiples of it. */
   subgroupMaxSize: number;
   /** Shapes subgroupMatrixMultiplyAccumulate takes on this device (empty without subgroup-matrix). */
@@ -45,6 +50,7 @@ export const BASELINE_CAPS: DeviceCaps = {
   subgroups: false,
   shaderF16: false,
   subgroupMatrix: false,
+  bufferView: false,
   subgroupMaxSize: 0,
   subgroupMatrixConfigs: [],
 };

@@ -86,7 +86,7 @@ export const matmulKernel: KernelGenerator<MatmulAttrs> = (a, { caps, maxT }) =>
     };
   const tensor = tensorTiling(a, caps, maxT);
   const launch = tensor
-    ? tensorLaunch(a, tensorCommon(a), caps, maxT, tensor)
+    ? tensorLaunch(a, tensorCommon(a, tensor), caps, maxT, tensor)
     : tiledLaunch(a, common(a), caps, maxT, matmulTiling(a, caps, maxT));
   return { launches: [launch], scratch };
 };

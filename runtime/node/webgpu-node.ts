@@ -125,13 +125,14 @@ export async function acquire(opts: NodeGpuOptions = {}): Promise<GpuContext> {
     const probe = createInstance(create, flags);
     const adapter = await probe.requestAdapter({ powerPreference: 'high-performance' });
     if (adapter && !adapter.info.description.toLowerCase().includes('swiftshader')) {
-      return openDevice(adapter, false);
+      return openDevice(adapter, false, probe.wgslLanguageFeatures);
     }
   }
   ensureSwiftShader(log);
   process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  const adapter = await createInstance(create, flags).requestAdapter();
+  const instance = createInstance(create, flags);
+  const adapter = await instance.requestAdapter();
   if (!adapter)
     throw new Error(`SwiftShader did not provide a WebGPU adapter (ICD ${SWIFTSHADER_ICD})`);
-  return openDevice(adapter, true);
+  return openDevice(adapter, true, instance.wgslLanguageFeatures);
 }

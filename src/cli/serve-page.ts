@@ -35,7 +35,7 @@ async function main() {
   }
   const rt = await import('/strata-runtime.js');
   const info = adapter.info ?? {};
-  const gpu = await rt.openDevice(adapter, /swiftshader/i.test(info.description + ' ' + info.device));
+  const gpu = await rt.openDevice(adapter, /swiftshader/i.test(info.description + ' ' + info.device), navigator.gpu.wgslLanguageFeatures);
   const c = gpu.caps;
   const mib = (b) => (b / 2 ** 20).toFixed(b < 2 ** 20 ? 3 : 0) + ' MiB';
   $('adapter').textContent = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' · ') || '(unnamed adapter)';

@@ -244,12 +244,14 @@ describe.skipIf(unsupported !== null)(
       let doubled = 0;
       for (const [ci, a] of cases.entries()) {
         for (const [si, s] of TENSOR_SHAPES.entries()) {
-          for (const [BK, stages] of [32, 64].flatMap((BK) =>
-            TENSOR_STAGES.map((st) => [BK, st] as const),
+          for (const [BK, stages, vs] of [32, 64].flatMap((BK) =>
+            TENSOR_STAGES.flatMap((st) =>
+              (devCaps.bufferView ? [false, true] : [false]).map((v) => [BK, st, v] as const),
+            ),
           )) {
-            const t = tensorTilingFor(a, devCaps, s, BK, stages);
+            const t = tensorTilingFor(a, devCaps, s, BK, stages, vs);
             if (!t) continue;
-            const launch = tensorLaunch(a, tensorCommon(a), devCaps, 300, t);
+            const launch = tensorLaunch(a, tensorCommon(a, t), devCaps, 300, t);
             await check(a, { caps: devCaps, maxT: 300, steps }, 340_000 + 100 * ci + 10 * si + BK, [
               launch,
             ]);

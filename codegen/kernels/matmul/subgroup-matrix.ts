@@ -60,6 +60,13 @@ export interface TensorTiling {
    * the subgroups read the other, one barrier a step instead of two.
    */
   stages: TensorStages;
+  /**
+   * Staging writes 8 or 4 halves in one 16- or 8-byte store through a vec4<u32> / vec2<u32>
+   * view of the workgroup buffer the fragments load from as f16 (WGSL buffer_view), instead of
+   * one store a half: bench/tensor-ceiling.ts put the scalar stores at 3.4× the cost of the
+   * products they feed on the H100. Taken wherever the device has buffer_view.
+   */
+  vectorStores: boolean;
 }
 
 /**
@@ -122,7 +129,9 @@ export function tensorTilingFor(
   [SGR, SGC, FM, FN]: readonly [number, number, number, number],
   BK = 32,
   stages: TensorStages = 1,
+  vectorStores = caps.bufferView,
 ): TensorTiling | null {
+  if (vectorStores && !caps.bufferView) return null;
   const cfg = f16Config(caps);
   if (!cfg) return null;
   const SG = caps.subgroupMaxSize;
@@ -151,6 +160,7 @@ export function tensorTilingFor(
     threads,
     workgroupBytes: bytes,
     stages,
+    vectorStores,
   };
 }
 
@@ -166,8 +176,11 @@ export function tensorTiling(a: MatmulAttrs, caps: DeviceCaps, maxT: number): Te
 }
 
 /** The shared header a tensor-core tile needs: its enables, and w read 8 halves a load. */
-export function tensorCommon(a: MatmulAttrs): Common {
-  return common(a, { wideWeights: true, enables: SUBGROUP_MATRIX_ENABLES });
+export function tensorCommon(a: MatmulAttrs, t: TensorTiling): Common {
+  const enables = t.vectorStores
+    ? [...SUBGROUP_MATRIX_ENABLES, 'requires buffer_view;']
+    : SUBGROUP_MATRIX_ENABLES;
+  return common(a, { wideWeights: true, enables });
 }
 
 export function tensorLaunch(
@@ -179,7 +192,7 @@ export function tensorLaunch(
 ): KernelLaunch {
   const why = tensorUnsupported(a, caps);
   if (why) throw new Error(`matmul tensor-core schedule: ${why}`);
-  const { SGR, SGC, FM, FN, BK, BM, BN, threads: NT, stages } = t;
+  const { SGR, SGC, FM, FN, BK, BM, BN, threads: NT, stages, vectorStores } = t;
   const { M: CM, N: CN, K: CK } = t.cfg;
   const NS = SGR * SGC;
   const LD = BK + PAD;
@@ -244,8 +257,11 @@ export function tensorLaunch(
   const store = (sb: string) =>
     each((s, l) => {
       const v = `${s.reg}${l}`;
-      const writes =
-        s.per === 4
+      const writes = vectorStores
+        ? s.per === 4
+          ? `${s.dst}_v[o / 4u] = bitcast<vec2<u32>>(vec4<f16>(round_x(${v})));`
+          : `${s.dst}_v[o / 8u] = ${v};`
+        : s.per === 4
           ? `let h = vec4<f16>(round_x(${v}));
         ${[0, 1, 2, 3].map((j) => `${s.dst}[o + ${j}u] = h[${j}];`).join(' ')}`
           : [0, 1, 2, 3]
@@ -274,18 +290,20 @@ export function tensorLaunch(
     .join('\n  ');
   // One fragment-deep step of the products at K offset kk within the staged tile (in the
   // workgroup buffer `cur` when there are two).
+  // Under vector stores xs / ws / wus are pointers (views), else the variables themselves.
+  const ref = vectorStores ? '' : '&';
   const base = (rows: number) => (stages > 1 ? `cur * ${rows * LD}u + ` : '');
   const mma = [
     ...Array.from(
       { length: FM },
       (_, i) =>
-        `let l${i} = subgroupMatrixLoad<${left}, row_major>(&xs, ${base(BM)}(sr * ${FM * CM}u + ${i * CM}u) * ${LD}u + kk, ${LD}u);`,
+        `let l${i} = subgroupMatrixLoad<${left}, row_major>(${ref}xs, ${base(BM)}(sr * ${FM * CM}u + ${i * CM}u) * ${LD}u + kk, ${LD}u);`,
     ),
     ...(a.gated ? (['ws', 'wus'] as const) : (['ws'] as const)).flatMap((buf) =>
       Array.from(
         { length: FN },
         (_, j) =>
-          `let ${buf === 'ws' ? 'r' : 'q'}${j} = subgroupMatrixLoad<${right}, col_major>(&${buf}, ${base(BN)}(sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + kk, ${LD}u);`,
+          `let ${buf === 'ws' ? 'r' : 'q'}${j} = subgroupMatrixLoad<${right}, col_major>(${ref}${buf}, ${base(BN)}(sc * ${FN * CN}u + ${j * CN}u) * ${LD}u + kk, ${LD}u);`,
       ),
     ),
     ...frags.map(
@@ -327,7 +345,13 @@ export function tensorLaunch(
 
   const code = `${c.header}
 const TILES: u32 = ${tiles}u;
-${staged.map((s) => `var<workgroup> ${s.dst}: array<f16, ${stages * s.rows * LD}>;`).join('\n')}
+${staged
+  .map((s) =>
+    vectorStores
+      ? `var<workgroup> ${s.dst}_b: buffer<${2 * stages * s.rows * LD}>;`
+      : `var<workgroup> ${s.dst}: array<f16, ${stages * s.rows * LD}>;`,
+  )
+  .join('\n')}
 var<workgroup> cs: array<f32, ${NS * FRAG * (a.gated ? 2 : 1)}>;
 ${rowStatsDecls(a, BM, NT)}
 
@@ -355,6 +379,18 @@ fn main(
   let rowBase = ${c.rowBase};
   let row0 = wid.y * ${BM}u;
   let col0 = tile * ${BN}u;
+  ${
+    vectorStores
+      ? staged
+          .map((s) => {
+            const n = stages * s.rows * LD;
+            const unit = s.per === 4 ? 'vec2<u32>' : 'vec4<u32>';
+            return `let ${s.dst} = bufferView<array<f16, ${n}>>(&${s.dst}_b, 0);
+  let ${s.dst}_v = bufferView<array<${unit}, ${(n * 2) / (s.per === 4 ? 8 : 16)}>>(&${s.dst}_b, 0);`;
+          })
+          .join('\n  ')
+      : ''
+  }
   let sr = sg / ${SGC}u;
   let sc = sg % ${SGC}u;
   ${rowStats(a, c, BM, NT)}
@@ -396,7 +432,7 @@ fn main(
   ${finish}
 }
 `;
-  const staging = stages > 1 ? '_db' : '';
+  const staging = `${stages > 1 ? '_db' : ''}${vectorStores ? '_vs' : ''}`;
   const name = `matmul_mma${BM}x${BN}x${BK}_s${SGR}x${SGC}${staging}${c.features}_${hash(code)}`;
   return {
     kernel: { name, code: withHelpers(code), bindings: c.bindings, workgroupSize: [NT, 1, 1] },
