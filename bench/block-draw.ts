@@ -7,12 +7,12 @@
  * against the host's on every row.
  *   tsx bench/block-draw.ts [--gpu-flags fast] [--out FILE]
  */
-import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { blockDrawKernel } from '../codegen/kernels/block-draw.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { drawToken } from '../src/ops/block-diffusion.ts';
 import { median, timeLaunches } from './gpu-timer.ts';
+import { writeResult } from './args.ts';
 
 const { values } = parseArgs({
   options: { 'gpu-flags': { type: 'string' }, out: { type: 'string' } },
@@ -91,20 +91,11 @@ for (const R of [1, 16]) {
     };
     rows.push(row);
     // Written after every row, so a cut run keeps what it measured.
-    if (values.out)
-      writeFileSync(
-        values.out,
-        JSON.stringify(
-          {
-            date: new Date().toISOString(),
-            device: gpu.adapterInfo.description,
-            vocab: VOCAB,
-            rows,
-          },
-          null,
-          2,
-        ) + '\n',
-      );
+    writeResult(values.out, 'bench/block-draw.ts', {
+      device: gpu.adapterInfo.description,
+      vocab: VOCAB,
+      rows,
+    });
     log(
       `${R} row(s), T ${temperature}, nucleus ${nucleusP}: GPU ${t.gpuMs?.toFixed(3) ?? '—'} ms (wall ${t.wallMs.toFixed(3)}), host ${median(host).toFixed(1)} ms; tokens agree ${agree}/${R}`,
     );

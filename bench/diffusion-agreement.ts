@@ -13,8 +13,7 @@
  *     [--logit-scale 12] [--seeds 4] [--gpu-flags fast] [--out FILE]
  * Runs on any adapter (SwiftShader takes about a minute for the tiny spec).
  */
-import { writeFileSync } from 'node:fs';
-import { benchArgs, gpuFlags, whole } from './args.ts';
+import { benchArgs, gpuFlags, whole, writeResult } from './args.ts';
 import { memorySource } from '../codegen/bundle.ts';
 import { compileModel } from '../codegen/compile.ts';
 import { diffusionGenerateGpu } from '../runtime/diffusion.ts';
@@ -85,20 +84,11 @@ for (const r of rows) {
     `block ${String(r.blockLength).padStart(3)}  cache ${r.cache.padEnd(6)}  threshold ${String(r.threshold ?? '-').padEnd(3)}  ${same}/${total} (${((100 * same) / total).toFixed(1)}%)`,
   );
 }
-const out = values.out;
-if (out)
-  writeFileSync(
-    out,
-    JSON.stringify(
-      {
-        model: model.name,
-        layers: model.layers.length,
-        logitScale: model.logitScale,
-        seeds,
-        rows: results,
-      },
-      null,
-      2,
-    ),
-  );
+writeResult(values.out, 'bench/diffusion-agreement.ts', {
+  model: model.name,
+  layers: model.layers.length,
+  logitScale: model.logitScale,
+  seeds,
+  rows: results,
+});
 gm.destroy();

@@ -9,8 +9,7 @@
  * type of --wtypes; G's rule is GEMV_UNITS in codegen/kernels/matmul/gemv.ts.
  */
 import { parseArgs } from 'node:util';
-import { writeFileSync } from 'node:fs';
-import { whole } from './args.ts';
+import { whole, writeResult } from './args.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { plainMatmul, type MatmulAttrs } from '../src/graph/ops.ts';
 import { matmulKernel, matmulWeightBytes } from '../codegen/kernels/matmul.ts';
@@ -233,20 +232,10 @@ for (const [M, N, K, gated] of SHAPES) {
       `${shape.padEnd(24)} ${v.kind.padEnd(36)} ${ms.toFixed(3).padStart(8)} ms${spread} ${tflops.toFixed(1).padStart(6)} TFLOP/s ${gbps.toFixed(0).padStart(5)} GB/s err ${got.err.toExponential(1)}${chose ? '  <- rule' : ''}`,
     );
   }
-  if (values.out)
-    writeFileSync(
-      values.out,
-      JSON.stringify(
-        {
-          command: `tsx bench/matmul-sweep.ts ${process.argv.slice(2).join(' ')}`,
-          date: new Date().toISOString(),
-          device: gpu.adapterInfo,
-          caps: gpu.caps,
-          rows,
-        },
-        null,
-        1,
-      ),
-    );
+  writeResult(values.out, 'bench/matmul-sweep.ts', {
+    device: gpu.adapterInfo,
+    caps: gpu.caps,
+    rows,
+  });
 }
 process.exit(0);

@@ -9,12 +9,11 @@
  * Every kernel is one workgroup of 4 subgroups, each holding 4 × 4 accumulator fragments (the
  * matmul's 2x2x4x4 tile), 8 workgroups per SM's worth of grid (1056 on an H100).
  */
-import { writeFileSync } from 'node:fs';
 import { STEP_WGSL, type KernelLaunch } from '../codegen/kernel-ir.ts';
 import { SUBGROUP_MATRIX_ENABLES } from '../codegen/kernels/matmul/subgroup-matrix.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { f16Config, f16TensorCoresUnsupported } from '../src/target.ts';
-import { benchArgs, gpuFlags, whole } from './args.ts';
+import { benchArgs, gpuFlags, whole, writeResult } from './args.ts';
 import { timeLaunches } from './gpu-timer.ts';
 
 const { values } = benchArgs({
@@ -151,21 +150,11 @@ for (const stage of STAGES) {
     `${stage.padEnd(20)} ${ms.toFixed(3).padStart(9)} ms ${rows.at(-1)!.tflops.toFixed(1).padStart(7)} TFLOP/s`,
   );
 }
-if (values.out)
-  writeFileSync(
-    values.out,
-    JSON.stringify(
-      {
-        command: `tsx bench/tensor-ceiling.ts ${process.argv.slice(2).join(' ')}`,
-        date: new Date().toISOString(),
-        device: gpu.adapterInfo,
-        fragment: cfg,
-        groups: GROUPS,
-        steps: STEPS,
-        rows,
-      },
-      null,
-      1,
-    ),
-  );
+writeResult(values.out, 'bench/tensor-ceiling.ts', {
+  device: gpu.adapterInfo,
+  fragment: cfg,
+  groups: GROUPS,
+  steps: STEPS,
+  rows,
+});
 process.exit(0);
