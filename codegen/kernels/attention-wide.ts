@@ -1,7 +1,8 @@
 /**
- * Decode attention for many query heads over one wide shared kv head whose values are columns of
- * the key rows (vFromK): MLA's latent cache, where every head scores the same 576-wide rows
- * [latent | rope key] and sums their 512 latent columns.
+ * Attention for many query heads over one wide shared kv head whose values are columns of the key
+ * rows (vFromK): MLA's latent cache, where every head scores the same 576-wide rows
+ * [latent | rope key] and sums their 512 latent columns. Decode splits the keys (flash-decoding);
+ * prefill runs a workgroup per token and G heads over all the keys the token sees.
  *
  * The flash body of attention.ts stages a block of query rows and a tile of keys in workgroup
  * memory and walks keys a tile at a time; at 576 wide, its 16 query rows leave room for tiles of
@@ -27,7 +28,7 @@
  * An f16 cache (--kv f16) is bound as vec2<u32> words, four halves a load, widened by
  * unpack2x16float (core WGSL) as it is read; everything else stays f32.
  *
- * Taken only where it applies (wideDecode): one token, causal, no window, softcap,
+ * Taken only where it applies (wideDecode): causal, one sequence, no window, softcap,
  * sinks, ring, block-sparse or batched rows, 4-aligned widths, and a group of at least 4 heads;
  * everything else keeps the flash body.
  */
@@ -82,13 +83,17 @@ export function wideDecode(a: AttentionAttrs, caps: DeviceCaps): WideTiles | nul
   return null;
 }
 
-/** The split launch: partial (m, l, acc) of G heads over one slice of the keys. */
-export function wideDecodeLaunch(
-  a: AttentionAttrs,
-  t: WideTiles,
-  splits: number,
-  scratch: { ml: string; acc: string },
-): KernelLaunch {
+/**
+ * Decode ('split'): partial (m, l, acc) of G heads over one slice of the keys, merged by the
+ * combine launch. Prefill ('final'): a workgroup per (token, G heads) over all the keys its token
+ * sees, rows normalised and written to `out`.
+ */
+export type WideMode =
+  { kind: 'split'; splits: number; ml: string; acc: string } | { kind: 'final' };
+
+export function wideLaunch(a: AttentionAttrs, t: WideTiles, mode: WideMode): KernelLaunch {
+  const split = mode.kind === 'split';
+  const splits = split ? mode.splits : 1;
   const { g } = t;
   const hd4 = a.headDim / 4;
   const vd4 = a.vHeadDim / 4;
@@ -99,7 +104,7 @@ export function wideDecodeLaunch(
   const cols = Math.ceil((vd4 * vs) / WG);
   const gh = g / vs;
   const hpt = g / SLICES;
-  const { ml, acc } = scratch;
+  const { ml, acc } = split ? mode : { ml: 'ml', acc: 'acc' };
   const f16 = kvTypeOf(a) === 'f16';
   /** Four cache elements as a vec4<f32>, at load unit i. */
   const load = (i: string) =>
@@ -109,9 +114,10 @@ export function wideDecodeLaunch(
   const code = `${STEP_WGSL}
 ${storageDecl(1, 'q', 'read', 'vec4<f32>')}
 ${storageDecl(2, 'kcache', 'read', f16 ? 'vec2<u32>' : 'vec4<f32>')}
-${storageDecl(3, ml, 'read_write')}
-${storageDecl(4, acc, 'read_write')}
+${split ? `${storageDecl(3, ml, 'read_write')}\n${storageDecl(4, acc, 'read_write')}` : storageDecl(3, 'out', 'read_write')}
 const GROUP = ${group}u;
+const HEADS = ${a.heads}u;
+const KVH = ${a.kvHeads}u;
 const G = ${g}u;
 const HD4 = ${hd4}u;
 const KVW4 = ${(a.kvHeads * a.headDim) / 4}u;
@@ -134,14 +140,16 @@ var<workgroup> alpha: array<f32, ${g}>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  if (step.T == 0u) { return; }
-  let kvh = wid.y;
+  // Token t of the step (decode: 0) and its kv head; it sees keys 0 ..= pos + t.
+  let t = wid.y / KVH;
+  if (t >= step.T) { return; }
+  let kvh = wid.y % KVH;
   let h0 = kvh * GROUP + wid.x * G;
-  let n = step.pos + 1u;
+  let n = step.pos + t + 1u;
   let chunk = ((n + SPLITS - 1u) / SPLITS + BK - 1u) / BK * BK;
   let lo = min(wid.z * chunk, n);
   let hi = min(lo + chunk, n);
-  for (var i = tid; i < G * HD4; i += WG) { qs[i] = q[h0 * HD4 + i]; }
+  for (var i = tid; i < G * HD4; i += WG) { qs[i] = q[(t * HEADS + h0) * HD4 + i]; }
   // Scoring: key kk of the tile against heads hs·HPT ..; values: columns c of heads vh·GH ...
   let kk = tid % BK;
   let hs = tid / BK;
@@ -193,10 +201,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       }
     }
   }
-  if (tid < G) {
+  ${
+    split
+      ? `if (tid < G) {
     let part = (h0 + tid) * SPLITS + wid.z;
     ${ml}[2u * part] = m;
     ${ml}[2u * part + 1u] = l;
+  }`
+      : `// The value threads divide by their heads' sums.
+  workgroupBarrier();
+  if (tid < G) { alpha[tid] = 1.0 / l; }
+  workgroupBarrier();`
   }
   for (var u = 0u; u < COLS; u++) {
     let e = tid + u * WG;
@@ -204,10 +219,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     let vh = e / VD4;
     if (vh < VS) {
       for (var x = 0u; x < GH; x++) {
-        let part = (h0 + vh * GH + x) * SPLITS + wid.z;
+        ${
+          split
+            ? `let part = (h0 + vh * GH + x) * SPLITS + wid.z;
         let v = o[u * GH + x];
         let d = part * VD + 4u * c;
-        ${acc}[d] = v.x; ${acc}[d + 1u] = v.y; ${acc}[d + 2u] = v.z; ${acc}[d + 3u] = v.w;
+        ${acc}[d] = v.x; ${acc}[d + 1u] = v.y; ${acc}[d + 2u] = v.z; ${acc}[d + 3u] = v.w;`
+            : `let v = o[u * GH + x] * alpha[vh * GH + x];
+        let d = (t * HEADS + h0 + vh * GH + x) * VD + 4u * c;
+        out[d] = v.x; out[d + 1u] = v.y; out[d + 2u] = v.z; out[d + 3u] = v.w;`
+        }
       }
     }
   }
@@ -216,17 +237,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   const dims = `d${a.headDim}v${a.vHeadDim}vk${a.vFromK}${f16 ? '_kv16' : ''}`;
   return {
     kernel: {
-      name: `attention_wide_h${a.heads}kv${a.kvHeads}${dims}_g${g}_s${splits}`,
+      name: `attention_wide_h${a.heads}kv${a.kvHeads}${dims}_g${g}${split ? `_s${splits}` : '_final'}`,
       code: withHelpers(code),
       bindings: [
         STEP_BINDING,
         { name: 'q', access: 'read' },
         { name: 'kcache', access: 'read' },
-        { name: ml, access: 'read_write' },
-        { name: acc, access: 'read_write' },
+        ...(split
+          ? [
+              { name: ml, access: 'read_write' as const },
+              { name: acc, access: 'read_write' as const },
+            ]
+          : [{ name: 'out', access: 'read_write' as const }]),
       ],
       workgroupSize: [WG, 1, 1],
     },
-    grid: [group / g, a.kvHeads, splits],
+    grid: [group / g, split ? a.kvHeads : { sym: 'T', mul: a.kvHeads }, splits],
   };
 }

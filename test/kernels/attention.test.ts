@@ -700,11 +700,23 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
   ];
   wide.forEach((c, i) => it(`wide decode ${label(c)}`, () => check(c, 950 + i)));
 
+  // The wide kernel in prefill (a workgroup per token and G heads, rows normalised in place):
+  // a partial 64-key tile past the cached prefix, two kv heads from an empty cache with fewer
+  // rows than the buffers hold, one token of a prefill-sized step at G = 4, an f16 cache.
+  const widePrefill: Case[] = [
+    { heads: 16, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 5, maxT: 6, pos: 70 },
+    { heads: 8, kvHeads: 2, hd: 40, vd: 24, vk: 8, T: 9, maxT: 12, pos: 0 },
+    { heads: 4, kvHeads: 1, hd: 72, vd: 64, vk: 0, T: 1, maxT: 3, pos: 100, baseline: true },
+    { heads: 8, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 3, maxT: 4, pos: 5, kv16: true, qScale: 6 },
+  ];
+  widePrefill.forEach((c, i) => it(`wide prefill ${label(c)}`, () => check(c, 970 + i)));
+
   // Prefill with fewer rows a block than heads a kv head (wide heads): a token's row blocks
   // are in the grid's z, so 4,096 tokens of 128 heads fit the 65,535 limit of x.
+  // (Softcapped, so the flash body runs rather than the wide kernel.)
   const folded: Case[] = [
-    { heads: 16, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 3, maxT: 3, pos: 2 },
-    { heads: 16, kvHeads: 2, hd: 520, vd: 260, vk: 0, T: 2, maxT: 4, pos: 0 },
+    { heads: 16, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 3, maxT: 3, pos: 2, softcap: 30 },
+    { heads: 16, kvHeads: 2, hd: 520, vd: 260, vk: 0, T: 2, maxT: 4, pos: 0, softcap: 30 },
   ];
   folded.forEach((c, i) => it(`prefill, row blocks in z: ${label(c)}`, () => check(c, 960 + i)));
 
@@ -718,6 +730,7 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
       T: 4096,
       maxT: 4096,
       pos: 0,
+      softcap: 30,
     };
     const l = attentionKernel(attrs(mla), { caps: BASELINE_CAPS, maxT: 4096 }).launches[0];
     const bq = Number(/_q(\d+)k/.exec(l.kernel.name)![1]);
@@ -734,15 +747,17 @@ describe('attention with values in the key rows (vFromK, MLA latent cache)', () 
     expect(llama.grid[2]).toBe(1);
   });
 
-  it('takes the wide decode kernel only where it applies', async () => {
+  it('takes the wide kernel only where it applies', async () => {
     const gpu = await testGpu();
     const first = (c: Case, caps = gpu.caps) =>
       attentionKernel(attrs(c), { caps, maxT: c.maxT }).launches[0].kernel.name;
     const mla: Case = { heads: 128, kvHeads: 1, hd: 576, vd: 512, vk: 0, T: 1, maxT: 1, pos: 9 };
     expect(first(mla)).toMatch(/^attention_wide_.*_g(16|8|4)_/);
     expect(first(mla, BASELINE_CAPS)).toMatch(/^attention_wide_.*_g4_/);
-    // Not for prefill, softcaps, groups of 2 or 6, or values from their own cache.
-    expect(first({ ...mla, T: 4, maxT: 4 })).toMatch(/^attention_flash/);
+    // Prefill too (one workgroup a token); not for softcaps, groups of 2 or 6, or values from
+    // their own cache.
+    expect(first({ ...mla, T: 4, maxT: 4 })).toMatch(/^attention_wide_.*_final$/);
+    expect(first({ ...mla, T: 4, maxT: 4, softcap: 3 })).toMatch(/^attention_flash/);
     expect(first({ ...mla, kv16: true })).toMatch(/^attention_wide_.*_kv16_/);
     expect(first({ ...mla, softcap: 3 })).toMatch(/^attention_split/);
     expect(first({ ...mla, heads: 6 })).toMatch(/^attention_split/);
