@@ -9,7 +9,7 @@
  * type of --wtypes; G's rule is GEMV_UNITS in codegen/kernels/matmul/gemv.ts.
  */
 import { parseArgs } from 'node:util';
-import { whole, writeResult } from './args.ts';
+import { gpuFlags, whole, writeResult } from './args.ts';
 import { acquire } from '../runtime/node/webgpu-node.ts';
 import { plainMatmul, type MatmulAttrs } from '../src/graph/ops.ts';
 import { matmulKernel, matmulWeightBytes } from '../codegen/kernels/matmul.ts';
@@ -60,7 +60,7 @@ const WTYPES = values.wtypes.split(',').map((t) => {
   return t as WeightType;
 });
 const GEMV_G = values.groups.split(',').map(Number);
-const gpu = await acquire({ flags: values['gpu-flags'] ? values['gpu-flags'].split(',') : [] });
+const gpu = await acquire({ flags: gpuFlags(values['gpu-flags']) });
 const log = (m: string) => process.stderr.write(m + '\n');
 log(`adapter ${JSON.stringify(gpu.adapterInfo)}; caps ${JSON.stringify(gpu.caps)}`);
 

@@ -31,6 +31,7 @@ import { benchAttentionAttrs, benchAttentionBytes } from './attention-shape.ts';
 import { benchBatch } from './batch.ts';
 import type { Precision } from '../src/passes/precision.ts';
 import { tensorBytes, usedTensors, type Graph } from '../src/graph/ir.ts';
+import { gpuFlags } from './args.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,7 +40,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
   },
 });
-const flags = values['gpu-flags'] ? values['gpu-flags'].split(',') : [];
+const flags = gpuFlags(values['gpu-flags']);
 const suites = new Set(values.suites!.split(','));
 const log = (m: string) => process.stderr.write(m + '\n');
 

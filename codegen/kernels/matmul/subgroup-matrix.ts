@@ -260,7 +260,10 @@ export function tensorLaunch(
       ${guard(s)}{ ${s.reg}${l} = ${s.load('m')}; }
     }`,
   ).join('\n    ');
-  // Writes the fetched registers into workgroup buffer `sb` (an expression: 0u with one stage).
+  // Where workgroup buffer `at` (an expression) of an operand of `rows` rows starts: nothing to
+  // add with one stage.
+  const base = (rows: number, at = 'cur') => (stages > 1 ? `(${at}) * ${rows * LD}u + ` : '');
+  // Writes the fetched registers into workgroup buffer `sb`.
   const store = (sb: string) =>
     each((s, l) => {
       const v = `${s.reg}${l}`;
@@ -280,7 +283,7 @@ export function tensorLaunch(
       return `{
       let i = lid + ${l * NT}u;
       ${guard(s)}{
-        let o = ${stages > 1 ? `(${sb}) * ${s.rows * LD}u + ` : ''}(i / ${BK / s.per}u) * ${LD}u + (i % ${BK / s.per}u) * ${s.per}u;
+        let o = ${base(s.rows, sb)}(i / ${BK / s.per}u) * ${LD}u + (i % ${BK / s.per}u) * ${s.per}u;
         ${writes}
       }
     }`;
@@ -299,7 +302,6 @@ export function tensorLaunch(
   // workgroup buffer `cur` when there are two).
   // Under vector stores xs / ws / wus are pointers (views), else the variables themselves.
   const ref = vectorStores ? '' : '&';
-  const base = (rows: number) => (stages > 1 ? `cur * ${rows * LD}u + ` : '');
   const mma = [
     ...Array.from(
       { length: FM },
