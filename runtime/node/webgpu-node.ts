@@ -88,8 +88,6 @@ function mayHaveHardwareDriver(): boolean {
   return ICD_DIRS.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json')));
 }
 
-let shared: Promise<GpuContext> | null = null;
-
 /**
  * Every GPU object create() returned. Dawn's async runner keeps polling the instance behind
  * it while a device lives, but does not keep it alive: once the JS object is garbage-collected,
@@ -103,24 +101,41 @@ function createInstance(create: DawnModule['create'], flags: string[]): GPU {
   return gpu;
 }
 
+/** One shared device per set of Dawn flags and adapter choice (see nodeGpu). */
+const shared = new Map<string, Promise<GpuContext>>();
+
+/** The flags and fallback choice acquire() will use, from the options or the environment. */
+function resolve(opts: NodeGpuOptions): { flags: string[]; force: boolean } {
+  return {
+    flags: expandFlags(opts.flags ?? process.env.STRATA_GPU_FLAGS?.split(',').filter(Boolean)),
+    force: !!opts.forceFallback || process.env.STRATA_SWIFTSHADER === '1',
+  };
+}
+
 /**
- * One device per process: Dawn instances are heavy and tests share them. A lost device is not
- * handed out again: the next call acquires a fresh one, so a process can reload its models
- * after a loss.
+ * One device per process and flag set: Dawn instances are heavy, and a device keeps the
+ * pipelines it compiled (runtime/gpu.ts pipelineFor), so a second model or CLI command in the
+ * same process (the tests, an embedding app) reuses them instead of compiling again. Different
+ * --gpu-flags get their own device. A lost device is not handed out again: the next call acquires
+ * a fresh one, so a process can reload its models after a loss; a failed acquire is not kept.
  */
 export function nodeGpu(opts: NodeGpuOptions = {}): Promise<GpuContext> {
-  const prev = shared;
-  shared = prev
+  const key = JSON.stringify(resolve(opts));
+  const prev = shared.get(key);
+  const next = prev
     ? prev.then((ctx) => (deviceLoss(ctx.device) ? acquire(opts) : ctx))
     : acquire(opts);
-  return shared;
+  shared.set(key, next);
+  next.catch(() => {
+    if (shared.get(key) === next) shared.delete(key);
+  });
+  return next;
 }
 
 export async function acquire(opts: NodeGpuOptions = {}): Promise<GpuContext> {
   const log = opts.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const { create } = await loadDawn();
-  const flags = expandFlags(opts.flags ?? process.env.STRATA_GPU_FLAGS?.split(',').filter(Boolean));
-  const force = opts.forceFallback || process.env.STRATA_SWIFTSHADER === '1';
+  const { flags, force } = resolve(opts);
   if (!force && mayHaveHardwareDriver()) {
     const probe = createInstance(create, flags);
     const adapter = await probe.requestAdapter({ powerPreference: 'high-performance' });

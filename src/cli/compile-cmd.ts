@@ -4,7 +4,7 @@ import { UserError, oneOf } from './command.ts';
 import { compileModel, type CompiledModel } from '../../codegen/compile.ts';
 import type { ModelIR } from '../spec/model.ts';
 import { writeBundle } from '../../codegen/bundle.ts';
-import { acquire } from '../../runtime/node/webgpu-node.ts';
+import { nodeGpu } from '../../runtime/node/webgpu-node.ts';
 import { BASELINE_CAPS, NOMINAL_CAPS, type DeviceCaps } from '../target.ts';
 import { loadModelInput } from './model-input.ts';
 import { BundleTargetError, checkBundleTarget } from '../../codegen/bundle-target.ts';
@@ -85,7 +85,7 @@ export async function targetCaps(target: string | undefined, flags: string[]): P
   if (target === 'nominal') return NOMINAL_CAPS;
   if (target && target !== 'device')
     throw new UserError(`--target must be 'device', 'baseline' or 'nominal', got '${target}'`);
-  return (await acquire({ flags })).caps;
+  return (await nodeGpu({ flags })).caps;
 }
 
 export function gpuFlags(v: string | undefined): string[] {

@@ -22,7 +22,7 @@ import {
   measureCached,
   type MeasureFill,
 } from './explore/measure.ts';
-import { acquire } from '../../runtime/node/webgpu-node.ts';
+import { nodeGpu } from '../../runtime/node/webgpu-node.ts';
 import { gpuFlags } from './compile-cmd.ts';
 
 const CONTEXTS = [4096, 32768, 131072, 1048576];
@@ -225,7 +225,7 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
       throw new UserError('--fill goes with --measure');
     const out = values.out;
     prepareOut(out, values.force ?? false);
-    const gpu = values.measure ? await acquire({ flags: gpuFlags(values['gpu-flags']) }) : null;
+    const gpu = values.measure ? await nodeGpu({ flags: gpuFlags(values['gpu-flags']) }) : null;
     if (gpu?.fallback)
       process.stderr.write(
         'explore --measure: no GPU adapter, measuring on SwiftShader (the CPU): slow, and not what a GPU does\n',

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import type { Command } from './command.ts';
 import { UserError } from './command.ts';
 import { memorySource } from '../../codegen/bundle.ts';
-import { acquire } from '../../runtime/node/webgpu-node.ts';
+import { nodeGpu } from '../../runtime/node/webgpu-node.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
 import { GpuModel, NonFiniteError } from '../../runtime/model.ts';
 import { type BundleSource } from '../../codegen/manifest.ts';
@@ -256,7 +256,7 @@ ${COMMON_COMPILE_HELP}`,
       await source?.close?.();
       throw e;
     }
-    const gpu = await acquire({ flags: gpuFlags(values['gpu-flags']) });
+    const gpu = await nodeGpu({ flags: gpuFlags(values['gpu-flags']) });
     if (!source) {
       // A diffusion step is one forward over the whole canvas: by default, size the prefill
       // chunk and the cache to hold it.
@@ -275,114 +275,119 @@ ${COMMON_COMPILE_HELP}`,
       source = memorySource(compiled, input!.weights, input!.tokenizer);
     }
     const model = await GpuModel.load(gpu, source, terminalProgress());
-    if (entropy) {
-      await runEntropyBound(model.newSequence(), prompt, entropy, {
-        tok,
-        ids: values.ids === true,
-        dump: values['dump-logits'],
-        pick: values.pick as EntropyPick | undefined,
-      });
-      return 0;
-    }
-    if (block) {
-      await runBlockDiffusion(model.newSequence(), prompt, block, {
-        tok,
-        ids: values.ids === true,
-        dump: values['dump-logits'],
-        pick: values.pick,
-      });
-      return 0;
-    }
-    if (diffusion) {
-      await runDiffusion(model.newSequence(), prompt, diffusion, {
-        pick: values.pick as DiffusionPick | undefined,
-        tok,
-        ids: values.ids === true,
-        dump: values['dump-logits'],
-      });
-      return 0;
-    }
-    const sampling: SamplingParams = {
-      seed,
-      draw: 0,
-      temperature: numberOption(values.temperature, 'temperature', 0, 0, 100),
-      topK: numberOption(values['top-k'], 'top-k', 0, 0, vocab),
-      topP: numberOption(values['top-p'], 'top-p', 1, 0, 1),
-    };
-    if (batchPrompts) {
-      await runBatch(model, batchPrompts, {
-        maxTokens,
-        sampling,
-        stopTokens: values['ignore-eos'] ? [] : [...(tok?.eos ?? [])],
-        tok,
-        ids: values.ids === true,
-      });
-      return 0;
-    }
-    // Tokens fed after the prompt so far: what --check-finite replays to reach the failing step.
-    const fed: number[] = [];
-    const seq = model.newSequence();
-    if (template && tok) {
-      const interactive = process.stdin.isTTY === true;
-      const lines = createInterface({ input: process.stdin, terminal: false });
-      await chatLoop(seq, tok, template, lines, {
-        system: values.system,
-        maxTokens,
-        sampling,
-        ignoreEos: values['ignore-eos'] === true,
-        write: (s) => process.stdout.write(s),
-        note: (s) => process.stderr.write(`strata run: ${s}\n`),
-        ready: interactive ? () => process.stdout.write('> ') : undefined,
-      });
-      return 0;
-    }
+    // The device outlives this command (nodeGpu shares it): free the weights when done.
     try {
-      if (values['dump-logits']) {
-        await dumpLogits(seq, prompt, maxTokens, sampling, values['dump-logits'], fed);
-        if (values.stats) await printExpertLoad(seq);
+      if (entropy) {
+        await runEntropyBound(model.newSequence(), prompt, entropy, {
+          tok,
+          ids: values.ids === true,
+          dump: values['dump-logits'],
+          pick: values.pick as EntropyPick | undefined,
+        });
         return 0;
       }
-      const decode = tok?.decodeStream();
-      let started = false;
-      const timing = tokenTimer();
+      if (block) {
+        await runBlockDiffusion(model.newSequence(), prompt, block, {
+          tok,
+          ids: values.ids === true,
+          dump: values['dump-logits'],
+          pick: values.pick,
+        });
+        return 0;
+      }
+      if (diffusion) {
+        await runDiffusion(model.newSequence(), prompt, diffusion, {
+          pick: values.pick as DiffusionPick | undefined,
+          tok,
+          ids: values.ids === true,
+          dump: values['dump-logits'],
+        });
+        return 0;
+      }
+      const sampling: SamplingParams = {
+        seed,
+        draw: 0,
+        temperature: numberOption(values.temperature, 'temperature', 0, 0, 100),
+        topK: numberOption(values['top-k'], 'top-k', 0, 0, vocab),
+        topP: numberOption(values['top-p'], 'top-p', 1, 0, 1),
+      };
+      if (batchPrompts) {
+        await runBatch(model, batchPrompts, {
+          maxTokens,
+          sampling,
+          stopTokens: values['ignore-eos'] ? [] : [...(tok?.eos ?? [])],
+          tok,
+          ids: values.ids === true,
+        });
+        return 0;
+      }
+      // Tokens fed after the prompt so far: what --check-finite replays to reach the failing step.
+      const fed: number[] = [];
+      const seq = model.newSequence();
+      if (template && tok) {
+        const interactive = process.stdin.isTTY === true;
+        const lines = createInterface({ input: process.stdin, terminal: false });
+        await chatLoop(seq, tok, template, lines, {
+          system: values.system,
+          maxTokens,
+          sampling,
+          ignoreEos: values['ignore-eos'] === true,
+          write: (s) => process.stdout.write(s),
+          note: (s) => process.stderr.write(`strata run: ${s}\n`),
+          ready: interactive ? () => process.stdout.write('> ') : undefined,
+        });
+        return 0;
+      }
       try {
-        // The model's EOS ends generation (and is not printed), unless --ignore-eos.
-        const stopTokens = values['ignore-eos'] ? [] : [...(tok?.eos ?? [])];
-        for await (const t of seq.generate(prompt, { maxTokens, stopTokens, ...sampling })) {
-          timing.token();
-          if (stopTokens.includes(t)) break;
-          // generate() feeds every token it yields (the step that fails comes after them).
-          fed.push(t);
-          started = true;
-          if (values.ids || !decode) process.stdout.write(`${t} `);
-          else process.stdout.write(decode(t));
+        if (values['dump-logits']) {
+          await dumpLogits(seq, prompt, maxTokens, sampling, values['dump-logits'], fed);
+          if (values.stats) await printExpertLoad(seq);
+          return 0;
         }
-      } finally {
-        // End the line of tokens already printed, so an error starts on a line of its own.
-        if (started) process.stdout.write('\n');
+        const decode = tok?.decodeStream();
+        let started = false;
+        const timing = tokenTimer();
+        try {
+          // The model's EOS ends generation (and is not printed), unless --ignore-eos.
+          const stopTokens = values['ignore-eos'] ? [] : [...(tok?.eos ?? [])];
+          for await (const t of seq.generate(prompt, { maxTokens, stopTokens, ...sampling })) {
+            timing.token();
+            if (stopTokens.includes(t)) break;
+            // generate() feeds every token it yields (the step that fails comes after them).
+            fed.push(t);
+            started = true;
+            if (values.ids || !decode) process.stdout.write(`${t} `);
+            else process.stdout.write(decode(t));
+          }
+        } finally {
+          // End the line of tokens already printed, so an error starts on a line of its own.
+          if (started) process.stdout.write('\n');
+        }
+        if (seq.lastStop === 'capacity' && fed.length < maxTokens) {
+          // checkRunFits refuses such runs up front; should a bundle disagree with itself, say so.
+          throw new Error(
+            `stopped after ${fed.length} tokens: the KV cache capacity ${seq.capacity} is full ` +
+              `(recompile with --capacity ${prompt.length + maxTokens - 1})`,
+          );
+        }
+        if (!started) process.stdout.write('\n');
+        // On stderr, so that stdout stays the generated text.
+        process.stderr.write(`strata run: ${timing.line(prompt.length)}\n`);
+        if (values.stats) await printExpertLoad(seq);
+        return 0;
+      } catch (e) {
+        if (!(e instanceof NonFiniteError)) throw e;
+        if (!values['check-finite']) {
+          throw new Error(
+            `${e.message} (rerun with --check-finite to find the first dispatch that produced it)`,
+          );
+        }
+        process.stderr.write(`strata run: ${e.message}; replaying dispatch by dispatch ...\n`);
+        const site = await model.findFirstNonFinite(prompt, fed);
+        throw new Error(`${e.message}\n${describeSite(site)}`);
       }
-      if (seq.lastStop === 'capacity' && fed.length < maxTokens) {
-        // checkRunFits refuses such runs up front; should a bundle disagree with itself, say so.
-        throw new Error(
-          `stopped after ${fed.length} tokens: the KV cache capacity ${seq.capacity} is full ` +
-            `(recompile with --capacity ${prompt.length + maxTokens - 1})`,
-        );
-      }
-      if (!started) process.stdout.write('\n');
-      // On stderr, so that stdout stays the generated text.
-      process.stderr.write(`strata run: ${timing.line(prompt.length)}\n`);
-      if (values.stats) await printExpertLoad(seq);
-      return 0;
-    } catch (e) {
-      if (!(e instanceof NonFiniteError)) throw e;
-      if (!values['check-finite']) {
-        throw new Error(
-          `${e.message} (rerun with --check-finite to find the first dispatch that produced it)`,
-        );
-      }
-      process.stderr.write(`strata run: ${e.message}; replaying dispatch by dispatch ...\n`);
-      const site = await model.findFirstNonFinite(prompt, fed);
-      throw new Error(`${e.message}\n${describeSite(site)}`);
+    } finally {
+      model.destroy();
     }
   },
 };

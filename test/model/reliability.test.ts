@@ -284,6 +284,18 @@ describe('device loss', () => {
     gm.destroy();
   });
 
+  it('nodeGpu() shares one device per set of Dawn flags, as the CLI commands in one process do', async () => {
+    const a = await nodeGpu();
+    expect(await nodeGpu()).toBe(a);
+    // Another flag set is another device (its own toggles), shared in turn.
+    const flags = ['enable-dawn-features=disable_symbol_renaming'];
+    const b = await nodeGpu({ flags });
+    expect(b.device).not.toBe(a.device);
+    expect(await nodeGpu({ flags })).toBe(b);
+    expect(await nodeGpu()).toBe(a);
+    b.device.destroy();
+  });
+
   // Last in the file: it destroys the device the other tests share.
   it('nodeGpu() hands out a fresh device once the shared one is lost, and the model reloads on it', async () => {
     const want = await cleanTokens(5);
