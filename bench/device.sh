@@ -21,11 +21,12 @@
 # Batched decode (B = 1, 4, 16, 64; bench/batch.ts): bash bench/device.sh hybrid,batch (hybrid
 # first saves the Jamba checkpoint the batch suite also runs; batch alone skips it).
 # Diffusion (issue 16): bash bench/diffusion-peer-pack.sh here, then a device run with carry
-# [".gpu", ".diffusion-ref"]: source .gpu/prelude.sh; python3 bench/diffusion_peer.py --ref
-# .diffusion-ref --out $OUT/diffusion-peer.json (LLaDA's and Fast-dLLM's samplers, then bd3lms's
-# on the same weights made block-causal); tsx bench/diffusion-speed.ts 4 --gpu-flags fast
-# --out $OUT/diffusion-strata.json; tsx bench/block-diffusion-speed.ts 4 --no-llada --gpu-flags
-# fast --out $OUT/block-diffusion.json (same LLaDA-8B shape, 4 layers).
+# [".gpu", ".diffusion-ref"], timeout 600: bash bench/device.sh diffusion (~6-7 min on an H100).
+# It runs the PyTorch peer (LLaDA's and Fast-dLLM's samplers, then bd3lms's on the same weights
+# made block-causal: bench/diffusion_peer.py), then strata's LLaDA samplers
+# (bench/diffusion-speed.ts) and block diffusion (bench/block-diffusion-speed.ts), all on a
+# LLaDA-8B-shaped model of 4 layers; writes $OUT/diffusion-peer.json, diffusion-strata.json and
+# block-diffusion.json, which bench/report.ts takes after the others.
 # Make .gpu with ../shared/gpu/pack.sh, .llama-cpp with bench/llama-cpp/build.sh and .ort with
 # bench/ort/build.sh first. To keep .gpu small, leave out only test tooling, never vega (explore
 # and its --measure plot with it; a pack without it failed on 2026-12-05):
@@ -58,5 +59,13 @@ export PYTHONUNBUFFERED=1
 # The linear suite's peer is fla (not installed there): a carried .fla-job/fla (see
 # tools/golden/README.md for how to unpack it) goes on PYTHONPATH for bench/peers.py only.
 [ -d .fla-job/fla ] && export PYTHONPATH="$PWD/.fla-job${PYTHONPATH:+:$PYTHONPATH}"
+if [[ ",$suites," == *,diffusion,* ]]; then
+  [ -d .diffusion-ref ] || { echo "device.sh diffusion: carry .diffusion-ref (bash bench/diffusion-peer-pack.sh makes it)" >&2; exit 2; }
+  python3 bench/diffusion_peer.py --ref .diffusion-ref --out "$OUT/diffusion-peer.json" 2>&1 | tail -n 12
+  tsx bench/diffusion-speed.ts 4 --gpu-flags fast --out "$OUT/diffusion-strata.json" 2>&1 | tail -n 12
+  tsx bench/block-diffusion-speed.ts 4 --no-llada --gpu-flags fast --out "$OUT/block-diffusion.json" 2>&1 | tail -n 12
+  suites=$(echo ",$suites," | sed 's/,diffusion,/,/; s/^,//; s/,$//')
+  [ -n "$suites" ] || exit 0
+fi
 python3 bench/peers.py "$suites" "$OUT/peers.json" 2>&1 | tail -n 20
 tsx bench/run.ts --suites "$suites" --gpu-flags fast --out "$OUT/strata.json"
