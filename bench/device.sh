@@ -42,30 +42,34 @@
 #   tsx bench/report.ts strata.json peers.json "<commands>" llamacpp.json ort.json
 set -uo pipefail
 suites=${1:-matmul,attention,compile,e2e,hybrid,scan}
+# take NAME: true when NAME is among the suites, and takes it off the list; the script ends once
+# nothing is left (the suites that run without .gpu come first).
+take() {
+  [[ ",$suites," == *,$1,* ]] || return 1
+  suites=$(echo ",$suites," | sed "s/,$1,/,/; s/^,//; s/,\$//")
+}
+done_if_empty() { [ -n "$suites" ] || exit 0; }
 # llama.cpp brings its own Node and libraries (.llama-cpp), so it runs without .gpu.
-if [[ ",$suites," == *,llamacpp,* ]]; then
+if take llamacpp; then
   bash bench/llama-cpp/run.sh "$OUT/llamacpp.json" 2>&1 | tee "$OUT/llamacpp-log.txt" | tail -n 40
-  suites=$(echo ",$suites," | sed 's/,llamacpp,/,/; s/^,//; s/,$//')
-  [ -n "$suites" ] || exit 0
+  done_if_empty
 fi
 # ONNX Runtime brings its own library (.ort) and runs from python3, without .gpu.
-if [[ ",$suites," == *,ort,* ]]; then
+if take ort; then
   bash bench/ort/run.sh "$OUT/ort.json" 2>&1 | tee "$OUT/ort-log.txt" | tail -n 40
-  suites=$(echo ",$suites," | sed 's/,ort,/,/; s/^,//; s/,$//')
-  [ -n "$suites" ] || exit 0
+  done_if_empty
 fi
 source .gpu/prelude.sh
 export PYTHONUNBUFFERED=1
 # The linear suite's peer is fla (not installed there): a carried .fla-job/fla (see
 # tools/golden/README.md for how to unpack it) goes on PYTHONPATH for bench/peers.py only.
 [ -d .fla-job/fla ] && export PYTHONPATH="$PWD/.fla-job${PYTHONPATH:+:$PYTHONPATH}"
-if [[ ",$suites," == *,diffusion,* ]]; then
+if take diffusion; then
   [ -d .diffusion-ref ] || { echo "device.sh diffusion: carry .diffusion-ref (bash bench/diffusion-peer-pack.sh makes it)" >&2; exit 2; }
   python3 bench/diffusion_peer.py --ref .diffusion-ref --out "$OUT/diffusion-peer.json" 2>&1 | tail -n 12
   tsx bench/diffusion-speed.ts 4 --gpu-flags fast --out "$OUT/diffusion-strata.json" 2>&1 | tail -n 12
   tsx bench/block-diffusion-speed.ts 4 --no-llada --gpu-flags fast --out "$OUT/block-diffusion.json" 2>&1 | tail -n 12
-  suites=$(echo ",$suites," | sed 's/,diffusion,/,/; s/^,//; s/,$//')
-  [ -n "$suites" ] || exit 0
+  done_if_empty
 fi
 python3 bench/peers.py "$suites" "$OUT/peers.json" 2>&1 | tail -n 20
 tsx bench/run.ts --suites "$suites" --gpu-flags fast --out "$OUT/strata.json"

@@ -63,6 +63,42 @@ function numberOption(
   return n;
 }
 
+function parseRunArgs(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...COMMON_COMPILE_OPTIONS,
+      prompt: { type: 'string' },
+      'prompt-ids': { type: 'string' },
+      prompts: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'dump-logits': { type: 'string' },
+      ids: { type: 'boolean' },
+      stats: { type: 'boolean' },
+      'check-finite': { type: 'boolean' },
+      'ignore-eos': { type: 'boolean' },
+      chat: { type: 'boolean' },
+      system: { type: 'string' },
+      'gen-length': { type: 'string' },
+      'block-length': { type: 'string' },
+      steps: { type: 'string' },
+      remasking: { type: 'string' },
+      threshold: { type: 'string' },
+      cache: { type: 'string' },
+      pick: { type: 'string' },
+      'cfg-scale': { type: 'string' },
+      sampler: { type: 'string' },
+      'nucleus-p': { type: 'string' },
+    },
+  });
+}
+
+type RunValues = ReturnType<typeof parseRunArgs>['values'];
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run a bundle or a spec on WebGPU and stream generated text',
@@ -108,37 +144,7 @@ to the first token and the tokens per second after it.
 (spec inputs are compiled in memory first:)
 ${COMMON_COMPILE_HELP}`,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        ...COMMON_COMPILE_OPTIONS,
-        prompt: { type: 'string' },
-        'prompt-ids': { type: 'string' },
-        prompts: { type: 'string' },
-        'max-tokens': { type: 'string' },
-        temperature: { type: 'string' },
-        'top-k': { type: 'string' },
-        'top-p': { type: 'string' },
-        'dump-logits': { type: 'string' },
-        ids: { type: 'boolean' },
-        stats: { type: 'boolean' },
-        'check-finite': { type: 'boolean' },
-        'ignore-eos': { type: 'boolean' },
-        chat: { type: 'boolean' },
-        system: { type: 'string' },
-        'gen-length': { type: 'string' },
-        'block-length': { type: 'string' },
-        steps: { type: 'string' },
-        remasking: { type: 'string' },
-        threshold: { type: 'string' },
-        cache: { type: 'string' },
-        pick: { type: 'string' },
-        'cfg-scale': { type: 'string' },
-        sampler: { type: 'string' },
-        'nucleus-p': { type: 'string' },
-      },
-    });
+    const { values, positionals } = parseRunArgs(argv);
     if (positionals.length !== 1)
       throw new UserError('run takes one bundle folder, spec or HuggingFace folder (see --help)');
     if (values.prompt !== undefined && values['prompt-ids'] !== undefined) {
@@ -277,117 +283,142 @@ ${COMMON_COMPILE_HELP}`,
     const model = await GpuModel.load(gpu, source, terminalProgress());
     // The device outlives this command (nodeGpu shares it): free the weights when done.
     try {
-      if (entropy) {
-        await runEntropyBound(model.newSequence(), prompt, entropy, {
-          tok,
-          ids: values.ids === true,
-          dump: values['dump-logits'],
-          pick: values.pick as EntropyPick | undefined,
-        });
-        return 0;
-      }
-      if (block) {
-        await runBlockDiffusion(model.newSequence(), prompt, block, {
-          tok,
-          ids: values.ids === true,
-          dump: values['dump-logits'],
-          pick: values.pick,
-        });
-        return 0;
-      }
-      if (diffusion) {
-        await runDiffusion(model.newSequence(), prompt, diffusion, {
-          pick: values.pick as DiffusionPick | undefined,
-          tok,
-          ids: values.ids === true,
-          dump: values['dump-logits'],
-        });
-        return 0;
-      }
-      const sampling: SamplingParams = {
-        seed,
-        draw: 0,
-        temperature: numberOption(values.temperature, 'temperature', 0, 0, 100),
-        topK: numberOption(values['top-k'], 'top-k', 0, 0, vocab),
-        topP: numberOption(values['top-p'], 'top-p', 1, 0, 1),
-      };
-      if (batchPrompts) {
-        await runBatch(model, batchPrompts, {
-          maxTokens,
-          sampling,
-          stopTokens: values['ignore-eos'] ? [] : [...(tok?.eos ?? [])],
-          tok,
-          ids: values.ids === true,
-        });
-        return 0;
-      }
-      // Tokens fed after the prompt so far: what --check-finite replays to reach the failing step.
-      const fed: number[] = [];
-      const seq = model.newSequence();
-      if (template && tok) {
-        const interactive = process.stdin.isTTY === true;
-        const lines = createInterface({ input: process.stdin, terminal: false });
-        await chatLoop(seq, tok, template, lines, {
-          system: values.system,
-          maxTokens,
-          sampling,
-          ignoreEos: values['ignore-eos'] === true,
-          write: (s) => process.stdout.write(s),
-          note: (s) => process.stderr.write(`strata run: ${s}\n`),
-          ready: interactive ? () => process.stdout.write('> ') : undefined,
-        });
-        return 0;
-      }
-      try {
-        if (values['dump-logits']) {
-          await dumpLogits(seq, prompt, maxTokens, sampling, values['dump-logits'], fed);
-          if (values.stats) await printExpertLoad(seq);
-          return 0;
-        }
-        const decode = tok?.decodeStream();
-        let started = false;
-        const timing = tokenTimer();
-        try {
-          // The model's EOS ends generation (and is not printed), unless --ignore-eos.
-          const stopTokens = values['ignore-eos'] ? [] : [...(tok?.eos ?? [])];
-          for await (const t of seq.generate(prompt, { maxTokens, stopTokens, ...sampling })) {
-            timing.token();
-            if (stopTokens.includes(t)) break;
-            // generate() feeds every token it yields (the step that fails comes after them).
-            fed.push(t);
-            started = true;
-            if (values.ids || !decode) process.stdout.write(`${t} `);
-            else process.stdout.write(decode(t));
-          }
-        } finally {
-          // End the line of tokens already printed, so an error starts on a line of its own.
-          if (started) process.stdout.write('\n');
-        }
-        if (seq.lastStop === 'capacity' && fed.length < maxTokens) {
-          // checkRunFits refuses such runs up front; should a bundle disagree with itself, say so.
-          throw new Error(
-            `stopped after ${fed.length} tokens: the KV cache capacity ${seq.capacity} is full ` +
-              `(recompile with --capacity ${prompt.length + maxTokens - 1})`,
-          );
-        }
-        if (!started) process.stdout.write('\n');
-        // On stderr, so that stdout stays the generated text.
-        process.stderr.write(`strata run: ${timing.line(prompt.length)}\n`);
-        if (values.stats) await printExpertLoad(seq);
-        return 0;
-      } catch (e) {
-        if (!(e instanceof NonFiniteError)) throw e;
-        if (!values['check-finite']) {
-          throw new Error(
-            `${e.message} (rerun with --check-finite to find the first dispatch that produced it)`,
-          );
-        }
-        process.stderr.write(`strata run: ${e.message}; replaying dispatch by dispatch ...\n`);
-        const site = await model.findFirstNonFinite(prompt, fed);
-        throw new Error(`${e.message}\n${describeSite(site)}`);
-      }
+      return await generate(
+        model,
+        { prompt, tok, template, batchPrompts, entropy, block, diffusion, seed, maxTokens, vocab },
+        values,
+      );
     } finally {
       model.destroy();
     }
   },
 };
+
+/** What run settled before the weights loaded: the prompt, its tokenizer and the generation mode. */
+interface RunPlan {
+  prompt: number[];
+  tok: Tokenizer | null;
+  template: ChatTemplate | null;
+  batchPrompts: number[][] | null;
+  entropy: EntropyBoundRun | null;
+  block: BlockDiffusionRun | null;
+  diffusion: DiffusionRun | null;
+  seed: number;
+  maxTokens: number;
+  vocab: number;
+}
+
+/** Generate with a loaded model as the plan says, printing to stdout; returns the exit status. */
+async function generate(model: GpuModel, run: RunPlan, values: RunValues): Promise<number> {
+  const { prompt, tok, template, batchPrompts, entropy, block, diffusion, seed, maxTokens, vocab } =
+    run;
+  if (entropy) {
+    await runEntropyBound(model.newSequence(), prompt, entropy, {
+      tok,
+      ids: values.ids === true,
+      dump: values['dump-logits'],
+      pick: values.pick as EntropyPick | undefined,
+    });
+    return 0;
+  }
+  if (block) {
+    await runBlockDiffusion(model.newSequence(), prompt, block, {
+      tok,
+      ids: values.ids === true,
+      dump: values['dump-logits'],
+      pick: values.pick,
+    });
+    return 0;
+  }
+  if (diffusion) {
+    await runDiffusion(model.newSequence(), prompt, diffusion, {
+      pick: values.pick as DiffusionPick | undefined,
+      tok,
+      ids: values.ids === true,
+      dump: values['dump-logits'],
+    });
+    return 0;
+  }
+  const sampling: SamplingParams = {
+    seed,
+    draw: 0,
+    temperature: numberOption(values.temperature, 'temperature', 0, 0, 100),
+    topK: numberOption(values['top-k'], 'top-k', 0, 0, vocab),
+    topP: numberOption(values['top-p'], 'top-p', 1, 0, 1),
+  };
+  if (batchPrompts) {
+    await runBatch(model, batchPrompts, {
+      maxTokens,
+      sampling,
+      stopTokens: values['ignore-eos'] ? [] : [...(tok?.eos ?? [])],
+      tok,
+      ids: values.ids === true,
+    });
+    return 0;
+  }
+  // Tokens fed after the prompt so far: what --check-finite replays to reach the failing step.
+  const fed: number[] = [];
+  const seq = model.newSequence();
+  if (template && tok) {
+    const interactive = process.stdin.isTTY === true;
+    const lines = createInterface({ input: process.stdin, terminal: false });
+    await chatLoop(seq, tok, template, lines, {
+      system: values.system,
+      maxTokens,
+      sampling,
+      ignoreEos: values['ignore-eos'] === true,
+      write: (s) => process.stdout.write(s),
+      note: (s) => process.stderr.write(`strata run: ${s}\n`),
+      ready: interactive ? () => process.stdout.write('> ') : undefined,
+    });
+    return 0;
+  }
+  try {
+    if (values['dump-logits']) {
+      await dumpLogits(seq, prompt, maxTokens, sampling, values['dump-logits'], fed);
+      if (values.stats) await printExpertLoad(seq);
+      return 0;
+    }
+    const decode = tok?.decodeStream();
+    let started = false;
+    const timing = tokenTimer();
+    try {
+      // The model's EOS ends generation (and is not printed), unless --ignore-eos.
+      const stopTokens = values['ignore-eos'] ? [] : [...(tok?.eos ?? [])];
+      for await (const t of seq.generate(prompt, { maxTokens, stopTokens, ...sampling })) {
+        timing.token();
+        if (stopTokens.includes(t)) break;
+        // generate() feeds every token it yields (the step that fails comes after them).
+        fed.push(t);
+        started = true;
+        if (values.ids || !decode) process.stdout.write(`${t} `);
+        else process.stdout.write(decode(t));
+      }
+    } finally {
+      // End the line of tokens already printed, so an error starts on a line of its own.
+      if (started) process.stdout.write('\n');
+    }
+    if (seq.lastStop === 'capacity' && fed.length < maxTokens) {
+      // checkRunFits refuses such runs up front; should a bundle disagree with itself, say so.
+      throw new Error(
+        `stopped after ${fed.length} tokens: the KV cache capacity ${seq.capacity} is full ` +
+          `(recompile with --capacity ${prompt.length + maxTokens - 1})`,
+      );
+    }
+    if (!started) process.stdout.write('\n');
+    // On stderr, so that stdout stays the generated text.
+    process.stderr.write(`strata run: ${timing.line(prompt.length)}\n`);
+    if (values.stats) await printExpertLoad(seq);
+    return 0;
+  } catch (e) {
+    if (!(e instanceof NonFiniteError)) throw e;
+    if (!values['check-finite']) {
+      throw new Error(
+        `${e.message} (rerun with --check-finite to find the first dispatch that produced it)`,
+      );
+    }
+    process.stderr.write(`strata run: ${e.message}; replaying dispatch by dispatch ...\n`);
+    const site = await model.findFirstNonFinite(prompt, fed);
+    throw new Error(`${e.message}\n${describeSite(site)}`);
+  }
+}
