@@ -21,13 +21,17 @@ export interface LoadedModel {
   gm: GpuModel;
 }
 
+/** What gpuModel compiles with unless told otherwise, and the seed of its weights. */
+export const GPU_MODEL_DEFAULTS = { maxT: 16, capacity: 96 };
+export const GPU_MODEL_SEED = 7;
+
 export async function gpuModel(
   model: ModelIR,
   opts: Partial<CompileOptions> = {},
-  seed = 7,
+  seed = GPU_MODEL_SEED,
 ): Promise<LoadedModel> {
   const gpu = await testGpu();
-  const compiled = compileModel(model, { caps: gpu.caps, maxT: 16, capacity: 96, ...opts });
+  const compiled = compileModel(model, { caps: gpu.caps, ...GPU_MODEL_DEFAULTS, ...opts });
   const weights = randomWeights(model, seed);
   const gm = await GpuModel.load(gpu, memorySource(compiled, weights));
   return { compiled, weights, gm };

@@ -1,9 +1,8 @@
 /**
  * Batched decode (compile --batch B) of models with sparse attention that keeps per-sequence
  * state or picks per query: H2O eviction, NSA and DeepSeek's sparse-attention indexer. B = 3
- * sequences in one step equal three single-sequence runs token for token, logits within 1e-5
- * relative (the single runs prefill their prompts in one chunk, the batch feeds a token a step,
- * so sums run in other orders; test/model/batch.test.ts's bound), over several steps, and for
+ * sequences in one step equal three single-sequence runs (on the CPU interpreter) token for
+ * token, logits within 1e-4 relative (test/model/batch.test.ts's bound), over several steps, and for
  * H2O well past the step where each sequence's cache is full and eviction starts.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +10,12 @@ import { BatchSequence } from '../../runtime/batch.ts';
 import type { ModelIR } from '../../src/spec/model.ts';
 import { gpuModel } from '../helpers/compare.ts';
 import { randInts } from '../helpers/numeric.ts';
-import { besideAttention, expectBatchMatchesAlone, soloRun } from '../helpers/batch.ts';
+import {
+  aloneOnCpu,
+  besideAttention,
+  expectBatchMatchesAlone,
+  type AloneRun,
+} from '../helpers/batch.ts';
 
 const prompts = [6, 3, 8].map((n, i) => Array.from(randInts(n, 250, 70 + i)));
 const B = prompts.length;
@@ -38,13 +42,9 @@ describe.each([
   ['NSA', nsa, 'nsa_selected', 8],
   ['the DSA indexer', dsa, 'indexer_topk', 8],
 ] as [string, ModelIR, string, number][])('batched decode with %s', (_, model, op, steps) => {
-  let alone: Awaited<ReturnType<typeof soloRun>>[] = [];
+  let alone: AloneRun[] = [];
   beforeAll(async () => {
-    const m = await gpuModel(model);
-    const seq = m.gm.newSequence();
-    alone = [];
-    for (const p of prompts) alone.push(await soloRun(seq, p, steps));
-    m.gm.destroy();
+    alone = await aloneOnCpu(model, {}, prompts, steps);
   });
 
   it(`B = ${B} equals ${B} single-sequence runs over ${steps} steps`, async () => {
