@@ -11,9 +11,10 @@ export default defineConfig({
     // Test files share their worker's modules, so the shared WebGPU device (runtime/node
     // nodeGpu) and the pipelines it compiled outlive a file: on SwiftShader compiling a kernel
     // costs 0.1-1.4 s, most of a tiny model's test, and many files compile the same kernels.
-    // A full run took 1,573 s against 1,780 s isolated (2 cores, 2026-12-06); no test file
-    // stubs globals or mocks modules, and the one that destroys the device (reliability) leaves
-    // nodeGpu a fresh one.
+    // Full runs on 2 cores took 1,514-1,750 s shared against 1,780 s isolated (2026-12-06; runs
+    // of the same code vary by 15%, so the gain is within the noise's range but every shared
+    // run was faster). No test file stubs globals or mocks modules, and the one that destroys
+    // the device (reliability) leaves nodeGpu a fresh one.
     isolate: false,
     maxWorkers: 2,
   },
