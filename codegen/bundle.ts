@@ -83,11 +83,16 @@ async function checkedTensor(
   }
 }
 
-/** Run a compiled model straight from memory, without writing a bundle. */
+/**
+ * Run a compiled model straight from memory, without writing a bundle. `close` is what the
+ * loader calls once the weights are uploaded (GpuModel.load closes its source): the checkpoint
+ * file the weights are read from, say.
+ */
 export function memorySource(
   c: CompiledModel,
   weights: WeightProvider,
   tokenizer: ModelTokenizer = 'bytes',
+  close?: () => Promise<void>,
 ): BundleSource {
   const code = new Map(c.kernels.map((k) => [`shaders/${k.name}.wgsl`, k.code]));
   return {
@@ -100,6 +105,7 @@ export function memorySource(
       return s;
     },
     tensor: (name) => checkedTensor(c, weights, name),
+    close,
   };
 }
 

@@ -88,6 +88,8 @@ ${COMMON_COMPILE_HELP}`,
       // Costs come from the config: a checkpoint's (or a Hub model's) weights are not needed.
       configOnly: true,
     });
+    // Only the model is needed: a spec's --weights checkpoint was checked against it at load.
+    await input.close();
     const target = values.target ?? 'nominal';
     const targeted = await targetCaps(target, gpuFlags(values['gpu-flags']));
     const storage = intOption(values['storage-buffers'], 'storage-buffers', undefined, 8);

@@ -4,6 +4,7 @@ import type { Command } from './command.ts';
 import { UserError } from './command.ts';
 import { memorySource } from '../../codegen/bundle.ts';
 import { nodeGpu } from '../../runtime/node/webgpu-node.ts';
+import type { GpuContext } from '../../runtime/gpu.ts';
 import { openBundle } from '../../runtime/node/bundle-node.ts';
 import { GpuModel, NonFiniteError } from '../../runtime/model.ts';
 import { type BundleSource } from '../../codegen/manifest.ts';
@@ -186,11 +187,18 @@ ${COMMON_COMPILE_HELP}`,
         hf: values.hf,
         offline: values.offline,
       });
+    // The bundle or checkpoint stays open until its weights are on the GPU (GpuModel.load closes
+    // the source it is given, memorySource's closing the checkpoint); every way out before that
+    // closes it here.
+    const closeInput = async () => {
+      if (source) await source.close?.();
+      else await input?.close();
+    };
     const ir = source ? source.manifest.model : input!.model;
     const vocab = ir.vocab;
     const diffusionFlags = givenFlags(values, DIFFUSION_FLAGS);
     if (!ir.diffusion && diffusionFlags) {
-      await source?.close?.();
+      await closeInput();
       throw new UserError(
         `${diffusionFlags}: diffusion sampler options, but ${positionals[0]} is an autoregressive model (its spec has no diffusion setting)`,
       );
@@ -215,7 +223,7 @@ ${COMMON_COMPILE_HELP}`,
           diffusion = diffusionRunOptions(values, ir.diffusion, seed);
         }
       } catch (e) {
-        await source?.close?.();
+        await closeInput();
         throw e;
       }
     }
@@ -259,26 +267,32 @@ ${COMMON_COMPILE_HELP}`,
           dump,
         );
     } catch (e) {
-      await source?.close?.();
+      await closeInput();
       throw e;
     }
-    const gpu = await nodeGpu({ flags: gpuFlags(values['gpu-flags']) });
-    if (!source) {
-      // A diffusion step is one forward over the whole canvas: by default, size the prefill
-      // chunk and the cache to hold it.
-      const gen = diffusion ?? block ?? entropy;
-      const canvas = gen ? String(prompt.length + gen.genLength) : undefined;
-      const compiled = compileWithOptions(
-        input!.model,
-        gpu.caps,
-        gen
-          ? { ...values, 'max-t': values['max-t'] ?? canvas, capacity: values.capacity ?? canvas }
-          : batchPrompts
-            ? { ...values, batch: values.batch ?? String(batchPrompts.length) }
-            : values,
-      );
-      if (!gen) checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
-      source = memorySource(compiled, input!.weights, input!.tokenizer);
+    let gpu: GpuContext;
+    try {
+      gpu = await nodeGpu({ flags: gpuFlags(values['gpu-flags']) });
+      if (!source) {
+        // A diffusion step is one forward over the whole canvas: by default, size the prefill
+        // chunk and the cache to hold it.
+        const gen = diffusion ?? block ?? entropy;
+        const canvas = gen ? String(prompt.length + gen.genLength) : undefined;
+        const compiled = compileWithOptions(
+          input!.model,
+          gpu.caps,
+          gen
+            ? { ...values, 'max-t': values['max-t'] ?? canvas, capacity: values.capacity ?? canvas }
+            : batchPrompts
+              ? { ...values, batch: values.batch ?? String(batchPrompts.length) }
+              : values,
+        );
+        if (!gen) checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
+        source = memorySource(compiled, input!.weights, input!.tokenizer, () => input!.close());
+      }
+    } catch (e) {
+      await closeInput();
+      throw e;
     }
     const model = await GpuModel.load(gpu, source, terminalProgress());
     // The device outlives this command (nodeGpu shares it): free the weights when done.

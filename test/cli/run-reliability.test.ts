@@ -6,7 +6,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from './run-cli.ts';
@@ -157,6 +167,51 @@ describe('--prompt-ids and capacity are checked before the GPU', () => {
     const r = await cli('run', bundle, '--prompt-ids', '5,17,3', '--max-tokens', '30', '--ids');
     expect(r.code, r.err).toBe(0);
     expect(r.out.trim().split(/\s+/).length).toBe(30);
+  });
+});
+
+/** This process's open file descriptors that point at `path` (Linux: /proc/self/fd). */
+function openHandles(path: string): number {
+  const target = realpathSync(path);
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(join('/proc/self/fd', fd)) === target;
+    } catch {
+      return false; // the descriptor readdir itself used, closed since
+    }
+  }).length;
+}
+
+describe.runIf(existsSync('/proc/self/fd'))('the checkpoint a run reads', () => {
+  // Node warns when a file handle is left to the garbage collector, and a long-lived process
+  // (serve, an app embedding the CLI) would hold every checkpoint it ever ran.
+  const hf = 'test/fixtures/hf/llama';
+  const weights = join(hf, 'model.safetensors');
+
+  it('is closed once its weights are on the GPU, and when the run is refused before', async () => {
+    expect(openHandles(weights)).toBe(0);
+    const r = await cli('run', hf, '--prompt-ids', '5,17,3', '--max-tokens', '2', '--ids');
+    expect(r.code, r.err).toBe(0);
+    expect(openHandles(weights)).toBe(0);
+    const bad = await cli('run', hf, '--prompt-ids', '5,999', '--max-tokens', '2');
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('999');
+    expect(openHandles(weights)).toBe(0);
+  });
+
+  it('is closed by inspect, which reads a spec with --weights for its costs only', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-inspect-'));
+    try {
+      const spec = join(dir, 'llama.strata');
+      const imp = await cli('import', hf, '-o', spec);
+      expect(imp.code, imp.err).toBe(0);
+      const r = await cli('inspect', spec, '--weights', hf);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toContain('parameters');
+      expect(openHandles(weights)).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
