@@ -196,7 +196,7 @@ fn norm_x(v: ${X}, k: u32, mean: f32, rstd: f32) -> ${X} {
 }
 
 /** The gate_up projection with its norm and / or the routing folded in (input 'token'). */
-export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
+export function routedLaunch(a: MoeMatmulAttrs, wgMax: number, warp: number): KernelLaunch {
   const vec4 = a.K % 4 === 0;
   const X: Elem = vec4 ? 'vec4<f32>' : 'f32';
   const w = expertWeights(a, vec4);
@@ -216,7 +216,7 @@ export function routedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   } else list.push(['ids', 'read', 'u32']);
   list.push(['out', 'read_write', 'f32']);
   const { bindings, decls } = declare(list);
-  const { WG, TPC, CPW } = gemvShape(wgMax);
+  const { WG, TPC, CPW } = gemvShape(a, wgMax, warp);
   const G2 = a.gated ? 2 : 1;
   const pro = a.prologue ? prologueWgsl(a, vec4) : null;
   const xv = pro
@@ -265,7 +265,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }
 
 /** The down projection with the combine folded in (input 'pair'). */
-export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
+export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number, warp: number): KernelLaunch {
   const c = a.combine!;
   const { vec4, w, list } = gemvInputs(a);
   list.push(['ids', 'read', 'u32'], ['weights', 'read', 'f32']);
@@ -275,7 +275,7 @@ export function combinedLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
   if (c.load) list.push(['load', 'read_write', 'atomic<u32>']);
   list.push(['out', 'read_write', 'f32']);
   const { bindings, decls } = declare(list);
-  const { WG, TPC, CPW } = gemvShape(wgMax);
+  const { WG, TPC, CPW } = gemvShape(a, wgMax, warp);
   const epi: string[] = ['var acc = red[lid];'];
   if (a.bias) {
     epi.push(`for (var j = 0u; j < SL; j++) {

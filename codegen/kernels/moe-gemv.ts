@@ -8,10 +8,20 @@ export function gemvWorkgroup(wgMax: number): number {
   return 2 ** Math.floor(Math.log2(Math.min(256, wgMax)));
 }
 
-/** Workgroup size, lanes per column, columns per workgroup. */
-export function gemvShape(wgMax: number): { WG: number; TPC: number; CPW: number } {
+/**
+ * Workgroup size, lanes per column, columns per workgroup. A warp of 32 lanes a column, or
+ * (matmul/gemv.ts warpFloor) as few as the device's narrower subgroup where a row of U load
+ * units leaves fewer than 8 units a lane, as the dense GEMV's rule does.
+ */
+export function gemvShape(
+  a: MoeMatmulAttrs,
+  wgMax: number,
+  warp: number,
+): { WG: number; TPC: number; CPW: number } {
   const WG = gemvWorkgroup(wgMax);
-  const TPC = Math.min(32, WG);
+  const U = a.K % 4 === 0 ? a.K / 4 : a.K;
+  const perRow = 2 ** Math.floor(Math.log2(Math.max(1, U / 8)));
+  const TPC = Math.min(32, WG, Math.max(warp, perRow));
   return { WG, TPC, CPW: WG / TPC };
 }
 

@@ -30,6 +30,7 @@ import { FLAT_MAIN_WGSL, flatGrid, nameNum, streamWorkgroup } from './elementwis
 import { wgslF32 } from './wgsl-builder.ts';
 import { actExpr, withHelpers } from './wgsl-math.ts';
 import { weightBinding, weightGroupBinding, type WeightBinding } from './weight-load.ts';
+import { warpFloor } from './matmul/gemv.ts';
 
 /** A WGSL element type: f32, u32, vec4<f32>, atomic<u32>, or a stored weight's (weight-load.ts). */
 export type Elem = string;
@@ -497,11 +498,11 @@ export function gemvInputs(a: MoeMatmulAttrs): {
   return { vec4, w, list };
 }
 
-function gemvLaunch(a: MoeMatmulAttrs, wgMax: number): KernelLaunch {
+function gemvLaunch(a: MoeMatmulAttrs, wgMax: number, warp: number): KernelLaunch {
   const { vec4, w, list } = gemvInputs(a);
   list.push(['ids', 'read', 'u32'], ['out', 'read_write', 'f32']);
   const { bindings, decls } = declare(list);
-  const shape = gemvShape(wgMax);
+  const shape = gemvShape(a, wgMax, warp);
   const { WG, CPW } = shape;
   const code = `${moeMatmulHeader(a, decls, w)}
 ${expertGroupReader(a, vec4, w)}
@@ -550,6 +551,7 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
     }
   }
   const wg = Math.min(caps.maxInvocationsPerWorkgroup, caps.maxWorkgroupSizeX);
+  const warp = warpFloor(caps);
   if (Math.ceil(a.N / 8) > caps.maxWorkgroupsPerDimension)
     throw new Error(`moe_matmul: N = ${a.N} needs more workgroups than the device allows`);
   if (a.route || a.prologue) {
@@ -561,12 +563,12 @@ export const moeMatmulKernel: KernelGenerator<MoeMatmulAttrs> = (a, { caps, maxT
   }
   const l =
     a.route || a.prologue
-      ? routedLaunch(a, wg)
+      ? routedLaunch(a, wg, warp)
       : a.combine
-        ? combinedLaunch(a, wg)
+        ? combinedLaunch(a, wg, warp)
         : tiled
           ? groupedLaunch(a)
-          : gemvLaunch(a, wg);
+          : gemvLaunch(a, wg, warp);
   return { launches: [l], scratch: {} } satisfies GeneratedOp;
 };
 

@@ -9,11 +9,17 @@
  * order differs (q: Σ x·code then · scale, not Σ x·(scale·code)).
  */
 import { describe, expect, it } from 'vitest';
-import type { MatmulAttrs } from '../../src/graph/ops.ts';
+import type { MatmulAttrs, MoeMatmulAttrs } from '../../src/graph/ops.ts';
 import type { WeightType } from '../../src/graph/dtype.ts';
 import { BASELINE_CAPS } from '../../src/target.ts';
 import { matmulKernel } from '../../codegen/kernels/matmul.ts';
-import { gemvLaunch, gemvShape, type GemvShape } from '../../codegen/kernels/matmul/gemv.ts';
+import {
+  gemvLaunch,
+  gemvShape,
+  warpFloor,
+  type GemvShape,
+} from '../../codegen/kernels/matmul/gemv.ts';
+import { gemvShape as moeGemvShape } from '../../codegen/kernels/moe-gemv.ts';
 import {
   check,
   DECODE_STEPS,
@@ -160,5 +166,22 @@ describe('GEMV load-unit groups: reads and rule', () => {
     expect(gemvShape(mm(67, 130), BASELINE_CAPS, line)).toEqual({ TPC: 32, C: 4, G: 2 });
     expect(gemvShape(mm(67, 96, { wType: 'q4' }), BASELINE_CAPS, line).G).toBe(8);
     expect(gemvShape(mm(67, 8192, { wType: 'q4' }), BASELINE_CAPS, line).TPC).toBe(64);
+  });
+
+  it('gives a short row a warp of 32 lanes, or the subgroup of a device whose subgroup is narrower', () => {
+    const caps = (subgroupMaxSize: number) => ({ ...BASELINE_CAPS, subgroupMaxSize });
+    // K = 256: 64 load units, 8 a lane at 8 lanes.
+    const short = mm(1, 256);
+    for (const s of [0, 32, 64]) expect(gemvShape(short, caps(s)).TPC).toBe(32);
+    expect(gemvShape(short, caps(4)).TPC).toBe(8);
+    expect(gemvShape(mm(1, 64), caps(4)).TPC).toBe(4);
+    // Long rows take their lanes from the row alone.
+    expect(gemvShape(mm(1, 2048), caps(4)).TPC).toBe(64);
+    expect(gemvShape(mm(1, 2048), caps(32)).TPC).toBe(64);
+    // The MoE expert GEMVs follow the same floor (at most a warp a column).
+    const expert = { K: 256 } as MoeMatmulAttrs;
+    expect(moeGemvShape(expert, 256, warpFloor(caps(32)))).toEqual({ WG: 256, TPC: 32, CPW: 8 });
+    expect(moeGemvShape(expert, 256, warpFloor(caps(4)))).toEqual({ WG: 256, TPC: 8, CPW: 32 });
+    expect(moeGemvShape({ K: 4096 } as MoeMatmulAttrs, 256, 4).TPC).toBe(32);
   });
 });

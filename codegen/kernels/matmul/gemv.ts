@@ -71,7 +71,19 @@ export function gemvShape(
   const cap = Math.min(gemvWorkgroup(caps), rule.maxTPC);
   let G = rule.G;
   while (G > 1 && U % G !== 0) G /= 2;
-  return { TPC: Math.min(cap, Math.max(32, pow2Floor(Math.max(1, U / 8)))), C: rule.C, G };
+  const floor = warpFloor(caps);
+  return { TPC: Math.min(cap, Math.max(floor, pow2Floor(Math.max(1, U / 8)))), C: rule.C, G };
+}
+
+/**
+ * The fewest threads a row takes: a warp of 32 (GPUs with wider subgroups keep the measured 32),
+ * or the device's subgroup where that is narrower. SwiftShader's is 4: it runs a workgroup as
+ * one fiber per 4 lanes and switches every fiber at each barrier, so a short row over 32 lanes
+ * paid two more reduction rounds and 4x the workgroups (each repeating a fused norm's
+ * reduction); the demo hybrid's lm_head (4096 x 256) took 239 ms a token there.
+ */
+export function warpFloor(caps: DeviceCaps): number {
+  return caps.subgroupMaxSize > 0 ? Math.min(32, pow2Floor(caps.subgroupMaxSize)) : 32;
 }
 
 /** Load units per row (common.ts Common.U). */
