@@ -295,8 +295,13 @@ describe('matmul tiling and device limits', () => {
         expect(grid[1]).toEqual(maxT === 1 ? { sym: 'T' } : expect.objectContaining({ sym: 'T' }));
       }
     }
-    // Run a fold for real by pretending the device allows only 3 workgroups per dimension.
-    const tiny: DeviceCaps = { ...(await testGpu()).caps, maxWorkgroupsPerDimension: 3 };
+    // Run a fold for real by pretending the device allows only 3 workgroups per dimension (and
+    // has a 32-lane subgroup: SwiftShader's 4 would put 64 columns in a block, gemv.ts warpFloor).
+    const tiny: DeviceCaps = {
+      ...(await testGpu()).caps,
+      maxWorkgroupsPerDimension: 3,
+      subgroupMaxSize: 32,
+    };
     // 120 columns: 8 GEMV blocks of 16, more than 3 per axis and within 3 × 3.
     const a = mm(120, 67, { bias: true, rows: 'L' });
     const decode = matmulKernel(a, { caps: tiny, maxT: 1 }).launches[0];
