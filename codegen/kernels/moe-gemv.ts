@@ -2,6 +2,7 @@
 // combined ones): TPC lanes per output column, CPW columns per workgroup, one partial sum per
 // lane reduced in workgroup memory `red`. One place so the three kernels index and reduce alike.
 import type { MoeMatmulAttrs } from '../../src/graph/ops.ts';
+import { gemvUnits, rowLanes } from './matmul/gemv.ts';
 
 /** Workgroup size of the GEMVs: a power of two up to 256. */
 export function gemvWorkgroup(wgMax: number): number {
@@ -19,9 +20,7 @@ export function gemvShape(
   warp: number,
 ): { WG: number; TPC: number; CPW: number } {
   const WG = gemvWorkgroup(wgMax);
-  const U = a.K % 4 === 0 ? a.K / 4 : a.K;
-  const perRow = 2 ** Math.floor(Math.log2(Math.max(1, U / 8)));
-  const TPC = Math.min(32, WG, Math.max(warp, perRow));
+  const TPC = Math.min(32, WG, rowLanes(gemvUnits(a), warp));
   return { WG, TPC, CPW: WG / TPC };
 }
 

@@ -71,8 +71,15 @@ export function gemvShape(
   const cap = Math.min(gemvWorkgroup(caps), rule.maxTPC);
   let G = rule.G;
   while (G > 1 && U % G !== 0) G /= 2;
-  const floor = warpFloor(caps);
-  return { TPC: Math.min(cap, Math.max(floor, pow2Floor(Math.max(1, U / 8)))), C: rule.C, G };
+  return { TPC: Math.min(cap, rowLanes(U, warpFloor(caps))), C: rule.C, G };
+}
+
+/**
+ * Lanes a row of U load units asks for before the caps: about 8 units a lane, at least `warp`
+ * (warpFloor). The dense GEMV and the MoE expert GEMVs (moe-gemv.ts) share it.
+ */
+export function rowLanes(U: number, warp: number): number {
+  return Math.max(warp, pow2Floor(Math.max(1, U / 8)));
 }
 
 /**
@@ -87,7 +94,7 @@ export function warpFloor(caps: DeviceCaps): number {
 }
 
 /** Load units per row (common.ts Common.U). */
-function gemvUnits(a: MatmulAttrs): number {
+export function gemvUnits(a: Pick<MatmulAttrs, 'K'>): number {
   return a.K % 4 === 0 ? a.K / 4 : a.K;
 }
 
