@@ -35,6 +35,8 @@ export const LINEAR_FAMILIES: { name: string; attrs: LinearRecurrenceAttrs }[] =
     { name: 'gla (key decay)', attrs: { ...base, decay: 'key', update: 'add' } },
     { name: 'gated delta (head decay)', attrs: { ...base, decay: 'head', update: 'delta' } },
     { name: 'delta (no decay)', attrs: { ...base, decay: 'none', update: 'delta' } },
+    // RWKV-7's diagonal-plus-low-rank update (scale 1 as RWKV-7 runs it).
+    { name: 'rwkv7 dplr (key decay)', attrs: { ...base, decay: 'key', update: 'dplr', scale: 1 } },
   ];
 })();
 
@@ -81,9 +83,10 @@ export interface LinearRow {
 
 /**
  * The launches timed for one case: the generator's choice ('chosen'), and for prefill also the
- * single-kernel chunked form it replaced past one chunk ('one kernel'), so one run times the
- * multi-pass form (codegen/kernels/linear-recurrence-chunks.ts) beside the old one and fla, and
- * each of its three passes alone.
+ * single-kernel form it replaced past one chunk ('one kernel', or 'recurrent' for dplr, which has
+ * no single-kernel chunked form), so one run times the multi-pass form
+ * (codegen/kernels/linear-recurrence-chunks.ts) beside the old one and fla, and each of its three
+ * passes alone.
  */
 function candidates(
   a: LinearRecurrenceAttrs,
@@ -107,7 +110,7 @@ function candidates(
       out.push({ form: `${chosen}: ${pass} only`, gen: { launches: [l], scratch: gen.scratch } });
     }
   }
-  if (multi && form.kind === 'chunked') {
+  if (multi) {
     out.push({
       form: single,
       gen: { launches: [recurrenceLaunch(a, caps, form)], scratch: {} },

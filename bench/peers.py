@@ -233,6 +233,17 @@ if "linear" in suites:
                 lambda q, k, v, gk, g, b: chunk_delta_rule(q, k, v, b),
                 lambda q, k, v, gk, g, b: fused_recurrent_delta_rule(q, k, v, b, initial_state=s0, output_final_state=True)),
         }
+        # RWKV-7's dplr update, in fla's convention (its a reads the state, b writes it): a = -kk,
+        # b = kk * 0.5 with kk the unit keys; w the per-key log decay. Imported on its own, so an fla
+        # without rwkv7 still times the families above.
+        try:
+            from fla.ops.rwkv7 import chunk_rwkv7, fused_recurrent_rwkv7
+        except ImportError as e:
+            rows.append({"family": "rwkv7 dplr (key decay)", "T": 0, "error": f"fla has no rwkv7: {e}"[:300]})
+        else:
+            families["rwkv7 dplr (key decay)"] = (
+                lambda q, k, v, gk, g, b: chunk_rwkv7(r=q, w=gk, k=k, v=v, a=-k, b=k * 0.5, scale=1.0, output_final_state=True),
+                lambda q, k, v, gk, g, b: fused_recurrent_rwkv7(r=q, w=gk, k=k, v=v, a=-k, b=k * 0.5, scale=1.0, initial_state=s0, output_final_state=True))
         for fam, (chunk, step) in families.items():
             for T in (4096, 16384, 65536, 1):
                 try:

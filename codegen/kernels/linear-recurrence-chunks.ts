@@ -1,6 +1,7 @@
 /**
- * The chunk-parallel (multi-pass) prefill of the linear recurrence's 'add' and 'delta' updates
- * (semantics: LinearRecurrenceAttrs in src/graph/ops.ts, reference src/ops/linear-recurrence.ts).
+ * The chunk-parallel (multi-pass) prefill of the linear recurrence's 'add', 'delta' and 'dplr'
+ * updates (semantics: LinearRecurrenceAttrs in src/graph/ops.ts, reference
+ * src/ops/linear-recurrence.ts).
  * The single-kernel chunked form (linear-recurrence.ts) walks a head's chunks one after another
  * in one workgroup, so its time grows with T at a parallelism of heads × value columns. Here the
  * work that does not depend on the state entering a chunk runs for all chunks at once, as the
@@ -22,8 +23,19 @@
  *    Σ_{u≤t} (Σ_i q̂_t[i] k̂_u[i] e^{G_t[i] − G_u[i]}) δ_u, divided by q̂_t·z_t + eps with
  *    normalize (z, the key sum, is the state's column DV with v = 1: its own o).
  *
- * Every exponent is a G ≤ 0 or a difference G_t − G_u ≤ 0 (u ≤ t), so nothing large is
- * exponentiated however strong the decay. Pass 3 recomputes the prologue (and the cumulative
+ * 'dplr' (RWKV-7: S_t = D_t S_{t−1} + a_t x_t + k_t v_tᵀ with x_t = b_tᵀ S_{t−1}, read before the
+ * token's decay) has two rank-one terms a token. With G⁻_t = G_t − g_t the exclusive cumulative
+ * decay, x_t = (b_t ⊙ e^{G⁻_t})ᵀ S₀ + Σ_{u<t} A_ba[t,u] x_u + Σ_{u<t} A_bk[t,u] v_u, where
+ * A_ba[t,u] = Σ_i b_t[i] a_u[i] e^{G⁻_t[i] − G_u[i]} and A_bk alike with k̂_u. So x = w S₀ + u
+ * with (I − A_ba) w = B ⊙ e^{G⁻} and (I − A_ba) u = A_bk V (pass 1, forward substitution; the
+ * decays of every kind are taken per key dim there), x = u + w S₀ in pass 2, which adds both
+ * terms to the state, S ← e^{G_C} ⊙ S + (A ⊙ e^{G_C − G})ᵀ x + (K̂ ⊙ e^{G_C − G})ᵀ V, and pass 3
+ * adds the decayed q̂·a Gram times x to the q̂·k̂ one times v. fla's chunk_dplr takes the same
+ * route (its A_ab, A_ak); RWKV-7's a = kk·α, b = −kk make I − A_ba the delta rule's kind of
+ * unit lower-triangular system.
+ *
+ * Every exponent is a G ≤ 0 or a difference G_t − G_u ≤ 0 (u ≤ t; G⁻_t − G_u for u < t), so
+ * nothing large is exponentiated however strong the decay. Pass 3 recomputes the prologue (and the cumulative
  * decays) from the inputs rather than storing q̂, k̂ and G: an extra read of q, k, g against
  * three T × heads × keyDim scratch arrays and their bindings.
  *
@@ -31,9 +43,9 @@
  * fits; at 16 heads of 128 × 128 and C = 64, 16 KiB of states and 16 KiB of w and decayed keys
  * per token, so 64k tokens take 1 GiB each):
  * - lr_states: the state entering each chunk, S/C · heads · keyDim · SC floats;
- * - lr_wk: per (token, head) w then the decayed key ('add': the decayed key only), then e^{G_C}
- *   per (chunk, head) (per key dim for 'key' decay);
- * - lr_u ('delta'): u, then δ, per (token, head), S · heads · valueDim floats.
+ * - lr_wk: per (token, head) w then the decayed key ('add': the decayed key only; 'dplr': w, the
+ *   decayed a, the decayed key), then e^{G_C} per (chunk, head) (per key dim for 'key' decay);
+ * - lr_u ('delta', 'dplr'): u, then δ (x), per (token, head), S · heads · valueDim floats.
  * Each must fit one storage binding (and buffer). Where maxT's would not, the step is split into
  * segments of S tokens (a multiple of C), the three passes running once per segment, each from the
  * state the segment before wrote (the op's state buffer carries it, as between steps); launches
@@ -84,10 +96,15 @@ function maxThreads(caps: DeviceCaps): number {
 
 const isKey = (a: LinearRecurrenceAttrs) => a.decay === 'key';
 const isScalar = (a: LinearRecurrenceAttrs) => a.decay === 'fixed' || a.decay === 'head';
+const isDplr = (a: LinearRecurrenceAttrs) => a.update === 'dplr';
+/** The updates that solve for a per-token δ in pass 1 and keep it in lr_u. */
+const solves = (a: LinearRecurrenceAttrs) => a.update === 'delta' || a.update === 'dplr';
 
 /** Workgroup floats of pass 1 (prep). */
 export function prepFloats(a: LinearRecurrenceAttrs, C: number, KB: number): number {
   let f = 3 * C; // G_t, β_t, k's l2 factor
+  // A_ba and A_bk; the b, a, k̂ blocks and G, G⁻ of the block, [key dim][token].
+  if (isDplr(a)) return f + 2 * C * C + 5 * C * KB;
   if (a.update === 'delta') f += C * C + C * KB * (isKey(a) ? 2 : 1); // A, the k̂ (and G) block
   return f;
 }
@@ -95,17 +112,27 @@ export function prepFloats(a: LinearRecurrenceAttrs, C: number, KB: number): num
 /** Workgroup floats of pass 3 (out). */
 export function outFloats(a: LinearRecurrenceAttrs, C: number, KB: number, VB: number): number {
   const vs = VB + (a.normalize ? 1 : 0);
-  return C * KB * (isKey(a) ? 3 : 2) + 3 * C + KB * vs + C * C + 2 * C * VB + (a.normalize ? C : 0);
+  // dplr: the a block, the decayed q̂·a Gram and the tile's x.
+  const dplr = isDplr(a) ? C * KB + C * C + C * VB : 0;
+  return (
+    C * KB * (isKey(a) ? 3 : 2) +
+    3 * C +
+    KB * vs +
+    C * C +
+    2 * C * VB +
+    (a.normalize ? C : 0) +
+    dplr
+  );
 }
 
 /** Workgroup floats of pass 2. */
 export function passFloats(a: LinearRecurrenceAttrs, C: number, BV2: number): number {
-  return a.keyDim * BV2 + C * BV2;
+  return a.keyDim * BV2 + (isDplr(a) ? 2 : 1) * C * BV2;
 }
 
-/** Floats per (token, head) row of lr_wk: w ('delta') and the decayed key. */
+/** Floats per (token, head) row of lr_wk: w ('delta', 'dplr'), the decayed a ('dplr'), the decayed key. */
 function wkRow(a: LinearRecurrenceAttrs): number {
-  return a.update === 'delta' ? 2 * a.keyDim : a.keyDim;
+  return (isDplr(a) ? 3 : a.update === 'delta' ? 2 : 1) * a.keyDim;
 }
 
 /** Floats of e^{G_C} per (chunk, head). */
@@ -123,8 +150,9 @@ export function multiPassPlan(
   caps: DeviceCaps,
   maxT: number,
 ): MultiPassPlan | string {
-  if (a.update === 'dplr') return "the 'dplr' update has no chunked form";
   if ((a.batch ?? 1) > 1) return 'a batched step is decode';
+  // RWKV-7's fused key preparation and output correction (a decode fusion) read whole rows.
+  if (a.rwkv7) return 'the fused RWKV-7 recurrence runs token by token';
   const floats = Math.floor(caps.maxWorkgroupStorageBytes / 4);
   const threads = maxThreads(caps);
   const wg = Math.min(256, threads);
@@ -160,7 +188,7 @@ export function multiPassPlan(
     [LR_SCRATCH.states]: (4 * H * a.keyDim * SC) / C,
     [LR_SCRATCH.wk]: 4 * H * wkRow(a) + (4 * H * gcWidth(a)) / C,
   };
-  if (a.update === 'delta') perToken[LR_SCRATCH.u] = 4 * H * a.valueDim;
+  if (solves(a)) perToken[LR_SCRATCH.u] = 4 * H * a.valueDim;
   const limit = Math.min(caps.maxStorageBindingBytes, caps.maxBufferBytes);
   const most = Math.min(...Object.values(perToken).map((b) => Math.floor(limit / b / C) * C));
   if (most < C) {
@@ -181,7 +209,7 @@ export function multiPassPlan(
     [LR_SCRATCH.states]: 4 * segChunks * H * a.keyDim * SC,
     [LR_SCRATCH.wk]: 4 * (segment * H * wkRow(a) + segChunks * H * gcWidth(a)),
   };
-  if (a.update === 'delta') scratch[LR_SCRATCH.u] = 4 * segment * H * a.valueDim;
+  if (solves(a)) scratch[LR_SCRATCH.u] = 4 * segment * H * a.valueDim;
   return { ...pick, BV2, segment, wg, wg2, scratch };
 }
 
@@ -212,7 +240,7 @@ const SEGC: u32 = ${p.segment / p.C}u;  // chunks per segment
 const KB: u32 = ${p.KB}u;
 const VW: u32 = ${a.vHeads * a.valueDim}u;  // floats per token of v
 const WKW: u32 = ${wkRow(a)}u;  // floats per (token, head) of lr_wk
-const KDO: u32 = ${a.update === 'delta' ? a.keyDim : 0}u;  // offset of the decayed key in it
+const KDO: u32 = ${(wkRow(a) / a.keyDim - 1) * a.keyDim}u;  // offset of the decayed key in it
 const GC0: u32 = ${p.segment * a.heads * wkRow(a)}u;  // where e^(G_C) per (chunk, head) starts`;
 }
 
@@ -270,8 +298,9 @@ function variantName(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): s
 
 const chunksOfT = (C: number): GridDim => ({ sym: 'T', add: C - 1, div: C });
 
-/** Pass 1: chunk-local quantities (decayed keys, e^{G_C}; for 'delta' w and u). */
+/** Pass 1: chunk-local quantities (decayed keys, e^{G_C}; for 'delta' and 'dplr' w and u). */
 function prepLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): KernelLaunch {
+  if (isDplr(a)) return prepDplrLaunch(a, p, off);
   const delta = a.update === 'delta';
   const key = isKey(a);
   const scalar = isScalar(a);
@@ -403,22 +432,171 @@ ${chunkEntry(a)}
   };
 }
 
+/**
+ * The log decay of token t at key dim i as every decay kind gives it (scalar decays repeat one
+ * value over the key dims): the 'dplr' prep takes every decay per key dim.
+ */
+function decayAt(a: LinearRecurrenceAttrs, t: string, i: string): string {
+  if (isKey(a)) return `load_g(c0 + ${t}, gc + ${i})`;
+  if (isScalar(a)) return `load_g(c0 + ${t}, gh)`;
+  return '0.0';
+}
+
+/**
+ * Pass 1 of 'dplr': the Gram matrices A_ba and A_bk over blocks of key dims, then per key dim
+ * w (forward substitution), the decayed a and k̂ and e^{G_C}, and per value column u.
+ */
+function prepDplrLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): KernelLaunch {
+  const loads: LoadSubset = {
+    loads: ['k', 'a', 'b', ...(a.decay !== 'none' ? (['g'] as const) : [])],
+    direct: ['v'],
+  };
+  const { decls, bindings } = header(a, p.wg, loads);
+  const scratch = scratchDecl(bindings, [LR_SCRATCH.wk, LR_SCRATCH.u]);
+  const { C, KB } = p;
+  const WK = LR_SCRATCH.wk;
+  const U = LR_SCRATCH.u;
+  const gcWrite = isKey(a)
+    ? `\n      ${WK}[GC0 + (c * H + h) * DK + i] = exp(gend);`
+    : isScalar(a)
+      ? `\n      if (i == 0u) { ${WK}[GC0 + c * H + h] = exp(gend); }`
+      : '';
+  const code = `${decls}
+${scratch}
+${consts(a, p, off)}
+const ADO: u32 = DK;  // offset of the decayed a in a row of lr_wk
+var<workgroup> p_kf: array<f32, ${C}>;  // k's l2 factor (1 without)
+var<workgroup> p_ab: array<f32, ${C * C}>;  // A_ba, strictly lower
+var<workgroup> p_ak: array<f32, ${C * C}>;  // A_bk, strictly lower
+// Blocks of KB key dims, [key dim][token]: b, a, k̂, G (inclusive) and G⁻ (exclusive).
+var<workgroup> p_bb: array<f32, ${C * KB}>;
+var<workgroup> p_ba: array<f32, ${C * KB}>;
+var<workgroup> p_bk: array<f32, ${C * KB}>;
+var<workgroup> p_gi: array<f32, ${C * KB}>;
+var<workgroup> p_gx: array<f32, ${C * KB}>;
+
+${chunkEntry(a)}
+  for (var t = lid; t < n; t += WG) {
+    ${l2Factor(a, 'k', 'p_kf')}
+  }
+  for (var e = lid; e < C * C; e += WG) {
+    p_ab[e] = 0.0;
+    p_ak[e] = 0.0;
+  }
+  workgroupBarrier();
+  // A_ba[t, u] = Σ_i b_t[i] a_u[i] e^(G⁻_t[i] - G_u[i]) and A_bk alike with k̂_u, for u < t.
+  // Each entry has one owner, which sums into it across the blocks.
+  for (var i0 = 0u; i0 < DK; i0 += KB) {
+    for (var e = lid; e < C * KB; e += WG) {
+      let t = e / KB;
+      let ii = e % KB;
+      let i = i0 + ii;
+      var xb = 0.0;
+      var xa = 0.0;
+      var xk = 0.0;
+      if (t < n && i < DK) {
+        xb = load_b(c0 + t, gc + i);
+        xa = load_a(c0 + t, gc + i);
+        xk = load_k(c0 + t, kc + i) * p_kf[t];
+      }
+      p_bb[ii * C + t] = xb;
+      p_ba[ii * C + t] = xa;
+      p_bk[ii * C + t] = xk;
+    }
+    for (var ii = lid; ii < KB; ii += WG) {
+      var gs = 0.0;
+      for (var t = 0u; t < C; t++) {
+        p_gx[ii * C + t] = gs;
+        if (t < n && i0 + ii < DK) { gs += ${decayAt(a, 't', 'i0 + ii')}; }
+        p_gi[ii * C + t] = gs;
+      }
+    }
+    workgroupBarrier();
+    for (var e = lid; e < C * C; e += WG) {
+      let t = e / C;
+      let u = e % C;
+      if (u < t) {
+        var sa = 0.0;
+        var sk = 0.0;
+        for (var ii = 0u; ii < KB; ii++) {
+          let wb = p_bb[ii * C + t] * exp(p_gx[ii * C + t] - p_gi[ii * C + u]);
+          sa += wb * p_ba[ii * C + u];
+          sk += wb * p_bk[ii * C + u];
+        }
+        p_ab[e] += sa;
+        p_ak[e] += sk;
+      }
+    }
+    workgroupBarrier();
+  }
+  // Per column: w, the decayed a and k̂ of key dim i; u of value column j = col - DK. Row t's
+  // earlier rows are this invocation's own writes to the scratch, read back.
+  for (var col = lid; col < DK + DV; col += WG) {
+    if (col < DK) {
+      let i = col;
+      var gend = 0.0;
+      for (var t = 0u; t < n; t++) { gend += ${decayAt(a, 't', 'i')}; }
+      var gl = 0.0;  // G_t[i]
+      for (var t = 0u; t < n; t++) {
+        let gprev = gl;
+        gl += ${decayAt(a, 't', 'i')};
+        let row = ((s0 + t) * H + h) * WKW;
+        var xt = load_b(c0 + t, gc + i) * exp(gprev);
+        for (var u = 0u; u < t; u++) { xt += p_ab[t * C + u] * ${WK}[((s0 + u) * H + h) * WKW + i]; }
+        ${WK}[row + i] = xt;
+        let dec = exp(gend - gl);
+        ${WK}[row + ADO + i] = load_a(c0 + t, gc + i) * dec;
+        ${WK}[row + KDO + i] = load_k(c0 + t, kc + i) * p_kf[t] * dec;
+      }${gcWrite}
+    } else {
+      let j = col - DK;
+      for (var t = 0u; t < n; t++) {
+        var xt = 0.0;
+        for (var u = 0u; u < t; u++) {
+          xt += p_ak[t * C + u] * v[(c0 + u) * VW + vc0 + j] + p_ab[t * C + u] * ${U}[((s0 + u) * H + h) * DV + j];
+        }
+        ${U}[((s0 + t) * H + h) * DV + j] = xt;
+      }
+    }
+  }
+}
+`;
+  return {
+    kernel: {
+      name: `linear_recurrence_prep_${variantName(a, p, off)}`,
+      code: withHelpers(code),
+      bindings,
+      workgroupSize: [p.wg, 1, 1],
+    },
+    grid: [chunksOfT(C), a.heads, 1],
+  };
+}
+
 /** Pass 2: the states entering each chunk, sequential over chunks, and the final state. */
 function passLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): KernelLaunch {
   const delta = a.update === 'delta';
+  const dplr = isDplr(a);
   const loads: LoadSubset = { loads: [], direct: delta ? ['state'] : ['v', 'state'] };
   const { decls, bindings } = header(a, p.wg2, loads);
   const scratch = scratchDecl(
     bindings,
-    delta ? [LR_SCRATCH.states, LR_SCRATCH.wk, LR_SCRATCH.u] : [LR_SCRATCH.states, LR_SCRATCH.wk],
+    solves(a)
+      ? [LR_SCRATCH.states, LR_SCRATCH.wk, LR_SCRATCH.u]
+      : [LR_SCRATCH.states, LR_SCRATCH.wk],
   );
   const BV = p.BV2;
   const S = LR_SCRATCH.states;
-  const value = delta
+  // δ = u − w S₀ ('delta'), x = u + w S₀ ('dplr', whose v is staged beside it).
+  const value = solves(a)
     ? `let r = (s0 + t) * H + h;
         x = ${LR_SCRATCH.u}[r * DV + j];
-        for (var i = 0u; i < DK; i++) { x -= ${LR_SCRATCH.wk}[r * WKW + i] * s_s[i * BV + jj]; }
-        ${LR_SCRATCH.u}[r * DV + j] = x;`
+        for (var i = 0u; i < DK; i++) { x ${dplr ? '+' : '-'}= ${LR_SCRATCH.wk}[r * WKW + i] * s_s[i * BV + jj]; }
+        ${LR_SCRATCH.u}[r * DV + j] = x;${
+          dplr
+            ? `
+        xv = v[(c0 + t) * VW + vc0 + j];`
+            : ''
+        }`
     : a.normalize
       ? `x = select(v[(c0 + t) * VW + vc0 + min(j, DV - 1u)], 1.0, j == DV);  // z: v = 1`
       : `x = v[(c0 + t) * VW + vc0 + j];`;
@@ -428,7 +606,12 @@ ${consts(a, p, off)}
 const BV: u32 = ${BV}u;
 var<workgroup> s_s: array<f32, ${a.keyDim * BV}>;  // S[:, j0 .. j0 + BV)
 var<workgroup> s_v: array<f32, ${p.C * BV}>;  // the chunk's δ in those columns
-
+${
+  dplr
+    ? `var<workgroup> s_w: array<f32, ${p.C * BV}>;  // and its v ('dplr': δ is x)
+`
+    : ''
+}
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let h = wid.x;
@@ -456,11 +639,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let t = e / BV;
       let jj = e % BV;
       let j = j0 + jj;
-      var x = 0.0;
+      var x = 0.0;${dplr ? '\n      var xv = 0.0;' : ''}
       if (t < n && j < SC) {
         ${value}
       }
-      s_v[e] = x;
+      s_v[e] = x;${dplr ? '\n      s_w[e] = xv;' : ''}
     }
     workgroupBarrier();
     for (var e = lid; e < DK * BV; e += WG) {
@@ -468,7 +651,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let jj = e % BV;
       var acc = ${gcRead(a, 'i')} * s_s[e];
       for (var t = 0u; t < n; t++) {
-        acc += ${LR_SCRATCH.wk}[((s0 + t) * H + h) * WKW + KDO + i] * s_v[t * BV + jj];
+        let row = ((s0 + t) * H + h) * WKW;
+        acc += ${
+          dplr
+            ? `${LR_SCRATCH.wk}[row + DK + i] * s_v[t * BV + jj] + ${LR_SCRATCH.wk}[row + KDO + i] * s_w[t * BV + jj]`
+            : `${LR_SCRATCH.wk}[row + KDO + i] * s_v[t * BV + jj]`
+        };
       }
       s_s[e] = acc;
     }
@@ -494,17 +682,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 /** Pass 3: each chunk's outputs from its entering state and its own tokens. */
 function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): KernelLaunch {
   const delta = a.update === 'delta';
+  const dplr = isDplr(a);
   const key = isKey(a);
   const scalar = isScalar(a);
   const norm = a.normalize;
   const loads: LoadSubset = {
-    loads: ['q', 'k', ...(a.decay !== 'none' ? (['g'] as const) : [])],
+    loads: [
+      'q',
+      'k',
+      ...(dplr ? (['a'] as const) : []),
+      ...(a.decay !== 'none' ? (['g'] as const) : []),
+    ],
     direct: delta ? ['out'] : ['v', 'out'],
   };
   const { decls, bindings } = header(a, p.wg, loads);
   const scratch = scratchDecl(
     bindings,
-    delta ? [LR_SCRATCH.states, LR_SCRATCH.u] : [LR_SCRATCH.states],
+    solves(a) ? [LR_SCRATCH.states, LR_SCRATCH.u] : [LR_SCRATCH.states],
   );
   const { C, KB, VB } = p;
   const VS = VB + (norm ? 1 : 0);
@@ -522,6 +716,7 @@ function outLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): Ker
   const vRead = delta
     ? `${LR_SCRATCH.u}[((s0 + t) * H + h) * DV + j]`
     : `v[(c0 + t) * VW + vc0 + j]`;
+  const xRead = `${LR_SCRATCH.u}[((s0 + t) * H + h) * DV + j]`;
   const code = `${decls}
 ${scratch}
 ${consts(a, p, off)}
@@ -538,7 +733,14 @@ var<workgroup> o_s: array<f32, ${KB * VS}>;  // S₀ rows of the block, the tile
 var<workgroup> o_a: array<f32, ${C * C}>;  // decayed q̂·k̂, causal
 var<workgroup> o_v: array<f32, ${C * VB}>;  // δ of the tile's columns
 var<workgroup> o_o: array<f32, ${C * VB}>;  // (q̂ ⊙ e^G) S₀ of the tile's columns
-${norm ? `var<workgroup> o_den: array<f32, ${C}>;\n` : ''}
+${
+  dplr
+    ? `var<workgroup> o_ka: array<f32, ${C * KB}>;  // a, [key dim][token]
+var<workgroup> o_aa: array<f32, ${C * C}>;  // decayed q̂·a, causal
+var<workgroup> o_x: array<f32, ${C * VB}>;  // x of the tile's columns ('dplr': v is o_v)
+`
+    : ''
+}${norm ? `var<workgroup> o_den: array<f32, ${C}>;\n` : ''}
 ${chunkEntry(a)}
   for (var t = lid; t < n; t += WG) {
     ${scalar ? 'o_gt[t] = load_g(c0 + t, gh);' : ''}
@@ -552,19 +754,19 @@ ${chunkEntry(a)}
   workgroupBarrier();${scalarPrefix(a, 'o_gt')}
   // The decayed q̂·k̂ once per chunk (every column tile below reads it); each entry has one
   // owner, which sums into it across the blocks of key dims.
-  for (var e = lid; e < C * C; e += WG) { o_a[e] = 0.0; }
+  for (var e = lid; e < C * C; e += WG) { o_a[e] = 0.0;${dplr ? ' o_aa[e] = 0.0;' : ''} }
   for (var i0 = 0u; i0 < DK; i0 += KB) {
     for (var e = lid; e < C * KB; e += WG) {
       let t = e / KB;
       let i = i0 + e % KB;
       var xq = 0.0;
-      var xk = 0.0;
+      var xk = 0.0;${dplr ? '\n      var xa = 0.0;' : ''}
       if (t < n && i < DK) {
         xq = load_q(c0 + t, qc + i) * o_qf[t];
-        xk = load_k(c0 + t, kc + i) * o_kf[t];
+        xk = load_k(c0 + t, kc + i) * o_kf[t];${dplr ? '\n        xa = load_a(c0 + t, gc + i);' : ''}
       }
       o_q[e] = xq;
-      o_k[(e % KB) * C + t] = xk;
+      o_k[(e % KB) * C + t] = xk;${dplr ? '\n      o_ka[(e % KB) * C + t] = xa;' : ''}
     }${gBlock}
     workgroupBarrier();
     // 4 × 4 tiles of (t, u) per invocation: 8 staged reads feed 16 products (tiles above the
@@ -574,16 +776,32 @@ ${chunkEntry(a)}
       let u4 = blk % NT * 4u;
       if (u4 <= t4) {
         // Zeroed here, explicitly: an uninitialised var was seen zeroed once per invocation (ssm.ts).
-        var r = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));
+        var r = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));${
+          dplr
+            ? '\n        var ra = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));'
+            : ''
+        }
         for (var ii = 0u; ii < KB; ii++) {
           let kv = vec4f(o_k[ii * C + u4], o_k[ii * C + u4 + 1u], o_k[ii * C + u4 + 2u], o_k[ii * C + u4 + 3u]);${
+            dplr
+              ? `
+          let av = vec4f(o_ka[ii * C + u4], o_ka[ii * C + u4 + 1u], o_ka[ii * C + u4 + 2u], o_ka[ii * C + u4 + 3u]);`
+              : ''
+          }${
             key
               ? `
           let gu = vec4f(o_g[ii * C + u4], o_g[ii * C + u4 + 1u], o_g[ii * C + u4 + 2u], o_g[ii * C + u4 + 3u]);`
               : ''
           }
-          for (var x = 0u; x < 4u; x++) {
-            r[x] += o_q[(t4 + x) * KB + ii] * kv${key ? ' * exp(o_g[ii * C + t4 + x] - gu)' : ''};
+          for (var x = 0u; x < 4u; x++) {${
+            dplr
+              ? `
+            let qd = o_q[(t4 + x) * KB + ii]${key ? ' * exp(o_g[ii * C + t4 + x] - gu)' : ''};
+            r[x] += qd * kv;
+            ra[x] += qd * av;`
+              : `
+            r[x] += o_q[(t4 + x) * KB + ii] * kv${key ? ' * exp(o_g[ii * C + t4 + x] - gu)' : ''};`
+          }
           }
         }
         for (var x = 0u; x < 4u; x++) {
@@ -591,7 +809,15 @@ ${chunkEntry(a)}
           o_a[row] += r[x].x;
           o_a[row + 1u] += r[x].y;
           o_a[row + 2u] += r[x].z;
-          o_a[row + 3u] += r[x].w;
+          o_a[row + 3u] += r[x].w;${
+            dplr
+              ? `
+          o_aa[row] += ra[x].x;
+          o_aa[row + 1u] += ra[x].y;
+          o_aa[row + 2u] += ra[x].z;
+          o_aa[row + 3u] += ra[x].w;`
+              : ''
+          }
         }
       }
     }
@@ -600,7 +826,12 @@ ${chunkEntry(a)}
   for (var e = lid; e < C * C; e += WG) {
     let t = e / C;
     let u = e % C;
-    o_a[e] = select(0.0, o_a[e]${scalar ? ' * exp(o_gt[t] - o_gt[u])' : ''}, u <= t);
+    o_a[e] = select(0.0, o_a[e]${scalar ? ' * exp(o_gt[t] - o_gt[u])' : ''}, u <= t);${
+      dplr
+        ? `
+    o_aa[e] = select(0.0, o_aa[e]${scalar ? ' * exp(o_gt[t] - o_gt[u])' : ''}, u <= t);`
+        : ''
+    }
   }
   var zacc = 0.0;  // (q̂ ⊙ e^G)·z₀ of token lid
   // Then per tile of VB value columns: (q̂ ⊙ e^G) S₀ over the key blocks, δ, and the outputs.
@@ -664,9 +895,16 @@ ${chunkEntry(a)}
     for (var e = lid; e < C * VB; e += WG) {
       let t = e / VB;
       let j = j0 + e % VB;
-      var x = 0.0;
-      if (t < n && j < DV) { x = ${vRead}; }
-      o_v[e] = x;
+      var x = 0.0;${dplr ? '\n      var xx = 0.0;' : ''}
+      if (t < n && j < DV) {
+        x = ${vRead};${
+          dplr
+            ? `
+        xx = ${xRead};`
+            : ''
+        }
+      }
+      o_v[e] = x;${dplr ? '\n      o_x[e] = xx;' : ''}
     }${
       norm
         ? `
@@ -685,7 +923,7 @@ ${chunkEntry(a)}
       let j = j0 + jj;
       if (t < n && j < DV) {
         var o = o_o[e]${scalar ? ' * exp(o_gt[t])' : ''};
-        for (var u = 0u; u <= t; u++) { o += o_a[t * C + u] * o_v[u * VB + jj]; }
+        for (var u = 0u; u <= t; u++) { o += o_a[t * C + u] * o_v[u * VB + jj]${dplr ? ' + o_aa[t * C + u] * o_x[u * VB + jj]' : ''}; }
         out[((c0 + t) * H + h) * DV + j] = o${norm ? ' / o_den[t]' : ''};
       }
     }

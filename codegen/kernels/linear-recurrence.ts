@@ -4,7 +4,7 @@
  * value columns), an invocation per column j holding S[:, j] (keyDim values) in registers across
  * the step's tokens. At step.pos == 0 the old state reads as zeros.
  *
- * Recurrent form (decode, and every step of the 'dplr' update): token by token, the workgroup
+ * Recurrent form (decode, and a 'dplr' step within one chunk): token by token, the workgroup
  * stages q_t, k_t (and per-key decays, a_t, b_t) and each invocation applies its column's update.
  *
  * Chunked form (prefill of the 'add' and 'delta' updates): per chunk of C tokens, with
@@ -21,8 +21,8 @@
  * This chunked form is one workgroup per (head, run of columns) walking its chunks in order, so
  * it is the prefill only where a step fits one chunk of the chunk-parallel multi-pass form
  * (linear-recurrence-chunks.ts), or where that form cannot run on the device; see
- * linearRecurrenceKernel. 'dplr' keeps the recurrent form for prefill (no chunked form of its
- * rank-one a/b correction is written).
+ * linearRecurrenceKernel. 'dplr' has no single-kernel chunked form: its prefill runs the
+ * multi-pass form past one chunk, and the recurrent form within one or where the passes cannot run.
  *
  * The normaliser z (normalize) is a state column whose v is 1 and whose update is 'add', so its
  * q·z is an output like any other; it lives in workgroup memory and every run of a head's
@@ -723,9 +723,8 @@ export function recurrenceForm(
   caps: DeviceCaps,
   maxT: number,
 ): RecurrenceForm {
-  // dplr's update reads bᵀS_(t-1) before each token's decay: a rank-one correction whose chunked
-  // form (WY products of the a/b pairs) is not written; its prefill runs token by token.
-  // A batched step is one token of each sequence: decode.
+  // dplr's update reads bᵀS_(t-1) before each token's decay: its chunked form is the multi-pass
+  // one only (linearRecurrenceKernel). A batched step is one token of each sequence: decode.
   if (maxT === 1 || a.update === 'dplr' || isBatched(a)) return { kind: 'recurrent' };
   return { kind: 'chunked', C: chunkTokens(a, caps) };
 }
@@ -785,14 +784,15 @@ export function recurrenceLaunch(
 }
 
 /**
- * The generator: decode (maxT 1), batched decode and every 'dplr' step run the recurrent form.
- * Prefill of 'add' and 'delta' runs the chunk-parallel passes (linear-recurrence-chunks.ts) when
+ * The generator: decode (maxT 1) and batched decode run the recurrent form. Prefill runs the
+ * chunk-parallel passes (linear-recurrence-chunks.ts) when
  * a step may span more than one of their chunks (maxT > C): from two chunks on, their parallelism
  * over chunks is what the single kernel lacks, while a step of one chunk gains nothing from
  * writing and rereading the state and the w/u scratch. Where the passes cannot run on the device
  * (scratch past the storage binding limit, more storage buffers than a stage allows, no room in
  * workgroup memory) the prefill keeps the single-kernel chunked form, which is correct at any T,
- * only slower; multiPass names the reason.
+ * only slower; multiPass names the reason. 'dplr' has no single-kernel chunked form and keeps the
+ * recurrent one there (also within one chunk, and for RWKV-7's fused decode recurrence).
  */
 export const linearRecurrenceKernel: KernelGenerator<LinearRecurrenceAttrs> = (
   a,
@@ -800,7 +800,8 @@ export const linearRecurrenceKernel: KernelGenerator<LinearRecurrenceAttrs> = (
 ) => {
   const form = recurrenceForm(a, caps, maxT);
   // One sequence's prefill only: a batched step's rows are sequences (one token each).
-  if (form.kind === 'chunked' && !isBatched(a)) {
+  const prefill = form.kind === 'chunked' || (a.update === 'dplr' && maxT > 1);
+  if (prefill && !isBatched(a)) {
     const plan = multiPassPlan(a, caps, maxT);
     if (typeof plan !== 'string' && maxT > plan.C) {
       const passes = multiPass(a, caps, maxT);

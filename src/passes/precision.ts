@@ -8,7 +8,10 @@
  * - MoE router weights: top-k picks experts from small logit differences, and a flipped pick
  *   changes a token's whole FFN; the router is E × dim, negligible next to the experts;
  * - activations, KV caches (see `--kv`), SSM and recurrence states: f32, so long sums and
- *   recurrences accumulate without f16 rounding; every kernel accumulates in f32.
+ *   recurrences accumulate without f16 rounding; every kernel accumulates in f32. f16
+ *   activations between kernels would save little: Llama-3.2-1B's 512-token prefill step moves
+ *   1.2 GiB of activations (inspect --max-t 512) beside 2.3 GiB of f16 weights and 1 TFLOP, about
+ *   0.15 ms of traffic at the H200's streaming bandwidth in a 65 ms step; decode writes 1.6 MiB.
  * Under q4 the output head (and so a tied embedding table) is stored q8, as llama.cpp keeps its
  * output at 6 bits: its error moves every logit at once.
  * A weight whose rows are not whole 32-blocks cannot be quantised and is stored f16; inspect

@@ -47,10 +47,17 @@ describe('fla golden outputs', () => {
   // The multi-pass linear-recurrence prefill (codegen/kernels/linear-recurrence-chunks.ts) runs
   // past one of its chunks; at maxT 32 on a device of 4 KiB workgroup memory its chunk is 16, so
   // the 24-token prompt spans two chunks (one partial), with each family's fused prologue.
-  for (const fixture of ['gated_deltanet', 'gla', 'retnet', 'delta_net']) {
+  // RWKV-7's dplr passes need 8 KiB for a chunk of 16 (two Gram matrices in each).
+  for (const [fixture, kib] of [
+    ['gated_deltanet', 4],
+    ['gla', 4],
+    ['retnet', 4],
+    ['delta_net', 4],
+    ['rwkv7', 8],
+  ] as const) {
     it(`${fixture} (gpu, multi-pass prefill)`, async () => {
       const dir = join(ROOT, fixture);
-      const caps = { ...(await testGpu()).caps, maxWorkgroupStorageBytes: 4096 };
+      const caps = { ...(await testGpu()).caps, maxWorkgroupStorageBytes: kib * 1024 };
       const hf = await importHfFolder(dir);
       try {
         const compiled = compileModel(hf.model, { caps, maxT: 32, capacity: 64 });

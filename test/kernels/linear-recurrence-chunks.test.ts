@@ -1,7 +1,7 @@
 /**
  * The chunk-parallel (multi-pass) prefill of the linear recurrence
  * (codegen/kernels/linear-recurrence-chunks.ts) against the f64 reference: every decay
- * (none, fixed, head, key) × update (add, delta), the normaliser, awkward shapes (T = 1, T not a
+ * (none, fixed, head, key) × update (add, delta, dplr), the normaliser, awkward shapes (T = 1, T not a
  * multiple of the chunk, T over many chunks, keyDim ≠ valueDim, odd dims, 3 and 6 heads with q/k
  * heads repeated and gate heads shared), the fused prologues (feature maps, l2 norms, RoPE,
  * β and g expressions), position 0 with junk in the state buffer, and prefill then decode.
@@ -10,8 +10,8 @@
  * existing linear-recurrence kernels' (test/kernels/linear-recurrence.test.ts): f32 kernels
  * against an f64 reference whose worst measured cases sit well below (the log prints them). The
  * multi-pass form sums in a different order from the single kernel (block Gram products, the
- * WY/UT solve) but every term is bounded the same way (decays ≤ 1, unit keys for delta), so the
- * same bound holds.
+ * WY/UT solve) but every term is bounded the same way (decays ≤ 1, unit keys for delta, and for
+ * dplr RWKV-7's a = kk·α, b = −kk with kk a unit row), so the same bound holds.
  */
 import { describe, expect, it } from 'vitest';
 import { multiPass, multiPassPlan } from '../../codegen/kernels/linear-recurrence-chunks.ts';
@@ -99,7 +99,7 @@ async function check(
 
 describe('linear_recurrence multi-pass prefill against the reference', () => {
   for (const decay of ['none', 'fixed', 'head', 'key'] as const) {
-    for (const update of ['add', 'delta'] as const) {
+    for (const update of ['add', 'delta', 'dplr'] as const) {
       for (const normalize of update === 'add' ? [false, true] : [false]) {
         const a = attrs({ decay, update, normalize });
         it(`${decay} decay, ${update}${normalize ? ', normalized' : ''}: T = 1, partial chunks`, async () => {
@@ -121,8 +121,13 @@ describe('linear_recurrence multi-pass prefill against the reference', () => {
     ],
   ];
   // Each shape once, the decay and update alternating (compiles dominate SwiftShader's time).
+  const kinds = [
+    ['key', 'delta'],
+    ['head', 'add'],
+    ['key', 'dplr'],
+  ] as const;
   for (const [n, [name, over]] of shapes.entries()) {
-    const [decay, update] = n % 2 === 0 ? (['key', 'delta'] as const) : (['head', 'add'] as const);
+    const [decay, update] = kinds[n % kinds.length];
     it(`${name}: ${decay} decay, ${update}`, async () => {
       await check(attrs({ ...over, decay, update }), 83, 3, 12, 90);
     });
@@ -152,8 +157,29 @@ describe('linear_recurrence multi-pass prefill against the reference', () => {
     await check(a, 200, 3, 41, 200, caps);
   });
 
+  it('dplr at the chunk the device takes, at T = 1, C − 1, C, C + 1, 3C + 5', async () => {
+    const { caps } = await testGpu();
+    const a = attrs({ decay: 'key', update: 'dplr', keyDim: 16, valueDim: 9 });
+    const plan = multiPassPlan(a, caps, 200);
+    if (typeof plan === 'string') throw new Error(plan);
+    expect(plan.C).toBeGreaterThanOrEqual(32);
+    for (const T of [1, plan.C - 1, plan.C, plan.C + 1, 3 * plan.C + 5])
+      await check(a, T, 3, 70 + T, 3 * plan.C + 5, caps);
+  });
+
   it('spans many chunks: T = 1100', async () => {
     for (const a of [
+      attrs({
+        decay: 'key',
+        update: 'dplr',
+        heads: 1,
+        qHeads: 1,
+        kHeads: 1,
+        vHeads: 1,
+        gateHeads: 1,
+        keyDim: 8,
+        valueDim: 6,
+      }),
       attrs({
         decay: 'head',
         update: 'delta',
@@ -200,6 +226,12 @@ describe('linear_recurrence multi-pass with a fused prologue', () => {
   }
 });
 
+function multiPassPlanOf(a: LinearRecurrenceAttrs) {
+  const plan = multiPassPlan(a, BASELINE_CAPS, 4096);
+  if (typeof plan === 'string') throw new Error(plan);
+  return plan;
+}
+
 /** A model-sized layer (16 heads of 128 × 128) for the plan and launch-choice checks. */
 const large = () =>
   attrs({
@@ -218,6 +250,7 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
     for (const a of [
       attrs({ decay: 'head', update: 'delta', keyDim: 16, valueDim: 9 }),
       attrs({ decay: 'key', update: 'add', keyDim: 8, valueDim: 8, normalize: true }),
+      attrs({ decay: 'key', update: 'dplr', keyDim: 8, valueDim: 9 }),
     ]) {
       const T = 70;
       const width = a.heads * a.valueDim;
@@ -248,7 +281,7 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
     }
   });
 
-  it('runs the passes past one chunk, the single kernel within one, dplr token by token', () => {
+  it('runs the passes past one chunk, the single kernel within one (dplr: token by token)', () => {
     const a = large();
     const plan = multiPassPlan(a, BASELINE_CAPS, 4096);
     if (typeof plan === 'string') throw new Error(plan);
@@ -256,11 +289,16 @@ describe('linear_recurrence multi-pass continuation and choice', () => {
       linearRecurrenceKernel(b, { caps: BASELINE_CAPS, maxT }).launches.map((l) => l.kernel.name);
     expect(names(4096).map((n) => n.split('_')[2])).toEqual(['prep', 'pass', 'out']);
     expect(names(plan.C)[0]).toContain('_chunk');
-    expect(names(4096, { ...a, update: 'dplr', decay: 'key' })[0]).toContain('_recurrent_');
-    for (const l of linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 4096 }).launches) {
-      expect(l.kernel.bindings.length - 1).toBeLessThanOrEqual(
-        BASELINE_CAPS.maxStorageBuffersPerStage,
-      );
+    const dplr: LinearRecurrenceAttrs = { ...a, update: 'dplr', decay: 'key' };
+    expect(names(4096, dplr).map((n) => n.split('_')[2])).toEqual(['prep', 'pass', 'out']);
+    expect(names(multiPassPlanOf(dplr).C, dplr)[0]).toContain('_recurrent_');
+    expect(names(1, dplr)[0]).toContain('_recurrent_');
+    for (const b of [a, dplr]) {
+      for (const l of linearRecurrenceKernel(b, { caps: BASELINE_CAPS, maxT: 4096 }).launches) {
+        expect(l.kernel.bindings.length - 1).toBeLessThanOrEqual(
+          BASELINE_CAPS.maxStorageBuffersPerStage,
+        );
+      }
     }
   });
 

@@ -215,6 +215,17 @@ describe('linear_recurrence acceptance', () => {
   // Strong decay (g ≈ −5 a step: e^G underflows to 0 within a chunk) and none at all (state
   // sums grow over 16k tokens); small dims keep SwiftShader to seconds.
   const LONG = 16384;
+  const one = (o: Partial<LinearRecurrenceAttrs>) =>
+    attrs({
+      heads: 1,
+      qHeads: 1,
+      kHeads: 1,
+      vHeads: 1,
+      gateHeads: 1,
+      keyDim: 4,
+      valueDim: 4,
+      ...o,
+    });
   for (const [name, a, g] of [
     [
       'strong head decay, delta',
@@ -276,6 +287,8 @@ describe('linear_recurrence acceptance', () => {
       }),
       [0, 0],
     ],
+    ['strong key decay, dplr', one({ decay: 'key', update: 'dplr' }), [-6, -4]],
+    ['key decay of zeros, dplr', one({ decay: 'key', update: 'dplr' }), [0, 0]],
   ] as const) {
     it(`stays finite and correct over ${LONG} tokens: ${name}`, async () => {
       const { caps } = await testGpu();
@@ -587,8 +600,8 @@ describe('linear_recurrence kernel choice', () => {
       const { launches } = linearRecurrenceKernel(a, { caps: BASELINE_CAPS, maxT: 64 });
       const storage = launches[0].kernel.bindings.filter((b) => b.access !== 'uniform');
       expect(storage.length).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBuffersPerStage);
-      // Past one chunk of the multi-pass form, 'add' and 'delta' run its passes.
-      expect(launches[0].kernel.name).toMatch(update === 'dplr' ? /_recurrent_/ : /_chunk|_prep_/);
+      // Past one chunk of the multi-pass form every update runs its passes.
+      expect(launches[0].kernel.name).toMatch(/_chunk|_prep_/);
       for (const l of launches) {
         const n = l.kernel.bindings.filter((b) => b.access !== 'uniform').length;
         expect(n).toBeLessThanOrEqual(BASELINE_CAPS.maxStorageBuffersPerStage);
