@@ -298,6 +298,27 @@ function variantName(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): s
 
 const chunksOfT = (C: number): GridDim => ({ sym: 'T', add: C - 1, div: C });
 
+/** A per-chunk pass's launch (prep and out): a workgroup per (chunk, head). */
+function perChunk(
+  pass: 'prep' | 'out',
+  a: LinearRecurrenceAttrs,
+  p: MultiPassPlan,
+  off: number,
+  code: string,
+  bindings: KernelLaunch['kernel']['bindings'],
+  tag = '',
+): KernelLaunch {
+  return {
+    kernel: {
+      name: `linear_recurrence_${pass}_${variantName(a, p, off)}${tag}`,
+      code: withHelpers(code),
+      bindings,
+      workgroupSize: [p.wg, 1, 1],
+    },
+    grid: [chunksOfT(p.C), a.heads, 1],
+  };
+}
+
 /** Pass 1: chunk-local quantities (decayed keys, e^{G_C}; for 'delta' and 'dplr' w and u). */
 function prepLaunch(a: LinearRecurrenceAttrs, p: MultiPassPlan, off: number): KernelLaunch {
   if (isDplr(a)) return prepDplrLaunch(a, p, off);
@@ -421,15 +442,7 @@ ${chunkEntry(a)}
   }
 }
 `;
-  return {
-    kernel: {
-      name: `linear_recurrence_prep_${variantName(a, p, off)}`,
-      code: withHelpers(code),
-      bindings,
-      workgroupSize: [p.wg, 1, 1],
-    },
-    grid: [chunksOfT(C), a.heads, 1],
-  };
+  return perChunk('prep', a, p, off, code, bindings);
 }
 
 /**
@@ -561,15 +574,7 @@ ${chunkEntry(a)}
   }
 }
 `;
-  return {
-    kernel: {
-      name: `linear_recurrence_prep_${variantName(a, p, off)}`,
-      code: withHelpers(code),
-      bindings,
-      workgroupSize: [p.wg, 1, 1],
-    },
-    grid: [chunksOfT(C), a.heads, 1],
-  };
+  return perChunk('prep', a, p, off, code, bindings);
 }
 
 /** Pass 2: the states entering each chunk, sequential over chunks, and the final state. */
@@ -931,15 +936,7 @@ ${chunkEntry(a)}
   }
 }
 `;
-  return {
-    kernel: {
-      name: `linear_recurrence_out_${variantName(a, p, off)}_kb${KB}_vb${VB}`,
-      code: withHelpers(code),
-      bindings,
-      workgroupSize: [p.wg, 1, 1],
-    },
-    grid: [chunksOfT(C), a.heads, 1],
-  };
+  return perChunk('out', a, p, off, code, bindings, `_kb${KB}_vb${VB}`);
 }
 
 /**

@@ -36,6 +36,10 @@ import {
 
 const TOL = 1e-4;
 
+/** One state head (q, k, v and gate heads one each). */
+const oneHead = (o: Partial<LinearRecurrenceAttrs>) =>
+  attrs({ heads: 1, qHeads: 1, kHeads: 1, vHeads: 1, gateHeads: 1, ...o });
+
 /**
  * SwiftShader's pipeline compile time grows with a kernel's workgroup memory (seconds per pass at
  * C = 64), so most cases run at C = 16 on a device of 8 KiB workgroup memory; the same code at
@@ -169,39 +173,9 @@ describe('linear_recurrence multi-pass prefill against the reference', () => {
 
   it('spans many chunks: T = 1100', async () => {
     for (const a of [
-      attrs({
-        decay: 'key',
-        update: 'dplr',
-        heads: 1,
-        qHeads: 1,
-        kHeads: 1,
-        vHeads: 1,
-        gateHeads: 1,
-        keyDim: 8,
-        valueDim: 6,
-      }),
-      attrs({
-        decay: 'head',
-        update: 'delta',
-        heads: 1,
-        qHeads: 1,
-        kHeads: 1,
-        vHeads: 1,
-        gateHeads: 1,
-        keyDim: 8,
-        valueDim: 6,
-      }),
-      attrs({
-        decay: 'key',
-        update: 'add',
-        heads: 1,
-        qHeads: 1,
-        kHeads: 1,
-        vHeads: 1,
-        gateHeads: 1,
-        keyDim: 6,
-        valueDim: 8,
-      }),
+      oneHead({ decay: 'key', update: 'dplr', keyDim: 8, valueDim: 6 }),
+      oneHead({ decay: 'head', update: 'delta', keyDim: 8, valueDim: 6 }),
+      oneHead({ decay: 'key', update: 'add', keyDim: 6, valueDim: 8 }),
     ]) {
       await check(a, 1100, 0, 31);
     }
