@@ -153,7 +153,6 @@ ${COMMON_COMPILE_HELP}`,
     }
     const seed = intOption(values.seed, 'seed', 0) ?? 0;
     const maxTokens = intOption(values['max-tokens'], 'max-tokens', 32) ?? 32;
-    const dump = values['dump-logits'] !== undefined;
     // Everything the host can check runs before the GPU is acquired and the weights loaded: the
     // model's vocab and capacity come from the manifest (or the spec), not from the device.
     let source: BundleSource | null = null;
@@ -190,123 +189,131 @@ ${COMMON_COMPILE_HELP}`,
     // The bundle or checkpoint stays open until its weights are on the GPU (GpuModel.load closes
     // the source it is given, memorySource's closing the checkpoint); every way out before that
     // closes it here.
-    const closeInput = async () => {
+    let ready: ReadyRun;
+    try {
+      ready = await prepareRun(positionals[0], values, source, input, seed, maxTokens);
+    } catch (e) {
       if (source) await source.close?.();
       else await input?.close();
-    };
-    const ir = source ? source.manifest.model : input!.model;
-    const vocab = ir.vocab;
-    const diffusionFlags = givenFlags(values, DIFFUSION_FLAGS);
-    if (!ir.diffusion && diffusionFlags) {
-      await closeInput();
-      throw new UserError(
-        `${diffusionFlags}: diffusion sampler options, but ${positionals[0]} is an autoregressive model (its spec has no diffusion setting)`,
-      );
-    }
-    let diffusion: DiffusionRun | null = null;
-    let block: BlockDiffusionRun | null = null;
-    let entropy: EntropyBoundRun | null = null;
-    if (ir.diffusion) {
-      try {
-        refuseAutoregressiveFlags(values);
-        if (ir.diffusion.kind === 'entropy_bound') {
-          // The tokenizer's eos ends generation after its canvas (read once the prompt is).
-          entropy = entropyBoundRunOptions(values, ir.diffusion, vocab, [], seed);
-        } else if (ir.diffusion.kind === 'bd3lm')
-          block = blockDiffusionRunOptions(values, ir.diffusion, modelAttentionBlock(ir), seed);
-        else {
-          const bad = givenFlags(values, ['sampler', 'nucleus-p']);
-          if (bad)
-            throw new UserError(
-              `${bad}: block-diffusion (bd3lm) sampler options, but the model is a LLaDA diffusion model`,
-            );
-          diffusion = diffusionRunOptions(values, ir.diffusion, seed);
-        }
-      } catch (e) {
-        await closeInput();
-        throw e;
-      }
-    }
-    let prompt: number[];
-    let tok: Tokenizer | null;
-    let template: ChatTemplate | null;
-    // --prompts (or a batched bundle): several sequences a step (run-batch.ts).
-    let batchPrompts: number[][] | null = null;
-    const bundleBatch = source?.manifest.compile.batch ?? 1;
-    try {
-      if (values.prompts !== undefined || bundleBatch > 1) {
-        if (values.prompts === undefined)
-          throw new UserError(
-            `${positionals[0]} decodes ${bundleBatch} sequences a step: give its prompts with --prompts FILE`,
-          );
-        if (values.prompt !== undefined || values['prompt-ids'] !== undefined || values.chat)
-          throw new UserError('--prompts takes every prompt: drop --prompt, --prompt-ids, --chat');
-        if (
-          diffusion ||
-          block ||
-          entropy ||
-          values['dump-logits'] !== undefined ||
-          values['check-finite']
-        )
-          throw new UserError(
-            '--prompts runs autoregressive decode without --dump-logits or --check-finite',
-          );
-      }
-      ({ prompt, tok, template } = await runPrompt(source, input, positionals[0], vocab, values));
-      if (values.prompts !== undefined) {
-        batchPrompts = await readPrompts(values.prompts, tok, vocab);
-        prompt = batchPrompts.reduce((a, b) => (b.length > a.length ? b : a));
-      }
-      if (entropy) entropy = { ...entropy, eos: [...(tok?.eos ?? [])] };
-      if (source && !diffusion && !block && !entropy)
-        checkRunFits(
-          prompt.length,
-          maxTokens,
-          source.manifest.compile.capacity,
-          ir.maxContext,
-          dump,
-        );
-    } catch (e) {
-      await closeInput();
       throw e;
     }
-    let gpu: GpuContext;
-    try {
-      gpu = await nodeGpu({ flags: gpuFlags(values['gpu-flags']) });
-      if (!source) {
-        // A diffusion step is one forward over the whole canvas: by default, size the prefill
-        // chunk and the cache to hold it.
-        const gen = diffusion ?? block ?? entropy;
-        const canvas = gen ? String(prompt.length + gen.genLength) : undefined;
-        const compiled = compileWithOptions(
-          input!.model,
-          gpu.caps,
-          gen
-            ? { ...values, 'max-t': values['max-t'] ?? canvas, capacity: values.capacity ?? canvas }
-            : batchPrompts
-              ? { ...values, batch: values.batch ?? String(batchPrompts.length) }
-              : values,
-        );
-        if (!gen) checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
-        source = memorySource(compiled, input!.weights, input!.tokenizer, () => input!.close());
-      }
-    } catch (e) {
-      await closeInput();
-      throw e;
-    }
-    const model = await GpuModel.load(gpu, source, terminalProgress());
+    const model = await GpuModel.load(ready.gpu, ready.source, terminalProgress());
     // The device outlives this command (nodeGpu shares it): free the weights when done.
     try {
-      return await generate(
-        model,
-        { prompt, tok, template, batchPrompts, entropy, block, diffusion, seed, maxTokens, vocab },
-        values,
-      );
+      return await generate(model, ready.plan, values);
     } finally {
       model.destroy();
     }
   },
 };
+
+/** What a run needs to load its weights: the device, the bundle (or compiled spec), the plan. */
+interface ReadyRun {
+  gpu: GpuContext;
+  source: BundleSource;
+  plan: RunPlan;
+}
+
+/**
+ * Everything between opening the input and loading its weights: the generation mode and its
+ * options, the prompt, the fit in the cache, the device, and for a spec or checkpoint its
+ * compilation (the checkpoint's close passes to the source made from it). Throws before the load.
+ */
+async function prepareRun(
+  where: string,
+  values: RunValues,
+  opened: BundleSource | null,
+  input: ModelInput | null,
+  seed: number,
+  maxTokens: number,
+): Promise<ReadyRun> {
+  let source = opened;
+  const dump = values['dump-logits'] !== undefined;
+  const ir = source ? source.manifest.model : input!.model;
+  const vocab = ir.vocab;
+  const diffusionFlags = givenFlags(values, DIFFUSION_FLAGS);
+  if (!ir.diffusion && diffusionFlags) {
+    throw new UserError(
+      `${diffusionFlags}: diffusion sampler options, but ${where} is an autoregressive model (its spec has no diffusion setting)`,
+    );
+  }
+  let diffusion: DiffusionRun | null = null;
+  let block: BlockDiffusionRun | null = null;
+  let entropy: EntropyBoundRun | null = null;
+  if (ir.diffusion) {
+    refuseAutoregressiveFlags(values);
+    if (ir.diffusion.kind === 'entropy_bound') {
+      // The tokenizer's eos ends generation after its canvas (read once the prompt is).
+      entropy = entropyBoundRunOptions(values, ir.diffusion, vocab, [], seed);
+    } else if (ir.diffusion.kind === 'bd3lm')
+      block = blockDiffusionRunOptions(values, ir.diffusion, modelAttentionBlock(ir), seed);
+    else {
+      const bad = givenFlags(values, ['sampler', 'nucleus-p']);
+      if (bad)
+        throw new UserError(
+          `${bad}: block-diffusion (bd3lm) sampler options, but the model is a LLaDA diffusion model`,
+        );
+      diffusion = diffusionRunOptions(values, ir.diffusion, seed);
+    }
+  }
+  // --prompts (or a batched bundle): several sequences a step (run-batch.ts).
+  let batchPrompts: number[][] | null = null;
+  const bundleBatch = source?.manifest.compile.batch ?? 1;
+  if (values.prompts !== undefined || bundleBatch > 1) {
+    if (values.prompts === undefined)
+      throw new UserError(
+        `${where} decodes ${bundleBatch} sequences a step: give its prompts with --prompts FILE`,
+      );
+    if (values.prompt !== undefined || values['prompt-ids'] !== undefined || values.chat)
+      throw new UserError('--prompts takes every prompt: drop --prompt, --prompt-ids, --chat');
+    if (diffusion || block || entropy || dump || values['check-finite'])
+      throw new UserError(
+        '--prompts runs autoregressive decode without --dump-logits or --check-finite',
+      );
+  }
+  let { prompt, tok, template } = await runPrompt(source, input, where, vocab, values);
+  if (values.prompts !== undefined) {
+    batchPrompts = await readPrompts(values.prompts, tok, vocab);
+    prompt = batchPrompts.reduce((a, b) => (b.length > a.length ? b : a));
+  }
+  if (entropy) entropy = { ...entropy, eos: [...(tok?.eos ?? [])] };
+  if (source && !diffusion && !block && !entropy)
+    checkRunFits(prompt.length, maxTokens, source.manifest.compile.capacity, ir.maxContext, dump);
+  const gpu = await nodeGpu({ flags: gpuFlags(values['gpu-flags']) });
+  if (!source) {
+    // A diffusion step is one forward over the whole canvas: by default, size the prefill
+    // chunk and the cache to hold it.
+    const gen = diffusion ?? block ?? entropy;
+    const canvas = gen ? String(prompt.length + gen.genLength) : undefined;
+    const compiled = compileWithOptions(
+      input!.model,
+      gpu.caps,
+      gen
+        ? { ...values, 'max-t': values['max-t'] ?? canvas, capacity: values.capacity ?? canvas }
+        : batchPrompts
+          ? { ...values, batch: values.batch ?? String(batchPrompts.length) }
+          : values,
+    );
+    if (!gen) checkRunFits(prompt.length, maxTokens, compiled.capacity, ir.maxContext, dump);
+    source = memorySource(compiled, input!.weights, input!.tokenizer, () => input!.close());
+  }
+  return {
+    gpu,
+    source,
+    plan: {
+      prompt,
+      tok,
+      template,
+      batchPrompts,
+      entropy,
+      block,
+      diffusion,
+      seed,
+      maxTokens,
+      vocab,
+    },
+  };
+}
 
 /** What run settled before the weights loaded: the prompt, its tokenizer and the generation mode. */
 interface RunPlan {
