@@ -67,6 +67,13 @@ export interface BatchGenerateOptions extends GenerateOptions {
   onPrefill?: (slot: number, done: number, total: number) => void;
 }
 
+/** Why `prompts` prompts cannot run in a bundle of `batch` slots, or null when they fit. */
+export function batchOverflow(prompts: number, batch: number): string | null {
+  return prompts > batch
+    ? `${prompts} prompts exceed the bundle's batch of ${batch} sequences (compile with --batch ${prompts} or more)`
+    : null;
+}
+
 /** B sequences of one batched bundle: their KV caches and recurrent states, one slot each. */
 export class BatchSequence {
   /** Tokens each slot holds (its next position). */
@@ -307,10 +314,8 @@ export class BatchSequence {
   ): Promise<BatchResult> {
     const B = this.batch;
     if (prompts.length === 0) throw new Error('generate() needs at least one prompt');
-    if (prompts.length > B)
-      throw new Error(
-        `${prompts.length} prompts exceed the bundle's batch of ${B} sequences (compile with --batch ${prompts.length} or more)`,
-      );
+    const over = batchOverflow(prompts.length, B);
+    if (over) throw new Error(over);
     const empty = prompts.findIndex((p) => p.length === 0);
     if (empty >= 0) throw new Error(`prompt ${empty} is empty`);
     const n = prompts.length;

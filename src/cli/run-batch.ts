@@ -4,38 +4,11 @@
  * Each prompt is prefilled into its own batch slot first (maxT tokens a step, a progress bar
  * for long ones on stderr), then the batched steps generate for all of them.
  */
-import { readFile } from 'node:fs/promises';
-import { UserError } from './command.ts';
-import { parsePromptIds } from './run-prompt.ts';
 import type { Tokenizer } from '../../runtime/tokenizer.ts';
 import type { GpuModel } from '../../runtime/model.ts';
 import { BatchSequence } from '../../runtime/batch.ts';
 import type { SamplingParams } from '../../codegen/kernel-ir.ts';
 import { terminalProgress } from './progress.ts';
-
-/**
- * The prompts of `file`: one a line (blank lines skipped), through the tokenizer, or as
- * comma-separated token ids when the model has none.
- */
-export async function readPrompts(
-  file: string,
-  tok: Tokenizer | null,
-  vocab: number,
-): Promise<number[][]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`--prompts ${file}: ${(e as Error).message}`);
-  }
-  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
-  if (lines.length === 0) throw new UserError(`--prompts ${file} holds no prompt`);
-  return lines.map((l, i) => {
-    const ids = tok ? tok.encode(l) : parsePromptIds(l, vocab);
-    if (ids.length === 0) throw new UserError(`--prompts ${file}: line ${i + 1} is empty`);
-    return ids;
-  });
-}
 
 /** Decode `prompts` as one batch and print each output, `[s] text`, in the order given. */
 export async function runBatch(

@@ -48,7 +48,8 @@ import {
 import type { EntropyBoundRun } from '../ops/diffusion-entropy.ts';
 import { checkRunFits, runPrompt } from './run-prompt.ts';
 import { describeSite, dumpLogits, printExpertLoad } from './run-report.ts';
-import { readPrompts, runBatch } from './run-batch.ts';
+import { runBatch } from './run-batch.ts';
+import { batchOverflow } from '../../runtime/batch.ts';
 
 function numberOption(
   v: string | undefined,
@@ -257,7 +258,6 @@ async function prepareRun(
     }
   }
   // --prompts (or a batched bundle): several sequences a step (run-batch.ts).
-  let batchPrompts: number[][] | null = null;
   const bundleBatch = source?.manifest.compile.batch ?? 1;
   if (values.prompts !== undefined || bundleBatch > 1) {
     if (values.prompts === undefined)
@@ -271,11 +271,15 @@ async function prepareRun(
         '--prompts runs autoregressive decode without --dump-logits or --check-finite',
       );
   }
-  let { prompt, tok, template } = await runPrompt(source, input, where, vocab, values);
-  if (values.prompts !== undefined) {
-    batchPrompts = await readPrompts(values.prompts, tok, vocab);
-    prompt = batchPrompts.reduce((a, b) => (b.length > a.length ? b : a));
-  }
+  const {
+    prompt,
+    tok,
+    template,
+    batch: batchPrompts,
+  } = await runPrompt(source, input, where, vocab, values);
+  // A bundle's batch is fixed: more prompts than its slots fail here, before the weights load.
+  const over = source && batchPrompts && batchOverflow(batchPrompts.length, bundleBatch);
+  if (over) throw new UserError(over);
   if (entropy) entropy = { ...entropy, eos: [...(tok?.eos ?? [])] };
   if (source && !diffusion && !block && !entropy)
     checkRunFits(prompt.length, maxTokens, source.manifest.compile.capacity, ir.maxContext, dump);

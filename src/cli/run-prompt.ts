@@ -3,6 +3,7 @@
  * template, the prompt's token ids, and whether they fit the KV cache. Everything here fails
  * fast, so that a typo costs no weight loading.
  */
+import { readFile } from 'node:fs/promises';
 import { UserError } from './command.ts';
 import type { BundleSource } from '../../codegen/manifest.ts';
 import type { ModelInput } from './model-input.ts';
@@ -19,19 +20,19 @@ import { chatTemplate, type ChatTemplate } from '../../runtime/chat.ts';
  * or empty items: Number() would take '0x10' as 16) and below the model's vocab. Runs before
  * the GPU is acquired, so a typo fails at once.
  */
-export function parsePromptIds(s: string, vocab: number): number[] {
+export function parsePromptIds(s: string, vocab: number, what = '--prompt-ids'): number[] {
   const items = s.split(',').map((x) => x.trim());
   const ids: number[] = [];
   for (const x of items) {
     if (!/^(0|[1-9][0-9]*)$/.test(x)) {
       throw new UserError(
-        `--prompt-ids must be comma-separated decimal token ids in [0, ${vocab}), got '${x}' in '${s}'`,
+        `${what} must be comma-separated decimal token ids in [0, ${vocab}), got '${x}' in '${s}'`,
       );
     }
     const id = Number(x);
     if (id >= vocab) {
       throw new UserError(
-        `--prompt-ids: token id ${x} is outside the model's vocab (ids are in [0, ${vocab}))`,
+        `${what}: token id ${x} is outside the model's vocab (ids are in [0, ${vocab}))`,
       );
     }
     ids.push(id);
@@ -93,15 +94,46 @@ async function textTokenizer(
 export interface PromptOptions {
   prompt?: string;
   'prompt-ids'?: string;
+  /** A file of prompts, one a line, decoded as one batch (run-batch.ts). */
+  prompts?: string;
   'dump-logits'?: string;
   chat?: boolean;
   system?: string;
 }
 
 /**
+ * The prompts of `file`: one a line (blank lines skipped), through the tokenizer, or as
+ * comma-separated token ids when the model has none.
+ */
+export async function readPrompts(
+  file: string,
+  tok: Tokenizer | null,
+  vocab: number,
+): Promise<number[][]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`--prompts ${file}: ${(e as Error).message}`);
+  }
+  // Line numbers are the file's own, blank lines (skipped) counted.
+  const lines = text
+    .split(/\r?\n/)
+    .map((l, i) => ({ l, n: i + 1 }))
+    .filter(({ l }) => l.trim() !== '');
+  if (lines.length === 0) throw new UserError(`--prompts ${file} holds no prompt`);
+  return lines.map(({ l, n }) => {
+    const ids = tok ? tok.encode(l) : parsePromptIds(l, vocab, `--prompts ${file}:${n}`);
+    if (ids.length === 0) throw new UserError(`--prompts ${file}:${n}: the prompt is empty`);
+    return ids;
+  });
+}
+
+/**
  * The prompt's ids, the tokenizer that decodes the output (null: print ids), and the chat
  * template under --chat (whose turns come from stdin: one token stands for them in the
- * capacity check).
+ * capacity check). Under --prompts, every prompt of the file (`batch`), and the longest as
+ * `prompt`, the one the capacity check takes.
  */
 export async function runPrompt(
   source: BundleSource | null,
@@ -109,7 +141,12 @@ export async function runPrompt(
   where: string,
   vocab: number,
   values: PromptOptions,
-): Promise<{ prompt: number[]; tok: Tokenizer | null; template: ChatTemplate | null }> {
+): Promise<{
+  prompt: number[];
+  tok: Tokenizer | null;
+  template: ChatTemplate | null;
+  batch: number[][] | null;
+}> {
   const t = await textTokenizer(source, input, where, vocab);
   const tok = t.tok;
   let template: ChatTemplate | null = null;
@@ -129,6 +166,11 @@ export async function runPrompt(
         '--chat reads the conversation from stdin: drop --prompt, --prompt-ids and --dump-logits',
       );
   }
+  if (values.prompts !== undefined) {
+    const batch = await readPrompts(values.prompts, tok, vocab);
+    const prompt = batch.reduce((a, b) => (b.length > a.length ? b : a));
+    return { prompt, tok, template, batch };
+  }
   let prompt: number[];
   if (values.chat) prompt = [0];
   else if (values['prompt-ids'] !== undefined) prompt = parsePromptIds(values['prompt-ids'], vocab);
@@ -139,5 +181,5 @@ export async function runPrompt(
         `GGUF tokenizers are not read yet): give the prompt as --prompt-ids`,
     );
   if (prompt.length === 0) throw new UserError('the prompt is empty');
-  return { prompt, tok, template };
+  return { prompt, tok, template, batch: null };
 }

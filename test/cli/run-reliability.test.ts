@@ -276,3 +276,75 @@ describe('non-finite logits and WebGPU errors end the run on stderr', () => {
     expect(r.out).toBe('');
   });
 });
+
+describe('--prompts: several prompts decoded as one batch', () => {
+  const prompts = ['5,17,3', '40,41,42,43,44,45,46,47,48,49'];
+
+  it('prints each prompt line as the same run alone decodes it, in the file order', async () => {
+    // A blank line between the prompts is skipped; the second prompt takes three prefill steps.
+    const file = join(dir, 'prompts.txt');
+    writeFileSync(file, `${prompts[0]}\n\n${prompts[1]}\n`);
+    const opts = ['--max-tokens', '5', '--ids', '--max-t', '4', '--capacity', '32'];
+    const batch = await cli('run', join(dir, 'tiny.strata'), '--prompts', file, ...opts);
+    expect(batch.code, batch.err).toBe(0);
+    expect(batch.err).toMatch(/2 sequences \(batch 2\)/);
+    const lines = batch.out.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    for (const [s, p] of prompts.entries()) {
+      const alone = await cli('run', join(dir, 'tiny.strata'), '--prompt-ids', p, ...opts);
+      expect(alone.code, alone.err).toBe(0);
+      expect(lines[s]).toBe(`[${s}] ${alone.out.trim()}`);
+    }
+  });
+
+  it('refuses a bad file, a bad line, other prompt flags and a full bundle before the GPU', async () => {
+    const file = (name: string, text: string) => {
+      const f = join(dir, name);
+      writeFileSync(f, text);
+      return f;
+    };
+    const good = file('good.txt', `${prompts.join('\n')}\n`);
+    const spec = join(dir, 'tiny.strata');
+    const cases: [string[], string][] = [
+      [['--prompts', join(dir, 'absent.txt')], `--prompts ${join(dir, 'absent.txt')}: ENOENT`],
+      [['--prompts', file('blank.txt', '\n \n')], 'holds no prompt'],
+      [
+        ['--prompts', file('bad.txt', '5,17\n\n4x\n')],
+        `--prompts ${join(dir, 'bad.txt')}:3 must be comma-separated decimal token ids in [0, 64), got '4x'`,
+      ],
+      [['--prompts', good, '--prompt-ids', '3'], '--prompts takes every prompt'],
+      [['--prompts', good, '--dump-logits', join(dir, 'x')], '--prompts runs autoregressive'],
+    ];
+    for (const [args, message] of cases) {
+      const r = spawnCli(['run', spec, ...args]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err).toContain(message);
+      expect(r.err).not.toContain('TEST-HOOK');
+    }
+    // A bundle compiled for one sequence holds one prompt, and a batched one needs --prompts.
+    const one = spawnCli(['run', bundle, '--prompts', good]);
+    expect(one.err).toContain(
+      "2 prompts exceed the bundle's batch of 1 sequences (compile with --batch 2 or more)",
+    );
+    expect(one.err).not.toContain('TEST-HOOK');
+    const b2 = join(dir, 'batch2.bundle');
+    const c = await cli(
+      'compile',
+      spec,
+      '-o',
+      b2,
+      '--batch',
+      '2',
+      '--max-t',
+      '4',
+      '--capacity',
+      '32',
+    );
+    expect(c.code, c.err).toBe(0);
+    const none = spawnCli(['run', b2, '--prompt-ids', '3']);
+    expect(none.err).toContain(
+      `${b2} decodes 2 sequences a step: give its prompts with --prompts FILE`,
+    );
+    expect(none.err).not.toContain('TEST-HOOK');
+  });
+});
