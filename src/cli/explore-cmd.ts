@@ -7,6 +7,8 @@ import { intOption, kvOption } from './compile-cmd.ts';
 import { PRECISIONS, type Precision } from '../passes/precision.ts';
 import { parseSpec } from '../spec/load.ts';
 import { SpecError } from '../spec/errors.ts';
+import { deepEqual } from '../spec/equal.ts';
+import type { ModelIR } from '../spec/model.ts';
 import { checkName, checkValue, designText, letSites } from './explore/design.ts';
 import { placements } from './explore/placement.ts';
 import { parseVary, product, readSweepFile, type Axis } from './explore/sweep.ts';
@@ -244,6 +246,10 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
     const combos = product(axes);
     const designs: DesignResult[] = [];
     const failed: string[] = [];
+    // Designs whose model equals an earlier one's: a varied let that reaches no layer, or values
+    // that meet in the same model (said at the end; both rows stay, as asked for).
+    const models: { model: ModelIR; name: string; combo: Record<string, string> }[] = [];
+    const same: string[] = [];
     const started = Date.now();
     for (const [i, combo] of combos.entries()) {
       const name = fileName(combo);
@@ -264,6 +270,13 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
         process.stderr.write(`[${i + 1}/${combos.length}] ${shown}: invalid, skipped\n`);
         continue;
       }
+      const twin = models.find((m) => deepEqual(m.model, model));
+      if (twin) {
+        const differ = Object.keys(combo)
+          .filter((k) => combo[k] !== twin.combo[k])
+          .map((k) => `${k}=${twin.combo[k]} vs ${k}=${combo[k]}`);
+        same.push(`designs ${twin.name} and ${name} are the same model (${differ.join(', ')})`);
+      } else models.push({ model, name, combo });
       const figures = precs.map((precision) =>
         compileFigures(
           model,
@@ -349,6 +362,12 @@ Figures come from the cost model at --target nominal (no GPU): each design's equ
     console.log(
       `wrote ${designs.length} designs, results.json, results.csv, report.html, plots/*.svg and table.txt to ${out}`,
     );
+    if (same.length) {
+      for (const line of same) console.error(line);
+      console.error(
+        'the values that differ between them change nothing in this spec: is each varied let used where it should be?',
+      );
+    }
     if (failed.length) {
       for (const f of failed) console.error(f);
       throw new UserError(

@@ -190,6 +190,46 @@ describe('strata explore errors', () => {
     );
   });
 
+  it('says which designs are the same model: a varied let that reaches no layer', async () => {
+    // attn_at depends on ratio, but the layers take `keep`: ratio changes nothing here.
+    const d = fresh();
+    mkdirSync(d, { recursive: true });
+    const spec = join(d, '..', 'unused-let.strata');
+    writeFileSync(
+      spec,
+      readFileSync(JAMBA, 'utf8').replace(
+        'layers 4 x [ratio mamba : 1 attention at attn_at] with ffn [mlp, moe]',
+        'let keep = [4, 12]\n  layers 32 x mamba with ffn [mlp, moe]\n  override layers keep { mixer: attention }',
+      ),
+    );
+    const errors: string[] = [];
+    const err = vi.spyOn(console, 'error').mockImplementation((s: string) => void errors.push(s));
+    try {
+      const r = await quiet(() =>
+        exploreCommand.run([
+          spec,
+          '--vary',
+          'ratio=3,7',
+          '--vary',
+          'keep=[4, 12],[8, 24]',
+          '-o',
+          d,
+          '--force',
+        ]),
+      );
+      expect(r.code).toBe(0);
+    } finally {
+      err.mockRestore();
+    }
+    expect(errors.filter((e) => e.includes('the same model'))).toEqual([
+      'designs ratio-3_keep-4.12 and ratio-7_keep-4.12 are the same model (ratio=3 vs ratio=7)',
+      'designs ratio-3_keep-8.24 and ratio-7_keep-8.24 are the same model (ratio=3 vs ratio=7)',
+    ]);
+    // Both rows stay, as asked for.
+    const results = JSON.parse(readFileSync(join(d, 'results.json'), 'utf8')) as Results;
+    expect(results.designs).toHaveLength(4);
+  }, 60_000);
+
   it('refuses to write into a folder with files unless --force', async () => {
     const d = fresh();
     mkdirSync(d, { recursive: true });
