@@ -257,6 +257,7 @@ async function prepareRun(
       diffusion = diffusionRunOptions(values, ir.diffusion, seed);
     }
   }
+  const sampling = samplingOptions(values, seed, vocab);
   // --prompts (or a batched bundle): several sequences a step (run-batch.ts).
   const bundleBatch = source?.manifest.compile.batch ?? 1;
   if (values.prompts !== undefined || bundleBatch > 1) {
@@ -312,9 +313,8 @@ async function prepareRun(
       entropy,
       block,
       diffusion,
-      seed,
+      sampling,
       maxTokens,
-      vocab,
     },
   };
 }
@@ -328,14 +328,28 @@ interface RunPlan {
   entropy: EntropyBoundRun | null;
   block: BlockDiffusionRun | null;
   diffusion: DiffusionRun | null;
-  seed: number;
+  /** The autoregressive sampler's settings (diffusion samplers take theirs in their run). */
+  sampling: SamplingParams;
   maxTokens: number;
-  vocab: number;
+}
+
+/** --temperature, --top-k and --top-p, checked against the model's vocab before any load. */
+function samplingOptions(values: RunValues, seed: number, vocab: number): SamplingParams {
+  const topK = intOption(values['top-k'], 'top-k', 0, 0) ?? 0;
+  if (topK > vocab)
+    throw new UserError(`--top-k must be at most the vocab (${vocab}), got '${values['top-k']}'`);
+  return {
+    seed,
+    draw: 0,
+    temperature: numberOption(values.temperature, 'temperature', 0, 0, 100),
+    topK,
+    topP: numberOption(values['top-p'], 'top-p', 1, 0, 1),
+  };
 }
 
 /** Generate with a loaded model as the plan says, printing to stdout; returns the exit status. */
 async function generate(model: GpuModel, run: RunPlan, values: RunValues): Promise<number> {
-  const { prompt, tok, template, batchPrompts, entropy, block, diffusion, seed, maxTokens, vocab } =
+  const { prompt, tok, template, batchPrompts, entropy, block, diffusion, sampling, maxTokens } =
     run;
   if (entropy) {
     await runEntropyBound(model.newSequence(), prompt, entropy, {
@@ -364,13 +378,6 @@ async function generate(model: GpuModel, run: RunPlan, values: RunValues): Promi
     });
     return 0;
   }
-  const sampling: SamplingParams = {
-    seed,
-    draw: 0,
-    temperature: numberOption(values.temperature, 'temperature', 0, 0, 100),
-    topK: numberOption(values['top-k'], 'top-k', 0, 0, vocab),
-    topP: numberOption(values['top-p'], 'top-p', 1, 0, 1),
-  };
   if (batchPrompts) {
     await runBatch(model, batchPrompts, {
       maxTokens,

@@ -163,6 +163,20 @@ describe('--prompt-ids and capacity are checked before the GPU', () => {
     expect(many.out).toBe('');
   });
 
+  it('sampling options are checked before the GPU: range, integer top-k, the vocab', () => {
+    for (const [args, message] of [
+      [['--top-p', '1.5'], "--top-p must be a number in [0, 1], got '1.5'"],
+      [['--top-k', '2.5'], "--top-k must be a non-negative integer in decimal, got '2.5'"],
+      [['--top-k', '65'], "--top-k must be at most the vocab (64), got '65'"],
+      [['--temperature', 'nan'], "--temperature must be a number in [0, 100], got 'nan'"],
+    ] as const) {
+      const r = spawnCli(['run', bundle, '--prompt-ids', '5', ...args]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err).toContain(message);
+      expect(r.err).not.toContain('TEST-HOOK');
+    }
+  });
+
   it('the largest --max-tokens that fits runs to the end', async () => {
     const r = await cli('run', bundle, '--prompt-ids', '5,17,3', '--max-tokens', '30', '--ids');
     expect(r.code, r.err).toBe(0);
