@@ -14,7 +14,10 @@ export const exportCommand: Command = {
 
   --hf             a config.json that transformers (5) loads: the model type is the first of
                    ${HF_EXPORT_TYPES.join(', ')}
-                   whose layer kinds and settings express the design (or --type T). The config
+                   whose layer kinds and settings express the design (or --type T); gla,
+                   retnet, linear_attn, delta_net, gated_deltanet, hgrn2 and rwkv7 are
+                   flash-linear-attention's (fla), loaded once \`import fla\` has registered
+                   them, with attention layers under fla's hybrid \`attn\` key. The config
                    is imported back by strata's own importer and written only if it gives the
                    same model; what a type cannot express (a mixer it has no layer for, a
                    per-layer setting it cannot vary, a norm or scale it lacks) is an error

@@ -1,6 +1,6 @@
 /**
  * ModelIR → a HuggingFace config.json (transformers 5 spelling), the inverse of src/import/hf.ts
- * for the transformers model types it imports. The model type is picked from the layer kinds (or
+ * for the transformers model types it imports, and for fla's linear-attention types (fla.ts). The model type is picked from the layer kinds (or
  * forced); its writer (hf-decoders.ts, hf-hybrids.ts) writes one setting per layer kind, and the
  * written text is then imported back with strata's own importer: the export is returned only if
  * that gives the design again (up to names). Anything else (a per-layer setting the type cannot
@@ -35,6 +35,15 @@ import {
   exportQwen3Next,
   exportZamba2,
 } from './hf-hybrids.ts';
+import {
+  exportFlaDeltaNet,
+  exportFlaGatedDeltaNet,
+  exportFlaGla,
+  exportFlaHgrn2,
+  exportFlaLinearAttn,
+  exportFlaRetNet,
+  exportFlaRwkv7,
+} from './fla.ts';
 
 export { ExportError } from './hf-common.ts';
 
@@ -46,6 +55,11 @@ interface HfType {
   sharedBlocks?: true;
   /** State-space only: the config has no context length (the import assumes 2^20). */
   noContext?: true;
+  /**
+   * fla's types (registered with transformers' Auto classes by fla): a design needs a layer of
+   * this kind to take the type, so an all-attention design is never written as a linear one.
+   */
+  fla?: string;
   write(m: ModelIR): JsonObject;
 }
 
@@ -74,6 +88,28 @@ const HF_TYPES: readonly HfType[] = [
   { modelType: 'falcon_h1', mixers: ['parallel'], write: exportFalconH1 },
   { modelType: 'lfm2', mixers: ['shortconv', 'attention'], write: exportLfm2 },
   { modelType: 'qwen3_next', mixers: ['gated_deltanet', 'attention'], write: exportQwen3Next },
+  { modelType: 'gla', mixers: ['gla', 'attention'], fla: 'gla', write: exportFlaGla },
+  { modelType: 'retnet', mixers: ['retnet', 'attention'], fla: 'retnet', write: exportFlaRetNet },
+  {
+    modelType: 'linear_attn',
+    mixers: ['linear_attn', 'attention'],
+    fla: 'linear_attn',
+    write: exportFlaLinearAttn,
+  },
+  {
+    modelType: 'delta_net',
+    mixers: ['deltanet', 'attention'],
+    fla: 'deltanet',
+    write: exportFlaDeltaNet,
+  },
+  {
+    modelType: 'gated_deltanet',
+    mixers: ['deltanet', 'attention'],
+    fla: 'deltanet',
+    write: exportFlaGatedDeltaNet,
+  },
+  { modelType: 'hgrn2', mixers: ['hgrn2', 'attention'], fla: 'hgrn2', write: exportFlaHgrn2 },
+  { modelType: 'rwkv7', mixers: ['rwkv7'], fla: 'rwkv7', write: exportFlaRwkv7 },
 ];
 
 /** Every model type `--hf` writes. */
@@ -119,9 +155,7 @@ export function exportHfConfig(model: ModelIR, type?: string): HfExport {
     const what = odd
       ? `layer ${odd.index}'s ${mixerKind(odd)} mixer`
       : `the mix of ${kinds.join(', ')} mixers${model.sharedBlocks?.length ? ' with shared blocks' : ''}`;
-    throw new ExportError(
-      `no transformers model type has ${what} (--hf writes ${HF_EXPORT_TYPES.join(', ')})`,
-    );
+    throw new ExportError(`no model type --hf writes has ${what} (${HF_EXPORT_TYPES.join(', ')})`);
   }
   const reasons: string[] = [];
   for (const t of candidates) {
@@ -133,13 +167,14 @@ export function exportHfConfig(model: ModelIR, type?: string): HfExport {
     }
   }
   throw new ExportError(
-    `no transformers model type expresses this design; the types with its layer kinds say:\n${reasons.join('\n')}`,
+    `no model type --hf writes expresses this design; the types with its layer kinds say:\n${reasons.join('\n')}`,
   );
 }
 
-/** Whether the type has every layer kind of the design. */
+/** Whether the type has every layer kind of the design (and an fla type its own kind). */
 function fits(m: ModelIR, t: HfType): boolean {
   if ((m.sharedBlocks?.length ?? 0) > 0 && !t.sharedBlocks) return false;
+  if (t.fla && !m.layers.some((l) => mixerKind(l) === t.fla)) return false;
   return m.layers.every((l) => t.mixers.includes(mixerKind(l)));
 }
 

@@ -1,7 +1,7 @@
 /**
  * `strata export --hf`: every exported config imports back (through config.json's text and
- * strata's own importer) to the very ModelIR it was written from, for each HF type's golden
- * config and for edited designs; and what a type cannot express is refused by name.
+ * strata's own importer) to the very ModelIR it was written from, for each HF and fla type's
+ * golden config and for edited designs; and what a type cannot express is refused by name.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { readConfigJson } from '../../src/import/json.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { printSpec } from '../../src/spec/print.ts';
 import type { AttentionSpec, ModelIR } from '../../src/spec/model.ts';
+import type { GlaSpec } from '../../src/mixers/gla.ts';
 import {
   ExportError,
   exportHfConfig,
@@ -18,6 +19,16 @@ import {
 } from '../../src/export/hf-config.ts';
 
 const FIXTURES = 'test/fixtures/hf';
+/** fla's golden configs, a folder each (named by type, or a variant such as gla_hybrid). */
+const FLA_FIXTURES = 'test/fixtures/fla';
+const FLA_EXPORTS = readdirSync(FLA_FIXTURES).filter((d) => d !== 'nsa');
+
+function flaType(fixture: string): string {
+  const cfg = JSON.parse(readFileSync(`${FLA_FIXTURES}/${fixture}/config.json`, 'utf8')) as {
+    model_type: string;
+  };
+  return cfg.model_type;
+}
 
 function importText(text: string, name: string): ModelIR {
   const { config, origin } = readConfigJson(text, 'config.json');
@@ -25,8 +36,8 @@ function importText(text: string, name: string): ModelIR {
 }
 
 /** The fixture's model as a design: imported, printed as a spec and parsed back. */
-function fixtureDesign(type: string): ModelIR {
-  const model = importText(readFileSync(`${FIXTURES}/${type}/config.json`, 'utf8'), type);
+function fixtureDesign(type: string, dir = FIXTURES): ModelIR {
+  const model = importText(readFileSync(`${dir}/${type}/config.json`, 'utf8'), type);
   return parseSpec(printSpec(model), `${type}.strata`);
 }
 
@@ -54,9 +65,19 @@ function unnamed(m: ModelIR): unknown {
 
 describe('export --hf round trip', () => {
   const types = readdirSync(FIXTURES).filter((t) => HF_EXPORT_TYPES.includes(t));
-  it('covers every transformers type strata imports', () => {
-    expect(types.sort()).toEqual([...HF_EXPORT_TYPES].sort());
+  it('covers every transformers and fla type strata imports (fla: all but nsa)', () => {
+    const fla = new Set(FLA_EXPORTS.map(flaType));
+    expect([...types, ...fla].sort()).toEqual([...HF_EXPORT_TYPES].sort());
   });
+
+  for (const fixture of FLA_EXPORTS) {
+    it(`fla ${fixture}: golden config → spec → config → the same ModelIR, as ${flaType(fixture)}`, () => {
+      const design = fixtureDesign(fixture, FLA_FIXTURES);
+      const { type, back } = roundTrip(design);
+      expect(type).toBe(flaType(fixture));
+      expect(unnamed(back)).toEqual(unnamed(design));
+    });
+  }
 
   for (const type of types) {
     it(`${type}: golden config → spec → config → the same ModelIR`, () => {
@@ -96,6 +117,9 @@ describe('export --hf round trip', () => {
     ['specs/falcon-h1-7b.strata', 'falcon_h1'],
     ['specs/gemma-3-1b.strata', 'gemma3_text'],
     ['specs/llama-3.2-1b.strata', 'llama'],
+    ['specs/gla-1.3b-hybrid.strata', 'gla'],
+    ['specs/retnet-1.3b.strata', 'retnet'],
+    ['specs/rwkv7-1.5b-world.strata', 'rwkv7'],
   ] as const) {
     it(`${spec} exports as ${type} and imports back unchanged`, () => {
       const design = parseSpec(readFileSync(spec, 'utf8'), spec);
@@ -141,10 +165,30 @@ describe('export --hf refusals name the feature, the layer and the type', () => 
     throw new Error('exported');
   };
 
-  it('a mixer no transformers type has', () => {
+  it('a mixer no type has, and one another type has', () => {
+    const nsa = parseSpec(readFileSync('specs/nsa-1b.strata', 'utf8'), 'nsa.strata');
+    expect(refusal(nsa)).toMatch(/no model type --hf writes has layer 0's nsa mixer/);
     const m = parseSpec(readFileSync('specs/gla-1.3b-hybrid.strata', 'utf8'), 'gla.strata');
-    expect(refusal(m)).toMatch(/no transformers model type has layer \d+'s gla mixer/);
     expect(refusal(m, 'llama')).toMatch(/llama cannot express layer \d+: the gla mixer/);
+  });
+
+  it('fla: a setting its config shares between parts, and a decay the type lacks', () => {
+    // fla's gla takes the per-head output norm's eps from norm_eps, the model's.
+    const m = parseSpec(readFileSync('specs/gla-1.3b-hybrid.strata', 'utf8'), 'gla.strata');
+    const g = m.layers[0].mixer as GlaSpec;
+    m.layers = m.layers.map((l) =>
+      l.mixer?.kind === 'gla' ? { ...l, mixer: { ...g, normEps: 1e-5 } } : l,
+    );
+    expect(refusal(m)).toMatch(
+      /gla cannot express layer 0: mixer.normEps = 0.00001 \(a gla config gives 0.000001\)/,
+    );
+    // A DeltaNet with a per-head decay is fla's gated_deltanet, not its delta_net.
+    const d = fixtureDesign('gated_deltanet', FLA_FIXTURES);
+    expect(refusal(d, 'delta_net')).toMatch(
+      /delta_net cannot express the deltanet mixer's decay 'head': DeltaNet has none/,
+    );
+    // An all-attention design never becomes an fla type (llama first; gla only by name).
+    expect(exportHfConfig(fixtureDesign('llama')).modelType).toBe('llama');
   });
 
   it('an FFN kind the type lacks', () => {
@@ -193,7 +237,7 @@ describe('export --hf refusals name the feature, the layer and the type', () => 
       { ...m.layers[4], index: 5, ffn: m.layers[5].ffn, ffnName: m.layers[5].ffnName },
     ];
     expect(refusal(m)).toMatch(
-      /no transformers model type expresses this design[^]*jamba cannot express attention at layers 5, 12, 20, 28: jamba places attention at i % attn_layer_period == attn_layer_offset/,
+      /no model type --hf writes expresses this design[^]*jamba cannot express attention at layers 5, 12, 20, 28: jamba places attention at i % attn_layer_period == attn_layer_offset/,
     );
   });
 
