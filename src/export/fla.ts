@@ -63,6 +63,19 @@ function attnKey(m: ModelIR): JsonObject {
   };
 }
 
+/** fla's head layout keys (readFlaHeads): heads, k/v heads and the two expand ratios. */
+function headKeys(
+  dim: number,
+  h: { heads: number; kvHeads: number; keyHeadDim: number; valueHeadDim: number },
+): JsonObject {
+  return {
+    num_heads: h.heads,
+    num_kv_heads: h.kvHeads,
+    expand_k: expand(dim, h.heads * h.keyHeadDim),
+    expand_v: expand(dim, h.heads * h.valueHeadDim),
+  };
+}
+
 /** The inverse of a name table of an importer: strata's name → fla's. */
 function nameOf<T extends string>(
   type: string,
@@ -89,10 +102,7 @@ export function exportFlaGla(m: ModelIR): JsonObject {
   const g = firstMixer(m, 'gla') as GlaSpec;
   return {
     ...shell(type, 'GLAForCausalLM', m),
-    num_heads: g.heads,
-    num_kv_heads: g.kvHeads,
-    expand_k: expand(m.dim, g.heads * g.keyHeadDim),
-    expand_v: expand(m.dim, g.heads * g.valueHeadDim),
+    ...headKeys(m.dim, g),
     feature_map: g.featureMap === null ? null : nameOf(type, 'feature map', GLA_MAPS, g.featureMap),
     use_short_conv: g.dConv !== null,
     ...(g.dConv !== null ? { conv_size: g.dConv } : {}),
@@ -107,10 +117,7 @@ export function exportFlaRetNet(m: ModelIR): JsonObject {
   const r = firstMixer(m, 'retnet') as RetNetSpec;
   return {
     ...shell(type, 'RetNetForCausalLM', m),
-    num_heads: r.heads,
-    num_kv_heads: r.kvHeads,
-    expand_k: expand(m.dim, r.heads * r.keyHeadDim),
-    expand_v: expand(m.dim, r.heads * r.valueHeadDim),
+    ...headKeys(m.dim, r),
     use_output_gate: r.outputGate,
     fuse_norm: true,
   };
@@ -123,10 +130,7 @@ export function exportFlaLinearAttn(m: ModelIR): JsonObject {
   const l = firstMixer(m, 'linear_attn') as LinearAttnSpec;
   return {
     ...shell(type, 'LinearAttentionForCausalLM', m),
-    num_heads: l.heads,
-    num_kv_heads: l.kvHeads,
-    expand_k: expand(m.dim, l.heads * l.keyHeadDim),
-    expand_v: expand(m.dim, l.heads * l.valueHeadDim),
+    ...headKeys(m.dim, l),
     feature_map: nameOf(type, 'feature map', LINEAR_MAPS, l.featureMap),
     norm_q: l.normQ,
     norm_k: l.normK,
