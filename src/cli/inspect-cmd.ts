@@ -80,6 +80,12 @@ ${COMMON_COMPILE_HELP}`,
       },
     });
     if (positionals.length !== 1) throw new UserError('inspect takes one spec (see --help)');
+    // Before the model is read: --phase picks what --passes prints, and alone it would do nothing.
+    const phase = values.phase ?? 'decode';
+    if (phase !== 'prefill' && phase !== 'decode')
+      throw new UserError(`--phase must be prefill or decode, got '${phase}'`);
+    if (values.phase !== undefined && !values.passes)
+      throw new UserError('--phase goes with --passes (it picks the phase whose passes are shown)');
     const input = await loadModelInput(positionals[0], {
       seed: 0,
       hf: values.hf,
@@ -97,9 +103,6 @@ ${COMMON_COMPILE_HELP}`,
     const compiled = compileWithOptions(input.model, caps, values);
     const r = report(compiled);
     if (values.passes) {
-      const phase = values.phase ?? 'decode';
-      if (phase !== 'prefill' && phase !== 'decode')
-        throw new UserError(`--phase must be prefill or decode, got '${phase}'`);
       for (const entry of compiled.passLog[phase]) {
         console.log(`== after ${entry.pass}: ${entry.graph.nodes.length} nodes ==`);
         console.log(formatGraph(entry.graph));

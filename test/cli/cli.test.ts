@@ -233,6 +233,21 @@ describe('strata inspect', () => {
     const r = await cli('inspect', 'specs/tiny-llama.strata', '--passes');
     for (const p of ['lowered', 'qkv-rope-append', 'gated-mlp', 'residual', 'norm-prologue'])
       expect(r.out).toContain(`after ${p}`);
+    // A hybrid's phases differ: decode fuses each Mamba layer's step (mamba1-decode).
+    const hybrid = 'specs/demo-hybrid.strata';
+    const dec = await cli('inspect', hybrid, '--passes');
+    const pre = await cli('inspect', hybrid, '--passes', '--phase', 'prefill');
+    expect(pre.code, pre.err).toBe(0);
+    const nodes = (out: string) => out.match(/== after mamba1-decode: (\d+) nodes ==/)?.[1];
+    expect([nodes(pre.out), nodes(dec.out)]).toEqual(['142', '110']);
+    for (const [args, message] of [
+      [['--phase', 'prefill'], '--phase goes with --passes'],
+      [['--passes', '--phase', 'train'], "--phase must be prefill or decode, got 'train'"],
+    ] as const) {
+      const bad = await cli('inspect', 'specs/tiny-llama.strata', ...args);
+      expect(bad.code).toBe(1);
+      expect(bad.err).toContain(message);
+    }
   });
 });
 
