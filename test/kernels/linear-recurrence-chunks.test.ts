@@ -137,6 +137,11 @@ describe('linear_recurrence multi-pass prefill against the reference', () => {
     });
   }
 
+  it('dplr with q/k heads 3, gate (a, b, decay) heads 2 and v heads 3 of 6', async () => {
+    const over = { heads: 6, qHeads: 3, kHeads: 3, vHeads: 3, gateHeads: 2 };
+    await check(attrs({ ...over, decay: 'key', update: 'dplr' }), 83, 3, 13, 90);
+  });
+
   it('normalizes with per-key decay and shared heads', async () => {
     const a = attrs({
       heads: 6,
