@@ -35,9 +35,9 @@
  * unit lower-triangular system.
  *
  * Every exponent is a G ≤ 0 or a difference G_t − G_u ≤ 0 (u ≤ t; G⁻_t − G_u for u < t), so
- * nothing large is exponentiated however strong the decay. Pass 3 recomputes the prologue (and the cumulative
- * decays) from the inputs rather than storing q̂, k̂ and G: an extra read of q, k, g against
- * three T × heads × keyDim scratch arrays and their bindings.
+ * nothing large is exponentiated however strong the decay. Pass 3 recomputes the prologue (and
+ * the cumulative decays) from the inputs rather than storing q̂, k̂ and G: an extra read of q, k,
+ * g against three T × heads × keyDim scratch arrays and their bindings.
  *
  * Scratch, shared between layers by name, sized for one segment of S tokens (S = maxT where it
  * fits; at 16 heads of 128 × 128 and C = 64, 16 KiB of states and 16 KiB of w and decayed keys

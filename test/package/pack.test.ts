@@ -123,8 +123,9 @@ describe('the npm package', () => {
     expect(
       packed.files.some((f) => /\.test\.|fixtures|\.ts$/.test(f.path.replace(/\.d\.ts$/, ''))),
     ).toBe(false);
-    // About 0.4 MB today; the source checkout's tarball was 10 MB.
-    expect(packed.size).toBeLessThan(1_000_000);
+    // 1.0 MB on 2026-12-07 (292 modules and their declarations, 2.7 MB unpacked), grown with
+    // the code; the source checkout's tarball was 10 MB and the test fixtures alone are 35 MB.
+    expect(packed.size).toBeLessThan(2_000_000);
     for (const target of Object.values(PKG.bin))
       expect(packed.files.map((f) => f.path)).toContain(target.replace(/^\.\//, ''));
     // `serve`'s page runtime, prebuilt: an installed CLI has no bundler.
