@@ -85,7 +85,7 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
   const fuse = opts.fuse ?? true;
   const precision = opts.precision ?? 'f32';
   const kernels: KernelTable = new Map();
-  const run = (phase: 'prefill' | 'decode') => {
+  const passes = (phase: 'prefill' | 'decode', keepF32: ReadonlySet<string>) => {
     // A batched build's prefill is one sequence's (batch 1): it fills one batch slot at a time
     // from that slot's own prompt, on state buffers of one sequence that the runtime then copies
     // into the slot (runtime/batch.ts), so slots prefill apart and the others keep their state.
@@ -97,11 +97,20 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
       kv: opts.kv ?? 'f32',
       batch: phase === 'prefill' ? 1 : batch,
     });
-    const { graph, log } = runPasses(lowered, { caps: opts.caps, fuse, precision });
-    return { graph, log, program: emitPhase(graph, opts.caps, kernels) };
+    return runPasses(lowered, { caps: opts.caps, fuse, precision, keepF32 });
   };
-  const prefill = run('prefill');
-  const decode = run('decode');
+  // Both phases bind one copy of each weight. A weight one phase reads through a kernel that
+  // takes f32 only (a decode fusion such as a low-rank gate computed inside the recurrence) while
+  // the other reads it through a matmul, which would narrow it, stays f32 in both.
+  let pre = passes('prefill', new Set());
+  let dec = passes('decode', new Set());
+  const keep = wideInOnePhase(pre.graph, dec.graph);
+  if (keep.size > 0) {
+    pre = passes('prefill', keep);
+    dec = passes('decode', keep);
+  }
+  const prefill = { ...pre, program: emitPhase(pre.graph, opts.caps, kernels) };
+  const decode = { ...dec, program: emitPhase(dec.graph, opts.caps, kernels) };
   const params = new Map<string, ParamEntry>();
   const state = new Map<string, StateEntry>();
   // Both phases bind one copy of each weight and state buffer, so they must agree on its type.
@@ -160,6 +169,20 @@ export function compileModel(model: ModelIR, opts: CompileOptions): CompiledMode
     graphs: { prefill: prefill.graph, decode: decode.graph },
     passLog: { prefill: prefill.log, decode: decode.log },
   };
+}
+
+/** Parameters that are f32 in one phase's graph and narrower in the other's. */
+function wideInOnePhase(a: Graph, b: Graph): Set<string> {
+  const types = (g: Graph) =>
+    new Map(usedTensors(g).flatMap((t) => (t.kind === 'param' ? [[t.name, t.dtype]] : [])));
+  const [ta, tb] = [types(a), types(b)];
+  const keep = new Set<string>();
+  for (const [name, dtype] of ta) {
+    const other = tb.get(name);
+    if (other !== undefined && other !== dtype && (dtype === 'f32' || other === 'f32'))
+      keep.add(name);
+  }
+  return keep;
 }
 
 export function stateBytes(c: Pick<CompiledModel, 'state'>): number {

@@ -12,6 +12,8 @@ export interface PassOptions {
   fuse: boolean;
   /** How weights are stored (src/passes/precision.ts); f32 when absent. */
   precision?: Precision;
+  /** Parameters that stay f32 whatever the precision (another phase reads them in f32). */
+  keepF32?: ReadonlySet<string>;
 }
 
 export interface PassLogEntry {
@@ -26,7 +28,7 @@ export function runPasses(g: Graph, opts: PassOptions): { graph: Graph; log: Pas
     // After fusion (which concatenates weights) and before splitting (which sizes by bytes).
     {
       name: 'assign-precision',
-      run: (g) => assignPrecision(g, opts.precision ?? 'f32', opts.caps),
+      run: (g) => assignPrecision(g, opts.precision ?? 'f32', opts.caps, opts.keepF32),
     },
     { name: 'split-oversize-params', run: splitOversizeParams },
   ];

@@ -15,7 +15,10 @@
  * Under q4 the output head (and so a tied embedding table) is stored q8, as llama.cpp keeps its
  * output at 6 bits: its error moves every logit at once.
  * A weight whose rows are not whole 32-blocks cannot be quantised and is stored f16; inspect
- * counts bytes by type, so such a tensor shows.
+ * counts bytes by type, so such a tensor shows. A weight that one phase reads in f32 (a decode
+ * fusion that computes it inside another kernel, such as GLA's low-rank gate inside the
+ * recurrence) stays f32 in the other phase too (`keepF32`, codegen/compile.ts): both phases bind
+ * one copy of it.
  *
  * Under f16, a prefill matmul on a device with f16 tensor cores also rounds its x rows to f16
  * (xType 'f16'), the products tensor cores take (codegen/kernels/matmul/subgroup-matrix.ts);
@@ -79,11 +82,17 @@ function f16Activations(g: Graph, a: MatmulAttrs, caps: DeviceCaps): boolean {
   return g.maxT > 1 && a.wType === 'f16' && a.K % 8 === 0 && !f16TensorCoresUnsupported(caps);
 }
 
-export function assignPrecision(g: Graph, precision: Precision, caps: DeviceCaps): Graph {
+export function assignPrecision(
+  g: Graph,
+  precision: Precision,
+  caps: DeviceCaps,
+  keepF32: ReadonlySet<string> = new Set(),
+): Graph {
   if (precision === 'f32') return g;
   const users = consumers(g);
   const chosen = new Map<number, WeightType>();
   for (const t of g.tensors) {
+    if (keepF32.has(t.name)) continue;
     const type = chooseType(g, t, users.get(t.id) ?? [], users, precision);
     if (type && type !== 'f32') chosen.set(t.id, type);
   }

@@ -25,6 +25,8 @@ import { mlp, tinyLlama } from '../helpers/models.ts';
 import { TENSOR_CAPS } from '../helpers/matmul.ts';
 import { randInts } from '../helpers/numeric.ts';
 import { parseSpec } from '../../src/spec/load.ts';
+import { importHfConfig } from '../../src/import/hf.ts';
+import { readConfigJson } from '../../src/import/json.ts';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +41,13 @@ function blockModel(): ModelIR {
   return { ...m, layers: m.layers.map((l) => ({ ...l, ffn: mlp({ hidden: 96 }) })) };
 }
 
+/** fla's GLA hybrid fixture (gla layers with a low-rank gate, attention at some layers). */
+function flaGla(): ModelIR {
+  const text = readFileSync('test/fixtures/fla/gla_hybrid/config.json', 'utf8');
+  const { config, origin } = readConfigJson(text, 'config.json');
+  return importHfConfig(config as object, 'gla_hybrid', origin).model;
+}
+
 const TEXT = 'The quick brown fox jumps over the lazy dog, and then it runs back home again.';
 
 describe('weights at f16, q8 and q4 on WebGPU vs the CPU interpreter', () => {
@@ -50,6 +59,13 @@ describe('weights at f16, q8 and q4 on WebGPU vs the CPU interpreter', () => {
       await expectMatchesInterpreter(m, randInts(13, model.vocab, 5), 24, 1e-4);
     });
   }
+
+  it('f16 on a GLA hybrid (fla fixture): its low-rank gate kept f32, still matches', async () => {
+    const model = flaGla();
+    const m = await gpuModel(model, { precision: 'f16' });
+    expect(m.compiled.params.some((p) => p.dtype === 'f16')).toBe(true);
+    await expectMatchesInterpreter(m, randInts(11, model.vocab, 7), 6, 1e-4);
+  });
 
   it('q4 on a Jamba-shaped hybrid with MoE: q4 experts, f32 SSM and router, still match', async () => {
     const model = parseSpec(readFileSync('specs/jamba-tiny-moe.strata', 'utf8'), 'jamba-tiny-moe');
@@ -233,6 +249,21 @@ describe('what each precision stores', () => {
     }
     expect(at(/A_log|\.D$|conv1d/).every(([, d]) => d === 'f32')).toBe(true);
     expect(at(/in_proj|out_proj/).every(([, d]) => d === 'q4')).toBe(true);
+  });
+
+  it("a weight one phase reads in f32 stays f32 in both: GLA's low-rank gate at f16 and q4", () => {
+    // Decode computes the gate's up projection inside the recurrence (recurrence-low-rank), which
+    // reads f32; prefill reads it through a matmul. Both bind one copy: this compiled to an error.
+    const model = flaGla();
+    for (const p of ['f16', 'q4'] as const) {
+      const t = dtypes(model, p);
+      const at = (re: RegExp) => Object.entries(t).filter(([n]) => re.test(n));
+      expect(at(/gk_proj\.1\.weight/).length).toBeGreaterThan(0);
+      expect(at(/gk_proj\.1\.weight/).every(([, d]) => d === 'f32')).toBe(true);
+      expect(at(/[qkv]_proj\.weight|down_proj/).every(([, d]) => d === p || d === 'f16')).toBe(
+        true,
+      );
+    }
   });
 
   it('f16 on a device with f16 tensor cores: prefill matmuls take f16 x and run on them; decode keeps x f32', () => {
