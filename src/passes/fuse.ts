@@ -327,10 +327,24 @@ export function fuseSharedInput(g: Graph, { caps }: FusionOptions): Graph {
     if (group) group.push(n);
     else groups.set(key, [n]);
   }
-  const withPrologue = (a: MatmulAttrs): MatmulAttrs => ({
-    ...a,
-    prologue: { kind: 'layer', eps: 1e-5, unitOffset: false, bias: true },
-  });
+  // Room is kept for the norm that norm-prologue may fold in later: the norm x comes from (an
+  // RMSNorm binds one weight, a LayerNorm with bias two), none when x is no norm's output. A
+  // worst-case LayerNorm for all left Mamba-2's in_proj one range short in prefill (four of its
+  // five, where decode's fusion takes all five), so both phases stored its rows, twice.
+  const withPrologue = (a: MatmulAttrs, x: number): MatmulAttrs => {
+    const n = r.producer(x);
+    if (n?.attrs.op !== 'norm') return a;
+    const norm = n.attrs.norm;
+    return {
+      ...a,
+      prologue: {
+        kind: norm.kind === 'rms' ? 'rms' : 'layer',
+        eps: 1e-5,
+        unitOffset: false,
+        bias: norm.kind === 'layer' && norm.bias,
+      },
+    };
+  };
   const merged = (ms: Matmul[]): MatmulAttrs => {
     const N = ms.reduce((s, m) => s + m.attrs.N, 0);
     return { ...ms[0].attrs, N, outStride: N, splits: ms.map((m) => m.attrs.N) };
@@ -338,7 +352,8 @@ export function fuseSharedInput(g: Graph, { caps }: FusionOptions): Graph {
   for (const members of groups.values()) {
     const take: Matmul[] = [];
     for (const m of members) {
-      if (take.length < 1 || fits(withPrologue(merged([...take, m])), caps)) take.push(m);
+      if (take.length < 1 || fits(withPrologue(merged([...take, m]), m.inputs.x), caps))
+        take.push(m);
     }
     if (take.length < 2) continue;
     const attrs = merged(take);
