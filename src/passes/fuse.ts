@@ -327,23 +327,16 @@ export function fuseSharedInput(g: Graph, { caps }: FusionOptions): Graph {
     if (group) group.push(n);
     else groups.set(key, [n]);
   }
-  // Room is kept for the norm that norm-prologue may fold in later: the norm x comes from (an
-  // RMSNorm binds one weight, a LayerNorm with bias two), none when x is no norm's output. A
-  // worst-case LayerNorm for all left Mamba-2's in_proj one range short in prefill (four of its
-  // five, where decode's fusion takes all five), so both phases stored its rows, twice.
+  // Room is kept for the norm that norm-prologue may fold in later: the prologue it would set,
+  // the norm x comes from (an RMSNorm binds one weight, a LayerNorm with bias two), none when x
+  // is no norm's output. A worst-case LayerNorm for all left Mamba-2's in_proj one range short
+  // in prefill (four of its five, where decode's fusion takes all five), so both phases stored
+  // its rows, twice.
   const withPrologue = (a: MatmulAttrs, x: number): MatmulAttrs => {
     const n = r.producer(x);
-    if (n?.attrs.op !== 'norm') return a;
-    const norm = n.attrs.norm;
-    return {
-      ...a,
-      prologue: {
-        kind: norm.kind === 'rms' ? 'rms' : 'layer',
-        eps: 1e-5,
-        unitOffset: false,
-        bias: norm.kind === 'layer' && norm.bias,
-      },
-    };
+    return n?.attrs.op === 'norm' && n.attrs.norm.kind !== 'l2'
+      ? { ...a, prologue: n.attrs.norm }
+      : a;
   };
   const merged = (ms: Matmul[]): MatmulAttrs => {
     const N = ms.reduce((s, m) => s + m.attrs.N, 0);
